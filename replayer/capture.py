@@ -1,0 +1,263 @@
+"""The SDK middleware: what runs on the agent's thread.
+
+It runs once per HTTP attempt inside the SDK's retry loop, so retries, `.stream()`, `.parse()`,
+`beta.*` and the tool runner are all seen. On the agent's thread it only gathers bytes the HTTP
+layer already holds (the request body as sent, the response body or the stream's chunks as they
+pass) and puts them on the writer's queue. A stream is teed: the caller's iteration is untouched,
+and the capture is finished when the stream ends, fails, or is closed early (then it is recorded
+as far as it got, marked abandoned). Nothing here may raise into the agent: the agent sees
+exactly the exceptions it would see without replayer.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import anthropic
+
+from .captured import Captured, Context
+
+if TYPE_CHECKING:
+    from .recorder import Recorder
+
+log = logging.getLogger("replayer")
+PROTOCOL_HEADERS = ("anthropic-version", "anthropic-beta")
+_warned = False
+
+
+def _is_turn(request: Any) -> bool:
+    """Messages calls only: count_tokens and batches are not turns."""
+    if request.method.lower() != "post":
+        return False
+    path = request.url.split("?", 1)[0].rstrip("/")
+    return path.endswith("/v1/messages") or path == "/messages"
+
+
+def _trace_id() -> str | None:
+    otel = sys.modules.get("opentelemetry.trace")
+    if otel is None:
+        return None
+    try:
+        sc = otel.get_current_span().get_span_context()
+        return format(sc.trace_id, "032x") if sc.is_valid else None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _warn(e: BaseException) -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        log.warning("replayer: a call could not be captured (%s: %s); the agent is unaffected", type(e).__name__, e)
+
+
+class _StreamCapture:
+    """Finishes a capture exactly once: at the stream's end, its failure, or its early close."""
+
+    __slots__ = ("cap", "put", "p0", "chunks", "ends", "n", "done", "is_sse", "pulling")
+
+    def __init__(self, cap: Captured, put: Any, p0: float, is_sse: bool):
+        self.cap, self.put, self.p0, self.is_sse = cap, put, p0, is_sse
+        self.chunks: list[bytes] = []
+        self.ends: list[tuple[int, float]] = []
+        self.n = 0
+        self.done = False
+        self.pulling = False
+        """True while waiting on the HTTP library for the next chunk: a close() it makes then is
+        its own cleanup of a failed read, and the read's error will follow."""
+
+    def add(self, chunk: bytes) -> None:
+        self.n += len(chunk)
+        self.chunks.append(chunk)
+        self.ends.append((self.n, time.perf_counter() - self.p0))
+
+    def finish(self, err: BaseException | None = None, *, abandoned: bool = False) -> None:
+        if self.done:
+            return
+        self.done = True
+        cap = self.cap
+        cap.latency_ms = round((time.perf_counter() - self.p0) * 1000, 3)
+        body = b"".join(self.chunks)
+        if self.is_sse:
+            cap.sse, cap.chunk_ends = body, self.ends
+        else:
+            cap.response_bytes = body
+        if err is not None and not isinstance(err, GeneratorExit):
+            cap.error = {"type": "connection_error", "message": f"{type(err).__name__}: {err}", "status": None}
+        elif abandoned or isinstance(err, GeneratorExit):
+            cap.abandoned = True
+        self.put(cap)
+
+
+def _tee_sync(http: Any, sc: _StreamCapture) -> None:
+    orig_iter, orig_close = http.iter_bytes, http.close
+
+    def iter_bytes(*args: Any, **kwargs: Any) -> Any:
+        err: BaseException | None = None
+        it = orig_iter(*args, **kwargs)
+        try:
+            while True:
+                sc.pulling = True
+                try:
+                    chunk = next(it)
+                except StopIteration:
+                    break
+                finally:
+                    sc.pulling = False
+                sc.add(chunk)
+                yield chunk
+        except BaseException as e:
+            err = e
+            raise
+        finally:
+            sc.finish(err)
+
+    def close() -> None:
+        try:
+            orig_close()
+        finally:
+            if not sc.pulling:
+                sc.finish(abandoned=True)
+
+    http.iter_bytes = iter_bytes
+    http.close = close
+
+
+def _tee_async(http: Any, sc: _StreamCapture) -> None:
+    orig_iter, orig_close = http.aiter_bytes, http.aclose
+
+    async def aiter_bytes(*args: Any, **kwargs: Any) -> Any:
+        err: BaseException | None = None
+        it = orig_iter(*args, **kwargs)
+        try:
+            while True:
+                sc.pulling = True
+                try:
+                    chunk = await it.__anext__()
+                except StopAsyncIteration:
+                    break
+                finally:
+                    sc.pulling = False
+                sc.add(chunk)
+                yield chunk
+        except BaseException as e:
+            err = e
+            raise
+        finally:
+            sc.finish(err)
+
+    async def aclose() -> None:
+        try:
+            await orig_close()
+        finally:
+            if not sc.pulling:
+                sc.finish(abandoned=True)
+
+    http.aiter_bytes = aiter_bytes
+    http.aclose = aclose
+
+
+class RecorderMiddleware(anthropic.Middleware):
+    """Installed with `Recorder.wrap(client)` or `Anthropic(middleware=[rec.middleware])`."""
+
+    def __init__(self, recorder: Recorder):
+        self.recorder = recorder
+
+    def _start(self, request: Any) -> Captured:
+        ctx = self.recorder._current()
+        if (ctx is None or ctx.trace_id is None) and "opentelemetry.trace" in sys.modules:
+            trace_id = _trace_id()
+            if trace_id:
+                ctx = Context(*(ctx.conversation_id, ctx.user_id, ctx.tags) if ctx else (None, None, None), trace_id)
+        key = request.options.idempotency_key or uuid.uuid4().hex
+        return Captured(
+            call_key=key,
+            attempt=request.retries_taken,
+            t_start=self.recorder._clock(),
+            endpoint=request.url.split("?", 1)[0],
+            stream=bool(request.stream),
+            ctx=ctx,
+        )
+
+    def _failed(self, cap: Captured, e: BaseException, p0: float, request: Any) -> None:
+        try:
+            cap.latency_ms = round((time.perf_counter() - p0) * 1000, 3)
+            req = getattr(e, "request", None)
+            content = getattr(req, "content", None) if req is not None else None
+            if isinstance(content, bytes):
+                cap.request_bytes = content
+                cap.headers = {h: req.headers[h] for h in PROTOCOL_HEADERS if h in req.headers}
+            if cap.request_bytes is None:
+                cap.request_obj = request.json
+            kind = "timeout_error" if isinstance(e, anthropic.APITimeoutError) else "connection_error"
+            if not isinstance(e, anthropic.APIConnectionError):
+                kind = type(e).__name__
+            cap.error = {"type": kind, "message": str(e), "status": None}
+            self.recorder._writer.put(cap)
+        except Exception as inner:  # noqa: BLE001
+            _warn(inner)
+
+    def _answered(self, cap: Captured, resp: Any, p0: float, is_async: bool) -> bool:
+        """Fill the capture from a response. True when the body is still to come (a tee is set)."""
+        http = resp.http_response
+        req = http.request
+        cap.request_bytes = req.content
+        headers = req.headers
+        cap.headers = {h: headers[h] for h in PROTOCOL_HEADERS if h in headers}
+        cap.status = http.status_code
+        cap.request_id = http.headers.get("request-id")
+        if hasattr(http, "_content"):  # already read: a plain call
+            cap.response_bytes = http._content
+            cap.latency_ms = round((time.perf_counter() - p0) * 1000, 3)
+            self.recorder._writer.put(cap)
+            return False
+        is_sse = "event-stream" in http.headers.get("content-type", "") or (cap.stream and cap.status < 400)
+        sc = _StreamCapture(cap, self.recorder._writer.put, p0, is_sse)
+        (_tee_async if is_async else _tee_sync)(http, sc)
+        return True
+
+    def handle(self, request: Any, call_next: Any) -> Any:
+        if not _is_turn(request):
+            return call_next(request)
+        try:
+            cap = self._start(request)
+        except Exception as e:  # noqa: BLE001
+            _warn(e)
+            return call_next(request)
+        p0 = time.perf_counter()
+        try:
+            resp = call_next(request)
+        except BaseException as e:
+            self._failed(cap, e, p0, request)
+            raise
+        try:
+            if self._answered(cap, resp, p0, False) and cap.status is not None and cap.status >= 400:
+                resp.http_response.read()  # an error body is small and the SDK reads it anyway
+        except Exception as e:  # noqa: BLE001
+            _warn(e)
+        return resp
+
+    async def handle_async(self, request: Any, call_next: Any) -> Any:
+        if not _is_turn(request):
+            return await call_next(request)
+        try:
+            cap = self._start(request)
+        except Exception as e:  # noqa: BLE001
+            _warn(e)
+            return await call_next(request)
+        p0 = time.perf_counter()
+        try:
+            resp = await call_next(request)
+        except BaseException as e:
+            self._failed(cap, e, p0, request)
+            raise
+        try:
+            if self._answered(cap, resp, p0, True) and cap.status is not None and cap.status >= 400:
+                await resp.http_response.aread()
+        except Exception as e:  # noqa: BLE001
+            _warn(e)
+        return resp

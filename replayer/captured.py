@@ -1,0 +1,41 @@
+"""What the agent's thread hands to the writer: bytes and numbers it already has, nothing parsed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Context:
+    """The ids `Recorder.conversation(...)` puts in force (a contextvar holds one)."""
+
+    conversation_id: str | None = None
+    user_id: str | None = None
+    tags: dict[str, Any] | None = None
+    trace_id: str | None = None
+
+
+@dataclass(slots=True)
+class Captured:
+    call_key: str
+    attempt: int
+    t_start: float
+    """Wall-clock seconds when the attempt was sent."""
+    endpoint: str = "/v1/messages"
+    stream: bool = False
+    request_bytes: bytes | None = None
+    request_obj: Any = None
+    """A request given as a document (`Recorder.record`), instead of bytes."""
+    headers: dict[str, str] = field(default_factory=dict)
+    status: int | None = None
+    response_bytes: bytes | None = None
+    response_obj: Any = None
+    sse: bytes | None = None
+    chunk_ends: list[tuple[int, float]] | None = None
+    """(bytes received so far, seconds since t_start) after each chunk of a stream."""
+    latency_ms: float | None = None
+    error: dict[str, Any] | None = None
+    request_id: str | None = None
+    ctx: Context | None = None
+    abandoned: bool = False

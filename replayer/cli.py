@@ -1,0 +1,349 @@
+"""The `replayer` command line.
+
+Conventions (DESIGN.md): every command takes --db (else $REPLAYER_DB, else the user data
+folder); `--json` prints exactly one JSON document on stdout; exit 0 on success, 1 when the work
+ran but failed, 2 for bad input, always with a one-line message and never a traceback. Heavy
+imports happen inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+class UserError(click.ClickException):
+    """Bad input: one line on stderr, exit 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"replayer: {self.message}", err=True)
+
+
+class Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        from .pricing import PricingError
+        from .store.schema import DBError
+
+        try:
+            return super().invoke(ctx)
+        except (DBError, PricingError) as e:
+            raise UserError(str(e)) from None
+        except sqlite3.Error as e:
+            raise UserError(f"database error: {e}") from None
+
+
+def _set_db(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.ensure_object(dict)["db"] = value
+
+
+def _set_pricing(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.ensure_object(dict)["pricing"] = value
+
+
+db_option = click.option(
+    "--db",
+    metavar="PATH",
+    expose_value=False,
+    callback=_set_db,
+    help="Database file (default: $REPLAYER_DB, else replayer.db in your data folder).",
+)
+pricing_option = click.option(
+    "--pricing",
+    metavar="FILE",
+    expose_value=False,
+    callback=_set_pricing,
+    help="A price file (TOML) that adds or overrides rows (also $REPLAYER_PRICING).",
+)
+
+
+def db_path(ctx: click.Context) -> Path:
+    from .recorder import default_db_path
+
+    given = (ctx.find_root().obj or {}).get("db")
+    return Path(given).expanduser() if given else default_db_path()
+
+
+def open_store(ctx: click.Context) -> Any:
+    from .pricing import PriceTable
+    from .store.queries import Store
+    from .store.schema import open_db
+
+    obj = ctx.find_root().obj or {}
+    prices = PriceTable.load(obj.get("pricing"))
+    return Store(open_db(db_path(ctx), create=False), prices)
+
+
+def local_time(iso: str | None) -> str:
+    if not iso:
+        return ""
+    try:
+        t = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso
+    return t.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def money(v: float | None) -> str:
+    return "?" if v is None else f"${v:,.4f}"
+
+
+def cut(text: str | None, n: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+@click.group(cls=Group, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@db_option
+@pricing_option
+@click.version_option(package_name="replayer")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Record, browse, rerun and cost every Claude API call your agent makes.
+
+    With no command, opens the browser (replayer browse).
+    """
+    ctx.ensure_object(dict)
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(browse)
+
+
+@cli.command()
+@db_option
+@click.pass_context
+def browse(ctx: click.Context) -> None:
+    """The terminal app: conversations, turns, context, tools, costs."""
+    path = db_path(ctx)
+    from .store.schema import open_db
+
+    open_db(path, create=False)  # a missing or foreign file is reported before anything starts
+    click.echo(
+        "replayer: the terminal browser is not built yet; meanwhile use 'replayer list' and 'replayer show ID'.",
+        err=True,
+    )
+    ctx.exit(1)
+
+
+@cli.command("list")
+@db_option
+@pricing_option
+@click.option("--user", help="Only this user's conversations.")
+@click.option("--model", help="Only conversations that used this model (prefix).")
+@click.option("--since", metavar="DATE", help="Only conversations active since DATE (YYYY-MM-DD, UTC).")
+@click.option("-q", "query", metavar="TEXT", help="Only conversations whose messages contain TEXT.")
+@click.option("-n", "limit", type=click.IntRange(1), default=50, show_default=True, help="How many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def list_(ctx: click.Context, user: str | None, model: str | None, since: str | None, query: str | None,
+          limit: int, as_json: bool) -> None:
+    """Recorded conversations, newest first."""
+    if since:
+        try:
+            datetime.fromisoformat(since)
+        except ValueError:
+            raise UserError(f"--since {since!r} is not a date: use YYYY-MM-DD") from None
+    store = open_store(ctx)
+    rows = store.conversations(user=user, model=model, since=since, query=query, limit=limit)
+    if as_json:
+        click.echo(json.dumps([r.model_dump() for r in rows], ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("No conversations recorded yet. Wrap your client: client = Recorder().wrap(anthropic.Anthropic()),"
+                   " or run: replayer record -- python agent.py", err=True)
+        return
+    click.echo(f"{'STARTED':16}  {'CONVERSATION':32}  {'USER':14}  {'TURNS':>5}  {'IN TOK':>9}  {'OUT TOK':>8}  "
+               f"{'COST':>10}  {'ERR':>3}  FIRST MESSAGE")
+    for r in rows:
+        click.echo(
+            f"{local_time(r.started_at):16}  {r.conversation_id:32}  {cut(r.user_id, 14):14}  {r.turns:>5}  "
+            f"{r.input_tokens:>9,}  {r.output_tokens:>8,}  {money(r.cost_usd):>10}  {r.errors:>3}  "
+            f"{cut(r.first_message, 40)}"
+        )
+
+
+@cli.command()
+@db_option
+@pricing_option
+@click.argument("conversation_id")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
+    """One conversation, turn by turn."""
+    store = open_store(ctx)
+    if not store.conversation_exists(conversation_id):
+        raise UserError(f"no conversation {conversation_id!r} in {db_path(ctx)}: see 'replayer list'")
+    turns = store.turns(conversation_id)
+    if as_json:
+        click.echo(json.dumps({"conversation_id": conversation_id, "turns": [t.model_dump() for t in turns]},
+                              ensure_ascii=False))
+        return
+    total = 0.0
+    unknown = False
+    click.echo(f"{'#':>3}  {'STARTED':16}  {'MODEL':28}  {'STOP':10}  {'CTX':>4}  {'PROMPT':>8}  {'OUT':>6}  "
+               f"{'COST':>10}  {'MS':>7}  TOOLS / ERRORS")
+    from .store.queries import prompt_tokens
+
+    for t in turns:
+        u = t.usage or {}
+        last = t.attempts[-1] if t.attempts else None
+        notes = ", ".join(t.tool_calls)
+        for a in t.attempts:
+            if a.error:
+                notes += f" [{a.attempt}:{a.error.get('status') or ''} {a.error.get('type')}]"
+            if a.abandoned:
+                notes += " [abandoned]"
+        if t.cost_usd is None:
+            unknown = unknown or bool(t.usage)
+        else:
+            total += t.cost_usd
+        click.echo(
+            f"{t.index:>3}  {local_time(t.started_at):16}  {cut(t.model, 28):28}  {cut(t.stop_reason, 10):10}  "
+            f"{t.context_messages or 0:>4}  {prompt_tokens(u):>8,}  {int(u.get('output_tokens') or 0):>6,}  "
+            f"{money(t.cost_usd):>10}  {(last.latency_ms or 0) if last else 0:>7.0f}  {notes.strip()}"
+        )
+    click.echo(f"total {money(total)}" + (" (plus turns whose model has no price)" if unknown else ""))
+
+
+@cli.command()
+@db_option
+@pricing_option
+@click.option("--conversation", "conversation_id", metavar="ID", help="Only this conversation.")
+@click.option("-o", "output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout.")
+@click.pass_context
+def export(ctx: click.Context, conversation_id: str | None, output: str | None) -> None:
+    """JSON Lines: one line per recorded API attempt, request and response as on the wire."""
+    store = open_store(ctx)
+    if conversation_id and not store.conversation_exists(conversation_id):
+        raise UserError(f"no conversation {conversation_id!r}: see 'replayer list'")
+    out = open(output, "w", encoding="utf-8") if output else sys.stdout
+    try:
+        n = 0
+        for line in store.export_lines(conversation_id):
+            out.write(line + "\n")
+            n += 1
+    finally:
+        if output:
+            out.close()
+    if output:
+        click.echo(f"wrote {n} lines to {output}", err=True)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@db_option
+@click.option("--conversation", "conversation_id", metavar="ID", help="Put every call in this conversation.")
+@click.option("--user", "user_id", metavar="ID", help="Attribute every call to this user.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
+@click.pass_context
+def record(ctx: click.Context, conversation_id: str | None, user_id: str | None, command: tuple[str, ...]) -> None:
+    """Run a Python program and record its Claude API calls, with no code change.
+
+    Example: replayer record -- python agent.py --task fix-bug
+    """
+    from . import _boot
+
+    boot = str(Path(_boot.__file__).parent) if hasattr(_boot, "__file__") and _boot.__file__ else None
+    if boot is None:
+        boot = str(Path(__file__).parent / "_boot")
+    env = dict(os.environ)
+    env["REPLAYER_DB"] = str(db_path(ctx).resolve())
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (boot, env.get("PYTHONPATH")) if p)
+    if conversation_id:
+        env["REPLAYER_CONVERSATION"] = conversation_id
+    if user_id:
+        env["REPLAYER_USER"] = user_id
+    if shutil.which(command[0]) is None and not Path(command[0]).exists():
+        raise UserError(f"command not found: {command[0]}")
+    try:
+        proc = subprocess.run(list(command), env=env)
+    except OSError as e:
+        raise UserError(f"cannot run {command[0]}: {e.strerror}") from None
+    except KeyboardInterrupt:
+        ctx.exit(130)
+    ctx.exit(proc.returncode)
+
+
+@cli.group()
+def db() -> None:
+    """Where the database is, migrating it, backing it up."""
+
+
+@db.command("path")
+@db_option
+@click.pass_context
+def db_path_cmd(ctx: click.Context) -> None:
+    """Print the database path in use."""
+    click.echo(str(db_path(ctx)))
+
+
+@db.command("migrate")
+@db_option
+@click.pass_context
+def db_migrate(ctx: click.Context) -> None:
+    """Create the database or bring its schema up to date."""
+    from .store.schema import apply_migrations, migrations, open_db
+
+    database = open_db(db_path(ctx), migrate=False)
+    pending = [m.name for m in migrations.pending(database)]
+    if pending:
+        apply_migrations(database)
+        click.echo(f"applied {len(pending)} migration(s): {', '.join(pending)}", err=True)
+    else:
+        click.echo("up to date", err=True)
+
+
+@db.command("backup")
+@db_option
+@click.argument("dest", type=click.Path(dir_okay=False))
+@click.pass_context
+def db_backup(ctx: click.Context, dest: str) -> None:
+    """Copy the database, consistently, while agents may be writing to it."""
+    from .store.schema import open_db
+
+    database = open_db(db_path(ctx), create=False)
+    if Path(dest).exists():
+        raise UserError(f"{dest} exists: choose a new file")
+    target = sqlite3.connect(dest)
+    try:
+        database.conn.backup(target)
+    finally:
+        target.close()
+    os.chmod(dest, 0o600)
+    click.echo(f"backed up to {dest}", err=True)
+
+
+@cli.command()
+@db_option
+@click.option("--no-open", is_flag=True, help="Only build the demo database.")
+@click.pass_context
+def demo(ctx: click.Context, no_open: bool) -> None:
+    """Record the shipped example conversations through the real SDK, then show them."""
+    from .demo import build_demo, demo_db_path
+
+    given = (ctx.find_root().obj or {}).get("db")
+    path = Path(given) if given else demo_db_path()
+    click.echo(f"recording the demo conversations into {path} …", err=True)
+    turns = build_demo(path)
+    click.echo(f"recorded {turns} turns", err=True)
+    ctx.find_root().obj["db"] = str(path)
+    ctx.invoke(list_, user=None, model=None, since=None, query=None, limit=50, as_json=False)
+    click.echo(f"\nnext: replayer --db {path} show <CONVERSATION>   ·   replayer --db {path} export", err=True)
+
+
+def main() -> None:
+    cli(prog_name="replayer")
+
+
+if __name__ == "__main__":
+    main()

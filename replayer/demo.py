@@ -1,0 +1,105 @@
+"""Build the demo database: the shipped fixtures, recorded through the real SDK.
+
+Each fixture is a conversation in wire format. A local fake Messages API answers every request
+with the fixture's recorded attempts (errors and retries included), and the official SDK, wrapped
+by a Recorder, makes the calls. So the demo database comes from exactly the code path a user's
+agent runs, not from rows written by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import warnings
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .fakeapi import FakeAPI, Reply
+
+SDK_KWARGS = ("model", "max_tokens", "messages", "stream")
+
+
+def fixture_files() -> list[tuple[str, str]]:
+    """(name, JSON text) of every shipped fixture, sorted by name."""
+    folder = resources.files("replayer").joinpath("fixtures")
+    out = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".json"):
+            out.append((entry.name[:-5], entry.read_text("utf-8")))
+    return sorted(out)
+
+
+def load_fixtures() -> list[dict[str, Any]]:
+    return [json.loads(text) for _, text in fixture_files()]
+
+
+def _reply(attempt: dict[str, Any]) -> Reply:
+    if "sse" in attempt:
+        return Reply(status=attempt.get("status", 200), sse=attempt["sse"], headers=attempt.get("headers", {}))
+    return Reply(status=attempt.get("status", 200), body=attempt.get("body"), headers=attempt.get("headers", {}))
+
+
+def play(client: Any, api: FakeAPI, turn: dict[str, Any]) -> None:
+    """Send one fixture turn through the SDK the way an agent would, swallowing API errors."""
+    import anthropic
+
+    api.script.clear()
+    api.enqueue(*(_reply(a) for a in turn["attempts"]))
+    body = dict(turn["request"])
+    kwargs = {k: body.pop(k) for k in SDK_KWARGS if k in body}
+    c = client.with_options(max_retries=turn["max_retries"]) if "max_retries" in turn else client
+    try:
+        result = c.messages.create(**kwargs, extra_body=body or None, extra_headers=turn.get("headers") or None)
+        if kwargs.get("stream"):
+            for _ in result:
+                pass
+    except anthropic.APIError:
+        pass  # the agent would see it; the recorder has it
+
+
+def build_demo(path: str | os.PathLike[str], *, quiet: bool = True) -> int:
+    """Record every fixture into `path` (replacing it). Returns the number of turns played."""
+    import anthropic
+
+    from .recorder import Recorder
+
+    path = Path(path)
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    turns = 0
+    logger = logging.getLogger("replayer")
+    level = logger.level
+    if quiet:
+        logger.setLevel(logging.ERROR)  # unknown-model price warnings are part of the demo
+    try:
+        with FakeAPI() as api, Recorder(path) as rec, warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key="demo-key-not-a-real-key"))
+            now = time.time()
+            for fx in load_fixtures():
+                offset = float(fx.get("day_offset", 0)) * 86400
+                start = now + offset - 3600
+                rec._clock = lambda start=start, t0=time.time(): start + (time.time() - t0)  # noqa: B023
+                conv = fx.get("conversation_id")
+                if conv:
+                    with rec.conversation(conv, user_id=fx.get("user_id"), tags={"fixture": fx["name"]}):
+                        for turn in fx["turns"]:
+                            play(client, api, turn)
+                            turns += 1
+                else:
+                    for turn in fx["turns"]:
+                        play(client, api, turn)
+                        turns += 1
+            rec.flush()
+    finally:
+        logger.setLevel(level)
+    return turns
+
+
+def demo_db_path() -> Path:
+    from .recorder import data_dir
+
+    return data_dir() / "demo.db"

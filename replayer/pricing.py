@@ -1,0 +1,225 @@
+"""Cost from raw usage and a price table kept as data.
+
+Costs are never stored: they are computed when read, from the usage exactly as the API sent it
+and the table in force, so correcting a price re-prices history.
+
+Usage semantics (API docs, prompt caching): `input_tokens` EXCLUDES cached tokens. The prompt is
+input + cache writes + cache reads; each part has its own rate. Where `cache_creation` (the
+5-minute / 1-hour split) is missing, every write is a 5-minute write. A model we have no row for
+has an unknown cost (None and one warning), never some other model's price.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("replayer")
+
+KINDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
+_DATED = re.compile(r"-(\d{8})$")
+
+
+class PricingError(Exception):
+    """A price file that can't be used; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Rates:
+    input: float
+    output: float
+    cache_write_5m: float
+    cache_write_1h: float
+    cache_read: float
+
+    def get(self, kind: str) -> float:
+        return float(getattr(self, kind))
+
+
+@dataclass(frozen=True)
+class PriceRow:
+    ids: tuple[str, ...]
+    rates: Rates
+    source: str
+    date: str
+    above_tokens: int | None = None
+    above: Rates | None = None
+    origin: str = "built-in"
+    """Which file the row came from."""
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """What one API response cost, kind by kind."""
+
+    model: str | None
+    row: PriceRow | None
+    tokens: dict[str, int]
+    rates: dict[str, float]
+    costs: dict[str, float]
+    web_search_requests: int
+    web_search_cost: float
+    banded: bool
+    batch: bool
+    total: float | None
+
+
+def _rates(d: dict[str, Any], where: str) -> Rates:
+    try:
+        return Rates(**{k: float(d[k]) for k in KINDS})
+    except KeyError as e:
+        raise PricingError(f"{where}: missing rate {e.args[0]!r} (need {', '.join(KINDS)})") from None
+    except (TypeError, ValueError):
+        raise PricingError(f"{where}: rates must be numbers (USD per million tokens)") from None
+
+
+def _rows(doc: dict[str, Any], origin: str) -> list[PriceRow]:
+    rows = []
+    for i, m in enumerate(doc.get("model", [])):
+        where = f"{origin}: [[model]] #{i + 1}"
+        ids = m.get("ids") or ([m["id"]] if "id" in m else [])
+        if not ids or not all(isinstance(x, str) for x in ids):
+            raise PricingError(f"{where}: needs ids = [\"model-name\", ...]")
+        above = m.get("above")
+        rows.append(
+            PriceRow(
+                ids=tuple(ids),
+                rates=_rates(m, where),
+                source=str(m.get("source", origin)),
+                date=str(m.get("date", "")),
+                above_tokens=int(above["prompt_tokens"]) if above else None,
+                above=_rates(above, where + " [above]") if above else None,
+                origin=origin,
+            )
+        )
+    return rows
+
+
+def _load_file(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise PricingError(f"price file {path} not found: fix the path in $REPLAYER_PRICING or --pricing") from None
+    except tomllib.TOMLDecodeError as e:
+        raise PricingError(f"price file {path} is not valid TOML ({e}): fix it or unset $REPLAYER_PRICING") from None
+
+
+class PriceTable:
+    def __init__(self, rows: list[PriceRow], batch_factor: float = 0.5, web_search_per_1k: float = 10.0):
+        self.rows = rows
+        self.batch_factor = batch_factor
+        self.web_search_per_1k = web_search_per_1k
+        self._by_id: dict[str, PriceRow] = {}
+        for row in rows:  # later rows (user files) override earlier ones id by id
+            for model_id in row.ids:
+                self._by_id[model_id] = row
+        self._warned: set[str] = set()
+
+    @classmethod
+    def load(cls, extra: str | os.PathLike[str] | None = None) -> PriceTable:
+        """The built-in table, then `$REPLAYER_PRICING`, then `extra`, each overriding by id."""
+        text = resources.files("replayer").joinpath("data/prices.toml").read_text("utf-8")
+        doc = tomllib.loads(text)
+        rows = _rows(doc, "built-in")
+        batch = float(doc.get("batch", {}).get("factor", 0.5))
+        web = float(doc.get("server_tools", {}).get("web_search_per_1k", 10.0))
+        for path in (os.environ.get("REPLAYER_PRICING"), extra):
+            if not path:
+                continue
+            user = _load_file(Path(path))
+            rows += _rows(user, str(path))
+            batch = float(user.get("batch", {}).get("factor", batch))
+            web = float(user.get("server_tools", {}).get("web_search_per_1k", web))
+        return cls(rows, batch, web)
+
+    def row_for(self, model: str | None) -> PriceRow | None:
+        if not model:
+            return None
+        row = self._by_id.get(model)
+        if row is None:
+            m = _DATED.search(model)
+            if m:
+                row = self._by_id.get(model[: m.start()])
+        return row
+
+    def breakdown(self, usage: dict[str, Any] | None, model: str | None) -> Breakdown:
+        usage = usage or {}
+        reads = int(usage.get("cache_read_input_tokens") or 0)
+        writes = int(usage.get("cache_creation_input_tokens") or 0)
+        split = usage.get("cache_creation")
+        if isinstance(split, dict) and (
+            split.get("ephemeral_5m_input_tokens") is not None or split.get("ephemeral_1h_input_tokens") is not None
+        ):
+            w1h = int(split.get("ephemeral_1h_input_tokens") or 0)
+            w5m = int(split.get("ephemeral_5m_input_tokens") or 0)
+        else:
+            w5m, w1h = writes, 0
+        tokens = {
+            "input": int(usage.get("input_tokens") or 0),
+            "output": int(usage.get("output_tokens") or 0),
+            "cache_write_5m": w5m,
+            "cache_write_1h": w1h,
+            "cache_read": reads,
+        }
+        server = usage.get("server_tool_use") or {}
+        searches = int(server.get("web_search_requests") or 0) if isinstance(server, dict) else 0
+        batch = usage.get("service_tier") == "batch"
+        row = self.row_for(model)
+        if row is None:
+            if model not in self._warned:
+                self._warned.add(str(model))
+                log.warning(
+                    "replayer: no price for model %r: its cost is unknown. Add a row to a price file "
+                    "($REPLAYER_PRICING or --pricing) to price it.",
+                    model,
+                )
+            return Breakdown(model, None, tokens, {}, {}, searches, 0.0, False, batch, None)
+        prompt = tokens["input"] + w5m + w1h + reads
+        banded = row.above is not None and row.above_tokens is not None and prompt > row.above_tokens
+        rates_row = row.above if banded and row.above else row.rates
+        factor = self.batch_factor if batch else 1.0
+        rates = {k: rates_row.get(k) * factor for k in KINDS}
+        costs = {k: tokens[k] * rates[k] / 1_000_000 for k in KINDS}
+        web_cost = searches * self.web_search_per_1k / 1000
+        total = sum(costs.values()) + web_cost
+        return Breakdown(model, row, tokens, rates, costs, searches, web_cost, banded, batch, total)
+
+    def cost(self, usage: dict[str, Any] | None, model: str | None) -> float | None:
+        """USD for one response, or None when the model's price is unknown.
+
+        Beta `usage.iterations[]` entries of type compaction are billed on top of the totals
+        (the totals leave them out), each at its own model's rate when it names one.
+        """
+        total = self.breakdown(usage, model).total
+        if total is None or not usage:
+            return total
+        for it in usage.get("iterations") or ():
+            if isinstance(it, dict) and it.get("type") == "compaction":
+                extra = self.breakdown(it, it.get("model") or model).total
+                if extra is None:
+                    return None
+                total += extra
+        return total
+
+
+_default: PriceTable | None = None
+
+
+def default_table() -> PriceTable:
+    """The table in force for this process (built-in plus `$REPLAYER_PRICING`), loaded once."""
+    global _default
+    if _default is None:
+        _default = PriceTable.load()
+    return _default
+
+
+def set_default_table(table: PriceTable | None) -> None:
+    global _default
+    _default = table

@@ -1,0 +1,238 @@
+"""Recorder: the one object a user creates. Cheap to import (no SDK, no Textual at load)."""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import os
+import sys
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .captured import Captured, Context
+from .store.ingest import new_id
+from .store.writer import Writer
+
+_current: contextvars.ContextVar[Context | None] = contextvars.ContextVar("replayer_context", default=None)
+
+
+def data_dir() -> Path:
+    """The user's data folder for replayer (XDG on Linux)."""
+    if sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    elif os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "replayer"
+
+
+def default_db_path() -> Path:
+    """`$REPLAYER_DB`, else replayer.db in the user's data folder."""
+    env = os.environ.get("REPLAYER_DB")
+    return Path(env).expanduser() if env else data_dir() / "replayer.db"
+
+
+def _inherit_context_in_threads() -> None:
+    """Make threads (and thread-pool tasks) started inside a `conversation()` see it.
+
+    asyncio tasks copy the context by themselves; threads only do from Python 3.14 on with
+    `sys.flags.thread_inherit_context`. This does the same for older versions, once: a thread
+    runs in a copy of the context that started it, a pool task in a copy of the context that
+    submitted it.
+    """
+    if getattr(threading.Thread, "_replayer_inherits", False) or getattr(sys.flags, "thread_inherit_context", 0):
+        return
+    orig_start = threading.Thread.start
+    orig_inner = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
+    orig_submit = ThreadPoolExecutor.submit
+
+    def start(self: threading.Thread) -> None:
+        self._replayer_context = contextvars.copy_context()  # type: ignore[attr-defined]
+        orig_start(self)
+
+    def _bootstrap_inner(self: threading.Thread) -> None:
+        ctx = getattr(self, "_replayer_context", None)
+        if ctx is None:
+            orig_inner(self)
+        else:
+            ctx.run(orig_inner, self)
+
+    def submit(self: ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return orig_submit(self, contextvars.copy_context().run, fn, *args, **kwargs)
+
+    threading.Thread.start = start  # type: ignore[method-assign]
+    threading.Thread._bootstrap_inner = _bootstrap_inner  # type: ignore[attr-defined]
+    ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
+    threading.Thread._replayer_inherits = True  # type: ignore[attr-defined]
+
+
+_live: weakref.WeakSet[Recorder] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all() -> None:
+    for rec in list(_live):
+        rec.close(timeout=float(os.environ.get("REPLAYER_EXIT_TIMEOUT", "10")))
+
+
+class Recorder:
+    """Records every Messages API call of the clients it wraps into one SQLite file.
+
+    >>> rec = Recorder("agent.db")
+    >>> client = rec.wrap(anthropic.Anthropic())
+    >>> with rec.conversation("conv_abc123", user_id="user_789"):
+    ...     client.messages.create(...)
+    """
+
+    def __init__(
+        self,
+        db: str | os.PathLike[str] | None = None,
+        *,
+        redact: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+        log_events: bool = False,
+        max_pending: int = 20_000,
+    ):
+        self.path = Path(db).expanduser() if db is not None else default_db_path()
+        self._writer = Writer(str(self.path), redact=redact, log_events=log_events, max_pending=max_pending)
+        self._middleware: Any = None
+        self._closed = False
+        self._clock: Callable[[], float] = time.time
+        """Wall clock for `started_at` (the demo shifts it to spread fixtures over days)."""
+        _live.add(self)
+
+    # -- installing ---------------------------------------------------------------------------
+    @property
+    def middleware(self) -> Any:
+        """An `anthropic.Middleware` for `Anthropic(middleware=[...])` or `AsyncAnthropic`."""
+        if self._middleware is None:
+            from .capture import RecorderMiddleware
+
+            self._middleware = RecorderMiddleware(self)
+        return self._middleware
+
+    def wrap(self, client: Any) -> Any:
+        """A copy of `client` (Anthropic or AsyncAnthropic) that records every call."""
+        current = tuple(getattr(client, "middleware", ()) or ())
+        if self.middleware in current:
+            return client
+        return client.with_options(middleware=[*current, self.middleware])
+
+    # -- ids ----------------------------------------------------------------------------------
+    @contextmanager
+    def conversation(
+        self,
+        conversation_id: str | None = None,
+        *,
+        user_id: str | None = None,
+        tags: dict[str, Any] | None = None,
+        trace_id: str | None = None,
+    ) -> Iterator[str]:
+        """Calls inside belong to this conversation (also in threads and tasks started inside)."""
+        _inherit_context_in_threads()
+        cid = conversation_id or new_id("conv_")
+        token = _current.set(Context(cid, user_id, dict(tags) if tags else None, trace_id))
+        try:
+            yield cid
+        finally:
+            _current.reset(token)
+
+    @staticmethod
+    def _current() -> Context | None:
+        return _current.get()
+
+    # -- the hook for other loops -------------------------------------------------------------
+    def record(
+        self,
+        request: dict[str, Any],
+        response: Any = None,
+        *,
+        error: Any = None,
+        latency_ms: float | None = None,
+        conversation_id: str | None = None,
+        user_id: str | None = None,
+        started_at: float | None = None,
+        headers: dict[str, str] | None = None,
+        status: int | None = None,
+    ) -> None:
+        """Record a call made some other way. `request` is the JSON body; `response` the
+        message as a dict, JSON text, or an SDK object; `error` an exception or
+        {type, message, status}. The top level of `request` and its messages list are copied
+        here, so appending to your history afterwards doesn't change what was recorded."""
+        if isinstance(request, dict):
+            request = dict(request)
+            if isinstance(request.get("messages"), list):
+                request["messages"] = list(request["messages"])
+        ctx = _current.get()
+        if conversation_id or user_id:
+            ctx = Context(
+                conversation_id or (ctx.conversation_id if ctx else None),
+                user_id or (ctx.user_id if ctx else None),
+                ctx.tags if ctx else None,
+                ctx.trace_id if ctx else None,
+            )
+        cap = Captured(
+            call_key=uuid.uuid4().hex,
+            attempt=0,
+            t_start=started_at if started_at is not None else self._clock(),
+            stream=bool(request.get("stream")) if isinstance(request, dict) else False,
+            request_obj=request,
+            headers={k.lower(): v for k, v in (headers or {}).items() if k.lower() in ("anthropic-version", "anthropic-beta")},
+            latency_ms=latency_ms,
+            ctx=ctx,
+        )
+        if response is not None:
+            if isinstance(response, bytes | str):
+                cap.response_bytes = response.encode() if isinstance(response, str) else response
+            elif hasattr(response, "to_dict"):
+                cap.response_obj = response.to_dict()
+            else:
+                cap.response_obj = response
+            cap.status = status or 200
+        if error is not None:
+            cap.error = _error_dict(error)
+            cap.status = status if status is not None else cap.error.get("status")
+        self._writer.put(cap)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until everything recorded so far is in the database (False if it can't be)."""
+        return self._writer.flush(timeout)
+
+    def close(self, timeout: float | None = 10.0) -> bool:
+        if self._closed:
+            return True
+        self._closed = True
+        return self._writer.close(timeout)
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def dropped(self) -> int:
+        """Records lost because the buffer filled while the database couldn't be written."""
+        return self._writer.dropped
+
+
+def _error_dict(error: Any) -> dict[str, Any]:
+    if isinstance(error, dict):
+        return {"type": error.get("type"), "message": error.get("message"), "status": error.get("status")}
+    status = getattr(error, "status_code", None)
+    body = getattr(error, "body", None)
+    kind = None
+    if isinstance(body, dict):
+        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        kind = inner.get("type")
+    return {"type": kind or type(error).__name__, "message": str(error), "status": status}
+
+

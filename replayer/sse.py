@@ -1,0 +1,183 @@
+"""Server-sent events: parse raw bytes and assemble the message a stream builds.
+
+Runs on the background writer, never on the agent's thread. The assembly works on plain dicts
+parsed from the wire, so unknown block types, unknown delta fields and unknown top-level fields
+survive untouched; unknown event types are returned beside the message instead of dropped.
+
+Assembly follows the rules the SDK's own accumulator uses (text/thinking deltas append,
+`signature_delta` replaces, `citations_delta` appends to `citations`, tool input is the
+concatenation of `input_json_delta` fragments parsed at the end, `message_delta` usage counts
+are cumulative and replace), generalised so a delta type we don't know appends its string
+fields to the block and sets the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+KNOWN_EVENTS = frozenset(
+    {
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+        "ping",
+        "error",
+    }
+)
+
+
+@dataclass
+class Event:
+    event: str | None
+    data: str
+    offset: int
+    """Byte offset in the stream just past this event, to place it in time."""
+
+
+def parse_events(raw: bytes) -> list[Event]:
+    """Split an SSE byte stream into events (`event:`/`data:` fields, blank-line separated)."""
+    events: list[Event] = []
+    name: str | None = None
+    data: list[str] = []
+    pos = 0
+    for line in raw.splitlines(keepends=True):
+        pos += len(line)
+        text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+        if not text:
+            if name is not None or data:
+                events.append(Event(name, "\n".join(data), pos))
+            name, data = None, []
+            continue
+        if text.startswith(":"):
+            continue
+        key, _, value = text.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if key == "event":
+            name = value
+        elif key == "data":
+            data.append(value)
+    if name is not None or data:
+        events.append(Event(name, "\n".join(data), pos))
+    return events
+
+
+@dataclass
+class Assembled:
+    message: dict[str, Any] | None
+    error: dict[str, Any] | None = None
+    unknown_events: list[dict[str, Any]] = field(default_factory=list)
+    first_delta_offset: int | None = None
+    """Byte offset of the end of the first content_block_delta: where the first token arrived."""
+    complete: bool = False
+    """A message_stop was seen."""
+
+
+def _partial_json(buf: str) -> Any:
+    try:
+        return json.loads(buf)
+    except ValueError:
+        pass
+    try:  # a stream cut off mid-JSON: keep what parses, as the SDK does (jiter comes with it)
+        from jiter import from_json
+
+        return from_json(buf.encode(), partial_mode=True)
+    except Exception:
+        return {}
+
+
+def _apply_delta(block: dict[str, Any], delta: dict[str, Any], json_buf: dict[int, str], index: int) -> None:
+    for key, value in delta.items():
+        if key == "type":
+            continue
+        if key == "partial_json":
+            json_buf[index] = json_buf.get(index, "") + (value or "")
+        elif key == "citation":
+            cites = block.get("citations")
+            if isinstance(cites, list):
+                cites.append(value)
+            else:
+                block["citations"] = [value]
+        elif key == "signature":
+            block[key] = value
+        elif isinstance(value, str) and isinstance(block.get(key), str):
+            block[key] += value
+        else:
+            block[key] = value
+
+
+def assemble(raw: bytes) -> Assembled:
+    """Build the message a recorded stream describes, keeping whatever we don't know."""
+    out = Assembled(message=None)
+    message: dict[str, Any] | None = None
+    json_buf: dict[int, str] = {}
+    for ev in parse_events(raw):
+        if not ev.data:
+            continue
+        try:
+            data = json.loads(ev.data)
+        except ValueError:
+            out.unknown_events.append({"event": ev.event, "data": ev.data})
+            continue
+        kind = ev.event or (data.get("type") if isinstance(data, dict) else None)
+        if kind == "ping":
+            continue
+        if kind == "error":
+            err = data.get("error", data) if isinstance(data, dict) else {"message": str(data)}
+            out.error = {"type": err.get("type"), "message": err.get("message"), "status": 200}
+            continue
+        if kind not in KNOWN_EVENTS or not isinstance(data, dict):
+            out.unknown_events.append({"event": ev.event, "data": data})
+            continue
+        if kind == "message_start":
+            message = data.get("message") or {}
+            message.setdefault("content", [])
+            continue
+        if message is None:
+            out.unknown_events.append({"event": ev.event, "data": data})
+            continue
+        content: list[Any] = message["content"]
+        if kind == "content_block_start":
+            index = data.get("index", len(content))
+            while len(content) <= index:
+                content.append(None)
+            content[index] = data.get("content_block") or {}
+        elif kind == "content_block_delta":
+            index = data.get("index", 0)
+            if out.first_delta_offset is None:
+                out.first_delta_offset = ev.offset
+            if 0 <= index < len(content) and isinstance(content[index], dict):
+                _apply_delta(content[index], data.get("delta") or {}, json_buf, index)
+            else:
+                out.unknown_events.append({"event": ev.event, "data": data})
+        elif kind == "content_block_stop":
+            index = data.get("index", 0)
+            if index in json_buf and 0 <= index < len(content):
+                content[index]["input"] = _partial_json(json_buf.pop(index))
+        elif kind == "message_delta":
+            for key, value in (data.get("delta") or {}).items():
+                if value is None and key not in ("stop_reason", "stop_sequence"):
+                    continue
+                message[key] = value
+            usage = message.setdefault("usage", {})
+            for key, value in (data.get("usage") or {}).items():
+                if value is not None:
+                    usage[key] = value
+            # any other field the event carries beside delta/usage is kept on the message
+            for key, value in data.items():
+                if key not in ("type", "delta", "usage"):
+                    message.setdefault(key, value)
+        elif kind == "message_stop":
+            out.complete = True
+    if message is not None:
+        for index, buf in list(json_buf.items()):  # blocks still open when the stream ended
+            if 0 <= index < len(message["content"]) and isinstance(message["content"][index], dict):
+                message["content"][index]["input"] = _partial_json(buf)
+        message["content"] = [b for b in message["content"] if b is not None]
+    out.message = message
+    return out

@@ -1,0 +1,1 @@
+"""Storage: schema and migrations, the background writer, and read queries."""

@@ -1,0 +1,336 @@
+"""Turning captured attempts into deduplicated rows. Runs on the background writer only.
+
+The expensive part of storing an agent's calls is that every request re-sends the whole
+history. Parsing and hashing every message of every request would make the writer's work grow
+with the square of the conversation length (and the writer shares the GIL with the agent). So
+the request body is scanned as text: the messages array element by element, and the elements
+at its start that are character-for-character the same as those of a recent request (found by
+the first characters of the array) reuse that request's blob and node ids without being parsed
+again. Only the new tail of each request is parsed, canonicalised and hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlite_utils import Database
+
+
+_decoder = json.JSONDecoder()
+_WS = re.compile(r"[ \t\n\r]*")
+PREFIX_KEY_CHARS = 256
+MAX_CANDIDATE_CHARS = 64_000_000
+MAX_CACHE = 200_000
+SPLIT_KEYS = ("system", "tools", "messages")
+
+
+def canon(obj: Any) -> str:
+    """Canonical JSON: what a blob's hash is taken over (JSON-equal documents share a blob)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_id(prefix: str = "", t: float | None = None) -> str:
+    """A sortable id: 48-bit milliseconds then 80 random bits, Crockford base32 (ULID layout)."""
+    ms = int((time.time() if t is None else t) * 1000)
+    n = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[n & 31])
+        n >>= 5
+    return prefix + "".join(reversed(chars))
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _normalise(obj: Any) -> Any:
+    """A message as threading compares it: nulls dropped, thinking blocks dropped (agents often
+    strip them from history), string content as a text block."""
+    if isinstance(obj, dict):
+        out = {k: _normalise(v) for k, v in obj.items() if v is not None}
+        content = out.get("content")
+        if "role" in out:
+            if isinstance(content, str):
+                out["content"] = [{"type": "text", "text": content}]
+            elif isinstance(content, list):
+                out["content"] = [
+                    b
+                    for b in content
+                    if not (isinstance(b, dict) and b.get("type") in ("thinking", "redacted_thinking"))
+                ]
+        return out
+    if isinstance(obj, list):
+        return [_normalise(v) for v in obj]
+    return obj
+
+
+def thread_key(prev: str, message: Any) -> str:
+    return digest(prev + digest(canon(_normalise(message))))
+
+
+@dataclass
+class Candidate:
+    """A recent request's messages, to be matched against the start of the next one."""
+
+    segs: list[str]
+    blobs: list[int]
+    nodes: list[int]
+    tkeys: list[str]
+    chars: int = 0
+
+
+@dataclass
+class ParsedRequest:
+    skeleton: dict[str, Any]
+    """The body with system/tools/messages set to null where they were taken out."""
+    system: int | None = None
+    tools: int | None = None
+    node: int | None = None
+    """Node of the last message sent; 0 for an empty list; None when messages stayed in skeleton."""
+    msgs: list[Any] | None = None
+    """The parsed new messages (tail) and None for reused ones; only for this request's use."""
+    blobs: list[int] = field(default_factory=list)
+    nodes: list[int] = field(default_factory=list)
+    tkeys: list[str] = field(default_factory=list)
+
+
+class Ingestor:
+    """Writes attempts into one Database. Owned by a single writer thread."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.blob_ids: dict[str, int] = {}
+        self.node_ids: dict[tuple[int, int], int] = {}
+        self.raw_blob: dict[str, int] = {}
+        self.candidates: OrderedDict[str, Candidate] = OrderedDict()
+        self.candidate_chars = 0
+        self.turn_by_call: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self.conversations_seen: set[str] = set()
+
+    def forget(self) -> None:
+        """Drop every cache (after a rollback the ids they hold may not exist)."""
+        self.blob_ids.clear()
+        self.node_ids.clear()
+        self.raw_blob.clear()
+        self.candidates.clear()
+        self.candidate_chars = 0
+        self.turn_by_call.clear()
+        self.conversations_seen.clear()
+
+    # -- blobs and nodes -------------------------------------------------------------------
+    def blob(self, obj: Any) -> int:
+        text = canon(obj)
+        return self.blob_text(text)
+
+    def blob_text(self, text: str) -> int:
+        h = digest(text)
+        got = self.blob_ids.get(h)
+        if got is not None:
+            return got
+        conn = self.db.conn
+        cur = conn.execute("INSERT OR IGNORE INTO blobs(hash, json) VALUES (?, ?)", (h, text))
+        if cur.rowcount:
+            got = cur.lastrowid
+        else:
+            got = conn.execute("SELECT id FROM blobs WHERE hash = ?", (h,)).fetchone()[0]
+        if len(self.blob_ids) > MAX_CACHE:
+            self.blob_ids.clear()
+        self.blob_ids[h] = got
+        return int(got)
+
+    def node(self, parent: int, blob: int, depth: int) -> int:
+        key = (parent, blob)
+        got = self.node_ids.get(key)
+        if got is not None:
+            return got
+        conn = self.db.conn
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO nodes(parent, blob, depth) VALUES (?, ?, ?)", (parent, blob, depth)
+        )
+        if cur.rowcount:
+            got = cur.lastrowid
+        else:
+            got = conn.execute("SELECT id FROM nodes WHERE parent = ? AND blob = ?", key).fetchone()[0]
+        if len(self.node_ids) > MAX_CACHE:
+            self.node_ids.clear()
+        self.node_ids[key] = got
+        return int(got)
+
+    def chain(self, parent: int, depth: int, messages: list[Any]) -> int:
+        for m in messages:
+            depth += 1
+            parent = self.node(parent, self.blob(m), depth)
+        return parent
+
+    def _raw_blob(self, raw: str, obj: Any) -> int:
+        got = self.raw_blob.get(raw)
+        if got is None:
+            got = self.blob(obj)
+            if len(self.raw_blob) > 4096:
+                self.raw_blob.clear()
+            self.raw_blob[raw] = got
+        return got
+
+    # -- requests --------------------------------------------------------------------------
+    def parse_request(self, text: str) -> ParsedRequest:
+        try:
+            return self._scan(text)
+        except (ValueError, IndexError, TypeError):
+            return self.parse_request_obj(json.loads(text))
+
+    def parse_request_obj(self, body: Any) -> ParsedRequest:
+        """The slow path: a parsed document (from `record()`, a redactor, or odd JSON)."""
+        if not isinstance(body, dict):
+            return ParsedRequest(skeleton={"__body__": body})
+        skeleton = dict(body)
+        pr = ParsedRequest(skeleton=skeleton)
+        if "system" in body and body["system"] is not None:
+            pr.system = self.blob(body["system"])
+            skeleton["system"] = None
+        if "tools" in body and body["tools"] is not None:
+            pr.tools = self.blob(body["tools"])
+            skeleton["tools"] = None
+        msgs = body.get("messages")
+        if isinstance(msgs, list):
+            skeleton["messages"] = None
+            pr.msgs = list(msgs)
+            parent, tk = 0, ""
+            for i, m in enumerate(msgs):
+                b = self.blob(m)
+                parent = self.node(parent, b, i + 1)
+                tk = thread_key(tk, m)
+                pr.blobs.append(b)
+                pr.nodes.append(parent)
+                pr.tkeys.append(tk)
+            pr.node = parent
+        return pr
+
+    def _scan(self, s: str) -> ParsedRequest:
+        i = _WS.match(s, 0).end()
+        if s[i] != "{":
+            raise ValueError("not an object")
+        i += 1
+        skeleton: dict[str, Any] = {}
+        pr = ParsedRequest(skeleton=skeleton)
+        while True:
+            i = _WS.match(s, i).end()
+            if s[i] == "}":
+                break
+            key, i = _decoder.raw_decode(s, i)
+            i = _WS.match(s, i).end()
+            if s[i] != ":":
+                raise ValueError("expected :")
+            i = _WS.match(s, i + 1).end()
+            if key == "messages" and s[i] == "[":
+                i = self._scan_messages(s, i + 1, pr)
+                skeleton[key] = None
+            else:
+                start = i
+                value, i = _decoder.raw_decode(s, i)
+                if key in ("system", "tools") and value is not None:
+                    blob = self._raw_blob(s[start:i], value)
+                    if key == "system":
+                        pr.system = blob
+                    else:
+                        pr.tools = blob
+                    value = None
+                skeleton[key] = value
+            i = _WS.match(s, i).end()
+            if s[i] == ",":
+                i += 1
+            elif s[i] == "}":
+                break
+            else:
+                raise ValueError("expected , or }")
+        if _WS.match(s, i + 1).end() != len(s):
+            raise ValueError("trailing data")
+        return pr
+
+    def _scan_messages(self, s: str, i: int, pr: ParsedRequest) -> int:
+        i = _WS.match(s, i).end()
+        pkey = s[i : i + PREFIX_KEY_CHARS]
+        cand = self.candidates.get(pkey)
+        segs: list[str] = []
+        msgs: list[Any] = []
+        parent, tk, n = 0, "", 0
+        if cand is not None:
+            # reuse the longest run of identical leading elements
+            while n < len(cand.segs) and s.startswith(cand.segs[n], i):
+                j = _WS.match(s, i + len(cand.segs[n])).end()
+                if s[j] not in ",]":
+                    break
+                segs.append(cand.segs[n])
+                msgs.append(None)
+                pr.blobs.append(cand.blobs[n])
+                pr.nodes.append(cand.nodes[n])
+                pr.tkeys.append(cand.tkeys[n])
+                n += 1
+                if s[j] == "]":
+                    i = j
+                    break
+                i = _WS.match(s, j + 1).end()
+            if n:
+                parent, tk = pr.nodes[-1], pr.tkeys[-1]
+        while s[i] != "]":
+            start = i
+            obj, i = _decoder.raw_decode(s, i)
+            seg = s[start:i]
+            b = self.blob(obj)
+            parent = self.node(parent, b, n + 1)
+            tk = thread_key(tk, obj)
+            segs.append(seg)
+            msgs.append(obj)
+            pr.blobs.append(b)
+            pr.nodes.append(parent)
+            pr.tkeys.append(tk)
+            n += 1
+            i = _WS.match(s, i).end()
+            if s[i] == ",":
+                i = _WS.match(s, i + 1).end()
+            elif s[i] != "]":
+                raise ValueError("expected , or ]")
+        pr.node = parent
+        pr.msgs = msgs
+        if segs:
+            self._remember(pkey, Candidate(segs, pr.blobs[:], pr.nodes[:], pr.tkeys[:], sum(map(len, segs))))
+        return i + 1
+
+    def _remember(self, key: str, cand: Candidate) -> None:
+        old = self.candidates.pop(key, None)
+        if old is not None:
+            self.candidate_chars -= old.chars
+        self.candidates[key] = cand
+        self.candidate_chars += cand.chars
+        while self.candidate_chars > MAX_CANDIDATE_CHARS and len(self.candidates) > 1:
+            _, dropped = self.candidates.popitem(last=False)
+            self.candidate_chars -= dropped.chars
+
+    # -- reading back ----------------------------------------------------------------------
+    def message_of(self, blob: int) -> Any:
+        row = self.db.conn.execute("SELECT json FROM blobs WHERE id = ?", (blob,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+
+def response_parts(resp: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(skeleton with content nulled, the assistant message its content makes)."""
+    if not isinstance(resp, dict) or not isinstance(resp.get("content"), list):
+        return resp, None
+    skeleton = dict(resp)
+    skeleton["content"] = None
+    return skeleton, {"role": resp.get("role", "assistant"), "content": resp["content"]}

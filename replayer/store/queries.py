@@ -1,0 +1,322 @@
+"""Reading the store back: listings, one conversation, and the JSONL export.
+
+Documents are rebuilt from their deduplicated parts as text: a skeleton is dumped with markers
+where system/tools/messages/content were taken out, and each marker is replaced by the stored
+canonical JSON of that part. Nothing large is parsed, and the result is JSON-equal to the wire.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from sqlite_utils import Database
+
+from ..models import AttemptInfo, ConversationSummary, TurnSummary
+from ..pricing import PriceTable, default_table
+
+_MARK = "\u0000replayer:{}\u0000"
+
+
+class Store:
+    def __init__(self, db: Database, prices: PriceTable | None = None):
+        self.db = db
+        self.prices = prices or default_table()
+        self._nodes: dict[int, tuple[int, int]] = {}
+        self._blobs: dict[int, str] = {}
+
+    # -- parts ---------------------------------------------------------------------------------
+    def blob_text(self, blob_id: int) -> str:
+        got = self._blobs.get(blob_id)
+        if got is None:
+            row = self.db.execute("SELECT json FROM blobs WHERE id = ?", [blob_id]).fetchone()
+            got = row[0]
+            if len(self._blobs) > 50_000:
+                self._blobs.clear()
+            self._blobs[blob_id] = got
+        return got
+
+    def blob_chain(self, node: int | None) -> list[int]:
+        """The message blob ids of the list ending at `node`, first to last."""
+        out: list[int] = []
+        while node:
+            hit = self._nodes.get(node)
+            if hit is None:
+                rows = self.db.execute(
+                    """WITH RECURSIVE chain(id, parent, blob) AS (
+                           SELECT id, parent, blob FROM nodes WHERE id = ?
+                           UNION ALL
+                           SELECT n.id, n.parent, n.blob FROM nodes n JOIN chain c ON n.id = c.parent
+                       ) SELECT id, parent, blob FROM chain""",
+                    [node],
+                ).fetchall()
+                if len(self._nodes) > 500_000:
+                    self._nodes.clear()
+                for nid, parent, blob in rows:
+                    self._nodes[nid] = (parent, blob)
+                hit = self._nodes.get(node)
+                if hit is None:
+                    break
+            out.append(hit[1])
+            node = hit[0]
+        out.reverse()
+        return out
+
+    def messages_text(self, node: int | None) -> str:
+        return "[" + ",".join(self.blob_text(b) for b in self.blob_chain(node)) + "]"
+
+    def messages(self, node: int | None) -> list[Any]:
+        return json.loads(self.messages_text(node))
+
+    def _fill(self, skeleton_text: str, parts: dict[str, str]) -> str:
+        doc = json.loads(skeleton_text)
+        if not isinstance(doc, dict):
+            return skeleton_text
+        for key in parts:
+            doc[key] = _MARK.format(key)
+        text = json.dumps(doc, ensure_ascii=False)
+        for key, part in parts.items():
+            text = text.replace(json.dumps(_MARK.format(key)), part, 1)
+        return text
+
+    def request_text(self, row: dict[str, Any]) -> str:
+        parts = {}
+        if row["request_system"] is not None:
+            parts["system"] = self.blob_text(row["request_system"])
+        if row["request_tools"] is not None:
+            parts["tools"] = self.blob_text(row["request_tools"])
+        if row["request_node"] is not None:
+            parts["messages"] = self.messages_text(row["request_node"])
+        text = self._fill(row["request_json"], parts)
+        if text.startswith('{"__body__":'):
+            text = json.dumps(json.loads(text)["__body__"], ensure_ascii=False)
+        return text
+
+    def response_text(self, row: dict[str, Any]) -> str | None:
+        if row["response_json"] is None:
+            return None
+        if row["response_content"] is None:
+            return row["response_json"]
+        content = json.loads(self.blob_text(row["response_content"]))["content"]
+        return self._fill(row["response_json"], {"content": json.dumps(content, ensure_ascii=False)})
+
+    # -- export --------------------------------------------------------------------------------
+    def export_lines(self, conversation_id: str | None = None) -> Iterator[str]:
+        """One JSON line per recorded attempt (DESIGN.md's export format), oldest turn first."""
+        where, args = ("WHERE t.conversation_id = ?", [conversation_id]) if conversation_id else ("", [])
+        cur = self.db.execute(
+            f"""SELECT a.*, t.conversation_id, t.idx, t.user_id, t.trace_id, t.endpoint, t.stream
+                FROM attempts a JOIN turns t ON t.id = a.turn_id {where}
+                ORDER BY t.started_at, t.id, a.attempt, a.id""",
+            args,
+        )
+        names = [d[0] for d in cur.description]
+        for values in cur:
+            row = dict(zip(names, values, strict=True))
+            usage = json.loads(row["usage_json"]) if row["usage_json"] else None
+            head = {
+                "turn_id": row["turn_id"],
+                "conversation_id": row["conversation_id"],
+                "index": row["idx"],
+                "user_id": row["user_id"],
+                "trace_id": row["trace_id"],
+                "started_at": row["started_at"],
+                "latency_ms": row["latency_ms"],
+                "ttft_ms": row["ttft_ms"],
+                "attempt": row["attempt"],
+                "stream": bool(row["stream"]),
+                "endpoint": row["endpoint"],
+                "model": row["model"],
+                "request": _MARK.format("request"),
+                "request_headers": json.loads(row["request_headers_json"]) if row["request_headers_json"] else {},
+                "status": row["status"],
+                "response": _MARK.format("response"),
+                "error": json.loads(row["error_json"]) if row["error_json"] else None,
+                "request_id": row["request_id"],
+                "usage": usage,
+                "cost_usd": self.prices.cost(usage, row["model"]) if usage else None,
+                "abandoned": bool(row["abandoned"]),
+                "unknown_events": json.loads(row["unknown_events_json"]) if row["unknown_events_json"] else [],
+            }
+            line = json.dumps(head, ensure_ascii=False)
+            line = line.replace(json.dumps(_MARK.format("request")), self.request_text(row), 1)
+            line = line.replace(json.dumps(_MARK.format("response")), self.response_text(row) or "null", 1)
+            yield line
+
+    # -- listings ------------------------------------------------------------------------------
+    def conversation_exists(self, conversation_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM conversations WHERE id = ?", [conversation_id]).fetchone() is not None
+
+    def turns(self, conversation_id: str) -> list[TurnSummary]:
+        turn_rows = self.db.execute(
+            """SELECT id, conversation_id, idx, started_at, model, stream, context_len
+               FROM turns WHERE conversation_id = ? ORDER BY idx""",
+            [conversation_id],
+        ).fetchall()
+        attempts: dict[str, list[tuple[Any, ...]]] = {}
+        for a in self.db.execute(
+            """SELECT a.turn_id, a.attempt, a.started_at, a.status, a.latency_ms, a.ttft_ms, a.error_json,
+                      a.request_id, a.abandoned, a.usage_json, a.model, a.stop_reason, a.response_content
+               FROM attempts a JOIN turns t ON t.id = a.turn_id
+               WHERE t.conversation_id = ? ORDER BY a.attempt, a.id""",
+            [conversation_id],
+        ):
+            attempts.setdefault(a[0], []).append(a)
+        out = []
+        for tid, cid, idx, started, model, stream, ctx_len in turn_rows:
+            rows = attempts.get(tid, [])
+            answered = [r for r in rows if r[9]]
+            last = answered[-1] if answered else None
+            usage = json.loads(last[9]) if last else None
+            resp_model = last[10] if last else model
+            tools: list[str] = []
+            if last is not None and last[12] is not None:
+                for block in json.loads(self.blob_text(last[12])).get("content") or ():
+                    if isinstance(block, dict) and block.get("type") in ("tool_use", "server_tool_use", "mcp_tool_use"):
+                        tools.append(str(block.get("name")))
+            out.append(
+                TurnSummary(
+                    turn_id=tid,
+                    conversation_id=cid,
+                    index=idx,
+                    started_at=started,
+                    model=resp_model,
+                    stream=bool(stream),
+                    stop_reason=last[11] if last else None,
+                    usage=usage,
+                    cost_usd=sum_costs(self.prices, [(json.loads(r[9]), r[10]) for r in answered]),
+                    context_messages=ctx_len,
+                    tool_calls=tools,
+                    attempts=[
+                        AttemptInfo(
+                            attempt=r[1],
+                            started_at=r[2],
+                            status=r[3],
+                            latency_ms=r[4],
+                            ttft_ms=r[5],
+                            error=json.loads(r[6]) if r[6] else None,
+                            request_id=r[7],
+                            abandoned=bool(r[8]),
+                        )
+                        for r in rows
+                    ],
+                )
+            )
+        return out
+
+    def conversations(
+        self,
+        *,
+        user: str | None = None,
+        model: str | None = None,
+        since: str | None = None,
+        query: str | None = None,
+        limit: int = 50,
+    ) -> list[ConversationSummary]:
+        where, args = [], []
+        if user:
+            where.append("c.user_id = ?")
+            args.append(user)
+        if since:
+            where.append("c.last_at >= ?")
+            args.append(since)
+        if model:
+            where.append("EXISTS (SELECT 1 FROM turns t WHERE t.conversation_id = c.id AND t.model LIKE ?)")
+            args.append(model + "%")
+        if query:
+            # plain substring search over message text; the browser brings an FTS index
+            where.append(
+                """EXISTS (SELECT 1 FROM turns t JOIN nodes n ON n.id = t.context_node
+                           JOIN blobs b ON b.id = n.blob WHERE t.conversation_id = c.id AND b.json LIKE ?)"""
+            )
+            args.append(f"%{query}%")
+        sql = "SELECT c.id, c.user_id, c.started_at, c.last_at, c.turn_count, c.tags_json FROM conversations c"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY c.started_at DESC LIMIT ?"
+        conv_rows = self.db.execute(sql, [*args, limit]).fetchall()
+        if not conv_rows:
+            return []
+        ids = [r[0] for r in conv_rows]
+        marks = ",".join("?" * len(ids))
+        per: dict[str, dict[str, Any]] = {i: {"models": [], "usages": [], "errors": 0, "first": None} for i in ids}
+        for cid, model_, usage_json, error_json, turn_idx, ctx_node in self.db.execute(
+            f"""SELECT t.conversation_id, a.model, a.usage_json, a.error_json, t.idx, t.context_node
+                FROM attempts a JOIN turns t ON t.id = a.turn_id WHERE t.conversation_id IN ({marks})""",
+            ids,
+        ):
+            p = per[cid]
+            if model_ and model_ not in p["models"]:
+                p["models"].append(model_)
+            if usage_json:
+                p["usages"].append((json.loads(usage_json), model_))
+            if error_json:
+                p["errors"] += 1
+            if turn_idx == 0 and p["first"] is None:
+                p["first"] = ctx_node
+        out = []
+        for cid, user_id, started, last, count, tags in conv_rows:
+            p = per[cid]
+            usages = p["usages"]
+            out.append(
+                ConversationSummary(
+                    conversation_id=cid,
+                    user_id=user_id,
+                    started_at=started,
+                    last_at=last,
+                    turns=count,
+                    models=p["models"],
+                    input_tokens=sum(prompt_tokens(u) for u, _ in usages),
+                    output_tokens=sum(int(u.get("output_tokens") or 0) for u, _ in usages),
+                    cache_read_tokens=sum(int(u.get("cache_read_input_tokens") or 0) for u, _ in usages),
+                    cost_usd=sum_costs(self.prices, usages),
+                    errors=p["errors"],
+                    first_message=self.first_user_text(p["first"]),
+                    tags=json.loads(tags) if tags else None,
+                )
+            )
+        return out
+
+    def first_user_text(self, node: int | None) -> str | None:
+        chain = self.blob_chain(node)
+        for b in chain[:1]:
+            return message_text(json.loads(self.blob_text(b)))
+        return None
+
+
+def prompt_tokens(usage: dict[str, Any]) -> int:
+    """Everything the model read: uncached input + cache writes + cache reads."""
+    return (
+        int(usage.get("input_tokens") or 0)
+        + int(usage.get("cache_creation_input_tokens") or 0)
+        + int(usage.get("cache_read_input_tokens") or 0)
+    )
+
+
+def sum_costs(prices: PriceTable, usages: list[tuple[dict[str, Any], str | None]]) -> float | None:
+    total = 0.0
+    for usage, model in usages:
+        cost = prices.cost(usage, model)
+        if cost is None:
+            return None
+        total += cost
+    return total
+
+
+def message_text(message: Any) -> str | None:
+    if not isinstance(message, dict):
+        return None
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for b in content:
+            if isinstance(b, dict):
+                if b.get("type") == "text":
+                    texts.append(str(b.get("text", "")))
+                elif b.get("type") == "tool_result":
+                    texts.append("[tool_result]")
+        return " ".join(texts) if texts else None
+    return None

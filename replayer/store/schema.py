@@ -1,0 +1,203 @@
+"""The database: opening it safely, and its schema as named, append-only migrations.
+
+Design (see DESIGN.md, "Storage principle"):
+- `blobs` holds every distinct message, system prompt, tool list and response content once,
+  keyed by a hash of its canonical JSON (sorted keys, compact). Export rebuilds JSON-equal
+  documents from them.
+- `nodes` is a persistent list of messages: a node is (parent node, message blob), so a turn's
+  context is a single node id, and the turn after it adds only the nodes of its new messages.
+- `turns` is one logical call (all its HTTP attempts); `attempts` is one row per HTTP attempt,
+  holding the request and response skeletons (the documents minus the deduplicated parts).
+- Costs are never stored: they come from raw usage and the price table at read time.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+MIGRATION_SET = "replayer"
+BUSY_TIMEOUT_MS = 5000
+
+migrations = Migrations(MIGRATION_SET)
+
+
+class DBError(Exception):
+    """A database file that can't be used; the message is one line: what is wrong, what to do."""
+
+
+@migrations(name="m001_initial")
+def m001_initial(db: Database) -> None:
+    # The core tables. Integer ids for blobs and nodes keep references small; turns get sortable
+    # text ids (ULID-style) because they are shown to and typed by users.
+    db.execute(
+        """
+        CREATE TABLE blobs (
+            id INTEGER PRIMARY KEY,
+            hash TEXT NOT NULL UNIQUE,
+            json TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE nodes (
+            id INTEGER PRIMARY KEY,
+            parent INTEGER NOT NULL,   -- 0 for the first message of a list
+            blob INTEGER NOT NULL REFERENCES blobs(id),
+            depth INTEGER NOT NULL,    -- 1-based position of this message in its list
+            UNIQUE (parent, blob)
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY,
+            user_id TEXT,
+            tags_json TEXT,
+            origin TEXT NOT NULL,      -- explicit | auto | thread | record
+            started_at TEXT NOT NULL,  -- ISO-8601 UTC
+            last_at TEXT NOT NULL,
+            turn_count INTEGER NOT NULL DEFAULT 0
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE turns (
+            id TEXT PRIMARY KEY,
+            conversation_id TEXT NOT NULL REFERENCES conversations(id),
+            call_key TEXT,             -- the SDK's idempotency key: ties retries to their turn
+            idx INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            user_id TEXT,
+            trace_id TEXT,
+            endpoint TEXT,
+            model TEXT,
+            stream INTEGER NOT NULL DEFAULT 0,
+            system_blob INTEGER,       -- the context the model saw (for tool-runner threads,
+            tools_blob INTEGER,        -- reconstructed from the thread's earlier turns)
+            context_node INTEGER,
+            context_len INTEGER,
+            response_id TEXT,          -- id of the last successful response, to follow threads
+            UNIQUE (conversation_id, idx)
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY,
+            turn_id TEXT NOT NULL REFERENCES turns(id),
+            attempt INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            latency_ms REAL,
+            ttft_ms REAL,
+            status INTEGER,
+            request_json TEXT NOT NULL,      -- body minus system/tools/messages (set to null here)
+            request_system INTEGER,          -- blob ids / node id of the parts taken out
+            request_tools INTEGER,
+            request_node INTEGER,            -- 0 = an empty list; NULL = left in request_json
+            request_headers_json TEXT,
+            response_json TEXT,              -- message minus content (set to null here)
+            response_content INTEGER,        -- blob of {"role":"assistant","content":[...]}
+            error_json TEXT,
+            request_id TEXT,
+            model TEXT,
+            stop_reason TEXT,
+            usage_json TEXT,
+            unknown_events_json TEXT,
+            abandoned INTEGER NOT NULL DEFAULT 0
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE thread_keys (
+            key TEXT PRIMARY KEY,            -- hash of a context plus the reply that extends it
+            conversation_id TEXT NOT NULL
+        ) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX turns_conversation ON turns(conversation_id, idx)")
+    db.execute("CREATE INDEX turns_started ON turns(started_at)")
+    db.execute("CREATE INDEX turns_response_id ON turns(response_id)")
+    db.execute("CREATE INDEX turns_call_key ON turns(call_key)")
+    db.execute("CREATE INDEX attempts_turn ON attempts(turn_id, attempt)")
+    db.execute("CREATE INDEX conversations_started ON conversations(started_at)")
+    db.execute("CREATE INDEX conversations_user ON conversations(user_id, started_at)")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def _is_foreign(db: Database) -> bool:
+    names = set(db.table_names())
+    if not names:
+        return False
+    if "_sqlite_migrations" in names:
+        row = db.execute(
+            "SELECT 1 FROM _sqlite_migrations WHERE migration_set = ? LIMIT 1", [MIGRATION_SET]
+        ).fetchone()
+        if row:
+            return False
+    return True
+
+
+def open_db(path: str | os.PathLike[str], *, create: bool = True, migrate: bool = True) -> Database:
+    """Open (and by default create and migrate) a replayer database.
+
+    Raises DBError with a one-line message for a path that can't be used, a file that isn't
+    SQLite, or a SQLite file that isn't a replayer database.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise DBError(f"{path} is a directory: give a database file path (--db FILE or $REPLAYER_DB)")
+    if not path.exists():
+        if not create:
+            raise DBError(f"no database at {path}: record something first, or pass --db / set $REPLAYER_DB")
+        try:
+            if not path.parent.exists():
+                path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+            # created empty with owner-only permissions; SQLite gives its -wal/-shm the same mode
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as e:
+            raise DBError(f"cannot create database {path}: {e.strerror}; choose a writable path with --db") from None
+    try:
+        conn = _connect(path)
+        db = Database(conn)
+        if _is_foreign(db):
+            conn.close()
+            raise DBError(f"{path} is not a replayer database: point --db at a replayer file or a new path")
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            pass  # read-only file or directory: reads still work
+        db.execute("PRAGMA synchronous=NORMAL")
+        if migrate and migrations.pending(db):
+            apply_migrations(db)
+        return db
+    except sqlite3.DatabaseError as e:
+        msg = str(e)
+        if "not a database" in msg or "malformed" in msg or "disk image" in msg:
+            raise DBError(f"{path} is not a SQLite database or is corrupt ({msg}): move it aside or pick another --db") from None
+        if "readonly" in msg or "read-only" in msg:
+            raise DBError(f"{path} is read-only and needs migrating: run 'replayer db migrate' with write access") from None
+        if "locked" in msg or "busy" in msg:
+            raise DBError(f"{path} is locked by another process: retry when it is done") from None
+        raise DBError(f"cannot open {path}: {msg}") from None
+
+
+def apply_migrations(db: Database) -> list[str]:
+    """Apply pending migrations under one write lock, so concurrent openers don't race."""
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        pending = [m.name for m in migrations.pending(db)]
+        migrations.apply(db)
+        db.conn.execute("COMMIT")
+    except BaseException:
+        db.rollback()
+        raise
+    return pending

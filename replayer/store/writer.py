@@ -1,0 +1,476 @@
+"""The background writer: parse, deduplicate and write what the agent's thread captured.
+
+The agent's thread only puts a `Captured` on a queue. Everything else happens here, in batches,
+one transaction per batch (`BEGIN IMMEDIATE`, so writers in other processes queue up behind the
+busy timeout instead of failing). When the database can't be written (locked for long, read-only,
+disk full, corrupt, a folder that can't be created) the problem is logged once with the path and
+the remedy, and records wait in a bounded buffer until it can; what doesn't fit is counted and
+reported. The agent never sees any of this.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..captured import Captured
+from .ingest import Ingestor, iso, new_id, response_parts, thread_key
+from .schema import DBError, open_db
+
+log = logging.getLogger("replayer")
+
+MAX_BATCH = 500
+RETRY_SECONDS = (0.25, 0.5, 1.0, 2.0, 5.0)
+
+
+class _Flush:
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class Writer:
+    def __init__(
+        self,
+        path: str,
+        *,
+        redact: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+        log_events: bool = False,
+        max_pending: int = 20_000,
+    ):
+        self.path = path
+        self.redact = redact
+        self.log_events = log_events
+        self.max_pending = max_pending
+        self.dropped = 0
+        """Records lost because the buffer was full while the database could not be written."""
+        self.failed = 0
+        """Records that could not be stored because of their content (logged)."""
+        self.written = 0
+        self._problem: str | None = None
+        self._lock = threading.Lock()
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        # also runs in a forked child: the parent's thread and connection don't exist there
+        self.q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._pending: list[Captured] = []
+        self._waiting: list[_Flush] = []
+        self._ingestor: Ingestor | None = None
+        self._lock = threading.Lock()
+
+    # -- called from any thread -------------------------------------------------------------
+    def put(self, cap: Captured) -> None:
+        self.q.put(cap)
+        if self._thread is None:
+            self._start()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                t = threading.Thread(target=self._run, name="replayer-writer", daemon=True)
+                t.start()
+                self._thread = t
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything put so far is written. False when it could not be in time."""
+        if self._thread is None and self.q.empty():
+            return True
+        marker = _Flush()
+        self.put(marker)  # type: ignore[arg-type]
+        return marker.done.wait(timeout)
+
+    def close(self, timeout: float | None = 10.0) -> bool:
+        ok = self.flush(timeout)
+        self._closed = True
+        if not ok or self._pending:
+            left = len(self._pending) + self.q.qsize()
+            log.warning(
+                "replayer: %d record(s) could not be written to %s before closing%s",
+                left,
+                self.path,
+                f" ({self._problem})" if self._problem else "",
+            )
+        if self.dropped:
+            log.warning(
+                "replayer: %d record(s) were dropped because the buffer was full while %s could not be written",
+                self.dropped,
+                self.path,
+            )
+        return ok
+
+    # -- the writer thread ------------------------------------------------------------------
+    def _run(self) -> None:
+        delay_i = 0
+        while True:
+            timeout = RETRY_SECONDS[min(delay_i, len(RETRY_SECONDS) - 1)] if self._pending else None
+            try:
+                item = self.q.get(timeout=timeout)
+                items = [item]
+                while len(items) < MAX_BATCH:
+                    try:
+                        items.append(self.q.get_nowait())
+                    except queue.Empty:
+                        break
+            except queue.Empty:
+                items = []
+            for it in items:
+                if isinstance(it, _Flush):
+                    self._waiting.append(it)
+                elif len(self._pending) < self.max_pending:
+                    self._pending.append(it)
+                else:
+                    self.dropped += 1
+            if self._pending and self._write_pending():
+                delay_i = 0
+            elif self._pending:
+                delay_i += 1
+            if not self._pending:
+                for marker in self._waiting:
+                    marker.done.set()
+                self._waiting.clear()
+
+    def _report(self, problem: str) -> None:
+        if problem != self._problem:
+            self._problem = problem
+            log.warning("replayer: cannot write %s: %s. Records are kept in memory until it works.", self.path, problem)
+
+    def _write_pending(self) -> bool:
+        if self._ingestor is None:
+            try:
+                self._ingestor = Ingestor(open_db(self.path))
+            except DBError as e:
+                self._report(str(e))
+                return False
+            except Exception as e:  # noqa: BLE001 - never let the writer die
+                self._report(f"{type(e).__name__}: {e}")
+                return False
+        ing = self._ingestor
+        batch = self._pending
+        try:
+            events = self._transaction(ing, batch)
+        except sqlite3.Error as e:
+            self._db_failed(ing, e)
+            return False
+        except Exception:  # noqa: BLE001 - a record we can't handle: find it, keep the rest
+            events = []
+            for cap in batch:
+                try:
+                    events += self._transaction(ing, [cap])
+                except sqlite3.Error as e:
+                    self._db_failed(ing, e)
+                    return False
+                except Exception as e:  # noqa: BLE001
+                    self.failed += 1
+                    log.warning("replayer: could not store a record (%s: %s); it was skipped", type(e).__name__, e)
+        self.written += len(batch)
+        self._pending = []
+        if self._problem:
+            log.warning("replayer: %s is writable again; the waiting records were written", self.path)
+            self._problem = None
+        if self.log_events:
+            for ev in events:
+                log.info(json.dumps(ev, ensure_ascii=False))
+        return True
+
+    def _db_failed(self, ing: Ingestor, e: sqlite3.Error) -> None:
+        try:
+            ing.db.rollback()
+        except sqlite3.Error:
+            pass
+        ing.forget()
+        msg = str(e)
+        if "readonly" in msg or "read-only" in msg:
+            self._report("the file is read-only: fix its permissions or record to another --db / $REPLAYER_DB")
+        elif "locked" in msg or "busy" in msg:
+            self._report("the database is locked by another process: it will be retried")
+        elif "full" in msg:
+            self._report("the disk is full: free some space")
+        elif "malformed" in msg or "not a database" in msg:
+            self._report("the file is corrupt: move it aside; a new one will be created")
+            try:
+                ing.db.conn.close()
+            except sqlite3.Error:
+                pass
+            self._ingestor = None
+        else:
+            self._report(msg)
+
+    def _transaction(self, ing: Ingestor, batch: list[Captured]) -> list[dict[str, Any]]:
+        conn = ing.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            events = []
+            for cap in batch:
+                ev = store(ing, cap, self.redact)
+                if ev is not None:
+                    events.append(ev)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            ing.forget()
+            raise
+        return events
+
+
+# -- turning one capture into rows ---------------------------------------------------------
+
+
+def _error_from_body(status: int, body: Any, text: str | None) -> dict[str, Any]:
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        return {"type": err.get("type"), "message": err.get("message"), "status": status}
+    default = {429: "rate_limit_error", 529: "overloaded_error"}.get(status, "api_error")
+    return {"type": default, "message": (text or "")[:2000], "status": status}
+
+
+def _ttft(cap: Captured, offset: int | None) -> float | None:
+    if offset is None or not cap.chunk_ends:
+        return None
+    for end, seconds in cap.chunk_ends:
+        if end >= offset:
+            return round(seconds * 1000, 3)
+    return None
+
+
+def store(ing: Ingestor, cap: Captured, redact: Callable[..., Any] | None) -> dict[str, Any] | None:
+    """Write one attempt (and its turn and conversation when new). Returns its log event."""
+    from .. import sse
+
+    # the response, as received
+    response: Any = cap.response_obj
+    error = cap.error
+    unknown_events = None
+    ttft = None
+    if cap.sse is not None:
+        asm = sse.assemble(cap.sse)
+        response = asm.message
+        unknown_events = asm.unknown_events or None
+        ttft = _ttft(cap, asm.first_delta_offset)
+        if asm.error and not error:
+            error = asm.error
+        if asm.complete:
+            cap.abandoned = False  # closed after its message_stop: nothing was cut off
+    elif cap.response_bytes is not None:
+        text = cap.response_bytes.decode("utf-8", "replace")
+        try:
+            response = json.loads(text)
+        except ValueError:
+            response = None
+        if cap.status is not None and cap.status >= 400 and not error:
+            error = _error_from_body(cap.status, response, text)
+
+    request_obj = cap.request_obj
+    request_text = None
+    if request_obj is None and cap.request_bytes is not None:
+        request_text = cap.request_bytes.decode("utf-8", "surrogateescape")
+    ctx = cap.ctx
+    if redact is not None:
+        record = {
+            "request": request_obj if request_obj is not None else json.loads(request_text or "null"),
+            "request_headers": dict(cap.headers),
+            "response": response,
+            "error": error,
+            "status": cap.status,
+            "conversation_id": ctx.conversation_id if ctx else None,
+            "user_id": ctx.user_id if ctx else None,
+        }
+        record = redact(record)
+        if record is None:
+            return None
+        request_obj, request_text = record.get("request"), None
+        response, error = record.get("response"), record.get("error")
+        cap.headers = record.get("request_headers") or {}
+
+    pr = ing.parse_request(request_text) if request_text is not None else ing.parse_request_obj(request_obj)
+    body = pr.skeleton
+    conn = ing.db.conn
+    started = iso(cap.t_start)
+
+    # the turn this attempt belongs to
+    turn = ing.turn_by_call.get(cap.call_key)
+    if turn is None and cap.attempt > 0:
+        row = conn.execute("SELECT id, conversation_id FROM turns WHERE call_key = ?", (cap.call_key,)).fetchone()
+        turn = (row[0], row[1]) if row else None
+    if turn is None:
+        turn = _new_turn(ing, cap, pr, started)
+        ing.turn_by_call[cap.call_key] = turn
+        if len(ing.turn_by_call) > 10_000:
+            ing.turn_by_call.popitem(last=False)
+    turn_id, conversation_id = turn
+
+    resp_skeleton, assistant = response_parts(response) if response is not None else (None, None)
+    content_blob = ing.blob(assistant) if assistant is not None else None
+    usage = response.get("usage") if isinstance(response, dict) else None
+    model = (response.get("model") if isinstance(response, dict) else None) or body.get("model")
+    stop_reason = response.get("stop_reason") if isinstance(response, dict) else None
+    conn.execute(
+        """INSERT INTO attempts(turn_id, attempt, started_at, latency_ms, ttft_ms, status, request_json,
+               request_system, request_tools, request_node, request_headers_json, response_json,
+               response_content, error_json, request_id, model, stop_reason, usage_json,
+               unknown_events_json, abandoned)
+           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+        (
+            turn_id,
+            cap.attempt,
+            started,
+            cap.latency_ms,
+            ttft,
+            cap.status,
+            json.dumps(body, ensure_ascii=False),
+            pr.system,
+            pr.tools,
+            pr.node,
+            json.dumps(cap.headers) if cap.headers else None,
+            json.dumps(resp_skeleton, ensure_ascii=False) if resp_skeleton is not None else None,
+            content_blob,
+            json.dumps(error, ensure_ascii=False) if error else None,
+            cap.request_id,
+            model,
+            stop_reason,
+            json.dumps(usage) if usage is not None else None,
+            json.dumps(unknown_events, ensure_ascii=False) if unknown_events else None,
+            1 if cap.abandoned else 0,
+        ),
+    )
+    ok = error is None and isinstance(response, dict) and response.get("type", "message") == "message"
+    if ok:
+        conn.execute(
+            "UPDATE turns SET response_id = ?, model = ? WHERE id = ?", (response.get("id"), model, turn_id)
+        )
+        if assistant is not None and pr.tkeys and body.get("thread") is None:
+            key = thread_key(pr.tkeys[-1], assistant)
+            conn.execute(
+                "INSERT OR REPLACE INTO thread_keys(key, conversation_id) VALUES (?, ?)", (key, conversation_id)
+            )
+    return _event(cap, turn_id, conversation_id, body, model, usage, stop_reason, response, error)
+
+
+def _new_turn(ing: Ingestor, cap: Captured, pr: Any, started: str) -> tuple[str, str]:
+    conn = ing.db.conn
+    body = pr.skeleton
+    ctx = cap.ctx
+    meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+    user_id = (ctx.user_id if ctx else None) or meta.get("user_id")
+    context_node, context_len = pr.node, len(pr.nodes)
+    system, tools = pr.system, pr.tools
+    conversation_id = ctx.conversation_id if ctx else None
+    origin = "explicit" if conversation_id else "auto"
+
+    thread = body.get("thread")
+    if isinstance(thread, dict) and thread.get("type") == "continue" and thread.get("previous_message_id"):
+        # tool-runner thread mode: the request carries only new messages; the context is the
+        # previous turn's context, its reply, and these
+        prev = conn.execute(
+            """SELECT t.conversation_id, t.context_node, t.context_len, t.system_blob, t.tools_blob,
+                      a.response_content
+               FROM turns t JOIN attempts a ON a.turn_id = t.id
+               WHERE t.response_id = ? AND a.response_content IS NOT NULL
+               ORDER BY a.attempt DESC LIMIT 1""",
+            (thread["previous_message_id"],),
+        ).fetchone()
+        if prev is not None:
+            conversation_id = conversation_id or prev[0]
+            origin = "thread" if origin == "auto" else origin
+            parent, depth = prev[1] or 0, prev[2] or 0
+            depth += 1
+            parent = ing.node(parent, prev[5], depth)
+            for b in pr.blobs:
+                depth += 1
+                parent = ing.node(parent, b, depth)
+            context_node, context_len = parent, depth
+            system = system if system is not None else prev[3]
+            tools = tools if tools is not None else prev[4]
+
+    if conversation_id is None and len(pr.tkeys) > 1:
+        keys = pr.tkeys[-2::-1][:16]  # longest proper prefix first
+        marks = ",".join("?" * len(keys))
+        rows = dict(conn.execute(f"SELECT key, conversation_id FROM thread_keys WHERE key IN ({marks})", keys))
+        for k in keys:
+            if k in rows:
+                conversation_id = rows[k]
+                break
+    if conversation_id is None:
+        conversation_id = new_id("conv_", cap.t_start)
+
+    conn.execute(
+        """INSERT OR IGNORE INTO conversations(id, user_id, tags_json, origin, started_at, last_at, turn_count)
+           VALUES (?, ?, ?, ?, ?, ?, 0)""",
+        (conversation_id, user_id, json.dumps(ctx.tags) if ctx and ctx.tags else None, origin, started, started),
+    )
+    conn.execute(
+        """UPDATE conversations SET last_at = MAX(last_at, ?), turn_count = turn_count + 1,
+               user_id = COALESCE(user_id, ?), tags_json = COALESCE(tags_json, ?) WHERE id = ?""",
+        (started, user_id, json.dumps(ctx.tags) if ctx and ctx.tags else None, conversation_id),
+    )
+    idx = conn.execute(
+        "SELECT COALESCE(MAX(idx) + 1, 0) FROM turns WHERE conversation_id = ?", (conversation_id,)
+    ).fetchone()[0]
+    turn_id = new_id("turn_", cap.t_start)
+    conn.execute(
+        """INSERT INTO turns(id, conversation_id, call_key, idx, started_at, user_id, trace_id, endpoint, model,
+               stream, system_blob, tools_blob, context_node, context_len)
+           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+        (
+            turn_id,
+            conversation_id,
+            cap.call_key,
+            idx,
+            started,
+            user_id,
+            ctx.trace_id if ctx else None,
+            cap.endpoint,
+            body.get("model"),
+            1 if cap.stream else 0,
+            system,
+            tools,
+            context_node,
+            context_len,
+        ),
+    )
+    return turn_id, conversation_id
+
+
+def _event(cap, turn_id, conversation_id, body, model, usage, stop_reason, response, error) -> dict[str, Any]:
+    from ..pricing import default_table
+
+    usage = usage if isinstance(usage, dict) else {}
+    tool_calls = []
+    if isinstance(response, dict):
+        for block in response.get("content") or ():
+            if isinstance(block, dict) and block.get("type") in ("tool_use", "server_tool_use", "mcp_tool_use"):
+                inp = block.get("input")
+                tool_calls.append({"name": block.get("name"), "input_keys": sorted(inp) if isinstance(inp, dict) else []})
+    ctx = cap.ctx
+    return {
+        "event_type": "replayer.call",
+        "trace_id": ctx.trace_id if ctx else None,
+        "conversation_id": conversation_id,
+        "turn_id": turn_id,
+        "attempt": cap.attempt,
+        "user_id": (ctx.user_id if ctx else None)
+        or ((body.get("metadata") or {}).get("user_id") if isinstance(body.get("metadata"), dict) else None),
+        "model": model,
+        "input_tokens": usage.get("input_tokens"),
+        "output_tokens": usage.get("output_tokens"),
+        "cache_read_tokens": usage.get("cache_read_input_tokens"),
+        "cache_write_tokens": usage.get("cache_creation_input_tokens"),
+        "latency_ms": cap.latency_ms,
+        "stop_reason": stop_reason,
+        "tool_calls": tool_calls,
+        "cost_usd": default_table().cost(usage, model) if usage else None,
+        "error": error,
+    }
