@@ -1,0 +1,203 @@
+"""The command line: listings, export, zero-code recording, db commands, and bad input."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import anthropic
+import pytest
+from click.testing import CliRunner
+from conftest import FAKE_KEY, sent_bodies
+
+from replayer.cli import cli
+from replayer.fakeapi import Reply
+
+
+def run(*args, env=None):
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    return result
+
+
+@pytest.fixture
+def recorded(api, rec, client, db_path):
+    with rec.conversation("conv_one", user_id="alice"):
+        messages = [{"role": "user", "content": "Find the bug in parser.py"}]
+        for i in range(3):
+            r = client.messages.create(model="claude-sonnet-4-5", max_tokens=50, messages=messages)
+            messages = [*messages, {"role": "assistant", "content": r.content}, {"role": "user", "content": f"and then {i}"}]
+    api.enqueue(Reply(status=529, body={"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+                      headers={"retry-after-ms": "5"}))
+    client.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "other"}],
+                           metadata={"user_id": "bob"})
+    assert rec.flush(10)
+    return db_path
+
+
+def test_list_and_json(recorded):
+    r = run("--db", str(recorded), "list")
+    assert r.exit_code == 0
+    assert "conv_one" in r.output and "alice" in r.output and "Find the bug" in r.output
+    rows = json.loads(run("--db", str(recorded), "list", "--json").output)
+    by_id = {row["conversation_id"]: row for row in rows}
+    assert by_id["conv_one"]["turns"] == 3 and by_id["conv_one"]["user_id"] == "alice"
+    other = [row for row in rows if row["conversation_id"] != "conv_one"][0]
+    assert other["user_id"] == "bob" and other["errors"] == 1
+    assert [row["conversation_id"] for row in json.loads(run("--db", str(recorded), "list", "--user", "bob", "--json").output)] == [other["conversation_id"]]
+    assert len(json.loads(run("--db", str(recorded), "list", "-q", "and then 1", "--json").output)) == 1
+    assert len(json.loads(run("--db", str(recorded), "list", "--model", "claude-haiku", "--json").output)) == 1
+    assert run("--db", str(recorded), "list", "--since", "yesterday").exit_code == 2
+
+
+def test_db_option_after_the_command_and_env(recorded):
+    assert "conv_one" in run("list", "--db", str(recorded)).output
+    assert "conv_one" in run("list", env={"REPLAYER_DB": str(recorded)}).output
+
+
+def test_show(recorded):
+    r = run("--db", str(recorded), "show", "conv_one")
+    assert r.exit_code == 0
+    lines = [line for line in r.output.splitlines() if line.strip()[:1].isdigit()]
+    assert len(lines) == 3
+    doc = json.loads(run("--db", str(recorded), "show", "conv_one", "--json").output)
+    assert [t["index"] for t in doc["turns"]] == [0, 1, 2]
+    assert [t["context_messages"] for t in doc["turns"]] == [1, 3, 5]
+    assert all(t["cost_usd"] > 0 for t in doc["turns"])
+
+
+def test_show_unknown_id_is_bad_input(recorded):
+    r = run("--db", str(recorded), "show", "conv_nope")
+    assert r.exit_code == 2
+    assert r.output.count("\n") == 1 and "no conversation" in r.output and "Traceback" not in r.output
+
+
+def test_export_reproduces_every_request_and_response(api, recorded, tmp_path):
+    out = tmp_path / "all.jsonl"
+    r = run("--db", str(recorded), "export", "-o", str(out))
+    assert r.exit_code == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["request"] for line in lines] == sent_bodies(api)
+    keys = {"turn_id", "conversation_id", "index", "user_id", "trace_id", "started_at", "latency_ms", "ttft_ms",
+            "attempt", "stream", "endpoint", "model", "request", "request_headers", "status", "response", "error",
+            "request_id", "usage", "cost_usd"}
+    assert all(keys <= set(line) for line in lines)
+    one = run("--db", str(recorded), "export", "--conversation", "conv_one").output.splitlines()
+    assert len(one) == 3
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "text file", "foreign sqlite", "empty dir path"])
+def test_bad_db_paths_are_one_line_exit_2(tmp_path, kind):
+    if kind == "missing":
+        path = tmp_path / "nope.db"
+    elif kind == "directory":
+        path = tmp_path
+    elif kind == "text file":
+        path = tmp_path / "notes.txt"
+        path.write_text("hello, not a database\n" * 50)
+    elif kind == "foreign sqlite":
+        path = tmp_path / "other.db"
+        con = sqlite3.connect(path)
+        con.execute("CREATE TABLE invoices (id INTEGER)")
+        con.commit()
+        con.close()
+    else:
+        path = tmp_path / "missing-dir" / "x.db"
+    for cmd in (["list"], ["show", "x"], ["export"]):
+        r = run("--db", str(path), *cmd)
+        assert r.exit_code == 2, (kind, cmd, r.output)
+        assert r.output.startswith("replayer: ") and r.output.count("\n") == 1 and "Traceback" not in r.output
+    if kind == "foreign sqlite":
+        assert "not a replayer database" in r.output
+        con = sqlite3.connect(path)  # nothing was added to someone else's file
+        assert [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")] == ["invoices"]
+
+
+def test_db_path_migrate_backup(tmp_path, monkeypatch):
+    target = tmp_path / "new.db"
+    assert run("--db", str(target), "db", "path").output.strip() == str(target)
+    monkeypatch.setenv("REPLAYER_DB", str(tmp_path / "env.db"))
+    assert run("db", "path").output.strip() == str(tmp_path / "env.db")
+    monkeypatch.delenv("REPLAYER_DB")
+    assert run("db", "path").output.strip().endswith("replayer/replayer.db")
+    r = run("--db", str(target), "db", "migrate")
+    assert r.exit_code == 0 and "m001_initial" in r.output
+    assert "up to date" in run("--db", str(target), "db", "migrate").output
+    r = run("--db", str(target), "db", "backup", str(tmp_path / "copy.db"))
+    assert r.exit_code == 0
+    con = sqlite3.connect(tmp_path / "copy.db")
+    assert con.execute("SELECT name FROM _sqlite_migrations").fetchall() == [("m001_initial",)]
+    assert run("--db", str(target), "db", "backup", str(tmp_path / "copy.db")).exit_code == 2
+
+
+def test_record_a_program_with_no_code_change(api, tmp_path):
+    script = tmp_path / "agent.py"
+    script.write_text(textwrap.dedent(f"""
+        import anthropic, asyncio
+        client = anthropic.Anthropic(base_url={api.url!r}, api_key={FAKE_KEY!r})
+        messages = [{{"role": "user", "content": "zero code"}}]
+        r = client.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=messages)
+        client.with_options(timeout=30).messages.create(model="claude-haiku-4-5", max_tokens=10,
+            messages=messages + [{{"role": "assistant", "content": r.content}}, {{"role": "user", "content": "more"}}])
+        async def main():
+            c = anthropic.AsyncAnthropic(base_url={api.url!r}, api_key={FAKE_KEY!r})
+            await c.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=[{{"role": "user", "content": "async"}}])
+        asyncio.run(main())
+        print("agent done")
+    """))
+    db = tmp_path / "zero.db"
+    proc = subprocess.run(
+        [sys.executable, "-m", "replayer.cli", "--db", str(db), "record", "--user", "ci-user", "--", sys.executable, str(script)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "agent done" in proc.stdout
+    rows = json.loads(run("--db", str(db), "list", "--json").output)
+    assert sorted(r["turns"] for r in rows) == [1, 2]  # the two sync calls thread into one conversation
+    assert {r["user_id"] for r in rows} == {"ci-user"}
+    lines = [json.loads(x) for x in run("--db", str(db), "export").output.splitlines()]
+    assert len(lines) == 3  # with_options() copies did not record twice
+
+
+def test_record_passes_the_exit_code_and_reports_missing_commands(tmp_path):
+    db = str(tmp_path / "x.db")
+    r = subprocess.run([sys.executable, "-m", "replayer.cli", "--db", db, "record", "--", sys.executable, "-c", "raise SystemExit(3)"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 3
+    r = run("--db", db, "record", "--", "no-such-program-xyz")
+    assert r.exit_code == 2 and "command not found" in r.output
+
+
+def test_core_imports_no_textual_and_recorder_import_is_cheap():
+    code = textwrap.dedent("""
+        import sys
+        import replayer
+        replayer.Recorder
+        assert "anthropic" not in sys.modules, "import replayer pulled in the SDK"
+        import replayer.recorder, replayer.capture, replayer.sse, replayer.pricing, replayer.models
+        import replayer.store.writer, replayer.store.queries, replayer.store.ingest, replayer.cli, replayer.demo
+        bad = [m for m in sys.modules if m == "textual" or m.startswith("textual.")]
+        assert not bad, bad
+        print("ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_help_and_bare_command(tmp_path):
+    assert "record" in run("--help").output
+    r = run("--db", str(tmp_path / "missing.db"))
+    assert r.exit_code == 2 and "no database" in r.output
+
+
+def test_api_error_is_raised_as_the_sdk_would_and_recorded(api, rec, db_path):
+    # a wrapped client raises the SDK's own error type with the API's message
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    api.enqueue(Reply(status=400, body={"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: too big"}}))
+    with pytest.raises(anthropic.BadRequestError, match="max_tokens: too big"):
+        client.messages.create(model="claude-haiku-4-5", max_tokens=100, messages=[{"role": "user", "content": "x"}])
+    assert rec.flush(10)
+    line = json.loads(run("--db", str(db_path), "export").output.splitlines()[0])
+    assert line["error"] == {"type": "invalid_request_error", "message": "max_tokens: too big", "status": 400}
