@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import atexit
 import contextvars
+import json
 import os
 import sys
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -74,15 +73,6 @@ def _inherit_context_in_threads() -> None:
     threading.Thread._replayer_inherits = True  # type: ignore[attr-defined]
 
 
-_live: weakref.WeakSet[Recorder] = weakref.WeakSet()
-
-
-@atexit.register
-def _flush_all() -> None:
-    for rec in list(_live):
-        rec.close(timeout=float(os.environ.get("REPLAYER_EXIT_TIMEOUT", "10")))
-
-
 class Recorder:
     """Records every Messages API call of the clients it wraps into one SQLite file.
 
@@ -106,7 +96,6 @@ class Recorder:
         self._closed = False
         self._clock: Callable[[], float] = time.time
         """Wall clock for `started_at` (the demo shifts it to spread fixtures over days)."""
-        _live.add(self)
 
     # -- installing ---------------------------------------------------------------------------
     @property
@@ -151,7 +140,7 @@ class Recorder:
     # -- the hook for other loops -------------------------------------------------------------
     def record(
         self,
-        request: dict[str, Any],
+        request: dict[str, Any] | str | bytes,
         response: Any = None,
         *,
         error: Any = None,
@@ -162,14 +151,18 @@ class Recorder:
         headers: dict[str, str] | None = None,
         status: int | None = None,
     ) -> None:
-        """Record a call made some other way. `request` is the JSON body; `response` the
-        message as a dict, JSON text, or an SDK object; `error` an exception or
-        {type, message, status}. The top level of `request` and its messages list are copied
-        here, so appending to your history afterwards doesn't change what was recorded."""
-        if isinstance(request, dict):
-            request = dict(request)
-            if isinstance(request.get("messages"), list):
-                request["messages"] = list(request["messages"])
+        """Record a call made some other way.
+
+        `request` is the JSON body as sent: a dict (serialised here, so changing your history
+        afterwards doesn't change what was recorded) or the exact bytes/str you sent.
+        `response` is the message as a dict, JSON text/bytes, or an SDK object; `error` an
+        exception or {type, message, status}."""
+        if isinstance(request, str):
+            body = request.encode("utf-8")
+        elif isinstance(request, bytes):
+            body = request
+        else:
+            body = json.dumps(request, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         ctx = _current.get()
         if conversation_id or user_id:
             ctx = Context(
@@ -183,7 +176,7 @@ class Recorder:
             attempt=0,
             t_start=started_at if started_at is not None else self._clock(),
             stream=bool(request.get("stream")) if isinstance(request, dict) else False,
-            request_obj=request,
+            request_bytes=body,
             headers={k.lower(): v for k, v in (headers or {}).items() if k.lower() in ("anthropic-version", "anthropic-beta")},
             latency_ms=latency_ms,
             ctx=ctx,
@@ -191,10 +184,9 @@ class Recorder:
         if response is not None:
             if isinstance(response, bytes | str):
                 cap.response_bytes = response.encode() if isinstance(response, str) else response
-            elif hasattr(response, "to_dict"):
-                cap.response_obj = response.to_dict()
             else:
-                cap.response_obj = response
+                doc = response.to_dict() if hasattr(response, "to_dict") else response
+                cap.response_bytes = json.dumps(doc, ensure_ascii=False).encode("utf-8")
             cap.status = status or 200
         if error is not None:
             cap.error = _error_dict(error)

@@ -88,11 +88,17 @@ def thread_key(prev: str, message: Any) -> str:
 class Candidate:
     """A recent request's messages, to be matched against the start of the next one."""
 
-    segs: list[str]
+    text: str
+    """The array's text from its first element to the end of its last."""
+    ends: list[int]
+    """Where each element ends in `text`."""
     blobs: list[int]
     nodes: list[int]
     tkeys: list[str]
-    chars: int = 0
+
+    @property
+    def chars(self) -> int:
+        return len(self.text)
 
 
 @dataclass
@@ -263,43 +269,47 @@ class Ingestor:
         return pr
 
     def _scan_messages(self, s: str, i: int, pr: ParsedRequest) -> int:
-        i = _WS.match(s, i).end()
+        i0 = i = _WS.match(s, i).end()
         pkey = s[i : i + PREFIX_KEY_CHARS]
         cand = self.candidates.get(pkey)
-        segs: list[str] = []
-        msgs: list[Any] = []
-        parent, tk, n = 0, "", 0
-        if cand is not None:
-            # reuse the longest run of identical leading elements
-            while n < len(cand.segs) and s.startswith(cand.segs[n], i):
-                j = _WS.match(s, i + len(cand.segs[n])).end()
-                if s[j] not in ",]":
-                    break
-                segs.append(cand.segs[n])
-                msgs.append(None)
-                pr.blobs.append(cand.blobs[n])
-                pr.nodes.append(cand.nodes[n])
-                pr.tkeys.append(cand.tkeys[n])
-                n += 1
-                if s[j] == "]":
-                    i = j
-                    break
-                i = _WS.match(s, j + 1).end()
+        n = 0
+        if cand is not None and cand.ends:
+            # An agent's next request starts with its last one's messages: compare them all at
+            # once (one memcmp), element by element only when that fails (an edited history).
+            full = len(cand.text)
+            if s.startswith(cand.text, i0) and s[_WS.match(s, i0 + full).end()] in ",]":
+                n = len(cand.ends)
+            else:
+                prev = 0
+                for end in cand.ends:
+                    if not s.startswith(cand.text[prev:end], i0 + prev):
+                        break
+                    if s[_WS.match(s, i0 + end).end()] not in ",]":
+                        break
+                    prev = end
+                    n += 1
             if n:
-                parent, tk = pr.nodes[-1], pr.tkeys[-1]
+                pr.blobs = cand.blobs[:n]
+                pr.nodes = cand.nodes[:n]
+                pr.tkeys = cand.tkeys[:n]
+                i = _WS.match(s, i0 + cand.ends[n - 1]).end()
+                if s[i] == ",":
+                    i = _WS.match(s, i + 1).end()
+        ends = cand.ends[:n] if n and cand is not None else []
+        parent = pr.nodes[-1] if n else 0
+        tk = pr.tkeys[-1] if n else ""
+        msgs: list[Any] = [None] * n
         while s[i] != "]":
-            start = i
             obj, i = _decoder.raw_decode(s, i)
-            seg = s[start:i]
+            ends.append(i - i0)
             b = self.blob(obj)
-            parent = self.node(parent, b, n + 1)
+            n += 1
+            parent = self.node(parent, b, n)
             tk = thread_key(tk, obj)
-            segs.append(seg)
             msgs.append(obj)
             pr.blobs.append(b)
             pr.nodes.append(parent)
             pr.tkeys.append(tk)
-            n += 1
             i = _WS.match(s, i).end()
             if s[i] == ",":
                 i = _WS.match(s, i + 1).end()
@@ -307,8 +317,8 @@ class Ingestor:
                 raise ValueError("expected , or ]")
         pr.node = parent
         pr.msgs = msgs
-        if segs:
-            self._remember(pkey, Candidate(segs, pr.blobs[:], pr.nodes[:], pr.tkeys[:], sum(map(len, segs))))
+        if ends:
+            self._remember(pkey, Candidate(s[i0 : i0 + ends[-1]], ends, pr.blobs[:], pr.nodes[:], pr.tkeys[:]))
         return i + 1
 
     def _remember(self, key: str, cand: Candidate) -> None:
@@ -327,10 +337,17 @@ class Ingestor:
         return json.loads(row[0]) if row else None
 
 
-def response_parts(resp: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """(skeleton with content nulled, the assistant message its content makes)."""
-    if not isinstance(resp, dict) or not isinstance(resp.get("content"), list):
+def response_parts(resp: Any) -> tuple[Any, dict[str, Any] | None]:
+    """(skeleton with content and usage nulled, the assistant message its content makes).
+
+    Usage is kept in its own column (for aggregates) and content as a blob (the next request
+    usually sends it back), so neither is stored twice."""
+    if not isinstance(resp, dict):
         return resp, None
     skeleton = dict(resp)
+    if isinstance(resp.get("usage"), dict):
+        skeleton["usage"] = None
+    if not isinstance(resp.get("content"), list):
+        return skeleton, None
     skeleton["content"] = None
     return skeleton, {"role": resp.get("role", "assistant"), "content": resp["content"]}

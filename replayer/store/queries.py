@@ -88,7 +88,7 @@ class Store:
             parts["tools"] = self.blob_text(row["request_tools"])
         if row["request_node"] is not None:
             parts["messages"] = self.messages_text(row["request_node"])
-        text = self._fill(row["request_json"], parts)
+        text = self._fill(self.blob_text(row["request_skel"]), parts)
         if text.startswith('{"__body__":'):
             text = json.dumps(json.loads(text)["__body__"], ensure_ascii=False)
         return text
@@ -96,19 +96,23 @@ class Store:
     def response_text(self, row: dict[str, Any]) -> str | None:
         if row["response_json"] is None:
             return None
-        if row["response_content"] is None:
-            return row["response_json"]
-        content = json.loads(self.blob_text(row["response_content"]))["content"]
-        return self._fill(row["response_json"], {"content": json.dumps(content, ensure_ascii=False)})
+        parts = {}
+        if row["response_content"] is not None:
+            parts["content"] = json.dumps(json.loads(self.blob_text(row["response_content"]))["content"], ensure_ascii=False)
+        if row["usage_json"] is not None:
+            parts["usage"] = row["usage_json"]
+        return self._fill(row["response_json"], parts) if parts else row["response_json"]
 
     # -- export --------------------------------------------------------------------------------
     def export_lines(self, conversation_id: str | None = None) -> Iterator[str]:
-        """One JSON line per recorded attempt (DESIGN.md's export format), oldest turn first."""
+        """One JSON line per recorded attempt (DESIGN.md's export format): conversations oldest
+        first, each in turn order, each turn's attempts in order."""
         where, args = ("WHERE t.conversation_id = ?", [conversation_id]) if conversation_id else ("", [])
         cur = self.db.execute(
             f"""SELECT a.*, t.conversation_id, t.idx, t.user_id, t.trace_id, t.endpoint, t.stream
-                FROM attempts a JOIN turns t ON t.id = a.turn_id {where}
-                ORDER BY t.started_at, t.id, a.attempt, a.id""",
+                FROM attempts a JOIN turns t ON t.id = a.turn_id JOIN conversations c ON c.id = t.conversation_id
+                {where}
+                ORDER BY c.started_at, c.id, t.idx, a.attempt, a.id""",
             args,
         )
         names = [d[0] for d in cur.description]
@@ -129,7 +133,7 @@ class Store:
                 "endpoint": row["endpoint"],
                 "model": row["model"],
                 "request": _MARK.format("request"),
-                "request_headers": json.loads(row["request_headers_json"]) if row["request_headers_json"] else {},
+                "request_headers": json.loads(self.blob_text(row["request_headers"])) if row["request_headers"] else {},
                 "status": row["status"],
                 "response": _MARK.format("response"),
                 "error": json.loads(row["error_json"]) if row["error_json"] else None,

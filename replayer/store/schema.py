@@ -22,6 +22,7 @@ from sqlite_utils.migrations import Migrations
 
 MIGRATION_SET = "replayer"
 BUSY_TIMEOUT_MS = 5000
+PAGE_SIZE = int(os.environ.get("REPLAYER_PAGE_SIZE", "8192"))
 
 migrations = Migrations(MIGRATION_SET)
 
@@ -69,7 +70,7 @@ def m001_initial(db: Database) -> None:
         CREATE TABLE turns (
             id TEXT PRIMARY KEY,
             conversation_id TEXT NOT NULL REFERENCES conversations(id),
-            call_key TEXT,             -- the SDK's idempotency key: ties retries to their turn
+            call_key TEXT,             -- digest of the SDK's idempotency key: ties retries to their turn
             idx INTEGER NOT NULL,
             started_at TEXT NOT NULL,
             user_id TEXT,
@@ -95,18 +96,19 @@ def m001_initial(db: Database) -> None:
             latency_ms REAL,
             ttft_ms REAL,
             status INTEGER,
-            request_json TEXT NOT NULL,      -- body minus system/tools/messages (set to null here)
+            request_skel INTEGER NOT NULL,   -- blob: body minus system/tools/messages (nulls there);
+                                             -- identical across most turns, so stored once
             request_system INTEGER,          -- blob ids / node id of the parts taken out
             request_tools INTEGER,
             request_node INTEGER,            -- 0 = an empty list; NULL = left in request_json
-            request_headers_json TEXT,
-            response_json TEXT,              -- message minus content (set to null here)
+            request_headers INTEGER,         -- blob: {"anthropic-version": ..., "anthropic-beta": ...}
+            response_json TEXT,              -- message minus content and usage (nulls there)
             response_content INTEGER,        -- blob of {"role":"assistant","content":[...]}
             error_json TEXT,
             request_id TEXT,
             model TEXT,
             stop_reason TEXT,
-            usage_json TEXT,
+            usage_json TEXT,                 -- the response's usage, raw
             unknown_events_json TEXT,
             abandoned INTEGER NOT NULL DEFAULT 0
         )"""
@@ -118,7 +120,6 @@ def m001_initial(db: Database) -> None:
             conversation_id TEXT NOT NULL
         ) WITHOUT ROWID"""
     )
-    db.execute("CREATE INDEX turns_conversation ON turns(conversation_id, idx)")
     db.execute("CREATE INDEX turns_started ON turns(started_at)")
     db.execute("CREATE INDEX turns_response_id ON turns(response_id)")
     db.execute("CREATE INDEX turns_call_key ON turns(call_key)")
@@ -171,6 +172,9 @@ def open_db(path: str | os.PathLike[str], *, create: bool = True, migrate: bool 
         if _is_foreign(db):
             conn.close()
             raise DBError(f"{path} is not a replayer database: point --db at a replayer file or a new path")
+        if not db.table_names():
+            # 8 KB pages: with 4 KB ones a ~2 KB tool result per row leaves half of each page empty
+            db.execute(f"PRAGMA page_size={PAGE_SIZE}")
         try:
             db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.OperationalError:

@@ -10,23 +10,36 @@ reported. The agent never sees any of this.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
 import queue
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ..captured import Captured
-from .ingest import Ingestor, iso, new_id, response_parts, thread_key
+from .ingest import Ingestor, digest, iso, new_id, response_parts, thread_key
 from .schema import DBError, open_db
 
 log = logging.getLogger("replayer")
 
 MAX_BATCH = 500
+_started: set[Writer] = set()
+"""Every writer with a thread in this process, held strongly so a Recorder that was garbage
+collected still has its queue flushed at exit."""
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    timeout = float(os.environ.get("REPLAYER_EXIT_TIMEOUT", "10"))
+    for writer in list(_started):
+        if not writer._closed:
+            writer.close(timeout)
 RETRY_SECONDS = (0.25, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -83,6 +96,11 @@ class Writer:
                 t = threading.Thread(target=self._run, name="replayer-writer", daemon=True)
                 t.start()
                 self._thread = t
+                _started.add(self)
+                mp = sys.modules.get("multiprocessing.util")
+                if mp is not None:
+                    # a multiprocessing child ends with os._exit, skipping atexit: flush there too
+                    mp.Finalize(self, self.close, exitpriority=100)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything put so far is written. False when it could not be in time."""
@@ -186,11 +204,14 @@ class Writer:
         return True
 
     def _db_failed(self, ing: Ingestor, e: sqlite3.Error) -> None:
+        # start over with a new connection next time: one that failed (read-only, corrupt)
+        # stays that way even after the file is fixed
         try:
             ing.db.rollback()
+            ing.db.conn.close()
         except sqlite3.Error:
             pass
-        ing.forget()
+        self._ingestor = None
         msg = str(e)
         if "readonly" in msg or "read-only" in msg:
             self._report("the file is read-only: fix its permissions or record to another --db / $REPLAYER_DB")
@@ -200,11 +221,6 @@ class Writer:
             self._report("the disk is full: free some space")
         elif "malformed" in msg or "not a database" in msg:
             self._report("the file is corrupt: move it aside; a new one will be created")
-            try:
-                ing.db.conn.close()
-            except sqlite3.Error:
-                pass
-            self._ingestor = None
         else:
             self._report(msg)
 
@@ -301,13 +317,14 @@ def store(ing: Ingestor, cap: Captured, redact: Callable[..., Any] | None) -> di
     started = iso(cap.t_start)
 
     # the turn this attempt belongs to
-    turn = ing.turn_by_call.get(cap.call_key)
+    call_key = digest(cap.call_key)[:16]
+    turn = ing.turn_by_call.get(call_key)
     if turn is None and cap.attempt > 0:
-        row = conn.execute("SELECT id, conversation_id FROM turns WHERE call_key = ?", (cap.call_key,)).fetchone()
+        row = conn.execute("SELECT id, conversation_id FROM turns WHERE call_key = ?", (call_key,)).fetchone()
         turn = (row[0], row[1]) if row else None
     if turn is None:
-        turn = _new_turn(ing, cap, pr, started)
-        ing.turn_by_call[cap.call_key] = turn
+        turn = _new_turn(ing, cap, pr, started, call_key)
+        ing.turn_by_call[call_key] = turn
         if len(ing.turn_by_call) > 10_000:
             ing.turn_by_call.popitem(last=False)
     turn_id, conversation_id = turn
@@ -318,8 +335,8 @@ def store(ing: Ingestor, cap: Captured, redact: Callable[..., Any] | None) -> di
     model = (response.get("model") if isinstance(response, dict) else None) or body.get("model")
     stop_reason = response.get("stop_reason") if isinstance(response, dict) else None
     conn.execute(
-        """INSERT INTO attempts(turn_id, attempt, started_at, latency_ms, ttft_ms, status, request_json,
-               request_system, request_tools, request_node, request_headers_json, response_json,
+        """INSERT INTO attempts(turn_id, attempt, started_at, latency_ms, ttft_ms, status, request_skel,
+               request_system, request_tools, request_node, request_headers, response_json,
                response_content, error_json, request_id, model, stop_reason, usage_json,
                unknown_events_json, abandoned)
            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
@@ -330,11 +347,11 @@ def store(ing: Ingestor, cap: Captured, redact: Callable[..., Any] | None) -> di
             cap.latency_ms,
             ttft,
             cap.status,
-            json.dumps(body, ensure_ascii=False),
+            ing.blob(body),
             pr.system,
             pr.tools,
             pr.node,
-            json.dumps(cap.headers) if cap.headers else None,
+            ing.blob(cap.headers) if cap.headers else None,
             json.dumps(resp_skeleton, ensure_ascii=False) if resp_skeleton is not None else None,
             content_blob,
             json.dumps(error, ensure_ascii=False) if error else None,
@@ -359,7 +376,7 @@ def store(ing: Ingestor, cap: Captured, redact: Callable[..., Any] | None) -> di
     return _event(cap, turn_id, conversation_id, body, model, usage, stop_reason, response, error)
 
 
-def _new_turn(ing: Ingestor, cap: Captured, pr: Any, started: str) -> tuple[str, str]:
+def _new_turn(ing: Ingestor, cap: Captured, pr: Any, started: str, call_key: str) -> tuple[str, str]:
     conn = ing.db.conn
     body = pr.skeleton
     ctx = cap.ctx
@@ -427,7 +444,7 @@ def _new_turn(ing: Ingestor, cap: Captured, pr: Any, started: str) -> tuple[str,
         (
             turn_id,
             conversation_id,
-            cap.call_key,
+            call_key,
             idx,
             started,
             user_id,

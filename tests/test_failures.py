@@ -1,0 +1,576 @@
+"""When the database can't be written, the agent doesn't notice; secrets never reach the DB.
+
+Requirement: if the DB can't be written (locked for long, read-only, disk full, corrupt, a folder
+that can't be created) the API call still returns normally, the problem is logged once with the
+path and the remedy, and records wait in a bounded buffer until the DB is writable again (what
+overflows is counted and reported). The agent sees exactly the exceptions it would see without
+replayer. No API key, Authorization, x-api-key or cookie value ever reaches the DB; new DB files
+are readable by their owner only; `Recorder(redact=fn)` rewrites a record before it is stored.
+
+Every test drives the real SDK over HTTP against the local FakeAPI. The tests run as root, which
+ignores permission bits, so "can't be written" is produced without them: a path under a regular
+file, an exclusive lock held by another connection, garbage bytes, SQLite's page limit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sqlite3
+import stat
+import time
+from pathlib import Path
+
+import anthropic
+import pytest
+from conftest import FAKE_KEY, exported
+
+from replayer import Recorder
+from replayer.fakeapi import FakeAPI, Reply, message_events
+from replayer.store import schema
+
+MODEL = "claude-sonnet-4-5"
+
+
+@pytest.fixture(scope="module")
+def _server():
+    with FakeAPI() as server:
+        yield server
+
+
+@pytest.fixture
+def api(_server):
+    """conftest's `api`, but one server for the module (stopping one costs up to 0.5 s)."""
+    _server.script.clear()
+    _server.received.clear()
+    _server.count = 0
+    _server.responder = None
+    return _server
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def ask(client, text: str, **kw):
+    return client.messages.create(
+        model=kw.pop("model", MODEL), max_tokens=16, messages=[{"role": "user", "content": text}], **kw
+    )
+
+
+def wait_until(pred, timeout: float = 10.0) -> bool:
+    """Poll `pred` (never an assertion on how long it took)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return bool(pred())
+
+
+def warnings_of(caplog, *needles: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "replayer" and r.levelno >= logging.WARNING and all(n in r.getMessage() for n in needles)
+    ]
+
+
+def last_user_texts(path) -> list[str]:
+    out = []
+    for row in exported(path):
+        content = row["request"]["messages"][-1]["content"]
+        out.append(content if isinstance(content, str) else content[0]["text"])
+    return out
+
+
+def db_bytes(path: Path) -> dict[str, bytes]:
+    """The raw bytes of the DB and its WAL and shared-memory files (those that exist)."""
+    out = {}
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        p = Path(str(path) + suffix)
+        if p.exists():
+            out[p.name] = p.read_bytes()
+    return out
+
+
+@pytest.fixture
+def recorders():
+    """Recorders a test creates on broken paths; closed (briefly) so nothing waits at exit."""
+    made: list[Recorder] = []
+
+    def make(path, **kw) -> Recorder:
+        r = Recorder(path, **kw)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.close(timeout=0.1)
+
+
+@pytest.fixture
+def log_warnings(caplog):
+    caplog.set_level(logging.WARNING, logger="replayer")
+    return caplog
+
+
+# -- a folder that can't be created ------------------------------------------------------------
+
+
+def test_uncreatable_folder_calls_return_logged_once_then_recovered(api, tmp_path, recorders, log_warnings):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a regular file where the DB's folder should be")
+    path = blocker / "rec.db"
+    rec = recorders(path)
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+
+    texts = [f"uncreatable {i}" for i in range(3)]
+    for i, text in enumerate(texts):
+        reply = ask(client, text)
+        assert reply.content[0].text == f"reply {i + 1} to 1 messages"  # the call returned normally
+        assert rec.flush(timeout=0.3) is False  # each flush makes the writer retry, and fail
+
+    problems = warnings_of(log_warnings, "cannot write")
+    assert len(problems) == 1, problems  # logged once, not once per call or retry
+    assert str(path) in problems[0]
+    assert "--db" in problems[0]  # the remedy
+    assert not path.exists()
+
+    # the obstacle goes away: everything waiting is written, once
+    blocker.unlink()
+    blocker.mkdir()
+    assert rec.flush(timeout=10) is True
+    assert sorted(last_user_texts(path)) == sorted(texts)
+    assert rec.dropped == 0
+    assert warnings_of(log_warnings, "writable again")
+
+
+def test_folder_blocked_deeper_in_the_path(api, tmp_path, recorders, log_warnings):
+    (tmp_path / "f").write_text("x")
+    path = tmp_path / "f" / "sub" / "deeper" / "rec.db"
+    rec = recorders(path)
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    assert ask(client, "deep").type == "message"
+    assert rec.flush(timeout=0.5) is False
+    problems = warnings_of(log_warnings, "cannot write", str(path))
+    assert len(problems) == 1, warnings_of(log_warnings)
+
+
+# -- locked by another connection --------------------------------------------------------------
+
+
+def _lock(path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=0)
+    conn.execute("BEGIN EXCLUSIVE")
+    return conn
+
+
+def test_briefly_locked_db_waits_and_loses_nothing(api, db_path, recorders, log_warnings):
+    rec = recorders(db_path)
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    ask(client, "before the lock")
+    assert rec.flush(timeout=10) is True
+
+    locker = _lock(db_path)
+    try:
+        for i in range(3):
+            assert ask(client, f"while locked {i}").type == "message"
+        assert rec.flush(timeout=0.3) is False  # the writer is waiting for the lock
+    finally:
+        locker.rollback()
+        locker.close()
+    # released well within the busy timeout: every record goes in, with nothing to complain about
+    assert rec.flush(timeout=10) is True
+    assert sorted(last_user_texts(db_path)) == sorted(["before the lock"] + [f"while locked {i}" for i in range(3)])
+    assert warnings_of(log_warnings, "cannot write") == []
+
+
+def test_db_locked_for_long(api, db_path, recorders, log_warnings, monkeypatch):
+    # "long" = longer than the busy timeout; shortened so the test doesn't wait 5 s
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 150)
+    rec = recorders(db_path)
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    ask(client, "first")
+    assert rec.flush(timeout=10) is True
+
+    locker = _lock(db_path)
+    try:
+        assert ask(client, "locked 0").type == "message"
+        assert wait_until(lambda: warnings_of(log_warnings, "cannot write"))
+        for i in range(1, 4):
+            assert ask(client, f"locked {i}").type == "message"
+            assert rec.flush(timeout=0.3) is False
+        problems = warnings_of(log_warnings, "cannot write")
+        assert len(problems) == 1, problems
+        assert str(db_path) in problems[0] and "locked" in problems[0]
+    finally:
+        locker.rollback()
+        locker.close()
+    assert rec.flush(timeout=10) is True
+    texts = last_user_texts(db_path)
+    assert sorted(texts) == sorted(["first"] + [f"locked {i}" for i in range(4)])
+    assert warnings_of(log_warnings, "writable again")
+
+
+# -- corrupt, full, read-only ------------------------------------------------------------------
+
+
+def test_corrupt_db_file(api, db_path, recorders, log_warnings):
+    garbage = b"this is not a SQLite database\x00\xff" * 512
+    db_path.write_bytes(garbage)
+    rec = recorders(db_path)
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    assert ask(client, "into a corrupt file").content[0].type == "text"
+    assert len(list(ask(client, "again", stream=True))) > 3  # a stream too
+    assert rec.flush(timeout=0.5) is False
+    problems = warnings_of(log_warnings, "cannot write")
+    assert len(problems) == 1, problems
+    assert str(db_path) in problems[0]
+    assert "corrupt" in problems[0] and "move it aside" in problems[0]
+    assert db_path.read_bytes() == garbage  # the user's file is left alone
+
+    # moved aside: a new DB is created and the waiting records land in it
+    db_path.rename(db_path.with_suffix(".bad"))
+    assert rec.flush(timeout=10) is True
+    assert len(exported(db_path)) == 2
+
+
+def test_disk_full(api, db_path, recorders, log_warnings, monkeypatch):
+    """SQLite's own "database or disk is full" (SQLITE_FULL), provoked by capping max_page_count
+    on every connection the writer opens (the only way to fill the "disk" as root)."""
+    from replayer.store import schema
+
+    rec = recorders(db_path)
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    ask(client, "small")
+    assert rec.flush(timeout=10) is True
+    real_connect = schema._connect
+    full = {"on": True}
+
+    def capped(path):
+        conn = real_connect(path)
+        if full["on"]:
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count={pages}")
+        return conn
+
+    monkeypatch.setattr(schema, "_connect", capped)
+    rec._writer._ingestor.db.conn.close()  # white box: make the writer reconnect through the cap
+    rec._writer._ingestor = None
+
+    big = [f"big {i} " + os.urandom(40_000).hex() for i in range(2)]
+    for text in big:
+        assert ask(client, text).type == "message"
+    assert rec.flush(timeout=0.5) is False
+    problems = warnings_of(log_warnings, "cannot write")
+    assert len(problems) == 1, problems
+    assert str(db_path) in problems[0] and "full" in problems[0]
+
+    full["on"] = False  # space freed
+    assert rec.flush(timeout=10) is True
+    texts = last_user_texts(db_path)
+    assert sorted(texts) == sorted(["small", *big])
+
+
+def _make_read_only(path, on: bool) -> None:
+    """chmod for a normal user; as root (who ignores permission bits) the immutable attribute."""
+    import shutil
+    import subprocess
+
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        if shutil.which("chattr") is None:
+            pytest.fail("running as root needs chattr (e2fsprogs) to make a file read-only")
+        subprocess.run(["chattr", "+i" if on else "-i", str(path)], check=True)
+    else:
+        os.chmod(path, 0o444 if on else 0o600)
+
+
+def test_read_only_db_file(api, db_path, recorders, log_warnings):
+    rec0 = recorders(db_path)
+    rec0.record({"model": MODEL, "max_tokens": 1, "messages": [{"role": "user", "content": "seed"}]})
+    assert rec0.flush(timeout=10) is True
+    rec0.close()
+    _make_read_only(db_path, True)
+    try:
+        rec = recorders(db_path)
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+        assert ask(client, "read-only").type == "message"
+        assert rec.flush(timeout=0.5) is False
+        problems = warnings_of(log_warnings, "cannot write", str(db_path))
+        assert len(problems) == 1, problems
+        assert "read-only" in problems[0]
+    finally:
+        _make_read_only(db_path, False)
+    assert rec.flush(timeout=10) is True
+    assert "read-only" in last_user_texts(db_path)
+
+
+# -- the bounded buffer ------------------------------------------------------------------------
+
+
+def test_bounded_buffer_counts_and_reports_overflow(api, tmp_path, recorders, log_warnings):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    path = blocker / "rec.db"
+    rec = recorders(path, max_pending=5)
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    for i in range(8):
+        assert ask(client, f"buffered {i}").type == "message"
+    assert wait_until(lambda: rec.dropped >= 3)
+    assert rec.flush(timeout=0.3) is False
+    assert rec.dropped == 3  # 5 kept, the rest counted
+
+    blocker.unlink()
+    blocker.mkdir()
+    assert rec.flush(timeout=10) is True
+    assert sorted(last_user_texts(path)) == [f"buffered {i}" for i in range(5)]  # the oldest are kept
+
+    rec.close(timeout=5)
+    dropped = warnings_of(log_warnings, "dropped")
+    assert len(dropped) == 1, dropped
+    assert "3 record(s)" in dropped[0] and str(path) in dropped[0]
+
+
+def test_unwritable_at_close_is_reported(api, tmp_path, log_warnings):
+    (tmp_path / "blocker").write_text("x")
+    path = tmp_path / "blocker" / "rec.db"
+    rec = Recorder(path)
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    ask(client, "never written")
+    assert rec.close(timeout=0.5) is False
+    left = warnings_of(log_warnings, "could not be written", str(path))
+    assert len(left) == 1 and "1 record(s)" in left[0]
+
+
+# -- the agent sees the exceptions it would see without replayer -------------------------------
+
+ERROR_400 = {"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: too big"}}
+ERROR_429 = {"type": "error", "error": {"type": "rate_limit_error", "message": "Slow down"}}
+
+
+def _stream_events():
+    msg = {
+        "id": "msg_stream",
+        "type": "message",
+        "role": "assistant",
+        "model": MODEL,
+        "content": [{"type": "text", "text": "a fairly long answer that will be cut in the middle"}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 5, "output_tokens": 9},
+    }
+    return message_events(msg)
+
+
+def _call_plain(client):
+    return ask(client, "x")
+
+
+def _call_stream(client):
+    with client.messages.stream(model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "s"}]) as s:
+        return s.get_final_message()
+
+
+def _call_raw_stream(client):
+    return list(ask(client, "r", stream=True))
+
+
+CASES = {
+    "400": (lambda: Reply(status=400, body=ERROR_400), _call_plain, {}),
+    "429-no-retries": (lambda: Reply(status=429, body=ERROR_429, headers={"retry-after": "0"}), _call_plain, {}),
+    "timeout": (lambda: Reply(hang=1), _call_plain, {"timeout": 0.2}),
+    "error-event-in-stream": (
+        lambda: Reply(sse=_stream_events()[:3] + [{"event": "error", "data": ERROR_429 | {"error": {"type": "overloaded_error", "message": "Overloaded"}}}]),
+        _call_stream,
+        {},
+    ),
+    "stream-dropped": (lambda: Reply(sse=_stream_events(), drop_after_events=4), _call_raw_stream, {}),
+}
+
+
+def _outcome(api, client, case):
+    make_reply, call, _ = CASES[case]
+    api.enqueue(make_reply())
+    try:
+        call(client)
+    except Exception as e:  # noqa: BLE001
+        return e
+    pytest.fail(f"{case}: no exception raised")
+
+
+@pytest.mark.parametrize("db_state", ["writable", "unwritable"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_same_exceptions_with_and_without_replayer(api, tmp_path, recorders, case, db_state):
+    if db_state == "writable":
+        path = tmp_path / "rec.db"
+    else:
+        (tmp_path / "blocker").write_text("x")
+        path = tmp_path / "blocker" / "rec.db"
+    rec = recorders(path)
+    kw = dict(base_url=api.url, api_key=FAKE_KEY, max_retries=0, **CASES[case][2])
+    plain = anthropic.Anthropic(**kw)
+    wrapped = rec.wrap(anthropic.Anthropic(**kw))
+
+    expected = _outcome(api, plain, case)
+    got = _outcome(api, wrapped, case)
+    assert type(got) is type(expected)
+    assert str(got) == str(expected)
+    assert getattr(got, "status_code", None) == getattr(expected, "status_code", None)
+    assert getattr(got, "body", None) == getattr(expected, "body", None)
+    if case in ("400", "429-no-retries"):
+        assert got.status_code == int(case[:3])
+
+    if db_state == "writable":
+        assert rec.flush(timeout=10) is True
+        rows = exported(path)
+        assert len(rows) == 1
+        row = rows[0]
+        assert row["error"] is not None or row["abandoned"]  # what went wrong is recorded
+        if case == "400":
+            assert row["status"] == 400 and row["error"]["type"] == "invalid_request_error"
+        if case == "429-no-retries":
+            assert row["status"] == 429 and row["error"]["type"] == "rate_limit_error"
+        if case == "timeout":
+            assert row["status"] is None and row["error"]["type"] == "timeout_error"
+    else:
+        assert rec.flush(timeout=0.2) is False
+
+
+def test_redact_that_raises_never_reaches_the_agent(api, db_path, recorders, log_warnings):
+    def redact(record):
+        if "boom" in json.dumps(record["request"]):
+            raise ValueError("redact failed")
+        return record
+
+    rec = recorders(db_path, redact=redact)
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    assert ask(client, "boom").type == "message"
+    assert ask(client, "fine").type == "message"
+    assert rec.flush(timeout=10) is True
+    assert last_user_texts(db_path) == ["fine"]
+    assert warnings_of(log_warnings, "ValueError")
+
+
+# -- secrets, file modes, redaction ------------------------------------------------------------
+
+SECRETS = (FAKE_KEY, "COOKIESECRET", "XAPIKEYSECRET", "AUTHTOKENSECRET", "Bearer")
+
+
+def test_no_credentials_reach_the_db(api, db_path, rec):
+    headers = {"Cookie": "session=COOKIESECRET", "x-api-key": "XAPIKEYSECRET"}
+    with_headers = rec.wrap(
+        anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0, default_headers=headers)
+    )
+    plain = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    bearer = rec.wrap(anthropic.Anthropic(base_url=api.url, auth_token="AUTHTOKENSECRET", max_retries=0))
+    unreachable = rec.wrap(
+        anthropic.Anthropic(base_url="http://127.0.0.1:1", api_key=FAKE_KEY, max_retries=0, default_headers=headers)
+    )
+
+    ask(with_headers, "MARKER plain")
+    list(ask(with_headers, "MARKER streamed", stream=True))
+    with plain.messages.stream(model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "MARKER helper"}]) as s:
+        s.get_final_message()
+    ask(bearer, "MARKER token auth")
+    api.enqueue(Reply(status=401, body={"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}))
+    with pytest.raises(anthropic.AuthenticationError):
+        ask(with_headers, "MARKER error")
+    with pytest.raises(anthropic.APIConnectionError):
+        ask(unreachable, "MARKER unreachable")
+    rec.record(
+        {"model": MODEL, "max_tokens": 1, "messages": [{"role": "user", "content": "MARKER record"}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "text", "text": "ok"}]},
+        headers={"Authorization": "Bearer AUTHTOKENSECRET", "X-Api-Key": FAKE_KEY, "Cookie": "COOKIESECRET", "anthropic-version": "2023-06-01"},
+    )
+
+    # the secrets really were on the wire
+    wire = json.dumps([r["headers"] for r in api.received])
+    for secret in SECRETS:
+        assert secret in wire, secret
+
+    assert rec.flush(timeout=10) is True
+    files = db_bytes(db_path)
+    assert db_path.name in files and f"{db_path.name}-wal" in files
+    assert any(b"MARKER plain" in data for data in files.values())  # the search does find stored text
+    for name, data in files.items():
+        for secret in SECRETS:
+            assert secret.encode() not in data, f"{secret!r} found in {name}"
+            assert secret.lower().encode() not in data.lower(), f"{secret!r} found in {name}"
+
+    rows = exported(db_path)
+    assert len(rows) == 7
+    for row in rows:
+        assert set(row["request_headers"]) <= {"anthropic-version", "anthropic-beta"}, row["request_headers"]
+    assert all("anthropic-version" in r["request_headers"] for r in rows)
+    export_text = json.dumps(rows)
+    for secret in SECRETS:
+        assert secret not in export_text
+
+    rec.close()  # checkpointed into the main file: still clean
+    for name, data in db_bytes(db_path).items():
+        for secret in SECRETS:
+            assert secret.encode() not in data, f"{secret!r} found in {name} after close"
+
+
+def test_new_db_files_are_owner_only(api, tmp_path, recorders):
+    path = tmp_path / "new-folder" / "rec.db"
+    old = os.umask(0)  # even with a permissive umask
+    try:
+        rec = recorders(path)
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+        ask(client, "mode")
+        assert rec.flush(timeout=10) is True
+        names = db_bytes(path)
+        assert f"{path.name}-wal" in names
+        for name in names:
+            mode = stat.S_IMODE(os.stat(path.parent / name).st_mode)
+            assert mode == 0o600, f"{name}: {oct(mode)}"
+        assert stat.S_IMODE(os.stat(path.parent).st_mode) & 0o077 == 0  # the folder it made, too
+    finally:
+        os.umask(old)
+
+
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
+
+
+def test_redact_rewrites_and_drops_records(api, db_path, recorders):
+    seen = []
+
+    def redact(record):
+        seen.append(record)
+        req = record["request"]
+        if req.get("model") == "drop-me":
+            return None
+        for m in req["messages"]:
+            if isinstance(m["content"], str):
+                m["content"] = EMAIL.sub("<email>", m["content"])
+            else:
+                for block in m["content"]:
+                    if block.get("type") == "text":
+                        block["text"] = EMAIL.sub("<email>", block["text"])
+        return record
+
+    rec = recorders(db_path, redact=redact)
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    ask(client, "mail alice@example.com please")
+    list(ask(client, "or bob.smith+x@example.org", stream=True))
+    ask(client, "secret plan carol@example.net", model="drop-me")
+    rec.record(
+        {"model": MODEL, "max_tokens": 1, "messages": [{"role": "user", "content": [{"type": "text", "text": "dave@example.com"}]}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "text", "text": "ok"}]},
+    )
+    assert rec.flush(timeout=10) is True
+
+    assert len(seen) == 4
+    for record in seen:  # what redact gets holds no credentials either
+        assert set(record["request_headers"]) <= {"anthropic-version", "anthropic-beta"}
+
+    rows = exported(db_path)
+    assert len(rows) == 3
+    assert all(r["request"]["model"] != "drop-me" and r["model"] != "drop-me" for r in rows)
+    assert sorted(last_user_texts(db_path)) == sorted(["mail <email> please", "or <email>", "<email>"])
+    for name, data in db_bytes(db_path).items():
+        for address in (b"alice@", b"bob.smith", b"carol@", b"dave@", b"secret plan"):
+            assert address not in data, f"{address!r} in {name}"
