@@ -11,6 +11,7 @@ again. Only the new tail of each request is parsed, canonicalised and hashed.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -41,18 +42,16 @@ def digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_B32_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
 
 def new_id(prefix: str = "", t: float | None = None) -> str:
     """A sortable id: 48-bit milliseconds then 80 random bits, Crockford base32 (ULID layout)."""
     ms = int((time.time() if t is None else t) * 1000)
-    n = (ms << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[n & 31])
-        n >>= 5
-    return prefix + "".join(reversed(chars))
+    value = ms << 80 | int.from_bytes(os.urandom(10), "big")
+    # 26 base32 characters hold 130 bits: 2 zero bits, then the 128-bit value
+    raw = (value << 6).to_bytes(17, "big")
+    return prefix + base64.b32encode(raw)[:26].translate(_B32_TO_CROCKFORD).decode()
 
 
 def iso(t: float) -> str:
@@ -60,10 +59,11 @@ def iso(t: float) -> str:
 
 
 def _normalise(obj: Any) -> Any:
-    """A message as threading compares it: nulls dropped, thinking blocks dropped (agents often
-    strip them from history), string content as a text block."""
+    """A message as threading compares it: nulls and cache_control dropped (agents move their
+    cache breakpoint to the newest message), thinking blocks dropped (agents often strip them from
+    history), string content as a text block."""
     if isinstance(obj, dict):
-        out = {k: _normalise(v) for k, v in obj.items() if v is not None}
+        out = {k: _normalise(v) for k, v in obj.items() if v is not None and k != "cache_control"}
         content = out.get("content")
         if "role" in out:
             if isinstance(content, str):

@@ -230,7 +230,7 @@ class Writer:
         try:
             events = []
             for cap in batch:
-                ev = store(ing, cap, self.redact)
+                ev = store(ing, cap, self.redact, self.log_events)
                 if ev is not None:
                     events.append(ev)
             conn.execute("COMMIT")
@@ -262,7 +262,9 @@ def _ttft(cap: Captured, offset: int | None) -> float | None:
     return None
 
 
-def store(ing: Ingestor, cap: Captured, redact: Callable[..., Any] | None) -> dict[str, Any] | None:
+def store(
+    ing: Ingestor, cap: Captured, redact: Callable[..., Any] | None = None, log_event: bool = False
+) -> dict[str, Any] | None:
     """Write one attempt (and its turn and conversation when new). Returns its log event."""
     from .. import sse
 
@@ -373,6 +375,8 @@ def store(ing: Ingestor, cap: Captured, redact: Callable[..., Any] | None) -> di
             conn.execute(
                 "INSERT OR REPLACE INTO thread_keys(key, conversation_id) VALUES (?, ?)", (key, conversation_id)
             )
+    if not log_event:
+        return None
     return _event(cap, turn_id, conversation_id, body, model, usage, stop_reason, response, error)
 
 

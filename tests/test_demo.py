@@ -1,0 +1,123 @@
+"""The demo: every shipped fixture recorded through the real SDK, and exported exactly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from conftest import exported
+
+from replayer import sse
+from replayer.demo import build_demo, load_fixtures
+from replayer.fakeapi import sse_text
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    path = tmp_path_factory.mktemp("demo") / "demo.db"
+    turns = build_demo(path)
+    return path, turns, load_fixtures()
+
+
+def expected_response(attempt):
+    if "sse" in attempt:
+        return sse.assemble(sse_text(attempt["sse"]).encode()).message
+    return attempt["body"]
+
+
+def test_fixtures_cover_what_the_issue_lists():
+    fixtures = load_fixtures()
+    assert len(fixtures) >= 6
+    turns = [t for fx in fixtures for t in fx["turns"]]
+    requests = [t["request"] for t in turns]
+    bodies = [a.get("body") or {} for t in turns for a in t["attempts"]]
+    blocks = [b for body in bodies for b in body.get("content", []) if isinstance(body, dict)]
+    block_types = {b.get("type") for b in blocks}
+    assert max(len(fx["turns"]) for fx in fixtures) >= 30
+    assert any(
+        c.get("is_error") for r in requests for m in r["messages"] if isinstance(m["content"], list) for c in m["content"]
+    )
+    usage = [b["usage"] for b in bodies if "usage" in b]
+    assert any((u.get("cache_creation") or {}).get("ephemeral_1h_input_tokens") for u in usage)
+    assert any((u.get("cache_creation") or {}).get("ephemeral_5m_input_tokens") for u in usage)
+    assert any(u.get("cache_read_input_tokens") for u in usage)
+    sse_events = [e for t in turns for a in t["attempts"] for e in a.get("sse", [])]
+    assert any(e["data"].get("delta", {}).get("type") == "signature_delta" for e in sse_events if isinstance(e["data"], dict))
+    assert {"server_tool_use", "web_search_tool_result"} <= block_types
+    statuses = Counter(a.get("status", 200) for t in turns for a in t["attempts"])
+    assert statuses[429] and statuses[529]
+    assert len({fx.get("user_id") for fx in fixtures}) >= 3
+    assert len({r["model"] for r in requests}) >= 4
+    known = {"text", "thinking", "redacted_thinking", "tool_use", "server_tool_use", "web_search_tool_result"}
+    assert block_types - known  # an unknown future block type
+
+
+def test_demo_records_every_attempt_exactly(demo):
+    path, turns, fixtures = demo
+    lines = exported(path)
+    want_turns = sum(len(fx["turns"]) for fx in fixtures)
+    assert turns == want_turns
+    assert len({line["turn_id"] for line in lines}) == want_turns
+    # every fixture attempt appears once, with its request and response JSON-equal to the wire
+    remaining = list(lines)
+    for fx in fixtures:
+        for turn in fx["turns"]:
+            for attempt in turn["attempts"]:
+                match = next(
+                    (
+                        line
+                        for line in remaining
+                        if line["request"] == turn["request"]
+                        and line["status"] == attempt.get("status", 200)
+                        and line["response"] == expected_response(attempt)
+                    ),
+                    None,
+                )
+                assert match is not None, (fx["name"], turn["request"]["messages"][-1])
+                remaining.remove(match)
+                for key, value in (turn.get("headers") or {}).items():
+                    assert match["request_headers"][key] == value
+    assert remaining == []
+
+
+def test_demo_conversations_thread_and_carry_users(demo):
+    path, _, fixtures = demo
+    lines = exported(path)
+    by_conv: dict[str, list] = {}
+    for line in lines:
+        by_conv.setdefault(line["conversation_id"], []).append(line)
+    assert len(by_conv) == len(fixtures)
+    turn_counts = sorted(len({line["turn_id"] for line in v}) for v in by_conv.values())
+    assert turn_counts == sorted(len(fx["turns"]) for fx in fixtures)
+    for fx in fixtures:
+        if fx.get("conversation_id"):
+            assert {line["user_id"] for line in by_conv[fx["conversation_id"]]} == {fx["user_id"]}
+    users = {line["user_id"] for line in lines}
+    assert {fx["user_id"] for fx in fixtures} <= users
+    days = {line["started_at"][:10] for line in lines}
+    assert len(days) >= 4  # fixtures are spread over a week
+
+
+def test_demo_costs_unknown_model_is_null(demo):
+    path, _, _ = demo
+    lines = exported(path)
+    nova = [line for line in lines if line["model"] == "claude-nova-9" and line["usage"]]
+    assert nova and all(line["cost_usd"] is None for line in nova)
+    priced = [line for line in lines if line["usage"] and line["model"] != "claude-nova-9"]
+    assert priced and all(line["cost_usd"] > 0 for line in priced)
+
+
+def test_demo_command_from_another_directory(tmp_path):
+    """Works after a plain install from any folder: fixtures are package data."""
+    r = subprocess.run(
+        [sys.executable, "-m", "replayer.cli", "--db", str(tmp_path / "d.db"), "demo"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "recorded" in r.stderr and "conv_" in r.stdout
+    listing = subprocess.run([sys.executable, "-m", "replayer.cli", "--db", str(tmp_path / "d.db"), "list", "--json"],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert len(json.loads(listing.stdout)) >= 6
