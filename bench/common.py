@@ -64,7 +64,7 @@ def history(turns: int, size: int = 2048) -> list[dict[str, Any]]:
 def fake_api_process():
     """The fake API in another process, so it doesn't share the GIL with what we measure."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "replayer.fakeapi", "--port", "0"], stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "replayer.fakeapi", "--port", "0", "--fast"], stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:

@@ -55,25 +55,38 @@ def _warn(e: BaseException) -> None:
         log.warning("replayer: a call could not be captured (%s: %s); the agent is unaffected", type(e).__name__, e)
 
 
-class _StreamCapture:
-    """Finishes a capture exactly once: at the stream's end, its failure, or its early close."""
+_DELTA = b"content_block_delta"
 
-    __slots__ = ("cap", "put", "p0", "chunks", "ends", "n", "done", "is_sse", "pulling")
+
+class _StreamCapture:
+    """Finishes a capture exactly once: at the stream's end, its failure, or its early close.
+
+    Per chunk the agent's thread only appends the chunk to a list; until the first
+    content_block_delta arrives it also looks for it, to time the first token."""
+
+    __slots__ = ("cap", "put", "p0", "chunks", "done", "is_sse", "waiting", "tail", "gens")
 
     def __init__(self, cap: Captured, put: Any, p0: float, is_sse: bool):
         self.cap, self.put, self.p0, self.is_sse = cap, put, p0, is_sse
         self.chunks: list[bytes] = []
-        self.ends: list[tuple[int, float]] = []
-        self.n = 0
         self.done = False
-        self.pulling = False
-        """True while waiting on the HTTP library for the next chunk: a close() it makes then is
-        its own cleanup of a failed read, and the read's error will follow."""
+        self.waiting = is_sse
+        """Still looking for the first content_block_delta."""
+        self.tail = b""
+        """The end of the previous chunk, so a marker split across two chunks is still seen."""
+        self.gens: list[Any] = []
+        """Our generators over the body: a close() made while one of them runs is the HTTP
+        library cleaning up a failed read (whose error follows), not the caller giving up."""
 
-    def add(self, chunk: bytes) -> None:
-        self.n += len(chunk)
-        self.chunks.append(chunk)
-        self.ends.append((self.n, time.perf_counter() - self.p0))
+    def look(self, chunk: bytes) -> None:
+        if _DELTA in chunk or _DELTA in self.tail + chunk[:32]:
+            self.cap.ttft_ms = round((time.perf_counter() - self.p0) * 1000, 3)
+            self.waiting = False
+        self.tail = chunk[-32:]
+
+    def closed(self) -> None:
+        if not any(getattr(g, "gi_running", False) or getattr(g, "ag_running", False) for g in self.gens):
+            self.finish(abandoned=True)
 
     def finish(self, err: BaseException | None = None, *, abandoned: bool = False) -> None:
         if self.done:
@@ -83,7 +96,7 @@ class _StreamCapture:
         cap.latency_ms = round((time.perf_counter() - self.p0) * 1000, 3)
         body = b"".join(self.chunks)
         if self.is_sse:
-            cap.sse, cap.chunk_ends = body, self.ends
+            cap.sse = body
         else:
             cap.response_bytes = body
         if err is not None and not isinstance(err, GeneratorExit):
@@ -96,19 +109,14 @@ class _StreamCapture:
 def _tee_sync(http: Any, sc: _StreamCapture) -> None:
     orig_iter, orig_close = http.iter_bytes, http.close
 
-    def iter_bytes(*args: Any, **kwargs: Any) -> Any:
+    def tee(*args: Any, **kwargs: Any) -> Any:
         err: BaseException | None = None
-        it = orig_iter(*args, **kwargs)
+        append = sc.chunks.append
         try:
-            while True:
-                sc.pulling = True
-                try:
-                    chunk = next(it)
-                except StopIteration:
-                    break
-                finally:
-                    sc.pulling = False
-                sc.add(chunk)
+            for chunk in orig_iter(*args, **kwargs):
+                append(chunk)
+                if sc.waiting:
+                    sc.look(chunk)
                 yield chunk
         except BaseException as e:
             err = e
@@ -116,12 +124,16 @@ def _tee_sync(http: Any, sc: _StreamCapture) -> None:
         finally:
             sc.finish(err)
 
+    def iter_bytes(*args: Any, **kwargs: Any) -> Any:
+        gen = tee(*args, **kwargs)
+        sc.gens.append(gen)
+        return gen
+
     def close() -> None:
         try:
             orig_close()
         finally:
-            if not sc.pulling:
-                sc.finish(abandoned=True)
+            sc.closed()
 
     http.iter_bytes = iter_bytes
     http.close = close
@@ -130,19 +142,14 @@ def _tee_sync(http: Any, sc: _StreamCapture) -> None:
 def _tee_async(http: Any, sc: _StreamCapture) -> None:
     orig_iter, orig_close = http.aiter_bytes, http.aclose
 
-    async def aiter_bytes(*args: Any, **kwargs: Any) -> Any:
+    async def tee(*args: Any, **kwargs: Any) -> Any:
         err: BaseException | None = None
-        it = orig_iter(*args, **kwargs)
+        append = sc.chunks.append
         try:
-            while True:
-                sc.pulling = True
-                try:
-                    chunk = await it.__anext__()
-                except StopAsyncIteration:
-                    break
-                finally:
-                    sc.pulling = False
-                sc.add(chunk)
+            async for chunk in orig_iter(*args, **kwargs):
+                append(chunk)
+                if sc.waiting:
+                    sc.look(chunk)
                 yield chunk
         except BaseException as e:
             err = e
@@ -150,12 +157,16 @@ def _tee_async(http: Any, sc: _StreamCapture) -> None:
         finally:
             sc.finish(err)
 
+    def aiter_bytes(*args: Any, **kwargs: Any) -> Any:
+        gen = tee(*args, **kwargs)
+        sc.gens.append(gen)
+        return gen
+
     async def aclose() -> None:
         try:
             await orig_close()
         finally:
-            if not sc.pulling:
-                sc.finish(abandoned=True)
+            sc.closed()
 
     http.aiter_bytes = aiter_bytes
     http.aclose = aclose
@@ -190,7 +201,7 @@ class RecorderMiddleware(anthropic.Middleware):
             content = getattr(req, "content", None) if req is not None else None
             if isinstance(content, bytes):
                 cap.request_bytes = content
-                cap.headers = {h: req.headers[h] for h in PROTOCOL_HEADERS if h in req.headers}
+                cap.raw_request_headers = req.headers.raw
             if cap.request_bytes is None:
                 cap.request_obj = request.json
             kind = "timeout_error" if isinstance(e, anthropic.APITimeoutError) else "connection_error"
@@ -206,10 +217,10 @@ class RecorderMiddleware(anthropic.Middleware):
         http = resp.http_response
         req = http.request
         cap.request_bytes = req.content
-        headers = req.headers
-        cap.headers = {h: headers[h] for h in PROTOCOL_HEADERS if h in headers}
+        # the header lists as they are; the writer picks out the protocol headers and request id
+        cap.raw_request_headers = req.headers.raw
+        cap.raw_response_headers = http.headers.raw
         cap.status = http.status_code
-        cap.request_id = http.headers.get("request-id")
         if hasattr(http, "_content"):  # already read: a plain call
             cap.response_bytes = http._content
             cap.latency_ms = round((time.perf_counter() - p0) * 1000, 3)

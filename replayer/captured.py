@@ -28,13 +28,17 @@ class Captured:
     request_obj: Any = None
     """A request given as a document (`Recorder.record`), instead of bytes."""
     headers: dict[str, str] = field(default_factory=dict)
+    """Protocol headers (anthropic-version, anthropic-beta) only; filled by the writer from
+    `raw_request_headers` when that is set. Nothing else from the request headers is kept."""
+    raw_request_headers: list[tuple[bytes, bytes]] | None = None
+    raw_response_headers: list[tuple[bytes, bytes]] | None = None
     status: int | None = None
     response_bytes: bytes | None = None
     response_obj: Any = None
     sse: bytes | None = None
-    chunk_ends: list[tuple[int, float]] | None = None
-    """(bytes received so far, seconds since t_start) after each chunk of a stream."""
     latency_ms: float | None = None
+    ttft_ms: float | None = None
+    """For a stream: when the chunk with the first content_block_delta arrived."""
     error: dict[str, Any] | None = None
     request_id: str | None = None
     ctx: Context | None = None

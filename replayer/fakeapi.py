@@ -115,9 +115,11 @@ def message_events(message: dict[str, Any]) -> list[dict[str, Any]]:
 class FakeAPI:
     """`with FakeAPI() as api: Anthropic(base_url=api.url, api_key="test")`."""
 
-    def __init__(self, responder: Callable[[dict[str, Any]], Reply | None] | None = None):
+    def __init__(self, responder: Callable[[dict[str, Any]], Reply | None] | None = None, *, fast: bool = False):
         self.script: deque[Reply] = deque()
         self.responder = responder
+        self.fast = fast
+        """Answer unscripted requests without parsing them and keep nothing (for benchmarks)."""
         self.received: list[dict[str, Any]] = []
         """Each request: {"path", "headers", "body" (bytes)}."""
         self.count = 0
@@ -149,8 +151,15 @@ class FakeAPI:
                 with api._lock:
                     api.count += 1
                     n = api.count
-                    api.received.append({"path": self.path, "headers": dict(self.headers), "body": raw})
+                    if not api.fast:
+                        api.received.append({"path": self.path, "headers": dict(self.headers), "body": raw})
                     reply = api.script.popleft() if api.script else None
+                if reply is None and api.fast:
+                    msg = echo_message({"model": "claude-sonnet-4-5"}, n)
+                    msg["usage"]["input_tokens"] = len(raw) // 4
+                    stream = b'"stream":true' in raw
+                    api._answer(self, Reply(sse=message_events(msg)) if stream else Reply(body=msg), n)
+                    return
                 try:
                     body = json.loads(raw or b"null")
                 except ValueError:
@@ -231,8 +240,9 @@ def main() -> None:
     """Serve echo replies on a port (for benchmarks that want the server in another process)."""
     p = argparse.ArgumentParser(description="local fake Messages API (127.0.0.1 only)")
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--fast", action="store_true", help="don't parse or keep requests (benchmarks)")
     args = p.parse_args()
-    api = FakeAPI().start(args.port)
+    api = FakeAPI(fast=args.fast).start(args.port)
     print(api.url, flush=True)
     try:
         while True:

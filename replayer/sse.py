@@ -35,8 +35,6 @@ KNOWN_EVENTS = frozenset(
 class Event:
     event: str | None
     data: str
-    offset: int
-    """Byte offset in the stream just past this event, to place it in time."""
 
 
 def parse_events(raw: bytes) -> list[Event]:
@@ -44,13 +42,11 @@ def parse_events(raw: bytes) -> list[Event]:
     events: list[Event] = []
     name: str | None = None
     data: list[str] = []
-    pos = 0
     for line in raw.splitlines(keepends=True):
-        pos += len(line)
         text = line.decode("utf-8", errors="replace").rstrip("\r\n")
         if not text:
             if name is not None or data:
-                events.append(Event(name, "\n".join(data), pos))
+                events.append(Event(name, "\n".join(data)))
             name, data = None, []
             continue
         if text.startswith(":"):
@@ -63,7 +59,7 @@ def parse_events(raw: bytes) -> list[Event]:
         elif key == "data":
             data.append(value)
     if name is not None or data:
-        events.append(Event(name, "\n".join(data), pos))
+        events.append(Event(name, "\n".join(data)))
     return events
 
 
@@ -72,8 +68,6 @@ class Assembled:
     message: dict[str, Any] | None
     error: dict[str, Any] | None = None
     unknown_events: list[dict[str, Any]] = field(default_factory=list)
-    first_delta_offset: int | None = None
-    """Byte offset of the end of the first content_block_delta: where the first token arrived."""
     complete: bool = False
     """A message_stop was seen."""
 
@@ -149,8 +143,6 @@ def assemble(raw: bytes) -> Assembled:
             content[index] = data.get("content_block") or {}
         elif kind == "content_block_delta":
             index = data.get("index", 0)
-            if out.first_delta_offset is None:
-                out.first_delta_offset = ev.offset
             if 0 <= index < len(content) and isinstance(content[index], dict):
                 _apply_delta(content[index], data.get("delta") or {}, json_buf, index)
             else:

@@ -11,7 +11,6 @@ again. Only the new tail of each request is parsed, canonicalised and hashed.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -42,20 +41,15 @@ def digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
-_B32_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
-
-
 def new_id(prefix: str = "", t: float | None = None) -> str:
-    """A sortable id: 48-bit milliseconds then 80 random bits, Crockford base32 (ULID layout)."""
+    """A sortable id: 48-bit milliseconds then 64 random bits, in hex (sorts by time as text)."""
     ms = int((time.time() if t is None else t) * 1000)
-    value = ms << 80 | int.from_bytes(os.urandom(10), "big")
-    # 26 base32 characters hold 130 bits: 2 zero bits, then the 128-bit value
-    raw = (value << 6).to_bytes(17, "big")
-    return prefix + base64.b32encode(raw)[:26].translate(_B32_TO_CROCKFORD).decode()
+    return f"{prefix}{ms:012x}{os.urandom(8).hex()}"
 
 
 def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """ISO-8601 UTC with milliseconds and a Z: sorts as text."""
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def _normalise(obj: Any) -> Any:
@@ -80,7 +74,22 @@ def _normalise(obj: Any) -> Any:
     return obj
 
 
-def thread_key(prev: str, message: Any) -> str:
+
+
+def thread_key(prev: str, message: Any, text: str | None = None, text_digest: str | None = None) -> str:
+    """Chain `message` onto the key of the list before it. `text`/`text_digest` are the message's
+    canonical JSON and its digest when the caller has them: when normalising would change nothing
+    (the usual case), they stand for the normalised form without a second serialisation."""
+    if (
+        text is not None
+        and text_digest is not None
+        and text.startswith('{"content":[')
+        and "null" not in text
+        and '"cache_control"' not in text
+        and '"thinking"' not in text
+        and '"redacted_thinking"' not in text
+    ):
+        return digest(prev + text_digest)
     return digest(prev + digest(canon(_normalise(message))))
 
 
@@ -105,6 +114,8 @@ class Candidate:
 class ParsedRequest:
     skeleton: dict[str, Any]
     """The body with system/tools/messages set to null where they were taken out."""
+    skeleton_raw: str | None = None
+    """The skeleton's keys and values as they were written, to find its blob without re-encoding."""
     system: int | None = None
     tools: int | None = None
     node: int | None = None
@@ -122,8 +133,11 @@ class Ingestor:
     def __init__(self, db: Database):
         self.db = db
         self.blob_ids: dict[str, int] = {}
+        self.small_ids: dict[str, tuple[int, str]] = {}
+        self.last_digest = ""
         self.node_ids: dict[tuple[int, int], int] = {}
         self.raw_blob: dict[str, int] = {}
+        self.last_raw: dict[str, tuple[str, int]] = {}
         self.candidates: OrderedDict[str, Candidate] = OrderedDict()
         self.candidate_chars = 0
         self.turn_by_call: OrderedDict[str, tuple[str, str]] = OrderedDict()
@@ -132,8 +146,10 @@ class Ingestor:
     def forget(self) -> None:
         """Drop every cache (after a rollback the ids they hold may not exist)."""
         self.blob_ids.clear()
+        self.small_ids.clear()
         self.node_ids.clear()
         self.raw_blob.clear()
+        self.last_raw.clear()
         self.candidates.clear()
         self.candidate_chars = 0
         self.turn_by_call.clear()
@@ -144,10 +160,25 @@ class Ingestor:
         text = canon(obj)
         return self.blob_text(text)
 
+    def message_blob(self, obj: Any, prev_key: str) -> tuple[int, str]:
+        """(blob id, thread key) of a message following a list whose thread key is `prev_key`."""
+        text = canon(obj)
+        b = self.blob_text(text)
+        return b, thread_key(prev_key, obj, text, self.last_digest)
+
     def blob_text(self, text: str) -> int:
+        small = len(text) <= 512
+        if small:
+            hit = self.small_ids.get(text)  # skeletons, headers, short messages: skip the hash
+            if hit is not None:
+                self.last_digest = hit[1]
+                return hit[0]
         h = digest(text)
+        self.last_digest = h
         got = self.blob_ids.get(h)
         if got is not None:
+            if small:
+                self.small_ids[text] = (got, h)
             return got
         conn = self.db.conn
         cur = conn.execute("INSERT OR IGNORE INTO blobs(hash, json) VALUES (?, ?)", (h, text))
@@ -157,7 +188,10 @@ class Ingestor:
             got = conn.execute("SELECT id FROM blobs WHERE hash = ?", (h,)).fetchone()[0]
         if len(self.blob_ids) > MAX_CACHE:
             self.blob_ids.clear()
+            self.small_ids.clear()
         self.blob_ids[h] = got
+        if small:
+            self.small_ids[text] = (int(got), h)
         return int(got)
 
     def node(self, parent: int, blob: int, depth: int) -> int:
@@ -184,14 +218,26 @@ class Ingestor:
             parent = self.node(parent, self.blob(m), depth)
         return parent
 
-    def _raw_blob(self, raw: str, obj: Any) -> int:
+    def _raw_blob(self, key: str, raw: str, obj: Any) -> int:
         got = self.raw_blob.get(raw)
         if got is None:
             got = self.blob(obj)
             if len(self.raw_blob) > 4096:
                 self.raw_blob.clear()
             self.raw_blob[raw] = got
+        self.last_raw[key] = (raw, got)
         return got
+
+    def _known_raw(self, key: str, s: str, i: int) -> tuple[int, int] | None:
+        """(blob, end) when the text at `i` is the last value seen for `key`, character for character."""
+        last = self.last_raw.get(key)
+        if last is None or not s.startswith(last[0], i):
+            return None
+        end = i + len(last[0])
+        j = _WS.match(s, end).end()
+        if j >= len(s) or s[j] not in ",}":
+            return None
+        return last[1], end
 
     # -- requests --------------------------------------------------------------------------
     def parse_request(self, text: str) -> ParsedRequest:
@@ -218,9 +264,8 @@ class Ingestor:
             pr.msgs = list(msgs)
             parent, tk = 0, ""
             for i, m in enumerate(msgs):
-                b = self.blob(m)
+                b, tk = self.message_blob(m, tk)
                 parent = self.node(parent, b, i + 1)
-                tk = thread_key(tk, m)
                 pr.blobs.append(b)
                 pr.nodes.append(parent)
                 pr.tkeys.append(tk)
@@ -234,6 +279,7 @@ class Ingestor:
         i += 1
         skeleton: dict[str, Any] = {}
         pr = ParsedRequest(skeleton=skeleton)
+        raw_parts: list[str] = []
         while True:
             i = _WS.match(s, i).end()
             if s[i] == "}":
@@ -246,16 +292,29 @@ class Ingestor:
             if key == "messages" and s[i] == "[":
                 i = self._scan_messages(s, i + 1, pr)
                 skeleton[key] = None
+                raw_parts.append('"messages":-')
+            elif key in ("system", "tools") and (known := self._known_raw(key, s, i)) is not None:
+                # the same system prompt / tool list as last time: no need to parse it again
+                blob, i = known
+                if key == "system":
+                    pr.system = blob
+                else:
+                    pr.tools = blob
+                skeleton[key] = None
+                raw_parts.append(f'"{key}":-')
             else:
                 start = i
                 value, i = _decoder.raw_decode(s, i)
                 if key in ("system", "tools") and value is not None:
-                    blob = self._raw_blob(s[start:i], value)
+                    blob = self._raw_blob(key, s[start:i], value)
                     if key == "system":
                         pr.system = blob
                     else:
                         pr.tools = blob
                     value = None
+                    raw_parts.append(f'"{key}":-')
+                else:
+                    raw_parts.append(json.dumps(key) + ":" + s[start:i])
                 skeleton[key] = value
             i = _WS.match(s, i).end()
             if s[i] == ",":
@@ -266,6 +325,7 @@ class Ingestor:
                 raise ValueError("expected , or }")
         if _WS.match(s, i + 1).end() != len(s):
             raise ValueError("trailing data")
+        pr.skeleton_raw = ",".join(raw_parts)
         return pr
 
     def _scan_messages(self, s: str, i: int, pr: ParsedRequest) -> int:
@@ -302,10 +362,9 @@ class Ingestor:
         while s[i] != "]":
             obj, i = _decoder.raw_decode(s, i)
             ends.append(i - i0)
-            b = self.blob(obj)
+            b, tk = self.message_blob(obj, tk)
             n += 1
             parent = self.node(parent, b, n)
-            tk = thread_key(tk, obj)
             msgs.append(obj)
             pr.blobs.append(b)
             pr.nodes.append(parent)
@@ -330,6 +389,18 @@ class Ingestor:
         while self.candidate_chars > MAX_CANDIDATE_CHARS and len(self.candidates) > 1:
             _, dropped = self.candidates.popitem(last=False)
             self.candidate_chars -= dropped.chars
+
+    def skeleton_blob(self, pr: ParsedRequest) -> int:
+        """The blob of a request's skeleton; usually the same as the last one's, found by its text."""
+        if pr.skeleton_raw is None:
+            return self.blob(pr.skeleton)
+        got = self.raw_blob.get(pr.skeleton_raw)
+        if got is None:
+            got = self.blob(pr.skeleton)
+            if len(self.raw_blob) > 4096:
+                self.raw_blob.clear()
+            self.raw_blob[pr.skeleton_raw] = got
+        return got
 
     # -- reading back ----------------------------------------------------------------------
     def message_of(self, blob: int) -> Any:

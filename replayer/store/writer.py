@@ -23,12 +23,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ..captured import Captured
-from .ingest import Ingestor, digest, iso, new_id, response_parts, thread_key
+from .ingest import Ingestor, digest, iso, new_id, response_parts
 from .schema import DBError, open_db
 
 log = logging.getLogger("replayer")
 
 MAX_BATCH = 500
+LINGER_SECONDS = 0.05
 _started: set[Writer] = set()
 """Every writer with a thread in this process, held strongly so a Recorder that was garbage
 collected still has its queue flushed at exit."""
@@ -135,15 +136,24 @@ class Writer:
         while True:
             timeout = RETRY_SECONDS[min(delay_i, len(RETRY_SECONDS) - 1)] if self._pending else None
             try:
-                item = self.q.get(timeout=timeout)
-                items = [item]
-                while len(items) < MAX_BATCH:
-                    try:
-                        items.append(self.q.get_nowait())
-                    except queue.Empty:
-                        break
+                items = [self.q.get(timeout=timeout)]
             except queue.Empty:
                 items = []
+            if items and not isinstance(items[0], _Flush):
+                # Linger a moment to write a burst of calls in one transaction: fewer commits, and
+                # less time holding the GIL while the agent works. A flush() ends the wait.
+                deadline = time.monotonic() + LINGER_SECONDS
+                while len(items) < MAX_BATCH and not isinstance(items[-1], _Flush):
+                    left = deadline - time.monotonic()
+                    try:
+                        items.append(self.q.get(timeout=left) if left > 0 else self.q.get_nowait())
+                    except queue.Empty:
+                        break
+            while len(items) < MAX_BATCH:
+                try:
+                    items.append(self.q.get_nowait())
+                except queue.Empty:
+                    break
             for it in items:
                 if isinstance(it, _Flush):
                     self._waiting.append(it)
@@ -253,13 +263,24 @@ def _error_from_body(status: int, body: Any, text: str | None) -> dict[str, Any]
     return {"type": default, "message": (text or "")[:2000], "status": status}
 
 
-def _ttft(cap: Captured, offset: int | None) -> float | None:
-    if offset is None or not cap.chunk_ends:
-        return None
-    for end, seconds in cap.chunk_ends:
-        if end >= offset:
-            return round(seconds * 1000, 3)
-    return None
+_PROTOCOL = {b"anthropic-version": "anthropic-version", b"anthropic-beta": "anthropic-beta"}
+
+
+def _read_headers(cap: Captured) -> None:
+    """Keep the protocol headers and the request id; drop the raw lists (they hold credentials)."""
+    if cap.raw_request_headers is not None:
+        kept = {}
+        for key, value in cap.raw_request_headers:
+            name = _PROTOCOL.get(key.lower())
+            if name is not None:
+                kept[name] = value.decode("latin-1")
+        cap.headers = kept
+        cap.raw_request_headers = None
+    if cap.raw_response_headers is not None:
+        for key, value in cap.raw_response_headers:
+            if key.lower() == b"request-id":
+                cap.request_id = value.decode("latin-1")
+        cap.raw_response_headers = None
 
 
 def store(
@@ -267,6 +288,8 @@ def store(
 ) -> dict[str, Any] | None:
     """Write one attempt (and its turn and conversation when new). Returns its log event."""
     from .. import sse
+
+    _read_headers(cap)
 
     # the response, as received
     response: Any = cap.response_obj
@@ -277,7 +300,7 @@ def store(
         asm = sse.assemble(cap.sse)
         response = asm.message
         unknown_events = asm.unknown_events or None
-        ttft = _ttft(cap, asm.first_delta_offset)
+        ttft = cap.ttft_ms
         if asm.error and not error:
             error = asm.error
         if asm.complete:
@@ -332,7 +355,9 @@ def store(
     turn_id, conversation_id = turn
 
     resp_skeleton, assistant = response_parts(response) if response is not None else (None, None)
-    content_blob = ing.blob(assistant) if assistant is not None else None
+    content_blob, reply_key = (
+        ing.message_blob(assistant, pr.tkeys[-1] if pr.tkeys else "") if assistant is not None else (None, "")
+    )
     usage = response.get("usage") if isinstance(response, dict) else None
     model = (response.get("model") if isinstance(response, dict) else None) or body.get("model")
     stop_reason = response.get("stop_reason") if isinstance(response, dict) else None
@@ -349,7 +374,7 @@ def store(
             cap.latency_ms,
             ttft,
             cap.status,
-            ing.blob(body),
+            ing.skeleton_blob(pr),
             pr.system,
             pr.tools,
             pr.node,
@@ -371,9 +396,8 @@ def store(
             "UPDATE turns SET response_id = ?, model = ? WHERE id = ?", (response.get("id"), model, turn_id)
         )
         if assistant is not None and pr.tkeys and body.get("thread") is None:
-            key = thread_key(pr.tkeys[-1], assistant)
             conn.execute(
-                "INSERT OR REPLACE INTO thread_keys(key, conversation_id) VALUES (?, ?)", (key, conversation_id)
+                "INSERT OR REPLACE INTO thread_keys(key, conversation_id) VALUES (?, ?)", (reply_key, conversation_id)
             )
     if not log_event:
         return None
@@ -427,15 +451,13 @@ def _new_turn(ing: Ingestor, cap: Captured, pr: Any, started: str, call_key: str
     if conversation_id is None:
         conversation_id = new_id("conv_", cap.t_start)
 
+    tags = json.dumps(ctx.tags) if ctx and ctx.tags else None
     conn.execute(
-        """INSERT OR IGNORE INTO conversations(id, user_id, tags_json, origin, started_at, last_at, turn_count)
-           VALUES (?, ?, ?, ?, ?, ?, 0)""",
-        (conversation_id, user_id, json.dumps(ctx.tags) if ctx and ctx.tags else None, origin, started, started),
-    )
-    conn.execute(
-        """UPDATE conversations SET last_at = MAX(last_at, ?), turn_count = turn_count + 1,
-               user_id = COALESCE(user_id, ?), tags_json = COALESCE(tags_json, ?) WHERE id = ?""",
-        (started, user_id, json.dumps(ctx.tags) if ctx and ctx.tags else None, conversation_id),
+        """INSERT INTO conversations(id, user_id, tags_json, origin, started_at, last_at, turn_count)
+           VALUES (?, ?, ?, ?, ?, ?, 1)
+           ON CONFLICT(id) DO UPDATE SET last_at = MAX(last_at, excluded.last_at), turn_count = turn_count + 1,
+               user_id = COALESCE(user_id, excluded.user_id), tags_json = COALESCE(tags_json, excluded.tags_json)""",
+        (conversation_id, user_id, tags, origin, started, started),
     )
     idx = conn.execute(
         "SELECT COALESCE(MAX(idx) + 1, 0) FROM turns WHERE conversation_id = ?", (conversation_id,)
