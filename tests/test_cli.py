@@ -201,3 +201,17 @@ def test_api_error_is_raised_as_the_sdk_would_and_recorded(api, rec, db_path):
     assert rec.flush(10)
     line = json.loads(run("--db", str(db_path), "export").output.splitlines()[0])
     assert line["error"] == {"type": "invalid_request_error", "message": "max_tokens: too big", "status": 400}
+
+
+def test_pricing_file_reprices_listings_and_bad_file_is_exit_2(recorded, tmp_path):
+    before = {r["conversation_id"]: r["cost_usd"] for r in json.loads(run("--db", str(recorded), "list", "--json").output)}
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[[model]]\nids = ["claude-sonnet-4-5"]\ninput = 300.0\noutput = 1500.0\n'
+                      'cache_write_5m = 375.0\ncache_write_1h = 600.0\ncache_read = 30.0\nsource = "test"\ndate = "2026-11-26"\n')
+    after = {r["conversation_id"]: r["cost_usd"] for r in
+             json.loads(run("--db", str(recorded), "list", "--json", "--pricing", str(prices)).output)}
+    assert after["conv_one"] == pytest.approx(before["conv_one"] * 100)
+    via_env = json.loads(run("--db", str(recorded), "list", "--json", env={"REPLAYER_PRICING": str(prices)}).output)
+    assert {r["conversation_id"]: r["cost_usd"] for r in via_env}["conv_one"] == pytest.approx(after["conv_one"])
+    r = run("--db", str(recorded), "list", "--pricing", str(tmp_path / "nope.toml"))
+    assert r.exit_code == 2 and r.output.startswith("replayer: price file") and r.output.count("\n") == 1

@@ -340,14 +340,7 @@ class Ingestor:
             if s.startswith(cand.text, i0) and s[_WS.match(s, i0 + full).end()] in ",]":
                 n = len(cand.ends)
             else:
-                prev = 0
-                for end in cand.ends:
-                    if not s.startswith(cand.text[prev:end], i0 + prev):
-                        break
-                    if s[_WS.match(s, i0 + end).end()] not in ",]":
-                        break
-                    prev = end
-                    n += 1
+                n = self._common_elements(s, i0, cand)
             if n:
                 pr.blobs = cand.blobs[:n]
                 pr.nodes = cand.nodes[:n]
@@ -379,6 +372,28 @@ class Ingestor:
         if ends:
             self._remember(pkey, Candidate(s[i0 : i0 + ends[-1]], ends, pr.blobs[:], pr.nodes[:], pr.tkeys[:]))
         return i + 1
+
+    @staticmethod
+    def _common_elements(s: str, i0: int, cand: Candidate) -> int:
+        """How many leading elements of `cand` start the array at `i0` in `s`: binary search over
+        element ends (a prefix that matches up to an element's end matches up to every earlier
+        one), trying all-but-the-last first, the usual case of an edited or branched last turn."""
+
+        def matches(k: int) -> bool:
+            end = cand.ends[k - 1]
+            return s.startswith(cand.text[:end], i0) and s[_WS.match(s, i0 + end).end()] in ",]"
+
+        hi = len(cand.ends) - 1
+        if hi >= 1 and matches(hi):
+            return hi
+        lo = 0  # matches(lo) holds (trivially for 0); matches(hi) does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if matches(mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo
 
     def _remember(self, key: str, cand: Candidate) -> None:
         old = self.candidates.pop(key, None)

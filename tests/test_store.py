@@ -1,0 +1,99 @@
+"""The deduplicating store: the fast text scan agrees with a plain parse, and content is kept once."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+
+import pytest
+
+from replayer.store.ingest import Ingestor
+from replayer.store.queries import Store
+from replayer.store.schema import DBError, open_db
+
+
+@pytest.fixture
+def ing(tmp_path):
+    i = Ingestor(open_db(tmp_path / "s.db"))
+    i.db.conn.execute("BEGIN")
+    yield i
+    i.db.conn.execute("ROLLBACK")
+
+
+@pytest.mark.parametrize("separators", [(",", ":"), (", ", ": ")], ids=["compact", "spaced"])
+def test_fast_scan_agrees_with_a_full_parse(ing, separators):
+    """Requests that extend, branch, edit and shrink earlier histories, in any order."""
+    rnd = random.Random(7)
+    base = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"m{i} " + "é✓" * rnd.randint(0, 30)} for i in range(40)]
+    for trial in range(400):
+        k = rnd.randint(0, 40)
+        msgs = [dict(m) for m in base[:k]] + [{"role": "user", "content": f"new {trial} {j}"} for j in range(rnd.randint(0, 3))]
+        if msgs and rnd.random() < 0.3:
+            msgs[rnd.randrange(len(msgs))] = {"role": "user", "content": f"edited {trial}"}
+        body = {"max_tokens": 5, "messages": msgs, "model": "m"}
+        if rnd.random() < 0.5:
+            body["system"] = rnd.choice(["You are terse.", [{"type": "text", "text": "Sys", "cache_control": {"type": "ephemeral"}}]])
+        text = json.dumps(body, separators=separators, ensure_ascii=rnd.random() < 0.5)
+        fast = ing.parse_request(text)
+        slow = ing.parse_request_obj(json.loads(text))
+        assert (fast.blobs, fast.nodes, fast.tkeys, fast.node, fast.system) == (
+            slow.blobs, slow.nodes, slow.tkeys, slow.node, slow.system), trial
+        assert fast.skeleton == slow.skeleton
+
+
+def test_odd_bodies_fall_back_to_a_full_parse(ing):
+    for text in ['{"messages": "not a list", "model": "m"}', '[1, 2]', '{"model": "m"}  ', '{"messages":[]}']:
+        pr = ing.parse_request(text)
+        assert pr is not None
+    assert ing.parse_request('{"messages":[]}').node == 0
+
+
+def test_history_is_stored_once(tmp_path):
+    from replayer import Recorder
+
+    path = tmp_path / "d.db"
+    with Recorder(path) as rec:
+        msgs = [{"role": "user", "content": "start " + "x" * 5000}]
+        for i in range(30):
+            rec.record({"model": "claude-haiku-4-5", "max_tokens": 10, "system": "S" * 3000, "messages": msgs},
+                       {"id": f"m{i}", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                        "content": [{"type": "text", "text": f"reply {i}"}], "stop_reason": "end_turn",
+                        "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1}})
+            msgs = [*msgs, {"role": "assistant", "content": [{"type": "text", "text": f"reply {i}"}]},
+                    {"role": "user", "content": f"next {i}"}]
+    con = sqlite3.connect(path)
+    big = con.execute("SELECT COUNT(*) FROM blobs WHERE length(json) > 2000").fetchone()[0]
+    assert big == 2  # the first message and the system prompt, once each, for 30 turns
+    # replies are stored once although each came as a response and again in the next request
+    assert con.execute("SELECT COUNT(*) FROM blobs WHERE json LIKE '%reply 7\"%'").fetchone()[0] == 1
+    store = Store(open_db(path))
+    lines = [json.loads(x) for x in store.export_lines()]
+    assert len(lines) == 30 and {line["conversation_id"] for line in lines} == {lines[0]["conversation_id"]}
+    assert len(lines[-1]["request"]["messages"]) == 59
+
+
+def test_migrations_are_named_and_recorded(tmp_path):
+    db = open_db(tmp_path / "m.db")
+    rows = db.execute("SELECT migration_set, name FROM _sqlite_migrations").fetchall()
+    assert rows == [("replayer", "m001_initial")]
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    open_db(tmp_path / "m.db")  # opening again applies nothing twice
+    assert len(db.execute("SELECT * FROM _sqlite_migrations").fetchall()) == 1
+
+
+def test_foreign_and_corrupt_files_are_refused(tmp_path):
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    with pytest.raises(DBError, match="not a replayer database"):
+        open_db(other)
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"\x00garbage" * 1000)
+    with pytest.raises(DBError, match="not a SQLite database or is corrupt"):
+        open_db(junk)
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    open_db(empty)  # an empty file becomes a new database
