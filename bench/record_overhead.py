@@ -127,13 +127,14 @@ def per_call(url: str, rec: Recorder, own: OwnTime, depth: int, stream: bool, ca
     }
 
 
-def whole_loop(url: str, db: str, turns: int, recorded: bool) -> float:
+def whole_loop(url: str, db: str, turns: int, recorded: bool, cpu: list[float] | None = None) -> float:
     client = anthropic.Anthropic(base_url=url, api_key="bench-key-not-real", max_retries=0)
     rec = Recorder(db) if recorded else None
     if rec:
         client = rec.wrap(client)
     messages = [{"role": "user", "content": "Fix the failing test in tests/test_parser.py"}]
     gc.collect()
+    c0 = time.process_time()
     t0 = time.perf_counter()
     for i in range(turns):
         client.messages.create(model=MODEL, max_tokens=256, system=SYSTEM, tools=TOOLS, messages=messages)
@@ -141,6 +142,8 @@ def whole_loop(url: str, db: str, turns: int, recorded: bool) -> float:
     if rec:
         rec.flush()
     elapsed = time.perf_counter() - t0
+    if cpu is not None:
+        cpu.append(time.process_time() - c0)
     if rec:
         rec.close()
     return elapsed
@@ -149,7 +152,7 @@ def whole_loop(url: str, db: str, turns: int, recorded: bool) -> float:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--calls", type=int, default=1000)
-    p.add_argument("--loops", type=int, default=9)
+    p.add_argument("--loops", type=int, default=15)
     args = p.parse_args()
     tmp = tempfile.mkdtemp(prefix="replayer-bench-")
     results = []
@@ -171,14 +174,14 @@ def main() -> None:
         print("added = median of paired differences (recorded call minus the bare call beside it);\n"
               "own = replayer's own work on the calling thread, timed directly")
         rec.close()
-        bare_runs, rec_runs = [], []
+        bare_runs, rec_runs, bare_cpu, rec_cpu = [], [], [], []
         for k in range(args.loops):
             if k % 2 == 0:
-                bare_runs.append(whole_loop(url, "", 200, False))
-                rec_runs.append(whole_loop(url, os.path.join(tmp, f"loop{k}.db"), 200, True))
+                bare_runs.append(whole_loop(url, "", 200, False, bare_cpu))
+                rec_runs.append(whole_loop(url, os.path.join(tmp, f"loop{k}.db"), 200, True, rec_cpu))
             else:
-                rec_runs.append(whole_loop(url, os.path.join(tmp, f"loop{k}.db"), 200, True))
-                bare_runs.append(whole_loop(url, "", 200, False))
+                rec_runs.append(whole_loop(url, os.path.join(tmp, f"loop{k}.db"), 200, True, rec_cpu))
+                bare_runs.append(whole_loop(url, "", 200, False, bare_cpu))
         # this machine's speed drifts by tens of percent over a minute: compare each recorded run
         # with the bare run beside it, and take the median of those ratios
         loop_ratio = median([r / b for r, b in zip(rec_runs, bare_runs, strict=True)])
@@ -190,6 +193,9 @@ def main() -> None:
         print("  ratio    " + " ".join(f"{r / b:5.2f}" for r, b in zip(rec_runs, bare_runs, strict=True)))
         print(f"median of {args.loops}: bare {median(bare_runs) * 1000:.0f} ms, recorded incl. flush "
               f"{median(rec_runs) * 1000:.0f} ms; median paired ratio {loop_ratio:.3f}x; its DB {size / 1e6:.2f} MB")
+        cpu_ratio = median([r / b for r, b in zip(rec_cpu, bare_cpu, strict=True)])
+        print(f"process CPU time (all threads, this process; the fake API runs in another): median paired ratio "
+              f"{cpu_ratio:.3f}x")
     worst_added = max(r["paired_us"] for _, _, r, _ in results)
     worst_own = max(r["own_med_us"] for _, _, r, _ in results)
     worst_p99 = max(ratio for *_, ratio in results)
