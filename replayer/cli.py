@@ -125,15 +125,18 @@ def cli(ctx: click.Context) -> None:
 @click.pass_context
 def browse(ctx: click.Context) -> None:
     """The terminal app: conversations, turns, context, tools, costs."""
-    path = db_path(ctx)
+    _browse(ctx, db_path(ctx))
+
+
+def _browse(ctx: click.Context, path: Path) -> None:
+    from .pricing import PriceTable
     from .store.schema import open_db
 
-    open_db(path, create=False)  # a missing or foreign file is reported before anything starts
-    click.echo(
-        "replayer: the terminal browser is not built yet; meanwhile use 'replayer list' and 'replayer show ID'.",
-        err=True,
-    )
-    ctx.exit(1)
+    open_db(path, create=False)  # a missing or foreign file is reported before the app starts
+    prices = PriceTable.load((ctx.find_root().obj or {}).get("pricing"))
+    from .tui.app import make_app
+
+    make_app(path, prices).run()
 
 
 @cli.command("list")
@@ -328,7 +331,7 @@ def db_backup(ctx: click.Context, dest: str) -> None:
 @click.option("--no-open", is_flag=True, help="Only build the demo database.")
 @click.pass_context
 def demo(ctx: click.Context, no_open: bool) -> None:
-    """Record the shipped example conversations through the real SDK, then show them."""
+    """Record the shipped example conversations through the real SDK, then open them."""
     from .demo import build_demo, demo_db_path
 
     given = (ctx.find_root().obj or {}).get("db")
@@ -337,8 +340,11 @@ def demo(ctx: click.Context, no_open: bool) -> None:
     turns = build_demo(path)
     click.echo(f"recorded {turns} turns", err=True)
     ctx.find_root().obj["db"] = str(path)
-    ctx.invoke(list_, user=None, model=None, since=None, query=None, limit=50, as_json=False)
-    click.echo(f"\nnext: replayer --db {path} show <CONVERSATION>   ·   replayer --db {path} export", err=True)
+    if no_open or not sys.stdout.isatty():
+        ctx.invoke(list_, user=None, model=None, since=None, query=None, limit=50, as_json=False)
+        click.echo(f"\nnext: replayer --db {path} browse   ·   replayer --db {path} show <CONVERSATION>", err=True)
+        return
+    _browse(ctx, path)
 
 
 def main() -> None:

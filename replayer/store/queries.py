@@ -13,7 +13,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from ..models import AttemptInfo, ConversationSummary, TurnSummary
+from ..metrics import cache_breaks
+from ..models import AttemptInfo, ContextChange, ConversationSummary, ToolCall, TurnDetail, TurnSummary, UsageLine
 from ..pricing import PriceTable, default_table
 
 _MARK = "\u0000replayer:{}\u0000"
@@ -215,10 +216,26 @@ class Store:
         user: str | None = None,
         model: str | None = None,
         since: str | None = None,
+        until: str | None = None,
         query: str | None = None,
+        errors_only: bool = False,
+        min_cost: float | None = None,
+        sort: str = "started",
+        descending: bool = True,
         limit: int = 50,
+        offset: int = 0,
     ) -> list[ConversationSummary]:
+        """A page of conversations. `sort` is started | last | turns | user (done by SQLite);
+        `min_cost` filters the page after pricing it (costs are never stored)."""
         where, args = [], []
+        if until:
+            where.append("c.started_at < ?")
+            args.append(until)
+        if errors_only:
+            where.append(
+                "EXISTS (SELECT 1 FROM turns t JOIN attempts a ON a.turn_id = t.id "
+                "WHERE t.conversation_id = c.id AND a.error_json IS NOT NULL)"
+            )
         if user:
             where.append("c.user_id = ?")
             args.append(user)
@@ -238,8 +255,9 @@ class Store:
         sql = "SELECT c.id, c.user_id, c.started_at, c.last_at, c.turn_count, c.tags_json FROM conversations c"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY c.started_at DESC LIMIT ?"
-        conv_rows = self.db.execute(sql, [*args, limit]).fetchall()
+        order = {"started": "c.started_at", "last": "c.last_at", "turns": "c.turn_count", "user": "c.user_id"}[sort]
+        sql += f" ORDER BY {order} {'DESC' if descending else 'ASC'}, c.id LIMIT ? OFFSET ?"
+        conv_rows = self.db.execute(sql, [*args, limit, offset]).fetchall()
         if not conv_rows:
             return []
         ids = [r[0] for r in conv_rows]
@@ -280,13 +298,136 @@ class Store:
                     tags=json.loads(tags) if tags else None,
                 )
             )
+        if min_cost is not None:
+            out = [c for c in out if c.cost_usd is not None and c.cost_usd >= min_cost]
         return out
+
+    # -- one turn, as the browser shows it ------------------------------------------------------
+    def turn_detail(self, turn_id: str, timeline: list[TurnSummary] | None = None) -> TurnDetail:
+        """Everything about one turn: its exact request and response, the context the model saw
+        and how it changed since the turn before, its tool calls beside their results, and its
+        usage priced kind by kind. `timeline` (the conversation's `turns()`) saves re-reading it."""
+        t = self.db.execute(
+            "SELECT conversation_id, idx, context_node, system_blob, tools_blob FROM turns WHERE id = ?", [turn_id]
+        ).fetchone()
+        if t is None:
+            raise KeyError(turn_id)
+        conversation_id, idx, context_node, system_blob, tools_blob = t
+        timeline = timeline if timeline is not None else self.turns(conversation_id)
+        summary = timeline[idx] if idx < len(timeline) and timeline[idx].turn_id == turn_id else next(
+            s for s in timeline if s.turn_id == turn_id
+        )
+        cur = self.db.execute(
+            "SELECT * FROM attempts WHERE turn_id = ? ORDER BY attempt DESC, id DESC LIMIT 1", [turn_id]
+        )
+        names = [d[0] for d in cur.description]
+        row = dict(zip(names, cur.fetchone(), strict=True))
+        request = json.loads(self.request_text(row))
+        response_text = self.response_text(row)
+        response = json.loads(response_text) if response_text else None
+
+        chain = self.blob_chain(context_node)
+        context = [json.loads(self.blob_text(b)) for b in chain]
+        changes: list[ContextChange] = []
+        prev = None
+        if idx > 0:
+            prev = self.db.execute(
+                "SELECT context_node, system_blob, tools_blob FROM turns WHERE conversation_id = ? AND idx = ?",
+                [conversation_id, idx - 1],
+            ).fetchone()
+        if prev is not None:
+            before = self.blob_chain(prev[0])
+            common = _shared(before, chain)
+            for pos in range(common, len(before)):
+                old = json.loads(self.blob_text(before[pos]))
+                changes.append(ContextChange(kind="removed", position=pos, role=old.get("role"), message=old))
+            for pos in range(common, len(chain)):
+                changes.append(ContextChange(kind="added", position=pos, role=context[pos].get("role"), message=context[pos]))
+            if prev[1] != system_blob:
+                changes.insert(0, ContextChange(kind="system", message=self._maybe(system_blob)))
+            if prev[2] != tools_blob:
+                changes.insert(0, ContextChange(kind="tools", message=self._maybe(tools_blob)))
+        else:
+            changes = [ContextChange(kind="added", position=i, role=m.get("role"), message=m) for i, m in enumerate(context)]
+
+        # tool calls, beside the results the next request carried back (or the server's own)
+        calls: list[ToolCall] = []
+        blocks = _content(response)
+        for block in blocks:
+            if isinstance(block, dict) and block.get("type") in TOOL_USE_TYPES:
+                calls.append(ToolCall(id=block.get("id"), name=block.get("name"), input=block.get("input"),
+                                      server=block.get("type") != "tool_use"))
+        by_id = {c.id: c for c in calls}
+        for block in blocks:  # server tools answer in the same response
+            if isinstance(block, dict) and block.get("type", "").endswith("_tool_result") and block.get("tool_use_id") in by_id:
+                c = by_id[block["tool_use_id"]]
+                c.result, c.pending = block.get("content"), False
+                c.is_error = _is_error_result(block)
+        if idx + 1 < len(timeline):
+            nxt = self.db.execute("SELECT context_node FROM turns WHERE id = ?", [timeline[idx + 1].turn_id]).fetchone()
+            after = self.blob_chain(nxt[0])
+            for b in after[_shared(after, chain):]:  # what the next request brought (after any compaction)
+                for block in _content(json.loads(self.blob_text(b))):
+                    if isinstance(block, dict) and block.get("type") == "tool_result" and block.get("tool_use_id") in by_id:
+                        c = by_id[block["tool_use_id"]]
+                        c.result, c.pending, c.is_error = block.get("content"), False, bool(block.get("is_error"))
+
+        usage = summary.usage or {}
+        b = self.prices.breakdown(usage, summary.model)
+        prev_tokens = self.prices.breakdown(timeline[idx - 1].usage or {}, timeline[idx - 1].model).tokens if idx > 0 else None
+        lines = [
+            UsageLine(
+                kind=k,
+                tokens=b.tokens[k],
+                rate_per_mtok=b.rates.get(k) if b.rates else None,
+                cost_usd=b.costs.get(k) if b.costs else None,
+                delta_tokens=(b.tokens[k] - prev_tokens[k]) if prev_tokens is not None else None,
+            )
+            for k in b.tokens
+        ]
+        if b.web_search_requests:
+            lines.append(UsageLine(kind="web_search", tokens=b.web_search_requests,
+                                   rate_per_mtok=None, cost_usd=b.web_search_cost if b.total is not None else None))
+        running = 0.0
+        for s in timeline[: idx + 1]:
+            if s.cost_usd is None and s.usage:
+                running = None  # type: ignore[assignment]
+                break
+            running += s.cost_usd or 0.0
+        breaks = cache_breaks([s.usage for s in timeline])
+        return TurnDetail(
+            turn=summary,
+            request=request,
+            response=response,
+            context=context,
+            system=self._maybe(system_blob),
+            tools=self._maybe(tools_blob),
+            changes=changes,
+            tool_calls=calls,
+            usage=lines,
+            cost_usd=summary.cost_usd,
+            running_cost_usd=running,
+            cache_break=idx in breaks,
+        )
+
+    def _maybe(self, blob: int | None) -> Any:
+        return json.loads(self.blob_text(blob)) if blob is not None else None
 
     def first_user_text(self, node: int | None) -> str | None:
         chain = self.blob_chain(node)
         for b in chain[:1]:
             return message_text(json.loads(self.blob_text(b)))
         return None
+
+
+TOOL_USE_TYPES = ("tool_use", "server_tool_use", "mcp_tool_use")
+
+
+def _content(message: Any) -> list[Any]:
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return content if isinstance(content, list) else []
 
 
 def prompt_tokens(usage: dict[str, Any]) -> int:
@@ -296,6 +437,23 @@ def prompt_tokens(usage: dict[str, Any]) -> int:
         + int(usage.get("cache_creation_input_tokens") or 0)
         + int(usage.get("cache_read_input_tokens") or 0)
     )
+
+
+def _shared(a: list[int], b: list[int]) -> int:
+    """How many leading messages two contexts share."""
+    n = 0
+    for x, y in zip(a, b):  # noqa: B905 - stops at the shorter
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _is_error_result(block: dict[str, Any]) -> bool:
+    if block.get("is_error"):
+        return True
+    content = block.get("content")
+    return isinstance(content, dict) and str(content.get("type", "")).endswith("_error")
 
 
 def sum_costs(prices: PriceTable, usages: list[tuple[dict[str, Any], str | None]]) -> float | None:

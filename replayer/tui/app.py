@@ -1,0 +1,110 @@
+"""`replayer browse`: the terminal app. A thin layer over the headless store.
+
+The UI never runs SQL and never blocks on I/O: screens ask the store (one connection per worker
+thread) for typed models inside thread workers and get them back on the UI thread. Worker errors
+all land in one handler that shows them as a notice.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.worker import Worker, WorkerState
+
+from ..pricing import PriceTable
+from ..store.queries import Store
+from ..store.schema import open_db
+
+
+class GotoProvider(Provider):
+    """Command palette: go to a conversation (by id, user or first message) or a turn."""
+
+    async def search(self, query: str) -> Hits:
+        app: ReplayerApp = self.app  # type: ignore[assignment]
+        matcher = self.matcher(query)
+        for label, action, help_text in await _in_thread(app.palette_entries):
+            score = matcher.match(label)
+            if score > 0:
+                yield Hit(score, matcher.highlight(label), action, help=help_text)
+
+    async def discover(self) -> Hits:
+        app: ReplayerApp = self.app  # type: ignore[assignment]
+        for label, action, help_text in (await _in_thread(app.palette_entries))[:20]:
+            yield DiscoveryHit(label, action, help=help_text)
+
+
+async def _in_thread(fn: Any) -> Any:
+    import asyncio
+
+    return await asyncio.get_running_loop().run_in_executor(None, fn)
+
+
+class ReplayerApp(App[None]):
+    TITLE = "replayer"
+    CSS_PATH = "app.tcss"
+    COMMANDS = App.COMMANDS | {GotoProvider}
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", id="quit", tooltip="Leave replayer", priority=True),
+        Binding("f1", "help", "Help", id="help", tooltip="Keys for what is on screen"),
+    ]
+
+    def __init__(self, db_path: str | Path, prices: PriceTable | None = None, *, refresh_seconds: float = 2.0):
+        super().__init__()
+        self.db_path = Path(db_path)
+        self.prices = prices or PriceTable.load()
+        self.refresh_seconds = refresh_seconds
+        self._local = threading.local()
+
+    # -- data access (worker threads only) ----------------------------------------------------
+    def store(self) -> Store:
+        """This thread's own connection to the database (SQLite connections stay in their thread)."""
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = Store(open_db(self.db_path, create=False), self.prices)
+            self._local.store = store
+        return store
+
+    def palette_entries(self) -> list[tuple[str, Any, str]]:
+        entries: list[tuple[str, Any, str]] = []
+        for c in self.store().conversations(limit=200):
+            label = f"conversation {c.conversation_id}  {c.user_id or ''}  {(c.first_message or '')[:40]}"
+            entries.append((label, lambda cid=c.conversation_id: self.open_conversation(cid), f"{c.turns} turns"))
+        screen = self.screen
+        turns = getattr(screen, "timeline", None) or []
+        for t in turns:
+            entries.append((f"turn {t.index}  {t.stop_reason or ''}  {', '.join(t.tool_calls)}",
+                            lambda i=t.index: screen.goto_turn(i), "in this conversation"))  # type: ignore[attr-defined]
+        return entries
+
+    # -- navigation ---------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        from .screens import ConversationsScreen
+
+        self.push_screen(ConversationsScreen())
+
+    def open_conversation(self, conversation_id: str, turn: int | None = None) -> None:
+        from .screens import ConversationScreen
+
+        self.push_screen(ConversationScreen(conversation_id, turn))
+
+    def action_help(self) -> None:
+        from .screens import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place worker errors become visible."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            err = event.worker.error
+            self.notify(f"{type(err).__name__}: {err}", title="Could not load", severity="error", timeout=8)
+
+
+def make_app(db_path: str | Path, prices: PriceTable | None = None, **kwargs: Any) -> ReplayerApp:
+    """The one factory the CLI and the tests use."""
+    return ReplayerApp(db_path, prices, **kwargs)

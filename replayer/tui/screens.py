@@ -1,0 +1,655 @@
+"""The screens: conversations, one conversation, help. Data comes from thread workers."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from datetime import datetime
+from typing import Any
+
+from rich.markup import escape
+from rich.syntax import Syntax
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import (
+    Collapsible,
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Markdown,
+    Static,
+    TabbedContent,
+    TabPane,
+    TextArea,
+)
+
+from ..models import ConversationSummary, TurnDetail, TurnSummary
+from ..store.queries import prompt_tokens
+from .widgets import ContextChart
+
+PAGE = 100
+CUT = 4_000
+"""Characters of one payload shown before "show all" (a 1 MB tool result must not freeze the UI)."""
+
+
+def local_time(iso: str | None, with_date: bool = True) -> str:
+    if not iso:
+        return ""
+    t = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone()
+    return t.strftime("%Y-%m-%d %H:%M" if with_date else "%H:%M:%S")
+
+
+def money(v: float | None) -> str:
+    return "?" if v is None else f"${v:,.4f}"
+
+
+def tokens(n: int | None) -> str:
+    return "" if n is None else f"{n:,}"
+
+
+def signed(n: int | None) -> str:
+    return "" if n is None else f"{n:+,}"
+
+
+def cut(text: str, limit: int, full: bool = False) -> str:
+    if full or len(text) <= limit:
+        return text
+    return text[:limit] + f"\n… {len(text) - limit:,} more characters (press a to show all)"
+
+
+def as_json(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def parse_filter(text: str) -> dict[str, Any]:
+    """`user:alice model:haiku since:2026-11-20 until:2026-11-25 errors cost>0.5 words…`"""
+    out: dict[str, Any] = {}
+    words = []
+    try:
+        parts = shlex.split(text)
+    except ValueError:
+        parts = text.split()
+    for part in parts:
+        key, sep, value = part.partition(":")
+        if sep and key in ("user", "model", "since", "until") and value:
+            out[key] = value
+        elif part == "errors":
+            out["errors_only"] = True
+        elif part.startswith("cost>"):
+            try:
+                out["min_cost"] = float(part[5:].lstrip("$"))
+            except ValueError:
+                words.append(part)
+        else:
+            words.append(part)
+    if words:
+        out["query"] = " ".join(words)
+    return out
+
+
+class ConversationsScreen(Screen[None]):
+    """Every conversation, newest first, a page at a time."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", id="down", tooltip="Next conversation", show=False),
+        Binding("k", "cursor_up", "Up", id="up", tooltip="Previous conversation", show=False),
+        Binding("g", "top", "Top", id="top", tooltip="First conversation", show=False),
+        Binding("G", "bottom", "Bottom", id="bottom", tooltip="Last loaded conversation", show=False),
+        Binding("enter,l", "open", "Open", id="open", tooltip="Open the highlighted conversation"),
+        Binding("slash", "search", "Search/filter", id="search",
+                tooltip="Search message text; also user:U model:M since:DATE until:DATE errors cost>0.5"),
+        Binding("s", "sort", "Sort", id="sort", tooltip="Sort by the highlighted column (again to reverse)"),
+        Binding("ctrl+r", "reload", "Refresh", id="refresh", tooltip="Reload the list from the database"),
+        Binding("y", "copy", "Copy id", id="copy", tooltip="Copy the highlighted conversation id"),
+        Binding("escape", "clear", "Clear filter", id="clear", tooltip="Clear the filter", show=False),
+    ]
+    COLUMNS = ("Started", "Conversation", "User", "Turns", "In tok", "Out tok", "Cost", "Cache", "Err",
+               "Duration", "Models", "First message")
+    SQL_SORTS = {"Started": "started", "Turns": "turns", "User": "user"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[ConversationSummary] = []
+        self.filters: dict[str, Any] = {}
+        self.sort = ("Started", True)
+        self.exhausted = False
+        self.loading = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="search text, or user:U model:M since:YYYY-MM-DD errors cost>0.5", id="filter")
+        table: DataTable[Any] = DataTable(id="conversations", cursor_type="row", zebra_stripes=True)
+        yield table
+        yield Static("", id="empty")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        table = self.query_one(DataTable)
+        for col in self.COLUMNS:
+            table.add_column(col, key=col)
+        self.sub_title = str(self.app.db_path)  # type: ignore[attr-defined]
+        self.load(reset=True)
+        table.focus()
+
+    # -- loading ----------------------------------------------------------------------------
+    def load(self, reset: bool = False) -> None:
+        if reset:
+            self.rows, self.exhausted = [], False
+        if self.exhausted or self.loading:
+            return
+        self.loading = True
+        self.fetch(len(self.rows), dict(self.filters), self.sort)
+
+    @work(thread=True, exclusive=True, group="conversations", exit_on_error=False)
+    def fetch(self, offset: int, filters: dict[str, Any], sort: tuple[str, bool]) -> None:
+        store = self.app.store()  # type: ignore[attr-defined]
+        column, descending = sort
+        rows = store.conversations(
+            **filters, sort=self.SQL_SORTS.get(column, "started"), descending=descending, limit=PAGE, offset=offset
+        )
+        self.app.call_from_thread(self.show_rows, offset, rows)
+
+    def show_rows(self, offset: int, rows: list[ConversationSummary]) -> None:
+        self.loading = False
+        table = self.query_one(DataTable)
+        if offset == 0:
+            table.clear()
+            self.rows = []
+        if len(rows) < PAGE:
+            self.exhausted = True
+        column, descending = self.sort
+        if column not in self.SQL_SORTS:  # priced or aggregate columns: sorted here, page by page
+            rows.sort(key=lambda r: _sort_key(r, column), reverse=descending)
+        for r in rows:
+            self.rows.append(r)
+            table.add_row(*self._cells(r), key=r.conversation_id)
+        empty = self.query_one("#empty", Static)
+        if not self.rows:
+            if self.filters:
+                empty.update("No conversation matches the filter. Press esc to clear it.")
+            else:
+                empty.update(
+                    "No conversations recorded yet.\n\n"
+                    "Record from your agent:   client = Recorder().wrap(anthropic.Anthropic())\n"
+                    "or with no code change:   replayer record -- python agent.py\n"
+                    "or try the demo:          replayer demo"
+                )
+            empty.display = True
+        else:
+            empty.display = False
+
+    @staticmethod
+    def _cells(r: ConversationSummary) -> tuple[Any, ...]:
+        hit = r.cache_hit_rate
+        return (
+            local_time(r.started_at),
+            r.conversation_id,
+            r.user_id or "",
+            Text(str(r.turns), justify="right"),
+            Text(tokens(r.input_tokens), justify="right"),
+            Text(tokens(r.output_tokens), justify="right"),
+            Text(money(r.cost_usd), justify="right"),
+            Text("" if hit is None else f"{hit:.0%}", justify="right"),
+            Text(str(r.errors) if r.errors else "", style="bold red", justify="right"),
+            Text(_duration(r.duration_s), justify="right"),
+            ", ".join(r.models)[:28],
+            (r.first_message or "")[:60].replace("\n", " "),
+        )
+
+    # -- actions ----------------------------------------------------------------------------
+    @on(DataTable.RowHighlighted, "#conversations")
+    def near_the_end(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row >= len(self.rows) - 10:
+            self.load()
+
+    @on(DataTable.RowSelected, "#conversations")
+    def selected(self, event: DataTable.RowSelected) -> None:
+        self.app.open_conversation(str(event.row_key.value))  # type: ignore[attr-defined]
+
+    @on(DataTable.HeaderSelected, "#conversations")
+    def header(self, event: DataTable.HeaderSelected) -> None:
+        self._sort_by(str(event.column_key.value))
+
+    def action_cursor_down(self) -> None:
+        self.query_one(DataTable).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one(DataTable).action_cursor_up()
+
+    def action_top(self) -> None:
+        self.query_one(DataTable).move_cursor(row=0)
+
+    def action_bottom(self) -> None:
+        table = self.query_one(DataTable)
+        table.move_cursor(row=max(0, table.row_count - 1))
+
+    def action_open(self) -> None:
+        table = self.query_one(DataTable)
+        if table.row_count:
+            self.app.open_conversation(self.rows[table.cursor_row].conversation_id)  # type: ignore[attr-defined]
+
+    def action_search(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Submitted, "#filter")
+    def apply_filter(self, event: Input.Submitted) -> None:
+        self.filters = parse_filter(event.value)
+        self.query_one(DataTable).focus()
+        self.load(reset=True)
+
+    def action_clear(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        if self.filters:
+            self.filters = {}
+            self.load(reset=True)
+        self.query_one(DataTable).focus()
+
+    def action_sort(self) -> None:
+        table = self.query_one(DataTable)
+        self._sort_by(self.COLUMNS[table.cursor_column])
+
+    def _sort_by(self, column: str) -> None:
+        current, descending = self.sort
+        self.sort = (column, not descending if column == current else True)
+        self.notify(f"sorted by {column} {'descending' if self.sort[1] else 'ascending'}"
+                    + ("" if column in self.SQL_SORTS else " (within the loaded page)"), timeout=3)
+        self.load(reset=True)
+
+    def action_reload(self) -> None:
+        self.load(reset=True)
+
+    def action_copy(self) -> None:
+        table = self.query_one(DataTable)
+        if table.row_count:
+            cid = self.rows[table.cursor_row].conversation_id
+            self.app.copy_to_clipboard(cid)
+            self.notify(f"copied {cid}", timeout=3)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _sort_key(r: ConversationSummary, column: str) -> Any:
+    return {
+        "Cost": r.cost_usd if r.cost_usd is not None else -1.0,
+        "In tok": r.input_tokens,
+        "Out tok": r.output_tokens,
+        "Cache": r.cache_hit_rate or 0.0,
+        "Err": r.errors,
+        "Duration": r.duration_s,
+        "Models": ",".join(r.models),
+        "Conversation": r.conversation_id,
+        "First message": r.first_message or "",
+        "Last": r.last_at,
+    }.get(column, r.started_at)
+
+
+class ConversationScreen(Screen[None]):
+    """One conversation: its turns, the context growing, and the selected turn in detail."""
+
+    BINDINGS = [
+        Binding("j", "next_turn", "Next turn", id="next", tooltip="Next turn (also down)", show=False),
+        Binding("k", "prev_turn", "Prev turn", id="prev", tooltip="Previous turn (also up)", show=False),
+        Binding("g", "first_turn", "First", id="first", tooltip="First turn", show=False),
+        Binding("G", "last_turn", "Last", id="last", tooltip="Last turn", show=False),
+        Binding("escape", "back", "Back", id="back", tooltip="Back to the conversations"),
+        Binding("1", "tab('context')", "Context", id="tab-context", tooltip="What entered the context"),
+        Binding("2", "tab('response')", "Response", id="tab-response", tooltip="The response, for reading"),
+        Binding("3", "tab('tools')", "Tools", id="tab-tools", tooltip="Tool calls beside their results"),
+        Binding("4", "tab('usage')", "Usage", id="tab-usage", tooltip="Tokens, rates and cost"),
+        Binding("5", "tab('raw')", "Raw", id="tab-raw", tooltip="The exact request and response JSON"),
+        Binding("a", "show_all", "Whole context / show all", id="show-all",
+                tooltip="Show the whole context, and long payloads uncut"),
+        Binding("y", "copy", "Copy", id="copy", tooltip="Copy what the open tab shows (JSON or text)"),
+        Binding("r", "rerun", "Rerun", id="rerun", tooltip="Rerun this turn with edits (coming with the rerun feature)"),
+    ]
+
+    def __init__(self, conversation_id: str, turn: int | None = None) -> None:
+        super().__init__()
+        self.conversation_id = conversation_id
+        self.start_turn = turn
+        self.timeline: list[TurnSummary] = []
+        self.detail: TurnDetail | None = None
+        self.show_all = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="conv-title")
+        with Horizontal(id="conv-body"):
+            turns: DataTable[Any] = DataTable(id="turns", cursor_type="row", zebra_stripes=True)
+            yield turns
+            with Vertical(id="detail-side"):
+                yield ContextChart(id="chart")
+                with TabbedContent(id="tabs", initial="context"):
+                    with TabPane("Context", id="context"):
+                        yield VerticalScroll(Static("", id="context-body"), id="context-scroll")
+                    with TabPane("Response", id="response"):
+                        yield VerticalScroll(id="response-body")
+                    with TabPane("Tools", id="tools"):
+                        yield VerticalScroll(Static("", id="tools-body"))
+                    with TabPane("Usage & cost", id="usage"):
+                        yield VerticalScroll(Static("", id="usage-body"))
+                    with TabPane("Raw", id="raw"):
+                        yield TextArea("", id="raw-body", read_only=True, language=None, soft_wrap=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#turns", DataTable)
+        for col, key in (("#", "idx"), ("time", "time"), ("stop", "stop"), ("tools", "tools"), ("Δ in", "delta"),
+                         ("cost", "cost"), ("ms", "ms"), ("cache", "cache"), ("", "err")):
+            table.add_column(col, key=key)
+        self.sub_title = self.conversation_id
+        self.load_timeline()
+        table.focus()
+        self.set_interval(self.app.refresh_seconds, self.poll)  # type: ignore[attr-defined]
+
+    # -- loading ----------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="timeline", exit_on_error=False)
+    def load_timeline(self) -> None:
+        timeline = self.app.store().turns(self.conversation_id)  # type: ignore[attr-defined]
+        self.app.call_from_thread(self.show_timeline, timeline)
+
+    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
+    def poll(self) -> None:
+        """A live agent may still be writing: pick up new turns by themselves."""
+        timeline = self.app.store().turns(self.conversation_id)  # type: ignore[attr-defined]
+        if len(timeline) != len(self.timeline) or (
+            timeline and self.timeline and len(timeline[-1].attempts) != len(self.timeline[-1].attempts)
+        ):
+            self.app.call_from_thread(self.show_timeline, timeline)
+
+    def show_timeline(self, timeline: list[TurnSummary]) -> None:
+        table = self.query_one("#turns", DataTable)
+        keep = table.cursor_row if self.timeline else None
+        self.timeline = timeline
+        table.clear()
+        prev_prompt = None
+        from ..metrics import cache_breaks
+
+        breaks = set(cache_breaks([t.usage for t in timeline]))
+        for t in timeline:
+            u = t.usage or {}
+            prompt = prompt_tokens(u) if t.usage else None
+            delta = prompt - prev_prompt if prompt is not None and prev_prompt is not None else prompt
+            prev_prompt = prompt if prompt is not None else prev_prompt
+            hit = (int(u.get("cache_read_input_tokens") or 0) / prompt) if prompt else None
+            last = t.attempts[-1] if t.attempts else None
+            err = Text("")
+            if last is not None and last.error:
+                err = Text(f"✖ {last.error.get('status') or ''} {last.error.get('type') or ''}".strip(), style="bold red")
+            elif len(t.attempts) > 1:
+                err = Text(f"↻{len(t.attempts) - 1}", style="yellow")
+            if t.index in breaks:
+                err.append(" cache⚠", style="bold yellow")
+            table.add_row(
+                Text(str(t.index), justify="right"),
+                local_time(t.started_at, with_date=False),
+                t.stop_reason or "",
+                ", ".join(t.tool_calls)[:18],
+                Text(signed(delta), justify="right"),
+                Text(money(t.cost_usd), justify="right"),
+                Text(f"{last.latency_ms:,.0f}" if last and last.latency_ms else "", justify="right"),
+                Text("" if hit is None else f"{hit:.0%}", justify="right"),
+                err,
+                key=t.turn_id,
+            )
+            for a in t.attempts[:-1] if len(t.attempts) > 1 else ():
+                pass  # retries are listed under the turn in its detail (Usage & cost tab)
+        total = sum(t.cost_usd or 0 for t in timeline)
+        users = ""
+        self.query_one("#conv-title", Static).update(
+            Text.assemble((self.conversation_id, "bold"), f"  {len(timeline)} turns  {money(total)}{users}")
+        )
+        self.query_one("#chart", ContextChart).set_turns(timeline, breaks)
+        if not timeline:
+            return
+        if keep is None:
+            start = self.start_turn if self.start_turn is not None else 0
+            keep = max(0, min(start, len(timeline) - 1))
+        table.move_cursor(row=min(keep, len(timeline) - 1))
+        self.load_detail(timeline[table.cursor_row].turn_id)
+
+    @on(DataTable.RowHighlighted, "#turns")
+    def highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if self.timeline and 0 <= event.cursor_row < len(self.timeline):
+            self.query_one("#chart", ContextChart).select(event.cursor_row)
+            self.load_detail(self.timeline[event.cursor_row].turn_id)
+
+    @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
+    def load_detail(self, turn_id: str) -> None:
+        detail = self.app.store().turn_detail(turn_id, self.timeline)  # type: ignore[attr-defined]
+        self.app.call_from_thread(self.show_detail, detail)
+
+    # -- the detail tabs --------------------------------------------------------------------
+    def show_detail(self, d: TurnDetail) -> None:
+        self.detail = d
+        self.query_one("#context-body", Static).update(self._context_text(d))
+        self._fill_response(d)
+        self.query_one("#tools-body", Static).update(self._tools_text(d))
+        self.query_one("#usage-body", Static).update(self._usage_text(d))
+        raw = "// request (exactly as sent)\n" + as_json(d.request) + "\n\n// response (as received)\n" + as_json(d.response)
+        self.query_one("#raw-body", TextArea).load_text(raw)
+
+    def _context_text(self, d: TurnDetail) -> Text:
+        out = Text()
+        marks = {"added": ("+ ", "green"), "removed": ("- ", "bold red"), "system": ("~ ", "bold yellow"),
+                 "tools": ("~ ", "bold yellow")}
+        if d.turn.index == 0:
+            out.append("First turn: the whole context entered here.\n\n", style="dim")
+        if self.show_all:
+            out.append(f"Whole context: {len(d.context)} messages\n\n", style="bold")
+            if d.system is not None:
+                out.append("system\n", style="bold yellow")
+                out.append(cut(_plain(d.system), CUT, self.show_all) + "\n\n")
+            for i, m in enumerate(d.context):
+                out.append(f"[{i}] {m.get('role')}\n", style="bold")
+                out.append(cut(_plain(m.get("content")), CUT, True) + "\n\n")
+            return out
+        for ch in d.changes:
+            sign, style = marks.get(ch.kind, ("? ", ""))
+            if ch.kind == "system":
+                out.append(sign + "system prompt changed\n", style=style)
+                out.append(cut(_plain(ch.message), 600) + "\n\n", style="yellow")
+            elif ch.kind == "tools":
+                names = [t.get("name") for t in ch.message] if isinstance(ch.message, list) else []
+                out.append(sign + f"tool list changed: {', '.join(map(str, names))}\n\n", style=style)
+            else:
+                label = "removed (compaction, truncation or an edit)" if ch.kind == "removed" else "added"
+                out.append(f"{sign}[{ch.position}] {ch.role} — {label}\n", style=style)
+                out.append(cut(_plain((ch.message or {}).get("content")), CUT) + "\n\n",
+                           style="strike dim" if ch.kind == "removed" else "")
+        out.append(f"\n{len(d.context)} messages in context · press a for the whole context", style="dim")
+        return out
+
+    def _fill_response(self, d: TurnDetail) -> None:
+        box = self.query_one("#response-body", VerticalScroll)
+        box.remove_children()
+        widgets: list[Any] = []
+        if d.response is None:
+            err = d.turn.error or {}
+            widgets.append(Static(Text(f"No response: {err.get('type')} {err.get('message') or ''}", style="bold red")))
+        else:
+            content = d.response.get("content") if isinstance(d.response, dict) else None
+            if not isinstance(content, list):
+                widgets.append(Static(Syntax(as_json(d.response), "json", word_wrap=True)))
+            for block in content or []:
+                kind = block.get("type") if isinstance(block, dict) else None
+                if kind == "text":
+                    widgets.append(Markdown(cut(block.get("text") or "", CUT * 5, self.show_all)))
+                elif kind == "thinking":
+                    widgets.append(Collapsible(Static(cut(block.get("thinking") or "", CUT, self.show_all)),
+                                               title="thinking", collapsed=True))
+                elif kind == "redacted_thinking":
+                    widgets.append(Static(Text("[redacted thinking]", style="dim italic")))
+                elif kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
+                    widgets.append(Static(Text(f"{kind}: {block.get('name')}  {block.get('id')}", style="bold cyan")))
+                    widgets.append(Static(Syntax(as_json(block.get("input")), "json", word_wrap=True)))
+                else:
+                    widgets.append(Static(Text(f"{kind}", style="bold magenta")))
+                    widgets.append(Static(Syntax(cut(as_json(block), CUT, self.show_all), "json", word_wrap=True)))
+            stop = d.response.get("stop_reason") if isinstance(d.response, dict) else None
+            widgets.append(Static(Text(f"stop_reason: {stop}", style="dim")))
+        box.mount_all(widgets)
+
+    def _tools_text(self, d: TurnDetail) -> Text:
+        out = Text()
+        if not d.tool_calls:
+            out.append("No tool calls in this turn.", style="dim")
+        for c in d.tool_calls:
+            head = f"{'server tool' if c.server else 'tool'} {c.name}  {c.id}"
+            out.append(head + "\n", style="bold cyan")
+            out.append("input  " + cut(as_json(c.input), CUT, self.show_all) + "\n")
+            if c.pending:
+                out.append("result pending: no result came back in the next request\n\n", style="bold yellow")
+            else:
+                style = "bold red" if c.is_error else "green"
+                out.append(("ERROR  " if c.is_error else "result ") + cut(_plain(c.result), CUT, self.show_all) + "\n\n",
+                           style=style)
+        return out
+
+    def _usage_text(self, d: TurnDetail) -> Text:
+        out = Text()
+        out.append(f"model {d.turn.model}\n\n", style="bold")
+        out.append(f"{'kind':16}{'tokens':>12}{'Δ prev':>12}{'$/MTok':>10}{'cost':>12}\n", style="bold")
+        for line in d.usage:
+            rate = "" if line.rate_per_mtok is None else f"{line.rate_per_mtok:.3f}"
+            out.append(f"{line.kind:16}{line.tokens:>12,}{signed(line.delta_tokens):>12}{rate:>10}{money(line.cost_usd):>12}\n")
+        out.append(f"\nturn cost {money(d.cost_usd)}   conversation so far {money(d.running_cost_usd)}\n")
+        if d.cost_usd is None and d.turn.usage:
+            out.append(f"no price for {d.turn.model}: add it to a price file (--pricing)\n", style="yellow")
+        if d.cache_break:
+            out.append("\n⚠ cache writes keep rising while reads stay flat from this turn: a moving cache breakpoint?\n",
+                       style="bold yellow")
+        out.append("\nattempts\n", style="bold")
+        for a in d.turn.attempts:
+            err = f"  {a.error.get('type')}: {a.error.get('message')}" if a.error else ""
+            ttft = f"  ttft {a.ttft_ms:,.0f} ms" if a.ttft_ms else ""
+            out.append(f"  #{a.attempt}  {a.status or '—'}  {a.latency_ms or 0:,.0f} ms{ttft}{err}"
+                       f"{'  (abandoned)' if a.abandoned else ''}\n", style="red" if a.error else "")
+        return out
+
+    # -- actions ----------------------------------------------------------------------------
+    def _move(self, row: int) -> None:
+        table = self.query_one("#turns", DataTable)
+        if table.row_count:
+            table.move_cursor(row=max(0, min(row, table.row_count - 1)))
+
+    def goto_turn(self, index: int) -> None:
+        self._move(index)
+
+    def action_next_turn(self) -> None:
+        self._move(self.query_one("#turns", DataTable).cursor_row + 1)
+
+    def action_prev_turn(self) -> None:
+        self._move(self.query_one("#turns", DataTable).cursor_row - 1)
+
+    def action_first_turn(self) -> None:
+        self._move(0)
+
+    def action_last_turn(self) -> None:
+        self._move(len(self.timeline) - 1)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = tab
+
+    def action_show_all(self) -> None:
+        self.show_all = not self.show_all
+        if self.detail is not None:
+            self.show_detail(self.detail)
+
+    def action_copy(self) -> None:
+        d = self.detail
+        if d is None:
+            return
+        tab = self.query_one("#tabs", TabbedContent).active
+        if tab == "response":
+            text = "\n\n".join(
+                b.get("text", "") if b.get("type") == "text" else as_json(b)
+                for b in ((d.response or {}).get("content") or [])
+                if isinstance(b, dict)
+            )
+        elif tab == "tools":
+            text = as_json([c.model_dump() for c in d.tool_calls])
+        elif tab == "usage":
+            text = as_json([u.model_dump() for u in d.usage])
+        elif tab == "context":
+            text = as_json(d.context)
+        else:
+            text = as_json({"request": d.request, "response": d.response})
+        self.app.copy_to_clipboard(text)
+        self.notify(f"copied the {tab} of turn {d.turn.index} ({len(text):,} characters)", timeout=3)
+
+    def action_rerun(self) -> None:
+        self.notify("Rerunning a turn comes with the rerun feature.", timeout=3)
+
+
+def _plain(value: Any) -> str:
+    """Message content as readable text: text blocks as text, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        parts = []
+        for b in value:
+            if isinstance(b, dict) and b.get("type") == "text":
+                parts.append(str(b.get("text", "")))
+            elif isinstance(b, dict) and b.get("type") == "tool_result":
+                flag = " (is_error)" if b.get("is_error") else ""
+                parts.append(f"tool_result {b.get('tool_use_id')}{flag}: " + _plain(b.get("content")))
+            elif isinstance(b, dict) and b.get("type") == "tool_use":
+                parts.append(f"tool_use {b.get('name')} {b.get('id')}: " + json.dumps(b.get("input"), ensure_ascii=False))
+            else:
+                parts.append(json.dumps(b, ensure_ascii=False))
+        return "\n".join(parts)
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+class HelpScreen(ModalScreen[None]):
+    """F1: the keys of the screen underneath, built from its bindings."""
+
+    BINDINGS = [Binding("escape,f1,q", "dismiss", "Close", id="close", tooltip="Close help")]
+
+    def __init__(self, under: Screen[Any]) -> None:
+        super().__init__()
+        self.under = under
+
+    def compose(self) -> ComposeResult:
+        text = Text()
+        text.append(f"{type(self.under).__name__.replace('Screen', '')} keys\n\n", style="bold")
+        seen = set()
+        for source in (self.under.BINDINGS, self.app.BINDINGS):
+            for b in source:
+                if not isinstance(b, Binding) or b.key in seen:
+                    continue
+                seen.add(b.key)
+                keys = ", ".join(k.replace("slash", "/") for k in b.key.split(","))
+                text.append(f"{keys:>14}  ", style="bold cyan")
+                text.append(f"{b.description}")
+                if b.tooltip:
+                    text.append(f" — {escape(b.tooltip)}", style="dim")
+                text.append("\n")
+        text.append(f"{'ctrl+p':>14}  ", style="bold cyan")
+        text.append("Command palette — go to a conversation or a turn\n")
+        text.append("\nThe mouse works too: click rows, tabs and column headers.", style="dim")
+        with Vertical(id="help"):
+            yield Static(text)
+
+    def action_dismiss(self) -> None:  # type: ignore[override]
+        self.app.pop_screen()

@@ -1,0 +1,286 @@
+"""The terminal app, driven by Pilot: keys pressed, what the screen holds checked."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+from textual.widgets import DataTable, Static, TabbedContent
+
+from replayer import Recorder
+from replayer.tui.app import make_app
+from replayer.tui.screens import ConversationScreen, ConversationsScreen, HelpScreen, parse_filter
+
+T0 = 1_764_000_000.0  # a fixed clock, so what the screens show doesn't depend on the day
+
+
+def reply(text: str, *, tool: tuple[str, str, dict] | None = None, usage: dict | None = None, model="claude-sonnet-4-5"):
+    content = [{"type": "text", "text": text}]
+    if tool:
+        content.append({"type": "tool_use", "id": tool[0], "name": tool[1], "input": tool[2]})
+    return {
+        "id": f"msg_{abs(hash(text)) % 10**12}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": "tool_use" if tool else "end_turn",
+        "stop_sequence": None,
+        "usage": usage or {"input_tokens": 100, "output_tokens": 20, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+    }
+
+
+@pytest.fixture
+def db(tmp_path):
+    """Two conversations: a tool loop with a failing tool and a compaction, and a short chat."""
+    path = tmp_path / "tui.db"
+    with Recorder(path) as rec:
+        system = "You are a coding agent."
+        msgs = [{"role": "user", "content": "Fix the failing test in tests/test_parser.py"}]
+        script = [
+            ("Let me run the tests.", ("toolu_1", "run_tests", {"path": "tests"}), ("FAILED test_parser.py::test_dates", True)),
+            ("Reading the parser.", ("toolu_2", "read_file", {"path": "parser.py"}), ("def parse(s):\n    return s", False)),
+            ("Fixing it.", ("toolu_3", "write_file", {"path": "parser.py"}), ("ok " + "x" * 1_000_000, False)),
+            ("Done: the date format was wrong.", None, None),
+        ]
+        for i, (text, tool, result) in enumerate(script):
+            usage = {"input_tokens": 50 + i, "output_tokens": 30, "cache_creation_input_tokens": 200,
+                     "cache_read_input_tokens": 1000 * i}
+            rec.record({"model": "claude-sonnet-4-5", "max_tokens": 500, "system": system, "messages": msgs},
+                       reply(text, tool=tool, usage=usage), conversation_id="conv_tools", user_id="alice",
+                       started_at=T0 + i * 10, latency_ms=800 + i)
+            msgs = [*msgs, {"role": "assistant", "content": reply(text, tool=tool)["content"]}]
+            if tool:
+                msgs.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool[0], "content": result[0],
+                                                          **({"is_error": True} if result[1] else {})}]})
+            if i == 1:  # compaction: the agent drops the first exchange from its history
+                msgs = [msgs[0], *msgs[3:]]
+        rec.record({"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "Where is my invoice?"}]},
+                   reply("It was emailed to you.", model="claude-haiku-4-5"), conversation_id="conv_chat", user_id="bob",
+                   started_at=T0 + 100, latency_ms=300)
+    return path
+
+
+async def settle(pilot) -> None:
+    for _ in range(3):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+def cell_texts(table: DataTable) -> list[list[str]]:
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def static_text(screen, selector: str) -> str:
+    return str(screen.query_one(selector, Static).render())
+
+
+async def test_conversation_list_shows_rows(db):
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ConversationsScreen)
+        rows = cell_texts(screen.query_one(DataTable))
+        assert [r[1] for r in rows] == ["conv_chat", "conv_tools"]  # newest first
+        tools_row = rows[1]
+        assert tools_row[2] == "alice" and tools_row[3] == "4"
+        assert tools_row[6].startswith("$")
+        assert "Fix the failing test" in tools_row[-1]
+
+
+async def test_open_conversation_turn_list_and_deltas(db):
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("j", "enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ConversationScreen)
+        rows = cell_texts(screen.query_one("#turns", DataTable))
+        assert [r[0] for r in rows] == ["0", "1", "2", "3"]
+        assert [r[2] for r in rows] == ["tool_use", "tool_use", "tool_use", "end_turn"]
+        assert [r[3] for r in rows] == ["run_tests", "read_file", "write_file", ""]
+        # prompt = input + cache writes + cache reads; the delta is against the previous turn
+        assert [r[4] for r in rows] == ["+250", "+1,001", "+1,001", "+1,001"]
+        assert "4 turns" in static_text(screen, "#conv-title")
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, ConversationsScreen)
+
+
+async def test_detail_follows_the_cursor_and_pairs_tools(db):
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("j", "enter")
+        await settle(pilot)
+        screen = app.screen
+        assert screen.detail.turn.index == 0
+        await pilot.press("3")  # Tools tab
+        tools = static_text(screen, "#tools-body")
+        assert "run_tests" in tools and "ERROR" in tools and "FAILED test_parser.py" in tools
+        await pilot.press("j")
+        await settle(pilot)
+        assert screen.detail.turn.index == 1
+        tools = static_text(screen, "#tools-body")
+        assert "read_file" in tools and "def parse" in tools and "ERROR" not in tools
+        await pilot.press("G")
+        await settle(pilot)
+        assert screen.detail.turn.index == 3
+        assert "No tool calls" in static_text(screen, "#tools-body")
+
+
+async def test_removed_message_is_marked_in_the_context_diff(db):
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("j", "enter")
+        await settle(pilot)
+        screen = app.screen
+        await pilot.press("j", "j")  # turn 2 comes after the compaction
+        await settle(pilot)
+        assert screen.detail.turn.index == 2
+        text = static_text(screen, "#context-body")
+        assert "- [1] assistant — removed" in text and "- [2] user — removed" in text
+        assert "+ [" in text and "added" in text
+        kinds = [c.kind for c in screen.detail.changes]
+        assert kinds.count("removed") == 2
+
+
+async def test_a_megabyte_tool_result_is_cut_with_show_all(db):
+    app = make_app(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("j", "enter")
+        await settle(pilot)
+        await pilot.press("G", "3")
+        await settle(pilot)
+        screen = app.screen
+        await pilot.press("k")
+        await settle(pilot)
+        assert screen.detail.turn.index == 2
+        tools = static_text(screen, "#tools-body")
+        assert "more characters (press a to show all)" in tools and len(tools) < 20_000
+        await pilot.press("a")
+        await settle(pilot)
+        assert len(static_text(screen, "#tools-body")) > 1_000_000
+
+
+async def test_usage_tab_prices_each_kind(db):
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("j", "enter")
+        await settle(pilot)
+        await pilot.press("j", "4")
+        await settle(pilot)
+        usage = static_text(app.screen, "#usage-body")
+        assert "cache_read" in usage and "1,000" in usage and "3.000" in usage  # sonnet input $3/MTok
+        assert "conversation so far" in usage
+
+
+async def test_search_filters_by_message_text_and_user(db):
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("slash")
+        for ch in "invoice":
+            await pilot.press(ch)
+        await pilot.press("enter")
+        await settle(pilot)
+        rows = cell_texts(app.screen.query_one(DataTable))
+        assert [r[1] for r in rows] == ["conv_chat"]
+        await pilot.press("escape")
+        await settle(pilot)
+        assert len(cell_texts(app.screen.query_one(DataTable))) == 2
+    assert parse_filter("user:alice model:haiku errors cost>0.5 broken date") == {
+        "user": "alice", "model": "haiku", "errors_only": True, "min_cost": 0.5, "query": "broken date"}
+
+
+async def test_empty_db_says_how_to_start(tmp_path):
+    from replayer.store.schema import open_db
+
+    path = tmp_path / "empty.db"
+    open_db(path)
+    app = make_app(path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert "Recorder().wrap(anthropic.Anthropic())" in static_text(app.screen, "#empty")
+
+
+async def test_help_lists_the_keys(db):
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("f1")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one(Static).render())
+        assert "Search/filter" in text and "ctrl+p" in text and "enter, l" in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, ConversationsScreen)
+
+
+async def test_open_conversation_picks_up_new_turns(db):
+    app = make_app(db, refresh_seconds=0.2)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")  # conv_chat
+        await settle(pilot)
+        screen = app.screen
+        assert screen.query_one("#turns", DataTable).row_count == 1
+        rec = Recorder(db)
+        rec.record({"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "Where is my invoice?"},
+                    {"role": "assistant", "content": [{"type": "text", "text": "It was emailed to you."}]},
+                    {"role": "user", "content": "Thanks"}]},
+                   reply("You're welcome.", model="claude-haiku-4-5"), conversation_id="conv_chat", started_at=time.time())
+        rec.close()
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            await pilot.pause()
+            if screen.query_one("#turns", DataTable).row_count == 2:
+                break
+        assert screen.query_one("#turns", DataTable).row_count == 2
+
+
+async def test_copy_notifies(db):
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("y")
+        await pilot.pause()
+        assert any("copied conv_chat" in n.message for n in app._notifications)
+        await pilot.press("j", "enter")
+        await settle(pilot)
+        await pilot.press("5", "y")
+        await pilot.pause()
+        assert any("copied the raw of turn 0" in n.message for n in app._notifications)
+        assert app.screen.query_one("#tabs", TabbedContent).active == "raw"
+
+
+def test_missing_or_foreign_db_is_refused_before_the_app_starts(tmp_path):
+    from click.testing import CliRunner
+
+    from replayer.cli import cli
+
+    r = CliRunner().invoke(cli, ["--db", str(tmp_path / "none.db"), "browse"])
+    assert r.exit_code == 2 and "no database" in r.output
+    junk = tmp_path / "junk.db"
+    junk.write_text("not sqlite at all " * 100)
+    r = CliRunner().invoke(cli, ["--db", str(junk)])
+    assert r.exit_code == 2 and "not a SQLite database" in r.output
+
+
+@pytest.fixture(autouse=True)
+def _utc(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    if hasattr(time, "tzset"):
+        time.tzset()
+    yield
+    os.environ.pop("TZ", None)
+    if hasattr(time, "tzset"):
+        time.tzset()
