@@ -76,10 +76,50 @@ def test_history_is_stored_once(tmp_path):
 def test_migrations_are_named_and_recorded(tmp_path):
     db = open_db(tmp_path / "m.db")
     rows = db.execute("SELECT migration_set, name FROM _sqlite_migrations").fetchall()
-    assert rows == [("replayer", "m001_initial")]
+    assert rows == [("replayer", "m001_initial"), ("replayer", "m002_turn_text")]
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     open_db(tmp_path / "m.db")  # opening again applies nothing twice
-    assert len(db.execute("SELECT * FROM _sqlite_migrations").fetchall()) == 1
+    assert len(db.execute("SELECT * FROM _sqlite_migrations").fetchall()) == 2
+
+
+def test_search_index_is_built_for_data_recorded_before_it(tmp_path):
+    """A DB from before m002: migrating it indexes what it already holds."""
+    from replayer.store import schema
+    from replayer.store.ingest import Ingestor
+    from replayer.store.writer import store as store_one
+    from replayer.captured import Captured, Context
+
+    path = tmp_path / "old.db"
+    db = schema.open_db(path, migrate=False)
+    db.conn.execute("BEGIN IMMEDIATE")
+    schema.migrations.apply(db, stop_before="m002_turn_text")
+    db.conn.execute("COMMIT")
+    real = schema.migrations._migrations
+    schema.migrations._migrations = [m for m in real if m.name == "m001_initial"]  # the old code's writer
+    try:
+        ing = Ingestor(db)
+        db.conn.execute("BEGIN IMMEDIATE")
+        body = json.dumps({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "flamingo question"}]})
+        reply = json.dumps({"id": "msg_x", "type": "message", "role": "assistant", "model": "m",
+                            "content": [{"type": "text", "text": "pelican answer"}], "stop_reason": "end_turn",
+                            "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1}})
+        import replayer.store.writer as writer_module
+
+        saved = writer_module.searchable
+        writer_module.searchable = lambda m: ""  # nothing indexed, as before search existed
+        try:
+            store_one(ing, Captured(call_key="k", attempt=0, t_start=0.0, request_bytes=body.encode(), status=200,
+                                    response_bytes=reply.encode(), ctx=Context("conv_old")), None)
+        finally:
+            writer_module.searchable = saved
+        db.conn.execute("COMMIT")
+    finally:
+        schema.migrations._migrations = real
+    db.conn.close()
+    store = Store(open_db(path))  # applies m002, which indexes the turn above
+    assert [c.conversation_id for c in store.conversations(query="flamingo")] == ["conv_old"]
+    assert [c.conversation_id for c in store.conversations(query="pelican")] == ["conv_old"]
+    assert store.conversations(query="zebra") == []
 
 
 def test_foreign_and_corrupt_files_are_refused(tmp_path):

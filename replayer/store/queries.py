@@ -246,12 +246,13 @@ class Store:
             where.append("EXISTS (SELECT 1 FROM turns t WHERE t.conversation_id = c.id AND t.model LIKE ?)")
             args.append(model + "%")
         if query:
-            # plain substring search over message text; the browser brings an FTS index
+            from ..text import fts_query
+
             where.append(
-                """EXISTS (SELECT 1 FROM turns t JOIN nodes n ON n.id = t.context_node
-                           JOIN blobs b ON b.id = n.blob WHERE t.conversation_id = c.id AND b.json LIKE ?)"""
+                """c.id IN (SELECT t.conversation_id FROM turns t WHERE t.rowid IN
+                           (SELECT rowid / 2 FROM turn_text WHERE turn_text MATCH ?))"""
             )
-            args.append(f"%{query}%")
+            args.append(fts_query(query))
         sql = "SELECT c.id, c.user_id, c.started_at, c.last_at, c.turn_count, c.tags_json FROM conversations c"
         if where:
             sql += " WHERE " + " AND ".join(where)

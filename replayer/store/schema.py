@@ -128,6 +128,51 @@ def m001_initial(db: Database) -> None:
     db.execute("CREATE INDEX conversations_user ON conversations(user_id, started_at)")
 
 
+@migrations(name="m002_turn_text")
+def m002_turn_text(db: Database) -> None:
+    # Full-text search over message text, without storing the text twice (contentless FTS5).
+    # Row 2*turn_rowid holds what the turn's request added, 2*turn_rowid+1 its reply.
+    db.execute("CREATE VIRTUAL TABLE turn_text USING fts5(text, content='', tokenize='unicode61 remove_diacritics 2')")
+    _backfill_turn_text(db)
+
+
+def _backfill_turn_text(db: Database) -> None:
+    """Index turns recorded before search existed: each turn's new messages and its reply."""
+    import json
+
+    from ..text import searchable
+
+    def chain(node: int | None) -> list[int]:
+        rows = db.execute(
+            """WITH RECURSIVE c(id, parent, blob) AS (SELECT id, parent, blob FROM nodes WHERE id = ?
+               UNION ALL SELECT n.id, n.parent, n.blob FROM nodes n JOIN c ON n.id = c.parent) SELECT blob FROM c""",
+            [node or 0],
+        ).fetchall()
+        return [r[0] for r in reversed(rows)]
+
+    def text_of(blob: int) -> str:
+        return searchable(json.loads(db.execute("SELECT json FROM blobs WHERE id = ?", [blob]).fetchone()[0]))
+
+    previous: dict[str, list[int]] = {}
+    for rowid, conv, node in db.execute("SELECT rowid, conversation_id, context_node FROM turns ORDER BY conversation_id, idx").fetchall():
+        blobs = chain(node)
+        before = previous.get(conv, [])
+        shared = 0
+        while shared < min(len(before), len(blobs)) and before[shared] == blobs[shared]:
+            shared += 1
+        previous[conv] = blobs
+        text = "\n".join(text_of(b) for b in blobs[shared:])
+        if text:
+            db.execute("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", [rowid * 2, text])
+        reply = db.execute(
+            "SELECT response_content FROM attempts WHERE turn_id = (SELECT id FROM turns WHERE rowid = ?) "
+            "AND response_content IS NOT NULL ORDER BY attempt DESC LIMIT 1",
+            [rowid],
+        ).fetchone()
+        if reply:
+            db.execute("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", [rowid * 2 + 1, text_of(reply[0])])
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..captured import Captured
+from ..text import searchable
 from .ingest import Ingestor, digest, iso, new_id, response_parts
 from .schema import DBError, open_db
 
@@ -345,14 +346,14 @@ def store(
     call_key = digest(cap.call_key)[:16]
     turn = ing.turn_by_call.get(call_key)
     if turn is None and cap.attempt > 0:
-        row = conn.execute("SELECT id, conversation_id FROM turns WHERE call_key = ?", (call_key,)).fetchone()
-        turn = (row[0], row[1]) if row else None
+        row = conn.execute("SELECT id, conversation_id, rowid FROM turns WHERE call_key = ?", (call_key,)).fetchone()
+        turn = (row[0], row[1], row[2]) if row else None
     if turn is None:
         turn = _new_turn(ing, cap, pr, started, call_key)
         ing.turn_by_call[call_key] = turn
         if len(ing.turn_by_call) > 10_000:
             ing.turn_by_call.popitem(last=False)
-    turn_id, conversation_id = turn
+    turn_id, conversation_id, turn_rowid = turn
 
     resp_skeleton, assistant = response_parts(response) if response is not None else (None, None)
     content_blob, reply_key = (
@@ -395,6 +396,10 @@ def store(
         conn.execute(
             "UPDATE turns SET response_id = ?, model = ? WHERE id = ?", (response.get("id"), model, turn_id)
         )
+        if assistant is not None:
+            text = searchable(assistant)
+            if text:
+                conn.execute("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", (turn_rowid * 2 + 1, text))
         if assistant is not None and pr.tkeys and body.get("thread") is None:
             conn.execute(
                 "INSERT OR REPLACE INTO thread_keys(key, conversation_id) VALUES (?, ?)", (reply_key, conversation_id)
@@ -404,7 +409,7 @@ def store(
     return _event(cap, turn_id, conversation_id, body, model, usage, stop_reason, response, error)
 
 
-def _new_turn(ing: Ingestor, cap: Captured, pr: Any, started: str, call_key: str) -> tuple[str, str]:
+def _new_turn(ing: Ingestor, cap: Captured, pr: Any, started: str, call_key: str) -> tuple[str, str, int]:
     conn = ing.db.conn
     body = pr.skeleton
     ctx = cap.ctx
@@ -463,7 +468,7 @@ def _new_turn(ing: Ingestor, cap: Captured, pr: Any, started: str, call_key: str
         "SELECT COALESCE(MAX(idx) + 1, 0) FROM turns WHERE conversation_id = ?", (conversation_id,)
     ).fetchone()[0]
     turn_id = new_id("turn_", cap.t_start)
-    conn.execute(
+    cur = conn.execute(
         """INSERT INTO turns(id, conversation_id, call_key, idx, started_at, user_id, trace_id, endpoint, model,
                stream, system_blob, tools_blob, context_node, context_len)
            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
@@ -484,7 +489,12 @@ def _new_turn(ing: Ingestor, cap: Captured, pr: Any, started: str, call_key: str
             context_len,
         ),
     )
-    return turn_id, conversation_id
+    rowid = int(cur.lastrowid or 0)
+    # what this request added, for search (replies are indexed from responses, once)
+    text = "\n".join(searchable(m) for m in pr.msgs or () if m is not None and (m.get("role") != "assistant" or idx == 0))
+    if text:
+        conn.execute("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", (rowid * 2, text))
+    return turn_id, conversation_id, rowid
 
 
 def _event(cap, turn_id, conversation_id, body, model, usage, stop_reason, response, error) -> dict[str, Any]:

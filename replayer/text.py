@@ -1,0 +1,48 @@
+"""The searchable text of a message: what a person would look for in it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_CHARS = 200_000
+"""Text indexed per message at most (a huge tool result is still found by its beginning)."""
+
+
+def searchable(message: Any) -> str:
+    """Text blocks, thinking, tool inputs and tool results (text or JSON) of one message."""
+    if not isinstance(message, dict):
+        return ""
+    parts: list[str] = []
+    _collect(message.get("content"), parts)
+    return "\n".join(parts)[:MAX_CHARS]
+
+
+def _collect(content: Any, parts: list[str]) -> None:
+    if isinstance(content, str):
+        parts.append(content)
+        return
+    if not isinstance(content, list):
+        return
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text":
+            parts.append(str(block.get("text") or ""))
+        elif kind == "thinking":
+            parts.append(str(block.get("thinking") or ""))
+        elif kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
+            parts.append(f"{block.get('name')} {json.dumps(block.get('input'), ensure_ascii=False)}")
+        elif kind == "tool_result" or str(kind).endswith("_tool_result"):
+            inner = block.get("content")
+            if isinstance(inner, list | str):
+                _collect(inner, parts)
+            elif inner is not None:
+                parts.append(json.dumps(inner, ensure_ascii=False))
+
+
+def fts_query(text: str) -> str:
+    """A user's words as an FTS5 query: every word must appear (as a prefix), quotes escaped."""
+    words = [w for w in text.split() if w]
+    return " ".join('"' + w.replace('"', '""') + '"*' for w in words)
