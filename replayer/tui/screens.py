@@ -348,10 +348,14 @@ class ConversationScreen(Screen[None]):
                         yield TextArea("", id="raw-body", read_only=True, language=None, soft_wrap=False)
         yield Footer()
 
+    def on_resize(self, event: Any) -> None:
+        self.set_class(event.size.width < 140, "narrow")
+
     def on_mount(self) -> None:
+        self.set_class(self.app.size.width < 140, "narrow")
         table = self.query_one("#turns", DataTable)
         for col, key in (("#", "idx"), ("time", "time"), ("stop", "stop"), ("tools", "tools"), ("Δ in", "delta"),
-                         ("cost", "cost"), ("ms", "ms"), ("cache", "cache"), ("", "err")):
+                         ("cost", "cost"), ("ms", "ms"), ("hit", "cache"), ("", "err")):
             table.add_column(col, key=key)
         self.sub_title = self.conversation_id
         self.load_timeline()
@@ -400,7 +404,7 @@ class ConversationScreen(Screen[None]):
                 Text(str(t.index), justify="right"),
                 local_time(t.started_at, with_date=False),
                 t.stop_reason or "",
-                ", ".join(t.tool_calls)[:18],
+                ", ".join(t.tool_calls)[:16],
                 Text(signed(delta), justify="right"),
                 Text(money(t.cost_usd), justify="right"),
                 Text(f"{last.latency_ms:,.0f}" if last and last.latency_ms else "", justify="right"),

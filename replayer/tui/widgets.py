@@ -54,17 +54,29 @@ class ContextChart(Widget):
             columns.append((start, tuple(max(v[i] for v in chunk) for i in range(4))))
         top = max(sum(v) for _, v in columns) or 1
         cw = max(1, min(4, width // len(columns)))  # a few columns wide per turn when there is room
+        # each column's segment tops in eighths of a cell, so small turns still show (▁ … █)
+        tops = []
+        for _, v in columns:
+            acc, edges = 0, []
+            for amount in v:
+                acc += amount
+                edges.append(round(acc / top * height * 8))
+            if acc and edges[-1] == 0:
+                edges[-1] = 1
+            tops.append(edges)
         for row in range(height - 1, -1, -1):
-            mid = (row + 0.5) / height * top
-            for _start, v in columns:
-                acc = 0
-                ch, style = " ", ""
-                for (_, _, color), amount in zip(SEGMENTS, v, strict=True):
-                    if acc <= mid < acc + amount:
-                        ch, style = "█" * cw, color
-                        break
-                    acc += amount
-                out.append(ch if ch != " " else " " * cw, style=style)
+            lo = row * 8
+            for edges in tops:
+                total = edges[-1] if edges else 0
+                if total >= lo + 8:
+                    probe, ch = lo + 4, "█"
+                elif total > lo:
+                    probe, ch = total - 1, "▁▂▃▄▅▆▇"[total - lo - 1]
+                else:
+                    out.append(" " * cw)
+                    continue
+                seg = next(i for i, e in enumerate(edges) if probe < e)
+                out.append(ch * cw, style=SEGMENTS[seg][2])
             out.append("\n")
         for start, _ in columns:
             span = range(start, start + per)
