@@ -40,7 +40,7 @@ async def test_conversation_list_shows_rows(db):
         tools_row = rows[1]
         assert tools_row[2] == "alice" and tools_row[3] == "4"
         assert tools_row[6].startswith("$")
-        assert "Fix the failing test" in tools_row[-1]
+        assert "Fix the failing test" in tools_row[-2] and tools_row[-1] == "claude-sonnet-4-5"
 
 
 async def test_open_conversation_turn_list_and_deltas(db):

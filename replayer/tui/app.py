@@ -7,7 +7,9 @@ all land in one handler that shows them as a notice.
 
 from __future__ import annotations
 
-import threading
+import queue
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,20 +60,28 @@ class ReplayerApp(App[None]):
         self.db_path = Path(db_path)
         self.prices = prices or PriceTable.load()
         self.refresh_seconds = refresh_seconds
-        self._local = threading.local()
+        self._pool: queue.SimpleQueue[Store] = queue.SimpleQueue()
 
     # -- data access (worker threads only) ----------------------------------------------------
-    def store(self) -> Store:
-        """This thread's own connection to the database (SQLite connections stay in their thread)."""
-        store = getattr(self._local, "store", None)
-        if store is None:
+    @contextmanager
+    def store(self) -> Iterator[Store]:
+        """A connection of the app's own, lent to one worker at a time. Textual starts a thread per
+        worker, so connections are pooled rather than kept per thread: opening one per keypress
+        would cost more than the query. A pooled Store keeps its caches warm between turns."""
+        try:
+            store = self._pool.get_nowait()
+        except queue.Empty:
             store = Store(open_db(self.db_path, create=False), self.prices)
-            self._local.store = store
-        return store
+        try:
+            yield store
+        finally:
+            self._pool.put(store)
 
     def palette_entries(self) -> list[tuple[str, Any, str]]:
         entries: list[tuple[str, Any, str]] = []
-        for c in self.store().conversations(limit=200):
+        with self.store() as store:
+            conversations = store.conversations(limit=200)
+        for c in conversations:
             label = f"conversation {c.conversation_id}  {c.user_id or ''}  {(c.first_message or '')[:40]}"
             entries.append((label, lambda cid=c.conversation_id: self.open_conversation(cid), f"{c.turns} turns"))
         screen = self.screen

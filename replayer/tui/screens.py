@@ -109,7 +109,7 @@ class ConversationsScreen(Screen[None]):
         Binding("escape", "clear", "Clear filter", id="clear", tooltip="Clear the filter", show=False),
     ]
     COLUMNS = ("Started", "Conversation", "User", "Turns", "In tok", "Out tok", "Cost", "Cache", "Err",
-               "Duration", "Models", "First message")
+               "Duration", "First message", "Models")
     SQL_SORTS = {"Started": "started", "Turns": "turns", "User": "user"}
 
     def __init__(self) -> None:
@@ -139,8 +139,8 @@ class ConversationsScreen(Screen[None]):
 
     # -- loading ----------------------------------------------------------------------------
     def load(self, reset: bool = False) -> None:
-        if reset:
-            self.rows, self.exhausted = [], False
+        if reset:  # a new query replaces any page still loading (the worker group is exclusive)
+            self.rows, self.exhausted, self.loading = [], False, False
         if self.exhausted or self.loading:
             return
         self.loading = True
@@ -148,11 +148,11 @@ class ConversationsScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="conversations", exit_on_error=False)
     def fetch(self, offset: int, filters: dict[str, Any], sort: tuple[str, bool]) -> None:
-        store = self.app.store()  # type: ignore[attr-defined]
         column, descending = sort
-        rows = store.conversations(
-            **filters, sort=self.SQL_SORTS.get(column, "started"), descending=descending, limit=PAGE, offset=offset
-        )
+        with self.app.store() as store:  # type: ignore[attr-defined]
+            rows = store.conversations(
+                **filters, sort=self.SQL_SORTS.get(column, "started"), descending=descending, limit=PAGE, offset=offset
+            )
         self.app.call_from_thread(self.show_rows, offset, rows)
 
     def show_rows(self, offset: int, rows: list[ConversationSummary]) -> None:
@@ -198,8 +198,8 @@ class ConversationsScreen(Screen[None]):
             Text("" if hit is None else f"{hit:.0%}", justify="right"),
             Text(str(r.errors) if r.errors else "", style="bold red", justify="right"),
             Text(_duration(r.duration_s), justify="right"),
+            (r.first_message or "")[:44].replace("\n", " "),
             ", ".join(r.models)[:28],
-            (r.first_message or "")[:60].replace("\n", " "),
         )
 
     # -- actions ----------------------------------------------------------------------------
@@ -365,13 +365,15 @@ class ConversationScreen(Screen[None]):
     # -- loading ----------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="timeline", exit_on_error=False)
     def load_timeline(self) -> None:
-        timeline = self.app.store().turns(self.conversation_id)  # type: ignore[attr-defined]
+        with self.app.store() as store:  # type: ignore[attr-defined]
+            timeline = store.turns(self.conversation_id)
         self.app.call_from_thread(self.show_timeline, timeline)
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def poll(self) -> None:
         """A live agent may still be writing: pick up new turns by themselves."""
-        timeline = self.app.store().turns(self.conversation_id)  # type: ignore[attr-defined]
+        with self.app.store() as store:  # type: ignore[attr-defined]
+            timeline = store.turns(self.conversation_id)
         if len(timeline) != len(self.timeline) or (
             timeline and self.timeline and len(timeline[-1].attempts) != len(self.timeline[-1].attempts)
         ):
@@ -436,18 +438,39 @@ class ConversationScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
     def load_detail(self, turn_id: str) -> None:
-        detail = self.app.store().turn_detail(turn_id, self.timeline)  # type: ignore[attr-defined]
+        with self.app.store() as store:  # type: ignore[attr-defined]
+            detail = store.turn_detail(turn_id, self.timeline)
         self.app.call_from_thread(self.show_detail, detail)
 
     # -- the detail tabs --------------------------------------------------------------------
     def show_detail(self, d: TurnDetail) -> None:
+        """Draw only the open tab; the others are drawn when opened (moving between turns with a
+        megabyte of context must stay instant)."""
         self.detail = d
-        self.query_one("#context-body", Static).update(self._context_text(d))
-        self._fill_response(d)
-        self.query_one("#tools-body", Static).update(self._tools_text(d))
-        self.query_one("#usage-body", Static).update(self._usage_text(d))
-        raw = "// request (exactly as sent)\n" + as_json(d.request) + "\n\n// response (as received)\n" + as_json(d.response)
-        self.query_one("#raw-body", TextArea).load_text(raw)
+        self._drawn: set[str] = set()
+        self._draw(self.query_one("#tabs", TabbedContent).active)
+
+    @on(TabbedContent.TabActivated, "#tabs")
+    def tab_opened(self, event: TabbedContent.TabActivated) -> None:
+        self._draw(event.pane.id or "")
+
+    def _draw(self, tab: str) -> None:
+        d = self.detail
+        if d is None or tab in getattr(self, "_drawn", set()):
+            return
+        self._drawn.add(tab)
+        if tab == "context":
+            self.query_one("#context-body", Static).update(self._context_text(d))
+        elif tab == "response":
+            self._fill_response(d)
+        elif tab == "tools":
+            self.query_one("#tools-body", Static).update(self._tools_text(d))
+        elif tab == "usage":
+            self.query_one("#usage-body", Static).update(self._usage_text(d))
+        elif tab == "raw":
+            raw = ("// request (exactly as sent)\n" + as_json(d.request)
+                   + "\n\n// response (as received)\n" + as_json(d.response))
+            self.query_one("#raw-body", TextArea).load_text(raw)
 
     def _context_text(self, d: TurnDetail) -> Text:
         out = Text()

@@ -31,10 +31,12 @@ class ContextChart(Widget):
         super().__init__(**kwargs)
         self.values: list[tuple[int, int, int, int]] = []
         self.breaks: set[int] = set()
+        self._bars: tuple | None = None
 
     def set_turns(self, turns: list[TurnSummary], breaks: set[int]) -> None:
         self.values = [tuple(int((t.usage or {}).get(k) or 0) for k, _, _ in SEGMENTS) for t in turns]  # type: ignore[misc]
         self.breaks = breaks
+        self._bars = None
         self.refresh()
 
     def select(self, index: int) -> None:
@@ -43,42 +45,14 @@ class ContextChart(Widget):
     def render(self) -> Text:
         width = max(10, self.size.width)
         height = max(3, self.size.height - 2)
-        n = len(self.values)
-        out = Text()
-        if n == 0:
+        if not self.values:
             return Text("no turns yet", style="dim")
-        per = max(1, -(-n // width))  # turns per column
-        columns = []
-        for start in range(0, n, per):
-            chunk = self.values[start : start + per]
-            columns.append((start, tuple(max(v[i] for v in chunk) for i in range(4))))
-        top = max(sum(v) for _, v in columns) or 1
-        cw = max(1, min(4, width // len(columns)))  # a few columns wide per turn when there is room
-        # each column's segment tops in eighths of a cell, so small turns still show (▁ … █)
-        tops = []
-        for _, v in columns:
-            acc, edges = 0, []
-            for amount in v:
-                acc += amount
-                edges.append(round(acc / top * height * 8))
-            if acc and edges[-1] == 0:
-                edges[-1] = 1
-            tops.append(edges)
-        for row in range(height - 1, -1, -1):
-            lo = row * 8
-            for edges in tops:
-                total = edges[-1] if edges else 0
-                if total >= lo + 8:
-                    probe, ch = lo + 4, "█"
-                elif total > lo:
-                    probe, ch = total - 1, "▁▂▃▄▅▆▇"[total - lo - 1]
-                else:
-                    out.append(" " * cw)
-                    continue
-                seg = next(i for i, e in enumerate(edges) if probe < e)
-                out.append(ch * cw, style=SEGMENTS[seg][2])
-            out.append("\n")
-        for start, _ in columns:
+        key = (width, height, len(self.values))
+        if self._bars is None or self._bars[0] != key:
+            self._bars = (key, *self._draw_bars(width, height))
+        _, bars, columns, per, cw, legend = self._bars
+        out = bars.copy()
+        for start in columns:
             span = range(start, start + per)
             if self.selected in span:
                 out.append("▲".ljust(cw), style="bold")
@@ -87,11 +61,55 @@ class ContextChart(Widget):
             else:
                 out.append(" " * cw)
         out.append("\n")
-        for _, label, color in SEGMENTS:
-            out.append("█ ", style=color)
-            out.append(label + "  ", style="dim")
-        out.append(f"peak {top:,} tokens" + (f" · {per} turns per column" if per > 1 else ""), style="dim")
+        out.append_text(legend)
         return out
+
+    def _draw_bars(self, width: int, height: int) -> tuple[Text, list[int], int, int, Text]:
+        """The bars (drawn once per data and size; moving the selection only redraws the marker
+        row). Runs of cells in one colour are appended as one span: a wide chart stays cheap."""
+        n = len(self.values)
+        per = max(1, -(-n // width))  # turns per column
+        groups = []
+        for start in range(0, n, per):
+            chunk = self.values[start : start + per]
+            groups.append((start, tuple(max(v[i] for v in chunk) for i in range(4))))
+        top = max(sum(v) for _, v in groups) or 1
+        cw = max(1, min(4, width // len(groups)))  # a few columns wide per turn when there is room
+        # each column's segment tops in eighths of a cell, so small turns still show (▁ … █)
+        tops = []
+        for _, v in groups:
+            acc, edges = 0, []
+            for amount in v:
+                acc += amount
+                edges.append(round(acc / top * height * 8))
+            if acc and edges[-1] == 0:
+                edges[-1] = 1
+            tops.append(edges)
+        out = Text()
+        for row in range(height - 1, -1, -1):
+            lo = row * 8
+            run_text, run_style = "", ""
+            for edges in tops:
+                total = edges[-1] if edges else 0
+                if total >= lo + 8:
+                    probe, ch = lo + 4, "█"
+                elif total > lo:
+                    probe, ch = total - 1, "▁▂▃▄▅▆▇"[total - lo - 1]
+                else:
+                    probe, ch = -1, " "
+                style = SEGMENTS[next(i for i, e in enumerate(edges) if probe < e)][2] if probe >= 0 else ""
+                if style != run_style and run_text:
+                    out.append(run_text, style=run_style)
+                    run_text = ""
+                run_style = style
+                run_text += ch * cw
+            out.append(run_text + "\n", style=run_style)
+        legend = Text()
+        for _, label, color in SEGMENTS:
+            legend.append("█ ", style=color)
+            legend.append(label + "  ", style="dim")
+        legend.append(f"peak {top:,} tokens" + (f" · {per} turns per column" if per > 1 else ""), style="dim")
+        return out, [start for start, _ in groups], per, cw, legend
 
     def watch_selected(self) -> None:
         self.refresh()
