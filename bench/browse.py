@@ -96,7 +96,9 @@ async def measure(path: str) -> dict[str, float]:
         while not cond():
             await asyncio.sleep(0.001)
             if time.perf_counter() - t > timeout:
-                raise TimeoutError
+                d = getattr(app.screen, "detail", None)
+                raise TimeoutError(f"{type(app.screen).__name__} turn {d.turn.index if d else None} "
+                                   f"drawn {getattr(app.screen, '_drawn', None)} focus {app.focused}")
         app.screen._on_timer_update()  # composite the screen now, as the next frame would
 
     def key(name: str, char: str | None = None) -> None:

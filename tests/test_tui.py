@@ -236,3 +236,45 @@ def _utc(monkeypatch):
     os.environ.pop("TZ", None)
     if hasattr(time, "tzset"):
         time.tzset()
+
+
+async def test_retries_appear_as_attempts_under_their_turn(api, tmp_path):
+    import anthropic
+    from conftest import FAKE_KEY
+
+    from replayer.fakeapi import Reply
+
+    path = tmp_path / "retries.db"
+    rec = Recorder(path)
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=3))
+    err = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    with rec.conversation("conv_retry"):
+        messages = [{"role": "user", "content": "hello"}]
+        r = client.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=messages)
+        api.enqueue(Reply(status=529, body=err, headers={"retry-after-ms": "5"}),
+                    Reply(status=429, body={"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}},
+                          headers={"retry-after-ms": "5"}))
+        messages = [*messages, {"role": "assistant", "content": r.content}, {"role": "user", "content": "again"}]
+        client.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=messages)
+        client.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=[*messages, {"role": "user", "content": "x"}])
+    rec.close()
+    app = make_app(path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        rows = cell_texts(screen.query_one("#turns", DataTable))
+        assert [r[0] for r in rows] == ["0", "1", "↳0", "↳1", "2"]
+        assert rows[2][2] == "529" and rows[2][3] == "overloaded_error"
+        assert rows[3][2] == "429" and rows[3][3] == "rate_limit_error"
+        assert "↻2" in rows[1][8]
+        await pilot.press("j")
+        await settle(pilot)
+        assert screen.detail.turn.index == 1
+        await pilot.press("j")  # steps over the attempt rows to the next turn
+        await settle(pilot)
+        assert screen.detail.turn.index == 2
+        await pilot.press("up")  # the arrow goes row by row: an attempt row shows its turn
+        await settle(pilot)
+        assert screen.detail.turn.index == 1

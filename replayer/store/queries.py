@@ -38,6 +38,21 @@ class Store:
             self._blobs[blob_id] = got
         return got
 
+    def blob_texts(self, ids: list[int]) -> list[str]:
+        """Many blobs in a few queries. (Each query from a worker thread gives up the GIL and must
+        win it back from the UI thread: hundreds of one-row queries would mostly wait.)"""
+        missing = list({b for b in ids if b not in self._blobs})
+        for i in range(0, len(missing), 500):
+            chunk = missing[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for bid, text in self.db.execute(f"SELECT id, json FROM blobs WHERE id IN ({marks})", chunk):
+                self._blobs[bid] = text
+        if len(self._blobs) > 50_000:
+            keep = {b: self._blobs[b] for b in ids if b in self._blobs}
+            self._blobs.clear()
+            self._blobs.update(keep)
+        return [self._blobs[b] for b in ids]
+
     def blob_chain(self, node: int | None) -> list[int]:
         """The message blob ids of the list ending at `node`, first to last."""
         out: list[int] = []
@@ -65,7 +80,7 @@ class Store:
         return out
 
     def messages_text(self, node: int | None) -> str:
-        return "[" + ",".join(self.blob_text(b) for b in self.blob_chain(node)) + "]"
+        return "[" + ",".join(self.blob_texts(self.blob_chain(node))) + "]"
 
     def messages(self, node: int | None) -> list[Any]:
         return json.loads(self.messages_text(node))
@@ -168,6 +183,7 @@ class Store:
             [conversation_id],
         ):
             attempts.setdefault(a[0], []).append(a)
+        self.blob_texts([r[12] for rows in attempts.values() for r in rows if r[12] is not None])
         out = []
         for tid, cid, idx, started, model, stream, ctx_len in turn_rows:
             rows = attempts.get(tid, [])
@@ -328,7 +344,7 @@ class Store:
         response = json.loads(response_text) if response_text else None
 
         chain = self.blob_chain(context_node)
-        context = [json.loads(self.blob_text(b)) for b in chain]
+        context = [json.loads(t) for t in self.blob_texts(chain)]
         changes: list[ContextChange] = []
         prev = None
         if idx > 0:
@@ -339,8 +355,8 @@ class Store:
         if prev is not None:
             before = self.blob_chain(prev[0])
             common = _shared(before, chain)
-            for pos in range(common, len(before)):
-                old = json.loads(self.blob_text(before[pos]))
+            for pos, text in enumerate(self.blob_texts(before[common:]), start=common):
+                old = json.loads(text)
                 changes.append(ContextChange(kind="removed", position=pos, role=old.get("role"), message=old))
             for pos in range(common, len(chain)):
                 changes.append(ContextChange(kind="added", position=pos, role=context[pos].get("role"), message=context[pos]))
@@ -367,8 +383,8 @@ class Store:
         if idx + 1 < len(timeline):
             nxt = self.db.execute("SELECT context_node FROM turns WHERE id = ?", [timeline[idx + 1].turn_id]).fetchone()
             after = self.blob_chain(nxt[0])
-            for b in after[_shared(after, chain):]:  # what the next request brought (after any compaction)
-                for block in _content(json.loads(self.blob_text(b))):
+            for text in self.blob_texts(after[_shared(after, chain):]):  # what the next request brought
+                for block in _content(json.loads(text)):
                     if isinstance(block, dict) and block.get("type") == "tool_result" and block.get("tool_use_id") in by_id:
                         c = by_id[block["tool_use_id"]]
                         c.result, c.pending, c.is_error = block.get("content"), False, bool(block.get("is_error"))

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.syntax import Syntax
 from rich.text import Text
 from textual import on, work
+from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -324,6 +325,10 @@ class ConversationScreen(Screen[None]):
         self.conversation_id = conversation_id
         self.start_turn = turn
         self.timeline: list[TurnSummary] = []
+        self.row_turn: list[int] = []
+        """The turn each row of the turn list belongs to (a turn's retries sit under it)."""
+        self.turn_row: list[int] = []
+        """The row of each turn's own line."""
         self.detail: TurnDetail | None = None
         self.show_all = False
 
@@ -345,7 +350,7 @@ class ConversationScreen(Screen[None]):
                     with TabPane("Usage & cost", id="usage"):
                         yield VerticalScroll(Static("", id="usage-body"))
                     with TabPane("Raw", id="raw"):
-                        yield TextArea("", id="raw-body", read_only=True, language=None, soft_wrap=False)
+                        yield VerticalScroll(id="raw-box")  # its TextArea is made when first opened
         yield Footer()
 
     def on_resize(self, event: Any) -> None:
@@ -381,13 +386,15 @@ class ConversationScreen(Screen[None]):
 
     def show_timeline(self, timeline: list[TurnSummary]) -> None:
         table = self.query_one("#turns", DataTable)
-        keep = table.cursor_row if self.timeline else None
+        keep = self.row_turn[table.cursor_row] if self.timeline and table.row_count else None
         self.timeline = timeline
+        self.row_turn, self.turn_row = [], []
         table.clear()
         prev_prompt = None
         from ..metrics import cache_breaks
 
         breaks = set(cache_breaks([t.usage for t in timeline]))
+        rows = []
         for t in timeline:
             u = t.usage or {}
             prompt = prompt_tokens(u) if t.usage else None
@@ -402,7 +409,9 @@ class ConversationScreen(Screen[None]):
                 err = Text(f"↻{len(t.attempts) - 1}", style="yellow")
             if t.index in breaks:
                 err.append(" cache⚠", style="bold yellow")
-            table.add_row(
+            self.turn_row.append(len(rows))
+            self.row_turn.append(t.index)
+            rows.append((
                 Text(str(t.index), justify="right"),
                 local_time(t.started_at, with_date=False),
                 t.stop_reason or "",
@@ -412,40 +421,58 @@ class ConversationScreen(Screen[None]):
                 Text(f"{last.latency_ms:,.0f}" if last and last.latency_ms else "", justify="right"),
                 Text("" if hit is None else f"{hit:.0%}", justify="right"),
                 err,
-                key=t.turn_id,
-            )
-            for a in t.attempts[:-1] if len(t.attempts) > 1 else ():
-                pass  # retries are listed under the turn in its detail (Usage & cost tab)
+            ))
+            for a in t.attempts[:-1]:  # earlier attempts of this turn (retries), under it
+                self.row_turn.append(t.index)
+                rows.append((
+                    Text(f"↳{a.attempt}", style="dim", justify="right"),
+                    Text(local_time(a.started_at, with_date=False), style="dim"),
+                    Text(str(a.status or "—"), style="red"),
+                    Text(str((a.error or {}).get("type") or "")[:16], style="red"),
+                    "",
+                    "",
+                    Text(f"{a.latency_ms:,.0f}" if a.latency_ms else "", style="dim", justify="right"),
+                    "",
+                    Text("retry" if a.error else "", style="dim"),
+                ))
+        table.add_rows(rows)
         total = sum(t.cost_usd or 0 for t in timeline)
-        users = ""
         self.query_one("#conv-title", Static).update(
-            Text.assemble((self.conversation_id, "bold"), f"  {len(timeline)} turns  {money(total)}{users}")
+            Text.assemble((self.conversation_id, "bold"), f"  {len(timeline)} turns  {money(total)}")
         )
         self.query_one("#chart", ContextChart).set_turns(timeline, breaks)
         if not timeline:
             return
         if keep is None:
-            start = self.start_turn if self.start_turn is not None else 0
-            keep = max(0, min(start, len(timeline) - 1))
-        table.move_cursor(row=min(keep, len(timeline) - 1))
-        self.load_detail(timeline[table.cursor_row].turn_id)
+            keep = self.start_turn if self.start_turn is not None else 0
+        keep = max(0, min(keep, len(timeline) - 1))
+        table.move_cursor(row=self.turn_row[keep])
+        self.load_detail(timeline[keep].turn_id)
+
+    def current_turn(self) -> int:
+        table = self.query_one("#turns", DataTable)
+        return self.row_turn[table.cursor_row] if self.row_turn and 0 <= table.cursor_row < len(self.row_turn) else 0
 
     @on(DataTable.RowHighlighted, "#turns")
     def highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if self.timeline and 0 <= event.cursor_row < len(self.timeline):
-            self.query_one("#chart", ContextChart).select(event.cursor_row)
-            self.load_detail(self.timeline[event.cursor_row].turn_id)
+        if self.timeline and 0 <= event.cursor_row < len(self.row_turn):
+            index = self.row_turn[event.cursor_row]
+            self.query_one("#chart", ContextChart).select(index)
+            self.load_detail(self.timeline[index].turn_id)
 
     @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
     def load_detail(self, turn_id: str) -> None:
         with self.app.store() as store:  # type: ignore[attr-defined]
             detail = store.turn_detail(turn_id, self.timeline)
-        self.app.call_from_thread(self.show_detail, detail)
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self.show_detail, detail)
 
     # -- the detail tabs --------------------------------------------------------------------
     def show_detail(self, d: TurnDetail) -> None:
         """Draw only the open tab; the others are drawn when opened (moving between turns with a
         megabyte of context must stay instant)."""
+        if self.timeline and self.timeline[self.current_turn()].turn_id != d.turn.turn_id:
+            return  # a late answer for a turn the cursor has already left
         self.detail = d
         self._drawn: set[str] = set()
         self._draw(self.query_one("#tabs", TabbedContent).active)
@@ -470,7 +497,11 @@ class ConversationScreen(Screen[None]):
         elif tab == "raw":
             raw = ("// request (exactly as sent)\n" + as_json(d.request)
                    + "\n\n// response (as received)\n" + as_json(d.response))
-            self.query_one("#raw-body", TextArea).load_text(raw)
+            areas = self.query("#raw-body")
+            if areas:
+                areas.first(TextArea).load_text(raw)
+            else:
+                self.query_one("#raw-box").mount(TextArea(raw, id="raw-body", read_only=True, soft_wrap=False))
 
     def _context_text(self, d: TurnDetail) -> Text:
         out = Text()
@@ -571,25 +602,23 @@ class ConversationScreen(Screen[None]):
         return out
 
     # -- actions ----------------------------------------------------------------------------
-    def _move(self, row: int) -> None:
-        table = self.query_one("#turns", DataTable)
-        if table.row_count:
-            table.move_cursor(row=max(0, min(row, table.row_count - 1)))
-
     def goto_turn(self, index: int) -> None:
-        self._move(index)
+        """Move to a turn's own row (j/k step over the attempt rows under a turn)."""
+        if self.turn_row:
+            index = max(0, min(index, len(self.turn_row) - 1))
+            self.query_one("#turns", DataTable).move_cursor(row=self.turn_row[index])
 
     def action_next_turn(self) -> None:
-        self._move(self.query_one("#turns", DataTable).cursor_row + 1)
+        self.goto_turn(self.current_turn() + 1)
 
     def action_prev_turn(self) -> None:
-        self._move(self.query_one("#turns", DataTable).cursor_row - 1)
+        self.goto_turn(self.current_turn() - 1)
 
     def action_first_turn(self) -> None:
-        self._move(0)
+        self.goto_turn(0)
 
     def action_last_turn(self) -> None:
-        self._move(len(self.timeline) - 1)
+        self.goto_turn(len(self.timeline) - 1)
 
     def action_back(self) -> None:
         self.app.pop_screen()
