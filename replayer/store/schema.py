@@ -130,9 +130,13 @@ def m001_initial(db: Database) -> None:
 
 @migrations(name="m002_turn_text")
 def m002_turn_text(db: Database) -> None:
-    # Full-text search over message text, without storing the text twice (contentless FTS5).
+    # Full-text search over message text, without storing the text twice (contentless FTS5), and
+    # without word positions (detail=none): searches are every-word-as-a-prefix, never phrases,
+    # and positions would double the index.
     # Row 2*turn_rowid holds what the turn's request added, 2*turn_rowid+1 its reply.
-    db.execute("CREATE VIRTUAL TABLE turn_text USING fts5(text, content='', tokenize='unicode61 remove_diacritics 2')")
+    db.execute(
+        "CREATE VIRTUAL TABLE turn_text USING fts5(text, content='', detail='none', tokenize='unicode61 remove_diacritics 2')"
+    )
     _backfill_turn_text(db)
 
 
