@@ -387,7 +387,12 @@ class ConversationScreen(Screen[None]):
     def show_timeline(self, timeline: list[TurnSummary]) -> None:
         table = self.query_one("#turns", DataTable)
         keep = self.row_turn[table.cursor_row] if self.timeline and table.row_count else None
+        if keep is None:
+            keep = self.start_turn if self.start_turn is not None else 0
+        keep = max(0, min(keep, len(timeline) - 1))
         self.timeline = timeline
+        if timeline:  # start loading the detail now: the worker reads while this thread draws the list
+            self.load_detail(timeline[keep].turn_id)
         self.row_turn, self.turn_row = [], []
         table.clear()
         prev_prompt = None
@@ -441,13 +446,8 @@ class ConversationScreen(Screen[None]):
             Text.assemble((self.conversation_id, "bold"), f"  {len(timeline)} turns  {money(total)}")
         )
         self.query_one("#chart", ContextChart).set_turns(timeline, breaks)
-        if not timeline:
-            return
-        if keep is None:
-            keep = self.start_turn if self.start_turn is not None else 0
-        keep = max(0, min(keep, len(timeline) - 1))
-        table.move_cursor(row=self.turn_row[keep])
-        self.load_detail(timeline[keep].turn_id)
+        if timeline:
+            table.move_cursor(row=self.turn_row[keep])
 
     def current_turn(self) -> int:
         table = self.query_one("#turns", DataTable)
