@@ -43,30 +43,18 @@ class Group(click.Group):
             raise UserError(f"database error: {e}") from None
 
 
-def _set_db(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-    if value:
-        ctx.ensure_object(dict)["db"] = value
+def _root_option(name: str, metavar: str, help_text: str) -> Any:
+    """An option every command takes, before or after the command name, kept on the root context."""
+
+    def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+        if value:
+            ctx.find_root().ensure_object(dict)[name] = value
+
+    return click.option(f"--{name}", metavar=metavar, expose_value=False, callback=remember, help=help_text)
 
 
-def _set_pricing(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-    if value:
-        ctx.ensure_object(dict)["pricing"] = value
-
-
-db_option = click.option(
-    "--db",
-    metavar="PATH",
-    expose_value=False,
-    callback=_set_db,
-    help="Database file (default: $REPLAYER_DB, else replayer.db in your data folder).",
-)
-pricing_option = click.option(
-    "--pricing",
-    metavar="FILE",
-    expose_value=False,
-    callback=_set_pricing,
-    help="A price file (TOML) that adds or overrides rows (also $REPLAYER_PRICING).",
-)
+db_option = _root_option("db", "PATH", "Database file (default: $REPLAYER_DB, else replayer.db in your data folder).")
+pricing_option = _root_option("pricing", "FILE", "A price file (TOML) that adds or overrides rows (also $REPLAYER_PRICING).")
 
 
 def db_path(ctx: click.Context) -> Path:
