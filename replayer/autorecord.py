@@ -69,8 +69,8 @@ class _Finder(importlib.abc.MetaPathFinder):
 def _enter_conversation() -> None:
     conv, user = os.environ.get("REPLAYER_CONVERSATION"), os.environ.get("REPLAYER_USER")
     if conv or user:
-        from .recorder import _current, _inherit_context_in_threads
         from .captured import Context
+        from .recorder import _current, _inherit_context_in_threads
 
         _inherit_context_in_threads()
         _current.set(Context(conv or None, user or None))

@@ -20,6 +20,8 @@ from typing import Any
 
 import click
 
+from .fmt import local_time, money
+
 
 class UserError(click.ClickException):
     """Bad input: one line on stderr, exit 2."""
@@ -54,7 +56,9 @@ def _root_option(name: str, metavar: str, help_text: str) -> Any:
 
 
 db_option = _root_option("db", "PATH", "Database file (default: $REPLAYER_DB, else replayer.db in your data folder).")
-pricing_option = _root_option("pricing", "FILE", "A price file (TOML) that adds or overrides rows (also $REPLAYER_PRICING).")
+pricing_option = _root_option(
+    "pricing", "FILE", "A price file (TOML) that adds or overrides rows (also $REPLAYER_PRICING)."
+)
 
 
 def db_path(ctx: click.Context) -> Path:
@@ -72,20 +76,6 @@ def open_store(ctx: click.Context) -> Any:
     obj = ctx.find_root().obj or {}
     prices = PriceTable.load(obj.get("pricing"))
     return Store(open_db(db_path(ctx), create=False), prices)
-
-
-def local_time(iso: str | None) -> str:
-    if not iso:
-        return ""
-    try:
-        t = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return iso
-    return t.astimezone().strftime("%Y-%m-%d %H:%M")
-
-
-def money(v: float | None) -> str:
-    return "?" if v is None else f"${v:,.4f}"
 
 
 def cut(text: str | None, n: int) -> str:
@@ -137,8 +127,15 @@ def _browse(ctx: click.Context, path: Path) -> None:
 @click.option("-n", "limit", type=click.IntRange(1), default=50, show_default=True, help="How many, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
-def list_(ctx: click.Context, user: str | None, model: str | None, since: str | None, query: str | None,
-          limit: int, as_json: bool) -> None:
+def list_(
+    ctx: click.Context,
+    user: str | None,
+    model: str | None,
+    since: str | None,
+    query: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """Recorded conversations, newest first."""
     if since:
         try:
@@ -151,11 +148,16 @@ def list_(ctx: click.Context, user: str | None, model: str | None, since: str | 
         click.echo(json.dumps([r.model_dump() for r in rows], ensure_ascii=False))
         return
     if not rows:
-        click.echo("No conversations recorded yet. Wrap your client: client = Recorder().wrap(anthropic.Anthropic()),"
-                   " or run: replayer record -- python agent.py", err=True)
+        click.echo(
+            "No conversations recorded yet. Wrap your client: client = Recorder().wrap(anthropic.Anthropic()),"
+            " or run: replayer record -- python agent.py",
+            err=True,
+        )
         return
-    click.echo(f"{'STARTED':16}  {'CONVERSATION':32}  {'USER':14}  {'TURNS':>5}  {'IN TOK':>9}  {'OUT TOK':>8}  "
-               f"{'COST':>10}  {'ERR':>3}  FIRST MESSAGE")
+    click.echo(
+        f"{'STARTED':16}  {'CONVERSATION':32}  {'USER':14}  {'TURNS':>5}  {'IN TOK':>9}  {'OUT TOK':>8}  "
+        f"{'COST':>10}  {'ERR':>3}  FIRST MESSAGE"
+    )
     for r in rows:
         click.echo(
             f"{local_time(r.started_at):16}  {r.conversation_id:32}  {cut(r.user_id, 14):14}  {r.turns:>5}  "
@@ -177,13 +179,18 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
         raise UserError(f"no conversation {conversation_id!r} in {db_path(ctx)}: see 'replayer list'")
     turns = store.turns(conversation_id)
     if as_json:
-        click.echo(json.dumps({"conversation_id": conversation_id, "turns": [t.model_dump() for t in turns]},
-                              ensure_ascii=False))
+        click.echo(
+            json.dumps(
+                {"conversation_id": conversation_id, "turns": [t.model_dump() for t in turns]}, ensure_ascii=False
+            )
+        )
         return
     total = 0.0
     unknown = False
-    click.echo(f"{'#':>3}  {'STARTED':16}  {'MODEL':28}  {'STOP':10}  {'CTX':>4}  {'PROMPT':>8}  {'OUT':>6}  "
-               f"{'COST':>10}  {'MS':>7}  TOOLS / ERRORS")
+    click.echo(
+        f"{'#':>3}  {'STARTED':16}  {'MODEL':28}  {'STOP':10}  {'CTX':>4}  {'PROMPT':>8}  {'OUT':>6}  "
+        f"{'COST':>10}  {'MS':>7}  TOOLS / ERRORS"
+    )
     from .store.queries import prompt_tokens
 
     for t in turns:

@@ -82,7 +82,7 @@ def build_demo(path: str | os.PathLike[str], *, quiet: bool = True) -> int:
             for fx in load_fixtures():
                 offset = float(fx.get("day_offset", 0)) * 86400
                 start = now + offset - 3600
-                rec._clock = lambda start=start, t0=time.time(): start + (time.time() - t0)  # noqa: B023
+                rec._clock = lambda start=start, t0=time.time(): start + (time.time() - t0)  # noqa: B008 - captured per fixture
                 conv = fx.get("conversation_id")
                 if conv:
                     with rec.conversation(conv, user_id=fx.get("user_id"), tags={"fixture": fx["name"]}):

@@ -82,21 +82,33 @@ def message_events(message: dict[str, Any]) -> list[dict[str, Any]]:
         if kind == "text":
             first = dict(block, text="")
             first.pop("citations", None)
-            deltas = [{"type": "text_delta", "text": block["text"][j : j + 16]} for j in range(0, len(block["text"]), 16)]
+            deltas = [
+                {"type": "text_delta", "text": block["text"][j : j + 16]} for j in range(0, len(block["text"]), 16)
+            ]
         elif kind in ("tool_use", "server_tool_use"):
             first = dict(block, input={})
             raw = json.dumps(block.get("input", {}))
             deltas = [{"type": "input_json_delta", "partial_json": raw[j : j + 12]} for j in range(0, len(raw), 12)]
         elif kind == "thinking":
             first = dict(block, thinking="", signature="")
-            deltas = [{"type": "thinking_delta", "thinking": block["thinking"]}, {"type": "signature_delta", "signature": block.get("signature", "")}]
+            deltas = [
+                {"type": "thinking_delta", "thinking": block["thinking"]},
+                {"type": "signature_delta", "signature": block.get("signature", "")},
+            ]
         else:
             first, deltas = block, []
-        events.append({"event": "content_block_start", "data": {"type": "content_block_start", "index": i, "content_block": first}})
+        events.append(
+            {
+                "event": "content_block_start",
+                "data": {"type": "content_block_start", "index": i, "content_block": first},
+            }
+        )
         if i == 0:
             events.append({"event": "ping", "data": {"type": "ping"}})
         for d in deltas:
-            events.append({"event": "content_block_delta", "data": {"type": "content_block_delta", "index": i, "delta": d}})
+            events.append(
+                {"event": "content_block_delta", "data": {"type": "content_block_delta", "index": i, "delta": d}}
+            )
         events.append({"event": "content_block_stop", "data": {"type": "content_block_stop", "index": i}})
     events.append(
         {

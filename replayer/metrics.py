@@ -23,7 +23,9 @@ def cache_breaks(usages: Sequence[dict[str, Any] | None]) -> list[int]:
     for i in range(1, len(usages)):
         prev, cur = usages[i - 1], usages[i]
         writes = _int(cur, "cache_creation_input_tokens")
-        rewrites = writes >= MIN_WRITE_TOKENS and _int(cur, "cache_read_input_tokens") <= _int(prev, "cache_read_input_tokens")
+        rewrites = writes >= MIN_WRITE_TOKENS and _int(cur, "cache_read_input_tokens") <= _int(
+            prev, "cache_read_input_tokens"
+        )
         if rewrites and usages[i] is not None:
             run += 1
             if run == 2:

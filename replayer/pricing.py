@@ -85,7 +85,7 @@ def _rows(doc: dict[str, Any], origin: str) -> list[PriceRow]:
         where = f"{origin}: [[model]] #{i + 1}"
         ids = m.get("ids") or ([m["id"]] if "id" in m else [])
         if not ids or not all(isinstance(x, str) for x in ids):
-            raise PricingError(f"{where}: needs ids = [\"model-name\", ...]")
+            raise PricingError(f'{where}: needs ids = ["model-name", ...]')
         above = m.get("above")
         rows.append(
             PriceRow(

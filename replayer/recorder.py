@@ -177,7 +177,9 @@ class Recorder:
             t_start=started_at if started_at is not None else self._clock(),
             stream=bool(request.get("stream")) if isinstance(request, dict) else False,
             request_bytes=body,
-            headers={k.lower(): v for k, v in (headers or {}).items() if k.lower() in ("anthropic-version", "anthropic-beta")},
+            headers={
+                k.lower(): v for k, v in (headers or {}).items() if k.lower() in ("anthropic-version", "anthropic-beta")
+            },
             latency_ms=latency_ms,
             ctx=ctx,
         )
@@ -226,5 +228,3 @@ def _error_dict(error: Any) -> dict[str, Any]:
         inner = body.get("error") if isinstance(body.get("error"), dict) else body
         kind = inner.get("type")
     return {"type": kind or type(error).__name__, "message": str(error), "status": status}
-
-

@@ -23,7 +23,6 @@ from typing import Any
 
 from sqlite_utils import Database
 
-
 _decoder = json.JSONDecoder()
 _WS = re.compile(r"[ \t\n\r]*")
 PREFIX_KEY_CHARS = 256
@@ -72,8 +71,6 @@ def _normalise(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_normalise(v) for v in obj]
     return obj
-
-
 
 
 def thread_key(prev: str, message: Any, text: str | None = None, text_digest: str | None = None) -> str:
@@ -200,9 +197,7 @@ class Ingestor:
         if got is not None:
             return got
         conn = self.db.conn
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO nodes(parent, blob, depth) VALUES (?, ?, ?)", (parent, blob, depth)
-        )
+        cur = conn.execute("INSERT OR IGNORE INTO nodes(parent, blob, depth) VALUES (?, ?, ?)", (parent, blob, depth))
         if cur.rowcount:
             got = cur.lastrowid
         else:

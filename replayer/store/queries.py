@@ -14,7 +14,15 @@ from typing import Any
 from sqlite_utils import Database
 
 from ..metrics import cache_breaks
-from ..models import AttemptInfo, ContextChange, ConversationSummary, ToolCall, TurnDetail, TurnSummary, UsageLine
+from ..models import (
+    AttemptInfo,
+    ContextChange,
+    ConversationSummary,
+    ToolCall,
+    TurnDetail,
+    TurnSummary,
+    UsageLine,
+)
 from ..pricing import PriceTable, default_table
 
 _MARK = "\u0000replayer:{}\u0000"
@@ -114,7 +122,9 @@ class Store:
             return None
         parts = {}
         if row["response_content"] is not None:
-            parts["content"] = json.dumps(json.loads(self.blob_text(row["response_content"]))["content"], ensure_ascii=False)
+            parts["content"] = json.dumps(
+                json.loads(self.blob_text(row["response_content"]))["content"], ensure_ascii=False
+            )
         if row["usage_json"] is not None:
             parts["usage"] = row["usage_json"]
         return self._fill(row["response_json"], parts) if parts else row["response_json"]
@@ -331,8 +341,10 @@ class Store:
             raise KeyError(turn_id)
         conversation_id, idx, context_node, system_blob, tools_blob = t
         timeline = timeline if timeline is not None else self.turns(conversation_id)
-        summary = timeline[idx] if idx < len(timeline) and timeline[idx].turn_id == turn_id else next(
-            s for s in timeline if s.turn_id == turn_id
+        summary = (
+            timeline[idx]
+            if idx < len(timeline) and timeline[idx].turn_id == turn_id
+            else next(s for s in timeline if s.turn_id == turn_id)
         )
         cur = self.db.execute(
             "SELECT * FROM attempts WHERE turn_id = ? ORDER BY attempt DESC, id DESC LIMIT 1", [turn_id]
@@ -359,39 +371,59 @@ class Store:
                 old = json.loads(text)
                 changes.append(ContextChange(kind="removed", position=pos, role=old.get("role"), message=old))
             for pos in range(common, len(chain)):
-                changes.append(ContextChange(kind="added", position=pos, role=context[pos].get("role"), message=context[pos]))
+                changes.append(
+                    ContextChange(kind="added", position=pos, role=context[pos].get("role"), message=context[pos])
+                )
             if prev[1] != system_blob:
                 changes.insert(0, ContextChange(kind="system", message=self._maybe(system_blob)))
             if prev[2] != tools_blob:
                 changes.insert(0, ContextChange(kind="tools", message=self._maybe(tools_blob)))
         else:
-            changes = [ContextChange(kind="added", position=i, role=m.get("role"), message=m) for i, m in enumerate(context)]
+            changes = [
+                ContextChange(kind="added", position=i, role=m.get("role"), message=m) for i, m in enumerate(context)
+            ]
 
         # tool calls, beside the results the next request carried back (or the server's own)
         calls: list[ToolCall] = []
         blocks = _content(response)
         for block in blocks:
             if isinstance(block, dict) and block.get("type") in TOOL_USE_TYPES:
-                calls.append(ToolCall(id=block.get("id"), name=block.get("name"), input=block.get("input"),
-                                      server=block.get("type") != "tool_use"))
+                calls.append(
+                    ToolCall(
+                        id=block.get("id"),
+                        name=block.get("name"),
+                        input=block.get("input"),
+                        server=block.get("type") != "tool_use",
+                    )
+                )
         by_id = {c.id: c for c in calls}
         for block in blocks:  # server tools answer in the same response
-            if isinstance(block, dict) and block.get("type", "").endswith("_tool_result") and block.get("tool_use_id") in by_id:
+            if (
+                isinstance(block, dict)
+                and block.get("type", "").endswith("_tool_result")
+                and block.get("tool_use_id") in by_id
+            ):
                 c = by_id[block["tool_use_id"]]
                 c.result, c.pending = block.get("content"), False
                 c.is_error = _is_error_result(block)
         if idx + 1 < len(timeline):
             nxt = self.db.execute("SELECT context_node FROM turns WHERE id = ?", [timeline[idx + 1].turn_id]).fetchone()
             after = self.blob_chain(nxt[0])
-            for text in self.blob_texts(after[_shared(after, chain):]):  # what the next request brought
+            for text in self.blob_texts(after[_shared(after, chain) :]):  # what the next request brought
                 for block in _content(json.loads(text)):
-                    if isinstance(block, dict) and block.get("type") == "tool_result" and block.get("tool_use_id") in by_id:
+                    if (
+                        isinstance(block, dict)
+                        and block.get("type") == "tool_result"
+                        and block.get("tool_use_id") in by_id
+                    ):
                         c = by_id[block["tool_use_id"]]
                         c.result, c.pending, c.is_error = block.get("content"), False, bool(block.get("is_error"))
 
         usage = summary.usage or {}
         b = self.prices.breakdown(usage, summary.model)
-        prev_tokens = self.prices.breakdown(timeline[idx - 1].usage or {}, timeline[idx - 1].model).tokens if idx > 0 else None
+        prev_tokens = (
+            self.prices.breakdown(timeline[idx - 1].usage or {}, timeline[idx - 1].model).tokens if idx > 0 else None
+        )
         lines = [
             UsageLine(
                 kind=k,
@@ -403,8 +435,14 @@ class Store:
             for k in b.tokens
         ]
         if b.web_search_requests:
-            lines.append(UsageLine(kind="web_search", tokens=b.web_search_requests,
-                                   rate_per_mtok=None, cost_usd=b.web_search_cost if b.total is not None else None))
+            lines.append(
+                UsageLine(
+                    kind="web_search",
+                    tokens=b.web_search_requests,
+                    rate_per_mtok=None,
+                    cost_usd=b.web_search_cost if b.total is not None else None,
+                )
+            )
         running = 0.0
         for s in timeline[: idx + 1]:
             if s.cost_usd is None and s.usage:

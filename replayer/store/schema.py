@@ -135,7 +135,8 @@ def m002_turn_text(db: Database) -> None:
     # and positions would double the index.
     # Row 2*turn_rowid holds what the turn's request added, 2*turn_rowid+1 its reply.
     db.execute(
-        "CREATE VIRTUAL TABLE turn_text USING fts5(text, content='', detail='none', tokenize='unicode61 remove_diacritics 2')"
+        "CREATE VIRTUAL TABLE turn_text USING fts5("
+        "text, content='', detail='none', tokenize='unicode61 remove_diacritics 2')"
     )
     _backfill_turn_text(db)
 
@@ -158,7 +159,9 @@ def _backfill_turn_text(db: Database) -> None:
         return searchable(json.loads(db.execute("SELECT json FROM blobs WHERE id = ?", [blob]).fetchone()[0]))
 
     previous: dict[str, list[int]] = {}
-    for rowid, conv, node in db.execute("SELECT rowid, conversation_id, context_node FROM turns ORDER BY conversation_id, idx").fetchall():
+    for rowid, conv, node in db.execute(
+        "SELECT rowid, conversation_id, context_node FROM turns ORDER BY conversation_id, idx"
+    ).fetchall():
         blobs = chain(node)
         before = previous.get(conv, [])
         shared = 0
@@ -188,9 +191,7 @@ def _is_foreign(db: Database) -> bool:
     if not names:
         return False
     if "_sqlite_migrations" in names:
-        row = db.execute(
-            "SELECT 1 FROM _sqlite_migrations WHERE migration_set = ? LIMIT 1", [MIGRATION_SET]
-        ).fetchone()
+        row = db.execute("SELECT 1 FROM _sqlite_migrations WHERE migration_set = ? LIMIT 1", [MIGRATION_SET]).fetchone()
         if row:
             return False
     return True
@@ -235,9 +236,13 @@ def open_db(path: str | os.PathLike[str], *, create: bool = True, migrate: bool 
     except sqlite3.DatabaseError as e:
         msg = str(e)
         if "not a database" in msg or "malformed" in msg or "disk image" in msg:
-            raise DBError(f"{path} is not a SQLite database or is corrupt ({msg}): move it aside or pick another --db") from None
+            raise DBError(
+                f"{path} is not a SQLite database or is corrupt ({msg}): move it aside or pick another --db"
+            ) from None
         if "readonly" in msg or "read-only" in msg:
-            raise DBError(f"{path} is read-only and needs migrating: run 'replayer db migrate' with write access") from None
+            raise DBError(
+                f"{path} is read-only and needs migrating: run 'replayer db migrate' with write access"
+            ) from None
         if "locked" in msg or "busy" in msg:
             raise DBError(f"{path} is locked by another process: retry when it is done") from None
         raise DBError(f"cannot open {path}: {msg}") from None

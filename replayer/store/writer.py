@@ -42,6 +42,8 @@ def _flush_at_exit() -> None:
     for writer in list(_started):
         if not writer._closed:
             writer.close(timeout)
+
+
 RETRY_SECONDS = (0.25, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -393,9 +395,7 @@ def store(
     )
     ok = error is None and isinstance(response, dict) and response.get("type", "message") == "message"
     if ok:
-        conn.execute(
-            "UPDATE turns SET response_id = ?, model = ? WHERE id = ?", (response.get("id"), model, turn_id)
-        )
+        conn.execute("UPDATE turns SET response_id = ?, model = ? WHERE id = ?", (response.get("id"), model, turn_id))
         if assistant is not None:
             text = searchable(assistant)
             if text:
@@ -491,7 +491,9 @@ def _new_turn(ing: Ingestor, cap: Captured, pr: Any, started: str, call_key: str
     )
     rowid = int(cur.lastrowid or 0)
     # what this request added, for search (replies are indexed from responses, once)
-    text = "\n".join(searchable(m) for m in pr.msgs or () if m is not None and (m.get("role") != "assistant" or idx == 0))
+    text = "\n".join(
+        searchable(m) for m in pr.msgs or () if m is not None and (m.get("role") != "assistant" or idx == 0)
+    )
     if text:
         conn.execute("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", (rowid * 2, text))
     return turn_id, conversation_id, rowid
@@ -506,7 +508,9 @@ def _event(cap, turn_id, conversation_id, body, model, usage, stop_reason, respo
         for block in response.get("content") or ():
             if isinstance(block, dict) and block.get("type") in ("tool_use", "server_tool_use", "mcp_tool_use"):
                 inp = block.get("input")
-                tool_calls.append({"name": block.get("name"), "input_keys": sorted(inp) if isinstance(inp, dict) else []})
+                tool_calls.append(
+                    {"name": block.get("name"), "input_keys": sorted(inp) if isinstance(inp, dict) else []}
+                )
     ctx = cap.ctx
     return {
         "event_type": "replayer.call",

@@ -87,8 +87,13 @@ class ReplayerApp(App[None]):
         screen = self.screen
         turns = getattr(screen, "timeline", None) or []
         for t in turns:
-            entries.append((f"turn {t.index}  {t.stop_reason or ''}  {', '.join(t.tool_calls)}",
-                            lambda i=t.index: screen.goto_turn(i), "in this conversation"))  # type: ignore[attr-defined]
+            entries.append(
+                (
+                    f"turn {t.index}  {t.stop_reason or ''}  {', '.join(t.tool_calls)}",
+                    lambda i=t.index: screen.goto_turn(i),
+                    "in this conversation",
+                )
+            )  # type: ignore[attr-defined]
         return entries
 
     # -- navigation ---------------------------------------------------------------------------

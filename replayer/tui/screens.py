@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import shlex
-from datetime import datetime
 from typing import Any
 
 from rich.markup import escape
 from rich.syntax import Syntax
 from rich.text import Text
 from textual import on, work
-from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -28,7 +26,9 @@ from textual.widgets import (
     TabPane,
     TextArea,
 )
+from textual.worker import get_current_worker
 
+from ..fmt import local_time, money
 from ..models import ConversationSummary, TurnDetail, TurnSummary
 from ..store.queries import prompt_tokens
 from .widgets import ContextChart
@@ -36,17 +36,6 @@ from .widgets import ContextChart
 PAGE = 100
 CUT = 4_000
 """Characters of one payload shown before "show all" (a 1 MB tool result must not freeze the UI)."""
-
-
-def local_time(iso: str | None, with_date: bool = True) -> str:
-    if not iso:
-        return ""
-    t = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone()
-    return t.strftime("%Y-%m-%d %H:%M" if with_date else "%H:%M:%S")
-
-
-def money(v: float | None) -> str:
-    return "?" if v is None else f"${v:,.4f}"
 
 
 def tokens(n: int | None) -> str:
@@ -102,15 +91,32 @@ class ConversationsScreen(Screen[None]):
         Binding("g", "top", "Top", id="top", tooltip="First conversation", show=False),
         Binding("G", "bottom", "Bottom", id="bottom", tooltip="Last loaded conversation", show=False),
         Binding("enter,l", "open", "Open", id="open", tooltip="Open the highlighted conversation"),
-        Binding("slash", "search", "Search/filter", id="search",
-                tooltip="Search message text; also user:U model:M since:DATE until:DATE errors cost>0.5"),
+        Binding(
+            "slash",
+            "search",
+            "Search/filter",
+            id="search",
+            tooltip="Search message text; also user:U model:M since:DATE until:DATE errors cost>0.5",
+        ),
         Binding("s", "sort", "Sort", id="sort", tooltip="Sort by the highlighted column (again to reverse)"),
         Binding("ctrl+r", "reload", "Refresh", id="refresh", tooltip="Reload the list from the database"),
         Binding("y", "copy", "Copy id", id="copy", tooltip="Copy the highlighted conversation id"),
         Binding("escape", "clear", "Clear filter", id="clear", tooltip="Clear the filter", show=False),
     ]
-    COLUMNS = ("Started", "Conversation", "User", "Turns", "In tok", "Out tok", "Cost", "Cache", "Err",
-               "Duration", "First message", "Models")
+    COLUMNS = (
+        "Started",
+        "Conversation",
+        "User",
+        "Turns",
+        "In tok",
+        "Out tok",
+        "Cost",
+        "Cache",
+        "Err",
+        "Duration",
+        "First message",
+        "Models",
+    )
     SQL_SORTS = {"Started": "started", "Turns": "turns", "User": "user"}
 
     def __init__(self) -> None:
@@ -262,8 +268,11 @@ class ConversationsScreen(Screen[None]):
     def _sort_by(self, column: str) -> None:
         current, descending = self.sort
         self.sort = (column, not descending if column == current else True)
-        self.notify(f"sorted by {column} {'descending' if self.sort[1] else 'ascending'}"
-                    + ("" if column in self.SQL_SORTS else " (within the loaded page)"), timeout=3)
+        self.notify(
+            f"sorted by {column} {'descending' if self.sort[1] else 'ascending'}"
+            + ("" if column in self.SQL_SORTS else " (within the loaded page)"),
+            timeout=3,
+        )
         self.load(reset=True)
 
     def action_reload(self) -> None:
@@ -314,10 +323,17 @@ class ConversationScreen(Screen[None]):
         Binding("3", "tab('tools')", "Tools", id="tab-tools", tooltip="Tool calls beside their results"),
         Binding("4", "tab('usage')", "Usage", id="tab-usage", tooltip="Tokens, rates and cost"),
         Binding("5", "tab('raw')", "Raw", id="tab-raw", tooltip="The exact request and response JSON"),
-        Binding("a", "show_all", "Whole context / show all", id="show-all",
-                tooltip="Show the whole context, and long payloads uncut"),
+        Binding(
+            "a",
+            "show_all",
+            "Whole context / show all",
+            id="show-all",
+            tooltip="Show the whole context, and long payloads uncut",
+        ),
         Binding("y", "copy", "Copy", id="copy", tooltip="Copy what the open tab shows (JSON or text)"),
-        Binding("r", "rerun", "Rerun", id="rerun", tooltip="Rerun this turn with edits (coming with the rerun feature)"),
+        Binding(
+            "r", "rerun", "Rerun", id="rerun", tooltip="Rerun this turn with edits (coming with the rerun feature)"
+        ),
     ]
 
     def __init__(self, conversation_id: str, turn: int | None = None) -> None:
@@ -359,8 +375,17 @@ class ConversationScreen(Screen[None]):
     def on_mount(self) -> None:
         self.set_class(self.app.size.width < 140, "narrow")
         table = self.query_one("#turns", DataTable)
-        for col, key in (("#", "idx"), ("time", "time"), ("stop", "stop"), ("tools", "tools"), ("Δ in", "delta"),
-                         ("cost", "cost"), ("ms", "ms"), ("hit", "cache"), ("", "err")):
+        for col, key in (
+            ("#", "idx"),
+            ("time", "time"),
+            ("stop", "stop"),
+            ("tools", "tools"),
+            ("Δ in", "delta"),
+            ("cost", "cost"),
+            ("ms", "ms"),
+            ("hit", "cache"),
+            ("", "err"),
+        ):
             table.add_column(col, key=key)
         self.sub_title = self.conversation_id
         self.load_timeline()
@@ -409,37 +434,43 @@ class ConversationScreen(Screen[None]):
             last = t.attempts[-1] if t.attempts else None
             err = Text("")
             if last is not None and last.error:
-                err = Text(f"✖ {last.error.get('status') or ''} {last.error.get('type') or ''}".strip(), style="bold red")
+                err = Text(
+                    f"✖ {last.error.get('status') or ''} {last.error.get('type') or ''}".strip(), style="bold red"
+                )
             elif len(t.attempts) > 1:
                 err = Text(f"↻{len(t.attempts) - 1}", style="yellow")
             if t.index in breaks:
                 err.append(" cache⚠", style="bold yellow")
             self.turn_row.append(len(rows))
             self.row_turn.append(t.index)
-            rows.append((
-                Text(str(t.index), justify="right"),
-                local_time(t.started_at, with_date=False),
-                t.stop_reason or "",
-                ", ".join(t.tool_calls)[:16],
-                Text(signed(delta), justify="right"),
-                Text(money(t.cost_usd), justify="right"),
-                Text(f"{last.latency_ms:,.0f}" if last and last.latency_ms else "", justify="right"),
-                Text("" if hit is None else f"{hit:.0%}", justify="right"),
-                err,
-            ))
+            rows.append(
+                (
+                    Text(str(t.index), justify="right"),
+                    local_time(t.started_at, with_date=False),
+                    t.stop_reason or "",
+                    ", ".join(t.tool_calls)[:16],
+                    Text(signed(delta), justify="right"),
+                    Text(money(t.cost_usd), justify="right"),
+                    Text(f"{last.latency_ms:,.0f}" if last and last.latency_ms else "", justify="right"),
+                    Text("" if hit is None else f"{hit:.0%}", justify="right"),
+                    err,
+                )
+            )
             for a in t.attempts[:-1]:  # earlier attempts of this turn (retries), under it
                 self.row_turn.append(t.index)
-                rows.append((
-                    Text(f"↳{a.attempt}", style="dim", justify="right"),
-                    Text(local_time(a.started_at, with_date=False), style="dim"),
-                    Text(str(a.status or "—"), style="red"),
-                    Text(str((a.error or {}).get("type") or "")[:16], style="red"),
-                    "",
-                    "",
-                    Text(f"{a.latency_ms:,.0f}" if a.latency_ms else "", style="dim", justify="right"),
-                    "",
-                    Text("retry" if a.error else "", style="dim"),
-                ))
+                rows.append(
+                    (
+                        Text(f"↳{a.attempt}", style="dim", justify="right"),
+                        Text(local_time(a.started_at, with_date=False), style="dim"),
+                        Text(str(a.status or "—"), style="red"),
+                        Text(str((a.error or {}).get("type") or "")[:16], style="red"),
+                        "",
+                        "",
+                        Text(f"{a.latency_ms:,.0f}" if a.latency_ms else "", style="dim", justify="right"),
+                        "",
+                        Text("retry" if a.error else "", style="dim"),
+                    )
+                )
         table.add_rows(rows)
         total = sum(t.cost_usd or 0 for t in timeline)
         self.query_one("#conv-title", Static).update(
@@ -495,8 +526,12 @@ class ConversationScreen(Screen[None]):
         elif tab == "usage":
             self.query_one("#usage-body", Static).update(self._usage_text(d))
         elif tab == "raw":
-            raw = ("// request (exactly as sent)\n" + as_json(d.request)
-                   + "\n\n// response (as received)\n" + as_json(d.response))
+            raw = (
+                "// request (exactly as sent)\n"
+                + as_json(d.request)
+                + "\n\n// response (as received)\n"
+                + as_json(d.response)
+            )
             areas = self.query("#raw-body")
             if areas:
                 areas.first(TextArea).load_text(raw)
@@ -505,8 +540,12 @@ class ConversationScreen(Screen[None]):
 
     def _context_text(self, d: TurnDetail) -> Text:
         out = Text()
-        marks = {"added": ("+ ", "green"), "removed": ("- ", "bold red"), "system": ("~ ", "bold yellow"),
-                 "tools": ("~ ", "bold yellow")}
+        marks = {
+            "added": ("+ ", "green"),
+            "removed": ("- ", "bold red"),
+            "system": ("~ ", "bold yellow"),
+            "tools": ("~ ", "bold yellow"),
+        }
         if d.turn.index == 0:
             out.append("First turn: the whole context entered here.\n\n", style="dim")
         if self.show_all:
@@ -529,8 +568,10 @@ class ConversationScreen(Screen[None]):
             else:
                 label = "removed (compaction, truncation or an edit)" if ch.kind == "removed" else "added"
                 out.append(f"{sign}[{ch.position}] {ch.role} — {label}\n", style=style)
-                out.append(cut(_plain((ch.message or {}).get("content")), CUT) + "\n\n",
-                           style="strike dim" if ch.kind == "removed" else "")
+                out.append(
+                    cut(_plain((ch.message or {}).get("content")), CUT) + "\n\n",
+                    style="strike dim" if ch.kind == "removed" else "",
+                )
         out.append(f"\n{len(d.context)} messages in context · press a for the whole context", style="dim")
         return out
 
@@ -550,8 +591,13 @@ class ConversationScreen(Screen[None]):
                 if kind == "text":
                     widgets.append(Markdown(cut(block.get("text") or "", CUT * 5, self.show_all)))
                 elif kind == "thinking":
-                    widgets.append(Collapsible(Static(cut(block.get("thinking") or "", CUT, self.show_all)),
-                                               title="thinking", collapsed=True))
+                    widgets.append(
+                        Collapsible(
+                            Static(cut(block.get("thinking") or "", CUT, self.show_all)),
+                            title="thinking",
+                            collapsed=True,
+                        )
+                    )
                 elif kind == "redacted_thinking":
                     widgets.append(Static(Text("[redacted thinking]", style="dim italic")))
                 elif kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
@@ -576,8 +622,10 @@ class ConversationScreen(Screen[None]):
                 out.append("result pending: no result came back in the next request\n\n", style="bold yellow")
             else:
                 style = "bold red" if c.is_error else "green"
-                out.append(("ERROR  " if c.is_error else "result ") + cut(_plain(c.result), CUT, self.show_all) + "\n\n",
-                           style=style)
+                out.append(
+                    ("ERROR  " if c.is_error else "result ") + cut(_plain(c.result), CUT, self.show_all) + "\n\n",
+                    style=style,
+                )
         return out
 
     def _usage_text(self, d: TurnDetail) -> Text:
@@ -586,19 +634,26 @@ class ConversationScreen(Screen[None]):
         out.append(f"{'kind':16}{'tokens':>12}{'Δ prev':>12}{'$/MTok':>10}{'cost':>12}\n", style="bold")
         for line in d.usage:
             rate = "" if line.rate_per_mtok is None else f"{line.rate_per_mtok:.3f}"
-            out.append(f"{line.kind:16}{line.tokens:>12,}{signed(line.delta_tokens):>12}{rate:>10}{money(line.cost_usd):>12}\n")
+            out.append(
+                f"{line.kind:16}{line.tokens:>12,}{signed(line.delta_tokens):>12}{rate:>10}{money(line.cost_usd):>12}\n"
+            )
         out.append(f"\nturn cost {money(d.cost_usd)}   conversation so far {money(d.running_cost_usd)}\n")
         if d.cost_usd is None and d.turn.usage:
             out.append(f"no price for {d.turn.model}: add it to a price file (--pricing)\n", style="yellow")
         if d.cache_break:
-            out.append("\n⚠ cache writes keep rising while reads stay flat from this turn: a moving cache breakpoint?\n",
-                       style="bold yellow")
+            out.append(
+                "\n⚠ cache writes keep rising while reads stay flat from this turn: a moving cache breakpoint?\n",
+                style="bold yellow",
+            )
         out.append("\nattempts\n", style="bold")
         for a in d.turn.attempts:
             err = f"  {a.error.get('type')}: {a.error.get('message')}" if a.error else ""
             ttft = f"  ttft {a.ttft_ms:,.0f} ms" if a.ttft_ms else ""
-            out.append(f"  #{a.attempt}  {a.status or '—'}  {a.latency_ms or 0:,.0f} ms{ttft}{err}"
-                       f"{'  (abandoned)' if a.abandoned else ''}\n", style="red" if a.error else "")
+            out.append(
+                f"  #{a.attempt}  {a.status or '—'}  {a.latency_ms or 0:,.0f} ms{ttft}{err}"
+                f"{'  (abandoned)' if a.abandoned else ''}\n",
+                style="red" if a.error else "",
+            )
         return out
 
     # -- actions ----------------------------------------------------------------------------
@@ -670,7 +725,9 @@ def _plain(value: Any) -> str:
                 flag = " (is_error)" if b.get("is_error") else ""
                 parts.append(f"tool_result {b.get('tool_use_id')}{flag}: " + _plain(b.get("content")))
             elif isinstance(b, dict) and b.get("type") == "tool_use":
-                parts.append(f"tool_use {b.get('name')} {b.get('id')}: " + json.dumps(b.get("input"), ensure_ascii=False))
+                parts.append(
+                    f"tool_use {b.get('name')} {b.get('id')}: " + json.dumps(b.get("input"), ensure_ascii=False)
+                )
             else:
                 parts.append(json.dumps(b, ensure_ascii=False))
         return "\n".join(parts)
