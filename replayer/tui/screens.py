@@ -118,6 +118,20 @@ class ConversationsScreen(Screen[None]):
         "Models",
     )
     SQL_SORTS = {"Started": "started", "Turns": "turns", "User": "user"}
+    WIDTHS = {
+        "Started": 16,
+        "Conversation": 32,
+        "User": 14,
+        "Turns": 5,
+        "In tok": 11,
+        "Out tok": 9,
+        "Cost": 10,
+        "Cache": 5,
+        "Err": 3,
+        "Duration": 8,
+        "First message": 44,
+        "Models": 28,
+    }
 
     def __init__(self) -> None:
         super().__init__()
@@ -138,8 +152,8 @@ class ConversationsScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
         table = self.query_one(DataTable)
-        for col in self.COLUMNS:
-            table.add_column(col, key=col)
+        for col in self.COLUMNS:  # fixed widths: a page of rows is not measured cell by cell
+            table.add_column(col, key=col, width=self.WIDTHS.get(col))
         self.sub_title = str(self.app.db_path)  # type: ignore[attr-defined]
         self.load(reset=True)
         table.focus()
@@ -375,18 +389,19 @@ class ConversationScreen(Screen[None]):
     def on_mount(self) -> None:
         self.set_class(self.app.size.width < 140, "narrow")
         table = self.query_one("#turns", DataTable)
-        for col, key in (
-            ("#", "idx"),
-            ("time", "time"),
-            ("stop", "stop"),
-            ("tools", "tools"),
-            ("Δ in", "delta"),
-            ("cost", "cost"),
-            ("ms", "ms"),
-            ("hit", "cache"),
-            ("", "err"),
+        # fixed widths: the table then never measures every cell of a long conversation
+        for col, key, width in (
+            ("#", "idx", 4),
+            ("time", "time", 8),
+            ("stop", "stop", 10),
+            ("tools", "tools", 16),
+            ("Δ in", "delta", 8),
+            ("cost", "cost", 9),
+            ("ms", "ms", 7),
+            ("hit", "cache", 4),
+            ("", "err", 18),
         ):
-            table.add_column(col, key=key)
+            table.add_column(col, key=key, width=width)
         self.sub_title = self.conversation_id
         self.load_timeline()
         table.focus()
