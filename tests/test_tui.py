@@ -278,3 +278,60 @@ async def test_retries_appear_as_attempts_under_their_turn(api, tmp_path):
         await pilot.press("up")  # the arrow goes row by row: an attempt row shows its turn
         await settle(pilot)
         assert screen.detail.turn.index == 1
+
+
+async def test_usable_at_80x24(db):
+    app = make_app(db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("j", "enter")
+        await settle(pilot)
+        screen = app.screen
+        assert screen.has_class("narrow")  # the turn list stacks above the detail
+        table = screen.query_one("#turns", DataTable)
+        assert table.row_count == 4 and table.size.width == 80 and table.size.height >= 4
+        assert screen.query_one("#tabs", TabbedContent).size.height >= 5
+        await pilot.press("j", "3")
+        await settle(pilot)
+        assert "read_file" in static_text(screen, "#tools-body")
+
+
+async def test_palette_goes_to_a_conversation_and_a_turn(db):
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+p")
+        await settle(pilot)
+        for ch in "conv_tools":
+            await pilot.press(ch)
+        await asyncio.sleep(0.5)
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ConversationScreen) and screen.conversation_id == "conv_tools"
+        await pilot.press("ctrl+p")
+        await settle(pilot)
+        for ch in "turn 3":
+            await pilot.press(ch)
+        await asyncio.sleep(0.5)
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert screen.detail.turn.index == 3
+
+
+async def test_mouse_click_opens_and_selects(db):
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(DataTable)
+        await pilot.click(table, offset=(5, 2))  # the second row (under the header)
+        await settle(pilot)
+        await pilot.click(table, offset=(5, 2))  # clicking the highlighted row selects it
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ConversationScreen) and screen.conversation_id == "conv_tools"
+        await pilot.click(screen.query_one("#turns", DataTable), offset=(2, 3))
+        await settle(pilot)
+        assert screen.detail.turn.index == 2

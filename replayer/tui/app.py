@@ -84,16 +84,18 @@ class ReplayerApp(App[None]):
         for c in conversations:
             label = f"conversation {c.conversation_id}  {c.user_id or ''}  {(c.first_message or '')[:40]}"
             entries.append((label, lambda cid=c.conversation_id: self.open_conversation(cid), f"{c.turns} turns"))
-        screen = self.screen
-        turns = getattr(screen, "timeline", None) or []
-        for t in turns:
+        from .screens import ConversationScreen
+
+        # the palette is a screen of its own: the conversation is the one underneath it
+        under = next((sc for sc in reversed(self.screen_stack) if isinstance(sc, ConversationScreen)), None)
+        for t in under.timeline if under is not None else []:
             entries.append(
                 (
                     f"turn {t.index}  {t.stop_reason or ''}  {', '.join(t.tool_calls)}",
-                    lambda i=t.index: screen.goto_turn(i),
+                    lambda i=t.index, sc=under: sc.goto_turn(i),
                     "in this conversation",
                 )
-            )  # type: ignore[attr-defined]
+            )
         return entries
 
     # -- navigation ---------------------------------------------------------------------------
