@@ -154,6 +154,7 @@ def test_record_a_program_with_no_code_change(api, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "agent done" in proc.stdout
+    assert "Error" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     rows = json.loads(run("--db", str(db), "list", "--json").output)
     assert sorted(r["turns"] for r in rows) == [1, 2]  # the two sync calls thread into one conversation
     assert {r["user_id"] for r in rows} == {"ci-user"}

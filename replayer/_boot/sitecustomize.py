@@ -19,11 +19,14 @@ except Exception as e:  # never stop the user's program
 
 # chain to the next sitecustomize on the path, if there is one
 _saved = list(sys.path)
+_me = sys.modules.pop("sitecustomize", None)
 try:
     sys.path = [p for p in sys.path if os.path.abspath(p or ".") != _here]
-    del sys.modules["sitecustomize"]
     importlib.import_module("sitecustomize")
 except ImportError:
-    pass
+    if _me is not None:
+        sys.modules["sitecustomize"] = _me
+except Exception as e:  # someone else's sitecustomize failed: say so, as Python would, and go on
+    print(f"Error in sitecustomize: {type(e).__name__}: {e}", file=sys.stderr)
 finally:
     sys.path = _saved
