@@ -34,7 +34,6 @@ class Captured:
     raw_response_headers: list[tuple[bytes, bytes]] | None = None
     status: int | None = None
     response_bytes: bytes | None = None
-    response_obj: Any = None
     sse: bytes | None = None
     latency_ms: float | None = None
     ttft_ms: float | None = None

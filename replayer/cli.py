@@ -249,11 +249,7 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
 
     Example: replayer record -- python agent.py --task fix-bug
     """
-    from . import _boot
-
-    boot = str(Path(_boot.__file__).parent) if hasattr(_boot, "__file__") and _boot.__file__ else None
-    if boot is None:
-        boot = str(Path(__file__).parent / "_boot")
+    boot = str(Path(__file__).parent / "_boot")  # holds the sitecustomize that starts recording
     env = dict(os.environ)
     env["REPLAYER_DB"] = str(db_path(ctx).resolve())
     env["PYTHONPATH"] = os.pathsep.join(p for p in (boot, env.get("PYTHONPATH")) if p)

@@ -26,7 +26,7 @@ def cache_breaks(usages: Sequence[dict[str, Any] | None]) -> list[int]:
         rewrites = writes >= MIN_WRITE_TOKENS and _int(cur, "cache_read_input_tokens") <= _int(
             prev, "cache_read_input_tokens"
         )
-        if rewrites and usages[i] is not None:
+        if rewrites:
             run += 1
             if run == 2:
                 starts.append(i - 1)

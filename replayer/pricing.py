@@ -218,8 +218,3 @@ def default_table() -> PriceTable:
     if _default is None:
         _default = PriceTable.load()
     return _default
-
-
-def set_default_table(table: PriceTable | None) -> None:
-    global _default
-    _default = table

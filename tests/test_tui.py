@@ -13,7 +13,7 @@ from replayer import Recorder
 from replayer.tui.app import make_app
 from replayer.tui.screens import ConversationScreen, ConversationsScreen, HelpScreen, parse_filter
 
-from tui_data import build_db, reply, settle
+from tui_data import build_db, open_second_conversation, reply, settle
 
 
 @pytest.fixture
@@ -46,9 +46,7 @@ async def test_conversation_list_shows_rows(db):
 async def test_open_conversation_turn_list_and_deltas(db):
     app = make_app(db)
     async with app.run_test(size=(160, 40)) as pilot:
-        await settle(pilot)
-        await pilot.press("j", "enter")
-        await settle(pilot)
+        await open_second_conversation(pilot)
         screen = app.screen
         assert isinstance(screen, ConversationScreen)
         rows = cell_texts(screen.query_one("#turns", DataTable))
@@ -66,9 +64,7 @@ async def test_open_conversation_turn_list_and_deltas(db):
 async def test_detail_follows_the_cursor_and_pairs_tools(db):
     app = make_app(db)
     async with app.run_test(size=(160, 40)) as pilot:
-        await settle(pilot)
-        await pilot.press("j", "enter")
-        await settle(pilot)
+        await open_second_conversation(pilot)
         screen = app.screen
         assert screen.detail.turn.index == 0
         await pilot.press("3")  # Tools tab
@@ -88,9 +84,7 @@ async def test_detail_follows_the_cursor_and_pairs_tools(db):
 async def test_removed_message_is_marked_in_the_context_diff(db):
     app = make_app(db)
     async with app.run_test(size=(160, 40)) as pilot:
-        await settle(pilot)
-        await pilot.press("j", "enter")
-        await settle(pilot)
+        await open_second_conversation(pilot)
         screen = app.screen
         await pilot.press("j", "j")  # turn 2 comes after the compaction
         await settle(pilot)
@@ -105,9 +99,7 @@ async def test_removed_message_is_marked_in_the_context_diff(db):
 async def test_a_megabyte_tool_result_is_cut_with_show_all(db):
     app = make_app(db)
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
-        await pilot.press("j", "enter")
-        await settle(pilot)
+        await open_second_conversation(pilot)
         await pilot.press("G", "3")
         await settle(pilot)
         screen = app.screen
@@ -124,9 +116,7 @@ async def test_a_megabyte_tool_result_is_cut_with_show_all(db):
 async def test_usage_tab_prices_each_kind(db):
     app = make_app(db)
     async with app.run_test(size=(160, 40)) as pilot:
-        await settle(pilot)
-        await pilot.press("j", "enter")
-        await settle(pilot)
+        await open_second_conversation(pilot)
         await pilot.press("j", "4")
         await settle(pilot)
         usage = static_text(app.screen, "#usage-body")
@@ -283,9 +273,7 @@ async def test_retries_appear_as_attempts_under_their_turn(api, tmp_path):
 async def test_usable_at_80x24(db):
     app = make_app(db)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        await pilot.press("j", "enter")
-        await settle(pilot)
+        await open_second_conversation(pilot)
         screen = app.screen
         assert screen.has_class("narrow")  # the turn list stacks above the detail
         table = screen.query_one("#turns", DataTable)

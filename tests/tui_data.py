@@ -59,3 +59,10 @@ async def settle(pilot) -> None:
     for _ in range(3):
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
+
+
+async def open_second_conversation(pilot) -> None:
+    """From the list, once loaded, open the second row (conv_tools in build_db)."""
+    await settle(pilot)
+    await pilot.press("j", "enter")
+    await settle(pilot)

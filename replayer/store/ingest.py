@@ -138,7 +138,6 @@ class Ingestor:
         self.candidates: OrderedDict[str, Candidate] = OrderedDict()
         self.candidate_chars = 0
         self.turn_by_call: OrderedDict[str, tuple[str, str]] = OrderedDict()
-        self.conversations_seen: set[str] = set()
 
     def forget(self) -> None:
         """Drop every cache (after a rollback the ids they hold may not exist)."""
@@ -150,7 +149,6 @@ class Ingestor:
         self.candidates.clear()
         self.candidate_chars = 0
         self.turn_by_call.clear()
-        self.conversations_seen.clear()
 
     # -- blobs and nodes -------------------------------------------------------------------
     def blob(self, obj: Any) -> int:
@@ -206,12 +204,6 @@ class Ingestor:
             self.node_ids.clear()
         self.node_ids[key] = got
         return int(got)
-
-    def chain(self, parent: int, depth: int, messages: list[Any]) -> int:
-        for m in messages:
-            depth += 1
-            parent = self.node(parent, self.blob(m), depth)
-        return parent
 
     def _raw_blob(self, key: str, raw: str, obj: Any) -> int:
         got = self.raw_blob.get(raw)
@@ -411,11 +403,6 @@ class Ingestor:
                 self.raw_blob.clear()
             self.raw_blob[pr.skeleton_raw] = got
         return got
-
-    # -- reading back ----------------------------------------------------------------------
-    def message_of(self, blob: int) -> Any:
-        row = self.db.conn.execute("SELECT json FROM blobs WHERE id = ?", (blob,)).fetchone()
-        return json.loads(row[0]) if row else None
 
 
 def response_parts(resp: Any) -> tuple[Any, dict[str, Any] | None]:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .. import sse
 from ..captured import Captured
 from ..text import searchable
 from .ingest import Ingestor, digest, iso, new_id, response_parts
@@ -290,20 +291,16 @@ def store(
     ing: Ingestor, cap: Captured, redact: Callable[..., Any] | None = None, log_event: bool = False
 ) -> dict[str, Any] | None:
     """Write one attempt (and its turn and conversation when new). Returns its log event."""
-    from .. import sse
-
     _read_headers(cap)
 
     # the response, as received
-    response: Any = cap.response_obj
+    response: Any = None
     error = cap.error
     unknown_events = None
-    ttft = None
     if cap.sse is not None:
         asm = sse.assemble(cap.sse)
         response = asm.message
         unknown_events = asm.unknown_events or None
-        ttft = cap.ttft_ms
         if asm.error and not error:
             error = asm.error
         if asm.complete:
@@ -375,7 +372,7 @@ def store(
             cap.attempt,
             started,
             cap.latency_ms,
-            ttft,
+            cap.ttft_ms,
             cap.status,
             ing.skeleton_blob(pr),
             pr.system,
