@@ -137,3 +137,15 @@ def test_foreign_and_corrupt_files_are_refused(tmp_path):
     empty = tmp_path / "empty.db"
     empty.write_bytes(b"")
     open_db(empty)  # an empty file becomes a new database
+
+
+def test_malformed_messages_are_stored_as_sent(tmp_path):
+    """A request the API would reject is still what the agent sent: keep it exactly."""
+    from replayer import Recorder
+
+    path = tmp_path / "odd.db"
+    odd = {"model": "m", "max_tokens": 1, "messages": ["just a string", 42, {"role": "user", "content": "x"}]}
+    with Recorder(path) as rec:
+        rec.record(odd)
+    lines = [json.loads(x) for x in Store(open_db(path)).export_lines()]
+    assert [line["request"] for line in lines] == [odd]

@@ -489,7 +489,9 @@ def _new_turn(ing: Ingestor, cap: Captured, pr: Any, started: str, call_key: str
     rowid = int(cur.lastrowid or 0)
     # what this request added, for search (replies are indexed from responses, once)
     text = "\n".join(
-        searchable(m) for m in pr.msgs or () if m is not None and (m.get("role") != "assistant" or idx == 0)
+        searchable(m)
+        for m in pr.msgs or ()
+        if m is not None and (not isinstance(m, dict) or m.get("role") != "assistant" or idx == 0)
     )
     if text:
         conn.execute("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", (rowid * 2, text))
