@@ -111,6 +111,32 @@ def _load_file(path: Path) -> dict[str, Any]:
         raise PricingError(f"price file {path} is not valid TOML ({e}): fix it or unset $REPLAYER_PRICING") from None
 
 
+def token_parts(usage: dict[str, Any]) -> tuple[int, int, int, int, int, int, bool]:
+    """What a usage object bills: input, output, 5-minute writes, 1-hour writes, cache reads,
+    web searches, and whether it is a batch request."""
+    reads = int(usage.get("cache_read_input_tokens") or 0)
+    writes = int(usage.get("cache_creation_input_tokens") or 0)
+    split = usage.get("cache_creation")
+    if isinstance(split, dict) and (
+        split.get("ephemeral_5m_input_tokens") is not None or split.get("ephemeral_1h_input_tokens") is not None
+    ):
+        w1h = int(split.get("ephemeral_1h_input_tokens") or 0)
+        w5m = int(split.get("ephemeral_5m_input_tokens") or 0)
+    else:
+        w5m, w1h = writes, 0
+    server = usage.get("server_tool_use")
+    searches = int(server.get("web_search_requests") or 0) if isinstance(server, dict) else 0
+    return (
+        int(usage.get("input_tokens") or 0),
+        int(usage.get("output_tokens") or 0),
+        w5m,
+        w1h,
+        reads,
+        searches,
+        usage.get("service_tier") == "batch",
+    )
+
+
 class PriceTable:
     def __init__(self, rows: list[PriceRow], batch_factor: float = 0.5, web_search_per_1k: float = 10.0):
         self.rows = rows
@@ -150,27 +176,8 @@ class PriceTable:
         return row
 
     def breakdown(self, usage: dict[str, Any] | None, model: str | None) -> Breakdown:
-        usage = usage or {}
-        reads = int(usage.get("cache_read_input_tokens") or 0)
-        writes = int(usage.get("cache_creation_input_tokens") or 0)
-        split = usage.get("cache_creation")
-        if isinstance(split, dict) and (
-            split.get("ephemeral_5m_input_tokens") is not None or split.get("ephemeral_1h_input_tokens") is not None
-        ):
-            w1h = int(split.get("ephemeral_1h_input_tokens") or 0)
-            w5m = int(split.get("ephemeral_5m_input_tokens") or 0)
-        else:
-            w5m, w1h = writes, 0
-        tokens = {
-            "input": int(usage.get("input_tokens") or 0),
-            "output": int(usage.get("output_tokens") or 0),
-            "cache_write_5m": w5m,
-            "cache_write_1h": w1h,
-            "cache_read": reads,
-        }
-        server = usage.get("server_tool_use") or {}
-        searches = int(server.get("web_search_requests") or 0) if isinstance(server, dict) else 0
-        batch = usage.get("service_tier") == "batch"
+        inp, out, w5m, w1h, reads, searches, batch = token_parts(usage or {})
+        tokens = dict(zip(KINDS, (inp, out, w5m, w1h, reads), strict=True))
         row = self.row_for(model)
         if row is None:
             if model not in self._warned:

@@ -128,7 +128,11 @@ def test_db_path_migrate_backup(tmp_path, monkeypatch):
     r = run("--db", str(target), "db", "backup", str(tmp_path / "copy.db"))
     assert r.exit_code == 0
     con = sqlite3.connect(tmp_path / "copy.db")
-    assert con.execute("SELECT name FROM _sqlite_migrations").fetchall() == [("m001_initial",), ("m002_turn_text",)]
+    assert con.execute("SELECT name FROM _sqlite_migrations").fetchall() == [
+        ("m001_initial",),
+        ("m002_turn_text",),
+        ("m003_usage",),
+    ]
     assert run("--db", str(target), "db", "backup", str(tmp_path / "copy.db")).exit_code == 2
 
 

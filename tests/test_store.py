@@ -76,50 +76,35 @@ def test_history_is_stored_once(tmp_path):
 def test_migrations_are_named_and_recorded(tmp_path):
     db = open_db(tmp_path / "m.db")
     rows = db.execute("SELECT migration_set, name FROM _sqlite_migrations").fetchall()
-    assert rows == [("replayer", "m001_initial"), ("replayer", "m002_turn_text")]
+    assert rows == [("replayer", "m001_initial"), ("replayer", "m002_turn_text"), ("replayer", "m003_usage")]
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     open_db(tmp_path / "m.db")  # opening again applies nothing twice
-    assert len(db.execute("SELECT * FROM _sqlite_migrations").fetchall()) == 2
+    assert len(db.execute("SELECT * FROM _sqlite_migrations").fetchall()) == 3
 
 
-def test_search_index_is_built_for_data_recorded_before_it(tmp_path):
-    """A DB from before m002: migrating it indexes what it already holds."""
-    from replayer.store import schema
-    from replayer.store.ingest import Ingestor
-    from replayer.store.writer import store as store_one
-    from replayer.captured import Captured, Context
+def test_migrations_backfill_what_older_versions_recorded(tmp_path):
+    """A DB from before m002/m003: migrating it indexes its text and fills the usage table
+    exactly as the writer would have."""
+    from tui_data import build_db
 
-    path = tmp_path / "old.db"
-    db = schema.open_db(path, migrate=False)
-    db.conn.execute("BEGIN IMMEDIATE")
-    schema.migrations.apply(db, stop_before="m002_turn_text")
-    db.conn.execute("COMMIT")
-    real = schema.migrations._migrations
-    schema.migrations._migrations = [m for m in real if m.name == "m001_initial"]  # the old code's writer
-    try:
-        ing = Ingestor(db)
-        db.conn.execute("BEGIN IMMEDIATE")
-        body = json.dumps({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "flamingo question"}]})
-        reply = json.dumps({"id": "msg_x", "type": "message", "role": "assistant", "model": "m",
-                            "content": [{"type": "text", "text": "pelican answer"}], "stop_reason": "end_turn",
-                            "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1}})
-        import replayer.store.writer as writer_module
-
-        saved = writer_module.searchable
-        writer_module.searchable = lambda m: ""  # nothing indexed, as before search existed
-        try:
-            store_one(ing, Captured(call_key="k", attempt=0, t_start=0.0, request_bytes=body.encode(), status=200,
-                                    response_bytes=reply.encode(), ctx=Context("conv_old")), None)
-        finally:
-            writer_module.searchable = saved
-        db.conn.execute("COMMIT")
-    finally:
-        schema.migrations._migrations = real
+    path = build_db(tmp_path / "old.db")
+    db = open_db(path)
+    usage = db.execute("SELECT * FROM usage ORDER BY attempt_id, part").fetchall()
+    rollup = db.execute("SELECT * FROM rollup").fetchall()
+    assert [(r[10], r[18], r[19]) for r in usage if r[10]] == [(1, 0, 0), (1, 1, 1), (1, 1, 0), (1, 1, 0), (1, 0, 0)]
+    queries = ("failing", "date format", "invoice emailed", "zebra")
+    found = {q: [c.conversation_id for c in Store(db).conversations(query=q)] for q in queries}
+    assert found["failing"] == ["conv_tools"] and found["zebra"] == []
+    db.execute("DROP TABLE usage")
+    db.execute("DROP TABLE rollup")
+    db.execute("DROP TABLE turn_text")
+    db.execute("DELETE FROM _sqlite_migrations WHERE name IN ('m002_turn_text', 'm003_usage')")
+    db.conn.commit()
     db.conn.close()
-    store = Store(open_db(path))  # applies m002, which indexes the turn above
-    assert [c.conversation_id for c in store.conversations(query="flamingo")] == ["conv_old"]
-    assert [c.conversation_id for c in store.conversations(query="pelican")] == ["conv_old"]
-    assert store.conversations(query="zebra") == []
+    db = open_db(path)  # applies m002 and m003 to what is there
+    assert db.execute("SELECT * FROM usage ORDER BY attempt_id, part").fetchall() == usage
+    assert db.execute("SELECT * FROM rollup").fetchall() == rollup
+    assert {q: [c.conversation_id for c in Store(db).conversations(query=q)] for q in queries} == found
 
 
 def test_foreign_and_corrupt_files_are_refused(tmp_path):

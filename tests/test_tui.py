@@ -43,6 +43,25 @@ async def test_conversation_list_shows_rows(db):
         assert "Fix the failing test" in tools_row[-2] and tools_row[-1] == "claude-sonnet-4-5"
 
 
+async def test_sort_by_cost_and_reverse(db):
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(DataTable)
+        assert [str(c.label) for c in table.columns.values()][:2] == ["Started ▼", "Conversation"]
+        await pilot.press(*"ssssss")  # Started -> Conversation -> User -> Turns -> In tok -> Out tok -> Cost
+        await settle(pilot)
+        labels = [str(c.label) for c in table.columns.values()]
+        assert "Cost ▼" in labels and "Started" in labels
+        rows = cell_texts(table)
+        assert [r[1] for r in rows] == ["conv_tools", "conv_chat"]  # the costlier first
+        assert float(rows[0][6].lstrip("$")) > float(rows[1][6].lstrip("$"))
+        await pilot.press("S")
+        await settle(pilot)
+        assert [r[1] for r in cell_texts(table)] == ["conv_chat", "conv_tools"]
+        assert "Cost ▲" in [str(c.label) for c in table.columns.values()]
+
+
 async def test_open_conversation_turn_list_and_deltas(db):
     app = make_app(db)
     async with app.run_test(size=(160, 40)) as pilot:

@@ -8,7 +8,7 @@ canonical JSON of that part. Nothing large is parsed, and the result is JSON-equ
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlite_utils import Database
@@ -24,8 +24,27 @@ from ..models import (
     UsageLine,
 )
 from ..pricing import PriceTable, default_table
+from .aggregate import Totals, conversation_totals
 
 _MARK = "\u0000replayer:{}\u0000"
+
+SORTS = {
+    "started": "c.started_at",
+    "last": "c.last_at",
+    "id": "c.id",
+    "user": "c.user_id",
+    "turns": "c.turn_count",
+    "duration": "julianday(c.last_at) - julianday(c.started_at)",
+}
+"""What `Store.conversations` sorts by in SQL."""
+AGG_SORTS: dict[str, Callable[[Totals], Any]] = {
+    "cost": lambda t: t.cost_usd,
+    "input": lambda t: t.prompt,
+    "output": lambda t: t.output,
+    "cache": lambda t: t.cr / t.prompt if t.prompt else None,
+    "errors": lambda t: t.errors,
+}
+"""...and by the priced totals of each conversation (store/aggregate.py)."""
 
 
 class Store:
@@ -251,8 +270,8 @@ class Store:
         limit: int = 50,
         offset: int = 0,
     ) -> list[ConversationSummary]:
-        """A page of conversations. `sort` is started | last | turns | user (done by SQLite);
-        `min_cost` filters the page after pricing it (costs are never stored)."""
+        """A page of conversations, sorted and filtered by SQLite, priced ones included: `sort`
+        is one of SORTS. Costs are priced from the usage table with the current prices."""
         where, args = [], []
         if until:
             where.append("c.started_at < ?")
@@ -279,12 +298,40 @@ class Store:
                            (SELECT rowid / 2 FROM turn_text WHERE turn_text MATCH ?))"""
             )
             args.append(fts_query(query))
-        sql = "SELECT c.id, c.user_id, c.started_at, c.last_at, c.turn_count, c.tags_json FROM conversations c"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        order = {"started": "c.started_at", "last": "c.last_at", "turns": "c.turn_count", "user": "c.user_id"}[sort]
-        sql += f" ORDER BY {order} {'DESC' if descending else 'ASC'}, c.id LIMIT ? OFFSET ?"
-        conv_rows = self.db.execute(sql, [*args, limit, offset]).fetchall()
+        cols = "c.id, c.user_id, c.started_at, c.last_at, c.turn_count, c.tags_json"
+        filters = " WHERE " + " AND ".join(where) if where else ""
+        if sort not in SORTS and sort not in AGG_SORTS:
+            raise ValueError(f"sort must be one of {', '.join([*SORTS, *AGG_SORTS])}")
+        if sort in AGG_SORTS or min_cost is not None:
+            # priced: every matching conversation's totals from the rollup, sorted and paged here
+            totals = conversation_totals(self.db, self.prices)
+            order = "c.id" if sort in AGG_SORTS else f"{SORTS[sort]} {'DESC' if descending else 'ASC'} NULLS LAST, c.id"
+            keyed = []
+            for rowid, cid in self.db.execute(
+                f"SELECT c.rowid, c.id FROM conversations c{filters} ORDER BY {order}", args
+            ):
+                t = totals.get(rowid)
+                if min_cost is not None and (t is None or t.cost_usd is None or t.cost_usd < min_cost):
+                    continue
+                keyed.append((AGG_SORTS[sort](t) if sort in AGG_SORTS and t is not None else None, cid))
+            if sort in AGG_SORTS:
+                known = [k for k in keyed if k[0] is not None]
+                known.sort(key=lambda k: k[0], reverse=descending)
+                keyed = known + [k for k in keyed if k[0] is None]
+            page = [cid for _, cid in keyed[offset : offset + limit]]
+            if not page:
+                return []
+            got = {
+                r[0]: r
+                for r in self.db.execute(
+                    f"SELECT {cols} FROM conversations c WHERE c.id IN ({','.join('?' * len(page))})", page
+                )
+            }
+            conv_rows = [got[cid] for cid in page]
+        else:
+            sql = f"SELECT {cols} FROM conversations c{filters}"
+            sql += f" ORDER BY {SORTS[sort]} {'DESC' if descending else 'ASC'} NULLS LAST, c.id LIMIT ? OFFSET ?"
+            conv_rows = self.db.execute(sql, [*args, limit, offset]).fetchall()
         if not conv_rows:
             return []
         ids = [r[0] for r in conv_rows]
@@ -308,6 +355,7 @@ class Store:
         for cid, user_id, started, last, count, tags in conv_rows:
             p = per[cid]
             usages = p["usages"]
+            billed = [part for u, _ in usages for part in billed_parts(u)]
             out.append(
                 ConversationSummary(
                     conversation_id=cid,
@@ -316,17 +364,15 @@ class Store:
                     last_at=last,
                     turns=count,
                     models=p["models"],
-                    input_tokens=sum(prompt_tokens(u) for u, _ in usages),
-                    output_tokens=sum(int(u.get("output_tokens") or 0) for u, _ in usages),
-                    cache_read_tokens=sum(int(u.get("cache_read_input_tokens") or 0) for u, _ in usages),
+                    input_tokens=sum(prompt_tokens(u) for u in billed),
+                    output_tokens=sum(int(u.get("output_tokens") or 0) for u in billed),
+                    cache_read_tokens=sum(int(u.get("cache_read_input_tokens") or 0) for u in billed),
                     cost_usd=sum_costs(self.prices, usages),
                     errors=p["errors"],
                     first_message=self.first_user_text(p["first"]),
                     tags=json.loads(tags) if tags else None,
                 )
             )
-        if min_cost is not None:
-            out = [c for c in out if c.cost_usd is not None and c.cost_usd >= min_cost]
         return out
 
     # -- one turn, as the browser shows it ------------------------------------------------------
@@ -483,6 +529,14 @@ def _content(message: Any) -> list[Any]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
     return content if isinstance(content, list) else []
+
+
+def billed_parts(usage: dict[str, Any]) -> list[dict[str, Any]]:
+    """A response's usage and its compaction iterations (billed on top of the totals)."""
+    its = usage.get("iterations") if isinstance(usage, dict) else None
+    if not its:
+        return [usage]
+    return [usage, *(it for it in its if isinstance(it, dict) and it.get("type") == "compaction")]
 
 
 def prompt_tokens(usage: dict[str, Any]) -> int:

@@ -13,9 +13,13 @@ Design (see DESIGN.md, "Storage principle"):
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
@@ -141,34 +145,42 @@ def m002_turn_text(db: Database) -> None:
     _backfill_turn_text(db)
 
 
-def _backfill_turn_text(db: Database) -> None:
-    """Index turns recorded before search existed: each turn's new messages and its reply."""
-    import json
+def _chain(db: Database, node: int | None) -> list[int]:
+    """The message blobs of a context, first to last."""
+    rows = db.execute(
+        """WITH RECURSIVE c(id, parent, blob) AS (SELECT id, parent, blob FROM nodes WHERE id = ?
+           UNION ALL SELECT n.id, n.parent, n.blob FROM nodes n JOIN c ON n.id = c.parent) SELECT blob FROM c""",
+        [node or 0],
+    ).fetchall()
+    return [r[0] for r in reversed(rows)]
 
-    from ..text import searchable
 
-    def chain(node: int | None) -> list[int]:
-        rows = db.execute(
-            """WITH RECURSIVE c(id, parent, blob) AS (SELECT id, parent, blob FROM nodes WHERE id = ?
-               UNION ALL SELECT n.id, n.parent, n.blob FROM nodes n JOIN c ON n.id = c.parent) SELECT blob FROM c""",
-            [node or 0],
-        ).fetchall()
-        return [r[0] for r in reversed(rows)]
-
-    def text_of(blob: int) -> str:
-        return searchable(json.loads(db.execute("SELECT json FROM blobs WHERE id = ?", [blob]).fetchone()[0]))
-
+def _added_per_turn(db: Database) -> Iterator[tuple[int, str, list[int]]]:
+    """(turn rowid, conversation id, blobs of the messages the turn's context added since the
+    conversation's previous turn), in conversation order."""
     previous: dict[str, list[int]] = {}
     for rowid, conv, node in db.execute(
         "SELECT rowid, conversation_id, context_node FROM turns ORDER BY conversation_id, idx"
     ).fetchall():
-        blobs = chain(node)
+        blobs = _chain(db, node)
         before = previous.get(conv, [])
         shared = 0
         while shared < min(len(before), len(blobs)) and before[shared] == blobs[shared]:
             shared += 1
         previous[conv] = blobs
-        text = "\n".join(text_of(b) for b in blobs[shared:])
+        yield rowid, conv, blobs[shared:]
+
+
+def _blob_obj(db: Database, blob: int) -> Any:
+    return json.loads(db.execute("SELECT json FROM blobs WHERE id = ?", [blob]).fetchone()[0])
+
+
+def _backfill_turn_text(db: Database) -> None:
+    """Index turns recorded before search existed: each turn's new messages and its reply."""
+    from ..text import searchable
+
+    for rowid, _conv, added in _added_per_turn(db):
+        text = "\n".join(searchable(_blob_obj(db, b)) for b in added)
         if text:
             db.execute("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", [rowid * 2, text])
         reply = db.execute(
@@ -177,7 +189,53 @@ def _backfill_turn_text(db: Database) -> None:
             [rowid],
         ).fetchone()
         if reply:
-            db.execute("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", [rowid * 2 + 1, text_of(reply[0])])
+            db.execute(
+                "INSERT INTO turn_text(rowid, text) VALUES (?, ?)", [rowid * 2 + 1, searchable(_blob_obj(db, reply[0]))]
+            )
+
+
+@migrations(name="m003_usage")
+def m003_usage(db: Database) -> None:
+    # Token counts, status and latency of every attempt, and their sums per conversation and
+    # quarter hour, so stats, alerts and sorting by cost need no JSON parsing (store/facts.py).
+    from . import facts
+
+    for sql in facts.SCHEMA:
+        db.execute(sql)
+    tools = {}
+    for rowid, _conv, added in _added_per_turn(db):
+        tools[rowid] = facts.tool_counts([_blob_obj(db, b) for b in added])
+    seen: set[int] = set()
+    last_reads: dict[tuple[int, int], int] = {}  # (conv, idx) -> reads of its last attempt with usage
+    for row in db.execute(
+        """SELECT a.id, c.rowid, t.rowid, t.idx, a.started_at, a.model, a.status, a.latency_ms,
+                  a.error_json IS NOT NULL, a.usage_json, t.system_blob
+           FROM attempts a JOIN turns t ON t.id = a.turn_id JOIN conversations c ON c.id = t.conversation_id
+           ORDER BY c.rowid, t.idx, a.id"""
+    ).fetchall():
+        attempt_id, conv, turn, idx, started, model, status, latency, error, usage_json, system = row
+        new_turn = turn not in seen
+        seen.add(turn)
+        usage = json.loads(usage_json) if usage_json else None
+        rows = facts.usage_rows(
+            conv=conv,
+            idx=idx,
+            attempt_id=attempt_id,
+            turn=turn,
+            at=datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp(),
+            model=model,
+            status=status,
+            latency_ms=latency,
+            error=bool(error),
+            new_turn=new_turn,
+            usage=usage,
+            tools=tools.get(turn, (0, 0)) if new_turn else (0, 0),
+            system=system,
+            prev_reads=last_reads.get((conv, idx - 1)),
+        )
+        if isinstance(usage, dict):
+            last_reads[(conv, idx)] = rows[0][15]
+        facts.write(db.conn, rows)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -25,6 +25,7 @@ from typing import Any
 from .. import sse
 from ..captured import Captured
 from ..text import searchable
+from . import facts
 from .ingest import Ingestor, digest, iso, new_id, response_parts
 from .schema import DBError, open_db
 
@@ -345,14 +346,20 @@ def store(
     call_key = digest(cap.call_key)[:16]
     turn = ing.turn_by_call.get(call_key)
     if turn is None and cap.attempt > 0:
-        row = conn.execute("SELECT id, conversation_id, rowid FROM turns WHERE call_key = ?", (call_key,)).fetchone()
-        turn = (row[0], row[1], row[2]) if row else None
+        row = conn.execute(
+            """SELECT t.id, t.conversation_id, t.rowid, c.rowid, t.idx, t.system_blob
+               FROM turns t JOIN conversations c ON c.id = t.conversation_id WHERE t.call_key = ?""",
+            (call_key,),
+        ).fetchone()
+        turn = tuple(row) if row else None
+    new_turn = turn is None
+    tools = (0, 0)
     if turn is None:
-        turn = _new_turn(ing, cap, pr, started, call_key)
+        turn, tools = _new_turn(ing, cap, pr, started, call_key)
         ing.turn_by_call[call_key] = turn
         if len(ing.turn_by_call) > 10_000:
             ing.turn_by_call.popitem(last=False)
-    turn_id, conversation_id, turn_rowid = turn
+    turn_id, conversation_id, turn_rowid, conv_rowid, turn_idx, system_blob = turn
 
     resp_skeleton, assistant = response_parts(response) if response is not None else (None, None)
     content_blob, reply_key = (
@@ -361,7 +368,7 @@ def store(
     usage = response.get("usage") if isinstance(response, dict) else None
     model = (response.get("model") if isinstance(response, dict) else None) or body.get("model")
     stop_reason = response.get("stop_reason") if isinstance(response, dict) else None
-    conn.execute(
+    cur = conn.execute(
         """INSERT INTO attempts(turn_id, attempt, started_at, latency_ms, ttft_ms, status, request_skel,
                request_system, request_tools, request_node, request_headers, response_json,
                response_content, error_json, request_id, model, stop_reason, usage_json,
@@ -391,6 +398,25 @@ def store(
         ),
     )
     ok = error is None and isinstance(response, dict) and response.get("type", "message") == "message"
+    facts.write(
+        conn,
+        facts.usage_rows(
+            conv=conv_rowid,
+            idx=turn_idx,
+            attempt_id=int(cur.lastrowid or 0),
+            turn=turn_rowid,
+            at=cap.t_start,
+            model=model,
+            status=cap.status,
+            latency_ms=cap.latency_ms,
+            error=error is not None,
+            new_turn=new_turn,
+            usage=usage,
+            tools=tools,
+            system=system_blob,
+            prev_reads=facts.prev_reads(conn, conv_rowid, turn_idx) if isinstance(usage, dict) else None,
+        ),
+    )
     if ok:
         conn.execute("UPDATE turns SET response_id = ?, model = ? WHERE id = ?", (response.get("id"), model, turn_id))
         if assistant is not None:
@@ -406,7 +432,11 @@ def store(
     return _event(cap, turn_id, conversation_id, body, model, usage, stop_reason, response, error)
 
 
-def _new_turn(ing: Ingestor, cap: Captured, pr: Any, started: str, call_key: str) -> tuple[str, str, int]:
+def _new_turn(
+    ing: Ingestor, cap: Captured, pr: Any, started: str, call_key: str
+) -> tuple[tuple[str, str, int, int, int, int | None], tuple[int, int]]:
+    """Insert a turn (and its conversation when new). Returns (turn id, conversation id, turn
+    rowid, conversation rowid, index, system blob) and the tool results its request added."""
     conn = ing.db.conn
     body = pr.skeleton
     ctx = cap.ctx
@@ -454,16 +484,18 @@ def _new_turn(ing: Ingestor, cap: Captured, pr: Any, started: str, call_key: str
         conversation_id = new_id("conv_", cap.t_start)
 
     tags = json.dumps(ctx.tags) if ctx and ctx.tags else None
-    conn.execute(
+    conv_rowid = conn.execute(
         """INSERT INTO conversations(id, user_id, tags_json, origin, started_at, last_at, turn_count)
            VALUES (?, ?, ?, ?, ?, ?, 1)
            ON CONFLICT(id) DO UPDATE SET last_at = MAX(last_at, excluded.last_at), turn_count = turn_count + 1,
-               user_id = COALESCE(user_id, excluded.user_id), tags_json = COALESCE(tags_json, excluded.tags_json)""",
+               user_id = COALESCE(user_id, excluded.user_id), tags_json = COALESCE(tags_json, excluded.tags_json)
+           RETURNING rowid""",
         (conversation_id, user_id, tags, origin, started, started),
-    )
-    idx = conn.execute(
-        "SELECT COALESCE(MAX(idx) + 1, 0) FROM turns WHERE conversation_id = ?", (conversation_id,)
     ).fetchone()[0]
+    idx, prev_node, prev_len = conn.execute(
+        """SELECT idx + 1, context_node, context_len FROM turns WHERE conversation_id = ? ORDER BY idx DESC LIMIT 1""",
+        (conversation_id,),
+    ).fetchone() or (0, None, 0)
     turn_id = new_id("turn_", cap.t_start)
     cur = conn.execute(
         """INSERT INTO turns(id, conversation_id, call_key, idx, started_at, user_id, trace_id, endpoint, model,
@@ -495,7 +527,40 @@ def _new_turn(ing: Ingestor, cap: Captured, pr: Any, started: str, call_key: str
     )
     if text:
         conn.execute("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", (rowid * 2, text))
-    return turn_id, conversation_id, rowid
+    added = _added(ing, pr, prev_node, prev_len or 0, threaded=context_node != pr.node)
+    return (turn_id, conversation_id, rowid, conv_rowid, idx, system), facts.tool_counts(added)
+
+
+def _added(ing: Ingestor, pr: Any, prev_node: int | None, prev_len: int, threaded: bool) -> list[Any]:
+    """The messages this request added to its conversation: those after what it shares with the
+    previous turn's context (all of them for a tool-runner thread request, which carries only
+    new ones)."""
+    msgs = pr.msgs or []
+    if threaded:
+        return [m for m in msgs if m is not None]
+    if prev_node is None:
+        shared = 0
+    elif 0 < prev_len <= len(pr.nodes) and pr.nodes[prev_len - 1] == prev_node:
+        shared = prev_len  # the usual case: the whole previous context, then new messages
+    else:  # compacted or edited: compare node by node (equal node ids = equal prefixes)
+        chain = [
+            r[0]
+            for r in ing.db.execute(
+                """WITH RECURSIVE c(id, parent) AS (SELECT id, parent FROM nodes WHERE id = ?
+                   UNION ALL SELECT n.id, n.parent FROM nodes n JOIN c ON n.id = c.parent) SELECT id FROM c""",
+                (prev_node,),
+            )
+        ][::-1]
+        shared = 0
+        while shared < min(len(chain), len(pr.nodes)) and chain[shared] == pr.nodes[shared]:
+            shared += 1
+    out = []
+    for i in range(shared, len(msgs)):
+        m = msgs[i]
+        if m is None:  # reused from another conversation's request without being parsed
+            m = json.loads(ing.db.execute("SELECT json FROM blobs WHERE id = ?", (pr.blobs[i],)).fetchone()[0])
+        out.append(m)
+    return out
 
 
 def _event(cap, turn_id, conversation_id, body, model, usage, stop_reason, response, error) -> dict[str, Any]:

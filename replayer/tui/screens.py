@@ -98,7 +98,8 @@ class ConversationsScreen(Screen[None]):
             id="search",
             tooltip="Search message text; also user:U model:M since:DATE until:DATE errors cost>0.5",
         ),
-        Binding("s", "sort", "Sort", id="sort", tooltip="Sort by the highlighted column (again to reverse)"),
+        Binding("s", "sort", "Sort", id="sort", tooltip="Sort by the next column (also: click a column header)"),
+        Binding("S", "reverse_sort", "Reverse", id="reverse-sort", tooltip="Reverse the sort order", show=False),
         Binding("ctrl+r", "reload", "Refresh", id="refresh", tooltip="Reload the list from the database"),
         Binding("y", "copy", "Copy id", id="copy", tooltip="Copy the highlighted conversation id"),
         Binding("escape", "clear", "Clear filter", id="clear", tooltip="Clear the filter", show=False),
@@ -117,7 +118,19 @@ class ConversationsScreen(Screen[None]):
         "First message",
         "Models",
     )
-    SQL_SORTS = {"Started": "started", "Turns": "turns", "User": "user"}
+    SQL_SORTS = {
+        "Started": "started",
+        "Conversation": "id",
+        "User": "user",
+        "Turns": "turns",
+        "In tok": "input",
+        "Out tok": "output",
+        "Cost": "cost",
+        "Cache": "cache",
+        "Err": "errors",
+        "Duration": "duration",
+    }
+    """Sorted by the store over every conversation; the others within the loaded page."""
     WIDTHS = {
         "Started": 16,
         "Conversation": 32,
@@ -154,6 +167,7 @@ class ConversationsScreen(Screen[None]):
         table = self.query_one(DataTable)
         for col in self.COLUMNS:  # fixed widths: a page of rows is not measured cell by cell
             table.add_column(col, key=col, width=self.WIDTHS.get(col))
+        self._label_sort()
         self.sub_title = str(self.app.db_path)  # type: ignore[attr-defined]
         self.load(reset=True)
         table.focus()
@@ -276,8 +290,11 @@ class ConversationsScreen(Screen[None]):
         self.query_one(DataTable).focus()
 
     def action_sort(self) -> None:
-        table = self.query_one(DataTable)
-        self._sort_by(self.COLUMNS[table.cursor_column])
+        column = self.sort[0]
+        self._sort_by(self.COLUMNS[(self.COLUMNS.index(column) + 1) % len(self.COLUMNS)])
+
+    def action_reverse_sort(self) -> None:
+        self._sort_by(self.sort[0])
 
     def _sort_by(self, column: str) -> None:
         current, descending = self.sort
@@ -287,7 +304,17 @@ class ConversationsScreen(Screen[None]):
             + ("" if column in self.SQL_SORTS else " (within the loaded page)"),
             timeout=3,
         )
+        self._label_sort()
         self.load(reset=True)
+
+    def _label_sort(self) -> None:
+        """Mark the sorted column's header with the direction."""
+        column, descending = self.sort
+        table = self.query_one(DataTable)
+        for key, col in table.columns.items():
+            name = str(key.value)
+            col.label = Text(name + (" ▼" if descending else " ▲") if name == column else name)
+        table.refresh()
 
     def action_reload(self) -> None:
         self.load(reset=True)

@@ -1,0 +1,155 @@
+"""Sums over the `rollup` table (store/facts.py), priced at read time.
+
+Costs are never stored. The rollup keeps token sums per conversation, quarter hour, model, batch
+and prompt-size class, so each of its rows is priced with one rate set: the band comes from the
+class (a band starting at one of facts.EDGES is exact; any other threshold is priced from the
+attempts of that class one by one). A model with no price gives None, never a guess.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Any
+
+from ..pricing import KINDS, PriceTable
+from .facts import BUCKET_S, EDGES, ROLLUP_SUMS
+
+
+@dataclass(slots=True)
+class Group:
+    """One rollup row, priced."""
+
+    conv: int
+    bucket: int
+    model: str
+    batch: int
+    cost_usd: float | None
+    turns: int
+    attempts: int
+    errors: int
+    limited: int
+    priced: int
+    input: int
+    output: int
+    w5m: int
+    w1h: int
+    cr: int
+    web: int
+    tool_results: int
+    tool_errors: int
+    rewrites: int
+    sys_min: int | None
+    sys_max: int | None
+    sys_nulls: int
+
+    @property
+    def prompt(self) -> int:
+        return self.input + self.w5m + self.w1h + self.cr
+
+
+def _cost(prices: PriceTable, model: str, batch: int, tokens: tuple[int, ...], above: bool | None) -> float | None:
+    row = prices.row_for(model or None)
+    if row is None:
+        prices.breakdown({}, model or None)  # the one warning about an unknown model
+        return None
+    rates = row.above if above and row.above is not None else row.rates
+    factor = prices.batch_factor if batch else 1.0
+    return (
+        sum(t * rates.get(k) * factor for t, k in zip(tokens[:5], KINDS, strict=True)) / 1_000_000
+        + tokens[5] * prices.web_search_per_1k / 1000
+    )
+
+
+def _band(prices: PriceTable, model: str, band: int) -> bool | None:
+    """Whether every prompt of this size class is above the model's band (None: some are, some
+    aren't: the class straddles the threshold)."""
+    row = prices.row_for(model or None)
+    if row is None or row.above is None or row.above_tokens is None:
+        return False
+    lo = EDGES[band - 1] if band > 0 else 0
+    hi = EDGES[band] if band < len(EDGES) else None
+    if lo >= row.above_tokens:
+        return True
+    if hi is not None and hi <= row.above_tokens:
+        return False
+    return None
+
+
+def groups(db: Any, prices: PriceTable, since: float | None = None, until: float | None = None) -> list[Group]:
+    """Every rollup row with start time in [since, until) (to the quarter hour), priced."""
+    where, args = [], []
+    if since is not None:
+        where.append("bucket >= ?")
+        args.append(int(since // BUCKET_S))
+    if until is not None:
+        where.append("bucket < ?")
+        args.append(int(-(-until // BUCKET_S)))
+    sql = (
+        "SELECT conv, bucket, model, batch, band, "
+        + ", ".join(ROLLUP_SUMS)
+        + ", sys_min, sys_max, sys_nulls FROM rollup"
+    )
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    out = []
+    bands: dict[tuple[str, int], bool | None] = {}
+    for r in db.execute(sql, args):
+        conv, bucket, model, batch, band = r[:5]
+        sums = r[5:19]
+        key = (model, band)
+        if key not in bands:
+            bands[key] = _band(prices, model, band)
+        above = bands[key]
+        tokens = sums[5:11]
+        if not sums[4]:  # nothing priced: no usage came back
+            cost: float | None = 0.0
+        elif above is None:
+            cost = _exact(db, prices, conv, bucket, model, batch, band)
+        else:
+            cost = _cost(prices, model, batch, tokens, above)
+        out.append(Group(conv, bucket, model, batch, cost, *sums, *r[19:]))
+    return out
+
+
+def _exact(db: Any, prices: PriceTable, conv: int, bucket: int, model: str, batch: int, band: int) -> float | None:
+    """Price a straddling class attempt by attempt (a user's band threshold that isn't in EDGES)."""
+    row = prices.row_for(model or None)
+    assert row is not None and row.above_tokens is not None
+    total = 0.0
+    for toks in db.execute(
+        """SELECT input, output, w5m, w1h, cr, web FROM usage WHERE conv = ? AND COALESCE(model, '') = ?
+           AND batch = ? AND at >= ? AND at < ? AND input IS NOT NULL""",
+        (conv, model, batch, bucket * BUCKET_S, (bucket + 1) * BUCKET_S),
+    ):
+        prompt = toks[0] + toks[2] + toks[3] + toks[4]
+        if bisect.bisect_left(EDGES, prompt) == band:
+            total += _cost(prices, model, batch, toks, prompt > row.above_tokens) or 0.0
+    return total
+
+
+@dataclass(slots=True)
+class Totals:
+    cost_usd: float | None
+    prompt: int
+    output: int
+    cr: int
+    errors: int
+
+
+def conversation_totals(db: Any, prices: PriceTable) -> dict[int, Totals]:
+    """Per conversation rowid: cost (None when any priced part is unknown), tokens, errors."""
+    out: dict[int, Totals] = {}
+    for g in groups(db, prices):
+        t = out.get(g.conv)
+        if t is None:
+            t = out[g.conv] = Totals(0.0, 0, 0, 0, 0)
+        if g.cost_usd is None:
+            t.cost_usd = None
+        elif t.cost_usd is not None:
+            t.cost_usd += g.cost_usd
+        t.prompt += g.prompt
+        t.output += g.output
+        t.cr += g.cr
+        t.errors += g.errors
+    return out

@@ -1,0 +1,173 @@
+"""The numbers of each attempt, kept where they aggregate fast (migration m003).
+
+Stats, alerts, the dashboard and sorting conversations by cost read these instead of parsing
+every attempt's JSON. They hold token counts, never money: costs are priced at read time with
+the current table (store/aggregate.py), so a corrected price still re-prices history.
+
+- `usage`: one row per attempt (`part` 0), plus one per billed compaction iteration (`part` 1,
+  2, ...), so every priced unit is a row with its own model. Clustered by conversation and turn.
+- `rollup`: the same numbers summed per conversation, 15-minute bucket (every time zone's
+  midnight falls on one), model, batch or not, and prompt-size class (which of EDGES the prompt
+  lies between, so a price band above any of those sizes is priced exactly from the sums).
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+from ..pricing import token_parts as pricing_parts
+
+BUCKET_S = 900
+EDGES = (32_000, 64_000, 100_000, 128_000, 200_000, 256_000, 500_000, 1_000_000)
+"""Prompt sizes the rollup keeps apart: a price band starting above one of these is exact."""
+
+USAGE_COLUMNS = (
+    "conv, idx, attempt_id, part, turn, at, model, status, latency_ms, error, new_turn, "
+    "input, output, w5m, w1h, cr, web, batch, tool_results, tool_errors, system, rewrite"
+)
+INSERT_USAGE = f"INSERT INTO usage({USAGE_COLUMNS}) VALUES ({','.join('?' * len(USAGE_COLUMNS.split(',')))})"
+
+ROLLUP_SUMS = (
+    "turns", "attempts", "errors", "limited", "priced",
+    "input", "output", "w5m", "w1h", "cr", "web", "tool_results", "tool_errors", "rewrites",
+)  # fmt: skip
+ROLLUP_COLUMNS = ("conv", "bucket", "model", "batch", "band", *ROLLUP_SUMS, "sys_min", "sys_max", "sys_nulls")
+UPSERT_ROLLUP = (
+    f"INSERT INTO rollup({', '.join(ROLLUP_COLUMNS)}) VALUES ({','.join('?' * len(ROLLUP_COLUMNS))}) "
+    "ON CONFLICT(conv, bucket, model, batch, band) DO UPDATE SET "
+    + ", ".join(f"{c} = {c} + excluded.{c}" for c in ROLLUP_SUMS)
+    + ", sys_min = MIN(COALESCE(sys_min, excluded.sys_min), COALESCE(excluded.sys_min, sys_min))"
+    + ", sys_max = MAX(COALESCE(sys_max, excluded.sys_max), COALESCE(excluded.sys_max, sys_max))"
+    + ", sys_nulls = sys_nulls + excluded.sys_nulls"
+)
+
+SCHEMA = (
+    """CREATE TABLE usage (
+        conv INTEGER NOT NULL,         -- conversations.rowid
+        idx INTEGER NOT NULL,          -- the turn's index in its conversation
+        attempt_id INTEGER NOT NULL,   -- attempts.id
+        part INTEGER NOT NULL,         -- 0: the attempt; 1..: its billed compaction iterations
+        turn INTEGER NOT NULL,         -- turns.rowid
+        at REAL NOT NULL,              -- start, unix seconds
+        model TEXT,
+        status INTEGER,
+        latency_ms REAL,
+        error INTEGER NOT NULL,        -- 1 when the attempt has an error (HTTP, an error event, no connection)
+        new_turn INTEGER NOT NULL,     -- 1 on the attempt that started its turn
+        input INTEGER, output INTEGER, w5m INTEGER, w1h INTEGER, cr INTEGER, web INTEGER,
+                                       -- usage as received (NULL: none); w5m/w1h: cache writes
+        batch INTEGER NOT NULL,
+        tool_results INTEGER NOT NULL, -- tool_result blocks the turn's request added (first attempt)
+        tool_errors INTEGER NOT NULL,  -- of them, with is_error
+        system INTEGER,                -- the turn's system prompt blob
+        rewrite INTEGER NOT NULL,      -- writes to the cache while reading no more than the turn before
+        PRIMARY KEY (conv, idx, attempt_id, part)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX usage_latency ON usage(latency_ms, at) WHERE part = 0 AND latency_ms IS NOT NULL",
+    """CREATE TABLE rollup (
+        conv INTEGER NOT NULL,
+        bucket INTEGER NOT NULL,       -- start time // 900 s
+        model TEXT NOT NULL,           -- '' when unknown
+        batch INTEGER NOT NULL,
+        band INTEGER NOT NULL,         -- prompt-size class: bisect_left(EDGES, prompt tokens)
+        turns INTEGER NOT NULL, attempts INTEGER NOT NULL, errors INTEGER NOT NULL,
+        limited INTEGER NOT NULL,      -- attempts answered 429 or 529
+        priced INTEGER NOT NULL,       -- rows with usage
+        input INTEGER NOT NULL, output INTEGER NOT NULL, w5m INTEGER NOT NULL, w1h INTEGER NOT NULL,
+        cr INTEGER NOT NULL, web INTEGER NOT NULL,
+        tool_results INTEGER NOT NULL, tool_errors INTEGER NOT NULL, rewrites INTEGER NOT NULL,
+        sys_min INTEGER, sys_max INTEGER, sys_nulls INTEGER NOT NULL,
+        PRIMARY KEY (conv, bucket, model, batch, band)
+    ) WITHOUT ROWID""",
+)
+
+
+def token_parts(usage: dict[str, Any]) -> tuple[int, ...]:
+    """input, output, 5-minute writes, 1-hour writes, reads, web searches, batch (0/1)."""
+    *counts, batch = pricing_parts(usage)
+    return (*counts, 1 if batch else 0)
+
+
+def tool_counts(messages: list[Any]) -> tuple[int, int]:
+    """tool_result blocks in these messages, and how many of them are errors."""
+    n = errors = 0
+    for m in messages:
+        content = m.get("content") if isinstance(m, dict) else None
+        if not isinstance(content, list):
+            continue
+        for b in content:
+            if isinstance(b, dict) and b.get("type") == "tool_result":
+                n += 1
+                if b.get("is_error") is True:
+                    errors += 1
+    return n, errors
+
+
+def is_rewrite(writes: int, reads: int, prev_reads: int | None) -> bool:
+    """The per-turn signal metrics.cache_breaks looks for (a turn without usage reads 0)."""
+    return writes >= 1 and reads <= (prev_reads or 0)
+
+
+def usage_rows(
+    *,
+    conv: int,
+    idx: int,
+    attempt_id: int,
+    turn: int,
+    at: float,
+    model: str | None,
+    status: int | None,
+    latency_ms: float | None,
+    error: bool,
+    new_turn: bool,
+    usage: Any,
+    tools: tuple[int, int],
+    system: int | None,
+    prev_reads: int | None,
+) -> list[tuple[Any, ...]]:
+    """The usage rows of one attempt; `prev_reads`: cache reads of the turn before."""
+    head = (conv, idx, attempt_id, 0, turn, at, model, status, latency_ms, 1 if error else 0, 1 if new_turn else 0)
+    if not isinstance(usage, dict):
+        return [(*head, None, None, None, None, None, None, 0, *tools, system, 0)]
+    p = token_parts(usage)
+    out = [(*head, *p, *tools, system, 1 if is_rewrite(p[2] + p[3], p[4], prev_reads) else 0)]
+    for i, it in enumerate(usage.get("iterations") or (), 1):
+        if isinstance(it, dict) and it.get("type") == "compaction":
+            q = token_parts(it)
+            out.append(
+                (conv, idx, attempt_id, i, turn, at, it.get("model") or model, None, None, 0, 0, *q, 0, 0, system, 0)
+            )
+    return out
+
+
+def rollup_row(u: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A usage row as its contribution to the rollup."""
+    (conv, _idx, _aid, part, _turn, at, model, status, _lat, error, new_turn,
+     inp, out, w5m, w1h, cr, web, batch, tr, te, system, rewrite) = u  # fmt: skip
+    priced = inp is not None
+    prompt = (inp or 0) + (w5m or 0) + (w1h or 0) + (cr or 0)
+    first = part == 0
+    return (
+        conv, int(at // BUCKET_S), model or "", batch, bisect.bisect_left(EDGES, prompt) if priced else 0,
+        new_turn, 1 if first else 0, error, 1 if first and status in (429, 529) else 0, 1 if priced else 0,
+        inp or 0, out or 0, w5m or 0, w1h or 0, cr or 0, web or 0, tr, te, rewrite,
+        system, system, 1 if system is None and first else 0,
+    )  # fmt: skip
+
+
+def prev_reads(db: Any, conv: int, idx: int) -> int | None:
+    """Cache reads of turn idx-1 (its last attempt with usage); None when it has none."""
+    if idx == 0:
+        return None
+    row = db.execute(
+        "SELECT cr FROM usage WHERE conv = ? AND idx = ? AND part = 0 AND input IS NOT NULL "
+        "ORDER BY attempt_id DESC LIMIT 1",
+        (conv, idx - 1),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def write(db: Any, rows: list[tuple[Any, ...]]) -> None:
+    db.executemany(INSERT_USAGE, rows)
+    db.executemany(UPSERT_ROLLUP, [rollup_row(r) for r in rows])

@@ -1,0 +1,154 @@
+"""The rollup (store/facts.py) priced at read time (store/aggregate.py) gives exactly what pricing
+each attempt's raw usage gives, and the conversation list sorts and filters by it across pages."""
+
+from __future__ import annotations
+
+import pytest
+
+from replayer import Recorder
+from replayer.pricing import PriceTable
+from replayer.store.aggregate import conversation_totals, groups
+from replayer.store.queries import Store
+from replayer.store.schema import open_db
+
+T0 = 1_764_000_000.0
+
+
+def msg(model, usage, text="ok"):
+    return {"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": usage}  # fmt: skip
+
+
+def u(inp, out=10, w=0, r=0, **extra):
+    return {"input_tokens": inp, "output_tokens": out, "cache_creation_input_tokens": w,
+            "cache_read_input_tokens": r, **extra}  # fmt: skip
+
+
+CASES = {
+    # conversation: [(model, usage)], each recorded as one turn
+    "conv_plain": [("claude-sonnet-4-5", u(1000, 200, w=3000)), ("claude-sonnet-4-5", u(50, 300, r=3000))],
+    "conv_long": [("claude-sonnet-4-5", u(10, 100, r=150_000)), ("claude-sonnet-4-5", u(10, 100, r=250_000))],
+    "conv_haiku55": [("claude-haiku-5-5", u(99_990)), ("claude-haiku-5-5", u(100_010))],
+    "conv_batch": [("claude-opus-4-1-20250805", u(5000, 900, service_tier="batch"))],
+    "conv_web": [("claude-sonnet-4-5", u(2000, 400, server_tool_use={"web_search_requests": 3}))],
+    "conv_1h": [("claude-sonnet-4-5", u(100, 10, w=5000, cache_creation={"ephemeral_5m_input_tokens": 1000,
+                                                                        "ephemeral_1h_input_tokens": 4000}))],
+    "conv_compact": [("claude-sonnet-4-5", u(100, 50, iterations=[
+        {"type": "compaction", "input_tokens": 180_000, "output_tokens": 3000},
+        {"type": "message", "input_tokens": 100, "output_tokens": 50}]))],
+    "conv_unknown": [("claude-sonnet-4-5", u(100)), ("mystery-model-9", u(100))],
+    "conv_tiny": [("claude-haiku-4-5", u(3, 1))],
+}  # fmt: skip
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    path = tmp_path / "agg.db"
+    with Recorder(path) as rec:
+        for n, (conv, turns) in enumerate(CASES.items()):
+            for i, (model, usage) in enumerate(turns):
+                rec.record({"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": f"q{i}"}]},
+                           msg(model, usage), conversation_id=conv, user_id="u", started_at=T0 + n * 1800 + i)
+            # an attempt that failed has no usage and costs nothing
+            rec.record({"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": []},
+                       error={"type": "rate_limit_error", "message": "slow down", "status": 429}, status=429,
+                       conversation_id=conv, started_at=T0 + n * 1800 + 30)  # fmt: skip
+    return path
+
+
+def python_costs(store):
+    """Each conversation's cost as the list prices it: every attempt's raw usage, one by one."""
+    return {c.conversation_id: c.cost_usd for c in store.conversations(limit=1000)}
+
+
+def rowids(db):
+    return dict(db.execute("SELECT rowid, id FROM conversations").fetchall())
+
+
+def test_rollup_prices_like_each_attempt(db_path):
+    db = open_db(db_path)
+    store = Store(db, PriceTable.load())
+    expected = python_costs(store)
+    assert expected["conv_unknown"] is None and expected["conv_long"] > 0
+    totals = conversation_totals(db, store.prices)
+    names = rowids(db)
+    got = {names[k]: v.cost_usd for k, v in totals.items()}
+    assert got.keys() == expected.keys()
+    assert got.pop("conv_unknown") is None
+    for conv, cost in expected.items():
+        if conv != "conv_unknown":
+            assert got[conv] == pytest.approx(cost, rel=1e-12, abs=1e-15), conv
+    # the band is decided per request, so conv_long has one turn at each rate
+    long_turns = [t.cost_usd for t in store.turns("conv_long")]
+    assert got["conv_long"] == pytest.approx(sum(c for c in long_turns if c), rel=1e-12)
+
+
+def test_a_band_threshold_between_the_rollup_edges_is_priced_attempt_by_attempt(db_path, tmp_path):
+    odd = tmp_path / "odd.toml"
+    odd.write_text(
+        """[[model]]
+ids = ["claude-haiku-4-5"]
+input = 1.0
+output = 5.0
+cache_write_5m = 1.25
+cache_write_1h = 2.0
+cache_read = 0.1
+source = "test"
+date = "2026-11-26"
+[model.above]
+prompt_tokens = 2
+input = 100.0
+output = 500.0
+cache_write_5m = 125.0
+cache_write_1h = 200.0
+cache_read = 10.0
+"""
+    )
+    prices = PriceTable.load(odd)
+    db = open_db(db_path)
+    store = Store(db, prices)
+    tiny = python_costs(store)["conv_tiny"]
+    assert tiny == pytest.approx((3 * 100 + 1 * 500) / 1e6)  # 3 prompt tokens > 2: the high band
+    names = rowids(db)
+    got = {names[k]: v.cost_usd for k, v in conversation_totals(db, prices).items()}
+    assert got["conv_tiny"] == pytest.approx(tiny, rel=1e-12)
+
+
+def test_sorting_and_filtering_by_cost_spans_every_page(db_path):
+    store = Store(open_db(db_path), PriceTable.load())
+    costs = python_costs(store)
+    known = sorted((c for c in costs.items() if c[1] is not None), key=lambda kv: -kv[1])
+    pages = [store.conversations(sort="cost", limit=2, offset=o) for o in range(0, 12, 2)]
+    order = [c.conversation_id for page in pages for c in page]
+    assert order == [k for k, _ in known] + ["conv_unknown"]  # unknown cost last
+    ascending = [c.conversation_id for c in store.conversations(sort="cost", descending=False, limit=100)]
+    assert ascending == [k for k, _ in reversed(known)] + ["conv_unknown"]
+    floor = known[3][1]
+    over = store.conversations(min_cost=floor, limit=100)
+    assert {c.conversation_id for c in over} == {k for k, _ in known[:4]}
+    assert [c.conversation_id for c in store.conversations(min_cost=floor, sort="cost", limit=2, offset=2)] == [
+        k for k, _ in known[2:4]
+    ]
+
+
+def test_sorting_by_tokens_cache_and_errors(db_path):
+    store = Store(open_db(db_path), PriceTable.load())
+    every = store.conversations(limit=100)
+    by_input = [c.conversation_id for c in store.conversations(sort="input", limit=100)]
+    assert by_input == [c.conversation_id for c in sorted(every, key=lambda c: (-c.input_tokens, c.conversation_id))]
+    by_cache = [c.conversation_id for c in store.conversations(sort="cache", limit=3)]
+    assert by_cache[0] == "conv_long"
+    assert all(c.errors == 1 for c in every)
+    assert [c.conversation_id for c in store.conversations(sort="errors", limit=100)] == sorted(
+        c.conversation_id for c in every
+    )
+
+
+def test_groups_are_per_quarter_hour(db_path):
+    db = open_db(db_path)
+    gs = groups(db, PriceTable.load(), since=T0 + 1800, until=T0 + 3600)
+    names = rowids(db)
+    assert {names[g.conv] for g in gs} == {"conv_long"}
+    assert sum(g.attempts for g in groups(db, PriceTable.load())) == sum(len(t) + 1 for t in CASES.values())
+    assert sum(g.limited for g in groups(db, PriceTable.load())) == len(CASES)
