@@ -34,12 +34,13 @@ class UserError(click.ClickException):
 
 class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        from .config import ConfigError
         from .pricing import PricingError
         from .store.schema import DBError
 
         try:
             return super().invoke(ctx)
-        except (DBError, PricingError) as e:
+        except (DBError, PricingError, ConfigError) as e:
             raise UserError(str(e)) from None
         except sqlite3.Error as e:
             raise UserError(f"database error: {e}") from None
@@ -59,6 +60,8 @@ db_option = _root_option("db", "PATH", "Database file (default: $REPLAYER_DB, el
 pricing_option = _root_option(
     "pricing", "FILE", "A price file (TOML) that adds or overrides rows (also $REPLAYER_PRICING)."
 )
+
+config_option = _root_option("config", "FILE", "Settings file: thresholds, budget, time zone (also $REPLAYER_CONFIG).")
 
 
 def db_path(ctx: click.Context) -> Path:
@@ -86,6 +89,7 @@ def cut(text: str | None, n: int) -> str:
 @click.group(cls=Group, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @db_option
 @pricing_option
+@config_option
 @click.version_option(package_name="replayer")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
@@ -336,6 +340,231 @@ def demo(ctx: click.Context, no_open: bool) -> None:
         click.echo(f"\nnext: replayer --db {path} browse   ·   replayer --db {path} show <CONVERSATION>", err=True)
         return
     _browse(ctx, path)
+
+
+def _settings(ctx: click.Context, tz: str | None, thresholds: tuple[str, ...], budget: float | None) -> Any:
+    from .config import load, set_threshold
+    from .metrics import zone
+
+    settings = load((ctx.find_root().obj or {}).get("config"))
+    for spec in thresholds:
+        set_threshold(settings, spec)
+    if budget is not None:
+        settings.daily_budget_usd = budget
+    if tz:
+        settings.tz = tz
+    zone(settings.tz)  # an unknown zone is bad input, said before any work
+    return settings
+
+
+def _health_options(f: Any) -> Any:
+    for option in reversed(
+        [
+            db_option,
+            pricing_option,
+            config_option,
+            click.option("--days", type=click.IntRange(1), default=7, show_default=True, help="The last N days."),
+            click.option("--tz", metavar="ZONE", help="Days in this time zone (default UTC, or [stats] tz)."),
+            click.option(
+                "--threshold",
+                "thresholds",
+                metavar="NAME=VALUE",
+                multiple=True,
+                help="Override a metric's threshold (repeatable).",
+            ),
+            click.option("--daily-budget", "budget", type=float, metavar="USD", help="Per-user daily budget."),
+            click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout."),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+def _fmt_metric(name: str, value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if name in ("cache_hit_rate", "tool_failure_rate", "rate_limit_error_rate"):
+        return f"{value:.1%}"
+    if name == "p95_latency_ms":
+        return f"{value / 1000:.2f} s"
+    if name == "mean_cost_per_conversation_usd":
+        return money(value)
+    return f"{value:.1f}"
+
+
+def _describe_alert(a: dict[str, Any]) -> str:
+    if a["kind"] == "budget":
+        who = a["user_id"] or "(no user)"
+        return f"budget  {who} spent {money(a['cost_usd'])} on {a['date']} (budget {money(a['budget_usd'])})"
+    if a["kind"] == "metric":
+        name = a["metric"]
+        return f"metric  {name} is {_fmt_metric(name, a['value'])} (threshold {_fmt_metric(name, a['threshold'])})"
+    return (
+        f"cache   {a['conversation_id']}: a moving cache breakpoint from turn {a['turn_index']} "
+        f"cost {money(a['extra_cost_usd'])} more than cache reads would have"
+    )
+
+
+@cli.command()
+@_health_options
+@click.option(
+    "--by",
+    type=click.Choice(["user", "model", "day", "conversation"]),
+    default="user",
+    show_default=True,
+    help="The breakdown to print.",
+)
+@click.option("--user", help="Only this user.")
+@click.pass_context
+def stats(
+    ctx: click.Context,
+    days: int,
+    tz: str | None,
+    thresholds: tuple[str, ...],
+    budget: float | None,
+    as_json: bool,
+    by: str,
+    user: str | None,
+) -> None:
+    """Spend per user, model and day, cost per conversation, and the health metrics."""
+    from .metrics import stats as compute
+
+    settings = _settings(ctx, tz, thresholds, budget)
+    store = open_store(ctx)
+    doc = compute(store.db, store.prices, settings, days=days, user=user)
+    if as_json:
+        click.echo(json.dumps(doc, ensure_ascii=False))
+        return
+    click.echo(f"{doc['since']} .. {doc['until']} ({doc['tz']})" + (f", user {user}" if user else ""))
+    click.echo("")
+    if by == "user":
+        dates = [d["date"] for d in doc["days"]]
+        show_days = dates if len(dates) <= 7 else []
+        click.echo(
+            f"{'USER':24}  {'COST':>10}  {'CONV':>5}  {'TURNS':>6}" + "".join(f"  {d[5:]:>9}" for d in show_days)
+        )
+        for u in doc["users"]:
+            per_day = {d["date"]: d["cost_usd"] for d in u["days"]}
+            click.echo(
+                f"{cut(u['user_id'] or '(no user)', 24):24}  {money(u['cost_usd']):>10}  {u['conversations']:>5}  "
+                f"{u['turns']:>6}" + "".join(f"  {money(per_day[d]):>9}" for d in show_days)
+            )
+        if doc["top_users_today"]:
+            click.echo(
+                "\ntop users today: "
+                + ", ".join(f"{t['user_id'] or '(no user)'} {money(t['cost_usd'])}" for t in doc["top_users_today"])
+            )
+    elif by == "model":
+        click.echo(f"{'MODEL':32}  {'COST':>10}  {'TURNS':>6}")
+        for m in doc["models"]:
+            click.echo(f"{cut(m['model'] or '(none)', 32):32}  {money(m['cost_usd']):>10}  {m['turns']:>6}")
+    elif by == "day":
+        click.echo(f"{'DAY':10}  {'COST':>10}")
+        for d in doc["days"]:
+            click.echo(f"{d['date']:10}  {money(d['cost_usd']):>10}")
+    else:
+        click.echo(f"{'CONVERSATION':32}  {'USER':16}  {'TURNS':>6}  {'COST':>10}")
+        for c in doc["top_conversations"]:
+            click.echo(
+                f"{c['conversation_id']:32}  {cut(c['user_id'], 16):16}  {c['turns']:>6}  {money(c['cost_usd']):>10}"
+            )
+    conv = doc["conversations"]
+    click.echo(
+        f"\nconversations: {conv['count']}, cost mean {money(conv['mean_cost_usd'])}, "
+        f"p50 {money(conv['p50_cost_usd'])}, p95 {money(conv['p95_cost_usd'])}"
+    )
+    click.echo(f"\n{'HEALTH':32}  {'VALUE':>10}  {'THRESHOLD':>10}")
+    for name, m in doc["metrics"].items():
+        flag = "ALERT" if m["alert"] else ("" if m["value"] is None else "ok")
+        click.echo(f"{name:32}  {_fmt_metric(name, m['value']):>10}  {_fmt_metric(name, m['threshold']):>10}  {flag}")
+    for a in doc["alerts"]:
+        if a["kind"] == "cache":
+            click.echo("\n" + _describe_alert(a))
+    for u in doc["unpriced"]:
+        click.echo(f"note: {u['attempts']} attempt(s) of {u['model']} have no price and count as $0", err=True)
+
+
+@cli.command()
+@_health_options
+@click.pass_context
+def alerts(
+    ctx: click.Context,
+    days: int,
+    tz: str | None,
+    thresholds: tuple[str, ...],
+    budget: float | None,
+    as_json: bool,
+) -> None:
+    """Users over the daily budget today, metrics past their thresholds, broken caches.
+
+    Exits 1 when any alert fires, so cron or CI can act on it.
+    """
+    from .metrics import stats as compute
+
+    settings = _settings(ctx, tz, thresholds, budget)
+    store = open_store(ctx)
+    found = compute(store.db, store.prices, settings, days=days)["alerts"]
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False))
+    elif not found:
+        click.echo(
+            "no alerts" + ("" if settings.daily_budget_usd is not None else " (no daily budget set: --daily-budget)")
+        )
+    else:
+        for a in found:
+            click.echo(_describe_alert(a))
+    if found:
+        ctx.exit(1)
+
+
+@cli.command()
+@pricing_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def pricing(ctx: click.Context, as_json: bool) -> None:
+    """The price table in use (USD per million tokens) and where each row came from."""
+    from .pricing import KINDS, PriceTable
+
+    table = PriceTable.load((ctx.find_root().obj or {}).get("pricing"))
+    rows = []
+    for row in table.effective_rows():
+        rows.append(
+            {
+                "ids": list(row.ids),
+                **{k: row.rates.get(k) for k in KINDS},
+                "above_prompt_tokens": row.above_tokens,
+                "above": {k: row.above.get(k) for k in KINDS} if row.above else None,
+                "source": row.source,
+                "date": row.date,
+                "origin": row.origin,
+            }
+        )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"models": rows, "batch_factor": table.batch_factor, "web_search_per_1k": table.web_search_per_1k}
+            )
+        )
+        return
+    width = max(len(i) for r in rows for i in r["ids"])
+
+    def rates(r: dict[str, Any]) -> str:
+        return "  ".join(f"{r[k]:>8g}" for k in KINDS)
+
+    click.echo(
+        f"{'MODEL':{width}}  " + "  ".join(f"{h:>8}" for h in ("INPUT", "OUTPUT", "WRITE 5M", "WRITE 1H", "READ"))
+    )
+    for r in rows:
+        click.echo(f"{r['ids'][0]:{width}}  {rates(r)}   {r['origin']}: {r['source']} ({r['date']})")
+        for alias in r["ids"][1:]:
+            click.echo(f"{alias:{width}}  (as above)")
+        if r["above"]:
+            label = f"  above {r['above_prompt_tokens']:,}"
+            click.echo(f"{label:{width}}  {rates(r['above'])}   (prompt tokens: every token at these rates)")
+    click.echo(
+        f"\nUSD per million tokens; batch requests at {table.batch_factor:g}x; web search "
+        f"${table.web_search_per_1k:g} per 1,000; dated ids (model-YYYYMMDD) price as their alias."
+    )
 
 
 def main() -> None:

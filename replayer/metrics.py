@@ -1,9 +1,21 @@
-"""Health signals computed from recorded turns (headless: no Textual, no SQL)."""
+"""Health signals, spend and alerts (headless: no Textual; SQL stays in store/aggregate.py).
+
+`stats()` builds the document `replayer stats --json` prints (its shape is an interface, see the
+README), and `alerts()` the list `replayer alerts --json` prints. Costs come from the raw usage
+in the rollup and the current price table; days are calendar days in the given time zone.
+"""
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
 from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .config import LOWER_IS_BAD, ConfigError, Settings
+from .pricing import PriceTable
 
 MIN_WRITE_TOKENS = 1
 """A turn that writes at least this much to the cache counts as writing."""
@@ -13,23 +25,241 @@ def _int(usage: dict[str, Any] | None, key: str) -> int:
     return int((usage or {}).get(key) or 0)
 
 
+def cache_break_runs(usages: Sequence[dict[str, Any] | None]) -> list[tuple[int, int]]:
+    """(first, last) turn index of each broken-cache run: for at least two turns in a row, the
+    turn writes to the cache while its reads don't grow. That is the signature of a moving
+    breakpoint (a timestamp in the system prompt, a reordered tool list): every turn pays for a
+    write and gets no read back."""
+    runs = []
+    start = None
+    for i in range(1, len(usages) + 1):
+        rewrites = False
+        if i < len(usages):
+            prev, cur = usages[i - 1], usages[i]
+            rewrites = _int(cur, "cache_creation_input_tokens") >= MIN_WRITE_TOKENS and _int(
+                cur, "cache_read_input_tokens"
+            ) <= _int(prev, "cache_read_input_tokens")
+        if rewrites and start is None:
+            start = i
+        elif not rewrites and start is not None:
+            if i - start >= 2:
+                runs.append((start, i - 1))
+            start = None
+    return runs
+
+
 def cache_breaks(usages: Sequence[dict[str, Any] | None]) -> list[int]:
-    """Indexes of turns where a broken cache starts: from there on, for at least two turns in a
-    row, the turn writes to the cache while its reads don't grow. That is
-    the signature of a moving breakpoint (a timestamp in the system prompt, a reordered tool
-    list): every turn pays for a write and gets no read back."""
-    starts = []
-    run = 0
-    for i in range(1, len(usages)):
-        prev, cur = usages[i - 1], usages[i]
-        writes = _int(cur, "cache_creation_input_tokens")
-        rewrites = writes >= MIN_WRITE_TOKENS and _int(cur, "cache_read_input_tokens") <= _int(
-            prev, "cache_read_input_tokens"
-        )
-        if rewrites:
-            run += 1
-            if run == 2:
-                starts.append(i - 1)
-        else:
-            run = 0
-    return starts
+    """Indexes of turns where a broken cache starts (see cache_break_runs)."""
+    return [first for first, _ in cache_break_runs(usages)]
+
+
+def rewrite_cost(prices: PriceTable, usage: dict[str, Any], model: str | None) -> float | None:
+    """What a turn's cache writes cost beyond reading the same tokens from the cache."""
+    b = prices.breakdown(usage, model)
+    if b.total is None:
+        return None
+    read = b.rates["cache_read"]
+    return (
+        b.tokens["cache_write_5m"] * (b.rates["cache_write_5m"] - read)
+        + b.tokens["cache_write_1h"] * (b.rates["cache_write_1h"] - read)
+    ) / 1_000_000
+
+
+# -- the stats document -------------------------------------------------------------------------
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown time zone {name!r}: use an IANA name such as UTC or Europe/Paris") from None
+
+
+def window(days: int, tz: ZoneInfo, now: datetime | None = None) -> tuple[date, date, float, float]:
+    """The last `days` calendar days in `tz`, today included: (first, last, since_ts, until_ts)."""
+    if days < 1:
+        raise ConfigError("--days must be at least 1")
+    now = now or datetime.now(UTC)
+    today = now.astimezone(tz).date()
+    first = today - timedelta(days=days - 1)
+    since = datetime.combine(first, datetime.min.time(), tz).timestamp()
+    until = datetime.combine(today + timedelta(days=1), datetime.min.time(), tz).timestamp()
+    return first, today, since, until
+
+
+def _quantile(sorted_values: list[float], q: float) -> float | None:
+    """Nearest-rank quantile."""
+    if not sorted_values:
+        return None
+    return sorted_values[max(1, math.ceil(q * len(sorted_values))) - 1]
+
+
+def _metric(name: str, value: float | None, settings: Settings) -> dict[str, Any]:
+    threshold = settings.thresholds[name]
+    if value is None:
+        alert = False
+    elif name in LOWER_IS_BAD:
+        alert = value < threshold
+    else:
+        alert = value > threshold
+    return {"value": value, "threshold": threshold, "alert": alert}
+
+
+def stats(
+    db: Any,
+    prices: PriceTable,
+    settings: Settings,
+    *,
+    days: int = 7,
+    user: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Spend, the health metrics against their thresholds, and the alerts, over the last `days`."""
+    from .store import aggregate
+
+    tz = zone(settings.tz)
+    first, today, since, until = window(days, tz, now)
+    names = aggregate.conversations_by_rowid(db)
+    groups = [
+        g
+        for g in aggregate.groups(db, prices, since, until)
+        if user is None or names.get(g.conv, ("", None))[1] == user
+    ]
+
+    day_of: dict[int, date] = {}
+
+    def day(bucket: int) -> date:
+        d = day_of.get(bucket)
+        if d is None:
+            d = day_of[bucket] = datetime.fromtimestamp(bucket * 900, tz).date()
+        return d
+
+    dates = [first + timedelta(days=i) for i in range((today - first).days + 1)]
+    users: dict[str | None, dict[str, Any]] = {}
+    models: dict[str, dict[str, Any]] = {}
+    convs: dict[int, dict[str, Any]] = {}
+    unpriced: dict[str, int] = defaultdict(int)
+    for g in groups:
+        uid = names.get(g.conv, ("", None))[1]
+        cost = g.cost_usd or 0.0
+        if g.cost_usd is None:
+            unpriced[g.model or "(none)"] += g.priced
+        u = users.get(uid)
+        if u is None:
+            u = users[uid] = {"cost": 0.0, "convs": set(), "turns": 0, "days": defaultdict(float)}
+        u["cost"] += cost
+        u["convs"].add(g.conv)
+        u["turns"] += g.turns
+        u["days"][day(g.bucket)] += cost
+        m = models.setdefault(g.model, {"cost": 0.0, "turns": 0})
+        m["cost"] += cost
+        m["turns"] += g.turns
+        c = convs.get(g.conv)
+        if c is None:
+            c = convs[g.conv] = dict.fromkeys(
+                ("cost", "turns", "attempts", "limited", "tool_results", "tool_errors", "cr", "prompt", "rewrites"), 0
+            )
+            c.update(sys=set(), nulls=0, unknown=False)
+        c["cost"] += cost
+        c["unknown"] = c["unknown"] or g.cost_usd is None
+        for k in ("turns", "attempts", "limited", "tool_results", "tool_errors", "cr", "rewrites"):
+            c[k] += getattr(g, k)
+        c["prompt"] += g.prompt
+        c["sys"].update(s for s in (g.sys_min, g.sys_max) if s is not None)
+        c["nulls"] += g.sys_nulls
+
+    conv_costs = sorted(c["cost"] for c in convs.values())
+    n_conv = len(convs)
+    total_turns = sum(c["turns"] for c in convs.values())
+    stable = [c for c in convs.values() if len(c["sys"]) + (1 if c["nulls"] else 0) <= 1]
+    stable_prompt = sum(c["prompt"] for c in stable)
+    attempts = sum(c["attempts"] for c in convs.values())
+    results = sum(c["tool_results"] for c in convs.values())
+    p95 = aggregate.latency_percentile(db, 0.95, since, until, list(convs) if user is not None else None)
+    metrics = {
+        "cache_hit_rate": _metric(
+            "cache_hit_rate", sum(c["cr"] for c in stable) / stable_prompt if stable_prompt else None, settings
+        ),
+        "avg_turns_per_conversation": _metric(
+            "avg_turns_per_conversation", total_turns / n_conv if n_conv else None, settings
+        ),
+        "p95_latency_ms": _metric("p95_latency_ms", p95, settings),
+        "mean_cost_per_conversation_usd": _metric(
+            "mean_cost_per_conversation_usd", sum(conv_costs) / n_conv if n_conv else None, settings
+        ),
+        "tool_failure_rate": _metric(
+            "tool_failure_rate", sum(c["tool_errors"] for c in convs.values()) / results if results else None, settings
+        ),
+        "rate_limit_error_rate": _metric(
+            "rate_limit_error_rate",
+            sum(c["limited"] for c in convs.values()) / attempts if attempts else None,
+            settings,
+        ),
+    }
+
+    alerts: list[dict[str, Any]] = []
+    if settings.daily_budget_usd is not None:
+        for uid, u in sorted(users.items(), key=lambda kv: -kv[1]["days"].get(today, 0.0)):
+            spent = u["days"].get(today, 0.0)
+            if spent > settings.daily_budget_usd:
+                alerts.append(
+                    {"kind": "budget", "user_id": uid, "date": today.isoformat(), "cost_usd": spent,
+                     "budget_usd": settings.daily_budget_usd}
+                )  # fmt: skip
+    for name, m in metrics.items():
+        if m["alert"]:
+            alerts.append({"kind": "metric", "metric": name, "value": m["value"], "threshold": m["threshold"]})
+    for conv, c in convs.items():
+        if c["rewrites"] < 2:  # a broken run needs two rewriting turns: the rest can't have one
+            continue
+        series = aggregate.turn_usages(db, conv)
+        usages = [u for _, u in series]
+        for first_turn, last_turn in cache_break_runs(usages):
+            extra = 0.0
+            for model, usage in series[first_turn : last_turn + 1]:
+                extra += rewrite_cost(prices, usage or {}, model) or 0.0
+            alerts.append(
+                {"kind": "cache", "conversation_id": names[conv][0], "turn_index": first_turn,
+                 "extra_cost_usd": extra}
+            )  # fmt: skip
+
+    return {
+        "since": first.isoformat(),
+        "until": today.isoformat(),
+        "tz": settings.tz,
+        "users": [
+            {
+                "user_id": uid,
+                "cost_usd": u["cost"],
+                "conversations": len(u["convs"]),
+                "turns": u["turns"],
+                "days": [{"date": d.isoformat(), "cost_usd": u["days"].get(d, 0.0)} for d in dates],
+            }
+            for uid, u in sorted(users.items(), key=lambda kv: (-kv[1]["cost"], kv[0] or ""))
+        ],
+        "top_users_today": [
+            {"user_id": uid, "cost_usd": u["days"][today]}
+            for uid, u in sorted(users.items(), key=lambda kv: (-kv[1]["days"].get(today, 0.0), kv[0] or ""))
+            if u["days"].get(today)
+        ][:10],
+        "models": [
+            {"model": name or None, "cost_usd": m["cost"], "turns": m["turns"]}
+            for name, m in sorted(models.items(), key=lambda kv: (-kv[1]["cost"], kv[0]))
+        ],
+        "days": [
+            {"date": d.isoformat(), "cost_usd": sum(u["days"].get(d, 0.0) for u in users.values())} for d in dates
+        ],
+        "conversations": {
+            "count": n_conv,
+            "mean_cost_usd": sum(conv_costs) / n_conv if n_conv else None,
+            "p50_cost_usd": _quantile(conv_costs, 0.5),
+            "p95_cost_usd": _quantile(conv_costs, 0.95),
+        },
+        "top_conversations": [
+            {"conversation_id": names[conv][0], "user_id": names[conv][1], "cost_usd": c["cost"], "turns": c["turns"]}
+            for conv, c in sorted(convs.items(), key=lambda kv: -kv[1]["cost"])[:10]
+        ],
+        "metrics": metrics,
+        "alerts": alerts,
+        "unpriced": [{"model": k, "attempts": v} for k, v in sorted(unpriced.items())],
+    }

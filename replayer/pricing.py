@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -164,6 +164,15 @@ class PriceTable:
             batch = float(user.get("batch", {}).get("factor", batch))
             web = float(user.get("server_tools", {}).get("web_search_per_1k", web))
         return cls(rows, batch, web)
+
+    def effective_rows(self) -> list[PriceRow]:
+        """The rows in force, in file order: each with the ids no later row overrides."""
+        out = []
+        for row in self.rows:
+            ids = tuple(i for i in row.ids if self._by_id.get(i) is row)
+            if ids:
+                out.append(row if ids == row.ids else replace(row, ids=ids))
+        return out
 
     def row_for(self, model: str | None) -> PriceRow | None:
         if not model:

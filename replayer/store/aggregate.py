@@ -153,3 +153,61 @@ def conversation_totals(db: Any, prices: PriceTable) -> dict[int, Totals]:
         t.cr += g.cr
         t.errors += g.errors
     return out
+
+
+def conversations_by_rowid(db: Any) -> dict[int, tuple[str, str | None]]:
+    """rowid -> (conversation id, user id)."""
+    return {r[0]: (r[1], r[2]) for r in db.execute("SELECT rowid, id, user_id FROM conversations")}
+
+
+def latency_percentile(
+    db: Any, q: float, since: float | None, until: float | None, convs: list[int] | None = None
+) -> float | None:
+    """The q-quantile (nearest rank) of attempt latencies started in [since, until)."""
+    where, args = ["part = 0", "latency_ms IS NOT NULL"], []
+    if since is not None:
+        where.append("at >= ?")
+        args.append(since)
+    if until is not None:
+        where.append("at < ?")
+        args.append(until)
+    if convs is not None:
+        where.append(f"conv IN ({','.join('?' * len(convs))})")
+        args += convs
+    cond = " AND ".join(where)
+    n = db.execute(f"SELECT COUNT(*) FROM usage WHERE {cond}", args).fetchone()[0]
+    if not n:
+        return None
+    rank = max(1, -(-int(q * 1_000_000) * n // 1_000_000))  # ceil(q * n), exactly
+    row = db.execute(
+        f"SELECT latency_ms FROM usage WHERE {cond} ORDER BY latency_ms LIMIT 1 OFFSET ?", [*args, rank - 1]
+    ).fetchone()
+    return float(row[0])
+
+
+def turn_usages(db: Any, conv: int) -> list[tuple[str | None, dict[str, Any] | None]]:
+    """Each turn's (model, usage) in order, from its last attempt that got usage back (None
+    for a turn without one), as the conversation view takes them."""
+    by_idx: dict[int, tuple[str | None, dict[str, Any]]] = {}
+    last = -1
+    for idx, model, inp, out, w5m, w1h, cr, web, batch in db.execute(
+        """SELECT idx, model, input, output, w5m, w1h, cr, web, batch FROM usage
+           WHERE conv = ? AND part = 0 ORDER BY idx, attempt_id""",
+        (conv,),
+    ):
+        last = max(last, idx)
+        if inp is None:
+            continue
+        usage: dict[str, Any] = {
+            "input_tokens": inp,
+            "output_tokens": out,
+            "cache_creation_input_tokens": w5m + w1h,
+            "cache_read_input_tokens": cr,
+            "cache_creation": {"ephemeral_5m_input_tokens": w5m, "ephemeral_1h_input_tokens": w1h},
+        }
+        if web:
+            usage["server_tool_use"] = {"web_search_requests": web}
+        if batch:
+            usage["service_tier"] = "batch"
+        by_idx[idx] = (model, usage)
+    return [by_idx.get(i, (None, None)) for i in range(last + 1)]

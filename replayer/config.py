@@ -1,0 +1,107 @@
+"""The user's settings file: health thresholds, the daily budget, the time zone for days.
+
+`--config FILE`, else `$REPLAYER_CONFIG`, else config.toml in the user's config folder (read
+when it exists; none is needed). Flags override it. Example:
+
+    [thresholds]
+    cache_hit_rate = 0.6                  # alert when below
+    avg_turns_per_conversation = 15       # the others alert when above
+    p95_latency_ms = 10000
+    mean_cost_per_conversation_usd = 0.50
+    tool_failure_rate = 0.05
+    rate_limit_error_rate = 0.01
+
+    [budget]
+    daily_usd = 5.00                      # per user per day
+
+    [stats]
+    tz = "UTC"                            # days for stats and alerts; any IANA zone
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "cache_hit_rate": 0.60,
+    "avg_turns_per_conversation": 15,
+    "p95_latency_ms": 10_000,
+    "mean_cost_per_conversation_usd": 0.50,
+    "tool_failure_rate": 0.05,
+    "rate_limit_error_rate": 0.01,
+}
+LOWER_IS_BAD = {"cache_hit_rate"}
+"""Metrics that alert when they fall below their threshold (the rest alert above it)."""
+
+
+class ConfigError(Exception):
+    """A settings file or flag that can't be used; the message says which and what to do."""
+
+
+@dataclass
+class Settings:
+    thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    daily_budget_usd: float | None = None
+    tz: str = "UTC"
+    source: str | None = None
+    """The file the settings came from, if any."""
+
+
+def config_dir() -> Path:
+    if sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    elif os.name == "nt":
+        base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
+    else:
+        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "replayer"
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where} must be a number")
+    return float(value)
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Settings from `path`, else $REPLAYER_CONFIG, else the default file when it exists."""
+    explicit = path or os.environ.get("REPLAYER_CONFIG")
+    file = Path(explicit).expanduser() if explicit else config_dir() / "config.toml"
+    settings = Settings()
+    if not file.exists():
+        if explicit:
+            raise ConfigError(f"config file {file} not found: fix --config or $REPLAYER_CONFIG")
+        return settings
+    try:
+        doc = tomllib.loads(file.read_text("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {file} is not valid TOML ({e}): fix it") from None
+    settings.source = str(file)
+    for name, value in (doc.get("thresholds") or {}).items():
+        if name not in DEFAULT_THRESHOLDS:
+            raise ConfigError(f"{file}: unknown threshold {name!r} (known: {', '.join(DEFAULT_THRESHOLDS)})")
+        settings.thresholds[name] = _number(value, f"{file}: thresholds.{name}")
+    budget = (doc.get("budget") or {}).get("daily_usd")
+    if budget is not None:
+        settings.daily_budget_usd = _number(budget, f"{file}: budget.daily_usd")
+    tz = (doc.get("stats") or {}).get("tz")
+    if tz is not None:
+        settings.tz = str(tz)
+    return settings
+
+
+def set_threshold(settings: Settings, spec: str) -> None:
+    """Apply a `NAME=VALUE` flag."""
+    name, sep, value = spec.partition("=")
+    name = name.strip()
+    if not sep or name not in DEFAULT_THRESHOLDS:
+        raise ConfigError(f"--threshold wants NAME=VALUE with NAME one of {', '.join(DEFAULT_THRESHOLDS)}")
+    try:
+        settings.thresholds[name] = float(value)
+    except ValueError:
+        raise ConfigError(f"--threshold {name}: {value!r} is not a number") from None

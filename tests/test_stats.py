@@ -1,0 +1,174 @@
+"""Spend, health metrics and alerts, checked against numbers worked out by hand (stats_data.py)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from click.testing import CliRunner
+from stats_data import DEE_USAGE, TURN_COST, build
+
+from replayer.cli import cli
+from replayer.config import Settings
+from replayer.metrics import stats
+from replayer.pricing import PriceTable
+from replayer.store.schema import open_db
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+YESTERDAY_LATE = datetime(2026, 11, 25, 23, 30, tzinfo=UTC).timestamp()  # 00:30 on the 26th in Paris
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stats") / "stats.db"
+    build(path, today=NOW.timestamp() - 3600, yesterday=YESTERDAY_LATE)
+    return path
+
+
+def run_stats(path, **kw):
+    settings = Settings(daily_budget_usd=kw.pop("budget", None), tz=kw.pop("tz", "UTC"))
+    return stats(open_db(path), PriceTable.load(), settings, now=NOW, **kw)
+
+
+def dee_cost(writes, reads):
+    return (10 * 3.0 + writes * 3.75 + reads * 0.30 + 10 * 15.0) / 1e6
+
+
+def test_the_numbers_are_right(history):
+    doc = run_stats(history, budget=0.05)
+    assert (doc["since"], doc["until"], doc["tz"]) == ("2026-11-20", "2026-11-26", "UTC")
+    users = {u["user_id"]: u for u in doc["users"]}
+    assert users["ana"]["cost_usd"] == pytest.approx(2 * 11 * TURN_COST)
+    assert (users["ana"]["conversations"], users["ana"]["turns"]) == (2, 22)
+    assert users["cy"]["days"][-2] == {"date": "2026-11-25", "cost_usd": pytest.approx(11 * TURN_COST)}
+    assert users["cy"]["days"][-1]["cost_usd"] == 0
+    dee = sum(dee_cost(w, r) for w, r in DEE_USAGE)
+    assert users["dee"]["cost_usd"] == pytest.approx(dee)
+    assert [u["user_id"] for u in doc["users"]][:2] == ["ana", "ben"]
+    assert doc["models"] == [{"model": "claude-sonnet-4-5", "cost_usd": pytest.approx(sum(
+        u["cost_usd"] for u in doc["users"])), "turns": 51}]  # fmt: skip
+
+    m = doc["metrics"]
+    assert m["tool_failure_rate"] == {"value": 2 / 40, "threshold": 0.05, "alert": False}  # exactly at, not over
+    assert m["rate_limit_error_rate"]["value"] == 3 / 54 and m["rate_limit_error_rate"]["alert"]
+    assert m["avg_turns_per_conversation"]["value"] == 51 / 6
+    # eve's system prompt changes, so only the others count: 44 turns of 1,000 + dee's prompts
+    dee_prompt = sum(10 + w + r for w, r in DEE_USAGE)
+    assert m["cache_hit_rate"]["value"] == pytest.approx(2000 / (44 * 1000 + dee_prompt))
+    assert m["cache_hit_rate"]["alert"]
+    costs = sorted([11 * TURN_COST] * 4 + [dee, 2 * dee_cost(0, 5000)])
+    assert doc["conversations"]["count"] == 6
+    assert doc["conversations"]["mean_cost_usd"] == pytest.approx(sum(costs) / 6)
+    assert doc["conversations"]["p50_cost_usd"] == pytest.approx(costs[2])  # nearest rank: 3rd of 6
+    assert doc["conversations"]["p95_cost_usd"] == pytest.approx(costs[5])
+    assert m["p95_latency_ms"]["value"] > 0 and not m["p95_latency_ms"]["alert"]
+
+    budget = [a for a in doc["alerts"] if a["kind"] == "budget"]
+    assert budget == [{"kind": "budget", "user_id": "ana", "date": "2026-11-26",
+                       "cost_usd": pytest.approx(22 * TURN_COST), "budget_usd": 0.05}]  # fmt: skip
+    cache = [a for a in doc["alerts"] if a["kind"] == "cache"]
+    extra = (2100 + 2200 + 2300) * (3.75 - 0.30) / 1e6
+    assert cache == [{"kind": "cache", "conversation_id": "conv_dee", "turn_index": 2,
+                      "extra_cost_usd": pytest.approx(extra)}]  # fmt: skip
+    metrics = {a["metric"] for a in doc["alerts"] if a["kind"] == "metric"}
+    assert metrics == {"rate_limit_error_rate", "cache_hit_rate"}
+
+
+def test_one_user_and_a_time_zone(history):
+    doc = run_stats(history, user="cy", tz="Europe/Paris", budget=0.04)
+    assert [u["user_id"] for u in doc["users"]] == ["cy"]
+    # 23:30 UTC on the 25th is 00:30 on the 26th in Paris: today there, so over today's budget
+    assert doc["users"][0]["days"][-1] == {"date": "2026-11-26", "cost_usd": pytest.approx(11 * TURN_COST)}
+    assert doc["metrics"]["tool_failure_rate"]["value"] == 1 / 10
+    assert [a["user_id"] for a in doc["alerts"] if a["kind"] == "budget"] == ["cy"]
+    assert run_stats(history, days=1)["users"][-1]["user_id"] != "cy"  # UTC: yesterday is out
+
+
+def test_p95_latency_is_the_nearest_rank(tmp_path):
+    from replayer import Recorder
+
+    with Recorder(tmp_path / "lat.db") as rec:
+        for i in range(1, 21):
+            rec.record({"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": []}, None,
+                       latency_ms=i * 100.0, started_at=NOW.timestamp() - 60, status=200)  # fmt: skip
+    doc = run_stats(tmp_path / "lat.db")
+    assert doc["metrics"]["p95_latency_ms"]["value"] == 1900.0  # the 19th of 20
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """The same history, recorded now (the CLI's days are today's)."""
+    import time
+
+    path = tmp_path_factory.mktemp("live") / "live.db"
+    build(path, today=time.time() - 120, yesterday=time.time() - 86400)
+    return path
+
+
+def cli_run(*args, **env):
+    return CliRunner().invoke(cli, list(args), env=env or None)
+
+
+def test_stats_json_shape(live):
+    r = cli_run("--db", str(live), "stats", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert {"since", "until", "tz", "users", "models", "conversations", "metrics", "alerts"} <= doc.keys()
+    assert set(doc["users"][0]) >= {"user_id", "cost_usd", "conversations", "turns", "days"}
+    assert set(doc["conversations"]) == {"count", "mean_cost_usd", "p50_cost_usd", "p95_cost_usd"}
+    assert set(doc["metrics"]) == {"cache_hit_rate", "avg_turns_per_conversation", "p95_latency_ms",
+                                   "mean_cost_per_conversation_usd", "tool_failure_rate", "rate_limit_error_rate"}
+    for by in ("user", "model", "day", "conversation"):
+        out = cli_run("--db", str(live), "stats", "--by", by).stdout
+        assert "rate_limit_error_rate" in out and "ALERT" in out
+    assert "conv_ana1" in cli_run("--db", str(live), "stats", "--by", "conversation").stdout
+    assert "claude-sonnet-4-5" in cli_run("--db", str(live), "stats", "--by", "model").stdout
+
+
+def test_alerts_exit_codes_flags_and_config(live, tmp_path):
+    r = cli_run("--db", str(live), "alerts", "--daily-budget", "0.05", "--json")
+    assert r.exit_code == 1
+    kinds = sorted(a["kind"] for a in json.loads(r.stdout))
+    assert kinds == ["budget", "cache", "metric", "metric"]
+    quiet = ["--threshold", "rate_limit_error_rate=0.5", "--threshold", "cache_hit_rate=0"]
+    r = cli_run("--db", str(live), "alerts", *quiet, "--json")
+    assert r.exit_code == 1 and [a["kind"] for a in json.loads(r.stdout)] == ["cache"]
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("[thresholds]\nrate_limit_error_rate = 0.5\ncache_hit_rate = 0.0\n[budget]\ndaily_usd = 100\n")
+    r = cli_run("--db", str(live), "--config", str(cfg), "alerts")
+    assert r.exit_code == 1 and r.stdout.startswith("cache ")
+    r = cli_run("--db", str(live), "alerts", "--json", REPLAYER_CONFIG=str(cfg))
+    assert [a["kind"] for a in json.loads(r.stdout)] == ["cache"]
+
+
+def test_bad_input_is_one_line(live, tmp_path):
+    for args, says in [
+        (["stats", "--tz", "Mars/Olympus"], "unknown time zone"),
+        (["alerts", "--threshold", "vibes=3"], "--threshold wants NAME=VALUE"),
+        (["alerts", "--threshold", "p95_latency_ms=fast"], "is not a number"),
+        (["--config", str(tmp_path / "nope.toml"), "stats"], "not found"),
+    ]:
+        r = cli_run("--db", str(live), *args)
+        assert r.exit_code == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[thresholds]\ncache_hit_rate = 'high'\n")
+    r = cli_run("--db", str(live), "--config", str(bad), "stats")
+    assert r.exit_code == 2 and "must be a number" in r.stderr
+
+
+def test_pricing_shows_the_table_and_where_rows_came_from(tmp_path):
+    r = cli_run("pricing")
+    assert r.exit_code == 0 and "claude-sonnet-4-5" in r.stdout and "above 200,000" in r.stdout
+    mine = tmp_path / "mine.toml"
+    mine.write_text('[[model]]\nids = ["claude-sonnet-4-5"]\ninput = 9\noutput = 9\ncache_write_5m = 9\n'
+                    'cache_write_1h = 9\ncache_read = 9\nsource = "our contract"\ndate = "2026-11-01"\n')  # fmt: skip
+    doc = json.loads(cli_run("--pricing", str(mine), "pricing", "--json").stdout)
+    rows = {i: row for row in doc["models"] for i in row["ids"]}
+    assert rows["claude-sonnet-4-5"]["origin"] == str(mine) and rows["claude-sonnet-4-5"]["input"] == 9
+    assert rows["claude-sonnet-4"]["origin"] == "built-in"  # the rest of the built-in row stays
+    assert rows["claude-sonnet-4"]["source"].startswith("https://")
+    assert doc["batch_factor"] == 0.5
