@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from .fmt import local_time, money
+from .fmt import describe_alert, fmt_metric, local_time, money
 
 
 class UserError(click.ClickException):
@@ -116,9 +116,11 @@ def _browse(ctx: click.Context, path: Path) -> None:
 
     open_db(path, create=False)  # a missing or foreign file is reported before the app starts
     prices = PriceTable.load((ctx.find_root().obj or {}).get("pricing"))
+    from .config import load
     from .tui.app import make_app
 
-    make_app(path, prices).run()
+    settings = load((ctx.find_root().obj or {}).get("config"))
+    make_app(path, prices, settings=settings).run()
 
 
 @cli.command("list")
@@ -380,31 +382,6 @@ def _health_options(f: Any) -> Any:
     return f
 
 
-def _fmt_metric(name: str, value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if name in ("cache_hit_rate", "tool_failure_rate", "rate_limit_error_rate"):
-        return f"{value:.1%}"
-    if name == "p95_latency_ms":
-        return f"{value / 1000:.2f} s"
-    if name == "mean_cost_per_conversation_usd":
-        return money(value)
-    return f"{value:.1f}"
-
-
-def _describe_alert(a: dict[str, Any]) -> str:
-    if a["kind"] == "budget":
-        who = a["user_id"] or "(no user)"
-        return f"budget  {who} spent {money(a['cost_usd'])} on {a['date']} (budget {money(a['budget_usd'])})"
-    if a["kind"] == "metric":
-        name = a["metric"]
-        return f"metric  {name} is {_fmt_metric(name, a['value'])} (threshold {_fmt_metric(name, a['threshold'])})"
-    return (
-        f"cache   {a['conversation_id']}: a moving cache breakpoint from turn {a['turn_index']} "
-        f"cost {money(a['extra_cost_usd'])} more than cache reads would have"
-    )
-
-
 @cli.command()
 @_health_options
 @click.option(
@@ -476,10 +453,10 @@ def stats(
     click.echo(f"\n{'HEALTH':32}  {'VALUE':>10}  {'THRESHOLD':>10}")
     for name, m in doc["metrics"].items():
         flag = "ALERT" if m["alert"] else ("" if m["value"] is None else "ok")
-        click.echo(f"{name:32}  {_fmt_metric(name, m['value']):>10}  {_fmt_metric(name, m['threshold']):>10}  {flag}")
+        click.echo(f"{name:32}  {fmt_metric(name, m['value']):>10}  {fmt_metric(name, m['threshold']):>10}  {flag}")
     for a in doc["alerts"]:
         if a["kind"] == "cache":
-            click.echo("\n" + _describe_alert(a))
+            click.echo("\n" + describe_alert(a))
     for u in doc["unpriced"]:
         click.echo(f"note: {u['attempts']} attempt(s) of {u['model']} have no price and count as $0", err=True)
 
@@ -512,7 +489,7 @@ def alerts(
         )
     else:
         for a in found:
-            click.echo(_describe_alert(a))
+            click.echo(describe_alert(a))
     if found:
         ctx.exit(1)
 

@@ -152,7 +152,7 @@ def stats(
         u["turns"] += g.turns
         u["days"][day(g.bucket)] += cost
         m = models.setdefault(g.model, {"cost": 0.0, "turns": 0})
-        m["cost"] += cost
+        m["cost"] = None if g.cost_usd is None or m["cost"] is None else m["cost"] + cost
         m["turns"] += g.turns
         c = convs.get(g.conv)
         if c is None:
@@ -244,7 +244,7 @@ def stats(
         ][:10],
         "models": [
             {"model": name or None, "cost_usd": m["cost"], "turns": m["turns"]}
-            for name, m in sorted(models.items(), key=lambda kv: (-kv[1]["cost"], kv[0]))
+            for name, m in sorted(models.items(), key=lambda kv: (-(kv[1]["cost"] or 0.0), kv[0]))
         ],
         "days": [
             {"date": d.isoformat(), "cost_usd": sum(u["days"].get(d, 0.0) for u in users.values())} for d in dates

@@ -342,3 +342,34 @@ async def test_mouse_click_opens_and_selects(db):
         await pilot.click(screen.query_one("#turns", DataTable), offset=(2, 3))
         await settle(pilot)
         assert screen.detail.turn.index == 2
+
+
+async def test_dashboard_shows_spend_health_and_alerts_and_filters_by_user(tmp_path):
+    from replayer.config import Settings
+    from replayer.tui.dashboard import DashboardScreen
+    from stats_data import build
+
+    path = tmp_path / "dash.db"
+    build(path, today=time.time() - 120, yesterday=time.time() - 86400)
+    app = make_app(path, settings=Settings(daily_budget_usd=0.05))
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("d")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        metrics = {r[0]: r for r in cell_texts(screen.query_one("#dash-metrics", DataTable))}
+        assert metrics["rate limit error rate"][1:] == ["5.6%", "> 1.0%", "ALERT"]  # 3 of 54 attempts
+        assert metrics["tool failure rate"][1:] == ["5.0%", "> 5.0%", "ok"]  # 2 of 40
+        alerts = static_text(screen, "#dash-alerts")
+        assert "ana spent $0.0990" in alerts and "conv_dee: a moving cache breakpoint from turn 2 cost $0.0228" in alerts
+        users = cell_texts(screen.query_one("#dash-users", DataTable))
+        assert [u[0] for u in users] == ["ana", "ben", "cy", "dee", "eve"]
+        assert "$0.0990" in users[0][1]
+        models = cell_texts(screen.query_one("#dash-models", DataTable))
+        assert models[0][0] == "claude-sonnet-4-5" and models[0][2] == "51"
+        await pilot.press("enter")  # the highlighted user: ana
+        await settle(pilot)
+        assert isinstance(app.screen, ConversationsScreen)
+        rows = cell_texts(app.screen.query_one("#conversations", DataTable))
+        assert sorted(r[1] for r in rows) == ["conv_ana1", "conv_ana2"]

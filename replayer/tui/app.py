@@ -18,6 +18,7 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.worker import Worker, WorkerState
 
+from ..config import Settings
 from ..pricing import PriceTable
 from ..store.queries import Store
 from ..store.schema import open_db
@@ -55,10 +56,19 @@ class ReplayerApp(App[None]):
         Binding("f1", "help", "Help", id="help", tooltip="Keys for what is on screen"),
     ]
 
-    def __init__(self, db_path: str | Path, prices: PriceTable | None = None, *, refresh_seconds: float = 2.0):
+    def __init__(
+        self,
+        db_path: str | Path,
+        prices: PriceTable | None = None,
+        *,
+        refresh_seconds: float = 2.0,
+        settings: Settings | None = None,
+    ):
         super().__init__()
         self.db_path = Path(db_path)
         self.prices = prices or PriceTable.load()
+        self.settings = settings or Settings()
+        """Thresholds, budget and time zone for the dashboard (replayer.config)."""
         self.refresh_seconds = refresh_seconds
         self._pool: queue.SimpleQueue[Store] = queue.SimpleQueue()
 

@@ -102,6 +102,7 @@ class ConversationsScreen(Screen[None]):
         Binding("S", "reverse_sort", "Reverse", id="reverse-sort", tooltip="Reverse the sort order", show=False),
         Binding("ctrl+r", "reload", "Refresh", id="refresh", tooltip="Reload the list from the database"),
         Binding("y", "copy", "Copy id", id="copy", tooltip="Copy the highlighted conversation id"),
+        Binding("d", "dashboard", "Dashboard", id="dashboard", tooltip="Spend per user and day, health, alerts"),
         Binding("escape", "clear", "Clear filter", id="clear", tooltip="Clear the filter", show=False),
     ]
     COLUMNS = (
@@ -276,9 +277,21 @@ class ConversationsScreen(Screen[None]):
 
     @on(Input.Submitted, "#filter")
     def apply_filter(self, event: Input.Submitted) -> None:
-        self.filters = parse_filter(event.value)
+        self.filter_to(event.value)
+
+    def filter_to(self, text: str) -> None:
+        """Show the conversations that match a filter (as typed after /)."""
+        box = self.query_one("#filter", Input)
+        box.value = text
+        box.display = bool(text)
+        self.filters = parse_filter(text)
         self.query_one(DataTable).focus()
         self.load(reset=True)
+
+    def action_dashboard(self) -> None:
+        from .dashboard import DashboardScreen
+
+        self.app.push_screen(DashboardScreen())
 
     def action_clear(self) -> None:
         box = self.query_one("#filter", Input)

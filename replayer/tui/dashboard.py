@@ -1,0 +1,193 @@
+"""The dashboard (`d` from the conversation list): spend per user and day, spend by model, the
+health metrics against their thresholds, and the alerts. It shows what `replayer stats` computes
+(metrics.stats), fetched in a thread worker; choosing a user filters the conversation list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ..config import LOWER_IS_BAD
+from ..fmt import describe_alert, fmt_metric, money
+
+TOP = 10
+COLOURS = ["dodger_blue2", "dark_orange", "green3", "magenta", "gold1", "cyan", "red", "purple", "chartreuse3", "tan"]
+OTHERS = "grey50"
+BAR = 40
+
+
+def spend_bars(doc: dict[str, Any]) -> Text:
+    """One stacked bar per day: the top users' shares in their colours, the rest in grey."""
+    users = doc["users"]
+    top = users[:TOP]
+    colour = {u["user_id"]: COLOURS[i % len(COLOURS)] for i, u in enumerate(top)}
+    days = [d["date"] for d in doc["days"]]
+    per_day: dict[str, list[tuple[str, float]]] = {d: [] for d in days}
+    for u in users:
+        style = colour.get(u["user_id"], OTHERS)
+        for d in u["days"]:
+            if d["cost_usd"]:
+                per_day[d["date"]].append((style, d["cost_usd"]))
+    peak = max((sum(c for _, c in v) for v in per_day.values()), default=0.0)
+    text = Text()
+    for d in days:
+        parts = per_day[d]
+        total = sum(c for _, c in parts)
+        text.append(f"{d[5:]} ", style="dim")
+        width = 0
+        for style, c in parts:
+            n = round(c / peak * BAR) if peak else 0
+            text.append("█" * n, style=style)
+            width += n
+        text.append(" " * (BAR - width + 1))
+        text.append(f"{money(total)}\n")
+    text.append("\n")
+    for u in top:
+        text.append("■ ", style=colour[u["user_id"]])
+        text.append(f"{u['user_id'] or '(no user)'}  ")
+    if len(users) > TOP:
+        text.append("■ ", style=OTHERS)
+        text.append(f"{len(users) - TOP} others")
+    return text
+
+
+class DashboardScreen(Screen[None]):
+    """Spend and health over the last days."""
+
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="back", tooltip="Back to the conversation list"),
+        Binding("ctrl+r", "reload", "Refresh", id="refresh", tooltip="Recompute from the database"),
+        Binding("plus,equals_sign", "days(1)", "More days", id="more-days", tooltip="One more day (+)"),
+        Binding("minus", "days(-1)", "Fewer days", id="fewer-days", tooltip="One day fewer (-)"),
+        Binding("enter", "pick_user", "Show user", id="pick-user", tooltip="Conversations of the highlighted user"),
+    ]
+
+    def __init__(self, days: int = 7) -> None:
+        super().__init__()
+        self.days = days
+        self.doc: dict[str, Any] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("Loading…", id="dash-title")
+        with Horizontal(id="dash-body"):
+            with VerticalScroll(id="dash-left"):
+                yield Static("", id="dash-bars")
+                yield DataTable(id="dash-users", cursor_type="row", zebra_stripes=True)
+            with Vertical(id="dash-right"):
+                yield DataTable(id="dash-metrics", cursor_type="none")
+                yield DataTable(id="dash-models", cursor_type="none")
+                yield Static("", id="dash-alerts")
+        yield Footer()
+
+    def on_resize(self, event: Any) -> None:
+        self.set_class(event.size.width < 120, "narrow")
+
+    def on_mount(self) -> None:
+        self.set_class(self.app.size.width < 120, "narrow")
+        self.sub_title = "dashboard"
+        users = self.query_one("#dash-users", DataTable)
+        for col, w in (("User", 24), ("Cost", 10), ("Today", 10), ("Conv", 5), ("Turns", 6)):
+            users.add_column(col, key=col, width=w)
+        metrics = self.query_one("#dash-metrics", DataTable)
+        for col, w in (("Health", 30), ("Value", 9), ("Alert at", 9), ("", 5)):
+            metrics.add_column(col, key=col or "flag", width=w)
+        models = self.query_one("#dash-models", DataTable)
+        for col, w in (("Model", 34), ("Cost", 10), ("Turns", 6)):
+            models.add_column(col, key=col, width=w)
+        self.load()
+        users.focus()
+
+    @work(thread=True, exclusive=True, group="dashboard", exit_on_error=False)
+    def load(self) -> None:
+        from ..metrics import stats
+
+        app: Any = self.app
+        with app.store() as store:
+            doc = stats(store.db, store.prices, app.settings, days=self.days)
+        app.call_from_thread(self.show, doc)
+
+    def show(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        conv = doc["conversations"]
+        self.query_one("#dash-title", Static).update(
+            Text.assemble(
+                (f"Spend and health, {doc['since']} to {doc['until']} ({doc['tz']})", "bold"),
+                f"   {conv['count']} conversations · cost mean {money(conv['mean_cost_usd'])}"
+                f" · p50 {money(conv['p50_cost_usd'])} · p95 {money(conv['p95_cost_usd'])}",
+            )
+        )
+        self.query_one("#dash-bars", Static).update(spend_bars(doc))
+        users = self.query_one("#dash-users", DataTable)
+        users.clear()
+        today = doc["until"]
+        for u in doc["users"]:
+            spent_today = next((d["cost_usd"] for d in u["days"] if d["date"] == today), 0.0)
+            users.add_row(
+                u["user_id"] or "(no user)",
+                Text(money(u["cost_usd"]), justify="right"),
+                Text(money(spent_today), justify="right"),
+                Text(str(u["conversations"]), justify="right"),
+                Text(str(u["turns"]), justify="right"),
+                key=u["user_id"] or "",
+            )
+        metrics = self.query_one("#dash-metrics", DataTable)
+        metrics.clear()
+        for name, m in doc["metrics"].items():
+            style = "bold red" if m["alert"] else ("dim" if m["value"] is None else "green")
+            word = "ALERT" if m["alert"] else ("" if m["value"] is None else "ok")
+            side = "< " if name in LOWER_IS_BAD else "> "
+            metrics.add_row(
+                name.replace("_", " "),
+                Text(fmt_metric(name, m["value"]), style=style, justify="right"),
+                Text(side + fmt_metric(name, m["threshold"]), justify="right"),
+                Text(word, style=style),
+            )
+        models = self.query_one("#dash-models", DataTable)
+        models.clear()
+        for m in doc["models"]:
+            models.add_row(m["model"] or "(none)", Text(money(m["cost_usd"]), justify="right"), str(m["turns"]))
+        alerts = Text("Alerts\n", style="bold")
+        if not doc["alerts"]:
+            alerts.append("none", style="green")
+        for a in doc["alerts"]:
+            kind, _, rest = describe_alert(a).partition(" ")
+            alerts.append(kind + " ", style="bold red")
+            alerts.append(rest.strip() + "\n")
+        for u in doc.get("unpriced", []):
+            alerts.append(f"\n{u['attempts']} attempt(s) of {u['model']} have no price (counted as $0)", style="dim")
+        self.query_one("#dash-alerts", Static).update(alerts)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_reload(self) -> None:
+        self.load()
+
+    def action_days(self, delta: int) -> None:
+        self.days = max(1, self.days + delta)
+        self.load()
+
+    @on(DataTable.RowSelected, "#dash-users")
+    def user_selected(self, event: DataTable.RowSelected) -> None:
+        self._filter_user(str(event.row_key.value))
+
+    def action_pick_user(self) -> None:
+        table = self.query_one("#dash-users", DataTable)
+        if self.doc and table.row_count:
+            self._filter_user(self.doc["users"][table.cursor_row]["user_id"] or "")
+
+    def _filter_user(self, user: str) -> None:
+        from .screens import ConversationsScreen
+
+        self.app.pop_screen()
+        screen = self.app.screen
+        if isinstance(screen, ConversationsScreen) and user:
+            screen.filter_to(f"user:{user}")
