@@ -344,7 +344,9 @@ def demo(ctx: click.Context, no_open: bool) -> None:
     _browse(ctx, path)
 
 
-def _settings(ctx: click.Context, tz: str | None, thresholds: tuple[str, ...], budget: float | None) -> Any:
+def _settings(
+    ctx: click.Context, tz: str | None, thresholds: tuple[str, ...], budget: float | None, days: int | None
+) -> Any:
     from .config import load, set_threshold
     from .metrics import zone
 
@@ -355,6 +357,8 @@ def _settings(ctx: click.Context, tz: str | None, thresholds: tuple[str, ...], b
         settings.daily_budget_usd = budget
     if tz:
         settings.tz = tz
+    if days:
+        settings.days = days
     zone(settings.tz)  # an unknown zone is bad input, said before any work
     return settings
 
@@ -365,7 +369,7 @@ def _health_options(f: Any) -> Any:
             db_option,
             pricing_option,
             config_option,
-            click.option("--days", type=click.IntRange(1), default=7, show_default=True, help="The last N days."),
+            click.option("--days", type=click.IntRange(1), help="The last N days (default 7, or [stats] days)."),
             click.option("--tz", metavar="ZONE", help="Days in this time zone (default UTC, or [stats] tz)."),
             click.option(
                 "--threshold",
@@ -395,7 +399,7 @@ def _health_options(f: Any) -> Any:
 @click.pass_context
 def stats(
     ctx: click.Context,
-    days: int,
+    days: int | None,
     tz: str | None,
     thresholds: tuple[str, ...],
     budget: float | None,
@@ -406,9 +410,9 @@ def stats(
     """Spend per user, model and day, cost per conversation, and the health metrics."""
     from .metrics import stats as compute
 
-    settings = _settings(ctx, tz, thresholds, budget)
+    settings = _settings(ctx, tz, thresholds, budget, days)
     store = open_store(ctx)
-    doc = compute(store.db, store.prices, settings, days=days, user=user)
+    doc = compute(store.db, store.prices, settings, user=user)
     if as_json:
         click.echo(json.dumps(doc, ensure_ascii=False))
         return
@@ -466,7 +470,7 @@ def stats(
 @click.pass_context
 def alerts(
     ctx: click.Context,
-    days: int,
+    days: int | None,
     tz: str | None,
     thresholds: tuple[str, ...],
     budget: float | None,
@@ -478,9 +482,9 @@ def alerts(
     """
     from .metrics import stats as compute
 
-    settings = _settings(ctx, tz, thresholds, budget)
+    settings = _settings(ctx, tz, thresholds, budget, days)
     store = open_store(ctx)
-    found = compute(store.db, store.prices, settings, days=days)["alerts"]
+    found = compute(store.db, store.prices, settings)["alerts"]
     if as_json:
         click.echo(json.dumps(found, ensure_ascii=False))
     elif not found:

@@ -16,6 +16,7 @@ when it exists; none is needed). Flags override it. Example:
 
     [stats]
     tz = "UTC"                            # days for stats and alerts; any IANA zone
+    days = 7                              # the window stats, alerts and the dashboard show
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Settings:
     thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     daily_budget_usd: float | None = None
     tz: str = "UTC"
+    days: int = 7
     source: str | None = None
     """The file the settings came from, if any."""
 
@@ -92,6 +94,11 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
     tz = (doc.get("stats") or {}).get("tz")
     if tz is not None:
         settings.tz = str(tz)
+    days = (doc.get("stats") or {}).get("days")
+    if days is not None:
+        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+            raise ConfigError(f"{file}: stats.days must be a whole number of days, at least 1")
+        settings.days = days
     return settings
 
 

@@ -110,15 +110,16 @@ def stats(
     prices: PriceTable,
     settings: Settings,
     *,
-    days: int = 7,
+    days: int | None = None,
     user: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Spend, the health metrics against their thresholds, and the alerts, over the last `days`."""
+    """Spend, the health metrics against their thresholds, and the alerts, over the last `days`
+    (default: the settings' days)."""
     from .store import aggregate
 
     tz = zone(settings.tz)
-    first, today, since, until = window(days, tz, now)
+    first, today, since, until = window(days or settings.days, tz, now)
     names = aggregate.conversations_by_rowid(db)
     groups = [
         g

@@ -172,3 +172,15 @@ def test_pricing_shows_the_table_and_where_rows_came_from(tmp_path):
     assert rows["claude-sonnet-4"]["origin"] == "built-in"  # the rest of the built-in row stays
     assert rows["claude-sonnet-4"]["source"].startswith("https://")
     assert doc["batch_factor"] == 0.5
+
+
+def test_settings_file_sets_the_window_and_zone(live, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[stats]\ndays = 1\ntz = "Asia/Kathmandu"\n')  # +05:45: a quarter-hour zone
+    doc = json.loads(cli_run("--db", str(live), "--config", str(cfg), "stats", "--json").stdout)
+    assert doc["since"] == doc["until"] and doc["tz"] == "Asia/Kathmandu"
+    doc = json.loads(cli_run("--db", str(live), "--config", str(cfg), "stats", "--days", "3", "--json").stdout)
+    assert len(doc["days"]) == 3
+    cfg.write_text("[stats]\ndays = 0\n")
+    r = cli_run("--db", str(live), "--config", str(cfg), "stats")
+    assert r.exit_code == 2 and "stats.days" in r.stderr

@@ -69,7 +69,7 @@ class DashboardScreen(Screen[None]):
         Binding("enter", "pick_user", "Show user", id="pick-user", tooltip="Conversations of the highlighted user"),
     ]
 
-    def __init__(self, days: int = 7) -> None:
+    def __init__(self, days: int | None = None) -> None:
         super().__init__()
         self.days = days
         self.doc: dict[str, Any] | None = None
@@ -93,6 +93,8 @@ class DashboardScreen(Screen[None]):
     def on_mount(self) -> None:
         self.set_class(self.app.size.width < 120, "narrow")
         self.sub_title = "dashboard"
+        if self.days is None:
+            self.days = self.app.settings.days  # type: ignore[attr-defined]
         users = self.query_one("#dash-users", DataTable)
         for col, w in (("User", 24), ("Cost", 10), ("Today", 10), ("Conv", 5), ("Turns", 6)):
             users.add_column(col, key=col, width=w)
@@ -172,7 +174,7 @@ class DashboardScreen(Screen[None]):
         self.load()
 
     def action_days(self, delta: int) -> None:
-        self.days = max(1, self.days + delta)
+        self.days = max(1, (self.days or 1) + delta)
         self.load()
 
     @on(DataTable.RowSelected, "#dash-users")
