@@ -184,3 +184,14 @@ def test_settings_file_sets_the_window_and_zone(live, tmp_path):
     cfg.write_text("[stats]\ndays = 0\n")
     r = cli_run("--db", str(live), "--config", str(cfg), "stats")
     assert r.exit_code == 2 and "stats.days" in r.stderr
+
+
+def test_a_corrected_price_reprices_the_stats(history, tmp_path):
+    fix = tmp_path / "fix.toml"
+    fix.write_text('[[model]]\nids = ["claude-sonnet-4-5"]\ninput = 6\noutput = 30\ncache_write_5m = 7.5\n'
+                   'cache_write_1h = 12\ncache_read = 0.6\nsource = "test"\ndate = "2026-11-26"\n')  # fmt: skip
+    settings = Settings()
+    before = stats(open_db(history), PriceTable.load(), settings, now=NOW)
+    after = stats(open_db(history), PriceTable.load(fix), settings, now=NOW)
+    assert after["models"][0]["cost_usd"] == pytest.approx(2 * before["models"][0]["cost_usd"])
+    assert after["users"][0]["cost_usd"] == pytest.approx(2 * 22 * TURN_COST)
