@@ -264,6 +264,7 @@ class Store:
         until: str | None = None,
         query: str | None = None,
         errors_only: bool = False,
+        reruns: bool = False,
         min_cost: float | None = None,
         sort: str = "started",
         descending: bool = True,
@@ -273,6 +274,8 @@ class Store:
         """A page of conversations, sorted and filtered by SQLite, priced ones included: `sort`
         is one of SORTS. Costs are priced from the usage table with the current prices."""
         where, args = [], []
+        if not reruns:  # variants sent by `replayer rerun` are shown with the turn they rerun
+            where.append("c.origin != 'rerun'")
         if until:
             where.append("c.started_at < ?")
             args.append(until)

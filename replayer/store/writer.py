@@ -446,6 +446,8 @@ def _new_turn(
     system, tools = pr.system, pr.tools
     conversation_id = ctx.conversation_id if ctx else None
     origin = "explicit" if conversation_id else "auto"
+    if ctx and ctx.tags and "rerun_of" in ctx.tags:
+        origin = "rerun"  # a variant sent by `replayer rerun`: kept out of the conversation list
 
     thread = body.get("thread")
     if isinstance(thread, dict) and thread.get("type") == "continue" and thread.get("previous_message_id"):

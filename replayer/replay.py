@@ -1,0 +1,580 @@
+"""Rerun a recorded turn with edits (headless: the CLI and the terminal app both use this).
+
+The flow: `original()` rebuilds the request the turn sent (for a tool-runner thread turn, with its
+whole reconstructed history), `apply()` makes the edits, `validate()` says what the API would
+reject, `estimate()` prices it before anything is sent, and `send()` sends N samples at once
+through the real SDK with the recorder attached, so each sample is stored like any call: in a
+conversation of origin "rerun" whose tags name the turn it reruns and the edits that made it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .pricing import PriceTable
+
+MAX_SAMPLES = 10
+MAX_CACHE_BREAKPOINTS = 4
+API_VERSIONS = {"2023-06-01", "2026-10-21"}
+"""anthropic-version values the Messages API accepts."""
+SDK_DEFAULT_VERSION = "2026-10-21"
+"""What the SDK sends when a recorded call carried no anthropic-version (see API-FACTS.md)."""
+DROPPED_IN = {"2026-10-21": ("temperature", "top_p", "top_k")}
+"""Parameters an API version rejects (400)."""
+KNOWN_FIELDS = {
+    "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "temperature",
+    "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier", "container", "mcp_servers",
+    "context_management", "output_format", "inference_geo",
+}  # fmt: skip
+"""Top-level fields the Messages API takes (some only with a beta header: BETA_FIELDS)."""
+BETA_FIELDS = {
+    "mcp_servers": "mcp-client-",
+    "context_management": "context-management-",
+    "container": "code-execution-",
+    "output_format": "structured-outputs-",
+}
+"""Fields the API rejects unless the request's anthropic-beta header enables them (prefix)."""
+SERVER_RESULT_SUFFIX = "_tool_result"
+
+
+class ReplayError(Exception):
+    """Bad input for a rerun (unknown turn, a bad edit, no API key); one line, what to do."""
+
+
+@dataclass
+class Original:
+    turn_id: str
+    conversation_id: str
+    index: int
+    request: dict[str, Any]
+    """The request to rerun: exactly as sent, with the full history for thread-mode turns."""
+    headers: dict[str, str]
+    """anthropic-version / anthropic-beta as recorded."""
+    response: Any
+    usage: dict[str, Any] | None
+    model: str | None
+    cost_usd: float | None
+    latency_ms: float | None
+    rebuilt: bool = False
+    """The history was reconstructed (tool-runner thread mode)."""
+
+
+@dataclass
+class Edits:
+    """What a variant changes. Stored with it, so an earlier variant can be reopened."""
+
+    system: str | None = None
+    model: str | None = None
+    messages: dict[int, str] = field(default_factory=dict)
+    """Message index (negative from the end) -> new text."""
+    set: dict[str, Any] = field(default_factory=dict)
+    """Dotted path -> JSON value; None removes the field."""
+    request: dict[str, Any] | None = None
+    """A whole edited request (the terminal app's editor); the fields above apply on top."""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.system is not None:
+            out["system"] = self.system
+        if self.model is not None:
+            out["model"] = self.model
+        if self.messages:
+            out["messages"] = {str(k): v for k, v in self.messages.items()}
+        if self.set:
+            out["set"] = self.set
+        if self.request is not None:
+            out["request"] = self.request
+        if self.headers:
+            out["headers"] = self.headers
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Edits:
+        return cls(
+            system=d.get("system"),
+            model=d.get("model"),
+            messages={int(k): v for k, v in (d.get("messages") or {}).items()},
+            set=dict(d.get("set") or {}),
+            request=d.get("request"),
+            headers=dict(d.get("headers") or {}),
+        )
+
+    def names(self) -> list[str]:
+        """What was edited, in words."""
+        out = []
+        if self.request is not None:
+            out.append("request")
+        if self.system is not None:
+            out.append("system")
+        if self.model is not None:
+            out.append(f"model={self.model}")
+        out += [f"message {k}" for k in sorted(self.messages)]
+        out += [f"{k}" for k in self.set]
+        out += [f"header {k}" for k in self.headers]
+        return out or ["nothing (a plain resend)"]
+
+
+def original(store: Any, turn_id: str) -> Original:
+    try:
+        d = store.turn_detail(turn_id)
+    except (KeyError, StopIteration):
+        raise ReplayError(f"no turn {turn_id!r} in this database: copy a turn id from 'replayer show'") from None
+    request = copy.deepcopy(d.request) if isinstance(d.request, dict) else None
+    if request is None:
+        raise ReplayError(f"turn {turn_id} has no JSON request to rerun")
+    rebuilt = False
+    thread = request.get("thread")
+    if isinstance(thread, dict) and thread.get("type") == "continue":
+        # tool-runner thread mode: the request held only new messages; send the whole history
+        request.pop("thread")
+        request["messages"] = copy.deepcopy(d.context)
+        if d.system is not None and "system" not in request:
+            request["system"] = copy.deepcopy(d.system)
+        if d.tools is not None and "tools" not in request:
+            request["tools"] = copy.deepcopy(d.tools)
+        rebuilt = True
+    row = store.db.execute(
+        "SELECT request_headers FROM attempts WHERE turn_id = ? ORDER BY attempt LIMIT 1", [turn_id]
+    ).fetchone()
+    headers = json.loads(store.blob_text(row[0])) if row and row[0] is not None else {}
+    last = d.turn.attempts[-1] if d.turn.attempts else None
+    return Original(
+        turn_id=turn_id,
+        conversation_id=d.turn.conversation_id,
+        index=d.turn.index,
+        request=request,
+        headers=headers,
+        response=d.response,
+        usage=d.turn.usage,
+        model=d.turn.model,
+        cost_usd=d.turn.cost_usd,
+        latency_ms=last.latency_ms if last else None,
+        rebuilt=rebuilt,
+    )
+
+
+# -- edits -------------------------------------------------------------------------------------
+
+
+def _set_path(doc: dict[str, Any], path: str, value: Any) -> None:
+    keys = path.split(".")
+    node: Any = doc
+    for i, k in enumerate(keys[:-1]):
+        nxt = node[int(k)] if isinstance(node, list) else node.get(k)
+        if nxt is None:
+            nxt = [] if keys[i + 1].lstrip("-").isdigit() else {}
+            if isinstance(node, list):
+                raise ReplayError(f"--set {path}: no element {k}")
+            node[k] = nxt
+        node = nxt
+    last = keys[-1]
+    if isinstance(node, list):
+        try:
+            i = int(last)
+            if value is None:
+                node.pop(i)
+            else:
+                node[i] = value
+        except (ValueError, IndexError):
+            raise ReplayError(f"--set {path}: no element {last}") from None
+    elif isinstance(node, dict):
+        if value is None:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    else:
+        raise ReplayError(f"--set {path}: {'.'.join(keys[:-1])} is not an object or a list")
+
+
+def set_text(message: dict[str, Any], text: str) -> None:
+    """Replace a message's text: its string content, else its first text block, else its first
+    tool_result's content; else add a text block."""
+    content = message.get("content")
+    if isinstance(content, str) or content is None:
+        message["content"] = text
+        return
+    for block in content:
+        if isinstance(block, dict) and block.get("type") == "text":
+            block["text"] = text
+            return
+    for block in content:
+        if isinstance(block, dict) and block.get("type") == "tool_result":
+            block["content"] = text
+            return
+    content.append({"type": "text", "text": text})
+
+
+def apply(orig: Original, edits: Edits) -> dict[str, Any]:
+    """The edited request (the original is left as it was)."""
+    req = copy.deepcopy(edits.request if edits.request is not None else orig.request)
+    if edits.system is not None:
+        system = req.get("system")
+        if isinstance(system, list) and system and isinstance(system[0], dict) and system[0].get("type") == "text":
+            # keep the block structure (and its cache_control); the text becomes the new prompt
+            system[0]["text"] = edits.system
+            del system[1:]
+        else:
+            req["system"] = edits.system
+    if edits.model is not None:
+        req["model"] = edits.model
+    msgs = req.get("messages")
+    for i, text in edits.messages.items():
+        if not isinstance(msgs, list) or not -len(msgs) <= i < len(msgs):
+            raise ReplayError(f"--message {i}: the request has {len(msgs or [])} messages (0..{len(msgs or []) - 1})")
+        if not isinstance(msgs[i], dict):
+            raise ReplayError(f"--message {i}: that message is not an object")
+        set_text(msgs[i], text)
+    for path, value in edits.set.items():
+        _set_path(req, path, value)
+    return req
+
+
+# -- validation --------------------------------------------------------------------------------
+
+
+@dataclass
+class Problem:
+    message: str
+    blocking: bool = True
+    """False: a warning (the API may still take it)."""
+
+
+def _blocks(content: Any) -> list[dict[str, Any]]:
+    return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+
+
+def validate(req: dict[str, Any], headers: dict[str, str], orig: Original | None = None) -> list[Problem]:
+    """What the API would reject, each as one clear line."""
+    out: list[Problem] = []
+    if not isinstance(req.get("model"), str) or not req.get("model"):
+        out.append(Problem("model is missing"))
+    mt = req.get("max_tokens")
+    if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
+        out.append(Problem("max_tokens must be a whole number of at least 1"))
+    msgs = req.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        out.append(Problem("messages must be a non-empty list"))
+        msgs = []
+    thinking = req.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or budget < 1024:
+            out.append(Problem("thinking.budget_tokens must be at least 1024"))
+        elif isinstance(mt, int) and budget >= mt:
+            out.append(Problem(f"thinking.budget_tokens ({budget}) must be less than max_tokens ({mt})"))
+    temp = req.get("temperature")
+    if temp is not None and not (isinstance(temp, int | float) and 0 <= temp <= 1):
+        out.append(Problem("temperature must be between 0 and 1"))
+
+    # tool_use / tool_result pairing
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            out.append(Problem(f"message {i} is not an object"))
+            continue
+        if m.get("role") == "assistant":
+            uses = [b.get("id") for b in _blocks(m.get("content")) if b.get("type") == "tool_use"]
+            if not uses:
+                continue
+            nxt = msgs[i + 1] if i + 1 < len(msgs) and isinstance(msgs[i + 1], dict) else None
+            answered = {
+                b.get("tool_use_id")
+                for b in _blocks(nxt.get("content") if nxt else None)
+                if b.get("type") == "tool_result"
+            }
+            for u in uses:
+                if u not in answered:
+                    where = "the next message" if nxt else "any message after it (the request ends there)"
+                    out.append(Problem(f"message {i}: tool_use {u} has no tool_result in {where}"))
+        elif m.get("role") == "user":
+            results = [b.get("tool_use_id") for b in _blocks(m.get("content")) if b.get("type") == "tool_result"]
+            prev = msgs[i - 1] if i > 0 and isinstance(msgs[i - 1], dict) else None
+            asked = {b.get("id") for b in _blocks(prev.get("content") if prev else None) if b.get("type") == "tool_use"}
+            for r in results:
+                if r not in asked:
+                    out.append(Problem(f"message {i}: tool_result for {r} has no tool_use in the message before it"))
+
+    # cache breakpoints
+    marks = 0
+    for part in (req.get("system"), req.get("tools")):
+        marks += sum(1 for b in _blocks(part) if b.get("cache_control"))
+    for m in msgs:
+        if isinstance(m, dict):
+            marks += sum(1 for b in _blocks(m.get("content")) if b.get("cache_control"))
+    if marks > MAX_CACHE_BREAKPOINTS:
+        out.append(Problem(f"{marks} cache_control breakpoints: the API allows {MAX_CACHE_BREAKPOINTS}"))
+
+    # blocks that can't be sent again as they are
+    declared = {t.get("name") for t in _blocks(req.get("tools"))}
+    model_changed = orig is not None and req.get("model") != orig.request.get("model")
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            continue
+        for b in _blocks(m.get("content")):
+            kind = str(b.get("type"))
+            if kind == "server_tool_use" and b.get("name") not in declared:
+                out.append(
+                    Problem(
+                        f"message {i}: server tool {b.get('name')} is used but not in tools: add it or remove the block"
+                    )
+                )
+            elif kind.startswith("mcp_tool") and not req.get("mcp_servers"):
+                out.append(Problem(f"message {i}: {kind} needs mcp_servers in the request"))
+            elif kind in ("thinking", "redacted_thinking") and model_changed:
+                out.append(Problem(
+                    f"message {i}: {kind} blocks are signed for {orig.request.get('model')}: "  # type: ignore[union-attr]
+                    "remove them or keep the model"
+                ))  # fmt: skip
+
+    # what the recorded API version and betas take
+    version = headers.get("anthropic-version") or SDK_DEFAULT_VERSION
+    if version not in API_VERSIONS:
+        out.append(Problem(f"anthropic-version {version} is not one the API takes ({', '.join(sorted(API_VERSIONS))})"))
+    for key in DROPPED_IN.get(version, ()):
+        if key in req:
+            out.append(
+                Problem(
+                    f"anthropic-version {version} rejects {key}: remove it (--set {key}=null) "
+                    "or send --header anthropic-version=2023-06-01"
+                )
+            )
+    betas = headers.get("anthropic-beta", "")
+    for key in req:
+        if key == "thread":
+            continue
+        if key not in KNOWN_FIELDS:
+            out.append(Problem(f"{key} is not a Messages API parameter: the API will likely reject it", blocking=False))
+        elif key in BETA_FIELDS and BETA_FIELDS[key] not in betas:
+            out.append(
+                Problem(f"{key} needs the anthropic-beta header {BETA_FIELDS[key]}…, which the turn didn't send")
+            )
+    return out
+
+
+# -- estimate ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Estimate:
+    input_tokens: int
+    output_tokens: int
+    max_output_tokens: int
+    samples: int
+    cost_usd: float | None
+    """Expected, for all samples: input at the uncached rate, output as the original's."""
+    max_cost_usd: float | None
+    """If every sample wrote max_tokens."""
+    source: str
+    """count_tokens | recorded usage"""
+
+
+def estimate(
+    orig: Original,
+    req: dict[str, Any],
+    prices: PriceTable,
+    samples: int,
+    count_tokens: Callable[[dict[str, Any]], int | None] | None = None,
+) -> Estimate:
+    """What the rerun will cost: input tokens from the count_tokens endpoint where it answers,
+    else the recorded prompt scaled by how much the request grew or shrank."""
+    counted = count_tokens(req) if count_tokens is not None else None
+    usage = orig.usage or {}
+    if counted is not None:
+        inp, source = counted, "count_tokens"
+    else:
+        recorded = sum(
+            int(usage.get(k) or 0) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+        )
+        before = len(json.dumps(orig.request, ensure_ascii=False)) or 1
+        after = len(json.dumps(req, ensure_ascii=False))
+        inp = round(recorded * after / before) if recorded else after // 4
+        source = "recorded usage" if recorded else "request size"
+    max_out = int(req.get("max_tokens") or 0)
+    out = min(int(usage.get("output_tokens") or max_out), max_out) if max_out else int(usage.get("output_tokens") or 0)
+    model = req.get("model")
+
+    def price(o: int) -> float | None:
+        c = prices.cost({"input_tokens": inp, "output_tokens": o}, model)
+        return None if c is None else c * samples
+
+    return Estimate(inp, out, max_out, samples, price(out), price(max_out), source)
+
+
+# -- sending -----------------------------------------------------------------------------------
+
+
+def api_key(explicit: str | None = None) -> str:
+    key = explicit or os.environ.get("ANTHROPIC_API_KEY")
+    if not key:
+        raise ReplayError(
+            "no API key: set ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL or --base-url for a gateway); nothing was sent"
+        )
+    return key
+
+
+def client(headers: dict[str, str], base_url: str | None = None, key: str | None = None, **kw: Any) -> Any:
+    """An SDK client that sends the recorded protocol headers."""
+    import anthropic
+
+    default = {k: v for k, v in headers.items() if k in ("anthropic-version", "anthropic-beta") and v}
+    return anthropic.Anthropic(
+        api_key=api_key(key),
+        base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL") or None,
+        default_headers=default,
+        **kw,
+    )
+
+
+def counter(sdk: Any) -> Callable[[dict[str, Any]], int | None]:
+    """count_tokens through `sdk`; None when the endpoint can't be reached or refuses."""
+
+    def count(req: dict[str, Any]) -> int | None:
+        body = {k: req[k] for k in ("model", "messages", "system", "tools", "tool_choice", "thinking") if k in req}
+        try:
+            got = sdk.post("/v1/messages/count_tokens", body=body, cast_to=object, options={"max_retries": 0})
+        except Exception:  # noqa: BLE001 - any failure: estimate from the recorded usage instead
+            return None
+        return int(got["input_tokens"]) if isinstance(got, dict) and "input_tokens" in got else None
+
+    return count
+
+
+def send(
+    db_path: str | os.PathLike[str],
+    orig: Original,
+    req: dict[str, Any],
+    edits: Edits,
+    *,
+    samples: int = 1,
+    base_url: str | None = None,
+    key: str | None = None,
+    on_done: Callable[[int, BaseException | None], None] | None = None,
+    max_retries: int = 2,
+    timeout: float = 600.0,
+) -> str:
+    """Send `samples` copies of `req` at once, each recorded as a turn of one new "rerun"
+    conversation. API errors are recorded on their sample, never raised."""
+    from .recorder import Recorder
+    from .store.ingest import new_id
+
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise ReplayError(f"--samples must be 1 to {MAX_SAMPLES}")
+    headers = {**orig.headers, **edits.headers}
+    sdk = client(headers, base_url, key, max_retries=max_retries, timeout=timeout)
+    variant = new_id("rerun_")
+    tags = {"rerun_of": orig.turn_id, "edits": edits.to_json(), "samples": samples}
+    lock = threading.Lock()
+    with Recorder(Path(db_path)) as rec:
+        wrapped = rec.wrap(sdk)
+
+        def one(i: int) -> None:
+            error: BaseException | None = None
+            with rec.conversation(variant, tags=tags):
+                try:
+                    if req.get("stream"):  # streamed as the original was; read to the end
+                        import anthropic
+
+                        stream = wrapped.post(
+                            "/v1/messages", body=req, cast_to=object, stream=True, stream_cls=anthropic.Stream[object]
+                        )
+                        for _ in stream:
+                            pass
+                    else:
+                        wrapped.post("/v1/messages", body=req, cast_to=object)
+                except Exception as e:  # noqa: BLE001 - recorded by the middleware; shown on the sample
+                    error = e
+            if on_done is not None:
+                with lock:
+                    on_done(i, error)
+
+        with ThreadPoolExecutor(max_workers=samples, thread_name_prefix="replayer-rerun") as pool:
+            list(pool.map(one, range(samples)))
+        rec.flush()
+    return variant
+
+
+# -- reading variants back ---------------------------------------------------------------------
+
+
+def sample_view(store: Any, turn_id: str) -> dict[str, Any]:
+    """One recorded call, as the compare views show it."""
+    from .diffing import text_of, tool_calls
+
+    d = store.turn_detail(turn_id)
+    last = d.turn.attempts[-1] if d.turn.attempts else None
+    error = last.error if last else None
+    if error is None and last is not None and last.status is None:
+        error = {"type": "connection_error", "message": "no response", "status": None}
+    return {
+        "turn_id": turn_id,
+        "model": d.turn.model,
+        "status": last.status if last else None,
+        "attempts": len(d.turn.attempts),
+        "stop_reason": d.turn.stop_reason,
+        "usage": d.turn.usage,
+        "cost_usd": d.turn.cost_usd,
+        "latency_ms": last.latency_ms if last else None,
+        "error": error,
+        "text": text_of(d.response),
+        "tool_calls": [{"name": n, "input": i} for n, i in tool_calls(d.response)],
+        "response": d.response,
+    }
+
+
+def compare(store: Any, orig: Original, variant: str) -> dict[str, Any]:
+    """The original against each sample of a variant: text diff, tool calls, stop reason, usage,
+    cost and latency, and over the samples the spread of outputs."""
+    from .diffing import compare_tools, spread, tool_calls, unified, words
+
+    base = sample_view(store, orig.turn_id)
+    row = store.db.execute("SELECT tags_json, started_at FROM conversations WHERE id = ?", [variant]).fetchone()
+    if row is None:
+        raise ReplayError(f"no variant {variant!r}")
+    tags = json.loads(row[0]) if row[0] else {}
+    samples = []
+    responses = []
+    for t in store.turns(variant):
+        v = sample_view(store, t.turn_id)
+        responses.append(v["response"])
+        v["diff"] = unified(base["text"], v["text"], "original", f"sample {len(samples) + 1}")
+        v["words"] = words(base["text"], v["text"])
+        v["tool_diff"] = compare_tools(tool_calls(base["response"]), tool_calls(v["response"]))
+        v["cost_delta_usd"] = (
+            v["cost_usd"] - base["cost_usd"] if v["cost_usd"] is not None and base["cost_usd"] is not None else None
+        )
+        v["latency_delta_ms"] = (
+            v["latency_ms"] - base["latency_ms"]
+            if v["latency_ms"] is not None and base["latency_ms"] is not None
+            else None
+        )
+        samples.append(v)
+    return {
+        "variant": variant,
+        "turn_id": orig.turn_id,
+        "created_at": row[1],
+        "edits": tags.get("edits") or {},
+        "original": base,
+        "samples": samples,
+        "spread": spread(responses),
+    }
+
+
+def variants_of(store: Any, turn_id: str) -> list[dict[str, Any]]:
+    """Earlier variants of a turn, newest first: {variant, created_at, samples, edits}."""
+    out = []
+    for cid, started, tags_json, turns in store.db.execute(
+        """SELECT id, started_at, tags_json, turn_count FROM conversations
+           WHERE origin = 'rerun' AND json_extract(tags_json, '$.rerun_of') = ? ORDER BY started_at DESC""",
+        [turn_id],
+    ):
+        tags = json.loads(tags_json) if tags_json else {}
+        out.append({"variant": cid, "created_at": started, "samples": turns, "edits": tags.get("edits") or {}})
+    return out

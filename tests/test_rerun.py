@@ -1,0 +1,259 @@
+"""Rerun: a recorded turn re-sent with edits through the real SDK to the local fake API, N samples,
+errors, streams, thread-mode history, validation and the estimate; the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import anthropic
+import pytest
+from click.testing import CliRunner
+from conftest import FAKE_KEY, sent_bodies
+
+from replayer import Recorder, replay
+from replayer.cli import cli
+from replayer.fakeapi import Reply, message_events
+from replayer.pricing import PriceTable
+from replayer.store.queries import Store
+from replayer.store.schema import open_db
+
+SYSTEM = [{"type": "text", "text": "You fix builds.", "cache_control": {"type": "ephemeral"}}]
+TOOLS = [{"name": "run", "description": "Run a command", "input_schema": {"type": "object"}}]
+
+
+def message(text, *, tool=None, model="claude-sonnet-4-5", out=20):
+    content = [{"type": "text", "text": text}]
+    if tool:
+        content.append({"type": "tool_use", "id": tool[0], "name": "run", "input": tool[1]})
+    return {"id": f"msg_{abs(hash(text)) % 10**8}", "type": "message", "role": "assistant", "model": model,
+            "content": content, "stop_reason": "tool_use" if tool else "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": 400, "output_tokens": out, "cache_creation_input_tokens": 0,
+                      "cache_read_input_tokens": 0}}  # fmt: skip
+
+
+@pytest.fixture
+def recorded(api, db_path):
+    """A two-turn tool loop recorded through the SDK with a beta header; returns the 2nd turn's id."""
+    with Recorder(db_path) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+        msgs = [{"role": "user", "content": "The build fails."}]
+        first = message("Let me run it.", tool=("toolu_1", {"cmd": "make"}))
+        api.enqueue(Reply(body=first))
+        client.beta.messages.create(model="claude-sonnet-4-5", max_tokens=300, system=SYSTEM, tools=TOOLS,
+                                    messages=msgs, betas=["fancy-feature-2026-01-01"])  # fmt: skip
+        msgs += [{"role": "assistant", "content": first["content"]},
+                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                               "content": "error: missing semicolon"}]}]  # fmt: skip
+        api.enqueue(Reply(body=message("Add the semicolon on line 3.")))
+        client.beta.messages.create(model="claude-sonnet-4-5", max_tokens=300, system=SYSTEM, tools=TOOLS,
+                                    messages=msgs, betas=["fancy-feature-2026-01-01"])  # fmt: skip
+    api.received.clear()
+    store = Store(open_db(db_path))
+    conv = store.conversations()[0].conversation_id
+    return store.turns(conv)[1].turn_id
+
+
+def run(db_path, *args, api=None, key=FAKE_KEY):
+    env = {"ANTHROPIC_API_KEY": key} if key else {}
+    if api is not None:
+        env["ANTHROPIC_BASE_URL"] = api.url
+    return CliRunner().invoke(cli, ["--db", str(db_path), "rerun", *args], env=env)
+
+
+def test_edits_go_out_with_the_recorded_headers_and_samples_are_compared(api, db_path, recorded, tmp_path):
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("You fix builds. Explain briefly.")
+    outputs = iter(["Add a semicolon.", "Add the semicolon on line 3.", "Add a semicolon."])
+    api.responder = lambda body: (
+        Reply(body={"input_tokens": 420}) if body and "max_tokens" not in body
+        else Reply(body=message(next(outputs), model=body["model"], out=30))
+    )  # fmt: skip
+    r = run(db_path, recorded, "--system", f"@{prompt}", "--model", "claude-haiku-4-5", "--message", "-1=exit 2",
+            "--set", "max_tokens=128", "--set", "metadata={\"user_id\": \"me\"}", "--samples", "3", "--yes",
+            "--json", api=api)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    sent = [(p["path"], p["headers"], json.loads(p["body"])) for p in api.received]
+    counted = [s for s in sent if s[0].endswith("/count_tokens")]
+    bodies = [s for s in sent if s[0] == "/v1/messages"]
+    assert len(counted) == 1 and len(bodies) == 3
+    for _, headers, body in bodies:
+        assert headers["anthropic-beta"] == "fancy-feature-2026-01-01"
+        assert headers["anthropic-version"] == "2026-10-21"
+        assert body["system"] == [{"type": "text", "text": "You fix builds. Explain briefly.",
+                                   "cache_control": {"type": "ephemeral"}}]  # fmt: skip
+        assert body["model"] == "claude-haiku-4-5" and body["max_tokens"] == 128
+        assert body["metadata"] == {"user_id": "me"} and body["tools"] == TOOLS
+        assert body["messages"][-1]["content"][0]["content"] == "exit 2"  # the tool result's text
+        assert body["messages"][:2] == [{"role": "user", "content": "The build fails."},
+                                        {"role": "assistant", "content": message("Let me run it.", tool=(
+                                            "toolu_1", {"cmd": "make"}))["content"]}]  # fmt: skip
+    doc = json.loads(r.stdout)
+    assert doc["original"]["text"] == "Add the semicolon on line 3."
+    assert doc["spread"]["distinct_outputs"] == 2 and doc["spread"]["answered"] == 3
+    texts = sorted(s["text"] for s in doc["samples"])
+    assert texts == ["Add a semicolon.", "Add a semicolon.", "Add the semicolon on line 3."]
+    same = next(s for s in doc["samples"] if s["text"] == "Add the semicolon on line 3.")
+    assert same["diff"] == ""
+    other = next(s for s in doc["samples"] if s["text"] == "Add a semicolon.")
+    assert "-Add the semicolon on line 3." in other["diff"] and "+Add a semicolon." in other["diff"]
+    assert other["cost_usd"] == pytest.approx((420 * 0 + 400 * 1.0 + 30 * 5.0) / 1e6)
+    assert other["cost_delta_usd"] == pytest.approx(other["cost_usd"] - doc["original"]["cost_usd"])
+    assert doc["estimate"]["source"] == "count_tokens" and doc["estimate"]["input_tokens"] == 420
+    assert doc["edits"]["model"] == "claude-haiku-4-5"
+
+    # stored beside the turn, with the edits; not in the conversation list
+    listed = run(db_path, recorded, "--list", "--json")
+    variants = json.loads(listed.stdout)
+    assert len(variants) == 1 and variants[0]["samples"] == 3 and variants[0]["edits"]["set"]["max_tokens"] == 128
+    store = Store(open_db(db_path))
+    assert len(store.conversations()) == 1
+    assert len(store.conversations(reruns=True)) == 2
+
+
+def test_tool_calls_are_compared_by_name_and_input(api, db_path, recorded):
+    store = Store(open_db(db_path))
+    first = store.turns(store.conversations()[0].conversation_id)[0].turn_id
+    api.responder = lambda body: (Reply(body={"input_tokens": 5}) if "max_tokens" not in body
+                                  else Reply(body=message("Let me run it.", tool=("toolu_9", {"cmd": "make -k"}))))  # fmt: skip
+    r = run(db_path, first, "--yes", "--json", api=api)
+    sample = json.loads(r.stdout)["samples"][0]
+    assert sample["tool_diff"] == [{"name": "run", "status": "changed", "input": {"cmd": "make -k"},
+                                    "diff": [{"path": "cmd", "op": "changed", "old": "make", "new": "make -k"}]}]  # fmt: skip
+    text = run(db_path, first, "--yes", api=api)
+    assert 'tools: run input changed (cmd: "make" -> "make -k")' in text.stdout
+
+
+def test_no_key_sends_nothing(api, db_path, recorded):
+    r = run(db_path, recorded, "--yes", api=api, key=None)
+    assert r.exit_code == 2 and "ANTHROPIC_API_KEY" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert api.received == []
+
+
+def test_api_errors_are_shown_on_the_sample_and_stored(api, db_path, recorded):
+    bad = {"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: too large"}}
+    api.responder = lambda body: None if body and "max_tokens" not in body else Reply(status=400, body=bad)
+    r = run(db_path, recorded, "--samples", "2", "--yes", "--json", api=api)
+    assert r.exit_code == 1
+    samples = json.loads(r.stdout)["samples"]
+    assert [s["error"]["message"] for s in samples] == ["max_tokens: too large"] * 2
+    assert all(s["status"] == 400 for s in samples)
+    text = run(db_path, recorded, "--yes", api=api)
+    assert text.exit_code == 1 and "ERROR 400 invalid_request_error: max_tokens: too large" in text.stdout
+    # 529 after the SDK's retries: each attempt is stored on the sample
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    api.responder = lambda body: (None if body and "max_tokens" not in body
+                                  else Reply(status=529, body=overloaded, headers={"retry-after-ms": "1"}))  # fmt: skip
+    r = run(db_path, recorded, "--yes", "--json", api=api)
+    sample = json.loads(r.stdout)["samples"][0]
+    assert r.exit_code == 1 and sample["status"] == 529 and sample["attempts"] == 3
+
+
+def test_a_timeout_is_a_stored_error(api, db_path, recorded, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
+    store = Store(open_db(db_path))
+    orig = replay.original(store, recorded)
+    api.enqueue(Reply(hang=2.0))
+    errors = []
+    variant = replay.send(db_path, orig, orig.request, replay.Edits(), base_url=api.url, max_retries=0, timeout=0.5,
+                          on_done=lambda i, e: errors.append(e))  # fmt: skip
+    assert isinstance(errors[0], anthropic.APITimeoutError)
+    sample = replay.compare(store, orig, variant)["samples"][0]
+    assert sample["error"]["type"] == "timeout_error" and sample["status"] is None
+
+
+def test_a_streamed_turn_is_rerun_as_a_stream(api, db_path, tmp_path):
+    with Recorder(db_path) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY))
+        api.enqueue(Reply(sse=message_events(message("streamed once"))))
+        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=50,
+                                    messages=[{"role": "user", "content": "hi"}]) as s:  # fmt: skip
+            s.get_final_message()
+    store = Store(open_db(db_path))
+    turn = store.turns(store.conversations()[0].conversation_id)[0].turn_id
+    api.received.clear()
+    api.responder = lambda body: (Reply(body={"input_tokens": 5}) if "max_tokens" not in body
+                                  else Reply(sse=message_events(message("streamed again"))))  # fmt: skip
+    r = run(db_path, turn, "--yes", "--json", api=api)
+    assert r.exit_code == 0, r.output
+    assert sent_bodies(api)[0]["stream"] is True
+    assert json.loads(r.stdout)["samples"][0]["text"] == "streamed again"
+
+
+def test_a_thread_mode_turn_is_rerun_with_its_whole_history(api, db_path, monkeypatch):
+    with Recorder(db_path) as rec:
+        first = message("Running.", tool=("toolu_1", {"cmd": "ls"}))
+        rec.record({"model": "claude-sonnet-4-5", "max_tokens": 100, "tools": TOOLS, "thread": {"type": "create"},
+                    "messages": [{"role": "user", "content": "list files"}]}, first)  # fmt: skip
+        result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "a.py"}]}
+        rec.record({"model": "claude-sonnet-4-5", "max_tokens": 100,
+                    "thread": {"type": "continue", "previous_message_id": first["id"]}, "messages": [result]},
+                   message("One file: a.py"))  # fmt: skip
+    store = Store(open_db(db_path))
+    turn = store.turns(store.conversations()[0].conversation_id)[1].turn_id
+    orig = replay.original(store, turn)
+    assert orig.rebuilt and "thread" not in orig.request and orig.request["tools"] == TOOLS
+    assert orig.request["messages"] == [{"role": "user", "content": "list files"},
+                                        {"role": "assistant", "content": first["content"]}, result]  # fmt: skip
+    r = run(db_path, turn, "--yes", api=api)
+    assert r.exit_code == 0, r.output
+    assert len(sent_bodies(api)[0]["messages"]) == 3
+
+
+def test_validation_says_what_the_api_would_reject(db_path, recorded):
+    store = Store(open_db(db_path))
+    orig = replay.original(store, recorded)
+    ok = replay.apply(orig, replay.Edits())
+    assert replay.validate(ok, orig.headers, orig) == []
+
+    def problems(edits, headers=None):
+        req = replay.apply(orig, edits)
+        return [p.message for p in replay.validate(req, headers or orig.headers, orig)]
+
+    assert any("tool_use toolu_1 has no tool_result" in p for p in problems(replay.Edits(set={"messages.2": None})))
+    orphan = {"messages.1.content": [{"type": "text", "text": "hm"}]}
+    assert any("tool_result for toolu_1 has no tool_use" in p for p in problems(replay.Edits(set=orphan)))
+    marked = {"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}
+    many = {"messages.0.content": [marked] * 4}
+    assert any("5 cache_control breakpoints" in p for p in problems(replay.Edits(set=many)))
+    search = {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "x"}}
+    server = {"messages.1.content": [search, *orig.request["messages"][1]["content"]]}
+    assert any("server tool web_search is used but not in tools" in p for p in problems(replay.Edits(set=server)))
+    thinking = {"type": "thinking", "thinking": "hmm", "signature": "sig"}
+    signed = {"messages.1.content": [thinking, *orig.request["messages"][1]["content"]]}
+    assert problems(replay.Edits(set=signed)) == []
+    assert any("signed for claude-sonnet-4-5" in p for p in problems(replay.Edits(set=signed, model="claude-haiku-4-5")))
+    assert any("rejects temperature" in p for p in problems(replay.Edits(set={"temperature": 0.2})))
+    assert problems(replay.Edits(set={"temperature": 0.2}), {"anthropic-version": "2023-06-01"}) == []
+    assert any("needs the anthropic-beta header mcp-client-" in p
+               for p in problems(replay.Edits(set={"mcp_servers": []})))  # fmt: skip
+    assert any("budget_tokens" in p for p in problems(replay.Edits(set={"thinking": {"type": "enabled",
+                                                                                      "budget_tokens": 500}})))  # fmt: skip
+
+
+def test_bad_edits_are_one_line(api, db_path, recorded):
+    for args, says in [
+        (["--message", "9=hi"], "the request has 3 messages"),
+        (["--set", "max_tokens=lots"], "is not JSON"),
+        (["--set", "temperature=0.5"], "problem(s) above"),
+        (["--system", "@/nope/missing.txt"], "cannot read"),
+        (["--header", "x-api-key=1"], "--header wants"),
+    ]:
+        r = run(db_path, recorded, *args, "--yes", api=api)
+        assert r.exit_code == 2 and says in r.stderr, (args, r.output)
+    r = run(db_path, "turn_nope", "--yes", api=api)
+    assert r.exit_code == 2 and "no turn 'turn_nope'" in r.stderr
+    assert [p for p in api.received if p["path"] == "/v1/messages"] == []
+    r = run(db_path, recorded, api=api)  # not a terminal and no --yes: nothing is sent
+    assert r.exit_code == 2 and "--yes" in r.stderr
+
+
+def test_estimate_falls_back_to_the_recorded_usage(db_path, recorded):
+    store = Store(open_db(db_path))
+    orig = replay.original(store, recorded)
+    req = replay.apply(orig, replay.Edits(model="claude-haiku-4-5"))
+    est = replay.estimate(orig, req, PriceTable.load(), 2, lambda r: None)
+    assert est.source == "recorded usage"
+    grew = len(json.dumps(req)) / len(json.dumps(orig.request))
+    assert est.input_tokens == round(400 * grew)
+    assert est.cost_usd == pytest.approx(2 * (est.input_tokens * 1.0 + 20 * 5.0) / 1e6)
+    assert est.max_cost_usd == pytest.approx(2 * (est.input_tokens * 1.0 + 300 * 5.0) / 1e6)
