@@ -257,3 +257,23 @@ def test_estimate_falls_back_to_the_recorded_usage(db_path, recorded):
     assert est.input_tokens == round(400 * grew)
     assert est.cost_usd == pytest.approx(2 * (est.input_tokens * 1.0 + 20 * 5.0) / 1e6)
     assert est.max_cost_usd == pytest.approx(2 * (est.input_tokens * 1.0 + 300 * 5.0) / 1e6)
+
+
+def test_word_level_diff_and_side_by_side():
+    from replayer.diffing import spread, words
+    from replayer.tui.rerun import side_by_side
+
+    ops = words("Add the semicolon on line 3.", "Add a semicolon on line 4.")
+    assert ("-", "the") in ops and ("+", "a") in ops and ("-", "3") in ops and ("+", "4") in ops
+    assert "".join(t for op, t in ops if op != "+") == "Add the semicolon on line 3."
+    assert "".join(t for op, t in ops if op != "-") == "Add a semicolon on line 4."
+    left, right = side_by_side(ops)
+    assert left.plain == "Add the semicolon on line 3." and right.plain == "Add a semicolon on line 4."
+    assert {left.plain[s.start : s.end] for s in left.spans} == {"the", "3"}
+    assert {right.plain[s.start : s.end] for s in right.spans} == {"a", "4"}
+    a = message("same", tool=("t1", {"x": 1}))
+    b = message("same", tool=("t2", {"x": 1}))  # another id, same call: the same output
+    c = message("different")
+    s = spread([a, b, c, {"type": "error"}])
+    assert s == {"samples": 4, "answered": 3, "distinct_outputs": 2, "tool_calls": {"run": 2},
+                 "stop_reasons": {"tool_use": 2, "end_turn": 1}}  # fmt: skip

@@ -385,9 +385,7 @@ class ConversationScreen(Screen[None]):
             tooltip="Show the whole context, and long payloads uncut",
         ),
         Binding("y", "copy", "Copy", id="copy", tooltip="Copy what the open tab shows (JSON or text)"),
-        Binding(
-            "r", "rerun", "Rerun", id="rerun", tooltip="Rerun this turn with edits (coming with the rerun feature)"
-        ),
+        Binding("r", "rerun", "Rerun", id="rerun", tooltip="Rerun this turn with edits and compare the outputs"),
     ]
 
     def __init__(self, conversation_id: str, turn: int | None = None) -> None:
@@ -764,7 +762,11 @@ class ConversationScreen(Screen[None]):
         self.notify(f"copied the {tab} of turn {d.turn.index} ({len(text):,} characters)", timeout=3)
 
     def action_rerun(self) -> None:
-        self.notify("Rerunning a turn comes with the rerun feature.", timeout=3)
+        if self.detail is None:
+            return
+        from .rerun import RerunScreen
+
+        self.app.push_screen(RerunScreen(self.detail.turn.turn_id))
 
 
 def _plain(value: Any) -> str:

@@ -1,0 +1,154 @@
+"""Rerun in the terminal app, driven by Pilot against the local fake API: edit, send, compare."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import FAKE_KEY, sent_bodies
+from textual.widgets import DataTable, Input, Static, TextArea
+from tui_data import build_db, open_second_conversation, reply, settle
+
+from replayer.fakeapi import Reply
+from replayer.tui.app import make_app
+from replayer.tui.rerun import CompareScreen, ConfirmScreen, RerunScreen, VariantsScreen
+
+
+@pytest.fixture
+def db(tmp_path):
+    return build_db(tmp_path / "tui.db")
+
+
+@pytest.fixture
+def env(api, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
+    return api
+
+
+def text(screen, selector):
+    return str(screen.query_one(selector, Static).render())
+
+
+async def open_editor(pilot, turn=1):
+    await open_second_conversation(pilot)  # conv_tools
+    for _ in range(turn):
+        await pilot.press("j")
+    await settle(pilot)
+    await pilot.press("r")
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, RerunScreen)
+    return pilot.app.screen
+
+
+async def test_edit_send_and_compare(db, env):
+    answers = iter(["Reading parser.py now.", "Reading the tests first."])
+    env.responder = lambda body: (
+        Reply(body={"input_tokens": 321}) if "max_tokens" not in body
+        else Reply(body=reply(next(answers), tool=("toolu_x", "read_file", {"path": "tests/test_parser.py"}),
+                              model=body["model"]))
+    )  # fmt: skip
+    app = make_app(db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        editor = await open_editor(pilot)
+        system = editor.query_one("#rr-system", TextArea)
+        assert system.text == "You are a coding agent."
+        # the recorded tool result (an error) is there to edit, as recorded
+        results = [t for t in editor.query(TextArea) if "FAILED test_parser.py" in t.text]
+        assert len(results) == 1
+        system.text = "You are a careful coding agent."
+        editor.query_one("#rr-model", Input).value = "claude-haiku-4-5"
+        editor.query_one("#rr-samples", Input).value = "2"
+        await pilot.press("ctrl+j")
+        await settle(pilot)
+        confirm = app.screen
+        assert isinstance(confirm, ConfirmScreen)
+        shown = str(confirm.query_one(Static).render())
+        assert "321 input tokens (count_tokens)" in shown and "model=claude-haiku-4-5" in shown
+        assert [b for b in sent_bodies(env) if "max_tokens" in b] == []  # nothing sent before the answer
+        await pilot.press("y")
+        for _ in range(3):
+            await settle(pilot)
+        compare = app.screen
+        assert isinstance(compare, CompareScreen)
+        sent = [b for b in sent_bodies(env) if "max_tokens" in b]
+        assert len(sent) == 2
+        assert all(b["system"] == "You are a careful coding agent." and b["model"] == "claude-haiku-4-5" for b in sent)
+        assert sent[0]["messages"][2]["content"][0]["content"] == "FAILED test_parser.py::test_dates"  # unchanged
+        rows = [[str(c) for c in r] for r in (compare.query_one("#cmp-samples", DataTable).get_row_at(i)
+                                              for i in range(3))]  # fmt: skip
+        assert [r[0] for r in rows] == ["original", "sample 1", "sample 2"]
+        assert {r[1] for r in rows[1:]} == {"claude-haiku-4-5"}
+        assert "2 distinct output(s) in 2 of 2" in text(compare, "#cmp-title")
+        assert "read_file 2/2" in text(compare, "#cmp-title")
+        assert text(compare, "#cmp-left") == "Reading the parser."  # the original turn 1's text
+        tools = text(compare, "#cmp-tools")
+        assert "read_file changed" in tools and 'path: "parser.py" → "tests/test_parser.py"' in tools
+        await pilot.press("u")
+        await settle(pilot)
+        unified = text(compare, "#cmp-left")
+        assert "-Reading the parser." in unified and "+Reading " in unified and "@@" in unified
+        assert compare.query_one("#cmp-left-box").border_title == "original · unified diff"
+        # back in the editor, the variant is listed and reopens
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, RerunScreen)
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        variants = app.screen
+        assert isinstance(variants, VariantsScreen)
+        row = [str(c) for c in variants.query_one(DataTable).get_row_at(0)]
+        assert row[2] == "2" and "system" in row[3] and "model=claude-haiku-4-5" in row[3]
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, CompareScreen)
+        assert "2 distinct output(s)" in text(app.screen, "#cmp-title")
+
+
+async def test_problems_are_shown_before_sending(db, env):
+    app = make_app(db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        editor = await open_editor(pilot)
+        other = editor.query_one("#rr-other", TextArea)
+        doc = json.loads(other.text)
+        doc["temperature"] = 0.3
+        other.text = json.dumps(doc)
+        await pilot.press("ctrl+j")
+        await settle(pilot)
+        assert "rejects temperature" in text(editor, "#rr-problems")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "Send anyway" in str(app.screen.query_one("#rr-go").label)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, RerunScreen)
+        assert [b for b in sent_bodies(env) if "max_tokens" in b] == []
+
+
+async def test_no_key_says_how_and_sends_nothing(db, api, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
+    app = make_app(db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_editor(pilot)
+        await pilot.press("ctrl+j")
+        await settle(pilot)
+        assert isinstance(app.screen, RerunScreen)
+        assert any("ANTHROPIC_API_KEY" in str(n.message) for n in app._notifications)
+    assert api.received == []
+
+
+async def test_an_api_error_shows_on_the_sample(db, env):
+    bad = {"type": "error", "error": {"type": "invalid_request_error", "message": "prompt is too long"}}
+    env.responder = lambda body: None if "max_tokens" not in body else Reply(status=400, body=bad)
+    app = make_app(db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_editor(pilot)
+        await pilot.press("ctrl+j")
+        await settle(pilot)
+        await pilot.press("y")
+        for _ in range(3):
+            await settle(pilot)
+        compare = app.screen
+        assert isinstance(compare, CompareScreen)
+        row = [str(c) for c in compare.query_one("#cmp-samples", DataTable).get_row_at(1)]
+        assert row[-1] == "400 invalid_request_error: prompt is too long"
+        assert "prompt is too long" in text(compare, "#cmp-right")
