@@ -277,3 +277,10 @@ def test_word_level_diff_and_side_by_side():
     s = spread([a, b, c, {"type": "error"}])
     assert s == {"samples": 4, "answered": 3, "distinct_outputs": 2, "tool_calls": {"run": 2},
                  "stop_reasons": {"tool_use": 2, "end_turn": 1}}  # fmt: skip
+
+
+def test_base_url_flag(api, db_path, recorded):
+    r = CliRunner().invoke(cli, ["--db", str(db_path), "rerun", recorded, "--base-url", api.url, "--yes"],
+                           env={"ANTHROPIC_API_KEY": FAKE_KEY, "ANTHROPIC_BASE_URL": "http://127.0.0.1:9"})  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert len(sent_bodies(api)) == 1 and "1 distinct output(s) in 1 answered sample(s)" in r.stdout
