@@ -340,7 +340,11 @@ def demo(ctx: click.Context, no_open: bool) -> None:
     ctx.find_root().obj["db"] = str(path)
     if no_open or not sys.stdout.isatty():
         ctx.invoke(list_, user=None, model=None, since=None, query=None, limit=50, as_json=False)
-        click.echo(f"\nnext: replayer --db {path} browse   ·   replayer --db {path} show <CONVERSATION>", err=True)
+        click.echo(
+            f"\nnext: replayer --db {path} browse   ·   replayer --db {path} show <CONVERSATION>"
+            f"   ·   replayer --db {path} stats --days 30",
+            err=True,
+        )
         return
     _browse(ctx, path)
 

@@ -152,3 +152,9 @@ def test_groups_are_per_quarter_hour(db_path):
     assert {names[g.conv] for g in gs} == {"conv_long"}
     assert sum(g.attempts for g in groups(db, PriceTable.load())) == sum(len(t) + 1 for t in CASES.values())
     assert sum(g.limited for g in groups(db, PriceTable.load())) == len(CASES)
+
+
+def test_sorting_by_models(db_path):
+    store = Store(open_db(db_path), PriceTable.load())
+    keys = [", ".join(sorted(set(c.models))) for c in store.conversations(sort="models", descending=False, limit=100)]
+    assert keys == sorted(keys) and keys[0] == "claude-haiku-4-5, claude-sonnet-4-5" and len(set(keys)) > 3

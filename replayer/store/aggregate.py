@@ -135,6 +135,7 @@ class Totals:
     output: int
     cr: int
     errors: int
+    models: set[str]
 
 
 def conversation_totals(db: Any, prices: PriceTable) -> dict[int, Totals]:
@@ -143,7 +144,7 @@ def conversation_totals(db: Any, prices: PriceTable) -> dict[int, Totals]:
     for g in groups(db, prices):
         t = out.get(g.conv)
         if t is None:
-            t = out[g.conv] = Totals(0.0, 0, 0, 0, 0)
+            t = out[g.conv] = Totals(0.0, 0, 0, 0, 0, set())
         if g.cost_usd is None:
             t.cost_usd = None
         elif t.cost_usd is not None:
@@ -152,6 +153,8 @@ def conversation_totals(db: Any, prices: PriceTable) -> dict[int, Totals]:
         t.output += g.output
         t.cr += g.cr
         t.errors += g.errors
+        if g.model:
+            t.models.add(g.model)
     return out
 
 

@@ -43,6 +43,7 @@ AGG_SORTS: dict[str, Callable[[Totals], Any]] = {
     "output": lambda t: t.output,
     "cache": lambda t: t.cr / t.prompt if t.prompt else None,
     "errors": lambda t: t.errors,
+    "models": lambda t: ", ".join(sorted(t.models)),
 }
 """...and by the priced totals of each conversation (store/aggregate.py)."""
 

@@ -130,6 +130,7 @@ class ConversationsScreen(Screen[None]):
         "Cache": "cache",
         "Err": "errors",
         "Duration": "duration",
+        "Models": "models",
     }
     """Sorted by the store over every conversation; the others within the loaded page."""
     WIDTHS = {
