@@ -82,7 +82,7 @@ def test_migrations_are_named_and_recorded(tmp_path):
     assert len(db.execute("SELECT * FROM _sqlite_migrations").fetchall()) == 3
 
 
-def test_migrations_backfill_what_older_versions_recorded(tmp_path):
+def test_migrations_backfill_what_older_versions_recorded(tmp_path, caplog):
     """A DB from before m002/m003: migrating it indexes its text and fills the usage table
     exactly as the writer would have."""
     from tui_data import build_db
@@ -102,6 +102,7 @@ def test_migrations_backfill_what_older_versions_recorded(tmp_path):
     db.conn.commit()
     db.conn.close()
     db = open_db(path)  # applies m002 and m003 to what is there
+    assert "updating" in caplog.text and "m002_turn_text, m003_usage" in caplog.text
     assert db.execute("SELECT * FROM usage ORDER BY attempt_id, part").fetchall() == usage
     assert db.execute("SELECT * FROM rollup").fetchall() == rollup
     assert {q: [c.conversation_id for c in Store(db).conversations(query=q)] for q in queries} == found

@@ -14,6 +14,7 @@ Design (see DESIGN.md, "Storage principle"):
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -289,6 +290,11 @@ def open_db(path: str | os.PathLike[str], *, create: bool = True, migrate: bool 
             pass  # read-only file or directory: reads still work
         db.execute("PRAGMA synchronous=NORMAL")
         if migrate and migrations.pending(db):
+            if "turns" in db.table_names() and db.execute("SELECT 1 FROM turns LIMIT 1").fetchone():
+                names = ", ".join(m.name for m in migrations.pending(db))
+                logging.getLogger("replayer").warning(
+                    "replayer: updating %s to the current schema (%s); a big database takes a minute", path, names
+                )
             apply_migrations(db)
         return db
     except sqlite3.DatabaseError as e:
