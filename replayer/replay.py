@@ -439,7 +439,9 @@ def counter(sdk: Any) -> Callable[[dict[str, Any]], int | None]:
     def count(req: dict[str, Any]) -> int | None:
         body = {k: req[k] for k in ("model", "messages", "system", "tools", "tool_choice", "thinking") if k in req}
         try:
-            got = sdk.post("/v1/messages/count_tokens", body=body, cast_to=object, options={"max_retries": 0})
+            got = sdk.post(
+                "/v1/messages/count_tokens", body=body, cast_to=object, options={"max_retries": 0, "timeout": 10.0}
+            )
         except Exception:  # noqa: BLE001 - any failure: estimate from the recorded usage instead
             return None
         return int(got["input_tokens"]) if isinstance(got, dict) and "input_tokens" in got else None
