@@ -466,6 +466,11 @@ def stats(
     for a in doc["alerts"]:
         if a["kind"] == "cache":
             click.echo("\n" + describe_alert(a))
+    if doc["reruns"]["variants"]:
+        r = doc["reruns"]
+        click.echo(
+            f"\nreruns: {r['variants']} variant(s), {r['turns']} sample(s), {money(r['cost_usd'])} (not counted above)"
+        )
     for u in doc["unpriced"]:
         click.echo(f"note: {u['attempts']} attempt(s) of {u['model']} have no price and count as $0", err=True)
 

@@ -121,11 +121,20 @@ def stats(
     tz = zone(settings.tz)
     first, today, since, until = window(days or settings.days, tz, now)
     names = aggregate.conversations_by_rowid(db)
-    groups = [
-        g
-        for g in aggregate.groups(db, prices, since, until)
-        if user is None or names.get(g.conv, ("", None))[1] == user
-    ]
+    groups = aggregate.groups(db, prices, since, until)
+    # variants sent by `replayer rerun` are experiments, not the agent's traffic: their spend is
+    # shown on its own and they stay out of the users, models and health metrics
+    reruns: dict[str, Any] = {"cost_usd": 0.0, "turns": 0, "variants": 0}
+    variants = set()
+    for g in groups:
+        if names.get(g.conv, ("", None, ""))[2] == "rerun":
+            reruns["cost_usd"] += g.cost_usd or 0.0
+            reruns["turns"] += g.turns
+            variants.add(g.conv)
+    reruns["variants"] = len(variants)
+    groups = [g for g in groups if g.conv not in variants]
+    if user is not None:
+        groups = [g for g in groups if names.get(g.conv, ("", None, ""))[1] == user]
 
     day_of: dict[int, date] = {}
 
@@ -141,7 +150,7 @@ def stats(
     convs: dict[int, dict[str, Any]] = {}
     unpriced: dict[str, int] = defaultdict(int)
     for g in groups:
-        uid = names.get(g.conv, ("", None))[1]
+        uid = names.get(g.conv, ("", None, ""))[1]
         cost = g.cost_usd or 0.0
         if g.cost_usd is None:
             unpriced[g.model or "(none)"] += g.priced
@@ -263,4 +272,5 @@ def stats(
         "metrics": metrics,
         "alerts": alerts,
         "unpriced": [{"model": k, "attempts": v} for k, v in sorted(unpriced.items())],
+        "reruns": reruns,
     }

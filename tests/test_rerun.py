@@ -108,6 +108,14 @@ def test_edits_go_out_with_the_recorded_headers_and_samples_are_compared(api, db
     store = Store(open_db(db_path))
     assert len(store.conversations()) == 1
     assert len(store.conversations(reruns=True)) == 2
+    # their spend is counted on its own, outside the agent's users and health metrics
+    from replayer.config import Settings
+    from replayer.metrics import stats
+
+    spend = stats(store.db, store.prices, Settings())
+    assert spend["reruns"]["variants"] == 1 and spend["reruns"]["turns"] == 3
+    assert spend["reruns"]["cost_usd"] == pytest.approx(sum(s["cost_usd"] for s in doc["samples"]))
+    assert spend["conversations"]["count"] == 1 and spend["metrics"]["avg_turns_per_conversation"]["value"] == 2
 
 
 def test_tool_calls_are_compared_by_name_and_input(api, db_path, recorded):

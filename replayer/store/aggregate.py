@@ -158,9 +158,9 @@ def conversation_totals(db: Any, prices: PriceTable) -> dict[int, Totals]:
     return out
 
 
-def conversations_by_rowid(db: Any) -> dict[int, tuple[str, str | None]]:
-    """rowid -> (conversation id, user id)."""
-    return {r[0]: (r[1], r[2]) for r in db.execute("SELECT rowid, id, user_id FROM conversations")}
+def conversations_by_rowid(db: Any) -> dict[int, tuple[str, str | None, str]]:
+    """rowid -> (conversation id, user id, origin)."""
+    return {r[0]: (r[1], r[2], r[3]) for r in db.execute("SELECT rowid, id, user_id, origin FROM conversations")}
 
 
 def latency_percentile(
