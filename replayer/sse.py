@@ -31,28 +31,33 @@ KNOWN_EVENTS = frozenset(
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     event: str | None
     data: str
 
 
 def parse_events(raw: bytes) -> list[Event]:
-    """Split an SSE byte stream into events (`event:`/`data:` fields, blank-line separated)."""
+    """Split an SSE byte stream into events (`event:`/`data:` fields, blank-line separated).
+
+    Decoded once, then split on line ends (CRLF, LF or CR, as SSE allows): a byte-level line
+    break never falls inside a UTF-8 sequence, so this equals decoding line by line."""
     events: list[Event] = []
     name: str | None = None
     data: list[str] = []
-    for line in raw.splitlines(keepends=True):
-        text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-        if not text:
+    text = raw.decode("utf-8", errors="replace")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    for line in text.split("\n"):
+        if not line:
             if name is not None or data:
                 events.append(Event(name, "\n".join(data)))
-            name, data = None, []
+                name, data = None, []
             continue
-        if text.startswith(":"):
+        if line[0] == ":":
             continue
-        key, _, value = text.partition(":")
-        if value.startswith(" "):
+        key, _, value = line.partition(":")
+        if value[:1] == " ":
             value = value[1:]
         if key == "event":
             name = value

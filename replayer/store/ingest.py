@@ -94,17 +94,20 @@ def thread_key(prev: str, message: Any, text: str | None = None, text_digest: st
 class Candidate:
     """A recent request's messages, to be matched against the start of the next one."""
 
-    text: str
-    """The array's text from its first element to the end of its last."""
+    head: str
+    """The array's text from its first element to the end of its next-to-last ("" for one)."""
+    tail: str
+    """The rest, to the end of its last element. Kept apart so the usual checks (the whole list
+    again, or all but its last element) compare in place instead of copying a long history."""
     ends: list[int]
-    """Where each element ends in `text`."""
+    """Where each element ends in head + tail."""
     blobs: list[int]
     nodes: list[int]
     tkeys: list[str]
 
     @property
     def chars(self) -> int:
-        return len(self.text)
+        return len(self.head) + len(self.tail)
 
 
 @dataclass
@@ -119,6 +122,8 @@ class ParsedRequest:
     """Node of the last message sent; 0 for an empty list; None when messages stayed in skeleton."""
     msgs: list[Any] | None = None
     """The parsed new messages (tail) and None for reused ones; only for this request's use."""
+    reused: int = 0
+    """How many leading messages were reused from a recent request (the Nones in `msgs`)."""
     blobs: list[int] = field(default_factory=list)
     nodes: list[int] = field(default_factory=list)
     tkeys: list[str] = field(default_factory=list)
@@ -323,8 +328,12 @@ class Ingestor:
         if cand is not None and cand.ends:
             # An agent's next request starts with its last one's messages: compare them all at
             # once (one memcmp), element by element only when that fails (an edited history).
-            full = len(cand.text)
-            if s.startswith(cand.text, i0) and s[_WS.match(s, i0 + full).end()] in ",]":
+            head = len(cand.head)
+            if (
+                s.startswith(cand.head, i0)
+                and s.startswith(cand.tail, i0 + head)
+                and s[_WS.match(s, i0 + head + len(cand.tail)).end()] in ",]"
+            ):
                 n = len(cand.ends)
             else:
                 n = self._common_elements(s, i0, cand)
@@ -339,6 +348,7 @@ class Ingestor:
         parent = pr.nodes[-1] if n else 0
         tk = pr.tkeys[-1] if n else ""
         msgs: list[Any] = [None] * n
+        pr.reused = n
         while s[i] != "]":
             obj, i = _decoder.raw_decode(s, i)
             ends.append(i - i0)
@@ -357,7 +367,9 @@ class Ingestor:
         pr.node = parent
         pr.msgs = msgs
         if ends:
-            self._remember(pkey, Candidate(s[i0 : i0 + ends[-1]], ends, pr.blobs[:], pr.nodes[:], pr.tkeys[:]))
+            cut = i0 + (ends[-2] if len(ends) > 1 else 0)
+            cand = Candidate(s[i0:cut], s[cut : i0 + ends[-1]], ends, pr.blobs[:], pr.nodes[:], pr.tkeys[:])
+            self._remember(pkey, cand)
         return i + 1
 
     @staticmethod
@@ -366,9 +378,10 @@ class Ingestor:
         element ends (a prefix that matches up to an element's end matches up to every earlier
         one), trying all-but-the-last first, the usual case of an edited or branched last turn."""
 
-        def matches(k: int) -> bool:
+        def matches(k: int) -> bool:  # k < len(cand.ends): the first k elements are within head
             end = cand.ends[k - 1]
-            return s.startswith(cand.text[:end], i0) and s[_WS.match(s, i0 + end).end()] in ",]"
+            prefix = cand.head if end == len(cand.head) else cand.head[:end]
+            return s.startswith(prefix, i0) and s[_WS.match(s, i0 + end).end()] in ",]"
 
         hi = len(cand.ends) - 1
         if hi >= 1 and matches(hi):

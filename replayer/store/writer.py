@@ -524,7 +524,7 @@ def _new_turn(
     # what this request added, for search (replies are indexed from responses, once)
     text = "\n".join(
         searchable(m)
-        for m in pr.msgs or ()
+        for m in (pr.msgs[pr.reused :] if pr.msgs else ())
         if m is not None and (not isinstance(m, dict) or m.get("role") != "assistant" or idx == 0)
     )
     if text:
