@@ -226,7 +226,7 @@ class RecorderMiddleware(anthropic.Middleware):
             cap.latency_ms = round((time.perf_counter() - p0) * 1000, 3)
             self.recorder._writer.put(cap)
             return False
-        is_sse = "event-stream" in http.headers.get("content-type", "") or (cap.stream and cap.status < 400)
+        is_sse = (cap.stream and cap.status < 400) or "event-stream" in http.headers.get("content-type", "")
         sc = _StreamCapture(cap, self.recorder._writer.put, p0, is_sse)
         (_tee_async if is_async else _tee_sync)(http, sc)
         return True

@@ -18,7 +18,6 @@ import queue
 import sqlite3
 import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -89,6 +88,8 @@ class Writer:
         self._waiting: list[_Flush] = []
         self._ingestor: Ingestor | None = None
         self._lock = threading.Lock()
+        self._wake = threading.Event()
+        """Set by flush() to end the writer's linger early."""
 
     # -- called from any thread -------------------------------------------------------------
     def put(self, cap: Captured) -> None:
@@ -114,6 +115,7 @@ class Writer:
             return True
         marker = _Flush()
         self.put(marker)  # type: ignore[arg-type]
+        self._wake.set()
         return marker.done.wait(timeout)
 
     def close(self, timeout: float | None = 10.0) -> bool:
@@ -144,16 +146,13 @@ class Writer:
                 items = [self.q.get(timeout=timeout)]
             except queue.Empty:
                 items = []
-            if items and not isinstance(items[0], _Flush):
+            if items and not isinstance(items[0], _Flush) and self.q.qsize() < MAX_BATCH:
                 # Linger a moment to write a burst of calls in one transaction: fewer commits, and
-                # less time holding the GIL while the agent works. A flush() ends the wait.
-                deadline = time.monotonic() + LINGER_SECONDS
-                while len(items) < MAX_BATCH and not isinstance(items[-1], _Flush):
-                    left = deadline - time.monotonic()
-                    try:
-                        items.append(self.q.get(timeout=left) if left > 0 else self.q.get_nowait())
-                    except queue.Empty:
-                        break
+                # less time holding the GIL while the agent works. Puts don't wake us meanwhile
+                # (each wake-up would take the GIL from the agent's thread to queue one item); a
+                # flush() does.
+                self._wake.wait(LINGER_SECONDS)
+                self._wake.clear()
             while len(items) < MAX_BATCH:
                 try:
                     items.append(self.q.get_nowait())
