@@ -108,6 +108,32 @@ def test_migrations_backfill_what_older_versions_recorded(tmp_path, caplog):
     assert {q: [c.conversation_id for c in Store(db).conversations(query=q)] for q in queries} == found
 
 
+def test_two_connections_taking_turns_in_one_conversation(tmp_path, caplog):
+    """A writer's cached turn index and thread keys give way to what another connection wrote."""
+    from replayer import Recorder
+
+    caplog.set_level("WARNING", logger="replayer")
+    path = tmp_path / "two.db"
+    recs = [Recorder(path), Recorder(path)]
+    msgs: list = [{"role": "user", "content": "start"}]
+    for i in range(6):
+        reply = {"role": "assistant", "content": [{"type": "text", "text": f"answer {i}"}]}
+        rec = recs[i % 2]
+        rec.record({"model": "m", "max_tokens": 5, "messages": msgs},
+                   {"id": f"msg_{i}", "type": "message", **reply, "model": "m", "stop_reason": "end_turn",
+                    "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1}},
+                   conversation_id="conv_shared" if i < 3 else None)
+        assert rec.flush(10)
+        msgs = [*msgs, reply, {"role": "user", "content": f"next {i}"}]
+    for rec in recs:
+        rec.close()
+        assert rec._writer.failed == 0
+    con = sqlite3.connect(path)
+    rows = con.execute("SELECT conversation_id, idx FROM turns ORDER BY started_at, rowid").fetchall()
+    assert rows == [("conv_shared", i) for i in range(6)]  # the last three threaded onto it
+    assert not caplog.records  # each write went in at once (no clash, no retry)
+
+
 def test_foreign_and_corrupt_files_are_refused(tmp_path):
     other = tmp_path / "other.db"
     con = sqlite3.connect(other)

@@ -143,9 +143,27 @@ class Ingestor:
         self.candidates: OrderedDict[str, Candidate] = OrderedDict()
         self.candidate_chars = 0
         self.turn_by_call: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self.thread_conv: dict[str, str] = {}
+        """thread_keys rows this connection wrote (key -> conversation), to thread the next turn
+        without a query."""
+        self.next_idx: dict[str, tuple[int, int | None, int]] = {}
+        """Conversations this connection added turns to: the next turn index, and the last
+        turn's context node and length."""
+        self.data_version: int | None = None
+
+    def others_wrote(self) -> None:
+        """At the start of a transaction: when another connection has committed since our last one,
+        drop what it may have changed (its turns and thread keys); blobs and nodes never change."""
+        version = self.db.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self.data_version:
+            self.data_version = version
+            self.thread_conv.clear()
+            self.next_idx.clear()
 
     def forget(self) -> None:
         """Drop every cache (after a rollback the ids they hold may not exist)."""
+        self.thread_conv.clear()
+        self.next_idx.clear()
         self.blob_ids.clear()
         self.small_ids.clear()
         self.node_ids.clear()

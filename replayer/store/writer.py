@@ -242,6 +242,7 @@ class Writer:
         conn = ing.db.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
+            ing.others_wrote()
             events = []
             for cap in batch:
                 ev = store(ing, cap, self.redact, self.log_events)
@@ -426,6 +427,9 @@ def store(
             conn.execute(
                 "INSERT OR REPLACE INTO thread_keys(key, conversation_id) VALUES (?, ?)", (reply_key, conversation_id)
             )
+            if len(ing.thread_conv) > 10_000:
+                ing.thread_conv.clear()
+            ing.thread_conv[reply_key] = conversation_id
     if not log_event:
         return None
     return _event(cap, turn_id, conversation_id, body, model, usage, stop_reason, response, error)
@@ -474,6 +478,8 @@ def _new_turn(
             tools = tools if tools is not None else prev[4]
 
     if conversation_id is None and len(pr.tkeys) > 1:
+        conversation_id = ing.thread_conv.get(pr.tkeys[-2])  # the usual case: the last turn's reply
+    if conversation_id is None and len(pr.tkeys) > 1:
         keys = pr.tkeys[-2::-1][:16]  # longest proper prefix first
         marks = ",".join("?" * len(keys))
         rows = dict(conn.execute(f"SELECT key, conversation_id FROM thread_keys WHERE key IN ({marks})", keys))
@@ -493,10 +499,17 @@ def _new_turn(
            RETURNING rowid""",
         (conversation_id, user_id, tags, origin, started, started),
     ).fetchone()[0]
-    idx, prev_node, prev_len = conn.execute(
-        """SELECT idx + 1, context_node, context_len FROM turns WHERE conversation_id = ? ORDER BY idx DESC LIMIT 1""",
-        (conversation_id,),
-    ).fetchone() or (0, None, 0)
+    # the previous turn of this conversation: from what this connection wrote, else one query
+    last = ing.next_idx.get(conversation_id)
+    if last is None:
+        last = conn.execute(
+            "SELECT idx + 1, context_node, context_len FROM turns WHERE conversation_id = ? ORDER BY idx DESC LIMIT 1",
+            (conversation_id,),
+        ).fetchone() or (0, None, 0)
+    idx, prev_node, prev_len = last
+    if len(ing.next_idx) > 10_000:
+        ing.next_idx.clear()
+    ing.next_idx[conversation_id] = (idx + 1, context_node, context_len)
     turn_id = new_id("turn_", cap.t_start)
     cur = conn.execute(
         """INSERT INTO turns(id, conversation_id, call_key, idx, started_at, user_id, trace_id, endpoint, model,
