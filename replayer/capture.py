@@ -85,6 +85,8 @@ class _StreamCapture:
         self.tail = chunk[-32:]
 
     def closed(self) -> None:
+        if self.done:  # the usual case: the stream ended (or failed) before the response was closed
+            return
         if not any(getattr(g, "gi_running", False) or getattr(g, "ag_running", False) for g in self.gens):
             self.finish(abandoned=True)
 
