@@ -149,6 +149,8 @@ class Ingestor:
         self.next_idx: dict[str, tuple[int, int | None, int]] = {}
         """Conversations this connection added turns to: the next turn index, and the last
         turn's context node and length."""
+        self.last_reads: dict[int, tuple[int, int]] = {}
+        """Conversation rowid -> (turn index, cache reads) of the last usage this connection wrote."""
         self.data_version: int | None = None
 
     def others_wrote(self) -> None:
@@ -159,11 +161,13 @@ class Ingestor:
             self.data_version = version
             self.thread_conv.clear()
             self.next_idx.clear()
+            self.last_reads.clear()
 
     def forget(self) -> None:
         """Drop every cache (after a rollback the ids they hold may not exist)."""
         self.thread_conv.clear()
         self.next_idx.clear()
+        self.last_reads.clear()
         self.blob_ids.clear()
         self.small_ids.clear()
         self.node_ids.clear()

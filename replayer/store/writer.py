@@ -398,25 +398,34 @@ def store(
         ),
     )
     ok = error is None and isinstance(response, dict) and response.get("type", "message") == "message"
-    facts.write(
-        conn,
-        facts.usage_rows(
-            conv=conv_rowid,
-            idx=turn_idx,
-            attempt_id=int(cur.lastrowid or 0),
-            turn=turn_rowid,
-            at=cap.t_start,
-            model=model,
-            status=cap.status,
-            latency_ms=cap.latency_ms,
-            error=error is not None,
-            new_turn=new_turn,
-            usage=usage,
-            tools=tools,
-            system=system_blob,
-            prev_reads=facts.prev_reads(conn, conv_rowid, turn_idx) if isinstance(usage, dict) else None,
-        ),
+    prev_reads = None
+    if isinstance(usage, dict):
+        last = ing.last_reads.get(conv_rowid)
+        if last is not None and last[0] == turn_idx - 1:
+            prev_reads = last[1]
+        elif turn_idx > 0:
+            prev_reads = facts.prev_reads(conn, conv_rowid, turn_idx)
+    rows = facts.usage_rows(
+        conv=conv_rowid,
+        idx=turn_idx,
+        attempt_id=int(cur.lastrowid or 0),
+        turn=turn_rowid,
+        at=cap.t_start,
+        model=model,
+        status=cap.status,
+        latency_ms=cap.latency_ms,
+        error=error is not None,
+        new_turn=new_turn,
+        usage=usage,
+        tools=tools,
+        system=system_blob,
+        prev_reads=prev_reads,
     )
+    facts.write(conn, rows)
+    if isinstance(usage, dict):
+        if len(ing.last_reads) > 10_000:
+            ing.last_reads.clear()
+        ing.last_reads[conv_rowid] = (turn_idx, rows[0][15])
     if ok:
         conn.execute("UPDATE turns SET response_id = ?, model = ? WHERE id = ?", (response.get("id"), model, turn_id))
         if assistant is not None:
