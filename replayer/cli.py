@@ -219,6 +219,7 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
             f"{money(t.cost_usd):>10}  {(last.latency_ms or 0) if last else 0:>7.0f}  {notes.strip()}"
         )
     click.echo(f"total {money(total)}" + (" (plus turns whose model has no price)" if unknown else ""))
+    click.echo(f"rerun a turn: replayer rerun {conversation_id}:N  (or its turn id: show --json)", err=True)
 
 
 @cli.command()
@@ -596,7 +597,7 @@ def _describe_tools(diff: list[dict[str, Any]]) -> str:
 @cli.command()
 @db_option
 @pricing_option
-@click.argument("turn_id")
+@click.argument("turn_id", metavar="TURN_ID|CONVERSATION:N")
 @click.option("--system", "system", metavar="TEXT|@FILE", help="A new system prompt.")
 @click.option("--model", help="Another model.")
 @click.option(
@@ -642,6 +643,13 @@ def rerun(
     from . import replay
 
     store = open_store(ctx)
+    conv, sep, n = turn_id.rpartition(":")
+    if sep and store.conversation_exists(conv):  # CONVERSATION:N, N from 0 (negative from the end)
+        turns = store.turns(conv)
+        try:
+            turn_id = turns[int(n)].turn_id
+        except (ValueError, IndexError):
+            raise UserError(f"{conv} has turns 0..{len(turns) - 1}, not {n!r}") from None
     try:
         orig = replay.original(store, turn_id)
     except replay.ReplayError as e:

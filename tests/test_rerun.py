@@ -292,3 +292,12 @@ def test_base_url_flag(api, db_path, recorded):
                            env={"ANTHROPIC_API_KEY": FAKE_KEY, "ANTHROPIC_BASE_URL": "http://127.0.0.1:9"})  # fmt: skip
     assert r.exit_code == 0, r.output
     assert len(sent_bodies(api)) == 1 and "1 distinct output(s) in 1 answered sample(s)" in r.stdout
+
+
+def test_a_turn_can_be_named_by_conversation_and_index(api, db_path, recorded):
+    conv = Store(open_db(db_path)).conversations()[0].conversation_id
+    r = run(db_path, f"{conv}:-1", "--yes", "--json", api=api)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["turn_id"] == recorded
+    r = run(db_path, f"{conv}:7", "--yes", api=api)
+    assert r.exit_code == 2 and "has turns 0..1" in r.stderr
