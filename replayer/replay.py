@@ -128,9 +128,11 @@ def original(store: Any, turn_id: str) -> Original:
         d = store.turn_detail(turn_id)
     except (KeyError, StopIteration):
         raise ReplayError(f"no turn {turn_id!r} in this database: copy a turn id from 'replayer show'") from None
+    except ValueError:
+        raise ReplayError(f"turn {turn_id} was recorded with a body that isn't JSON: it can't be rerun") from None
     request = copy.deepcopy(d.request) if isinstance(d.request, dict) else None
     if request is None:
-        raise ReplayError(f"turn {turn_id} has no JSON request to rerun")
+        raise ReplayError(f"turn {turn_id} was recorded with a body that isn't a JSON object: it can't be rerun")
     rebuilt = False
     thread = request.get("thread")
     if isinstance(thread, dict) and thread.get("type") == "continue":

@@ -152,3 +152,20 @@ async def test_an_api_error_shows_on_the_sample(db, env):
         row = [str(c) for c in compare.query_one("#cmp-samples", DataTable).get_row_at(1)]
         assert row[-1] == "400 invalid_request_error: prompt is too long"
         assert "prompt is too long" in text(compare, "#cmp-right")
+
+
+async def test_a_turn_that_cant_be_rerun_says_why(tmp_path, env):
+    from replayer import Recorder
+
+    path = tmp_path / "odd.db"
+    with Recorder(path) as rec:
+        rec.record(b'["a JSON list, not a request"]', reply("ok"), conversation_id="conv_odd")
+    app = make_app(path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        assert not isinstance(app.screen, RerunScreen)
+        assert any("isn't a JSON object" in str(n.message) for n in app._notifications)

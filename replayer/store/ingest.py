@@ -149,6 +149,8 @@ class Ingestor:
         self.next_idx: dict[str, tuple[int, int | None, int]] = {}
         """Conversations this connection added turns to: the next turn index, and the last
         turn's context node and length."""
+        self.tool_results: dict[int, tuple[int, int]] = {}
+        """Message blob -> its tool_result blocks and errors (blobs never change)."""
         self.last_reads: dict[int, tuple[int, int]] = {}
         """Conversation rowid -> (turn index, cache reads) of the last usage this connection wrote."""
         self.data_version: int | None = None
@@ -168,6 +170,7 @@ class Ingestor:
         self.thread_conv.clear()
         self.next_idx.clear()
         self.last_reads.clear()
+        self.tool_results.clear()
         self.blob_ids.clear()
         self.small_ids.clear()
         self.node_ids.clear()

@@ -550,17 +550,19 @@ def _new_turn(
     )
     if text:
         conn.execute("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", (rowid * 2, text))
-    added = _added(ing, pr, prev_node, prev_len or 0, threaded=context_node != pr.node)
-    return (turn_id, conversation_id, rowid, conv_rowid, idx, system), facts.tool_counts(added)
+    tools = _added_tool_results(ing, pr, prev_node, prev_len or 0, threaded=context_node != pr.node)
+    return (turn_id, conversation_id, rowid, conv_rowid, idx, system), tools
 
 
-def _added(ing: Ingestor, pr: Any, prev_node: int | None, prev_len: int, threaded: bool) -> list[Any]:
-    """The messages this request added to its conversation: those after what it shares with the
-    previous turn's context (all of them for a tool-runner thread request, which carries only
-    new ones)."""
+def _added_tool_results(
+    ing: Ingestor, pr: Any, prev_node: int | None, prev_len: int, threaded: bool
+) -> tuple[int, int]:
+    """tool_result blocks (and how many are errors) in the messages this request added to its
+    conversation: those after what it shares with the previous turn's context (all of them for a
+    tool-runner thread request, which carries only new ones). Counted once per message blob."""
     msgs = pr.msgs or []
     if threaded:
-        return [m for m in msgs if m is not None]
+        return facts.tool_counts([m for m in msgs if m is not None])
     if prev_node is None:
         shared = 0
     elif 0 < prev_len <= len(pr.nodes) and pr.nodes[prev_len - 1] == prev_node:
@@ -577,13 +579,22 @@ def _added(ing: Ingestor, pr: Any, prev_node: int | None, prev_len: int, threade
         shared = 0
         while shared < min(len(chain), len(pr.nodes)) and chain[shared] == pr.nodes[shared]:
             shared += 1
-    out = []
+    n = errors = 0
+    cache = ing.tool_results
     for i in range(shared, len(msgs)):
-        m = msgs[i]
-        if m is None:  # reused from another conversation's request without being parsed
-            m = json.loads(ing.db.execute("SELECT json FROM blobs WHERE id = ?", (pr.blobs[i],)).fetchone()[0])
-        out.append(m)
-    return out
+        blob = pr.blobs[i]
+        counts = cache.get(blob)
+        if counts is None:
+            m = msgs[i]
+            if m is None:  # reused from a recent request without being parsed, and not counted yet
+                m = json.loads(ing.db.execute("SELECT json FROM blobs WHERE id = ?", (blob,)).fetchone()[0])
+            counts = facts.tool_counts([m])
+            if len(cache) > 200_000:
+                cache.clear()
+            cache[blob] = counts
+        n += counts[0]
+        errors += counts[1]
+    return n, errors
 
 
 def _event(cap, turn_id, conversation_id, body, model, usage, stop_reason, response, error) -> dict[str, Any]:

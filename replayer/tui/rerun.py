@@ -100,10 +100,18 @@ class RerunScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="rerun-load", exit_on_error=False)
     def load(self) -> None:
         app: Any = self.app
-        with app.store() as store:
-            orig = replay.original(store, self.turn_id)
-            variants = replay.variants_of(store, self.turn_id)
+        try:
+            with app.store() as store:
+                orig = replay.original(store, self.turn_id)
+                variants = replay.variants_of(store, self.turn_id)
+        except replay.ReplayError as e:
+            app.call_from_thread(self.fail, str(e))
+            return
         app.call_from_thread(self.show, orig, variants)
+
+    def fail(self, message: str) -> None:
+        self.notify(message, title="Can't rerun this turn", severity="error", timeout=8)
+        self.app.pop_screen()
 
     def show(self, orig: replay.Original, variants: list[dict[str, Any]]) -> None:
         self.orig = orig
