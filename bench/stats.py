@@ -103,12 +103,11 @@ async def dashboard(path: str, days: int) -> float:
         event.set_sender(app)
         t = time.perf_counter()
         app._driver.send_message(event)
-        await until(
-            lambda: (
-                isinstance(app.screen, DashboardScreen)
-                and app.screen.query_one("#dash-metrics", DataTable).row_count == 6
-            )
-        )
+        def shown() -> bool:  # the screen may still be composing: query, don't query_one
+            tables = app.screen.query("#dash-metrics") if isinstance(app.screen, DashboardScreen) else []
+            return bool(tables) and tables.first(DataTable).row_count == 6
+
+        await until(shown)
         return time.perf_counter() - t
 
 

@@ -469,9 +469,10 @@ class ConversationScreen(Screen[None]):
         if keep is None:
             keep = self.start_turn if self.start_turn is not None else 0
         keep = max(0, min(keep, len(timeline) - 1))
+        refresh = bool(self.timeline)
         self.timeline = timeline
         if timeline:  # start loading the detail now: the worker reads while this thread draws the list
-            self.load_detail(timeline[keep].turn_id)
+            self.request_detail(timeline[keep].turn_id, again=refresh)
         self.row_turn, self.turn_row = [], []
         table.clear()
         prev_prompt = None
@@ -543,7 +544,15 @@ class ConversationScreen(Screen[None]):
         if self.timeline and 0 <= event.cursor_row < len(self.row_turn):
             index = self.row_turn[event.cursor_row]
             self.query_one("#chart", ContextChart).select(index)
-            self.load_detail(self.timeline[index].turn_id)
+            self.request_detail(self.timeline[index].turn_id)
+
+    def request_detail(self, turn_id: str, again: bool = False) -> None:
+        """Load a turn's detail unless it is the one already loading or shown (moving the cursor
+        onto the row being loaded would otherwise cancel that load and start it over)."""
+        if turn_id == getattr(self, "_requested", None) and not again:
+            return
+        self._requested = turn_id
+        self.load_detail(turn_id)
 
     @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
     def load_detail(self, turn_id: str) -> None:
