@@ -171,11 +171,19 @@ def stats(
             )
             c.update(sys=set(), nulls=0, unknown=False)
         c["cost"] += cost
-        c["unknown"] = c["unknown"] or g.cost_usd is None
-        for k in ("turns", "attempts", "limited", "tool_results", "tool_errors", "cr", "rewrites"):
-            c[k] += getattr(g, k)
-        c["prompt"] += g.prompt
-        c["sys"].update(s for s in (g.sys_min, g.sys_max) if s is not None)
+        if g.cost_usd is None:
+            c["unknown"] = True
+        c["turns"] += g.turns
+        c["attempts"] += g.attempts
+        c["limited"] += g.limited
+        c["tool_results"] += g.tool_results
+        c["tool_errors"] += g.tool_errors
+        c["cr"] += g.cr
+        c["rewrites"] += g.rewrites
+        c["prompt"] += g.input + g.w5m + g.w1h + g.cr
+        if g.sys_min is not None:
+            c["sys"].add(g.sys_min)
+            c["sys"].add(g.sys_max)
         c["nulls"] += g.sys_nulls
 
     conv_costs = sorted(c["cost"] for c in convs.values())

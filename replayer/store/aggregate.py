@@ -48,17 +48,22 @@ class Group:
         return self.input + self.w5m + self.w1h + self.cr
 
 
-def _cost(prices: PriceTable, model: str, batch: int, tokens: tuple[int, ...], above: bool | None) -> float | None:
+def _rates(prices: PriceTable, model: str, batch: int, above: bool | None) -> tuple[float, ...] | None:
+    """USD per token of each kind (input, output, 5m write, 1h write, read) and per web search."""
     row = prices.row_for(model or None)
     if row is None:
         prices.breakdown({}, model or None)  # the one warning about an unknown model
         return None
     rates = row.above if above and row.above is not None else row.rates
     factor = prices.batch_factor if batch else 1.0
-    return (
-        sum(t * rates.get(k) * factor for t, k in zip(tokens[:5], KINDS, strict=True)) / 1_000_000
-        + tokens[5] * prices.web_search_per_1k / 1000
-    )
+    return (*(rates.get(k) * factor / 1_000_000 for k in KINDS), prices.web_search_per_1k / 1000)
+
+
+def _cost(prices: PriceTable, model: str, batch: int, tokens: tuple[int, ...], above: bool | None) -> float | None:
+    r = _rates(prices, model, batch, above)
+    if r is None:
+        return None
+    return sum(t * rate for t, rate in zip(tokens, r, strict=True))
 
 
 def _band(prices: PriceTable, model: str, band: int) -> bool | None:
@@ -93,21 +98,25 @@ def groups(db: Any, prices: PriceTable, since: float | None = None, until: float
     if where:
         sql += " WHERE " + " AND ".join(where)
     out = []
-    bands: dict[tuple[str, int], bool | None] = {}
+    rate_sets: dict[tuple[str, int, int], tuple[float, ...] | None | bool] = {}
     for r in db.execute(sql, args):
         conv, bucket, model, batch, band = r[:5]
         sums = r[5:19]
-        key = (model, band)
-        if key not in bands:
-            bands[key] = _band(prices, model, band)
-        above = bands[key]
-        tokens = sums[5:11]
+        key = (model, band, batch)
+        rates = rate_sets.get(key, False)
+        if rates is False:
+            above = _band(prices, model, band)
+            # None (a straddling class) is priced attempt by attempt below; True marks it
+            rates = rate_sets[key] = True if above is None else _rates(prices, model, batch, above)
         if not sums[4]:  # nothing priced: no usage came back
             cost: float | None = 0.0
-        elif above is None:
+        elif rates is True:
             cost = _exact(db, prices, conv, bucket, model, batch, band)
+        elif rates is None:
+            cost = None
         else:
-            cost = _cost(prices, model, batch, tokens, above)
+            i, o, w5, w1, cr, web = rates  # type: ignore[misc]
+            cost = sums[5] * i + sums[6] * o + sums[7] * w5 + sums[8] * w1 + sums[9] * cr + sums[10] * web
         out.append(Group(conv, bucket, model, batch, cost, *sums, *r[19:]))
     return out
 
