@@ -8,6 +8,7 @@ all land in one handler that shows them as a notice.
 from __future__ import annotations
 
 import queue
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,6 +72,8 @@ class ReplayerApp(App[None]):
         """Thresholds, budget and time zone for the dashboard (replayer.config)."""
         self.refresh_seconds = refresh_seconds
         self._pool: queue.SimpleQueue[Store] = queue.SimpleQueue()
+        self._stats_lock = threading.Lock()
+        self._stats_cache: dict[int, tuple[float, dict[str, Any]]] = {}
 
     # -- data access (worker threads only) ----------------------------------------------------
     @contextmanager
@@ -86,6 +89,22 @@ class ReplayerApp(App[None]):
             yield store
         finally:
             self._pool.put(store)
+
+    def stats_doc(self, days: int, max_age: float = 30.0) -> dict[str, Any]:
+        """What the dashboard shows (metrics.stats) for the last `days`, computed at most once
+        at a time and kept `max_age` seconds, so going back to the dashboard is instant."""
+        import time
+
+        from ..metrics import stats
+
+        with self._stats_lock:
+            cached = self._stats_cache.get(days)
+            if cached is not None and time.monotonic() - cached[0] < max_age:
+                return cached[1]
+            with self.store() as store:
+                doc = stats(store.db, store.prices, self.settings, days=days)
+            self._stats_cache[days] = (time.monotonic(), doc)
+            return doc
 
     def palette_entries(self) -> list[tuple[str, Any, str]]:
         entries: list[tuple[str, Any, str]] = []

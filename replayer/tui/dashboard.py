@@ -108,12 +108,9 @@ class DashboardScreen(Screen[None]):
         users.focus()
 
     @work(thread=True, exclusive=True, group="dashboard", exit_on_error=False)
-    def load(self) -> None:
-        from ..metrics import stats
-
+    def load(self, fresh: bool = False) -> None:
         app: Any = self.app
-        with app.store() as store:
-            doc = stats(store.db, store.prices, app.settings, days=self.days)
+        doc = app.stats_doc(self.days, max_age=0.0 if fresh else 30.0)
         app.call_from_thread(self.show, doc)
 
     def show(self, doc: dict[str, Any]) -> None:
@@ -171,7 +168,7 @@ class DashboardScreen(Screen[None]):
         self.app.pop_screen()
 
     def action_reload(self) -> None:
-        self.load()
+        self.load(fresh=True)
 
     def action_days(self, delta: int) -> None:
         self.days = max(1, (self.days or 1) + delta)
