@@ -193,7 +193,10 @@ def stats(
     stable_prompt = sum(c["prompt"] for c in stable)
     attempts = sum(c["attempts"] for c in convs.values())
     results = sum(c["tool_results"] for c in convs.values())
-    p95 = aggregate.latency_percentile(db, 0.95, since, until, list(convs) if user is not None else None)
+    timed = sum(g.timed for g in groups)
+    p95 = aggregate.latency_percentile(
+        db, 0.95, timed, since, until, list(convs) if user is not None else None, sorted(variants) or None
+    )
     metrics = {
         "cache_hit_rate": _metric(
             "cache_hit_rate", sum(c["cr"] for c in stable) / stable_prompt if stable_prompt else None, settings

@@ -81,6 +81,11 @@ def test_one_user_and_a_time_zone(history):
     # 23:30 UTC on the 25th is 00:30 on the 26th in Paris: today there, so over today's budget
     assert doc["users"][0]["days"][-1] == {"date": "2026-11-26", "cost_usd": pytest.approx(11 * TURN_COST)}
     assert doc["metrics"]["tool_failure_rate"]["value"] == 1 / 10
+    cy = open_db(history).execute(
+        """SELECT a.latency_ms FROM attempts a JOIN turns t ON t.id = a.turn_id
+           WHERE t.conversation_id = 'conv_cy' ORDER BY a.latency_ms"""
+    ).fetchall()
+    assert doc["metrics"]["p95_latency_ms"]["value"] == cy[10][0]  # nearest rank: the 11th of 11
     assert [a["user_id"] for a in doc["alerts"] if a["kind"] == "budget"] == ["cy"]
     assert run_stats(history, days=1)["users"][-1]["user_id"] != "cy"  # UTC: yesterday is out
 
@@ -92,8 +97,14 @@ def test_p95_latency_is_the_nearest_rank(tmp_path):
         for i in range(1, 21):
             rec.record({"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": []}, None,
                        latency_ms=i * 100.0, started_at=NOW.timestamp() - 60, status=200)  # fmt: skip
+        with rec.conversation("rerun_x", tags={"rerun_of": "turn_x"}):  # a rerun: not the agent's latency
+            for _ in range(5):
+                rec.record({"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": []}, None,
+                           latency_ms=99_000.0, started_at=NOW.timestamp() - 30, status=200)  # fmt: skip
     doc = run_stats(tmp_path / "lat.db")
     assert doc["metrics"]["p95_latency_ms"]["value"] == 1900.0  # the 19th of 20
+    assert doc["reruns"]["turns"] == 5
+    assert run_stats(tmp_path / "lat.db", user="nobody")["metrics"]["p95_latency_ms"]["value"] is None
 
 
 # -- the command line ---------------------------------------------------------------------------

@@ -39,6 +39,7 @@ class Group:
     tool_results: int
     tool_errors: int
     rewrites: int
+    timed: int
     sys_min: int | None
     sys_max: int | None
     sys_nulls: int
@@ -101,7 +102,7 @@ def groups(db: Any, prices: PriceTable, since: float | None = None, until: float
     rate_sets: dict[tuple[str, int, int], tuple[float, ...] | None | bool] = {}
     for r in db.execute(sql, args):
         conv, bucket, model, batch, band = r[:5]
-        sums = r[5:19]
+        sums = r[5:20]
         key = (model, band, batch)
         rates = rate_sets.get(key, False)
         if rates is False:
@@ -117,7 +118,7 @@ def groups(db: Any, prices: PriceTable, since: float | None = None, until: float
         else:
             i, o, w5, w1, cr, web = rates  # type: ignore[misc]
             cost = sums[5] * i + sums[6] * o + sums[7] * w5 + sums[8] * w1 + sums[9] * cr + sums[10] * web
-        out.append(Group(conv, bucket, model, batch, cost, *sums, *r[19:]))
+        out.append(Group(conv, bucket, model, batch, cost, *sums, *r[20:]))
     return out
 
 
@@ -173,9 +174,19 @@ def conversations_by_rowid(db: Any) -> dict[int, tuple[str, str | None, str]]:
 
 
 def latency_percentile(
-    db: Any, q: float, since: float | None, until: float | None, convs: list[int] | None = None
+    db: Any,
+    q: float,
+    n: int,
+    since: float | None,
+    until: float | None,
+    convs: list[int] | None = None,
+    exclude: list[int] | None = None,
 ) -> float | None:
-    """The q-quantile (nearest rank) of attempt latencies started in [since, until)."""
+    """The q-quantile (nearest rank) of the `n` attempt latencies started in [since, until)
+    (`n` from the rollup's `timed`), read from the top of the latency index: the ranks above a
+    high quantile are few."""
+    if not n:
+        return None
     where, args = ["part = 0", "latency_ms IS NOT NULL"], []
     if since is not None:
         where.append("at >= ?")
@@ -183,18 +194,19 @@ def latency_percentile(
     if until is not None:
         where.append("at < ?")
         args.append(until)
-    if convs is not None:
-        where.append(f"conv IN ({','.join('?' * len(convs))})")
-        args += convs
-    cond = " AND ".join(where)
-    n = db.execute(f"SELECT COUNT(*) FROM usage WHERE {cond}", args).fetchone()[0]
-    if not n:
-        return None
+    for name, ids in (("_only", convs), ("_skip", exclude)):
+        if ids is None:
+            continue
+        db.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} (conv INTEGER PRIMARY KEY)")
+        db.execute(f"DELETE FROM temp.{name}")
+        db.conn.executemany(f"INSERT INTO temp.{name} VALUES (?)", [(c,) for c in ids])
+        where.append(f"conv {'IN' if name == '_only' else 'NOT IN'} (SELECT conv FROM temp.{name})")
     rank = max(1, -(-int(q * 1_000_000) * n // 1_000_000))  # ceil(q * n), exactly
     row = db.execute(
-        f"SELECT latency_ms FROM usage WHERE {cond} ORDER BY latency_ms LIMIT 1 OFFSET ?", [*args, rank - 1]
+        f"SELECT latency_ms FROM usage WHERE {' AND '.join(where)} ORDER BY latency_ms DESC LIMIT 1 OFFSET ?",
+        [*args, n - rank],
     ).fetchone()
-    return float(row[0])
+    return float(row[0]) if row else None
 
 
 def turn_usages(db: Any, conv: int) -> list[tuple[str | None, dict[str, Any] | None]]:

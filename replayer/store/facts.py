@@ -30,7 +30,7 @@ INSERT_USAGE = f"INSERT INTO usage({USAGE_COLUMNS}) VALUES ({','.join('?' * len(
 
 ROLLUP_SUMS = (
     "turns", "attempts", "errors", "limited", "priced",
-    "input", "output", "w5m", "w1h", "cr", "web", "tool_results", "tool_errors", "rewrites",
+    "input", "output", "w5m", "w1h", "cr", "web", "tool_results", "tool_errors", "rewrites", "timed",
 )  # fmt: skip
 ROLLUP_COLUMNS = ("conv", "bucket", "model", "batch", "band", *ROLLUP_SUMS, "sys_min", "sys_max", "sys_nulls")
 UPSERT_ROLLUP = (
@@ -77,6 +77,7 @@ SCHEMA = (
         input INTEGER NOT NULL, output INTEGER NOT NULL, w5m INTEGER NOT NULL, w1h INTEGER NOT NULL,
         cr INTEGER NOT NULL, web INTEGER NOT NULL,
         tool_results INTEGER NOT NULL, tool_errors INTEGER NOT NULL, rewrites INTEGER NOT NULL,
+        timed INTEGER NOT NULL,        -- attempts with a latency (to rank them for percentiles)
         sys_min INTEGER, sys_max INTEGER, sys_nulls INTEGER NOT NULL,
         PRIMARY KEY (conv, bucket, model, batch, band)
     ) WITHOUT ROWID""",
@@ -143,7 +144,7 @@ def usage_rows(
 
 def rollup_row(u: tuple[Any, ...]) -> tuple[Any, ...]:
     """A usage row as its contribution to the rollup."""
-    (conv, _idx, _aid, part, _turn, at, model, status, _lat, error, new_turn,
+    (conv, _idx, _aid, part, _turn, at, model, status, latency, error, new_turn,
      inp, out, w5m, w1h, cr, web, batch, tr, te, system, rewrite) = u  # fmt: skip
     priced = inp is not None
     prompt = (inp or 0) + (w5m or 0) + (w1h or 0) + (cr or 0)
@@ -152,6 +153,7 @@ def rollup_row(u: tuple[Any, ...]) -> tuple[Any, ...]:
         conv, int(at // BUCKET_S), model or "", batch, bisect.bisect_left(EDGES, prompt) if priced else 0,
         new_turn, 1 if first else 0, error, 1 if first and status in (429, 529) else 0, 1 if priced else 0,
         inp or 0, out or 0, w5m or 0, w1h or 0, cr or 0, web or 0, tr, te, rewrite,
+        1 if first and latency is not None else 0,
         system, system, 1 if system is None and first else 0,
     )  # fmt: skip
 
