@@ -161,3 +161,12 @@ def test_malformed_messages_are_stored_as_sent(tmp_path):
         rec.record(odd)
     lines = [json.loads(x) for x in Store(open_db(path)).export_lines()]
     assert [line["request"] for line in lines] == [odd]
+
+
+def test_sorting_by_first_message_spans_every_conversation(tmp_path):
+    from tui_data import build_db
+
+    store = Store(open_db(build_db(tmp_path / "f.db")))
+    assert [c.conversation_id for c in store.conversations(sort="first", descending=False)] == ["conv_tools", "conv_chat"]
+    assert [c.conversation_id for c in store.conversations(sort="first", limit=1)] == ["conv_chat"]  # "Where…" first
+    assert store.first_texts() == {1: "Fix the failing test in tests/test_parser.py", 2: "Where is my invoice?"}

@@ -44,6 +44,7 @@ AGG_SORTS: dict[str, Callable[[Totals], Any]] = {
     "cache": lambda t: t.cr / t.prompt if t.prompt else None,
     "errors": lambda t: t.errors,
     "models": lambda t: ", ".join(sorted(t.models)),
+    "first": lambda t: None,  # by Store.first_texts, not the rollup
 }
 """...and by the priced totals of each conversation (store/aggregate.py)."""
 
@@ -306,9 +307,12 @@ class Store:
         filters = " WHERE " + " AND ".join(where) if where else ""
         if sort not in SORTS and sort not in AGG_SORTS:
             raise ValueError(f"sort must be one of {', '.join([*SORTS, *AGG_SORTS])}")
+        if sort == "first":  # the first message's text, over every conversation
+            texts = self.first_texts()
+            first = {rowid: (texts.get(rowid) or "").casefold() or None for rowid in texts}
         if sort in AGG_SORTS or min_cost is not None:
             # priced: every matching conversation's totals from the rollup, sorted and paged here
-            totals = conversation_totals(self.db, self.prices)
+            totals = conversation_totals(self.db, self.prices) if sort != "first" or min_cost is not None else {}
             order = "c.id" if sort in AGG_SORTS else f"{SORTS[sort]} {'DESC' if descending else 'ASC'} NULLS LAST, c.id"
             keyed = []
             for rowid, cid in self.db.execute(
@@ -317,7 +321,10 @@ class Store:
                 t = totals.get(rowid)
                 if min_cost is not None and (t is None or t.cost_usd is None or t.cost_usd < min_cost):
                     continue
-                keyed.append((AGG_SORTS[sort](t) if sort in AGG_SORTS and t is not None else None, cid))
+                if sort == "first":
+                    keyed.append((first.get(rowid), cid))
+                else:
+                    keyed.append((AGG_SORTS[sort](t) if sort in AGG_SORTS and t is not None else None, cid))
             if sort in AGG_SORTS:
                 known = [k for k in keyed if k[0] is not None]
                 known.sort(key=lambda k: k[0], reverse=descending)
@@ -517,6 +524,21 @@ class Store:
 
     def _maybe(self, blob: int | None) -> Any:
         return json.loads(self.blob_text(blob)) if blob is not None else None
+
+    def first_texts(self) -> dict[int, str | None]:
+        """Conversation rowid -> the text of the first message its first turn sent."""
+        out: dict[int, str | None] = {}
+        for conv, text in self.db.execute(
+            """WITH RECURSIVE up(conv, parent, blob, depth) AS (
+                   SELECT c.rowid, n.parent, n.blob, n.depth FROM conversations c
+                   JOIN turns t ON t.conversation_id = c.id AND t.idx = 0 JOIN nodes n ON n.id = t.context_node
+                   UNION ALL SELECT up.conv, n.parent, n.blob, n.depth FROM nodes n JOIN up ON n.id = up.parent)
+               SELECT up.conv, CASE json_type(b.json, '$.content') WHEN 'text' THEN json_extract(b.json, '$.content')
+                                ELSE json_extract(b.json, '$.content[0].text') END
+               FROM up JOIN blobs b ON b.id = up.blob WHERE up.depth = 1"""
+        ):
+            out[conv] = text if isinstance(text, str) else None
+        return out
 
     def first_user_text(self, node: int | None) -> str | None:
         chain = self.blob_chain(node)

@@ -131,8 +131,9 @@ class ConversationsScreen(Screen[None]):
         "Err": "errors",
         "Duration": "duration",
         "Models": "models",
+        "First message": "first",
     }
-    """Sorted by the store over every conversation; the others within the loaded page."""
+    """Every column sorts over every conversation (by the store), not just the loaded page."""
     WIDTHS = {
         "Started": 16,
         "Conversation": 32,
@@ -200,9 +201,6 @@ class ConversationsScreen(Screen[None]):
             self.rows = []
         if len(rows) < PAGE:
             self.exhausted = True
-        column, descending = self.sort
-        if column not in self.SQL_SORTS:  # priced or aggregate columns: sorted here, page by page
-            rows.sort(key=lambda r: _sort_key(r, column), reverse=descending)
         for r in rows:
             self.rows.append(r)
             table.add_row(*self._cells(r), key=r.conversation_id)
@@ -313,11 +311,7 @@ class ConversationsScreen(Screen[None]):
     def _sort_by(self, column: str) -> None:
         current, descending = self.sort
         self.sort = (column, not descending if column == current else True)
-        self.notify(
-            f"sorted by {column} {'descending' if self.sort[1] else 'ascending'}"
-            + ("" if column in self.SQL_SORTS else " (within the loaded page)"),
-            timeout=3,
-        )
+        self.notify(f"sorted by {column} {'descending' if self.sort[1] else 'ascending'}", timeout=3)
         self._label_sort()
         self.load(reset=True)
 
@@ -347,21 +341,6 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds / 60:.0f}m"
     return f"{seconds / 3600:.1f}h"
-
-
-def _sort_key(r: ConversationSummary, column: str) -> Any:
-    return {
-        "Cost": r.cost_usd if r.cost_usd is not None else -1.0,
-        "In tok": r.input_tokens,
-        "Out tok": r.output_tokens,
-        "Cache": r.cache_hit_rate or 0.0,
-        "Err": r.errors,
-        "Duration": r.duration_s,
-        "Models": ",".join(r.models),
-        "Conversation": r.conversation_id,
-        "First message": r.first_message or "",
-        "Last": r.last_at,
-    }.get(column, r.started_at)
 
 
 class ConversationScreen(Screen[None]):
