@@ -430,7 +430,12 @@ class ConversationScreen(Screen[None]):
     def load_timeline(self) -> None:
         with self.app.store() as store:  # type: ignore[attr-defined]
             timeline = store.turns(self.conversation_id)
-        self.app.call_from_thread(self.show_timeline, timeline)
+            # the first turn to show comes with the list, so the screen is drawn once, whole
+            first = None
+            if timeline:
+                start = max(0, min(self.start_turn or 0, len(timeline) - 1))
+                first = store.turn_detail(timeline[start].turn_id, timeline)
+        self.app.call_from_thread(self.show_timeline, timeline, first)
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def poll(self) -> None:
@@ -442,7 +447,11 @@ class ConversationScreen(Screen[None]):
         ):
             self.app.call_from_thread(self.show_timeline, timeline)
 
-    def show_timeline(self, timeline: list[TurnSummary]) -> None:
+    def show_timeline(self, timeline: list[TurnSummary], first: TurnDetail | None = None) -> None:
+        with self.app.batch_update():
+            self._show_timeline(timeline, first)
+
+    def _show_timeline(self, timeline: list[TurnSummary], first: TurnDetail | None) -> None:
         table = self.query_one("#turns", DataTable)
         keep = self.row_turn[table.cursor_row] if self.timeline and table.row_count else None
         if keep is None:
@@ -450,7 +459,9 @@ class ConversationScreen(Screen[None]):
         keep = max(0, min(keep, len(timeline) - 1))
         refresh = bool(self.timeline)
         self.timeline = timeline
-        if timeline:  # start loading the detail now: the worker reads while this thread draws the list
+        if first is not None and first.turn.turn_id == timeline[keep].turn_id:
+            self._requested = first.turn.turn_id
+        elif timeline:  # start loading the detail now: the worker reads while this thread draws the list
             self.request_detail(timeline[keep].turn_id, again=refresh)
         self.row_turn, self.turn_row = [], []
         table.clear()
@@ -513,6 +524,8 @@ class ConversationScreen(Screen[None]):
         self.query_one("#chart", ContextChart).set_turns(timeline, breaks)
         if timeline:
             table.move_cursor(row=self.turn_row[keep])
+        if first is not None and first.turn.turn_id == timeline[keep].turn_id:
+            self.show_detail(first)
 
     def current_turn(self) -> int:
         table = self.query_one("#turns", DataTable)
