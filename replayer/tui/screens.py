@@ -352,11 +352,11 @@ class ConversationScreen(Screen[None]):
         Binding("g", "first_turn", "First", id="first", tooltip="First turn", show=False),
         Binding("G", "last_turn", "Last", id="last", tooltip="Last turn", show=False),
         Binding("escape", "back", "Back", id="back", tooltip="Back to the conversations"),
-        Binding("1", "tab('context')", "Context", id="tab-context", tooltip="What entered the context"),
-        Binding("2", "tab('response')", "Response", id="tab-response", tooltip="The response, for reading"),
-        Binding("3", "tab('tools')", "Tools", id="tab-tools", tooltip="Tool calls beside their results"),
-        Binding("4", "tab('usage')", "Usage", id="tab-usage", tooltip="Tokens, rates and cost"),
-        Binding("5", "tab('raw')", "Raw", id="tab-raw", tooltip="The exact request and response JSON"),
+        Binding("1", "tab('context')", "Context", id="tab-context", tooltip="What entered the context", show=False),
+        Binding("2", "tab('response')", "Response", id="tab-response", tooltip="The response, for reading", show=False),
+        Binding("3", "tab('tools')", "Tools", id="tab-tools", tooltip="Tool calls beside their results", show=False),
+        Binding("4", "tab('usage')", "Usage", id="tab-usage", tooltip="Tokens, rates and cost", show=False),
+        Binding("5", "tab('raw')", "Raw", id="tab-raw", tooltip="The exact request and response JSON", show=False),
         Binding(
             "a",
             "show_all",
@@ -389,15 +389,15 @@ class ConversationScreen(Screen[None]):
             with Vertical(id="detail-side"):
                 yield ContextChart(id="chart")
                 with TabbedContent(id="tabs", initial="context"):
-                    with TabPane("Context", id="context"):
+                    with TabPane("1 Context", id="context"):
                         yield VerticalScroll(Static("", id="context-body"), id="context-scroll")
-                    with TabPane("Response", id="response"):
+                    with TabPane("2 Response", id="response"):
                         yield VerticalScroll(id="response-body")
-                    with TabPane("Tools", id="tools"):
+                    with TabPane("3 Tools", id="tools"):
                         yield VerticalScroll(Static("", id="tools-body"))
-                    with TabPane("Usage & cost", id="usage"):
+                    with TabPane("4 Usage & cost", id="usage"):
                         yield VerticalScroll(Static("", id="usage-body"))
-                    with TabPane("Raw", id="raw"):
+                    with TabPane("5 Raw", id="raw"):
                         yield VerticalScroll(id="raw-box")  # its TextArea is made when first opened
         yield Footer()
 
