@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from .captured import Captured, Context
 from .store.ingest import new_id
 from .store.writer import Writer
@@ -162,7 +164,7 @@ class Recorder:
         elif isinstance(request, bytes):
             body = request
         else:
-            body = json.dumps(request, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            body = _dumps(request)
         ctx = _current.get()
         if conversation_id or user_id:
             ctx = Context(
@@ -216,6 +218,20 @@ class Recorder:
     def dropped(self) -> int:
         """Records lost because the buffer filled while the database couldn't be written."""
         return self._writer.dropped
+
+
+def _dumps(doc: Any) -> bytes:
+    """Compact JSON of a request handed to `record()`: the snapshot is taken on the caller's
+    thread, so it must be quick (orjson: about 4x json's speed on an agent's request). json
+    takes what orjson refuses (non-string keys, huge ints), and any document with a null, since
+    orjson writes NaN and infinities as null where json keeps them as written."""
+    try:
+        out = orjson.dumps(doc)
+    except TypeError:
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if b"null" in out:  # a NaN or infinity becomes null in orjson: let json write the value itself
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return out
 
 
 def _error_dict(error: Any) -> dict[str, Any]:

@@ -422,3 +422,24 @@ def test_stream_assembly_matches_the_sdk(vector, api, rec, client, db_path):
     for key, value in want["usage"].items():
         if value is not None:
             assert got["usage"].get(key) == value, (vector.name, key)
+
+
+def test_record_snapshots_a_request_as_json_writes_it(db_path):
+    """record() serialises on the caller's thread (orjson, falling back to json): the stored
+    request is what json would have written, odd values included."""
+    import math
+
+    from replayer import Recorder
+
+    odd = [
+        {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "héllo ✓ \u2028"}], "n": 1e16},
+        {"model": "m", "max_tokens": 5, "messages": [], "temperature": math.nan, "stop_sequences": None},
+        {"model": "m", "max_tokens": 5, "messages": [], "big": 2**70, "metadata": {1: "int key"}},
+    ]
+    with Recorder(db_path) as rec:
+        for req in odd:
+            rec.record(req, None, conversation_id="conv_odd")
+    got = [line["request"] for line in exported(db_path)]
+    assert got[0] == odd[0] and isinstance(got[0]["n"], float)
+    assert math.isnan(got[1]["temperature"]) and got[1]["stop_sequences"] is None
+    assert got[2]["big"] == 2**70 and got[2]["metadata"] == {"1": "int key"}
