@@ -608,7 +608,7 @@ def _describe_tools(diff: list[dict[str, Any]]) -> str:
     "sets",
     metavar="PATH=JSON",
     multiple=True,
-    help="Set any field, e.g. temperature=0.2, thinking.budget_tokens=2048; null removes it.",
+    help="Set any field, e.g. max_tokens=512, thinking.budget_tokens=2048; null removes it.",
 )
 @click.option(
     "--header", "headers", metavar="NAME=VALUE", multiple=True, help="Change anthropic-version or anthropic-beta."
