@@ -77,8 +77,6 @@ class Edits:
     """Message index (negative from the end) -> new text."""
     set: dict[str, Any] = field(default_factory=dict)
     """Dotted path -> JSON value; None removes the field."""
-    request: dict[str, Any] | None = None
-    """A whole edited request (the terminal app's editor); the fields above apply on top."""
     headers: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -91,8 +89,6 @@ class Edits:
             out["messages"] = {str(k): v for k, v in self.messages.items()}
         if self.set:
             out["set"] = self.set
-        if self.request is not None:
-            out["request"] = self.request
         if self.headers:
             out["headers"] = self.headers
         return out
@@ -104,15 +100,12 @@ class Edits:
             model=d.get("model"),
             messages={int(k): v for k, v in (d.get("messages") or {}).items()},
             set=dict(d.get("set") or {}),
-            request=d.get("request"),
             headers=dict(d.get("headers") or {}),
         )
 
     def names(self) -> list[str]:
         """What was edited, in words."""
         out = []
-        if self.request is not None:
-            out.append("request")
         if self.system is not None:
             out.append("system")
         if self.model is not None:
@@ -217,7 +210,7 @@ def set_text(message: dict[str, Any], text: str) -> None:
 
 def apply(orig: Original, edits: Edits) -> dict[str, Any]:
     """The edited request (the original is left as it was)."""
-    req = copy.deepcopy(edits.request if edits.request is not None else orig.request)
+    req = copy.deepcopy(orig.request)
     if edits.system is not None:
         system = req.get("system")
         if isinstance(system, list) and system and isinstance(system[0], dict) and system[0].get("type") == "text":
@@ -508,11 +501,11 @@ def send(
 # -- reading variants back ---------------------------------------------------------------------
 
 
-def sample_view(store: Any, turn_id: str) -> dict[str, Any]:
+def sample_view(store: Any, turn_id: str, timeline: list[Any] | None = None) -> dict[str, Any]:
     """One recorded call, as the compare views show it."""
     from .diffing import text_of, tool_calls
 
-    d = store.turn_detail(turn_id)
+    d = store.turn_detail(turn_id, timeline)
     last = d.turn.attempts[-1] if d.turn.attempts else None
     error = last.error if last else None
     if error is None and last is not None and last.status is None:
@@ -545,8 +538,9 @@ def compare(store: Any, orig: Original, variant: str) -> dict[str, Any]:
     tags = json.loads(row[0]) if row[0] else {}
     samples = []
     responses = []
-    for t in store.turns(variant):
-        v = sample_view(store, t.turn_id)
+    timeline = store.turns(variant)
+    for t in timeline:
+        v = sample_view(store, t.turn_id, timeline)
         responses.append(v["response"])
         v["diff"] = unified(base["text"], v["text"], "original", f"sample {len(samples) + 1}")
         v["words"] = words(base["text"], v["text"])
