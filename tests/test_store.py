@@ -170,3 +170,37 @@ def test_sorting_by_first_message_spans_every_conversation(tmp_path):
     assert [c.conversation_id for c in store.conversations(sort="first", descending=False)] == ["conv_tools", "conv_chat"]
     assert [c.conversation_id for c in store.conversations(sort="first", limit=1)] == ["conv_chat"]  # "Where…" first
     assert store.first_texts() == {1: "Fix the failing test in tests/test_parser.py", 2: "Where is my invoice?"}
+
+
+def test_search_finds_every_turn_written_in_a_batch(tmp_path):
+    """Search text is indexed at the end of each write batch, in rowid order: words from requests,
+    replies and tool results of every turn are found, including a reply stored a batch later."""
+    from replayer import Recorder
+
+    path = tmp_path / "s.db"
+    words = {}
+    with Recorder(path) as rec:
+        for c in range(3):
+            msgs = [{"role": "user", "content": f"task{c}alpha"}]
+            for i in range(4):
+                reply = {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": f"tu{c}{i}", "name": "grep", "input": {"pattern": f"needle{c}x{i}"}}]}
+                rec.record({"model": "claude-haiku-4-5", "max_tokens": 10, "messages": msgs},
+                           {"id": f"m{c}{i}", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                            "content": reply["content"], "stop_reason": "tool_use", "usage": {"input_tokens": 1, "output_tokens": 1}},
+                           conversation_id=f"conv{c}")
+                msgs = [*msgs, reply, {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": f"tu{c}{i}", "content": f"found{c}y{i} 5821{c}{i}"}]}]
+                words[f"needle{c}x{i}"] = f"conv{c}"
+                if i < 3 or c == 2:  # a tool result is sent (and indexed) with the next request
+                    words[f"found{c}y{i}"] = words[f"5821{c}{i}"] = f"conv{c}"
+            words[f"task{c}alpha"] = f"conv{c}"
+        rec.flush()
+        rec.record({"model": "claude-haiku-4-5", "max_tokens": 10, "messages": msgs},
+                   {"id": "late", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                    "content": [{"type": "text", "text": "latecomer"}], "stop_reason": "end_turn"}, conversation_id="conv2")
+        words["latecomer"] = "conv2"
+    store = Store(open_db(path, create=False))
+    for word, conv in words.items():
+        assert [c.conversation_id for c in store.conversations(query=word)] == [conv], word
+    assert store.conversations(query="needle") and not store.conversations(query="absentword")

@@ -154,6 +154,8 @@ class Ingestor:
         self.last_reads: dict[int, tuple[int, int]] = {}
         """Conversation rowid -> (turn index, cache reads) of the last usage this connection wrote."""
         self.data_version: int | None = None
+        self.texts: list[tuple[int, str]] = []
+        """Search text waiting for `index_texts` (turn_text rowid, text)."""
 
     def others_wrote(self) -> None:
         """At the start of a transaction: when another connection has committed since our last one,
@@ -165,8 +167,21 @@ class Ingestor:
             self.next_idx.clear()
             self.last_reads.clear()
 
+    def index_texts(self) -> None:
+        """Add the batch's search text to the index, in rowid order, as the transaction's last write.
+
+        FTS5 keeps what it is given in memory until the transaction ends, but writes it out as a
+        new index segment whenever another statement opens a savepoint (an upsert does), and
+        merges those segments as they pile up: indexing turn by turn between the other writes
+        made one tiny segment per turn, and most of the writer's time went to merging them."""
+        if self.texts:
+            self.texts.sort()
+            self.db.conn.executemany("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", self.texts)
+            self.texts = []
+
     def forget(self) -> None:
         """Drop every cache (after a rollback the ids they hold may not exist)."""
+        self.texts = []
         self.thread_conv.clear()
         self.next_idx.clear()
         self.last_reads.clear()

@@ -248,6 +248,7 @@ class Writer:
                 ev = store(ing, cap, self.redact, self.log_events)
                 if ev is not None:
                     events.append(ev)
+            ing.index_texts()
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -431,7 +432,7 @@ def store(
         if assistant is not None:
             text = searchable(assistant)
             if text:
-                conn.execute("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", (turn_rowid * 2 + 1, text))
+                ing.texts.append((turn_rowid * 2 + 1, text))
         if assistant is not None and pr.tkeys and body.get("thread") is None:
             conn.execute(
                 "INSERT OR REPLACE INTO thread_keys(key, conversation_id) VALUES (?, ?)", (reply_key, conversation_id)
@@ -549,7 +550,7 @@ def _new_turn(
         if m is not None and (not isinstance(m, dict) or m.get("role") != "assistant" or idx == 0)
     )
     if text:
-        conn.execute("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", (rowid * 2, text))
+        ing.texts.append((rowid * 2, text))
     tools = _added_tool_results(ing, pr, prev_node, prev_len or 0, threaded=context_node != pr.node)
     return (turn_id, conversation_id, rowid, conv_rowid, idx, system), tools
 
