@@ -148,6 +148,7 @@ async def measure(path: str) -> dict[str, float]:
 
 def baselines(path: str) -> dict[str, float]:
     """The same questions answered the naive way, on the same database."""
+    from replayer.store.codec import unpack
     from replayer.store.queries import Store
     from replayer.store.schema import open_db
 
@@ -158,7 +159,12 @@ def baselines(path: str) -> dict[str, float]:
     out["all_rows_s"] = time.perf_counter() - t
     out["all_rows"] = len(rows)
     t = time.perf_counter()
-    out["like_hits"] = store.db.execute("SELECT COUNT(*) FROM blobs WHERE json LIKE ?", [f"%{NEEDLE}%"]).fetchone()[0]
+    # the naive search: LIKE over the messages stored as text, and a look into each deflated one
+    out["like_hits"] = store.db.execute(
+        "SELECT COUNT(*) FROM blobs WHERE typeof(json) = 'text' AND json LIKE ?", [f"%{NEEDLE}%"]
+    ).fetchone()[0] + sum(
+        NEEDLE in unpack(v) for (v,) in store.db.execute("SELECT json FROM blobs WHERE typeof(json) = 'blob'")
+    )
     out["like_scan_s"] = time.perf_counter() - t
     newest = store.conversations(limit=1)[0].conversation_id
     t = time.perf_counter()
@@ -193,13 +199,13 @@ def main() -> None:
     print(f"{'first rows on screen':34} {m['first_rows_s']:>9.3f}s {b['all_rows_s']:>9.3f}s  loading all {b['all_rows']:,} conversations")
     print(f"{'open a 200-turn conversation':34} {m['open_200_s']:>9.3f}s {b['export_parse_s']:>9.3f}s  parsing its {b['export_lines']} full export lines")
     print(f"{'next turn (median of 30)':34} {m['next_turn_median_s'] * 1000:>8.1f}ms")
-    print(f"{'search all message text':34} {m['search_s']:>9.3f}s {b['like_scan_s']:>9.3f}s  LIKE over every stored message")
+    print(f"{'search all message text':34} {m['search_s']:>9.3f}s {b['like_scan_s']:>9.3f}s  LIKE (inflating the deflated ones) over every stored message")
     print(f"{'peak memory (max RSS)':34} {m['peak_rss_mb']:>8.0f}MB")
     ok = (m["first_rows_s"] <= 1.0 and m["open_200_s"] <= 0.5 and m["next_turn_median_s"] <= 0.05
           and m["search_s"] <= 1.0 and m["peak_rss_mb"] <= 300)
     print(f"\nSUMMARY browse: first rows {m['first_rows_s']:.2f} s ({m['first_rows_s'] / b['all_rows_s']:.2f}x loading all), "
           f"200-turn open {m['open_200_s']:.2f} s, next turn {m['next_turn_median_s'] * 1000:.0f} ms, search "
-          f"{m['search_s']:.2f} s ({m['search_s'] / b['like_scan_s']:.2f}x a LIKE scan), peak {m['peak_rss_mb']:.0f} MB "
+          f"{m['search_s']:.2f} s ({m['search_s'] / b['like_scan_s']:.2f}x a naive scan), peak {m['peak_rss_mb']:.0f} MB "
           f"-> {'PASS' if ok else 'MISS'}")
 
 

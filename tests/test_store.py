@@ -8,6 +8,7 @@ import sqlite3
 
 import pytest
 
+from replayer.store.codec import MIN_CHARS, pack, unpack
 from replayer.store.ingest import Ingestor
 from replayer.store.queries import Store
 from replayer.store.schema import DBError, open_db
@@ -63,10 +64,13 @@ def test_history_is_stored_once(tmp_path):
             msgs = [*msgs, {"role": "assistant", "content": [{"type": "text", "text": f"reply {i}"}]},
                     {"role": "user", "content": f"next {i}"}]
     con = sqlite3.connect(path)
-    big = con.execute("SELECT COUNT(*) FROM blobs WHERE length(json) > 2000").fetchone()[0]
-    assert big == 2  # the first message and the system prompt, once each, for 30 turns
+    texts = [unpack(v) for (v,) in con.execute("SELECT json FROM blobs")]
+    assert sum(len(t) > 2000 for t in texts) == 2  # the first message and the system prompt, once each, for 30 turns
     # replies are stored once although each came as a response and again in the next request
-    assert con.execute("SELECT COUNT(*) FROM blobs WHERE json LIKE '%reply 7\"%'").fetchone()[0] == 1
+    assert sum('reply 7"' in t for t in texts) == 1
+    # and the two long ones are stored deflated, hundreds of bytes where the text is thousands
+    count, longest = con.execute("SELECT COUNT(*), MAX(length(json)) FROM blobs WHERE typeof(json) = 'blob'").fetchone()
+    assert count == 2 and longest < 200
     store = Store(open_db(path))
     lines = [json.loads(x) for x in store.export_lines()]
     assert len(lines) == 30 and {line["conversation_id"] for line in lines} == {lines[0]["conversation_id"]}
@@ -204,3 +208,33 @@ def test_search_finds_every_turn_written_in_a_batch(tmp_path):
     for word, conv in words.items():
         assert [c.conversation_id for c in store.conversations(query=word)] == [conv], word
     assert store.conversations(query="needle") and not store.conversations(query="absentword")
+
+
+@pytest.mark.parametrize("text", ["", "short", "é✓ \ud800 lone surrogate " * 40, json.dumps({"a": "x" * 5000}),
+                                  "".join(chr(33 + (i * 7919) % 90) for i in range(3000))])
+def test_blob_text_survives_packing(text):
+    stored = pack(text)
+    assert unpack(stored) == text
+    if len(text) < MIN_CHARS:
+        assert stored == text
+    if isinstance(stored, bytes):
+        assert len(stored) <= len(text.encode("utf-8", "surrogatepass")) * 7 / 8
+
+
+def test_long_first_messages_stored_deflated_still_name_their_conversation(tmp_path):
+    from replayer import Recorder
+
+    path = tmp_path / "f.db"
+    with Recorder(path) as rec:
+        for conv, content in [("long_str", "Summarise: " + "lorem ipsum " * 400),
+                              ("long_blocks", [{"type": "text", "text": "Blocks: " + "dolor sit " * 400}]),
+                              ("short", "Hi")]:
+            rec.record({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": content}]},
+                       {"id": conv, "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                        "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn"}, conversation_id=conv)
+    store = Store(open_db(path))
+    firsts = sorted(t[:12] for t in store.first_texts().values())
+    assert firsts == ["Blocks: dolo", "Hi", "Summarise: l"]
+    assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM blobs WHERE typeof(json) = 'blob'").fetchone()[0] == 2
+    assert [c.conversation_id for c in store.conversations(sort="first", descending=False)] == [
+        "long_blocks", "short", "long_str"]

@@ -23,6 +23,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from .codec import pack
+
 _decoder = json.JSONDecoder()
 _WS = re.compile(r"[ \t\n\r]*")
 PREFIX_KEY_CHARS = 256
@@ -221,7 +223,7 @@ class Ingestor:
                 self.small_ids[text] = (got, h)
             return got
         conn = self.db.conn
-        cur = conn.execute("INSERT OR IGNORE INTO blobs(hash, json) VALUES (?, ?)", (h, text))
+        cur = conn.execute("INSERT OR IGNORE INTO blobs(hash, json) VALUES (?, ?)", (h, pack(text)))
         if cur.rowcount:
             got = cur.lastrowid
         else:

@@ -25,6 +25,7 @@ from ..models import (
 )
 from ..pricing import PriceTable, default_table
 from .aggregate import Totals, conversation_totals
+from .codec import unpack
 
 _MARK = "\u0000replayer:{}\u0000"
 
@@ -61,7 +62,7 @@ class Store:
         got = self._blobs.get(blob_id)
         if got is None:
             row = self.db.execute("SELECT json FROM blobs WHERE id = ?", [blob_id]).fetchone()
-            got = row[0]
+            got = unpack(row[0])
             if len(self._blobs) > 50_000:
                 self._blobs.clear()
             self._blobs[blob_id] = got
@@ -74,8 +75,8 @@ class Store:
         for i in range(0, len(missing), 500):
             chunk = missing[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            for bid, text in self.db.execute(f"SELECT id, json FROM blobs WHERE id IN ({marks})", chunk):
-                self._blobs[bid] = text
+            for bid, stored in self.db.execute(f"SELECT id, json FROM blobs WHERE id IN ({marks})", chunk):
+                self._blobs[bid] = unpack(stored)
         if len(self._blobs) > 50_000:
             keep = {b: self._blobs[b] for b in ids if b in self._blobs}
             self._blobs.clear()
@@ -533,10 +534,16 @@ class Store:
                    SELECT c.rowid, n.parent, n.blob, n.depth FROM conversations c
                    JOIN turns t ON t.conversation_id = c.id AND t.idx = 0 JOIN nodes n ON n.id = t.context_node
                    UNION ALL SELECT up.conv, n.parent, n.blob, n.depth FROM nodes n JOIN up ON n.id = up.parent)
-               SELECT up.conv, CASE json_type(b.json, '$.content') WHEN 'text' THEN json_extract(b.json, '$.content')
-                                ELSE json_extract(b.json, '$.content[0].text') END
+               SELECT up.conv, CASE WHEN typeof(b.json) != 'text' THEN b.json
+                                    WHEN json_type(b.json, '$.content') = 'text' THEN json_extract(b.json, '$.content')
+                                    ELSE json_extract(b.json, '$.content[0].text') END
                FROM up JOIN blobs b ON b.id = up.blob WHERE up.depth = 1"""
         ):
+            if isinstance(text, bytes):  # a long first message, stored compressed: read it here
+                content = json.loads(unpack(text)).get("content")
+                if isinstance(content, list) and content and isinstance(content[0], dict):
+                    content = content[0].get("text")
+                text = content
             out[conv] = text if isinstance(text, str) else None
         return out
 

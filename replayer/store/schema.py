@@ -25,6 +25,8 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from .codec import unpack
+
 MIGRATION_SET = "replayer"
 BUSY_TIMEOUT_MS = 5000
 PAGE_SIZE = int(os.environ.get("REPLAYER_PAGE_SIZE", "8192"))
@@ -173,7 +175,7 @@ def _added_per_turn(db: Database) -> Iterator[tuple[int, str, list[int]]]:
 
 
 def _blob_obj(db: Database, blob: int) -> Any:
-    return json.loads(db.execute("SELECT json FROM blobs WHERE id = ?", [blob]).fetchone()[0])
+    return json.loads(unpack(db.execute("SELECT json FROM blobs WHERE id = ?", [blob]).fetchone()[0]))
 
 
 def _backfill_turn_text(db: Database) -> None:

@@ -25,6 +25,7 @@ from .. import sse
 from ..captured import Captured
 from ..text import searchable
 from . import facts
+from .codec import unpack
 from .ingest import Ingestor, digest, iso, new_id, response_parts
 from .schema import DBError, open_db
 
@@ -588,7 +589,7 @@ def _added_tool_results(
         if counts is None:
             m = msgs[i]
             if m is None:  # reused from a recent request without being parsed, and not counted yet
-                m = json.loads(ing.db.execute("SELECT json FROM blobs WHERE id = ?", (blob,)).fetchone()[0])
+                m = json.loads(unpack(ing.db.execute("SELECT json FROM blobs WHERE id = ?", (blob,)).fetchone()[0]))
             counts = facts.tool_counts([m])
             if len(cache) > 200_000:
                 cache.clear()
