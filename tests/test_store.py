@@ -238,3 +238,58 @@ def test_long_first_messages_stored_deflated_still_name_their_conversation(tmp_p
     assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM blobs WHERE typeof(json) = 'blob'").fetchone()[0] == 2
     assert [c.conversation_id for c in store.conversations(sort="first", descending=False)] == [
         "long_blocks", "short", "long_str"]
+
+
+def _random_doc(rnd, depth=0):
+    k = rnd.random()
+    if depth > 3 or k < 0.3:
+        return "".join(chr(rnd.choice([rnd.randint(0, 0x7F), rnd.randint(0x80, 0xD7FF), rnd.randint(0xE000, 0x10FFFF),
+                                       0x2028, 0xFEFF, 0x7F])) for _ in range(rnd.randint(0, 10)))
+    if k < 0.4:
+        return rnd.choice([rnd.randint(-(2**63), 2**64 - 1), rnd.randint(-5, 5), 2**70, -(2**70)])
+    if k < 0.45:
+        return rnd.choice([True, False, None, "\ud800"])
+    if k < 0.7:
+        return [_random_doc(rnd, depth + 1) for _ in range(rnd.randint(0, 4))]
+    return {_random_doc(rnd, 4) if rnd.random() < 0.9 else "k": _random_doc(rnd, depth + 1) for _ in range(rnd.randint(0, 5))}
+
+
+def test_the_fast_canonical_form_is_the_canonical_form():
+    """orjson stands in for json only where it writes the same text: documents without floats
+    (it falls back by itself on huge integers and lone surrogates); the decoder says which."""
+    from replayer.store.ingest import Decoder, canon, canon_plain
+
+    rnd = random.Random(11)
+    for _ in range(20_000):
+        doc = _random_doc(rnd)
+        assert canon_plain(doc) == canon(doc)
+    dec = Decoder()
+    for text, floats in [('{"a": 1, "b": [true, null, "1.5e-05"]}', False), ('{"a": 1e-05}', True),
+                         ('[0.5]', True), ('{"x": NaN}', True), ('  [-Infinity] ', True), ('{"n": 18446744073709551616}', False)]:
+        doc = dec.loads(text)
+        assert dec.floats is floats, text
+        assert doc == json.loads(text) or text.find("NaN") >= 0
+    with pytest.raises(ValueError):
+        dec.loads('{"a": 1} x')
+
+
+def test_floats_are_stored_as_json_writes_them(tmp_path):
+    from replayer import Recorder
+
+    path = tmp_path / "f.db"
+    tool_input = {"threshold": 1e-05, "big": 1e16, "ratio": 0.1, "n": 3}
+    reply = [{"type": "tool_use", "id": "tu1", "name": "tune", "input": tool_input}]
+    msgs = [{"role": "user", "content": "tune it"}]
+    with Recorder(path) as rec:
+        for i in range(2):
+            rec.record(json.dumps({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": msgs}),
+                       json.dumps({"id": f"m{i}", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                                   "content": reply, "stop_reason": "tool_use", "usage": {"input_tokens": 1, "output_tokens": 1}}),
+                       conversation_id="c")
+            msgs = [*msgs, {"role": "assistant", "content": reply},
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu1", "content": "ok"}]}]
+    texts = [unpack(v) for (v,) in sqlite3.connect(path).execute("SELECT json FROM blobs")]
+    assert sum('"threshold":1e-05' in t and '"big":1e+16' in t for t in texts) == 1  # reply and resent reply: one blob
+    lines = [json.loads(x) for x in Store(open_db(path)).export_lines()]
+    assert lines[1]["request"]["messages"][1]["content"][0]["input"] == tool_input
+    assert lines[0]["response"]["content"][0]["input"] == tool_input

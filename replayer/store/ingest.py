@@ -21,21 +21,69 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlite_utils import Database
 
 from .codec import pack
 
-_decoder = json.JSONDecoder()
 _WS = re.compile(r"[ \t\n\r]*")
 PREFIX_KEY_CHARS = 256
 MAX_CANDIDATE_CHARS = 64_000_000
 MAX_CACHE = 200_000
 SPLIT_KEYS = ("system", "tools", "messages")
+_QUOTED = {
+    k: json.dumps(k)
+    for k in "model max_tokens metadata stream temperature top_p top_k stop_sequences tool_choice thinking "
+    "service_tier container context_management mcp_servers output_format betas".split()
+}
+"""The JSON text of the usual top-level keys of a request."""
 
 
 def canon(obj: Any) -> str:
     """Canonical JSON: what a blob's hash is taken over (JSON-equal documents share a blob)."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canon_plain(obj: Any) -> str:
+    """`canon` of a document known to hold no float, NaN or infinity, about ten times faster.
+
+    orjson writes such documents exactly as json does (strings, integers to 64 bits, sorted
+    keys; a test checks it on random documents), but floats differently (0.00001 for 1e-05) and
+    NaN as null: the caller must know there are none. What orjson refuses goes to json."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # an integer beyond 64 bits, a lone surrogate, a non-string key
+        return canon(obj)
+
+
+def dumps_plain(obj: Any) -> str:
+    """json.dumps(obj, ensure_ascii=False) in compact form, keys in their order, for a document
+    known to hold no float (see `canon_plain`)."""
+    try:
+        return orjson.dumps(obj).decode()
+    except TypeError:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+class Decoder:
+    """json's decoder, noting whether what it parsed held a float, NaN or infinity (only then
+    does a document need `canon` rather than `canon_plain`). Reset `floats` before each use."""
+
+    def __init__(self) -> None:
+        self.floats = False
+        self.raw_decode = json.JSONDecoder(parse_float=self._float, parse_constant=self._float).raw_decode
+
+    def _float(self, text: str) -> float:
+        self.floats = True
+        return float(text)
+
+    def loads(self, text: str) -> Any:
+        """json.loads, noting floats."""
+        self.floats = False
+        obj, end = self.raw_decode(text, _WS.match(text, 0).end())
+        if _WS.match(text, end).end() != len(text):
+            raise ValueError("extra data after the document")
+        return obj
 
 
 def digest(text: str) -> str:
@@ -156,6 +204,7 @@ class Ingestor:
         self.last_reads: dict[int, tuple[int, int]] = {}
         """Conversation rowid -> (turn index, cache reads) of the last usage this connection wrote."""
         self.data_version: int | None = None
+        self.decoder = Decoder()
         self.texts: list[tuple[int, str]] = []
         """Search text waiting for `index_texts` (turn_text rowid, text)."""
 
@@ -202,9 +251,10 @@ class Ingestor:
         text = canon(obj)
         return self.blob_text(text)
 
-    def message_blob(self, obj: Any, prev_key: str) -> tuple[int, str]:
-        """(blob id, thread key) of a message following a list whose thread key is `prev_key`."""
-        text = canon(obj)
+    def message_blob(self, obj: Any, prev_key: str, plain: bool = False) -> tuple[int, str]:
+        """(blob id, thread key) of a message following a list whose thread key is `prev_key`.
+        `plain`: the message is known to hold no float (see `canon_plain`)."""
+        text = canon_plain(obj) if plain else canon(obj)
         b = self.blob_text(text)
         return b, thread_key(prev_key, obj, text, self.last_digest)
 
@@ -307,6 +357,7 @@ class Ingestor:
         return pr
 
     def _scan(self, s: str) -> ParsedRequest:
+        raw_decode = self.decoder.raw_decode
         i = _WS.match(s, 0).end()
         if s[i] != "{":
             raise ValueError("not an object")
@@ -318,7 +369,7 @@ class Ingestor:
             i = _WS.match(s, i).end()
             if s[i] == "}":
                 break
-            key, i = _decoder.raw_decode(s, i)
+            key, i = raw_decode(s, i)
             i = _WS.match(s, i).end()
             if s[i] != ":":
                 raise ValueError("expected :")
@@ -338,7 +389,7 @@ class Ingestor:
                 raw_parts.append(f'"{key}":-')
             else:
                 start = i
-                value, i = _decoder.raw_decode(s, i)
+                value, i = raw_decode(s, i)
                 if key in ("system", "tools") and value is not None:
                     blob = self._raw_blob(key, s[start:i], value)
                     if key == "system":
@@ -348,7 +399,8 @@ class Ingestor:
                     value = None
                     raw_parts.append(f'"{key}":-')
                 else:
-                    raw_parts.append(json.dumps(key) + ":" + s[start:i])
+                    quoted = _QUOTED.get(key) or json.dumps(key)
+                    raw_parts.append(quoted + ":" + s[start:i])
                 skeleton[key] = value
             i = _WS.match(s, i).end()
             if s[i] == ",":
@@ -363,6 +415,7 @@ class Ingestor:
         return pr
 
     def _scan_messages(self, s: str, i: int, pr: ParsedRequest) -> int:
+        dec = self.decoder
         i0 = i = _WS.match(s, i).end()
         pkey = s[i : i + PREFIX_KEY_CHARS]
         cand = self.candidates.get(pkey)
@@ -392,9 +445,10 @@ class Ingestor:
         msgs: list[Any] = [None] * n
         pr.reused = n
         while s[i] != "]":
-            obj, i = _decoder.raw_decode(s, i)
+            dec.floats = False
+            obj, i = dec.raw_decode(s, i)
             ends.append(i - i0)
-            b, tk = self.message_blob(obj, tk)
+            b, tk = self.message_blob(obj, tk, plain=not dec.floats)
             n += 1
             parent = self.node(parent, b, n)
             msgs.append(obj)

@@ -26,7 +26,7 @@ from ..captured import Captured
 from ..text import searchable
 from . import facts
 from .codec import unpack
-from .ingest import Ingestor, digest, iso, new_id, response_parts
+from .ingest import Ingestor, digest, dumps_plain, iso, new_id, response_parts
 from .schema import DBError, open_db
 
 log = logging.getLogger("replayer")
@@ -298,6 +298,7 @@ def store(
 
     # the response, as received
     response: Any = None
+    plain = False  # parsed here and holding no float: its parts may be written by orjson
     error = cap.error
     unknown_events = None
     if cap.sse is not None:
@@ -311,7 +312,8 @@ def store(
     elif cap.response_bytes is not None:
         text = cap.response_bytes.decode("utf-8", "replace")
         try:
-            response = json.loads(text)
+            response = ing.decoder.loads(text)
+            plain = not ing.decoder.floats
         except ValueError:
             response = None
         if cap.status is not None and cap.status >= 400 and not error:
@@ -335,6 +337,7 @@ def store(
         record = redact(record)
         if record is None:
             return None
+        plain = False
         request_obj, request_text = record.get("request"), None
         response, error = record.get("response"), record.get("error")
         cap.headers = record.get("request_headers") or {}
@@ -365,7 +368,7 @@ def store(
 
     resp_skeleton, assistant = response_parts(response) if response is not None else (None, None)
     content_blob, reply_key = (
-        ing.message_blob(assistant, pr.tkeys[-1] if pr.tkeys else "") if assistant is not None else (None, "")
+        ing.message_blob(assistant, pr.tkeys[-1] if pr.tkeys else "", plain) if assistant is not None else (None, "")
     )
     usage = response.get("usage") if isinstance(response, dict) else None
     model = (response.get("model") if isinstance(response, dict) else None) or body.get("model")
@@ -388,13 +391,15 @@ def store(
             pr.tools,
             pr.node,
             ing.blob(cap.headers) if cap.headers else None,
-            json.dumps(resp_skeleton, ensure_ascii=False) if resp_skeleton is not None else None,
+            (dumps_plain(resp_skeleton) if plain else json.dumps(resp_skeleton, ensure_ascii=False))
+            if resp_skeleton is not None
+            else None,
             content_blob,
             json.dumps(error, ensure_ascii=False) if error else None,
             cap.request_id,
             model,
             stop_reason,
-            json.dumps(usage) if usage is not None else None,
+            (dumps_plain(usage) if plain else json.dumps(usage)) if usage is not None else None,
             json.dumps(unknown_events, ensure_ascii=False) if unknown_events else None,
             1 if cap.abandoned else 0,
         ),
