@@ -173,3 +173,30 @@ def prev_reads(db: Any, conv: int, idx: int) -> int | None:
 def write(db: Any, rows: list[tuple[Any, ...]]) -> None:
     db.executemany(INSERT_USAGE, rows)
     db.executemany(UPSERT_ROLLUP, [rollup_row(r) for r in rows])
+
+
+_KEY = 5  # conv, bucket, model, batch, band
+_SYS = _KEY + len(ROLLUP_SUMS)  # sys_min, sys_max, sys_nulls follow the sums
+
+
+def add_rollup(acc: dict[tuple[Any, ...], list[Any]], rows: list[tuple[Any, ...]]) -> None:
+    """Sum usage rows' rollup contributions in memory (one upsert per key and batch, not per row)."""
+    for u in rows:
+        r = rollup_row(u)
+        key = r[:_KEY]
+        got = acc.get(key)
+        if got is None:
+            acc[key] = list(r[_KEY:])
+            continue
+        for i in range(len(ROLLUP_SUMS)):
+            got[i] += r[_KEY + i]
+        lo, hi = r[_SYS], r[_SYS + 1]
+        j = len(ROLLUP_SUMS)
+        if lo is not None:
+            got[j] = lo if got[j] is None else min(got[j], lo)
+            got[j + 1] = hi if got[j + 1] is None else max(got[j + 1], hi)
+        got[j + 2] += r[_SYS + 2]
+
+
+def write_rollup(db: Any, acc: dict[tuple[Any, ...], list[Any]]) -> None:
+    db.executemany(UPSERT_ROLLUP, [(*k, *v) for k, v in acc.items()])

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from sqlite_utils import Database
 
+from . import facts
 from .codec import pack
 
 _WS = re.compile(r"[ \t\n\r]*")
@@ -206,7 +207,11 @@ class Ingestor:
         self.data_version: int | None = None
         self.decoder = Decoder()
         self.texts: list[tuple[int, str]] = []
-        """Search text waiting for `index_texts` (turn_text rowid, text)."""
+        """Search text waiting for `write_pending` (turn_text rowid, text)."""
+        self.usage: list[tuple[Any, ...]] = []
+        self.rollup: dict[tuple[Any, ...], list[Any]] = {}
+        self.thread_rows: list[tuple[str, str]] = []
+        """usage rows, rollup sums and thread keys waiting for `write_pending`."""
 
     def others_wrote(self) -> None:
         """At the start of a transaction: when another connection has committed since our last one,
@@ -218,21 +223,35 @@ class Ingestor:
             self.next_idx.clear()
             self.last_reads.clear()
 
-    def index_texts(self) -> None:
-        """Add the batch's search text to the index, in rowid order, as the transaction's last write.
+    def add_usage(self, rows: list[tuple[Any, ...]]) -> None:
+        self.usage += rows
+        facts.add_rollup(self.rollup, rows)
 
-        FTS5 keeps what it is given in memory until the transaction ends, but writes it out as a
-        new index segment whenever another statement opens a savepoint (an upsert does), and
-        merges those segments as they pile up: indexing turn by turn between the other writes
-        made one tiny segment per turn, and most of the writer's time went to merging them."""
+    def write_pending(self) -> None:
+        """Write the rows that nothing reads back while a batch is written: at its end, a few
+        statements for the whole batch instead of several per attempt.
+
+        The search text goes last, in rowid order. FTS5 keeps what it is given in memory until
+        the transaction ends, but writes it out as a new index segment whenever another
+        statement opens a savepoint (an upsert does), and merges those segments as they pile
+        up: indexing turn by turn between the other writes made one tiny segment per turn, and
+        most of the writer's time went to merging them."""
+        conn = self.db.conn
+        if self.usage:
+            conn.executemany(facts.INSERT_USAGE, self.usage)
+            facts.write_rollup(conn, self.rollup)
+            self.usage, self.rollup = [], {}
+        if self.thread_rows:
+            conn.executemany("INSERT OR REPLACE INTO thread_keys(key, conversation_id) VALUES (?, ?)", self.thread_rows)
+            self.thread_rows = []
         if self.texts:
             self.texts.sort()
-            self.db.conn.executemany("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", self.texts)
+            conn.executemany("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", self.texts)
             self.texts = []
 
     def forget(self) -> None:
         """Drop every cache (after a rollback the ids they hold may not exist)."""
-        self.texts = []
+        self.texts, self.usage, self.rollup, self.thread_rows = [], [], {}, []
         self.thread_conv.clear()
         self.next_idx.clear()
         self.last_reads.clear()

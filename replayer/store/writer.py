@@ -249,7 +249,7 @@ class Writer:
                 ev = store(ing, cap, self.redact, self.log_events)
                 if ev is not None:
                     events.append(ev)
-            ing.index_texts()
+            ing.write_pending()
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -357,10 +357,13 @@ def store(
             (call_key,),
         ).fetchone()
         turn = tuple(row) if row else None
+    ok = error is None and isinstance(response, dict) and response.get("type", "message") == "message"
+    model = (response.get("model") if isinstance(response, dict) else None) or body.get("model")
     new_turn = turn is None
     tools = (0, 0)
     if turn is None:
-        turn, tools = _new_turn(ing, cap, pr, started, call_key)
+        reply = (response.get("id"), model) if ok else None
+        turn, tools = _new_turn(ing, cap, pr, started, call_key, reply)
         ing.turn_by_call[call_key] = turn
         if len(ing.turn_by_call) > 10_000:
             ing.turn_by_call.popitem(last=False)
@@ -371,7 +374,6 @@ def store(
         ing.message_blob(assistant, pr.tkeys[-1] if pr.tkeys else "", plain) if assistant is not None else (None, "")
     )
     usage = response.get("usage") if isinstance(response, dict) else None
-    model = (response.get("model") if isinstance(response, dict) else None) or body.get("model")
     stop_reason = response.get("stop_reason") if isinstance(response, dict) else None
     cur = conn.execute(
         """INSERT INTO attempts(turn_id, attempt, started_at, latency_ms, ttft_ms, status, request_skel,
@@ -404,13 +406,13 @@ def store(
             1 if cap.abandoned else 0,
         ),
     )
-    ok = error is None and isinstance(response, dict) and response.get("type", "message") == "message"
     prev_reads = None
     if isinstance(usage, dict):
         last = ing.last_reads.get(conv_rowid)
         if last is not None and last[0] == turn_idx - 1:
             prev_reads = last[1]
         elif turn_idx > 0:
+            ing.write_pending()
             prev_reads = facts.prev_reads(conn, conv_rowid, turn_idx)
     rows = facts.usage_rows(
         conv=conv_rowid,
@@ -428,21 +430,22 @@ def store(
         system=system_blob,
         prev_reads=prev_reads,
     )
-    facts.write(conn, rows)
+    ing.add_usage(rows)
     if isinstance(usage, dict):
         if len(ing.last_reads) > 10_000:
             ing.last_reads.clear()
         ing.last_reads[conv_rowid] = (turn_idx, rows[0][15])
     if ok:
-        conn.execute("UPDATE turns SET response_id = ?, model = ? WHERE id = ?", (response.get("id"), model, turn_id))
+        if not new_turn:  # a retry that succeeded (a new turn got them as it was inserted)
+            conn.execute(
+                "UPDATE turns SET response_id = ?, model = ? WHERE id = ?", (response.get("id"), model, turn_id)
+            )
         if assistant is not None:
             text = searchable(assistant)
             if text:
                 ing.texts.append((turn_rowid * 2 + 1, text))
         if assistant is not None and pr.tkeys and body.get("thread") is None:
-            conn.execute(
-                "INSERT OR REPLACE INTO thread_keys(key, conversation_id) VALUES (?, ?)", (reply_key, conversation_id)
-            )
+            ing.thread_rows.append((reply_key, conversation_id))
             if len(ing.thread_conv) > 10_000:
                 ing.thread_conv.clear()
             ing.thread_conv[reply_key] = conversation_id
@@ -452,10 +455,11 @@ def store(
 
 
 def _new_turn(
-    ing: Ingestor, cap: Captured, pr: Any, started: str, call_key: str
+    ing: Ingestor, cap: Captured, pr: Any, started: str, call_key: str, reply: tuple[Any, Any] | None
 ) -> tuple[tuple[str, str, int, int, int, int | None], tuple[int, int]]:
-    """Insert a turn (and its conversation when new). Returns (turn id, conversation id, turn
-    rowid, conversation rowid, index, system blob) and the tool results its request added."""
+    """Insert a turn (and its conversation when new); `reply`: (response id, model) when this
+    attempt succeeded. Returns (turn id, conversation id, turn rowid, conversation rowid, index,
+    system blob) and the tool results its request added."""
     conn = ing.db.conn
     body = pr.skeleton
     ctx = cap.ctx
@@ -498,6 +502,7 @@ def _new_turn(
     if conversation_id is None and len(pr.tkeys) > 1:
         keys = pr.tkeys[-2::-1][:16]  # longest proper prefix first
         marks = ",".join("?" * len(keys))
+        ing.write_pending()
         rows = dict(conn.execute(f"SELECT key, conversation_id FROM thread_keys WHERE key IN ({marks})", keys))
         for k in keys:
             if k in rows:
@@ -529,8 +534,8 @@ def _new_turn(
     turn_id = new_id("turn_", cap.t_start)
     cur = conn.execute(
         """INSERT INTO turns(id, conversation_id, call_key, idx, started_at, user_id, trace_id, endpoint, model,
-               stream, system_blob, tools_blob, context_node, context_len)
-           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+               stream, system_blob, tools_blob, context_node, context_len, response_id)
+           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
         (
             turn_id,
             conversation_id,
@@ -540,12 +545,13 @@ def _new_turn(
             user_id,
             ctx.trace_id if ctx else None,
             cap.endpoint,
-            body.get("model"),
+            reply[1] if reply else body.get("model"),
             1 if cap.stream else 0,
             system,
             tools,
             context_node,
             context_len,
+            reply[0] if reply else None,
         ),
     )
     rowid = int(cur.lastrowid or 0)
