@@ -293,3 +293,30 @@ def test_floats_are_stored_as_json_writes_them(tmp_path):
     lines = [json.loads(x) for x in Store(open_db(path)).export_lines()]
     assert lines[1]["request"]["messages"][1]["content"][0]["input"] == tool_input
     assert lines[0]["response"]["content"][0]["input"] == tool_input
+
+
+def test_conversation_rows_count_every_turn_across_batches(tmp_path):
+    """A conversation's turn count, last time, user and tags stay right when its later turns
+    are counted at the end of a batch rather than one upsert each."""
+    from replayer import Recorder
+
+    path = tmp_path / "c.db"
+    t = 1_790_000_000.0
+    with Recorder(path) as rec:
+        for batch in range(3):
+            for i in range(5):
+                for conv in ("a", "b"):
+                    n = batch * 5 + i
+                    with rec.conversation(conv, user_id=f"user_{conv}" if n >= 3 else None,
+                                          tags={"n": n} if conv == "b" and n >= 7 else None):
+                        rec.record({"model": "claude-haiku-4-5", "max_tokens": 5,
+                                    "messages": [{"role": "user", "content": f"{conv} {n}"}]},
+                                   {"id": f"{conv}{n}", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                                    "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn"},
+                                   started_at=t + n * 60 + (conv == "b"))
+            rec.flush()
+    rows = {r[0]: r[1:] for r in sqlite3.connect(path).execute(
+        "SELECT id, turn_count, started_at, last_at, user_id, tags_json FROM conversations")}
+    assert rows["a"] == (15, "2026-09-21T14:13:20.000Z", "2026-09-21T14:27:20.000Z", "user_a", None)
+    assert rows["b"] == (15, "2026-09-21T14:13:21.000Z", "2026-09-21T14:27:21.000Z", "user_b", '{"n": 7}')
+    assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM turns").fetchone()[0] == 30

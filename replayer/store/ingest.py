@@ -211,7 +211,11 @@ class Ingestor:
         self.usage: list[tuple[Any, ...]] = []
         self.rollup: dict[tuple[Any, ...], list[Any]] = {}
         self.thread_rows: list[tuple[str, str]] = []
-        """usage rows, rollup sums and thread keys waiting for `write_pending`."""
+        self.touched: dict[int, list[Any]] = {}
+        """usage rows, rollup sums, thread keys and conversations' new turns (rowid -> [last
+        start, turns, user, tags]) waiting for `write_pending`."""
+        self.conv_rowids: dict[str, int] = {}
+        """Conversations this connection wrote a turn of: id -> rowid."""
 
     def others_wrote(self) -> None:
         """At the start of a transaction: when another connection has committed since our last one,
@@ -222,10 +226,21 @@ class Ingestor:
             self.thread_conv.clear()
             self.next_idx.clear()
             self.last_reads.clear()
+            self.conv_rowids.clear()
 
     def add_usage(self, rows: list[tuple[Any, ...]]) -> None:
         self.usage += rows
         facts.add_rollup(self.rollup, rows)
+
+    def touch_conversation(self, rowid: int, started: str, user_id: str | None, tags: str | None) -> None:
+        got = self.touched.get(rowid)
+        if got is None:
+            self.touched[rowid] = [started, 1, user_id, tags]
+            return
+        got[0] = max(got[0], started)
+        got[1] += 1
+        got[2] = got[2] or user_id
+        got[3] = got[3] or tags
 
     def write_pending(self) -> None:
         """Write the rows that nothing reads back while a batch is written: at its end, a few
@@ -237,6 +252,13 @@ class Ingestor:
         up: indexing turn by turn between the other writes made one tiny segment per turn, and
         most of the writer's time went to merging them."""
         conn = self.db.conn
+        if self.touched:
+            conn.executemany(
+                """UPDATE conversations SET last_at = MAX(last_at, ?), turn_count = turn_count + ?,
+                       user_id = COALESCE(user_id, ?), tags_json = COALESCE(tags_json, ?) WHERE rowid = ?""",
+                [(*v, k) for k, v in self.touched.items()],
+            )
+            self.touched = {}
         if self.usage:
             conn.executemany(facts.INSERT_USAGE, self.usage)
             facts.write_rollup(conn, self.rollup)
@@ -251,7 +273,8 @@ class Ingestor:
 
     def forget(self) -> None:
         """Drop every cache (after a rollback the ids they hold may not exist)."""
-        self.texts, self.usage, self.rollup, self.thread_rows = [], [], {}, []
+        self.texts, self.usage, self.rollup, self.thread_rows, self.touched = [], [], {}, [], {}
+        self.conv_rowids.clear()
         self.thread_conv.clear()
         self.next_idx.clear()
         self.last_reads.clear()
