@@ -29,12 +29,23 @@ PROTOCOL_HEADERS = ("anthropic-version", "anthropic-beta")
 _warned = False
 
 
-def _is_turn(request: Any) -> bool:
-    """Messages calls only: count_tokens and batches are not turns."""
-    if request.method.lower() != "post":
-        return False
-    path = request.url.split("?", 1)[0].rstrip("/")
-    return path.endswith("/v1/messages") or path == "/messages"
+_endpoints: dict[tuple[str, str], str | None] = {}
+
+
+def _turn_endpoint(request: Any) -> str | None:
+    """The endpoint of a Messages call, None for others (count_tokens and batches are not
+    turns). Remembered per method and URL: this runs on the agent's thread for every call."""
+    options = request.options
+    key = (options.method, options.url)
+    got = _endpoints.get(key, False)
+    if got is not False:
+        return got  # type: ignore[return-value]
+    endpoint = str(key[1]).split("?", 1)[0]
+    path = endpoint.rstrip("/")
+    is_turn = str(key[0]).lower() == "post" and (path.endswith("/v1/messages") or path == "/messages")
+    if len(_endpoints) < 1000:
+        _endpoints[key] = endpoint if is_turn else None
+    return endpoint if is_turn else None
 
 
 def _trace_id() -> str | None:
@@ -62,27 +73,21 @@ class _StreamCapture:
     """Finishes a capture exactly once: at the stream's end, its failure, or its early close.
 
     Per chunk the agent's thread only appends the chunk to a list; until the first
-    content_block_delta arrives it also looks for it, to time the first token."""
+    content_block_delta arrives it also looks for it (inline in the tee: a method call per chunk
+    cost more than the search), to time the first token."""
 
-    __slots__ = ("cap", "put", "p0", "chunks", "done", "is_sse", "waiting", "tail", "gens")
+    __slots__ = ("cap", "put", "p0", "chunks", "done", "is_sse", "gens")
 
     def __init__(self, cap: Captured, put: Any, p0: float, is_sse: bool):
         self.cap, self.put, self.p0, self.is_sse = cap, put, p0, is_sse
         self.chunks: list[bytes] = []
         self.done = False
-        self.waiting = is_sse
-        """Still looking for the first content_block_delta."""
-        self.tail = b""
-        """The end of the previous chunk, so a marker split across two chunks is still seen."""
         self.gens: list[Any] = []
         """Our generators over the body: a close() made while one of them runs is the HTTP
         library cleaning up a failed read (whose error follows), not the caller giving up."""
 
-    def look(self, chunk: bytes) -> None:
-        if _DELTA in chunk or _DELTA in self.tail + chunk[:32]:
-            self.cap.ttft_ms = round((time.perf_counter() - self.p0) * 1000, 3)
-            self.waiting = False
-        self.tail = chunk[-32:]
+    def first_token(self) -> None:
+        self.cap.ttft_ms = round((time.perf_counter() - self.p0) * 1000, 3)
 
     def closed(self) -> None:
         if self.done:  # the usual case: the stream ended (or failed) before the response was closed
@@ -108,6 +113,15 @@ class _StreamCapture:
         self.put(cap)
 
 
+def _seek(sc: _StreamCapture, chunk: bytes, tail: bytes) -> bytes | None:
+    """Until the first content_block_delta: stamp the first token when `chunk` completes its
+    marker and return None, else return the end of the chunk (a marker may be cut in two)."""
+    if _DELTA in chunk or (tail and _DELTA in tail + chunk[:32]):
+        sc.first_token()
+        return None
+    return chunk[-32:]
+
+
 def _tee_sync(http: Any, sc: _StreamCapture) -> None:
     orig_iter, orig_close = http.iter_bytes, http.close
 
@@ -115,10 +129,17 @@ def _tee_sync(http: Any, sc: _StreamCapture) -> None:
         err: BaseException | None = None
         append = sc.chunks.append
         try:
-            for chunk in orig_iter(*args, **kwargs):
+            chunks = orig_iter(*args, **kwargs)
+            tail: bytes | None = b"" if sc.is_sse else None
+            if tail is not None:
+                for chunk in chunks:
+                    append(chunk)
+                    tail = _seek(sc, chunk, tail)
+                    yield chunk
+                    if tail is None:
+                        break
+            for chunk in chunks:
                 append(chunk)
-                if sc.waiting:
-                    sc.look(chunk)
                 yield chunk
         except BaseException as e:
             err = e
@@ -148,10 +169,17 @@ def _tee_async(http: Any, sc: _StreamCapture) -> None:
         err: BaseException | None = None
         append = sc.chunks.append
         try:
-            async for chunk in orig_iter(*args, **kwargs):
+            chunks = orig_iter(*args, **kwargs)
+            tail: bytes | None = b"" if sc.is_sse else None
+            if tail is not None:
+                async for chunk in chunks:
+                    append(chunk)
+                    tail = _seek(sc, chunk, tail)
+                    yield chunk
+                    if tail is None:
+                        break
+            async for chunk in chunks:
                 append(chunk)
-                if sc.waiting:
-                    sc.look(chunk)
                 yield chunk
         except BaseException as e:
             err = e
@@ -180,7 +208,7 @@ class RecorderMiddleware(anthropic.Middleware):
     def __init__(self, recorder: Recorder):
         self.recorder = recorder
 
-    def _start(self, request: Any) -> Captured:
+    def _start(self, request: Any, endpoint: str) -> Captured:
         ctx = self.recorder._current()
         if (ctx is None or ctx.trace_id is None) and "opentelemetry.trace" in sys.modules:
             trace_id = _trace_id()
@@ -191,7 +219,7 @@ class RecorderMiddleware(anthropic.Middleware):
             call_key=key,
             attempt=request.retries_taken,
             t_start=self.recorder._clock(),
-            endpoint=request.url.split("?", 1)[0],
+            endpoint=endpoint,
             stream=bool(request.stream),
             ctx=ctx,
         )
@@ -203,7 +231,7 @@ class RecorderMiddleware(anthropic.Middleware):
             content = getattr(req, "content", None) if req is not None else None
             if isinstance(content, bytes):
                 cap.request_bytes = content
-                cap.raw_request_headers = req.headers.raw
+                cap.raw_request_headers = req.headers
             if cap.request_bytes is None:
                 cap.request_obj = request.json
             kind = "timeout_error" if isinstance(e, anthropic.APITimeoutError) else "connection_error"
@@ -219,9 +247,10 @@ class RecorderMiddleware(anthropic.Middleware):
         http = resp.http_response
         req = http.request
         cap.request_bytes = req.content
-        # the header lists as they are; the writer picks out the protocol headers and request id
-        cap.raw_request_headers = req.headers.raw
-        cap.raw_response_headers = http.headers.raw
+        # the headers as they are (not copied here); the writer picks out the protocol headers
+        # and the request id
+        cap.raw_request_headers = req.headers
+        cap.raw_response_headers = http.headers
         cap.status = http.status_code
         if hasattr(http, "_content"):  # already read: a plain call
             cap.response_bytes = http._content
@@ -234,10 +263,11 @@ class RecorderMiddleware(anthropic.Middleware):
         return True
 
     def handle(self, request: Any, call_next: Any) -> Any:
-        if not _is_turn(request):
+        endpoint = _turn_endpoint(request)
+        if endpoint is None:
             return call_next(request)
         try:
-            cap = self._start(request)
+            cap = self._start(request, endpoint)
         except Exception as e:  # noqa: BLE001
             _warn(e)
             return call_next(request)
@@ -255,10 +285,11 @@ class RecorderMiddleware(anthropic.Middleware):
         return resp
 
     async def handle_async(self, request: Any, call_next: Any) -> Any:
-        if not _is_turn(request):
+        endpoint = _turn_endpoint(request)
+        if endpoint is None:
             return await call_next(request)
         try:
-            cap = self._start(request)
+            cap = self._start(request, endpoint)
         except Exception as e:  # noqa: BLE001
             _warn(e)
             return await call_next(request)

@@ -30,8 +30,10 @@ class Captured:
     headers: dict[str, str] = field(default_factory=dict)
     """Protocol headers (anthropic-version, anthropic-beta) only; filled by the writer from
     `raw_request_headers` when that is set. Nothing else from the request headers is kept."""
-    raw_request_headers: list[tuple[bytes, bytes]] | None = None
-    raw_response_headers: list[tuple[bytes, bytes]] | None = None
+    raw_request_headers: Any = None
+    raw_response_headers: Any = None
+    """The HTTP library's header objects (their `.raw` is a list of (name, value) bytes), or such
+    lists; the writer reads and drops them (they hold credentials)."""
     status: int | None = None
     response_bytes: bytes | None = None
     sse: bytes | None = None

@@ -443,3 +443,68 @@ def test_record_snapshots_a_request_as_json_writes_it(db_path):
     assert got[0] == odd[0] and isinstance(got[0]["n"], float)
     assert math.isnan(got[1]["temperature"]) and got[1]["stop_sequences"] is None
     assert got[2]["big"] == 2**70 and got[2]["metadata"] == {"1": "int key"}
+
+
+@pytest.mark.parametrize("cut", [0, 5, 10, 19])
+def test_stream_tee_times_the_first_delta_even_when_a_chunk_boundary_cuts_its_marker(cut):
+    """The tee passes every chunk through unchanged, in order, and stamps the first token when
+    the chunk completing the first `content_block_delta` arrives (wherever the chunks were cut)."""
+    import asyncio
+
+    from replayer.capture import _StreamCapture, _tee_async, _tee_sync
+    from replayer.captured import Captured
+
+    head = b'event: message_start\ndata: {}\n\nevent: content_block_start\ndata: {}\n\nevent: '
+    marker = b"content_block_delta"
+    rest = b'\ndata: {"delta": 1}\n\nevent: message_stop\ndata: {}\n\n'
+    chunks = [head[:30], head[30:] + marker[:cut], marker[cut:] + rest[:10], rest[10:]]
+    if cut == 0:
+        chunks = [head[:30], head[30:], marker + rest[:10], rest[10:]]
+
+    class Body:
+        def __init__(self):
+            self.seen = []
+
+        def iter_bytes(self):
+            for i, c in enumerate(chunks):
+                self.seen.append(i)
+                yield c
+
+        async def aiter_bytes(self):
+            for i, c in enumerate(chunks):
+                self.seen.append(i)
+                yield c
+
+        def close(self):
+            pass
+
+        async def aclose(self):
+            pass
+
+    for mode in ("sync", "async"):
+        put = []
+        body = Body()
+        sc = _StreamCapture(Captured(call_key="k", attempt=0, t_start=0.0, stream=True), put.append, 0.0, True)
+        first_token_after = []
+        if mode == "sync":
+            _tee_sync(body, sc)
+            got = []
+            for c in body.iter_bytes():
+                got.append(c)
+                if sc.cap.ttft_ms is not None and not first_token_after:
+                    first_token_after.append(len(body.seen))
+        else:
+            _tee_async(body, sc)
+
+            async def run():
+                out = []
+                async for c in body.aiter_bytes():
+                    out.append(c)
+                    if sc.cap.ttft_ms is not None and not first_token_after:
+                        first_token_after.append(len(body.seen))
+                return out
+
+            got = asyncio.run(run())
+        assert got == chunks and put == [sc.cap] and sc.cap.sse == b"".join(chunks), mode
+        # stamped on the chunk that completes the marker: the third, or the second when it holds all of it
+        assert first_token_after == [2 if cut == len(marker) else 3], (mode, cut)

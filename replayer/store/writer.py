@@ -277,14 +277,14 @@ def _read_headers(cap: Captured) -> None:
     """Keep the protocol headers and the request id; drop the raw lists (they hold credentials)."""
     if cap.raw_request_headers is not None:
         kept = {}
-        for key, value in cap.raw_request_headers:
+        for key, value in getattr(cap.raw_request_headers, "raw", cap.raw_request_headers):
             name = _PROTOCOL.get(key.lower())
             if name is not None:
                 kept[name] = value.decode("latin-1")
         cap.headers = kept
         cap.raw_request_headers = None
     if cap.raw_response_headers is not None:
-        for key, value in cap.raw_response_headers:
+        for key, value in getattr(cap.raw_response_headers, "raw", cap.raw_response_headers):
             if key.lower() == b"request-id":
                 cap.request_id = value.decode("latin-1")
         cap.raw_response_headers = None
