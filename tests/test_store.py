@@ -320,3 +320,62 @@ def test_conversation_rows_count_every_turn_across_batches(tmp_path):
     assert rows["a"] == (15, "2026-09-21T14:13:20.000Z", "2026-09-21T14:27:20.000Z", "user_a", None)
     assert rows["b"] == (15, "2026-09-21T14:13:21.000Z", "2026-09-21T14:27:21.000Z", "user_b", '{"n": 7}')
     assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM turns").fetchone()[0] == 30
+
+
+def test_a_reply_key_looked_for_in_vain_is_found_once_another_connection_writes_it(tmp_path):
+    """A writer remembers which thread keys the table lacked; that memory gives way when another
+    connection commits (here: the reply the first writer's next request extends)."""
+    from replayer import Recorder
+
+    path = tmp_path / "miss.db"
+    a, b = Recorder(path), Recorder(path)
+    start = [{"role": "user", "content": "start"}]
+    reply = {"role": "assistant", "content": [{"type": "text", "text": "answer"}]}
+    extended = [*start, reply, {"role": "user", "content": "more"}]
+
+    def resp(i):
+        return {"id": f"msg_{i}", "type": "message", **reply, "model": "m", "stop_reason": "end_turn"}
+
+    a.record({"model": "m", "max_tokens": 5, "messages": extended}, resp(0))  # nothing to extend yet
+    assert a.flush(10)
+    b.record({"model": "m", "max_tokens": 5, "messages": start}, resp(1), conversation_id="conv_b")
+    assert b.flush(10)
+    a.record({"model": "m", "max_tokens": 5, "messages": [*extended, reply, {"role": "user", "content": "x"}]}, resp(2))
+    a.record({"model": "m", "max_tokens": 5, "messages": extended}, resp(3))
+    for rec in (a, b):
+        rec.close()
+    rows = sqlite3.connect(path).execute("SELECT conversation_id, idx FROM turns ORDER BY rowid").fetchall()
+    first = rows[0][0]
+    # the third extends a's own first turn and its reply (the longest prefix); the fourth extends
+    # b's turn, whose reply key a had looked for in vain before b wrote it
+    assert rows == [(first, 0), ("conv_b", 0), (first, 1), ("conv_b", 1)] and first != "conv_b"
+
+
+def test_tool_results_added_by_requests_that_never_send_the_reply_back(tmp_path):
+    """An agent that sends back something other than the reply starts a new conversation each
+    turn; each turn's usage row counts every tool result its request carries."""
+    from replayer import Recorder
+
+    path = tmp_path / "tr.db"
+    msgs = [{"role": "user", "content": "go"}]
+    expected = []
+    with Recorder(path) as rec:
+        for i in range(12):
+            rec.record({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": msgs},
+                       {"id": f"m{i}", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                        "content": [{"type": "text", "text": f"echo {i}"}], "stop_reason": "end_turn",
+                        "usage": {"input_tokens": 1, "output_tokens": 1}})
+            expected.append((i, sum(1 for j in range(i) if j % 3 != 2), sum(1 for j in range(i) if j % 3 == 1)))
+            call = {"type": "tool_use", "id": f"t{i}", "name": "run", "input": {}}
+            result = {"type": "tool_result", "tool_use_id": f"t{i}", "content": "out"}
+            if i % 3 == 1:
+                result["is_error"] = True
+            msgs = [*msgs, {"role": "assistant", "content": [call]},
+                    {"role": "user", "content": [result] if i % 3 != 2 else "no tool this time"}]
+            if i % 4 == 3:
+                rec.flush()
+    got = sqlite3.connect(path).execute(
+        "SELECT t.idx, u.tool_results, u.tool_errors FROM usage u JOIN turns t ON t.rowid = u.turn ORDER BY u.at, u.turn"
+    ).fetchall()
+    assert len({c for (c,) in sqlite3.connect(path).execute("SELECT conversation_id FROM turns")}) == 12
+    assert [(i, n, e) for i, (_, n, e) in enumerate(got)] == expected

@@ -197,11 +197,15 @@ class Ingestor:
         self.thread_conv: dict[str, str] = {}
         """thread_keys rows this connection wrote (key -> conversation), to thread the next turn
         without a query."""
+        self.thread_missing: set[str] = set()
+        """Keys the table didn't have when this connection last looked (until another writes)."""
         self.next_idx: dict[str, tuple[int, int | None, int]] = {}
         """Conversations this connection added turns to: the next turn index, and the last
         turn's context node and length."""
         self.tool_results: dict[int, tuple[int, int]] = {}
         """Message blob -> its tool_result blocks and errors (blobs never change)."""
+        self.tool_totals: dict[int, tuple[int, int]] = {}
+        """Node -> the tool_result blocks and errors of its whole list (nodes never change)."""
         self.last_reads: dict[int, tuple[int, int]] = {}
         """Conversation rowid -> (turn index, cache reads) of the last usage this connection wrote."""
         self.data_version: int | None = None
@@ -224,6 +228,7 @@ class Ingestor:
         if version != self.data_version:
             self.data_version = version
             self.thread_conv.clear()
+            self.thread_missing.clear()
             self.next_idx.clear()
             self.last_reads.clear()
             self.conv_rowids.clear()
@@ -242,9 +247,11 @@ class Ingestor:
         got[2] = got[2] or user_id
         got[3] = got[3] or tags
 
-    def write_pending(self) -> None:
+    def write_pending(self, *, index: bool = True) -> None:
         """Write the rows that nothing reads back while a batch is written: at its end, a few
-        statements for the whole batch instead of several per attempt.
+        statements for the whole batch instead of several per attempt. `index=False`, for the
+        two queries that read such rows mid-batch (cache reads of the turn before, thread keys),
+        leaves the search text for the end.
 
         The search text goes last, in rowid order. FTS5 keeps what it is given in memory until
         the transaction ends, but writes it out as a new index segment whenever another
@@ -266,7 +273,7 @@ class Ingestor:
         if self.thread_rows:
             conn.executemany("INSERT OR REPLACE INTO thread_keys(key, conversation_id) VALUES (?, ?)", self.thread_rows)
             self.thread_rows = []
-        if self.texts:
+        if self.texts and index:
             self.texts.sort()
             conn.executemany("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", self.texts)
             self.texts = []
@@ -276,9 +283,11 @@ class Ingestor:
         self.texts, self.usage, self.rollup, self.thread_rows, self.touched = [], [], {}, [], {}
         self.conv_rowids.clear()
         self.thread_conv.clear()
+        self.thread_missing.clear()
         self.next_idx.clear()
         self.last_reads.clear()
         self.tool_results.clear()
+        self.tool_totals.clear()
         self.blob_ids.clear()
         self.small_ids.clear()
         self.node_ids.clear()

@@ -412,7 +412,7 @@ def store(
         if last is not None and last[0] == turn_idx - 1:
             prev_reads = last[1]
         elif turn_idx > 0:
-            ing.write_pending()
+            ing.write_pending(index=False)
             prev_reads = facts.prev_reads(conn, conv_rowid, turn_idx)
     rows = facts.usage_rows(
         conv=conv_rowid,
@@ -447,6 +447,7 @@ def store(
         if assistant is not None and pr.tkeys and body.get("thread") is None:
             ing.thread_rows.append((reply_key, conversation_id))
             if len(ing.thread_conv) > 10_000:
+                ing.write_pending(index=False)  # the keys it forgets must be in the table
                 ing.thread_conv.clear()
             ing.thread_conv[reply_key] = conversation_id
     if not log_event:
@@ -498,16 +499,21 @@ def _new_turn(
             tools = tools if tools is not None else prev[4]
 
     if conversation_id is None and len(pr.tkeys) > 1:
-        conversation_id = ing.thread_conv.get(pr.tkeys[-2])  # the usual case: the last turn's reply
-    if conversation_id is None and len(pr.tkeys) > 1:
-        keys = pr.tkeys[-2::-1][:16]  # longest proper prefix first
-        marks = ",".join("?" * len(keys))
-        ing.write_pending()
-        rows = dict(conn.execute(f"SELECT key, conversation_id FROM thread_keys WHERE key IN ({marks})", keys))
-        for k in keys:
-            if k in rows:
-                conversation_id = rows[k]
-                break
+        # the longest proper prefix that ends with a recorded reply: usually the last turn's.
+        # thread_conv holds every key this connection wrote (those still pending included);
+        # the table is asked only for keys longer than the longest found there
+        keys = pr.tkeys[-2::-1][:16]
+        hit = next((j for j, k in enumerate(keys) if k in ing.thread_conv), len(keys))
+        ask = [k for k in keys[:hit] if k not in ing.thread_missing]  # not already looked for in vain
+        if ask:
+            sql = f"SELECT key, conversation_id FROM thread_keys WHERE key IN ({','.join('?' * len(ask))})"
+            rows = dict(conn.execute(sql, ask))
+            conversation_id = next((rows[k] for k in ask if k in rows), None)
+            if len(ing.thread_missing) > 50_000:
+                ing.thread_missing.clear()
+            ing.thread_missing.update(k for k in ask if k not in rows)
+        if conversation_id is None and hit < len(keys):
+            conversation_id = ing.thread_conv[keys[hit]]
     if conversation_id is None:
         conversation_id = new_id("conv_", cap.t_start)
 
@@ -599,22 +605,49 @@ def _added_tool_results(
         shared = 0
         while shared < min(len(chain), len(pr.nodes)) and chain[shared] == pr.nodes[shared]:
             shared += 1
-    n = errors = 0
-    cache = ing.tool_results
-    for i in range(shared, len(msgs)):
-        blob = pr.blobs[i]
-        counts = cache.get(blob)
-        if counts is None:
-            m = msgs[i]
-            if m is None:  # reused from a recent request without being parsed, and not counted yet
-                m = json.loads(unpack(ing.db.execute("SELECT json FROM blobs WHERE id = ?", (blob,)).fetchone()[0]))
-            counts = facts.tool_counts([m])
-            if len(cache) > 200_000:
-                cache.clear()
-            cache[blob] = counts
-        n += counts[0]
-        errors += counts[1]
+    if shared >= len(pr.nodes):
+        return 0, 0
+    end = _tool_total(ing, pr, len(pr.nodes) - 1)
+    if not shared:
+        return end
+    start = _tool_total(ing, pr, shared - 1)
+    return end[0] - start[0], end[1] - start[1]
+
+
+def _tool_total(ing: Ingestor, pr: Any, k: int) -> tuple[int, int]:
+    """tool_result blocks (and errors) in the request's messages 0..k, kept per node: a list's
+    totals are its parent list's plus its last message's, so a long history is summed once,
+    and each request adds the counts of its new messages only."""
+    totals = ing.tool_totals
+    got = totals.get(pr.nodes[k])
+    if got is not None:
+        return got
+    j = k
+    while j >= 0 and pr.nodes[j] not in totals:  # back to the longest list already summed
+        j -= 1
+    n, errors = totals[pr.nodes[j]] if j >= 0 else (0, 0)
+    if len(totals) > 200_000:
+        totals.clear()
+    for i in range(j + 1, k + 1):
+        c = _tool_counts(ing, pr, i)
+        n, errors = n + c[0], errors + c[1]
+        totals[pr.nodes[i]] = (n, errors)
     return n, errors
+
+
+def _tool_counts(ing: Ingestor, pr: Any, i: int) -> tuple[int, int]:
+    """tool_result blocks (and errors) in the request's message i, counted once per blob."""
+    blob = pr.blobs[i]
+    counts = ing.tool_results.get(blob)
+    if counts is None:
+        m = pr.msgs[i] if pr.msgs else None
+        if m is None:  # reused from a recent request without being parsed, and not counted yet
+            m = json.loads(unpack(ing.db.execute("SELECT json FROM blobs WHERE id = ?", (blob,)).fetchone()[0]))
+        counts = facts.tool_counts([m])
+        if len(ing.tool_results) > 200_000:
+            ing.tool_results.clear()
+        ing.tool_results[blob] = counts
+    return counts
 
 
 def _event(cap, turn_id, conversation_id, body, model, usage, stop_reason, response, error) -> dict[str, Any]:
