@@ -293,7 +293,10 @@ def _read_headers(cap: Captured) -> None:
 def store(
     ing: Ingestor, cap: Captured, redact: Callable[..., Any] | None = None, log_event: bool = False
 ) -> dict[str, Any] | None:
-    """Write one attempt (and its turn and conversation when new). Returns its log event."""
+    """Write one attempt (and its turn and conversation when new). Returns its log event.
+
+    Some rows (search text, usage and rollup, thread keys, turn counts) wait in `ing` for the
+    batch's end: call `ing.write_pending()` before committing, as `Writer` does."""
     _read_headers(cap)
 
     # the response, as received
