@@ -629,7 +629,7 @@ def _tool_total(ing: Ingestor, pr: Any, k: int) -> tuple[int, int]:
     while j >= 0 and pr.nodes[j] not in totals:  # back to the longest list already summed
         j -= 1
     n, errors = totals[pr.nodes[j]] if j >= 0 else (0, 0)
-    if len(totals) > 200_000:
+    if len(totals) > 50_000:  # the latest lists are the ones asked for again
         totals.clear()
     for i in range(j + 1, k + 1):
         c = _tool_counts(ing, pr, i)
