@@ -517,19 +517,21 @@ def _new_turn(
             ing.thread_missing.update(k for k in ask if k not in rows)
         if conversation_id is None and hit < len(keys):
             conversation_id = ing.thread_conv[keys[hit]]
-    if conversation_id is None:
+    fresh = conversation_id is None  # a new id (64 random bits): no row or turn of it exists yet
+    if fresh:
         conversation_id = new_id("conv_", cap.t_start)
 
     tags = json.dumps(ctx.tags) if ctx and ctx.tags else None
-    conv_rowid = ing.conv_rowids.get(conversation_id)
+    conv_rowid = None if fresh else ing.conv_rowids.get(conversation_id)
     if conv_rowid is None:
+        insert = """INSERT INTO conversations(id, user_id, tags_json, origin, started_at, last_at, turn_count)
+                    VALUES (?, ?, ?, ?, ?, ?, 1)"""
+        if not fresh:
+            insert += """ ON CONFLICT(id) DO UPDATE SET last_at = MAX(last_at, excluded.last_at),
+                              turn_count = turn_count + 1, user_id = COALESCE(user_id, excluded.user_id),
+                              tags_json = COALESCE(tags_json, excluded.tags_json)"""
         conv_rowid = conn.execute(
-            """INSERT INTO conversations(id, user_id, tags_json, origin, started_at, last_at, turn_count)
-               VALUES (?, ?, ?, ?, ?, ?, 1)
-               ON CONFLICT(id) DO UPDATE SET last_at = MAX(last_at, excluded.last_at), turn_count = turn_count + 1,
-                   user_id = COALESCE(user_id, excluded.user_id), tags_json = COALESCE(tags_json, excluded.tags_json)
-               RETURNING rowid""",
-            (conversation_id, user_id, tags, origin, started, started),
+            insert + " RETURNING rowid", (conversation_id, user_id, tags, origin, started, started)
         ).fetchone()[0]
         if len(ing.conv_rowids) > 10_000:
             ing.conv_rowids.clear()
@@ -537,7 +539,7 @@ def _new_turn(
     else:  # known to this connection: its new turn is counted at the batch's end
         ing.touch_conversation(conv_rowid, started, user_id, tags)
     # the previous turn of this conversation: from what this connection wrote, else one query
-    last = ing.next_idx.get(conversation_id)
+    last = (0, None, 0) if fresh else ing.next_idx.get(conversation_id)
     if last is None:
         last = conn.execute(
             "SELECT idx + 1, context_node, context_len FROM turns WHERE conversation_id = ? ORDER BY idx DESC LIMIT 1",
