@@ -30,7 +30,9 @@ from .codec import pack
 _WS = re.compile(r"[ \t\n\r]*")
 PREFIX_KEY_CHARS = 256
 MAX_CANDIDATE_CHARS = 64_000_000
-MAX_CACHE = 200_000
+MAX_CACHE = 50_000
+"""Entries in each id cache (blob and node ids, short texts, tool counts): they live in the
+agent's process. A miss costs a lookup in the database; the usual hits are recent."""
 SPLIT_KEYS = ("system", "tools", "messages")
 _QUOTED = {
     k: json.dumps(k)

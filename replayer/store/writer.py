@@ -26,7 +26,7 @@ from ..captured import Captured
 from ..text import searchable
 from . import facts
 from .codec import unpack
-from .ingest import Ingestor, digest, dumps_plain, iso, new_id, response_parts
+from .ingest import MAX_CACHE, Ingestor, digest, dumps_plain, iso, new_id, response_parts
 from .schema import DBError, open_db
 
 log = logging.getLogger("replayer")
@@ -631,7 +631,7 @@ def _tool_total(ing: Ingestor, pr: Any, k: int) -> tuple[int, int]:
     while j >= 0 and pr.nodes[j] not in totals:  # back to the longest list already summed
         j -= 1
     n, errors = totals[pr.nodes[j]] if j >= 0 else (0, 0)
-    if len(totals) > 50_000:  # the latest lists are the ones asked for again
+    if len(totals) > MAX_CACHE:  # the latest lists are the ones asked for again
         totals.clear()
     for i in range(j + 1, k + 1):
         c = _tool_counts(ing, pr, i)
@@ -649,7 +649,7 @@ def _tool_counts(ing: Ingestor, pr: Any, i: int) -> tuple[int, int]:
         if m is None:  # reused from a recent request without being parsed, and not counted yet
             m = json.loads(unpack(ing.db.execute("SELECT json FROM blobs WHERE id = ?", (blob,)).fetchone()[0]))
         counts = facts.tool_counts([m])
-        if len(ing.tool_results) > 200_000:
+        if len(ing.tool_results) > MAX_CACHE:
             ing.tool_results.clear()
         ing.tool_results[blob] = counts
     return counts
