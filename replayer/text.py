@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 MAX_CHARS = 200_000
@@ -42,7 +43,17 @@ def _collect(content: Any, parts: list[str]) -> None:
                 parts.append(json.dumps(inner, ensure_ascii=False))
 
 
+_TOKEN = re.compile(r"[^\W_]+")
+"""What the index's tokenizer (unicode61) keeps as a token: runs of letters and digits."""
+
+
 def fts_query(text: str) -> str:
-    """A user's words as an FTS5 query: every word must appear (as a prefix), quotes escaped."""
-    words = [w for w in text.split() if w]
-    return " ".join('"' + w.replace('"', '""') + '"*' for w in words)
+    """A user's words as an FTS5 query: every token of every word must appear (as a prefix).
+
+    The index splits `INV-2041`, `user_789` or `claude-haiku-4-5` into several tokens; quoted
+    whole, such a word would be a phrase query, which an index without positions can't answer.
+    Each token is matched on its own instead."""
+    tokens = _TOKEN.findall(text)
+    if not tokens:  # nothing searchable (only punctuation): match nothing rather than fail
+        return '""'
+    return " ".join('"' + t + '"*' for t in tokens)

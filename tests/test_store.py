@@ -185,7 +185,7 @@ def test_search_finds_every_turn_written_in_a_batch(tmp_path):
     words = {}
     with Recorder(path) as rec:
         for c in range(3):
-            msgs = [{"role": "user", "content": f"task{c}alpha"}]
+            msgs = [{"role": "user", "content": f"task{c}alpha, ticket INV-{c}041 for user_78{c}"}]
             for i in range(4):
                 reply = {"role": "assistant", "content": [
                     {"type": "tool_use", "id": f"tu{c}{i}", "name": "grep", "input": {"pattern": f"needle{c}x{i}"}}]}
@@ -208,6 +208,11 @@ def test_search_finds_every_turn_written_in_a_batch(tmp_path):
     for word, conv in words.items():
         assert [c.conversation_id for c in store.conversations(query=word)] == [conv], word
     assert store.conversations(query="needle") and not store.conversations(query="absentword")
+    # words the index splits in several tokens (ids, model names, paths) are searched token by
+    # token: quoted whole they would be phrase queries, which an index without positions refuses
+    assert [c.conversation_id for c in store.conversations(query="INV-1041")] == ["conv1"]
+    assert [c.conversation_id for c in store.conversations(query="user_780 INV-0041")] == ["conv0"]
+    assert store.conversations(query="--- ...") == [] and store.conversations(query='"') == []
 
 
 @pytest.mark.parametrize("text", ["", "short", "é✓ \ud800 lone surrogate " * 40, json.dumps({"a": "x" * 5000}),
