@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import time
 
 import pytest
@@ -157,8 +158,36 @@ async def test_search_filters_by_message_text_and_user(db):
         await pilot.press("escape")
         await settle(pilot)
         assert len(cell_texts(app.screen.query_one(DataTable))) == 2
+        # a word the index splits (a phrase to FTS5) is searched token by token, not refused
+        await pilot.press("slash")
+        for ch in "invoice-zz9":
+            await pilot.press(ch)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert not app.screen.loading and cell_texts(app.screen.query_one(DataTable)) == []
+        assert "No conversation matches" in static_text(app.screen, "#empty")
     assert parse_filter("user:alice model:haiku errors cost>0.5 broken date") == {
         "user": "alice", "model": "haiku", "errors_only": True, "min_cost": 0.5, "query": "broken date"}
+
+
+async def test_a_failing_read_is_reported_not_left_loading(db, monkeypatch):
+    from replayer.store.queries import Store
+
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+
+        def broken(self, **kwargs):
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(Store, "conversations", broken)
+        await pilot.press("slash")
+        for ch in "invoice":
+            await pilot.press(ch)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert not app.screen.loading
+        assert any("disk I/O error" in str(n.message) for n in app._notifications)
 
 
 async def test_empty_db_says_how_to_start(tmp_path):

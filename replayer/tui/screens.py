@@ -187,11 +187,23 @@ class ConversationsScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="conversations", exit_on_error=False)
     def fetch(self, offset: int, filters: dict[str, Any], sort: tuple[str, bool]) -> None:
         column, descending = sort
-        with self.app.store() as store:  # type: ignore[attr-defined]
-            rows = store.conversations(
-                **filters, sort=self.SQL_SORTS.get(column, "started"), descending=descending, limit=PAGE, offset=offset
-            )
+        try:
+            with self.app.store() as store:  # type: ignore[attr-defined]
+                rows = store.conversations(
+                    **filters,
+                    sort=self.SQL_SORTS.get(column, "started"),
+                    descending=descending,
+                    limit=PAGE,
+                    offset=offset,
+                )
+        except Exception as e:  # noqa: BLE001 - say so, instead of leaving the list loading forever
+            self.app.call_from_thread(self.fetch_failed, f"{type(e).__name__}: {e}")
+            return
         self.app.call_from_thread(self.show_rows, offset, rows)
+
+    def fetch_failed(self, message: str) -> None:
+        self.loading = False
+        self.notify(f"Could not read the conversations: {message}", severity="error", timeout=8)
 
     def show_rows(self, offset: int, rows: list[ConversationSummary]) -> None:
         self.loading = False
