@@ -2,7 +2,8 @@
 
 The UI never runs SQL and never blocks on I/O: screens ask the store (one connection per worker
 thread) for typed models inside thread workers and get them back on the UI thread. Worker errors
-all land in one handler that shows them as a notice.
+are shown as a notice by workers.ShowsWorkerErrors, on the app and on every screen that starts
+workers (a worker's state message goes to its screen and doesn't bubble).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from typing import Any
 from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
-from textual.worker import Worker, WorkerState
 
 from ..config import Settings
 from ..pricing import PriceTable
 from ..store.queries import Store
 from ..store.schema import open_db
+from .workers import ShowsWorkerErrors
 
 
 class GotoProvider(Provider):
@@ -48,7 +49,7 @@ async def _in_thread(fn: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, fn)
 
 
-class ReplayerApp(App[None]):
+class ReplayerApp(ShowsWorkerErrors, App[None]):
     TITLE = "replayer"
     CSS_PATH = "app.tcss"
     COMMANDS = App.COMMANDS | {GotoProvider}
@@ -143,12 +144,6 @@ class ReplayerApp(App[None]):
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one place worker errors become visible."""
-        if event.state == WorkerState.ERROR and event.worker.error is not None:
-            err = event.worker.error
-            self.notify(f"{type(err).__name__}: {err}", title="Could not load", severity="error", timeout=8)
 
 
 def make_app(db_path: str | Path, prices: PriceTable | None = None, **kwargs: Any) -> ReplayerApp:

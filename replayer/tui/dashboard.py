@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from ..config import LOWER_IS_BAD
 from ..fmt import describe_alert, fmt_metric, money
+from .workers import ShowsWorkerErrors
 
 TOP = 10
 COLOURS = ["dodger_blue2", "dark_orange", "green3", "magenta", "gold1", "cyan", "red", "purple", "chartreuse3", "tan"]
@@ -58,7 +59,7 @@ def spend_bars(doc: dict[str, Any]) -> Text:
     return text
 
 
-class DashboardScreen(Screen[None]):
+class DashboardScreen(ShowsWorkerErrors, Screen[None]):
     """Spend and health over the last days."""
 
     BINDINGS = [

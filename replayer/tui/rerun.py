@@ -20,6 +20,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Pro
 from .. import replay
 from ..diffing import unified
 from ..fmt import money
+from .workers import ShowsWorkerErrors
 
 EDITED = ("system", "messages", "model", "max_tokens", "thinking", "tools", "tool_choice")
 """Fields with an editor of their own; every other field is in the raw JSON editor."""
@@ -69,7 +70,7 @@ def _system_text(system: Any) -> str:
     return ""
 
 
-class RerunScreen(Screen[None]):
+class RerunScreen(ShowsWorkerErrors, Screen[None]):
     """The editor: the turn's request as recorded, field by field."""
 
     BINDINGS = [
@@ -330,7 +331,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(go)
 
 
-class SendScreen(Screen[None]):
+class SendScreen(ShowsWorkerErrors, Screen[None]):
     """Progress while the samples are out; then the comparison."""
 
     def __init__(self, orig: replay.Original, edits: replay.Edits, req: dict[str, Any], samples: int) -> None:
@@ -377,7 +378,7 @@ def side_by_side(words: list[tuple[str, str]]) -> tuple[Text, Text]:
     return left, right
 
 
-class CompareScreen(Screen[None]):
+class CompareScreen(ShowsWorkerErrors, Screen[None]):
     """The original against each sample: a row each, and the highlighted one in detail."""
 
     BINDINGS = [
@@ -518,7 +519,7 @@ def _delta_money(v: float | None) -> str:
     return ("+" if v >= 0 else "-") + money(abs(v))
 
 
-class VariantsScreen(Screen[None]):
+class VariantsScreen(ShowsWorkerErrors, Screen[None]):
     """Earlier variants of a turn; enter reopens one's comparison."""
 
     BINDINGS = [Binding("escape", "back", "Back", id="back")]

@@ -26,12 +26,13 @@ from textual.widgets import (
     TabPane,
     TextArea,
 )
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from ..fmt import local_time, money
 from ..models import ConversationSummary, TurnDetail, TurnSummary
 from ..store.queries import prompt_tokens
 from .widgets import ContextChart
+from .workers import ShowsWorkerErrors
 
 PAGE = 100
 CUT = 4_000
@@ -82,7 +83,7 @@ def parse_filter(text: str) -> dict[str, Any]:
     return out
 
 
-class ConversationsScreen(Screen[None]):
+class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
     """Every conversation, newest first, a page at a time."""
 
     BINDINGS = [
@@ -187,23 +188,16 @@ class ConversationsScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="conversations", exit_on_error=False)
     def fetch(self, offset: int, filters: dict[str, Any], sort: tuple[str, bool]) -> None:
         column, descending = sort
-        try:
-            with self.app.store() as store:  # type: ignore[attr-defined]
-                rows = store.conversations(
-                    **filters,
-                    sort=self.SQL_SORTS.get(column, "started"),
-                    descending=descending,
-                    limit=PAGE,
-                    offset=offset,
-                )
-        except Exception as e:  # noqa: BLE001 - say so, instead of leaving the list loading forever
-            self.app.call_from_thread(self.fetch_failed, f"{type(e).__name__}: {e}")
-            return
+        with self.app.store() as store:  # type: ignore[attr-defined]
+            rows = store.conversations(
+                **filters, sort=self.SQL_SORTS.get(column, "started"), descending=descending, limit=PAGE, offset=offset
+            )
         self.app.call_from_thread(self.show_rows, offset, rows)
 
-    def fetch_failed(self, message: str) -> None:
-        self.loading = False
-        self.notify(f"Could not read the conversations: {message}", severity="error", timeout=8)
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # the app shows the error (it bubbles on to it); the list must not stay "loading"
+        if event.worker.group == "conversations" and event.state == WorkerState.ERROR:
+            self.loading = False
 
     def show_rows(self, offset: int, rows: list[ConversationSummary]) -> None:
         self.loading = False
@@ -355,7 +349,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-class ConversationScreen(Screen[None]):
+class ConversationScreen(ShowsWorkerErrors, Screen[None]):
     """One conversation: its turns, the context growing, and the selected turn in detail."""
 
     BINDINGS = [
