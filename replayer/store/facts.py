@@ -171,16 +171,18 @@ def prev_reads(db: Any, conv: int, idx: int) -> int | None:
 
 
 def write(db: Any, rows: list[tuple[Any, ...]]) -> None:
+    """Insert usage rows and add them to the rollup: one upsert per rollup key, not per row."""
     db.executemany(INSERT_USAGE, rows)
-    db.executemany(UPSERT_ROLLUP, [rollup_row(r) for r in rows])
+    db.executemany(UPSERT_ROLLUP, _summed(rows))
 
 
 _KEY = 5  # conv, bucket, model, batch, band
 _SYS = _KEY + len(ROLLUP_SUMS)  # sys_min, sys_max, sys_nulls follow the sums
 
 
-def add_rollup(acc: dict[tuple[Any, ...], list[Any]], rows: list[tuple[Any, ...]]) -> None:
-    """Sum usage rows' rollup contributions in memory (one upsert per key and batch, not per row)."""
+def _summed(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The rows' rollup contributions, summed per key as the upsert would sum them."""
+    acc: dict[tuple[Any, ...], list[Any]] = {}
     for u in rows:
         r = rollup_row(u)
         key = r[:_KEY]
@@ -196,7 +198,4 @@ def add_rollup(acc: dict[tuple[Any, ...], list[Any]], rows: list[tuple[Any, ...]
             got[j] = lo if got[j] is None else min(got[j], lo)
             got[j + 1] = hi if got[j + 1] is None else max(got[j + 1], hi)
         got[j + 2] += r[_SYS + 2]
-
-
-def write_rollup(db: Any, acc: dict[tuple[Any, ...], list[Any]]) -> None:
-    db.executemany(UPSERT_ROLLUP, [(*k, *v) for k, v in acc.items()])
+    return [(*k, *v) for k, v in acc.items()]

@@ -34,12 +34,6 @@ MAX_CACHE = 50_000
 """Entries in each id cache (blob and node ids, short texts, tool counts): they live in the
 agent's process. A miss costs a lookup in the database; the usual hits are recent."""
 SPLIT_KEYS = ("system", "tools", "messages")
-_QUOTED = {
-    k: json.dumps(k)
-    for k in "model max_tokens metadata stream temperature top_p top_k stop_sequences tool_choice thinking "
-    "service_tier container context_management mcp_servers output_format betas".split()
-}
-"""The JSON text of the usual top-level keys of a request."""
 
 
 def canon(obj: Any) -> str:
@@ -215,11 +209,10 @@ class Ingestor:
         self.texts: list[tuple[int, str]] = []
         """Search text waiting for `write_pending` (turn_text rowid, text)."""
         self.usage: list[tuple[Any, ...]] = []
-        self.rollup: dict[tuple[Any, ...], list[Any]] = {}
         self.thread_rows: list[tuple[str, str]] = []
         self.touched: dict[int, list[Any]] = {}
-        """usage rows, rollup sums, thread keys and conversations' new turns (rowid -> [last
-        start, turns, user, tags]) waiting for `write_pending`."""
+        """usage rows (the rollup is summed from them), thread keys and conversations' new turns
+        (rowid -> [last start, turns, user, tags]) waiting for `write_pending`."""
         self.conv_rowids: dict[str, int] = {}
         """Conversations this connection wrote a turn of: id -> rowid."""
 
@@ -234,10 +227,6 @@ class Ingestor:
             self.next_idx.clear()
             self.last_reads.clear()
             self.conv_rowids.clear()
-
-    def add_usage(self, rows: list[tuple[Any, ...]]) -> None:
-        self.usage += rows
-        facts.add_rollup(self.rollup, rows)
 
     def touch_conversation(self, rowid: int, started: str, user_id: str | None, tags: str | None) -> None:
         got = self.touched.get(rowid)
@@ -269,9 +258,8 @@ class Ingestor:
             )
             self.touched = {}
         if self.usage:
-            conn.executemany(facts.INSERT_USAGE, self.usage)
-            facts.write_rollup(conn, self.rollup)
-            self.usage, self.rollup = [], {}
+            facts.write(conn, self.usage)
+            self.usage = []
         if self.thread_rows:
             conn.executemany("INSERT OR REPLACE INTO thread_keys(key, conversation_id) VALUES (?, ?)", self.thread_rows)
             self.thread_rows = []
@@ -282,7 +270,7 @@ class Ingestor:
 
     def forget(self) -> None:
         """Drop every cache (after a rollback the ids they hold may not exist)."""
-        self.texts, self.usage, self.rollup, self.thread_rows, self.touched = [], [], {}, [], {}
+        self.texts, self.usage, self.thread_rows, self.touched = [], [], [], {}
         self.conv_rowids.clear()
         self.thread_conv.clear()
         self.thread_missing.clear()
@@ -452,8 +440,7 @@ class Ingestor:
                     value = None
                     raw_parts.append(f'"{key}":-')
                 else:
-                    quoted = _QUOTED.get(key) or json.dumps(key)
-                    raw_parts.append(quoted + ":" + s[start:i])
+                    raw_parts.append(json.dumps(key) + ":" + s[start:i])
                 skeleton[key] = value
             i = _WS.match(s, i).end()
             if s[i] == ",":

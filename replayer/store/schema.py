@@ -174,7 +174,8 @@ def _added_per_turn(db: Database) -> Iterator[tuple[int, str, list[int]]]:
         yield rowid, conv, blobs[shared:]
 
 
-def _blob_obj(db: Database, blob: int) -> Any:
+def blob_obj(db: Database, blob: int) -> Any:
+    """The parsed JSON of a stored blob (deflated or not)."""
     return json.loads(unpack(db.execute("SELECT json FROM blobs WHERE id = ?", [blob]).fetchone()[0]))
 
 
@@ -183,7 +184,7 @@ def _backfill_turn_text(db: Database) -> None:
     from ..text import searchable
 
     for rowid, _conv, added in _added_per_turn(db):
-        text = "\n".join(searchable(_blob_obj(db, b)) for b in added)
+        text = "\n".join(searchable(blob_obj(db, b)) for b in added)
         if text:
             db.execute("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", [rowid * 2, text])
         reply = db.execute(
@@ -193,7 +194,7 @@ def _backfill_turn_text(db: Database) -> None:
         ).fetchone()
         if reply:
             db.execute(
-                "INSERT INTO turn_text(rowid, text) VALUES (?, ?)", [rowid * 2 + 1, searchable(_blob_obj(db, reply[0]))]
+                "INSERT INTO turn_text(rowid, text) VALUES (?, ?)", [rowid * 2 + 1, searchable(blob_obj(db, reply[0]))]
             )
 
 
@@ -207,7 +208,7 @@ def m003_usage(db: Database) -> None:
         db.execute(sql)
     tools = {}
     for rowid, _conv, added in _added_per_turn(db):
-        tools[rowid] = facts.tool_counts([_blob_obj(db, b) for b in added])
+        tools[rowid] = facts.tool_counts([blob_obj(db, b) for b in added])
     seen: set[int] = set()
     last_reads: dict[tuple[int, int], int] = {}  # (conv, idx) -> reads of its last attempt with usage
     for row in db.execute(

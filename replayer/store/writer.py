@@ -25,9 +25,8 @@ from .. import sse
 from ..captured import Captured
 from ..text import searchable
 from . import facts
-from .codec import unpack
 from .ingest import MAX_CACHE, Ingestor, digest, dumps_plain, iso, new_id, response_parts
-from .schema import DBError, open_db
+from .schema import DBError, blob_obj, open_db
 
 log = logging.getLogger("replayer")
 
@@ -433,7 +432,7 @@ def store(
         system=system_blob,
         prev_reads=prev_reads,
     )
-    ing.add_usage(rows)
+    ing.usage += rows
     if isinstance(usage, dict):
         if len(ing.last_reads) > 10_000:
             ing.last_reads.clear()
@@ -647,7 +646,7 @@ def _tool_counts(ing: Ingestor, pr: Any, i: int) -> tuple[int, int]:
     if counts is None:
         m = pr.msgs[i] if pr.msgs else None
         if m is None:  # reused from a recent request without being parsed, and not counted yet
-            m = json.loads(unpack(ing.db.execute("SELECT json FROM blobs WHERE id = ?", (blob,)).fetchone()[0]))
+            m = blob_obj(ing.db, blob)
         counts = facts.tool_counts([m])
         if len(ing.tool_results) > MAX_CACHE:
             ing.tool_results.clear()
