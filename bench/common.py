@@ -44,10 +44,16 @@ def assistant_turn(i: int) -> dict[str, Any]:
     }
 
 
-def tool_result(i: int, size: int = 2048) -> dict[str, Any]:
+def tool_result(i: int, size: int = 2048, tool_use_id: str | None = None) -> dict[str, Any]:
     return {
         "role": "user",
-        "content": [{"type": "tool_result", "tool_use_id": f"toolu_{i:024d}", "content": tool_result_text(i, size)}],
+        "content": [
+            {
+                "type": "tool_result",
+                "tool_use_id": tool_use_id or f"toolu_{i:024d}",
+                "content": tool_result_text(i, size),
+            }
+        ],
     }
 
 

@@ -169,6 +169,12 @@ class FakeAPI:
                 if reply is None and api.fast:
                     msg = echo_message({"model": "claude-sonnet-4-5"}, n)
                     msg["usage"]["input_tokens"] = len(raw) // 4
+                    if b'"tools":[' in raw:  # an agent's model calls a tool, as in a real loop
+                        msg["content"].append(
+                            {"type": "tool_use", "id": f"toolu_fake{n:020d}", "name": "read_file",
+                             "input": {"path": f"src/mod_{n}.py"}}
+                        )
+                        msg["stop_reason"] = "tool_use"
                     stream = b'"stream":true' in raw
                     api._answer(self, Reply(sse=message_events(msg)) if stream else Reply(body=msg), n)
                     return
