@@ -43,6 +43,54 @@ def test_fast_scan_agrees_with_a_full_parse(ing, separators):
         assert fast.skeleton == slow.skeleton
 
 
+def _same_as_a_full_parse(ing, text):
+    fast = ing.parse_request(text)
+    slow = ing.parse_request_obj(json.loads(text))
+    assert (fast.blobs, fast.nodes, fast.tkeys, fast.node, fast.system, fast.tools) == (
+        slow.blobs, slow.nodes, slow.tkeys, slow.node, slow.system, slow.tools)
+    assert fast.skeleton == slow.skeleton
+    return fast
+
+
+@pytest.mark.parametrize(
+    "dump",
+    [
+        lambda b: json.dumps(b, separators=(",", ":"), ensure_ascii=False),
+        lambda b: json.dumps(b, ensure_ascii=True),
+        lambda b: json.dumps(b, indent=2, ensure_ascii=False),
+    ],
+    ids=["compact-utf8", "spaced-ascii", "indented"],
+)
+def test_a_growing_history_is_matched_as_bytes_and_only_its_tail_parsed(ing, dump):
+    """Each request re-sends the last one's messages: they are reused, not parsed again, whatever
+    the key order, separators, and characters (accents, emoji)."""
+    msgs = [{"role": "user", "content": "Start: é✓ 🙂 " + "x" * 300}]
+    for turn in range(12):
+        body = {"max_tokens": 5, "messages": msgs, "model": "m"}
+        if turn % 2:  # keys in another order, the system prompt before the messages
+            body = {"system": "Be brief, and é✓ " * 30, "messages": msgs, "max_tokens": 5, "model": "m"}
+        pr = _same_as_a_full_parse(ing, dump(body))
+        assert pr.reused == (len(msgs) - 2 if turn else 0)  # all but the two new ones
+        assert pr.msgs[pr.reused:] == msgs[pr.reused:]
+        msgs = [*msgs, {"role": "assistant", "content": [{"type": "text", "text": f"reply {turn} ✓"}]},
+                {"role": "user", "content": f"next {turn} 🙂"}]
+
+
+@pytest.mark.parametrize("real", [True, False], ids=["then-the-real-one", "no-real-one"])
+def test_bytes_that_only_look_like_the_messages_array_are_not_cut(ing, real):
+    """A key before "messages" can end in the same bytes (an escaped quote), and hold the same
+    elements as the last request: the byte search finds it first, the text scan sees it isn't
+    the top-level messages, and the body is scanned whole."""
+    msgs = [{"role": "user", "content": "m" * 400}, {"role": "assistant", "content": "ok"}]
+    _same_as_a_full_parse(ing, json.dumps({"max_tokens": 5, "messages": msgs}))
+    text = '{"x\\"messages":' + json.dumps(msgs)
+    if real:
+        text += ', "messages": ' + json.dumps(msgs + [{"role": "user", "content": "real"}])
+    text += "}"
+    pr = _same_as_a_full_parse(ing, text)
+    assert pr.skeleton['x"messages'] == msgs and len(pr.blobs) == (3 if real else 0)
+
+
 def test_odd_bodies_fall_back_to_a_full_parse(ing):
     for text in ['{"messages": "not a list", "model": "m"}', '[1, 2]', '{"model": "m"}  ', '{"messages":[]}']:
         pr = ing.parse_request(text)

@@ -3,10 +3,11 @@
 The expensive part of storing an agent's calls is that every request re-sends the whole
 history. Parsing and hashing every message of every request would make the writer's work grow
 with the square of the conversation length (and the writer shares the GIL with the agent). So
-the request body is scanned as text: the messages array element by element, and the elements
-at its start that are character-for-character the same as those of a recent request (found by
-the first characters of the array) reuse that request's blob and node ids without being parsed
-again. Only the new tail of each request is parsed, canonicalised and hashed.
+a request's messages array is first compared, as bytes, with a recent request's (found by the
+array's first bytes): the elements at its start that are byte-for-byte the same reuse that
+request's blob and node ids, and are cut out before the body is even decoded. Only the rest
+(the new tail of the history, and the other keys) is decoded, scanned as text, parsed,
+canonicalised and hashed.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from . import facts
 from .codec import pack
 
 _WS = re.compile(r"[ \t\n\r]*")
-PREFIX_KEY_CHARS = 256
-MAX_CANDIDATE_CHARS = 64_000_000
+_WSB = re.compile(rb"[ \t\n\r]*")
+PREFIX_KEY_BYTES = 256
+MAX_CANDIDATE_BYTES = 64_000_000
 MAX_CACHE = 50_000
 """Entries in each id cache (blob and node ids, short texts, tool counts): they live in the
 agent's process. A miss costs a lookup in the database; the usual hits are recent."""
@@ -141,20 +143,55 @@ def thread_key(prev: str, message: Any, text: str | None = None, text_digest: st
 class Candidate:
     """A recent request's messages, to be matched against the start of the next one."""
 
-    head: str
-    """The array's text from its first element to the end of its next-to-last ("" for one)."""
-    tail: str
-    """The rest, to the end of its last element. Kept apart so the usual checks (the whole list
-    again, or all but its last element) compare in place instead of copying a long history."""
+    raw: bytes
+    """The request body they came in (kept whole: slicing it would copy the history)."""
+    start: int
+    """Where the array's first element starts in `raw`."""
     ends: list[int]
-    """Where each element ends in head + tail."""
+    """Where each element ends, in bytes from `start`."""
     blobs: list[int]
     nodes: list[int]
     tkeys: list[str]
 
-    @property
-    def chars(self) -> int:
-        return len(self.head) + len(self.tail)
+    def matches(self, body: bytes, at: int, k: int) -> bool:
+        """Whether `body` holds this candidate's first `k` elements at `at`, and then , or ]."""
+        end = self.ends[k - 1]
+        if not body.startswith(memoryview(self.raw)[self.start : self.start + end], at):
+            return False
+        j = _WSB.match(body, at + end).end()
+        return body[j : j + 1] in (b",", b"]")
+
+    def common(self, body: bytes, at: int) -> int:
+        """How many of its leading elements start the array at `at` in `body`: all of them (an
+        agent's next request), else all but the last (an edited or branched last turn), else a
+        binary search over element ends (a prefix that matches up to an element's end matches
+        up to every earlier one)."""
+        hi = len(self.ends)
+        if self.matches(body, at, hi):
+            return hi
+        hi -= 1
+        if hi >= 1 and self.matches(body, at, hi):
+            return hi
+        lo = 0  # matches(lo) holds (trivially for 0); matches(hi) does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.matches(body, at, mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+
+@dataclass
+class _Reuse:
+    """Leading messages found in a candidate, already cut out of the text being scanned."""
+
+    at: int
+    """Where the array's first element starts in the body (bytes) and in the text (characters)."""
+    at_chars: int
+    n: int
+    cand: Candidate
+    used: bool = False
 
 
 @dataclass
@@ -187,8 +224,8 @@ class Ingestor:
         self.node_ids: dict[tuple[int, int], int] = {}
         self.raw_blob: dict[str, int] = {}
         self.last_raw: dict[str, tuple[str, int]] = {}
-        self.candidates: OrderedDict[str, Candidate] = OrderedDict()
-        self.candidate_chars = 0
+        self.candidates: OrderedDict[bytes, Candidate] = OrderedDict()
+        self.candidate_bytes = 0
         self.turn_by_call: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self.thread_conv: dict[str, str] = {}
         """thread_keys rows this connection wrote (key -> conversation), to thread the next turn
@@ -284,7 +321,7 @@ class Ingestor:
         self.raw_blob.clear()
         self.last_raw.clear()
         self.candidates.clear()
-        self.candidate_chars = 0
+        self.candidate_bytes = 0
         self.turn_by_call.clear()
 
     # -- blobs and nodes -------------------------------------------------------------------
@@ -365,11 +402,45 @@ class Ingestor:
         return last[1], end
 
     # -- requests --------------------------------------------------------------------------
-    def parse_request(self, text: str) -> ParsedRequest:
+    def parse_request(self, body: bytes | str) -> ParsedRequest:
+        """A request body as sent (UTF-8; str is encoded first)."""
+        if isinstance(body, str):
+            try:
+                body = body.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:  # a lone surrogate json.loads accepts: no fast path
+                return self.parse_request_obj(json.loads(body))
         try:
-            return self._scan(text)
-        except (ValueError, IndexError, TypeError):
-            return self.parse_request_obj(json.loads(text))
+            return self._scan_body(body)
+        except (ValueError, IndexError, TypeError):  # UnicodeDecodeError is a ValueError
+            return self.parse_request_obj(json.loads(body.decode("utf-8", "surrogateescape")))
+
+    def _scan_body(self, body: bytes) -> ParsedRequest:
+        """Cut the messages a recent request already had out of `body`, then scan the rest.
+
+        The array is found by its key's first occurrence; the text scan then checks that this
+        was the top-level "messages" (a key or string before it could spell the same bytes)
+        and, if not, scans the whole body instead."""
+        reuse = None
+        p = body.find(b'"messages"')
+        if p >= 0:
+            q = _WSB.match(body, p + 10).end()
+            if body[q : q + 1] == b":":
+                q = _WSB.match(body, q + 1).end()
+                if body[q : q + 1] == b"[":
+                    at = _WSB.match(body, q + 1).end()
+                    cand = self.candidates.get(body[at : at + PREFIX_KEY_BYTES])
+                    n = cand.common(body, at) if cand is not None and cand.ends else 0
+                    if n:
+                        head = body[:at].decode("utf-8", "surrogateescape")
+                        text = head + body[at + cand.ends[n - 1] :].decode("utf-8", "surrogateescape")
+                        reuse = _Reuse(at, len(head), n, cand)
+                        try:
+                            pr = self._scan(text, body, reuse)
+                        except ValueError:
+                            pr = None
+                        if pr is not None and reuse.used:
+                            return pr
+        return self._scan(body.decode("utf-8", "surrogateescape"), body, None)
 
     def parse_request_obj(self, body: Any) -> ParsedRequest:
         """The slow path: a parsed document (from `record()`, a redactor, or odd JSON)."""
@@ -397,7 +468,8 @@ class Ingestor:
             pr.node = parent
         return pr
 
-    def _scan(self, s: str) -> ParsedRequest:
+    def _scan(self, s: str, body: bytes, reuse: _Reuse | None) -> ParsedRequest:
+        """Scan the text `s` of `body` (with `reuse`'s elements cut out of its messages)."""
         raw_decode = self.decoder.raw_decode
         i = _WS.match(s, 0).end()
         if s[i] != "{":
@@ -416,7 +488,7 @@ class Ingestor:
                 raise ValueError("expected :")
             i = _WS.match(s, i + 1).end()
             if key == "messages" and s[i] == "[":
-                i = self._scan_messages(s, i + 1, pr)
+                i = self._scan_messages(s, i + 1, pr, body, reuse)
                 skeleton[key] = None
                 raw_parts.append('"messages":-')
             elif key in ("system", "tools") and (known := self._known_raw(key, s, i)) is not None:
@@ -454,40 +526,29 @@ class Ingestor:
         pr.skeleton_raw = ",".join(raw_parts)
         return pr
 
-    def _scan_messages(self, s: str, i: int, pr: ParsedRequest) -> int:
+    def _scan_messages(self, s: str, i: int, pr: ParsedRequest, body: bytes, reuse: _Reuse | None) -> int:
         dec = self.decoder
         i0 = i = _WS.match(s, i).end()
-        pkey = s[i : i + PREFIX_KEY_CHARS]
-        cand = self.candidates.get(pkey)
         n = 0
-        if cand is not None and cand.ends:
-            # An agent's next request starts with its last one's messages: compare them all at
-            # once (one memcmp), element by element only when that fails (an edited history).
-            head = len(cand.head)
-            if (
-                s.startswith(cand.head, i0)
-                and s.startswith(cand.tail, i0 + head)
-                and s[_WS.match(s, i0 + head + len(cand.tail)).end()] in ",]"
-            ):
-                n = len(cand.ends)
-            else:
-                n = self._common_elements(s, i0, cand)
-            if n:
-                pr.blobs = cand.blobs[:n]
-                pr.nodes = cand.nodes[:n]
-                pr.tkeys = cand.tkeys[:n]
-                i = _WS.match(s, i0 + cand.ends[n - 1]).end()
-                if s[i] == ",":
-                    i = _WS.match(s, i + 1).end()
-        ends = cand.ends[:n] if n and cand is not None else []
+        if reuse is not None:
+            if i0 != reuse.at_chars:
+                raise ValueError("not the messages the byte search found")
+            reuse.used = True
+            n, cand = reuse.n, reuse.cand
+            pr.blobs = cand.blobs[:n]
+            pr.nodes = cand.nodes[:n]
+            pr.tkeys = cand.tkeys[:n]
+            if s[i] == ",":
+                i = _WS.match(s, i + 1).end()
         parent = pr.nodes[-1] if n else 0
         tk = pr.tkeys[-1] if n else ""
         msgs: list[Any] = [None] * n
         pr.reused = n
+        new_ends = []  # in characters from i0
         while s[i] != "]":
             dec.floats = False
             obj, i = dec.raw_decode(s, i)
-            ends.append(i - i0)
+            new_ends.append(i - i0)
             b, tk = self.message_blob(obj, tk, plain=not dec.floats)
             n += 1
             parent = self.node(parent, b, n)
@@ -502,44 +563,39 @@ class Ingestor:
                 raise ValueError("expected , or ]")
         pr.node = parent
         pr.msgs = msgs
-        if ends:
-            cut = i0 + (ends[-2] if len(ends) > 1 else 0)
-            cand = Candidate(s[i0:cut], s[cut : i0 + ends[-1]], ends, pr.blobs[:], pr.nodes[:], pr.tkeys[:])
-            self._remember(pkey, cand)
+        if n:
+            self._remember(s, i0, body, reuse, new_ends, pr)
         return i + 1
 
-    @staticmethod
-    def _common_elements(s: str, i0: int, cand: Candidate) -> int:
-        """How many leading elements of `cand` start the array at `i0` in `s`: binary search over
-        element ends (a prefix that matches up to an element's end matches up to every earlier
-        one), trying all-but-the-last first, the usual case of an edited or branched last turn."""
-
-        def matches(k: int) -> bool:  # k < len(cand.ends): the first k elements are within head
-            end = cand.ends[k - 1]
-            prefix = cand.head if end == len(cand.head) else cand.head[:end]
-            return s.startswith(prefix, i0) and s[_WS.match(s, i0 + end).end()] in ",]"
-
-        hi = len(cand.ends) - 1
-        if hi >= 1 and matches(hi):
-            return hi
-        lo = 0  # matches(lo) holds (trivially for 0); matches(hi) does not
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if matches(mid):
-                lo = mid
-            else:
-                hi = mid
-        return lo
-
-    def _remember(self, key: str, cand: Candidate) -> None:
+    def _remember(
+        self, s: str, i0: int, body: bytes, reuse: _Reuse | None, new_ends: list[int], pr: ParsedRequest
+    ) -> None:
+        """Keep this request's messages as a candidate for the next one, element ends in bytes."""
+        if reuse is not None:
+            if not new_ends and reuse.n == len(reuse.cand.ends):  # the same messages again
+                self.candidates.move_to_end(body[reuse.at : reuse.at + PREFIX_KEY_BYTES])
+                return
+            at, ends, base = reuse.at, reuse.cand.ends[: reuse.n], reuse.cand.ends[reuse.n - 1]
+        else:
+            at = i0 if s.isascii() else len(s[:i0].encode("utf-8", "surrogateescape"))
+            ends, base = [], 0
+        if s.isascii():
+            ends += [base + e for e in new_ends]
+        else:
+            prev = 0
+            for e in new_ends:
+                base += len(s[i0 + prev : i0 + e].encode("utf-8", "surrogateescape"))
+                ends.append(base)
+                prev = e
+        key = body[at : at + PREFIX_KEY_BYTES]
         old = self.candidates.pop(key, None)
         if old is not None:
-            self.candidate_chars -= old.chars
-        self.candidates[key] = cand
-        self.candidate_chars += cand.chars
-        while self.candidate_chars > MAX_CANDIDATE_CHARS and len(self.candidates) > 1:
+            self.candidate_bytes -= len(old.raw)
+        self.candidates[key] = Candidate(body, at, ends, pr.blobs[:], pr.nodes[:], pr.tkeys[:])
+        self.candidate_bytes += len(body)
+        while self.candidate_bytes > MAX_CANDIDATE_BYTES and len(self.candidates) > 1:
             _, dropped = self.candidates.popitem(last=False)
-            self.candidate_chars -= dropped.chars
+            self.candidate_bytes -= len(dropped.raw)
 
     def skeleton_blob(self, pr: ParsedRequest) -> int:
         """The blob of a request's skeleton; usually the same as the last one's, found by its text."""

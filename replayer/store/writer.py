@@ -322,13 +322,12 @@ def store(
             error = _error_from_body(cap.status, response, text)
 
     request_obj = cap.request_obj
-    request_text = None
-    if request_obj is None and cap.request_bytes is not None:
-        request_text = cap.request_bytes.decode("utf-8", "surrogateescape")
+    request_raw = cap.request_bytes if request_obj is None else None
     ctx = cap.ctx
     if redact is not None:
+        request_text = request_raw.decode("utf-8", "surrogateescape") if request_raw is not None else "null"
         record = {
-            "request": request_obj if request_obj is not None else json.loads(request_text or "null"),
+            "request": request_obj if request_obj is not None else json.loads(request_text),
             "request_headers": dict(cap.headers),
             "response": response,
             "error": error,
@@ -340,11 +339,11 @@ def store(
         if record is None:
             return None
         plain = False
-        request_obj, request_text = record.get("request"), None
+        request_obj, request_raw = record.get("request"), None
         response, error = record.get("response"), record.get("error")
         cap.headers = record.get("request_headers") or {}
 
-    pr = ing.parse_request(request_text) if request_text is not None else ing.parse_request_obj(request_obj)
+    pr = ing.parse_request(request_raw) if request_raw is not None else ing.parse_request_obj(request_obj)
     body = pr.skeleton
     conn = ing.db.conn
     started = iso(cap.t_start)
