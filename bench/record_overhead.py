@@ -13,7 +13,7 @@ Against a local fake Messages API in another process, with the official SDK:
    sends back the reply it got (it writes its own assistant turn instead): no turn threads onto
    the one before, so each starts a conversation of its own, replayer's slowest path.
 
-Run: python bench/record_overhead.py [--calls N]
+Run: python bench/record_overhead.py [--calls N] [--loops N]
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ def loops(url: str, tmp: str, n: int, echo: bool) -> float:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--calls", type=int, default=1000)
-    p.add_argument("--loops", type=int, default=15)
+    p.add_argument("--loops", type=int, default=25, help="runs of each 200-turn loop, bare and recorded")
     args = p.parse_args()
     tmp = tempfile.mkdtemp(prefix="replayer-bench-")
     results = []
