@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any
 
+import orjson
+
 MAX_CHARS = 200_000
 """Text indexed per message at most (a huge tool result is still found by its beginning)."""
 
@@ -34,13 +36,21 @@ def _collect(content: Any, parts: list[str]) -> None:
         elif kind == "thinking":
             parts.append(str(block.get("thinking") or ""))
         elif kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
-            parts.append(f"{block.get('name')} {json.dumps(block.get('input'), ensure_ascii=False)}")
+            parts.append(f"{block.get('name')} {_json(block.get('input'))}")
         elif kind == "tool_result" or str(kind).endswith("_tool_result"):
             inner = block.get("content")
             if isinstance(inner, list | str):
                 _collect(inner, parts)
             elif inner is not None:
-                parts.append(json.dumps(inner, ensure_ascii=False))
+                parts.append(_json(inner))
+
+
+def _json(value: Any) -> str:
+    """JSON of a tool's input or result, for search only (how a float is written doesn't matter)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # what orjson refuses: huge integers, lone surrogates, non-string keys
+        return json.dumps(value, ensure_ascii=False)
 
 
 _TOKEN = re.compile(r"[^\W_]+")

@@ -482,7 +482,9 @@ class Ingestor:
             i = _WS.match(s, i).end()
             if s[i] == "}":
                 break
+            key_start = i
             key, i = raw_decode(s, i)
+            key_raw = s[key_start:i]
             i = _WS.match(s, i).end()
             if s[i] != ":":
                 raise ValueError("expected :")
@@ -512,7 +514,7 @@ class Ingestor:
                     value = None
                     raw_parts.append(f'"{key}":-')
                 else:
-                    raw_parts.append(json.dumps(key) + ":" + s[start:i])
+                    raw_parts.append(key_raw + ":" + s[start:i])  # as written: equal text, equal skeleton
                 skeleton[key] = value
             i = _WS.match(s, i).end()
             if s[i] == ",":
