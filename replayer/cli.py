@@ -748,6 +748,11 @@ def rerun(
 
 
 def main() -> None:
+    # A recorded string can hold a lone surrogate (the JSON escape \\ud800 alone is valid
+    # JSON); a terminal or pipe can't take one as it is: print its escape instead of failing.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     cli(prog_name="replayer")
 
 

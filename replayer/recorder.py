@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from .captured import Captured, Context
+from .store.codec import storable
 from .store.ingest import new_id
 from .store.writer import Writer
 
@@ -190,7 +191,7 @@ class Recorder:
                 cap.response_bytes = response.encode() if isinstance(response, str) else response
             else:
                 doc = response.to_dict() if hasattr(response, "to_dict") else response
-                cap.response_bytes = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+                cap.response_bytes = storable(json.dumps(doc, ensure_ascii=False)).encode("utf-8")
             cap.status = status or 200
         if error is not None:
             cap.error = _error_dict(error)
@@ -228,9 +229,9 @@ def _dumps(doc: Any) -> bytes:
     try:
         out = orjson.dumps(doc)
     except TypeError:
-        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return storable(json.dumps(doc, separators=(",", ":"), ensure_ascii=False)).encode("utf-8")
     if b"null" in out:  # a NaN or infinity becomes null in orjson: let json write the value itself
-        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return storable(json.dumps(doc, separators=(",", ":"), ensure_ascii=False)).encode("utf-8")
     return out
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 
+from .store.codec import readable
+
 MAX_CHARS = 200_000
 """Text indexed per message at most (a huge tool result is still found by its beginning)."""
 
@@ -18,7 +20,7 @@ def searchable(message: Any) -> str:
         return ""
     parts: list[str] = []
     _collect(message.get("content"), parts)
-    return "\n".join(parts)[:MAX_CHARS]
+    return readable("\n".join(parts)[:MAX_CHARS])
 
 
 def _collect(content: Any, parts: list[str]) -> None:

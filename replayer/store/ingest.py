@@ -26,7 +26,7 @@ import orjson
 from sqlite_utils import Database
 
 from . import facts
-from .codec import pack
+from .codec import pack, storable
 
 _WS = re.compile(r"[ \t\n\r]*")
 _WSB = re.compile(rb"[ \t\n\r]*")
@@ -40,7 +40,7 @@ SPLIT_KEYS = ("system", "tools", "messages")
 
 def canon(obj: Any) -> str:
     """Canonical JSON: what a blob's hash is taken over (JSON-equal documents share a blob)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return storable(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
 
 
 def canon_plain(obj: Any) -> str:
@@ -61,7 +61,7 @@ def dumps_plain(obj: Any) -> str:
     try:
         return orjson.dumps(obj).decode()
     except TypeError:
-        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+        return storable(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
 
 
 class Decoder:

@@ -25,7 +25,7 @@ from ..models import (
 )
 from ..pricing import PriceTable, default_table
 from .aggregate import Totals, conversation_totals
-from .codec import unpack
+from .codec import storable, unpack
 
 _MARK = "\u0000replayer:{}\u0000"
 
@@ -194,7 +194,7 @@ class Store:
             line = json.dumps(head, ensure_ascii=False)
             line = line.replace(json.dumps(_MARK.format("request")), self.request_text(row), 1)
             line = line.replace(json.dumps(_MARK.format("response")), self.response_text(row) or "null", 1)
-            yield line
+            yield storable(line)  # a lone surrogate in a string, escaped: a UTF-8 file takes the line
 
     # -- listings ------------------------------------------------------------------------------
     def conversation_exists(self, conversation_id: str) -> bool:

@@ -24,7 +24,7 @@ from typing import Any
 from .. import sse
 from ..captured import Captured
 from ..text import searchable
-from . import facts
+from . import codec, facts
 from .ingest import MAX_CACHE, Ingestor, digest, dumps_plain, iso, new_id, response_parts
 from .schema import DBError, blob_obj, open_db
 
@@ -218,7 +218,7 @@ class Writer:
             self._problem = None
         if self.log_events:
             for ev in events:
-                log.info(json.dumps(ev, ensure_ascii=False))
+                log.info(codec.dumps(ev))
         return True
 
     def _db_failed(self, ing: Ingestor, e: sqlite3.Error) -> None:
@@ -398,16 +398,16 @@ def store(
             pr.tools,
             pr.node,
             ing.blob(cap.headers) if cap.headers else None,
-            (dumps_plain(resp_skeleton) if plain else json.dumps(resp_skeleton, ensure_ascii=False))
+            (dumps_plain(resp_skeleton) if plain else codec.dumps(resp_skeleton))
             if resp_skeleton is not None
             else None,
             content_blob,
-            json.dumps(error, ensure_ascii=False) if error else None,
+            codec.dumps(error) if error else None,
             cap.request_id,
             model,
             stop_reason,
             (dumps_plain(usage) if plain else json.dumps(usage)) if usage is not None else None,
-            json.dumps(unknown_events, ensure_ascii=False) if unknown_events else None,
+            codec.dumps(unknown_events) if unknown_events else None,
             1 if cap.abandoned else 0,
         ),
     )
