@@ -453,6 +453,27 @@ def test_redact_that_raises_never_reaches_the_agent(api, db_path, recorders, log
     assert warnings_of(log_warnings, "ValueError")
 
 
+def test_a_value_sqlite_cant_take_costs_that_record_only(db_path, recorders, log_warnings):
+    """A metadata.user_id that isn't a string (the API refuses it, the agent may still send it)
+    is kept in the request, not as the user; a value SQLite can't bind (a list as the model)
+    skips its record with a warning. Before, either stalled the writer: every later record
+    was retried with it, forever, and lost."""
+    req = {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    resp = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+            "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+            "usage": {"input_tokens": 3, "output_tokens": 2}}  # fmt: skip
+    rec = recorders(db_path)
+    rec.record(dict(req, metadata={"user_id": ["not", "a", "string"]}), resp)
+    rec.record(req, dict(resp, model=["not", "a", "string"]))
+    for i in range(3):
+        rec.record(dict(req, messages=[{"role": "user", "content": f"later {i}"}]), resp)
+    assert rec.flush(timeout=10) is True
+    lines = {line["request"]["messages"][0]["content"]: line for line in exported(db_path)}
+    assert sorted(lines) == ["hi", "later 0", "later 1", "later 2"]
+    assert lines["hi"]["request"]["metadata"] == {"user_id": ["not", "a", "string"]} and lines["hi"]["user_id"] is None
+    assert len(warnings_of(log_warnings, "could not store a record")) == 1
+
+
 # -- secrets, file modes, redaction ------------------------------------------------------------
 
 SECRETS = (FAKE_KEY, "COOKIESECRET", "XAPIKEYSECRET", "AUTHTOKENSECRET", "Bearer")

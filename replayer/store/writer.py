@@ -31,6 +31,9 @@ from .schema import DBError, blob_obj, open_db
 log = logging.getLogger("replayer")
 
 MAX_BATCH = 500
+_BAD_VALUE = (sqlite3.InterfaceError, sqlite3.ProgrammingError)
+"""What SQLite raises for a value it can't bind (a list where text goes): the record's fault,
+not the database's, so it is skipped instead of retried (with every record after it) forever."""
 LINGER_SECONDS = 0.2
 """How long the writer waits after a record arrives, for more to share its transaction. A
 commit costs about 0.4 ms of CPU however few records it holds (each of the ~25 pages it dirties
@@ -196,21 +199,16 @@ class Writer:
         ing = self._ingestor
         batch = self._pending
         try:
-            events = self._transaction(ing, batch)
+            events: list[dict[str, Any]] | None = self._transaction(ing, batch)
         except sqlite3.Error as e:
-            self._db_failed(ing, e)
+            if not isinstance(e, _BAD_VALUE):
+                self._db_failed(ing, e)
+                return False
+            events = self._one_by_one(ing, batch)
+        except Exception:  # noqa: BLE001 - a record we can't handle
+            events = self._one_by_one(ing, batch)
+        if events is None:
             return False
-        except Exception:  # noqa: BLE001 - a record we can't handle: find it, keep the rest
-            events = []
-            for cap in batch:
-                try:
-                    events += self._transaction(ing, [cap])
-                except sqlite3.Error as e:
-                    self._db_failed(ing, e)
-                    return False
-                except Exception as e:  # noqa: BLE001
-                    self.failed += 1
-                    log.warning("replayer: could not store a record (%s: %s); it was skipped", type(e).__name__, e)
         self.written += len(batch)
         self._pending = []
         if self._problem:
@@ -220,6 +218,21 @@ class Writer:
             for ev in events:
                 log.info(codec.dumps(ev))
         return True
+
+    def _one_by_one(self, ing: Ingestor, batch: list[Captured]) -> list[dict[str, Any]] | None:
+        """Write a batch that failed record by record: find the records we can't handle, skip
+        them, keep the rest. None when the database itself failed."""
+        events = []
+        for cap in batch:
+            try:
+                events += self._transaction(ing, [cap])
+            except Exception as e:  # noqa: BLE001
+                if isinstance(e, sqlite3.Error) and not isinstance(e, _BAD_VALUE):
+                    self._db_failed(ing, e)
+                    return None
+                self.failed += 1
+                log.warning("replayer: could not store a record (%s: %s); it was skipped", type(e).__name__, e)
+        return events
 
     def _db_failed(self, ing: Ingestor, e: sqlite3.Error) -> None:
         # start over with a new connection next time: one that failed (read-only, corrupt)
@@ -470,7 +483,8 @@ def _new_turn(
     body = pr.skeleton
     ctx = cap.ctx
     meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
-    user_id = (ctx.user_id if ctx else None) or meta.get("user_id")
+    meta_user = meta.get("user_id")  # the API takes a string; the request keeps whatever was sent
+    user_id = (ctx.user_id if ctx else None) or (meta_user if isinstance(meta_user, str) else None)
     context_node, context_len = pr.node, len(pr.nodes)
     system, tools = pr.system, pr.tools
     conversation_id = ctx.conversation_id if ctx else None
