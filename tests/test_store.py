@@ -91,6 +91,35 @@ def test_bytes_that_only_look_like_the_messages_array_are_not_cut(ing, real):
     assert pr.skeleton['x"messages'] == msgs and len(pr.blobs) == (3 if real else 0)
 
 
+def test_a_key_given_twice_is_read_as_json_reads_it(ing):
+    """json.loads keeps the last value of a repeated key; so does the stored request, and a
+    repeated messages array leaves nothing wrong behind for the next request."""
+    a, b = {"role": "user", "content": "a"}, {"role": "user", "content": "b"}
+    for text in ['{"system":"a","system":null}', '{"tools":[1],"tools":null}',
+                 json.dumps({"messages": [a]})[:-1] + ', "messages": 5}',
+                 json.dumps({"messages": [a]})[:-1] + ', "messages": ' + json.dumps([b]) + "}"]:  # fmt: skip
+        _same_as_a_full_parse(ing, text)
+    _same_as_a_full_parse(ing, json.dumps({"messages": [b]}))
+
+
+def test_text_of_escaped_bytes_is_not_read_as_other_characters(ing):
+    """Lone surrogates that a bytes decoder would have made of invalid UTF-8 stay themselves."""
+    _same_as_a_full_parse(ing, '{"messages":[{"role":"user","content":"\udce2\udc82\udcac"}]}')
+
+
+def test_history_is_reused_past_whitespace_and_a_tool_schema_naming_messages(ing):
+    """Whitespace after the last known message, and a "messages" property in a tool schema
+    sent before the messages, don't stop the history from being matched as bytes."""
+    tools = [{"name": "send", "input_schema": {"type": "object", "properties": {"messages": {"type": "string"}}}}]
+    msgs = [{"role": "user", "content": "x" * 300}]
+    for turn in range(4):
+        body = json.dumps({"tools": tools, "messages": msgs}, separators=(",", ":"))
+        text = body.replace("},{", "} ,{").replace("}]}", "} ]}")  # a space before each , and the ]
+        pr = _same_as_a_full_parse(ing, text)
+        assert pr.reused == (len(msgs) - 2 if turn else 0)
+        msgs = [*msgs, {"role": "assistant", "content": f"r{turn}"}, {"role": "user", "content": f"u{turn}"}]
+
+
 def test_odd_bodies_fall_back_to_a_full_parse(ing):
     for text in ['{"messages": "not a list", "model": "m"}', '[1, 2]', '{"model": "m"}  ', '{"messages":[]}']:
         pr = ing.parse_request(text)

@@ -406,7 +406,7 @@ class Ingestor:
         """A request body as sent (UTF-8; str is encoded first)."""
         if isinstance(body, str):
             try:
-                body = body.encode("utf-8", "surrogateescape")
+                body = body.encode("utf-8")
             except UnicodeEncodeError:  # a lone surrogate json.loads accepts: no fast path
                 return self.parse_request_obj(json.loads(body))
         try:
@@ -417,29 +417,35 @@ class Ingestor:
     def _scan_body(self, body: bytes) -> ParsedRequest:
         """Cut the messages a recent request already had out of `body`, then scan the rest.
 
-        The array is found by its key's first occurrence; the text scan then checks that this
-        was the top-level "messages" (a key or string before it could spell the same bytes)
-        and, if not, scans the whole body instead."""
-        reuse = None
-        p = body.find(b'"messages"')
-        if p >= 0:
+        The array is found by its key's first occurrences (a tool's schema can have a
+        "messages" property); the text scan then checks that it was the top-level "messages" (a
+        key or string before it can spell the same bytes) and, if not, scans the whole body."""
+        p = -1
+        for _ in range(8):
+            p = body.find(b'"messages"', p + 1)
+            if p < 0:
+                break
             q = _WSB.match(body, p + 10).end()
-            if body[q : q + 1] == b":":
-                q = _WSB.match(body, q + 1).end()
-                if body[q : q + 1] == b"[":
-                    at = _WSB.match(body, q + 1).end()
-                    cand = self.candidates.get(body[at : at + PREFIX_KEY_BYTES])
-                    n = cand.common(body, at) if cand is not None and cand.ends else 0
-                    if n:
-                        head = body[:at].decode("utf-8", "surrogateescape")
-                        text = head + body[at + cand.ends[n - 1] :].decode("utf-8", "surrogateescape")
-                        reuse = _Reuse(at, len(head), n, cand)
-                        try:
-                            pr = self._scan(text, body, reuse)
-                        except ValueError:
-                            pr = None
-                        if pr is not None and reuse.used:
-                            return pr
+            if body[q : q + 1] != b":":
+                continue
+            q = _WSB.match(body, q + 1).end()
+            if body[q : q + 1] != b"[":
+                continue
+            at = _WSB.match(body, q + 1).end()
+            cand = self.candidates.get(body[at : at + PREFIX_KEY_BYTES])
+            n = cand.common(body, at) if cand is not None and cand.ends else 0
+            if not n:
+                continue
+            head = body[:at].decode("utf-8", "surrogateescape")
+            text = head + body[at + cand.ends[n - 1] :].decode("utf-8", "surrogateescape")
+            reuse = _Reuse(at, len(head), n, cand)
+            try:
+                pr = self._scan(text, body, reuse)
+            except (ValueError, IndexError, TypeError):
+                break
+            if reuse.used:
+                return pr
+            break
         return self._scan(body.decode("utf-8", "surrogateescape"), body, None)
 
     def parse_request_obj(self, body: Any) -> ParsedRequest:
@@ -484,6 +490,8 @@ class Ingestor:
                 break
             key_start = i
             key, i = raw_decode(s, i)
+            if key in skeleton:  # json.loads keeps the last value: let it decide
+                raise ValueError("a key given twice")
             key_raw = s[key_start:i]
             i = _WS.match(s, i).end()
             if s[i] != ":":
@@ -530,11 +538,17 @@ class Ingestor:
 
     def _scan_messages(self, s: str, i: int, pr: ParsedRequest, body: bytes, reuse: _Reuse | None) -> int:
         dec = self.decoder
-        i0 = i = _WS.match(s, i).end()
         n = 0
-        if reuse is not None:
-            if i0 != reuse.at_chars:
+        if reuse is None:
+            i0 = i = _WS.match(s, i).end()
+        else:
+            # only whitespace between this "[" and where the cut was made (whitespace after the
+            # cut, before its "," or "]", is the tail's)
+            gap = _WS.match(s, i, reuse.at_chars)
+            if gap is None or gap.end() != reuse.at_chars:
                 raise ValueError("not the messages the byte search found")
+            i0 = reuse.at_chars
+            i = _WS.match(s, i0).end()
             reuse.used = True
             n, cand = reuse.n, reuse.cand
             pr.blobs = cand.blobs[:n]
