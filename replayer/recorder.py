@@ -161,7 +161,7 @@ class Recorder:
         `response` is the message as a dict, JSON text/bytes, or an SDK object; `error` an
         exception or {type, message, status}."""
         if isinstance(request, str):
-            body = request.encode("utf-8")
+            body = _utf8(request)
         elif isinstance(request, bytes):
             body = request
         else:
@@ -188,7 +188,7 @@ class Recorder:
         )
         if response is not None:
             if isinstance(response, bytes | str):
-                cap.response_bytes = response.encode() if isinstance(response, str) else response
+                cap.response_bytes = _utf8(response) if isinstance(response, str) else response
             else:
                 doc = response.to_dict() if hasattr(response, "to_dict") else response
                 cap.response_bytes = storable(json.dumps(doc, ensure_ascii=False)).encode("utf-8")
@@ -219,6 +219,14 @@ class Recorder:
     def dropped(self) -> int:
         """Records lost because the buffer filled while the database couldn't be written."""
         return self._writer.dropped
+
+
+def _utf8(json_text: str) -> bytes:
+    """A JSON text handed to `record()`, as bytes; a lone surrogate in it written as its escape."""
+    try:
+        return json_text.encode("utf-8")
+    except UnicodeEncodeError:
+        return storable(json_text).encode("utf-8")
 
 
 def _dumps(doc: Any) -> bytes:

@@ -40,10 +40,12 @@ def test_a_call_the_sdk_refuses_to_encode_is_recorded_with_its_error(client, db_
     assert not [r for r in caplog.records if "could not store" in r.getMessage()]
 
 
-@pytest.mark.parametrize("as_text", [False, True], ids=["documents", "json-text"])
-def test_recorded_lone_surrogates_round_trip(rec, db_path, as_text):
-    if as_text:  # the wire form: escapes, as json.dumps writes them by default
+@pytest.mark.parametrize("form", ["documents", "json-text", "raw-text"])
+def test_recorded_lone_surrogates_round_trip(rec, db_path, form):
+    if form == "json-text":  # the wire form: escapes, as json.dumps writes them by default
         rec.record(json.dumps(REQUEST), json.dumps(RESPONSE))
+    elif form == "raw-text":  # the characters themselves, which no UTF-8 encoder takes
+        rec.record(json.dumps(REQUEST, ensure_ascii=False), json.dumps(RESPONSE, ensure_ascii=False))
     else:
         rec.record(REQUEST, RESPONSE)
     rec.close()
