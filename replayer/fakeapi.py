@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
 import time
 from collections import deque
@@ -35,6 +36,15 @@ class Reply:
     """Close the connection after this many SSE events (a dropped stream)."""
     hang: float = 0.0
     """Seconds to sleep without answering (to provoke client timeouts)."""
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (an abandoned stream, a timeout the demo provokes) is not an
+        error worth a traceback on the user's terminal; anything else still gets one."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
 
 def sse_text(events: list[dict[str, Any]]) -> str:
@@ -192,7 +202,7 @@ class FakeAPI:
                     reply = Reply(sse=message_events(msg)) if stream else Reply(body=msg)
                 api._answer(self, reply, n)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = _Server(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="fakeapi", daemon=True).start()
         return self

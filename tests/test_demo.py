@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import subprocess
 import sys
+import time
 from collections import Counter
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import exported
 
 from replayer import sse
 from replayer.demo import build_demo, load_fixtures
-from replayer.fakeapi import sse_text
+from replayer.fakeapi import FakeAPI, sse_text
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +125,18 @@ def test_demo_command_from_another_directory(tmp_path):
     listing = subprocess.run([sys.executable, "-m", "replayer.cli", "--db", str(tmp_path / "d.db"), "list", "--json"],
                              capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert len(json.loads(listing.stdout)) >= 6
+
+
+def test_a_client_hanging_up_prints_no_traceback(capfd):
+    """The demo provokes timeouts and abandoned streams: the fake API takes a client that hangs
+    up mid-request quietly, instead of printing a traceback on the user's terminal."""
+    with FakeAPI() as api:
+        url = urlsplit(api.url)
+        for _ in range(5):
+            s = socket.create_connection((url.hostname, url.port))
+            s.sendall(b"POST /v1/messages HTTP/1.1\r\nContent-Length: 100\r\n")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()  # a reset, not a clean close
+        time.sleep(0.5)
+        assert api.count == 0
+    assert "Traceback" not in capfd.readouterr().err
