@@ -127,6 +127,28 @@ def test_odd_bodies_fall_back_to_a_full_parse(ing):
     assert ing.parse_request('{"messages":[]}').node == 0
 
 
+def test_a_body_that_is_not_json_is_kept_as_text(tmp_path, caplog):
+    """record() can be handed anything: a cut-off or non-JSON body is stored as the text it is
+    (exported as a JSON string), with its response, instead of being skipped."""
+    from conftest import exported
+
+    from replayer import Recorder
+
+    path = tmp_path / "t.db"
+    resp = {"id": "m", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+            "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "usage": {"input_tokens": 1}}  # fmt: skip
+    bodies = ['{"model": "claude-haiku-4-5", "messages": [', "not json at all", b"\xff\xfe raw bytes"]
+    with caplog.at_level("WARNING", logger="replayer"), Recorder(path) as rec:
+        for body in bodies:
+            rec.record(body, resp)
+    lines = exported(path)
+    assert sorted(line["request"] for line in lines) == sorted(
+        [bodies[0], bodies[1], bodies[2].decode("utf-8", "surrogateescape")]
+    )
+    assert all(line["response"] == resp for line in lines)
+    assert not [r for r in caplog.records if "could not store" in r.getMessage()]
+
+
 def test_history_is_stored_once(tmp_path):
     from replayer import Recorder
 

@@ -85,6 +85,15 @@ class Decoder:
         return obj
 
 
+def loads_or_text(text: str) -> Any:
+    """The document in `text`; the text itself when it isn't JSON (a body handed to `record()`
+    can be anything: it is kept, as a string, rather than lost)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
@@ -412,7 +421,7 @@ class Ingestor:
         try:
             return self._scan_body(body)
         except (ValueError, IndexError, TypeError):  # UnicodeDecodeError is a ValueError
-            return self.parse_request_obj(json.loads(body.decode("utf-8", "surrogateescape")))
+            return self.parse_request_obj(loads_or_text(body.decode("utf-8", "surrogateescape")))
 
     def _scan_body(self, body: bytes) -> ParsedRequest:
         """Cut the messages a recent request already had out of `body`, then scan the rest.

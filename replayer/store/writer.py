@@ -25,7 +25,7 @@ from .. import sse
 from ..captured import Captured
 from ..text import searchable
 from . import codec, facts
-from .ingest import MAX_CACHE, Ingestor, digest, dumps_plain, iso, new_id, response_parts
+from .ingest import MAX_CACHE, Ingestor, digest, dumps_plain, iso, loads_or_text, new_id, response_parts
 from .schema import DBError, blob_obj, open_db
 
 log = logging.getLogger("replayer")
@@ -344,7 +344,7 @@ def store(
     if redact is not None:
         request_text = request_raw.decode("utf-8", "surrogateescape") if request_raw is not None else "null"
         record = {
-            "request": request_obj if request_obj is not None else json.loads(request_text),
+            "request": request_obj if request_obj is not None else loads_or_text(request_text),
             "request_headers": dict(cap.headers),
             "response": response,
             "error": error,
