@@ -149,6 +149,14 @@ def test_a_body_that_is_not_json_is_kept_as_text(tmp_path, caplog):
     assert not [r for r in caplog.records if "could not store" in r.getMessage()]
 
 
+def test_json_the_fast_scan_could_misread_is_kept_as_text(ing):
+    """A non-string key and trailing commas: json.loads refuses them, and so does the scan, so
+    the body is kept as the text it is rather than as a reading of it."""
+    for text in ['{1:2}', '{"a":1,}', '{"messages":[1,2],}', '{"messages":[{"role":"user","content":"x"},]}']:
+        assert ing.parse_request(text).skeleton == {"__body__": text}
+    assert ing.parse_request("{ }").skeleton == {}
+
+
 def test_history_is_stored_once(tmp_path):
     from replayer import Recorder
 

@@ -495,10 +495,12 @@ class Ingestor:
         raw_parts: list[str] = []
         while True:
             i = _WS.match(s, i).end()
-            if s[i] == "}":
+            if s[i] == "}" and not raw_parts:
                 break
             key_start = i
             key, i = raw_decode(s, i)
+            if not isinstance(key, str):  # what raw_decode reads here need not be a string
+                raise ValueError("expected a key")
             if key in skeleton:  # json.loads keeps the last value: let it decide
                 raise ValueError("a key given twice")
             key_raw = s[key_start:i]
@@ -565,6 +567,8 @@ class Ingestor:
             pr.tkeys = cand.tkeys[:n]
             if s[i] == ",":
                 i = _WS.match(s, i + 1).end()
+                if s[i] == "]":
+                    raise ValueError("a comma before ]")
         parent = pr.nodes[-1] if n else 0
         tk = pr.tkeys[-1] if n else ""
         msgs: list[Any] = [None] * n
@@ -584,6 +588,8 @@ class Ingestor:
             i = _WS.match(s, i).end()
             if s[i] == ",":
                 i = _WS.match(s, i + 1).end()
+                if s[i] == "]":
+                    raise ValueError("a comma before ]")
             elif s[i] != "]":
                 raise ValueError("expected , or ]")
         pr.node = parent
