@@ -191,7 +191,7 @@ class Recorder:
                 cap.response_bytes = _utf8(response) if isinstance(response, str) else response
             else:
                 doc = response.to_dict() if hasattr(response, "to_dict") else response
-                cap.response_bytes = storable(json.dumps(doc, ensure_ascii=False)).encode("utf-8")
+                cap.response_bytes = _utf8(json.dumps(doc, ensure_ascii=False))
             cap.status = status or 200
         if error is not None:
             cap.error = _error_dict(error)
@@ -222,7 +222,7 @@ class Recorder:
 
 
 def _utf8(json_text: str) -> bytes:
-    """A JSON text handed to `record()`, as bytes; a lone surrogate in it written as its escape."""
+    """JSON text as UTF-8; a lone surrogate in it written as its escape (one encode when there is none)."""
     try:
         return json_text.encode("utf-8")
     except UnicodeEncodeError:
@@ -237,9 +237,9 @@ def _dumps(doc: Any) -> bytes:
     try:
         out = orjson.dumps(doc)
     except TypeError:
-        return storable(json.dumps(doc, separators=(",", ":"), ensure_ascii=False)).encode("utf-8")
+        return _utf8(json.dumps(doc, separators=(",", ":"), ensure_ascii=False))
     if b"null" in out:  # a NaN or infinity becomes null in orjson: let json write the value itself
-        return storable(json.dumps(doc, separators=(",", ":"), ensure_ascii=False)).encode("utf-8")
+        return _utf8(json.dumps(doc, separators=(",", ":"), ensure_ascii=False))
     return out
 
 

@@ -34,6 +34,12 @@ MAX_BATCH = 500
 _BAD_VALUE = (sqlite3.InterfaceError, sqlite3.ProgrammingError)
 """What SQLite raises for a value it can't bind (a list where text goes): the record's fault,
 not the database's, so it is skipped instead of retried (with every record after it) forever."""
+
+
+def _db_fault(e: BaseException) -> bool:
+    """The database failed (locked, read-only, full, corrupt), not the record being written."""
+    return isinstance(e, sqlite3.Error) and not isinstance(e, _BAD_VALUE)
+
 LINGER_SECONDS = 0.2
 """How long the writer waits after a record arrives, for more to share its transaction. A
 commit costs about 0.4 ms of CPU however few records it holds (each of the ~25 pages it dirties
@@ -200,13 +206,11 @@ class Writer:
         batch = self._pending
         try:
             events: list[dict[str, Any]] | None = self._transaction(ing, batch)
-        except sqlite3.Error as e:
-            if not isinstance(e, _BAD_VALUE):
+        except Exception as e:  # noqa: BLE001
+            if _db_fault(e):
                 self._db_failed(ing, e)
                 return False
-            events = self._one_by_one(ing, batch)
-        except Exception:  # noqa: BLE001 - a record we can't handle
-            events = self._one_by_one(ing, batch)
+            events = self._one_by_one(ing, batch)  # a record we can't handle: find it, keep the rest
         if events is None:
             return False
         self.written += len(batch)
@@ -227,7 +231,7 @@ class Writer:
             try:
                 events += self._transaction(ing, [cap])
             except Exception as e:  # noqa: BLE001
-                if isinstance(e, sqlite3.Error) and not isinstance(e, _BAD_VALUE):
+                if _db_fault(e):
                     self._db_failed(ing, e)
                     return None
                 self.failed += 1
