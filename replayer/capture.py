@@ -69,25 +69,73 @@ def _warn(e: BaseException) -> None:
 _DELTA = b"content_block_delta"
 
 
-class _StreamCapture:
-    """Finishes a capture exactly once: at the stream's end, its failure, or its early close.
+class _Attempt:
+    """One HTTP attempt as the agent's thread saw it: the HTTP response (which holds the request
+    as sent), the SDK's few scalars and three clock readings. The writer turns it into a
+    `Captured` (`captured()`), so reading headers, joining chunks and building the record cost
+    the agent's thread nothing.
 
-    Per chunk the agent's thread only appends the chunk to a list; until the first
+    It must not hold the SDK's request object: that holds the SDK's own deep copy of every
+    message sent, and keeping a few dozen of those alive until the writer runs made the
+    garbage collector's work in the agent's loop grow by a tenth."""
+
+    __slots__ = ("key", "attempt", "stream", "http", "ctx", "t_start", "p0", "p1", "endpoint")
+
+    def __init__(self, request: Any, http: Any, ctx: Context | None, t_start: float, p0: float, endpoint: str):
+        self.key, self.attempt, self.stream = request.options.idempotency_key, request.retries_taken, request.stream
+        self.http, self.ctx, self.t_start, self.p0, self.endpoint = http, ctx, t_start, p0, endpoint
+        self.p1 = 0.0
+
+    def _base(self) -> Captured:
+        http = self.http
+        req = http.request
+        cap = Captured(
+            call_key=self.key or uuid.uuid4().hex,
+            attempt=self.attempt,
+            t_start=self.t_start,
+            endpoint=self.endpoint,
+            stream=bool(self.stream),
+            ctx=self.ctx,
+            request_bytes=req.content,
+            # the headers as they are: the writer picks out the protocol headers and the
+            # request id, and drops the rest
+            raw_request_headers=req.headers,
+            raw_response_headers=http.headers,
+            status=http.status_code,
+            latency_ms=round((self.p1 - self.p0) * 1000, 3),
+        )
+        self.http = None  # let go of the HTTP library's objects as soon as they are read
+        return cap
+
+    def captured(self) -> Captured:
+        body = self.http._content
+        cap = self._base()
+        cap.response_bytes = body
+        return cap
+
+
+class _StreamCapture(_Attempt):
+    """A streamed body, teed. Finishes exactly once: at the stream's end, its failure, or its
+    early close. Per chunk the agent's thread only appends the chunk to a list; until the first
     content_block_delta arrives it also looks for it (inline in the tee: a method call per chunk
     cost more than the search), to time the first token."""
 
-    __slots__ = ("cap", "put", "p0", "chunks", "done", "is_sse", "gens")
+    __slots__ = ("put", "chunks", "done", "gens", "p_first", "err", "abandoned")
 
-    def __init__(self, cap: Captured, put: Any, p0: float, is_sse: bool):
-        self.cap, self.put, self.p0, self.is_sse = cap, put, p0, is_sse
+    def __init__(self, request: Any, http: Any, ctx: Context | None, t_start: float, p0: float, endpoint: str,
+                 put: Any):
+        super().__init__(request, http, ctx, t_start, p0, endpoint)
+        self.put = put
         self.chunks: list[bytes] = []
-        self.done = False
+        self.done = self.abandoned = False
+        self.p_first: float | None = None
+        self.err: BaseException | None = None
         self.gens: list[Any] = []
         """Our generators over the body: a close() made while one of them runs is the HTTP
         library cleaning up a failed read (whose error follows), not the caller giving up."""
 
     def first_token(self) -> None:
-        self.cap.ttft_ms = round((time.perf_counter() - self.p0) * 1000, 3)
+        self.p_first = time.perf_counter()
 
     def closed(self) -> None:
         if self.done:  # the usual case: the stream ended (or failed) before the response was closed
@@ -96,21 +144,36 @@ class _StreamCapture:
             self.finish(abandoned=True)
 
     def finish(self, err: BaseException | None = None, *, abandoned: bool = False) -> None:
+        """The agent's thread's part of the end: a clock reading and a hand-off."""
         if self.done:
             return
+        self.p1 = time.perf_counter()
         self.done = True
-        cap = self.cap
-        cap.latency_ms = round((time.perf_counter() - self.p0) * 1000, 3)
+        self.err, self.abandoned = err, abandoned
+        self.gens = []
+        self.put(self)
+
+    def captured(self) -> Captured:
+        http = self.http
+        is_sse = (bool(self.stream) and http.status_code < 400) or "event-stream" in http.headers.get(
+            "content-type", ""
+        )
+        cap = self._base()
         body = b"".join(self.chunks)
-        if self.is_sse:
+        self.chunks = []
+        if is_sse:
             cap.sse = body
+            if self.p_first is not None:
+                cap.ttft_ms = round((self.p_first - self.p0) * 1000, 3)
         else:
             cap.response_bytes = body
+        err = self.err
+        self.err = None
         if err is not None and not isinstance(err, GeneratorExit):
             cap.error = {"type": "connection_error", "message": f"{type(err).__name__}: {err}", "status": None}
-        elif abandoned or isinstance(err, GeneratorExit):
+        elif self.abandoned or isinstance(err, GeneratorExit):
             cap.abandoned = True
-        self.put(cap)
+        return cap
 
 
 def _seek(sc: _StreamCapture, chunk: bytes, tail: bytes) -> bytes | None:
@@ -130,14 +193,13 @@ def _tee_sync(http: Any, sc: _StreamCapture) -> None:
         append = sc.chunks.append
         try:
             chunks = orig_iter(*args, **kwargs)
-            tail: bytes | None = b"" if sc.is_sse else None
-            if tail is not None:
-                for chunk in chunks:
-                    append(chunk)
-                    tail = _seek(sc, chunk, tail)
-                    yield chunk
-                    if tail is None:
-                        break
+            tail: bytes | None = b""
+            for chunk in chunks:
+                append(chunk)
+                tail = _seek(sc, chunk, tail)
+                yield chunk
+                if tail is None:
+                    break
             for chunk in chunks:
                 append(chunk)
                 yield chunk
@@ -170,14 +232,13 @@ def _tee_async(http: Any, sc: _StreamCapture) -> None:
         append = sc.chunks.append
         try:
             chunks = orig_iter(*args, **kwargs)
-            tail: bytes | None = b"" if sc.is_sse else None
-            if tail is not None:
-                async for chunk in chunks:
-                    append(chunk)
-                    tail = _seek(sc, chunk, tail)
-                    yield chunk
-                    if tail is None:
-                        break
+            tail: bytes | None = b""
+            async for chunk in chunks:
+                append(chunk)
+                tail = _seek(sc, chunk, tail)
+                yield chunk
+                if tail is None:
+                    break
             async for chunk in chunks:
                 append(chunk)
                 yield chunk
@@ -203,30 +264,35 @@ def _tee_async(http: Any, sc: _StreamCapture) -> None:
 
 
 class RecorderMiddleware(anthropic.Middleware):
-    """Installed with `Recorder.wrap(client)` or `Anthropic(middleware=[rec.middleware])`."""
+    """Installed with `Recorder.wrap(client)` or `Anthropic(middleware=[rec.middleware])`.
+
+    On the agent's thread it reads three clocks and the context, and hands the writer the
+    SDK's request and the HTTP response (teed, for a body still to come); the writer reads
+    them (`_Attempt.captured`)."""
 
     def __init__(self, recorder: Recorder):
         self.recorder = recorder
 
-    def _start(self, request: Any, endpoint: str) -> Captured:
+    def _context(self) -> Context | None:
         ctx = self.recorder._current()
         if (ctx is None or ctx.trace_id is None) and "opentelemetry.trace" in sys.modules:
             trace_id = _trace_id()
             if trace_id:
                 ctx = Context(*(ctx.conversation_id, ctx.user_id, ctx.tags) if ctx else (None, None, None), trace_id)
-        key = request.options.idempotency_key or uuid.uuid4().hex
-        return Captured(
-            call_key=key,
-            attempt=request.retries_taken,
-            t_start=self.recorder._clock(),
-            endpoint=endpoint,
-            stream=bool(request.stream),
-            ctx=ctx,
-        )
+        return ctx
 
-    def _failed(self, cap: Captured, e: BaseException, p0: float, request: Any) -> None:
+    def _failed(self, request: Any, endpoint: str, ctx: Context | None, t_start: float, p0: float,
+                e: BaseException) -> None:
         try:
-            cap.latency_ms = round((time.perf_counter() - p0) * 1000, 3)
+            cap = Captured(
+                call_key=request.options.idempotency_key or uuid.uuid4().hex,
+                attempt=request.retries_taken,
+                t_start=t_start,
+                endpoint=endpoint,
+                stream=bool(request.stream),
+                ctx=ctx,
+                latency_ms=round((time.perf_counter() - p0) * 1000, 3),
+            )
             req = getattr(e, "request", None)
             content = getattr(req, "content", None) if req is not None else None
             if isinstance(content, bytes):
@@ -242,32 +308,28 @@ class RecorderMiddleware(anthropic.Middleware):
         except Exception as inner:  # noqa: BLE001
             _warn(inner)
 
-    def _answered(self, cap: Captured, resp: Any, p0: float, is_async: bool) -> bool:
-        """Fill the capture from a response. True when the body is still to come (a tee is set)."""
+    def _answered(self, request: Any, endpoint: str, ctx: Context | None, t_start: float, p0: float, resp: Any,
+                  is_async: bool) -> Any:
+        """Hand over an answered attempt. Returns the HTTP response when its body is still to
+        come and was teed."""
         http = resp.http_response
-        req = http.request
-        cap.request_bytes = req.content
-        # the headers as they are (not copied here); the writer picks out the protocol headers
-        # and the request id
-        cap.raw_request_headers = req.headers
-        cap.raw_response_headers = http.headers
-        cap.status = http.status_code
+        put = self.recorder._writer.put
         if hasattr(http, "_content"):  # already read: a plain call
-            cap.response_bytes = http._content
-            cap.latency_ms = round((time.perf_counter() - p0) * 1000, 3)
-            self.recorder._writer.put(cap)
-            return False
-        is_sse = (cap.stream and cap.status < 400) or "event-stream" in http.headers.get("content-type", "")
-        sc = _StreamCapture(cap, self.recorder._writer.put, p0, is_sse)
+            at = _Attempt(request, http, ctx, t_start, p0, endpoint)
+            at.p1 = time.perf_counter()
+            put(at)
+            return None
+        sc = _StreamCapture(request, http, ctx, t_start, p0, endpoint, put)
         (_tee_async if is_async else _tee_sync)(http, sc)
-        return True
+        return http
 
     def handle(self, request: Any, call_next: Any) -> Any:
         endpoint = _turn_endpoint(request)
         if endpoint is None:
             return call_next(request)
         try:
-            cap = self._start(request, endpoint)
+            ctx = self._context()
+            t_start = self.recorder._clock()
         except Exception as e:  # noqa: BLE001
             _warn(e)
             return call_next(request)
@@ -275,11 +337,12 @@ class RecorderMiddleware(anthropic.Middleware):
         try:
             resp = call_next(request)
         except BaseException as e:
-            self._failed(cap, e, p0, request)
+            self._failed(request, endpoint, ctx, t_start, p0, e)
             raise
         try:
-            if self._answered(cap, resp, p0, False) and cap.status is not None and cap.status >= 400:
-                resp.http_response.read()  # an error body is small and the SDK reads it anyway
+            http = self._answered(request, endpoint, ctx, t_start, p0, resp, False)
+            if http is not None and http.status_code >= 400:
+                http.read()  # an error body is small and the SDK reads it anyway
         except Exception as e:  # noqa: BLE001
             _warn(e)
         return resp
@@ -289,7 +352,8 @@ class RecorderMiddleware(anthropic.Middleware):
         if endpoint is None:
             return await call_next(request)
         try:
-            cap = self._start(request, endpoint)
+            ctx = self._context()
+            t_start = self.recorder._clock()
         except Exception as e:  # noqa: BLE001
             _warn(e)
             return await call_next(request)
@@ -297,11 +361,12 @@ class RecorderMiddleware(anthropic.Middleware):
         try:
             resp = await call_next(request)
         except BaseException as e:
-            self._failed(cap, e, p0, request)
+            self._failed(request, endpoint, ctx, t_start, p0, e)
             raise
         try:
-            if self._answered(cap, resp, p0, True) and cap.status is not None and cap.status >= 400:
-                await resp.http_response.aread()
+            http = self._answered(request, endpoint, ctx, t_start, p0, resp, True)
+            if http is not None and http.status_code >= 400:
+                await http.aread()
         except Exception as e:  # noqa: BLE001
             _warn(e)
         return resp

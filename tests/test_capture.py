@@ -452,7 +452,6 @@ def test_stream_tee_times_the_first_delta_even_when_a_chunk_boundary_cuts_its_ma
     import asyncio
 
     from replayer.capture import _StreamCapture, _tee_async, _tee_sync
-    from replayer.captured import Captured
 
     head = b'event: message_start\ndata: {}\n\nevent: content_block_start\ndata: {}\n\nevent: '
     marker = b"content_block_delta"
@@ -481,17 +480,27 @@ def test_stream_tee_times_the_first_delta_even_when_a_chunk_boundary_cuts_its_ma
         async def aclose(self):
             pass
 
+    class Http:  # what the writer reads of the HTTP response once the stream has ended
+        status_code = 200
+        headers = {"content-type": "text/event-stream"}
+        request = type("Req", (), {"content": b"{}", "headers": []})()
+
+    class Request:  # the SDK's request, as the middleware sees it
+        options = type("Options", (), {"idempotency_key": "k"})()
+        retries_taken = 0
+        stream = True
+
     for mode in ("sync", "async"):
         put = []
         body = Body()
-        sc = _StreamCapture(Captured(call_key="k", attempt=0, t_start=0.0, stream=True), put.append, 0.0, True)
+        sc = _StreamCapture(Request(), Http(), None, 0.0, 0.0, "/v1/messages", put.append)
         first_token_after = []
         if mode == "sync":
             _tee_sync(body, sc)
             got = []
             for c in body.iter_bytes():
                 got.append(c)
-                if sc.cap.ttft_ms is not None and not first_token_after:
+                if sc.p_first is not None and not first_token_after:
                     first_token_after.append(len(body.seen))
         else:
             _tee_async(body, sc)
@@ -500,11 +509,12 @@ def test_stream_tee_times_the_first_delta_even_when_a_chunk_boundary_cuts_its_ma
                 out = []
                 async for c in body.aiter_bytes():
                     out.append(c)
-                    if sc.cap.ttft_ms is not None and not first_token_after:
+                    if sc.p_first is not None and not first_token_after:
                         first_token_after.append(len(body.seen))
                 return out
 
             got = asyncio.run(run())
-        assert got == chunks and put == [sc.cap] and sc.cap.sse == b"".join(chunks), mode
-        # stamped on the chunk that completes the marker: the third, or the second when it holds all of it
+        assert got == chunks and put == [sc], mode
+        cap = sc.captured()
+        assert cap.sse == b"".join(chunks) and cap.ttft_ms is not None and not cap.abandoned, mode
         assert first_token_after == [2 if cut == len(marker) else 3], (mode, cut)

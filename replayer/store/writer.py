@@ -105,7 +105,9 @@ class Writer:
         """Set by flush() to end the writer's linger early."""
 
     # -- called from any thread -------------------------------------------------------------
-    def put(self, cap: Captured) -> None:
+    def put(self, cap: Any) -> None:
+        """Queue a `Captured`, or an object whose `captured()` makes one on the writer's thread
+        (`capture._Attempt`: the agent's thread leaves reading the call to the writer)."""
         self.q.put(cap)
         if self._thread is None:
             self._start()
@@ -175,7 +177,9 @@ class Writer:
                 if isinstance(it, _Flush):
                     self._waiting.append(it)
                 elif len(self._pending) < self.max_pending:
-                    self._pending.append(it)
+                    cap = it if isinstance(it, Captured) else self._captured(it)
+                    if cap is not None:
+                        self._pending.append(cap)
                 else:
                     self.dropped += 1
             if self._pending and self._write_pending():
@@ -186,6 +190,15 @@ class Writer:
                 for marker in self._waiting:
                     marker.done.set()
                 self._waiting.clear()
+
+    def _captured(self, attempt: Any) -> Captured | None:
+        """The record of an attempt the middleware handed over (see `capture._Attempt`)."""
+        try:
+            return attempt.captured()
+        except Exception as e:  # noqa: BLE001 - never let the writer die
+            self.failed += 1
+            log.warning("replayer: could not read a captured call (%s: %s); it was skipped", type(e).__name__, e)
+            return None
 
     def _report(self, problem: str) -> None:
         if problem != self._problem:
