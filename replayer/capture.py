@@ -1,9 +1,10 @@
 """The SDK middleware: what runs on the agent's thread.
 
 It runs once per HTTP attempt inside the SDK's retry loop, so retries, `.stream()`, `.parse()`,
-`beta.*` and the tool runner are all seen. On the agent's thread it only gathers bytes the HTTP
-layer already holds (the request body as sent, the response body or the stream's chunks as they
-pass) and puts them on the writer's queue. A stream is teed: the caller's iteration is untouched,
+`beta.*` and the tool runner are all seen. On the agent's thread it only reads the clocks and
+the context and puts on the writer's queue what the HTTP layer already holds (the response, which
+holds the request as sent; for a stream, its chunks as they pass): the writer reads them. A
+stream is teed: the caller's iteration is untouched,
 and the capture is finished when the stream ends, fails, or is closed early (then it is recorded
 as far as it got, marked abandoned). Nothing here may raise into the agent: the agent sees
 exactly the exceptions it would see without replayer.

@@ -474,6 +474,25 @@ def test_a_value_sqlite_cant_take_costs_that_record_only(db_path, recorders, log
     assert len(warnings_of(log_warnings, "could not store a record")) == 1
 
 
+def test_a_call_the_writer_cannot_read_costs_that_record_only(api, db_path, recorders, log_warnings):
+    """The middleware leaves reading a call to the writer (`capture._Attempt`). One that can't be
+    read (here, an HTTP response with nothing in it) is skipped with a warning; the writer goes on."""
+    from types import SimpleNamespace
+
+    from replayer.capture import _Attempt
+
+    rec = recorders(db_path)
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    assert ask(client, "before").type == "message"
+    sdk_request = SimpleNamespace(options=SimpleNamespace(idempotency_key="k"), retries_taken=0, stream=False)
+    rec._writer.put(_Attempt(sdk_request, object(), None, 0.0, 0.0, "/v1/messages"))
+    assert ask(client, "after").type == "message"
+    assert rec.flush(timeout=10) is True
+    assert last_user_texts(db_path) == ["before", "after"]
+    assert len(warnings_of(log_warnings, "could not read a captured call")) == 1
+    assert rec._writer.failed == 1
+
+
 # -- secrets, file modes, redaction ------------------------------------------------------------
 
 SECRETS = (FAKE_KEY, "COOKIESECRET", "XAPIKEYSECRET", "AUTHTOKENSECRET", "Bearer")
