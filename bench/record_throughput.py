@@ -6,7 +6,11 @@ flush. Baseline, measured in the same run on the same data: inserting each reque
 whole as JSON text into a SQLite table (one transaction per 500 rows), which stores every
 history again on every turn. Target: >= 2,000 turns/s.
 
-Run: python bench/record_throughput.py [--conversations N] [--turns N]
+The two alternate for several runs (this machine's speed drifts by tens of percent within a
+minute, so one run can land in a slow spell): each run is printed, and the summary gives the
+medians and the median of each run's ratio to the baseline beside it.
+
+Run: python bench/record_throughput.py [--conversations N] [--turns N] [--runs N]
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from common import SYSTEM, TOOLS, assistant_turn, tool_result  # noqa: E402
+from common import SYSTEM, TOOLS, assistant_turn, median, tool_result  # noqa: E402
 
 from replayer import Recorder  # noqa: E402
 
@@ -88,20 +92,28 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--conversations", type=int, default=100)
     p.add_argument("--turns", type=int, default=20)
+    p.add_argument("--runs", type=int, default=5)
     args = p.parse_args()
     tmp = tempfile.mkdtemp(prefix="replayer-bench-")
     work = workload(args.conversations, args.turns)
     n = len(work)
-    base = run_baseline(os.path.join(tmp, "baseline.db"), work)
-    mine = run_replayer(os.path.join(tmp, "replayer.db"), work)
-    size_base = disk(os.path.join(tmp, "baseline.db"))
-    size_mine = disk(os.path.join(tmp, "replayer.db"))
-    print(f"{'recorder':34} {'turns':>6} {'seconds':>8} {'turns/s':>9} {'disk':>9}")
-    print(f"{'baseline: whole JSON rows':34} {n:>6} {base:>8.2f} {n / base:>9.0f} {size_base / 1e6:>7.1f}MB")
-    print(f"{'replayer Recorder.record + flush':34} {n:>6} {mine:>8.2f} {n / mine:>9.0f} {size_mine / 1e6:>7.1f}MB")
-    print(f"\nSUMMARY record_throughput: {n / mine:.0f} turns/s into one DB (target >= 2000), "
-          f"{(n / mine) / (n / base):.2f}x the whole-JSON baseline's {n / base:.0f} turns/s, on "
-          f"{size_mine / size_base:.2f}x its disk -> {'PASS' if n / mine >= 2000 else 'MISS'}")
+    print(f"{'run':>3} {'recorder':34} {'turns':>6} {'seconds':>8} {'turns/s':>9} {'disk':>9}")
+    base_rates, mine_rates = [], []
+    for k in range(args.runs):
+        runs = [("baseline: whole JSON rows", run_baseline), ("replayer Recorder.record + flush", run_replayer)]
+        for name, fn in runs if k % 2 == 0 else runs[::-1]:
+            db = os.path.join(tmp, f"{fn.__name__}{k}.db")
+            seconds = fn(db, work)
+            (base_rates if fn is run_baseline else mine_rates).append(n / seconds)
+            print(f"{k + 1:>3} {name:34} {n:>6} {seconds:>8.2f} {n / seconds:>9.0f} {disk(db) / 1e6:>7.1f}MB")
+    size_base = disk(os.path.join(tmp, "run_baseline0.db"))
+    size_mine = disk(os.path.join(tmp, "run_replayer0.db"))
+    rate = median(mine_rates)
+    ratio = median([m / b for m, b in zip(mine_rates, base_rates, strict=True)])
+    print(f"\nSUMMARY record_throughput: {rate:.0f} turns/s into one DB, median of {args.runs} runs "
+          f"({min(mine_rates):.0f} to {max(mine_rates):.0f}; target >= 2000), {ratio:.2f}x the whole-JSON baseline "
+          f"run beside it (baseline median {median(base_rates):.0f} turns/s), on {size_mine / size_base:.2f}x its disk "
+          f"-> {'PASS' if rate >= 2000 else 'MISS'}")
 
 
 if __name__ == "__main__":
