@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import sse
-from ..captured import Captured
+from ..captured import Captured, Context
 from ..text import searchable
 from . import codec, facts
 from .ingest import MAX_CACHE, Ingestor, digest, dumps_plain, iso, loads_or_text, new_id, response_parts
@@ -323,6 +323,36 @@ def _read_headers(cap: Captured) -> None:
         cap.raw_response_headers = None
 
 
+def _label(value: Any) -> str | None:
+    """A response's model, id or stop reason for its column: a string (a lone surrogate as
+    U+FFFD) or a number's text; anything else (a list, a dict) None. The stored response keeps
+    the value as it came."""
+    if isinstance(value, str):
+        return codec.readable(value)
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
+def _id_text(value: Any) -> str | None:
+    """An id a caller gave (conversation, user, trace) as text SQLite takes."""
+    if value is None:
+        return None
+    return codec.readable(value if isinstance(value, str) else str(value))
+
+
+def _bindable(ctx: Context | None) -> Context | None:
+    """The caller's ids as text: an id that is a number, a list or has a lone surrogate would
+    otherwise cost its record (SQLite can't bind it)."""
+    if ctx is None:
+        return None
+    ids = (ctx.conversation_id, ctx.user_id, ctx.trace_id)
+    if all(v is None or (isinstance(v, str) and v.isascii()) for v in ids):
+        return ctx
+    conv, user, trace = (_id_text(v) for v in ids)
+    return Context(conv, user, ctx.tags, trace)
+
+
 def store(
     ing: Ingestor, cap: Captured, redact: Callable[..., Any] | None = None, log_event: bool = False
 ) -> dict[str, Any] | None:
@@ -331,6 +361,7 @@ def store(
     Some rows (search text, usage and rollup, thread keys, turn counts) wait in `ing` for the
     batch's end: call `ing.write_pending()` before committing, as `Writer` does."""
     _read_headers(cap)
+    cap.ctx = _bindable(cap.ctx)
 
     # the response, as received
     response: Any = None
@@ -393,11 +424,11 @@ def store(
         ).fetchone()
         turn = tuple(row) if row else None
     ok = error is None and isinstance(response, dict) and response.get("type", "message") == "message"
-    model = (response.get("model") if isinstance(response, dict) else None) or body.get("model")
+    model = (_label(response.get("model")) if isinstance(response, dict) else None) or _label(body.get("model"))
     new_turn = turn is None
     tools = (0, 0)
     if turn is None:
-        reply = (response.get("id"), model) if ok else None
+        reply = (_label(response.get("id")), model) if ok else None
         turn, tools = _new_turn(ing, cap, pr, started, call_key, reply)
         ing.turn_by_call[call_key] = turn
         if len(ing.turn_by_call) > 10_000:
@@ -409,7 +440,7 @@ def store(
         ing.message_blob(assistant, pr.tkeys[-1] if pr.tkeys else "", plain) if assistant is not None else (None, "")
     )
     usage = response.get("usage") if isinstance(response, dict) else None
-    stop_reason = response.get("stop_reason") if isinstance(response, dict) else None
+    stop_reason = _label(response.get("stop_reason")) if isinstance(response, dict) else None
     cur = conn.execute(
         """INSERT INTO attempts(turn_id, attempt, started_at, latency_ms, ttft_ms, status, request_skel,
                request_system, request_tools, request_node, request_headers, response_json,
@@ -473,7 +504,7 @@ def store(
     if ok:
         if not new_turn:  # a retry that succeeded (a new turn got them as it was inserted)
             conn.execute(
-                "UPDATE turns SET response_id = ?, model = ? WHERE id = ?", (response.get("id"), model, turn_id)
+                "UPDATE turns SET response_id = ?, model = ? WHERE id = ?", (_label(response.get("id")), model, turn_id)
             )
         if assistant is not None:
             text = searchable(assistant)
@@ -501,7 +532,7 @@ def _new_turn(
     ctx = cap.ctx
     meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
     meta_user = meta.get("user_id")  # the API takes a string; the request keeps whatever was sent
-    user_id = (ctx.user_id if ctx else None) or (meta_user if isinstance(meta_user, str) else None)
+    user_id = (ctx.user_id if ctx else None) or (codec.readable(meta_user) if isinstance(meta_user, str) else None)
     context_node, context_len = pr.node, len(pr.nodes)
     system, tools = pr.system, pr.tools
     conversation_id = ctx.conversation_id if ctx else None
@@ -554,7 +585,7 @@ def _new_turn(
     if fresh:
         conversation_id = new_id("conv_", cap.t_start)
 
-    tags = json.dumps(ctx.tags) if ctx and ctx.tags else None
+    tags = json.dumps(ctx.tags, default=str) if ctx and ctx.tags else None  # what JSON can't hold, as its text
     conv_rowid = None if fresh else ing.conv_rowids.get(conversation_id)
     if conv_rowid is None:
         insert = """INSERT INTO conversations(id, user_id, tags_json, origin, started_at, last_at, turn_count)
