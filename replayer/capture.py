@@ -121,22 +121,26 @@ class _StreamCapture(_Attempt):
     content_block_delta arrives it also looks for it (inline in the tee: a method call per chunk
     cost more than the search), to time the first token."""
 
-    __slots__ = ("put", "chunks", "done", "gens", "p_first", "err", "abandoned")
+    __slots__ = ("put", "chunks", "n", "done", "gens", "p_first", "err", "abandoned")
 
     def __init__(self, request: Any, http: Any, ctx: Context | None, t_start: float, p0: float, endpoint: str,
                  put: Any):
         super().__init__(request, http, ctx, t_start, p0, endpoint)
         self.put = put
         self.chunks: list[bytes] = []
+        self.n = 0
+        """How many chunks the body had when it ended: a later read of the content httpx cached
+        (`iter_bytes()` after `read()`) goes through the tee again and appends them again."""
         self.done = self.abandoned = False
         self.p_first: float | None = None
-        self.err: BaseException | None = None
+        self.err: str | None = None
         self.gens: list[Any] = []
         """Our generators over the body: a close() made while one of them runs is the HTTP
         library cleaning up a failed read (whose error follows), not the caller giving up."""
 
     def first_token(self) -> None:
-        self.p_first = time.perf_counter()
+        if not self.done:
+            self.p_first = time.perf_counter()
 
     def closed(self) -> None:
         if self.done:  # the usual case: the stream ended (or failed) before the response was closed
@@ -150,7 +154,12 @@ class _StreamCapture(_Attempt):
             return
         self.p1 = time.perf_counter()
         self.done = True
-        self.err, self.abandoned = err, abandoned
+        self.n = len(self.chunks)
+        if err is not None and not isinstance(err, GeneratorExit):
+            # its text, not the exception: the traceback would keep the agent's frames (and all
+            # they hold) alive until the writer runs
+            self.err = f"{type(err).__name__}: {err}"
+        self.abandoned = abandoned or isinstance(err, GeneratorExit)
         self.gens = []
         self.put(self)
 
@@ -160,7 +169,7 @@ class _StreamCapture(_Attempt):
             "content-type", ""
         )
         cap = self._base()
-        body = b"".join(self.chunks)
+        body = b"".join(self.chunks[: self.n])
         self.chunks = []
         if is_sse:
             cap.sse = body
@@ -168,11 +177,9 @@ class _StreamCapture(_Attempt):
                 cap.ttft_ms = round((self.p_first - self.p0) * 1000, 3)
         else:
             cap.response_bytes = body
-        err = self.err
-        self.err = None
-        if err is not None and not isinstance(err, GeneratorExit):
-            cap.error = {"type": "connection_error", "message": f"{type(err).__name__}: {err}", "status": None}
-        elif self.abandoned or isinstance(err, GeneratorExit):
+        if self.err is not None:
+            cap.error = {"type": "connection_error", "message": self.err, "status": None}
+        elif self.abandoned:
             cap.abandoned = True
         return cap
 

@@ -201,6 +201,70 @@ def test_dropped_stream_is_recorded_as_far_as_it_got(api, rec, client, db_path):
     assert len(line["response"]["content"][0]["text"]) < 200
 
 
+def test_a_failed_stream_leaves_the_agents_frames_alone(api, db_path, monkeypatch):
+    """What the agent's frames hold is freed when the agent is done with it, not when the writer
+    gets to the record (held back here): the record keeps the error's text, not its traceback."""
+    import gc
+    import weakref
+
+    from replayer.store import writer
+
+    monkeypatch.setattr(writer, "LINGER_SECONDS", 30.0)
+    rec = Recorder(db_path)
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    rec.record({"model": "m", "messages": []})  # the writer is now lingering; flush() wakes it
+    api.enqueue(Reply(sse=message_events(msg("x" * 200)), drop_after_events=6))
+
+    class Big:
+        pass
+
+    def agent():
+        big = Big()
+        try:
+            for _ in client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER, stream=True):
+                pass
+        except Exception:  # noqa: BLE001 - the HTTP library's own error
+            pass
+        return weakref.ref(big)
+
+    ref = agent()
+    gc.collect()
+    assert ref() is None
+    assert rec.flush(10)
+    line = exported(db_path)[-1]
+    assert line["error"]["type"] == "connection_error" and line["error"]["message"]
+    rec.close()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_body_read_again_is_recorded_once(api, db_path, mode):
+    """httpx keeps a body it has read; reading it again (iter_bytes after read) passes through the
+    tee again. The record is the body as it came, once."""
+    rec = Recorder(db_path)
+    api.enqueue(Reply(body=msg("read twice")))
+    if mode == "sync":
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+        with client.messages.with_streaming_response.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER) as r:
+            assert r.parse().content[0].text == "read twice"
+            again = b"".join(r.iter_bytes())
+    else:
+        aclient = rec.wrap(anthropic.AsyncAnthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+
+        async def go():
+            async with aclient.messages.with_streaming_response.create(
+                model="claude-sonnet-4-5", max_tokens=10, messages=USER
+            ) as r:
+                assert (await r.parse()).content[0].text == "read twice"
+                return b"".join([c async for c in r.iter_bytes()])
+
+        again = asyncio.run(go())
+    assert json.loads(again)["content"][0]["text"] == "read twice"
+    assert rec.flush(10)
+    [line] = exported(db_path)
+    assert line["response"]["content"][0]["text"] == "read twice" and line["error"] is None
+    rec.close()
+
+
 def test_abandoned_stream(api, rec, client, db_path):
     api.enqueue(Reply(sse=message_events(msg("a long answer " * 20))))
     stream = client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER, stream=True)
