@@ -201,13 +201,14 @@ def _tee_sync(http: Any, sc: _StreamCapture) -> None:
         append = sc.chunks.append
         try:
             chunks = orig_iter(*args, **kwargs)
-            tail: bytes | None = b""
-            for chunk in chunks:
-                append(chunk)
-                tail = _seek(sc, chunk, tail)
-                yield chunk
-                if tail is None:
-                    break
+            tail: bytes | None = b"" if sc.stream else None  # only a stream's events have a first token
+            if tail is not None:
+                for chunk in chunks:
+                    append(chunk)
+                    tail = _seek(sc, chunk, tail)
+                    yield chunk
+                    if tail is None:
+                        break
             for chunk in chunks:
                 append(chunk)
                 yield chunk
@@ -240,13 +241,14 @@ def _tee_async(http: Any, sc: _StreamCapture) -> None:
         append = sc.chunks.append
         try:
             chunks = orig_iter(*args, **kwargs)
-            tail: bytes | None = b""
-            async for chunk in chunks:
-                append(chunk)
-                tail = _seek(sc, chunk, tail)
-                yield chunk
-                if tail is None:
-                    break
+            tail: bytes | None = b"" if sc.stream else None  # only a stream's events have a first token
+            if tail is not None:
+                async for chunk in chunks:
+                    append(chunk)
+                    tail = _seek(sc, chunk, tail)
+                    yield chunk
+                    if tail is None:
+                        break
             async for chunk in chunks:
                 append(chunk)
                 yield chunk
@@ -274,9 +276,9 @@ def _tee_async(http: Any, sc: _StreamCapture) -> None:
 class RecorderMiddleware(anthropic.Middleware):
     """Installed with `Recorder.wrap(client)` or `Anthropic(middleware=[rec.middleware])`.
 
-    On the agent's thread it reads three clocks and the context, and hands the writer the
-    SDK's request and the HTTP response (teed, for a body still to come); the writer reads
-    them (`_Attempt.captured`)."""
+    On the agent's thread it reads the clocks, the context and three of the SDK's scalars, and
+    hands the writer the HTTP response (teed, for a body still to come); the writer reads it
+    (`_Attempt.captured`)."""
 
     def __init__(self, recorder: Recorder):
         self.recorder = recorder
