@@ -2,11 +2,13 @@
 
 Against a local fake Messages API in another process, with the official SDK:
 1. per call, at 1 / 50 / 200 turns of history, for `create` and for `stream=True`: bare and
-   recorded calls interleaved in pairs (so drift hits both; GC off during the pairs so the SDK's
-   own garbage doesn't swamp the spread), the median of the paired differences (target <= 100 us),
+   recorded calls interleaved (so drift hits both; GC off meanwhile so the SDK's own garbage
+   doesn't swamp the spread), the median of the paired differences (target <= 100 us),
    replayer's own calling-thread work timed directly (target <= 100 us), and the p99 ratio
    (target <= 1.2x). Full content is recorded, and the background writer runs in the same
-   process (it shares the GIL).
+   process (it shares the GIL). For information, a third client interleaved with them has a
+   middleware that does nothing: what the SDK's middleware path itself adds, which any
+   middleware pays and replayer's `added` includes.
 2. a whole 200-turn agent loop whose history grows each turn: the fake model calls a tool, the
    agent sends back the reply it got and a ~2 KB tool result. Bare vs recorded, including the
    final flush (target <= 1.10x). Then, for information, the same loop by an agent that never
@@ -33,6 +35,13 @@ import anthropic  # noqa: E402
 from common import SYSTEM, TOOLS, assistant_turn, fake_api_process, history, median, pct, tool_result  # noqa: E402
 
 from replayer import Recorder  # noqa: E402
+
+
+class NoopMiddleware(anthropic.Middleware):
+    """A middleware that does nothing: the SDK's own cost of running one."""
+
+    def handle(self, request, call_next):
+        return call_next(request)
 
 warnings.simplefilter("ignore", DeprecationWarning)
 MODEL = "claude-sonnet-4-5"
@@ -87,14 +96,16 @@ class OwnTime:
 
 def per_call(url: str, rec: Recorder, own: OwnTime, depth: int, stream: bool, calls: int) -> dict[str, float]:
     bare = anthropic.Anthropic(base_url=url, api_key="bench-key-not-real", max_retries=0)
-    recorded = rec.wrap(bare)
+    clients = {"bare": bare, "rec": rec.wrap(bare), "noop": bare.with_options(middleware=[NoopMiddleware()])}
+    names = list(clients)
     messages = history(depth)
-    for _ in range(10):  # warm both paths (connections, caches)
-        call(bare, messages, stream)
-        call(recorded, messages, stream)
+    for _ in range(10):  # warm all paths (connections, caches)
+        for client in clients.values():
+            call(client, messages, stream)
     rec.flush()
-    times: dict[str, list[float]] = {"bare": [], "rec": []}
+    times: dict[str, list[float]] = {"bare": [], "rec": [], "noop": []}
     diffs: list[float] = []
+    noop_diffs: list[float] = []
     owns: list[float] = []
     gc.collect()
     gc.disable()  # the SDK's own garbage would dominate the spread of both
@@ -102,17 +113,20 @@ def per_call(url: str, rec: Recorder, own: OwnTime, depth: int, stream: bool, ca
         for i in range(calls):
             # a new user message each call, as an agent's next turn would bring
             msgs = [*messages, {"role": "user", "content": f"continue {i}"}] if depth > 1 else [{"role": "user", "content": f"task {i}"}]
-            order = (("bare", bare), ("rec", recorded)) if i % 2 == 0 else (("rec", recorded), ("bare", bare))
-            pair = {}
-            for name, client in order:
+            order = names[i % 3 :] + names[: i % 3]  # each client in each place, in both directions
+            if (i // 3) % 2:
+                order.reverse()
+            took = {}
+            for name in order:
                 before = own.total
                 t0 = time.perf_counter()
-                call(client, msgs, stream)
-                pair[name] = time.perf_counter() - t0
-                times[name].append(pair[name])
+                call(clients[name], msgs, stream)
+                took[name] = time.perf_counter() - t0
+                times[name].append(took[name])
                 if name == "rec":
                     owns.append(own.total - before)
-            diffs.append(pair["rec"] - pair["bare"])
+            diffs.append(took["rec"] - took["bare"])
+            noop_diffs.append(took["noop"] - took["bare"])
     finally:
         gc.enable()
     rec.flush()
@@ -120,6 +134,7 @@ def per_call(url: str, rec: Recorder, own: OwnTime, depth: int, stream: bool, ca
         "bare_med_us": median(times["bare"]) * 1e6,
         "rec_med_us": median(times["rec"]) * 1e6,
         "paired_us": median(diffs) * 1e6,
+        "noop_us": median(noop_diffs) * 1e6,
         "own_med_us": median(owns) * 1e6,
         "own_p99_us": pct(owns, 99) * 1e6,
         "bare_p99_us": pct(times["bare"], 99) * 1e6,
@@ -203,7 +218,7 @@ def main() -> None:
         rec = Recorder(os.path.join(tmp, "percall.db"))
         own = OwnTime()
         print(f"{'mode':7} {'history':>7} {'bare med':>9} {'rec med':>9} {'added':>8} {'own med':>8} {'own p99':>8} "
-              f"{'bare p99':>9} {'rec p99':>9} {'p99 x':>6}")
+              f"{'bare p99':>9} {'rec p99':>9} {'p99 x':>6} {'no-op mw':>9}")
         for stream in (False, True):
             for depth in (1, 50, 200):
                 r = per_call(url, rec, own, depth, stream, args.calls)
@@ -212,19 +227,22 @@ def main() -> None:
                 print(
                     f"{'stream' if stream else 'create':7} {depth:>7} {r['bare_med_us']:>7.0f}us {r['rec_med_us']:>7.0f}us "
                     f"{r['paired_us']:>+6.0f}us {r['own_med_us']:>6.0f}us {r['own_p99_us']:>6.0f}us "
-                    f"{r['bare_p99_us']:>7.0f}us {r['rec_p99_us']:>7.0f}us {ratio:>5.2f}x"
+                    f"{r['bare_p99_us']:>7.0f}us {r['rec_p99_us']:>7.0f}us {ratio:>5.2f}x {r['noop_us']:>+7.0f}us"
                 )
         print("added = median of paired differences (recorded call minus the bare call beside it);\n"
-              "own = replayer's own work on the calling thread, timed directly")
+              "own = replayer's own work on the calling thread, timed directly;\n"
+              "no-op mw = the same for a middleware that does nothing (the SDK's middleware path; in added)")
         rec.close()
         loop_ratio = loops(url, tmp, args.loops, echo=True)
         unthreaded = loops(url, tmp, args.loops, echo=False)
     worst_added = max(r["paired_us"] for _, _, r, _ in results)
     worst_own = max(r["own_med_us"] for _, _, r, _ in results)
     worst_p99 = max(ratio for *_, ratio in results)
+    worst = max(results, key=lambda x: x[2]["paired_us"])[2]
     ok = worst_added <= 100 and worst_own <= 100 and worst_p99 <= 1.2 and loop_ratio <= 1.10
     print(
-        f"\nSUMMARY record_overhead: worst added median {worst_added:+.0f} us end to end, {worst_own:.0f} us of own "
+        f"\nSUMMARY record_overhead: worst added median {worst_added:+.0f} us end to end (a no-op middleware "
+        f"{worst['noop_us']:+.0f} us there), {worst_own:.0f} us of own "
         f"calling-thread work (target <= 100), worst p99 ratio {worst_p99:.2f}x (target <= 1.2), 200-turn loop "
         f"{loop_ratio:.3f}x (target <= 1.10; {unthreaded:.3f}x if the agent never sends back its replies) -> "
         f"{'PASS' if ok else 'MISS'}"
