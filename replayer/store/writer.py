@@ -425,10 +425,11 @@ def store(
         turn = tuple(row) if row else None
     ok = error is None and isinstance(response, dict) and response.get("type", "message") == "message"
     model = (_label(response.get("model")) if isinstance(response, dict) else None) or _label(body.get("model"))
+    response_id = _label(response.get("id")) if ok else None
     new_turn = turn is None
     tools = (0, 0)
     if turn is None:
-        reply = (_label(response.get("id")), model) if ok else None
+        reply = (response_id, model) if ok else None
         turn, tools = _new_turn(ing, cap, pr, started, call_key, reply)
         ing.turn_by_call[call_key] = turn
         if len(ing.turn_by_call) > 10_000:
@@ -504,7 +505,7 @@ def store(
     if ok:
         if not new_turn:  # a retry that succeeded (a new turn got them as it was inserted)
             conn.execute(
-                "UPDATE turns SET response_id = ?, model = ? WHERE id = ?", (_label(response.get("id")), model, turn_id)
+                "UPDATE turns SET response_id = ?, model = ? WHERE id = ?", (response_id, model, turn_id)
             )
         if assistant is not None:
             text = searchable(assistant)
