@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anthropic
 
 from .captured import Captured, Context
+from .recorder import _current
 
 if TYPE_CHECKING:
     from .recorder import Recorder
@@ -50,11 +51,15 @@ def _turn_endpoint(request: Any) -> str | None:
 
 
 def _trace_id() -> str | None:
-    otel = sys.modules.get("opentelemetry.trace")
+    """The current OpenTelemetry trace id, if OpenTelemetry is loaded and a span is current."""
+    otel = sys.modules.get("opentelemetry.context")
     if otel is None:
         return None
     try:
-        sc = otel.get_current_span().get_span_context()
+        current = otel.get_current()
+        if not current:  # an empty context holds no span: the usual case, and the cheap one
+            return None
+        sc = sys.modules["opentelemetry.trace"].get_current_span(current).get_span_context()
         return format(sc.trace_id, "032x") if sc.is_valid else None
     except Exception:  # noqa: BLE001
         return None
@@ -116,16 +121,21 @@ class _Attempt:
 
 
 class _StreamCapture(_Attempt):
-    """A streamed body, teed. Finishes exactly once: at the stream's end, its failure, or its
-    early close. Per chunk the agent's thread only appends the chunk to a list; until the first
-    content_block_delta arrives it also looks for it (inline in the tee: a method call per chunk
-    cost more than the search), to time the first token."""
+    """A streamed body, teed: the HTTP response's byte iterator and close are replaced by this
+    object's (bound methods, so installing the tee builds no closures). Finishes exactly once:
+    at the stream's end, its failure, or its early close. Per chunk the agent's thread only
+    appends the chunk to a list; until the first content_block_delta arrives it also looks for
+    it, to time the first token: inline (a function call per chunk cost more than the search), with
+    `find` (cheaper than `in`), and across two chunks only when the first ended mid-line."""
 
-    __slots__ = ("put", "chunks", "n", "done", "gens", "p_first", "err", "abandoned")
+    __slots__ = ("put", "chunks", "n", "done", "gens", "p_first", "err", "abandoned", "orig_iter", "orig_close")
 
     def __init__(self, request: Any, http: Any, ctx: Context | None, t_start: float, p0: float, endpoint: str,
-                 put: Any):
-        super().__init__(request, http, ctx, t_start, p0, endpoint)
+                 put: Any, is_async: bool):
+        # _Attempt's fields set here, not through super(): this runs on the agent's thread
+        self.key, self.attempt, self.stream = request.options.idempotency_key, request.retries_taken, request.stream
+        self.http, self.ctx, self.t_start, self.p0, self.endpoint = http, ctx, t_start, p0, endpoint
+        self.p1 = 0.0
         self.put = put
         self.chunks: list[bytes] = []
         self.n = 0
@@ -137,10 +147,12 @@ class _StreamCapture(_Attempt):
         self.gens: list[Any] = []
         """Our generators over the body: a close() made while one of them runs is the HTTP
         library cleaning up a failed read (whose error follows), not the caller giving up."""
-
-    def first_token(self) -> None:
-        if not self.done:
-            self.p_first = time.perf_counter()
+        if is_async:
+            self.orig_iter, self.orig_close = http.aiter_bytes, http.aclose
+            http.aiter_bytes, http.aclose = self._aiter_bytes, self._aclose
+        else:
+            self.orig_iter, self.orig_close = http.iter_bytes, http.close
+            http.iter_bytes, http.close = self._iter_bytes, self._close
 
     def closed(self) -> None:
         if self.done:  # the usual case: the stream ended (or failed) before the response was closed
@@ -163,12 +175,87 @@ class _StreamCapture(_Attempt):
         self.gens = []
         self.put(self)
 
+    # -- the tee, installed on the HTTP response ------------------------------------------------
+    def _iter_bytes(self, *args: Any, **kwargs: Any) -> Any:
+        gen = self._tee(args, kwargs)
+        self.gens.append(gen)
+        return gen
+
+    def _tee(self, args: Any, kwargs: Any) -> Any:
+        err: BaseException | None = None
+        append = self.chunks.append
+        try:
+            chunks = self.orig_iter(*args, **kwargs)
+            if self.stream:  # only a stream's events have a first token
+                cut = None  # the end of a chunk that ended mid-line: a marker may be cut in two
+                for chunk in chunks:
+                    append(chunk)
+                    if chunk.find(_DELTA) >= 0 or (cut is not None and (cut + chunk[:32]).find(_DELTA) >= 0):
+                        if not self.done:
+                            self.p_first = time.perf_counter()
+                        yield chunk
+                        break
+                    cut = None if chunk[-1:] == b"\n" else chunk[-32:]
+                    yield chunk
+            for chunk in chunks:
+                append(chunk)
+                yield chunk
+        except BaseException as e:
+            err = e
+            raise
+        finally:
+            self.finish(err)
+
+    def _close(self) -> None:
+        try:
+            self.orig_close()
+        finally:
+            self.closed()
+
+    def _aiter_bytes(self, *args: Any, **kwargs: Any) -> Any:
+        gen = self._atee(args, kwargs)
+        self.gens.append(gen)
+        return gen
+
+    async def _atee(self, args: Any, kwargs: Any) -> Any:
+        err: BaseException | None = None
+        append = self.chunks.append
+        try:
+            chunks = self.orig_iter(*args, **kwargs)
+            if self.stream:
+                cut = None
+                async for chunk in chunks:
+                    append(chunk)
+                    if chunk.find(_DELTA) >= 0 or (cut is not None and (cut + chunk[:32]).find(_DELTA) >= 0):
+                        if not self.done:
+                            self.p_first = time.perf_counter()
+                        yield chunk
+                        break
+                    cut = None if chunk[-1:] == b"\n" else chunk[-32:]
+                    yield chunk
+            async for chunk in chunks:
+                append(chunk)
+                yield chunk
+        except BaseException as e:
+            err = e
+            raise
+        finally:
+            self.finish(err)
+
+    async def _aclose(self) -> None:
+        try:
+            await self.orig_close()
+        finally:
+            self.closed()
+
+    # -- on the writer's thread ---------------------------------------------------------------
     def captured(self) -> Captured:
         http = self.http
         is_sse = (bool(self.stream) and http.status_code < 400) or "event-stream" in http.headers.get(
             "content-type", ""
         )
         cap = self._base()
+        self.orig_iter = self.orig_close = None
         body = b"".join(self.chunks[: self.n])
         self.chunks = []
         if is_sse:
@@ -184,95 +271,6 @@ class _StreamCapture(_Attempt):
         return cap
 
 
-def _seek(sc: _StreamCapture, chunk: bytes, tail: bytes) -> bytes | None:
-    """Until the first content_block_delta: stamp the first token when `chunk` completes its
-    marker and return None, else return the end of the chunk (a marker may be cut in two)."""
-    if _DELTA in chunk or (tail and _DELTA in tail + chunk[:32]):
-        sc.first_token()
-        return None
-    return chunk[-32:]
-
-
-def _tee_sync(http: Any, sc: _StreamCapture) -> None:
-    orig_iter, orig_close = http.iter_bytes, http.close
-
-    def tee(*args: Any, **kwargs: Any) -> Any:
-        err: BaseException | None = None
-        append = sc.chunks.append
-        try:
-            chunks = orig_iter(*args, **kwargs)
-            tail: bytes | None = b"" if sc.stream else None  # only a stream's events have a first token
-            if tail is not None:
-                for chunk in chunks:
-                    append(chunk)
-                    tail = _seek(sc, chunk, tail)
-                    yield chunk
-                    if tail is None:
-                        break
-            for chunk in chunks:
-                append(chunk)
-                yield chunk
-        except BaseException as e:
-            err = e
-            raise
-        finally:
-            sc.finish(err)
-
-    def iter_bytes(*args: Any, **kwargs: Any) -> Any:
-        gen = tee(*args, **kwargs)
-        sc.gens.append(gen)
-        return gen
-
-    def close() -> None:
-        try:
-            orig_close()
-        finally:
-            sc.closed()
-
-    http.iter_bytes = iter_bytes
-    http.close = close
-
-
-def _tee_async(http: Any, sc: _StreamCapture) -> None:
-    orig_iter, orig_close = http.aiter_bytes, http.aclose
-
-    async def tee(*args: Any, **kwargs: Any) -> Any:
-        err: BaseException | None = None
-        append = sc.chunks.append
-        try:
-            chunks = orig_iter(*args, **kwargs)
-            tail: bytes | None = b"" if sc.stream else None  # only a stream's events have a first token
-            if tail is not None:
-                async for chunk in chunks:
-                    append(chunk)
-                    tail = _seek(sc, chunk, tail)
-                    yield chunk
-                    if tail is None:
-                        break
-            async for chunk in chunks:
-                append(chunk)
-                yield chunk
-        except BaseException as e:
-            err = e
-            raise
-        finally:
-            sc.finish(err)
-
-    def aiter_bytes(*args: Any, **kwargs: Any) -> Any:
-        gen = tee(*args, **kwargs)
-        sc.gens.append(gen)
-        return gen
-
-    async def aclose() -> None:
-        try:
-            await orig_close()
-        finally:
-            sc.closed()
-
-    http.aiter_bytes = aiter_bytes
-    http.aclose = aclose
-
-
 class RecorderMiddleware(anthropic.Middleware):
     """Installed with `Recorder.wrap(client)` or `Anthropic(middleware=[rec.middleware])`.
 
@@ -284,8 +282,8 @@ class RecorderMiddleware(anthropic.Middleware):
         self.recorder = recorder
 
     def _context(self) -> Context | None:
-        ctx = self.recorder._current()
-        if (ctx is None or ctx.trace_id is None) and "opentelemetry.trace" in sys.modules:
+        ctx = _current.get()
+        if ctx is None or ctx.trace_id is None:
             trace_id = _trace_id()
             if trace_id:
                 ctx = Context(*(ctx.conversation_id, ctx.user_id, ctx.tags) if ctx else (None, None, None), trace_id)
@@ -329,8 +327,7 @@ class RecorderMiddleware(anthropic.Middleware):
             at.p1 = time.perf_counter()
             put(at)
             return None
-        sc = _StreamCapture(request, http, ctx, t_start, p0, endpoint, put)
-        (_tee_async if is_async else _tee_sync)(http, sc)
+        _StreamCapture(request, http, ctx, t_start, p0, endpoint, put, is_async)
         return http
 
     def handle(self, request: Any, call_next: Any) -> Any:

@@ -356,6 +356,28 @@ def test_conversation_context_reaches_threads_and_tasks(api, rec, client, aclien
     assert len(outside) == 1 and outside[0]["user_id"] is None
 
 
+def test_an_opentelemetry_span_in_force_gives_the_trace_id(api, rec, client, db_path):
+    """Without a trace_id of the caller's, the current OpenTelemetry span's trace id is kept (in
+    a conversation or not); with no span in force, none. The SDK depends on opentelemetry-api."""
+    from opentelemetry import trace
+
+    span = trace.NonRecordingSpan(
+        trace.SpanContext(trace_id=0xABC, span_id=0x1, is_remote=False, trace_flags=trace.TraceFlags(1))
+    )
+    with trace.use_span(span):
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "a"}])
+        with rec.conversation("conv_otel", user_id="u"):
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER)
+        with rec.conversation("conv_own", trace_id="mine"):
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER)
+    client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "b"}])
+    assert rec.flush(10)
+    got = [(line["conversation_id"] in ("conv_otel", "conv_own"), line["user_id"], line["trace_id"])
+           for line in exported(db_path)]
+    assert got == [(False, None, f"{0xABC:032x}"), (True, "u", f"{0xABC:032x}"), (True, None, "mine"),
+                   (False, None, None)]
+
+
 def test_calls_thread_automatically_without_conversation(api, rec, client, db_path):
     def loop(first: str, turns: int, user: str) -> None:
         messages = [{"role": "user", "content": first}]
@@ -515,7 +537,7 @@ def test_stream_tee_times_the_first_delta_even_when_a_chunk_boundary_cuts_its_ma
     the chunk completing the first `content_block_delta` arrives (wherever the chunks were cut)."""
     import asyncio
 
-    from replayer.capture import _StreamCapture, _tee_async, _tee_sync
+    from replayer.capture import _StreamCapture
 
     head = b'event: message_start\ndata: {}\n\nevent: content_block_start\ndata: {}\n\nevent: '
     marker = b"content_block_delta"
@@ -524,7 +546,11 @@ def test_stream_tee_times_the_first_delta_even_when_a_chunk_boundary_cuts_its_ma
     if cut == 0:
         chunks = [head[:30], head[30:], marker + rest[:10], rest[10:]]
 
-    class Body:
+    class Body:  # the HTTP response: its body, and what the writer reads once the stream has ended
+        status_code = 200
+        headers = {"content-type": "text/event-stream"}
+        request = type("Req", (), {"content": b"{}", "headers": []})()
+
         def __init__(self):
             self.seen = []
 
@@ -544,11 +570,6 @@ def test_stream_tee_times_the_first_delta_even_when_a_chunk_boundary_cuts_its_ma
         async def aclose(self):
             pass
 
-    class Http:  # what the writer reads of the HTTP response once the stream has ended
-        status_code = 200
-        headers = {"content-type": "text/event-stream"}
-        request = type("Req", (), {"content": b"{}", "headers": []})()
-
     class Request:  # the SDK's request, as the middleware sees it
         options = type("Options", (), {"idempotency_key": "k"})()
         retries_taken = 0
@@ -557,17 +578,15 @@ def test_stream_tee_times_the_first_delta_even_when_a_chunk_boundary_cuts_its_ma
     for mode in ("sync", "async"):
         put = []
         body = Body()
-        sc = _StreamCapture(Request(), Http(), None, 0.0, 0.0, "/v1/messages", put.append)
+        sc = _StreamCapture(Request(), body, None, 0.0, 0.0, "/v1/messages", put.append, mode == "async")
         first_token_after = []
         if mode == "sync":
-            _tee_sync(body, sc)
             got = []
             for c in body.iter_bytes():
                 got.append(c)
                 if sc.p_first is not None and not first_token_after:
                     first_token_after.append(len(body.seen))
         else:
-            _tee_async(body, sc)
 
             async def run():
                 out = []
