@@ -255,7 +255,6 @@ class _StreamCapture(_Attempt):
             "content-type", ""
         )
         cap = self._base()
-        self.orig_iter = self.orig_close = None
         body = b"".join(self.chunks[: self.n])
         self.chunks = []
         if is_sse:

@@ -239,13 +239,15 @@ def test_a_failed_stream_leaves_the_agents_frames_alone(api, db_path, monkeypatc
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_body_read_again_is_recorded_once(api, db_path, mode):
     """httpx keeps a body it has read; reading it again (iter_bytes after read) passes through the
-    tee again. The record is the body as it came, once."""
+    tee again, here after the writer has taken the record. The record is the body as it came,
+    once, and the second read works as without replayer."""
     rec = Recorder(db_path)
     api.enqueue(Reply(body=msg("read twice")))
     if mode == "sync":
         client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
         with client.messages.with_streaming_response.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER) as r:
             assert r.parse().content[0].text == "read twice"
+            assert rec.flush(10)
             again = b"".join(r.iter_bytes())
     else:
         aclient = rec.wrap(anthropic.AsyncAnthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
@@ -255,6 +257,7 @@ def test_a_body_read_again_is_recorded_once(api, db_path, mode):
                 model="claude-sonnet-4-5", max_tokens=10, messages=USER
             ) as r:
                 assert (await r.parse()).content[0].text == "read twice"
+                assert rec.flush(10)
                 return b"".join([c async for c in r.iter_bytes()])
 
         again = asyncio.run(go())
