@@ -210,7 +210,7 @@ def loops(url: str, tmp: str, n: int, echo: bool) -> float:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--calls", type=int, default=3000, help="calls per client and row (p99 is the 1/100th slowest)")
-    p.add_argument("--loops", type=int, default=25, help="runs of each 200-turn loop, bare and recorded")
+    p.add_argument("--loops", type=int, default=40, help="runs of each 200-turn loop, bare and recorded")
     args = p.parse_args()
     tmp = tempfile.mkdtemp(prefix="replayer-bench-")
     results = []
