@@ -182,6 +182,9 @@ class Writer:
                         self._pending.append(cap)
                 else:
                     self.dropped += 1
+            # not kept while we wait for the next item: a stream's capture holds its HTTP response
+            # (for a second read of the body), and with it the request and its credentials
+            items = it = cap = None  # type: ignore[assignment]
             if self._pending and self._write_pending():
                 delay_i = 0
             elif self._pending:
