@@ -12,6 +12,7 @@ exactly the exceptions it would see without replayer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -73,6 +74,9 @@ def _warn(e: BaseException) -> None:
 
 
 _DELTA = b"content_block_delta"
+_GAVE_UP = (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt)
+"""What ends a stream's read because its reader stopped, not because the stream failed: a
+close, a cancelled task (a timeout), Ctrl-C. The record is marked abandoned, with no error."""
 
 
 class _Attempt:
@@ -167,11 +171,11 @@ class _StreamCapture(_Attempt):
         self.p1 = time.perf_counter()
         self.done = True
         self.n = len(self.chunks)
-        if err is not None and not isinstance(err, GeneratorExit):
+        if err is not None and not isinstance(err, _GAVE_UP):
             # its text, not the exception: the traceback would keep the agent's frames (and all
             # they hold) alive until the writer runs
             self.err = f"{type(err).__name__}: {err}"
-        self.abandoned = abandoned or isinstance(err, GeneratorExit)
+        self.abandoned = abandoned or isinstance(err, _GAVE_UP)
         self.gens = []
         self.put(self)
 
@@ -206,8 +210,20 @@ class _StreamCapture(_Attempt):
         finally:
             self.finish(err)
 
+    def _unread_error(self) -> bool:
+        """An error status whose body nobody read: the SDK closes it unread before a retry."""
+        return not self.done and not self.gens and self.http is not None and self.http.status_code >= 400
+
     def _close(self) -> None:
         try:
+            if self._unread_error():
+                # read the error body through the tee first, to record it; a failure to read it
+                # is recorded, and not the agent's concern (it would not have read it)
+                try:
+                    for _chunk in self._iter_bytes():
+                        pass
+                except Exception:  # noqa: BLE001, S110
+                    pass
             self.orig_close()
         finally:
             self.closed()
@@ -244,6 +260,12 @@ class _StreamCapture(_Attempt):
 
     async def _aclose(self) -> None:
         try:
+            if self._unread_error():  # as in _close
+                try:
+                    async for _chunk in self._aiter_bytes():
+                        pass
+                except Exception:  # noqa: BLE001, S110
+                    pass
             await self.orig_close()
         finally:
             self.closed()
@@ -316,18 +338,17 @@ class RecorderMiddleware(anthropic.Middleware):
             _warn(inner)
 
     def _answered(self, request: Any, endpoint: str, ctx: Context | None, t_start: float, p0: float, resp: Any,
-                  is_async: bool) -> Any:
-        """Hand over an answered attempt. Returns the HTTP response when its body is still to
-        come and was teed."""
+                  is_async: bool) -> None:
+        """Hand over an answered attempt: now, or, when its body is still to come, once the tee
+        has seen it end."""
         http = resp.http_response
         put = self.recorder._writer.put
         if hasattr(http, "_content"):  # already read: a plain call
             at = _Attempt(request, http, ctx, t_start, p0, endpoint)
             at.p1 = time.perf_counter()
             put(at)
-            return None
+            return
         _StreamCapture(request, http, ctx, t_start, p0, endpoint, put, is_async)
-        return http
 
     def handle(self, request: Any, call_next: Any) -> Any:
         endpoint = _turn_endpoint(request)
@@ -346,9 +367,7 @@ class RecorderMiddleware(anthropic.Middleware):
             self._failed(request, endpoint, ctx, t_start, p0, e)
             raise
         try:
-            http = self._answered(request, endpoint, ctx, t_start, p0, resp, False)
-            if http is not None and http.status_code >= 400:
-                http.read()  # an error body is small and the SDK reads it anyway
+            self._answered(request, endpoint, ctx, t_start, p0, resp, False)
         except Exception as e:  # noqa: BLE001
             _warn(e)
         return resp
@@ -370,9 +389,7 @@ class RecorderMiddleware(anthropic.Middleware):
             self._failed(request, endpoint, ctx, t_start, p0, e)
             raise
         try:
-            http = self._answered(request, endpoint, ctx, t_start, p0, resp, True)
-            if http is not None and http.status_code >= 400:
-                await http.aread()
+            self._answered(request, endpoint, ctx, t_start, p0, resp, True)
         except Exception as e:  # noqa: BLE001
             _warn(e)
         return resp

@@ -145,6 +145,30 @@ def test_retries_of_a_stream_keep_their_error_bodies(api, rec, client, db_path):
     assert second["response"]["content"][0]["text"] == "ok"
 
 
+def test_an_error_body_cut_off_raises_as_without_replayer_and_is_recorded(api, rec, db_path):
+    """The SDK's own read of a stream's error body fails: the agent gets that failure, as without
+    replayer (async here, with retries; sync is in test_failures), and every attempt is recorded
+    with its status, the retried ones too (the SDK closes those unread)."""
+    events = [{"event": "error", "data": ERR_529}] * 3
+
+    async def call(client):
+        try:
+            await client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER, stream=True)
+        except Exception as e:  # noqa: BLE001
+            return e
+        pytest.fail("no exception")
+
+    cut = Reply(status=529, sse=events, drop_after_events=1, headers={"retry-after-ms": "5"})
+    api.enqueue(*[cut] * 6)
+    plain = anthropic.AsyncAnthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=2)
+    expected, got = asyncio.run(call(plain)), asyncio.run(call(rec.wrap(plain)))
+    assert type(got) is type(expected) and str(got) == str(expected)
+    assert rec.flush(10)
+    lines = exported(db_path)
+    assert [(line["attempt"], line["status"], line["error"]["type"]) for line in lines] == [
+        (0, 529, "connection_error"), (1, 529, "connection_error"), (2, 529, "connection_error")]
+
+
 def test_timeout_is_recorded_and_raised_unchanged(api, rec, db_path):
     api.enqueue(Reply(hang=1.5))
     c = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0, timeout=0.3))
@@ -268,6 +292,34 @@ def test_a_body_read_again_is_recorded_once(api, db_path, mode):
     rec.close()
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_written_stream_leaves_its_response_to_the_agent(api, rec, client, aclient, mode):
+    """Once the writer has the record, nothing of replayer's keeps the HTTP response (the request
+    as sent, its Authorization header) alive: it goes when the agent drops it."""
+    import gc
+    import weakref
+
+    api.enqueue(Reply(sse=message_events(msg("streamed"))))
+    if mode == "sync":
+        stream = client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER, stream=True)
+        for _ev in stream:
+            pass
+        ref = weakref.ref(stream.response)
+    else:
+
+        async def go():
+            stream = await aclient.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER, stream=True)
+            async for _ev in stream:
+                pass
+            return weakref.ref(stream.response)
+
+        ref = asyncio.run(go())
+    stream = None
+    assert rec.flush(10)
+    gc.collect()
+    assert ref() is None
+
+
 def test_abandoned_stream(api, rec, client, db_path):
     api.enqueue(Reply(sse=message_events(msg("a long answer " * 20))))
     stream = client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER, stream=True)
@@ -275,6 +327,28 @@ def test_abandoned_stream(api, rec, client, db_path):
         if i == 3:
             break
     stream.close()
+    assert rec.flush(10)
+    [line] = exported(db_path)
+    assert line["abandoned"] is True and line["error"] is None
+    assert line["response"]["id"] == "msg_01ABC"
+
+
+def test_an_async_stream_whose_task_is_cancelled_is_abandoned(api, rec, aclient, db_path):
+    """A timeout cancelling the task that reads a stream: the agent sees its TimeoutError, and the
+    record is the stream as far as it got, abandoned (the reader gave up; the stream didn't fail)."""
+    api.enqueue(Reply(sse=message_events(msg("word " * 40)), chunk_delay=0.05))
+
+    async def read():
+        async with await aclient.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER,
+                                                 stream=True) as stream:
+            async for _ev in stream:
+                pass
+
+    async def main():
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(read(), 0.2)
+
+    asyncio.run(main())
     assert rec.flush(10)
     [line] = exported(db_path)
     assert line["abandoned"] is True and line["error"] is None

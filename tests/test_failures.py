@@ -388,6 +388,12 @@ CASES = {
         {},
     ),
     "stream-dropped": (lambda: Reply(sse=_stream_events(), drop_after_events=4), _call_raw_stream, {}),
+    # a stream's error body cut off: the SDK's own read of it fails (RemoteProtocolError)
+    "error-body-cut": (
+        lambda: Reply(status=529, sse=[{"event": "error", "data": ERROR_429}] * 3, drop_after_events=1),
+        _call_raw_stream,
+        {},
+    ),
 }
 
 
