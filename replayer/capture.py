@@ -132,7 +132,8 @@ class _StreamCapture(_Attempt):
     it, to time the first token: inline (a function call per chunk cost more than the search), with
     `find` (cheaper than `in`), and across two chunks only when the first ended mid-line."""
 
-    __slots__ = ("put", "chunks", "n", "done", "gens", "p_first", "err", "abandoned", "orig_iter", "orig_close")
+    __slots__ = ("put", "chunks", "n", "done", "gens", "p_first", "err", "abandoned", "orig_iter", "orig_close",
+                 "names", "before")
 
     def __init__(self, request: Any, http: Any, ctx: Context | None, t_start: float, p0: float, endpoint: str,
                  put: Any, is_async: bool):
@@ -151,10 +152,15 @@ class _StreamCapture(_Attempt):
         self.gens: list[Any] = []
         """Our generators over the body: a close() made while one of them runs is the HTTP
         library cleaning up a failed read (whose error follows), not the caller giving up."""
+        own = http.__dict__
         if is_async:
+            self.names = ("aiter_bytes", "aclose")
+            self.before = (own.get("aiter_bytes"), own.get("aclose"))
             self.orig_iter, self.orig_close = http.aiter_bytes, http.aclose
             http.aiter_bytes, http.aclose = self._aiter_bytes, self._aclose
         else:
+            self.names = ("iter_bytes", "close")
+            self.before = (own.get("iter_bytes"), own.get("close"))
             self.orig_iter, self.orig_close = http.iter_bytes, http.close
             http.iter_bytes, http.close = self._iter_bytes, self._close
 
@@ -177,7 +183,20 @@ class _StreamCapture(_Attempt):
             self.err = f"{type(err).__name__}: {err}"
         self.abandoned = abandoned or isinstance(err, _GAVE_UP)
         self.gens = []
+        self._untee()
         self.put(self)
+
+    def _untee(self) -> None:
+        """Take the tee off the response, before the hand-off (the writer then lets go of it).
+        A later read goes straight to the HTTP library, and the response no longer refers to
+        this capture: the two would form a cycle that only the garbage collector frees, keeping
+        the request as sent (the whole history) alive until then."""
+        own = self.http.__dict__
+        for name, before in zip(self.names, self.before, strict=True):
+            if before is None:
+                own.pop(name, None)
+            else:
+                own[name] = before
 
     # -- the tee, installed on the HTTP response ------------------------------------------------
     def _iter_bytes(self, *args: Any, **kwargs: Any) -> Any:

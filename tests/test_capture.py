@@ -293,31 +293,46 @@ def test_a_body_read_again_is_recorded_once(api, db_path, mode):
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-def test_a_written_stream_leaves_its_response_to_the_agent(api, rec, client, aclient, mode):
+def test_a_written_stream_leaves_its_response_to_the_agent(api, rec, mode):
     """Once the writer has the record, nothing of replayer's keeps the HTTP response (the request
-    as sent, its Authorization header) alive: it goes when the agent drops it."""
+    as sent, the whole history, and its Authorization header) alive: it goes when the agent drops
+    it, as soon as it would without replayer (the tee is taken off at the stream's end; it would
+    otherwise form a cycle with the response that only the garbage collector frees)."""
     import gc
     import weakref
 
-    api.enqueue(Reply(sse=message_events(msg("streamed"))))
-    if mode == "sync":
-        stream = client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER, stream=True)
-        for _ev in stream:
-            pass
-        ref = weakref.ref(stream.response)
-    else:
+    def stream_and_drop(client) -> weakref.ref:
+        api.enqueue(Reply(sse=message_events(msg("streamed"))))
+        if mode == "sync":
+            stream = client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER, stream=True)
+            for _ev in stream:
+                pass
+            return weakref.ref(stream.response)
 
         async def go():
-            stream = await aclient.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER, stream=True)
+            stream = await client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER, stream=True)
             async for _ev in stream:
                 pass
             return weakref.ref(stream.response)
 
-        ref = asyncio.run(go())
-    stream = None
-    assert rec.flush(10)
+        return asyncio.run(go())
+
+    def client():  # one each: an async client's connections belong to one event loop
+        make = anthropic.Anthropic if mode == "sync" else anthropic.AsyncAnthropic
+        return make(base_url=api.url, api_key=FAKE_KEY, max_retries=0)
+
     gc.collect()
-    assert ref() is None
+    gc.disable()
+    try:
+        bare_ref = stream_and_drop(client())
+        rec_ref = stream_and_drop(rec.wrap(client()))
+        assert rec.flush(10)
+        alive = (bare_ref() is not None, rec_ref() is not None)
+    finally:
+        gc.enable()
+    assert alive == (False, False)
+    gc.collect()
+    assert rec_ref() is None
 
 
 def test_abandoned_stream(api, rec, client, db_path):
