@@ -137,15 +137,12 @@ class _StreamCapture(_Attempt):
 
     def __init__(self, request: Any, http: Any, ctx: Context | None, t_start: float, p0: float, endpoint: str,
                  put: Any, is_async: bool):
-        # _Attempt's fields set here, not through super(): this runs on the agent's thread
-        self.key, self.attempt, self.stream = request.options.idempotency_key, request.retries_taken, request.stream
-        self.http, self.ctx, self.t_start, self.p0, self.endpoint = http, ctx, t_start, p0, endpoint
-        self.p1 = 0.0
+        super().__init__(request, http, ctx, t_start, p0, endpoint)
         self.put = put
         self.chunks: list[bytes] = []
         self.n = 0
-        """How many chunks the body had when it ended: a later read of the content httpx cached
-        (`iter_bytes()` after `read()`) goes through the tee again and appends them again."""
+        """How many chunks the body had when it ended: a tee generator still iterated after the
+        end (the tee itself is taken off at the end) appends chunks that aren't this body's."""
         self.done = self.abandoned = False
         self.p_first: float | None = None
         self.err: str | None = None
@@ -231,7 +228,7 @@ class _StreamCapture(_Attempt):
 
     def _unread_error(self) -> bool:
         """An error status whose body nobody read: the SDK closes it unread before a retry."""
-        return not self.done and not self.gens and self.http is not None and self.http.status_code >= 400
+        return not self.done and not self.gens and self.http.status_code >= 400  # http: kept until done
 
     def _close(self) -> None:
         try:
