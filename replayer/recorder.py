@@ -204,8 +204,8 @@ class Recorder:
         return self._writer.flush(timeout)
 
     def close(self, timeout: float | None = 10.0) -> bool:
-        if self._closed:
-            return True
+        """Flush, then leave the `.db` file holding everything (its WAL checkpointed into it) and
+        close the connection. False if some records could not be written (they stay buffered)."""
         self._closed = True
         return self._writer.close(timeout)
 
