@@ -548,7 +548,8 @@ def test_values_sqlite_cant_take_cost_nothing(db_path, recorders, log_warnings):
     lone surrogate in one, ids that are numbers or lists, tags JSON can't hold: each record is
     stored whole, its columns get text (or nothing), the request and response stay as sent.
     Before, a list user_id stalled the writer (every later record retried with it, forever), and
-    then each such value cost its record."""
+    then each such value cost its record. (`record()` itself refuses ids that aren't strings:
+    test_record_arguments.py; `conversation()` still takes them, as text.)"""
     req = {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
     resp = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
             "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
@@ -558,24 +559,22 @@ def test_values_sqlite_cant_take_cost_nothing(db_path, recorders, log_warnings):
     rec.record(dict(req, metadata={"user_id": odd}), resp)
     rec.record(dict(req, messages=[{"role": "user", "content": "odd model"}]), dict(resp, model=odd, id=odd))
     rec.record(dict(req, messages=[{"role": "user", "content": "odd stop"}]), dict(resp, stop_reason="end\ud800"))
-    rec.record(dict(req, messages=[{"role": "user", "content": "numbers"}]), resp, conversation_id=42, user_id=7)
     with rec.conversation(["conv", "as", "list"], user_id="u\udc80", tags={"when": datetime.date(2026, 1, 2)}):
         rec.record(dict(req, messages=[{"role": "user", "content": "odd ids"}]), resp)
     assert rec.flush(timeout=10) is True
     assert warnings_of(log_warnings, "could not store") == []
     lines = {line["request"]["messages"][0]["content"]: line for line in exported(db_path)}
-    assert sorted(lines) == ["hi", "numbers", "odd ids", "odd model", "odd stop"]
+    assert sorted(lines) == ["hi", "odd ids", "odd model", "odd stop"]
     assert lines["hi"]["request"]["metadata"] == {"user_id": odd} and lines["hi"]["user_id"] is None
     assert lines["odd model"]["response"]["model"] == odd and lines["odd model"]["response"]["id"] == odd
     assert lines["odd stop"]["response"]["stop_reason"] == "end\ud800"
-    assert (lines["numbers"]["conversation_id"], lines["numbers"]["user_id"]) == ("42", "7")
     assert lines["odd ids"]["conversation_id"] == "['conv', 'as', 'list']" and lines["odd ids"]["user_id"] == "u\ufffd"
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("SELECT tags_json FROM conversations WHERE id = ?", ["['conv', 'as', 'list']"]).fetchone() == (
             '{"when": "2026-01-02"}',
         )
         stops = [r[0] for r in conn.execute("SELECT stop_reason FROM attempts")]
-    assert sorted(stops) == ["end_turn"] * 4 + ["end\ufffd"]
+    assert sorted(stops) == ["end_turn"] * 3 + ["end\ufffd"]
 
 
 def test_a_call_the_writer_cannot_read_costs_that_record_only(api, db_path, recorders, log_warnings):
