@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import numbers
 import os
 import sys
 import threading
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +152,7 @@ class Recorder:
         latency_ms: float | None = None,
         conversation_id: str | None = None,
         user_id: str | None = None,
-        started_at: float | None = None,
+        started_at: float | datetime | None = None,
         headers: dict[str, str] | None = None,
         status: int | None = None,
     ) -> None:
@@ -159,13 +161,43 @@ class Recorder:
         `request` is the JSON body as sent: a dict (serialised here, so changing your history
         afterwards doesn't change what was recorded) or the exact bytes/str you sent.
         `response` is the message as a dict, JSON text/bytes, or an SDK object; `error` an
-        exception or {type, message, status}."""
+        exception or {type, message, status}. `started_at` is when the call was sent: seconds
+        since the epoch or an aware `datetime` (a naive one is refused: its zone would be a guess).
+
+        An argument of the wrong type raises TypeError (a value out of range ValueError) here,
+        on the caller's thread; only the database's own trouble is kept off it (logged, and the
+        record waits in the buffer)."""
         if isinstance(request, str):
             body = _utf8(request)
         elif isinstance(request, bytes):
             body = request
-        else:
+        elif isinstance(request, dict):
             body = _dumps(request)
+        else:
+            raise TypeError(f"record(): request must be a dict or the JSON sent (str or bytes), not {_kind(request)}")
+        # cheap checks first (a float is the usual latency): this runs on the caller's thread
+        t_start = self._clock() if started_at is None else _epoch_seconds(started_at)
+        if latency_ms is not None and type(latency_ms) is not float:
+            latency_ms = _number("latency_ms", latency_ms)
+        if conversation_id is not None and not isinstance(conversation_id, str):
+            raise TypeError(f"record(): conversation_id must be a str, not {_kind(conversation_id)}")
+        if user_id is not None and not isinstance(user_id, str):
+            raise TypeError(f"record(): user_id must be a str, not {_kind(user_id)}")
+        if status is not None and type(status) is not int and (not isinstance(status, int) or isinstance(status, bool)):
+            raise TypeError(f"record(): status must be an int (the HTTP status), not {_kind(status)}")
+        if headers is not None and not (
+            isinstance(headers, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
+        ):
+            raise TypeError(f"record(): headers must be a dict of str to str, not {_kind(headers)}")
+        if response is not None and not isinstance(response, (dict, str, bytes)) and not hasattr(response, "to_dict"):
+            raise TypeError(
+                "record(): response must be the message as a dict, JSON text or bytes, or an SDK object, "
+                f"not {_kind(response)}"
+            )
+        if error is not None and not isinstance(error, (BaseException, dict)):
+            raise TypeError(
+                f"record(): error must be an exception or a dict {{type, message, status}}, not {_kind(error)}"
+            )
         ctx = _current.get()
         if conversation_id or user_id:
             ctx = Context(
@@ -177,7 +209,7 @@ class Recorder:
         cap = Captured(
             call_key=uuid.uuid4().hex,
             attempt=0,
-            t_start=started_at if started_at is not None else self._clock(),
+            t_start=t_start,
             stream=bool(request.get("stream")) if isinstance(request, dict) else False,
             request_bytes=body,
             headers={
@@ -204,8 +236,8 @@ class Recorder:
         return self._writer.flush(timeout)
 
     def close(self, timeout: float | None = 10.0) -> bool:
-        if self._closed:
-            return True
+        """Flush, then leave the `.db` file holding everything (its WAL checkpointed into it) and
+        close the connection. False if some records could not be written (they stay buffered)."""
         self._closed = True
         return self._writer.close(timeout)
 
@@ -219,6 +251,38 @@ class Recorder:
     def dropped(self) -> int:
         """Records lost because the buffer filled while the database couldn't be written."""
         return self._writer.dropped
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+def _number(name: str, value: Any) -> float:
+    """A real number given for `name` (an int, a float, numpy's), as a float SQLite can bind."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"record(): {name} must be a number, not {_kind(value)}")
+    return float(value)
+
+
+_LAST_EPOCH_SECOND = 253402300799  # 9999-12-31T23:59:59Z, the last second a timestamp can be written as
+
+
+def _epoch_seconds(started_at: Any) -> float:
+    """`started_at` as seconds since the epoch: from a number, or from an aware datetime."""
+    if isinstance(started_at, datetime):
+        if started_at.utcoffset() is None:
+            raise TypeError(
+                "record(): started_at is a naive datetime: give an aware one, e.g. "
+                "datetime.now(timezone.utc) or dt.replace(tzinfo=timezone.utc), or epoch seconds"
+            )
+        t = started_at.timestamp()
+    elif isinstance(started_at, bool) or not isinstance(started_at, numbers.Real):
+        raise TypeError(f"record(): started_at must be epoch seconds or an aware datetime, not {_kind(started_at)}")
+    else:
+        t = float(started_at)
+    if not 0 <= t <= _LAST_EPOCH_SECOND:  # also NaN
+        raise ValueError(f"record(): started_at={started_at!r} is not a time since 1970-01-01 UTC (milliseconds?)")
+    return t
 
 
 def _utf8(json_text: str) -> bytes:

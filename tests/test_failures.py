@@ -21,6 +21,7 @@ import os
 import re
 import sqlite3
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -345,6 +346,87 @@ def test_unwritable_at_close_is_reported(api, tmp_path, log_warnings):
     assert len(left) == 1 and "1 record(s)" in left[0]
 
 
+# -- flush() and close() answer instead of waiting forever ------------------------------------
+
+
+def _within(seconds: float, fn, *args):
+    """fn(*args) on another thread; its result, or a failure if it is still running after
+    `seconds` (a bound to tell "returns" from "hangs forever", not a timing)."""
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(fn(*args)), daemon=True)
+    t.start()
+    t.join(seconds)
+    assert out, f"{getattr(fn, '__name__', fn)}() was still waiting after {seconds} s"
+    return out[0]
+
+
+def _unwritable(tmp_path, how: str) -> Path:
+    """A DB path the writer can't use: under a regular file, or a file of garbage."""
+    if how == "under-a-file":
+        (tmp_path / "blocker").write_text("a regular file where the DB's folder should be")
+        return tmp_path / "blocker" / "replayer.db"
+    path = tmp_path / "garbage.db"
+    path.write_bytes(b"not SQLite at all\x00\xff" * 300)
+    return path
+
+
+def _make_writable(path: Path, how: str) -> None:
+    if how == "under-a-file":
+        path.parent.unlink()
+        path.parent.mkdir()
+    else:
+        path.rename(path.with_suffix(".bad"))
+
+
+@pytest.mark.parametrize("how", ["under-a-file", "garbage-file"])
+def test_flush_and_close_without_timeout_return_false_then_records_still_land(api, tmp_path, recorders, how):
+    path = _unwritable(tmp_path, how)
+    rec = recorders(path)
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    texts = [f"unwritable {i}" for i in range(3)]
+    for text in texts:
+        assert ask(client, text).type == "message"  # the calls work
+    assert _within(5, rec.flush) is False  # no timeout given: answered once the writer failed, not never
+    assert _within(5, rec.flush) is False  # asked again: tried again, failed again
+    assert _within(5, rec.close) is False
+    assert rec.dropped == 0
+
+    # the records stayed buffered: once the DB can be written, the writer's retries put them in
+    _make_writable(path, how)
+    assert wait_until(lambda: path.exists() and len(exported(path)) == 3, timeout=20)
+    assert sorted(last_user_texts(path)) == sorted(texts)
+    assert _within(5, rec.close) is True
+
+
+@pytest.mark.parametrize("how", ["under-a-file", "garbage-file"])
+def test_a_script_recording_into_an_unwritable_db_exits_normally(api, tmp_path, how):
+    """flush() with no timeout, then the exit's own flush: the script ends by itself (the exit
+    timeout is set far beyond the test's bound, so only an answer from the writer ends it)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    path = _unwritable(tmp_path, how)
+    script = textwrap.dedent(f"""
+        import anthropic
+        from replayer import Recorder
+        rec = Recorder()
+        client = rec.wrap(anthropic.Anthropic(base_url={api.url!r}, api_key={FAKE_KEY!r}, max_retries=0))
+        for i in range(3):
+            client.messages.create(model={MODEL!r}, max_tokens=5, messages=[{{"role": "user", "content": f"x{{i}}"}}])
+        print("flushed", rec.flush())
+        for i in range(2):  # more after the failed flush: the exit's flush has them to write
+            client.messages.create(model={MODEL!r}, max_tokens=5, messages=[{{"role": "user", "content": f"y{{i}}"}}])
+        print("done")
+    """)
+    env = dict(os.environ, REPLAYER_DB=str(path), REPLAYER_EXIT_TIMEOUT="600")
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["flushed", "False", "done"]
+    assert proc.stderr.count("cannot write") == 1, proc.stderr
+    assert "5 record(s) could not be written" in proc.stderr  # what was lost is said at exit
+
+
 # -- the agent sees the exceptions it would see without replayer -------------------------------
 
 ERROR_400 = {"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: too big"}}
@@ -466,7 +548,8 @@ def test_values_sqlite_cant_take_cost_nothing(db_path, recorders, log_warnings):
     lone surrogate in one, ids that are numbers or lists, tags JSON can't hold: each record is
     stored whole, its columns get text (or nothing), the request and response stay as sent.
     Before, a list user_id stalled the writer (every later record retried with it, forever), and
-    then each such value cost its record."""
+    then each such value cost its record. (`record()` itself refuses ids that aren't strings:
+    test_record_arguments.py; `conversation()` still takes them, as text.)"""
     req = {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
     resp = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
             "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
@@ -476,24 +559,22 @@ def test_values_sqlite_cant_take_cost_nothing(db_path, recorders, log_warnings):
     rec.record(dict(req, metadata={"user_id": odd}), resp)
     rec.record(dict(req, messages=[{"role": "user", "content": "odd model"}]), dict(resp, model=odd, id=odd))
     rec.record(dict(req, messages=[{"role": "user", "content": "odd stop"}]), dict(resp, stop_reason="end\ud800"))
-    rec.record(dict(req, messages=[{"role": "user", "content": "numbers"}]), resp, conversation_id=42, user_id=7)
     with rec.conversation(["conv", "as", "list"], user_id="u\udc80", tags={"when": datetime.date(2026, 1, 2)}):
         rec.record(dict(req, messages=[{"role": "user", "content": "odd ids"}]), resp)
     assert rec.flush(timeout=10) is True
     assert warnings_of(log_warnings, "could not store") == []
     lines = {line["request"]["messages"][0]["content"]: line for line in exported(db_path)}
-    assert sorted(lines) == ["hi", "numbers", "odd ids", "odd model", "odd stop"]
+    assert sorted(lines) == ["hi", "odd ids", "odd model", "odd stop"]
     assert lines["hi"]["request"]["metadata"] == {"user_id": odd} and lines["hi"]["user_id"] is None
     assert lines["odd model"]["response"]["model"] == odd and lines["odd model"]["response"]["id"] == odd
     assert lines["odd stop"]["response"]["stop_reason"] == "end\ud800"
-    assert (lines["numbers"]["conversation_id"], lines["numbers"]["user_id"]) == ("42", "7")
     assert lines["odd ids"]["conversation_id"] == "['conv', 'as', 'list']" and lines["odd ids"]["user_id"] == "u\ufffd"
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("SELECT tags_json FROM conversations WHERE id = ?", ["['conv', 'as', 'list']"]).fetchone() == (
             '{"when": "2026-01-02"}',
         )
         stops = [r[0] for r in conn.execute("SELECT stop_reason FROM attempts")]
-    assert sorted(stops) == ["end_turn"] * 4 + ["end\ufffd"]
+    assert sorted(stops) == ["end_turn"] * 3 + ["end\ufffd"]
 
 
 def test_a_call_the_writer_cannot_read_costs_that_record_only(api, db_path, recorders, log_warnings):

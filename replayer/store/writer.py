@@ -4,8 +4,13 @@ The agent's thread only puts a `Captured` on a queue. Everything else happens he
 one transaction per batch (`BEGIN IMMEDIATE`, so writers in other processes queue up behind the
 busy timeout instead of failing). When the database can't be written (locked for long, read-only,
 disk full, corrupt, a folder that can't be created) the problem is logged once with the path and
-the remedy, and records wait in a bounded buffer until it can; what doesn't fit is counted and
-reported. The agent never sees any of this.
+the remedy, and records wait in a bounded buffer until it can (retried with a growing delay, and
+at every flush); what doesn't fit is counted and reported. The agent never sees any of this: a
+flush() or close() returns False as soon as the writer's attempt has failed, rather than waiting
+for a database that may never come back.
+
+Closing (close(), and interpreter exit) checkpoints the WAL into the database file and closes the
+connection, so the `.db` file alone holds every record: users copy or upload just that file.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ collected still has its queue flushed at exit."""
 def _flush_at_exit() -> None:
     timeout = float(os.environ.get("REPLAYER_EXIT_TIMEOUT", "10"))
     for writer in list(_started):
-        if not writer._closed:
+        if not writer._closed or writer._busy():  # closed, but given records since
             writer.close(timeout)
 
 
@@ -62,10 +67,16 @@ RETRY_SECONDS = (0.25, 0.5, 1.0, 2.0, 5.0)
 
 
 class _Flush:
-    __slots__ = ("done",)
+    """Put on the queue by flush() and close(): the writer sets `done` once it has tried to write
+    everything queued before it, with `ok` saying whether it all went in."""
 
-    def __init__(self) -> None:
+    __slots__ = ("done", "ok", "closing")
+
+    def __init__(self, closing: bool = False) -> None:
         self.done = threading.Event()
+        self.ok = False
+        self.closing = closing
+        """close(): once everything is written, checkpoint the WAL and close the connection."""
 
 
 class Writer:
@@ -87,6 +98,8 @@ class Writer:
         """Records that could not be stored because of their content (logged)."""
         self.written = 0
         self._problem: str | None = None
+        self._told = (0, 0)
+        """(records left, records dropped) the last close() warned about."""
         self._lock = threading.Lock()
         self._reset()
         if hasattr(os, "register_at_fork"):
@@ -124,27 +137,35 @@ class Writer:
                     # a multiprocessing child ends with os._exit, skipping atexit: flush there too
                     mp.Finalize(self, self.close, exitpriority=100)
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything put so far is written. False when it could not be in time."""
+    def flush(self, timeout: float | None = None, *, closing: bool = False) -> bool:
+        """Wait until everything put so far is written. False when it could not be: the database
+        failed (the writer tried once more for this flush), or not in time."""
         if self._thread is None and self.q.empty():
             return True
-        marker = _Flush()
+        marker = _Flush(closing)
         self.put(marker)  # type: ignore[arg-type]
         self._wake.set()
-        return marker.done.wait(timeout)
+        return marker.done.wait(timeout) and marker.ok
+
+    def _busy(self) -> bool:
+        """Holding a connection or records (read from another thread: a hint, not a promise)."""
+        return self._ingestor is not None or bool(self._pending) or not self.q.empty()
 
     def close(self, timeout: float | None = 10.0) -> bool:
-        ok = self.flush(timeout)
+        """Write what is queued, then leave the database file whole (WAL checkpointed into it) and
+        close the connection. A record put afterwards opens it again (closed again at exit)."""
+        ok = self.flush(timeout, closing=True)
         self._closed = True
-        if not ok or self._pending:
-            left = len(self._pending) + self.q.qsize()
+        left = len(self._pending) + self.q.qsize() if not ok or self._pending else 0
+        told, self._told = self._told, (left, self.dropped)  # closed again at exit: say only what changed
+        if left and left != told[0]:
             log.warning(
                 "replayer: %d record(s) could not be written to %s before closing%s",
                 left,
                 self.path,
                 f" ({self._problem})" if self._problem else "",
             )
-        if self.dropped:
+        if self.dropped and self.dropped != told[1]:
             log.warning(
                 "replayer: %d record(s) were dropped because the buffer was full while %s could not be written",
                 self.dropped,
@@ -189,10 +210,34 @@ class Writer:
                 delay_i = 0
             elif self._pending:
                 delay_i += 1
-            if not self._pending:
+            if self._waiting:
+                # records still pending here means this very attempt failed: a flush gets its
+                # answer now instead of waiting for a database that may stay unwritable
+                ok = not self._pending
+                if ok and any(m.closing for m in self._waiting):
+                    self._close_db()
                 for marker in self._waiting:
+                    marker.ok = ok
                     marker.done.set()
                 self._waiting.clear()
+
+    def _close_db(self) -> None:
+        """Move the WAL's content into the database file, truncate the WAL, close the connection.
+
+        If another connection is reading (a browser open on the file), the checkpoint waits up
+        to the busy timeout; when it still can't finish, the last connection to close does it."""
+        ing, self._ingestor = self._ingestor, None
+        if ing is None:
+            return
+        try:
+            ing.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as e:
+            log.info("replayer: could not checkpoint %s on closing (%s)", self.path, e)
+        finally:
+            try:
+                ing.db.conn.close()
+            except sqlite3.Error:
+                pass
 
     def _captured(self, attempt: Any) -> Captured | None:
         """The record of an attempt the middleware handed over (see `capture._Attempt`)."""

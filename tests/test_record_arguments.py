@@ -1,0 +1,123 @@
+"""`rec.record(...)`: the hook for calls made some other way (a loop of its own, an import of
+historical turns). `started_at` is epoch seconds or an aware datetime. An argument of the wrong
+type raises TypeError at the call, on the caller's thread: a programming mistake fails where it is
+made instead of being logged by the writer thread while the record is lost. Only the database's
+own trouble is kept off the caller (test_failures.py).
+
+The responses recorded here come from the real SDK talking to the local FakeAPI, as they would in
+a loop that calls the API itself and records each call.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta, timezone
+
+import anthropic
+import pytest
+from conftest import FAKE_KEY, exported
+
+MODEL = "claude-haiku-4-5"
+
+
+def request(text: str) -> dict:
+    return {"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": text}]}
+
+
+@pytest.fixture
+def sdk(api):
+    """A client that does not record: the caller records each call itself with rec.record()."""
+    return anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0)
+
+
+@pytest.fixture
+def writer_warnings(caplog):
+    caplog.set_level(logging.WARNING, logger="replayer")
+    return lambda: [r.getMessage() for r in caplog.records if r.name == "replayer" and r.levelno >= logging.WARNING]
+
+
+def test_started_at_as_an_aware_datetime_is_stored_at_that_instant(sdk, rec, db_path, writer_warnings):
+    """A scripted import of historical turns: each with the datetime it happened at, in whatever
+    zone the source gives (all stored; before, every one was lost with a warning)."""
+    paris = timezone(timedelta(hours=2))
+    first = datetime(2026, 6, 1, 9, 30, 15, 250_000, tzinfo=paris)
+    texts = [f"historical {i}" for i in range(20)]
+    for i, text in enumerate(texts):
+        reply = sdk.messages.create(**request(text))
+        rec.record(request(text), reply, started_at=first + timedelta(minutes=i), latency_ms=420)
+    rec.record(request("as epoch seconds"), {"type": "message", "content": []}, started_at=first.timestamp())
+    assert rec.flush() is True
+    assert writer_warnings() == []
+    rows = {r["request"]["messages"][0]["content"]: r for r in exported(db_path)}
+    assert sorted(rows) == sorted([*texts, "as epoch seconds"])
+    assert rows["historical 0"]["started_at"] == "2026-06-01T07:30:15.250Z"  # the same instant, in UTC
+    assert rows["historical 19"]["started_at"] == "2026-06-01T07:49:15.250Z"
+    assert rows["as epoch seconds"]["started_at"] == "2026-06-01T07:30:15.250Z"
+    assert rows["historical 3"]["response"]["content"][0]["text"] == "reply 4 to 1 messages"
+
+
+def test_a_naive_datetime_is_refused_with_the_remedy(rec, db_path):
+    with pytest.raises(TypeError, match="naive datetime.*aware"):
+        rec.record(request("naive"), started_at=datetime(2026, 6, 1, 9, 30))
+    with pytest.raises(ValueError, match="milliseconds"):
+        rec.record(request("in ms"), started_at=datetime(2026, 6, 1, tzinfo=UTC).timestamp() * 1000)
+    rec.record(request("fine"), started_at=datetime(2026, 6, 1, tzinfo=UTC))
+    assert rec.flush() is True
+    assert [r["request"]["messages"][0]["content"] for r in exported(db_path)] == ["fine"]
+
+
+WRONG = [
+    ("request", ["not", "a", "dict"]),
+    ("request", None),
+    ("request", 42),
+    ("response", ["a", "list"]),
+    ("response", 3.5),
+    ("error", "boom"),
+    ("latency_ms", "120"),
+    ("latency_ms", True),
+    ("conversation_id", 42),
+    ("user_id", ["u"]),
+    ("started_at", "2026-06-01T09:30:00Z"),
+    ("started_at", True),
+    ("headers", [("anthropic-version", "2023-06-01")]),
+    ("headers", {"anthropic-version": 20230601}),
+    ("status", "200"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), WRONG, ids=[f"{n}={type(v).__name__}" for n, v in WRONG])
+def test_an_argument_of_the_wrong_type_raises_at_the_call(sdk, rec, db_path, writer_warnings, name, value):
+    reply = sdk.messages.create(**request("right"))
+    args = {"request": request("wrong"), "response": reply}
+    args[name] = value
+    req = args.pop("request")
+    with pytest.raises(TypeError, match=f"record\\(\\): {name}"):
+        rec.record(req, **args)
+    rec.record(request("right"), reply, latency_ms=12, status=200, started_at=datetime.now(UTC))  # still records
+    assert rec.flush() is True
+    assert writer_warnings() == []
+    assert [r["request"]["messages"][0]["content"] for r in exported(db_path)] == ["right"]
+
+
+def test_the_accepted_forms_all_record(sdk, rec, db_path, writer_warnings):
+    """What the signature promises: request as dict, str or bytes; response as an SDK object, a
+    dict, JSON text or bytes; error as an exception or a dict; numbers as int or float."""
+    reply = sdk.messages.create(**request("sdk object"))
+    as_json = reply.to_json()
+    rec.record(request("sdk object"), reply, latency_ms=12, status=200, conversation_id="c1", user_id="u1")
+    rec.record(request("dict"), reply.to_dict(), latency_ms=12.5, started_at=1_780_000_000)
+    rec.record(f'{{"model": "{MODEL}", "max_tokens": 8, "messages": [{{"role": "user", "content": "text"}}]}}', as_json)
+    rec.record(b'{"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "bytes"}]}', as_json.encode())
+    rec.record(request("exception"), error=TimeoutError("read timed out"), latency_ms=3)
+    rec.record(request("error dict"), error={"type": "overloaded_error", "message": "busy", "status": 529},
+               headers={"anthropic-version": "2023-06-01"})  # fmt: skip
+    assert rec.flush() is True
+    assert writer_warnings() == []
+    rows = {r["request"]["messages"][0]["content"]: r for r in exported(db_path)}
+    assert sorted(rows) == sorted(["sdk object", "dict", "text", "bytes", "exception", "error dict"])
+    assert rows["sdk object"]["response"] == reply.to_dict() and rows["sdk object"]["user_id"] == "u1"
+    assert rows["dict"]["latency_ms"] == 12.5
+    assert rows["error dict"]["status"] == 529 and rows["error dict"]["request_headers"] == {
+        "anthropic-version": "2023-06-01"
+    }
+    assert rows["exception"]["error"] == {"type": "TimeoutError", "message": "read timed out", "status": None}
