@@ -64,6 +64,8 @@ def _flush_at_exit() -> None:
 
 
 RETRY_SECONDS = (0.25, 0.5, 1.0, 2.0, 5.0)
+CHECKPOINT_WAIT_MS = 500
+"""How long closing waits for readers to let the WAL be checkpointed into the database file."""
 
 
 class _Flush:
@@ -224,12 +226,14 @@ class Writer:
     def _close_db(self) -> None:
         """Move the WAL's content into the database file, truncate the WAL, close the connection.
 
-        If another connection is reading (a browser open on the file), the checkpoint waits up
-        to the busy timeout; when it still can't finish, the last connection to close does it."""
+        A reader in the middle of a query (a browser open on the file) is waited for up to
+        CHECKPOINT_WAIT_MS, not the whole busy timeout: a script's exit must not stall on it. When
+        the checkpoint can't finish, the last connection to close the file does it."""
         ing, self._ingestor = self._ingestor, None
         if ing is None:
             return
         try:
+            ing.db.conn.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
             ing.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as e:
             log.info("replayer: could not checkpoint %s on closing (%s)", self.path, e)
