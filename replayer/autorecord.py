@@ -1,8 +1,8 @@
 """Zero-code recording (`replayer record -- python agent.py`).
 
-In the child process, the client classes are patched when `anthropic` is first imported (not
-before, so a program that never uses the SDK pays nothing): every client created gets the
-recorder's middleware appended to its own. Settings come from the environment the `record`
+In the child process, the SDK's base client classes are patched when `anthropic` is first
+imported (not before, so a program that never uses the SDK pays nothing): every client created,
+whatever its class, gets the recorder's middleware appended to its own. Settings come from the environment the `record`
 command sets: REPLAYER_DB, REPLAYER_CONVERSATION, REPLAYER_USER.
 """
 
@@ -27,17 +27,28 @@ def recorder() -> Any:
 
 
 def patch(module: Any) -> None:
-    for name in ("Anthropic", "AsyncAnthropic"):
-        cls = getattr(module, name, None)
+    """Make every client record: the SDK's base client classes, which every client class derives
+    from (Anthropic, AnthropicVertex, AnthropicBedrock, AnthropicFoundry, a program's own...),
+    take the recorder's middleware in their `__init__`, unless the client already has a
+    recorder's (the program's own `rec.wrap(...)` or `middleware=[rec.middleware]`): then that
+    one records it, and once."""
+    base = sys.modules.get(f"{module.__name__}._base_client")
+    for name in ("SyncAPIClient", "AsyncAPIClient"):
+        cls = getattr(base, name, None)
         if cls is None or getattr(cls.__init__, "_replayer", False):
             continue
         orig = cls.__init__
 
         def __init__(self: Any, *args: Any, __orig: Any = orig, middleware: Any = None, **kwargs: Any) -> None:
+            from .capture import RecorderMiddleware
+
             mw = list(middleware or ())
-            m = recorder().middleware
-            if m not in mw:
-                mw.append(m)
+            ours = recorder().middleware
+            theirs = [m for m in mw if isinstance(m, RecorderMiddleware) and m is not ours]
+            if theirs:  # a copy of a client the program wrapped itself: its recorder records it
+                mw = [m for m in mw if m is not ours]
+            elif ours not in mw:
+                mw.append(ours)
             __orig(self, *args, middleware=mw, **kwargs)
 
         __init__._replayer = True  # type: ignore[attr-defined]

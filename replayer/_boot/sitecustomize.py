@@ -1,6 +1,6 @@
 """Loaded by `replayer record -- CMD` (through PYTHONPATH) in the child Python process.
 
-It makes every anthropic.Anthropic / AsyncAnthropic the program creates record, then hands over
+It makes every anthropic client the program creates (any class) record, then hands over
 to any other sitecustomize the environment had, so nothing the user set up is lost.
 """
 
