@@ -91,3 +91,74 @@ def test_vertex_bedrock_and_any_client_class_are_recorded_once(api, tmp_path):
     assert sorted(json.dumps(line["request"], sort_keys=True) for line in lines) == sorted(
         json.dumps(json.loads(r["body"]), sort_keys=True) for r in api.received
     )
+
+
+def last_line(proc: subprocess.CompletedProcess) -> str:
+    """The record command's own line: the last on stderr, and the only one it writes."""
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("replayer:")]
+    assert len(ours) == 1, proc.stderr
+    assert proc.stderr.splitlines()[-1] == ours[0]
+    return ours[0]
+
+
+def test_record_says_how_many_calls_of_this_run_went_to_which_db(api, tmp_path):
+    """Counted from what this run's processes stored (a subprocess and a retry included), not
+    from the database, which already holds an earlier run's records."""
+    from replayer.fakeapi import Reply
+
+    script = write(tmp_path / "agent.py", f"""
+        import subprocess, sys
+        import anthropic
+        client = anthropic.Anthropic(base_url={api.url!r}, api_key={FAKE_KEY!r})
+        messages = [{{"role": "user", "content": sys.argv[1]}}]
+        r = client.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=messages)
+        client.messages.create(model="claude-haiku-4-5", max_tokens=10,
+                               messages=messages + [{{"role": "assistant", "content": r.content}},
+                                                    {{"role": "user", "content": "go on"}}])
+        if sys.argv[2:] == ["child"]:  # a second conversation, from a Python subprocess
+            assert subprocess.run([sys.executable, __file__, sys.argv[1] + " (child)"]).returncode == 3
+        raise SystemExit(3)
+    """)
+    db = tmp_path / "runs.db"
+    first = record(db, sys.executable, str(script), "earlier run", cwd=tmp_path)
+    assert first.returncode == 3
+    assert last_line(first) == f"replayer: recorded 2 calls in 1 conversation to {db}"
+
+    api.enqueue(Reply(status=529, body={"type": "error", "error": {"type": "overloaded_error", "message": "busy"}},
+                      headers={"retry-after-ms": "5"}))
+    before = len(exported(db))
+    proc = record(db, sys.executable, str(script), "this run", "child", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    new = exported(db)[before:]
+    calls = {line["turn_id"] for line in new}
+    conversations = {line["conversation_id"] for line in new}
+    assert len(new) > len(calls) and len(conversations) == 2  # the retry is an attempt of its call
+    assert last_line(proc) == (
+        f"replayer: recorded {len(calls)} calls ({len(new)} attempts) in {len(conversations)} conversations to {db}"
+    )
+
+
+def test_record_says_why_nothing_was_recorded_and_creates_no_database(tmp_path):
+    """Each way a child can escape the hook, with the program's exit code kept and no empty
+    database left behind."""
+    bare = tmp_path / "bare"  # a Python without replayer, as pipx or `uv tool` give one
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
+    other_python = str(bare / "bin" / "python")
+    db = tmp_path / "never.db"
+    cases = {
+        "python -I": ([sys.executable, "-I", "-c", "raise SystemExit(3)"], ["python -I", "without -I", "Recorder().wrap"]),
+        "python -E": ([sys.executable, "-E", "-c", "raise SystemExit(3)"], ["python -E", "without -E"]),
+        "not Python": (["sh", "-c", "exit 3"], ["never loaded replayer's hook", "not a Python program",
+                                                 sys.executable, "Recorder().wrap"]),
+        "no replayer": ([other_python, "-c", "raise SystemExit(3)"], [f"{other_python} could not load replayer",
+                                                                        sys.executable, "Recorder().wrap"]),
+        "no call": ([sys.executable, "-c", "raise SystemExit(3)"], ["made no Messages API call"]),
+    }
+    for name, (command, words) in cases.items():
+        proc = record(db, *command, cwd=tmp_path)
+        assert proc.returncode == 3, (name, proc.stderr)
+        line = last_line(proc)
+        assert line.startswith("replayer: nothing was recorded"), (name, line)
+        for word in words:
+            assert word in line, (name, word, line)
+        assert not db.exists(), name
