@@ -127,7 +127,7 @@ def _report_at_exit() -> None:
     if writer is not None:
         writer._flush_at_exit()
         for w in list(writer._started):
-            got = dbs.setdefault(os.path.abspath(w.path), {"calls": 0, "attempts": 0, "conversations": [], "lost": 0})
+            got = dbs.setdefault(os.path.realpath(w.path), {"calls": 0, "attempts": 0, "conversations": [], "lost": 0})
             got["calls"] += w.calls
             got["attempts"] += w.attempts
             got["conversations"] = sorted({*got["conversations"], *(w.conversations or ())})
@@ -271,7 +271,7 @@ def summarize(folder: str, db: str, command: list[str], settle: float = 3.0) -> 
         f"{_plural(t['calls'], 'call')}"
         + (f" ({_plural(t['attempts'], 'attempt')})" if t["attempts"] != t["calls"] else "")
         + f" in {_plural(len(t['conversations']), 'conversation')} to {path}"
-        for path, t in totals.items()
+        for path, t in sorted(totals.items(), key=lambda kv: (kv[0] != db, kv[0]))  # the command's database first
         if t["attempts"]
     ]
     if done:

@@ -73,10 +73,11 @@ def test_vertex_bedrock_and_any_client_class_are_recorded_once(api, tmp_path):
             "wrapped vertex")
         ask(AnthropicBedrock(aws_region="us-east-1", api_key="t", base_url=URL, middleware=[rec.middleware]),
             "bedrock with rec.middleware", "anthropic.claude-sonnet-4-5")
-        ask(rec.wrap(anthropic.Anthropic(base_url=URL, api_key=KEY)).with_options(timeout=20), "wrapped copy")
+        own = Recorder("own.db")  # and one of its own, elsewhere
+        ask(own.wrap(anthropic.Anthropic(base_url=URL, api_key=KEY)).with_options(timeout=20), "wrapped copy")
         print("agent done")
     """)
-    db = tmp_path / "cloud.db"
+    db = tmp_path.resolve() / "cloud.db"
     proc = record(db, sys.executable, str(script), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "agent done" in proc.stdout
@@ -85,11 +86,17 @@ def test_vertex_bedrock_and_any_client_class_are_recorded_once(api, tmp_path):
     paths = [r["path"] for r in api.received]
     assert any(p.endswith(":rawPredict") for p in paths) and any(p.endswith(":streamRawPredict") for p in paths)
     assert any(p.startswith("/model/anthropic.claude-sonnet-4-5/invoke") for p in paths)
-    lines = exported(db)
+    lines, own = exported(db), exported(tmp_path / "own.db")
+    assert [line["request"]["messages"][0]["content"] for line in own] == ["wrapped copy"]
     sent = sorted(json.loads(r["body"])["messages"][0]["content"] for r in api.received)
-    assert sorted(line["request"]["messages"][0]["content"] for line in lines) == sent  # each call, once
-    assert sorted(json.dumps(line["request"], sort_keys=True) for line in lines) == sorted(
+    assert sorted(line["request"]["messages"][0]["content"] for line in lines + own) == sent  # each call, once
+    assert sorted(json.dumps(line["request"], sort_keys=True) for line in lines + own) == sorted(
         json.dumps(json.loads(r["body"]), sort_keys=True) for r in api.received
+    )
+    conversations = len({line["conversation_id"] for line in lines})
+    assert last_line(proc) == (
+        f"replayer: recorded {len(lines)} calls in {conversations} conversations to {db}, "
+        f"1 call in 1 conversation to {(tmp_path / 'own.db').resolve()}"
     )
 
 
@@ -119,7 +126,7 @@ def test_record_says_how_many_calls_of_this_run_went_to_which_db(api, tmp_path):
             assert subprocess.run([sys.executable, __file__, sys.argv[1] + " (child)"]).returncode == 3
         raise SystemExit(3)
     """)
-    db = tmp_path / "runs.db"
+    db = tmp_path.resolve() / "runs.db"
     first = record(db, sys.executable, str(script), "earlier run", cwd=tmp_path)
     assert first.returncode == 3
     assert last_line(first) == f"replayer: recorded 2 calls in 1 conversation to {db}"
