@@ -2,8 +2,9 @@
 
 In the child process, the SDK's base client classes are patched when `anthropic` is first
 imported (not before, so a program that never uses the SDK pays nothing): every client created,
-whatever its class, gets the recorder's middleware appended to its own. Settings come from the environment the `record`
-command sets: REPLAYER_DB, REPLAYER_CONVERSATION, REPLAYER_USER.
+whatever its class, gets the recorder's middleware appended to its own. Settings come from the
+environment the `record` command sets: REPLAYER_DB, REPLAYER_CONVERSATION, REPLAYER_USER, and
+REPLAYER_REPORT_DIR, where each process reports what it stored (`summarize` reads it back).
 """
 
 from __future__ import annotations
