@@ -1,17 +1,21 @@
 """Zero-code recording (`replayer record -- python agent.py`).
 
-In the child process, the client classes are patched when `anthropic` is first imported (not
-before, so a program that never uses the SDK pays nothing): every client created gets the
-recorder's middleware appended to its own. Settings come from the environment the `record`
-command sets: REPLAYER_DB, REPLAYER_CONVERSATION, REPLAYER_USER.
+In the child process, the SDK's base client classes are patched when `anthropic` is first
+imported (not before, so a program that never uses the SDK pays nothing): every client created,
+whatever its class, gets the recorder's middleware appended to its own. Settings come from the
+environment the `record` command sets: REPLAYER_DB, REPLAYER_CONVERSATION, REPLAYER_USER, and
+REPLAYER_REPORT_DIR, where each process reports what it stored (`summarize` reads it back).
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib.abc
 import importlib.machinery
+import json
 import os
 import sys
+import time
 from typing import Any
 
 _recorder: Any = None
@@ -27,17 +31,28 @@ def recorder() -> Any:
 
 
 def patch(module: Any) -> None:
-    for name in ("Anthropic", "AsyncAnthropic"):
-        cls = getattr(module, name, None)
+    """Make every client record: the SDK's base client classes, which every client class derives
+    from (Anthropic, AnthropicVertex, AnthropicBedrock, AnthropicFoundry, a program's own...),
+    take the recorder's middleware in their `__init__`, unless the client already has a
+    recorder's (the program's own `rec.wrap(...)` or `middleware=[rec.middleware]`): then that
+    one records it, and once."""
+    base = sys.modules.get(f"{module.__name__}._base_client")
+    for name in ("SyncAPIClient", "AsyncAPIClient"):
+        cls = getattr(base, name, None)
         if cls is None or getattr(cls.__init__, "_replayer", False):
             continue
         orig = cls.__init__
 
         def __init__(self: Any, *args: Any, __orig: Any = orig, middleware: Any = None, **kwargs: Any) -> None:
+            from .capture import RecorderMiddleware
+
             mw = list(middleware or ())
-            m = recorder().middleware
-            if m not in mw:
-                mw.append(m)
+            ours = recorder().middleware
+            theirs = [m for m in mw if isinstance(m, RecorderMiddleware) and m is not ours]
+            if theirs:  # a copy of a client the program wrapped itself: its recorder records it
+                mw = [m for m in mw if m is not ours]
+            elif ours not in mw:
+                mw.append(ours)
             __orig(self, *args, middleware=mw, **kwargs)
 
         __init__._replayer = True  # type: ignore[attr-defined]
@@ -76,9 +91,211 @@ def _enter_conversation() -> None:
         _current.set(Context(conv or None, user or None))
 
 
+# -- telling `replayer record` what this process recorded -------------------------------------
+# The record command gives its processes a folder ($REPLAYER_REPORT_DIR). Each Python process that
+# loads the hook leaves a file there at once (so a run whose child never loaded it can say so), and
+# replaces it at exit with what its writers stored, per database: the command sums them up. A
+# forked child (multiprocessing) reports apart, from its own file.
+
+REPORT_ENV = "REPLAYER_REPORT_DIR"
+_report_to: str | None = None
+_reported_pid = 0
+
+
+def report_file(folder: str) -> str:
+    return os.path.join(folder, f"{os.getpid()}-{os.urandom(4).hex()}.json")
+
+
+def _write_report(doc: dict[str, Any]) -> None:
+    if _report_to is None:
+        return
+    try:
+        with open(_report_to + ".tmp", "w", encoding="utf-8") as f:
+            json.dump({"pid": os.getpid(), "python": sys.executable, **doc}, f)
+        os.replace(_report_to + ".tmp", _report_to)
+    except OSError:
+        pass  # the command is gone (a process that outlived it): nobody to tell
+
+
+def _report_at_exit() -> None:
+    """Flush every recorder of this process, then report what each stored where."""
+    global _reported_pid
+    if _reported_pid == os.getpid():
+        return
+    _reported_pid = os.getpid()
+    dbs: dict[str, dict[str, Any]] = {}
+    writer = sys.modules.get("replayer.store.writer")
+    if writer is not None:
+        writer._flush_at_exit()
+        for w in list(writer._started):
+            got = dbs.setdefault(os.path.realpath(w.path), {"calls": 0, "attempts": 0, "conversations": [], "lost": 0})
+            got["calls"] += w.calls
+            got["attempts"] += w.attempts
+            got["conversations"] = sorted({*got["conversations"], *(w.conversations or ())})
+            got["lost"] += w.dropped + w.failed + len(w._pending) + w.q.qsize()
+    _write_report({"exited": True, "dbs": dbs})
+
+
+def _forked() -> None:
+    """In a forked child: a report of its own. A multiprocessing child ends with os._exit, which
+    skips atexit; its finalizers (run after the writers' own) report instead."""
+    global _report_to
+    if _report_to is None:
+        return
+    _report_to = report_file(os.path.dirname(_report_to))
+    _write_report({})
+    mp = sys.modules.get("multiprocessing.util")
+    if mp is not None:
+        mp.register_after_fork(_forked, lambda _f: mp.Finalize(None, _report_at_exit, exitpriority=0))
+
+
 def install() -> None:
+    global _report_to
+    folder = os.environ.get(REPORT_ENV)
+    if folder and _report_to is None:
+        _report_to = report_file(folder)
+        _write_report({})
+        atexit.register(_report_at_exit)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_forked)
     _enter_conversation()
     if "anthropic" in sys.modules:
         patch(sys.modules["anthropic"])
     elif not any(isinstance(f, _Finder) for f in sys.meta_path):
         sys.meta_path.insert(0, _Finder())
+
+
+# -- the record command's last line ------------------------------------------------------------
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _skipping_flags(command: list[str]) -> str:
+    """The interpreter options in `command` that keep the hook from loading (-E, -I ignore
+    PYTHONPATH; -S skips the site module that imports it), when it runs Python directly."""
+    if not command or not os.path.basename(command[0]).lower().startswith(("python", "pypy")):
+        return ""
+    found = ""
+    args = iter(command[1:])
+    for arg in args:
+        if arg == "--" or not arg.startswith("-") or arg.startswith("--"):
+            break
+        letters = arg[1:]
+        for i, letter in enumerate(letters):
+            if letter in "cm":  # the program starts here
+                return found
+            if letter in "WX":  # takes a value: the rest of this word, or the next one
+                if i == len(letters) - 1:
+                    next(args, None)
+                break
+            if letter in "EIS" and letter not in found:
+                found += letter
+    return found
+
+
+def _read_reports(folder: str) -> list[dict[str, Any]]:
+    reports = []
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".json"):
+            try:
+                with open(os.path.join(folder, name), encoding="utf-8") as f:
+                    reports.append(json.load(f))
+            except (OSError, ValueError):
+                continue  # being written by a process that outlived the command
+    return reports
+
+
+def _running(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The processes that loaded the hook, haven't reported their end and are still running."""
+    if os.name == "nt":  # os.kill would end the process there, not probe it
+        return []
+    alive = []
+    for r in reports:
+        if not r.get("error") and not r.get("exited"):
+            try:
+                os.kill(r["pid"], 0)
+            except ProcessLookupError:
+                continue
+            except OSError:
+                pass  # exists, owned by someone else
+            alive.append(r)
+    return alive
+
+
+def summarize(folder: str, db: str, command: list[str], settle: float = 3.0) -> str:
+    """One line on what a `replayer record` run recorded, from its processes' reports (only this
+    run's records: the database may hold older ones), or why nothing was, and what to do.
+
+    The program's own subprocesses may still be ending (a multiprocessing server, a pool's
+    workers): they get up to `settle` seconds to report."""
+    reports = _read_reports(folder)
+    deadline = time.monotonic() + settle
+    while _running(reports) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        reports = _read_reports(folder)
+    ended = {r["pid"] for r in reports if r.get("error") or r.get("exited")}
+    reports = [r for r in reports if r.get("error") or r.get("exited") or r["pid"] not in ended]  # fork, then exec
+    running = len(_running(reports))
+    totals: dict[str, dict[str, Any]] = {}
+    for r in reports:
+        for path, got in (r.get("dbs") or {}).items():
+            t = totals.setdefault(path, {"calls": 0, "attempts": 0, "conversations": set(), "lost": 0})
+            t["calls"] += got["calls"]
+            t["attempts"] += got["attempts"]
+            t["conversations"].update(got["conversations"])
+            t["lost"] += got["lost"]
+    broken = [r for r in reports if r.get("error")]
+    unreported = sum(1 for r in reports if not r.get("error") and not r.get("exited")) - running
+    remedy = (
+        f"run the program with {sys.executable} (the Python that has replayer), or record in code: "
+        "Recorder().wrap(client)"
+    )
+
+    notes = []
+    for path, t in totals.items():
+        if t["lost"]:
+            notes.append(f"{_plural(t['lost'], 'record')} could not be written to {path} (see the warnings above)")
+    if broken:
+        notes.append(f"{broken[0]['python']} could not load replayer ({broken[0]['error']}): {remedy}")
+    if running:
+        they = "it" if running == 1 else "they"
+        notes.append(f"{_plural(running, 'process')} still running: what {they} record is not counted here")
+    if unreported:
+        they = "it" if unreported == 1 else "they"
+        notes.append(
+            f"{_plural(unreported, 'process')} ended before reporting (killed, or os._exit): "
+            f"what {they} recorded, if anything, is not counted"
+        )
+    done = [
+        f"{_plural(t['calls'], 'call')}"
+        + (f" ({_plural(t['attempts'], 'attempt')})" if t["attempts"] != t["calls"] else "")
+        + f" in {_plural(len(t['conversations']), 'conversation')} to {path}"
+        for path, t in sorted(totals.items(), key=lambda kv: (kv[0] != db, kv[0]))  # the command's database first
+        if t["attempts"]
+    ]
+    if done:
+        return "replayer: recorded " + ", ".join(done) + "".join(f"; {n}" for n in notes)
+    if notes:
+        counted = "no call was counted" if unreported or running else "nothing was recorded"
+        return f"replayer: {counted}: {'; '.join(notes)}"
+    if reports:
+        return (
+            f"replayer: nothing was recorded to {db}: the program made no Messages API call through the "
+            "anthropic Python SDK (calls made another way, or by a program in another language, are not seen)"
+        )
+    flags = _skipping_flags(command)
+    if flags:
+        why = " and ".join(
+            w for w in ("ignores PYTHONPATH" if set(flags) & set("EI") else "", "skips site" if "S" in flags else "") if w
+        )
+        return (
+            f"replayer: nothing was recorded to {db}: python -{flags} {why}, so replayer's hook never loaded: "
+            f"run it without -{flags}, or record in code: Recorder().wrap(client)"
+        )
+    return (
+        f"replayer: nothing was recorded to {db}: the command never loaded replayer's hook (not a Python "
+        "program: only the anthropic Python SDK is recorded; python run with -E, -I or -S; or a Python without "
+        f"replayer, as pipx and uv tool install, that skips PYTHONPATH); {remedy}"
+    )

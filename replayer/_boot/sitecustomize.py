@@ -1,6 +1,6 @@
 """Loaded by `replayer record -- CMD` (through PYTHONPATH) in the child Python process.
 
-It makes every anthropic.Anthropic / AsyncAnthropic the program creates record, then hands over
+It makes every anthropic client the program creates (any class) record, then hands over
 to any other sitecustomize the environment had, so nothing the user set up is lost.
 """
 
@@ -15,7 +15,20 @@ try:
 
     install()
 except Exception as e:  # never stop the user's program
-    print(f"replayer: recording is off in this process ({type(e).__name__}: {e})", file=sys.stderr)
+    _problem = f"{type(e).__name__}: {e}"
+    _told = False
+    if os.environ.get("REPLAYER_REPORT_DIR"):  # the record command sums up; tell it (stdlib only here)
+        _name = os.path.join(os.environ["REPLAYER_REPORT_DIR"], f"{os.getpid()}-{os.urandom(4).hex()}.json")
+        try:
+            import json
+
+            with open(_name, "w", encoding="utf-8") as _f:
+                json.dump({"pid": os.getpid(), "python": sys.executable, "error": _problem}, _f)
+            _told = True
+        except OSError:
+            pass
+    if not _told:
+        print(f"replayer: recording is off in this process ({_problem})", file=sys.stderr)
 
 # chain to the next sitecustomize on the path, if there is one
 _saved = list(sys.path)

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import sse
+from ..autorecord import REPORT_ENV
 from ..captured import Captured, Context
 from ..text import searchable
 from . import codec, facts
@@ -118,6 +119,10 @@ class Writer:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         """Set by flush() to end the writer's linger early."""
+        self.calls = self.attempts = 0
+        """Calls (turns) and attempts this process stored (a forked child counts its own)."""
+        self.conversations: set[str] | None = set() if os.environ.get(REPORT_ENV) else None
+        """The conversations they went to: kept only under `replayer record`, which reports them."""
 
     # -- called from any thread -------------------------------------------------------------
     def put(self, cap: Any) -> None:
@@ -330,8 +335,9 @@ class Writer:
         try:
             ing.others_wrote()
             events = []
+            stored: list[tuple[str, bool]] = []
             for cap in batch:
-                ev = store(ing, cap, self.redact, self.log_events)
+                ev = store(ing, cap, self.redact, self.log_events, stored)
                 if ev is not None:
                     events.append(ev)
             ing.write_pending()
@@ -341,6 +347,10 @@ class Writer:
                 conn.execute("ROLLBACK")
             ing.forget()
             raise
+        self.attempts += len(stored)
+        self.calls += sum(new_turn for _, new_turn in stored)
+        if self.conversations is not None:
+            self.conversations.update(conv for conv, _ in stored)
         return events
 
 
@@ -406,9 +416,14 @@ def _bindable(ctx: Context | None) -> Context | None:
 
 
 def store(
-    ing: Ingestor, cap: Captured, redact: Callable[..., Any] | None = None, log_event: bool = False
+    ing: Ingestor,
+    cap: Captured,
+    redact: Callable[..., Any] | None = None,
+    log_event: bool = False,
+    stored: list[tuple[str, bool]] | None = None,
 ) -> dict[str, Any] | None:
-    """Write one attempt (and its turn and conversation when new). Returns its log event.
+    """Write one attempt (and its turn and conversation when new). Returns its log event, and
+    appends (conversation id, whether the turn is new) to `stored` when given.
 
     Some rows (search text, usage and rollup, thread keys, turn counts) wait in `ing` for the
     batch's end: call `ing.write_pending()` before committing, as `Writer` does."""
@@ -487,6 +502,8 @@ def store(
         if len(ing.turn_by_call) > 10_000:
             ing.turn_by_call.popitem(last=False)
     turn_id, conversation_id, turn_rowid, conv_rowid, turn_idx, system_blob = turn
+    if stored is not None:
+        stored.append((conversation_id, new_turn))
 
     resp_skeleton, assistant = response_parts(response) if response is not None else (None, None)
     content_blob, reply_key = (
