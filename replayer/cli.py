@@ -8,6 +8,7 @@ imports happen inside the commands that need them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -80,6 +81,25 @@ def open_store(ctx: click.Context) -> Any:
     obj = ctx.find_root().obj or {}
     prices = PriceTable.load(obj.get("pricing"))
     return Store(open_db(db_path(ctx), create=False), prices)
+
+
+def _unwritable(path: str, remedy: str, e: OSError) -> UserError:
+    parent = Path(path).expanduser().parent
+    if not parent.exists():
+        hint = f"{parent} does not exist"
+    elif not parent.is_dir():
+        hint = f"{parent} is not a folder"
+    else:
+        hint = (e.strerror or str(e)).lower()
+    return UserError(f"cannot write {path}: {hint}; {remedy}")
+
+
+def _open_output(path: str, remedy: str) -> Any:
+    """A file opened for writing text, or bad input (one line) when it can't be."""
+    try:
+        return open(Path(path).expanduser(), "w", encoding="utf-8")
+    except OSError as e:
+        raise _unwritable(path, remedy, e) from None
 
 
 def cut(text: str | None, n: int) -> str:
@@ -233,15 +253,15 @@ def export(ctx: click.Context, conversation_id: str | None, output: str | None) 
     store = open_store(ctx)
     if conversation_id and not store.conversation_exists(conversation_id):
         raise UserError(f"no conversation {conversation_id!r}: see 'replayer list'")
-    out = open(output, "w", encoding="utf-8") if output else sys.stdout
+    out = _open_output(output, "choose another -o FILE") if output else sys.stdout
     try:
         n = 0
-        for line in store.export_lines(conversation_id):
-            out.write(line + "\n")
-            n += 1
-    finally:
-        if output:
-            out.close()
+        with out if output else contextlib.nullcontext():
+            for line in store.export_lines(conversation_id):
+                out.write(line + "\n")
+                n += 1
+    except OSError as e:  # the disk filled up, say
+        raise UserError(f"cannot write {output or 'to stdout'}: {e.strerror or e}") from None
     if output:
         click.echo(f"wrote {n} lines to {output}", err=True)
 
@@ -316,12 +336,19 @@ def db_backup(ctx: click.Context, dest: str) -> None:
     database = open_db(db_path(ctx), create=False)
     if Path(dest).exists():
         raise UserError(f"{dest} exists: choose a new file")
-    target = sqlite3.connect(dest)
+    try:
+        # created empty with owner-only permissions first, as the database itself is
+        os.close(os.open(Path(dest).expanduser(), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as e:
+        raise _unwritable(dest, "choose another backup path", e) from None
+    target = sqlite3.connect(Path(dest).expanduser())
     try:
         database.conn.backup(target)
-    finally:
+    except sqlite3.Error as e:  # the disk filled up, say: leave no half-written copy
         target.close()
-    os.chmod(dest, 0o600)
+        Path(dest).expanduser().unlink(missing_ok=True)
+        raise UserError(f"cannot write {dest}: {e}; choose another backup path") from None
+    target.close()
     click.echo(f"backed up to {dest}", err=True)
 
 

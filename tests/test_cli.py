@@ -220,3 +220,16 @@ def test_pricing_file_reprices_listings_and_bad_file_is_exit_2(recorded, tmp_pat
     assert {r["conversation_id"]: r["cost_usd"] for r in via_env}["conv_one"] == pytest.approx(after["conv_one"])
     r = run("--db", str(recorded), "list", "--pricing", str(tmp_path / "nope.toml"))
     assert r.exit_code == 2 and r.output.startswith("replayer: price file") and r.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("where", ["missing folder", "under a file"])
+def test_writing_to_an_unusable_path_is_one_line_exit_2(recorded, tmp_path, where):
+    """export -o and db backup name the path and what is wrong with it; no traceback."""
+    base = tmp_path / "nowhere" if where == "missing folder" else tmp_path / "plain.txt"
+    if where == "under a file":
+        base.write_text("a file, not a folder\n")
+    for cmd in (["export", "-o", str(base / "x.jsonl")], ["db", "backup", str(base / "b.db")]):
+        r = CliRunner().invoke(cli, ["--db", str(recorded), *cmd])
+        assert r.exit_code == 2, (cmd, r.output)
+        assert r.output.startswith(f"replayer: cannot write {base}") and r.output.count("\n") == 1, r.output
+        assert isinstance(r.exception, SystemExit) and "Traceback" not in r.output
