@@ -102,6 +102,19 @@ def _open_output(path: str, remedy: str) -> Any:
         raise _unwritable(path, remedy, e) from None
 
 
+def resolve_id(store: Any, text: str, kind: str = "conversation") -> str:
+    """The whole id `text` names: an id, a prefix of exactly one, or one cut as displayed (…).
+    The text itself when it names none (the caller says it is unknown); bad input when several."""
+    prefix = text.removesuffix("…")
+    count, ids = store.ids_starting(prefix, kind=kind)
+    if count == 1:
+        return str(ids[0])
+    if count > 1:
+        listed = ", ".join(ids) + (", …" if count > len(ids) else "")
+        raise UserError(f"{text!r} begins {count} {kind} ids ({listed}): give more of it")
+    return text
+
+
 def cut(text: str | None, n: int) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= n else text[: n - 1] + "…"
@@ -181,13 +194,14 @@ def list_(
             err=True,
         )
         return
+    width = max(len(r.conversation_id) for r in rows)  # ids whole: they are what show and export take
     click.echo(
-        f"{'STARTED':16}  {'CONVERSATION':32}  {'USER':14}  {'TURNS':>5}  {'IN TOK':>9}  {'OUT TOK':>8}  "
+        f"{'STARTED':16}  {'CONVERSATION':{width}}  {'USER':14}  {'TURNS':>5}  {'IN TOK':>9}  {'OUT TOK':>8}  "
         f"{'COST':>10}  {'ERR':>3}  FIRST MESSAGE"
     )
     for r in rows:
         click.echo(
-            f"{local_time(r.started_at):16}  {r.conversation_id:32}  {cut(r.user_id, 14):14}  {r.turns:>5}  "
+            f"{local_time(r.started_at):16}  {r.conversation_id:{width}}  {cut(r.user_id, 14):14}  {r.turns:>5}  "
             f"{r.input_tokens:>9,}  {r.output_tokens:>8,}  {money(r.cost_usd):>10}  {r.errors:>3}  "
             f"{cut(r.first_message, 40)}"
         )
@@ -202,6 +216,7 @@ def list_(
 def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
     """One conversation, turn by turn."""
     store = open_store(ctx)
+    conversation_id = resolve_id(store, conversation_id)
     if not store.conversation_exists(conversation_id):
         raise UserError(f"no conversation {conversation_id!r} in {db_path(ctx)}: see 'replayer list'")
     turns = store.turns(conversation_id)
@@ -251,6 +266,8 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
 def export(ctx: click.Context, conversation_id: str | None, output: str | None) -> None:
     """JSON Lines: one line per recorded API attempt, request and response as on the wire."""
     store = open_store(ctx)
+    if conversation_id:
+        conversation_id = resolve_id(store, conversation_id)
     if conversation_id and not store.conversation_exists(conversation_id):
         raise UserError(f"no conversation {conversation_id!r}: see 'replayer list'")
     out = _open_output(output, "choose another -o FILE") if output else sys.stdout
@@ -671,12 +688,15 @@ def rerun(
 
     store = open_store(ctx)
     conv, sep, n = turn_id.rpartition(":")
+    conv = resolve_id(store, conv) if sep else conv
     if sep and store.conversation_exists(conv):  # CONVERSATION:N, N from 0 (negative from the end)
         turns = store.turns(conv)
         try:
             turn_id = turns[int(n)].turn_id
         except (ValueError, IndexError):
             raise UserError(f"{conv} has turns 0..{len(turns) - 1}, not {n!r}") from None
+    else:
+        turn_id = resolve_id(store, turn_id, "turn")
     try:
         orig = replay.original(store, turn_id)
     except replay.ReplayError as e:
