@@ -374,11 +374,17 @@ def db_backup(ctx: click.Context, dest: str) -> None:
 @click.option("--no-open", is_flag=True, help="Only build the demo database.")
 @click.pass_context
 def demo(ctx: click.Context, no_open: bool) -> None:
-    """Record the shipped example conversations through the real SDK, then open them."""
-    from .demo import build_demo, demo_db_path
+    """Record the shipped example conversations through the real SDK, then open them.
 
-    given = (ctx.find_root().obj or {}).get("db")
-    path = Path(given) if given else demo_db_path()
+    Into --db (or $REPLAYER_DB) when that is a new file or a database the demo made (it never
+    replaces another), else into demo.db in your data folder, rebuilt each time."""
+    from .demo import build_demo, demo_db_path, refusal
+
+    given = (ctx.find_root().obj or {}).get("db") or os.environ.get("REPLAYER_DB")
+    path = Path(given).expanduser() if given else demo_db_path()
+    problem = refusal(path) if given else None
+    if problem:
+        raise UserError(problem)
     click.echo(f"recording the demo conversations into {path} …", err=True)
     turns = build_demo(path)
     click.echo(f"recorded {turns} turns", err=True)

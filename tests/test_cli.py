@@ -133,6 +133,7 @@ def test_db_path_migrate_backup(tmp_path, monkeypatch):
         ("m002_turn_text",),
         ("m003_usage",),
         ("m004_thread_tips",),
+        ("m005_meta",),
     ]
     assert run("--db", str(target), "db", "backup", str(tmp_path / "copy.db")).exit_code == 2
 

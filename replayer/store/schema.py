@@ -295,6 +295,13 @@ def _backfill_thread_tips(db: Database) -> None:
     )
 
 
+@migrations(name="m005_meta")
+def m005_meta(db: Database) -> None:
+    # Facts about the file itself, as key/value rows: first, that `replayer demo` made it, so the
+    # demo rebuilds its own databases but never replaces one it didn't make.
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
