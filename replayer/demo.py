@@ -68,7 +68,13 @@ MARK = ("made_by", "replayer demo")
 def refusal(path: Path) -> str | None:
     """Why the demo must not write to `path`, None when it may: nothing is there (or an empty
     file), or a database the demo made. Anything else is someone's data, never replaced."""
-    if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+    if not path.exists():
+        folder = next(p for p in path.absolute().parents if p.exists())  # the one it would be made in
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            what = "not a folder" if not folder.is_dir() else "not writable"
+            return f"cannot create {path}: {folder} is {what}; pass --db with a new file in a writable folder"
+        return None
+    if path.is_file() and path.stat().st_size == 0:
         return None
     if path.is_dir():
         return f"{path} is a folder: pass --db with a new file for the demo"
@@ -93,11 +99,14 @@ def build_demo(path: str | os.PathLike[str], *, quiet: bool = True) -> int:
     import anthropic
 
     from .recorder import Recorder
-    from .store.schema import open_db
+    from .store.schema import DBError, open_db
 
     path = Path(path)
     for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
+        try:
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        except OSError as e:  # a file where a folder should be, a folder we can't write
+            raise DBError(f"cannot create database {path}: {e.strerror}; choose a writable path with --db") from None
     db = open_db(path)
     with db.conn:
         db.execute("INSERT INTO meta(key, value) VALUES (?, ?)", MARK)

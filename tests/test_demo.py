@@ -150,7 +150,7 @@ def _demo_cli(*args, env=None):
     return CliRunner().invoke(cli, [*args, "demo", "--no-open"], env=env)
 
 
-@pytest.mark.parametrize("kind", ["replayer db", "foreign sqlite", "text file", "folder"])
+@pytest.mark.parametrize("kind", ["replayer db", "foreign sqlite", "text file", "folder", "under a file"])
 def test_demo_never_replaces_a_database_it_did_not_make(tmp_path, kind, demo):
     """--db (or $REPLAYER_DB) naming someone's file: one line, exit 2, the file untouched."""
     import sqlite3
@@ -169,12 +169,15 @@ def test_demo_never_replaces_a_database_it_did_not_make(tmp_path, kind, demo):
         con.close()
     elif kind == "text file":
         path.write_text("notes\n")
+    elif kind == "under a file":
+        (tmp_path / "plain").write_text("notes\n")
+        path = tmp_path / "plain" / "demo.db"
     else:
         path.mkdir()
     before = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
     for r in (_demo_cli("--db", str(path)), _demo_cli(env={"REPLAYER_DB": str(path)})):
         assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
-        assert r.output.startswith(f"replayer: {path} ") and "--db" in r.output
+        assert r.output.startswith("replayer: ") and str(path) in r.output and "--db" in r.output
     assert sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in tmp_path.rglob("*")) == before
 
 
