@@ -8,6 +8,7 @@ imports happen inside the commands that need them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -80,6 +81,38 @@ def open_store(ctx: click.Context) -> Any:
     obj = ctx.find_root().obj or {}
     prices = PriceTable.load(obj.get("pricing"))
     return Store(open_db(db_path(ctx), create=False), prices)
+
+
+def _unwritable(path: str, remedy: str, e: OSError) -> UserError:
+    parent = Path(path).expanduser().parent
+    if not parent.exists():
+        hint = f"{parent} does not exist"
+    elif not parent.is_dir():
+        hint = f"{parent} is not a folder"
+    else:
+        hint = (e.strerror or str(e)).lower()
+    return UserError(f"cannot write {path}: {hint}; {remedy}")
+
+
+def _open_output(path: str, remedy: str) -> Any:
+    """A file opened for writing text, or bad input (one line) when it can't be."""
+    try:
+        return open(Path(path).expanduser(), "w", encoding="utf-8")
+    except OSError as e:
+        raise _unwritable(path, remedy, e) from None
+
+
+def resolve_id(store: Any, text: str, kind: str = "conversation") -> str:
+    """The whole id `text` names: an id, a prefix of exactly one, or one cut as displayed (…).
+    The text itself when it names none (the caller says it is unknown); bad input when several."""
+    prefix = text.removesuffix("…")
+    count, ids = store.ids_starting(prefix, kind=kind)
+    if count == 1:
+        return str(ids[0])
+    if count > 1:
+        listed = ", ".join(ids) + (", …" if count > len(ids) else "")
+        raise UserError(f"{text!r} begins {count} {kind} ids ({listed}): give more of it")
+    return text
 
 
 def cut(text: str | None, n: int) -> str:
@@ -161,13 +194,14 @@ def list_(
             err=True,
         )
         return
+    width = max(len(r.conversation_id) for r in rows)  # ids whole: they are what show and export take
     click.echo(
-        f"{'STARTED':16}  {'CONVERSATION':32}  {'USER':14}  {'TURNS':>5}  {'IN TOK':>9}  {'OUT TOK':>8}  "
+        f"{'STARTED':16}  {'CONVERSATION':{width}}  {'USER':14}  {'TURNS':>5}  {'IN TOK':>9}  {'OUT TOK':>8}  "
         f"{'COST':>10}  {'ERR':>3}  FIRST MESSAGE"
     )
     for r in rows:
         click.echo(
-            f"{local_time(r.started_at):16}  {r.conversation_id:32}  {cut(r.user_id, 14):14}  {r.turns:>5}  "
+            f"{local_time(r.started_at):16}  {r.conversation_id:{width}}  {cut(r.user_id, 14):14}  {r.turns:>5}  "
             f"{r.input_tokens:>9,}  {r.output_tokens:>8,}  {money(r.cost_usd):>10}  {r.errors:>3}  "
             f"{cut(r.first_message, 40)}"
         )
@@ -182,6 +216,7 @@ def list_(
 def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
     """One conversation, turn by turn."""
     store = open_store(ctx)
+    conversation_id = resolve_id(store, conversation_id)
     if not store.conversation_exists(conversation_id):
         raise UserError(f"no conversation {conversation_id!r} in {db_path(ctx)}: see 'replayer list'")
     turns = store.turns(conversation_id)
@@ -231,17 +266,19 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
 def export(ctx: click.Context, conversation_id: str | None, output: str | None) -> None:
     """JSON Lines: one line per recorded API attempt, request and response as on the wire."""
     store = open_store(ctx)
+    if conversation_id:
+        conversation_id = resolve_id(store, conversation_id)
     if conversation_id and not store.conversation_exists(conversation_id):
         raise UserError(f"no conversation {conversation_id!r}: see 'replayer list'")
-    out = open(output, "w", encoding="utf-8") if output else sys.stdout
+    out = _open_output(output, "choose another -o FILE") if output else sys.stdout
     try:
         n = 0
-        for line in store.export_lines(conversation_id):
-            out.write(line + "\n")
-            n += 1
-    finally:
-        if output:
-            out.close()
+        with out if output else contextlib.nullcontext():
+            for line in store.export_lines(conversation_id):
+                out.write(line + "\n")
+                n += 1
+    except OSError as e:  # the disk filled up, say
+        raise UserError(f"cannot write {output or 'to stdout'}: {e.strerror or e}") from None
     if output:
         click.echo(f"wrote {n} lines to {output}", err=True)
 
@@ -334,12 +371,19 @@ def db_backup(ctx: click.Context, dest: str) -> None:
     database = open_db(db_path(ctx), create=False)
     if Path(dest).exists():
         raise UserError(f"{dest} exists: choose a new file")
-    target = sqlite3.connect(dest)
+    try:
+        # created empty with owner-only permissions first, as the database itself is
+        os.close(os.open(Path(dest).expanduser(), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as e:
+        raise _unwritable(dest, "choose another backup path", e) from None
+    target = sqlite3.connect(Path(dest).expanduser())
     try:
         database.conn.backup(target)
-    finally:
+    except sqlite3.Error as e:  # the disk filled up, say: leave no half-written copy
         target.close()
-    os.chmod(dest, 0o600)
+        Path(dest).expanduser().unlink(missing_ok=True)
+        raise UserError(f"cannot write {dest}: {e}; choose another backup path") from None
+    target.close()
     click.echo(f"backed up to {dest}", err=True)
 
 
@@ -348,11 +392,17 @@ def db_backup(ctx: click.Context, dest: str) -> None:
 @click.option("--no-open", is_flag=True, help="Only build the demo database.")
 @click.pass_context
 def demo(ctx: click.Context, no_open: bool) -> None:
-    """Record the shipped example conversations through the real SDK, then open them."""
-    from .demo import build_demo, demo_db_path
+    """Record the shipped example conversations through the real SDK, then open them.
 
-    given = (ctx.find_root().obj or {}).get("db")
-    path = Path(given) if given else demo_db_path()
+    Into --db (or $REPLAYER_DB) when that is a new file or a database the demo made (it never
+    replaces another), else into demo.db in your data folder, rebuilt each time."""
+    from .demo import build_demo, demo_db_path, refusal
+
+    given = (ctx.find_root().obj or {}).get("db") or os.environ.get("REPLAYER_DB")
+    path = Path(given).expanduser() if given else demo_db_path()
+    problem = refusal(path) if given else None
+    if problem:
+        raise UserError(problem)
     click.echo(f"recording the demo conversations into {path} …", err=True)
     turns = build_demo(path)
     click.echo(f"recorded {turns} turns", err=True)
@@ -662,12 +712,15 @@ def rerun(
 
     store = open_store(ctx)
     conv, sep, n = turn_id.rpartition(":")
+    conv = resolve_id(store, conv) if sep else conv
     if sep and store.conversation_exists(conv):  # CONVERSATION:N, N from 0 (negative from the end)
         turns = store.turns(conv)
         try:
             turn_id = turns[int(n)].turn_id
         except (ValueError, IndexError):
             raise UserError(f"{conv} has turns 0..{len(turns) - 1}, not {n!r}") from None
+    else:
+        turn_id = resolve_id(store, turn_id, "turn")
     try:
         orig = replay.original(store, turn_id)
     except replay.ReplayError as e:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import time
 import warnings
 from importlib import resources
@@ -60,15 +61,56 @@ def play(client: Any, api: FakeAPI, turn: dict[str, Any]) -> None:
         pass  # the agent would see it; the recorder has it
 
 
+MARK = ("made_by", "replayer demo")
+"""The meta row that says the demo made a database (so it may replace it)."""
+
+
+def refusal(path: Path) -> str | None:
+    """Why the demo must not write to `path`, None when it may: nothing is there (or an empty
+    file), or a database the demo made. Anything else is someone's data, never replaced."""
+    if not path.exists():
+        folder = next(p for p in path.absolute().parents if p.exists())  # the one it would be made in
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            what = "not a folder" if not folder.is_dir() else "not writable"
+            return f"cannot create {path}: {folder} is {what}; pass --db with a new file in a writable folder"
+        return None
+    if path.is_file() and path.stat().st_size == 0:
+        return None
+    if path.is_dir():
+        return f"{path} is a folder: pass --db with a new file for the demo"
+    try:
+        # immutable: reading someone's file leaves no -wal/-shm beside it (the mark is written and
+        # checkpointed into the file before the demo records anything)
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = ?", [MARK[0]]).fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        row = None
+    if row is not None and row[0] == MARK[1]:
+        return None
+    return f"{path} exists and is not a demo database: the demo won't replace it; pass --db with a new file"
+
+
 def build_demo(path: str | os.PathLike[str], *, quiet: bool = True) -> int:
-    """Record every fixture into `path` (replacing it). Returns the number of turns played."""
+    """Record every fixture into `path`, replacing it: check `refusal` first. Returns the number
+    of turns played. The database is marked as the demo's before anything is recorded."""
     import anthropic
 
     from .recorder import Recorder
+    from .store.schema import DBError, open_db
 
     path = Path(path)
     for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
+        try:
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        except OSError as e:  # a file where a folder should be, a folder we can't write
+            raise DBError(f"cannot create database {path}: {e.strerror}; choose a writable path with --db") from None
+    db = open_db(path)
+    with db.conn:
+        db.execute("INSERT INTO meta(key, value) VALUES (?, ?)", MARK)
+    db.conn.close()
     turns = 0
     logger = logging.getLogger("replayer")
     level = logger.level

@@ -491,6 +491,77 @@ def test_calls_thread_automatically_without_conversation(api, rec, client, db_pa
         assert len({line["user_id"] for line in v}) == 1
 
 
+def _answer_by_content(api) -> None:
+    """The fake answers like a model at temperature 0: the same messages, the same reply."""
+    ids = iter(range(10**6))
+    api.responder = lambda body: Reply(body=msg(f"step {len(body['messages'])} done", id=f"msg_{next(ids):04d}"))
+
+
+def _chat(client, messages: list, turn: int) -> list:
+    r = client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=messages)
+    return [*messages, {"role": "assistant", "content": r.content}, {"role": "user", "content": f"go on {turn}"}]
+
+
+def _threads(db_path) -> list[list[int]]:
+    """Per conversation, in the order the calls were made: how many messages each turn sent."""
+    lines = sorted(exported(db_path), key=lambda line: line["started_at"])
+    convs: dict[str, list] = {}
+    for line in lines:
+        convs.setdefault(line["conversation_id"], []).append(line)
+    for v in convs.values():
+        assert [line["index"] for line in v] == list(range(len(v)))
+    return [[len(line["request"]["messages"]) for line in v] for v in convs.values()]
+
+
+@pytest.mark.parametrize("remembered", [None, 2])
+def test_identical_conversations_run_at_once_stay_apart(api, rec, client, db_path, monkeypatch, remembered):
+    """Three identical 3-turn chats, interleaved turn by turn: three conversations whose contexts
+    grow, each call in the conversation of the chat that made it (first come, first served).
+    Also when the writer can remember only two keys' open conversations (it asks the table)."""
+    if remembered:
+        monkeypatch.setattr("replayer.store.ingest.MAX_OPEN_KEYS", remembered)
+    _answer_by_content(api)
+    chats = [[{"role": "user", "content": "Summarise the report"}] for _ in range(3)]
+    for turn in range(3):
+        for c in range(3):
+            chats[c] = _chat(client, chats[c], turn)
+    assert rec.flush(10)
+    assert _threads(db_path) == [[1, 3, 5]] * 3
+    calls = sorted(exported(db_path), key=lambda line: line["started_at"])
+    assert [calls[k]["conversation_id"] for k in range(9)] == [calls[k % 3]["conversation_id"] for k in range(9)]
+
+
+def test_identical_conversations_at_once_from_threads_each_grow(api, rec, client, db_path):
+    """The same with real concurrency: whatever order the records arrive in, no conversation's
+    context goes back, and none is left a stub."""
+    _answer_by_content(api)
+
+    def chat() -> None:
+        messages = [{"role": "user", "content": "Summarise the report"}]
+        for turn in range(3):
+            messages = _chat(client, messages, turn)
+
+    threads = [threading.Thread(target=chat) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert rec.flush(10)
+    assert _threads(db_path) == [[1, 3, 5]] * 4
+
+
+def test_an_identical_conversation_run_again_is_its_own(api, rec, client, db_path):
+    """A second identical run after the first finished is a second conversation: the first one's
+    replies already have their continuations, so it is open for none of them."""
+    _answer_by_content(api)
+    for _run in range(2):
+        messages = [{"role": "user", "content": "Summarise the report"}]
+        for turn in range(3):
+            messages = _chat(client, messages, turn)
+    assert rec.flush(10)
+    assert _threads(db_path) == [[1, 3, 5], [1, 3, 5]]
+
+
 def test_tool_runner_thread_mode_reconstructs_full_context(api, rec, client, db_path):
     from replayer.store.queries import Store
     from replayer.store.schema import open_db

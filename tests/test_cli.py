@@ -132,6 +132,8 @@ def test_db_path_migrate_backup(tmp_path, monkeypatch):
         ("m001_initial",),
         ("m002_turn_text",),
         ("m003_usage",),
+        ("m004_thread_tips",),
+        ("m005_meta",),
     ]
     assert run("--db", str(target), "db", "backup", str(tmp_path / "copy.db")).exit_code == 2
 
@@ -220,3 +222,43 @@ def test_pricing_file_reprices_listings_and_bad_file_is_exit_2(recorded, tmp_pat
     assert {r["conversation_id"]: r["cost_usd"] for r in via_env}["conv_one"] == pytest.approx(after["conv_one"])
     r = run("--db", str(recorded), "list", "--pricing", str(tmp_path / "nope.toml"))
     assert r.exit_code == 2 and r.output.startswith("replayer: price file") and r.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("where", ["missing folder", "under a file"])
+def test_writing_to_an_unusable_path_is_one_line_exit_2(recorded, tmp_path, where):
+    """export -o and db backup name the path and what is wrong with it; no traceback."""
+    base = tmp_path / "nowhere" if where == "missing folder" else tmp_path / "plain.txt"
+    if where == "under a file":
+        base.write_text("a file, not a folder\n")
+    for cmd in (["export", "-o", str(base / "x.jsonl")], ["db", "backup", str(base / "b.db")]):
+        r = CliRunner().invoke(cli, ["--db", str(recorded), *cmd])
+        assert r.exit_code == 2, (cmd, r.output)
+        assert r.output.startswith(f"replayer: cannot write {base}") and r.output.count("\n") == 1, r.output
+        assert isinstance(r.exception, SystemExit) and "Traceback" not in r.output
+
+
+def test_ids_are_whole_and_any_unique_prefix_names_one(recorded):
+    """Generated ids are 33 characters: list shows them whole; show, export --conversation and
+    rerun take an id, any prefix that names one, or an id cut as the browser shows it (…)."""
+    db = ["--db", str(recorded)]
+    auto = next(r["conversation_id"] for r in json.loads(run(*db, "list", "--json").output)
+                if r["conversation_id"] != "conv_one")
+    assert len(auto) > 32 and auto in run(*db, "list").output.split()
+    whole = json.loads(run(*db, "show", auto, "--json").output)
+    for given in (auto[:-8], auto[:31] + "…"):
+        r = run(*db, "show", given, "--json")
+        assert r.exit_code == 0 and json.loads(r.output) == whole
+    assert run(*db, "export", "--conversation", auto[:-8]).output == run(*db, "export", "--conversation", auto).output
+    turn = whole["turns"][0]["turn_id"]
+    assert len(turn) > 32
+    for given in (turn[:-8], "conv_on:0"):
+        r = run(*db, "rerun", given, "--list", "--json")
+        assert r.exit_code == 0 and json.loads(r.output) == [], (given, r.output)
+    ambiguous = {("show", "conv_"): "'conv_' begins 2 conversation ids (conv_",
+                 ("export", "--conversation", "conv_"): "'conv_' begins 2 conversation ids (conv_",
+                 ("rerun", "turn_", "--list"): "'turn_' begins 4 turn ids (turn_"}
+    for cmd, said in ambiguous.items():
+        r = CliRunner().invoke(cli, [*db, *cmd])
+        assert r.exit_code == 2 and r.output.count("\n") == 1 and said in r.output, r.output
+    r = run(*db, "show", "conv_zzz")
+    assert r.exit_code == 2 and "no conversation 'conv_zzz'" in r.output

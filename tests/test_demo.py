@@ -140,3 +140,60 @@ def test_a_client_hanging_up_prints_no_traceback(capfd):
         time.sleep(0.5)
         assert api.count == 0
     assert "Traceback" not in capfd.readouterr().err
+
+
+def _demo_cli(*args, env=None):
+    from click.testing import CliRunner
+
+    from replayer.cli import cli
+
+    return CliRunner().invoke(cli, [*args, "demo", "--no-open"], env=env)
+
+
+@pytest.mark.parametrize("kind", ["replayer db", "foreign sqlite", "text file", "folder", "under a file"])
+def test_demo_never_replaces_a_database_it_did_not_make(tmp_path, kind, demo):
+    """--db (or $REPLAYER_DB) naming someone's file: one line, exit 2, the file untouched."""
+    import sqlite3
+
+    path = tmp_path / "mine.db"
+    if kind == "replayer db":
+        path.write_bytes(demo[0].read_bytes())  # a replayer database the demo didn't make
+        con = sqlite3.connect(path)
+        con.execute("DELETE FROM meta")
+        con.commit()
+        con.close()
+    elif kind == "foreign sqlite":
+        con = sqlite3.connect(path)
+        con.execute("CREATE TABLE invoices (id INTEGER)")
+        con.commit()
+        con.close()
+    elif kind == "text file":
+        path.write_text("notes\n")
+    elif kind == "under a file":
+        (tmp_path / "plain").write_text("notes\n")
+        path = tmp_path / "plain" / "demo.db"
+    else:
+        path.mkdir()
+    before = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+    for r in (_demo_cli("--db", str(path)), _demo_cli(env={"REPLAYER_DB": str(path)})):
+        assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
+        assert r.output.startswith("replayer: ") and str(path) in r.output and "--db" in r.output
+    assert sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in tmp_path.rglob("*")) == before
+
+
+def test_demo_writes_where_it_is_told_and_rebuilds_only_its_own(tmp_path):
+    """$REPLAYER_DB is where the demo goes (said on stderr), not the data folder; running it
+    again rebuilds that demo database; without either it uses demo.db in the data folder."""
+    from replayer.demo import demo_db_path
+
+    path = tmp_path / "env-demo.db"
+    counts = []
+    for _ in range(2):
+        r = _demo_cli(env={"REPLAYER_DB": str(path)})
+        assert r.exit_code == 0, r.output
+        assert f"into {path} " in r.output
+        assert not demo_db_path().exists()
+        counts.append(len(exported(path)))
+    assert counts[0] > 0 and counts[1] == counts[0]  # rebuilt, not added to
+    r = _demo_cli()
+    assert r.exit_code == 0 and f"into {demo_db_path()} " in r.output and demo_db_path().exists()

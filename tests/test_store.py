@@ -187,10 +187,11 @@ def test_history_is_stored_once(tmp_path):
 def test_migrations_are_named_and_recorded(tmp_path):
     db = open_db(tmp_path / "m.db")
     rows = db.execute("SELECT migration_set, name FROM _sqlite_migrations").fetchall()
-    assert rows == [("replayer", "m001_initial"), ("replayer", "m002_turn_text"), ("replayer", "m003_usage")]
+    assert rows == [("replayer", "m001_initial"), ("replayer", "m002_turn_text"), ("replayer", "m003_usage"),
+                    ("replayer", "m004_thread_tips"), ("replayer", "m005_meta")]
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     open_db(tmp_path / "m.db")  # opening again applies nothing twice
-    assert len(db.execute("SELECT * FROM _sqlite_migrations").fetchall()) == 3
+    assert len(db.execute("SELECT * FROM _sqlite_migrations").fetchall()) == len(rows)
 
 
 def test_migrations_backfill_what_older_versions_recorded(tmp_path, caplog):
@@ -217,6 +218,64 @@ def test_migrations_backfill_what_older_versions_recorded(tmp_path, caplog):
     assert db.execute("SELECT * FROM usage ORDER BY attempt_id, part").fetchall() == usage
     assert db.execute("SELECT * FROM rollup").fetchall() == rollup
     assert {q: [c.conversation_id for c in Store(db).conversations(query=q)] for q in queries} == found
+
+
+def test_conversations_recorded_before_thread_tips_are_continued_after_migrating(tmp_path):
+    """m004 gives each conversation already recorded its tip (its last answered turn's context and
+    reply), so an agent's next call after the upgrade still joins its conversation, while a call
+    that extends an earlier reply of it (its context would go back) starts another."""
+    from replayer import Recorder
+
+    path = tmp_path / "old.db"
+    reply = [{"role": "assistant", "content": [{"type": "text", "text": f"answer {i}"}]} for i in range(3)]
+
+    def resp(i):
+        return {"id": f"msg_{i}", "type": "message", **reply[i], "model": "m", "stop_reason": "end_turn",
+                "usage": {"input_tokens": 1, "output_tokens": 1}}
+
+    history = [{"role": "user", "content": "start"}]
+    with Recorder(path) as rec:
+        for i in range(2):
+            rec.record({"model": "m", "max_tokens": 5, "messages": history}, resp(i))
+            history = [*history, reply[i], {"role": "user", "content": f"next {i}"}]
+    con = sqlite3.connect(path)
+    tip = con.execute("SELECT conversation_id, key FROM thread_tips").fetchall()
+    con.execute("DROP TABLE thread_tips")
+    con.execute("DELETE FROM _sqlite_migrations WHERE name = 'm004_thread_tips'")
+    con.commit()
+    con.close()
+    assert open_db(path).execute("SELECT conversation_id, key FROM thread_tips").fetchall() == tip
+    with Recorder(path) as rec:
+        rec.record({"model": "m", "max_tokens": 5, "messages": history}, resp(2))
+        rec.record({"model": "m", "max_tokens": 5, "messages": history[:3]}, resp(2))
+    rows = sqlite3.connect(path).execute("SELECT conversation_id, idx FROM turns ORDER BY rowid").fetchall()
+    first = rows[0][0]
+    assert rows[:3] == [(first, 0), (first, 1), (first, 2)] and rows[3][0] != first and rows[3][1] == 0
+
+
+def test_identical_conversations_written_by_two_connections_stay_apart(tmp_path):
+    """Two processes' writers recording identical chats turn about: each continuation takes an
+    open conversation the other connection may have written, never one that already moved on."""
+    from replayer import Recorder
+
+    path = tmp_path / "two.db"
+    recs = [Recorder(path), Recorder(path)]
+    chats = [[{"role": "user", "content": "same"}] for _ in range(4)]
+    for turn in range(3):
+        for c, msgs in enumerate(chats):
+            reply = {"role": "assistant", "content": [{"type": "text", "text": f"answer {turn}"}]}
+            recs[(c + turn) % 2].record({"model": "m", "max_tokens": 5, "messages": msgs},
+                                        {"id": f"msg_{turn}_{c}", "type": "message", **reply, "model": "m",
+                                         "stop_reason": "end_turn"})
+            assert recs[(c + turn) % 2].flush(10)
+            chats[c] = [*msgs, reply, {"role": "user", "content": f"next {turn}"}]
+    for rec in recs:
+        rec.close()
+    con = sqlite3.connect(path)
+    got = {}
+    for conv, idx, node in con.execute("SELECT conversation_id, idx, context_len FROM turns ORDER BY rowid"):
+        got.setdefault(conv, []).append((idx, node))
+    assert list(got.values()) == [[(0, 1), (1, 3), (2, 5)]] * 4
 
 
 def test_two_connections_taking_turns_in_one_conversation(tmp_path, caplog):

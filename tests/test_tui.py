@@ -402,3 +402,23 @@ async def test_dashboard_shows_spend_health_and_alerts_and_filters_by_user(tmp_p
         assert isinstance(app.screen, ConversationsScreen)
         rows = cell_texts(app.screen.query_one("#conversations", DataTable))
         assert sorted(r[1] for r in rows) == ["conv_ana1", "conv_ana2"]
+
+
+async def test_a_long_conversation_id_is_cut_visibly_in_the_list(tmp_path):
+    """A generated id is 33 characters, one more than its column: the cell ends in … (not a
+    silent cut that reads as a whole id), and the row still opens the whole id."""
+    path = tmp_path / "ids.db"
+    with Recorder(path) as rec:
+        rec.record({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+                   reply("hello"))
+    whole = sqlite3.connect(path).execute("SELECT id FROM conversations").fetchone()[0]
+    width = ConversationsScreen.WIDTHS["Conversation"]
+    assert len(whole) > width
+    app = make_app(path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        cell = cell_texts(app.screen.query_one(DataTable))[0][1]
+        assert cell == whole[: width - 1] + "…"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ConversationScreen) and app.screen.conversation_id == whole

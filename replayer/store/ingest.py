@@ -35,6 +35,8 @@ MAX_CANDIDATE_BYTES = 64_000_000
 MAX_CACHE = 50_000
 """Entries in each id cache (blob and node ids, short texts, tool counts): they live in the
 agent's process. A miss costs a lookup in the database; the usual hits are recent."""
+MAX_OPEN_KEYS = 20_000
+"""Thread keys whose open conversations the writer remembers (see `Ingestor.open_at`)."""
 SPLIT_KEYS = ("system", "tools", "messages")
 
 
@@ -236,11 +238,17 @@ class Ingestor:
         self.candidates: OrderedDict[bytes, Candidate] = OrderedDict()
         self.candidate_bytes = 0
         self.turn_by_call: OrderedDict[str, tuple[str, str]] = OrderedDict()
-        self.thread_conv: dict[str, str] = {}
-        """thread_keys rows this connection wrote (key -> conversation), to thread the next turn
-        without a query."""
-        self.thread_missing: set[str] = set()
-        """Keys the table didn't have when this connection last looked (until another writes)."""
+        self.open_at: dict[str, list[str]] = {}
+        """Thread key -> conversations whose latest reply ends that context (a request extending
+        it may continue them), first come first. Everyone listed is open there; a list may lack
+        conversations another connection opened before this one last looked (`open_known`: the
+        keys whose lists are whole). Filled by this connection's own replies and its lookups,
+        so an agent's next turn finds its conversation without a query."""
+        self.open_known: set[str] = set()
+        self.tip_of: dict[str, str] = {}
+        """Conversation -> its key in `open_at` (to take it off that list when it moves on)."""
+        self.tip_rows: dict[str, tuple[str | None, int]] = {}
+        """thread_tips rows waiting for `write_pending`: conversation -> (key or None, attempt id)."""
         self.next_idx: dict[str, tuple[int, int | None, int]] = {}
         """Conversations this connection added turns to: the next turn index, and the last
         turn's context node and length."""
@@ -255,21 +263,19 @@ class Ingestor:
         self.texts: list[tuple[int, str]] = []
         """Search text waiting for `write_pending` (turn_text rowid, text)."""
         self.usage: list[tuple[Any, ...]] = []
-        self.thread_rows: list[tuple[str, str]] = []
         self.touched: dict[int, list[Any]] = {}
-        """usage rows (the rollup is summed from them), thread keys and conversations' new turns
+        """usage rows (the rollup is summed from them), thread tips and conversations' new turns
         (rowid -> [last start, turns, user, tags]) waiting for `write_pending`."""
         self.conv_rowids: dict[str, int] = {}
         """Conversations this connection wrote a turn of: id -> rowid."""
 
     def others_wrote(self) -> None:
         """At the start of a transaction: when another connection has committed since our last one,
-        drop what it may have changed (its turns and thread keys); blobs and nodes never change."""
+        drop what it may have changed (its turns and thread tips); blobs and nodes never change."""
         version = self.db.conn.execute("PRAGMA data_version").fetchone()[0]
         if version != self.data_version:
             self.data_version = version
-            self.thread_conv.clear()
-            self.thread_missing.clear()
+            self.forget_tips()
             self.next_idx.clear()
             self.last_reads.clear()
             self.conv_rowids.clear()
@@ -287,7 +293,7 @@ class Ingestor:
     def write_pending(self, *, index: bool = True) -> None:
         """Write the rows that nothing reads back while a batch is written: at its end, a few
         statements for the whole batch instead of several per attempt. `index=False`, for the
-        two queries that read such rows mid-batch (cache reads of the turn before, thread keys),
+        two queries that read such rows mid-batch (cache reads of the turn before, open conversations),
         leaves the search text for the end.
 
         The search text goes last, in rowid order. FTS5 keeps what it is given in memory until
@@ -306,9 +312,16 @@ class Ingestor:
         if self.usage:
             facts.write(conn, self.usage)
             self.usage = []
-        if self.thread_rows:
-            conn.executemany("INSERT OR REPLACE INTO thread_keys(key, conversation_id) VALUES (?, ?)", self.thread_rows)
-            self.thread_rows = []
+        if self.tip_rows:
+            rows = self.tip_rows.items()
+            conn.executemany(
+                "INSERT OR REPLACE INTO thread_tips(conversation_id, key, seq) VALUES (?, ?, ?)",
+                [(conv, key, seq) for conv, (key, seq) in rows if key is not None],
+            )
+            conn.executemany(
+                "DELETE FROM thread_tips WHERE conversation_id = ?", [(conv,) for conv, (key, _) in rows if key is None]
+            )
+            self.tip_rows = {}
         if self.texts and index:
             self.texts.sort()
             conn.executemany("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", self.texts)
@@ -316,10 +329,9 @@ class Ingestor:
 
     def forget(self) -> None:
         """Drop every cache (after a rollback the ids they hold may not exist)."""
-        self.texts, self.usage, self.thread_rows, self.touched = [], [], [], {}
+        self.texts, self.usage, self.tip_rows, self.touched = [], [], {}, {}
         self.conv_rowids.clear()
-        self.thread_conv.clear()
-        self.thread_missing.clear()
+        self.forget_tips()
         self.next_idx.clear()
         self.last_reads.clear()
         self.tool_results.clear()
@@ -332,6 +344,50 @@ class Ingestor:
         self.candidates.clear()
         self.candidate_bytes = 0
         self.turn_by_call.clear()
+
+    # -- threading -------------------------------------------------------------------------
+    def forget_tips(self) -> None:
+        self.open_at.clear()
+        self.open_known.clear()
+        self.tip_of.clear()
+
+    def open_conversation(self, tkeys: list[str]) -> str | None:
+        """The conversation that a request whose messages have these thread keys continues: of
+        those whose latest reply ends the longest prefix of its messages, the first to get
+        there. None when there is none (a new conversation). Identical conversations run at
+        once (a temperature-0 eval) share every prefix: each continuation takes another.
+
+        Asks the table only for keys longer than the longest this connection knows an open
+        conversation at (usually none: an agent's next request extends the reply just written)."""
+        keys = tkeys[-2::-1][:16]  # the proper prefixes, longest first
+        hit = next((j for j, k in enumerate(keys) if self.open_at.get(k)), len(keys))
+        ask = [k for k in keys[:hit] if k not in self.open_known]
+        if ask:
+            for k in ask:
+                self.open_at[k] = []
+                self.open_known.add(k)
+            sql = f"SELECT key, conversation_id FROM thread_tips WHERE key IN ({','.join('?' * len(ask))}) ORDER BY seq"
+            for k, conv in self.db.conn.execute(sql, ask):
+                # a row this connection has moved on (not written yet) is stale; a move not written
+                # yet never lands on a key asked for (it is in `open_at`)
+                if conv not in self.tip_rows:
+                    self.open_at[k].append(conv)
+                    self.tip_of[conv] = k
+        return next((self.open_at[k][0] for k in keys if self.open_at.get(k)), None)
+
+    def move_tip(self, conversation_id: str, key: str | None, seq: int) -> None:
+        """`conversation_id`'s latest context is now `key` (None: one keys can't follow, such as
+        a tool-runner thread request's); `seq` orders conversations that reach the same key."""
+        if len(self.open_at) > MAX_OPEN_KEYS:  # a list forgotten is asked for again, from the table
+            self.write_pending(index=False)
+            self.forget_tips()
+        old = self.tip_of.pop(conversation_id, None)
+        if old is not None:
+            self.open_at[old].remove(conversation_id)
+        if key is not None:
+            self.open_at.setdefault(key, []).append(conversation_id)
+            self.tip_of[conversation_id] = key
+        self.tip_rows[conversation_id] = (key, seq)
 
     # -- blobs and nodes -------------------------------------------------------------------
     def blob(self, obj: Any) -> int:

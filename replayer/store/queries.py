@@ -197,6 +197,21 @@ class Store:
             yield storable(line)  # a lone surrogate in a string, escaped: a UTF-8 file takes the line
 
     # -- listings ------------------------------------------------------------------------------
+    def ids_starting(self, prefix: str, *, kind: str = "conversation", limit: int = 3) -> tuple[int, list[str]]:
+        """Conversation (kind "conversation") or turn ("turn") ids the text names: the id itself
+        when one is exactly that, else every id it begins. (how many, the first `limit` of them in
+        id order). Ids are long and typed or copied in part; a prefix names one when unique."""
+        table = {"conversation": "conversations", "turn": "turns"}[kind]
+        if not prefix:
+            return 0, []
+        if self.db.execute(f"SELECT 1 FROM {table} WHERE id = ?", [prefix]).fetchone():
+            return 1, [prefix]
+        # a range over the primary key's index (ids compare as UTF-8 bytes)
+        bounds = [prefix, prefix + "\U0010ffff"]
+        count = self.db.execute(f"SELECT COUNT(*) FROM {table} WHERE id >= ? AND id < ?", bounds).fetchone()[0]
+        rows = self.db.execute(f"SELECT id FROM {table} WHERE id >= ? AND id < ? ORDER BY id LIMIT ?", [*bounds, limit])
+        return count, [r[0] for r in rows]
+
     def conversation_exists(self, conversation_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM conversations WHERE id = ?", [conversation_id]).fetchone() is not None
 

@@ -242,6 +242,66 @@ def m003_usage(db: Database) -> None:
         facts.write(db.conn, rows)
 
 
+@migrations(name="m004_thread_tips")
+def m004_thread_tips(db: Database) -> None:
+    # Automatic threading by "the latest reply ends a prefix of this request": thread_keys
+    # mapped every reply's key to one conversation, the last to write it, so identical
+    # conversations run at once (a temperature-0 eval) were merged into one whose context went
+    # back and forth. A conversation's tip is now the key of its latest context with its reply
+    # (one row per conversation, moved on by each turn); identical conversations share a key and
+    # each continuation takes another (by seq: the attempt that moved it there). thread_keys is
+    # emptied, not dropped: an older replayer writing to the same file still finds it.
+    db.execute(
+        """
+        CREATE TABLE thread_tips (
+            conversation_id TEXT PRIMARY KEY,
+            key TEXT NOT NULL,               -- thread key of its latest context and reply
+            seq INTEGER NOT NULL             -- the attempt that put it there: first come, first served
+        ) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX thread_tips_key ON thread_tips(key, seq)")
+    _backfill_thread_tips(db)
+    db.execute("DELETE FROM thread_keys")
+
+
+def _backfill_thread_tips(db: Database) -> None:
+    """Each conversation's tip: the key of its last answered turn's context and reply."""
+    from .ingest import thread_key
+
+    keys: dict[int, str] = {0: ""}  # node -> thread key of its list (shared prefixes hashed once)
+
+    def key_of(node: int) -> str:
+        path = []
+        while node not in keys:
+            parent, blob = db.execute("SELECT parent, blob FROM nodes WHERE id = ?", [node]).fetchone()
+            path.append((node, blob))
+            node = parent
+        for n, blob in reversed(path):
+            keys[n] = thread_key(keys[node], blob_obj(db, blob))
+            node = n
+        return keys[node]
+
+    # (SQLite takes a bare column's value from the row that gives MAX)
+    rows = db.execute(
+        """SELECT t.conversation_id, t.context_node, a.response_content, MAX(a.id)
+           FROM turns t JOIN attempts a ON a.turn_id = t.id
+           WHERE a.response_content IS NOT NULL AND t.context_node IS NOT NULL
+             AND t.conversation_id NOT IN (SELECT id FROM conversations WHERE origin = 'rerun')
+           GROUP BY t.conversation_id"""
+    ).fetchall()
+    db.conn.executemany(
+        "INSERT INTO thread_tips(conversation_id, key, seq) VALUES (?, ?, ?)",
+        [(conv, thread_key(key_of(node), blob_obj(db, reply)), seq) for conv, node, reply, seq in rows],
+    )
+
+
+@migrations(name="m005_meta")
+def m005_meta(db: Database) -> None:
+    # Facts about the file itself, as key/value rows: first, that `replayer demo` made it, so the
+    # demo rebuilds its own databases but never replaces one it didn't make.
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")

@@ -425,7 +425,7 @@ def store(
     """Write one attempt (and its turn and conversation when new). Returns its log event, and
     appends (conversation id, whether the turn is new) to `stored` when given.
 
-    Some rows (search text, usage and rollup, thread keys, turn counts) wait in `ing` for the
+    Some rows (search text, usage and rollup, thread tips, turn counts) wait in `ing` for the
     batch's end: call `ing.write_pending()` before committing, as `Writer` does."""
     _read_headers(cap)
     cap.ctx = _bindable(cap.ctx)
@@ -580,12 +580,12 @@ def store(
             text = searchable(assistant)
             if text:
                 ing.texts.append((turn_rowid * 2 + 1, text))
-        if assistant is not None and pr.tkeys and body.get("thread") is None:
-            ing.thread_rows.append((reply_key, conversation_id))
-            if len(ing.thread_conv) > 10_000:
-                ing.write_pending(index=False)  # the keys it forgets must be in the table
-                ing.thread_conv.clear()
-            ing.thread_conv[reply_key] = conversation_id
+        if assistant is not None and pr.tkeys and not (ctx and ctx.tags and "rerun_of" in ctx.tags):
+            # the conversation's latest context is now this request and its reply: the next
+            # request that extends them continues it (an agent never continues a rerun). A
+            # tool-runner thread request's messages are only its new ones: its conversation can
+            # no longer be found by keys.
+            ing.move_tip(conversation_id, reply_key if body.get("thread") is None else None, int(cur.lastrowid or 0))
     if not log_event:
         return None
     return _event(cap, turn_id, conversation_id, body, model, usage, stop_reason, response, error)
@@ -636,21 +636,8 @@ def _new_turn(
             tools = tools if tools is not None else prev[4]
 
     if conversation_id is None and len(pr.tkeys) > 1:
-        # the longest proper prefix that ends with a recorded reply: usually the last turn's.
-        # thread_conv holds every key this connection wrote (those still pending included);
-        # the table is asked only for keys longer than the longest found there
-        keys = pr.tkeys[-2::-1][:16]
-        hit = next((j for j, k in enumerate(keys) if k in ing.thread_conv), len(keys))
-        ask = [k for k in keys[:hit] if k not in ing.thread_missing]  # not already looked for in vain
-        if ask:
-            sql = f"SELECT key, conversation_id FROM thread_keys WHERE key IN ({','.join('?' * len(ask))})"
-            rows = dict(conn.execute(sql, ask))
-            conversation_id = next((rows[k] for k in ask if k in rows), None)
-            if len(ing.thread_missing) > 50_000:
-                ing.thread_missing.clear()
-            ing.thread_missing.update(k for k in ask if k not in rows)
-        if conversation_id is None and hit < len(keys):
-            conversation_id = ing.thread_conv[keys[hit]]
+        # a conversation whose latest reply ends a prefix of these messages (the longest)
+        conversation_id = ing.open_conversation(pr.tkeys)
     fresh = conversation_id is None  # a new id (64 random bits): no row or turn of it exists yet
     if fresh:
         conversation_id = new_id("conv_", cap.t_start)

@@ -228,9 +228,10 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
     @staticmethod
     def _cells(r: ConversationSummary) -> tuple[Any, ...]:
         hit = r.cache_hit_rate
+        cid, width = r.conversation_id, ConversationsScreen.WIDTHS["Conversation"]
         return (
             local_time(r.started_at),
-            r.conversation_id,
+            cid if len(cid) <= width else cid[: width - 1] + "…",  # cut visibly; `y` copies it whole
             r.user_id or "",
             Text(str(r.turns), justify="right"),
             Text(tokens(r.input_tokens), justify="right"),
