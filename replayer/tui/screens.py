@@ -28,7 +28,7 @@ from textual.widgets import (
 )
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from ..fmt import local_time, money
+from ..fmt import local_time, money, plural
 from ..models import ConversationSummary, TurnDetail, TurnSummary
 from ..store.queries import prompt_tokens
 from .widgets import ContextChart
@@ -525,7 +525,7 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         table.add_rows(rows)
         total = sum(t.cost_usd or 0 for t in timeline)
         self.query_one("#conv-title", Static).update(
-            Text.assemble((self.conversation_id, "bold"), f"  {len(timeline)} turns  {money(total)}")
+            Text.assemble((self.conversation_id, "bold"), f"  {plural(len(timeline), 'turn')}  {money(total)}")
         )
         self.query_one("#chart", ContextChart).set_turns(timeline, breaks)
         if timeline:
@@ -610,7 +610,7 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         if d.turn.index == 0:
             out.append("First turn: the whole context entered here.\n\n", style="dim")
         if self.show_all:
-            out.append(f"Whole context: {len(d.context)} messages\n\n", style="bold")
+            out.append(f"Whole context: {plural(len(d.context), 'message')}\n\n", style="bold")
             if d.system is not None:
                 out.append("system\n", style="bold yellow")
                 out.append(cut(_plain(d.system), CUT, self.show_all) + "\n\n")
@@ -633,7 +633,7 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
                     cut(_plain((ch.message or {}).get("content")), CUT) + "\n\n",
                     style="strike dim" if ch.kind == "removed" else "",
                 )
-        out.append(f"\n{len(d.context)} messages in context · press a for the whole context", style="dim")
+        out.append(f"\n{plural(len(d.context), 'message')} in context · press a for the whole context", style="dim")
         return out
 
     def _fill_response(self, d: TurnDetail) -> None:
@@ -668,7 +668,7 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
                     widgets.append(Static(Text(f"{kind}", style="bold magenta")))
                     widgets.append(Static(Syntax(cut(as_json(block), CUT, self.show_all), "json", word_wrap=True)))
             stop = d.response.get("stop_reason") if isinstance(d.response, dict) else None
-            widgets.append(Static(Text(f"stop_reason: {stop}", style="dim")))
+            widgets.append(Static(Text(f"stop_reason: {stop or '—'}", style="dim")))
         box.mount_all(widgets)
 
     def _tools_text(self, d: TurnDetail) -> Text:
