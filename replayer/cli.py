@@ -511,7 +511,8 @@ def stats(
     if doc["reruns"]["variants"]:
         r = doc["reruns"]
         click.echo(
-            f"\nreruns: {plural(r['variants'], 'variant')}, {plural(r['turns'], 'sample')}, {money(r['cost_usd'])} (not counted above)"
+            f"\nreruns: {plural(r['variants'], 'variant')}, {plural(r['turns'], 'sample')}, "
+            f"{money(r['cost_usd'])} (not counted above)"
         )
     for u in doc["unpriced"]:
         click.echo(
@@ -705,7 +706,8 @@ def rerun(
             click.echo(json.dumps(found, ensure_ascii=False))
         for v in [] if as_json else found:
             names = replay.Edits.from_json(v["edits"]).names()
-            click.echo(f"{v['variant']}  {local_time(v['created_at'])}  {plural(v['samples'], 'sample')}  {', '.join(names)}")
+            samples = plural(v["samples"], "sample")
+            click.echo(f"{v['variant']}  {local_time(v['created_at'])}  {samples}  {', '.join(names)}")
         if not found and not as_json:
             click.echo("no variants of this turn yet", err=True)
         return
@@ -777,7 +779,9 @@ def rerun(
     else:
         base = result["original"]
         click.echo(f"original: {base['stop_reason'] or '—'} · {base['model']} · {money(base['cost_usd'])}")
-        changed = [f"{d['section']} (-{d['removed']} +{d['added']} lines)" for d in result["request_diff"] if d["changed"]]
+        changed = [
+            f"{d['section']} (-{d['removed']} +{d['added']} lines)" for d in result["request_diff"] if d["changed"]
+        ]
         click.echo("sent: " + (", ".join(changed) + " changed" if changed else "the original request, unchanged"))
         for i, v in enumerate(result["samples"], 1):
             click.echo("\n" + _describe_sample(i, v))

@@ -8,10 +8,9 @@ import copy
 import pytest
 from conftest import FAKE_KEY
 from textual.widgets import Static, TabbedContent
-from tui_data import build_db, open_second_conversation, reply, settle
+from tui_data import answer_reruns, build_db, open_second_conversation, send_rerun, settle
 
 from replayer.diffing import REQUEST_SECTIONS, request_diff, request_lines
-from replayer.fakeapi import Reply
 from replayer.tui.app import make_app
 from replayer.tui.rerun import CompareScreen, RerunScreen
 
@@ -82,9 +81,7 @@ def test_added_tools_and_removed_fields_show():
 def env(api, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
-    api.responder = lambda body: (
-        Reply(body={"input_tokens": 10}) if "max_tokens" not in body else Reply(body=reply("Again.", model=body["model"]))
-    )
+    answer_reruns(api)
     return api
 
 
@@ -99,11 +96,7 @@ async def test_compare_screen_shows_the_request_sent(tmp_path, env):
         editor = app.screen
         assert isinstance(editor, RerunScreen)
         editor.query_one("#rr-system").text = "You are a careful coding agent."
-        await pilot.press("ctrl+j")
-        await settle(pilot)
-        await pilot.press("y")
-        for _ in range(3):
-            await settle(pilot)
+        await send_rerun(pilot)
         compare = app.screen
         assert isinstance(compare, CompareScreen)
         tabs = compare.query_one("#cmp-tabs", TabbedContent)

@@ -10,12 +10,11 @@ import pytest
 from click.testing import CliRunner
 from conftest import FAKE_KEY
 from textual.widgets import DataTable, Input, Static
-from tui_data import T0, build_db, open_second_conversation, reply, settle
+from tui_data import T0, answer_reruns, build_db, open_second_conversation, reply, send_rerun, settle
 
 from replayer import Recorder, replay
 from replayer.cli import cli
 from replayer.demo import load_fixtures
-from replayer.fakeapi import Reply
 from replayer.fmt import local_time
 from replayer.tui.app import make_app
 from replayer.tui.rerun import CompareScreen, RerunScreen, VariantsScreen
@@ -64,8 +63,9 @@ def _fast_calls(path):
     """Calls of a few tens of milliseconds, made a minute ago (inside the dashboard's window)."""
     with Recorder(path) as rec:
         for i, latency in enumerate((12.0, 38.0, 25.0)):
-            rec.record({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": f"q{i}"}]},
-                       reply(f"a{i}"), conversation_id=f"conv_{i}", started_at=time.time() - 60, latency_ms=latency)  # fmt: skip
+            request = {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": f"q{i}"}]}
+            rec.record(request, reply(f"a{i}"), conversation_id=f"conv_{i}", started_at=time.time() - 60,
+                       latency_ms=latency)  # fmt: skip
     return path
 
 
@@ -76,8 +76,8 @@ async def test_dashboard_latency_has_the_unit_of_its_value(tmp_path):
         await settle(pilot)
         await pilot.press("d")
         await settle(pilot)
-        rows = {r[0]: r for r in (row(app.screen.query_one("#dash-metrics", DataTable), i)
-                                  for i in range(app.screen.query_one("#dash-metrics", DataTable).row_count))}  # fmt: skip
+        table = app.screen.query_one("#dash-metrics", DataTable)
+        rows = {r[0]: r for r in (row(table, i) for i in range(table.row_count))}
         value = app.stats_doc(app.screen.days)["metrics"]["p95_latency_ms"]["value"]
         assert value < 1000  # these calls are all under a second
         assert "p95 latency" in rows and "p95 latency ms" not in rows
@@ -100,9 +100,7 @@ LONG_MODEL = "claude-haiku-4-5-20251001-with-a-long-suffix"
 def env(api, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
-    api.responder = lambda body: (
-        Reply(body={"input_tokens": 10}) if "max_tokens" not in body else Reply(body=reply("Again.", model=body["model"]))
-    )
+    answer_reruns(api)
     return api
 
 
@@ -120,11 +118,7 @@ async def test_rerun_words_units_whole_model_ids_and_variant_count(tmp_path, env
         model.value = LONG_MODEL
         await pilot.pause()
         assert model.content_size.width > len(LONG_MODEL)  # the whole id shows in the editor
-        await pilot.press("ctrl+j")
-        await settle(pilot)
-        await pilot.press("y")
-        for _ in range(3):
-            await settle(pilot)
+        await send_rerun(pilot)
         compare = app.screen
         assert isinstance(compare, CompareScreen)
         table = compare.query_one("#cmp-samples", DataTable)

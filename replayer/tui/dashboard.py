@@ -162,7 +162,10 @@ class DashboardScreen(ShowsWorkerErrors, Screen[None]):
             alerts.append(kind + " ", style="bold red")
             alerts.append(rest.strip() + "\n")
         for u in doc.get("unpriced", []):
-            alerts.append(f"\n{plural(u['attempts'], 'attempt')} of {u['model']} {_have(u['attempts'])} no price (counted as $0)", style="dim")
+            alerts.append(
+                f"\n{plural(u['attempts'], 'attempt')} of {u['model']} {_have(u['attempts'])} no price (counted as $0)",
+                style="dim",
+            )
         self.query_one("#dash-alerts", Static).update(alerts)
 
     def action_back(self) -> None:

@@ -457,14 +457,14 @@ class CompareScreen(ShowsWorkerErrors, Screen[None]):
         self.query_one("#cmp-title", Static).update(
             Text.assemble(
                 ("Compare ", "bold"),
-                f"turn {r['turn_id']} · edits: {', '.join(edits)} · {plural(s['distinct_outputs'], 'distinct output')} "
-                f"in {s['answered']} of {s['samples']} · {calls}",
+                f"turn {r['turn_id']} · edits: {', '.join(edits)} · "
+                f"{plural(s['distinct_outputs'], 'distinct output')} in {s['answered']} of {s['samples']} · {calls}",
             )
         )
         table = self.query_one("#cmp-samples", DataTable)
         model_width = max(len(v["model"] or "") for v in [r["original"], *r["samples"]])  # ids shown whole
-        for col, w in (("", 9), ("Model", max(5, model_width)), ("Stop", 10), ("In", 8), ("Out", 7), ("Cost", 10), ("Δ cost", 10),
-                       ("Latency", 9), ("Δ lat", 8), ("Error", 40)):  # fmt: skip
+        for col, w in (("", 9), ("Model", max(5, model_width)), ("Stop", 10), ("In", 8), ("Out", 7),
+                       ("Cost", 10), ("Δ cost", 10), ("Latency", 9), ("Δ lat", 8), ("Error", 40)):  # fmt: skip
             table.add_column(col, key=col or "name", width=w)
         for name, v in [("original", r["original"]), *((f"sample {i}", v) for i, v in enumerate(r["samples"], 1))]:
             usage = v["usage"] or {}
@@ -586,7 +586,8 @@ def request_diff_text(sections: list[dict[str, Any]]) -> Text:
         out.append(f"{d['section']}", style="bold")
         out.append(f"  -{d['removed']} +{d['added']} lines\n", style="yellow")
         for op, line in d["lines"]:
-            shown = line if len(line) <= LINE_CUT else line[:LINE_CUT] + f" … ({len(line) - LINE_CUT:,} more characters)"
+            more = len(line) - LINE_CUT
+            shown = line if more <= 0 else line[:LINE_CUT] + f" … ({more:,} more characters)"
             if op == "@":
                 out.append(f"  {shown}\n", style="cyan")
             elif op == "-":
@@ -638,7 +639,8 @@ class VariantsScreen(ShowsWorkerErrors, Screen[None]):
         table = self.query_one(DataTable)
         for v in found:
             names = replay.Edits.from_json(v["edits"]).names()
-            table.add_row(v["variant"], local_time(v["created_at"]), str(v["samples"]), ", ".join(names), key=v["variant"])
+            created = local_time(v["created_at"])
+            table.add_row(v["variant"], created, str(v["samples"]), ", ".join(names), key=v["variant"])
         if not found:
             self.notify("no earlier variants of this turn", timeout=3)
         table.focus()
