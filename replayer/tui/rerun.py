@@ -139,7 +139,7 @@ class RerunScreen(ShowsWorkerErrors, Screen[None]):
                 Input(str(req.get("model", "")), id="rr-model", suggester=SuggestFromList(models)),
                 Label(" max_tokens "),
                 Input(str(req.get("max_tokens", "")), id="rr-max-tokens", type="integer"),
-                Label(" thinking budget "),
+                Label(" thinking "),
                 Input(str(thinking.get("budget_tokens", "")), id="rr-thinking", type="integer", placeholder="off"),
                 Label(" samples "),
                 Input("1", id="rr-samples", type="integer"),
@@ -170,14 +170,17 @@ class RerunScreen(ShowsWorkerErrors, Screen[None]):
         ]
         form.mount_all(rows)
         self._widest_model = max([*map(len, models), 26])
-        self.fit_model()
+        self.call_after_refresh(self.fit_model)
         self.query_one("#rr-system", TextArea).focus()
 
     @on(Input.Changed, "#rr-model")
     def fit_model(self) -> None:
-        """The whole model id shows, as recorded or typed (border, padding and cursor take 7 columns)."""
-        box = self.query_one("#rr-model", Input)
-        box.styles.width = max(getattr(self, "_widest_model", 26), len(box.value)) + 7
+        """The whole model id shows, as recorded or typed (border, padding and cursor take 5 columns)."""
+        found = self.query("#rr-model")
+        if not found:  # the form is still being mounted: its own Changed message comes after
+            return
+        box = found.first(Input)
+        box.styles.width = max(getattr(self, "_widest_model", 26), len(box.value)) + 5
 
     def show_title(self, variants: int) -> None:
         orig = self.orig
