@@ -782,7 +782,7 @@ def rerun(
         changed = [
             f"{d['section']} (-{d['removed']} +{d['added']} lines)" for d in result["request_diff"] if d["changed"]
         ]
-        click.echo("sent: " + (", ".join(changed) + " changed" if changed else "the original request, unchanged"))
+        click.echo("sent: " + ("changed " + ", ".join(changed) if changed else "the original request, unchanged"))
         for i, v in enumerate(result["samples"], 1):
             click.echo("\n" + _describe_sample(i, v))
             if v["error"]:

@@ -250,7 +250,10 @@ def apply(orig: Original, edits: Edits) -> dict[str, Any]:
     msgs = req.get("messages")
     for i, text in edits.messages.items():
         if not isinstance(msgs, list) or not -len(msgs) <= i < len(msgs):
-            raise ReplayError(f"--message {i}: the request has {len(msgs or [])} messages (0..{len(msgs or []) - 1})")
+            from .fmt import plural
+
+            n = len(msgs or [])
+            raise ReplayError(f"--message {i}: the request has {plural(n, 'message')} (0..{n - 1})")
         if not isinstance(msgs[i], dict):
             raise ReplayError(f"--message {i}: that message is not an object")
         set_text(msgs[i], text)

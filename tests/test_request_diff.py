@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 from conftest import FAKE_KEY
+from test_rerun import recorded  # noqa: F401 - a fixture
 from textual.widgets import Static, TabbedContent
 from tui_data import answer_reruns, build_db, open_second_conversation, send_rerun, settle
 
@@ -110,3 +112,16 @@ async def test_compare_screen_shows_the_request_sent(tmp_path, env):
         await pilot.press("1")
         await settle(pilot)
         assert tabs.active == "cmp-output"
+
+
+def test_cli_rerun_says_and_returns_what_was_sent(api, db_path, recorded):  # noqa: F811 - the fixture
+    from test_rerun import run
+
+    r = run(db_path, recorded, "--set", "max_tokens=64", "--yes", api=api)
+    assert r.exit_code == 0, r.output
+    assert "sent: changed parameters (-1 +1 lines)" in r.stdout
+    r = run(db_path, recorded, "--yes", "--json", api=api)
+    doc = json.loads(r.stdout)
+    assert [d["section"] for d in doc["request_diff"]] == list(REQUEST_SECTIONS)
+    assert not any(d["changed"] for d in doc["request_diff"])  # a plain resend sends what was recorded
+    assert "request" not in doc["samples"][0]  # the document stays small: the diff says it

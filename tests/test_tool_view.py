@@ -86,6 +86,7 @@ async def test_context_tab_shows_tool_blocks_readably(tmp_path):
 def test_values_are_highlighted_json_and_cut():
     text = value_text({"path": "a.py", "limit": 3, "content": BIG})
     assert any(str(span.style).startswith("json.") for span in text.spans)  # highlighted
-    assert "more characters (press a to show all)" in text.plain and len(text.plain) < 2 * CUT  # (the gutter adds to each line)
+    assert "more characters (press a to show all)" in text.plain
+    assert len(text.plain) < 2 * CUT  # (the gutter adds to each line)
     assert "line 1999" in value_text({"content": BIG}, full=True).plain
     assert value_text("plain words").plain == "plain words"

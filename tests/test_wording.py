@@ -190,3 +190,14 @@ def test_the_no_price_warning_comes_once_per_database_and_again_for_a_new_model(
     other = tmp_path / "other.db"  # another database: told again
     _record(other, "claude-nova-9", "conv_c")
     assert "no price for model 'claude-nova-9'" in stderr("list", path=other)
+
+
+def test_counts_in_messages_of_the_core_are_pluralised():
+    from replayer.tui.blocks import cut
+
+    assert "… 1 more character (press a" in cut("abcd", 3)
+    request = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    orig = replay.Original(turn_id="t", conversation_id="c", index=0, request=request, headers={}, response=None,
+                           usage=None, model=None, cost_usd=None, latency_ms=None)  # fmt: skip
+    with pytest.raises(replay.ReplayError, match=r"the request has 1 message \(0\.\.0\)"):
+        replay.apply(orig, replay.Edits(messages={3: "x"}))

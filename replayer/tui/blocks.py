@@ -12,6 +12,7 @@ from typing import Any
 from rich.highlighter import JSONHighlighter
 from rich.text import Text
 
+from ..fmt import plural
 from ..store.queries import prompt_tokens
 
 CUT = 4_000
@@ -26,7 +27,7 @@ _highlight = JSONHighlighter()
 def cut(text: str, limit: int, full: bool = False) -> str:
     if full or len(text) <= limit:
         return text
-    return text[:limit] + f"\n… {len(text) - limit:,} more characters (press a to show all)"
+    return text[:limit] + f"\n… {plural(len(text) - limit, 'more character')} (press a to show all)"
 
 
 def json_text(value: Any, full: bool = False) -> Text:

@@ -590,7 +590,7 @@ def request_diff_text(sections: list[dict[str, Any]]) -> Text:
         out.append(f"  -{d['removed']} +{d['added']} lines\n", style="yellow")
         for op, line in d["lines"]:
             more = len(line) - LINE_CUT
-            shown = line if more <= 0 else line[:LINE_CUT] + f" … ({more:,} more characters)"
+            shown = line if more <= 0 else line[:LINE_CUT] + f" … ({plural(more, 'more character')})"
             if op == "@":
                 out.append(f"  {shown}\n", style="cyan")
             elif op == "-":
