@@ -181,7 +181,7 @@ def added_tokens(d: Any, previous_prompt: int | None) -> dict[int, list[float]]:
     if d.turn.index > 0 and only_added and growth is not None and growth > 0:
         per_char = growth / added
     else:  # the whole prompt shared by size: system, tools and every message
-        whole = sum(_size(m) for m in d.context)
+        whole = sum(_size(b) for m in d.context for b in _blocks(m))
         whole += _size(d.system) if d.system is not None else 0
         whole += _size(d.tools) if d.tools is not None else 0
         per_char = prompt / whole if whole else 0.0

@@ -663,8 +663,8 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         out.append(f"\n{plural(len(d.context), 'message')} in context · press a for the whole context", style="dim")
         if sizes:
             out.append(
-                "\n~ tok: estimates from the usage: the prompt's growth since the previous turn (or, when "
-                "something left the context, this whole prompt) shared by size",
+                "\n~ tok: estimated from the usage: the prompt's growth since the previous turn (the whole "
+                "prompt on a first turn or after a removal), shared by size",
                 style="dim",
             )
         return self._mark_matches(out)
