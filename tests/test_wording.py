@@ -201,3 +201,22 @@ def test_counts_in_messages_of_the_core_are_pluralised():
                            usage=None, model=None, cost_usd=None, latency_ms=None)  # fmt: skip
     with pytest.raises(replay.ReplayError, match=r"the request has 1 message \(0\.\.0\)"):
         replay.apply(orig, replay.Edits(messages={3: "x"}))
+
+
+async def test_a_turn_without_model_or_answer_shows_no_python_none(tmp_path):
+    path = tmp_path / "none.db"
+    with Recorder(path) as rec:
+        rec.record({"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}, None,
+                   conversation_id="conv_none", started_at=T0)  # fmt: skip
+    app = make_app(path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter", "2")
+        await settle(pilot)
+        screen = app.screen
+        response = "\n".join(str(s.render()) for s in screen.query("#response-body Static"))
+        assert "No response" in response and "None" not in response
+        await pilot.press("4")
+        await settle(pilot)
+        usage = static_text(screen, "#usage-body")
+        assert usage.startswith("model —") and "None" not in usage

@@ -190,7 +190,7 @@ class RerunScreen(ShowsWorkerErrors, Screen[None]):
         self.query_one("#rr-title", Static).update(
             Text.assemble(
                 ("Rerun ", "bold"),
-                f"turn {orig.index} of {orig.conversation_id}{rebuilt} · recorded {orig.model} · "
+                f"turn {orig.index} of {orig.conversation_id}{rebuilt} · recorded {orig.model or '—'} · "
                 f"{money(orig.cost_usd)} · {earlier} · send: ctrl+j",
             )
         )

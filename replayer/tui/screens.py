@@ -781,7 +781,8 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         widgets: list[Any] = []
         if d.response is None:
             err = d.turn.error or {}
-            widgets.append(Static(Text(f"No response: {err.get('type')} {err.get('message') or ''}", style="bold red")))
+            what = f"{err.get('type') or 'nothing came back'} {err.get('message') or ''}"
+            widgets.append(Static(Text(f"No response: {what}", style="bold red")))
         else:
             content = d.response.get("content") if isinstance(d.response, dict) else None
             if not isinstance(content, list):
@@ -833,7 +834,7 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
 
     def _usage_text(self, d: TurnDetail) -> Text:
         out = Text()
-        out.append(f"model {d.turn.model}\n\n", style="bold")
+        out.append(f"model {d.turn.model or '—'}\n\n", style="bold")
         out.append(f"{'kind':16}{'tokens':>12}{'Δ prev':>12}{'$/MTok':>10}{'cost':>12}\n", style="bold")
         for line in d.usage:
             rate = "" if line.rate_per_mtok is None else f"{line.rate_per_mtok:.3f}"
