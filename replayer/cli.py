@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from .fmt import describe_alert, fmt_metric, local_time, money
+from .fmt import describe_alert, fmt_metric, local_time, money, ms, plural
 
 
 class UserError(click.ClickException):
@@ -80,7 +80,48 @@ def open_store(ctx: click.Context) -> Any:
 
     obj = ctx.find_root().obj or {}
     prices = PriceTable.load(obj.get("pricing"))
-    return Store(open_db(db_path(ctx), create=False), prices)
+    store = Store(open_db(db_path(ctx), create=False), prices)
+    _warn_unpriced_once(ctx, prices)
+    return store
+
+
+NOTICES = "notices.json"
+"""In the user data folder: per database, the unpriced models the user has been told about."""
+
+
+def _warn_unpriced_once(ctx: click.Context, prices: Any) -> None:
+    """The no-price warning comes once per database, not on every command: the models it was
+    given for are remembered, and only a model not told about before warns again. A model that
+    has a price now is forgotten, so it warns again if it loses it."""
+    from .recorder import data_dir
+
+    path = data_dir() / NOTICES
+    key = str(db_path(ctx).resolve())
+    try:
+        state = json.loads(path.read_text("utf-8"))
+        told = set(state["unpriced"][key]) if isinstance(state, dict) else set()
+    except (OSError, ValueError, KeyError, TypeError):
+        state, told = None, set()
+    prices.mark_warned(told)
+
+    def remember() -> None:
+        now = {m for m in prices.warned if prices.row_for(m) is None}
+        if now == told:
+            return
+        doc = state if isinstance(state, dict) else {}
+        unpriced = doc.get("unpriced") if isinstance(doc.get("unpriced"), dict) else {}
+        unpriced = {k: v for k, v in unpriced.items() if Path(k).exists()}  # forget deleted databases
+        unpriced[key] = sorted(now)
+        doc["unpriced"] = unpriced
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(doc), "utf-8")
+            tmp.replace(path)
+        except OSError:
+            pass  # a read-only home: the warning just comes again next time
+
+    ctx.call_on_close(remember)
 
 
 def _unwritable(path: str, remedy: str, e: OSError) -> UserError:
@@ -280,7 +321,7 @@ def export(ctx: click.Context, conversation_id: str | None, output: str | None) 
     except OSError as e:  # the disk filled up, say
         raise UserError(f"cannot write {output or 'to stdout'}: {e.strerror or e}") from None
     if output:
-        click.echo(f"wrote {n} lines to {output}", err=True)
+        click.echo(f"wrote {plural(n, 'line')} to {output}", err=True)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -355,7 +396,7 @@ def db_migrate(ctx: click.Context) -> None:
     pending = [m.name for m in migrations.pending(database)]
     if pending:
         apply_migrations(database)
-        click.echo(f"applied {len(pending)} migration(s): {', '.join(pending)}", err=True)
+        click.echo(f"applied {plural(len(pending), 'migration')}: {', '.join(pending)}", err=True)
     else:
         click.echo("up to date", err=True)
 
@@ -405,7 +446,7 @@ def demo(ctx: click.Context, no_open: bool) -> None:
         raise UserError(problem)
     click.echo(f"recording the demo conversations into {path} …", err=True)
     turns = build_demo(path)
-    click.echo(f"recorded {turns} turns", err=True)
+    click.echo(f"recorded {plural(turns, 'turn')}", err=True)
     ctx.find_root().obj["db"] = str(path)
     if no_open or not sys.stdout.isatty():
         ctx.invoke(list_, user=None, model=None, since=None, query=None, limit=50, as_json=False)
@@ -538,10 +579,15 @@ def stats(
     if doc["reruns"]["variants"]:
         r = doc["reruns"]
         click.echo(
-            f"\nreruns: {r['variants']} variant(s), {r['turns']} sample(s), {money(r['cost_usd'])} (not counted above)"
+            f"\nreruns: {plural(r['variants'], 'variant')}, {plural(r['turns'], 'sample')}, "
+            f"{money(r['cost_usd'])} (not counted above)"
         )
     for u in doc["unpriced"]:
-        click.echo(f"note: {u['attempts']} attempt(s) of {u['model']} have no price and count as $0", err=True)
+        click.echo(
+            f"note: {plural(u['attempts'], 'attempt')} of {u['model']} {'has' if u['attempts'] == 1 else 'have'} "
+            "no price and count as $0",
+            err=True,
+        )
 
 
 @cli.command()
@@ -643,12 +689,12 @@ def _describe_sample(i: int, v: dict[str, Any]) -> str:
     usage = v["usage"] or {}
     lat = "" if v["latency_ms"] is None else f" · {v['latency_ms']:,.0f} ms"
     if v["latency_delta_ms"] is not None:
-        lat += f" ({v['latency_delta_ms']:+,.0f})"
+        lat += f" ({ms(v['latency_delta_ms'], signed=True)})"
     cost = money(v["cost_usd"])
     if v["cost_delta_usd"] is not None:
         cost += f" ({'+' if v['cost_delta_usd'] >= 0 else '-'}{money(abs(v['cost_delta_usd']))})"
     tokens = f"{usage.get('input_tokens', 0):,} in / {usage.get('output_tokens', 0):,} out"
-    return f"sample {i}: {v['stop_reason']} · {v['model']}{lat} · {cost} · {tokens}"
+    return f"sample {i}: {v['stop_reason'] or '—'} · {v['model']}{lat} · {cost} · {tokens}"
 
 
 def _describe_tools(diff: list[dict[str, Any]]) -> str:
@@ -731,7 +777,8 @@ def rerun(
             click.echo(json.dumps(found, ensure_ascii=False))
         for v in [] if as_json else found:
             names = replay.Edits.from_json(v["edits"]).names()
-            click.echo(f"{v['variant']}  {local_time(v['created_at'])}  {v['samples']} sample(s)  {', '.join(names)}")
+            samples = plural(v["samples"], "sample")
+            click.echo(f"{v['variant']}  {local_time(v['created_at'])}  {samples}  {', '.join(names)}")
         if not found and not as_json:
             click.echo("no variants of this turn yet", err=True)
         return
@@ -765,7 +812,7 @@ def rerun(
             click.echo(f"{'problem' if p.blocking else 'warning'}: {p.message}", err=True)
         blocking = [p for p in problems if p.blocking]
         if blocking and not force:
-            raise UserError(f"{len(blocking)} problem(s) above: fix the edits, or pass --force to send anyway")
+            raise UserError(f"{plural(len(blocking), 'problem')} above: fix the edits, or pass --force to send anyway")
         sdk = replay.client(sent_headers, base_url, max_retries=0)
         est = replay.estimate(orig, req, store.prices, samples, replay.counter(sdk))
     except replay.ReplayError as e:
@@ -783,7 +830,7 @@ def rerun(
     if not yes:
         if not sys.stdin.isatty():
             raise UserError("not sending without confirmation: add --yes")
-        if not click.confirm(f"send {samples} sample(s)?", err=True):
+        if not click.confirm(f"send {plural(samples, 'sample')}?", err=True):
             click.echo("nothing sent", err=True)
             ctx.exit(0)
 
@@ -797,11 +844,16 @@ def rerun(
     if as_json:
         for v in [result["original"], *result["samples"]]:
             v.pop("response", None)
+            v.pop("request", None)  # the request_diff says how it differs from the original's
             v.pop("words", None)
         click.echo(json.dumps(result, ensure_ascii=False))
     else:
         base = result["original"]
-        click.echo(f"original: {base['stop_reason']} · {base['model']} · {money(base['cost_usd'])}")
+        click.echo(f"original: {base['stop_reason'] or '—'} · {base['model']} · {money(base['cost_usd'])}")
+        changed = [
+            f"{d['section']} (-{d['removed']} +{d['added']} lines)" for d in result["request_diff"] if d["changed"]
+        ]
+        click.echo("sent: " + ("changed " + ", ".join(changed) if changed else "the original request, unchanged"))
         for i, v in enumerate(result["samples"], 1):
             click.echo("\n" + _describe_sample(i, v))
             if v["error"]:
@@ -811,7 +863,8 @@ def rerun(
         s = result["spread"]
         calls = ", ".join(f"{k} {n}/{s['answered']}" for k, n in s["tool_calls"].items()) or "none"
         click.echo(
-            f"\n{s['distinct_outputs']} distinct output(s) in {s['answered']} answered sample(s); tool calls: {calls}"
+            f"\n{plural(s['distinct_outputs'], 'distinct output')} in {plural(s['answered'], 'answered sample')}; "
+            f"tool calls: {calls}"
         )
         click.echo(f"variant {variant} (replayer rerun {turn_id} --list)", err=True)
     if failed:

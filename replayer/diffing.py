@@ -116,3 +116,99 @@ def spread(responses: list[Any]) -> dict[str, Any]:
         "tool_calls": dict(sorted(calls.items(), key=lambda kv: (-kv[1], kv[0]))),
         "stop_reasons": dict(Counter(str(r.get("stop_reason")) for r in answered)),
     }
+
+
+# -- what was sent: the request of a rerun against the original's ------------------------------
+
+REQUEST_SECTIONS = ("system", "tools", "messages", "parameters")
+"""The parts of a request diffed one by one; `parameters` is every other top-level field."""
+
+
+def _block_lines(block: Any) -> list[str]:
+    """One content block as lines a person reads: text as text, a tool call as its name and
+    pretty JSON input, a tool result as its content, anything else as pretty JSON. Fields
+    beside the text that change what is sent (cache_control, is_error...) get a line of their own."""
+    if isinstance(block, str):
+        return block.splitlines() or [""]
+    if not isinstance(block, dict):
+        return json.dumps(block, indent=2, ensure_ascii=False).splitlines()
+    kind = block.get("type")
+    if kind == "text":
+        lines, shown = str(block.get("text", "")).splitlines() or [""], {"type", "text"}
+    elif kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
+        lines = [f"{kind} {block.get('name')} {block.get('id')}"]
+        lines += json.dumps(block.get("input"), indent=2, ensure_ascii=False).splitlines()
+        shown = {"type", "name", "id", "input"}
+    elif kind == "tool_result":
+        lines = [f"tool_result {block.get('tool_use_id')}"]
+        content = block.get("content")
+        for inner in content if isinstance(content, list) else [content] if content is not None else []:
+            lines += _block_lines(inner)
+        shown = {"type", "tool_use_id", "content"}
+    else:
+        return json.dumps(block, indent=2, ensure_ascii=False).splitlines()
+    rest = {k: v for k, v in block.items() if k not in shown}
+    if rest:
+        lines.append("  " + json.dumps(rest, ensure_ascii=False, sort_keys=True))
+    return lines
+
+
+def request_lines(request: Any) -> dict[str, list[str]]:
+    """A request as lines per section (REQUEST_SECTIONS), the way the diff shows them."""
+    req = request if isinstance(request, dict) else {}
+    system = req.get("system")
+    out: dict[str, list[str]] = {section: [] for section in REQUEST_SECTIONS}
+    for block in system if isinstance(system, list) else [system] if system is not None else []:
+        out["system"] += _block_lines(block)
+    if "tools" in req:
+        out["tools"] = json.dumps(req["tools"], indent=2, ensure_ascii=False).splitlines()
+    messages = req.get("messages")
+    for i, m in enumerate(messages if isinstance(messages, list) else []):
+        if not isinstance(m, dict):
+            out["messages"] += [f"[{i}]", *_block_lines(m)]
+            continue
+        out["messages"].append(f"[{i}] {m.get('role')}")
+        content = m.get("content")
+        for block in content if isinstance(content, list) else [content]:
+            out["messages"] += ["  " + line for line in _block_lines(block)]
+    for key in sorted(k for k in req if k not in ("system", "tools", "messages")):
+        out["parameters"].append(f"{key}: {json.dumps(req[key], ensure_ascii=False, sort_keys=True)}")
+    return out
+
+
+def request_diff(a: Any, b: Any, context: int = 3) -> list[dict[str, Any]]:
+    """The original request `a` against the variant's `b`, section by section:
+    [{"section", "changed", "removed", "added", "lines": [[op, text], ...]}] with op one of
+    " " (context), "-", "+" and "@" (where a hunk starts: in messages, the message it is in)."""
+    left, right = request_lines(a), request_lines(b)
+    out = []
+    for section in REQUEST_SECTIONS:
+        lines: list[list[str]] = []
+        removed = added = 0
+        diff = difflib.unified_diff(left[section], right[section], n=context, lineterm="")
+        for line in diff:
+            if line.startswith(("---", "+++")) and not lines:
+                continue  # the file headers
+            op, text = line[:1], line[1:]
+            if op == "@":  # line numbers of this rendering mean nothing: say which message instead
+                text = _where(right[section], line) if section == "messages" else "⋯"
+            elif op == "-":
+                removed += 1
+            elif op == "+":
+                added += 1
+            lines.append([op, text])
+        out.append({"section": section, "changed": bool(lines), "removed": removed, "added": added, "lines": lines})
+    return out
+
+
+_HUNK = re.compile(r"@@ -\d+(?:,\d+)? \+(\d+)")
+
+
+def _where(lines: list[str], hunk: str) -> str:
+    """The message (`[3] user`) a messages hunk starts in."""
+    m = _HUNK.match(hunk)
+    start = max(0, int(m.group(1)) - 1) if m else 0
+    for line in reversed(lines[: start + 1]):
+        if line.startswith("["):
+            return "in " + line
+    return "⋯"

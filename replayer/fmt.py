@@ -17,6 +17,30 @@ def local_time(iso: str | None, with_date: bool = True) -> str:
     return t.astimezone().strftime("%Y-%m-%d %H:%M" if with_date else "%H:%M:%S")
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """`1 message`, `2 messages`, `0 messages` (with thousands separators)."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
+
+
+def ms(v: float | None, signed: bool = False) -> str:
+    """A duration in milliseconds as people read it: `850 ms`, `12.3 s`; `+38 ms` when signed
+    (`0.01 s` hides a figure; `10000 ms` makes one count digits)."""
+    if v is None:
+        return ""
+    sign = ("+" if v >= 0 else "-") if signed else ("-" if v < 0 else "")
+    a = abs(v)
+    return f"{sign}{a:,.0f} ms" if a < 1000 else f"{sign}{a / 1000:,.1f} s"
+
+
+def approx_tokens(n: float) -> str:
+    """An estimated token count, said to be one: `~850 tok`, `~1.2k tok`, `~3.4M tok`."""
+    if n < 1000:
+        return f"~{n:.0f} tok"
+    if n < 1_000_000:
+        return f"~{n / 1000:.1f}k tok" if n < 10_000 else f"~{n / 1000:.0f}k tok"
+    return f"~{n / 1_000_000:.1f}M tok"
+
+
 def money(v: float | None) -> str:
     """USD to the hundredth of a cent; `?` when the price is unknown."""
     return "?" if v is None else f"${v:,.4f}"
@@ -29,10 +53,18 @@ def fmt_metric(name: str, value: float | None) -> str:
     if name in ("cache_hit_rate", "tool_failure_rate", "rate_limit_error_rate"):
         return f"{value:.1%}"
     if name == "p95_latency_ms":
-        return f"{value / 1000:.2f} s"
+        return ms(value)
     if name == "mean_cost_per_conversation_usd":
         return money(value)
     return f"{value:.1f}"
+
+
+METRIC_LABELS = {"p95_latency_ms": "p95 latency", "mean_cost_per_conversation_usd": "mean cost per conversation"}
+"""A health metric's name in words, its unit left to the value (`p95 latency  850 ms`)."""
+
+
+def metric_label(name: str) -> str:
+    return METRIC_LABELS.get(name, name.replace("_", " "))
 
 
 def describe_alert(a: dict[str, Any]) -> str:

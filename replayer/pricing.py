@@ -165,6 +165,15 @@ class PriceTable:
             web = float(user.get("server_tools", {}).get("web_search_per_1k", web))
         return cls(rows, batch, web)
 
+    @property
+    def warned(self) -> set[str]:
+        """Models the no-price warning was given for (or was marked as already given)."""
+        return set(self._warned)
+
+    def mark_warned(self, models: set[str]) -> None:
+        """Don't warn about these models (the user was told before: see cli.py)."""
+        self._warned |= models
+
     def effective_rows(self) -> list[PriceRow]:
         """The rows in force, in file order: each with the ids no later row overrides."""
         out = []

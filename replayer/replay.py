@@ -32,9 +32,11 @@ DROPPED_IN = {"2026-10-21": ("temperature", "top_p", "top_k")}
 KNOWN_FIELDS = {
     "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "temperature",
     "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier", "container", "mcp_servers",
-    "context_management", "output_format", "inference_geo",
+    "context_management", "output_format", "inference_geo", "cache_control", "output_config", "speed",
 }  # fmt: skip
-"""Top-level fields the Messages API takes (some only with a beta header: BETA_FIELDS)."""
+"""Top-level fields the Messages API takes (some only with a beta header: BETA_FIELDS), besides
+those the installed SDK knows (`known_fields`). A top-level `cache_control` asks for automatic
+prompt caching: the API puts the breakpoint on the last cacheable block itself."""
 BETA_FIELDS = {
     "mcp_servers": "mcp-client-",
     "context_management": "context-management-",
@@ -43,6 +45,30 @@ BETA_FIELDS = {
 }
 """Fields the API rejects unless the request's anthropic-beta header enables them (prefix)."""
 SERVER_RESULT_SUFFIX = "_tool_result"
+
+
+_known: set[str] | None = None
+
+
+def known_fields() -> set[str]:
+    """KNOWN_FIELDS and every body parameter of the installed SDK's `messages.create` and
+    `beta.messages.create` (the API grows parameters faster than this list)."""
+    global _known
+    if _known is None:
+        found = set(KNOWN_FIELDS)
+        try:
+            from anthropic.types import message_create_params as plain
+            from anthropic.types.beta import message_create_params as beta
+
+            for module in (plain, beta):
+                for cls in vars(module).values():
+                    if isinstance(cls, type) and cls.__name__.startswith("MessageCreateParams"):
+                        found |= set(getattr(cls, "__annotations__", {}))
+        except ImportError:  # an SDK without these modules: the list above only
+            pass
+        found.discard("betas")  # an SDK argument that becomes the anthropic-beta header
+        _known = found
+    return _known
 
 
 class ReplayError(Exception):
@@ -224,7 +250,10 @@ def apply(orig: Original, edits: Edits) -> dict[str, Any]:
     msgs = req.get("messages")
     for i, text in edits.messages.items():
         if not isinstance(msgs, list) or not -len(msgs) <= i < len(msgs):
-            raise ReplayError(f"--message {i}: the request has {len(msgs or [])} messages (0..{len(msgs or []) - 1})")
+            from .fmt import plural
+
+            n = len(msgs or [])
+            raise ReplayError(f"--message {i}: the request has {plural(n, 'message')} (0..{n - 1})")
         if not isinstance(msgs[i], dict):
             raise ReplayError(f"--message {i}: that message is not an object")
         set_text(msgs[i], text)
@@ -298,7 +327,7 @@ def validate(req: dict[str, Any], headers: dict[str, str], orig: Original | None
                     out.append(Problem(f"message {i}: tool_result for {r} has no tool_use in the message before it"))
 
     # cache breakpoints
-    marks = 0
+    marks = 1 if req.get("cache_control") else 0  # automatic caching takes one of the slots
     for part in (req.get("system"), req.get("tools")):
         marks += sum(1 for b in _blocks(part) if b.get("cache_control"))
     for m in msgs:
@@ -345,7 +374,7 @@ def validate(req: dict[str, Any], headers: dict[str, str], orig: Original | None
     for key in req:
         if key == "thread":
             continue
-        if key not in KNOWN_FIELDS:
+        if key not in known_fields():
             out.append(Problem(f"{key} is not a Messages API parameter: the API will likely reject it", blocking=False))
         elif key in BETA_FIELDS and BETA_FIELDS[key] not in betas:
             out.append(
@@ -523,13 +552,15 @@ def sample_view(store: Any, turn_id: str, timeline: list[Any] | None = None) -> 
         "text": text_of(d.response),
         "tool_calls": [{"name": n, "input": i} for n, i in tool_calls(d.response)],
         "response": d.response,
+        "request": d.request,
     }
 
 
 def compare(store: Any, orig: Original, variant: str) -> dict[str, Any]:
     """The original against each sample of a variant: text diff, tool calls, stop reason, usage,
-    cost and latency, and over the samples the spread of outputs."""
-    from .diffing import compare_tools, spread, tool_calls, unified, words
+    cost and latency, and over the samples the spread of outputs; and the request the variant
+    sent against the original's (`request_diff`, diffing.request_diff)."""
+    from .diffing import compare_tools, request_diff, spread, tool_calls, unified, words
 
     base = sample_view(store, orig.turn_id)
     row = store.db.execute("SELECT tags_json, started_at FROM conversations WHERE id = ?", [variant]).fetchone()
@@ -554,6 +585,9 @@ def compare(store: Any, orig: Original, variant: str) -> dict[str, Any]:
             else None
         )
         samples.append(v)
+    # what was sent: every sample of a variant sent the same request; the original's is the one
+    # the rerun started from (for a tool-runner thread turn, with its rebuilt history)
+    sent = next((v["request"] for v in samples if isinstance(v["request"], dict)), None)
     return {
         "variant": variant,
         "turn_id": orig.turn_id,
@@ -562,6 +596,7 @@ def compare(store: Any, orig: Original, variant: str) -> dict[str, Any]:
         "original": base,
         "samples": samples,
         "spread": spread(responses),
+        "request_diff": request_diff(orig.request, sent) if sent is not None else [],
     }
 
 

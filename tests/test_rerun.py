@@ -242,7 +242,7 @@ def test_bad_edits_are_one_line(api, db_path, recorded):
     for args, says in [
         (["--message", "9=hi"], "the request has 3 messages"),
         (["--set", "max_tokens=lots"], "is not JSON"),
-        (["--set", "temperature=0.5"], "problem(s) above"),
+        (["--set", "temperature=0.5"], "problem above"),
         (["--system", "@/nope/missing.txt"], "cannot read"),
         (["--header", "x-api-key=1"], "--header wants"),
     ]:
@@ -291,7 +291,7 @@ def test_base_url_flag(api, db_path, recorded):
     r = CliRunner().invoke(cli, ["--db", str(db_path), "rerun", recorded, "--base-url", api.url, "--yes"],
                            env={"ANTHROPIC_API_KEY": FAKE_KEY, "ANTHROPIC_BASE_URL": "http://127.0.0.1:9"})  # fmt: skip
     assert r.exit_code == 0, r.output
-    assert len(sent_bodies(api)) == 1 and "1 distinct output(s) in 1 answered sample(s)" in r.stdout
+    assert len(sent_bodies(api)) == 1 and "1 distinct output in 1 answered sample;" in r.stdout
 
 
 def test_a_turn_can_be_named_by_conversation_and_index(api, db_path, recorded):

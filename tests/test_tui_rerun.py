@@ -79,7 +79,7 @@ async def test_edit_send_and_compare(db, env):
                                               for i in range(3))]  # fmt: skip
         assert [r[0] for r in rows] == ["original", "sample 1", "sample 2"]
         assert {r[1] for r in rows[1:]} == {"claude-haiku-4-5"}
-        assert "2 distinct output(s) in 2 of 2" in text(compare, "#cmp-title")
+        assert "2 distinct outputs in 2 of 2" in text(compare, "#cmp-title")
         assert "read_file 2/2" in text(compare, "#cmp-title")
         assert text(compare, "#cmp-left") == "Reading the parser."  # the original turn 1's text
         tools = text(compare, "#cmp-tools")
@@ -102,7 +102,7 @@ async def test_edit_send_and_compare(db, env):
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, CompareScreen)
-        assert "2 distinct output(s)" in text(app.screen, "#cmp-title")
+        assert "2 distinct outputs" in text(app.screen, "#cmp-title")
 
 
 async def test_problems_are_shown_before_sending(db, env):

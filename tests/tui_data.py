@@ -66,3 +66,21 @@ async def open_second_conversation(pilot) -> None:
     await settle(pilot)
     await pilot.press("j", "enter")
     await settle(pilot)
+
+
+def answer_reruns(api, text: str = "Again.") -> None:
+    """The fake API answers count_tokens, and each rerun sample with `text` from the model asked."""
+    from replayer.fakeapi import Reply
+
+    api.responder = lambda body: (
+        Reply(body={"input_tokens": 10}) if "max_tokens" not in body else Reply(body=reply(text, model=body["model"]))
+    )
+
+
+async def send_rerun(pilot) -> None:
+    """From the rerun editor: send (ctrl+j), confirm (y), and wait for the compare screen."""
+    await pilot.press("ctrl+j")
+    await settle(pilot)
+    await pilot.press("y")
+    for _ in range(3):
+        await settle(pilot)

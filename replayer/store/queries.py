@@ -538,6 +538,20 @@ class Store:
             cache_break=idx in breaks,
         )
 
+    def find_in_conversation(self, conversation_id: str, text: str) -> list[tuple[int, str]]:
+        """Where `text` occurs in a conversation, from the full-text index (every word as a prefix,
+        as the conversation list's search): (turn index, "context" | "response") in turn order,
+        "context" when the turn's request brought it (the messages it added), "response" when the
+        turn's reply holds it. Nothing of the turns is read."""
+        from ..text import fts_query
+
+        rows = self.db.execute(
+            """SELECT t.idx, m.rowid % 2 FROM turn_text m JOIN turns t ON t.rowid = m.rowid / 2
+               WHERE turn_text MATCH ? AND t.conversation_id = ? ORDER BY t.idx, m.rowid % 2""",
+            [fts_query(text), conversation_id],
+        ).fetchall()
+        return [(idx, "response" if odd else "context") for idx, odd in rows]
+
     def _maybe(self, blob: int | None) -> Any:
         return json.loads(self.blob_text(blob)) if blob is not None else None
 

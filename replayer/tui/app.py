@@ -20,6 +20,7 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from ..config import Settings
+from ..fmt import plural
 from ..pricing import PriceTable
 from ..store.queries import Store
 from ..store.schema import open_db
@@ -113,7 +114,7 @@ class ReplayerApp(ShowsWorkerErrors, App[None]):
             conversations = store.conversations(limit=200)
         for c in conversations:
             label = f"conversation {c.conversation_id}  {c.user_id or ''}  {(c.first_message or '')[:40]}"
-            entries.append((label, lambda cid=c.conversation_id: self.open_conversation(cid), f"{c.turns} turns"))
+            entries.append((label, lambda cid=c.conversation_id: self.open_conversation(cid), plural(c.turns, "turn")))
         from .screens import ConversationScreen
 
         # the palette is a screen of its own: the conversation is the one underneath it

@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ..config import LOWER_IS_BAD
-from ..fmt import describe_alert, fmt_metric, money
+from ..fmt import describe_alert, fmt_metric, metric_label, money, plural
 from .workers import ShowsWorkerErrors
 
 TOP = 10
@@ -120,7 +120,7 @@ class DashboardScreen(ShowsWorkerErrors, Screen[None]):
         self.query_one("#dash-title", Static).update(
             Text.assemble(
                 (f"Spend and health, {doc['since']} to {doc['until']} ({doc['tz']})", "bold"),
-                f"   {conv['count']} conversations · cost mean {money(conv['mean_cost_usd'])}"
+                f"   {plural(conv['count'], 'conversation')} · cost mean {money(conv['mean_cost_usd'])}"
                 f" · p50 {money(conv['p50_cost_usd'])} · p95 {money(conv['p95_cost_usd'])}",
             )
         )
@@ -145,7 +145,7 @@ class DashboardScreen(ShowsWorkerErrors, Screen[None]):
             word = "ALERT" if m["alert"] else ("" if m["value"] is None else "ok")
             side = "< " if name in LOWER_IS_BAD else "> "
             metrics.add_row(
-                name.replace("_", " "),
+                metric_label(name),
                 Text(fmt_metric(name, m["value"]), style=style, justify="right"),
                 Text(side + fmt_metric(name, m["threshold"]), justify="right"),
                 Text(word, style=style),
@@ -162,7 +162,10 @@ class DashboardScreen(ShowsWorkerErrors, Screen[None]):
             alerts.append(kind + " ", style="bold red")
             alerts.append(rest.strip() + "\n")
         for u in doc.get("unpriced", []):
-            alerts.append(f"\n{u['attempts']} attempt(s) of {u['model']} have no price (counted as $0)", style="dim")
+            alerts.append(
+                f"\n{plural(u['attempts'], 'attempt')} of {u['model']} {_have(u['attempts'])} no price (counted as $0)",
+                style="dim",
+            )
         self.query_one("#dash-alerts", Static).update(alerts)
 
     def action_back(self) -> None:
@@ -191,3 +194,7 @@ class DashboardScreen(ShowsWorkerErrors, Screen[None]):
         screen = self.app.screen
         if isinstance(screen, ConversationsScreen) and user:
             screen.filter_to(f"user:{user}")
+
+
+def _have(n: int) -> str:
+    return "has" if n == 1 else "have"

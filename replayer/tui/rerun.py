@@ -15,11 +15,23 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.suggester import SuggestFromList
-from textual.widgets import Button, DataTable, Footer, Header, Input, Label, ProgressBar, Static, TextArea
+from textual.widgets import (
+    Button,
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Label,
+    ProgressBar,
+    Static,
+    TabbedContent,
+    TabPane,
+    TextArea,
+)
 
 from .. import replay
 from ..diffing import unified
-from ..fmt import money
+from ..fmt import local_time, money, ms, plural
 from .workers import ShowsWorkerErrors
 
 EDITED = ("system", "messages", "model", "max_tokens", "thinking", "tools", "tool_choice")
@@ -118,14 +130,7 @@ class RerunScreen(ShowsWorkerErrors, Screen[None]):
         self.orig = orig
         req = orig.request
         models = [i for row in self.app.prices.effective_rows() for i in row.ids]  # type: ignore[attr-defined]
-        rebuilt = " · history rebuilt from its thread" if orig.rebuilt else ""
-        self.query_one("#rr-title", Static).update(
-            Text.assemble(
-                ("Rerun ", "bold"),
-                f"turn {orig.index} of {orig.conversation_id}{rebuilt} · recorded {orig.model} · "
-                f"{money(orig.cost_usd)} · {len(variants)} earlier variant(s) (ctrl+o) · send: ctrl+j",
-            )
-        )
+        self.show_title(len(variants))
         form = self.query_one("#rr-form", VerticalScroll)
         thinking = req.get("thinking") if isinstance(req.get("thinking"), dict) else {}
         rows = [
@@ -134,7 +139,7 @@ class RerunScreen(ShowsWorkerErrors, Screen[None]):
                 Input(str(req.get("model", "")), id="rr-model", suggester=SuggestFromList(models)),
                 Label(" max_tokens "),
                 Input(str(req.get("max_tokens", "")), id="rr-max-tokens", type="integer"),
-                Label(" thinking budget "),
+                Label(" thinking "),
                 Input(str(thinking.get("budget_tokens", "")), id="rr-thinking", type="integer", placeholder="off"),
                 Label(" samples "),
                 Input("1", id="rr-samples", type="integer"),
@@ -164,7 +169,43 @@ class RerunScreen(ShowsWorkerErrors, Screen[None]):
             TextArea(json.dumps(other, indent=2), id="rr-other", language="json", classes="rr-json"),
         ]
         form.mount_all(rows)
+        self._widest_model = max([*map(len, models), 26])
+        self.call_after_refresh(self.fit_model)
         self.query_one("#rr-system", TextArea).focus()
+
+    @on(Input.Changed, "#rr-model")
+    def fit_model(self) -> None:
+        """The whole model id shows, as recorded or typed (border, padding and cursor take 5 columns)."""
+        found = self.query("#rr-model")
+        if not found:  # the form is still being mounted: its own Changed message comes after
+            return
+        box = found.first(Input)
+        box.styles.width = max(getattr(self, "_widest_model", 26), len(box.value)) + 5
+
+    def show_title(self, variants: int) -> None:
+        orig = self.orig
+        assert orig is not None
+        rebuilt = " · history rebuilt from its thread" if orig.rebuilt else ""
+        earlier = f"{plural(variants, 'earlier variant')} (ctrl+o)" if variants else "no earlier variants"
+        self.query_one("#rr-title", Static).update(
+            Text.assemble(
+                ("Rerun ", "bold"),
+                f"turn {orig.index} of {orig.conversation_id}{rebuilt} · recorded {orig.model or '—'} · "
+                f"{money(orig.cost_usd)} · {earlier} · send: ctrl+j",
+            )
+        )
+
+    def on_screen_resume(self) -> None:
+        """Back from a rerun (or the variants list): the count of earlier variants has changed."""
+        if self.orig is not None:
+            self.count_variants()
+
+    @work(thread=True, exclusive=True, group="rerun-count", exit_on_error=False)
+    def count_variants(self) -> None:
+        app: Any = self.app
+        with app.store() as store:
+            found = replay.variants_of(store, self.turn_id)
+        app.call_from_thread(self.show_title, len(found))
 
     # -- the edits ---------------------------------------------------------------------------
     def edits(self) -> tuple[replay.Edits, int]:
@@ -298,7 +339,7 @@ class ConfirmScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         e = self.est
         text = Text()
-        text.append(f"Send {self.samples} sample(s)?\n\n", style="bold")
+        text.append(f"Send {plural(self.samples, 'sample')}?\n\n", style="bold")
         text.append(f"edits: {', '.join(self.edits.names())}\n")
         text.append(
             f"estimate: {e.input_tokens:,} input tokens ({e.source}) + ~{e.output_tokens:,} output each: "
@@ -341,7 +382,7 @@ class SendScreen(ShowsWorkerErrors, Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="rr-progress"):
-            yield Static(f"Sending {self.samples} sample(s) of {self.req.get('model')}…", id="rr-progress-text")
+            yield Static(f"Sending {plural(self.samples, 'sample')} of {self.req.get('model')}…", id="rr-progress-text")
             yield ProgressBar(total=self.samples, id="rr-bar")
         yield Footer()
 
@@ -384,6 +425,10 @@ class CompareScreen(ShowsWorkerErrors, Screen[None]):
     BINDINGS = [
         Binding("escape", "back", "Back", id="back"),
         Binding("u", "toggle_unified", "Unified/side by side", id="unified", tooltip="Switch the text diff view"),
+        Binding("1", "tab('cmp-output')", "Output", id="tab-output", tooltip="What came back", show=False),
+        Binding(
+            "2", "tab('cmp-request')", "Request", id="tab-request", tooltip="What was sent, against the original"
+        ),
         Binding("y", "copy", "Copy", id="copy", tooltip="Copy the comparison as JSON"),
     ]
 
@@ -396,10 +441,14 @@ class CompareScreen(ShowsWorkerErrors, Screen[None]):
         yield Header()
         yield Static("", id="cmp-title")
         yield DataTable(id="cmp-samples", cursor_type="row", zebra_stripes=True)
-        with Horizontal(id="cmp-body"):
-            yield VerticalScroll(Static("", id="cmp-left"), id="cmp-left-box")
-            yield VerticalScroll(Static("", id="cmp-right"), id="cmp-right-box")
-        yield Static("", id="cmp-tools")
+        with TabbedContent(id="cmp-tabs", initial="cmp-output"):
+            with TabPane("1 Output", id="cmp-output"):
+                with Horizontal(id="cmp-body"):
+                    yield VerticalScroll(Static("", id="cmp-left"), id="cmp-left-box")
+                    yield VerticalScroll(Static("", id="cmp-right"), id="cmp-right-box")
+                yield Static("", id="cmp-tools")
+            with TabPane("2 Request sent", id="cmp-request"):
+                yield VerticalScroll(Static("", id="cmp-request-body"), id="cmp-request-box")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -411,13 +460,14 @@ class CompareScreen(ShowsWorkerErrors, Screen[None]):
         self.query_one("#cmp-title", Static).update(
             Text.assemble(
                 ("Compare ", "bold"),
-                f"turn {r['turn_id']} · edits: {', '.join(edits)} · {s['distinct_outputs']} distinct output(s) "
-                f"in {s['answered']} of {s['samples']} · {calls}",
+                f"turn {r['turn_id']} · edits: {', '.join(edits)} · "
+                f"{plural(s['distinct_outputs'], 'distinct output')} in {s['answered']} of {s['samples']} · {calls}",
             )
         )
         table = self.query_one("#cmp-samples", DataTable)
-        for col, w in (("", 9), ("Model", 24), ("Stop", 10), ("In", 8), ("Out", 7), ("Cost", 10), ("Δ cost", 10),
-                       ("Latency", 9), ("Δ lat", 8), ("Error", 40)):  # fmt: skip
+        model_width = max(len(v["model"] or "") for v in [r["original"], *r["samples"]])  # ids shown whole
+        for col, w in (("", 9), ("Model", max(5, model_width)), ("Stop", 10), ("In", 8), ("Out", 7),
+                       ("Cost", 10), ("Δ cost", 10), ("Latency", 9), ("Δ lat", 8), ("Error", 40)):  # fmt: skip
             table.add_column(col, key=col or "name", width=w)
         for name, v in [("original", r["original"]), *((f"sample {i}", v) for i, v in enumerate(r["samples"], 1))]:
             usage = v["usage"] or {}
@@ -431,13 +481,18 @@ class CompareScreen(ShowsWorkerErrors, Screen[None]):
                 Text(money(v["cost_usd"]), justify="right"),
                 Text(_delta_money(v.get("cost_delta_usd")), justify="right"),
                 Text("" if v["latency_ms"] is None else f"{v['latency_ms']:,.0f} ms", justify="right"),
-                Text("" if v.get("latency_delta_ms") is None else f"{v['latency_delta_ms']:+,.0f}", justify="right"),
+                Text(ms(v.get("latency_delta_ms"), signed=True), justify="right"),
                 Text(f"{err.get('status') or ''} {err.get('type')}: {err.get('message')}" if err else "", style="red"),
                 key=name,
             )
         table.move_cursor(row=1 if r["samples"] else 0)
         table.focus()
         self.show_sample()
+        self.query_one("#cmp-request-body", Static).update(request_diff_text(r.get("request_diff") or []))
+        changed = [d["section"] for d in r.get("request_diff") or [] if d["changed"]]
+        self.query_one("#cmp-tabs", TabbedContent).get_tab("cmp-request").label = (
+            f"2 Request sent ({', '.join(changed)} changed)" if changed else "2 Request sent (as recorded)"
+        )
 
     def _selected(self) -> dict[str, Any] | None:
         row = self.query_one("#cmp-samples", DataTable).cursor_row
@@ -498,6 +553,9 @@ class CompareScreen(ShowsWorkerErrors, Screen[None]):
                 t.append(f"  {json.dumps(d['input'])[:200]}")
         tools.update(t)
 
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#cmp-tabs", TabbedContent).active = tab
+
     def action_toggle_unified(self) -> None:
         self.unified = not self.unified
         self.show_sample()
@@ -511,6 +569,38 @@ class CompareScreen(ShowsWorkerErrors, Screen[None]):
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+
+LINE_CUT = 2_000
+"""Characters of one diff line shown (a recorded megabyte tool result is one line)."""
+
+
+def request_diff_text(sections: list[dict[str, Any]]) -> Text:
+    """diffing.request_diff as coloured text: each section with what changed, or that it is
+    the same as the original's."""
+    out = Text()
+    if not sections:
+        return Text("no sample was recorded: nothing to compare", style="dim")
+    for d in sections:
+        if not d["changed"]:
+            out.append(f"{d['section']}", style="bold")
+            out.append("  same as the original\n\n", style="dim")
+            continue
+        out.append(f"{d['section']}", style="bold")
+        out.append(f"  -{d['removed']} +{d['added']} lines\n", style="yellow")
+        for op, line in d["lines"]:
+            more = len(line) - LINE_CUT
+            shown = line if more <= 0 else line[:LINE_CUT] + f" … ({plural(more, 'more character')})"
+            if op == "@":
+                out.append(f"  {shown}\n", style="cyan")
+            elif op == "-":
+                out.append(f"- {shown}\n", style="red")
+            elif op == "+":
+                out.append(f"+ {shown}\n", style="green")
+            else:
+                out.append(f"  {shown}\n", style="dim")
+        out.append("\n")
+    return out
 
 
 def _delta_money(v: float | None) -> str:
@@ -536,7 +626,7 @@ class VariantsScreen(ShowsWorkerErrors, Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for col, w in (("Variant", 32), ("Created", 24), ("Samples", 8), ("Edits", 60)):
+        for col, w in (("Variant", 32), ("Created", 16), ("Samples", 8), ("Edits", 60)):
             table.add_column(col, key=col, width=w)
         self.load()
 
@@ -552,7 +642,8 @@ class VariantsScreen(ShowsWorkerErrors, Screen[None]):
         table = self.query_one(DataTable)
         for v in found:
             names = replay.Edits.from_json(v["edits"]).names()
-            table.add_row(v["variant"], v["created_at"], str(v["samples"]), ", ".join(names), key=v["variant"])
+            created = local_time(v["created_at"])
+            table.add_row(v["variant"], created, str(v["samples"]), ", ".join(names), key=v["variant"])
         if not found:
             self.notify("no earlier variants of this turn", timeout=3)
         table.focus()

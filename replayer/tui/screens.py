@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from typing import Any
 
@@ -28,15 +29,15 @@ from textual.widgets import (
 )
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from ..fmt import local_time, money
+from ..fmt import approx_tokens, local_time, money, plural
 from ..models import ConversationSummary, TurnDetail, TurnSummary
 from ..store.queries import prompt_tokens
+from ..text import _TOKEN as _WORD  # a word as the index keeps it: what `/` in a conversation highlights
+from .blocks import CUT, added_tokens, content_text, cut, value_text
 from .widgets import ContextChart
 from .workers import ShowsWorkerErrors
 
 PAGE = 100
-CUT = 4_000
-"""Characters of one payload shown before "show all" (a 1 MB tool result must not freeze the UI)."""
 
 
 def tokens(n: int | None) -> str:
@@ -45,12 +46,6 @@ def tokens(n: int | None) -> str:
 
 def signed(n: int | None) -> str:
     return "" if n is None else f"{n:+,}"
-
-
-def cut(text: str, limit: int, full: bool = False) -> str:
-    if full or len(text) <= limit:
-        return text
-    return text[:limit] + f"\n… {len(text) - limit:,} more characters (press a to show all)"
 
 
 def as_json(value: Any) -> str:
@@ -358,7 +353,7 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         Binding("k", "prev_turn", "Prev turn", id="prev", tooltip="Previous turn (also up)", show=False),
         Binding("g", "first_turn", "First", id="first", tooltip="First turn", show=False),
         Binding("G", "last_turn", "Last", id="last", tooltip="Last turn", show=False),
-        Binding("escape", "back", "Back", id="back", tooltip="Back to the conversations"),
+        Binding("escape", "back", "Back", id="back", tooltip="Back to the conversations (a find is cleared first)"),
         Binding("1", "tab('context')", "Context", id="tab-context", tooltip="What entered the context", show=False),
         Binding("2", "tab('response')", "Response", id="tab-response", tooltip="The response, for reading", show=False),
         Binding("3", "tab('tools')", "Tools", id="tab-tools", tooltip="Tool calls beside their results", show=False),
@@ -373,6 +368,11 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         ),
         Binding("y", "copy", "Copy", id="copy", tooltip="Copy what the open tab shows (JSON or text)"),
         Binding("r", "rerun", "Rerun", id="rerun", tooltip="Rerun this turn with edits and compare the outputs"),
+        Binding(
+            "slash", "find", "Find", id="find", tooltip="Find text in every turn (n/N: next/previous match)"
+        ),
+        Binding("n", "find_next", "Next match", id="find-next", tooltip="The next turn holding the text", show=False),
+        Binding("N", "find_prev", "Previous match", id="find-prev", tooltip="The previous one", show=False),
     ]
 
     def __init__(self, conversation_id: str, turn: int | None = None) -> None:
@@ -386,10 +386,17 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         """The row of each turn's own line."""
         self.detail: TurnDetail | None = None
         self.show_all = False
+        self.find_text = ""
+        self.find_pattern: re.Pattern[str] | None = None
+        """What `/` looks for, as the index matches it: each word as a prefix, any case."""
+        self.find_targets: list[tuple[int, str]] = []
+        """(turn, tab) where each match shows: the Context tab of the turn its text entered."""
+        self.find_at = -1
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="conv-title")
+        yield Input(placeholder="find in every turn (enter) · n/N next/previous · esc clears", id="conv-find")
         with Horizontal(id="conv-body"):
             turns: DataTable[Any] = DataTable(id="turns", cursor_type="row", zebra_stripes=True)
             yield turns
@@ -413,6 +420,7 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
 
     def on_mount(self) -> None:
         self.set_class(self.app.size.width < 140, "narrow")
+        self.query_one("#conv-find", Input).display = False
         table = self.query_one("#turns", DataTable)
         # fixed widths: the table then never measures every cell of a long conversation
         for col, key, width in (
@@ -526,7 +534,7 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         table.add_rows(rows)
         total = sum(t.cost_usd or 0 for t in timeline)
         self.query_one("#conv-title", Static).update(
-            Text.assemble((self.conversation_id, "bold"), f"  {len(timeline)} turns  {money(total)}")
+            Text.assemble((self.conversation_id, "bold"), f"  {plural(len(timeline), 'turn')}  {money(total)}")
         )
         self.query_one("#chart", ContextChart).set_turns(timeline, breaks)
         if timeline:
@@ -580,7 +588,10 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
             return
         self._drawn.add(tab)
         if tab == "context":
-            self.query_one("#context-body", Static).update(self._context_text(d))
+            text = self._context_text(d)
+            self.query_one("#context-body", Static).update(text)
+            if self.find_pattern is not None:
+                self.call_after_refresh(self._scroll_to_match, text)
         elif tab == "response":
             self._fill_response(d)
         elif tab == "tools":
@@ -611,31 +622,159 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         if d.turn.index == 0:
             out.append("First turn: the whole context entered here.\n\n", style="dim")
         if self.show_all:
-            out.append(f"Whole context: {len(d.context)} messages\n\n", style="bold")
+            out.append(f"Whole context: {plural(len(d.context), 'message')}\n\n", style="bold")
             if d.system is not None:
                 out.append("system\n", style="bold yellow")
-                out.append(cut(_plain(d.system), CUT, self.show_all) + "\n\n")
+                out.append_text(content_text(d.system, True))
+                out.append("\n\n")
             for i, m in enumerate(d.context):
                 out.append(f"[{i}] {m.get('role')}\n", style="bold")
-                out.append(cut(_plain(m.get("content")), CUT, True) + "\n\n")
-            return out
-        for ch in d.changes:
+                out.append_text(content_text(m.get("content") if isinstance(m, dict) else m, True))
+                out.append("\n\n")
+            return self._mark_matches(out)
+        sizes = added_tokens(d, self._previous_prompt(d))
+        for n, ch in enumerate(d.changes):
             sign, style = marks.get(ch.kind, ("? ", ""))
+            est = sizes.get(n)
+            size = f"  {approx_tokens(sum(est))}" if est else ""
             if ch.kind == "system":
-                out.append(sign + "system prompt changed\n", style=style)
-                out.append(cut(_plain(ch.message), 600) + "\n\n", style="yellow")
+                out.append(sign + "system prompt changed", style=style)
+                out.append(size + "\n", style="dim")
+                out.append_text(content_text(ch.message))
+                out.append("\n\n")
             elif ch.kind == "tools":
                 names = [t.get("name") for t in ch.message] if isinstance(ch.message, list) else []
-                out.append(sign + f"tool list changed: {', '.join(map(str, names))}\n\n", style=style)
+                out.append(sign + f"tool list changed: {', '.join(map(str, names))}", style=style)
+                out.append(size + "\n\n", style="dim")
             else:
                 label = "removed (compaction, truncation or an edit)" if ch.kind == "removed" else "added"
-                out.append(f"{sign}[{ch.position}] {ch.role} — {label}\n", style=style)
-                out.append(
-                    cut(_plain((ch.message or {}).get("content")), CUT) + "\n\n",
-                    style="strike dim" if ch.kind == "removed" else "",
+                out.append(f"{sign}[{ch.position}] {ch.role} — {label}", style=style)
+                out.append(size + "\n", style="dim")
+                content = (ch.message or {}).get("content") if isinstance(ch.message, dict) else ch.message
+                several = est is not None and len(est) > 1
+                body = content_text(
+                    content,
+                    note=(lambda i, est=est: approx_tokens(est[i])) if several else None,
+                    expand=self._holds_match if self.find_pattern is not None else None,
                 )
-        out.append(f"\n{len(d.context)} messages in context · press a for the whole context", style="dim")
-        return out
+                if ch.kind == "removed":
+                    body.stylize("strike dim")
+                out.append_text(body)
+                out.append("\n\n")
+        out.append(f"\n{plural(len(d.context), 'message')} in context · press a for the whole context", style="dim")
+        if sizes:
+            out.append(
+                "\n~ tok: estimated from the usage: the prompt's growth since the previous turn (the whole "
+                "prompt on a first turn or after a removal), shared by size",
+                style="dim",
+            )
+        return self._mark_matches(out)
+
+    # -- find (/) ----------------------------------------------------------------------------
+    def _holds_match(self, block: Any) -> bool:
+        """A block holding the text is shown whole, so the match is on screen."""
+        assert self.find_pattern is not None
+        plain = block if isinstance(block, str) else json.dumps(block, ensure_ascii=False)
+        return bool(self.find_pattern.search(plain))
+
+    def _mark_matches(self, text: Text) -> Text:
+        if self.find_pattern is not None:
+            text.highlight_regex(self.find_pattern, style="bold black on yellow")
+        return text
+
+    def _scroll_to_match(self, text: Text) -> None:
+        """Bring the first match in the Context tab into view."""
+        found = self.find_pattern.search(text.plain) if self.find_pattern is not None else None
+        if found is None:
+            return
+        width = self.query_one("#context-body", Static).content_size.width or 80
+        row = len(Text(text.plain[: found.start()]).wrap(self.app.console, width)) - 1
+        self.query_one("#context-scroll", VerticalScroll).scroll_to(y=max(0, row - 2), animate=False)
+
+    def action_find(self) -> None:
+        box = self.query_one("#conv-find", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Submitted, "#conv-find")
+    def find_submitted(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            self.clear_find()
+            return
+        words = _WORD.findall(text)
+        self.find_text = text
+        # the text as typed where it occurs, else each word as the index matched it: a word's start
+        alternatives = [re.escape(text), *(r"\b" + re.escape(w) for w in words)]
+        self.find_pattern = re.compile("|".join(alternatives), re.IGNORECASE) if words else None
+        self.find_targets, self.find_at = [], -1
+        self.query_one("#turns", DataTable).focus()
+        self.find(text)
+
+    @work(thread=True, exclusive=True, group="find", exit_on_error=False)
+    def find(self, text: str) -> None:
+        """In the store's full-text index, not in the turns loaded here."""
+        with self.app.store() as store:  # type: ignore[attr-defined]
+            hits = store.find_in_conversation(self.conversation_id, text)
+        self.app.call_from_thread(self.found, text, hits)
+
+    def found(self, text: str, hits: list[tuple[int, str]]) -> None:
+        if text != self.find_text:
+            return  # a newer search was started
+        last = len(self.timeline) - 1
+        targets = set()
+        for turn, where in hits:
+            # a reply's text enters the context of the turn after it; the last reply only shows as one
+            targets.add((turn + 1, "context") if where == "response" and turn < last else (turn, where))
+        self.find_targets = sorted(targets)
+        if not self.find_targets:
+            self.notify(f"no turn holds {text!r}", timeout=4)
+            self._redraw()
+            return
+        here = self.current_turn()
+        self.find_at = next((i for i, (turn, _) in enumerate(self.find_targets) if turn >= here), 0) - 1
+        self.notify(f"{plural(len(self.find_targets), 'turn')} hold {text!r} · n/N next/previous", timeout=4)
+        self.action_find_next()
+
+    def action_find_next(self) -> None:
+        self._find_step(+1)
+
+    def action_find_prev(self) -> None:
+        self._find_step(-1)
+
+    def _find_step(self, step: int) -> None:
+        if not self.find_targets:
+            if self.find_text:
+                self.notify(f"no turn holds {self.find_text!r}", timeout=3)
+            return
+        self.find_at = (self.find_at + step) % len(self.find_targets)
+        turn, tab = self.find_targets[self.find_at]
+        self.action_tab(tab)
+        if turn == self.current_turn():
+            self._redraw()
+        else:
+            self.goto_turn(turn)
+        where = f"match {self.find_at + 1} of {len(self.find_targets)}"
+        self.sub_title = f"{self.conversation_id} · {self.find_text!r}: {where}"
+
+    def clear_find(self) -> None:
+        box = self.query_one("#conv-find", Input)
+        box.value, box.display = "", False
+        self.find_text, self.find_pattern, self.find_targets, self.find_at = "", None, [], -1
+        self.sub_title = self.conversation_id
+        self.query_one("#turns", DataTable).focus()
+        self._redraw()
+
+    def _redraw(self) -> None:
+        if self.detail is not None:
+            self.show_detail(self.detail)
+
+    def _previous_prompt(self, d: TurnDetail) -> int | None:
+        """The previous turn's whole prompt (input + cache writes + cache reads), when known."""
+        i = d.turn.index - 1
+        if 0 <= i < len(self.timeline) and self.timeline[i].usage:
+            return prompt_tokens(self.timeline[i].usage or {})
+        return None
 
     def _fill_response(self, d: TurnDetail) -> None:
         box = self.query_one("#response-body", VerticalScroll)
@@ -643,7 +782,8 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         widgets: list[Any] = []
         if d.response is None:
             err = d.turn.error or {}
-            widgets.append(Static(Text(f"No response: {err.get('type')} {err.get('message') or ''}", style="bold red")))
+            what = f"{err.get('type') or 'nothing came back'} {err.get('message') or ''}"
+            widgets.append(Static(Text(f"No response: {what}", style="bold red")))
         else:
             content = d.response.get("content") if isinstance(d.response, dict) else None
             if not isinstance(content, list):
@@ -664,12 +804,12 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
                     widgets.append(Static(Text("[redacted thinking]", style="dim italic")))
                 elif kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
                     widgets.append(Static(Text(f"{kind}: {block.get('name')}  {block.get('id')}", style="bold cyan")))
-                    widgets.append(Static(Syntax(as_json(block.get("input")), "json", word_wrap=True)))
+                    widgets.append(Static(value_text(block.get("input"), self.show_all)))
                 else:
                     widgets.append(Static(Text(f"{kind}", style="bold magenta")))
                     widgets.append(Static(Syntax(cut(as_json(block), CUT, self.show_all), "json", word_wrap=True)))
             stop = d.response.get("stop_reason") if isinstance(d.response, dict) else None
-            widgets.append(Static(Text(f"stop_reason: {stop}", style="dim")))
+            widgets.append(Static(Text(f"stop_reason: {stop or '—'}", style="dim")))
         box.mount_all(widgets)
 
     def _tools_text(self, d: TurnDetail) -> Text:
@@ -679,20 +819,23 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         for c in d.tool_calls:
             head = f"{'server tool' if c.server else 'tool'} {c.name}  {c.id}"
             out.append(head + "\n", style="bold cyan")
-            out.append("input  " + cut(as_json(c.input), CUT, self.show_all) + "\n")
+            out.append("input\n", style="bold")
+            out.append_text(value_text(c.input, self.show_all))
+            out.append("\n")
             if c.pending:
                 out.append("result pending: no result came back in the next request\n\n", style="bold yellow")
             else:
-                style = "bold red" if c.is_error else "green"
-                out.append(
-                    ("ERROR  " if c.is_error else "result ") + cut(_plain(c.result), CUT, self.show_all) + "\n\n",
-                    style=style,
-                )
+                out.append(*(("ERROR result\n", "bold red") if c.is_error else ("result\n", "bold green")))
+                result = value_text(c.result, self.show_all) if c.result is not None else Text("(empty)", style="dim")
+                if c.is_error:
+                    result.stylize("red")
+                out.append_text(result)
+                out.append("\n\n")
         return out
 
     def _usage_text(self, d: TurnDetail) -> Text:
         out = Text()
-        out.append(f"model {d.turn.model}\n\n", style="bold")
+        out.append(f"model {d.turn.model or '—'}\n\n", style="bold")
         out.append(f"{'kind':16}{'tokens':>12}{'Δ prev':>12}{'$/MTok':>10}{'cost':>12}\n", style="bold")
         for line in d.usage:
             rate = "" if line.rate_per_mtok is None else f"{line.rate_per_mtok:.3f}"
@@ -738,6 +881,9 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         self.goto_turn(len(self.timeline) - 1)
 
     def action_back(self) -> None:
+        if self.query_one("#conv-find", Input).display:  # esc first clears a find
+            self.clear_find()
+            return
         self.app.pop_screen()
 
     def action_tab(self, tab: str) -> None:
@@ -745,8 +891,7 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
 
     def action_show_all(self) -> None:
         self.show_all = not self.show_all
-        if self.detail is not None:
-            self.show_detail(self.detail)
+        self._redraw()
 
     def action_copy(self) -> None:
         d = self.detail
@@ -776,28 +921,6 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         from .rerun import RerunScreen
 
         self.app.push_screen(RerunScreen(self.detail.turn.turn_id))
-
-
-def _plain(value: Any) -> str:
-    """Message content as readable text: text blocks as text, the rest as JSON."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        parts = []
-        for b in value:
-            if isinstance(b, dict) and b.get("type") == "text":
-                parts.append(str(b.get("text", "")))
-            elif isinstance(b, dict) and b.get("type") == "tool_result":
-                flag = " (is_error)" if b.get("is_error") else ""
-                parts.append(f"tool_result {b.get('tool_use_id')}{flag}: " + _plain(b.get("content")))
-            elif isinstance(b, dict) and b.get("type") == "tool_use":
-                parts.append(
-                    f"tool_use {b.get('name')} {b.get('id')}: " + json.dumps(b.get("input"), ensure_ascii=False)
-                )
-            else:
-                parts.append(json.dumps(b, ensure_ascii=False))
-        return "\n".join(parts)
-    return json.dumps(value, indent=2, ensure_ascii=False)
 
 
 class HelpScreen(ModalScreen[None]):

@@ -1,0 +1,188 @@
+"""Message content, tool inputs and tool results as a person reads them (pure Rich rendering,
+no widgets): text as text; a string value that holds a file, a patch or shell output as its own
+lines, not JSON with literal `\\n`; JSON pretty-printed and highlighted; every long value cut,
+with the way to see it whole said where it is cut."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from rich.highlighter import JSONHighlighter
+from rich.text import Text
+
+from ..fmt import plural
+from ..store.queries import prompt_tokens
+
+CUT = 4_000
+"""Characters of one value shown before "show all" (a 1 MB tool result must not freeze the UI)."""
+LONG_STRING = 80
+"""A string field longer than this (or with a line break) is shown as lines of its own."""
+GUTTER = "  │ "
+
+_highlight = JSONHighlighter()
+
+
+def cut(text: str, limit: int, full: bool = False) -> str:
+    if full or len(text) <= limit:
+        return text
+    return text[:limit] + f"\n… {plural(len(text) - limit, 'more character')} (press a to show all)"
+
+
+def json_text(value: Any, full: bool = False) -> Text:
+    """Pretty-printed, highlighted JSON."""
+    return _highlight(Text(cut(json.dumps(value, indent=2, ensure_ascii=False), CUT, full)))
+
+
+def _parsed(text: str) -> Any:
+    """A JSON object or array held in a string (many tools answer JSON), else None."""
+    head = text.lstrip()[:1]
+    if head not in ("{", "["):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict | list) else None
+
+
+def _lines(text: str, full: bool) -> Text:
+    """A long string as lines under a gutter, so where it starts and ends shows."""
+    out = Text()
+    for line in cut(text, CUT, full).split("\n"):
+        out.append(GUTTER, style="dim")
+        out.append(line + "\n")
+    return out
+
+
+def value_text(value: Any, full: bool = False) -> Text:
+    """A tool's input or result: a string as its own lines (or as JSON when it holds JSON),
+    content blocks as content, an object's short fields as JSON and its long string fields
+    (file contents, patches, commands' output) each as lines under its name."""
+    if isinstance(value, str):
+        parsed = _parsed(value)
+        if parsed is not None:
+            return value_text(parsed, full)
+        return Text(cut(value, CUT, full))
+    if isinstance(value, list) and value and all(isinstance(b, dict) and "type" in b for b in value):
+        return content_text(value, full)
+    if isinstance(value, dict):
+        long = {k: v for k, v in value.items() if isinstance(v, str) and ("\n" in v or len(v) > LONG_STRING)}
+        out = Text()
+        if len(long) < len(value):
+            out.append_text(json_text({k: v for k, v in value.items() if k not in long}, full))
+            out.append("\n")
+        for key, text in long.items():
+            out.append(f"{key}:\n", style="bold")
+            out.append_text(_lines(text, full))
+        out.rstrip()
+        return out
+    return json_text(value, full)
+
+
+def block_header(block: Any) -> tuple[str, str]:
+    """(label, style) of a content block that gets a line of its own ("" for plain text)."""
+    if not isinstance(block, dict):
+        return "", ""
+    kind = str(block.get("type"))
+    if kind == "text":
+        return "", ""
+    if kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
+        return f"{kind} {block.get('name')}  {block.get('id')}", "bold cyan"
+    if kind == "tool_result" or kind.endswith("_tool_result"):
+        if block.get("is_error"):
+            return f"{kind} for {block.get('tool_use_id')} (error)", "bold red"
+        return f"{kind} for {block.get('tool_use_id')}", "bold green"
+    return kind, "bold magenta"
+
+
+def block_body(block: Any, full: bool = False) -> Text:
+    """What a content block holds, readable."""
+    if not isinstance(block, dict):
+        return value_text(block, full)
+    kind = str(block.get("type"))
+    if kind == "text":
+        return Text(cut(str(block.get("text") or ""), CUT, full))
+    if kind == "thinking":
+        return Text(cut(str(block.get("thinking") or ""), CUT, full), style="italic")
+    if kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
+        return value_text(block.get("input"), full)
+    if kind == "tool_result" or kind.endswith("_tool_result"):
+        body = value_text(block.get("content"), full) if block.get("content") is not None else Text("(empty)")
+        if block.get("is_error"):
+            body.stylize("red")
+        return body
+    return json_text({k: v for k, v in block.items() if k != "type"}, full)
+
+
+def content_text(
+    content: Any,
+    full: bool = False,
+    note: Callable[[int], str] | None = None,
+    expand: Callable[[Any], bool] | None = None,
+) -> Text:
+    """Message content (a string or a list of blocks), block after block. `note(i)` adds a dim
+    word after block i's header (a size estimate, say); a block for which `expand(block)` is
+    true is shown uncut."""
+    if isinstance(content, str):
+        return Text(cut(content, CUT, full or (expand is not None and expand(content))))
+    if not isinstance(content, list):
+        return value_text(content, full)
+    out = Text()
+    for i, block in enumerate(content):
+        if i:
+            out.append("\n")
+        label, style = block_header(block)
+        extra = note(i) if note is not None else ""
+        if label or extra:
+            out.append(label or "text", style=style or "dim")
+            if extra:
+                out.append(f"  {extra}", style="dim")
+            out.append("\n")
+        out.append_text(block_body(block, full or (expand is not None and expand(block))))
+        out.append("\n")
+    out.rstrip()
+    return out
+
+
+def _size(value: Any) -> int:
+    """Characters of a value as sent (a stand-in for its share of the tokens)."""
+    return len(value) if isinstance(value, str) else len(json.dumps(value, ensure_ascii=False))
+
+
+def _blocks(message: Any) -> list[Any]:
+    content = message.get("content") if isinstance(message, dict) else message
+    return content if isinstance(content, list) and content else [content]
+
+
+def added_tokens(d: Any, previous_prompt: int | None) -> dict[int, list[float]]:
+    """An estimate of the tokens each added or changed part of a turn's context took:
+    {index in d.changes: [tokens of each of its blocks]} (a system prompt or tool list is one
+    block). The prompt's growth since the previous turn, from the two usages, is split across
+    the added blocks by their size; where that can't be measured (the first turn, something
+    removed or changed, no previous usage) each part gets its size's share of this whole prompt.
+    Empty when the turn has no usage."""
+    usage = d.turn.usage
+    if not usage:
+        return {}
+    prompt = prompt_tokens(usage)
+    parts: dict[int, list[int]] = {}
+    for n, ch in enumerate(d.changes):
+        if ch.kind == "added":
+            parts[n] = [_size(b) for b in _blocks(ch.message)]
+        elif ch.kind in ("system", "tools"):
+            parts[n] = [_size(ch.message)]
+    added = sum(sum(p) for p in parts.values())
+    if not added:
+        return {}
+    only_added = all(ch.kind == "added" for ch in d.changes)
+    growth = prompt - previous_prompt if previous_prompt is not None else None
+    if d.turn.index > 0 and only_added and growth is not None and growth > 0:
+        per_char = growth / added
+    else:  # the whole prompt shared by size: system, tools and every message
+        whole = sum(_size(b) for m in d.context for b in _blocks(m))
+        whole += _size(d.system) if d.system is not None else 0
+        whole += _size(d.tools) if d.tools is not None else 0
+        per_char = prompt / whole if whole else 0.0
+    return {n: [s * per_char for s in sizes] for n, sizes in parts.items()}

@@ -1,0 +1,222 @@
+"""What the screens and commands say: counts in proper words, units on every figure, no Python
+`None`, whole model ids, local times, and warnings only where they are due (issue 13, point 19)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from click.testing import CliRunner
+from conftest import FAKE_KEY
+from textual.widgets import DataTable, Input, Static
+from tui_data import T0, answer_reruns, build_db, open_second_conversation, reply, send_rerun, settle
+
+from replayer import Recorder, replay
+from replayer.cli import cli
+from replayer.demo import load_fixtures
+from replayer.fmt import local_time
+from replayer.tui.app import make_app
+from replayer.tui.rerun import CompareScreen, RerunScreen, VariantsScreen
+
+
+def static_text(screen, selector: str) -> str:
+    return str(screen.query_one(selector, Static).render())
+
+
+def row(table: DataTable, i: int) -> list[str]:
+    return [str(c) for c in table.get_row_at(i)]
+
+
+# -- counts and None --------------------------------------------------------------------------
+
+
+async def test_one_message_one_turn_and_no_none_stop_reason(tmp_path):
+    path = tmp_path / "one.db"
+    no_stop = {**reply("Half an answer"), "stop_reason": None}
+    with Recorder(path) as rec:
+        rec.record({"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "Hi"}]},
+                   no_stop, conversation_id="conv_one", started_at=T0)  # fmt: skip
+    app = make_app(path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        title = static_text(screen, "#conv-title")
+        assert "1 turn " in title + " " and "1 turns" not in title
+        context = static_text(screen, "#context-body")
+        assert "1 message in context" in context and "1 messages" not in context
+        await pilot.press("a")  # the whole context
+        await settle(pilot)
+        assert "Whole context: 1 message\n" in static_text(screen, "#context-body")
+        await pilot.press("2")
+        await settle(pilot)
+        shown = "\n".join(str(s.render()) for s in screen.query("#response-body Static"))
+        assert "stop_reason: —" in shown and "None" not in shown
+
+
+# -- units --------------------------------------------------------------------------------------
+
+
+def _fast_calls(path):
+    """Calls of a few tens of milliseconds, made a minute ago (inside the dashboard's window)."""
+    with Recorder(path) as rec:
+        for i, latency in enumerate((12.0, 38.0, 25.0)):
+            request = {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": f"q{i}"}]}
+            rec.record(request, reply(f"a{i}"), conversation_id=f"conv_{i}", started_at=time.time() - 60,
+                       latency_ms=latency)  # fmt: skip
+    return path
+
+
+async def test_dashboard_latency_has_the_unit_of_its_value(tmp_path):
+    db = _fast_calls(tmp_path / "fast.db")
+    app = make_app(db)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("d")
+        await settle(pilot)
+        table = app.screen.query_one("#dash-metrics", DataTable)
+        rows = {r[0]: r for r in (row(table, i) for i in range(table.row_count))}
+        value = app.stats_doc(app.screen.days)["metrics"]["p95_latency_ms"]["value"]
+        assert value < 1000  # these calls are all under a second
+        assert "p95 latency" in rows and "p95 latency ms" not in rows
+        assert rows["p95 latency"][1] == f"{value:,.0f} ms"  # not "0.04 s"
+
+
+def test_stats_latency_in_milliseconds(tmp_path):
+    db = _fast_calls(tmp_path / "fast.db")
+    out = CliRunner().invoke(cli, ["--db", str(db), "stats"]).output
+    line = next(x for x in out.splitlines() if x.startswith("p95_latency_ms"))
+    assert re.search(r"\b\d+ ms\b", line) and " 0.0" not in line
+
+
+# -- rerun screens --------------------------------------------------------------------------------
+
+LONG_MODEL = "claude-haiku-4-5-20251001-with-a-long-suffix"
+
+
+@pytest.fixture
+def env(api, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
+    answer_reruns(api)
+    return api
+
+
+async def test_rerun_words_units_whole_model_ids_and_variant_count(tmp_path, env):
+    db = build_db(tmp_path / "tui.db")
+    app = make_app(db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_second_conversation(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        editor = app.screen
+        assert isinstance(editor, RerunScreen)
+        assert "no earlier variants" in static_text(editor, "#rr-title")
+        model = editor.query_one("#rr-model", Input)
+        model.value = LONG_MODEL
+        await pilot.pause()
+        assert model.content_size.width > len(LONG_MODEL)  # the whole id shows in the editor
+        await send_rerun(pilot)
+        compare = app.screen
+        assert isinstance(compare, CompareScreen)
+        table = compare.query_one("#cmp-samples", DataTable)
+        assert row(table, 1)[1] == LONG_MODEL
+        assert table.columns["Model"].width >= len(LONG_MODEL)  # shown whole, not cut
+        delta = row(table, 1)[table.get_column_index("Δ lat")]
+        assert re.fullmatch(r"[+-][\d,.]+ (ms|s)", delta), delta
+        assert "1 distinct output in 1 of 1" in static_text(compare, "#cmp-title")
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen is editor
+        title = static_text(editor, "#rr-title")
+        assert "1 earlier variant (ctrl+o)" in title and "(s)" not in title
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        variants = app.screen
+        assert isinstance(variants, VariantsScreen)
+        created = row(variants.query_one(DataTable), 0)[1]
+        assert created == local_time(variants.variants[0]["created_at"]) and "T" not in created
+
+
+# -- validation of what the demo sends ----------------------------------------------------------
+
+
+def test_top_level_cache_control_is_a_messages_parameter():
+    sent = [t["request"] for fx in load_fixtures() for t in fx["turns"] if "cache_control" in t["request"]]
+    assert sent, "the demo fixtures send a top-level cache_control (automatic prompt caching)"
+    for req in sent:
+        words = [p.message for p in replay.validate(req, {"anthropic-version": "2023-06-01"})]
+        assert not [w for w in words if "cache_control" in w], words
+
+
+def test_automatic_caching_takes_one_of_the_four_breakpoints():
+    block = {"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}
+    req = {"model": "claude-sonnet-4-5", "max_tokens": 10, "system": [block] * 2,
+           "messages": [{"role": "user", "content": [block] * 2}]}  # fmt: skip
+    assert not any("breakpoints" in p.message for p in replay.validate(req, {}))
+    req["cache_control"] = {"type": "ephemeral"}
+    assert any("5 cache_control breakpoints" in p.message for p in replay.validate(req, {}))
+
+
+# -- the unpriced-model warning -----------------------------------------------------------------
+
+
+def _record(path, model, conversation):
+    with Recorder(path) as rec:
+        rec.record({"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+                   reply("ok", model=model), conversation_id=conversation, started_at=T0)  # fmt: skip
+
+
+def test_the_no_price_warning_comes_once_per_database_and_again_for_a_new_model(tmp_path, caplog):
+    db = tmp_path / "w.db"
+    _record(db, "claude-nova-9", "conv_a")
+
+    def stderr(*args, path=db):
+        """What the command warned (the `replayer` logger's lines go to stderr)."""
+        caplog.clear()
+        result = CliRunner().invoke(cli, ["--db", str(path), *args])
+        assert result.exit_code == 0, result.output
+        return result.stderr + "\n".join(r.getMessage() for r in caplog.records)
+
+    assert "no price for model 'claude-nova-9'" in stderr("list")
+    assert "no price" not in stderr("list")
+    assert "no price for model" not in stderr("show", "conv_a")
+    _record(db, "claude-orbit-2", "conv_b")
+    told = stderr("list")
+    assert "no price for model 'claude-orbit-2'" in told and "claude-nova-9" not in told
+    assert "no price" not in stderr("list")
+    other = tmp_path / "other.db"  # another database: told again
+    _record(other, "claude-nova-9", "conv_c")
+    assert "no price for model 'claude-nova-9'" in stderr("list", path=other)
+
+
+def test_counts_in_messages_of_the_core_are_pluralised():
+    from replayer.tui.blocks import cut
+
+    assert "… 1 more character (press a" in cut("abcd", 3)
+    request = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    orig = replay.Original(turn_id="t", conversation_id="c", index=0, request=request, headers={}, response=None,
+                           usage=None, model=None, cost_usd=None, latency_ms=None)  # fmt: skip
+    with pytest.raises(replay.ReplayError, match=r"the request has 1 message \(0\.\.0\)"):
+        replay.apply(orig, replay.Edits(messages={3: "x"}))
+
+
+async def test_a_turn_without_model_or_answer_shows_no_python_none(tmp_path):
+    path = tmp_path / "none.db"
+    with Recorder(path) as rec:
+        rec.record({"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}, None,
+                   conversation_id="conv_none", started_at=T0)  # fmt: skip
+    app = make_app(path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter", "2")
+        await settle(pilot)
+        screen = app.screen
+        response = "\n".join(str(s.render()) for s in screen.query("#response-body Static"))
+        assert "No response" in response and "None" not in response
+        await pilot.press("4")
+        await settle(pilot)
+        usage = static_text(screen, "#usage-body")
+        assert usage.startswith("model —") and "None" not in usage
