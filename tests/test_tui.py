@@ -140,7 +140,7 @@ async def test_usage_tab_prices_each_kind(db):
         await pilot.press("j", "4")
         await settle(pilot)
         usage = static_text(app.screen, "#usage-body")
-        assert "cache_read" in usage and "1,000" in usage and "3.000" in usage  # sonnet input $3/MTok
+        assert "cache read" in usage and "1,000" in usage and "3.000" in usage  # sonnet input $3/MTok
         assert "conversation so far" in usage
 
 

@@ -115,3 +115,198 @@ async def test_conversation_list_shows_cost_at_100_columns(tmp_path):
         table = app.screen.query_one(DataTable)
         assert right_edge(table, "Cost") <= table.scrollable_content_region.width
         assert right_edge(table, "Err") <= table.scrollable_content_region.width
+
+
+# -- 20: one token vocabulary ---------------------------------------------------------------------
+CACHED = {"input_tokens": 2, "output_tokens": 20, "cache_creation_input_tokens": 100, "cache_read_input_tokens": 3400}
+"""A 97%-cached turn: its uncached input alone is a tiny part of what the model read."""
+PROMPT = sum(CACHED[k] for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
+HIT = CACHED["cache_read_input_tokens"] / PROMPT
+
+
+def build_cached_db(path):
+    with Recorder(path) as rec:
+        rec.record({"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": "Hi"}]},
+                   reply("Hello there.", usage=CACHED), conversation_id="conv_cached", started_at=T0, latency_ms=400)  # fmt: skip
+    return path
+
+
+def test_cli_says_prompt_for_the_whole_prompt_and_reruns_compare_on_it(tmp_path, api):
+    import json
+
+    from click.testing import CliRunner
+    from conftest import FAKE_KEY
+
+    from replayer.cli import cli
+    from replayer.fakeapi import Reply
+
+    path = build_cached_db(tmp_path / "c.db")
+    api.responder = lambda body: (
+        Reply(body={"input_tokens": PROMPT}) if "max_tokens" not in body else Reply(body=reply("Hello there.", usage=CACHED))
+    )
+    env = {"ANTHROPIC_API_KEY": FAKE_KEY, "ANTHROPIC_BASE_URL": api.url}
+    r = CliRunner().invoke(cli, ["--db", str(path), "rerun", "conv_cached:0", "--yes", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    for side in (doc["original"], doc["samples"][0]):
+        assert side["prompt_tokens"] == PROMPT and side["cache_hit_rate"] == pytest.approx(HIT)
+        assert side["usage"]["input_tokens"] == CACHED["input_tokens"]  # the raw usage, keys as they were
+    assert doc["samples"][0]["prompt_delta_tokens"] == 0
+    r = CliRunner().invoke(cli, ["--db", str(path), "rerun", "conv_cached:0", "--yes"], env=env)
+    assert f"{PROMPT:,} prompt" in r.stdout and f"{HIT:.0%} cache hit" in r.stdout
+    assert f"{PROMPT:,} prompt tokens" in r.stderr  # the estimate
+    assert f"{CACHED['input_tokens']} in /" not in r.stdout
+    listing = CliRunner().invoke(cli, ["--db", str(path), "list"]).stdout
+    assert "PROMPT" in listing.splitlines()[0] and "IN TOK" not in listing and f"{PROMPT:,}" in listing
+    shown = CliRunner().invoke(cli, ["--db", str(path), "show", "conv_cached"]).stdout
+    assert "PROMPT" in shown.splitlines()[0] and f"{PROMPT:,}" in shown
+
+
+async def test_screens_say_prompt_and_uncached_and_compare_on_the_whole_prompt(tmp_path, api):
+    from conftest import FAKE_KEY
+
+    from replayer import replay
+    from replayer.fakeapi import Reply
+    from replayer.tui.rerun import CompareScreen
+
+    path = build_cached_db(tmp_path / "c.db")
+    app = make_app(path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(DataTable)
+        labels = [str(c.label).rstrip(" ▼▲") for c in table.columns.values()]
+        assert "Prompt" in labels and "In tok" not in labels
+        assert str(table.get_row_at(0)[labels.index("Prompt")]) == f"{PROMPT:,}"
+        await pilot.press("enter", "4")
+        await settle(pilot)
+        screen = app.screen
+        turns = screen.query_one("#turns", DataTable)
+        assert "Δ prompt" in [str(c.label) for c in turns.columns.values()]
+        usage = str(screen.query_one("#usage-body", Static).render())
+        lines = {line.split()[0] + (" " + line.split()[1] if line.split()[1].isalpha() else ""): line
+                 for line in usage.splitlines()[1:] if len(line.split()) > 1}  # fmt: skip
+        assert f"{CACHED['input_tokens']}" in lines["█ uncached"]
+        assert f"{PROMPT:,}" in lines["= prompt"]
+        assert f"{HIT:.0%}" in lines["cache hit"]
+        # a rerun's comparison: the whole prompt and its cache hit, not the uncached 2
+        with app.store() as store:
+            orig = replay.original(store, screen.timeline[0].turn_id)
+        api.responder = lambda body: Reply(body=reply("Hello there.", usage=CACHED))
+        variant = replay.send(path, orig, replay.apply(orig, replay.Edits()), replay.Edits(), samples=1,
+                              base_url=api.url, key=FAKE_KEY)  # fmt: skip
+        with app.store() as store:
+            result = replay.compare(store, orig, variant)
+        await app.push_screen(CompareScreen(result))
+        await settle(pilot)
+        cmp = app.screen.query_one("#cmp-samples", DataTable)
+        head = [str(c.label) for c in cmp.columns.values()]
+        assert "In" not in head
+        for i in range(2):
+            row = [str(c) for c in cmp.get_row_at(i)]
+            assert row[head.index("Prompt")] == f"{PROMPT:,}" and row[head.index("Hit")] == f"{HIT:.0%}"
+        assert [str(c) for c in cmp.get_row_at(1)][head.index("Δ prompt")] == "+0"
+
+
+# -- 21: the context chart's scale ----------------------------------------------------------------
+def colours(text) -> set[str]:
+    """The foreground colours a Rich Text (or a Textual Content) uses, as #rrggbb."""
+    from rich.style import Style
+
+    found = set()
+    for span in text.spans:
+        style = Style.parse(span.style) if isinstance(span.style, str) else span.style
+        if hasattr(style, "foreground"):  # textual's Style
+            if style.foreground is not None:
+                found.add(style.foreground.hex.lower()[:7])
+        elif style.color is not None and style.color.triplet is not None:
+            found.add(style.color.triplet.hex.lower())
+    return found
+
+
+async def test_context_chart_has_axes_gaps_a_marked_selection_and_the_usage_colours(tmp_path):
+    from replayer.tui.widgets import GUTTER, ContextChart
+
+    app = make_app(build_trouble_db(tmp_path / "t.db"))
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await open_trouble(pilot)
+        await pilot.press("j", "j", "4")
+        await settle(pilot)
+        chart = screen.query_one("#chart", ContextChart)
+        drawn = chart.render()
+        lines = drawn.plain.splitlines()
+        bars, ticks, legend = lines[:-2], lines[-2], lines[-1]
+        # a token axis: labelled ticks, the top one at or above the highest turn
+        labels = [line.split("┤")[0].strip() for line in bars if "┤" in line]
+        assert len(labels) >= 2 and all(labels)
+        parts = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
+        peak = max(sum(int((t.usage or {}).get(k) or 0) for k in parts) for t in screen.timeline)
+        top = labels[0]
+        value = float(top.rstrip("kM")) * (1000 if top.endswith("k") else 1_000_000 if top.endswith("M") else 1)
+        assert value >= peak and f"peak {peak:,} tokens" in legend
+        # turn ticks, the selected turn marked
+        assert ticks.split()[0] == "turn" and "▲2" in ticks and "0" in ticks.split()
+        # a gap between turns: the bottom row holds one run of blocks per turn that has tokens
+        runs = [r for r in bars[-1][GUTTER:].replace("┈", " ").split(" ") if r]
+        assert len(runs) == sum(1 for c in TROUBLE if c)
+        # the selected turn's column is shaded
+        shaded = {span.style for span in drawn.spans if str(span.style).startswith("on ")}
+        assert shaded
+        # the same colours as the Usage tab's legend
+        usage = screen.query_one("#usage-body", Static).render()
+        swatches = colours(usage)
+        assert colours(drawn) <= swatches  # every bar colour is a swatch in the Usage tab
+        assert len(swatches & colours(drawn)) == 4
+        await pilot.press("j")
+        await settle(pilot)
+        assert "▲3" in chart.render().plain.splitlines()[-2]
+
+
+# -- 17: dashboard colours ----------------------------------------------------------------------
+def contrast(a, b) -> float:
+    """WCAG contrast ratio of two textual Colors."""
+
+    def lum(c) -> float:
+        def lin(v: int) -> float:
+            v /= 255
+            return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+
+        return 0.2126 * lin(c.r) + 0.7152 * lin(c.g) + 0.0722 * lin(c.b)
+
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+async def test_dashboard_user_colours_are_distinct_and_readable_in_both_themes(tmp_path):
+    import math
+    import time
+
+    from textual.color import Color, rgb_to_lab
+
+    from replayer.tui.dashboard import TOP, DashboardScreen, spend_bars
+
+    path = tmp_path / "users.db"
+    now = time.time() - 300
+    with Recorder(path) as rec:  # a dozen users spending on the same day: more than the top ten
+        for u in range(TOP + 2):
+            usage = {"input_tokens": 1000 * (TOP + 2 - u), "output_tokens": 10}
+            rec.record({"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": f"q{u}"}]},
+                       reply(f"a{u}", usage=usage), conversation_id=f"conv_u{u}", user_id=f"user{u:02}",
+                       started_at=now - u)  # fmt: skip
+    app = make_app(path)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("d")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        bars = spend_bars(screen.doc)
+        used = sorted(colours(bars))
+        assert len(used) == TOP + 1  # ten users and the rest
+        labs = {c: rgb_to_lab(Color.parse(c)) for c in used}
+        closest = min(math.dist(labs[a], labs[b]) for i, a in enumerate(used) for b in used[i + 1 :])
+        assert closest >= 25  # CIE76 distance: clearly different colours, not two shades of one
+        for theme in ("textual-dark", "textual-light"):
+            app.theme = theme
+            await settle(pilot)
+            background = Color.parse(app.get_css_variables()["background"])
+            assert min(contrast(Color.parse(c), background) for c in used) >= 2.5, theme

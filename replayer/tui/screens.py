@@ -32,7 +32,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from ..fmt import local_time, money
 from ..models import ConversationSummary, TurnDetail, TurnSummary
 from ..store.queries import prompt_tokens
-from .widgets import ContextChart
+from .widgets import SEGMENT_COLOURS, ContextChart
 from .workers import ShowsWorkerErrors
 
 PAGE = 100
@@ -539,8 +539,8 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
             stop = t.stop_reason or ""
             notes = []
             if last is not None and last.error:
-                stop = f"{last.error.get('status') or ''} {last.error.get('type') or ''}".strip()
-                notes.append(Text(str(last.error.get("message") or ""), style=style))
+                stop = str(last.error.get("type") or "error")
+                notes.append(Text(f"{last.error.get('status') or ''} {last.error.get('message') or ''}".strip(), style=style))
             if len(t.attempts) > 1:
                 notes.append(Text(f"↻{len(t.attempts) - 1}", style=colour["retried"]))
             if "abandoned" in marks:
@@ -756,12 +756,37 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
     def _usage_text(self, d: TurnDetail) -> Text:
         out = Text()
         out.append(f"model {d.turn.model}\n\n", style="bold")
-        out.append(f"{'kind':16}{'tokens':>12}{'Δ prev':>12}{'$/MTok':>10}{'cost':>12}\n", style="bold")
-        for line in d.usage:
+        out.append(f"  {'kind':16}{'tokens':>12}{'Δ prev':>12}{'$/MTok':>10}{'cost':>12}\n", style="bold")
+        lines = {line.kind: line for line in d.usage}
+
+        def row(swatch: Text, label: str, tokens: int, delta: int | None, rate: str, cost: float | None) -> None:
+            out.append_text(swatch)
+            out.append(f"{label:16}{tokens:>12,}{signed(delta):>12}{rate:>10}{money(cost):>12}\n")
+
+        for kind in (*PROMPT_KINDS, "output", *(k for k in lines if k not in (*PROMPT_KINDS, "output"))):
+            line = lines.get(kind)
+            if line is None:
+                continue
+            label = USAGE_LABELS.get(kind, kind.replace("_", " "))
+            colour = SEGMENT_COLOURS.get(label.removesuffix(" 5m").removesuffix(" 1h"))
             rate = "" if line.rate_per_mtok is None else f"{line.rate_per_mtok:.3f}"
-            out.append(
-                f"{line.kind:16}{line.tokens:>12,}{signed(line.delta_tokens):>12}{rate:>10}{money(line.cost_usd):>12}\n"
-            )
+            row(Text("█ " if colour else "  ", style=colour or ""), label, line.tokens, line.delta_tokens, rate,
+                line.cost_usd)  # fmt: skip
+            if kind == PROMPT_KINDS[-1]:  # the prompt: everything the model read
+                parts = [lines[k] for k in PROMPT_KINDS if k in lines]
+                deltas = [p.delta_tokens for p in parts]
+                costs = [p.cost_usd for p in parts]
+                prompt = sum(p.tokens for p in parts)
+                row(
+                    Text("= ", style="bold"),
+                    "prompt",
+                    prompt,
+                    None if None in deltas else sum(deltas),  # type: ignore[arg-type]
+                    "",
+                    None if None in costs else sum(costs),  # type: ignore[arg-type]
+                )
+                if prompt:
+                    out.append(f"  {'cache hit':16}{line.tokens / prompt:>12.0%}\n", style="dim")
         out.append(f"\nturn cost {money(d.cost_usd)}   conversation so far {money(d.running_cost_usd)}\n")
         if d.cost_usd is None and d.turn.usage:
             out.append(f"no price for {d.turn.model}: add it to a price file (--pricing)\n", style="yellow")
@@ -862,6 +887,17 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         from .rerun import RerunScreen
 
         self.app.push_screen(RerunScreen(self.detail.turn.turn_id))
+
+
+PROMPT_KINDS = ("input", "cache_write_5m", "cache_write_1h", "cache_read")
+"""The usage lines that make up the prompt (input + cache writes + cache reads), in that order."""
+USAGE_LABELS = {
+    "input": "uncached",
+    "cache_write_5m": "cache write 5m",
+    "cache_write_1h": "cache write 1h",
+    "cache_read": "cache read",
+}
+"""The one vocabulary: "prompt" is everything the model read, "uncached" the API's input_tokens."""
 
 
 def turn_marks(t: TurnSummary, cache_break: bool) -> list[str]:
