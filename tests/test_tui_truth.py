@@ -34,7 +34,7 @@ def build_trouble_db(path):
             usage = {"input_tokens": 10 + i, "output_tokens": 20, **cache}
             answer = reply(f"Part {i} of the summary.", usage=usage)
             rec.record(request, answer, conversation_id="conv_trouble", started_at=T0 + i, latency_ms=500)
-            msgs = [*msgs, {"role": "assistant", "content": answer["content"]}, {"role": "user", "content": f"go on {i}"}]
+            msgs += [{"role": "assistant", "content": answer["content"]}, {"role": "user", "content": f"go on {i}"}]
     return path
 
 
@@ -81,6 +81,10 @@ async def test_failures_show_in_a_status_column_coloured_by_outcome(tmp_path, th
         failed = table.get_row_at(4)
         assert all(error_colour in styles(cell) for cell in failed if str(cell))
         assert not any(error_colour in styles(cell) for cell in table.get_row_at(3))
+        app.theme = "textual-light" if theme == "textual-dark" else "textual-dark"  # recoloured at once
+        await settle(pilot)
+        other = app.theme_variables["text-error"]
+        assert other != error_colour and other in styles(table.get_row_at(4)[0])
         # the legend: in the title line with the counts, and in the help
         title = str(screen.query_one("#conv-title", Static).render())
         assert "✖ 1 failed" in title and "⚠ 1 cache break" in title
@@ -88,8 +92,8 @@ async def test_failures_show_in_a_status_column_coloured_by_outcome(tmp_path, th
         await settle(pilot)
         assert isinstance(app.screen, HelpScreen)
         help_text = str(app.screen.query_one(Static).render())
-        for words in ("✖ failed", "↻ retried", "⚠ cache break", "⊘ abandoned", "Next error", "Next cache break"):
-            assert words in help_text
+        legend = ("✖ failed", "↻ retried", "⚠ cache break", "⊘ abandoned")
+        assert all(words in help_text for words in (*legend, "Next error", "Next cache break"))
 
 
 async def test_keys_jump_to_errors_and_cache_breaks(tmp_path):
@@ -126,8 +130,9 @@ HIT = CACHED["cache_read_input_tokens"] / PROMPT
 
 def build_cached_db(path):
     with Recorder(path) as rec:
-        rec.record({"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": "Hi"}]},
-                   reply("Hello there.", usage=CACHED), conversation_id="conv_cached", started_at=T0, latency_ms=400)  # fmt: skip
+        request = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": "Hi"}]}
+        answer = reply("Hello there.", usage=CACHED)
+        rec.record(request, answer, conversation_id="conv_cached", started_at=T0, latency_ms=400)
     return path
 
 
@@ -142,7 +147,9 @@ def test_cli_says_prompt_for_the_whole_prompt_and_reruns_compare_on_it(tmp_path,
 
     path = build_cached_db(tmp_path / "c.db")
     api.responder = lambda body: (
-        Reply(body={"input_tokens": PROMPT}) if "max_tokens" not in body else Reply(body=reply("Hello there.", usage=CACHED))
+        Reply(body={"input_tokens": PROMPT})
+        if "max_tokens" not in body
+        else Reply(body=reply("Hello there.", usage=CACHED))
     )
     env = {"ANTHROPIC_API_KEY": FAKE_KEY, "ANTHROPIC_BASE_URL": api.url}
     r = CliRunner().invoke(cli, ["--db", str(path), "rerun", "conv_cached:0", "--yes", "--json"], env=env)
@@ -289,8 +296,9 @@ async def test_dashboard_user_colours_are_distinct_and_readable_in_both_themes(t
     with Recorder(path) as rec:  # a dozen users spending on the same day: more than the top ten
         for u in range(TOP + 2):
             usage = {"input_tokens": 1000 * (TOP + 2 - u), "output_tokens": 10}
-            rec.record({"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": f"q{u}"}]},
-                       reply(f"a{u}", usage=usage), conversation_id=f"conv_u{u}", user_id=f"user{u:02}",
+            messages = [{"role": "user", "content": f"q{u}"}]
+            request = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": messages}
+            rec.record(request, reply(f"a{u}", usage=usage), conversation_id=f"conv_u{u}", user_id=f"user{u:02}",
                        started_at=now - u)  # fmt: skip
     app = make_app(path)
     async with app.run_test(size=(160, 45)) as pilot:

@@ -416,8 +416,8 @@ class CompareScreen(ShowsWorkerErrors, Screen[None]):
             )
         )
         table = self.query_one("#cmp-samples", DataTable)
-        for col, w in (("", 9), ("Model", 24), ("Stop", 10), ("Prompt", 9), ("Δ prompt", 9), ("Hit", 4),
-                       ("Output", 7), ("Cost", 10), ("Δ cost", 10), ("Latency", 9), ("Δ lat", 8), ("Error", 40)):  # fmt: skip
+        for col, w in (("", 9), ("Model", 24), ("Stop", 10), ("Prompt", 9), ("Δ prompt", 9), ("Hit", 4), ("Output", 7),
+                       ("Cost", 10), ("Δ cost", 10), ("Latency", 9), ("Δ lat", 8), ("Error", 40)):  # fmt: skip
             table.add_column(col, key=col or "name", width=w)
         for name, v in [("original", r["original"]), *((f"sample {i}", v) for i, v in enumerate(r["samples"], 1))]:
             usage = v["usage"] or {}

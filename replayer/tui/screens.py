@@ -374,9 +374,20 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         Binding("y", "copy", "Copy", id="copy", tooltip="Copy what the open tab shows (JSON or text)"),
         Binding("r", "rerun", "Rerun", id="rerun", tooltip="Rerun this turn with edits and compare the outputs"),
         Binding("e", "jump('error', 1)", "Next error", id="next-error", tooltip="Next turn that failed or was retried"),
-        Binding("E", "jump('error', -1)", "Prev error", id="prev-error", tooltip="Previous turn that failed or was retried", show=False),
-        Binding("b", "jump('break', 1)", "Next cache break", id="next-break", tooltip="Next turn where the cache breaks (⚠)"),
-        Binding("B", "jump('break', -1)", "Prev cache break", id="prev-break", tooltip="Previous cache break", show=False),
+        Binding(
+            "E",
+            "jump('error', -1)",
+            "Prev error",
+            id="prev-error",
+            tooltip="Previous turn that failed or was retried",
+            show=False,
+        ),
+        Binding(
+            "b", "jump('break', 1)", "Next cache break", id="next-break", tooltip="Next turn where the cache breaks"
+        ),
+        Binding(
+            "B", "jump('break', -1)", "Prev cache break", id="prev-break", tooltip="Previous cache break", show=False
+        ),
     ]
     LEGEND = (
         ("✖", "failed", "error"),
@@ -386,7 +397,12 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
     )
     """The turn list's status column: symbol, meaning, outcome (whose colour it takes)."""
     SYMBOLS = {kind: symbol for symbol, _, kind in LEGEND}
-    OUTCOME_COLOURS = {"error": "text-error", "abandoned": "text-secondary", "retried": "text-warning", "break": "text-accent"}
+    OUTCOME_COLOURS = {
+        "error": "text-error",
+        "abandoned": "text-secondary",
+        "retried": "text-warning",
+        "break": "text-accent",
+    }
     """Theme variables made to be read on the theme's background, dark or light."""
     COLUMNS = (
         ("#", "idx", 4),
@@ -540,7 +556,8 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
             notes = []
             if last is not None and last.error:
                 stop = str(last.error.get("type") or "error")
-                notes.append(Text(f"{last.error.get('status') or ''} {last.error.get('message') or ''}".strip(), style=style))
+                said = f"{last.error.get('status') or ''} {last.error.get('message') or ''}".strip()
+                notes.append(Text(said, style=style))
             if len(t.attempts) > 1:
                 notes.append(Text(f"↻{len(t.attempts) - 1}", style=colour["retried"]))
             if "abandoned" in marks:

@@ -20,7 +20,7 @@ Mid-tone colours, readable on dark and light backgrounds alike (the Usage tab us
 SEGMENT_COLOURS = {label: colour for _, label, colour in SEGMENTS}
 GUTTER = 7
 """Columns left of the bars for the token axis: a label of up to 5 characters, a space, a tick."""
-NICE = (1, 2, 2.5, 5)
+NICE = (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8)
 
 
 def compact(n: float) -> str:
@@ -35,8 +35,8 @@ def compact(n: float) -> str:
 
 
 def axis_step(peak: int, rows: int) -> float:
-    """The tokens one row of the chart stands for: a round number (1, 2, 2.5 or 5 times a power
-    of ten), so that every row's top is a round figure and the labels read cleanly."""
+    """The tokens one row of the chart stands for: a round number (one of NICE times a power of
+    ten), so that every row's top is a round figure and the labels read cleanly."""
     need = max(1, peak) / rows
     scale = 1.0
     while scale * 10 <= need:
@@ -84,14 +84,14 @@ class ContextChart(Widget):
             self._bars = (key, *self._draw_bars(width - GUTTER, height))
         _, bars, starts, per, cw, legend = self._bars
         out = bars.copy()
-        group = min(range(len(starts)), key=lambda g: abs(starts[g] - self.selected) if starts[g] <= self.selected else 1 << 30)
+        group = max(0, min(self.selected // per, len(starts) - 1))
         # shade the selected turn's column, the gap left of it included
         shade = self._shade()
         line = GUTTER + len(starts) * cw + 1
         for row in range(height):
             at = row * line + GUTTER + group * cw
             out.stylize(shade, at, at + cw)
-        out.append_text(self._ticks(starts, per, cw, group))
+        out.append_text(self._ticks(starts, per, cw, group, width - GUTTER))
         out.append("\n")
         out.append_text(legend)
         return out
@@ -104,14 +104,14 @@ class ContextChart(Widget):
         except Exception:  # noqa: BLE001 - no app (a bare render in a test): a plain shade
             return "on grey35"
 
-    def _ticks(self, starts: list[int], per: int, cw: int, selected_group: int) -> Text:
+    def _ticks(self, starts: list[int], per: int, cw: int, selected_group: int, room: int) -> Text:
         """The turn axis: turn numbers where they fit, ⚠ at a cache break, ▲N at the selection."""
-        cells = [" "] * (len(starts) * cw + 8)
+        cells = [" "] * room
         styles: list[str] = [""] * len(cells)
         widest = len(str(starts[-1])) + 1
         every = max(1, -(-widest // cw))
         for g, start in enumerate(starts):
-            if g % every == 0:
+            if g % every == 0 and g * cw + len(str(start)) < room:
                 for i, ch in enumerate(str(start)):
                     cells[g * cw + 1 + i] = ch
                     styles[g * cw + 1 + i] = "dim"
@@ -121,10 +121,14 @@ class ContextChart(Widget):
                     cells[g * cw + i], styles[g * cw + i] = " ", ""
                 cells[g * cw + 1], styles[g * cw + 1] = "⚠", "bold " + SEGMENT_COLOURS["cache write"]
         mark = f"▲{self.selected}" + ("⚠" if self.selected in self.breaks else "")
-        at = selected_group * cw + 1
+        at = max(0, min(selected_group * cw + 1, room - len(mark)))
         for i in range(-1, len(mark) + 1):  # clear a space either side of the mark
             if 0 <= at + i < len(cells):
                 cells[at + i], styles[at + i] = " ", ""
+        for i, step in ((at - 2, -1), (at + len(mark) + 1, 1)):  # and any number it cut in two
+            while 0 <= i < len(cells) and cells[i].isdigit():
+                cells[i], styles[i] = " ", ""
+                i += step
         for i, ch in enumerate(mark):
             cells[at + i], styles[at + i] = ch, "bold reverse"
         out = Text("turn".rjust(GUTTER - 2) + "  ", style="dim")
