@@ -8,6 +8,7 @@ from textual.widgets import DataTable, Static
 from tui_data import T0, build_db, reply, settle
 
 from replayer import Recorder
+from replayer.fakeapi import Reply
 from replayer.tui.app import make_app
 from replayer.tui.screens import ConversationScreen, ConversationsScreen, HelpScreen
 
@@ -143,7 +144,6 @@ def test_cli_says_prompt_for_the_whole_prompt_and_reruns_compare_on_it(tmp_path,
     from conftest import FAKE_KEY
 
     from replayer.cli import cli
-    from replayer.fakeapi import Reply
 
     path = build_cached_db(tmp_path / "c.db")
     api.responder = lambda body: (
@@ -173,7 +173,6 @@ async def test_screens_say_prompt_and_uncached_and_compare_on_the_whole_prompt(t
     from conftest import FAKE_KEY
 
     from replayer import replay
-    from replayer.fakeapi import Reply
     from replayer.tui.rerun import CompareScreen
 
     path = build_cached_db(tmp_path / "c.db")
@@ -318,3 +317,24 @@ async def test_dashboard_user_colours_are_distinct_and_readable_in_both_themes(t
             await settle(pilot)
             background = Color.parse(app.get_css_variables()["background"])
             assert min(contrast(Color.parse(c), background) for c in used) >= 2.5, theme
+
+
+async def test_an_abandoned_stream_is_marked(api, rec, client, db_path):
+    from replayer.fakeapi import message_events
+
+    answer = reply("a long answer " * 20)
+    api.enqueue(Reply(sse=message_events(answer)))
+    with rec.conversation("conv_gave_up"):
+        messages = [{"role": "user", "content": "go"}]
+        stream = client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=messages, stream=True)
+        for i, _event in enumerate(stream):
+            if i == 3:
+                break
+        stream.close()
+    assert rec.flush(10)
+    app = make_app(db_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await open_trouble(pilot)
+        table = screen.query_one("#turns", DataTable)
+        assert str(table.get_row_at(0)[1]) == "⊘" and "abandoned" in str(table.get_row_at(0)[-1])
+        assert app.theme_variables["text-secondary"] in styles(table.get_row_at(0)[0])
