@@ -76,7 +76,7 @@ async def test_failures_show_in_a_status_column_coloured_by_outcome(tmp_path, th
         assert statuses == ["", "⚠", "", "", "✖", ""]
         # the status column sits beside # and is on screen; the list fills its width
         assert right_edge(table, "status") < right_edge(table, "idx") + 5
-        assert right_edge(table, "err") == table.scrollable_content_region.width
+        assert right_edge(table, "err") == table.size.width - table.styles.scrollbar_size_vertical
         assert "Overloaded" in str(table.get_row_at(4)[-1])
         error_colour = app.theme_variables["text-error"]
         failed = table.get_row_at(4)

@@ -417,7 +417,7 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         ("", "err", 0),
     )
     """The turn list; width 0 marks the columns that share what room is left (at least FLEX_MIN)."""
-    FLEX_MIN = {"tools": 12, "err": 6}
+    FLEX_MIN = {"tools": 10, "err": 6}
 
     def __init__(self, conversation_id: str, turn: int | None = None) -> None:
         super().__init__()
@@ -477,8 +477,10 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         """Give the room the fixed columns leave to the tools and notes columns, so the turn
         list uses the width it has (and a wide terminal shows whole error messages)."""
         table = self.query_one("#turns", DataTable)
-        room = table.scrollable_content_region.width - sum(
-            w + 2 * table.cell_padding for _, _, w in self.COLUMNS
+        room = (  # the room a vertical scrollbar takes is kept for it: rows may come later
+            table.size.width
+            - table.styles.scrollbar_size_vertical
+            - sum(w + 2 * table.cell_padding for _, _, w in self.COLUMNS)
         )
         tools = max(self.FLEX_MIN["tools"], min(24, room // 3))
         err = max(self.FLEX_MIN["err"], room - tools)
@@ -597,7 +599,6 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
                     )
                 )
         table.add_rows(rows)
-        self.marks = counts
         total = sum(t.cost_usd or 0 for t in timeline)
         title = Text.assemble((self.conversation_id, "bold"), f"  {len(timeline)} turns  {money(total)}")
         for symbol, word, kind in self.LEGEND:  # the status column's legend, with the counts
