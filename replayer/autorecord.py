@@ -287,9 +287,8 @@ def summarize(folder: str, db: str, command: list[str], settle: float = 3.0) -> 
         )
     flags = _skipping_flags(command)
     if flags:
-        why = " and ".join(
-            w for w in ("ignores PYTHONPATH" if set(flags) & set("EI") else "", "skips site" if "S" in flags else "") if w
-        )
+        reasons = ("ignores PYTHONPATH" if set(flags) & set("EI") else "", "skips site" if "S" in flags else "")
+        why = " and ".join(w for w in reasons if w)
         return (
             f"replayer: nothing was recorded to {db}: python -{flags} {why}, so replayer's hook never loaded: "
             f"run it without -{flags}, or record in code: Recorder().wrap(client)"

@@ -237,7 +237,7 @@ def list_(
         return
     width = max(len(r.conversation_id) for r in rows)  # ids whole: they are what show and export take
     click.echo(
-        f"{'STARTED':16}  {'CONVERSATION':{width}}  {'USER':14}  {'TURNS':>5}  {'IN TOK':>9}  {'OUT TOK':>8}  "
+        f"{'STARTED':16}  {'CONVERSATION':{width}}  {'USER':14}  {'TURNS':>5}  {'PROMPT':>9}  {'OUTPUT':>8}  "
         f"{'COST':>10}  {'ERR':>3}  FIRST MESSAGE"
     )
     for r in rows:
@@ -271,7 +271,7 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
     total = 0.0
     unknown = False
     click.echo(
-        f"{'#':>3}  {'STARTED':16}  {'MODEL':28}  {'STOP':10}  {'CTX':>4}  {'PROMPT':>8}  {'OUT':>6}  "
+        f"{'#':>3}  {'STARTED':16}  {'MODEL':28}  {'STOP':10}  {'CTX':>4}  {'PROMPT':>8}  {'OUTPUT':>6}  "
         f"{'COST':>10}  {'MS':>7}  TOOLS / ERRORS"
     )
     from .store.queries import prompt_tokens
@@ -693,8 +693,18 @@ def _describe_sample(i: int, v: dict[str, Any]) -> str:
     cost = money(v["cost_usd"])
     if v["cost_delta_usd"] is not None:
         cost += f" ({'+' if v['cost_delta_usd'] >= 0 else '-'}{money(abs(v['cost_delta_usd']))})"
-    tokens = f"{usage.get('input_tokens', 0):,} in / {usage.get('output_tokens', 0):,} out"
+    tokens = _prompt_words(v) + f" / {usage.get('output_tokens', 0):,} output"
     return f"sample {i}: {v['stop_reason'] or '—'} · {v['model']}{lat} · {cost} · {tokens}"
+
+
+def _prompt_words(v: dict[str, Any]) -> str:
+    """`3,502 prompt (+12, 97% cache hit)`: the whole prompt, never the uncached part alone."""
+    if v.get("prompt_tokens") is None:
+        return "no usage"
+    notes = [f"{v['prompt_delta_tokens']:+,}"] if v.get("prompt_delta_tokens") is not None else []
+    if v.get("cache_hit_rate") is not None:
+        notes.append(f"{v['cache_hit_rate']:.0%} cache hit")
+    return f"{v['prompt_tokens']:,} prompt" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def _describe_tools(diff: list[dict[str, Any]]) -> str:
@@ -822,7 +832,7 @@ def rerun(
     )
     click.echo(f"rerun {turn_id} ({where}); edits: {', '.join(edits.names())}", err=True)
     click.echo(
-        f"estimate: {est.input_tokens:,} input tokens ({est.source}) + ~{est.output_tokens:,} output per sample "
+        f"estimate: {est.input_tokens:,} prompt tokens ({est.source}) + ~{est.output_tokens:,} output per sample "
         f"x {samples} = {money(est.cost_usd)} (at most {money(est.max_cost_usd)} if every sample writes "
         f"max_tokens {est.max_output_tokens:,}); original cost {money(orig.cost_usd)}",
         err=True,
@@ -849,7 +859,8 @@ def rerun(
         click.echo(json.dumps(result, ensure_ascii=False))
     else:
         base = result["original"]
-        click.echo(f"original: {base['stop_reason'] or '—'} · {base['model']} · {money(base['cost_usd'])}")
+        stop = base["stop_reason"] or "—"
+        click.echo(f"original: {stop} · {base['model']} · {money(base['cost_usd'])} · {_prompt_words(base)}")
         changed = [
             f"{d['section']} (-{d['removed']} +{d['added']} lines)" for d in result["request_diff"] if d["changed"]
         ]

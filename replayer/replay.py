@@ -407,7 +407,7 @@ def estimate(
     samples: int,
     count_tokens: Callable[[dict[str, Any]], int | None] | None = None,
 ) -> Estimate:
-    """What the rerun will cost: input tokens from the count_tokens endpoint where it answers,
+    """What the rerun will cost: prompt tokens from the count_tokens endpoint where it answers,
     else the recorded prompt scaled by how much the request grew or shrank."""
     counted = count_tokens(req) if count_tokens is not None else None
     usage = orig.usage or {}
@@ -533,9 +533,11 @@ def send(
 def sample_view(store: Any, turn_id: str, timeline: list[Any] | None = None) -> dict[str, Any]:
     """One recorded call, as the compare views show it."""
     from .diffing import text_of, tool_calls
+    from .store.queries import prompt_tokens
 
     d = store.turn_detail(turn_id, timeline)
     last = d.turn.attempts[-1] if d.turn.attempts else None
+    prompt = prompt_tokens(d.turn.usage) if d.turn.usage else None
     error = last.error if last else None
     if error is None and last is not None and last.status is None:
         error = {"type": "connection_error", "message": "no response", "status": None}
@@ -546,6 +548,10 @@ def sample_view(store: Any, turn_id: str, timeline: list[Any] | None = None) -> 
         "attempts": len(d.turn.attempts),
         "stop_reason": d.turn.stop_reason,
         "usage": d.turn.usage,
+        "prompt_tokens": prompt,
+        "cache_hit_rate": (
+            int(d.turn.usage.get("cache_read_input_tokens") or 0) / prompt if d.turn.usage and prompt else None
+        ),
         "cost_usd": d.turn.cost_usd,
         "latency_ms": last.latency_ms if last else None,
         "error": error,
@@ -557,9 +563,9 @@ def sample_view(store: Any, turn_id: str, timeline: list[Any] | None = None) -> 
 
 
 def compare(store: Any, orig: Original, variant: str) -> dict[str, Any]:
-    """The original against each sample of a variant: text diff, tool calls, stop reason, usage,
-    cost and latency, and over the samples the spread of outputs; and the request the variant
-    sent against the original's (`request_diff`, diffing.request_diff)."""
+    """The original against each sample of a variant: text diff, tool calls, stop reason, usage
+    (the whole prompt, its cache hit), cost and latency, and over the samples the spread of outputs;
+    and the request the variant sent against the original's (`request_diff`, diffing.request_diff)."""
     from .diffing import compare_tools, request_diff, spread, tool_calls, unified, words
 
     base = sample_view(store, orig.turn_id)
@@ -578,6 +584,11 @@ def compare(store: Any, orig: Original, variant: str) -> dict[str, Any]:
         v["tool_diff"] = compare_tools(tool_calls(base["response"]), tool_calls(v["response"]))
         v["cost_delta_usd"] = (
             v["cost_usd"] - base["cost_usd"] if v["cost_usd"] is not None and base["cost_usd"] is not None else None
+        )
+        v["prompt_delta_tokens"] = (
+            v["prompt_tokens"] - base["prompt_tokens"]
+            if v["prompt_tokens"] is not None and base["prompt_tokens"] is not None
+            else None
         )
         v["latency_delta_ms"] = (
             v["latency_ms"] - base["latency_ms"]

@@ -502,9 +502,15 @@ def _chat(client, messages: list, turn: int) -> list:
     return [*messages, {"role": "assistant", "content": r.content}, {"role": "user", "content": f"go on {turn}"}]
 
 
+def _in_call_order(db_path) -> list[dict]:
+    """Every attempt in the order the fake answered it (its reply ids count up; two calls can
+    start within the same millisecond, so started_at can't order them)."""
+    return sorted(exported(db_path), key=lambda line: line["response"]["id"])
+
+
 def _threads(db_path) -> list[list[int]]:
     """Per conversation, in the order the calls were made: how many messages each turn sent."""
-    lines = sorted(exported(db_path), key=lambda line: line["started_at"])
+    lines = _in_call_order(db_path)
     convs: dict[str, list] = {}
     for line in lines:
         convs.setdefault(line["conversation_id"], []).append(line)
@@ -527,7 +533,7 @@ def test_identical_conversations_run_at_once_stay_apart(api, rec, client, db_pat
             chats[c] = _chat(client, chats[c], turn)
     assert rec.flush(10)
     assert _threads(db_path) == [[1, 3, 5]] * 3
-    calls = sorted(exported(db_path), key=lambda line: line["started_at"])
+    calls = _in_call_order(db_path)
     assert [calls[k]["conversation_id"] for k in range(9)] == [calls[k % 3]["conversation_id"] for k in range(9)]
 
 

@@ -40,7 +40,7 @@ async def test_conversation_list_shows_rows(db):
         assert [r[1] for r in rows] == ["conv_chat", "conv_tools"]  # newest first
         tools_row = rows[1]
         assert tools_row[2] == "alice" and tools_row[3] == "4"
-        assert tools_row[6].startswith("$")
+        assert tools_row[4].startswith("$")
         assert "Fix the failing test" in tools_row[-2] and tools_row[-1] == "claude-sonnet-4-5"
 
 
@@ -50,13 +50,13 @@ async def test_sort_by_cost_and_reverse(db):
         await settle(pilot)
         table = app.screen.query_one(DataTable)
         assert [str(c.label) for c in table.columns.values()][:2] == ["Started ▼", "Conversation"]
-        await pilot.press(*"ssssss")  # Started -> Conversation -> User -> Turns -> In tok -> Out tok -> Cost
+        await pilot.press(*"ssss")  # Started -> Conversation -> User -> Turns -> Cost
         await settle(pilot)
         labels = [str(c.label) for c in table.columns.values()]
         assert "Cost ▼" in labels and "Started" in labels
         rows = cell_texts(table)
         assert [r[1] for r in rows] == ["conv_tools", "conv_chat"]  # the costlier first
-        assert float(rows[0][6].lstrip("$")) > float(rows[1][6].lstrip("$"))
+        assert float(rows[0][4].lstrip("$")) > float(rows[1][4].lstrip("$"))
         await pilot.press("S")
         await settle(pilot)
         assert [r[1] for r in cell_texts(table)] == ["conv_chat", "conv_tools"]
@@ -71,10 +71,10 @@ async def test_open_conversation_turn_list_and_deltas(db):
         assert isinstance(screen, ConversationScreen)
         rows = cell_texts(screen.query_one("#turns", DataTable))
         assert [r[0] for r in rows] == ["0", "1", "2", "3"]
-        assert [r[2] for r in rows] == ["tool_use", "tool_use", "tool_use", "end_turn"]
-        assert [r[3] for r in rows] == ["run_tests", "read_file", "write_file", ""]
+        assert [r[3] for r in rows] == ["tool_use", "tool_use", "tool_use", "end_turn"]
+        assert [r[4] for r in rows] == ["run_tests", "read_file", "write_file", ""]
         # prompt = input + cache writes + cache reads; the delta is against the previous turn
-        assert [r[4] for r in rows] == ["+250", "+1,001", "+1,001", "+1,001"]
+        assert [r[5] for r in rows] == ["+250", "+1,001", "+1,001", "+1,001"]
         assert "4 turns" in static_text(screen, "#conv-title")
         await pilot.press("escape")
         await settle(pilot)
@@ -140,7 +140,7 @@ async def test_usage_tab_prices_each_kind(db):
         await pilot.press("j", "4")
         await settle(pilot)
         usage = static_text(app.screen, "#usage-body")
-        assert "cache_read" in usage and "1,000" in usage and "3.000" in usage  # sonnet input $3/MTok
+        assert "cache read" in usage and "1,000" in usage and "3.000" in usage  # sonnet input $3/MTok
         assert "conversation so far" in usage
 
 
@@ -304,9 +304,9 @@ async def test_retries_appear_as_attempts_under_their_turn(api, tmp_path):
         screen = app.screen
         rows = cell_texts(screen.query_one("#turns", DataTable))
         assert [r[0] for r in rows] == ["0", "1", "↳0", "↳1", "2"]
-        assert rows[2][2] == "529" and rows[2][3] == "overloaded_error"
-        assert rows[3][2] == "429" and rows[3][3] == "rate_limit_error"
-        assert "↻2" in rows[1][8]
+        assert rows[2][3] == "529" and rows[2][4] == "overloaded_error"
+        assert rows[3][3] == "429" and rows[3][4] == "rate_limit_error"
+        assert "↻2" in rows[1][9] and rows[1][1] == "↻"
         await pilot.press("j")
         await settle(pilot)
         assert screen.detail.turn.index == 1

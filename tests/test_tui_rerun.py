@@ -64,7 +64,7 @@ async def test_edit_send_and_compare(db, env):
         confirm = app.screen
         assert isinstance(confirm, ConfirmScreen)
         shown = str(confirm.query_one(Static).render())
-        assert "321 input tokens (count_tokens)" in shown and "model=claude-haiku-4-5" in shown
+        assert "321 prompt tokens (count_tokens)" in shown and "model=claude-haiku-4-5" in shown
         assert [b for b in sent_bodies(env) if "max_tokens" in b] == []  # nothing sent before the answer
         await pilot.press("y")
         for _ in range(3):

@@ -19,8 +19,10 @@ from ..fmt import describe_alert, fmt_metric, metric_label, money, plural
 from .workers import ShowsWorkerErrors
 
 TOP = 10
-COLOURS = ["dodger_blue2", "dark_orange", "green3", "magenta", "gold1", "cyan", "red", "purple", "chartreuse3", "tan"]
-OTHERS = "grey50"
+COLOURS = ["#1f77b4", "#e06000", "#2e8b2e", "#d62728", "#8e5cc9", "#a88000", "#11939c", "#d1479e", "#5a6e00", "#8c564b"]
+"""The top users' colours: ten hues far apart from each other and from OTHERS (the bars put any
+two side by side), and mid-tone, so that each reads on a dark background and on a light one."""
+OTHERS = "#8a8a8a"
 BAR = 40
 
 

@@ -342,7 +342,7 @@ class ConfirmScreen(ModalScreen[bool]):
         text.append(f"Send {plural(self.samples, 'sample')}?\n\n", style="bold")
         text.append(f"edits: {', '.join(self.edits.names())}\n")
         text.append(
-            f"estimate: {e.input_tokens:,} input tokens ({e.source}) + ~{e.output_tokens:,} output each: "
+            f"estimate: {e.input_tokens:,} prompt tokens ({e.source}) + ~{e.output_tokens:,} output each: "
             f"{money(e.cost_usd)} for {self.samples} (at most {money(e.max_cost_usd)})\n"
             f"the original cost {money(self.orig.cost_usd)}\n"
         )
@@ -466,7 +466,8 @@ class CompareScreen(ShowsWorkerErrors, Screen[None]):
         )
         table = self.query_one("#cmp-samples", DataTable)
         model_width = max(len(v["model"] or "") for v in [r["original"], *r["samples"]])  # ids shown whole
-        for col, w in (("", 9), ("Model", max(5, model_width)), ("Stop", 10), ("In", 8), ("Out", 7),
+        for col, w in (("", 9), ("Model", max(5, model_width)), ("Stop", 10), ("Prompt", 9), ("Δ prompt", 9),
+                       ("Hit", 4), ("Output", 7),
                        ("Cost", 10), ("Δ cost", 10), ("Latency", 9), ("Δ lat", 8), ("Error", 40)):  # fmt: skip
             table.add_column(col, key=col or "name", width=w)
         for name, v in [("original", r["original"]), *((f"sample {i}", v) for i, v in enumerate(r["samples"], 1))]:
@@ -476,7 +477,9 @@ class CompareScreen(ShowsWorkerErrors, Screen[None]):
                 name,
                 v["model"] or "",
                 v["stop_reason"] or "",
-                Text(f"{usage.get('input_tokens', 0):,}", justify="right"),
+                Text("" if v.get("prompt_tokens") is None else f"{v['prompt_tokens']:,}", justify="right"),
+                Text("" if v.get("prompt_delta_tokens") is None else f"{v['prompt_delta_tokens']:+,}", justify="right"),
+                Text("" if v.get("cache_hit_rate") is None else f"{v['cache_hit_rate']:.0%}", justify="right"),
                 Text(f"{usage.get('output_tokens', 0):,}", justify="right"),
                 Text(money(v["cost_usd"]), justify="right"),
                 Text(_delta_money(v.get("cost_delta_usd")), justify="right"),

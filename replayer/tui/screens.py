@@ -27,6 +27,7 @@ from textual.widgets import (
     TabPane,
     TextArea,
 )
+from textual.widgets.data_table import ColumnKey
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ..fmt import approx_tokens, local_time, money, plural
@@ -34,7 +35,7 @@ from ..models import ConversationSummary, TurnDetail, TurnSummary
 from ..store.queries import prompt_tokens
 from ..text import _TOKEN as _WORD  # a word as the index keeps it: what `/` in a conversation highlights
 from .blocks import CUT, added_tokens, content_text, cut, value_text
-from .widgets import ContextChart
+from .widgets import SEGMENT_COLOURS, ContextChart
 from .workers import ShowsWorkerErrors
 
 PAGE = 100
@@ -106,11 +107,11 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
         "Conversation",
         "User",
         "Turns",
-        "In tok",
-        "Out tok",
         "Cost",
-        "Cache",
         "Err",
+        "Prompt",
+        "Output",
+        "Cache",
         "Duration",
         "First message",
         "Models",
@@ -120,8 +121,8 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
         "Conversation": "id",
         "User": "user",
         "Turns": "turns",
-        "In tok": "input",
-        "Out tok": "output",
+        "Prompt": "input",
+        "Output": "output",
         "Cost": "cost",
         "Cache": "cache",
         "Err": "errors",
@@ -135,8 +136,8 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
         "Conversation": 32,
         "User": 14,
         "Turns": 5,
-        "In tok": 11,
-        "Out tok": 9,
+        "Prompt": 11,
+        "Output": 9,
         "Cost": 10,
         "Cache": 5,
         "Err": 3,
@@ -229,11 +230,11 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
             cid if len(cid) <= width else cid[: width - 1] + "…",  # cut visibly; `y` copies it whole
             r.user_id or "",
             Text(str(r.turns), justify="right"),
+            Text(money(r.cost_usd), justify="right"),
+            Text(str(r.errors) if r.errors else "", style="bold red", justify="right"),
             Text(tokens(r.input_tokens), justify="right"),
             Text(tokens(r.output_tokens), justify="right"),
-            Text(money(r.cost_usd), justify="right"),
             Text("" if hit is None else f"{hit:.0%}", justify="right"),
-            Text(str(r.errors) if r.errors else "", style="bold red", justify="right"),
             Text(_duration(r.duration_s), justify="right"),
             (r.first_message or "")[:44].replace("\n", " "),
             ", ".join(r.models)[:28],
@@ -373,7 +374,51 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         ),
         Binding("n", "find_next", "Next match", id="find-next", tooltip="The next turn holding the text", show=False),
         Binding("N", "find_prev", "Previous match", id="find-prev", tooltip="The previous one", show=False),
+        Binding("e", "jump('error', 1)", "Next error", id="next-error", tooltip="Next turn that failed or was retried"),
+        Binding(
+            "E",
+            "jump('error', -1)",
+            "Prev error",
+            id="prev-error",
+            tooltip="Previous turn that failed or was retried",
+            show=False,
+        ),
+        Binding(
+            "b", "jump('break', 1)", "Next cache break", id="next-break", tooltip="Next turn where the cache breaks"
+        ),
+        Binding(
+            "B", "jump('break', -1)", "Prev cache break", id="prev-break", tooltip="Previous cache break", show=False
+        ),
     ]
+    LEGEND = (
+        ("✖", "failed", "error"),
+        ("⊘", "abandoned", "abandoned"),
+        ("↻", "retried", "retried"),
+        ("⚠", "cache break", "break"),
+    )
+    """The turn list's status column: symbol, meaning, outcome (whose colour it takes)."""
+    SYMBOLS = {kind: symbol for symbol, _, kind in LEGEND}
+    OUTCOME_COLOURS = {
+        "error": "text-error",
+        "abandoned": "text-secondary",
+        "retried": "text-warning",
+        "break": "text-accent",
+    }
+    """Theme variables made to be read on the theme's background, dark or light."""
+    COLUMNS = (
+        ("#", "idx", 4),
+        ("", "status", 2),
+        ("time", "time", 8),
+        ("stop", "stop", 10),
+        ("tools", "tools", 0),
+        ("Δ prompt", "delta", 8),
+        ("cost", "cost", 8),
+        ("ms", "ms", 6),
+        ("hit", "cache", 4),
+        ("", "err", 0),
+    )
+    """The turn list; width 0 marks the columns that share what room is left (at least FLEX_MIN)."""
+    FLEX_MIN = {"tools": 10, "err": 6}
 
     def __init__(self, conversation_id: str, turn: int | None = None) -> None:
         super().__init__()
@@ -417,28 +462,46 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
 
     def on_resize(self, event: Any) -> None:
         self.set_class(event.size.width < 140, "narrow")
+        self.call_after_refresh(self.fit_columns)  # once the turn list has its new size
 
     def on_mount(self) -> None:
         self.set_class(self.app.size.width < 140, "narrow")
         self.query_one("#conv-find", Input).display = False
         table = self.query_one("#turns", DataTable)
         # fixed widths: the table then never measures every cell of a long conversation
-        for col, key, width in (
-            ("#", "idx", 4),
-            ("time", "time", 8),
-            ("stop", "stop", 10),
-            ("tools", "tools", 16),
-            ("Δ in", "delta", 8),
-            ("cost", "cost", 9),
-            ("ms", "ms", 7),
-            ("hit", "cache", 4),
-            ("", "err", 18),
-        ):
-            table.add_column(col, key=key, width=width)
+        for col, key, width in self.COLUMNS:
+            table.add_column(col, key=key, width=width or self.FLEX_MIN[key])
         self.sub_title = self.conversation_id
         self.load_timeline()
         table.focus()
         self.set_interval(self.app.refresh_seconds, self.poll)  # type: ignore[attr-defined]
+        self.app.theme_changed_signal.subscribe(self, self._recolour)
+
+    def _recolour(self, _theme: Any) -> None:
+        """Outcome colours come from the theme: draw the rows again in the new one."""
+        if self.timeline:
+            self.show_timeline(self.timeline)
+
+    def fit_columns(self) -> None:
+        """Give the room the fixed columns leave to the tools and notes columns, so the turn
+        list uses the width it has (and a wide terminal shows whole error messages)."""
+        table = self.query_one("#turns", DataTable)
+        room = (  # the room a vertical scrollbar takes is kept for it: rows may come later
+            table.size.width
+            - table.styles.scrollbar_size_vertical
+            - sum(w + 2 * table.cell_padding for _, _, w in self.COLUMNS)
+        )
+        tools = max(self.FLEX_MIN["tools"], min(24, room // 3))
+        err = max(self.FLEX_MIN["err"], room - tools)
+        changed = False
+        for key, width in (("tools", tools), ("err", err)):
+            column = table.columns[ColumnKey(key)]
+            if column.width != width:
+                column.width, changed = width, True
+        if changed:
+            table._require_update_dimensions = True  # noqa: SLF001 - DataTable has no public way to resize a column
+            table._clear_caches()  # noqa: SLF001
+            table.refresh()
 
     # -- loading ----------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="timeline", exit_on_error=False)
@@ -481,10 +544,10 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         self.row_turn, self.turn_row = [], []
         table.clear()
         prev_prompt = None
-        from ..metrics import cache_breaks
-
-        breaks = set(cache_breaks([t.usage for t in timeline]))
+        breaks = self._breaks()
         rows = []
+        colour = self._outcome_colours()
+        counts: dict[str, int] = {}
         for t in timeline:
             u = t.usage or {}
             prompt = prompt_tokens(u) if t.usage else None
@@ -492,28 +555,40 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
             prev_prompt = prompt if prompt is not None else prev_prompt
             hit = (int(u.get("cache_read_input_tokens") or 0) / prompt) if prompt else None
             last = t.attempts[-1] if t.attempts else None
-            err = Text("")
+            marks = turn_marks(t, t.index in breaks)
+            for m in marks:
+                counts[m] = counts.get(m, 0) + 1
+            outcome = next((m for m in marks if m != "break"), None)
+            style = colour.get(outcome or "", "")
+            status = Text()
+            for m in marks[:2]:
+                status.append(self.SYMBOLS[m], style=f"bold {colour[m]}")
+            stop = t.stop_reason or ""
+            notes = []
             if last is not None and last.error:
-                err = Text(
-                    f"✖ {last.error.get('status') or ''} {last.error.get('type') or ''}".strip(), style="bold red"
-                )
-            elif len(t.attempts) > 1:
-                err = Text(f"↻{len(t.attempts) - 1}", style="yellow")
-            if t.index in breaks:
-                err.append(" cache⚠", style="bold yellow")
+                stop = str(last.error.get("type") or "error")
+                said = f"{last.error.get('status') or ''} {last.error.get('message') or ''}".strip()
+                notes.append(Text(said, style=style))
+            if len(t.attempts) > 1:
+                notes.append(Text(f"↻{len(t.attempts) - 1}", style=colour["retried"]))
+            if "abandoned" in marks:
+                notes.append(Text("abandoned", style=colour["abandoned"]))
+            if "break" in marks:
+                notes.append(Text("cache⚠", style=f"bold {colour['break']}"))
             self.turn_row.append(len(rows))
             self.row_turn.append(t.index)
             rows.append(
                 (
-                    Text(str(t.index), justify="right"),
-                    local_time(t.started_at, with_date=False),
-                    t.stop_reason or "",
-                    ", ".join(t.tool_calls)[:16],
-                    Text(signed(delta), justify="right"),
-                    Text(money(t.cost_usd), justify="right"),
-                    Text(f"{last.latency_ms:,.0f}" if last and last.latency_ms else "", justify="right"),
-                    Text("" if hit is None else f"{hit:.0%}", justify="right"),
-                    err,
+                    Text(str(t.index), style=style, justify="right"),
+                    status,
+                    Text(local_time(t.started_at, with_date=False), style=style),
+                    Text(stop, style=style),
+                    Text(", ".join(t.tool_calls), style=style),
+                    Text(signed(delta), style=style, justify="right"),
+                    Text(money(t.cost_usd), style=style, justify="right"),
+                    Text(f"{last.latency_ms:,.0f}" if last and last.latency_ms else "", style=style, justify="right"),
+                    Text("" if hit is None else f"{hit:.0%}", style=style, justify="right"),
+                    Text(" ").join(notes),
                 )
             )
             for a in t.attempts[:-1]:  # earlier attempts of this turn (retries), under it
@@ -521,9 +596,10 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
                 rows.append(
                     (
                         Text(f"↳{a.attempt}", style="dim", justify="right"),
+                        "",
                         Text(local_time(a.started_at, with_date=False), style="dim"),
-                        Text(str(a.status or "—"), style="red"),
-                        Text(str((a.error or {}).get("type") or "")[:16], style="red"),
+                        Text(str(a.status or "—"), style=colour["error"]),
+                        Text(str((a.error or {}).get("type") or ""), style=colour["error"]),
                         "",
                         "",
                         Text(f"{a.latency_ms:,.0f}" if a.latency_ms else "", style="dim", justify="right"),
@@ -533,14 +609,20 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
                 )
         table.add_rows(rows)
         total = sum(t.cost_usd or 0 for t in timeline)
-        self.query_one("#conv-title", Static).update(
-            Text.assemble((self.conversation_id, "bold"), f"  {plural(len(timeline), 'turn')}  {money(total)}")
-        )
+        title = Text.assemble((self.conversation_id, "bold"), f"  {plural(len(timeline), 'turn')}  {money(total)}")
+        for symbol, word, kind in self.LEGEND:  # the status column's legend, with the counts
+            if counts.get(kind):
+                title.append(f"   {symbol} {counts[kind]} {word}", style=colour[kind])
+        self.query_one("#conv-title", Static).update(title)
         self.query_one("#chart", ContextChart).set_turns(timeline, breaks)
         if timeline:
             table.move_cursor(row=self.turn_row[keep])
         if first is not None and first.turn.turn_id == timeline[keep].turn_id:
             self.show_detail(first)
+
+    def _outcome_colours(self) -> dict[str, str]:
+        variables = self.app.theme_variables or self.app.get_css_variables()
+        return {kind: variables.get(name, "") for kind, name in self.OUTCOME_COLOURS.items()}
 
     def current_turn(self) -> int:
         table = self.query_one("#turns", DataTable)
@@ -836,12 +918,37 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
     def _usage_text(self, d: TurnDetail) -> Text:
         out = Text()
         out.append(f"model {d.turn.model or '—'}\n\n", style="bold")
-        out.append(f"{'kind':16}{'tokens':>12}{'Δ prev':>12}{'$/MTok':>10}{'cost':>12}\n", style="bold")
-        for line in d.usage:
+        out.append(f"  {'kind':16}{'tokens':>12}{'Δ prev':>12}{'$/MTok':>10}{'cost':>12}\n", style="bold")
+        lines = {line.kind: line for line in d.usage}
+
+        def row(swatch: Text, label: str, tokens: int, delta: int | None, rate: str, cost: float | None) -> None:
+            out.append_text(swatch)
+            out.append(f"{label:16}{tokens:>12,}{signed(delta):>12}{rate:>10}{money(cost):>12}\n")
+
+        for kind in (*PROMPT_KINDS, "output", *(k for k in lines if k not in (*PROMPT_KINDS, "output"))):
+            line = lines.get(kind)
+            if line is None:
+                continue
+            label = USAGE_LABELS.get(kind, kind.replace("_", " "))
+            colour = SEGMENT_COLOURS.get(label.removesuffix(" 5m").removesuffix(" 1h"))
             rate = "" if line.rate_per_mtok is None else f"{line.rate_per_mtok:.3f}"
-            out.append(
-                f"{line.kind:16}{line.tokens:>12,}{signed(line.delta_tokens):>12}{rate:>10}{money(line.cost_usd):>12}\n"
-            )
+            row(Text("█ " if colour else "  ", style=colour or ""), label, line.tokens, line.delta_tokens, rate,
+                line.cost_usd)  # fmt: skip
+            if kind == PROMPT_KINDS[-1]:  # the prompt: everything the model read
+                parts = [lines[k] for k in PROMPT_KINDS if k in lines]
+                deltas = [p.delta_tokens for p in parts]
+                costs = [p.cost_usd for p in parts]
+                prompt = sum(p.tokens for p in parts)
+                row(
+                    Text("= ", style="bold"),
+                    "prompt",
+                    prompt,
+                    None if None in deltas else sum(deltas),  # type: ignore[arg-type]
+                    "",
+                    None if None in costs else sum(costs),  # type: ignore[arg-type]
+                )
+                if prompt:
+                    out.append(f"  {'cache hit':16}{line.tokens / prompt:>12.0%}\n", style="dim")
         out.append(f"\nturn cost {money(d.cost_usd)}   conversation so far {money(d.running_cost_usd)}\n")
         if d.cost_usd is None and d.turn.usage:
             out.append(f"no price for {d.turn.model}: add it to a price file (--pricing)\n", style="yellow")
@@ -873,6 +980,29 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
 
     def action_prev_turn(self) -> None:
         self.goto_turn(self.current_turn() - 1)
+
+    def action_jump(self, kind: str, step: int) -> None:
+        """To the next (step 1) or previous (-1) turn with an error or a cache break, wrapping
+        around at the ends like a search."""
+        wanted = ("error", "retried") if kind == "error" else ("break",)
+        breaks = self._breaks()
+        hits = [t.index for t in self.timeline if any(m in wanted for m in turn_marks(t, t.index in breaks))]
+        what = "error" if kind == "error" else "cache break"
+        if not hits:
+            self.notify(f"no {what} in this conversation", timeout=3)
+            return
+        here = self.current_turn()
+        ahead = [i for i in hits if (i > here if step > 0 else i < here)]
+        if ahead:
+            self.goto_turn(ahead[0] if step > 0 else ahead[-1])
+        else:
+            self.goto_turn(hits[0] if step > 0 else hits[-1])
+            self.notify(f"wrapped around to the {'first' if step > 0 else 'last'} {what}", timeout=2)
+
+    def _breaks(self) -> set[int]:
+        from ..metrics import cache_breaks
+
+        return set(cache_breaks([t.usage for t in self.timeline]))
 
     def action_first_turn(self) -> None:
         self.goto_turn(0)
@@ -923,6 +1053,32 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         self.app.push_screen(RerunScreen(self.detail.turn.turn_id))
 
 
+PROMPT_KINDS = ("input", "cache_write_5m", "cache_write_1h", "cache_read")
+"""The usage lines that make up the prompt (input + cache writes + cache reads), in that order."""
+USAGE_LABELS = {
+    "input": "uncached",
+    "cache_write_5m": "cache write 5m",
+    "cache_write_1h": "cache write 1h",
+    "cache_read": "cache read",
+}
+"""The one vocabulary: "prompt" is everything the model read, "uncached" the API's input_tokens."""
+
+
+def turn_marks(t: TurnSummary, cache_break: bool) -> list[str]:
+    """What a turn's status column shows, most important first: error | abandoned, retried, break."""
+    last = t.attempts[-1] if t.attempts else None
+    marks = []
+    if last is not None and last.error:
+        marks.append("error")
+    elif any(a.abandoned for a in t.attempts):
+        marks.append("abandoned")
+    if len(t.attempts) > 1:
+        marks.append("retried")
+    if cache_break:
+        marks.append("break")
+    return marks
+
+
 class HelpScreen(ModalScreen[None]):
     """F1: the keys of the screen underneath, built from its bindings."""
 
@@ -949,6 +1105,14 @@ class HelpScreen(ModalScreen[None]):
                 text.append("\n")
         text.append(f"{'ctrl+p':>14}  ", style="bold cyan")
         text.append("Command palette — go to a conversation or a turn\n")
+        legend = getattr(self.under, "LEGEND", None)
+        if legend:
+            text.append("\nStatus column beside #: ", style="bold")
+            colours = self.under._outcome_colours()  # type: ignore[attr-defined]
+            for symbol, word, kind in legend:
+                text.append(f"{symbol} ", style=f"bold {colours[kind]}")
+                text.append(f"{word}   ")
+            text.append("\n")
         text.append("\nThe mouse works too: click rows, tabs and column headers.", style="dim")
         with Vertical(id="help"):
             yield Static(text)

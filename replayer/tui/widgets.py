@@ -3,24 +3,56 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.color import Color
 from textual.reactive import reactive
 from textual.widget import Widget
 
 from ..models import TurnSummary
 
 SEGMENTS = (
-    ("input_tokens", "uncached", "dodger_blue1"),
-    ("cache_creation_input_tokens", "cache write", "yellow"),
-    ("cache_read_input_tokens", "cache read", "green"),
-    ("output_tokens", "output", "magenta"),
+    ("input_tokens", "uncached", "#1f77b4"),
+    ("cache_creation_input_tokens", "cache write", "#e06000"),
+    ("cache_read_input_tokens", "cache read", "#2e8b2e"),
+    ("output_tokens", "output", "#d1479e"),
 )
+"""The parts of a turn's tokens, bottom to top: usage key, the word used everywhere, colour.
+Mid-tone colours, readable on dark and light backgrounds alike (the Usage tab uses them too)."""
+SEGMENT_COLOURS = {label: colour for _, label, colour in SEGMENTS}
+GUTTER = 7
+"""Columns left of the bars for the token axis: a label of up to 5 characters, a space, a tick."""
+NICE = (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8)
+
+
+def compact(n: float) -> str:
+    """A token count in at most 5 characters: 750, 1.75k, 12k, 1.2M."""
+    for div, unit in ((1_000_000, "M"), (1_000, "k")):
+        if n >= div:
+            for digits in (2, 1, 0):
+                s = f"{n / div:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{n / div:.0f}"
+                if len(s) + 1 <= 5:
+                    return s + unit
+    return f"{n:.0f}"
+
+
+def axis_step(peak: int, rows: int) -> float:
+    """The tokens one row of the chart stands for: a round number (one of NICE times a power of
+    ten), so that every row's top is a round figure and the labels read cleanly."""
+    need = max(1, peak) / rows
+    scale = 1.0
+    while scale * 10 <= need:
+        scale *= 10
+    while True:
+        for m in NICE:
+            if m * scale >= need:
+                return m * scale
+        scale *= 10
 
 
 class ContextChart(Widget):
-    """One column per turn (bucketed when there are more turns than columns): each turn's prompt
-    split into uncached input, cache writes and cache reads, with its output on top, so the
-    context visibly grows and a broken cache shows. A ⚠ marks where cache writes start rising while
-    reads stay flat; ▲ marks the selected turn."""
+    """One bar per turn (bucketed when there are more turns than room): each turn's prompt split
+    into uncached input, cache writes and cache reads, with its output on top, so the context
+    visibly grows and a broken cache shows. A token axis on the left, turn numbers below with ⚠
+    where cache writes start rising while reads stay flat, the selected turn shaded and marked ▲."""
 
     DEFAULT_CSS = """
     ContextChart { height: 10; }
@@ -43,39 +75,84 @@ class ContextChart(Widget):
         self.selected = index
 
     def render(self) -> Text:
-        width = max(10, self.size.width)
+        width = max(GUTTER + 10, self.size.width)
         height = max(3, self.size.height - 2)
         if not self.values:
             return Text("no turns yet", style="dim")
         key = (width, height, len(self.values))
         if self._bars is None or self._bars[0] != key:
-            self._bars = (key, *self._draw_bars(width, height))
-        _, bars, columns, per, cw, legend = self._bars
+            self._bars = (key, *self._draw_bars(width - GUTTER, height))
+        _, bars, starts, per, cw, legend = self._bars
         out = bars.copy()
-        for start in columns:
-            span = range(start, start + per)
-            if self.selected in span:
-                out.append("▲".ljust(cw), style="bold")
-            elif any(i in self.breaks for i in span):
-                out.append("⚠".ljust(cw), style="bold yellow")
-            else:
-                out.append(" " * cw)
+        group = max(0, min(self.selected // per, len(starts) - 1))
+        # shade the selected turn's column, the gap left of it included
+        shade = self._shade()
+        line = GUTTER + len(starts) * cw + 1
+        for row in range(height):
+            at = row * line + GUTTER + group * cw
+            out.stylize(shade, at, at + cw)
+        out.append_text(self._ticks(starts, per, cw, group, width - GUTTER))
         out.append("\n")
         out.append_text(legend)
         return out
 
+    def _shade(self) -> str:
+        try:
+            theme = self.app.theme_variables or self.app.get_css_variables()
+            bg = Color.parse(theme.get("background", "#000000"))
+            return "on " + bg.blend(Color.parse(theme.get("primary", "#0178D4")), 0.3).hex
+        except Exception:  # noqa: BLE001 - no app (a bare render in a test): a plain shade
+            return "on grey35"
+
+    def _ticks(self, starts: list[int], per: int, cw: int, selected_group: int, room: int) -> Text:
+        """The turn axis: turn numbers where they fit, ⚠ at a cache break, ▲N at the selection."""
+        cells = [" "] * room
+        styles: list[str] = [""] * len(cells)
+        widest = len(str(starts[-1])) + 1
+        every = max(1, -(-widest // cw))
+        for g, start in enumerate(starts):
+            if g % every == 0 and g * cw + len(str(start)) < room:
+                for i, ch in enumerate(str(start)):
+                    cells[g * cw + 1 + i] = ch
+                    styles[g * cw + 1 + i] = "dim"
+        for g, start in enumerate(starts):
+            if any(i in self.breaks for i in range(start, start + per)):
+                for i in range(cw):  # the mark replaces the number under it
+                    cells[g * cw + i], styles[g * cw + i] = " ", ""
+                cells[g * cw + 1], styles[g * cw + 1] = "⚠", "bold " + SEGMENT_COLOURS["cache write"]
+        mark = f"▲{self.selected}" + ("⚠" if self.selected in self.breaks else "")
+        at = max(0, min(selected_group * cw + 1, room - len(mark)))
+        for i in range(-1, len(mark) + 1):  # clear a space either side of the mark
+            if 0 <= at + i < len(cells):
+                cells[at + i], styles[at + i] = " ", ""
+        for i, step in ((at - 2, -1), (at + len(mark) + 1, 1)):  # and any number it cut in two
+            while 0 <= i < len(cells) and cells[i].isdigit():
+                cells[i], styles[i] = " ", ""
+                i += step
+        for i, ch in enumerate(mark):
+            cells[at + i], styles[at + i] = ch, "bold reverse"
+        out = Text("turn".rjust(GUTTER - 2) + "  ", style="dim")
+        for ch, style in zip(cells, styles):  # noqa: B905 - same length
+            out.append(ch, style=style)
+        out.rstrip()
+        return out
+
     def _draw_bars(self, width: int, height: int) -> tuple[Text, list[int], int, int, Text]:
-        """The bars (drawn once per data and size; moving the selection only redraws the marker
-        row). Runs of cells in one colour are appended as one span: a wide chart stays cheap."""
+        """The bars and the token axis (drawn once per data and size; moving the selection only
+        restyles). Runs of cells in one colour are appended as one span: a wide chart stays cheap.
+        Every bar is followed by a one-column gap, so neighbouring turns never merge."""
         n = len(self.values)
-        per = max(1, -(-n // width))  # turns per column
+        per = max(1, -(-n // max(1, width // 2)))  # turns per bar: at least 2 columns each
         groups = []
         for start in range(0, n, per):
             chunk = self.values[start : start + per]
             groups.append((start, tuple(max(v[i] for v in chunk) for i in range(4))))
-        top = max(sum(v) for _, v in groups) or 1
-        cw = max(1, min(4, width // len(groups)))  # a few columns wide per turn when there is room
-        # each column's segment tops in eighths of a cell, so small turns still show (▁ … █)
+        peak = max(sum(v) for _, v in groups)
+        step = axis_step(peak, height)
+        top = step * height
+        cw = max(2, min(6, width // len(groups)))  # a bar and its gap
+        bw = cw - 1
+        # each bar's segment tops in eighths of a cell, so small turns still show (▁ … █)
         tops = []
         for _, v in groups:
             acc, edges = 0, []
@@ -85,9 +162,16 @@ class ContextChart(Widget):
             if acc and edges[-1] == 0:
                 edges[-1] = 1
             tops.append(edges)
+        labelled = {height - 1 - r for r in range(0, height, max(2, height // 3))}
         out = Text()
         for row in range(height - 1, -1, -1):
             lo = row * 8
+            grid = row in labelled
+            if grid:
+                out.append(compact(step * (row + 1)).rjust(GUTTER - 2) + " ┤", style="dim")
+            else:
+                out.append(" " * (GUTTER - 1) + "│", style="dim")
+            empty = "┈" if grid else " "
             run_text, run_style = "", ""
             for edges in tops:
                 total = edges[-1] if edges else 0
@@ -96,19 +180,21 @@ class ContextChart(Widget):
                 elif total > lo:
                     probe, ch = total - 1, "▁▂▃▄▅▆▇"[total - lo - 1]
                 else:
-                    probe, ch = -1, " "
-                style = SEGMENTS[next(i for i, e in enumerate(edges) if probe < e)][2] if probe >= 0 else ""
-                if style != run_style and run_text:
-                    out.append(run_text, style=run_style)
-                    run_text = ""
-                run_style = style
-                run_text += ch * cw
-            out.append(run_text + "\n", style=run_style)
+                    probe, ch = -1, empty
+                style = SEGMENTS[next(i for i, e in enumerate(edges) if probe < e)][2] if probe >= 0 else "dim"
+                for text, st in ((ch * bw, style), (empty, "dim")):
+                    if st != run_style and run_text:
+                        out.append(run_text, style=run_style)
+                        run_text = ""
+                    run_style = st
+                    run_text += text
+            out.append(run_text, style=run_style)
+            out.append("\n")
         legend = Text()
         for _, label, color in SEGMENTS:
             legend.append("█ ", style=color)
             legend.append(label + "  ", style="dim")
-        legend.append(f"peak {top:,} tokens" + (f" · {per} turns per column" if per > 1 else ""), style="dim")
+        legend.append(f"peak {peak:,} tokens" + (f" · {per} turns per bar" if per > 1 else ""), style="dim")
         return out, [start for start, _ in groups], per, cw, legend
 
     def watch_selected(self) -> None:

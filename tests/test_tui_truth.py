@@ -1,0 +1,340 @@
+"""What the screens show at a glance: failures and cache breaks in the turn list, one token
+vocabulary, the context chart's scale, distinct dashboard colours (issue 13: 10, 17, 20, 21)."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import DataTable, Static
+from tui_data import T0, build_db, reply, settle
+
+from replayer import Recorder
+from replayer.fakeapi import Reply
+from replayer.tui.app import make_app
+from replayer.tui.screens import ConversationScreen, ConversationsScreen, HelpScreen
+
+# turn 1 starts a broken cache (writes while reads stay flat, turns 1 and 2); turn 4 fails
+TROUBLE = [
+    {"cache_creation_input_tokens": 1000, "cache_read_input_tokens": 0},
+    {"cache_creation_input_tokens": 1000, "cache_read_input_tokens": 0},
+    {"cache_creation_input_tokens": 1000, "cache_read_input_tokens": 0},
+    {"cache_creation_input_tokens": 100, "cache_read_input_tokens": 2000},
+    None,
+    {"cache_creation_input_tokens": 100, "cache_read_input_tokens": 2100},
+]
+
+
+def build_trouble_db(path):
+    with Recorder(path) as rec:
+        msgs = [{"role": "user", "content": "Summarise the incident log"}]
+        for i, cache in enumerate(TROUBLE):
+            request = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": msgs}
+            if cache is None:
+                err = {"type": "overloaded_error", "message": "Overloaded", "status": 529}
+                rec.record(request, error=err, conversation_id="conv_trouble", started_at=T0 + i, latency_ms=90)
+                continue
+            usage = {"input_tokens": 10 + i, "output_tokens": 20, **cache}
+            answer = reply(f"Part {i} of the summary.", usage=usage)
+            rec.record(request, answer, conversation_id="conv_trouble", started_at=T0 + i, latency_ms=500)
+            msgs += [{"role": "assistant", "content": answer["content"]}, {"role": "user", "content": f"go on {i}"}]
+    return path
+
+
+def right_edge(table: DataTable, key: str) -> int:
+    """Where a column ends, in cells from the table's left edge."""
+    x = 0
+    for k, col in table.columns.items():
+        x += col.get_render_width(table)
+        if k == key:
+            return x
+    raise KeyError(key)
+
+
+def styles(cell) -> str:
+    """Every style a cell's text carries."""
+    if not hasattr(cell, "spans"):
+        return ""
+    return " ".join([str(cell.style), *(str(s.style) for s in cell.spans)])
+
+
+async def open_trouble(pilot) -> ConversationScreen:
+    await settle(pilot)
+    await pilot.press("enter")
+    await settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, ConversationScreen)
+    return screen
+
+
+@pytest.mark.parametrize("theme", ["textual-dark", "textual-light"])
+async def test_failures_show_in_a_status_column_coloured_by_outcome(tmp_path, theme):
+    app = make_app(build_trouble_db(tmp_path / "t.db"))
+    app.theme = theme
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await open_trouble(pilot)
+        table = screen.query_one("#turns", DataTable)
+        statuses = [str(table.get_row_at(i)[1]) for i in range(table.row_count)]
+        assert statuses == ["", "⚠", "", "", "✖", ""]
+        # the status column sits beside # and is on screen; the list fills its width
+        assert right_edge(table, "status") < right_edge(table, "idx") + 5
+        assert right_edge(table, "err") == table.size.width - table.styles.scrollbar_size_vertical
+        assert "Overloaded" in str(table.get_row_at(4)[-1])
+        error_colour = app.theme_variables["text-error"]
+        failed = table.get_row_at(4)
+        assert all(error_colour in styles(cell) for cell in failed if str(cell))
+        assert not any(error_colour in styles(cell) for cell in table.get_row_at(3))
+        app.theme = "textual-light" if theme == "textual-dark" else "textual-dark"  # recoloured at once
+        await settle(pilot)
+        other = app.theme_variables["text-error"]
+        assert other != error_colour and other in styles(table.get_row_at(4)[0])
+        # the legend: in the title line with the counts, and in the help
+        title = str(screen.query_one("#conv-title", Static).render())
+        assert "✖ 1 failed" in title and "⚠ 1 cache break" in title
+        await pilot.press("f1")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpScreen)
+        help_text = str(app.screen.query_one(Static).render())
+        legend = ("✖ failed", "↻ retried", "⚠ cache break", "⊘ abandoned")
+        assert all(words in help_text for words in (*legend, "Next error", "Next cache break"))
+
+
+async def test_keys_jump_to_errors_and_cache_breaks(tmp_path):
+    app = make_app(build_trouble_db(tmp_path / "t.db"))
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await open_trouble(pilot)
+        visits = []
+        for key in ("e", "e", "b", "E", "B", "b"):
+            await pilot.press(key)
+            await settle(pilot)
+            visits.append(screen.current_turn())
+        assert visits == [4, 4, 1, 4, 1, 1]
+        assert screen.detail is not None and screen.detail.turn.index == 1
+        shown = {b.binding.key for b in screen.active_bindings.values() if b.binding.show}
+        assert {"e", "b"} <= shown  # in the footer
+
+
+async def test_conversation_list_shows_cost_at_100_columns(tmp_path):
+    app = make_app(build_db(tmp_path / "tui.db"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, ConversationsScreen)
+        table = app.screen.query_one(DataTable)
+        assert right_edge(table, "Cost") <= table.scrollable_content_region.width
+        assert right_edge(table, "Err") <= table.scrollable_content_region.width
+
+
+# -- 20: one token vocabulary ---------------------------------------------------------------------
+CACHED = {"input_tokens": 2, "output_tokens": 20, "cache_creation_input_tokens": 100, "cache_read_input_tokens": 3400}
+"""A 97%-cached turn: its uncached input alone is a tiny part of what the model read."""
+PROMPT = sum(CACHED[k] for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
+HIT = CACHED["cache_read_input_tokens"] / PROMPT
+
+
+def build_cached_db(path):
+    with Recorder(path) as rec:
+        request = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": "Hi"}]}
+        answer = reply("Hello there.", usage=CACHED)
+        rec.record(request, answer, conversation_id="conv_cached", started_at=T0, latency_ms=400)
+    return path
+
+
+def test_cli_says_prompt_for_the_whole_prompt_and_reruns_compare_on_it(tmp_path, api):
+    import json
+
+    from click.testing import CliRunner
+    from conftest import FAKE_KEY
+
+    from replayer.cli import cli
+
+    path = build_cached_db(tmp_path / "c.db")
+    api.responder = lambda body: (
+        Reply(body={"input_tokens": PROMPT})
+        if "max_tokens" not in body
+        else Reply(body=reply("Hello there.", usage=CACHED))
+    )
+    env = {"ANTHROPIC_API_KEY": FAKE_KEY, "ANTHROPIC_BASE_URL": api.url}
+    r = CliRunner().invoke(cli, ["--db", str(path), "rerun", "conv_cached:0", "--yes", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    for side in (doc["original"], doc["samples"][0]):
+        assert side["prompt_tokens"] == PROMPT and side["cache_hit_rate"] == pytest.approx(HIT)
+        assert side["usage"]["input_tokens"] == CACHED["input_tokens"]  # the raw usage, keys as they were
+    assert doc["samples"][0]["prompt_delta_tokens"] == 0
+    r = CliRunner().invoke(cli, ["--db", str(path), "rerun", "conv_cached:0", "--yes"], env=env)
+    assert f"{PROMPT:,} prompt" in r.stdout and f"{HIT:.0%} cache hit" in r.stdout
+    assert f"{PROMPT:,} prompt tokens" in r.stderr  # the estimate
+    assert f"{CACHED['input_tokens']} in /" not in r.stdout
+    listing = CliRunner().invoke(cli, ["--db", str(path), "list"]).stdout
+    assert "PROMPT" in listing.splitlines()[0] and "IN TOK" not in listing and f"{PROMPT:,}" in listing
+    shown = CliRunner().invoke(cli, ["--db", str(path), "show", "conv_cached"]).stdout
+    assert "PROMPT" in shown.splitlines()[0] and f"{PROMPT:,}" in shown
+
+
+async def test_screens_say_prompt_and_uncached_and_compare_on_the_whole_prompt(tmp_path, api):
+    from conftest import FAKE_KEY
+
+    from replayer import replay
+    from replayer.tui.rerun import CompareScreen
+
+    path = build_cached_db(tmp_path / "c.db")
+    app = make_app(path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(DataTable)
+        labels = [str(c.label).rstrip(" ▼▲") for c in table.columns.values()]
+        assert "Prompt" in labels and "In tok" not in labels
+        assert str(table.get_row_at(0)[labels.index("Prompt")]) == f"{PROMPT:,}"
+        await pilot.press("enter", "4")
+        await settle(pilot)
+        screen = app.screen
+        turns = screen.query_one("#turns", DataTable)
+        assert "Δ prompt" in [str(c.label) for c in turns.columns.values()]
+        usage = str(screen.query_one("#usage-body", Static).render())
+        lines = {line.split()[0] + (" " + line.split()[1] if line.split()[1].isalpha() else ""): line
+                 for line in usage.splitlines()[1:] if len(line.split()) > 1}  # fmt: skip
+        assert f"{CACHED['input_tokens']}" in lines["█ uncached"]
+        assert f"{PROMPT:,}" in lines["= prompt"]
+        assert f"{HIT:.0%}" in lines["cache hit"]
+        # a rerun's comparison: the whole prompt and its cache hit, not the uncached 2
+        with app.store() as store:
+            orig = replay.original(store, screen.timeline[0].turn_id)
+        api.responder = lambda body: Reply(body=reply("Hello there.", usage=CACHED))
+        variant = replay.send(path, orig, replay.apply(orig, replay.Edits()), replay.Edits(), samples=1,
+                              base_url=api.url, key=FAKE_KEY)  # fmt: skip
+        with app.store() as store:
+            result = replay.compare(store, orig, variant)
+        await app.push_screen(CompareScreen(result))
+        await settle(pilot)
+        cmp = app.screen.query_one("#cmp-samples", DataTable)
+        head = [str(c.label) for c in cmp.columns.values()]
+        assert "In" not in head
+        for i in range(2):
+            row = [str(c) for c in cmp.get_row_at(i)]
+            assert row[head.index("Prompt")] == f"{PROMPT:,}" and row[head.index("Hit")] == f"{HIT:.0%}"
+        assert [str(c) for c in cmp.get_row_at(1)][head.index("Δ prompt")] == "+0"
+
+
+# -- 21: the context chart's scale ----------------------------------------------------------------
+def colours(text) -> set[str]:
+    """The foreground colours a Rich Text (or a Textual Content) uses, as #rrggbb."""
+    from rich.style import Style
+
+    found = set()
+    for span in text.spans:
+        style = Style.parse(span.style) if isinstance(span.style, str) else span.style
+        if hasattr(style, "foreground"):  # textual's Style
+            if style.foreground is not None:
+                found.add(style.foreground.hex.lower()[:7])
+        elif style.color is not None and style.color.triplet is not None:
+            found.add(style.color.triplet.hex.lower())
+    return found
+
+
+async def test_context_chart_has_axes_gaps_a_marked_selection_and_the_usage_colours(tmp_path):
+    from replayer.tui.widgets import GUTTER, ContextChart
+
+    app = make_app(build_trouble_db(tmp_path / "t.db"))
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await open_trouble(pilot)
+        await pilot.press("j", "j", "4")
+        await settle(pilot)
+        chart = screen.query_one("#chart", ContextChart)
+        drawn = chart.render()
+        lines = drawn.plain.splitlines()
+        bars, ticks, legend = lines[:-2], lines[-2], lines[-1]
+        # a token axis: labelled ticks, the top one at or above the highest turn
+        labels = [line.split("┤")[0].strip() for line in bars if "┤" in line]
+        assert len(labels) >= 2 and all(labels)
+        parts = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
+        peak = max(sum(int((t.usage or {}).get(k) or 0) for k in parts) for t in screen.timeline)
+        top = labels[0]
+        value = float(top.rstrip("kM")) * (1000 if top.endswith("k") else 1_000_000 if top.endswith("M") else 1)
+        assert value >= peak and f"peak {peak:,} tokens" in legend
+        # turn ticks, the selected turn marked
+        assert ticks.split()[0] == "turn" and "▲2" in ticks and "0" in ticks.split()
+        # a gap between turns: the bottom row holds one run of blocks per turn that has tokens
+        runs = [r for r in bars[-1][GUTTER:].replace("┈", " ").split(" ") if r]
+        assert len(runs) == sum(1 for c in TROUBLE if c)
+        # the selected turn's column is shaded
+        shaded = {span.style for span in drawn.spans if str(span.style).startswith("on ")}
+        assert shaded
+        # the same colours as the Usage tab's legend
+        usage = screen.query_one("#usage-body", Static).render()
+        swatches = colours(usage)
+        assert colours(drawn) <= swatches  # every bar colour is a swatch in the Usage tab
+        assert len(swatches & colours(drawn)) == 4
+        await pilot.press("j")
+        await settle(pilot)
+        assert "▲3" in chart.render().plain.splitlines()[-2]
+
+
+# -- 17: dashboard colours ----------------------------------------------------------------------
+def contrast(a, b) -> float:
+    """WCAG contrast ratio of two textual Colors."""
+
+    def lum(c) -> float:
+        def lin(v: int) -> float:
+            v /= 255
+            return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+
+        return 0.2126 * lin(c.r) + 0.7152 * lin(c.g) + 0.0722 * lin(c.b)
+
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+async def test_dashboard_user_colours_are_distinct_and_readable_in_both_themes(tmp_path):
+    import math
+    import time
+
+    from textual.color import Color, rgb_to_lab
+
+    from replayer.tui.dashboard import TOP, DashboardScreen, spend_bars
+
+    path = tmp_path / "users.db"
+    now = time.time() - 300
+    with Recorder(path) as rec:  # a dozen users spending on the same day: more than the top ten
+        for u in range(TOP + 2):
+            usage = {"input_tokens": 1000 * (TOP + 2 - u), "output_tokens": 10}
+            messages = [{"role": "user", "content": f"q{u}"}]
+            request = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": messages}
+            rec.record(request, reply(f"a{u}", usage=usage), conversation_id=f"conv_u{u}", user_id=f"user{u:02}",
+                       started_at=now - u)  # fmt: skip
+    app = make_app(path)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("d")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        bars = spend_bars(screen.doc)
+        used = sorted(colours(bars))
+        assert len(used) == TOP + 1  # ten users and the rest
+        labs = {c: rgb_to_lab(Color.parse(c)) for c in used}
+        closest = min(math.dist(labs[a], labs[b]) for i, a in enumerate(used) for b in used[i + 1 :])
+        assert closest >= 25  # CIE76 distance: clearly different colours, not two shades of one
+        for theme in ("textual-dark", "textual-light"):
+            app.theme = theme
+            await settle(pilot)
+            background = Color.parse(app.get_css_variables()["background"])
+            assert min(contrast(Color.parse(c), background) for c in used) >= 2.5, theme
+
+
+async def test_an_abandoned_stream_is_marked(api, rec, client, db_path):
+    from replayer.fakeapi import message_events
+
+    answer = reply("a long answer " * 20)
+    api.enqueue(Reply(sse=message_events(answer)))
+    with rec.conversation("conv_gave_up"):
+        messages = [{"role": "user", "content": "go"}]
+        stream = client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=messages, stream=True)
+        for i, _event in enumerate(stream):
+            if i == 3:
+                break
+        stream.close()
+    assert rec.flush(10)
+    app = make_app(db_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await open_trouble(pilot)
+        table = screen.query_one("#turns", DataTable)
+        assert str(table.get_row_at(0)[1]) == "⊘" and "abandoned" in str(table.get_row_at(0)[-1])
+        assert app.theme_variables["text-secondary"] in styles(table.get_row_at(0)[0])
