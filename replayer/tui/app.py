@@ -89,6 +89,10 @@ class ReplayerApp(ShowsWorkerErrors, App[None]):
         try:
             yield store
         finally:
+            # a read connection left inside a transaction keeps reading the snapshot it began
+            # with: every later worker would see a frozen database (only temp scratch is undone)
+            if store.db.conn.in_transaction:
+                store.db.conn.rollback()
             self._pool.put(store)
 
     def stats_doc(self, days: int, max_age: float = 30.0) -> dict[str, Any]:

@@ -1,0 +1,98 @@
+"""The browser's behaviour (issue 13): fresh reads, actions on what the cursor shows, keys that
+work where a table has focus, filters that say what is wrong, workers that can't show stale rows,
+palette jumps that don't stack, and a conversation list that keeps itself current."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from textual.widgets import DataTable, Static
+
+from replayer import Recorder
+from replayer.tui.app import make_app
+from replayer.tui.screens import ConversationScreen, ConversationsScreen
+
+from test_tui import _utc  # noqa: F401 - the same fixed time zone, autouse
+from tui_data import build_db, reply, settle
+
+
+@pytest.fixture
+def db(tmp_path):
+    return build_db(tmp_path / "tui.db")
+
+
+def ids(screen) -> list[str]:
+    return [r.conversation_id for r in screen.rows]
+
+
+def chat(text: str) -> dict:
+    return {"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": text}]}
+
+
+async def wait_for(pilot, check, seconds: float = 5.0) -> bool:
+    """Let the app run until `check()` holds (False if it never does within `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        await asyncio.sleep(0.05)
+        await pilot.pause()
+    return check()
+
+
+# -- 7: no frozen snapshot after the dashboard --------------------------------------------------
+async def test_after_the_dashboard_new_rows_still_appear(db):
+    now = time.time()
+    with Recorder(db) as rec:  # recent traffic and a rerun variant: the dashboard's p95 then
+        rec.record(chat("recent"), reply("ok", model="claude-haiku-4-5"), conversation_id="conv_recent",
+                   user_id="carol", started_at=now - 60, latency_ms=500)  # excludes the variant
+        with rec.conversation("rerun_x", tags={"rerun_of": "turn_x"}):
+            rec.record(chat("variant"), reply("ok", model="claude-haiku-4-5"), started_at=now - 30, latency_ms=400)
+    app = make_app(db, refresh_seconds=0.2)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("d")
+        await settle(pilot)
+        assert "Spend and health" in str(app.screen.query_one("#dash-title", Static).render())
+        await pilot.press("escape")
+        await settle(pilot)
+        with Recorder(db) as rec:
+            rec.record(chat("brand new"), reply("hi", model="claude-haiku-4-5"), conversation_id="conv_new",
+                       started_at=time.time())
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert "conv_new" in ids(app.screen)
+        # an open conversation keeps growing too
+        app.screen.query_one(DataTable).move_cursor(row=ids(app.screen).index("conv_chat"))
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ConversationScreen) and len(screen.timeline) == 1
+        with Recorder(db) as rec:
+            rec.record({"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [
+                {"role": "user", "content": "Where is my invoice?"},
+                {"role": "assistant", "content": [{"type": "text", "text": "It was emailed to you."}]},
+                {"role": "user", "content": "Thanks"}]},
+                reply("You're welcome.", model="claude-haiku-4-5"), conversation_id="conv_chat", started_at=time.time())
+        assert await wait_for(pilot, lambda: len(screen.timeline) == 2)
+
+
+def test_a_pooled_connection_never_goes_back_inside_a_transaction(db):
+    app = make_app(db)
+    with app.store() as store:
+        store.db.execute("CREATE TEMP TABLE scratch (x)")
+        store.db.conn.execute("INSERT INTO temp.scratch VALUES (1)")  # opens a transaction
+        assert store.db.conn.in_transaction
+    with app.store() as again:
+        assert again is store and not again.db.conn.in_transaction
+
+
+def test_latency_percentile_leaves_no_transaction_open(db):
+    from replayer.store import aggregate
+    from replayer.store.schema import open_db
+
+    conn = open_db(db, create=False)
+    assert aggregate.latency_percentile(conn, 0.95, 5, None, None, [1, 2], [3]) is not None
+    assert not conn.conn.in_transaction
