@@ -96,3 +96,61 @@ def test_latency_percentile_leaves_no_transaction_open(db):
     conn = open_db(db, create=False)
     assert aggregate.latency_percentile(conn, 0.95, 5, None, None, [1, 2], [3]) is not None
     assert not conn.conn.in_transaction
+
+
+# -- 9: every action acts on what the cursor shows ----------------------------------------------
+@pytest.fixture
+def slow_details(monkeypatch):
+    """Turn details that take a while to load, as on a big database: the cursor runs ahead."""
+    from replayer.store.queries import Store
+
+    real = Store.turn_detail
+
+    def slow(self, turn_id, timeline=None):
+        time.sleep(0.5)
+        return real(self, turn_id, timeline)
+
+    monkeypatch.setattr(Store, "turn_detail", slow)
+
+
+async def test_rerun_and_copy_act_on_the_turn_under_the_cursor(db, slow_details):
+    from replayer.tui.rerun import RerunScreen
+
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("j", "enter")  # conv_tools, 4 turns
+        await settle(pilot)
+        screen = app.screen
+        assert screen.detail.turn.index == 0
+        await pilot.press("j", "j", "y")  # turn 2's detail is still loading
+        assert await wait_for(pilot, lambda: any("copied" in n.message for n in app._notifications))
+        assert [n.message for n in app._notifications if "copied" in n.message][0].startswith("copied the context of turn 2")
+        assert "Reading the parser." in app.clipboard  # turn 1's reply is in turn 2's context, not in turn 0's
+        await pilot.press("j", "r")  # quickly, while turn 3's detail is loading
+        await pilot.pause()
+        assert isinstance(app.screen, RerunScreen) and app.screen.turn_id == screen.timeline[3].turn_id
+        await settle(pilot)
+
+
+async def test_list_actions_use_the_row_under_the_cursor_while_a_reload_runs(db, monkeypatch):
+    from replayer.store.queries import Store
+
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        real = Store.conversations
+
+        def slow(self, **kwargs):
+            time.sleep(0.3)
+            return real(self, **kwargs)
+
+        monkeypatch.setattr(Store, "conversations", slow)
+        await pilot.press("j", "ctrl+r", "y")  # the rows on screen stay until the reload lands
+        await pilot.pause()
+        assert any("copied conv_tools" in n.message for n in app._notifications)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ConversationScreen) and app.screen.conversation_id == "conv_tools"
+        await settle(pilot)
+

@@ -181,8 +181,8 @@ class DashboardScreen(ShowsWorkerErrors, Screen[None]):
 
     def action_pick_user(self) -> None:
         table = self.query_one("#dash-users", DataTable)
-        if self.doc and table.row_count:
-            self._filter_user(self.doc["users"][table.cursor_row]["user_id"] or "")
+        if table.row_count:  # the row as the table shows it (its key is the user id)
+            self._filter_user(str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value))
 
     def _filter_user(self, user: str) -> None:
         from .screens import ConversationsScreen

@@ -270,10 +270,18 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
         table = self.query_one(DataTable)
         table.move_cursor(row=max(0, table.row_count - 1))
 
-    def action_open(self) -> None:
+    def cursor_id(self) -> str | None:
+        """The conversation in the row under the cursor, as the table shows it (self.rows is
+        emptied as soon as a reload starts; the table keeps its rows until the new ones land)."""
         table = self.query_one(DataTable)
-        if table.row_count:
-            self.app.open_conversation(self.rows[table.cursor_row].conversation_id)  # type: ignore[attr-defined]
+        if not table.row_count:
+            return None
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def action_open(self) -> None:
+        cid = self.cursor_id()
+        if cid is not None:
+            self.app.open_conversation(cid)  # type: ignore[attr-defined]
 
     def action_search(self) -> None:
         box = self.query_one("#filter", Input)
@@ -334,9 +342,8 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
         self.load(reset=True)
 
     def action_copy(self) -> None:
-        table = self.query_one(DataTable)
-        if table.row_count:
-            cid = self.rows[table.cursor_row].conversation_id
+        cid = self.cursor_id()
+        if cid is not None:
             self.app.copy_to_clipboard(cid)
             self.notify(f"copied {cid}", timeout=3)
 
@@ -747,11 +754,27 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         if self.detail is not None:
             self.show_detail(self.detail)
 
+    def cursor_turn_id(self) -> str | None:
+        """The turn the cursor shows (its detail may still be loading)."""
+        return self.timeline[self.current_turn()].turn_id if self.timeline else None
+
     def action_copy(self) -> None:
-        d = self.detail
-        if d is None:
+        turn_id = self.cursor_turn_id()
+        if turn_id is None:
             return
         tab = self.query_one("#tabs", TabbedContent).active
+        if self.detail is not None and self.detail.turn.turn_id == turn_id:
+            self._copy(self.detail, tab)
+        else:  # the cursor's turn isn't loaded yet: copy it once it is, never the one shown before
+            self.copy_turn(turn_id, tab)
+
+    @work(thread=True, group="copy", exit_on_error=False)
+    def copy_turn(self, turn_id: str, tab: str) -> None:
+        with self.app.store() as store:  # type: ignore[attr-defined]
+            detail = store.turn_detail(turn_id, self.timeline)
+        self.app.call_from_thread(self._copy, detail, tab)
+
+    def _copy(self, d: TurnDetail, tab: str) -> None:
         if tab == "response":
             text = "\n\n".join(
                 b.get("text", "") if b.get("type") == "text" else as_json(b)
@@ -770,11 +793,12 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         self.notify(f"copied the {tab} of turn {d.turn.index} ({len(text):,} characters)", timeout=3)
 
     def action_rerun(self) -> None:
-        if self.detail is None:
+        turn_id = self.cursor_turn_id()
+        if turn_id is None:
             return
         from .rerun import RerunScreen
 
-        self.app.push_screen(RerunScreen(self.detail.turn.turn_id))
+        self.app.push_screen(RerunScreen(turn_id))
 
 
 def _plain(value: Any) -> str:
