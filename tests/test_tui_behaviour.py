@@ -154,3 +154,56 @@ async def test_list_actions_use_the_row_under_the_cursor_while_a_reload_runs(db,
         assert isinstance(app.screen, ConversationScreen) and app.screen.conversation_id == "conv_tools"
         await settle(pilot)
 
+
+# -- 12: sending from the editor in tmux/xterm; no edit the user didn't make ---------------------
+def test_escape_cr_is_read_as_alt_enter_not_as_a_newline():
+    """tmux and xterm send alt+enter as ESC CR (what `tmux send-keys M-Enter` types)."""
+    from textual._xterm_parser import XTermParser
+
+    import replayer.tui.app  # noqa: F401 - the app teaches the parser ESC CR
+
+    keys = [getattr(e, "key", None) for e in XTermParser().feed("\x1b\r")]
+    assert keys == ["alt+enter"]
+    assert [getattr(e, "key", None) for e in XTermParser().feed("\r")] == ["enter"]  # a plain enter stays one
+
+
+@pytest.fixture
+def env(api, monkeypatch):
+    from conftest import FAKE_KEY
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
+    return api
+
+
+@pytest.mark.parametrize("key", ["alt+enter", "ctrl+j", "ctrl+s"])
+async def test_an_untouched_editor_sends_no_edit(tmp_path, env, key):
+    from textual.widgets import TextArea
+
+    from replayer.fakeapi import Reply
+    from replayer.tui.rerun import ConfirmScreen, RerunScreen
+
+    path = tmp_path / "crlf.db"
+    system = "Line one.\r\nLine two.\nLine three.\u2028after a line separator"
+    with Recorder(path) as rec:
+        rec.record({"model": "claude-haiku-4-5", "max_tokens": 50, "system": system, "messages": [
+            {"role": "user", "content": "first\r\nsecond\fthird"}]},
+            reply("ok", model="claude-haiku-4-5"), conversation_id="conv_crlf", started_at=1_764_000_000.0)
+    env.responder = lambda body: Reply(body={"input_tokens": 12})
+    app = make_app(path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        editor = app.screen
+        assert isinstance(editor, RerunScreen) and editor.focused is editor.query_one("#rr-system", TextArea)
+        before = {t.id: t.text for t in editor.query(TextArea)}
+        await pilot.press(key)
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.edits.names() == ["nothing (a plain resend)"]
+        assert {t.id: t.text for t in editor.query(TextArea)} == before  # no newline typed
+        await pilot.press("escape")
+        await settle(pilot)

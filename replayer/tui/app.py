@@ -8,12 +8,13 @@ workers (a worker's state message goes to its screen and doesn't bubble).
 
 from __future__ import annotations
 
+import enum
 import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from textual.app import App
 from textual.binding import Binding
@@ -24,6 +25,23 @@ from ..pricing import PriceTable
 from ..store.queries import Store
 from ..store.schema import open_db
 from .workers import ShowsWorkerErrors
+
+
+class _Keys(str, enum.Enum):
+    ALT_ENTER = "alt+enter"
+
+
+def read_escape_cr_as_alt_enter() -> None:
+    """Terminals that don't speak the kitty keyboard protocol (tmux, xterm, most SSH sessions)
+    send alt+enter as ESC CR. Textual 8 reads that as a plain enter, so "send" typed a newline
+    into the editor instead (an edit the user never made). Read ESC CR as the alt+enter it is."""
+    from textual import _ansi_sequences
+
+    table = cast(dict[str, Any], _ansi_sequences.ANSI_SEQUENCES_KEYS)
+    table.setdefault("\x1b\r", (_Keys.ALT_ENTER,))
+
+
+read_escape_cr_as_alt_enter()
 
 
 class GotoProvider(Provider):

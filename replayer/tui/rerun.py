@@ -75,7 +75,12 @@ class RerunScreen(ShowsWorkerErrors, Screen[None]):
 
     BINDINGS = [
         Binding(
-            "ctrl+j,alt+enter", "send", "Send", id="send", tooltip="Validate, estimate, confirm, send", priority=True
+            "ctrl+j,alt+enter,ctrl+s",
+            "send",
+            "Send",
+            id="send",
+            tooltip="Validate, estimate, confirm, send (ctrl+j, alt+enter or ctrl+s)",
+            priority=True,
         ),
         Binding("escape", "back", "Back", id="back", tooltip="Back to the conversation (edits are dropped)"),
         Binding("ctrl+o", "variants", "Variants", id="variants", tooltip="Reopen an earlier variant of this turn"),
@@ -86,6 +91,7 @@ class RerunScreen(ShowsWorkerErrors, Screen[None]):
         self.turn_id = turn_id
         self.orig: replay.Original | None = None
         self.paths: list[str] = []
+        self.loaded: dict[str | None, str] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -163,6 +169,9 @@ class RerunScreen(ShowsWorkerErrors, Screen[None]):
             Label("other fields (JSON)"),
             TextArea(json.dumps(other, indent=2), id="rr-other", language="json", classes="rr-json"),
         ]
+        # what each editor made of the recorded text (a TextArea rewrites mixed or unusual line
+        # breaks): a field is edited when it differs from this, never merely from the record
+        self.loaded = {w.id: w.text for w in rows if isinstance(w, TextArea)}
         form.mount_all(rows)
         self.query_one("#rr-system", TextArea).focus()
 
@@ -176,12 +185,11 @@ class RerunScreen(ShowsWorkerErrors, Screen[None]):
         if model != req.get("model"):
             e.model = model
         system = self.query_one("#rr-system", TextArea).text
-        if system != _system_text(req.get("system")):
+        if system != self.loaded["rr-system"]:
             e.system = system
-        current = dict((p, t) for p, _, t in text_fields(req))
         for n, path in enumerate(self.paths):
             text = self.query_one(f"#rr-msg-{n}", TextArea).text
-            if text != current.get(path):
+            if text != self.loaded[f"rr-msg-{n}"]:
                 e.set[path] = text
         mt = self.query_one("#rr-max-tokens", Input).value.strip()
         if mt != str(req.get("max_tokens", "")):
@@ -281,7 +289,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     BINDINGS = [
         Binding("escape,n", "answer(False)", "Cancel", id="cancel"),
-        Binding("y,ctrl+j", "answer(True)", "Send", id="confirm"),
+        Binding("y,ctrl+j,alt+enter,ctrl+s", "answer(True)", "Send", id="confirm"),
     ]
 
     def __init__(
