@@ -15,6 +15,7 @@ from replayer.tui.app import make_app
 from replayer.tui.screens import ConversationScreen, ConversationsScreen
 
 from test_tui import _utc  # noqa: F401 - the same fixed time zone, autouse
+from test_tui_rerun import env  # noqa: F401 - the fake API for reruns
 from tui_data import build_db, reply, settle
 
 
@@ -165,15 +166,6 @@ def test_escape_cr_is_read_as_alt_enter_not_as_a_newline():
     keys = [getattr(e, "key", None) for e in XTermParser().feed("\x1b\r")]
     assert keys == ["alt+enter"]
     assert [getattr(e, "key", None) for e in XTermParser().feed("\r")] == ["enter"]  # a plain enter stays one
-
-
-@pytest.fixture
-def env(api, monkeypatch):
-    from conftest import FAKE_KEY
-
-    monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
-    return api
 
 
 @pytest.mark.parametrize("key", ["alt+enter", "ctrl+j", "ctrl+s"])
