@@ -199,3 +199,64 @@ async def test_an_untouched_editor_sends_no_edit(tmp_path, env, key):
         assert {t.id: t.text for t in editor.query(TextArea)} == before  # no newline typed
         await pilot.press("escape")
         await settle(pilot)
+
+
+# -- 13: j/k (and g/G) wherever a table has focus ------------------------------------------------
+async def test_j_k_g_move_in_the_dashboard_users(tmp_path):
+    from stats_data import build
+
+    path = tmp_path / "dash.db"
+    build(path, today=time.time() - 120, yesterday=time.time() - 86400)
+    app = make_app(path)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("d")
+        await settle(pilot)
+        users = app.screen.query_one("#dash-users", DataTable)
+        assert app.screen.focused is users and users.row_count > 2 and users.cursor_row == 0
+        await pilot.press("j", "j")
+        assert users.cursor_row == 2
+        await pilot.press("k")
+        assert users.cursor_row == 1
+        await pilot.press("G")
+        assert users.cursor_row == users.row_count - 1
+        await pilot.press("g")
+        assert users.cursor_row == 0
+
+
+async def test_j_k_move_in_the_variants_list_and_the_compare_samples(db, env):
+    from replayer import replay
+    from replayer.fakeapi import Reply
+    from replayer.store.queries import Store
+    from replayer.store.schema import open_db
+    from replayer.tui.rerun import CompareScreen, VariantsScreen
+
+    env.responder = lambda body: Reply(body=reply("again", model=body["model"]))
+    store = Store(open_db(db, create=False))
+    turn = store.turns("conv_tools")[1].turn_id
+    orig = replay.original(store, turn)
+    for model in ("claude-haiku-4-5", "claude-sonnet-4-5"):
+        edits = replay.Edits(model=model)
+        replay.send(db, orig, replay.apply(orig, edits), edits, samples=2)
+    app = make_app(db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        app.push_screen(VariantsScreen(orig))
+        await settle(pilot)
+        table = app.screen.query_one("#variants", DataTable)
+        assert table.row_count == 2 and table.cursor_row == 0
+        await pilot.press("j")
+        assert table.cursor_row == 1
+        await pilot.press("k")
+        assert table.cursor_row == 0
+        await pilot.press("G")
+        assert table.cursor_row == 1
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, CompareScreen)
+        samples = app.screen.query_one("#cmp-samples", DataTable)
+        assert samples.row_count == 3 and samples.cursor_row == 1  # original, sample 1, sample 2
+        await pilot.press("j")
+        assert samples.cursor_row == 2 and app.screen.query_one("#cmp-right-box").border_title == "sample 2"
+        await pilot.press("k", "k")
+        assert samples.cursor_row == 0

@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from ..config import LOWER_IS_BAD
 from ..fmt import describe_alert, fmt_metric, money
+from .widgets import KeyTable
 from .workers import ShowsWorkerErrors
 
 TOP = 10
@@ -81,10 +82,10 @@ class DashboardScreen(ShowsWorkerErrors, Screen[None]):
         with Horizontal(id="dash-body"):
             with VerticalScroll(id="dash-left"):
                 yield Static("", id="dash-bars")
-                yield DataTable(id="dash-users", cursor_type="row", zebra_stripes=True)
+                yield KeyTable(id="dash-users", cursor_type="row", zebra_stripes=True)
             with Vertical(id="dash-right"):
-                yield DataTable(id="dash-metrics", cursor_type="none")
-                yield DataTable(id="dash-models", cursor_type="none")
+                yield KeyTable(id="dash-metrics", cursor_type="none")
+                yield KeyTable(id="dash-models", cursor_type="none")
                 yield Static("", id="dash-alerts")
         yield Footer()
 

@@ -20,6 +20,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Pro
 from .. import replay
 from ..diffing import unified
 from ..fmt import money
+from .widgets import KeyTable
 from .workers import ShowsWorkerErrors
 
 EDITED = ("system", "messages", "model", "max_tokens", "thinking", "tools", "tool_choice")
@@ -403,7 +404,7 @@ class CompareScreen(ShowsWorkerErrors, Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="cmp-title")
-        yield DataTable(id="cmp-samples", cursor_type="row", zebra_stripes=True)
+        yield KeyTable(id="cmp-samples", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="cmp-body"):
             yield VerticalScroll(Static("", id="cmp-left"), id="cmp-left-box")
             yield VerticalScroll(Static("", id="cmp-right"), id="cmp-right-box")
@@ -539,7 +540,7 @@ class VariantsScreen(ShowsWorkerErrors, Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield DataTable(id="variants", cursor_type="row", zebra_stripes=True)
+        yield KeyTable(id="variants", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
