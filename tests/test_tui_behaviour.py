@@ -260,3 +260,77 @@ async def test_j_k_move_in_the_variants_list_and_the_compare_samples(db, env):
         assert samples.cursor_row == 2 and app.screen.query_one("#cmp-right-box").border_title == "sample 2"
         await pilot.press("k", "k")
         assert samples.cursor_row == 0
+
+
+# -- 14: filters: model by part of its id, until inclusive, bad values said ----------------------
+def conversation_ids(db, **filters) -> list[str]:
+    from replayer.store.queries import Store
+    from replayer.store.schema import open_db
+
+    return sorted(c.conversation_id for c in Store(open_db(db, create=False)).conversations(**filters))
+
+
+def test_model_matches_part_of_the_id_and_until_takes_the_whole_day(db):
+    # build_db: conv_tools (sonnet) starts 2025-11-24 16:00 UTC, conv_chat (haiku) at 16:01:40
+    assert conversation_ids(db, model="haiku") == ["conv_chat"]  # the README's own example
+    assert conversation_ids(db, model="HAIKU-4") == ["conv_chat"]
+    assert conversation_ids(db, model="claude") == ["conv_chat", "conv_tools"]
+    assert conversation_ids(db, model="%") == []  # a LIKE wildcard is just a character
+    assert conversation_ids(db, until="2025-11-24") == ["conv_chat", "conv_tools"]
+    assert conversation_ids(db, until="2025-11-23") == []
+    assert conversation_ids(db, since="2025-11-24", until="2025-11-24") == ["conv_chat", "conv_tools"]
+    assert conversation_ids(db, until="2025-11-24T16:01:00Z") == ["conv_tools"]
+    assert conversation_ids(db, since="2025-11-25") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [("since:garbage", "since 'garbage' is not a date"), ("until:2026-13-45", "until '2026-13-45' is not a date"),
+     ("cost>abc", "cost>abc: 'abc' is not a number")],
+)
+async def test_a_bad_filter_says_what_is_wrong(db, text, said):
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("slash")
+        for ch in text:
+            await pilot.press(ch)
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        messages = [str(n.message) for n in app._notifications]
+        assert any(said in m and "\n" not in m for m in messages), messages
+        assert ids(screen) == ["conv_chat", "conv_tools"]  # the list as it was, not "no match"
+        assert not screen.query_one("#empty", Static).display
+        box = screen.query_one("#filter")
+        assert box.display and box.has_class("-invalid") and screen.focused is box  # there to fix
+
+
+async def test_model_and_until_filters_in_the_browser(db):
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        app.screen.filter_to("model:haiku")
+        await settle(pilot)
+        assert ids(app.screen) == ["conv_chat"]
+        app.screen.filter_to("until:2025-11-24 user:alice")
+        await settle(pilot)
+        assert ids(app.screen) == ["conv_tools"]
+
+
+def test_cli_list_filters_and_says_what_is_wrong(db):
+    from click.testing import CliRunner
+
+    from replayer.cli import cli
+
+    run = CliRunner().invoke
+    r = run(cli, ["--db", str(db), "list", "--since", "garbage"])
+    assert r.exit_code == 2 and "--since 'garbage' is not a date" in r.output and "Traceback" not in r.output
+    r = run(cli, ["--db", str(db), "list", "--until", "nope"])
+    assert r.exit_code == 2 and "--until 'nope' is not a date" in r.output
+    r = run(cli, ["--db", str(db), "list", "--user", "nobody"])
+    assert r.exit_code == 0 and "No conversation matches" in r.output and "recorded yet" not in r.output
+    r = run(cli, ["--db", str(db), "list", "--model", "haiku", "--json"])
+    assert [c["conversation_id"] for c in __import__("json").loads(r.output)] == ["conv_chat"]
+    r = run(cli, ["--db", str(db), "list", "--until", "2025-11-24", "--json"])
+    assert len(__import__("json").loads(r.output)) == 2

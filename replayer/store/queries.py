@@ -23,6 +23,7 @@ from ..models import (
     TurnSummary,
     UsageLine,
 )
+from ..filters import like_part, time_bound
 from ..pricing import PriceTable, default_table
 from .aggregate import Totals, conversation_totals
 from .codec import storable, unpack
@@ -275,13 +276,14 @@ class Store:
         offset: int = 0,
     ) -> list[ConversationSummary]:
         """A page of conversations, sorted and filtered by SQLite, priced ones included: `sort`
-        is one of SORTS. Costs are priced from the usage table with the current prices."""
+        is one of SORTS. Costs are priced from the usage table with the current prices. The
+        filters follow replayer.filters (FilterError for a date that can't be read)."""
         where, args = [], []
         if not reruns:  # variants sent by `replayer rerun` are shown with the turn they rerun
             where.append("c.origin != 'rerun'")
-        if until:
+        if until:  # a bare date: that whole day (filters.time_bound)
             where.append("c.started_at < ?")
-            args.append(until)
+            args.append(time_bound(until, "until", end=True))
         if errors_only:
             where.append(
                 "EXISTS (SELECT 1 FROM turns t JOIN attempts a ON a.turn_id = t.id "
@@ -292,10 +294,12 @@ class Store:
             args.append(user)
         if since:
             where.append("c.last_at >= ?")
-            args.append(since)
-        if model:
-            where.append("EXISTS (SELECT 1 FROM turns t WHERE t.conversation_id = c.id AND t.model LIKE ?)")
-            args.append(model + "%")
+            args.append(time_bound(since, "since"))
+        if model:  # any part of the id, in any case: "haiku" finds claude-haiku-4-5
+            where.append(
+                "EXISTS (SELECT 1 FROM turns t WHERE t.conversation_id = c.id AND t.model LIKE ? ESCAPE '\\')"
+            )
+            args.append(like_part(model))
         if query:
             from ..text import fts_query
 

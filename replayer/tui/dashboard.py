@@ -4,6 +4,7 @@ health metrics against their thresholds, and the alerts. It shows what `replayer
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from rich.text import Text
@@ -191,4 +192,4 @@ class DashboardScreen(ShowsWorkerErrors, Screen[None]):
         self.app.pop_screen()
         screen = self.app.screen
         if isinstance(screen, ConversationsScreen) and user:
-            screen.filter_to(f"user:{user}")
+            screen.filter_to("user:" + shlex.quote(user))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 from typing import Any
 
 from rich.markup import escape
@@ -28,6 +27,7 @@ from textual.widgets import (
 )
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from ..filters import FilterError, parse_filter
 from ..fmt import local_time, money
 from ..models import ConversationSummary, TurnDetail, TurnSummary
 from ..store.queries import prompt_tokens
@@ -55,32 +55,6 @@ def cut(text: str, limit: int, full: bool = False) -> str:
 
 def as_json(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
-
-
-def parse_filter(text: str) -> dict[str, Any]:
-    """`user:alice model:haiku since:2026-11-20 until:2026-11-25 errors cost>0.5 words…`"""
-    out: dict[str, Any] = {}
-    words = []
-    try:
-        parts = shlex.split(text)
-    except ValueError:
-        parts = text.split()
-    for part in parts:
-        key, sep, value = part.partition(":")
-        if sep and key in ("user", "model", "since", "until") and value:
-            out[key] = value
-        elif part == "errors":
-            out["errors_only"] = True
-        elif part.startswith("cost>"):
-            try:
-                out["min_cost"] = float(part[5:].lstrip("$"))
-            except ValueError:
-                words.append(part)
-        else:
-            words.append(part)
-    if words:
-        out["query"] = " ".join(words)
-    return out
 
 
 class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
@@ -293,11 +267,20 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
         self.filter_to(event.value)
 
     def filter_to(self, text: str) -> None:
-        """Show the conversations that match a filter (as typed after /)."""
+        """Show the conversations that match a filter (as typed after /). A value that can't be
+        read is said in one line and left in the bar to fix; the list stays as it was."""
         box = self.query_one("#filter", Input)
         box.value = text
         box.display = bool(text)
-        self.filters = parse_filter(text)
+        try:
+            filters = parse_filter(text)
+        except FilterError as e:
+            box.add_class("-invalid")
+            box.focus()
+            self.notify(str(e), title="Filter", severity="error", timeout=8)
+            return
+        box.remove_class("-invalid")
+        self.filters = filters
         self.query_one(DataTable).focus()
         self.load(reset=True)
 
@@ -310,6 +293,7 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
         box = self.query_one("#filter", Input)
         box.value = ""
         box.display = False
+        box.remove_class("-invalid")
         if self.filters:
             self.filters = {}
             self.load(reset=True)
