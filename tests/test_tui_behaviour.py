@@ -32,6 +32,18 @@ def chat(text: str) -> dict:
     return {"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": text}]}
 
 
+def slowed(monkeypatch, cls, name: str, seconds: float, when=lambda *args, **kwargs: True) -> None:
+    """Make `cls.name` take `seconds` longer (when `when(*args, **kwargs)`), as on a big database."""
+    real = getattr(cls, name)
+
+    def slow(self, *args, **kwargs):
+        if when(*args, **kwargs):
+            time.sleep(seconds)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, name, slow)
+
+
 async def wait_for(pilot, check, seconds: float = 5.0) -> bool:
     """Let the app run until `check()` holds (False if it never does within `seconds`)."""
     deadline = time.monotonic() + seconds
@@ -105,13 +117,7 @@ def slow_details(monkeypatch):
     """Turn details that take a while to load, as on a big database: the cursor runs ahead."""
     from replayer.store.queries import Store
 
-    real = Store.turn_detail
-
-    def slow(self, turn_id, timeline=None):
-        time.sleep(0.5)
-        return real(self, turn_id, timeline)
-
-    monkeypatch.setattr(Store, "turn_detail", slow)
+    slowed(monkeypatch, Store, "turn_detail", 0.5)
 
 
 async def test_rerun_and_copy_act_on_the_turn_under_the_cursor(db, slow_details):
@@ -140,13 +146,7 @@ async def test_list_actions_use_the_row_under_the_cursor_while_a_reload_runs(db,
     app = make_app(db)
     async with app.run_test(size=(160, 40)) as pilot:
         await settle(pilot)
-        real = Store.conversations
-
-        def slow(self, **kwargs):
-            time.sleep(0.3)
-            return real(self, **kwargs)
-
-        monkeypatch.setattr(Store, "conversations", slow)
+        slowed(monkeypatch, Store, "conversations", 0.3)
         await pilot.press("j", "ctrl+r", "y")  # the rows on screen stay until the reload lands
         await pilot.pause()
         assert any("copied conv_tools" in n.message for n in app._notifications)
@@ -334,3 +334,55 @@ def test_cli_list_filters_and_says_what_is_wrong(db):
     assert [c["conversation_id"] for c in __import__("json").loads(r.output)] == ["conv_chat"]
     r = run(cli, ["--db", str(db), "list", "--until", "2025-11-24", "--json"])
     assert len(__import__("json").loads(r.output)) == 2
+
+
+# -- 16: a superseded load is never shown; sorting doesn't stack toasts ---------------------------
+async def test_a_superseded_sort_never_shows_its_rows(db, monkeypatch):
+    from replayer.store.queries import Store
+
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        # the superseded request (by id) answers last
+        slowed(monkeypatch, Store, "conversations", 0.6, lambda **kwargs: kwargs.get("sort") == "id")
+        screen = app.screen
+        await pilot.press("s", "s")  # Conversation (slow), then User
+        await settle(pilot)
+        await asyncio.sleep(0.8)
+        await settle(pilot)
+        labels = [str(c.label) for c in screen.query_one(DataTable).columns.values()]
+        assert "User ▼" in labels
+        assert ids(screen) == ["conv_chat", "conv_tools"]  # bob before alice, not by id
+        assert [str(r[1]) for r in (screen.query_one(DataTable).get_row_at(i) for i in range(2))] == ids(screen)
+
+
+async def test_sorting_many_times_stacks_no_toasts(db):
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press(*"ssssssssssss")
+        await settle(pilot)
+        assert len([n for n in app._notifications if "sort" in str(n.message)]) <= 1
+        assert "Started ▼" in [str(c.label) for c in app.screen.query_one(DataTable).columns.values()]
+
+
+async def test_the_dashboard_shows_the_days_last_asked_for(db, monkeypatch):
+    from replayer.tui.app import ReplayerApp
+
+    # the superseded request (one more day) answers last
+    slowed(monkeypatch, ReplayerApp, "stats_doc", 0.6, lambda days, **kwargs: days == app.settings.days + 1)
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("d")
+        await settle(pilot)
+        screen = app.screen
+        start = screen.days
+        await pilot.press("plus", "plus")
+        await settle(pilot)
+        await asyncio.sleep(0.8)
+        await settle(pilot)
+        doc = screen.doc
+        from datetime import date
+
+        assert (date.fromisoformat(doc["until"]) - date.fromisoformat(doc["since"])).days + 1 == start + 2

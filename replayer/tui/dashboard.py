@@ -113,10 +113,13 @@ class DashboardScreen(ShowsWorkerErrors, Screen[None]):
     @work(thread=True, exclusive=True, group="dashboard", exit_on_error=False)
     def load(self, fresh: bool = False) -> None:
         app: Any = self.app
-        doc = app.stats_doc(self.days, max_age=0.0 if fresh else 30.0)
-        app.call_from_thread(self.show, doc)
+        days = self.days
+        doc = app.stats_doc(days, max_age=0.0 if fresh else 30.0)
+        app.call_from_thread(self.show, doc, days)
 
-    def show(self, doc: dict[str, Any]) -> None:
+    def show(self, doc: dict[str, Any], days: int | None = None) -> None:
+        if days is not None and days != self.days:
+            return  # the answer for a number of days that +/- has since changed
         self.doc = doc
         conv = doc["conversations"]
         self.query_one("#dash-title", Static).update(

@@ -131,6 +131,8 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
         self.sort = ("Started", True)
         self.exhausted = False
         self.loading = False
+        self.generation = 0
+        """Counts the list's queries (filter, sort, reload): a page from an older one is dropped."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -154,26 +156,30 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
     def load(self, reset: bool = False) -> None:
         if reset:  # a new query replaces any page still loading (the worker group is exclusive)
             self.rows, self.exhausted, self.loading = [], False, False
+            self.generation += 1
         if self.exhausted or self.loading:
             return
         self.loading = True
-        self.fetch(len(self.rows), dict(self.filters), self.sort)
+        self.fetch(len(self.rows), dict(self.filters), self.sort, self.generation)
 
     @work(thread=True, exclusive=True, group="conversations", exit_on_error=False)
-    def fetch(self, offset: int, filters: dict[str, Any], sort: tuple[str, bool]) -> None:
+    def fetch(self, offset: int, filters: dict[str, Any], sort: tuple[str, bool], generation: int = 0) -> None:
         column, descending = sort
         with self.app.store() as store:  # type: ignore[attr-defined]
             rows = store.conversations(
                 **filters, sort=self.SQL_SORTS.get(column, "started"), descending=descending, limit=PAGE, offset=offset
             )
-        self.app.call_from_thread(self.show_rows, offset, rows)
+        # a cancelled worker's thread still runs to here: its rows must not land under a newer header
+        self.app.call_from_thread(self.show_rows, offset, rows, generation)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # the app shows the error (it bubbles on to it); the list must not stay "loading"
         if event.worker.group == "conversations" and event.state == WorkerState.ERROR:
             self.loading = False
 
-    def show_rows(self, offset: int, rows: list[ConversationSummary]) -> None:
+    def show_rows(self, offset: int, rows: list[ConversationSummary], generation: int | None = None) -> None:
+        if generation is not None and generation != self.generation:
+            return  # the answer to a query that a newer filter, sort or reload replaced
         self.loading = False
         table = self.query_one(DataTable)
         if offset == 0:
@@ -309,8 +315,7 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
     def _sort_by(self, column: str) -> None:
         current, descending = self.sort
         self.sort = (column, not descending if column == current else True)
-        self.notify(f"sorted by {column} {'descending' if self.sort[1] else 'ascending'}", timeout=3)
-        self._label_sort()
+        self._label_sort()  # the header shows the sort: no toast per key press
         self.load(reset=True)
 
     def _label_sort(self) -> None:
