@@ -386,3 +386,42 @@ async def test_the_dashboard_shows_the_days_last_asked_for(db, monkeypatch):
         from datetime import date
 
         assert (date.fromisoformat(doc["until"]) - date.fromisoformat(doc["since"])).days + 1 == start + 2
+
+
+# -- 18: palette jumps replace the conversation instead of stacking ------------------------------
+async def palette_jump(pilot, text: str) -> None:
+    await pilot.press("ctrl+p")
+    await settle(pilot)
+    for ch in text:
+        await pilot.press(ch)
+    await asyncio.sleep(0.5)
+    await settle(pilot)
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+async def test_palette_jumps_do_not_stack(db):
+    from replayer.tui.rerun import RerunScreen
+
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await palette_jump(pilot, "conv_tools")
+        assert isinstance(app.screen, ConversationScreen) and app.screen.conversation_id == "conv_tools"
+        await palette_jump(pilot, "conv_chat")
+        assert isinstance(app.screen, ConversationScreen) and app.screen.conversation_id == "conv_chat"
+        assert len([s for s in app.screen_stack if isinstance(s, ConversationScreen)]) == 1
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, ConversationsScreen)
+        # from deeper (the rerun editor), a jump also lands one step from the list
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        assert isinstance(app.screen, RerunScreen)
+        await palette_jump(pilot, "conv_tools")
+        assert isinstance(app.screen, ConversationScreen) and app.screen.conversation_id == "conv_tools"
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, ConversationsScreen)

@@ -157,8 +157,15 @@ class ReplayerApp(ShowsWorkerErrors, App[None]):
         self.push_screen(ConversationsScreen())
 
     def open_conversation(self, conversation_id: str, turn: int | None = None) -> None:
-        from .screens import ConversationScreen
+        """Open a conversation one step above the conversation list: a jump from the palette
+        (from a conversation, the dashboard or the rerun screens) replaces what was open instead
+        of stacking on it, so esc always goes back to the list."""
+        from .screens import ConversationScreen, ConversationsScreen
 
+        home = next((i for i, sc in enumerate(self.screen_stack) if isinstance(sc, ConversationsScreen)), None)
+        if home is not None:
+            while len(self.screen_stack) > home + 1:
+                self.pop_screen()
         self.push_screen(ConversationScreen(conversation_id, turn))
 
     def action_help(self) -> None:
