@@ -425,3 +425,51 @@ async def test_palette_jumps_do_not_stack(db):
         await pilot.press("escape")
         await settle(pilot)
         assert isinstance(app.screen, ConversationsScreen)
+
+
+# -- 25: the conversation list keeps itself current ---------------------------------------------
+async def test_the_list_picks_up_new_conversations_keeping_cursor_and_filter(db):
+    app = make_app(db, refresh_seconds=0.2)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        await pilot.press("j")
+        assert screen.cursor_id() == "conv_tools"
+        with Recorder(db) as rec:
+            rec.record(chat("new one"), reply("hi", model="claude-haiku-4-5"), conversation_id="conv_new",
+                       user_id="carol", started_at=time.time())
+        assert await wait_for(pilot, lambda: "conv_new" in ids(screen))
+        assert ids(screen)[0] == "conv_new" and screen.cursor_id() == "conv_tools"  # same conversation
+        # with a filter and a sort, both kept
+        screen.filter_to("user:alice")
+        await settle(pilot)
+        await pilot.press("s", "s", "s")  # Turns
+        await settle(pilot)
+        assert ids(screen) == ["conv_tools"]
+        with Recorder(db) as rec:
+            rec.record(chat("from bob"), reply("hi", model="claude-haiku-4-5"), conversation_id="conv_bob2",
+                       user_id="bob", started_at=time.time())
+            rec.record(chat("from alice"), reply("hi", model="claude-haiku-4-5"), conversation_id="conv_alice2",
+                       user_id="alice", started_at=time.time())
+        assert await wait_for(pilot, lambda: "conv_alice2" in ids(screen))
+        assert ids(screen) == ["conv_tools", "conv_alice2"]  # alice's only, most turns first
+        assert screen.sort == ("Turns", True) and screen.cursor_id() == "conv_tools"
+
+
+async def test_the_list_reloads_only_when_something_changed(db, monkeypatch):
+    from replayer.store.queries import Store
+
+    app = make_app(db, refresh_seconds=0.1)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        calls = []
+        real = Store.conversations
+        monkeypatch.setattr(Store, "conversations", lambda self, **kw: calls.append(kw) or real(self, **kw))
+        await asyncio.sleep(1.0)
+        await settle(pilot)
+        assert calls == []  # polled ten times: nothing new, nothing reloaded
+        with Recorder(db) as rec:
+            rec.record(chat("new one"), reply("hi", model="claude-haiku-4-5"), conversation_id="conv_new",
+                       started_at=time.time())
+        assert await wait_for(pilot, lambda: "conv_new" in ids(app.screen))
+        assert len(calls) == 1

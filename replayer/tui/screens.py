@@ -133,6 +133,10 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
         self.loading = False
         self.generation = 0
         """Counts the list's queries (filter, sort, reload): a page from an older one is dropped."""
+        self.mark: tuple[int, int] | None = None
+        """The store's change mark when the rows on screen were read (Store.change_mark)."""
+        self.keep_cursor: str | None = None
+        """The conversation to put the cursor back on when a reload lands."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -151,45 +155,85 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
         self.sub_title = str(self.app.db_path)  # type: ignore[attr-defined]
         self.load(reset=True)
         table.focus()
+        self.set_interval(self.app.refresh_seconds, self.poll)  # type: ignore[attr-defined]
 
     # -- loading ----------------------------------------------------------------------------
-    def load(self, reset: bool = False) -> None:
+    def load(self, reset: bool = False, at_least: int = PAGE, keep: str | None = None) -> None:
         if reset:  # a new query replaces any page still loading (the worker group is exclusive)
             self.rows, self.exhausted, self.loading = [], False, False
             self.generation += 1
+            self.keep_cursor = keep
         if self.exhausted or self.loading:
             return
         self.loading = True
-        self.fetch(len(self.rows), dict(self.filters), self.sort, self.generation)
+        limit = max(PAGE, at_least)
+        self.fetch(len(self.rows), dict(self.filters), self.sort, self.generation, limit)
 
     @work(thread=True, exclusive=True, group="conversations", exit_on_error=False)
-    def fetch(self, offset: int, filters: dict[str, Any], sort: tuple[str, bool], generation: int = 0) -> None:
+    def fetch(
+        self, offset: int, filters: dict[str, Any], sort: tuple[str, bool], generation: int = 0, limit: int = PAGE
+    ) -> None:
         column, descending = sort
         with self.app.store() as store:  # type: ignore[attr-defined]
+            mark = store.change_mark()  # read first: anything recorded during the query moves it again
             rows = store.conversations(
-                **filters, sort=self.SQL_SORTS.get(column, "started"), descending=descending, limit=PAGE, offset=offset
+                **filters, sort=self.SQL_SORTS.get(column, "started"), descending=descending, limit=limit, offset=offset
             )
         # a cancelled worker's thread still runs to here: its rows must not land under a newer header
-        self.app.call_from_thread(self.show_rows, offset, rows, generation)
+        self.app.call_from_thread(self.show_rows, offset, rows, generation, limit, mark)
+
+    def reload_in_place(self) -> None:
+        """Read the list again as it is (filter, sort, as many rows as are loaded), the cursor
+        staying on its conversation."""
+        self.load(reset=True, at_least=len(self.query_one(DataTable).rows), keep=self.cursor_id())
+
+    @work(thread=True, exclusive=True, group="list-poll", exit_on_error=False)
+    def poll(self) -> None:
+        """Agents may be recording now: a cheap check of the store's change mark, and a reload
+        only when it moved (the list is read again only while it is on screen)."""
+        if not self.is_current or self.mark is None or self.loading:
+            return
+        with self.app.store() as store:  # type: ignore[attr-defined]
+            mark = store.change_mark()
+        if mark != self.mark:
+            self.app.call_from_thread(self._changed, mark)
+
+    def _changed(self, mark: tuple[int, int]) -> None:
+        if self.mark is not None and mark != self.mark and not self.loading:
+            self.reload_in_place()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # the app shows the error (it bubbles on to it); the list must not stay "loading"
         if event.worker.group == "conversations" and event.state == WorkerState.ERROR:
             self.loading = False
 
-    def show_rows(self, offset: int, rows: list[ConversationSummary], generation: int | None = None) -> None:
+    def show_rows(
+        self,
+        offset: int,
+        rows: list[ConversationSummary],
+        generation: int | None = None,
+        limit: int = PAGE,
+        mark: tuple[int, int] | None = None,
+    ) -> None:
         if generation is not None and generation != self.generation:
             return  # the answer to a query that a newer filter, sort or reload replaced
         self.loading = False
+        if mark is not None:
+            self.mark = mark
         table = self.query_one(DataTable)
         if offset == 0:
             table.clear()
             self.rows = []
-        if len(rows) < PAGE:
+        if len(rows) < limit:
             self.exhausted = True
         for r in rows:
             self.rows.append(r)
             table.add_row(*self._cells(r), key=r.conversation_id)
+        keep, self.keep_cursor = self.keep_cursor, None
+        if offset == 0 and keep is not None:
+            at = next((i for i, r in enumerate(self.rows) if r.conversation_id == keep), None)
+            if at is not None:
+                table.move_cursor(row=at, animate=False)
         empty = self.query_one("#empty", Static)
         if not self.rows:
             if self.filters:
@@ -328,7 +372,7 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
         table.refresh()
 
     def action_reload(self) -> None:
-        self.load(reset=True)
+        self.reload_in_place()
 
     def action_copy(self) -> None:
         cid = self.cursor_id()
