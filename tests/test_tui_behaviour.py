@@ -5,6 +5,7 @@ palette jumps that don't stack, and a conversation list that keeps itself curren
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -132,7 +133,8 @@ async def test_rerun_and_copy_act_on_the_turn_under_the_cursor(db, slow_details)
         assert screen.detail.turn.index == 0
         await pilot.press("j", "j", "y")  # turn 2's detail is still loading
         assert await wait_for(pilot, lambda: any("copied" in n.message for n in app._notifications))
-        assert [n.message for n in app._notifications if "copied" in n.message][0].startswith("copied the context of turn 2")
+        copied = [n.message for n in app._notifications if "copied" in n.message]
+        assert copied[0].startswith("copied the context of turn 2")
         assert "Reading the parser." in app.clipboard  # turn 1's reply is in turn 2's context, not in turn 0's
         await pilot.press("j", "r")  # quickly, while turn 3's detail is loading
         await pilot.pause()
@@ -331,9 +333,9 @@ def test_cli_list_filters_and_says_what_is_wrong(db):
     r = run(cli, ["--db", str(db), "list", "--user", "nobody"])
     assert r.exit_code == 0 and "No conversation matches" in r.output and "recorded yet" not in r.output
     r = run(cli, ["--db", str(db), "list", "--model", "haiku", "--json"])
-    assert [c["conversation_id"] for c in __import__("json").loads(r.output)] == ["conv_chat"]
+    assert [c["conversation_id"] for c in json.loads(r.output)] == ["conv_chat"]
     r = run(cli, ["--db", str(db), "list", "--until", "2025-11-24", "--json"])
-    assert len(__import__("json").loads(r.output)) == 2
+    assert len(json.loads(r.output)) == 2
 
 
 # -- 16: a superseded load is never shown; sorting doesn't stack toasts ---------------------------

@@ -202,7 +202,9 @@ class Store:
         """Moves whenever a call or a conversation is recorded: the newest attempt's and
         conversation's rowids (two b-tree lookups however big the database), for a view to check
         before it reloads anything."""
-        row = self.db.execute("SELECT (SELECT max(id) FROM attempts), (SELECT max(rowid) FROM conversations)").fetchone()
+        row = self.db.execute(
+            "SELECT (SELECT max(id) FROM attempts), (SELECT max(rowid) FROM conversations)"
+        ).fetchone()
         return (row[0] or 0, row[1] or 0)
 
     def conversation_exists(self, conversation_id: str) -> bool:
