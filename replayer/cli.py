@@ -16,7 +16,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -202,8 +201,9 @@ def _browse(ctx: click.Context, path: Path) -> None:
 @db_option
 @pricing_option
 @click.option("--user", help="Only this user's conversations.")
-@click.option("--model", help="Only conversations that used this model (prefix).")
+@click.option("--model", help="Only conversations that used a model whose id contains this (any case).")
 @click.option("--since", metavar="DATE", help="Only conversations active since DATE (YYYY-MM-DD, UTC).")
+@click.option("--until", metavar="DATE", help="Only conversations started by the end of DATE (YYYY-MM-DD, UTC).")
 @click.option("-q", "query", metavar="TEXT", help="Only conversations whose messages contain TEXT.")
 @click.option("-n", "limit", type=click.IntRange(1), default=50, show_default=True, help="How many, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
@@ -213,20 +213,28 @@ def list_(
     user: str | None,
     model: str | None,
     since: str | None,
+    until: str | None,
     query: str | None,
     limit: int,
     as_json: bool,
 ) -> None:
     """Recorded conversations, newest first."""
-    if since:
-        try:
-            datetime.fromisoformat(since)
-        except ValueError:
-            raise UserError(f"--since {since!r} is not a date: use YYYY-MM-DD") from None
+    from .filters import FilterError, time_bound
+
+    try:  # the browser's filter rules (replayer.filters), said with the option's name
+        for name, value in (("--since", since), ("--until", until)):
+            if value:
+                time_bound(value, name)
+    except FilterError as e:
+        raise UserError(str(e)) from None
     store = open_store(ctx)
-    rows = store.conversations(user=user, model=model, since=since, query=query, limit=limit)
+    rows = store.conversations(user=user, model=model, since=since, until=until, query=query, limit=limit)
     if as_json:
         click.echo(json.dumps([r.model_dump() for r in rows], ensure_ascii=False))
+        return
+    given = [f"--{k} {v}" for k, v in (("user", user), ("model", model), ("since", since), ("until", until)) if v]
+    if not rows and (given or query):
+        click.echo(f"No conversation matches {' '.join(given + ([f'-q {query}'] if query else []))}.", err=True)
         return
     if not rows:
         click.echo(
@@ -449,7 +457,7 @@ def demo(ctx: click.Context, no_open: bool) -> None:
     click.echo(f"recorded {plural(turns, 'turn')}", err=True)
     ctx.find_root().obj["db"] = str(path)
     if no_open or not sys.stdout.isatty():
-        ctx.invoke(list_, user=None, model=None, since=None, query=None, limit=50, as_json=False)
+        ctx.invoke(list_, user=None, model=None, since=None, until=None, query=None, limit=50, as_json=False)
         click.echo(
             f"\nnext: replayer --db {path} browse   ·   replayer --db {path} show <CONVERSATION>"
             f"   ·   replayer --db {path} stats --days 30",

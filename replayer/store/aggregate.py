@@ -194,18 +194,25 @@ def latency_percentile(
     if until is not None:
         where.append("at < ?")
         args.append(until)
-    for name, ids in (("_only", convs), ("_skip", exclude)):
-        if ids is None:
-            continue
-        db.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} (conv INTEGER PRIMARY KEY)")
-        db.execute(f"DELETE FROM temp.{name}")
-        db.conn.executemany(f"INSERT INTO temp.{name} VALUES (?)", [(c,) for c in ids])
-        where.append(f"conv {'IN' if name == '_only' else 'NOT IN'} (SELECT conv FROM temp.{name})")
-    rank = max(1, -(-int(q * 1_000_000) * n // 1_000_000))  # ceil(q * n), exactly
-    row = db.execute(
-        f"SELECT latency_ms FROM usage WHERE {' AND '.join(where)} ORDER BY latency_ms DESC LIMIT 1 OFFSET ?",
-        [*args, n - rank],
-    ).fetchone()
+    # filling the temp tables opens a transaction (sqlite3 begins one before an INSERT/DELETE);
+    # it is ended here, or the connection keeps reading this snapshot forever after
+    began = not db.conn.in_transaction
+    try:
+        for name, ids in (("_only", convs), ("_skip", exclude)):
+            if ids is None:
+                continue
+            db.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} (conv INTEGER PRIMARY KEY)")
+            db.execute(f"DELETE FROM temp.{name}")
+            db.conn.executemany(f"INSERT INTO temp.{name} VALUES (?)", [(c,) for c in ids])
+            where.append(f"conv {'IN' if name == '_only' else 'NOT IN'} (SELECT conv FROM temp.{name})")
+        rank = max(1, -(-int(q * 1_000_000) * n // 1_000_000))  # ceil(q * n), exactly
+        row = db.execute(
+            f"SELECT latency_ms FROM usage WHERE {' AND '.join(where)} ORDER BY latency_ms DESC LIMIT 1 OFFSET ?",
+            [*args, n - rank],
+        ).fetchone()
+    finally:
+        if began and db.conn.in_transaction:
+            db.conn.rollback()
     return float(row[0]) if row else None
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from ..filters import like_part, time_bound
 from ..metrics import cache_breaks
 from ..models import (
     AttemptInfo,
@@ -212,6 +213,15 @@ class Store:
         rows = self.db.execute(f"SELECT id FROM {table} WHERE id >= ? AND id < ? ORDER BY id LIMIT ?", [*bounds, limit])
         return count, [r[0] for r in rows]
 
+    def change_mark(self) -> tuple[int, int]:
+        """Moves whenever a call or a conversation is recorded: the newest attempt's and
+        conversation's rowids (two b-tree lookups however big the database), for a view to check
+        before it reloads anything."""
+        row = self.db.execute(
+            "SELECT (SELECT max(id) FROM attempts), (SELECT max(rowid) FROM conversations)"
+        ).fetchone()
+        return (row[0] or 0, row[1] or 0)
+
     def conversation_exists(self, conversation_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM conversations WHERE id = ?", [conversation_id]).fetchone() is not None
 
@@ -290,13 +300,14 @@ class Store:
         offset: int = 0,
     ) -> list[ConversationSummary]:
         """A page of conversations, sorted and filtered by SQLite, priced ones included: `sort`
-        is one of SORTS. Costs are priced from the usage table with the current prices."""
+        is one of SORTS. Costs are priced from the usage table with the current prices. The
+        filters follow replayer.filters (FilterError for a date that can't be read)."""
         where, args = [], []
         if not reruns:  # variants sent by `replayer rerun` are shown with the turn they rerun
             where.append("c.origin != 'rerun'")
-        if until:
+        if until:  # a bare date: that whole day (filters.time_bound)
             where.append("c.started_at < ?")
-            args.append(until)
+            args.append(time_bound(until, "until", end=True))
         if errors_only:
             where.append(
                 "EXISTS (SELECT 1 FROM turns t JOIN attempts a ON a.turn_id = t.id "
@@ -307,10 +318,12 @@ class Store:
             args.append(user)
         if since:
             where.append("c.last_at >= ?")
-            args.append(since)
-        if model:
-            where.append("EXISTS (SELECT 1 FROM turns t WHERE t.conversation_id = c.id AND t.model LIKE ?)")
-            args.append(model + "%")
+            args.append(time_bound(since, "since"))
+        if model:  # any part of the id, in any case: "haiku" finds claude-haiku-4-5
+            where.append(
+                "EXISTS (SELECT 1 FROM turns t WHERE t.conversation_id = c.id AND t.model LIKE ? ESCAPE '\\')"
+            )
+            args.append(like_part(model))
         if query:
             from ..text import fts_query
 

@@ -8,12 +8,13 @@ workers (a worker's state message goes to its screen and doesn't bubble).
 
 from __future__ import annotations
 
+import enum
 import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from textual.app import App
 from textual.binding import Binding
@@ -25,6 +26,23 @@ from ..pricing import PriceTable
 from ..store.queries import Store
 from ..store.schema import open_db
 from .workers import ShowsWorkerErrors
+
+
+class _Keys(str, enum.Enum):  # noqa: UP042 (shaped like textual.keys.Keys, which the parser expects)
+    ALT_ENTER = "alt+enter"
+
+
+def read_escape_cr_as_alt_enter() -> None:
+    """Terminals that don't speak the kitty keyboard protocol (tmux, xterm, most SSH sessions)
+    send alt+enter as ESC CR. Textual 8 reads that as a plain enter, so "send" typed a newline
+    into the editor instead (an edit the user never made). Read ESC CR as the alt+enter it is."""
+    from textual import _ansi_sequences
+
+    table = cast(dict[str, Any], _ansi_sequences.ANSI_SEQUENCES_KEYS)
+    table.setdefault("\x1b\r", (_Keys.ALT_ENTER,))
+
+
+read_escape_cr_as_alt_enter()
 
 
 class GotoProvider(Provider):
@@ -90,6 +108,10 @@ class ReplayerApp(ShowsWorkerErrors, App[None]):
         try:
             yield store
         finally:
+            # a read connection left inside a transaction keeps reading the snapshot it began
+            # with: every later worker would see a frozen database (only temp scratch is undone)
+            if store.db.conn.in_transaction:
+                store.db.conn.rollback()
             self._pool.put(store)
 
     def stats_doc(self, days: int, max_age: float = 30.0) -> dict[str, Any]:
@@ -136,8 +158,15 @@ class ReplayerApp(ShowsWorkerErrors, App[None]):
         self.push_screen(ConversationsScreen())
 
     def open_conversation(self, conversation_id: str, turn: int | None = None) -> None:
-        from .screens import ConversationScreen
+        """Open a conversation one step above the conversation list: a jump from the palette
+        (from a conversation, the dashboard or the rerun screens) replaces what was open instead
+        of stacking on it, so esc always goes back to the list."""
+        from .screens import ConversationScreen, ConversationsScreen
 
+        home = next((i for i, sc in enumerate(self.screen_stack) if isinstance(sc, ConversationsScreen)), None)
+        if home is not None:
+            while len(self.screen_stack) > home + 1:
+                self.pop_screen()
         self.push_screen(ConversationScreen(conversation_id, turn))
 
     def action_help(self) -> None:

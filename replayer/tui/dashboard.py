@@ -4,6 +4,7 @@ health metrics against their thresholds, and the alerts. It shows what `replayer
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from rich.text import Text
@@ -16,6 +17,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from ..config import LOWER_IS_BAD
 from ..fmt import describe_alert, fmt_metric, metric_label, money, plural
+from .widgets import KeyTable
 from .workers import ShowsWorkerErrors
 
 TOP = 10
@@ -83,10 +85,10 @@ class DashboardScreen(ShowsWorkerErrors, Screen[None]):
         with Horizontal(id="dash-body"):
             with VerticalScroll(id="dash-left"):
                 yield Static("", id="dash-bars")
-                yield DataTable(id="dash-users", cursor_type="row", zebra_stripes=True)
+                yield KeyTable(id="dash-users", cursor_type="row", zebra_stripes=True)
             with Vertical(id="dash-right"):
-                yield DataTable(id="dash-metrics", cursor_type="none")
-                yield DataTable(id="dash-models", cursor_type="none")
+                yield KeyTable(id="dash-metrics", cursor_type="none")
+                yield KeyTable(id="dash-models", cursor_type="none")
                 yield Static("", id="dash-alerts")
         yield Footer()
 
@@ -113,10 +115,13 @@ class DashboardScreen(ShowsWorkerErrors, Screen[None]):
     @work(thread=True, exclusive=True, group="dashboard", exit_on_error=False)
     def load(self, fresh: bool = False) -> None:
         app: Any = self.app
-        doc = app.stats_doc(self.days, max_age=0.0 if fresh else 30.0)
-        app.call_from_thread(self.show, doc)
+        days = self.days
+        doc = app.stats_doc(days, max_age=0.0 if fresh else 30.0)
+        app.call_from_thread(self.show, doc, days)
 
-    def show(self, doc: dict[str, Any]) -> None:
+    def show(self, doc: dict[str, Any], days: int | None = None) -> None:
+        if days is not None and days != self.days:
+            return  # the answer for a number of days that +/- has since changed
         self.doc = doc
         conv = doc["conversations"]
         self.query_one("#dash-title", Static).update(
@@ -186,8 +191,8 @@ class DashboardScreen(ShowsWorkerErrors, Screen[None]):
 
     def action_pick_user(self) -> None:
         table = self.query_one("#dash-users", DataTable)
-        if self.doc and table.row_count:
-            self._filter_user(self.doc["users"][table.cursor_row]["user_id"] or "")
+        if table.row_count:  # the row as the table shows it (its key is the user id)
+            self._filter_user(str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value))
 
     def _filter_user(self, user: str) -> None:
         from .screens import ConversationsScreen
@@ -195,7 +200,7 @@ class DashboardScreen(ShowsWorkerErrors, Screen[None]):
         self.app.pop_screen()
         screen = self.app.screen
         if isinstance(screen, ConversationsScreen) and user:
-            screen.filter_to(f"user:{user}")
+            screen.filter_to("user:" + shlex.quote(user))
 
 
 def _have(n: int) -> str:

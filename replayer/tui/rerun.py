@@ -32,6 +32,7 @@ from textual.widgets import (
 from .. import replay
 from ..diffing import unified
 from ..fmt import local_time, money, ms, plural
+from .widgets import KeyTable
 from .workers import ShowsWorkerErrors
 
 EDITED = ("system", "messages", "model", "max_tokens", "thinking", "tools", "tool_choice")
@@ -87,7 +88,12 @@ class RerunScreen(ShowsWorkerErrors, Screen[None]):
 
     BINDINGS = [
         Binding(
-            "ctrl+j,alt+enter", "send", "Send", id="send", tooltip="Validate, estimate, confirm, send", priority=True
+            "ctrl+j,alt+enter,ctrl+s",
+            "send",
+            "Send",
+            id="send",
+            tooltip="Validate, estimate, confirm, send (ctrl+j, alt+enter or ctrl+s)",
+            priority=True,
         ),
         Binding("escape", "back", "Back", id="back", tooltip="Back to the conversation (edits are dropped)"),
         Binding("ctrl+o", "variants", "Variants", id="variants", tooltip="Reopen an earlier variant of this turn"),
@@ -98,6 +104,7 @@ class RerunScreen(ShowsWorkerErrors, Screen[None]):
         self.turn_id = turn_id
         self.orig: replay.Original | None = None
         self.paths: list[str] = []
+        self.loaded: dict[str | None, str] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -168,6 +175,9 @@ class RerunScreen(ShowsWorkerErrors, Screen[None]):
             Label("other fields (JSON)"),
             TextArea(json.dumps(other, indent=2), id="rr-other", language="json", classes="rr-json"),
         ]
+        # what each editor made of the recorded text (a TextArea rewrites mixed or unusual line
+        # breaks): a field is edited when it differs from this, never merely from the record
+        self.loaded = {w.id: w.text for w in rows if isinstance(w, TextArea)}
         form.mount_all(rows)
         self._widest_model = max([*map(len, models), 26])
         self.call_after_refresh(self.fit_model)
@@ -217,12 +227,11 @@ class RerunScreen(ShowsWorkerErrors, Screen[None]):
         if model != req.get("model"):
             e.model = model
         system = self.query_one("#rr-system", TextArea).text
-        if system != _system_text(req.get("system")):
+        if system != self.loaded["rr-system"]:
             e.system = system
-        current = dict((p, t) for p, _, t in text_fields(req))
         for n, path in enumerate(self.paths):
             text = self.query_one(f"#rr-msg-{n}", TextArea).text
-            if text != current.get(path):
+            if text != self.loaded[f"rr-msg-{n}"]:
                 e.set[path] = text
         mt = self.query_one("#rr-max-tokens", Input).value.strip()
         if mt != str(req.get("max_tokens", "")):
@@ -322,7 +331,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     BINDINGS = [
         Binding("escape,n", "answer(False)", "Cancel", id="cancel"),
-        Binding("y,ctrl+j", "answer(True)", "Send", id="confirm"),
+        Binding("y,ctrl+j,alt+enter,ctrl+s", "answer(True)", "Send", id="confirm"),
     ]
 
     def __init__(
@@ -440,7 +449,7 @@ class CompareScreen(ShowsWorkerErrors, Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="cmp-title")
-        yield DataTable(id="cmp-samples", cursor_type="row", zebra_stripes=True)
+        yield KeyTable(id="cmp-samples", cursor_type="row", zebra_stripes=True)
         with TabbedContent(id="cmp-tabs", initial="cmp-output"):
             with TabPane("1 Output", id="cmp-output"):
                 with Horizontal(id="cmp-body"):
@@ -624,7 +633,7 @@ class VariantsScreen(ShowsWorkerErrors, Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield DataTable(id="variants", cursor_type="row", zebra_stripes=True)
+        yield KeyTable(id="variants", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from typing import Any
 
 from rich.markup import escape
@@ -30,6 +29,7 @@ from textual.widgets import (
 from textual.widgets.data_table import ColumnKey
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from ..filters import FilterError, parse_filter
 from ..fmt import approx_tokens, local_time, money, plural
 from ..models import ConversationSummary, TurnDetail, TurnSummary
 from ..store.queries import prompt_tokens
@@ -51,32 +51,6 @@ def signed(n: int | None) -> str:
 
 def as_json(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
-
-
-def parse_filter(text: str) -> dict[str, Any]:
-    """`user:alice model:haiku since:2026-11-20 until:2026-11-25 errors cost>0.5 words…`"""
-    out: dict[str, Any] = {}
-    words = []
-    try:
-        parts = shlex.split(text)
-    except ValueError:
-        parts = text.split()
-    for part in parts:
-        key, sep, value = part.partition(":")
-        if sep and key in ("user", "model", "since", "until") and value:
-            out[key] = value
-        elif part == "errors":
-            out["errors_only"] = True
-        elif part.startswith("cost>"):
-            try:
-                out["min_cost"] = float(part[5:].lstrip("$"))
-            except ValueError:
-                words.append(part)
-        else:
-            words.append(part)
-    if words:
-        out["query"] = " ".join(words)
-    return out
 
 
 class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
@@ -153,6 +127,12 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
         self.sort = ("Started", True)
         self.exhausted = False
         self.loading = False
+        self.generation = 0
+        """Counts the list's queries (filter, sort, reload): a page from an older one is dropped."""
+        self.mark: tuple[int, int] | None = None
+        """The store's change mark when the rows on screen were read (Store.change_mark)."""
+        self.keep_cursor: str | None = None
+        """The conversation to put the cursor back on when a reload lands."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -171,41 +151,85 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
         self.sub_title = str(self.app.db_path)  # type: ignore[attr-defined]
         self.load(reset=True)
         table.focus()
+        self.set_interval(self.app.refresh_seconds, self.poll)  # type: ignore[attr-defined]
 
     # -- loading ----------------------------------------------------------------------------
-    def load(self, reset: bool = False) -> None:
+    def load(self, reset: bool = False, at_least: int = PAGE, keep: str | None = None) -> None:
         if reset:  # a new query replaces any page still loading (the worker group is exclusive)
             self.rows, self.exhausted, self.loading = [], False, False
+            self.generation += 1
+            self.keep_cursor = keep
         if self.exhausted or self.loading:
             return
         self.loading = True
-        self.fetch(len(self.rows), dict(self.filters), self.sort)
+        limit = max(PAGE, at_least)
+        self.fetch(len(self.rows), dict(self.filters), self.sort, self.generation, limit)
 
     @work(thread=True, exclusive=True, group="conversations", exit_on_error=False)
-    def fetch(self, offset: int, filters: dict[str, Any], sort: tuple[str, bool]) -> None:
+    def fetch(
+        self, offset: int, filters: dict[str, Any], sort: tuple[str, bool], generation: int = 0, limit: int = PAGE
+    ) -> None:
         column, descending = sort
         with self.app.store() as store:  # type: ignore[attr-defined]
+            mark = store.change_mark()  # read first: anything recorded during the query moves it again
             rows = store.conversations(
-                **filters, sort=self.SQL_SORTS.get(column, "started"), descending=descending, limit=PAGE, offset=offset
+                **filters, sort=self.SQL_SORTS.get(column, "started"), descending=descending, limit=limit, offset=offset
             )
-        self.app.call_from_thread(self.show_rows, offset, rows)
+        # a cancelled worker's thread still runs to here: its rows must not land under a newer header
+        self.app.call_from_thread(self.show_rows, offset, rows, generation, limit, mark)
+
+    def reload_in_place(self) -> None:
+        """Read the list again as it is (filter, sort, as many rows as are loaded), the cursor
+        staying on its conversation."""
+        self.load(reset=True, at_least=len(self.query_one(DataTable).rows), keep=self.cursor_id())
+
+    @work(thread=True, exclusive=True, group="list-poll", exit_on_error=False)
+    def poll(self) -> None:
+        """Agents may be recording now: a cheap check of the store's change mark, and a reload
+        only when it moved (the list is read again only while it is on screen)."""
+        if not self.is_current or self.mark is None or self.loading:
+            return
+        with self.app.store() as store:  # type: ignore[attr-defined]
+            mark = store.change_mark()
+        if mark != self.mark:
+            self.app.call_from_thread(self._changed, mark)
+
+    def _changed(self, mark: tuple[int, int]) -> None:
+        if self.mark is not None and mark != self.mark and not self.loading:
+            self.reload_in_place()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # the app shows the error (it bubbles on to it); the list must not stay "loading"
         if event.worker.group == "conversations" and event.state == WorkerState.ERROR:
             self.loading = False
 
-    def show_rows(self, offset: int, rows: list[ConversationSummary]) -> None:
+    def show_rows(
+        self,
+        offset: int,
+        rows: list[ConversationSummary],
+        generation: int | None = None,
+        limit: int = PAGE,
+        mark: tuple[int, int] | None = None,
+    ) -> None:
+        if generation is not None and generation != self.generation:
+            return  # the answer to a query that a newer filter, sort or reload replaced
         self.loading = False
+        if mark is not None:
+            self.mark = mark
         table = self.query_one(DataTable)
         if offset == 0:
             table.clear()
             self.rows = []
-        if len(rows) < PAGE:
+        if len(rows) < limit:
             self.exhausted = True
         for r in rows:
             self.rows.append(r)
             table.add_row(*self._cells(r), key=r.conversation_id)
+        keep, self.keep_cursor = self.keep_cursor, None
+        if offset == 0 and keep is not None:
+            at = next((i for i, r in enumerate(self.rows) if r.conversation_id == keep), None)
+            if at is not None:
+                table.move_cursor(row=at, animate=False)
         empty = self.query_one("#empty", Static)
         if not self.rows:
             if self.filters:
@@ -267,10 +291,18 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
         table = self.query_one(DataTable)
         table.move_cursor(row=max(0, table.row_count - 1))
 
-    def action_open(self) -> None:
+    def cursor_id(self) -> str | None:
+        """The conversation in the row under the cursor, as the table shows it (self.rows is
+        emptied as soon as a reload starts; the table keeps its rows until the new ones land)."""
         table = self.query_one(DataTable)
-        if table.row_count:
-            self.app.open_conversation(self.rows[table.cursor_row].conversation_id)  # type: ignore[attr-defined]
+        if not table.row_count:
+            return None
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def action_open(self) -> None:
+        cid = self.cursor_id()
+        if cid is not None:
+            self.app.open_conversation(cid)  # type: ignore[attr-defined]
 
     def action_search(self) -> None:
         box = self.query_one("#filter", Input)
@@ -282,11 +314,20 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
         self.filter_to(event.value)
 
     def filter_to(self, text: str) -> None:
-        """Show the conversations that match a filter (as typed after /)."""
+        """Show the conversations that match a filter (as typed after /). A value that can't be
+        read is said in one line and left in the bar to fix; the list stays as it was."""
         box = self.query_one("#filter", Input)
         box.value = text
         box.display = bool(text)
-        self.filters = parse_filter(text)
+        try:
+            filters = parse_filter(text)
+        except FilterError as e:
+            box.add_class("-invalid")
+            box.focus()
+            self.notify(str(e), title="Filter", severity="error", timeout=8)
+            return
+        box.remove_class("-invalid")
+        self.filters = filters
         self.query_one(DataTable).focus()
         self.load(reset=True)
 
@@ -299,6 +340,7 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
         box = self.query_one("#filter", Input)
         box.value = ""
         box.display = False
+        box.remove_class("-invalid")
         if self.filters:
             self.filters = {}
             self.load(reset=True)
@@ -314,8 +356,7 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
     def _sort_by(self, column: str) -> None:
         current, descending = self.sort
         self.sort = (column, not descending if column == current else True)
-        self.notify(f"sorted by {column} {'descending' if self.sort[1] else 'ascending'}", timeout=3)
-        self._label_sort()
+        self._label_sort()  # the header shows the sort: no toast per key press
         self.load(reset=True)
 
     def _label_sort(self) -> None:
@@ -328,12 +369,11 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
         table.refresh()
 
     def action_reload(self) -> None:
-        self.load(reset=True)
+        self.reload_in_place()
 
     def action_copy(self) -> None:
-        table = self.query_one(DataTable)
-        if table.row_count:
-            cid = self.rows[table.cursor_row].conversation_id
+        cid = self.cursor_id()
+        if cid is not None:
             self.app.copy_to_clipboard(cid)
             self.notify(f"copied {cid}", timeout=3)
 
@@ -1023,11 +1063,27 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         self.show_all = not self.show_all
         self._redraw()
 
+    def cursor_turn_id(self) -> str | None:
+        """The turn the cursor shows (its detail may still be loading)."""
+        return self.timeline[self.current_turn()].turn_id if self.timeline else None
+
     def action_copy(self) -> None:
-        d = self.detail
-        if d is None:
+        turn_id = self.cursor_turn_id()
+        if turn_id is None:
             return
         tab = self.query_one("#tabs", TabbedContent).active
+        if self.detail is not None and self.detail.turn.turn_id == turn_id:
+            self._copy(self.detail, tab)
+        else:  # the cursor's turn isn't loaded yet: copy it once it is, never the one shown before
+            self.copy_turn(turn_id, tab)
+
+    @work(thread=True, group="copy", exit_on_error=False)
+    def copy_turn(self, turn_id: str, tab: str) -> None:
+        with self.app.store() as store:  # type: ignore[attr-defined]
+            detail = store.turn_detail(turn_id, self.timeline)
+        self.app.call_from_thread(self._copy, detail, tab)
+
+    def _copy(self, d: TurnDetail, tab: str) -> None:
         if tab == "response":
             text = "\n\n".join(
                 b.get("text", "") if b.get("type") == "text" else as_json(b)
@@ -1046,11 +1102,12 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         self.notify(f"copied the {tab} of turn {d.turn.index} ({len(text):,} characters)", timeout=3)
 
     def action_rerun(self) -> None:
-        if self.detail is None:
+        turn_id = self.cursor_turn_id()
+        if turn_id is None:
             return
         from .rerun import RerunScreen
 
-        self.app.push_screen(RerunScreen(self.detail.turn.turn_id))
+        self.app.push_screen(RerunScreen(turn_id))
 
 
 PROMPT_KINDS = ("input", "cache_write_5m", "cache_write_1h", "cache_read")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.color import Color
 from textual.reactive import reactive
 from textual.widget import Widget
+from textual.widgets import DataTable
 
 from ..models import TurnSummary
 
@@ -199,3 +201,15 @@ class ContextChart(Widget):
 
     def watch_selected(self) -> None:
         self.refresh()
+
+
+class KeyTable(DataTable):  # type: ignore[type-arg]
+    """A DataTable that also moves with j/k and g/G while it has focus (screens whose j/k mean
+    something else, like next turn, bind them themselves)."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", id="table-down", tooltip="Next row", show=False),
+        Binding("k", "cursor_up", "Up", id="table-up", tooltip="Previous row", show=False),
+        Binding("g", "scroll_top", "Top", id="table-top", tooltip="First row", show=False),
+        Binding("G", "scroll_bottom", "Bottom", id="table-bottom", tooltip="Last row", show=False),
+    ]

@@ -1,0 +1,77 @@
+"""Which conversations to list: one set of rules for `replayer list` and the browser's `/` bar.
+
+A model matches by any part of its id, in any case (`haiku` finds claude-haiku-4-5). Times are
+UTC unless they name their zone; a bare date in `until` means the whole of that day. A value that
+can't be read raises FilterError with one line saying what is wrong and what to write instead:
+a typo must never look like "nothing matches".
+"""
+
+from __future__ import annotations
+
+import shlex
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from .store.ingest import iso
+
+
+class FilterError(ValueError):
+    """A filter value that can't be used (the message says what to write instead)."""
+
+
+def time_bound(value: str, what: str, *, end: bool = False) -> str:
+    """`value` (YYYY-MM-DD, or a date and time) as a timestamp the store compares with. With
+    `end`, a bare date stands for its whole day: the bound is the start of the next day."""
+    text = value.strip()
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        day = None
+    try:
+        t = datetime.fromisoformat(text) if day is None else datetime(day.year, day.month, day.day)
+    except ValueError:
+        raise FilterError(f"{what} {value!r} is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    if end and day is not None:
+        t += timedelta(days=1)
+    return iso(t.timestamp())
+
+
+def min_cost(value: str, what: str = "cost>") -> float:
+    try:
+        return float(value.lstrip("=").lstrip("$"))
+    except ValueError:
+        raise FilterError(f"{what}{value}: {value!r} is not a number of dollars: write e.g. cost>0.5") from None
+
+
+def like_part(value: str) -> str:
+    """A LIKE pattern (ESCAPE '\\') matching `value` anywhere, its own % and _ taken literally."""
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def parse_filter(text: str) -> dict[str, Any]:
+    """`user:alice model:haiku since:2026-11-20 until:2026-11-25 errors cost>0.5 words…` as the
+    keyword arguments of Store.conversations. Raises FilterError for a value it can't read."""
+    out: dict[str, Any] = {}
+    words = []
+    try:
+        parts = shlex.split(text)
+    except ValueError:
+        parts = text.split()
+    for part in parts:
+        key, sep, value = part.partition(":")
+        if sep and key in ("user", "model", "since", "until") and value:
+            if key in ("since", "until"):
+                time_bound(value, key, end=key == "until")  # said now, not as an empty list
+            out[key] = value
+        elif part == "errors":
+            out["errors_only"] = True
+        elif part.startswith("cost>"):
+            out["min_cost"] = min_cost(part[5:])
+        else:
+            words.append(part)
+    if words:
+        out["query"] = " ".join(words)
+    return out

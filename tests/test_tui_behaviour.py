@@ -1,0 +1,477 @@
+"""The browser's behaviour (issue 13): fresh reads, actions on what the cursor shows, keys that
+work where a table has focus, filters that say what is wrong, workers that can't show stale rows,
+palette jumps that don't stack, and a conversation list that keeps itself current."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from textual.widgets import DataTable, Static
+
+from replayer import Recorder
+from replayer.tui.app import make_app
+from replayer.tui.screens import ConversationScreen, ConversationsScreen
+
+from test_tui import _utc  # noqa: F401 - the same fixed time zone, autouse
+from test_tui_rerun import env  # noqa: F401 - the fake API for reruns
+from tui_data import build_db, reply, settle
+
+
+@pytest.fixture
+def db(tmp_path):
+    return build_db(tmp_path / "tui.db")
+
+
+def ids(screen) -> list[str]:
+    return [r.conversation_id for r in screen.rows]
+
+
+def chat(text: str) -> dict:
+    return {"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": text}]}
+
+
+def slowed(monkeypatch, cls, name: str, seconds: float, when=lambda *args, **kwargs: True) -> None:
+    """Make `cls.name` take `seconds` longer (when `when(*args, **kwargs)`), as on a big database."""
+    real = getattr(cls, name)
+
+    def slow(self, *args, **kwargs):
+        if when(*args, **kwargs):
+            time.sleep(seconds)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, name, slow)
+
+
+async def wait_for(pilot, check, seconds: float = 5.0) -> bool:
+    """Let the app run until `check()` holds (False if it never does within `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        await asyncio.sleep(0.05)
+        await pilot.pause()
+    return check()
+
+
+# -- 7: no frozen snapshot after the dashboard --------------------------------------------------
+async def test_after_the_dashboard_new_rows_still_appear(db):
+    now = time.time()
+    with Recorder(db) as rec:  # recent traffic and a rerun variant: the dashboard's p95 then
+        rec.record(chat("recent"), reply("ok", model="claude-haiku-4-5"), conversation_id="conv_recent",
+                   user_id="carol", started_at=now - 60, latency_ms=500)  # excludes the variant
+        with rec.conversation("rerun_x", tags={"rerun_of": "turn_x"}):
+            rec.record(chat("variant"), reply("ok", model="claude-haiku-4-5"), started_at=now - 30, latency_ms=400)
+    app = make_app(db, refresh_seconds=0.2)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("d")
+        await settle(pilot)
+        assert "Spend and health" in str(app.screen.query_one("#dash-title", Static).render())
+        await pilot.press("escape")
+        await settle(pilot)
+        with Recorder(db) as rec:
+            rec.record(chat("brand new"), reply("hi", model="claude-haiku-4-5"), conversation_id="conv_new",
+                       started_at=time.time())
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert "conv_new" in ids(app.screen)
+        # an open conversation keeps growing too
+        app.screen.query_one(DataTable).move_cursor(row=ids(app.screen).index("conv_chat"))
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ConversationScreen) and len(screen.timeline) == 1
+        with Recorder(db) as rec:
+            rec.record({"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [
+                {"role": "user", "content": "Where is my invoice?"},
+                {"role": "assistant", "content": [{"type": "text", "text": "It was emailed to you."}]},
+                {"role": "user", "content": "Thanks"}]},
+                reply("You're welcome.", model="claude-haiku-4-5"), conversation_id="conv_chat", started_at=time.time())
+        assert await wait_for(pilot, lambda: len(screen.timeline) == 2)
+
+
+def test_a_pooled_connection_never_goes_back_inside_a_transaction(db):
+    app = make_app(db)
+    with app.store() as store:
+        store.db.execute("CREATE TEMP TABLE scratch (x)")
+        store.db.conn.execute("INSERT INTO temp.scratch VALUES (1)")  # opens a transaction
+        assert store.db.conn.in_transaction
+    with app.store() as again:
+        assert again is store and not again.db.conn.in_transaction
+
+
+def test_latency_percentile_leaves_no_transaction_open(db):
+    from replayer.store import aggregate
+    from replayer.store.schema import open_db
+
+    conn = open_db(db, create=False)
+    assert aggregate.latency_percentile(conn, 0.95, 5, None, None, [1, 2], [3]) is not None
+    assert not conn.conn.in_transaction
+
+
+# -- 9: every action acts on what the cursor shows ----------------------------------------------
+@pytest.fixture
+def slow_details(monkeypatch):
+    """Turn details that take a while to load, as on a big database: the cursor runs ahead."""
+    from replayer.store.queries import Store
+
+    slowed(monkeypatch, Store, "turn_detail", 0.5)
+
+
+async def test_rerun_and_copy_act_on_the_turn_under_the_cursor(db, slow_details):
+    from replayer.tui.rerun import RerunScreen
+
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("j", "enter")  # conv_tools, 4 turns
+        await settle(pilot)
+        screen = app.screen
+        assert screen.detail.turn.index == 0
+        await pilot.press("j", "j", "y")  # turn 2's detail is still loading
+        assert await wait_for(pilot, lambda: any("copied" in n.message for n in app._notifications))
+        copied = [n.message for n in app._notifications if "copied" in n.message]
+        assert copied[0].startswith("copied the context of turn 2")
+        assert "Reading the parser." in app.clipboard  # turn 1's reply is in turn 2's context, not in turn 0's
+        await pilot.press("j", "r")  # quickly, while turn 3's detail is loading
+        await pilot.pause()
+        assert isinstance(app.screen, RerunScreen) and app.screen.turn_id == screen.timeline[3].turn_id
+        await settle(pilot)
+
+
+async def test_list_actions_use_the_row_under_the_cursor_while_a_reload_runs(db, monkeypatch):
+    from replayer.store.queries import Store
+
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        slowed(monkeypatch, Store, "conversations", 0.3)
+        await pilot.press("j", "ctrl+r", "y")  # the rows on screen stay until the reload lands
+        await pilot.pause()
+        assert any("copied conv_tools" in n.message for n in app._notifications)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ConversationScreen) and app.screen.conversation_id == "conv_tools"
+        await settle(pilot)
+
+
+# -- 12: sending from the editor in tmux/xterm; no edit the user didn't make ---------------------
+def test_escape_cr_is_read_as_alt_enter_not_as_a_newline():
+    """tmux and xterm send alt+enter as ESC CR (what `tmux send-keys M-Enter` types)."""
+    from textual._xterm_parser import XTermParser
+
+    import replayer.tui.app  # noqa: F401 - the app teaches the parser ESC CR
+
+    keys = [getattr(e, "key", None) for e in XTermParser().feed("\x1b\r")]
+    assert keys == ["alt+enter"]
+    assert [getattr(e, "key", None) for e in XTermParser().feed("\r")] == ["enter"]  # a plain enter stays one
+
+
+@pytest.mark.parametrize("key", ["alt+enter", "ctrl+j", "ctrl+s"])
+async def test_an_untouched_editor_sends_no_edit(tmp_path, env, key):
+    from textual.widgets import TextArea
+
+    from replayer.fakeapi import Reply
+    from replayer.tui.rerun import ConfirmScreen, RerunScreen
+
+    path = tmp_path / "crlf.db"
+    system = "Line one.\r\nLine two.\nLine three.\u2028after a line separator"
+    with Recorder(path) as rec:
+        rec.record({"model": "claude-haiku-4-5", "max_tokens": 50, "system": system, "messages": [
+            {"role": "user", "content": "first\r\nsecond\fthird"}]},
+            reply("ok", model="claude-haiku-4-5"), conversation_id="conv_crlf", started_at=1_764_000_000.0)
+    env.responder = lambda body: Reply(body={"input_tokens": 12})
+    app = make_app(path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        editor = app.screen
+        assert isinstance(editor, RerunScreen) and editor.focused is editor.query_one("#rr-system", TextArea)
+        before = {t.id: t.text for t in editor.query(TextArea)}
+        await pilot.press(key)
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.edits.names() == ["nothing (a plain resend)"]
+        assert {t.id: t.text for t in editor.query(TextArea)} == before  # no newline typed
+        await pilot.press("escape")
+        await settle(pilot)
+
+
+# -- 13: j/k (and g/G) wherever a table has focus ------------------------------------------------
+async def test_j_k_g_move_in_the_dashboard_users(tmp_path):
+    from stats_data import build
+
+    path = tmp_path / "dash.db"
+    build(path, today=time.time() - 120, yesterday=time.time() - 86400)
+    app = make_app(path)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("d")
+        await settle(pilot)
+        users = app.screen.query_one("#dash-users", DataTable)
+        assert app.screen.focused is users and users.row_count > 2 and users.cursor_row == 0
+        await pilot.press("j", "j")
+        assert users.cursor_row == 2
+        await pilot.press("k")
+        assert users.cursor_row == 1
+        await pilot.press("G")
+        assert users.cursor_row == users.row_count - 1
+        await pilot.press("g")
+        assert users.cursor_row == 0
+
+
+async def test_j_k_move_in_the_variants_list_and_the_compare_samples(db, env):
+    from replayer import replay
+    from replayer.fakeapi import Reply
+    from replayer.store.queries import Store
+    from replayer.store.schema import open_db
+    from replayer.tui.rerun import CompareScreen, VariantsScreen
+
+    env.responder = lambda body: Reply(body=reply("again", model=body["model"]))
+    store = Store(open_db(db, create=False))
+    turn = store.turns("conv_tools")[1].turn_id
+    orig = replay.original(store, turn)
+    for model in ("claude-haiku-4-5", "claude-sonnet-4-5"):
+        edits = replay.Edits(model=model)
+        replay.send(db, orig, replay.apply(orig, edits), edits, samples=2)
+    app = make_app(db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        app.push_screen(VariantsScreen(orig))
+        await settle(pilot)
+        table = app.screen.query_one("#variants", DataTable)
+        assert table.row_count == 2 and table.cursor_row == 0
+        await pilot.press("j")
+        assert table.cursor_row == 1
+        await pilot.press("k")
+        assert table.cursor_row == 0
+        await pilot.press("G")
+        assert table.cursor_row == 1
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, CompareScreen)
+        samples = app.screen.query_one("#cmp-samples", DataTable)
+        assert samples.row_count == 3 and samples.cursor_row == 1  # original, sample 1, sample 2
+        await pilot.press("j")
+        assert samples.cursor_row == 2 and app.screen.query_one("#cmp-right-box").border_title == "sample 2"
+        await pilot.press("k", "k")
+        assert samples.cursor_row == 0
+
+
+# -- 14: filters: model by part of its id, until inclusive, bad values said ----------------------
+def conversation_ids(db, **filters) -> list[str]:
+    from replayer.store.queries import Store
+    from replayer.store.schema import open_db
+
+    return sorted(c.conversation_id for c in Store(open_db(db, create=False)).conversations(**filters))
+
+
+def test_model_matches_part_of_the_id_and_until_takes_the_whole_day(db):
+    # build_db: conv_tools (sonnet) starts 2025-11-24 16:00 UTC, conv_chat (haiku) at 16:01:40
+    assert conversation_ids(db, model="haiku") == ["conv_chat"]  # the README's own example
+    assert conversation_ids(db, model="HAIKU-4") == ["conv_chat"]
+    assert conversation_ids(db, model="claude") == ["conv_chat", "conv_tools"]
+    assert conversation_ids(db, model="%") == []  # a LIKE wildcard is just a character
+    assert conversation_ids(db, until="2025-11-24") == ["conv_chat", "conv_tools"]
+    assert conversation_ids(db, until="2025-11-23") == []
+    assert conversation_ids(db, since="2025-11-24", until="2025-11-24") == ["conv_chat", "conv_tools"]
+    assert conversation_ids(db, until="2025-11-24T16:01:00Z") == ["conv_tools"]
+    assert conversation_ids(db, since="2025-11-25") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [("since:garbage", "since 'garbage' is not a date"), ("until:2026-13-45", "until '2026-13-45' is not a date"),
+     ("cost>abc", "cost>abc: 'abc' is not a number")],
+)
+async def test_a_bad_filter_says_what_is_wrong(db, text, said):
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("slash")
+        for ch in text:
+            await pilot.press(ch)
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        messages = [str(n.message) for n in app._notifications]
+        assert any(said in m and "\n" not in m for m in messages), messages
+        assert ids(screen) == ["conv_chat", "conv_tools"]  # the list as it was, not "no match"
+        assert not screen.query_one("#empty", Static).display
+        box = screen.query_one("#filter")
+        assert box.display and box.has_class("-invalid") and screen.focused is box  # there to fix
+
+
+async def test_model_and_until_filters_in_the_browser(db):
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        app.screen.filter_to("model:haiku")
+        await settle(pilot)
+        assert ids(app.screen) == ["conv_chat"]
+        app.screen.filter_to("until:2025-11-24 user:alice")
+        await settle(pilot)
+        assert ids(app.screen) == ["conv_tools"]
+
+
+def test_cli_list_filters_and_says_what_is_wrong(db):
+    from click.testing import CliRunner
+
+    from replayer.cli import cli
+
+    run = CliRunner().invoke
+    r = run(cli, ["--db", str(db), "list", "--since", "garbage"])
+    assert r.exit_code == 2 and "--since 'garbage' is not a date" in r.output and "Traceback" not in r.output
+    r = run(cli, ["--db", str(db), "list", "--until", "nope"])
+    assert r.exit_code == 2 and "--until 'nope' is not a date" in r.output
+    r = run(cli, ["--db", str(db), "list", "--user", "nobody"])
+    assert r.exit_code == 0 and "No conversation matches" in r.output and "recorded yet" not in r.output
+    r = run(cli, ["--db", str(db), "list", "--model", "haiku", "--json"])
+    assert [c["conversation_id"] for c in json.loads(r.output)] == ["conv_chat"]
+    r = run(cli, ["--db", str(db), "list", "--until", "2025-11-24", "--json"])
+    assert len(json.loads(r.output)) == 2
+
+
+# -- 16: a superseded load is never shown; sorting doesn't stack toasts ---------------------------
+async def test_a_superseded_sort_never_shows_its_rows(db, monkeypatch):
+    from replayer.store.queries import Store
+
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        # the superseded request (by id) answers last
+        slowed(monkeypatch, Store, "conversations", 0.6, lambda **kwargs: kwargs.get("sort") == "id")
+        screen = app.screen
+        await pilot.press("s", "s")  # Conversation (slow), then User
+        await settle(pilot)
+        await asyncio.sleep(0.8)
+        await settle(pilot)
+        labels = [str(c.label) for c in screen.query_one(DataTable).columns.values()]
+        assert "User ▼" in labels
+        assert ids(screen) == ["conv_chat", "conv_tools"]  # bob before alice, not by id
+        assert [str(r[1]) for r in (screen.query_one(DataTable).get_row_at(i) for i in range(2))] == ids(screen)
+
+
+async def test_sorting_many_times_stacks_no_toasts(db):
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press(*"ssssssssssss")
+        await settle(pilot)
+        assert len([n for n in app._notifications if "sort" in str(n.message)]) <= 1
+        assert "Started ▼" in [str(c.label) for c in app.screen.query_one(DataTable).columns.values()]
+
+
+async def test_the_dashboard_shows_the_days_last_asked_for(db, monkeypatch):
+    from replayer.tui.app import ReplayerApp
+
+    # the superseded request (one more day) answers last
+    slowed(monkeypatch, ReplayerApp, "stats_doc", 0.6, lambda days, **kwargs: days == app.settings.days + 1)
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("d")
+        await settle(pilot)
+        screen = app.screen
+        start = screen.days
+        await pilot.press("plus", "plus")
+        await settle(pilot)
+        await asyncio.sleep(0.8)
+        await settle(pilot)
+        doc = screen.doc
+        from datetime import date
+
+        assert (date.fromisoformat(doc["until"]) - date.fromisoformat(doc["since"])).days + 1 == start + 2
+
+
+# -- 18: palette jumps replace the conversation instead of stacking ------------------------------
+async def palette_jump(pilot, text: str) -> None:
+    await pilot.press("ctrl+p")
+    await settle(pilot)
+    for ch in text:
+        await pilot.press(ch)
+    await asyncio.sleep(0.5)
+    await settle(pilot)
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+async def test_palette_jumps_do_not_stack(db):
+    from replayer.tui.rerun import RerunScreen
+
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await palette_jump(pilot, "conv_tools")
+        assert isinstance(app.screen, ConversationScreen) and app.screen.conversation_id == "conv_tools"
+        await palette_jump(pilot, "conv_chat")
+        assert isinstance(app.screen, ConversationScreen) and app.screen.conversation_id == "conv_chat"
+        assert len([s for s in app.screen_stack if isinstance(s, ConversationScreen)]) == 1
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, ConversationsScreen)
+        # from deeper (the rerun editor), a jump also lands one step from the list
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        assert isinstance(app.screen, RerunScreen)
+        await palette_jump(pilot, "conv_tools")
+        assert isinstance(app.screen, ConversationScreen) and app.screen.conversation_id == "conv_tools"
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, ConversationsScreen)
+
+
+# -- 25: the conversation list keeps itself current ---------------------------------------------
+async def test_the_list_picks_up_new_conversations_keeping_cursor_and_filter(db):
+    app = make_app(db, refresh_seconds=0.2)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        await pilot.press("j")
+        assert screen.cursor_id() == "conv_tools"
+        with Recorder(db) as rec:
+            rec.record(chat("new one"), reply("hi", model="claude-haiku-4-5"), conversation_id="conv_new",
+                       user_id="carol", started_at=time.time())
+        assert await wait_for(pilot, lambda: "conv_new" in ids(screen))
+        assert ids(screen)[0] == "conv_new" and screen.cursor_id() == "conv_tools"  # same conversation
+        # with a filter and a sort, both kept
+        screen.filter_to("user:alice")
+        await settle(pilot)
+        await pilot.press("s", "s", "s")  # Turns
+        await settle(pilot)
+        assert ids(screen) == ["conv_tools"]
+        with Recorder(db) as rec:
+            rec.record(chat("from bob"), reply("hi", model="claude-haiku-4-5"), conversation_id="conv_bob2",
+                       user_id="bob", started_at=time.time())
+            rec.record(chat("from alice"), reply("hi", model="claude-haiku-4-5"), conversation_id="conv_alice2",
+                       user_id="alice", started_at=time.time())
+        assert await wait_for(pilot, lambda: "conv_alice2" in ids(screen))
+        assert ids(screen) == ["conv_tools", "conv_alice2"]  # alice's only, most turns first
+        assert screen.sort == ("Turns", True) and screen.cursor_id() == "conv_tools"
+
+
+async def test_the_list_reloads_only_when_something_changed(db, monkeypatch):
+    from replayer.store.queries import Store
+
+    app = make_app(db, refresh_seconds=0.1)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        calls = []
+        real = Store.conversations
+        monkeypatch.setattr(Store, "conversations", lambda self, **kw: calls.append(kw) or real(self, **kw))
+        await asyncio.sleep(1.0)
+        await settle(pilot)
+        assert calls == []  # polled ten times: nothing new, nothing reloaded
+        with Recorder(db) as rec:
+            rec.record(chat("new one"), reply("hi", model="claude-haiku-4-5"), conversation_id="conv_new",
+                       started_at=time.time())
+        assert await wait_for(pilot, lambda: "conv_new" in ids(app.screen))
+        assert len(calls) == 1
