@@ -9,6 +9,7 @@ import time
 
 import pytest
 from textual.widgets import DataTable, Static, TabbedContent
+from textual.widgets.data_table import ColumnKey
 
 from replayer import Recorder
 from replayer.tui.app import make_app
@@ -405,20 +406,30 @@ async def test_dashboard_shows_spend_health_and_alerts_and_filters_by_user(tmp_p
 
 
 async def test_a_long_conversation_id_is_cut_visibly_in_the_list(tmp_path):
-    """A generated id is 33 characters, one more than its column: the cell ends in … (not a
-    silent cut that reads as a whole id), and the row still opens the whole id."""
+    """A generated id is 33 characters: whole where the list has room for it; where it hasn't
+    (100 columns), the cell ends in … (not a silent cut that reads as a whole id), and the row
+    still opens the whole id."""
     path = tmp_path / "ids.db"
     with Recorder(path) as rec:
         rec.record({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
                    reply("hello"))
     whole = sqlite3.connect(path).execute("SELECT id FROM conversations").fetchone()[0]
-    width = ConversationsScreen.WIDTHS["Conversation"]
-    assert len(whole) > width
+    assert len(whole) == 33
+
+    def first_row(app) -> str:
+        table = app.screen.query_one(DataTable)
+        return "".join(segment.text for segment in table.render_line(1))
+
     app = make_app(path)
     async with app.run_test(size=(160, 40)) as pilot:
         await settle(pilot)
-        cell = cell_texts(app.screen.query_one(DataTable))[0][1]
-        assert cell == whole[: width - 1] + "…"
+        assert f" {whole} " in first_row(app)
+    app = make_app(path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        width = app.screen.query_one(DataTable).columns[ColumnKey("Conversation")].width
+        assert width < len(whole)
+        assert f" {whole[: width - 1]}… " in first_row(app)
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, ConversationScreen) and app.screen.conversation_id == whole

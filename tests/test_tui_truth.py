@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from textual.widgets import DataTable, Static
+from textual.widgets.data_table import ColumnKey
 from tui_data import T0, build_db, reply, settle
 
 from replayer import Recorder
@@ -120,6 +121,24 @@ async def test_conversation_list_shows_cost_at_100_columns(tmp_path):
         table = app.screen.query_one(DataTable)
         assert right_edge(table, "Cost") <= table.scrollable_content_region.width
         assert right_edge(table, "Err") <= table.scrollable_content_region.width
+
+
+@pytest.mark.parametrize("height", [30, 5])  # 5: more rows than fit, so a vertical scrollbar shows
+@pytest.mark.parametrize("width", [100, 104, 110, 117, 120, 128, 135, 140, 150, 160])
+async def test_the_screen_edge_never_cuts_a_number_in_the_conversation_list(tmp_path, width, height):
+    """A number cut by the screen's edge reads as another number (179 for 179,026): the edge
+    falls between columns or in a text column, never inside a number column."""
+    app = make_app(build_db(tmp_path / "tui.db"))
+    async with app.run_test(size=(width, height)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(DataTable)
+        edge = table.scrollable_content_region.width
+        for key in ConversationsScreen.NUMBERS:
+            right = right_edge(table, key)
+            left = right - table.columns[ColumnKey(key)].get_render_width(table)
+            assert right <= edge or left >= edge, f"{key} spans {left}..{right}, the edge is at {edge}"
+        assert right_edge(table, "Cost") <= edge
+        assert (table.scrollable_content_region.width < table.size.width) == (height == 5)
 
 
 # -- 20: one token vocabulary ---------------------------------------------------------------------

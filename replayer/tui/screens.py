@@ -41,6 +41,19 @@ from .workers import ShowsWorkerErrors
 PAGE = 100
 
 
+def set_widths(table: DataTable[Any], widths: dict[str, int]) -> None:
+    """Give columns (by key) new widths, and draw the table again if any changed."""
+    changed = False
+    for key, width in widths.items():
+        column = table.columns[ColumnKey(key)]
+        if column.width != width:
+            column.width, changed = width, True
+    if changed:
+        table._require_update_dimensions = True  # noqa: SLF001 - DataTable has no public way to resize a column
+        table._clear_caches()  # noqa: SLF001
+        table.refresh()
+
+
 def tokens(n: int | None) -> str:
     return "" if n is None else f"{n:,}"
 
@@ -107,7 +120,7 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
     """Every column sorts over every conversation (by the store), not just the loaded page."""
     WIDTHS = {
         "Started": 16,
-        "Conversation": 32,
+        "Conversation": 34,
         "User": 14,
         "Turns": 5,
         "Prompt": 11,
@@ -119,6 +132,10 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
         "First message": 44,
         "Models": 28,
     }
+
+    NUMBERS = {"Turns", "Cost", "Err", "Prompt", "Output", "Cache", "Duration"}
+    """Columns that must never be cut by the screen's edge: 179,026 cut to "179" reads as 179."""
+    NARROWEST_ID = 16
 
     def __init__(self) -> None:
         super().__init__()
@@ -148,10 +165,41 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
         for col in self.COLUMNS:  # fixed widths: a page of rows is not measured cell by cell
             table.add_column(col, key=col, width=self.WIDTHS.get(col))
         self._label_sort()
+        self.call_after_refresh(self.fit_columns)
         self.sub_title = str(self.app.db_path)  # type: ignore[attr-defined]
         self.load(reset=True)
         table.focus()
         self.set_interval(self.app.refresh_seconds, self.poll)  # type: ignore[attr-defined]
+
+    def on_resize(self, event: Any) -> None:
+        self.call_after_refresh(self.fit_columns)
+
+    def conversation_width(self, edges: tuple[int, ...], padding: int) -> int:
+        """The Conversation column's width for a table whose right edge is at one of `edges`
+        (with and without a vertical scrollbar): as wide as an id when that keeps the edge out of
+        every number column, else the widest narrower one that does (the number then shows whole),
+        else wider (the number goes off screen whole)."""
+        widest = self.WIDTHS["Conversation"]
+
+        def cuts_a_number(width: int) -> bool:
+            x = 0
+            for col in self.COLUMNS:
+                w = (width if col == "Conversation" else self.WIDTHS[col]) + padding
+                if col in self.NUMBERS and any(x < edge < x + w for edge in edges):
+                    return True
+                x += w
+            return False
+
+        for width in (*range(widest, self.NARROWEST_ID - 1, -1), *range(widest + 1, widest + 24)):
+            if not cuts_a_number(width):
+                return width
+        return widest
+
+    def fit_columns(self) -> None:
+        """Called on resize and when rows arrive (a vertical scrollbar may have come or gone)."""
+        table = self.query_one("#conversations", DataTable)
+        edge = table.scrollable_content_region.width
+        set_widths(table, {"Conversation": self.conversation_width((edge,), 2 * table.cell_padding)})
 
     # -- loading ----------------------------------------------------------------------------
     def load(self, reset: bool = False, at_least: int = PAGE, keep: str | None = None) -> None:
@@ -225,6 +273,7 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
         for r in rows:
             self.rows.append(r)
             table.add_row(*self._cells(r), key=r.conversation_id)
+        self.call_after_refresh(self.fit_columns)  # a vertical scrollbar may have come or gone
         keep, self.keep_cursor = self.keep_cursor, None
         if offset == 0 and keep is not None:
             at = next((i for i, r in enumerate(self.rows) if r.conversation_id == keep), None)
@@ -248,10 +297,9 @@ class ConversationsScreen(ShowsWorkerErrors, Screen[None]):
     @staticmethod
     def _cells(r: ConversationSummary) -> tuple[Any, ...]:
         hit = r.cache_hit_rate
-        cid, width = r.conversation_id, ConversationsScreen.WIDTHS["Conversation"]
         return (
             local_time(r.started_at),
-            cid if len(cid) <= width else cid[: width - 1] + "…",  # cut visibly; `y` copies it whole
+            Text(r.conversation_id, no_wrap=True, overflow="ellipsis"),  # cut visibly; `y` copies it whole
             r.user_id or "",
             Text(str(r.turns), justify="right"),
             Text(money(r.cost_usd), justify="right"),
@@ -532,16 +580,7 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
             - sum(w + 2 * table.cell_padding for _, _, w in self.COLUMNS)
         )
         tools = max(self.FLEX_MIN["tools"], min(24, room // 3))
-        err = max(self.FLEX_MIN["err"], room - tools)
-        changed = False
-        for key, width in (("tools", tools), ("err", err)):
-            column = table.columns[ColumnKey(key)]
-            if column.width != width:
-                column.width, changed = width, True
-        if changed:
-            table._require_update_dimensions = True  # noqa: SLF001 - DataTable has no public way to resize a column
-            table._clear_caches()  # noqa: SLF001
-            table.refresh()
+        set_widths(table, {"tools": tools, "err": max(self.FLEX_MIN["err"], room - tools)})
 
     # -- loading ----------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="timeline", exit_on_error=False)
