@@ -18,6 +18,8 @@ import sys
 import time
 from typing import Any
 
+from .fmt import plural
+
 _recorder: Any = None
 
 
@@ -168,10 +170,6 @@ def install() -> None:
 # -- the record command's last line ------------------------------------------------------------
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
-
-
 def _skipping_flags(command: list[str]) -> str:
     """The interpreter options in `command` that keep the hook from loading (-E, -I ignore
     PYTHONPATH; -S skips the site module that imports it), when it runs Python directly."""
@@ -256,22 +254,22 @@ def summarize(folder: str, db: str, command: list[str], settle: float = 3.0) -> 
     notes = []
     for path, t in totals.items():
         if t["lost"]:
-            notes.append(f"{_plural(t['lost'], 'record')} could not be written to {path} (see the warnings above)")
+            notes.append(f"{plural(t['lost'], 'record')} could not be written to {path} (see the warnings above)")
     if broken:
         notes.append(f"{broken[0]['python']} could not load replayer ({broken[0]['error']}): {remedy}")
     if running:
         they = "it" if running == 1 else "they"
-        notes.append(f"{_plural(running, 'process')} still running: what {they} record is not counted here")
+        notes.append(f"{plural(running, 'process', 'processes')} still running: what {they} record is not counted here")
     if unreported:
         they = "it" if unreported == 1 else "they"
         notes.append(
-            f"{_plural(unreported, 'process')} ended before reporting (killed, or os._exit): "
+            f"{plural(unreported, 'process', 'processes')} ended before reporting (killed, or os._exit): "
             f"what {they} recorded, if anything, is not counted"
         )
     done = [
-        f"{_plural(t['calls'], 'call')}"
-        + (f" ({_plural(t['attempts'], 'attempt')})" if t["attempts"] != t["calls"] else "")
-        + f" in {_plural(len(t['conversations']), 'conversation')} to {path}"
+        f"{plural(t['calls'], 'call')}"
+        + (f" ({plural(t['attempts'], 'attempt')})" if t["attempts"] != t["calls"] else "")
+        + f" in {plural(len(t['conversations']), 'conversation')} to {path}"
         for path, t in sorted(totals.items(), key=lambda kv: (kv[0] != db, kv[0]))  # the command's database first
         if t["attempts"]
     ]

@@ -326,6 +326,10 @@ def export(ctx: click.Context, conversation_id: str | None, output: str | None) 
             for line in store.export_lines(conversation_id):
                 out.write(line + "\n")
                 n += 1
+    except BrokenPipeError:
+        if not output:
+            raise  # `export | head`: click ends quietly (exit 1, as for any command piped to head)
+        raise UserError(f"cannot write {output}: the pipe was closed") from None
     except OSError as e:  # the disk filled up, say
         raise UserError(f"cannot write {output or 'to stdout'}: {e.strerror or e}") from None
     if output:

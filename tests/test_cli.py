@@ -262,3 +262,25 @@ def test_ids_are_whole_and_any_unique_prefix_names_one(recorded):
         assert r.exit_code == 2 and r.output.count("\n") == 1 and said in r.output, r.output
     r = run(*db, "show", "conv_zzz")
     assert r.exit_code == 2 and "no conversation 'conv_zzz'" in r.output
+
+
+def test_export_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
+    """`replayer export | head`: the reader closing the pipe is no user mistake: no message, and
+    not exit 2 (bad input); click's quiet exit 1, as for any command whose reader went away."""
+    from replayer import Recorder
+
+    db = tmp_path / "many.db"
+    with Recorder(db) as rec:
+        for i in range(60):  # well over a pipe's 64 KiB buffer
+            rec.record({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": f"{i} " + "x" * 4000}]})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "replayer.cli", "--db", str(db), "export"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    proc.stdout.read(100)
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert err.decode() == ""
+    assert proc.returncode == 1

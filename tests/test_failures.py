@@ -717,3 +717,21 @@ def test_redact_rewrites_and_drops_records(api, db_path, recorders):
     for name, data in db_bytes(db_path).items():
         for address in (b"alice@", b"bob.smith", b"carol@", b"dave@", b"secret plan"):
             assert address not in data, f"{address!r} in {name}"
+
+
+def test_exit_does_not_retry_what_close_already_said_it_could_not_write(tmp_path, recorders, monkeypatch):
+    """close() answered False (records left unwritten, and said so): the exit handler doesn't
+    close that writer again (it would only wait on the same database once more). A record put
+    after close() is another matter: exit closes again for it."""
+    from replayer.store import writer as writer_module
+
+    rec = recorders(_unwritable(tmp_path, "under-a-file"))
+    rec.record({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]})
+    assert rec.close() is False
+    closed_at_exit: list = []
+    monkeypatch.setattr(writer_module.Writer, "close", lambda self, timeout=None: closed_at_exit.append(self))
+    writer_module._flush_at_exit()
+    assert rec._writer not in closed_at_exit
+    rec.record({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "again"}]})
+    writer_module._flush_at_exit()
+    assert rec._writer in closed_at_exit

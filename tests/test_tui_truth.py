@@ -357,3 +357,50 @@ async def test_an_abandoned_stream_is_marked(api, rec, client, db_path):
         table = screen.query_one("#turns", DataTable)
         assert str(table.get_row_at(0)[1]) == "⊘" and "abandoned" in str(table.get_row_at(0)[-1])
         assert app.theme_variables["text-secondary"] in styles(table.get_row_at(0)[0])
+
+
+# -- review: numbers whole in the turn list; a turn with no usage -------------------------------
+@pytest.mark.parametrize("width", [100, 160])
+async def test_the_turn_list_shows_long_latencies_and_big_prompt_deltas_whole(tmp_path, width):
+    """A turn of over 100 s (extended thinking) and a prompt that grew by over a million tokens:
+    each number whole in its column (a cut one reads as another: 123,45 for 123,456)."""
+    path = tmp_path / "big.db"
+    small = {"input_tokens": 1000, "output_tokens": 10}
+    huge = {"input_tokens": 1_234_567, "output_tokens": 10}
+    first = [{"role": "user", "content": "think hard"}]
+    second = [*first, {"role": "assistant", "content": [{"type": "text", "text": "done"}]},
+              {"role": "user", "content": "and again"}]  # fmt: skip
+    with Recorder(path) as rec:
+        rec.record({"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": first}, reply("done", usage=small),
+                   conversation_id="conv_big", started_at=T0, latency_ms=123_456.0)  # fmt: skip
+        rec.record({"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": second}, reply("ok", usage=huge),
+                   conversation_id="conv_big", started_at=T0 + 200, latency_ms=9_876.0)  # fmt: skip
+    app = make_app(path)
+    async with app.run_test(size=(width, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        turns = app.screen.query_one("#turns", DataTable)
+        lines = ["".join(segment.text for segment in turns.render_line(y)) for y in (1, 2)]
+        assert " 123.5 s " in lines[0] + " "
+        assert " +1,233,567 " in lines[1]
+        assert " 9.9 s " in lines[1] + " "
+
+
+async def test_a_turn_with_no_usage_says_so_instead_of_a_shrinking_prompt(tmp_path):
+    path = tmp_path / "failed.db"
+    request = {"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    with Recorder(path) as rec:
+        rec.record(request, reply("hello"), conversation_id="conv_f", started_at=T0)
+        follow = {**request, "messages": [*request["messages"], {"role": "assistant", "content": "hello"},
+                                          {"role": "user", "content": "more"}]}  # fmt: skip
+        rec.record(follow, error={"type": "overloaded_error", "message": "Overloaded", "status": 529},
+                   conversation_id="conv_f", started_at=T0 + 5)  # fmt: skip
+    app = make_app(path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter", "G", "4")
+        await settle(pilot)
+        usage = str(app.screen.query_one("#usage-body", Static).render())
+        assert "no usage" in usage
+        assert "= prompt" not in usage and "-100" not in usage

@@ -138,6 +138,8 @@ async def test_rerun_words_units_whole_model_ids_and_variant_count(tmp_path, env
         assert isinstance(variants, VariantsScreen)
         created = row(variants.query_one(DataTable), 0)[1]
         assert created == local_time(variants.variants[0]["created_at"]) and "T" not in created
+        shown = "".join(segment.text for segment in variants.query_one(DataTable).render_line(1))
+        assert f" {variants.variants[0]['variant']} " in shown  # the whole id, not cut to 32 silently
 
 
 # -- validation of what the demo sends ----------------------------------------------------------

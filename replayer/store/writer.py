@@ -60,7 +60,7 @@ collected still has its queue flushed at exit."""
 def _flush_at_exit() -> None:
     timeout = float(os.environ.get("REPLAYER_EXIT_TIMEOUT", "10"))
     for writer in list(_started):
-        if not writer._closed or writer._busy():  # closed, but given records since
+        if not writer._closed or writer._put_after_close:
             writer.close(timeout)
 
 
@@ -113,6 +113,9 @@ class Writer:
         self.q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._put_after_close = False
+        """A record came after close(): exit closes the writer again. Records that close() already
+        failed to write are not retried at exit (close() said so; the exit would only wait again)."""
         self._pending: list[Captured] = []
         self._waiting: list[_Flush] = []
         self._ingestor: Ingestor | None = None
@@ -129,6 +132,8 @@ class Writer:
         """Queue a `Captured`, or an object whose `captured()` makes one on the writer's thread
         (`capture._Attempt`: the agent's thread leaves reading the call to the writer)."""
         self.q.put(cap)
+        if self._closed:
+            self._put_after_close = True
         if self._thread is None:
             self._start()
 
@@ -154,15 +159,11 @@ class Writer:
         self._wake.set()
         return marker.done.wait(timeout) and marker.ok
 
-    def _busy(self) -> bool:
-        """Holding a connection or records (read from another thread: a hint, not a promise)."""
-        return self._ingestor is not None or bool(self._pending) or not self.q.empty()
-
     def close(self, timeout: float | None = 10.0) -> bool:
         """Write what is queued, then leave the database file whole (WAL checkpointed into it) and
         close the connection. A record put afterwards opens it again (closed again at exit)."""
         ok = self.flush(timeout, closing=True)
-        self._closed = True
+        self._closed, self._put_after_close = True, False
         left = len(self._pending) + self.q.qsize() if not ok or self._pending else 0
         told, self._told = self._told, (left, self.dropped)  # closed again at exit: say only what changed
         if left and left != told[0]:

@@ -638,7 +638,7 @@ class VariantsScreen(ShowsWorkerErrors, Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for col, w in (("Variant", 32), ("Created", 16), ("Samples", 8), ("Edits", 60)):
+        for col, w in (("Variant", 34), ("Created", 16), ("Samples", 8), ("Edits", 60)):  # a variant id is 34
             table.add_column(col, key=col, width=w)
         self.load()
 
@@ -655,7 +655,8 @@ class VariantsScreen(ShowsWorkerErrors, Screen[None]):
         for v in found:
             names = replay.Edits.from_json(v["edits"]).names()
             created = local_time(v["created_at"])
-            table.add_row(v["variant"], created, str(v["samples"]), ", ".join(names), key=v["variant"])
+            variant = Text(v["variant"], no_wrap=True, overflow="ellipsis")  # never cut silently
+            table.add_row(variant, created, str(v["samples"]), ", ".join(names), key=v["variant"])
         if not found:
             self.notify("no earlier variants of this turn", timeout=3)
         table.focus()

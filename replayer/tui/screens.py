@@ -30,7 +30,7 @@ from textual.widgets.data_table import ColumnKey
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ..filters import FilterError, parse_filter
-from ..fmt import approx_tokens, local_time, money, plural
+from ..fmt import approx_tokens, local_time, money, ms, plural
 from ..models import ConversationSummary, TurnDetail, TurnSummary
 from ..store.queries import prompt_tokens
 from ..text import _TOKEN as _WORD  # a word as the index keeps it: what `/` in a conversation highlights
@@ -499,13 +499,15 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
         ("time", "time", 8),
         ("stop", "stop", 10),
         ("tools", "tools", 0),
-        ("Δ prompt", "delta", 8),
-        ("cost", "cost", 8),
-        ("ms", "ms", 6),
+        ("Δ prompt", "delta", 10),
+        ("cost", "cost", 9),
+        ("latency", "ms", 8),
         ("hit", "cache", 4),
         ("", "err", 0),
     )
-    """The turn list; width 0 marks the columns that share what room is left (at least FLEX_MIN)."""
+    """The turn list; width 0 marks the columns that share what room is left (at least FLEX_MIN).
+    The number columns hold their widest usual values whole (+1,234,567 tokens, $123.4567,
+    9999.9 s): a number cut by its column reads as another number."""
     FLEX_MIN = {"tools": 10, "err": 6}
 
     def __init__(self, conversation_id: str, turn: int | None = None) -> None:
@@ -662,12 +664,12 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
                     status,
                     Text(local_time(t.started_at, with_date=False), style=style),
                     Text(stop, style=style),
-                    Text(", ".join(t.tool_calls), style=style),
+                    Text(", ".join(t.tool_calls), style=style, no_wrap=True, overflow="ellipsis"),
                     Text(signed(delta), style=style, justify="right"),
                     Text(money(t.cost_usd), style=style, justify="right"),
-                    Text(f"{last.latency_ms:,.0f}" if last and last.latency_ms else "", style=style, justify="right"),
+                    Text(ms(last.latency_ms) if last else "", style=style, justify="right"),
                     Text("" if hit is None else f"{hit:.0%}", style=style, justify="right"),
-                    Text(" ").join(notes),
+                    Text(" ", no_wrap=True, overflow="ellipsis").join(notes),
                 )
             )
             for a in t.attempts[:-1]:  # earlier attempts of this turn (retries), under it
@@ -681,7 +683,7 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
                         Text(str((a.error or {}).get("type") or ""), style=colour["error"]),
                         "",
                         "",
-                        Text(f"{a.latency_ms:,.0f}" if a.latency_ms else "", style="dim", justify="right"),
+                        Text(ms(a.latency_ms), style="dim", justify="right"),
                         "",
                         Text("retry" if a.error else "", style="dim"),
                     )
@@ -997,8 +999,11 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
     def _usage_text(self, d: TurnDetail) -> Text:
         out = Text()
         out.append(f"model {d.turn.model or '—'}\n\n", style="bold")
-        out.append(f"  {'kind':16}{'tokens':>12}{'Δ prev':>12}{'$/MTok':>10}{'cost':>12}\n", style="bold")
-        lines = {line.kind: line for line in d.usage}
+        lines = {line.kind: line for line in d.usage} if d.turn.usage else {}
+        if lines:
+            out.append(f"  {'kind':16}{'tokens':>12}{'Δ prev':>12}{'$/MTok':>10}{'cost':>12}\n", style="bold")
+        else:  # zeros with deltas against the turn before would read as a context that shrank
+            out.append("no usage: no answer came back for this turn (its attempts are below)\n", style="yellow")
 
         def row(swatch: Text, label: str, tokens: int, delta: int | None, rate: str, cost: float | None) -> None:
             out.append_text(swatch)
@@ -1041,7 +1046,7 @@ class ConversationScreen(ShowsWorkerErrors, Screen[None]):
             err = f"  {a.error.get('type')}: {a.error.get('message')}" if a.error else ""
             ttft = f"  ttft {a.ttft_ms:,.0f} ms" if a.ttft_ms else ""
             out.append(
-                f"  #{a.attempt}  {a.status or '—'}  {a.latency_ms or 0:,.0f} ms{ttft}{err}"
+                f"  #{a.attempt}  {a.status or '—'}  {ms(a.latency_ms) or '—'}{ttft}{err}"
                 f"{'  (abandoned)' if a.abandoned else ''}\n",
                 style="red" if a.error else "",
             )
