@@ -15,7 +15,7 @@ from tui_data import T0, answer_reruns, build_db, open_second_conversation, repl
 from replayer import Recorder, replay
 from replayer.cli import cli
 from replayer.demo import load_fixtures
-from replayer.fmt import local_time
+from replayer.fmt import local_time, money
 from replayer.tui.app import make_app
 from replayer.tui.rerun import CompareScreen, RerunScreen, VariantsScreen
 
@@ -82,6 +82,21 @@ async def test_dashboard_latency_has_the_unit_of_its_value(tmp_path):
         assert value < 1000  # these calls are all under a second
         assert "p95 latency" in rows and "p95 latency ms" not in rows
         assert rows["p95 latency"][1] == f"{value:,.0f} ms"  # not "0.04 s"
+
+
+async def test_dashboard_title_shows_its_figures_at_100_columns(tmp_path):
+    """The title's conversation figures end with p95: it wraps rather than ending at "p50"."""
+    app = make_app(_fast_calls(tmp_path / "fast.db"))
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("d")
+        await settle(pilot)
+        title = app.screen.query_one("#dash-title", Static)
+        shown = " ".join(
+            "".join(segment.text for segment in title.render_line(y)).strip() for y in range(title.size.height)
+        )
+        p95 = money(app.stats_doc(app.screen.days)["conversations"]["p95_cost_usd"])
+        assert f"p95 {p95}" in shown
 
 
 def test_stats_latency_in_milliseconds(tmp_path):
