@@ -134,7 +134,7 @@ def _report_at_exit() -> None:
             got["calls"] += w.calls
             got["attempts"] += w.attempts
             got["conversations"] = sorted({*got["conversations"], *(w.conversations or ())})
-            got["lost"] += w.dropped + w.failed + len(w._pending) + w.q.qsize()
+            got["lost"] += w.dropped + w.failed + w.unwritten
     _write_report({"exited": True, "dbs": dbs})
 
 

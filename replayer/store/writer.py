@@ -159,12 +159,17 @@ class Writer:
         self._wake.set()
         return marker.done.wait(timeout) and marker.ok
 
+    @property
+    def unwritten(self) -> int:
+        """Records held here and not yet in the database: waiting for it, or still queued."""
+        return len(self._pending) + self.q.qsize()
+
     def close(self, timeout: float | None = 10.0) -> bool:
         """Write what is queued, then leave the database file whole (WAL checkpointed into it) and
         close the connection. A record put afterwards opens it again (closed again at exit)."""
         ok = self.flush(timeout, closing=True)
         self._closed, self._put_after_close = True, False
-        left = len(self._pending) + self.q.qsize() if not ok or self._pending else 0
+        left = self.unwritten if not ok or self._pending else 0
         told, self._told = self._told, (left, self.dropped)  # closed again at exit: say only what changed
         if left and left != told[0]:
             log.warning(
