@@ -20,6 +20,7 @@ from ..models import TurnDetail, TurnSummary
 from ..store.queries import prompt_tokens
 from ..text import _TOKEN as _WORD  # a word as the index keeps it: what `/` in a conversation highlights
 from .base import ReplayerScreen
+from .messages import DetailLoaded, DetailToCopy, FoundInConversation, TimelineLoaded
 from .render import context_text, copy_text, raw_text, signed, tools_text, turn_marks, usage_text
 from .rerun import RerunScreen
 from .turn_view import response_widgets
@@ -184,7 +185,7 @@ class ConversationScreen(ReplayerScreen[None]):
             if timeline:
                 start = max(0, min(self.start_turn or 0, len(timeline) - 1))
                 first = store.turn_detail(timeline[start].turn_id, timeline)
-        self.app.call_from_thread(self.show_timeline, timeline, first)
+        self.post_message(TimelineLoaded(timeline, first))
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def poll(self) -> None:
@@ -194,7 +195,11 @@ class ConversationScreen(ReplayerScreen[None]):
         if len(timeline) != len(self.timeline) or (
             timeline and self.timeline and len(timeline[-1].attempts) != len(self.timeline[-1].attempts)
         ):
-            self.app.call_from_thread(self.show_timeline, timeline)
+            self.post_message(TimelineLoaded(timeline))
+
+    @on(TimelineLoaded)
+    def timeline_loaded(self, message: TimelineLoaded) -> None:
+        self.show_timeline(message.timeline, message.first)
 
     def show_timeline(self, timeline: list[TurnSummary], first: TurnDetail | None = None) -> None:
         with self.app.batch_update():
@@ -319,9 +324,13 @@ class ConversationScreen(ReplayerScreen[None]):
         with self.app.store() as store:
             detail = store.turn_detail(turn_id, self.timeline)
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self.show_detail, detail)
+            self.post_message(DetailLoaded(detail))
 
     # -- the detail tabs --------------------------------------------------------------------
+    @on(DetailLoaded)
+    def detail_loaded(self, message: DetailLoaded) -> None:
+        self.show_detail(message.detail)
+
     def show_detail(self, d: TurnDetail) -> None:
         """Draw only the open tab; the others are drawn when opened (moving between turns with a
         megabyte of context must stay instant)."""
@@ -396,9 +405,11 @@ class ConversationScreen(ReplayerScreen[None]):
         """In the store's full-text index, not in the turns loaded here."""
         with self.app.store() as store:
             hits = store.find_in_conversation(self.conversation_id, text)
-        self.app.call_from_thread(self.found, text, hits)
+        self.post_message(FoundInConversation(text, hits))
 
-    def found(self, text: str, hits: list[tuple[int, str]]) -> None:
+    @on(FoundInConversation)
+    def found(self, message: FoundInConversation) -> None:
+        text, hits = message.text, message.hits
         if text != self.find_text:
             return  # a newer search was started
         last = len(self.timeline) - 1
@@ -529,7 +540,11 @@ class ConversationScreen(ReplayerScreen[None]):
     def copy_turn(self, turn_id: str, tab: str) -> None:
         with self.app.store() as store:
             detail = store.turn_detail(turn_id, self.timeline)
-        self.app.call_from_thread(self._copy, detail, tab)
+        self.post_message(DetailToCopy(detail, tab))
+
+    @on(DetailToCopy)
+    def copy_loaded(self, message: DetailToCopy) -> None:
+        self._copy(message.detail, message.tab)
 
     def _copy(self, d: TurnDetail, tab: str) -> None:
         text = copy_text(d, tab)

@@ -18,6 +18,7 @@ from ..fmt import local_time, money
 from ..models import ConversationSummary
 from .base import ReplayerScreen
 from .dashboard import DashboardScreen
+from .messages import ConversationsLoaded, StoreChanged
 from .render import duration, tokens
 from .widgets import set_widths
 
@@ -182,7 +183,7 @@ class ConversationsScreen(ReplayerScreen[None]):
                 **filters, sort=self.SQL_SORTS.get(column, "started"), descending=descending, limit=limit, offset=offset
             )
         # a cancelled worker's thread still runs to here: its rows must not land under a newer header
-        self.app.call_from_thread(self.show_rows, offset, rows, generation, limit, mark)
+        self.post_message(ConversationsLoaded(offset, rows, generation, limit, mark))
 
     def reload_in_place(self) -> None:
         """Read the list again as it is (filter, sort, as many rows as are loaded), the cursor
@@ -198,10 +199,11 @@ class ConversationsScreen(ReplayerScreen[None]):
         with self.app.store() as store:
             mark = store.change_mark()
         if mark != self.mark:
-            self.app.call_from_thread(self._changed, mark)
+            self.post_message(StoreChanged(mark))
 
-    def _changed(self, mark: tuple[int, int]) -> None:
-        if self.mark is not None and mark != self.mark and not self.loading:
+    @on(StoreChanged)
+    def _changed(self, message: StoreChanged) -> None:
+        if self.mark is not None and message.mark != self.mark and not self.loading:
             self.reload_in_place()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -210,24 +212,18 @@ class ConversationsScreen(ReplayerScreen[None]):
         if event.worker.group == "conversations" and event.state == WorkerState.ERROR:
             self.loading = False
 
-    def show_rows(
-        self,
-        offset: int,
-        rows: list[ConversationSummary],
-        generation: int | None = None,
-        limit: int = PAGE,
-        mark: tuple[int, int] | None = None,
-    ) -> None:
-        if generation is not None and generation != self.generation:
+    @on(ConversationsLoaded)
+    def show_rows(self, page: ConversationsLoaded) -> None:
+        if page.generation != self.generation:
             return  # the answer to a query that a newer filter, sort or reload replaced
         self.loading = False
-        if mark is not None:
-            self.mark = mark
+        self.mark = page.mark
+        offset, rows = page.offset, page.rows
         table = self.query_one(DataTable)
         if offset == 0:
             table.clear()
             self.rows = []
-        if len(rows) < limit:
+        if len(rows) < page.limit:
             self.exhausted = True
         for r in rows:
             self.rows.append(r)

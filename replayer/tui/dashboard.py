@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from ..config import LOWER_IS_BAD
 from ..fmt import describe_alert, fmt_metric, metric_label, money, plural
 from .base import ReplayerScreen
+from .messages import StatsLoaded
 from .widgets import KeyTable
 
 TOP = 10
@@ -115,12 +116,13 @@ class DashboardScreen(ReplayerScreen[str | None]):
     def load(self, fresh: bool = False) -> None:
         days = self.days if self.days is not None else self.app.settings.days
         doc = self.app.stats_doc(days, max_age=0.0 if fresh else 30.0)
-        self.app.call_from_thread(self.show, doc, days)
+        self.post_message(StatsLoaded(doc, days))
 
-    def show(self, doc: dict[str, Any], days: int | None = None) -> None:
-        if days is not None and days != self.days:
+    @on(StatsLoaded)
+    def show(self, message: StatsLoaded) -> None:
+        if message.days != self.days:
             return  # the answer for a number of days that +/- has since changed
-        self.doc = doc
+        self.doc = doc = message.doc
         conv = doc["conversations"]
         self.query_one("#dash-title", Static).update(
             Text.assemble(

@@ -21,6 +21,7 @@ from .. import replay
 from ..fmt import money, plural
 from .base import ReplayerScreen
 from .confirm import ConfirmScreen
+from .messages import EstimateReady, OriginalLoaded, RerunRefused, VariantsCounted
 from .send import SendScreen
 from .variants import VariantsScreen
 
@@ -114,16 +115,19 @@ class RerunScreen(ReplayerScreen[None]):
                 orig = replay.original(store, self.turn_id)
                 variants = replay.variants_of(store, self.turn_id)
         except replay.ReplayError as e:
-            app.call_from_thread(self.fail, str(e))
+            self.post_message(RerunRefused(str(e)))
             return
-        app.call_from_thread(self.show, orig, variants)
+        self.post_message(OriginalLoaded(orig, variants))
 
-    def fail(self, message: str) -> None:
-        self.notify(message, title="Can't rerun this turn", severity="error", timeout=8)
+    @on(RerunRefused)
+    def fail(self, refused: RerunRefused) -> None:
+        self.notify(refused.message, title="Can't rerun this turn", severity="error", timeout=8)
         self.app.pop_screen()
 
-    def show(self, orig: replay.Original, variants: list[dict[str, Any]]) -> None:
-        self.orig = orig
+    @on(OriginalLoaded)
+    def show(self, loaded: OriginalLoaded) -> None:
+        self.orig = orig = loaded.original
+        variants = loaded.variants
         req = orig.request
         models = [i for row in self.app.prices.effective_rows() for i in row.ids]
         self.show_title(len(variants))
@@ -194,6 +198,10 @@ class RerunScreen(ReplayerScreen[None]):
             )
         )
 
+    @on(VariantsCounted)
+    def variants_counted(self, message: VariantsCounted) -> None:
+        self.show_title(message.count)
+
     def on_screen_resume(self) -> None:
         """Back from a rerun (or the variants list): the count of earlier variants has changed."""
         if self.orig is not None:
@@ -204,7 +212,7 @@ class RerunScreen(ReplayerScreen[None]):
         app = self.app
         with app.store() as store:
             found = replay.variants_of(store, self.turn_id)
-        app.call_from_thread(self.show_title, len(found))
+        self.post_message(VariantsCounted(len(found)))
 
     # -- the edits ---------------------------------------------------------------------------
     def edits(self) -> tuple[replay.Edits, int]:
@@ -277,21 +285,18 @@ class RerunScreen(ReplayerScreen[None]):
             app.call_from_thread(self.notify, str(e), severity="error", timeout=8)
             return
         est = replay.estimate(self.orig, req, app.prices, samples, replay.counter(sdk))
-        app.call_from_thread(self.confirm, edits, req, samples, problems, est)
+        self.post_message(EstimateReady(edits, req, samples, problems, est))
 
-    def confirm(
-        self,
-        edits: replay.Edits,
-        req: dict[str, Any],
-        samples: int,
-        problems: list[replay.Problem],
-        est: replay.Estimate,
-    ) -> None:
+    @on(EstimateReady)
+    def confirm(self, ready: EstimateReady) -> None:
+        orig = self.orig
+        assert orig is not None  # prepare() runs only once the original is loaded
+
         def answered(go: bool | None) -> None:
             if go:
-                self.app.push_screen(SendScreen(self.orig, edits, req, samples))  # type: ignore[arg-type]
+                self.app.push_screen(SendScreen(orig, ready.edits, ready.request, ready.samples))
 
-        self.app.push_screen(ConfirmScreen(edits, samples, problems, est, self.orig), answered)  # type: ignore[arg-type]
+        self.app.push_screen(ConfirmScreen(ready.edits, ready.samples, ready.problems, ready.estimate, orig), answered)
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Footer, Header, ProgressBar, Static
@@ -13,6 +13,7 @@ from .. import replay
 from ..fmt import plural
 from .base import ReplayerScreen
 from .compare import CompareScreen
+from .messages import ComparisonReady, SampleDone
 
 
 class SendScreen(ReplayerScreen[None]):
@@ -37,12 +38,17 @@ class SendScreen(ReplayerScreen[None]):
         app = self.app
 
         def done(i: int, error: BaseException | None) -> None:
-            app.call_from_thread(self.query_one("#rr-bar", ProgressBar).advance, 1)
+            self.post_message(SampleDone())
 
         variant = replay.send(app.db_path, self.orig, self.req, self.edits, samples=self.samples, on_done=done)
         with app.store() as store:
             result = replay.compare(store, self.orig, variant)
-        app.call_from_thread(self.finish, result)
+        self.post_message(ComparisonReady(result))
 
-    def finish(self, result: dict[str, Any]) -> None:
-        self.app.switch_screen(CompareScreen(result))
+    @on(SampleDone)
+    def advance(self) -> None:
+        self.query_one("#rr-bar", ProgressBar).advance(1)
+
+    @on(ComparisonReady)
+    def finish(self, ready: ComparisonReady) -> None:
+        self.app.switch_screen(CompareScreen(ready.result))

@@ -14,6 +14,7 @@ from .. import replay
 from ..fmt import local_time
 from .base import ReplayerScreen
 from .compare import CompareScreen
+from .messages import ComparisonReady, VariantsLoaded
 from .widgets import KeyTable
 
 
@@ -43,9 +44,11 @@ class VariantsScreen(ReplayerScreen[None]):
         app = self.app
         with app.store() as store:
             found = replay.variants_of(store, self.orig.turn_id)
-        app.call_from_thread(self.show, found)
+        self.post_message(VariantsLoaded(found))
 
-    def show(self, found: list[dict[str, Any]]) -> None:
+    @on(VariantsLoaded)
+    def show(self, loaded: VariantsLoaded) -> None:
+        found = loaded.variants
         self.variants = found
         table = self.query_one(DataTable)
         for v in found:
@@ -66,7 +69,11 @@ class VariantsScreen(ReplayerScreen[None]):
         app = self.app
         with app.store() as store:
             result = replay.compare(store, self.orig, variant)
-        app.call_from_thread(app.push_screen, CompareScreen(result))
+        self.post_message(ComparisonReady(result))
+
+    @on(ComparisonReady)
+    def show_comparison(self, ready: ComparisonReady) -> None:
+        self.app.push_screen(CompareScreen(ready.result))
 
     def action_back(self) -> None:
         self.app.pop_screen()
