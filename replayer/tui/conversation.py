@@ -15,13 +15,13 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane, TextArea
 from textual.worker import get_current_worker
 
-from ..fmt import local_time, money, ms, plural
+from ..fmt import money, plural
 from ..models import TurnDetail, TurnSummary
 from ..store.queries import prompt_tokens
 from ..text import _TOKEN as _WORD  # a word as the index keeps it: what `/` in a conversation highlights
 from .base import ReplayerScreen
 from .messages import DetailLoaded, DetailToCopy, FoundInConversation, TimelineLoaded
-from .render import context_text, copy_text, raw_text, signed, tools_text, turn_marks, usage_text
+from .render import context_text, copy_text, raw_text, tools_text, turn_marks, turn_rows, usage_text
 from .rerun import RerunScreen
 from .turn_view import response_widgets
 from .widgets import ContextChart, set_widths
@@ -217,72 +217,10 @@ class ConversationScreen(ReplayerScreen[None]):
             self._requested = first.turn.turn_id
         elif timeline:  # start loading the detail now: the worker reads while this thread draws the list
             self.request_detail(timeline[keep].turn_id, again=refresh)
-        self.row_turn, self.turn_row = [], []
         table.clear()
-        prev_prompt = None
         breaks = self._breaks()
-        rows: list[tuple[Text | str, ...]] = []
         colour = self.outcome_colours()
-        counts: dict[str, int] = {}
-        for t in timeline:
-            u = t.usage or {}
-            prompt = prompt_tokens(u) if t.usage else None
-            delta = prompt - prev_prompt if prompt is not None and prev_prompt is not None else prompt
-            prev_prompt = prompt if prompt is not None else prev_prompt
-            hit = (int(u.get("cache_read_input_tokens") or 0) / prompt) if prompt else None
-            last = t.attempts[-1] if t.attempts else None
-            marks = turn_marks(t, t.index in breaks)
-            for m in marks:
-                counts[m] = counts.get(m, 0) + 1
-            outcome = next((m for m in marks if m != "break"), None)
-            style = colour.get(outcome or "", "")
-            status = Text()
-            for m in marks[:2]:
-                status.append(self.SYMBOLS[m], style=f"bold {colour[m]}")
-            stop = t.stop_reason or ""
-            notes = []
-            if last is not None and last.error:
-                stop = str(last.error.get("type") or "error")
-                said = f"{last.error.get('status') or ''} {last.error.get('message') or ''}".strip()
-                notes.append(Text(said, style=style))
-            if len(t.attempts) > 1:
-                notes.append(Text(f"↻{len(t.attempts) - 1}", style=colour["retried"]))
-            if "abandoned" in marks:
-                notes.append(Text("abandoned", style=colour["abandoned"]))
-            if "break" in marks:
-                notes.append(Text("cache⚠", style=f"bold {colour['break']}"))
-            self.turn_row.append(len(rows))
-            self.row_turn.append(t.index)
-            rows.append(
-                (
-                    Text(str(t.index), style=style, justify="right"),
-                    status,
-                    Text(local_time(t.started_at, with_date=False), style=style),
-                    Text(stop, style=style),
-                    Text(", ".join(t.tool_calls), style=style, no_wrap=True, overflow="ellipsis"),
-                    Text(signed(delta), style=style, justify="right"),
-                    Text(money(t.cost_usd), style=style, justify="right"),
-                    Text(ms(last.latency_ms) if last else "", style=style, justify="right"),
-                    Text("" if hit is None else f"{hit:.0%}", style=style, justify="right"),
-                    Text(" ", no_wrap=True, overflow="ellipsis").join(notes),
-                )
-            )
-            for a in t.attempts[:-1]:  # earlier attempts of this turn (retries), under it
-                self.row_turn.append(t.index)
-                rows.append(
-                    (
-                        Text(f"↳{a.attempt}", style="dim", justify="right"),
-                        "",
-                        Text(local_time(a.started_at, with_date=False), style="dim"),
-                        Text(str(a.status or "—"), style=colour["error"]),
-                        Text(str((a.error or {}).get("type") or ""), style=colour["error"]),
-                        "",
-                        "",
-                        Text(ms(a.latency_ms), style="dim", justify="right"),
-                        "",
-                        Text("retry" if a.error else "", style="dim"),
-                    )
-                )
+        rows, self.row_turn, self.turn_row, counts = turn_rows(timeline, breaks, colour, self.SYMBOLS)
         table.add_rows(rows)
         total = sum(t.cost_usd or 0 for t in timeline)
         title = Text.assemble((self.conversation_id, "bold"), f"  {plural(len(timeline), 'turn')}  {money(total)}")

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import re
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.text import Text
 
-from ..fmt import approx_tokens, money, ms, plural
+from ..fmt import approx_tokens, local_time, money, ms, plural
 from ..models import TurnDetail, TurnSummary
+from ..store.queries import prompt_tokens
 from .blocks import added_tokens, content_text, value_text
 from .widgets import SEGMENT_COLOURS
 
@@ -60,6 +61,89 @@ def turn_marks(t: TurnSummary, cache_break: bool) -> list[str]:
     if cache_break:
         marks.append("break")
     return marks
+
+
+class TurnRows(NamedTuple):
+    rows: list[tuple[Text | str, ...]]
+    """A row per turn, and under it a row per earlier attempt (its retries)."""
+    row_turn: list[int]
+    """The turn each row belongs to."""
+    turn_row: list[int]
+    """The row of each turn's own line."""
+    counts: dict[str, int]
+    """How many turns carry each mark (turn_marks)."""
+
+
+def turn_rows(
+    timeline: list[TurnSummary], breaks: set[int], colour: dict[str, str], symbols: dict[str, str]
+) -> TurnRows:
+    """The turn list's cells: for each turn its marks (symbols, in their outcome's colour), time,
+    stop reason, tools, the prompt's growth, cost, latency, cache hit and notes."""
+    prev_prompt = None
+    rows: list[tuple[Text | str, ...]] = []
+    row_turn: list[int] = []
+    turn_row: list[int] = []
+    counts: dict[str, int] = {}
+    for t in timeline:
+        u = t.usage or {}
+        prompt = prompt_tokens(u) if t.usage else None
+        delta = prompt - prev_prompt if prompt is not None and prev_prompt is not None else prompt
+        prev_prompt = prompt if prompt is not None else prev_prompt
+        hit = (int(u.get("cache_read_input_tokens") or 0) / prompt) if prompt else None
+        last = t.attempts[-1] if t.attempts else None
+        marks = turn_marks(t, t.index in breaks)
+        for m in marks:
+            counts[m] = counts.get(m, 0) + 1
+        outcome = next((m for m in marks if m != "break"), None)
+        style = colour.get(outcome or "", "")
+        status = Text()
+        for m in marks[:2]:
+            status.append(symbols[m], style=f"bold {colour[m]}")
+        stop = t.stop_reason or ""
+        notes = []
+        if last is not None and last.error:
+            stop = str(last.error.get("type") or "error")
+            said = f"{last.error.get('status') or ''} {last.error.get('message') or ''}".strip()
+            notes.append(Text(said, style=style))
+        if len(t.attempts) > 1:
+            notes.append(Text(f"↻{len(t.attempts) - 1}", style=colour["retried"]))
+        if "abandoned" in marks:
+            notes.append(Text("abandoned", style=colour["abandoned"]))
+        if "break" in marks:
+            notes.append(Text("cache⚠", style=f"bold {colour['break']}"))
+        turn_row.append(len(rows))
+        row_turn.append(t.index)
+        rows.append(
+            (
+                Text(str(t.index), style=style, justify="right"),
+                status,
+                Text(local_time(t.started_at, with_date=False), style=style),
+                Text(stop, style=style),
+                Text(", ".join(t.tool_calls), style=style, no_wrap=True, overflow="ellipsis"),
+                Text(signed(delta), style=style, justify="right"),
+                Text(money(t.cost_usd), style=style, justify="right"),
+                Text(ms(last.latency_ms) if last else "", style=style, justify="right"),
+                Text("" if hit is None else f"{hit:.0%}", style=style, justify="right"),
+                Text(" ", no_wrap=True, overflow="ellipsis").join(notes),
+            )
+        )
+        for a in t.attempts[:-1]:  # earlier attempts of this turn (retries), under it
+            row_turn.append(t.index)
+            rows.append(
+                (
+                    Text(f"↳{a.attempt}", style="dim", justify="right"),
+                    "",
+                    Text(local_time(a.started_at, with_date=False), style="dim"),
+                    Text(str(a.status or "—"), style=colour["error"]),
+                    Text(str((a.error or {}).get("type") or ""), style=colour["error"]),
+                    "",
+                    "",
+                    Text(ms(a.latency_ms), style="dim", justify="right"),
+                    "",
+                    Text("retry" if a.error else "", style="dim"),
+                )
+            )
+    return TurnRows(rows, row_turn, turn_row, counts)
 
 
 def context_text(
