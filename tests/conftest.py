@@ -24,7 +24,10 @@ def _isolated(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("HOME", str(home))
-    for var in ("REPLAYER_DB", "REPLAYER_PRICING", "REPLAYER_WRITER", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
+    for var in (
+        "REPLAYER_DB", "REPLAYER_PRICING", "REPLAYER_WRITER", "REPLAYER_CONFIG",
+        "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN",
+    ):
         monkeypatch.delenv(var, raising=False)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
