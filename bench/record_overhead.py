@@ -6,8 +6,9 @@ Against a local fake Messages API in another process, with the official SDK:
    doesn't swamp the spread), the median of the paired differences (target <= 100 us),
    replayer's own calling-thread work timed directly (target <= 100 us), and the p99 ratio
    (target <= 1.2x). Full content is recorded, by the writer process (the default). For
-   information, a third client interleaved with them has a middleware that does nothing: what the SDK's middleware path itself adds, which any
-   middleware pays and replayer's `added` includes.
+   information, a third client interleaved with them has a middleware that does nothing: what
+   the SDK's middleware path itself adds, which any middleware pays and replayer's `added`
+   includes.
 2. a whole 200-turn agent loop whose history grows each turn: the fake model calls a tool, the
    agent sends back the reply it got and a ~2 KB tool result. Bare vs recorded, including the
    final flush (target <= 1.10x). Then, for information, the same loop by an agent that never
