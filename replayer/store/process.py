@@ -52,6 +52,9 @@ WRITER_ENV = "REPLAYER_WRITER"
 """`thread` keeps the writer in the recording process (the default is a process of its own)."""
 COUNTS_SECONDS = 0.1
 """How often the child looks whether records were dropped or skipped, to say so between flushes."""
+FRAME_BYTES = 4 << 20
+"""A burst goes over in frames of about this size: a frame is a copy of its records while it is
+written, and 500 records of long histories would make a copy of a hundred megabytes."""
 READY_SECONDS = 20.0
 """How long the first records wait for the child to start before a thread writer takes over."""
 _HEADER = struct.Struct(">I")
@@ -222,15 +225,21 @@ class ProcessWriter:
                 except queue.Empty:
                     break
             batch: list[Captured] = []
+            size = 0
             for item in items:
                 if isinstance(item, _Flush):
                     self._send_batch(batch)
-                    batch = []
+                    batch, size = [], 0
                     self._send_flush(item)
-                else:
-                    cap = self._captured(item)
-                    if cap is not None:
-                        batch.append(cap)
+                    continue
+                cap = self._captured(item)
+                if cap is None:
+                    continue
+                batch.append(cap)
+                size += sum(len(b) for b in (cap.request_bytes, cap.response_bytes, cap.sse) if b)
+                if size >= FRAME_BYTES:
+                    self._send_batch(batch)
+                    batch, size = [], 0
             self._send_batch(batch)
             # not kept while waiting: a stream's capture holds its response, request and credentials
             items = batch = item = cap = None  # type: ignore[assignment]
