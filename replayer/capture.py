@@ -17,18 +17,15 @@ import logging
 import sys
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import anthropic
 
-from .captured import Captured, Context
-from .recorder import _current
-
-if TYPE_CHECKING:
-    from .recorder import Recorder
+from . import context
+from .captured import Captured, Context, Put
 
 log = logging.getLogger("replayer")
-PROTOCOL_HEADERS = ("anthropic-version", "anthropic-beta")
 _warned = False
 
 
@@ -136,7 +133,7 @@ class _StreamCapture(_Attempt):
                  "names", "before")
 
     def __init__(self, request: Any, http: Any, ctx: Context | None, t_start: float, p0: float, endpoint: str,
-                 put: Any, is_async: bool):
+                 put: Put, is_async: bool):
         super().__init__(request, http, ctx, t_start, p0, endpoint)
         self.put = put
         self.chunks: list[bytes] = []
@@ -313,13 +310,17 @@ class RecorderMiddleware(anthropic.Middleware):
 
     On the agent's thread it reads the clocks, the context and three of the SDK's scalars, and
     hands the writer the HTTP response (teed, for a body still to come); the writer reads it
-    (`_Attempt.captured`)."""
+    (`_Attempt.captured`).
 
-    def __init__(self, recorder: Recorder):
-        self.recorder = recorder
+    Built from what it needs: `put`, which hands a record to the writer, and `clock`, the wall
+    clock for when an attempt started (`Recorder._clock`: the demo shifts it)."""
+
+    def __init__(self, put: Put, clock: Callable[[], float]):
+        self.put = put
+        self.clock = clock
 
     def _context(self) -> Context | None:
-        ctx = _current.get()
+        ctx = context.current.get()
         if ctx is None or ctx.trace_id is None:
             trace_id = _trace_id()
             if trace_id:
@@ -338,7 +339,7 @@ class RecorderMiddleware(anthropic.Middleware):
                 ctx=ctx,
                 latency_ms=round((time.perf_counter() - p0) * 1000, 3),
             )
-            req = getattr(e, "request", None)
+            req: Any = getattr(e, "request", None)
             content = getattr(req, "content", None) if req is not None else None
             if isinstance(content, bytes):
                 cap.request_bytes = content
@@ -349,7 +350,7 @@ class RecorderMiddleware(anthropic.Middleware):
             if not isinstance(e, anthropic.APIConnectionError):
                 kind = type(e).__name__
             cap.error = {"type": kind, "message": str(e), "status": None}
-            self.recorder._writer.put(cap)
+            self.put(cap)
         except Exception as inner:  # noqa: BLE001
             _warn(inner)
 
@@ -358,7 +359,7 @@ class RecorderMiddleware(anthropic.Middleware):
         """Hand over an answered attempt: now, or, when its body is still to come, once the tee
         has seen it end."""
         http = resp.http_response
-        put = self.recorder._writer.put
+        put = self.put
         if hasattr(http, "_content"):  # already read: a plain call
             at = _Attempt(request, http, ctx, t_start, p0, endpoint)
             at.p1 = time.perf_counter()
@@ -372,7 +373,7 @@ class RecorderMiddleware(anthropic.Middleware):
             return call_next(request)
         try:
             ctx = self._context()
-            t_start = self.recorder._clock()
+            t_start = self.clock()
         except Exception as e:  # noqa: BLE001
             _warn(e)
             return call_next(request)
@@ -394,7 +395,7 @@ class RecorderMiddleware(anthropic.Middleware):
             return await call_next(request)
         try:
             ctx = self._context()
-            t_start = self.recorder._clock()
+            t_start = self.clock()
         except Exception as e:  # noqa: BLE001
             _warn(e)
             return await call_next(request)

@@ -27,8 +27,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import sse
-from ..autorecord import REPORT_ENV
-from ..captured import Captured, Context
+from ..captured import Capturable, Captured, Context, Handoff
+from ..paths import REPORT_ENV
 from ..text import searchable
 from . import codec, facts
 from .ingest import MAX_CACHE, Ingestor, digest, dumps_plain, iso, loads_or_text, new_id, response_parts
@@ -128,10 +128,10 @@ class Writer:
         """The conversations they went to: kept only under `replayer record`, which reports them."""
 
     # -- called from any thread -------------------------------------------------------------
-    def put(self, cap: Any) -> None:
-        """Queue a `Captured`, or an object whose `captured()` makes one on the writer's thread
+    def put(self, record: Handoff) -> None:
+        """Queue a `Captured`, or a `Capturable` whose `captured()` makes one on the writer's thread
         (`capture._Attempt`: the agent's thread leaves reading the call to the writer)."""
-        self.q.put(cap)
+        self.q.put(record)
         if self._closed:
             self._put_after_close = True
         if self._thread is None:
@@ -254,7 +254,7 @@ class Writer:
             except sqlite3.Error:
                 pass
 
-    def _captured(self, attempt: Any) -> Captured | None:
+    def _captured(self, attempt: Capturable) -> Captured | None:
         """The record of an attempt the middleware handed over (see `capture._Attempt`)."""
         try:
             return attempt.captured()
