@@ -238,7 +238,7 @@ def m003_usage(db: Database) -> None:
             prev_reads=last_reads.get((conv, idx - 1)),
         )
         if isinstance(usage, dict):
-            last_reads[(conv, idx)] = rows[0][15]
+            last_reads[(conv, idx)] = rows[0].cr
         facts.write(db.conn, rows)
 
 
