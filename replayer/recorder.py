@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -21,6 +21,9 @@ from .paths import default_db_path
 from .store.codec import storable
 from .store.ingest import new_id
 from .store.writer import Writer
+
+if TYPE_CHECKING:
+    from .capture import RecorderMiddleware
 
 
 class Recorder:
@@ -42,14 +45,14 @@ class Recorder:
     ):
         self.path = Path(db).expanduser() if db is not None else default_db_path()
         self._writer = Writer(str(self.path), redact=redact, log_events=log_events, max_pending=max_pending)
-        self._middleware: Any = None
+        self._middleware: RecorderMiddleware | None = None
         self._closed = False
         self._clock: Callable[[], float] = time.time
         """Wall clock for `started_at` (the demo shifts it to spread fixtures over days)."""
 
     # -- installing ---------------------------------------------------------------------------
     @property
-    def middleware(self) -> Any:
+    def middleware(self) -> RecorderMiddleware:
         """An `anthropic.Middleware` for `Anthropic(middleware=[...])` or `AsyncAnthropic`."""
         if self._middleware is None:
             from .capture import RecorderMiddleware

@@ -114,7 +114,7 @@ class Writer:
 
     def _reset(self) -> None:
         # also runs in a forked child: the parent's thread and connection don't exist there
-        self.q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.q: queue.SimpleQueue[Handoff | _Flush] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
         self._put_after_close = False
@@ -159,7 +159,7 @@ class Writer:
         if self._thread is None and self.q.empty():
             return True
         marker = _Flush(closing)
-        self.put(marker)  # type: ignore[arg-type]
+        self.put(marker)  # type: ignore[arg-type]  # a marker takes a record's way (put is typed for callers)
         self._wake.set()
         return marker.done.wait(timeout) and marker.ok
 
