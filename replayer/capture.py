@@ -96,7 +96,7 @@ class _Attempt:
     def _base(self) -> Captured:
         http = self.http
         req = http.request
-        cap = Captured(
+        record = Captured(
             call_key=self.key or uuid.uuid4().hex,
             attempt=self.attempt,
             t_start=self.t_start,
@@ -112,13 +112,13 @@ class _Attempt:
             latency_ms=round((self.p1 - self.p0) * 1000, 3),
         )
         self.http = None  # let go of the HTTP library's objects as soon as they are read
-        return cap
+        return record
 
     def captured(self) -> Captured:
         body = self.http._content
-        cap = self._base()
-        cap.response_bytes = body
-        return cap
+        record = self._base()
+        record.response_bytes = body
+        return record
 
 
 class _StreamCapture(_Attempt):
@@ -289,20 +289,20 @@ class _StreamCapture(_Attempt):
         is_sse = (bool(self.stream) and http.status_code < 400) or "event-stream" in http.headers.get(
             "content-type", ""
         )
-        cap = self._base()
+        record = self._base()
         body = b"".join(self.chunks[: self.n])
         self.chunks = []
         if is_sse:
-            cap.sse = body
+            record.sse = body
             if self.p_first is not None:
-                cap.ttft_ms = round((self.p_first - self.p0) * 1000, 3)
+                record.ttft_ms = round((self.p_first - self.p0) * 1000, 3)
         else:
-            cap.response_bytes = body
+            record.response_bytes = body
         if self.err is not None:
-            cap.error = {"type": "connection_error", "message": self.err, "status": None}
+            record.error = {"type": "connection_error", "message": self.err, "status": None}
         elif self.abandoned:
-            cap.abandoned = True
-        return cap
+            record.abandoned = True
+        return record
 
 
 class RecorderMiddleware(anthropic.Middleware):
@@ -330,7 +330,7 @@ class RecorderMiddleware(anthropic.Middleware):
     def _failed(self, request: Any, endpoint: str, ctx: Context | None, t_start: float, p0: float,
                 e: BaseException) -> None:
         try:
-            cap = Captured(
+            record = Captured(
                 call_key=request.options.idempotency_key or uuid.uuid4().hex,
                 attempt=request.retries_taken,
                 t_start=t_start,
@@ -342,15 +342,15 @@ class RecorderMiddleware(anthropic.Middleware):
             req: Any = getattr(e, "request", None)
             content = getattr(req, "content", None) if req is not None else None
             if isinstance(content, bytes):
-                cap.request_bytes = content
-                cap.raw_request_headers = req.headers
-            if cap.request_bytes is None:
-                cap.request_obj = request.json
+                record.request_bytes = content
+                record.raw_request_headers = req.headers
+            if record.request_bytes is None:
+                record.request_obj = request.json
             kind = "timeout_error" if isinstance(e, anthropic.APITimeoutError) else "connection_error"
             if not isinstance(e, anthropic.APIConnectionError):
                 kind = type(e).__name__
-            cap.error = {"type": kind, "message": str(e), "status": None}
-            self.put(cap)
+            record.error = {"type": kind, "message": str(e), "status": None}
+            self.put(record)
         except Exception as inner:  # noqa: BLE001
             _warn(inner)
 
@@ -361,9 +361,9 @@ class RecorderMiddleware(anthropic.Middleware):
         http = resp.http_response
         put = self.put
         if hasattr(http, "_content"):  # already read: a plain call
-            at = _Attempt(request, http, ctx, t_start, p0, endpoint)
-            at.p1 = time.perf_counter()
-            put(at)
+            attempt = _Attempt(request, http, ctx, t_start, p0, endpoint)
+            attempt.p1 = time.perf_counter()
+            put(attempt)
             return
         _StreamCapture(request, http, ctx, t_start, p0, endpoint, put, is_async)
 

@@ -150,7 +150,7 @@ class Recorder:
                 ctx.tags if ctx else None,
                 ctx.trace_id if ctx else None,
             )
-        cap = Captured(
+        captured = Captured(
             call_key=uuid.uuid4().hex,
             attempt=0,
             t_start=t_start,
@@ -164,15 +164,15 @@ class Recorder:
         )
         if response is not None:
             if isinstance(response, bytes | str):
-                cap.response_bytes = _utf8(response) if isinstance(response, str) else response
+                captured.response_bytes = _utf8(response) if isinstance(response, str) else response
             else:
                 doc = response.to_dict() if hasattr(response, "to_dict") else response
-                cap.response_bytes = _utf8(json.dumps(doc, ensure_ascii=False))
-            cap.status = status or 200
+                captured.response_bytes = _utf8(json.dumps(doc, ensure_ascii=False))
+            captured.status = status or 200
         if error is not None:
-            cap.error = _error_dict(error)
-            cap.status = status if status is not None else cap.error.get("status")
-        self._writer.put(cap)
+            captured.error = _error_dict(error)
+            captured.status = status if status is not None else captured.error.get("status")
+        self._writer.put(captured)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:
