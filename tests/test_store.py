@@ -550,3 +550,14 @@ def test_tool_results_added_by_requests_that_never_send_the_reply_back(tmp_path)
     ).fetchall()
     assert len({c for (c,) in sqlite3.connect(path).execute("SELECT conversation_id FROM turns")}) == 12
     assert [(i, n, e) for i, (_, n, e) in enumerate(got)] == expected
+
+
+def test_a_bounded_cache_starts_over_when_full():
+    from replayer.bounded import BoundedDict
+
+    cache: BoundedDict[int, int] = BoundedDict(3)
+    for k in range(4):
+        cache[k] = k
+    assert len(cache) == 4  # it holds more than `limit` before the next insert empties it
+    cache[9] = 9
+    assert cache == {9: 9}
