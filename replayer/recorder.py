@@ -21,6 +21,7 @@ from .paths import default_db_path
 from .store.codec import storable
 from .store.ingest import new_id
 from .store.writer import Writer
+from .wire import PROTOCOL_HEADERS
 
 if TYPE_CHECKING:
     from .capture import RecorderMiddleware
@@ -157,7 +158,7 @@ class Recorder:
             stream=bool(request.get("stream")) if isinstance(request, dict) else False,
             request_bytes=body,
             headers={
-                k.lower(): v for k, v in (headers or {}).items() if k.lower() in ("anthropic-version", "anthropic-beta")
+                k.lower(): v for k, v in (headers or {}).items() if k.lower() in PROTOCOL_HEADERS
             },
             latency_ms=latency_ms,
             ctx=ctx,
