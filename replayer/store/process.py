@@ -41,10 +41,11 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ..captured import Captured
+from ..captured import Captured, Handoff
+from ..paths import REPORT_ENV
 from . import writer as writer_module
+from .attempt import read_headers
 from .writer import Writer, _Flush
-from .writer import _read_headers as read_headers
 
 log = logging.getLogger("replayer")
 
@@ -159,13 +160,13 @@ class ProcessWriter:
     @property
     def conversations(self) -> set[str] | None:
         """Kept only under `replayer record`, which reports them (as a Writer's)."""
-        if not os.environ.get(writer_module.REPORT_ENV):
+        if not os.environ.get(REPORT_ENV):
             return None
         local = (self._local.conversations or set()) if self._local is not None else set()
         return {*self._earlier.conversations, *self._counts.conversations, *local}
 
     # -- called from any thread -------------------------------------------------------------
-    def put(self, item: Any) -> None:
+    def put(self, item: Handoff | _Flush) -> None:
         """Queue a `Captured`, or an object whose `captured()` makes one (on the feeder thread)."""
         self.q.put(item)
         if self._closed:
