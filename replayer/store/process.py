@@ -32,12 +32,10 @@ import logging
 import os
 import pickle
 import queue
-import signal
 import struct
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -51,14 +49,12 @@ log = logging.getLogger("replayer")
 
 WRITER_ENV = "REPLAYER_WRITER"
 """`thread` keeps the writer in the recording process (the default is a process of its own)."""
-COUNTS_SECONDS = 0.1
-"""How often the child looks whether records were dropped or skipped, to say so between flushes."""
 FRAME_BYTES = 4 << 20
 """A burst goes over in frames of about this size: a frame is a copy of its records while it is
 written, and 500 records of long histories would make a copy of a hundred megabytes."""
 READY_SECONDS = 20.0
 """How long the first records wait for the child to start before a thread writer takes over."""
-_HEADER = struct.Struct(">I")
+HEADER = struct.Struct(">I")
 
 
 @dataclass(slots=True)
@@ -322,7 +318,7 @@ class ProcessWriter:
             out, child = self._to_child, self._child
             try:
                 assert out is not None
-                out.write(_HEADER.pack(len(frame)))
+                out.write(HEADER.pack(len(frame)))
                 out.write(frame)
                 out.flush()
                 return True
@@ -346,7 +342,7 @@ class ProcessWriter:
         env["PYTHONPATH"] = os.pathsep.join([here, *paths])
         try:
             child = subprocess.Popen(
-                [sys.executable, "-c", "from replayer.store.process import child_main; child_main()",
+                [sys.executable, "-c", "from replayer.store.child import main; main()",
                  self.path, str(self.max_pending)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -376,7 +372,7 @@ class ProcessWriter:
     def _listen(self, child: subprocess.Popen[bytes], pipe: IO[bytes], ready: threading.Event) -> None:
         """The acknowledgement thread: one child's reports, until its stdout closes."""
         while True:
-            msg = _read_frame(pipe)
+            msg = read_frame(pipe)
             if msg is None:
                 break
             kind = msg[0]
@@ -437,82 +433,12 @@ def _plus(a: Counts, b: Counts) -> Counts:
     )
 
 
-def _read_frame(pipe: IO[bytes]) -> Any:
-    head = pipe.read(_HEADER.size)
-    if len(head) < _HEADER.size:
+def read_frame(pipe: IO[bytes]) -> Any:
+    head = pipe.read(HEADER.size)
+    if len(head) < HEADER.size:
         return None
-    (size,) = _HEADER.unpack(head)
+    (size,) = HEADER.unpack(head)
     body = pipe.read(size)
     if len(body) < size:
         return None
     return pickle.loads(body)
-
-
-# -- the child's side -------------------------------------------------------------------------
-class _Forward(logging.Handler):
-    """Sends the child's log records to the recording process, which logs them as its own."""
-
-    def __init__(self, send: Any) -> None:
-        super().__init__(logging.DEBUG)
-        self.send = send
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.send(("log", record.levelno, record.getMessage()))
-
-
-def child_main() -> None:
-    """Run in the child: read frames from stdin, write records, answer flushes, until stdin ends."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    path, max_pending = sys.argv[1], int(sys.argv[2])
-    inp = os.fdopen(os.dup(0), "rb")
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # a stray print() must not land in the frames
-    send_lock = threading.Lock()
-
-    def send(msg: Any) -> None:
-        frame = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
-        with send_lock:
-            try:
-                out.write(_HEADER.pack(len(frame)) + frame)
-                out.flush()
-            except (OSError, ValueError):
-                pass  # the recording process is gone; the records are still written
-
-    replayer_log = logging.getLogger("replayer")
-    replayer_log.addHandler(_Forward(send))
-    replayer_log.setLevel(logging.DEBUG)
-    replayer_log.propagate = False
-    writer = Writer(path, max_pending=max_pending, linger=0.0)
-    received = 0
-
-    def counts() -> Counts:
-        return Counts(
-            writer.calls, writer.attempts, writer.dropped, writer.failed, writer.unwritten, received,
-            sorted(writer.conversations or ()),
-        )
-
-    def report_changes() -> None:
-        """Between flushes, the counters the recording process shows (`Recorder.dropped`)."""
-        last = (0, 0)
-        while True:
-            time.sleep(COUNTS_SECONDS)
-            now = (writer.dropped, writer.failed)
-            if now != last:
-                send(("counts", counts()))
-            last = now
-
-    threading.Thread(target=report_changes, daemon=True).start()
-    send(("ready",))
-    while True:
-        msg = _read_frame(inp)
-        if msg is None:
-            break
-        if msg[0] == "put":
-            received += len(msg[1])
-            for cap in msg[1]:
-                writer.put(cap)
-        elif msg[0] == "flush":
-            _, seq, closing = msg
-            ok = writer.close(None) if closing else writer.flush(None)
-            send(("done", seq, ok, counts()))
-    writer.close(float(os.environ.get("REPLAYER_EXIT_TIMEOUT", "10")))

@@ -1,0 +1,89 @@
+"""The writer process's own side (see store/process.py): read records from stdin, write them
+with the ordinary `Writer`, answer flushes and report counters and log records on stdout, until
+stdin ends; then close the database whole and exit."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from .process import HEADER, Counts, read_frame
+from .writer import Writer
+
+COUNTS_SECONDS = 0.1
+"""How often the child looks whether records were dropped or skipped, to say so between flushes."""
+
+
+class _Forward(logging.Handler):
+    """Sends the child's log records to the recording process, which logs them as its own."""
+
+    def __init__(self, send: Any) -> None:
+        super().__init__(logging.DEBUG)
+        self.send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.send(("log", record.levelno, record.getMessage()))
+
+
+def main() -> None:
+    """Run in the child: read frames from stdin, write records, answer flushes, until stdin ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    path, max_pending = sys.argv[1], int(sys.argv[2])
+    inp = os.fdopen(os.dup(0), "rb")
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a stray print() must not land in the frames
+    send_lock = threading.Lock()
+
+    def send(msg: Any) -> None:
+        frame = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+        with send_lock:
+            try:
+                out.write(HEADER.pack(len(frame)) + frame)
+                out.flush()
+            except (OSError, ValueError):
+                pass  # the recording process is gone; the records are still written
+
+    replayer_log = logging.getLogger("replayer")
+    replayer_log.addHandler(_Forward(send))
+    replayer_log.setLevel(logging.DEBUG)
+    replayer_log.propagate = False
+    writer = Writer(path, max_pending=max_pending, linger=0.0)
+    received = 0
+
+    def counts() -> Counts:
+        return Counts(
+            writer.calls, writer.attempts, writer.dropped, writer.failed, writer.unwritten, received,
+            sorted(writer.conversations or ()),
+        )
+
+    def report_changes() -> None:
+        """Between flushes, the counters the recording process shows (`Recorder.dropped`)."""
+        last = (0, 0)
+        while True:
+            time.sleep(COUNTS_SECONDS)
+            now = (writer.dropped, writer.failed)
+            if now != last:
+                send(("counts", counts()))
+            last = now
+
+    threading.Thread(target=report_changes, daemon=True).start()
+    send(("ready",))
+    while True:
+        msg = read_frame(inp)
+        if msg is None:
+            break
+        if msg[0] == "put":
+            received += len(msg[1])
+            for cap in msg[1]:
+                writer.put(cap)
+        elif msg[0] == "flush":
+            _, seq, closing = msg
+            ok = writer.close(None) if closing else writer.flush(None)
+            send(("done", seq, ok, counts()))
+    writer.close(float(os.environ.get("REPLAYER_EXIT_TIMEOUT", "10")))
