@@ -10,28 +10,9 @@ import re
 from collections import Counter
 from typing import Any
 
+from .wire import TOOL_USE_TYPES, text_of, tool_calls
+
 _WORDS = re.compile(r"\s+|\w+|[^\w\s]")
-
-
-def text_of(response: Any) -> str:
-    """The text blocks of a response, joined."""
-    if not isinstance(response, dict):
-        return ""
-    parts = [
-        str(b.get("text", "")) for b in response.get("content") or () if isinstance(b, dict) and b.get("type") == "text"
-    ]
-    return "\n\n".join(parts)
-
-
-def tool_calls(response: Any) -> list[tuple[str, Any]]:
-    """(name, input) of each tool_use / server_tool_use block, in order."""
-    if not isinstance(response, dict):
-        return []
-    return [
-        (str(b.get("name")), b.get("input"))
-        for b in response.get("content") or ()
-        if isinstance(b, dict) and b.get("type") in ("tool_use", "server_tool_use", "mcp_tool_use")
-    ]
 
 
 def unified(a: str, b: str, a_name: str = "original", b_name: str = "variant", context: int = 3) -> str:
@@ -135,7 +116,7 @@ def _block_lines(block: Any) -> list[str]:
     kind = block.get("type")
     if kind == "text":
         lines, shown = str(block.get("text", "")).splitlines() or [""], {"type", "text"}
-    elif kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
+    elif kind in TOOL_USE_TYPES:
         lines = [f"{kind} {block.get('name')} {block.get('id')}"]
         lines += json.dumps(block.get("input"), indent=2, ensure_ascii=False).splitlines()
         shown = {"type", "name", "id", "input"}

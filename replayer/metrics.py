@@ -9,49 +9,15 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .config import LOWER_IS_BAD, ConfigError, Settings
 from .pricing import PriceTable
+from .store.aggregate import cache_break_runs, cache_breaks
 
-MIN_WRITE_TOKENS = 1
-"""A turn that writes at least this much to the cache counts as writing."""
-
-
-def _int(usage: dict[str, Any] | None, key: str) -> int:
-    return int((usage or {}).get(key) or 0)
-
-
-def cache_break_runs(usages: Sequence[dict[str, Any] | None]) -> list[tuple[int, int]]:
-    """(first, last) turn index of each broken-cache run: for at least two turns in a row, the
-    turn writes to the cache while its reads don't grow. That is the signature of a moving
-    breakpoint (a timestamp in the system prompt, a reordered tool list): every turn pays for a
-    write and gets no read back."""
-    runs = []
-    start = None
-    for i in range(1, len(usages) + 1):
-        rewrites = False
-        if i < len(usages):
-            prev, cur = usages[i - 1], usages[i]
-            rewrites = _int(cur, "cache_creation_input_tokens") >= MIN_WRITE_TOKENS and _int(
-                cur, "cache_read_input_tokens"
-            ) <= _int(prev, "cache_read_input_tokens")
-        if rewrites and start is None:
-            start = i
-        elif not rewrites and start is not None:
-            if i - start >= 2:
-                runs.append((start, i - 1))
-            start = None
-    return runs
-
-
-def cache_breaks(usages: Sequence[dict[str, Any] | None]) -> list[int]:
-    """Indexes of turns where a broken cache starts (see cache_break_runs)."""
-    return [first for first, _ in cache_break_runs(usages)]
-
+__all__ = ["cache_break_runs", "cache_breaks", "rewrite_cost", "stats", "window", "zone"]
 
 def rewrite_cost(prices: PriceTable, usage: dict[str, Any], model: str | None) -> float | None:
     """What a turn's cache writes cost beyond reading the same tokens from the cache."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -120,3 +121,19 @@ class TurnDetail(BaseModel):
     """The conversation's cost up to and including this turn (None if any part is unknown)."""
     cache_break: bool = False
     """Cache writes keep rising while reads stay flat from this turn on."""
+
+
+@dataclass
+class Variant:
+    """A rerun of a turn: the conversation of origin "rerun" its samples were recorded in."""
+
+    variant: str
+    """Its conversation id."""
+    created_at: str
+    samples: int
+    edits: dict[str, Any]
+    """What it changed (replay.Edits.to_json)."""
+
+    def document(self) -> dict[str, Any]:
+        """As `replayer rerun --list --json` prints it."""
+        return asdict(self)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .pricing import PriceTable
+from .wire import PROTOCOL_HEADERS, dict_blocks, prompt_tokens, text_of, tool_calls
 
 MAX_SAMPLES = 10
 MAX_CACHE_BREAKPOINTS = 4
@@ -44,7 +45,6 @@ BETA_FIELDS = {
     "output_format": "structured-outputs-",
 }
 """Fields the API rejects unless the request's anthropic-beta header enables them (prefix)."""
-SERVER_RESULT_SUFFIX = "_tool_result"
 
 
 _known: set[str] | None = None
@@ -163,10 +163,7 @@ def original(store: Any, turn_id: str) -> Original:
         if d.tools is not None and "tools" not in request:
             request["tools"] = copy.deepcopy(d.tools)
         rebuilt = True
-    row = store.db.execute(
-        "SELECT request_headers FROM attempts WHERE turn_id = ? ORDER BY attempt LIMIT 1", [turn_id]
-    ).fetchone()
-    headers = json.loads(store.blob_text(row[0])) if row and row[0] is not None else {}
+    headers = store.request_headers(turn_id)
     last = d.turn.attempts[-1] if d.turn.attempts else None
     return Original(
         turn_id=turn_id,
@@ -272,10 +269,6 @@ class Problem:
     """False: a warning (the API may still take it)."""
 
 
-def _blocks(content: Any) -> list[dict[str, Any]]:
-    return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
-
-
 def validate(req: dict[str, Any], headers: dict[str, str], orig: Original | None = None) -> list[Problem]:
     """What the API would reject, each as one clear line."""
     out: list[Problem] = []
@@ -305,13 +298,13 @@ def validate(req: dict[str, Any], headers: dict[str, str], orig: Original | None
             out.append(Problem(f"message {i} is not an object"))
             continue
         if m.get("role") == "assistant":
-            uses = [b.get("id") for b in _blocks(m.get("content")) if b.get("type") == "tool_use"]
+            uses = [b.get("id") for b in dict_blocks(m.get("content")) if b.get("type") == "tool_use"]
             if not uses:
                 continue
             nxt = msgs[i + 1] if i + 1 < len(msgs) and isinstance(msgs[i + 1], dict) else None
             answered = {
                 b.get("tool_use_id")
-                for b in _blocks(nxt.get("content") if nxt else None)
+                for b in dict_blocks(nxt.get("content") if nxt else None)
                 if b.get("type") == "tool_result"
             }
             for u in uses:
@@ -319,9 +312,13 @@ def validate(req: dict[str, Any], headers: dict[str, str], orig: Original | None
                     where = "the next message" if nxt else "any message after it (the request ends there)"
                     out.append(Problem(f"message {i}: tool_use {u} has no tool_result in {where}"))
         elif m.get("role") == "user":
-            results = [b.get("tool_use_id") for b in _blocks(m.get("content")) if b.get("type") == "tool_result"]
+            results = [
+                b.get("tool_use_id") for b in dict_blocks(m.get("content")) if b.get("type") == "tool_result"
+            ]
             prev = msgs[i - 1] if i > 0 and isinstance(msgs[i - 1], dict) else None
-            asked = {b.get("id") for b in _blocks(prev.get("content") if prev else None) if b.get("type") == "tool_use"}
+            asked = {
+                b.get("id") for b in dict_blocks(prev.get("content") if prev else None) if b.get("type") == "tool_use"
+            }
             for r in results:
                 if r not in asked:
                     out.append(Problem(f"message {i}: tool_result for {r} has no tool_use in the message before it"))
@@ -329,20 +326,20 @@ def validate(req: dict[str, Any], headers: dict[str, str], orig: Original | None
     # cache breakpoints
     marks = 1 if req.get("cache_control") else 0  # automatic caching takes one of the slots
     for part in (req.get("system"), req.get("tools")):
-        marks += sum(1 for b in _blocks(part) if b.get("cache_control"))
+        marks += sum(1 for b in dict_blocks(part) if b.get("cache_control"))
     for m in msgs:
         if isinstance(m, dict):
-            marks += sum(1 for b in _blocks(m.get("content")) if b.get("cache_control"))
+            marks += sum(1 for b in dict_blocks(m.get("content")) if b.get("cache_control"))
     if marks > MAX_CACHE_BREAKPOINTS:
         out.append(Problem(f"{marks} cache_control breakpoints: the API allows {MAX_CACHE_BREAKPOINTS}"))
 
     # blocks that can't be sent again as they are
-    declared = {t.get("name") for t in _blocks(req.get("tools"))}
+    declared = {t.get("name") for t in dict_blocks(req.get("tools"))}
     model_changed = orig is not None and req.get("model") != orig.request.get("model")
     for i, m in enumerate(msgs):
         if not isinstance(m, dict):
             continue
-        for b in _blocks(m.get("content")):
+        for b in dict_blocks(m.get("content")):
             kind = str(b.get("type"))
             if kind == "server_tool_use" and b.get("name") not in declared:
                 out.append(
@@ -414,9 +411,7 @@ def estimate(
     if counted is not None:
         inp, source = counted, "count_tokens"
     else:
-        recorded = sum(
-            int(usage.get(k) or 0) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-        )
+        recorded = prompt_tokens(usage)
         before = len(json.dumps(orig.request, ensure_ascii=False)) or 1
         after = len(json.dumps(req, ensure_ascii=False))
         inp = round(recorded * after / before) if recorded else after // 4
@@ -448,7 +443,7 @@ def client(headers: dict[str, str], base_url: str | None = None, key: str | None
     """An SDK client that sends the recorded protocol headers."""
     import anthropic
 
-    default = {k: v for k, v in headers.items() if k in ("anthropic-version", "anthropic-beta") and v}
+    default = {k: v for k, v in headers.items() if k in PROTOCOL_HEADERS and v}
     return anthropic.Anthropic(
         api_key=api_key(key),
         base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL") or None,
@@ -532,9 +527,6 @@ def send(
 
 def sample_view(store: Any, turn_id: str, timeline: list[Any] | None = None) -> dict[str, Any]:
     """One recorded call, as the compare views show it."""
-    from .diffing import text_of, tool_calls
-    from .store.queries import prompt_tokens
-
     d = store.turn_detail(turn_id, timeline)
     last = d.turn.attempts[-1] if d.turn.attempts else None
     prompt = prompt_tokens(d.turn.usage) if d.turn.usage else None
@@ -566,14 +558,13 @@ def compare(store: Any, orig: Original, variant: str) -> dict[str, Any]:
     """The original against each sample of a variant: text diff, tool calls, stop reason, usage
     (the whole prompt, its cache hit), cost and latency, and over the samples the spread of outputs;
     and the request the variant sent against the original's (`request_diff`, diffing.request_diff)."""
-    from .diffing import compare_tools, request_diff, spread, tool_calls, unified, words
+    from .diffing import compare_tools, request_diff, spread, unified, words
 
     base = sample_view(store, orig.turn_id)
-    row = store.db.execute("SELECT tags_json, started_at FROM conversations WHERE id = ?", [variant]).fetchone()
-    if row is None:
+    found = store.variant(variant)
+    if found is None:
         raise ReplayError(f"no variant {variant!r}")
-    tags = json.loads(row[0]) if row[0] else {}
-    samples = []
+    samples: list[dict[str, Any]] = []
     responses = []
     timeline = store.turns(variant)
     for t in timeline:
@@ -602,8 +593,8 @@ def compare(store: Any, orig: Original, variant: str) -> dict[str, Any]:
     return {
         "variant": variant,
         "turn_id": orig.turn_id,
-        "created_at": row[1],
-        "edits": tags.get("edits") or {},
+        "created_at": found.created_at,
+        "edits": found.edits,
         "original": base,
         "samples": samples,
         "spread": spread(responses),
@@ -613,12 +604,4 @@ def compare(store: Any, orig: Original, variant: str) -> dict[str, Any]:
 
 def variants_of(store: Any, turn_id: str) -> list[dict[str, Any]]:
     """Earlier variants of a turn, newest first: {variant, created_at, samples, edits}."""
-    out = []
-    for cid, started, tags_json, turns in store.db.execute(
-        """SELECT id, started_at, tags_json, turn_count FROM conversations
-           WHERE origin = 'rerun' AND json_extract(tags_json, '$.rerun_of') = ? ORDER BY started_at DESC""",
-        [turn_id],
-    ):
-        tags = json.loads(tags_json) if tags_json else {}
-        out.append({"variant": cid, "created_at": started, "samples": turns, "edits": tags.get("edits") or {}})
-    return out
+    return [v.document() for v in store.variants_of(turn_id)]
