@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlite_utils import Database
 
@@ -48,6 +48,24 @@ AGG_SORTS: dict[str, Callable[[Totals], Any]] = {
     "first": lambda t: None,  # by Store.first_texts, not the rollup
 }
 """...and by the priced totals of each conversation (store/aggregate.py)."""
+
+
+class _AttemptRow(NamedTuple):
+    """An attempt's columns as Store.turns reads them."""
+
+    turn_id: str
+    attempt: int
+    started_at: str
+    status: int | None
+    latency_ms: float | None
+    ttft_ms: float | None
+    error_json: str | None
+    request_id: str | None
+    abandoned: int
+    usage_json: str | None
+    model: str | None
+    stop_reason: str | None
+    response_content: int | None
 
 
 class Store:
@@ -185,26 +203,29 @@ class Store:
                FROM turns WHERE conversation_id = ? ORDER BY idx""",
             [conversation_id],
         ).fetchall()
-        attempts: dict[str, list[tuple[Any, ...]]] = {}
-        for a in self.db.execute(
+        attempts: dict[str, list[_AttemptRow]] = {}
+        for values in self.db.execute(
             """SELECT a.turn_id, a.attempt, a.started_at, a.status, a.latency_ms, a.ttft_ms, a.error_json,
                       a.request_id, a.abandoned, a.usage_json, a.model, a.stop_reason, a.response_content
                FROM attempts a JOIN turns t ON t.id = a.turn_id
                WHERE t.conversation_id = ? ORDER BY a.attempt, a.id""",
             [conversation_id],
         ):
-            attempts.setdefault(a[0], []).append(a)
-        self.blob_texts([r[12] for rows in attempts.values() for r in rows if r[12] is not None])
+            a = _AttemptRow(*values)
+            attempts.setdefault(a.turn_id, []).append(a)
+        replies = [a.response_content for rows in attempts.values() for a in rows]
+        self.blob_texts([blob for blob in replies if blob is not None])
         out = []
         for tid, cid, idx, started, model, stream, ctx_len in turn_rows:
             rows = attempts.get(tid, [])
-            answered = [r for r in rows if r[9]]
+            answered = [a for a in rows if a.usage_json]
+            usages = [(json.loads(a.usage_json), a.model) for a in answered if a.usage_json]
             last = answered[-1] if answered else None
-            usage = json.loads(last[9]) if last else None
-            resp_model = last[10] if last else model
+            usage = usages[-1][0] if usages else None
+            resp_model = last.model if last else model
             tools: list[str] = []
-            if last is not None and last[12] is not None:
-                for block in json.loads(self.blob_text(last[12])).get("content") or ():
+            if last is not None and last.response_content is not None:
+                for block in json.loads(self.blob_text(last.response_content)).get("content") or ():
                     if isinstance(block, dict) and block.get("type") in TOOL_USE_TYPES:
                         tools.append(str(block.get("name")))
             out.append(
@@ -215,23 +236,23 @@ class Store:
                     started_at=started,
                     model=resp_model,
                     stream=bool(stream),
-                    stop_reason=last[11] if last else None,
+                    stop_reason=last.stop_reason if last else None,
                     usage=usage,
-                    cost_usd=sum_costs(self.prices, [(json.loads(r[9]), r[10]) for r in answered]),
+                    cost_usd=sum_costs(self.prices, usages),
                     context_messages=ctx_len,
                     tool_calls=tools,
                     attempts=[
                         AttemptInfo(
-                            attempt=r[1],
-                            started_at=r[2],
-                            status=r[3],
-                            latency_ms=r[4],
-                            ttft_ms=r[5],
-                            error=json.loads(r[6]) if r[6] else None,
-                            request_id=r[7],
-                            abandoned=bool(r[8]),
+                            attempt=a.attempt,
+                            started_at=a.started_at,
+                            status=a.status,
+                            latency_ms=a.latency_ms,
+                            ttft_ms=a.ttft_ms,
+                            error=json.loads(a.error_json) if a.error_json else None,
+                            request_id=a.request_id,
+                            abandoned=bool(a.abandoned),
                         )
-                        for r in rows
+                        for a in rows
                     ],
                 )
             )
