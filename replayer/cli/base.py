@@ -96,8 +96,9 @@ def _warn_unpriced_once(ctx: click.Context, prices: Any) -> None:
         if now == told:
             return
         doc = state if isinstance(state, dict) else {}
-        unpriced = doc.get("unpriced") if isinstance(doc.get("unpriced"), dict) else {}
-        unpriced = {k: v for k, v in unpriced.items() if Path(k).exists()}  # forget deleted databases
+        known = doc.get("unpriced")
+        # forget deleted databases
+        unpriced = {k: v for k, v in known.items() if Path(k).exists()} if isinstance(known, dict) else {}
         unpriced[key] = sorted(now)
         doc["unpriced"] = unpriced
         try:

@@ -135,8 +135,8 @@ def rerun(
             click.echo(json.dumps(found, ensure_ascii=False))
         for v in [] if as_json else found:
             names = replay.Edits.from_json(v["edits"]).names()
-            samples = plural(v["samples"], "sample")
-            click.echo(f"{v['variant']}  {local_time(v['created_at'])}  {samples}  {', '.join(names)}")
+            count = plural(v["samples"], "sample")
+            click.echo(f"{v['variant']}  {local_time(v['created_at'])}  {count}  {', '.join(names)}")
         if not found and not as_json:
             click.echo("no variants of this turn yet", err=True)
         return
