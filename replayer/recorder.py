@@ -22,7 +22,7 @@ import orjson
 from .captured import Captured, Context
 from .store.codec import storable
 from .store.ingest import new_id
-from .store.writer import Writer
+from .store.process import make_writer
 
 _current: contextvars.ContextVar[Context | None] = contextvars.ContextVar("replayer_context", default=None)
 
@@ -96,7 +96,7 @@ class Recorder:
         max_pending: int = 20_000,
     ):
         self.path = Path(db).expanduser() if db is not None else default_db_path()
-        self._writer = Writer(str(self.path), redact=redact, log_events=log_events, max_pending=max_pending)
+        self._writer = make_writer(str(self.path), redact=redact, log_events=log_events, max_pending=max_pending)
         self._middleware: Any = None
         self._closed = False
         self._clock: Callable[[], float] = time.time
@@ -110,6 +110,7 @@ class Recorder:
             from .capture import RecorderMiddleware
 
             self._middleware = RecorderMiddleware(self)
+            self._writer.start()  # installed: records will come
         return self._middleware
 
     def wrap(self, client: Any) -> Any:

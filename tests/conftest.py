@@ -24,9 +24,19 @@ def _isolated(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("HOME", str(home))
-    for var in ("REPLAYER_DB", "REPLAYER_PRICING", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
+    for var in (
+        "REPLAYER_DB", "REPLAYER_PRICING", "REPLAYER_WRITER", "REPLAYER_CONFIG",
+        "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN",
+    ):
         monkeypatch.delenv(var, raising=False)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+@pytest.fixture
+def thread_writer(monkeypatch):
+    """Recorders write from a thread of the test's process, not a writer process: for white-box
+    tests that patch the writer's modules (a patch doesn't reach another process)."""
+    monkeypatch.setenv("REPLAYER_WRITER", "thread")
 
 
 @pytest.fixture

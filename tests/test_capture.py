@@ -522,7 +522,7 @@ def _threads(db_path) -> list[list[int]]:
 
 
 @pytest.mark.parametrize("remembered", [None, 2])
-def test_identical_conversations_run_at_once_stay_apart(api, rec, client, db_path, monkeypatch, remembered):
+def test_identical_conversations_run_at_once_stay_apart(thread_writer, api, rec, client, db_path, monkeypatch, remembered):
     """Three identical 3-turn chats, interleaved turn by turn: three conversations whose contexts
     grow, each call in the conversation of the chat that made it (first come, first served).
     Also when the writer can remember only two keys' open conversations (it asks the table)."""

@@ -14,7 +14,8 @@ from tui_data import answer_reruns, build_db, open_second_conversation, send_rer
 
 from replayer.diffing import REQUEST_SECTIONS, request_diff, request_lines
 from replayer.tui.app import make_app
-from replayer.tui.rerun import CompareScreen, RerunScreen
+from replayer.tui.compare import CompareScreen
+from replayer.tui.rerun import RerunScreen
 
 ORIGINAL = {
     "model": "claude-sonnet-4-5",

@@ -269,7 +269,7 @@ def test_estimate_falls_back_to_the_recorded_usage(db_path, recorded):
 
 def test_word_level_diff_and_side_by_side():
     from replayer.diffing import spread, words
-    from replayer.tui.rerun import side_by_side
+    from replayer.tui.render import side_by_side
 
     ops = words("Add the semicolon on line 3.", "Add a semicolon on line 4.")
     assert ("-", "the") in ops and ("+", "a") in ops and ("-", "3") in ops and ("+", "4") in ops

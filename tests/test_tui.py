@@ -13,7 +13,10 @@ from textual.widgets.data_table import ColumnKey
 
 from replayer import Recorder
 from replayer.tui.app import make_app
-from replayer.tui.screens import ConversationScreen, ConversationsScreen, HelpScreen, parse_filter
+from replayer.filters import parse_filter
+from replayer.tui.conversation import ConversationScreen
+from replayer.tui.conversations import ConversationsScreen
+from replayer.tui.help import HelpScreen
 
 from tui_data import build_db, open_second_conversation, reply, settle
 

@@ -13,7 +13,8 @@ from textual.widgets import DataTable, Static
 
 from replayer import Recorder
 from replayer.tui.app import make_app
-from replayer.tui.screens import ConversationScreen, ConversationsScreen
+from replayer.tui.conversation import ConversationScreen
+from replayer.tui.conversations import ConversationsScreen
 
 from test_tui import _utc  # noqa: F401 - the same fixed time zone, autouse
 from test_tui_rerun import env  # noqa: F401 - the fake API for reruns
@@ -175,7 +176,8 @@ async def test_an_untouched_editor_sends_no_edit(tmp_path, env, key):
     from textual.widgets import TextArea
 
     from replayer.fakeapi import Reply
-    from replayer.tui.rerun import ConfirmScreen, RerunScreen
+    from replayer.tui.confirm import ConfirmScreen
+    from replayer.tui.rerun import RerunScreen
 
     path = tmp_path / "crlf.db"
     system = "Line one.\r\nLine two.\nLine three.\u2028after a line separator"
@@ -231,7 +233,8 @@ async def test_j_k_move_in_the_variants_list_and_the_compare_samples(db, env):
     from replayer.fakeapi import Reply
     from replayer.store.queries import Store
     from replayer.store.schema import open_db
-    from replayer.tui.rerun import CompareScreen, VariantsScreen
+    from replayer.tui.compare import CompareScreen
+    from replayer.tui.variants import VariantsScreen
 
     env.responder = lambda body: Reply(body=reply("again", model=body["model"]))
     store = Store(open_db(db, create=False))

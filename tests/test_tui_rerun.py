@@ -11,7 +11,10 @@ from tui_data import build_db, open_second_conversation, reply, settle
 
 from replayer.fakeapi import Reply
 from replayer.tui.app import make_app
-from replayer.tui.rerun import CompareScreen, ConfirmScreen, RerunScreen, VariantsScreen
+from replayer.tui.compare import CompareScreen
+from replayer.tui.confirm import ConfirmScreen
+from replayer.tui.rerun import RerunScreen
+from replayer.tui.variants import VariantsScreen
 
 
 @pytest.fixture

@@ -11,7 +11,9 @@ from tui_data import T0, build_db, reply, settle
 from replayer import Recorder
 from replayer.fakeapi import Reply
 from replayer.tui.app import make_app
-from replayer.tui.screens import ConversationScreen, ConversationsScreen, HelpScreen
+from replayer.tui.conversation import ConversationScreen
+from replayer.tui.conversations import ConversationsScreen
+from replayer.tui.help import HelpScreen
 
 # turn 1 starts a broken cache (writes while reads stay flat, turns 1 and 2); turn 4 fails
 TROUBLE = [
@@ -192,7 +194,7 @@ async def test_screens_say_prompt_and_uncached_and_compare_on_the_whole_prompt(t
     from conftest import FAKE_KEY
 
     from replayer import replay
-    from replayer.tui.rerun import CompareScreen
+    from replayer.tui.compare import CompareScreen
 
     path = build_cached_db(tmp_path / "c.db")
     app = make_app(path)

@@ -17,7 +17,9 @@ from replayer.cli import cli
 from replayer.demo import load_fixtures
 from replayer.fmt import local_time, money
 from replayer.tui.app import make_app
-from replayer.tui.rerun import CompareScreen, RerunScreen, VariantsScreen
+from replayer.tui.compare import CompareScreen
+from replayer.tui.rerun import RerunScreen
+from replayer.tui.variants import VariantsScreen
 
 
 def static_text(screen, selector: str) -> str:

@@ -90,8 +90,11 @@ class Writer:
         redact: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
         log_events: bool = False,
         max_pending: int = 20_000,
+        linger: float | None = None,
     ):
         self.path = path
+        self.linger = LINGER_SECONDS if linger is None else linger
+        """See LINGER_SECONDS; the writer process gets records in bursts already and takes none."""
         self.redact = redact
         self.log_events = log_events
         self.max_pending = max_pending
@@ -134,6 +137,11 @@ class Writer:
         self.q.put(cap)
         if self._closed:
             self._put_after_close = True
+        if self._thread is None:
+            self._start()
+
+    def start(self) -> None:
+        """Start the writer thread now rather than at the first record."""
         if self._thread is None:
             self._start()
 
@@ -195,12 +203,12 @@ class Writer:
                 items = [self.q.get(timeout=timeout)]
             except queue.Empty:
                 items = []
-            if items and not isinstance(items[0], _Flush) and self.q.qsize() < MAX_BATCH:
+            if items and self.linger and not isinstance(items[0], _Flush) and self.q.qsize() < MAX_BATCH:
                 # Linger a moment to write a burst of calls in one transaction: fewer commits, and
                 # less time holding the GIL while the agent works. Puts don't wake us meanwhile
                 # (each wake-up would take the GIL from the agent's thread to queue one item); a
                 # flush() does.
-                self._wake.wait(LINGER_SECONDS)
+                self._wake.wait(self.linger)
                 self._wake.clear()
             while len(items) < MAX_BATCH:
                 try:

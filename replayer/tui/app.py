@@ -2,8 +2,8 @@
 
 The UI never runs SQL and never blocks on I/O: screens ask the store (one connection per worker
 thread) for typed models inside thread workers and get them back on the UI thread. Worker errors
-are shown as a notice by workers.ShowsWorkerErrors, on the app and on every screen that starts
-workers (a worker's state message goes to its screen and doesn't bubble).
+are shown as a notice by workers.notify_worker_error, from the app and from every screen (base.
+ReplayerScreen): a worker's state message goes to its screen and doesn't bubble.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from typing import Any, cast
 from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.worker import Worker
 
 from ..config import Settings
 from ..fmt import plural
 from ..pricing import PriceTable
 from ..store.queries import Store
 from ..store.schema import open_db
-from .workers import ShowsWorkerErrors
+from .workers import notify_worker_error
 
 
 class _Keys(str, enum.Enum):  # noqa: UP042 (shaped like textual.keys.Keys, which the parser expects)
@@ -49,7 +50,7 @@ class GotoProvider(Provider):
     """Command palette: go to a conversation (by id, user or first message) or a turn."""
 
     async def search(self, query: str) -> Hits:
-        app: ReplayerApp = self.app  # type: ignore[assignment]
+        app = cast("ReplayerApp", self.app)
         matcher = self.matcher(query)
         for label, action, help_text in await _in_thread(app.palette_entries):
             score = matcher.match(label)
@@ -57,7 +58,7 @@ class GotoProvider(Provider):
                 yield Hit(score, matcher.highlight(label), action, help=help_text)
 
     async def discover(self) -> Hits:
-        app: ReplayerApp = self.app  # type: ignore[assignment]
+        app = cast("ReplayerApp", self.app)
         for label, action, help_text in (await _in_thread(app.palette_entries))[:20]:
             yield DiscoveryHit(label, action, help=help_text)
 
@@ -68,7 +69,7 @@ async def _in_thread(fn: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, fn)
 
 
-class ReplayerApp(ShowsWorkerErrors, App[None]):
+class ReplayerApp(App[None]):
     TITLE = "replayer"
     CSS_PATH = "app.tcss"
     COMMANDS = App.COMMANDS | {GotoProvider}
@@ -94,6 +95,9 @@ class ReplayerApp(ShowsWorkerErrors, App[None]):
         self._pool: queue.SimpleQueue[Store] = queue.SimpleQueue()
         self._stats_lock = threading.Lock()
         self._stats_cache: dict[int, tuple[float, dict[str, Any]]] = {}
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        notify_worker_error(self, event)
 
     # -- data access (worker threads only) ----------------------------------------------------
     @contextmanager
@@ -137,7 +141,7 @@ class ReplayerApp(ShowsWorkerErrors, App[None]):
         for c in conversations:
             label = f"conversation {c.conversation_id}  {c.user_id or ''}  {(c.first_message or '')[:40]}"
             entries.append((label, lambda cid=c.conversation_id: self.open_conversation(cid), plural(c.turns, "turn")))
-        from .screens import ConversationScreen
+        from .conversation import ConversationScreen
 
         # the palette is a screen of its own: the conversation is the one underneath it
         under = next((sc for sc in reversed(self.screen_stack) if isinstance(sc, ConversationScreen)), None)
@@ -153,7 +157,7 @@ class ReplayerApp(ShowsWorkerErrors, App[None]):
 
     # -- navigation ---------------------------------------------------------------------------
     def on_mount(self) -> None:
-        from .screens import ConversationsScreen
+        from .conversations import ConversationsScreen
 
         self.push_screen(ConversationsScreen())
 
@@ -161,7 +165,8 @@ class ReplayerApp(ShowsWorkerErrors, App[None]):
         """Open a conversation one step above the conversation list: a jump from the palette
         (from a conversation, the dashboard or the rerun screens) replaces what was open instead
         of stacking on it, so esc always goes back to the list."""
-        from .screens import ConversationScreen, ConversationsScreen
+        from .conversation import ConversationScreen
+        from .conversations import ConversationsScreen
 
         home = next((i for i, sc in enumerate(self.screen_stack) if isinstance(sc, ConversationsScreen)), None)
         if home is not None:
@@ -170,7 +175,7 @@ class ReplayerApp(ShowsWorkerErrors, App[None]):
         self.push_screen(ConversationScreen(conversation_id, turn))
 
     def action_help(self) -> None:
-        from .screens import HelpScreen
+        from .help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))

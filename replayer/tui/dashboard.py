@@ -1,10 +1,10 @@
 """The dashboard (`d` from the conversation list): spend per user and day, spend by model, the
 health metrics against their thresholds, and the alerts. It shows what `replayer stats` computes
-(metrics.stats), fetched in a thread worker; choosing a user filters the conversation list."""
+(metrics.stats), fetched in a thread worker; a chosen user is returned (dismiss) to the screen
+that opened it, which filters the conversation list to them."""
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
 from rich.text import Text
@@ -12,13 +12,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ..config import LOWER_IS_BAD
 from ..fmt import describe_alert, fmt_metric, metric_label, money, plural
+from .base import ReplayerScreen
+from .messages import StatsLoaded
 from .widgets import KeyTable
-from .workers import ShowsWorkerErrors
 
 TOP = 10
 COLOURS = ["#1f77b4", "#e06000", "#2e8b2e", "#d62728", "#8e5cc9", "#a88000", "#11939c", "#d1479e", "#5a6e00", "#8c564b"]
@@ -63,7 +63,7 @@ def spend_bars(doc: dict[str, Any]) -> Text:
     return text
 
 
-class DashboardScreen(ShowsWorkerErrors, Screen[None]):
+class DashboardScreen(ReplayerScreen[str | None]):
     """Spend and health over the last days."""
 
     BINDINGS = [
@@ -99,7 +99,7 @@ class DashboardScreen(ShowsWorkerErrors, Screen[None]):
         self.set_class(self.app.size.width < 120, "narrow")
         self.sub_title = "dashboard"
         if self.days is None:
-            self.days = self.app.settings.days  # type: ignore[attr-defined]
+            self.days = self.app.settings.days
         users = self.query_one("#dash-users", DataTable)
         for col, w in (("User", 24), ("Cost", 10), ("Today", 10), ("Conv", 5), ("Turns", 6)):
             users.add_column(col, key=col, width=w)
@@ -114,15 +114,15 @@ class DashboardScreen(ShowsWorkerErrors, Screen[None]):
 
     @work(thread=True, exclusive=True, group="dashboard", exit_on_error=False)
     def load(self, fresh: bool = False) -> None:
-        app: Any = self.app
-        days = self.days
-        doc = app.stats_doc(days, max_age=0.0 if fresh else 30.0)
-        app.call_from_thread(self.show, doc, days)
+        days = self.days if self.days is not None else self.app.settings.days
+        doc = self.app.stats_doc(days, max_age=0.0 if fresh else 30.0)
+        self.post_message(StatsLoaded(doc, days))
 
-    def show(self, doc: dict[str, Any], days: int | None = None) -> None:
-        if days is not None and days != self.days:
+    @on(StatsLoaded)
+    def show(self, message: StatsLoaded) -> None:
+        if message.days != self.days:
             return  # the answer for a number of days that +/- has since changed
-        self.doc = doc
+        self.doc = doc = message.doc
         conv = doc["conversations"]
         self.query_one("#dash-title", Static).update(
             Text.assemble(
@@ -176,7 +176,7 @@ class DashboardScreen(ShowsWorkerErrors, Screen[None]):
         self.query_one("#dash-alerts", Static).update(alerts)
 
     def action_back(self) -> None:
-        self.app.pop_screen()
+        self.dismiss(None)
 
     def action_reload(self) -> None:
         self.load(fresh=True)
@@ -195,12 +195,7 @@ class DashboardScreen(ShowsWorkerErrors, Screen[None]):
             self._filter_user(str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value))
 
     def _filter_user(self, user: str) -> None:
-        from .screens import ConversationsScreen
-
-        self.app.pop_screen()
-        screen = self.app.screen
-        if isinstance(screen, ConversationsScreen) and user:
-            screen.filter_to("user:" + shlex.quote(user))
+        self.dismiss(user)  # the conversation list, under this screen, filters to the user
 
 
 def _have(n: int) -> str:

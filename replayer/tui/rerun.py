@@ -1,6 +1,7 @@
-"""Rerun in the terminal app: `r` on a turn opens the editor on its request as recorded; ctrl+j
-(alt+enter) validates, estimates and asks before sending 1-10 samples; the compare screen shows
-the original against each sample. All the work is replayer.replay's, in thread workers."""
+"""Rerun in the terminal app: `r` on a turn opens this editor on its request as recorded; ctrl+j
+(alt+enter) validates, estimates and asks (confirm.py) before sending 1-10 samples (send.py); the
+compare screen (compare.py) shows the original against each sample, and variants.py reopens
+earlier ones. All the work is replayer.replay's, in thread workers."""
 
 from __future__ import annotations
 
@@ -12,28 +13,17 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen, Screen
+from textual.containers import Horizontal, VerticalScroll
 from textual.suggester import SuggestFromList
-from textual.widgets import (
-    Button,
-    DataTable,
-    Footer,
-    Header,
-    Input,
-    Label,
-    ProgressBar,
-    Static,
-    TabbedContent,
-    TabPane,
-    TextArea,
-)
+from textual.widgets import Footer, Header, Input, Label, Static, TextArea
 
 from .. import replay
-from ..diffing import unified
-from ..fmt import local_time, money, ms, plural
-from .widgets import KeyTable
-from .workers import ShowsWorkerErrors
+from ..fmt import money, plural
+from .base import ReplayerScreen
+from .confirm import ConfirmScreen
+from .messages import EstimateReady, OriginalLoaded, RerunRefused, VariantsCounted
+from .send import SendScreen
+from .variants import VariantsScreen
 
 EDITED = ("system", "messages", "model", "max_tokens", "thinking", "tools", "tool_choice")
 """Fields with an editor of their own; every other field is in the raw JSON editor."""
@@ -83,7 +73,7 @@ def _system_text(system: Any) -> str:
     return ""
 
 
-class RerunScreen(ShowsWorkerErrors, Screen[None]):
+class RerunScreen(ReplayerScreen[None]):
     """The editor: the turn's request as recorded, field by field."""
 
     BINDINGS = [
@@ -119,27 +109,30 @@ class RerunScreen(ShowsWorkerErrors, Screen[None]):
 
     @work(thread=True, exclusive=True, group="rerun-load", exit_on_error=False)
     def load(self) -> None:
-        app: Any = self.app
+        app = self.app
         try:
             with app.store() as store:
                 orig = replay.original(store, self.turn_id)
                 variants = replay.variants_of(store, self.turn_id)
         except replay.ReplayError as e:
-            app.call_from_thread(self.fail, str(e))
+            self.post_message(RerunRefused(str(e)))
             return
-        app.call_from_thread(self.show, orig, variants)
+        self.post_message(OriginalLoaded(orig, variants))
 
-    def fail(self, message: str) -> None:
-        self.notify(message, title="Can't rerun this turn", severity="error", timeout=8)
+    @on(RerunRefused)
+    def fail(self, refused: RerunRefused) -> None:
+        self.notify(refused.message, title="Can't rerun this turn", severity="error", timeout=8)
         self.app.pop_screen()
 
-    def show(self, orig: replay.Original, variants: list[dict[str, Any]]) -> None:
-        self.orig = orig
+    @on(OriginalLoaded)
+    def show(self, loaded: OriginalLoaded) -> None:
+        self.orig = orig = loaded.original
+        variants = loaded.variants
         req = orig.request
-        models = [i for row in self.app.prices.effective_rows() for i in row.ids]  # type: ignore[attr-defined]
+        models = [i for row in self.app.prices.effective_rows() for i in row.ids]
         self.show_title(len(variants))
         form = self.query_one("#rr-form", VerticalScroll)
-        thinking = req.get("thinking") if isinstance(req.get("thinking"), dict) else {}
+        thinking: dict[str, Any] = req["thinking"] if isinstance(req.get("thinking"), dict) else {}
         rows = [
             Horizontal(
                 Label("model "),
@@ -205,6 +198,10 @@ class RerunScreen(ShowsWorkerErrors, Screen[None]):
             )
         )
 
+    @on(VariantsCounted)
+    def variants_counted(self, message: VariantsCounted) -> None:
+        self.show_title(message.count)
+
     def on_screen_resume(self) -> None:
         """Back from a rerun (or the variants list): the count of earlier variants has changed."""
         if self.orig is not None:
@@ -212,10 +209,10 @@ class RerunScreen(ShowsWorkerErrors, Screen[None]):
 
     @work(thread=True, exclusive=True, group="rerun-count", exit_on_error=False)
     def count_variants(self) -> None:
-        app: Any = self.app
+        app = self.app
         with app.store() as store:
             found = replay.variants_of(store, self.turn_id)
-        app.call_from_thread(self.show_title, len(found))
+        self.post_message(VariantsCounted(len(found)))
 
     # -- the edits ---------------------------------------------------------------------------
     def edits(self) -> tuple[replay.Edits, int]:
@@ -237,7 +234,7 @@ class RerunScreen(ShowsWorkerErrors, Screen[None]):
         if mt != str(req.get("max_tokens", "")):
             e.set["max_tokens"] = _int(mt, "max_tokens")
         budget = self.query_one("#rr-thinking", Input).value.strip()
-        thinking = req.get("thinking") if isinstance(req.get("thinking"), dict) else {}
+        thinking: dict[str, Any] = req["thinking"] if isinstance(req.get("thinking"), dict) else {}
         if budget != str(thinking.get("budget_tokens", "")):
             e.set["thinking"] = (
                 {"type": "enabled", "budget_tokens": _int(budget, "thinking budget")} if budget else None
@@ -280,7 +277,7 @@ class RerunScreen(ShowsWorkerErrors, Screen[None]):
     @work(thread=True, exclusive=True, group="rerun-estimate", exit_on_error=False)
     def prepare(self, edits: replay.Edits, req: dict[str, Any], samples: int, problems: list[replay.Problem]) -> None:
         """The estimate needs the network (count_tokens): off the UI thread."""
-        app: Any = self.app
+        app = self.app
         assert self.orig is not None
         try:
             sdk = replay.client({**self.orig.headers, **edits.headers}, max_retries=0)
@@ -288,21 +285,18 @@ class RerunScreen(ShowsWorkerErrors, Screen[None]):
             app.call_from_thread(self.notify, str(e), severity="error", timeout=8)
             return
         est = replay.estimate(self.orig, req, app.prices, samples, replay.counter(sdk))
-        app.call_from_thread(self.confirm, edits, req, samples, problems, est)
+        self.post_message(EstimateReady(edits, req, samples, problems, est))
 
-    def confirm(
-        self,
-        edits: replay.Edits,
-        req: dict[str, Any],
-        samples: int,
-        problems: list[replay.Problem],
-        est: replay.Estimate,
-    ) -> None:
+    @on(EstimateReady)
+    def confirm(self, ready: EstimateReady) -> None:
+        orig = self.orig
+        assert orig is not None  # prepare() runs only once the original is loaded
+
         def answered(go: bool | None) -> None:
             if go:
-                self.app.push_screen(SendScreen(self.orig, edits, req, samples))  # type: ignore[arg-type]
+                self.app.push_screen(SendScreen(orig, ready.edits, ready.request, ready.samples))
 
-        self.app.push_screen(ConfirmScreen(edits, samples, problems, est, self.orig), answered)  # type: ignore[arg-type]
+        self.app.push_screen(ConfirmScreen(ready.edits, ready.samples, ready.problems, ready.estimate, orig), answered)
 
     def action_back(self) -> None:
         self.app.pop_screen()
@@ -324,353 +318,3 @@ def _json(value: str, what: str) -> Any:
         return json.loads(value)
     except ValueError as e:
         raise replay.ReplayError(f"{what}: not valid JSON ({e})") from None
-
-
-class ConfirmScreen(ModalScreen[bool]):
-    """The estimate and any problems, before anything is sent."""
-
-    BINDINGS = [
-        Binding("escape,n", "answer(False)", "Cancel", id="cancel"),
-        Binding("y,ctrl+j,alt+enter,ctrl+s", "answer(True)", "Send", id="confirm"),
-    ]
-
-    def __init__(
-        self,
-        edits: replay.Edits,
-        samples: int,
-        problems: list[replay.Problem],
-        est: replay.Estimate,
-        orig: replay.Original,
-    ) -> None:
-        super().__init__()
-        self.edits, self.samples, self.problems, self.est, self.orig = edits, samples, problems, est, orig
-
-    def compose(self) -> ComposeResult:
-        e = self.est
-        text = Text()
-        text.append(f"Send {plural(self.samples, 'sample')}?\n\n", style="bold")
-        text.append(f"edits: {', '.join(self.edits.names())}\n")
-        text.append(
-            f"estimate: {e.input_tokens:,} prompt tokens ({e.source}) + ~{e.output_tokens:,} output each: "
-            f"{money(e.cost_usd)} for {self.samples} (at most {money(e.max_cost_usd)})\n"
-            f"the original cost {money(self.orig.cost_usd)}\n"
-        )
-        blocking = [p for p in self.problems if p.blocking]
-        for p in self.problems:
-            text.append(
-                "\nproblem: " if p.blocking else "\nwarning: ", style="bold red" if p.blocking else "bold yellow"
-            )
-            text.append(p.message)
-        with Vertical(id="rr-confirm"):
-            yield Static(text)
-            with Horizontal(id="rr-buttons"):
-                yield Button(
-                    "Send anyway" if blocking else "Send", id="rr-go", variant="error" if blocking else "primary"
-                )
-                yield Button("Cancel", id="rr-cancel")
-
-    @on(Button.Pressed, "#rr-go")
-    def go(self) -> None:
-        self.dismiss(True)
-
-    @on(Button.Pressed, "#rr-cancel")
-    def cancel(self) -> None:
-        self.dismiss(False)
-
-    def action_answer(self, go: bool) -> None:
-        self.dismiss(go)
-
-
-class SendScreen(ShowsWorkerErrors, Screen[None]):
-    """Progress while the samples are out; then the comparison."""
-
-    def __init__(self, orig: replay.Original, edits: replay.Edits, req: dict[str, Any], samples: int) -> None:
-        super().__init__()
-        self.orig, self.edits, self.req, self.samples = orig, edits, req, samples
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        with Vertical(id="rr-progress"):
-            yield Static(f"Sending {plural(self.samples, 'sample')} of {self.req.get('model')}…", id="rr-progress-text")
-            yield ProgressBar(total=self.samples, id="rr-bar")
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self.go()
-
-    @work(thread=True, exclusive=True, group="rerun-send", exit_on_error=False)
-    def go(self) -> None:
-        app: Any = self.app
-
-        def done(i: int, error: BaseException | None) -> None:
-            app.call_from_thread(self.query_one("#rr-bar", ProgressBar).advance, 1)
-
-        variant = replay.send(app.db_path, self.orig, self.req, self.edits, samples=self.samples, on_done=done)
-        with app.store() as store:
-            result = replay.compare(store, self.orig, variant)
-        app.call_from_thread(self.finish, result)
-
-    def finish(self, result: dict[str, Any]) -> None:
-        self.app.switch_screen(CompareScreen(result))
-
-
-def side_by_side(words: list[tuple[str, str]]) -> tuple[Text, Text]:
-    """The original with what the sample removed struck red, and the sample with what it added green."""
-    left, right = Text(), Text()
-    for op, chunk in words:
-        if op == "=":
-            left.append(chunk)
-            right.append(chunk)
-        elif op == "-":
-            left.append(chunk, style="bold red strike")
-        else:
-            right.append(chunk, style="bold green")
-    return left, right
-
-
-class CompareScreen(ShowsWorkerErrors, Screen[None]):
-    """The original against each sample: a row each, and the highlighted one in detail."""
-
-    BINDINGS = [
-        Binding("escape", "back", "Back", id="back"),
-        Binding("u", "toggle_unified", "Unified/side by side", id="unified", tooltip="Switch the text diff view"),
-        Binding("1", "tab('cmp-output')", "Output", id="tab-output", tooltip="What came back", show=False),
-        Binding(
-            "2", "tab('cmp-request')", "Request", id="tab-request", tooltip="What was sent, against the original"
-        ),
-        Binding("y", "copy", "Copy", id="copy", tooltip="Copy the comparison as JSON"),
-    ]
-
-    def __init__(self, result: dict[str, Any]) -> None:
-        super().__init__()
-        self.result = result
-        self.unified = False
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield Static("", id="cmp-title")
-        yield KeyTable(id="cmp-samples", cursor_type="row", zebra_stripes=True)
-        with TabbedContent(id="cmp-tabs", initial="cmp-output"):
-            with TabPane("1 Output", id="cmp-output"):
-                with Horizontal(id="cmp-body"):
-                    yield VerticalScroll(Static("", id="cmp-left"), id="cmp-left-box")
-                    yield VerticalScroll(Static("", id="cmp-right"), id="cmp-right-box")
-                yield Static("", id="cmp-tools")
-            with TabPane("2 Request sent", id="cmp-request"):
-                yield VerticalScroll(Static("", id="cmp-request-body"), id="cmp-request-box")
-        yield Footer()
-
-    def on_mount(self) -> None:
-        r = self.result
-        s = r["spread"]
-        calls = ", ".join(f"{k} {n}/{s['answered']}" for k, n in s["tool_calls"].items()) or "no tool calls"
-        edits = replay.Edits.from_json(r["edits"]).names()
-        self.sub_title = f"compare {r['variant']}"
-        self.query_one("#cmp-title", Static).update(
-            Text.assemble(
-                ("Compare ", "bold"),
-                f"turn {r['turn_id']} · edits: {', '.join(edits)} · "
-                f"{plural(s['distinct_outputs'], 'distinct output')} in {s['answered']} of {s['samples']} · {calls}",
-            )
-        )
-        table = self.query_one("#cmp-samples", DataTable)
-        model_width = max(len(v["model"] or "") for v in [r["original"], *r["samples"]])  # ids shown whole
-        for col, w in (("", 9), ("Model", max(5, model_width)), ("Stop", 10), ("Prompt", 9), ("Δ prompt", 9),
-                       ("Hit", 4), ("Output", 7),
-                       ("Cost", 10), ("Δ cost", 10), ("Latency", 9), ("Δ lat", 8), ("Error", 40)):  # fmt: skip
-            table.add_column(col, key=col or "name", width=w)
-        for name, v in [("original", r["original"]), *((f"sample {i}", v) for i, v in enumerate(r["samples"], 1))]:
-            usage = v["usage"] or {}
-            err = v["error"]
-            table.add_row(
-                name,
-                v["model"] or "",
-                v["stop_reason"] or "",
-                Text("" if v.get("prompt_tokens") is None else f"{v['prompt_tokens']:,}", justify="right"),
-                Text("" if v.get("prompt_delta_tokens") is None else f"{v['prompt_delta_tokens']:+,}", justify="right"),
-                Text("" if v.get("cache_hit_rate") is None else f"{v['cache_hit_rate']:.0%}", justify="right"),
-                Text(f"{usage.get('output_tokens', 0):,}", justify="right"),
-                Text(money(v["cost_usd"]), justify="right"),
-                Text(_delta_money(v.get("cost_delta_usd")), justify="right"),
-                Text("" if v["latency_ms"] is None else f"{v['latency_ms']:,.0f} ms", justify="right"),
-                Text(ms(v.get("latency_delta_ms"), signed=True), justify="right"),
-                Text(f"{err.get('status') or ''} {err.get('type')}: {err.get('message')}" if err else "", style="red"),
-                key=name,
-            )
-        table.move_cursor(row=1 if r["samples"] else 0)
-        table.focus()
-        self.show_sample()
-        self.query_one("#cmp-request-body", Static).update(request_diff_text(r.get("request_diff") or []))
-        changed = [d["section"] for d in r.get("request_diff") or [] if d["changed"]]
-        self.query_one("#cmp-tabs", TabbedContent).get_tab("cmp-request").label = (
-            f"2 Request sent ({', '.join(changed)} changed)" if changed else "2 Request sent (as recorded)"
-        )
-
-    def _selected(self) -> dict[str, Any] | None:
-        row = self.query_one("#cmp-samples", DataTable).cursor_row
-        return self.result["samples"][row - 1] if row >= 1 and row - 1 < len(self.result["samples"]) else None
-
-    @on(DataTable.RowHighlighted, "#cmp-samples")
-    def highlighted(self) -> None:
-        self.show_sample()
-
-    def show_sample(self) -> None:
-        v = self._selected()
-        left = self.query_one("#cmp-left", Static)
-        right = self.query_one("#cmp-right", Static)
-        tools = self.query_one("#cmp-tools", Static)
-        base = self.result["original"]
-        row = self.query_one("#cmp-samples", DataTable).cursor_row
-        self.query_one("#cmp-left-box").border_title = "original" + (" · unified diff" if self.unified and v else "")
-        self.query_one("#cmp-right-box").border_title = f"sample {row}" if v is not None else ""
-        if v is None:
-            left.update(Text(base["text"]))
-            right.update(Text("pick a sample to compare", style="dim"))
-            tools.update("")
-            return
-        if v["error"]:
-            left.update(Text(base["text"]))
-            e = v["error"]
-            right.update(Text(f"{e.get('status') or ''} {e.get('type')}\n{e.get('message')}", style="bold red"))
-        elif self.unified:
-            diff = unified(base["text"], v["text"], "original", "sample") or "(the texts are identical)\n"
-            t = Text()
-            for line in diff.splitlines(keepends=True):
-                style = (
-                    "green"
-                    if line.startswith("+")
-                    else "red"
-                    if line.startswith("-")
-                    else "cyan"
-                    if line.startswith("@@")
-                    else ""
-                )
-                t.append(line, style=style)
-            left.update(t)
-            right.update(Text(v["text"]))
-        else:
-            a, b = side_by_side(v["words"])
-            left.update(a)
-            right.update(b)
-        t = Text("tool calls: ", style="bold")
-        if not v["tool_diff"]:
-            t.append("none on either side", style="dim")
-        for d in v["tool_diff"]:
-            style = {"same": "green", "changed": "yellow", "added": "bold green", "removed": "bold red"}[d["status"]]
-            t.append(f"\n  {d['name']} ", style="bold")
-            t.append(d["status"], style=style)
-            for c in d["diff"][:8]:
-                t.append(f"\n    {c['path']}: {json.dumps(c['old'])} → {json.dumps(c['new'])}")
-            if d["status"] in ("added", "removed"):
-                t.append(f"  {json.dumps(d['input'])[:200]}")
-        tools.update(t)
-
-    def action_tab(self, tab: str) -> None:
-        self.query_one("#cmp-tabs", TabbedContent).active = tab
-
-    def action_toggle_unified(self) -> None:
-        self.unified = not self.unified
-        self.show_sample()
-
-    def action_copy(self) -> None:
-        doc = copy.deepcopy(self.result)
-        for v in [doc["original"], *doc["samples"]]:
-            v.pop("words", None)
-        self.app.copy_to_clipboard(json.dumps(doc, ensure_ascii=False, indent=2))
-        self.notify("copied the comparison as JSON", timeout=3)
-
-    def action_back(self) -> None:
-        self.app.pop_screen()
-
-
-LINE_CUT = 2_000
-"""Characters of one diff line shown (a recorded megabyte tool result is one line)."""
-
-
-def request_diff_text(sections: list[dict[str, Any]]) -> Text:
-    """diffing.request_diff as coloured text: each section with what changed, or that it is
-    the same as the original's."""
-    out = Text()
-    if not sections:
-        return Text("no sample was recorded: nothing to compare", style="dim")
-    for d in sections:
-        if not d["changed"]:
-            out.append(f"{d['section']}", style="bold")
-            out.append("  same as the original\n\n", style="dim")
-            continue
-        out.append(f"{d['section']}", style="bold")
-        out.append(f"  -{d['removed']} +{d['added']} lines\n", style="yellow")
-        for op, line in d["lines"]:
-            more = len(line) - LINE_CUT
-            shown = line if more <= 0 else line[:LINE_CUT] + f" … ({plural(more, 'more character')})"
-            if op == "@":
-                out.append(f"  {shown}\n", style="cyan")
-            elif op == "-":
-                out.append(f"- {shown}\n", style="red")
-            elif op == "+":
-                out.append(f"+ {shown}\n", style="green")
-            else:
-                out.append(f"  {shown}\n", style="dim")
-        out.append("\n")
-    return out
-
-
-def _delta_money(v: float | None) -> str:
-    if v is None:
-        return ""
-    return ("+" if v >= 0 else "-") + money(abs(v))
-
-
-class VariantsScreen(ShowsWorkerErrors, Screen[None]):
-    """Earlier variants of a turn; enter reopens one's comparison."""
-
-    BINDINGS = [Binding("escape", "back", "Back", id="back")]
-
-    def __init__(self, orig: replay.Original) -> None:
-        super().__init__()
-        self.orig = orig
-        self.variants: list[dict[str, Any]] = []
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield KeyTable(id="variants", cursor_type="row", zebra_stripes=True)
-        yield Footer()
-
-    def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for col, w in (("Variant", 34), ("Created", 16), ("Samples", 8), ("Edits", 60)):  # a variant id is 34
-            table.add_column(col, key=col, width=w)
-        self.load()
-
-    @work(thread=True, exclusive=True, group="variants", exit_on_error=False)
-    def load(self) -> None:
-        app: Any = self.app
-        with app.store() as store:
-            found = replay.variants_of(store, self.orig.turn_id)
-        app.call_from_thread(self.show, found)
-
-    def show(self, found: list[dict[str, Any]]) -> None:
-        self.variants = found
-        table = self.query_one(DataTable)
-        for v in found:
-            names = replay.Edits.from_json(v["edits"]).names()
-            created = local_time(v["created_at"])
-            variant = Text(v["variant"], no_wrap=True, overflow="ellipsis")  # never cut silently
-            table.add_row(variant, created, str(v["samples"]), ", ".join(names), key=v["variant"])
-        if not found:
-            self.notify("no earlier variants of this turn", timeout=3)
-        table.focus()
-
-    @on(DataTable.RowSelected, "#variants")
-    def selected(self, event: DataTable.RowSelected) -> None:
-        self.open(str(event.row_key.value))
-
-    @work(thread=True, exclusive=True, group="variants", exit_on_error=False)
-    def open(self, variant: str) -> None:
-        app: Any = self.app
-        with app.store() as store:
-            result = replay.compare(store, self.orig, variant)
-        app.call_from_thread(app.push_screen, CompareScreen(result))
-
-    def action_back(self) -> None:
-        self.app.pop_screen()

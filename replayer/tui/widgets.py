@@ -1,6 +1,9 @@
-"""Widgets of our own: the context-growth chart."""
+"""Widgets of our own and helpers for Textual's: the context-growth chart, a DataTable that moves
+with j/k and g/G, and resizing a DataTable's columns."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
@@ -8,6 +11,7 @@ from textual.color import Color
 from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 from ..models import TurnSummary
 
@@ -61,7 +65,7 @@ class ContextChart(Widget):
     """
     selected: reactive[int] = reactive(0)
 
-    def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.values: list[tuple[int, int, int, int]] = []
         self.breaks: set[int] = set()
@@ -203,7 +207,7 @@ class ContextChart(Widget):
         self.refresh()
 
 
-class KeyTable(DataTable):  # type: ignore[type-arg]
+class KeyTable(DataTable[Any]):
     """A DataTable that also moves with j/k and g/G while it has focus (screens whose j/k mean
     something else, like next turn, bind them themselves)."""
 
@@ -213,3 +217,16 @@ class KeyTable(DataTable):  # type: ignore[type-arg]
         Binding("g", "scroll_top", "Top", id="table-top", tooltip="First row", show=False),
         Binding("G", "scroll_bottom", "Bottom", id="table-bottom", tooltip="Last row", show=False),
     ]
+
+
+def set_widths(table: DataTable[Any], widths: dict[str, int]) -> None:
+    """Give columns (by key) new widths, and draw the table again if any changed."""
+    changed = False
+    for key, width in widths.items():
+        column = table.columns[ColumnKey(key)]
+        if column.width != width:
+            column.width, changed = width, True
+    if changed:
+        table._require_update_dimensions = True  # noqa: SLF001 - DataTable has no public way to resize a column
+        table._clear_caches()  # noqa: SLF001
+        table.refresh()

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from textual.app import App
 from textual.worker import Worker, WorkerState
 
 
-class ShowsWorkerErrors:
+def notify_worker_error(app: App[Any], event: Worker.StateChanged) -> None:
     """A worker reports its state to the screen (or app) that started it, and that message does
-    not bubble: each of them needs this handler, or a failed load just never arrives."""
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.state == WorkerState.ERROR and event.worker.error is not None:
-            err = event.worker.error
-            self.app.notify(  # type: ignore[attr-defined]
-                f"{type(err).__name__}: {err}", title="Could not load", severity="error", timeout=8
-            )
+    not bubble: each of them calls this from its handler, or a failed load just never arrives."""
+    if event.state == WorkerState.ERROR and event.worker.error is not None:
+        err = event.worker.error
+        app.notify(f"{type(err).__name__}: {err}", title="Could not load", severity="error", timeout=8)

@@ -1,0 +1,508 @@
+"""The writer in a process of its own: where a Recorder's records are parsed and written.
+
+Why a process: the writer's work (parsing, deduplicating, SQLite; about 0.5 ms of Python a
+record) on a thread of the agent's process competes with the agent for the GIL. In the 200-turn
+loop of bench/record_overhead.py that made the loop 1.08-1.19x its bare time. Here the agent's
+process only hands each record over: a feeder thread turns it into a `Captured` (protocol headers
+picked out, credentials dropped), pickles a burst of them and writes them to a pipe; a child
+process runs the ordinary `Writer` (store/writer.py) on a GIL of its own.
+
+The child starts at the first record, in a session of its own (Ctrl+C in the terminal goes to
+the agent, which flushes at exit, not to the writer under it). It ends when its stdin closes:
+after a close() that wrote everything, or when the agent's process ends (even killed), having
+written all that reached the pipe and checkpointed the WAL.
+
+Frames, both ways, are a 4-byte big-endian length and a pickle:
+  to the child:   ("put", [Captured, ...]) | ("flush", seq, closing)
+  to the parent:  ("ready",) | ("done", seq, ok, Counts) | ("counts", Counts) | ("log", levelno, message)
+The child's log records (a database that can't be written, a record skipped) are logged again
+here, on the "replayer" logger, where the user sees them.
+
+A thread writer in this process (the same behaviour, sharing the GIL) is used instead when the
+recorder has a `redact` hook or `log_events` (the user's code and logging live here), when
+REPLAYER_WRITER=thread, where a child can't be started (not POSIX, a frozen program, an
+interpreter that can't import replayer), and for a record that can't be pickled (a tag holding
+an object of the program's). If the child dies, the records it had not confirmed are reported as
+possibly lost and the rest go to a thread writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import queue
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from ..captured import Captured
+from . import writer as writer_module
+from .writer import Writer, _Flush
+from .writer import _read_headers as read_headers
+
+log = logging.getLogger("replayer")
+
+WRITER_ENV = "REPLAYER_WRITER"
+"""`thread` keeps the writer in the recording process (the default is a process of its own)."""
+COUNTS_SECONDS = 0.1
+"""How often the child looks whether records were dropped or skipped, to say so between flushes."""
+READY_SECONDS = 20.0
+"""How long the first records wait for the child to start before a thread writer takes over."""
+_HEADER = struct.Struct(">I")
+
+
+@dataclass(slots=True)
+class Counts:
+    """What the child's writer reports with each flush: the same counters a `Writer` keeps."""
+
+    calls: int = 0
+    attempts: int = 0
+    dropped: int = 0
+    failed: int = 0
+    unwritten: int = 0
+    received: int = 0
+    """Records the child has taken from the pipe."""
+    conversations: list[str] = field(default_factory=list)
+
+
+def make_writer(
+    path: str, *, redact: Any = None, log_events: bool = False, max_pending: int = 20_000
+) -> Writer | ProcessWriter:
+    """The writer for a Recorder: in a process of its own where that can work, else a thread."""
+    if redact is not None or log_events or os.environ.get(WRITER_ENV) == "thread" or not _can_spawn():
+        return Writer(path, redact=redact, log_events=log_events, max_pending=max_pending)
+    return ProcessWriter(path, max_pending=max_pending)
+
+
+def _can_spawn() -> bool:
+    return os.name == "posix" and bool(sys.executable) and not getattr(sys, "frozen", False)
+
+
+# -- the recording process's side -------------------------------------------------------------
+class ProcessWriter:
+    """A `Writer`'s interface (put, flush, close and its counters) for a writer in a child."""
+
+    def __init__(self, path: str, *, max_pending: int = 20_000) -> None:
+        self.path = path
+        self.max_pending = max_pending
+        self._lock = threading.Lock()
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        # also runs in a forked child: the parent's threads don't exist there and its pipe to the
+        # writer process is the parent's; the forked child starts one of its own if it records
+        self.q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._feeder: threading.Thread | None = None
+        self._child: subprocess.Popen[bytes] | None = None
+        self._to_child: IO[bytes] | None = None
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._put_after_close = False
+        self._local: Writer | None = None
+        """The thread writer that takes over when the child can't (see the module docstring)."""
+        self._seq = 0
+        self._waiting: dict[int, tuple[_Flush, int, bool]] = {}
+        """Flush number -> (its marker, records sent before it, the thread writer's answer)."""
+        self._earlier = Counts()
+        """What children that ended wrote."""
+        self._counts = Counts()
+        """The current child's last report."""
+        self._sent = 0
+        """Records sent to the current child."""
+        self._io = threading.Lock()
+        """Held while a frame is written to the child, or the pipe closed."""
+        self._own_failed = 0
+        self._lost = 0
+        self._thread_only = False
+        """Set when a child could not start or died: the thread writer writes everything after."""
+
+    # -- counters, as a Writer's ----------------------------------------------------------------
+    def _sum(self, name: str) -> int:
+        local = getattr(self._local, name) if self._local is not None else 0
+        return int(getattr(self._earlier, name) + getattr(self._counts, name) + local)
+
+    @property
+    def calls(self) -> int:
+        return self._sum("calls")
+
+    @property
+    def attempts(self) -> int:
+        return self._sum("attempts")
+
+    @property
+    def dropped(self) -> int:
+        return self._sum("dropped")
+
+    @property
+    def failed(self) -> int:
+        """Records that could not be stored for their content, or that a child which died had not
+        confirmed writing."""
+        return self._sum("failed") + self._own_failed + self._lost
+
+    @property
+    def unwritten(self) -> int:
+        held = self.q.qsize() + self._sent - self._counts.received + self._counts.unwritten
+        return held + (self._local.unwritten if self._local is not None else 0)
+
+    @property
+    def conversations(self) -> set[str] | None:
+        """Kept only under `replayer record`, which reports them (as a Writer's)."""
+        if not os.environ.get(writer_module.REPORT_ENV):
+            return None
+        local = (self._local.conversations or set()) if self._local is not None else set()
+        return {*self._earlier.conversations, *self._counts.conversations, *local}
+
+    # -- called from any thread -------------------------------------------------------------
+    def put(self, item: Any) -> None:
+        """Queue a `Captured`, or an object whose `captured()` makes one (on the feeder thread)."""
+        self.q.put(item)
+        if self._closed:
+            self._put_after_close = True
+        if self._feeder is None:
+            self._start()
+
+    def start(self) -> None:
+        """Start the child now, not at the first record (the recorder does when it is installed
+        in a client): its start-up, a few tenths of a second, overlaps the agent's first call."""
+        if self._feeder is None:
+            self._start()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._feeder is None:
+                t = threading.Thread(target=self._feed, name="replayer-feeder", daemon=True)
+                t.start()
+                self._feeder = t
+                writer_module._started.add(self)  # type: ignore[arg-type]
+                mp = sys.modules.get("multiprocessing.util")
+                if mp is not None:
+                    # a multiprocessing child ends with os._exit, skipping atexit: flush there too
+                    mp.Finalize(self, self.close, exitpriority=100)
+
+    def flush(self, timeout: float | None = None, *, closing: bool = False) -> bool:
+        """Wait until everything put so far is written (False when it could not be, or not in time)."""
+        if self._feeder is None and self.q.empty():
+            return True
+        marker = _Flush(closing)
+        self.put(marker)
+        self._wake.set()
+        return marker.done.wait(timeout) and marker.ok
+
+    def close(self, timeout: float | None = 10.0) -> bool:
+        """As `Writer.close`: everything written and the `.db` file whole; then the child ends (a
+        record put afterwards starts another)."""
+        ok = self.flush(timeout, closing=True)
+        self._closed, self._put_after_close = True, False
+        return ok
+
+    # -- the feeder thread: the pipe's only writer ------------------------------------------
+    def _feed(self) -> None:
+        with self._io:
+            if self._to_child is None and not self._thread_only:
+                self._spawn()
+        while True:
+            items = [self.q.get()]
+            if not isinstance(items[0], _Flush) and self.q.qsize() < writer_module.MAX_BATCH:
+                # as the writer's linger: a burst of calls goes over in one write, and puts don't
+                # wake this thread one by one (each wake-up takes the GIL from the agent)
+                self._wake.wait(writer_module.LINGER_SECONDS)
+                self._wake.clear()
+            while len(items) < writer_module.MAX_BATCH:
+                try:
+                    items.append(self.q.get_nowait())
+                except queue.Empty:
+                    break
+            batch: list[Captured] = []
+            for item in items:
+                if isinstance(item, _Flush):
+                    self._send_batch(batch)
+                    batch = []
+                    self._send_flush(item)
+                else:
+                    cap = self._captured(item)
+                    if cap is not None:
+                        batch.append(cap)
+            self._send_batch(batch)
+            # not kept while waiting: a stream's capture holds its response, request and credentials
+            items = batch = item = cap = None  # type: ignore[assignment]
+
+    def _captured(self, item: Any) -> Captured | None:
+        try:
+            cap = item if isinstance(item, Captured) else item.captured()
+            read_headers(cap)
+            return cap
+        except Exception as e:  # noqa: BLE001 - never let the feeder die
+            self._own_failed += 1
+            log.warning("replayer: could not read a captured call (%s: %s); it was skipped", type(e).__name__, e)
+            return None
+
+    def _send_batch(self, batch: list[Captured]) -> None:
+        if not batch:
+            return
+        if self._thread_only:
+            for cap in batch:
+                self._fallback().put(cap)
+            return
+        try:
+            frame = pickle.dumps(("put", batch), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - a record holds what can't be pickled: it is written here
+            kept = []
+            for cap in batch:
+                try:
+                    pickle.dumps(cap, protocol=pickle.HIGHEST_PROTOCOL)
+                    kept.append(cap)
+                except Exception:  # noqa: BLE001
+                    self._fallback().put(cap)
+            if not kept:
+                return
+            batch = kept
+            frame = pickle.dumps(("put", batch), protocol=pickle.HIGHEST_PROTOCOL)
+        if self._write(frame):
+            self._sent += len(batch)
+        else:
+            for cap in batch:
+                self._fallback().put(cap)
+
+    def _send_flush(self, marker: _Flush) -> None:
+        local_ok = self._local.flush(None, closing=marker.closing) if self._local is not None else True
+        if self._to_child is None:
+            marker.ok = local_ok
+            marker.done.set()
+            return
+        self._seq += 1
+        self._waiting[self._seq] = (marker, self._sent, local_ok)
+        self._write(pickle.dumps(("flush", self._seq, marker.closing)))
+        # a failed write ended the child, which answered every waiting flush with False
+
+    def _end_child(self, child: subprocess.Popen[bytes], sent: int) -> None:
+        """After a close() that wrote everything: the child's stdin closed, so it ends (the next
+        record starts another). Not when records went to it after that close(), nor while the
+        feeder is writing to it: then it ends at the next close, or with this process."""
+        if not self._io.acquire(timeout=1.0):
+            return
+        try:
+            with self._lock:
+                if child is not self._child or self._sent != sent:
+                    return
+                out = self._to_child
+                self._child = self._to_child = None
+                self._earlier = _plus(self._earlier, self._counts)
+                self._counts, self._sent = Counts(), 0
+            if out is not None:
+                try:
+                    out.close()  # the child closes the database and ends
+                except OSError:
+                    pass
+        finally:
+            self._io.release()
+
+    def _write(self, frame: bytes) -> bool:
+        with self._io:
+            if self._to_child is None and (self._thread_only or not self._spawn()):
+                return False
+            out, child = self._to_child, self._child
+            try:
+                assert out is not None
+                out.write(_HEADER.pack(len(frame)))
+                out.write(frame)
+                out.flush()
+                return True
+            except (OSError, ValueError, AssertionError):
+                pass
+        self._child_ended(child)
+        return False
+
+    def _fallback(self) -> Writer:
+        if self._local is None:
+            self._local = Writer(self.path, max_pending=self.max_pending)
+        return self._local
+
+    # -- the child --------------------------------------------------------------------------
+    def _spawn(self) -> bool:
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        boot = os.path.join(here, "replayer", "_boot")
+        env = dict(os.environ)
+        # the child needs replayer and its dependencies, not `replayer record`'s start-up hook
+        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and os.path.abspath(p) != boot]
+        env["PYTHONPATH"] = os.pathsep.join([here, *paths])
+        try:
+            child = subprocess.Popen(
+                [sys.executable, "-c", "from replayer.store.process import child_main; child_main()",
+                 self.path, str(self.max_pending)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+                start_new_session=True,
+            )
+        except OSError as e:
+            self._thread_only = True
+            self._fallback()
+            log.info("replayer: the writer process could not start (%s); writing from this process", e)
+            return False
+        assert child.stdin is not None and child.stdout is not None
+        ready = threading.Event()
+        with self._lock:
+            self._child, self._to_child = child, child.stdin
+        threading.Thread(
+            target=self._listen, args=(child, child.stdout, ready), name="replayer-acks", daemon=True
+        ).start()
+        if ready.wait(READY_SECONDS) and self._child is child:
+            return True
+        if self._child is child:
+            child.kill()
+            self._child_ended(child, quiet=True)
+        log.info("replayer: the writer process did not start; writing from this process")
+        return False
+
+    def _listen(self, child: subprocess.Popen[bytes], pipe: IO[bytes], ready: threading.Event) -> None:
+        """The acknowledgement thread: one child's reports, until its stdout closes."""
+        while True:
+            msg = _read_frame(pipe)
+            if msg is None:
+                break
+            kind = msg[0]
+            if kind == "ready":
+                ready.set()
+            elif kind == "done":
+                _, seq, ok, counts = msg
+                with self._lock:
+                    entry = self._waiting.pop(seq, None)
+                    if self._child is child:
+                        self._counts = counts
+                if entry is not None:
+                    marker, sent, local_ok = entry
+                    if marker.closing and ok:
+                        self._end_child(child, sent)
+                    marker.ok = ok and local_ok
+                    marker.done.set()
+            elif kind == "counts":
+                with self._lock:
+                    if self._child is child:
+                        self._counts = msg[1]
+            elif kind == "log":
+                log.log(msg[1], msg[2])
+        code = child.wait()
+        self._child_ended(child, code=code)
+
+    def _child_ended(self, child: subprocess.Popen[bytes] | None, *, code: int | None = None,
+                     quiet: bool = False) -> None:
+        """A child went away without being asked to: the thread writer takes over, and what the
+        child had not confirmed is counted as possibly lost."""
+        with self._lock:
+            if child is None or child is not self._child:
+                return
+            self._child = self._to_child = None
+            unconfirmed = self._sent - self._counts.received + self._counts.unwritten
+            self._lost += unconfirmed
+            self._earlier = _plus(self._earlier, self._counts)
+            self._counts, self._sent = Counts(), 0
+            waiting, self._waiting = self._waiting, {}
+            self._thread_only = True
+            self._fallback()
+        for marker, _, _ in waiting.values():
+            marker.ok = False
+            marker.done.set()
+        if not quiet:
+            log.warning(
+                "replayer: the writer process ended%s%s; writing %s from this process from now on",
+                f" (exit code {code})" if code is not None else "",
+                f" with {unconfirmed} record(s) it had not confirmed writing" if unconfirmed else "",
+                self.path,
+            )
+
+
+def _plus(a: Counts, b: Counts) -> Counts:
+    return Counts(
+        a.calls + b.calls, a.attempts + b.attempts, a.dropped + b.dropped, a.failed + b.failed,
+        conversations=sorted({*a.conversations, *b.conversations}),
+    )
+
+
+def _read_frame(pipe: IO[bytes]) -> Any:
+    head = pipe.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        return None
+    (size,) = _HEADER.unpack(head)
+    body = pipe.read(size)
+    if len(body) < size:
+        return None
+    return pickle.loads(body)
+
+
+# -- the child's side -------------------------------------------------------------------------
+class _Forward(logging.Handler):
+    """Sends the child's log records to the recording process, which logs them as its own."""
+
+    def __init__(self, send: Any) -> None:
+        super().__init__(logging.DEBUG)
+        self.send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.send(("log", record.levelno, record.getMessage()))
+
+
+def child_main() -> None:
+    """Run in the child: read frames from stdin, write records, answer flushes, until stdin ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    path, max_pending = sys.argv[1], int(sys.argv[2])
+    inp = os.fdopen(os.dup(0), "rb")
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a stray print() must not land in the frames
+    send_lock = threading.Lock()
+
+    def send(msg: Any) -> None:
+        frame = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+        with send_lock:
+            try:
+                out.write(_HEADER.pack(len(frame)) + frame)
+                out.flush()
+            except (OSError, ValueError):
+                pass  # the recording process is gone; the records are still written
+
+    replayer_log = logging.getLogger("replayer")
+    replayer_log.addHandler(_Forward(send))
+    replayer_log.setLevel(logging.DEBUG)
+    replayer_log.propagate = False
+    writer = Writer(path, max_pending=max_pending, linger=0.0)
+    received = 0
+
+    def counts() -> Counts:
+        return Counts(
+            writer.calls, writer.attempts, writer.dropped, writer.failed, writer.unwritten, received,
+            sorted(writer.conversations or ()),
+        )
+
+    def report_changes() -> None:
+        """Between flushes, the counters the recording process shows (`Recorder.dropped`)."""
+        last = (0, 0)
+        while True:
+            time.sleep(COUNTS_SECONDS)
+            now = (writer.dropped, writer.failed)
+            if now != last:
+                send(("counts", counts()))
+            last = now
+
+    threading.Thread(target=report_changes, daemon=True).start()
+    send(("ready",))
+    while True:
+        msg = _read_frame(inp)
+        if msg is None:
+            break
+        if msg[0] == "put":
+            received += len(msg[1])
+            for cap in msg[1]:
+                writer.put(cap)
+        elif msg[0] == "flush":
+            _, seq, closing = msg
+            ok = writer.close(None) if closing else writer.flush(None)
+            send(("done", seq, ok, counts()))
+    writer.close(float(os.environ.get("REPLAYER_EXIT_TIMEOUT", "10")))

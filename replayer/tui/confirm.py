@@ -1,0 +1,69 @@
+"""The question before a rerun is sent: the edits, the estimate and any problems."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+from .. import replay
+from ..fmt import money, plural
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """The estimate and any problems, before anything is sent."""
+
+    BINDINGS = [
+        Binding("escape,n", "answer(False)", "Cancel", id="cancel"),
+        Binding("y,ctrl+j,alt+enter,ctrl+s", "answer(True)", "Send", id="confirm"),
+    ]
+
+    def __init__(
+        self,
+        edits: replay.Edits,
+        samples: int,
+        problems: list[replay.Problem],
+        est: replay.Estimate,
+        orig: replay.Original,
+    ) -> None:
+        super().__init__()
+        self.edits, self.samples, self.problems, self.est, self.orig = edits, samples, problems, est, orig
+
+    def compose(self) -> ComposeResult:
+        e = self.est
+        text = Text()
+        text.append(f"Send {plural(self.samples, 'sample')}?\n\n", style="bold")
+        text.append(f"edits: {', '.join(self.edits.names())}\n")
+        text.append(
+            f"estimate: {e.input_tokens:,} prompt tokens ({e.source}) + ~{e.output_tokens:,} output each: "
+            f"{money(e.cost_usd)} for {self.samples} (at most {money(e.max_cost_usd)})\n"
+            f"the original cost {money(self.orig.cost_usd)}\n"
+        )
+        blocking = [p for p in self.problems if p.blocking]
+        for p in self.problems:
+            text.append(
+                "\nproblem: " if p.blocking else "\nwarning: ", style="bold red" if p.blocking else "bold yellow"
+            )
+            text.append(p.message)
+        with Vertical(id="rr-confirm"):
+            yield Static(text)
+            with Horizontal(id="rr-buttons"):
+                yield Button(
+                    "Send anyway" if blocking else "Send", id="rr-go", variant="error" if blocking else "primary"
+                )
+                yield Button("Cancel", id="rr-cancel")
+
+    @on(Button.Pressed, "#rr-go")
+    def go(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#rr-cancel")
+    def cancel(self) -> None:
+        self.dismiss(False)
+
+    def action_answer(self, go: bool) -> None:
+        self.dismiss(go)

@@ -1,0 +1,496 @@
+"""One conversation: its turn list (a turn's retries under it), the context-growth chart, the
+selected turn's detail in tabs (drawn by render and turn_view), find across every turn, and the
+way into a rerun. Data comes from thread workers."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane, TextArea
+from textual.worker import get_current_worker
+
+from ..fmt import money, plural
+from ..models import TurnDetail, TurnSummary
+from ..store.queries import prompt_tokens
+from ..text import _TOKEN as _WORD  # a word as the index keeps it: what `/` in a conversation highlights
+from .base import ReplayerScreen
+from .messages import DetailLoaded, DetailToCopy, FoundInConversation, TimelineLoaded
+from .render import context_text, copy_text, raw_text, tools_text, turn_marks, turn_rows, usage_text
+from .rerun import RerunScreen
+from .turn_view import response_widgets
+from .widgets import ContextChart, set_widths
+
+
+class ConversationScreen(ReplayerScreen[None]):
+    """One conversation: its turns, the context growing, and the selected turn in detail."""
+
+    BINDINGS = [
+        Binding("j", "next_turn", "Next turn", id="next", tooltip="Next turn (also down)", show=False),
+        Binding("k", "prev_turn", "Prev turn", id="prev", tooltip="Previous turn (also up)", show=False),
+        Binding("g", "first_turn", "First", id="first", tooltip="First turn", show=False),
+        Binding("G", "last_turn", "Last", id="last", tooltip="Last turn", show=False),
+        Binding("escape", "back", "Back", id="back", tooltip="Back to the conversations (a find is cleared first)"),
+        Binding("1", "tab('context')", "Context", id="tab-context", tooltip="What entered the context", show=False),
+        Binding("2", "tab('response')", "Response", id="tab-response", tooltip="The response, for reading", show=False),
+        Binding("3", "tab('tools')", "Tools", id="tab-tools", tooltip="Tool calls beside their results", show=False),
+        Binding("4", "tab('usage')", "Usage", id="tab-usage", tooltip="Tokens, rates and cost", show=False),
+        Binding("5", "tab('raw')", "Raw", id="tab-raw", tooltip="The exact request and response JSON", show=False),
+        Binding(
+            "a",
+            "show_all",
+            "Whole context / show all",
+            id="show-all",
+            tooltip="Show the whole context, and long payloads uncut",
+        ),
+        Binding("y", "copy", "Copy", id="copy", tooltip="Copy what the open tab shows (JSON or text)"),
+        Binding("r", "rerun", "Rerun", id="rerun", tooltip="Rerun this turn with edits and compare the outputs"),
+        Binding("slash", "find", "Find", id="find", tooltip="Find text in every turn (n/N: next/previous match)"),
+        Binding("n", "find_next", "Next match", id="find-next", tooltip="The next turn holding the text", show=False),
+        Binding("N", "find_prev", "Previous match", id="find-prev", tooltip="The previous one", show=False),
+        Binding("e", "jump('error', 1)", "Next error", id="next-error", tooltip="Next turn that failed or was retried"),
+        Binding(
+            "E",
+            "jump('error', -1)",
+            "Prev error",
+            id="prev-error",
+            tooltip="Previous turn that failed or was retried",
+            show=False,
+        ),
+        Binding(
+            "b", "jump('break', 1)", "Next cache break", id="next-break", tooltip="Next turn where the cache breaks"
+        ),
+        Binding(
+            "B", "jump('break', -1)", "Prev cache break", id="prev-break", tooltip="Previous cache break", show=False
+        ),
+    ]
+    LEGEND = (
+        ("✖", "failed", "error"),
+        ("⊘", "abandoned", "abandoned"),
+        ("↻", "retried", "retried"),
+        ("⚠", "cache break", "break"),
+    )
+    """The turn list's status column: symbol, meaning, outcome (whose colour it takes)."""
+    SYMBOLS = {kind: symbol for symbol, _, kind in LEGEND}
+    OUTCOME_COLOURS = {
+        "error": "text-error",
+        "abandoned": "text-secondary",
+        "retried": "text-warning",
+        "break": "text-accent",
+    }
+    """Theme variables made to be read on the theme's background, dark or light."""
+    COLUMNS = (
+        ("#", "idx", 4),
+        ("", "status", 2),
+        ("time", "time", 8),
+        ("stop", "stop", 10),
+        ("tools", "tools", 0),
+        ("Δ prompt", "delta", 10),
+        ("cost", "cost", 9),
+        ("latency", "ms", 8),
+        ("hit", "cache", 4),
+        ("", "err", 0),
+    )
+    """The turn list; width 0 marks the columns that share what room is left (at least FLEX_MIN).
+    The number columns hold their widest usual values whole (+1,234,567 tokens, $123.4567,
+    9999.9 s): a number cut by its column reads as another number."""
+    FLEX_MIN = {"tools": 10, "err": 6}
+
+    def __init__(self, conversation_id: str, turn: int | None = None) -> None:
+        super().__init__()
+        self.conversation_id = conversation_id
+        self.start_turn = turn
+        self.timeline: list[TurnSummary] = []
+        self.row_turn: list[int] = []
+        """The turn each row of the turn list belongs to (a turn's retries sit under it)."""
+        self.turn_row: list[int] = []
+        """The row of each turn's own line."""
+        self.detail: TurnDetail | None = None
+        self.show_all = False
+        self.find_text = ""
+        self.find_pattern: re.Pattern[str] | None = None
+        """What `/` looks for, as the index matches it: each word as a prefix, any case."""
+        self.find_targets: list[tuple[int, str]] = []
+        """(turn, tab) where each match shows: the Context tab of the turn its text entered."""
+        self.find_at = -1
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="conv-title")
+        yield Input(placeholder="find in every turn (enter) · n/N next/previous · esc clears", id="conv-find")
+        with Horizontal(id="conv-body"):
+            turns: DataTable[Any] = DataTable(id="turns", cursor_type="row", zebra_stripes=True)
+            yield turns
+            with Vertical(id="detail-side"):
+                yield ContextChart(id="chart")
+                with TabbedContent(id="tabs", initial="context"):
+                    with TabPane("1 Context", id="context"):
+                        yield VerticalScroll(Static("", id="context-body"), id="context-scroll")
+                    with TabPane("2 Response", id="response"):
+                        yield VerticalScroll(id="response-body")
+                    with TabPane("3 Tools", id="tools"):
+                        yield VerticalScroll(Static("", id="tools-body"))
+                    with TabPane("4 Usage & cost", id="usage"):
+                        yield VerticalScroll(Static("", id="usage-body"))
+                    with TabPane("5 Raw", id="raw"):
+                        yield VerticalScroll(id="raw-box")  # its TextArea is made when first opened
+        yield Footer()
+
+    def on_resize(self, event: Any) -> None:
+        self.set_class(event.size.width < 140, "narrow")
+        self.call_after_refresh(self.fit_columns)  # once the turn list has its new size
+
+    def on_mount(self) -> None:
+        self.set_class(self.app.size.width < 140, "narrow")
+        self.query_one("#conv-find", Input).display = False
+        table = self.query_one("#turns", DataTable)
+        # fixed widths: the table then never measures every cell of a long conversation
+        for col, key, width in self.COLUMNS:
+            table.add_column(col, key=key, width=width or self.FLEX_MIN[key])
+        self.sub_title = self.conversation_id
+        self.load_timeline()
+        table.focus()
+        self.set_interval(self.app.refresh_seconds, self.poll)
+        self.app.theme_changed_signal.subscribe(self, self._recolour)
+
+    def _recolour(self, _theme: Any) -> None:
+        """Outcome colours come from the theme: draw the rows again in the new one."""
+        if self.timeline:
+            self.show_timeline(self.timeline)
+
+    def fit_columns(self) -> None:
+        """Give the room the fixed columns leave to the tools and notes columns, so the turn
+        list uses the width it has (and a wide terminal shows whole error messages)."""
+        table = self.query_one("#turns", DataTable)
+        room = (  # the room a vertical scrollbar takes is kept for it: rows may come later
+            table.size.width
+            - table.styles.scrollbar_size_vertical
+            - sum(w + 2 * table.cell_padding for _, _, w in self.COLUMNS)
+        )
+        tools = max(self.FLEX_MIN["tools"], min(24, room // 3))
+        set_widths(table, {"tools": tools, "err": max(self.FLEX_MIN["err"], room - tools)})
+
+    # -- loading ----------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="timeline", exit_on_error=False)
+    def load_timeline(self) -> None:
+        with self.app.store() as store:
+            timeline = store.turns(self.conversation_id)
+            # the first turn to show comes with the list, so the screen is drawn once, whole
+            first = None
+            if timeline:
+                start = max(0, min(self.start_turn or 0, len(timeline) - 1))
+                first = store.turn_detail(timeline[start].turn_id, timeline)
+        self.post_message(TimelineLoaded(timeline, first))
+
+    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
+    def poll(self) -> None:
+        """A live agent may still be writing: pick up new turns by themselves."""
+        with self.app.store() as store:
+            timeline = store.turns(self.conversation_id)
+        if len(timeline) != len(self.timeline) or (
+            timeline and self.timeline and len(timeline[-1].attempts) != len(self.timeline[-1].attempts)
+        ):
+            self.post_message(TimelineLoaded(timeline))
+
+    @on(TimelineLoaded)
+    def timeline_loaded(self, message: TimelineLoaded) -> None:
+        self.show_timeline(message.timeline, message.first)
+
+    def show_timeline(self, timeline: list[TurnSummary], first: TurnDetail | None = None) -> None:
+        with self.app.batch_update():
+            self._show_timeline(timeline, first)
+
+    def _show_timeline(self, timeline: list[TurnSummary], first: TurnDetail | None) -> None:
+        table = self.query_one("#turns", DataTable)
+        keep = self.row_turn[table.cursor_row] if self.timeline and table.row_count else None
+        if keep is None:
+            keep = self.start_turn if self.start_turn is not None else 0
+        keep = max(0, min(keep, len(timeline) - 1))
+        refresh = bool(self.timeline)
+        self.timeline = timeline
+        if first is not None and first.turn.turn_id == timeline[keep].turn_id:
+            self._requested = first.turn.turn_id
+        elif timeline:  # start loading the detail now: the worker reads while this thread draws the list
+            self.request_detail(timeline[keep].turn_id, again=refresh)
+        table.clear()
+        breaks = self._breaks()
+        colour = self.outcome_colours()
+        rows, self.row_turn, self.turn_row, counts = turn_rows(timeline, breaks, colour, self.SYMBOLS)
+        table.add_rows(rows)
+        total = sum(t.cost_usd or 0 for t in timeline)
+        title = Text.assemble((self.conversation_id, "bold"), f"  {plural(len(timeline), 'turn')}  {money(total)}")
+        for symbol, word, kind in self.LEGEND:  # the status column's legend, with the counts
+            if counts.get(kind):
+                title.append(f"   {symbol} {counts[kind]} {word}", style=colour[kind])
+        self.query_one("#conv-title", Static).update(title)
+        self.query_one("#chart", ContextChart).set_turns(timeline, breaks)
+        if timeline:
+            table.move_cursor(row=self.turn_row[keep])
+        if first is not None and first.turn.turn_id == timeline[keep].turn_id:
+            self.show_detail(first)
+
+    def outcome_colours(self) -> dict[str, str]:
+        variables = self.app.theme_variables or self.app.get_css_variables()
+        return {kind: variables.get(name, "") for kind, name in self.OUTCOME_COLOURS.items()}
+
+    def current_turn(self) -> int:
+        table = self.query_one("#turns", DataTable)
+        return self.row_turn[table.cursor_row] if self.row_turn and 0 <= table.cursor_row < len(self.row_turn) else 0
+
+    @on(DataTable.RowHighlighted, "#turns")
+    def highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if self.timeline and 0 <= event.cursor_row < len(self.row_turn):
+            index = self.row_turn[event.cursor_row]
+            self.query_one("#chart", ContextChart).select(index)
+            self.request_detail(self.timeline[index].turn_id)
+
+    def request_detail(self, turn_id: str, again: bool = False) -> None:
+        """Load a turn's detail unless it is the one already loading or shown (moving the cursor
+        onto the row being loaded would otherwise cancel that load and start it over)."""
+        if turn_id == getattr(self, "_requested", None) and not again:
+            return
+        self._requested = turn_id
+        self.load_detail(turn_id)
+
+    @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
+    def load_detail(self, turn_id: str) -> None:
+        with self.app.store() as store:
+            detail = store.turn_detail(turn_id, self.timeline)
+        if not get_current_worker().is_cancelled:
+            self.post_message(DetailLoaded(detail))
+
+    # -- the detail tabs --------------------------------------------------------------------
+    @on(DetailLoaded)
+    def detail_loaded(self, message: DetailLoaded) -> None:
+        self.show_detail(message.detail)
+
+    def show_detail(self, d: TurnDetail) -> None:
+        """Draw only the open tab; the others are drawn when opened (moving between turns with a
+        megabyte of context must stay instant)."""
+        if self.timeline and self.timeline[self.current_turn()].turn_id != d.turn.turn_id:
+            return  # a late answer for a turn the cursor has already left
+        self.detail = d
+        self._drawn: set[str] = set()
+        self._draw(self.query_one("#tabs", TabbedContent).active)
+
+    @on(TabbedContent.TabActivated, "#tabs")
+    def tab_opened(self, event: TabbedContent.TabActivated) -> None:
+        self._draw(event.pane.id or "")
+
+    def _draw(self, tab: str) -> None:
+        d = self.detail
+        if d is None or tab in getattr(self, "_drawn", set()):
+            return
+        self._drawn.add(tab)
+        if tab == "context":
+            text = context_text(d, self.show_all, self._previous_prompt(d), self.find_pattern)
+            self.query_one("#context-body", Static).update(text)
+            if self.find_pattern is not None:
+                self.call_after_refresh(self._scroll_to_match, text)
+        elif tab == "response":
+            box = self.query_one("#response-body", VerticalScroll)
+            box.remove_children()
+            box.mount_all(response_widgets(d, self.show_all))
+        elif tab == "tools":
+            self.query_one("#tools-body", Static).update(tools_text(d, self.show_all))
+        elif tab == "usage":
+            self.query_one("#usage-body", Static).update(usage_text(d))
+        elif tab == "raw":
+            raw = raw_text(d)
+            areas = self.query("#raw-body")
+            if areas:
+                areas.first(TextArea).load_text(raw)
+            else:
+                self.query_one("#raw-box").mount(TextArea(raw, id="raw-body", read_only=True, soft_wrap=False))
+
+    # -- find (/) ----------------------------------------------------------------------------
+    def _scroll_to_match(self, text: Text) -> None:
+        """Bring the first match in the Context tab into view."""
+        found = self.find_pattern.search(text.plain) if self.find_pattern is not None else None
+        if found is None:
+            return
+        width = self.query_one("#context-body", Static).content_size.width or 80
+        row = len(Text(text.plain[: found.start()]).wrap(self.app.console, width)) - 1
+        self.query_one("#context-scroll", VerticalScroll).scroll_to(y=max(0, row - 2), animate=False)
+
+    def action_find(self) -> None:
+        box = self.query_one("#conv-find", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Submitted, "#conv-find")
+    def find_submitted(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            self.clear_find()
+            return
+        words = _WORD.findall(text)
+        self.find_text = text
+        # the text as typed where it occurs, else each word as the index matched it: a word's start
+        alternatives = [re.escape(text), *(r"\b" + re.escape(w) for w in words)]
+        self.find_pattern = re.compile("|".join(alternatives), re.IGNORECASE) if words else None
+        self.find_targets, self.find_at = [], -1
+        self.query_one("#turns", DataTable).focus()
+        self.find(text)
+
+    @work(thread=True, exclusive=True, group="find", exit_on_error=False)
+    def find(self, text: str) -> None:
+        """In the store's full-text index, not in the turns loaded here."""
+        with self.app.store() as store:
+            hits = store.find_in_conversation(self.conversation_id, text)
+        self.post_message(FoundInConversation(text, hits))
+
+    @on(FoundInConversation)
+    def found(self, message: FoundInConversation) -> None:
+        text, hits = message.text, message.hits
+        if text != self.find_text:
+            return  # a newer search was started
+        last = len(self.timeline) - 1
+        targets = set()
+        for turn, where in hits:
+            # a reply's text enters the context of the turn after it; the last reply only shows as one
+            targets.add((turn + 1, "context") if where == "response" and turn < last else (turn, where))
+        self.find_targets = sorted(targets)
+        if not self.find_targets:
+            self.notify(f"no turn holds {text!r}", timeout=4)
+            self._redraw()
+            return
+        here = self.current_turn()
+        self.find_at = next((i for i, (turn, _) in enumerate(self.find_targets) if turn >= here), 0) - 1
+        self.notify(f"{plural(len(self.find_targets), 'turn')} hold {text!r} · n/N next/previous", timeout=4)
+        self.action_find_next()
+
+    def action_find_next(self) -> None:
+        self._find_step(+1)
+
+    def action_find_prev(self) -> None:
+        self._find_step(-1)
+
+    def _find_step(self, step: int) -> None:
+        if not self.find_targets:
+            if self.find_text:
+                self.notify(f"no turn holds {self.find_text!r}", timeout=3)
+            return
+        self.find_at = (self.find_at + step) % len(self.find_targets)
+        turn, tab = self.find_targets[self.find_at]
+        self.action_tab(tab)
+        if turn == self.current_turn():
+            self._redraw()
+        else:
+            self.goto_turn(turn)
+        where = f"match {self.find_at + 1} of {len(self.find_targets)}"
+        self.sub_title = f"{self.conversation_id} · {self.find_text!r}: {where}"
+
+    def clear_find(self) -> None:
+        box = self.query_one("#conv-find", Input)
+        box.value, box.display = "", False
+        self.find_text, self.find_pattern, self.find_targets, self.find_at = "", None, [], -1
+        self.sub_title = self.conversation_id
+        self.query_one("#turns", DataTable).focus()
+        self._redraw()
+
+    def _redraw(self) -> None:
+        if self.detail is not None:
+            self.show_detail(self.detail)
+
+    def _previous_prompt(self, d: TurnDetail) -> int | None:
+        """The previous turn's whole prompt (input + cache writes + cache reads), when known."""
+        i = d.turn.index - 1
+        if 0 <= i < len(self.timeline) and self.timeline[i].usage:
+            return prompt_tokens(self.timeline[i].usage or {})
+        return None
+
+    # -- actions ----------------------------------------------------------------------------
+    def goto_turn(self, index: int) -> None:
+        """Move to a turn's own row (j/k step over the attempt rows under a turn)."""
+        if self.turn_row:
+            index = max(0, min(index, len(self.turn_row) - 1))
+            self.query_one("#turns", DataTable).move_cursor(row=self.turn_row[index])
+
+    def action_next_turn(self) -> None:
+        self.goto_turn(self.current_turn() + 1)
+
+    def action_prev_turn(self) -> None:
+        self.goto_turn(self.current_turn() - 1)
+
+    def action_jump(self, kind: str, step: int) -> None:
+        """To the next (step 1) or previous (-1) turn with an error or a cache break, wrapping
+        around at the ends like a search."""
+        wanted = ("error", "retried") if kind == "error" else ("break",)
+        breaks = self._breaks()
+        hits = [t.index for t in self.timeline if any(m in wanted for m in turn_marks(t, t.index in breaks))]
+        what = "error" if kind == "error" else "cache break"
+        if not hits:
+            self.notify(f"no {what} in this conversation", timeout=3)
+            return
+        here = self.current_turn()
+        ahead = [i for i in hits if (i > here if step > 0 else i < here)]
+        if ahead:
+            self.goto_turn(ahead[0] if step > 0 else ahead[-1])
+        else:
+            self.goto_turn(hits[0] if step > 0 else hits[-1])
+            self.notify(f"wrapped around to the {'first' if step > 0 else 'last'} {what}", timeout=2)
+
+    def _breaks(self) -> set[int]:
+        from ..metrics import cache_breaks
+
+        return set(cache_breaks([t.usage for t in self.timeline]))
+
+    def action_first_turn(self) -> None:
+        self.goto_turn(0)
+
+    def action_last_turn(self) -> None:
+        self.goto_turn(len(self.timeline) - 1)
+
+    def action_back(self) -> None:
+        if self.query_one("#conv-find", Input).display:  # esc first clears a find
+            self.clear_find()
+            return
+        self.app.pop_screen()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = tab
+
+    def action_show_all(self) -> None:
+        self.show_all = not self.show_all
+        self._redraw()
+
+    def cursor_turn_id(self) -> str | None:
+        """The turn the cursor shows (its detail may still be loading)."""
+        return self.timeline[self.current_turn()].turn_id if self.timeline else None
+
+    def action_copy(self) -> None:
+        turn_id = self.cursor_turn_id()
+        if turn_id is None:
+            return
+        tab = self.query_one("#tabs", TabbedContent).active
+        if self.detail is not None and self.detail.turn.turn_id == turn_id:
+            self._copy(self.detail, tab)
+        else:  # the cursor's turn isn't loaded yet: copy it once it is, never the one shown before
+            self.copy_turn(turn_id, tab)
+
+    @work(thread=True, group="copy", exit_on_error=False)
+    def copy_turn(self, turn_id: str, tab: str) -> None:
+        with self.app.store() as store:
+            detail = store.turn_detail(turn_id, self.timeline)
+        self.post_message(DetailToCopy(detail, tab))
+
+    @on(DetailToCopy)
+    def copy_loaded(self, message: DetailToCopy) -> None:
+        self._copy(message.detail, message.tab)
+
+    def _copy(self, d: TurnDetail, tab: str) -> None:
+        text = copy_text(d, tab)
+        self.app.copy_to_clipboard(text)
+        self.notify(f"copied the {tab} of turn {d.turn.index} ({len(text):,} characters)", timeout=3)
+
+    def action_rerun(self) -> None:
+        turn_id = self.cursor_turn_id()
+        if turn_id is None:
+            return
+        self.app.push_screen(RerunScreen(turn_id))

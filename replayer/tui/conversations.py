@@ -1,0 +1,384 @@
+"""The conversation list, the home screen: every conversation, a page at a time, with filter,
+sort and a live reload while agents record. Rows come from thread workers."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.worker import Worker, WorkerState
+
+from ..filters import FilterError, parse_filter
+from ..fmt import local_time, money
+from ..models import ConversationSummary
+from .base import ReplayerScreen
+from .dashboard import DashboardScreen
+from .messages import ConversationsLoaded, StoreChanged
+from .render import duration, tokens
+from .widgets import set_widths
+
+PAGE = 100
+
+
+class ConversationsScreen(ReplayerScreen[None]):
+    """Every conversation, newest first, a page at a time."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", id="down", tooltip="Next conversation", show=False),
+        Binding("k", "cursor_up", "Up", id="up", tooltip="Previous conversation", show=False),
+        Binding("g", "top", "Top", id="top", tooltip="First conversation", show=False),
+        Binding("G", "bottom", "Bottom", id="bottom", tooltip="Last loaded conversation", show=False),
+        Binding("enter,l", "open", "Open", id="open", tooltip="Open the highlighted conversation"),
+        Binding(
+            "slash",
+            "search",
+            "Search/filter",
+            id="search",
+            tooltip="Search message text; also user:U model:M since:DATE until:DATE errors cost>0.5",
+        ),
+        Binding("s", "sort", "Sort", id="sort", tooltip="Sort by the next column (also: click a column header)"),
+        Binding("S", "reverse_sort", "Reverse", id="reverse-sort", tooltip="Reverse the sort order", show=False),
+        Binding("ctrl+r", "reload", "Refresh", id="refresh", tooltip="Reload the list from the database"),
+        Binding("y", "copy", "Copy id", id="copy", tooltip="Copy the highlighted conversation id"),
+        Binding("d", "dashboard", "Dashboard", id="dashboard", tooltip="Spend per user and day, health, alerts"),
+        Binding("escape", "clear", "Clear filter", id="clear", tooltip="Clear the filter", show=False),
+    ]
+    COLUMNS = (
+        "Started",
+        "Conversation",
+        "User",
+        "Turns",
+        "Cost",
+        "Err",
+        "Prompt",
+        "Output",
+        "Cache",
+        "Duration",
+        "First message",
+        "Models",
+    )
+    SQL_SORTS = {
+        "Started": "started",
+        "Conversation": "id",
+        "User": "user",
+        "Turns": "turns",
+        "Prompt": "input",
+        "Output": "output",
+        "Cost": "cost",
+        "Cache": "cache",
+        "Err": "errors",
+        "Duration": "duration",
+        "Models": "models",
+        "First message": "first",
+    }
+    """Every column sorts over every conversation (by the store), not just the loaded page."""
+    WIDTHS = {
+        "Started": 16,
+        "Conversation": 34,
+        "User": 14,
+        "Turns": 5,
+        "Prompt": 11,
+        "Output": 9,
+        "Cost": 10,
+        "Cache": 5,
+        "Err": 3,
+        "Duration": 8,
+        "First message": 44,
+        "Models": 28,
+    }
+
+    NUMBERS = {"Turns", "Cost", "Err", "Prompt", "Output", "Cache", "Duration"}
+    """Columns that must never be cut by the screen's edge: 179,026 cut to "179" reads as 179."""
+    NARROWEST_ID = 16
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[ConversationSummary] = []
+        self.filters: dict[str, Any] = {}
+        self.sort = ("Started", True)
+        self.exhausted = False
+        self.loading = False
+        self.generation = 0
+        """Counts the list's queries (filter, sort, reload): a page from an older one is dropped."""
+        self.mark: tuple[int, int] | None = None
+        """The store's change mark when the rows on screen were read (Store.change_mark)."""
+        self.keep_cursor: str | None = None
+        """The conversation to put the cursor back on when a reload lands."""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="search text, or user:U model:M since:YYYY-MM-DD errors cost>0.5", id="filter")
+        table: DataTable[Any] = DataTable(id="conversations", cursor_type="row", zebra_stripes=True)
+        yield table
+        yield Static("", id="empty")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        table = self.query_one(DataTable)
+        for col in self.COLUMNS:  # fixed widths: a page of rows is not measured cell by cell
+            table.add_column(col, key=col, width=self.WIDTHS.get(col))
+        self._label_sort()
+        self.call_after_refresh(self.fit_columns)
+        self.sub_title = str(self.app.db_path)
+        self.load(reset=True)
+        table.focus()
+        self.set_interval(self.app.refresh_seconds, self.poll)
+
+    def on_resize(self, event: Any) -> None:
+        self.call_after_refresh(self.fit_columns)
+
+    def conversation_width(self, edges: tuple[int, ...], padding: int) -> int:
+        """The Conversation column's width for a table whose right edge is at one of `edges`
+        (with and without a vertical scrollbar): as wide as an id when that keeps the edge out of
+        every number column, else the widest narrower one that does (the number then shows whole),
+        else wider (the number goes off screen whole)."""
+        widest = self.WIDTHS["Conversation"]
+
+        def cuts_a_number(width: int) -> bool:
+            x = 0
+            for col in self.COLUMNS:
+                w = (width if col == "Conversation" else self.WIDTHS[col]) + padding
+                if col in self.NUMBERS and any(x < edge < x + w for edge in edges):
+                    return True
+                x += w
+            return False
+
+        for width in (*range(widest, self.NARROWEST_ID - 1, -1), *range(widest + 1, widest + 24)):
+            if not cuts_a_number(width):
+                return width
+        return widest
+
+    def fit_columns(self) -> None:
+        """Called on resize and when rows arrive (a vertical scrollbar may have come or gone)."""
+        table = self.query_one("#conversations", DataTable)
+        edge = table.scrollable_content_region.width
+        set_widths(table, {"Conversation": self.conversation_width((edge,), 2 * table.cell_padding)})
+
+    # -- loading ----------------------------------------------------------------------------
+    def load(self, reset: bool = False, at_least: int = PAGE, keep: str | None = None) -> None:
+        if reset:  # a new query replaces any page still loading (the worker group is exclusive)
+            self.rows, self.exhausted, self.loading = [], False, False
+            self.generation += 1
+            self.keep_cursor = keep
+        if self.exhausted or self.loading:
+            return
+        self.loading = True
+        limit = max(PAGE, at_least)
+        self.fetch(len(self.rows), dict(self.filters), self.sort, self.generation, limit)
+
+    @work(thread=True, exclusive=True, group="conversations", exit_on_error=False)
+    def fetch(
+        self, offset: int, filters: dict[str, Any], sort: tuple[str, bool], generation: int = 0, limit: int = PAGE
+    ) -> None:
+        column, descending = sort
+        with self.app.store() as store:
+            mark = store.change_mark()  # read first: anything recorded during the query moves it again
+            rows = store.conversations(
+                **filters, sort=self.SQL_SORTS.get(column, "started"), descending=descending, limit=limit, offset=offset
+            )
+        # a cancelled worker's thread still runs to here: its rows must not land under a newer header
+        self.post_message(ConversationsLoaded(offset, rows, generation, limit, mark))
+
+    def reload_in_place(self) -> None:
+        """Read the list again as it is (filter, sort, as many rows as are loaded), the cursor
+        staying on its conversation."""
+        self.load(reset=True, at_least=len(self.query_one(DataTable).rows), keep=self.cursor_id())
+
+    @work(thread=True, exclusive=True, group="list-poll", exit_on_error=False)
+    def poll(self) -> None:
+        """Agents may be recording now: a cheap check of the store's change mark, and a reload
+        only when it moved (the list is read again only while it is on screen)."""
+        if not self.is_current or self.mark is None or self.loading:
+            return
+        with self.app.store() as store:
+            mark = store.change_mark()
+        if mark != self.mark:
+            self.post_message(StoreChanged(mark))
+
+    @on(StoreChanged)
+    def _changed(self, message: StoreChanged) -> None:
+        if self.mark is not None and message.mark != self.mark and not self.loading:
+            self.reload_in_place()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # ReplayerScreen's own handler shows the error (Textual calls both); the list must not
+        # stay "loading"
+        if event.worker.group == "conversations" and event.state == WorkerState.ERROR:
+            self.loading = False
+
+    @on(ConversationsLoaded)
+    def show_rows(self, page: ConversationsLoaded) -> None:
+        if page.generation != self.generation:
+            return  # the answer to a query that a newer filter, sort or reload replaced
+        self.loading = False
+        self.mark = page.mark
+        offset, rows = page.offset, page.rows
+        table = self.query_one(DataTable)
+        if offset == 0:
+            table.clear()
+            self.rows = []
+        if len(rows) < page.limit:
+            self.exhausted = True
+        for r in rows:
+            self.rows.append(r)
+            table.add_row(*self._cells(r), key=r.conversation_id)
+        self.call_after_refresh(self.fit_columns)  # a vertical scrollbar may have come or gone
+        keep, self.keep_cursor = self.keep_cursor, None
+        if offset == 0 and keep is not None:
+            at = next((i for i, r in enumerate(self.rows) if r.conversation_id == keep), None)
+            if at is not None:
+                table.move_cursor(row=at, animate=False)
+        empty = self.query_one("#empty", Static)
+        if not self.rows:
+            if self.filters:
+                empty.update("No conversation matches the filter. Press esc to clear it.")
+            else:
+                empty.update(
+                    "No conversations recorded yet.\n\n"
+                    "Record from your agent:   client = Recorder().wrap(anthropic.Anthropic())\n"
+                    "or with no code change:   replayer record -- python agent.py\n"
+                    "or try the demo:          replayer demo"
+                )
+            empty.display = True
+        else:
+            empty.display = False
+
+    @staticmethod
+    def _cells(r: ConversationSummary) -> tuple[Any, ...]:
+        hit = r.cache_hit_rate
+        return (
+            local_time(r.started_at),
+            Text(r.conversation_id, no_wrap=True, overflow="ellipsis"),  # cut visibly; `y` copies it whole
+            r.user_id or "",
+            Text(str(r.turns), justify="right"),
+            Text(money(r.cost_usd), justify="right"),
+            Text(str(r.errors) if r.errors else "", style="bold red", justify="right"),
+            Text(tokens(r.input_tokens), justify="right"),
+            Text(tokens(r.output_tokens), justify="right"),
+            Text("" if hit is None else f"{hit:.0%}", justify="right"),
+            Text(duration(r.duration_s), justify="right"),
+            (r.first_message or "")[:44].replace("\n", " "),
+            ", ".join(r.models)[:28],
+        )
+
+    # -- actions ----------------------------------------------------------------------------
+    @on(DataTable.RowHighlighted, "#conversations")
+    def near_the_end(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row >= len(self.rows) - 10:
+            self.load()
+
+    @on(DataTable.RowSelected, "#conversations")
+    def selected(self, event: DataTable.RowSelected) -> None:
+        self.app.open_conversation(str(event.row_key.value))
+
+    @on(DataTable.HeaderSelected, "#conversations")
+    def header(self, event: DataTable.HeaderSelected) -> None:
+        self._sort_by(str(event.column_key.value))
+
+    def action_cursor_down(self) -> None:
+        self.query_one(DataTable).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one(DataTable).action_cursor_up()
+
+    def action_top(self) -> None:
+        self.query_one(DataTable).move_cursor(row=0)
+
+    def action_bottom(self) -> None:
+        table = self.query_one(DataTable)
+        table.move_cursor(row=max(0, table.row_count - 1))
+
+    def cursor_id(self) -> str | None:
+        """The conversation in the row under the cursor, as the table shows it (self.rows is
+        emptied as soon as a reload starts; the table keeps its rows until the new ones land)."""
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def action_open(self) -> None:
+        cid = self.cursor_id()
+        if cid is not None:
+            self.app.open_conversation(cid)
+
+    def action_search(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Submitted, "#filter")
+    def apply_filter(self, event: Input.Submitted) -> None:
+        self.filter_to(event.value)
+
+    def filter_to(self, text: str) -> None:
+        """Show the conversations that match a filter (as typed after /). A value that can't be
+        read is said in one line and left in the bar to fix; the list stays as it was."""
+        box = self.query_one("#filter", Input)
+        box.value = text
+        box.display = bool(text)
+        try:
+            filters = parse_filter(text)
+        except FilterError as e:
+            box.add_class("-invalid")
+            box.focus()
+            self.notify(str(e), title="Filter", severity="error", timeout=8)
+            return
+        box.remove_class("-invalid")
+        self.filters = filters
+        self.query_one(DataTable).focus()
+        self.load(reset=True)
+
+    def action_dashboard(self) -> None:
+        self.app.push_screen(DashboardScreen(), self.show_user)
+
+    def show_user(self, user: str | None) -> None:
+        """The user chosen on the dashboard (None: it was left with esc)."""
+        if user:
+            self.filter_to("user:" + shlex.quote(user))
+
+    def action_clear(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        box.remove_class("-invalid")
+        if self.filters:
+            self.filters = {}
+            self.load(reset=True)
+        self.query_one(DataTable).focus()
+
+    def action_sort(self) -> None:
+        column = self.sort[0]
+        self._sort_by(self.COLUMNS[(self.COLUMNS.index(column) + 1) % len(self.COLUMNS)])
+
+    def action_reverse_sort(self) -> None:
+        self._sort_by(self.sort[0])
+
+    def _sort_by(self, column: str) -> None:
+        current, descending = self.sort
+        self.sort = (column, not descending if column == current else True)
+        self._label_sort()  # the header shows the sort: no toast per key press
+        self.load(reset=True)
+
+    def _label_sort(self) -> None:
+        """Mark the sorted column's header with the direction."""
+        column, descending = self.sort
+        table = self.query_one(DataTable)
+        for key, col in table.columns.items():
+            name = str(key.value)
+            col.label = Text(name + (" ▼" if descending else " ▲") if name == column else name)
+        table.refresh()
+
+    def action_reload(self) -> None:
+        self.reload_in_place()
+
+    def action_copy(self) -> None:
+        cid = self.cursor_id()
+        if cid is not None:
+            self.app.copy_to_clipboard(cid)
+            self.notify(f"copied {cid}", timeout=3)

@@ -1,0 +1,56 @@
+"""Help (F1): the keys of the screen underneath, built from its bindings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Static
+
+from .conversation import ConversationScreen
+
+
+class HelpScreen(ModalScreen[None]):
+    """F1: the keys of the screen underneath, built from its bindings."""
+
+    BINDINGS = [Binding("escape,f1,q", "close", "Close", id="close", tooltip="Close help")]
+
+    def __init__(self, under: Screen[Any]) -> None:
+        super().__init__()
+        self.under = under
+
+    def compose(self) -> ComposeResult:
+        text = Text()
+        text.append(f"{type(self.under).__name__.replace('Screen', '')} keys\n\n", style="bold")
+        seen = set()
+        for source in (self.under.BINDINGS, self.app.BINDINGS):
+            for b in source:
+                if not isinstance(b, Binding) or b.key in seen:
+                    continue
+                seen.add(b.key)
+                keys = ", ".join(k.replace("slash", "/") for k in b.key.split(","))
+                text.append(f"{keys:>14}  ", style="bold cyan")
+                text.append(f"{b.description}")
+                if b.tooltip:
+                    text.append(f" — {escape(b.tooltip)}", style="dim")
+                text.append("\n")
+        text.append(f"{'ctrl+p':>14}  ", style="bold cyan")
+        text.append("Command palette — go to a conversation or a turn\n")
+        if isinstance(self.under, ConversationScreen):
+            text.append("\nStatus column beside #: ", style="bold")
+            colours = self.under.outcome_colours()
+            for symbol, word, kind in self.under.LEGEND:
+                text.append(f"{symbol} ", style=f"bold {colours[kind]}")
+                text.append(f"{word}   ")
+            text.append("\n")
+        text.append("\nThe mouse works too: click rows, tabs and column headers.", style="dim")
+        with Vertical(id="help"):
+            yield Static(text)
+
+    def action_close(self) -> None:  # not `dismiss`: that is Screen's own (same keys, same label)
+        self.app.pop_screen()

@@ -1,0 +1,122 @@
+"""What the screens' thread workers post back to the UI thread: one typed message per result.
+
+A worker posts to the screen that started it (post_message is thread-safe); the screen handles
+it with `@on(...)`. None of them bubbles: an answer is for the screen that asked, and one whose
+screen has closed is dropped with it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual.message import Message
+
+from .. import replay
+from ..models import ConversationSummary, TurnDetail, TurnSummary
+
+
+@dataclass
+class ConversationsLoaded(Message, bubble=False):
+    """A page of the conversation list."""
+
+    offset: int
+    rows: list[ConversationSummary]
+    generation: int
+    """The list query it answers (ConversationsScreen.generation): an older one's page is dropped."""
+    limit: int
+    mark: tuple[int, int]
+    """The store's change mark, read before the query."""
+
+
+@dataclass
+class StoreChanged(Message, bubble=False):
+    """The store's change mark moved since the conversation list was read."""
+
+    mark: tuple[int, int]
+
+
+@dataclass
+class TimelineLoaded(Message, bubble=False):
+    """A conversation's turns, and the detail of the first turn to show (None on a poll)."""
+
+    timeline: list[TurnSummary]
+    first: TurnDetail | None = None
+
+
+@dataclass
+class DetailLoaded(Message, bubble=False):
+    """A turn's detail, for its tabs."""
+
+    detail: TurnDetail
+
+
+@dataclass
+class DetailToCopy(Message, bubble=False):
+    """A turn's detail loaded for `y`, with the tab whose content is copied."""
+
+    detail: TurnDetail
+    tab: str
+
+
+@dataclass
+class FoundInConversation(Message, bubble=False):
+    """The turns holding a find's text: (turn index, where) pairs from the store's index."""
+
+    text: str
+    hits: list[tuple[int, str]]
+
+
+@dataclass
+class StatsLoaded(Message, bubble=False):
+    """What the dashboard shows (metrics.stats) for a number of days."""
+
+    doc: dict[str, Any]
+    days: int
+
+
+@dataclass
+class OriginalLoaded(Message, bubble=False):
+    """A turn's request as recorded, for the rerun editor, with its earlier variants."""
+
+    original: replay.Original
+    variants: list[dict[str, Any]]
+
+
+@dataclass
+class RerunRefused(Message, bubble=False):
+    """The turn can't be rerun, and why."""
+
+    message: str
+
+
+@dataclass
+class VariantsCounted(Message, bubble=False):
+    count: int
+
+
+@dataclass
+class EstimateReady(Message, bubble=False):
+    """A rerun validated and estimated, to confirm before it is sent."""
+
+    edits: replay.Edits
+    request: dict[str, Any]
+    samples: int
+    problems: list[replay.Problem]
+    estimate: replay.Estimate
+
+
+@dataclass
+class SampleDone(Message, bubble=False):
+    """One rerun sample came back (or failed)."""
+
+
+@dataclass
+class ComparisonReady(Message, bubble=False):
+    """A variant's samples against the original (replay.compare)."""
+
+    result: dict[str, Any]
+
+
+@dataclass
+class VariantsLoaded(Message, bubble=False):
+    variants: list[dict[str, Any]]

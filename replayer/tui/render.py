@@ -1,0 +1,385 @@
+"""A turn's detail, the turn list's marks and a comparison's request diff as Rich Text: pure
+functions of the store's models, with no widget or app (testable on their own)."""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import partial
+from typing import Any, NamedTuple
+
+from rich.text import Text
+
+from ..fmt import approx_tokens, local_time, money, ms, plural
+from ..models import TurnDetail, TurnSummary
+from ..store.queries import prompt_tokens
+from .blocks import added_tokens, content_text, value_text
+from .widgets import SEGMENT_COLOURS
+
+
+def tokens(n: int | None) -> str:
+    return "" if n is None else f"{n:,}"
+
+
+def signed(n: int | None) -> str:
+    return "" if n is None else f"{n:+,}"
+
+
+def as_json(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+PROMPT_KINDS = ("input", "cache_write_5m", "cache_write_1h", "cache_read")
+"""The usage lines that make up the prompt (input + cache writes + cache reads), in that order."""
+USAGE_LABELS = {
+    "input": "uncached",
+    "cache_write_5m": "cache write 5m",
+    "cache_write_1h": "cache write 1h",
+    "cache_read": "cache read",
+}
+"""The one vocabulary: "prompt" is everything the model read, "uncached" the API's input_tokens."""
+
+
+def turn_marks(t: TurnSummary, cache_break: bool) -> list[str]:
+    """What a turn's status column shows, most important first: error | abandoned, retried, break."""
+    last = t.attempts[-1] if t.attempts else None
+    marks = []
+    if last is not None and last.error:
+        marks.append("error")
+    elif any(a.abandoned for a in t.attempts):
+        marks.append("abandoned")
+    if len(t.attempts) > 1:
+        marks.append("retried")
+    if cache_break:
+        marks.append("break")
+    return marks
+
+
+class TurnRows(NamedTuple):
+    rows: list[tuple[Text | str, ...]]
+    """A row per turn, and under it a row per earlier attempt (its retries)."""
+    row_turn: list[int]
+    """The turn each row belongs to."""
+    turn_row: list[int]
+    """The row of each turn's own line."""
+    counts: dict[str, int]
+    """How many turns carry each mark (turn_marks)."""
+
+
+def turn_rows(
+    timeline: list[TurnSummary], breaks: set[int], colour: dict[str, str], symbols: dict[str, str]
+) -> TurnRows:
+    """The turn list's cells: for each turn its marks (symbols, in their outcome's colour), time,
+    stop reason, tools, the prompt's growth, cost, latency, cache hit and notes."""
+    prev_prompt = None
+    rows: list[tuple[Text | str, ...]] = []
+    row_turn: list[int] = []
+    turn_row: list[int] = []
+    counts: dict[str, int] = {}
+    for t in timeline:
+        u = t.usage or {}
+        prompt = prompt_tokens(u) if t.usage else None
+        delta = prompt - prev_prompt if prompt is not None and prev_prompt is not None else prompt
+        prev_prompt = prompt if prompt is not None else prev_prompt
+        hit = (int(u.get("cache_read_input_tokens") or 0) / prompt) if prompt else None
+        last = t.attempts[-1] if t.attempts else None
+        marks = turn_marks(t, t.index in breaks)
+        for m in marks:
+            counts[m] = counts.get(m, 0) + 1
+        outcome = next((m for m in marks if m != "break"), None)
+        style = colour.get(outcome or "", "")
+        status = Text()
+        for m in marks[:2]:
+            status.append(symbols[m], style=f"bold {colour[m]}")
+        stop = t.stop_reason or ""
+        notes = []
+        if last is not None and last.error:
+            stop = str(last.error.get("type") or "error")
+            said = f"{last.error.get('status') or ''} {last.error.get('message') or ''}".strip()
+            notes.append(Text(said, style=style))
+        if len(t.attempts) > 1:
+            notes.append(Text(f"↻{len(t.attempts) - 1}", style=colour["retried"]))
+        if "abandoned" in marks:
+            notes.append(Text("abandoned", style=colour["abandoned"]))
+        if "break" in marks:
+            notes.append(Text("cache⚠", style=f"bold {colour['break']}"))
+        turn_row.append(len(rows))
+        row_turn.append(t.index)
+        rows.append(
+            (
+                Text(str(t.index), style=style, justify="right"),
+                status,
+                Text(local_time(t.started_at, with_date=False), style=style),
+                Text(stop, style=style),
+                Text(", ".join(t.tool_calls), style=style, no_wrap=True, overflow="ellipsis"),
+                Text(signed(delta), style=style, justify="right"),
+                Text(money(t.cost_usd), style=style, justify="right"),
+                Text(ms(last.latency_ms) if last else "", style=style, justify="right"),
+                Text("" if hit is None else f"{hit:.0%}", style=style, justify="right"),
+                Text(" ", no_wrap=True, overflow="ellipsis").join(notes),
+            )
+        )
+        for a in t.attempts[:-1]:  # earlier attempts of this turn (retries), under it
+            row_turn.append(t.index)
+            rows.append(
+                (
+                    Text(f"↳{a.attempt}", style="dim", justify="right"),
+                    "",
+                    Text(local_time(a.started_at, with_date=False), style="dim"),
+                    Text(str(a.status or "—"), style=colour["error"]),
+                    Text(str((a.error or {}).get("type") or ""), style=colour["error"]),
+                    "",
+                    "",
+                    Text(ms(a.latency_ms), style="dim", justify="right"),
+                    "",
+                    Text("retry" if a.error else "", style="dim"),
+                )
+            )
+    return TurnRows(rows, row_turn, turn_row, counts)
+
+
+def context_text(
+    d: TurnDetail, show_all: bool, previous_prompt: int | None, pattern: re.Pattern[str] | None = None
+) -> Text:
+    """The Context tab: what entered the context at this turn (or, with show_all, the whole
+    context), each match of `pattern` (a find) marked and the blocks holding one shown whole."""
+    out = Text()
+    marks = {
+        "added": ("+ ", "green"),
+        "removed": ("- ", "bold red"),
+        "system": ("~ ", "bold yellow"),
+        "tools": ("~ ", "bold yellow"),
+    }
+    if d.turn.index == 0:
+        out.append("First turn: the whole context entered here.\n\n", style="dim")
+    if show_all:
+        out.append(f"Whole context: {plural(len(d.context), 'message')}\n\n", style="bold")
+        if d.system is not None:
+            out.append("system\n", style="bold yellow")
+            out.append_text(content_text(d.system, True))
+            out.append("\n\n")
+        for i, m in enumerate(d.context):
+            out.append(f"[{i}] {m.get('role')}\n", style="bold")
+            out.append_text(content_text(m.get("content") if isinstance(m, dict) else m, True))
+            out.append("\n\n")
+        return mark_matches(out, pattern)
+    sizes = added_tokens(d, previous_prompt)
+    for n, ch in enumerate(d.changes):
+        sign, style = marks.get(ch.kind, ("? ", ""))
+        est = sizes.get(n)
+        size = f"  {approx_tokens(sum(est))}" if est else ""
+        if ch.kind == "system":
+            out.append(sign + "system prompt changed", style=style)
+            out.append(size + "\n", style="dim")
+            out.append_text(content_text(ch.message))
+            out.append("\n\n")
+        elif ch.kind == "tools":
+            names = [t.get("name") for t in ch.message] if isinstance(ch.message, list) else []
+            out.append(sign + f"tool list changed: {', '.join(map(str, names))}", style=style)
+            out.append(size + "\n\n", style="dim")
+        else:
+            label = "removed (compaction, truncation or an edit)" if ch.kind == "removed" else "added"
+            out.append(f"{sign}[{ch.position}] {ch.role} — {label}", style=style)
+            out.append(size + "\n", style="dim")
+            content = (ch.message or {}).get("content") if isinstance(ch.message, dict) else ch.message
+            several = est is not None and len(est) > 1
+            body = content_text(
+                content,
+                note=partial(_share, est) if est is not None and several else None,
+                expand=(lambda block: holds_match(block, pattern)) if pattern is not None else None,
+            )
+            if ch.kind == "removed":
+                body.stylize("strike dim")
+            out.append_text(body)
+            out.append("\n\n")
+    out.append(f"\n{plural(len(d.context), 'message')} in context · press a for the whole context", style="dim")
+    if sizes:
+        out.append(
+            "\n~ tok: estimated from the usage: the prompt's growth since the previous turn (the whole "
+            "prompt on a first turn or after a removal), shared by size",
+            style="dim",
+        )
+    return mark_matches(out, pattern)
+
+
+def _share(estimates: list[float], i: int) -> str:
+    return approx_tokens(estimates[i])
+
+
+def holds_match(block: Any, pattern: re.Pattern[str]) -> bool:
+    """A block holding the text is shown whole, so the match is on screen."""
+    plain = block if isinstance(block, str) else json.dumps(block, ensure_ascii=False)
+    return bool(pattern.search(plain))
+
+
+def mark_matches(text: Text, pattern: re.Pattern[str] | None) -> Text:
+    if pattern is not None:
+        text.highlight_regex(pattern, style="bold black on yellow")
+    return text
+
+
+def tools_text(d: TurnDetail, show_all: bool) -> Text:
+    """The Tools tab: each tool call beside its result."""
+    out = Text()
+    if not d.tool_calls:
+        out.append("No tool calls in this turn.", style="dim")
+    for c in d.tool_calls:
+        head = f"{'server tool' if c.server else 'tool'} {c.name}  {c.id}"
+        out.append(head + "\n", style="bold cyan")
+        out.append("input\n", style="bold")
+        out.append_text(value_text(c.input, show_all))
+        out.append("\n")
+        if c.pending:
+            out.append("result pending: no result came back in the next request\n\n", style="bold yellow")
+        else:
+            out.append(*(("ERROR result\n", "bold red") if c.is_error else ("result\n", "bold green")))
+            result = value_text(c.result, show_all) if c.result is not None else Text("(empty)", style="dim")
+            if c.is_error:
+                result.stylize("red")
+            out.append_text(result)
+            out.append("\n\n")
+    return out
+
+
+def usage_text(d: TurnDetail) -> Text:
+    """The Usage & cost tab: tokens by kind with their rates and costs, and the attempts."""
+    out = Text()
+    out.append(f"model {d.turn.model or '—'}\n\n", style="bold")
+    lines = {line.kind: line for line in d.usage} if d.turn.usage else {}
+    if lines:
+        out.append(f"  {'kind':16}{'tokens':>12}{'Δ prev':>12}{'$/MTok':>10}{'cost':>12}\n", style="bold")
+    else:  # zeros with deltas against the turn before would read as a context that shrank
+        out.append("no usage: no answer came back for this turn (its attempts are below)\n", style="yellow")
+
+    def row(swatch: Text, label: str, tokens: int, delta: int | None, rate: str, cost: float | None) -> None:
+        out.append_text(swatch)
+        out.append(f"{label:16}{tokens:>12,}{signed(delta):>12}{rate:>10}{money(cost):>12}\n")
+
+    for kind in (*PROMPT_KINDS, "output", *(k for k in lines if k not in (*PROMPT_KINDS, "output"))):
+        line = lines.get(kind)
+        if line is None:
+            continue
+        label = USAGE_LABELS.get(kind, kind.replace("_", " "))
+        colour = SEGMENT_COLOURS.get(label.removesuffix(" 5m").removesuffix(" 1h"))
+        rate = "" if line.rate_per_mtok is None else f"{line.rate_per_mtok:.3f}"
+        row(Text("█ " if colour else "  ", style=colour or ""), label, line.tokens, line.delta_tokens, rate,
+            line.cost_usd)  # fmt: skip
+        if kind == PROMPT_KINDS[-1]:  # the prompt: everything the model read
+            parts = [lines[k] for k in PROMPT_KINDS if k in lines]
+            deltas = [p.delta_tokens for p in parts]
+            costs = [p.cost_usd for p in parts]
+            prompt = sum(p.tokens for p in parts)
+            row(
+                Text("= ", style="bold"),
+                "prompt",
+                prompt,
+                None if None in deltas else sum(deltas),  # type: ignore[arg-type]
+                "",
+                None if None in costs else sum(costs),  # type: ignore[arg-type]
+            )
+            if prompt:
+                out.append(f"  {'cache hit':16}{line.tokens / prompt:>12.0%}\n", style="dim")
+    out.append(f"\nturn cost {money(d.cost_usd)}   conversation so far {money(d.running_cost_usd)}\n")
+    if d.cost_usd is None and d.turn.usage:
+        out.append(f"no price for {d.turn.model}: add it to a price file (--pricing)\n", style="yellow")
+    if d.cache_break:
+        out.append(
+            "\n⚠ cache writes keep rising while reads stay flat from this turn: a moving cache breakpoint?\n",
+            style="bold yellow",
+        )
+    out.append("\nattempts\n", style="bold")
+    for a in d.turn.attempts:
+        err = f"  {a.error.get('type')}: {a.error.get('message')}" if a.error else ""
+        ttft = f"  ttft {a.ttft_ms:,.0f} ms" if a.ttft_ms else ""
+        out.append(
+            f"  #{a.attempt}  {a.status or '—'}  {ms(a.latency_ms) or '—'}{ttft}{err}"
+            f"{'  (abandoned)' if a.abandoned else ''}\n",
+            style="red" if a.error else "",
+        )
+    return out
+
+
+def copy_text(d: TurnDetail, tab: str) -> str:
+    """What `y` copies from a tab: the response's text, or the tab's content as JSON."""
+    if tab == "response":
+        text = "\n\n".join(
+            b.get("text", "") if b.get("type") == "text" else as_json(b)
+            for b in ((d.response or {}).get("content") or [])
+            if isinstance(b, dict)
+        )
+    elif tab == "tools":
+        text = as_json([c.model_dump() for c in d.tool_calls])
+    elif tab == "usage":
+        text = as_json([u.model_dump() for u in d.usage])
+    elif tab == "context":
+        text = as_json(d.context)
+    else:
+        text = as_json({"request": d.request, "response": d.response})
+    return text
+
+
+def raw_text(d: TurnDetail) -> str:
+    """The Raw tab: the exact request and response JSON."""
+    return (
+        "// request (exactly as sent)\n" + as_json(d.request) + "\n\n// response (as received)\n" + as_json(d.response)
+    )
+
+
+def side_by_side(words: list[tuple[str, str]]) -> tuple[Text, Text]:
+    """The original with what the sample removed struck red, and the sample with what it added green."""
+    left, right = Text(), Text()
+    for op, chunk in words:
+        if op == "=":
+            left.append(chunk)
+            right.append(chunk)
+        elif op == "-":
+            left.append(chunk, style="bold red strike")
+        else:
+            right.append(chunk, style="bold green")
+    return left, right
+
+
+LINE_CUT = 2_000
+"""Characters of one diff line shown (a recorded megabyte tool result is one line)."""
+
+
+def request_diff_text(sections: list[dict[str, Any]]) -> Text:
+    """diffing.request_diff as coloured text: each section with what changed, or that it is
+    the same as the original's."""
+    out = Text()
+    if not sections:
+        return Text("no sample was recorded: nothing to compare", style="dim")
+    for d in sections:
+        if not d["changed"]:
+            out.append(f"{d['section']}", style="bold")
+            out.append("  same as the original\n\n", style="dim")
+            continue
+        out.append(f"{d['section']}", style="bold")
+        out.append(f"  -{d['removed']} +{d['added']} lines\n", style="yellow")
+        for op, line in d["lines"]:
+            more = len(line) - LINE_CUT
+            shown = line if more <= 0 else line[:LINE_CUT] + f" … ({plural(more, 'more character')})"
+            if op == "@":
+                out.append(f"  {shown}\n", style="cyan")
+            elif op == "-":
+                out.append(f"- {shown}\n", style="red")
+            elif op == "+":
+                out.append(f"+ {shown}\n", style="green")
+            else:
+                out.append(f"  {shown}\n", style="dim")
+        out.append("\n")
+    return out
+
+
+def delta_money(v: float | None) -> str:
+    if v is None:
+        return ""
+    return ("+" if v >= 0 else "-") + money(abs(v))

@@ -1,0 +1,50 @@
+"""A turn's response as widgets (Markdown for its text, a folded thinking block, JSON for the
+rest): what the Response tab of the conversation screen mounts."""
+
+from __future__ import annotations
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual.widget import Widget
+from textual.widgets import Collapsible, Markdown, Static
+
+from ..models import TurnDetail
+from .blocks import CUT, cut, value_text
+from .render import as_json
+
+
+def response_widgets(d: TurnDetail, show_all: bool) -> list[Widget]:
+    """The Response tab: the text as Markdown, thinking folded, tool calls and other blocks as
+    JSON, each long value cut unless `show_all`."""
+    widgets: list[Widget] = []
+    if d.response is None:
+        err = d.turn.error or {}
+        what = f"{err.get('type') or 'nothing came back'} {err.get('message') or ''}"
+        widgets.append(Static(Text(f"No response: {what}", style="bold red")))
+    else:
+        content = d.response.get("content") if isinstance(d.response, dict) else None
+        if not isinstance(content, list):
+            widgets.append(Static(Syntax(as_json(d.response), "json", word_wrap=True)))
+        for block in content or []:
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind == "text":
+                widgets.append(Markdown(cut(block.get("text") or "", CUT * 5, show_all)))
+            elif kind == "thinking":
+                widgets.append(
+                    Collapsible(
+                        Static(cut(block.get("thinking") or "", CUT, show_all)),
+                        title="thinking",
+                        collapsed=True,
+                    )
+                )
+            elif kind == "redacted_thinking":
+                widgets.append(Static(Text("[redacted thinking]", style="dim italic")))
+            elif kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
+                widgets.append(Static(Text(f"{kind}: {block.get('name')}  {block.get('id')}", style="bold cyan")))
+                widgets.append(Static(value_text(block.get("input"), show_all)))
+            else:
+                widgets.append(Static(Text(f"{kind}", style="bold magenta")))
+                widgets.append(Static(Syntax(cut(as_json(block), CUT, show_all), "json", word_wrap=True)))
+        stop = d.response.get("stop_reason") if isinstance(d.response, dict) else None
+        widgets.append(Static(Text(f"stop_reason: {stop or '—'}", style="dim")))
+    return widgets

@@ -1,0 +1,110 @@
+"""The writer in a process of its own (store/process.py): records parsed and written off the
+agent's GIL, the same database and counters as a thread writer, and what happens when the child
+can't do its part."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import anthropic
+import pytest
+from conftest import FAKE_KEY, exported
+from test_failures import ask, last_user_texts, wait_until, warnings_of
+
+from replayer import Recorder
+from replayer.store.process import ProcessWriter
+from replayer.store.writer import Writer
+
+
+@pytest.fixture
+def log_warnings(caplog):
+    caplog.set_level(logging.WARNING, logger="replayer")
+    return caplog
+
+
+def test_records_are_written_by_another_process(api, db_path):
+    rec = Recorder(db_path)
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    assert isinstance(rec._writer, ProcessWriter)
+    for i in range(3):
+        ask(client, f"turn {i}")
+    assert rec.flush(timeout=10) is True
+    child = rec._writer._child
+    assert child is not None and child.pid != os.getpid() and child.poll() is None
+    # in a session of its own: Ctrl+C in the terminal reaches the agent, which flushes, not it
+    assert os.getsid(child.pid) != os.getsid(0)
+    assert rec._writer._local is None  # no thread writer in this process took part
+    assert last_user_texts(db_path) == ["turn 0", "turn 1", "turn 2"]
+    assert (rec._writer.calls, rec._writer.attempts, rec._writer.unwritten) == (3, 3, 0)
+    assert rec.close(timeout=10) is True
+    assert wait_until(lambda: child.poll() is not None)  # closed: the child ends (and is reaped)
+    assert not os.path.exists(f"{db_path}-wal") or os.path.getsize(f"{db_path}-wal") == 0
+    ask(client, "after close")  # a record after close() starts another child
+    assert rec.close(timeout=10) is True
+    assert last_user_texts(db_path)[-1] == "after close"
+
+
+def test_a_thread_writer_where_the_users_code_runs_here(db_path, monkeypatch):
+    assert isinstance(Recorder(db_path, redact=lambda record: record)._writer, Writer)
+    assert isinstance(Recorder(db_path, log_events=True)._writer, Writer)
+    monkeypatch.setenv("REPLAYER_WRITER", "thread")
+    assert isinstance(Recorder(db_path)._writer, Writer)
+
+
+def test_a_writer_process_that_dies_hands_over_to_a_thread(api, db_path, log_warnings):
+    rec = Recorder(db_path)
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    ask(client, "before")
+    assert rec.flush(timeout=10) is True
+    child = rec._writer._child
+    child.send_signal(signal.SIGKILL)
+    assert wait_until(lambda: rec._writer._child is None)
+    for text in ("after 1", "after 2"):
+        assert ask(client, text).type == "message"
+    assert rec.flush(timeout=10) is True
+    assert last_user_texts(db_path) == ["before", "after 1", "after 2"]
+    ended = warnings_of(log_warnings, "writer process ended")
+    assert len(ended) == 1 and f"exit code {-signal.SIGKILL}" in ended[0] and str(db_path) in ended[0], ended
+    assert rec._writer.calls == 3
+    rec.close()
+
+
+def test_a_record_that_cannot_be_pickled_is_written_here(api, db_path):
+    rec = Recorder(db_path)
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    ask(client, "plain")
+    with rec.conversation("conv-with-a-lock", tags={"lock": threading.Lock()}):
+        ask(client, "tagged with a lock")
+    assert rec.flush(timeout=10) is True
+    assert sorted(last_user_texts(db_path)) == ["plain", "tagged with a lock"]
+    assert {line["conversation_id"] for line in exported(db_path)} >= {"conv-with-a-lock"}
+    rec.close()
+
+
+def test_what_reached_the_pipe_is_written_when_the_agent_is_killed(api, tmp_path):
+    """SIGKILL skips every exit handler; the child still writes all it was sent, then closes the
+    database whole (no WAL left)."""
+    db = tmp_path / "killed.db"
+    script = tmp_path / "agent.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, signal, time
+        import anthropic
+        from replayer import Recorder
+        rec = Recorder({str(db)!r})
+        client = rec.wrap(anthropic.Anthropic(base_url={api.url!r}, api_key={FAKE_KEY!r}, max_retries=0))
+        for i in range(4):
+            client.messages.create(model="m", max_tokens=5, messages=[{{"role": "user", "content": f"call {{i}}"}}])
+        while rec._writer._sent < 4:  # handed to the child (the feeder lingers a moment first)
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert wait_until(lambda: db.exists() and not os.path.exists(f"{db}-wal") and len(exported(db)) == 4, 20)
+    assert last_user_texts(db) == [f"call {i}" for i in range(4)]
