@@ -17,12 +17,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .models import Comparison, Sample, SampleView, ToolUse, TurnSummary
 from .pricing import PriceTable
 from .validation import Problem as Problem  # the flow's steps, all reachable from here
 from .validation import validate as validate
 from .wire import PROTOCOL_HEADERS, prompt_tokens, text_of, tool_calls
+
+if TYPE_CHECKING:
+    from .store.queries import Store
 
 MAX_SAMPLES = 10
 
@@ -98,7 +102,7 @@ class Edits:
         return out or ["nothing (a plain resend)"]
 
 
-def original(store: Any, turn_id: str) -> Original:
+def original(store: Store, turn_id: str) -> Original:
     try:
         d = store.turn_detail(turn_id)
     except (KeyError, StopIteration):
@@ -360,7 +364,7 @@ def send(
 # -- reading variants back ---------------------------------------------------------------------
 
 
-def sample_view(store: Any, turn_id: str, timeline: list[Any] | None = None) -> dict[str, Any]:
+def sample_view(store: Store, turn_id: str, timeline: list[TurnSummary] | None = None) -> SampleView:
     """One recorded call, as the compare views show it."""
     d = store.turn_detail(turn_id, timeline)
     last = d.turn.attempts[-1] if d.turn.attempts else None
@@ -368,28 +372,32 @@ def sample_view(store: Any, turn_id: str, timeline: list[Any] | None = None) -> 
     error = last.error if last else None
     if error is None and last is not None and last.status is None:
         error = {"type": "connection_error", "message": "no response", "status": None}
-    return {
-        "turn_id": turn_id,
-        "model": d.turn.model,
-        "status": last.status if last else None,
-        "attempts": len(d.turn.attempts),
-        "stop_reason": d.turn.stop_reason,
-        "usage": d.turn.usage,
-        "prompt_tokens": prompt,
-        "cache_hit_rate": (
+    return SampleView(
+        turn_id=turn_id,
+        model=d.turn.model,
+        status=last.status if last else None,
+        attempts=len(d.turn.attempts),
+        stop_reason=d.turn.stop_reason,
+        usage=d.turn.usage,
+        prompt_tokens=prompt,
+        cache_hit_rate=(
             int(d.turn.usage.get("cache_read_input_tokens") or 0) / prompt if d.turn.usage and prompt else None
         ),
-        "cost_usd": d.turn.cost_usd,
-        "latency_ms": last.latency_ms if last else None,
-        "error": error,
-        "text": text_of(d.response),
-        "tool_calls": [{"name": n, "input": i} for n, i in tool_calls(d.response)],
-        "response": d.response,
-        "request": d.request,
-    }
+        cost_usd=d.turn.cost_usd,
+        latency_ms=last.latency_ms if last else None,
+        error=error,
+        text=text_of(d.response),
+        tool_calls=[ToolUse(name=n, input=i) for n, i in tool_calls(d.response)],
+        response=d.response,
+        request=d.request,
+    )
 
 
-def compare(store: Any, orig: Original, variant: str) -> dict[str, Any]:
+def _delta(new: float | None, old: float | None) -> float | None:
+    return new - old if new is not None and old is not None else None
+
+
+def compare(store: Store, orig: Original, variant: str) -> Comparison:
     """The original against each sample of a variant: text diff, tool calls, stop reason, usage
     (the whole prompt, its cache hit), cost and latency, and over the samples the spread of outputs;
     and the request the variant sent against the original's (`request_diff`, diffing.request_diff)."""
@@ -399,44 +407,36 @@ def compare(store: Any, orig: Original, variant: str) -> dict[str, Any]:
     found = store.variant(variant)
     if found is None:
         raise ReplayError(f"no variant {variant!r}")
-    samples: list[dict[str, Any]] = []
-    responses = []
+    samples: list[Sample] = []
     timeline = store.turns(variant)
+    base_calls = tool_calls(base.response)
     for t in timeline:
         v = sample_view(store, t.turn_id, timeline)
-        responses.append(v["response"])
-        v["diff"] = unified(base["text"], v["text"], "original", f"sample {len(samples) + 1}")
-        v["words"] = words(base["text"], v["text"])
-        v["tool_diff"] = compare_tools(tool_calls(base["response"]), tool_calls(v["response"]))
-        v["cost_delta_usd"] = (
-            v["cost_usd"] - base["cost_usd"] if v["cost_usd"] is not None and base["cost_usd"] is not None else None
+        samples.append(
+            Sample(
+                **vars(v),
+                diff=unified(base.text, v.text, "original", f"sample {len(samples) + 1}"),
+                words=words(base.text, v.text),
+                tool_diff=compare_tools(base_calls, tool_calls(v.response)),
+                cost_delta_usd=_delta(v.cost_usd, base.cost_usd),
+                prompt_delta_tokens=(
+                    v.prompt_tokens - base.prompt_tokens
+                    if v.prompt_tokens is not None and base.prompt_tokens is not None
+                    else None
+                ),
+                latency_delta_ms=_delta(v.latency_ms, base.latency_ms),
+            )
         )
-        v["prompt_delta_tokens"] = (
-            v["prompt_tokens"] - base["prompt_tokens"]
-            if v["prompt_tokens"] is not None and base["prompt_tokens"] is not None
-            else None
-        )
-        v["latency_delta_ms"] = (
-            v["latency_ms"] - base["latency_ms"]
-            if v["latency_ms"] is not None and base["latency_ms"] is not None
-            else None
-        )
-        samples.append(v)
     # what was sent: every sample of a variant sent the same request; the original's is the one
     # the rerun started from (for a tool-runner thread turn, with its rebuilt history)
-    sent = next((v["request"] for v in samples if isinstance(v["request"], dict)), None)
-    return {
-        "variant": variant,
-        "turn_id": orig.turn_id,
-        "created_at": found.created_at,
-        "edits": found.edits,
-        "original": base,
-        "samples": samples,
-        "spread": spread(responses),
-        "request_diff": request_diff(orig.request, sent) if sent is not None else [],
-    }
-
-
-def variants_of(store: Any, turn_id: str) -> list[dict[str, Any]]:
-    """Earlier variants of a turn, newest first: {variant, created_at, samples, edits}."""
-    return [v.document() for v in store.variants_of(turn_id)]
+    sent = next((v.request for v in samples if isinstance(v.request, dict)), None)
+    return Comparison(
+        variant=variant,
+        turn_id=orig.turn_id,
+        created_at=found.created_at,
+        edits=found.edits,
+        original=base,
+        samples=samples,
+        spread=spread([v.response for v in samples]),
+        request_diff=request_diff(orig.request, sent) if sent is not None else [],
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -86,14 +87,14 @@ def stats(
 
     settings = _settings(ctx, tz, thresholds, budget, days)
     store = open_store(ctx)
-    doc = compute(store.db, store.prices, settings, user=user)
+    doc = compute(store, settings, user=user)
     if as_json:
-        click.echo(json.dumps(doc, ensure_ascii=False))
+        click.echo(json.dumps(doc.document(), ensure_ascii=False))
         return
-    click.echo(f"{doc['since']} .. {doc['until']} ({doc['tz']})" + (f", user {user}" if user else ""))
+    click.echo(f"{doc.since} .. {doc.until} ({doc.tz})" + (f", user {user}" if user else ""))
     click.echo("")
     if by == "user":
-        dates = [d["date"] for d in doc["days"]]
+        dates = [d.date for d in doc.days]
         show_days = dates if len(dates) <= 7 else []
         table = Table(
             Column("USER", 24),
@@ -103,32 +104,32 @@ def stats(
             *(Column(d[5:], 9, right=True) for d in show_days),
         )
         click.echo(table.header())
-        for u in doc["users"]:
-            per_day = {d["date"]: d["cost_usd"] for d in u["days"]}
+        for u in doc.users:
+            per_day = {d.date: d.cost_usd for d in u.days}
             click.echo(
                 table.row(
-                    one_line(u["user_id"] or "(no user)", 24),
-                    money(u["cost_usd"]),
-                    u["conversations"],
-                    u["turns"],
+                    one_line(u.user_id or "(no user)", 24),
+                    money(u.cost_usd),
+                    u.conversations,
+                    u.turns,
                     *(money(per_day[d]) for d in show_days),
                 )
             )
-        if doc["top_users_today"]:
+        if doc.top_users_today:
             click.echo(
                 "\ntop users today: "
-                + ", ".join(f"{t['user_id'] or '(no user)'} {money(t['cost_usd'])}" for t in doc["top_users_today"])
+                + ", ".join(f"{t.user_id or '(no user)'} {money(t.cost_usd)}" for t in doc.top_users_today)
             )
     elif by == "model":
         table = Table(Column("MODEL", 32), Column("COST", 10, right=True), Column("TURNS", 6, right=True))
         click.echo(table.header())
-        for m in doc["models"]:
-            click.echo(table.row(one_line(m["model"] or "(none)", 32), money(m["cost_usd"]), m["turns"]))
+        for m in doc.models:
+            click.echo(table.row(one_line(m.model or "(none)", 32), money(m.cost_usd), m.turns))
     elif by == "day":
         table = Table(Column("DAY", 10), Column("COST", 10, right=True))
         click.echo(table.header())
-        for d in doc["days"]:
-            click.echo(table.row(d["date"], money(d["cost_usd"])))
+        for d in doc.days:
+            click.echo(table.row(d.date, money(d.cost_usd)))
     else:
         table = Table(
             Column("CONVERSATION", 32),
@@ -137,32 +138,33 @@ def stats(
             Column("COST", 10, right=True),
         )
         click.echo(table.header())
-        for c in doc["top_conversations"]:
-            click.echo(table.row(c["conversation_id"], one_line(c["user_id"], 16), c["turns"], money(c["cost_usd"])))
-    conv = doc["conversations"]
+        for c in doc.top_conversations:
+            click.echo(table.row(c.conversation_id, one_line(c.user_id, 16), c.turns, money(c.cost_usd)))
+    conv = doc.conversations
     click.echo(
-        f"\nconversations: {conv['count']}, cost mean {money(conv['mean_cost_usd'])}, "
-        f"p50 {money(conv['p50_cost_usd'])}, p95 {money(conv['p95_cost_usd'])}"
+        f"\nconversations: {conv.count}, cost mean {money(conv.mean_cost_usd)}, "
+        f"p50 {money(conv.p50_cost_usd)}, p95 {money(conv.p95_cost_usd)}"
     )
     health = Table(
         Column("HEALTH", 32), Column("VALUE", 10, right=True), Column("THRESHOLD", 10, right=True), Column("")
     )
     click.echo("\n" + health.header())
-    for name, m in doc["metrics"].items():
-        flag = "ALERT" if m["alert"] else ("" if m["value"] is None else "ok")
-        click.echo(health.row(name, fmt_metric(name, m["value"]), fmt_metric(name, m["threshold"]), flag))
-    for a in doc["alerts"]:
-        if a["kind"] == "cache":
+    for name, metric in doc.metrics.items():
+        flag = "ALERT" if metric.alert else ("" if metric.value is None else "ok")
+        click.echo(health.row(name, fmt_metric(name, metric.value), fmt_metric(name, metric.threshold), flag))
+    for a in doc.alerts:
+        if a.kind == "cache":
             click.echo("\n" + describe_alert(a))
-    if doc["reruns"]["variants"]:
-        r = doc["reruns"]
+    if doc.reruns.variants:
+        r = doc.reruns
         click.echo(
-            f"\nreruns: {plural(r['variants'], 'variant')}, {plural(r['turns'], 'sample')}, "
-            f"{money(r['cost_usd'])} (not counted above)"
+            f"\nreruns: {plural(r.variants, 'variant')}, {plural(r.turns, 'sample')}, "
+            f"{money(r.cost_usd)} (not counted above)"
         )
-    for u in doc["unpriced"]:
+    for unpriced in doc.unpriced:
+        n = unpriced.attempts
         click.echo(
-            f"note: {plural(u['attempts'], 'attempt')} of {u['model']} {'has' if u['attempts'] == 1 else 'have'} "
+            f"note: {plural(n, 'attempt')} of {unpriced.model} {'has' if n == 1 else 'have'} "
             "no price and count as $0",
             err=True,
         )
@@ -187,9 +189,9 @@ def alerts(
 
     settings = _settings(ctx, tz, thresholds, budget, days)
     store = open_store(ctx)
-    found = compute(store.db, store.prices, settings)["alerts"]
+    found = compute(store, settings).alerts
     if as_json:
-        click.echo(json.dumps(found, ensure_ascii=False))
+        click.echo(json.dumps([dataclasses.asdict(a) for a in found], ensure_ascii=False))
     elif not found:
         click.echo(
             "no alerts" + ("" if settings.daily_budget_usd is not None else " (no daily budget set: --daily-budget)")

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -20,6 +20,9 @@ from .base import (
     resolve_id,
 )
 
+if TYPE_CHECKING:
+    from ..models import Sample, SampleView, ToolDiff
+
 
 def _text_or_file(value: str, what: str) -> str:
     if value.startswith("@"):
@@ -30,39 +33,42 @@ def _text_or_file(value: str, what: str) -> str:
     return value
 
 
-def _describe_sample(i: int, v: dict[str, Any]) -> str:
-    if v["error"]:
-        e = v["error"]
+def _describe_sample(i: int, v: Sample) -> str:
+    if v.error:
+        e = v.error
         return f"sample {i}: ERROR {e.get('status') or ''} {e.get('type')}: {e.get('message')}".replace("  ", " ")
-    usage = v["usage"] or {}
-    lat = "" if v["latency_ms"] is None else f" · {v['latency_ms']:,.0f} ms"
-    if v["latency_delta_ms"] is not None:
-        lat += f" ({ms(v['latency_delta_ms'], signed=True)})"
-    cost = money(v["cost_usd"])
-    if v["cost_delta_usd"] is not None:
-        cost += f" ({'+' if v['cost_delta_usd'] >= 0 else '-'}{money(abs(v['cost_delta_usd']))})"
+    usage = v.usage or {}
+    lat = "" if v.latency_ms is None else f" · {v.latency_ms:,.0f} ms"
+    if v.latency_delta_ms is not None:
+        lat += f" ({ms(v.latency_delta_ms, signed=True)})"
+    cost = money(v.cost_usd)
+    if v.cost_delta_usd is not None:
+        cost += f" ({'+' if v.cost_delta_usd >= 0 else '-'}{money(abs(v.cost_delta_usd))})"
     tokens = _prompt_words(v) + f" / {usage.get('output_tokens', 0):,} output"
-    return f"sample {i}: {v['stop_reason'] or '—'} · {v['model']}{lat} · {cost} · {tokens}"
+    return f"sample {i}: {v.stop_reason or '—'} · {v.model}{lat} · {cost} · {tokens}"
 
 
-def _prompt_words(v: dict[str, Any]) -> str:
+def _prompt_words(v: SampleView) -> str:
     """`3,502 prompt (+12, 97% cache hit)`: the whole prompt, never the uncached part alone."""
-    if v.get("prompt_tokens") is None:
+    if v.prompt_tokens is None:
         return "no usage"
-    notes = [f"{v['prompt_delta_tokens']:+,}"] if v.get("prompt_delta_tokens") is not None else []
-    if v.get("cache_hit_rate") is not None:
-        notes.append(f"{v['cache_hit_rate']:.0%} cache hit")
-    return f"{v['prompt_tokens']:,} prompt" + (f" ({', '.join(notes)})" if notes else "")
+    from ..models import Sample
+
+    delta = v.prompt_delta_tokens if isinstance(v, Sample) else None
+    notes = [f"{delta:+,}"] if delta is not None else []
+    if v.cache_hit_rate is not None:
+        notes.append(f"{v.cache_hit_rate:.0%} cache hit")
+    return f"{v.prompt_tokens:,} prompt" + (f" ({', '.join(notes)})" if notes else "")
 
 
-def _describe_tools(diff: list[dict[str, Any]]) -> str:
+def _describe_tools(diff: list[ToolDiff]) -> str:
     parts = []
     for t in diff:
-        if t["status"] == "changed":
-            changes = "; ".join(f"{d['path']}: {json.dumps(d['old'])} -> {json.dumps(d['new'])}" for d in t["diff"][:5])
-            parts.append(f"{t['name']} input changed ({changes})")
+        if t.status == "changed":
+            changes = "; ".join(f"{d.path}: {json.dumps(d.old)} -> {json.dumps(d.new)}" for d in t.diff[:5])
+            parts.append(f"{t.name} input changed ({changes})")
         else:
-            parts.append(f"{t['name']} {t['status']}")
+            parts.append(f"{t.name} {t.status}")
     return ", ".join(parts) if parts else "none on either side"
 
 
@@ -130,13 +136,12 @@ def rerun(
     except replay.ReplayError as e:
         raise UserError(str(e)) from None
     if list_only:
-        found = replay.variants_of(store, turn_id)
+        found = store.variants_of(turn_id)
         if as_json:
-            click.echo(json.dumps(found, ensure_ascii=False))
+            click.echo(json.dumps([v.document() for v in found], ensure_ascii=False))
         for v in [] if as_json else found:
-            names = replay.Edits.from_json(v["edits"]).names()
-            count = plural(v["samples"], "sample")
-            click.echo(f"{v['variant']}  {local_time(v['created_at'])}  {count}  {', '.join(names)}")
+            names = replay.Edits.from_json(v.edits).names()
+            click.echo(f"{v.variant}  {local_time(v.created_at)}  {plural(v.samples, 'sample')}  {', '.join(names)}")
         if not found and not as_json:
             click.echo("no variants of this turn yet", err=True)
         return
@@ -197,32 +202,27 @@ def rerun(
 
     variant = replay.send(db_path(ctx), orig, req, edits, samples=samples, base_url=base_url, on_done=progress)
     result = replay.compare(store, orig, variant)
-    result["estimate"] = dataclasses.asdict(est)
-    failed = [v for v in result["samples"] if v["error"]]
+    failed = [v for v in result.samples if v.error]
     if as_json:
-        for v in [result["original"], *result["samples"]]:
-            v.pop("response", None)
-            v.pop("request", None)  # the request_diff says how it differs from the original's
-            v.pop("words", None)
-        click.echo(json.dumps(result, ensure_ascii=False))
+        doc = result.document(bulky=False)  # the request_diff says how the request differs from the original's
+        doc["estimate"] = dataclasses.asdict(est)
+        click.echo(json.dumps(doc, ensure_ascii=False))
     else:
-        base = result["original"]
-        stop = base["stop_reason"] or "—"
-        click.echo(f"original: {stop} · {base['model']} · {money(base['cost_usd'])} · {_prompt_words(base)}")
-        changed = [
-            f"{d['section']} (-{d['removed']} +{d['added']} lines)" for d in result["request_diff"] if d["changed"]
-        ]
+        base = result.original
+        stop = base.stop_reason or "—"
+        click.echo(f"original: {stop} · {base.model} · {money(base.cost_usd)} · {_prompt_words(base)}")
+        changed = [f"{d.section} (-{d.removed} +{d.added} lines)" for d in result.request_diff if d.changed]
         click.echo("sent: " + ("changed " + ", ".join(changed) if changed else "the original request, unchanged"))
-        for i, v in enumerate(result["samples"], 1):
+        for i, v in enumerate(result.samples, 1):
             click.echo("\n" + _describe_sample(i, v))
-            if v["error"]:
+            if v.error:
                 continue
-            click.echo(v["diff"].rstrip("\n") or "  (text identical)")
-            click.echo(f"  tools: {_describe_tools(v['tool_diff'])}")
-        s = result["spread"]
-        calls = ", ".join(f"{k} {n}/{s['answered']}" for k, n in s["tool_calls"].items()) or "none"
+            click.echo(v.diff.rstrip("\n") or "  (text identical)")
+            click.echo(f"  tools: {_describe_tools(v.tool_diff)}")
+        s = result.spread
+        calls = ", ".join(f"{k} {n}/{s.answered}" for k, n in s.tool_calls.items()) or "none"
         click.echo(
-            f"\n{plural(s['distinct_outputs'], 'distinct output')} in {plural(s['answered'], 'answered sample')}; "
+            f"\n{plural(s.distinct_outputs, 'distinct output')} in {plural(s.answered, 'answered sample')}; "
             f"tool calls: {calls}"
         )
         click.echo(f"variant {variant} (replayer rerun {turn_id} --list)", err=True)
