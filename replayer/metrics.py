@@ -31,12 +31,11 @@ from .models import (
     UserToday,
 )
 from .pricing import PriceTable
-from .store.aggregate import cache_break_runs, cache_breaks
+from .store.aggregate import cache_break_runs
 
 if TYPE_CHECKING:
     from .store.queries import Store
 
-__all__ = ["cache_break_runs", "cache_breaks", "rewrite_cost", "stats", "window", "zone"]
 
 def rewrite_cost(prices: PriceTable, usage: dict[str, Any], model: str | None) -> float | None:
     """What a turn's cache writes cost beyond reading the same tokens from the cache."""
