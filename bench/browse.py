@@ -36,10 +36,9 @@ def build(path: str, conversations: int, turns: int) -> None:
     from replayer.captured import Captured, Context
     from replayer.store.ingest import Ingestor
     from replayer.store.schema import open_db
-    from replayer.store.writer import store
 
-    ing = Ingestor(open_db(path))
-    conn = ing.db.conn
+    ingestor = Ingestor(open_db(path))
+    conn = ingestor.db.conn
     start = time.time() - 30 * 86400
     system = json.dumps("You are a support agent for an invoicing product. " * 20)
     tools = json.dumps([{"name": "lookup", "description": "Find an invoice", "input_schema": {"type": "object"}}])
@@ -59,10 +58,10 @@ def build(path: str, conversations: int, turns: int) -> None:
                         "content": content, "stop_reason": "tool_use" if tool else "end_turn", "stop_sequence": None,
                         "usage": {"input_tokens": 40 + i, "output_tokens": 30, "cache_creation_input_tokens": 120,
                                   "cache_read_input_tokens": 600 + 150 * i}}
-            cap = Captured(call_key=f"{c}-{i}", attempt=0, t_start=start + c * 240 + i * 4, request_bytes=body.encode(),
-                           status=200, response_bytes=json.dumps(response).encode(), latency_ms=900.0 + i,
-                           ctx=Context(f"conv_{c:06d}", f"user_{c % 50}"))
-            store(ing, cap)
+            captured = Captured(call_key=f"{c}-{i}", attempt=0, t_start=start + c * 240 + i * 4,
+                                request_bytes=body.encode(), status=200, response_bytes=json.dumps(response).encode(),
+                                latency_ms=900.0 + i, ctx=Context(f"conv_{c:06d}", f"user_{c % 50}"))
+            ingestor.store(captured)
             msgs.append(json.dumps({"role": "assistant", "content": content}))
             if tool:
                 msgs.append(json.dumps({"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"toolu_{c:06d}{i:04d}",
@@ -72,13 +71,13 @@ def build(path: str, conversations: int, turns: int) -> None:
     for c in range(conversations):
         conversation(c, turns)
         if c % 200 == 199:
-            ing.write_pending()  # what store() keeps for the batch's end (as the recorder's writer does)
+            ingestor.write_pending()  # what Ingestor.store keeps for the batch's end (as the recorder's writer does)
             conn.execute("COMMIT")
             conn.execute("BEGIN IMMEDIATE")
             done = (c + 1) * turns
             print(f"  built {done:,} turns ({done / (time.perf_counter() - t0):,.0f}/s)", file=sys.stderr, flush=True)
     conversation(conversations, 200)  # the long one, newest
-    ing.write_pending()
+    ingestor.write_pending()
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 

@@ -5,10 +5,10 @@ Against a local fake Messages API in another process, with the official SDK:
    recorded calls interleaved (so drift hits both; GC off meanwhile so the SDK's own garbage
    doesn't swamp the spread), the median of the paired differences (target <= 100 us),
    replayer's own calling-thread work timed directly (target <= 100 us), and the p99 ratio
-   (target <= 1.2x). Full content is recorded, and the background writer runs in the same
-   process (it shares the GIL). For information, a third client interleaved with them has a
-   middleware that does nothing: what the SDK's middleware path itself adds, which any
-   middleware pays and replayer's `added` includes.
+   (target <= 1.2x). Full content is recorded, by the writer process (the default). For
+   information, a third client interleaved with them has a middleware that does nothing: what
+   the SDK's middleware path itself adds, which any middleware pays and replayer's `added`
+   includes.
 2. a whole 200-turn agent loop whose history grows each turn: the fake model calls a tool, the
    agent sends back the reply it got and a ~2 KB tool result. Bare vs recorded, including the
    final flush (target <= 1.10x). Then, for information, the same loop by an agent that never

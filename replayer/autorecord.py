@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from .fmt import plural
+from .paths import REPORT_ENV
 
 _recorder: Any = None
 
@@ -86,11 +87,11 @@ class _Finder(importlib.abc.MetaPathFinder):
 def _enter_conversation() -> None:
     conv, user = os.environ.get("REPLAYER_CONVERSATION"), os.environ.get("REPLAYER_USER")
     if conv or user:
+        from . import context
         from .captured import Context
-        from .recorder import _current, _inherit_context_in_threads
 
-        _inherit_context_in_threads()
-        _current.set(Context(conv or None, user or None))
+        context.inherit_in_threads()
+        context.current.set(Context(conv or None, user or None))
 
 
 # -- telling `replayer record` what this process recorded -------------------------------------
@@ -99,7 +100,6 @@ def _enter_conversation() -> None:
 # replaces it at exit with what its writers stored, per database: the command sums them up. A
 # forked child (multiprocessing) reports apart, from its own file.
 
-REPORT_ENV = "REPLAYER_REPORT_DIR"
 _report_to: str | None = None
 _reported_pid = 0
 

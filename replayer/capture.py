@@ -17,18 +17,15 @@ import logging
 import sys
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import anthropic
 
-from .captured import Captured, Context
-from .recorder import _current
-
-if TYPE_CHECKING:
-    from .recorder import Recorder
+from . import context
+from .captured import Captured, Context, Put
 
 log = logging.getLogger("replayer")
-PROTOCOL_HEADERS = ("anthropic-version", "anthropic-beta")
 _warned = False
 
 
@@ -99,7 +96,7 @@ class _Attempt:
     def _base(self) -> Captured:
         http = self.http
         req = http.request
-        cap = Captured(
+        record = Captured(
             call_key=self.key or uuid.uuid4().hex,
             attempt=self.attempt,
             t_start=self.t_start,
@@ -115,13 +112,13 @@ class _Attempt:
             latency_ms=round((self.p1 - self.p0) * 1000, 3),
         )
         self.http = None  # let go of the HTTP library's objects as soon as they are read
-        return cap
+        return record
 
     def captured(self) -> Captured:
         body = self.http._content
-        cap = self._base()
-        cap.response_bytes = body
-        return cap
+        record = self._base()
+        record.response_bytes = body
+        return record
 
 
 class _StreamCapture(_Attempt):
@@ -136,7 +133,7 @@ class _StreamCapture(_Attempt):
                  "names", "before")
 
     def __init__(self, request: Any, http: Any, ctx: Context | None, t_start: float, p0: float, endpoint: str,
-                 put: Any, is_async: bool):
+                 put: Put, is_async: bool):
         super().__init__(request, http, ctx, t_start, p0, endpoint)
         self.put = put
         self.chunks: list[bytes] = []
@@ -292,20 +289,20 @@ class _StreamCapture(_Attempt):
         is_sse = (bool(self.stream) and http.status_code < 400) or "event-stream" in http.headers.get(
             "content-type", ""
         )
-        cap = self._base()
+        record = self._base()
         body = b"".join(self.chunks[: self.n])
         self.chunks = []
         if is_sse:
-            cap.sse = body
+            record.sse = body
             if self.p_first is not None:
-                cap.ttft_ms = round((self.p_first - self.p0) * 1000, 3)
+                record.ttft_ms = round((self.p_first - self.p0) * 1000, 3)
         else:
-            cap.response_bytes = body
+            record.response_bytes = body
         if self.err is not None:
-            cap.error = {"type": "connection_error", "message": self.err, "status": None}
+            record.error = {"type": "connection_error", "message": self.err, "status": None}
         elif self.abandoned:
-            cap.abandoned = True
-        return cap
+            record.abandoned = True
+        return record
 
 
 class RecorderMiddleware(anthropic.Middleware):
@@ -313,13 +310,17 @@ class RecorderMiddleware(anthropic.Middleware):
 
     On the agent's thread it reads the clocks, the context and three of the SDK's scalars, and
     hands the writer the HTTP response (teed, for a body still to come); the writer reads it
-    (`_Attempt.captured`)."""
+    (`_Attempt.captured`).
 
-    def __init__(self, recorder: Recorder):
-        self.recorder = recorder
+    Built from what it needs: `put`, which hands a record to the writer, and `clock`, the wall
+    clock for when an attempt started (`Recorder._clock`: the demo shifts it)."""
+
+    def __init__(self, put: Put, clock: Callable[[], float]):
+        self.put = put
+        self.clock = clock
 
     def _context(self) -> Context | None:
-        ctx = _current.get()
+        ctx = context.current.get()
         if ctx is None or ctx.trace_id is None:
             trace_id = _trace_id()
             if trace_id:
@@ -329,7 +330,7 @@ class RecorderMiddleware(anthropic.Middleware):
     def _failed(self, request: Any, endpoint: str, ctx: Context | None, t_start: float, p0: float,
                 e: BaseException) -> None:
         try:
-            cap = Captured(
+            record = Captured(
                 call_key=request.options.idempotency_key or uuid.uuid4().hex,
                 attempt=request.retries_taken,
                 t_start=t_start,
@@ -338,18 +339,18 @@ class RecorderMiddleware(anthropic.Middleware):
                 ctx=ctx,
                 latency_ms=round((time.perf_counter() - p0) * 1000, 3),
             )
-            req = getattr(e, "request", None)
+            req: Any = getattr(e, "request", None)
             content = getattr(req, "content", None) if req is not None else None
             if isinstance(content, bytes):
-                cap.request_bytes = content
-                cap.raw_request_headers = req.headers
-            if cap.request_bytes is None:
-                cap.request_obj = request.json
+                record.request_bytes = content
+                record.raw_request_headers = req.headers
+            if record.request_bytes is None:
+                record.request_obj = request.json
             kind = "timeout_error" if isinstance(e, anthropic.APITimeoutError) else "connection_error"
             if not isinstance(e, anthropic.APIConnectionError):
                 kind = type(e).__name__
-            cap.error = {"type": kind, "message": str(e), "status": None}
-            self.recorder._writer.put(cap)
+            record.error = {"type": kind, "message": str(e), "status": None}
+            self.put(record)
         except Exception as inner:  # noqa: BLE001
             _warn(inner)
 
@@ -358,11 +359,11 @@ class RecorderMiddleware(anthropic.Middleware):
         """Hand over an answered attempt: now, or, when its body is still to come, once the tee
         has seen it end."""
         http = resp.http_response
-        put = self.recorder._writer.put
+        put = self.put
         if hasattr(http, "_content"):  # already read: a plain call
-            at = _Attempt(request, http, ctx, t_start, p0, endpoint)
-            at.p1 = time.perf_counter()
-            put(at)
+            attempt = _Attempt(request, http, ctx, t_start, p0, endpoint)
+            attempt.p1 = time.perf_counter()
+            put(attempt)
             return
         _StreamCapture(request, http, ctx, t_start, p0, endpoint, put, is_async)
 
@@ -372,7 +373,7 @@ class RecorderMiddleware(anthropic.Middleware):
             return call_next(request)
         try:
             ctx = self._context()
-            t_start = self.recorder._clock()
+            t_start = self.clock()
         except Exception as e:  # noqa: BLE001
             _warn(e)
             return call_next(request)
@@ -394,7 +395,7 @@ class RecorderMiddleware(anthropic.Middleware):
             return await call_next(request)
         try:
             ctx = self._context()
-            t_start = self.recorder._clock()
+            t_start = self.clock()
         except Exception as e:  # noqa: BLE001
             _warn(e)
             return await call_next(request)

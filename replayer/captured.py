@@ -1,9 +1,15 @@
-"""What the agent's thread hands to the writer: bytes and numbers it already has, nothing parsed."""
+"""What the agent's thread hands to the writer: bytes and numbers it already has, nothing parsed.
+
+The contract between capture and the writer: the agent's thread puts either a `Captured` or a
+`Capturable` (an object that makes its `Captured` later, on the writer's thread, so reading
+headers and joining a stream's chunks cost the agent nothing); the writer reads nothing else.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeAlias
 
 
 @dataclass(slots=True)
@@ -44,3 +50,18 @@ class Captured:
     request_id: str | None = None
     ctx: Context | None = None
     abandoned: bool = False
+
+
+class Capturable(Protocol):
+    """An attempt handed over before its record is made (`capture._Attempt`)."""
+
+    def captured(self) -> Captured:
+        """The attempt's record; called once, on the writer's thread. May raise: the writer
+        counts the attempt as failed and logs it."""
+        ...
+
+
+Handoff: TypeAlias = Captured | Capturable
+"""What the agent's thread puts on the writer's queue."""
+Put: TypeAlias = Callable[[Handoff], None]
+"""The writer's `put`: all the middleware needs of it."""

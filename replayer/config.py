@@ -22,11 +22,12 @@ when it exists; none is needed). Flags override it. Example:
 from __future__ import annotations
 
 import os
-import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .paths import config_dir
 
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "cache_hit_rate": 0.60,
@@ -52,16 +53,6 @@ class Settings:
     days: int = 7
     source: str | None = None
     """The file the settings came from, if any."""
-
-
-def config_dir() -> Path:
-    if sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    elif os.name == "nt":
-        base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
-    else:
-        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "replayer"
 
 
 def _number(value: Any, where: str) -> float:

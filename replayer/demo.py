@@ -142,6 +142,6 @@ def build_demo(path: str | os.PathLike[str], *, quiet: bool = True) -> int:
 
 
 def demo_db_path() -> Path:
-    from .recorder import data_dir
+    from .paths import data_dir
 
     return data_dir() / "demo.db"

@@ -2,80 +2,29 @@
 
 from __future__ import annotations
 
-import contextvars
 import json
 import numbers
 import os
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from . import context
 from .captured import Captured, Context
+from .paths import default_db_path
 from .store.codec import storable
 from .store.ingest import new_id
 from .store.process import make_writer
+from .wire import PROTOCOL_HEADERS
 
-_current: contextvars.ContextVar[Context | None] = contextvars.ContextVar("replayer_context", default=None)
-
-
-def data_dir() -> Path:
-    """The user's data folder for replayer (XDG on Linux)."""
-    if sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    elif os.name == "nt":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "replayer"
-
-
-def default_db_path() -> Path:
-    """`$REPLAYER_DB`, else replayer.db in the user's data folder."""
-    env = os.environ.get("REPLAYER_DB")
-    return Path(env).expanduser() if env else data_dir() / "replayer.db"
-
-
-def _inherit_context_in_threads() -> None:
-    """Make threads (and thread-pool tasks) started inside a `conversation()` see it.
-
-    asyncio tasks copy the context by themselves; threads only do from Python 3.14 on with
-    `sys.flags.thread_inherit_context`. This does the same for older versions, once: a thread
-    runs in a copy of the context that started it, a pool task in a copy of the context that
-    submitted it.
-    """
-    if getattr(threading.Thread, "_replayer_inherits", False) or getattr(sys.flags, "thread_inherit_context", 0):
-        return
-    orig_start = threading.Thread.start
-    orig_inner = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
-    orig_submit = ThreadPoolExecutor.submit
-
-    def start(self: threading.Thread) -> None:
-        self._replayer_context = contextvars.copy_context()  # type: ignore[attr-defined]
-        orig_start(self)
-
-    def _bootstrap_inner(self: threading.Thread) -> None:
-        ctx = getattr(self, "_replayer_context", None)
-        if ctx is None:
-            orig_inner(self)
-        else:
-            ctx.run(orig_inner, self)
-
-    def submit(self: ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        return orig_submit(self, contextvars.copy_context().run, fn, *args, **kwargs)
-
-    threading.Thread.start = start  # type: ignore[method-assign]
-    threading.Thread._bootstrap_inner = _bootstrap_inner  # type: ignore[attr-defined]
-    ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
-    threading.Thread._replayer_inherits = True  # type: ignore[attr-defined]
+if TYPE_CHECKING:
+    from .capture import RecorderMiddleware
 
 
 class Recorder:
@@ -97,19 +46,19 @@ class Recorder:
     ):
         self.path = Path(db).expanduser() if db is not None else default_db_path()
         self._writer = make_writer(str(self.path), redact=redact, log_events=log_events, max_pending=max_pending)
-        self._middleware: Any = None
+        self._middleware: RecorderMiddleware | None = None
         self._closed = False
         self._clock: Callable[[], float] = time.time
         """Wall clock for `started_at` (the demo shifts it to spread fixtures over days)."""
 
     # -- installing ---------------------------------------------------------------------------
     @property
-    def middleware(self) -> Any:
+    def middleware(self) -> RecorderMiddleware:
         """An `anthropic.Middleware` for `Anthropic(middleware=[...])` or `AsyncAnthropic`."""
         if self._middleware is None:
             from .capture import RecorderMiddleware
 
-            self._middleware = RecorderMiddleware(self)
+            self._middleware = RecorderMiddleware(self._writer.put, lambda: self._clock())
             self._writer.start()  # installed: records will come
         return self._middleware
 
@@ -131,17 +80,13 @@ class Recorder:
         trace_id: str | None = None,
     ) -> Iterator[str]:
         """Calls inside belong to this conversation (also in threads and tasks started inside)."""
-        _inherit_context_in_threads()
+        context.inherit_in_threads()
         cid = conversation_id or new_id("conv_")
-        token = _current.set(Context(cid, user_id, dict(tags) if tags else None, trace_id))
+        token = context.current.set(Context(cid, user_id, dict(tags) if tags else None, trace_id))
         try:
             yield cid
         finally:
-            _current.reset(token)
-
-    @staticmethod
-    def _current() -> Context | None:
-        return _current.get()
+            context.current.reset(token)
 
     # -- the hook for other loops -------------------------------------------------------------
     def record(
@@ -199,7 +144,7 @@ class Recorder:
             raise TypeError(
                 f"record(): error must be an exception or a dict {{type, message, status}}, not {_kind(error)}"
             )
-        ctx = _current.get()
+        ctx = context.current.get()
         if conversation_id or user_id:
             ctx = Context(
                 conversation_id or (ctx.conversation_id if ctx else None),
@@ -207,29 +152,29 @@ class Recorder:
                 ctx.tags if ctx else None,
                 ctx.trace_id if ctx else None,
             )
-        cap = Captured(
+        captured = Captured(
             call_key=uuid.uuid4().hex,
             attempt=0,
             t_start=t_start,
             stream=bool(request.get("stream")) if isinstance(request, dict) else False,
             request_bytes=body,
             headers={
-                k.lower(): v for k, v in (headers or {}).items() if k.lower() in ("anthropic-version", "anthropic-beta")
+                k.lower(): v for k, v in (headers or {}).items() if k.lower() in PROTOCOL_HEADERS
             },
             latency_ms=latency_ms,
             ctx=ctx,
         )
         if response is not None:
             if isinstance(response, bytes | str):
-                cap.response_bytes = _utf8(response) if isinstance(response, str) else response
+                captured.response_bytes = _utf8(response) if isinstance(response, str) else response
             else:
                 doc = response.to_dict() if hasattr(response, "to_dict") else response
-                cap.response_bytes = _utf8(json.dumps(doc, ensure_ascii=False))
-            cap.status = status or 200
+                captured.response_bytes = _utf8(json.dumps(doc, ensure_ascii=False))
+            captured.status = status or 200
         if error is not None:
-            cap.error = _error_dict(error)
-            cap.status = status if status is not None else cap.error.get("status")
-        self._writer.put(cap)
+            captured.error = _error_dict(error)
+            captured.status = status if status is not None else captured.error.get("status")
+        self._writer.put(captured)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:
@@ -315,6 +260,6 @@ def _error_dict(error: Any) -> dict[str, Any]:
     body = getattr(error, "body", None)
     kind = None
     if isinstance(body, dict):
-        inner = body.get("error") if isinstance(body.get("error"), dict) else body
-        kind = inner.get("type")
+        inner = body.get("error")
+        kind = (inner if isinstance(inner, dict) else body).get("type")
     return {"type": kind or type(error).__name__, "message": str(error), "status": status}

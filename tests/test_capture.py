@@ -527,7 +527,7 @@ def test_identical_conversations_run_at_once_stay_apart(thread_writer, api, rec,
     grow, each call in the conversation of the chat that made it (first come, first served).
     Also when the writer can remember only two keys' open conversations (it asks the table)."""
     if remembered:
-        monkeypatch.setattr("replayer.store.ingest.MAX_OPEN_KEYS", remembered)
+        monkeypatch.setattr("replayer.store.threads.MAX_OPEN_KEYS", remembered)
     _answer_by_content(api)
     chats = [[{"role": "user", "content": "Summarise the report"}] for _ in range(3)]
     for turn in range(3):

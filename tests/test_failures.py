@@ -735,3 +735,35 @@ def test_exit_does_not_retry_what_close_already_said_it_could_not_write(tmp_path
     rec.record({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "again"}]})
     writer_module._flush_at_exit()
     assert rec._writer in closed_at_exit
+
+
+def test_sqlite_faults_are_read_from_result_codes(tmp_path):
+    """The writer and open_db tell locked, read-only and corrupt files apart by SQLite's result
+    code (`schema.fault_of`), whatever the message's wording."""
+    from replayer.store.schema import Fault, fault_of
+
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database " * 200)
+    with pytest.raises(sqlite3.DatabaseError) as corrupt:
+        sqlite3.connect(junk).execute("SELECT * FROM sqlite_master").fetchall()
+    assert fault_of(corrupt.value) is Fault.CORRUPT
+
+    path = tmp_path / "ok.db"
+    holder = sqlite3.connect(path, timeout=0, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError) as locked:
+        other.execute("BEGIN IMMEDIATE")
+    assert fault_of(locked.value) is Fault.LOCKED
+    holder.execute("ROLLBACK")
+
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError) as read_only:
+        reader.execute("INSERT INTO t VALUES (1)")
+    assert fault_of(read_only.value) is Fault.READ_ONLY
+
+    assert fault_of(sqlite3.ProgrammingError("Cannot operate on a closed database.")) is None
+    assert fault_of(ValueError("database is locked")) is None  # the words alone are not a fault
+    for conn in (holder, other, reader):
+        conn.close()

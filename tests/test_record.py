@@ -169,3 +169,25 @@ def test_record_says_why_nothing_was_recorded_and_creates_no_database(tmp_path):
         for word in words:
             assert word in line, (name, word, line)
         assert not db.exists(), name
+
+
+def test_default_folders_are_where_they_always_were(monkeypatch, tmp_path):
+    """The data and config folders (platformdirs since issue 14) are the XDG ones on Linux, and
+    Application Support on macOS even when $XDG_* is set (platformdirs would follow it there)."""
+    from replayer import paths
+
+    monkeypatch.delenv("REPLAYER_DB", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    if sys.platform.startswith("linux"):
+        assert paths.default_db_path() == tmp_path / "data" / "replayer" / "replayer.db"
+        assert paths.config_dir() == tmp_path / "config" / "replayer"
+        monkeypatch.delenv("XDG_DATA_HOME")
+        monkeypatch.delenv("XDG_CONFIG_HOME")
+        assert paths.data_dir() == Path.home() / ".local" / "share" / "replayer"
+        assert paths.config_dir() == Path.home() / ".config" / "replayer"
+    monkeypatch.setattr(sys, "platform", "darwin")
+    support = Path.home() / "Library" / "Application Support" / "replayer"
+    assert paths.data_dir() == support and paths.config_dir() == support
+    monkeypatch.setenv("REPLAYER_DB", "~/elsewhere.db")
+    assert paths.default_db_path() == Path.home() / "elsewhere.db"

@@ -15,15 +15,15 @@ from replayer.store.schema import DBError, open_db
 
 
 @pytest.fixture
-def ing(tmp_path):
-    i = Ingestor(open_db(tmp_path / "s.db"))
-    i.db.conn.execute("BEGIN")
-    yield i
-    i.db.conn.execute("ROLLBACK")
+def scanner(tmp_path):
+    ingestor = Ingestor(open_db(tmp_path / "s.db"))
+    ingestor.db.conn.execute("BEGIN")
+    yield ingestor.scanner
+    ingestor.db.conn.execute("ROLLBACK")
 
 
 @pytest.mark.parametrize("separators", [(",", ":"), (", ", ": ")], ids=["compact", "spaced"])
-def test_fast_scan_agrees_with_a_full_parse(ing, separators):
+def test_fast_scan_agrees_with_a_full_parse(scanner, separators):
     """Requests that extend, branch, edit and shrink earlier histories, in any order."""
     rnd = random.Random(7)
     base = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"m{i} " + "é✓" * rnd.randint(0, 30)} for i in range(40)]
@@ -36,18 +36,18 @@ def test_fast_scan_agrees_with_a_full_parse(ing, separators):
         if rnd.random() < 0.5:
             body["system"] = rnd.choice(["You are terse.", [{"type": "text", "text": "Sys", "cache_control": {"type": "ephemeral"}}]])
         text = json.dumps(body, separators=separators, ensure_ascii=rnd.random() < 0.5)
-        fast = ing.parse_request(text)
-        slow = ing.parse_request_obj(json.loads(text))
-        assert (fast.blobs, fast.nodes, fast.tkeys, fast.node, fast.system) == (
-            slow.blobs, slow.nodes, slow.tkeys, slow.node, slow.system), trial
+        fast = scanner.parse_request(text)
+        slow = scanner.parse_request_obj(json.loads(text))
+        assert (fast.blobs, fast.nodes, fast.thread_keys, fast.node, fast.system) == (
+            slow.blobs, slow.nodes, slow.thread_keys, slow.node, slow.system), trial
         assert fast.skeleton == slow.skeleton
 
 
-def _same_as_a_full_parse(ing, text):
-    fast = ing.parse_request(text)
-    slow = ing.parse_request_obj(json.loads(text))
-    assert (fast.blobs, fast.nodes, fast.tkeys, fast.node, fast.system, fast.tools) == (
-        slow.blobs, slow.nodes, slow.tkeys, slow.node, slow.system, slow.tools)
+def _same_as_a_full_parse(scanner, text):
+    fast = scanner.parse_request(text)
+    slow = scanner.parse_request_obj(json.loads(text))
+    assert (fast.blobs, fast.nodes, fast.thread_keys, fast.node, fast.system, fast.tools) == (
+        slow.blobs, slow.nodes, slow.thread_keys, slow.node, slow.system, slow.tools)
     assert fast.skeleton == slow.skeleton
     return fast
 
@@ -61,7 +61,7 @@ def _same_as_a_full_parse(ing, text):
     ],
     ids=["compact-utf8", "spaced-ascii", "indented"],
 )
-def test_a_growing_history_is_matched_as_bytes_and_only_its_tail_parsed(ing, dump):
+def test_a_growing_history_is_matched_as_bytes_and_only_its_tail_parsed(scanner, dump):
     """Each request re-sends the last one's messages: they are reused, not parsed again, whatever
     the key order, separators, and characters (accents, emoji)."""
     msgs = [{"role": "user", "content": "Start: é✓ 🙂 " + "x" * 300}]
@@ -69,45 +69,45 @@ def test_a_growing_history_is_matched_as_bytes_and_only_its_tail_parsed(ing, dum
         body = {"max_tokens": 5, "messages": msgs, "model": "m"}
         if turn % 2:  # keys in another order, the system prompt before the messages
             body = {"system": "Be brief, and é✓ " * 30, "messages": msgs, "max_tokens": 5, "model": "m"}
-        pr = _same_as_a_full_parse(ing, dump(body))
-        assert pr.reused == (len(msgs) - 2 if turn else 0)  # all but the two new ones
-        assert pr.msgs[pr.reused:] == msgs[pr.reused:]
+        parsed = _same_as_a_full_parse(scanner, dump(body))
+        assert parsed.reused == (len(msgs) - 2 if turn else 0)  # all but the two new ones
+        assert parsed.messages[parsed.reused:] == msgs[parsed.reused:]
         msgs = [*msgs, {"role": "assistant", "content": [{"type": "text", "text": f"reply {turn} ✓"}]},
                 {"role": "user", "content": f"next {turn} 🙂"}]
 
 
 @pytest.mark.parametrize("real", [True, False], ids=["then-the-real-one", "no-real-one"])
-def test_bytes_that_only_look_like_the_messages_array_are_not_cut(ing, real):
+def test_bytes_that_only_look_like_the_messages_array_are_not_cut(scanner, real):
     """A key before "messages" can end in the same bytes (an escaped quote), and hold the same
     elements as the last request: the byte search finds it first, the text scan sees it isn't
     the top-level messages, and the body is scanned whole."""
     msgs = [{"role": "user", "content": "m" * 400}, {"role": "assistant", "content": "ok"}]
-    _same_as_a_full_parse(ing, json.dumps({"max_tokens": 5, "messages": msgs}))
+    _same_as_a_full_parse(scanner, json.dumps({"max_tokens": 5, "messages": msgs}))
     text = '{"x\\"messages":' + json.dumps(msgs)
     if real:
         text += ', "messages": ' + json.dumps(msgs + [{"role": "user", "content": "real"}])
     text += "}"
-    pr = _same_as_a_full_parse(ing, text)
-    assert pr.skeleton['x"messages'] == msgs and len(pr.blobs) == (3 if real else 0)
+    parsed = _same_as_a_full_parse(scanner, text)
+    assert parsed.skeleton['x"messages'] == msgs and len(parsed.blobs) == (3 if real else 0)
 
 
-def test_a_key_given_twice_is_read_as_json_reads_it(ing):
+def test_a_key_given_twice_is_read_as_json_reads_it(scanner):
     """json.loads keeps the last value of a repeated key; so does the stored request, and a
     repeated messages array leaves nothing wrong behind for the next request."""
     a, b = {"role": "user", "content": "a"}, {"role": "user", "content": "b"}
     for text in ['{"system":"a","system":null}', '{"tools":[1],"tools":null}',
                  json.dumps({"messages": [a]})[:-1] + ', "messages": 5}',
                  json.dumps({"messages": [a]})[:-1] + ', "messages": ' + json.dumps([b]) + "}"]:  # fmt: skip
-        _same_as_a_full_parse(ing, text)
-    _same_as_a_full_parse(ing, json.dumps({"messages": [b]}))
+        _same_as_a_full_parse(scanner, text)
+    _same_as_a_full_parse(scanner, json.dumps({"messages": [b]}))
 
 
-def test_text_of_escaped_bytes_is_not_read_as_other_characters(ing):
+def test_text_of_escaped_bytes_is_not_read_as_other_characters(scanner):
     """Lone surrogates that a bytes decoder would have made of invalid UTF-8 stay themselves."""
-    _same_as_a_full_parse(ing, '{"messages":[{"role":"user","content":"\udce2\udc82\udcac"}]}')
+    _same_as_a_full_parse(scanner, '{"messages":[{"role":"user","content":"\udce2\udc82\udcac"}]}')
 
 
-def test_history_is_reused_past_whitespace_and_a_tool_schema_naming_messages(ing):
+def test_history_is_reused_past_whitespace_and_a_tool_schema_naming_messages(scanner):
     """Whitespace after the last known message, and a "messages" property in a tool schema
     sent before the messages, don't stop the history from being matched as bytes."""
     tools = [{"name": "send", "input_schema": {"type": "object", "properties": {"messages": {"type": "string"}}}}]
@@ -115,16 +115,16 @@ def test_history_is_reused_past_whitespace_and_a_tool_schema_naming_messages(ing
     for turn in range(4):
         body = json.dumps({"tools": tools, "messages": msgs}, separators=(",", ":"))
         text = body.replace("},{", "} ,{").replace("}]}", "} ]}")  # a space before each , and the ]
-        pr = _same_as_a_full_parse(ing, text)
-        assert pr.reused == (len(msgs) - 2 if turn else 0)
+        parsed = _same_as_a_full_parse(scanner, text)
+        assert parsed.reused == (len(msgs) - 2 if turn else 0)
         msgs = [*msgs, {"role": "assistant", "content": f"r{turn}"}, {"role": "user", "content": f"u{turn}"}]
 
 
-def test_odd_bodies_fall_back_to_a_full_parse(ing):
+def test_odd_bodies_fall_back_to_a_full_parse(scanner):
     for text in ['{"messages": "not a list", "model": "m"}', '[1, 2]', '{"model": "m"}  ', '{"messages":[]}']:
-        pr = ing.parse_request(text)
-        assert pr is not None
-    assert ing.parse_request('{"messages":[]}').node == 0
+        parsed = scanner.parse_request(text)
+        assert parsed is not None
+    assert scanner.parse_request('{"messages":[]}').node == 0
 
 
 def test_a_body_that_is_not_json_is_kept_as_text(tmp_path, caplog):
@@ -149,12 +149,12 @@ def test_a_body_that_is_not_json_is_kept_as_text(tmp_path, caplog):
     assert not [r for r in caplog.records if "could not store" in r.getMessage()]
 
 
-def test_json_the_fast_scan_could_misread_is_kept_as_text(ing):
+def test_json_the_fast_scan_could_misread_is_kept_as_text(scanner):
     """A non-string key and trailing commas: json.loads refuses them, and so does the scan, so
     the body is kept as the text it is rather than as a reading of it."""
     for text in ['{1:2}', '{"a":1,}', '{"messages":[1,2],}', '{"messages":[{"role":"user","content":"x"},]}']:
-        assert ing.parse_request(text).skeleton == {"__body__": text}
-    assert ing.parse_request("{ }").skeleton == {}
+        assert scanner.parse_request(text).skeleton == {"__body__": text}
+    assert scanner.parse_request("{ }").skeleton == {}
 
 
 def test_history_is_stored_once(tmp_path):
@@ -428,7 +428,7 @@ def _random_doc(rnd, depth=0):
 def test_the_fast_canonical_form_is_the_canonical_form():
     """orjson stands in for json only where it writes the same text: documents without floats
     (it falls back by itself on huge integers and lone surrogates); the decoder says which."""
-    from replayer.store.ingest import Decoder, canon, canon_plain
+    from replayer.store.codec import Decoder, canon, canon_plain
 
     rnd = random.Random(11)
     for _ in range(20_000):
@@ -550,3 +550,14 @@ def test_tool_results_added_by_requests_that_never_send_the_reply_back(tmp_path)
     ).fetchall()
     assert len({c for (c,) in sqlite3.connect(path).execute("SELECT conversation_id FROM turns")}) == 12
     assert [(i, n, e) for i, (_, n, e) in enumerate(got)] == expected
+
+
+def test_a_bounded_cache_starts_over_when_full():
+    from replayer.bounded import BoundedDict
+
+    cache: BoundedDict[int, int] = BoundedDict(3)
+    for k in range(4):
+        cache[k] = k
+    assert len(cache) == 4  # it holds more than `limit` before the next insert empties it
+    cache[9] = 9
+    assert cache == {9: 9}

@@ -108,3 +108,17 @@ def test_what_reached_the_pipe_is_written_when_the_agent_is_killed(api, tmp_path
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert wait_until(lambda: db.exists() and not os.path.exists(f"{db}-wal") and len(exported(db)) == 4, 20)
     assert last_user_texts(db) == [f"call {i}" for i in range(4)]
+
+
+def test_a_burst_larger_than_a_frame_arrives_whole(db_path):
+    """Records go over in frames of about FRAME_BYTES; a burst of bigger records spans several."""
+    from replayer.store import process
+
+    rec = Recorder(db_path)
+    texts = [f"{i} " + "x" * (process.FRAME_BYTES // 2) for i in range(5)]
+    for text in texts:
+        rec.record({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": text}]})
+    assert rec.flush(timeout=30) is True
+    assert last_user_texts(db_path) == texts
+    assert isinstance(rec._writer, ProcessWriter) and rec._writer._local is None
+    rec.close()

@@ -54,7 +54,7 @@ config_option = _root_option("config", "FILE", "Settings file: thresholds, budge
 
 
 def db_path(ctx: click.Context) -> Path:
-    from ..recorder import default_db_path
+    from ..paths import default_db_path
 
     given = (ctx.find_root().obj or {}).get("db")
     return Path(given).expanduser() if given else default_db_path()
@@ -80,7 +80,7 @@ def _warn_unpriced_once(ctx: click.Context, prices: Any) -> None:
     """The no-price warning comes once per database, not on every command: the models it was
     given for are remembered, and only a model not told about before warns again. A model that
     has a price now is forgotten, so it warns again if it loses it."""
-    from ..recorder import data_dir
+    from ..paths import data_dir
 
     path = data_dir() / NOTICES
     key = str(db_path(ctx).resolve())

@@ -33,7 +33,8 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
     """
     import tempfile
 
-    from ..autorecord import REPORT_ENV, summarize
+    from ..autorecord import summarize
+    from ..paths import REPORT_ENV
 
     boot = str(Path(__file__).parent.parent / "_boot")  # holds the sitecustomize that starts recording
     db = str(db_path(ctx).resolve())

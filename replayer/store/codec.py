@@ -6,15 +6,24 @@ results mostly, are stored as a BLOB of raw deflate (zlib level 1) when that mak
 least an eighth smaller. The hash is always taken over the text, so compressed and plain copies
 of the same content are one blob, and databases written before compression read as before.
 
-Also here: JSON text SQLite and UTF-8 files take, with a lone surrogate written as its escape.
+Also here: JSON text SQLite and UTF-8 files take, with a lone surrogate written as its escape;
+the canonical JSON a blob's hash is taken over (and its fast form for documents without floats);
+the hash itself; and the ids and timestamps rows are written with.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import time
 import zlib
-from typing import Any
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import orjson
 
 MIN_CHARS = 400
 """Texts shorter than this are stored as they are."""
@@ -71,3 +80,81 @@ def dumps(obj: Any) -> str:
 def readable(text: str) -> str:
     """Plain text (not JSON) that SQLite takes: a lone surrogate becomes U+FFFD."""
     return _SURROGATE.sub("\ufffd", text) if _has_lone_surrogate(text) else text
+
+
+WS = re.compile(r"[ \t\n\r]*")
+"""JSON whitespace, in text."""
+ws_at = cast("Callable[[str, int], re.Match[str]]", WS.match)
+"""`WS.match`: `ws_at(text, i).end()` is where the whitespace at `i` ends (it matches the empty
+string, so never None; the scanner calls it on every token, so no wrapper function)."""
+
+
+def canon(obj: Any) -> str:
+    """Canonical JSON: what a blob's hash is taken over (JSON-equal documents share a blob)."""
+    return storable(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+
+
+def canon_plain(obj: Any) -> str:
+    """`canon` of a document known to hold no float, NaN or infinity, about ten times faster.
+
+    orjson writes such documents exactly as json does (strings, integers to 64 bits, sorted
+    keys; a test checks it on random documents), but floats differently (0.00001 for 1e-05) and
+    NaN as null: the caller must know there are none. What orjson refuses goes to json."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # an integer beyond 64 bits, a lone surrogate, a non-string key
+        return canon(obj)
+
+
+def dumps_plain(obj: Any) -> str:
+    """json.dumps(obj, ensure_ascii=False) in compact form, keys in their order, for a document
+    known to hold no float (see `canon_plain`)."""
+    try:
+        return orjson.dumps(obj).decode()
+    except TypeError:
+        return storable(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+
+
+class Decoder:
+    """json's decoder, noting whether what it parsed held a float, NaN or infinity (only then
+    does a document need `canon` rather than `canon_plain`). Reset `floats` before each use."""
+
+    def __init__(self) -> None:
+        self.floats = False
+        self.raw_decode = json.JSONDecoder(parse_float=self._float, parse_constant=self._float).raw_decode
+
+    def _float(self, text: str) -> float:
+        self.floats = True
+        return float(text)
+
+    def loads(self, text: str) -> Any:
+        """json.loads, noting floats."""
+        self.floats = False
+        obj, end = self.raw_decode(text, ws_at(text, 0).end())
+        if ws_at(text, end).end() != len(text):
+            raise ValueError("extra data after the document")
+        return obj
+
+
+def loads_or_text(text: str) -> Any:
+    """The document in `text`; the text itself when it isn't JSON (a body handed to `record()`
+    can be anything: it is kept, as a string, rather than lost)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def new_id(prefix: str = "", t: float | None = None) -> str:
+    """A sortable id: 48-bit milliseconds then 64 random bits, in hex (sorts by time as text)."""
+    ms = int((time.time() if t is None else t) * 1000)
+    return f"{prefix}{ms:012x}{os.urandom(8).hex()}"
+
+
+def iso(t: float) -> str:
+    """ISO-8601 UTC with milliseconds and a Z: sorts as text."""
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"

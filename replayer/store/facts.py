@@ -14,7 +14,7 @@ the current table (store/aggregate.py), so a corrected price still re-prices his
 from __future__ import annotations
 
 import bisect
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..pricing import token_parts as pricing_parts
 
@@ -27,6 +27,37 @@ USAGE_COLUMNS = (
     "input, output, w5m, w1h, cr, web, batch, tool_results, tool_errors, system, rewrite"
 )
 INSERT_USAGE = f"INSERT INTO usage({USAGE_COLUMNS}) VALUES ({','.join('?' * len(USAGE_COLUMNS.split(',')))})"
+
+
+
+class UsageRow(NamedTuple):
+    """One row of `usage` (see SCHEMA for each column); a tuple, so executemany takes it as is."""
+
+    conv: int
+    idx: int
+    attempt_id: int
+    part: int
+    turn: int
+    at: float
+    model: str | None
+    status: int | None
+    latency_ms: float | None
+    error: int
+    new_turn: int
+    input: int | None
+    output: int | None
+    w5m: int | None
+    w1h: int | None
+    cr: int | None
+    web: int | None
+    batch: int
+    tool_results: int
+    tool_errors: int
+    system: int | None
+    rewrite: int
+
+
+assert ", ".join(UsageRow._fields) == USAGE_COLUMNS
 
 ROLLUP_SUMS = (
     "turns", "attempts", "errors", "limited", "priced",
@@ -84,10 +115,10 @@ SCHEMA = (
 )
 
 
-def token_parts(usage: dict[str, Any]) -> tuple[int, ...]:
+def token_parts(usage: dict[str, Any]) -> tuple[int, int, int, int, int, int, int]:
     """input, output, 5-minute writes, 1-hour writes, reads, web searches, batch (0/1)."""
-    *counts, batch = pricing_parts(usage)
-    return (*counts, 1 if batch else 0)
+    inp, out, w5m, w1h, cr, web, batch = pricing_parts(usage)
+    return inp, out, w5m, w1h, cr, web, 1 if batch else 0
 
 
 def tool_counts(messages: list[Any]) -> tuple[int, int]:
@@ -126,24 +157,25 @@ def usage_rows(
     tools: tuple[int, int],
     system: int | None,
     prev_reads: int | None,
-) -> list[tuple[Any, ...]]:
+) -> list[UsageRow]:
     """The usage rows of one attempt; `prev_reads`: cache reads of the turn before."""
     head = (conv, idx, attempt_id, 0, turn, at, model, status, latency_ms, 1 if error else 0, 1 if new_turn else 0)
     if not isinstance(usage, dict):
-        return [(*head, None, None, None, None, None, None, 0, *tools, system, 0)]
+        return [UsageRow(*head, None, None, None, None, None, None, 0, *tools, system, 0)]
     p = token_parts(usage)
-    out = [(*head, *p, *tools, system, 1 if is_rewrite(p[2] + p[3], p[4], prev_reads) else 0)]
+    out = [UsageRow(*head, *p, *tools, system, 1 if is_rewrite(p[2] + p[3], p[4], prev_reads) else 0)]
     for i, it in enumerate(usage.get("iterations") or (), 1):
         if isinstance(it, dict) and it.get("type") == "compaction":
             q = token_parts(it)
             out.append(
-                (conv, idx, attempt_id, i, turn, at, it.get("model") or model, None, None, 0, 0, *q, 0, 0, system, 0)
+                UsageRow(conv, idx, attempt_id, i, turn, at, it.get("model") or model, None, None, 0, 0, *q, 0, 0,
+                         system, 0)
             )
     return out
 
 
-def rollup_row(u: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A usage row as its contribution to the rollup."""
+def rollup_row(u: UsageRow) -> tuple[Any, ...]:
+    """A usage row as its contribution to the rollup (in ROLLUP_COLUMNS' order)."""
     (conv, _idx, _aid, part, _turn, at, model, status, latency, error, new_turn,
      inp, out, w5m, w1h, cr, web, batch, tr, te, system, rewrite) = u  # fmt: skip
     priced = inp is not None
@@ -170,7 +202,7 @@ def prev_reads(db: Any, conv: int, idx: int) -> int | None:
     return row[0] if row else None
 
 
-def write(db: Any, rows: list[tuple[Any, ...]]) -> None:
+def write(db: Any, rows: list[UsageRow]) -> None:
     """Insert usage rows and add them to the rollup: one upsert per rollup key, not per row."""
     db.executemany(INSERT_USAGE, rows)
     db.executemany(UPSERT_ROLLUP, _summed(rows))
@@ -180,7 +212,7 @@ _KEY = 5  # conv, bucket, model, batch, band
 _SYS = _KEY + len(ROLLUP_SUMS)  # sys_min, sys_max, sys_nulls follow the sums
 
 
-def _summed(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def _summed(rows: list[UsageRow]) -> list[tuple[Any, ...]]:
     """The rows' rollup contributions, summed per key as the upsert would sum them."""
     acc: dict[tuple[Any, ...], list[Any]] = {}
     for u in rows:

@@ -41,10 +41,11 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ..captured import Captured
+from ..captured import Captured, Handoff
+from ..paths import REPORT_ENV
 from . import writer as writer_module
+from .attempt import read_headers
 from .writer import Writer, _Flush
-from .writer import _read_headers as read_headers
 
 log = logging.getLogger("replayer")
 
@@ -52,6 +53,9 @@ WRITER_ENV = "REPLAYER_WRITER"
 """`thread` keeps the writer in the recording process (the default is a process of its own)."""
 COUNTS_SECONDS = 0.1
 """How often the child looks whether records were dropped or skipped, to say so between flushes."""
+FRAME_BYTES = 4 << 20
+"""A burst goes over in frames of about this size: a frame is a copy of its records while it is
+written, and 500 records of long histories would make a copy of a hundred megabytes."""
 READY_SECONDS = 20.0
 """How long the first records wait for the child to start before a thread writer takes over."""
 _HEADER = struct.Struct(">I")
@@ -156,13 +160,13 @@ class ProcessWriter:
     @property
     def conversations(self) -> set[str] | None:
         """Kept only under `replayer record`, which reports them (as a Writer's)."""
-        if not os.environ.get(writer_module.REPORT_ENV):
+        if not os.environ.get(REPORT_ENV):
             return None
         local = (self._local.conversations or set()) if self._local is not None else set()
         return {*self._earlier.conversations, *self._counts.conversations, *local}
 
     # -- called from any thread -------------------------------------------------------------
-    def put(self, item: Any) -> None:
+    def put(self, item: Handoff | _Flush) -> None:
         """Queue a `Captured`, or an object whose `captured()` makes one (on the feeder thread)."""
         self.q.put(item)
         if self._closed:
@@ -222,15 +226,21 @@ class ProcessWriter:
                 except queue.Empty:
                     break
             batch: list[Captured] = []
+            size = 0
             for item in items:
                 if isinstance(item, _Flush):
                     self._send_batch(batch)
-                    batch = []
+                    batch, size = [], 0
                     self._send_flush(item)
-                else:
-                    cap = self._captured(item)
-                    if cap is not None:
-                        batch.append(cap)
+                    continue
+                cap = self._captured(item)
+                if cap is None:
+                    continue
+                batch.append(cap)
+                size += sum(len(b) for b in (cap.request_bytes, cap.response_bytes, cap.sse) if b)
+                if size >= FRAME_BYTES:
+                    self._send_batch(batch)
+                    batch, size = [], 0
             self._send_batch(batch)
             # not kept while waiting: a stream's capture holds its response, request and credentials
             items = batch = item = cap = None  # type: ignore[assignment]

@@ -19,6 +19,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +199,7 @@ def m003_usage(db: Database) -> None:
     for rowid, _conv, added in _added_per_turn(db):
         tools[rowid] = facts.tool_counts([blob_obj(db, b) for b in added])
     seen: set[int] = set()
-    last_reads: dict[tuple[int, int], int] = {}  # (conv, idx) -> reads of its last attempt with usage
+    last_reads: dict[tuple[int, int], int | None] = {}  # (conv, idx) -> reads of its last attempt with usage
     for row in db.execute(
         """SELECT a.id, c.rowid, t.rowid, t.idx, a.started_at, a.model, a.status, a.latency_ms,
                   a.error_json IS NOT NULL, a.usage_json, t.system_blob
@@ -226,7 +227,7 @@ def m003_usage(db: Database) -> None:
             prev_reads=last_reads.get((conv, idx - 1)),
         )
         if isinstance(usage, dict):
-            last_reads[(conv, idx)] = rows[0][15]
+            last_reads[(conv, idx)] = rows[0].cr
         facts.write(db.conn, rows)
 
 
@@ -254,7 +255,7 @@ def m004_thread_tips(db: Database) -> None:
 
 def _backfill_thread_tips(db: Database) -> None:
     """Each conversation's tip: the key of its last answered turn's context and reply."""
-    from .ingest import thread_key
+    from .threads import thread_key
 
     keys: dict[int, str] = {0: ""}  # node -> thread key of its list (shared prefixes hashed once)
 
@@ -288,6 +289,33 @@ def m005_meta(db: Database) -> None:
     # Facts about the file itself, as key/value rows: first, that `replayer demo` made it, so the
     # demo rebuilds its own databases but never replaces one it didn't make.
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+class Fault(StrEnum):
+    """What made the database fail, as far as the remedy differs."""
+
+    READ_ONLY = "read-only"
+    LOCKED = "locked"
+    FULL = "full"
+    CORRUPT = "corrupt"
+
+
+_FAULTS = {
+    sqlite3.SQLITE_READONLY: Fault.READ_ONLY,
+    sqlite3.SQLITE_BUSY: Fault.LOCKED,  # "database is locked": another connection holds the write lock
+    sqlite3.SQLITE_LOCKED: Fault.LOCKED,
+    sqlite3.SQLITE_FULL: Fault.FULL,
+    sqlite3.SQLITE_CORRUPT: Fault.CORRUPT,  # "database disk image is malformed"
+    sqlite3.SQLITE_NOTADB: Fault.CORRUPT,  # "file is not a database"
+}
+
+
+def fault_of(e: BaseException) -> Fault | None:
+    """The database's fault behind `e`, from SQLite's own result code (its primary part: an
+    extended code such as SQLITE_READONLY_DBMOVED is a kind of SQLITE_READONLY); None for
+    anything else (including errors the sqlite3 module raises itself, which carry no code)."""
+    code = getattr(e, "sqlite_errorcode", None)
+    return None if code is None else _FAULTS.get(code & 0xFF)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -350,15 +378,16 @@ def open_db(path: str | os.PathLike[str], *, create: bool = True, migrate: bool 
         return db
     except sqlite3.DatabaseError as e:
         msg = str(e)
-        if "not a database" in msg or "malformed" in msg or "disk image" in msg:
+        fault = fault_of(e)
+        if fault is Fault.CORRUPT:
             raise DBError(
                 f"{path} is not a SQLite database or is corrupt ({msg}): move it aside or pick another --db"
             ) from None
-        if "readonly" in msg or "read-only" in msg:
+        if fault is Fault.READ_ONLY:
             raise DBError(
                 f"{path} is read-only and needs migrating: run 'replayer db migrate' with write access"
             ) from None
-        if "locked" in msg or "busy" in msg:
+        if fault is Fault.LOCKED:
             raise DBError(f"{path} is locked by another process: retry when it is done") from None
         raise DBError(f"cannot open {path}: {msg}") from None
 

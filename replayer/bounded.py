@@ -1,0 +1,27 @@
+"""A bounded cache: a dict that empties itself when it grows past its limit.
+
+The writer's id caches (blobs, nodes, thread tips, conversations...) live in the agent's
+process: they must not grow without end, and the usual hit is recent, so starting over when
+full costs a few lookups in the database and needs no bookkeeping per hit (an LRU would)."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class BoundedDict(dict[K, V]):
+    """A dict cleared before an insert once it holds more than `limit` entries."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key: K, value: V) -> None:
+        if len(self) > self.limit:
+            self.clear()
+        super().__setitem__(key, value)

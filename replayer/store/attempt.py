@@ -1,0 +1,191 @@
+"""Reading one `Captured` before it is stored: its protocol headers and request id (the rest of
+the headers, which hold credentials, dropped), the caller's ids as text SQLite takes, the
+response as received (a stream assembled, an error read from an error body), the user's
+redaction, and the log event written for it. Runs on the background writer only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .. import sse
+from ..captured import Captured, Context
+from ..wire import PROTOCOL_HEADERS, TOOL_USE_TYPES
+from . import codec
+from .codec import Decoder, loads_or_text
+
+Redact = Callable[[dict[str, Any]], dict[str, Any] | None]
+"""The user's redaction hook (`Recorder(redact=...)`): a record in, the record to keep (or None
+to keep nothing) out."""
+
+_PROTOCOL = {name.encode(): name for name in PROTOCOL_HEADERS}
+
+
+@dataclass(slots=True)
+class Attempt:
+    """An attempt as read, ready to be stored."""
+
+    request_obj: Any
+    """The request as a document; None when `request_raw` holds it."""
+    request_raw: bytes | None
+    """The request body as sent (scanned without a full parse)."""
+    response: Any
+    plain: bool
+    """The response was parsed here and holds no float: its parts may be written by orjson."""
+    error: dict[str, Any] | None
+    unknown_events: list[Any] | None
+    """A stream's events of types this version doesn't know, kept as they came."""
+
+
+def read_headers(captured: Captured) -> None:
+    """Keep the protocol headers and the request id; drop the raw lists (they hold credentials)."""
+    if captured.raw_request_headers is not None:
+        kept = {}
+        for key, value in getattr(captured.raw_request_headers, "raw", captured.raw_request_headers):
+            name = _PROTOCOL.get(key.lower())
+            if name is not None:
+                kept[name] = value.decode("latin-1")
+        captured.headers = kept
+        captured.raw_request_headers = None
+    if captured.raw_response_headers is not None:
+        for key, value in getattr(captured.raw_response_headers, "raw", captured.raw_response_headers):
+            if key.lower() == b"request-id":
+                captured.request_id = value.decode("latin-1")
+        captured.raw_response_headers = None
+
+
+def error_from_body(status: int, body: Any, text: str | None) -> dict[str, Any]:
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        return {"type": err.get("type"), "message": err.get("message"), "status": status}
+    default = {429: "rate_limit_error", 529: "overloaded_error"}.get(status, "api_error")
+    return {"type": default, "message": (text or "")[:2000], "status": status}
+
+
+def label(value: Any) -> str | None:
+    """A response's model, id or stop reason for its column: a string (a lone surrogate as
+    U+FFFD) or a number's text; anything else (a list, a dict) None. The stored response keeps
+    the value as it came."""
+    if isinstance(value, str):
+        return codec.readable(value)
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
+def _id_text(value: Any) -> str | None:
+    """An id a caller gave (conversation, user, trace) as text SQLite takes."""
+    if value is None:
+        return None
+    return codec.readable(value if isinstance(value, str) else str(value))
+
+
+def bindable(ctx: Context | None) -> Context | None:
+    """The caller's ids as text: an id that is a number, a list or has a lone surrogate would
+    otherwise cost its record (SQLite can't bind it)."""
+    if ctx is None:
+        return None
+    ids = (ctx.conversation_id, ctx.user_id, ctx.trace_id)
+    if all(v is None or (isinstance(v, str) and v.isascii()) for v in ids):
+        return ctx
+    conv, user, trace = (_id_text(v) for v in ids)
+    return Context(conv, user, ctx.tags, trace)
+
+
+def read(captured: Captured, decoder: Decoder, redact: Redact | None) -> Attempt | None:
+    """Read `captured` (its headers and ids in place) and the response it holds, then redact.
+    None when the redaction kept nothing."""
+    read_headers(captured)
+    captured.ctx = bindable(captured.ctx)
+
+    # the response, as received
+    response: Any = None
+    plain = False
+    error = captured.error
+    unknown_events = None
+    if captured.sse is not None:
+        assembled = sse.assemble(captured.sse)
+        response = assembled.message
+        unknown_events = assembled.unknown_events or None
+        if assembled.error and not error:
+            error = assembled.error
+        if assembled.complete:
+            captured.abandoned = False  # closed after its message_stop: nothing was cut off
+    elif captured.response_bytes is not None:
+        text = captured.response_bytes.decode("utf-8", "replace")
+        try:
+            response = decoder.loads(text)
+            plain = not decoder.floats
+        except ValueError:
+            response = None
+        if captured.status is not None and captured.status >= 400 and not error:
+            error = error_from_body(captured.status, response, text)
+
+    request_obj = captured.request_obj
+    request_raw = captured.request_bytes if request_obj is None else None
+    if redact is not None:
+        ctx = captured.ctx
+        request_text = request_raw.decode("utf-8", "surrogateescape") if request_raw is not None else "null"
+        record: dict[str, Any] = {
+            "request": request_obj if request_obj is not None else loads_or_text(request_text),
+            "request_headers": dict(captured.headers),
+            "response": response,
+            "error": error,
+            "status": captured.status,
+            "conversation_id": ctx.conversation_id if ctx else None,
+            "user_id": ctx.user_id if ctx else None,
+        }
+        kept = redact(record)
+        if kept is None:
+            return None
+        plain = False
+        request_obj, request_raw = kept.get("request"), None
+        response, error = kept.get("response"), kept.get("error")
+        captured.headers = kept.get("request_headers") or {}
+    return Attempt(request_obj, request_raw, response, plain, error, unknown_events)
+
+
+def event(
+    captured: Captured,
+    turn_id: str,
+    conversation_id: str,
+    body: dict[str, Any],
+    model: str | None,
+    usage: Any,
+    stop_reason: str | None,
+    response: Any,
+    error: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The attempt's log line (`Recorder(log_events=True)`): ids, tokens, cost, the tools called."""
+    from ..pricing import default_table
+
+    usage = usage if isinstance(usage, dict) else {}
+    tool_calls = []
+    if isinstance(response, dict):
+        for block in response.get("content") or ():
+            if isinstance(block, dict) and block.get("type") in TOOL_USE_TYPES:
+                inp = block.get("input")
+                tool_calls.append(
+                    {"name": block.get("name"), "input_keys": sorted(inp) if isinstance(inp, dict) else []}
+                )
+    ctx = captured.ctx
+    return {
+        "event_type": "replayer.call",
+        "trace_id": ctx.trace_id if ctx else None,
+        "conversation_id": conversation_id,
+        "turn_id": turn_id,
+        "attempt": captured.attempt,
+        "user_id": (ctx.user_id if ctx else None)
+        or ((body.get("metadata") or {}).get("user_id") if isinstance(body.get("metadata"), dict) else None),
+        "model": model,
+        "input_tokens": usage.get("input_tokens"),
+        "output_tokens": usage.get("output_tokens"),
+        "cache_read_tokens": usage.get("cache_read_input_tokens"),
+        "cache_write_tokens": usage.get("cache_creation_input_tokens"),
+        "latency_ms": captured.latency_ms,
+        "stop_reason": stop_reason,
+        "tool_calls": tool_calls,
+        "cost_usd": default_table().cost(usage, model) if usage else None,
+        "error": error,
+    }

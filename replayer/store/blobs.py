@@ -1,0 +1,92 @@
+"""Content-addressed rows: blobs (a JSON document, stored once per hash) and nodes (a message
+list, as its last message's blob under the node of the list before it), with the id caches that
+spare most lookups. Runs on the background writer only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlite_utils import Database
+
+from ..bounded import BoundedDict
+from .codec import canon, canon_plain, digest, pack
+from .threads import thread_key
+
+MAX_CACHE = 50_000
+"""Entries in each id cache (blob and node ids, short texts, tool counts): they live in the
+agent's process. A miss costs a lookup in the database; the usual hits are recent."""
+SMALL_CHARS = 512
+"""Texts up to this long are looked up by their text first (skeletons, headers, short messages):
+no hash to take."""
+
+
+class Blobs:
+    """Inserts blobs and nodes into one Database, remembering their ids."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.ids: BoundedDict[str, int] = BoundedDict(MAX_CACHE)
+        """Hash -> blob id."""
+        self.small_ids: dict[str, tuple[int, str]] = {}
+        """Short text -> (blob id, hash); emptied with `ids`."""
+        self.last_digest = ""
+        """The hash of the last text given to `blob_text` (a thread key is chained from it)."""
+        self.node_ids: BoundedDict[tuple[int, int], int] = BoundedDict(MAX_CACHE)
+        """(parent node, blob) -> node id."""
+
+    def forget(self) -> None:
+        """Drop the caches (after a rollback the ids they hold may not exist)."""
+        self.ids.clear()
+        self.small_ids.clear()
+        self.node_ids.clear()
+
+    def blob(self, obj: Any) -> int:
+        return self.blob_text(canon(obj))
+
+    def message_blob(self, obj: Any, prev_key: str, plain: bool = False) -> tuple[int, str]:
+        """(blob id, thread key) of a message following a list whose thread key is `prev_key`.
+        `plain`: the message is known to hold no float (see `canon_plain`)."""
+        text = canon_plain(obj) if plain else canon(obj)
+        blob = self.blob_text(text)
+        return blob, thread_key(prev_key, obj, text, self.last_digest)
+
+    def blob_text(self, text: str) -> int:
+        small = len(text) <= SMALL_CHARS
+        if small:
+            hit = self.small_ids.get(text)  # skeletons, headers, short messages: skip the hash
+            if hit is not None:
+                self.last_digest = hit[1]
+                return hit[0]
+        h = digest(text)
+        self.last_digest = h
+        got = self.ids.get(h)
+        if got is not None:
+            if small:
+                self.small_ids[text] = (got, h)
+            return got
+        conn = self.db.conn
+        cur = conn.execute("INSERT OR IGNORE INTO blobs(hash, json) VALUES (?, ?)", (h, pack(text)))
+        if cur.rowcount:
+            got = int(cur.lastrowid or 0)
+        else:
+            got = int(conn.execute("SELECT id FROM blobs WHERE hash = ?", (h,)).fetchone()[0])
+        if len(self.ids) > self.ids.limit:
+            self.small_ids.clear()  # emptied with `ids` (which empties itself on the insert below)
+        self.ids[h] = got
+        if small:
+            self.small_ids[text] = (got, h)
+        return got
+
+    def node(self, parent: int, blob: int, depth: int) -> int:
+        key = (parent, blob)
+        got = self.node_ids.get(key)
+        if got is not None:
+            return got
+        conn = self.db.conn
+        cur = conn.execute("INSERT OR IGNORE INTO nodes(parent, blob, depth) VALUES (?, ?, ?)", (parent, blob, depth))
+        if cur.rowcount:
+            got = int(cur.lastrowid or 0)
+        else:
+            got = int(conn.execute("SELECT id FROM nodes WHERE parent = ? AND blob = ?", key).fetchone()[0])
+        self.node_ids[key] = got
+        return got

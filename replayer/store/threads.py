@@ -1,0 +1,132 @@
+"""Threading requests into conversations: a message list's thread key, and the open
+conversations this connection knows (whose latest reply ends a given list), with the
+`thread_tips` rows that keep them for other connections. Runs on the background writer only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlite_utils import Database
+
+from .codec import canon, digest
+
+MAX_OPEN_KEYS = 20_000
+"""Thread keys whose open conversations the writer remembers (see `OpenConversations.open_at`)."""
+
+
+def _normalise(obj: Any) -> Any:
+    """A message as threading compares it: nulls and cache_control dropped (agents move their
+    cache breakpoint to the newest message), thinking blocks dropped (agents often strip them from
+    history), string content as a text block."""
+    if isinstance(obj, dict):
+        out = {k: _normalise(v) for k, v in obj.items() if v is not None and k != "cache_control"}
+        content = out.get("content")
+        if "role" in out:
+            if isinstance(content, str):
+                out["content"] = [{"type": "text", "text": content}]
+            elif isinstance(content, list):
+                out["content"] = [
+                    b
+                    for b in content
+                    if not (isinstance(b, dict) and b.get("type") in ("thinking", "redacted_thinking"))
+                ]
+        return out
+    if isinstance(obj, list):
+        return [_normalise(v) for v in obj]
+    return obj
+
+
+def thread_key(prev: str, message: Any, text: str | None = None, text_digest: str | None = None) -> str:
+    """Chain `message` onto the key of the list before it. `text`/`text_digest` are the message's
+    canonical JSON and its digest when the caller has them: when normalising would change nothing
+    (the usual case), they stand for the normalised form without a second serialisation."""
+    if (
+        text is not None
+        and text_digest is not None
+        and text.startswith('{"content":[')
+        and "null" not in text
+        and '"cache_control"' not in text
+        and '"thinking"' not in text
+        and '"redacted_thinking"' not in text
+    ):
+        return digest(prev + text_digest)
+    return digest(prev + digest(canon(_normalise(message))))
+
+
+class OpenConversations:
+    """Which conversations a request continues, found by its messages' thread keys."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.open_at: dict[str, list[str]] = {}
+        """Thread key -> conversations whose latest reply ends that context (a request extending
+        it may continue them), first come first. Everyone listed is open there; a list may lack
+        conversations another connection opened before this one last looked (`open_known`: the
+        keys whose lists are whole). Filled by this connection's own replies and its lookups,
+        so an agent's next turn finds its conversation without a query."""
+        self.open_known: set[str] = set()
+        self.tip_of: dict[str, str] = {}
+        """Conversation -> its key in `open_at` (to take it off that list when it moves on)."""
+        self.tip_rows: dict[str, tuple[str | None, int]] = {}
+        """thread_tips rows waiting for `write`: conversation -> (key or None, attempt id)."""
+
+    def forget(self) -> None:
+        """Drop what other connections may have changed (the rows waiting to be written stay)."""
+        self.open_at.clear()
+        self.open_known.clear()
+        self.tip_of.clear()
+
+    def full(self) -> bool:
+        """Remembering more keys would take too much memory: write the waiting rows, then `forget`
+        (a list forgotten is asked for again, from the table)."""
+        return len(self.open_at) > MAX_OPEN_KEYS
+
+    def find(self, thread_keys: list[str]) -> str | None:
+        """The conversation that a request whose messages have these thread keys continues: of
+        those whose latest reply ends the longest prefix of its messages, the first to get
+        there. None when there is none (a new conversation). Identical conversations run at
+        once (a temperature-0 eval) share every prefix: each continuation takes another.
+
+        Asks the table only for keys longer than the longest this connection knows an open
+        conversation at (usually none: an agent's next request extends the reply just written)."""
+        keys = thread_keys[-2::-1][:16]  # the proper prefixes, longest first
+        hit = next((j for j, k in enumerate(keys) if self.open_at.get(k)), len(keys))
+        ask = [k for k in keys[:hit] if k not in self.open_known]
+        if ask:
+            for k in ask:
+                self.open_at[k] = []
+                self.open_known.add(k)
+            sql = f"SELECT key, conversation_id FROM thread_tips WHERE key IN ({','.join('?' * len(ask))}) ORDER BY seq"
+            for k, conv in self.db.conn.execute(sql, ask):
+                # a row this connection has moved on (not written yet) is stale; a move not written
+                # yet never lands on a key asked for (it is in `open_at`)
+                if conv not in self.tip_rows:
+                    self.open_at[k].append(conv)
+                    self.tip_of[conv] = k
+        return next((self.open_at[k][0] for k in keys if self.open_at.get(k)), None)
+
+    def move(self, conversation_id: str, key: str | None, seq: int) -> None:
+        """`conversation_id`'s latest context is now `key` (None: one keys can't follow, such as
+        a tool-runner thread request's); `seq` orders conversations that reach the same key."""
+        old = self.tip_of.pop(conversation_id, None)
+        if old is not None:
+            self.open_at[old].remove(conversation_id)
+        if key is not None:
+            self.open_at.setdefault(key, []).append(conversation_id)
+            self.tip_of[conversation_id] = key
+        self.tip_rows[conversation_id] = (key, seq)
+
+    def write(self) -> None:
+        """Write the waiting thread_tips rows."""
+        if not self.tip_rows:
+            return
+        conn = self.db.conn
+        rows = self.tip_rows.items()
+        conn.executemany(
+            "INSERT OR REPLACE INTO thread_tips(conversation_id, key, seq) VALUES (?, ?, ?)",
+            [(conv, key, seq) for conv, (key, seq) in rows if key is not None],
+        )
+        conn.executemany(
+            "DELETE FROM thread_tips WHERE conversation_id = ?", [(conv,) for conv, (key, _) in rows if key is None]
+        )
+        self.tip_rows = {}
