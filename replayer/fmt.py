@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models import Alert
 
 
 def local_time(iso: str | None, with_date: bool = True) -> str:
@@ -67,15 +70,15 @@ def metric_label(name: str) -> str:
     return METRIC_LABELS.get(name, name.replace("_", " "))
 
 
-def describe_alert(a: dict[str, Any]) -> str:
+def describe_alert(a: Alert) -> str:
     """One alert of `replayer alerts --json`, as a line."""
-    if a["kind"] == "budget":
-        who = a["user_id"] or "(no user)"
-        return f"budget  {who} spent {money(a['cost_usd'])} on {a['date']} (budget {money(a['budget_usd'])})"
-    if a["kind"] == "metric":
-        name = a["metric"]
-        return f"metric  {name} is {fmt_metric(name, a['value'])} (threshold {fmt_metric(name, a['threshold'])})"
+    if a.kind == "budget":
+        who = a.user_id or "(no user)"
+        return f"budget  {who} spent {money(a.cost_usd)} on {a.date} (budget {money(a.budget_usd)})"
+    if a.kind == "metric":
+        name = a.metric
+        return f"metric  {name} is {fmt_metric(name, a.value)} (threshold {fmt_metric(name, a.threshold)})"
     return (
-        f"cache   {a['conversation_id']}: a moving cache breakpoint from turn {a['turn_index']} "
-        f"cost {money(a['extra_cost_usd'])} more than cache reads would have"
+        f"cache   {a.conversation_id}: a moving cache breakpoint from turn {a.turn_index} "
+        f"cost {money(a.extra_cost_usd)} more than cache reads would have"
     )

@@ -1,7 +1,7 @@
 """Health signals, spend and alerts (headless: no Textual; SQL stays in store/aggregate.py).
 
-`stats()` builds the document `replayer stats --json` prints (its shape is an interface, see the
-README), and `alerts()` the list `replayer alerts --json` prints. Costs come from the raw usage
+`stats()` builds the Stats (models.py) that `replayer stats --json` prints, alerts included
+(`replayer alerts --json` prints those). Costs come from the raw usage
 in the rollup and the current price table; days are calendar days in the given time zone.
 """
 
@@ -9,48 +9,32 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .config import LOWER_IS_BAD, ConfigError, Settings
+from .models import (
+    Alert,
+    BudgetAlert,
+    CacheAlert,
+    ConversationCosts,
+    ConversationSpend,
+    DayCost,
+    Metric,
+    MetricAlert,
+    ModelSpend,
+    RerunSpend,
+    Stats,
+    Unpriced,
+    UserSpend,
+    UserToday,
+)
 from .pricing import PriceTable
+from .store.aggregate import cache_break_runs
 
-MIN_WRITE_TOKENS = 1
-"""A turn that writes at least this much to the cache counts as writing."""
-
-
-def _int(usage: dict[str, Any] | None, key: str) -> int:
-    return int((usage or {}).get(key) or 0)
-
-
-def cache_break_runs(usages: Sequence[dict[str, Any] | None]) -> list[tuple[int, int]]:
-    """(first, last) turn index of each broken-cache run: for at least two turns in a row, the
-    turn writes to the cache while its reads don't grow. That is the signature of a moving
-    breakpoint (a timestamp in the system prompt, a reordered tool list): every turn pays for a
-    write and gets no read back."""
-    runs = []
-    start = None
-    for i in range(1, len(usages) + 1):
-        rewrites = False
-        if i < len(usages):
-            prev, cur = usages[i - 1], usages[i]
-            rewrites = _int(cur, "cache_creation_input_tokens") >= MIN_WRITE_TOKENS and _int(
-                cur, "cache_read_input_tokens"
-            ) <= _int(prev, "cache_read_input_tokens")
-        if rewrites and start is None:
-            start = i
-        elif not rewrites and start is not None:
-            if i - start >= 2:
-                runs.append((start, i - 1))
-            start = None
-    return runs
-
-
-def cache_breaks(usages: Sequence[dict[str, Any] | None]) -> list[int]:
-    """Indexes of turns where a broken cache starts (see cache_break_runs)."""
-    return [first for first, _ in cache_break_runs(usages)]
+if TYPE_CHECKING:
+    from .store.queries import Store
 
 
 def rewrite_cost(prices: PriceTable, usage: dict[str, Any], model: str | None) -> float | None:
@@ -94,7 +78,7 @@ def _quantile(sorted_values: list[float], q: float) -> float | None:
     return sorted_values[max(1, math.ceil(q * len(sorted_values))) - 1]
 
 
-def _metric(name: str, value: float | None, settings: Settings) -> dict[str, Any]:
+def _metric(name: str, value: float | None, settings: Settings) -> Metric:
     threshold = settings.thresholds[name]
     if value is None:
         alert = False
@@ -102,36 +86,36 @@ def _metric(name: str, value: float | None, settings: Settings) -> dict[str, Any
         alert = value < threshold
     else:
         alert = value > threshold
-    return {"value": value, "threshold": threshold, "alert": alert}
+    return Metric(value=value, threshold=threshold, alert=alert)
 
 
 def stats(
-    db: Any,
-    prices: PriceTable,
+    store: Store,
     settings: Settings,
     *,
     days: int | None = None,
     user: str | None = None,
     now: datetime | None = None,
-) -> dict[str, Any]:
+) -> Stats:
     """Spend, the health metrics against their thresholds, and the alerts, over the last `days`
     (default: the settings' days)."""
     from .store import aggregate
 
+    db, prices = store.db, store.prices
     tz = zone(settings.tz)
     first, today, since, until = window(days or settings.days, tz, now)
     names = aggregate.conversations_by_rowid(db)
     groups = aggregate.groups(db, prices, since, until)
     # variants sent by `replayer rerun` are experiments, not the agent's traffic: their spend is
     # shown on its own and they stay out of the users, models and health metrics
-    reruns: dict[str, Any] = {"cost_usd": 0.0, "turns": 0, "variants": 0}
+    reruns = RerunSpend(cost_usd=0.0, turns=0, variants=0)
     variants = set()
     for g in groups:
         if names.get(g.conv, ("", None, ""))[2] == "rerun":
-            reruns["cost_usd"] += g.cost_usd or 0.0
-            reruns["turns"] += g.turns
+            reruns.cost_usd += g.cost_usd or 0.0
+            reruns.turns += g.turns
             variants.add(g.conv)
-    reruns["variants"] = len(variants)
+    reruns.variants = len(variants)
     groups = [g for g in groups if g.conv not in variants]
     if user is not None:
         groups = [g for g in groups if names.get(g.conv, ("", None, ""))[1] == user]
@@ -161,9 +145,9 @@ def stats(
         u["convs"].add(g.conv)
         u["turns"] += g.turns
         u["days"][day(g.bucket)] += cost
-        m = models.setdefault(g.model, {"cost": 0.0, "turns": 0})
-        m["cost"] = None if g.cost_usd is None or m["cost"] is None else m["cost"] + cost
-        m["turns"] += g.turns
+        spend = models.setdefault(g.model, {"cost": 0.0, "turns": 0})
+        spend["cost"] = None if g.cost_usd is None or spend["cost"] is None else spend["cost"] + cost
+        spend["turns"] += g.turns
         c = convs.get(g.conv)
         if c is None:
             c = convs[g.conv] = dict.fromkeys(
@@ -218,18 +202,18 @@ def stats(
         ),
     }
 
-    alerts: list[dict[str, Any]] = []
+    alerts: list[Alert] = []
     if settings.daily_budget_usd is not None:
         for uid, u in sorted(users.items(), key=lambda kv: -kv[1]["days"].get(today, 0.0)):
             spent = u["days"].get(today, 0.0)
             if spent > settings.daily_budget_usd:
                 alerts.append(
-                    {"kind": "budget", "user_id": uid, "date": today.isoformat(), "cost_usd": spent,
-                     "budget_usd": settings.daily_budget_usd}
+                    BudgetAlert(user_id=uid, date=today.isoformat(), cost_usd=spent,
+                                budget_usd=settings.daily_budget_usd)
                 )  # fmt: skip
-    for name, m in metrics.items():
-        if m["alert"]:
-            alerts.append({"kind": "metric", "metric": name, "value": m["value"], "threshold": m["threshold"]})
+    for name, metric in metrics.items():
+        if metric.alert:
+            alerts.append(MetricAlert(metric=name, value=metric.value, threshold=metric.threshold))
     for conv, c in convs.items():
         if c["rewrites"] < 2:  # a broken run needs two rewriting turns: the rest can't have one
             continue
@@ -239,49 +223,46 @@ def stats(
             extra = 0.0
             for model, usage in series[first_turn : last_turn + 1]:
                 extra += rewrite_cost(prices, usage or {}, model) or 0.0
-            alerts.append(
-                {"kind": "cache", "conversation_id": names[conv][0], "turn_index": first_turn,
-                 "extra_cost_usd": extra}
-            )  # fmt: skip
+            alerts.append(CacheAlert(conversation_id=names[conv][0], turn_index=first_turn, extra_cost_usd=extra))
 
-    return {
-        "since": first.isoformat(),
-        "until": today.isoformat(),
-        "tz": settings.tz,
-        "users": [
-            {
-                "user_id": uid,
-                "cost_usd": u["cost"],
-                "conversations": len(u["convs"]),
-                "turns": u["turns"],
-                "days": [{"date": d.isoformat(), "cost_usd": u["days"].get(d, 0.0)} for d in dates],
-            }
+    return Stats(
+        since=first.isoformat(),
+        until=today.isoformat(),
+        tz=settings.tz,
+        users=[
+            UserSpend(
+                user_id=uid,
+                cost_usd=u["cost"],
+                conversations=len(u["convs"]),
+                turns=u["turns"],
+                days=[DayCost(date=d.isoformat(), cost_usd=u["days"].get(d, 0.0)) for d in dates],
+            )
             for uid, u in sorted(users.items(), key=lambda kv: (-kv[1]["cost"], kv[0] or ""))
         ],
-        "top_users_today": [
-            {"user_id": uid, "cost_usd": u["days"][today]}
+        top_users_today=[
+            UserToday(user_id=uid, cost_usd=u["days"][today])
             for uid, u in sorted(users.items(), key=lambda kv: (-kv[1]["days"].get(today, 0.0), kv[0] or ""))
             if u["days"].get(today)
         ][:10],
-        "models": [
-            {"model": name or None, "cost_usd": m["cost"], "turns": m["turns"]}
-            for name, m in sorted(models.items(), key=lambda kv: (-(kv[1]["cost"] or 0.0), kv[0]))
+        models=[
+            ModelSpend(model=name or None, cost_usd=spend["cost"], turns=spend["turns"])
+            for name, spend in sorted(models.items(), key=lambda kv: (-(kv[1]["cost"] or 0.0), kv[0]))
         ],
-        "days": [
-            {"date": d.isoformat(), "cost_usd": sum(u["days"].get(d, 0.0) for u in users.values())} for d in dates
-        ],
-        "conversations": {
-            "count": n_conv,
-            "mean_cost_usd": sum(conv_costs) / n_conv if n_conv else None,
-            "p50_cost_usd": _quantile(conv_costs, 0.5),
-            "p95_cost_usd": _quantile(conv_costs, 0.95),
-        },
-        "top_conversations": [
-            {"conversation_id": names[conv][0], "user_id": names[conv][1], "cost_usd": c["cost"], "turns": c["turns"]}
+        days=[DayCost(date=d.isoformat(), cost_usd=sum(u["days"].get(d, 0.0) for u in users.values())) for d in dates],
+        conversations=ConversationCosts(
+            count=n_conv,
+            mean_cost_usd=sum(conv_costs) / n_conv if n_conv else None,
+            p50_cost_usd=_quantile(conv_costs, 0.5),
+            p95_cost_usd=_quantile(conv_costs, 0.95),
+        ),
+        top_conversations=[
+            ConversationSpend(
+                conversation_id=names[conv][0], user_id=names[conv][1], cost_usd=c["cost"], turns=c["turns"]
+            )
             for conv, c in sorted(convs.items(), key=lambda kv: -kv[1]["cost"])[:10]
         ],
-        "metrics": metrics,
-        "alerts": alerts,
-        "unpriced": [{"model": k, "attempts": v} for k, v in sorted(unpriced.items())],
-        "reruns": reruns,
-    }
+        metrics=metrics,
+        alerts=alerts,
+        unpriced=[Unpriced(model=k, attempts=v) for k, v in sorted(unpriced.items())],
+        reruns=reruns,
+    )

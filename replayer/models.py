@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, computed_field
 
@@ -120,3 +121,275 @@ class TurnDetail(BaseModel):
     """The conversation's cost up to and including this turn (None if any part is unknown)."""
     cache_break: bool = False
     """Cache writes keep rising while reads stay flat from this turn on."""
+
+
+class Document:
+    """A result printed as one `--json` document: its shape is its dataclass's fields, in order."""
+
+    def document(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]  # every subclass is a dataclass
+
+
+# -- spend and health (metrics.stats) ------------------------------------------------------------
+
+
+@dataclass
+class DayCost:
+    date: str
+    """YYYY-MM-DD in the stats' time zone."""
+    cost_usd: float
+
+
+@dataclass
+class UserSpend:
+    user_id: str | None
+    cost_usd: float
+    conversations: int
+    turns: int
+    days: list[DayCost]
+    """Every day of the window, oldest first."""
+
+
+@dataclass
+class UserToday:
+    user_id: str | None
+    cost_usd: float
+
+
+@dataclass
+class ModelSpend:
+    model: str | None
+    cost_usd: float | None
+    """None when the model has no price."""
+    turns: int
+
+
+@dataclass
+class ConversationCosts:
+    count: int
+    mean_cost_usd: float | None
+    p50_cost_usd: float | None
+    p95_cost_usd: float | None
+
+
+@dataclass
+class ConversationSpend:
+    conversation_id: str
+    user_id: str | None
+    cost_usd: float
+    turns: int
+
+
+@dataclass
+class Metric:
+    value: float | None
+    """None when there was nothing to measure."""
+    threshold: float
+    alert: bool
+
+
+@dataclass
+class BudgetAlert:
+    """A user spent more than the daily budget today."""
+
+    kind: Literal["budget"] = field(default="budget", init=False)
+    user_id: str | None
+    date: str
+    cost_usd: float
+    budget_usd: float
+
+
+@dataclass
+class MetricAlert:
+    """A health metric past its threshold."""
+
+    kind: Literal["metric"] = field(default="metric", init=False)
+    metric: str
+    value: float | None
+    threshold: float
+
+
+@dataclass
+class CacheAlert:
+    """A broken cache: turns that keep writing to the cache and read nothing more back."""
+
+    kind: Literal["cache"] = field(default="cache", init=False)
+    conversation_id: str
+    turn_index: int
+    extra_cost_usd: float
+
+
+Alert = BudgetAlert | MetricAlert | CacheAlert
+
+
+@dataclass
+class Unpriced:
+    model: str
+    attempts: int
+
+
+@dataclass
+class RerunSpend:
+    """What `replayer rerun` variants cost (kept out of everything else)."""
+
+    cost_usd: float
+    turns: int
+    variants: int
+
+
+@dataclass
+class Stats(Document):
+    """The document `replayer stats --json` prints (its shape is an interface: see the README)."""
+
+    since: str
+    until: str
+    tz: str
+    users: list[UserSpend]
+    top_users_today: list[UserToday]
+    models: list[ModelSpend]
+    days: list[DayCost]
+    conversations: ConversationCosts
+    top_conversations: list[ConversationSpend]
+    metrics: dict[str, Metric]
+    alerts: list[Alert]
+    unpriced: list[Unpriced]
+    reruns: RerunSpend
+
+
+# -- reruns ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Variant(Document):
+    """A rerun of a turn: the conversation of origin "rerun" its samples were recorded in."""
+
+    variant: str
+    """Its conversation id."""
+    created_at: str
+    samples: int
+    edits: dict[str, Any]
+    """What it changed (replay.Edits.to_json)."""
+
+
+# -- comparing a rerun with its original (replay.compare, diffing) ------------------------------
+
+
+@dataclass
+class ToolUse:
+    """A tool call of a response: its name and input."""
+
+    name: str
+    input: Any
+
+
+@dataclass
+class JsonChange:
+    """One difference between two JSON values (diffing.json_diff)."""
+
+    path: str
+    """Dotted, list items by index; `(value)` for the values themselves."""
+    op: str
+    """added | removed | changed"""
+    old: Any
+    new: Any
+
+
+@dataclass
+class ToolDiff:
+    """A tool call of the original against the sample's, matched in order by name."""
+
+    name: str
+    status: str
+    """same | changed (its input) | removed (only in the original) | added (only in the sample)"""
+    input: Any
+    diff: list[JsonChange]
+    """How the input changed (empty unless `changed`)."""
+
+
+@dataclass
+class Spread:
+    """Over a variant's samples: how many distinct outputs, how often each tool was called."""
+
+    samples: int
+    answered: int
+    distinct_outputs: int
+    tool_calls: dict[str, int]
+    """Tool name -> samples that called it, most first."""
+    stop_reasons: dict[str, int]
+
+
+@dataclass
+class SectionDiff:
+    """One section of the request a variant sent against the original's (diffing.request_diff)."""
+
+    section: str
+    """system | tools | messages | parameters"""
+    changed: bool
+    removed: int
+    added: int
+    lines: list[list[str]]
+    """[op, text]: op " " (context), "-", "+" or "@" (where a hunk starts)."""
+
+
+@dataclass
+class SampleView:
+    """One recorded call as the compare views show it (the original, or a sample)."""
+
+    turn_id: str
+    model: str | None
+    status: int | None
+    attempts: int
+    stop_reason: str | None
+    usage: dict[str, Any] | None
+    prompt_tokens: int | None
+    """The whole prompt: uncached input + cache writes + cache reads."""
+    cache_hit_rate: float | None
+    cost_usd: float | None
+    latency_ms: float | None
+    error: dict[str, Any] | None
+    """The API's error, or a connection_error when no response came."""
+    text: str
+    tool_calls: list[ToolUse]
+    response: Any
+    request: Any
+
+
+@dataclass
+class Sample(SampleView):
+    """A sample of a variant, beside the original."""
+
+    diff: str
+    """Unified diff of the texts."""
+    words: list[tuple[str, str]]
+    """Word-level edit script (diffing.words)."""
+    tool_diff: list[ToolDiff]
+    cost_delta_usd: float | None
+    prompt_delta_tokens: int | None
+    latency_delta_ms: float | None
+
+
+BULKY = ("response", "request", "words")
+"""What `replayer rerun --json` leaves out of each sample (request_diff says how the request differs)."""
+
+
+@dataclass
+class Comparison(Document):
+    """The original turn against each sample of a variant (replay.compare)."""
+
+    variant: str
+    turn_id: str
+    created_at: str
+    edits: dict[str, Any]
+    original: SampleView
+    samples: list[Sample]
+    spread: Spread
+    request_diff: list[SectionDiff]
+
+    def document(self, *, bulky: bool = True) -> dict[str, Any]:
+        """As `replayer rerun --json` prints it (there without BULKY)."""
+        doc = asdict(self)
+        if not bulky:
+            for view in [doc["original"], *doc["samples"]]:
+                for key in BULKY:
+                    view.pop(key, None)
+        return doc

@@ -1,8 +1,8 @@
 """Rerun a recorded turn with edits (headless: the CLI and the terminal app both use this).
 
 The flow: `original()` rebuilds the request the turn sent (for a tool-runner thread turn, with its
-whole reconstructed history), `apply()` makes the edits, `validate()` says what the API would
-reject, `estimate()` prices it before anything is sent, and `send()` sends N samples at once
+whole reconstructed history), `apply()` makes the edits, `validate()` (validation.py) says what the
+API would reject, `estimate()` prices it before anything is sent, and `send()` sends N samples at once
 through the real SDK with the recorder attached, so each sample is stored like any call: in a
 conversation of origin "rerun" whose tags name the turn it reruns and the edits that made it.
 """
@@ -17,58 +17,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .models import Comparison, Sample, SampleView, ToolUse, TurnSummary
 from .pricing import PriceTable
+from .validation import Problem as Problem  # the flow's steps, all reachable from here
+from .validation import validate as validate
+from .wire import PROTOCOL_HEADERS, prompt_tokens, text_of, tool_calls
+
+if TYPE_CHECKING:
+    from .store.queries import Store
 
 MAX_SAMPLES = 10
-MAX_CACHE_BREAKPOINTS = 4
-API_VERSIONS = {"2023-06-01", "2026-10-21"}
-"""anthropic-version values the Messages API accepts."""
-SDK_DEFAULT_VERSION = "2026-10-21"
-"""What the SDK sends when a recorded call carried no anthropic-version (see API-FACTS.md)."""
-DROPPED_IN = {"2026-10-21": ("temperature", "top_p", "top_k")}
-"""Parameters an API version rejects (400)."""
-KNOWN_FIELDS = {
-    "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "temperature",
-    "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier", "container", "mcp_servers",
-    "context_management", "output_format", "inference_geo", "cache_control", "output_config", "speed",
-}  # fmt: skip
-"""Top-level fields the Messages API takes (some only with a beta header: BETA_FIELDS), besides
-those the installed SDK knows (`known_fields`). A top-level `cache_control` asks for automatic
-prompt caching: the API puts the breakpoint on the last cacheable block itself."""
-BETA_FIELDS = {
-    "mcp_servers": "mcp-client-",
-    "context_management": "context-management-",
-    "container": "code-execution-",
-    "output_format": "structured-outputs-",
-}
-"""Fields the API rejects unless the request's anthropic-beta header enables them (prefix)."""
-SERVER_RESULT_SUFFIX = "_tool_result"
-
-
-_known: set[str] | None = None
-
-
-def known_fields() -> set[str]:
-    """KNOWN_FIELDS and every body parameter of the installed SDK's `messages.create` and
-    `beta.messages.create` (the API grows parameters faster than this list)."""
-    global _known
-    if _known is None:
-        found = set(KNOWN_FIELDS)
-        try:
-            from anthropic.types import message_create_params as plain
-            from anthropic.types.beta import message_create_params as beta
-
-            for module in (plain, beta):
-                for cls in vars(module).values():
-                    if isinstance(cls, type) and cls.__name__.startswith("MessageCreateParams"):
-                        found |= set(getattr(cls, "__annotations__", {}))
-        except ImportError:  # an SDK without these modules: the list above only
-            pass
-        found.discard("betas")  # an SDK argument that becomes the anthropic-beta header
-        _known = found
-    return _known
 
 
 class ReplayError(Exception):
@@ -142,7 +102,7 @@ class Edits:
         return out or ["nothing (a plain resend)"]
 
 
-def original(store: Any, turn_id: str) -> Original:
+def original(store: Store, turn_id: str) -> Original:
     try:
         d = store.turn_detail(turn_id)
     except (KeyError, StopIteration):
@@ -163,10 +123,7 @@ def original(store: Any, turn_id: str) -> Original:
         if d.tools is not None and "tools" not in request:
             request["tools"] = copy.deepcopy(d.tools)
         rebuilt = True
-    row = store.db.execute(
-        "SELECT request_headers FROM attempts WHERE turn_id = ? ORDER BY attempt LIMIT 1", [turn_id]
-    ).fetchone()
-    headers = json.loads(store.blob_text(row[0])) if row and row[0] is not None else {}
+    headers = store.request_headers(turn_id)
     last = d.turn.attempts[-1] if d.turn.attempts else None
     return Original(
         turn_id=turn_id,
@@ -262,127 +219,6 @@ def apply(orig: Original, edits: Edits) -> dict[str, Any]:
     return req
 
 
-# -- validation --------------------------------------------------------------------------------
-
-
-@dataclass
-class Problem:
-    message: str
-    blocking: bool = True
-    """False: a warning (the API may still take it)."""
-
-
-def _blocks(content: Any) -> list[dict[str, Any]]:
-    return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
-
-
-def validate(req: dict[str, Any], headers: dict[str, str], orig: Original | None = None) -> list[Problem]:
-    """What the API would reject, each as one clear line."""
-    out: list[Problem] = []
-    if not isinstance(req.get("model"), str) or not req.get("model"):
-        out.append(Problem("model is missing"))
-    mt = req.get("max_tokens")
-    if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
-        out.append(Problem("max_tokens must be a whole number of at least 1"))
-    msgs = req.get("messages")
-    if not isinstance(msgs, list) or not msgs:
-        out.append(Problem("messages must be a non-empty list"))
-        msgs = []
-    thinking = req.get("thinking")
-    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
-        budget = thinking.get("budget_tokens")
-        if not isinstance(budget, int) or budget < 1024:
-            out.append(Problem("thinking.budget_tokens must be at least 1024"))
-        elif isinstance(mt, int) and budget >= mt:
-            out.append(Problem(f"thinking.budget_tokens ({budget}) must be less than max_tokens ({mt})"))
-    temp = req.get("temperature")
-    if temp is not None and not (isinstance(temp, int | float) and 0 <= temp <= 1):
-        out.append(Problem("temperature must be between 0 and 1"))
-
-    # tool_use / tool_result pairing
-    for i, m in enumerate(msgs):
-        if not isinstance(m, dict):
-            out.append(Problem(f"message {i} is not an object"))
-            continue
-        if m.get("role") == "assistant":
-            uses = [b.get("id") for b in _blocks(m.get("content")) if b.get("type") == "tool_use"]
-            if not uses:
-                continue
-            nxt = msgs[i + 1] if i + 1 < len(msgs) and isinstance(msgs[i + 1], dict) else None
-            answered = {
-                b.get("tool_use_id")
-                for b in _blocks(nxt.get("content") if nxt else None)
-                if b.get("type") == "tool_result"
-            }
-            for u in uses:
-                if u not in answered:
-                    where = "the next message" if nxt else "any message after it (the request ends there)"
-                    out.append(Problem(f"message {i}: tool_use {u} has no tool_result in {where}"))
-        elif m.get("role") == "user":
-            results = [b.get("tool_use_id") for b in _blocks(m.get("content")) if b.get("type") == "tool_result"]
-            prev = msgs[i - 1] if i > 0 and isinstance(msgs[i - 1], dict) else None
-            asked = {b.get("id") for b in _blocks(prev.get("content") if prev else None) if b.get("type") == "tool_use"}
-            for r in results:
-                if r not in asked:
-                    out.append(Problem(f"message {i}: tool_result for {r} has no tool_use in the message before it"))
-
-    # cache breakpoints
-    marks = 1 if req.get("cache_control") else 0  # automatic caching takes one of the slots
-    for part in (req.get("system"), req.get("tools")):
-        marks += sum(1 for b in _blocks(part) if b.get("cache_control"))
-    for m in msgs:
-        if isinstance(m, dict):
-            marks += sum(1 for b in _blocks(m.get("content")) if b.get("cache_control"))
-    if marks > MAX_CACHE_BREAKPOINTS:
-        out.append(Problem(f"{marks} cache_control breakpoints: the API allows {MAX_CACHE_BREAKPOINTS}"))
-
-    # blocks that can't be sent again as they are
-    declared = {t.get("name") for t in _blocks(req.get("tools"))}
-    model_changed = orig is not None and req.get("model") != orig.request.get("model")
-    for i, m in enumerate(msgs):
-        if not isinstance(m, dict):
-            continue
-        for b in _blocks(m.get("content")):
-            kind = str(b.get("type"))
-            if kind == "server_tool_use" and b.get("name") not in declared:
-                out.append(
-                    Problem(
-                        f"message {i}: server tool {b.get('name')} is used but not in tools: add it or remove the block"
-                    )
-                )
-            elif kind.startswith("mcp_tool") and not req.get("mcp_servers"):
-                out.append(Problem(f"message {i}: {kind} needs mcp_servers in the request"))
-            elif kind in ("thinking", "redacted_thinking") and model_changed:
-                out.append(Problem(
-                    f"message {i}: {kind} blocks are signed for {orig.request.get('model')}: "  # type: ignore[union-attr]
-                    "remove them or keep the model"
-                ))  # fmt: skip
-
-    # what the recorded API version and betas take
-    version = headers.get("anthropic-version") or SDK_DEFAULT_VERSION
-    if version not in API_VERSIONS:
-        out.append(Problem(f"anthropic-version {version} is not one the API takes ({', '.join(sorted(API_VERSIONS))})"))
-    for key in DROPPED_IN.get(version, ()):
-        if key in req:
-            out.append(
-                Problem(
-                    f"anthropic-version {version} rejects {key}: remove it (--set {key}=null) "
-                    "or send --header anthropic-version=2023-06-01"
-                )
-            )
-    betas = headers.get("anthropic-beta", "")
-    for key in req:
-        if key == "thread":
-            continue
-        if key not in known_fields():
-            out.append(Problem(f"{key} is not a Messages API parameter: the API will likely reject it", blocking=False))
-        elif key in BETA_FIELDS and BETA_FIELDS[key] not in betas:
-            out.append(
-                Problem(f"{key} needs the anthropic-beta header {BETA_FIELDS[key]}…, which the turn didn't send")
-            )
-    return out
-
-
 # -- estimate ----------------------------------------------------------------------------------
 
 
@@ -414,9 +250,7 @@ def estimate(
     if counted is not None:
         inp, source = counted, "count_tokens"
     else:
-        recorded = sum(
-            int(usage.get(k) or 0) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-        )
+        recorded = prompt_tokens(usage)
         before = len(json.dumps(orig.request, ensure_ascii=False)) or 1
         after = len(json.dumps(req, ensure_ascii=False))
         inp = round(recorded * after / before) if recorded else after // 4
@@ -448,7 +282,7 @@ def client(headers: dict[str, str], base_url: str | None = None, key: str | None
     """An SDK client that sends the recorded protocol headers."""
     import anthropic
 
-    default = {k: v for k, v in headers.items() if k in ("anthropic-version", "anthropic-beta") and v}
+    default = {k: v for k, v in headers.items() if k in PROTOCOL_HEADERS and v}
     return anthropic.Anthropic(
         api_key=api_key(key),
         base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL") or None,
@@ -530,95 +364,79 @@ def send(
 # -- reading variants back ---------------------------------------------------------------------
 
 
-def sample_view(store: Any, turn_id: str, timeline: list[Any] | None = None) -> dict[str, Any]:
+def sample_view(store: Store, turn_id: str, timeline: list[TurnSummary] | None = None) -> SampleView:
     """One recorded call, as the compare views show it."""
-    from .diffing import text_of, tool_calls
-    from .store.queries import prompt_tokens
-
     d = store.turn_detail(turn_id, timeline)
     last = d.turn.attempts[-1] if d.turn.attempts else None
     prompt = prompt_tokens(d.turn.usage) if d.turn.usage else None
     error = last.error if last else None
     if error is None and last is not None and last.status is None:
         error = {"type": "connection_error", "message": "no response", "status": None}
-    return {
-        "turn_id": turn_id,
-        "model": d.turn.model,
-        "status": last.status if last else None,
-        "attempts": len(d.turn.attempts),
-        "stop_reason": d.turn.stop_reason,
-        "usage": d.turn.usage,
-        "prompt_tokens": prompt,
-        "cache_hit_rate": (
+    return SampleView(
+        turn_id=turn_id,
+        model=d.turn.model,
+        status=last.status if last else None,
+        attempts=len(d.turn.attempts),
+        stop_reason=d.turn.stop_reason,
+        usage=d.turn.usage,
+        prompt_tokens=prompt,
+        cache_hit_rate=(
             int(d.turn.usage.get("cache_read_input_tokens") or 0) / prompt if d.turn.usage and prompt else None
         ),
-        "cost_usd": d.turn.cost_usd,
-        "latency_ms": last.latency_ms if last else None,
-        "error": error,
-        "text": text_of(d.response),
-        "tool_calls": [{"name": n, "input": i} for n, i in tool_calls(d.response)],
-        "response": d.response,
-        "request": d.request,
-    }
+        cost_usd=d.turn.cost_usd,
+        latency_ms=last.latency_ms if last else None,
+        error=error,
+        text=text_of(d.response),
+        tool_calls=[ToolUse(name=n, input=i) for n, i in tool_calls(d.response)],
+        response=d.response,
+        request=d.request,
+    )
 
 
-def compare(store: Any, orig: Original, variant: str) -> dict[str, Any]:
+def _delta(new: float | None, old: float | None) -> float | None:
+    return new - old if new is not None and old is not None else None
+
+
+def compare(store: Store, orig: Original, variant: str) -> Comparison:
     """The original against each sample of a variant: text diff, tool calls, stop reason, usage
     (the whole prompt, its cache hit), cost and latency, and over the samples the spread of outputs;
     and the request the variant sent against the original's (`request_diff`, diffing.request_diff)."""
-    from .diffing import compare_tools, request_diff, spread, tool_calls, unified, words
+    from .diffing import compare_tools, request_diff, spread, unified, words
 
     base = sample_view(store, orig.turn_id)
-    row = store.db.execute("SELECT tags_json, started_at FROM conversations WHERE id = ?", [variant]).fetchone()
-    if row is None:
+    found = store.variant(variant)
+    if found is None:
         raise ReplayError(f"no variant {variant!r}")
-    tags = json.loads(row[0]) if row[0] else {}
-    samples = []
-    responses = []
+    samples: list[Sample] = []
     timeline = store.turns(variant)
+    base_calls = tool_calls(base.response)
     for t in timeline:
         v = sample_view(store, t.turn_id, timeline)
-        responses.append(v["response"])
-        v["diff"] = unified(base["text"], v["text"], "original", f"sample {len(samples) + 1}")
-        v["words"] = words(base["text"], v["text"])
-        v["tool_diff"] = compare_tools(tool_calls(base["response"]), tool_calls(v["response"]))
-        v["cost_delta_usd"] = (
-            v["cost_usd"] - base["cost_usd"] if v["cost_usd"] is not None and base["cost_usd"] is not None else None
+        samples.append(
+            Sample(
+                **vars(v),
+                diff=unified(base.text, v.text, "original", f"sample {len(samples) + 1}"),
+                words=words(base.text, v.text),
+                tool_diff=compare_tools(base_calls, tool_calls(v.response)),
+                cost_delta_usd=_delta(v.cost_usd, base.cost_usd),
+                prompt_delta_tokens=(
+                    v.prompt_tokens - base.prompt_tokens
+                    if v.prompt_tokens is not None and base.prompt_tokens is not None
+                    else None
+                ),
+                latency_delta_ms=_delta(v.latency_ms, base.latency_ms),
+            )
         )
-        v["prompt_delta_tokens"] = (
-            v["prompt_tokens"] - base["prompt_tokens"]
-            if v["prompt_tokens"] is not None and base["prompt_tokens"] is not None
-            else None
-        )
-        v["latency_delta_ms"] = (
-            v["latency_ms"] - base["latency_ms"]
-            if v["latency_ms"] is not None and base["latency_ms"] is not None
-            else None
-        )
-        samples.append(v)
     # what was sent: every sample of a variant sent the same request; the original's is the one
     # the rerun started from (for a tool-runner thread turn, with its rebuilt history)
-    sent = next((v["request"] for v in samples if isinstance(v["request"], dict)), None)
-    return {
-        "variant": variant,
-        "turn_id": orig.turn_id,
-        "created_at": row[1],
-        "edits": tags.get("edits") or {},
-        "original": base,
-        "samples": samples,
-        "spread": spread(responses),
-        "request_diff": request_diff(orig.request, sent) if sent is not None else [],
-    }
-
-
-def variants_of(store: Any, turn_id: str) -> list[dict[str, Any]]:
-    """Earlier variants of a turn, newest first: {variant, created_at, samples, edits}."""
-    out = []
-    for cid, started, tags_json, turns in store.db.execute(
-        """SELECT id, started_at, tags_json, turn_count FROM conversations
-           WHERE origin = 'rerun' AND json_extract(tags_json, '$.rerun_of') = ? ORDER BY started_at DESC""",
-        [turn_id],
-    ):
-        tags = json.loads(tags_json) if tags_json else {}
-        out.append({"variant": cid, "created_at": started, "samples": turns, "edits": tags.get("edits") or {}})
-    return out
+    sent = next((v.request for v in samples if isinstance(v.request, dict)), None)
+    return Comparison(
+        variant=variant,
+        turn_id=orig.turn_id,
+        created_at=found.created_at,
+        edits=found.edits,
+        original=base,
+        samples=samples,
+        spread=spread([v.response for v in samples]),
+        request_diff=request_diff(orig.request, sent) if sent is not None else [],
+    )

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from .store.codec import readable
+from .wire import TOOL_USE_TYPES
 
 MAX_CHARS = 200_000
 """Text indexed per message at most (a huge tool result is still found by its beginning)."""
@@ -37,7 +38,7 @@ def _collect(content: Any, parts: list[str]) -> None:
             parts.append(str(block.get("text") or ""))
         elif kind == "thinking":
             parts.append(str(block.get("thinking") or ""))
-        elif kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
+        elif kind in TOOL_USE_TYPES:
             parts.append(f"{block.get('name')} {_json(block.get('input'))}")
         elif kind == "tool_result" or str(kind).endswith("_tool_result"):
             inner = block.get("content")

@@ -7,9 +7,109 @@ types and fields included) and never touches the store or the network.
 
 from __future__ import annotations
 
+from typing import Any
+
 PROTOCOL_HEADERS = ("anthropic-version", "anthropic-beta")
 """The request headers that change what the API does with a request; the only ones replayer keeps
 (credentials and everything else are dropped at capture)."""
 
 TOOL_USE_TYPES = ("tool_use", "server_tool_use", "mcp_tool_use")
 """Content block types that are a call of a tool (client, server or MCP)."""
+
+
+def content_blocks(message: Any) -> list[Any]:
+    """A message's (or response's) content as a list of blocks: string content becomes one text
+    block; anything that isn't a list is no blocks."""
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return content if isinstance(content, list) else []
+
+
+def dict_blocks(content: Any) -> list[dict[str, Any]]:
+    """The blocks of a content list (or a system prompt, or a tool list) that are objects."""
+    return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+
+
+def message_text(message: Any) -> str | None:
+    """A message's text as a list shows it: its text blocks joined by spaces, a tool result as
+    `[tool_result]`; None when it holds neither."""
+    if not isinstance(message, dict):
+        return None
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for b in content:
+            if isinstance(b, dict):
+                if b.get("type") == "text":
+                    texts.append(str(b.get("text", "")))
+                elif b.get("type") == "tool_result":
+                    texts.append("[tool_result]")
+        return " ".join(texts) if texts else None
+    return None
+
+
+def text_of(response: Any) -> str:
+    """The text blocks of a response, joined by blank lines."""
+    if not isinstance(response, dict):
+        return ""
+    parts = [
+        str(b.get("text", "")) for b in response.get("content") or () if isinstance(b, dict) and b.get("type") == "text"
+    ]
+    return "\n\n".join(parts)
+
+
+def system_text(system: Any) -> str:
+    """A system prompt's text: the string, or its text blocks one per line."""
+    if isinstance(system, str):
+        return system
+    if isinstance(system, list):
+        return "\n".join(str(b.get("text", "")) for b in system if isinstance(b, dict) and b.get("type") == "text")
+    return ""
+
+
+def tool_calls(response: Any) -> list[tuple[str, Any]]:
+    """(name, input) of each tool call block (TOOL_USE_TYPES) of a response, in order."""
+    if not isinstance(response, dict):
+        return []
+    return [
+        (str(b.get("name")), b.get("input"))
+        for b in response.get("content") or ()
+        if isinstance(b, dict) and b.get("type") in TOOL_USE_TYPES
+    ]
+
+
+# -- usage ---------------------------------------------------------------------------------------
+
+
+def token_count(usage: dict[str, Any] | None, key: str) -> int:
+    """One count of a usage object (0 when absent or null)."""
+    return int((usage or {}).get(key) or 0)
+
+
+def prompt_tokens(usage: dict[str, Any]) -> int:
+    """Everything the model read: uncached input + cache writes + cache reads."""
+    return (
+        int(usage.get("input_tokens") or 0)
+        + int(usage.get("cache_creation_input_tokens") or 0)
+        + int(usage.get("cache_read_input_tokens") or 0)
+    )
+
+
+def billed_parts(usage: dict[str, Any]) -> list[dict[str, Any]]:
+    """A response's usage and its compaction iterations (billed on top of the totals)."""
+    its = usage.get("iterations") if isinstance(usage, dict) else None
+    if not its:
+        return [usage]
+    return [usage, *(it for it in its if isinstance(it, dict) and it.get("type") == "compaction")]
+
+
+def is_error_result(block: dict[str, Any]) -> bool:
+    """A tool result block that reports a failure: is_error set, or (server tools) content whose
+    type ends in `_error`."""
+    if block.get("is_error"):
+        return True
+    content = block.get("content")
+    return isinstance(content, dict) and str(content.get("type", "")).endswith("_error")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import pytest
@@ -33,11 +34,11 @@ ORIGINAL = {
 
 
 def by_section(diff):
-    return {d["section"]: d for d in diff}
+    return {d["section"]: d for d in map(dataclasses.asdict, diff)}
 
 
 def test_an_identical_request_has_no_changes():
-    diff = request_diff(ORIGINAL, copy.deepcopy(ORIGINAL))
+    diff = [dataclasses.asdict(d) for d in request_diff(ORIGINAL, copy.deepcopy(ORIGINAL))]
     assert [d["section"] for d in diff] == list(REQUEST_SECTIONS)
     assert not any(d["changed"] or d["lines"] for d in diff)
 

@@ -3,6 +3,7 @@ errors, streams, thread-mode history, validation and the estimate; the CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import anthropic
@@ -112,7 +113,7 @@ def test_edits_go_out_with_the_recorded_headers_and_samples_are_compared(api, db
     from replayer.config import Settings
     from replayer.metrics import stats
 
-    spend = stats(store.db, store.prices, Settings())
+    spend = stats(store, Settings()).document()
     assert spend["reruns"]["variants"] == 1 and spend["reruns"]["turns"] == 3
     assert spend["reruns"]["cost_usd"] == pytest.approx(sum(s["cost_usd"] for s in doc["samples"]))
     assert spend["conversations"]["count"] == 1 and spend["metrics"]["avg_turns_per_conversation"]["value"] == 2
@@ -165,8 +166,8 @@ def test_a_timeout_is_a_stored_error(api, db_path, recorded, monkeypatch):
     variant = replay.send(db_path, orig, orig.request, replay.Edits(), base_url=api.url, max_retries=0, timeout=0.5,
                           on_done=lambda i, e: errors.append(e))  # fmt: skip
     assert isinstance(errors[0], anthropic.APITimeoutError)
-    sample = replay.compare(store, orig, variant)["samples"][0]
-    assert sample["error"]["type"] == "timeout_error" and sample["status"] is None
+    sample = replay.compare(store, orig, variant).samples[0]
+    assert sample.error is not None and sample.error["type"] == "timeout_error" and sample.status is None
 
 
 def test_a_streamed_turn_is_rerun_as_a_stream(api, db_path, tmp_path):
@@ -282,7 +283,7 @@ def test_word_level_diff_and_side_by_side():
     a = message("same", tool=("t1", {"x": 1}))
     b = message("same", tool=("t2", {"x": 1}))  # another id, same call: the same output
     c = message("different")
-    s = spread([a, b, c, {"type": "error"}])
+    s = dataclasses.asdict(spread([a, b, c, {"type": "error"}]))
     assert s == {"samples": 4, "answered": 3, "distinct_outputs": 2, "tool_calls": {"run": 2},
                  "stop_reasons": {"tool_use": 2, "end_turn": 1}}  # fmt: skip
 

@@ -13,6 +13,7 @@ from replayer.cli import cli
 from replayer.config import Settings
 from replayer.metrics import stats
 from replayer.pricing import PriceTable
+from replayer.store.queries import Store
 from replayer.store.schema import open_db
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -28,7 +29,7 @@ def history(tmp_path_factory):
 
 def run_stats(path, **kw):
     settings = Settings(daily_budget_usd=kw.pop("budget", None), tz=kw.pop("tz", "UTC"))
-    return stats(open_db(path), PriceTable.load(), settings, now=NOW, **kw)
+    return stats(Store(open_db(path), PriceTable.load()), settings, now=NOW, **kw).document()
 
 
 def dee_cost(writes, reads):
@@ -202,7 +203,7 @@ def test_a_corrected_price_reprices_the_stats(history, tmp_path):
     fix.write_text('[[model]]\nids = ["claude-sonnet-4-5"]\ninput = 6\noutput = 30\ncache_write_5m = 7.5\n'
                    'cache_write_1h = 12\ncache_read = 0.6\nsource = "test"\ndate = "2026-11-26"\n')  # fmt: skip
     settings = Settings()
-    before = stats(open_db(history), PriceTable.load(), settings, now=NOW)
-    after = stats(open_db(history), PriceTable.load(fix), settings, now=NOW)
+    before = stats(Store(open_db(history), PriceTable.load()), settings, now=NOW).document()
+    after = stats(Store(open_db(history), PriceTable.load(fix)), settings, now=NOW).document()
     assert after["models"][0]["cost_usd"] == pytest.approx(2 * before["models"][0]["cost_usd"])
     assert after["users"][0]["cost_usd"] == pytest.approx(2 * 22 * TURN_COST)

@@ -390,7 +390,7 @@ async def test_the_dashboard_shows_the_days_last_asked_for(db, monkeypatch):
         doc = screen.doc
         from datetime import date
 
-        assert (date.fromisoformat(doc["until"]) - date.fromisoformat(doc["since"])).days + 1 == start + 2
+        assert (date.fromisoformat(doc.until) - date.fromisoformat(doc.since)).days + 1 == start + 2
 
 
 # -- 18: palette jumps replace the conversation instead of stacking ------------------------------

@@ -80,7 +80,7 @@ async def test_dashboard_latency_has_the_unit_of_its_value(tmp_path):
         await settle(pilot)
         table = app.screen.query_one("#dash-metrics", DataTable)
         rows = {r[0]: r for r in (row(table, i) for i in range(table.row_count))}
-        value = app.stats_doc(app.screen.days)["metrics"]["p95_latency_ms"]["value"]
+        value = app.stats_doc(app.screen.days).metrics["p95_latency_ms"].value
         assert value < 1000  # these calls are all under a second
         assert "p95 latency" in rows and "p95 latency ms" not in rows
         assert rows["p95 latency"][1] == f"{value:,.0f} ms"  # not "0.04 s"
@@ -97,7 +97,7 @@ async def test_dashboard_title_shows_its_figures_at_100_columns(tmp_path):
         shown = " ".join(
             "".join(segment.text for segment in title.render_line(y)).strip() for y in range(title.size.height)
         )
-        p95 = money(app.stats_doc(app.screen.days)["conversations"]["p95_cost_usd"])
+        p95 = money(app.stats_doc(app.screen.days).conversations.p95_cost_usd)
         assert f"p95 {p95}" in shown
 
 
@@ -154,9 +154,9 @@ async def test_rerun_words_units_whole_model_ids_and_variant_count(tmp_path, env
         variants = app.screen
         assert isinstance(variants, VariantsScreen)
         created = row(variants.query_one(DataTable), 0)[1]
-        assert created == local_time(variants.variants[0]["created_at"]) and "T" not in created
+        assert created == local_time(variants.variants[0].created_at) and "T" not in created
         shown = "".join(segment.text for segment in variants.query_one(DataTable).render_line(1))
-        assert f" {variants.variants[0]['variant']} " in shown  # the whole id, not cut to 32 silently
+        assert f" {variants.variants[0].variant} " in shown  # the whole id, not cut to 32 silently
 
 
 # -- validation of what the demo sends ----------------------------------------------------------

@@ -9,10 +9,12 @@ attempts of that class one by one). A model with no price gives None, never a gu
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..pricing import KINDS, PriceTable
+from ..wire import token_count
 from .facts import BUCKET_S, EDGES, ROLLUP_SUMS
 
 
@@ -242,3 +244,37 @@ def turn_usages(db: Any, conv: int) -> list[tuple[str | None, dict[str, Any] | N
             usage["service_tier"] = "batch"
         by_idx[idx] = (model, usage)
     return [by_idx.get(i, (None, None)) for i in range(last + 1)]
+
+
+# -- broken caches -------------------------------------------------------------------------------
+
+MIN_WRITE_TOKENS = 1
+"""A turn that writes at least this much to the cache counts as writing."""
+
+
+def cache_break_runs(usages: Sequence[dict[str, Any] | None]) -> list[tuple[int, int]]:
+    """(first, last) turn index of each broken-cache run: for at least two turns in a row, the
+    turn writes to the cache while its reads don't grow. That is the signature of a moving
+    breakpoint (a timestamp in the system prompt, a reordered tool list): every turn pays for a
+    write and gets no read back."""
+    runs = []
+    start = None
+    for i in range(1, len(usages) + 1):
+        rewrites = False
+        if i < len(usages):
+            prev, cur = usages[i - 1], usages[i]
+            rewrites = token_count(cur, "cache_creation_input_tokens") >= MIN_WRITE_TOKENS and token_count(
+                cur, "cache_read_input_tokens"
+            ) <= token_count(prev, "cache_read_input_tokens")
+        if rewrites and start is None:
+            start = i
+        elif not rewrites and start is not None:
+            if i - start >= 2:
+                runs.append((start, i - 1))
+            start = None
+    return runs
+
+
+def cache_breaks(usages: Sequence[dict[str, Any] | None]) -> list[int]:
+    """Indexes of turns where a broken cache starts (see cache_break_runs)."""
+    return [first for first, _ in cache_break_runs(usages)]

@@ -9,24 +9,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlite_utils import Database
 
 from ..filters import like_part, time_bound
-from ..metrics import cache_breaks
 from ..models import (
     AttemptInfo,
-    ContextChange,
     ConversationSummary,
-    ToolCall,
     TurnDetail,
     TurnSummary,
-    UsageLine,
+    Variant,
 )
 from ..pricing import PriceTable, default_table
+from ..wire import TOOL_USE_TYPES, billed_parts, message_text, prompt_tokens
 from .aggregate import Totals, conversation_totals
-from .codec import storable, unpack
+from .chain import chain_nodes
+from .codec import unpack
 
 _MARK = "\u0000replayer:{}\u0000"
 
@@ -51,11 +50,29 @@ AGG_SORTS: dict[str, Callable[[Totals], Any]] = {
 """...and by the priced totals of each conversation (store/aggregate.py)."""
 
 
+class _AttemptRow(NamedTuple):
+    """An attempt's columns as Store.turns reads them."""
+
+    turn_id: str
+    attempt: int
+    started_at: str
+    status: int | None
+    latency_ms: float | None
+    ttft_ms: float | None
+    error_json: str | None
+    request_id: str | None
+    abandoned: int
+    usage_json: str | None
+    model: str | None
+    stop_reason: str | None
+    response_content: int | None
+
+
 class Store:
     def __init__(self, db: Database, prices: PriceTable | None = None):
         self.db = db
         self.prices = prices or default_table()
-        self._nodes: dict[int, tuple[int, int]] = {}
+        self._nodes: dict[int, tuple[int | None, int]] = {}
         self._blobs: dict[int, str] = {}
 
     # -- parts ---------------------------------------------------------------------------------
@@ -90,14 +107,7 @@ class Store:
         while node:
             hit = self._nodes.get(node)
             if hit is None:
-                rows = self.db.execute(
-                    """WITH RECURSIVE chain(id, parent, blob) AS (
-                           SELECT id, parent, blob FROM nodes WHERE id = ?
-                           UNION ALL
-                           SELECT n.id, n.parent, n.blob FROM nodes n JOIN chain c ON n.id = c.parent
-                       ) SELECT id, parent, blob FROM chain""",
-                    [node],
-                ).fetchall()
+                rows = chain_nodes(self.db, node)
                 if len(self._nodes) > 500_000:
                     self._nodes.clear()
                 for nid, parent, blob in rows:
@@ -154,48 +164,10 @@ class Store:
 
     # -- export --------------------------------------------------------------------------------
     def export_lines(self, conversation_id: str | None = None) -> Iterator[str]:
-        """One JSON line per recorded attempt (DESIGN.md's export format): conversations oldest
-        first, each in turn order, each turn's attempts in order."""
-        where, args = ("WHERE t.conversation_id = ?", [conversation_id]) if conversation_id else ("", [])
-        cur = self.db.execute(
-            f"""SELECT a.*, t.conversation_id, t.idx, t.user_id, t.trace_id, t.endpoint, t.stream
-                FROM attempts a JOIN turns t ON t.id = a.turn_id JOIN conversations c ON c.id = t.conversation_id
-                {where}
-                ORDER BY c.started_at, c.id, t.idx, a.attempt, a.id""",
-            args,
-        )
-        names = [d[0] for d in cur.description]
-        for values in cur:
-            row = dict(zip(names, values, strict=True))
-            usage = json.loads(row["usage_json"]) if row["usage_json"] else None
-            head = {
-                "turn_id": row["turn_id"],
-                "conversation_id": row["conversation_id"],
-                "index": row["idx"],
-                "user_id": row["user_id"],
-                "trace_id": row["trace_id"],
-                "started_at": row["started_at"],
-                "latency_ms": row["latency_ms"],
-                "ttft_ms": row["ttft_ms"],
-                "attempt": row["attempt"],
-                "stream": bool(row["stream"]),
-                "endpoint": row["endpoint"],
-                "model": row["model"],
-                "request": _MARK.format("request"),
-                "request_headers": json.loads(self.blob_text(row["request_headers"])) if row["request_headers"] else {},
-                "status": row["status"],
-                "response": _MARK.format("response"),
-                "error": json.loads(row["error_json"]) if row["error_json"] else None,
-                "request_id": row["request_id"],
-                "usage": usage,
-                "cost_usd": self.prices.cost(usage, row["model"]) if usage else None,
-                "abandoned": bool(row["abandoned"]),
-                "unknown_events": json.loads(row["unknown_events_json"]) if row["unknown_events_json"] else [],
-            }
-            line = json.dumps(head, ensure_ascii=False)
-            line = line.replace(json.dumps(_MARK.format("request")), self.request_text(row), 1)
-            line = line.replace(json.dumps(_MARK.format("response")), self.response_text(row) or "null", 1)
-            yield storable(line)  # a lone surrogate in a string, escaped: a UTF-8 file takes the line
+        """One JSON line per recorded attempt (store/export.py)."""
+        from .export import export_lines
+
+        return export_lines(self, conversation_id)
 
     # -- listings ------------------------------------------------------------------------------
     def ids_starting(self, prefix: str, *, kind: str = "conversation", limit: int = 3) -> tuple[int, list[str]]:
@@ -231,27 +203,30 @@ class Store:
                FROM turns WHERE conversation_id = ? ORDER BY idx""",
             [conversation_id],
         ).fetchall()
-        attempts: dict[str, list[tuple[Any, ...]]] = {}
-        for a in self.db.execute(
+        attempts: dict[str, list[_AttemptRow]] = {}
+        for values in self.db.execute(
             """SELECT a.turn_id, a.attempt, a.started_at, a.status, a.latency_ms, a.ttft_ms, a.error_json,
                       a.request_id, a.abandoned, a.usage_json, a.model, a.stop_reason, a.response_content
                FROM attempts a JOIN turns t ON t.id = a.turn_id
                WHERE t.conversation_id = ? ORDER BY a.attempt, a.id""",
             [conversation_id],
         ):
-            attempts.setdefault(a[0], []).append(a)
-        self.blob_texts([r[12] for rows in attempts.values() for r in rows if r[12] is not None])
+            a = _AttemptRow(*values)
+            attempts.setdefault(a.turn_id, []).append(a)
+        replies = [a.response_content for rows in attempts.values() for a in rows]
+        self.blob_texts([blob for blob in replies if blob is not None])
         out = []
         for tid, cid, idx, started, model, stream, ctx_len in turn_rows:
             rows = attempts.get(tid, [])
-            answered = [r for r in rows if r[9]]
+            answered = [a for a in rows if a.usage_json]
+            usages = [(json.loads(a.usage_json), a.model) for a in answered if a.usage_json]
             last = answered[-1] if answered else None
-            usage = json.loads(last[9]) if last else None
-            resp_model = last[10] if last else model
+            usage = usages[-1][0] if usages else None
+            resp_model = last.model if last else model
             tools: list[str] = []
-            if last is not None and last[12] is not None:
-                for block in json.loads(self.blob_text(last[12])).get("content") or ():
-                    if isinstance(block, dict) and block.get("type") in ("tool_use", "server_tool_use", "mcp_tool_use"):
+            if last is not None and last.response_content is not None:
+                for block in json.loads(self.blob_text(last.response_content)).get("content") or ():
+                    if isinstance(block, dict) and block.get("type") in TOOL_USE_TYPES:
                         tools.append(str(block.get("name")))
             out.append(
                 TurnSummary(
@@ -261,23 +236,23 @@ class Store:
                     started_at=started,
                     model=resp_model,
                     stream=bool(stream),
-                    stop_reason=last[11] if last else None,
+                    stop_reason=last.stop_reason if last else None,
                     usage=usage,
-                    cost_usd=sum_costs(self.prices, [(json.loads(r[9]), r[10]) for r in answered]),
+                    cost_usd=sum_costs(self.prices, usages),
                     context_messages=ctx_len,
                     tool_calls=tools,
                     attempts=[
                         AttemptInfo(
-                            attempt=r[1],
-                            started_at=r[2],
-                            status=r[3],
-                            latency_ms=r[4],
-                            ttft_ms=r[5],
-                            error=json.loads(r[6]) if r[6] else None,
-                            request_id=r[7],
-                            abandoned=bool(r[8]),
+                            attempt=a.attempt,
+                            started_at=a.started_at,
+                            status=a.status,
+                            latency_ms=a.latency_ms,
+                            ttft_ms=a.ttft_ms,
+                            error=json.loads(a.error_json) if a.error_json else None,
+                            request_id=a.request_id,
+                            abandoned=bool(a.abandoned),
                         )
-                        for r in rows
+                        for a in rows
                     ],
                 )
             )
@@ -343,7 +318,7 @@ class Store:
             # priced: every matching conversation's totals from the rollup, sorted and paged here
             totals = conversation_totals(self.db, self.prices) if sort != "first" or min_cost is not None else {}
             order = "c.id" if sort in AGG_SORTS else f"{SORTS[sort]} {'DESC' if descending else 'ASC'} NULLS LAST, c.id"
-            keyed = []
+            keyed: list[tuple[Any, str]] = []  # (sort key, conversation id)
             for rowid, cid in self.db.execute(
                 f"SELECT c.rowid, c.id FROM conversations c{filters} ORDER BY {order}", args
             ):
@@ -417,139 +392,36 @@ class Store:
 
     # -- one turn, as the browser shows it ------------------------------------------------------
     def turn_detail(self, turn_id: str, timeline: list[TurnSummary] | None = None) -> TurnDetail:
-        """Everything about one turn: its exact request and response, the context the model saw
-        and how it changed since the turn before, its tool calls beside their results, and its
-        usage priced kind by kind. `timeline` (the conversation's `turns()`) saves re-reading it."""
-        t = self.db.execute(
-            "SELECT conversation_id, idx, context_node, system_blob, tools_blob FROM turns WHERE id = ?", [turn_id]
+        """Everything about one turn (store/detail.py)."""
+        from .detail import turn_detail
+
+        return turn_detail(self, turn_id, timeline)
+
+    # -- reruns ---------------------------------------------------------------------------------
+    def request_headers(self, turn_id: str) -> dict[str, str]:
+        """The protocol headers (wire.PROTOCOL_HEADERS) the turn's first attempt sent."""
+        row = self.db.execute(
+            "SELECT request_headers FROM attempts WHERE turn_id = ? ORDER BY attempt LIMIT 1", [turn_id]
         ).fetchone()
-        if t is None:
-            raise KeyError(turn_id)
-        conversation_id, idx, context_node, system_blob, tools_blob = t
-        timeline = timeline if timeline is not None else self.turns(conversation_id)
-        summary = (
-            timeline[idx]
-            if idx < len(timeline) and timeline[idx].turn_id == turn_id
-            else next(s for s in timeline if s.turn_id == turn_id)
-        )
-        cur = self.db.execute(
-            "SELECT * FROM attempts WHERE turn_id = ? ORDER BY attempt DESC, id DESC LIMIT 1", [turn_id]
-        )
-        names = [d[0] for d in cur.description]
-        row = dict(zip(names, cur.fetchone(), strict=True))
-        request = json.loads(self.request_text(row))
-        response_text = self.response_text(row)
-        response = json.loads(response_text) if response_text else None
+        return json.loads(self.blob_text(row[0])) if row and row[0] is not None else {}
 
-        chain = self.blob_chain(context_node)
-        context = [json.loads(t) for t in self.blob_texts(chain)]
-        changes: list[ContextChange] = []
-        prev = None
-        if idx > 0:
-            prev = self.db.execute(
-                "SELECT context_node, system_blob, tools_blob FROM turns WHERE conversation_id = ? AND idx = ?",
-                [conversation_id, idx - 1],
-            ).fetchone()
-        if prev is not None:
-            before = self.blob_chain(prev[0])
-            common = _shared(before, chain)
-            for pos, text in enumerate(self.blob_texts(before[common:]), start=common):
-                old = json.loads(text)
-                changes.append(ContextChange(kind="removed", position=pos, role=old.get("role"), message=old))
-            for pos in range(common, len(chain)):
-                changes.append(
-                    ContextChange(kind="added", position=pos, role=context[pos].get("role"), message=context[pos])
-                )
-            if prev[1] != system_blob:
-                changes.insert(0, ContextChange(kind="system", message=self._maybe(system_blob)))
-            if prev[2] != tools_blob:
-                changes.insert(0, ContextChange(kind="tools", message=self._maybe(tools_blob)))
-        else:
-            changes = [
-                ContextChange(kind="added", position=i, role=m.get("role"), message=m) for i, m in enumerate(context)
-            ]
-
-        # tool calls, beside the results the next request carried back (or the server's own)
-        calls: list[ToolCall] = []
-        blocks = _content(response)
-        for block in blocks:
-            if isinstance(block, dict) and block.get("type") in TOOL_USE_TYPES:
-                calls.append(
-                    ToolCall(
-                        id=block.get("id"),
-                        name=block.get("name"),
-                        input=block.get("input"),
-                        server=block.get("type") != "tool_use",
-                    )
-                )
-        by_id = {c.id: c for c in calls}
-        for block in blocks:  # server tools answer in the same response
-            if (
-                isinstance(block, dict)
-                and block.get("type", "").endswith("_tool_result")
-                and block.get("tool_use_id") in by_id
-            ):
-                c = by_id[block["tool_use_id"]]
-                c.result, c.pending = block.get("content"), False
-                c.is_error = _is_error_result(block)
-        if idx + 1 < len(timeline):
-            nxt = self.db.execute("SELECT context_node FROM turns WHERE id = ?", [timeline[idx + 1].turn_id]).fetchone()
-            after = self.blob_chain(nxt[0])
-            for text in self.blob_texts(after[_shared(after, chain) :]):  # what the next request brought
-                for block in _content(json.loads(text)):
-                    if (
-                        isinstance(block, dict)
-                        and block.get("type") == "tool_result"
-                        and block.get("tool_use_id") in by_id
-                    ):
-                        c = by_id[block["tool_use_id"]]
-                        c.result, c.pending, c.is_error = block.get("content"), False, bool(block.get("is_error"))
-
-        usage = summary.usage or {}
-        b = self.prices.breakdown(usage, summary.model)
-        prev_tokens = (
-            self.prices.breakdown(timeline[idx - 1].usage or {}, timeline[idx - 1].model).tokens if idx > 0 else None
-        )
-        lines = [
-            UsageLine(
-                kind=k,
-                tokens=b.tokens[k],
-                rate_per_mtok=b.rates.get(k) if b.rates else None,
-                cost_usd=b.costs.get(k) if b.costs else None,
-                delta_tokens=(b.tokens[k] - prev_tokens[k]) if prev_tokens is not None else None,
+    def variants_of(self, turn_id: str) -> list[Variant]:
+        """The variants `replayer rerun` sent of a turn, newest first."""
+        return [
+            _variant(cid, started, tags_json, turns)
+            for cid, started, tags_json, turns in self.db.execute(
+                """SELECT id, started_at, tags_json, turn_count FROM conversations
+                   WHERE origin = 'rerun' AND json_extract(tags_json, '$.rerun_of') = ? ORDER BY started_at DESC""",
+                [turn_id],
             )
-            for k in b.tokens
         ]
-        if b.web_search_requests:
-            lines.append(
-                UsageLine(
-                    kind="web_search",
-                    tokens=b.web_search_requests,
-                    rate_per_mtok=None,
-                    cost_usd=b.web_search_cost if b.total is not None else None,
-                )
-            )
-        running = 0.0
-        for s in timeline[: idx + 1]:
-            if s.cost_usd is None and s.usage:
-                running = None  # type: ignore[assignment]
-                break
-            running += s.cost_usd or 0.0
-        breaks = cache_breaks([s.usage for s in timeline])
-        return TurnDetail(
-            turn=summary,
-            request=request,
-            response=response,
-            context=context,
-            system=self._maybe(system_blob),
-            tools=self._maybe(tools_blob),
-            changes=changes,
-            tool_calls=calls,
-            usage=lines,
-            cost_usd=summary.cost_usd,
-            running_cost_usd=running,
-            cache_break=idx in breaks,
-        )
+
+    def variant(self, variant_id: str) -> Variant | None:
+        """One variant by its conversation id; None when there is no such conversation."""
+        row = self.db.execute(
+            "SELECT id, started_at, tags_json, turn_count FROM conversations WHERE id = ?", [variant_id]
+        ).fetchone()
+        return _variant(*row) if row else None
 
     def find_in_conversation(self, conversation_id: str, text: str) -> list[tuple[int, str]]:
         """Where `text` occurs in a conversation, from the full-text index (every word as a prefix,
@@ -565,7 +437,8 @@ class Store:
         ).fetchall()
         return [(idx, "response" if odd else "context") for idx, odd in rows]
 
-    def _maybe(self, blob: int | None) -> Any:
+    def blob_value(self, blob: int | None) -> Any:
+        """The parsed JSON of a stored part, None for none."""
         return json.loads(self.blob_text(blob)) if blob is not None else None
 
     def first_texts(self) -> dict[int, str | None]:
@@ -596,49 +469,6 @@ class Store:
         return None
 
 
-TOOL_USE_TYPES = ("tool_use", "server_tool_use", "mcp_tool_use")
-
-
-def _content(message: Any) -> list[Any]:
-    content = message.get("content") if isinstance(message, dict) else None
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    return content if isinstance(content, list) else []
-
-
-def billed_parts(usage: dict[str, Any]) -> list[dict[str, Any]]:
-    """A response's usage and its compaction iterations (billed on top of the totals)."""
-    its = usage.get("iterations") if isinstance(usage, dict) else None
-    if not its:
-        return [usage]
-    return [usage, *(it for it in its if isinstance(it, dict) and it.get("type") == "compaction")]
-
-
-def prompt_tokens(usage: dict[str, Any]) -> int:
-    """Everything the model read: uncached input + cache writes + cache reads."""
-    return (
-        int(usage.get("input_tokens") or 0)
-        + int(usage.get("cache_creation_input_tokens") or 0)
-        + int(usage.get("cache_read_input_tokens") or 0)
-    )
-
-
-def _shared(a: list[int], b: list[int]) -> int:
-    """How many leading messages two contexts share."""
-    n = 0
-    for x, y in zip(a, b):  # noqa: B905 - stops at the shorter
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def _is_error_result(block: dict[str, Any]) -> bool:
-    if block.get("is_error"):
-        return True
-    content = block.get("content")
-    return isinstance(content, dict) and str(content.get("type", "")).endswith("_error")
-
 
 def sum_costs(prices: PriceTable, usages: list[tuple[dict[str, Any], str | None]]) -> float | None:
     total = 0.0
@@ -650,19 +480,6 @@ def sum_costs(prices: PriceTable, usages: list[tuple[dict[str, Any], str | None]
     return total
 
 
-def message_text(message: Any) -> str | None:
-    if not isinstance(message, dict):
-        return None
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for b in content:
-            if isinstance(b, dict):
-                if b.get("type") == "text":
-                    texts.append(str(b.get("text", "")))
-                elif b.get("type") == "tool_result":
-                    texts.append("[tool_result]")
-        return " ".join(texts) if texts else None
-    return None
+def _variant(conversation_id: str, started_at: str, tags_json: str | None, turns: int) -> Variant:
+    tags = json.loads(tags_json) if tags_json else {}
+    return Variant(variant=conversation_id, created_at=started_at, samples=turns, edits=tags.get("edits") or {})

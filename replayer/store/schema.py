@@ -26,6 +26,7 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from .chain import chain_blobs, shared_prefix
 from .codec import unpack
 
 MIGRATION_SET = "replayer"
@@ -149,16 +150,6 @@ def m002_turn_text(db: Database) -> None:
     _backfill_turn_text(db)
 
 
-def _chain(db: Database, node: int | None) -> list[int]:
-    """The message blobs of a context, first to last."""
-    rows = db.execute(
-        """WITH RECURSIVE c(id, parent, blob) AS (SELECT id, parent, blob FROM nodes WHERE id = ?
-           UNION ALL SELECT n.id, n.parent, n.blob FROM nodes n JOIN c ON n.id = c.parent) SELECT blob FROM c""",
-        [node or 0],
-    ).fetchall()
-    return [r[0] for r in reversed(rows)]
-
-
 def _added_per_turn(db: Database) -> Iterator[tuple[int, str, list[int]]]:
     """(turn rowid, conversation id, blobs of the messages the turn's context added since the
     conversation's previous turn), in conversation order."""
@@ -166,11 +157,8 @@ def _added_per_turn(db: Database) -> Iterator[tuple[int, str, list[int]]]:
     for rowid, conv, node in db.execute(
         "SELECT rowid, conversation_id, context_node FROM turns ORDER BY conversation_id, idx"
     ).fetchall():
-        blobs = _chain(db, node)
-        before = previous.get(conv, [])
-        shared = 0
-        while shared < min(len(before), len(blobs)) and before[shared] == blobs[shared]:
-            shared += 1
+        blobs = chain_blobs(db, node)
+        shared = shared_prefix(previous.get(conv, []), blobs)
         previous[conv] = blobs
         yield rowid, conv, blobs[shared:]
 

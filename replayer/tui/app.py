@@ -23,6 +23,7 @@ from textual.worker import Worker
 
 from ..config import Settings
 from ..fmt import plural
+from ..models import Stats
 from ..pricing import PriceTable
 from ..store.queries import Store
 from ..store.schema import open_db
@@ -94,7 +95,7 @@ class ReplayerApp(App[None]):
         self.refresh_seconds = refresh_seconds
         self._pool: queue.SimpleQueue[Store] = queue.SimpleQueue()
         self._stats_lock = threading.Lock()
-        self._stats_cache: dict[int, tuple[float, dict[str, Any]]] = {}
+        self._stats_cache: dict[int, tuple[float, Stats]] = {}
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         notify_worker_error(self, event)
@@ -118,7 +119,7 @@ class ReplayerApp(App[None]):
                 store.db.conn.rollback()
             self._pool.put(store)
 
-    def stats_doc(self, days: int, max_age: float = 30.0) -> dict[str, Any]:
+    def stats_doc(self, days: int, max_age: float = 30.0) -> Stats:
         """What the dashboard shows (metrics.stats) for the last `days`, computed at most once
         at a time and kept `max_age` seconds, so going back to the dashboard is instant."""
         import time
@@ -130,7 +131,7 @@ class ReplayerApp(App[None]):
             if cached is not None and time.monotonic() - cached[0] < max_age:
                 return cached[1]
             with self.store() as store:
-                doc = stats(store.db, store.prices, self.settings, days=days)
+                doc = stats(store, self.settings, days=days)
             self._stats_cache[days] = (time.monotonic(), doc)
             return doc
 

@@ -13,7 +13,7 @@ from rich.highlighter import JSONHighlighter
 from rich.text import Text
 
 from ..fmt import plural
-from ..store.queries import prompt_tokens
+from ..wire import TOOL_USE_TYPES, prompt_tokens
 
 CUT = 4_000
 """Characters of one value shown before "show all" (a 1 MB tool result must not freeze the UI)."""
@@ -88,7 +88,7 @@ def block_header(block: Any) -> tuple[str, str]:
     kind = str(block.get("type"))
     if kind == "text":
         return "", ""
-    if kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
+    if kind in TOOL_USE_TYPES:
         return f"{kind} {block.get('name')}  {block.get('id')}", "bold cyan"
     if kind == "tool_result" or kind.endswith("_tool_result"):
         if block.get("is_error"):
@@ -106,7 +106,7 @@ def block_body(block: Any, full: bool = False) -> Text:
         return Text(cut(str(block.get("text") or ""), CUT, full))
     if kind == "thinking":
         return Text(cut(str(block.get("thinking") or ""), CUT, full), style="italic")
-    if kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
+    if kind in TOOL_USE_TYPES:
         return value_text(block.get("input"), full)
     if kind == "tool_result" or kind.endswith("_tool_result"):
         body = value_text(block.get("content"), full) if block.get("content") is not None else Text("(empty)")

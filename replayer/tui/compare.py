@@ -3,9 +3,7 @@ latency, and the request as sent against the original's)."""
 
 from __future__ import annotations
 
-import copy
 import json
-from typing import Any
 
 from rich.text import Text
 from textual import on
@@ -17,6 +15,7 @@ from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, Ta
 from .. import replay
 from ..diffing import unified
 from ..fmt import money, ms, plural
+from ..models import Comparison, Sample
 from .base import ReplayerScreen
 from .render import delta_money, request_diff_text, side_by_side
 from .widgets import KeyTable
@@ -33,7 +32,7 @@ class CompareScreen(ReplayerScreen[None]):
         Binding("y", "copy", "Copy", id="copy", tooltip="Copy the comparison as JSON"),
     ]
 
-    def __init__(self, result: dict[str, Any]) -> None:
+    def __init__(self, result: Comparison) -> None:
         super().__init__()
         self.result = result
         self.unified = False
@@ -54,53 +53,57 @@ class CompareScreen(ReplayerScreen[None]):
 
     def on_mount(self) -> None:
         r = self.result
-        s = r["spread"]
-        calls = ", ".join(f"{k} {n}/{s['answered']}" for k, n in s["tool_calls"].items()) or "no tool calls"
-        edits = replay.Edits.from_json(r["edits"]).names()
-        self.sub_title = f"compare {r['variant']}"
+        s = r.spread
+        calls = ", ".join(f"{k} {n}/{s.answered}" for k, n in s.tool_calls.items()) or "no tool calls"
+        edits = replay.Edits.from_json(r.edits).names()
+        self.sub_title = f"compare {r.variant}"
         self.query_one("#cmp-title", Static).update(
             Text.assemble(
                 ("Compare ", "bold"),
-                f"turn {r['turn_id']} · edits: {', '.join(edits)} · "
-                f"{plural(s['distinct_outputs'], 'distinct output')} in {s['answered']} of {s['samples']} · {calls}",
+                f"turn {r.turn_id} · edits: {', '.join(edits)} · "
+                f"{plural(s.distinct_outputs, 'distinct output')} in {s.answered} of {s.samples} · {calls}",
             )
         )
         table = self.query_one("#cmp-samples", DataTable)
-        model_width = max(len(v["model"] or "") for v in [r["original"], *r["samples"]])  # ids shown whole
+        model_width = max(len(v.model or "") for v in [r.original, *r.samples])  # ids shown whole
         for col, w in (("", 9), ("Model", max(5, model_width)), ("Stop", 10), ("Prompt", 9), ("Δ prompt", 9),
                        ("Hit", 4), ("Output", 7),
                        ("Cost", 10), ("Δ cost", 10), ("Latency", 9), ("Δ lat", 8), ("Error", 40)):  # fmt: skip
             table.add_column(col, key=col or "name", width=w)
-        for name, v in [("original", r["original"]), *((f"sample {i}", v) for i, v in enumerate(r["samples"], 1))]:
-            usage = v["usage"] or {}
-            err = v["error"]
+        for name, v in [("original", r.original), *((f"sample {i}", v) for i, v in enumerate(r.samples, 1))]:
+            usage = v.usage or {}
+            err = v.error
+            delta = v if isinstance(v, Sample) else None  # the original has no deltas
             table.add_row(
                 name,
-                v["model"] or "",
-                v["stop_reason"] or "",
-                Text("" if v.get("prompt_tokens") is None else f"{v['prompt_tokens']:,}", justify="right"),
-                Text("" if v.get("prompt_delta_tokens") is None else f"{v['prompt_delta_tokens']:+,}", justify="right"),
-                Text("" if v.get("cache_hit_rate") is None else f"{v['cache_hit_rate']:.0%}", justify="right"),
+                v.model or "",
+                v.stop_reason or "",
+                Text("" if v.prompt_tokens is None else f"{v.prompt_tokens:,}", justify="right"),
+                Text(
+                    "" if delta is None or delta.prompt_delta_tokens is None else f"{delta.prompt_delta_tokens:+,}",
+                    justify="right",
+                ),
+                Text("" if v.cache_hit_rate is None else f"{v.cache_hit_rate:.0%}", justify="right"),
                 Text(f"{usage.get('output_tokens', 0):,}", justify="right"),
-                Text(money(v["cost_usd"]), justify="right"),
-                Text(delta_money(v.get("cost_delta_usd")), justify="right"),
-                Text("" if v["latency_ms"] is None else f"{v['latency_ms']:,.0f} ms", justify="right"),
-                Text(ms(v.get("latency_delta_ms"), signed=True), justify="right"),
+                Text(money(v.cost_usd), justify="right"),
+                Text(delta_money(delta.cost_delta_usd if delta else None), justify="right"),
+                Text("" if v.latency_ms is None else f"{v.latency_ms:,.0f} ms", justify="right"),
+                Text(ms(delta.latency_delta_ms if delta else None, signed=True), justify="right"),
                 Text(f"{err.get('status') or ''} {err.get('type')}: {err.get('message')}" if err else "", style="red"),
                 key=name,
             )
-        table.move_cursor(row=1 if r["samples"] else 0)
+        table.move_cursor(row=1 if r.samples else 0)
         table.focus()
         self.show_sample()
-        self.query_one("#cmp-request-body", Static).update(request_diff_text(r.get("request_diff") or []))
-        changed = [d["section"] for d in r.get("request_diff") or [] if d["changed"]]
+        self.query_one("#cmp-request-body", Static).update(request_diff_text(r.request_diff))
+        changed = [d.section for d in r.request_diff if d.changed]
         self.query_one("#cmp-tabs", TabbedContent).get_tab("cmp-request").label = (
             f"2 Request sent ({', '.join(changed)} changed)" if changed else "2 Request sent (as recorded)"
         )
 
-    def _selected(self) -> dict[str, Any] | None:
+    def _selected(self) -> Sample | None:
         row = self.query_one("#cmp-samples", DataTable).cursor_row
-        return self.result["samples"][row - 1] if row >= 1 and row - 1 < len(self.result["samples"]) else None
+        return self.result.samples[row - 1] if row >= 1 and row - 1 < len(self.result.samples) else None
 
     @on(DataTable.RowHighlighted, "#cmp-samples")
     def highlighted(self) -> None:
@@ -111,21 +114,21 @@ class CompareScreen(ReplayerScreen[None]):
         left = self.query_one("#cmp-left", Static)
         right = self.query_one("#cmp-right", Static)
         tools = self.query_one("#cmp-tools", Static)
-        base = self.result["original"]
+        base = self.result.original
         row = self.query_one("#cmp-samples", DataTable).cursor_row
         self.query_one("#cmp-left-box").border_title = "original" + (" · unified diff" if self.unified and v else "")
         self.query_one("#cmp-right-box").border_title = f"sample {row}" if v is not None else ""
         if v is None:
-            left.update(Text(base["text"]))
+            left.update(Text(base.text))
             right.update(Text("pick a sample to compare", style="dim"))
             tools.update("")
             return
-        if v["error"]:
-            left.update(Text(base["text"]))
-            e = v["error"]
+        if v.error:
+            left.update(Text(base.text))
+            e = v.error
             right.update(Text(f"{e.get('status') or ''} {e.get('type')}\n{e.get('message')}", style="bold red"))
         elif self.unified:
-            diff = unified(base["text"], v["text"], "original", "sample") or "(the texts are identical)\n"
+            diff = unified(base.text, v.text, "original", "sample") or "(the texts are identical)\n"
             t = Text()
             for line in diff.splitlines(keepends=True):
                 style = (
@@ -139,22 +142,22 @@ class CompareScreen(ReplayerScreen[None]):
                 )
                 t.append(line, style=style)
             left.update(t)
-            right.update(Text(v["text"]))
+            right.update(Text(v.text))
         else:
-            a, b = side_by_side(v["words"])
+            a, b = side_by_side(v.words)
             left.update(a)
             right.update(b)
         t = Text("tool calls: ", style="bold")
-        if not v["tool_diff"]:
+        if not v.tool_diff:
             t.append("none on either side", style="dim")
-        for d in v["tool_diff"]:
-            style = {"same": "green", "changed": "yellow", "added": "bold green", "removed": "bold red"}[d["status"]]
-            t.append(f"\n  {d['name']} ", style="bold")
-            t.append(d["status"], style=style)
-            for c in d["diff"][:8]:
-                t.append(f"\n    {c['path']}: {json.dumps(c['old'])} → {json.dumps(c['new'])}")
-            if d["status"] in ("added", "removed"):
-                t.append(f"  {json.dumps(d['input'])[:200]}")
+        for d in v.tool_diff:
+            style = {"same": "green", "changed": "yellow", "added": "bold green", "removed": "bold red"}[d.status]
+            t.append(f"\n  {d.name} ", style="bold")
+            t.append(d.status, style=style)
+            for c in d.diff[:8]:
+                t.append(f"\n    {c.path}: {json.dumps(c.old)} → {json.dumps(c.new)}")
+            if d.status in ("added", "removed"):
+                t.append(f"  {json.dumps(d.input)[:200]}")
         tools.update(t)
 
     def action_tab(self, tab: str) -> None:
@@ -165,7 +168,7 @@ class CompareScreen(ReplayerScreen[None]):
         self.show_sample()
 
     def action_copy(self) -> None:
-        doc = copy.deepcopy(self.result)
+        doc = self.result.document()
         for v in [doc["original"], *doc["samples"]]:
             v.pop("words", None)
         self.app.copy_to_clipboard(json.dumps(doc, ensure_ascii=False, indent=2))

@@ -17,8 +17,8 @@ from textual.worker import get_current_worker
 
 from ..fmt import money, plural
 from ..models import TurnDetail, TurnSummary
-from ..store.queries import prompt_tokens
 from ..text import _TOKEN as _WORD  # a word as the index keeps it: what `/` in a conversation highlights
+from ..wire import prompt_tokens
 from .base import ReplayerScreen
 from .messages import DetailLoaded, DetailToCopy, FoundInConversation, TimelineLoaded
 from .render import context_text, copy_text, raw_text, tools_text, turn_marks, turn_rows, usage_text
@@ -437,7 +437,7 @@ class ConversationScreen(ReplayerScreen[None]):
             self.notify(f"wrapped around to the {'first' if step > 0 else 'last'} {what}", timeout=2)
 
     def _breaks(self) -> set[int]:
-        from ..metrics import cache_breaks
+        from ..store.aggregate import cache_breaks
 
         return set(cache_breaks([t.usage for t in self.timeline]))
 

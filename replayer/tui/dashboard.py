@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from ..config import LOWER_IS_BAD
 from ..fmt import describe_alert, fmt_metric, metric_label, money, plural
+from ..models import Stats
 from .base import ReplayerScreen
 from .messages import StatsLoaded
 from .widgets import KeyTable
@@ -28,24 +29,24 @@ OTHERS = "#8a8a8a"
 BAR = 40
 
 
-def spend_bars(doc: dict[str, Any]) -> Text:
+def spend_bars(doc: Stats) -> Text:
     """One stacked bar per day: the top users' shares in their colours, the rest in grey."""
-    users = doc["users"]
+    users = doc.users
     top = users[:TOP]
-    colour = {u["user_id"]: COLOURS[i % len(COLOURS)] for i, u in enumerate(top)}
-    days = [d["date"] for d in doc["days"]]
+    colour = {u.user_id: COLOURS[i % len(COLOURS)] for i, u in enumerate(top)}
+    days = [d.date for d in doc.days]
     per_day: dict[str, list[tuple[str, float]]] = {d: [] for d in days}
     for u in users:
-        style = colour.get(u["user_id"], OTHERS)
-        for d in u["days"]:
-            if d["cost_usd"]:
-                per_day[d["date"]].append((style, d["cost_usd"]))
+        style = colour.get(u.user_id, OTHERS)
+        for d in u.days:
+            if d.cost_usd:
+                per_day[d.date].append((style, d.cost_usd))
     peak = max((sum(c for _, c in v) for v in per_day.values()), default=0.0)
     text = Text()
-    for d in days:
-        parts = per_day[d]
+    for date in days:
+        parts = per_day[date]
         total = sum(c for _, c in parts)
-        text.append(f"{d[5:]} ", style="dim")
+        text.append(f"{date[5:]} ", style="dim")
         width = 0
         for style, c in parts:
             n = round(c / peak * BAR) if peak else 0
@@ -55,8 +56,8 @@ def spend_bars(doc: dict[str, Any]) -> Text:
         text.append(f"{money(total)}\n")
     text.append("\n")
     for u in top:
-        text.append("■ ", style=colour[u["user_id"]])
-        text.append(f"{u['user_id'] or '(no user)'}  ")
+        text.append("■ ", style=colour[u.user_id])
+        text.append(f"{u.user_id or '(no user)'}  ")
     if len(users) > TOP:
         text.append("■ ", style=OTHERS)
         text.append(f"{len(users) - TOP} others")
@@ -77,7 +78,7 @@ class DashboardScreen(ReplayerScreen[str | None]):
     def __init__(self, days: int | None = None) -> None:
         super().__init__()
         self.days = days
-        self.doc: dict[str, Any] | None = None
+        self.doc: Stats | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -123,54 +124,55 @@ class DashboardScreen(ReplayerScreen[str | None]):
         if message.days != self.days:
             return  # the answer for a number of days that +/- has since changed
         self.doc = doc = message.doc
-        conv = doc["conversations"]
+        conv = doc.conversations
         self.query_one("#dash-title", Static).update(
             Text.assemble(
-                (f"Spend and health, {doc['since']} to {doc['until']} ({doc['tz']})", "bold"),
-                f"   {plural(conv['count'], 'conversation')} · cost mean {money(conv['mean_cost_usd'])}"
-                f" · p50 {money(conv['p50_cost_usd'])} · p95 {money(conv['p95_cost_usd'])}",
+                (f"Spend and health, {doc.since} to {doc.until} ({doc.tz})", "bold"),
+                f"   {plural(conv.count, 'conversation')} · cost mean {money(conv.mean_cost_usd)}"
+                f" · p50 {money(conv.p50_cost_usd)} · p95 {money(conv.p95_cost_usd)}",
             )
         )
         self.query_one("#dash-bars", Static).update(spend_bars(doc))
         users = self.query_one("#dash-users", DataTable)
         users.clear()
-        today = doc["until"]
-        for u in doc["users"]:
-            spent_today = next((d["cost_usd"] for d in u["days"] if d["date"] == today), 0.0)
+        today = doc.until
+        for u in doc.users:
+            spent_today = next((d.cost_usd for d in u.days if d.date == today), 0.0)
             users.add_row(
-                u["user_id"] or "(no user)",
-                Text(money(u["cost_usd"]), justify="right"),
+                u.user_id or "(no user)",
+                Text(money(u.cost_usd), justify="right"),
                 Text(money(spent_today), justify="right"),
-                Text(str(u["conversations"]), justify="right"),
-                Text(str(u["turns"]), justify="right"),
-                key=u["user_id"] or "",
+                Text(str(u.conversations), justify="right"),
+                Text(str(u.turns), justify="right"),
+                key=u.user_id or "",
             )
         metrics = self.query_one("#dash-metrics", DataTable)
         metrics.clear()
-        for name, m in doc["metrics"].items():
-            style = "bold red" if m["alert"] else ("dim" if m["value"] is None else "green")
-            word = "ALERT" if m["alert"] else ("" if m["value"] is None else "ok")
+        for name, m in doc.metrics.items():
+            style = "bold red" if m.alert else ("dim" if m.value is None else "green")
+            word = "ALERT" if m.alert else ("" if m.value is None else "ok")
             side = "< " if name in LOWER_IS_BAD else "> "
             metrics.add_row(
                 metric_label(name),
-                Text(fmt_metric(name, m["value"]), style=style, justify="right"),
-                Text(side + fmt_metric(name, m["threshold"]), justify="right"),
+                Text(fmt_metric(name, m.value), style=style, justify="right"),
+                Text(side + fmt_metric(name, m.threshold), justify="right"),
                 Text(word, style=style),
             )
         models = self.query_one("#dash-models", DataTable)
         models.clear()
-        for m in doc["models"]:
-            models.add_row(m["model"] or "(none)", Text(money(m["cost_usd"]), justify="right"), str(m["turns"]))
+        for spend in doc.models:
+            models.add_row(spend.model or "(none)", Text(money(spend.cost_usd), justify="right"), str(spend.turns))
         alerts = Text("Alerts\n", style="bold")
-        if not doc["alerts"]:
+        if not doc.alerts:
             alerts.append("none", style="green")
-        for a in doc["alerts"]:
+        for a in doc.alerts:
             kind, _, rest = describe_alert(a).partition(" ")
             alerts.append(kind + " ", style="bold red")
             alerts.append(rest.strip() + "\n")
-        for u in doc.get("unpriced", []):
+        for unpriced in doc.unpriced:
+            n = unpriced.attempts
             alerts.append(
-                f"\n{plural(u['attempts'], 'attempt')} of {u['model']} {_have(u['attempts'])} no price (counted as $0)",
+                f"\n{plural(n, 'attempt')} of {unpriced.model} {_have(n)} no price (counted as $0)",
                 style="dim",
             )
         self.query_one("#dash-alerts", Static).update(alerts)

@@ -12,7 +12,7 @@ from typing import Any
 from textual.message import Message
 
 from .. import replay
-from ..models import ConversationSummary, TurnDetail, TurnSummary
+from ..models import Comparison, ConversationSummary, Stats, TurnDetail, TurnSummary, Variant
 
 
 @dataclass
@@ -70,7 +70,7 @@ class FoundInConversation(Message, bubble=False):
 class StatsLoaded(Message, bubble=False):
     """What the dashboard shows (metrics.stats) for a number of days."""
 
-    doc: dict[str, Any]
+    doc: Stats
     days: int
 
 
@@ -79,7 +79,7 @@ class OriginalLoaded(Message, bubble=False):
     """A turn's request as recorded, for the rerun editor, with its earlier variants."""
 
     original: replay.Original
-    variants: list[dict[str, Any]]
+    variants: list[Variant]
 
 
 @dataclass
@@ -114,9 +114,9 @@ class SampleDone(Message, bubble=False):
 class ComparisonReady(Message, bubble=False):
     """A variant's samples against the original (replay.compare)."""
 
-    result: dict[str, Any]
+    result: Comparison
 
 
 @dataclass
 class VariantsLoaded(Message, bubble=False):
-    variants: list[dict[str, Any]]
+    variants: list[Variant]

@@ -11,8 +11,8 @@ from typing import Any, NamedTuple
 from rich.text import Text
 
 from ..fmt import approx_tokens, local_time, money, ms, plural
-from ..models import TurnDetail, TurnSummary
-from ..store.queries import prompt_tokens
+from ..models import SectionDiff, TurnDetail, TurnSummary
+from ..wire import prompt_tokens
 from .blocks import added_tokens, content_text, value_text
 from .widgets import SEGMENT_COLOURS
 
@@ -351,20 +351,20 @@ LINE_CUT = 2_000
 """Characters of one diff line shown (a recorded megabyte tool result is one line)."""
 
 
-def request_diff_text(sections: list[dict[str, Any]]) -> Text:
+def request_diff_text(sections: list[SectionDiff]) -> Text:
     """diffing.request_diff as coloured text: each section with what changed, or that it is
     the same as the original's."""
     out = Text()
     if not sections:
         return Text("no sample was recorded: nothing to compare", style="dim")
     for d in sections:
-        if not d["changed"]:
-            out.append(f"{d['section']}", style="bold")
+        if not d.changed:
+            out.append(f"{d.section}", style="bold")
             out.append("  same as the original\n\n", style="dim")
             continue
-        out.append(f"{d['section']}", style="bold")
-        out.append(f"  -{d['removed']} +{d['added']} lines\n", style="yellow")
-        for op, line in d["lines"]:
+        out.append(f"{d.section}", style="bold")
+        out.append(f"  -{d.removed} +{d.added} lines\n", style="yellow")
+        for op, line in d.lines:
             more = len(line) - LINE_CUT
             shown = line if more <= 0 else line[:LINE_CUT] + f" … ({plural(more, 'more character')})"
             if op == "@":

@@ -19,6 +19,7 @@ from textual.widgets import Footer, Header, Input, Label, Static, TextArea
 
 from .. import replay
 from ..fmt import money, plural
+from ..wire import system_text
 from .base import ReplayerScreen
 from .confirm import ConfirmScreen
 from .messages import EstimateReady, OriginalLoaded, RerunRefused, VariantsCounted
@@ -65,14 +66,6 @@ def text_fields(request: dict[str, Any]) -> list[tuple[str, str, str]]:
     return out
 
 
-def _system_text(system: Any) -> str:
-    if isinstance(system, str):
-        return system
-    if isinstance(system, list):
-        return "\n".join(str(b.get("text", "")) for b in system if isinstance(b, dict) and b.get("type") == "text")
-    return ""
-
-
 class RerunScreen(ReplayerScreen[None]):
     """The editor: the turn's request as recorded, field by field."""
 
@@ -113,7 +106,7 @@ class RerunScreen(ReplayerScreen[None]):
         try:
             with app.store() as store:
                 orig = replay.original(store, self.turn_id)
-                variants = replay.variants_of(store, self.turn_id)
+                variants = store.variants_of(self.turn_id)
         except replay.ReplayError as e:
             self.post_message(RerunRefused(str(e)))
             return
@@ -146,7 +139,7 @@ class RerunScreen(ReplayerScreen[None]):
                 classes="rr-row",
             ),
             Label("system prompt"),
-            TextArea(_system_text(req.get("system")), id="rr-system", classes="rr-text"),
+            TextArea(system_text(req.get("system")), id="rr-system", classes="rr-text"),
         ]
         self.paths = []
         for n, (path, label, text) in enumerate(text_fields(req)):
@@ -211,7 +204,7 @@ class RerunScreen(ReplayerScreen[None]):
     def count_variants(self) -> None:
         app = self.app
         with app.store() as store:
-            found = replay.variants_of(store, self.turn_id)
+            found = store.variants_of(self.turn_id)
         self.post_message(VariantsCounted(len(found)))
 
     # -- the edits ---------------------------------------------------------------------------
@@ -232,12 +225,12 @@ class RerunScreen(ReplayerScreen[None]):
                 e.set[path] = text
         mt = self.query_one("#rr-max-tokens", Input).value.strip()
         if mt != str(req.get("max_tokens", "")):
-            e.set["max_tokens"] = _int(mt, "max_tokens")
+            e.set["max_tokens"] = _whole_number(mt, "max_tokens")
         budget = self.query_one("#rr-thinking", Input).value.strip()
         thinking: dict[str, Any] = req["thinking"] if isinstance(req.get("thinking"), dict) else {}
         if budget != str(thinking.get("budget_tokens", "")):
             e.set["thinking"] = (
-                {"type": "enabled", "budget_tokens": _int(budget, "thinking budget")} if budget else None
+                {"type": "enabled", "budget_tokens": _whole_number(budget, "thinking budget")} if budget else None
             )
         choice = self.query_one("#rr-tool-choice", Input).value.strip()
         if choice != (json.dumps(req["tool_choice"]) if "tool_choice" in req else ""):
@@ -252,7 +245,7 @@ class RerunScreen(ReplayerScreen[None]):
         for k in set(before) | set(other):
             if before.get(k) != other.get(k) or (k in before) != (k in other):
                 e.set[k] = copy.deepcopy(other[k]) if k in other else None
-        samples = _int(self.query_one("#rr-samples", Input).value.strip() or "1", "samples")
+        samples = _whole_number(self.query_one("#rr-samples", Input).value.strip() or "1", "samples")
         if not 1 <= samples <= replay.MAX_SAMPLES:
             raise replay.ReplayError(f"samples: 1 to {replay.MAX_SAMPLES}")
         return e, samples
@@ -306,7 +299,7 @@ class RerunScreen(ReplayerScreen[None]):
             self.app.push_screen(VariantsScreen(self.orig))
 
 
-def _int(value: str, what: str) -> int:
+def _whole_number(value: str, what: str) -> int:
     try:
         return int(value)
     except ValueError:

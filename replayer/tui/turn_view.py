@@ -9,6 +9,7 @@ from textual.widget import Widget
 from textual.widgets import Collapsible, Markdown, Static
 
 from ..models import TurnDetail
+from ..wire import TOOL_USE_TYPES
 from .blocks import CUT, cut, value_text
 from .render import as_json
 
@@ -39,7 +40,7 @@ def response_widgets(d: TurnDetail, show_all: bool) -> list[Widget]:
                 )
             elif kind == "redacted_thinking":
                 widgets.append(Static(Text("[redacted thinking]", style="dim italic")))
-            elif kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
+            elif kind in TOOL_USE_TYPES:
                 widgets.append(Static(Text(f"{kind}: {block.get('name')}  {block.get('id')}", style="bold cyan")))
                 widgets.append(Static(value_text(block.get("input"), show_all)))
             else:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -12,6 +10,7 @@ from textual.widgets import DataTable, Footer, Header
 
 from .. import replay
 from ..fmt import local_time
+from ..models import Variant
 from .base import ReplayerScreen
 from .compare import CompareScreen
 from .messages import ComparisonReady, VariantsLoaded
@@ -26,7 +25,7 @@ class VariantsScreen(ReplayerScreen[None]):
     def __init__(self, orig: replay.Original) -> None:
         super().__init__()
         self.orig = orig
-        self.variants: list[dict[str, Any]] = []
+        self.variants: list[Variant] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -43,7 +42,7 @@ class VariantsScreen(ReplayerScreen[None]):
     def load(self) -> None:
         app = self.app
         with app.store() as store:
-            found = replay.variants_of(store, self.orig.turn_id)
+            found = store.variants_of(self.orig.turn_id)
         self.post_message(VariantsLoaded(found))
 
     @on(VariantsLoaded)
@@ -52,10 +51,10 @@ class VariantsScreen(ReplayerScreen[None]):
         self.variants = found
         table = self.query_one(DataTable)
         for v in found:
-            names = replay.Edits.from_json(v["edits"]).names()
-            created = local_time(v["created_at"])
-            variant = Text(v["variant"], no_wrap=True, overflow="ellipsis")  # never cut silently
-            table.add_row(variant, created, str(v["samples"]), ", ".join(names), key=v["variant"])
+            names = replay.Edits.from_json(v.edits).names()
+            created = local_time(v.created_at)
+            variant = Text(v.variant, no_wrap=True, overflow="ellipsis")  # never cut silently
+            table.add_row(variant, created, str(v.samples), ", ".join(names), key=v.variant)
         if not found:
             self.notify("no earlier variants of this turn", timeout=3)
         table.focus()

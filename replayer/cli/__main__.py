@@ -1,0 +1,5 @@
+"""`python -m replayer.cli`: the same as the `replayer` command."""
+
+from . import main
+
+main()

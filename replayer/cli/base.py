@@ -1,0 +1,149 @@
+"""What every command shares: bad input as one line (UserError), the options every command takes
+(--db, --pricing, --config), opening the store, and reading ids the way they are typed."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+class UserError(click.ClickException):
+    """Bad input: one line on stderr, exit 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"replayer: {self.message}", err=True)
+
+
+class Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        from ..config import ConfigError
+        from ..pricing import PricingError
+        from ..store.schema import DBError
+
+        try:
+            return super().invoke(ctx)
+        except (DBError, PricingError, ConfigError) as e:
+            raise UserError(str(e)) from None
+        except sqlite3.Error as e:
+            raise UserError(f"database error: {e}") from None
+
+
+def _root_option(name: str, metavar: str, help_text: str) -> Any:
+    """An option every command takes, before or after the command name, kept on the root context."""
+
+    def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+        if value:
+            ctx.find_root().ensure_object(dict)[name] = value
+
+    return click.option(f"--{name}", metavar=metavar, expose_value=False, callback=remember, help=help_text)
+
+
+db_option = _root_option("db", "PATH", "Database file (default: $REPLAYER_DB, else replayer.db in your data folder).")
+pricing_option = _root_option(
+    "pricing", "FILE", "A price file (TOML) that adds or overrides rows (also $REPLAYER_PRICING)."
+)
+
+config_option = _root_option("config", "FILE", "Settings file: thresholds, budget, time zone (also $REPLAYER_CONFIG).")
+
+
+def db_path(ctx: click.Context) -> Path:
+    from ..paths import default_db_path
+
+    given = (ctx.find_root().obj or {}).get("db")
+    return Path(given).expanduser() if given else default_db_path()
+
+
+def open_store(ctx: click.Context) -> Any:
+    from ..pricing import PriceTable
+    from ..store.queries import Store
+    from ..store.schema import open_db
+
+    obj = ctx.find_root().obj or {}
+    prices = PriceTable.load(obj.get("pricing"))
+    store = Store(open_db(db_path(ctx), create=False), prices)
+    _warn_unpriced_once(ctx, prices)
+    return store
+
+
+NOTICES = "notices.json"
+"""In the user data folder: per database, the unpriced models the user has been told about."""
+
+
+def _warn_unpriced_once(ctx: click.Context, prices: Any) -> None:
+    """The no-price warning comes once per database, not on every command: the models it was
+    given for are remembered, and only a model not told about before warns again. A model that
+    has a price now is forgotten, so it warns again if it loses it."""
+    from ..paths import data_dir
+
+    path = data_dir() / NOTICES
+    key = str(db_path(ctx).resolve())
+    try:
+        state = json.loads(path.read_text("utf-8"))
+        told = set(state["unpriced"][key]) if isinstance(state, dict) else set()
+    except (OSError, ValueError, KeyError, TypeError):
+        state, told = None, set()
+    prices.mark_warned(told)
+
+    def remember() -> None:
+        now = {m for m in prices.warned if prices.row_for(m) is None}
+        if now == told:
+            return
+        doc = state if isinstance(state, dict) else {}
+        known = doc.get("unpriced")
+        # forget deleted databases
+        unpriced = {k: v for k, v in known.items() if Path(k).exists()} if isinstance(known, dict) else {}
+        unpriced[key] = sorted(now)
+        doc["unpriced"] = unpriced
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(doc), "utf-8")
+            tmp.replace(path)
+        except OSError:
+            pass  # a read-only home: the warning just comes again next time
+
+    ctx.call_on_close(remember)
+
+
+def unwritable(path: str, remedy: str, e: OSError) -> UserError:
+    parent = Path(path).expanduser().parent
+    if not parent.exists():
+        hint = f"{parent} does not exist"
+    elif not parent.is_dir():
+        hint = f"{parent} is not a folder"
+    else:
+        hint = (e.strerror or str(e)).lower()
+    return UserError(f"cannot write {path}: {hint}; {remedy}")
+
+
+def open_output(path: str, remedy: str) -> Any:
+    """A file opened for writing text, or bad input (one line) when it can't be."""
+    try:
+        return open(Path(path).expanduser(), "w", encoding="utf-8")
+    except OSError as e:
+        raise unwritable(path, remedy, e) from None
+
+
+def resolve_id(store: Any, text: str, kind: str = "conversation") -> str:
+    """The whole id `text` names: an id, a prefix of exactly one, or one cut as displayed (…).
+    The text itself when it names none (the caller says it is unknown); bad input when several."""
+    prefix = text.removesuffix("…")
+    count, ids = store.ids_starting(prefix, kind=kind)
+    if count == 1:
+        return str(ids[0])
+    if count > 1:
+        listed = ", ".join(ids) + (", …" if count > len(ids) else "")
+        raise UserError(f"{text!r} begins {count} {kind} ids ({listed}): give more of it")
+    return text
+
+
+def one_line(text: str | None, n: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"

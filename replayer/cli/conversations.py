@@ -1,0 +1,249 @@
+"""Browsing what was recorded: the terminal app, the conversation list, one conversation, the JSONL
+export, and the demo database."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ..fmt import local_time, money, plural
+from ..wire import prompt_tokens, token_count
+from .base import (
+    UserError,
+    db_option,
+    db_path,
+    one_line,
+    open_output,
+    open_store,
+    pricing_option,
+    resolve_id,
+)
+from .table import Column, Table
+
+
+@click.command()
+@db_option
+@click.pass_context
+def browse(ctx: click.Context) -> None:
+    """The terminal app: conversations, turns, context, tools, costs."""
+    _browse(ctx, db_path(ctx))
+
+
+def _browse(ctx: click.Context, path: Path) -> None:
+    from ..pricing import PriceTable
+    from ..store.schema import open_db
+
+    open_db(path, create=False)  # a missing or foreign file is reported before the app starts
+    prices = PriceTable.load((ctx.find_root().obj or {}).get("pricing"))
+    from ..config import load
+    from ..tui.app import make_app
+
+    settings = load((ctx.find_root().obj or {}).get("config"))
+    make_app(path, prices, settings=settings).run()
+
+
+@click.command("list")
+@db_option
+@pricing_option
+@click.option("--user", help="Only this user's conversations.")
+@click.option("--model", help="Only conversations that used a model whose id contains this (any case).")
+@click.option("--since", metavar="DATE", help="Only conversations active since DATE (YYYY-MM-DD, UTC).")
+@click.option("--until", metavar="DATE", help="Only conversations started by the end of DATE (YYYY-MM-DD, UTC).")
+@click.option("-q", "query", metavar="TEXT", help="Only conversations whose messages contain TEXT.")
+@click.option("-n", "limit", type=click.IntRange(1), default=50, show_default=True, help="How many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def list_(
+    ctx: click.Context,
+    user: str | None,
+    model: str | None,
+    since: str | None,
+    until: str | None,
+    query: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Recorded conversations, newest first."""
+    from ..filters import FilterError, time_bound
+
+    try:  # the browser's filter rules (replayer.filters), said with the option's name
+        for name, value in (("--since", since), ("--until", until)):
+            if value:
+                time_bound(value, name)
+    except FilterError as e:
+        raise UserError(str(e)) from None
+    store = open_store(ctx)
+    rows = store.conversations(user=user, model=model, since=since, until=until, query=query, limit=limit)
+    if as_json:
+        click.echo(json.dumps([r.model_dump() for r in rows], ensure_ascii=False))
+        return
+    given = [f"--{k} {v}" for k, v in (("user", user), ("model", model), ("since", since), ("until", until)) if v]
+    if not rows and (given or query):
+        click.echo(f"No conversation matches {' '.join(given + ([f'-q {query}'] if query else []))}.", err=True)
+        return
+    if not rows:
+        click.echo(
+            "No conversations recorded yet. Wrap your client: client = Recorder().wrap(anthropic.Anthropic()),"
+            " or run: replayer record -- python agent.py",
+            err=True,
+        )
+        return
+    width = max(len(r.conversation_id) for r in rows)  # ids whole: they are what show and export take
+    table = Table(
+        Column("STARTED", 16),
+        Column("CONVERSATION", width),
+        Column("USER", 14),
+        Column("TURNS", 5, right=True),
+        Column("PROMPT", 9, right=True),
+        Column("OUTPUT", 8, right=True),
+        Column("COST", 10, right=True),
+        Column("ERR", 3, right=True),
+        Column("FIRST MESSAGE"),
+    )
+    click.echo(table.header())
+    for r in rows:
+        click.echo(
+            table.row(
+                local_time(r.started_at),
+                r.conversation_id,
+                one_line(r.user_id, 14),
+                r.turns,
+                f"{r.input_tokens:,}",
+                f"{r.output_tokens:,}",
+                money(r.cost_usd),
+                r.errors,
+                one_line(r.first_message, 40),
+            )
+        )
+
+
+@click.command()
+@db_option
+@pricing_option
+@click.argument("conversation_id")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
+    """One conversation, turn by turn."""
+    store = open_store(ctx)
+    conversation_id = resolve_id(store, conversation_id)
+    if not store.conversation_exists(conversation_id):
+        raise UserError(f"no conversation {conversation_id!r} in {db_path(ctx)}: see 'replayer list'")
+    turns = store.turns(conversation_id)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"conversation_id": conversation_id, "turns": [t.model_dump() for t in turns]}, ensure_ascii=False
+            )
+        )
+        return
+    total = 0.0
+    unknown = False
+    table = Table(
+        Column("#", 3, right=True),
+        Column("STARTED", 16),
+        Column("MODEL", 28),
+        Column("STOP", 10),
+        Column("CTX", 4, right=True),
+        Column("PROMPT", 8, right=True),
+        Column("OUTPUT", 6, right=True),
+        Column("COST", 10, right=True),
+        Column("MS", 7, right=True),
+        Column("TOOLS / ERRORS"),
+    )
+    click.echo(table.header())
+    for t in turns:
+        u = t.usage or {}
+        last = t.attempts[-1] if t.attempts else None
+        notes = ", ".join(t.tool_calls)
+        for a in t.attempts:
+            if a.error:
+                notes += f" [{a.attempt}:{a.error.get('status') or ''} {a.error.get('type')}]"
+            if a.abandoned:
+                notes += " [abandoned]"
+        if t.cost_usd is None:
+            unknown = unknown or bool(t.usage)
+        else:
+            total += t.cost_usd
+        click.echo(
+            table.row(
+                t.index,
+                local_time(t.started_at),
+                one_line(t.model, 28),
+                one_line(t.stop_reason, 10),
+                t.context_messages or 0,
+                f"{prompt_tokens(u):,}",
+                f"{token_count(u, 'output_tokens'):,}",
+                money(t.cost_usd),
+                f"{(last.latency_ms or 0) if last else 0:.0f}",
+                notes.strip(),
+            )
+        )
+    click.echo(f"total {money(total)}" + (" (plus turns whose model has no price)" if unknown else ""))
+    click.echo(f"rerun a turn: replayer rerun {conversation_id}:N  (or its turn id: show --json)", err=True)
+
+
+@click.command()
+@db_option
+@pricing_option
+@click.option("--conversation", "conversation_id", metavar="ID", help="Only this conversation.")
+@click.option("-o", "output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout.")
+@click.pass_context
+def export(ctx: click.Context, conversation_id: str | None, output: str | None) -> None:
+    """JSON Lines: one line per recorded API attempt, request and response as on the wire."""
+    store = open_store(ctx)
+    if conversation_id:
+        conversation_id = resolve_id(store, conversation_id)
+    if conversation_id and not store.conversation_exists(conversation_id):
+        raise UserError(f"no conversation {conversation_id!r}: see 'replayer list'")
+    out = open_output(output, "choose another -o FILE") if output else sys.stdout
+    try:
+        n = 0
+        with out if output else contextlib.nullcontext():
+            for line in store.export_lines(conversation_id):
+                out.write(line + "\n")
+                n += 1
+    except BrokenPipeError:
+        if not output:
+            raise  # `export | head`: click ends quietly (exit 1, as for any command piped to head)
+        raise UserError(f"cannot write {output}: the pipe was closed") from None
+    except OSError as e:  # the disk filled up, say
+        raise UserError(f"cannot write {output or 'to stdout'}: {e.strerror or e}") from None
+    if output:
+        click.echo(f"wrote {plural(n, 'line')} to {output}", err=True)
+
+
+@click.command()
+@db_option
+@click.option("--no-open", is_flag=True, help="Only build the demo database.")
+@click.pass_context
+def demo(ctx: click.Context, no_open: bool) -> None:
+    """Record the shipped example conversations through the real SDK, then open them.
+
+    Into --db (or $REPLAYER_DB) when that is a new file or a database the demo made (it never
+    replaces another), else into demo.db in your data folder, rebuilt each time."""
+    from ..demo import build_demo, demo_db_path, refusal
+
+    given = (ctx.find_root().obj or {}).get("db") or os.environ.get("REPLAYER_DB")
+    path = Path(given).expanduser() if given else demo_db_path()
+    problem = refusal(path) if given else None
+    if problem:
+        raise UserError(problem)
+    click.echo(f"recording the demo conversations into {path} …", err=True)
+    turns = build_demo(path)
+    click.echo(f"recorded {plural(turns, 'turn')}", err=True)
+    ctx.find_root().obj["db"] = str(path)
+    if no_open or not sys.stdout.isatty():
+        ctx.invoke(list_, user=None, model=None, since=None, until=None, query=None, limit=50, as_json=False)
+        click.echo(
+            f"\nnext: replayer --db {path} browse   ·   replayer --db {path} show <CONVERSATION>"
+            f"   ·   replayer --db {path} stats --days 30",
+            err=True,
+        )
+        return
+    _browse(ctx, path)

@@ -1,0 +1,73 @@
+"""`replayer db`: where the database is, migrating it, backing it up."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import click
+
+from ..fmt import plural
+from .base import (
+    UserError,
+    db_option,
+    db_path,
+    unwritable,
+)
+
+
+@click.group()
+def db() -> None:
+    """Where the database is, migrating it, backing it up."""
+
+
+@db.command("path")
+@db_option
+@click.pass_context
+def db_path_cmd(ctx: click.Context) -> None:
+    """Print the database path in use."""
+    click.echo(str(db_path(ctx)))
+
+
+@db.command("migrate")
+@db_option
+@click.pass_context
+def db_migrate(ctx: click.Context) -> None:
+    """Create the database or bring its schema up to date."""
+    from ..store.schema import apply_migrations, migrations, open_db
+
+    database = open_db(db_path(ctx), migrate=False)
+    pending = [m.name for m in migrations.pending(database)]
+    if pending:
+        apply_migrations(database)
+        click.echo(f"applied {plural(len(pending), 'migration')}: {', '.join(pending)}", err=True)
+    else:
+        click.echo("up to date", err=True)
+
+
+@db.command("backup")
+@db_option
+@click.argument("dest", type=click.Path(dir_okay=False))
+@click.pass_context
+def db_backup(ctx: click.Context, dest: str) -> None:
+    """Copy the database, consistently, while agents may be writing to it."""
+    from ..store.schema import open_db
+
+    database = open_db(db_path(ctx), create=False)
+    if Path(dest).exists():
+        raise UserError(f"{dest} exists: choose a new file")
+    try:
+        # created empty with owner-only permissions first, as the database itself is
+        os.close(os.open(Path(dest).expanduser(), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as e:
+        raise unwritable(dest, "choose another backup path", e) from None
+    target = sqlite3.connect(Path(dest).expanduser())
+    try:
+        database.conn.backup(target)
+    except sqlite3.Error as e:  # the disk filled up, say: leave no half-written copy
+        target.close()
+        Path(dest).expanduser().unlink(missing_ok=True)
+        raise UserError(f"cannot write {dest}: {e}; choose another backup path") from None
+    target.close()
+    click.echo(f"backed up to {dest}", err=True)

@@ -1,0 +1,253 @@
+"""Spend and health: `stats`, `alerts` (metrics.stats) and the price table in use."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import click
+
+from ..fmt import describe_alert, fmt_metric, money, plural
+from .base import (
+    config_option,
+    db_option,
+    one_line,
+    open_store,
+    pricing_option,
+)
+from .table import Column, Table
+
+
+def _settings(
+    ctx: click.Context, tz: str | None, thresholds: tuple[str, ...], budget: float | None, days: int | None
+) -> Any:
+    from ..config import load, set_threshold
+    from ..metrics import zone
+
+    settings = load((ctx.find_root().obj or {}).get("config"))
+    for spec in thresholds:
+        set_threshold(settings, spec)
+    if budget is not None:
+        settings.daily_budget_usd = budget
+    if tz:
+        settings.tz = tz
+    if days:
+        settings.days = days
+    zone(settings.tz)  # an unknown zone is bad input, said before any work
+    return settings
+
+
+def _health_options(f: Any) -> Any:
+    for option in reversed(
+        [
+            db_option,
+            pricing_option,
+            config_option,
+            click.option("--days", type=click.IntRange(1), help="The last N days (default 7, or [stats] days)."),
+            click.option("--tz", metavar="ZONE", help="Days in this time zone (default UTC, or [stats] tz)."),
+            click.option(
+                "--threshold",
+                "thresholds",
+                metavar="NAME=VALUE",
+                multiple=True,
+                help="Override a metric's threshold (repeatable).",
+            ),
+            click.option("--daily-budget", "budget", type=float, metavar="USD", help="Per-user daily budget."),
+            click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout."),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+@click.command()
+@_health_options
+@click.option(
+    "--by",
+    type=click.Choice(["user", "model", "day", "conversation"]),
+    default="user",
+    show_default=True,
+    help="The breakdown to print.",
+)
+@click.option("--user", help="Only this user.")
+@click.pass_context
+def stats(
+    ctx: click.Context,
+    days: int | None,
+    tz: str | None,
+    thresholds: tuple[str, ...],
+    budget: float | None,
+    as_json: bool,
+    by: str,
+    user: str | None,
+) -> None:
+    """Spend per user, model and day, cost per conversation, and the health metrics."""
+    from ..metrics import stats as compute
+
+    settings = _settings(ctx, tz, thresholds, budget, days)
+    store = open_store(ctx)
+    doc = compute(store, settings, user=user)
+    if as_json:
+        click.echo(json.dumps(doc.document(), ensure_ascii=False))
+        return
+    click.echo(f"{doc.since} .. {doc.until} ({doc.tz})" + (f", user {user}" if user else ""))
+    click.echo("")
+    if by == "user":
+        dates = [d.date for d in doc.days]
+        show_days = dates if len(dates) <= 7 else []
+        table = Table(
+            Column("USER", 24),
+            Column("COST", 10, right=True),
+            Column("CONV", 5, right=True),
+            Column("TURNS", 6, right=True),
+            *(Column(d[5:], 9, right=True) for d in show_days),
+        )
+        click.echo(table.header())
+        for u in doc.users:
+            per_day = {d.date: d.cost_usd for d in u.days}
+            click.echo(
+                table.row(
+                    one_line(u.user_id or "(no user)", 24),
+                    money(u.cost_usd),
+                    u.conversations,
+                    u.turns,
+                    *(money(per_day[d]) for d in show_days),
+                )
+            )
+        if doc.top_users_today:
+            click.echo(
+                "\ntop users today: "
+                + ", ".join(f"{t.user_id or '(no user)'} {money(t.cost_usd)}" for t in doc.top_users_today)
+            )
+    elif by == "model":
+        table = Table(Column("MODEL", 32), Column("COST", 10, right=True), Column("TURNS", 6, right=True))
+        click.echo(table.header())
+        for m in doc.models:
+            click.echo(table.row(one_line(m.model or "(none)", 32), money(m.cost_usd), m.turns))
+    elif by == "day":
+        table = Table(Column("DAY", 10), Column("COST", 10, right=True))
+        click.echo(table.header())
+        for d in doc.days:
+            click.echo(table.row(d.date, money(d.cost_usd)))
+    else:
+        table = Table(
+            Column("CONVERSATION", 32),
+            Column("USER", 16),
+            Column("TURNS", 6, right=True),
+            Column("COST", 10, right=True),
+        )
+        click.echo(table.header())
+        for c in doc.top_conversations:
+            click.echo(table.row(c.conversation_id, one_line(c.user_id, 16), c.turns, money(c.cost_usd)))
+    conv = doc.conversations
+    click.echo(
+        f"\nconversations: {conv.count}, cost mean {money(conv.mean_cost_usd)}, "
+        f"p50 {money(conv.p50_cost_usd)}, p95 {money(conv.p95_cost_usd)}"
+    )
+    health = Table(
+        Column("HEALTH", 32), Column("VALUE", 10, right=True), Column("THRESHOLD", 10, right=True), Column("")
+    )
+    click.echo("\n" + health.header())
+    for name, metric in doc.metrics.items():
+        flag = "ALERT" if metric.alert else ("" if metric.value is None else "ok")
+        click.echo(health.row(name, fmt_metric(name, metric.value), fmt_metric(name, metric.threshold), flag))
+    for a in doc.alerts:
+        if a.kind == "cache":
+            click.echo("\n" + describe_alert(a))
+    if doc.reruns.variants:
+        r = doc.reruns
+        click.echo(
+            f"\nreruns: {plural(r.variants, 'variant')}, {plural(r.turns, 'sample')}, "
+            f"{money(r.cost_usd)} (not counted above)"
+        )
+    for unpriced in doc.unpriced:
+        n = unpriced.attempts
+        click.echo(
+            f"note: {plural(n, 'attempt')} of {unpriced.model} {'has' if n == 1 else 'have'} "
+            "no price and count as $0",
+            err=True,
+        )
+
+
+@click.command()
+@_health_options
+@click.pass_context
+def alerts(
+    ctx: click.Context,
+    days: int | None,
+    tz: str | None,
+    thresholds: tuple[str, ...],
+    budget: float | None,
+    as_json: bool,
+) -> None:
+    """Users over the daily budget today, metrics past their thresholds, broken caches.
+
+    Exits 1 when any alert fires, so cron or CI can act on it.
+    """
+    from ..metrics import stats as compute
+
+    settings = _settings(ctx, tz, thresholds, budget, days)
+    store = open_store(ctx)
+    found = compute(store, settings).alerts
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(a) for a in found], ensure_ascii=False))
+    elif not found:
+        click.echo(
+            "no alerts" + ("" if settings.daily_budget_usd is not None else " (no daily budget set: --daily-budget)")
+        )
+    else:
+        for a in found:
+            click.echo(describe_alert(a))
+    if found:
+        ctx.exit(1)
+
+
+@click.command()
+@pricing_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def pricing(ctx: click.Context, as_json: bool) -> None:
+    """The price table in use (USD per million tokens) and where each row came from."""
+    from ..pricing import KINDS, PriceTable
+
+    prices = PriceTable.load((ctx.find_root().obj or {}).get("pricing"))
+    rows: list[dict[str, Any]] = []
+    for row in prices.effective_rows():
+        rows.append(
+            {
+                "ids": list(row.ids),
+                **{k: row.rates.get(k) for k in KINDS},
+                "above_prompt_tokens": row.above_tokens,
+                "above": {k: row.above.get(k) for k in KINDS} if row.above else None,
+                "source": row.source,
+                "date": row.date,
+                "origin": row.origin,
+            }
+        )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"models": rows, "batch_factor": prices.batch_factor, "web_search_per_1k": prices.web_search_per_1k}
+            )
+        )
+        return
+    width = max(len(i) for r in rows for i in r["ids"])
+    rate_titles = ("INPUT", "OUTPUT", "WRITE 5M", "WRITE 1H", "READ")
+    table = Table(Column("MODEL", width), *(Column(h, 8, right=True) for h in rate_titles), Column(""))
+
+    def rates(r: dict[str, Any]) -> list[str]:
+        return [f"{r[k]:g}" for k in KINDS]
+
+    click.echo(table.header())
+    for r in rows:  # the note after the rates is set off by one more space
+        click.echo(table.row(r["ids"][0], *rates(r), f" {r['origin']}: {r['source']} ({r['date']})"))
+        for alias in r["ids"][1:]:
+            click.echo(table.row(alias, "(as above)"))
+        if r["above"]:
+            label = f"  above {r['above_prompt_tokens']:,}"
+            click.echo(table.row(label, *rates(r["above"]), " (prompt tokens: every token at these rates)"))
+    click.echo(
+        f"\nUSD per million tokens; batch requests at {prices.batch_factor:g}x; web search "
+        f"${prices.web_search_per_1k:g} per 1,000; dated ids (model-YYYYMMDD) price as their alias."
+    )

@@ -1,0 +1,230 @@
+"""`replayer rerun`: re-send a recorded turn with edits (replay.py) and print the comparison."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from ..fmt import local_time, money, ms, plural
+from .base import (
+    UserError,
+    db_option,
+    db_path,
+    open_store,
+    pricing_option,
+    resolve_id,
+)
+
+if TYPE_CHECKING:
+    from ..models import Sample, SampleView, ToolDiff
+
+
+def _text_or_file(value: str, what: str) -> str:
+    if value.startswith("@"):
+        try:
+            return Path(value[1:]).expanduser().read_text("utf-8")
+        except OSError as e:
+            raise UserError(f"{what} {value}: cannot read {value[1:]} ({e.strerror})") from None
+    return value
+
+
+def _describe_sample(i: int, v: Sample) -> str:
+    if v.error:
+        e = v.error
+        return f"sample {i}: ERROR {e.get('status') or ''} {e.get('type')}: {e.get('message')}".replace("  ", " ")
+    usage = v.usage or {}
+    lat = "" if v.latency_ms is None else f" · {v.latency_ms:,.0f} ms"
+    if v.latency_delta_ms is not None:
+        lat += f" ({ms(v.latency_delta_ms, signed=True)})"
+    cost = money(v.cost_usd)
+    if v.cost_delta_usd is not None:
+        cost += f" ({'+' if v.cost_delta_usd >= 0 else '-'}{money(abs(v.cost_delta_usd))})"
+    tokens = _prompt_words(v) + f" / {usage.get('output_tokens', 0):,} output"
+    return f"sample {i}: {v.stop_reason or '—'} · {v.model}{lat} · {cost} · {tokens}"
+
+
+def _prompt_words(v: SampleView) -> str:
+    """`3,502 prompt (+12, 97% cache hit)`: the whole prompt, never the uncached part alone."""
+    if v.prompt_tokens is None:
+        return "no usage"
+    from ..models import Sample
+
+    delta = v.prompt_delta_tokens if isinstance(v, Sample) else None
+    notes = [f"{delta:+,}"] if delta is not None else []
+    if v.cache_hit_rate is not None:
+        notes.append(f"{v.cache_hit_rate:.0%} cache hit")
+    return f"{v.prompt_tokens:,} prompt" + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _describe_tools(diff: list[ToolDiff]) -> str:
+    parts = []
+    for t in diff:
+        if t.status == "changed":
+            changes = "; ".join(f"{d.path}: {json.dumps(d.old)} -> {json.dumps(d.new)}" for d in t.diff[:5])
+            parts.append(f"{t.name} input changed ({changes})")
+        else:
+            parts.append(f"{t.name} {t.status}")
+    return ", ".join(parts) if parts else "none on either side"
+
+
+@click.command()
+@db_option
+@pricing_option
+@click.argument("turn_id", metavar="TURN_ID|CONVERSATION:N")
+@click.option("--system", "system", metavar="TEXT|@FILE", help="A new system prompt.")
+@click.option("--model", help="Another model.")
+@click.option(
+    "--message", "messages", metavar="N=TEXT|@FILE", multiple=True, help="New text for message N (0-based; -1 = last)."
+)
+@click.option(
+    "--set",
+    "sets",
+    metavar="PATH=JSON",
+    multiple=True,
+    help="Set any field, e.g. max_tokens=512, thinking.budget_tokens=2048; null removes it.",
+)
+@click.option(
+    "--header", "headers", metavar="NAME=VALUE", multiple=True, help="Change anthropic-version or anthropic-beta."
+)
+@click.option("--samples", type=click.IntRange(1, 10), default=1, show_default=True, help="How many to send at once.")
+@click.option("--base-url", metavar="URL", help="API base URL (default $ANTHROPIC_BASE_URL, else Anthropic's).")
+@click.option("--yes", "-y", is_flag=True, help="Send without asking (the estimate is still printed).")
+@click.option("--force", is_flag=True, help="Send even when validation finds problems.")
+@click.option("--list", "list_only", is_flag=True, help="List earlier variants of the turn and send nothing.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def rerun(
+    ctx: click.Context,
+    turn_id: str,
+    system: str | None,
+    model: str | None,
+    messages: tuple[str, ...],
+    sets: tuple[str, ...],
+    headers: tuple[str, ...],
+    samples: int,
+    base_url: str | None,
+    yes: bool,
+    force: bool,
+    list_only: bool,
+    as_json: bool,
+) -> None:
+    """Re-send a recorded turn with edits, N times, and compare the outputs with the original.
+
+    The recorded anthropic-version and anthropic-beta headers are sent unless --header changes
+    them; the key comes from $ANTHROPIC_API_KEY. Each sample is stored beside the turn.
+    """
+    from .. import replay
+
+    store = open_store(ctx)
+    conv, sep, n = turn_id.rpartition(":")
+    conv = resolve_id(store, conv) if sep else conv
+    if sep and store.conversation_exists(conv):  # CONVERSATION:N, N from 0 (negative from the end)
+        turns = store.turns(conv)
+        try:
+            turn_id = turns[int(n)].turn_id
+        except (ValueError, IndexError):
+            raise UserError(f"{conv} has turns 0..{len(turns) - 1}, not {n!r}") from None
+    else:
+        turn_id = resolve_id(store, turn_id, "turn")
+    try:
+        orig = replay.original(store, turn_id)
+    except replay.ReplayError as e:
+        raise UserError(str(e)) from None
+    if list_only:
+        found = store.variants_of(turn_id)
+        if as_json:
+            click.echo(json.dumps([v.document() for v in found], ensure_ascii=False))
+        for v in [] if as_json else found:
+            names = replay.Edits.from_json(v.edits).names()
+            click.echo(f"{v.variant}  {local_time(v.created_at)}  {plural(v.samples, 'sample')}  {', '.join(names)}")
+        if not found and not as_json:
+            click.echo("no variants of this turn yet", err=True)
+        return
+    edits = replay.Edits(model=model, system=_text_or_file(system, "--system") if system is not None else None)
+    for spec in messages:
+        n, sep, text = spec.partition("=")
+        try:
+            edits.messages[int(n)] = _text_or_file(text, f"--message {n}")
+        except ValueError:
+            raise UserError(f"--message wants N=TEXT with N a message number, not {spec!r}") from None
+        if not sep:
+            raise UserError(f"--message wants N=TEXT, not {spec!r}")
+    for spec in sets:
+        path, sep, value = spec.partition("=")
+        if not sep or not path:
+            raise UserError(f"--set wants PATH=JSON, not {spec!r}")
+        try:
+            edits.set[path] = json.loads(value)
+        except ValueError:
+            raise UserError(f"--set {path}: {value!r} is not JSON (quote strings: {path}='\"text\"')") from None
+    for spec in headers:
+        name, sep, value = spec.partition("=")
+        if not sep or name.lower() not in ("anthropic-version", "anthropic-beta"):
+            raise UserError("--header wants anthropic-version=VALUE or anthropic-beta=VALUE")
+        edits.headers[name.lower()] = value
+    try:
+        req = replay.apply(orig, edits)
+        sent_headers = {**orig.headers, **edits.headers}
+        problems = replay.validate(req, sent_headers, orig)
+        for p in problems:
+            click.echo(f"{'problem' if p.blocking else 'warning'}: {p.message}", err=True)
+        blocking = [p for p in problems if p.blocking]
+        if blocking and not force:
+            raise UserError(f"{plural(len(blocking), 'problem')} above: fix the edits, or pass --force to send anyway")
+        sdk = replay.client(sent_headers, base_url, max_retries=0)
+        est = replay.estimate(orig, req, store.prices, samples, replay.counter(sdk))
+    except replay.ReplayError as e:
+        raise UserError(str(e)) from None
+    where = f"turn {orig.index} of {orig.conversation_id}" + (
+        " (history rebuilt from its thread)" if orig.rebuilt else ""
+    )
+    click.echo(f"rerun {turn_id} ({where}); edits: {', '.join(edits.names())}", err=True)
+    click.echo(
+        f"estimate: {est.input_tokens:,} prompt tokens ({est.source}) + ~{est.output_tokens:,} output per sample "
+        f"x {samples} = {money(est.cost_usd)} (at most {money(est.max_cost_usd)} if every sample writes "
+        f"max_tokens {est.max_output_tokens:,}); original cost {money(orig.cost_usd)}",
+        err=True,
+    )
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError("not sending without confirmation: add --yes")
+        if not click.confirm(f"send {plural(samples, 'sample')}?", err=True):
+            click.echo("nothing sent", err=True)
+            ctx.exit(0)
+
+    def progress(i: int, error: BaseException | None) -> None:
+        click.echo(f"  sample {i + 1}/{samples} {'failed: ' + type(error).__name__ if error else 'done'}", err=True)
+
+    variant = replay.send(db_path(ctx), orig, req, edits, samples=samples, base_url=base_url, on_done=progress)
+    result = replay.compare(store, orig, variant)
+    failed = [v for v in result.samples if v.error]
+    if as_json:
+        doc = result.document(bulky=False)  # the request_diff says how the request differs from the original's
+        doc["estimate"] = dataclasses.asdict(est)
+        click.echo(json.dumps(doc, ensure_ascii=False))
+    else:
+        base = result.original
+        stop = base.stop_reason or "—"
+        click.echo(f"original: {stop} · {base.model} · {money(base.cost_usd)} · {_prompt_words(base)}")
+        changed = [f"{d.section} (-{d.removed} +{d.added} lines)" for d in result.request_diff if d.changed]
+        click.echo("sent: " + ("changed " + ", ".join(changed) if changed else "the original request, unchanged"))
+        for i, v in enumerate(result.samples, 1):
+            click.echo("\n" + _describe_sample(i, v))
+            if v.error:
+                continue
+            click.echo(v.diff.rstrip("\n") or "  (text identical)")
+            click.echo(f"  tools: {_describe_tools(v.tool_diff)}")
+        s = result.spread
+        calls = ", ".join(f"{k} {n}/{s.answered}" for k, n in s.tool_calls.items()) or "none"
+        click.echo(
+            f"\n{plural(s.distinct_outputs, 'distinct output')} in {plural(s.answered, 'answered sample')}; "
+            f"tool calls: {calls}"
+        )
+        click.echo(f"variant {variant} (replayer rerun {turn_id} --list)", err=True)
+    if failed:
+        ctx.exit(1)

@@ -1,0 +1,152 @@
+"""One turn as the browser shows it: its exact request and response, the context the model saw
+and how it changed since the turn before, its tool calls beside their results, and its usage
+priced kind by kind."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from ..models import ContextChange, ToolCall, TurnDetail, TurnSummary, UsageLine
+from ..wire import TOOL_USE_TYPES, content_blocks, is_error_result
+from .aggregate import cache_breaks
+from .chain import shared_prefix
+
+if TYPE_CHECKING:
+    from .queries import Store
+
+
+def turn_detail(store: Store, turn_id: str, timeline: list[TurnSummary] | None = None) -> TurnDetail:
+    """Everything about one turn: its exact request and response, the context the model saw
+    and how it changed since the turn before, its tool calls beside their results, and its
+    usage priced kind by kind. `timeline` (the conversation's `turns()`) saves re-reading it."""
+    t = store.db.execute(
+        "SELECT conversation_id, idx, context_node, system_blob, tools_blob FROM turns WHERE id = ?", [turn_id]
+    ).fetchone()
+    if t is None:
+        raise KeyError(turn_id)
+    conversation_id, idx, context_node, system_blob, tools_blob = t
+    timeline = timeline if timeline is not None else store.turns(conversation_id)
+    summary = (
+        timeline[idx]
+        if idx < len(timeline) and timeline[idx].turn_id == turn_id
+        else next(s for s in timeline if s.turn_id == turn_id)
+    )
+    cur = store.db.execute(
+        "SELECT * FROM attempts WHERE turn_id = ? ORDER BY attempt DESC, id DESC LIMIT 1", [turn_id]
+    )
+    names = [d[0] for d in cur.description]
+    row = dict(zip(names, cur.fetchone(), strict=True))
+    request = json.loads(store.request_text(row))
+    response_text = store.response_text(row)
+    response = json.loads(response_text) if response_text else None
+
+    chain = store.blob_chain(context_node)
+    context = [json.loads(t) for t in store.blob_texts(chain)]
+    changes: list[ContextChange] = []
+    prev = None
+    if idx > 0:
+        prev = store.db.execute(
+            "SELECT context_node, system_blob, tools_blob FROM turns WHERE conversation_id = ? AND idx = ?",
+            [conversation_id, idx - 1],
+        ).fetchone()
+    if prev is not None:
+        before = store.blob_chain(prev[0])
+        common = shared_prefix(before, chain)
+        for pos, text in enumerate(store.blob_texts(before[common:]), start=common):
+            old = json.loads(text)
+            changes.append(ContextChange(kind="removed", position=pos, role=old.get("role"), message=old))
+        for pos in range(common, len(chain)):
+            changes.append(
+                ContextChange(kind="added", position=pos, role=context[pos].get("role"), message=context[pos])
+            )
+        if prev[1] != system_blob:
+            changes.insert(0, ContextChange(kind="system", message=store.blob_value(system_blob)))
+        if prev[2] != tools_blob:
+            changes.insert(0, ContextChange(kind="tools", message=store.blob_value(tools_blob)))
+    else:
+        changes = [
+            ContextChange(kind="added", position=i, role=m.get("role"), message=m) for i, m in enumerate(context)
+        ]
+
+    # tool calls, beside the results the next request carried back (or the server's own)
+    calls: list[ToolCall] = []
+    blocks = content_blocks(response)
+    for block in blocks:
+        if isinstance(block, dict) and block.get("type") in TOOL_USE_TYPES:
+            calls.append(
+                ToolCall(
+                    id=block.get("id"),
+                    name=block.get("name"),
+                    input=block.get("input"),
+                    server=block.get("type") != "tool_use",
+                )
+            )
+    by_id = {c.id: c for c in calls}
+    for block in blocks:  # server tools answer in the same response
+        if (
+            isinstance(block, dict)
+            and block.get("type", "").endswith("_tool_result")
+            and block.get("tool_use_id") in by_id
+        ):
+            c = by_id[block["tool_use_id"]]
+            c.result, c.pending = block.get("content"), False
+            c.is_error = is_error_result(block)
+    if idx + 1 < len(timeline):
+        nxt = store.db.execute("SELECT context_node FROM turns WHERE id = ?", [timeline[idx + 1].turn_id]).fetchone()
+        after = store.blob_chain(nxt[0])
+        for text in store.blob_texts(after[shared_prefix(after, chain) :]):  # what the next request brought
+            for block in content_blocks(json.loads(text)):
+                if (
+                    isinstance(block, dict)
+                    and block.get("type") == "tool_result"
+                    and block.get("tool_use_id") in by_id
+                ):
+                    c = by_id[block["tool_use_id"]]
+                    c.result, c.pending, c.is_error = block.get("content"), False, bool(block.get("is_error"))
+
+    usage = summary.usage or {}
+    b = store.prices.breakdown(usage, summary.model)
+    prev_tokens = (
+        store.prices.breakdown(timeline[idx - 1].usage or {}, timeline[idx - 1].model).tokens if idx > 0 else None
+    )
+    lines = [
+        UsageLine(
+            kind=k,
+            tokens=b.tokens[k],
+            rate_per_mtok=b.rates.get(k) if b.rates else None,
+            cost_usd=b.costs.get(k) if b.costs else None,
+            delta_tokens=(b.tokens[k] - prev_tokens[k]) if prev_tokens is not None else None,
+        )
+        for k in b.tokens
+    ]
+    if b.web_search_requests:
+        lines.append(
+            UsageLine(
+                kind="web_search",
+                tokens=b.web_search_requests,
+                rate_per_mtok=None,
+                cost_usd=b.web_search_cost if b.total is not None else None,
+            )
+        )
+    running = 0.0
+    for s in timeline[: idx + 1]:
+        if s.cost_usd is None and s.usage:
+            running = None  # type: ignore[assignment]
+            break
+        running += s.cost_usd or 0.0
+    breaks = cache_breaks([s.usage for s in timeline])
+    return TurnDetail(
+        turn=summary,
+        request=request,
+        response=response,
+        context=context,
+        system=store.blob_value(system_blob),
+        tools=store.blob_value(tools_blob),
+        changes=changes,
+        tool_calls=calls,
+        usage=lines,
+        cost_usd=summary.cost_usd,
+        running_cost_usd=running,
+        cache_break=idx in breaks,
+    )

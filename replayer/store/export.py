@@ -1,0 +1,62 @@
+"""The JSONL export (DESIGN.md's export format): one line per recorded attempt, its request and
+response rebuilt as on the wire (Store.request_text / response_text) and spliced into the line as
+text, so nothing large is parsed again."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from .codec import storable
+
+if TYPE_CHECKING:
+    from .queries import Store
+
+_SLOT = "\u0000replayer:{}\u0000"
+"""Where the request and response text go in a line, replaced after the line is dumped."""
+
+
+def export_lines(store: Store, conversation_id: str | None = None) -> Iterator[str]:
+    """One JSON line per recorded attempt (DESIGN.md's export format): conversations oldest
+    first, each in turn order, each turn's attempts in order."""
+    where, args = ("WHERE t.conversation_id = ?", [conversation_id]) if conversation_id else ("", [])
+    cur = store.db.execute(
+        f"""SELECT a.*, t.conversation_id, t.idx, t.user_id, t.trace_id, t.endpoint, t.stream
+            FROM attempts a JOIN turns t ON t.id = a.turn_id JOIN conversations c ON c.id = t.conversation_id
+            {where}
+            ORDER BY c.started_at, c.id, t.idx, a.attempt, a.id""",
+        args,
+    )
+    names = [d[0] for d in cur.description]
+    for values in cur:
+        row = dict(zip(names, values, strict=True))
+        usage = json.loads(row["usage_json"]) if row["usage_json"] else None
+        head = {
+            "turn_id": row["turn_id"],
+            "conversation_id": row["conversation_id"],
+            "index": row["idx"],
+            "user_id": row["user_id"],
+            "trace_id": row["trace_id"],
+            "started_at": row["started_at"],
+            "latency_ms": row["latency_ms"],
+            "ttft_ms": row["ttft_ms"],
+            "attempt": row["attempt"],
+            "stream": bool(row["stream"]),
+            "endpoint": row["endpoint"],
+            "model": row["model"],
+            "request": _SLOT.format("request"),
+            "request_headers": json.loads(store.blob_text(row["request_headers"])) if row["request_headers"] else {},
+            "status": row["status"],
+            "response": _SLOT.format("response"),
+            "error": json.loads(row["error_json"]) if row["error_json"] else None,
+            "request_id": row["request_id"],
+            "usage": usage,
+            "cost_usd": store.prices.cost(usage, row["model"]) if usage else None,
+            "abandoned": bool(row["abandoned"]),
+            "unknown_events": json.loads(row["unknown_events_json"]) if row["unknown_events_json"] else [],
+        }
+        line = json.dumps(head, ensure_ascii=False)
+        line = line.replace(json.dumps(_SLOT.format("request")), store.request_text(row), 1)
+        line = line.replace(json.dumps(_SLOT.format("response")), store.response_text(row) or "null", 1)
+        yield storable(line)  # a lone surrogate in a string, escaped: a UTF-8 file takes the line
