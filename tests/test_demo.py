@@ -7,12 +7,11 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 from collections import Counter
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import exported
+from conftest import exported, wait_until
 
 from replayer import sse
 from replayer.demo import build_demo, load_fixtures
@@ -127,17 +126,20 @@ def test_demo_command_from_another_directory(tmp_path):
     assert len(json.loads(listing.stdout)) >= 6
 
 
-def test_a_client_hanging_up_prints_no_traceback(capfd):
+def test_a_client_hanging_up_prints_no_traceback(capfd, monkeypatch):
     """The demo provokes timeouts and abandoned streams: the fake API takes a client that hangs
     up mid-request quietly, instead of printing a traceback on the user's terminal."""
     with FakeAPI() as api:
+        handled = []  # the server ends each connection it took with shutdown_request, after any traceback
+        real = api._server.shutdown_request
+        monkeypatch.setattr(api._server, "shutdown_request", lambda request: handled.append(1) or real(request))
         url = urlsplit(api.url)
         for _ in range(5):
             s = socket.create_connection((url.hostname, url.port))
             s.sendall(b"POST /v1/messages HTTP/1.1\r\nContent-Length: 100\r\n")
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             s.close()  # a reset, not a clean close
-        time.sleep(0.5)
+        wait_until(lambda: len(handled) == 5)
         assert api.count == 0
     assert "Traceback" not in capfd.readouterr().err
 

@@ -1,7 +1,10 @@
-"""A small database with fixed times and ids, for the terminal app's tests and snapshots."""
+"""A small database with fixed times and ids, for the terminal app's tests and snapshots, and the
+Pilot helpers those tests share (settle, wait for a condition, jump through the palette)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import zlib
 
 from replayer import Recorder
@@ -67,6 +70,43 @@ async def settle(pilot) -> None:
             except WorkerCancelled:
                 pass
         await pilot.pause()
+
+
+async def wait_for(pilot, check, seconds: float = 5.0) -> bool:
+    """Let the app run until `check()` holds (False if it never does within `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        await asyncio.sleep(0.05)
+        await pilot.pause()
+    return check()
+
+
+def palette_shows(app, text: str) -> bool:
+    """The command palette is open and its highlighted hit (the one enter picks) mentions `text`:
+    the search for everything typed has answered."""
+    from textual.command import Command, CommandList, CommandPalette
+
+    if not isinstance(app.screen, CommandPalette):
+        return False
+    hits = app.screen.query_one(CommandList)
+    if hits.highlighted is None:
+        return False
+    option = hits.get_option_at_index(hits.highlighted)
+    return isinstance(option, Command) and text in str(option.hit.text)
+
+
+async def palette_jump(pilot, text: str) -> None:
+    """Open the command palette, type `text`, and once its hit shows, take it."""
+    await pilot.press("ctrl+p")
+    await settle(pilot)
+    for ch in text:
+        await pilot.press(ch)
+    await wait_for(pilot, lambda: palette_shows(pilot.app, text))
+    await settle(pilot)
+    await pilot.press("enter")
+    await settle(pilot)
 
 
 async def open_second_conversation(pilot) -> None:
