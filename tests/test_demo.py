@@ -41,14 +41,20 @@ def test_fixtures_cover_what_the_issue_lists():
     block_types = {b.get("type") for b in blocks}
     assert max(len(fx["turns"]) for fx in fixtures) >= 30
     assert any(
-        c.get("is_error") for r in requests for m in r["messages"] if isinstance(m["content"], list) for c in m["content"]
+        c.get("is_error")
+        for r in requests
+        for m in r["messages"]
+        if isinstance(m["content"], list)
+        for c in m["content"]
     )
     usage = [b["usage"] for b in bodies if "usage" in b]
     assert any((u.get("cache_creation") or {}).get("ephemeral_1h_input_tokens") for u in usage)
     assert any((u.get("cache_creation") or {}).get("ephemeral_5m_input_tokens") for u in usage)
     assert any(u.get("cache_read_input_tokens") for u in usage)
     sse_events = [e for t in turns for a in t["attempts"] for e in a.get("sse", [])]
-    assert any(e["data"].get("delta", {}).get("type") == "signature_delta" for e in sse_events if isinstance(e["data"], dict))
+    assert any(
+        e["data"].get("delta", {}).get("type") == "signature_delta" for e in sse_events if isinstance(e["data"], dict)
+    )
     assert {"server_tool_use", "web_search_tool_result"} <= block_types
     statuses = Counter(a.get("status", 200) for t in turns for a in t["attempts"])
     assert statuses[429] and statuses[529]

@@ -226,10 +226,12 @@ async def test_open_conversation_picks_up_new_turns(db):
         screen = app.screen
         assert screen.query_one("#turns", DataTable).row_count == 1
         rec = Recorder(db)
-        rec.record({"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "Where is my invoice?"},
-                    {"role": "assistant", "content": [{"type": "text", "text": "It was emailed to you."}]},
-                    {"role": "user", "content": "Thanks"}]},
-                   reply("You're welcome.", model="claude-haiku-4-5"), conversation_id="conv_chat", started_at=time.time())
+        rec.record({"model": "claude-haiku-4-5", "max_tokens": 50,
+                    "messages": [{"role": "user", "content": "Where is my invoice?"},
+                                 {"role": "assistant", "content": [{"type": "text", "text": "It was emailed to you."}]},
+                                 {"role": "user", "content": "Thanks"}]},
+                   reply("You're welcome.", model="claude-haiku-4-5"), conversation_id="conv_chat",
+                   started_at=time.time())
         rec.close()
         await wait_for(pilot, lambda: screen.query_one("#turns", DataTable).row_count == 2)
         assert screen.query_one("#turns", DataTable).row_count == 2
@@ -292,7 +294,8 @@ async def test_retries_appear_as_attempts_under_their_turn(api, tmp_path):
                           headers={"retry-after-ms": "5"}))
         messages = [*messages, {"role": "assistant", "content": r.content}, {"role": "user", "content": "again"}]
         client.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=messages)
-        client.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=[*messages, {"role": "user", "content": "x"}])
+        client.messages.create(model="claude-haiku-4-5", max_tokens=10,
+                               messages=[*messages, {"role": "user", "content": "x"}])
     rec.close()
     app = make_app(path)
     async with app.run_test(size=(160, 40)) as pilot:
@@ -376,7 +379,9 @@ async def test_dashboard_shows_spend_health_and_alerts_and_filters_by_user(tmp_p
         assert metrics["rate limit error rate"][1:] == ["5.6%", "> 1.0%", "ALERT"]  # 3 of 54 attempts
         assert metrics["tool failure rate"][1:] == ["5.0%", "> 5.0%", "ok"]  # 2 of 40
         alerts = static_text(screen, "#dash-alerts")
-        assert "ana spent $0.0990" in alerts and "conv_dee: a moving cache breakpoint from turn 2 cost $0.0228" in alerts
+        assert (
+            "ana spent $0.0990" in alerts and "conv_dee: a moving cache breakpoint from turn 2 cost $0.0228" in alerts
+        )
         users = cell_texts(screen.query_one("#dash-users", DataTable))
         assert [u[0] for u in users] == ["ana", "ben", "cy", "dee", "eve"]
         assert "$0.0990" in users[0][1]

@@ -12,7 +12,9 @@ from replayer import Recorder
 T0 = 1_764_000_000.0  # a fixed clock, so what the screens show doesn't depend on the day
 
 
-def reply(text: str, *, tool: tuple[str, str, dict] | None = None, usage: dict | None = None, model="claude-sonnet-4-5"):
+def reply(
+    text: str, *, tool: tuple[str, str, dict] | None = None, usage: dict | None = None, model="claude-sonnet-4-5"
+):
     content = [{"type": "text", "text": text}]
     if tool:
         content.append({"type": "tool_use", "id": tool[0], "name": tool[1], "input": tool[2]})
@@ -24,7 +26,8 @@ def reply(text: str, *, tool: tuple[str, str, dict] | None = None, usage: dict |
         "content": content,
         "stop_reason": "tool_use" if tool else "end_turn",
         "stop_sequence": None,
-        "usage": usage or {"input_tokens": 100, "output_tokens": 20, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        "usage": usage
+        or {"input_tokens": 100, "output_tokens": 20, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
     }
 
 
@@ -34,8 +37,10 @@ def build_db(path):
         system = "You are a coding agent."
         msgs = [{"role": "user", "content": "Fix the failing test in tests/test_parser.py"}]
         script = [
-            ("Let me run the tests.", ("toolu_1", "run_tests", {"path": "tests"}), ("FAILED test_parser.py::test_dates", True)),
-            ("Reading the parser.", ("toolu_2", "read_file", {"path": "parser.py"}), ("def parse(s):\n    return s", False)),
+            ("Let me run the tests.", ("toolu_1", "run_tests", {"path": "tests"}),
+             ("FAILED test_parser.py::test_dates", True)),
+            ("Reading the parser.", ("toolu_2", "read_file", {"path": "parser.py"}),
+             ("def parse(s):\n    return s", False)),
             ("Fixing it.", ("toolu_3", "write_file", {"path": "parser.py"}), ("ok " + "x" * 1_000_000, False)),
             ("Done: the date format was wrong.", None, None),
         ]
@@ -47,13 +52,15 @@ def build_db(path):
                        started_at=T0 + i * 10, latency_ms=800 + i)
             msgs = [*msgs, {"role": "assistant", "content": reply(text, tool=tool)["content"]}]
             if tool:
-                msgs.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool[0], "content": result[0],
+                msgs.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool[0],
+                                                          "content": result[0],
                                                           **({"is_error": True} if result[1] else {})}]})
             if i == 1:  # compaction: the agent drops the first exchange from its history
                 msgs = [msgs[0], *msgs[3:]]
-        rec.record({"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "Where is my invoice?"}]},
-                   reply("It was emailed to you.", model="claude-haiku-4-5"), conversation_id="conv_chat", user_id="bob",
-                   started_at=T0 + 100, latency_ms=300)
+        rec.record({"model": "claude-haiku-4-5", "max_tokens": 50,
+                    "messages": [{"role": "user", "content": "Where is my invoice?"}]},
+                   reply("It was emailed to you.", model="claude-haiku-4-5"), conversation_id="conv_chat",
+                   user_id="bob", started_at=T0 + 100, latency_ms=300)
     return path
 
 
