@@ -4,6 +4,7 @@ a temp DB, and a user data folder pointed at a temp dir so no test touches the r
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from pathlib import Path
 
@@ -65,6 +66,16 @@ def client(api, rec):
 @pytest.fixture
 def aclient(api, rec):
     return rec.wrap(anthropic.AsyncAnthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=2))
+
+
+def wait_until(pred, timeout: float = 10.0) -> bool:
+    """Poll `pred` (never an assertion on how long it took)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return bool(pred())
 
 
 def exported(path) -> list[dict]:

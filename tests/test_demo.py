@@ -7,12 +7,11 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 from collections import Counter
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import exported
+from conftest import exported, wait_until
 
 from replayer import sse
 from replayer.demo import build_demo, load_fixtures
@@ -42,14 +41,20 @@ def test_fixtures_cover_what_the_issue_lists():
     block_types = {b.get("type") for b in blocks}
     assert max(len(fx["turns"]) for fx in fixtures) >= 30
     assert any(
-        c.get("is_error") for r in requests for m in r["messages"] if isinstance(m["content"], list) for c in m["content"]
+        c.get("is_error")
+        for r in requests
+        for m in r["messages"]
+        if isinstance(m["content"], list)
+        for c in m["content"]
     )
     usage = [b["usage"] for b in bodies if "usage" in b]
     assert any((u.get("cache_creation") or {}).get("ephemeral_1h_input_tokens") for u in usage)
     assert any((u.get("cache_creation") or {}).get("ephemeral_5m_input_tokens") for u in usage)
     assert any(u.get("cache_read_input_tokens") for u in usage)
     sse_events = [e for t in turns for a in t["attempts"] for e in a.get("sse", [])]
-    assert any(e["data"].get("delta", {}).get("type") == "signature_delta" for e in sse_events if isinstance(e["data"], dict))
+    assert any(
+        e["data"].get("delta", {}).get("type") == "signature_delta" for e in sse_events if isinstance(e["data"], dict)
+    )
     assert {"server_tool_use", "web_search_tool_result"} <= block_types
     statuses = Counter(a.get("status", 200) for t in turns for a in t["attempts"])
     assert statuses[429] and statuses[529]
@@ -127,17 +132,20 @@ def test_demo_command_from_another_directory(tmp_path):
     assert len(json.loads(listing.stdout)) >= 6
 
 
-def test_a_client_hanging_up_prints_no_traceback(capfd):
+def test_a_client_hanging_up_prints_no_traceback(capfd, monkeypatch):
     """The demo provokes timeouts and abandoned streams: the fake API takes a client that hangs
     up mid-request quietly, instead of printing a traceback on the user's terminal."""
     with FakeAPI() as api:
+        handled = []  # the server ends each connection it took with shutdown_request, after any traceback
+        real = api._server.shutdown_request
+        monkeypatch.setattr(api._server, "shutdown_request", lambda request: handled.append(1) or real(request))
         url = urlsplit(api.url)
         for _ in range(5):
             s = socket.create_connection((url.hostname, url.port))
             s.sendall(b"POST /v1/messages HTTP/1.1\r\nContent-Length: 100\r\n")
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             s.close()  # a reset, not a clean close
-        time.sleep(0.5)
+        wait_until(lambda: len(handled) == 5)
         assert api.count == 0
     assert "Traceback" not in capfd.readouterr().err
 

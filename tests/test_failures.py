@@ -22,12 +22,11 @@ import re
 import sqlite3
 import stat
 import threading
-import time
 from pathlib import Path
 
 import anthropic
 import pytest
-from conftest import FAKE_KEY, exported
+from conftest import FAKE_KEY, exported, wait_until
 
 from replayer import Recorder
 from replayer.fakeapi import FakeAPI, Reply, message_events
@@ -59,16 +58,6 @@ def ask(client, text: str, **kw):
     return client.messages.create(
         model=kw.pop("model", MODEL), max_tokens=16, messages=[{"role": "user", "content": text}], **kw
     )
-
-
-def wait_until(pred, timeout: float = 10.0) -> bool:
-    """Poll `pred` (never an assertion on how long it took)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return bool(pred())
 
 
 def warnings_of(caplog, *needles: str) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import time
@@ -10,15 +9,14 @@ import time
 import pytest
 from textual.widgets import DataTable, Static, TabbedContent
 from textual.widgets.data_table import ColumnKey
+from tui_data import build_db, open_second_conversation, palette_jump, reply, settle, wait_for
 
 from replayer import Recorder
-from replayer.tui.app import make_app
 from replayer.filters import parse_filter
+from replayer.tui.app import make_app
 from replayer.tui.conversation import ConversationScreen
 from replayer.tui.conversations import ConversationsScreen
 from replayer.tui.help import HelpScreen
-
-from tui_data import build_db, open_second_conversation, reply, settle
 
 
 @pytest.fixture
@@ -228,16 +226,14 @@ async def test_open_conversation_picks_up_new_turns(db):
         screen = app.screen
         assert screen.query_one("#turns", DataTable).row_count == 1
         rec = Recorder(db)
-        rec.record({"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "Where is my invoice?"},
-                    {"role": "assistant", "content": [{"type": "text", "text": "It was emailed to you."}]},
-                    {"role": "user", "content": "Thanks"}]},
-                   reply("You're welcome.", model="claude-haiku-4-5"), conversation_id="conv_chat", started_at=time.time())
+        rec.record({"model": "claude-haiku-4-5", "max_tokens": 50,
+                    "messages": [{"role": "user", "content": "Where is my invoice?"},
+                                 {"role": "assistant", "content": [{"type": "text", "text": "It was emailed to you."}]},
+                                 {"role": "user", "content": "Thanks"}]},
+                   reply("You're welcome.", model="claude-haiku-4-5"), conversation_id="conv_chat",
+                   started_at=time.time())
         rec.close()
-        for _ in range(50):
-            await asyncio.sleep(0.1)
-            await pilot.pause()
-            if screen.query_one("#turns", DataTable).row_count == 2:
-                break
+        await wait_for(pilot, lambda: screen.query_one("#turns", DataTable).row_count == 2)
         assert screen.query_one("#turns", DataTable).row_count == 2
 
 
@@ -298,7 +294,8 @@ async def test_retries_appear_as_attempts_under_their_turn(api, tmp_path):
                           headers={"retry-after-ms": "5"}))
         messages = [*messages, {"role": "assistant", "content": r.content}, {"role": "user", "content": "again"}]
         client.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=messages)
-        client.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=[*messages, {"role": "user", "content": "x"}])
+        client.messages.create(model="claude-haiku-4-5", max_tokens=10,
+                               messages=[*messages, {"role": "user", "content": "x"}])
     rec.close()
     app = make_app(path)
     async with app.run_test(size=(160, 40)) as pilot:
@@ -340,24 +337,10 @@ async def test_palette_goes_to_a_conversation_and_a_turn(db):
     app = make_app(db)
     async with app.run_test(size=(160, 40)) as pilot:
         await settle(pilot)
-        await pilot.press("ctrl+p")
-        await settle(pilot)
-        for ch in "conv_tools":
-            await pilot.press(ch)
-        await asyncio.sleep(0.5)
-        await settle(pilot)
-        await pilot.press("enter")
-        await settle(pilot)
+        await palette_jump(pilot, "conv_tools")
         screen = app.screen
         assert isinstance(screen, ConversationScreen) and screen.conversation_id == "conv_tools"
-        await pilot.press("ctrl+p")
-        await settle(pilot)
-        for ch in "turn 3":
-            await pilot.press(ch)
-        await asyncio.sleep(0.5)
-        await settle(pilot)
-        await pilot.press("enter")
-        await settle(pilot)
+        await palette_jump(pilot, "turn 3")
         assert screen.detail.turn.index == 3
 
 
@@ -378,9 +361,10 @@ async def test_mouse_click_opens_and_selects(db):
 
 
 async def test_dashboard_shows_spend_health_and_alerts_and_filters_by_user(tmp_path):
+    from stats_data import build
+
     from replayer.config import Settings
     from replayer.tui.dashboard import DashboardScreen
-    from stats_data import build
 
     path = tmp_path / "dash.db"
     build(path, today=time.time() - 120, yesterday=time.time() - 86400)
@@ -395,7 +379,9 @@ async def test_dashboard_shows_spend_health_and_alerts_and_filters_by_user(tmp_p
         assert metrics["rate limit error rate"][1:] == ["5.6%", "> 1.0%", "ALERT"]  # 3 of 54 attempts
         assert metrics["tool failure rate"][1:] == ["5.0%", "> 5.0%", "ok"]  # 2 of 40
         alerts = static_text(screen, "#dash-alerts")
-        assert "ana spent $0.0990" in alerts and "conv_dee: a moving cache breakpoint from turn 2 cost $0.0228" in alerts
+        assert (
+            "ana spent $0.0990" in alerts and "conv_dee: a moving cache breakpoint from turn 2 cost $0.0228" in alerts
+        )
         users = cell_texts(screen.query_one("#dash-users", DataTable))
         assert [u[0] for u in users] == ["ana", "ben", "cy", "dee", "eve"]
         assert "$0.0990" in users[0][1]

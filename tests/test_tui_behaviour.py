@@ -4,21 +4,20 @@ palette jumps that don't stack, and a conversation list that keeps itself curren
 
 from __future__ import annotations
 
-import asyncio
 import json
+import threading
 import time
 
 import pytest
+from test_tui import _utc  # noqa: F401 - the same fixed time zone, autouse
+from test_tui_rerun import env  # noqa: F401 - the fake API for reruns
 from textual.widgets import DataTable, Static
+from tui_data import build_db, palette_jump, reply, settle, wait_for
 
 from replayer import Recorder
 from replayer.tui.app import make_app
 from replayer.tui.conversation import ConversationScreen
 from replayer.tui.conversations import ConversationsScreen
-
-from test_tui import _utc  # noqa: F401 - the same fixed time zone, autouse
-from test_tui_rerun import env  # noqa: F401 - the fake API for reruns
-from tui_data import build_db, reply, settle
 
 
 @pytest.fixture
@@ -34,27 +33,24 @@ def chat(text: str) -> dict:
     return {"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": text}]}
 
 
-def slowed(monkeypatch, cls, name: str, seconds: float, when=lambda *args, **kwargs: True) -> None:
-    """Make `cls.name` take `seconds` longer (when `when(*args, **kwargs)`), as on a big database."""
+def slowed(monkeypatch, cls, name: str, seconds: float, when=lambda *args, **kwargs: True) -> threading.Event:
+    """Make `cls.name` take `seconds` longer (when `when(*args, **kwargs)`), as on a big database.
+    The event is set once a slowed call has returned: a cancelled worker's thread runs on, and
+    the test waits for that instead of guessing how long it takes."""
     real = getattr(cls, name)
+    answered = threading.Event()
 
     def slow(self, *args, **kwargs):
-        if when(*args, **kwargs):
-            time.sleep(seconds)
-        return real(self, *args, **kwargs)
+        if not when(*args, **kwargs):
+            return real(self, *args, **kwargs)
+        time.sleep(seconds)  # the point: a slow query, so that a newer request overtakes it
+        try:
+            return real(self, *args, **kwargs)
+        finally:
+            answered.set()
 
     monkeypatch.setattr(cls, name, slow)
-
-
-async def wait_for(pilot, check, seconds: float = 5.0) -> bool:
-    """Let the app run until `check()` holds (False if it never does within `seconds`)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        await asyncio.sleep(0.05)
-        await pilot.pause()
-    return check()
+    return answered
 
 
 # -- 7: no frozen snapshot after the dashboard --------------------------------------------------
@@ -172,7 +168,7 @@ def test_escape_cr_is_read_as_alt_enter_not_as_a_newline():
 
 
 @pytest.mark.parametrize("key", ["alt+enter", "ctrl+j", "ctrl+s"])
-async def test_an_untouched_editor_sends_no_edit(tmp_path, env, key):
+async def test_an_untouched_editor_sends_no_edit(tmp_path, env, key):  # noqa: F811 - env: the fixture imported above
     from textual.widgets import TextArea
 
     from replayer.fakeapi import Reply
@@ -228,7 +224,7 @@ async def test_j_k_g_move_in_the_dashboard_users(tmp_path):
         assert users.cursor_row == 0
 
 
-async def test_j_k_move_in_the_variants_list_and_the_compare_samples(db, env):
+async def test_j_k_move_in_the_variants_list_and_the_compare_samples(db, env):  # noqa: F811 - env: the fixture imported above
     from replayer import replay
     from replayer.fakeapi import Reply
     from replayer.store.queries import Store
@@ -349,11 +345,11 @@ async def test_a_superseded_sort_never_shows_its_rows(db, monkeypatch):
     async with app.run_test(size=(160, 40)) as pilot:
         await settle(pilot)
         # the superseded request (by id) answers last
-        slowed(monkeypatch, Store, "conversations", 0.6, lambda **kwargs: kwargs.get("sort") == "id")
+        slow_answered = slowed(monkeypatch, Store, "conversations", 0.6, lambda **kwargs: kwargs.get("sort") == "id")
         screen = app.screen
         await pilot.press("s", "s")  # Conversation (slow), then User
         await settle(pilot)
-        await asyncio.sleep(0.8)
+        await wait_for(pilot, slow_answered.is_set)  # the superseded answer is in: it must be dropped
         await settle(pilot)
         labels = [str(c.label) for c in screen.query_one(DataTable).columns.values()]
         assert "User ▼" in labels
@@ -375,7 +371,8 @@ async def test_the_dashboard_shows_the_days_last_asked_for(db, monkeypatch):
     from replayer.tui.app import ReplayerApp
 
     # the superseded request (one more day) answers last
-    slowed(monkeypatch, ReplayerApp, "stats_doc", 0.6, lambda days, **kwargs: days == app.settings.days + 1)
+    slow_answered = slowed(monkeypatch, ReplayerApp, "stats_doc", 0.6,
+                           lambda days, **kwargs: days == app.settings.days + 1)
     app = make_app(db)
     async with app.run_test(size=(160, 40)) as pilot:
         await settle(pilot)
@@ -385,7 +382,7 @@ async def test_the_dashboard_shows_the_days_last_asked_for(db, monkeypatch):
         start = screen.days
         await pilot.press("plus", "plus")
         await settle(pilot)
-        await asyncio.sleep(0.8)
+        await wait_for(pilot, slow_answered.is_set)  # the superseded answer is in: it must be dropped
         await settle(pilot)
         doc = screen.doc
         from datetime import date
@@ -394,17 +391,6 @@ async def test_the_dashboard_shows_the_days_last_asked_for(db, monkeypatch):
 
 
 # -- 18: palette jumps replace the conversation instead of stacking ------------------------------
-async def palette_jump(pilot, text: str) -> None:
-    await pilot.press("ctrl+p")
-    await settle(pilot)
-    for ch in text:
-        await pilot.press(ch)
-    await asyncio.sleep(0.5)
-    await settle(pilot)
-    await pilot.press("enter")
-    await settle(pilot)
-
-
 async def test_palette_jumps_do_not_stack(db):
     from replayer.tui.rerun import RerunScreen
 
@@ -467,10 +453,12 @@ async def test_the_list_reloads_only_when_something_changed(db, monkeypatch):
     app = make_app(db, refresh_seconds=0.1)
     async with app.run_test(size=(160, 40)) as pilot:
         await settle(pilot)
-        calls = []
+        calls, polls = [], []
         real = Store.conversations
         monkeypatch.setattr(Store, "conversations", lambda self, **kw: calls.append(kw) or real(self, **kw))
-        await asyncio.sleep(1.0)
+        real_mark = Store.change_mark  # what each poll reads: count polls instead of timing them
+        monkeypatch.setattr(Store, "change_mark", lambda self: polls.append(1) or real_mark(self))
+        await wait_for(pilot, lambda: len(polls) >= 10, seconds=10.0)
         await settle(pilot)
         assert calls == []  # polled ten times: nothing new, nothing reloaded
         with Recorder(db) as rec:

@@ -1,7 +1,10 @@
-"""A small database with fixed times and ids, for the terminal app's tests and snapshots."""
+"""A small database with fixed times and ids, for the terminal app's tests and snapshots, and the
+Pilot helpers those tests share (settle, wait for a condition, jump through the palette)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import zlib
 
 from replayer import Recorder
@@ -9,7 +12,9 @@ from replayer import Recorder
 T0 = 1_764_000_000.0  # a fixed clock, so what the screens show doesn't depend on the day
 
 
-def reply(text: str, *, tool: tuple[str, str, dict] | None = None, usage: dict | None = None, model="claude-sonnet-4-5"):
+def reply(
+    text: str, *, tool: tuple[str, str, dict] | None = None, usage: dict | None = None, model="claude-sonnet-4-5"
+):
     content = [{"type": "text", "text": text}]
     if tool:
         content.append({"type": "tool_use", "id": tool[0], "name": tool[1], "input": tool[2]})
@@ -21,7 +26,8 @@ def reply(text: str, *, tool: tuple[str, str, dict] | None = None, usage: dict |
         "content": content,
         "stop_reason": "tool_use" if tool else "end_turn",
         "stop_sequence": None,
-        "usage": usage or {"input_tokens": 100, "output_tokens": 20, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        "usage": usage
+        or {"input_tokens": 100, "output_tokens": 20, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
     }
 
 
@@ -31,8 +37,10 @@ def build_db(path):
         system = "You are a coding agent."
         msgs = [{"role": "user", "content": "Fix the failing test in tests/test_parser.py"}]
         script = [
-            ("Let me run the tests.", ("toolu_1", "run_tests", {"path": "tests"}), ("FAILED test_parser.py::test_dates", True)),
-            ("Reading the parser.", ("toolu_2", "read_file", {"path": "parser.py"}), ("def parse(s):\n    return s", False)),
+            ("Let me run the tests.", ("toolu_1", "run_tests", {"path": "tests"}),
+             ("FAILED test_parser.py::test_dates", True)),
+            ("Reading the parser.", ("toolu_2", "read_file", {"path": "parser.py"}),
+             ("def parse(s):\n    return s", False)),
             ("Fixing it.", ("toolu_3", "write_file", {"path": "parser.py"}), ("ok " + "x" * 1_000_000, False)),
             ("Done: the date format was wrong.", None, None),
         ]
@@ -44,13 +52,15 @@ def build_db(path):
                        started_at=T0 + i * 10, latency_ms=800 + i)
             msgs = [*msgs, {"role": "assistant", "content": reply(text, tool=tool)["content"]}]
             if tool:
-                msgs.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool[0], "content": result[0],
+                msgs.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool[0],
+                                                          "content": result[0],
                                                           **({"is_error": True} if result[1] else {})}]})
             if i == 1:  # compaction: the agent drops the first exchange from its history
                 msgs = [msgs[0], *msgs[3:]]
-        rec.record({"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "Where is my invoice?"}]},
-                   reply("It was emailed to you.", model="claude-haiku-4-5"), conversation_id="conv_chat", user_id="bob",
-                   started_at=T0 + 100, latency_ms=300)
+        rec.record({"model": "claude-haiku-4-5", "max_tokens": 50,
+                    "messages": [{"role": "user", "content": "Where is my invoice?"}]},
+                   reply("It was emailed to you.", model="claude-haiku-4-5"), conversation_id="conv_chat",
+                   user_id="bob", started_at=T0 + 100, latency_ms=300)
     return path
 
 
@@ -67,6 +77,43 @@ async def settle(pilot) -> None:
             except WorkerCancelled:
                 pass
         await pilot.pause()
+
+
+async def wait_for(pilot, check, seconds: float = 5.0) -> bool:
+    """Let the app run until `check()` holds (False if it never does within `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        await asyncio.sleep(0.05)
+        await pilot.pause()
+    return check()
+
+
+def palette_shows(app, text: str) -> bool:
+    """The command palette is open and its highlighted hit (the one enter picks) mentions `text`:
+    the search for everything typed has answered."""
+    from textual.command import Command, CommandList, CommandPalette
+
+    if not isinstance(app.screen, CommandPalette):
+        return False
+    hits = app.screen.query_one(CommandList)
+    if hits.highlighted is None:
+        return False
+    option = hits.get_option_at_index(hits.highlighted)
+    return isinstance(option, Command) and text in str(option.hit.text)
+
+
+async def palette_jump(pilot, text: str) -> None:
+    """Open the command palette, type `text`, and once its hit shows, take it."""
+    await pilot.press("ctrl+p")
+    await settle(pilot)
+    for ch in text:
+        await pilot.press(ch)
+    await wait_for(pilot, lambda: palette_shows(pilot.app, text))
+    await settle(pilot)
+    await pilot.press("enter")
+    await settle(pilot)
 
 
 async def open_second_conversation(pilot) -> None:
