@@ -53,8 +53,11 @@ def build(path: str, conversations: int, turns: int) -> None:
             tool = i < n - 1
             content = [{"type": "text", "text": f"Looking up step {i} of conversation {c}."}]
             if tool:
-                content.append({"type": "tool_use", "id": f"toolu_{c:06d}{i:04d}", "name": "lookup", "input": {"n": i}})
-            response = {"id": f"msg_{c:06d}{i:04d}", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                content.append(
+                    {"type": "tool_use", "id": f"toolu_{c:06d}{i:04d}", "name": "lookup", "input": {"n": i}}
+                )
+            response = {"id": f"msg_{c:06d}{i:04d}", "type": "message", "role": "assistant",
+                        "model": "claude-haiku-4-5",
                         "content": content, "stop_reason": "tool_use" if tool else "end_turn", "stop_sequence": None,
                         "usage": {"input_tokens": 40 + i, "output_tokens": 30, "cache_creation_input_tokens": 120,
                                   "cache_read_input_tokens": 600 + 150 * i}}
@@ -64,8 +67,9 @@ def build(path: str, conversations: int, turns: int) -> None:
             ingestor.store(captured)
             msgs.append(json.dumps({"role": "assistant", "content": content}))
             if tool:
-                msgs.append(json.dumps({"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"toolu_{c:06d}{i:04d}",
-                                                                     "content": f"invoice {c * 7} line {i}: paid"}]}))
+                tool_result = {"type": "tool_result", "tool_use_id": f"toolu_{c:06d}{i:04d}",
+                               "content": f"invoice {c * 7} line {i}: paid"}
+                msgs.append(json.dumps({"role": "user", "content": [tool_result]}))
 
     conn.execute("BEGIN IMMEDIATE")
     for c in range(conversations):
@@ -90,7 +94,7 @@ async def measure(path: str) -> dict[str, float]:
     from textual.widgets import DataTable, Input
 
     from replayer.tui.app import make_app
-    from replayer.tui.screens import ConversationScreen
+    from replayer.tui.conversation import ConversationScreen
 
     async def until(cond, timeout=60.0):
         t = time.perf_counter()
@@ -211,17 +215,21 @@ def main() -> None:
     m = json.loads(r.stdout.strip().splitlines()[-1])
     b = baselines(path)
     print(f"{'measure':34} {'replayer':>10} {'baseline':>10}  baseline is")
-    print(f"{'first rows on screen':34} {m['first_rows_s']:>9.3f}s {b['all_rows_s']:>9.3f}s  loading all {b['all_rows']:,} conversations")
-    print(f"{'open a 200-turn conversation':34} {m['open_200_s']:>9.3f}s {b['export_parse_s']:>9.3f}s  parsing its {b['export_lines']} full export lines")
+    print(f"{'first rows on screen':34} {m['first_rows_s']:>9.3f}s {b['all_rows_s']:>9.3f}s  "
+          f"loading all {b['all_rows']:,} conversations")
+    print(f"{'open a 200-turn conversation':34} {m['open_200_s']:>9.3f}s {b['export_parse_s']:>9.3f}s  "
+          f"parsing its {b['export_lines']} full export lines")
     print(f"{'next turn (median of 30)':34} {m['next_turn_median_s'] * 1000:>8.1f}ms")
-    print(f"{'search all message text':34} {m['search_s']:>9.3f}s {b['like_scan_s']:>9.3f}s  LIKE (inflating the deflated ones) over every stored message")
+    print(f"{'search all message text':34} {m['search_s']:>9.3f}s {b['like_scan_s']:>9.3f}s  "
+          "LIKE (inflating the deflated ones) over every stored message")
     print(f"{'peak memory (max RSS)':34} {m['peak_rss_mb']:>8.0f}MB")
     ok = (m["first_rows_s"] <= 1.0 and m["open_200_s"] <= 0.5 and m["next_turn_median_s"] <= 0.05
           and m["search_s"] <= 1.0 and m["peak_rss_mb"] <= 300)
-    print(f"\nSUMMARY browse: first rows {m['first_rows_s']:.2f} s ({m['first_rows_s'] / b['all_rows_s']:.2f}x loading all), "
+    print(f"\nSUMMARY browse: first rows {m['first_rows_s']:.2f} s "
+          f"({m['first_rows_s'] / b['all_rows_s']:.2f}x loading all), "
           f"200-turn open {m['open_200_s']:.2f} s, next turn {m['next_turn_median_s'] * 1000:.0f} ms, search "
-          f"{m['search_s']:.2f} s ({m['search_s'] / b['like_scan_s']:.2f}x a naive scan), peak {m['peak_rss_mb']:.0f} MB "
-          f"-> {'PASS' if ok else 'MISS'}")
+          f"{m['search_s']:.2f} s ({m['search_s'] / b['like_scan_s']:.2f}x a naive scan), "
+          f"peak {m['peak_rss_mb']:.0f} MB -> {'PASS' if ok else 'MISS'}")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,9 @@ MODEL = "claude-sonnet-4-5"
 
 def call(client, messages, stream: bool) -> None:
     if stream:
-        for _ in client.messages.create(model=MODEL, max_tokens=256, system=SYSTEM, tools=TOOLS, messages=messages, stream=True):
+        for _ in client.messages.create(
+            model=MODEL, max_tokens=256, system=SYSTEM, tools=TOOLS, messages=messages, stream=True
+        ):
             pass
     else:
         client.messages.create(model=MODEL, max_tokens=256, system=SYSTEM, tools=TOOLS, messages=messages)
@@ -112,7 +114,10 @@ def per_call(url: str, rec: Recorder, own: OwnTime, depth: int, stream: bool, ca
     try:
         for i in range(calls):
             # a new user message each call, as an agent's next turn would bring
-            msgs = [*messages, {"role": "user", "content": f"continue {i}"}] if depth > 1 else [{"role": "user", "content": f"task {i}"}]
+            if depth > 1:
+                msgs = [*messages, {"role": "user", "content": f"continue {i}"}]
+            else:
+                msgs = [{"role": "user", "content": f"task {i}"}]
             order = names[i % 3 :] + names[: i % 3]  # each client in each place, in both directions
             if (i // 3) % 2:
                 order.reverse()
@@ -225,7 +230,8 @@ def main() -> None:
                 ratio = r["rec_p99_us"] / r["bare_p99_us"]
                 results.append((stream, depth, r, ratio))
                 print(
-                    f"{'stream' if stream else 'create':7} {depth:>7} {r['bare_med_us']:>7.0f}us {r['rec_med_us']:>7.0f}us "
+                    f"{'stream' if stream else 'create':7} {depth:>7} "
+                    f"{r['bare_med_us']:>7.0f}us {r['rec_med_us']:>7.0f}us "
                     f"{r['paired_us']:>+6.0f}us {r['own_med_us']:>6.0f}us {r['own_p99_us']:>6.0f}us "
                     f"{r['bare_p99_us']:>7.0f}us {r['rec_p99_us']:>7.0f}us {ratio:>5.2f}x {r['noop_us']:>+7.0f}us"
                 )

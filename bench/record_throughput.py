@@ -40,7 +40,8 @@ def workload(conversations: int, turns: int):
             request = {"max_tokens": 1024, "messages": messages, "metadata": {"user_id": f"user_{c % 7}"},
                        "model": "claude-sonnet-4-5", "system": SYSTEM, "tools": TOOLS}
             reply = assistant_turn(c * 1000 + i)
-            response = {"id": f"msg_{c:06d}{i:06d}", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+            response = {"id": f"msg_{c:06d}{i:06d}", "type": "message", "role": "assistant",
+                        "model": "claude-sonnet-4-5",
                         "content": reply["content"], "stop_reason": "tool_use", "stop_sequence": None,
                         "usage": {"input_tokens": 50, "output_tokens": 40, "cache_creation_input_tokens": 0,
                                   "cache_read_input_tokens": 3000 + 600 * i}}

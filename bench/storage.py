@@ -42,7 +42,8 @@ def main() -> None:
     t0 = time.perf_counter()
     with rec.conversation("conv_storage_bench", user_id="bench"):
         for i in range(args.turns):
-            request = {"max_tokens": 1024, "messages": messages, "model": "claude-sonnet-4-5", "system": SYSTEM, "tools": TOOLS}
+            request = {"max_tokens": 1024, "messages": messages, "model": "claude-sonnet-4-5",
+                       "system": SYSTEM, "tools": TOOLS}
             reply = assistant_turn(i)
             response = {"id": f"msg_{i:024d}", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
                         "content": reply["content"], "stop_reason": "tool_use", "stop_sequence": None,

@@ -15,11 +15,10 @@ million tokens).
 from __future__ import annotations
 
 import anthropic
+from conftest import FAKE_KEY
 
 from replayer import Recorder
 from replayer.fakeapi import FakeAPI, Reply
-
-from conftest import FAKE_KEY
 
 SONNET = {"input": 3.0, "output": 15.0, "w5m": 3.75, "read": 0.30}
 TURN_COST = (1000 * 3.0 + 100 * 15.0) / 1e6

@@ -18,16 +18,18 @@ from replayer.fakeapi import Reply, message_events
 USER = [{"role": "user", "content": "Hello there"}]
 
 
-def msg(text="Hi!", *, id="msg_01ABC", model="claude-sonnet-4-5", content=None, stop="end_turn", **extra):
+def msg(text="Hi!", *, message_id="msg_01ABC", model="claude-sonnet-4-5", content=None, stop="end_turn", **extra):
     return {
-        "id": id,
+        "id": message_id,
         "type": "message",
         "role": "assistant",
         "model": model,
         "content": content if content is not None else [{"type": "text", "text": text}],
         "stop_reason": stop,
         "stop_sequence": None,
-        "usage": {"input_tokens": 12, "output_tokens": 4, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        "usage": {
+            "input_tokens": 12, "output_tokens": 4, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0
+        },
         **extra,
     }
 
@@ -59,7 +61,8 @@ def test_create_records_request_and_response_as_on_the_wire(api, rec, client, db
 
 def test_stream_true_records_the_message_its_events_build(api, rec, client, db_path):
     m = msg(content=[{"type": "text", "text": "Streaming works fine."},
-                     {"type": "tool_use", "id": "toolu_01X", "name": "grep", "input": {"pattern": "def main", "path": "src"}}],
+                     {"type": "tool_use", "id": "toolu_01X", "name": "grep",
+                      "input": {"pattern": "def main", "path": "src"}}],
             stop="tool_use")
     api.enqueue(Reply(sse=message_events(m)))
     events = list(client.messages.create(model="claude-sonnet-4-5", max_tokens=100, messages=USER, stream=True))
@@ -102,7 +105,9 @@ def test_parse_is_recorded(api, rec, client, db_path):
 
 def test_beta_create_keeps_the_beta_header(api, rec, client, db_path):
     api.enqueue(Reply(body=msg()))
-    client.beta.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER, betas=["context-1m-2025-08-07"])
+    client.beta.messages.create(
+        model="claude-sonnet-4-5", max_tokens=10, messages=USER, betas=["context-1m-2025-08-07"]
+    )
     assert rec.flush(10)
     [line] = exported(db_path)
     assert line["request_headers"]["anthropic-beta"] == "context-1m-2025-08-07"
@@ -271,7 +276,9 @@ def test_a_body_read_again_is_recorded_once(api, db_path, mode):
     api.enqueue(Reply(body=msg("read twice")))
     if mode == "sync":
         client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
-        with client.messages.with_streaming_response.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER) as r:
+        with client.messages.with_streaming_response.create(
+            model="claude-sonnet-4-5", max_tokens=10, messages=USER
+        ) as r:
             assert r.parse().content[0].text == "read twice"
             assert rec.flush(10)
             again = b"".join(r.iter_bytes())
@@ -374,14 +381,16 @@ def test_an_async_stream_whose_task_is_cancelled_is_abandoned(api, rec, aclient,
 
 def test_unknown_blocks_fields_and_events_survive(api, rec, client, db_path):
     odd = msg(
-        content=[{"type": "hologram", "frames": [1, 2, 3], "fps": 24}, {"type": "text", "text": "see above", "glow": True}],
+        content=[{"type": "hologram", "frames": [1, 2, 3], "fps": 24},
+                 {"type": "text", "text": "see above", "glow": True}],
         diagnostics={"shard": "eu-7"},
     )
     odd["usage"]["inference_geo"] = "eu"
     api.enqueue(Reply(body=odd))
     client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER)
     events = message_events(msg("streamed"))
-    events.insert(2, {"event": "content_block_annotation", "data": {"type": "content_block_annotation", "index": 0, "note": "n"}})
+    events.insert(2, {"event": "content_block_annotation", "data": {"type": "content_block_annotation", "index": 0,
+                                                                    "note": "n"}})
     events.insert(3, {"event": "content_block_start", "data": {"type": "content_block_start", "index": 1,
                                                                "content_block": {"type": "sparkle", "level": ""}}})
     events.insert(4, {"event": "content_block_delta", "data": {"type": "content_block_delta", "index": 1,
@@ -426,13 +435,17 @@ def test_conversation_context_reaches_threads_and_tasks(api, rec, client, aclien
     with rec.conversation("conv_ctx", user_id="user_789", tags={"env": "prod"}, trace_id="trace-1"):
         client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER)
         t = threading.Thread(
-            target=lambda: client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "from a thread"}])
+            target=lambda: client.messages.create(
+                model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "from a thread"}]
+            )
         )
         t.start()
         t.join()
 
         async def task():
-            await aclient.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "from a task"}])
+            await aclient.messages.create(
+                model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "from a task"}]
+            )
 
         async def main():
             await asyncio.gather(asyncio.create_task(task()))
@@ -476,8 +489,11 @@ def test_calls_thread_automatically_without_conversation(api, rec, client, db_pa
     def loop(first: str, turns: int, user: str) -> None:
         messages = [{"role": "user", "content": first}]
         for i in range(turns):
-            r = client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=messages, metadata={"user_id": user})
-            messages = [*messages, {"role": "assistant", "content": r.content}, {"role": "user", "content": f"next {i}"}]
+            r = client.messages.create(
+                model="claude-sonnet-4-5", max_tokens=10, messages=messages, metadata={"user_id": user}
+            )
+            messages = [*messages, {"role": "assistant", "content": r.content},
+                        {"role": "user", "content": f"next {i}"}]
 
     loop("task A", 4, "alice")
     loop("task B", 3, "bob")
@@ -496,7 +512,9 @@ def test_calls_thread_automatically_without_conversation(api, rec, client, db_pa
 def _answer_by_content(api) -> None:
     """The fake answers like a model at temperature 0: the same messages, the same reply."""
     ids = iter(range(10**6))
-    api.responder = lambda body: Reply(body=msg(f"step {len(body['messages'])} done", id=f"msg_{next(ids):04d}"))
+    api.responder = lambda body: Reply(
+        body=msg(f"step {len(body['messages'])} done", message_id=f"msg_{next(ids):04d}")
+    )
 
 
 def _chat(client, messages: list, turn: int) -> list:
@@ -522,7 +540,9 @@ def _threads(db_path) -> list[list[int]]:
 
 
 @pytest.mark.parametrize("remembered", [None, 2])
-def test_identical_conversations_run_at_once_stay_apart(thread_writer, api, rec, client, db_path, monkeypatch, remembered):
+def test_identical_conversations_run_at_once_stay_apart(
+    thread_writer, api, rec, client, db_path, monkeypatch, remembered
+):
     """Three identical 3-turn chats, interleaved turn by turn: three conversations whose contexts
     grow, each call in the conversation of the chat that made it (first come, first served).
     Also when the writer can remember only two keys' open conversations (it asks the table)."""
@@ -580,11 +600,15 @@ def test_tool_runner_thread_mode_reconstructs_full_context(api, rec, client, db_
         return f"sunny in {city}"
 
     api.enqueue(
-        Reply(body=msg(id="msg_t1", content=[{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}], stop="tool_use")),
-        Reply(body=msg("It is sunny in Paris.", id="msg_t2")),
+        Reply(body=msg(message_id="msg_t1",
+                       content=[{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                                 "input": {"city": "Paris"}}],
+                       stop="tool_use")),
+        Reply(body=msg("It is sunny in Paris.", message_id="msg_t2")),
     )
     runner = client.beta.messages.tool_runner(
-        model="claude-sonnet-4-5", max_tokens=100, tools=[get_weather], messages=[{"role": "user", "content": "Weather in Paris?"}]
+        model="claude-sonnet-4-5", max_tokens=100, tools=[get_weather],
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
     )
     final = list(runner)[-1]
     assert final.content[0].text == "It is sunny in Paris."
@@ -603,9 +627,11 @@ def test_tool_runner_thread_mode_reconstructs_full_context(api, rec, client, db_
 
 def test_record_hook(rec, db_path):
     req = {"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "via another path"}]}
-    rec.record(req, msg("recorded by hand", model="claude-haiku-4-5"), latency_ms=120.5, conversation_id="c-hook", user_id="u-hook")
+    rec.record(req, msg("recorded by hand", model="claude-haiku-4-5"), latency_ms=120.5,
+               conversation_id="c-hook", user_id="u-hook")
     req["messages"].append({"role": "user", "content": "appended later"})  # must not change the record
-    rec.record({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": []}, error={"type": "overloaded_error", "message": "Overloaded", "status": 529})
+    rec.record({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": []},
+               error={"type": "overloaded_error", "message": "Overloaded", "status": 529})
     assert rec.flush(10)
     first, second = exported(db_path)
     assert first["request"]["messages"] == [{"role": "user", "content": "via another path"}]
@@ -619,18 +645,24 @@ def test_structured_log_line(api, caplog, db_path):
 
     rec = Recorder(db_path, log_events=True)
     c = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY))
-    api.enqueue(Reply(body=msg(content=[{"type": "tool_use", "id": "toolu_9", "name": "grep", "input": {"pattern": "x", "path": "."}}],
+    api.enqueue(Reply(body=msg(content=[{"type": "tool_use", "id": "toolu_9", "name": "grep",
+                                         "input": {"pattern": "x", "path": "."}}],
                                stop="tool_use")))
     with caplog.at_level(logging.INFO, logger="replayer"), rec.conversation("c-log", user_id="u-log", trace_id="tr"):
         c.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER)
         assert rec.flush(10)
     rec.close()
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "replayer" and r.getMessage().startswith("{")]
+    lines = [json.loads(r.getMessage()) for r in caplog.records
+             if r.name == "replayer" and r.getMessage().startswith("{")]
     assert len(lines) == 1
     ev = lines[0]
     assert ev["event_type"] == "replayer.call"
-    assert (ev["conversation_id"], ev["user_id"], ev["trace_id"], ev["model"]) == ("c-log", "u-log", "tr", "claude-sonnet-4-5")
-    assert (ev["input_tokens"], ev["output_tokens"], ev["cache_read_tokens"], ev["cache_write_tokens"]) == (12, 4, 0, 0)
+    assert (ev["conversation_id"], ev["user_id"], ev["trace_id"], ev["model"]) == (
+        "c-log", "u-log", "tr", "claude-sonnet-4-5"
+    )
+    assert (ev["input_tokens"], ev["output_tokens"], ev["cache_read_tokens"], ev["cache_write_tokens"]) == (
+        12, 4, 0, 0
+    )
     assert ev["stop_reason"] == "tool_use"
     assert ev["tool_calls"] == [{"name": "grep", "input_keys": ["path", "pattern"]}]
     assert ev["cost_usd"] == pytest.approx((12 * 3 + 4 * 15) / 1e6)
@@ -759,7 +791,7 @@ def test_stream_tee_times_the_first_delta_even_when_a_chunk_boundary_cuts_its_ma
                     first_token_after.append(len(body.seen))
         else:
 
-            async def run():
+            async def run(body, sc, first_token_after):
                 out = []
                 async for c in body.aiter_bytes():
                     out.append(c)
@@ -767,7 +799,7 @@ def test_stream_tee_times_the_first_delta_even_when_a_chunk_boundary_cuts_its_ma
                         first_token_after.append(len(body.seen))
                 return out
 
-            got = asyncio.run(run())
+            got = asyncio.run(run(body, sc, first_token_after))
         assert got == chunks and put == [sc], mode
         cap = sc.captured()
         assert cap.sse == b"".join(chunks) and cap.ttft_ms is not None and not cap.abandoned, mode

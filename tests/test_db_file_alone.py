@@ -44,7 +44,9 @@ def test_after_close_the_db_file_alone_holds_every_record(api, tmp_path):
     rec = Recorder(db)
     client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
     ask(client, "first")
-    list(client.messages.create(model=MODEL, max_tokens=8, stream=True, messages=[{"role": "user", "content": "streamed"}]))
+    list(client.messages.create(
+        model=MODEL, max_tokens=8, stream=True, messages=[{"role": "user", "content": "streamed"}]
+    ))
     assert rec.close() is True
     assert user_texts(exported(copy_db_alone(db, tmp_path / "a"))) == ["first", "streamed"]
 

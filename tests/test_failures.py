@@ -454,7 +454,9 @@ CASES = {
     "429-no-retries": (lambda: Reply(status=429, body=ERROR_429, headers={"retry-after": "0"}), _call_plain, {}),
     "timeout": (lambda: Reply(hang=1), _call_plain, {"timeout": 0.2}),
     "error-event-in-stream": (
-        lambda: Reply(sse=_stream_events()[:3] + [{"event": "error", "data": ERROR_429 | {"error": {"type": "overloaded_error", "message": "Overloaded"}}}]),
+        lambda: Reply(sse=_stream_events()[:3] + [
+            {"event": "error", "data": ERROR_429 | {"error": {"type": "overloaded_error", "message": "Overloaded"}}}
+        ]),
         _call_stream,
         {},
     ),
@@ -559,9 +561,9 @@ def test_values_sqlite_cant_take_cost_nothing(db_path, recorders, log_warnings):
     assert lines["odd stop"]["response"]["stop_reason"] == "end\ud800"
     assert lines["odd ids"]["conversation_id"] == "['conv', 'as', 'list']" and lines["odd ids"]["user_id"] == "u\ufffd"
     with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT tags_json FROM conversations WHERE id = ?", ["['conv', 'as', 'list']"]).fetchone() == (
-            '{"when": "2026-01-02"}',
-        )
+        assert conn.execute(
+            "SELECT tags_json FROM conversations WHERE id = ?", ["['conv', 'as', 'list']"]
+        ).fetchone() == ('{"when": "2026-01-02"}',)
         stops = [r[0] for r in conn.execute("SELECT stop_reason FROM attempts")]
     assert sorted(stops) == ["end_turn"] * 3 + ["end\ufffd"]
 
@@ -603,10 +605,13 @@ def test_no_credentials_reach_the_db(api, db_path, rec):
 
     ask(with_headers, "MARKER plain")
     list(ask(with_headers, "MARKER streamed", stream=True))
-    with plain.messages.stream(model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "MARKER helper"}]) as s:
+    with plain.messages.stream(
+        model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "MARKER helper"}]
+    ) as s:
         s.get_final_message()
     ask(bearer, "MARKER token auth")
-    api.enqueue(Reply(status=401, body={"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}))
+    api.enqueue(Reply(status=401, body={"type": "error",
+                                        "error": {"type": "authentication_error", "message": "invalid x-api-key"}}))
     with pytest.raises(anthropic.AuthenticationError):
         ask(with_headers, "MARKER error")
     with pytest.raises(anthropic.APIConnectionError):
@@ -614,7 +619,8 @@ def test_no_credentials_reach_the_db(api, db_path, rec):
     rec.record(
         {"model": MODEL, "max_tokens": 1, "messages": [{"role": "user", "content": "MARKER record"}]},
         {"type": "message", "role": "assistant", "content": [{"type": "text", "text": "ok"}]},
-        headers={"Authorization": "Bearer AUTHTOKENSECRET", "X-Api-Key": FAKE_KEY, "Cookie": "COOKIESECRET", "anthropic-version": "2023-06-01"},
+        headers={"Authorization": "Bearer AUTHTOKENSECRET", "X-Api-Key": FAKE_KEY, "Cookie": "COOKIESECRET",
+                 "anthropic-version": "2023-06-01"},
     )
 
     # the secrets really were on the wire
@@ -690,7 +696,8 @@ def test_redact_rewrites_and_drops_records(api, db_path, recorders):
     list(ask(client, "or bob.smith+x@example.org", stream=True))
     ask(client, "secret plan carol@example.net", model="drop-me")
     rec.record(
-        {"model": MODEL, "max_tokens": 1, "messages": [{"role": "user", "content": [{"type": "text", "text": "dave@example.com"}]}]},
+        {"model": MODEL, "max_tokens": 1,
+         "messages": [{"role": "user", "content": [{"type": "text", "text": "dave@example.com"}]}]},
         {"type": "message", "role": "assistant", "content": [{"type": "text", "text": "ok"}]},
     )
     assert rec.flush(timeout=10) is True

@@ -153,7 +153,8 @@ def test_record_says_why_nothing_was_recorded_and_creates_no_database(tmp_path):
     other_python = str(bare / "bin" / "python")
     db = tmp_path / "never.db"
     cases = {
-        "python -I": ([sys.executable, "-I", "-c", "raise SystemExit(3)"], ["python -I", "without -I", "Recorder().wrap"]),
+        "python -I": ([sys.executable, "-I", "-c", "raise SystemExit(3)"],
+                      ["python -I", "without -I", "Recorder().wrap"]),
         "python -E": ([sys.executable, "-E", "-c", "raise SystemExit(3)"], ["python -E", "without -E"]),
         "not Python": (["sh", "-c", "exit 3"], ["never loaded replayer's hook", "not a Python program",
                                                  sys.executable, "Recorder().wrap"]),

@@ -26,15 +26,19 @@ def scanner(tmp_path):
 def test_fast_scan_agrees_with_a_full_parse(scanner, separators):
     """Requests that extend, branch, edit and shrink earlier histories, in any order."""
     rnd = random.Random(7)
-    base = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"m{i} " + "é✓" * rnd.randint(0, 30)} for i in range(40)]
+    base = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"m{i} " + "é✓" * rnd.randint(0, 30)}
+            for i in range(40)]
     for trial in range(400):
         k = rnd.randint(0, 40)
-        msgs = [dict(m) for m in base[:k]] + [{"role": "user", "content": f"new {trial} {j}"} for j in range(rnd.randint(0, 3))]
+        msgs = [dict(m) for m in base[:k]] + [{"role": "user", "content": f"new {trial} {j}"}
+                                               for j in range(rnd.randint(0, 3))]
         if msgs and rnd.random() < 0.3:
             msgs[rnd.randrange(len(msgs))] = {"role": "user", "content": f"edited {trial}"}
         body = {"max_tokens": 5, "messages": msgs, "model": "m"}
         if rnd.random() < 0.5:
-            body["system"] = rnd.choice(["You are terse.", [{"type": "text", "text": "Sys", "cache_control": {"type": "ephemeral"}}]])
+            body["system"] = rnd.choice(
+                ["You are terse.", [{"type": "text", "text": "Sys", "cache_control": {"type": "ephemeral"}}]]
+            )
         text = json.dumps(body, separators=separators, ensure_ascii=rnd.random() < 0.5)
         fast = scanner.parse_request(text)
         slow = scanner.parse_request_obj(json.loads(text))
@@ -136,7 +140,8 @@ def test_a_body_that_is_not_json_is_kept_as_text(tmp_path, caplog):
 
     path = tmp_path / "t.db"
     resp = {"id": "m", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
-            "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "usage": {"input_tokens": 1}}  # fmt: skip
+            "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+            "usage": {"input_tokens": 1}}  # fmt: skip
     bodies = ['{"model": "claude-haiku-4-5", "messages": [', "not json at all", b"\xff\xfe raw bytes"]
     with caplog.at_level("WARNING", logger="replayer"), Recorder(path) as rec:
         for body in bodies:
@@ -337,7 +342,9 @@ def test_sorting_by_first_message_spans_every_conversation(tmp_path):
     from tui_data import build_db
 
     store = Store(open_db(build_db(tmp_path / "f.db")))
-    assert [c.conversation_id for c in store.conversations(sort="first", descending=False)] == ["conv_tools", "conv_chat"]
+    assert [c.conversation_id for c in store.conversations(sort="first", descending=False)] == [
+        "conv_tools", "conv_chat"
+    ]
     assert [c.conversation_id for c in store.conversations(sort="first", limit=1)] == ["conv_chat"]  # "Where…" first
     assert store.first_texts() == {1: "Fix the failing test in tests/test_parser.py", 2: "Where is my invoice?"}
 
@@ -357,7 +364,8 @@ def test_search_finds_every_turn_written_in_a_batch(tmp_path):
                     {"type": "tool_use", "id": f"tu{c}{i}", "name": "grep", "input": {"pattern": f"needle{c}x{i}"}}]}
                 rec.record({"model": "claude-haiku-4-5", "max_tokens": 10, "messages": msgs},
                            {"id": f"m{c}{i}", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
-                            "content": reply["content"], "stop_reason": "tool_use", "usage": {"input_tokens": 1, "output_tokens": 1}},
+                            "content": reply["content"], "stop_reason": "tool_use",
+                            "usage": {"input_tokens": 1, "output_tokens": 1}},
                            conversation_id=f"conv{c}")
                 msgs = [*msgs, reply, {"role": "user", "content": [
                     {"type": "tool_result", "tool_use_id": f"tu{c}{i}", "content": f"found{c}y{i} 5821{c}{i}"}]}]
@@ -368,7 +376,8 @@ def test_search_finds_every_turn_written_in_a_batch(tmp_path):
         rec.flush()
         rec.record({"model": "claude-haiku-4-5", "max_tokens": 10, "messages": msgs},
                    {"id": "late", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
-                    "content": [{"type": "text", "text": "latecomer"}], "stop_reason": "end_turn"}, conversation_id="conv2")
+                    "content": [{"type": "text", "text": "latecomer"}], "stop_reason": "end_turn"},
+                   conversation_id="conv2")
         words["latecomer"] = "conv2"
     store = Store(open_db(path, create=False))
     for word, conv in words.items():
@@ -400,9 +409,11 @@ def test_long_first_messages_stored_deflated_still_name_their_conversation(tmp_p
         for conv, content in [("long_str", "Summarise: " + "lorem ipsum " * 400),
                               ("long_blocks", [{"type": "text", "text": "Blocks: " + "dolor sit " * 400}]),
                               ("short", "Hi")]:
-            rec.record({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": content}]},
+            rec.record({"model": "claude-haiku-4-5", "max_tokens": 5,
+                        "messages": [{"role": "user", "content": content}]},
                        {"id": conv, "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
-                        "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn"}, conversation_id=conv)
+                        "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn"},
+                       conversation_id=conv)
     store = Store(open_db(path))
     firsts = sorted(t[:12] for t in store.first_texts().values())
     assert firsts == ["Blocks: dolo", "Hi", "Summarise: l"]
@@ -422,7 +433,8 @@ def _random_doc(rnd, depth=0):
         return rnd.choice([True, False, None, "\ud800"])
     if k < 0.7:
         return [_random_doc(rnd, depth + 1) for _ in range(rnd.randint(0, 4))]
-    return {_random_doc(rnd, 4) if rnd.random() < 0.9 else "k": _random_doc(rnd, depth + 1) for _ in range(rnd.randint(0, 5))}
+    return {_random_doc(rnd, 4) if rnd.random() < 0.9 else "k": _random_doc(rnd, depth + 1)
+            for _ in range(rnd.randint(0, 5))}
 
 
 def test_the_fast_canonical_form_is_the_canonical_form():
@@ -436,7 +448,8 @@ def test_the_fast_canonical_form_is_the_canonical_form():
         assert canon_plain(doc) == canon(doc)
     dec = Decoder()
     for text, floats in [('{"a": 1, "b": [true, null, "1.5e-05"]}', False), ('{"a": 1e-05}', True),
-                         ('[0.5]', True), ('{"x": NaN}', True), ('  [-Infinity] ', True), ('{"n": 18446744073709551616}', False)]:
+                         ('[0.5]', True), ('{"x": NaN}', True), ('  [-Infinity] ', True),
+                         ('{"n": 18446744073709551616}', False)]:
         doc = dec.loads(text)
         assert dec.floats is floats, text
         assert doc == json.loads(text) or text.find("NaN") >= 0
@@ -455,7 +468,8 @@ def test_floats_are_stored_as_json_writes_them(tmp_path):
         for i in range(2):
             rec.record(json.dumps({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": msgs}),
                        json.dumps({"id": f"m{i}", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
-                                   "content": reply, "stop_reason": "tool_use", "usage": {"input_tokens": 1, "output_tokens": 1}}),
+                                   "content": reply, "stop_reason": "tool_use",
+                                   "usage": {"input_tokens": 1, "output_tokens": 1}}),
                        conversation_id="c")
             msgs = [*msgs, {"role": "assistant", "content": reply},
                     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu1", "content": "ok"}]}]
@@ -482,7 +496,8 @@ def test_conversation_rows_count_every_turn_across_batches(tmp_path):
                                           tags={"n": n} if conv == "b" and n >= 7 else None):
                         rec.record({"model": "claude-haiku-4-5", "max_tokens": 5,
                                     "messages": [{"role": "user", "content": f"{conv} {n}"}]},
-                                   {"id": f"{conv}{n}", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                                   {"id": f"{conv}{n}", "type": "message", "role": "assistant",
+                                    "model": "claude-haiku-4-5",
                                     "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn"},
                                    started_at=t + n * 60 + (conv == "b"))
             rec.flush()
@@ -546,7 +561,8 @@ def test_tool_results_added_by_requests_that_never_send_the_reply_back(tmp_path)
             if i % 4 == 3:
                 rec.flush()
     got = sqlite3.connect(path).execute(
-        "SELECT t.idx, u.tool_results, u.tool_errors FROM usage u JOIN turns t ON t.rowid = u.turn ORDER BY u.at, u.turn"
+        "SELECT t.idx, u.tool_results, u.tool_errors FROM usage u JOIN turns t ON t.rowid = u.turn "
+        "ORDER BY u.at, u.turn"
     ).fetchall()
     assert len({c for (c,) in sqlite3.connect(path).execute("SELECT conversation_id FROM turns")}) == 12
     assert [(i, n, e) for i, (_, n, e) in enumerate(got)] == expected
