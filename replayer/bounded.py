@@ -1,8 +1,10 @@
 """A bounded cache: a dict that empties itself when it grows past its limit.
 
-The writer's id caches (blobs, nodes, thread tips, conversations...) live in the agent's
-process: they must not grow without end, and the usual hit is recent, so starting over when
-full costs a few lookups in the database and needs no bookkeeping per hit (an LRU would)."""
+The writer's id caches (blobs, nodes, thread tips, conversations...) live as long as the
+process that writes (the writer process, or the agent's own): they must not grow without end,
+and the usual hit is recent, so starting over when full costs a few lookups in the database and
+needs no bookkeeping per hit (an LRU would). Not for a cache filled in batches whose entries
+must all be there together (store/queries.py's chain cache clears before a batch instead)."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ import os
 import sqlite3
 import time
 import warnings
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,12 @@ def refusal(path: Path) -> str | None:
     return f"{path} exists and is not a demo database: the demo won't replace it; pass --db with a new file"
 
 
+def _clock_from(start: float) -> Callable[[], float]:
+    """A wall clock that reads `start` now and runs on from there (spreads fixtures over days)."""
+    t0 = time.time()
+    return lambda: start + (time.time() - t0)
+
+
 def build_demo(path: str | os.PathLike[str], *, quiet: bool = True) -> int:
     """Record every fixture into `path`, replacing it: check `refusal` first. Returns the number
     of turns played. The database is marked as the demo's before anything is recorded."""
@@ -124,7 +131,7 @@ def build_demo(path: str | os.PathLike[str], *, quiet: bool = True) -> int:
             for fx in load_fixtures():
                 offset = float(fx.get("day_offset", 0)) * 86400
                 start = now + offset - 3600
-                rec._clock = lambda start=start, t0=time.time(): start + (time.time() - t0)  # noqa: B008 - captured per fixture
+                rec._clock = _clock_from(start)
                 conv = fx.get("conversation_id")
                 if conv:
                     with rec.conversation(conv, user_id=fx.get("user_id"), tags={"fixture": fx["name"]}):

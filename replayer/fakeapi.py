@@ -155,7 +155,7 @@ class FakeAPI:
     def url(self) -> str:
         assert self._server is not None
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self, port: int = 0) -> FakeAPI:
         api = self
@@ -198,7 +198,7 @@ class FakeAPI:
                     reply = Reply(body={"input_tokens": len(raw) // 4})
                 if reply is None:
                     msg = echo_message(body if isinstance(body, dict) else {}, n)
-                    stream = isinstance(body, dict) and body.get("stream")
+                    stream = isinstance(body, dict) and bool(body.get("stream"))
                     reply = Reply(sse=message_events(msg)) if stream else Reply(body=msg)
                 api._answer(self, reply, n)
 

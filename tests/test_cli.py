@@ -28,9 +28,10 @@ def recorded(api, rec, client, db_path):
         messages = [{"role": "user", "content": "Find the bug in parser.py"}]
         for i in range(3):
             r = client.messages.create(model="claude-sonnet-4-5", max_tokens=50, messages=messages)
-            messages = [*messages, {"role": "assistant", "content": r.content}, {"role": "user", "content": f"and then {i}"}]
-    api.enqueue(Reply(status=529, body={"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
-                      headers={"retry-after-ms": "5"}))
+            messages = [*messages, {"role": "assistant", "content": r.content},
+                        {"role": "user", "content": f"and then {i}"}]
+    overloaded = {"type": "overloaded_error", "message": "Overloaded"}
+    api.enqueue(Reply(status=529, body={"type": "error", "error": overloaded}, headers={"retry-after-ms": "5"}))
     client.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "other"}],
                            metadata={"user_id": "bob"})
     assert rec.flush(10)
@@ -46,7 +47,8 @@ def test_list_and_json(recorded):
     assert by_id["conv_one"]["turns"] == 3 and by_id["conv_one"]["user_id"] == "alice"
     other = [row for row in rows if row["conversation_id"] != "conv_one"][0]
     assert other["user_id"] == "bob" and other["errors"] == 1
-    assert [row["conversation_id"] for row in json.loads(run("--db", str(recorded), "list", "--user", "bob", "--json").output)] == [other["conversation_id"]]
+    bobs = json.loads(run("--db", str(recorded), "list", "--user", "bob", "--json").output)
+    assert [row["conversation_id"] for row in bobs] == [other["conversation_id"]]
     assert len(json.loads(run("--db", str(recorded), "list", "-q", "and then 1", "--json").output)) == 1
     assert len(json.loads(run("--db", str(recorded), "list", "--model", "claude-haiku", "--json").output)) == 1
     assert run("--db", str(recorded), "list", "--since", "yesterday").exit_code == 2
@@ -149,13 +151,15 @@ def test_record_a_program_with_no_code_change(api, tmp_path):
             messages=messages + [{{"role": "assistant", "content": r.content}}, {{"role": "user", "content": "more"}}])
         async def main():
             c = anthropic.AsyncAnthropic(base_url={api.url!r}, api_key={FAKE_KEY!r})
-            await c.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=[{{"role": "user", "content": "async"}}])
+            await c.messages.create(model="claude-haiku-4-5", max_tokens=10,
+                                    messages=[{{"role": "user", "content": "async"}}])
         asyncio.run(main())
         print("agent done")
     """))
     db = tmp_path / "zero.db"
     proc = subprocess.run(
-        [sys.executable, "-m", "replayer.cli", "--db", str(db), "record", "--user", "ci-user", "--", sys.executable, str(script)],
+        [sys.executable, "-m", "replayer.cli", "--db", str(db), "record", "--user", "ci-user", "--",
+         sys.executable, str(script)],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -170,8 +174,10 @@ def test_record_a_program_with_no_code_change(api, tmp_path):
 
 def test_record_passes_the_exit_code_and_reports_missing_commands(tmp_path):
     db = str(tmp_path / "x.db")
-    r = subprocess.run([sys.executable, "-m", "replayer.cli", "--db", db, "record", "--", sys.executable, "-c", "raise SystemExit(3)"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "replayer.cli", "--db", db, "record", "--", sys.executable, "-c", "raise SystemExit(3)"],
+        capture_output=True, text=True, timeout=60,
+    )
     assert r.returncode == 3
     r = run("--db", db, "record", "--", "no-such-program-xyz")
     assert r.exit_code == 2 and "command not found" in r.output
@@ -185,6 +191,7 @@ def test_core_imports_no_textual_and_recorder_import_is_cheap():
         assert "anthropic" not in sys.modules, "import replayer pulled in the SDK"
         import replayer.recorder, replayer.capture, replayer.sse, replayer.pricing, replayer.models
         import replayer.store.writer, replayer.store.queries, replayer.store.ingest, replayer.cli, replayer.demo
+        import replayer.replay, replayer.diffing, replayer.metrics, replayer.store.process, replayer.store.child
         bad = [m for m in sys.modules if m == "textual" or m.startswith("textual.")]
         assert not bad, bad
         print("ok")
@@ -202,7 +209,8 @@ def test_help_and_bare_command(tmp_path):
 def test_api_error_is_raised_as_the_sdk_would_and_recorded(api, rec, db_path):
     # a wrapped client raises the SDK's own error type with the API's message
     client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
-    api.enqueue(Reply(status=400, body={"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: too big"}}))
+    too_big = {"type": "invalid_request_error", "message": "max_tokens: too big"}
+    api.enqueue(Reply(status=400, body={"type": "error", "error": too_big}))
     with pytest.raises(anthropic.BadRequestError, match="max_tokens: too big"):
         client.messages.create(model="claude-haiku-4-5", max_tokens=100, messages=[{"role": "user", "content": "x"}])
     assert rec.flush(10)
@@ -211,10 +219,12 @@ def test_api_error_is_raised_as_the_sdk_would_and_recorded(api, rec, db_path):
 
 
 def test_pricing_file_reprices_listings_and_bad_file_is_exit_2(recorded, tmp_path):
-    before = {r["conversation_id"]: r["cost_usd"] for r in json.loads(run("--db", str(recorded), "list", "--json").output)}
+    listed = json.loads(run("--db", str(recorded), "list", "--json").output)
+    before = {r["conversation_id"]: r["cost_usd"] for r in listed}
     prices = tmp_path / "prices.toml"
     prices.write_text('[[model]]\nids = ["claude-sonnet-4-5"]\ninput = 300.0\noutput = 1500.0\n'
-                      'cache_write_5m = 375.0\ncache_write_1h = 600.0\ncache_read = 30.0\nsource = "test"\ndate = "2026-11-26"\n')
+                      'cache_write_5m = 375.0\ncache_write_1h = 600.0\ncache_read = 30.0\n'
+                      'source = "test"\ndate = "2026-11-26"\n')
     after = {r["conversation_id"]: r["cost_usd"] for r in
              json.loads(run("--db", str(recorded), "list", "--json", "--pricing", str(prices)).output)}
     assert after["conv_one"] == pytest.approx(before["conv_one"] * 100)

@@ -11,10 +11,11 @@ import pytest
 from textual.widgets import DataTable, Input, Static, TabbedContent
 from tui_data import build_db, open_second_conversation, settle
 
-from replayer.store.queries import Store, prompt_tokens
+from replayer.store.queries import Store
 from replayer.store.schema import open_db
 from replayer.tui.app import make_app
 from replayer.tui.blocks import added_tokens
+from replayer.wire import prompt_tokens
 
 
 @pytest.fixture

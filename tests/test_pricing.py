@@ -15,7 +15,8 @@ def table():
 
 
 def usage(inp=0, out=0, w5=0, w1=0, read=0, split=True, **extra):
-    u = {"input_tokens": inp, "output_tokens": out, "cache_creation_input_tokens": w5 + w1, "cache_read_input_tokens": read}
+    u = {"input_tokens": inp, "output_tokens": out,
+         "cache_creation_input_tokens": w5 + w1, "cache_read_input_tokens": read}
     if split:
         u["cache_creation"] = {"ephemeral_5m_input_tokens": w5, "ephemeral_1h_input_tokens": w1}
     u.update(extra)
@@ -34,7 +35,9 @@ def test_input_tokens_exclude_cached_tokens(table):
     want = (1_000 * 5 + 2_000 * 25 + 10_000 * 6.25 + 20_000 * 10 + 100_000 * 0.50) / 1e6
     assert table.cost(u, "claude-opus-4-5") == pytest.approx(want)
     b = table.breakdown(u, "claude-opus-4-5")
-    assert b.tokens == {"input": 1_000, "output": 2_000, "cache_write_5m": 10_000, "cache_write_1h": 20_000, "cache_read": 100_000}
+    assert b.tokens == {
+        "input": 1_000, "output": 2_000, "cache_write_5m": 10_000, "cache_write_1h": 20_000, "cache_read": 100_000,
+    }
 
 
 def test_rates_are_not_multipliers(table):
@@ -149,8 +152,8 @@ def test_correcting_a_price_reprices_history(tmp_path, api, rec, client, db_path
     from replayer.store.queries import Store
     from replayer.store.schema import open_db
 
-    api.enqueue(Reply(body={"id": "m", "type": "message", "role": "assistant", "model": "claude-haiku-4-5", "content": [],
-                            "stop_reason": "end_turn", "stop_sequence": None,
+    api.enqueue(Reply(body={"id": "m", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                            "content": [], "stop_reason": "end_turn", "stop_sequence": None,
                             "usage": {"input_tokens": 1_000_000, "output_tokens": 0}}))
     client.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     assert rec.flush(10)

@@ -122,12 +122,18 @@ def test_edits_go_out_with_the_recorded_headers_and_samples_are_compared(api, db
 def test_tool_calls_are_compared_by_name_and_input(api, db_path, recorded):
     store = Store(open_db(db_path))
     first = store.turns(store.conversations()[0].conversation_id)[0].turn_id
-    api.responder = lambda body: (Reply(body={"input_tokens": 5}) if "max_tokens" not in body
-                                  else Reply(body=message("Let me run it.", tool=("toolu_9", {"cmd": "make -k"}))))  # fmt: skip
+    def answer(body):
+        if "max_tokens" not in body:  # a token count
+            return Reply(body={"input_tokens": 5})
+        return Reply(body=message("Let me run it.", tool=("toolu_9", {"cmd": "make -k"})))
+
+    api.responder = answer
     r = run(db_path, first, "--yes", "--json", api=api)
     sample = json.loads(r.stdout)["samples"][0]
-    assert sample["tool_diff"] == [{"name": "run", "status": "changed", "input": {"cmd": "make -k"},
-                                    "diff": [{"path": "cmd", "op": "changed", "old": "make", "new": "make -k"}]}]  # fmt: skip
+    assert sample["tool_diff"] == [{
+        "name": "run", "status": "changed", "input": {"cmd": "make -k"},
+        "diff": [{"path": "cmd", "op": "changed", "old": "make", "new": "make -k"}],
+    }]
     text = run(db_path, first, "--yes", api=api)
     assert 'tools: run input changed (cmd: "make" -> "make -k")' in text.stdout
 
@@ -230,13 +236,14 @@ def test_validation_says_what_the_api_would_reject(db_path, recorded):
     thinking = {"type": "thinking", "thinking": "hmm", "signature": "sig"}
     signed = {"messages.1.content": [thinking, *orig.request["messages"][1]["content"]]}
     assert problems(replay.Edits(set=signed)) == []
-    assert any("signed for claude-sonnet-4-5" in p for p in problems(replay.Edits(set=signed, model="claude-haiku-4-5")))
+    on_haiku = problems(replay.Edits(set=signed, model="claude-haiku-4-5"))
+    assert any("signed for claude-sonnet-4-5" in p for p in on_haiku)
     assert any("rejects temperature" in p for p in problems(replay.Edits(set={"temperature": 0.2})))
     assert problems(replay.Edits(set={"temperature": 0.2}), {"anthropic-version": "2023-06-01"}) == []
     assert any("needs the anthropic-beta header mcp-client-" in p
                for p in problems(replay.Edits(set={"mcp_servers": []})))  # fmt: skip
-    assert any("budget_tokens" in p for p in problems(replay.Edits(set={"thinking": {"type": "enabled",
-                                                                                      "budget_tokens": 500}})))  # fmt: skip
+    thinking = {"thinking": {"type": "enabled", "budget_tokens": 500}}
+    assert any("budget_tokens" in p for p in problems(replay.Edits(set=thinking)))
 
 
 def test_bad_edits_are_one_line(api, db_path, recorded):

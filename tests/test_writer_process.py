@@ -14,8 +14,8 @@ import threading
 
 import anthropic
 import pytest
-from conftest import FAKE_KEY, exported
-from test_failures import ask, last_user_texts, wait_until, warnings_of
+from conftest import FAKE_KEY, exported, wait_until
+from test_failures import ask, last_user_texts, warnings_of
 
 from replayer import Recorder
 from replayer.store.process import ProcessWriter

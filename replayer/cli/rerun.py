@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..fmt import local_time, money, ms, plural
+from ..wire import PROTOCOL_HEADERS
 from .base import (
     UserError,
     db_option,
@@ -164,7 +165,7 @@ def rerun(
             raise UserError(f"--set {path}: {value!r} is not JSON (quote strings: {path}='\"text\"')") from None
     for spec in headers:
         name, sep, value = spec.partition("=")
-        if not sep or name.lower() not in ("anthropic-version", "anthropic-beta"):
+        if not sep or name.lower() not in PROTOCOL_HEADERS:
             raise UserError("--header wants anthropic-version=VALUE or anthropic-beta=VALUE")
         edits.headers[name.lower()] = value
     try:

@@ -137,7 +137,7 @@ def tool_counts(messages: list[Any]) -> tuple[int, int]:
 
 
 def is_rewrite(writes: int, reads: int, prev_reads: int | None) -> bool:
-    """The per-turn signal metrics.cache_breaks looks for (a turn without usage reads 0)."""
+    """The per-turn signal store.aggregate.cache_breaks looks for (a turn without usage reads 0)."""
     return writes >= 1 and reads <= (prev_reads or 0)
 
 

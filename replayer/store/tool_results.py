@@ -9,6 +9,7 @@ from sqlite_utils import Database
 from ..bounded import BoundedDict
 from . import facts
 from .blobs import MAX_CACHE
+from .chain import chain_ids, shared_prefix
 from .scan import ParsedRequest
 from .schema import blob_obj
 
@@ -41,17 +42,7 @@ class ToolResults:
         elif 0 < prev_len <= len(nodes) and nodes[prev_len - 1] == prev_node:
             shared = prev_len  # the usual case: the whole previous context, then new messages
         else:  # compacted or edited: compare node by node (equal node ids = equal prefixes)
-            chain = [
-                r[0]
-                for r in self.db.execute(
-                    """WITH RECURSIVE c(id, parent) AS (SELECT id, parent FROM nodes WHERE id = ?
-                       UNION ALL SELECT n.id, n.parent FROM nodes n JOIN c ON n.id = c.parent) SELECT id FROM c""",
-                    (prev_node,),
-                )
-            ][::-1]
-            shared = 0
-            while shared < min(len(chain), len(nodes)) and chain[shared] == nodes[shared]:
-                shared += 1
+            shared = shared_prefix(chain_ids(self.db, prev_node), nodes)
         if shared >= len(nodes):
             return 0, 0
         end = self._total(parsed, len(nodes) - 1)
