@@ -393,3 +393,23 @@ class Comparison(Document):
                 for key in BULKY:
                     view.pop(key, None)
         return doc
+
+
+@dataclass
+class Original:
+    """A recorded turn as a rerun starts from it."""
+
+    turn_id: str
+    conversation_id: str
+    index: int
+    request: dict[str, Any]
+    """The request to rerun: exactly as sent, with the full history for thread-mode turns."""
+    headers: dict[str, str]
+    """anthropic-version / anthropic-beta as recorded."""
+    response: Any
+    usage: dict[str, Any] | None
+    model: str | None
+    cost_usd: float | None
+    latency_ms: float | None
+    rebuilt: bool = False
+    """The history was reconstructed (tool-runner thread mode)."""

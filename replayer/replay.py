@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .models import Comparison, Sample, SampleView, ToolUse, TurnSummary
+from .models import Comparison, Original, Sample, SampleView, ToolUse, TurnSummary
 from .pricing import PriceTable
 from .validation import Problem as Problem  # the flow's steps, all reachable from here
 from .validation import validate as validate
@@ -33,24 +33,6 @@ MAX_SAMPLES = 10
 
 class ReplayError(Exception):
     """Bad input for a rerun (unknown turn, a bad edit, no API key); one line, what to do."""
-
-
-@dataclass
-class Original:
-    turn_id: str
-    conversation_id: str
-    index: int
-    request: dict[str, Any]
-    """The request to rerun: exactly as sent, with the full history for thread-mode turns."""
-    headers: dict[str, str]
-    """anthropic-version / anthropic-beta as recorded."""
-    response: Any
-    usage: dict[str, Any] | None
-    model: str | None
-    cost_usd: float | None
-    latency_ms: float | None
-    rebuilt: bool = False
-    """The history was reconstructed (tool-runner thread mode)."""
 
 
 @dataclass

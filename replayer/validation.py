@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .wire import dict_blocks
 
 if TYPE_CHECKING:
-    from .replay import Original
+    from .models import Original
 
 MAX_CACHE_BREAKPOINTS = 4
 API_VERSIONS = {"2023-06-01", "2026-10-21"}
