@@ -17,7 +17,7 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anthropic
@@ -68,6 +68,20 @@ def _warn(e: BaseException) -> None:
     if not _warned:
         _warned = True
         log.warning("replayer: a call could not be captured (%s: %s); the agent is unaffected", type(e).__name__, e)
+
+
+RECORDED_HEADER = "x-replayer-recorded"
+"""Sent with every attempt this middleware records: a recording proxy on the way (`replayer
+record` puts one there for its child) forwards such a request without recording it again."""
+
+
+def _mark(request: Any) -> None:
+    """Add RECORDED_HEADER to the attempt's headers. On the attempt's own copy of the options
+    (the SDK copies them per attempt), not with `request.copy()`, which deep-copies the whole
+    message history on the agent's thread."""
+    options = request.options
+    given = options.headers
+    options.headers = {**given, RECORDED_HEADER: "1"} if isinstance(given, Mapping) else {RECORDED_HEADER: "1"}
 
 
 _DELTA = b"content_block_delta"
@@ -374,6 +388,7 @@ class RecorderMiddleware(anthropic.Middleware):
         try:
             ctx = self._context()
             t_start = self.clock()
+            _mark(request)
         except Exception as e:  # noqa: BLE001
             _warn(e)
             return call_next(request)
@@ -396,6 +411,7 @@ class RecorderMiddleware(anthropic.Middleware):
         try:
             ctx = self._context()
             t_start = self.clock()
+            _mark(request)
         except Exception as e:  # noqa: BLE001
             _warn(e)
             return await call_next(request)
