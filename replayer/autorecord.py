@@ -21,6 +21,11 @@ from typing import Any
 from .fmt import plural
 from .paths import REPORT_ENV
 
+RUN_ENV = "REPLAYER_RUN"
+"""Set by `replayer record` for its child: the run's id, tagged on every call the run records."""
+RUN_TAG = "run"
+"""The conversation tag that holds a `record` run's id (`replayer list --run ID`)."""
+
 _recorder: Any = None
 
 
@@ -39,6 +44,7 @@ def patch(module: Any) -> None:
     take the recorder's middleware in their `__init__`, unless the client already has a
     recorder's (the program's own `rec.wrap(...)` or `middleware=[rec.middleware]`): then that
     one records it, and once."""
+    _keep_run_tag()
     base = sys.modules.get(f"{module.__name__}._base_client")
     for name in ("SyncAPIClient", "AsyncAPIClient"):
         cls = getattr(base, name, None)
@@ -85,13 +91,34 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 
 def _enter_conversation() -> None:
-    conv, user = os.environ.get("REPLAYER_CONVERSATION"), os.environ.get("REPLAYER_USER")
-    if conv or user:
+    conv, user, run = (os.environ.get(name) for name in ("REPLAYER_CONVERSATION", "REPLAYER_USER", RUN_ENV))
+    if conv or user or run:
         from . import context
         from .captured import Context
 
         context.inherit_in_threads()
-        context.current.set(Context(conv or None, user or None))
+        context.current.set(Context(conv or None, user or None, {RUN_TAG: run} if run else None))
+
+
+def _keep_run_tag() -> None:
+    """A conversation the program enters itself (`rec.conversation(...)`) still carries the run's
+    tag: the run's own tag wins over one of the same name the program gives. Done when anthropic
+    is first imported (`patch`), so a program that never uses the SDK loads nothing more."""
+    run = os.environ.get(RUN_ENV)
+    if not run:
+        return
+    from .recorder import Recorder as cls
+    orig = cls.conversation
+    if getattr(orig, "_replayer_run", False):
+        return
+
+    def conversation(self: Any, conversation_id: str | None = None, *, tags: dict[str, Any] | None = None,
+                     **kwargs: Any) -> Any:
+        return orig(self, conversation_id, tags={**(tags or {}), RUN_TAG: run}, **kwargs)
+
+    conversation._replayer_run = True  # type: ignore[attr-defined]
+    conversation.__doc__ = orig.__doc__
+    cls.conversation = conversation  # type: ignore[method-assign]  # the patch this function is for
 
 
 # -- telling `replayer record` what this process recorded -------------------------------------
@@ -222,9 +249,13 @@ def _running(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return alive
 
 
-def summarize(folder: str, db: str, command: list[str], settle: float = 3.0) -> str:
+def summarize(
+    folder: str, db: str, command: list[str], settle: float = 3.0, *, run: str | None = None,
+    proxied: dict[str, Any] | None = None,
+) -> str:
     """One line on what a `replayer record` run recorded, from its processes' reports (only this
-    run's records: the database may hold older ones), or why nothing was, and what to do.
+    run's records: the database may hold older ones) and what its proxy recorded (`proxied`:
+    calls, attempts, conversations, lost, for `db`), or why nothing was, and what to do.
 
     The program's own subprocesses may still be ending (a multiprocessing server, a pool's
     workers): they get up to `settle` seconds to report."""
@@ -237,8 +268,8 @@ def summarize(folder: str, db: str, command: list[str], settle: float = 3.0) -> 
     reports = [r for r in reports if r.get("error") or r.get("exited") or r["pid"] not in ended]  # fork, then exec
     running = len(_running(reports))
     totals: dict[str, dict[str, Any]] = {}
-    for r in reports:
-        for path, got in (r.get("dbs") or {}).items():
+    for got_by_db in [r.get("dbs") or {} for r in reports] + [{db: proxied} if proxied else {}]:
+        for path, got in got_by_db.items():
             t = totals.setdefault(path, {"calls": 0, "attempts": 0, "conversations": set(), "lost": 0})
             t["calls"] += got["calls"]
             t["attempts"] += got["attempts"]
@@ -274,22 +305,41 @@ def summarize(folder: str, db: str, command: list[str], settle: float = 3.0) -> 
         if t["attempts"]
     ]
     if done:
-        return "replayer: recorded " + ", ".join(done) + "".join(f"; {n}" for n in notes)
+        return "replayer: recorded " + ", ".join(done) + (f" (run {run})" if run else "") + "".join(
+            f"; {n}" for n in notes
+        )
     if notes:
         counted = "no call was counted" if unreported or running else "nothing was recorded"
         return f"replayer: {counted}: {'; '.join(notes)}"
+    # nothing at all: neither the hook nor the proxy saw a Messages API call
+    proxy = proxied is not None
+    through = " or through ANTHROPIC_BASE_URL (replayer's recording proxy)" if proxy else ""
     if reports:
+        other = (
+            "calls to a base URL the program sets itself outside the anthropic Python SDK" if proxy
+            else "calls made another way, or by a program in another language"
+        )
         return (
             f"replayer: nothing was recorded to {db}: the program made no Messages API call through the "
-            "anthropic Python SDK (calls made another way, or by a program in another language, are not seen)"
+            f"anthropic Python SDK{through} ({other}, are not seen)"
         )
     flags = _skipping_flags(command)
     if flags:
         reasons = ("ignores PYTHONPATH" if set(flags) & set("EI") else "", "skips site" if "S" in flags else "")
         why = " and ".join(w for w in reasons if w)
+        made = "made no Messages API call through ANTHROPIC_BASE_URL, and " if proxy else ""
         return (
-            f"replayer: nothing was recorded to {db}: python -{flags} {why}, so replayer's hook never loaded: "
+            f"replayer: nothing was recorded to {db}: the program {made}python -{flags} {why}, so replayer's hook "
+            f"never loaded (it records clients given a base_url of their own): "
             f"run it without -{flags}, or record in code: Recorder().wrap(client)"
+        )
+    if proxy:
+        return (
+            f"replayer: nothing was recorded to {db}: no Messages API call came through ANTHROPIC_BASE_URL "
+            "(replayer's recording proxy; a program that ignores it or sets a base URL of its own is not seen: "
+            "point it at $ANTHROPIC_BASE_URL) and the command never loaded replayer's Python hook (not a Python "
+            "program; python run with -E, -I or -S; or a Python without replayer, as pipx and uv tool install, "
+            f"that skips PYTHONPATH); for a Python program that sets its own base_url, {remedy}"
         )
     return (
         f"replayer: nothing was recorded to {db}: the command never loaded replayer's hook (not a Python "

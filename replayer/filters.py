@@ -52,7 +52,7 @@ def like_part(value: str) -> str:
 
 
 def parse_filter(text: str) -> dict[str, Any]:
-    """`user:alice model:haiku since:2026-11-20 until:2026-11-25 errors cost>0.5 words…` as the
+    """`user:alice run:run_… model:haiku since:2026-11-20 until:2026-11-25 errors cost>0.5 words…` as the
     keyword arguments of Store.conversations. Raises FilterError for a value it can't read."""
     out: dict[str, Any] = {}
     words = []
@@ -62,7 +62,7 @@ def parse_filter(text: str) -> dict[str, Any]:
         parts = text.split()
     for part in parts:
         key, sep, value = part.partition(":")
-        if sep and key in ("user", "model", "since", "until") and value:
+        if sep and key in ("user", "run", "model", "since", "until") and value:
             if key in ("since", "until"):
                 time_bound(value, key, end=key == "until")  # said now, not as an empty list
             out[key] = value

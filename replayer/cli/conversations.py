@@ -51,6 +51,7 @@ def _browse(ctx: click.Context, path: Path) -> None:
 @db_option
 @pricing_option
 @click.option("--user", help="Only this user's conversations.")
+@click.option("--run", metavar="ID", help="Only the conversations of this `replayer record` run (its last line says).")
 @click.option("--model", help="Only conversations that used a model whose id contains this (any case).")
 @click.option("--since", metavar="DATE", help="Only conversations active since DATE (YYYY-MM-DD, UTC).")
 @click.option("--until", metavar="DATE", help="Only conversations started by the end of DATE (YYYY-MM-DD, UTC).")
@@ -61,6 +62,7 @@ def _browse(ctx: click.Context, path: Path) -> None:
 def list_(
     ctx: click.Context,
     user: str | None,
+    run: str | None,
     model: str | None,
     since: str | None,
     until: str | None,
@@ -78,11 +80,15 @@ def list_(
     except FilterError as e:
         raise UserError(str(e)) from None
     store = open_store(ctx)
-    rows = store.conversations(user=user, model=model, since=since, until=until, query=query, limit=limit)
+    rows = store.conversations(user=user, run=run, model=model, since=since, until=until, query=query, limit=limit)
     if as_json:
         click.echo(json.dumps([r.model_dump() for r in rows], ensure_ascii=False))
         return
-    given = [f"--{k} {v}" for k, v in (("user", user), ("model", model), ("since", since), ("until", until)) if v]
+    given = [
+        f"--{k} {v}"
+        for k, v in (("user", user), ("run", run), ("model", model), ("since", since), ("until", until))
+        if v
+    ]
     if not rows and (given or query):
         click.echo(f"No conversation matches {' '.join(given + ([f'-q {query}'] if query else []))}.", err=True)
         return
@@ -135,6 +141,7 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
     if not store.conversation_exists(conversation_id):
         raise UserError(f"no conversation {conversation_id!r} in {db_path(ctx)}: see 'replayer list'")
     turns = store.turns(conversation_id)
+    run = store.conversation_tags(conversation_id).get("run")
     if as_json:
         click.echo(
             json.dumps(
@@ -185,6 +192,8 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
             )
         )
     click.echo(f"total {money(total)}" + (" (plus turns whose model has no price)" if unknown else ""))
+    if run:
+        click.echo(f"recorded by run {run} (its other conversations: replayer list --run {run})")
     click.echo(f"rerun a turn: replayer rerun {conversation_id}:N  (or its turn id: show --json)", err=True)
 
 
@@ -239,7 +248,7 @@ def demo(ctx: click.Context, no_open: bool) -> None:
     click.echo(f"recorded {plural(turns, 'turn')}", err=True)
     ctx.find_root().obj["db"] = str(path)
     if no_open or not sys.stdout.isatty():
-        ctx.invoke(list_, user=None, model=None, since=None, until=None, query=None, limit=50, as_json=False)
+        ctx.invoke(list_, user=None, run=None, model=None, since=None, until=None, query=None, limit=50, as_json=False)
         click.echo(
             f"\nnext: replayer --db {path} browse   ·   replayer --db {path} show <CONVERSATION>"
             f"   ·   replayer --db {path} stats --days 30",

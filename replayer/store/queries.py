@@ -38,6 +38,8 @@ SORTS = {
     "duration": "julianday(c.last_at) - julianday(c.started_at)",
 }
 """What `Store.conversations` sorts by in SQL."""
+RUN_MATCH = "tags_json IS NOT NULL AND json_extract(tags_json, '$.run') = ?"
+"""A conversation of one `replayer record` run: the run's id is its "run" tag."""
 AGG_SORTS: dict[str, Callable[[Totals], Any]] = {
     "cost": lambda t: t.cost_usd,
     "input": lambda t: t.prompt,
@@ -197,6 +199,21 @@ class Store:
     def conversation_exists(self, conversation_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM conversations WHERE id = ?", [conversation_id]).fetchone() is not None
 
+    def run_conversations(self, run: str) -> list[str]:
+        """The conversations one `replayer record` run recorded (its id is their "run" tag), oldest first."""
+        return [
+            r[0]
+            for r in self.db.execute(
+                f"SELECT id FROM conversations WHERE {RUN_MATCH} ORDER BY started_at, id", [run]
+            )
+        ]
+
+    def conversation_tags(self, conversation_id: str) -> dict[str, Any]:
+        """A conversation's tags ({} when it has none)."""
+        row = self.db.execute("SELECT tags_json FROM conversations WHERE id = ?", [conversation_id]).fetchone()
+        tags = json.loads(row[0]) if row and row[0] else None
+        return tags if isinstance(tags, dict) else {}
+
     def turns(self, conversation_id: str) -> list[TurnSummary]:
         turn_rows = self.db.execute(
             """SELECT id, conversation_id, idx, started_at, model, stream, context_len
@@ -262,6 +279,7 @@ class Store:
         self,
         *,
         user: str | None = None,
+        run: str | None = None,
         model: str | None = None,
         since: str | None = None,
         until: str | None = None,
@@ -291,6 +309,9 @@ class Store:
         if user:
             where.append("c.user_id = ?")
             args.append(user)
+        if run:
+            where.append(RUN_MATCH.replace("tags_json", "c.tags_json"))
+            args.append(run)
         if since:
             where.append("c.last_at >= ?")
             args.append(time_bound(since, "since"))
