@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import sys
 from typing import Any
 
@@ -81,7 +83,9 @@ class Proxy:
         self.session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, timeout=self.timeout, cookie_jar=aiohttp.DummyCookieJar()
         )
-        server = web.Server(self.handle, max_field_size=1 << 16, max_line_size=1 << 16)
+        # handler_cancellation: a client that leaves cancels its handler at once, which closes
+        # the upstream request (a long generation stops costing) and records the attempt abandoned
+        server = web.Server(self.handle, handler_cancellation=True, max_field_size=1 << 16, max_line_size=1 << 16)
         self.runner = web.ServerRunner(server, shutdown_timeout=grace)
         await self.runner.setup()
         self.site = web.TCPSite(self.runner, host, port, reuse_address=True)
@@ -214,5 +218,13 @@ class Proxy:
 
 
 def _cause(e: BaseException) -> str:
+    """Why the upstream could not be reached, in a few words (aiohttp's own text names the SSL
+    setting and the call that failed)."""
     text = str(e) or type(e).__name__
+    if isinstance(e, aiohttp.ClientConnectorError):
+        os_error = e.os_error
+        if isinstance(os_error, socket.gaierror):
+            text = f"cannot resolve {e.host}: {os_error.strerror}"
+        elif os_error.errno:
+            text = os.strerror(os_error.errno).lower()
     return " ".join(text.split())
