@@ -337,8 +337,8 @@ def summarize(
         return (
             f"replayer: nothing was recorded to {db}: no Messages API call came through ANTHROPIC_BASE_URL "
             "(replayer's recording proxy; a program that ignores it or sets a base URL of its own is not seen: "
-            "point it at $ANTHROPIC_BASE_URL) and the command never loaded replayer's Python hook (not a Python "
-            "program; python run with -E, -I or -S; or a Python without replayer, as pipx and uv tool install, "
+            "point it at $ANTHROPIC_BASE_URL), and the command never loaded replayer's hook for Python (not a "
+            "Python program; python run with -E, -I or -S; or a Python without replayer, as pipx and uv tool install, "
             f"that skips PYTHONPATH); for a Python program that sets its own base_url, {remedy}"
         )
     return (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -101,11 +102,14 @@ def test_vertex_bedrock_and_any_client_class_are_recorded_once(api, tmp_path):
 
 
 def last_line(proc: subprocess.CompletedProcess) -> str:
-    """The record command's own line: the last on stderr, and the only one it writes."""
+    """The record command's own line: the last on stderr, and the only one it writes; the run id
+    it names when something was recorded (test_record_any.py checks it) taken out."""
     ours = [line for line in proc.stderr.splitlines() if line.startswith("replayer:")]
     assert len(ours) == 1, proc.stderr
     assert proc.stderr.splitlines()[-1] == ours[0]
-    return ours[0]
+    if ours[0].startswith("replayer: recorded "):
+        assert re.search(r" \(run run_[0-9a-f]{28}\)", ours[0]), ours[0]
+    return re.sub(r" \(run run_[0-9a-f]{28}\)", "", ours[0], count=1)
 
 
 def test_record_says_how_many_calls_of_this_run_went_to_which_db(api, tmp_path):

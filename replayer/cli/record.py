@@ -1,12 +1,21 @@
-"""`replayer record`: run a program with recording switched on from outside (the _boot
-sitecustomize), and say where its calls went."""
+"""`replayer record`: run any program with recording switched on from outside (a recording proxy
+on a free loopback port that the program reaches through ANTHROPIC_BASE_URL; in Python programs
+also the _boot sitecustomize's middleware), and say where its calls went.
+
+Each call is recorded once: the middleware marks what it records (capture.RECORDED_HEADER) and
+the proxy forwards those without recording them. Every call of one run carries the run's id as
+the conversation tag {"run": RUN_ID} (`replayer list --run RUN_ID`).
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -16,6 +25,41 @@ from .base import (
     db_path,
 )
 
+DEFAULT_UPSTREAM = "https://api.anthropic.com"
+
+
+def upstream_for(env: dict[str, str]) -> str:
+    """Where the child's calls go on from the proxy: the base URL its environment names, else
+    $REPLAYER_UPSTREAM, else the API. Refused (one line) when it is not an http(s) URL."""
+    for name in ("ANTHROPIC_BASE_URL", "REPLAYER_UPSTREAM"):
+        url = (env.get(name) or "").strip()
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise UserError(f"{name}={url!r} is not an http(s) URL: set it to e.g. {DEFAULT_UPSTREAM}, or unset it")
+            return url.rstrip("/")
+    return DEFAULT_UPSTREAM
+
+
+class _Assigned:
+    """A record the proxy made, put in the conversation and under the user `--conversation` /
+    `--user` name (on the writer's side, when its `Captured` is made)."""
+
+    __slots__ = ("item", "conversation_id", "user_id")
+
+    def __init__(self, item: Any, conversation_id: str | None, user_id: str | None):
+        self.item, self.conversation_id, self.user_id = item, conversation_id, user_id
+
+    def captured(self) -> Any:
+        from ..captured import Captured, Context
+
+        cap = self.item if isinstance(self.item, Captured) else self.item.captured()
+        ctx = cap.ctx or Context()
+        cap.ctx = Context(
+            self.conversation_id or ctx.conversation_id, self.user_id or ctx.user_id, ctx.tags, ctx.trace_id
+        )
+        return cap
+
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @db_option
@@ -24,43 +68,96 @@ from .base import (
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 @click.pass_context
 def record(ctx: click.Context, conversation_id: str | None, user_id: str | None, command: tuple[str, ...]) -> None:
-    """Run a Python program and record its Claude API calls, with no code change.
+    """Run a program and record its Claude API calls, with no code change, in any language.
 
-    Example: replayer record -- python agent.py --task fix-bug
+    Example: replayer record -- python agent.py --task fix-bug   (or: -- node agent.mjs, -- claude -p "...")
 
-    Ends with one line on stderr: how many calls went to which database, or why none did. The
-    exit code is the program's.
+    The program reaches the API through a recording proxy (ANTHROPIC_BASE_URL is set to it; the
+    proxy goes on to the URL the variable held, else $REPLAYER_UPSTREAM, else the API). Ends with
+    one line on stderr: how many calls went to which database under which run id (list them
+    with: replayer list --run ID), or why none did. The exit code is the program's.
     """
     import tempfile
 
-    from ..autorecord import summarize
+    from ..autorecord import RUN_ENV, RUN_TAG, summarize
     from ..paths import REPORT_ENV
+    from ..store.codec import new_id
 
     boot = str(Path(__file__).parent.parent / "_boot")  # holds the sitecustomize that starts recording
     db = str(db_path(ctx).resolve())
     env = dict(os.environ)
+    upstream = upstream_for(env)
+    if shutil.which(command[0]) is None and not Path(command[0]).exists():
+        raise UserError(f"command not found: {command[0]}")
+    run = new_id("run_")
     env["REPLAYER_DB"] = db
+    env[RUN_ENV] = run
     env["PYTHONPATH"] = os.pathsep.join(p for p in (boot, env.get("PYTHONPATH")) if p)
     if conversation_id:
         env["REPLAYER_CONVERSATION"] = conversation_id
     if user_id:
         env["REPLAYER_USER"] = user_id
-    if shutil.which(command[0]) is None and not Path(command[0]).exists():
-        raise UserError(f"command not found: {command[0]}")
+
+    from ..proxy import start_background
+    from ..store.process import make_writer
+
+    writer = make_writer(db)  # no database is made until a record comes
+    put = writer.put
+    if conversation_id or user_id:
+        def put(item: Any) -> None:
+            writer.put(_Assigned(item, conversation_id, user_id))
+
+    try:
+        proxy = start_background(upstream, put, tags={RUN_TAG: run})
+    except OSError as e:
+        raise UserError(f"cannot start the recording proxy on 127.0.0.1: {e.strerror or e}") from None
+    env["ANTHROPIC_BASE_URL"] = proxy.url
     reports = tempfile.mkdtemp(prefix="replayer-record-")  # each Python process says what it stored
     env[REPORT_ENV] = reports
+    code = 1
     try:
         try:
             proc = subprocess.Popen(list(command), env=env)
         except OSError as e:
             raise UserError(f"cannot run {command[0]}: {e.strerror}") from None
-        while True:
-            try:
-                code = proc.wait()
-                break
-            except KeyboardInterrupt:
-                continue  # the program got the Ctrl-C too: let it end, and save its records
-        click.echo(summarize(reports, db, list(command)), err=True)
+        # SIGTERM to this command goes on to the program (Ctrl-C reaches it from the terminal)
+        before = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
+        try:
+            while True:
+                try:
+                    code = proc.wait()
+                    break
+                except KeyboardInterrupt:
+                    continue  # the program got the Ctrl-C too: let it end, and save its records
+        finally:
+            signal.signal(signal.SIGTERM, before)
+        proxied = _finish(proxy, writer, db, run)
+        click.echo(summarize(reports, db, list(command), run=run, proxied=proxied), err=True)
     finally:
         shutil.rmtree(reports, ignore_errors=True)
+        proxy.stop(timeout=30)  # a second time is a no-op; here when the program could not start
     ctx.exit(code if code >= 0 else 128 - code)  # killed by a signal: as a shell reports it
+
+
+def _finish(proxy: Any, writer: Any, db: str, run: str) -> dict[str, Any]:
+    """Stop the proxy (its open streams finish first) and write everything it recorded; what it
+    recorded, for the summary: calls, attempts, the run's conversations, records lost."""
+    while True:
+        try:
+            proxy.stop(timeout=30)
+            lost = 0 if writer.close(30) else writer.unwritten
+            break
+        except KeyboardInterrupt:
+            continue  # the records of the run are being written: finish that
+    conversations: list[str] = []
+    if writer.attempts:
+        from ..store.queries import Store
+        from ..store.schema import open_db
+
+        conversations = Store(open_db(Path(db), create=False)).run_conversations(run)
+    return {
+        "calls": writer.calls,
+        "attempts": writer.attempts,
+        "conversations": conversations,
+        "lost": lost + writer.dropped + writer.failed,
+    }
