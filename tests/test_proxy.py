@@ -404,3 +404,45 @@ def test_cli_warns_when_listening_beyond_loopback(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
+
+
+def test_upstream_that_times_out_is_a_504_and_a_recorded_timeout(start, writer, proxy_db):
+    with FakeAPI() as api:
+        api.enqueue(Reply(hang=3))
+        proxy = start(api.url, read_timeout=0.3)
+        client = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY, max_retries=0)
+        with pytest.raises(anthropic.InternalServerError) as raised:
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER)
+    assert raised.value.status_code == 504 and "timed out" in raised.value.body["error"]["message"]
+    [line] = records(writer, proxy_db, 1)
+    assert line["error"]["type"] == "timeout_error" and line["status"] is None
+    assert line["error"]["message"] == raised.value.body["error"]["message"]
+
+
+def test_cli_second_signal_cuts_open_streams_and_records_them(tmp_path, upstream):
+    db = tmp_path / "cli.db"
+    upstream.pings_after_gate = 10_000
+    proc = _cli("--port", "0", "--db", str(db), "--upstream", upstream.url)
+    try:
+        url = proc.stderr.readline().split(" ")[4]
+        with httpx2.Client() as http, http.stream("POST", url + "/v1/messages",
+                                                   json={"stream": True, "messages": USER}) as got:
+            chunks = got.iter_bytes()
+            assert b"content_block_delta" in next(chunks)
+            proc.send_signal(signal.SIGTERM)
+            assert "1 open request(s) may finish" in proc.stderr.readline()
+            upstream.gate.set()
+            assert b"ping" in next(chunks)  # still streaming after the first signal
+            proc.send_signal(signal.SIGTERM)
+            with pytest.raises(httpx2.HTTPError):
+                for _chunk in chunks:
+                    pass
+    finally:
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0
+    [line] = exported(db)
+    assert line["abandoned"] and line["response"]["content"][0]["text"] == "first part, then"

@@ -73,6 +73,7 @@ def proxy(ctx: click.Context, host: str, port: int, upstream: str | None) -> Non
         )
 
     from ..proxy import serve
+    from ..proxy.server import GRACE_SECONDS
 
     writer = make_writer(str(path))
     writer.start()
@@ -80,8 +81,12 @@ def proxy(ctx: click.Context, host: str, port: int, upstream: str | None) -> Non
     def listening(url: str) -> None:
         click.echo(f"replayer proxy: listening on {url} -> {target} (db {path})", err=True)
 
+    def stopping(n: int) -> None:
+        click.echo(f"replayer proxy: stopping: {n} open request(s) may finish (up to {GRACE_SECONDS:g} s; "
+                   "Ctrl+C again cuts them)", err=True)
+
     try:
-        serve(target, writer.put, host, port, listening)
+        serve(target, writer.put, host, port, listening, stopping)
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
             raise UserError(f"port {port} on {host} is in use: pick another with --port, or --port 0 for a free one") \

@@ -68,9 +68,9 @@ def start_background(upstream: str, put: Put, *, host: str = "127.0.0.1", port: 
 
 
 def serve(upstream: str, put: Put, host: str, port: int, on_listening: Callable[[str], None],
-          grace: float = GRACE_SECONDS) -> None:
+          on_stopping: Callable[[int], None], grace: float = GRACE_SECONDS) -> None:
     """Serve until SIGINT or SIGTERM, then stop accepting, let open streams finish (up to
-    `grace`) and return. Raises OSError when it can't listen."""
+    `grace`; a second signal cuts them) and return. Raises OSError when it can't listen."""
 
     async def main() -> None:
         proxy = Proxy(upstream, put)
@@ -82,9 +82,13 @@ def serve(upstream: str, put: Put, host: str, port: int, on_listening: Callable[
         on_listening(url)
         try:
             await stop.wait()
+            if proxy.tasks:
+                on_stopping(len(proxy.tasks))
+            for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal cuts the open streams
+                loop.add_signal_handler(sig, proxy.cut)
         finally:
+            await proxy.stop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-            await proxy.stop()
 
     asyncio.run(main())

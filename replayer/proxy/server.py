@@ -37,7 +37,7 @@ HOP_BY_HOP = frozenset(
      "trailers", "transfer-encoding", "upgrade"}
 )
 """Headers about one connection, not the message (RFC 9110 7.6.1): never forwarded."""
-_REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", RECORDED_HEADER}
+_REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect", RECORDED_HEADER}
 _RESPONSE_DROP = HOP_BY_HOP
 _SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 """Headers aiohttp's client would add: a request goes upstream with the client's headers only."""
@@ -74,8 +74,8 @@ class Proxy:
         self.runner: web.ServerRunner | None = None
         self.site: web.TCPSite | None = None
         self.url = ""
-        self.open = 0
-        """Requests being answered (the stop waits for them)."""
+        self.tasks: set[asyncio.Task[Any]] = set()
+        """The handlers of requests being answered (a stop waits for them; `cut()` ends them)."""
 
     async def start(self, host: str, port: int, grace: float = GRACE_SECONDS) -> str:
         """Listen; the URL the proxy answers on (with the port picked, for port 0)."""
@@ -88,7 +88,8 @@ class Proxy:
         server = web.Server(self.handle, handler_cancellation=True, max_field_size=1 << 16, max_line_size=1 << 16)
         self.runner = web.ServerRunner(server, shutdown_timeout=grace)
         await self.runner.setup()
-        self.site = web.TCPSite(self.runner, host, port, reuse_address=True)
+        # a backlog past the default 128: hundreds of agents' connections may arrive at once
+        self.site = web.TCPSite(self.runner, host, port, reuse_address=True, backlog=1024)
         try:
             await self.site.start()
         except BaseException:
@@ -111,14 +112,24 @@ class Proxy:
             self.session = None
 
     # -- one request --------------------------------------------------------------------------
+    def cut(self) -> None:
+        """End every open request now (a second Ctrl+C): each is recorded as far as it got."""
+        for task in list(self.tasks):
+            task.cancel()
+
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        self.open += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
         try:
             return await self._handle(request)
         finally:
-            self.open -= 1
+            self.tasks.discard(task)
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.version >= (1, 1) and request.headers.get("expect", "").lower() == "100-continue":
+            # answered here, not forwarded: curl waits a second for it before sending a large body
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         headers: CIMultiDict[str] = CIMultiDict()
         dropped = _REQUEST_DROP | {
             t.strip().lower() for v in request.headers.getall("connection", ()) for t in v.split(",")

@@ -74,12 +74,18 @@ class _Deflate:
         return bytes(self.d.decompress(data))
 
 
+_decodable: dict[str, bool] = {}
+
+
 def decodable(accept_encoding: str) -> str:
     """The client's Accept-Encoding cut to the encodings the record can be decoded from."""
     kept = []
     for part in accept_encoding.split(","):
         name = part.split(";", 1)[0].strip().lower()
-        if name and decoder_for(name) is not None:
+        ok = _decodable.get(name)
+        if ok is None and len(_decodable) < 64:
+            ok = _decodable[name] = decoder_for(name) is not None
+        if name and ok:
             kept.append(part.strip())
     return ", ".join(kept) or "identity"
 
@@ -174,6 +180,8 @@ class ProxiedCall:
         if self.sse is False:
             return
         text = data if self.sse is None else bytes(self.sse.decompress(data))
+        if not text:  # a compressed chunk that decoded to nothing yet
+            return
         cut = self.cut
         if text.find(_DELTA) >= 0 or (cut is not None and (cut + text[:32]).find(_DELTA) >= 0):
             self.p_first = time.perf_counter()
