@@ -30,6 +30,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -174,11 +175,16 @@ def _rss_mb(pid: int) -> float:
 
 
 def _children(pid: int) -> list[int]:
+    """The processes `pid` started, from any of its threads (the writer process is started by
+    the writer's feeder thread, not the main one)."""
+    out = []
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
     except OSError:
-        return []
+        pass
+    return out
 
 
 # -- the client -------------------------------------------------------------------------------
@@ -317,6 +323,10 @@ def main() -> None:
                     proc.wait(30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        db = sqlite3.connect(os.path.join(tmp, "bench.db"))
+        recorded = db.execute("SELECT count(*) FROM attempts").fetchone()[0]
+        db.close()
+        print(f"  the replayer proxy recorded {recorded:,} attempts in all")
     med50, p99_50, _ = figures[(50, "replayer")]
     ratio200 = figures[(200, "replayer")][2]
     f_med, f_p99, f_ratio = figures[(50, "floor")][0], figures[(50, "floor")][1], figures[(200, "floor")][2]
