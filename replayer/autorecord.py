@@ -43,7 +43,12 @@ def patch(module: Any) -> None:
     from (Anthropic, AnthropicVertex, AnthropicBedrock, AnthropicFoundry, a program's own...),
     take the recorder's middleware in their `__init__`, unless the client already has a
     recorder's (the program's own `rec.wrap(...)` or `middleware=[rec.middleware]`): then that
-    one records it, and once."""
+    one records it, and once.
+
+    An SDK older than middleware (before 0.108: frameworks that pin anthropic<2) is left alone:
+    its clients would refuse the argument; `replayer record`'s proxy records their calls."""
+    if not hasattr(module, "Middleware"):
+        return
     _keep_run_tag()
     base = sys.modules.get(f"{module.__name__}._base_client")
     for name in ("SyncAPIClient", "AsyncAPIClient"):
@@ -313,15 +318,16 @@ def summarize(
         return f"replayer: {counted}: {'; '.join(notes)}"
     # nothing at all: neither the hook nor the proxy saw a Messages API call
     proxy = proxied is not None
-    through = " or through ANTHROPIC_BASE_URL (replayer's recording proxy)" if proxy else ""
     if reports:
-        other = (
-            "calls to a base URL the program sets itself outside the anthropic Python SDK" if proxy
-            else "calls made another way, or by a program in another language"
-        )
+        if proxy:
+            return (
+                f"replayer: nothing was recorded to {db}: the program made no Messages API call through the "
+                "anthropic Python SDK or through ANTHROPIC_BASE_URL (replayer's recording proxy; a client in "
+                "another language given a base URL of its own is not seen)"
+            )
         return (
             f"replayer: nothing was recorded to {db}: the program made no Messages API call through the "
-            f"anthropic Python SDK{through} ({other}, are not seen)"
+            "anthropic Python SDK (calls made another way, or by a program in another language, are not seen)"
         )
     flags = _skipping_flags(command)
     if flags:
