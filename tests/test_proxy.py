@@ -298,15 +298,17 @@ def test_calls_recorded_in_process_pass_unrecorded_and_the_marker_is_not_forward
     assert line["request"]["messages"][0]["content"] == "recorded"
 
 
-def test_tags_go_into_every_record_and_the_key_never_into_the_db(start, writer, proxy_db):
+def test_tags_and_trace_go_into_every_record_and_the_key_never_into_the_db(start, writer, proxy_db):
     with FakeAPI() as api:
         proxy = start(api.url, tags={"run": "run_01"})
-        client = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY)
+        trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+        client = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY,
+                                     default_headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
         client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER)
         client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER, stream=True).close()
         # forwarded (this SDK sends the key as a bearer token)
         assert all(FAKE_KEY in json.dumps(r["headers"]) for r in api.received)
-    records(writer, proxy_db, 2)
+    assert [line["trace_id"] for line in records(writer, proxy_db, 2)] == [trace, trace]  # a W3C traceparent
     writer.close()
     import sqlite3
 

@@ -74,6 +74,7 @@ class Proxy:
         self.runner: web.ServerRunner | None = None
         self.site: web.TCPSite | None = None
         self.url = ""
+        self.put_failed = False
         self.tasks: set[asyncio.Task[Any]] = set()
         """The handlers of requests being answered (a stop waits for them; `cut()` ends them)."""
 
@@ -161,7 +162,12 @@ class Proxy:
             if call is not None and self.put is not None:
                 if not call.p1:
                     call.end()
-                self.put(call)
+                try:
+                    self.put(call)
+                except Exception as e:  # noqa: BLE001 - the client has its answer; say so, once
+                    if not self.put_failed:
+                        self.put_failed = True
+                        log.warning("replayer proxy: a call could not be recorded (%s: %s)", type(e).__name__, e)
 
     async def _exchange(self, request: web.BaseRequest, target: URL, headers: CIMultiDict[str], data: Any,
                         call: ProxiedCall | None) -> web.StreamResponse:
@@ -192,31 +198,32 @@ class Proxy:
                 if name.lower() not in dropped:
                     response.headers.add(name, value)
             try:
-                await response.prepare(request)
-                async for chunk in upstream.content.iter_any():
+                try:
+                    await response.prepare(request)
+                    async for chunk in upstream.content.iter_any():
+                        if call is not None:
+                            call.chunk(chunk)
+                        await response.write(chunk)
                     if call is not None:
-                        call.chunk(chunk)
-                    await response.write(chunk)
-                if call is not None:
-                    call.end()
-                await response.write_eof()
-            except (ConnectionResetError, asyncio.CancelledError) as e:
+                        call.end()
+                    await response.write_eof()
+                except ConnectionResetError as e:  # a write to the client (a read fails otherwise)
+                    raise _ClientLeft from e
+            except (_ClientLeft, asyncio.CancelledError) as e:
                 # the client went away: stop reading the upstream (closing it), record what came
                 if call is not None:
                     call.end()
                     call.abandoned = True
                 if isinstance(e, asyncio.CancelledError):
                     raise
-                return response
             except (TimeoutError, aiohttp.ClientError) as e:
                 # the upstream failed mid-body: the client must see a cut body, not a whole one
                 if call is not None:
                     call.end()
-                    call.failed("timeout_error" if isinstance(e, asyncio.TimeoutError) else "connection_error",
+                    call.failed("timeout_error" if isinstance(e, TimeoutError) else "connection_error",
                                 f"{type(e).__name__}: {e}")
                 if request.transport is not None:
                     request.transport.abort()
-                return response
         return response
 
     def _unreachable(self, call: ProxiedCall | None, kind: str, status: int, message: str) -> web.StreamResponse:
@@ -226,6 +233,10 @@ class Proxy:
             call.end()
             call.failed(kind, text)
         return web.Response(status=status, body=error_body(text), content_type="application/json")
+
+
+class _ClientLeft(Exception):
+    """A write to the client failed: it closed the connection."""
 
 
 def _cause(e: BaseException) -> str:
