@@ -448,3 +448,18 @@ def test_cli_second_signal_cuts_open_streams_and_records_them(tmp_path, upstream
     assert proc.returncode == 0
     [line] = exported(db)
     assert line["abandoned"] and line["response"]["content"][0]["text"] == "first part, then"
+
+
+def test_stop_cuts_a_stream_that_outlasts_its_grace(writer, proxy_db, upstream):
+    proxy = start_background(upstream.url, writer.put)
+    with httpx2.Client() as http, http.stream("POST", proxy.url + "/v1/messages",
+                                               json={"stream": True, "messages": USER}) as got:
+        chunks = got.iter_bytes()
+        assert b"content_block_delta" in next(chunks)
+        proxy.stop(timeout=0.2)  # the upstream holds the rest at its gate
+        with pytest.raises(httpx2.HTTPError):
+            for _chunk in chunks:
+                pass
+    assert writer.flush(10)
+    [line] = exported(proxy_db)
+    assert line["abandoned"] and line["response"]["content"][0]["text"] == "first part, then"

@@ -78,7 +78,7 @@ class Proxy:
         self.tasks: set[asyncio.Task[Any]] = set()
         """The handlers of requests being answered (a stop waits for them; `cut()` ends them)."""
 
-    async def start(self, host: str, port: int, grace: float = GRACE_SECONDS) -> str:
+    async def start(self, host: str, port: int) -> str:
         """Listen; the URL the proxy answers on (with the port picked, for port 0)."""
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=sys.version_info < (3, 12))
         self.session = aiohttp.ClientSession(
@@ -87,7 +87,8 @@ class Proxy:
         # handler_cancellation: a client that leaves cancels its handler at once, which closes
         # the upstream request (a long generation stops costing) and records the attempt abandoned
         server = web.Server(self.handle, handler_cancellation=True, max_field_size=1 << 16, max_line_size=1 << 16)
-        self.runner = web.ServerRunner(server, shutdown_timeout=grace)
+        # the grace for open requests is `stop`'s; aiohttp's own wait is only a backstop after it
+        self.runner = web.ServerRunner(server, shutdown_timeout=5.0)
         await self.runner.setup()
         # a backlog past the default 128: hundreds of agents' connections may arrive at once
         self.site = web.TCPSite(self.runner, host, port, reuse_address=True, backlog=1024)
@@ -102,11 +103,19 @@ class Proxy:
         self.url = f"http://{shown}:{bound}"
         return self.url
 
-    async def stop(self) -> None:
-        """Stop listening, let open requests finish (up to the grace given to `start`), close
-        the upstream connections."""
-        if self.runner is not None:
-            await self.runner.cleanup()
+    async def stop(self, grace: float = GRACE_SECONDS) -> None:
+        """Stop listening, let open requests finish (up to `grace` seconds, then cut them: they
+        are recorded as far as they got), close the upstream connections."""
+        runner = self.runner
+        if runner is not None:
+            for site in list(runner.sites):
+                await site.stop()
+            if runner.server is not None:
+                runner.server.pre_shutdown()  # idle keep-alive connections close; busy ones after their answer
+            if self.tasks:
+                await asyncio.wait(list(self.tasks), timeout=grace)
+            self.cut()
+            await runner.cleanup()
             self.runner = None
         if self.session is not None:
             await self.session.close()
