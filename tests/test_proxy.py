@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import zlib
 
 import anthropic
 import httpx2
@@ -23,7 +24,7 @@ from proxy_upstream import MESSAGE, Upstream
 from replayer import Recorder
 from replayer.fakeapi import FakeAPI, Reply, message_events
 from replayer.proxy import RECORDED_HEADER, start_background
-from replayer.proxy.tee import Retries
+from replayer.proxy.tee import Retries, decodable, decode, decoder_for
 from replayer.store.process import make_writer
 
 USER = [{"role": "user", "content": "What is in README.md?"}]
@@ -463,3 +464,14 @@ def test_stop_cuts_a_stream_that_outlasts_its_grace(writer, proxy_db, upstream):
     assert writer.flush(10)
     [line] = exported(proxy_db)
     assert line["abandoned"] and line["response"]["content"][0]["text"] == "first part, then"
+
+
+def test_recorded_calls_ask_only_for_encodings_the_record_can_be_decoded_from():
+    kept = [part.split(";")[0].strip() for part in decodable("gzip, deflate;q=0.5, br, zstd, snappy").split(",")]
+    assert kept[:2] == ["gzip", "deflate"] and "snappy" not in kept
+    assert all(decoder_for(name) is not None for name in kept)
+    assert decodable("snappy") == "identity"
+    text = b'{"type":"message"}'
+    assert decode("gzip", gzip.compress(text)) == text
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    assert decode("deflate", zlib.compress(text)) == text == decode("deflate", raw.compress(text) + raw.flush())
