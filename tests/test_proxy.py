@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import zlib
 
 import anthropic
 import httpx2
@@ -23,7 +24,7 @@ from proxy_upstream import MESSAGE, Upstream
 from replayer import Recorder
 from replayer.fakeapi import FakeAPI, Reply, message_events
 from replayer.proxy import RECORDED_HEADER, start_background
-from replayer.proxy.tee import Retries
+from replayer.proxy.tee import Retries, decodable, decode, decoder_for
 from replayer.store.process import make_writer
 
 USER = [{"role": "user", "content": "What is in README.md?"}]
@@ -298,15 +299,17 @@ def test_calls_recorded_in_process_pass_unrecorded_and_the_marker_is_not_forward
     assert line["request"]["messages"][0]["content"] == "recorded"
 
 
-def test_tags_go_into_every_record_and_the_key_never_into_the_db(start, writer, proxy_db):
+def test_tags_and_trace_go_into_every_record_and_the_key_never_into_the_db(start, writer, proxy_db):
     with FakeAPI() as api:
         proxy = start(api.url, tags={"run": "run_01"})
-        client = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY)
+        trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+        client = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY,
+                                     default_headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
         client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER)
         client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER, stream=True).close()
         # forwarded (this SDK sends the key as a bearer token)
         assert all(FAKE_KEY in json.dumps(r["headers"]) for r in api.received)
-    records(writer, proxy_db, 2)
+    assert [line["trace_id"] for line in records(writer, proxy_db, 2)] == [trace, trace]  # a W3C traceparent
     writer.close()
     import sqlite3
 
@@ -446,3 +449,29 @@ def test_cli_second_signal_cuts_open_streams_and_records_them(tmp_path, upstream
     assert proc.returncode == 0
     [line] = exported(db)
     assert line["abandoned"] and line["response"]["content"][0]["text"] == "first part, then"
+
+
+def test_stop_cuts_a_stream_that_outlasts_its_grace(writer, proxy_db, upstream):
+    proxy = start_background(upstream.url, writer.put)
+    with httpx2.Client() as http, http.stream("POST", proxy.url + "/v1/messages",
+                                               json={"stream": True, "messages": USER}) as got:
+        chunks = got.iter_bytes()
+        assert b"content_block_delta" in next(chunks)
+        proxy.stop(timeout=0.2)  # the upstream holds the rest at its gate
+        with pytest.raises(httpx2.HTTPError):
+            for _chunk in chunks:
+                pass
+    assert writer.flush(10)
+    [line] = exported(proxy_db)
+    assert line["abandoned"] and line["response"]["content"][0]["text"] == "first part, then"
+
+
+def test_recorded_calls_ask_only_for_encodings_the_record_can_be_decoded_from():
+    kept = [part.split(";")[0].strip() for part in decodable("gzip, deflate;q=0.5, br, zstd, snappy").split(",")]
+    assert kept[:2] == ["gzip", "deflate"] and "snappy" not in kept
+    assert all(decoder_for(name) is not None for name in kept)
+    assert decodable("snappy") == "identity"
+    text = b'{"type":"message"}'
+    assert decode("gzip", gzip.compress(text)) == text
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    assert decode("deflate", zlib.compress(text)) == text == decode("deflate", raw.compress(text) + raw.flush())

@@ -26,17 +26,16 @@ class BackgroundProxy:
         if self._stopped:
             return
         self._stopped = True
-        future = asyncio.run_coroutine_threadsafe(self.proxy.stop(), self.loop)
+        future = asyncio.run_coroutine_threadsafe(self.proxy.stop(timeout), self.loop)
         try:
-            future.result(timeout + 5)
+            future.result(timeout + 15)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout + 5)
 
 
 def start_background(upstream: str, put: Put, *, host: str = "127.0.0.1", port: int = 0,
-                     tags: dict[str, Any] | None = None, grace: float = GRACE_SECONDS,
-                     **options: Any) -> BackgroundProxy:
+                     tags: dict[str, Any] | None = None, **options: Any) -> BackgroundProxy:
     """Start a proxy to `upstream` whose records go to `put` (a writer's put); `tags` go into
     every record's context. Raises OSError when it can't listen (a port in use)."""
     loop = asyncio.new_event_loop()
@@ -47,7 +46,7 @@ def start_background(upstream: str, put: Put, *, host: str = "127.0.0.1", port: 
     def run() -> None:
         asyncio.set_event_loop(loop)
         try:
-            started["url"] = loop.run_until_complete(proxy.start(host, port, grace))
+            started["url"] = loop.run_until_complete(proxy.start(host, port))
         except BaseException as e:  # noqa: BLE001 - handed to the starting thread
             started["error"] = e
             ready.set()
@@ -74,7 +73,7 @@ def serve(upstream: str, put: Put, host: str, port: int, on_listening: Callable[
 
     async def main() -> None:
         proxy = Proxy(upstream, put)
-        url = await proxy.start(host, port, grace)
+        url = await proxy.start(host, port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -87,7 +86,7 @@ def serve(upstream: str, put: Put, host: str, port: int, on_listening: Callable[
             for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal cuts the open streams
                 loop.add_signal_handler(sig, proxy.cut)
         finally:
-            await proxy.stop()
+            await proxy.stop(grace)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 

@@ -74,10 +74,11 @@ class Proxy:
         self.runner: web.ServerRunner | None = None
         self.site: web.TCPSite | None = None
         self.url = ""
+        self.put_failed = False
         self.tasks: set[asyncio.Task[Any]] = set()
         """The handlers of requests being answered (a stop waits for them; `cut()` ends them)."""
 
-    async def start(self, host: str, port: int, grace: float = GRACE_SECONDS) -> str:
+    async def start(self, host: str, port: int) -> str:
         """Listen; the URL the proxy answers on (with the port picked, for port 0)."""
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=sys.version_info < (3, 12))
         self.session = aiohttp.ClientSession(
@@ -86,7 +87,8 @@ class Proxy:
         # handler_cancellation: a client that leaves cancels its handler at once, which closes
         # the upstream request (a long generation stops costing) and records the attempt abandoned
         server = web.Server(self.handle, handler_cancellation=True, max_field_size=1 << 16, max_line_size=1 << 16)
-        self.runner = web.ServerRunner(server, shutdown_timeout=grace)
+        # the grace for open requests is `stop`'s; aiohttp's own wait is only a backstop after it
+        self.runner = web.ServerRunner(server, shutdown_timeout=5.0)
         await self.runner.setup()
         # a backlog past the default 128: hundreds of agents' connections may arrive at once
         self.site = web.TCPSite(self.runner, host, port, reuse_address=True, backlog=1024)
@@ -101,11 +103,19 @@ class Proxy:
         self.url = f"http://{shown}:{bound}"
         return self.url
 
-    async def stop(self) -> None:
-        """Stop listening, let open requests finish (up to the grace given to `start`), close
-        the upstream connections."""
-        if self.runner is not None:
-            await self.runner.cleanup()
+    async def stop(self, grace: float = GRACE_SECONDS) -> None:
+        """Stop listening, let open requests finish (up to `grace` seconds, then cut them: they
+        are recorded as far as they got), close the upstream connections."""
+        runner = self.runner
+        if runner is not None:
+            for site in list(runner.sites):
+                await site.stop()
+            if runner.server is not None:
+                runner.server.pre_shutdown()  # idle keep-alive connections close; busy ones after their answer
+            if self.tasks:
+                await asyncio.wait(list(self.tasks), timeout=grace)
+            self.cut()
+            await runner.cleanup()
             self.runner = None
         if self.session is not None:
             await self.session.close()
@@ -161,7 +171,12 @@ class Proxy:
             if call is not None and self.put is not None:
                 if not call.p1:
                     call.end()
-                self.put(call)
+                try:
+                    self.put(call)
+                except Exception as e:  # noqa: BLE001 - the client has its answer; say so, once
+                    if not self.put_failed:
+                        self.put_failed = True
+                        log.warning("replayer proxy: a call could not be recorded (%s: %s)", type(e).__name__, e)
 
     async def _exchange(self, request: web.BaseRequest, target: URL, headers: CIMultiDict[str], data: Any,
                         call: ProxiedCall | None) -> web.StreamResponse:
@@ -192,31 +207,32 @@ class Proxy:
                 if name.lower() not in dropped:
                     response.headers.add(name, value)
             try:
-                await response.prepare(request)
-                async for chunk in upstream.content.iter_any():
+                try:
+                    await response.prepare(request)
+                    async for chunk in upstream.content.iter_any():
+                        if call is not None:
+                            call.chunk(chunk)
+                        await response.write(chunk)
                     if call is not None:
-                        call.chunk(chunk)
-                    await response.write(chunk)
-                if call is not None:
-                    call.end()
-                await response.write_eof()
-            except (ConnectionResetError, asyncio.CancelledError) as e:
+                        call.end()
+                    await response.write_eof()
+                except ConnectionResetError as e:  # a write to the client (a read fails otherwise)
+                    raise _ClientLeft from e
+            except (_ClientLeft, asyncio.CancelledError) as e:
                 # the client went away: stop reading the upstream (closing it), record what came
                 if call is not None:
                     call.end()
                     call.abandoned = True
                 if isinstance(e, asyncio.CancelledError):
                     raise
-                return response
             except (TimeoutError, aiohttp.ClientError) as e:
                 # the upstream failed mid-body: the client must see a cut body, not a whole one
                 if call is not None:
                     call.end()
-                    call.failed("timeout_error" if isinstance(e, asyncio.TimeoutError) else "connection_error",
+                    call.failed("timeout_error" if isinstance(e, TimeoutError) else "connection_error",
                                 f"{type(e).__name__}: {e}")
                 if request.transport is not None:
                     request.transport.abort()
-                return response
         return response
 
     def _unreachable(self, call: ProxiedCall | None, kind: str, status: int, message: str) -> web.StreamResponse:
@@ -226,6 +242,10 @@ class Proxy:
             call.end()
             call.failed(kind, text)
         return web.Response(status=status, body=error_body(text), content_type="application/json")
+
+
+class _ClientLeft(Exception):
+    """A write to the client failed: it closed the connection."""
 
 
 def _cause(e: BaseException) -> str:
