@@ -1,0 +1,97 @@
+"""`replayer proxy`: the recording reverse proxy in the foreground, for agents in any language."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import socket
+
+import click
+
+from .base import UserError, db_option, db_path
+
+DEFAULT_UPSTREAM = "https://api.anthropic.com"
+UPSTREAM_ENV = "REPLAYER_UPSTREAM"
+
+
+def check_upstream(url: str) -> str:
+    """The upstream URL, or bad input when it is not an http(s) URL with a host."""
+    from yarl import URL
+
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError):
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UserError(f"upstream {url!r} is not an http(s) URL: give one like --upstream https://api.anthropic.com")
+    if parsed.query_string or parsed.fragment:
+        raise UserError(f"upstream {url!r} has a query or fragment: give only scheme, host and path")
+    return url.rstrip("/")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(a[4][0]).is_loopback for a in socket.getaddrinfo(host, None))
+        except (OSError, ValueError):
+            return False
+
+
+@click.command()
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
+@click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on; 0 picks a free one (the start line names it).")
+@click.option("--upstream", metavar="URL",
+              help=f"Where requests go (default: ${UPSTREAM_ENV}, else {DEFAULT_UPSTREAM}).")
+@click.pass_context
+def proxy(ctx: click.Context, host: str, port: int, upstream: str | None) -> None:
+    """A recording reverse proxy for the Anthropic API: point an agent at it and its Messages
+    calls are recorded, whatever language it is written in.
+
+    Example: replayer proxy --port 8787, then ANTHROPIC_BASE_URL=http://127.0.0.1:8787 node agent.mjs
+
+    Every request is forwarded as it came (credentials included, never stored); POST /v1/messages
+    is recorded. Ctrl+C (or SIGTERM) stops it: open streams finish, then the records are written.
+    """
+    from ..store.process import make_writer
+    from ..store.schema import open_db
+
+    target = check_upstream(upstream or os.environ.get(UPSTREAM_ENV) or DEFAULT_UPSTREAM)
+    path = db_path(ctx)
+    open_db(path).close()  # a path that can't hold a replayer database fails now, as bad input
+    if not is_loopback(host):
+        click.echo(
+            f"replayer proxy: warning: {host} is not a loopback address: anyone who can reach it can send "
+            "requests through it (with their own key) and fill the database",
+            err=True,
+        )
+
+    from ..proxy import serve
+    from ..proxy.server import GRACE_SECONDS
+
+    writer = make_writer(str(path))
+    writer.start()
+
+    def listening(url: str) -> None:
+        click.echo(f"replayer proxy: listening on {url} -> {target} (db {path})", err=True)
+
+    def stopping(n: int) -> None:
+        click.echo(f"replayer proxy: stopping: {n} open request(s) may finish (up to {GRACE_SECONDS:g} s; "
+                   "Ctrl+C again cuts them)", err=True)
+
+    try:
+        serve(target, writer.put, host, port, listening, stopping)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise UserError(f"port {port} on {host} is in use: pick another with --port, or --port 0 for a free one") \
+                from None
+        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    finally:
+        if not writer.close(timeout=60):
+            click.echo("replayer proxy: some records could not be written (see above)", err=True)

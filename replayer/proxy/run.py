@@ -1,0 +1,93 @@
+"""Running the proxy: in the foreground until Ctrl+C or SIGTERM (`replayer proxy`), or on a
+thread of its own inside another program (`start_background`, used by `replayer record`)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..captured import Put
+from .server import GRACE_SECONDS, Proxy
+
+
+class BackgroundProxy:
+    """A proxy serving from a daemon thread's event loop. `url` is where clients send requests."""
+
+    def __init__(self, proxy: Proxy, loop: asyncio.AbstractEventLoop, thread: threading.Thread, url: str) -> None:
+        self.proxy, self.loop, self.thread, self.url = proxy, loop, thread, url
+        self._stopped = False
+
+    def stop(self, timeout: float = GRACE_SECONDS) -> None:
+        """Stop listening, let open streams finish (up to `timeout` seconds), end the thread.
+        The records are all on the writer (`put`) when it returns; the writer is the caller's."""
+        if self._stopped:
+            return
+        self._stopped = True
+        future = asyncio.run_coroutine_threadsafe(self.proxy.stop(timeout), self.loop)
+        try:
+            future.result(timeout + 15)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout + 5)
+
+
+def start_background(upstream: str, put: Put, *, host: str = "127.0.0.1", port: int = 0,
+                     tags: dict[str, Any] | None = None, **options: Any) -> BackgroundProxy:
+    """Start a proxy to `upstream` whose records go to `put` (a writer's put); `tags` go into
+    every record's context. Raises OSError when it can't listen (a port in use)."""
+    loop = asyncio.new_event_loop()
+    proxy = Proxy(upstream, put, tags=tags, **options)
+    started: dict[str, Any] = {}
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            started["url"] = loop.run_until_complete(proxy.start(host, port))
+        except BaseException as e:  # noqa: BLE001 - handed to the starting thread
+            started["error"] = e
+            ready.set()
+            loop.close()
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, name="replayer-proxy", daemon=True)
+    thread.start()
+    ready.wait()
+    if "error" in started:
+        raise started["error"]
+    return BackgroundProxy(proxy, loop, thread, started["url"])
+
+
+def serve(upstream: str, put: Put, host: str, port: int, on_listening: Callable[[str], None],
+          on_stopping: Callable[[int], None], grace: float = GRACE_SECONDS) -> None:
+    """Serve until SIGINT or SIGTERM, then stop accepting, let open streams finish (up to
+    `grace`; a second signal cuts them) and return. Raises OSError when it can't listen."""
+
+    async def main() -> None:
+        proxy = Proxy(upstream, put)
+        url = await proxy.start(host, port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        on_listening(url)
+        try:
+            await stop.wait()
+            if proxy.tasks:
+                on_stopping(len(proxy.tasks))
+            for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal cuts the open streams
+                loop.add_signal_handler(sig, proxy.cut)
+        finally:
+            await proxy.stop(grace)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    asyncio.run(main())

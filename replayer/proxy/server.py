@@ -1,0 +1,261 @@
+"""The recording reverse proxy's server: every request forwarded to the upstream as it came, the
+answer streamed back chunk by chunk, and Messages calls (`POST /v1/messages`) teed to the writer.
+
+Built on aiohttp, server and client: one event loop, one client session to the upstream for
+every request (keep-alive connections reused, no connection limit), bodies streamed both ways.
+The response is forwarded as the upstream sent it, compressed or not (content-length and
+content-encoding kept), so the client gets exactly the upstream's bytes; the record decodes its
+copy on the writer's side. For a recorded call the upstream is asked only for encodings this
+Python can decode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from ..captured import Put
+from .tee import ProxiedCall, Retries, decodable
+
+log = logging.getLogger("replayer")
+
+RECORDED_HEADER = "x-replayer-recorded"
+"""Set by the in-process middleware on calls it records itself: the proxy forwards them
+without recording (each call is recorded once) and strips the header."""
+
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer",
+     "trailers", "transfer-encoding", "upgrade"}
+)
+"""Headers about one connection, not the message (RFC 9110 7.6.1): never forwarded."""
+_REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect", RECORDED_HEADER}
+_RESPONSE_DROP = HOP_BY_HOP
+_SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+"""Headers aiohttp's client would add: a request goes upstream with the client's headers only."""
+
+GRACE_SECONDS = 30.0
+"""How long a stop waits for open streams to finish."""
+
+
+def error_body(message: str) -> bytes:
+    """An error in the API's own shape, so every client reads it as it reads the API's."""
+    import json
+
+    return json.dumps({"type": "error", "error": {"type": "api_error", "message": message}}).encode()
+
+
+def is_turn(method: str, path: str) -> bool:
+    """A Messages call (a turn); count_tokens, batches and the rest are forwarded only."""
+    return method == "POST" and path.rstrip("/").endswith("/v1/messages")
+
+
+class Proxy:
+    """The server's state: the upstream, where records go, and the one client session.
+
+    `start()` and `stop()` run on the event loop that serves."""
+
+    def __init__(self, upstream: str, put: Put | None, *, tags: dict[str, Any] | None = None,
+                 connect_timeout: float = 30.0, read_timeout: float = 600.0) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.put = put
+        self.tags = tags
+        self.timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+        self.retries = Retries()
+        self.session: aiohttp.ClientSession | None = None
+        self.runner: web.ServerRunner | None = None
+        self.site: web.TCPSite | None = None
+        self.url = ""
+        self.put_failed = False
+        self.tasks: set[asyncio.Task[Any]] = set()
+        """The handlers of requests being answered (a stop waits for them; `cut()` ends them)."""
+
+    async def start(self, host: str, port: int) -> str:
+        """Listen; the URL the proxy answers on (with the port picked, for port 0)."""
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=sys.version_info < (3, 12))
+        self.session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, timeout=self.timeout, cookie_jar=aiohttp.DummyCookieJar()
+        )
+        # handler_cancellation: a client that leaves cancels its handler at once, which closes
+        # the upstream request (a long generation stops costing) and records the attempt abandoned
+        server = web.Server(self.handle, handler_cancellation=True, max_field_size=1 << 16, max_line_size=1 << 16)
+        # the grace for open requests is `stop`'s; aiohttp's own wait is only a backstop after it
+        self.runner = web.ServerRunner(server, shutdown_timeout=5.0)
+        await self.runner.setup()
+        # a backlog past the default 128: hundreds of agents' connections may arrive at once
+        self.site = web.TCPSite(self.runner, host, port, reuse_address=True, backlog=1024)
+        try:
+            await self.site.start()
+        except BaseException:
+            await self.stop()
+            raise
+        sockets = self.runner.addresses
+        bound = sockets[0][1] if sockets else port
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{bound}"
+        return self.url
+
+    async def stop(self, grace: float = GRACE_SECONDS) -> None:
+        """Stop listening, let open requests finish (up to `grace` seconds, then cut them: they
+        are recorded as far as they got), close the upstream connections."""
+        runner = self.runner
+        if runner is not None:
+            for site in list(runner.sites):
+                await site.stop()
+            if runner.server is not None:
+                runner.server.pre_shutdown()  # idle keep-alive connections close; busy ones after their answer
+            if self.tasks:
+                await asyncio.wait(list(self.tasks), timeout=grace)
+            self.cut()
+            await runner.cleanup()
+            self.runner = None
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    # -- one request --------------------------------------------------------------------------
+    def cut(self) -> None:
+        """End every open request now (a second Ctrl+C): each is recorded as far as it got."""
+        for task in list(self.tasks):
+            task.cancel()
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+        try:
+            return await self._handle(request)
+        finally:
+            self.tasks.discard(task)
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.version >= (1, 1) and request.headers.get("expect", "").lower() == "100-continue":
+            # answered here, not forwarded: curl waits a second for it before sending a large body
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        headers: CIMultiDict[str] = CIMultiDict()
+        dropped = _REQUEST_DROP | {
+            t.strip().lower() for v in request.headers.getall("connection", ()) for t in v.split(",")
+        }
+        recorded_elsewhere = False
+        for name, value in request.headers.items():
+            low = name.lower()
+            if low in dropped:
+                recorded_elsewhere = recorded_elsewhere or low == RECORDED_HEADER
+                continue
+            headers.add(name, value)
+        target = URL(self.upstream + request.raw_path, encoded=True)
+        call: ProxiedCall | None = None
+        data: Any = None
+        if self.put is not None and not recorded_elsewhere and is_turn(request.method, request.path):
+            data = await request.content.read()
+            key, attempt = self.retries.call_key(data, request.headers.get("x-stainless-retry-count"))
+            raw = [(k, v) for k, v in request.raw_headers if k.lower() != RECORDED_HEADER.encode()]
+            call = ProxiedCall(key, attempt, request.path, self.tags, data, raw)
+            if "accept-encoding" in headers:
+                headers["accept-encoding"] = decodable(headers["accept-encoding"])
+        elif request.body_exists:
+            data = request.content
+            if request.content_length is not None:
+                headers["content-length"] = str(request.content_length)
+        try:
+            return await self._exchange(request, target, headers, data, call)
+        finally:
+            if call is not None and self.put is not None:
+                if not call.p1:
+                    call.end()
+                try:
+                    self.put(call)
+                except Exception as e:  # noqa: BLE001 - the client has its answer; say so, once
+                    if not self.put_failed:
+                        self.put_failed = True
+                        log.warning("replayer proxy: a call could not be recorded (%s: %s)", type(e).__name__, e)
+
+    async def _exchange(self, request: web.BaseRequest, target: URL, headers: CIMultiDict[str], data: Any,
+                        call: ProxiedCall | None) -> web.StreamResponse:
+        assert self.session is not None
+        try:
+            upstream = await self.session.request(
+                request.method, target, headers=headers, data=data, skip_auto_headers=_SKIP_AUTO,
+                allow_redirects=False, chunked=None,
+            )
+        except TimeoutError as e:
+            return self._unreachable(call, "timeout_error", 504, f"upstream {self.upstream} timed out: {_cause(e)}")
+        except (aiohttp.ClientError, OSError) as e:
+            message = f"upstream {self.upstream} unreachable: {_cause(e)}"
+            return self._unreachable(call, "connection_error", 502, message)
+        except asyncio.CancelledError:
+            if call is not None:
+                call.abandoned = True
+            raise
+        async with upstream:
+            if call is not None:
+                call.answered(upstream.status, list(upstream.raw_headers), upstream.headers.get("content-type", ""),
+                              upstream.headers.get("content-encoding", ""))
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            dropped = _RESPONSE_DROP | {
+                t.strip().lower() for v in upstream.headers.getall("connection", ()) for t in v.split(",")
+            }
+            for name, value in upstream.headers.items():
+                if name.lower() not in dropped:
+                    response.headers.add(name, value)
+            try:
+                try:
+                    await response.prepare(request)
+                    async for chunk in upstream.content.iter_any():
+                        if call is not None:
+                            call.chunk(chunk)
+                        await response.write(chunk)
+                    if call is not None:
+                        call.end()
+                    await response.write_eof()
+                except ConnectionResetError as e:  # a write to the client (a read fails otherwise)
+                    raise _ClientLeft from e
+            except (_ClientLeft, asyncio.CancelledError) as e:
+                # the client went away: stop reading the upstream (closing it), record what came
+                if call is not None:
+                    call.end()
+                    call.abandoned = True
+                if isinstance(e, asyncio.CancelledError):
+                    raise
+            except (TimeoutError, aiohttp.ClientError) as e:
+                # the upstream failed mid-body: the client must see a cut body, not a whole one
+                if call is not None:
+                    call.end()
+                    call.failed("timeout_error" if isinstance(e, TimeoutError) else "connection_error",
+                                f"{type(e).__name__}: {e}")
+                if request.transport is not None:
+                    request.transport.abort()
+        return response
+
+    def _unreachable(self, call: ProxiedCall | None, kind: str, status: int, message: str) -> web.StreamResponse:
+        text = f"replayer proxy: {message}"
+        log.warning("%s", text)
+        if call is not None:
+            call.end()
+            call.failed(kind, text)
+        return web.Response(status=status, body=error_body(text), content_type="application/json")
+
+
+class _ClientLeft(Exception):
+    """A write to the client failed: it closed the connection."""
+
+
+def _cause(e: BaseException) -> str:
+    """Why the upstream could not be reached, in a few words (aiohttp's own text names the SSL
+    setting and the call that failed)."""
+    text = str(e) or type(e).__name__
+    if isinstance(e, aiohttp.ClientConnectorError):
+        os_error = e.os_error
+        if isinstance(os_error, socket.gaierror):
+            text = f"cannot resolve {e.host}: {os_error.strerror}"
+        elif os_error.errno:
+            text = os.strerror(os_error.errno).lower()
+    return " ".join(text.split())

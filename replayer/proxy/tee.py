@@ -1,0 +1,243 @@
+"""One proxied Messages call as the proxy saw it, handed to the writer as it was received
+(`ProxiedCall`), and the map that ties a client's retries to the call they repeat (`Retries`).
+
+As in the SDK middleware (capture.py), the event loop only keeps bytes it already has and
+reads the clock: the response's chunks are kept as they came off the wire (still compressed, if
+the upstream compressed them), and `captured()`, called on the writer's side, joins and decodes
+them and builds the `Captured`. So the loop's cost per chunk is one list append, plus, until the
+first content_block_delta, a search for it (to time the first token).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+import zlib
+from typing import Any
+
+import orjson
+
+from ..bounded import BoundedDict
+from ..captured import Captured, Context
+
+_DELTA = b"content_block_delta"
+
+RETRY_WINDOW = 900.0
+"""Seconds a call stays joinable by its retries: the SDKs' backoff is seconds, and a retry of a
+request that timed out comes after the timeout (ten minutes by default)."""
+
+
+def decoder_for(encoding: str) -> Any:
+    """A decompressor object (`.decompress(bytes)`) for a content-encoding, or None when this
+    Python can't decode it (the proxy then asks the upstream only for encodings it can)."""
+    encoding = encoding.strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return _Deflate()
+    if encoding == "br":
+        try:
+            import brotli  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        except ImportError:
+            return None
+        return brotli.Decompressor()
+    if encoding == "zstd":
+        try:
+            from compression import zstd  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            return None
+        return zstd.ZstdDecompressor()
+    if encoding in ("identity", ""):
+        return _Identity()
+    return None
+
+
+class _Identity:
+    def decompress(self, data: bytes) -> bytes:
+        return data
+
+
+class _Deflate:
+    """HTTP's "deflate" is a zlib stream, but some servers send raw deflate: try both."""
+
+    def __init__(self) -> None:
+        self.d: Any = None
+
+    def decompress(self, data: bytes) -> bytes:
+        if self.d is None:
+            self.d = zlib.decompressobj(zlib.MAX_WBITS)
+            try:
+                return bytes(self.d.decompress(data))
+            except zlib.error:
+                self.d = zlib.decompressobj(-zlib.MAX_WBITS)
+        return bytes(self.d.decompress(data))
+
+
+_decodable: dict[str, bool] = {}
+
+
+def decodable(accept_encoding: str) -> str:
+    """The client's Accept-Encoding cut to the encodings the record can be decoded from."""
+    kept = []
+    for part in accept_encoding.split(","):
+        name = part.split(";", 1)[0].strip().lower()
+        ok = _decodable.get(name)
+        if ok is None and len(_decodable) < 64:
+            ok = _decodable[name] = decoder_for(name) is not None
+        if name and ok:
+            kept.append(part.strip())
+    return ", ".join(kept) or "identity"
+
+
+def decode(encoding: str, body: bytes) -> bytes:
+    """The body as it was before the upstream compressed it (a chain like "gzip, br" undone in
+    reverse order)."""
+    for name in reversed([e for e in encoding.split(",") if e.strip()]):
+        d = decoder_for(name)
+        if d is None:
+            raise ValueError(f"content-encoding {name.strip()!r} can't be decoded here")
+        body = bytes(d.decompress(body))
+    return body
+
+
+class Retries:
+    """Which call a retry repeats: an SDK's retry carries `x-stainless-retry-count: n` (n > 0)
+    and the same body as the try before it. First tries are remembered by a digest of their
+    body (bounded: at most `limit` calls, each for RETRY_WINDOW seconds)."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.calls: BoundedDict[bytes, tuple[str, float]] = BoundedDict(limit)
+
+    def call_key(self, body: bytes, retry_count: str | None) -> tuple[str, int]:
+        """The call this request belongs to and its attempt number."""
+        try:
+            attempt = max(0, int(retry_count)) if retry_count else 0
+        except ValueError:
+            attempt = 0
+        digest = hashlib.blake2b(body, digest_size=16).digest()
+        now = time.monotonic()
+        if attempt > 0:
+            seen = self.calls.get(digest)
+            if seen is not None and now - seen[1] < RETRY_WINDOW:
+                self.calls[digest] = (seen[0], now)
+                return seen[0], attempt
+        key = uuid.uuid4().hex
+        self.calls[digest] = (key, now)
+        return key, attempt
+
+
+def _trace_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The trace id of a W3C `traceparent` header, when the client sent one."""
+    for name, value in headers:
+        if name.lower() == b"traceparent":
+            parts = value.decode("latin-1").strip().split("-")
+            if len(parts) >= 4 and len(parts[1]) == 32 and parts[1] != "0" * 32:
+                return parts[1].lower()
+    return None
+
+
+class ProxiedCall:
+    """A Messages call through the proxy, put on the writer when it ends (`captured()` runs
+    there). Filled in by the proxy's handler as the exchange goes."""
+
+    __slots__ = ("call_key", "attempt", "t_start", "endpoint", "tags", "request_bytes", "request_headers",
+                 "response_headers", "status", "chunks", "p0", "p1", "p_first", "error", "abandoned", "encoding",
+                 "sse", "cut")
+
+    def __init__(self, call_key: str, attempt: int, endpoint: str, tags: dict[str, Any] | None, body: bytes,
+                 headers: list[tuple[bytes, bytes]]) -> None:
+        self.call_key, self.attempt, self.endpoint, self.tags = call_key, attempt, endpoint, tags
+        self.request_bytes, self.request_headers = body, headers
+        self.t_start = time.time()
+        self.p0 = time.perf_counter()
+        self.p1 = 0.0
+        self.p_first: float | None = None
+        self.response_headers: list[tuple[bytes, bytes]] | None = None
+        self.status: int | None = None
+        self.chunks: list[bytes] = []
+        self.error: dict[str, Any] | None = None
+        self.abandoned = False
+        self.encoding = ""
+        """The response's content-encoding: the chunks are decoded on the writer's side."""
+        self.sse: Any = None
+        """For an event stream: False once its first token is timed; else a decoder of the
+        compressed chunks for the search (None when the body is plain)."""
+        self.cut: bytes | None = None
+        """The end of a chunk that ended mid-line: the marker may be cut in two."""
+
+    def answered(self, status: int, headers: list[tuple[bytes, bytes]], content_type: str, encoding: str) -> None:
+        self.status, self.response_headers = status, headers
+        self.encoding = encoding
+        if "event-stream" in content_type:
+            self.sse = decoder_for(encoding) if encoding else None
+        else:
+            self.sse = False
+
+    def chunk(self, data: bytes) -> None:
+        """A chunk of the response, as it came. Until the first content_block_delta, look for it."""
+        self.chunks.append(data)
+        if self.sse is False:
+            return
+        text = data if self.sse is None else bytes(self.sse.decompress(data))
+        if not text:  # a compressed chunk that decoded to nothing yet
+            return
+        cut = self.cut
+        if text.find(_DELTA) >= 0 or (cut is not None and (cut + text[:32]).find(_DELTA) >= 0):
+            self.p_first = time.perf_counter()
+            self.sse = False
+            return
+        self.cut = None if text[-1:] == b"\n" else text[-32:]
+
+    def failed(self, kind: str, message: str) -> None:
+        self.error = {"type": kind, "message": message, "status": None}
+
+    def end(self) -> None:
+        self.p1 = time.perf_counter()
+
+    # -- on the writer's side -----------------------------------------------------------------
+    def captured(self) -> Captured:
+        headers = self.response_headers or []
+        content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"").decode("latin-1")
+        is_sse = "event-stream" in content_type
+        body = b"".join(self.chunks)
+        self.chunks = []
+        if self.encoding and body:
+            body = decode(self.encoding, body)
+        tags = self.tags
+        trace_id = _trace_id(self.request_headers)
+        record = Captured(
+            call_key=self.call_key,
+            attempt=self.attempt,
+            t_start=self.t_start,
+            endpoint=self.endpoint,
+            stream=is_sse or _asks_stream(self.request_bytes),
+            ctx=Context(tags=dict(tags) if tags else None, trace_id=trace_id) if tags or trace_id else None,
+            request_bytes=self.request_bytes,
+            raw_request_headers=self.request_headers,
+            raw_response_headers=headers,
+            status=self.status,
+            latency_ms=round((self.p1 - self.p0) * 1000, 3),
+            error=self.error,
+            abandoned=self.abandoned and self.error is None,
+        )
+        if self.status is None:  # no answer came: nothing to keep but the error
+            return record
+        # a stream's bytes are assembled by the writer (sse.py); an error answer to a stream
+        # request is a plain JSON body, as in the middleware
+        setattr(record, "sse" if is_sse else "response_bytes", body)
+        if is_sse and self.p_first is not None:
+            record.ttft_ms = round((self.p_first - self.p0) * 1000, 3)
+        return record
+
+
+def _asks_stream(body: bytes) -> bool:
+    """Whether the request asked for a stream (read only when the answer was no stream: an
+    error, or none at all)."""
+    if b'"stream"' not in body:
+        return False
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(doc, dict) and doc.get("stream") is True

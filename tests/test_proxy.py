@@ -1,0 +1,477 @@
+"""The recording proxy: real clients (the SDK, raw httpx) through it to a local upstream; what it
+forwards, what it records (compared with what the in-process middleware records for the same
+calls), and the server's life (the CLI, a stop that lets streams finish)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import zlib
+
+import anthropic
+import httpx2
+import pytest
+from conftest import FAKE_KEY, exported, sent_bodies, wait_until
+from proxy_upstream import MESSAGE, Upstream
+
+from replayer import Recorder
+from replayer.fakeapi import FakeAPI, Reply, message_events
+from replayer.proxy import RECORDED_HEADER, start_background
+from replayer.proxy.tee import Retries, decodable, decode, decoder_for
+from replayer.store.process import make_writer
+
+USER = [{"role": "user", "content": "What is in README.md?"}]
+TOOLS = [{"name": "read_file", "description": "Read a file", "input_schema": {
+    "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}]
+ERR_529 = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+VOLATILE = ("turn_id", "conversation_id", "started_at", "latency_ms", "ttft_ms")
+
+
+def agent_reply(body):
+    """The fake's model: asks for a tool until it has a tool result, then answers."""
+    last = (body or {}).get("messages", [{}])[-1]
+    content = last.get("content")
+    done = isinstance(content, list) and any(b.get("type") == "tool_result" for b in content)
+    n = len(body.get("messages", []))
+    msg = {
+        "id": f"msg_agent{n:04d}", "type": "message", "role": "assistant", "model": body.get("model"),
+        "content": [{"type": "text", "text": "README says hello."}] if done else [
+            {"type": "text", "text": "Let me look."},
+            {"type": "tool_use", "id": f"toolu_{n:04d}", "name": "read_file", "input": {"path": "README.md"}}],
+        "stop_reason": "end_turn" if done else "tool_use", "stop_sequence": None,
+        "usage": {"input_tokens": 20 * n, "output_tokens": 7, "cache_creation_input_tokens": 0,
+                  "cache_read_input_tokens": 0},
+    }
+    return Reply(sse=message_events(msg)) if body.get("stream") else Reply(body=msg)
+
+
+def scenario(client, api):
+    """The same calls, whichever way they are recorded."""
+    client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "Hi"}],
+                           metadata={"user_id": "u1"})
+    for _event in client.messages.create(model="claude-sonnet-4-5", max_tokens=64, stream=True,
+                                         messages=[{"role": "user", "content": "Stream me"}]):
+        pass
+    messages = list(USER)
+    while True:  # a tool loop on messages.stream
+        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=256, tools=TOOLS, messages=messages,
+                                    extra_headers={"anthropic-beta": "tools-2099-01-01"}) as stream:
+            final = stream.get_final_message()
+        if final.stop_reason != "tool_use":
+            break
+        tool = next(b for b in final.content if b.type == "tool_use")
+        messages += [{"role": "assistant", "content": [b.to_dict() for b in final.content]},
+                     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool.id, "content": "hello"}]}]
+    api.enqueue(Reply(status=529, body=ERR_529, headers={"retry-after-ms": "10"}))
+    client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "Retry"}])
+    events = message_events(MESSAGE)[:4] + [{"event": "error", "data": ERR_529}]
+    api.enqueue(Reply(sse=events))
+    with pytest.raises(anthropic.APIStatusError):
+        for _event in client.messages.create(model="claude-sonnet-4-5", max_tokens=64, stream=True,
+                                             messages=[{"role": "user", "content": "Fail mid-way"}]):
+            pass
+
+
+def stable(lines):
+    return [{k: v for k, v in line.items() if k not in VOLATILE} | {"timed": line["ttft_ms"] is not None}
+            for line in lines]
+
+
+@pytest.fixture
+def proxy_db(tmp_path):
+    return tmp_path / "proxy.db"
+
+
+@pytest.fixture
+def writer(proxy_db):
+    w = make_writer(str(proxy_db))
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def start(writer):
+    started = []
+
+    def start(upstream, **options):
+        proxy = start_background(upstream, writer.put, **options)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop(5)
+
+
+@pytest.fixture
+def upstream():
+    up = Upstream().start()
+    yield up
+    up.stop()
+
+
+def records(writer, path, n):
+    """The proxy's records once `n` are written (a record is put as its response ends)."""
+    assert wait_until(lambda: writer.flush(10) and path.exists() and len(exported(path)) >= n)
+    return exported(path)
+
+
+def test_sdk_calls_are_recorded_as_the_middleware_records_them(tmp_path, start, writer, proxy_db):
+    direct_db = tmp_path / "direct.db"
+    with FakeAPI(agent_reply) as api, Recorder(direct_db) as rec:
+        scenario(rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY)), api)
+        rec.flush(10)
+        direct_sent = api.received
+    with FakeAPI(agent_reply) as api:
+        proxy = start(api.url)
+        scenario(anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY), api)
+        proxied_sent = api.received
+        lines = records(writer, proxy_db, len(exported(direct_db)))
+    direct = exported(direct_db)
+    # One known difference: after an error event the SDK raises and closes the stream, and the
+    # middleware, which sees the close, marks the attempt abandoned; the proxy saw the upstream
+    # end the stream after that event, so nothing was abandoned.
+    assert [line["abandoned"] for line in direct] == [False] * 6 + [True]
+    assert stable(lines) == stable([dict(line, abandoned=False) for line in direct])
+    # the upstream got what the SDK sent, body for body
+    assert [r["body"] for r in proxied_sent] == [r["body"] for r in direct_sent]
+    assert [r["path"] for r in proxied_sent] == [r["path"] for r in direct_sent]
+    assert len(lines) == 7
+    kinds = [(line["stream"], line["attempt"], (line["error"] or {}).get("type")) for line in lines]
+    assert (False, 1, None) in kinds and (False, 0, "overloaded_error") in kinds  # the retried 529: one turn
+    retried = [line for line in lines if line["request"]["messages"][0]["content"] == "Retry"]
+    assert len({line["turn_id"] for line in retried}) == 1 and [r["attempt"] for r in retried] == [0, 1]
+    assert (True, 0, "overloaded_error") in kinds  # the error event mid-stream
+    tool_loop = [line for line in lines if line["request"].get("tools")]
+    assert len({line["conversation_id"] for line in tool_loop}) == 1 and len(tool_loop) == 2
+    assert all(line["ttft_ms"] is not None for line in tool_loop)
+    assert tool_loop[0]["request_headers"]["anthropic-beta"] == "tools-2099-01-01"
+    assert tool_loop[1]["response"]["content"][0]["text"] == "README says hello."
+    assert lines[0]["user_id"] == "u1" and lines[0]["request_id"] == "req_fake0000000000000001"
+
+
+async def test_async_client_and_many_concurrent_streams(start, writer, proxy_db):
+    with FakeAPI() as api:
+        proxy = start(api.url)
+        client = anthropic.AsyncAnthropic(base_url=proxy.url, api_key=FAKE_KEY)
+
+        async def one(i):
+            async with client.messages.stream(model="claude-sonnet-4-5", max_tokens=32,
+                                              messages=[{"role": "user", "content": f"task {i}"}]) as s:
+                return (await s.get_final_message()).content[0].text
+
+        texts = await asyncio.gather(*(one(i) for i in range(60)))
+        await client.close()
+    assert all(t.startswith("reply ") for t in texts) and len(set(texts)) == 60
+    lines = records(writer, proxy_db, 60)
+    assert sorted(line["request"]["messages"][0]["content"] for line in lines) == sorted(
+        f"task {i}" for i in range(60))
+    assert sorted(line["response"]["content"][0]["text"] for line in lines) == sorted(texts)
+    assert all(line["stream"] and line["ttft_ms"] is not None and line["error"] is None for line in lines)
+
+
+def test_other_endpoints_are_forwarded_and_not_recorded(start, writer, proxy_db, upstream):
+    proxy = start(upstream.url)
+    with httpx2.Client(base_url=proxy.url) as http:
+        head = http.head("/")
+        models = http.get("/v1/models?limit=2&after_id=a%2Fb", headers={"x-api-key": FAKE_KEY, "x-custom": "kept"})
+    assert head.status_code == 200 and head.headers["content-length"] == "12" and head.content == b""
+    assert models.status_code == 200 and models.json()["path"] == "/v1/models?limit=2&after_id=a%2Fb"
+    assert models.headers["request-id"] == "req_models"
+    sent = upstream.seen[1]["headers"]
+    assert sent["x-api-key"] == FAKE_KEY and sent["x-custom"] == "kept"
+    assert sent["Host"] == upstream.url.removeprefix("http://")
+    assert [s["method"] for s in upstream.seen] == ["HEAD", "GET"]
+    with FakeAPI() as api:
+        proxy = start(api.url)
+        client = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY)
+        counted = client.messages.count_tokens(model="claude-sonnet-4-5", messages=USER)
+        with httpx2.Client() as http:  # as Claude Code sends its calls
+            http.post(f"{proxy.url}/v1/messages?beta=true", headers={"anthropic-beta": "b-1", "x-api-key": FAKE_KEY},
+                      json={"model": "claude-sonnet-4-5", "max_tokens": 16, "messages": USER})
+        assert [r["path"] for r in api.received] == ["/v1/messages/count_tokens", "/v1/messages?beta=true"]
+    assert counted.input_tokens == len(api.received[0]["body"]) // 4
+    [line] = records(writer, proxy_db, 1)
+    assert line["endpoint"] == "/v1/messages" and line["request_headers"]["anthropic-beta"] == "b-1"
+
+
+def test_gzip_response_reaches_the_client_intact_and_is_recorded_decoded(start, writer, proxy_db):
+    message = dict(MESSAGE, id="msg_zipped")
+    zipped = gzip.compress(json.dumps(message).encode())
+    with FakeAPI() as api:
+        api.enqueue(Reply(body=zipped, headers={"content-encoding": "gzip"}))
+        proxy = start(api.url)
+        with httpx2.Client() as http:
+            got = http.post(f"{proxy.url}/v1/messages", json={"model": "m", "max_tokens": 5, "messages": USER},
+                            headers={"accept-encoding": "gzip, br, zstd"})
+        assert "gzip" in api.received[0]["headers"]["accept-encoding"]
+    assert got.headers["content-encoding"] == "gzip" and got.headers["content-length"] == str(len(zipped))
+    assert got.json() == message
+    [line] = records(writer, proxy_db, 1)
+    assert line["response"] == message and line["status"] == 200
+
+
+def test_gzip_stream_passes_through_as_it_arrives(start, writer, proxy_db, upstream):
+    """The client reads the first event while the upstream still holds the rest at its gate:
+    nothing is buffered to the end (else this read would wait for the gate, which it opens)."""
+    proxy = start(upstream.url)
+    for path in ("/v1/messages", "/v1/messages?gzip"):
+        upstream.gate.clear()
+        with httpx2.Client() as http, http.stream("POST", proxy.url + path, json={"stream": True, "messages": USER},
+                                                   headers={"accept-encoding": "gzip"}) as got:
+            chunks = got.iter_bytes()
+            first = next(chunks)
+            assert b"content_block_delta" in first and b"message_stop" not in first
+            upstream.gate.set()
+            rest = b"".join(chunks)
+        assert b"message_stop" in rest
+    lines = records(writer, proxy_db, 2)
+    assert [line["response"] for line in lines] == [MESSAGE, MESSAGE]
+    assert all(line["stream"] and line["ttft_ms"] is not None and not line["abandoned"] for line in lines)
+
+
+def test_client_that_leaves_mid_stream_closes_the_upstream_and_is_recorded_abandoned(start, writer, proxy_db,
+                                                                                   upstream):
+    upstream.pings_after_gate = 400
+    proxy = start(upstream.url)
+    with httpx2.Client() as http, http.stream("POST", proxy.url + "/v1/messages",
+                                               json={"stream": True, "messages": USER}) as got:
+        assert b"content_block_delta" in next(got.iter_bytes())
+    upstream.gate.set()
+    assert upstream.left.wait(20) and not upstream.finished.is_set()
+    [line] = records(writer, proxy_db, 1)
+    assert line["abandoned"] and line["error"] is None and line["status"] == 200
+    assert line["response"]["content"] == [{"type": "text", "text": "first part, then"}]  # as far as it got
+
+
+def test_upstream_down_is_a_502_in_the_api_shape_and_a_recorded_connection_error(start, writer, proxy_db):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # bound, not listening: connection refused
+        proxy = start(dead)
+        client = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY, max_retries=1)
+        with pytest.raises(anthropic.InternalServerError) as raised:
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER)
+    assert raised.value.status_code == 502
+    body = raised.value.body
+    assert body["type"] == "error" and body["error"]["type"] == "api_error"
+    assert body["error"]["message"].startswith(f"replayer proxy: upstream {dead} unreachable: ")
+    lines = records(writer, proxy_db, 2)
+    assert [line["attempt"] for line in lines] == [0, 1] and len({line["turn_id"] for line in lines}) == 1
+    for line in lines:
+        assert line["status"] is None and line["response"] is None
+        assert line["error"] == {"type": "connection_error", "message": body["error"]["message"], "status": None}
+        assert line["request"]["messages"] == USER
+
+
+def test_upstream_dropped_mid_stream_reaches_the_client_as_a_cut_stream(start, writer, proxy_db):
+    with FakeAPI() as api:
+        api.enqueue(Reply(sse=message_events(MESSAGE), drop_after_events=4))
+        proxy = start(api.url)
+        client = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY, max_retries=0)
+        with pytest.raises(Exception) as raised:  # noqa: B017 - the HTTP library's own error, as when direct
+            for _event in client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER,
+                                                 stream=True):
+                pass
+    assert not isinstance(raised.value, anthropic.APIStatusError)
+    [line] = records(writer, proxy_db, 1)
+    assert line["error"]["type"] == "connection_error" and line["status"] == 200 and not line["abandoned"]
+    assert line["response"]["id"] == MESSAGE["id"]
+
+
+def test_calls_recorded_in_process_pass_unrecorded_and_the_marker_is_not_forwarded(start, writer, proxy_db):
+    with FakeAPI() as api:
+        proxy = start(api.url)
+        client = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY, default_headers={RECORDED_HEADER: "1"})
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER)
+        anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY).messages.create(
+            model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "recorded"}])
+        assert all(RECORDED_HEADER not in {k.lower() for k in r["headers"]} for r in api.received)
+        assert len(api.received) == 2
+    [line] = records(writer, proxy_db, 1)
+    assert line["request"]["messages"][0]["content"] == "recorded"
+
+
+def test_tags_and_trace_go_into_every_record_and_the_key_never_into_the_db(start, writer, proxy_db):
+    with FakeAPI() as api:
+        proxy = start(api.url, tags={"run": "run_01"})
+        trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+        client = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY,
+                                     default_headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER)
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER, stream=True).close()
+        # forwarded (this SDK sends the key as a bearer token)
+        assert all(FAKE_KEY in json.dumps(r["headers"]) for r in api.received)
+    assert [line["trace_id"] for line in records(writer, proxy_db, 2)] == [trace, trace]  # a W3C traceparent
+    writer.close()
+    import sqlite3
+
+    with sqlite3.connect(proxy_db) as db:
+        tags = {json.loads(t) ["run"] for (t,) in db.execute("SELECT tags_json FROM conversations")}
+    assert tags == {"run_01"}
+    for path in proxy_db.parent.glob(proxy_db.name + "*"):
+        assert FAKE_KEY.encode() not in path.read_bytes()
+
+
+def test_stop_lets_open_streams_finish(writer, proxy_db, upstream):
+    proxy = start_background(upstream.url, writer.put)
+    got: dict[str, bytes] = {}
+
+    def client():
+        with httpx2.Client() as http, http.stream("POST", proxy.url + "/v1/messages",
+                                                   json={"stream": True, "messages": USER}) as r:
+            got["body"] = b"".join(r.iter_bytes())
+
+    reader = threading.Thread(target=client)
+    reader.start()
+    assert wait_until(lambda: len(upstream.seen) == 1)
+    stopping = threading.Thread(target=proxy.stop)
+    stopping.start()
+    upstream.gate.set()
+    stopping.join(30)
+    reader.join(30)
+    assert b"message_stop" in got["body"] and not stopping.is_alive()
+    with pytest.raises(httpx2.ConnectError):
+        httpx2.get(proxy.url + "/")
+    assert writer.flush(10)
+    [line] = exported(proxy_db)
+    assert line["response"] == MESSAGE and not line["abandoned"]
+
+
+def test_retries_are_bounded_and_join_only_a_retry_of_the_same_body():
+    retries = Retries(limit=50)
+    first, n = retries.call_key(b'{"a":1}', None)
+    assert n == 0
+    assert retries.call_key(b'{"a":1}', "2") == (first, 2)
+    assert retries.call_key(b'{"a":1}', "0")[0] != first  # the same body sent again: a new call
+    assert retries.call_key(b'{"a":2}', "1")[0] != first
+    for i in range(500):
+        retries.call_key(b'{"n":%d}' % i, "0")
+    assert len(retries.calls) <= 51
+
+
+def _cli(*args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "replayer.cli", "proxy", *args], stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def test_cli_serves_records_and_stops_on_sigterm(tmp_path):
+    db = tmp_path / "cli.db"
+    with FakeAPI() as api:
+        env = dict(os.environ, REPLAYER_UPSTREAM=api.url)
+        proc = _cli("--port", "0", "--db", str(db), env=env)
+        try:
+            line = proc.stderr.readline()
+            prefix = "replayer proxy: listening on http://127.0.0.1:"
+            assert line.startswith(prefix) and line.endswith(f" -> {api.url} (db {db})\n")
+            url = line.split(" ")[4]
+            client = anthropic.Anthropic(base_url=url, api_key=FAKE_KEY)
+            out = client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0
+        assert proc.stderr.read() == ""  # no bodies, no noise
+        assert sent_bodies(api)[0]["messages"] == USER
+    [record] = exported(db)
+    assert record["response"]["content"][0]["text"] == out.content[0].text
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
+    db = str(tmp_path / "x.db")
+    bad = _cli("--upstream", "ftp://example.com", "--db", db)
+    assert bad.wait(30) == 2
+    err = bad.stderr.read()
+    assert err.count("\n") == 1 and "ftp://example.com" in err and "http(s)" in err
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        busy = _cli("--port", str(s.getsockname()[1]), "--db", db)
+        assert busy.wait(30) == 2
+        err = busy.stderr.read()
+    assert err.count("\n") == 1 and "in use" in err and "--port" in err
+
+
+def test_cli_warns_when_listening_beyond_loopback(tmp_path):
+    proc = _cli("--host", "0.0.0.0", "--port", "0", "--db", str(tmp_path / "x.db"))
+    try:
+        warning = proc.stderr.readline()
+        assert "0.0.0.0" in warning and "anyone who can reach it" in warning
+        assert proc.stderr.readline().startswith("replayer proxy: listening on http://0.0.0.0:")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+
+
+def test_upstream_that_times_out_is_a_504_and_a_recorded_timeout(start, writer, proxy_db):
+    with FakeAPI() as api:
+        api.enqueue(Reply(hang=3))
+        proxy = start(api.url, read_timeout=0.3)
+        client = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY, max_retries=0)
+        with pytest.raises(anthropic.InternalServerError) as raised:
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER)
+    assert raised.value.status_code == 504 and "timed out" in raised.value.body["error"]["message"]
+    [line] = records(writer, proxy_db, 1)
+    assert line["error"]["type"] == "timeout_error" and line["status"] is None
+    assert line["error"]["message"] == raised.value.body["error"]["message"]
+
+
+def test_cli_second_signal_cuts_open_streams_and_records_them(tmp_path, upstream):
+    db = tmp_path / "cli.db"
+    upstream.pings_after_gate = 10_000
+    proc = _cli("--port", "0", "--db", str(db), "--upstream", upstream.url)
+    try:
+        url = proc.stderr.readline().split(" ")[4]
+        with httpx2.Client() as http, http.stream("POST", url + "/v1/messages",
+                                                   json={"stream": True, "messages": USER}) as got:
+            chunks = got.iter_bytes()
+            assert b"content_block_delta" in next(chunks)
+            proc.send_signal(signal.SIGTERM)
+            assert "1 open request(s) may finish" in proc.stderr.readline()
+            upstream.gate.set()
+            assert b"ping" in next(chunks)  # still streaming after the first signal
+            proc.send_signal(signal.SIGTERM)
+            with pytest.raises(httpx2.HTTPError):
+                for _chunk in chunks:
+                    pass
+    finally:
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0
+    [line] = exported(db)
+    assert line["abandoned"] and line["response"]["content"][0]["text"] == "first part, then"
+
+
+def test_stop_cuts_a_stream_that_outlasts_its_grace(writer, proxy_db, upstream):
+    proxy = start_background(upstream.url, writer.put)
+    with httpx2.Client() as http, http.stream("POST", proxy.url + "/v1/messages",
+                                               json={"stream": True, "messages": USER}) as got:
+        chunks = got.iter_bytes()
+        assert b"content_block_delta" in next(chunks)
+        proxy.stop(timeout=0.2)  # the upstream holds the rest at its gate
+        with pytest.raises(httpx2.HTTPError):
+            for _chunk in chunks:
+                pass
+    assert writer.flush(10)
+    [line] = exported(proxy_db)
+    assert line["abandoned"] and line["response"]["content"][0]["text"] == "first part, then"
+
+
+def test_recorded_calls_ask_only_for_encodings_the_record_can_be_decoded_from():
+    kept = [part.split(";")[0].strip() for part in decodable("gzip, deflate;q=0.5, br, zstd, snappy").split(",")]
+    assert kept[:2] == ["gzip", "deflate"] and "snappy" not in kept
+    assert all(decoder_for(name) is not None for name in kept)
+    assert decodable("snappy") == "identity"
+    text = b'{"type":"message"}'
+    assert decode("gzip", gzip.compress(text)) == text
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    assert decode("deflate", zlib.compress(text)) == text == decode("deflate", raw.compress(text) + raw.flush())
