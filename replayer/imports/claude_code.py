@@ -112,7 +112,7 @@ class Transcript:
 
 def transcript_files(paths: Iterable[Path]) -> list[Path]:
     """Every transcript under the given folders, and the given files with their subagents' files;
-    a session's file before its subagents', each file once."""
+    sessions' files before subagents', each file once."""
     found: dict[Path, None] = {}
     for p in paths:
         if p.is_dir():
@@ -122,7 +122,8 @@ def transcript_files(paths: Iterable[Path]) -> list[Path]:
             found.setdefault(p, None)
             for f in sorted((p.parent / p.stem / "subagents").glob("*.jsonl")):
                 found.setdefault(f, None)
-    return list(found)
+    # every session's main file before any subagent's, so a subagent finds its parent
+    return sorted(found, key=lambda f: f.parent.name == "subagents")
 
 
 def looks_like_transcript(path: Path, probe: int = 50) -> bool:
@@ -302,7 +303,8 @@ def _chains(entries: list[dict[str, Any]], stem: str, meta: dict[str, Any]) -> l
     for key, lines in groups.items():
         first = lines[0]
         path = _path(first, by_uuid)
-        session = first.get("sessionId") if isinstance(first.get("sessionId"), str) else stem
+        sid = first.get("sessionId")
+        session = sid if isinstance(sid, str) else stem
         chain_id = ""
         if first.get("isSidechain"):
             agent = first.get("agentId")
@@ -421,5 +423,9 @@ def _put_back_results(msgs: list[dict[str, Any]], results: dict[str, tuple[int, 
             continue
         found = {**have, **{x: results[x][1] for x in missing}}
         ordered = [found[x] for x in ids if x in found]
-        rest = [b for b in content if not (isinstance(b, dict) and b.get("type") == "tool_result" and b.get("tool_use_id") in ids)]
+        rest = [
+            b
+            for b in content
+            if not (isinstance(b, dict) and b.get("type") == "tool_result" and b.get("tool_use_id") in ids)
+        ]
         msgs[i + 1] = {"role": "user", "content": ordered + rest}
