@@ -340,3 +340,84 @@ def test_a_big_import_shows_progress(tmp_path):
     assert "importing" in r.stderr
     small = imported(tmp_path / "j.db", HANDMADE / "compact-summary.jsonl")
     assert "importing" not in small.stderr
+
+
+def tangled(path, turns=40):
+    """A generated session whose chain is anything but a line: parallel tool results on
+    branches, a rewind to an earlier turn, a subagent's lines in between, a compaction, partial
+    lines written twice."""
+    sid, lines, parent = "55555555-5555-4555-8555-555555555555", [], None
+    at = iter(f"2026-11-24T10:{m:02d}:{s:02d}.000Z" for m in range(60) for s in range(60))
+
+    def add(kind, uuid, parent, content, **kw):
+        line = {"type": kind, "uuid": uuid, "parentUuid": parent, "sessionId": sid, "timestamp": next(at),
+                "isSidechain": kw.pop("side", False), **kw}  # fmt: skip
+        if kind in ("user", "assistant"):
+            line["message"] = {"role": kind, "content": content, **kw.pop("message", {})}
+        lines.append(line)
+        return uuid
+
+    parent = add("user", "u0", None, "start")
+    rewind_to = None
+    for i in range(turns):
+        msg = {"id": f"msg_t{i}", "model": "claude-sonnet-4-5", "usage": {"input_tokens": i, "output_tokens": 1}}
+        calls = [{"type": "tool_use", "id": f"t{i}_{k}", "name": "Read", "input": {"k": k}} for k in range(i % 3)]
+        a = add("assistant", f"a{i}", parent, [{"type": "text", "text": f"turn {i}"}], requestId=f"r{i}", message=msg)
+        if i == 5:
+            rewind_to = a
+        if i % 4 == 1:  # a partial line, then the same block grown
+            a = add("assistant", f"a{i}p", a, [{"type": "text", "text": f"turn {i} grown"}], requestId=f"r{i}",
+                    message=msg)  # fmt: skip
+        tips = []
+        for k, c in enumerate(calls):
+            a = add("assistant", f"a{i}c{k}", a, [c], requestId=f"r{i}", message=msg)
+            tips.append(a)
+        if i % 7 == 3:  # a subagent at work in between
+            s = add("user", f"s{i}", None, f"side task {i}", side=True)
+            add("assistant", f"sa{i}", s, [{"type": "text", "text": "done"}], side=True, requestId=f"sr{i}",
+                message={**msg, "id": f"msg_s{i}"})  # fmt: skip
+        answers = [[{"type": "tool_result", "tool_use_id": c["id"], "content": f"result {c['id']}"}] for c in calls]
+        results = [add("user", f"r{i}_{k}", tip, answers[k]) for k, tip in enumerate(tips)]  # each on its own branch
+        parent = results[-1] if results else add("user", f"u{i + 1}", a, f"next {i}")
+        if i == 12:  # the user rewinds to turn 5 and asks again
+            parent = add("user", f"rw{i}", rewind_to, "try that again")
+        if i == 25:
+            parent = add("system", f"cb{i}", None, None, subtype="compact_boundary", logicalParentUuid=parent)
+            parent = add("user", f"cs{i}", parent, "summary of it all", isCompactSummary=True)
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+def blocks(content):
+    return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+
+def test_each_body_is_what_building_it_alone_gives(tmp_path):
+    from replayer.imports import claude_code as cc
+    from replayer.imports.rebuild import Requests
+
+    file = tmp_path / "tangled.jsonl"
+    tangled(file)
+    t = cc.read(file)
+    assert not t.malformed and len(t.chains) > 1
+    turns = [x for c in t.chains for x in c.turns]
+    shared = turns[0].make_body.func.__self__
+    checked = 0
+    for turn in sorted(turns, key=lambda x: x.make_body.args[1]):  # as they are written: file order
+        body = turn.make_body()
+        alone = Requests(shared.by_uuid, shared.merged, shared.group_of, shared.results)
+        path = alone.path(shared.by_uuid[turn.uuid])
+        assert body == alone.body(path, *turn.make_body.args[1:]), turn.key
+        request = json.loads(body)
+        roles = [m["role"] for m in request["messages"]]
+        assert all(a != b for a, b in zip(roles, roles[1:], strict=False))  # alternating, as the API wants
+        checked += 1
+    assert checked == len(turns) == 40 + len([i for i in range(40) if i % 7 == 3])
+    # and through the CLI: every call of an assistant is answered in the next message
+    db = tmp_path / "i.db"
+    imported(db, file)
+    for line in lines_of(db):
+        msgs = line["request"]["messages"]
+        for m, nxt in zip(msgs, msgs[1:], strict=False):
+            calls = [b["id"] for b in blocks(m["content"]) if b.get("type") == "tool_use"]
+            answered = [b["tool_use_id"] for b in blocks(nxt["content"]) if b.get("type") == "tool_result"]
+            assert answered[: len(calls)] == calls

@@ -29,11 +29,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+from .rebuild import Requests, blocks, is_reset
 
 SOURCE = "claude-code"
 SYNTHETIC_MODEL = "<synthetic>"
@@ -71,10 +74,13 @@ class Turn:
     """The response's identity: message id and request id (the line's uuid when it has neither)."""
     message_id: str | None
     request_id: str | None
+    uuid: str
+    """Its first line's."""
     at: float
     """When its first line was written (epoch seconds)."""
-    request: dict[str, Any]
-    """Reconstructed: `model` and `messages` only."""
+    make_body: Callable[[], bytes]
+    """Builds the reconstructed request body (`model` and `messages` only) when it is written: a
+    long session's requests, all held at once, would take memory in the square of its length."""
     response: dict[str, Any]
     context_reset: bool
     """The first turn after a compaction: its context starts from the summary."""
@@ -200,15 +206,6 @@ def _timestamp(value: Any, default: float) -> float:
     return default
 
 
-def _blocks(content: Any) -> list[Any]:
-    """A message's content as a list of blocks (a string is one text block)."""
-    if isinstance(content, list):
-        return list(content)
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    return []
-
-
 def _key(e: dict[str, Any]) -> str:
     m = e["message"]
     mid, rid = m.get("id"), e.get("requestId")
@@ -217,18 +214,13 @@ def _key(e: dict[str, Any]) -> str:
     return mid if isinstance(mid, str) else f"uuid:{e['uuid']}"
 
 
-def _is_reset(e: dict[str, Any]) -> bool:
-    """A compaction: the context starts again from here."""
-    return (e.get("type") == "system" and e.get("subtype") == "compact_boundary") or bool(e.get("isCompactSummary"))
-
-
 def merge(lines: list[dict[str, Any]]) -> dict[str, Any]:
     """The complete message of one API response written over several lines: every block once (a
     block seen again, or grown, replaces its earlier copy), the last line's usage and stop."""
-    blocks: list[Any] = []
+    out: list[Any] = []
     for e in lines:
-        for b in _blocks(e["message"].get("content")):
-            if b in blocks:
+        for b in blocks(e["message"].get("content")):
+            if b in out:
                 continue
             if isinstance(b, dict):
                 bid = b.get("id")
@@ -236,7 +228,7 @@ def merge(lines: list[dict[str, Any]]) -> dict[str, Any]:
                     next(
                         (
                             j
-                            for j, x in enumerate(blocks)
+                            for j, x in enumerate(out)
                             if isinstance(x, dict) and x.get("id") == bid and x.get("type") == b.get("type")
                         ),
                         None,
@@ -245,10 +237,10 @@ def merge(lines: list[dict[str, Any]]) -> dict[str, Any]:
                     else None
                 )
                 if same is not None:
-                    blocks[same] = b
+                    out[same] = b
                     continue
                 grows = _GROWING.get(b.get("type"))  # type: ignore[arg-type]
-                last = blocks[-1] if blocks else None
+                last = out[-1] if out else None
                 if (
                     grows
                     and isinstance(last, dict)
@@ -257,11 +249,11 @@ def merge(lines: list[dict[str, Any]]) -> dict[str, Any]:
                     and isinstance(last.get(grows), str)
                     and b[grows].startswith(last[grows])
                 ):
-                    blocks[-1] = b
+                    out[-1] = b
                     continue
-            blocks.append(b)
+            out.append(b)
     msg = dict(lines[0]["message"])
-    msg["content"] = blocks
+    msg["content"] = out
     for e in reversed(lines):
         if isinstance(e["message"].get("usage"), dict):
             msg["usage"] = e["message"]["usage"]
@@ -292,17 +284,18 @@ def _chains(entries: list[dict[str, Any]], stem: str, meta: dict[str, Any]) -> l
             groups.setdefault(key, []).append(e)
             group_of[e["uuid"]] = key
         elif e["type"] == "user" and isinstance(m, dict):
-            for b in _blocks(m.get("content")):
+            for b in blocks(m.get("content")):
                 if isinstance(b, dict) and b.get("type") == "tool_result" and isinstance(b.get("tool_use_id"), str):
                     results.setdefault(b["tool_use_id"], (i, b))
     merged = {k: merge(lines) for k, lines in groups.items()}
 
+    requests = Requests(by_uuid, merged, group_of, results)
     chains: dict[tuple[str, str], Chain] = {}
     roots_seen: set[tuple[str, str, str]] = set()
     at = 0.0
     for key, lines in groups.items():
         first = lines[0]
-        path = _path(first, by_uuid)
+        path = requests.path(first)
         sid = first.get("sessionId")
         session = sid if isinstance(sid, str) else stem
         chain_id = ""
@@ -319,15 +312,12 @@ def _chains(entries: list[dict[str, Any]], stem: str, meta: dict[str, Any]) -> l
                 chain.agent_type = kind if isinstance(kind, str) else None
         root = path[0] if path else None
         reset = False
-        if root is not None and _is_reset(root):
+        if root is not None and is_reset(root):
             reset = (session, chain_id, root["uuid"]) not in roots_seen
             roots_seen.add((session, chain_id, root["uuid"]))
         at = _timestamp(first.get("timestamp"), at)
         response = merged[key]
-        messages = _messages(path, merged, group_of, results, pos[first["uuid"]])
-        request: dict[str, Any] = {"messages": messages}
-        if isinstance(response.get("model"), str):
-            request = {"model": response["model"], "messages": messages}
+
         mid = response.get("id")
         rid = first.get("requestId")
         chain.turns.append(
@@ -337,8 +327,9 @@ def _chains(entries: list[dict[str, Any]], stem: str, meta: dict[str, Any]) -> l
                 key=key,
                 message_id=mid if isinstance(mid, str) else None,
                 request_id=rid if isinstance(rid, str) else None,
+                uuid=first["uuid"],
                 at=at,
-                request=request,
+                make_body=partial(requests.body, path, pos[first["uuid"]], response.get("model")),
                 response=response,
                 context_reset=reset,
                 user_id=_account(first),
@@ -354,78 +345,3 @@ def _account(e: dict[str, Any]) -> str | None:
         if isinstance(v, str) and v:
             return v
     return None
-
-
-def _path(first: dict[str, Any], by_uuid: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The lines before `first` on its chain, oldest first: up `parentUuid` to the chain's start,
-    a compaction, or a parent this file doesn't hold."""
-    out: list[dict[str, Any]] = []
-    seen = {first["uuid"]}
-    parent = first.get("parentUuid")
-    while isinstance(parent, str) and parent in by_uuid and parent not in seen:
-        e = by_uuid[parent]
-        seen.add(parent)
-        out.append(e)
-        if _is_reset(e):
-            break
-        parent = e.get("parentUuid")
-    out.reverse()
-    return out
-
-
-def _messages(
-    path: list[dict[str, Any]],
-    merged: dict[str, dict[str, Any]],
-    group_of: dict[str, str],
-    results: dict[str, tuple[int, Any]],
-    before: int,
-) -> list[dict[str, Any]]:
-    """The API messages a chain of lines makes (see the module's docstring)."""
-    msgs: list[dict[str, Any]] = []
-    used: set[str] = set()
-    for e in path:
-        if e["type"] == "assistant":
-            key = group_of.get(e["uuid"])
-            if key is None or key in used:
-                continue
-            used.add(key)
-            msg = {"role": "assistant", "content": merged[key]["content"]}
-        elif e["type"] == "user":
-            msg = {"role": "user", "content": e["message"].get("content")}
-        else:
-            continue
-        if msgs and msgs[-1]["role"] == msg["role"]:
-            msgs[-1] = {"role": msg["role"], "content": _blocks(msgs[-1]["content"]) + _blocks(msg["content"])}
-        else:
-            msgs.append(msg)
-    _put_back_results(msgs, results, before)
-    return msgs
-
-
-def _put_back_results(msgs: list[dict[str, Any]], results: dict[str, tuple[int, Any]], before: int) -> None:
-    """After each assistant message, the results of all its tool calls, in call order: parallel
-    results written on other branches of the chain (before the turn) are added back."""
-    for i in range(len(msgs) - 1):
-        m, nxt = msgs[i], msgs[i + 1]
-        if m["role"] != "assistant" or nxt["role"] != "user":
-            continue
-        ids = [
-            b["id"]
-            for b in _blocks(m["content"])
-            if isinstance(b, dict) and b.get("type") == "tool_use" and isinstance(b.get("id"), str)
-        ]
-        content = _blocks(nxt["content"])
-        have = {
-            b.get("tool_use_id"): b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"
-        }
-        missing = [x for x in ids if x not in have and x in results and results[x][0] < before]
-        if not missing:
-            continue
-        found = {**have, **{x: results[x][1] for x in missing}}
-        ordered = [found[x] for x in ids if x in found]
-        rest = [
-            b
-            for b in content
-            if not (isinstance(b, dict) and b.get("type") == "tool_result" and b.get("tool_use_id") in ids)
-        ]
-        msgs[i + 1] = {"role": "user", "content": ordered + rest}

@@ -172,7 +172,9 @@ class ImportWriter:
             call_key=call_key,
             attempt=0,
             t_start=t.at,
-            request_obj=t.request,
+            # as bytes, as a recorded call comes: the scanner then reuses the messages the turn
+            # before already stored instead of hashing the whole history again
+            request_bytes=t.make_body(),
             status=200,
             response_bytes=json.dumps(t.response, ensure_ascii=False).encode("utf-8", "surrogatepass"),
             request_id=t.request_id,
