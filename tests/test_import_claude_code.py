@@ -421,3 +421,15 @@ def test_each_body_is_what_building_it_alone_gives(tmp_path):
             calls = [b["id"] for b in blocks(m["content"]) if b.get("type") == "tool_use"]
             answered = [b["tool_use_id"] for b in blocks(nxt["content"]) if b.get("type") == "tool_result"]
             assert answered[: len(calls)] == calls
+
+
+def test_the_user_is_the_sessions_account_when_the_transcript_names_one(tmp_path):
+    named = transcript(HANDMADE / "compact-summary.jsonl")
+    named[0]["accountUuid"] = "acct-0042"  # on one line (the first prompt): it names the session's user
+    file = tmp_path / "account.jsonl"
+    file.write_text("".join(json.dumps(x) + "\n" for x in named))
+    db = tmp_path / "i.db"
+    imported(db, file)
+    turns = len(responses(file))
+    assert [x["user_id"] for x in lines_of(db)] == ["acct-0042"] * turns
+    assert json.loads(run(db, "list", "--json", "--user", "acct-0042").stdout)[0]["turns"] == turns

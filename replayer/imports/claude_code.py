@@ -42,6 +42,13 @@ SOURCE = "claude-code"
 SYNTHETIC_MODEL = "<synthetic>"
 TRANSCRIPT_KEYS = ("sessionId", "uuid", "leafUuid", "messageId")
 """A line with a `type` and one of these is Claude Code's: what tells a transcript from other JSONL."""
+ACCOUNT_KEYS = ("accountUuid", "userId", "userID")
+"""Where a line would name the account (2.1.x names none)."""
+KEPT = (
+    "type", "subtype", "uuid", "parentUuid", "sessionId", "isSidechain", "agentId", "timestamp", "requestId",
+    "message", "isCompactSummary", *ACCOUNT_KEYS,
+)  # fmt: skip
+"""The keys of a line the import reads."""
 _GROWING = {"text": "text", "thinking": "thinking"}
 """Block types a partial line can hold a shorter version of: the field that grows."""
 
@@ -182,7 +189,8 @@ def read(path: Path) -> Transcript:
                     continue
             elif not isinstance(d.get("uuid"), str):
                 continue  # Claude Code's bookkeeping (queue, titles, snapshots): not on a chain
-            entries.append(d)
+            # only what is read later: a line's tool output copy and attachments can be most of a file
+            entries.append({k: d[k] for k in KEPT if k in d})
     meta = _meta(path)
     t.chains = _chains(entries, path.stem, meta)
     return t
@@ -288,6 +296,12 @@ def _chains(entries: list[dict[str, Any]], stem: str, meta: dict[str, Any]) -> l
                 if isinstance(b, dict) and b.get("type") == "tool_result" and isinstance(b.get("tool_use_id"), str):
                     results.setdefault(b["tool_use_id"], (i, b))
     merged = {k: merge(lines) for k, lines in groups.items()}
+    accounts: dict[Any, str] = {}
+    """Session -> the account any of its lines names."""
+    for e in entries:
+        account = _account(e)
+        if account is not None:
+            accounts.setdefault(e.get("sessionId"), account)
 
     requests = Requests(by_uuid, merged, group_of, results)
     chains: dict[tuple[str, str], Chain] = {}
@@ -332,7 +346,7 @@ def _chains(entries: list[dict[str, Any]], stem: str, meta: dict[str, Any]) -> l
                 make_body=partial(requests.body, path, pos[first["uuid"]], response.get("model")),
                 response=response,
                 context_reset=reset,
-                user_id=_account(first),
+                user_id=accounts.get(first.get("sessionId")),
             )
         )
     return list(chains.values())
@@ -340,7 +354,7 @@ def _chains(entries: list[dict[str, Any]], stem: str, meta: dict[str, Any]) -> l
 
 def _account(e: dict[str, Any]) -> str | None:
     """The account a line names, if this version writes one (2.1.x doesn't)."""
-    for name in ("accountUuid", "userId", "userID"):
+    for name in ACCOUNT_KEYS:
         v = e.get(name)
         if isinstance(v, str) and v:
             return v
