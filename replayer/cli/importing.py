@@ -24,9 +24,9 @@ def import_() -> None:
     """Bring records other tools kept into the database."""
 
 
-@import_.command("claude-code")
+@import_.command("claude-code", short_help="Claude Code's session transcripts (default ~/.claude/projects).")
 @db_option
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, metavar="[PATH]...", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout: what was imported.")
 @click.pass_context
 def claude_code(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
