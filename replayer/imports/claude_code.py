@@ -104,7 +104,6 @@ class Chain:
     turns: list[Turn] = field(default_factory=list)
     tool_use_id: str | None = None
     """The parent's tool call that started this subagent, when the transcript says."""
-    agent_type: str | None = None
 
 
 @dataclass(slots=True)
@@ -197,7 +196,7 @@ def read(path: Path) -> Transcript:
 
 
 def _meta(path: Path) -> dict[str, Any]:
-    """A subagent's `agent-<id>.meta.json` (its type and the parent's tool call), if any."""
+    """A subagent's `agent-<id>.meta.json` (it names the parent's tool call), if any."""
     try:
         doc = json.loads((path.parent / f"{path.stem}.meta.json").read_text("utf-8"))
     except (OSError, ValueError):
@@ -319,11 +318,9 @@ def _chains(entries: list[dict[str, Any]], stem: str, meta: dict[str, Any]) -> l
         chain = chains.get((session, chain_id))
         if chain is None:
             chain = chains[(session, chain_id)] = Chain(session, chain_id)
-            if chain_id and meta:
-                tool = meta.get("toolUseId")
-                kind = meta.get("agentType")
-                chain.tool_use_id = tool if isinstance(tool, str) else None
-                chain.agent_type = kind if isinstance(kind, str) else None
+            tool = meta.get("toolUseId")
+            if chain_id and isinstance(tool, str):
+                chain.tool_use_id = tool
         root = path[0] if path else None
         reset = False
         if root is not None and is_reset(root):
