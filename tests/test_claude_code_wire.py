@@ -332,3 +332,27 @@ async def test_browser_shows_system_entries_and_thinking(db_path):
         await settle(pilot)
         assert await wait_for(pilot, lambda: "Whole context" in context())
         assert "[1] system entry" in context()
+
+
+def test_list_show_stats_read_claude_code_calls(wire_db):
+    """Three-block system prompts, 20+ tools, thinking, context_management and output_config: the
+    commands read them (the export test shows those fields kept)."""
+    from click.testing import CliRunner
+
+    from replayer.cli import cli
+
+    def run(*args: str) -> dict | list:
+        result = CliRunner().invoke(cli, ["--db", str(wire_db), *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    listed = run("list", "--json")
+    assert {c["tags"][SESSION_TAG] for c in listed} == {SESSION_A, SESSION_B}
+    assert ACCOUNT in {c["user_id"] for c in listed}
+    main = first_turn_of(wire_db, "a1_main")
+    shown = run("show", main, "--json")
+    assert [t["context_messages"] for t in shown["turns"]] == [2, 4, 6]
+    assert [t["tool_calls"] for t in shown["turns"]] == [["Bash"], ["Bash"], []]
+    stats = run("stats", "--json", "--by", "user")
+    assert ACCOUNT in {u["user_id"] for u in stats["users"]}
+    assert sum(u["turns"] for u in stats["users"]) == len(ALL)
