@@ -350,6 +350,8 @@ def test_list_show_stats_read_claude_code_calls(wire_db):
     assert {c["tags"][SESSION_TAG] for c in listed} == {SESSION_A, SESSION_B}
     assert ACCOUNT in {c["user_id"] for c in listed}
     main = first_turn_of(wire_db, "a1_main")
+    # what the user asked, not the <system-reminder> block Claude Code puts before it
+    assert {c["conversation_id"]: c["first_message"] for c in listed}[main] == "list the files"
     shown = run("show", main, "--json")
     assert [t["context_messages"] for t in shown["turns"]] == [2, 4, 6]
     assert [t["tool_calls"] for t in shown["turns"]] == [["Bash"], ["Bash"], []]
