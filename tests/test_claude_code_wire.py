@@ -266,7 +266,10 @@ def test_middleware_reads_the_session_header(api, db_path):
     with Recorder(db_path) as rec:
         client = rec.wrap(anthropic.Anthropic(api_key=FAKE_KEY, base_url=api.url, default_headers=headers))
         messages = first["messages"]
-        kw = {k: first[k] for k in ("model", "system", "tools", "metadata", "max_tokens")}
+        kw = {k: first[k] for k in ("model", "system", "tools", "max_tokens")}
+        user = json.loads(first["metadata"]["user_id"])
+        del user["session_id"]  # so the tag can only come from the header
+        kw["metadata"] = {"user_id": json.dumps(user)}
         with client.messages.create(messages=messages, stream=True, **kw) as stream:
             for _ in stream:
                 pass
