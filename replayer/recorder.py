@@ -21,7 +21,6 @@ from .paths import default_db_path
 from .store.codec import storable
 from .store.ingest import new_id
 from .store.process import make_writer
-from .wire import PROTOCOL_HEADERS
 
 if TYPE_CHECKING:
     from .capture import RecorderMiddleware
@@ -109,6 +108,8 @@ class Recorder:
         `response` is the message as a dict, JSON text/bytes, or an SDK object; `error` an
         exception or {type, message, status}. `started_at` is when the call was sent: seconds
         since the epoch or an aware `datetime` (a naive one is refused: its zone would be a guess).
+        `headers` are the request's headers: only the protocol ones (anthropic-version,
+        anthropic-beta) are kept; Claude Code's `x-claude-code-session-id` becomes a conversation tag.
 
         An argument of the wrong type raises TypeError (a value out of range ValueError) here,
         on the caller's thread; only the database's own trouble is kept off it (logged, and the
@@ -158,9 +159,8 @@ class Recorder:
             t_start=t_start,
             stream=bool(request.get("stream")) if isinstance(request, dict) else False,
             request_bytes=body,
-            headers={
-                k.lower(): v for k, v in (headers or {}).items() if k.lower() in PROTOCOL_HEADERS
-            },
+            # the writer keeps the protocol headers and reads Claude Code's session header (a tag)
+            raw_request_headers=list(headers.items()) if headers else None,
             latency_ms=latency_ms,
             ctx=ctx,
         )

@@ -31,9 +31,17 @@ def dict_blocks(content: Any) -> list[dict[str, Any]]:
     return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
 
 
+def _reminder(text: str) -> bool:
+    """A text block that is only a `<system-reminder>` (Claude Code opens its first message with
+    one: the date, CLAUDE.md) rather than what the user wrote."""
+    text = text.strip()
+    return text.startswith("<system-reminder>") and text.endswith("</system-reminder>")
+
+
 def message_text(message: Any) -> str | None:
-    """A message's text as a list shows it: its text blocks joined by spaces, a tool result as
-    `[tool_result]`; None when it holds neither."""
+    """A message's text as a list shows it: its text blocks joined by spaces (those that are only
+    a system reminder left out when others remain), a tool result as `[tool_result]`; None when
+    it holds neither."""
     if not isinstance(message, dict):
         return None
     content = message.get("content")
@@ -47,7 +55,8 @@ def message_text(message: Any) -> str | None:
                     texts.append(str(b.get("text", "")))
                 elif b.get("type") == "tool_result":
                     texts.append("[tool_result]")
-        return " ".join(texts) if texts else None
+        said = [t for t in texts if not _reminder(t)]
+        return " ".join(said or texts) if texts else None
     return None
 
 

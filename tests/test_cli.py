@@ -136,6 +136,7 @@ def test_db_path_migrate_backup(tmp_path, monkeypatch):
         ("m003_usage",),
         ("m004_thread_tips",),
         ("m005_meta",),
+        ("m006_imported",),
     ]
     assert run("--db", str(target), "db", "backup", str(tmp_path / "copy.db")).exit_code == 2
 

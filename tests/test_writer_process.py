@@ -32,6 +32,7 @@ def test_records_are_written_by_another_process(api, db_path):
     rec = Recorder(db_path)
     client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
     assert isinstance(rec._writer, ProcessWriter)
+    assert rec._writer._ready.wait(20)  # started when installed (records before this are written here)
     for i in range(3):
         ask(client, f"turn {i}")
     assert rec.flush(timeout=10) is True
@@ -53,6 +54,9 @@ def test_records_are_written_by_another_process(api, db_path):
 def test_a_thread_writer_where_the_users_code_runs_here(db_path, monkeypatch):
     assert isinstance(Recorder(db_path, redact=lambda record: record)._writer, Writer)
     assert isinstance(Recorder(db_path, log_events=True)._writer, Writer)
+    monkeypatch.setattr(sys, "executable", "/usr/bin/uwsgi")  # embedded in a server: not a Python to run
+    assert isinstance(Recorder(db_path)._writer, Writer)
+    monkeypatch.undo()
     monkeypatch.setenv("REPLAYER_WRITER", "thread")
     assert isinstance(Recorder(db_path)._writer, Writer)
 
@@ -60,6 +64,7 @@ def test_a_thread_writer_where_the_users_code_runs_here(db_path, monkeypatch):
 def test_a_writer_process_that_dies_hands_over_to_a_thread(api, db_path, log_warnings):
     rec = Recorder(db_path)
     client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    assert rec._writer._ready.wait(20)
     ask(client, "before")
     assert rec.flush(timeout=10) is True
     child = rec._writer._child
@@ -78,6 +83,7 @@ def test_a_writer_process_that_dies_hands_over_to_a_thread(api, db_path, log_war
 def test_a_record_that_cannot_be_pickled_is_written_here(api, db_path):
     rec = Recorder(db_path)
     client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    assert rec._writer._ready.wait(20)
     ask(client, "plain")
     with rec.conversation("conv-with-a-lock", tags={"lock": threading.Lock()}):
         ask(client, "tagged with a lock")
@@ -98,6 +104,7 @@ def test_what_reached_the_pipe_is_written_when_the_agent_is_killed(api, tmp_path
         from replayer import Recorder
         rec = Recorder({str(db)!r})
         client = rec.wrap(anthropic.Anthropic(base_url={api.url!r}, api_key={FAKE_KEY!r}, max_retries=0))
+        assert rec._writer._ready.wait(20)
         for i in range(4):
             client.messages.create(model="m", max_tokens=5, messages=[{{"role": "user", "content": f"call {{i}}"}}])
         while rec._writer._sent < 4:  # handed to the child (the feeder lingers a moment first)
@@ -115,6 +122,8 @@ def test_a_burst_larger_than_a_frame_arrives_whole(db_path):
     from replayer.store import process
 
     rec = Recorder(db_path)
+    rec._writer.start()
+    assert rec._writer._ready.wait(20)
     texts = [f"{i} " + "x" * (process.FRAME_BYTES // 2) for i in range(5)]
     for text in texts:
         rec.record({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": text}]})
@@ -122,3 +131,33 @@ def test_a_burst_larger_than_a_frame_arrives_whole(db_path):
     assert last_user_texts(db_path) == texts
     assert isinstance(rec._writer, ProcessWriter) and rec._writer._local is None
     rec.close()
+
+
+def test_records_made_while_the_child_starts_are_written_here_first(db_path):
+    """The child's start-up takes a few tenths of a second: a burst then is written by a thread
+    writer at once, and the child takes over after it, so a conversation stays in order."""
+    rec = Recorder(db_path)
+    messages: list[dict] = []
+
+    def turn(i: int) -> None:
+        messages.append({"role": "user", "content": f"turn {i}"})
+        rec.record({"model": "m", "max_tokens": 5, "messages": messages}, {
+            "id": f"msg_{i}", "type": "message", "role": "assistant", "model": "m",
+            "content": [{"type": "text", "text": f"reply {i}"}], "stop_reason": "end_turn",
+            "usage": {"input_tokens": 3, "output_tokens": 2}})
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": f"reply {i}"}]})
+
+    for i in range(3):
+        turn(i)  # the child is not up yet
+    assert not rec._writer._ready.is_set() and rec._writer._sent == 0
+    assert rec._writer._ready.wait(20)
+    for i in range(3, 6):
+        turn(i)
+    assert rec.flush(timeout=20) is True
+    writer = rec._writer
+    assert writer._local is not None and writer._local.calls == 3  # written here
+    assert writer._counts.calls == 3  # written by the child
+    lines = exported(db_path)
+    assert len({line["conversation_id"] for line in lines}) == 1  # one conversation, in order
+    assert last_user_texts(db_path) == [f"turn {i}" for i in range(6)]
+    assert rec.close(timeout=10) is True

@@ -19,6 +19,7 @@ from .base import Group, config_option, db_option, pricing_option
 from .conversations import browse, demo, export, list_, show
 from .database import db
 from .health import alerts, pricing, stats
+from .importing import import_
 from .proxy import proxy
 from .record import record
 from .rerun import rerun
@@ -40,7 +41,7 @@ def cli(ctx: click.Context) -> None:
         ctx.invoke(browse)
 
 
-for command in (browse, list_, show, export, record, db, demo, stats, alerts, pricing, rerun, proxy):
+for command in (browse, list_, show, export, record, proxy, import_, db, demo, stats, alerts, pricing, rerun):
     cli.add_command(command)
 
 

@@ -142,13 +142,16 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
         raise UserError(f"no conversation {conversation_id!r} in {db_path(ctx)}: see 'replayer list'")
     turns = store.turns(conversation_id)
     run = store.conversation_tags(conversation_id).get("run")
+    from ..store.imported import provenance
+    from .importing import provenance_doc, provenance_lines
+
+    prov = provenance(store.db, conversation_id)  # imported turns, subagent links: None for most
     if as_json:
-        click.echo(
-            json.dumps(
-                {"conversation_id": conversation_id, "turns": [t.model_dump() for t in turns]}, ensure_ascii=False
-            )
-        )
+        doc = {"conversation_id": conversation_id, "turns": [t.model_dump() for t in turns]}
+        click.echo(json.dumps({**doc, **provenance_doc(prov)} if prov else doc, ensure_ascii=False))
         return
+    for line in provenance_lines(prov, len(turns)) if prov else ():
+        click.echo(line)
     total = 0.0
     unknown = False
     table = Table(
@@ -168,6 +171,8 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
         u = t.usage or {}
         last = t.attempts[-1] if t.attempts else None
         notes = ", ".join(t.tool_calls)
+        if prov and t.index in prov.resets:
+            notes = "[context reset: compaction summary] " + notes
         for a in t.attempts:
             if a.error:
                 notes += f" [{a.attempt}:{a.error.get('status') or ''} {a.error.get('type')}]"
@@ -194,7 +199,8 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
     click.echo(f"total {money(total)}" + (" (plus turns whose model has no price)" if unknown else ""))
     if run:
         click.echo(f"recorded by run {run} (its other conversations: replayer list --run {run})")
-    click.echo(f"rerun a turn: replayer rerun {conversation_id}:N  (or its turn id: show --json)", err=True)
+    if not prov or len(prov.reconstructed) < len(turns):
+        click.echo(f"rerun a turn: replayer rerun {conversation_id}:N  (or its turn id: show --json)", err=True)
 
 
 @click.command()

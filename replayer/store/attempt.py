@@ -13,6 +13,7 @@ from .. import sse
 from ..captured import Captured, Context
 from ..wire import PROTOCOL_HEADERS, TOOL_USE_TYPES
 from . import codec
+from .agent_ids import SESSION_HEADER, metadata_user, with_session
 from .codec import Decoder, loads_or_text
 
 Redact = Callable[[dict[str, Any]], dict[str, Any] | None]
@@ -20,6 +21,7 @@ Redact = Callable[[dict[str, Any]], dict[str, Any] | None]
 to keep nothing) out."""
 
 _PROTOCOL = {name.encode(): name for name in PROTOCOL_HEADERS}
+_SESSION = SESSION_HEADER.encode()
 
 
 @dataclass(slots=True)
@@ -39,15 +41,31 @@ class Attempt:
 
 
 def read_headers(captured: Captured) -> None:
-    """Keep the protocol headers and the request id; drop the raw lists (they hold credentials)."""
+    """Keep the protocol headers and the request id; drop the raw lists (they hold credentials).
+    Claude Code's session header is not kept as a header: it becomes the conversation's session
+    tag (see agent_ids)."""
     if captured.raw_request_headers is not None:
         kept = {}
+        session = None
         for key, value in getattr(captured.raw_request_headers, "raw", captured.raw_request_headers):
-            name = _PROTOCOL.get(key.lower())
+            if isinstance(key, bytes):
+                low, text = key.lower(), None
+            else:  # `Recorder.record(headers=...)` hands text
+                low, text = key.lower().encode("latin-1", "replace"), value
+            name = _PROTOCOL.get(low)
             if name is not None:
-                kept[name] = value.decode("latin-1")
+                kept[name] = text if text is not None else value.decode("latin-1")
+            elif low == _SESSION:
+                session = codec.readable(text if text is not None else value.decode("latin-1"))
         captured.headers = kept
         captured.raw_request_headers = None
+        if session:
+            ctx = captured.ctx
+            tags = with_session(ctx.tags if ctx else None, session)
+            if ctx is None:
+                captured.ctx = Context(tags=tags)
+            elif tags is not ctx.tags:
+                captured.ctx = Context(ctx.conversation_id, ctx.user_id, tags, ctx.trace_id)
     if captured.raw_response_headers is not None:
         for key, value in getattr(captured.raw_response_headers, "raw", captured.raw_response_headers):
             if key.lower() == b"request-id":
@@ -176,8 +194,7 @@ def event(
         "conversation_id": conversation_id,
         "turn_id": turn_id,
         "attempt": captured.attempt,
-        "user_id": (ctx.user_id if ctx else None)
-        or ((body.get("metadata") or {}).get("user_id") if isinstance(body.get("metadata"), dict) else None),
+        "user_id": (ctx.user_id if ctx else None) or metadata_user(body.get("metadata")).user,
         "model": model,
         "input_tokens": usage.get("input_tokens"),
         "output_tokens": usage.get("output_tokens"),

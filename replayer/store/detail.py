@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ..models import ContextChange, ToolCall, TurnDetail, TurnSummary, UsageLine
 from ..wire import TOOL_USE_TYPES, content_blocks, is_error_result
 from .aggregate import cache_breaks
-from .chain import shared_prefix
+from .chain import alike, shared_prefix
 
 if TYPE_CHECKING:
     from .queries import Store
@@ -53,8 +53,11 @@ def turn_detail(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
     if prev is not None:
         before = store.blob_chain(prev[0])
         common = shared_prefix(before, chain)
-        for pos, text in enumerate(store.blob_texts(before[common:]), start=common):
-            old = json.loads(text)
+        gone = [json.loads(text) for text in store.blob_texts(before[common:])]
+        while gone and common < len(context) and alike(gone[0], context[common]):
+            gone.pop(0)  # only its cache breakpoint moved: the same message to the model
+            common += 1
+        for pos, old in enumerate(gone, start=common):
             changes.append(ContextChange(kind="removed", position=pos, role=old.get("role"), message=old))
         for pos in range(common, len(chain)):
             changes.append(

@@ -22,8 +22,10 @@ def export_lines(store: Store, conversation_id: str | None = None) -> Iterator[s
     first, each in turn order, each turn's attempts in order."""
     where, args = ("WHERE t.conversation_id = ?", [conversation_id]) if conversation_id else ("", [])
     cur = store.db.execute(
-        f"""SELECT a.*, t.conversation_id, t.idx, t.user_id, t.trace_id, t.endpoint, t.stream
+        f"""SELECT a.*, t.conversation_id, t.idx, t.user_id, t.trace_id, t.endpoint, t.stream,
+                   i.source AS imported_from, l.parent_id AS parent_conversation_id
             FROM attempts a JOIN turns t ON t.id = a.turn_id JOIN conversations c ON c.id = t.conversation_id
+            LEFT JOIN imported_turns i ON i.turn_id = t.id LEFT JOIN conversation_links l ON l.conversation_id = c.id
             {where}
             ORDER BY c.started_at, c.id, t.idx, a.attempt, a.id""",
         args,
@@ -56,6 +58,12 @@ def export_lines(store: Store, conversation_id: str | None = None) -> Iterator[s
             "abandoned": bool(row["abandoned"]),
             "unknown_events": json.loads(row["unknown_events_json"]) if row["unknown_events_json"] else [],
         }
+        # only on imported turns and linked conversations: a recorded turn's line stays as it was
+        if row["imported_from"]:
+            head["reconstructed"] = True  # the request is rebuilt from a transcript: no system, no tools
+            head["imported_from"] = row["imported_from"]
+        if row["parent_conversation_id"]:
+            head["parent_conversation_id"] = row["parent_conversation_id"]
         line = json.dumps(head, ensure_ascii=False)
         line = line.replace(json.dumps(_SLOT.format("request")), store.request_text(row), 1)
         line = line.replace(json.dumps(_SLOT.format("response")), store.response_text(row) or "null", 1)

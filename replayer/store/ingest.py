@@ -20,6 +20,7 @@ from ..bounded import BoundedDict
 from ..captured import Captured
 from ..text import searchable
 from . import attempt, codec, facts
+from .agent_ids import metadata_user, with_session
 from .attempt import Redact, label
 from .blobs import Blobs
 from .codec import Decoder, digest, dumps_plain, iso, new_id
@@ -308,10 +309,10 @@ class Ingestor:
         conn = self.db.conn
         body = parsed.skeleton
         ctx = captured.ctx
-        metadata = body.get("metadata")
-        # the API takes a string; the request keeps whatever was sent
-        meta_user = metadata.get("user_id") if isinstance(metadata, dict) else None
-        user_id = (ctx.user_id if ctx else None) or (codec.readable(meta_user) if isinstance(meta_user, str) else None)
+        # the API takes a string (Claude Code's holds JSON: see agent_ids); the request keeps
+        # whatever was sent
+        meta = metadata_user(body.get("metadata"))
+        user_id = (ctx.user_id if ctx else None) or meta.user
         context_node, context_len = parsed.node, len(parsed.nodes)
         system, tools = parsed.system, parsed.tools
         conversation_id = ctx.conversation_id if ctx else None
@@ -352,7 +353,9 @@ class Ingestor:
         else:
             fresh = False
 
-        tags = json.dumps(ctx.tags, default=str) if ctx and ctx.tags else None  # what JSON can't hold, as its text
+        # a Claude Code session named only in the metadata (no session header came) is tagged too
+        tag_dict = with_session(ctx.tags if ctx else None, meta.session)
+        tags = json.dumps(tag_dict, default=str) if tag_dict else None  # what JSON can't hold, as its text
         conv_rowid = None if fresh else self.conv_rowids.get(conversation_id)
         if conv_rowid is None:
             insert = """INSERT INTO conversations(id, user_id, tags_json, origin, started_at, last_at, turn_count)

@@ -7,10 +7,15 @@ process only hands each record over: a feeder thread turns it into a `Captured` 
 picked out, credentials dropped), pickles a burst of them and writes them to a pipe; a child
 process runs the ordinary `Writer` (store/writer.py) on a GIL of its own.
 
-The child starts at the first record, in a session of its own (Ctrl+C in the terminal goes to
-the agent, which flushes at exit, not to the writer under it). It ends when its stdin closes:
-after a close() that wrote everything, or when the agent's process ends (even killed), having
-written all that reached the pipe and checkpointed the WAL.
+The child starts when the recorder is installed in a client (or at the first record), in a
+session of its own (Ctrl+C in the terminal goes to the agent, which flushes at exit, not to the
+writer under it). Its start-up takes a few tenths of a second (Python and the store's imports):
+records that come meanwhile are written by a thread writer here rather than wait, and the child
+takes over once those are written (so a conversation's turns stay in order). A short burst of
+`record()` calls is thus written as fast as a thread writer would, not after the child's
+start-up. It ends when its stdin closes: after a close() that wrote everything, or when the
+agent's process ends (even killed), having written all that reached the pipe and checkpointed
+the WAL.
 
 Frames, both ways, are a 4-byte big-endian length and a pickle:
   to the child:   ("put", [Captured, ...]) | ("flush", seq, closing)
@@ -36,6 +41,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -53,7 +59,7 @@ FRAME_BYTES = 4 << 20
 """A burst goes over in frames of about this size: a frame is a copy of its records while it is
 written, and 500 records of long histories would make a copy of a hundred megabytes."""
 READY_SECONDS = 20.0
-"""How long the first records wait for the child to start before a thread writer takes over."""
+"""How long a child may take to start before it is given up and a thread writer writes everything."""
 HEADER = struct.Struct(">I")
 
 
@@ -81,7 +87,14 @@ def make_writer(
 
 
 def _can_spawn() -> bool:
-    return os.name == "posix" and bool(sys.executable) and not getattr(sys, "frozen", False)
+    """A POSIX Python whose `sys.executable` is a Python interpreter: embedded in a server
+    (uWSGI, mod_wsgi) it is the server's binary, which must not be run as a writer."""
+    name = os.path.basename(sys.executable or "")
+    return (
+        os.name == "posix"
+        and name.startswith(("python", "pypy"))
+        and not getattr(sys, "frozen", False)
+    )
 
 
 # -- the recording process's side -------------------------------------------------------------
@@ -103,6 +116,11 @@ class ProcessWriter:
         self._feeder: threading.Thread | None = None
         self._child: subprocess.Popen[bytes] | None = None
         self._to_child: IO[bytes] | None = None
+        self._ready = threading.Event()
+        """Set when the current child has started and can take records."""
+        self._launched = 0.0
+        self._local_used = False
+        """Records went to the thread writer while the child started: written before the child's."""
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._closed = False
@@ -169,6 +187,8 @@ class ProcessWriter:
             self._put_after_close = True
         if self._feeder is None:
             self._start()
+        elif self.q.qsize() == writer_module.MAX_BATCH:
+            self._wake.set()  # a full batch doesn't wait out the linger
 
     def start(self) -> None:
         """Start the child now, not at the first record (the recorder does when it is installed
@@ -182,11 +202,7 @@ class ProcessWriter:
                 t = threading.Thread(target=self._feed, name="replayer-feeder", daemon=True)
                 t.start()
                 self._feeder = t
-                writer_module._started.add(self)  # type: ignore[arg-type]
-                mp = sys.modules.get("multiprocessing.util")
-                if mp is not None:
-                    # a multiprocessing child ends with os._exit, skipping atexit: flush there too
-                    mp.Finalize(self, self.close, exitpriority=100)
+                writer_module.closed_at_exit(self)
 
     def flush(self, timeout: float | None = None, *, closing: bool = False) -> bool:
         """Wait until everything put so far is written (False when it could not be, or not in time)."""
@@ -208,7 +224,7 @@ class ProcessWriter:
     def _feed(self) -> None:
         with self._io:
             if self._to_child is None and not self._thread_only:
-                self._spawn()
+                self._spawn()  # started, not waited for: records go here until it is up
         while True:
             items = [self.q.get()]
             if not isinstance(items[0], _Flush) and self.q.qsize() < writer_module.MAX_BATCH:
@@ -254,10 +270,16 @@ class ProcessWriter:
     def _send_batch(self, batch: list[Captured]) -> None:
         if not batch:
             return
-        if self._thread_only:
+        if self._thread_only or not self._child_ready():
+            self._local_used = not self._thread_only
             for cap in batch:
                 self._fallback().put(cap)
             return
+        if self._local_used and self._local is not None:
+            # what the thread writer took while the child started is written first: a
+            # conversation's later turns must not reach the database before its earlier ones
+            self._local.flush(None)
+            self._local_used = False
         try:
             frame = pickle.dumps(("put", batch), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001 - a record holds what can't be pickled: it is written here
@@ -279,8 +301,14 @@ class ProcessWriter:
                 self._fallback().put(cap)
 
     def _send_flush(self, marker: _Flush) -> None:
-        local_ok = self._local.flush(None, closing=marker.closing) if self._local is not None else True
-        if self._to_child is None:
+        local_ok = True
+        if self._local is not None:
+            # closing: the thread writer says what it could not write, as a closed Writer does
+            local_ok = self._local.close(None) if marker.closing else self._local.flush(None)
+        if self._to_child is None or not self._ready.is_set():
+            # no record went to a child that is not up yet: the thread writer's answer is the answer
+            if marker.closing and self._child is not None:
+                self._end_child(self._child, self._sent)
             marker.ok = local_ok
             marker.done.set()
             return
@@ -301,6 +329,7 @@ class ProcessWriter:
                     return
                 out = self._to_child
                 self._child = self._to_child = None
+                self._ready.clear()
                 self._earlier = _plus(self._earlier, self._counts)
                 self._counts, self._sent = Counts(), 0
             if out is not None:
@@ -311,9 +340,23 @@ class ProcessWriter:
         finally:
             self._io.release()
 
+    def _child_ready(self) -> bool:
+        """Whether a child is up to take records; starts one if there is none."""
+        if self._ready.is_set() and self._to_child is not None:
+            return True
+        with self._io:
+            if self._to_child is None and not self._thread_only:
+                self._spawn()
+        child = self._child
+        if child is not None and not self._ready.is_set() and time.monotonic() - self._launched > READY_SECONDS:
+            child.kill()
+            self._child_ended(child, quiet=True)
+            log.info("replayer: the writer process did not start; writing from this process")
+        return self._ready.is_set() and self._to_child is not None
+
     def _write(self, frame: bytes) -> bool:
         with self._io:
-            if self._to_child is None and (self._thread_only or not self._spawn()):
+            if self._to_child is None:
                 return False
             out, child = self._to_child, self._child
             try:
@@ -329,7 +372,7 @@ class ProcessWriter:
 
     def _fallback(self) -> Writer:
         if self._local is None:
-            self._local = Writer(self.path, max_pending=self.max_pending)
+            self._local = Writer(self.path, max_pending=self.max_pending, owned=True)
         return self._local
 
     # -- the child --------------------------------------------------------------------------
@@ -355,29 +398,28 @@ class ProcessWriter:
             log.info("replayer: the writer process could not start (%s); writing from this process", e)
             return False
         assert child.stdin is not None and child.stdout is not None
-        ready = threading.Event()
         with self._lock:
             self._child, self._to_child = child, child.stdin
+            self._ready.clear()
+            self._launched = time.monotonic()
         threading.Thread(
-            target=self._listen, args=(child, child.stdout, ready), name="replayer-acks", daemon=True
+            target=self._listen, args=(child, child.stdout), name="replayer-acks", daemon=True
         ).start()
-        if ready.wait(READY_SECONDS) and self._child is child:
-            return True
-        if self._child is child:
-            child.kill()
-            self._child_ended(child, quiet=True)
-        log.info("replayer: the writer process did not start; writing from this process")
-        return False
+        return True
 
-    def _listen(self, child: subprocess.Popen[bytes], pipe: IO[bytes], ready: threading.Event) -> None:
+    def _listen(self, child: subprocess.Popen[bytes], pipe: IO[bytes]) -> None:
         """The acknowledgement thread: one child's reports, until its stdout closes."""
+        up = False
         while True:
             msg = read_frame(pipe)
             if msg is None:
                 break
             kind = msg[0]
             if kind == "ready":
-                ready.set()
+                up = True
+                with self._lock:
+                    if self._child is child:
+                        self._ready.set()
             elif kind == "done":
                 _, seq, ok, counts = msg
                 with self._lock:
@@ -397,7 +439,9 @@ class ProcessWriter:
             elif kind == "log":
                 log.log(msg[1], msg[2])
         code = child.wait()
-        self._child_ended(child, code=code)
+        if not up and child is self._child:
+            log.info("replayer: the writer process did not start (exit code %s); writing from this process", code)
+        self._child_ended(child, code=code, quiet=not up)
 
     def _child_ended(self, child: subprocess.Popen[bytes] | None, *, code: int | None = None,
                      quiet: bool = False) -> None:
@@ -407,6 +451,7 @@ class ProcessWriter:
             if child is None or child is not self._child:
                 return
             self._child = self._to_child = None
+            self._ready.clear()
             unconfirmed = self._sent - self._counts.received + self._counts.unwritten
             self._lost += unconfirmed
             self._earlier = _plus(self._earlier, self._counts)

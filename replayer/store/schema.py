@@ -291,6 +291,42 @@ def m005_meta(db: Database) -> None:
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
+@migrations(name="m006_imported")
+def m006_imported(db: Database) -> None:
+    # Turns rebuilt from another tool's records (`replayer import claude-code`) instead of seen
+    # on the wire: their request is a reconstruction (no system prompt, no tools), so export
+    # marks them and rerun refuses them. (source, session, message key) makes a second import add
+    # only what is new; message_id finds a response copied into another session's file.
+    # Kept beside turns, not as columns of it, so recorded turns and their export are untouched.
+    db.execute(
+        """
+        CREATE TABLE imported_turns (
+            turn_id TEXT PRIMARY KEY REFERENCES turns(id),
+            source TEXT NOT NULL,            -- claude-code
+            session_id TEXT NOT NULL,
+            chain TEXT NOT NULL,             -- '' the session's main thread, else the subagent's id
+            message_key TEXT NOT NULL,       -- message id + request id (the line's uuid without them)
+            message_id TEXT,
+            context_reset INTEGER NOT NULL DEFAULT 0,   -- the first turn after a compaction summary
+            UNIQUE (source, session_id, message_key)
+        )"""
+    )
+    db.execute("CREATE INDEX imported_turns_message ON imported_turns(message_id)")
+    db.execute("CREATE INDEX imported_turns_chain ON imported_turns(source, session_id, chain)")
+    # A conversation started from another one's tool call (a Claude Code subagent): recorded on
+    # the wire, such calls thread as conversations of their own, and only a transcript says whose.
+    db.execute(
+        """
+        CREATE TABLE conversation_links (
+            conversation_id TEXT PRIMARY KEY REFERENCES conversations(id),
+            parent_id TEXT NOT NULL REFERENCES conversations(id),
+            kind TEXT NOT NULL,              -- subagent
+            tool_use_id TEXT                 -- the parent's tool call that started it, when known
+        )"""
+    )
+    db.execute("CREATE INDEX conversation_links_parent ON conversation_links(parent_id)")
+
+
 class Fault(StrEnum):
     """What made the database fail, as far as the remedy differs."""
 

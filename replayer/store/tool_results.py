@@ -9,7 +9,7 @@ from sqlite_utils import Database
 from ..bounded import BoundedDict
 from . import facts
 from .blobs import MAX_CACHE
-from .chain import chain_ids, shared_prefix
+from .chain import alike, chain_nodes, shared_prefix
 from .scan import ParsedRequest
 from .schema import blob_obj
 
@@ -41,8 +41,8 @@ class ToolResults:
             shared = 0
         elif 0 < prev_len <= len(nodes) and nodes[prev_len - 1] == prev_node:
             shared = prev_len  # the usual case: the whole previous context, then new messages
-        else:  # compacted or edited: compare node by node (equal node ids = equal prefixes)
-            shared = shared_prefix(chain_ids(self.db, prev_node), nodes)
+        else:  # compacted, edited, or a cache breakpoint moved: compare message by message
+            shared = self._shared(parsed, prev_node, prev_len)
         if shared >= len(nodes):
             return 0, 0
         end = self._total(parsed, len(nodes) - 1)
@@ -50,6 +50,24 @@ class ToolResults:
             return end
         start = self._total(parsed, shared - 1)
         return end[0] - start[0], end[1] - start[1]
+
+    def _shared(self, parsed: ParsedRequest, prev_node: int, prev_len: int) -> int:
+        """How many leading messages the request shares with the previous turn's context: node by
+        node (equal node ids = equal prefixes), then on over messages that differ only in
+        `cache_control` (an agent moving its cache breakpoint re-sends the last ones so)."""
+        before = chain_nodes(self.db, prev_node)[::-1]
+        nodes = parsed.nodes
+        shared = shared_prefix([nid for nid, _, _ in before], nodes)
+        end = min(prev_len, len(before), len(nodes))
+        while shared < end:
+            old_blob, new_blob = before[shared][2], parsed.blobs[shared]
+            if old_blob != new_blob:
+                message = parsed.messages[shared] if parsed.messages else None
+                new = message if message is not None else blob_obj(self.db, new_blob)
+                if not alike(blob_obj(self.db, old_blob), new):
+                    break
+            shared += 1
+        return shared
 
     def _total(self, parsed: ParsedRequest, k: int) -> tuple[int, int]:
         """tool_result blocks (and errors) in the request's messages 0..k, kept per node: a list's

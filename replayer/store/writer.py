@@ -57,9 +57,18 @@ LINGER_SECONDS = 0.2
 commit costs about 0.4 ms of CPU however few records it holds (each of the ~25 pages it dirties
 is checksummed and written to the WAL), so a fast loop's records are cheapest written some
 dozens at a time. Records become visible to readers this much later; flush() doesn't wait."""
-_started: set[Writer] = set()
+_started: set[Any] = set()
 """Every writer with a thread in this process, held strongly so a Recorder that was garbage
 collected still has its queue flushed at exit."""
+
+
+def closed_at_exit(writer: Any) -> None:
+    """Have `writer` (a Writer, or a ProcessWriter) flushed and closed when this process ends."""
+    _started.add(writer)
+    mp = sys.modules.get("multiprocessing.util")
+    if mp is not None:
+        # a multiprocessing child ends with os._exit, skipping atexit: flush there too
+        mp.Finalize(writer, writer.close, exitpriority=100)
 
 
 @atexit.register
@@ -97,8 +106,12 @@ class Writer:
         log_events: bool = False,
         max_pending: int = 20_000,
         linger: float | None = None,
+        owned: bool = False,
     ):
         self.path = path
+        self.owned = owned
+        """Closed by the writer that owns it (a ProcessWriter's stand-in), not at exit on its own:
+        its records are counted and reported once, by the owner."""
         self.linger = LINGER_SECONDS if linger is None else linger
         """See LINGER_SECONDS; the writer process gets records in bursts already and takes none."""
         self.redact = redact
@@ -144,6 +157,8 @@ class Writer:
             self._put_after_close = True
         if self._thread is None:
             self._start()
+        elif self.q.qsize() == MAX_BATCH:
+            self._wake.set()  # a full batch doesn't wait out the linger
 
     def start(self) -> None:
         """Start the writer thread now rather than at the first record."""
@@ -156,11 +171,8 @@ class Writer:
                 t = threading.Thread(target=self._run, name="replayer-writer", daemon=True)
                 t.start()
                 self._thread = t
-                _started.add(self)
-                mp = sys.modules.get("multiprocessing.util")
-                if mp is not None:
-                    # a multiprocessing child ends with os._exit, skipping atexit: flush there too
-                    mp.Finalize(self, self.close, exitpriority=100)
+                if not self.owned:
+                    closed_at_exit(self)
 
     def flush(self, timeout: float | None = None, *, closing: bool = False) -> bool:
         """Wait until everything put so far is written. False when it could not be: the database

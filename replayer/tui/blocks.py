@@ -106,6 +106,8 @@ def block_body(block: Any, full: bool = False) -> Text:
         return Text(cut(str(block.get("text") or ""), CUT, full))
     if kind == "thinking":
         return Text(cut(str(block.get("thinking") or ""), CUT, full), style="italic")
+    if kind == "redacted_thinking":  # encrypted by the API: nothing a person can read
+        return Text(f"(encrypted: {plural(len(str(block.get('data') or '')), 'character')})", style="dim italic")
     if kind in TOOL_USE_TYPES:
         return value_text(block.get("input"), full)
     if kind == "tool_result" or kind.endswith("_tool_result"):

@@ -167,7 +167,10 @@ def context_text(
             out.append_text(content_text(d.system, True))
             out.append("\n\n")
         for i, m in enumerate(d.context):
-            out.append(f"[{i}] {m.get('role')}\n", style="bold")
+            if is_system_entry(m):
+                out.append(f"[{i}] {SYSTEM_ENTRY}\n", style="bold yellow")
+            else:
+                out.append(f"[{i}] {m.get('role')}\n", style="bold")
             out.append_text(content_text(m.get("content") if isinstance(m, dict) else m, True))
             out.append("\n\n")
         return mark_matches(out, pattern)
@@ -187,7 +190,10 @@ def context_text(
             out.append(size + "\n\n", style="dim")
         else:
             label = "removed (compaction, truncation or an edit)" if ch.kind == "removed" else "added"
-            out.append(f"{sign}[{ch.position}] {ch.role} — {label}", style=style)
+            if ch.role == "system" and ch.kind == "added":  # instructions among the messages, not a turn
+                out.append(f"{sign}[{ch.position}] {SYSTEM_ENTRY} — {label}", style="bold yellow")
+            else:
+                out.append(f"{sign}[{ch.position}] {ch.role} — {label}", style=style)
             out.append(size + "\n", style="dim")
             content = (ch.message or {}).get("content") if isinstance(ch.message, dict) else ch.message
             several = est is not None and len(est) > 1
@@ -208,6 +214,15 @@ def context_text(
             style="dim",
         )
     return mark_matches(out, pattern)
+
+
+SYSTEM_ENTRY = "system entry (instructions among the messages)"
+"""How a `role: "system"` message is named: agents (Claude Code) put such entries mid-conversation;
+they are neither the system prompt nor a user's or the model's turn."""
+
+
+def is_system_entry(message: Any) -> bool:
+    return isinstance(message, dict) and message.get("role") == "system"
 
 
 def _share(estimates: list[float], i: int) -> str:

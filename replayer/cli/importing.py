@@ -1,0 +1,156 @@
+"""`replayer import`: other tools' records into the database (Claude Code's transcripts)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..fmt import plural
+from .base import UserError, db_option, db_path
+
+BIG_IMPORT = 20
+"""Files past which the progress bar shows even when stderr isn't a terminal."""
+MAX_REPORTED = 20
+"""Malformed lines reported one by one; past that, only their count."""
+
+
+@click.group("import")
+def import_() -> None:
+    """Bring records other tools kept into the database."""
+
+
+@import_.command("claude-code", short_help="Claude Code's session transcripts (default ~/.claude/projects).")
+@db_option
+@click.argument("paths", nargs=-1, metavar="[PATH]...", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout: what was imported.")
+@click.pass_context
+def claude_code(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
+    """Claude Code's own session transcripts (default: every *.jsonl under ~/.claude/projects).
+
+    Each session becomes a conversation tagged claude_code_session, each subagent a conversation
+    linked to it. Turns are marked reconstructed (a transcript keeps no system prompt or tools)
+    and can't be rerun. Importing again adds only what is new; calls recorded on the wire too
+    (proxy, middleware) are matched by message id and kept once, as recorded.
+    """
+    from ..imports import claude_code as cc
+    from ..store.imported import Counts, ImportWriter
+    from ..store.schema import open_db
+
+    roots = [p.expanduser() for p in paths] or [cc.default_root()]
+    for p in roots:
+        if not p.exists():
+            hint = "check the path" if paths else "Claude Code has saved no session here: give a PATH"
+            raise UserError(f"no such file or folder: {p}; {hint}")
+        if p.is_file():
+            try:
+                ok = cc.looks_like_transcript(p)
+            except OSError as e:
+                raise UserError(f"cannot read {p}: {e.strerror or e}") from None
+            if not ok:
+                raise UserError(
+                    f"{p} is not a Claude Code transcript (none of its lines is Claude Code's):"
+                    " give a session's .jsonl file or a folder of them"
+                )
+    files = cc.transcript_files(roots)
+    writer = ImportWriter(open_db(db_path(ctx)))
+    counts = Counts()
+    malformed: list[Any] = []
+    skipped: list[str] = []
+    unreadable: list[str] = []
+    bar = sys.stderr.isatty() or len(files) > BIG_IMPORT
+    progress = (
+        click.progressbar(files, label="importing", file=sys.stderr, show_pos=True)
+        if bar
+        else contextlib.nullcontext(files)
+    )
+    with progress as items:
+        for f in items:
+            try:
+                t = cc.read(f)
+            except OSError as e:
+                unreadable.append(f"cannot read {f}: {e.strerror or e}")
+                continue
+            if not t.is_transcript:
+                skipped.append(str(f))
+                continue
+            malformed += t.malformed
+            writer.write(t.chains, counts)
+
+    for m in malformed[:MAX_REPORTED]:
+        click.echo(f"replayer: {m} (line skipped)", err=True)
+    if len(malformed) > MAX_REPORTED:
+        click.echo(f"replayer: … and {plural(len(malformed) - MAX_REPORTED, 'more malformed line')}", err=True)
+    for line in unreadable:
+        click.echo(f"replayer: {line}", err=True)
+    if as_json:
+        doc = {
+            "files": len(files) - len(skipped) - len(unreadable),
+            "turns": counts.new,
+            "already_imported": counts.known,
+            "matched_recorded": counts.merged,
+            "conversations": sorted(counts.conversations),
+            "subagents_linked": sorted(counts.subagents),
+            "malformed": [{"file": str(m.path), "line": m.line, "what": m.what} for m in malformed],
+            "not_transcripts": skipped,
+            "unreadable": len(unreadable),
+        }
+        click.echo(json.dumps(doc, ensure_ascii=False))
+    click.echo(_summary(counts, len(files) - len(skipped) - len(unreadable), len(malformed), len(skipped)), err=True)
+
+
+def _summary(counts: Any, files: int, malformed: int, skipped: int) -> str:
+    parts = []
+    if counts.subagents:
+        parts.append(f"{plural(len(counts.subagents), 'subagent')} linked to its session")
+    if counts.known:
+        parts.append(f"{plural(counts.known, 'turn')} imported before")
+    if counts.merged:
+        parts.append(f"{plural(counts.merged, 'turn')} already recorded on the wire, kept as recorded")
+    if malformed:
+        parts.append(f"{plural(malformed, 'malformed line')} skipped")
+    if skipped:
+        parts.append(f"{plural(skipped, 'file')} not a transcript, skipped")
+    head = (
+        f"imported {plural(counts.new, 'turn')} ({plural(len(counts.conversations), 'new conversation')})"
+        f" from {plural(files, 'transcript file')}"
+    )
+    return head + (f" ({'; '.join(parts)})" if parts else "")
+
+
+def provenance_lines(prov: Any, turns: int) -> list[str]:
+    """What `show` prints above a conversation's turns about where they came from."""
+    out = []
+    if prov.source:
+        n = len(prov.reconstructed)
+        which = "all turns" if n == turns else f"{plural(n, 'turn')} of {turns}"
+        out.append(
+            f"imported from {prov.source} session {prov.session_id}: {which} reconstructed from the transcript"
+            " (no system prompt or tools; not rerunnable)"
+        )
+    if prov.parent:
+        via = f" (its tool call {prov.tool_use_id})" if prov.tool_use_id else ""
+        out.append(f"subagent of conversation {prov.parent}{via}")
+    if prov.children:
+        out.append(f"subagents: {', '.join(prov.children)}")
+    return out
+
+
+def provenance_doc(prov: Any) -> dict[str, Any]:
+    """The keys `show --json` adds for a conversation with imported turns or links."""
+    doc: dict[str, Any] = {}
+    if prov.source:
+        doc["imported_from"] = prov.source
+        doc["claude_code_session"] = prov.session_id
+        doc["reconstructed_turns"] = sorted(prov.reconstructed)
+        doc["context_resets"] = sorted(prov.resets)
+    if prov.parent:
+        doc["parent_conversation_id"] = prov.parent
+        doc["parent_tool_use_id"] = prov.tool_use_id
+    if prov.children:
+        doc["subagents"] = prov.children
+    return doc

@@ -1,0 +1,252 @@
+"""Imported turns: writing the turns read from Claude Code transcripts through the Ingestor (as
+recorded calls are written), once each and never beside the same call recorded on the wire, and
+reading back what sets them apart (reconstructed, context resets, subagent links).
+
+Which conversation a chain's new turns join: the one of its nearest earlier turn already in the
+database (imported before, or recorded on the wire: the wire record wins and keeps its place),
+else of its first such turn, else a new one named after the session (`cc_<session id>`, and
+`cc_<session id>_<agent id>` for a subagent), so importing again finds the same one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlite_utils import Database
+
+from ..captured import Captured, Context
+from ..imports.claude_code import SOURCE, Chain, Turn
+from .codec import digest
+from .ingest import Ingestor
+
+SESSION_TAG = "claude_code_session"
+"""The tag that groups a Claude Code session's conversations (the proxy tags its calls alike)."""
+AGENT_TAG = "claude_code_agent"
+
+
+@dataclass
+class Counts:
+    """What an import did, for its closing line."""
+
+    new: int = 0
+    """Turns written."""
+    known: int = 0
+    """Turns imported before."""
+    merged: int = 0
+    """Turns already recorded on the wire (matched by message id)."""
+    conversations: set[str] = field(default_factory=set)
+    """Conversations this import created."""
+    subagents: set[str] = field(default_factory=set)
+    """Conversations linked to a parent."""
+
+
+def conversation_id_for(session_id: str, chain: str) -> str:
+    return f"cc_{session_id}" if not chain else f"cc_{session_id}_{chain}"
+
+
+class ImportWriter:
+    """Writes chains into one Database, one transaction per `write`."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.ingestor = Ingestor(db)
+        self.main: dict[str, str] = {}
+        """Session id -> the conversation of its main thread, as this import found or made it."""
+
+    def write(self, chains: list[Chain], counts: Counts) -> None:
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.ingestor.others_wrote()
+            for chain in sorted(chains, key=lambda c: c.chain != ""):  # a parent before its subagents
+                self._chain(chain, counts)
+            self.ingestor.write_pending()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self.ingestor.forget()
+            raise
+
+    def _stored(self, t: Turn) -> tuple[str, bool] | None:
+        """(conversation, recorded on the wire) of a turn already in the database, else None."""
+        conn = self.db.conn
+        row = conn.execute(
+            """SELECT t.conversation_id FROM imported_turns i JOIN turns t ON t.id = i.turn_id
+               WHERE i.source = ? AND i.session_id = ? AND i.message_key = ?""",
+            (SOURCE, t.session_id, t.key),
+        ).fetchone()
+        if row is None and t.message_id:  # the same response in another session's file (a resume)
+            row = conn.execute(
+                """SELECT t.conversation_id FROM imported_turns i JOIN turns t ON t.id = i.turn_id
+                   WHERE i.message_id = ? LIMIT 1""",
+                (t.message_id,),
+            ).fetchone()
+        if row is not None:
+            return row[0], False
+        if t.message_id:
+            row = conn.execute(
+                "SELECT conversation_id FROM turns WHERE response_id = ? ORDER BY started_at LIMIT 1", (t.message_id,)
+            ).fetchone()
+            if row is not None:
+                return row[0], True
+        return None
+
+    def _chain(self, chain: Chain, counts: Counts) -> None:
+        conn = self.db.conn
+        stored = [self._stored(t) for t in chain.turns]
+        convs = [s[0] for s in stored if s is not None]
+        default = convs[0] if convs else conversation_id_for(chain.session_id, chain.chain)
+        tags: dict[str, Any] = {SESSION_TAG: chain.session_id}
+        if chain.chain:
+            tags[AGENT_TAG] = chain.chain
+        current = default
+        touched: list[str] = []
+        for t, s in zip(chain.turns, stored, strict=True):
+            if s is not None:
+                current = s[0]
+                if s[1]:
+                    counts.merged += 1
+                    self._tag(current, tags)
+                else:
+                    counts.known += 1
+                touched.append(current)
+                continue
+            if not conn.execute("SELECT 1 FROM conversations WHERE id = ?", (current,)).fetchone():
+                counts.conversations.add(current)
+            self._store(t, current, tags)
+            counts.new += 1
+            touched.append(current)
+        created = [c for c in dict.fromkeys(touched) if c in counts.conversations]
+        conn.executemany(
+            "UPDATE conversations SET origin = 'import' WHERE id = ? AND origin = 'explicit'", [(c,) for c in created]
+        )
+        if not touched:
+            return
+        if not chain.chain:
+            self.main.setdefault(chain.session_id, touched[0])
+            return
+        parent = self.main.get(chain.session_id) or self._main_of(chain.session_id)
+        if parent is None:
+            return
+        for conv in dict.fromkeys(touched):
+            if conv != parent:
+                cur = conn.execute(
+                    """INSERT OR IGNORE INTO conversation_links(conversation_id, parent_id, kind, tool_use_id)
+                       VALUES (?, ?, 'subagent', ?)""",
+                    (conv, parent, chain.tool_use_id),
+                )
+                if cur.rowcount:
+                    counts.subagents.add(conv)
+
+    def _main_of(self, session_id: str) -> str | None:
+        """The main thread's conversation of a session imported before."""
+        row = self.db.conn.execute(
+            """SELECT t.conversation_id FROM imported_turns i JOIN turns t ON t.id = i.turn_id
+               WHERE i.source = ? AND i.session_id = ? AND i.chain = '' ORDER BY t.started_at LIMIT 1""",
+            (SOURCE, session_id),
+        ).fetchone()
+        return row[0] if row else None
+
+    def _tag(self, conversation_id: str, tags: dict[str, Any]) -> None:
+        """A recorded conversation the transcript matched: add the session's tags it lacks."""
+        conn = self.db.conn
+        row = conn.execute("SELECT tags_json FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+        try:
+            have = json.loads(row[0]) if row and row[0] else {}
+        except ValueError:
+            return
+        if not isinstance(have, dict) or all(k in have for k in tags):
+            return
+        conn.execute(
+            "UPDATE conversations SET tags_json = ? WHERE id = ?",
+            (json.dumps({**have, **{k: v for k, v in tags.items() if k not in have}}), conversation_id),
+        )
+
+    def _store(self, t: Turn, conversation_id: str, tags: dict[str, Any]) -> None:
+        call_key = f"{SOURCE}:{t.session_id}:{t.key}"
+        captured = Captured(
+            call_key=call_key,
+            attempt=0,
+            t_start=t.at,
+            # as bytes, as a recorded call comes: the scanner then reuses the messages the turn
+            # before already stored instead of hashing the whole history again
+            request_bytes=t.make_body(),
+            status=200,
+            response_bytes=json.dumps(t.response, ensure_ascii=False).encode("utf-8", "surrogatepass"),
+            request_id=t.request_id,
+            ctx=Context(conversation_id=conversation_id, user_id=t.user_id, tags=tags),
+        )
+        self.ingestor.store(captured)
+        key = digest(call_key)[:16]
+        turn = self.ingestor.turn_by_call.get(key)
+        turn_id = (
+            turn.id if turn else self.db.conn.execute("SELECT id FROM turns WHERE call_key = ?", (key,)).fetchone()[0]
+        )
+        self.db.conn.execute(
+            """INSERT INTO imported_turns(turn_id, source, session_id, chain, message_key, message_id, context_reset)
+               VALUES (?, ?, ?, ?, ?, ?, ?)""",
+            (turn_id, SOURCE, t.session_id, t.chain, t.key, t.message_id, 1 if t.context_reset else 0),
+        )
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Provenance:
+    """Where a conversation's turns came from, beyond the wire: what `show` says about it."""
+
+    source: str | None
+    """The import its reconstructed turns came from (None: all recorded on the wire)."""
+    session_id: str | None
+    reconstructed: set[int]
+    """Indexes of its reconstructed turns."""
+    resets: set[int]
+    """Indexes of the turns that start after a compaction summary."""
+    parent: str | None
+    tool_use_id: str | None
+    children: list[str]
+
+
+def reconstructed(db: Database, turn_id: str) -> str | None:
+    """The source a turn was imported from (its request is a reconstruction), else None."""
+    try:
+        row = db.execute("SELECT source FROM imported_turns WHERE turn_id = ?", [turn_id]).fetchone()
+    except sqlite3.OperationalError:  # a database opened without migrating: nothing imported
+        return None
+    return row[0] if row else None
+
+
+def provenance(db: Database, conversation_id: str) -> Provenance | None:
+    """What `show` says about a conversation's imported turns and links; None for one that has
+    neither."""
+    rows = db.execute(
+        """SELECT t.idx, i.source, i.session_id, i.context_reset FROM imported_turns i
+           JOIN turns t ON t.id = i.turn_id WHERE t.conversation_id = ?""",
+        [conversation_id],
+    ).fetchall()
+    link = db.execute(
+        "SELECT parent_id, tool_use_id FROM conversation_links WHERE conversation_id = ?", [conversation_id]
+    ).fetchone()
+    children = [
+        r[0]
+        for r in db.execute(
+            "SELECT conversation_id FROM conversation_links WHERE parent_id = ? ORDER BY conversation_id",
+            [conversation_id],
+        )
+    ]
+    if not rows and link is None and not children:
+        return None
+    return Provenance(
+        source=rows[0][1] if rows else None,
+        session_id=rows[0][2] if rows else None,
+        reconstructed={r[0] for r in rows},
+        resets={r[0] for r in rows if r[3]},
+        parent=link[0] if link else None,
+        tool_use_id=link[1] if link else None,
+        children=children,
+    )

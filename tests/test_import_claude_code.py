@@ -1,0 +1,435 @@
+"""`replayer import claude-code`: transcripts from a real Claude Code run (and hand-made ones for
+what a short run can't produce) imported through the CLI, then read back through `export`,
+`list` and `show`; a call also recorded on the wire; rerun refused in the CLI and the browser."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import anthropic
+import pytest
+from click.testing import CliRunner
+from conftest import FAKE_KEY
+from tui_data import settle
+
+from replayer import Recorder, replay
+from replayer.cli import cli
+from replayer.fakeapi import Reply
+from replayer.store.queries import Store
+from replayer.store.schema import open_db
+
+FIXTURES = Path(__file__).parent / "fixtures" / "claude_code"
+REAL = FIXTURES / "projects"
+PROJECT = REAL / "-home-user-project"
+MAIN = "72e9ed59-f494-4b10-888d-85dff1ac9d11"  # a subagent, then /compact, then a parallel tool loop
+LOOP = "2b85f5cb-9ab7-4089-88c2-73c04e67955b"  # a parallel tool loop
+HANDMADE = FIXTURES / "handmade"
+
+
+def run(db, *args):
+    return CliRunner().invoke(cli, ["--db", str(db), *map(str, args)])
+
+
+def imported(db, *paths):
+    r = run(db, "import", "claude-code", *paths)
+    assert r.exit_code == 0, r.output
+    return r
+
+
+def lines_of(db, conversation=None):
+    r = run(db, "export", *(["--conversation", conversation] if conversation else []))
+    assert r.exit_code == 0, r.output
+    return [json.loads(x) for x in r.stdout.splitlines()]
+
+
+def show_json(db, conversation):
+    r = run(db, "show", conversation, "--json")
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def transcript(path):
+    """The fixture's lines (what the assertions are measured against)."""
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def responses(path):
+    """message id -> the transcript's assistant lines of that response, in file order."""
+    out: dict[str, list[dict]] = {}
+    for d in transcript(path):
+        if d.get("type") == "assistant" and d["message"].get("model") != "<synthetic>":
+            out.setdefault(d["message"]["id"], []).append(d)
+    return out
+
+
+def first_text(request):
+    content = request["messages"][0]["content"]
+    return content if isinstance(content, str) else content[0]["text"]
+
+
+def by_conversation(lines):
+    out: dict[str, list[dict]] = {}
+    for x in lines:
+        out.setdefault(x["conversation_id"], []).append(x)
+    return out
+
+
+def db_content(db):
+    """Every row of every table that matters, for comparing two states of the database."""
+    conn = sqlite3.connect(db)
+    tables = ["conversations", "turns", "attempts", "imported_turns", "conversation_links", "blobs", "nodes"]
+    return {t: sorted(map(repr, conn.execute(f"SELECT * FROM {t}").fetchall())) for t in tables}
+
+
+def test_a_session_becomes_a_conversation_in_chain_order(tmp_path):
+    db = tmp_path / "i.db"
+    imported(db, REAL)
+    convs = by_conversation(lines_of(db))
+    for session in (MAIN, LOOP):
+        file = PROJECT / f"{session}.jsonl"
+        got = convs[f"cc_{session}"]
+        expected = responses(file)
+        # one turn per API response, in the order the transcript wrote them
+        assert [x["response"]["id"] for x in got] == list(expected)
+        assert [x["index"] for x in got] == list(range(len(expected)))
+        for x in got:
+            assert x["reconstructed"] is True and x["imported_from"] == "claude-code"
+            assert set(x["request"]) == {"model", "messages"}  # no system prompt, no tools: not in a transcript
+            assert x["user_id"] is None  # 2.1.x transcripts name no account
+            last = expected[x["response"]["id"]][-1]
+            assert x["usage"] == last["message"]["usage"]
+            assert x["request_id"] == last["requestId"]
+            assert x["cost_usd"] is not None and x["cost_usd"] > 0
+    # the listing shows them, with their first prompt
+    listed = json.loads(run(db, "list", "--json").stdout)
+    assert {c["conversation_id"] for c in listed} == set(convs)
+    loop = next(c for c in listed if c["conversation_id"] == f"cc_{LOOP}")
+    assert loop["first_message"] == transcript(PROJECT / f"{LOOP}.jsonl")[2]["message"]["content"]
+    assert loop["tags"] == {"claude_code_session": LOOP}
+
+
+def test_tool_calls_sit_beside_their_results(tmp_path):
+    db = tmp_path / "i.db"
+    imported(db, PROJECT / f"{LOOP}.jsonl")
+    first, second = lines_of(db)
+    calls = [b for b in first["response"]["content"] if b["type"] == "tool_use"]
+    assert len(calls) == 2  # parallel calls, written on two lines, merged into one response
+    # Claude Code hangs the second result on another branch of the chain: both come back, in call order
+    results = second["request"]["messages"][-1]["content"]
+    assert [r["tool_use_id"] for r in results] == [c["id"] for c in calls]
+    written = {
+        b["tool_use_id"]: b["content"]
+        for d in transcript(PROJECT / f"{LOOP}.jsonl")
+        if d.get("type") == "user" and isinstance(d["message"]["content"], list)
+        for b in d["message"]["content"]
+    }
+    store = Store(open_db(db))
+    detail = store.turn_detail(first["turn_id"])
+    assert [(c.name, c.result) for c in detail.tool_calls] == [("Bash", written[c["id"]]) for c in calls]
+    assert "Bash, Bash" in run(db, "show", f"cc_{LOOP}").stdout
+
+
+def test_partial_lines_are_merged_into_the_complete_message(tmp_path):
+    db = tmp_path / "i.db"
+    file = HANDMADE / "partials-and-sidechain.jsonl"
+    imported(db, file)
+    lines = lines_of(db)
+    written = responses(file)
+    # one line per response, however many lines (and repeats of a line) the transcript wrote
+    assert sorted(x["response"]["id"] for x in lines) == sorted(written)
+    first = next(x for x in lines if x["response"]["id"] == "msg_h001")
+    parts = written["msg_h001"]
+    assert len(parts) == 3
+    # the grown text block replaces its partial; the usage is the final one, not the first line's
+    assert first["response"]["content"] == [parts[1]["message"]["content"][0], parts[2]["message"]["content"][0]]
+    assert first["usage"] == parts[-1]["message"]["usage"] != parts[0]["message"]["usage"]
+    assert first["response"]["stop_reason"] == parts[-1]["message"]["stop_reason"]
+
+
+def test_subagents_are_child_conversations_linked_to_their_session(tmp_path):
+    db = tmp_path / "i.db"
+    r = imported(db, REAL)
+    assert "1 subagent linked" in r.stderr
+    meta = json.loads(next(PROJECT.glob(f"{MAIN}/subagents/*.meta.json")).read_text())
+    agent_file = next(PROJECT.glob(f"{MAIN}/subagents/*.jsonl"))
+    agent = agent_file.stem.removeprefix("agent-")
+    child, parent = f"cc_{MAIN}_{agent}", f"cc_{MAIN}"
+    lines = by_conversation(lines_of(db))
+    assert [x["response"]["id"] for x in lines[child]] == list(responses(agent_file))
+    assert {x.get("parent_conversation_id") for x in lines[child]} == {parent}
+    assert all("parent_conversation_id" not in x for x in lines[parent])
+    assert show_json(db, child)["parent_conversation_id"] == parent
+    assert show_json(db, child)["parent_tool_use_id"] == meta["toolUseId"]
+    assert show_json(db, parent)["subagents"] == [child]
+    text = run(db, "show", child).stdout
+    assert f"subagent of conversation {parent} (its tool call {meta['toolUseId']})" in text
+    assert f"subagents: {child}" in run(db, "show", parent).stdout
+    listed = {c["conversation_id"]: c for c in json.loads(run(db, "list", "--json").stdout)}
+    assert listed[child]["tags"] == {"claude_code_session": MAIN, "claude_code_agent": agent}
+
+
+def test_an_older_inline_sidechain_is_linked_too(tmp_path):
+    db = tmp_path / "i.db"
+    imported(db, HANDMADE / "partials-and-sidechain.jsonl")
+    convs = by_conversation(lines_of(db))
+    assert len(convs) == 2
+    (child,) = [c for c in convs if c != "cc_11111111-1111-4111-8111-111111111111"]
+    assert [x["response"]["id"] for x in convs[child]] == ["msg_h002"]
+    assert convs[child][0]["parent_conversation_id"] == "cc_11111111-1111-4111-8111-111111111111"
+    assert convs[child][0]["request"]["messages"] == [{"role": "user", "content": "Find test_x"}]
+
+
+def test_a_compaction_summary_is_a_context_reset(tmp_path):
+    db = tmp_path / "i.db"
+    imported(db, PROJECT / f"{MAIN}.jsonl")
+    lines = lines_of(db, f"cc_{MAIN}")
+    summary = next(d for d in transcript(PROJECT / f"{MAIN}.jsonl") if d.get("isCompactSummary"))
+    # the turns after it start from the summary
+    starts = [x["index"] for x in lines if first_text(x["request"]) == summary["message"]["content"]]
+    reset = starts[0]
+    assert starts == list(range(reset, len(lines))) and reset > 0
+    after = [x for x in lines if x["index"] >= reset]
+    # the context starts again from the summary: nothing from before it is sent
+    first_prompt = lines[0]["request"]["messages"][0]["content"]
+    assert all(first_prompt not in json.dumps(x["request"]) for x in after)
+    assert show_json(db, f"cc_{MAIN}")["context_resets"] == [reset]
+    row = next(r for r in run(db, "show", f"cc_{MAIN}").stdout.splitlines() if r.strip().startswith(f"{reset} "))
+    assert "[context reset: compaction summary]" in row
+    # an older transcript: a summary line that starts a chain, with no boundary line before it
+    imported(db, HANDMADE / "compact-summary.jsonl")
+    assert show_json(db, "cc_33333333-3333-4333-8333-333333333333")["context_resets"] == [1]
+
+
+def test_importing_again_adds_only_what_is_new(tmp_path):
+    db = tmp_path / "i.db"
+    imported(db, REAL, HANDMADE)
+    before, exported = db_content(db), lines_of(db)
+    r = imported(db, REAL, HANDMADE)
+    assert r.stderr.splitlines()[-1].startswith("imported 0 turns (0 new conversations)")
+    assert f"{len(exported)} turns imported before" in r.stderr
+    imported(db, PROJECT / f"{MAIN}.jsonl")  # a file of the folder, named alone
+    assert db_content(db) == before and lines_of(db) == exported
+
+    # the session goes on: the next import adds its new turn, at the end of the same conversation
+    grown = tmp_path / "projects" / f"{LOOP}.jsonl"
+    grown.parent.mkdir()
+    shutil.copy(PROJECT / f"{LOOP}.jsonl", grown)
+    last = [d for d in transcript(grown) if d.get("type") == "assistant"][-1]
+    ask = {**last, "type": "user", "uuid": "new-user", "parentUuid": last["uuid"],
+           "message": {"role": "user", "content": "and now?"}}  # fmt: skip
+    ask.pop("requestId")
+    reply = {**last["message"], "id": "msg_new", "content": [{"type": "text", "text": "Now this."}]}
+    answer = {**last, "uuid": "new-answer", "parentUuid": "new-user", "requestId": "req_new", "message": reply}
+    with open(grown, "a") as f:
+        f.write(json.dumps(ask) + "\n" + json.dumps(answer) + "\n")
+    r = imported(db, grown)
+    assert r.stderr.splitlines()[-1].startswith("imported 1 turn (0 new conversations)")
+    conv = lines_of(db, f"cc_{LOOP}")
+    assert [x["response"]["id"] for x in conv] == [*responses(PROJECT / f"{LOOP}.jsonl"), "msg_new"]
+    assert conv[-1]["request"]["messages"][-1] == {"role": "user", "content": "and now?"}
+
+
+def test_a_call_recorded_on_the_wire_is_kept_once_as_recorded(api, tmp_path):
+    db = tmp_path / "i.db"
+    file = HANDMADE / "wire-merge.jsonl"
+    first = responses(file)["msg_wire0001"][0]
+    # the same call, recorded by the middleware: the fake answers with the transcript's message id
+    api.enqueue(Reply(body={**first["message"], "usage": first["message"]["usage"]}))
+    with Recorder(db) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+        client.messages.create(model=first["message"]["model"], max_tokens=100, system="You help.",
+                               messages=[{"role": "user", "content": "first question"}])  # fmt: skip
+    (wire,) = lines_of(db)
+    wire_text = run(db, "export").stdout
+    r = imported(db, file)
+    assert "1 turn already recorded on the wire, kept as recorded" in r.stderr
+    lines = lines_of(db)
+    assert [x["response"]["id"] for x in lines] == ["msg_wire0001", "msg_h301"]
+    # the wire record wins, byte for byte; the transcript's next turn joins its conversation after it
+    assert run(db, "export").stdout.splitlines()[0] == wire_text.splitlines()[0]
+    assert "reconstructed" not in lines[0] and lines[0]["request"]["system"] == "You help."
+    assert lines[1]["reconstructed"] is True
+    assert lines[1]["conversation_id"] == wire["conversation_id"] and lines[1]["index"] == 1
+    # and the recorded conversation now carries the session's tag
+    listed = json.loads(run(db, "list", "--json").stdout)
+    assert [c["tags"] for c in listed] == [{"claude_code_session": first["sessionId"]}]
+    before = db_content(db)
+    imported(db, file)
+    assert db_content(db) == before
+
+
+def test_rerun_refuses_an_imported_turn(tmp_path):
+    db = tmp_path / "i.db"
+    imported(db, PROJECT / f"{LOOP}.jsonl")
+    turn = lines_of(db)[0]["turn_id"]
+    r = run(db, "rerun", f"cc_{LOOP}:0", "--yes")
+    assert r.exit_code == 2
+    assert r.stderr.count("\n") == 1 and "reconstructed" in r.stderr and "can't be rerun" in r.stderr
+    with pytest.raises(replay.ReplayError, match="Claude Code transcript"):
+        replay.original(Store(open_db(db)), turn)
+    assert "rerun a turn" not in run(db, "show", f"cc_{LOOP}").stderr
+
+
+async def test_the_browser_refuses_to_rerun_an_imported_turn(tmp_path):
+    from replayer.tui.app import make_app
+    from replayer.tui.rerun import RerunScreen
+
+    db = tmp_path / "i.db"
+    imported(db, PROJECT / f"{LOOP}.jsonl")
+    app = make_app(db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        assert not isinstance(app.screen, RerunScreen)
+        assert any("reconstructed" in str(n.message) for n in app._notifications)
+
+
+def test_a_malformed_line_is_reported_and_the_rest_imported(tmp_path):
+    db = tmp_path / "i.db"
+    file = HANDMADE / "malformed.jsonl"
+    r = imported(db, file)
+    reported = [x for x in r.stderr.splitlines() if "line skipped" in x]
+    assert [x.split(": ")[1].rsplit(":", 1)[1] for x in reported] == ["2", "4", "5"]
+    assert all(x.startswith(f"replayer: {file}:") for x in reported)
+    assert "3 malformed lines skipped" in r.stderr
+    assert [x["response"]["id"] for x in lines_of(db)] == ["msg_h101", "msg_h102"]
+    # many: the first ones each on a line, then their count
+    noisy = tmp_path / "noisy.jsonl"
+    noisy.write_text(file.read_text() + "{not json\n" * 25)
+    r = imported(tmp_path / "j.db", noisy)
+    assert len([x for x in r.stderr.splitlines() if "line skipped" in x]) == 20
+    assert "… and 8 more malformed lines" in r.stderr
+
+
+def test_bad_paths_are_one_line_and_exit_2(tmp_path):
+    db = tmp_path / "i.db"
+    r = run(db, "import", "claude-code", tmp_path / "nowhere")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "no such file or folder" in r.stderr
+    other = tmp_path / "events.jsonl"
+    other.write_text('{"event": "click", "at": 1}\n' * 3)
+    r = run(db, "import", "claude-code", REAL, other)
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "is not a Claude Code transcript" in r.stderr
+    assert not db.exists()  # refused before anything was written
+    # no PATH and no ~/.claude/projects (HOME is a temp folder in tests)
+    r = run(db, "import", "claude-code")
+    assert r.exit_code == 2 and "Claude Code has saved no session here" in r.stderr
+
+
+def test_the_default_path_is_every_transcript_under_claude_projects(tmp_path):
+    home = Path.home()  # a temp folder (conftest)
+    shutil.copytree(REAL, home / ".claude" / "projects")
+    (home / ".claude" / "projects" / "notes.jsonl").write_text('{"note": 1}\n')  # not a transcript: skipped
+    db = tmp_path / "i.db"
+    r = imported(db)
+    assert "1 file not a transcript, skipped" in r.stderr
+    assert len(by_conversation(lines_of(db))) == 3
+
+
+def test_a_big_import_shows_progress(tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(25):
+        shutil.copy(HANDMADE / "compact-summary.jsonl", folder / f"s{i:02d}.jsonl")
+    r = imported(tmp_path / "i.db", folder)
+    assert "importing" in r.stderr
+    small = imported(tmp_path / "j.db", HANDMADE / "compact-summary.jsonl")
+    assert "importing" not in small.stderr
+
+
+def tangled(path, turns=40):
+    """A generated session whose chain is anything but a line: parallel tool results on
+    branches, a rewind to an earlier turn, a subagent's lines in between, a compaction, partial
+    lines written twice."""
+    sid, lines, parent = "55555555-5555-4555-8555-555555555555", [], None
+    at = iter(f"2026-11-24T10:{m:02d}:{s:02d}.000Z" for m in range(60) for s in range(60))
+
+    def add(kind, uuid, parent, content, **kw):
+        line = {"type": kind, "uuid": uuid, "parentUuid": parent, "sessionId": sid, "timestamp": next(at),
+                "isSidechain": kw.pop("side", False), **kw}  # fmt: skip
+        if kind in ("user", "assistant"):
+            line["message"] = {"role": kind, "content": content, **kw.pop("message", {})}
+        lines.append(line)
+        return uuid
+
+    parent = add("user", "u0", None, "start")
+    rewind_to = None
+    for i in range(turns):
+        msg = {"id": f"msg_t{i}", "model": "claude-sonnet-4-5", "usage": {"input_tokens": i, "output_tokens": 1}}
+        calls = [{"type": "tool_use", "id": f"t{i}_{k}", "name": "Read", "input": {"k": k}} for k in range(i % 3)]
+        a = add("assistant", f"a{i}", parent, [{"type": "text", "text": f"turn {i}"}], requestId=f"r{i}", message=msg)
+        if i == 5:
+            rewind_to = a
+        if i % 4 == 1:  # a partial line, then the same block grown
+            a = add("assistant", f"a{i}p", a, [{"type": "text", "text": f"turn {i} grown"}], requestId=f"r{i}",
+                    message=msg)  # fmt: skip
+        tips = []
+        for k, c in enumerate(calls):
+            a = add("assistant", f"a{i}c{k}", a, [c], requestId=f"r{i}", message=msg)
+            tips.append(a)
+        if i % 7 == 3:  # a subagent at work in between
+            s = add("user", f"s{i}", None, f"side task {i}", side=True)
+            add("assistant", f"sa{i}", s, [{"type": "text", "text": "done"}], side=True, requestId=f"sr{i}",
+                message={**msg, "id": f"msg_s{i}"})  # fmt: skip
+        answers = [[{"type": "tool_result", "tool_use_id": c["id"], "content": f"result {c['id']}"}] for c in calls]
+        results = [add("user", f"r{i}_{k}", tip, answers[k]) for k, tip in enumerate(tips)]  # each on its own branch
+        parent = results[-1] if results else add("user", f"u{i + 1}", a, f"next {i}")
+        if i == 12:  # the user rewinds to turn 5 and asks again
+            parent = add("user", f"rw{i}", rewind_to, "try that again")
+        if i == 25:
+            parent = add("system", f"cb{i}", None, None, subtype="compact_boundary", logicalParentUuid=parent)
+            parent = add("user", f"cs{i}", parent, "summary of it all", isCompactSummary=True)
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+def blocks(content):
+    return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+
+def test_each_body_is_what_building_it_alone_gives(tmp_path):
+    from replayer.imports import claude_code as cc
+    from replayer.imports.rebuild import Requests
+
+    file = tmp_path / "tangled.jsonl"
+    tangled(file)
+    t = cc.read(file)
+    assert not t.malformed and len(t.chains) > 1
+    turns = [x for c in t.chains for x in c.turns]
+    shared = turns[0].make_body.func.__self__
+    checked = 0
+    for turn in sorted(turns, key=lambda x: x.make_body.args[1]):  # as they are written: file order
+        body = turn.make_body()
+        alone = Requests(shared.by_uuid, shared.merged, shared.group_of, shared.results)
+        path = alone.path(shared.by_uuid[turn.uuid])
+        assert body == alone.body(path, *turn.make_body.args[1:]), turn.key
+        request = json.loads(body)
+        roles = [m["role"] for m in request["messages"]]
+        assert all(a != b for a, b in zip(roles, roles[1:], strict=False))  # alternating, as the API wants
+        checked += 1
+    assert checked == len(turns) == 40 + len([i for i in range(40) if i % 7 == 3])
+    # and through the CLI: every call of an assistant is answered in the next message
+    db = tmp_path / "i.db"
+    imported(db, file)
+    for line in lines_of(db):
+        msgs = line["request"]["messages"]
+        for m, nxt in zip(msgs, msgs[1:], strict=False):
+            calls = [b["id"] for b in blocks(m["content"]) if b.get("type") == "tool_use"]
+            answered = [b["tool_use_id"] for b in blocks(nxt["content"]) if b.get("type") == "tool_result"]
+            assert answered[: len(calls)] == calls
+
+
+def test_the_user_is_the_sessions_account_when_the_transcript_names_one(tmp_path):
+    named = transcript(HANDMADE / "compact-summary.jsonl")
+    named[0]["accountUuid"] = "acct-0042"  # on one line (the first prompt): it names the session's user
+    file = tmp_path / "account.jsonl"
+    file.write_text("".join(json.dumps(x) + "\n" for x in named))
+    db = tmp_path / "i.db"
+    imported(db, file)
+    turns = len(responses(file))
+    assert [x["user_id"] for x in lines_of(db)] == ["acct-0042"] * turns
+    assert json.loads(run(db, "list", "--json", "--user", "acct-0042").stdout)[0]["turns"] == turns
