@@ -274,7 +274,7 @@ class Ingestor:
         )
         self.usage += rows
         if isinstance(usage, dict):
-            self.last_reads[conv_rowid] = (turn.idx, rows[0].cr)
+            self.last_reads[conv_rowid] = (turn.idx, rows[0].cache_read)
         if ok:
             if not new_turn:  # a retry that succeeded (a new turn got them as it was inserted)
                 conn.execute(
