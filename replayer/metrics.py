@@ -31,10 +31,13 @@ from .models import (
     UserToday,
 )
 from .pricing import PriceTable
-from .store.aggregate import cache_break_runs
+from .store.aggregate import ConversationName, cache_break_runs
 
 if TYPE_CHECKING:
     from .store.queries import Store
+
+_UNNAMED = ConversationName("", None, "")
+"""What `names.get` gives for a rowid it does not hold."""
 
 
 def rewrite_cost(prices: PriceTable, usage: dict[str, Any], model: str | None) -> float | None:
@@ -111,14 +114,14 @@ def stats(
     reruns = RerunSpend(cost_usd=0.0, turns=0, variants=0)
     variants = set()
     for g in groups:
-        if names.get(g.conv, ("", None, ""))[2] == "rerun":
+        if names.get(g.conv, _UNNAMED).origin == "rerun":
             reruns.cost_usd += g.cost_usd or 0.0
             reruns.turns += g.turns
             variants.add(g.conv)
     reruns.variants = len(variants)
     groups = [g for g in groups if g.conv not in variants]
     if user is not None:
-        groups = [g for g in groups if names.get(g.conv, ("", None, ""))[1] == user]
+        groups = [g for g in groups if names.get(g.conv, _UNNAMED).user_id == user]
 
     day_of: dict[int, date] = {}
 
@@ -134,7 +137,7 @@ def stats(
     convs: dict[int, dict[str, Any]] = {}
     unpriced: dict[str, int] = defaultdict(int)
     for g in groups:
-        uid = names.get(g.conv, ("", None, ""))[1]
+        uid = names.get(g.conv, _UNNAMED).user_id
         cost = g.cost_usd or 0.0
         if g.cost_usd is None:
             unpriced[g.model or "(none)"] += g.priced
@@ -223,7 +226,9 @@ def stats(
             extra = 0.0
             for model, usage in series[first_turn : last_turn + 1]:
                 extra += rewrite_cost(prices, usage or {}, model) or 0.0
-            alerts.append(CacheAlert(conversation_id=names[conv][0], turn_index=first_turn, extra_cost_usd=extra))
+            alerts.append(
+                CacheAlert(conversation_id=names[conv].conversation_id, turn_index=first_turn, extra_cost_usd=extra)
+            )
 
     return Stats(
         since=first.isoformat(),
@@ -257,7 +262,10 @@ def stats(
         ),
         top_conversations=[
             ConversationSpend(
-                conversation_id=names[conv][0], user_id=names[conv][1], cost_usd=c["cost"], turns=c["turns"]
+                conversation_id=names[conv].conversation_id,
+                user_id=names[conv].user_id,
+                cost_usd=c["cost"],
+                turns=c["turns"],
             )
             for conv, c in sorted(convs.items(), key=lambda kv: -kv[1]["cost"])[:10]
         ],

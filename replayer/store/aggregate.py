@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..pricing import KINDS, PriceTable
 from ..wire import token_count
@@ -170,9 +170,22 @@ def conversation_totals(db: Any, prices: PriceTable) -> dict[int, Totals]:
     return out
 
 
-def conversations_by_rowid(db: Any) -> dict[int, tuple[str, str | None, str]]:
-    """rowid -> (conversation id, user id, origin)."""
-    return {r[0]: (r[1], r[2], r[3]) for r in db.execute("SELECT rowid, id, user_id, origin FROM conversations")}
+class ConversationName(NamedTuple):
+    """A conversation as the rollup's rowids name it."""
+
+    conversation_id: str
+    user_id: str | None
+    origin: str
+
+
+def conversations_by_rowid(db: Any) -> dict[int, ConversationName]:
+    """rowid -> the conversation's id, user and origin."""
+    return {
+        rowid: ConversationName(conversation_id, user_id, origin)
+        for rowid, conversation_id, user_id, origin in db.execute(
+            "SELECT rowid, id, user_id, origin FROM conversations"
+        )
+    }
 
 
 def latency_percentile(

@@ -80,8 +80,8 @@ def main() -> None:
             break
         if msg[0] == "put":
             received += len(msg[1])
-            for cap in msg[1]:
-                writer.put(cap)
+            for captured in msg[1]:
+                writer.put(captured)
         elif msg[0] == "flush":
             _, seq, closing = msg
             ok = writer.close(None) if closing else writer.flush(None)

@@ -5,7 +5,7 @@ priced kind by kind."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..models import ContextChange, ToolCall, TurnDetail, TurnSummary, UsageLine
 from ..wire import TOOL_USE_TYPES, content_blocks, is_error_result
@@ -14,6 +14,14 @@ from .chain import alike, shared_prefix
 
 if TYPE_CHECKING:
     from .queries import Store
+
+
+class _PreviousTurn(NamedTuple):
+    """What the context changes are measured against: the turn before's context and blobs."""
+
+    context_node: int | None
+    system_blob: int | None
+    tools_blob: int | None
 
 
 def turn_detail(store: Store, turn_id: str, timeline: list[TurnSummary] | None = None) -> TurnDetail:
@@ -46,12 +54,13 @@ def turn_detail(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
     changes: list[ContextChange] = []
     prev = None
     if idx > 0:
-        prev = store.db.execute(
+        row = store.db.execute(
             "SELECT context_node, system_blob, tools_blob FROM turns WHERE conversation_id = ? AND idx = ?",
             [conversation_id, idx - 1],
         ).fetchone()
+        prev = _PreviousTurn(*row) if row is not None else None
     if prev is not None:
-        before = store.blob_chain(prev[0])
+        before = store.blob_chain(prev.context_node)
         common = shared_prefix(before, chain)
         gone = [json.loads(text) for text in store.blob_texts(before[common:])]
         while gone and common < len(context) and alike(gone[0], context[common]):
@@ -63,9 +72,9 @@ def turn_detail(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
             changes.append(
                 ContextChange(kind="added", position=pos, role=context[pos].get("role"), message=context[pos])
             )
-        if prev[1] != system_blob:
+        if prev.system_blob != system_blob:
             changes.insert(0, ContextChange(kind="system", message=store.blob_value(system_blob)))
-        if prev[2] != tools_blob:
+        if prev.tools_blob != tools_blob:
             changes.insert(0, ContextChange(kind="tools", message=store.blob_value(tools_blob)))
     else:
         changes = [

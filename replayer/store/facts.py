@@ -46,10 +46,10 @@ class UsageRow(NamedTuple):
     new_turn: int
     input: int | None
     output: int | None
-    w5m: int | None
-    w1h: int | None
-    cr: int | None
-    web: int | None
+    cache_write_5m: int | None
+    cache_write_1h: int | None
+    cache_read: int | None
+    web_searches: int | None
     batch: int
     tool_results: int
     tool_errors: int
@@ -57,13 +57,64 @@ class UsageRow(NamedTuple):
     rewrite: int
 
 
-assert ", ".join(UsageRow._fields) == USAGE_COLUMNS
+COLUMN_OF_FIELD = {"cache_write_5m": "w5m", "cache_write_1h": "w1h", "cache_read": "cr", "web_searches": "web"}
+"""The short column names the tables were created with (renaming a column is a migration; a field is not)."""
+
+
+def _columns(fields: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(COLUMN_OF_FIELD.get(f, f) for f in fields)
+
+
+assert ", ".join(_columns(UsageRow._fields)) == USAGE_COLUMNS
 
 ROLLUP_SUMS = (
     "turns", "attempts", "errors", "limited", "priced",
     "input", "output", "w5m", "w1h", "cr", "web", "tool_results", "tool_errors", "rewrites", "timed",
 )  # fmt: skip
 ROLLUP_COLUMNS = ("conv", "bucket", "model", "batch", "band", *ROLLUP_SUMS, "sys_min", "sys_max", "sys_nulls")
+
+
+class RollupRow(NamedTuple):
+    """A usage row's contribution to one `rollup` row, or several summed (in ROLLUP_COLUMNS' order)."""
+
+    conv: int
+    bucket: int
+    model: str
+    batch: int
+    band: int
+    turns: int
+    attempts: int
+    errors: int
+    limited: int
+    priced: int
+    input: int
+    output: int
+    cache_write_5m: int
+    cache_write_1h: int
+    cache_read: int
+    web_searches: int
+    tool_results: int
+    tool_errors: int
+    rewrites: int
+    timed: int
+    sys_min: int | None
+    sys_max: int | None
+    sys_nulls: int
+
+
+_FIELD = {name: i for i, name in enumerate(RollupRow._fields)}
+# `_summed` runs once or twice per attempt on the write path: it adds rows up in place by
+# position (the positions named here, from the fields) rather than building a new NamedTuple
+# for every addition, which measured slower
+_KEY_LEN = _FIELD["turns"]
+"""conv, bucket, model, batch, band: the rollup's primary key (rows with the same key are summed)."""
+_SUMS = range(_FIELD["turns"], _FIELD["sys_min"])
+"""turns .. timed: the columns the upsert adds up (ROLLUP_SUMS)."""
+_SYS_MIN, _SYS_MAX, _SYS_NULLS = _FIELD["sys_min"], _FIELD["sys_max"], _FIELD["sys_nulls"]
+
+
+assert _columns(RollupRow._fields) == ROLLUP_COLUMNS
+assert tuple(_columns(RollupRow._fields)[i] for i in _SUMS) == ROLLUP_SUMS
 UPSERT_ROLLUP = (
     f"INSERT INTO rollup({', '.join(ROLLUP_COLUMNS)}) VALUES ({','.join('?' * len(ROLLUP_COLUMNS))}) "
     "ON CONFLICT(conv, bucket, model, batch, band) DO UPDATE SET "
@@ -117,8 +168,8 @@ SCHEMA = (
 
 def token_parts(usage: dict[str, Any]) -> tuple[int, int, int, int, int, int, int]:
     """input, output, 5-minute writes, 1-hour writes, reads, web searches, batch (0/1)."""
-    inp, out, w5m, w1h, cr, web, batch = pricing_parts(usage)
-    return inp, out, w5m, w1h, cr, web, 1 if batch else 0
+    inp, out, write_5m, write_1h, reads, web, batch = pricing_parts(usage)
+    return inp, out, write_5m, write_1h, reads, web, 1 if batch else 0
 
 
 def tool_counts(messages: list[Any]) -> tuple[int, int]:
@@ -162,32 +213,33 @@ def usage_rows(
     head = (conv, idx, attempt_id, 0, turn, at, model, status, latency_ms, 1 if error else 0, 1 if new_turn else 0)
     if not isinstance(usage, dict):
         return [UsageRow(*head, None, None, None, None, None, None, 0, *tools, system, 0)]
-    p = token_parts(usage)
-    out = [UsageRow(*head, *p, *tools, system, 1 if is_rewrite(p[2] + p[3], p[4], prev_reads) else 0)]
+    parts = token_parts(usage)
+    _inp, _out, write_5m, write_1h, reads, _web, _batch = parts
+    out = [UsageRow(*head, *parts, *tools, system, 1 if is_rewrite(write_5m + write_1h, reads, prev_reads) else 0)]
     for i, it in enumerate(usage.get("iterations") or (), 1):
         if isinstance(it, dict) and it.get("type") == "compaction":
-            q = token_parts(it)
             out.append(
-                UsageRow(conv, idx, attempt_id, i, turn, at, it.get("model") or model, None, None, 0, 0, *q, 0, 0,
+                UsageRow(conv, idx, attempt_id, i, turn, at, it.get("model") or model, None, None, 0, 0,
+                         *token_parts(it), 0, 0,
                          system, 0)
             )
     return out
 
 
-def rollup_row(u: UsageRow) -> tuple[Any, ...]:
-    """A usage row as its contribution to the rollup (in ROLLUP_COLUMNS' order)."""
+def rollup_row(u: UsageRow) -> RollupRow:
+    """A usage row as its contribution to the rollup."""
     (conv, _idx, _aid, part, _turn, at, model, status, latency, error, new_turn,
-     inp, out, w5m, w1h, cr, web, batch, tr, te, system, rewrite) = u  # fmt: skip
+     inp, out, write_5m, write_1h, reads, web, batch, tool_results, tool_errors, system, rewrite) = u  # fmt: skip
     priced = inp is not None
-    prompt = (inp or 0) + (w5m or 0) + (w1h or 0) + (cr or 0)
+    prompt = (inp or 0) + (write_5m or 0) + (write_1h or 0) + (reads or 0)
     first = part == 0
-    return (
+    return tuple.__new__(RollupRow, (  # as _make does, without its Python frame (the write path)
         conv, int(at // BUCKET_S), model or "", batch, bisect.bisect_left(EDGES, prompt) if priced else 0,
         new_turn, 1 if first else 0, error, 1 if first and status in (429, 529) else 0, 1 if priced else 0,
-        inp or 0, out or 0, w5m or 0, w1h or 0, cr or 0, web or 0, tr, te, rewrite,
+        inp or 0, out or 0, write_5m or 0, write_1h or 0, reads or 0, web or 0, tool_results, tool_errors, rewrite,
         1 if first and latency is not None else 0,
         system, system, 1 if system is None and first else 0,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def prev_reads(db: Any, conv: int, idx: int) -> int | None:
@@ -208,26 +260,21 @@ def write(db: Any, rows: list[UsageRow]) -> None:
     db.executemany(UPSERT_ROLLUP, _summed(rows))
 
 
-_KEY = 5  # conv, bucket, model, batch, band
-_SYS = _KEY + len(ROLLUP_SUMS)  # sys_min, sys_max, sys_nulls follow the sums
-
-
 def _summed(rows: list[UsageRow]) -> list[tuple[Any, ...]]:
-    """The rows' rollup contributions, summed per key as the upsert would sum them."""
+    """The rows' rollup contributions (RollupRow's columns), summed per key as the upsert would sum them."""
     acc: dict[tuple[Any, ...], list[Any]] = {}
     for u in rows:
         r = rollup_row(u)
-        key = r[:_KEY]
+        key = r[:_KEY_LEN]
         got = acc.get(key)
         if got is None:
-            acc[key] = list(r[_KEY:])
+            acc[key] = list(r)
             continue
-        for i in range(len(ROLLUP_SUMS)):
-            got[i] += r[_KEY + i]
-        lo, hi = r[_SYS], r[_SYS + 1]
-        j = len(ROLLUP_SUMS)
-        if lo is not None:
-            got[j] = lo if got[j] is None else min(got[j], lo)
-            got[j + 1] = hi if got[j + 1] is None else max(got[j + 1], hi)
-        got[j + 2] += r[_SYS + 2]
-    return [(*k, *v) for k, v in acc.items()]
+        for i in _SUMS:
+            got[i] += r[i]
+        low, high = r.sys_min, r.sys_max
+        if low is not None:
+            got[_SYS_MIN] = low if got[_SYS_MIN] is None else min(got[_SYS_MIN], low)
+            got[_SYS_MAX] = high if got[_SYS_MAX] is None else max(got[_SYS_MAX], high)
+        got[_SYS_NULLS] += r.sys_nulls
+    return [tuple(v) for v in acc.values()]

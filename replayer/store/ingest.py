@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from sqlite_utils import Database
@@ -60,6 +61,41 @@ class LastTurn(NamedTuple):
     context_len: int
 
 
+class LastReads(NamedTuple):
+    """Of a conversation: the turn index and cache reads of the last usage this connection wrote."""
+
+    idx: int
+    cache_read: int | None
+
+
+class Reply(NamedTuple):
+    """What a new turn's first attempt got back, when it succeeded."""
+
+    response_id: str | None
+    model: str | None
+
+
+class ThreadParent(NamedTuple):
+    """The turn a tool-runner thread request continues (by its reply's message id)."""
+
+    conversation_id: str
+    context_node: int | None
+    context_len: int | None
+    system_blob: int | None
+    tools_blob: int | None
+    response_content: int
+
+
+@dataclass(slots=True)
+class Touched:
+    """A known conversation's new turns, waiting for `write_pending` to update its row."""
+
+    last_at: str
+    turns: int
+    user_id: str | None
+    tags: str | None
+
+
 def response_parts(resp: Any) -> tuple[Any, dict[str, Any] | None]:
     """(skeleton with content and usage nulled, the assistant message its content makes).
 
@@ -90,8 +126,8 @@ class Ingestor:
         """Call key -> its turn, for the call's retries (the oldest forgotten first)."""
         self.next_idx: BoundedDict[str, LastTurn] = BoundedDict(MAX_TURNS)
         """Conversations this connection added turns to (see `LastTurn`)."""
-        self.last_reads: BoundedDict[int, tuple[int, int | None]] = BoundedDict(MAX_TURNS)
-        """Conversation rowid -> (turn index, cache reads) of the last usage this connection wrote."""
+        self.last_reads: BoundedDict[int, LastReads] = BoundedDict(MAX_TURNS)
+        """Conversation rowid -> the last usage this connection wrote of it."""
         self.conv_rowids: BoundedDict[str, int] = BoundedDict(MAX_TURNS)
         """Conversations this connection wrote a turn of: id -> rowid."""
         self.data_version: int | None = None
@@ -99,8 +135,8 @@ class Ingestor:
         """Search text waiting for `write_pending` (turn_text rowid, text)."""
         self.usage: list[facts.UsageRow] = []
         """usage rows waiting for `write_pending` (the rollup is summed from them)."""
-        self.touched: dict[int, list[Any]] = {}
-        """Conversations' new turns waiting for `write_pending`: rowid -> [last start, turns, user, tags]."""
+        self.touched: dict[int, Touched] = {}
+        """Conversations' new turns waiting for `write_pending`, by conversation rowid."""
 
     # -- the batch around the attempts --------------------------------------------------------
     def others_wrote(self) -> None:
@@ -117,12 +153,12 @@ class Ingestor:
     def touch_conversation(self, rowid: int, started: str, user_id: str | None, tags: str | None) -> None:
         got = self.touched.get(rowid)
         if got is None:
-            self.touched[rowid] = [started, 1, user_id, tags]
+            self.touched[rowid] = Touched(started, 1, user_id, tags)
             return
-        got[0] = max(got[0], started)
-        got[1] += 1
-        got[2] = got[2] or user_id
-        got[3] = got[3] or tags
+        got.last_at = max(got.last_at, started)
+        got.turns += 1
+        got.user_id = got.user_id or user_id
+        got.tags = got.tags or tags
 
     def write_pending(self, *, index: bool = True) -> None:
         """Write the rows that nothing reads back while a batch is written: at its end, a few
@@ -140,7 +176,7 @@ class Ingestor:
             conn.executemany(
                 """UPDATE conversations SET last_at = MAX(last_at, ?), turn_count = turn_count + ?,
                        user_id = COALESCE(user_id, ?), tags_json = COALESCE(tags_json, ?) WHERE rowid = ?""",
-                [(*v, k) for k, v in self.touched.items()],
+                [(t.last_at, t.turns, t.user_id, t.tags, rowid) for rowid, t in self.touched.items()],
             )
             self.touched = {}
         if self.usage:
@@ -154,9 +190,9 @@ class Ingestor:
 
     def forget(self) -> None:
         """Drop every cache (after a rollback the ids they hold may not exist)."""
-        self.texts, self.usage, self.threads.tip_rows, self.touched = [], [], {}, {}
+        self.texts, self.usage, self.touched = [], [], {}
         self.conv_rowids.clear()
-        self.threads.forget()
+        self.threads.drop()
         self.next_idx.clear()
         self.last_reads.clear()
         self.tool_results.forget()
@@ -202,7 +238,7 @@ class Ingestor:
         new_turn = turn is None
         tools = (0, 0)
         if turn is None:
-            reply = (response_id, model) if ok else None
+            reply = Reply(response_id, model) if ok else None
             turn, tools = self._new_turn(captured, parsed, started, call_key, reply)
             self.turn_by_call[call_key] = turn
             if len(self.turn_by_call) > MAX_TURNS:
@@ -252,8 +288,8 @@ class Ingestor:
         conv_rowid = turn.conversation_rowid
         if isinstance(usage, dict):
             last = self.last_reads.get(conv_rowid)
-            if last is not None and last[0] == turn.idx - 1:
-                prev_reads = last[1]
+            if last is not None and last.idx == turn.idx - 1:
+                prev_reads = last.cache_read
             elif turn.idx > 0:
                 self.write_pending(index=False)
                 prev_reads = facts.prev_reads(conn, conv_rowid, turn.idx)
@@ -275,7 +311,7 @@ class Ingestor:
         )
         self.usage += rows
         if isinstance(usage, dict):
-            self.last_reads[conv_rowid] = (turn.idx, rows[0].cr)
+            self.last_reads[conv_rowid] = LastReads(turn.idx, rows[0].cache_read)
         if ok:
             if not new_turn:  # a retry that succeeded (a new turn got them as it was inserted)
                 conn.execute(
@@ -290,9 +326,7 @@ class Ingestor:
                 # request that extends them continues it (an agent never continues a rerun). A
                 # tool-runner thread request's messages are only its new ones: its conversation can
                 # no longer be found by keys.
-                if self.threads.full():
-                    self.write_pending(index=False)
-                    self.threads.forget()
+                self.threads.make_room()
                 self.threads.move(turn.conversation_id, reply_key if body.get("thread") is None else None, attempt_id)
         event = None
         if log_event:
@@ -302,10 +336,10 @@ class Ingestor:
         return Stored(turn.conversation_id, new_turn, event)
 
     def _new_turn(
-        self, captured: Captured, parsed: ParsedRequest, started: str, call_key: str, reply: tuple[Any, Any] | None
+        self, captured: Captured, parsed: ParsedRequest, started: str, call_key: str, reply: Reply | None
     ) -> tuple[Turn, tuple[int, int]]:
-        """Insert a turn (and its conversation when new); `reply`: (response id, model) when this
-        attempt succeeded. Returns the turn and the tool results its request added."""
+        """Insert a turn (and its conversation when new); `reply`: when this attempt succeeded.
+        Returns the turn and the tool results its request added."""
         conn = self.db.conn
         body = parsed.skeleton
         ctx = captured.ctx
@@ -324,7 +358,7 @@ class Ingestor:
         if isinstance(thread, dict) and thread.get("type") == "continue" and thread.get("previous_message_id"):
             # tool-runner thread mode: the request carries only new messages; the context is the
             # previous turn's context, its reply, and these
-            prev = conn.execute(
+            row = conn.execute(
                 """SELECT t.conversation_id, t.context_node, t.context_len, t.system_blob, t.tools_blob,
                           a.response_content
                    FROM turns t JOIN attempts a ON a.turn_id = t.id
@@ -332,18 +366,19 @@ class Ingestor:
                    ORDER BY a.attempt DESC LIMIT 1""",
                 (thread["previous_message_id"],),
             ).fetchone()
-            if prev is not None:
-                conversation_id = conversation_id or prev[0]
+            if row is not None:
+                prev = ThreadParent(*row)
+                conversation_id = conversation_id or prev.conversation_id
                 origin = "thread" if origin == "auto" else origin
-                parent, depth = prev[1] or 0, prev[2] or 0
+                parent, depth = prev.context_node or 0, prev.context_len or 0
                 depth += 1
-                parent = self.blobs.node(parent, prev[5], depth)
+                parent = self.blobs.node(parent, prev.response_content, depth)
                 for blob in parsed.blobs:
                     depth += 1
                     parent = self.blobs.node(parent, blob, depth)
                 context_node, context_len = parent, depth
-                system = system if system is not None else prev[3]
-                tools = tools if tools is not None else prev[4]
+                system = system if system is not None else prev.system_blob
+                tools = tools if tools is not None else prev.tools_blob
 
         if conversation_id is None and len(parsed.thread_keys) > 1:
             # a conversation whose latest reply ends a prefix of these messages (the longest)
@@ -397,13 +432,13 @@ class Ingestor:
                 user_id,
                 ctx.trace_id if ctx else None,
                 captured.endpoint,
-                reply[1] if reply else body.get("model"),
+                reply.model if reply else body.get("model"),
                 1 if captured.stream else 0,
                 system,
                 tools,
                 context_node,
                 context_len,
-                reply[0] if reply else None,
+                reply.response_id if reply else None,
             ),
         )
         rowid = int(cur.lastrowid or 0)

@@ -245,23 +245,23 @@ class ProcessWriter:
                     batch, size = [], 0
                     self._send_flush(item)
                     continue
-                cap = self._captured(item)
-                if cap is None:
+                captured = self._captured(item)
+                if captured is None:
                     continue
-                batch.append(cap)
-                size += sum(len(b) for b in (cap.request_bytes, cap.response_bytes, cap.sse) if b)
+                batch.append(captured)
+                size += sum(len(b) for b in (captured.request_bytes, captured.response_bytes, captured.sse) if b)
                 if size >= FRAME_BYTES:
                     self._send_batch(batch)
                     batch, size = [], 0
             self._send_batch(batch)
             # not kept while waiting: a stream's capture holds its response, request and credentials
-            items = batch = item = cap = None  # type: ignore[assignment]
+            items = batch = item = captured = None  # type: ignore[assignment]
 
     def _captured(self, item: Any) -> Captured | None:
         try:
-            cap = item if isinstance(item, Captured) else item.captured()
-            read_headers(cap)
-            return cap
+            captured = item if isinstance(item, Captured) else item.captured()
+            read_headers(captured)
+            return captured
         except Exception as e:  # noqa: BLE001 - never let the feeder die
             self._own_failed += 1
             log.warning("replayer: could not read a captured call (%s: %s); it was skipped", type(e).__name__, e)
@@ -272,8 +272,8 @@ class ProcessWriter:
             return
         if self._thread_only or not self._child_ready():
             self._local_used = not self._thread_only
-            for cap in batch:
-                self._fallback().put(cap)
+            for captured in batch:
+                self._fallback().put(captured)
             return
         if self._local_used and self._local is not None:
             # what the thread writer took while the child started is written first: a
@@ -284,12 +284,12 @@ class ProcessWriter:
             frame = pickle.dumps(("put", batch), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001 - a record holds what can't be pickled: it is written here
             kept = []
-            for cap in batch:
+            for captured in batch:
                 try:
-                    pickle.dumps(cap, protocol=pickle.HIGHEST_PROTOCOL)
-                    kept.append(cap)
+                    pickle.dumps(captured, protocol=pickle.HIGHEST_PROTOCOL)
+                    kept.append(captured)
                 except Exception:  # noqa: BLE001
-                    self._fallback().put(cap)
+                    self._fallback().put(captured)
             if not kept:
                 return
             batch = kept
@@ -297,8 +297,8 @@ class ProcessWriter:
         if self._write(frame):
             self._sent += len(batch)
         else:
-            for cap in batch:
-                self._fallback().put(cap)
+            for captured in batch:
+                self._fallback().put(captured)
 
     def _send_flush(self, marker: _Flush) -> None:
         local_ok = True

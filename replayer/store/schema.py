@@ -227,7 +227,7 @@ def m003_usage(db: Database) -> None:
             prev_reads=last_reads.get((conv, idx - 1)),
         )
         if isinstance(usage, dict):
-            last_reads[(conv, idx)] = rows[0].cr
+            last_reads[(conv, idx)] = rows[0].cache_read
         facts.write(db.conn, rows)
 
 

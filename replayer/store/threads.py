@@ -76,10 +76,17 @@ class OpenConversations:
         self.open_known.clear()
         self.tip_of.clear()
 
-    def full(self) -> bool:
-        """Remembering more keys would take too much memory: write the waiting rows, then `forget`
-        (a list forgotten is asked for again, from the table)."""
-        return len(self.open_at) > MAX_OPEN_KEYS
+    def drop(self) -> None:
+        """`forget`, and drop the rows waiting to be written too (after a rollback)."""
+        self.tip_rows = {}
+        self.forget()
+
+    def make_room(self) -> None:
+        """When remembering more keys would take too much memory: write the waiting rows, then
+        `forget` (a list forgotten is asked for again, from the table)."""
+        if len(self.open_at) > MAX_OPEN_KEYS:
+            self.write()
+            self.forget()
 
     def find(self, thread_keys: list[str]) -> str | None:
         """The conversation that a request whose messages have these thread keys continues: of
