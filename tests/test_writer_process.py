@@ -134,8 +134,9 @@ def test_a_burst_larger_than_a_frame_arrives_whole(db_path):
 
 
 def test_records_made_while_the_child_starts_are_written_here_first(db_path):
-    """The child's start-up takes a few tenths of a second: a burst then is written by a thread
-    writer at once, and the child takes over after it, so a conversation stays in order."""
+    """The child's start-up takes a few tenths of a second: records a flush waits for then (and a
+    burst) are written by a thread writer at once, and the child takes over after them, so a
+    conversation stays in order."""
     rec = Recorder(db_path)
     messages: list[dict] = []
 
@@ -149,15 +150,28 @@ def test_records_made_while_the_child_starts_are_written_here_first(db_path):
 
     for i in range(3):
         turn(i)  # the child is not up yet
-    assert not rec._writer._ready.is_set() and rec._writer._sent == 0
-    assert rec._writer._ready.wait(20)
+    assert rec.flush(timeout=20) is True
+    writer = rec._writer
+    assert writer._local is not None and writer._local.calls == 3 and writer._sent == 0  # written here
+    assert writer._ready.wait(20)
     for i in range(3, 6):
         turn(i)
     assert rec.flush(timeout=20) is True
-    writer = rec._writer
-    assert writer._local is not None and writer._local.calls == 3  # written here
-    assert writer._counts.calls == 3  # written by the child
+    assert writer._local.calls == 3 and writer._counts.calls == 3  # the later ones by the child
     lines = exported(db_path)
     assert len({line["conversation_id"] for line in lines}) == 1  # one conversation, in order
     assert last_user_texts(db_path) == [f"turn {i}" for i in range(6)]
     assert rec.close(timeout=10) is True
+
+
+def test_an_agents_few_records_wait_for_the_child(db_path):
+    """Without a flush or a burst, records made while the child starts wait for it: writing them
+    here would take the agent's GIL, which the child is there to spare."""
+    rec = Recorder(db_path)
+    rec._writer.start()
+    for i in range(3):
+        rec.record({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": f"call {i}"}]})
+    assert wait_until(lambda: rec._writer._sent == 3, 20)
+    assert rec._writer._local is None
+    assert rec.close(timeout=10) is True
+    assert sorted(last_user_texts(db_path)) == [f"call {i}" for i in range(3)]

@@ -9,13 +9,12 @@ process runs the ordinary `Writer` (store/writer.py) on a GIL of its own.
 
 The child starts when the recorder is installed in a client (or at the first record), in a
 session of its own (Ctrl+C in the terminal goes to the agent, which flushes at exit, not to the
-writer under it). Its start-up takes a few tenths of a second (Python and the store's imports):
-records that come meanwhile are written by a thread writer here rather than wait, and the child
-takes over once those are written (so a conversation's turns stay in order). A short burst of
-`record()` calls is thus written as fast as a thread writer would, not after the child's
-start-up. It ends when its stdin closes: after a close() that wrote everything, or when the
-agent's process ends (even killed), having written all that reached the pipe and checkpointed
-the WAL.
+writer under it). Its start-up takes a few tenths of a second (Python and the store's imports).
+An agent's records made meanwhile wait for it; but a burst (a full batch of `record()` calls)
+and records a flush() waits for are written at once by a thread writer here, and the child takes
+over once those are written (so a conversation's turns stay in order). It ends when its stdin
+closes: after a close() that wrote everything, or when the agent's process ends (even killed),
+having written all that reached the pipe and checkpointed the WAL.
 
 Frames, both ways, are a 4-byte big-endian length and a pickle:
   to the child:   ("put", [Captured, ...]) | ("flush", seq, closing)
@@ -241,7 +240,7 @@ class ProcessWriter:
             size = 0
             for item in items:
                 if isinstance(item, _Flush):
-                    self._send_batch(batch)
+                    self._send_batch(batch, waited_for=True)
                     batch, size = [], 0
                     self._send_flush(item)
                     continue
@@ -267,9 +266,14 @@ class ProcessWriter:
             log.warning("replayer: could not read a captured call (%s: %s); it was skipped", type(e).__name__, e)
             return None
 
-    def _send_batch(self, batch: list[Captured]) -> None:
+    def _send_batch(self, batch: list[Captured], *, waited_for: bool = False) -> None:
+        """Hand `batch` to the child. While it starts, a full batch (a burst of `record()` calls)
+        or one a flush waits for is written by the thread writer here at once; a few records of
+        an agent's loop wait for the child instead (writing them here would take the agent's GIL)."""
         if not batch:
             return
+        if not (waited_for or self._local_used or len(batch) >= writer_module.MAX_BATCH):
+            self._await_child()
         if self._thread_only or not self._child_ready():
             self._local_used = not self._thread_only
             for captured in batch:
@@ -339,6 +343,12 @@ class ProcessWriter:
                     pass
         finally:
             self._io.release()
+
+    def _await_child(self) -> None:
+        """Wait for a starting child to be up (or given up: see READY_SECONDS)."""
+        while not self._thread_only and not self._child_ready():
+            if self._ready.wait(0.05):
+                return
 
     def _child_ready(self) -> bool:
         """Whether a child is up to take records; starts one if there is none."""
