@@ -240,7 +240,7 @@ class ProcessWriter:
             size = 0
             for item in items:
                 if isinstance(item, _Flush):
-                    self._send_batch(batch, waited_for=True)
+                    self._send_batch(batch, at_once=True)
                     batch, size = [], 0
                     self._send_flush(item)
                     continue
@@ -250,7 +250,7 @@ class ProcessWriter:
                 batch.append(captured)
                 size += sum(len(b) for b in (captured.request_bytes, captured.response_bytes, captured.sse) if b)
                 if size >= FRAME_BYTES:
-                    self._send_batch(batch)
+                    self._send_batch(batch, at_once=True)  # a frame's worth: a burst
                     batch, size = [], 0
             self._send_batch(batch)
             # not kept while waiting: a stream's capture holds its response, request and credentials
@@ -266,13 +266,14 @@ class ProcessWriter:
             log.warning("replayer: could not read a captured call (%s: %s); it was skipped", type(e).__name__, e)
             return None
 
-    def _send_batch(self, batch: list[Captured], *, waited_for: bool = False) -> None:
-        """Hand `batch` to the child. While it starts, a full batch (a burst of `record()` calls)
-        or one a flush waits for is written by the thread writer here at once; a few records of
-        an agent's loop wait for the child instead (writing them here would take the agent's GIL)."""
+    def _send_batch(self, batch: list[Captured], *, at_once: bool = False) -> None:
+        """Hand `batch` to the child. While it starts, a burst (a full batch or frame of `record()`
+        calls) or records a flush waits for (`at_once`) are written by the thread writer here;
+        a few records of an agent's loop wait for the child instead (writing them here would take
+        the agent's GIL)."""
         if not batch:
             return
-        if not (waited_for or self._local_used or len(batch) >= writer_module.MAX_BATCH):
+        if not (at_once or self._local_used or len(batch) >= writer_module.MAX_BATCH):
             self._await_child()
         if self._thread_only or not self._child_ready():
             self._local_used = not self._thread_only
