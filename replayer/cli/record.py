@@ -116,21 +116,22 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
     env[REPORT_ENV] = reports
     code = 1
     try:
+        # Ctrl-C in a terminal reaches the whole foreground group: the program gets it and ends as it
+        # chooses; here it must not interrupt the wait. A KeyboardInterrupt raised inside
+        # Popen.wait() after waitpid() reaped the program loses its exit status (the next wait
+        # reads 0), so SIGINT runs a handler that does nothing; exec resets it to the default in
+        # the program. SIGTERM to this command goes on to the program.
+        before = {signal.SIGINT: signal.signal(signal.SIGINT, lambda signum, frame: None)}
         try:
-            proc = subprocess.Popen(list(command), env=env)
-        except OSError as e:
-            raise UserError(f"cannot run {command[0]}: {e.strerror}") from None
-        # SIGTERM to this command goes on to the program (Ctrl-C reaches it from the terminal)
-        before = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
-        try:
-            while True:
-                try:
-                    code = proc.wait()
-                    break
-                except KeyboardInterrupt:
-                    continue  # the program got the Ctrl-C too: let it end, and save its records
+            try:
+                proc = subprocess.Popen(list(command), env=env)
+            except OSError as e:
+                raise UserError(f"cannot run {command[0]}: {e.strerror}") from None
+            before[signal.SIGTERM] = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
+            code = proc.wait()
         finally:
-            signal.signal(signal.SIGTERM, before)
+            for signum, handler in before.items():
+                signal.signal(signum, handler)
         proxied = _finish(proxy, writer, db, run)
         click.echo(summarize(reports, db, list(command), run=run, proxied=proxied), err=True)
     finally:
