@@ -377,7 +377,8 @@ def test_cli_serves_records_and_stops_on_sigterm(tmp_path):
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(60) == 0
-        assert proc.stderr.read() == ""  # no bodies, no noise
+        # no bodies, no noise: one line at the stop says what was recorded where
+        assert proc.stderr.read() == f"replayer proxy: stopped; recorded 1 call to {db}\n"
         assert sent_bodies(api)[0]["messages"] == USER
     [record] = exported(db)
     assert record["response"]["content"][0]["text"] == out.content[0].text

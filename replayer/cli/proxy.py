@@ -78,7 +78,10 @@ def proxy(ctx: click.Context, host: str, port: int, upstream: str | None) -> Non
     writer = make_writer(str(path))
     writer.start()
 
+    served: list[str] = []
+
     def listening(url: str) -> None:
+        served.append(url)
         click.echo(f"replayer proxy: listening on {url} -> {target} (db {path})", err=True)
 
     def stopping(n: int) -> None:
@@ -93,5 +96,11 @@ def proxy(ctx: click.Context, host: str, port: int, upstream: str | None) -> Non
                 from None
         raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     finally:
-        if not writer.close(timeout=60):
+        written = writer.close(timeout=60)
+        calls, attempts = writer.calls, writer.attempts
+        retries = f" ({attempts} attempts with retries)" if attempts != calls else ""
+        if served:  # not when it never listened (a port in use: that one line is the message)
+            click.echo(f"replayer proxy: stopped; recorded {calls} call{'' if calls == 1 else 's'}{retries} to {path}",
+                       err=True)
+        if not written:
             click.echo("replayer proxy: some records could not be written (see above)", err=True)
