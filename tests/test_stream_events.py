@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 from pathlib import Path
 
 import anthropic
 import httpx2
 import pytest
 import test_proxy
+from click.testing import CliRunner
 from conftest import FAKE_KEY, VECTORS, exported, wait_until
 from proxy_upstream import MESSAGE, gated_parts
+from test_record_any import replayer, run_of, summary, write
 
 from replayer import Recorder
+from replayer.cli import cli
 from replayer.fakeapi import FakeAPI, Reply, message_events, split_sse, sse_text
 from replayer.store.events import event_ms, events_of, pack_ms, unpack_ms
 from replayer.store.export import cassette_lines
@@ -309,3 +313,109 @@ def test_event_times_from_chunk_times():
         0.0, 0.0, 1.001, 1.001, 90_000.5, 4_000_000.25]
     assert [(e["event"], e["data"]) for e in events_of(raw, pack_ms([1.5, 2.25, 7.0]))] == [
         ("a", {"n": 1}), ("b", {"n": 2}), ("c", 3)]
+
+
+# -- redaction ------------------------------------------------------------------------------------
+def test_a_redacted_response_keeps_no_events_that_would_show_it(api, tmp_path):
+    """Recorder(redact=...) that rewrites the response: the events (which hold the text) are not
+    kept; one that touches only the request keeps them. cassette_lines(redact=...) does the same."""
+    def hide_answer(record):
+        if isinstance(record.get("response"), dict):
+            for block in record["response"]["content"]:
+                if block.get("type") == "text":
+                    block["text"] = "[redacted]"
+        return record
+
+    def hide_question(record):
+        record["request"]["messages"] = [{"role": "user", "content": "[redacted]"}]
+        return record
+
+    secret = _message(1, "the secret answer is 1234")
+    for hook, kept in ((hide_answer, False), (hide_question, True)):
+        db = tmp_path / f"{hook.__name__}.db"
+        api.enqueue(Reply(sse=message_events(secret)))
+        with Recorder(db, redact=hook) as rec:
+            client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY))
+            with rec.conversation("conv_r"), client.messages.stream(
+                    model="claude-sonnet-4-5", max_tokens=8, messages=USER) as s:
+                s.get_final_message()
+        [line] = _cassette(db, 1, conversation_id="conv_r")
+        assert (line["events"] is not None) is kept
+        assert ("1234" in json.dumps(line)) is kept
+        assert b"1234" not in db.read_bytes() or kept
+
+    store = Store(open_db(tmp_path / "hide_question.db", create=False))
+    [line] = cassette_lines(store, conversation_id="conv_r", redact=hide_answer)
+    assert line["events"] is None and "1234" not in json.dumps(line)
+    assert list(cassette_lines(store, conversation_id="conv_r", redact=lambda record: None)) == []
+
+    def hide_everywhere(record):  # a hook that rewrites the events itself keeps them
+        hide_answer(record)
+        for event in record["events"] or ():
+            if event["event"] == "content_block_delta":
+                event["data"]["delta"]["text"] = "*"
+        return record
+
+    [line] = cassette_lines(store, conversation_id="conv_r", redact=hide_everywhere)
+    assert line["events"] and "1234" not in json.dumps(line)
+
+
+# -- the command line -----------------------------------------------------------------------------
+def test_export_cassette_of_a_recorded_run_and_of_a_conversation(api, tmp_path):
+    """`replayer record` a Python agent (two conversations, streamed), then `export --cassette
+    --run`: a self-contained file, events and all, no key; `--conversation` gives one of them."""
+    replies = [_message(1, "first answer, streamed " * 3), _message(2, "second answer")]
+    api.enqueue(*(Reply(sse=message_events(m)) for m in replies))
+    script = write(tmp_path / "agent.py", """
+        import anthropic
+
+        client = anthropic.Anthropic()
+        for text in ("one", "two"):
+            with client.messages.stream(model="claude-sonnet-4-5", max_tokens=50,
+                                        messages=[{"role": "user", "content": text}]) as s:
+                s.get_final_message()
+        """)
+    db = tmp_path.resolve() / "run.db"
+    proc = replayer(db, "record", "--", sys.executable, str(script),
+                    env={"ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY})
+    assert proc.returncode == 0, proc.stderr
+    run = run_of(summary(proc))
+
+    out = tmp_path / "run.cassette.jsonl"
+    proc = replayer(db, "export", "--cassette", "--run", run, "-o", str(out))
+    assert proc.returncode == 0 and proc.stderr.strip() == f"wrote 2 lines to {out} (a cassette)", proc.stderr
+    text = out.read_text("utf-8")
+    assert FAKE_KEY not in text and "x-api-key" not in text.lower() and "authorization" not in text.lower()
+    lines = [json.loads(x) for x in text.splitlines()]
+    assert [line["response"] for line in lines] == replies
+    assert [_got(line) for line in lines] == [_sent(message_events(m)) for m in replies]
+    assert len({line["conversation_id"] for line in lines}) == 2
+    assert lines == _cassette(db, 2, run_id=run)  # the file is cassette_lines, line for line
+
+    one = tmp_path / "one.jsonl"
+    conv = lines[1]["conversation_id"]
+    proc = replayer(db, "export", "--cassette", "--conversation", conv[:-4], "-o", str(one))  # a prefix names it
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(x) for x in one.read_text("utf-8").splitlines()] == lines[1:]
+    plain = replayer(db, "export", "--run", run)  # the export lines of a run
+    assert [json.loads(x) for x in plain.stdout.splitlines()] == [
+        {k: v for k, v in line.items() if k != "events"} for line in lines]
+
+
+def test_export_cassette_bad_input_is_one_line_and_exit_2(api, rec, client, db_path, tmp_path):
+    with rec.conversation("conv_bad"):
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER)
+    assert rec.close()
+    cases = [
+        (["--cassette"], "--cassette records one conversation or one run"),
+        (["--cassette", "--conversation", "conv_bad", "--run", "run_x"], "not both"),
+        (["--cassette", "--conversation", "conv_nope"], "no conversation 'conv_nope'"),
+        (["--cassette", "--run", "run_nope"], "no conversation recorded by run 'run_nope'"),
+        (["--cassette", "--conversation", "conv_bad", "-o", str(tmp_path / "missing" / "c.jsonl")],
+         "does not exist"),
+    ]
+    for args, says in cases:
+        result = CliRunner().invoke(cli, ["--db", str(db_path), "export", *args])
+        assert result.exit_code == 2, (args, result.output)
+        [line] = result.output.splitlines()
+        assert line.startswith("replayer: ") and says in line, (args, line)
