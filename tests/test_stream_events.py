@@ -13,6 +13,7 @@ import anthropic
 import httpx2
 import pytest
 import test_proxy
+from anthropic._streaming import SSEDecoder
 from click.testing import CliRunner
 from conftest import FAKE_KEY, VECTORS, exported, wait_until
 from proxy_upstream import MESSAGE, gated_parts
@@ -21,6 +22,7 @@ from test_record_any import replayer, run_of, summary, write
 from replayer import Recorder
 from replayer.cli import cli
 from replayer.fakeapi import FakeAPI, Reply, message_events, split_sse, sse_text
+from replayer.sse import delivered
 from replayer.store.events import event_ms, events_of, pack_ms, unpack_ms
 from replayer.store.export import cassette_lines
 from replayer.store.queries import Store
@@ -171,8 +173,6 @@ def test_a_client_that_leaves_keeps_the_events_that_came(start, writer, proxy_db
 
 
 def _events_before_gate() -> list:
-    from replayer.sse import delivered
-
     return delivered(gated_parts()[0])
 
 
@@ -223,8 +223,6 @@ def _vectors() -> list[Path]:
 
 def _sdk_events(served: bytes) -> list[tuple[str | None, object]]:
     """What the SDK's own SSE decoder makes of the bytes (events with a name or data)."""
-    from anthropic._streaming import SSEDecoder
-
     out = []
     for sse in SSEDecoder().iter_bytes(iter([served])):
         try:
@@ -394,10 +392,11 @@ def test_export_cassette_of_a_recorded_run_and_of_a_conversation(api, tmp_path):
 
     one = tmp_path / "one.jsonl"
     conv = lines[1]["conversation_id"]
-    proc = replayer(db, "export", "--cassette", "--conversation", conv[:-4], "-o", str(one))  # a prefix names it
-    assert proc.returncode == 0, proc.stderr
+    got = CliRunner().invoke(cli, ["--db", str(db), "export", "--cassette", "--conversation", conv[:-4],
+                                   "-o", str(one)])  # a prefix names it
+    assert got.exit_code == 0, got.output
     assert [json.loads(x) for x in one.read_text("utf-8").splitlines()] == lines[1:]
-    plain = replayer(db, "export", "--run", run)  # the export lines of a run
+    plain = CliRunner().invoke(cli, ["--db", str(db), "export", "--run", run])  # the export lines of a run
     assert [json.loads(x) for x in plain.stdout.splitlines()] == [
         {k: v for k, v in line.items() if k != "events"} for line in lines]
 
@@ -419,3 +418,20 @@ def test_export_cassette_bad_input_is_one_line_and_exit_2(api, rec, client, db_p
         assert result.exit_code == 2, (args, result.output)
         [line] = result.output.splitlines()
         assert line.startswith("replayer: ") and says in line, (args, line)
+
+
+def test_the_events_delivered_are_the_ones_the_sdks_decoder_dispatches():
+    """Random streams of event, data, comment and other lines, ended by LF, CR or CRLF."""
+    import random
+
+    rnd = random.Random(16)
+    pieces = [b"event: x", b"data: 1", b"data: {\"a\": [1]}", b"data", b"data:", b": comment", b"id: 4",
+              b"eventful: 1", b"\n", b"\n", b"\r", b"\r\n"]
+    for _ in range(3000):
+        raw = b"".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 14)))
+        sdk = [(e.event, e.data) for e in SSEDecoder().iter_bytes(iter([raw])) if e.event is not None or e.data]
+        ours = [(e.event, e.data) for e in delivered(raw) if e.event is not None or e.data]
+        assert ours == sdk, raw
+        crlf = raw.replace(b"\r", b"").replace(b"\n", b"\r\n")  # the same stream by the other path
+        assert [(e.event, e.data) for e in delivered(crlf)] == [(e.event, e.data) for e in delivered(
+            raw.replace(b"\r", b""))]
