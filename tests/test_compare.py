@@ -1,0 +1,205 @@
+"""Comparing two trajectories: two refund agents recorded through the real SDK against the local
+fake API, the same for turns 0-2, then a different refund at turn 3, and B longer (it notifies
+the customer and closes the ticket, after an overloaded retry). The alignment, the divergence,
+the tool input diff, added/missing turns, totals and final answers: in the pure comparison, the
+CLI text, the JSON and the screen's render; and the screen itself (Pilot and an SVG snapshot)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anthropic
+import pytest
+from click.testing import CliRunner
+from conftest import FAKE_KEY
+
+from replayer import Recorder
+from replayer.cli import cli
+from replayer.fakeapi import Reply
+from replayer.pricing import PriceTable
+from replayer.store.queries import Store
+from replayer.store.schema import open_db
+from replayer.store.trajectories import trajectory
+from replayer.trajectory import compare
+
+TOOLS = [
+    {"name": name, "description": name.replace("_", " "), "input_schema": {"type": "object"}}
+    for name in ("lookup_order", "read_policy", "get_payment", "refund", "notify_customer", "close_ticket")
+]
+COMMON = [
+    ("Looking up the order.", "lookup_order", {"order": "1234"}),
+    ("Checking the refund policy.", "read_policy", {"topic": "refunds"}),
+    ("Checking the payment.", "get_payment", {"order": "1234"}),
+]
+SCRIPT_A = [
+    *COMMON,
+    ("Refunding the order.", "refund", {"order": "1234", "amount": 20}),
+    ("Refunded $20 to the card ending 4242.", None, None),
+]
+SCRIPT_B = [
+    *COMMON,
+    ("Refunding the order with the late fee.", "refund", {"order": "1234", "amount": 25, "reason": "late"}),
+    ("Telling the customer.", "notify_customer", {"order": "1234"}),
+    ("Closing the ticket.", "close_ticket", {"order": "1234"}),
+    ("Refunded $25 to the card ending 4242 and told the customer.", None, None),
+]
+OVERLOADED_AT = 4
+"""B's turn whose first attempt the fake answers 529 (the SDK retries it): B's one error."""
+MODEL = "claude-sonnet-4-5"
+
+
+def reply(i: int, text: str, tool: str | None, tool_input: dict | None) -> dict:
+    content: list[dict] = [{"type": "text", "text": text}]
+    if tool:
+        content.append({"type": "tool_use", "id": f"toolu_{i}", "name": tool, "input": tool_input})
+    usage = {"input_tokens": 120 + 40 * i, "output_tokens": 10 + len(text) // 4,
+             "cache_creation_input_tokens": 300, "cache_read_input_tokens": 900 * i}  # fmt: skip
+    return {"id": f"msg_{i:04d}{len(text):04d}", "type": "message", "role": "assistant", "model": MODEL,
+            "content": content, "stop_reason": "tool_use" if tool else "end_turn", "stop_sequence": None,
+            "usage": usage}  # fmt: skip
+
+
+def turns_of(script: list) -> list[dict]:
+    return [reply(i, *step) for i, step in enumerate(script)]
+
+
+def next_messages(messages: list[dict], answer: dict) -> list[dict]:
+    """The agent's history after a reply: the reply, and a result for its tool call."""
+    out = [*messages, {"role": "assistant", "content": answer["content"]}]
+    for block in answer["content"]:
+        if block["type"] == "tool_use":
+            out.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": block["id"],
+                                                     "content": f"{block['name']}: ok"}]})  # fmt: skip
+    return out
+
+
+FIRST = [{"role": "user", "content": "Refund order 1234: it arrived late."}]
+
+OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+
+
+def run_agent(client: anthropic.Anthropic, api, rec: Recorder, conversation_id: str, script: list, *, retry_at=None):
+    """A tool loop: the fake answers each turn from the script, the agent sends the history back."""
+    answers = turns_of(script)
+    for i, answer in enumerate(answers):
+        if i == retry_at:
+            api.enqueue(Reply(status=529, body=OVERLOADED, headers={"retry-after-ms": "5"}))
+        api.enqueue(Reply(body=answer))
+    messages = FIRST
+    with rec.conversation(conversation_id, user_id="support"):
+        while True:
+            got = client.messages.create(model=MODEL, max_tokens=400, tools=TOOLS, messages=messages)
+            answer = answers[len([m for m in messages if m["role"] == "assistant"])]
+            assert got.stop_reason == answer["stop_reason"]
+            if got.stop_reason != "tool_use":
+                return
+            messages = next_messages(messages, answer)
+
+
+@pytest.fixture
+def recorded(api, db_path) -> Path:
+    with Recorder(db_path) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=2))
+        run_agent(client, api, rec, "conv_refund_a", SCRIPT_A)
+        run_agent(client, api, rec, "conv_refund_b", SCRIPT_B, retry_at=OVERLOADED_AT)
+    return db_path
+
+
+def expected_cost(script: list) -> float:
+    prices = PriceTable.load()
+    return sum(prices.cost(r["usage"], MODEL) for r in turns_of(script))
+
+
+def test_alignment_divergence_and_totals(recorded):
+    store = Store(open_db(recorded, create=False))
+    a, b = trajectory(store, "conv_refund_a"), trajectory(store, "conv_refund_b")
+    c = compare(a, b)
+    assert c.diverged_at == 3
+    assert [p.status for p in c.pairs] == ["same", "same", "same", "differs", "differs", "added", "added"]
+    turn3 = c.pairs[3]
+    assert "tools" in turn3.differences and "text" in turn3.differences
+    [tool] = turn3.tool_diff
+    assert (tool.name, tool.status) == ("refund", "changed")
+    assert {(d.path, d.op, d.old, d.new) for d in tool.diff} == {
+        ("amount", "changed", 20, 25), ("reason", "added", None, "late")}  # fmt: skip
+    assert "-Refunding the order." in turn3.text_diff and "+Refunding the order with the late fee." in turn3.text_diff
+    # turn 4: A answers, B calls another tool; the stop reasons say so
+    assert c.pairs[4].a.stop_reason == "end_turn" and c.pairs[4].b.stop_reason == "tool_use"
+    assert "stop_reason" in c.pairs[4].differences
+    assert c.pairs[4].b.tool_calls[0].name == "notify_customer"
+    assert c.pairs[5].a is None and c.pairs[5].b.tool_calls[0].name == "close_ticket"
+    # whole-prompt tokens: input + cache writes + cache reads, as the fake reported them
+    u = turns_of(SCRIPT_A)[2]["usage"]
+    assert c.pairs[2].a.prompt_tokens == u["input_tokens"] + u["cache_creation_input_tokens"] + u[
+        "cache_read_input_tokens"]  # fmt: skip
+    assert (c.a.turns, c.b.turns) == (len(SCRIPT_A), len(SCRIPT_B))
+    assert c.a.cost_usd == pytest.approx(expected_cost(SCRIPT_A))
+    assert c.b.cost_usd == pytest.approx(expected_cost(SCRIPT_B))
+    assert (c.a.errors, c.b.errors) == (0, 1)
+    assert c.pairs[4].b.attempts == 2 and c.pairs[4].b.error is None  # the retry succeeded
+    assert c.a.model_ms > 0 and c.b.model_ms > 0
+    assert not c.final.same
+    assert c.final.a == SCRIPT_A[-1][0] and c.final.b == SCRIPT_B[-1][0]
+    assert f"-{SCRIPT_A[-1][0]}" in c.final.diff and f"+{SCRIPT_B[-1][0]}" in c.final.diff
+    # the other way round: B's extra turns are missing from A
+    back = compare(b, a)
+    assert back.diverged_at == 3 and [p.status for p in back.pairs[5:]] == ["missing", "missing"]
+    # a conversation against itself never diverges
+    same = compare(a, a)
+    assert same.diverged_at is None and same.final.same and {p.status for p in same.pairs} == {"same"}
+
+
+def cli_run(db, *args):
+    return CliRunner().invoke(cli, ["--db", str(db), *args], catch_exceptions=False)
+
+
+def test_cli_text(recorded):
+    r = cli_run(recorded, "compare", "conv_refund_a", "conv_refund_b")
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert "first divergence: turn 3" in r.output
+    rows = {line.split()[0]: line for line in lines if line.split() and line.split()[0].lstrip(">").isdigit()}
+    assert ">3" in rows and "differs" in rows[">3"]
+    assert "same" in rows["0"] and "lookup_order" in rows["0"]
+    assert "added" in rows["5"] and "added" in rows["6"] and "close_ticket" in rows["5"]
+    assert "end_turn|tool_use" in rows["4"]
+    text = r.output
+    assert 'refund input changed (amount: 20 -> 25; reason: null -> "late")' in text
+    assert "turn 5: only in B:" in text
+    totals = {line.split()[0]: line.split()[1:] for line in lines if line.split()[:1] in (["turns"], ["errors"])}
+    assert totals["turns"] == [str(len(SCRIPT_A)), str(len(SCRIPT_B)), f"+{len(SCRIPT_B) - len(SCRIPT_A)}"]
+    assert totals["errors"] == ["0", "1", "+1"]
+    cost_line = next(line for line in lines if line.startswith("cost"))
+    assert f"${expected_cost(SCRIPT_A):,.4f}" in cost_line and f"${expected_cost(SCRIPT_B):,.4f}" in cost_line
+    assert "final answers differ:" in text
+    assert f"-{SCRIPT_A[-1][0]}" in text and f"+{SCRIPT_B[-1][0]}" in text
+    # swapped: the extra turns are missing
+    back = cli_run(recorded, "compare", "conv_refund_b", "conv_refund_a")
+    assert "turn 5: only in A:" in back.output and "missing" in back.output
+
+
+def test_cli_json(recorded):
+    r = cli_run(recorded, "compare", "conv_refund_a", "conv_refund_b", "--json")
+    assert r.exit_code == 0
+    doc = json.loads(r.output)
+    assert doc["diverged_at"] == 3
+    assert [p["status"] for p in doc["pairs"]] == ["same", "same", "same", "differs", "differs", "added", "added"]
+    changes = doc["pairs"][3]["tool_diff"][0]["diff"]
+    assert {"path": "amount", "op": "changed", "old": 20, "new": 25} in changes
+    assert doc["pairs"][6]["a"] is None and doc["pairs"][6]["b"]["text"] == SCRIPT_B[-1][0]
+    assert doc["a"]["turns"] == len(SCRIPT_A) and doc["b"]["errors"] == 1
+    assert doc["b"]["cost_usd"] == pytest.approx(expected_cost(SCRIPT_B))
+    assert doc["final"]["same"] is False and doc["final"]["b"] == SCRIPT_B[-1][0]
+
+
+def test_cli_bad_input(recorded):
+    r = CliRunner().invoke(cli, ["--db", str(recorded), "compare", "conv_refund_a", "conv_nope"])
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines() == [r.output.strip()]
+    assert "conv_nope" in r.output and "replayer list" in r.output and "Traceback" not in r.output
+    # a prefix of two ids is bad input too; of one, it names it
+    r = CliRunner().invoke(cli, ["--db", str(recorded), "compare", "conv_refund", "conv_refund_b"])
+    assert r.exit_code == 2 and "begins 2 conversation ids" in r.output
+    assert cli_run(recorded, "compare", "conv_refund_a", "conv_refund_b").exit_code == 0
