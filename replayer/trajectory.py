@@ -12,10 +12,12 @@ answer the same, and that is not yet another trajectory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from .diffing import compare_tools, unified, words
+from .fmt import money, ms
 from .models import Document, ToolDiff, ToolUse
 
 PairStatus = Literal["same", "differs", "added", "missing"]
@@ -219,3 +221,50 @@ def compare(a: Trajectory, b: Trajectory) -> TrajectoryComparison:
 def final_words(c: TrajectoryComparison) -> list[tuple[str, str]]:
     """The final answers word by word (diffing.words), for side-by-side display."""
     return words(c.final.a, c.final.b)
+
+
+# -- how the CLI and the browser both say it ------------------------------------------------------
+
+
+def both(a: str | None, b: str | None, sep: str = "|") -> str:
+    """One value when the two sides say the same, `a|b` when not; only the side that has the
+    turn when the other has none (the pair's status says which)."""
+    if a is None or b is None:
+        return a or b or ""
+    return a if a == b else f"{a}{sep}{b}"
+
+
+def stop_word(s: Step) -> str:
+    """How a turn ended: its stop reason, else `error` (no answer), else `-`."""
+    return s.stop_reason or ("error" if s.error else "-")
+
+
+def tool_names(s: Step) -> str:
+    return ",".join(t.name for t in s.tool_calls) or "-"
+
+
+def _count(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+def _seconds(v: float) -> str:
+    return ms(v * 1000)
+
+
+def totals_rows(a: Totals, b: Totals) -> list[tuple[str, str, str, str]]:
+    """(what, A, B, B - A) for each total, formatted: `?` where a cost is unknown."""
+    rows: list[tuple[str, float | None, float | None, Callable[[float], str]]] = [
+        ("turns", a.turns, b.turns, _count),
+        ("cost", a.cost_usd, b.cost_usd, money),
+        ("model time", a.model_ms, b.model_ms, ms),
+        ("wall time", a.wall_s, b.wall_s, _seconds),
+        ("errors", a.errors, b.errors, _count),
+        ("prompt tok", a.prompt_tokens, b.prompt_tokens, _count),
+        ("output tok", a.output_tokens, b.output_tokens, _count),
+        ("tool calls", a.tool_calls, b.tool_calls, _count),
+    ]
+    out = []
+    for name, x, y, fmt in rows:
+        delta = "?" if x is None or y is None else ("+" if y >= x else "-") + fmt(abs(y - x))
+        out.append((name, "?" if x is None else fmt(x), "?" if y is None else fmt(y), delta))
+    return out

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import click
 
 from ..fmt import money, ms
-from ..trajectory import Step, Totals, TrajectoryComparison, TurnPair
+from ..trajectory import Step, Totals, TrajectoryComparison, TurnPair, both, stop_word, tool_names, totals_rows
 from .base import UserError, db_option, db_path, one_line, open_store, pricing_option, resolve_id
 from .rerun import _describe_tools
 from .table import Column, Table
@@ -31,43 +31,27 @@ TOTALS = Table(
 )
 
 
-def _both(a: str | None, b: str | None) -> str:
-    """`x` when the two sides say the same, `a|b` when not; only the side that has the turn when
-    the other has none (the CMP column says which)."""
-    if a is None or b is None:
-        return a or b or ""
-    return a if a == b else f"{a}|{b}"
-
-
-def _tools(s: Step | None) -> str | None:
-    return None if s is None else ",".join(t.name for t in s.tool_calls) or "-"
-
-
-def _tokens(s: Step | None) -> str | None:
-    return None if s is None or s.prompt_tokens is None else f"{s.prompt_tokens:,}"
-
-
 def turn_row(p: TurnPair, diverged_at: int | None) -> str:
     a, b = p.a, p.b
 
-    def both(get: object) -> str:
-        return _both(*(get(s) if s is not None else None for s in (a, b)))  # type: ignore[operator]
+    def each(get: Callable[[Step], str | None]) -> str:
+        return both(get(a) if a is not None else None, get(b) if b is not None else None)
 
     return TURNS.row(
         (">" if p.index == diverged_at else "") + str(p.index),
         p.status,
-        one_line(both(lambda s: s.stop_reason or ("error" if s.error else "-")), 17),
-        one_line(_both(_tools(a), _tools(b)), 19),
-        one_line(_both(_tokens(a), _tokens(b)), 13),
-        one_line(both(lambda s: money(s.cost_usd)), 15),
-        one_line(both(lambda s: ms(s.latency_ms)), 13),
+        one_line(each(stop_word), 17),
+        one_line(each(tool_names), 19),
+        one_line(each(lambda s: None if s.prompt_tokens is None else f"{s.prompt_tokens:,}"), 13),
+        one_line(each(lambda s: money(s.cost_usd)), 15),
+        one_line(each(lambda s: ms(s.latency_ms)), 13),
     )
 
 
 def _side(s: Step) -> str:
     if s.error:
         return f"error {s.error.get('status') or ''} {s.error.get('type')}: {s.error.get('message')}"
-    return f"{s.stop_reason or '-'}, tools: {_tools(s)}, text: {json.dumps(s.text, ensure_ascii=False)}"
+    return f"{stop_word(s)}, tools: {tool_names(s)}, text: {json.dumps(s.text, ensure_ascii=False)}"
 
 
 def pair_lines(p: TurnPair, diverged_at: int | None) -> Iterator[str]:
@@ -115,31 +99,12 @@ def diff_lines(diff: str, limit: int = 12) -> Iterator[str]:
         yield f"    ... {len(lines) - limit} more lines (--json has the whole diff)"
 
 
-def _count(v: float) -> str:
-    return f"{v:,.0f}"
-
-
-def _seconds(v: float) -> str:
-    return ms(v * 1000)
-
-
 def totals_lines(a: Totals, b: Totals) -> Iterator[str]:
     """The two trajectories' totals side by side, with B's difference from A."""
     yield TOTALS.header()
     yield TOTALS.row("id", one_line(a.conversation_id, 22), one_line(b.conversation_id, 22))
-    rows: list[tuple[str, float | None, float | None, Callable[[float], str]]] = [
-        ("turns", a.turns, b.turns, _count),
-        ("cost", a.cost_usd, b.cost_usd, money),
-        ("model time", a.model_ms, b.model_ms, ms),
-        ("wall time", a.wall_s, b.wall_s, _seconds),
-        ("errors", a.errors, b.errors, _count),
-        ("prompt", a.prompt_tokens, b.prompt_tokens, _count),
-        ("output", a.output_tokens, b.output_tokens, _count),
-        ("tool calls", a.tool_calls, b.tool_calls, _count),
-    ]
-    for name, x, y, fmt in rows:
-        delta = "?" if x is None or y is None else ("+" if y >= x else "-") + fmt(abs(y - x))
-        yield TOTALS.row(name, "?" if x is None else fmt(x), "?" if y is None else fmt(y), delta)
+    for row in totals_rows(a, b):
+        yield TOTALS.row(*row)
 
 
 def report_lines(c: TrajectoryComparison) -> Iterator[str]:
