@@ -228,7 +228,7 @@ def final_words(c: TrajectoryComparison) -> list[tuple[str, str]]:
 
 def both(a: str | None, b: str | None, sep: str = "|") -> str:
     """One value when the two sides say the same, `a|b` when not; only the side that has the
-    turn when the other has none (the pair's status says which)."""
+    turn when the other has none (None: the pair's status says which)."""
     if a is None or b is None:
         return a or b or ""
     return a if a == b else f"{a}{sep}{b}"
@@ -237,6 +237,11 @@ def both(a: str | None, b: str | None, sep: str = "|") -> str:
 def stop_word(s: Step) -> str:
     """How a turn ended: its stop reason, else `error` (no answer), else `-`."""
     return s.stop_reason or ("error" if s.error else "-")
+
+
+def prompt_word(s: Step) -> str:
+    """The whole prompt's tokens, `-` when no usage came (an error)."""
+    return "-" if s.prompt_tokens is None else f"{s.prompt_tokens:,}"
 
 
 def tool_names(s: Step) -> str:

@@ -13,6 +13,8 @@ import anthropic
 import pytest
 from click.testing import CliRunner
 from conftest import FAKE_KEY
+from test_snapshots import _utc, check  # noqa: F401 (_utc: a fixture, the snapshots' time zone)
+from tui_data import T0, settle
 
 from replayer import Recorder
 from replayer.cli import cli
@@ -203,3 +205,124 @@ def test_cli_bad_input(recorded):
     r = CliRunner().invoke(cli, ["--db", str(recorded), "compare", "conv_refund", "conv_refund_b"])
     assert r.exit_code == 2 and "begins 2 conversation ids" in r.output
     assert cli_run(recorded, "compare", "conv_refund_a", "conv_refund_b").exit_code == 0
+
+
+# -- the screen -----------------------------------------------------------------------------------
+
+
+def record_fixed(path: Path) -> Path:
+    """The same two trajectories through Recorder.record, with fixed times (for a snapshot)."""
+    with Recorder(path) as rec:
+        for cid, script, start in (("conv_refund_a", SCRIPT_A, T0), ("conv_refund_b", SCRIPT_B, T0 + 600)):
+            messages = FIRST
+            for i, answer in enumerate(turns_of(script)):
+                request = {"model": MODEL, "max_tokens": 400, "tools": TOOLS, "messages": messages}
+                at = start + 20 * i
+                if cid == "conv_refund_b" and i == OVERLOADED_AT:
+                    rec.record(request, error={**OVERLOADED["error"], "status": 529}, status=529,
+                               conversation_id=cid, user_id="support", started_at=at, latency_ms=90.0)  # fmt: skip
+                    at += 1
+                rec.record(request, answer, conversation_id=cid, user_id="support", started_at=at,
+                           latency_ms=1500.0 + 100 * i + (250 if cid == "conv_refund_b" else 0))  # fmt: skip
+                messages = next_messages(messages, answer)
+    return path
+
+
+def test_pure_render(recorded):
+    from replayer.tui.trajectories import final_text, pair_cells, pair_sides, title_text, tools_text, totals_text
+
+    store = Store(open_db(recorded, create=False))
+    c = compare(trajectory(store, "conv_refund_a"), trajectory(store, "conv_refund_b"))
+    assert "diverge at turn 3" in title_text(c).plain
+    cells = [cell.plain for cell in pair_cells(c.pairs[3], c.diverged_at)]
+    assert cells[:4] == ["▶ 3", "differs", "tool_use", "refund"]
+    assert [cell.plain for cell in pair_cells(c.pairs[4], c.diverged_at)][2:4] == [
+        "end_turn→tool_use", "-→notify_customer"]  # fmt: skip
+    assert [cell.plain for cell in pair_cells(c.pairs[0], c.diverged_at)][:2] == ["0", "same"]
+    assert [cell.plain for cell in pair_cells(c.pairs[6], c.diverged_at)][1] == "added"
+    tools = tools_text(c.pairs[3]).plain
+    assert "refund changed" in tools and "amount: 20 → 25" in tools and 'reason: null → "late"' in tools
+    assert "close_ticket added" in tools_text(c.pairs[5]).plain
+    assert "lookup_order same" in tools_text(c.pairs[0]).plain
+    left, right = pair_sides(c.pairs[3])
+    assert left.plain == SCRIPT_A[3][0] and right.plain == SCRIPT_B[3][0]
+    assert any("green" in str(span.style) and "late fee" in right.plain[span.start : span.end] for span in right.spans)
+    left, right = pair_sides(c.pairs[5])
+    assert "no turn 5" in left.plain and right.plain == SCRIPT_B[5][0]
+    rows = {line.split()[0]: line.split()[1:] for line in totals_text(c).plain.splitlines()[1:] if line.strip()}
+    assert rows["turns"] == [str(len(SCRIPT_A)), str(len(SCRIPT_B)), f"+{len(SCRIPT_B) - len(SCRIPT_A)}"]
+    assert rows["errors"] == ["0", "1", "+1"]
+    assert rows["cost"][:2] == [f"${expected_cost(SCRIPT_A):,.4f}", f"${expected_cost(SCRIPT_B):,.4f}"]
+    fa, fb = final_text(c)
+    assert fa.plain == SCRIPT_A[-1][0] and fb.plain == SCRIPT_B[-1][0]
+    assert any("strike" in str(span.style) for span in fa.spans)  # what A said that B didn't
+
+
+SNAP_SIZE = (100, 34)
+
+
+@pytest.mark.usefixtures("_utc")
+async def test_screen_from_the_list(tmp_path, monkeypatch):
+    from replayer.tui.app import make_app
+    from replayer.tui.trajectories import TrajectoriesScreen
+
+    monkeypatch.chdir(tmp_path)  # the list shows the database path
+    db = record_fixed(Path("cmp.db"))
+    app = make_app(db)
+    async with app.run_test(size=SNAP_SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("c")  # nothing marked, no fork: said, and nothing opens
+        await settle(pilot)
+        assert not isinstance(app.screen, TrajectoriesScreen)
+        assert any("has no fork" in str(n.message) for n in app._notifications)
+        await pilot.press("j", "m", "k", "c")  # the list is newest first: A is the older one
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TrajectoriesScreen) and screen.result is not None
+        assert (screen.result.a.conversation_id, screen.result.b.conversation_id) == ("conv_refund_a", "conv_refund_b")
+        table = screen.query_one("#traj-turns")
+        assert table.cursor_row == 3  # opens on the divergence
+        check("trajectories-textual-dark", app.export_screenshot(title="trajectories"))
+        await pilot.press("n")
+        assert table.cursor_row == 4
+        await pilot.press("2")
+        await settle(pilot)
+        check("trajectories-totals-textual-dark", app.export_screenshot(title="trajectories totals"))
+        await pilot.press("1", "b")  # B's turn 4 in its conversation; esc comes back
+        await settle(pilot)
+        from replayer.tui.conversation import ConversationScreen
+
+        assert isinstance(app.screen, ConversationScreen) and app.screen.conversation_id == "conv_refund_b"
+        assert app.screen.start_turn == 4
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen is screen
+        await pilot.press("s")  # swapped: B's extra turns are missing from A
+        await settle(pilot)
+        assert screen.result.a.conversation_id == "conv_refund_b"
+        assert [p.status for p in screen.result.pairs][5:] == ["missing"] * 3
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not isinstance(app.screen, TrajectoriesScreen)
+
+
+async def test_screen_offers_the_fork(tmp_path):
+    """`c` with nothing marked, on a conversation that has a fork: the two of them."""
+    from replayer.tui.app import make_app
+    from replayer.tui.trajectories import TrajectoriesScreen
+
+    db = record_fixed(tmp_path / "cmp.db")
+    # the link `replayer fork` writes: conv_refund_b was forked from conv_refund_a at turn 3
+    conn = open_db(db)
+    conn.execute("INSERT INTO conversation_links (conversation_id, parent_id, kind) "
+                 "VALUES ('conv_refund_b', 'conv_refund_a', 'fork')")  # fmt: skip
+    conn.conn.commit()
+    conn.close()
+    app = make_app(db)
+    async with app.run_test(size=SNAP_SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("c")  # on conv_refund_b (newest): the fork; compared with its original
+        await settle(pilot)
+        assert isinstance(app.screen, TrajectoriesScreen)
+        assert app.screen.result.a.conversation_id == "conv_refund_a"
+        assert app.screen.result.diverged_at == 3

@@ -10,7 +10,17 @@ from collections.abc import Callable, Iterator
 import click
 
 from ..fmt import money, ms
-from ..trajectory import Step, Totals, TrajectoryComparison, TurnPair, both, stop_word, tool_names, totals_rows
+from ..trajectory import (
+    Step,
+    Totals,
+    TrajectoryComparison,
+    TurnPair,
+    both,
+    prompt_word,
+    stop_word,
+    tool_names,
+    totals_rows,
+)
 from .base import UserError, db_option, db_path, one_line, open_store, pricing_option, resolve_id
 from .rerun import _describe_tools
 from .table import Column, Table
@@ -42,7 +52,7 @@ def turn_row(p: TurnPair, diverged_at: int | None) -> str:
         p.status,
         one_line(each(stop_word), 17),
         one_line(each(tool_names), 19),
-        one_line(each(lambda s: None if s.prompt_tokens is None else f"{s.prompt_tokens:,}"), 13),
+        one_line(each(prompt_word), 13),
         one_line(each(lambda s: money(s.cost_usd)), 15),
         one_line(each(lambda s: ms(s.latency_ms)), 13),
     )
@@ -68,13 +78,14 @@ def pair_lines(p: TurnPair, diverged_at: int | None) -> Iterator[str]:
     yield f"turn {p.index}{mark}: {', '.join(p.differences)} differ"
     if "model" in p.differences:
         yield f"  model: {p.a.model} -> {p.b.model}"
-    if "stop_reason" in p.differences:
-        yield f"  stop: {p.a.stop_reason} -> {p.b.stop_reason}"
     if "attempts" in p.differences:
         yield f"  attempts: A {_attempts(p.a)}, B {_attempts(p.b)}"
-    if "error" in p.differences:
+    if "error" in p.differences:  # one side got no answer: what each side got says it all
         yield "  A: " + one_line(_side(p.a), 94)
         yield "  B: " + one_line(_side(p.b), 94)
+        return
+    if "stop_reason" in p.differences:
+        yield f"  stop: {stop_word(p.a)} -> {stop_word(p.b)}"
     if p.tool_diff:
         yield "  tools: " + _describe_tools(p.tool_diff)
     if p.text_diff:

@@ -52,3 +52,24 @@ def trajectory(store: Store, conversation_id: str) -> Trajectory:
             )
         )
     return Trajectory(conversation_id=conversation_id, steps=steps)
+
+
+FORK_KINDS = ("fork",)
+"""conversation_links kinds whose two ends are two trajectories of one task (replay --live-from, fork)."""
+
+
+def fork_partner(store: Store, conversation_id: str) -> tuple[str, str] | None:
+    """(original, fork) for a conversation that has a fork (its newest) or is one; None for neither."""
+    kinds = ",".join("?" * len(FORK_KINDS))
+    row = store.db.execute(
+        f"""SELECT conversation_id FROM conversation_links WHERE parent_id = ? AND kind IN ({kinds})
+            ORDER BY rowid DESC LIMIT 1""",
+        [conversation_id, *FORK_KINDS],
+    ).fetchone()
+    if row is not None:
+        return conversation_id, row[0]
+    row = store.db.execute(
+        f"SELECT parent_id FROM conversation_links WHERE conversation_id = ? AND kind IN ({kinds})",
+        [conversation_id, *FORK_KINDS],
+    ).fetchone()
+    return (row[0], conversation_id) if row is not None else None
