@@ -326,3 +326,37 @@ async def test_screen_offers_the_fork(tmp_path):
         assert isinstance(app.screen, TrajectoriesScreen)
         assert app.screen.result.a.conversation_id == "conv_refund_a"
         assert app.screen.result.diverged_at == 3
+
+
+def test_unpriced_and_unanswered_sides():
+    """Built by hand: a turn whose model has no price makes the total cost unknown (`?`), not an
+    understated sum; a trajectory with no answered turn has no final text."""
+    from replayer.models import ToolUse
+    from replayer.trajectory import Step, Trajectory, totals_rows
+
+    def step(i, *, cost, error=None, text="ok"):
+        return Step(index=i, turn_id=f"t{i}", started_at="2026-01-01T00:00:00Z", model="m", stop_reason=None
+                    if error else "end_turn", prompt_tokens=None if error else 100, output_tokens=None if error
+                    else 5, cost_usd=cost, latency_ms=1000.0, attempts=1, errors=1 if error else 0, error=error,
+                    text="" if error else text, tool_calls=[] if error else [ToolUse("t", {"x": 1})])  # fmt: skip
+
+    err = {"type": "overloaded_error", "message": "Overloaded", "status": 529}
+    a = Trajectory("A", [step(0, cost=0.01), step(1, cost=None)])
+    b = Trajectory("B", [step(0, cost=0.01), step(1, cost=0.0, error=err)])
+    c = compare(a, b)
+    assert c.a.cost_usd is None and c.b.cost_usd == pytest.approx(0.01)
+    rows = {r[0]: r[1:] for r in totals_rows(c.a, c.b)}
+    assert rows["cost"] == ("?", "$0.0100", "?")
+    assert rows["errors"] == ("0", "1", "+1")
+    assert c.diverged_at == 1 and "error" in c.pairs[1].differences
+    assert c.final.a == "ok" and c.final.b == "ok"  # B's last answered turn is turn 0
+
+
+def test_core_imports_no_textual():
+    import subprocess
+    import sys
+
+    code = ("import sys, replayer.trajectory, replayer.store.trajectories, replayer.cli.compare\n"
+            "assert not [m for m in sys.modules if m.split('.')[0] == 'textual']\nprint('ok')")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

@@ -45,6 +45,9 @@ COLUMNS = (("#", 5), ("", 7), ("Stop A→B", 17), ("Tools A→B", 0), ("Prompt A
            ("Time A→B", 11))  # fmt: skip
 """(title, width); 0: the column that takes what the others leave (tool names)."""
 TOOLS_MIN = 12
+WORDS_UP_TO = 20_000
+"""Characters of a side's text diffed word by word; longer texts are shown as they are (a word
+diff of two long texts can take seconds)."""
 TOOLS_MAX = 48
 
 
@@ -101,7 +104,9 @@ def pair_sides(p: TurnPair) -> tuple[Text, Text]:
     what B added green), the error when a side got none, a note for a side with no such turn."""
     a, b = p.a, p.b
     if a is not None and b is not None and not a.error and not b.error:
-        return side_by_side(words(a.text, b.text))
+        if len(a.text) <= WORDS_UP_TO and len(b.text) <= WORDS_UP_TO:
+            return side_by_side(words(a.text, b.text))
+        return Text(a.text), Text(b.text)
     return tuple(  # type: ignore[return-value]
         Text(f"(no turn {p.index}: this trajectory ended before)", style="dim")
         if s is None
@@ -156,6 +161,8 @@ def final_text(c: TrajectoryComparison) -> tuple[Text, Text]:
     if c.final.same:
         same = Text(c.final.a or "(no text)")
         return same, Text("the same final answer", style="green")
+    if len(c.final.a) > WORDS_UP_TO or len(c.final.b) > WORDS_UP_TO:
+        return Text(c.final.a), Text(c.final.b)
     return side_by_side(final_words(c))
 
 
