@@ -13,7 +13,8 @@ answer the same, and that is not yet another trajectory.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from .diffing import compare_tools, unified, words
@@ -114,9 +115,6 @@ class TrajectoryComparison(Document):
     pairs: list[TurnPair]
     final: FinalAnswers
 
-    def document(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 OUTPUT_FIELDS = ("stop_reason", "tools", "text", "error")
 """The differences that make a turn diverge (model and the numbers don't)."""
@@ -145,6 +143,7 @@ def pair(index: int, a: Step | None, b: Step | None) -> TurnPair:
         differences.append("error")
     if a.errors != b.errors:
         differences.append("attempts")  # retried on one side: time and errors, not another path
+    prompt_delta = None if a.prompt_tokens is None or b.prompt_tokens is None else b.prompt_tokens - a.prompt_tokens
     return TurnPair(
         index=index,
         status="differs" if differences else "same",
@@ -153,9 +152,7 @@ def pair(index: int, a: Step | None, b: Step | None) -> TurnPair:
         b=b,
         tool_diff=tools if "tools" in differences else [],
         text_diff=unified(a.text, b.text, "A", "B") if a.text != b.text else "",
-        prompt_delta_tokens=None
-        if a.prompt_tokens is None or b.prompt_tokens is None
-        else b.prompt_tokens - a.prompt_tokens,
+        prompt_delta_tokens=prompt_delta,
         cost_delta_usd=_delta(a.cost_usd, b.cost_usd),
         latency_delta_ms=_delta(a.latency_ms, b.latency_ms),
     )
@@ -166,9 +163,11 @@ def diverges(p: TurnPair) -> bool:
     return p.status in ("added", "missing") or any(d in OUTPUT_FIELDS for d in p.differences)
 
 
-def totals(t: Trajectory) -> Totals:
-    from datetime import datetime, timedelta
+def _at(iso: str) -> datetime:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
+
+def totals(t: Trajectory) -> Totals:
     cost: float | None = 0.0
     for s in t.steps:
         if s.cost_usd is None and s.prompt_tokens is not None:
@@ -177,13 +176,9 @@ def totals(t: Trajectory) -> Totals:
             cost += s.cost_usd
     wall = 0.0
     if t.steps:
-
-        def at(iso: str) -> datetime:
-            return datetime.fromisoformat(iso.replace("Z", "+00:00"))
-
         last = t.steps[-1]
-        end = at(last.started_at) + timedelta(milliseconds=last.latency_ms or 0)
-        wall = max(0.0, (end - at(t.steps[0].started_at)).total_seconds())
+        end = _at(last.started_at) + timedelta(milliseconds=last.latency_ms or 0)
+        wall = max(0.0, (end - _at(t.steps[0].started_at)).total_seconds())
     return Totals(
         conversation_id=t.conversation_id,
         turns=len(t.steps),
