@@ -16,6 +16,7 @@ import sys
 import click
 
 from .base import Group, config_option, db_option, pricing_option
+from .compare import compare
 from .conversations import browse, demo, export, list_, show
 from .database import db
 from .health import alerts, pricing, stats
@@ -41,7 +42,7 @@ def cli(ctx: click.Context) -> None:
         ctx.invoke(browse)
 
 
-for command in (browse, list_, show, export, record, proxy, import_, db, demo, stats, alerts, pricing, rerun):
+for command in (browse, list_, show, export, record, proxy, import_, db, demo, stats, alerts, pricing, rerun, compare):
     cli.add_command(command)
 
 

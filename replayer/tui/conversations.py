@@ -43,9 +43,13 @@ class ConversationsScreen(ReplayerScreen[None]):
         ),
         Binding("s", "sort", "Sort", id="sort", tooltip="Sort by the next column (also: click a column header)"),
         Binding("S", "reverse_sort", "Reverse", id="reverse-sort", tooltip="Reverse the sort order", show=False),
-        Binding("ctrl+r", "reload", "Refresh", id="refresh", tooltip="Reload the list from the database"),
+        Binding("ctrl+r", "reload", "Refresh", id="refresh", tooltip="Reload the list from the database", show=False),
         Binding("y", "copy", "Copy id", id="copy", tooltip="Copy the highlighted conversation id"),
         Binding("d", "dashboard", "Dashboard", id="dashboard", tooltip="Spend per user and day, health, alerts"),
+        Binding("m", "mark", "Mark", id="mark", tooltip="Mark this conversation as A, to compare (again: unmark)",
+                show=False),  # fmt: skip
+        Binding("c", "compare", "Compare", id="compare",
+                tooltip="The marked conversation (m) against this one; with none marked, this against its fork"),
         Binding("escape", "clear", "Clear filter", id="clear", tooltip="Clear the filter", show=False),
     ]
     COLUMNS = (
@@ -109,6 +113,8 @@ class ConversationsScreen(ReplayerScreen[None]):
         """The store's change mark when the rows on screen were read (Store.change_mark)."""
         self.keep_cursor: str | None = None
         """The conversation to put the cursor back on when a reload lands."""
+        self.marked: str | None = None
+        """The conversation `m` marked: A of the next comparison (`c`)."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -333,6 +339,16 @@ class ConversationsScreen(ReplayerScreen[None]):
         self.filters = filters
         self.query_one(DataTable).focus()
         self.load(reset=True)
+
+    def action_mark(self) -> None:
+        from .trajectories import toggle_mark
+
+        toggle_mark(self)
+
+    def action_compare(self) -> None:
+        from .trajectories import compare_from_list
+
+        compare_from_list(self)
 
     def action_dashboard(self) -> None:
         self.app.push_screen(DashboardScreen(), self.show_user)
