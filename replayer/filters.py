@@ -12,7 +12,7 @@ import shlex
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from .store.ingest import iso
+from .store.codec import iso
 
 
 class FilterError(ValueError):

@@ -101,9 +101,9 @@ def token_count(usage: dict[str, Any] | None, key: str) -> int:
 def prompt_tokens(usage: dict[str, Any]) -> int:
     """Everything the model read: uncached input + cache writes + cache reads."""
     return (
-        int(usage.get("input_tokens") or 0)
-        + int(usage.get("cache_creation_input_tokens") or 0)
-        + int(usage.get("cache_read_input_tokens") or 0)
+        token_count(usage, "input_tokens")
+        + token_count(usage, "cache_creation_input_tokens")
+        + token_count(usage, "cache_read_input_tokens")
     )
 
 

@@ -22,7 +22,7 @@ from ..models import (
     Variant,
 )
 from ..pricing import PriceTable, default_table
-from ..wire import TOOL_USE_TYPES, billed_parts, message_text, prompt_tokens
+from ..wire import TOOL_USE_TYPES, billed_parts, message_text, prompt_tokens, token_count
 from .aggregate import Totals, conversation_totals
 from .chain import chain_nodes
 from .codec import unpack
@@ -401,8 +401,8 @@ class Store:
                     turns=count,
                     models=p["models"],
                     input_tokens=sum(prompt_tokens(u) for u in billed),
-                    output_tokens=sum(int(u.get("output_tokens") or 0) for u in billed),
-                    cache_read_tokens=sum(int(u.get("cache_read_input_tokens") or 0) for u in billed),
+                    output_tokens=sum(token_count(u, "output_tokens") for u in billed),
+                    cache_read_tokens=sum(token_count(u, "cache_read_input_tokens") for u in billed),
                     cost_usd=sum_costs(self.prices, usages),
                     errors=p["errors"],
                     first_message=self.first_user_text(p["first"]),

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from ..fmt import approx_tokens, local_time, money, ms, plural
 from ..models import SectionDiff, TurnDetail, TurnSummary
-from ..wire import prompt_tokens
+from ..wire import prompt_tokens, token_count
 from .blocks import added_tokens, content_text, value_text
 from .widgets import SEGMENT_COLOURS
 
@@ -89,7 +89,7 @@ def turn_rows(
         prompt = prompt_tokens(u) if t.usage else None
         delta = prompt - prev_prompt if prompt is not None and prev_prompt is not None else prompt
         prev_prompt = prompt if prompt is not None else prev_prompt
-        hit = (int(u.get("cache_read_input_tokens") or 0) / prompt) if prompt else None
+        hit = (token_count(u, "cache_read_input_tokens") / prompt) if prompt else None
         last = t.attempts[-1] if t.attempts else None
         marks = turn_marks(t, t.index in breaks)
         for m in marks:
