@@ -102,13 +102,11 @@ def stats(
 ) -> Stats:
     """Spend, the health metrics against their thresholds, and the alerts, over the last `days`
     (default: the settings' days)."""
-    from .store import aggregate
-
-    db, prices = store.db, store.prices
+    prices = store.prices
     tz = zone(settings.tz)
     first, today, since, until = window(days or settings.days, tz, now)
-    names = aggregate.conversations_by_rowid(db)
-    groups = aggregate.groups(db, prices, since, until)
+    names = store.conversation_names()
+    groups = store.spend_groups(since, until)
     # variants sent by `replayer rerun` are experiments, not the agent's traffic: their spend is
     # shown on its own and they stay out of the users, models and health metrics
     reruns = RerunSpend(cost_usd=0.0, turns=0, variants=0)
@@ -181,8 +179,8 @@ def stats(
     attempts = sum(c["attempts"] for c in convs.values())
     results = sum(c["tool_results"] for c in convs.values())
     timed = sum(g.timed for g in groups)
-    p95 = aggregate.latency_percentile(
-        db, 0.95, timed, since, until, list(convs) if user is not None else None, sorted(variants) or None
+    p95 = store.latency_percentile(
+        0.95, timed, since, until, list(convs) if user is not None else None, sorted(variants) or None
     )
     metrics = {
         "cache_hit_rate": _metric(
@@ -220,7 +218,7 @@ def stats(
     for conv, c in convs.items():
         if c["rewrites"] < 2:  # a broken run needs two rewriting turns: the rest can't have one
             continue
-        series = aggregate.turn_usages(db, conv)
+        series = store.turn_usages(conv)
         usages = [u for _, u in series]
         for first_turn, last_turn in cache_break_runs(usages):
             extra = 0.0

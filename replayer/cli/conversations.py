@@ -243,8 +243,9 @@ def demo(ctx: click.Context, no_open: bool) -> None:
     Into --db (or $REPLAYER_DB) when that is a new file or a database the demo made (it never
     replaces another), else into demo.db in your data folder, rebuilt each time."""
     from ..demo import build_demo, demo_db_path, refusal
+    from ..paths import DB_ENV
 
-    given = (ctx.find_root().obj or {}).get("db") or os.environ.get("REPLAYER_DB")
+    given = (ctx.find_root().obj or {}).get("db") or os.environ.get(DB_ENV)
     path = Path(given).expanduser() if given else demo_db_path()
     problem = refusal(path) if given else None
     if problem:

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from sqlite_utils import Database
 
+from ..bounded import BoundedDict
 from ..filters import like_part, time_bound
 from ..models import (
     AttemptInfo,
@@ -23,11 +24,15 @@ from ..models import (
 )
 from ..pricing import PriceTable, default_table
 from ..wire import TOOL_USE_TYPES, billed_parts, message_text, prompt_tokens, token_count
-from .aggregate import Totals, conversation_totals
+from . import aggregate
+from .aggregate import ConversationName, Group, Totals, conversation_totals
 from .chain import chain_nodes
-from .codec import unpack
+from .codec import splice, unpack
 
-_MARK = "\u0000replayer:{}\u0000"
+BLOB_CACHE = 50_000
+"""Blob texts a Store keeps (the app reads the same conversation's messages again and again)."""
+NODE_CACHE = 500_000
+"""Message-list nodes a Store keeps (each a parent id and a blob id: small)."""
 
 SORTS = {
     "started": "c.started_at",
@@ -74,8 +79,8 @@ class Store:
     def __init__(self, db: Database, prices: PriceTable | None = None):
         self.db = db
         self.prices = prices or default_table()
-        self._nodes: dict[int, tuple[int | None, int]] = {}
-        self._blobs: dict[int, str] = {}
+        self._nodes: BoundedDict[int, tuple[int | None, int]] = BoundedDict(NODE_CACHE)
+        self._blobs: BoundedDict[int, str] = BoundedDict(BLOB_CACHE)
 
     # -- parts ---------------------------------------------------------------------------------
     def blob_text(self, blob_id: int) -> str:
@@ -83,8 +88,6 @@ class Store:
         if got is None:
             row = self.db.execute("SELECT json FROM blobs WHERE id = ?", [blob_id]).fetchone()
             got = unpack(row[0])
-            if len(self._blobs) > 50_000:
-                self._blobs.clear()
             self._blobs[blob_id] = got
         return got
 
@@ -92,16 +95,17 @@ class Store:
         """Many blobs in a few queries. (Each query from a worker thread gives up the GIL and must
         win it back from the UI thread: hundreds of one-row queries would mostly wait.)"""
         missing = list({b for b in ids if b not in self._blobs})
+        if not missing:
+            return [self._blobs[b] for b in ids]
+        fetched: dict[int, str] = {}
         for i in range(0, len(missing), 500):
             chunk = missing[i : i + 500]
             marks = ",".join("?" * len(chunk))
             for bid, stored in self.db.execute(f"SELECT id, json FROM blobs WHERE id IN ({marks})", chunk):
-                self._blobs[bid] = unpack(stored)
-        if len(self._blobs) > 50_000:
-            keep = {b: self._blobs[b] for b in ids if b in self._blobs}
-            self._blobs.clear()
-            self._blobs.update(keep)
-        return [self._blobs[b] for b in ids]
+                fetched[bid] = unpack(stored)
+        texts = [fetched[b] if b in fetched else self._blobs[b] for b in ids]
+        self._blobs.fill(zip(ids, texts, strict=True))  # all of them: a full cache keeps this batch
+        return texts
 
     def blob_chain(self, node: int | None) -> list[int]:
         """The message blob ids of the list ending at `node`, first to last."""
@@ -109,11 +113,7 @@ class Store:
         while node:
             hit = self._nodes.get(node)
             if hit is None:
-                rows = chain_nodes(self.db, node)
-                if len(self._nodes) > 500_000:
-                    self._nodes.clear()
-                for nid, parent, blob in rows:
-                    self._nodes[nid] = (parent, blob)
+                self._nodes.fill((nid, (parent, blob)) for nid, parent, blob in chain_nodes(self.db, node))
                 hit = self._nodes.get(node)
                 if hit is None:
                     break
@@ -130,14 +130,7 @@ class Store:
 
     def _fill(self, skeleton_text: str, parts: dict[str, str]) -> str:
         doc = json.loads(skeleton_text)
-        if not isinstance(doc, dict):
-            return skeleton_text
-        for key in parts:
-            doc[key] = _MARK.format(key)
-        text = json.dumps(doc, ensure_ascii=False)
-        for key, part in parts.items():
-            text = text.replace(json.dumps(_MARK.format(key)), part, 1)
-        return text
+        return splice(doc, parts) if isinstance(doc, dict) else skeleton_text
 
     def request_text(self, row: dict[str, Any]) -> str:
         parts = {}
@@ -489,6 +482,25 @@ class Store:
             return message_text(json.loads(self.blob_text(b)))
         return None
 
+    # -- spend and health (metrics.py): the SQL is in store/aggregate.py -------------------------
+    def spend_groups(self, since: float | None = None, until: float | None = None) -> list[Group]:
+        """The rollup's rows of [since, until), priced (aggregate.groups)."""
+        return aggregate.groups(self.db, self.prices, since, until)
+
+    def conversation_names(self) -> dict[int, ConversationName]:
+        """Conversation rowid -> its id, user and origin."""
+        return aggregate.conversations_by_rowid(self.db)
+
+    def latency_percentile(
+        self, q: float, n: int, since: float | None, until: float | None,
+        convs: list[int] | None = None, exclude: list[int] | None = None,
+    ) -> float | None:  # fmt: skip
+        """The q-quantile of attempt latencies in [since, until) (aggregate.latency_percentile)."""
+        return aggregate.latency_percentile(self.db, q, n, since, until, convs, exclude)
+
+    def turn_usages(self, conv: int) -> list[tuple[str | None, dict[str, Any] | None]]:
+        """Each turn's (model, usage) of the conversation with rowid `conv` (aggregate.turn_usages)."""
+        return aggregate.turn_usages(self.db, conv)
 
 
 def sum_costs(prices: PriceTable, usages: list[tuple[dict[str, Any], str | None]]) -> float | None:
