@@ -152,8 +152,9 @@ def stats(
         c = convs.get(g.conv)
         if c is None:
             c = convs[g.conv] = dict.fromkeys(
-                ("cost", "turns", "attempts", "limited", "tool_results", "tool_errors", "cr", "prompt", "rewrites"), 0
-            )
+                ("cost", "turns", "attempts", "limited", "tool_results", "tool_errors", "cache_read", "prompt",
+                 "rewrites"), 0
+            )  # fmt: skip
             c.update(sys=set(), nulls=0, unknown=False)
         c["cost"] += cost
         if g.cost_usd is None:
@@ -163,9 +164,9 @@ def stats(
         c["limited"] += g.limited
         c["tool_results"] += g.tool_results
         c["tool_errors"] += g.tool_errors
-        c["cr"] += g.cr
+        c["cache_read"] += g.cache_read
         c["rewrites"] += g.rewrites
-        c["prompt"] += g.input + g.w5m + g.w1h + g.cr
+        c["prompt"] += g.prompt
         if g.sys_min is not None:
             c["sys"].add(g.sys_min)
             c["sys"].add(g.sys_max)
@@ -184,7 +185,7 @@ def stats(
     )
     metrics = {
         "cache_hit_rate": _metric(
-            "cache_hit_rate", sum(c["cr"] for c in stable) / stable_prompt if stable_prompt else None, settings
+            "cache_hit_rate", sum(c["cache_read"] for c in stable) / stable_prompt if stable_prompt else None, settings
         ),
         "avg_turns_per_conversation": _metric(
             "avg_turns_per_conversation", total_turns / n_conv if n_conv else None, settings

@@ -49,7 +49,7 @@ AGG_SORTS: dict[str, Callable[[Totals], Any]] = {
     "cost": lambda t: t.cost_usd,
     "input": lambda t: t.prompt,
     "output": lambda t: t.output,
-    "cache": lambda t: t.cr / t.prompt if t.prompt else None,
+    "cache": lambda t: t.cache_read / t.prompt if t.prompt else None,
     "errors": lambda t: t.errors,
     "models": lambda t: ", ".join(sorted(t.models)),
     "first": lambda t: None,  # by Store.first_texts, not the rollup

@@ -17,7 +17,7 @@ from textual.worker import get_current_worker
 
 from ..fmt import money, plural
 from ..models import TurnDetail, TurnSummary
-from ..text import _TOKEN as _WORD  # a word as the index keeps it: what `/` in a conversation highlights
+from ..text import TOKEN  # a word as the index keeps it: what `/` in a conversation highlights
 from ..wire import prompt_tokens
 from .base import ReplayerScreen
 from .messages import DetailLoaded, DetailToCopy, FoundInConversation, TimelineLoaded
@@ -329,7 +329,7 @@ class ConversationScreen(ReplayerScreen[None]):
         if not text:
             self.clear_find()
             return
-        words = _WORD.findall(text)
+        words = TOKEN.findall(text)
         self.find_text = text
         # the text as typed where it occurs, else each word as the index matched it: a word's start
         alternatives = [re.escape(text), *(r"\b" + re.escape(w) for w in words)]
