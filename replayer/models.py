@@ -1,4 +1,5 @@
-"""Typed read models: what the CLI (and later the terminal app) consume from the store."""
+"""Typed read models: what the store, metrics and rerun hand to the CLI and the terminal app; each
+`--json` document is one of them, so its shape is declared here once (`Document.document`)."""
 
 from __future__ import annotations
 

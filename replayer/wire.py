@@ -1,5 +1,5 @@
-"""The Messages API's wire format, named once: block types, protocol headers, and (as they move
-here) the helpers that read text and token counts out of requests, responses and usage.
+"""The Messages API's wire format, named once: block types, protocol headers, and the helpers
+that read text and token counts out of requests, responses and usage.
 
 Everything here is pure: it takes the wire JSON as dicts and lists (as recorded, unknown block
 types and fields included) and never touches the store or the network.

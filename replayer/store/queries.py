@@ -1,8 +1,11 @@
-"""Reading the store back: listings, one conversation, and the JSONL export.
+"""The Store: the read API the CLI, the terminal app and metrics call (conversation listings, a
+conversation's turns, variants, spend), in front of the modules that hold the larger reads
+(detail.py one turn, export.py the JSONL export, aggregate.py the sums over the rollup).
 
 Documents are rebuilt from their deduplicated parts as text: a skeleton is dumped with markers
 where system/tools/messages/content were taken out, and each marker is replaced by the stored
-canonical JSON of that part. Nothing large is parsed, and the result is JSON-equal to the wire.
+canonical JSON of that part (codec.splice). Nothing large is parsed, and the result is
+JSON-equal to the wire.
 """
 
 from __future__ import annotations

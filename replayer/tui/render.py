@@ -1,5 +1,7 @@
-"""A turn's detail, the turn list's marks and a comparison's request diff as Rich Text: pure
-functions of the store's models, with no widget or app (testable on their own)."""
+"""What the screens draw, as Rich Text and strings: the turn list's rows and marks, a turn's
+detail tabs (context, tool calls, usage, what copy and raw give), find's highlights, and a
+comparison's side-by-side words and request diff. Pure functions of the store's models, with no
+widget or app (testable on their own)."""
 
 from __future__ import annotations
 
