@@ -11,7 +11,7 @@ JSON-equal to the wire.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from sqlite_utils import Database
@@ -48,6 +48,12 @@ SORTS = {
 """What `Store.conversations` sorts by in SQL."""
 RUN_MATCH = "tags_json IS NOT NULL AND json_extract(tags_json, '$.run') = ?"
 """A conversation of one `replayer record` run: the run's id is its "run" tag."""
+TAG_MATCH = (
+    "EXISTS (SELECT 1 FROM json_each(c.tags_json) WHERE key = ?"
+    " AND CASE WHEN type IN ('true', 'false', 'null') THEN type ELSE CAST(value AS TEXT) END = ?)"
+)
+"""A conversation with the tag KEY (the first argument) whose value, as text, is VALUE (the
+second): a string as it is, a number or true/false/null as written (filters.tag_pair)."""
 AGG_SORTS: dict[str, Callable[[Totals], Any]] = {
     "cost": lambda t: t.cost_usd,
     "input": lambda t: t.prompt,
@@ -276,6 +282,7 @@ class Store:
         *,
         user: str | None = None,
         run: str | None = None,
+        tags: Sequence[tuple[str, str]] = (),
         model: str | None = None,
         since: str | None = None,
         until: str | None = None,
@@ -290,7 +297,8 @@ class Store:
     ) -> list[ConversationSummary]:
         """A page of conversations, sorted and filtered by SQLite, priced ones included: `sort`
         is one of SORTS. Costs are priced from the usage table with the current prices. The
-        filters follow replayer.filters (FilterError for a date that can't be read)."""
+        filters follow replayer.filters (FilterError for a date that can't be read); `tags` are
+        (key, value) pairs a conversation must all have, `run` is the tag ("run", run)."""
         where, args = [], []
         if not reruns:  # variants sent by `replayer rerun` are shown with the turn they rerun
             where.append("c.origin != 'rerun'")
@@ -305,9 +313,9 @@ class Store:
         if user:
             where.append("c.user_id = ?")
             args.append(user)
-        if run:
-            where.append(RUN_MATCH.replace("tags_json", "c.tags_json"))
-            args.append(run)
+        for key, value in [*tags, *([("run", run)] if run else [])]:
+            where.append(TAG_MATCH)
+            args.extend((key, value))
         if since:
             where.append("c.last_at >= ?")
             args.append(time_bound(since, "since"))
@@ -384,7 +392,7 @@ class Store:
             if turn_idx == 0 and p["first"] is None:
                 p["first"] = ctx_node
         out = []
-        for cid, user_id, started, last, count, tags in conv_rows:
+        for cid, user_id, started, last, count, tags_json in conv_rows:
             p = per[cid]
             usages = p["usages"]
             billed = [part for u, _ in usages for part in billed_parts(u)]
@@ -402,7 +410,7 @@ class Store:
                     cost_usd=sum_costs(self.prices, usages),
                     errors=p["errors"],
                     first_message=self.first_user_text(p["first"]),
-                    tags=json.loads(tags) if tags else None,
+                    tags=json.loads(tags_json) if tags_json else None,
                 )
             )
         return out
