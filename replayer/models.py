@@ -122,6 +122,9 @@ class TurnDetail(BaseModel):
     """The conversation's cost up to and including this turn (None if any part is unknown)."""
     cache_break: bool = False
     """Cache writes keep rising while reads stay flat from this turn on."""
+    reconstructed: str | None = None
+    """The source the turn was imported from (store/imported.py: its request is rebuilt from a
+    transcript, without the system prompt and tools), else None."""
 
 
 class Document:

@@ -85,12 +85,13 @@ class Edits:
 
 
 def original(store: Store, turn_id: str) -> Original:
+    from .imports import source_name
     from .store.imported import reconstructed
 
     source = reconstructed(store.db, turn_id)
     if source is not None:  # every rerun (CLI, browser) starts here: refuse before anything is built
         raise ReplayError(
-            f"turn {turn_id} was imported from a {source.replace('-', ' ').title()} transcript: its request is"
+            f"turn {turn_id} was imported from a {source_name(source)} transcript: its request is"
             " reconstructed (no system prompt, no tools), so it can't be rerun as it was sent"
         )
     try:

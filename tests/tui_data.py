@@ -123,11 +123,20 @@ async def open_second_conversation(pilot) -> None:
     await settle(pilot)
 
 
-async def press_rerun_in_first_conversation(pilot) -> None:
-    """From the list, once loaded: open the first conversation and press r on its first turn."""
+async def open_first_conversation(pilot):
+    """From the list, once loaded, open the first row; the conversation screen it opens."""
+    from replayer.tui.conversation import ConversationScreen
+
     await settle(pilot)
     await pilot.press("enter")
     await settle(pilot)
+    assert isinstance(pilot.app.screen, ConversationScreen)
+    return pilot.app.screen
+
+
+async def press_rerun_in_first_conversation(pilot) -> None:
+    """From the list, once loaded: open the first conversation and press r on its first turn."""
+    await open_first_conversation(pilot)
     await pilot.press("r")
     await settle(pilot)
 

@@ -422,6 +422,12 @@ class Store:
 
         return turn_detail(self, turn_id, timeline)
 
+    def reconstructed_turns(self, conversation_id: str) -> dict[int, str]:
+        """Turn index -> the source of each imported (reconstructed) turn (store/imported.py)."""
+        from .imported import reconstructed_turns
+
+        return reconstructed_turns(self.db, conversation_id)
+
     # -- reruns ---------------------------------------------------------------------------------
     def request_headers(self, turn_id: str) -> dict[str, str]:
         """The protocol headers (wire.PROTOCOL_HEADERS) the turn's first attempt sent."""
