@@ -6,6 +6,9 @@ Documents are rebuilt from their deduplicated parts as text: a skeleton is dumpe
 where system/tools/messages/content were taken out, and each marker is replaced by the stored
 canonical JSON of that part (codec.splice). Nothing large is parsed, and the result is
 JSON-equal to the wire.
+
+A little over 500 lines on purpose: the Store is the one read API the CLI and the app see, so
+each read they make has a method here, most of them a few lines that hand on to those modules.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from ..pricing import PriceTable, default_table
 from ..wire import TOOL_USE_TYPES, billed_parts, message_text, prompt_tokens, token_count
 from . import aggregate
 from .aggregate import ConversationName, Group, Totals, conversation_totals
-from .chain import chain_nodes
+from .chain import chain_nodes, first_texts
 from .codec import splice, unpack
 
 BLOB_CACHE = 50_000
@@ -474,24 +477,7 @@ class Store:
 
     def first_texts(self) -> dict[int, str | None]:
         """Conversation rowid -> the text of the first message its first turn sent."""
-        out: dict[int, str | None] = {}
-        for conv, text in self.db.execute(
-            """WITH RECURSIVE up(conv, parent, blob, depth) AS (
-                   SELECT c.rowid, n.parent, n.blob, n.depth FROM conversations c
-                   JOIN turns t ON t.conversation_id = c.id AND t.idx = 0 JOIN nodes n ON n.id = t.context_node
-                   UNION ALL SELECT up.conv, n.parent, n.blob, n.depth FROM nodes n JOIN up ON n.id = up.parent)
-               SELECT up.conv, CASE WHEN typeof(b.json) != 'text' THEN b.json
-                                    WHEN json_type(b.json, '$.content') = 'text' THEN json_extract(b.json, '$.content')
-                                    ELSE json_extract(b.json, '$.content[0].text') END
-               FROM up JOIN blobs b ON b.id = up.blob WHERE up.depth = 1"""
-        ):
-            if isinstance(text, bytes):  # a long first message, stored compressed: read it here
-                content = json.loads(unpack(text)).get("content")
-                if isinstance(content, list) and content and isinstance(content[0], dict):
-                    content = content[0].get("text")
-                text = content
-            out[conv] = text if isinstance(text, str) else None
-        return out
+        return first_texts(self.db)
 
     def first_user_text(self, node: int | None) -> str | None:
         chain = self.blob_chain(node)
