@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from .fmt import plural
-from .paths import REPORT_ENV
+from .paths import DB_ENV, REPORT_ENV
 
 RUN_ENV = "REPLAYER_RUN"
 """Set by `replayer record` for its child: the run's id, tagged on every call the run records."""
@@ -34,7 +34,7 @@ def recorder() -> Any:
     if _recorder is None:
         from .recorder import Recorder
 
-        _recorder = Recorder(os.environ.get("REPLAYER_DB") or None)
+        _recorder = Recorder(os.environ.get(DB_ENV) or None)
     return _recorder
 
 

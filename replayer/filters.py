@@ -12,11 +12,35 @@ import shlex
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from .store.ingest import iso
+from .store.codec import iso
 
 
 class FilterError(ValueError):
     """A filter value that can't be used (the message says what to write instead)."""
+
+
+FILTER_WORDS = (
+    ("user:U", "one user's"),
+    ("run:ID", "one `record` run's"),
+    ("tag:KEY=VALUE", "tagged so (repeatable)"),
+    ("model:M", "a model id holding M"),
+    ("since:DATE", "active since DATE (UTC)"),
+    ("until:DATE", "started by DATE's end"),
+    ("errors", "with a failed call"),
+    ("cost>0.5", "costing over $0.50"),
+)
+"""The words the browser's filter takes besides message text, and what each keeps: the help
+screen lists them and the filter bar's placeholder names them."""
+FILTER_SYNTAX = " ".join(word for word, _ in FILTER_WORDS)
+
+
+def tag_pair(value: str, what: str = "tag:") -> tuple[str, str]:
+    """`KEY=VALUE` as (key, value): a conversation has the tag KEY, and its value, as text, is
+    VALUE (a string as it is, a number or true/false as written)."""
+    key, sep, tag_value = value.partition("=")
+    if not sep or not key:
+        raise FilterError(f"{what}{value}: write {what}KEY=VALUE, e.g. {what}team=search")
+    return key, tag_value
 
 
 def time_bound(value: str, what: str, *, end: bool = False) -> str:
@@ -52,10 +76,12 @@ def like_part(value: str) -> str:
 
 
 def parse_filter(text: str) -> dict[str, Any]:
-    """`user:alice run:run_… model:haiku since:2026-11-20 until:2026-11-25 errors cost>0.5 words…` as the
-    keyword arguments of Store.conversations. Raises FilterError for a value it can't read."""
+    """`user:alice run:run_… tag:team=search model:haiku since:2026-11-20 until:2026-11-25 errors
+    cost>0.5 words…` (FILTER_WORDS) as the keyword arguments of Store.conversations. Raises
+    FilterError for a value it can't read."""
     out: dict[str, Any] = {}
     words = []
+    tags = []
     try:
         parts = shlex.split(text)
     except ValueError:
@@ -66,12 +92,16 @@ def parse_filter(text: str) -> dict[str, Any]:
             if key in ("since", "until"):
                 time_bound(value, key, end=key == "until")  # said now, not as an empty list
             out[key] = value
+        elif sep and key == "tag":
+            tags.append(tag_pair(value))
         elif part == "errors":
             out["errors_only"] = True
         elif part.startswith("cost>"):
             out["min_cost"] = min_cost(part[5:])
         else:
             words.append(part)
+    if tags:
+        out["tags"] = tags
     if words:
         out["query"] = " ".join(words)
     return out

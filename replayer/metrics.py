@@ -102,13 +102,11 @@ def stats(
 ) -> Stats:
     """Spend, the health metrics against their thresholds, and the alerts, over the last `days`
     (default: the settings' days)."""
-    from .store import aggregate
-
-    db, prices = store.db, store.prices
+    prices = store.prices
     tz = zone(settings.tz)
     first, today, since, until = window(days or settings.days, tz, now)
-    names = aggregate.conversations_by_rowid(db)
-    groups = aggregate.groups(db, prices, since, until)
+    names = store.conversation_names()
+    groups = store.spend_groups(since, until)
     # variants sent by `replayer rerun` are experiments, not the agent's traffic: their spend is
     # shown on its own and they stay out of the users, models and health metrics
     reruns = RerunSpend(cost_usd=0.0, turns=0, variants=0)
@@ -154,8 +152,9 @@ def stats(
         c = convs.get(g.conv)
         if c is None:
             c = convs[g.conv] = dict.fromkeys(
-                ("cost", "turns", "attempts", "limited", "tool_results", "tool_errors", "cr", "prompt", "rewrites"), 0
-            )
+                ("cost", "turns", "attempts", "limited", "tool_results", "tool_errors", "cache_read", "prompt",
+                 "rewrites"), 0
+            )  # fmt: skip
             c.update(sys=set(), nulls=0, unknown=False)
         c["cost"] += cost
         if g.cost_usd is None:
@@ -165,9 +164,9 @@ def stats(
         c["limited"] += g.limited
         c["tool_results"] += g.tool_results
         c["tool_errors"] += g.tool_errors
-        c["cr"] += g.cr
+        c["cache_read"] += g.cache_read
         c["rewrites"] += g.rewrites
-        c["prompt"] += g.input + g.w5m + g.w1h + g.cr
+        c["prompt"] += g.prompt
         if g.sys_min is not None:
             c["sys"].add(g.sys_min)
             c["sys"].add(g.sys_max)
@@ -181,12 +180,12 @@ def stats(
     attempts = sum(c["attempts"] for c in convs.values())
     results = sum(c["tool_results"] for c in convs.values())
     timed = sum(g.timed for g in groups)
-    p95 = aggregate.latency_percentile(
-        db, 0.95, timed, since, until, list(convs) if user is not None else None, sorted(variants) or None
+    p95 = store.latency_percentile(
+        0.95, timed, since, until, list(convs) if user is not None else None, sorted(variants) or None
     )
     metrics = {
         "cache_hit_rate": _metric(
-            "cache_hit_rate", sum(c["cr"] for c in stable) / stable_prompt if stable_prompt else None, settings
+            "cache_hit_rate", sum(c["cache_read"] for c in stable) / stable_prompt if stable_prompt else None, settings
         ),
         "avg_turns_per_conversation": _metric(
             "avg_turns_per_conversation", total_turns / n_conv if n_conv else None, settings
@@ -220,7 +219,7 @@ def stats(
     for conv, c in convs.items():
         if c["rewrites"] < 2:  # a broken run needs two rewriting turns: the rest can't have one
             continue
-        series = aggregate.turn_usages(db, conv)
+        series = store.turn_usages(conv)
         usages = [u for _, u in series]
         for first_turn, last_turn in cache_break_runs(usages):
             extra = 0.0

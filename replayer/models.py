@@ -1,4 +1,5 @@
-"""Typed read models: what the CLI (and later the terminal app) consume from the store."""
+"""Typed read models: what the store, metrics and rerun hand to the CLI and the terminal app; each
+`--json` document is one of them, so its shape is declared here once (`Document.document`)."""
 
 from __future__ import annotations
 
@@ -121,6 +122,9 @@ class TurnDetail(BaseModel):
     """The conversation's cost up to and including this turn (None if any part is unknown)."""
     cache_break: bool = False
     """Cache writes keep rising while reads stay flat from this turn on."""
+    reconstructed: str | None = None
+    """The source the turn was imported from (store/imported.py: its request is rebuilt from a
+    transcript, without the system prompt and tools), else None."""
 
 
 class Document:
@@ -189,7 +193,7 @@ class Metric:
 
 
 @dataclass
-class BudgetAlert:
+class BudgetAlert(Document):
     """A user spent more than the daily budget today."""
 
     kind: Literal["budget"] = field(default="budget", init=False)
@@ -200,7 +204,7 @@ class BudgetAlert:
 
 
 @dataclass
-class MetricAlert:
+class MetricAlert(Document):
     """A health metric past its threshold."""
 
     kind: Literal["metric"] = field(default="metric", init=False)
@@ -210,7 +214,7 @@ class MetricAlert:
 
 
 @dataclass
-class CacheAlert:
+class CacheAlert(Document):
     """A broken cache: turns that keep writing to the cache and read nothing more back."""
 
     kind: Literal["cache"] = field(default="cache", init=False)
@@ -385,14 +389,39 @@ class Comparison(Document):
     spread: Spread
     request_diff: list[SectionDiff]
 
-    def document(self, *, bulky: bool = True) -> dict[str, Any]:
-        """As `replayer rerun --json` prints it (there without BULKY)."""
+    def document(self, *, bulky: bool = True, words: bool = True) -> dict[str, Any]:
+        """As JSON: `replayer rerun --json` prints it without BULKY (bulky=False); the compare
+        screen copies it without the word-level edit scripts (words=False)."""
         doc = asdict(self)
-        if not bulky:
-            for view in [doc["original"], *doc["samples"]]:
-                for key in BULKY:
-                    view.pop(key, None)
+        left_out = {*(() if bulky else BULKY), *(() if words else ("words",))}
+        for view in [doc["original"], *doc["samples"]]:
+            for key in left_out:
+                view.pop(key, None)
         return doc
+
+
+@dataclass
+class Estimate:
+    """What a rerun will cost, worked out before anything is sent (replay.estimate)."""
+
+    input_tokens: int
+    output_tokens: int
+    max_output_tokens: int
+    samples: int
+    cost_usd: float | None
+    """Expected, for all samples: input at the uncached rate, output as the original's."""
+    max_cost_usd: float | None
+    """If every sample wrote max_tokens."""
+    source: str
+    """count_tokens | recorded usage"""
+
+
+@dataclass
+class RerunReport(Comparison):
+    """The document `replayer rerun --json` prints: the comparison, then the estimate made before
+    sending."""
+
+    estimate: Estimate
 
 
 @dataclass

@@ -18,8 +18,7 @@ import orjson
 from . import context
 from .captured import Captured, Context
 from .paths import default_db_path
-from .store.codec import storable
-from .store.ingest import new_id
+from .store.codec import new_id, storable
 from .store.process import make_writer
 
 if TYPE_CHECKING:

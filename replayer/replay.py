@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .models import Comparison, Original, Sample, SampleView, ToolUse, TurnSummary
+from .models import Comparison, Estimate, Original, Sample, SampleView, ToolUse, TurnSummary
 from .pricing import PriceTable
 from .validation import Problem as Problem  # the flow's steps, all reachable from here
 from .validation import validate as validate
-from .wire import PROTOCOL_HEADERS, prompt_tokens, text_of, tool_calls
+from .wire import PROTOCOL_HEADERS, prompt_tokens, text_of, token_count, tool_calls
 
 if TYPE_CHECKING:
     from .store.queries import Store
@@ -85,12 +85,13 @@ class Edits:
 
 
 def original(store: Store, turn_id: str) -> Original:
+    from .imports import source_name
     from .store.imported import reconstructed
 
     source = reconstructed(store.db, turn_id)
     if source is not None:  # every rerun (CLI, browser) starts here: refuse before anything is built
         raise ReplayError(
-            f"turn {turn_id} was imported from a {source.replace('-', ' ').title()} transcript: its request is"
+            f"turn {turn_id} was imported from a {source_name(source)} transcript: its request is"
             " reconstructed (no system prompt, no tools), so it can't be rerun as it was sent"
         )
     try:
@@ -212,20 +213,6 @@ def apply(orig: Original, edits: Edits) -> dict[str, Any]:
 # -- estimate ----------------------------------------------------------------------------------
 
 
-@dataclass
-class Estimate:
-    input_tokens: int
-    output_tokens: int
-    max_output_tokens: int
-    samples: int
-    cost_usd: float | None
-    """Expected, for all samples: input at the uncached rate, output as the original's."""
-    max_cost_usd: float | None
-    """If every sample wrote max_tokens."""
-    source: str
-    """count_tokens | recorded usage"""
-
-
 def estimate(
     orig: Original,
     req: dict[str, Any],
@@ -246,7 +233,8 @@ def estimate(
         inp = round(recorded * after / before) if recorded else after // 4
         source = "recorded usage" if recorded else "request size"
     max_out = int(req.get("max_tokens") or 0)
-    out = min(int(usage.get("output_tokens") or max_out), max_out) if max_out else int(usage.get("output_tokens") or 0)
+    recorded_out = token_count(usage, "output_tokens")
+    out = min(recorded_out or max_out, max_out) if max_out else recorded_out
     model = req.get("model")
 
     def price(o: int) -> float | None:
@@ -313,7 +301,7 @@ def send(
     """Send `samples` copies of `req` at once, each recorded as a turn of one new "rerun"
     conversation. API errors are recorded on their sample, never raised."""
     from .recorder import Recorder
-    from .store.ingest import new_id
+    from .store.codec import new_id
 
     if not 1 <= samples <= MAX_SAMPLES:
         raise ReplayError(f"--samples must be 1 to {MAX_SAMPLES}")
@@ -371,7 +359,7 @@ def sample_view(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
         usage=d.turn.usage,
         prompt_tokens=prompt,
         cache_hit_rate=(
-            int(d.turn.usage.get("cache_read_input_tokens") or 0) / prompt if d.turn.usage and prompt else None
+            token_count(d.turn.usage, "cache_read_input_tokens") / prompt if d.turn.usage and prompt else None
         ),
         cost_usd=d.turn.cost_usd,
         latency_ms=last.latency_ms if last else None,

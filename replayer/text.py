@@ -56,7 +56,7 @@ def _json(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
 
 
-_TOKEN = re.compile(r"[^\W_]+")
+TOKEN = re.compile(r"[^\W_]+")
 """What the index's tokenizer (unicode61) keeps as a token: runs of letters and digits."""
 
 
@@ -66,7 +66,7 @@ def fts_query(text: str) -> str:
     The index splits `INV-2041`, `user_789` or `claude-haiku-4-5` into several tokens; quoted
     whole, such a word would be a phrase query, which an index without positions can't answer.
     Each token is matched on its own instead."""
-    tokens = _TOKEN.findall(text)
+    tokens = TOKEN.findall(text)
     if not tokens:  # nothing searchable (only punctuation): match nothing rather than fail
         return '""'
     return " ".join('"' + t + '"*' for t in tokens)

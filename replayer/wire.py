@@ -1,5 +1,5 @@
-"""The Messages API's wire format, named once: block types, protocol headers, and (as they move
-here) the helpers that read text and token counts out of requests, responses and usage.
+"""The Messages API's wire format, named once: block types, protocol headers, and the helpers
+that read text and token counts out of requests, responses and usage.
 
 Everything here is pure: it takes the wire JSON as dicts and lists (as recorded, unknown block
 types and fields included) and never touches the store or the network.
@@ -101,9 +101,9 @@ def token_count(usage: dict[str, Any] | None, key: str) -> int:
 def prompt_tokens(usage: dict[str, Any]) -> int:
     """Everything the model read: uncached input + cache writes + cache reads."""
     return (
-        int(usage.get("input_tokens") or 0)
-        + int(usage.get("cache_creation_input_tokens") or 0)
-        + int(usage.get("cache_read_input_tokens") or 0)
+        token_count(usage, "input_tokens")
+        + token_count(usage, "cache_creation_input_tokens")
+        + token_count(usage, "cache_read_input_tokens")
     )
 
 

@@ -13,7 +13,7 @@ import anthropic
 import pytest
 from click.testing import CliRunner
 from conftest import FAKE_KEY
-from tui_data import settle
+from tui_data import press_rerun_in_first_conversation
 
 from replayer import Recorder, replay
 from replayer.cli import cli
@@ -281,11 +281,7 @@ async def test_the_browser_refuses_to_rerun_an_imported_turn(tmp_path):
     imported(db, PROJECT / f"{LOOP}.jsonl")
     app = make_app(db)
     async with app.run_test(size=(160, 48)) as pilot:
-        await settle(pilot)
-        await pilot.press("enter")
-        await settle(pilot)
-        await pilot.press("r")
-        await settle(pilot)
+        await press_rerun_in_first_conversation(pilot)
         assert not isinstance(app.screen, RerunScreen)
         assert any("reconstructed" in str(n.message) for n in app._notifications)
 

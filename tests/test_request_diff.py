@@ -11,12 +11,11 @@ import pytest
 from conftest import FAKE_KEY
 from test_rerun import recorded  # noqa: F401 - a fixture
 from textual.widgets import Static, TabbedContent
-from tui_data import answer_reruns, build_db, open_second_conversation, send_rerun, settle
+from tui_data import answer_reruns, build_db, open_rerun_editor, send_rerun, settle
 
 from replayer.diffing import REQUEST_SECTIONS, request_diff, request_lines
 from replayer.tui.app import make_app
 from replayer.tui.compare import CompareScreen
-from replayer.tui.rerun import RerunScreen
 
 ORIGINAL = {
     "model": "claude-sonnet-4-5",
@@ -92,13 +91,7 @@ def env(api, monkeypatch):
 async def test_compare_screen_shows_the_request_sent(tmp_path, env):
     app = make_app(build_db(tmp_path / "tui.db"))
     async with app.run_test(size=(160, 48)) as pilot:
-        await open_second_conversation(pilot)
-        await pilot.press("j")
-        await settle(pilot)
-        await pilot.press("r")
-        await settle(pilot)
-        editor = app.screen
-        assert isinstance(editor, RerunScreen)
+        editor = await open_rerun_editor(pilot)
         editor.query_one("#rr-system").text = "You are a careful coding agent."
         await send_rerun(pilot)
         compare = app.screen

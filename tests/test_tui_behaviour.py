@@ -12,7 +12,7 @@ import pytest
 from test_tui import _utc  # noqa: F401 - the same fixed time zone, autouse
 from test_tui_rerun import env  # noqa: F401 - the fake API for reruns
 from textual.widgets import DataTable, Static
-from tui_data import build_db, palette_jump, reply, settle, wait_for
+from tui_data import build_db, palette_jump, press_rerun_in_first_conversation, reply, settle, wait_for
 
 from replayer import Recorder
 from replayer.tui.app import make_app
@@ -184,11 +184,7 @@ async def test_an_untouched_editor_sends_no_edit(tmp_path, env, key):  # noqa: F
     env.responder = lambda body: Reply(body={"input_tokens": 12})
     app = make_app(path)
     async with app.run_test(size=(160, 48)) as pilot:
-        await settle(pilot)
-        await pilot.press("enter")
-        await settle(pilot)
-        await pilot.press("r")
-        await settle(pilot)
+        await press_rerun_in_first_conversation(pilot)
         editor = app.screen
         assert isinstance(editor, RerunScreen) and editor.focused is editor.query_one("#rr-system", TextArea)
         before = {t.id: t.text for t in editor.query(TextArea)}
@@ -406,10 +402,7 @@ async def test_palette_jumps_do_not_stack(db):
         await settle(pilot)
         assert isinstance(app.screen, ConversationsScreen)
         # from deeper (the rerun editor), a jump also lands one step from the list
-        await pilot.press("enter")
-        await settle(pilot)
-        await pilot.press("r")
-        await settle(pilot)
+        await press_rerun_in_first_conversation(pilot)
         assert isinstance(app.screen, RerunScreen)
         await palette_jump(pilot, "conv_tools")
         assert isinstance(app.screen, ConversationScreen) and app.screen.conversation_id == "conv_tools"

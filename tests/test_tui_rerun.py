@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import FAKE_KEY, sent_bodies
 from textual.widgets import DataTable, Input, Static, TextArea
-from tui_data import build_db, open_second_conversation, reply, settle
+from tui_data import build_db, open_rerun_editor, press_rerun_in_first_conversation, reply, settle
 
 from replayer.fakeapi import Reply
 from replayer.tui.app import make_app
@@ -33,17 +33,6 @@ def text(screen, selector):
     return str(screen.query_one(selector, Static).render())
 
 
-async def open_editor(pilot, turn=1):
-    await open_second_conversation(pilot)  # conv_tools
-    for _ in range(turn):
-        await pilot.press("j")
-    await settle(pilot)
-    await pilot.press("r")
-    await settle(pilot)
-    assert isinstance(pilot.app.screen, RerunScreen)
-    return pilot.app.screen
-
-
 async def test_edit_send_and_compare(db, env):
     answers = iter(["Reading parser.py now.", "Reading the tests first."])
     env.responder = lambda body: (
@@ -53,7 +42,7 @@ async def test_edit_send_and_compare(db, env):
     )  # fmt: skip
     app = make_app(db)
     async with app.run_test(size=(160, 48)) as pilot:
-        editor = await open_editor(pilot)
+        editor = await open_rerun_editor(pilot)
         system = editor.query_one("#rr-system", TextArea)
         assert system.text == "You are a coding agent."
         # the recorded tool result (an error) is there to edit, as recorded
@@ -111,7 +100,7 @@ async def test_edit_send_and_compare(db, env):
 async def test_problems_are_shown_before_sending(db, env):
     app = make_app(db)
     async with app.run_test(size=(160, 48)) as pilot:
-        editor = await open_editor(pilot)
+        editor = await open_rerun_editor(pilot)
         other = editor.query_one("#rr-other", TextArea)
         doc = json.loads(other.text)
         doc["temperature"] = 0.3
@@ -131,7 +120,7 @@ async def test_no_key_says_how_and_sends_nothing(db, api, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
     app = make_app(db)
     async with app.run_test(size=(160, 48)) as pilot:
-        await open_editor(pilot)
+        await open_rerun_editor(pilot)
         await pilot.press("ctrl+j")
         await settle(pilot)
         assert isinstance(app.screen, RerunScreen)
@@ -144,7 +133,7 @@ async def test_an_api_error_shows_on_the_sample(db, env):
     env.responder = lambda body: None if "max_tokens" not in body else Reply(status=400, body=bad)
     app = make_app(db)
     async with app.run_test(size=(160, 48)) as pilot:
-        await open_editor(pilot)
+        await open_rerun_editor(pilot)
         await pilot.press("ctrl+j")
         await settle(pilot)
         await pilot.press("y")
@@ -165,10 +154,6 @@ async def test_a_turn_that_cant_be_rerun_says_why(tmp_path, env):
         rec.record(b'["a JSON list, not a request"]', reply("ok"), conversation_id="conv_odd")
     app = make_app(path)
     async with app.run_test(size=(160, 48)) as pilot:
-        await settle(pilot)
-        await pilot.press("enter")
-        await settle(pilot)
-        await pilot.press("r")
-        await settle(pilot)
+        await press_rerun_in_first_conversation(pilot)
         assert not isinstance(app.screen, RerunScreen)
         assert any("isn't a JSON object" in str(n.message) for n in app._notifications)

@@ -123,6 +123,38 @@ async def open_second_conversation(pilot) -> None:
     await settle(pilot)
 
 
+async def open_first_conversation(pilot):
+    """From the list, once loaded, open the first row; the conversation screen it opens."""
+    from replayer.tui.conversation import ConversationScreen
+
+    await settle(pilot)
+    await pilot.press("enter")
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, ConversationScreen)
+    return pilot.app.screen
+
+
+async def press_rerun_in_first_conversation(pilot) -> None:
+    """From the list, once loaded: open the first conversation and press r on its first turn."""
+    await open_first_conversation(pilot)
+    await pilot.press("r")
+    await settle(pilot)
+
+
+async def open_rerun_editor(pilot, turn: int = 1):
+    """From the list, once loaded: open the rerun editor on turn `turn` of conv_tools (build_db)."""
+    from replayer.tui.rerun import RerunScreen
+
+    await open_second_conversation(pilot)
+    for _ in range(turn):
+        await pilot.press("j")
+    await settle(pilot)
+    await pilot.press("r")
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, RerunScreen)
+    return pilot.app.screen
+
+
 def answer_reruns(api, text: str = "Again.") -> None:
     """The fake API answers count_tokens, and each rerun sample with `text` from the model asked."""
     from replayer.fakeapi import Reply

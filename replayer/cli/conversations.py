@@ -51,7 +51,14 @@ def _browse(ctx: click.Context, path: Path) -> None:
 @db_option
 @pricing_option
 @click.option("--user", help="Only this user's conversations.")
-@click.option("--run", metavar="ID", help="Only the conversations of this `replayer record` run (its last line says).")
+@click.option(
+    "--run",
+    metavar="ID",
+    help="Only the conversations of this `replayer record` run (its last line says); the same as --tag run=ID.",
+)
+@click.option(
+    "--tag", "tags", metavar="KEY=VALUE", multiple=True, help="Only conversations with this tag (repeat: every one)."
+)
 @click.option("--model", help="Only conversations that used a model whose id contains this (any case).")
 @click.option("--since", metavar="DATE", help="Only conversations active since DATE (YYYY-MM-DD, UTC).")
 @click.option("--until", metavar="DATE", help="Only conversations started by the end of DATE (YYYY-MM-DD, UTC).")
@@ -63,6 +70,7 @@ def list_(
     ctx: click.Context,
     user: str | None,
     run: str | None,
+    tags: tuple[str, ...],
     model: str | None,
     since: str | None,
     until: str | None,
@@ -71,24 +79,28 @@ def list_(
     as_json: bool,
 ) -> None:
     """Recorded conversations, newest first."""
-    from ..filters import FilterError, time_bound
+    from ..filters import FilterError, tag_pair, time_bound
 
     try:  # the browser's filter rules (replayer.filters), said with the option's name
         for name, value in (("--since", since), ("--until", until)):
             if value:
                 time_bound(value, name)
+        pairs = [tag_pair(tag, "--tag ") for tag in tags]
     except FilterError as e:
         raise UserError(str(e)) from None
     store = open_store(ctx)
-    rows = store.conversations(user=user, run=run, model=model, since=since, until=until, query=query, limit=limit)
+    rows = store.conversations(
+        user=user, run=run, tags=pairs, model=model, since=since, until=until, query=query, limit=limit
+    )
     if as_json:
         click.echo(json.dumps([r.model_dump() for r in rows], ensure_ascii=False))
         return
     given = [
         f"--{k} {v}"
-        for k, v in (("user", user), ("run", run), ("model", model), ("since", since), ("until", until))
+        for k, v in (("user", user), ("run", run), *(("tag", t) for t in tags), ("model", model), ("since", since),
+                     ("until", until))
         if v
-    ]
+    ]  # fmt: skip
     if not rows and (given or query):
         click.echo(f"No conversation matches {' '.join(given + ([f'-q {query}'] if query else []))}.", err=True)
         return
@@ -260,8 +272,9 @@ def demo(ctx: click.Context, no_open: bool) -> None:
     Into --db (or $REPLAYER_DB) when that is a new file or a database the demo made (it never
     replaces another), else into demo.db in your data folder, rebuilt each time."""
     from ..demo import build_demo, demo_db_path, refusal
+    from ..paths import DB_ENV
 
-    given = (ctx.find_root().obj or {}).get("db") or os.environ.get("REPLAYER_DB")
+    given = (ctx.find_root().obj or {}).get("db") or os.environ.get(DB_ENV)
     path = Path(given).expanduser() if given else demo_db_path()
     problem = refusal(path) if given else None
     if problem:
@@ -271,7 +284,9 @@ def demo(ctx: click.Context, no_open: bool) -> None:
     click.echo(f"recorded {plural(turns, 'turn')}", err=True)
     ctx.find_root().obj["db"] = str(path)
     if no_open or not sys.stdout.isatty():
-        ctx.invoke(list_, user=None, run=None, model=None, since=None, until=None, query=None, limit=50, as_json=False)
+        ctx.invoke(
+            list_, user=None, run=None, tags=(), model=None, since=None, until=None, query=None, limit=50, as_json=False
+        )
         click.echo(
             f"\nnext: replayer --db {path} browse   ·   replayer --db {path} show <CONVERSATION>"
             f"   ·   replayer --db {path} stats --days 30",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
@@ -191,7 +190,7 @@ def alerts(
     store = open_store(ctx)
     found = compute(store, settings).alerts
     if as_json:
-        click.echo(json.dumps([dataclasses.asdict(a) for a in found], ensure_ascii=False))
+        click.echo(json.dumps([a.document() for a in found], ensure_ascii=False))
     elif not found:
         click.echo(
             "no alerts" + ("" if settings.daily_budget_usd is not None else " (no daily budget set: --daily-budget)")

@@ -80,7 +80,7 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
     import tempfile
 
     from ..autorecord import RUN_ENV, RUN_TAG, summarize
-    from ..paths import REPORT_ENV
+    from ..paths import DB_ENV, REPORT_ENV
     from ..store.codec import new_id
 
     boot = str(Path(__file__).parent.parent / "_boot")  # holds the sitecustomize that starts recording
@@ -90,7 +90,7 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
     if shutil.which(command[0]) is None and not Path(command[0]).exists():
         raise UserError(f"command not found: {command[0]}")
     run = new_id("run_")
-    env["REPLAYER_DB"] = db
+    env[DB_ENV] = db
     env[RUN_ENV] = run
     env["PYTHONPATH"] = os.pathsep.join(p for p in (boot, env.get("PYTHONPATH")) if p)
     if conversation_id:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..fmt import local_time, money, ms, plural
-from ..wire import PROTOCOL_HEADERS
+from ..wire import PROTOCOL_HEADERS, token_count
 from .base import (
     UserError,
     db_option,
@@ -38,24 +37,21 @@ def _describe_sample(i: int, v: Sample) -> str:
     if v.error:
         e = v.error
         return f"sample {i}: ERROR {e.get('status') or ''} {e.get('type')}: {e.get('message')}".replace("  ", " ")
-    usage = v.usage or {}
     lat = "" if v.latency_ms is None else f" · {v.latency_ms:,.0f} ms"
     if v.latency_delta_ms is not None:
         lat += f" ({ms(v.latency_delta_ms, signed=True)})"
     cost = money(v.cost_usd)
     if v.cost_delta_usd is not None:
         cost += f" ({'+' if v.cost_delta_usd >= 0 else '-'}{money(abs(v.cost_delta_usd))})"
-    tokens = _prompt_words(v) + f" / {usage.get('output_tokens', 0):,} output"
+    tokens = _prompt_words(v, v.prompt_delta_tokens) + f" / {token_count(v.usage, 'output_tokens'):,} output"
     return f"sample {i}: {v.stop_reason or '—'} · {v.model}{lat} · {cost} · {tokens}"
 
 
-def _prompt_words(v: SampleView) -> str:
-    """`3,502 prompt (+12, 97% cache hit)`: the whole prompt, never the uncached part alone."""
+def _prompt_words(v: SampleView, delta: int | None = None) -> str:
+    """`3,502 prompt (+12, 97% cache hit)`: the whole prompt, never the uncached part alone;
+    `delta` is a sample's change against the original's prompt."""
     if v.prompt_tokens is None:
         return "no usage"
-    from ..models import Sample
-
-    delta = v.prompt_delta_tokens if isinstance(v, Sample) else None
     notes = [f"{delta:+,}"] if delta is not None else []
     if v.cache_hit_rate is not None:
         notes.append(f"{v.cache_hit_rate:.0%} cache hit")
@@ -120,6 +116,7 @@ def rerun(
     them; the key comes from $ANTHROPIC_API_KEY. Each sample is stored beside the turn.
     """
     from .. import replay
+    from ..models import RerunReport
 
     store = open_store(ctx)
     conv, sep, n = turn_id.rpartition(":")
@@ -205,9 +202,9 @@ def rerun(
     result = replay.compare(store, orig, variant)
     failed = [v for v in result.samples if v.error]
     if as_json:
-        doc = result.document(bulky=False)  # the request_diff says how the request differs from the original's
-        doc["estimate"] = dataclasses.asdict(est)
-        click.echo(json.dumps(doc, ensure_ascii=False))
+        report = RerunReport(**vars(result), estimate=est)
+        # without BULKY: the request_diff says how the request differs from the original's
+        click.echo(json.dumps(report.document(bulky=False), ensure_ascii=False))
     else:
         base = result.original
         stop = base.stop_reason or "—"

@@ -20,7 +20,8 @@ from .facts import BUCKET_S, EDGES, ROLLUP_SUMS
 
 @dataclass(slots=True)
 class Group:
-    """One rollup row, priced."""
+    """One rollup row, priced (its fields named as facts.RollupRow's; the table's short column
+    names are facts.COLUMN_OF_FIELD)."""
 
     conv: int
     bucket: int
@@ -34,10 +35,10 @@ class Group:
     priced: int
     input: int
     output: int
-    w5m: int
-    w1h: int
-    cr: int
-    web: int
+    cache_write_5m: int
+    cache_write_1h: int
+    cache_read: int
+    web_searches: int
     tool_results: int
     tool_errors: int
     rewrites: int
@@ -48,7 +49,7 @@ class Group:
 
     @property
     def prompt(self) -> int:
-        return self.input + self.w5m + self.w1h + self.cr
+        return self.input + self.cache_write_5m + self.cache_write_1h + self.cache_read
 
 
 def _rates(prices: PriceTable, model: str, batch: int, above: bool | None) -> tuple[float, ...] | None:
@@ -145,7 +146,7 @@ class Totals:
     cost_usd: float | None
     prompt: int
     output: int
-    cr: int
+    cache_read: int
     errors: int
     models: set[str]
 
@@ -163,7 +164,7 @@ def conversation_totals(db: Any, prices: PriceTable) -> dict[int, Totals]:
             t.cost_usd += g.cost_usd
         t.prompt += g.prompt
         t.output += g.output
-        t.cr += g.cr
+        t.cache_read += g.cache_read
         t.errors += g.errors
         if g.model:
             t.models.add(g.model)

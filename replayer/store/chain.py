@@ -1,6 +1,7 @@
 """Walking a stored message list: contexts are chains of `nodes` (one per message, each pointing
-at its parent), so a context is read by following parents from its last node; and two contexts
-are compared by the messages they share at the start.
+at its parent), so a context is read by following parents from its last node; two contexts
+are compared by the messages they share at the start; and every conversation's first message is
+read in one walk (the list sorts by it).
 
 Messages are stored exactly as sent, so a message an agent re-sends with its cache breakpoint
 moved (Claude Code puts `cache_control` on the newest block each turn) is another blob, and the
@@ -9,7 +10,10 @@ past `cache_control`."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from .codec import unpack
 
 CHAIN_SQL = """WITH RECURSIVE chain(id, parent, blob) AS (
                    SELECT id, parent, blob FROM nodes WHERE id = ?
@@ -56,3 +60,26 @@ def uncached(value: Any) -> Any:
 def alike(a: Any, b: Any) -> bool:
     """Two messages the model reads the same: equal, or equal but for `cache_control`."""
     return a == b or uncached(a) == uncached(b)
+
+
+def first_texts(db: Any) -> dict[int, str | None]:
+    """Conversation rowid -> the text of the first message its first turn sent: every first turn's
+    chain walked up to its first node in one query."""
+    out: dict[int, str | None] = {}
+    for conv, text in db.execute(
+        """WITH RECURSIVE up(conv, parent, blob, depth) AS (
+               SELECT c.rowid, n.parent, n.blob, n.depth FROM conversations c
+               JOIN turns t ON t.conversation_id = c.id AND t.idx = 0 JOIN nodes n ON n.id = t.context_node
+               UNION ALL SELECT up.conv, n.parent, n.blob, n.depth FROM nodes n JOIN up ON n.id = up.parent)
+           SELECT up.conv, CASE WHEN typeof(b.json) != 'text' THEN b.json
+                                WHEN json_type(b.json, '$.content') = 'text' THEN json_extract(b.json, '$.content')
+                                ELSE json_extract(b.json, '$.content[0].text') END
+           FROM up JOIN blobs b ON b.id = up.blob WHERE up.depth = 1"""
+    ):
+        if isinstance(text, bytes):  # a long first message, stored compressed: read it here
+            content = json.loads(unpack(text)).get("content")
+            if isinstance(content, list) and content and isinstance(content[0], dict):
+                content = content[0].get("text")
+            text = content
+        out[conv] = text if isinstance(text, str) else None
+    return out

@@ -8,7 +8,8 @@ of the same content are one blob, and databases written before compression read 
 
 Also here: JSON text SQLite and UTF-8 files take, with a lone surrogate written as its escape;
 the canonical JSON a blob's hash is taken over (and its fast form for documents without floats);
-the hash itself; and the ids and timestamps rows are written with.
+splicing stored JSON text into a document being dumped; the hash itself; and the ids and
+timestamps rows are written with.
 """
 
 from __future__ import annotations
@@ -134,6 +135,23 @@ class Decoder:
         if ws_at(text, end).end() != len(text):
             raise ValueError("extra data after the document")
         return obj
+
+
+SLOT = "\u0000replayer:{}\u0000"
+"""Where a part's text goes in a document being dumped (`splice`): no JSON value holds this."""
+
+
+def splice(doc: dict[str, Any], parts: dict[str, str]) -> str:
+    """`doc` as JSON text with each key of `parts` holding that part's JSON text as it is: the
+    stored parts (messages, a request, a response) are spliced in as text, never parsed and
+    dumped again. A key already in `doc` keeps its place; a new one goes last (`doc` is changed:
+    each such key holds its SLOT)."""
+    for key in parts:
+        doc[key] = SLOT.format(key)
+    text = json.dumps(doc, ensure_ascii=False)
+    for key, part in parts.items():
+        text = text.replace(json.dumps(SLOT.format(key)), part, 1)
+    return text
 
 
 def loads_or_text(text: str) -> Any:

@@ -28,6 +28,8 @@ def turn_detail(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
     """Everything about one turn: its exact request and response, the context the model saw
     and how it changed since the turn before, its tool calls beside their results, and its
     usage priced kind by kind. `timeline` (the conversation's `turns()`) saves re-reading it."""
+    from .imported import reconstructed  # the import's reading side: loaded once, when first needed
+
     t = store.db.execute(
         "SELECT conversation_id, idx, context_node, system_blob, tools_blob FROM turns WHERE id = ?", [turn_id]
     ).fetchone()
@@ -161,4 +163,5 @@ def turn_detail(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
         cost_usd=summary.cost_usd,
         running_cost_usd=running,
         cache_break=idx in breaks,
+        reconstructed=reconstructed(store.db, turn_id),
     )

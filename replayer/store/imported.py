@@ -221,6 +221,19 @@ def reconstructed(db: Database, turn_id: str) -> str | None:
     return row[0] if row else None
 
 
+def reconstructed_turns(db: Database, conversation_id: str) -> dict[int, str]:
+    """Turn index -> the source each imported turn of a conversation came from (empty for one
+    recorded on the wire)."""
+    try:
+        rows = db.execute(
+            "SELECT t.idx, i.source FROM imported_turns i JOIN turns t ON t.id = i.turn_id WHERE t.conversation_id = ?",
+            [conversation_id],
+        ).fetchall()
+    except sqlite3.OperationalError:  # a database opened without migrating: nothing imported
+        return {}
+    return dict(rows)
+
+
 def provenance(db: Database, conversation_id: str) -> Provenance | None:
     """What `show` says about a conversation's imported turns and links; None for one that has
     neither."""

@@ -1,18 +1,25 @@
-"""Reading the store back: listings, one conversation, and the JSONL export.
+"""The Store: the read API the CLI, the terminal app and metrics call (conversation listings, a
+conversation's turns, variants, spend), in front of the modules that hold the larger reads
+(detail.py one turn, export.py the JSONL export, aggregate.py the sums over the rollup).
 
 Documents are rebuilt from their deduplicated parts as text: a skeleton is dumped with markers
 where system/tools/messages/content were taken out, and each marker is replaced by the stored
-canonical JSON of that part. Nothing large is parsed, and the result is JSON-equal to the wire.
+canonical JSON of that part (codec.splice). Nothing large is parsed, and the result is
+JSON-equal to the wire.
+
+A little over 500 lines on purpose: the Store is the one read API the CLI and the app see, so
+each read they make has a method here, most of them a few lines that hand on to those modules.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from sqlite_utils import Database
 
+from ..bounded import BoundedDict
 from ..filters import like_part, time_bound
 from ..models import (
     AttemptInfo,
@@ -22,12 +29,16 @@ from ..models import (
     Variant,
 )
 from ..pricing import PriceTable, default_table
-from ..wire import TOOL_USE_TYPES, billed_parts, message_text, prompt_tokens
-from .aggregate import Totals, conversation_totals
-from .chain import chain_nodes
-from .codec import unpack
+from ..wire import TOOL_USE_TYPES, billed_parts, message_text, prompt_tokens, token_count
+from . import aggregate
+from .aggregate import ConversationName, Group, Totals, conversation_totals
+from .chain import chain_nodes, first_texts
+from .codec import splice, unpack
 
-_MARK = "\u0000replayer:{}\u0000"
+BLOB_CACHE = 50_000
+"""Blob texts a Store keeps (the app reads the same conversation's messages again and again)."""
+NODE_CACHE = 500_000
+"""Message-list nodes a Store keeps (each a parent id and a blob id: small)."""
 
 SORTS = {
     "started": "c.started_at",
@@ -40,11 +51,17 @@ SORTS = {
 """What `Store.conversations` sorts by in SQL."""
 RUN_MATCH = "tags_json IS NOT NULL AND json_extract(tags_json, '$.run') = ?"
 """A conversation of one `replayer record` run: the run's id is its "run" tag."""
+TAG_MATCH = (
+    "EXISTS (SELECT 1 FROM json_each(c.tags_json) WHERE key = ?"
+    " AND CASE WHEN type IN ('true', 'false', 'null') THEN type ELSE CAST(value AS TEXT) END = ?)"
+)
+"""A conversation with the tag KEY (the first argument) whose value, as text, is VALUE (the
+second): a string as it is, a number or true/false/null as written (filters.tag_pair)."""
 AGG_SORTS: dict[str, Callable[[Totals], Any]] = {
     "cost": lambda t: t.cost_usd,
     "input": lambda t: t.prompt,
     "output": lambda t: t.output,
-    "cache": lambda t: t.cr / t.prompt if t.prompt else None,
+    "cache": lambda t: t.cache_read / t.prompt if t.prompt else None,
     "errors": lambda t: t.errors,
     "models": lambda t: ", ".join(sorted(t.models)),
     "first": lambda t: None,  # by Store.first_texts, not the rollup
@@ -74,8 +91,8 @@ class Store:
     def __init__(self, db: Database, prices: PriceTable | None = None):
         self.db = db
         self.prices = prices or default_table()
-        self._nodes: dict[int, tuple[int | None, int]] = {}
-        self._blobs: dict[int, str] = {}
+        self._nodes: BoundedDict[int, tuple[int | None, int]] = BoundedDict(NODE_CACHE)
+        self._blobs: BoundedDict[int, str] = BoundedDict(BLOB_CACHE)
 
     # -- parts ---------------------------------------------------------------------------------
     def blob_text(self, blob_id: int) -> str:
@@ -83,8 +100,6 @@ class Store:
         if got is None:
             row = self.db.execute("SELECT json FROM blobs WHERE id = ?", [blob_id]).fetchone()
             got = unpack(row[0])
-            if len(self._blobs) > 50_000:
-                self._blobs.clear()
             self._blobs[blob_id] = got
         return got
 
@@ -92,16 +107,17 @@ class Store:
         """Many blobs in a few queries. (Each query from a worker thread gives up the GIL and must
         win it back from the UI thread: hundreds of one-row queries would mostly wait.)"""
         missing = list({b for b in ids if b not in self._blobs})
+        if not missing:
+            return [self._blobs[b] for b in ids]
+        fetched: dict[int, str] = {}
         for i in range(0, len(missing), 500):
             chunk = missing[i : i + 500]
             marks = ",".join("?" * len(chunk))
             for bid, stored in self.db.execute(f"SELECT id, json FROM blobs WHERE id IN ({marks})", chunk):
-                self._blobs[bid] = unpack(stored)
-        if len(self._blobs) > 50_000:
-            keep = {b: self._blobs[b] for b in ids if b in self._blobs}
-            self._blobs.clear()
-            self._blobs.update(keep)
-        return [self._blobs[b] for b in ids]
+                fetched[bid] = unpack(stored)
+        texts = [fetched[b] if b in fetched else self._blobs[b] for b in ids]
+        self._blobs.fill(zip(ids, texts, strict=True))  # all of them: a full cache keeps this batch
+        return texts
 
     def blob_chain(self, node: int | None) -> list[int]:
         """The message blob ids of the list ending at `node`, first to last."""
@@ -109,11 +125,7 @@ class Store:
         while node:
             hit = self._nodes.get(node)
             if hit is None:
-                rows = chain_nodes(self.db, node)
-                if len(self._nodes) > 500_000:
-                    self._nodes.clear()
-                for nid, parent, blob in rows:
-                    self._nodes[nid] = (parent, blob)
+                self._nodes.fill((nid, (parent, blob)) for nid, parent, blob in chain_nodes(self.db, node))
                 hit = self._nodes.get(node)
                 if hit is None:
                     break
@@ -130,14 +142,7 @@ class Store:
 
     def _fill(self, skeleton_text: str, parts: dict[str, str]) -> str:
         doc = json.loads(skeleton_text)
-        if not isinstance(doc, dict):
-            return skeleton_text
-        for key in parts:
-            doc[key] = _MARK.format(key)
-        text = json.dumps(doc, ensure_ascii=False)
-        for key, part in parts.items():
-            text = text.replace(json.dumps(_MARK.format(key)), part, 1)
-        return text
+        return splice(doc, parts) if isinstance(doc, dict) else skeleton_text
 
     def request_text(self, row: dict[str, Any]) -> str:
         parts = {}
@@ -286,6 +291,7 @@ class Store:
         *,
         user: str | None = None,
         run: str | None = None,
+        tags: Sequence[tuple[str, str]] = (),
         model: str | None = None,
         since: str | None = None,
         until: str | None = None,
@@ -300,7 +306,8 @@ class Store:
     ) -> list[ConversationSummary]:
         """A page of conversations, sorted and filtered by SQLite, priced ones included: `sort`
         is one of SORTS. Costs are priced from the usage table with the current prices. The
-        filters follow replayer.filters (FilterError for a date that can't be read)."""
+        filters follow replayer.filters (FilterError for a date that can't be read); `tags` are
+        (key, value) pairs a conversation must all have, `run` is the tag ("run", run)."""
         where, args = [], []
         if not reruns:  # variants sent by `replayer rerun` are shown with the turn they rerun
             where.append("c.origin != 'rerun'")
@@ -315,9 +322,9 @@ class Store:
         if user:
             where.append("c.user_id = ?")
             args.append(user)
-        if run:
-            where.append(RUN_MATCH.replace("tags_json", "c.tags_json"))
-            args.append(run)
+        for key, value in [*tags, *([("run", run)] if run else [])]:
+            where.append(TAG_MATCH)
+            args.extend((key, value))
         if since:
             where.append("c.last_at >= ?")
             args.append(time_bound(since, "since"))
@@ -394,7 +401,7 @@ class Store:
             if turn_idx == 0 and p["first"] is None:
                 p["first"] = ctx_node
         out = []
-        for cid, user_id, started, last, count, tags in conv_rows:
+        for cid, user_id, started, last, count, tags_json in conv_rows:
             p = per[cid]
             usages = p["usages"]
             billed = [part for u, _ in usages for part in billed_parts(u)]
@@ -407,12 +414,12 @@ class Store:
                     turns=count,
                     models=p["models"],
                     input_tokens=sum(prompt_tokens(u) for u in billed),
-                    output_tokens=sum(int(u.get("output_tokens") or 0) for u in billed),
-                    cache_read_tokens=sum(int(u.get("cache_read_input_tokens") or 0) for u in billed),
+                    output_tokens=sum(token_count(u, "output_tokens") for u in billed),
+                    cache_read_tokens=sum(token_count(u, "cache_read_input_tokens") for u in billed),
                     cost_usd=sum_costs(self.prices, usages),
                     errors=p["errors"],
                     first_message=self.first_user_text(p["first"]),
-                    tags=json.loads(tags) if tags else None,
+                    tags=json.loads(tags_json) if tags_json else None,
                 )
             )
         return out
@@ -423,6 +430,12 @@ class Store:
         from .detail import turn_detail
 
         return turn_detail(self, turn_id, timeline)
+
+    def reconstructed_turns(self, conversation_id: str) -> dict[int, str]:
+        """Turn index -> the source of each imported (reconstructed) turn (store/imported.py)."""
+        from .imported import reconstructed_turns
+
+        return reconstructed_turns(self.db, conversation_id)
 
     # -- reruns ---------------------------------------------------------------------------------
     def request_headers(self, turn_id: str) -> dict[str, str]:
@@ -470,24 +483,7 @@ class Store:
 
     def first_texts(self) -> dict[int, str | None]:
         """Conversation rowid -> the text of the first message its first turn sent."""
-        out: dict[int, str | None] = {}
-        for conv, text in self.db.execute(
-            """WITH RECURSIVE up(conv, parent, blob, depth) AS (
-                   SELECT c.rowid, n.parent, n.blob, n.depth FROM conversations c
-                   JOIN turns t ON t.conversation_id = c.id AND t.idx = 0 JOIN nodes n ON n.id = t.context_node
-                   UNION ALL SELECT up.conv, n.parent, n.blob, n.depth FROM nodes n JOIN up ON n.id = up.parent)
-               SELECT up.conv, CASE WHEN typeof(b.json) != 'text' THEN b.json
-                                    WHEN json_type(b.json, '$.content') = 'text' THEN json_extract(b.json, '$.content')
-                                    ELSE json_extract(b.json, '$.content[0].text') END
-               FROM up JOIN blobs b ON b.id = up.blob WHERE up.depth = 1"""
-        ):
-            if isinstance(text, bytes):  # a long first message, stored compressed: read it here
-                content = json.loads(unpack(text)).get("content")
-                if isinstance(content, list) and content and isinstance(content[0], dict):
-                    content = content[0].get("text")
-                text = content
-            out[conv] = text if isinstance(text, str) else None
-        return out
+        return first_texts(self.db)
 
     def first_user_text(self, node: int | None) -> str | None:
         chain = self.blob_chain(node)
@@ -495,6 +491,25 @@ class Store:
             return message_text(json.loads(self.blob_text(b)))
         return None
 
+    # -- spend and health (metrics.py): the SQL is in store/aggregate.py -------------------------
+    def spend_groups(self, since: float | None = None, until: float | None = None) -> list[Group]:
+        """The rollup's rows of [since, until), priced (aggregate.groups)."""
+        return aggregate.groups(self.db, self.prices, since, until)
+
+    def conversation_names(self) -> dict[int, ConversationName]:
+        """Conversation rowid -> its id, user and origin."""
+        return aggregate.conversations_by_rowid(self.db)
+
+    def latency_percentile(
+        self, q: float, n: int, since: float | None, until: float | None,
+        convs: list[int] | None = None, exclude: list[int] | None = None,
+    ) -> float | None:  # fmt: skip
+        """The q-quantile of attempt latencies in [since, until) (aggregate.latency_percentile)."""
+        return aggregate.latency_percentile(self.db, q, n, since, until, convs, exclude)
+
+    def turn_usages(self, conv: int) -> list[tuple[str | None, dict[str, Any] | None]]:
+        """Each turn's (model, usage) of the conversation with rowid `conv` (aggregate.turn_usages)."""
+        return aggregate.turn_usages(self.db, conv)
 
 
 def sum_costs(prices: PriceTable, usages: list[tuple[dict[str, Any], str | None]]) -> float | None:

@@ -153,7 +153,8 @@ def _size(value: Any) -> int:
     return len(value) if isinstance(value, str) else len(json.dumps(value, ensure_ascii=False))
 
 
-def _blocks(message: Any) -> list[Any]:
+def _content_parts(message: Any) -> list[Any]:
+    """What a message's size is counted over: its content blocks, or its content whole (a string)."""
     content = message.get("content") if isinstance(message, dict) else message
     return content if isinstance(content, list) and content else [content]
 
@@ -172,7 +173,7 @@ def added_tokens(d: Any, previous_prompt: int | None) -> dict[int, list[float]]:
     parts: dict[int, list[int]] = {}
     for n, ch in enumerate(d.changes):
         if ch.kind == "added":
-            parts[n] = [_size(b) for b in _blocks(ch.message)]
+            parts[n] = [_size(b) for b in _content_parts(ch.message)]
         elif ch.kind in ("system", "tools"):
             parts[n] = [_size(ch.message)]
     added = sum(sum(p) for p in parts.values())
@@ -183,7 +184,7 @@ def added_tokens(d: Any, previous_prompt: int | None) -> dict[int, list[float]]:
     if d.turn.index > 0 and only_added and growth is not None and growth > 0:
         per_char = growth / added
     else:  # the whole prompt shared by size: system, tools and every message
-        whole = sum(_size(b) for m in d.context for b in _blocks(m))
+        whole = sum(_size(b) for m in d.context for b in _content_parts(m))
         whole += _size(d.system) if d.system is not None else 0
         whole += _size(d.tools) if d.tools is not None else 0
         per_char = prompt / whole if whole else 0.0

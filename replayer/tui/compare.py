@@ -16,6 +16,7 @@ from .. import replay
 from ..diffing import unified
 from ..fmt import money, ms, plural
 from ..models import Comparison, Sample
+from ..wire import token_count
 from .base import ReplayerScreen
 from .render import delta_money, request_diff_text, side_by_side
 from .widgets import KeyTable
@@ -71,7 +72,6 @@ class CompareScreen(ReplayerScreen[None]):
                        ("Cost", 10), ("Δ cost", 10), ("Latency", 9), ("Δ lat", 8), ("Error", 40)):  # fmt: skip
             table.add_column(col, key=col or "name", width=w)
         for name, v in [("original", r.original), *((f"sample {i}", v) for i, v in enumerate(r.samples, 1))]:
-            usage = v.usage or {}
             err = v.error
             delta = v if isinstance(v, Sample) else None  # the original has no deltas
             table.add_row(
@@ -84,7 +84,7 @@ class CompareScreen(ReplayerScreen[None]):
                     justify="right",
                 ),
                 Text("" if v.cache_hit_rate is None else f"{v.cache_hit_rate:.0%}", justify="right"),
-                Text(f"{usage.get('output_tokens', 0):,}", justify="right"),
+                Text(f"{token_count(v.usage, 'output_tokens'):,}", justify="right"),
                 Text(money(v.cost_usd), justify="right"),
                 Text(delta_money(delta.cost_delta_usd if delta else None), justify="right"),
                 Text("" if v.latency_ms is None else f"{v.latency_ms:,.0f} ms", justify="right"),
@@ -168,9 +168,7 @@ class CompareScreen(ReplayerScreen[None]):
         self.show_sample()
 
     def action_copy(self) -> None:
-        doc = self.result.document()
-        for v in [doc["original"], *doc["samples"]]:
-            v.pop("words", None)
+        doc = self.result.document(words=False)
         self.app.copy_to_clipboard(json.dumps(doc, ensure_ascii=False, indent=2))
         self.notify("copied the comparison as JSON", timeout=3)
 

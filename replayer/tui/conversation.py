@@ -15,13 +15,22 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane, TextArea
 from textual.worker import get_current_worker
 
-from ..fmt import money, plural
+from ..fmt import plural
 from ..models import TurnDetail, TurnSummary
-from ..text import _TOKEN as _WORD  # a word as the index keeps it: what `/` in a conversation highlights
+from ..text import TOKEN  # a word as the index keeps it: what `/` in a conversation highlights
 from ..wire import prompt_tokens
 from .base import ReplayerScreen
 from .messages import DetailLoaded, DetailToCopy, FoundInConversation, TimelineLoaded
-from .render import context_text, copy_text, raw_text, tools_text, turn_marks, turn_rows, usage_text
+from .render import (
+    context_text,
+    conversation_title,
+    copy_text,
+    raw_text,
+    tools_text,
+    turn_marks,
+    turn_rows,
+    usage_text,
+)
 from .rerun import RerunScreen
 from .turn_view import response_widgets
 from .widgets import ContextChart, set_widths
@@ -106,6 +115,8 @@ class ConversationScreen(ReplayerScreen[None]):
         self.conversation_id = conversation_id
         self.start_turn = turn
         self.timeline: list[TurnSummary] = []
+        self.reconstructed: dict[int, str] = {}
+        """Turn index -> the source of each imported turn (Store.reconstructed_turns)."""
         self.row_turn: list[int] = []
         """The turn each row of the turn list belongs to (a turn's retries sit under it)."""
         self.turn_row: list[int] = []
@@ -185,20 +196,23 @@ class ConversationScreen(ReplayerScreen[None]):
             if timeline:
                 start = max(0, min(self.start_turn or 0, len(timeline) - 1))
                 first = store.turn_detail(timeline[start].turn_id, timeline)
-        self.post_message(TimelineLoaded(timeline, first))
+            reconstructed = store.reconstructed_turns(self.conversation_id)
+        self.post_message(TimelineLoaded(timeline, first, reconstructed))
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def poll(self) -> None:
         """A live agent may still be writing: pick up new turns by themselves."""
         with self.app.store() as store:
             timeline = store.turns(self.conversation_id)
-        if len(timeline) != len(self.timeline) or (
-            timeline and self.timeline and len(timeline[-1].attempts) != len(self.timeline[-1].attempts)
-        ):
-            self.post_message(TimelineLoaded(timeline))
+            if len(timeline) != len(self.timeline) or (
+                timeline and self.timeline and len(timeline[-1].attempts) != len(self.timeline[-1].attempts)
+            ):
+                reconstructed = store.reconstructed_turns(self.conversation_id)
+                self.post_message(TimelineLoaded(timeline, reconstructed=reconstructed))
 
     @on(TimelineLoaded)
     def timeline_loaded(self, message: TimelineLoaded) -> None:
+        self.reconstructed = message.reconstructed
         self.show_timeline(message.timeline, message.first)
 
     def show_timeline(self, timeline: list[TurnSummary], first: TurnDetail | None = None) -> None:
@@ -220,13 +234,11 @@ class ConversationScreen(ReplayerScreen[None]):
         table.clear()
         breaks = self._breaks()
         colour = self.outcome_colours()
-        rows, self.row_turn, self.turn_row, counts = turn_rows(timeline, breaks, colour, self.SYMBOLS)
+        rows, self.row_turn, self.turn_row, counts = turn_rows(
+            timeline, breaks, colour, self.SYMBOLS, self.reconstructed
+        )
         table.add_rows(rows)
-        total = sum(t.cost_usd or 0 for t in timeline)
-        title = Text.assemble((self.conversation_id, "bold"), f"  {plural(len(timeline), 'turn')}  {money(total)}")
-        for symbol, word, kind in self.LEGEND:  # the status column's legend, with the counts
-            if counts.get(kind):
-                title.append(f"   {symbol} {counts[kind]} {word}", style=colour[kind])
+        title = conversation_title(self.conversation_id, timeline, self.LEGEND, counts, colour, self.reconstructed)
         self.query_one("#conv-title", Static).update(title)
         self.query_one("#chart", ContextChart).set_turns(timeline, breaks)
         if timeline:
@@ -329,7 +341,7 @@ class ConversationScreen(ReplayerScreen[None]):
         if not text:
             self.clear_find()
             return
-        words = _WORD.findall(text)
+        words = TOKEN.findall(text)
         self.find_text = text
         # the text as typed where it occurs, else each word as the index matched it: a word's start
         alternatives = [re.escape(text), *(r"\b" + re.escape(w) for w in words)]

@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import Worker, WorkerState
 
-from ..filters import FilterError, parse_filter
+from ..filters import FILTER_SYNTAX, FilterError, parse_filter
 from ..fmt import local_time, money
 from ..models import ConversationSummary
 from .base import ReplayerScreen
@@ -39,7 +39,7 @@ class ConversationsScreen(ReplayerScreen[None]):
             "search",
             "Search/filter",
             id="search",
-            tooltip="Search message text; also user:U model:M since:DATE until:DATE errors cost>0.5",
+            tooltip="Search text, or filter by user:, run:, tag:, …",
         ),
         Binding("s", "sort", "Sort", id="sort", tooltip="Sort by the next column (also: click a column header)"),
         Binding("S", "reverse_sort", "Reverse", id="reverse-sort", tooltip="Reverse the sort order", show=False),
@@ -118,7 +118,7 @@ class ConversationsScreen(ReplayerScreen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="search text, or user:U model:M since:YYYY-MM-DD errors cost>0.5", id="filter")
+        yield Input(placeholder=f"search text, or {FILTER_SYNTAX}", id="filter")
         table: DataTable[Any] = DataTable(id="conversations", cursor_type="row", zebra_stripes=True)
         yield table
         yield Static("", id="empty")

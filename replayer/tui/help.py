@@ -8,11 +8,13 @@ from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
+from ..filters import FILTER_WORDS
 from .conversation import ConversationScreen
+from .conversations import ConversationsScreen
 
 
 class HelpScreen(ModalScreen[None]):
@@ -48,8 +50,15 @@ class HelpScreen(ModalScreen[None]):
                 text.append(f"{symbol} ", style=f"bold {colours[kind]}")
                 text.append(f"{word}   ")
             text.append("\n")
+        if isinstance(self.under, ConversationsScreen):
+            text.append("\nFilter (/): these words keep what they say; other words search message text\n", style="bold")
+            for i, (word, meaning) in enumerate(FILTER_WORDS):  # two to a line
+                text.append(f"{word:>14}  ", style="bold cyan")
+                text.append(f"{meaning:<26}" if i % 2 == 0 else f"{meaning}\n")
+            if len(FILTER_WORDS) % 2:
+                text.append("\n")
         text.append("\nThe mouse works too: click rows, tabs and column headers.", style="dim")
-        with Vertical(id="help"):
+        with VerticalScroll(id="help"):  # a short terminal scrolls it (up/down, the wheel)
             yield Static(text)
 
     def action_close(self) -> None:  # not `dismiss`: that is Screen's own (same keys, same label)

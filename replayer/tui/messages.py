@@ -6,7 +6,7 @@ screen has closed is dropped with it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from textual.message import Message
@@ -41,6 +41,8 @@ class TimelineLoaded(Message, bubble=False):
 
     timeline: list[TurnSummary]
     first: TurnDetail | None = None
+    reconstructed: dict[int, str] = field(default_factory=dict)
+    """Turn index -> the source of each imported turn (Store.reconstructed_turns)."""
 
 
 @dataclass

@@ -1,18 +1,22 @@
-"""A turn's detail, the turn list's marks and a comparison's request diff as Rich Text: pure
-functions of the store's models, with no widget or app (testable on their own)."""
+"""What the screens draw, as Rich Text and strings: the turn list's rows and marks, a turn's
+detail tabs (context, tool calls, usage, what copy and raw give), find's highlights, and a
+comparison's side-by-side words and request diff. Pure functions of the store's models, with no
+widget or app (testable on their own)."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from functools import partial
 from typing import Any, NamedTuple
 
 from rich.text import Text
 
 from ..fmt import approx_tokens, local_time, money, ms, plural
+from ..imports import source_name
 from ..models import SectionDiff, TurnDetail, TurnSummary
-from ..wire import prompt_tokens
+from ..wire import prompt_tokens, token_count
 from .blocks import added_tokens, content_text, value_text
 from .widgets import SEGMENT_COLOURS
 
@@ -74,12 +78,43 @@ class TurnRows(NamedTuple):
     """How many turns carry each mark (turn_marks)."""
 
 
+def conversation_title(
+    conversation_id: str,
+    timeline: list[TurnSummary],
+    legend: tuple[tuple[str, str, str], ...],
+    counts: dict[str, int],
+    colour: dict[str, str],
+    reconstructed: dict[int, str],
+) -> Text:
+    """The conversation's title line: its id, turns and cost, the status column's legend with
+    the count of each mark (`legend`: symbol, word, kind), and a badge when some of its turns
+    were imported (`reconstructed`: their indexes -> their source, which the Context tab names)."""
+    total = sum(t.cost_usd or 0 for t in timeline)
+    title = Text.assemble((conversation_id, "bold"), f"  {plural(len(timeline), 'turn')}  {money(total)}")
+    for symbol, word, kind in legend:
+        if counts.get(kind):
+            title.append(f"   {symbol} {counts[kind]} {word}", style=colour[kind])
+    if reconstructed:  # short: a subagent's id is long, and the title must fit 100 columns
+        title.append("   ")
+        title.append("reconstructed", style="reverse")
+        if len(reconstructed) < len(timeline):
+            title.append(f" {len(reconstructed)} of {len(timeline)} turns")
+    return title
+
+
 def turn_rows(
-    timeline: list[TurnSummary], breaks: set[int], colour: dict[str, str], symbols: dict[str, str]
+    timeline: list[TurnSummary],
+    breaks: set[int],
+    colour: dict[str, str],
+    symbols: dict[str, str],
+    reconstructed: Collection[int] = (),
 ) -> TurnRows:
     """The turn list's cells: for each turn its marks (symbols, in their outcome's colour), time,
-    stop reason, tools, the prompt's growth, cost, latency, cache hit and notes."""
+    stop reason, tools, the prompt's growth, cost, latency, cache hit and notes (`reconstructed`:
+    the indexes of imported turns, noted as such where the conversation mixes them with turns
+    recorded on the wire; the title says when every turn is)."""
     prev_prompt = None
+    mixed = 0 < len(reconstructed) < len(timeline)
     rows: list[tuple[Text | str, ...]] = []
     row_turn: list[int] = []
     turn_row: list[int] = []
@@ -89,7 +124,7 @@ def turn_rows(
         prompt = prompt_tokens(u) if t.usage else None
         delta = prompt - prev_prompt if prompt is not None and prev_prompt is not None else prompt
         prev_prompt = prompt if prompt is not None else prev_prompt
-        hit = (int(u.get("cache_read_input_tokens") or 0) / prompt) if prompt else None
+        hit = (token_count(u, "cache_read_input_tokens") / prompt) if prompt else None
         last = t.attempts[-1] if t.attempts else None
         marks = turn_marks(t, t.index in breaks)
         for m in marks:
@@ -100,7 +135,7 @@ def turn_rows(
         for m in marks[:2]:
             status.append(symbols[m], style=f"bold {colour[m]}")
         stop = t.stop_reason or ""
-        notes = []
+        notes = [Text("reconstructed", style="italic")] if t.index in reconstructed and mixed else []
         if last is not None and last.error:
             stop = str(last.error.get("type") or "error")
             said = f"{last.error.get('status') or ''} {last.error.get('message') or ''}".strip()
@@ -152,6 +187,13 @@ def context_text(
     """The Context tab: what entered the context at this turn (or, with show_all, the whole
     context), each match of `pattern` (a find) marked and the blocks holding one shown whole."""
     out = Text()
+    if d.reconstructed is not None:
+        out.append("reconstructed", style="reverse")
+        out.append(
+            f" from a {source_name(d.reconstructed)} transcript: the request is rebuilt from it (no system prompt"
+            " or tools were kept), so the turn can't be rerun\n\n",
+            style="italic",
+        )
     marks = {
         "added": ("+ ", "green"),
         "removed": ("- ", "bold red"),
