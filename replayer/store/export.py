@@ -9,15 +9,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .attempt import Redact
-from .codec import canon, storable
+from .codec import canon, splice, storable
 from .events import events_of
 
 if TYPE_CHECKING:
     from .queries import Store
-
-
-_SLOT = "\u0000replayer:{}\u0000"
-"""Where the request and response text go in a line, replaced after the line is dumped."""
 
 
 def export_lines(store: Store, conversation_id: str | None = None, *, run_id: str | None = None) -> Iterator[str]:
@@ -111,10 +107,10 @@ def _lines(store: Store, where: str, args: list[Any], *, events: bool = False) -
             "stream": bool(row["stream"]),
             "endpoint": row["endpoint"],
             "model": row["model"],
-            "request": _SLOT.format("request"),
+            "request": None,  # spliced in below
             "request_headers": json.loads(store.blob_text(row["request_headers"])) if row["request_headers"] else {},
             "status": row["status"],
-            "response": _SLOT.format("response"),
+            "response": None,
             "error": json.loads(row["error_json"]) if row["error_json"] else None,
             "request_id": row["request_id"],
             "usage": usage,
@@ -128,7 +124,5 @@ def _lines(store: Store, where: str, args: list[Any], *, events: bool = False) -
             head["imported_from"] = row["imported_from"]
         if row["parent_conversation_id"]:
             head["parent_conversation_id"] = row["parent_conversation_id"]
-        line = json.dumps(head, ensure_ascii=False)
-        line = line.replace(json.dumps(_SLOT.format("request")), store.request_text(row), 1)
-        line = line.replace(json.dumps(_SLOT.format("response")), store.response_text(row) or "null", 1)
+        line = splice(head, {"request": store.request_text(row), "response": store.response_text(row) or "null"})
         yield row, storable(line)  # a lone surrogate in a string, escaped: a UTF-8 file takes the line
