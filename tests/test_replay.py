@@ -219,5 +219,130 @@ def test_chunks_keep_recorded_grouping_and_gaps_scaled_by_speed():
                           b'event: ping\ndata: {"type":"ping"}\n\n')
     assert fast[1][1] == b"event: content_block_delta\ndata: not json\n\n"
     assert fast[2][1] == b'data: {"type":"odd"}\n\n'
-    assert [w for w, _ in chunks(events, speed=1)] == [0.0, 0.2, 0.4]
-    assert [w for w, _ in chunks(events, speed=2)] == [0.0, 0.1, 0.2]
+    assert [w for w, _ in chunks(events, speed=1)] == [0.1, 0.2, 0.4]  # the first: after the attempt started
+    assert [w for w, _ in chunks(events, speed=2)] == [0.05, 0.1, 0.2]
+
+
+# -- the real thing: record with `replayer record`, stop the fake, replay -----------------------
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from conftest import FAKE_KEY, exported  # noqa: E402
+
+from replayer.fakeapi import Reply, message_events  # noqa: E402
+
+CLI = [sys.executable, "-m", "replayer.cli"]
+TOOLS = [{"name": "read_file", "description": "Read a file.",
+          "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}}]
+TURNS = 20
+
+AGENT = f"""
+    import json, sys
+    import anthropic
+
+    # a tool loop: odd turns streamed (events printed to the file argv[1]), even turns not
+    client = anthropic.Anthropic(max_retries=int(sys.argv[3]) if len(sys.argv) > 3 else 2)
+    messages = [{{"role": "user", "content": sys.argv[2] if len(sys.argv) > 2 else "read every file"}}]
+    seen = open(sys.argv[1], "w")
+    RAW = {{"message_start", "content_block_start", "content_block_delta", "content_block_stop",
+           "message_delta", "message_stop"}}
+    try:
+        for turn in range({TURNS + 5}):
+            kwargs = dict(model="claude-haiku-4-5", max_tokens=200, tools={TOOLS!r}, messages=messages)
+            if turn % 2:
+                with client.messages.stream(**kwargs) as stream:
+                    for event in stream:
+                        if event.type in RAW:
+                            seen.write(json.dumps([turn, event.type, event.to_dict().get("delta")]) + "\\n")
+                    message = stream.get_final_message()
+            else:
+                message = client.messages.create(**kwargs)
+            messages.append({{"role": "assistant", "content": [b.to_dict() for b in message.content]}})
+            if message.stop_reason != "tool_use":
+                break
+            messages.append({{"role": "user", "content": [
+                {{"type": "tool_result", "tool_use_id": b.id, "content": f"contents of {{b.input['path']}}"}}
+                for b in message.content if b.type == "tool_use"]}})
+    except anthropic.APIStatusError as e:
+        print(f"API error {{e.status_code}}: {{e.message}}")
+        raise SystemExit(9)
+    print(json.dumps([b.to_dict() for b in message.content]))
+    print(f"turns: {{turn + 1}}")
+"""
+
+
+def loop_reply(body: dict | None) -> Reply:
+    """The fake's side of the tool loop: a tool call per turn (text and tool input long enough
+    to stream in several deltas), then a final answer at turn TURNS - 1."""
+    body = body or {}
+    turn = len(body.get("messages") or []) // 2
+    content: list[dict] = [{"type": "text", "text": f"Turn {turn}: let me look at one more file, then decide."}]
+    if turn < TURNS - 1:
+        content.append({"type": "tool_use", "id": f"toolu_{turn:04d}", "name": "read_file",
+                        "input": {"path": f"src/module_{turn}/implementation_file.py"}})
+    message = {"id": f"msg_{turn:04d}", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+               "content": content, "stop_reason": "tool_use" if turn < TURNS - 1 else "end_turn",
+               "stop_sequence": None, "usage": {"input_tokens": 100 + turn, "output_tokens": 20}}
+    if body.get("stream"):
+        return Reply(sse=message_events(message), headers={"request-id": f"req_{turn:04d}"})
+    return Reply(body=message, headers={"request-id": f"req_{turn:04d}"})
+
+
+def replayer(db: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+             ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, "--db", str(db), *args], capture_output=True, text=True, timeout=300, cwd=cwd,
+                          env={**os.environ, **(env or {})})
+
+
+def last_line(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = proc.stderr.splitlines()
+    assert lines and lines[-1].startswith("replayer"), proc.stderr
+    return lines[-1]
+
+
+def write_agent(tmp_path: Path) -> Path:
+    path = tmp_path / "agent.py"
+    path.write_text(textwrap.dedent(AGENT))
+    return path
+
+
+@pytest.fixture
+def recorded(api, tmp_path):
+    """A 20-turn tool loop recorded with `replayer record` against the fake, then the fake
+    stopped: (db, run id, agent, the agent's output when recorded, the events it saw)."""
+    api.responder = loop_reply
+    agent = write_agent(tmp_path)
+    db = tmp_path.resolve() / "rec.db"
+    proc = replayer(db, "record", "--", sys.executable, str(agent), str(tmp_path / "seen-recorded.jsonl"),
+                    env={"ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.endswith(f"turns: {TURNS}\n"), proc.stdout
+    run = last_line(proc).rsplit("(run ", 1)[1].rstrip(")")
+    assert len(api.received) == TURNS
+    api.stop()
+    return db, run, agent, proc.stdout, (tmp_path / "seen-recorded.jsonl").read_text()
+
+
+def test_a_recorded_tool_loop_replays_offline_to_the_same_output(recorded, tmp_path):
+    db, run, agent, output, seen = recorded
+    dead = "http://127.0.0.1:9"  # the fake is stopped; nothing may try to reach an upstream
+    proc = replayer(db, "replay", run, "--", sys.executable, str(agent), str(tmp_path / "seen-replayed.jsonl"),
+                    env={"ANTHROPIC_BASE_URL": dead, "ANTHROPIC_API_KEY": FAKE_KEY}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == output
+    conversation = exported(db)[0]["conversation_id"]
+    assert last_line(proc) == (f"replayer replay: answered {TURNS} calls from run {run} (1 conversation) "
+                               f"({TURNS // 2} streams, {TURNS // 2} from the recorded message (no events kept)); "
+                               "no mismatch; no drift; the command exited 0")
+    # streams built from the recorded message: the same content reaches the SDK, fewer deltas
+    replayed = (tmp_path / "seen-replayed.jsonl").read_text().splitlines()
+    assert [json.loads(x)[:2] for x in replayed if '"content_block_delta"' not in x] == [
+        json.loads(x)[:2] for x in seen.splitlines() if '"content_block_delta"' not in x]
+    # and by conversation id (a prefix will do), the same
+    again = replayer(db, "replay", conversation[:12], "--", sys.executable, str(agent), os.devnull,
+                     env={"ANTHROPIC_BASE_URL": dead, "ANTHROPIC_API_KEY": FAKE_KEY})
+    assert again.returncode == 0 and again.stdout == output, again.stderr

@@ -33,9 +33,10 @@ def event_bytes(event: dict[str, Any]) -> bytes:
 
 def chunks(events: list[dict[str, Any]], speed: float | None = None) -> Iterator[tuple[float, bytes]]:
     """(seconds to wait first, bytes) per chunk: consecutive events recorded at the same time
-    arrived in one chunk and go out in one write. Waits are the recorded gaps divided by `speed`;
-    none when `speed` is None (as fast as possible) or an event has no time."""
-    previous: float | None = None
+    arrived in one chunk and go out in one write. Waits are the recorded gaps divided by `speed`
+    (the first: from the attempt's start, the recorded time to the first chunk); none when
+    `speed` is None (as fast as possible) or an event has no time."""
+    previous: float | None = 0.0
     pending: list[bytes] = []
     pending_ms: Any = None
     wait = 0.0
