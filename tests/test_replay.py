@@ -491,3 +491,92 @@ def test_with_errors_replays_recorded_retries(api, tmp_path):
     retries = replayer(db, "replay", run, "--with-errors", "--", sys.executable, str(agent), os.devnull, env=env)
     assert retries.returncode == 0 and retries.stdout == output, retries.stderr
     assert f"answered {TURNS + 1} calls" in last_line(retries) and "no mismatch" in last_line(retries)
+
+
+def test_a_typescript_agent_replays_through_the_base_url(api, tmp_path):
+    """The official TypeScript SDK's streaming tool loop (tests/ts), recorded through the proxy,
+    replayed with the fake stopped: the same messages built, event for event, the same exit code."""
+    from test_record_any import message, node_agent
+
+    replies = [
+        message(1, [{"type": "text", "text": "Let me read the file first, it should not take long."},
+                    {"type": "tool_use", "id": "toolu_ts1", "name": "read_file", "input": {"path": "README.md"}}],
+                "tool_use"),
+        message(2, [{"type": "text", "text": "README.md says hello, and a few other things besides."}],
+                "end_turn"),
+    ]
+    api.enqueue(*(Reply(sse=message_events(m)) for m in replies))
+    db = tmp_path.resolve() / "ts.db"
+    recorded = replayer(db, "record", "--", *node_agent(), "5",
+                        env={"ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY})
+    assert recorded.returncode == 5, recorded.stderr
+    run = last_line(recorded).rsplit("(run ", 1)[1].rstrip(")")
+    api.stop()
+    replayed = replayer(db, "replay", run, "--", *node_agent(), "5", env={"ANTHROPIC_BASE_URL": DEAD})
+    assert replayed.returncode == 5, replayed.stderr
+    assert replayed.stdout == recorded.stdout and len(replayed.stdout.splitlines()) == 2
+    assert last_line(replayed) == (f"replayer replay: answered 2 calls (2 streams) from run {run} (1 conversation); "
+                                   "no mismatch; no drift; the command exited 5")
+
+
+# -- the decision seam: Answer, Refusal, GoLive ------------------------------------------------------
+
+
+class LiveWhenUnmatched:
+    """A trivial live policy: the recording answers what it can; anything else goes live with
+    one edit (a system prompt), recorded in a conversation of its own."""
+
+    live = True
+
+    def __init__(self, matcher: Matcher) -> None:
+        self.matcher = matcher
+
+    def decide(self, endpoint, body, headers):
+        from replayer.playback.server import GoLive
+
+        got = self.matcher.answer(endpoint, body)
+        if isinstance(got, Answer):
+            return got
+        edited = dict(json.loads(body), system="You are the forked agent.")
+        return GoLive(json.dumps(edited).encode(), "conv_forked", {"fork_of": "A"})
+
+
+def test_the_server_answers_refuses_or_goes_live_as_the_player_decides(api):
+    import anthropic
+
+    from replayer.playback.server import RecordingPlayer, ReplayServer
+    from replayer.proxy.run import run_in_background
+
+    known = request("from the recording")
+    lines = [line("A", 0, known, response=reply("recorded answer"))]
+    records: list = []
+
+    offline = run_in_background(ReplayServer(RecordingPlayer(Matcher(lines)), api.url))
+    live_server = ReplayServer(LiveWhenUnmatched(Matcher(lines)), api.url, records.append)
+    live = run_in_background(live_server)
+    try:
+        sdk = anthropic.Anthropic(base_url=offline.url, api_key=FAKE_KEY, max_retries=0)
+        assert sdk.messages.create(**known).content[0].text == "recorded answer"
+        with pytest.raises(anthropic.BadRequestError, match="no recorded request matches"):
+            sdk.messages.create(**request("never recorded"))
+        with pytest.raises(anthropic.BadRequestError, match="is not in the recording"):
+            sdk.messages.count_tokens(model="claude-haiku-4-5", messages=[{"role": "user", "content": "hi"}])
+        assert api.received == []  # offline: nothing reached the upstream
+
+        sdk = anthropic.Anthropic(base_url=live.url, api_key=FAKE_KEY, max_retries=0)
+        assert sdk.messages.create(**known).content[0].text == "recorded answer"
+        assert api.received == []
+        forked = sdk.messages.create(**request("never recorded"))
+        assert forked.content[0].text == "reply 1 to 1 messages"  # the fake's own answer
+        assert sdk.messages.count_tokens(model="claude-haiku-4-5",
+                                         messages=[{"role": "user", "content": "hi"}]).input_tokens > 0
+    finally:
+        offline.stop()
+        live.stop()
+    sent = [json.loads(r["body"]) for r in api.received]
+    assert sent[0] == dict(request("never recorded"), system="You are the forked agent.")
+    assert api.received[1]["path"].startswith("/v1/messages/count_tokens")
+    assert live_server.live_calls == 1
+    [record] = [r.captured() for r in records]  # only the Messages call that went live is recorded
+    assert record.ctx.conversation_id == "conv_forked" and record.ctx.tags == {"fork_of": "A"}
+    assert json.loads(record.request_bytes) == sent[0] and record.status == 200
