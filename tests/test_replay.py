@@ -431,8 +431,8 @@ def test_a_cassette_file_is_a_source(recorded, tmp_path):
     lines = list(cassette_lines(Store(open_db(db, create=False)), run_id=run))
     cassette.write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert all(line["events"] for line in lines if line["stream"])
-    # no database at all: the file is the whole recording
-    proc = replayer(tmp_path / "none.db", "replay", str(cassette), "--", sys.executable, str(agent),
+    # no database at all: the file is the whole recording (paced by its recorded times, 100x faster)
+    proc = replayer(tmp_path / "none.db", "replay", str(cassette), "--speed", "100", "--", sys.executable, str(agent),
                     str(tmp_path / "seen.jsonl"), env={"ANTHROPIC_BASE_URL": DEAD})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == output and (tmp_path / "seen.jsonl").read_text() == seen
@@ -456,6 +456,9 @@ def test_a_bad_source_is_one_line_and_exit_2(recorded, tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith(f"replayer: {said}"), proc.stderr
         assert "Traceback" not in proc.stderr and not proc.stdout
+    slow = replayer(db, "replay", "conv_nope", "--speed", "0", "--", sys.executable, str(agent))
+    assert slow.returncode == 2 and slow.stderr == (
+        "replayer: --speed 0 is not a speed: give a number above 0 (1 = as recorded, 2 = twice as fast)\n")
     bad = replayer(db, "replay", "conv_nope", "--ignore", "a..b", "--", sys.executable, str(agent))
     assert bad.returncode == 2 and bad.stderr.startswith("replayer: --ignore 'a..b' is not a field path"), bad.stderr
     no_db = replayer(tmp_path / "nothing.db", "replay", "conv_x", "--", sys.executable, str(agent))
@@ -580,3 +583,29 @@ def test_the_server_answers_refuses_or_goes_live_as_the_player_decides(api):
     [record] = [r.captured() for r in records]  # only the Messages call that went live is recorded
     assert record.ctx.conversation_id == "conv_forked" and record.ctx.tags == {"fork_of": "A"}
     assert json.loads(record.request_bytes) == sent[0] and record.status == 200
+
+
+def test_a_recorded_dropped_connection_is_dropped_again_with_errors():
+    """An attempt that got no answer (the connection failed) is replayed as one: the SDK sees a
+    connection error, retries, and gets the answer that followed."""
+    import anthropic
+
+    from replayer.playback.server import RecordingPlayer, ReplayServer
+    from replayer.proxy.run import run_in_background
+
+    req = request("hello?")
+    lines = [line("A", 0, req, status=None, error={"type": "connection_error", "message": "reset", "status": None}),
+             line("A", 0, req, attempt=1, response=reply("after the drop"))]
+    matcher = Matcher(lines, with_errors=True)
+    server = run_in_background(ReplayServer(RecordingPlayer(matcher), DEAD))
+    try:
+        once = anthropic.Anthropic(base_url=server.url, api_key=FAKE_KEY, max_retries=0)
+        with pytest.raises(anthropic.APIConnectionError):
+            once.messages.create(**req)
+        matcher = Matcher(lines, with_errors=True)
+        server.proxy.player = RecordingPlayer(matcher)  # type: ignore[attr-defined]
+        retrying = anthropic.Anthropic(base_url=server.url, api_key=FAKE_KEY, max_retries=1)
+        assert retrying.messages.create(**req).content[0].text == "after the drop"
+        assert matcher.answered == 2
+    finally:
+        server.stop()

@@ -33,7 +33,7 @@ IGNORE_HELP = (
 
 def _speed(_ctx: click.Context, _param: click.Parameter, value: float | None) -> float | None:
     if value is not None and value <= 0:
-        raise click.BadParameter(f"{value} is not a speed: give a number above 0 (1 = as recorded, 2 = twice as fast)")
+        raise UserError(f"--speed {value:g} is not a speed: give a number above 0 (1 = as recorded, 2 = twice as fast)")
     return value
 
 
