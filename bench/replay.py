@@ -89,7 +89,7 @@ def client(direct: str, calls: int, rounds: int) -> None:
     print(json.dumps(asyncio.run(main())))
 
 
-def per_call(calls: int, rounds: int) -> None:
+def per_call(calls: int, rounds: int) -> float:
     import urllib.request
 
     from replayer import sse
@@ -143,6 +143,7 @@ def per_call(calls: int, rounds: int) -> None:
     print(f"   added per call (median of rounds): {added:+.2f} ms   target <= 1 ms: "
           f"{'met' if added <= 1 else 'NOT met'}")
     print("   " + proc.stderr.strip().splitlines()[-1])
+    return added
 
 
 # -- 2. loading a 1,000-turn source ---------------------------------------------------------------
@@ -168,7 +169,7 @@ def build(db: Path, convs: int, turns: int, result_bytes: int) -> None:
                         client.messages.create(**kwargs)
 
 
-def loading(convs: int, turns: int, result_bytes: int, repeat: int) -> None:
+def loading(convs: int, turns: int, result_bytes: int, repeat: int) -> tuple[float, float]:
     from replayer.playback.matching import Matcher
     from replayer.playback.source import load
     from replayer.store.queries import Store
@@ -196,6 +197,7 @@ def loading(convs: int, turns: int, result_bytes: int, repeat: int) -> None:
         print(f"   export lines as text (floor): {floor * 1000:.0f} ms ({sizes / 1e6:.1f} MB)")
         print(f"   replay's load (source + matcher): {took * 1000:.0f} ms ({took / floor:.2f}x the floor)   "
               f"target <= 1 s: {'met' if took <= 1 else 'NOT met'}")
+        return took, took / floor
 
 
 def main() -> None:
@@ -211,8 +213,11 @@ def main() -> None:
     if args.client:
         client(args.client, args.calls, args.rounds)
         return
-    per_call(args.calls, args.rounds)
-    loading(args.convs, args.turns, args.result_bytes, args.repeat)
+    added = per_call(args.calls, args.rounds)
+    took, ratio = loading(args.convs, args.turns, args.result_bytes, args.repeat)
+    print(f"\nSUMMARY replay: answering from the recording adds {added:+.2f} ms per call (target <= 1), "
+          f"a {args.convs * args.turns:,}-turn source loads in {took:.2f} s (target <= 1; {ratio:.2f}x reading its "
+          "export lines)")
 
 
 if __name__ == "__main__":
