@@ -83,6 +83,18 @@ def test_json_equal_is_enough_key_order_and_spacing_do_not_matter():
     assert isinstance(got, Answer) and got.status == 200 and got.headers["request-id"] == "req_A_0_0"
 
 
+def test_a_lone_surrogate_in_a_recorded_string_matches_and_is_served():
+    """JSON allows the escape \\ud800 alone (a recorded string can hold it); orjson refuses it."""
+    req = request("half a pair: \ud800")
+    said = reply("and back: \udfff")
+    m = Matcher([line("A", 0, req, response=said), line("A", 1, dict(req, stream=True), response=said, stream=True)])
+    plain = ask(m, req)
+    assert isinstance(plain, Answer) and json.loads(plain.body or b"") == said
+    streamed = ask(m, dict(req, stream=True))
+    assert isinstance(streamed, Answer) and streamed.events is not None
+    assert sse.assemble(b"".join(c for _, c in chunks(streamed.events))).message == said
+
+
 def test_recorded_retries_are_skipped_unless_with_errors():
     req = request("busy?")
     overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
