@@ -621,3 +621,74 @@ def test_a_recorded_dropped_connection_is_dropped_again_with_errors():
         assert matcher.answered == 2
     finally:
         server.stop()
+
+
+def test_a_vertex_client_in_a_python_child_is_answered_too(api, tmp_path):
+    """A Vertex client sends another body (the model is in its path) to another path: recorded by
+    the middleware as sent, replayed through the redirect, which makes the call what that client
+    sends first."""
+    script = tmp_path / "vertex.py"
+    script.write_text(textwrap.dedent("""
+        import os
+        import anthropic
+
+        client = anthropic.AnthropicVertex(region="us-east5", project_id="proj", access_token="not-a-token",
+                                           base_url=os.environ["VERTEX_URL"], max_retries=0)
+        messages = [{"role": "user", "content": "hello from vertex"}]
+        first = client.messages.create(model="claude-haiku-4-5", max_tokens=20, messages=messages)
+        messages += [{"role": "assistant", "content": first.content[0].text}, {"role": "user", "content": "more"}]
+        with client.messages.stream(model="claude-haiku-4-5", max_tokens=20, messages=messages) as stream:
+            second = stream.get_final_message()
+        print(first.content[0].text, "|", second.content[0].text)
+    """))
+    db = tmp_path.resolve() / "vertex.db"
+    recorded = replayer(db, "record", "--", sys.executable, str(script), env={"VERTEX_URL": api.url})
+    assert recorded.returncode == 0, recorded.stderr
+    assert all(":rawPredict" in r["path"] or ":streamRawPredict" in r["path"] for r in api.received)
+    run = last_line(recorded).rsplit("(run ", 1)[1].rstrip(")")
+    api.stop()
+    replayed = replayer(db, "replay", run, "--", sys.executable, str(script), env={"VERTEX_URL": DEAD})
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout == recorded.stdout == "reply 1 to 1 messages | reply 2 to 3 messages\n"
+    assert "answered 2 calls (1 stream)" in last_line(replayed) and "no mismatch" in last_line(replayed)
+
+
+def test_concurrent_conversations_with_identical_starts_keep_their_own_answers(api, tmp_path):
+    """Three threads start the same conversation at once; the fake answers each differently
+    (its answers are numbered as they come) and each goes on from its answer. Replayed, the
+    threads may arrive in another order, but every conversation replays whole: no answer is
+    taken by another conversation, so nothing mismatches."""
+    script = tmp_path / "threads.py"
+    script.write_text(textwrap.dedent("""
+        import threading
+        import anthropic
+
+        client = anthropic.Anthropic(max_retries=0)
+        done = []
+
+        def converse():
+            messages = [{"role": "user", "content": "start"}]
+            for _ in range(4):
+                reply = client.messages.create(model="claude-haiku-4-5", max_tokens=20, messages=messages)
+                messages += [{"role": "assistant", "content": reply.content[0].text},
+                             {"role": "user", "content": "go on"}]
+            done.append(" / ".join(m["content"] for m in messages if m["role"] == "assistant"))
+
+        threads = [threading.Thread(target=converse) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print("\\n".join(sorted(done)))
+    """))
+    db = tmp_path.resolve() / "threads.db"
+    recorded = replayer(db, "record", "--", sys.executable, str(script),
+                        env={"ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY})
+    assert recorded.returncode == 0, recorded.stderr
+    assert len(set(recorded.stdout.splitlines())) == 3  # three different conversations
+    run = last_line(recorded).rsplit("(run ", 1)[1].rstrip(")")
+    api.stop()
+    replayed = replayer(db, "replay", run, "--", sys.executable, str(script), env={"ANTHROPIC_BASE_URL": DEAD})
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout == recorded.stdout
+    assert "answered 12 calls" in last_line(replayed) and "no mismatch" in last_line(replayed)
