@@ -23,6 +23,7 @@ from .health import alerts, pricing, stats
 from .importing import import_
 from .proxy import proxy
 from .record import record
+from .replay import replay
 from .rerun import rerun
 
 
@@ -42,7 +43,8 @@ def cli(ctx: click.Context) -> None:
         ctx.invoke(browse)
 
 
-for command in (browse, list_, show, export, record, proxy, import_, db, demo, stats, alerts, pricing, rerun, compare):
+for command in (browse, list_, show, export, record, replay, proxy, import_, db, demo, stats, alerts, pricing, rerun,
+                compare):
     cli.add_command(command)
 
 
