@@ -50,30 +50,59 @@ def patch(module: Any) -> None:
     if not hasattr(module, "Middleware"):
         return
     _keep_run_tag()
+    patch_clients(module, _with_recorder, "record")
+
+
+def _with_recorder(client: Any, mw: list[Any]) -> list[Any]:
+    from .capture import RecorderMiddleware
+
+    ours = recorder().middleware
+    theirs = [m for m in mw if isinstance(m, RecorderMiddleware) and m is not ours]
+    if theirs:  # a copy of a client the program wrapped itself: its recorder records it
+        return [m for m in mw if m is not ours]
+    return mw if ours in mw else [*mw, ours]
+
+
+def patch_clients(module: Any, adjust: Any, name: str) -> None:
+    """Every client created from now on, whatever its class, is built with the middleware list
+    `adjust(client, given)` returns instead of the one it was given (a copy made with
+    `with_options` passes its original's list: `adjust` sees what it added there). `name` names
+    the patch: each is applied once, over any other (the pytest plugin's and `record`'s can both
+    be in force)."""
     base = sys.modules.get(f"{module.__name__}._base_client")
-    for name in ("SyncAPIClient", "AsyncAPIClient"):
-        cls = getattr(base, name, None)
-        if cls is None or getattr(cls.__init__, "_replayer", False):
+    for cls_name in ("SyncAPIClient", "AsyncAPIClient"):
+        cls = getattr(base, cls_name, None)
+        if cls is None or name in getattr(cls.__init__, "_replayer", ()):
             continue
         orig = cls.__init__
 
         def __init__(self: Any, *args: Any, __orig: Any = orig, middleware: Any = None, **kwargs: Any) -> None:
-            from .capture import RecorderMiddleware
+            __orig(self, *args, middleware=adjust(self, list(middleware or ())), **kwargs)
 
-            mw = list(middleware or ())
-            ours = recorder().middleware
-            theirs = [m for m in mw if isinstance(m, RecorderMiddleware) and m is not ours]
-            if theirs:  # a copy of a client the program wrapped itself: its recorder records it
-                mw = [m for m in mw if m is not ours]
-            elif ours not in mw:
-                mw.append(ours)
-            __orig(self, *args, middleware=mw, **kwargs)
-
-        __init__._replayer = True  # type: ignore[attr-defined]
+        __init__._replayer = {*getattr(orig, "_replayer", ()), name}  # type: ignore[attr-defined]
         cls.__init__ = __init__
 
 
+def when_imported(then: Any) -> None:
+    """Call `then(anthropic)` now if the SDK is loaded, else when it first is: a program that
+    never uses the SDK pays nothing."""
+    if "anthropic" in sys.modules:
+        then(sys.modules["anthropic"])
+        return
+    finder = next((f for f in sys.meta_path if isinstance(f, _Finder)), None)
+    if finder is None:
+        finder = _Finder()
+        sys.meta_path.insert(0, finder)
+    if then not in finder.then:
+        finder.then.append(then)
+
+
 class _Finder(importlib.abc.MetaPathFinder):
+    """Runs its callbacks (`when_imported`) on the anthropic module once it is loaded."""
+
+    def __init__(self) -> None:
+        self.then: list[Any] = []
+
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
         if fullname != "anthropic":
             return None
@@ -89,7 +118,8 @@ class _Finder(importlib.abc.MetaPathFinder):
 
         def exec_module(module: Any) -> None:
             orig_exec(module)
-            patch(module)
+            for then in self.then:
+                then(module)
 
         loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
@@ -193,10 +223,7 @@ def install() -> None:
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_forked)
     _enter_conversation()
-    if "anthropic" in sys.modules:
-        patch(sys.modules["anthropic"])
-    elif not any(isinstance(f, _Finder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _Finder())
+    when_imported(patch)
 
 
 # -- the record command's last line ------------------------------------------------------------
