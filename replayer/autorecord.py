@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .fmt import plural
@@ -25,6 +26,9 @@ RUN_ENV = "REPLAYER_RUN"
 """Set by `replayer record` for its child: the run's id, tagged on every call the run records."""
 RUN_TAG = "run"
 """The conversation tag that holds a `record` run's id (`replayer list --run ID`)."""
+REPLAY_ENV = "REPLAYER_REPLAY_URL"
+"""Set by `replayer replay` for its child: the replay server's URL. Clients then get the
+redirecting middleware (playback/redirect.py) instead of the recorder's: nothing records here."""
 
 _recorder: Any = None
 
@@ -49,26 +53,45 @@ def patch(module: Any) -> None:
     its clients would refuse the argument; `replayer record`'s proxy records their calls."""
     if not hasattr(module, "Middleware"):
         return
+    replay_url = os.environ.get(REPLAY_ENV)
+    if replay_url:
+        patch_clients(module, _replaying(replay_url), "autorecord")
+        return
     _keep_run_tag()
-    patch_clients(module, _with_recorder, "record")
+    patch_clients(module, _recording, "autorecord")
 
 
-def _with_recorder(client: Any, mw: list[Any]) -> list[Any]:
+def _recording(client: Any, middleware: list[Any]) -> list[Any]:
+    """The client's middleware with the recorder's appended, unless the program gave it a
+    recorder of its own (a copy of a client it wrapped itself): then that one records it, once."""
     from .capture import RecorderMiddleware
 
     ours = recorder().middleware
-    theirs = [m for m in mw if isinstance(m, RecorderMiddleware) and m is not ours]
-    if theirs:  # a copy of a client the program wrapped itself: its recorder records it
-        return [m for m in mw if m is not ours]
-    return mw if ours in mw else [*mw, ours]
+    theirs = [m for m in middleware if isinstance(m, RecorderMiddleware) and m is not ours]
+    if theirs:
+        return [m for m in middleware if m is not ours]
+    return middleware if ours in middleware else [*middleware, ours]
 
 
-def patch_clients(module: Any, adjust: Any, name: str) -> None:
-    """Every client created from now on, whatever its class, is built with the middleware list
-    `adjust(client, given)` returns instead of the one it was given (a copy made with
-    `with_options` passes its original's list: `adjust` sees what it added there). `name` names
-    the patch: each is applied once, over any other (the pytest plugin's and `record`'s can both
-    be in force)."""
+def _replaying(url: str) -> Any:
+    """The client's middleware with the replay redirect last (innermost: a recorder the program
+    installed itself sees the replayed answers as it would the API's)."""
+    from .playback.redirect import ReplayMiddleware
+
+    ours = ReplayMiddleware(url)
+
+    def add(client: Any, middleware: list[Any]) -> list[Any]:
+        return middleware if any(isinstance(m, ReplayMiddleware) for m in middleware) else [*middleware, ours]
+
+    return add
+
+
+def patch_clients(module: Any, chosen: Callable[[Any, list[Any]], list[Any]], name: str) -> None:
+    """Every client created from now on, whatever its class (the SDK's base client classes'
+    `__init__`), gets the middleware list `chosen(client, given)` returns instead of the one it
+    was given (a copy made with `with_options` passes its original's: `chosen` sees what it added
+    there). `name` names the patch: each is applied once, over any other (the pytest plugin's and
+    `record`'s can both be in force)."""
     base = sys.modules.get(f"{module.__name__}._base_client")
     for cls_name in ("SyncAPIClient", "AsyncAPIClient"):
         cls = getattr(base, cls_name, None)
@@ -77,7 +100,7 @@ def patch_clients(module: Any, adjust: Any, name: str) -> None:
         orig = cls.__init__
 
         def __init__(self: Any, *args: Any, __orig: Any = orig, middleware: Any = None, **kwargs: Any) -> None:
-            __orig(self, *args, middleware=adjust(self, list(middleware or ())), **kwargs)
+            __orig(self, *args, middleware=chosen(self, list(middleware or ())), **kwargs)
 
         __init__._replayer = {*getattr(orig, "_replayer", ()), name}  # type: ignore[attr-defined]
         cls.__init__ = __init__

@@ -211,8 +211,9 @@ def _fail_if_refused(c: _Cassette) -> None:
     if refused:
         c.failed = True
         more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        said = refused[0].removeprefix("replayer replay: ").removeprefix("replayer: ")
         pytest.fail(
-            f"replayer: a request did not match cassette {c.path.name}{more}: {refused[0]}\n"
+            f"replayer: a request did not match cassette {c.path.name}{more}: {said}\n"
             "(a deliberate change: record the cassette again with --replayer-record)",
             pytrace=False,
         )
@@ -253,8 +254,9 @@ def _finish(item: pytest.Item, c: _Cassette) -> None:
     if not c.recording:
         drift = c.handler.player.drift()
         if drift:
-            warnings.warn(ReplayerDrift(f"replayer: loose replay of {c.path.name} drifted: " + "; ".join(drift)),
-                          stacklevel=1)
+            said = "; ".join(f"conversation {d.conversation_id} turn {d.index}: {d.difference}" for d in drift)
+            warnings.warn(ReplayerDrift(f"replayer: loose replay of {c.path.name} served {len(drift)} request(s) "
+                                        f"that differ from the recording: {said}"), stacklevel=1)
         return
     try:
         _write(c)
@@ -272,7 +274,13 @@ def _write(c: _Cassette) -> None:
                     "the cassette was not written", pytrace=False)
     db = open_db(Path(c.folder.name) / "cassette.db")
     try:
-        lines = [json.dumps(line, ensure_ascii=False) for line in cassette_lines(Store(db))]
+        store = Store(db)
+        conversations = store.conversations(sort="started", descending=False, limit=1_000_000)
+        lines = [
+            json.dumps(line, ensure_ascii=False)
+            for conversation in conversations
+            for line in cassette_lines(store, conversation_id=conversation.conversation_id)
+        ]
     finally:
         db.close()
     if not lines and c.failed:
@@ -284,13 +292,20 @@ def _write(c: _Cassette) -> None:
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
-    lines = []
-    with path.open(encoding="utf-8") as f:
-        for n, text in enumerate(f, 1):
-            if text.strip():
-                try:
-                    lines.append(json.loads(text))
-                except ValueError as e:
-                    pytest.fail(f"replayer: cassette {path} line {n} is not JSON ({e}): record it again with "
-                                "--replayer-record", pytrace=False)
-    return lines
+    """The cassette's lines; a file that can't be used fails the test in one line. An empty file
+    is a test that made no call when it was recorded."""
+    from .cli.base import UserError
+    from .playback.source import load
+
+    try:
+        if not path.read_bytes().strip():
+            return []
+        return load(str(path), open_store=_no_store).lines
+    except OSError as e:
+        pytest.fail(f"replayer: cassette {path}: cannot read it ({e.strerror})", pytrace=False)
+    except UserError as e:
+        pytest.fail(f"replayer: {e.message}; record it again with --replayer-record", pytrace=False)
+
+
+def _no_store() -> Any:
+    raise AssertionError("a cassette is a file: no database is opened")

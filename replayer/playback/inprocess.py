@@ -25,6 +25,8 @@ from anthropic._base_client import _prepare_middleware_options
 
 from ..autorecord import patch_clients, when_imported
 from ..capture import _turn_endpoint
+from .answer import chunks
+from .matching import Refusal, error_body
 
 
 class Handler(Protocol):
@@ -157,27 +159,24 @@ class Replaying:
                 "(only Messages calls are recorded)"
             )
             self.refused.append(message)
-            return 400, _JSON, error_body("invalid_request_error", message), None
+            return 400, _JSON, error_body(message), None
         decision = self.player.answer(endpoint, http_request.content)
         if isinstance(decision, Refusal):
             self.refused.append(decision.message)
             return decision.status, _JSON, decision.body, None
-        from .answer import chunks
-
-        headers = {"request-id": decision.request_id} if getattr(decision, "request_id", None) else {}
+        if decision.status is None:  # the recorded attempt got no answer: neither does this one
+            raise anthropic.APIConnectionError(request=http_request)
         if decision.events is not None:
-            return decision.status, {**_SSE, **headers}, None, [b for _wait, b in chunks(decision.events)]
-        return decision.status, {**_JSON, **headers}, decision.body, None
+            return decision.status, decision.headers, None, [b for _wait, b in chunks(decision.events)]
+        return decision.status, decision.headers, decision.body, None
 
 
 _JSON = {"content-type": "application/json"}
-_SSE = {"content-type": "text/event-stream; charset=utf-8"}
 
 
-def error_body(kind: str, message: str) -> bytes:
-    import json
-
-    return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
+async def _aiter(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
 
 
 def _build_request(client: Any, options: Any, retries_taken: int) -> httpx2.Request:
@@ -190,14 +189,3 @@ def _build_request(client: Any, options: Any, retries_taken: int) -> httpx2.Requ
             raise
         options.headers = {**options.headers, "X-Api-Key": "replayer-replay-no-key"}
         return client._build_request(options, retries_taken=retries_taken)
-
-
-async def _aiter(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
-    for chunk in chunks:
-        yield chunk
-
-
-class Refusal:  # placeholder until replayer.playback.matching lands
-    status: int
-    body: bytes
-    message: str
