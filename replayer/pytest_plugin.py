@@ -255,8 +255,12 @@ def _finish(item: pytest.Item, c: _Cassette) -> None:
         drift = c.handler.player.drift()
         if drift:
             said = "; ".join(f"conversation {d.conversation_id} turn {d.index}: {d.difference}" for d in drift)
-            warnings.warn(ReplayerDrift(f"replayer: loose replay of {c.path.name} served {len(drift)} request(s) "
-                                        f"that differ from the recording: {said}"), stacklevel=1)
+            # reported at the test, not at this line
+            warnings.warn_explicit(
+                ReplayerDrift(f"replayer: loose replay of {c.path.name} served {len(drift)} request(s) that differ "
+                              f"from the recording: {said}"),
+                ReplayerDrift, str(item.path), (item.location[1] or 0) + 1,
+            )
         return
     try:
         _write(c)

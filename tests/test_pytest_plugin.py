@@ -183,3 +183,125 @@ def test_replayer_record_records_again_and_mode_none_never_does(pytester, agent,
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*replayer: cassette cassettes/agent.jsonl not found (--replayer-record-mode=none): "
                                  "record it with --replayer-record*"])
+
+
+OPTIONS = '''
+import os, threading
+
+import anthropic
+import pytest
+
+client = anthropic.Anthropic()
+
+
+def ask(text, **extra):
+    return client.messages.create(model="claude-sonnet-4-5", max_tokens=64,
+                                  messages=[{"role": "user", "content": text}], **extra)
+
+
+@pytest.mark.replayer("cassettes/ignored.jsonl", ignore=["metadata.user_id"])
+def test_ignored():  # the agent puts a run id in every request: not what the test is about
+    ask("hello", metadata={"user_id": os.environ["RUN_ID"]})
+
+
+@pytest.mark.replayer("cassettes/loose.jsonl", loose=True)
+def test_loose():
+    assert ask(os.environ["PROMPT"]).content[0].text.endswith(" to 1 messages")
+
+
+@pytest.mark.replayer("cassettes/caught.jsonl")
+def test_caught():  # an agent that swallows API errors still fails its test on a mismatch
+    try:
+        ask(os.environ["PROMPT"])
+    except anthropic.BadRequestError:
+        pass
+
+
+@pytest.mark.replayer("cassettes/threaded.jsonl")
+def test_threaded():  # a call made on a thread the test starts is answered too
+    got = []
+    worker = threading.Thread(target=lambda: got.append(ask("from a thread").content[0].text))
+    worker.start()
+    worker.join()
+    assert len(got) == 1 and got[0].endswith(" to 1 messages")
+
+
+@pytest.mark.replayer("cassettes/unknown.jsonl", loosely=True)
+def test_misspelt():
+    pass
+'''
+
+
+def test_marker_options_ignore_loose_threads_and_a_caught_mismatch(pytester, monkeypatch):
+    pytester.makepyfile(test_options=OPTIONS)
+    with FakeAPI() as api:
+        live(monkeypatch, api)
+        monkeypatch.setenv("RUN_ID", "run-1")
+        monkeypatch.setenv("PROMPT", "hello")
+        result = run(pytester, "--replayer-record")
+        result.assert_outcomes(passed=4, errors=1)
+        result.stdout.fnmatch_lines(["*@pytest.mark.replayer on test_options.py::test_misspelt: unknown option "
+                                     "loosely (known: ignore, loose, with_errors, redact)*"])
+
+    offline(monkeypatch)
+    monkeypatch.setenv("RUN_ID", "run-2")
+    monkeypatch.setenv("PROMPT", "good bye")
+    result = run(pytester, "-rA")
+    result.assert_outcomes(passed=3, failed=1, errors=1, warnings=1)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "*PASSED test_options.py::test_ignored*", "*PASSED test_options.py::test_loose*",
+        "*PASSED test_options.py::test_threaded*",
+        "*FAILED test_options.py::test_caught - Failed: replayer: a request did not mat*",
+    ])
+    assert "replayer: a request did not match cassette caught.jsonl: no recorded request matches" in out
+    assert 'first difference: message 0, content: "hello" -> "good bye"' in out
+    # loose mode served the recorded answer and says what drifted
+    assert "ReplayerDrift: replayer: loose replay of loose.jsonl served 1 request(s) that differ from the " in out
+    assert '"hello" -> "good bye"' in out.split("ReplayerDrift")[1]
+
+
+SCRUB = '''
+def redact(record):
+    """Keep no word of the model's answers (the agent's users' data, say)."""
+    for block in (record["response"] or {}).get("content", []):
+        if block.get("type") == "text":
+            block["text"] = "[redacted]"
+    return record
+'''
+
+STREAMED = '''
+import anthropic
+import pytest
+
+
+@pytest.mark.replayer("cassettes/redacted.jsonl")
+def test_streamed():
+    with anthropic.Anthropic().messages.stream(model="claude-sonnet-4-5", max_tokens=64,
+                                               messages=[{"role": "user", "content": "hello"}]) as s:
+        text = "".join(s.text_stream)
+    assert text in ("reply 1 to 1 messages", "[redacted]")
+    print("TEXT", text)
+'''
+
+
+def test_the_redact_hook_named_in_the_ini_file_is_applied_to_what_is_recorded(pytester, monkeypatch):
+    pytester.makepyfile(scrub=SCRUB, test_streamed=STREAMED)
+    pytester.makeini("[pytest]\nreplayer_redact = scrub:redact\npythonpath = .\n")
+    with FakeAPI() as api:
+        live(monkeypatch, api)
+        run(pytester, "-s").stdout.fnmatch_lines(["*TEXT reply 1 to 1 messages*", "*1 passed*"])
+    text = (pytester.path / "cassettes" / "redacted.jsonl").read_text("utf-8")
+    assert "[redacted]" in text
+    assert "reply" not in text  # nor in the stream's events, which would show it: they are not kept
+    assert json.loads(text)["events"] is None
+
+    offline(monkeypatch)
+    result = run(pytester, "-s")
+    result.assert_outcomes(passed=1)
+    assert "TEXT [redacted]" in result.stdout.str()
+
+    pytester.makeini("[pytest]\nreplayer_redact = scrub:nothing\npythonpath = .\n")
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*replayer_redact = 'scrub:nothing' can't be loaded*"])
