@@ -305,3 +305,38 @@ def test_the_redact_hook_named_in_the_ini_file_is_applied_to_what_is_recorded(py
     result = run(pytester)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*replayer_redact = 'scrub:nothing' can't be loaded*"])
+
+
+def test_vertex_and_bedrock_clients_are_answered_with_no_credentials(api, rec, db_path):
+    """In this process (the plugin is loaded here too): clients of the cloud classes record their
+    calls, then, with the cassette in force, new ones with no token, no AWS key and a base URL
+    that answers nothing get the recorded answers; their bodies (reshaped by the SDK for Vertex
+    and Bedrock) match because both sides build them the same way."""
+    from anthropic import AnthropicBedrock, AnthropicVertex
+
+    from replayer.playback.inprocess import Playback, Replaying, serving
+    from replayer.playback.matching import Matcher
+    from replayer.store.export import cassette_lines
+    from replayer.store.queries import Store
+    from replayer.store.schema import open_db
+
+    def ask(vertex, bedrock):
+        messages = [{"role": "user", "content": "from the cloud"}]
+        return [client.messages.create(model=model, max_tokens=10, messages=messages).to_dict()
+                for client, model in ((vertex, "claude-sonnet-4-5"), (bedrock, "anthropic.claude-sonnet-4-5"))]
+
+    vertex = AnthropicVertex(region="us-east5", project_id="p", access_token="t", base_url=api.url + "/v1")
+    recorded = ask(rec.wrap(vertex), rec.wrap(AnthropicBedrock(aws_region="us-east-1", api_key="t", base_url=api.url)))
+    rec.close()
+    api.stop()
+    store = Store(open_db(db_path))
+    lines = [line for c in store.conversations(descending=False)
+             for line in cassette_lines(store, conversation_id=c.conversation_id)]
+    assert len(lines) == 2
+
+    vertex = AnthropicVertex(region="us-east5", project_id="p", base_url=NOWHERE + "/v1")
+    bedrock = AnthropicBedrock(aws_region="us-east-1", base_url=NOWHERE)
+    assert isinstance(vertex.middleware[-1], Playback) and isinstance(bedrock.middleware[-1], Playback)
+    with serving(Replaying(Matcher(lines))) as handler:
+        assert ask(vertex, bedrock) == recorded
+    assert handler.refused == []
