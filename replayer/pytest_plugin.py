@@ -20,7 +20,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +119,9 @@ class _Cassette:
     serving: Any = None
     recorder: Any = None
     folder: Any = None
+    ran: bool = False
+    """The test's body ran: a test whose setup failed records nothing."""
     failed: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 _CASSETTE = pytest.StashKey[_Cassette]()
@@ -141,6 +142,14 @@ def _cassette(item: pytest.Item) -> _Cassette | None:
     ignore = marker.kwargs.get("ignore", ())
     if isinstance(ignore, str):
         ignore = (ignore,)
+    from .playback.matching import parse_path
+
+    for text in ignore:
+        try:
+            parse_path(text)
+        except (ValueError, AttributeError):
+            pytest.fail(f"{where}: ignore={text!r} is not a field path: give keys separated by dots, e.g. "
+                        "metadata.user_id or messages.*.content.*.text (* is every key or item)", pytrace=False)
     path = Path(marker.args[0]).expanduser()
     if not path.is_absolute():
         path = item.config.rootpath / path
@@ -185,9 +194,10 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         return (yield)
     if c.blocked is not None:
         pytest.fail(c.blocked, pytrace=False)
+    c.ran = True
     try:
         result = yield
-    except BaseException:
+    except (Exception, pytest.fail.Exception):  # not Ctrl-C, not a skip
         c.failed = True
         _fail_if_refused(c)  # the difference, not the SDK error it caused, is the failure to show
         raise
@@ -287,7 +297,7 @@ def _write(c: _Cassette) -> None:
         ]
     finally:
         db.close()
-    if not lines and c.failed:
+    if not c.ran or (not lines and c.failed):
         return  # nothing was called before it failed: the next run records it again
     c.path.parent.mkdir(parents=True, exist_ok=True)
     temp = c.path.with_name(c.path.name + ".tmp")

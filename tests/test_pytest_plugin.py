@@ -229,6 +229,11 @@ def test_threaded():  # a call made on a thread the test starts is answered too
 @pytest.mark.replayer("cassettes/unknown.jsonl", loosely=True)
 def test_misspelt():
     pass
+
+
+@pytest.mark.replayer("cassettes/unknown.jsonl", ignore=["messages..content"])
+def test_bad_path():
+    pass
 '''
 
 
@@ -239,15 +244,18 @@ def test_marker_options_ignore_loose_threads_and_a_caught_mismatch(pytester, mon
         monkeypatch.setenv("RUN_ID", "run-1")
         monkeypatch.setenv("PROMPT", "hello")
         result = run(pytester, "--replayer-record")
-        result.assert_outcomes(passed=4, errors=1)
-        result.stdout.fnmatch_lines(["*@pytest.mark.replayer on test_options.py::test_misspelt: unknown option "
-                                     "loosely (known: ignore, loose, with_errors, redact)*"])
+        result.assert_outcomes(passed=4, errors=2)
+        result.stdout.fnmatch_lines([
+            "*@pytest.mark.replayer on test_options.py::test_misspelt: unknown option loosely (known: ignore, loose, "
+            "with_errors, redact)*",
+            "*@pytest.mark.replayer on test_options.py::test_bad_path: ignore='messages..content' is not a field path*",
+        ])
 
     offline(monkeypatch)
     monkeypatch.setenv("RUN_ID", "run-2")
     monkeypatch.setenv("PROMPT", "good bye")
     result = run(pytester, "-rA")
-    result.assert_outcomes(passed=3, failed=1, errors=1, warnings=1)
+    result.assert_outcomes(passed=3, failed=1, errors=2, warnings=1)
     out = result.stdout.str()
     result.stdout.fnmatch_lines([
         "*PASSED test_options.py::test_ignored*", "*PASSED test_options.py::test_loose*",
