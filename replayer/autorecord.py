@@ -5,6 +5,8 @@ imported (not before, so a program that never uses the SDK pays nothing): every 
 whatever its class, gets the recorder's middleware appended to its own. Settings come from the
 environment the `record` command sets: REPLAYER_DB, REPLAYER_CONVERSATION, REPLAYER_USER, and
 REPLAYER_REPORT_DIR, where each process reports what it stored (`summarize` reads it back).
+Under `replayer replay` ($REPLAYER_REPLAY_URL) the clients get, instead of the recorder's, the
+middleware that sends their calls to the replay server (playback/redirect.py).
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ def patch(module: Any) -> None:
     take the recorder's middleware in their `__init__`, unless the client already has a
     recorder's (the program's own `rec.wrap(...)` or `middleware=[rec.middleware]`): then that
     one records it, and once.
+
+    Under `replayer replay` they take the redirect to the replay server instead, and nothing
+    records.
 
     An SDK older than middleware (before 0.108: frameworks that pin anthropic<2) is left alone:
     its clients would refuse the argument; `replayer record`'s proxy records their calls."""

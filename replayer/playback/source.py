@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from ..cli.base import UserError, resolve_id
+from .matching import parse_json
 
 if TYPE_CHECKING:
     from ..store.queries import Store
@@ -59,17 +58,9 @@ def load(source: str, open_store: Callable[[], Store], db: Path | None = None) -
 
 def _from_store(store: Store, *, conversation_id: str | None = None, run_id: str | None = None
                 ) -> Iterator[dict[str, Any]]:
-    try:
-        from ..store.export import cassette_lines  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:  # before stream events were kept: export lines, every stream synthesized
-        conversations = [conversation_id] if conversation_id else store.run_conversations(run_id or "")
-        for conversation in conversations:
-            for text in store.export_lines(conversation):
-                line = orjson.loads(text)
-                line["events"] = None
-                yield line
-        return
-    yield from cassette_lines(store, conversation_id=conversation_id, run_id=run_id)
+    from ..store.export import cassette_lines
+
+    return cassette_lines(store, conversation_id=conversation_id, run_id=run_id)
 
 
 def _cassette(path: Path) -> Recording:
@@ -80,8 +71,8 @@ def _cassette(path: Path) -> Recording:
                 if not raw.strip():
                     continue
                 try:
-                    line = orjson.loads(raw)
-                except orjson.JSONDecodeError as e:
+                    line = parse_json(raw)
+                except ValueError as e:
                     raise UserError(f"{path} line {n} is not JSON ({e}): a cassette is JSON Lines; {HOW}") from None
                 if not isinstance(line, dict) or "request" not in line:
                     raise UserError(f"{path} line {n} is not a cassette line (no request): {HOW}")
@@ -92,3 +83,4 @@ def _cassette(path: Path) -> Recording:
         raise UserError(f"SOURCE {path}: the file holds no recorded call; {HOW}")
     conversations = list(dict.fromkeys(str(line.get("conversation_id")) for line in lines))
     return Recording(lines, str(path), conversations)
+
