@@ -23,7 +23,7 @@ import anthropic
 import httpx2
 from anthropic._base_client import _prepare_middleware_options
 
-from ..autorecord import patch_clients, when_imported
+from ..autorecord import patch_clients
 from ..capture import _turn_endpoint
 from .answer import chunks
 from .matching import Refusal, error_body
@@ -44,7 +44,7 @@ _lock = threading.Lock()
 
 
 class Playback(anthropic.Middleware):
-    """On every client of the process (`install`), innermost: the network's place. With no
+    """On every client of the process (`patch`), innermost: the network's place. With no
     handler in force it passes each attempt on untouched."""
 
     __slots__ = ("client",)
@@ -74,15 +74,10 @@ def _with_playback(client: Any, mw: list[Any]) -> list[Any]:
 
 
 def patch(module: Any) -> None:
-    """Every client of `module` (anthropic) created from now on gets a Playback."""
+    """Every client of `module` (anthropic) created from now on gets a Playback (one made before
+    is not reached: the pytest plugin patches when the SDK is first imported)."""
     if hasattr(module, "Middleware"):
         patch_clients(module, _with_playback, "playback")
-
-
-def install() -> None:
-    """Every client created from now on gets a Playback (a client made before is not reached:
-    install before the program under test is imported, as the pytest plugin does at startup)."""
-    when_imported(patch)
 
 
 @contextmanager
