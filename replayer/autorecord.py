@@ -66,7 +66,7 @@ def patch(module: Any) -> None:
     patch_clients(module, _recording, "autorecord")
 
 
-def _recording(client: Any, middleware: list[Any]) -> list[Any]:
+def _recording(_client: Any, middleware: list[Any]) -> list[Any]:
     """The client's middleware with the recorder's appended, unless the program gave it a
     recorder of its own (a copy of a client it wrapped itself): then that one records it, once."""
     from .capture import RecorderMiddleware
@@ -80,13 +80,12 @@ def _recording(client: Any, middleware: list[Any]) -> list[Any]:
 
 def _replaying(url: str) -> Any:
     """The client's middleware with the replay redirect last (innermost: a recorder the program
-    installed itself sees the replayed answers as it would the API's)."""
+    installed itself sees the replayed answers as it would the API's), bound to this client (a
+    copy of a client, `with_options`, gets its own)."""
     from .playback.redirect import ReplayMiddleware
 
-    ours = ReplayMiddleware(url)
-
     def add(client: Any, middleware: list[Any]) -> list[Any]:
-        return middleware if any(isinstance(m, ReplayMiddleware) for m in middleware) else [*middleware, ours]
+        return [*(m for m in middleware if not isinstance(m, ReplayMiddleware)), ReplayMiddleware(url, client)]
 
     return add
 

@@ -435,3 +435,15 @@ def test_the_events_delivered_are_the_ones_the_sdks_decoder_dispatches():
         crlf = raw.replace(b"\r", b"").replace(b"\n", b"\r\n")  # the same stream by the other path
         assert [(e.event, e.data) for e in delivered(crlf)] == [(e.event, e.data) for e in delivered(
             raw.replace(b"\r", b""))]
+
+
+async def test_an_async_clients_stream_keeps_its_events(api, rec, aclient, db_path):
+    streamed = message_events(_message(11, "asynchronously, " * 6, tool=True))
+    api.enqueue(Reply(sse=streamed))
+    with rec.conversation("conv_async"):
+        async with aclient.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=USER) as s:
+            await s.get_final_message()
+    assert rec.flush(10)
+    [line] = _cassette(db_path, 1, conversation_id="conv_async")
+    assert _got(line) == _sent(streamed)
+    _assert_times(line)

@@ -69,12 +69,22 @@ class Settings:
     """Options a live part added (`--live-from` ...), by parameter name."""
 
 
-def make_player(ctx: click.Context, settings: Settings, recording: Any, matcher: Any) -> tuple[Any, Any]:
-    """The player that decides each call, and the writer's `put` for what goes live (None when
-    nothing does): offline, the recording alone."""
+@dataclass
+class Playing:
+    """What answers the program: the player that decides each call; `put`, the writer's, for
+    what goes live (None when nothing does); `finish`, run once the server has stopped (closing
+    that writer), returning lines to print before the last one."""
+
+    player: Any
+    put: Any = None
+    finish: Callable[[], list[str]] | None = None
+
+
+def make_player(ctx: click.Context, settings: Settings, recording: Any, matcher: Any) -> Playing:
+    """Offline: the recording alone answers."""
     from ..playback.server import RecordingPlayer
 
-    return RecordingPlayer(matcher), None
+    return Playing(RecordingPlayer(matcher))
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -119,12 +129,13 @@ def run_replay(ctx: click.Context, settings: Settings) -> int:
     recording = load(settings.source, lambda: open_store(ctx), db_path(ctx))
     matcher = Matcher(recording.lines, ignore=settings.ignore, loose=not settings.strict,
                       with_errors=settings.with_errors)
-    player, put = make_player(ctx, settings, recording, matcher)
+    playing = make_player(ctx, settings, recording, matcher)
+    player = playing.player
 
     def refused(message: str) -> None:
         click.echo(message, err=True)
 
-    server = ReplayServer(player, upstream, put, speed=settings.speed, on_refusal=refused)
+    server = ReplayServer(player, upstream, playing.put, speed=settings.speed, on_refusal=refused)
     try:
         running = run_in_background(server)
     except OSError as e:
@@ -141,12 +152,15 @@ def run_replay(ctx: click.Context, settings: Settings) -> int:
         code = run_child(settings.command, env)
     finally:
         running.stop(timeout=30)
+        notes = playing.finish() if playing.finish is not None else []
+    for note in notes:
+        click.echo(note, err=True)
     for drift in matcher.drift():
         click.echo(f"replayer replay: drift: conversation {drift.conversation_id} turn {drift.index} was answered "
                    f"though the request differs: {drift.difference}", err=True)
     mismatches = len(matcher.refusals)
     failed = bool(mismatches) and code == 0 and settings.strict
-    click.echo(summary(matcher, recording.what, getattr(server, "live_calls", 0), code, failed), err=True)
+    click.echo(summary(matcher, recording.what, server.live_calls, code, failed), err=True)
     sys.stderr.flush()
     return 1 if failed else code
 
