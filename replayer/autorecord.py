@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .fmt import plural
@@ -59,10 +60,10 @@ def patch(module: Any) -> None:
         return
     replay_url = os.environ.get(REPLAY_ENV)
     if replay_url:
-        _patch_clients(module, _replaying(replay_url))
+        patch_clients(module, _replaying(replay_url), "autorecord")
         return
     _keep_run_tag()
-    _patch_clients(module, _recording)
+    patch_clients(module, _recording, "autorecord")
 
 
 def _recording(_client: Any, middleware: list[Any]) -> list[Any]:
@@ -89,24 +90,46 @@ def _replaying(url: str) -> Any:
     return add
 
 
-def _patch_clients(module: Any, chosen: Any) -> None:
-    """Every client's `__init__` (the SDK's base client classes) takes its middleware through
-    `chosen` (a function of the client and the list it was given, returning the list it gets)."""
+def patch_clients(module: Any, chosen: Callable[[Any, list[Any]], list[Any]], name: str) -> None:
+    """Every client created from now on, whatever its class (the SDK's base client classes'
+    `__init__`), gets the middleware list `chosen(client, given)` returns instead of the one it
+    was given (a copy made with `with_options` passes its original's: `chosen` sees what it added
+    there). `name` names the patch: each is applied once, over any other (the pytest plugin's and
+    `record`'s can both be in force)."""
     base = sys.modules.get(f"{module.__name__}._base_client")
-    for name in ("SyncAPIClient", "AsyncAPIClient"):
-        cls = getattr(base, name, None)
-        if cls is None or getattr(cls.__init__, "_replayer", False):
+    for cls_name in ("SyncAPIClient", "AsyncAPIClient"):
+        cls = getattr(base, cls_name, None)
+        if cls is None or name in getattr(cls.__init__, "_replayer", ()):
             continue
         orig = cls.__init__
 
         def __init__(self: Any, *args: Any, __orig: Any = orig, middleware: Any = None, **kwargs: Any) -> None:
             __orig(self, *args, middleware=chosen(self, list(middleware or ())), **kwargs)
 
-        __init__._replayer = True  # type: ignore[attr-defined]
+        __init__._replayer = {*getattr(orig, "_replayer", ()), name}  # type: ignore[attr-defined]
         cls.__init__ = __init__
 
 
+def when_imported(then: Any) -> None:
+    """Call `then(anthropic)` now if the SDK is loaded, else when it first is: a program that
+    never uses the SDK pays nothing."""
+    if "anthropic" in sys.modules:
+        then(sys.modules["anthropic"])
+        return
+    finder = next((f for f in sys.meta_path if isinstance(f, _Finder)), None)
+    if finder is None:
+        finder = _Finder()
+        sys.meta_path.insert(0, finder)
+    if then not in finder.then:
+        finder.then.append(then)
+
+
 class _Finder(importlib.abc.MetaPathFinder):
+    """Runs its callbacks (`when_imported`) on the anthropic module once it is loaded."""
+
+    def __init__(self) -> None:
+        self.then: list[Any] = []
+
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
         if fullname != "anthropic":
             return None
@@ -122,7 +145,8 @@ class _Finder(importlib.abc.MetaPathFinder):
 
         def exec_module(module: Any) -> None:
             orig_exec(module)
-            patch(module)
+            for then in self.then:
+                then(module)
 
         loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
@@ -226,10 +250,7 @@ def install() -> None:
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_forked)
     _enter_conversation()
-    if "anthropic" in sys.modules:
-        patch(sys.modules["anthropic"])
-    elif not any(isinstance(f, _Finder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _Finder())
+    when_imported(patch)
 
 
 # -- the record command's last line ------------------------------------------------------------

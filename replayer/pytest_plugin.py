@@ -1,0 +1,325 @@
+"""The pytest plugin (entry point `pytest11`, nothing to import): a test marked
+`@pytest.mark.replayer("tests/cassettes/refund.jsonl")` runs with every Anthropic SDK client of
+its process answered from that cassette, in process (no server, no network); when the file is
+missing, or with `--replayer-record`, the test runs live and its calls are recorded into it.
+
+    @pytest.mark.replayer(path, *, ignore=[PATH, ...], loose=False, with_errors=False, redact=fn)
+
+A relative path is taken from the rootdir (where pytest.ini/pyproject.toml is), so it reads the
+same whichever folder pytest runs from. The cassette is in force from the test's setup to its
+teardown (its function-scoped fixtures' calls are answered too). Loading this module costs
+little: the SDK's clients are patched only once `anthropic` is imported (autorecord's hook), and
+a client with no cassette in force passes every call on untouched.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .autorecord import when_imported
+
+MODES = ("missing", "all", "none")
+"""--replayer-record-mode: record a cassette whose file is missing (the default), every
+cassette again, or none (a missing cassette fails its test: for CI, where nothing may go live)."""
+KEY_ENVS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+MARKER_OPTIONS = ("ignore", "loose", "with_errors", "redact")
+
+
+class ReplayerDrift(UserWarning):
+    """A loose replay served answers to requests that differ from the recorded ones."""
+
+
+def _patch(module: Any) -> None:
+    from .playback.inprocess import patch
+
+    patch(module)
+
+
+# Before conftest files and test modules are imported, so a client they create at import time
+# (an agent's module-level `client = Anthropic()`) is reached too.
+when_imported(_patch)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("replayer", "replayer cassettes (@pytest.mark.replayer)")
+    group.addoption(
+        "--replayer-record", action="store_const", const="all", dest="replayer_record_mode", default=None,
+        help="run every test marked replayer live and record its cassette again (needs ANTHROPIC_API_KEY); "
+        "the same as --replayer-record-mode=all",
+    )
+    group.addoption(
+        "--replayer-record-mode", choices=MODES, dest="replayer_record_mode", default=None,
+        help="missing (default): record a cassette whose file doesn't exist; all: record every one again; "
+        "none: never record (a missing cassette fails its test)",
+    )
+    parser.addini("replayer_record_mode", f"the default --replayer-record-mode ({'/'.join(MODES)})", default="missing")
+    parser.addini(
+        "replayer_redact",
+        "MODULE:FUNCTION applied to every record before it is written to a cassette (as Recorder(redact=...): "
+        "a record in, the record to keep, or None to keep nothing, out)",
+        default="",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "replayer(path, *, ignore=[], loose=False, with_errors=False, redact=None): answer every Anthropic SDK "
+        "client of the test's process from the cassette at path (recorded live when missing, or with "
+        "--replayer-record)",
+    )
+    mode = config.getoption("replayer_record_mode") or config.getini("replayer_record_mode") or "missing"
+    if mode not in MODES:
+        raise pytest.UsageError(f"replayer_record_mode = {mode!r}: use one of {', '.join(MODES)}")
+    config.stash[_MODE] = mode
+    spec = config.getini("replayer_redact")
+    config.stash[_REDACT] = _load_function(spec) if spec else None
+
+
+def _load_function(spec: str) -> Callable[..., Any]:
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise pytest.UsageError(f"replayer_redact = {spec!r}: write it as MODULE:FUNCTION (e.g. tests.scrub:redact)")
+    try:
+        fn = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as e:
+        raise pytest.UsageError(f"replayer_redact = {spec!r} can't be loaded ({e}): fix the name or sys.path") from None
+    if not callable(fn):
+        raise pytest.UsageError(f"replayer_redact = {spec!r} is not a function")
+    return fn
+
+
+_MODE = pytest.StashKey[str]()
+_REDACT = pytest.StashKey[Any]()
+
+
+@dataclass
+class _Cassette:
+    """One marked test's cassette, from its setup to its teardown."""
+
+    path: Path
+    recording: bool
+    ignore: tuple[str, ...] = ()
+    loose: bool = False
+    with_errors: bool = False
+    redact: Any = None
+    blocked: str | None = None
+    """Why the test must fail before it runs (recording with no key, no cassette in mode none)."""
+    handler: Any = None
+    serving: Any = None
+    recorder: Any = None
+    folder: Any = None
+    ran: bool = False
+    """The test's body ran: a test whose setup failed records nothing."""
+    failed: bool = False
+
+
+_CASSETTE = pytest.StashKey[_Cassette]()
+
+
+def _cassette(item: pytest.Item) -> _Cassette | None:
+    marker = item.get_closest_marker("replayer")
+    if marker is None:
+        return None
+    where = f"@pytest.mark.replayer on {item.nodeid}"
+    if len(marker.args) != 1 or not isinstance(marker.args[0], str | os.PathLike):
+        pytest.fail(f"{where}: give the cassette's path, e.g. @pytest.mark.replayer(\"tests/cassettes/x.jsonl\")",
+                    pytrace=False)
+    unknown = sorted(set(marker.kwargs) - set(MARKER_OPTIONS))
+    if unknown:
+        pytest.fail(f"{where}: unknown option {', '.join(unknown)} (known: {', '.join(MARKER_OPTIONS)})",
+                    pytrace=False)
+    ignore = marker.kwargs.get("ignore", ())
+    if isinstance(ignore, str):
+        ignore = (ignore,)
+    from .playback.matching import parse_path
+
+    for text in ignore:
+        try:
+            parse_path(text)
+        except (ValueError, AttributeError):
+            pytest.fail(f"{where}: ignore={text!r} is not a field path: give keys separated by dots, e.g. "
+                        "metadata.user_id or messages.*.content.*.text (* is every key or item)", pytrace=False)
+    path = Path(marker.args[0]).expanduser()
+    if not path.is_absolute():
+        path = item.config.rootpath / path
+    mode = item.config.stash[_MODE]
+    recording = mode == "all" or (mode == "missing" and not path.exists())
+    c = _Cassette(
+        path, recording, tuple(ignore), bool(marker.kwargs.get("loose", False)),
+        bool(marker.kwargs.get("with_errors", False)), marker.kwargs.get("redact") or item.config.stash[_REDACT],
+    )
+    shown = _shown(item.config, path)
+    if mode == "none" and not path.exists():
+        c.blocked = (
+            f"replayer: cassette {shown} not found (--replayer-record-mode=none): record it with --replayer-record"
+        )
+    elif recording and not any(os.environ.get(name) for name in KEY_ENVS):
+        why = "--replayer-record records" if mode == "all" else f"cassette {shown} not found: the test records"
+        c.blocked = f"replayer: {why} it live and needs ANTHROPIC_API_KEY: set it, or commit the cassette"
+    return c
+
+
+def _shown(config: pytest.Config, path: Path) -> str:
+    try:
+        return str(path.relative_to(config.rootpath))
+    except ValueError:
+        return str(path)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Any:
+    c = _cassette(item)
+    if c is not None:
+        item.stash[_CASSETTE] = c
+        if c.blocked is None:
+            _start(c)
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    c = item.stash.get(_CASSETTE, None)
+    if c is None:
+        return (yield)
+    if c.blocked is not None:
+        pytest.fail(c.blocked, pytrace=False)
+    c.ran = True
+    try:
+        result = yield
+    except (Exception, pytest.fail.Exception):  # not Ctrl-C, not a skip
+        c.failed = True
+        _fail_if_refused(c)  # the difference, not the SDK error it caused, is the failure to show
+        raise
+    _fail_if_refused(c)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    try:
+        return (yield)
+    finally:
+        c = item.stash.get(_CASSETTE, None)
+        if c is not None:
+            del item.stash[_CASSETTE]
+            _finish(item, c)
+
+
+def _fail_if_refused(c: _Cassette) -> None:
+    refused = c.handler.refused if c.handler is not None and not c.recording else []
+    if refused:
+        c.failed = True
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        said = refused[0].removeprefix("replayer replay: ").removeprefix("replayer: ")
+        pytest.fail(
+            f"replayer: a request did not match cassette {c.path.name}{more}: {said}\n"
+            "(a deliberate change: record the cassette again with --replayer-record)",
+            pytrace=False,
+        )
+
+
+def _start(c: _Cassette) -> None:
+    from .playback import inprocess
+
+    if c.recording:
+        from .recorder import Recorder
+
+        c.folder = tempfile.TemporaryDirectory(prefix="replayer-cassette-")
+        # the writer on a thread of this process: a writer process per test would cost its start
+        previous = os.environ.get("REPLAYER_WRITER")
+        os.environ["REPLAYER_WRITER"] = "thread"
+        try:
+            c.recorder = Recorder(Path(c.folder.name) / "cassette.db", redact=c.redact)
+        finally:
+            if previous is None:
+                os.environ.pop("REPLAYER_WRITER", None)
+            else:
+                os.environ["REPLAYER_WRITER"] = previous
+        c.handler = inprocess.Recording(c.recorder.middleware)
+    else:
+        from .playback.matching import Matcher
+
+        c.handler = inprocess.Replaying(
+            Matcher(_read(c.path), ignore=c.ignore, loose=c.loose, with_errors=c.with_errors)
+        )
+    c.serving = inprocess.serving(c.handler)
+    c.serving.__enter__()
+
+
+def _finish(item: pytest.Item, c: _Cassette) -> None:
+    if c.serving is None:
+        return
+    c.serving.__exit__(None, None, None)
+    if not c.recording:
+        drift = c.handler.player.drift()
+        if drift:
+            said = "; ".join(f"conversation {d.conversation_id} turn {d.index}: {d.difference}" for d in drift)
+            # reported at the test, not at this line
+            warnings.warn_explicit(
+                ReplayerDrift(f"replayer: loose replay of {c.path.name} served {len(drift)} request(s) that differ "
+                              f"from the recording: {said}"),
+                ReplayerDrift, str(item.path), (item.location[1] or 0) + 1,
+            )
+        return
+    try:
+        _write(c)
+    finally:
+        c.folder.cleanup()
+
+
+def _write(c: _Cassette) -> None:
+    from .store.export import cassette_lines
+    from .store.queries import Store
+    from .store.schema import open_db
+
+    if not c.recorder.close():
+        pytest.fail(f"replayer: the calls recorded for {c.path.name} could not all be written; "
+                    "the cassette was not written", pytrace=False)
+    db = open_db(Path(c.folder.name) / "cassette.db")
+    try:
+        store = Store(db)
+        conversations = store.conversations(sort="started", descending=False, limit=1_000_000)
+        lines = [
+            json.dumps(line, ensure_ascii=False)
+            for conversation in conversations
+            for line in cassette_lines(store, conversation_id=conversation.conversation_id)
+        ]
+    finally:
+        db.close()
+    if not c.ran or (not lines and c.failed):
+        return  # nothing was called before it failed: the next run records it again
+    c.path.parent.mkdir(parents=True, exist_ok=True)
+    temp = c.path.with_name(c.path.name + ".tmp")
+    temp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    os.replace(temp, c.path)
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    """The cassette's lines; a file that can't be used fails the test in one line. An empty file
+    is a test that made no call when it was recorded."""
+    from .cli.base import UserError
+    from .playback.source import load
+
+    try:
+        if not path.read_bytes().strip():
+            return []
+        return load(str(path), open_store=_no_store).lines
+    except OSError as e:
+        pytest.fail(f"replayer: cassette {path}: cannot read it ({e.strerror})", pytrace=False)
+    except UserError as e:
+        pytest.fail(f"replayer: {e.message}; record it again with --replayer-record", pytrace=False)
+
+
+def _no_store() -> Any:
+    raise AssertionError("a cassette is a file: no database is opened")

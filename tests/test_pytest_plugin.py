@@ -1,0 +1,350 @@
+"""The pytest plugin: an inner test suite (pytester, in a pytest of its own, with the plugin loaded
+from its entry point as a user's would be) drives the real SDK against the local fake to record
+a cassette, then runs again with the fake stopped and no key, answered from the cassette."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import FAKE_KEY
+
+from replayer.fakeapi import FakeAPI
+
+pytest_plugins = ["pytester"]
+
+NOWHERE = "http://127.0.0.1:9"
+"""A base URL nothing answers on (the discard port): a call that reached the network would fail."""
+
+AGENT = '''
+import asyncio, json, os
+
+import anthropic
+import pytest
+
+client = anthropic.Anthropic()  # made when the module is imported, before any cassette is in force
+
+MODEL = "claude-sonnet-4-5"
+
+
+def ask(prompt):
+    return client.messages.create(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": prompt}])
+
+
+@pytest.mark.replayer("cassettes/agent.jsonl")
+def test_agent():
+    prompt = os.environ.get("PROMPT", "refund order 1234")
+    first = ask(prompt)
+    history = [{"role": "user", "content": prompt}, {"role": "assistant", "content": first.content[0].text},
+               {"role": "user", "content": "and then?"}]
+    seen = []  # every event the SDK's stream gives, as it was sent
+    with anthropic.Anthropic().messages.create(model=MODEL, max_tokens=64, messages=history, stream=True) as s:
+        for event in s:
+            seen.append(event.to_dict())
+
+    async def later():
+        async with anthropic.AsyncAnthropic() as ac:
+            thanks = [*history[:2], {"role": "user", "content": "thanks"}]
+            return await ac.messages.create(model=MODEL, max_tokens=64, messages=thanks)
+
+    last = asyncio.run(later())
+    with open(os.environ["SEEN"], "w") as f:
+        json.dump({"first": first.to_dict(), "events": seen, "last": last.to_dict()}, f)
+'''
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error::pytest.PytestUnknownMarkWarning",
+                                         *args)
+
+
+@pytest.fixture
+def agent(pytester, monkeypatch, tmp_path):
+    pytester.makepyfile(test_agent=AGENT)
+    monkeypatch.setenv("SEEN", str(tmp_path / "seen.json"))
+    return tmp_path / "seen.json"
+
+
+def live(monkeypatch, api: FakeAPI) -> None:
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
+
+
+def offline(monkeypatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", NOWHERE)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+
+
+def cassette_of(pytester) -> list[dict]:
+    text = (pytester.path / "cassettes" / "agent.jsonl").read_text("utf-8")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_a_missing_cassette_is_recorded_then_replayed_offline(pytester, agent, monkeypatch):
+    with FakeAPI() as api:
+        live(monkeypatch, api)
+        run(pytester).assert_outcomes(passed=1)
+        sent = len(api.received)
+    recorded = json.loads(agent.read_text())
+    lines = cassette_of(pytester)
+    assert sent == 3
+    assert [line["request"]["messages"][-1]["content"] for line in lines] == ["refund order 1234", "and then?",
+                                                                              "thanks"]
+    assert [line["stream"] for line in lines] == [False, True, False]
+
+    offline(monkeypatch)  # the fake is stopped, the base URL answers nothing, there is no key
+    agent.unlink()
+    run(pytester).assert_outcomes(passed=1)
+    assert json.loads(agent.read_text()) == recorded
+
+
+def test_a_stream_replays_event_for_event(pytester, agent, monkeypatch):
+    with FakeAPI() as api:
+        live(monkeypatch, api)
+        run(pytester).assert_outcomes(passed=1)
+        streamed = [json.loads(r["body"]) for r in api.received if b'"stream":true' in r["body"]]
+    recorded = json.loads(agent.read_text())["events"]
+    offline(monkeypatch)
+    run(pytester).assert_outcomes(passed=1)
+    replayed = json.loads(agent.read_text())["events"]
+
+    assert replayed == recorded
+    # the cassette keeps every event the fake sent (the SDK skips the ping); the SDK saw the rest
+    stream_line = next(line for line in cassette_of(pytester) if line["stream"])
+    kept = [e["event"] for e in stream_line["events"]]
+    assert "ping" in kept
+    assert [e["data"] for e in stream_line["events"] if e["event"] != "ping"] == recorded
+    assert [e["type"] for e in recorded] == [e for e in kept if e != "ping"]
+    assert len(streamed) == 1
+    assert [e["type"] for e in recorded].count("content_block_delta") >= 2  # a real sequence to compare
+
+
+def test_a_changed_prompt_fails_with_the_first_difference(pytester, agent, monkeypatch):
+    with FakeAPI() as api:
+        live(monkeypatch, api)
+        run(pytester).assert_outcomes(passed=1)
+    offline(monkeypatch)
+    monkeypatch.setenv("PROMPT", "refund order 9999")
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "replayer: a request did not match cassette agent.jsonl" in out
+    assert "first difference: message 0" in out
+    assert '"refund order 1234" -> "refund order 9999"' in out
+    assert "BadRequestError" not in out  # the difference is the failure, not the SDK's error it caused
+    assert "Traceback" not in out
+
+
+def test_recording_without_a_key_fails_in_one_line(pytester, agent, monkeypatch):
+    with FakeAPI() as api:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
+        result = run(pytester)
+        assert api.received == []  # the test never ran
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert ("replayer: cassette cassettes/agent.jsonl not found: the test records it live and needs "
+            "ANTHROPIC_API_KEY: set it, or commit the cassette") in out
+    assert "Traceback" not in out and "raise " not in out
+    assert not (pytester.path / "cassettes" / "agent.jsonl").exists()
+
+    (pytester.path / "cassettes").mkdir()  # a cassette there, and --replayer-record: the same, saying so
+    (pytester.path / "cassettes" / "agent.jsonl").write_text("")
+    result = run(pytester, "--replayer-record")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*replayer: --replayer-record records it live and needs ANTHROPIC_API_KEY*"])
+
+
+def test_the_cassette_holds_no_key(pytester, agent, monkeypatch):
+    with FakeAPI() as api:
+        live(monkeypatch, api)
+        run(pytester).assert_outcomes(passed=1)
+        assert all(FAKE_KEY in json.dumps(r["headers"]) for r in api.received)  # it was sent
+    text = (pytester.path / "cassettes" / "agent.jsonl").read_text("utf-8")
+    assert FAKE_KEY not in text
+    assert FAKE_KEY[-12:] not in text
+    for line in cassette_of(pytester):
+        assert set(line["request_headers"]) <= {"anthropic-version", "anthropic-beta"}
+
+
+def test_replayer_record_records_again_and_mode_none_never_does(pytester, agent, monkeypatch):
+    with FakeAPI() as api:
+        live(monkeypatch, api)
+        run(pytester).assert_outcomes(passed=1)
+        assert len(api.received) == 3
+        run(pytester).assert_outcomes(passed=1)  # the cassette is there: replayed, nothing sent
+        assert len(api.received) == 3
+        monkeypatch.setenv("PROMPT", "refund order 9999")
+        run(pytester, "--replayer-record").assert_outcomes(passed=1)
+        assert len(api.received) == 6
+    assert cassette_of(pytester)[0]["request"]["messages"][0]["content"] == "refund order 9999"
+
+    (pytester.path / "cassettes" / "agent.jsonl").unlink()
+    result = run(pytester, "--replayer-record-mode=none")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*replayer: cassette cassettes/agent.jsonl not found (--replayer-record-mode=none): "
+                                 "record it with --replayer-record*"])
+
+
+OPTIONS = '''
+import os, threading
+
+import anthropic
+import pytest
+
+client = anthropic.Anthropic()
+
+
+def ask(text, **extra):
+    return client.messages.create(model="claude-sonnet-4-5", max_tokens=64,
+                                  messages=[{"role": "user", "content": text}], **extra)
+
+
+@pytest.mark.replayer("cassettes/ignored.jsonl", ignore=["metadata.user_id"])
+def test_ignored():  # the agent puts a run id in every request: not what the test is about
+    ask("hello", metadata={"user_id": os.environ["RUN_ID"]})
+
+
+@pytest.mark.replayer("cassettes/loose.jsonl", loose=True)
+def test_loose():
+    assert ask(os.environ["PROMPT"]).content[0].text.endswith(" to 1 messages")
+
+
+@pytest.mark.replayer("cassettes/caught.jsonl")
+def test_caught():  # an agent that swallows API errors still fails its test on a mismatch
+    try:
+        ask(os.environ["PROMPT"])
+    except anthropic.BadRequestError:
+        pass
+
+
+@pytest.mark.replayer("cassettes/threaded.jsonl")
+def test_threaded():  # a call made on a thread the test starts is answered too
+    got = []
+    worker = threading.Thread(target=lambda: got.append(ask("from a thread").content[0].text))
+    worker.start()
+    worker.join()
+    assert len(got) == 1 and got[0].endswith(" to 1 messages")
+
+
+@pytest.mark.replayer("cassettes/unknown.jsonl", loosely=True)
+def test_misspelt():
+    pass
+
+
+@pytest.mark.replayer("cassettes/unknown.jsonl", ignore=["messages..content"])
+def test_bad_path():
+    pass
+'''
+
+
+def test_marker_options_ignore_loose_threads_and_a_caught_mismatch(pytester, monkeypatch):
+    pytester.makepyfile(test_options=OPTIONS)
+    with FakeAPI() as api:
+        live(monkeypatch, api)
+        monkeypatch.setenv("RUN_ID", "run-1")
+        monkeypatch.setenv("PROMPT", "hello")
+        result = run(pytester, "--replayer-record")
+        result.assert_outcomes(passed=4, errors=2)
+        result.stdout.fnmatch_lines([
+            "*@pytest.mark.replayer on test_options.py::test_misspelt: unknown option loosely (known: ignore, loose, "
+            "with_errors, redact)*",
+            "*@pytest.mark.replayer on test_options.py::test_bad_path: ignore='messages..content' is not a field path*",
+        ])
+
+    offline(monkeypatch)
+    monkeypatch.setenv("RUN_ID", "run-2")
+    monkeypatch.setenv("PROMPT", "good bye")
+    result = run(pytester, "-rA")
+    result.assert_outcomes(passed=3, failed=1, errors=2, warnings=1)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "*PASSED test_options.py::test_ignored*", "*PASSED test_options.py::test_loose*",
+        "*PASSED test_options.py::test_threaded*",
+        "*FAILED test_options.py::test_caught - Failed: replayer: a request did not mat*",
+    ])
+    assert "replayer: a request did not match cassette caught.jsonl: no recorded request matches" in out
+    assert 'first difference: message 0, content: "hello" -> "good bye"' in out
+    # loose mode served the recorded answer and says what drifted
+    assert "ReplayerDrift: replayer: loose replay of loose.jsonl served 1 request(s) that differ from the " in out
+    assert '"hello" -> "good bye"' in out.split("ReplayerDrift")[1]
+
+
+SCRUB = '''
+def redact(record):
+    """Keep no word of the model's answers (the agent's users' data, say)."""
+    for block in (record["response"] or {}).get("content", []):
+        if block.get("type") == "text":
+            block["text"] = "[redacted]"
+    return record
+'''
+
+STREAMED = '''
+import anthropic
+import pytest
+
+
+@pytest.mark.replayer("cassettes/redacted.jsonl")
+def test_streamed():
+    with anthropic.Anthropic().messages.stream(model="claude-sonnet-4-5", max_tokens=64,
+                                               messages=[{"role": "user", "content": "hello"}]) as s:
+        text = "".join(s.text_stream)
+    assert text in ("reply 1 to 1 messages", "[redacted]")
+    print("TEXT", text)
+'''
+
+
+def test_the_redact_hook_named_in_the_ini_file_is_applied_to_what_is_recorded(pytester, monkeypatch):
+    pytester.makepyfile(scrub=SCRUB, test_streamed=STREAMED)
+    pytester.makeini("[pytest]\nreplayer_redact = scrub:redact\npythonpath = .\n")
+    with FakeAPI() as api:
+        live(monkeypatch, api)
+        run(pytester, "-s").stdout.fnmatch_lines(["*TEXT reply 1 to 1 messages*", "*1 passed*"])
+    text = (pytester.path / "cassettes" / "redacted.jsonl").read_text("utf-8")
+    assert "[redacted]" in text
+    assert "reply" not in text  # nor in the stream's events, which would show it: they are not kept
+    assert json.loads(text)["events"] is None
+
+    offline(monkeypatch)
+    result = run(pytester, "-s")
+    result.assert_outcomes(passed=1)
+    assert "TEXT [redacted]" in result.stdout.str()
+
+    pytester.makeini("[pytest]\nreplayer_redact = scrub:nothing\npythonpath = .\n")
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*replayer_redact = 'scrub:nothing' can't be loaded*"])
+
+
+def test_vertex_and_bedrock_clients_are_answered_with_no_credentials(api, rec, db_path):
+    """In this process (the plugin is loaded here too): clients of the cloud classes record their
+    calls, then, with the cassette in force, new ones with no token, no AWS key and a base URL
+    that answers nothing get the recorded answers; their bodies (reshaped by the SDK for Vertex
+    and Bedrock) match because both sides build them the same way."""
+    from anthropic import AnthropicBedrock, AnthropicVertex
+
+    from replayer.playback.inprocess import Playback, Replaying, serving
+    from replayer.playback.matching import Matcher
+    from replayer.store.export import cassette_lines
+    from replayer.store.queries import Store
+    from replayer.store.schema import open_db
+
+    def ask(vertex, bedrock):
+        messages = [{"role": "user", "content": "from the cloud"}]
+        return [client.messages.create(model=model, max_tokens=10, messages=messages).to_dict()
+                for client, model in ((vertex, "claude-sonnet-4-5"), (bedrock, "anthropic.claude-sonnet-4-5"))]
+
+    vertex = AnthropicVertex(region="us-east5", project_id="p", access_token="t", base_url=api.url + "/v1")
+    recorded = ask(rec.wrap(vertex), rec.wrap(AnthropicBedrock(aws_region="us-east-1", api_key="t", base_url=api.url)))
+    rec.close()
+    api.stop()
+    store = Store(open_db(db_path))
+    lines = [line for c in store.conversations(descending=False)
+             for line in cassette_lines(store, conversation_id=c.conversation_id)]
+    assert len(lines) == 2
+
+    vertex = AnthropicVertex(region="us-east5", project_id="p", base_url=NOWHERE + "/v1")
+    bedrock = AnthropicBedrock(aws_region="us-east-1", base_url=NOWHERE)
+    assert isinstance(vertex.middleware[-1], Playback) and isinstance(bedrock.middleware[-1], Playback)
+    with serving(Replaying(Matcher(lines))) as handler:
+        assert ask(vertex, bedrock) == recorded
+    assert handler.refused == []
