@@ -257,3 +257,27 @@ def test_ctrl_c_reaches_the_program_and_what_it_streamed_so_far_is_recorded(api,
     assert lines[0]["request"] == sent_bodies(api)[0]
     done = summary(subprocess.CompletedProcess([], proc.returncode, out, err))
     assert done == f"replayer: recorded 1 call in 1 conversation to {db} (run {run_of(done)})"
+
+
+def test_a_run_that_continues_a_conversation_is_found_by_its_own_id(api, tmp_path):
+    """Every call carries its run's id: a second run adding turns to a conversation the first
+    made lists it under its own id, counts it in its summary, and `show` names both runs."""
+    script = write(tmp_path / "bare.py", """
+        import sys
+        import anthropic
+        anthropic.Anthropic().messages.create(model="claude-haiku-4-5", max_tokens=10,
+                                              messages=[{"role": "user", "content": sys.argv[1]}])
+    """)
+    db = tmp_path.resolve() / "same.db"
+    env = {"ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY}
+    procs = [replayer(db, "record", "--conversation", "conv_same", "--", sys.executable, "-I", str(script), arg,
+                      env=env, cwd=tmp_path) for arg in ("one", "two")]
+    assert [p.returncode for p in procs] == [0, 0], procs[1].stderr
+    run1, run2 = (run_of(summary(p)) for p in procs)
+    assert summary(procs[1]) == f"replayer: recorded 1 call in 1 conversation to {db} (run {run2})"
+    assert [c["conversation_id"] for c in listed(db, run1)] == ["conv_same"]
+    assert [c["conversation_id"] for c in listed(db, run2)] == ["conv_same"]
+    assert [line["conversation_id"] for line in exported(db)] == ["conv_same", "conv_same"]
+    shown = replayer(db, "show", "conv_same").stdout
+    assert f"recorded by run {run1} " in shown and f"recorded by run {run2} " in shown, shown
+    assert shown.index(run1) < shown.index(run2)

@@ -38,8 +38,11 @@ SORTS = {
     "duration": "julianday(c.last_at) - julianday(c.started_at)",
 }
 """What `Store.conversations` sorts by in SQL."""
-RUN_MATCH = "tags_json IS NOT NULL AND json_extract(tags_json, '$.run') = ?"
-"""A conversation of one `replayer record` run: the run's id is its "run" tag."""
+RUN_MATCH = """EXISTS (SELECT 1 FROM (SELECT c.tags_json AS tags UNION ALL
+                                      SELECT tags_json FROM turn_tags WHERE conversation_id = c.id)
+                      WHERE json_extract(tags, '$.run') = ?)"""
+"""A conversation (aliased c) of one `replayer record` run: the run's id is the "run" tag of the
+conversation or of any of its turns (a later run that continued it tags the turns it added)."""
 AGG_SORTS: dict[str, Callable[[Totals], Any]] = {
     "cost": lambda t: t.cost_usd,
     "input": lambda t: t.prompt,
@@ -204,9 +207,24 @@ class Store:
         return [
             r[0]
             for r in self.db.execute(
-                f"SELECT id FROM conversations WHERE {RUN_MATCH} ORDER BY started_at, id", [run]
+                f"SELECT id FROM conversations c WHERE {RUN_MATCH} ORDER BY started_at, id", [run]
             )
         ]
+
+    def conversation_runs(self, conversation_id: str) -> list[str]:
+        """Every `replayer record` run that recorded turns of a conversation, first one first."""
+        runs: list[str] = []
+        for (run,) in self.db.execute(
+            """SELECT run FROM (SELECT -1 AS idx, json_extract(tags_json, '$.run') AS run FROM conversations
+                                 WHERE id = ? UNION ALL
+                                 SELECT t.idx, json_extract(g.tags_json, '$.run') FROM turn_tags g
+                                 JOIN turns t ON t.id = g.turn_id WHERE g.conversation_id = ?)
+               ORDER BY idx""",
+            [conversation_id, conversation_id],
+        ):
+            if isinstance(run, str) and run not in runs:
+                runs.append(run)
+        return runs
 
     def conversation_tags(self, conversation_id: str) -> dict[str, Any]:
         """A conversation's tags ({} when it has none)."""
@@ -310,7 +328,7 @@ class Store:
             where.append("c.user_id = ?")
             args.append(user)
         if run:
-            where.append(RUN_MATCH.replace("tags_json", "c.tags_json"))
+            where.append(RUN_MATCH)
             args.append(run)
         if since:
             where.append("c.last_at >= ?")
