@@ -202,16 +202,23 @@ def test_other_endpoints_are_forwarded_and_not_recorded(start, writer, proxy_db,
     assert line["endpoint"] == "/v1/messages" and line["request_headers"]["anthropic-beta"] == "b-1"
 
 
-def test_gzip_response_reaches_the_client_intact_and_is_recorded_decoded(start, writer, proxy_db):
-    message = dict(MESSAGE, id="msg_zipped")
-    zipped = gzip.compress(json.dumps(message).encode())
+def post_encoded(start, body: bytes, encoding: str, accept: str) -> tuple[httpx2.Response, str]:
+    """A Messages call through the proxy answered with `body` labelled `encoding`: the client's
+    answer and the accept-encoding the upstream was sent."""
     with FakeAPI() as api:
-        api.enqueue(Reply(body=zipped, headers={"content-encoding": "gzip"}))
+        api.enqueue(Reply(body=body, headers={"content-encoding": encoding}))
         proxy = start(api.url)
         with httpx2.Client() as http:
             got = http.post(f"{proxy.url}/v1/messages", json={"model": "m", "max_tokens": 5, "messages": USER},
-                            headers={"accept-encoding": "gzip, br, zstd"})
-        assert "gzip" in api.received[0]["headers"]["accept-encoding"]
+                            headers={"accept-encoding": accept})
+        return got, api.received[0]["headers"]["accept-encoding"]
+
+
+def test_gzip_response_reaches_the_client_intact_and_is_recorded_decoded(start, writer, proxy_db):
+    message = dict(MESSAGE, id="msg_zipped")
+    zipped = gzip.compress(json.dumps(message).encode())
+    got, asked = post_encoded(start, zipped, "gzip", "gzip, br, zstd")
+    assert "gzip" in asked
     assert got.headers["content-encoding"] == "gzip" and got.headers["content-length"] == str(len(zipped))
     assert got.json() == message
     [line] = records(writer, proxy_db, 1)
@@ -235,6 +242,52 @@ def test_gzip_stream_passes_through_as_it_arrives(start, writer, proxy_db, upstr
     lines = records(writer, proxy_db, 2)
     assert [line["response"] for line in lines] == [MESSAGE, MESSAGE]
     assert all(line["stream"] and line["ttft_ms"] is not None and not line["abandoned"] for line in lines)
+
+
+@pytest.fixture
+def stand_in_brotli(monkeypatch, tmp_path):
+    """A `brotli` module with google Brotli's API (Decompressor.process, no .decompress) that
+    decodes nothing: a body labelled br but sent plain reads as itself."""
+    from replayer.proxy import tee
+
+    (tmp_path / "brotli.py").write_text(
+        "class Decompressor:\n"
+        "    def process(self, data):\n        return data\n"
+        "    def is_finished(self):\n        return True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "brotli", raising=False)
+    monkeypatch.setattr(tee, "_decodable", {})  # what this Python can decode is found again
+
+
+def test_brotli_answers_are_recorded_decoded_with_its_process_method(start, writer, proxy_db, upstream,
+                                                                     stand_in_brotli):
+    message = dict(MESSAGE, id="msg_brotli")
+    got, asked = post_encoded(start, json.dumps(message).encode(), "br", "br")
+    assert asked == "br"
+    assert got.status_code == 200 and json.loads(got.content) == message
+    upstream.gate.set()
+    proxy = start(upstream.url)
+    with httpx2.Client() as http, http.stream("POST", proxy.url + "/v1/messages?br",
+                                               json={"stream": True, "messages": USER}) as got:
+        assert b"".join(got.iter_raw()) == upstream.sent[0]  # the whole stream reached the client
+    lines = records(writer, proxy_db, 2)
+    assert [line["response"] for line in lines] == [message, MESSAGE]
+    assert [line["error"] for line in lines] == [None, None] and lines[1]["ttft_ms"] is not None
+
+
+def test_a_corrupt_gzip_stream_reaches_the_client_and_its_record_says_it_could_not_be_decoded(
+        start, writer, proxy_db, upstream):
+    upstream.gate.set()
+    proxy = start(upstream.url)
+    with httpx2.Client() as http, http.stream("POST", proxy.url + "/v1/messages?corrupt",
+                                               json={"stream": True, "messages": USER},
+                                               headers={"accept-encoding": "gzip"}) as got:
+        assert got.status_code == 200 and b"".join(got.iter_raw()) == upstream.sent[0]
+    [line] = records(writer, proxy_db, 1)
+    assert line["status"] == 200 and line["error"]["type"] == "decode_error"
+    assert "gzip body could not be decoded" in line["error"]["message"]
+    assert line["request"] == {"stream": True, "messages": USER}
 
 
 def test_client_that_leaves_mid_stream_closes_the_upstream_and_is_recorded_abandoned(start, writer, proxy_db,

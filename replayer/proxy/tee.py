@@ -41,7 +41,9 @@ def decoder_for(encoding: str) -> Any:
             import brotli  # type: ignore[import-not-found,import-untyped,unused-ignore]
         except ImportError:
             return None
-        return brotli.Decompressor()
+        d = brotli.Decompressor()
+        # google's Brotli names it process(); brotlicffi (and its `brotli` alias) decompress()
+        return d if hasattr(d, "decompress") else _Process(d)
     if encoding == "zstd":
         try:
             from compression import zstd  # type: ignore[import-not-found,unused-ignore]
@@ -51,6 +53,13 @@ def decoder_for(encoding: str) -> Any:
     if encoding in ("identity", ""):
         return _Identity()
     return None
+
+
+class _Process:
+    """A decompressor whose method is `process` (google's Brotli) as one with `decompress`."""
+
+    def __init__(self, d: Any) -> None:
+        self.decompress = d.process
 
 
 class _Identity:
@@ -92,13 +101,31 @@ def decodable(accept_encoding: str) -> str:
 
 def decode(encoding: str, body: bytes) -> bytes:
     """The body as it was before the upstream compressed it (a chain like "gzip, br" undone in
-    reverse order)."""
-    for name in reversed([e for e in encoding.split(",") if e.strip()]):
-        d = decoder_for(name)
-        if d is None:
-            raise ValueError(f"content-encoding {name.strip()!r} can't be decoded here")
-        body = bytes(d.decompress(body))
-    return body
+    reverse order). ValueError when it can't be."""
+    decoded, problem = decode_chunks(encoding, [body])
+    if problem:
+        raise ValueError(problem)
+    return decoded
+
+
+def decode_chunks(encoding: str, chunks: list[bytes]) -> tuple[bytes, str | None]:
+    """The chunks decoded as far as they can be, and what stopped the decoding (None when
+    nothing did). Bytes no decoder here can read are kept as they came."""
+    names = [e.strip() for e in reversed(encoding.split(",")) if e.strip()]
+    decoders = [decoder_for(name) for name in names]
+    if None in decoders:
+        name = names[decoders.index(None)]
+        return b"".join(chunks), f"content-encoding {name!r} can't be decoded here: the body is kept as it came"
+    out = []
+    try:
+        for chunk in chunks:
+            for d in decoders:
+                chunk = bytes(d.decompress(chunk))
+            out.append(chunk)
+    except Exception as e:  # a corrupt body: each library raises its own error
+        problem = f"the {encoding} body could not be decoded ({type(e).__name__}: {e})"
+        return b"".join(out), problem + ": kept as far as it decoded"
+    return b"".join(out), None
 
 
 class Retries:
@@ -179,7 +206,11 @@ class ProxiedCall:
         self.chunks.append(data)
         if self.sse is False:
             return
-        text = data if self.sse is None else bytes(self.sse.decompress(data))
+        try:
+            text = data if self.sse is None else bytes(self.sse.decompress(data))
+        except Exception:  # a corrupt chunk: the client still gets it; the record says so (captured())
+            self.sse = False
+            return
         if not text:  # a compressed chunk that decoded to nothing yet
             return
         cut = self.cut
@@ -200,10 +231,14 @@ class ProxiedCall:
         headers = self.response_headers or []
         content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"").decode("latin-1")
         is_sse = "event-stream" in content_type
-        body = b"".join(self.chunks)
+        problem = None
+        if self.encoding and self.chunks:
+            body, problem = decode_chunks(self.encoding, self.chunks)
+        else:
+            body = b"".join(self.chunks)
         self.chunks = []
-        if self.encoding and body:
-            body = decode(self.encoding, body)
+        if problem and self.error is None:
+            self.error = {"type": "decode_error", "message": f"replayer proxy: {problem}", "status": self.status}
         tags = self.tags
         trace_id = _trace_id(self.request_headers)
         record = Captured(
