@@ -4,8 +4,10 @@ reading back what sets them apart (reconstructed, context resets, subagent links
 
 Which conversation a chain's new turns join: the one of its nearest earlier turn already in the
 database (imported before, or recorded on the wire: the wire record wins and keeps its place),
-else of its first such turn, else a new one named after the session (`cc_<session id>`, and
-`cc_<session id>_<agent id>` for a subagent), so importing again finds the same one.
+else a new one named after the session (`cc_<session id>`, and `cc_<session id>_<agent id>` for
+a subagent), so importing again finds the same one. Turns before the first one recorded on the
+wire (recording started mid-session) never join the wire's conversation: they would land after
+its turns, and a conversation's turns always grow one context.
 """
 
 from __future__ import annotations
@@ -98,12 +100,10 @@ class ImportWriter:
     def _chain(self, chain: Chain, counts: Counts) -> None:
         conn = self.db.conn
         stored = [self._stored(t) for t in chain.turns]
-        convs = [s[0] for s in stored if s is not None]
-        default = convs[0] if convs else conversation_id_for(chain.session_id, chain.chain)
         tags: dict[str, Any] = {SESSION_TAG: chain.session_id}
         if chain.chain:
             tags[AGENT_TAG] = chain.chain
-        current = default
+        current = conversation_id_for(chain.session_id, chain.chain)
         touched: list[str] = []
         for t, s in zip(chain.turns, stored, strict=True):
             if s is not None:
