@@ -331,6 +331,27 @@ def test_a_malformed_line_is_reported_and_the_rest_imported(tmp_path):
     assert "… and 8 more malformed lines" in r.stderr
 
 
+def test_a_line_whose_values_cant_be_stored_is_reported_and_the_rest_imported(tmp_path):
+    """JSON that reads as a transcript line but holds usage that isn't token counts: that line
+    is reported with its file and line number; its file's other turns and the next files import."""
+    db = tmp_path / "i.db"
+    rows = transcript(HANDMADE / "wire-merge.jsonl")
+    n = next(i for i, d in enumerate(rows) if d.get("type") == "assistant")
+    rows[n]["message"]["usage"] = {**rows[n]["message"]["usage"], "cache_read_input_tokens": [1]}
+    bad = tmp_path / "a-bad.jsonl"
+    bad.write_text("".join(json.dumps(d) + "\n" for d in rows))
+    loop = shutil.copy(PROJECT / f"{LOOP}.jsonl", tmp_path / "b-loop.jsonl")
+    r = imported(db, bad, loop)
+    assert "Traceback" not in r.output
+    assert [x for x in r.stderr.splitlines() if x.endswith("(line skipped)")] == [
+        f"replayer: {bad}:{n + 1}: could not be imported (TypeError: int() argument must be a string, a bytes-like"
+        " object or a real number, not 'list') (line skipped)"]
+    assert "1 malformed line skipped" in r.stderr
+    ids = {x["response"]["id"] for x in lines_of(db)}
+    assert rows[n]["message"]["id"] not in ids and "msg_h301" in ids
+    assert set(responses(PROJECT / f"{LOOP}.jsonl")) <= ids
+
+
 def test_bad_paths_are_one_line_and_exit_2(tmp_path):
     db = tmp_path / "i.db"
     r = run(db, "import", "claude-code", tmp_path / "nowhere")
