@@ -382,17 +382,29 @@ def test_stop_lets_open_streams_finish(writer, proxy_db, upstream):
                                                    json={"stream": True, "messages": USER}) as r:
             got["body"] = b"".join(r.iter_bytes())
 
+    def refused() -> bool:
+        try:
+            httpx2.get(proxy.url + "/", timeout=5)
+        except httpx2.ConnectError:
+            return True
+        return False
+
     reader = threading.Thread(target=client)
     reader.start()
     assert wait_until(lambda: len(upstream.seen) == 1)
     stopping = threading.Thread(target=proxy.stop)
     stopping.start()
+    assert wait_until(refused)  # the stop has begun: it no longer listens, the stream is still open
+    again = threading.Thread(target=proxy.stop)  # a second stop waits for the same one
+    again.start()
+    again.join(0.5)
+    assert again.is_alive() and stopping.is_alive() and "body" not in got
     upstream.gate.set()
+    again.join(30)
+    assert not again.is_alive() and upstream.finished.is_set()
     stopping.join(30)
     reader.join(30)
     assert b"message_stop" in got["body"] and not stopping.is_alive()
-    with pytest.raises(httpx2.ConnectError):
-        httpx2.get(proxy.url + "/")
     assert writer.flush(10)
     [line] = exported(proxy_db)
     assert line["response"] == MESSAGE and not line["abandoned"]

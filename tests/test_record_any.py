@@ -221,6 +221,27 @@ def test_nothing_recorded_says_what_the_base_url_is_for(tmp_path):
     assert not db.exists()
 
 
+def interrupted(db: Path, script: Path, api, signal_it) -> tuple[subprocess.Popen[str], str, str]:
+    """`record -- python -I SCRIPT` signalled by `signal_it(proc)` once the script prints
+    "streaming": the process, its stdout and stderr."""
+    import signal
+
+    proc = subprocess.Popen(
+        [*CLI, "--db", str(db), "record", "--", sys.executable, "-I", str(script)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY},
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "streaming"
+        signal_it(proc)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc, out, err
+
+
 def test_ctrl_c_reaches_the_program_and_what_it_streamed_so_far_is_recorded(api, tmp_path):
     """Ctrl-C in a terminal signals the whole foreground group: the program gets it and ends
     mid-stream; the command waits for it, the proxy records the stream as far as it got
@@ -238,19 +259,8 @@ def test_ctrl_c_reaches_the_program_and_what_it_streamed_so_far_is_recorded(api,
                 print("streaming", flush=True)
     """)
     db = tmp_path.resolve() / "interrupted.db"
-    proc = subprocess.Popen(
-        [*CLI, "--db", str(db), "record", "--", sys.executable, "-I", str(script)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        env={**os.environ, "ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY},
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "streaming"  # the program is in the middle of the stream
-        os.killpg(proc.pid, signal.SIGINT)  # as the terminal does on Ctrl-C
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    # the program is in the middle of the stream: Ctrl-C to the group, as the terminal sends it
+    proc, out, err = interrupted(db, script, api, lambda proc: os.killpg(proc.pid, signal.SIGINT))
     assert proc.returncode == 128 + signal.SIGINT, err
     lines = exported(db)
     assert len(lines) == 1 and lines[0]["abandoned"], lines
@@ -281,3 +291,54 @@ def test_a_run_that_continues_a_conversation_is_found_by_its_own_id(api, tmp_pat
     shown = replayer(db, "show", "conv_same").stdout
     assert f"recorded by run {run1} " in shown and f"recorded by run {run2} " in shown, shown
     assert shown.index(run1) < shown.index(run2)
+
+
+def test_ctrl_c_after_the_program_ended_lets_open_streams_finish_and_the_summary_come(api, tmp_path):
+    """The program ends while a process it left in the background still streams through the
+    proxy: the command waits for that stream. A Ctrl-C then (to this command alone) changes
+    nothing: the stream is recorded whole and the summary line comes, with no traceback."""
+    import signal
+
+    slow = message(2, [{"type": "text", "text": "a long answer " * 40}], "end_turn")
+    api.enqueue(Reply(sse=message_events(slow), chunk_delay=0.05))
+    script = write(tmp_path / "slow.py", """
+        import os, time
+        import anthropic
+        stream = anthropic.Anthropic().messages.create(model="claude-haiku-4-5", max_tokens=500, stream=True,
+                                                      messages=[{"role": "user", "content": "take your time"}])
+        parent = os.getpid()
+        if os.fork():
+            os._exit(5)  # the program ends; its child reads on
+        while os.getppid() == parent:
+            time.sleep(0.01)
+        print("streaming", flush=True)
+        for event in stream:
+            pass
+    """)
+    db = tmp_path.resolve() / "late.db"
+    # the program has ended, the stream goes on: Ctrl-C to the command alone
+    proc, out, err = interrupted(db, script, api, lambda proc: proc.send_signal(signal.SIGINT))
+    assert proc.returncode == 5, err
+    assert "Traceback" not in err, err
+    done = summary(subprocess.CompletedProcess([], proc.returncode, out, err))
+    assert done == f"replayer: recorded 1 call in 1 conversation to {db} (run {run_of(done)})"
+    [line] = exported(db)
+    assert not line["abandoned"] and line["response"] == slow
+
+
+def test_a_ctrl_c_the_command_was_started_ignoring_stays_ignored_for_the_program(tmp_path):
+    """A background job of a script starts with SIGINT ignored: the program it records inherits
+    that, as it would without `record`."""
+    import signal
+
+    script = write(tmp_path / "which.py", """
+        import signal
+        print("ignored" if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else "handled")
+    """)
+    for ignoring, expected in ((True, "ignored"), (False, "handled")):
+        proc = subprocess.run(
+            [*CLI, "--db", str(tmp_path / "never.db"), "record", "--", sys.executable, "-I", str(script)],
+            capture_output=True, text=True, timeout=120,
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignoring else None,
+        )
+        assert proc.returncode == 0 and proc.stdout.strip() == expected, proc.stderr

@@ -115,26 +115,40 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
     reports = tempfile.mkdtemp(prefix="replayer-record-")  # each Python process says what it stored
     env[REPORT_ENV] = reports
     code = 1
+    # Ctrl-C in a terminal reaches the whole foreground group: the program gets it and ends as it
+    # chooses; here it must interrupt neither the wait nor what follows until the summary line (the
+    # proxy's open streams, the writer's last records). A KeyboardInterrupt raised inside
+    # Popen.wait() after waitpid() reaped the program loses its exit status (the next wait reads
+    # 0), so SIGINT runs a handler that does nothing; exec resets it to the default in the
+    # program. SIGTERM to this command goes on to the program (one that comes before the program
+    # exists, once it does). A signal this command was started ignoring (a background job of a
+    # script) stays ignored, for the program too.
+    started: list[subprocess.Popen[bytes]] = []
+    early: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        if started:
+            started[0].send_signal(signum)
+        else:
+            early.append(signum)
+
+    before: dict[signal.Signals, Any] = {}
+    for signum, handler in ((signal.SIGINT, lambda signum, frame: None), (signal.SIGTERM, forward)):
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            before[signum] = signal.signal(signum, handler)
     try:
-        # Ctrl-C in a terminal reaches the whole foreground group: the program gets it and ends as it
-        # chooses; here it must not interrupt the wait. A KeyboardInterrupt raised inside
-        # Popen.wait() after waitpid() reaped the program loses its exit status (the next wait
-        # reads 0), so SIGINT runs a handler that does nothing; exec resets it to the default in
-        # the program. SIGTERM to this command goes on to the program.
-        before = {signal.SIGINT: signal.signal(signal.SIGINT, lambda signum, frame: None)}
         try:
-            try:
-                proc = subprocess.Popen(list(command), env=env)
-            except OSError as e:
-                raise UserError(f"cannot run {command[0]}: {e.strerror}") from None
-            before[signal.SIGTERM] = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
-            code = proc.wait()
-        finally:
-            for signum, handler in before.items():
-                signal.signal(signum, handler)
+            started.append(subprocess.Popen(list(command), env=env))
+        except OSError as e:
+            raise UserError(f"cannot run {command[0]}: {e.strerror}") from None
+        for pending in early:
+            started[0].send_signal(pending)
+        code = started[0].wait()
         proxied = _finish(proxy, writer, db, run)
         click.echo(summarize(reports, db, list(command), run=run, proxied=proxied), err=True)
     finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
         shutil.rmtree(reports, ignore_errors=True)
         proxy.stop(timeout=30)  # a second time is a no-op; here when the program could not start
     ctx.exit(code if code >= 0 else 128 - code)  # killed by a signal: as a shell reports it
@@ -143,13 +157,8 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
 def _finish(proxy: Any, writer: Any, db: str, run: str) -> dict[str, Any]:
     """Stop the proxy (its open streams finish first) and write everything it recorded; what it
     recorded, for the summary: calls, attempts, the run's conversations, records lost."""
-    while True:
-        try:
-            proxy.stop(timeout=30)
-            lost = 0 if writer.close(30) else writer.unwritten
-            break
-        except KeyboardInterrupt:
-            continue  # the records of the run are being written: finish that
+    proxy.stop(timeout=30)
+    lost = 0 if writer.close(30) else writer.unwritten
     conversations: list[str] = []
     if writer.attempts:
         from ..store.queries import Store
