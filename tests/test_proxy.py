@@ -5,6 +5,7 @@ calls), and the server's life (the CLI, a stop that lets streams finish)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import json
 import os
@@ -322,6 +323,41 @@ def test_upstream_down_is_a_502_in_the_api_shape_and_a_recorded_connection_error
         assert line["status"] is None and line["response"] is None
         assert line["error"] == {"type": "connection_error", "message": body["error"]["message"], "status": None}
         assert line["request"]["messages"] == USER
+
+
+def test_an_upstreams_user_info_is_used_but_never_shown(start, writer, proxy_db, tmp_path):
+    """user:password@ in the upstream URL goes with the request, never into a message, a log
+    line, an error body or a record."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        proxy = start(f"http://someone:hunter2@127.0.0.1:{port}")
+        client = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY, max_retries=0)
+        with pytest.raises(anthropic.InternalServerError) as raised:
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER)
+    message = raised.value.body["error"]["message"]
+    assert message.startswith(f"replayer proxy: upstream http://127.0.0.1:{port} unreachable: ")
+    [line] = records(writer, proxy_db, 1)
+    assert line["error"]["message"] == message
+    with FakeAPI() as api:
+        upstream = api.url.replace("http://", "http://someone:hunter2@")
+        proc = _cli("--port", "0", "--db", str(tmp_path / "cli.db"), "--upstream", upstream)
+        try:
+            started = proc.stderr.readline()
+            anthropic.Anthropic(base_url=started.split(" ")[4], api_key=FAKE_KEY).messages.create(
+                model="claude-sonnet-4-5", max_tokens=8, messages=USER)
+            httpx2.post(started.split(" ")[4] + "/v1/messages", json={"model": "m", "max_tokens": 5, "messages": USER})
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0
+        assert started.endswith(f" -> {api.url} (db {tmp_path / 'cli.db'})\n") and "hunter2" not in proc.stderr.read()
+        # the user info goes as the Authorization of a request that has none of its own
+        assert api.received[1]["headers"]["Authorization"] == "Basic " + base64.b64encode(b"someone:hunter2").decode()
+        assert "hunter2" not in str(api.received[0]["headers"])
+    bad = _cli("--upstream", "ftp://someone:hunter2@example.com", "--db", str(tmp_path / "x.db"))
+    assert bad.wait(30) == 2
+    err = bad.stderr.read()
+    assert "ftp://example.com" in err and "hunter2" not in err
 
 
 def test_upstream_dropped_mid_stream_reaches_the_client_as_a_cut_stream(start, writer, proxy_db):

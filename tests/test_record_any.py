@@ -206,6 +206,11 @@ def test_an_upstream_that_is_not_http_is_refused_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "ANTHROPIC_BASE_URL" in proc.stderr and "http" in proc.stderr
     assert "Traceback" not in proc.stderr and not db.exists()
+    # as `replayer proxy --upstream` refuses them: a query, and never the user info in the line
+    proc = replayer(db, "record", "--", sys.executable, "-c", "pass",
+                    env={"ANTHROPIC_BASE_URL": "http://someone:hunter2@example.com/v1?x=1"})
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "query" in proc.stderr
+    assert "http://example.com/v1?x=1" in proc.stderr and "hunter2" not in proc.stderr
 
 
 def test_nothing_recorded_says_what_the_base_url_is_for(tmp_path):

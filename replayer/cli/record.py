@@ -15,28 +15,26 @@ import signal
 import subprocess
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 
+from ..upstream import DEFAULT_UPSTREAM, UPSTREAM_ENV, shown, upstream_problem
 from .base import (
     UserError,
     db_option,
     db_path,
 )
 
-DEFAULT_UPSTREAM = "https://api.anthropic.com"
-
 
 def upstream_for(env: dict[str, str]) -> str:
     """Where the child's calls go on from the proxy: the base URL its environment names, else
     $REPLAYER_UPSTREAM, else the API. Refused (one line) when it is not an http(s) URL."""
-    for name in ("ANTHROPIC_BASE_URL", "REPLAYER_UPSTREAM"):
+    for name in ("ANTHROPIC_BASE_URL", UPSTREAM_ENV):
         url = (env.get(name) or "").strip()
         if url:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise UserError(f"{name}={url!r} is not an http(s) URL: set it to e.g. {DEFAULT_UPSTREAM}, or unset it")
+            problem = upstream_problem(url)
+            if problem:
+                raise UserError(f"{name}={shown(url)!r} {problem}: set it to e.g. {DEFAULT_UPSTREAM}, or unset it")
             return url.rstrip("/")
     return DEFAULT_UPSTREAM
 

@@ -24,6 +24,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from ..captured import Put
+from ..upstream import shown
 from .tee import ProxiedCall, Retries, decodable
 
 log = logging.getLogger("replayer")
@@ -66,6 +67,11 @@ class Proxy:
     def __init__(self, upstream: str, put: Put | None, *, tags: dict[str, Any] | None = None,
                  connect_timeout: float = 30.0, read_timeout: float = 600.0) -> None:
         self.upstream = upstream.rstrip("/")
+        self.shown = shown(self.upstream)
+        """The upstream as messages and records name it, and requests go to it: without user info."""
+        given = URL(self.upstream)
+        self.basic = aiohttp.BasicAuth(given.user, given.password or "").encode() if given.user else None
+        """The upstream's user info as the Authorization a request without one of its own is sent with."""
         self.put = put
         self.tags = tags
         self.timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
@@ -151,7 +157,9 @@ class Proxy:
                 recorded_elsewhere = recorded_elsewhere or low == RECORDED_HEADER
                 continue
             headers.add(name, value)
-        target = URL(self.upstream + request.raw_path, encoded=True)
+        target = URL(self.shown + request.raw_path, encoded=True)
+        if self.basic is not None and "authorization" not in headers:
+            headers["Authorization"] = self.basic
         call: ProxiedCall | None = None
         data: Any = None
         if self.put is not None and not recorded_elsewhere and is_turn(request.method, request.path):
@@ -187,9 +195,9 @@ class Proxy:
                 allow_redirects=False, chunked=None,
             )
         except TimeoutError as e:
-            return self._unreachable(call, "timeout_error", 504, f"upstream {self.upstream} timed out: {_cause(e)}")
+            return self._unreachable(call, "timeout_error", 504, f"upstream {self.shown} timed out: {_cause(e)}")
         except (aiohttp.ClientError, OSError) as e:
-            message = f"upstream {self.upstream} unreachable: {_cause(e)}"
+            message = f"upstream {self.shown} unreachable: {_cause(e)}"
             return self._unreachable(call, "connection_error", 502, message)
         except asyncio.CancelledError:
             if call is not None:
@@ -236,7 +244,7 @@ class Proxy:
         return response
 
     def _unreachable(self, call: ProxiedCall | None, kind: str, status: int, message: str) -> web.StreamResponse:
-        text = f"replayer proxy: {message}"
+        text = f"replayer proxy: {message}".replace(self.upstream, self.shown)  # a cause may name the URL too
         log.warning("%s", text)
         if call is not None:
             call.end()
