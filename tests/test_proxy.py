@@ -458,6 +458,18 @@ def test_retries_are_bounded_and_join_only_a_retry_of_the_same_body():
     assert len(retries.calls) <= 51
 
 
+def test_retries_of_calls_with_the_same_body_go_each_to_its_own_call():
+    """Two agents send the same body (an eval at temperature 0): each retry joins the oldest
+    call not yet retried that many times, so neither files its retry under the other's turn."""
+    retries = Retries()
+    body = b'{"model":"m","messages":[{"role":"user","content":"same"}]}'
+    a, b = retries.call_key(body, "0")[0], retries.call_key(body, None)[0]
+    assert a != b
+    assert [retries.call_key(body, "1")[0], retries.call_key(body, "1")[0]] == [a, b]
+    assert retries.call_key(body, "2")[0] == a and retries.call_key(body, "2")[0] == b
+    assert retries.call_key(body, "2")[0] not in (a, b)  # a third call's retry, its first try unseen
+
+
 def _cli(*args, env=None):
     return subprocess.Popen([sys.executable, "-m", "replayer.cli", "proxy", *args], stderr=subprocess.PIPE,
                             text=True, env=env)

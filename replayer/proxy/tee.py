@@ -131,10 +131,16 @@ def decode_chunks(encoding: str, chunks: list[bytes]) -> tuple[bytes, str | None
 class Retries:
     """Which call a retry repeats: an SDK's retry carries `x-stainless-retry-count: n` (n > 0)
     and the same body as the try before it. First tries are remembered by a digest of their
-    body (bounded: at most `limit` calls, each for RETRY_WINDOW seconds)."""
+    body (bounded: at most `limit` bodies, each for RETRY_WINDOW seconds). Several calls may
+    send the same body (agents running the same eval at temperature 0): each is kept, and a
+    retry goes to the oldest of them not yet retried that many times."""
+
+    PER_BODY = 64
+    """Calls kept per body: the oldest are forgotten first."""
 
     def __init__(self, limit: int = 10_000) -> None:
-        self.calls: BoundedDict[bytes, tuple[str, float]] = BoundedDict(limit)
+        self.calls: BoundedDict[bytes, list[list[Any]]] = BoundedDict(limit)
+        """Body digest -> its calls, oldest first: [call key, attempts seen, when last seen]."""
 
     def call_key(self, body: bytes, retry_count: str | None) -> tuple[str, int]:
         """The call this request belongs to and its attempt number."""
@@ -144,13 +150,20 @@ class Retries:
             attempt = 0
         digest = hashlib.blake2b(body, digest_size=16).digest()
         now = time.monotonic()
+        calls = self.calls.get(digest)
+        if calls is None:
+            calls = self.calls[digest] = []
+        else:
+            calls[:] = [c for c in calls if now - c[2] < RETRY_WINDOW]
         if attempt > 0:
-            seen = self.calls.get(digest)
-            if seen is not None and now - seen[1] < RETRY_WINDOW:
-                self.calls[digest] = (seen[0], now)
-                return seen[0], attempt
+            for call in calls:
+                if call[1] < attempt:
+                    call[1], call[2] = attempt, now
+                    return call[0], attempt
         key = uuid.uuid4().hex
-        self.calls[digest] = (key, now)
+        calls.append([key, attempt, now])
+        if len(calls) > self.PER_BODY:
+            del calls[0]
         return key, attempt
 
 
