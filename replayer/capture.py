@@ -26,6 +26,7 @@ import anthropic
 from . import context
 from .autorecord import RUN_ENV
 from .captured import Captured, Context, Put
+from .wire import RECORDED_HEADER
 
 log = logging.getLogger("replayer")
 _warned = False
@@ -72,10 +73,6 @@ def _warn(e: BaseException) -> None:
         log.warning("replayer: a call could not be captured (%s: %s); the agent is unaffected", type(e).__name__, e)
 
 
-RECORDED_HEADER = "x-replayer-recorded"
-"""Sent with every attempt this middleware records under `replayer record`: the recording proxy
-it puts on the way forwards such a request without recording it again. Outside `record` nothing
-is sent: the provider and any gateway on the way aren't told replayer is in use."""
 
 
 def _mark(request: Any) -> None:

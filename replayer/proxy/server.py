@@ -25,13 +25,11 @@ from yarl import URL
 
 from ..captured import Put
 from ..upstream import shown
+from ..wire import RECORDED_HEADER
 from .tee import ProxiedCall, Retries, decodable
 
 log = logging.getLogger("replayer")
 
-RECORDED_HEADER = "x-replayer-recorded"
-"""Set by the in-process middleware on calls it records itself: the proxy forwards them
-without recording (each call is recorded once) and strips the header."""
 
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer",
@@ -147,9 +145,7 @@ class Proxy:
             # answered here, not forwarded: curl waits a second for it before sending a large body
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         headers: CIMultiDict[str] = CIMultiDict()
-        dropped = _REQUEST_DROP | {
-            t.strip().lower() for v in request.headers.getall("connection", ()) for t in v.split(",")
-        }
+        dropped = _REQUEST_DROP | _connection_named(request.headers)
         recorded_elsewhere = False
         for name, value in request.headers.items():
             low = name.lower()
@@ -208,9 +204,7 @@ class Proxy:
                 call.answered(upstream.status, list(upstream.raw_headers), upstream.headers.get("content-type", ""),
                               upstream.headers.get("content-encoding", ""))
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            dropped = _RESPONSE_DROP | {
-                t.strip().lower() for v in upstream.headers.getall("connection", ()) for t in v.split(",")
-            }
+            dropped = _RESPONSE_DROP | _connection_named(upstream.headers)
             for name, value in upstream.headers.items():
                 if name.lower() not in dropped:
                     response.headers.add(name, value)
@@ -250,6 +244,11 @@ class Proxy:
             call.end()
             call.failed(kind, text)
         return web.Response(status=status, body=error_body(text), content_type="application/json")
+
+
+def _connection_named(headers: Any) -> set[str]:
+    """The headers a Connection header names: they are for this hop only, never forwarded."""
+    return {t.strip().lower() for v in headers.getall("connection", ()) for t in v.split(",")}
 
 
 class _ClientLeft(Exception):

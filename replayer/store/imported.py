@@ -21,12 +21,11 @@ from sqlite_utils import Database
 
 from ..captured import Captured, Context
 from ..imports.claude_code import SOURCE, Chain, Turn
+from .agent_ids import SESSION_TAG
 from .codec import digest
 from .ingest import Ingestor
 from .schema import fault_of
 
-SESSION_TAG = "claude_code_session"
-"""The tag that groups a Claude Code session's conversations (the proxy tags its calls alike)."""
 AGENT_TAG = "claude_code_agent"
 
 
