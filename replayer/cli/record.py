@@ -2,9 +2,10 @@
 on a free loopback port that the program reaches through ANTHROPIC_BASE_URL; in Python programs
 also the _boot sitecustomize's middleware), and say where its calls went.
 
-Each call is recorded once: the middleware marks what it records (capture.RECORDED_HEADER) and
-the proxy forwards those without recording them. Every call of one run carries the run's id as
-the conversation tag {"run": RUN_ID} (`replayer list --run RUN_ID`).
+Each call is recorded once: under `record` the middleware marks what it records
+(wire.RECORDED_HEADER) and the proxy forwards those without recording them. Every call of one run
+carries the run's id as the tag {"run": RUN_ID}, on its conversation or, when an earlier run
+started that conversation, on its turn (`replayer list --run RUN_ID` finds both).
 """
 
 from __future__ import annotations
