@@ -409,6 +409,10 @@ class Ingestor:
             ).fetchone()
             self.conv_rowids[conversation_id] = conv_rowid
         else:  # known to this connection: its new turn is counted at the batch's end
+            if conversation_id not in self.conv_tags:  # its tags forgotten apart from its rowid: read them
+                row = conn.execute("SELECT tags_json FROM conversations WHERE rowid = ?", (conv_rowid,)).fetchone()
+                pending = self.touched.get(conv_rowid)
+                conv_tags = (row[0] if row else None) or (pending.tags if pending else None) or tags
             self.touch_conversation(conv_rowid, started, user_id, tags)
         self.conv_tags[conversation_id] = conv_tags
         # the previous turn of this conversation: from what this connection wrote, else one query
