@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 import uuid
@@ -23,7 +24,9 @@ from typing import Any
 import anthropic
 
 from . import context
+from .autorecord import RUN_ENV
 from .captured import Captured, Context, Put, chunk_times
+from .wire import RECORDED_HEADER
 
 log = logging.getLogger("replayer")
 _warned = False
@@ -70,15 +73,15 @@ def _warn(e: BaseException) -> None:
         log.warning("replayer: a call could not be captured (%s: %s); the agent is unaffected", type(e).__name__, e)
 
 
-RECORDED_HEADER = "x-replayer-recorded"
-"""Sent with every attempt this middleware records: a recording proxy on the way (`replayer
-record` puts one there for its child) forwards such a request without recording it again."""
 
 
 def _mark(request: Any) -> None:
-    """Add RECORDED_HEADER to the attempt's headers. On the attempt's own copy of the options
-    (the SDK copies them per attempt), not with `request.copy()`, which deep-copies the whole
-    message history on the agent's thread."""
+    """Add RECORDED_HEADER to the attempt's headers when running under `replayer record` (its
+    run id is in the environment). On the attempt's own copy of the options (the SDK copies
+    them per attempt), not with `request.copy()`, which deep-copies the whole message history on
+    the agent's thread."""
+    if not os.environ.get(RUN_ENV):
+        return
     options = request.options
     given = options.headers
     options.headers = {**given, RECORDED_HEADER: "1"} if isinstance(given, Mapping) else {RECORDED_HEADER: "1"}

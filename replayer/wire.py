@@ -13,6 +13,10 @@ PROTOCOL_HEADERS = ("anthropic-version", "anthropic-beta")
 """The request headers that change what the API does with a request; the only ones replayer keeps
 (credentials and everything else are dropped at capture)."""
 
+RECORDED_HEADER = "x-replayer-recorded"
+"""Set by the in-process middleware, under `replayer record` only, on calls it records itself:
+the recording proxy forwards them without recording (each call is recorded once) and strips it."""
+
 TOOL_USE_TYPES = ("tool_use", "server_tool_use", "mcp_tool_use")
 """Content block types that are a call of a tool (client, server or MCP)."""
 

@@ -1,7 +1,9 @@
 """A small upstream for the proxy's tests, for what the fake Messages API doesn't serve: GET and
 HEAD on any path, and a stream held open at a gate (to see chunks pass through before the
 stream ends, a client that leaves mid-stream, a stop that waits for open streams), plain or
-gzip'd. It records each request's method, path and headers."""
+gzip'd (`?gzip`), labelled br but plain (`?br`, for a stand-in brotli that decodes nothing), or
+gzip'd with a corrupt chunk before the first delta (`?corrupt`). It records each request's
+method, path and headers, and the bytes of each body it sent."""
 
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ def gated_parts() -> tuple[bytes, bytes]:
 class Upstream:
     def __init__(self) -> None:
         self.seen: list[dict[str, Any]] = []
+        self.sent: list[bytes] = []
+        """The body of each stream, as sent (compressed, corrupt)."""
         self.gate = threading.Event()
         self.left = threading.Event()
         """Set when the proxy closed a gated stream before its end (its client left)."""
@@ -84,17 +88,22 @@ class Upstream:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 self._seen(body)
                 before, after = gated_parts()
-                zipped = "gzip" in self.path
+                zipped = "gzip" in self.path or "corrupt" in self.path
                 if zipped:
                     z = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-                    before = z.compress(before) + z.flush(zlib.Z_SYNC_FLUSH)
+                    if "corrupt" in self.path:  # the events up to the first delta, then junk
+                        head = before[: before.index(b"event: content_block_delta")]
+                        before = z.compress(head) + z.flush(zlib.Z_SYNC_FLUSH) + b"\xff" * 64
+                    else:
+                        before = z.compress(before) + z.flush(zlib.Z_SYNC_FLUSH)
                     after = z.compress(after) + z.flush()
+                up.sent.append(before + after)
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream; charset=utf-8")
                 self.send_header("transfer-encoding", "chunked")
                 self.send_header("request-id", "req_gated")
-                if zipped:
-                    self.send_header("content-encoding", "gzip")
+                if zipped or "br" in self.path:
+                    self.send_header("content-encoding", "gzip" if zipped else "br")
                 self.end_headers()
                 try:
                     self._chunk(before)

@@ -59,6 +59,20 @@ def test_create_records_request_and_response_as_on_the_wire(api, rec, client, db
     assert line["cost_usd"] == pytest.approx((12 * 3 + 4 * 15) / 1e6)
 
 
+def test_recorded_calls_are_marked_only_under_record(api, rec, client, db_path, monkeypatch):
+    """The mark that keeps `record`'s proxy from recording a call twice is sent only under
+    `record` (its run id in the environment): elsewhere the provider isn't told."""
+    from replayer.autorecord import RUN_ENV
+    from replayer.capture import RECORDED_HEADER
+
+    monkeypatch.delenv(RUN_ENV, raising=False)
+    client.messages.create(model="claude-sonnet-4-5", max_tokens=16, messages=USER)
+    monkeypatch.setenv(RUN_ENV, "run_marked")
+    client.messages.create(model="claude-sonnet-4-5", max_tokens=16, messages=USER)
+    assert [RECORDED_HEADER in {k.lower() for k in r["headers"]} for r in api.received] == [False, True]
+    assert rec.flush(10) and len(exported(db_path)) == 2
+
+
 def test_stream_true_records_the_message_its_events_build(api, rec, client, db_path):
     m = msg(content=[{"type": "text", "text": "Streaming works fine."},
                      {"type": "tool_use", "id": "toolu_01X", "name": "grep",

@@ -261,6 +261,30 @@ def test_a_call_recorded_on_the_wire_is_kept_once_as_recorded(api, tmp_path):
     assert db_content(db) == before
 
 
+def test_turns_before_the_first_recorded_on_the_wire_stay_out_of_its_conversation(api, tmp_path):
+    """Recording started mid-session: the wire holds only the second call. The transcript's
+    first turn can't go after it in the wire's conversation (that context would shrink): it is
+    the session's own conversation, and every conversation's turns grow one context."""
+    db = tmp_path / "i.db"
+    file = HANDMADE / "wire-merge.jsonl"
+    first, second = (responses(file)[m][0]["message"] for m in ("msg_wire0001", "msg_h301"))
+    api.enqueue(Reply(body=second))
+    with Recorder(db) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+        client.messages.create(model=second["model"], max_tokens=100, system="You help.", messages=[
+            {"role": "user", "content": "first question"}, {"role": "assistant", "content": first["content"]},
+            {"role": "user", "content": "second question"}])  # fmt: skip
+    (wire,) = lines_of(db)
+    imported(db, file)
+    lines = by_conversation(lines_of(db))
+    assert [x["response"]["id"] for x in lines[wire["conversation_id"]]] == ["msg_h301"]
+    session = transcript(file)[0]["sessionId"]
+    assert [(x["response"]["id"], x["index"]) for x in lines[f"cc_{session}"]] == [("msg_wire0001", 0)]
+    for turns in lines.values():
+        for before, after in zip(turns, turns[1:], strict=False):
+            assert after["request"]["messages"][: len(before["request"]["messages"])] == before["request"]["messages"]
+
+
 def test_rerun_refuses_an_imported_turn(tmp_path):
     db = tmp_path / "i.db"
     imported(db, PROJECT / f"{LOOP}.jsonl")
@@ -301,6 +325,27 @@ def test_a_malformed_line_is_reported_and_the_rest_imported(tmp_path):
     r = imported(tmp_path / "j.db", noisy)
     assert len([x for x in r.stderr.splitlines() if "line skipped" in x]) == 20
     assert "… and 8 more malformed lines" in r.stderr
+
+
+def test_a_line_whose_values_cant_be_stored_is_reported_and_the_rest_imported(tmp_path):
+    """JSON that reads as a transcript line but holds usage that isn't token counts: that line
+    is reported with its file and line number; its file's other turns and the next files import."""
+    db = tmp_path / "i.db"
+    rows = transcript(HANDMADE / "wire-merge.jsonl")
+    n = next(i for i, d in enumerate(rows) if d.get("type") == "assistant")
+    rows[n]["message"]["usage"] = {**rows[n]["message"]["usage"], "cache_read_input_tokens": [1]}
+    bad = tmp_path / "a-bad.jsonl"
+    bad.write_text("".join(json.dumps(d) + "\n" for d in rows))
+    loop = shutil.copy(PROJECT / f"{LOOP}.jsonl", tmp_path / "b-loop.jsonl")
+    r = imported(db, bad, loop)
+    assert "Traceback" not in r.output
+    assert [x for x in r.stderr.splitlines() if x.endswith("(line skipped)")] == [
+        f"replayer: {bad}:{n + 1}: could not be imported (TypeError: int() argument must be a string, a bytes-like"
+        " object or a real number, not 'list') (line skipped)"]
+    assert "1 malformed line skipped" in r.stderr
+    ids = {x["response"]["id"] for x in lines_of(db)}
+    assert rows[n]["message"]["id"] not in ids and "msg_h301" in ids
+    assert set(responses(PROJECT / f"{LOOP}.jsonl")) <= ids
 
 
 def test_bad_paths_are_one_line_and_exit_2(tmp_path):

@@ -5,6 +5,7 @@ calls), and the server's life (the CLI, a stop that lets streams finish)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import json
 import os
@@ -202,18 +203,26 @@ def test_other_endpoints_are_forwarded_and_not_recorded(start, writer, proxy_db,
     assert line["endpoint"] == "/v1/messages" and line["request_headers"]["anthropic-beta"] == "b-1"
 
 
+def post_encoded(start, body: bytes, encoding: str, accept: str) -> tuple[httpx2.Response, bytes, str]:
+    """A Messages call through the proxy answered with `body` labelled `encoding`: the client's
+    answer, its body as it came (not decoded) and the accept-encoding the upstream was sent."""
+    with FakeAPI() as api:
+        api.enqueue(Reply(body=body, headers={"content-encoding": encoding}))
+        proxy = start(api.url)
+        with httpx2.Client() as http, http.stream(
+                "POST", f"{proxy.url}/v1/messages", json={"model": "m", "max_tokens": 5, "messages": USER},
+                headers={"accept-encoding": accept}) as got:
+            raw = b"".join(got.iter_raw())
+        return got, raw, api.received[0]["headers"]["accept-encoding"]
+
+
 def test_gzip_response_reaches_the_client_intact_and_is_recorded_decoded(start, writer, proxy_db):
     message = dict(MESSAGE, id="msg_zipped")
     zipped = gzip.compress(json.dumps(message).encode())
-    with FakeAPI() as api:
-        api.enqueue(Reply(body=zipped, headers={"content-encoding": "gzip"}))
-        proxy = start(api.url)
-        with httpx2.Client() as http:
-            got = http.post(f"{proxy.url}/v1/messages", json={"model": "m", "max_tokens": 5, "messages": USER},
-                            headers={"accept-encoding": "gzip, br, zstd"})
-        assert "gzip" in api.received[0]["headers"]["accept-encoding"]
+    got, raw, asked = post_encoded(start, zipped, "gzip", "gzip, br, zstd")
+    assert "gzip" in asked
     assert got.headers["content-encoding"] == "gzip" and got.headers["content-length"] == str(len(zipped))
-    assert got.json() == message
+    assert raw == zipped
     [line] = records(writer, proxy_db, 1)
     assert line["response"] == message and line["status"] == 200
 
@@ -235,6 +244,52 @@ def test_gzip_stream_passes_through_as_it_arrives(start, writer, proxy_db, upstr
     lines = records(writer, proxy_db, 2)
     assert [line["response"] for line in lines] == [MESSAGE, MESSAGE]
     assert all(line["stream"] and line["ttft_ms"] is not None and not line["abandoned"] for line in lines)
+
+
+@pytest.fixture
+def stand_in_brotli(monkeypatch, tmp_path):
+    """A `brotli` module with google Brotli's API (Decompressor.process, no .decompress) that
+    decodes nothing: a body labelled br but sent plain reads as itself."""
+    from replayer.proxy import tee
+
+    (tmp_path / "brotli.py").write_text(
+        "class Decompressor:\n"
+        "    def process(self, data):\n        return data\n"
+        "    def is_finished(self):\n        return True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "brotli", raising=False)
+    monkeypatch.setattr(tee, "_decodable", {})  # what this Python can decode is found again
+
+
+def test_brotli_answers_are_recorded_decoded_with_its_process_method(start, writer, proxy_db, upstream,
+                                                                     stand_in_brotli):
+    message = dict(MESSAGE, id="msg_brotli")
+    got, raw, asked = post_encoded(start, json.dumps(message).encode(), "br", "br")
+    assert asked == "br"
+    assert got.status_code == 200 and json.loads(raw) == message
+    upstream.gate.set()
+    proxy = start(upstream.url)
+    with httpx2.Client() as http, http.stream("POST", proxy.url + "/v1/messages?br",
+                                               json={"stream": True, "messages": USER}) as got:
+        assert b"".join(got.iter_raw()) == upstream.sent[0]  # the whole stream reached the client
+    lines = records(writer, proxy_db, 2)
+    assert [line["response"] for line in lines] == [message, MESSAGE]
+    assert [line["error"] for line in lines] == [None, None] and lines[1]["ttft_ms"] is not None
+
+
+def test_a_corrupt_gzip_stream_reaches_the_client_and_its_record_says_it_could_not_be_decoded(
+        start, writer, proxy_db, upstream):
+    upstream.gate.set()
+    proxy = start(upstream.url)
+    with httpx2.Client() as http, http.stream("POST", proxy.url + "/v1/messages?corrupt",
+                                               json={"stream": True, "messages": USER},
+                                               headers={"accept-encoding": "gzip"}) as got:
+        assert got.status_code == 200 and b"".join(got.iter_raw()) == upstream.sent[0]
+    [line] = records(writer, proxy_db, 1)
+    assert line["status"] == 200 and line["error"]["type"] == "decode_error"
+    assert "gzip body could not be decoded" in line["error"]["message"]
+    assert line["request"] == {"stream": True, "messages": USER}
 
 
 def test_client_that_leaves_mid_stream_closes_the_upstream_and_is_recorded_abandoned(start, writer, proxy_db,
@@ -269,6 +324,41 @@ def test_upstream_down_is_a_502_in_the_api_shape_and_a_recorded_connection_error
         assert line["status"] is None and line["response"] is None
         assert line["error"] == {"type": "connection_error", "message": body["error"]["message"], "status": None}
         assert line["request"]["messages"] == USER
+
+
+def test_an_upstreams_user_info_is_used_but_never_shown(start, writer, proxy_db, tmp_path):
+    """user:password@ in the upstream URL goes with the request, never into a message, a log
+    line, an error body or a record."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        proxy = start(f"http://someone:hunter2@127.0.0.1:{port}")
+        client = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY, max_retries=0)
+        with pytest.raises(anthropic.InternalServerError) as raised:
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER)
+    message = raised.value.body["error"]["message"]
+    assert message.startswith(f"replayer proxy: upstream http://127.0.0.1:{port} unreachable: ")
+    [line] = records(writer, proxy_db, 1)
+    assert line["error"]["message"] == message
+    with FakeAPI() as api:
+        upstream = api.url.replace("http://", "http://someone:hunter2@")
+        proc = _cli("--port", "0", "--db", str(tmp_path / "cli.db"), "--upstream", upstream)
+        try:
+            started = proc.stderr.readline()
+            anthropic.Anthropic(base_url=started.split(" ")[4], api_key=FAKE_KEY).messages.create(
+                model="claude-sonnet-4-5", max_tokens=8, messages=USER)
+            httpx2.post(started.split(" ")[4] + "/v1/messages", json={"model": "m", "max_tokens": 5, "messages": USER})
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0
+        assert started.endswith(f" -> {api.url} (db {tmp_path / 'cli.db'})\n") and "hunter2" not in proc.stderr.read()
+        # the user info goes as the Authorization of a request that has none of its own
+        assert api.received[1]["headers"]["Authorization"] == "Basic " + base64.b64encode(b"someone:hunter2").decode()
+        assert "hunter2" not in str(api.received[0]["headers"])
+    bad = _cli("--upstream", "ftp://someone:hunter2@example.com", "--db", str(tmp_path / "x.db"))
+    assert bad.wait(30) == 2
+    err = bad.stderr.read()
+    assert "ftp://example.com" in err and "hunter2" not in err
 
 
 def test_upstream_dropped_mid_stream_reaches_the_client_as_a_cut_stream(start, writer, proxy_db):
@@ -329,17 +419,29 @@ def test_stop_lets_open_streams_finish(writer, proxy_db, upstream):
                                                    json={"stream": True, "messages": USER}) as r:
             got["body"] = b"".join(r.iter_bytes())
 
+    def refused() -> bool:
+        try:
+            httpx2.get(proxy.url + "/", timeout=5)
+        except httpx2.ConnectError:
+            return True
+        return False
+
     reader = threading.Thread(target=client)
     reader.start()
     assert wait_until(lambda: len(upstream.seen) == 1)
     stopping = threading.Thread(target=proxy.stop)
     stopping.start()
+    assert wait_until(refused)  # the stop has begun: it no longer listens, the stream is still open
+    again = threading.Thread(target=proxy.stop)  # a second stop waits for the same one
+    again.start()
+    again.join(0.5)
+    assert again.is_alive() and stopping.is_alive() and "body" not in got
     upstream.gate.set()
+    again.join(30)
+    assert not again.is_alive() and upstream.finished.is_set()
     stopping.join(30)
     reader.join(30)
     assert b"message_stop" in got["body"] and not stopping.is_alive()
-    with pytest.raises(httpx2.ConnectError):
-        httpx2.get(proxy.url + "/")
     assert writer.flush(10)
     [line] = exported(proxy_db)
     assert line["response"] == MESSAGE and not line["abandoned"]
@@ -355,6 +457,18 @@ def test_retries_are_bounded_and_join_only_a_retry_of_the_same_body():
     for i in range(500):
         retries.call_key(b'{"n":%d}' % i, "0")
     assert len(retries.calls) <= 51
+
+
+def test_retries_of_calls_with_the_same_body_go_each_to_its_own_call():
+    """Two agents send the same body (an eval at temperature 0): each retry joins the oldest
+    call not yet retried that many times, so neither files its retry under the other's turn."""
+    retries = Retries()
+    body = b'{"model":"m","messages":[{"role":"user","content":"same"}]}'
+    a, b = retries.call_key(body, "0")[0], retries.call_key(body, None)[0]
+    assert a != b
+    assert [retries.call_key(body, "1")[0], retries.call_key(body, "1")[0]] == [a, b]
+    assert retries.call_key(body, "2")[0] == a and retries.call_key(body, "2")[0] == b
+    assert retries.call_key(body, "2")[0] not in (a, b)  # a third call's retry, its first try unseen
 
 
 def _cli(*args, env=None):
@@ -474,5 +588,15 @@ def test_recorded_calls_ask_only_for_encodings_the_record_can_be_decoded_from():
     assert decodable("snappy") == "identity"
     text = b'{"type":"message"}'
     assert decode("gzip", gzip.compress(text)) == text
+    import brotli  # google's Brotli (test extra): its Decompressor has process(), not decompress()
+
+    assert "br" in kept and decode("br", brotli.compress(text)) == text
+    assert decode("br, gzip", gzip.compress(brotli.compress(text))) == text
+    try:
+        from compression import zstd  # Python 3.14+
+    except ImportError:
+        assert "zstd" not in kept  # not asked for when it can't be decoded here
+    else:
+        assert "zstd" in kept and decode("zstd", zstd.compress(text)) == text
     raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
     assert decode("deflate", zlib.compress(text)) == text == decode("deflate", raw.compress(text) + raw.flush())

@@ -206,6 +206,11 @@ def test_an_upstream_that_is_not_http_is_refused_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "ANTHROPIC_BASE_URL" in proc.stderr and "http" in proc.stderr
     assert "Traceback" not in proc.stderr and not db.exists()
+    # as `replayer proxy --upstream` refuses them: a query, and never the user info in the line
+    proc = replayer(db, "record", "--", sys.executable, "-c", "pass",
+                    env={"ANTHROPIC_BASE_URL": "http://someone:hunter2@example.com/v1?x=1"})
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "query" in proc.stderr
+    assert "http://example.com/v1?x=1" in proc.stderr and "hunter2" not in proc.stderr
 
 
 def test_nothing_recorded_says_what_the_base_url_is_for(tmp_path):
@@ -219,6 +224,27 @@ def test_nothing_recorded_says_what_the_base_url_is_for(tmp_path):
                            "ANTHROPIC_BASE_URL")
     assert "point it at $ANTHROPIC_BASE_URL" in line and "Recorder().wrap" in line
     assert not db.exists()
+
+
+def interrupted(db: Path, script: Path, api, signal_it) -> tuple[subprocess.Popen[str], str, str]:
+    """`record -- python -I SCRIPT` signalled by `signal_it(proc)` once the script prints
+    "streaming": the process, its stdout and stderr."""
+    import signal
+
+    proc = subprocess.Popen(
+        [*CLI, "--db", str(db), "record", "--", sys.executable, "-I", str(script)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY},
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "streaming"
+        signal_it(proc)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc, out, err
 
 
 def test_ctrl_c_reaches_the_program_and_what_it_streamed_so_far_is_recorded(api, tmp_path):
@@ -238,22 +264,86 @@ def test_ctrl_c_reaches_the_program_and_what_it_streamed_so_far_is_recorded(api,
                 print("streaming", flush=True)
     """)
     db = tmp_path.resolve() / "interrupted.db"
-    proc = subprocess.Popen(
-        [*CLI, "--db", str(db), "record", "--", sys.executable, "-I", str(script)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        env={**os.environ, "ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY},
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "streaming"  # the program is in the middle of the stream
-        os.killpg(proc.pid, signal.SIGINT)  # as the terminal does on Ctrl-C
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    # the program is in the middle of the stream: Ctrl-C to the group, as the terminal sends it
+    proc, out, err = interrupted(db, script, api, lambda proc: os.killpg(proc.pid, signal.SIGINT))
     assert proc.returncode == 128 + signal.SIGINT, err
     lines = exported(db)
     assert len(lines) == 1 and lines[0]["abandoned"], lines
     assert lines[0]["request"] == sent_bodies(api)[0]
     done = summary(subprocess.CompletedProcess([], proc.returncode, out, err))
     assert done == f"replayer: recorded 1 call in 1 conversation to {db} (run {run_of(done)})"
+
+
+def test_a_run_that_continues_a_conversation_is_found_by_its_own_id(api, tmp_path):
+    """Every call carries its run's id: a second run adding turns to a conversation the first
+    made lists it under its own id, counts it in its summary, and `show` names both runs."""
+    script = write(tmp_path / "bare.py", """
+        import sys
+        import anthropic
+        anthropic.Anthropic().messages.create(model="claude-haiku-4-5", max_tokens=10,
+                                              messages=[{"role": "user", "content": sys.argv[1]}])
+    """)
+    db = tmp_path.resolve() / "same.db"
+    env = {"ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY}
+    procs = [replayer(db, "record", "--conversation", "conv_same", "--", sys.executable, "-I", str(script), arg,
+                      env=env, cwd=tmp_path) for arg in ("one", "two")]
+    assert [p.returncode for p in procs] == [0, 0], procs[1].stderr
+    run1, run2 = (run_of(summary(p)) for p in procs)
+    assert summary(procs[1]) == f"replayer: recorded 1 call in 1 conversation to {db} (run {run2})"
+    assert [c["conversation_id"] for c in listed(db, run1)] == ["conv_same"]
+    assert [c["conversation_id"] for c in listed(db, run2)] == ["conv_same"]
+    assert [line["conversation_id"] for line in exported(db)] == ["conv_same", "conv_same"]
+    shown = replayer(db, "show", "conv_same").stdout
+    assert f"recorded by run {run1} " in shown and f"recorded by run {run2} " in shown, shown
+    assert shown.index(run1) < shown.index(run2)
+
+
+def test_ctrl_c_after_the_program_ended_lets_open_streams_finish_and_the_summary_come(api, tmp_path):
+    """The program ends while a process it left in the background still streams through the
+    proxy: the command waits for that stream. A Ctrl-C then (to this command alone) changes
+    nothing: the stream is recorded whole and the summary line comes, with no traceback."""
+    import signal
+
+    slow = message(2, [{"type": "text", "text": "a long answer " * 40}], "end_turn")
+    api.enqueue(Reply(sse=message_events(slow), chunk_delay=0.05))
+    script = write(tmp_path / "slow.py", """
+        import os, time
+        import anthropic
+        stream = anthropic.Anthropic().messages.create(model="claude-haiku-4-5", max_tokens=500, stream=True,
+                                                      messages=[{"role": "user", "content": "take your time"}])
+        parent = os.getpid()
+        if os.fork():
+            os._exit(5)  # the program ends; its child reads on
+        while os.getppid() == parent:
+            time.sleep(0.01)
+        print("streaming", flush=True)
+        for event in stream:
+            pass
+    """)
+    db = tmp_path.resolve() / "late.db"
+    # the program has ended, the stream goes on: Ctrl-C to the command alone
+    proc, out, err = interrupted(db, script, api, lambda proc: proc.send_signal(signal.SIGINT))
+    assert proc.returncode == 5, err
+    assert "Traceback" not in err, err
+    done = summary(subprocess.CompletedProcess([], proc.returncode, out, err))
+    assert done == f"replayer: recorded 1 call in 1 conversation to {db} (run {run_of(done)})"
+    [line] = exported(db)
+    assert not line["abandoned"] and line["response"] == slow
+
+
+def test_a_ctrl_c_the_command_was_started_ignoring_stays_ignored_for_the_program(tmp_path):
+    """A background job of a script starts with SIGINT ignored: the program it records inherits
+    that, as it would without `record`."""
+    import signal
+
+    script = write(tmp_path / "which.py", """
+        import signal
+        print("ignored" if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else "handled")
+    """)
+    for ignoring, expected in ((True, "ignored"), (False, "handled")):
+        proc = subprocess.run(
+            [*CLI, "--db", str(tmp_path / "never.db"), "record", "--", sys.executable, "-I", str(script)],
+            capture_output=True, text=True, timeout=120,
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignoring else None,
+        )
+        assert proc.returncode == 0 and proc.stdout.strip() == expected, proc.stderr

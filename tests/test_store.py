@@ -189,12 +189,49 @@ def test_history_is_stored_once(tmp_path):
     assert len(lines[-1]["request"]["messages"]) == 59
 
 
+def test_a_turn_tagged_apart_from_its_conversation_is_found_by_its_tags(tmp_path):
+    """Tags are per call: turns added to a conversation under other tags (a later run that
+    continues it by id or by threading) keep them, and a run finds the conversation by them."""
+    from replayer import Recorder
+
+    def reply(i):
+        return {"id": f"msg_tag{i}", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                "content": [{"type": "text", "text": f"reply {i}"}], "stop_reason": "end_turn",
+                "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1}}
+
+    path = tmp_path / "t.db"
+    msgs = [{"role": "user", "content": "hello"}]
+    with Recorder(path) as rec:
+        for i, run in enumerate(("run_a", "run_a", "run_b")):  # one connection: its caches hold the tags
+            with rec.conversation("conv_kept", tags={"run": run}):
+                rec.record({"model": "claude-haiku-4-5", "max_tokens": 10, "messages": msgs}, reply(i))
+            msgs = [*msgs, {"role": "assistant", "content": reply(i)["content"]}, {"role": "user", "content": f"q{i}"}]
+    from replayer import context
+    from replayer.captured import Context
+
+    token = context.current.set(Context(tags={"run": "run_c"}))  # as `record` tags a run's calls
+    try:
+        with Recorder(path) as rec:  # a new connection, no id given: threading continues conv_kept
+            rec.record({"model": "claude-haiku-4-5", "max_tokens": 10, "messages": msgs}, reply(3))
+    finally:
+        context.current.reset(token)
+    store = Store(open_db(path))
+    assert {line["conversation_id"] for line in map(json.loads, store.export_lines())} == {"conv_kept"}
+    for run in ("run_a", "run_b", "run_c"):
+        assert [c.conversation_id for c in store.conversations(run=run)] == ["conv_kept"], run
+        assert store.run_conversations(run) == ["conv_kept"]
+    assert store.conversation_runs("conv_kept") == ["run_a", "run_b", "run_c"]
+    assert store.db.execute("SELECT COUNT(*) FROM turn_tags").fetchone()[0] == 2  # only the turns that differ
+    assert store.conversations(run="run_d") == []
+
+
 def test_migrations_are_named_and_recorded(tmp_path):
     db = open_db(tmp_path / "m.db")
     rows = db.execute("SELECT migration_set, name FROM _sqlite_migrations").fetchall()
     assert rows == [("replayer", "m001_initial"), ("replayer", "m002_turn_text"), ("replayer", "m003_usage"),
                     ("replayer", "m004_thread_tips"), ("replayer", "m005_meta"), ("replayer", "m006_imported"),
-                    ("replayer", "m007_stream_events")]
+                    ("replayer", "m007_stream_events"),
+                    ("replayer", "m009_turn_tags")]
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     open_db(tmp_path / "m.db")  # opening again applies nothing twice
     assert len(db.execute("SELECT * FROM _sqlite_migrations").fetchall()) == len(rows)

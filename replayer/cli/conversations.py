@@ -153,7 +153,7 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
     if not store.conversation_exists(conversation_id):
         raise UserError(f"no conversation {conversation_id!r} in {db_path(ctx)}: see 'replayer list'")
     turns = store.turns(conversation_id)
-    run = store.conversation_tags(conversation_id).get("run")
+    runs = store.conversation_runs(conversation_id)
     from ..store.imported import provenance
     from .importing import provenance_doc, provenance_lines
 
@@ -209,7 +209,7 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
             )
         )
     click.echo(f"total {money(total)}" + (" (plus turns whose model has no price)" if unknown else ""))
-    if run:
+    for run in runs:  # a conversation continued by later runs was part of each
         click.echo(f"recorded by run {run} (its other conversations: replayer list --run {run})")
     if not prov or len(prov.reconstructed) < len(turns):
         click.echo(f"rerun a turn: replayer rerun {conversation_id}:N  (or its turn id: show --json)", err=True)

@@ -79,7 +79,8 @@ def claude_code(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> N
                 skipped.append(str(f))
                 continue
             malformed += t.malformed
-            writer.write(t.chains, counts)
+            for turn, why in writer.write(t.chains, counts):  # never fatal: reported as a malformed line
+                malformed.append(cc.Malformed(f, turn.line, f"could not be imported ({why})"))
 
     for m in malformed[:MAX_REPORTED]:
         click.echo(f"replayer: {m} (line skipped)", err=True)

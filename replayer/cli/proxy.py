@@ -9,24 +9,15 @@ import socket
 
 import click
 
+from ..upstream import DEFAULT_UPSTREAM, UPSTREAM_ENV, shown, upstream_problem
 from .base import UserError, db_option, db_path
-
-DEFAULT_UPSTREAM = "https://api.anthropic.com"
-UPSTREAM_ENV = "REPLAYER_UPSTREAM"
 
 
 def check_upstream(url: str) -> str:
     """The upstream URL, or bad input when it is not an http(s) URL with a host."""
-    from yarl import URL
-
-    try:
-        parsed = URL(url)
-    except (ValueError, TypeError):
-        parsed = None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
-        raise UserError(f"upstream {url!r} is not an http(s) URL: give one like --upstream https://api.anthropic.com")
-    if parsed.query_string or parsed.fragment:
-        raise UserError(f"upstream {url!r} has a query or fragment: give only scheme, host and path")
+    problem = upstream_problem(url)
+    if problem:
+        raise UserError(f"upstream {shown(url)!r} {problem}: give one like --upstream {DEFAULT_UPSTREAM}")
     return url.rstrip("/")
 
 
@@ -82,7 +73,7 @@ def proxy(ctx: click.Context, host: str, port: int, upstream: str | None) -> Non
 
     def listening(url: str) -> None:
         served.append(url)
-        click.echo(f"replayer proxy: listening on {url} -> {target} (db {path})", err=True)
+        click.echo(f"replayer proxy: listening on {url} -> {shown(target)} (db {path})", err=True)
 
     def stopping(n: int) -> None:
         click.echo(f"replayer proxy: stopping: {n} open request(s) may finish (up to {GRACE_SECONDS:g} s; "

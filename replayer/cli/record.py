@@ -2,9 +2,10 @@
 on a free loopback port that the program reaches through ANTHROPIC_BASE_URL; in Python programs
 also the _boot sitecustomize's middleware), and say where its calls went.
 
-Each call is recorded once: the middleware marks what it records (capture.RECORDED_HEADER) and
-the proxy forwards those without recording them. Every call of one run carries the run's id as
-the conversation tag {"run": RUN_ID} (`replayer list --run RUN_ID`).
+Each call is recorded once: under `record` the middleware marks what it records
+(wire.RECORDED_HEADER) and the proxy forwards those without recording them. Every call of one run
+carries the run's id as the tag {"run": RUN_ID}, on its conversation or, when an earlier run
+started that conversation, on its turn (`replayer list --run RUN_ID` finds both).
 """
 
 from __future__ import annotations
@@ -15,28 +16,26 @@ import signal
 import subprocess
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 
+from ..upstream import DEFAULT_UPSTREAM, UPSTREAM_ENV, shown, upstream_problem
 from .base import (
     UserError,
     db_option,
     db_path,
 )
 
-DEFAULT_UPSTREAM = "https://api.anthropic.com"
-
 
 def upstream_for(env: dict[str, str]) -> str:
     """Where the child's calls go on from the proxy: the base URL its environment names, else
     $REPLAYER_UPSTREAM, else the API. Refused (one line) when it is not an http(s) URL."""
-    for name in ("ANTHROPIC_BASE_URL", "REPLAYER_UPSTREAM"):
+    for name in ("ANTHROPIC_BASE_URL", UPSTREAM_ENV):
         url = (env.get(name) or "").strip()
         if url:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise UserError(f"{name}={url!r} is not an http(s) URL: set it to e.g. {DEFAULT_UPSTREAM}, or unset it")
+            problem = upstream_problem(url)
+            if problem:
+                raise UserError(f"{name}={shown(url)!r} {problem}: set it to e.g. {DEFAULT_UPSTREAM}, or unset it")
             return url.rstrip("/")
     return DEFAULT_UPSTREAM
 
@@ -114,9 +113,10 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
     reports = tempfile.mkdtemp(prefix="replayer-record-")  # each Python process says what it stored
     env[REPORT_ENV] = reports
     try:
-        code = run_child(command, env)
-        proxied = _finish(proxy, writer, db, run)
-        click.echo(summarize(reports, db, list(command), run=run, proxied=proxied), err=True)
+        with ChildSignals() as signals:  # until the summary line: see ChildSignals
+            code = signals.run(command, env)
+            proxied = _finish(proxy, writer, db, run)
+            click.echo(summarize(reports, db, list(command), run=run, proxied=proxied), err=True)
     finally:
         shutil.rmtree(reports, ignore_errors=True)
         proxy.stop(timeout=30)  # a second time is a no-op; here when the program could not start
@@ -128,38 +128,63 @@ def check_command(command: tuple[str, ...]) -> None:
         raise UserError(f"command not found: {command[0]}")
 
 
-def run_child(command: tuple[str, ...], env: dict[str, str]) -> int:
-    """Run the program to its end; its exit code (killed by a signal: 128 + the signal, as a
-    shell reports it). SIGTERM to this command goes on to the program; Ctrl-C reaches it from
-    the terminal, and this command waits for it to end (and its calls to be answered or saved)."""
-    # Ctrl-C in a terminal reaches the whole foreground group: the program gets it and ends as it
-    # chooses; here it must not interrupt the wait. A KeyboardInterrupt raised inside
-    # Popen.wait() after waitpid() reaped the program loses its exit status (the next wait reads
-    # 0), so SIGINT runs a handler that does nothing; exec resets it to the default in the program.
-    before = {signal.SIGINT: signal.signal(signal.SIGINT, lambda signum, frame: None)}
-    try:
+class ChildSignals:
+    """Signals while a program runs under this command (`record`, `replay`).
+
+    Ctrl-C in a terminal reaches the whole foreground group: the program gets it and ends as it
+    chooses; here it must interrupt neither the wait nor what follows until the summary line (the
+    proxy's open streams, the writer's last records). A KeyboardInterrupt raised inside
+    Popen.wait() after waitpid() reaped the program loses its exit status (the next wait reads
+    0), so SIGINT runs a handler that does nothing; exec resets it to the default in the program.
+    SIGTERM to this command goes on to the program (one that comes before the program exists,
+    once it does). A signal this command was started ignoring (a background job of a script)
+    stays ignored, for the program too."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.early: list[int] = []
+        self.before: dict[int, Any] = {}
+
+    def _forward(self, signum: int, frame: Any) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signum)
+        else:
+            self.early.append(signum)
+
+    def __enter__(self) -> ChildSignals:
+        for signum, handler in ((signal.SIGINT, lambda signum, frame: None), (signal.SIGTERM, self._forward)):
+            if signal.getsignal(signum) != signal.SIG_IGN:
+                self.before[signum] = signal.signal(signum, handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.before.items():
+            signal.signal(signum, handler)
+
+    def run(self, command: tuple[str, ...], env: dict[str, str]) -> int:
+        """Run the program to its end; its exit code (killed by a signal: 128 + the signal, as a
+        shell reports it)."""
         try:
-            proc = subprocess.Popen(list(command), env=env)
+            self.proc = subprocess.Popen(list(command), env=env)
         except OSError as e:
             raise UserError(f"cannot run {command[0]}: {e.strerror}") from None
-        before[signal.SIGTERM] = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
-        code = proc.wait()
-    finally:
-        for signum, handler in before.items():
-            signal.signal(signum, handler)
-    return code if code >= 0 else 128 - code
+        for pending in self.early:
+            self.proc.send_signal(pending)
+        code = self.proc.wait()
+        return code if code >= 0 else 128 - code
+
+
+def run_child(command: tuple[str, ...], env: dict[str, str]) -> int:
+    """Run the program to its end under `ChildSignals`; its exit code."""
+    with ChildSignals() as signals:
+        return signals.run(command, env)
 
 
 def _finish(proxy: Any, writer: Any, db: str, run: str) -> dict[str, Any]:
     """Stop the proxy (its open streams finish first) and write everything it recorded; what it
     recorded, for the summary: calls, attempts, the run's conversations, records lost."""
-    while True:
-        try:
-            proxy.stop(timeout=30)
-            lost = 0 if writer.close(30) else writer.unwritten
-            break
-        except KeyboardInterrupt:
-            continue  # the records of the run are being written: finish that
+    proxy.stop(timeout=30)
+    lost = 0 if writer.close(30) else writer.unwritten
     conversations: list[str] = []
     if writer.attempts:
         from ..store.queries import Store

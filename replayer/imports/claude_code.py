@@ -49,6 +49,8 @@ KEPT = (
     "message", "isCompactSummary", *ACCOUNT_KEYS,
 )  # fmt: skip
 """The keys of a line the import reads."""
+LINE = "\u0000line"
+"""...and, under a key no line has, its number in the file."""
 _GROWING = {"text": "text", "thinking": "thinking"}
 """Block types a partial line can hold a shorter version of: the field that grows."""
 
@@ -92,6 +94,8 @@ class Turn:
     context_reset: bool
     """The first turn after a compaction: its context starts from the summary."""
     user_id: str | None = None
+    line: int = 0
+    """Its first line's number in the file (for a report of a turn that could not be written)."""
 
 
 @dataclass(slots=True)
@@ -189,7 +193,7 @@ def read(path: Path) -> Transcript:
             elif not isinstance(d.get("uuid"), str):
                 continue  # Claude Code's bookkeeping (queue, titles, snapshots): not on a chain
             # only what is read later: a line's tool output copy and attachments can be most of a file
-            entries.append({k: d[k] for k in KEPT if k in d})
+            entries.append({**{k: d[k] for k in KEPT if k in d}, LINE: n})
     meta = _meta(path)
     t.chains = _chains(entries, path.stem, meta)
     return t
@@ -344,6 +348,7 @@ def _chains(entries: list[dict[str, Any]], stem: str, meta: dict[str, Any]) -> l
                 response=response,
                 context_reset=reset,
                 user_id=accounts.get(first.get("sessionId")),
+                line=first[LINE],
             )
         )
     return list(chains.values())

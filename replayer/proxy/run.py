@@ -7,6 +7,7 @@ import asyncio
 import signal
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from ..captured import Put
@@ -19,19 +20,36 @@ class BackgroundProxy:
     def __init__(self, proxy: Proxy, loop: asyncio.AbstractEventLoop, thread: threading.Thread, url: str) -> None:
         self.proxy, self.loop, self.thread, self.url = proxy, loop, thread, url
         self._stopped = False
+        self._stopping: Future[None] | None = None
+        self._lock = threading.Lock()
 
     def stop(self, timeout: float = GRACE_SECONDS) -> None:
         """Stop listening, let open streams finish (up to `timeout` seconds), end the thread.
-        The records are all on the writer (`put`) when it returns; the writer is the caller's."""
-        if self._stopped:
-            return
-        self._stopped = True
-        future = asyncio.run_coroutine_threadsafe(self.proxy.stop(timeout), self.loop)
+        The records are all on the writer (`put`) when it returns; the writer is the caller's.
+        A second call (another thread's, or one after a KeyboardInterrupt cut the first) waits
+        for the same stop: it never returns while streams are still being recorded."""
+        with self._lock:
+            if self._stopped:
+                return
+            if self._stopping is None:
+                self._stopping = asyncio.run_coroutine_threadsafe(self.proxy.stop(timeout), self.loop)
+            future = self._stopping
         try:
             future.result(timeout + 15)
-        finally:
+        except KeyboardInterrupt:
+            raise  # the stop goes on: calling stop() again waits for it
+        except BaseException:
+            self._end(timeout)
+            raise
+        self._end(timeout)
+
+    def _end(self, timeout: float) -> None:
+        with self._lock:
+            if self._stopped:
+                return  # another caller waiting on the same stop ended the loop
+            self._stopped = True
             self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(timeout + 5)
+        self.thread.join(timeout + 5)
 
 
 def start_background(upstream: str, put: Put, *, host: str = "127.0.0.1", port: int = 0,

@@ -24,13 +24,12 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from ..captured import Put
+from ..upstream import shown
+from ..wire import RECORDED_HEADER
 from .tee import ProxiedCall, Retries, decodable
 
 log = logging.getLogger("replayer")
 
-RECORDED_HEADER = "x-replayer-recorded"
-"""Set by the in-process middleware on calls it records itself: the proxy forwards them
-without recording (each call is recorded once) and strips the header."""
 
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer",
@@ -66,6 +65,11 @@ class Proxy:
     def __init__(self, upstream: str, put: Put | None, *, tags: dict[str, Any] | None = None,
                  connect_timeout: float = 30.0, read_timeout: float = 600.0) -> None:
         self.upstream = upstream.rstrip("/")
+        self.shown = shown(self.upstream)
+        """The upstream as messages and records name it, and requests go to it: without user info."""
+        given = URL(self.upstream)
+        self.basic = aiohttp.BasicAuth(given.user, given.password or "").encode() if given.user else None
+        """The upstream's user info as the Authorization a request without one of its own is sent with."""
         self.put = put
         self.tags = tags
         self.timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
@@ -156,9 +160,7 @@ class Proxy:
             # answered here, not forwarded: curl waits a second for it before sending a large body
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         headers: CIMultiDict[str] = CIMultiDict()
-        dropped = _REQUEST_DROP | {
-            t.strip().lower() for v in request.headers.getall("connection", ()) for t in v.split(",")
-        }
+        dropped = _REQUEST_DROP | _connection_named(request.headers)
         recorded_elsewhere = False
         for name, value in request.headers.items():
             low = name.lower()
@@ -183,7 +185,9 @@ class Proxy:
         """Send the request upstream with `headers` and `data` (bytes, or the client's body
         stream) and stream the answer back; `call`, when given, is recorded as it goes and put
         on the writer at the end."""
-        target = URL(self.upstream + request.raw_path, encoded=True)
+        target = URL(self.shown + request.raw_path, encoded=True)
+        if self.basic is not None and "authorization" not in headers:
+            headers["Authorization"] = self.basic
         try:
             return await self._exchange(request, target, headers, data, call)
         finally:
@@ -206,9 +210,9 @@ class Proxy:
                 allow_redirects=False, chunked=None,
             )
         except TimeoutError as e:
-            return self._unreachable(call, "timeout_error", 504, f"upstream {self.upstream} timed out: {_cause(e)}")
+            return self._unreachable(call, "timeout_error", 504, f"upstream {self.shown} timed out: {_cause(e)}")
         except (aiohttp.ClientError, OSError) as e:
-            message = f"upstream {self.upstream} unreachable: {_cause(e)}"
+            message = f"upstream {self.shown} unreachable: {_cause(e)}"
             return self._unreachable(call, "connection_error", 502, message)
         except asyncio.CancelledError:
             if call is not None:
@@ -219,9 +223,7 @@ class Proxy:
                 call.answered(upstream.status, list(upstream.raw_headers), upstream.headers.get("content-type", ""),
                               upstream.headers.get("content-encoding", ""))
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            dropped = _RESPONSE_DROP | {
-                t.strip().lower() for v in upstream.headers.getall("connection", ()) for t in v.split(",")
-            }
+            dropped = _RESPONSE_DROP | _connection_named(upstream.headers)
             for name, value in upstream.headers.items():
                 if name.lower() not in dropped:
                     response.headers.add(name, value)
@@ -255,12 +257,17 @@ class Proxy:
         return response
 
     def _unreachable(self, call: ProxiedCall | None, kind: str, status: int, message: str) -> web.StreamResponse:
-        text = f"replayer proxy: {message}"
+        text = f"replayer proxy: {message}".replace(self.upstream, self.shown)  # a cause may name the URL too
         log.warning("%s", text)
         if call is not None:
             call.end()
             call.failed(kind, text)
         return web.Response(status=status, body=error_body(text), content_type="application/json")
+
+
+def _connection_named(headers: Any) -> set[str]:
+    """The headers a Connection header names: they are for this hop only, never forwarded."""
+    return {t.strip().lower() for v in headers.getall("connection", ()) for t in v.split(",")}
 
 
 class _ClientLeft(Exception):

@@ -42,7 +42,9 @@ def decoder_for(encoding: str) -> Any:
             import brotli  # type: ignore[import-not-found,import-untyped,unused-ignore]
         except ImportError:
             return None
-        return brotli.Decompressor()
+        d = brotli.Decompressor()
+        # google's Brotli names it process(); brotlicffi (and its `brotli` alias) decompress()
+        return d if hasattr(d, "decompress") else _Process(d)
     if encoding == "zstd":
         try:
             from compression import zstd  # type: ignore[import-not-found,unused-ignore]
@@ -52,6 +54,13 @@ def decoder_for(encoding: str) -> Any:
     if encoding in ("identity", ""):
         return _Identity()
     return None
+
+
+class _Process:
+    """A decompressor whose method is `process` (google's Brotli) as one with `decompress`."""
+
+    def __init__(self, d: Any) -> None:
+        self.decompress = d.process
 
 
 class _Identity:
@@ -93,27 +102,47 @@ def decodable(accept_encoding: str) -> str:
 
 def decode(encoding: str, body: bytes) -> bytes:
     """The body as it was before the upstream compressed it (a chain like "gzip, br" undone in
-    reverse order)."""
-    return b"".join(decode_chunks(encoding, [body]))
+    reverse order). ValueError when it can't be."""
+    decoded, problem = decode_chunks(encoding, [body])
+    if problem:
+        raise ValueError(problem)
+    return b"".join(decoded)
 
 
-def decode_chunks(encoding: str, chunks: list[bytes]) -> list[bytes]:
-    """`decode`, chunk by chunk: what each compressed chunk decoded to (in order, the body)."""
-    for name in reversed([e for e in encoding.split(",") if e.strip()]):
-        d = decoder_for(name)
-        if d is None:
-            raise ValueError(f"content-encoding {name.strip()!r} can't be decoded here")
-        chunks = [bytes(d.decompress(c)) for c in chunks]
-    return chunks
+def decode_chunks(encoding: str, chunks: list[bytes]) -> tuple[list[bytes], str | None]:
+    """What each compressed chunk decoded to (in order, the body; a stream's events are timed by
+    where each chunk ends in it), as far as they decode, and what stopped the decoding (None when
+    nothing did). Chunks no decoder here can read are kept as they came."""
+    names = [e.strip() for e in reversed(encoding.split(",")) if e.strip()]
+    decoders = [decoder_for(name) for name in names]
+    if None in decoders:
+        name = names[decoders.index(None)]
+        return list(chunks), f"content-encoding {name!r} can't be decoded here: the body is kept as it came"
+    out: list[bytes] = []
+    try:
+        for chunk in chunks:
+            for d in decoders:
+                chunk = bytes(d.decompress(chunk))
+            out.append(chunk)
+    except Exception as e:  # a corrupt body: each library raises its own error
+        problem = f"the {encoding} body could not be decoded ({type(e).__name__}: {e})"
+        return out, problem + ": kept as far as it decoded"
+    return out, None
 
 
 class Retries:
     """Which call a retry repeats: an SDK's retry carries `x-stainless-retry-count: n` (n > 0)
     and the same body as the try before it. First tries are remembered by a digest of their
-    body (bounded: at most `limit` calls, each for RETRY_WINDOW seconds)."""
+    body (bounded: at most `limit` bodies, each for RETRY_WINDOW seconds). Several calls may
+    send the same body (agents running the same eval at temperature 0): each is kept, and a
+    retry goes to the oldest of them not yet retried that many times."""
+
+    PER_BODY = 64
+    """Calls kept per body: the oldest are forgotten first."""
 
     def __init__(self, limit: int = 10_000) -> None:
-        self.calls: BoundedDict[bytes, tuple[str, float]] = BoundedDict(limit)
+        self.calls: BoundedDict[bytes, list[list[Any]]] = BoundedDict(limit)
+        """Body digest -> its calls, oldest first: [call key, attempts seen, when last seen]."""
 
     def call_key(self, body: bytes, retry_count: str | None) -> tuple[str, int]:
         """The call this request belongs to and its attempt number."""
@@ -123,13 +152,20 @@ class Retries:
             attempt = 0
         digest = hashlib.blake2b(body, digest_size=16).digest()
         now = time.monotonic()
+        calls = self.calls.get(digest)
+        if calls is None:
+            calls = self.calls[digest] = []
+        else:
+            calls[:] = [c for c in calls if now - c[2] < RETRY_WINDOW]
         if attempt > 0:
-            seen = self.calls.get(digest)
-            if seen is not None and now - seen[1] < RETRY_WINDOW:
-                self.calls[digest] = (seen[0], now)
-                return seen[0], attempt
+            for call in calls:
+                if call[1] < attempt:
+                    call[1], call[2] = attempt, now
+                    return call[0], attempt
         key = uuid.uuid4().hex
-        self.calls[digest] = (key, now)
+        calls.append([key, attempt, now])
+        if len(calls) > self.PER_BODY:
+            del calls[0]
         return key, attempt
 
 
@@ -189,7 +225,11 @@ class ProxiedCall:
         self.times.append(time.perf_counter())
         if self.sse is False:
             return
-        text = data if self.sse is None else bytes(self.sse.decompress(data))
+        try:
+            text = data if self.sse is None else bytes(self.sse.decompress(data))
+        except Exception:  # a corrupt chunk: the client still gets it; the record says so (captured())
+            self.sse = False
+            return
         if not text:  # a compressed chunk that decoded to nothing yet
             return
         cut = self.cut
@@ -211,13 +251,13 @@ class ProxiedCall:
         content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"").decode("latin-1")
         is_sse = "event-stream" in content_type
         chunks, times, self.chunks, self.times = self.chunks, self.times, [], []
-        if is_sse and self.encoding:  # decoded chunk by chunk: each one's end in the decoded stream
-            chunks = decode_chunks(self.encoding, chunks)
-            body = b"".join(chunks)
-        else:
-            body = b"".join(chunks)
-            if self.encoding and body:
-                body = decode(self.encoding, body)
+        problem = None
+        if self.encoding and chunks:
+            chunks, problem = decode_chunks(self.encoding, chunks)
+            times = times[: len(chunks)]  # a corrupt body: the chunks that decoded
+        body = b"".join(chunks)
+        if problem and self.error is None:
+            self.error = {"type": "decode_error", "message": f"replayer proxy: {problem}", "status": self.status}
         tags = self.tags
         trace_id = _trace_id(self.request_headers)
         record = Captured(

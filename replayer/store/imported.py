@@ -4,26 +4,28 @@ reading back what sets them apart (reconstructed, context resets, subagent links
 
 Which conversation a chain's new turns join: the one of its nearest earlier turn already in the
 database (imported before, or recorded on the wire: the wire record wins and keeps its place),
-else of its first such turn, else a new one named after the session (`cc_<session id>`, and
-`cc_<session id>_<agent id>` for a subagent), so importing again finds the same one.
+else a new one named after the session (`cc_<session id>`, and `cc_<session id>_<agent id>` for
+a subagent), so importing again finds the same one. Turns before the first one recorded on the
+wire (recording started mid-session) never join the wire's conversation: they would land after
+its turns, and a conversation's turns always grow one context.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlite_utils import Database
 
 from ..captured import Captured, Context
 from ..imports.claude_code import SOURCE, Chain, Turn
+from .agent_ids import SESSION_TAG
 from .codec import digest
 from .ingest import Ingestor
+from .schema import fault_of
 
-SESSION_TAG = "claude_code_session"
-"""The tag that groups a Claude Code session's conversations (the proxy tags its calls alike)."""
 AGENT_TAG = "claude_code_agent"
 
 
@@ -43,6 +45,14 @@ class Counts:
     """Conversations linked to a parent."""
 
 
+class _TurnFailed(Exception):
+    """A turn of a transcript that could not be written (the transaction is rolled back)."""
+
+    def __init__(self, turn: Turn, reason: str) -> None:
+        super().__init__(reason)
+        self.turn, self.reason = turn, reason
+
+
 def conversation_id_for(session_id: str, chain: str) -> str:
     return f"cc_{session_id}" if not chain else f"cc_{session_id}_{chain}"
 
@@ -56,7 +66,26 @@ class ImportWriter:
         self.main: dict[str, str] = {}
         """Session id -> the conversation of its main thread, as this import found or made it."""
 
-    def write(self, chains: list[Chain], counts: Counts) -> None:
+    def write(self, chains: list[Chain], counts: Counts) -> list[tuple[Turn, str]]:
+        """Write one file's chains in one transaction, adding to `counts`. A turn that can't be
+        written (a line of odd values: usage that isn't token counts) is left out and the rest
+        written again: those turns and why, for the report. Trouble with the database raises."""
+        failed: list[tuple[Turn, str]] = []
+        while True:
+            work = replace(counts, conversations=set(counts.conversations), subagents=set(counts.subagents))
+            main = dict(self.main)
+            try:
+                self._write(chains, work)
+            except _TurnFailed as e:
+                self.main = main
+                failed.append((e.turn, e.reason))
+                for chain in chains:
+                    chain.turns = [t for t in chain.turns if t is not e.turn]
+                continue
+            vars(counts).update(vars(work))
+            return failed
+
+    def _write(self, chains: list[Chain], counts: Counts) -> None:
         conn = self.db.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -98,12 +127,10 @@ class ImportWriter:
     def _chain(self, chain: Chain, counts: Counts) -> None:
         conn = self.db.conn
         stored = [self._stored(t) for t in chain.turns]
-        convs = [s[0] for s in stored if s is not None]
-        default = convs[0] if convs else conversation_id_for(chain.session_id, chain.chain)
         tags: dict[str, Any] = {SESSION_TAG: chain.session_id}
         if chain.chain:
             tags[AGENT_TAG] = chain.chain
-        current = default
+        current = conversation_id_for(chain.session_id, chain.chain)
         touched: list[str] = []
         for t, s in zip(chain.turns, stored, strict=True):
             if s is not None:
@@ -117,7 +144,12 @@ class ImportWriter:
                 continue
             if not conn.execute("SELECT 1 FROM conversations WHERE id = ?", (current,)).fetchone():
                 counts.conversations.add(current)
-            self._store(t, current, tags)
+            try:
+                self._store(t, current, tags)
+            except Exception as e:
+                if isinstance(e, sqlite3.Error) and fault_of(e) is not None:
+                    raise  # the database's trouble (locked, full, read-only): not the line's
+                raise _TurnFailed(t, f"{type(e).__name__}: {e}") from e
             counts.new += 1
             touched.append(current)
         created = [c for c in dict.fromkeys(touched) if c in counts.conversations]

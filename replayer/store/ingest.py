@@ -132,6 +132,8 @@ class Ingestor:
         """Conversation rowid -> the last usage this connection wrote of it."""
         self.conv_rowids: BoundedDict[str, int] = BoundedDict(MAX_TURNS)
         """Conversations this connection wrote a turn of: id -> rowid."""
+        self.conv_tags: BoundedDict[str, str | None] = BoundedDict(MAX_TURNS)
+        """...and the tags their row holds (a turn whose tags differ keeps its own: turn_tags)."""
         self.data_version: int | None = None
         self.texts: list[tuple[int, str]] = []
         """Search text waiting for `write_pending` (turn_text rowid, text)."""
@@ -151,6 +153,7 @@ class Ingestor:
             self.next_idx.clear()
             self.last_reads.clear()
             self.conv_rowids.clear()
+            self.conv_tags.clear()
 
     def touch_conversation(self, rowid: int, started: str, user_id: str | None, tags: str | None) -> None:
         got = self.touched.get(rowid)
@@ -194,6 +197,7 @@ class Ingestor:
         """Drop every cache (after a rollback the ids they hold may not exist)."""
         self.texts, self.usage, self.touched = [], [], {}
         self.conv_rowids.clear()
+        self.conv_tags.clear()
         self.threads.drop()
         self.next_idx.clear()
         self.last_reads.clear()
@@ -397,6 +401,7 @@ class Ingestor:
         tag_dict = with_session(ctx.tags if ctx else None, meta.session)
         tags = json.dumps(tag_dict, default=str) if tag_dict else None  # what JSON can't hold, as its text
         conv_rowid = None if fresh else self.conv_rowids.get(conversation_id)
+        conv_tags = self.conv_tags.get(conversation_id) or tags  # as write_pending's COALESCE leaves them
         if conv_rowid is None:
             insert = """INSERT INTO conversations(id, user_id, tags_json, origin, started_at, last_at, turn_count)
                         VALUES (?, ?, ?, ?, ?, ?, 1)"""
@@ -404,14 +409,17 @@ class Ingestor:
                 insert += """ ON CONFLICT(id) DO UPDATE SET last_at = MAX(last_at, excluded.last_at),
                                   turn_count = turn_count + 1, user_id = COALESCE(user_id, excluded.user_id),
                                   tags_json = COALESCE(tags_json, excluded.tags_json)"""
-            conv_rowid = int(
-                conn.execute(
-                    insert + " RETURNING rowid", (conversation_id, user_id, tags, origin, started, started)
-                ).fetchone()[0]
-            )
+            conv_rowid, conv_tags = conn.execute(
+                insert + " RETURNING rowid, tags_json", (conversation_id, user_id, tags, origin, started, started)
+            ).fetchone()
             self.conv_rowids[conversation_id] = conv_rowid
         else:  # known to this connection: its new turn is counted at the batch's end
+            if conversation_id not in self.conv_tags:  # its tags forgotten apart from its rowid: read them
+                row = conn.execute("SELECT tags_json FROM conversations WHERE rowid = ?", (conv_rowid,)).fetchone()
+                pending = self.touched.get(conv_rowid)
+                conv_tags = (row[0] if row else None) or (pending.tags if pending else None) or tags
             self.touch_conversation(conv_rowid, started, user_id, tags)
+        self.conv_tags[conversation_id] = conv_tags
         # the previous turn of this conversation: from what this connection wrote, else one query
         last = LastTurn(0, None, 0) if fresh else self.next_idx.get(conversation_id)
         if last is None:
@@ -447,6 +455,12 @@ class Ingestor:
             ),
         )
         rowid = int(cur.lastrowid or 0)
+        if tags is not None and tags != conv_tags and tag_dict != (json.loads(conv_tags) if conv_tags else None):
+            # tags are per call: this turn's differ from its conversation's (another run continued it)
+            conn.execute(
+                "INSERT INTO turn_tags(turn_id, conversation_id, tags_json) VALUES (?, ?, ?)",
+                (turn_id, conversation_id, tags),
+            )
         # what this request added, for search (replies are indexed from responses, once)
         text = "\n".join(
             searchable(m)

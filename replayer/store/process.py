@@ -120,6 +120,8 @@ class ProcessWriter:
         self._launched = 0.0
         self._local_used = False
         """Records went to the thread writer while the child started: written before the child's."""
+        self._flushes_queued = 0
+        """Flushes put and not yet taken up by the feeder (guarded by `_lock`)."""
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._closed = False
@@ -208,6 +210,8 @@ class ProcessWriter:
         if self._feeder is None and self.q.empty():
             return True
         marker = _Flush(closing)
+        with self._lock:
+            self._flushes_queued += 1
         self.put(marker)
         self._wake.set()
         return marker.done.wait(timeout) and marker.ok
@@ -240,6 +244,8 @@ class ProcessWriter:
             size = 0
             for item in items:
                 if isinstance(item, _Flush):
+                    with self._lock:
+                        self._flushes_queued -= 1
                     self._send_batch(batch, at_once=True)
                     batch, size = [], 0
                     self._send_flush(item)
@@ -346,8 +352,12 @@ class ProcessWriter:
             self._io.release()
 
     def _await_child(self) -> None:
-        """Wait for a starting child to be up (or given up: see READY_SECONDS)."""
+        """Wait for a starting child to be up (or given up: see READY_SECONDS), unless a flush is
+        queued behind these records: then the thread writer takes them (an exit's flush gives up
+        long before a slow child is given up, and would lose them)."""
         while not self._thread_only and not self._child_ready():
+            if self._flushes_queued:
+                return
             if self._ready.wait(0.05):
                 return
 

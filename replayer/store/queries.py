@@ -49,14 +49,20 @@ SORTS = {
     "duration": "julianday(c.last_at) - julianday(c.started_at)",
 }
 """What `Store.conversations` sorts by in SQL."""
-RUN_MATCH = "tags_json IS NOT NULL AND json_extract(tags_json, '$.run') = ?"
-"""A conversation of one `replayer record` run: the run's id is its "run" tag."""
-TAG_MATCH = (
-    "EXISTS (SELECT 1 FROM json_each(c.tags_json) WHERE key = ?"
-    " AND CASE WHEN type IN ('true', 'false', 'null') THEN type ELSE CAST(value AS TEXT) END = ?)"
-)
-"""A conversation with the tag KEY (the first argument) whose value, as text, is VALUE (the
-second): a string as it is, a number or true/false/null as written (filters.tag_pair)."""
+RUN_MATCH = """EXISTS (SELECT 1 FROM (SELECT c.tags_json AS tags UNION ALL
+                                      SELECT tags_json FROM turn_tags WHERE conversation_id = c.id)
+                      WHERE json_extract(tags, '$.run') = ?)"""
+"""A conversation (aliased c) of one `replayer record` run: the run's id is the "run" tag of the
+conversation or of any of its turns (a later run that continued it tags the turns it added)."""
+TAG_MATCH = """EXISTS (SELECT 1 FROM (SELECT c.tags_json AS tags UNION ALL
+                                      SELECT tags_json FROM turn_tags WHERE conversation_id = c.id) AS t,
+                                     json_each(t.tags) AS e
+                      WHERE e.key = ?
+                        AND CASE WHEN e.type IN ('true', 'false', 'null') THEN e.type
+                                 ELSE CAST(e.value AS TEXT) END = ?)"""
+"""A conversation (aliased c) with the tag KEY (the first argument) whose value, as text, is
+VALUE (the second): a string as it is, a number or true/false/null as written
+(filters.tag_pair); the conversation's own tags or any of its turns' (see RUN_MATCH)."""
 AGG_SORTS: dict[str, Callable[[Totals], Any]] = {
     "cost": lambda t: t.cost_usd,
     "input": lambda t: t.prompt,
@@ -215,9 +221,24 @@ class Store:
         return [
             r[0]
             for r in self.db.execute(
-                f"SELECT id FROM conversations WHERE {RUN_MATCH} ORDER BY started_at, id", [run]
+                f"SELECT id FROM conversations c WHERE {RUN_MATCH} ORDER BY started_at, id", [run]
             )
         ]
+
+    def conversation_runs(self, conversation_id: str) -> list[str]:
+        """Every `replayer record` run that recorded turns of a conversation, first one first."""
+        runs: list[str] = []
+        for (run,) in self.db.execute(
+            """SELECT run FROM (SELECT -1 AS idx, json_extract(tags_json, '$.run') AS run FROM conversations
+                                 WHERE id = ? UNION ALL
+                                 SELECT t.idx, json_extract(g.tags_json, '$.run') FROM turn_tags g
+                                 JOIN turns t ON t.id = g.turn_id WHERE g.conversation_id = ?)
+               ORDER BY idx""",
+            [conversation_id, conversation_id],
+        ):
+            if isinstance(run, str) and run not in runs:
+                runs.append(run)
+        return runs
 
     def conversation_tags(self, conversation_id: str) -> dict[str, Any]:
         """A conversation's tags ({} when it has none)."""

@@ -338,6 +338,21 @@ def m007_stream_events(db: Database) -> None:
 
     for sql in SCHEMA:
         db.execute(sql)
+@migrations(name="m009_turn_tags")
+def m009_turn_tags(db: Database) -> None:
+    # Tags are per call, but a conversation keeps the tags of its first turn: a turn whose tags
+    # differ (a second `record` run continuing the conversation, with its own run id) keeps them
+    # here, so `list --run` finds the conversation through any of its turns. Only those turns
+    # get a row, so most recordings write none.
+    db.execute(
+        """
+        CREATE TABLE turn_tags (
+            turn_id TEXT PRIMARY KEY REFERENCES turns(id),
+            conversation_id TEXT NOT NULL REFERENCES conversations(id),
+            tags_json TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX turn_tags_conversation ON turn_tags(conversation_id)")
 
 
 class Fault(StrEnum):
