@@ -123,7 +123,7 @@ def list_(
                 f"{r.output_tokens:,}",
                 money(r.cost_usd),
                 r.errors,
-                one_line(r.first_message, 40),
+                one_line(f"↳ {r.variant_of}", 90) if r.variant_of else one_line(r.first_message, 40),
             )
         )
 

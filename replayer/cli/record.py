@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -82,6 +83,7 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
     from ..autorecord import RUN_ENV, RUN_TAG, summarize
     from ..paths import REPORT_ENV
     from ..store.codec import new_id
+    from ..store.runs import Run
 
     boot = str(Path(__file__).parent.parent / "_boot")  # holds the sitecustomize that starts recording
     db = str(db_path(ctx).resolve())
@@ -90,6 +92,7 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
     if shutil.which(command[0]) is None and not Path(command[0]).exists():
         raise UserError(f"command not found: {command[0]}")
     run = new_id("run_")
+    started = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     env["REPLAYER_DB"] = db
     env[RUN_ENV] = run
     env["PYTHONPATH"] = os.pathsep.join(p for p in (boot, env.get("PYTHONPATH")) if p)
@@ -132,11 +135,30 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
         finally:
             signal.signal(signal.SIGTERM, before)
         proxied = _finish(proxy, writer, db, run)
+        _keep_run(db, Run(run, list(command), os.getcwd(), started, code if code >= 0 else 128 - code))
         click.echo(summarize(reports, db, list(command), run=run, proxied=proxied), err=True)
     finally:
         shutil.rmtree(reports, ignore_errors=True)
         proxy.stop(timeout=30)  # a second time is a no-op; here when the program could not start
     ctx.exit(code if code >= 0 else 128 - code)  # killed by a signal: as a shell reports it
+
+
+def _keep_run(db: str, run: Any) -> None:
+    """The runs row (argv, cwd; never the environment), so `replayer fork` can run it again;
+    only for a run that recorded something: no database is made for a run that recorded nothing."""
+    import sqlite3
+
+    from ..store.queries import Store
+    from ..store.schema import DBError, open_db
+
+    if not Path(db).exists():
+        return
+    try:
+        store = Store(open_db(Path(db), create=False))
+        if store.run_conversations(run.run_id):
+            store.add_run(run)
+    except (DBError, sqlite3.Error):
+        return  # the summary line says what became of the records
 
 
 def _finish(proxy: Any, writer: Any, db: str, run: str) -> dict[str, Any]:

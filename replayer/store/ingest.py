@@ -31,6 +31,8 @@ from .tool_results import ToolResults
 
 MAX_TURNS = 10_000
 """Turns (by call key) and conversations this connection remembers writing."""
+_EXPERIMENT = frozenset({"rerun_of", "fork_of"})
+"""Tags of a conversation replayer sent itself (a rerun, a fork): never continued by threading."""
 
 
 class Turn(NamedTuple):
@@ -321,9 +323,10 @@ class Ingestor:
                 text = searchable(assistant)
                 if text:
                     self.texts.append((turn.rowid * 2 + 1, text))
-            if assistant is not None and parsed.thread_keys and not (ctx and ctx.tags and "rerun_of" in ctx.tags):
+            if assistant is not None and parsed.thread_keys and not (ctx and ctx.tags and _EXPERIMENT & ctx.tags.keys()):
                 # the conversation's latest context is now this request and its reply: the next
-                # request that extends them continues it (an agent never continues a rerun). A
+                # request that extends them continues it (an agent never continues a rerun or a
+                # fork: a later recording of the same agent must not thread into one). A
                 # tool-runner thread request's messages are only its new ones: its conversation can
                 # no longer be found by keys.
                 self.threads.make_room()
@@ -353,6 +356,8 @@ class Ingestor:
         origin = "explicit" if conversation_id else "auto"
         if ctx and ctx.tags and "rerun_of" in ctx.tags:
             origin = "rerun"  # a variant sent by `replayer rerun`: kept out of the conversation list
+        elif ctx and ctx.tags and "fork_of" in ctx.tags:
+            origin = "fork"  # a fork (replay --live-from): listed as a variant, kept out of the metrics
 
         thread = body.get("thread")
         if isinstance(thread, dict) and thread.get("type") == "continue" and thread.get("previous_message_id"):

@@ -26,6 +26,7 @@ from ..wire import TOOL_USE_TYPES, billed_parts, message_text, prompt_tokens
 from .aggregate import Totals, conversation_totals
 from .chain import chain_nodes
 from .codec import unpack
+from .runs import Run, add_run, get_run
 
 _MARK = "\u0000replayer:{}\u0000"
 
@@ -207,6 +208,14 @@ class Store:
                 f"SELECT id FROM conversations WHERE {RUN_MATCH} ORDER BY started_at, id", [run]
             )
         ]
+
+    def add_run(self, run: Run) -> None:
+        """Keep what a `replayer record` run ran (store/runs.py), for `replayer fork`."""
+        add_run(self.db, run)
+
+    def run(self, run_id: str) -> Run | None:
+        """What a `replayer record` run ran; None for a run not recorded by `record`."""
+        return get_run(self.db, run_id)
 
     def conversation_tags(self, conversation_id: str) -> dict[str, Any]:
         """A conversation's tags ({} when it has none)."""

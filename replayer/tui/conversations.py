@@ -263,7 +263,10 @@ class ConversationsScreen(ReplayerScreen[None]):
             Text(tokens(r.output_tokens), justify="right"),
             Text("" if hit is None else f"{hit:.0%}", justify="right"),
             Text(duration(r.duration_s), justify="right"),
-            (r.first_message or "")[:44].replace("\n", " "),
+            # a fork reads as a variant of the conversation it forks, as `replayer list` shows it
+            Text(f"↳ {r.variant_of}", style="italic", no_wrap=True, overflow="ellipsis")
+            if r.variant_of
+            else (r.first_message or "")[:44].replace("\n", " "),
             ", ".join(r.models)[:28],
         )
 
