@@ -323,7 +323,8 @@ class Ingestor:
                 text = searchable(assistant)
                 if text:
                     self.texts.append((turn.rowid * 2 + 1, text))
-            if assistant is not None and parsed.thread_keys and not (ctx and ctx.tags and _EXPERIMENT & ctx.tags.keys()):
+            experiment = ctx is not None and ctx.tags is not None and bool(_EXPERIMENT & ctx.tags.keys())
+            if assistant is not None and parsed.thread_keys and not experiment:
                 # the conversation's latest context is now this request and its reply: the next
                 # request that extends them continues it (an agent never continues a rerun or a
                 # fork: a later recording of the same agent must not thread into one). A
