@@ -25,6 +25,9 @@ RUN_ENV = "REPLAYER_RUN"
 """Set by `replayer record` for its child: the run's id, tagged on every call the run records."""
 RUN_TAG = "run"
 """The conversation tag that holds a `record` run's id (`replayer list --run ID`)."""
+REPLAY_ENV = "REPLAYER_REPLAY_URL"
+"""Set by `replayer replay` for its child: the replay server's URL. Clients then get the
+redirecting middleware (playback/redirect.py) instead of the recorder's: nothing records here."""
 
 _recorder: Any = None
 
@@ -49,7 +52,42 @@ def patch(module: Any) -> None:
     its clients would refuse the argument; `replayer record`'s proxy records their calls."""
     if not hasattr(module, "Middleware"):
         return
+    replay_url = os.environ.get(REPLAY_ENV)
+    if replay_url:
+        _patch_clients(module, _replaying(replay_url))
+        return
     _keep_run_tag()
+    _patch_clients(module, _recording)
+
+
+def _recording(middleware: list[Any]) -> list[Any]:
+    """The client's middleware with the recorder's appended, unless the program gave it a
+    recorder of its own (a copy of a client it wrapped itself): then that one records it, once."""
+    from .capture import RecorderMiddleware
+
+    ours = recorder().middleware
+    theirs = [m for m in middleware if isinstance(m, RecorderMiddleware) and m is not ours]
+    if theirs:
+        return [m for m in middleware if m is not ours]
+    return middleware if ours in middleware else [*middleware, ours]
+
+
+def _replaying(url: str) -> Any:
+    """The client's middleware with the replay redirect last (innermost: a recorder the program
+    installed itself sees the replayed answers as it would the API's)."""
+    from .playback.redirect import ReplayMiddleware
+
+    ours = ReplayMiddleware(url)
+
+    def add(middleware: list[Any]) -> list[Any]:
+        return middleware if any(isinstance(m, ReplayMiddleware) for m in middleware) else [*middleware, ours]
+
+    return add
+
+
+def _patch_clients(module: Any, chosen: Any) -> None:
+    """Every client's `__init__` (the SDK's base client classes) takes its middleware through
+    `chosen` (a function from the given list to the list the client gets)."""
     base = sys.modules.get(f"{module.__name__}._base_client")
     for name in ("SyncAPIClient", "AsyncAPIClient"):
         cls = getattr(base, name, None)
@@ -58,16 +96,7 @@ def patch(module: Any) -> None:
         orig = cls.__init__
 
         def __init__(self: Any, *args: Any, __orig: Any = orig, middleware: Any = None, **kwargs: Any) -> None:
-            from .capture import RecorderMiddleware
-
-            mw = list(middleware or ())
-            ours = recorder().middleware
-            theirs = [m for m in mw if isinstance(m, RecorderMiddleware) and m is not ours]
-            if theirs:  # a copy of a client the program wrapped itself: its recorder records it
-                mw = [m for m in mw if m is not ours]
-            elif ours not in mw:
-                mw.append(ours)
-            __orig(self, *args, middleware=mw, **kwargs)
+            __orig(self, *args, middleware=chosen(list(middleware or ())), **kwargs)
 
         __init__._replayer = True  # type: ignore[attr-defined]
         cls.__init__ = __init__

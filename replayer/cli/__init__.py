@@ -22,6 +22,7 @@ from .health import alerts, pricing, stats
 from .importing import import_
 from .proxy import proxy
 from .record import record
+from .replay import replay
 from .rerun import rerun
 
 
@@ -41,7 +42,7 @@ def cli(ctx: click.Context) -> None:
         ctx.invoke(browse)
 
 
-for command in (browse, list_, show, export, record, proxy, import_, db, demo, stats, alerts, pricing, rerun):
+for command in (browse, list_, show, export, record, replay, proxy, import_, db, demo, stats, alerts, pricing, rerun):
     cli.add_command(command)
 
 

@@ -89,8 +89,7 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
     db = str(db_path(ctx).resolve())
     env = dict(os.environ)
     upstream = upstream_for(env)
-    if shutil.which(command[0]) is None and not Path(command[0]).exists():
-        raise UserError(f"command not found: {command[0]}")
+    check_command(command)
     run = new_id("run_")
     started = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     env["REPLAYER_DB"] = db
@@ -117,30 +116,41 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
     env["ANTHROPIC_BASE_URL"] = proxy.url
     reports = tempfile.mkdtemp(prefix="replayer-record-")  # each Python process says what it stored
     env[REPORT_ENV] = reports
-    code = 1
     try:
-        try:
-            proc = subprocess.Popen(list(command), env=env)
-        except OSError as e:
-            raise UserError(f"cannot run {command[0]}: {e.strerror}") from None
-        # SIGTERM to this command goes on to the program (Ctrl-C reaches it from the terminal)
-        before = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
-        try:
-            while True:
-                try:
-                    code = proc.wait()
-                    break
-                except KeyboardInterrupt:
-                    continue  # the program got the Ctrl-C too: let it end, and save its records
-        finally:
-            signal.signal(signal.SIGTERM, before)
+        code = run_child(command, env)
         proxied = _finish(proxy, writer, db, run)
         _keep_run(db, Run(run, list(command), os.getcwd(), started, code if code >= 0 else 128 - code))
         click.echo(summarize(reports, db, list(command), run=run, proxied=proxied), err=True)
     finally:
         shutil.rmtree(reports, ignore_errors=True)
         proxy.stop(timeout=30)  # a second time is a no-op; here when the program could not start
-    ctx.exit(code if code >= 0 else 128 - code)  # killed by a signal: as a shell reports it
+    ctx.exit(code)
+
+
+def check_command(command: tuple[str, ...]) -> None:
+    if shutil.which(command[0]) is None and not Path(command[0]).exists():
+        raise UserError(f"command not found: {command[0]}")
+
+
+def run_child(command: tuple[str, ...], env: dict[str, str]) -> int:
+    """Run the program to its end; its exit code (killed by a signal: 128 + the signal, as a
+    shell reports it). SIGTERM to this command goes on to the program; Ctrl-C reaches it from
+    the terminal, and this command waits for it to end (and its calls to be answered or saved)."""
+    try:
+        proc = subprocess.Popen(list(command), env=env)
+    except OSError as e:
+        raise UserError(f"cannot run {command[0]}: {e.strerror}") from None
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
+    try:
+        while True:
+            try:
+                code = proc.wait()
+                break
+            except KeyboardInterrupt:
+                continue  # the program got the Ctrl-C too: let it end
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    return code if code >= 0 else 128 - code
 
 
 def _keep_run(db: str, run: Any) -> None:

@@ -38,8 +38,13 @@ def start_background(upstream: str, put: Put, *, host: str = "127.0.0.1", port: 
                      tags: dict[str, Any] | None = None, **options: Any) -> BackgroundProxy:
     """Start a proxy to `upstream` whose records go to `put` (a writer's put); `tags` go into
     every record's context. Raises OSError when it can't listen (a port in use)."""
+    return run_in_background(Proxy(upstream, put, tags=tags, **options), host=host, port=port)
+
+
+def run_in_background(proxy: Proxy, *, host: str = "127.0.0.1", port: int = 0) -> BackgroundProxy:
+    """Serve `proxy` (a Proxy, or a server built on it: the replay server) from a daemon thread's
+    event loop. Raises OSError when it can't listen."""
     loop = asyncio.new_event_loop()
-    proxy = Proxy(upstream, put, tags=tags, **options)
     started: dict[str, Any] = {}
     ready = threading.Event()
 

@@ -137,6 +137,21 @@ class Proxy:
             self.tasks.discard(task)
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        headers, recorded_elsewhere = await self.forwarded_headers(request)
+        call: ProxiedCall | None = None
+        data: Any = None
+        if self.put is not None and not recorded_elsewhere and is_turn(request.method, request.path):
+            data = await request.content.read()
+            call = self.recorded_call(request, headers, data, self.tags)
+        elif request.body_exists:
+            data = request.content
+            if request.content_length is not None:
+                headers["content-length"] = str(request.content_length)
+        return await self.forward(request, headers, data, call)
+
+    async def forwarded_headers(self, request: web.BaseRequest) -> tuple[CIMultiDict[str], bool]:
+        """The request's headers as they go upstream (hop-by-hop and our mark dropped), and
+        whether the mark said the call is recorded elsewhere (by the in-process middleware)."""
         if request.version >= (1, 1) and request.headers.get("expect", "").lower() == "100-continue":
             # answered here, not forwarded: curl waits a second for it before sending a large body
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -151,20 +166,24 @@ class Proxy:
                 recorded_elsewhere = recorded_elsewhere or low == RECORDED_HEADER
                 continue
             headers.add(name, value)
+        return headers, recorded_elsewhere
+
+    def recorded_call(self, request: web.BaseRequest, headers: CIMultiDict[str], data: bytes,
+                      tags: dict[str, Any] | None) -> ProxiedCall:
+        """The record of a Messages call whose body is `data` (a retry joins the call it repeats);
+        the upstream is asked only for encodings the record can be decoded from."""
+        key, attempt = self.retries.call_key(data, request.headers.get("x-stainless-retry-count"))
+        raw = [(k, v) for k, v in request.raw_headers if k.lower() != RECORDED_HEADER.encode()]
+        if "accept-encoding" in headers:
+            headers["accept-encoding"] = decodable(headers["accept-encoding"])
+        return ProxiedCall(key, attempt, request.path, tags, data, raw)
+
+    async def forward(self, request: web.BaseRequest, headers: CIMultiDict[str], data: Any,
+                      call: ProxiedCall | None) -> web.StreamResponse:
+        """Send the request upstream with `headers` and `data` (bytes, or the client's body
+        stream) and stream the answer back; `call`, when given, is recorded as it goes and put
+        on the writer at the end."""
         target = URL(self.upstream + request.raw_path, encoded=True)
-        call: ProxiedCall | None = None
-        data: Any = None
-        if self.put is not None and not recorded_elsewhere and is_turn(request.method, request.path):
-            data = await request.content.read()
-            key, attempt = self.retries.call_key(data, request.headers.get("x-stainless-retry-count"))
-            raw = [(k, v) for k, v in request.raw_headers if k.lower() != RECORDED_HEADER.encode()]
-            call = ProxiedCall(key, attempt, request.path, self.tags, data, raw)
-            if "accept-encoding" in headers:
-                headers["accept-encoding"] = decodable(headers["accept-encoding"])
-        elif request.body_exists:
-            data = request.content
-            if request.content_length is not None:
-                headers["content-length"] = str(request.content_length)
         try:
             return await self._exchange(request, target, headers, data, call)
         finally:

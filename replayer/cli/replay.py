@@ -1,0 +1,173 @@
+"""`replayer replay SOURCE -- COMMAND`: run a program with its Messages calls answered from a
+recording (playback/): a replay server on a free loopback port that the program reaches through
+ANTHROPIC_BASE_URL, and, in Python programs, through the boot's redirecting middleware (so a
+client given a base URL of its own is answered too).
+
+The options are a list (`REPLAY_OPTIONS`) and the settings one object (`Settings`), so a live
+part (`--live-from`, the edits) adds options and a player (`make_player`) without touching the
+rest. Exit code: the program's; but 1 when strict mismatches were refused and the program still
+exited 0 (a replay that could not answer the agent as recorded has failed, as a test would).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..fmt import plural
+from .base import UserError, db_option, db_path, open_store, pricing_option
+from .record import check_command, run_child, upstream_for
+
+IGNORE_HELP = (
+    "Leave this field out when comparing requests (repeatable). Keys separated by dots; * is every "
+    "key or list item; a number is one list item: metadata.user_id, system.0.text, "
+    "messages.*.content.*.cache_control."
+)
+
+
+def _speed(_ctx: click.Context, _param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and value <= 0:
+        raise click.BadParameter(f"{value} is not a speed: give a number above 0 (1 = as recorded, 2 = twice as fast)")
+    return value
+
+
+REPLAY_OPTIONS: list[Callable[[Any], Any]] = [
+    click.option("--strict/--loose", "strict", default=True,
+                 help="A request that matches no recording: refused with a 400 (strict, the default), or answered "
+                      "with the recorded answer at the same place in its conversation and reported as drift (loose)."),
+    click.option("--ignore", "ignore", multiple=True, metavar="PATH", help=IGNORE_HELP),
+    click.option("--with-errors", is_flag=True,
+                 help="Replay recorded failed attempts (429, 529, 5xx, dropped connections) before the answer "
+                      "that followed, to exercise the agent's retry handling (default: skipped)."),
+    click.option("--speed", type=float, metavar="X", callback=_speed,
+                 help="Keep the recorded timing, X times faster (1 = as recorded). Default: as fast as possible."),
+]
+"""The command's options, in --help order; a live part appends its own."""
+
+
+def replay_options(command: Any) -> Any:
+    for option in reversed(REPLAY_OPTIONS):
+        command = option(command)
+    return command
+
+
+@dataclass
+class Settings:
+    source: str
+    command: tuple[str, ...]
+    strict: bool = True
+    ignore: tuple[str, ...] = ()
+    with_errors: bool = False
+    speed: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Options a live part added (`--live-from` ...), by parameter name."""
+
+
+def make_player(ctx: click.Context, settings: Settings, recording: Any, matcher: Any) -> tuple[Any, Any]:
+    """The player that decides each call, and the writer's `put` for what goes live (None when
+    nothing does): offline, the recording alone."""
+    from ..playback.server import RecordingPlayer
+
+    return RecordingPlayer(matcher), None
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@db_option
+@pricing_option
+@click.argument("source")
+@replay_options
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
+@click.pass_context
+def replay(ctx: click.Context, source: str, command: tuple[str, ...], **options: Any) -> None:
+    """Run a program with its Claude API calls answered from a recording, offline.
+
+    Example: replayer replay run_01J... -- python agent.py "refund order 1234"
+
+    SOURCE: a conversation id, a run id (every conversation of one `replayer record` run), or a
+    cassette file. Each request is answered by the earliest unused recorded attempt whose request
+    is JSON-equal to it (after --ignore), streams event for event. Put -- before the command.
+    Ends with one line on stderr: calls answered, mismatches, drift. Exit code: the program's, or
+    1 when a strict mismatch was refused and the program still exited 0.
+    """
+    known = {"strict", "ignore", "with_errors", "speed"}
+    settings = Settings(source, command, options["strict"], tuple(options["ignore"]), options["with_errors"],
+                        options["speed"], {k: v for k, v in options.items() if k not in known})
+    ctx.exit(run_replay(ctx, settings))
+
+
+def run_replay(ctx: click.Context, settings: Settings) -> int:
+    from ..autorecord import REPLAY_ENV
+    from ..playback.matching import Matcher, parse_path
+    from ..playback.server import ReplayServer
+    from ..playback.source import load
+    from ..proxy.run import run_in_background
+
+    for path in settings.ignore:
+        try:
+            parse_path(path)
+        except ValueError as e:
+            raise UserError(f"--ignore {e}") from None
+    check_command(settings.command)
+    env = dict(os.environ)
+    upstream = upstream_for(env)
+    recording = load(settings.source, lambda: open_store(ctx), db_path(ctx))
+    matcher = Matcher(recording.lines, ignore=settings.ignore, loose=not settings.strict,
+                      with_errors=settings.with_errors)
+    player, put = make_player(ctx, settings, recording, matcher)
+
+    def refused(message: str) -> None:
+        click.echo(message, err=True)
+
+    server = ReplayServer(player, upstream, put, speed=settings.speed, on_refusal=refused)
+    try:
+        running = run_in_background(server)
+    except OSError as e:
+        raise UserError(f"cannot start the replay server on 127.0.0.1: {e.strerror or e}") from None
+    boot = str(Path(__file__).parent.parent / "_boot")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (boot, env.get("PYTHONPATH")) if p)
+    env["ANTHROPIC_BASE_URL"] = env[REPLAY_ENV] = running.url
+    for name in ("REPLAYER_CONVERSATION", "REPLAYER_USER", "REPLAYER_RUN", "REPLAYER_REPORT_DIR"):
+        env.pop(name, None)  # a replay inside a `record` run records nothing of its own
+    if not player.live and not (env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_AUTH_TOKEN")):
+        # nothing leaves this machine, but an SDK refuses to start without a key
+        env["ANTHROPIC_API_KEY"] = "replayer-replay-offline"
+    try:
+        code = run_child(settings.command, env)
+    finally:
+        running.stop(timeout=30)
+    for drift in matcher.drift():
+        click.echo(f"replayer replay: drift: conversation {drift.conversation_id} turn {drift.index} was answered "
+                   f"though the request differs: {drift.difference}", err=True)
+    mismatches = len(matcher.refusals)
+    failed = bool(mismatches) and code == 0 and settings.strict
+    click.echo(summary(matcher, recording.what, getattr(server, "live_calls", 0), code, failed), err=True)
+    sys.stderr.flush()
+    return 1 if failed else code
+
+
+def summary(matcher: Any, what: str, live: int, code: int, failed: bool) -> str:
+    """The last line: `replayer replay: answered 20 calls from run R (12 streams); no mismatch; no
+    drift; the command exited 0`."""
+    streams = f"{plural(matcher.streams, 'stream')}" if matcher.streams else ""
+    if matcher.synthesized:
+        streams += f", {matcher.synthesized} from the recorded message (no events kept)"
+    parts = [f"answered {plural(matcher.answered, 'call')} from {what}" + (f" ({streams})" if streams else "")]
+    if live:
+        parts.append(f"{plural(live, 'call')} sent live")
+    mismatches = len(matcher.refusals)
+    parts.append(f"{plural(mismatches, 'mismatch', 'mismatches')} refused" if mismatches else "no mismatch")
+    drift = len(matcher.drift())
+    parts.append(f"{plural(drift, 'call')} drifted (loose)" if drift else "no drift")
+    left = matcher.unserved()
+    if left:
+        parts.append(f"{plural(left, 'recorded call')} not asked for")
+    end = f"the command exited {code}"
+    if failed:
+        end += "; exit 1: a strict mismatch fails the replay"
+    return "replayer replay: " + "; ".join([*parts, end])

@@ -1,0 +1,4 @@
+"""Answering an agent from a recording (`replayer replay`, the pytest plugin): source.py loads a
+recording, matching.py picks the recorded attempt that answers a request, answer.py writes it on
+the wire, server.py serves it over HTTP. Headless; importing the package imports nothing heavy
+(server.py imports aiohttp)."""

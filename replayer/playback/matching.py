@@ -1,0 +1,430 @@
+"""Which recorded attempt answers a request (`Matcher`), and what to say when none does.
+
+A request matches a recorded attempt when the two bodies are JSON-equal once the `--ignore`
+paths are removed from both. Of the attempts that match, the earliest not yet served answers,
+so identical requests replay in the order they were recorded, and an agent's concurrent
+conversations each get their own answers (a conversation's later requests hold the answers it
+got before, so they match only that conversation's turns).
+
+Retries: a recorded call that ended in a success is answered by that success at once (its
+failed attempts, 429/529/5xx or a dropped connection, are skipped); `with_errors` serves every
+attempt in order, so the agent's retry handling runs again. A call that never succeeded replays
+as it went, errors and all: how the agent coped is part of the run.
+
+No match: strict (the default) refuses with an API-shaped 400 and a difference message naming
+the closest recorded request and its first difference; `loose` serves the next unserved answer
+of the recorded conversation closest to the request and keeps the difference as drift.
+
+Ignore paths (`PATH`): keys separated by dots; `*` is every key of an object or every item of a
+list; a number is one item of a list. `metadata.user_id`, `system.0.text`,
+`messages.*.content.*.cache_control`. The field named last is removed (a list item is blanked,
+so later items keep their positions).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .answer import synthesize
+
+RETRIED_STATUSES = frozenset({408, 409, 429})
+"""Statuses the SDKs retry (with every 5xx, 529 included, and a connection that failed)."""
+
+Path = tuple[str, ...]
+
+
+def parse_path(text: str) -> Path:
+    """An ignore path, `a.b.*.c`; ValueError (saying what is wrong) when it is not one."""
+    parts = tuple(text.strip().split("."))
+    if not text.strip() or any(not p for p in parts):
+        raise ValueError(f"{text!r} is not a field path: give keys separated by dots, e.g. metadata.user_id "
+                         "or messages.*.content.*.text (* is every key or item)")
+    return parts
+
+
+_GONE = object()
+
+
+def without(doc: Any, path: Path) -> Any:
+    """`doc` with the field at `path` removed (every field, through `*`). Copies only the
+    containers on the way; the original is left as it was."""
+    if not path:
+        return _GONE
+    head, rest = path[0], path[1:]
+    if isinstance(doc, dict):
+        keys = list(doc) if head == "*" else ([head] if head in doc else [])
+        if not keys:
+            return doc
+        out = dict(doc)
+        for key in keys:
+            value = without(doc[key], rest)
+            if value is _GONE:
+                del out[key]
+            else:
+                out[key] = value
+        return out
+    if isinstance(doc, list):
+        if head == "*":
+            indexes: Any = range(len(doc))
+        elif head.lstrip("-").isdigit() and -len(doc) <= int(head) < len(doc):
+            indexes = [int(head)]
+        else:
+            return doc
+        items = list(doc)
+        for i in indexes:
+            value = without(doc[i], rest)
+            items[i] = None if value is _GONE else value
+        return items
+    return doc
+
+
+def stripped(doc: Any, ignore: tuple[Path, ...]) -> Any:
+    for path in ignore:
+        doc = without(doc, path)
+    return doc
+
+
+# -- what the matcher decides --------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Answer:
+    """A recorded attempt that answers the request: `status` None means the recorded attempt got
+    no answer (a dropped connection: the server drops this one too). A stream's answer has
+    `events` (recorded, or synthesized from the message when `synthesized`); any other has `body`."""
+
+    status: int | None
+    headers: dict[str, str]
+    body: bytes | None
+    events: list[dict[str, Any]] | None
+    line: dict[str, Any]
+    synthesized: bool = False
+
+
+@dataclass(slots=True)
+class Refusal:
+    """No recorded attempt answers: the agent gets `status` and `body` (an API-shaped error);
+    `message` (one or two lines) names the closest recorded request and its first difference."""
+
+    status: int
+    body: bytes
+    message: str
+
+
+@dataclass(slots=True)
+class Drift:
+    """A request loose mode answered though it matched nothing: what it was answered with."""
+
+    conversation_id: str | None
+    index: int | None
+    difference: str
+
+
+def error_body(message: str, kind: str = "invalid_request_error") -> bytes:
+    return json.dumps({"type": "error", "error": {"type": kind, "message": message}}, ensure_ascii=False).encode()
+
+
+# -- the recording, as slots to serve ------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Slot:
+    n: int
+    line: dict[str, Any]
+    body: Any
+    """The recorded request with the ignore paths removed."""
+    conversation: str | None
+    served: bool = False
+
+
+def _turn_key(line: dict[str, Any]) -> Any:
+    return line.get("turn_id") or (line.get("conversation_id"), line.get("index"))
+
+
+def _answered(line: dict[str, Any]) -> bool:
+    """An attempt that got an answer, or failed (no answer) in a way a server can repeat."""
+    return line.get("status") is not None or line.get("error") is not None
+
+
+def _succeeded(line: dict[str, Any]) -> bool:
+    status = line.get("status")
+    return status is not None and 200 <= status < 300 and not line.get("error")
+
+
+def _bucket(body: Any) -> Any:
+    """A cheap key that every JSON-equal body shares: the model, how many messages, and the last
+    message. Requests of one conversation differ in it; candidates in one bucket are compared whole."""
+    if not isinstance(body, dict):
+        return ("?", orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        last = orjson.dumps(messages[-1], option=orjson.OPT_SORT_KEYS) if messages else b""
+        return (str(body.get("model")), len(messages), last)
+    return (str(body.get("model")), -1, orjson.dumps(messages, option=orjson.OPT_SORT_KEYS))
+
+
+class Matcher:
+    """Answers requests from recorded cassette lines (a list of dicts: the export line plus
+    `events`). Thread-safe: the replay server and an in-process player share one."""
+
+    def __init__(self, lines: list[dict[str, Any]], *, ignore: tuple[str, ...] | list[str] = (), loose: bool = False,
+                 with_errors: bool = False) -> None:
+        self.ignore = tuple(parse_path(p) for p in ignore)
+        self.loose = loose
+        self.with_errors = with_errors
+        self.lock = threading.Lock()
+        self.slots: list[_Slot] = []
+        self.buckets: dict[Any, deque[_Slot]] = {}
+        self.conversations: dict[str | None, deque[_Slot]] = {}
+        self.answered = 0
+        self.streams = 0
+        self.synthesized = 0
+        self.refusals: list[Refusal] = []
+        self.drifts: list[Drift] = []
+        self._load(lines)
+
+    def _load(self, lines: list[dict[str, Any]]) -> None:
+        turns: dict[Any, list[dict[str, Any]]] = {}
+        for line in lines:
+            if line.get("request") is not None and _answered(line):
+                turns.setdefault(_turn_key(line), []).append(line)
+        chosen: list[dict[str, Any]] = []
+        for attempts in turns.values():
+            attempts.sort(key=lambda a: a.get("attempt") or 0)
+            if not self.with_errors and _succeeded(attempts[-1]):
+                attempts = attempts[-1:]
+            chosen.extend(attempts)
+        # earliest first: identical requests replay in the order they were first sent
+        chosen.sort(key=lambda a: a.get("started_at") or "")
+        for n, line in enumerate(chosen):
+            body = stripped(line["request"], self.ignore)
+            slot = _Slot(n, line, body, line.get("conversation_id"))
+            self.slots.append(slot)
+            self.buckets.setdefault(_bucket(body), deque()).append(slot)
+            self.conversations.setdefault(slot.conversation, deque()).append(slot)
+
+    # -- answering ------------------------------------------------------------------------------
+    def answer(self, endpoint: str, body: bytes) -> Answer | Refusal:
+        """The recorded answer to one request (`endpoint` is its path), or why there is none."""
+        try:
+            sent = stripped(orjson.loads(body), self.ignore)
+        except orjson.JSONDecodeError:
+            return self._refuse("replayer replay: the request body is not JSON; a recording answers only JSON requests")
+        with self.lock:
+            slot = self._exact(sent)
+            if slot is not None:
+                return self._serve(slot)
+            closest = self._closest(sent)
+            if self.loose:
+                nxt = self._next_of(closest.conversation) if closest is not None else None
+                if nxt is None:
+                    nxt = next((s for s in self.slots if not s.served), None)
+                if nxt is not None:
+                    self.drifts.append(Drift(nxt.conversation, nxt.line.get("index"),
+                                             first_difference(nxt.body, sent)))
+                    return self._serve(nxt)
+            return self._refuse(self._explain(sent, closest, endpoint))
+
+    def _exact(self, sent: Any) -> _Slot | None:
+        bucket = self.buckets.get(_bucket(sent))
+        if not bucket:
+            return None
+        while bucket and bucket[0].served:  # served from the front: skip them for good
+            bucket.popleft()
+        for slot in bucket:
+            if not slot.served and slot.body == sent:
+                return slot
+        return None
+
+    def _next_of(self, conversation: str | None) -> _Slot | None:
+        queue = self.conversations.get(conversation)
+        while queue and queue[0].served:
+            queue.popleft()
+        return queue[0] if queue else None
+
+    def _serve(self, slot: _Slot) -> Answer:
+        slot.served = True
+        self.answered += 1
+        line = slot.line
+        status = line.get("status")
+        headers = {"content-type": "application/json"}
+        if line.get("request_id"):
+            headers["request-id"] = str(line["request_id"])
+        if status is None:
+            return Answer(None, headers, None, None, line)
+        if line.get("stream") and 200 <= status < 300:
+            self.streams += 1
+            headers["content-type"] = "text/event-stream; charset=utf-8"
+            events = line.get("events")
+            if events is not None:
+                return Answer(status, headers, None, events, line)
+            self.synthesized += 1
+            return Answer(status, headers, None, synthesize(line.get("response"), line.get("error")), line, True)
+        response = line.get("response")
+        if response is None:  # an error answer whose body was not kept: the API's shape, from the error
+            error = line.get("error") or {}
+            body = error_body(str(error.get("message") or ""), str(error.get("type") or "api_error"))
+        else:
+            body = json.dumps(response, ensure_ascii=False, separators=(",", ":")).encode()
+        return Answer(status, headers, body, None, line)
+
+    def _refuse(self, message: str) -> Refusal:
+        refusal = Refusal(400, error_body(message.replace("\n", " ")), message)
+        self.refusals.append(refusal)
+        return refusal
+
+    # -- saying what changed --------------------------------------------------------------------
+    def _closest(self, sent: Any) -> _Slot | None:
+        """The recorded request `sent` is closest to: the most leading messages in common, then
+        the same model, system and tools, then as many messages; unserved before served, earlier
+        before later."""
+        best, best_score = None, None
+        for slot in self.slots:
+            score = (*_likeness(slot.body, sent), not slot.served, -slot.n)
+            if best_score is None or score > best_score:
+                best, best_score = slot, score
+        return best
+
+    def _explain(self, sent: Any, closest: _Slot | None, endpoint: str) -> str:
+        if closest is None:
+            return f"replayer replay: the recording has no request to answer {endpoint} with"
+        where = _where(closest.line)
+        if closest.body == sent:
+            return (f"replayer replay: this request was recorded ({where}) but its recorded answers are all used: "
+                    "the agent sent it more times than in the recording")
+        return (f"replayer replay: no recorded request matches this one; closest: {where}\n"
+                f"  first difference: {first_difference(closest.body, sent)}")
+
+    # -- the end report -------------------------------------------------------------------------
+    def drift(self) -> list[Drift]:
+        with self.lock:
+            return list(self.drifts)
+
+    def unserved(self) -> int:
+        with self.lock:
+            return sum(1 for s in self.slots if not s.served)
+
+
+def _where(line: dict[str, Any]) -> str:
+    attempt = line.get("attempt") or 0
+    return (f"conversation {line.get('conversation_id')} turn {line.get('index')}"
+            + (f" attempt {attempt}" if attempt else ""))
+
+
+def _likeness(recorded: Any, sent: Any) -> tuple[int, int, int]:
+    if not isinstance(recorded, dict) or not isinstance(sent, dict):
+        return (0, 0, 0)
+    a, b = recorded.get("messages"), sent.get("messages")
+    common = 0
+    if isinstance(a, list) and isinstance(b, list):
+        for x, y in zip(a, b, strict=False):
+            if x != y:
+                break
+            common += 1
+        size = -abs(len(a) - len(b))
+    else:
+        size = 0
+    same = sum(recorded.get(k) == sent.get(k) for k in ("model", "system", "tools"))
+    return (common, same, size)
+
+
+# -- the first difference, in words --------------------------------------------------------------
+
+_WIDTH = 60
+
+
+def _first(a: Any, b: Any, path: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any, Any] | None:
+    """The first place two JSON documents differ: (path, old, new); _GONE for a missing side."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        order = ["model", "system", "tools", "messages"]
+        keys = [k for k in order if k in a or k in b] + [k for k in a if k not in order] + [
+            k for k in b if k not in order and k not in a]
+        for key in keys:
+            if key not in a or key not in b:
+                return (*path, key), a.get(key, _GONE), b.get(key, _GONE)
+            got = _first(a[key], b[key], (*path, key))
+            if got is not None:
+                return got
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        for i in range(max(len(a), len(b))):
+            if i >= len(a) or i >= len(b):
+                return (*path, i), a[i] if i < len(a) else _GONE, b[i] if i < len(b) else _GONE
+            got = _first(a[i], b[i], (*path, i))
+            if got is not None:
+                return got
+        return None
+    if a == b and type(a) is type(b):
+        return None
+    return path, a, b
+
+
+def _place(path: tuple[Any, ...], recorded: Any, sent: Any) -> str:
+    """`message 3, block 1 (tool_result), content` from messages.3.content.1.content."""
+    words: list[str] = []
+    i = 0
+    doc = sent if isinstance(sent, dict) else {}
+    if len(path) >= 2 and path[0] == "messages" and isinstance(path[1], int):
+        words.append(f"message {path[1]}")
+        i = 2
+        message = _at(sent, path[:2]) or _at(recorded, path[:2])
+        if len(path) >= 4 and path[2] == "content" and isinstance(path[3], int):
+            block = _at(sent, path[:4]) or _at(recorded, path[:4])
+            kind = block.get("type") if isinstance(block, dict) else None
+            words.append(f"block {path[3]}" + (f" ({kind})" if kind else ""))
+            i = 4
+        elif len(path) == 2 and isinstance(message, dict):
+            words[-1] += f" ({message.get('role')})"
+    elif len(path) >= 2 and path[0] in ("system", "tools") and isinstance(path[1], int):
+        item = _at(doc, path[:2]) or _at(recorded, path[:2])
+        name = item.get("name") if isinstance(item, dict) else None
+        words.append(f"{'system block' if path[0] == 'system' else 'tool'} {path[1]}" + (f" ({name})" if name else ""))
+        i = 2
+    rest = ".".join(str(p) for p in path[i:])
+    if rest:
+        words.append(rest)
+    return ", ".join(words) or "the body"
+
+
+def _at(doc: Any, path: tuple[Any, ...]) -> Any:
+    for p in path:
+        try:
+            doc = doc[p]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return doc
+
+
+def _shown(value: Any, start: int = 0) -> str:
+    if value is _GONE:
+        return "(absent)"
+    if isinstance(value, str):
+        cut = value[start:start + _WIDTH]
+        more = "…" if start + _WIDTH < len(value) else ""
+        return ("…" if start else "") + json.dumps(cut, ensure_ascii=False) + more
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= _WIDTH else text[:_WIDTH - 1] + "…"
+
+
+def first_difference(recorded: Any, sent: Any) -> str:
+    """Where `sent` first differs from `recorded`, in a line: `message 3, block 0 (tool_result),
+    content: "…old…" -> "…new…"` (strings shown from a little before where they part)."""
+    got = _first(recorded, sent, ())
+    if got is None:
+        return "none (the bodies are equal)"
+    path, old, new = got
+    start = 0
+    if isinstance(old, str) and isinstance(new, str):
+        same = 0
+        for x, y in zip(old, new, strict=False):
+            if x != y:
+                break
+            same += 1
+        start = max(0, same - 20)
+    return f"{_place(path, recorded, sent)}: {_shown(old, start)} -> {_shown(new, start)}"

@@ -1,0 +1,94 @@
+"""Loading what `replayer replay SOURCE` answers from: a cassette file (JSON Lines of cassette
+lines), a conversation id (a prefix of one will do), or a run id (every conversation one
+`replayer record` run recorded: its "run" tag). Bad SOURCE: one line saying what to give.
+
+A cassette line is an export line (store/export.py) plus `"events"`: a stream's SSE events, or
+null when the stream was recorded before events were kept (answer.py synthesizes them then).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..cli.base import UserError, resolve_id
+
+if TYPE_CHECKING:
+    from ..store.queries import Store
+
+HOW = ("give a conversation id (replayer list), a run id (printed by replayer record; replayer list --run ID) "
+       "or a cassette file (replayer export --cassette)")
+
+
+@dataclass
+class Recording:
+    lines: list[dict[str, Any]]
+    what: str
+    """What was loaded, for messages: `conversation ID`, `run ID (3 conversations)`, `FILE`."""
+    conversations: list[str] = field(default_factory=list)
+
+
+def load(source: str, open_store: Callable[[], Store], db: Path | None = None) -> Recording:
+    """The recording SOURCE names. `open_store` opens the database (only called when SOURCE is
+    not a file); `db` names it in messages."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return _cassette(path)
+    if path.suffix in (".jsonl", ".json") or "/" in source or path.is_dir():
+        what = "a folder" if path.is_dir() else "no such file"
+        raise UserError(f"SOURCE {source}: {what}; {HOW}")
+    if db is not None and not db.exists():
+        raise UserError(f"SOURCE {source}: not a file, and there is no database at {db} to look it up in; {HOW}")
+    store = open_store()
+    conversation = resolve_id(store, source)
+    if store.conversation_exists(conversation):
+        return Recording(list(_from_store(store, conversation_id=conversation)), f"conversation {conversation}",
+                         [conversation])
+    conversations = store.run_conversations(source)
+    if conversations:
+        lines = list(_from_store(store, run_id=source))
+        return Recording(lines, f"run {source} ({len(conversations)} conversation{'s' * (len(conversations) != 1)})",
+                         conversations)
+    where = f" in {db}" if db is not None else ""
+    raise UserError(f"SOURCE {source}: no conversation, run or cassette file by that name{where}; {HOW}")
+
+
+def _from_store(store: Store, *, conversation_id: str | None = None, run_id: str | None = None
+                ) -> Iterator[dict[str, Any]]:
+    try:
+        from ..store.export import cassette_lines  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:  # before stream events were kept: export lines, every stream synthesized
+        conversations = [conversation_id] if conversation_id else store.run_conversations(run_id or "")
+        for conversation in conversations:
+            for text in store.export_lines(conversation):
+                line = orjson.loads(text)
+                line["events"] = None
+                yield line
+        return
+    yield from cassette_lines(store, conversation_id=conversation_id, run_id=run_id)
+
+
+def _cassette(path: Path) -> Recording:
+    lines: list[dict[str, Any]] = []
+    try:
+        with open(path, "rb") as f:
+            for n, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    line = orjson.loads(raw)
+                except orjson.JSONDecodeError as e:
+                    raise UserError(f"{path} line {n} is not JSON ({e}): a cassette is JSON Lines; {HOW}") from None
+                if not isinstance(line, dict) or "request" not in line:
+                    raise UserError(f"{path} line {n} is not a cassette line (no request): {HOW}")
+                lines.append(line)
+    except OSError as e:
+        raise UserError(f"SOURCE {path}: cannot read it ({e.strerror}); {HOW}") from None
+    if not lines:
+        raise UserError(f"SOURCE {path}: the file holds no recorded call; {HOW}")
+    conversations = list(dict.fromkeys(str(line.get("conversation_id")) for line in lines))
+    return Recording(lines, str(path), conversations)
