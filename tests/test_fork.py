@@ -1,0 +1,140 @@
+"""Forks: `replayer replay SOURCE --live-from N [edits] -- COMMAND` and `replayer fork TURN`.
+
+A 10-turn tool loop (the real SDK, a child process) is recorded with `replayer record`, against
+the local fake Messages API; the fork replays its first turns from the recording and sends the
+rest to the fake with the edits, recorded as a new conversation linked to the original."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import FAKE_KEY, exported, sent_bodies
+
+from replayer.fakeapi import FakeAPI, Reply
+from replayer.store.queries import Store
+from replayer.store.schema import open_db
+
+CLI = [sys.executable, "-m", "replayer.cli"]
+TURNS = 10
+SYSTEM = "You are a careful refund agent."
+AGENT = """
+    import sys
+    import anthropic
+
+    client = anthropic.Anthropic()
+    messages = [{"role": "user", "content": "refund order " + sys.argv[1]}]
+    for turn in range(40):
+        try:
+            reply = client.messages.create(model="claude-sonnet-4-5", max_tokens=200, system=SYSTEM,
+                                           tools=[{"name": "lookup", "description": "look a step up",
+                                                   "input_schema": {"type": "object"}}],
+                                           messages=messages)
+        except anthropic.APIStatusError as e:
+            print("API ERROR", e.status_code, e.body["error"]["message"])
+            raise SystemExit(3)
+        messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in reply.content]})
+        calls = [b for b in reply.content if b.type == "tool_use"]
+        if not calls:
+            print("FINAL", reply.content[0].text)
+            break
+        messages.append({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": c.id, "content": "looked up step " + str(c.input["step"])}
+            for c in calls]})
+"""
+
+
+def loop_reply(body: dict) -> Reply:
+    """The fake's model: a tool call per turn until turn 9, then a final answer. Its answer
+    depends on the request only, so a live part continues the loop the same way."""
+    turn = (len(body.get("messages") or []) - 1) // 2
+    usage = {"input_tokens": 1000, "output_tokens": 100, "cache_creation_input_tokens": 0,
+             "cache_read_input_tokens": 0}
+    if turn < TURNS - 1:
+        content = [{"type": "text", "text": f"step {turn}"},
+                   {"type": "tool_use", "id": f"toolu_{turn:02d}", "name": "lookup", "input": {"step": turn}}]
+        stop = "tool_use"
+    else:
+        content = [{"type": "text", "text": f"refunded after {turn} steps"}]
+        stop = "end_turn"
+    return Reply(body={"id": f"msg_{turn:02d}", "type": "message", "role": "assistant",
+                       "model": body.get("model"), "content": content, "stop_reason": stop,
+                       "stop_sequence": None, "usage": usage})
+
+
+@pytest.fixture
+def loop_api():
+    with FakeAPI(responder=loop_reply) as server:
+        yield server
+
+
+def replayer(db: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+             stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "--db", str(db), *args], capture_output=True, text=True, timeout=300, cwd=cwd, input=stdin,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def recorded_loop(api: FakeAPI, tmp_path: Path) -> tuple[Path, str, Path]:
+    """The loop recorded by `replayer record -- python agent.py 1234`: (db, conversation, workdir)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "agent.py").write_text(f"SYSTEM = {SYSTEM!r}\n" + textwrap.dedent(AGENT))
+    db = tmp_path.resolve() / "fork.db"
+    proc = replayer(db, "record", "--", sys.executable, "agent.py", "1234",
+                    env={"ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY}, cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert f"FINAL refunded after {TURNS - 1} steps" in proc.stdout
+    lines = exported(db)
+    assert len(lines) == TURNS and len({line["conversation_id"] for line in lines}) == 1
+    api.received.clear()
+    return db, lines[0]["conversation_id"], work
+
+
+def test_record_keeps_the_runs_argv_and_working_directory_never_its_environment(loop_api, tmp_path):
+    db, conv, work = recorded_loop(loop_api, tmp_path)
+    store = Store(open_db(db, create=False))
+    run = store.conversation_tags(conv)["run"]
+    kept = store.run(run)
+    assert kept is not None
+    assert kept.argv == [sys.executable, "agent.py", "1234"] and kept.cwd == str(work) and kept.exit_code == 0
+    row = store.db.execute("SELECT * FROM runs").fetchall()
+    assert len(row) == 1 and FAKE_KEY not in json.dumps(row)  # no environment, so no key
+
+
+def test_a_run_that_recorded_nothing_makes_no_database(tmp_path):
+    db = tmp_path / "none.db"
+    proc = replayer(db, "record", "--", sys.executable, "-c", "print('no calls')")
+    assert proc.returncode == 0, proc.stderr
+    assert not db.exists()
+
+
+def test_tool_result_edits_rewrite_every_tool_result_answering_that_call():
+    from replayer.replay import Edits, edit_request
+
+    request = {"model": "m", "messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_01", "name": "t", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01", "content": "old",
+                                      "is_error": True}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_02", "name": "t", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_02", "content": "kept"}]},
+    ]}
+    edits = Edits(tool_results={"toolu_01": "new"})
+    edited = edit_request(request, edits)
+    assert edited["messages"][2]["content"][0] == {"type": "tool_result", "tool_use_id": "toolu_01",
+                                                   "content": "new", "is_error": True}
+    assert edited["messages"][4] == request["messages"][4]
+    assert request["messages"][2]["content"][0]["content"] == "old"  # the original is left as it was
+    assert Edits.from_json(json.loads(json.dumps(edits.to_json()))) == edits
+    assert "tool result toolu_01" in edits.names()
+
+
+RUN_LINE = re.compile(r"\(run (run_[0-9a-f]+)\)")
