@@ -23,7 +23,7 @@ from typing import Any
 import anthropic
 
 from . import context
-from .captured import Captured, Context, Put
+from .captured import Captured, Context, Put, chunk_times
 
 log = logging.getLogger("replayer")
 _warned = False
@@ -143,14 +143,16 @@ class _StreamCapture(_Attempt):
     it, to time the first token: inline (a function call per chunk cost more than the search), with
     `find` (cheaper than `in`), and across two chunks only when the first ended mid-line."""
 
-    __slots__ = ("put", "chunks", "n", "done", "gens", "p_first", "err", "abandoned", "orig_iter", "orig_close",
-                 "names", "before")
+    __slots__ = ("put", "chunks", "times", "n", "done", "gens", "p_first", "err", "abandoned", "orig_iter",
+                 "orig_close", "names", "before")
 
     def __init__(self, request: Any, http: Any, ctx: Context | None, t_start: float, p0: float, endpoint: str,
                  put: Put, is_async: bool):
         super().__init__(request, http, ctx, t_start, p0, endpoint)
         self.put = put
         self.chunks: list[bytes] = []
+        self.times: list[float] = []
+        """When each chunk arrived (perf_counter), for the stream's event times."""
         self.n = 0
         """How many chunks the body had when it ended: a tee generator still iterated after the
         end (the tee itself is taken off at the end) appends chunks that aren't this body's."""
@@ -214,22 +216,24 @@ class _StreamCapture(_Attempt):
 
     def _tee(self, args: Any, kwargs: Any) -> Any:
         err: BaseException | None = None
-        append = self.chunks.append
+        append, clock, stamp = self.chunks.append, time.perf_counter, self.times.append
         try:
             chunks = self.orig_iter(*args, **kwargs)
             if self.stream:  # only a stream's events have a first token
                 cut = None  # the end of a chunk that ended mid-line: a marker may be cut in two
                 for chunk in chunks:
                     append(chunk)
+                    stamp(clock())
                     if chunk.find(_DELTA) >= 0 or (cut is not None and (cut + chunk[:32]).find(_DELTA) >= 0):
                         if not self.done:
-                            self.p_first = time.perf_counter()
+                            self.p_first = self.times[-1]
                         yield chunk
                         break
                     cut = None if chunk[-1:] == b"\n" else chunk[-32:]
                     yield chunk
             for chunk in chunks:
                 append(chunk)
+                stamp(clock())
                 yield chunk
         except BaseException as e:
             err = e
@@ -262,22 +266,24 @@ class _StreamCapture(_Attempt):
 
     async def _atee(self, args: Any, kwargs: Any) -> Any:
         err: BaseException | None = None
-        append = self.chunks.append
+        append, clock, stamp = self.chunks.append, time.perf_counter, self.times.append
         try:
             chunks = self.orig_iter(*args, **kwargs)
             if self.stream:
                 cut = None
                 async for chunk in chunks:
                     append(chunk)
+                    stamp(clock())
                     if chunk.find(_DELTA) >= 0 or (cut is not None and (cut + chunk[:32]).find(_DELTA) >= 0):
                         if not self.done:
-                            self.p_first = time.perf_counter()
+                            self.p_first = self.times[-1]
                         yield chunk
                         break
                     cut = None if chunk[-1:] == b"\n" else chunk[-32:]
                     yield chunk
             async for chunk in chunks:
                 append(chunk)
+                stamp(clock())
                 yield chunk
         except BaseException as e:
             err = e
@@ -304,10 +310,12 @@ class _StreamCapture(_Attempt):
             "content-type", ""
         )
         record = self._base()
-        body = b"".join(self.chunks[: self.n])
+        chunks = self.chunks[: self.n]
+        body = b"".join(chunks)
         self.chunks = []
         if is_sse:
             record.sse = body
+            record.sse_chunks = chunk_times(chunks, self.times, self.p0)
             if self.p_first is not None:
                 record.ttft_ms = round((self.p_first - self.p0) * 1000, 3)
         else:

@@ -43,6 +43,9 @@ class Captured:
     status: int | None = None
     response_bytes: bytes | None = None
     sse: bytes | None = None
+    sse_chunks: list[tuple[int, float]] | None = None
+    """For a stream, each chunk of `sse` as it arrived: (the offset in `sse` where it ends, ms
+    after the attempt started when it came). The writer turns them into each event's time."""
     latency_ms: float | None = None
     ttft_ms: float | None = None
     """For a stream: when the chunk with the first content_block_delta arrived."""
@@ -50,6 +53,17 @@ class Captured:
     request_id: str | None = None
     ctx: Context | None = None
     abandoned: bool = False
+
+
+def chunk_times(chunks: list[bytes], times: list[float], p0: float) -> list[tuple[int, float]]:
+    """`Captured.sse_chunks` of a stream's chunks and their arrival clock readings, `p0` the
+    attempt's start. (`times` may run longer: chunks read after the end aren't the body's.)"""
+    out = []
+    end = 0
+    for chunk, t in zip(chunks, times, strict=False):
+        end += len(chunk)
+        out.append((end, round((t - p0) * 1000, 3)))
+    return out
 
 
 class Capturable(Protocol):

@@ -14,6 +14,7 @@ fields to the block and sets the rest.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,3 +179,48 @@ def assemble(raw: bytes) -> Assembled:
         message["content"] = [b for b in message["content"] if b is not None]
     out.message = message
     return out
+
+
+# -- the events as a client sees them, with where each ends ----------------------------------
+_BLANK = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
+"""A line's end followed by an empty line's: where an event is dispatched."""
+_FIELD = re.compile(rb"(?:^|(?<=[\r\n]))(?:event|data)(?:[:\r\n]|$)")
+"""An `event` or `data` line: a block without one dispatches nothing."""
+_LINES = re.compile(rb"\r\n|\r|\n")
+
+
+def event_ends(raw: bytes) -> list[int]:
+    """Where each event a client dispatches from `raw` ends: the offset just past the empty line
+    that ends it. As the SSE spec and the SDK's decoder read a stream, an event ends at an empty
+    line, so one the stream stopped in the middle of (cut off, or a last event with no empty line
+    after it) was never delivered and has no end here; a block of comments alone is no event."""
+    ends = []
+    start = 0
+    search = _FIELD.search
+    for m in _BLANK.finditer(raw):
+        if search(raw, start, m.start()) is not None:
+            ends.append(m.end())
+        start = m.end()
+    return ends
+
+
+def delivered(raw: bytes) -> list[Event]:
+    """The events a client dispatches from `raw` (see `event_ends`), in order."""
+    events = []
+    start = 0
+    for end in event_ends(raw):
+        name: str | None = None
+        data: list[str] = []
+        for line in _LINES.split(raw[start:end]):
+            if not line or line[:1] == b":":
+                continue
+            key, _, value = line.partition(b":")
+            if value[:1] == b" ":
+                value = value[1:]
+            if key == b"event":
+                name = value.decode("utf-8", "replace")
+            elif key == b"data":
+                data.append(value.decode("utf-8", "replace"))
+        events.append(Event(name, "\n".join(data)))
+        start = end
+    return events

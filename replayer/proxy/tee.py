@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from ..bounded import BoundedDict
-from ..captured import Captured, Context
+from ..captured import Captured, Context, chunk_times
 
 _DELTA = b"content_block_delta"
 
@@ -101,6 +101,16 @@ def decode(encoding: str, body: bytes) -> bytes:
     return body
 
 
+def decode_chunks(encoding: str, chunks: list[bytes]) -> list[bytes]:
+    """`decode`, chunk by chunk: what each compressed chunk decoded to (in order, the body)."""
+    for name in reversed([e for e in encoding.split(",") if e.strip()]):
+        d = decoder_for(name)
+        if d is None:
+            raise ValueError(f"content-encoding {name.strip()!r} can't be decoded here")
+        chunks = [bytes(d.decompress(c)) for c in chunks]
+    return chunks
+
+
 class Retries:
     """Which call a retry repeats: an SDK's retry carries `x-stainless-retry-count: n` (n > 0)
     and the same body as the try before it. First tries are remembered by a digest of their
@@ -142,8 +152,8 @@ class ProxiedCall:
     there). Filled in by the proxy's handler as the exchange goes."""
 
     __slots__ = ("call_key", "attempt", "t_start", "endpoint", "tags", "request_bytes", "request_headers",
-                 "response_headers", "status", "chunks", "p0", "p1", "p_first", "error", "abandoned", "encoding",
-                 "sse", "cut")
+                 "response_headers", "status", "chunks", "times", "p0", "p1", "p_first", "error", "abandoned",
+                 "encoding", "sse", "cut")
 
     def __init__(self, call_key: str, attempt: int, endpoint: str, tags: dict[str, Any] | None, body: bytes,
                  headers: list[tuple[bytes, bytes]]) -> None:
@@ -156,6 +166,8 @@ class ProxiedCall:
         self.response_headers: list[tuple[bytes, bytes]] | None = None
         self.status: int | None = None
         self.chunks: list[bytes] = []
+        self.times: list[float] = []
+        """When each chunk came (perf_counter), for a stream's event times."""
         self.error: dict[str, Any] | None = None
         self.abandoned = False
         self.encoding = ""
@@ -175,8 +187,10 @@ class ProxiedCall:
             self.sse = False
 
     def chunk(self, data: bytes) -> None:
-        """A chunk of the response, as it came. Until the first content_block_delta, look for it."""
+        """A chunk of the response, as it came, and when. Until the first content_block_delta, look
+        for it."""
         self.chunks.append(data)
+        self.times.append(time.perf_counter())
         if self.sse is False:
             return
         text = data if self.sse is None else bytes(self.sse.decompress(data))
@@ -184,7 +198,7 @@ class ProxiedCall:
             return
         cut = self.cut
         if text.find(_DELTA) >= 0 or (cut is not None and (cut + text[:32]).find(_DELTA) >= 0):
-            self.p_first = time.perf_counter()
+            self.p_first = self.times[-1]
             self.sse = False
             return
         self.cut = None if text[-1:] == b"\n" else text[-32:]
@@ -200,10 +214,14 @@ class ProxiedCall:
         headers = self.response_headers or []
         content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"").decode("latin-1")
         is_sse = "event-stream" in content_type
-        body = b"".join(self.chunks)
-        self.chunks = []
-        if self.encoding and body:
-            body = decode(self.encoding, body)
+        chunks, self.chunks = self.chunks, []
+        if is_sse and self.encoding:  # decoded chunk by chunk: each one's end in the decoded stream
+            chunks = decode_chunks(self.encoding, chunks)
+            body = b"".join(chunks)
+        else:
+            body = b"".join(chunks)
+            if self.encoding and body:
+                body = decode(self.encoding, body)
         tags = self.tags
         trace_id = _trace_id(self.request_headers)
         record = Captured(
@@ -226,6 +244,8 @@ class ProxiedCall:
         # a stream's bytes are assembled by the writer (sse.py); an error answer to a stream
         # request is a plain JSON body, as in the middleware
         setattr(record, "sse" if is_sse else "response_bytes", body)
+        if is_sse:
+            record.sse_chunks = chunk_times(chunks, self.times, self.p0)
         if is_sse and self.p_first is not None:
             record.ttft_ms = round((self.p_first - self.p0) * 1000, 3)
         return record

@@ -38,6 +38,9 @@ class Attempt:
     error: dict[str, Any] | None
     unknown_events: list[Any] | None
     """A stream's events of types this version doesn't know, kept as they came."""
+    sse: bytes | None = None
+    """The stream as received, to keep its events (store/events.py); None for no stream, or when
+    the redaction changed the response or error the events would show unredacted."""
 
 
 def read_headers(captured: Captured) -> None:
@@ -154,14 +157,22 @@ def read(captured: Captured, decoder: Decoder, redact: Redact | None) -> Attempt
             "conversation_id": ctx.conversation_id if ctx else None,
             "user_id": ctx.user_id if ctx else None,
         }
+        shown = _shown(response, error) if captured.sse else None
         kept = redact(record)
         if kept is None:
             return None
+        if shown is not None and _shown(kept.get("response"), kept.get("error")) != shown:
+            captured.sse = None  # the events hold what the hook took out: keep none (replay builds them)
         plain = False
         request_obj, request_raw = kept.get("request"), None
         response, error = kept.get("response"), kept.get("error")
         captured.headers = kept.get("request_headers") or {}
-    return Attempt(request_obj, request_raw, response, plain, error, unknown_events)
+    return Attempt(request_obj, request_raw, response, plain, error, unknown_events, captured.sse or None)
+
+
+def _shown(response: Any, error: Any) -> str:
+    """What a stream's events show, to tell whether a redaction changed it."""
+    return codec.canon([response, error])
 
 
 def event(

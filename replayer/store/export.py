@@ -1,17 +1,20 @@
 """The JSONL export (DESIGN.md's export format): one line per recorded attempt, its request and
 response rebuilt as on the wire (Store.request_text / response_text) and spliced into the line as
-text, so nothing large is parsed again."""
+text, so nothing large is parsed again. And cassettes: those lines plus each stream's events."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .codec import storable
+from .attempt import Redact
+from .codec import canon, storable
+from .events import events_of
 
 if TYPE_CHECKING:
     from .queries import Store
+
 
 _SLOT = "\u0000replayer:{}\u0000"
 """Where the request and response text go in a line, replaced after the line is dumped."""
@@ -21,11 +24,66 @@ def export_lines(store: Store, conversation_id: str | None = None) -> Iterator[s
     """One JSON line per recorded attempt (DESIGN.md's export format): conversations oldest
     first, each in turn order, each turn's attempts in order."""
     where, args = ("WHERE t.conversation_id = ?", [conversation_id]) if conversation_id else ("", [])
+    for _row, line in _lines(store, where, args):
+        yield line
+
+
+def cassette_lines(
+    store: Store, *, conversation_id: str | None = None, run_id: str | None = None, redact: Redact | None = None
+) -> Iterator[dict[str, Any]]:
+    """A recording as cassette lines: each export line (as a dict, its keys unchanged) plus
+    "events": for a stream, the SSE events its client was delivered, in order, each
+    {"event": name, "data": the parsed JSON (the text when it isn't JSON), "ms": milliseconds
+    after the attempt started when the chunk that completed it arrived, or None}; None for a
+    non-stream and for a stream recorded before events were kept (then only its message is known).
+
+    Of one conversation, or of every conversation one `replayer record` run recorded (`run_id`,
+    their "run" tag), in export order. `redact`: a hook as `Recorder(redact=...)` takes, given
+    each line (the record's keys, and the rest); it returns the line to keep or None to drop it.
+    When it changes the response or error and leaves the events alone, the events (which would
+    show what it took out) become None."""
+    if (conversation_id is None) == (run_id is None):
+        raise ValueError("cassette_lines: give conversation_id or run_id (one of them)")
+    from .queries import RUN_MATCH
+
+    if conversation_id is not None:
+        where, args = "WHERE t.conversation_id = ?", [conversation_id]
+    else:  # (only conversations have a tags_json column)
+        where, args = f"WHERE {RUN_MATCH}", [str(run_id)]
+    for row, text in _lines(store, where, args, events=True):
+        line = json.loads(text)
+        body = row["stream_body"]
+        line["events"] = events_of(store.stream_body(body), row["event_ms"]) if body is not None else None
+        if redact is not None:
+            line = _redacted(line, redact)
+            if line is None:
+                continue
+        yield line
+
+
+def _redacted(line: dict[str, Any], redact: Redact) -> dict[str, Any] | None:
+    shown = canon([line.get("response"), line.get("error")])
+    events = canon(line.get("events"))
+    kept = redact(line)
+    if kept is None:
+        return None
+    if canon([kept.get("response"), kept.get("error")]) != shown and canon(kept.get("events")) == events:
+        kept["events"] = None
+    return kept
+
+
+def _lines(store: Store, where: str, args: list[Any], *, events: bool = False) -> Iterator[tuple[dict[str, Any], str]]:
+    """(the attempt's row, its export line) for each attempt `where` selects, in export order."""
+    extra, join = "", ""
+    if events:
+        extra = ", s.body AS stream_body, s.event_ms"
+        join = "LEFT JOIN stream_events s ON s.attempt_id = a.id"
     cur = store.db.execute(
         f"""SELECT a.*, t.conversation_id, t.idx, t.user_id, t.trace_id, t.endpoint, t.stream,
-                   i.source AS imported_from, l.parent_id AS parent_conversation_id
+                   i.source AS imported_from, l.parent_id AS parent_conversation_id{extra}
             FROM attempts a JOIN turns t ON t.id = a.turn_id JOIN conversations c ON c.id = t.conversation_id
             LEFT JOIN imported_turns i ON i.turn_id = t.id LEFT JOIN conversation_links l ON l.conversation_id = c.id
+            {join}
             {where}
             ORDER BY c.started_at, c.id, t.idx, a.attempt, a.id""",
         args,
@@ -67,4 +125,4 @@ def export_lines(store: Store, conversation_id: str | None = None) -> Iterator[s
         line = json.dumps(head, ensure_ascii=False)
         line = line.replace(json.dumps(_SLOT.format("request")), store.request_text(row), 1)
         line = line.replace(json.dumps(_SLOT.format("response")), store.response_text(row) or "null", 1)
-        yield storable(line)  # a lone surrogate in a string, escaped: a UTF-8 file takes the line
+        yield row, storable(line)  # a lone surrogate in a string, escaped: a UTF-8 file takes the line

@@ -25,6 +25,7 @@ from .agent_ids import metadata_user, with_session
 from .attempt import Redact, label
 from .blobs import Blobs
 from .codec import Decoder, digest, dumps_plain, iso, new_id
+from .events import Streams
 from .scan import ParsedRequest, RequestScanner
 from .threads import OpenConversations
 from .tool_results import ToolResults
@@ -124,6 +125,7 @@ class Ingestor:
         self.scanner = RequestScanner(self.blobs, self.decoder)
         self.threads = OpenConversations(db)
         self.tool_results = ToolResults(db)
+        self.streams = Streams(db)
         self.turn_by_call: OrderedDict[str, Turn] = OrderedDict()
         """Call key -> its turn, for the call's retries (the oldest forgotten first)."""
         self.next_idx: BoundedDict[str, LastTurn] = BoundedDict(MAX_TURNS)
@@ -199,6 +201,7 @@ class Ingestor:
         self.last_reads.clear()
         self.tool_results.forget()
         self.blobs.forget()
+        self.streams.forget()
         self.scanner.forget()
         self.turn_by_call.clear()
 
@@ -286,6 +289,8 @@ class Ingestor:
             ),
         )
         attempt_id = int(cur.lastrowid or 0)
+        if read.sse is not None:
+            self.streams.store(attempt_id, read.sse, captured.sse_chunks)
         prev_reads = None
         conv_rowid = turn.conversation_rowid
         if isinstance(usage, dict):

@@ -172,6 +172,12 @@ class Store:
 
         return export_lines(self, conversation_id)
 
+    def stream_body(self, body_id: int) -> bytes:
+        """A stored stream's bytes as received (store/events.py)."""
+        from .events import read_body
+
+        return read_body(self.db, body_id)
+
     # -- listings ------------------------------------------------------------------------------
     def ids_starting(self, prefix: str, *, kind: str = "conversation", limit: int = 3) -> tuple[int, list[str]]:
         """Conversation (kind "conversation") or turn ("turn") ids the text names: the id itself

@@ -327,6 +327,19 @@ def m006_imported(db: Database) -> None:
     db.execute("CREATE INDEX conversation_links_parent ON conversation_links(parent_id)")
 
 
+@migrations(name="m007_stream_events")
+def m007_stream_events(db: Database) -> None:
+    # A stream's events as they came, so a recorded run can be replayed event for event (issue
+    # 16): the raw SSE once per distinct body, and per attempt its body and each event's time
+    # (store/events.py). Kept beside attempts, not as columns of it, so export lines are
+    # untouched. Streams recorded before this kept only the message their events built: they
+    # have no row here, and replay synthesizes their events from that message.
+    from .events import SCHEMA
+
+    for sql in SCHEMA:
+        db.execute(sql)
+
+
 @migrations(name="m008_runs")
 def m008_runs(db: Database) -> None:
     # What `replayer record` ran, so `replayer fork` can run it again: the argv and working
