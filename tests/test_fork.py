@@ -138,3 +138,57 @@ def test_tool_result_edits_rewrite_every_tool_result_answering_that_call():
 
 
 RUN_LINE = re.compile(r"\(run (run_[0-9a-f]+)\)")
+
+
+def fork_env(api: FakeAPI) -> dict[str, str]:
+    return {"ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY}
+
+
+def agent_cmd() -> list[str]:
+    return ["--", sys.executable, "agent.py", "1234"]
+
+
+def fork_of(db: Path) -> tuple[str, dict]:
+    """The one fork conversation in the database, and its link."""
+    store = Store(open_db(db, create=False))
+    rows = store.db.execute(
+        "SELECT conversation_id, parent_id, kind, turn_index, edits_json FROM conversation_links").fetchall()
+    assert len(rows) == 1, rows
+    conv, parent, kind, index, edits = rows[0]
+    return conv, {"parent": parent, "kind": kind, "turn_index": index, "edits": json.loads(edits)}
+
+
+def test_a_fork_at_turn_5_sends_turns_5_on_with_the_new_system_prompt_and_records_a_linked_variant(
+        loop_api, tmp_path):
+    db, conv, work = recorded_loop(loop_api, tmp_path)
+    original = exported(db)
+    proc = replayer(db, "replay", conv, "--live-from", "5", "--system", "You are terse.", "--yes", *agent_cmd(),
+                    env=fork_env(loop_api), cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert f"FINAL refunded after {TURNS - 1} steps" in proc.stdout
+    assert "estimate for turn 5:" in proc.stderr
+
+    # turns 0-4 never reached the fake; 5-9 did, each with the edit (and the agent's own history)
+    sent = sent_bodies(loop_api)
+    assert [len(b["messages"]) for b in sent] == [2 * t + 1 for t in range(5, TURNS)]
+    assert all(b["system"] == "You are terse." for b in sent)
+    assert [b["messages"] for b in sent] == [line["request"]["messages"] for line in original[5:]]
+
+    fork, link = fork_of(db)
+    assert link == {"parent": conv, "kind": "fork", "turn_index": 5, "edits": {"system": "You are terse."}}
+    lines = [line for line in exported(db) if line["conversation_id"] == fork]
+    assert [line["index"] for line in lines] == list(range(TURNS))
+    assert [line["request"]["system"] for line in lines] == [SYSTEM] * 5 + ["You are terse."] * 5
+    assert [line["response"] for line in lines[:5]] == [line["response"] for line in original[:5]]
+    assert f"replayer replay: fork {fork} of {conv} at turn 5: 5 live calls" in proc.stderr
+
+    # listed as a variant of the original; out of the health metrics and spend like reruns
+    listed = replayer(db, "list")
+    row = next(line for line in listed.stdout.splitlines() if fork in line)
+    assert f"↳ fork of {conv} at turn 5 (system)" in row
+    as_json = json.loads(replayer(db, "list", "--json").stdout)
+    assert next(r for r in as_json if r["conversation_id"] == fork)["variant_of"] == \
+        f"fork of {conv} at turn 5 (system)"
+    stats = json.loads(replayer(db, "stats", "--json").stdout)
+    assert stats["reruns"]["turns"] == TURNS and stats["reruns"]["variants"] == 1
+    assert sum(u["turns"] for u in stats["users"]) == TURNS and stats["conversations"]["count"] == 1  # the original

@@ -132,12 +132,12 @@ def check_command(command: tuple[str, ...]) -> None:
         raise UserError(f"command not found: {command[0]}")
 
 
-def run_child(command: tuple[str, ...], env: dict[str, str]) -> int:
+def run_child(command: tuple[str, ...], env: dict[str, str], cwd: str | None = None) -> int:
     """Run the program to its end; its exit code (killed by a signal: 128 + the signal, as a
     shell reports it). SIGTERM to this command goes on to the program; Ctrl-C reaches it from
     the terminal, and this command waits for it to end (and its calls to be answered or saved)."""
     try:
-        proc = subprocess.Popen(list(command), env=env)
+        proc = subprocess.Popen(list(command), env=env, cwd=cwd)
     except OSError as e:
         raise UserError(f"cannot run {command[0]}: {e.strerror}") from None
     before = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))

@@ -22,6 +22,7 @@ import click
 
 from ..fmt import plural
 from .base import UserError, db_option, db_path, open_store, pricing_option
+from .edits import edit_options
 from .record import check_command, run_child, upstream_for
 
 IGNORE_HELP = (
@@ -50,6 +51,25 @@ REPLAY_OPTIONS: list[Callable[[Any], Any]] = [
 ]
 """The command's options, in --help order; a live part appends its own."""
 
+REPLAY_OPTIONS += [
+    click.option("--live-from", "live_from", metavar="N|TURN_ID",
+                 help="Fork: answer turns before N (a turn index of the source conversation, CONVERSATION:N, or a "
+                      "turn id) from the recording, and send turn N on upstream with the edits, recorded as a new "
+                      "conversation linked to the source."),
+    edit_options(tool_results=True),
+    click.option("--budget", type=click.FloatRange(min=0, min_open=True), metavar="USD",
+                 help="Stop the live part (an API error to the agent) once its calls have cost this much."),
+    click.option("--max-turns", type=click.IntRange(min=1), metavar="K",
+                 help="Stop the live part (an API error to the agent) after K live calls."),
+    click.option("--upstream", metavar="URL",
+                 help="Where live calls go (default $ANTHROPIC_BASE_URL, else $REPLAYER_UPSTREAM, else the API)."),
+    click.option("--yes", "-y", is_flag=True, help="Go live without asking (the estimate is still printed)."),
+]
+LIVE_OPTIONS = {"system": "--system", "model": "--model", "messages": "--message", "sets": "--set",
+                "tool_results": "--tool-result", "budget": "--budget", "max_turns": "--max-turns",
+                "upstream": "--upstream", "yes": "--yes"}
+"""What only a live part takes (parameter -> flag): refused without --live-from."""
+
 
 def replay_options(command: Any) -> Any:
     for option in reversed(REPLAY_OPTIONS):
@@ -74,7 +94,15 @@ def make_player(ctx: click.Context, settings: Settings, recording: Any, matcher:
     nothing does): offline, the recording alone."""
     from ..playback.server import RecordingPlayer
 
-    return RecordingPlayer(matcher), None
+    extra = settings.extra
+    if extra.get("live_from") is None:
+        given = [name for name in LIVE_OPTIONS if extra.get(name)]
+        if given:
+            raise UserError(f"{LIVE_OPTIONS[given[0]]} is for a fork: add --live-from N (the turn to go live from)")
+        return RecordingPlayer(matcher), None
+    from .live import fork_player
+
+    return fork_player(ctx, settings, recording, matcher)
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -115,7 +143,7 @@ def run_replay(ctx: click.Context, settings: Settings) -> int:
             raise UserError(f"--ignore {e}") from None
     check_command(settings.command)
     env = dict(os.environ)
-    upstream = upstream_for(env)
+    upstream = settings.extra.get("upstream") or upstream_for(env)
     recording = load(settings.source, lambda: open_store(ctx), db_path(ctx))
     matcher = Matcher(recording.lines, ignore=settings.ignore, loose=not settings.strict,
                       with_errors=settings.with_errors)
@@ -138,9 +166,12 @@ def run_replay(ctx: click.Context, settings: Settings) -> int:
         # nothing leaves this machine, but an SDK refuses to start without a key
         env["ANTHROPIC_API_KEY"] = "replayer-replay-offline"
     try:
-        code = run_child(settings.command, env)
+        code = run_child(settings.command, env, cwd=settings.extra.get("cwd"))
     finally:
         running.stop(timeout=30)
+        finish = getattr(player, "finish", None)  # a fork: its records written, its link kept
+        if finish is not None:
+            finish()
     for drift in matcher.drift():
         click.echo(f"replayer replay: drift: conversation {drift.conversation_id} turn {drift.index} was answered "
                    f"though the request differs: {drift.difference}", err=True)
