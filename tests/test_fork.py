@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -82,24 +82,38 @@ def replayer(db: Path, *args: str, env: dict[str, str] | None = None, cwd: Path 
     )
 
 
-def recorded_loop(api: FakeAPI, tmp_path: Path) -> tuple[Path, str, Path]:
-    """The loop recorded by `replayer record -- python agent.py 1234`: (db, conversation, workdir)."""
-    work = tmp_path / "work"
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory) -> tuple[Path, str, Path]:
+    """The loop recorded once by `replayer record -- python agent.py 1234`: (db, conversation,
+    workdir). Each test works on a copy of the database."""
+    tmp = tmp_path_factory.mktemp("recorded")
+    work = tmp / "work"
     work.mkdir()
     (work / "agent.py").write_text(f"SYSTEM = {SYSTEM!r}\n" + textwrap.dedent(AGENT))
-    db = tmp_path.resolve() / "fork.db"
-    proc = replayer(db, "record", "--", sys.executable, "agent.py", "1234",
-                    env={"ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY}, cwd=work)
+    db = tmp.resolve() / "fork.db"
+    with FakeAPI(responder=loop_reply) as api:
+        proc = replayer(db, "record", "--", sys.executable, "agent.py", "1234",
+                        env={"ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY, "HOME": str(tmp),
+                             "XDG_DATA_HOME": str(tmp / "data")}, cwd=work)  # conftest's isolation is per test
     assert proc.returncode == 0, proc.stderr
     assert f"FINAL refunded after {TURNS - 1} steps" in proc.stdout
     lines = exported(db)
     assert len(lines) == TURNS and len({line["conversation_id"] for line in lines}) == 1
-    api.received.clear()
     return db, lines[0]["conversation_id"], work
 
 
-def test_record_keeps_the_runs_argv_and_working_directory_never_its_environment(loop_api, tmp_path):
-    db, conv, work = recorded_loop(loop_api, tmp_path)
+def recorded_loop(recorded: tuple[Path, str, Path], tmp_path: Path) -> tuple[Path, str, Path]:
+    """A copy of the recorded loop's database, for one test to fork."""
+    db, conv, work = recorded
+    copy = tmp_path.resolve() / "fork.db"
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{db}{suffix}").exists():
+            shutil.copyfile(f"{db}{suffix}", f"{copy}{suffix}")
+    return copy, conv, work
+
+
+def test_record_keeps_the_runs_argv_and_working_directory_never_its_environment(recorded):
+    db, conv, work = recorded
     store = Store(open_db(db, create=False))
     run = store.conversation_tags(conv)["run"]
     kept = store.run(run)
@@ -137,8 +151,6 @@ def test_tool_result_edits_rewrite_every_tool_result_answering_that_call():
     assert "tool result toolu_01" in edits.names()
 
 
-RUN_LINE = re.compile(r"\(run (run_[0-9a-f]+)\)")
-
 
 def fork_env(api: FakeAPI) -> dict[str, str]:
     return {"ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY}
@@ -159,8 +171,8 @@ def fork_of(db: Path) -> tuple[str, dict]:
 
 
 def test_a_fork_at_turn_5_sends_turns_5_on_with_the_new_system_prompt_and_records_a_linked_variant(
-        loop_api, tmp_path):
-    db, conv, work = recorded_loop(loop_api, tmp_path)
+        loop_api, recorded, tmp_path):
+    db, conv, work = recorded_loop(recorded, tmp_path)
     original = exported(db)
     proc = replayer(db, "replay", conv, "--live-from", "5", "--system", "You are terse.", "--yes", *agent_cmd(),
                     env=fork_env(loop_api), cwd=work)
@@ -192,3 +204,93 @@ def test_a_fork_at_turn_5_sends_turns_5_on_with_the_new_system_prompt_and_record
     stats = json.loads(replayer(db, "stats", "--json").stdout)
     assert stats["reruns"]["turns"] == TURNS and stats["reruns"]["variants"] == 1
     assert sum(u["turns"] for u in stats["users"]) == TURNS and stats["conversations"]["count"] == 1  # the original
+
+
+def test_a_tool_result_edit_is_made_in_every_later_request(loop_api, recorded, tmp_path):
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    proc = replayer(db, "replay", conv, "--live-from", "5", "--tool-result", "toolu_02=order 1234 was never paid",
+                    "--yes", *agent_cmd(), env=fork_env(loop_api), cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    sent = sent_bodies(loop_api)
+    assert len(sent) == TURNS - 5
+    for body in sent:
+        results = {b["tool_use_id"]: b["content"] for m in body["messages"] if isinstance(m["content"], list)
+                   for b in m["content"] if b["type"] == "tool_result"}
+        assert results["toolu_02"] == "order 1234 was never paid"
+        assert all(text == f"looked up step {int(tid[-2:])}" for tid, text in results.items() if tid != "toolu_02")
+        assert body["system"] == SYSTEM
+    _, link = fork_of(db)
+    assert link["edits"] == {"tool_results": {"toolu_02": "order 1234 was never paid"}}
+
+
+def test_max_turns_stops_the_live_part_with_an_api_error_to_the_agent(loop_api, recorded, tmp_path):
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    proc = replayer(db, "replay", conv, "--live-from", "5", "--system", "Be brief.", "--max-turns", "2", "--yes",
+                    *agent_cmd(), env=fork_env(loop_api), cwd=work)
+    assert proc.returncode == 3, proc.stderr  # the agent's own exit on an API error
+    assert "API ERROR 400 replayer: the fork's live part is stopped: --max-turns 2 reached" in proc.stdout
+    assert len(sent_bodies(loop_api)) == 2
+    fork, _ = fork_of(db)
+    assert len([line for line in exported(db) if line["conversation_id"] == fork]) == 5 + 2
+    assert "stopped: replayer: the fork's live part is stopped" in proc.stderr
+
+
+def test_budget_stops_the_live_part_once_the_live_calls_cost_that_much(loop_api, recorded, tmp_path):
+    import math
+
+    from replayer.pricing import default_table
+
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    per_call = default_table().cost(exported(db)[5]["usage"], "claude-sonnet-4-5")
+    assert per_call
+    budget = per_call * 2.5
+    proc = replayer(db, "replay", conv, "--live-from", "5", "--system", "Be brief.", "--budget", str(budget),
+                    "--yes", *agent_cmd(), env=fork_env(loop_api), cwd=work)
+    assert proc.returncode == 3, proc.stderr
+    assert f"API ERROR 400 replayer: the fork's live part is stopped: --budget ${budget:g} reached" in proc.stdout
+    assert len(sent_bodies(loop_api)) == math.ceil(budget / per_call)
+
+
+def test_fork_runs_the_recorded_command_again_in_its_working_directory(loop_api, recorded, tmp_path):
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = replayer(db, "fork", f"{conv}:5", "--system", "You are terse.", "--yes", env=fork_env(loop_api),
+                    cwd=elsewhere)
+    assert proc.returncode == 0, proc.stderr
+    assert f"running again in {work}: {sys.executable} agent.py 1234" in proc.stderr
+    assert f"FINAL refunded after {TURNS - 1} steps" in proc.stdout  # agent.py, found in the recorded cwd
+    sent = sent_bodies(loop_api)
+    assert [len(b["messages"]) for b in sent] == [2 * t + 1 for t in range(5, TURNS)]
+    assert all(b["system"] == "You are terse." for b in sent)
+    _, link = fork_of(db)
+    assert (link["parent"], link["turn_index"]) == (conv, 5)
+
+
+def test_fork_of_a_run_not_recorded_by_record_is_refused_in_one_line(api, client, rec, db_path):
+    client.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    rec.flush()
+    conv = exported(db_path)[0]["conversation_id"]
+    proc = replayer(db_path, "fork", f"{conv}:0", "--yes", env=fork_env(api))
+    assert proc.returncode == 2
+    line = proc.stderr.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in line
+    assert "was not recorded by `replayer record`" in line and f"replayer replay {conv} --live-from 0" in line
+
+
+def test_going_live_without_an_api_key_is_refused_in_one_line(loop_api, recorded, tmp_path):
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    proc = replayer(db, "replay", conv, "--live-from", "5", "--yes", *agent_cmd(),
+                    env={"ANTHROPIC_BASE_URL": loop_api.url}, cwd=work)
+    assert proc.returncode == 2
+    line = proc.stderr.strip()
+    assert len(line.splitlines()) == 1 and "no API key: set ANTHROPIC_API_KEY" in line
+    assert loop_api.received == []  # nothing reached the API, and the agent never ran
+    assert "FINAL" not in proc.stdout
+
+
+def test_edits_without_live_from_are_refused_in_one_line(loop_api, recorded, tmp_path):
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    proc = replayer(db, "replay", conv, "--system", "x", *agent_cmd(), cwd=work)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith("--system is for a fork: add --live-from N (the turn to go live from)")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -38,6 +39,12 @@ def _speed(_ctx: click.Context, _param: click.Parameter, value: float | None) ->
     return value
 
 
+def _url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and (urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc):
+        raise click.BadParameter(f"{value!r} is not an http(s) URL: give e.g. https://api.anthropic.com")
+    return value.rstrip("/") if value else None
+
+
 REPLAY_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--strict/--loose", "strict", default=True,
                  help="A request that matches no recording: refused with a 400 (strict, the default), or answered "
@@ -51,19 +58,24 @@ REPLAY_OPTIONS: list[Callable[[Any], Any]] = [
 ]
 """The command's options, in --help order; a live part appends its own."""
 
-REPLAY_OPTIONS += [
-    click.option("--live-from", "live_from", metavar="N|TURN_ID",
-                 help="Fork: answer turns before N (a turn index of the source conversation, CONVERSATION:N, or a "
-                      "turn id) from the recording, and send turn N on upstream with the edits, recorded as a new "
-                      "conversation linked to the source."),
+FORK_OPTIONS: list[Callable[[Any], Any]] = [
     edit_options(tool_results=True),
     click.option("--budget", type=click.FloatRange(min=0, min_open=True), metavar="USD",
                  help="Stop the live part (an API error to the agent) once its calls have cost this much."),
     click.option("--max-turns", type=click.IntRange(min=1), metavar="K",
                  help="Stop the live part (an API error to the agent) after K live calls."),
-    click.option("--upstream", metavar="URL",
+    click.option("--upstream", metavar="URL", callback=_url,
                  help="Where live calls go (default $ANTHROPIC_BASE_URL, else $REPLAYER_UPSTREAM, else the API)."),
     click.option("--yes", "-y", is_flag=True, help="Go live without asking (the estimate is still printed)."),
+]
+"""The options of a live part, `replayer fork`'s too."""
+
+REPLAY_OPTIONS += [
+    click.option("--live-from", "live_from", metavar="N|TURN_ID",
+                 help="Fork: answer turns before N (a turn index of the source conversation, CONVERSATION:N, or a "
+                      "turn id) from the recording, and send turn N on upstream with the edits, recorded as a new "
+                      "conversation linked to the source."),
+    *FORK_OPTIONS,
 ]
 LIVE_OPTIONS = {"system": "--system", "model": "--model", "messages": "--message", "sets": "--set",
                 "tool_results": "--tool-result", "budget": "--budget", "max_turns": "--max-turns",

@@ -1,0 +1,57 @@
+"""`replayer fork TURN [edits]`: run again the command `replayer record` recorded for TURN's run
+(its argv, in its working directory; the environment is this shell's, never a recorded one) under
+`replayer replay RUN --live-from TURN`, so the run's other conversations replay whole too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .base import UserError, db_option, open_store, pricing_option
+from .edits import resolve_turn
+from .replay import FORK_OPTIONS, Settings, run_replay
+
+
+def fork_options(command: Any) -> Any:
+    for option in reversed(FORK_OPTIONS):
+        command = option(command)
+    return command
+
+
+@click.command()
+@db_option
+@pricing_option
+@click.argument("turn", metavar="CONVERSATION:N|TURN_ID")
+@fork_options
+@click.pass_context
+def fork(ctx: click.Context, turn: str, **options: Any) -> None:
+    """Fork a recorded run at a turn: run its command again, answer the turns before TURN from
+    the recording, and send TURN on live with the edits (replay --live-from).
+
+    Example: replayer fork conv_01J...:7 --system @new-prompt.txt --max-turns 20
+
+    Only a run recorded by `replayer record` can be forked this way (its command and working
+    directory were kept); for any other, run the command yourself:
+    replayer replay CONVERSATION --live-from N [edits] -- COMMAND.
+    """
+    store = open_store(ctx)
+    turn_id = resolve_turn(store, turn)
+    detail = store.turn_detail(turn_id).turn
+    conversation, index = detail.conversation_id, detail.index
+    run_id = store.conversation_tags(conversation).get("run")
+    run = store.run(run_id) if isinstance(run_id, str) else None
+    if run is None:
+        raise UserError(
+            f"{conversation} was not recorded by `replayer record`, so no command was kept to run again: "
+            f"run it yourself: replayer replay {conversation} --live-from {index} [edits] -- COMMAND"
+        )
+    if not Path(run.cwd).is_dir():
+        raise UserError(
+            f"run {run.run_id} ran in {run.cwd}, which is gone: run it yourself from elsewhere: "
+            f"replayer replay {run.run_id} --live-from {turn_id} [edits] -- COMMAND"
+        )
+    click.echo(f"replayer fork: running again in {run.cwd}: {' '.join(run.argv)}", err=True)
+    extra = {**options, "live_from": turn_id, "cwd": run.cwd}
+    ctx.exit(run_replay(ctx, Settings(run.run_id, tuple(run.argv), extra=extra)))
