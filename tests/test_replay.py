@@ -233,7 +233,7 @@ from pathlib import Path  # noqa: E402
 
 from conftest import FAKE_KEY, exported  # noqa: E402
 
-from replayer.fakeapi import Reply, message_events  # noqa: E402
+from replayer.fakeapi import FakeAPI, Reply, message_events  # noqa: E402
 
 CLI = [sys.executable, "-m", "replayer.cli"]
 TOOLS = [{"name": "read_file", "description": "Read a file.",
@@ -241,11 +241,13 @@ TOOLS = [{"name": "read_file", "description": "Read a file.",
 TURNS = 20
 
 AGENT = f"""
-    import json, sys
+    import json, os, sys
     import anthropic
 
-    # a tool loop: odd turns streamed (events printed to the file argv[1]), even turns not
-    client = anthropic.Anthropic(max_retries=int(sys.argv[3]) if len(sys.argv) > 3 else 2)
+    # a tool loop: odd turns streamed (events printed to the file argv[1]), even turns not;
+    # a base URL of its own when $AGENT_BASE_URL is set
+    client = anthropic.Anthropic(base_url=os.environ.get("AGENT_BASE_URL") or None,
+                                 max_retries=int(sys.argv[3]) if len(sys.argv) > 3 else 2)
     messages = [{{"role": "user", "content": sys.argv[2] if len(sys.argv) > 2 else "read every file"}}]
     seen = open(sys.argv[1], "w")
     RAW = {{"message_start", "content_block_start", "content_block_delta", "content_block_stop",
@@ -310,39 +312,300 @@ def write_agent(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def recorded(api, tmp_path):
-    """A 20-turn tool loop recorded with `replayer record` against the fake, then the fake
-    stopped: (db, run id, agent, the agent's output when recorded, the events it saw)."""
-    api.responder = loop_reply
-    agent = write_agent(tmp_path)
-    db = tmp_path.resolve() / "rec.db"
-    proc = replayer(db, "record", "--", sys.executable, str(agent), str(tmp_path / "seen-recorded.jsonl"),
-                    env={"ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY}, cwd=tmp_path)
+def record_loop(api: FakeAPI, folder: Path, *args: str) -> tuple[Path, str, Path, str, str]:
+    """The tool loop recorded with `replayer record` against the fake, then the fake stopped:
+    (db, run id, agent, the agent's output when recorded, the events its streams gave it)."""
+    agent = write_agent(folder)
+    db = folder.resolve() / "rec.db"
+    seen = folder / "seen-recorded.jsonl"
+    proc = replayer(db, "record", "--", sys.executable, str(agent), str(seen), *args,
+                    env={"ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY, "HOME": str(folder),
+                         "XDG_DATA_HOME": str(folder / "data")}, cwd=folder)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.endswith(f"turns: {TURNS}\n"), proc.stdout
     run = last_line(proc).rsplit("(run ", 1)[1].rstrip(")")
-    assert len(api.received) == TURNS
     api.stop()
-    return db, run, agent, proc.stdout, (tmp_path / "seen-recorded.jsonl").read_text()
+    return db, run, agent, proc.stdout, seen.read_text()
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """A 20-turn tool loop, half of it streamed, recorded once for the module's replays (which
+    only read it)."""
+    with FakeAPI(loop_reply) as api:
+        got = record_loop(api, tmp_path_factory.mktemp("recorded"))
+        assert len(api.received) == TURNS
+        return got
+
+
+DEAD = "http://127.0.0.1:9"
+"""Where the fake was: stopped. Nothing may try to reach an upstream."""
 
 
 def test_a_recorded_tool_loop_replays_offline_to_the_same_output(recorded, tmp_path):
+    """Recorded through the proxy, replayed through the middleware: the agent's client has a base
+    URL of its own (the dead upstream), and the boot sends its calls to the replay server."""
     db, run, agent, output, seen = recorded
-    dead = "http://127.0.0.1:9"  # the fake is stopped; nothing may try to reach an upstream
     proc = replayer(db, "replay", run, "--", sys.executable, str(agent), str(tmp_path / "seen-replayed.jsonl"),
-                    env={"ANTHROPIC_BASE_URL": dead, "ANTHROPIC_API_KEY": FAKE_KEY}, cwd=tmp_path)
+                    env={"ANTHROPIC_BASE_URL": DEAD, "AGENT_BASE_URL": DEAD, "ANTHROPIC_API_KEY": FAKE_KEY},
+                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == output
     conversation = exported(db)[0]["conversation_id"]
-    assert last_line(proc) == (f"replayer replay: answered {TURNS} calls from run {run} (1 conversation) "
-                               f"({TURNS // 2} streams, {TURNS // 2} from the recorded message (no events kept)); "
-                               "no mismatch; no drift; the command exited 0")
-    # streams built from the recorded message: the same content reaches the SDK, fewer deltas
-    replayed = (tmp_path / "seen-replayed.jsonl").read_text().splitlines()
-    assert [json.loads(x)[:2] for x in replayed if '"content_block_delta"' not in x] == [
-        json.loads(x)[:2] for x in seen.splitlines() if '"content_block_delta"' not in x]
-    # and by conversation id (a prefix will do), the same
+    assert last_line(proc) == (f"replayer replay: answered {TURNS} calls ({TURNS // 2} streams) from run {run} "
+                               "(1 conversation); no mismatch; no drift; the command exited 0")
+    # streams event for event: the SDK sees the same events, deltas and order as when recorded
+    replayed = (tmp_path / "seen-replayed.jsonl").read_text()
+    assert replayed == seen and seen.count("content_block_delta") > 3 * TURNS // 2
+    # and by conversation id (a prefix will do), the same, with no key in the environment
     again = replayer(db, "replay", conversation[:12], "--", sys.executable, str(agent), os.devnull,
-                     env={"ANTHROPIC_BASE_URL": dead, "ANTHROPIC_API_KEY": FAKE_KEY})
+                     env={"ANTHROPIC_BASE_URL": DEAD})
     assert again.returncode == 0 and again.stdout == output, again.stderr
+
+
+def test_strict_mismatch_gives_the_agent_a_400_and_the_user_the_first_difference(recorded, tmp_path):
+    db, run, agent, _output, _seen = recorded
+    proc = replayer(db, "replay", run, "--", sys.executable, str(agent), os.devnull, "read every file twice",
+                    env={"ANTHROPIC_BASE_URL": DEAD})
+    assert proc.returncode == 9, proc.stderr  # the agent's own exit code: it failed
+    assert proc.stdout.startswith("API error 400: ") and "no recorded request matches" in proc.stdout
+    conversation = exported(db)[0]["conversation_id"]
+    assert proc.stderr.splitlines() == [
+        f"replayer replay: no recorded request matches this one; closest: conversation {conversation} turn 0",
+        '  first difference: message 0, content: "read every file" -> "read every file twice"',
+        f"replayer replay: answered 0 calls from run {run} (1 conversation); 1 mismatch refused; no drift; "
+        f"{TURNS} recorded calls not asked for; the command exited 9",
+    ]
+
+
+def test_a_strict_mismatch_fails_the_replay_even_when_the_agent_exits_0(recorded, tmp_path):
+    db, run, _agent, _output, _seen = recorded
+    script = tmp_path / "shrug.py"
+    script.write_text(textwrap.dedent("""
+        import anthropic
+        try:
+            anthropic.Anthropic().messages.create(model="claude-haiku-4-5", max_tokens=5,
+                                                  messages=[{"role": "user", "content": "never recorded"}])
+        except anthropic.BadRequestError as e:
+            print("the agent shrugs:", e.status_code)
+    """))
+    proc = replayer(db, "replay", run, "--", sys.executable, str(script), env={"ANTHROPIC_BASE_URL": DEAD})
+    assert proc.stdout == "the agent shrugs: 400\n"
+    assert proc.returncode == 1, proc.stderr
+    assert last_line(proc).endswith("1 mismatch refused; no drift; 20 recorded calls not asked for; "
+                                    "the command exited 0; exit 1: a strict mismatch fails the replay")
+
+
+def test_loose_answers_from_the_same_place_and_reports_the_drift(recorded, tmp_path):
+    db, run, agent, output, _seen = recorded
+    proc = replayer(db, "replay", run, "--loose", "--", sys.executable, str(agent), os.devnull,
+                    "read every file twice", env={"ANTHROPIC_BASE_URL": DEAD})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == output  # every answer the recorded one, turn by turn
+    conversation = exported(db)[0]["conversation_id"]
+    drift = proc.stderr.splitlines()[:-1]
+    assert len(drift) == TURNS
+    assert drift[0] == (f"replayer replay: drift: conversation {conversation} turn 0 was answered though the "
+                        'request differs: message 0, content: "read every file" -> "read every file twice"')
+    assert drift[7].startswith(f"replayer replay: drift: conversation {conversation} turn 7 was answered")
+    assert last_line(proc) == (f"replayer replay: answered {TURNS} calls ({TURNS // 2} streams) from run {run} "
+                               f"(1 conversation); no mismatch; {TURNS} calls drifted (loose); the command exited 0")
+
+
+def test_ignore_leaves_a_field_out_of_the_comparison(recorded, tmp_path):
+    db, run, agent, output, _seen = recorded
+    proc = replayer(db, "replay", run, "--ignore", "messages.0.content", "--", sys.executable, str(agent),
+                    os.devnull, "read every file, it is 10:42 now", env={"ANTHROPIC_BASE_URL": DEAD})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == output
+    assert "no mismatch; no drift" in last_line(proc)
+
+
+def test_a_cassette_file_is_a_source(recorded, tmp_path):
+    from replayer.store.export import cassette_lines
+    from replayer.store.queries import Store
+    from replayer.store.schema import open_db
+
+    db, run, agent, output, seen = recorded
+    cassette = tmp_path / "loop.jsonl"
+    lines = list(cassette_lines(Store(open_db(db, create=False)), run_id=run))
+    cassette.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert all(line["events"] for line in lines if line["stream"])
+    # no database at all: the file is the whole recording (paced by its recorded times, 100x faster)
+    proc = replayer(tmp_path / "none.db", "replay", str(cassette), "--speed", "100", "--", sys.executable, str(agent),
+                    str(tmp_path / "seen.jsonl"), env={"ANTHROPIC_BASE_URL": DEAD})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == output and (tmp_path / "seen.jsonl").read_text() == seen
+    assert f"from {cassette};" in last_line(proc)
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_a_bad_source_is_one_line_and_exit_2(recorded, tmp_path):
+    db, _run, agent, _output, _seen = recorded
+    not_a_cassette = tmp_path / "notes.jsonl"
+    not_a_cassette.write_text('{"hello": 1}\n')
+    cases = {
+        "conv_nope": f"SOURCE conv_nope: no conversation, run or cassette file by that name in {db}; give a "
+                     "conversation id (replayer list), a run id (printed by replayer record; replayer list --run ID)"
+                     " or a cassette file (replayer export --cassette)",
+        str(tmp_path / "gone.jsonl"): f"SOURCE {tmp_path / 'gone.jsonl'}: no such file; give a conversation id",
+        str(not_a_cassette): f"{not_a_cassette} line 1 is not a cassette line (no request): give a conversation id",
+    }
+    for source, said in cases.items():
+        proc = replayer(db, "replay", source, "--", sys.executable, str(agent), os.devnull)
+        assert proc.returncode == 2, proc.stderr
+        assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith(f"replayer: {said}"), proc.stderr
+        assert "Traceback" not in proc.stderr and not proc.stdout
+    slow = replayer(db, "replay", "conv_nope", "--speed", "0", "--", sys.executable, str(agent))
+    assert slow.returncode == 2 and slow.stderr == (
+        "replayer: --speed 0 is not a speed: give a number above 0 (1 = as recorded, 2 = twice as fast)\n")
+    bad = replayer(db, "replay", "conv_nope", "--ignore", "a..b", "--", sys.executable, str(agent))
+    assert bad.returncode == 2 and bad.stderr.startswith("replayer: --ignore 'a..b' is not a field path"), bad.stderr
+    no_db = replayer(tmp_path / "nothing.db", "replay", "conv_x", "--", sys.executable, str(agent))
+    assert no_db.returncode == 2 and "there is no database at" in no_db.stderr, no_db.stderr
+
+
+def test_with_errors_replays_recorded_retries(api, tmp_path):
+    """Turn 3 was first answered 529 (overloaded) and the SDK retried. By default the replay
+    answers with the success at once (an agent that never retries gets through); with
+    --with-errors the 529 comes first again, and only an agent that retries gets through."""
+    failed: list[int] = []
+
+    def overloaded_once(body: dict | None) -> Reply:
+        if len((body or {}).get("messages") or []) // 2 == 3 and not failed:
+            failed.append(3)
+            return Reply(status=529, body={"type": "error", "error": {"type": "overloaded_error",
+                                                                      "message": "Overloaded"}})
+        return loop_reply(body)
+
+    api.responder = overloaded_once
+    db, run, agent, output, _seen = record_loop(api, tmp_path)
+    assert [line["status"] for line in exported(db)].count(529) == 1
+    env = {"ANTHROPIC_BASE_URL": DEAD}
+    never_retries = replayer(db, "replay", run, "--", sys.executable, str(agent), os.devnull, "read every file", "0",
+                             env=env)
+    assert never_retries.returncode == 0 and never_retries.stdout == output, never_retries.stderr
+    assert f"answered {TURNS} calls" in last_line(never_retries)
+
+    fails = replayer(db, "replay", run, "--with-errors", "--", sys.executable, str(agent), os.devnull,
+                     "read every file", "0", env=env)
+    assert fails.returncode == 9, fails.stderr
+    assert fails.stdout.startswith("API error 529: ") and "'overloaded_error'" in fails.stdout
+    retries = replayer(db, "replay", run, "--with-errors", "--", sys.executable, str(agent), os.devnull, env=env)
+    assert retries.returncode == 0 and retries.stdout == output, retries.stderr
+    assert f"answered {TURNS + 1} calls" in last_line(retries) and "no mismatch" in last_line(retries)
+
+
+def test_a_typescript_agent_replays_through_the_base_url(api, tmp_path):
+    """The official TypeScript SDK's streaming tool loop (tests/ts), recorded through the proxy,
+    replayed with the fake stopped: the same messages built, event for event, the same exit code."""
+    from test_record_any import message, node_agent
+
+    replies = [
+        message(1, [{"type": "text", "text": "Let me read the file first, it should not take long."},
+                    {"type": "tool_use", "id": "toolu_ts1", "name": "read_file", "input": {"path": "README.md"}}],
+                "tool_use"),
+        message(2, [{"type": "text", "text": "README.md says hello, and a few other things besides."}],
+                "end_turn"),
+    ]
+    api.enqueue(*(Reply(sse=message_events(m)) for m in replies))
+    db = tmp_path.resolve() / "ts.db"
+    recorded = replayer(db, "record", "--", *node_agent(), "5",
+                        env={"ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY})
+    assert recorded.returncode == 5, recorded.stderr
+    run = last_line(recorded).rsplit("(run ", 1)[1].rstrip(")")
+    api.stop()
+    replayed = replayer(db, "replay", run, "--", *node_agent(), "5", env={"ANTHROPIC_BASE_URL": DEAD})
+    assert replayed.returncode == 5, replayed.stderr
+    assert replayed.stdout == recorded.stdout and len(replayed.stdout.splitlines()) == 2
+    assert last_line(replayed) == (f"replayer replay: answered 2 calls (2 streams) from run {run} (1 conversation); "
+                                   "no mismatch; no drift; the command exited 5")
+
+
+# -- the decision seam: Answer, Refusal, GoLive ------------------------------------------------------
+
+
+class LiveWhenUnmatched:
+    """A trivial live policy: the recording answers what it can; anything else goes live with
+    one edit (a system prompt), recorded in a conversation of its own."""
+
+    live = True
+
+    def __init__(self, matcher: Matcher) -> None:
+        self.matcher = matcher
+
+    def decide(self, endpoint, body, headers):
+        from replayer.playback.server import GoLive
+
+        got = self.matcher.answer(endpoint, body)
+        if isinstance(got, Answer):
+            return got
+        edited = dict(json.loads(body), system="You are the forked agent.")
+        return GoLive(json.dumps(edited).encode(), "conv_forked", {"fork_of": "A"})
+
+
+def test_the_server_answers_refuses_or_goes_live_as_the_player_decides(api):
+    import anthropic
+
+    from replayer.playback.server import RecordingPlayer, ReplayServer
+    from replayer.proxy.run import run_in_background
+
+    known = request("from the recording")
+    lines = [line("A", 0, known, response=reply("recorded answer"))]
+    records: list = []
+
+    offline = run_in_background(ReplayServer(RecordingPlayer(Matcher(lines)), api.url))
+    live_server = ReplayServer(LiveWhenUnmatched(Matcher(lines)), api.url, records.append)
+    live = run_in_background(live_server)
+    try:
+        sdk = anthropic.Anthropic(base_url=offline.url, api_key=FAKE_KEY, max_retries=0)
+        assert sdk.messages.create(**known).content[0].text == "recorded answer"
+        with pytest.raises(anthropic.BadRequestError, match="no recorded request matches"):
+            sdk.messages.create(**request("never recorded"))
+        with pytest.raises(anthropic.BadRequestError, match="is not in the recording"):
+            sdk.messages.count_tokens(model="claude-haiku-4-5", messages=[{"role": "user", "content": "hi"}])
+        assert api.received == []  # offline: nothing reached the upstream
+
+        sdk = anthropic.Anthropic(base_url=live.url, api_key=FAKE_KEY, max_retries=0)
+        assert sdk.messages.create(**known).content[0].text == "recorded answer"
+        assert api.received == []
+        forked = sdk.messages.create(**request("never recorded"))
+        assert forked.content[0].text == "reply 1 to 1 messages"  # the fake's own answer
+        assert sdk.messages.count_tokens(model="claude-haiku-4-5",
+                                         messages=[{"role": "user", "content": "hi"}]).input_tokens > 0
+    finally:
+        offline.stop()
+        live.stop()
+    sent = [json.loads(r["body"]) for r in api.received]
+    assert sent[0] == dict(request("never recorded"), system="You are the forked agent.")
+    assert api.received[1]["path"].startswith("/v1/messages/count_tokens")
+    assert live_server.live_calls == 1
+    [record] = [r.captured() for r in records]  # only the Messages call that went live is recorded
+    assert record.ctx.conversation_id == "conv_forked" and record.ctx.tags == {"fork_of": "A"}
+    assert json.loads(record.request_bytes) == sent[0] and record.status == 200
+
+
+def test_a_recorded_dropped_connection_is_dropped_again_with_errors():
+    """An attempt that got no answer (the connection failed) is replayed as one: the SDK sees a
+    connection error, retries, and gets the answer that followed."""
+    import anthropic
+
+    from replayer.playback.server import RecordingPlayer, ReplayServer
+    from replayer.proxy.run import run_in_background
+
+    req = request("hello?")
+    lines = [line("A", 0, req, status=None, error={"type": "connection_error", "message": "reset", "status": None}),
+             line("A", 0, req, attempt=1, response=reply("after the drop"))]
+    matcher = Matcher(lines, with_errors=True)
+    server = run_in_background(ReplayServer(RecordingPlayer(matcher), DEAD))
+    try:
+        once = anthropic.Anthropic(base_url=server.url, api_key=FAKE_KEY, max_retries=0)
+        with pytest.raises(anthropic.APIConnectionError):
+            once.messages.create(**req)
+        matcher = Matcher(lines, with_errors=True)
+        server.proxy.player = RecordingPlayer(matcher)  # type: ignore[attr-defined]
+        retrying = anthropic.Anthropic(base_url=server.url, api_key=FAKE_KEY, max_retries=1)
+        assert retrying.messages.create(**req).content[0].text == "after the drop"
+        assert matcher.answered == 2
+    finally:
+        server.stop()

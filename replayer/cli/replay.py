@@ -35,7 +35,7 @@ IGNORE_HELP = (
 
 def _speed(_ctx: click.Context, _param: click.Parameter, value: float | None) -> float | None:
     if value is not None and value <= 0:
-        raise click.BadParameter(f"{value} is not a speed: give a number above 0 (1 = as recorded, 2 = twice as fast)")
+        raise UserError(f"--speed {value:g} is not a speed: give a number above 0 (1 = as recorded, 2 = twice as fast)")
     return value
 
 
@@ -195,12 +195,12 @@ def run_replay(ctx: click.Context, settings: Settings) -> int:
 
 
 def summary(matcher: Any, what: str, live: int, code: int, failed: bool) -> str:
-    """The last line: `replayer replay: answered 20 calls from run R (12 streams); no mismatch; no
-    drift; the command exited 0`."""
+    """The last line: `replayer replay: answered 20 calls (12 streams) from run R (1 conversation);
+    no mismatch; no drift; the command exited 0`."""
     streams = f"{plural(matcher.streams, 'stream')}" if matcher.streams else ""
     if matcher.synthesized:
         streams += f", {matcher.synthesized} from the recorded message (no events kept)"
-    parts = [f"answered {plural(matcher.answered, 'call')} from {what}" + (f" ({streams})" if streams else "")]
+    parts = [f"answered {plural(matcher.answered, 'call')}" + (f" ({streams})" if streams else "") + f" from {what}"]
     if live:
         parts.append(f"{plural(live, 'call')} sent live")
     mismatches = len(matcher.refusals)

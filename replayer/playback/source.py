@@ -59,17 +59,9 @@ def load(source: str, open_store: Callable[[], Store], db: Path | None = None) -
 
 def _from_store(store: Store, *, conversation_id: str | None = None, run_id: str | None = None
                 ) -> Iterator[dict[str, Any]]:
-    try:
-        from ..store.export import cassette_lines  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:  # before stream events were kept: export lines, every stream synthesized
-        conversations = [conversation_id] if conversation_id else store.run_conversations(run_id or "")
-        for conversation in conversations:
-            for text in store.export_lines(conversation):
-                line = orjson.loads(text)
-                line["events"] = None
-                yield line
-        return
-    yield from cassette_lines(store, conversation_id=conversation_id, run_id=run_id)
+    from ..store.export import cassette_lines
+
+    return cassette_lines(store, conversation_id=conversation_id, run_id=run_id)
 
 
 def _cassette(path: Path) -> Recording:
