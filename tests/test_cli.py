@@ -137,6 +137,8 @@ def test_db_path_migrate_backup(tmp_path, monkeypatch):
         ("m004_thread_tips",),
         ("m005_meta",),
         ("m006_imported",),
+        ("m007_stream_events",),
+        ("m008_runs",),
     ]
     assert run("--db", str(target), "db", "backup", str(tmp_path / "copy.db")).exit_code == 2
 

@@ -294,3 +294,52 @@ def test_edits_without_live_from_are_refused_in_one_line(loop_api, recorded, tmp
     proc = replayer(db, "replay", conv, "--system", "x", *agent_cmd(), cwd=work)
     assert proc.returncode == 2
     assert proc.stderr.strip().endswith("--system is for a fork: add --live-from N (the turn to go live from)")
+
+
+async def test_f_in_the_browser_forks_the_run_at_the_turn_and_shows_its_turns_as_they_arrive(
+        loop_api, recorded, tmp_path, monkeypatch):
+    from textual.widgets import Static, TextArea
+    from tui_data import settle
+
+    from replayer.tui.app import make_app
+    from replayer.tui.confirm import ConfirmScreen
+    from replayer.tui.conversation import ConversationScreen
+    from replayer.tui.rerun import RerunScreen
+
+    db, conv, _ = recorded_loop(recorded, tmp_path)
+    for name, value in fork_env(loop_api).items():
+        monkeypatch.setenv(name, value)  # the fork's process inherits them
+    app = make_app(db, refresh_seconds=0.2)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        for _ in range(5):
+            await pilot.press("j")
+        await settle(pilot)
+        await pilot.press("f")
+        await settle(pilot)
+        editor = app.screen
+        assert isinstance(editor, RerunScreen) and editor.fork
+        assert "Fork turn 5 of " + conv in str(editor.query_one("#rr-title", Static).render())
+        assert not editor.query("#rr-samples")  # one trajectory, not samples
+        editor.query_one("#rr-system", TextArea).text = "You are terse."
+        await pilot.press("ctrl+j")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "Fork the run at turn 5?" in str(app.screen.query_one(Static).render())
+        assert sent_bodies(loop_api) == []  # nothing live before the answer
+        await pilot.press("y")
+        await settle(pilot)  # the fork's process has ended: settle waits for the worker that waits on it
+        screen = app.screen
+        assert isinstance(screen, ConversationScreen) and screen.conversation_id != conv
+        for _ in range(100):
+            if len(screen.timeline) == TURNS:
+                break
+            await pilot.pause(0.1)
+        assert len(screen.timeline) == TURNS
+    fork, link = fork_of(db)
+    assert fork == screen.conversation_id
+    assert link == {"parent": conv, "kind": "fork", "turn_index": 5, "edits": {"system": "You are terse."}}
+    sent = sent_bodies(loop_api)
+    assert len(sent) == TURNS - 5 and all(b["system"] == "You are terse." for b in sent)

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -25,6 +24,8 @@ def fork_options(command: Any) -> Any:
 @pricing_option
 @click.argument("turn", metavar="CONVERSATION:N|TURN_ID")
 @fork_options
+@click.option("--fork-id", hidden=True, help="The new conversation's id (the browser names it to follow it).")
+@click.option("--edits-json", hidden=True, help="More edits, as Edits.to_json (the browser's editor).")
 @click.pass_context
 def fork(ctx: click.Context, turn: str, **options: Any) -> None:
     """Fork a recorded run at a turn: run its command again, answer the turns before TURN from
@@ -36,22 +37,14 @@ def fork(ctx: click.Context, turn: str, **options: Any) -> None:
     directory were kept); for any other, run the command yourself:
     replayer replay CONVERSATION --live-from N [edits] -- COMMAND.
     """
+    from ..playback.live import LiveError, recorded_command
+
     store = open_store(ctx)
     turn_id = resolve_turn(store, turn)
-    detail = store.turn_detail(turn_id).turn
-    conversation, index = detail.conversation_id, detail.index
-    run_id = store.conversation_tags(conversation).get("run")
-    run = store.run(run_id) if isinstance(run_id, str) else None
-    if run is None:
-        raise UserError(
-            f"{conversation} was not recorded by `replayer record`, so no command was kept to run again: "
-            f"run it yourself: replayer replay {conversation} --live-from {index} [edits] -- COMMAND"
-        )
-    if not Path(run.cwd).is_dir():
-        raise UserError(
-            f"run {run.run_id} ran in {run.cwd}, which is gone: run it yourself from elsewhere: "
-            f"replayer replay {run.run_id} --live-from {turn_id} [edits] -- COMMAND"
-        )
+    try:
+        run, _, _ = recorded_command(store, turn_id)
+    except LiveError as e:
+        raise UserError(str(e)) from None
     click.echo(f"replayer fork: running again in {run.cwd}: {' '.join(run.argv)}", err=True)
     extra = {**options, "live_from": turn_id, "cwd": run.cwd}
     ctx.exit(run_replay(ctx, Settings(run.run_id, tuple(run.argv), extra=extra)))

@@ -25,6 +25,8 @@ def fork_player(ctx: click.Context, settings: Any, recording: Any, matcher: Any)
     extra = settings.extra
     edits = edits_from(extra.get("system"), extra.get("model"), tuple(extra.get("messages") or ()),
                        tuple(extra.get("sets") or ()), tuple(extra.get("tool_results") or ()))
+    if extra.get("edits_json"):  # the browser's editor hands its edits over whole
+        edits = _merged(edits, extra["edits_json"])
     try:
         point = fork_point(recording.lines, str(extra["live_from"]))
     except LiveError as e:
@@ -66,16 +68,34 @@ def fork_player(ctx: click.Context, settings: Any, recording: Any, matcher: Any)
         if not click.confirm("go live?", err=True):
             click.echo("nothing sent", err=True)
             ctx.exit(0)
-    return _start(ctx, matcher, point, edits, prices, limits)
+    return _start(ctx, matcher, point, edits, prices, limits, extra.get("fork_id"))
 
 
-def _start(ctx: click.Context, matcher: Any, point: Any, edits: Any, prices: Any, limits: Any) -> tuple[Any, Any]:
+def _merged(edits: Any, text: str) -> Any:
+    import json
+
+    from ..replay import Edits
+
+    try:
+        more = Edits.from_json(json.loads(text))
+    except (ValueError, TypeError, AttributeError):
+        raise UserError("--edits-json: not the JSON of a set of edits") from None
+    for name in ("system", "model"):
+        if getattr(more, name) is not None:
+            setattr(edits, name, getattr(more, name))
+    for name in ("messages", "set", "headers", "tool_results"):
+        getattr(edits, name).update(getattr(more, name))
+    return edits
+
+
+def _start(ctx: click.Context, matcher: Any, point: Any, edits: Any, prices: Any, limits: Any,
+           fork_id: str | None) -> tuple[Any, Any]:
     from ..playback.live import ForkPlayer
     from ..store.process import make_writer
 
     db = str(db_path(ctx).resolve())
     writer = make_writer(db)
-    player = ForkPlayer(matcher, point, edits, put=writer.put, prices=prices, limits=limits)
+    player = ForkPlayer(matcher, point, edits, put=writer.put, prices=prices, limits=limits, fork_id=fork_id)
 
     def finish() -> None:
         lost = 0 if writer.close(30) else writer.unwritten

@@ -30,6 +30,7 @@ from ..captured import Captured, Context, Handoff, Put
 from ..models import Original
 from ..pricing import PriceTable
 from ..replay import Edits, edit_request
+from ..store.runs import Run
 from .answer import event_bytes, synthesize
 from .matching import Answer, Matcher, Refusal, error_body
 from .server import Decision, GoLive
@@ -89,6 +90,29 @@ def fork_point(lines: list[dict[str, Any]], live_from: str) -> ForkPoint:
     conv, index = found
     replayed = [turns[(conv, i)] for i in range(index) if (conv, i) in turns]
     return ForkPoint(conv, index, turns[found], replayed)
+
+
+def recorded_command(store: Any, turn_id: str) -> tuple[Run, str, int]:
+    """The run `replayer record` kept for a turn's conversation (argv, cwd), the conversation and
+    the turn's index: what `replayer fork` runs again. LiveError (one line, saying to use
+    `replay --live-from` instead) for a conversation no `record` run made, or a cwd that is gone."""
+    from pathlib import Path
+
+    turn = store.turn_detail(turn_id).turn
+    conversation, index = turn.conversation_id, turn.index
+    run_id = store.conversation_tags(conversation).get("run")
+    run = store.run(run_id) if isinstance(run_id, str) else None
+    if run is None:
+        raise LiveError(
+            f"{conversation} was not recorded by `replayer record`, so no command was kept to run again: "
+            f"run it yourself: replayer replay {conversation} --live-from {index} [edits] -- COMMAND"
+        )
+    if not Path(run.cwd).is_dir():
+        raise LiveError(
+            f"run {run.run_id} ran in {run.cwd}, which is gone: run it yourself from elsewhere: "
+            f"replayer replay {run.run_id} --live-from {turn_id} [edits] -- COMMAND"
+        )
+    return run, conversation, index
 
 
 def original_of(point: ForkPoint, prices: PriceTable) -> Original:
