@@ -232,7 +232,8 @@ def test_max_turns_stops_the_live_part_with_an_api_error_to_the_agent(loop_api, 
     assert len(sent_bodies(loop_api)) == 2
     fork, _ = fork_of(db)
     assert len([line for line in exported(db) if line["conversation_id"] == fork]) == 5 + 2
-    assert "stopped: replayer: the fork's live part is stopped" in proc.stderr
+    assert f"answered 5 calls from conversation {conv}" in proc.stderr and "2 calls sent live" in proc.stderr
+    assert "2 live calls, $" in proc.stderr and "the live part was stopped: --max-turns 2 reached" in proc.stderr
 
 
 def test_budget_stops_the_live_part_once_the_live_calls_cost_that_much(loop_api, recorded, tmp_path):

@@ -109,7 +109,7 @@ def _start(ctx: click.Context, matcher: Any, point: Any, edits: Any, prices: Any
 
         add_fork_link(open_db(Path(db)), ForkLink(player.fork_id, point.conversation_id, point.index, edits.to_json()))
         spent = money(state.spent_usd) + (f" (+{plural(state.unpriced, 'unpriced call')})" if state.unpriced else "")
-        stopped = f"; stopped: {state.stopped}" if state.stopped else ""
+        stopped = f"; the live part was stopped: {state.stopped}" if state.stopped else ""
         lost_line = f"; {plural(lost, 'record')} could not be written" if lost else ""
         click.echo(
             f"replayer replay: fork {player.fork_id} of {point.conversation_id} at turn {point.index}: "

@@ -162,7 +162,7 @@ class LiveState:
     unpriced: int = 0
     """Live responses whose model has no price (not counted against the budget)."""
     stopped: str | None = None
-    """Why the live part was stopped, when it was."""
+    """Why the live part was stopped (`--max-turns 20 reached (20 live calls sent)`), when it was."""
     conversations: list[str] = field(default_factory=list)
 
 
@@ -203,6 +203,8 @@ class ForkPlayer:
             line = answer.line
             if (not self.state.started and line.get("conversation_id") == self.point.conversation_id
                     and isinstance(line.get("index"), int) and line["index"] >= self.point.index):
+                with self.matcher.lock:  # turn N goes live: the recording did not answer it
+                    self.matcher.answered -= 1
                 self._start()
                 return self._live(request, self.fork_id, edited=True)
             return answer
@@ -222,7 +224,8 @@ class ForkPlayer:
             stop = self._stop_reason()
             if stop is not None:
                 self.state.stopped = stop
-                return Refusal(400, error_body(stop), stop)
+                message = f"replayer: the fork's live part is stopped: {stop}"
+                return Refusal(400, error_body(message), message)
             self.state.live_calls += 1
         body = edit_request(request, self.edits) if edited and isinstance(request, dict) else request
         data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
@@ -231,10 +234,9 @@ class ForkPlayer:
     def _stop_reason(self) -> str | None:
         limits, state = self.limits, self.state
         if limits.max_turns is not None and state.live_calls >= limits.max_turns:
-            return (f"replayer: the fork's live part is stopped: --max-turns {limits.max_turns} reached "
-                    f"({state.live_calls} live calls sent)")
+            return f"--max-turns {limits.max_turns} reached ({state.live_calls} live calls sent)"
         if limits.budget_usd is not None and state.spent_usd >= limits.budget_usd:
-            return (f"replayer: the fork's live part is stopped: --budget ${limits.budget_usd:g} reached "
+            return (f"--budget ${limits.budget_usd:g} reached "
                     f"(${state.spent_usd:.4f} spent on {state.live_calls} live calls)")
         return None
 
