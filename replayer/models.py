@@ -67,14 +67,14 @@ class ConversationSummary(BaseModel):
     @property
     def variant_of(self) -> str | None:
         """For a fork (`replayer replay --live-from`, `replayer fork`), what it is a variant of:
-        "fork of CONV at turn N (edits)"; None for any other conversation."""
+        "fork at turn N of CONV (edits)"; None for any other conversation."""
         tags = self.tags or {}
         parent = tags.get("fork_of")
         if not isinstance(parent, str):
             return None
         edits = tags.get("edits")
         what = ", ".join(edits) if isinstance(edits, dict) and edits else "no edits"
-        return f"fork of {parent} at turn {tags.get('fork_turn')} ({what})"
+        return f"fork at turn {tags.get('fork_turn')} of {parent} ({what})"
 
     @computed_field  # type: ignore[prop-decorator]
     @property

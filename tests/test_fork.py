@@ -197,10 +197,10 @@ def test_a_fork_at_turn_5_sends_turns_5_on_with_the_new_system_prompt_and_record
     # listed as a variant of the original; out of the health metrics and spend like reruns
     listed = replayer(db, "list")
     row = next(line for line in listed.stdout.splitlines() if fork in line)
-    assert f"↳ fork of {conv} at turn 5 (system)" in row
+    assert f"↳ fork at turn 5 of {conv} (system)" in row
     as_json = json.loads(replayer(db, "list", "--json").stdout)
     assert next(r for r in as_json if r["conversation_id"] == fork)["variant_of"] == \
-        f"fork of {conv} at turn 5 (system)"
+        f"fork at turn 5 of {conv} (system)"
     stats = json.loads(replayer(db, "stats", "--json").stdout)
     assert stats["reruns"]["turns"] == TURNS and stats["reruns"]["variants"] == 1
     assert sum(u["turns"] for u in stats["users"]) == TURNS and stats["conversations"]["count"] == 1  # the original

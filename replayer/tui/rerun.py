@@ -191,7 +191,7 @@ class RerunScreen(ReplayerScreen[None]):
         rebuilt = " · history rebuilt from its thread" if orig.rebuilt else ""
         earlier = f"{plural(variants, 'earlier variant')} (ctrl+o)" if variants else "no earlier variants"
         if self.fork:
-            earlier = "edits apply to every request from this turn on; the recorded command runs again"
+            earlier = "edits apply from this turn on · the recorded command runs again"
         self.query_one("#rr-title", Static).update(
             Text.assemble(
                 ("Fork " if self.fork else "Rerun ", "bold"),
