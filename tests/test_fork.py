@@ -201,6 +201,11 @@ def test_a_fork_at_turn_5_sends_turns_5_on_with_the_new_system_prompt_and_record
     as_json = json.loads(replayer(db, "list", "--json").stdout)
     assert next(r for r in as_json if r["conversation_id"] == fork)["variant_of"] == \
         f"fork at turn 5 of {conv} (system)"
+    shown = replayer(db, "show", fork).stdout.splitlines()[0]
+    assert shown == f"fork of conversation {conv} at turn 5 (edits: system); turns before 5 replayed from it"
+    assert replayer(db, "show", conv).stdout.splitlines()[0] == f"forks: {fork} (at turn 5)"  # not a subagent
+    assert json.loads(replayer(db, "show", fork, "--json").stdout)["fork_of"] == {
+        "conversation_id": conv, "turn_index": 5, "edits": {"system": "You are terse."}}
     stats = json.loads(replayer(db, "stats", "--json").stdout)
     assert stats["reruns"]["turns"] == TURNS and stats["reruns"]["variants"] == 1
     assert sum(u["turns"] for u in stats["users"]) == TURNS and stats["conversations"]["count"] == 1  # the original

@@ -143,14 +143,16 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
     turns = store.turns(conversation_id)
     run = store.conversation_tags(conversation_id).get("run")
     from ..store.imported import provenance
+    from ..store.runs import fork_lines
     from .importing import provenance_doc, provenance_lines
 
     prov = provenance(store.db, conversation_id)  # imported turns, subagent links: None for most
+    forks, fork_doc = fork_lines(store.db, conversation_id)
     if as_json:
-        doc = {"conversation_id": conversation_id, "turns": [t.model_dump() for t in turns]}
+        doc = {"conversation_id": conversation_id, "turns": [t.model_dump() for t in turns], **fork_doc}
         click.echo(json.dumps({**doc, **provenance_doc(prov)} if prov else doc, ensure_ascii=False))
         return
-    for line in provenance_lines(prov, len(turns)) if prov else ():
+    for line in [*(provenance_lines(prov, len(turns)) if prov else ()), *forks]:
         click.echo(line)
     total = 0.0
     unknown = False

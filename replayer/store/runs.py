@@ -68,3 +68,32 @@ def fork_links(db: Database, conversation_ids: list[str]) -> dict[str, ForkLink]
         conversation_ids,
     ).fetchall()
     return {r[0]: ForkLink(r[0], r[1], int(r[2] or 0), json.loads(r[3]) if r[3] else {}) for r in rows}
+
+
+def forks_of(db: Database, parent_id: str) -> list[ForkLink]:
+    """The forks made of a conversation, oldest first."""
+    rows = db.execute(
+        """SELECT l.conversation_id, l.parent_id, l.turn_index, l.edits_json FROM conversation_links l
+           LEFT JOIN conversations c ON c.id = l.conversation_id
+           WHERE l.kind = 'fork' AND l.parent_id = ? ORDER BY c.started_at, l.conversation_id""",
+        [parent_id],
+    ).fetchall()
+    return [ForkLink(r[0], r[1], int(r[2] or 0), json.loads(r[3]) if r[3] else {}) for r in rows]
+
+
+def fork_lines(db: Database, conversation_id: str) -> tuple[list[str], dict[str, Any]]:
+    """What `show` says of a conversation's forks: lines, and the keys its --json adds."""
+    lines: list[str] = []
+    doc: dict[str, Any] = {}
+    link = fork_links(db, [conversation_id]).get(conversation_id)
+    if link is not None:
+        edits = ", ".join(link.edits) or "no edits"
+        lines.append(f"fork of conversation {link.parent_id} at turn {link.turn_index} (edits: {edits}); "
+                     f"turns before {link.turn_index} replayed from it")
+        doc["fork_of"] = {"conversation_id": link.parent_id, "turn_index": link.turn_index, "edits": link.edits}
+    forks = forks_of(db, conversation_id)
+    if forks:
+        lines.append("forks: " + ", ".join(f"{f.conversation_id} (at turn {f.turn_index})" for f in forks))
+        doc["forks"] = [{"conversation_id": f.conversation_id, "turn_index": f.turn_index, "edits": f.edits}
+                        for f in forks]
+    return lines, doc
