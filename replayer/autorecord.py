@@ -5,6 +5,8 @@ imported (not before, so a program that never uses the SDK pays nothing): every 
 whatever its class, gets the recorder's middleware appended to its own. Settings come from the
 environment the `record` command sets: REPLAYER_DB, REPLAYER_CONVERSATION, REPLAYER_USER, and
 REPLAYER_REPORT_DIR, where each process reports what it stored (`summarize` reads it back).
+Under `replayer replay` ($REPLAYER_REPLAY_URL) the clients get, instead of the recorder's, the
+middleware that sends their calls to the replay server (playback/redirect.py).
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ def patch(module: Any) -> None:
     recorder's (the program's own `rec.wrap(...)` or `middleware=[rec.middleware]`): then that
     one records it, and once.
 
+    Under `replayer replay` they take the redirect to the replay server instead, and nothing
+    records.
+
     An SDK older than middleware (before 0.108: frameworks that pin anthropic<2) is left alone:
     its clients would refuse the argument; `replayer record`'s proxy records their calls."""
     if not hasattr(module, "Middleware"):
@@ -60,7 +65,7 @@ def patch(module: Any) -> None:
     _patch_clients(module, _recording)
 
 
-def _recording(middleware: list[Any]) -> list[Any]:
+def _recording(_client: Any, middleware: list[Any]) -> list[Any]:
     """The client's middleware with the recorder's appended, unless the program gave it a
     recorder of its own (a copy of a client it wrapped itself): then that one records it, once."""
     from .capture import RecorderMiddleware
@@ -74,20 +79,19 @@ def _recording(middleware: list[Any]) -> list[Any]:
 
 def _replaying(url: str) -> Any:
     """The client's middleware with the replay redirect last (innermost: a recorder the program
-    installed itself sees the replayed answers as it would the API's)."""
+    installed itself sees the replayed answers as it would the API's), bound to this client (a
+    copy of a client, `with_options`, gets its own)."""
     from .playback.redirect import ReplayMiddleware
 
-    ours = ReplayMiddleware(url)
-
-    def add(middleware: list[Any]) -> list[Any]:
-        return middleware if any(isinstance(m, ReplayMiddleware) for m in middleware) else [*middleware, ours]
+    def add(client: Any, middleware: list[Any]) -> list[Any]:
+        return [*(m for m in middleware if not isinstance(m, ReplayMiddleware)), ReplayMiddleware(url, client)]
 
     return add
 
 
 def _patch_clients(module: Any, chosen: Any) -> None:
     """Every client's `__init__` (the SDK's base client classes) takes its middleware through
-    `chosen` (a function from the given list to the list the client gets)."""
+    `chosen` (a function of the client and the list it was given, returning the list it gets)."""
     base = sys.modules.get(f"{module.__name__}._base_client")
     for name in ("SyncAPIClient", "AsyncAPIClient"):
         cls = getattr(base, name, None)
@@ -96,7 +100,7 @@ def _patch_clients(module: Any, chosen: Any) -> None:
         orig = cls.__init__
 
         def __init__(self: Any, *args: Any, __orig: Any = orig, middleware: Any = None, **kwargs: Any) -> None:
-            __orig(self, *args, middleware=chosen(list(middleware or ())), **kwargs)
+            __orig(self, *args, middleware=chosen(self, list(middleware or ())), **kwargs)
 
         __init__._replayer = True  # type: ignore[attr-defined]
         cls.__init__ = __init__

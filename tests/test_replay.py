@@ -1,239 +1,21 @@
-"""`replayer replay`: an agent answered from a recording (replayer/playback/).
-
-The matcher and the wire format on their own first (cassette lines in, answers out), then the
-real thing: agents recorded with `replayer record` against the local fake, the fake stopped,
-the same agents replayed through `replayer replay` (the Python SDK in process, the TypeScript
-SDK through ANTHROPIC_BASE_URL)."""
+"""`replayer replay` end to end: agents recorded with `replayer record` against the local fake,
+the fake stopped, the same agents replayed (the Python SDK through the boot's redirect and
+through ANTHROPIC_BASE_URL, a Vertex client, threads, the TypeScript SDK). The matcher, the wire
+and the server's decisions on their own are tests/test_replay_matching.py."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
+from conftest import FAKE_KEY, exported
 
-from replayer import sse
-from replayer.playback.answer import chunks, synthesize
-from replayer.playback.matching import Answer, Matcher, Refusal, first_difference, parse_path, without
-
-
-def request(*texts: str, model: str = "claude-haiku-4-5", **extra) -> dict:
-    messages = []
-    for i, text in enumerate(texts):
-        messages.append({"role": "user" if i % 2 == 0 else "assistant", "content": text})
-    return {"model": model, "max_tokens": 100, "messages": messages, **extra}
-
-
-def reply(text: str) -> dict:
-    return {"id": f"msg_{abs(hash(text))}", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
-            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
-            "usage": {"input_tokens": 10, "output_tokens": 3}}
-
-
-_clock = iter(range(10_000))
-
-
-def line(conv: str, index: int, req: dict, *, response: dict | None = None, status: int | None = 200,
-         attempt: int = 0, error: dict | None = None, stream: bool = False, events=None) -> dict:
-    """A cassette line (the export line plus events), with a start time in recorded order."""
-    return {
-        "turn_id": f"turn_{conv}_{index}", "conversation_id": conv, "index": index, "attempt": attempt,
-        "started_at": f"2026-12-01T10:00:{next(_clock):05d}Z", "stream": stream, "endpoint": "/v1/messages",
-        "request": req, "request_headers": {}, "status": status, "response": response, "error": error,
-        "request_id": f"req_{conv}_{index}_{attempt}", "events": events,
-    }
-
-
-def ask(matcher: Matcher, req: dict) -> Answer | Refusal:
-    return matcher.answer("/v1/messages", json.dumps(req).encode())
-
-
-def text_of(answer: Answer | Refusal) -> str:
-    assert isinstance(answer, Answer), answer
-    assert answer.body is not None
-    return json.loads(answer.body)["content"][0]["text"]
-
-
-# -- matching ---------------------------------------------------------------------------------------
-
-
-def test_identical_requests_replay_in_recorded_order_and_conversations_keep_their_answers():
-    """Two conversations sent the same first request and got different answers; each then went
-    on from its own answer. Replayed in another order, each conversation still gets its own
-    answers: the identical first requests take the answers in recorded order, and the later
-    requests, which hold those answers, match only their own conversation."""
-    a0, b0 = request("hello"), request("hello")
-    a1 = request("hello", "A says hi", "and?")
-    b1 = request("hello", "B says hi", "and?")
-    m = Matcher([line("A", 0, a0, response=reply("A says hi")), line("B", 0, b0, response=reply("B says hi")),
-                 line("A", 1, a1, response=reply("A again")), line("B", 1, b1, response=reply("B again"))])
-    assert text_of(ask(m, request("hello"))) == "A says hi"
-    assert text_of(ask(m, request("hello"))) == "B says hi"
-    assert text_of(ask(m, b1)) == "B again"  # B's second request first: still B's answer
-    assert text_of(ask(m, a1)) == "A again"
-    assert m.answered == 4 and m.unserved() == 0 and not m.refusals
-    third = ask(m, request("hello"))
-    assert isinstance(third, Refusal) and "sent it more times than in the recording" in third.message
-
-
-def test_json_equal_is_enough_key_order_and_spacing_do_not_matter():
-    req = request("hi", stream=False)
-    m = Matcher([line("A", 0, req, response=reply("yes"))])
-    body = json.dumps(dict(reversed(list(req.items()))), indent=2).encode()
-    got = m.answer("/v1/messages", body)
-    assert isinstance(got, Answer) and got.status == 200 and got.headers["request-id"] == "req_A_0_0"
-
-
-def test_recorded_retries_are_skipped_unless_with_errors():
-    req = request("busy?")
-    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-    lines = [line("A", 0, req, status=529, response=overloaded, error={"type": "overloaded_error",
-                                                                       "message": "Overloaded", "status": 529}),
-             line("A", 0, req, status=None, attempt=1, error={"type": "connection_error", "message": "reset",
-                                                               "status": None}),
-             line("A", 0, req, attempt=2, response=reply("finally"))]
-    plain = Matcher(lines)
-    assert text_of(ask(plain, req)) == "finally"
-    assert plain.unserved() == 0
-
-    errors = Matcher(lines, with_errors=True)
-    first, second, third = (ask(errors, req) for _ in range(3))
-    assert isinstance(first, Answer) and first.status == 529 and json.loads(first.body or b"") == overloaded
-    assert isinstance(second, Answer) and second.status is None  # the connection is dropped again
-    assert text_of(third) == "finally"
-
-
-def test_a_call_that_never_succeeded_replays_its_errors_even_without_with_errors():
-    req = request("busy?")
-    err = {"type": "rate_limit_error", "message": "slow down", "status": 429}
-    m = Matcher([line("A", 0, req, status=429, error=err, attempt=a) for a in range(3)])
-    got = [ask(m, req) for _ in range(3)]
-    assert [g.status for g in got] == [429, 429, 429]
-    assert json.loads(got[0].body or b"")["error"] == {"type": "rate_limit_error", "message": "slow down"}
-
-
-def test_strict_mismatch_names_the_closest_request_and_the_first_difference():
-    tool_turn = {"model": "claude-haiku-4-5", "max_tokens": 100, "messages": [
-        {"role": "user", "content": "read a.py"},
-        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "read", "input": {}}]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "print('hello')"}]}]}
-    m = Matcher([line("A", 0, request("other"), response=reply("x")), line("A", 1, tool_turn, response=reply("y"))])
-    changed = json.loads(json.dumps(tool_turn))
-    changed["messages"][2]["content"][0]["content"] = "print('goodbye')"
-    got = ask(m, changed)
-    assert isinstance(got, Refusal) and got.status == 400
-    first, second = got.message.splitlines()
-    assert first == "replayer replay: no recorded request matches this one; closest: conversation A turn 1"
-    assert second == ("  first difference: message 2, block 0 (tool_result), content: "
-                      "\"print('hello')\" -> \"print('goodbye')\"")
-    error = json.loads(got.body)
-    assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
-    assert "message 2, block 0 (tool_result)" in error["error"]["message"]
-    assert m.refusals == [got] and m.unserved() == 2
-
-
-def test_long_strings_are_cut_around_where_they_part():
-    old = "x" * 200 + "the old ending of a long system prompt" + "y" * 200
-    new = "x" * 200 + "the new ending of a long system prompt" + "y" * 200
-    said = first_difference({"system": old}, {"system": new})
-    # from 20 characters before the first that differs ("the " is common), 60 of each side
-    assert said == f'system: …"{"x" * 16}the old ending of a long system prompt{"y" * 6}"… -> ' \
-                   f'…"{"x" * 16}the new ending of a long system prompt{"y" * 6}"…'
-
-
-def test_loose_serves_the_next_answer_of_the_closest_conversation_and_reports_drift():
-    lines = [line("A", 0, request("plan the trip"), response=reply("A0")),
-             line("A", 1, request("plan the trip", "A0", "go on"), response=reply("A1")),
-             line("B", 0, request("something else entirely"), response=reply("B0"))]
-    m = Matcher(lines, loose=True)
-    assert text_of(ask(m, request("plan the trip"))) == "A0"
-    drifted = ask(m, request("plan the trip", "A0", "go on, faster"))
-    assert text_of(drifted) == "A1"
-    [drift] = m.drift()
-    assert (drift.conversation_id, drift.index) == ("A", 1)
-    assert drift.difference == 'message 2, content: "go on" -> "go on, faster"'
-    assert not m.refusals
-
-
-def test_ignore_paths_remove_fields_before_comparing():
-    recorded = request("it is 10:00", metadata={"user_id": "session-1"},
-                       system=[{"type": "text", "text": "today is Monday"}, {"type": "text", "text": "be brief"}])
-    m = Matcher([line("A", 0, recorded, response=reply("ok"))], ignore=["metadata.user_id", "system.0.text"])
-    sent = request("it is 10:00", metadata={"user_id": "session-2"},
-                   system=[{"type": "text", "text": "today is Tuesday"}, {"type": "text", "text": "be brief"}])
-    assert text_of(ask(m, sent)) == "ok"
-    strict = Matcher([line("A", 0, recorded, response=reply("ok"))], ignore=["metadata.user_id"])
-    refused = ask(strict, sent)
-    assert isinstance(refused, Refusal)
-    assert 'system block 0, text: "today is Monday" -> "today is Tuesday"' in refused.message
-
-
-def test_ignore_path_syntax():
-    doc = {"messages": [{"content": [{"text": "a", "cache_control": {}}, {"text": "b"}]}, {"content": "c"}]}
-    assert without(doc, parse_path("messages.*.content.*.cache_control")) == {
-        "messages": [{"content": [{"text": "a"}, {"text": "b"}]}, {"content": "c"}]}
-    assert without(doc, parse_path("messages.0")) == {"messages": [None, {"content": "c"}]}
-    assert doc["messages"][0]["content"][0] == {"text": "a", "cache_control": {}}  # the original is untouched
-    for bad in ("", "a..b", ".a"):
-        with pytest.raises(ValueError, match="is not a field path"):
-            parse_path(bad)
-
-
-# -- the wire ---------------------------------------------------------------------------------------
-
-FULL = {
-    "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
-    "content": [
-        {"type": "thinking", "thinking": "Let me see.", "signature": "c2ln"},
-        {"type": "text", "text": "Reading it.", "citations": [{"type": "char_location", "cited_text": "x"}]},
-        {"type": "tool_use", "id": "toolu_1", "name": "read_file", "input": {"path": "a.py", "lines": [1, 2]}},
-        {"type": "a_block_from_the_future", "payload": {"k": 1}},
-    ],
-    "stop_reason": "tool_use", "stop_sequence": None, "new_top_level_field": True,
-    "usage": {"input_tokens": 12, "output_tokens": 30, "cache_read_input_tokens": 4},
-}
-
-
-def test_events_synthesized_from_a_message_build_the_same_message():
-    events = synthesize(FULL)
-    assert [e["event"] for e in events][:2] == ["message_start", "content_block_start"]
-    assert events[-1]["event"] == "message_stop" and all(e["ms"] is None for e in events)
-    built = sse.assemble(b"".join(c for _, c in chunks(events)))
-    assert built.complete and built.message == FULL and not built.unknown_events
-
-
-def test_a_stream_that_failed_mid_way_ends_with_its_error_event():
-    events = synthesize(FULL, {"type": "overloaded_error", "message": "Overloaded", "status": 200})
-    assert events[-1] == {"event": "error", "ms": None,
-                          "data": {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}}
-    assert "message_stop" not in [e["event"] for e in events]
-
-
-def test_chunks_keep_recorded_grouping_and_gaps_scaled_by_speed():
-    events = [{"event": "message_start", "data": {"type": "message_start"}, "ms": 100},
-              {"event": "ping", "data": {"type": "ping"}, "ms": 100},
-              {"event": "content_block_delta", "data": "not json", "ms": 300},
-              {"event": None, "data": {"type": "odd"}, "ms": 700}]
-    fast = list(chunks(events))
-    assert [w for w, _ in fast] == [0.0, 0.0, 0.0]
-    assert fast[0][1] == (b'event: message_start\ndata: {"type":"message_start"}\n\n'
-                          b'event: ping\ndata: {"type":"ping"}\n\n')
-    assert fast[1][1] == b"event: content_block_delta\ndata: not json\n\n"
-    assert fast[2][1] == b'data: {"type":"odd"}\n\n'
-    assert [w for w, _ in chunks(events, speed=1)] == [0.1, 0.2, 0.4]  # the first: after the attempt started
-    assert [w for w, _ in chunks(events, speed=2)] == [0.05, 0.1, 0.2]
-
-
-# -- the real thing: record with `replayer record`, stop the fake, replay -----------------------
-
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import textwrap  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from conftest import FAKE_KEY, exported  # noqa: E402
-
-from replayer.fakeapi import FakeAPI, Reply, message_events  # noqa: E402
+from replayer.fakeapi import FakeAPI, Reply, message_events
 
 CLI = [sys.executable, "-m", "replayer.cli"]
 TOOLS = [{"name": "read_file", "description": "Read a file.",
@@ -522,90 +304,72 @@ def test_a_typescript_agent_replays_through_the_base_url(api, tmp_path):
                                    "no mismatch; no drift; the command exited 5")
 
 
-# -- the decision seam: Answer, Refusal, GoLive ------------------------------------------------------
+def test_a_vertex_client_in_a_python_child_is_answered_too(api, tmp_path):
+    """A Vertex client sends another body (the model is in its path) to another path: recorded by
+    the middleware as sent, replayed through the redirect, which makes the call what that client
+    sends first."""
+    script = tmp_path / "vertex.py"
+    script.write_text(textwrap.dedent("""
+        import os
+        import anthropic
+
+        client = anthropic.AnthropicVertex(region="us-east5", project_id="proj", access_token="not-a-token",
+                                           base_url=os.environ["VERTEX_URL"], max_retries=0)
+        messages = [{"role": "user", "content": "hello from vertex"}]
+        first = client.messages.create(model="claude-haiku-4-5", max_tokens=20, messages=messages)
+        messages += [{"role": "assistant", "content": first.content[0].text}, {"role": "user", "content": "more"}]
+        with client.messages.stream(model="claude-haiku-4-5", max_tokens=20, messages=messages) as stream:
+            second = stream.get_final_message()
+        print(first.content[0].text, "|", second.content[0].text)
+    """))
+    db = tmp_path.resolve() / "vertex.db"
+    recorded = replayer(db, "record", "--", sys.executable, str(script), env={"VERTEX_URL": api.url})
+    assert recorded.returncode == 0, recorded.stderr
+    assert all(":rawPredict" in r["path"] or ":streamRawPredict" in r["path"] for r in api.received)
+    run = last_line(recorded).rsplit("(run ", 1)[1].rstrip(")")
+    api.stop()
+    replayed = replayer(db, "replay", run, "--", sys.executable, str(script), env={"VERTEX_URL": DEAD})
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout == recorded.stdout == "reply 1 to 1 messages | reply 2 to 3 messages\n"
+    assert "answered 2 calls (1 stream)" in last_line(replayed) and "no mismatch" in last_line(replayed)
 
 
-class LiveWhenUnmatched:
-    """A trivial live policy: the recording answers what it can; anything else goes live with
-    one edit (a system prompt), recorded in a conversation of its own."""
+def test_concurrent_conversations_with_identical_starts_keep_their_own_answers(api, tmp_path):
+    """Three threads start the same conversation at once; the fake answers each differently
+    (its answers are numbered as they come) and each goes on from its answer. Replayed, the
+    threads may arrive in another order, but every conversation replays whole: no answer is
+    taken by another conversation, so nothing mismatches."""
+    script = tmp_path / "threads.py"
+    script.write_text(textwrap.dedent("""
+        import threading
+        import anthropic
 
-    live = True
+        client = anthropic.Anthropic(max_retries=0)
+        done = []
 
-    def __init__(self, matcher: Matcher) -> None:
-        self.matcher = matcher
+        def converse():
+            messages = [{"role": "user", "content": "start"}]
+            for _ in range(4):
+                reply = client.messages.create(model="claude-haiku-4-5", max_tokens=20, messages=messages)
+                messages += [{"role": "assistant", "content": reply.content[0].text},
+                             {"role": "user", "content": "go on"}]
+            done.append(" / ".join(m["content"] for m in messages if m["role"] == "assistant"))
 
-    def decide(self, endpoint, body, headers):
-        from replayer.playback.server import GoLive
-
-        got = self.matcher.answer(endpoint, body)
-        if isinstance(got, Answer):
-            return got
-        edited = dict(json.loads(body), system="You are the forked agent.")
-        return GoLive(json.dumps(edited).encode(), "conv_forked", {"fork_of": "A"})
-
-
-def test_the_server_answers_refuses_or_goes_live_as_the_player_decides(api):
-    import anthropic
-
-    from replayer.playback.server import RecordingPlayer, ReplayServer
-    from replayer.proxy.run import run_in_background
-
-    known = request("from the recording")
-    lines = [line("A", 0, known, response=reply("recorded answer"))]
-    records: list = []
-
-    offline = run_in_background(ReplayServer(RecordingPlayer(Matcher(lines)), api.url))
-    live_server = ReplayServer(LiveWhenUnmatched(Matcher(lines)), api.url, records.append)
-    live = run_in_background(live_server)
-    try:
-        sdk = anthropic.Anthropic(base_url=offline.url, api_key=FAKE_KEY, max_retries=0)
-        assert sdk.messages.create(**known).content[0].text == "recorded answer"
-        with pytest.raises(anthropic.BadRequestError, match="no recorded request matches"):
-            sdk.messages.create(**request("never recorded"))
-        with pytest.raises(anthropic.BadRequestError, match="is not in the recording"):
-            sdk.messages.count_tokens(model="claude-haiku-4-5", messages=[{"role": "user", "content": "hi"}])
-        assert api.received == []  # offline: nothing reached the upstream
-
-        sdk = anthropic.Anthropic(base_url=live.url, api_key=FAKE_KEY, max_retries=0)
-        assert sdk.messages.create(**known).content[0].text == "recorded answer"
-        assert api.received == []
-        forked = sdk.messages.create(**request("never recorded"))
-        assert forked.content[0].text == "reply 1 to 1 messages"  # the fake's own answer
-        assert sdk.messages.count_tokens(model="claude-haiku-4-5",
-                                         messages=[{"role": "user", "content": "hi"}]).input_tokens > 0
-    finally:
-        offline.stop()
-        live.stop()
-    sent = [json.loads(r["body"]) for r in api.received]
-    assert sent[0] == dict(request("never recorded"), system="You are the forked agent.")
-    assert api.received[1]["path"].startswith("/v1/messages/count_tokens")
-    assert live_server.live_calls == 1
-    [record] = [r.captured() for r in records]  # only the Messages call that went live is recorded
-    assert record.ctx.conversation_id == "conv_forked" and record.ctx.tags == {"fork_of": "A"}
-    assert json.loads(record.request_bytes) == sent[0] and record.status == 200
-
-
-def test_a_recorded_dropped_connection_is_dropped_again_with_errors():
-    """An attempt that got no answer (the connection failed) is replayed as one: the SDK sees a
-    connection error, retries, and gets the answer that followed."""
-    import anthropic
-
-    from replayer.playback.server import RecordingPlayer, ReplayServer
-    from replayer.proxy.run import run_in_background
-
-    req = request("hello?")
-    lines = [line("A", 0, req, status=None, error={"type": "connection_error", "message": "reset", "status": None}),
-             line("A", 0, req, attempt=1, response=reply("after the drop"))]
-    matcher = Matcher(lines, with_errors=True)
-    server = run_in_background(ReplayServer(RecordingPlayer(matcher), DEAD))
-    try:
-        once = anthropic.Anthropic(base_url=server.url, api_key=FAKE_KEY, max_retries=0)
-        with pytest.raises(anthropic.APIConnectionError):
-            once.messages.create(**req)
-        matcher = Matcher(lines, with_errors=True)
-        server.proxy.player = RecordingPlayer(matcher)  # type: ignore[attr-defined]
-        retrying = anthropic.Anthropic(base_url=server.url, api_key=FAKE_KEY, max_retries=1)
-        assert retrying.messages.create(**req).content[0].text == "after the drop"
-        assert matcher.answered == 2
-    finally:
-        server.stop()
+        threads = [threading.Thread(target=converse) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print("\\n".join(sorted(done)))
+    """))
+    db = tmp_path.resolve() / "threads.db"
+    recorded = replayer(db, "record", "--", sys.executable, str(script),
+                        env={"ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY})
+    assert recorded.returncode == 0, recorded.stderr
+    assert len(set(recorded.stdout.splitlines())) == 3  # three different conversations
+    run = last_line(recorded).rsplit("(run ", 1)[1].rstrip(")")
+    api.stop()
+    replayed = replayer(db, "replay", run, "--", sys.executable, str(script), env={"ANTHROPIC_BASE_URL": DEAD})
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout == recorded.stdout
+    assert "answered 12 calls" in last_line(replayed) and "no mismatch" in last_line(replayed)

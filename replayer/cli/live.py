@@ -14,10 +14,11 @@ import click
 from ..fmt import money, plural
 from .base import UserError, db_path
 from .edits import edits_from
+from .replay import Playing
 
 
-def fork_player(ctx: click.Context, settings: Any, recording: Any, matcher: Any) -> tuple[Any, Any]:
-    """The fork's player and the put the replay server records live calls with."""
+def fork_player(ctx: click.Context, settings: Any, recording: Any, matcher: Any) -> Playing:
+    """The fork's player, the put the replay server records live calls with, and its finish."""
     from .. import replay
     from ..playback.live import Limits, LiveError, fork_point, original_of
     from ..pricing import PriceTable
@@ -89,7 +90,7 @@ def _merged(edits: Any, text: str) -> Any:
 
 
 def _start(ctx: click.Context, matcher: Any, point: Any, edits: Any, prices: Any, limits: Any,
-           fork_id: str | None) -> tuple[Any, Any]:
+           fork_id: str | None) -> Playing:
     from ..playback.live import ForkPlayer
     from ..store.process import make_writer
 
@@ -97,13 +98,12 @@ def _start(ctx: click.Context, matcher: Any, point: Any, edits: Any, prices: Any
     writer = make_writer(db)
     player = ForkPlayer(matcher, point, edits, put=writer.put, prices=prices, limits=limits, fork_id=fork_id)
 
-    def finish() -> None:
+    def finish() -> list[str]:
         lost = 0 if writer.close(30) else writer.unwritten
         state = player.state
         if not state.started:
-            click.echo(f"replayer replay: the agent never reached turn {point.index} of {point.conversation_id}: "
-                       "nothing went live, no fork was recorded", err=True)
-            return
+            return [f"replayer replay: the agent never reached turn {point.index} of {point.conversation_id}: "
+                    "nothing went live, no fork was recorded"]
         from ..store.runs import ForkLink, add_fork_link
         from ..store.schema import open_db
 
@@ -111,12 +111,10 @@ def _start(ctx: click.Context, matcher: Any, point: Any, edits: Any, prices: Any
         spent = money(state.spent_usd) + (f" (+{plural(state.unpriced, 'unpriced call')})" if state.unpriced else "")
         stopped = f"; the live part was stopped: {state.stopped}" if state.stopped else ""
         lost_line = f"; {plural(lost, 'record')} could not be written" if lost else ""
-        click.echo(
+        return [
             f"replayer replay: fork {player.fork_id} of {point.conversation_id} at turn {point.index}: "
             f"{plural(state.live_calls, 'live call')}, {spent}{stopped}{lost_line} "
-            f"(replayer show {player.fork_id}; replayer compare {point.conversation_id} {player.fork_id})",
-            err=True,
-        )
+            f"(replayer show {player.fork_id}; replayer compare {point.conversation_id} {player.fork_id})"
+        ]
 
-    player.finish = finish
-    return player, player.put
+    return Playing(player, player.put, finish)

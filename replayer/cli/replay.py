@@ -101,9 +101,19 @@ class Settings:
     """Options a live part added (`--live-from` ...), by parameter name."""
 
 
-def make_player(ctx: click.Context, settings: Settings, recording: Any, matcher: Any) -> tuple[Any, Any]:
-    """The player that decides each call, and the writer's `put` for what goes live (None when
-    nothing does): offline, the recording alone."""
+@dataclass
+class Playing:
+    """What answers the program: the player that decides each call; `put`, the writer's, for
+    what goes live (None when nothing does); `finish`, run once the server has stopped (closing
+    that writer), returning lines to print before the last one."""
+
+    player: Any
+    put: Any = None
+    finish: Callable[[], list[str]] | None = None
+
+
+def make_player(ctx: click.Context, settings: Settings, recording: Any, matcher: Any) -> Playing:
+    """Offline: the recording alone answers; with --live-from, a fork (cli/live.py)."""
     from ..playback.server import RecordingPlayer
 
     extra = settings.extra
@@ -111,7 +121,7 @@ def make_player(ctx: click.Context, settings: Settings, recording: Any, matcher:
         given = [name for name in LIVE_OPTIONS if extra.get(name)]
         if given:
             raise UserError(f"{LIVE_OPTIONS[given[0]]} is for a fork: add --live-from N (the turn to go live from)")
-        return RecordingPlayer(matcher), None
+        return Playing(RecordingPlayer(matcher))
     from .live import fork_player
 
     return fork_player(ctx, settings, recording, matcher)
@@ -159,12 +169,13 @@ def run_replay(ctx: click.Context, settings: Settings) -> int:
     recording = load(settings.source, lambda: open_store(ctx), db_path(ctx))
     matcher = Matcher(recording.lines, ignore=settings.ignore, loose=not settings.strict,
                       with_errors=settings.with_errors)
-    player, put = make_player(ctx, settings, recording, matcher)
+    playing = make_player(ctx, settings, recording, matcher)
+    player = playing.player
 
     def refused(message: str) -> None:
         click.echo(message, err=True)
 
-    server = ReplayServer(player, upstream, put, speed=settings.speed, on_refusal=refused)
+    server = ReplayServer(player, upstream, playing.put, speed=settings.speed, on_refusal=refused)
     try:
         running = run_in_background(server)
     except OSError as e:
@@ -181,15 +192,15 @@ def run_replay(ctx: click.Context, settings: Settings) -> int:
         code = run_child(settings.command, env, cwd=settings.extra.get("cwd"))
     finally:
         running.stop(timeout=30)
-        finish = getattr(player, "finish", None)  # a fork: its records written, its link kept
-        if finish is not None:
-            finish()
+        notes = playing.finish() if playing.finish is not None else []
+    for note in notes:
+        click.echo(note, err=True)
     for drift in matcher.drift():
         click.echo(f"replayer replay: drift: conversation {drift.conversation_id} turn {drift.index} was answered "
                    f"though the request differs: {drift.difference}", err=True)
     mismatches = len(matcher.refusals)
     failed = bool(mismatches) and code == 0 and settings.strict
-    click.echo(summary(matcher, recording.what, getattr(server, "live_calls", 0), code, failed), err=True)
+    click.echo(summary(matcher, recording.what, server.live_calls, code, failed), err=True)
     sys.stderr.flush()
     return 1 if failed else code
 

@@ -19,12 +19,12 @@ _EMPTY_FIELDS = {"text": "", "thinking": "", "signature": ""}
 """What a streamed block's start holds of the fields its deltas then fill."""
 
 
-def _json(data: Any) -> bytes:
+def compact_json(data: Any) -> bytes:
     """Compact JSON, as the API writes it (orjson: this runs for every event served)."""
     try:
         return orjson.dumps(data)
-    except TypeError:  # an integer past 64 bits: the standard library writes any
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    except TypeError:  # a lone surrogate or an integer past 64 bits: the standard library writes them
+        return json.dumps(data, separators=(",", ":")).encode()
 
 
 def event_bytes(event: dict[str, Any]) -> bytes:
@@ -34,7 +34,7 @@ def event_bytes(event: dict[str, Any]) -> bytes:
     name = event.get("event")
     head = b"event: %s\n" % name.encode() if name is not None else b""
     if not isinstance(data, str):
-        return head + b"data: " + _json(data) + b"\n\n"
+        return head + b"data: " + compact_json(data) + b"\n\n"
     return head + "".join(f"data: {line}\n" for line in data.split("\n")).encode() + b"\n"
 
 
@@ -109,7 +109,7 @@ def _block_events(add: Any, index: int, block: Any) -> None:
     first = dict(block)
     if kind in ("tool_use", "server_tool_use", "mcp_tool_use") and "input" in block:
         first["input"] = {}
-        raw = _json(block["input"]).decode()
+        raw = compact_json(block["input"]).decode()
         if raw != "{}":
             deltas.append({"type": "input_json_delta", "partial_json": raw})
     else:

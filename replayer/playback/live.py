@@ -22,7 +22,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,8 +184,6 @@ class ForkPlayer:
                                      "edits": edits.to_json()}
         self.state = LiveState()
         self.lock = threading.Lock()
-        self.finish: Callable[[], None] | None = None
-        """Called by `replayer replay` once the command ended and the server stopped."""
         request = point.turn.get("request")
         messages = request.get("messages") if isinstance(request, dict) else None
         self._prefix = _plain(messages) if isinstance(messages, list) else None

@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from .answer import synthesize
+from .answer import compact_json, synthesize
 
 RETRIED_STATUSES = frozenset({408, 409, 429})
 """Statuses the SDKs retry (with every 5xx, 529 included, and a connection that failed)."""
@@ -127,7 +127,7 @@ class Drift:
 
 
 def error_body(message: str, kind: str = "invalid_request_error") -> bytes:
-    return json.dumps({"type": "error", "error": {"type": kind, "message": message}}, ensure_ascii=False).encode()
+    return compact_json({"type": "error", "error": {"type": kind, "message": message}})
 
 
 # -- the recording, as slots to serve ------------------------------------------------------------
@@ -141,6 +141,14 @@ class _Slot:
     """The recorded request with the ignore paths removed."""
     conversation: str | None
     served: bool = False
+
+
+def parse_json(body: bytes) -> Any:
+    """orjson, fast; the standard library for a lone surrogate escape, which orjson refuses."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
 
 
 def _turn_key(line: dict[str, Any]) -> Any:
@@ -157,16 +165,23 @@ def _succeeded(line: dict[str, Any]) -> bool:
     return status is not None and 200 <= status < 300 and not line.get("error")
 
 
+def _canonical(doc: Any) -> bytes:
+    try:
+        return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # a lone surrogate (orjson refuses it), or an integer past 64 bits
+        return json.dumps(doc, sort_keys=True).encode()
+
+
 def _bucket(body: Any) -> Any:
     """A cheap key that every JSON-equal body shares: the model, how many messages, and the last
     message. Requests of one conversation differ in it; candidates in one bucket are compared whole."""
     if not isinstance(body, dict):
-        return ("?", orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
+        return ("?", _canonical(body))
     messages = body.get("messages")
     if isinstance(messages, list):
-        last = orjson.dumps(messages[-1], option=orjson.OPT_SORT_KEYS) if messages else b""
+        last = _canonical(messages[-1]) if messages else b""
         return (str(body.get("model")), len(messages), last)
-    return (str(body.get("model")), -1, orjson.dumps(messages, option=orjson.OPT_SORT_KEYS))
+    return (str(body.get("model")), -1, _canonical(messages))
 
 
 class Matcher:
@@ -213,8 +228,8 @@ class Matcher:
     def answer(self, endpoint: str, body: bytes) -> Answer | Refusal:
         """The recorded answer to one request (`endpoint` is its path), or why there is none."""
         try:
-            sent = stripped(orjson.loads(body), self.ignore)
-        except orjson.JSONDecodeError:
+            sent = stripped(parse_json(body), self.ignore)
+        except ValueError:
             return self._refuse("replayer replay: the request body is not JSON; a recording answers only JSON requests")
         with self.lock:
             slot = self._exact(sent)
@@ -271,7 +286,7 @@ class Matcher:
             error = line.get("error") or {}
             body = error_body(str(error.get("message") or ""), str(error.get("type") or "api_error"))
         else:
-            body = json.dumps(response, ensure_ascii=False, separators=(",", ":")).encode()
+            body = compact_json(response)
         return Answer(status, headers, body, None, line)
 
     def _refuse(self, message: str) -> Refusal:

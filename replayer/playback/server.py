@@ -62,6 +62,15 @@ class RecordingPlayer:
         return self.matcher.answer(endpoint, body)
 
 
+def replayed_turn(method: str, path: str) -> bool:
+    """A Messages call: the API's, or a Vertex client's (`.../publishers/anthropic/models/MODEL:rawPredict`
+    or `:streamRawPredict`; its count-tokens is not one)."""
+    if is_turn(method, path):
+        return True
+    return (method == "POST" and "/publishers/anthropic/models/" in path and path.endswith(("RawPredict", "rawPredict"))
+            and "/models/count-tokens:" not in path)
+
+
 class _LiveCall(ProxiedCall):
     """A call that went live, recorded in the conversation its decision named."""
 
@@ -96,7 +105,7 @@ class ReplayServer(Proxy):
         self.live_calls = 0
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        if not is_turn(request.method, request.path):
+        if not replayed_turn(request.method, request.path):
             if self.player.live:
                 return await super()._handle(request)
             if request.method == "HEAD":  # a client's reachability check (Claude Code's HEAD /)

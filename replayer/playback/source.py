@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from ..cli.base import UserError, resolve_id
+from .matching import parse_json
 
 if TYPE_CHECKING:
     from ..store.queries import Store
@@ -72,8 +71,8 @@ def _cassette(path: Path) -> Recording:
                 if not raw.strip():
                     continue
                 try:
-                    line = orjson.loads(raw)
-                except orjson.JSONDecodeError as e:
+                    line = parse_json(raw)
+                except ValueError as e:
                     raise UserError(f"{path} line {n} is not JSON ({e}): a cassette is JSON Lines; {HOW}") from None
                 if not isinstance(line, dict) or "request" not in line:
                     raise UserError(f"{path} line {n} is not a cassette line (no request): {HOW}")
@@ -84,3 +83,4 @@ def _cassette(path: Path) -> Recording:
         raise UserError(f"SOURCE {path}: the file holds no recorded call; {HOW}")
     conversations = list(dict.fromkeys(str(line.get("conversation_id")) for line in lines))
     return Recording(lines, str(path), conversations)
+
