@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import FAKE_KEY, exported, sent_bodies
 
-from replayer.fakeapi import FakeAPI, Reply
+from replayer.fakeapi import FakeAPI, Reply, message_events
 from replayer.store.queries import Store
 from replayer.store.schema import open_db
 
@@ -31,11 +31,14 @@ AGENT = """
     client = anthropic.Anthropic()
     messages = [{"role": "user", "content": "refund order " + sys.argv[1]}]
     for turn in range(40):
+        ask = dict(model="claude-sonnet-4-5", max_tokens=200, system=SYSTEM, messages=messages,
+                   tools=[{"name": "lookup", "description": "look a step up", "input_schema": {"type": "object"}}])
         try:
-            reply = client.messages.create(model="claude-sonnet-4-5", max_tokens=200, system=SYSTEM,
-                                           tools=[{"name": "lookup", "description": "look a step up",
-                                                   "input_schema": {"type": "object"}}],
-                                           messages=messages)
+            if sys.argv[2:] == ["stream"]:
+                with client.messages.stream(**ask) as stream:
+                    reply = stream.get_final_message()
+            else:
+                reply = client.messages.create(**ask)
         except anthropic.APIStatusError as e:
             print("API ERROR", e.status_code, e.body["error"]["message"])
             raise SystemExit(3)
@@ -63,9 +66,9 @@ def loop_reply(body: dict) -> Reply:
     else:
         content = [{"type": "text", "text": f"refunded after {turn} steps"}]
         stop = "end_turn"
-    return Reply(body={"id": f"msg_{turn:02d}", "type": "message", "role": "assistant",
-                       "model": body.get("model"), "content": content, "stop_reason": stop,
-                       "stop_sequence": None, "usage": usage})
+    message = {"id": f"msg_{turn:02d}", "type": "message", "role": "assistant", "model": body.get("model"),
+               "content": content, "stop_reason": stop, "stop_sequence": None, "usage": usage}
+    return Reply(sse=message_events(message)) if body.get("stream") else Reply(body=message)
 
 
 @pytest.fixture
@@ -349,3 +352,33 @@ async def test_f_in_the_browser_forks_the_run_at_the_turn_and_shows_its_turns_as
     assert link == {"parent": conv, "kind": "fork", "turn_index": 5, "edits": {"system": "You are terse."}}
     sent = sent_bodies(loop_api)
     assert len(sent) == TURNS - 5 and all(b["system"] == "You are terse." for b in sent)
+
+
+def test_a_streaming_agent_forks_too_and_its_replayed_turns_keep_their_recorded_events(loop_api, tmp_path):
+    from replayer.store.export import cassette_lines
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "agent.py").write_text(f"SYSTEM = {SYSTEM!r}\n" + textwrap.dedent(AGENT))
+    db = tmp_path.resolve() / "stream.db"
+    command = ["--", sys.executable, "agent.py", "1234", "stream"]
+    assert replayer(db, "record", *command, env=fork_env(loop_api), cwd=work).returncode == 0
+    conv = exported(db)[0]["conversation_id"]
+    loop_api.received.clear()
+    proc = replayer(db, "replay", conv, "--live-from", "7", "--system", "You are terse.", "--yes", *command,
+                    env=fork_env(loop_api), cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert f"FINAL refunded after {TURNS - 1} steps" in proc.stdout
+    sent = sent_bodies(loop_api)
+    assert [b["stream"] for b in sent] == [True] * (TURNS - 7)
+    assert all(b["system"] == "You are terse." for b in sent)
+    fork, _ = fork_of(db)
+    store = Store(open_db(db, create=False))
+    original = list(cassette_lines(store, conversation_id=conv))
+    forked = list(cassette_lines(store, conversation_id=fork))
+    assert len(forked) == TURNS and all(line["stream"] for line in forked)
+    for before, after in zip(original[:7], forked[:7], strict=True):
+        assert after["events"] is not None
+        assert [(e["event"], e["data"]) for e in after["events"]] == [(e["event"], e["data"]) for e in before["events"]]
+        assert [e["ms"] for e in after["events"]] == [e["ms"] for e in before["events"]]
+        assert after["response"] == before["response"]

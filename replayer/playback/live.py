@@ -309,7 +309,13 @@ def copied(line: dict[str, Any], ctx: Context, t_start: float) -> Captured:
     response = line.get("response")
     if captured.stream and captured.status is not None and 200 <= captured.status < 300:
         events = line.get("events") or synthesize(response, line.get("error"))
-        captured.sse = b"".join(event_bytes(e) for e in events)
+        parts = [event_bytes(e) for e in events]
+        captured.sse = b"".join(parts)
+        if all(e.get("ms") is not None for e in events):  # recorded times: the copy keeps them
+            ends = [len(p) for p in parts]
+            for i in range(1, len(ends)):
+                ends[i] += ends[i - 1]
+            captured.sse_chunks = [(end, float(e["ms"])) for end, e in zip(ends, events, strict=True)]
     elif response is not None:
         captured.response_bytes = json.dumps(response, ensure_ascii=False).encode()
     return captured
