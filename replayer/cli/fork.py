@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -46,5 +47,8 @@ def fork(ctx: click.Context, turn: str, **options: Any) -> None:
     except LiveError as e:
         raise UserError(str(e)) from None
     click.echo(f"replayer fork: running again in {run.cwd}: {' '.join(run.argv)}", err=True)
+    argv = list(run.argv)
+    if os.sep in argv[0] and not os.path.isabs(argv[0]):  # ./agent.sh: found from the recorded cwd
+        argv[0] = os.path.join(run.cwd, argv[0])
     extra = {**options, "live_from": turn_id, "cwd": run.cwd}
-    ctx.exit(run_replay(ctx, Settings(run.run_id, tuple(run.argv), extra=extra)))
+    ctx.exit(run_replay(ctx, Settings(run.run_id, tuple(argv), extra=extra)))
