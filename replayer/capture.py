@@ -139,7 +139,8 @@ class _StreamCapture(_Attempt):
     """A streamed body, teed: the HTTP response's byte iterator and close are replaced by this
     object's (bound methods, so installing the tee builds no closures). Finishes exactly once:
     at the stream's end, its failure, or its early close. Per chunk the agent's thread only
-    appends the chunk to a list; until the first content_block_delta arrives it also looks for
+    appends the chunk to a list and a clock reading to another (when it came: the writer makes
+    each event's time of them); until the first content_block_delta arrives it also looks for
     it, to time the first token: inline (a function call per chunk cost more than the search), with
     `find` (cheaper than `in`), and across two chunks only when the first ended mid-line."""
 
@@ -312,10 +313,10 @@ class _StreamCapture(_Attempt):
         record = self._base()
         chunks = self.chunks[: self.n]
         body = b"".join(chunks)
-        self.chunks = []
+        times, self.chunks, self.times = self.times, [], []
         if is_sse:
             record.sse = body
-            record.sse_chunks = chunk_times(chunks, self.times, self.p0)
+            record.sse_chunks = chunk_times(chunks, times, self.p0)
             if self.p_first is not None:
                 record.ttft_ms = round((self.p_first - self.p0) * 1000, 3)
         else:

@@ -186,6 +186,7 @@ _BLANK = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
 """A line's end followed by an empty line's: where an event is dispatched."""
 _FIELD = re.compile(rb"(?:^|(?<=[\r\n]))(?:event|data)(?:[:\r\n]|$)")
 """An `event` or `data` line: a block without one dispatches nothing."""
+_USUAL = (b"event:", b"data:")
 _LINES = re.compile(rb"\r\n|\r|\n")
 
 
@@ -195,12 +196,24 @@ def event_ends(raw: bytes) -> list[int]:
     line, so one the stream stopped in the middle of (cut off, or a last event with no empty line
     after it) was never delivered and has no end here; a block of comments alone is no event."""
     ends = []
-    start = 0
     search = _FIELD.search
+    if b"\r" not in raw:  # the usual stream, lines ended by LF only: a plain split finds the blank lines
+        end = 0
+        blocks = raw.split(b"\n\n")
+        blocks.pop()  # what follows the last blank line: no event, or one never finished
+        for block in blocks:
+            end += len(block) + 2
+            # the usual block begins with its event or data line: the search only for the others
+            if block.startswith(_USUAL) or search(block) is not None:
+                ends.append(end)
+        return ends
+    start = 0
+    starts = raw.startswith
     for m in _BLANK.finditer(raw):
-        if search(raw, start, m.start()) is not None:
-            ends.append(m.end())
-        start = m.end()
+        end = m.end()
+        if starts(_USUAL, start) or search(raw, start, m.start()) is not None:
+            ends.append(end)
+        start = end
     return ends
 
 

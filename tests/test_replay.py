@@ -204,15 +204,12 @@ def test_ignore_leaves_a_field_out_of_the_comparison(recorded, tmp_path):
 
 
 def test_a_cassette_file_is_a_source(recorded, tmp_path):
-    from replayer.store.export import cassette_lines
-    from replayer.store.queries import Store
-    from replayer.store.schema import open_db
-
     db, run, agent, output, seen = recorded
     cassette = tmp_path / "loop.jsonl"
-    lines = list(cassette_lines(Store(open_db(db, create=False)), run_id=run))
-    cassette.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    assert all(line["events"] for line in lines if line["stream"])
+    exporting = replayer(db, "export", "--cassette", "--run", run, "-o", str(cassette))
+    assert exporting.returncode == 0, exporting.stderr
+    lines = [json.loads(x) for x in cassette.read_text().splitlines()]
+    assert len(lines) == TURNS and all(line["events"] for line in lines if line["stream"])
     # no database at all: the file is the whole recording (paced by its recorded times, 100x faster)
     proc = replayer(tmp_path / "none.db", "replay", str(cassette), "--speed", "100", "--", sys.executable, str(agent),
                     str(tmp_path / "seen.jsonl"), env={"ANTHROPIC_BASE_URL": DEAD})

@@ -209,20 +209,37 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
 @db_option
 @pricing_option
 @click.option("--conversation", "conversation_id", metavar="ID", help="Only this conversation.")
+@click.option("--run", "run_id", metavar="ID", help="Only the conversations of this `replayer record` run.")
+@click.option("--cassette", is_flag=True,
+              help="A cassette to replay: each line also holds the stream's events (needs --conversation or --run).")
 @click.option("-o", "output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout.")
 @click.pass_context
-def export(ctx: click.Context, conversation_id: str | None, output: str | None) -> None:
+def export(ctx: click.Context, conversation_id: str | None, run_id: str | None, cassette: bool,
+           output: str | None) -> None:
     """JSON Lines: one line per recorded API attempt, request and response as on the wire."""
+    if conversation_id and run_id:
+        raise UserError("give --conversation or --run, not both")
+    if cassette and not (conversation_id or run_id):
+        raise UserError("--cassette records one conversation or one run: add --conversation ID or --run ID")
     store = open_store(ctx)
     if conversation_id:
         conversation_id = resolve_id(store, conversation_id)
     if conversation_id and not store.conversation_exists(conversation_id):
         raise UserError(f"no conversation {conversation_id!r}: see 'replayer list'")
+    if run_id and not store.run_conversations(run_id):
+        raise UserError(f"no conversation recorded by run {run_id!r}: see 'replayer list' (record prints its run id)")
+    if cassette:
+        from ..store.codec import dumps
+        from ..store.export import cassette_lines
+
+        lines = (dumps(line) for line in cassette_lines(store, conversation_id=conversation_id, run_id=run_id))
+    else:
+        lines = store.export_lines(conversation_id, run_id=run_id)
     out = open_output(output, "choose another -o FILE") if output else sys.stdout
     try:
         n = 0
         with out if output else contextlib.nullcontext():
-            for line in store.export_lines(conversation_id):
+            for line in lines:
                 out.write(line + "\n")
                 n += 1
     except BrokenPipeError:
@@ -232,7 +249,7 @@ def export(ctx: click.Context, conversation_id: str | None, output: str | None) 
     except OSError as e:  # the disk filled up, say
         raise UserError(f"cannot write {output or 'to stdout'}: {e.strerror or e}") from None
     if output:
-        click.echo(f"wrote {plural(n, 'line')} to {output}", err=True)
+        click.echo(f"wrote {plural(n, 'line')} to {output}" + (" (a cassette)" if cassette else ""), err=True)
 
 
 @click.command()

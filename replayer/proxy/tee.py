@@ -4,8 +4,9 @@
 As in the SDK middleware (capture.py), the event loop only keeps bytes it already has and
 reads the clock: the response's chunks are kept as they came off the wire (still compressed, if
 the upstream compressed them), and `captured()`, called on the writer's side, joins and decodes
-them and builds the `Captured`. So the loop's cost per chunk is one list append, plus, until the
-first content_block_delta, a search for it (to time the first token).
+them and builds the `Captured`. So the loop's cost per chunk is two list appends (the chunk, and
+a clock reading: when it came, for the stream's event times), plus, until the first
+content_block_delta, a search for it (to time the first token).
 """
 
 from __future__ import annotations
@@ -93,12 +94,7 @@ def decodable(accept_encoding: str) -> str:
 def decode(encoding: str, body: bytes) -> bytes:
     """The body as it was before the upstream compressed it (a chain like "gzip, br" undone in
     reverse order)."""
-    for name in reversed([e for e in encoding.split(",") if e.strip()]):
-        d = decoder_for(name)
-        if d is None:
-            raise ValueError(f"content-encoding {name.strip()!r} can't be decoded here")
-        body = bytes(d.decompress(body))
-    return body
+    return b"".join(decode_chunks(encoding, [body]))
 
 
 def decode_chunks(encoding: str, chunks: list[bytes]) -> list[bytes]:
@@ -214,7 +210,7 @@ class ProxiedCall:
         headers = self.response_headers or []
         content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"").decode("latin-1")
         is_sse = "event-stream" in content_type
-        chunks, self.chunks = self.chunks, []
+        chunks, times, self.chunks, self.times = self.chunks, self.times, [], []
         if is_sse and self.encoding:  # decoded chunk by chunk: each one's end in the decoded stream
             chunks = decode_chunks(self.encoding, chunks)
             body = b"".join(chunks)
@@ -245,7 +241,7 @@ class ProxiedCall:
         # request is a plain JSON body, as in the middleware
         setattr(record, "sse" if is_sse else "response_bytes", body)
         if is_sse:
-            record.sse_chunks = chunk_times(chunks, self.times, self.p0)
+            record.sse_chunks = chunk_times(chunks, times, self.p0)
         if is_sse and self.p_first is not None:
             record.ttft_ms = round((self.p_first - self.p0) * 1000, 3)
         return record

@@ -54,12 +54,17 @@ def event_ms(raw: bytes, chunks: list[tuple[int, float]] | None) -> list[float] 
 
 def pack_ms(values: list[float]) -> bytes:
     """`values` (non-decreasing milliseconds, as chunk times are) as LEB128 microsecond steps."""
-    out = bytearray()
+    steps = []
     prev = 0
     for v in values:
-        us = max(round(v * 1000), 0)
-        step = max(us - prev, 0)  # a clock is never read backwards, but a stored value never goes below 0
+        us = round(v * 1000)
+        step = us - prev if us > prev else 0  # (a clock is never read backwards; a step never goes below 0)
         prev += step
+        steps.append(step)
+    if not steps or max(steps) < 0x80:
+        return bytes(steps)  # one byte each
+    out = bytearray()
+    for step in steps:
         while step >= 0x80:
             out.append((step & 0x7F) | 0x80)
             step >>= 7

@@ -20,12 +20,23 @@ _SLOT = "\u0000replayer:{}\u0000"
 """Where the request and response text go in a line, replaced after the line is dumped."""
 
 
-def export_lines(store: Store, conversation_id: str | None = None) -> Iterator[str]:
+def export_lines(store: Store, conversation_id: str | None = None, *, run_id: str | None = None) -> Iterator[str]:
     """One JSON line per recorded attempt (DESIGN.md's export format): conversations oldest
-    first, each in turn order, each turn's attempts in order."""
-    where, args = ("WHERE t.conversation_id = ?", [conversation_id]) if conversation_id else ("", [])
+    first, each in turn order, each turn's attempts in order. All of them, or one conversation's,
+    or those of every conversation one `replayer record` run recorded (`run_id`)."""
+    where, args = _where(conversation_id, run_id)
     for _row, line in _lines(store, where, args):
         yield line
+
+
+def _where(conversation_id: str | None, run_id: str | None) -> tuple[str, list[Any]]:
+    from .queries import RUN_MATCH
+
+    if conversation_id:
+        return "WHERE t.conversation_id = ?", [conversation_id]
+    if run_id:  # (only conversations have a tags_json column)
+        return f"WHERE {RUN_MATCH}", [run_id]
+    return "", []
 
 
 def cassette_lines(
@@ -42,14 +53,9 @@ def cassette_lines(
     each line (the record's keys, and the rest); it returns the line to keep or None to drop it.
     When it changes the response or error and leaves the events alone, the events (which would
     show what it took out) become None."""
-    if (conversation_id is None) == (run_id is None):
+    if bool(conversation_id) == bool(run_id):
         raise ValueError("cassette_lines: give conversation_id or run_id (one of them)")
-    from .queries import RUN_MATCH
-
-    if conversation_id is not None:
-        where, args = "WHERE t.conversation_id = ?", [conversation_id]
-    else:  # (only conversations have a tags_json column)
-        where, args = f"WHERE {RUN_MATCH}", [str(run_id)]
+    where, args = _where(conversation_id, run_id)
     for row, text in _lines(store, where, args, events=True):
         line = json.loads(text)
         body = row["stream_body"]

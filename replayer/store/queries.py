@@ -166,11 +166,11 @@ class Store:
         return self._fill(row["response_json"], parts) if parts else row["response_json"]
 
     # -- export --------------------------------------------------------------------------------
-    def export_lines(self, conversation_id: str | None = None) -> Iterator[str]:
+    def export_lines(self, conversation_id: str | None = None, *, run_id: str | None = None) -> Iterator[str]:
         """One JSON line per recorded attempt (store/export.py)."""
         from .export import export_lines
 
-        return export_lines(self, conversation_id)
+        return export_lines(self, conversation_id, run_id=run_id)
 
     def stream_body(self, body_id: int) -> bytes:
         """A stored stream's bytes as received (store/events.py)."""
