@@ -382,3 +382,19 @@ def test_a_streaming_agent_forks_too_and_its_replayed_turns_keep_their_recorded_
         assert [(e["event"], e["data"]) for e in after["events"]] == [(e["event"], e["data"]) for e in before["events"]]
         assert [e["ms"] for e in after["events"]] == [e["ms"] for e in before["events"]]
         assert after["response"] == before["response"]
+
+
+async def test_f_on_a_turn_of_a_run_record_did_not_make_says_so_and_stays(tmp_path):
+    from tui_data import build_db, open_second_conversation, settle
+
+    from replayer.tui.app import make_app
+    from replayer.tui.conversation import ConversationScreen
+
+    app = make_app(build_db(tmp_path / "tui.db"))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_second_conversation(pilot)
+        await pilot.press("f")
+        await settle(pilot)
+        assert isinstance(app.screen, ConversationScreen)  # the editor closed at once: nothing to fork
+        notes = [str(n.message) for n in app._notifications]
+        assert any("was not recorded by `replayer record`" in n and "--live-from" in n for n in notes), notes
