@@ -32,8 +32,6 @@ from .tool_results import ToolResults
 
 MAX_TURNS = 10_000
 """Turns (by call key) and conversations this connection remembers writing."""
-_EXPERIMENT = frozenset({"rerun_of", "fork_of"})
-"""Tags of a conversation replayer sent itself (a rerun, a fork): never continued by threading."""
 
 
 class Turn(NamedTuple):
@@ -328,11 +326,10 @@ class Ingestor:
                 text = searchable(assistant)
                 if text:
                     self.texts.append((turn.rowid * 2 + 1, text))
-            experiment = ctx is not None and ctx.tags is not None and bool(_EXPERIMENT & ctx.tags.keys())
-            if assistant is not None and parsed.thread_keys and not experiment:
+            if assistant is not None and parsed.thread_keys and not (ctx and ctx.tags and "rerun_of" in ctx.tags):
                 # the conversation's latest context is now this request and its reply: the next
-                # request that extends them continues it (an agent never continues a rerun or a
-                # fork: a later recording of the same agent must not thread into one). A
+                # request that extends them continues it (an agent never continues a rerun; a
+                # fork's live calls do continue theirs, a subagent's among them). A
                 # tool-runner thread request's messages are only its new ones: its conversation can
                 # no longer be found by keys.
                 self.threads.make_room()
