@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 _UNNAMED = ConversationName("", None, "")
 """What `names.get` gives for a rowid it does not hold."""
+EXPERIMENTS = frozenset({"rerun", "fork"})
+"""Origins of the conversations replayer sent itself: reruns and forks (their spend apart)."""
 
 
 def rewrite_cost(prices: PriceTable, usage: dict[str, Any], model: str | None) -> float | None:
@@ -107,12 +109,13 @@ def stats(
     first, today, since, until = window(days or settings.days, tz, now)
     names = store.conversation_names()
     groups = store.spend_groups(since, until)
-    # variants sent by `replayer rerun` are experiments, not the agent's traffic: their spend is
-    # shown on its own and they stay out of the users, models and health metrics
+    # variants sent by `replayer rerun` and forks (`replayer replay --live-from`, `replayer fork`)
+    # are experiments, not the agent's traffic: their spend is shown on its own and they stay out
+    # of the users, models and health metrics
     reruns = RerunSpend(cost_usd=0.0, turns=0, variants=0)
     variants = set()
     for g in groups:
-        if names.get(g.conv, _UNNAMED).origin == "rerun":
+        if names.get(g.conv, _UNNAMED).origin in EXPERIMENTS:
             reruns.cost_usd += g.cost_usd or 0.0
             reruns.turns += g.turns
             variants.add(g.conv)

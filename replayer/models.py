@@ -66,6 +66,19 @@ class ConversationSummary(BaseModel):
 
     @computed_field  # type: ignore[prop-decorator]
     @property
+    def variant_of(self) -> str | None:
+        """For a fork (`replayer replay --live-from`, `replayer fork`), what it is a variant of:
+        "fork at turn N of CONV (edits)"; None for any other conversation."""
+        tags = self.tags or {}
+        parent = tags.get("fork_of")
+        if not isinstance(parent, str):
+            return None
+        edits = tags.get("edits")
+        what = ", ".join(edits) if isinstance(edits, dict) and edits else "no edits"
+        return f"fork at turn {tags.get('fork_turn')} of {parent} ({what})"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
     def duration_s(self) -> float:
         start = datetime.fromisoformat(self.started_at.replace("Z", "+00:00"))
         end = datetime.fromisoformat(self.last_at.replace("Z", "+00:00"))

@@ -46,6 +46,8 @@ class Edits:
     set: dict[str, Any] = field(default_factory=dict)
     """Dotted path -> JSON value; None removes the field."""
     headers: dict[str, str] = field(default_factory=dict)
+    tool_results: dict[str, str] = field(default_factory=dict)
+    """tool_use_id -> new content of the tool_result answering that call (forks: in every request)."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -59,6 +61,8 @@ class Edits:
             out["set"] = self.set
         if self.headers:
             out["headers"] = self.headers
+        if self.tool_results:
+            out["tool_results"] = self.tool_results
         return out
 
     @classmethod
@@ -69,6 +73,7 @@ class Edits:
             messages={int(k): v for k, v in (d.get("messages") or {}).items()},
             set=dict(d.get("set") or {}),
             headers=dict(d.get("headers") or {}),
+            tool_results=dict(d.get("tool_results") or {}),
         )
 
     def names(self) -> list[str]:
@@ -81,6 +86,7 @@ class Edits:
         out += [f"message {k}" for k in sorted(self.messages)]
         out += [f"{k}" for k in self.set]
         out += [f"header {k}" for k in self.headers]
+        out += [f"tool result {k}" for k in self.tool_results]
         return out or ["nothing (a plain resend)"]
 
 
@@ -184,7 +190,13 @@ def set_text(message: dict[str, Any], text: str) -> None:
 
 def apply(orig: Original, edits: Edits) -> dict[str, Any]:
     """The edited request (the original is left as it was)."""
-    req = copy.deepcopy(orig.request)
+    return edit_request(orig.request, edits)
+
+
+def edit_request(request: dict[str, Any], edits: Edits) -> dict[str, Any]:
+    """`request` with `edits` made (it is left as it was): the same edits give the same rewrite
+    every time, so a fork rewrites each request of its conversation alike."""
+    req = copy.deepcopy(request)
     if edits.system is not None:
         system = req.get("system")
         if isinstance(system, list) and system and isinstance(system[0], dict) and system[0].get("type") == "text":
@@ -205,9 +217,21 @@ def apply(orig: Original, edits: Edits) -> dict[str, Any]:
         if not isinstance(msgs[i], dict):
             raise ReplayError(f"--message {i}: that message is not an object")
         set_text(msgs[i], text)
+    if edits.tool_results:
+        _edit_tool_results(msgs if isinstance(msgs, list) else [], edits.tool_results)
     for path, value in edits.set.items():
         _set_path(req, path, value)
     return req
+
+
+def _edit_tool_results(messages: list[Any], results: dict[str, str]) -> None:
+    """Each tool_result block answering a call named in `results` gets that content (its
+    is_error flag, if any, stays: the edit says what the tool returned, not whether it failed)."""
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict) and block.get("type") == "tool_result" and block.get("tool_use_id") in results:
+                block["content"] = results[block["tool_use_id"]]
 
 
 # -- estimate ----------------------------------------------------------------------------------

@@ -138,6 +138,7 @@ def test_db_path_migrate_backup(tmp_path, monkeypatch):
         ("m005_meta",),
         ("m006_imported",),
         ("m007_stream_events",),
+        ("m008_runs",),
         ("m009_turn_tags",),
     ]
     assert run("--db", str(target), "db", "backup", str(tmp_path / "copy.db")).exit_code == 2

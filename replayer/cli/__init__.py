@@ -19,6 +19,7 @@ from .base import Group, config_option, db_option, pricing_option
 from .compare import compare
 from .conversations import browse, demo, export, list_, show
 from .database import db
+from .fork import fork
 from .health import alerts, pricing, stats
 from .importing import import_
 from .proxy import proxy
@@ -43,8 +44,9 @@ def cli(ctx: click.Context) -> None:
         ctx.invoke(browse)
 
 
-for command in (browse, list_, show, export, record, replay, proxy, import_, db, demo, stats, alerts, pricing, rerun,
-                compare):
+for command in (
+    browse, list_, show, export, record, replay, fork, proxy, import_, db, demo, stats, alerts, pricing, rerun, compare
+):
     cli.add_command(command)
 
 

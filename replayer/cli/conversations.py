@@ -135,7 +135,7 @@ def list_(
                 f"{r.output_tokens:,}",
                 money(r.cost_usd),
                 r.errors,
-                one_line(r.first_message, 40),
+                one_line(f"↳ {r.variant_of}", 90) if r.variant_of else one_line(r.first_message, 40),
             )
         )
 
@@ -155,14 +155,16 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
     turns = store.turns(conversation_id)
     runs = store.conversation_runs(conversation_id)
     from ..store.imported import provenance
+    from ..store.runs import fork_lines
     from .importing import provenance_doc, provenance_lines
 
     prov = provenance(store.db, conversation_id)  # imported turns, subagent links: None for most
+    forks, fork_doc = fork_lines(store.db, conversation_id)
     if as_json:
-        doc = {"conversation_id": conversation_id, "turns": [t.model_dump() for t in turns]}
+        doc = {"conversation_id": conversation_id, "turns": [t.model_dump() for t in turns], **fork_doc}
         click.echo(json.dumps({**doc, **provenance_doc(prov)} if prov else doc, ensure_ascii=False))
         return
-    for line in provenance_lines(prov, len(turns)) if prov else ():
+    for line in [*(provenance_lines(prov, len(turns)) if prov else ()), *forks]:
         click.echo(line)
     total = 0.0
     unknown = False

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,7 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
     from ..autorecord import RUN_ENV, RUN_TAG, summarize
     from ..paths import DB_ENV, REPORT_ENV
     from ..store.codec import new_id
+    from ..store.runs import Run
 
     boot = str(Path(__file__).parent.parent / "_boot")  # holds the sitecustomize that starts recording
     db = str(db_path(ctx).resolve())
@@ -88,6 +90,7 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
     upstream = upstream_for(env)
     check_command(command)
     run = new_id("run_")
+    started = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     env[DB_ENV] = db
     env[RUN_ENV] = run
     env["PYTHONPATH"] = os.pathsep.join(p for p in (boot, env.get("PYTHONPATH")) if p)
@@ -116,6 +119,7 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
         with ChildSignals() as signals:  # until the summary line: see ChildSignals
             code = signals.run(command, env)
             proxied = _finish(proxy, writer, db, run)
+            _keep_run(db, Run(run, list(command), os.getcwd(), started, code))
             click.echo(summarize(reports, db, list(command), run=run, proxied=proxied), err=True)
     finally:
         shutil.rmtree(reports, ignore_errors=True)
@@ -161,11 +165,11 @@ class ChildSignals:
         for signum, handler in self.before.items():
             signal.signal(signum, handler)
 
-    def run(self, command: tuple[str, ...], env: dict[str, str]) -> int:
+    def run(self, command: tuple[str, ...], env: dict[str, str], cwd: str | None = None) -> int:
         """Run the program to its end; its exit code (killed by a signal: 128 + the signal, as a
         shell reports it)."""
         try:
-            self.proc = subprocess.Popen(list(command), env=env)
+            self.proc = subprocess.Popen(list(command), env=env, cwd=cwd)
         except OSError as e:
             raise UserError(f"cannot run {command[0]}: {e.strerror}") from None
         for pending in self.early:
@@ -174,10 +178,28 @@ class ChildSignals:
         return code if code >= 0 else 128 - code
 
 
-def run_child(command: tuple[str, ...], env: dict[str, str]) -> int:
-    """Run the program to its end under `ChildSignals`; its exit code."""
+def run_child(command: tuple[str, ...], env: dict[str, str], cwd: str | None = None) -> int:
+    """Run the program (in `cwd`) to its end under `ChildSignals`; its exit code."""
     with ChildSignals() as signals:
-        return signals.run(command, env)
+        return signals.run(command, env, cwd)
+
+
+def _keep_run(db: str, run: Any) -> None:
+    """The runs row (argv, cwd; never the environment), so `replayer fork` can run it again;
+    only for a run that recorded something: no database is made for a run that recorded nothing."""
+    import sqlite3
+
+    from ..store.queries import Store
+    from ..store.schema import DBError, open_db
+
+    if not Path(db).exists():
+        return
+    try:
+        store = Store(open_db(Path(db), create=False))
+        if store.run_conversations(run.run_id):
+            store.add_run(run)
+    except (DBError, sqlite3.Error):
+        return  # the summary line says what became of the records
 
 
 def _finish(proxy: Any, writer: Any, db: str, run: str) -> dict[str, Any]:

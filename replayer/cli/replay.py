@@ -17,11 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
 from ..fmt import plural
 from .base import UserError, db_option, db_path, open_store, pricing_option
+from .edits import edit_options
 from .record import check_command, run_child, upstream_for
 
 IGNORE_HELP = (
@@ -37,6 +39,12 @@ def _speed(_ctx: click.Context, _param: click.Parameter, value: float | None) ->
     return value
 
 
+def _url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and (urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc):
+        raise click.BadParameter(f"{value!r} is not an http(s) URL: give e.g. https://api.anthropic.com")
+    return value.rstrip("/") if value else None
+
+
 REPLAY_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--strict/--loose", "strict", default=True,
                  help="A request that matches no recording: refused with a 400 (strict, the default), or answered "
@@ -49,6 +57,30 @@ REPLAY_OPTIONS: list[Callable[[Any], Any]] = [
                  help="Keep the recorded timing, X times faster (1 = as recorded). Default: as fast as possible."),
 ]
 """The command's options, in --help order; a live part appends its own."""
+
+FORK_OPTIONS: list[Callable[[Any], Any]] = [
+    edit_options(tool_results=True),
+    click.option("--budget", type=click.FloatRange(min=0, min_open=True), metavar="USD",
+                 help="Stop the live part (an API error to the agent) once its calls have cost this much."),
+    click.option("--max-turns", type=click.IntRange(min=1), metavar="K",
+                 help="Stop the live part (an API error to the agent) after K live calls."),
+    click.option("--upstream", metavar="URL", callback=_url,
+                 help="Where live calls go (default $ANTHROPIC_BASE_URL, else $REPLAYER_UPSTREAM, else the API)."),
+    click.option("--yes", "-y", is_flag=True, help="Go live without asking (the estimate is still printed)."),
+]
+"""The options of a live part, `replayer fork`'s too."""
+
+REPLAY_OPTIONS += [
+    click.option("--live-from", "live_from", metavar="N|TURN_ID",
+                 help="Fork: answer turns before N (a turn index of the source conversation, CONVERSATION:N, or a "
+                      "turn id) from the recording, and send turn N on upstream with the edits, recorded as a new "
+                      "conversation linked to the source."),
+    *FORK_OPTIONS,
+]
+LIVE_OPTIONS = {"system": "--system", "model": "--model", "messages": "--message", "sets": "--set",
+                "tool_results": "--tool-result", "budget": "--budget", "max_turns": "--max-turns",
+                "upstream": "--upstream", "yes": "--yes"}
+"""What only a live part takes (parameter -> flag): refused without --live-from."""
 
 
 def replay_options(command: Any) -> Any:
@@ -81,10 +113,18 @@ class Playing:
 
 
 def make_player(ctx: click.Context, settings: Settings, recording: Any, matcher: Any) -> Playing:
-    """Offline: the recording alone answers."""
+    """Offline: the recording alone answers; with --live-from, a fork (cli/live.py)."""
     from ..playback.server import RecordingPlayer
 
-    return Playing(RecordingPlayer(matcher))
+    extra = settings.extra
+    if extra.get("live_from") is None:
+        given = [name for name in LIVE_OPTIONS if extra.get(name)]
+        if given:
+            raise UserError(f"{LIVE_OPTIONS[given[0]]} is for a fork: add --live-from N (the turn to go live from)")
+        return Playing(RecordingPlayer(matcher))
+    from .live import fork_player
+
+    return fork_player(ctx, settings, recording, matcher)
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -125,7 +165,7 @@ def run_replay(ctx: click.Context, settings: Settings) -> int:
             raise UserError(f"--ignore {e}") from None
     check_command(settings.command)
     env = dict(os.environ)
-    upstream = upstream_for(env)
+    upstream = settings.extra.get("upstream") or upstream_for(env)
     recording = load(settings.source, lambda: open_store(ctx), db_path(ctx))
     matcher = Matcher(recording.lines, ignore=settings.ignore, loose=not settings.strict,
                       with_errors=settings.with_errors)
@@ -149,7 +189,7 @@ def run_replay(ctx: click.Context, settings: Settings) -> int:
         # nothing leaves this machine, but an SDK refuses to start without a key
         env["ANTHROPIC_API_KEY"] = "replayer-replay-offline"
     try:
-        code = run_child(settings.command, env)
+        code = run_child(settings.command, env, cwd=settings.extra.get("cwd"))
     finally:
         running.stop(timeout=30)
         notes = playing.finish() if playing.finish is not None else []

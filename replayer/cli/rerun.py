@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -17,20 +16,11 @@ from .base import (
     db_path,
     open_store,
     pricing_option,
-    resolve_id,
 )
+from .edits import edit_options, edits_from, resolve_turn
 
 if TYPE_CHECKING:
     from ..models import Sample, SampleView, ToolDiff
-
-
-def _text_or_file(value: str, what: str) -> str:
-    if value.startswith("@"):
-        try:
-            return Path(value[1:]).expanduser().read_text("utf-8")
-        except OSError as e:
-            raise UserError(f"{what} {value}: cannot read {value[1:]} ({e.strerror})") from None
-    return value
 
 
 def _describe_sample(i: int, v: Sample) -> str:
@@ -73,18 +63,7 @@ def _describe_tools(diff: list[ToolDiff]) -> str:
 @db_option
 @pricing_option
 @click.argument("turn_id", metavar="TURN_ID|CONVERSATION:N")
-@click.option("--system", "system", metavar="TEXT|@FILE", help="A new system prompt.")
-@click.option("--model", help="Another model.")
-@click.option(
-    "--message", "messages", metavar="N=TEXT|@FILE", multiple=True, help="New text for message N (0-based; -1 = last)."
-)
-@click.option(
-    "--set",
-    "sets",
-    metavar="PATH=JSON",
-    multiple=True,
-    help="Set any field, e.g. max_tokens=512, thinking.budget_tokens=2048; null removes it.",
-)
+@edit_options()
 @click.option(
     "--header", "headers", metavar="NAME=VALUE", multiple=True, help="Change anthropic-version or anthropic-beta."
 )
@@ -119,16 +98,7 @@ def rerun(
     from ..models import RerunReport
 
     store = open_store(ctx)
-    conv, sep, n = turn_id.rpartition(":")
-    conv = resolve_id(store, conv) if sep else conv
-    if sep and store.conversation_exists(conv):  # CONVERSATION:N, N from 0 (negative from the end)
-        turns = store.turns(conv)
-        try:
-            turn_id = turns[int(n)].turn_id
-        except (ValueError, IndexError):
-            raise UserError(f"{conv} has turns 0..{len(turns) - 1}, not {n!r}") from None
-    else:
-        turn_id = resolve_id(store, turn_id, "turn")
+    turn_id = resolve_turn(store, turn_id)
     try:
         orig = replay.original(store, turn_id)
     except replay.ReplayError as e:
@@ -143,23 +113,7 @@ def rerun(
         if not found and not as_json:
             click.echo("no variants of this turn yet", err=True)
         return
-    edits = replay.Edits(model=model, system=_text_or_file(system, "--system") if system is not None else None)
-    for spec in messages:
-        n, sep, text = spec.partition("=")
-        try:
-            edits.messages[int(n)] = _text_or_file(text, f"--message {n}")
-        except ValueError:
-            raise UserError(f"--message wants N=TEXT with N a message number, not {spec!r}") from None
-        if not sep:
-            raise UserError(f"--message wants N=TEXT, not {spec!r}")
-    for spec in sets:
-        path, sep, value = spec.partition("=")
-        if not sep or not path:
-            raise UserError(f"--set wants PATH=JSON, not {spec!r}")
-        try:
-            edits.set[path] = json.loads(value)
-        except ValueError:
-            raise UserError(f"--set {path}: {value!r} is not JSON (quote strings: {path}='\"text\"')") from None
+    edits = edits_from(system, model, messages, sets)
     for spec in headers:
         name, sep, value = spec.partition("=")
         if not sep or name.lower() not in PROTOCOL_HEADERS:

@@ -275,12 +275,14 @@ def provenance(db: Database, conversation_id: str) -> Provenance | None:
         [conversation_id],
     ).fetchall()
     link = db.execute(
-        "SELECT parent_id, tool_use_id FROM conversation_links WHERE conversation_id = ?", [conversation_id]
+        "SELECT parent_id, tool_use_id FROM conversation_links WHERE conversation_id = ? AND kind = 'subagent'",
+        [conversation_id],
     ).fetchone()
     children = [
         r[0]
         for r in db.execute(
-            "SELECT conversation_id FROM conversation_links WHERE parent_id = ? ORDER BY conversation_id",
+            """SELECT conversation_id FROM conversation_links WHERE parent_id = ? AND kind = 'subagent'
+               ORDER BY conversation_id""",
             [conversation_id],
         )
     ]

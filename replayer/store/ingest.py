@@ -332,7 +332,8 @@ class Ingestor:
                     self.texts.append((turn.rowid * 2 + 1, text))
             if assistant is not None and parsed.thread_keys and not (ctx and ctx.tags and "rerun_of" in ctx.tags):
                 # the conversation's latest context is now this request and its reply: the next
-                # request that extends them continues it (an agent never continues a rerun). A
+                # request that extends them continues it (an agent never continues a rerun; a
+                # fork's live calls do continue theirs, a subagent's among them). A
                 # tool-runner thread request's messages are only its new ones: its conversation can
                 # no longer be found by keys.
                 self.threads.make_room()
@@ -362,6 +363,8 @@ class Ingestor:
         origin = "explicit" if conversation_id else "auto"
         if ctx and ctx.tags and "rerun_of" in ctx.tags:
             origin = "rerun"  # a variant sent by `replayer rerun`: kept out of the conversation list
+        elif ctx and ctx.tags and "fork_of" in ctx.tags:
+            origin = "fork"  # a fork (replay --live-from): listed as a variant, kept out of the metrics
 
         thread = body.get("thread")
         if isinstance(thread, dict) and thread.get("type") == "continue" and thread.get("previous_message_id"):

@@ -34,6 +34,7 @@ from . import aggregate
 from .aggregate import ConversationName, Group, Totals, conversation_totals
 from .chain import chain_nodes, first_texts
 from .codec import splice, unpack
+from .runs import Run, add_run, get_run
 
 BLOB_CACHE = 50_000
 """Blob texts a Store keeps (the app reads the same conversation's messages again and again)."""
@@ -239,6 +240,14 @@ class Store:
             if isinstance(run, str) and run not in runs:
                 runs.append(run)
         return runs
+
+    def add_run(self, run: Run) -> None:
+        """Keep what a `replayer record` run ran (store/runs.py), for `replayer fork`."""
+        add_run(self.db, run)
+
+    def run(self, run_id: str) -> Run | None:
+        """What a `replayer record` run ran; None for a run not recorded by `record`."""
+        return get_run(self.db, run_id)
 
     def conversation_tags(self, conversation_id: str) -> dict[str, Any]:
         """A conversation's tags ({} when it has none)."""

@@ -338,6 +338,29 @@ def m007_stream_events(db: Database) -> None:
 
     for sql in SCHEMA:
         db.execute(sql)
+
+
+@migrations(name="m008_runs")
+def m008_runs(db: Database) -> None:
+    # What `replayer record` ran, so `replayer fork` can run it again: the argv and working
+    # directory only (never the environment: it holds keys). A row is written only for a run
+    # that recorded something, at its end (the exit code is known then).
+    db.execute(
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,             -- the run id record prints (its conversations' "run" tag)
+            argv_json TEXT NOT NULL,
+            cwd TEXT NOT NULL,
+            started_at TEXT NOT NULL,        -- ISO-8601 UTC
+            exit_code INTEGER                -- null: killed before it was known
+        )"""
+    )
+    # A fork (`replayer replay --live-from N`, `replayer fork`) is a conversation linked to the
+    # one it forks: the turn index it went live from and the edits it sent every later request with.
+    db.execute("ALTER TABLE conversation_links ADD COLUMN turn_index INTEGER")
+    db.execute("ALTER TABLE conversation_links ADD COLUMN edits_json TEXT")
+
+
 @migrations(name="m009_turn_tags")
 def m009_turn_tags(db: Database) -> None:
     # Tags are per call, but a conversation keeps the tags of its first turn: a turn whose tags

@@ -29,20 +29,33 @@ class ConfirmScreen(ModalScreen[bool]):
         problems: list[replay.Problem],
         est: replay.Estimate,
         orig: replay.Original,
+        *,
+        fork: bool = False,
     ) -> None:
         super().__init__()
         self.edits, self.samples, self.problems, self.est, self.orig = edits, samples, problems, est, orig
+        self.fork = fork
+        """Asking before a fork (one live trajectory from this turn on), not samples."""
 
     def compose(self) -> ComposeResult:
         e = self.est
         text = Text()
-        text.append(f"Send {plural(self.samples, 'sample')}?\n\n", style="bold")
-        text.append(f"edits: {', '.join(self.edits.names())}\n")
-        text.append(
-            f"estimate: {e.input_tokens:,} prompt tokens ({e.source}) + ~{e.output_tokens:,} output each: "
-            f"{money(e.cost_usd)} for {self.samples} (at most {money(e.max_cost_usd)})\n"
-            f"the original cost {money(self.orig.cost_usd)}\n"
-        )
+        if self.fork:
+            text.append(f"Fork the run at turn {self.orig.index}?\n\n", style="bold")
+            text.append(f"edits (in every request from this turn on): {', '.join(self.edits.names())}\n")
+            text.append(
+                f"estimate for this turn: {e.input_tokens:,} prompt tokens ({e.source}) + ~{e.output_tokens:,} "
+                f"output: {money(e.cost_usd)} (at most {money(e.max_cost_usd)}); each later turn about as much again\n"
+                "the recorded command runs again; turns before this one are answered from the recording\n"
+            )
+        else:
+            text.append(f"Send {plural(self.samples, 'sample')}?\n\n", style="bold")
+            text.append(f"edits: {', '.join(self.edits.names())}\n")
+            text.append(
+                f"estimate: {e.input_tokens:,} prompt tokens ({e.source}) + ~{e.output_tokens:,} output each: "
+                f"{money(e.cost_usd)} for {self.samples} (at most {money(e.max_cost_usd)})\n"
+                f"the original cost {money(self.orig.cost_usd)}\n"
+            )
         blocking = [p for p in self.problems if p.blocking]
         for p in self.problems:
             text.append(
@@ -52,8 +65,9 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical(id="rr-confirm"):
             yield Static(text)
             with Horizontal(id="rr-buttons"):
+                verb = "Fork" if self.fork else "Send"
                 yield Button(
-                    "Send anyway" if blocking else "Send", id="rr-go", variant="error" if blocking else "primary"
+                    f"{verb} anyway" if blocking else verb, id="rr-go", variant="error" if blocking else "primary"
                 )
                 yield Button("Cancel", id="rr-cancel")
 

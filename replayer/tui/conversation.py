@@ -59,6 +59,9 @@ class ConversationScreen(ReplayerScreen[None]):
         ),
         Binding("y", "copy", "Copy", id="copy", tooltip="Copy what the open tab shows (JSON or text)"),
         Binding("r", "rerun", "Rerun", id="rerun", tooltip="Rerun this turn with edits and compare the outputs"),
+        Binding(  # not in the footer, which is full at 120 columns: F1 lists it
+            "f", "fork", "Fork", id="fork", tooltip="Fork the run: re-run its command, live from this turn", show=False
+        ),
         Binding("slash", "find", "Find", id="find", tooltip="Find text in every turn (n/N: next/previous match)"),
         Binding("n", "find_next", "Next match", id="find-next", tooltip="The next turn holding the text", show=False),
         Binding("N", "find_prev", "Previous match", id="find-prev", tooltip="The previous one", show=False),
@@ -506,3 +509,9 @@ class ConversationScreen(ReplayerScreen[None]):
         if turn_id is None:
             return
         self.app.push_screen(RerunScreen(turn_id))
+
+    def action_fork(self) -> None:
+        turn_id = self.cursor_turn_id()
+        if turn_id is None:
+            return
+        self.app.push_screen(RerunScreen(turn_id, fork=True))

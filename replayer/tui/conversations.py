@@ -260,7 +260,9 @@ class ConversationsScreen(ReplayerScreen[None]):
         hit = r.cache_hit_rate
         return (
             local_time(r.started_at),
-            Text(r.conversation_id, no_wrap=True, overflow="ellipsis"),  # cut visibly; `y` copies it whole
+            # cut visibly; `y` copies it whole (the row key holds it). A fork is marked here too:
+            # at 100 columns the first-message column, which says whose fork it is, is off screen
+            Text(("↳ " if r.variant_of else "") + r.conversation_id, no_wrap=True, overflow="ellipsis"),
             r.user_id or "",
             Text(str(r.turns), justify="right"),
             Text(money(r.cost_usd), justify="right"),
@@ -269,7 +271,11 @@ class ConversationsScreen(ReplayerScreen[None]):
             Text(tokens(r.output_tokens), justify="right"),
             Text("" if hit is None else f"{hit:.0%}", justify="right"),
             Text(duration(r.duration_s), justify="right"),
-            (r.first_message or "")[:44].replace("\n", " "),
+            # a fork reads as a variant of the conversation it forks (`replayer list` says it whole)
+            Text(f"fork @{(r.tags or {}).get('fork_turn')} of {(r.tags or {}).get('fork_of')}", style="italic",
+                 no_wrap=True, overflow="ellipsis")
+            if r.variant_of
+            else (r.first_message or "")[:44].replace("\n", " "),
             ", ".join(r.models)[:28],
         )
 

@@ -82,9 +82,12 @@ class RerunScreen(ReplayerScreen[None]):
         Binding("ctrl+o", "variants", "Variants", id="variants", tooltip="Reopen an earlier variant of this turn"),
     ]
 
-    def __init__(self, turn_id: str) -> None:
+    def __init__(self, turn_id: str, *, fork: bool = False) -> None:
         super().__init__()
         self.turn_id = turn_id
+        self.fork = fork
+        """Fork mode (`f`): the edits apply to every request from this turn on, in a re-run of
+        the recorded command (tui/fork.py), instead of samples of this one request."""
         self.orig: replay.Original | None = None
         self.paths: list[str] = []
         self.loaded: dict[str | None, str] = {}
@@ -97,24 +100,29 @@ class RerunScreen(ReplayerScreen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = f"rerun {self.turn_id}"
+        self.sub_title = f"{'fork' if self.fork else 'rerun'} {self.turn_id}"
         self.load()
 
     @work(thread=True, exclusive=True, group="rerun-load", exit_on_error=False)
     def load(self) -> None:
+        from ..playback.live import LiveError, recorded_command  # aiohttp comes with it: only when used
+
         app = self.app
         try:
             with app.store() as store:
                 orig = replay.original(store, self.turn_id)
                 variants = store.variants_of(self.turn_id)
-        except replay.ReplayError as e:
+                if self.fork:  # refused before any editing when there is no command to run again
+                    recorded_command(store, self.turn_id)
+        except (replay.ReplayError, LiveError) as e:
             self.post_message(RerunRefused(str(e)))
             return
         self.post_message(OriginalLoaded(orig, variants))
 
     @on(RerunRefused)
     def fail(self, refused: RerunRefused) -> None:
-        self.notify(refused.message, title="Can't rerun this turn", severity="error", timeout=8)
+        what = "fork the run at" if self.fork else "rerun"
+        self.notify(refused.message, title=f"Can't {what} this turn", severity="error", timeout=8)
         self.app.pop_screen()
 
     @on(OriginalLoaded)
@@ -134,8 +142,7 @@ class RerunScreen(ReplayerScreen[None]):
                 Input(str(req.get("max_tokens", "")), id="rr-max-tokens", type="integer"),
                 Label(" thinking "),
                 Input(str(thinking.get("budget_tokens", "")), id="rr-thinking", type="integer", placeholder="off"),
-                Label(" samples "),
-                Input("1", id="rr-samples", type="integer"),
+                *([] if self.fork else [Label(" samples "), Input("1", id="rr-samples", type="integer")]),
                 classes="rr-row",
             ),
             Label("system prompt"),
@@ -183,9 +190,11 @@ class RerunScreen(ReplayerScreen[None]):
         assert orig is not None
         rebuilt = " · history rebuilt from its thread" if orig.rebuilt else ""
         earlier = f"{plural(variants, 'earlier variant')} (ctrl+o)" if variants else "no earlier variants"
+        if self.fork:
+            earlier = "edits apply from this turn on · the recorded command runs again"
         self.query_one("#rr-title", Static).update(
             Text.assemble(
-                ("Rerun ", "bold"),
+                ("Fork " if self.fork else "Rerun ", "bold"),
                 f"turn {orig.index} of {orig.conversation_id}{rebuilt} · recorded {orig.model or '—'} · "
                 f"{money(orig.cost_usd)} · {earlier} · send: ctrl+j",
             )
@@ -245,6 +254,8 @@ class RerunScreen(ReplayerScreen[None]):
         for k in set(before) | set(other):
             if before.get(k) != other.get(k) or (k in before) != (k in other):
                 e.set[k] = copy.deepcopy(other[k]) if k in other else None
+        if self.fork:  # one trajectory, not samples
+            return e, 1
         samples = _whole_number(self.query_one("#rr-samples", Input).value.strip() or "1", "samples")
         if not 1 <= samples <= replay.MAX_SAMPLES:
             raise replay.ReplayError(f"samples: 1 to {replay.MAX_SAMPLES}")
@@ -286,10 +297,15 @@ class RerunScreen(ReplayerScreen[None]):
         assert orig is not None  # prepare() runs only once the original is loaded
 
         def answered(go: bool | None) -> None:
-            if go:
+            if go and self.fork:
+                from .fork import start_fork
+
+                start_fork(self.app, self.turn_id, ready.edits)
+            elif go:
                 self.app.push_screen(SendScreen(orig, ready.edits, ready.request, ready.samples))
 
-        self.app.push_screen(ConfirmScreen(ready.edits, ready.samples, ready.problems, ready.estimate, orig), answered)
+        confirm = ConfirmScreen(ready.edits, ready.samples, ready.problems, ready.estimate, orig, fork=self.fork)
+        self.app.push_screen(confirm, answered)
 
     def action_back(self) -> None:
         self.app.pop_screen()

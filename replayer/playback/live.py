@@ -1,0 +1,321 @@
+"""The live policy of a fork (`replayer replay --live-from N`, `replayer fork`): which calls the
+recording answers and which go upstream, with what edits, under which conversation, and when the
+live part stops.
+
+Decisions (`ForkPlayer.decide`, the replay server's `Player`):
+- Until the agent reaches turn N of the forked conversation, the recording answers (the matcher).
+- The request that matches turn N starts the fork: the recorded turns 0..N-1 are written to the
+  new conversation first (so it holds the whole trajectory and `compare` aligns on turn index),
+  then the request goes upstream with the edits.
+- After that, a request that continues the forked conversation (its messages start with turn N's)
+  goes upstream with the same edits: the agent keeps re-sending the original system prompt and
+  tool results in its history, and each is rewritten the same way every time. A request the
+  recording can't answer (a subagent the new trajectory started) goes upstream unedited, as a
+  conversation of its own tagged as part of the fork.
+- `max_turns` and `budget_usd` end the live part with an API-shaped error to the agent; the cost
+  is counted from each live response's usage (pricing.py) as its record is made.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..captured import Captured, Context, Handoff, Put
+from ..models import Original
+from ..pricing import PriceTable
+from ..replay import Edits, edit_request
+from ..store.runs import Run
+from .answer import event_bytes, synthesize
+from .matching import Answer, Matcher, Refusal, error_body
+from .server import Decision, GoLive
+
+FORK_TAG = "fork_of"
+"""The tag that makes a conversation a fork (store/ingest.py gives it origin 'fork')."""
+
+
+class LiveError(Exception):
+    """A --live-from that names no turn of the source; one line, what to do."""
+
+
+@dataclass(slots=True)
+class ForkPoint:
+    """Where a fork leaves its source: conversation, turn index, and the recorded lines of it."""
+
+    conversation_id: str
+    index: int
+    turn: dict[str, Any]
+    """The recorded line (last attempt) of turn `index`: the request the fork starts from."""
+    replayed: list[dict[str, Any]]
+    """The last recorded attempt of each turn 0..index-1, in order: copied into the fork."""
+
+
+def fork_point(lines: list[dict[str, Any]], live_from: str) -> ForkPoint:
+    """The turn `live_from` names among the source's cassette lines: a turn id, or a turn index
+    of the source conversation (CONV:N too, for a source with several)."""
+    turns: dict[tuple[str, int], dict[str, Any]] = {}
+    for line in lines:
+        conv, idx = line.get("conversation_id"), line.get("index")
+        if isinstance(conv, str) and isinstance(idx, int) and line.get("request") is not None:
+            key = (conv, idx)
+            if key not in turns or (line.get("attempt") or 0) >= (turns[key].get("attempt") or 0):
+                turns[key] = line
+    conversations = sorted({c for c, _ in turns}, key=lambda c: min(t.get("started_at") or "" for (cc, _), t in
+                                                                    turns.items() if cc == c))
+    found = next((k for k, line in turns.items() if line.get("turn_id") == live_from), None)
+    if found is None:
+        conv, sep, n = live_from.rpartition(":")
+        if not sep:
+            if len(conversations) != 1:
+                raise LiveError(
+                    f"--live-from {live_from}: the source holds {len(conversations)} conversations; give a turn id"
+                    " or CONVERSATION:N (replayer show CONVERSATION --json lists turn ids)"
+                )
+            conv = conversations[0]
+        if conv not in conversations:
+            raise LiveError(f"--live-from {live_from}: no conversation {conv} in the source")
+        count = 1 + max(i for c, i in turns if c == conv)
+        try:
+            index = int(n)
+        except ValueError:
+            raise LiveError(f"--live-from {live_from}: give a turn index (0..{count - 1}) or a turn id") from None
+        if not 0 <= index < count:
+            raise LiveError(f"--live-from {live_from}: {conv} has turns 0..{count - 1}")
+        found = (conv, index)
+    conv, index = found
+    replayed = [turns[(conv, i)] for i in range(index) if (conv, i) in turns]
+    return ForkPoint(conv, index, turns[found], replayed)
+
+
+def recorded_command(store: Any, turn_id: str) -> tuple[Run, str, int]:
+    """The run `replayer record` kept for a turn's conversation (argv, cwd), the conversation and
+    the turn's index: what `replayer fork` runs again. LiveError (one line, saying to use
+    `replay --live-from` instead) for a conversation no `record` run made, or a cwd that is gone."""
+    from pathlib import Path
+
+    turn = store.turn_detail(turn_id).turn
+    conversation, index = turn.conversation_id, turn.index
+    run_id = store.conversation_tags(conversation).get("run")
+    run = store.run(run_id) if isinstance(run_id, str) else None
+    if run is None:
+        raise LiveError(
+            f"{conversation} was not recorded by `replayer record`, so no command was kept to run again: "
+            f"run it yourself: replayer replay {conversation} --live-from {index} [edits] -- COMMAND"
+        )
+    if not Path(run.cwd).is_dir():
+        raise LiveError(
+            f"run {run.run_id} ran in {run.cwd}, which is gone: run it yourself from elsewhere: "
+            f"replayer replay {run.run_id} --live-from {turn_id} [edits] -- COMMAND"
+        )
+    return run, conversation, index
+
+
+def original_of(point: ForkPoint, prices: PriceTable) -> Original:
+    """Turn N as `rerun` starts from a turn: what validation and the estimate read."""
+    line = point.turn
+    usage = line.get("usage") if isinstance(line.get("usage"), dict) else None
+    model = line.get("model") or (line["request"].get("model") if isinstance(line["request"], dict) else None)
+    return Original(
+        turn_id=str(line.get("turn_id") or f"{point.conversation_id}:{point.index}"),
+        conversation_id=point.conversation_id,
+        index=point.index,
+        request=line["request"],
+        headers=dict(line.get("request_headers") or {}),
+        response=line.get("response"),
+        usage=usage,
+        model=model,
+        cost_usd=prices.cost(usage, model) if usage else None,
+        latency_ms=line.get("latency_ms"),
+    )
+
+
+def _plain(value: Any) -> Any:
+    """`value` without cache_control anywhere: agents move their cache breakpoints as the
+    history grows, so a continued conversation is recognised without them."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if k != "cache_control"}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass
+class Limits:
+    """What stops the live part: live calls sent, and USD spent on them (None: no limit)."""
+
+    max_turns: int | None = None
+    budget_usd: float | None = None
+
+
+@dataclass
+class LiveState:
+    """What the live part has done so far (read by the CLI for its end report)."""
+
+    started: bool = False
+    live_calls: int = 0
+    spent_usd: float = 0.0
+    unpriced: int = 0
+    """Live responses whose model has no price (not counted against the budget)."""
+    stopped: str | None = None
+    """Why the live part was stopped (`--max-turns 20 reached (20 live calls sent)`), when it was."""
+    conversations: list[str] = field(default_factory=list)
+
+
+class ForkPlayer:
+    """The replay server's player for a fork (see the module docstring). `put` is the writer's
+    (the same one the server records live calls with, so the copied turns come first)."""
+
+    live = True
+
+    def __init__(self, matcher: Matcher, point: ForkPoint, edits: Edits, *, put: Put, prices: PriceTable,
+                 limits: Limits | None = None, fork_id: str | None = None) -> None:
+        from ..store.codec import new_id
+
+        self.matcher, self.point, self.edits = matcher, point, edits
+        self.inner_put, self.prices = put, prices
+        self.limits = limits or Limits()
+        self.fork_id = fork_id or new_id("conv_")
+        self.tags: dict[str, Any] = {FORK_TAG: point.conversation_id, "fork_turn": point.index,
+                                     "edits": edits.to_json()}
+        self.state = LiveState()
+        self.lock = threading.Lock()
+        request = point.turn.get("request")
+        messages = request.get("messages") if isinstance(request, dict) else None
+        self._prefix = _plain(messages) if isinstance(messages, list) else None
+
+    # -- deciding -------------------------------------------------------------------------------
+    def decide(self, endpoint: str, body: bytes, headers: Mapping[str, str]) -> Decision:
+        try:
+            request = json.loads(body)
+        except ValueError:
+            request = None
+        if self.state.started and self._continues(request):
+            return self._live(request, self.fork_id, edited=True)
+        answer = self.matcher.answer(endpoint, body)
+        if isinstance(answer, Answer):
+            line = answer.line
+            if (not self.state.started and line.get("conversation_id") == self.point.conversation_id
+                    and isinstance(line.get("index"), int) and line["index"] >= self.point.index):
+                with self.matcher.lock:  # turn N goes live: the recording did not answer it
+                    self.matcher.answered -= 1
+                self._start()
+                return self._live(request, self.fork_id, edited=True)
+            return answer
+        if self.state.started and isinstance(request, dict):
+            return self._live(request, None, edited=False)  # not in the recording: the new trajectory's own
+        return answer
+
+    def _continues(self, request: Any) -> bool:
+        if not isinstance(request, dict) or self._prefix is None:
+            return False
+        messages = request.get("messages")
+        n = len(self._prefix)
+        return isinstance(messages, list) and len(messages) >= n and _plain(messages[:n]) == self._prefix
+
+    def _live(self, request: Any, conversation_id: str | None, *, edited: bool) -> Decision:
+        with self.lock:
+            stop = self._stop_reason()
+            if stop is not None:
+                self.state.stopped = stop
+                message = f"replayer: the fork's live part is stopped: {stop}"
+                return Refusal(400, error_body(message), message)
+            self.state.live_calls += 1
+        body = edit_request(request, self.edits) if edited and isinstance(request, dict) else request
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        return GoLive(data, conversation_id, dict(self.tags))
+
+    def _stop_reason(self) -> str | None:
+        limits, state = self.limits, self.state
+        if limits.max_turns is not None and state.live_calls >= limits.max_turns:
+            return f"--max-turns {limits.max_turns} reached ({state.live_calls} live calls sent)"
+        if limits.budget_usd is not None and state.spent_usd >= limits.budget_usd:
+            return (f"--budget ${limits.budget_usd:g} reached "
+                    f"(${state.spent_usd:.4f} spent on {state.live_calls} live calls)")
+        return None
+
+    # -- the forked conversation ----------------------------------------------------------------
+    def _start(self) -> None:
+        """Write turns 0..N-1 of the source into the fork, before its first live call."""
+        self.state.started = True
+        self.state.conversations.append(self.fork_id)
+        ctx = Context(self.fork_id, None, dict(self.tags))
+        now = time.time()
+        for i, line in enumerate(self.point.replayed):
+            self.inner_put(copied(line, ctx, now + i * 1e-3))
+
+    # -- recording, and counting what the live part costs ---------------------------------------
+    def put(self, item: Handoff) -> None:
+        """The put the replay server records live calls with: each live call's record is made
+        here, as it ends, so its cost counts before the agent's next request is decided."""
+        captured = item if isinstance(item, Captured) else item.captured()
+        if captured.ctx is not None and captured.ctx.tags and FORK_TAG in captured.ctx.tags:
+            self._count(captured)
+        self.inner_put(captured)
+
+    def _count(self, captured: Captured) -> None:
+        message = _message(captured)
+        usage = message.get("usage") if isinstance(message, dict) else None
+        if not isinstance(usage, dict):
+            return
+        model = message.get("model") if isinstance(message, dict) else None
+        cost = self.prices.cost(usage, model if isinstance(model, str) else None)
+        with self.lock:
+            if cost is None:
+                self.state.unpriced += 1
+            else:
+                self.state.spent_usd += cost
+            cid = captured.ctx.conversation_id if captured.ctx else None
+            if cid is not None and cid not in self.state.conversations:
+                self.state.conversations.append(cid)
+
+
+def _message(captured: Captured) -> Any:
+    if captured.sse is not None:
+        from ..sse import assemble
+
+        return assemble(captured.sse).message
+    if captured.response_bytes is not None:
+        try:
+            return json.loads(captured.response_bytes)
+        except ValueError:
+            return None
+    return None
+
+
+def copied(line: dict[str, Any], ctx: Context, t_start: float) -> Captured:
+    """A recorded attempt (a cassette line) as a new record in `ctx`'s conversation: the same
+    request, headers, status and answer (a stream's recorded events, or ones made from its message)."""
+    request = line.get("request")
+    captured = Captured(
+        call_key=uuid.uuid4().hex,
+        attempt=0,
+        t_start=t_start,
+        endpoint=line.get("endpoint") or "/v1/messages",
+        stream=bool(line.get("stream")),
+        request_bytes=json.dumps(request, ensure_ascii=False).encode(),
+        headers=dict(line.get("request_headers") or {}),
+        status=line.get("status"),
+        latency_ms=line.get("latency_ms"),
+        ttft_ms=line.get("ttft_ms"),
+        error=line.get("error"),
+        request_id=line.get("request_id"),
+        ctx=ctx,
+    )
+    response = line.get("response")
+    if captured.stream and captured.status is not None and 200 <= captured.status < 300:
+        events = line.get("events") or synthesize(response, line.get("error"))
+        parts = [event_bytes(e) for e in events]
+        captured.sse = b"".join(parts)
+        if all(e.get("ms") is not None for e in events):  # recorded times: the copy keeps them
+            ends = [len(p) for p in parts]
+            for i in range(1, len(ends)):
+                ends[i] += ends[i - 1]
+            captured.sse_chunks = [(end, float(e["ms"])) for end, e in zip(ends, events, strict=True)]
+    elif response is not None:
+        captured.response_bytes = json.dumps(response, ensure_ascii=False).encode()
+    return captured

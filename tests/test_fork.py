@@ -1,0 +1,400 @@
+"""Forks: `replayer replay SOURCE --live-from N [edits] -- COMMAND` and `replayer fork TURN`.
+
+A 10-turn tool loop (the real SDK, a child process) is recorded with `replayer record`, against
+the local fake Messages API; the fork replays its first turns from the recording and sends the
+rest to the fake with the edits, recorded as a new conversation linked to the original."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import FAKE_KEY, exported, sent_bodies
+
+from replayer.fakeapi import FakeAPI, Reply, message_events
+from replayer.store.queries import Store
+from replayer.store.schema import open_db
+
+CLI = [sys.executable, "-m", "replayer.cli"]
+TURNS = 10
+SYSTEM = "You are a careful refund agent."
+AGENT = """
+    import sys
+    import anthropic
+
+    client = anthropic.Anthropic()
+    messages = [{"role": "user", "content": "refund order " + sys.argv[1]}]
+    for turn in range(40):
+        ask = dict(model="claude-sonnet-4-5", max_tokens=200, system=SYSTEM, messages=messages,
+                   tools=[{"name": "lookup", "description": "look a step up", "input_schema": {"type": "object"}}])
+        try:
+            if sys.argv[2:] == ["stream"]:
+                with client.messages.stream(**ask) as stream:
+                    reply = stream.get_final_message()
+            else:
+                reply = client.messages.create(**ask)
+        except anthropic.APIStatusError as e:
+            print("API ERROR", e.status_code, e.body["error"]["message"])
+            raise SystemExit(3)
+        messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in reply.content]})
+        calls = [b for b in reply.content if b.type == "tool_use"]
+        if not calls:
+            print("FINAL", reply.content[0].text)
+            break
+        messages.append({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": c.id, "content": "looked up step " + str(c.input["step"])}
+            for c in calls]})
+"""
+
+
+def loop_reply(body: dict) -> Reply:
+    """The fake's model: a tool call per turn until turn 9, then a final answer. Its answer
+    depends on the request only, so a live part continues the loop the same way."""
+    turn = (len(body.get("messages") or []) - 1) // 2
+    usage = {"input_tokens": 1000, "output_tokens": 100, "cache_creation_input_tokens": 0,
+             "cache_read_input_tokens": 0}
+    if turn < TURNS - 1:
+        content = [{"type": "text", "text": f"step {turn}"},
+                   {"type": "tool_use", "id": f"toolu_{turn:02d}", "name": "lookup", "input": {"step": turn}}]
+        stop = "tool_use"
+    else:
+        content = [{"type": "text", "text": f"refunded after {turn} steps"}]
+        stop = "end_turn"
+    message = {"id": f"msg_{turn:02d}", "type": "message", "role": "assistant", "model": body.get("model"),
+               "content": content, "stop_reason": stop, "stop_sequence": None, "usage": usage}
+    return Reply(sse=message_events(message)) if body.get("stream") else Reply(body=message)
+
+
+@pytest.fixture
+def loop_api():
+    with FakeAPI(responder=loop_reply) as server:
+        yield server
+
+
+def replayer(db: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+             stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "--db", str(db), *args], capture_output=True, text=True, timeout=300, cwd=cwd, input=stdin,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory) -> tuple[Path, str, Path]:
+    """The loop recorded once by `replayer record -- python agent.py 1234`: (db, conversation,
+    workdir). Each test works on a copy of the database."""
+    tmp = tmp_path_factory.mktemp("recorded")
+    work = tmp / "work"
+    work.mkdir()
+    (work / "agent.py").write_text(f"SYSTEM = {SYSTEM!r}\n" + textwrap.dedent(AGENT))
+    db = tmp.resolve() / "fork.db"
+    with FakeAPI(responder=loop_reply) as api:
+        proc = replayer(db, "record", "--", sys.executable, "agent.py", "1234",
+                        env={"ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY, "HOME": str(tmp),
+                             "XDG_DATA_HOME": str(tmp / "data")}, cwd=work)  # conftest's isolation is per test
+    assert proc.returncode == 0, proc.stderr
+    assert f"FINAL refunded after {TURNS - 1} steps" in proc.stdout
+    lines = exported(db)
+    assert len(lines) == TURNS and len({line["conversation_id"] for line in lines}) == 1
+    return db, lines[0]["conversation_id"], work
+
+
+def recorded_loop(recorded: tuple[Path, str, Path], tmp_path: Path) -> tuple[Path, str, Path]:
+    """A copy of the recorded loop's database, for one test to fork."""
+    db, conv, work = recorded
+    copy = tmp_path.resolve() / "fork.db"
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{db}{suffix}").exists():
+            shutil.copyfile(f"{db}{suffix}", f"{copy}{suffix}")
+    return copy, conv, work
+
+
+def test_record_keeps_the_runs_argv_and_working_directory_never_its_environment(recorded):
+    db, conv, work = recorded
+    store = Store(open_db(db, create=False))
+    run = store.conversation_tags(conv)["run"]
+    kept = store.run(run)
+    assert kept is not None
+    assert kept.argv == [sys.executable, "agent.py", "1234"] and kept.cwd == str(work) and kept.exit_code == 0
+    row = store.db.execute("SELECT * FROM runs").fetchall()
+    assert len(row) == 1 and FAKE_KEY not in json.dumps(row)  # no environment, so no key
+
+
+def test_a_run_that_recorded_nothing_makes_no_database(tmp_path):
+    db = tmp_path / "none.db"
+    proc = replayer(db, "record", "--", sys.executable, "-c", "print('no calls')")
+    assert proc.returncode == 0, proc.stderr
+    assert not db.exists()
+
+
+def test_tool_result_edits_rewrite_every_tool_result_answering_that_call():
+    from replayer.replay import Edits, edit_request
+
+    request = {"model": "m", "messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_01", "name": "t", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01", "content": "old",
+                                      "is_error": True}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_02", "name": "t", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_02", "content": "kept"}]},
+    ]}
+    edits = Edits(tool_results={"toolu_01": "new"})
+    edited = edit_request(request, edits)
+    assert edited["messages"][2]["content"][0] == {"type": "tool_result", "tool_use_id": "toolu_01",
+                                                   "content": "new", "is_error": True}
+    assert edited["messages"][4] == request["messages"][4]
+    assert request["messages"][2]["content"][0]["content"] == "old"  # the original is left as it was
+    assert Edits.from_json(json.loads(json.dumps(edits.to_json()))) == edits
+    assert "tool result toolu_01" in edits.names()
+
+
+
+def fork_env(api: FakeAPI) -> dict[str, str]:
+    return {"ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY}
+
+
+def agent_cmd() -> list[str]:
+    return ["--", sys.executable, "agent.py", "1234"]
+
+
+def fork_of(db: Path) -> tuple[str, dict]:
+    """The one fork conversation in the database, and its link."""
+    store = Store(open_db(db, create=False))
+    rows = store.db.execute(
+        "SELECT conversation_id, parent_id, kind, turn_index, edits_json FROM conversation_links").fetchall()
+    assert len(rows) == 1, rows
+    conv, parent, kind, index, edits = rows[0]
+    return conv, {"parent": parent, "kind": kind, "turn_index": index, "edits": json.loads(edits)}
+
+
+def test_a_fork_at_turn_5_sends_turns_5_on_with_the_new_system_prompt_and_records_a_linked_variant(
+        loop_api, recorded, tmp_path):
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    original = exported(db)
+    proc = replayer(db, "replay", conv, "--live-from", "5", "--system", "You are terse.", "--yes", *agent_cmd(),
+                    env=fork_env(loop_api), cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert f"FINAL refunded after {TURNS - 1} steps" in proc.stdout
+    assert "estimate for turn 5:" in proc.stderr
+
+    # turns 0-4 never reached the fake; 5-9 did, each with the edit (and the agent's own history)
+    sent = sent_bodies(loop_api)
+    assert [len(b["messages"]) for b in sent] == [2 * t + 1 for t in range(5, TURNS)]
+    assert all(b["system"] == "You are terse." for b in sent)
+    assert [b["messages"] for b in sent] == [line["request"]["messages"] for line in original[5:]]
+
+    fork, link = fork_of(db)
+    assert link == {"parent": conv, "kind": "fork", "turn_index": 5, "edits": {"system": "You are terse."}}
+    lines = [line for line in exported(db) if line["conversation_id"] == fork]
+    assert [line["index"] for line in lines] == list(range(TURNS))
+    assert [line["request"]["system"] for line in lines] == [SYSTEM] * 5 + ["You are terse."] * 5
+    assert [line["response"] for line in lines[:5]] == [line["response"] for line in original[:5]]
+    assert f"replayer replay: fork {fork} of {conv} at turn 5: 5 live calls" in proc.stderr
+
+    # listed as a variant of the original; out of the health metrics and spend like reruns
+    listed = replayer(db, "list")
+    row = next(line for line in listed.stdout.splitlines() if fork in line)
+    assert f"↳ fork at turn 5 of {conv} (system)" in row
+    as_json = json.loads(replayer(db, "list", "--json").stdout)
+    assert next(r for r in as_json if r["conversation_id"] == fork)["variant_of"] == \
+        f"fork at turn 5 of {conv} (system)"
+    shown = replayer(db, "show", fork).stdout.splitlines()[0]
+    assert shown == f"fork of conversation {conv} at turn 5 (edits: system); turns before 5 replayed from it"
+    assert replayer(db, "show", conv).stdout.splitlines()[0] == f"forks: {fork} (at turn 5)"  # not a subagent
+    assert json.loads(replayer(db, "show", fork, "--json").stdout)["fork_of"] == {
+        "conversation_id": conv, "turn_index": 5, "edits": {"system": "You are terse."}}
+    stats = json.loads(replayer(db, "stats", "--json").stdout)
+    assert stats["reruns"]["turns"] == TURNS and stats["reruns"]["variants"] == 1
+    assert sum(u["turns"] for u in stats["users"]) == TURNS and stats["conversations"]["count"] == 1  # the original
+
+
+def test_a_tool_result_edit_is_made_in_every_later_request(loop_api, recorded, tmp_path):
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    proc = replayer(db, "replay", conv, "--live-from", "5", "--tool-result", "toolu_02=order 1234 was never paid",
+                    "--yes", *agent_cmd(), env=fork_env(loop_api), cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    sent = sent_bodies(loop_api)
+    assert len(sent) == TURNS - 5
+    for body in sent:
+        results = {b["tool_use_id"]: b["content"] for m in body["messages"] if isinstance(m["content"], list)
+                   for b in m["content"] if b["type"] == "tool_result"}
+        assert results["toolu_02"] == "order 1234 was never paid"
+        assert all(text == f"looked up step {int(tid[-2:])}" for tid, text in results.items() if tid != "toolu_02")
+        assert body["system"] == SYSTEM
+    _, link = fork_of(db)
+    assert link["edits"] == {"tool_results": {"toolu_02": "order 1234 was never paid"}}
+
+
+def test_max_turns_stops_the_live_part_with_an_api_error_to_the_agent(loop_api, recorded, tmp_path):
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    proc = replayer(db, "replay", conv, "--live-from", "5", "--system", "Be brief.", "--max-turns", "2", "--yes",
+                    *agent_cmd(), env=fork_env(loop_api), cwd=work)
+    assert proc.returncode == 3, proc.stderr  # the agent's own exit on an API error
+    assert "API ERROR 400 replayer: the fork's live part is stopped: --max-turns 2 reached" in proc.stdout
+    assert len(sent_bodies(loop_api)) == 2
+    fork, _ = fork_of(db)
+    assert len([line for line in exported(db) if line["conversation_id"] == fork]) == 5 + 2
+    assert f"answered 5 calls from conversation {conv}" in proc.stderr and "2 calls sent live" in proc.stderr
+    assert "2 live calls, $" in proc.stderr and "the live part was stopped: --max-turns 2 reached" in proc.stderr
+
+
+def test_budget_stops_the_live_part_once_the_live_calls_cost_that_much(loop_api, recorded, tmp_path):
+    import math
+
+    from replayer.pricing import default_table
+
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    per_call = default_table().cost(exported(db)[5]["usage"], "claude-sonnet-4-5")
+    assert per_call
+    budget = per_call * 2.5
+    proc = replayer(db, "replay", conv, "--live-from", "5", "--system", "Be brief.", "--budget", str(budget),
+                    "--yes", *agent_cmd(), env=fork_env(loop_api), cwd=work)
+    assert proc.returncode == 3, proc.stderr
+    assert f"API ERROR 400 replayer: the fork's live part is stopped: --budget ${budget:g} reached" in proc.stdout
+    assert len(sent_bodies(loop_api)) == math.ceil(budget / per_call)
+
+
+def test_fork_runs_the_recorded_command_again_in_its_working_directory(loop_api, recorded, tmp_path):
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = replayer(db, "fork", f"{conv}:5", "--system", "You are terse.", "--yes", env=fork_env(loop_api),
+                    cwd=elsewhere)
+    assert proc.returncode == 0, proc.stderr
+    assert f"running again in {work}: {sys.executable} agent.py 1234" in proc.stderr
+    assert f"FINAL refunded after {TURNS - 1} steps" in proc.stdout  # agent.py, found in the recorded cwd
+    sent = sent_bodies(loop_api)
+    assert [len(b["messages"]) for b in sent] == [2 * t + 1 for t in range(5, TURNS)]
+    assert all(b["system"] == "You are terse." for b in sent)
+    _, link = fork_of(db)
+    assert (link["parent"], link["turn_index"]) == (conv, 5)
+
+
+def test_fork_of_a_run_not_recorded_by_record_is_refused_in_one_line(api, client, rec, db_path):
+    client.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    rec.flush()
+    conv = exported(db_path)[0]["conversation_id"]
+    proc = replayer(db_path, "fork", f"{conv}:0", "--yes", env=fork_env(api))
+    assert proc.returncode == 2
+    line = proc.stderr.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in line
+    assert "was not recorded by `replayer record`" in line and f"replayer replay {conv} --live-from 0" in line
+
+
+def test_going_live_without_an_api_key_is_refused_in_one_line(loop_api, recorded, tmp_path):
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    proc = replayer(db, "replay", conv, "--live-from", "5", "--yes", *agent_cmd(),
+                    env={"ANTHROPIC_BASE_URL": loop_api.url}, cwd=work)
+    assert proc.returncode == 2
+    line = proc.stderr.strip()
+    assert len(line.splitlines()) == 1 and "no API key: set ANTHROPIC_API_KEY" in line
+    assert loop_api.received == []  # nothing reached the API, and the agent never ran
+    assert "FINAL" not in proc.stdout
+
+
+def test_edits_without_live_from_are_refused_in_one_line(loop_api, recorded, tmp_path):
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    proc = replayer(db, "replay", conv, "--system", "x", *agent_cmd(), cwd=work)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith("--system is for a fork: add --live-from N (the turn to go live from)")
+
+
+async def test_f_in_the_browser_forks_the_run_at_the_turn_and_shows_its_turns_as_they_arrive(
+        loop_api, recorded, tmp_path, monkeypatch):
+    from textual.widgets import Static, TextArea
+    from tui_data import settle
+
+    from replayer.tui.app import make_app
+    from replayer.tui.confirm import ConfirmScreen
+    from replayer.tui.conversation import ConversationScreen
+    from replayer.tui.rerun import RerunScreen
+
+    db, conv, _ = recorded_loop(recorded, tmp_path)
+    for name, value in fork_env(loop_api).items():
+        monkeypatch.setenv(name, value)  # the fork's process inherits them
+    app = make_app(db, refresh_seconds=0.2)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        for _ in range(5):
+            await pilot.press("j")
+        await settle(pilot)
+        await pilot.press("f")
+        await settle(pilot)
+        editor = app.screen
+        assert isinstance(editor, RerunScreen) and editor.fork
+        assert "Fork turn 5 of " + conv in str(editor.query_one("#rr-title", Static).render())
+        assert not editor.query("#rr-samples")  # one trajectory, not samples
+        editor.query_one("#rr-system", TextArea).text = "You are terse."
+        await pilot.press("ctrl+j")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "Fork the run at turn 5?" in str(app.screen.query_one(Static).render())
+        assert sent_bodies(loop_api) == []  # nothing live before the answer
+        await pilot.press("y")
+        await settle(pilot)  # the fork's process has ended: settle waits for the worker that waits on it
+        screen = app.screen
+        assert isinstance(screen, ConversationScreen) and screen.conversation_id != conv
+        for _ in range(100):
+            if len(screen.timeline) == TURNS:
+                break
+            await pilot.pause(0.1)
+        assert len(screen.timeline) == TURNS
+    fork, link = fork_of(db)
+    assert fork == screen.conversation_id
+    assert link == {"parent": conv, "kind": "fork", "turn_index": 5, "edits": {"system": "You are terse."}}
+    sent = sent_bodies(loop_api)
+    assert len(sent) == TURNS - 5 and all(b["system"] == "You are terse." for b in sent)
+
+
+def test_a_streaming_agent_forks_too_and_its_replayed_turns_keep_their_recorded_events(loop_api, tmp_path):
+    from replayer.store.export import cassette_lines
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "agent.py").write_text(f"SYSTEM = {SYSTEM!r}\n" + textwrap.dedent(AGENT))
+    db = tmp_path.resolve() / "stream.db"
+    command = ["--", sys.executable, "agent.py", "1234", "stream"]
+    assert replayer(db, "record", *command, env=fork_env(loop_api), cwd=work).returncode == 0
+    conv = exported(db)[0]["conversation_id"]
+    loop_api.received.clear()
+    proc = replayer(db, "replay", conv, "--live-from", "7", "--system", "You are terse.", "--yes", *command,
+                    env=fork_env(loop_api), cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert f"FINAL refunded after {TURNS - 1} steps" in proc.stdout
+    sent = sent_bodies(loop_api)
+    assert [b["stream"] for b in sent] == [True] * (TURNS - 7)
+    assert all(b["system"] == "You are terse." for b in sent)
+    fork, _ = fork_of(db)
+    store = Store(open_db(db, create=False))
+    original = list(cassette_lines(store, conversation_id=conv))
+    forked = list(cassette_lines(store, conversation_id=fork))
+    assert len(forked) == TURNS and all(line["stream"] for line in forked)
+    for before, after in zip(original[:7], forked[:7], strict=True):
+        assert after["events"] is not None
+        assert [(e["event"], e["data"]) for e in after["events"]] == [(e["event"], e["data"]) for e in before["events"]]
+        assert [e["ms"] for e in after["events"]] == [e["ms"] for e in before["events"]]
+        assert after["response"] == before["response"]
+
+
+async def test_f_on_a_turn_of_a_run_record_did_not_make_says_so_and_stays(tmp_path):
+    from tui_data import build_db, open_second_conversation, settle
+
+    from replayer.tui.app import make_app
+    from replayer.tui.conversation import ConversationScreen
+
+    app = make_app(build_db(tmp_path / "tui.db"))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_second_conversation(pilot)
+        await pilot.press("f")
+        await settle(pilot)
+        assert isinstance(app.screen, ConversationScreen)  # the editor closed at once: nothing to fork
+        notes = [str(n.message) for n in app._notifications]
+        assert any("was not recorded by `replayer record`" in n and "--live-from" in n for n in notes), notes
