@@ -307,7 +307,7 @@ class _StreamCapture(_Attempt):
         finally:
             self.closed()
 
-    # -- on the writer's thread ---------------------------------------------------------------
+    # -- off the agent's thread (the writer's feeder thread, or the thread writer) ------------
     def captured(self) -> Captured:
         http = self.http
         is_sse = (bool(self.stream) and http.status_code < 400) or "event-stream" in http.headers.get(

@@ -1,8 +1,9 @@
 """What the agent's thread hands to the writer: bytes and numbers it already has, nothing parsed.
 
 The contract between capture and the writer: the agent's thread puts either a `Captured` or a
-`Capturable` (an object that makes its `Captured` later, on the writer's thread, so reading
-headers and joining a stream's chunks cost the agent nothing); the writer reads nothing else.
+`Capturable` (an object that makes its `Captured` later, off the agent's thread: on the writer
+process's feeder thread, store/process.py, or the thread writer's own; so reading headers and
+joining a stream's chunks cost the agent nothing); the writer reads nothing else.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class Capturable(Protocol):
     """An attempt handed over before its record is made (`capture._Attempt`)."""
 
     def captured(self) -> Captured:
-        """The attempt's record; called once, on the writer's thread. May raise: the writer
+        """The attempt's record; called once, off the agent's thread (the feeder thread of
+        store/process.py, or the thread writer). May raise: the writer
         counts the attempt as failed and logs it."""
         ...
 

@@ -1,14 +1,17 @@
 """The background writer: the thread, queue, batching and retry that get what the agent's thread
 captured into the database (the Ingestor, store/ingest.py, writes each attempt).
 
-The agent's thread only puts a `Captured` (or a `Capturable`) on a queue. Everything else happens on
-this thread, in batches, one transaction per batch (`BEGIN IMMEDIATE`, so writers in other processes
-queue up behind the busy timeout instead of failing). When the database can't be written (locked for
-long, read-only, disk full, corrupt, a folder that can't be created) the problem is logged once with
-the path and the remedy, and records wait in a bounded buffer until it can (retried with a growing
-delay, and at every flush); what doesn't fit is counted and reported. The agent never sees any of
-this: a flush() or close() returns False as soon as the writer's attempt has failed, rather than
-waiting for a database that may never come back.
+In the recording process the agent's thread only puts a `Captured` (or a `Capturable`) on a queue:
+the writer process's feeder thread (store/process.py) takes it from there, or, for the thread
+writer, this thread does. The parsing and writing happen on this thread, whether it runs in the
+writer process (store/child.py) or in the recording process, in batches, one transaction per batch
+(`BEGIN IMMEDIATE`, so writers in other processes queue up behind the busy timeout instead of
+failing). When the database can't be written (locked for long, read-only, disk full, corrupt, a
+folder that can't be created) the problem is logged once with the path and the remedy, and records
+wait in a bounded buffer until it can (retried with a growing delay, and at every flush); what
+doesn't fit is counted and reported. The agent never sees any of this: a flush() or close() returns
+False as soon as the writer's attempt has failed, rather than waiting for a database that may never
+come back.
 
 Closing (close(), and interpreter exit) checkpoints the WAL into the database file and closes the
 connection, so the `.db` file alone holds every record: users copy or upload just that file.
