@@ -24,7 +24,7 @@ from ..models import (
 from ..pricing import PriceTable, default_table
 from ..wire import TOOL_USE_TYPES, billed_parts, message_text, prompt_tokens
 from .aggregate import Totals, conversation_totals
-from .chain import chain_nodes
+from .chain import CHAIN_SQL, chain_nodes
 from .codec import unpack
 
 _MARK = "\u0000replayer:{}\u0000"
@@ -76,6 +76,7 @@ class Store:
         self.prices = prices or default_table()
         self._nodes: dict[int, tuple[int | None, int]] = {}
         self._blobs: dict[int, str] = {}
+        self._templates: dict[tuple[str, ...], list[str]] = {}
 
     # -- parts ---------------------------------------------------------------------------------
     def blob_text(self, blob_id: int) -> str:
@@ -122,22 +123,42 @@ class Store:
         out.reverse()
         return out
 
+    def prefetch_chains(self, nodes: list[int]) -> None:
+        """Read the message chains ending at `nodes` in one query per 500 (a walk per context
+        would read a long conversation's shared start again for every turn)."""
+        todo = list({n for n in nodes if n and n not in self._nodes})
+        if len(self._nodes) + len(todo) > 500_000:
+            self._nodes.clear()
+        for i in range(0, len(todo), 500):
+            chunk = todo[i : i + 500]
+            sql = CHAIN_SQL.replace("WHERE id = ?", f"WHERE id IN ({','.join('?' * len(chunk))})")
+            sql = sql.replace("UNION ALL", "UNION")  # each shared node once
+            for nid, parent, blob in self.db.execute(sql, chunk):
+                self._nodes[nid] = (parent, blob)
+
     def messages_text(self, node: int | None) -> str:
         return "[" + ",".join(self.blob_texts(self.blob_chain(node))) + "]"
 
     def messages(self, node: int | None) -> list[Any]:
         return json.loads(self.messages_text(node))
 
-    def _fill(self, skeleton_text: str, parts: dict[str, str]) -> str:
-        doc = json.loads(skeleton_text)
-        if not isinstance(doc, dict):
-            return skeleton_text
-        for key in parts:
-            doc[key] = _MARK.format(key)
-        text = json.dumps(doc, ensure_ascii=False)
-        for key, part in parts.items():
-            text = text.replace(json.dumps(_MARK.format(key)), part, 1)
-        return text
+    def _fill(self, skeleton_text: str, parts: dict[str, str], *, keep: bool = False) -> str:
+        """The skeleton with `parts` put in. `keep`: remember its dumped form (a skeleton many
+        requests share is then parsed and dumped once)."""
+        key = (skeleton_text, *parts)
+        pieces = self._templates.get(key)
+        if pieces is None:
+            pieces = _template(skeleton_text, list(parts))
+            if keep:
+                if len(self._templates) > 10_000:
+                    self._templates.clear()
+                self._templates[key] = pieces
+        if len(pieces) == 1:
+            return pieces[0]
+        out = [pieces[0]]
+        for i in range(1, len(pieces), 2):
+            out += (parts[pieces[i]], pieces[i + 1])
+        return "".join(out)
 
     def request_text(self, row: dict[str, Any]) -> str:
         parts = {}
@@ -147,7 +168,7 @@ class Store:
             parts["tools"] = self.blob_text(row["request_tools"])
         if row["request_node"] is not None:
             parts["messages"] = self.messages_text(row["request_node"])
-        text = self._fill(self.blob_text(row["request_skel"]), parts)
+        text = self._fill(self.blob_text(row["request_skel"]), parts, keep=True)
         if text.startswith('{"__body__":'):
             text = json.dumps(json.loads(text)["__body__"], ensure_ascii=False)
         return text
@@ -495,6 +516,25 @@ class Store:
             return message_text(json.loads(self.blob_text(b)))
         return None
 
+
+
+def _template(skeleton_text: str, keys: list[str]) -> list[str]:
+    """The skeleton dumped with a marker for each of `keys`, cut at the markers: text, key,
+    text, key, ..., text (just the text when it is no object)."""
+    doc = json.loads(skeleton_text)
+    if not isinstance(doc, dict):
+        return [skeleton_text]
+    for key in keys:
+        doc[key] = _MARK.format(key)
+    text = json.dumps(doc, ensure_ascii=False)
+    found = sorted((text.find(json.dumps(_MARK.format(key))), key) for key in keys)
+    pieces: list[str] = []
+    start = 0
+    for at, key in found:
+        pieces += (text[start:at], key)
+        start = at + len(json.dumps(_MARK.format(key)))
+    pieces.append(text[start:])
+    return pieces
 
 
 def sum_costs(prices: PriceTable, usages: list[tuple[dict[str, Any], str | None]]) -> float | None:
