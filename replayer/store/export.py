@@ -74,7 +74,7 @@ def _plain(store: Store, row: dict[str, Any], known: dict[int, bool]) -> bool:
     """Whether no part of the attempt's line holds a long number (events.long_number): asked of
     each part once (`known`, by blob id), not of the line, which repeats a conversation's
     messages every turn (the test on 28 MB of lines took half a second)."""
-    for blob in (*store.blob_chain(row["request_node"]), *(row[k] for k in _BLOB_COLUMNS)):
+    for blob in (*row[_CHAIN], *(row[k] for k in _BLOB_COLUMNS)):
         if blob is None:
             continue
         got = known.get(blob)
@@ -129,10 +129,13 @@ def _prefetch(store: Store, rows: list[dict[str, Any]]) -> None:
     store.prefetch_chains([row["request_node"] for row in rows])
     blobs = [row[k] for row in rows for k in _BLOB_COLUMNS if row[k] is not None]
     for row in rows:
-        blobs += store.blob_chain(row["request_node"])
+        row[_CHAIN] = store.blob_chain(row["request_node"])
+        blobs += row[_CHAIN]
     store.blob_texts(blobs)
 
 
+_CHAIN = "\u0000chain"
+"""Where `_prefetch` leaves the message blob ids of the row's request (no column has that name)."""
 _BLOB_COLUMNS = ("request_skel", "request_system", "request_tools", "request_headers", "response_content")
 
 
