@@ -8,13 +8,15 @@ null when the stream was recorded before events were kept (answer.py synthesizes
 
 from __future__ import annotations
 
+import gc
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..cli.base import UserError, resolve_id
-from .matching import parse_json
+from ..store.events import json_value
 
 if TYPE_CHECKING:
     from ..store.queries import Store
@@ -45,11 +47,11 @@ def load(source: str, open_store: Callable[[], Store], db: Path | None = None) -
     store = open_store()
     conversation = resolve_id(store, source)
     if store.conversation_exists(conversation):
-        return Recording(list(_from_store(store, conversation_id=conversation)), f"conversation {conversation}",
+        return Recording(_gathered(_from_store(store, conversation_id=conversation)), f"conversation {conversation}",
                          [conversation])
     conversations = store.run_conversations(source)
     if conversations:
-        lines = list(_from_store(store, run_id=source))
+        lines = _gathered(_from_store(store, run_id=source))
         return Recording(lines, f"run {source} ({len(conversations)} conversation{'s' * (len(conversations) != 1)})",
                          conversations)
     where = f" in {db}" if db is not None else ""
@@ -63,20 +65,36 @@ def _from_store(store: Store, *, conversation_id: str | None = None, run_id: str
     return cassette_lines(store, conversation_id=conversation_id, run_id=run_id)
 
 
+def _file_lines(path: Path, f: BinaryIO) -> Iterator[dict[str, Any]]:
+    for n, raw in enumerate(f, 1):
+        if not raw.strip():
+            continue
+        try:
+            line = json_value(raw.decode(json.detect_encoding(raw), "surrogatepass"))  # as json.loads(bytes)
+        except ValueError as e:  # (a UnicodeDecodeError too)
+            raise UserError(f"{path} line {n} is not JSON ({e}): a cassette is JSON Lines; {HOW}") from None
+        if not isinstance(line, dict) or "request" not in line:
+            raise UserError(f"{path} line {n} is not a cassette line (no request): {HOW}")
+        yield line
+
+
+def _gathered(lines: Iterator[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`lines` in a list, the cyclic garbage collector paused meanwhile: JSON documents hold no
+    cycles, and each of the collections that the millions of new dicts and lists of a long
+    recording would set off walks all those already kept (it tripled the time of a load)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return list(lines)
+    finally:
+        if was:
+            gc.enable()
+
+
 def _cassette(path: Path) -> Recording:
-    lines: list[dict[str, Any]] = []
     try:
         with open(path, "rb") as f:
-            for n, raw in enumerate(f, 1):
-                if not raw.strip():
-                    continue
-                try:
-                    line = parse_json(raw)
-                except ValueError as e:
-                    raise UserError(f"{path} line {n} is not JSON ({e}): a cassette is JSON Lines; {HOW}") from None
-                if not isinstance(line, dict) or "request" not in line:
-                    raise UserError(f"{path} line {n} is not a cassette line (no request): {HOW}")
-                lines.append(line)
+            lines = _gathered(_file_lines(path, f))
     except OSError as e:
         raise UserError(f"SOURCE {path}: cannot read it ({e.strerror}); {HOW}") from None
     if not lines:

@@ -20,7 +20,7 @@ import os
 import re
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -141,17 +141,41 @@ SLOT = "\u0000replayer:{}\u0000"
 """Where a part's text goes in a document being dumped (`splice`): no JSON value holds this."""
 
 
+def slotted(doc: dict[str, Any], keys: Iterable[str]) -> list[str]:
+    """`doc` as JSON text with a slot for each of `keys`, cut at the slots: text, key, text, key,
+    ..., text (keys in the order they fall). A key already in `doc` keeps its place; a new one
+    goes last (`doc` is changed: each such key holds its SLOT). A document many rows share is
+    cut once and `fill`ed for each (store/queries.py keeps the pieces)."""
+    keys = list(keys)
+    for key in keys:
+        doc[key] = SLOT.format(key)
+    text = json.dumps(doc, ensure_ascii=False)
+    marks = {key: json.dumps(SLOT.format(key)) for key in keys}
+    pieces: list[str] = []
+    start = 0
+    for at, key in sorted((text.find(mark), key) for key, mark in marks.items()):
+        pieces += (text[start:at], key)
+        start = at + len(marks[key])
+    pieces.append(text[start:])
+    return pieces
+
+
+def fill(pieces: list[str], parts: Mapping[str, str]) -> str:
+    """`slotted` pieces with each key's part put in as it is (JSON text, never parsed and dumped
+    again)."""
+    if len(pieces) == 1:
+        return pieces[0]
+    out = [pieces[0]]
+    for i in range(1, len(pieces), 2):
+        out += (parts[pieces[i]], pieces[i + 1])
+    return "".join(out)
+
+
 def splice(doc: dict[str, Any], parts: dict[str, str]) -> str:
     """`doc` as JSON text with each key of `parts` holding that part's JSON text as it is: the
     stored parts (messages, a request, a response) are spliced in as text, never parsed and
-    dumped again. A key already in `doc` keeps its place; a new one goes last (`doc` is changed:
-    each such key holds its SLOT)."""
-    for key in parts:
-        doc[key] = SLOT.format(key)
-    text = json.dumps(doc, ensure_ascii=False)
-    for key, part in parts.items():
-        text = text.replace(json.dumps(SLOT.format(key)), part, 1)
-    return text
+    dumped again (see `slotted`)."""
+    return fill(slotted(doc, parts), parts)
 
 
 def loads_or_text(text: str) -> Any:

@@ -15,10 +15,13 @@ many events that came in one chunk, 2-3 for the rest), so 1,000 events take abou
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import zlib
 from bisect import bisect_left
 from typing import Any
 
+import orjson
 from sqlite_utils import Database
 
 from .. import sse as sse_format
@@ -124,17 +127,38 @@ class Streams:
 def events_of(raw: bytes, packed: bytes | None) -> list[dict[str, Any]]:
     """A stored stream as a cassette's events: {"event", "data" (parsed JSON, else the text),
     "ms" (None when unknown)} for each event the client was delivered, in order."""
-    import json
-
     times = unpack_ms(packed) if packed is not None else []
     out = []
     for i, ev in enumerate(sse_format.delivered(raw)):
         try:
-            data: Any = json.loads(ev.data)
+            data: Any = json_value(ev.data)
         except ValueError:
             data = ev.data
         out.append({"event": ev.event, "data": data, "ms": times[i] if i < len(times) else None})
     return out
+
+
+_DIGITS = re.compile("[0-9]{19}")
+_LONG_NUMBER = re.compile(r"(?:[:,\[]|^)[ \t\n\r]*-?[0-9]{19}")
+
+
+def long_number(text: str) -> bool:
+    """Whether `text` may hold a number orjson reads otherwise than json (beyond 64 bits it makes
+    an integer a float): 19 digits or more where a number goes, after `:`, `,`, `[` or nothing.
+    (Digits in a string can match too: then json reads it, only slower.)"""
+    return _DIGITS.search(text) is not None and _LONG_NUMBER.search(text) is not None
+
+
+def json_value(text: str, *, plain: bool | None = None) -> Any:
+    """json.loads(text), by orjson where that gives the same: not for a long number (see
+    `long_number`; `plain`: whether the caller knows there is none), and orjson refuses what else
+    it differs on (a lone surrogate escape, NaN, Infinity, a float beyond range)."""
+    if plain if plain is not None else not long_number(text):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
 
 
 def read_body(db: Database, body: int) -> bytes:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .attempt import Redact
 from .codec import canon, splice, storable
-from .events import events_of
+from .events import events_of, json_value, long_number
 
 if TYPE_CHECKING:
     from .queries import Store
@@ -52,8 +52,9 @@ def cassette_lines(
     if bool(conversation_id) == bool(run_id):
         raise ValueError("cassette_lines: give conversation_id or run_id (one of them)")
     where, args = _where(conversation_id, run_id)
+    plain: dict[int, bool] = {}
     for row, text in _lines(store, where, args, events=True):
-        line = json.loads(text)
+        line = json_value(text, plain=_plain(store, row, plain))
         body = row["stream_body"]
         line["events"] = events_of(store.stream_body(body), row["event_ms"]) if body is not None else None
         if redact is not None:
@@ -61,6 +62,25 @@ def cassette_lines(
             if line is None:
                 continue
         yield line
+
+
+def _plain(store: Store, row: dict[str, Any], known: dict[int, bool]) -> bool:
+    """Whether no part of the attempt's line holds a long number (events.long_number): asked of
+    each part once (`known`, by blob id), not of the line, which repeats a conversation's
+    messages every turn (the test on 28 MB of lines took half a second)."""
+    for blob in (*row[_CHAIN], *(row[k] for k in _BLOB_COLUMNS)):
+        if blob is None:
+            continue
+        got = known.get(blob)
+        if got is None:
+            got = known[blob] = not long_number(store.blob_text(blob))
+        if not got:
+            return False
+    return not any(row[k] and long_number(row[k]) for k in _ROW_TEXTS)
+
+
+_ROW_TEXTS = ("response_json", "usage_json", "error_json", "unknown_events_json")
+"""The attempt's columns of JSON text that go into its line (the rest are ids, names, times)."""
 
 
 def _redacted(line: dict[str, Any], redact: Redact) -> dict[str, Any] | None:
@@ -91,38 +111,60 @@ def _lines(store: Store, where: str, args: list[Any], *, events: bool = False) -
         args,
     )
     names = [d[0] for d in cur.description]
-    for values in cur:
-        row = dict(zip(names, values, strict=True))
-        usage = json.loads(row["usage_json"]) if row["usage_json"] else None
-        head = {
-            "turn_id": row["turn_id"],
-            "conversation_id": row["conversation_id"],
-            "index": row["idx"],
-            "user_id": row["user_id"],
-            "trace_id": row["trace_id"],
-            "started_at": row["started_at"],
-            "latency_ms": row["latency_ms"],
-            "ttft_ms": row["ttft_ms"],
-            "attempt": row["attempt"],
-            "stream": bool(row["stream"]),
-            "endpoint": row["endpoint"],
-            "model": row["model"],
-            "request": None,  # spliced in below
-            "request_headers": json.loads(store.blob_text(row["request_headers"])) if row["request_headers"] else {},
-            "status": row["status"],
-            "response": None,
-            "error": json.loads(row["error_json"]) if row["error_json"] else None,
-            "request_id": row["request_id"],
-            "usage": usage,
-            "cost_usd": store.prices.cost(usage, row["model"]) if usage else None,
-            "abandoned": bool(row["abandoned"]),
-            "unknown_events": json.loads(row["unknown_events_json"]) if row["unknown_events_json"] else [],
-        }
-        # only on imported turns and linked conversations: a recorded turn's line stays as it was
-        if row["imported_from"]:
-            head["reconstructed"] = True  # the request is rebuilt from a transcript: no system, no tools
-            head["imported_from"] = row["imported_from"]
-        if row["parent_conversation_id"]:
-            head["parent_conversation_id"] = row["parent_conversation_id"]
-        line = splice(head, {"request": store.request_text(row), "response": store.response_text(row) or "null"})
-        yield row, storable(line)  # a lone surrogate in a string, escaped: a UTF-8 file takes the line
+    while batch := cur.fetchmany(256):
+        rows = [dict(zip(names, values, strict=True)) for values in batch]
+        _prefetch(store, rows)
+        for row in rows:
+            yield row, _line(store, row)
+
+
+def _prefetch(store: Store, rows: list[dict[str, Any]]) -> None:
+    """Read the parts of a batch of attempts in a few queries, not a few per attempt."""
+    store.prefetch_chains([row["request_node"] for row in rows])
+    blobs = [row[k] for row in rows for k in _BLOB_COLUMNS if row[k] is not None]
+    for row in rows:
+        row[_CHAIN] = store.blob_chain(row["request_node"])
+        blobs += row[_CHAIN]
+    store.blob_texts(blobs)
+
+
+_CHAIN = "\u0000chain"
+"""Where `_prefetch` leaves the message blob ids of the row's request (no column has that name)."""
+_BLOB_COLUMNS = ("request_skel", "request_system", "request_tools", "request_headers", "response_content")
+
+
+def _line(store: Store, row: dict[str, Any]) -> str:
+    """The export line of one attempt's row."""
+    usage = json.loads(row["usage_json"]) if row["usage_json"] else None
+    head = {
+        "turn_id": row["turn_id"],
+        "conversation_id": row["conversation_id"],
+        "index": row["idx"],
+        "user_id": row["user_id"],
+        "trace_id": row["trace_id"],
+        "started_at": row["started_at"],
+        "latency_ms": row["latency_ms"],
+        "ttft_ms": row["ttft_ms"],
+        "attempt": row["attempt"],
+        "stream": bool(row["stream"]),
+        "endpoint": row["endpoint"],
+        "model": row["model"],
+        "request": None,  # spliced in below
+        "request_headers": json.loads(store.blob_text(row["request_headers"])) if row["request_headers"] else {},
+        "status": row["status"],
+        "response": None,
+        "error": json.loads(row["error_json"]) if row["error_json"] else None,
+        "request_id": row["request_id"],
+        "usage": usage,
+        "cost_usd": store.prices.cost(usage, row["model"]) if usage else None,
+        "abandoned": bool(row["abandoned"]),
+        "unknown_events": json.loads(row["unknown_events_json"]) if row["unknown_events_json"] else [],
+    }
+    # only on imported turns and linked conversations: a recorded turn's line stays as it was
+    if row["imported_from"]:
+        head["reconstructed"] = True  # the request is rebuilt from a transcript: no system, no tools
+        head["imported_from"] = row["imported_from"]
+    if row["parent_conversation_id"]:
+        head["parent_conversation_id"] = row["parent_conversation_id"]
+    line = splice(head, {"request": store.request_text(row), "response": store.response_text(row) or "null"})
+    return storable(line)  # a lone surrogate in a string, escaped: a UTF-8 file takes the line

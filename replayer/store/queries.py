@@ -32,14 +32,16 @@ from ..pricing import PriceTable, default_table
 from ..wire import TOOL_USE_TYPES, billed_parts, message_text, prompt_tokens, token_count
 from . import aggregate
 from .aggregate import ConversationName, Group, Totals, conversation_totals
-from .chain import chain_nodes, first_texts
-from .codec import splice, unpack
+from .chain import CHAIN_SQL, chain_nodes, first_texts
+from .codec import fill, slotted, unpack
 from .runs import Run, add_run, get_run
 
 BLOB_CACHE = 50_000
 """Blob texts a Store keeps (the app reads the same conversation's messages again and again)."""
 NODE_CACHE = 500_000
 """Message-list nodes a Store keeps (each a parent id and a blob id: small)."""
+TEMPLATE_CACHE = 10_000
+"""Request skeletons a Store keeps cut at their slots (an export reads the same few again and again)."""
 
 SORTS = {
     "started": "c.started_at",
@@ -100,6 +102,7 @@ class Store:
         self.prices = prices or default_table()
         self._nodes: BoundedDict[int, tuple[int | None, int]] = BoundedDict(NODE_CACHE)
         self._blobs: BoundedDict[int, str] = BoundedDict(BLOB_CACHE)
+        self._templates: BoundedDict[tuple[str, ...], list[str]] = BoundedDict(TEMPLATE_CACHE)
 
     # -- parts ---------------------------------------------------------------------------------
     def blob_text(self, blob_id: int) -> str:
@@ -141,15 +144,35 @@ class Store:
         out.reverse()
         return out
 
+    def prefetch_chains(self, nodes: list[int]) -> None:
+        """Read the message chains ending at `nodes` in one query per 500 (a walk per context
+        would read a long conversation's shared start again for every turn)."""
+        todo = list({n for n in nodes if n and n not in self._nodes})
+        found: list[tuple[int, tuple[int | None, int]]] = []
+        for i in range(0, len(todo), 500):
+            chunk = todo[i : i + 500]
+            sql = CHAIN_SQL.replace("WHERE id = ?", f"WHERE id IN ({','.join('?' * len(chunk))})")
+            sql = sql.replace("UNION ALL", "UNION")  # each shared node once
+            found += ((nid, (parent, blob)) for nid, parent, blob in self.db.execute(sql, chunk))
+        self._nodes.fill(found)  # all of them together: a full cache is cleared first, not midway
+
     def messages_text(self, node: int | None) -> str:
         return "[" + ",".join(self.blob_texts(self.blob_chain(node))) + "]"
 
     def messages(self, node: int | None) -> list[Any]:
         return json.loads(self.messages_text(node))
 
-    def _fill(self, skeleton_text: str, parts: dict[str, str]) -> str:
-        doc = json.loads(skeleton_text)
-        return splice(doc, parts) if isinstance(doc, dict) else skeleton_text
+    def _fill(self, skeleton_text: str, parts: dict[str, str], *, keep: bool = False) -> str:
+        """The skeleton with `parts` put in. `keep`: remember its cut form (a skeleton many
+        requests share is then parsed and dumped once)."""
+        key = (skeleton_text, *parts)
+        pieces = self._templates.get(key)
+        if pieces is None:
+            doc = json.loads(skeleton_text)
+            pieces = slotted(doc, parts) if isinstance(doc, dict) else [skeleton_text]
+            if keep:
+                self._templates[key] = pieces
+        return fill(pieces, parts)
 
     def request_text(self, row: dict[str, Any]) -> str:
         parts = {}
@@ -159,7 +182,7 @@ class Store:
             parts["tools"] = self.blob_text(row["request_tools"])
         if row["request_node"] is not None:
             parts["messages"] = self.messages_text(row["request_node"])
-        text = self._fill(self.blob_text(row["request_skel"]), parts)
+        text = self._fill(self.blob_text(row["request_skel"]), parts, keep=True)
         if text.startswith('{"__body__":'):
             text = json.dumps(json.loads(text)["__body__"], ensure_ascii=False)
         return text
