@@ -54,6 +54,9 @@ class Captured:
     request_id: str | None = None
     ctx: Context | None = None
     abandoned: bool = False
+    copied_from: str | None = None
+    """The recorded turn this attempt copies (a fork's turns before its fork point): shown as it
+    was recorded, but no money was spent on it now, so it adds to no spend figure."""
 
 
 def chunk_times(chunks: list[bytes], times: list[float], p0: float) -> list[tuple[int, float]]:

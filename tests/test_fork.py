@@ -195,7 +195,10 @@ def test_a_fork_at_turn_5_sends_turns_5_on_with_the_new_system_prompt_and_record
     assert [line["index"] for line in lines] == list(range(TURNS))
     assert [line["request"]["system"] for line in lines] == [SYSTEM] * 5 + ["You are terse."] * 5
     assert [line["response"] for line in lines[:5]] == [line["response"] for line in original[:5]]
+    assert [line.get("copied_from") for line in lines] == [line["turn_id"] for line in original[:5]] + [None] * 5
     assert f"replayer replay: fork {fork} of {conv} at turn 5: 5 live calls" in proc.stderr
+    # the recorded turns 5-9 were replaced by the live ones, not left unasked
+    assert "not asked for" not in proc.stderr.splitlines()[-1], proc.stderr
 
     # listed as a variant of the original; out of the health metrics and spend like reruns
     listed = replayer(db, "list")
@@ -209,8 +212,11 @@ def test_a_fork_at_turn_5_sends_turns_5_on_with_the_new_system_prompt_and_record
     assert replayer(db, "show", conv).stdout.splitlines()[0] == f"forks: {fork} (at turn 5)"  # not a subagent
     assert json.loads(replayer(db, "show", fork, "--json").stdout)["fork_of"] == {
         "conversation_id": conv, "turn_index": 5, "edits": {"system": "You are terse."}}
+    # the spend is what the live part cost: the copied turns 0-4 cost nothing now
     stats = json.loads(replayer(db, "stats", "--json").stdout)
-    assert stats["reruns"]["turns"] == TURNS and stats["reruns"]["variants"] == 1
+    assert stats["reruns"]["turns"] == TURNS - 5 and stats["reruns"]["variants"] == 1
+    assert stats["reruns"]["cost_usd"] == pytest.approx(sum(line["cost_usd"] for line in lines[5:]))
+    assert all(line["cost_usd"] for line in lines)  # each copy still shows what its turn cost when recorded
     assert sum(u["turns"] for u in stats["users"]) == TURNS and stats["conversations"]["count"] == 1  # the original
 
 

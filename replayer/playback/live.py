@@ -210,6 +210,13 @@ class ForkPlayer:
             return self._live(request, None, edited=False)  # not in the recording: the new trajectory's own
         return answer
 
+    def replaced(self, line: dict[str, Any]) -> bool:
+        """Turns N on of the forked conversation, once the fork went live: the new trajectory's
+        own calls took their place."""
+        index = line.get("index")
+        return (self.state.started and line.get("conversation_id") == self.point.conversation_id
+                and isinstance(index, int) and index >= self.point.index)
+
     def _continues(self, request: Any) -> bool:
         if not isinstance(request, dict) or self._prefix is None:
             return False
@@ -305,6 +312,7 @@ def copied(line: dict[str, Any], ctx: Context, t_start: float) -> Captured:
         error=line.get("error"),
         request_id=line.get("request_id"),
         ctx=ctx,
+        copied_from=line.get("turn_id"),
     )
     response = line.get("response")
     if captured.stream and captured.status is not None and 200 <= captured.status < 300:

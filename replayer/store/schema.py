@@ -378,6 +378,14 @@ def m009_turn_tags(db: Database) -> None:
     db.execute("CREATE INDEX turn_tags_conversation ON turn_tags(conversation_id)")
 
 
+@migrations(name="m010_copied")
+def m010_copied(db: Database) -> None:
+    # A fork holds its source's turns 0..N-1 as copies (so its trajectory is whole and `compare`
+    # aligns on turn index). Each copy names the turn it copies; no money was spent on it, so its
+    # usage rows (the conversation view's tokens) stay out of the rollup every spend figure reads.
+    db.execute("ALTER TABLE attempts ADD COLUMN copied_from TEXT")
+
+
 class Fault(StrEnum):
     """What made the database fail, as far as the remedy differs."""
 
