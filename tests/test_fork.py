@@ -478,3 +478,23 @@ def test_a_subagent_started_before_the_fork_that_goes_on_differently_becomes_a_f
                for line in branch[3:])
     assert f"{reviewer} went on differently from its turn 3: continued live as {links[reviewer]}" in proc.stderr
     assert "not asked for" not in proc.stderr.splitlines()[-1], proc.stderr
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    ({"messages": ("2",)}, "--message wants N=TEXT, not '2'"),
+    ({"messages": ("two=hi",)}, "--message wants N=TEXT with N a message number, not two='hi'"),
+    ({"sets": ("temperature",)}, "--set wants PATH=JSON, not 'temperature'"),
+    ({"sets": ("=1",)}, "--set wants PATH=JSON, not '=1'"),
+    ({"sets": ("temperature=warm",)}, "--set temperature: 'warm' is not JSON"),
+    ({"tool_results": ("=text",)}, "--tool-result wants TOOL_USE_ID=TEXT (the id of the tool call it answers), "
+                                   "not '=text'"),
+])
+def test_each_key_value_edit_option_says_what_it_wants(args, said):
+    from replayer.cli.base import UserError
+    from replayer.cli.edits import edits_from
+
+    with pytest.raises(UserError) as got:
+        edits_from(None, None, args.get("messages", ()), args.get("sets", ()), args.get("tool_results", ()))
+    assert str(got.value).startswith(said)
+    edits = edits_from(None, None, ("2=hi",), ("temperature=0.5",), ("toolu_1=a=b",))
+    assert (edits.messages, edits.set, edits.tool_results) == ({2: "hi"}, {"temperature": 0.5}, {"toolu_1": "a=b"})
