@@ -9,6 +9,9 @@ Design (see DESIGN.md, "Storage principle"):
 - `turns` is one logical call (all its HTTP attempts); `attempts` is one row per HTTP attempt,
   holding the request and response skeletons (the documents minus the deduplicated parts).
 - Costs are never stored: they come from raw usage and the price table at read time.
+
+About 500 lines because the migrations are append-only: each stays here as it shipped, with the
+reason for its tables, so a database of any age opens.
 """
 
 from __future__ import annotations
