@@ -1,10 +1,12 @@
-"""The proxy's upstream read timeout in the middle of a recorded answer's body: a stall cuts the
-client's stream and is recorded as a timeout (as aiohttp's own timer did), and an upstream that
-keeps sending, however long the whole answer takes, is never cut."""
+"""What the proxy does for its speed, checked for what it must not change: the upstream read
+timeout in the middle of a recorded answer's body (a stall cuts the client's stream and is
+recorded as a timeout, as aiohttp's own timer did; an upstream that keeps sending, however long
+the whole answer takes, is never cut), and the GIL switch interval, short only while it serves."""
 
 from __future__ import annotations
 
 import socketserver
+import sys
 import threading
 import time
 
@@ -13,6 +15,9 @@ import pytest
 from conftest import FAKE_KEY
 from proxy_upstream import gated_parts
 from test_proxy import USER, proxy_db, records, start, upstream, writer  # noqa: F401 - fixtures
+
+from replayer.proxy import start_background
+from replayer.proxy.run import SWITCH_SECONDS
 
 HEADERS = {"x-api-key": FAKE_KEY, "anthropic-version": "2023-06-01"}
 
@@ -86,3 +91,17 @@ def test_an_upstream_that_keeps_sending_is_never_cut_however_long_the_answer(sta
     [line] = records(writer, proxy_db, 1)
     assert line["error"] is None and not line["abandoned"]
     assert line["response"]["content"] == [{"type": "text", "text": "first part, then the rest after the gate"}]
+
+
+def test_the_switch_interval_is_short_while_proxies_serve_and_as_it_was_after(upstream):  # noqa: F811
+    before = sys.getswitchinterval()
+    first = start_background(upstream.url, lambda call: None)
+    second = start_background(upstream.url, lambda call: None)
+    try:
+        assert sys.getswitchinterval() == min(before, SWITCH_SECONDS)
+        first.stop(5)
+        assert sys.getswitchinterval() == min(before, SWITCH_SECONDS)  # the second still serves
+    finally:
+        first.stop(5)
+        second.stop(5)
+    assert sys.getswitchinterval() == before
