@@ -9,6 +9,7 @@ import socketserver
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import httpx2
 import pytest
@@ -16,8 +17,9 @@ from conftest import FAKE_KEY
 from proxy_upstream import gated_parts
 from test_proxy import USER, proxy_db, records, start, upstream, writer  # noqa: F401 - fixtures
 
-from replayer.proxy import start_background
+from replayer.proxy import start_background, tee
 from replayer.proxy.run import SWITCH_SECONDS
+from replayer.proxy.tee import Retries
 
 HEADERS = {"x-api-key": FAKE_KEY, "anthropic-version": "2023-06-01"}
 
@@ -105,3 +107,18 @@ def test_the_switch_interval_is_short_while_proxies_serve_and_as_it_was_after(up
         first.stop(5)
         second.stop(5)
     assert sys.getswitchinterval() == before
+
+
+def test_retries_forget_calls_past_their_window_and_keep_at_most_per_body_calls(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(tee, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    retries = Retries()
+    body = b'{"model":"m","messages":[{"role":"user","content":"the same eval"}]}'
+    old = retries.call_key(body, "0")[0]
+    clock[0] += tee.RETRY_WINDOW + 1
+    assert retries.call_key(body, "1")[0] != old  # its first try is past the window: a call of its own
+    keys = [retries.call_key(body, "0")[0] for _ in range(Retries.PER_BODY + 5)]
+    # 69 first tries of one body: the oldest five are forgotten, each retry joins the oldest kept
+    assert [retries.call_key(body, "1")[0] for _ in range(3)] == keys[5:8]
+    clock[0] += tee.RETRY_WINDOW + 1
+    assert retries.call_key(body, "2")[0] not in keys
