@@ -10,8 +10,11 @@ This process is the client (aiohttp, keep-alive), so the targets share nothing b
    three): each stream is an agent-sized request (a 10-turn history, ~25 KB) answered by ~40
    SSE events paced over --stream-ms. Time to first token (the chunk holding the first
    content_block_delta) per stream, and each round's total time. Targets at 50 streams: added
-   TTFT (replayer minus direct) <= 1 ms at the median and <= 5 ms at p99; at 200 streams the
-   round's total time <= 1.05x direct (median of the rounds' ratios).
+   TTFT (replayer minus direct) <= 1 ms at the median and <= 5 ms at p99, timed in steady state
+   (50 open, 50 ending and being recorded: see `_round`); at 200 streams the round's total time
+   <= 1.05x direct (median of the rounds' ratios). Rounds are LINGER apart, so what a proxy does
+   after a round (recording its last streams) stays out of the next target's round. For
+   information: each proxy's CPU per stream (a figure noise moves less than a time does).
 2. Memory: the proxy process's RSS after a warm-up, then after --requests more requests
    (streams of distinct requests, 50 at once, not paced): growth <= 50 MB. The writer process's
    RSS is shown beside it, for information.
@@ -51,6 +54,8 @@ HEADERS = {
 HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "te", "trailer", "upgrade",
        "proxy-connection", "content-encoding"}
 DELTAS = 40
+LINGER = 0.5
+"""Seconds between rounds: the writer's linger (0.2 s) and its work on the round's last records."""
 
 
 # -- the fake upstream (its own process) ------------------------------------------------------
@@ -187,6 +192,26 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _cpu(pids: list[int]) -> tuple[float, float]:
+    """CPU seconds used so far by the processes `pids` (all their threads), and by the processes
+    they started (the writer), from the scheduler's own count (nanoseconds, unlike the 10 ms ticks
+    of /proc/PID/stat); 0 where there is no /proc. Figures the machine's noise moves far less
+    than a time to first token."""
+    return _ns(pids) / 1e9, _ns([c for p in pids for c in _children(p)]) / 1e9
+
+
+def _ns(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+        except OSError:
+            pass
+    return total
+
+
 # -- the client -------------------------------------------------------------------------------
 async def _stream(session: Any, url: str, body: bytes, gap_ms: float) -> tuple[float, float]:
     """One stream: (seconds to the first token, seconds to its end)."""
@@ -203,22 +228,32 @@ async def _stream(session: Any, url: str, body: bytes, gap_ms: float) -> tuple[f
 
 
 async def _round(
-    session: Any, url: str, body: bytes, n: int, gap_ms: float, spread: float
+    session: Any, url: str, body: bytes, n: int, gap_ms: float, spread: float, *, steady: bool = False
 ) -> tuple[list[float], float]:
     """`n` streams whose starts are spread evenly over `spread` seconds (agents don't all call at
     the same instant; with `spread` the length of a stream, `n` are open at the peak): their times
-    to first token, and the round's total time."""
+    to first token, and the round's total time.
+
+    `steady`: `n` more streams start first, over the `spread` before, and only the later `n`
+    count. Without it the counted first tokens come while the round ramps up (0 to n-1 streams
+    open, n/2 on average) and before any stream has ended, so a proxy's recording (the hand-off
+    and the writer's work, after a stream ends) fell on the first streams of the next round:
+    another target's. With it each counted stream starts with n open and n ending, as agents
+    that keep calling see it."""
+    lead = n if steady else 0
 
     async def later(delay: float) -> tuple[float, float]:
         await asyncio.sleep(delay)
         return await _stream(session, url, body, gap_ms)
 
     t0 = time.perf_counter()
-    got = await asyncio.gather(*(later(i * spread / n) for i in range(n)))
-    return [g[0] for g in got], time.perf_counter() - t0
+    got = await asyncio.gather(*(later(i * spread / n) for i in range(lead + n)))
+    return [g[0] for g in got[lead:]], time.perf_counter() - t0
 
 
-async def _streams(targets: dict[str, str], rounds: int, gap_ms: float) -> dict[int, dict[str, Any]]:
+async def _streams(
+    targets: dict[str, str], pids: dict[str, list[int]], rounds: int, gap_ms: float
+) -> dict[int, dict[str, Any]]:
     import aiohttp
 
     body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 1024, "system": SYSTEM, "tools": TOOLS,
@@ -229,12 +264,20 @@ async def _streams(targets: dict[str, str], rounds: int, gap_ms: float) -> dict[
         for name, url in targets.items():  # warm: connections open, the proxy's writer started
             await _round(sessions[name], url, body, 200, 0, 0)
         for n, k in ((1, rounds * 10), (50, rounds), (200, rounds)):
-            res: dict[str, Any] = {name: {"ttft": [], "total": []} for name in targets}
+            res: dict[str, Any] = {name: {"ttft": [], "total": [], "cpu": 0.0, "cpu_writer": 0.0, "streams": 0}
+                                   for name in targets}
             for i in range(k):
                 names = list(targets)
                 names = names[i % len(names):] + names[: i % len(names)]  # who goes first rotates
                 for name in names:
-                    ttfts, total = await _round(sessions[name], targets[name], body, n, gap_ms, gap_ms * DELTAS / 1000)
+                    before = _cpu(pids[name])
+                    ttfts, total = await _round(sessions[name], targets[name], body, n, gap_ms, gap_ms * DELTAS / 1000,
+                                                steady=n == 50)
+                    await asyncio.sleep(LINGER)  # the recording of the round's last streams is the round's
+                    after = _cpu(pids[name])
+                    res[name]["cpu"] += after[0] - before[0]
+                    res[name]["cpu_writer"] += after[1] - before[1]
+                    res[name]["streams"] += len(ttfts) * (2 if n == 50 else 1)
                     res[name]["ttft"].extend(ttfts)
                     res[name]["total"].append(total)
             out[n] = res
@@ -295,7 +338,9 @@ def main() -> None:
             kb = len(json.dumps(history(10))) // 1000
             print(f"streams of {DELTAS} deltas over ~{args.stream_ms:.0f} ms, starts spread over as long, a {kb} KB "
                   f"history each; upstream {upstream}, replayer proxy {replayer}, floor {floor}")
-            res = asyncio.run(_streams({"direct": upstream, "replayer": replayer, "floor": floor}, args.rounds, gap))
+            targets = {"direct": upstream, "replayer": replayer, "floor": floor}
+            pids = {"direct": [], "replayer": [rp.pid], "floor": [floor_proc.pid]}
+            res = asyncio.run(_streams(targets, pids, args.rounds, gap))
             print(f"\n{'streams':>7} {'target':>8} {'TTFT med':>9} {'TTFT p99':>9} {'added med':>10} "
                   f"{'added p99':>10} {'total med':>10} {'x direct':>9}")
             figures: dict[tuple[int, str], tuple[float, float, float]] = {}
@@ -310,7 +355,16 @@ def main() -> None:
                     print(f"{n:>7} {name:>8} {med:>7.2f}ms {p99:>7.2f}ms {added_med:>+8.2f}ms {added_p99:>+8.2f}ms "
                           f"{median(r['total']) * 1000:>8.0f}ms {ratio:>8.3f}x")
             print("added = the target's TTFT minus direct's (median, p99) over every stream of the level;\n"
-                  "x direct = median over the rounds of the round's total time over direct's in the same round")
+                  "x direct = median over the rounds of the round's total time over direct's in the same round;\n"
+                  f"at 50, each round starts 50 streams more first, over the {args.stream_ms:.0f} ms before, and "
+                  "times the later 50 only (each starts with 50 open)")
+            print("\nCPU per stream, for information (the proxy process, all its threads; its writer process apart):")
+            for n, by in res.items():
+                per = {name: 1000 / max(1, by[name]["streams"]) for name in ("replayer", "floor")}
+                rep, flo = by["replayer"]["cpu"] * per["replayer"], by["floor"]["cpu"] * per["floor"]
+                writer = by["replayer"]["cpu_writer"] * per["replayer"]
+                print(f"  {n:>3} at once: replayer {rep:.3f} ms (+ {writer:.3f} "
+                      f"ms in its writer), floor {flo:.3f} ms: {rep - flo:+.3f} ms")
             print(f"\nmemory: {args.requests:,} more requests through the replayer proxy after 1,000 to warm up")
             rss0, rss1, w0, w1 = asyncio.run(_memory(replayer, rp.pid, args.requests))
             print(f"  proxy process RSS {rss0:.0f} MB -> {rss1:.0f} MB ({rss1 - rss0:+.1f} MB); "

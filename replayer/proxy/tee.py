@@ -155,18 +155,25 @@ class Retries:
         calls = self.calls.get(digest)
         if calls is None:
             calls = self.calls[digest] = []
-        else:
-            calls[:] = [c for c in calls if now - c[2] < RETRY_WINDOW]
         if attempt > 0:
+            calls[:] = self._live(calls, now)
             for call in calls:
                 if call[1] < attempt:
                     call[1], call[2] = attempt, now
                     return call[0], attempt
         key = uuid.uuid4().hex
         calls.append([key, attempt, now])
+        # the calls past their window go only when a retry looks or the list is full: a first try
+        # (most requests) doesn't walk the list (up to PER_BODY long for a body many agents send)
         if len(calls) > self.PER_BODY:
-            del calls[0]
+            calls[:] = self._live(calls, now)
+            if len(calls) > self.PER_BODY:
+                del calls[0]
         return key, attempt
+
+    @staticmethod
+    def _live(calls: list[list[Any]], now: float) -> list[list[Any]]:
+        return [c for c in calls if now - c[2] < RETRY_WINDOW]
 
 
 def _trace_id(headers: list[tuple[bytes, bytes]]) -> str | None:
