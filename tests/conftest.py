@@ -4,6 +4,7 @@ a temp DB, and a user data folder pointed at a temp dir so no test touches the r
 from __future__ import annotations
 
 import json
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -72,10 +73,19 @@ def thread_writer(monkeypatch):
     monkeypatch.setenv("REPLAYER_WRITER", "thread")
 
 
+def stop_behind(server: FakeAPI) -> None:
+    """Stop a fake the test is done with on a thread of its own: `stop` waits for the server
+    loop's next poll (up to 0.5 s), which nothing after the test needs to wait for."""
+    threading.Thread(target=server.stop, name="fakeapi-stop", daemon=True).start()
+
+
 @pytest.fixture
 def api():
-    with FakeAPI() as server:
+    server = FakeAPI().start()
+    try:
         yield server
+    finally:
+        stop_behind(server)
 
 
 @pytest.fixture
