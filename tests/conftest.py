@@ -8,6 +8,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import pytest
@@ -73,9 +74,9 @@ def thread_writer(monkeypatch):
     monkeypatch.setenv("REPLAYER_WRITER", "thread")
 
 
-def stop_behind(server: FakeAPI) -> None:
-    """Stop a fake the test is done with on a thread of its own: `stop` waits for the server
-    loop's next poll (up to 0.5 s), which nothing after the test needs to wait for."""
+def stop_behind(server: FakeAPI | Any) -> None:
+    """Stop a fake server the test is done with on a thread of its own: `stop` waits for the
+    server loop's next poll (up to 0.5 s), which nothing after the test needs to wait for."""
     threading.Thread(target=server.stop, name="fakeapi-stop", daemon=True).start()
 
 
