@@ -31,27 +31,13 @@ pilots), slowest first: run first, so the last test a worker runs is a short one
 of running changes; a module not listed keeps its place after these."""
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the groups into node ids
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Spread the suite over the workers cheaply (`--dist loadgroup` in pyproject): a module's
-    tests that share a module-scoped fixture (a recording made once, then only read) run on one
-    worker, so it is made once rather than once per worker; and the slowest modules start first.
-    Each test still runs whole, with the same fixtures, on one worker."""
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest modules first. Under `--dist loadfile` (pyproject) each module runs whole on
+    one worker, so a module-scoped fixture (a recording made once, then only read) is made once
+    rather than once per worker; the order decides which module a free worker takes next. Each
+    test still runs whole, with the same fixtures."""
     rank = {name: i for i, name in enumerate(SLOW_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.stem, len(SLOW_FIRST)))  # stable: in-module order kept
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        fixtureinfo = getattr(item, "_fixtureinfo", None)
-        if fixtureinfo is None:
-            continue
-        shared = any(
-            defs and defs[-1].scope == "module" and Path(str(defs[-1].baseid).split("::")[0]).stem == item.path.stem
-            for name in fixtureinfo.names_closure
-            for defs in [fixtureinfo.name2fixturedefs.get(name)]
-        )
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
 
 
 @pytest.fixture(autouse=True)
