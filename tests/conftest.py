@@ -4,9 +4,11 @@ a temp DB, and a user data folder pointed at a temp dir so no test touches the r
 from __future__ import annotations
 
 import json
+import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import pytest
@@ -18,6 +20,24 @@ from replayer.store.schema import open_db
 
 FAKE_KEY = "sk-ant-test-NOT-A-REAL-KEY-0123456789"
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "anthropic-sdk-sse"
+
+SLOW_FIRST = (
+    "test_pytest_plugin", "test_replay", "test_fork", "test_record_any", "test_record", "test_many_writers",
+    "test_db_file_alone", "test_surrogates", "test_demo", "test_stream_events",
+    "test_tui_behaviour", "test_tui_rerun", "test_tui", "test_tui_truth", "test_snapshots",
+)
+"""The modules whose tests take longest (subprocesses that import the SDK, then the Textual
+pilots), slowest first: run first, so the last test a worker runs is a short one. Only the order
+of running changes; a module not listed keeps its place after these."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest modules first. Under `--dist loadfile` (pyproject) each module runs whole on
+    one worker, so a module-scoped fixture (a recording made once, then only read) is made once
+    rather than once per worker; the order decides which module a free worker takes next. Each
+    test still runs whole, with the same fixtures."""
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(SLOW_FIRST)))  # stable: in-module order kept
 
 
 @pytest.fixture(autouse=True)
@@ -40,10 +60,19 @@ def thread_writer(monkeypatch):
     monkeypatch.setenv("REPLAYER_WRITER", "thread")
 
 
+def stop_behind(server: FakeAPI | Any) -> None:
+    """Stop a fake server the test is done with on a thread of its own: `stop` waits for the
+    server loop's next poll (up to 0.5 s), which nothing after the test needs to wait for."""
+    threading.Thread(target=server.stop, name="fakeapi-stop", daemon=True).start()
+
+
 @pytest.fixture
 def api():
-    with FakeAPI() as server:
+    server = FakeAPI().start()
+    try:
         yield server
+    finally:
+        stop_behind(server)
 
 
 @pytest.fixture

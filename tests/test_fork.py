@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_KEY, exported, sent_bodies
+from conftest import FAKE_KEY, exported, sent_bodies, stop_behind
 
 from replayer.fakeapi import FakeAPI, Reply, message_events
 from replayer.store.queries import Store
@@ -73,8 +73,11 @@ def loop_reply(body: dict) -> Reply:
 
 @pytest.fixture
 def loop_api():
-    with FakeAPI(responder=loop_reply) as server:
+    server = FakeAPI(responder=loop_reply).start()
+    try:
         yield server
+    finally:
+        stop_behind(server)
 
 
 def replayer(db: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None,

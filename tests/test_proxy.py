@@ -19,7 +19,7 @@ import zlib
 import anthropic
 import httpx2
 import pytest
-from conftest import FAKE_KEY, exported, sent_bodies, wait_until
+from conftest import FAKE_KEY, exported, sent_bodies, stop_behind, wait_until
 from proxy_upstream import MESSAGE, Upstream
 
 from replayer import Recorder
@@ -114,8 +114,11 @@ def start(writer):
 @pytest.fixture
 def upstream():
     up = Upstream().start()
-    yield up
-    up.stop()
+    try:
+        yield up
+    finally:
+        up.gate.set()  # what it holds back goes now, for the proxy's stop that follows
+        stop_behind(up)
 
 
 def records(writer, path, n):
