@@ -454,3 +454,18 @@ def test_parts_and_tools_beyond_text_in_the_conventions_schema():
     a = attributes({"request": None, "model": "m2", "error": {"type": "connection_error", "message": "x"}},
                    content=True)
     assert a[names.ERROR_TYPE] == "connection_error" and a[names.REQUEST] == "null"
+
+
+def test_a_lone_surrogate_does_not_cost_the_batch(api, db_path, receiver):
+    """A request whose JSON holds a lone surrogate escape (valid JSON, not valid UTF-8) still
+    gives its span, the surrogate written as its escape, and the spans beside it go out too."""
+    with Recorder(db_path, otlp=True, otlp_content=True) as rec:
+        rec.record('{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"half \\ud800 pair"}]}',
+                   {"id": "msg_s1", "type": "message", "role": "assistant", "model": "m",
+                    "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+                    "usage": {"input_tokens": 3, "output_tokens": 1}}, latency_ms=5.0)
+        rec.record({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "plain"}]}, latency_ms=1.0)
+    spans = spans_for(receiver, 2)
+    first = next(s for s in spans if "half" in s["attributes"][names.INPUT_MESSAGES])
+    assert "half \\ud800 pair" in first["attributes"][names.INPUT_MESSAGES]
+    assert "\\ud800" in first["attributes"][names.REQUEST]

@@ -10,6 +10,9 @@ import json
 from datetime import datetime
 from typing import Any
 
+import orjson
+
+from ..store.codec import storable
 from ..wire import TOOL_USE_TYPES
 from . import names as n
 
@@ -18,8 +21,13 @@ _PORTS = {"https": 443, "http": 80}
 
 
 def text(value: Any) -> str:
-    """JSON text of a value, as the attributes hold it: compact, non-ASCII kept."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """JSON text of a value, as the attributes hold it: compact, non-ASCII kept. By orjson (a
+    long history's messages are rebuilt every turn), json for what orjson refuses (an integer
+    beyond 64 bits, a lone surrogate)."""
+    try:
+        return orjson.dumps(value).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return storable(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
 
 def attributes(
@@ -95,10 +103,21 @@ def attributes(
 
 def _putter(out: dict[str, Any]) -> Any:
     def put(name: str, value: Any) -> None:
+        if isinstance(value, str) and not value.isascii():
+            value = _utf8(value)
         if isinstance(value, _SCALARS):
             out[name] = value
 
     return put
+
+
+def _utf8(value: str) -> str:
+    """A string OTLP can carry: a lone surrogate (valid in JSON, not in UTF-8) as its escape."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _tokens(out: dict[str, Any], usage: dict[str, Any]) -> None:
