@@ -278,6 +278,30 @@ def test_record_otlp_exports_a_python_agents_calls_once_with_content(api, tmp_pa
         assert a[names.CONVERSATION_ID] == line["conversation_id"]
 
 
+def test_record_otlp_exports_what_its_proxy_records(api, tmp_path, receiver):
+    """A program that isn't a Python SDK client (plain HTTP here, as any language's would be) is
+    recorded by the proxy `record` puts on ANTHROPIC_BASE_URL: that record is exported too."""
+    agent = write(tmp_path / "agent.py", f"""
+        import json, os, urllib.request
+        body = json.dumps({{"model": "{MODEL}", "max_tokens": 8,
+                            "messages": [{{"role": "user", "content": "plain http"}}]}}).encode()
+        req = urllib.request.Request(os.environ["ANTHROPIC_BASE_URL"] + "/v1/messages", data=body, headers={{
+            "content-type": "application/json", "x-api-key": "{FAKE_KEY}", "anthropic-version": "2023-06-01"}})
+        print(json.load(urllib.request.urlopen(req))["id"])
+    """)
+    db = tmp_path / "rec.db"
+    proc = subprocess.run([*CLI, "--db", str(db), "record", "--otlp", "--otlp-content", "--", sys.executable,
+                           str(agent)], capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "ANTHROPIC_BASE_URL": api.url})
+    assert proc.returncode == 0, proc.stderr
+    [line] = exported(db)
+    [span] = spans_for(receiver, 1)
+    a = span["attributes"]
+    assert a[names.TURN_ID] == line["turn_id"] and a[names.RESPONSE_ID] == proc.stdout.strip()
+    assert json.loads(a[names.INPUT_MESSAGES]) == [{"role": "user", "parts": [{"type": "text", "content": "plain http"}]}]
+    assert (a[names.SERVER_ADDRESS], a[names.SERVER_PORT]) == ("127.0.0.1", int(api.url.rsplit(":", 1)[1]))
+
+
 def test_proxy_otlp_exports_with_the_clients_traceparent_as_parent(api, tmp_path, receiver):
     """`replayer proxy --otlp`: a call through it arrives as a span whose parent is the span the
     client's `traceparent` header names, with the upstream as the server; no content unasked."""

@@ -242,6 +242,9 @@ class Exporter:
             done = threading.Thread(target=provider.shutdown, name="replayer-otlp-flush", daemon=True)
             done.start()
             done.join(timeout / 2)
+        store, self._store = self._store, None
+        if store is not None and (thread is None or not thread.is_alive()):
+            store.db.conn.close()  # the database is left to its writer (its WAL file gone when that closes)
         with self._lock:
             left = len(self.q) + self.ended - self.resolved
             self.q.clear()
