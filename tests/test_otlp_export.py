@@ -298,7 +298,8 @@ def test_record_otlp_exports_what_its_proxy_records(api, tmp_path, receiver):
     [span] = spans_for(receiver, 1)
     a = span["attributes"]
     assert a[names.TURN_ID] == line["turn_id"] and a[names.RESPONSE_ID] == proc.stdout.strip()
-    assert json.loads(a[names.INPUT_MESSAGES]) == [{"role": "user", "parts": [{"type": "text", "content": "plain http"}]}]
+    assert json.loads(a[names.INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "plain http"}]}]
     assert (a[names.SERVER_ADDRESS], a[names.SERVER_PORT]) == ("127.0.0.1", int(api.url.rsplit(":", 1)[1]))
 
 
