@@ -59,6 +59,9 @@ class Captured:
     abandoned: bool = False
     server: tuple[str, int] | None = None
     """(host, port) the attempt was sent to, for the OTLP span; None when not known (`record()`)."""
+    copied_from: str | None = None
+    """The recorded turn this attempt copies (a fork's turns before its fork point): shown as it
+    was recorded, but no money was spent on it now, so it adds to no spend figure."""
 
 
 def chunk_times(chunks: list[bytes], times: list[float], p0: float) -> list[tuple[int, float]]:

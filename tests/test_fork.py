@@ -195,7 +195,10 @@ def test_a_fork_at_turn_5_sends_turns_5_on_with_the_new_system_prompt_and_record
     assert [line["index"] for line in lines] == list(range(TURNS))
     assert [line["request"]["system"] for line in lines] == [SYSTEM] * 5 + ["You are terse."] * 5
     assert [line["response"] for line in lines[:5]] == [line["response"] for line in original[:5]]
+    assert [line.get("copied_from") for line in lines] == [line["turn_id"] for line in original[:5]] + [None] * 5
     assert f"replayer replay: fork {fork} of {conv} at turn 5: 5 live calls" in proc.stderr
+    # the recorded turns 5-9 were replaced by the live ones, not left unasked
+    assert "not asked for" not in proc.stderr.splitlines()[-1], proc.stderr
 
     # listed as a variant of the original; out of the health metrics and spend like reruns
     listed = replayer(db, "list")
@@ -209,8 +212,11 @@ def test_a_fork_at_turn_5_sends_turns_5_on_with_the_new_system_prompt_and_record
     assert replayer(db, "show", conv).stdout.splitlines()[0] == f"forks: {fork} (at turn 5)"  # not a subagent
     assert json.loads(replayer(db, "show", fork, "--json").stdout)["fork_of"] == {
         "conversation_id": conv, "turn_index": 5, "edits": {"system": "You are terse."}}
+    # the spend is what the live part cost: the copied turns 0-4 cost nothing now
     stats = json.loads(replayer(db, "stats", "--json").stdout)
-    assert stats["reruns"]["turns"] == TURNS and stats["reruns"]["variants"] == 1
+    assert stats["reruns"]["turns"] == TURNS - 5 and stats["reruns"]["variants"] == 1
+    assert stats["reruns"]["cost_usd"] == pytest.approx(sum(line["cost_usd"] for line in lines[5:]))
+    assert all(line["cost_usd"] for line in lines)  # each copy still shows what its turn cost when recorded
     assert sum(u["turns"] for u in stats["users"]) == TURNS and stats["conversations"]["count"] == 1  # the original
 
 
@@ -398,3 +404,97 @@ async def test_f_on_a_turn_of_a_run_record_did_not_make_says_so_and_stays(tmp_pa
         assert isinstance(app.screen, ConversationScreen)  # the editor closed at once: nothing to fork
         notes = [str(n.message) for n in app._notifications]
         assert any("was not recorded by `replayer record`" in n and "--live-from" in n for n in notes), notes
+
+
+SUBAGENT_AGENT = """
+    import anthropic
+
+    client = anthropic.Anthropic()
+    main = [{"role": "user", "content": "refund order 1234"}]
+    review = []  # a subagent, started at main turn 2, asked to review each main step from then on
+    for turn in range(40):
+        reply = client.messages.create(model="claude-sonnet-4-5", max_tokens=200, system=SYSTEM, messages=main)
+        main.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in reply.content]})
+        if turn >= 2:
+            review.append({"role": "user", "content": "review: " + reply.content[0].text})
+            said = client.messages.create(model="claude-haiku-4-5", max_tokens=100, system="You review.",
+                                          messages=review)
+            review.append({"role": "assistant", "content": said.content[0].text})
+        if reply.stop_reason == "end_turn":
+            print("FINAL", reply.content[0].text)
+            break
+        main.append({"role": "user", "content": "go on"})
+"""
+
+
+def subagent_reply(body: dict) -> Reply:
+    """Main: a step per turn, worded after the system prompt; the reviewer: echoes what it's shown."""
+    usage = {"input_tokens": 100, "output_tokens": 10, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    messages = body.get("messages") or []
+    if body.get("system") == "You review.":
+        text, stop = "ok: " + messages[-1]["content"], "end_turn"
+    else:
+        turn = (len(messages) - 1) // 2
+        text = f"step {turn}" + (" (terse)" if "terse" in body.get("system", "") else "")
+        stop = "end_turn" if turn == TURNS - 1 else "max_tokens"
+    return Reply(body={"id": f"msg_{len(messages):02d}", "type": "message", "role": "assistant",
+                       "model": body.get("model"), "content": [{"type": "text", "text": text}],
+                       "stop_reason": stop, "stop_sequence": None, "usage": usage})
+
+
+def test_a_subagent_started_before_the_fork_that_goes_on_differently_becomes_a_fork_of_its_own(tmp_path):
+    """The reviewer started at main turn 2 and is shown each main step; forked at main turn 5 with
+    a new prompt, main's steps read otherwise, so the reviewer's turn 3 on differ. They go live as a
+    new conversation holding copies of the reviewer's turns 0-2, linked as a fork of it; the
+    recorded reviewer is left as it was."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "agent.py").write_text(f"SYSTEM = {SYSTEM!r}\n" + textwrap.dedent(SUBAGENT_AGENT))
+    db = tmp_path.resolve() / "sub.db"
+    with FakeAPI(responder=subagent_reply) as api:
+        proc = replayer(db, "record", "--", sys.executable, "agent.py", env=fork_env(api), cwd=work)
+        assert proc.returncode == 0, proc.stderr
+        before = exported(db)
+        main = before[0]["conversation_id"]
+        reviewer = next(line["conversation_id"] for line in before if line["conversation_id"] != main)
+        assert [line["index"] for line in before if line["conversation_id"] == reviewer] == list(range(TURNS - 2))
+
+        run = Store(open_db(db, create=False)).conversation_tags(main)["run"]  # both conversations
+        proc = replayer(db, "replay", run, "--live-from", f"{main}:5", "--system", "You are terse.", "--yes",
+                        "--", sys.executable, "agent.py", env=fork_env(api), cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert f"FINAL step {TURNS - 1} (terse)" in proc.stdout
+    after = exported(db)
+    assert [line for line in after if line["conversation_id"] in (main, reviewer)] == before  # untouched
+    links = dict(Store(open_db(db, create=False)).db.execute(
+        "SELECT parent_id, conversation_id FROM conversation_links WHERE kind = 'fork'").fetchall())
+    assert set(links) == {main, reviewer}
+    branch = [line for line in after if line["conversation_id"] == links[reviewer]]
+    originals = [line for line in before if line["conversation_id"] == reviewer]
+    assert [line["index"] for line in branch] == list(range(TURNS - 2))
+    assert [line.get("copied_from") for line in branch[:3]] == [line["turn_id"] for line in originals[:3]]
+    assert [line["request"] for line in branch[:3]] == [line["request"] for line in originals[:3]]
+    assert all("copied_from" not in line and line["response"]["content"][0]["text"].endswith("(terse)")
+               for line in branch[3:])
+    assert f"{reviewer} went on differently from its turn 3: continued live as {links[reviewer]}" in proc.stderr
+    assert "not asked for" not in proc.stderr.splitlines()[-1], proc.stderr
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    ({"messages": ("2",)}, "--message wants N=TEXT, not '2'"),
+    ({"messages": ("two=hi",)}, "--message wants N=TEXT with N a message number, not two='hi'"),
+    ({"sets": ("temperature",)}, "--set wants PATH=JSON, not 'temperature'"),
+    ({"sets": ("=1",)}, "--set wants PATH=JSON, not '=1'"),
+    ({"sets": ("temperature=warm",)}, "--set temperature: 'warm' is not JSON"),
+    ({"tool_results": ("=text",)}, "--tool-result wants TOOL_USE_ID=TEXT (the id of the tool call it answers), "
+                                   "not '=text'"),
+])
+def test_each_key_value_edit_option_says_what_it_wants(args, said):
+    from replayer.cli.base import UserError
+    from replayer.cli.edits import edits_from
+
+    with pytest.raises(UserError) as got:
+        edits_from(None, None, args.get("messages", ()), args.get("sets", ()), args.get("tool_results", ()))
+    assert str(got.value).startswith(said)
+    edits = edits_from(None, None, ("2=hi",), ("temperature=0.5",), ("toolu_1=a=b",))
+    assert (edits.messages, edits.set, edits.tool_results) == ({2: "hi"}, {"temperature": 0.5}, {"toolu_1": "a=b"})

@@ -94,6 +94,16 @@ def test_a_lone_surrogate_in_a_recorded_string_matches_and_is_served():
     assert sse.assemble(b"".join(c for _, c in chunks(streamed.events))).message == said
 
 
+def test_an_integer_beyond_64_bits_matches_only_its_own_value():
+    """orjson reads such an integer as a float: two that differ in the last digit would compare
+    equal, and the recorded one (read exactly) would not match the same integer sent again."""
+    big = 2**70 + 1
+    req = request("hi", metadata={"user_id": "u"}, seed=big)
+    m = Matcher([line("A", 0, req, response=reply("yes"))])
+    assert isinstance(ask(m, dict(req, seed=big + 1)), Refusal)
+    assert text_of(ask(m, req)) == "yes"
+
+
 def test_recorded_retries_are_skipped_unless_with_errors():
     req = request("busy?")
     overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}

@@ -60,28 +60,32 @@ def edits_from(
     from ..replay import Edits
 
     edits = Edits(model=model, system=text_or_file(system, "--system") if system is not None else None)
-    for spec in messages:
-        n, sep, text = spec.partition("=")
-        if not sep:
-            raise UserError(f"--message wants N=TEXT, not {spec!r}")
+    for n, text in _pairs(messages, "--message wants N=TEXT"):
         try:
             edits.messages[int(n)] = text_or_file(text, f"--message {n}")
         except ValueError:
-            raise UserError(f"--message wants N=TEXT with N a message number, not {spec!r}") from None
-    for spec in sets:
-        path, sep, value = spec.partition("=")
-        if not sep or not path:
-            raise UserError(f"--set wants PATH=JSON, not {spec!r}")
+            raise UserError(f"--message wants N=TEXT with N a message number, not {n}={text!r}") from None
+    for path, value in _pairs(sets, "--set wants PATH=JSON"):
         try:
             edits.set[path] = json.loads(value)
         except ValueError:
             raise UserError(f"--set {path}: {value!r} is not JSON (quote strings: {path}='\"text\"')") from None
-    for spec in tool_results:
-        tool_use_id, sep, text = spec.partition("=")
-        if not sep or not tool_use_id:
-            raise UserError(f"--tool-result wants TOOL_USE_ID=TEXT (the id of the tool call it answers), not {spec!r}")
+    wants = "--tool-result wants TOOL_USE_ID=TEXT (the id of the tool call it answers)"
+    for tool_use_id, text in _pairs(tool_results, wants):
         edits.tool_results[tool_use_id] = text_or_file(text, f"--tool-result {tool_use_id}")
     return edits
+
+
+def _pairs(specs: tuple[str, ...], wants: str) -> list[tuple[str, str]]:
+    """Each KEY=VALUE option split at its first `=`; a UserError (`wants`, not SPEC) for one
+    without `=` or without a key."""
+    out = []
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        if not sep or not key:
+            raise UserError(f"{wants}, not {spec!r}")
+        out.append((key, value))
+    return out
 
 
 def resolve_turn(store: Any, spec: str) -> str:

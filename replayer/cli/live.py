@@ -107,7 +107,10 @@ def _start(ctx: click.Context, matcher: Any, point: Any, edits: Any, prices: Any
         from ..store.runs import ForkLink, add_fork_link
         from ..store.schema import open_db
 
-        add_fork_link(open_db(Path(db)), ForkLink(player.fork_id, point.conversation_id, point.index, edits.to_json()))
+        store = open_db(Path(db))
+        add_fork_link(store, ForkLink(player.fork_id, point.conversation_id, point.index, edits.to_json()))
+        for branch in state.branches:  # a subagent that went on differently: a fork of its own, unedited
+            add_fork_link(store, ForkLink(branch.conversation_id, branch.source, branch.index, {}))
         spent = money(state.spent_usd) + (f" (+{plural(state.unpriced, 'unpriced call')})" if state.unpriced else "")
         stopped = f"; the live part was stopped: {state.stopped}" if state.stopped else ""
         lost_line = f"; {plural(lost, 'record')} could not be written" if lost else ""
@@ -115,6 +118,10 @@ def _start(ctx: click.Context, matcher: Any, point: Any, edits: Any, prices: Any
             f"replayer replay: fork {player.fork_id} of {point.conversation_id} at turn {point.index}: "
             f"{plural(state.live_calls, 'live call')}, {spent}{stopped}{lost_line} "
             f"(replayer show {player.fork_id}; replayer compare {point.conversation_id} {player.fork_id})"
+        ] + [
+            f"replayer replay: {b.source} went on differently from its turn {b.index}: continued live as "
+            f"{b.conversation_id} (replayer compare {b.source} {b.conversation_id})"
+            for b in state.branches
         ]
 
     return Playing(player, player.put, finish)

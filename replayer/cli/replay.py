@@ -200,12 +200,13 @@ def run_replay(ctx: click.Context, settings: Settings) -> int:
                    f"though the request differs: {drift.difference}", err=True)
     mismatches = len(matcher.refusals)
     failed = bool(mismatches) and code == 0 and settings.strict
-    click.echo(summary(matcher, recording.what, server.live_calls, code, failed), err=True)
+    click.echo(summary(matcher, recording.what, server.live_calls, code, failed, player.replaced), err=True)
     sys.stderr.flush()
     return 1 if failed else code
 
 
-def summary(matcher: Any, what: str, live: int, code: int, failed: bool) -> str:
+def summary(matcher: Any, what: str, live: int, code: int, failed: bool,
+            replaced: Callable[[dict[str, Any]], bool] | None = None) -> str:
     """The last line: `replayer replay: answered 20 calls (12 streams) from run R (1 conversation);
     no mismatch; no drift; the command exited 0`."""
     streams = f"{plural(matcher.streams, 'stream')}" if matcher.streams else ""
@@ -218,7 +219,7 @@ def summary(matcher: Any, what: str, live: int, code: int, failed: bool) -> str:
     parts.append(f"{plural(mismatches, 'mismatch', 'mismatches')} refused" if mismatches else "no mismatch")
     drift = len(matcher.drift())
     parts.append(f"{plural(drift, 'call')} drifted (loose)" if drift else "no drift")
-    left = matcher.unserved()
+    left = matcher.unserved(replaced)  # a fork's live turns took the place of the recorded ones
     if left:
         parts.append(f"{plural(left, 'recorded call')} not asked for")
     end = f"the command exited {code}"

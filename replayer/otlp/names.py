@@ -100,6 +100,8 @@ IMPORTED_FROM = "replayer.imported_from"
 """The export line's imported_from, on a turn imported from elsewhere (its line's reconstructed is then true)."""
 PARENT_CONVERSATION_ID = "replayer.parent_conversation_id"
 """The export line's parent_conversation_id, on a linked conversation (a fork's)."""
+COPIED_FROM = "replayer.copied_from"
+"""The export line's copied_from: on a fork's turn before its fork point, the recorded turn it copies."""
 
 # replayer's own content (only with otlp_content): the export line's values as JSON text, exactly
 REQUEST = "replayer.request"

@@ -25,7 +25,7 @@ OWN = (
     (n.LATENCY_MS, "latency_ms"), (n.COST_USD, "cost_usd"), (n.STREAM, "stream"), (n.TTFT_MS, "ttft_ms"),
     (n.STATUS, "status"), (n.REQUEST_ID, "request_id"), (n.ABANDONED, "abandoned"), (n.ENDPOINT, "endpoint"),
     (n.TRACE_ID, "trace_id"), (n.MODEL, "model"), (n.IMPORTED_FROM, "imported_from"),
-    (n.PARENT_CONVERSATION_ID, "parent_conversation_id"),
+    (n.PARENT_CONVERSATION_ID, "parent_conversation_id"), (n.COPIED_FROM, "copied_from"),
 )
 """replayer's own scalar attributes and the export line's keys they hold (left out when null).
 With CONVERSATION_ID (conversation_id), USER_ID (user_id) and the content attributes they give

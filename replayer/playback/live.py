@@ -55,9 +55,8 @@ class ForkPoint:
     """The last recorded attempt of each turn 0..index-1, in order: copied into the fork."""
 
 
-def fork_point(lines: list[dict[str, Any]], live_from: str) -> ForkPoint:
-    """The turn `live_from` names among the source's cassette lines: a turn id, or a turn index
-    of the source conversation (CONV:N too, for a source with several)."""
+def last_attempts(lines: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """(conversation, turn index) -> the turn's last recorded attempt, among cassette lines."""
     turns: dict[tuple[str, int], dict[str, Any]] = {}
     for line in lines:
         conv, idx = line.get("conversation_id"), line.get("index")
@@ -65,6 +64,13 @@ def fork_point(lines: list[dict[str, Any]], live_from: str) -> ForkPoint:
             key = (conv, idx)
             if key not in turns or (line.get("attempt") or 0) >= (turns[key].get("attempt") or 0):
                 turns[key] = line
+    return turns
+
+
+def fork_point(lines: list[dict[str, Any]], live_from: str) -> ForkPoint:
+    """The turn `live_from` names among the source's cassette lines: a turn id, or a turn index
+    of the source conversation (CONV:N too, for a source with several)."""
+    turns = last_attempts(lines)
     conversations = sorted({c for c, _ in turns}, key=lambda c: min(t.get("started_at") or "" for (cc, _), t in
                                                                     turns.items() if cc == c))
     found = next((k for k, line in turns.items() if line.get("turn_id") == live_from), None)
@@ -88,8 +94,11 @@ def fork_point(lines: list[dict[str, Any]], live_from: str) -> ForkPoint:
             raise LiveError(f"--live-from {live_from}: {conv} has turns 0..{count - 1}")
         found = (conv, index)
     conv, index = found
-    replayed = [turns[(conv, i)] for i in range(index) if (conv, i) in turns]
-    return ForkPoint(conv, index, turns[found], replayed)
+    return ForkPoint(conv, index, turns[found], _before(turns, conv, index))
+
+
+def _before(turns: dict[tuple[str, int], dict[str, Any]], conv: str, index: int) -> list[dict[str, Any]]:
+    return [turns[(conv, i)] for i in range(index) if (conv, i) in turns]
 
 
 def recorded_command(store: Any, turn_id: str) -> tuple[Run, str, int]:
@@ -152,6 +161,19 @@ class Limits:
     budget_usd: float | None = None
 
 
+@dataclass(slots=True)
+class Branch:
+    """Another conversation of the source (a subagent started before the fork point) that went
+    on differently once the fork was live: from turn `index` on it is a conversation of its own,
+    `conversation_id`, holding copies of the source's turns before `index`."""
+
+    source: str
+    index: int
+    conversation_id: str
+    prefix: list[Any]
+    """The messages of its first live request (cache_control aside): later ones begin with them."""
+
+
 @dataclass
 class LiveState:
     """What the live part has done so far (read by the CLI for its end report)."""
@@ -164,6 +186,7 @@ class LiveState:
     stopped: str | None = None
     """Why the live part was stopped (`--max-turns 20 reached (20 live calls sent)`), when it was."""
     conversations: list[str] = field(default_factory=list)
+    branches: list[Branch] = field(default_factory=list)
 
 
 class ForkPlayer:
@@ -207,8 +230,50 @@ class ForkPlayer:
                 return self._live(request, self.fork_id, edited=True)
             return answer
         if self.state.started and isinstance(request, dict):
-            return self._live(request, None, edited=False)  # not in the recording: the new trajectory's own
+            self.matcher.withdraw(answer)  # not a mismatch: the live trajectory's own call
+            return self._diverged(request)
         return answer
+
+    def _diverged(self, request: dict[str, Any]) -> Decision:
+        """A request of the live trajectory that the recording can't answer, outside the forked
+        conversation: one continuing a branch goes on in it; one going on from a recorded
+        conversation's answered turn (a subagent started before the fork point, now asked
+        something else) starts a branch; anything else is a conversation the new trajectory
+        started. All go upstream unedited: the edits are the forked conversation's."""
+        messages = _plain(request.get("messages"))
+        for branch in self.state.branches:
+            n = len(branch.prefix)
+            if isinstance(messages, list) and len(messages) >= n and messages[:n] == branch.prefix:
+                return self._live(request, branch.conversation_id, edited=False)
+        line = self.matcher.continued(request, _plain)
+        if line is None or not isinstance(messages, list):
+            return self._live(request, None, edited=False)
+        from ..store.codec import new_id
+
+        source, index = str(line["conversation_id"]), int(line["index"]) + 1
+        branch = Branch(source, index, new_id("conv_"), messages)
+        decision = self._live(request, branch.conversation_id, edited=False)
+        if isinstance(decision, GoLive):
+            with self.lock:
+                self.state.branches.append(branch)
+            # a fork of `source` with no edits of its own: the fork `fork_id` made it go on differently
+            ctx = Context(branch.conversation_id, None,
+                          {FORK_TAG: source, "fork_turn": index, "edits": {}, "in_fork": self.fork_id})
+            now = time.time()
+            for i, copy in enumerate(_before(last_attempts(self.matcher.lines()), source, index)):
+                self.inner_put(copied(copy, ctx, now + i * 1e-3))
+            decision.tags = ctx.tags
+        return decision
+
+    def replaced(self, line: dict[str, Any]) -> bool:
+        """Turns N on of the forked conversation, once the fork went live: the new trajectory's
+        own calls took their place."""
+        index, conv = line.get("index"), line.get("conversation_id")
+        if not self.state.started or not isinstance(index, int):
+            return False
+        if conv == self.point.conversation_id:
+            return index >= self.point.index
+        return any(b.source == conv and index >= b.index for b in self.state.branches)
 
     def _continues(self, request: Any) -> bool:
         if not isinstance(request, dict) or self._prefix is None:
@@ -305,6 +370,7 @@ def copied(line: dict[str, Any], ctx: Context, t_start: float) -> Captured:
         error=line.get("error"),
         request_id=line.get("request_id"),
         ctx=ctx,
+        copied_from=line.get("turn_id"),
     )
     response = line.get("response")
     if captured.stream and captured.status is not None and 200 <= captured.status < 300:

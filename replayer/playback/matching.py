@@ -26,11 +26,13 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from ..store.events import json_value
 from .answer import compact_json, synthesize
 
 RETRIED_STATUSES = frozenset({408, 409, 429})
@@ -144,11 +146,13 @@ class _Slot:
 
 
 def parse_json(body: bytes) -> Any:
-    """orjson, fast; the standard library for a lone surrogate escape, which orjson refuses."""
+    """A request body as `json` reads it (orjson where that gives the same: store.events.json_value),
+    so a number beyond 64 bits compares equal to the recorded one, which was read the same way."""
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return json.loads(body)
+        text = body.decode()
+    except UnicodeDecodeError:
+        return json.loads(body)  # not UTF-8: json finds the encoding, or says what is wrong
+    return json_value(text)
 
 
 def _turn_key(line: dict[str, Any]) -> Any:
@@ -316,14 +320,42 @@ class Matcher:
         return (f"replayer replay: no recorded request matches this one; closest: {where}\n"
                 f"  first difference: {first_difference(closest.body, sent)}")
 
+    def continued(self, sent: Any, plain: Callable[[Any], Any]) -> dict[str, Any] | None:
+        """The answered recorded call that `sent` goes on from: its messages (compared through
+        `plain`) begin `sent`'s, and there are more; the one with the most messages. None when
+        `sent` continues nothing that was answered here."""
+        sent = stripped(sent, self.ignore)
+        messages = sent.get("messages") if isinstance(sent, dict) else None
+        if not isinstance(messages, list):
+            return None
+        best: _Slot | None = None
+        with self.lock:
+            for slot in self.slots:
+                had = slot.body.get("messages") if slot.served and isinstance(slot.body, dict) else None
+                if (isinstance(had, list) and len(had) < len(messages)
+                        and (best is None or len(had) > len(best.body["messages"]))
+                        and plain(messages[: len(had)]) == plain(had)):
+                    best = slot
+        return best.line if best is not None else None
+
     # -- the end report -------------------------------------------------------------------------
     def drift(self) -> list[Drift]:
         with self.lock:
             return list(self.drifts)
 
-    def unserved(self) -> int:
+    def withdraw(self, refusal: Refusal) -> None:
+        """Forget a refusal the caller did not give (a fork sent that call live instead)."""
         with self.lock:
-            return sum(1 for s in self.slots if not s.served)
+            self.refusals = [r for r in self.refusals if r is not refusal]
+
+    def lines(self) -> list[dict[str, Any]]:
+        """The recorded calls this matcher answers from, earliest first."""
+        return [s.line for s in self.slots]
+
+    def unserved(self, replaced: Callable[[dict[str, Any]], bool] | None = None) -> int:
+        """Recorded calls never answered, less those `replaced` says the live part took over."""
+        with self.lock:
+            return sum(1 for s in self.slots if not s.served and not (replaced and replaced(s.line)))
 
 
 def _where(line: dict[str, Any]) -> str:

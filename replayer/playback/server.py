@@ -49,6 +49,11 @@ class Player(Protocol):
         event loop: quick, never blocking."""
         ...
 
+    def replaced(self, line: dict[str, Any]) -> bool:
+        """Whether the live part took the place of this recorded call (the end report doesn't
+        count it as not asked for)."""
+        ...
+
 
 class RecordingPlayer:
     """Offline: every call answered from the recording, or refused."""
@@ -60,6 +65,9 @@ class RecordingPlayer:
 
     def decide(self, endpoint: str, body: bytes, headers: Mapping[str, str]) -> Decision:
         return self.matcher.answer(endpoint, body)
+
+    def replaced(self, line: dict[str, Any]) -> bool:
+        return False
 
 
 def replayed_turn(method: str, path: str) -> bool:

@@ -132,7 +132,8 @@ def _exact(db: Any, prices: PriceTable, conv: int, bucket: int, model: str, batc
     total = 0.0
     for toks in db.execute(
         """SELECT input, output, w5m, w1h, cr, web FROM usage WHERE conv = ? AND COALESCE(model, '') = ?
-           AND batch = ? AND at >= ? AND at < ? AND input IS NOT NULL""",
+           AND batch = ? AND at >= ? AND at < ? AND input IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.id = attempt_id AND a.copied_from IS NOT NULL)""",
         (conv, model, batch, bucket * BUCKET_S, (bucket + 1) * BUCKET_S),
     ):
         prompt = toks[0] + toks[2] + toks[3] + toks[4]

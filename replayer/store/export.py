@@ -166,5 +166,7 @@ def _line(store: Store, row: dict[str, Any]) -> str:
         head["imported_from"] = row["imported_from"]
     if row["parent_conversation_id"]:
         head["parent_conversation_id"] = row["parent_conversation_id"]
+    if row["copied_from"]:
+        head["copied_from"] = row["copied_from"]  # a fork's turn before its fork point
     line = splice(head, {"request": store.request_text(row), "response": store.response_text(row) or "null"})
     return storable(line)  # a lone surrogate in a string, escaped: a UTF-8 file takes the line

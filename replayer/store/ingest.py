@@ -140,6 +140,8 @@ class Ingestor:
         self.texts: list[tuple[int, str]] = []
         """Search text waiting for `write_pending` (turn_text rowid, text)."""
         self.usage: list[facts.UsageRow] = []
+        self.copied_usage: list[facts.UsageRow] = []
+        """Usage rows of copied attempts (Captured.copied_from): written, but not to the rollup."""
         """usage rows waiting for `write_pending` (the rollup is summed from them)."""
         self.touched: dict[int, Touched] = {}
         """Conversations' new turns waiting for `write_pending`, by conversation rowid."""
@@ -189,6 +191,9 @@ class Ingestor:
         if self.usage:
             facts.write(conn, self.usage)
             self.usage = []
+        if self.copied_usage:
+            conn.executemany(facts.INSERT_USAGE, self.copied_usage)
+            self.copied_usage = []
         self.threads.write()
         if self.texts and index:
             self.texts.sort()
@@ -197,7 +202,7 @@ class Ingestor:
 
     def forget(self) -> None:
         """Drop every cache (after a rollback the ids they hold may not exist)."""
-        self.texts, self.usage, self.touched = [], [], {}
+        self.texts, self.usage, self.copied_usage, self.touched = [], [], [], {}
         self.conv_rowids.clear()
         self.conv_tags.clear()
         self.threads.drop()
@@ -265,8 +270,8 @@ class Ingestor:
             """INSERT INTO attempts(turn_id, attempt, started_at, latency_ms, ttft_ms, status, request_skel,
                    request_system, request_tools, request_node, request_headers, response_json,
                    response_content, error_json, request_id, model, stop_reason, usage_json,
-                   unknown_events_json, abandoned)
-               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                   unknown_events_json, abandoned, copied_from)
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
             (
                 turn.id,
                 captured.attempt,
@@ -290,6 +295,7 @@ class Ingestor:
                 (dumps_plain(usage) if plain else json.dumps(usage)) if usage is not None else None,
                 codec.dumps(read.unknown_events) if read.unknown_events else None,
                 1 if captured.abandoned else 0,
+                captured.copied_from,
             ),
         )
         attempt_id = int(cur.lastrowid or 0)
@@ -320,7 +326,10 @@ class Ingestor:
             system=turn.system_blob,
             prev_reads=prev_reads,
         )
-        self.usage += rows
+        if captured.copied_from is None:
+            self.usage += rows
+        else:  # a copy costs nothing now: its tokens are shown, never summed into spend
+            self.copied_usage += rows
         if isinstance(usage, dict):
             self.last_reads[conv_rowid] = LastReads(turn.idx, rows[0].cache_read)
         if ok:

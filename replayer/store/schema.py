@@ -9,6 +9,9 @@ Design (see DESIGN.md, "Storage principle"):
 - `turns` is one logical call (all its HTTP attempts); `attempts` is one row per HTTP attempt,
   holding the request and response skeletons (the documents minus the deduplicated parts).
 - Costs are never stored: they come from raw usage and the price table at read time.
+
+About 500 lines because the migrations are append-only: each stays here as it shipped, with the
+reason for its tables, so a database of any age opens.
 """
 
 from __future__ import annotations
@@ -376,6 +379,14 @@ def m009_turn_tags(db: Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX turn_tags_conversation ON turn_tags(conversation_id)")
+
+
+@migrations(name="m010_copied")
+def m010_copied(db: Database) -> None:
+    # A fork holds its source's turns 0..N-1 as copies (so its trajectory is whole and `compare`
+    # aligns on turn index). Each copy names the turn it copies; no money was spent on it, so its
+    # usage rows (the conversation view's tokens) stay out of the rollup every spend figure reads.
+    db.execute("ALTER TABLE attempts ADD COLUMN copied_from TEXT")
 
 
 class Fault(StrEnum):
