@@ -37,6 +37,8 @@ MAX_HANDOFF = 10_000
 """Attempts waiting for the worker thread; more are dropped (counted)."""
 BATCH = 256
 """Attempts the worker reads back in one query."""
+REQUEST_BYTES = 4 << 20
+"""About how much span text one export request carries (a collector's gRPC default limit is 4 MiB)."""
 EXIT_SECONDS = float(os.environ.get("REPLAYER_OTLP_EXIT_TIMEOUT", "5"))
 """At exit, how long the spans still waiting may take to go out (then they are counted as dropped)."""
 
@@ -263,6 +265,19 @@ class _Counting:
         self.inner, self.owner = inner, owner
 
     def export(self, batch: Any) -> Any:
+        """The SDK's batch in requests of at most about REQUEST_BYTES: with content, a long
+        history's spans are a megabyte each, and a collector refuses a request past its limit
+        (the SDK's exporter drops one past 64 MiB whole)."""
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        result = SpanExportResult.SUCCESS
+        for part in _parts(batch):
+            sent = self._send(part)
+            if sent is not SpanExportResult.SUCCESS:
+                result = sent
+        return result
+
+    def _send(self, batch: list[Any]) -> Any:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
         _quiet.active, _quiet.last = True, None
@@ -289,6 +304,21 @@ class _Counting:
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
+
+
+def _parts(batch: Any) -> Any:
+    """`batch` in runs of spans whose text adds up to about REQUEST_BYTES (a bigger span alone)."""
+    part: list[Any] = []
+    size = 0
+    for span in batch:
+        weight = 256 + sum(len(v) for v in (span.attributes or {}).values() if isinstance(v, str))
+        if part and size + weight > REQUEST_BYTES:
+            yield part
+            part, size = [], 0
+        part.append(span)
+        size += weight
+    if part:
+        yield part
 
 
 def split(line: str) -> tuple[dict[str, Any], dict[str, str]]:
