@@ -21,6 +21,9 @@ class Context:
     user_id: str | None = None
     tags: dict[str, Any] | None = None
     trace_id: str | None = None
+    parent: tuple[int, int, int] | None = None
+    """The caller's OpenTelemetry span when the call was made (trace id, span id, flags): the
+    parent of the attempt's OTLP span (otlp/__init__.current_parent; the proxy: `traceparent`)."""
 
 
 @dataclass(slots=True)
@@ -54,6 +57,8 @@ class Captured:
     request_id: str | None = None
     ctx: Context | None = None
     abandoned: bool = False
+    server: tuple[str, int] | None = None
+    """(host, port) the attempt was sent to, for the OTLP span; None when not known (`record()`)."""
     copied_from: str | None = None
     """The recorded turn this attempt copies (a fork's turns before its fork point): shown as it
     was recorded, but no money was spent on it now, so it adds to no spend figure."""
