@@ -54,6 +54,12 @@ class Captured:
     request_id: str | None = None
     ctx: Context | None = None
     abandoned: bool = False
+    turn_id: str | None = None
+    """A turn id already given (`replayer import otlp` of replayer's own spans keeps the ids the
+    exporting database had): the attempt joins that turn when it exists, else starts it with this
+    id. None (every recorded call): the writer makes one."""
+    turn_index: int | None = None
+    """With `turn_id`: the turn's index in its conversation, as given (None: the next one)."""
 
 
 def chunk_times(chunks: list[bytes], times: list[float], p0: float) -> list[tuple[int, float]]:
