@@ -179,7 +179,7 @@ def otlp(
         click.echo(f"replayer: … and {plural(len(malformed) - MAX_REPORTED, 'more malformed line')}", err=True)
     if as_json:
         doc = {
-            "lines": run.lines,
+            "lines": len(run.lines),
             "attempts": counts.exact,
             "reconstructed": counts.reconstructed,
             "already_imported": counts.known,
