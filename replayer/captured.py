@@ -43,6 +43,9 @@ class Captured:
     lists; the writer reads and drops them (they hold credentials)."""
     status: int | None = None
     response_bytes: bytes | None = None
+    response_obj: Any = None
+    """A response given as a document, instead of bytes (`replayer import otlp` of a message a
+    stream built): stored as a stream's message is."""
     sse: bytes | None = None
     sse_chunks: list[tuple[int, float]] | None = None
     """For a stream, each chunk of `sse` as it arrived: (the offset in `sse` where it ends, ms

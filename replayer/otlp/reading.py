@@ -324,6 +324,10 @@ def exact(span: Span) -> Record:
         turn_id=turn_id,
         turn_index=int(a[n.TURN_INDEX]) if a.get(n.TURN_INDEX) is not None else None,
     )
+    if response and response != "null":
+        parsed = parsed_when_recorded(response)
+        if parsed is not None:
+            captured.response_bytes, captured.response_obj = None, parsed
     unknown = _json(a.get(n.UNKNOWN_EVENTS))
     return Record(
         line=span.line,
@@ -337,6 +341,28 @@ def exact(span: Span) -> Record:
         unknown_events=unknown if isinstance(unknown, list) and unknown else None,
         response_id=_text(a.get(n.RESPONSE_ID)),
     )
+
+
+def parsed_when_recorded(text: str) -> Any:
+    """The response of an export line, parsed, when the store was handed it parsed when it was
+    recorded (a stream's message, a redacted record), else None (it parsed the bytes itself).
+
+    The two are stored in different forms (json.dumps's spaced text, the compact one of a
+    document parsed from bytes), which the export line shows in the usage it splices in (or, for
+    a response with neither usage nor content, in the whole text): imported, the response is
+    handed over the same way, so the line comes out the same."""
+    from ..store.codec import dumps_plain
+
+    doc = json.loads(text)
+    if not isinstance(doc, dict):
+        return None
+    usage = doc.get("usage")
+    if isinstance(usage, dict):
+        spaced = json.dumps(usage)
+        return doc if spaced != dumps_plain(usage) and f'"usage": {spaced}' in text else None
+    if "content" in doc:
+        return None  # the export dumps the rest again: either form reads the same
+    return doc if text != dumps_plain(doc) else None
 
 
 def _text(value: Any) -> str | None:
