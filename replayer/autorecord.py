@@ -3,8 +3,9 @@
 In the child process, the SDK's base client classes are patched when `anthropic` is first
 imported (not before, so a program that never uses the SDK pays nothing): every client created,
 whatever its class, gets the recorder's middleware appended to its own. Settings come from the
-environment the `record` command sets: REPLAYER_DB, REPLAYER_CONVERSATION, REPLAYER_USER, and
-REPLAYER_REPORT_DIR, where each process reports what it stored (`summarize` reads it back).
+environment the `record` command sets: REPLAYER_DB, REPLAYER_CONVERSATION, REPLAYER_USER,
+REPLAYER_OTLP and REPLAYER_OTLP_CONTENT (`--otlp`, `--otlp-content`), and REPLAYER_REPORT_DIR,
+where each process reports what it stored (`summarize` reads it back).
 Under `replayer replay` ($REPLAYER_REPLAY_URL) the clients get, instead of the recorder's, the
 middleware that sends their calls to the replay server (playback/redirect.py).
 """
@@ -40,8 +41,24 @@ def recorder() -> Any:
     if _recorder is None:
         from .recorder import Recorder
 
-        _recorder = Recorder(os.environ.get(DB_ENV) or None)
+        otlp, content = _otlp_switches()
+        _recorder = Recorder(os.environ.get(DB_ENV) or None, otlp=otlp, otlp_content=content)
     return _recorder
+
+
+def _otlp_switches() -> tuple[bool, bool]:
+    """`record --otlp [--otlp-content]` in the environment (REPLAYER_OTLP, REPLAYER_OTLP_CONTENT).
+    When this Python lacks the OpenTelemetry packages, the calls are still recorded, without
+    export, and the user is told once."""
+    from .otlp import names, problem
+
+    if os.environ.get(names.ENV_OTLP) != "1":
+        return False, False
+    missing = problem()
+    if missing:
+        print(f"replayer: {sys.executable} records without OTLP export ({missing})", file=sys.stderr)
+        return False, False
+    return True, os.environ.get(names.ENV_OTLP_CONTENT) == "1"
 
 
 def patch(module: Any) -> None:

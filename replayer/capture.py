@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -26,6 +25,7 @@ import anthropic
 from . import context
 from .autorecord import RUN_ENV
 from .captured import Captured, Context, Put, chunk_times
+from .otlp import current_parent
 from .wire import RECORDED_HEADER
 
 log = logging.getLogger("replayer")
@@ -51,19 +51,15 @@ def _turn_endpoint(request: Any) -> str | None:
     return endpoint if is_turn else None
 
 
-def _trace_id() -> str | None:
-    """The current OpenTelemetry trace id, if OpenTelemetry is loaded and a span is current."""
-    otel = sys.modules.get("opentelemetry.context")
-    if otel is None:
-        return None
+def _server(url: Any) -> tuple[str, int] | None:
+    """(host, port) of the URL an attempt went to (an httpx URL), for its OTLP span."""
     try:
-        current = otel.get_current()
-        if not current:  # an empty context holds no span: the usual case, and the cheap one
-            return None
-        sc = sys.modules["opentelemetry.trace"].get_current_span(current).get_span_context()
-        return format(sc.trace_id, "032x") if sc.is_valid else None
-    except Exception:  # noqa: BLE001
+        return url.host, url.port or _PORTS[url.scheme]
+    except Exception:  # noqa: BLE001 - a URL without a host (a mocked transport): no server attributes
         return None
+
+
+_PORTS = {"https": 443, "http": 80}
 
 
 def _warn(e: BaseException) -> None:
@@ -127,6 +123,7 @@ class _Attempt:
             raw_response_headers=http.headers,
             status=http.status_code,
             latency_ms=round((self.p1 - self.p0) * 1000, 3),
+            server=_server(req.url),
         )
         self.http = None  # let go of the HTTP library's objects as soon as they are read
         return record
@@ -346,11 +343,17 @@ class RecorderMiddleware(anthropic.Middleware):
         self.clock = clock
 
     def _context(self) -> Context | None:
+        """The conversation in force, with the application's current OpenTelemetry span (only
+        when the application loaded OpenTelemetry): its trace id when none was given, and the
+        span itself as the parent of the attempt's OTLP span."""
         ctx = context.current.get()
-        if ctx is None or ctx.trace_id is None:
-            trace_id = _trace_id()
-            if trace_id:
-                ctx = Context(*(ctx.conversation_id, ctx.user_id, ctx.tags) if ctx else (None, None, None), trace_id)
+        parent = current_parent()
+        if parent is not None:
+            ctx = (
+                Context(ctx.conversation_id, ctx.user_id, ctx.tags, ctx.trace_id or format(parent[0], "032x"), parent)
+                if ctx
+                else Context(trace_id=format(parent[0], "032x"), parent=parent)
+            )
         return ctx
 
     def _failed(self, request: Any, endpoint: str, ctx: Context | None, t_start: float, p0: float,
@@ -370,6 +373,7 @@ class RecorderMiddleware(anthropic.Middleware):
             if isinstance(content, bytes):
                 record.request_bytes = content
                 record.raw_request_headers = req.headers
+                record.server = _server(req.url)
             if record.request_bytes is None:
                 record.request_obj = request.json
             kind = "timeout_error" if isinstance(e, anthropic.APITimeoutError) else "connection_error"

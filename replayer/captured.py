@@ -21,6 +21,9 @@ class Context:
     user_id: str | None = None
     tags: dict[str, Any] | None = None
     trace_id: str | None = None
+    parent: tuple[int, int, int] | None = None
+    """The caller's OpenTelemetry span when the call was made (trace id, span id, flags): the
+    parent of the attempt's OTLP span (otlp/__init__.current_parent; the proxy: `traceparent`)."""
 
 
 @dataclass(slots=True)
@@ -63,6 +66,8 @@ class Captured:
     id. None (every recorded call): the writer makes one."""
     turn_index: int | None = None
     """With `turn_id`: the turn's index in its conversation, as given (None: the next one)."""
+    server: tuple[str, int] | None = None
+    """(host, port) the attempt was sent to, for the OTLP span; None when not known (`record()`)."""
 
 
 def chunk_times(chunks: list[bytes], times: list[float], p0: float) -> list[tuple[int, float]]:

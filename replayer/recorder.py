@@ -17,6 +17,9 @@ import orjson
 
 from . import context
 from .captured import Captured, Context
+from .otlp import current_parent
+from .otlp import problem as otlp_problem
+from .otlp import setting as otlp_setting
 from .paths import default_db_path
 from .store.codec import new_id, storable
 from .store.process import make_writer
@@ -41,9 +44,21 @@ class Recorder:
         redact: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
         log_events: bool = False,
         max_pending: int = 20_000,
+        otlp: bool = False,
+        otlp_content: bool = False,
     ):
+        """`otlp`: also send each recorded attempt as an OpenTelemetry span (GenAI semantic
+        conventions) to the endpoint the standard OTEL_EXPORTER_OTLP_* variables name, off the
+        agent's thread; `otlp_content` (or OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true)
+        puts the messages, system prompt and tools in it too, after `redact`. Needs
+        `pip install 'replayer[otlp]'` (else a RuntimeError saying so, here)."""
         self.path = Path(db).expanduser() if db is not None else default_db_path()
-        self._writer = make_writer(str(self.path), redact=redact, log_events=log_events, max_pending=max_pending)
+        export = otlp_setting(otlp, otlp_content)
+        if export is not None and (missing := otlp_problem()):
+            raise RuntimeError(f"replayer: {missing}")
+        self._writer = make_writer(
+            str(self.path), redact=redact, log_events=log_events, max_pending=max_pending, otlp=export
+        )
         self._middleware: RecorderMiddleware | None = None
         self._closed = False
         self._clock: Callable[[], float] = time.time
@@ -145,12 +160,14 @@ class Recorder:
                 f"record(): error must be an exception or a dict {{type, message, status}}, not {_kind(error)}"
             )
         ctx = context.current.get()
-        if conversation_id or user_id:
+        parent = current_parent()
+        if conversation_id or user_id or parent:
             ctx = Context(
                 conversation_id or (ctx.conversation_id if ctx else None),
                 user_id or (ctx.user_id if ctx else None),
                 ctx.tags if ctx else None,
-                ctx.trace_id if ctx else None,
+                (ctx.trace_id if ctx else None) or (format(parent[0], "032x") if parent else None),
+                parent,
             )
         captured = Captured(
             call_key=uuid.uuid4().hex,

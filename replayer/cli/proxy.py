@@ -11,6 +11,7 @@ import click
 
 from ..upstream import DEFAULT_UPSTREAM, UPSTREAM_ENV, shown, upstream_problem
 from .base import UserError, db_option, db_path
+from .otlp import otlp_options, otlp_setting
 
 
 def check_upstream(url: str) -> str:
@@ -40,8 +41,9 @@ def is_loopback(host: str) -> bool:
               help="Port to listen on; 0 picks a free one (the start line names it).")
 @click.option("--upstream", metavar="URL",
               help=f"Where requests go (default: ${UPSTREAM_ENV}, else {DEFAULT_UPSTREAM}).")
+@otlp_options
 @click.pass_context
-def proxy(ctx: click.Context, host: str, port: int, upstream: str | None) -> None:
+def proxy(ctx: click.Context, host: str, port: int, upstream: str | None, otlp: bool, otlp_content: bool) -> None:
     """A recording reverse proxy for the Anthropic API: point an agent at it and its Messages
     calls are recorded, whatever language it is written in.
 
@@ -49,11 +51,13 @@ def proxy(ctx: click.Context, host: str, port: int, upstream: str | None) -> Non
 
     Every request is forwarded as it came (credentials included, never stored); POST /v1/messages
     is recorded. Ctrl+C (or SIGTERM) stops it: open streams finish, then the records are written.
+    --otlp also sends each call as an OpenTelemetry span to $OTEL_EXPORTER_OTLP_ENDPOINT.
     """
     from ..store.process import make_writer
     from ..store.schema import open_db
 
     target = check_upstream(upstream or os.environ.get(UPSTREAM_ENV) or DEFAULT_UPSTREAM)
+    export = otlp_setting(otlp, otlp_content)
     path = db_path(ctx)
     open_db(path).close()  # a path that can't hold a replayer database fails now, as bad input
     if not is_loopback(host):
@@ -66,7 +70,7 @@ def proxy(ctx: click.Context, host: str, port: int, upstream: str | None) -> Non
     from ..proxy import serve
     from ..proxy.server import GRACE_SECONDS
 
-    writer = make_writer(str(path))
+    writer = make_writer(str(path), otlp=export)
     writer.start()
 
     served: list[str] = []

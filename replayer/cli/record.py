@@ -20,12 +20,14 @@ from typing import Any
 
 import click
 
+from ..otlp import CONTENT, names
 from ..upstream import DEFAULT_UPSTREAM, UPSTREAM_ENV, shown, upstream_problem
 from .base import (
     UserError,
     db_option,
     db_path,
 )
+from .otlp import otlp_options, otlp_setting
 
 
 def upstream_for(env: dict[str, str]) -> str:
@@ -56,7 +58,8 @@ class _Assigned:
         cap = self.item if isinstance(self.item, Captured) else self.item.captured()
         ctx = cap.ctx or Context()
         cap.ctx = Context(
-            self.conversation_id or ctx.conversation_id, self.user_id or ctx.user_id, ctx.tags, ctx.trace_id
+            self.conversation_id or ctx.conversation_id, self.user_id or ctx.user_id, ctx.tags, ctx.trace_id,
+            ctx.parent,
         )
         return cap
 
@@ -65,9 +68,11 @@ class _Assigned:
 @db_option
 @click.option("--conversation", "conversation_id", metavar="ID", help="Put every call in this conversation.")
 @click.option("--user", "user_id", metavar="ID", help="Attribute every call to this user.")
+@otlp_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 @click.pass_context
-def record(ctx: click.Context, conversation_id: str | None, user_id: str | None, command: tuple[str, ...]) -> None:
+def record(ctx: click.Context, conversation_id: str | None, user_id: str | None, otlp: bool, otlp_content: bool,
+           command: tuple[str, ...]) -> None:
     """Run a program and record its Claude API calls, with no code change, in any language.
 
     Example: replayer record -- python agent.py --task fix-bug   (or: -- node agent.mjs, -- claude -p "...")
@@ -76,6 +81,8 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
     proxy goes on to the URL the variable held, else $REPLAYER_UPSTREAM, else the API). Ends with
     one line on stderr: how many calls went to which database under which run id (list them
     with: replayer list --run ID), or why none did. The exit code is the program's.
+
+    --otlp also sends each call as an OpenTelemetry span to $OTEL_EXPORTER_OTLP_ENDPOINT.
     """
     import tempfile
 
@@ -98,11 +105,16 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
         env["REPLAYER_CONVERSATION"] = conversation_id
     if user_id:
         env["REPLAYER_USER"] = user_id
+    export = otlp_setting(otlp, otlp_content)
+    if export:  # the child's own recorder exports too (autorecord reads these)
+        env[names.ENV_OTLP] = "1"
+        if export == CONTENT:
+            env[names.ENV_OTLP_CONTENT] = "1"
 
     from ..proxy import start_background
     from ..store.process import make_writer
 
-    writer = make_writer(db)  # no database is made until a record comes
+    writer = make_writer(db, otlp=export)  # no database is made until a record comes
     put = writer.put
     if conversation_id or user_id:
         def put(item: Any) -> None:

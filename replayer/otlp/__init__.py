@@ -1,3 +1,62 @@
-"""OpenTelemetry out and back in (issue 17): span attribute names, span building, the exporter
-(and the import's reading). Never imported unless OTLP is used; only exporter.py and what it
-calls import opentelemetry."""
+"""OpenTelemetry out and back in (issue 17): what the switches mean, the caller's span read at
+call time, and (in the modules) the span attribute names, the span building and the exporter,
+and the import's reading. This module never imports opentelemetry: `import replayer` and the
+commands that don't export stay free of it (exporter.py imports the SDK, on the writer's side)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib import metadata
+
+from .names import ENV_CAPTURE_CONTENT
+
+SPANS = "spans"
+"""An OTLP setting (`otlp=` of the writers): export a span per attempt, without content."""
+CONTENT = "content"
+"""An OTLP setting: export a span per attempt with its content (messages, system, tools)."""
+
+PACKAGES = ("opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http")
+INSTALL = "pip install 'replayer[otlp]'"
+
+
+def setting(otlp: bool, content: bool = False) -> str | None:
+    """The writers' `otlp` setting for the switches: None (off), SPANS or CONTENT. The
+    convention's capture variable (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true)
+    turns content on wherever export is on."""
+    if not otlp:
+        return None
+    asked = os.environ.get(ENV_CAPTURE_CONTENT, "").strip().lower() in ("true", "1")
+    return CONTENT if content or asked else SPANS
+
+
+def problem() -> str | None:
+    """Why OTLP export can't run here (its packages missing), in one line; None when it can.
+    Asks the installed distributions, so nothing is imported."""
+    missing = []
+    for name in PACKAGES:
+        try:
+            metadata.version(name)
+        except metadata.PackageNotFoundError:
+            missing.append(name)
+    if not missing:
+        return None
+    return f"OTLP export needs {' and '.join(missing)}: {INSTALL}"
+
+
+def current_parent() -> tuple[int, int, int] | None:
+    """The application's current OpenTelemetry span as (trace_id, span_id, trace_flags), for the
+    attempt's span to join its trace; None when there is none. Runs on the agent's thread at call
+    time: only looks when the application has imported OpenTelemetry itself (never imports it),
+    and an empty context (the usual case) costs one dictionary look-up and one call."""
+    otel = sys.modules.get("opentelemetry.context")
+    if otel is None:
+        return None
+    try:
+        current = otel.get_current()
+        if not current:  # an empty context holds no span
+            return None
+        sc = sys.modules["opentelemetry.trace"].get_current_span(current).get_span_context()
+        return (sc.trace_id, sc.span_id, int(sc.trace_flags)) if sc.is_valid else None
+    except Exception:  # noqa: BLE001 - the agent's call must go on whatever OpenTelemetry does
+        return None

@@ -68,6 +68,8 @@ class Proxy:
         self.shown = shown(self.upstream)
         """The upstream as messages and records name it, and requests go to it: without user info."""
         given = URL(self.upstream)
+        self.server = (given.host, given.port) if given.host and given.port else None
+        """The upstream's (host, port): the server of the OTLP spans of what the proxy records."""
         self.basic = aiohttp.BasicAuth(given.user, given.password or "").encode() if given.user else None
         """The upstream's user info as the Authorization a request without one of its own is sent with."""
         self.put = put
@@ -178,7 +180,9 @@ class Proxy:
         raw = [(k, v) for k, v in request.raw_headers if k.lower() != RECORDED_HEADER.encode()]
         if "accept-encoding" in headers:
             headers["accept-encoding"] = decodable(headers["accept-encoding"])
-        return ProxiedCall(key, attempt, request.path, tags, data, raw)
+        call = ProxiedCall(key, attempt, request.path, tags, data, raw)
+        call.server = self.server
+        return call
 
     async def forward(self, request: web.BaseRequest, headers: CIMultiDict[str], data: Any,
                       call: ProxiedCall | None) -> web.StreamResponse:

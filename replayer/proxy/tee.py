@@ -169,13 +169,18 @@ class Retries:
         return key, attempt
 
 
-def _trace_id(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """The trace id of a W3C `traceparent` header, when the client sent one."""
+def _trace_parent(headers: list[tuple[bytes, bytes]]) -> tuple[int, int, int] | None:
+    """The client's span of a W3C `traceparent` header, when it sent one: (trace id, span id,
+    flags), the parent of the attempt's OTLP span (its trace id is the record's trace id)."""
     for name, value in headers:
         if name.lower() == b"traceparent":
             parts = value.decode("latin-1").strip().split("-")
             if len(parts) >= 4 and len(parts[1]) == 32 and parts[1] != "0" * 32:
-                return parts[1].lower()
+                try:
+                    trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3][:2], 16)
+                except ValueError:
+                    return None
+                return (trace_id, span_id, flags) if span_id else None
     return None
 
 
@@ -185,7 +190,7 @@ class ProxiedCall:
 
     __slots__ = ("call_key", "attempt", "t_start", "endpoint", "tags", "request_bytes", "request_headers",
                  "response_headers", "status", "chunks", "times", "p0", "p1", "p_first", "error", "abandoned",
-                 "encoding", "sse", "cut")
+                 "encoding", "sse", "cut", "server")
 
     def __init__(self, call_key: str, attempt: int, endpoint: str, tags: dict[str, Any] | None, body: bytes,
                  headers: list[tuple[bytes, bytes]]) -> None:
@@ -209,6 +214,8 @@ class ProxiedCall:
         compressed chunks for the search (None when the body is plain)."""
         self.cut: bytes | None = None
         """The end of a chunk that ended mid-line: the marker may be cut in two."""
+        self.server: tuple[str, int] | None = None
+        """The upstream's (host, port), for the OTLP span (set by the proxy)."""
 
     def answered(self, status: int, headers: list[tuple[bytes, bytes]], content_type: str, encoding: str) -> None:
         self.status, self.response_headers = status, headers
@@ -259,14 +266,17 @@ class ProxiedCall:
         if problem and self.error is None:
             self.error = {"type": "decode_error", "message": f"replayer proxy: {problem}", "status": self.status}
         tags = self.tags
-        trace_id = _trace_id(self.request_headers)
+        parent = _trace_parent(self.request_headers)
+        trace_id = format(parent[0], "032x") if parent else None
         record = Captured(
             call_key=self.call_key,
             attempt=self.attempt,
             t_start=self.t_start,
             endpoint=self.endpoint,
             stream=is_sse or _asks_stream(self.request_bytes),
-            ctx=Context(tags=dict(tags) if tags else None, trace_id=trace_id) if tags or trace_id else None,
+            ctx=Context(tags=dict(tags) if tags else None, trace_id=trace_id, parent=parent)
+            if tags or parent
+            else None,
             request_bytes=self.request_bytes,
             raw_request_headers=self.request_headers,
             raw_response_headers=headers,
@@ -274,6 +284,7 @@ class ProxiedCall:
             latency_ms=round((self.p1 - self.p0) * 1000, 3),
             error=self.error,
             abandoned=self.abandoned and self.error is None,
+            server=self.server,
         )
         if self.status is None:  # no answer came: nothing to keep but the error
             return record

@@ -6,7 +6,7 @@ redaction, and the log event written for it. Runs on the background writer only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import sse
@@ -68,7 +68,7 @@ def read_headers(captured: Captured) -> None:
             if ctx is None:
                 captured.ctx = Context(tags=tags)
             elif tags is not ctx.tags:
-                captured.ctx = Context(ctx.conversation_id, ctx.user_id, tags, ctx.trace_id)
+                captured.ctx = replace(ctx, tags=tags)
     if captured.raw_response_headers is not None:
         for key, value in getattr(captured.raw_response_headers, "raw", captured.raw_response_headers):
             if key.lower() == b"request-id":
@@ -111,7 +111,7 @@ def bindable(ctx: Context | None) -> Context | None:
     if all(v is None or (isinstance(v, str) and v.isascii()) for v in ids):
         return ctx
     conv, user, trace = (_id_text(v) for v in ids)
-    return Context(conv, user, ctx.tags, trace)
+    return replace(ctx, conversation_id=conv, user_id=user, trace_id=trace)
 
 
 def read(captured: Captured, decoder: Decoder, redact: Redact | None) -> Attempt | None:

@@ -35,6 +35,7 @@ def main() -> None:
     """Run in the child: read frames from stdin, write records, answer flushes, until stdin ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     path, max_pending = sys.argv[1], int(sys.argv[2])
+    otlp = sys.argv[3] if len(sys.argv) > 3 else None  # the OTLP setting (Writer.otlp), when exporting
     inp = os.fdopen(os.dup(0), "rb")
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print() must not land in the frames
@@ -53,7 +54,7 @@ def main() -> None:
     replayer_log.addHandler(_Forward(send))
     replayer_log.setLevel(logging.DEBUG)
     replayer_log.propagate = False
-    writer = Writer(path, max_pending=max_pending, linger=0.0)
+    writer = Writer(path, max_pending=max_pending, linger=0.0, otlp=otlp)
     received = 0
 
     def counts() -> Counts:

@@ -46,11 +46,13 @@ class Turn(NamedTuple):
 
 
 class Stored(NamedTuple):
-    """What `Ingestor.store` wrote: its conversation, whether it started a turn, its log event."""
+    """What `Ingestor.store` wrote: its conversation, whether it started a turn, its log event,
+    the attempt's row id (for the OTLP export, which reads it back after the commit)."""
 
     conversation_id: str
     new_turn: bool
     event: dict[str, Any] | None
+    attempt_id: int = 0
 
 
 class LastTurn(NamedTuple):
@@ -345,7 +347,7 @@ class Ingestor:
             event = attempt.event(
                 captured, turn.id, turn.conversation_id, body, model, usage, stop_reason, response, error
             )
-        return Stored(turn.conversation_id, new_turn, event)
+        return Stored(turn.conversation_id, new_turn, event, attempt_id)
 
     def _new_turn(
         self, captured: Captured, parsed: ParsedRequest, started: str, call_key: str, reply: Reply | None

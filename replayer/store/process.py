@@ -77,12 +77,13 @@ class Counts:
 
 
 def make_writer(
-    path: str, *, redact: Any = None, log_events: bool = False, max_pending: int = 20_000
+    path: str, *, redact: Any = None, log_events: bool = False, max_pending: int = 20_000, otlp: str | None = None
 ) -> Writer | ProcessWriter:
-    """The writer for a Recorder: in a process of its own where that can work, else a thread."""
+    """The writer for a Recorder: in a process of its own where that can work, else a thread.
+    `otlp`: also export what is stored as OTLP spans (see `Writer.otlp`)."""
     if redact is not None or log_events or os.environ.get(WRITER_ENV) == "thread" or not _can_spawn():
-        return Writer(path, redact=redact, log_events=log_events, max_pending=max_pending)
-    return ProcessWriter(path, max_pending=max_pending)
+        return Writer(path, redact=redact, log_events=log_events, max_pending=max_pending, otlp=otlp)
+    return ProcessWriter(path, max_pending=max_pending, otlp=otlp)
 
 
 def _can_spawn() -> bool:
@@ -100,9 +101,11 @@ def _can_spawn() -> bool:
 class ProcessWriter:
     """A `Writer`'s interface (put, flush, close and its counters) for a writer in a child."""
 
-    def __init__(self, path: str, *, max_pending: int = 20_000) -> None:
+    def __init__(self, path: str, *, max_pending: int = 20_000, otlp: str | None = None) -> None:
         self.path = path
         self.max_pending = max_pending
+        self.otlp = otlp
+        """Passed to the child's writer (and the thread writer's): see `Writer.otlp`."""
         self._lock = threading.Lock()
         self._reset()
         if hasattr(os, "register_at_fork"):
@@ -393,7 +396,7 @@ class ProcessWriter:
 
     def _fallback(self) -> Writer:
         if self._local is None:
-            self._local = Writer(self.path, max_pending=self.max_pending, owned=True)
+            self._local = Writer(self.path, max_pending=self.max_pending, owned=True, otlp=self.otlp)
         return self._local
 
     # -- the child --------------------------------------------------------------------------
@@ -407,7 +410,7 @@ class ProcessWriter:
         try:
             child = subprocess.Popen(
                 [sys.executable, "-c", "from replayer.store.child import main; main()",
-                 self.path, str(self.max_pending)],
+                 self.path, str(self.max_pending), *([self.otlp] if self.otlp else [])],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env=env,

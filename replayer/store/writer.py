@@ -110,8 +110,12 @@ class Writer:
         max_pending: int = 20_000,
         linger: float | None = None,
         owned: bool = False,
+        otlp: str | None = None,
     ):
         self.path = path
+        self.otlp = otlp
+        """OTLP export of what is stored: None, or replayer.otlp.SPANS / CONTENT (otlp/exporter.py)."""
+        self.exporter: Any = None
         self.owned = owned
         """Closed by the writer that owns it (a ProcessWriter's stand-in), not at exit on its own:
         its records are counted and reported once, by the owner."""
@@ -343,6 +347,18 @@ class Writer:
                 log.warning("replayer: could not store a record (%s: %s); it was skipped", type(e).__name__, e)
         return events
 
+    def _export(self, stored: list[tuple[int, Captured]]) -> None:
+        """Hand what was just committed to the OTLP export (a few tuples on its queue; the spans
+        are made on its own thread). Never fails the batch."""
+        try:
+            if self.exporter is None:
+                from ..otlp.exporter import Exporter
+
+                self.exporter = Exporter(self.path, content=self.otlp == "content", redact=self.redact)
+            self.exporter.stored(stored)
+        except Exception as e:  # noqa: BLE001 - the records are stored; only their spans are lost
+            log.warning("replayer: OTLP export failed (%s: %s); recording goes on", type(e).__name__, e)
+
     def _db_failed(self, ingestor: Ingestor, e: sqlite3.Error) -> None:
         # start over with a new connection next time: one that failed (read-only, corrupt)
         # stays that way even after the file is fixed
@@ -360,10 +376,13 @@ class Writer:
         try:
             ingestor.others_wrote()
             stored = []
+            exported: list[tuple[int, Captured]] | None = [] if self.otlp else None
             for captured in batch:
                 got = ingestor.store(captured, self.redact, self.log_events)
                 if got is not None:
                     stored.append(got)
+                    if exported is not None:
+                        exported.append((got.attempt_id, captured))
             ingestor.write_pending()
             conn.execute("COMMIT")
         except BaseException:
@@ -371,6 +390,8 @@ class Writer:
                 conn.execute("ROLLBACK")
             ingestor.forget()
             raise
+        if exported:
+            self._export(exported)
         self.attempts += len(stored)
         self.calls += sum(s.new_turn for s in stored)
         if self.conversations is not None:

@@ -1,0 +1,324 @@
+"""The OTLP export of what the writer stored: a bounded hand-off from the writer, a worker thread
+that reads each attempt's export line back and makes its span, and the official SDK's
+BatchSpanProcessor and OTLP/HTTP exporter, which send them to the endpoint the standard
+variables name (OTEL_EXPORTER_OTLP_ENDPOINT, _TRACES_ENDPOINT, _HEADERS, ...; read by the SDK).
+
+Off the agent's thread and off the writer's critical path: after each commit the writer hands
+over (attempt id, caller's span, server) per stored attempt, a few tuples appended to a deque;
+everything else (the SDK's import, the reading back, the JSON, the spans, the HTTP) happens on
+this module's worker thread and the SDK's. The line is read back from the database, so a span
+holds exactly what `replayer export` writes (and the import side can rebuild that line).
+
+A dead or slow collector never slows the agent or the writer: the hand-off, the spans waiting
+for the SDK and the SDK's queue are bounded, and what doesn't fit or doesn't get through is
+dropped and counted. The first drop is logged once on the "replayer" logger (the writer's
+channel: the writer process forwards it to the recording process), with the reason; at the end a
+single line gives the total. The SDK's own log records about a failed export are kept out of the
+user's output while this module's exporter runs (a thread-local filter: an application's own
+exporter is left alone). At interpreter exit the writers are closed first, then the spans get
+EXIT_SECONDS (REPLAYER_OTLP_EXIT_TIMEOUT) to go out."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import threading
+from collections import deque
+from typing import Any
+
+from ..captured import Captured
+from ..store.attempt import Redact
+from . import names, spans
+
+log = logging.getLogger("replayer")
+
+MAX_HANDOFF = 10_000
+"""Attempts waiting for the worker thread; more are dropped (counted)."""
+BATCH = 256
+"""Attempts the worker reads back in one query."""
+EXIT_SECONDS = float(os.environ.get("REPLAYER_OTLP_EXIT_TIMEOUT", "5"))
+"""At exit, how long the spans still waiting may take to go out (then they are counted as dropped)."""
+
+Item = tuple[int, tuple[int, int, int] | None, tuple[str, int] | None]
+"""(attempt id, the caller's span as (trace id, span id, flags), (server host, port))."""
+
+_live: set[Exporter] = set()
+
+
+class _Quiet(threading.local):
+    active = False
+    last: str | None = None
+    """The last message the SDK logged during our export: the reason an export failed."""
+
+
+_quiet = _Quiet()
+
+
+class _QuietFilter(logging.Filter):
+    """Keeps the SDK's records out of the user's log while our exporter runs on this thread."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _quiet.active:
+            _quiet.last = record.getMessage()
+            return False
+        return True
+
+
+_QUIET_LOGGERS = ("opentelemetry.exporter.otlp.proto.http", "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+                  "opentelemetry.exporter.otlp.proto.http._common", "opentelemetry.exporter.http.transport",
+                  "opentelemetry.sdk._shared_internal", "opentelemetry.sdk.trace.export")
+
+
+def endpoint() -> str:
+    """Where the spans go, as the SDK resolves it from the standard variables (for messages)."""
+    given = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if given:
+        return given
+    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or "http://localhost:4318"
+    return base.rstrip("/") + "/v1/traces"
+
+
+class Exporter:
+    """One writer's OTLP export (store/writer.py makes it on its first stored attempt)."""
+
+    def __init__(self, path: str, *, content: bool, redact: Redact | None = None) -> None:
+        self.path = path
+        self.content = content
+        self.redact = redact
+        self.dropped = 0
+        """Spans lost: the hand-off or the SDK's queue full, an export that failed, or exit came first."""
+        self.ended = 0
+        """Spans handed to the SDK."""
+        self.resolved = 0
+        """Spans whose export finished, sent or failed."""
+        self.limit = int(os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") or 2048)
+        """Spans that may wait in the SDK's queue (its own max_queue_size)."""
+        self._told = False
+        self._lock = threading.Lock()
+        self._reset()
+        _live.add(self)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self.q: deque[Item] = deque()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._provider: Any = None
+        self._tracer: Any = None
+        self._store: Any = None
+
+    # -- the writer's thread: cheap ------------------------------------------------------------
+    def stored(self, pairs: list[tuple[int, Captured]]) -> None:
+        """Attempts the writer just committed, by id, with what only the capture knows."""
+        items = [(aid, c.ctx.parent if c.ctx is not None else None, c.server) for aid, c in pairs]
+        room = MAX_HANDOFF - len(self.q)
+        if room < len(items):
+            self.drop(len(items) - max(room, 0), "the export queue is full: the exporter can't keep up")
+            items = items[: max(room, 0)]
+        self.q.extend(items)
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="replayer-otlp", daemon=True)
+                    self._thread.start()
+        self._wake.set()
+
+    def drop(self, count: int, reason: str) -> None:
+        with self._lock:
+            self.dropped += count
+            first, self._told = not self._told, True
+        if first:
+            log.warning(
+                "replayer: OTLP spans could not be exported to %s (%s); such spans are dropped and counted, "
+                "and recording goes on",
+                endpoint(), reason,
+            )
+
+    # -- the worker thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._setup()
+        except Exception as e:  # noqa: BLE001 - never let the export reach the writer
+            self._closing = True
+            self.drop(len(self.q), f"cannot start: {type(e).__name__}: {e}")
+            self.q.clear()
+            return
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while self.q:
+                items = [self.q.popleft() for _ in range(min(BATCH, len(self.q)))]
+                try:
+                    self._export(items)
+                except Exception as e:  # noqa: BLE001
+                    self.drop(len(items), f"{type(e).__name__}: {e}")
+            if self._closing:
+                return
+
+    def _setup(self) -> None:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        from ..store.queries import Store
+        from ..store.schema import open_db
+
+        quiet = _QuietFilter()
+        for name in _QUIET_LOGGERS:
+            logging.getLogger(name).addFilter(quiet)
+        given = os.environ.get("OTEL_SERVICE_NAME") or "service.name=" in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+        resource = Resource.create({} if given else {SERVICE_NAME: "replayer"})
+        provider = TracerProvider(resource=resource, shutdown_on_exit=False)  # exit: see close()
+        counting: Any = _Counting(OTLPSpanExporter(), self)  # a SpanExporter by its methods
+        provider.add_span_processor(BatchSpanProcessor(counting, max_queue_size=self.limit))
+        self._provider = provider
+        self._tracer = provider.get_tracer(names.INSTRUMENTATION)
+        self._store = Store(open_db(self.path, create=False, migrate=False))
+
+    def _export(self, items: list[Item]) -> None:
+        from ..store.export import _lines
+
+        by_id = {aid: (parent, server) for aid, parent, server in items}
+        marks = ",".join("?" * len(by_id))
+        store = self._store
+        found = 0
+        rows = list(_lines(store, f"WHERE a.id IN ({marks})", list(by_id)))
+        tags = self._tags({row["turn_id"] for row, _ in rows})
+        for row, line_text in rows:
+            found += 1
+            parent, server = by_id[row["id"]]
+            line, texts = split(line_text)
+            if self.redact is not None:
+                kept = self.redact(line)
+                if kept is None:
+                    continue
+                line, texts = kept, {}  # the hook may have changed any value: none of the texts is sure
+            if self.ended - self.resolved >= self.limit:
+                self.drop(1, "the collector is slow: the SDK's span queue is full")
+                continue
+            attrs = spans.attributes(line, content=self.content, texts=texts, tags=tags.get(row["turn_id"]),
+                                     server=server)
+            spans.span(self._tracer, line, attrs, parent)
+            with self._lock:
+                self.ended += 1
+        if found < len(by_id):
+            self.drop(len(by_id) - found, "attempts not found in the database")
+
+    def _tags(self, turn_ids: set[str]) -> dict[str, Any]:
+        """Each turn's tags (its own when it has some, else its conversation's)."""
+        if not turn_ids:
+            return {}
+        marks = ",".join("?" * len(turn_ids))
+        out = {}
+        for tid, text in self._store.db.execute(
+            f"""SELECT t.id, COALESCE(tt.tags_json, c.tags_json) FROM turns t
+                JOIN conversations c ON c.id = t.conversation_id LEFT JOIN turn_tags tt ON tt.turn_id = t.id
+                WHERE t.id IN ({marks})""",
+            list(turn_ids),
+        ):
+            if text:
+                out[tid] = json.loads(text)
+        return out
+
+    # -- closing -------------------------------------------------------------------------------
+    def close(self, timeout: float = EXIT_SECONDS) -> None:
+        """Make the spans of everything handed over and give them `timeout` seconds to go out;
+        what doesn't is counted as dropped, and the drops are reported in one line."""
+        self._closing = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout / 2)
+        provider = self._provider
+        if provider is not None:
+            done = threading.Thread(target=provider.shutdown, name="replayer-otlp-flush", daemon=True)
+            done.start()
+            done.join(timeout / 2)
+        with self._lock:
+            left = len(self.q) + self.ended - self.resolved
+            self.q.clear()
+            self.ended = self.resolved = 0
+            total, self.dropped = self.dropped + left, 0
+        if total:
+            log.warning("replayer: %d OTLP span(s) were not exported to %s", total, endpoint())
+        _live.discard(self)
+
+
+class _Counting:
+    """The SDK's exporter with counts: what went out, what failed (and why, for the one warning).
+    Its failure log records are kept from the user's output (see _QuietFilter)."""
+
+    def __init__(self, inner: Any, owner: Exporter) -> None:
+        self.inner, self.owner = inner, owner
+
+    def export(self, batch: Any) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        _quiet.active, _quiet.last = True, None
+        try:
+            result = self.inner.export(batch)
+            reason = _quiet.last or "the collector refused them"
+        except Exception as e:  # noqa: BLE001
+            result, reason = SpanExportResult.FAILURE, f"{type(e).__name__}: {e}"
+        finally:
+            _quiet.active = False
+        owner = self.owner
+        with owner._lock:
+            owner.resolved += len(batch)
+        if result is not SpanExportResult.SUCCESS:
+            owner.drop(len(batch), reason)
+        return result
+
+    def shutdown(self, *args: Any, **kwargs: Any) -> None:
+        _quiet.active = True
+        try:
+            self.inner.shutdown()
+        finally:
+            _quiet.active = False
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def split(line: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """An export line's values, and the exact JSON text of each (one parse)."""
+    decode = _decoder.raw_decode
+    values: dict[str, Any] = {}
+    texts: dict[str, str] = {}
+    i, end = line.index("{") + 1, len(line)
+    while i < end:
+        c = line[i]
+        if c in " \t\r\n,":
+            i += 1
+            continue
+        if c == "}":
+            break
+        key, i = decode(line, i)
+        while line[i] in " \t\r\n:":
+            i += 1
+        start = i
+        value, i = decode(line, i)
+        values[key] = value
+        texts[key] = line[start:i]
+    return values, texts
+
+
+_decoder = json.JSONDecoder()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    # Registered after the writer's own exit hook (store/writer.py is imported first), so this
+    # runs first: close the writers (their last records stored and handed over), then the spans.
+    if not _live:
+        return
+    from ..store import writer
+
+    writer._flush_at_exit()
+    for exporter in list(_live):
+        exporter.close(EXIT_SECONDS)
