@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import sqlite3
 
 import anthropic
 import pytest
@@ -69,8 +70,8 @@ def collector_line(spans) -> str:
     return json.dumps(doc, separators=(",", ":"))
 
 
-def run(db, *args, input=None):
-    return CliRunner().invoke(cli, ["--db", str(db), *map(str, args)], input=input)
+def run(db, *args, stdin=None):
+    return CliRunner().invoke(cli, ["--db", str(db), *map(str, args)], input=stdin)
 
 
 def imported(db, path, *args):
@@ -83,6 +84,120 @@ def export_text(db) -> list[str]:
     r = run(db, "export")
     assert r.exit_code == 0, r.output
     return r.stdout.splitlines()
+
+
+# -- replayer's own spans ----------------------------------------------------------------------
+
+
+def record_session(api, db):
+    """What a team's agent records: a tool loop in a named conversation (user, tags, trace id), a
+    stream with an event type this version doesn't know, a call retried after a 529, a 400."""
+    tool = {"type": "tool_use", "id": "toolu_a", "name": "read_file", "input": {"path": "a.py"}}
+    loop = [
+        Reply(body={"id": "msg_l1", "type": "message", "role": "assistant", "model": MODEL, "content": [tool],
+                    "stop_reason": "tool_use", "stop_sequence": None,
+                    "usage": {"input_tokens": 20, "output_tokens": 7, "cache_read_input_tokens": 1024}}),
+        Reply(body={"id": "msg_l2", "type": "message", "role": "assistant", "model": MODEL,
+                    "content": [{"type": "text", "text": "Done: 0.1 + 0.2 = 0.30000000000000004"}],
+                    "stop_reason": "end_turn", "stop_sequence": None,
+                    "usage": {"input_tokens": 40, "output_tokens": 9}}),
+    ]  # fmt: skip
+    streamed = message_events(
+        {"id": "msg_s1", "type": "message", "role": "assistant", "model": MODEL, "stop_reason": "end_turn",
+         "content": [{"type": "text", "text": "streamed ünïcode ✓"}], "usage": {"input_tokens": 5, "output_tokens": 4}}
+    )  # fmt: skip
+    streamed.insert(2, {"event": "mystery", "data": {"type": "mystery", "clue": 7}})
+    api.enqueue(
+        *loop,
+        Reply(sse=streamed),
+        Reply(status=529, body={"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+              headers={"retry-after-ms": "1"}),
+        Reply(body={"id": "msg_r1", "type": "message", "role": "assistant", "model": MODEL, "stop_reason": "end_turn",
+                    "content": [{"type": "text", "text": "after a retry"}],
+                    "usage": {"input_tokens": 3, "output_tokens": 2}}),
+        Reply(status=400, body={"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}}),
+    )  # fmt: skip
+    with Recorder(db) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=2))
+        ask = {"role": "user", "content": "Read a.py"}
+        with rec.conversation("conv_loop", user_id="user_1", tags={"env": "ci"}, trace_id="trace-own-1"):
+            first = client.messages.create(model=MODEL, max_tokens=256, messages=[ask], tools=TOOLS, system=SYSTEM)
+            result = {"type": "tool_result", "tool_use_id": "toolu_a", "content": "print(1)"}
+            client.messages.create(
+                model=MODEL, max_tokens=256, tools=TOOLS, system=SYSTEM,
+                messages=[ask, {"role": "assistant", "content": [b.to_dict() for b in first.content]},
+                          {"role": "user", "content": [result]}],
+            )  # fmt: skip
+        with client.messages.stream(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "stream"}]) as s:
+            s.get_final_message()
+        client.messages.create(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "retry me"}])
+        with pytest.raises(anthropic.BadRequestError):
+            client.messages.create(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "refuse me"}])
+
+
+def own_spans(lines, db):
+    """replayer's spans of export lines, as its exporter makes them (otlp/spans.py, content on,
+    each value's exact text, the turn's tags), by the SDK's tracer."""
+    from replayer.otlp.exporter import split
+    from replayer.otlp.spans import attributes, span
+
+    conn = sqlite3.connect(db)
+    tags = dict(conn.execute("SELECT t.id, c.tags_json FROM turns t JOIN conversations c ON c.id = t.conversation_id"))
+    conn.close()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "agent"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("replayer")
+    for text in lines:
+        line, texts = split(text)
+        turn_tags = json.loads(tags[line["turn_id"]]) if tags.get(line["turn_id"]) else None
+        span(tracer, line, attributes(line, content=True, texts=texts, tags=turn_tags), None)
+    provider.shutdown()
+    return exporter.get_finished_spans()
+
+
+def test_own_spans_round_trip_to_the_same_export_lines(api, tmp_path):
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    lines = export_text(source)
+    kinds = [(json.loads(x)["attempt"], json.loads(x)["status"], json.loads(x)["stream"]) for x in lines]
+    assert kinds == [(0, 200, False), (0, 200, False), (0, 200, True), (0, 529, False), (1, 200, False),
+                     (0, 400, False)]  # fmt: skip
+    assert json.loads(lines[2])["unknown_events"], "the stream's unknown event is part of what must come back"
+    spans = own_spans(lines, source)
+    path = tmp_path / "collector.jsonl"
+    # the Collector's hex form for some, protobuf's base64 form for the rest, one request per line
+    path.write_text(collector_line(spans[:3]) + "\n" + json_format_line(spans[3:]) + "\n")
+
+    laptop = tmp_path / "laptop.db"
+    got = imported(laptop, path)
+    assert (got["attempts"], got["reconstructed"], got["already_imported"]) == (6, 0, 0)
+    assert export_text(laptop) == lines  # every key of every line, the text itself
+    shown = [json.loads(run(db, "show", "conv_loop", "--json").stdout) for db in (source, laptop)]
+    assert shown[0] == shown[1]
+    r = run(laptop, "list", "--tag", "env=ci", "--json")  # the conversation's tags came too
+    assert [c["conversation_id"] for c in json.loads(r.stdout)] == ["conv_loop"], r.output
+
+    again = imported(laptop, path)
+    assert (again["attempts"], again["already_imported"]) == (0, 6)
+    home = imported(source, path)  # into the database that exported them: all there already
+    assert (home["attempts"], home["already_imported"]) == (0, 6)
+    assert export_text(source) == lines
+
+
+def test_a_slice_of_own_spans_keeps_its_indexes(api, tmp_path):
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    lines = export_text(source)
+    second = [x for x in lines if json.loads(x)["conversation_id"] == "conv_loop"][1:]  # turn 1 without turn 0
+    path = tmp_path / "slice.jsonl"
+    path.write_text(collector_line(own_spans(second, source)) + "\n")
+    laptop = tmp_path / "laptop.db"
+    imported(laptop, path)
+    assert export_text(laptop) == second
+    path.write_text(collector_line(own_spans(lines, source)) + "\n")  # then the rest arrives
+    imported(laptop, path)
+    assert export_text(laptop) == lines
 
 
 # -- another instrumentation's spans -----------------------------------------------------------
@@ -134,9 +249,7 @@ def convention_loop(conversation="conv_team_1", user="user_7"):
     }
     second = {
         **common,
-        n.INPUT_MESSAGES: json.dumps(
-            [parts("user", [ask]), parts("assistant", [CALL]), parts("tool", [RESULT])]
-        ),
+        n.INPUT_MESSAGES: json.dumps([parts("user", [ask]), parts("assistant", [CALL]), parts("tool", [RESULT])]),
         n.OUTPUT_MESSAGES: json.dumps([parts("assistant", [answer], finish_reason="end_turn")]),
         n.RESPONSE_ID: "msg_c2",
         n.USAGE_INPUT_TOKENS: 150,
@@ -256,7 +369,8 @@ def test_failed_call_span_kept_as_an_error(tmp_path):
 
 def test_spans_without_content_and_other_spans_counted_and_skipped(tmp_path):
     specs, _ = convention_loop()
-    bare = {k: v for k, v in specs[0][0].items() if not k.startswith(("gen_ai.input", "gen_ai.output", "gen_ai.system_"))}
+    content = ("gen_ai.input", "gen_ai.output", "gen_ai.system_")
+    bare = {k: v for k, v in specs[0][0].items() if not k.startswith(content)}
     own_bare = {n.OPERATION_NAME: "chat", n.PROVIDER_NAME: "anthropic", n.TURN_ID: "turn_x", n.CONVERSATION_ID: "c"}
     openai = {**specs[0][0], n.PROVIDER_NAME: "openai"}
     not_chat = {"http.method": "GET"}
@@ -288,13 +402,13 @@ def test_gzip_stdin_and_idempotent(tmp_path):
     before = export_text(db)
     again = imported(db, gz)
     assert (again["reconstructed"], again["already_imported"]) == (0, 2)
-    r = run(db, "import", "otlp", "-", "--json", input=gzip.compress(line.encode()))  # gzip on stdin
+    r = run(db, "import", "otlp", "-", "--json", stdin=gzip.compress(line.encode()))  # gzip on stdin
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["already_imported"] == 2
     assert export_text(db) == before
 
     db2 = tmp_path / "c.db"
-    r = run(db2, "import", "otlp", "-", "--json", input=line)  # plain stdin
+    r = run(db2, "import", "otlp", "-", "--json", stdin=line)  # plain stdin
     assert r.exit_code == 0 and json.loads(r.stdout)["reconstructed"] == 2
 
 
