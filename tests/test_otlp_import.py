@@ -314,6 +314,11 @@ def test_convention_spans_rebuilt_as_one_conversation_marked_reconstructed(tmp_p
     assert second["response"]["content"] == [answer] and second["response"]["id"] == "msg_c2"
     assert first["started_at"] < second["started_at"] and first["latency_ms"] == 900.0
 
+    r = run(db, "show", "conv_team_1")
+    assert "imported from OpenTelemetry spans" in r.output and "reconstructed" in r.output
+    doc = json.loads(run(db, "show", "conv_team_1", "--json").stdout)
+    assert doc["imported_from"] == "otlp" and doc["reconstructed_turns"] == [0, 1] and doc["otlp_trace_id"]
+
     # never offered for an exact rerun
     r = run(db, "rerun", first["turn_id"], "--yes")
     assert r.exit_code == 2 and "reconstructed" in r.output

@@ -15,6 +15,8 @@ from .base import UserError, db_option, db_path
 
 BIG_IMPORT = 20
 """Files past which the progress bar shows even when stderr isn't a terminal."""
+OTLP_SOURCE = "otlp"
+"""imported_from of turns rebuilt from other instrumentations' spans (otlp/reading.py's SOURCE)."""
 MAX_REPORTED = 20
 """Malformed lines reported one by one; past that, only their count."""
 
@@ -306,10 +308,16 @@ def provenance_lines(prov: Any, turns: int) -> list[str]:
     if prov.source:
         n = len(prov.reconstructed)
         which = "all turns" if n == turns else f"{plural(n, 'turn')} of {turns}"
-        out.append(
-            f"imported from {prov.source} session {prov.session_id}: {which} reconstructed from the transcript"
-            " (no system prompt or tools; not rerunnable)"
-        )
+        if prov.source == OTLP_SOURCE:
+            out.append(
+                f"imported from OpenTelemetry spans (trace {prov.session_id}): {which} reconstructed from the"
+                " spans' attributes (not rerunnable)"
+            )
+        else:
+            out.append(
+                f"imported from {prov.source} session {prov.session_id}: {which} reconstructed from the transcript"
+                " (no system prompt or tools; not rerunnable)"
+            )
     if prov.parent:
         via = f" (its tool call {prov.tool_use_id})" if prov.tool_use_id else ""
         out.append(f"subagent of conversation {prov.parent}{via}")
@@ -323,7 +331,7 @@ def provenance_doc(prov: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {}
     if prov.source:
         doc["imported_from"] = prov.source
-        doc["claude_code_session"] = prov.session_id
+        doc["otlp_trace_id" if prov.source == OTLP_SOURCE else "claude_code_session"] = prov.session_id
         doc["reconstructed_turns"] = sorted(prov.reconstructed)
         doc["context_resets"] = sorted(prov.resets)
     if prov.parent:
