@@ -200,6 +200,32 @@ def test_a_slice_of_own_spans_keeps_its_indexes(api, tmp_path):
     assert export_text(laptop) == lines
 
 
+def test_imported_claude_code_turns_round_trip_with_their_marks_and_links(tmp_path):
+    """Lines that are themselves imports (reconstructed, imported_from, a subagent's
+    parent_conversation_id) come back with those keys; the transcripts imported again add nothing."""
+    from pathlib import Path
+
+    projects = Path(__file__).parent / "fixtures" / "claude_code" / "projects"
+    source = tmp_path / "team.db"
+    assert run(source, "import", "claude-code", projects).exit_code == 0
+    lines = export_text(source)
+    assert any('"parent_conversation_id"' in x for x in lines) and all('"reconstructed": true' in x for x in lines)
+    path = tmp_path / "spans.jsonl"
+    path.write_text(collector_line(own_spans(lines, source)) + "\n")
+    laptop = tmp_path / "laptop.db"
+    assert imported(laptop, path)["attempts"] == len(lines)
+    assert export_text(laptop) == lines
+    # what no export line holds (the subagent's parent tool call, compaction resets) no span has
+    beyond = ("parent_tool_use_id", "context_resets")
+    for conv in {json.loads(x)["conversation_id"] for x in lines}:
+        docs = [json.loads(run(db, "show", conv, "--json").stdout) for db in (source, laptop)]
+        assert [{k: v for k, v in d.items() if k not in beyond} for d in docs[1:]] == [
+            {k: v for k, v in docs[0].items() if k not in beyond}
+        ]
+    r = run(laptop, "import", "claude-code", projects, "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["turns"] == 0, r.output
+
+
 # -- another instrumentation's spans -----------------------------------------------------------
 
 SYSTEM = "You read files."

@@ -288,9 +288,7 @@ def exact(span: Span) -> Record:
     a = span.attributes
     started_at = _text(a.get(n.STARTED_AT))
     t_start = parse_iso(started_at) if started_at else span.start_ns / 1e9
-    latency = a.get(n.LATENCY_MS)
-    if latency is None and n.LATENCY_MS not in a and span.end_ns:  # an older exporter: from the span's times
-        latency = round((span.end_ns - span.start_ns) / 1e6, 3)
+    latency = a.get(n.LATENCY_MS)  # absent: the line's is null (the span's times can't tell)
     turn_id = _text(a.get(n.TURN_ID))
     conversation_id = _text(a.get(n.CONVERSATION_ID))
     if not turn_id or not conversation_id:
