@@ -363,6 +363,54 @@ def test_spans_without_a_conversation_id_thread_as_recorded_calls_do(tmp_path):
     assert len({x["conversation_id"] for x in lines}) == 1 and [x["index"] for x in lines] == [0, 1]
 
 
+def test_the_anthropic_sdks_own_spans_rebuilt(api, tmp_path):
+    """The SDK's own OpenTelemetry spans (its `open_telemetry` option): with content mode on they
+    carry the convention's content attributes and are rebuilt; without, they are skipped."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    thinking = {"type": "thinking", "thinking": "They want a.py.", "signature": "sig"}
+    api.enqueue(
+        Reply(body={"id": "msg_k1", "type": "message", "role": "assistant", "model": MODEL, "content": [thinking, CALL],
+                    "stop_reason": "tool_use", "stop_sequence": None,
+                    "usage": {"input_tokens": 20, "output_tokens": 7, "cache_read_input_tokens": 100,
+                              "cache_creation_input_tokens": 0}}),
+        Reply(sse=message_events({"id": "msg_k2", "type": "message", "role": "assistant", "model": MODEL,
+                                  "content": [{"type": "text", "text": "A heading."}], "stop_reason": "end_turn",
+                                  "usage": {"input_tokens": 30, "output_tokens": 2}})),
+    )  # fmt: skip
+    traced = {"tracer_provider": provider, "traces": {"content_mode": "content"}}
+    client = anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, open_telemetry=traced)
+    ask = {"role": "user", "content": "Read README.md"}
+    first = client.messages.create(model=MODEL, max_tokens=256, system=SYSTEM, messages=[ask])
+    history = [ask, {"role": "assistant", "content": [b.to_dict() for b in first.content]},
+               {"role": "user", "content": [RESULT]}]  # fmt: skip
+    with client.messages.stream(model=MODEL, max_tokens=256, system=SYSTEM, messages=history) as s:
+        s.get_final_message()
+    quiet = anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, open_telemetry={"tracer_provider": provider})
+    quiet.messages.create(model=MODEL, max_tokens=16, messages=[ask])  # metadata only: no content
+    path = tmp_path / "spans.jsonl"
+    path.write_text(collector_line(exporter.get_finished_spans()) + "\n")
+
+    db = tmp_path / "b.db"
+    got = imported(db, path)
+    assert got["reconstructed"] == 2 and sum(got["skipped"].values()) == 1
+    one, two = [json.loads(x) for x in export_text(db)]
+    assert one["conversation_id"] == two["conversation_id"] and [one["index"], two["index"]] == [0, 1]
+    assert one["request"]["system"] == SYSTEM and one["request"]["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Read README.md"}]}
+    ]
+    # the thinking block's signature is not in a span: the rest of the reply is
+    assert one["response"]["content"] == [{"type": "thinking", "thinking": "They want a.py."}, CALL]
+    assert one["response"]["stop_reason"] == "tool_use" and one["request_id"] == "req_fake0000000000000001"
+    assert one["usage"]["input_tokens"] == 20 and one["usage"]["cache_read_input_tokens"] == 100
+    roles = [(m["role"], [b["type"] for b in m["content"]]) for m in two["request"]["messages"]]
+    assert roles == [("user", ["text"]), ("assistant", ["thinking", "tool_use"]), ("user", ["tool_result"])]
+    assert two["request"]["messages"][2]["content"][0]["tool_use_id"] == "toolu_1"
+    assert two["response"]["content"] == [{"type": "text", "text": "A heading."}] and two["stream"] is True
+    assert two["ttft_ms"] is not None and two["response"]["stop_reason"] == "end_turn"
+
+
 def test_openllmetry_span_rebuilt(tmp_path):
     path = tmp_path / "spans.jsonl"
     path.write_text(collector_line(sdk_spans([(openllmetry_span(), T0, T0 + 10**9)])) + "\n")

@@ -1,8 +1,9 @@
 """Another instrumentation's chat span rebuilt as a Messages API request and response, as far as
 its attributes go: the GenAI convention's content attributes (`gen_ai.system_instructions`,
 `gen_ai.input.messages`, `gen_ai.output.messages`, `gen_ai.tool.definitions`: JSON text in its
-message/part schema), or OpenLLMetry's flattened `gen_ai.prompt.N.*` / `gen_ai.completion.N.*`
-(and `llm.request.functions.N.*`).
+message/part schema), as the anthropic SDK's own spans (its `open_telemetry` option, content mode
+"content") and OpenLLMetry's newer versions write them; or OpenLLMetry's older flattened
+`gen_ai.prompt.N.*` / `gen_ai.completion.N.*` (and `llm.request.functions.N.*`).
 
 What the attributes don't hold stays out (a thinking block's signature, cache_control marks, the
 request's other settings), so the request is a reconstruction: its turn is marked so and never
@@ -34,6 +35,16 @@ _TOOL_CALL = re.compile(r"^tool_calls\.(\d+)\.(.+)$")
 
 OPENLLMETRY_CACHE_READ = "gen_ai.usage.cache_read_input_tokens"
 OPENLLMETRY_CACHE_CREATION = "gen_ai.usage.cache_creation_input_tokens"
+CACHE_WRITE = "gen_ai.usage.cache_write.input_tokens"
+"""The anthropic SDK's own name for the cache writes (the convention's newer one)."""
+SDK_STOP_REASON = "anthropic.message.stop_reason"
+"""The anthropic SDK's own spans: the response's stop_reason as the API gave it."""
+SDK_REQUEST_ID = "anthropic.request.id"
+HTTP_STATUS = "http.response.status_code"
+FINISH_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_call": "tool_use", "tool_calls": "tool_use",
+                  "content_filter": "refusal"}  # fmt: skip
+"""The convention's finish reasons, which some instrumentations write for Anthropic's, back to the
+API's (none of the API's own values is among them)."""
 
 
 def rebuilt(span: Span) -> Record | None:
@@ -56,6 +67,7 @@ def rebuilt(span: Span) -> Record | None:
             response["usage"] = usage
     t_start = span.start_ns / 1e9
     latency = round((span.end_ns - span.start_ns) / 1e6, 3) if span.end_ns >= span.start_ns else None
+    ttft = a.get(n.RESPONSE_TIME_TO_FIRST_CHUNK)
     conversation = a.get(n.CONVERSATION_ID)
     user = a.get(n.USER_ID) or a.get("enduser.id")
     captured = Captured(
@@ -64,12 +76,14 @@ def rebuilt(span: Span) -> Record | None:
         t_start=t_start,
         stream=bool(a.get(n.REQUEST_STREAM) or a.get("llm.is_streaming")),
         request_bytes=json.dumps(request, ensure_ascii=False).encode("utf-8", "surrogatepass"),
-        status=(error or {}).get("status") or (None if error and response is None else 200),
+        status=a.get(HTTP_STATUS) or (error or {}).get("status") or (None if error and response is None else 200),
         response_bytes=json.dumps(response, ensure_ascii=False).encode("utf-8", "surrogatepass")
         if response is not None
         else None,
         latency_ms=latency,
+        ttft_ms=round(ttft * 1000, 3) if isinstance(ttft, int | float) else None,
         error=error,
+        request_id=str(a[SDK_REQUEST_ID]) if a.get(SDK_REQUEST_ID) else None,
         ctx=Context(
             conversation_id=str(conversation) if conversation else None,
             user_id=str(user) if user else None,
@@ -144,7 +158,10 @@ def block(part: Any) -> dict[str, Any] | None:
         return {"type": "thinking", "thinking": part.get("content", "")}
     if kind in ("blob", "uri", "file"):
         return _media(part)
-    return dict(part)  # a generic part: the block it came from, its type kept
+    out = dict(part)  # a generic part: the block it came from, its type kept
+    if isinstance(kind, str) and kind.startswith("anthropic_"):  # the SDK's own spans: the block's type, prefixed
+        out["type"] = kind[len("anthropic_") :]
+    return out
 
 
 def _media(part: dict[str, Any]) -> dict[str, Any]:
@@ -265,8 +282,11 @@ def _response_flat(a: dict[str, Any], flat: dict[str, dict[int, dict[str, Any]]]
 
 def _response(a: dict[str, Any], content: list[dict[str, Any]], finish: Any) -> dict[str, Any]:
     reasons = a.get(n.RESPONSE_FINISH_REASONS)
-    if finish is None and isinstance(reasons, list) and reasons:
+    if a.get(SDK_STOP_REASON):
+        finish = a[SDK_STOP_REASON]
+    elif finish is None and isinstance(reasons, list) and reasons:
         finish = reasons[0]
+    finish = FINISH_REASONS.get(finish, finish) if isinstance(finish, str) else finish
     out: dict[str, Any] = {}
     if a.get(n.RESPONSE_ID):
         out["id"] = a[n.RESPONSE_ID]
@@ -278,7 +298,7 @@ def _response(a: dict[str, Any], content: list[dict[str, Any]], finish: Any) -> 
 
 def _usage(a: dict[str, Any], convention: bool) -> dict[str, Any]:
     read = a.get(n.USAGE_CACHE_READ_INPUT_TOKENS, a.get(OPENLLMETRY_CACHE_READ))
-    written = a.get(n.USAGE_CACHE_CREATION_INPUT_TOKENS, a.get(OPENLLMETRY_CACHE_CREATION))
+    written = a.get(n.USAGE_CACHE_CREATION_INPUT_TOKENS, a.get(CACHE_WRITE, a.get(OPENLLMETRY_CACHE_CREATION)))
     given = a.get(n.USAGE_INPUT_TOKENS, a.get("gen_ai.usage.prompt_tokens"))
     output = a.get(n.USAGE_OUTPUT_TOKENS, a.get("gen_ai.usage.completion_tokens"))
     usage: dict[str, Any] = {}
