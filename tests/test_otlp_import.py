@@ -491,6 +491,19 @@ def test_gzip_stdin_and_idempotent(tmp_path):
     assert r.exit_code == 0 and json.loads(r.stdout)["reconstructed"] == 2
 
 
+def test_progress_bar_on_a_big_file(tmp_path, monkeypatch):
+    from replayer.cli import importing
+
+    specs, _ = convention_loop()
+    path = tmp_path / "spans.jsonl"
+    path.write_text(collector_line(sdk_spans(specs)) + "\n")
+    r = run(tmp_path / "b.db", "import", "otlp", path)
+    assert r.exit_code == 0 and "importing" not in r.stderr  # a small file, stderr no terminal: no bar
+    monkeypatch.setattr(importing, "BIG_OTLP_BYTES", 10)
+    r = run(tmp_path / "c.db", "import", "otlp", path)
+    assert r.exit_code == 0 and r.stderr.startswith("importing"), r.stderr  # (no terminal: its label only)
+
+
 def test_filters(tmp_path):
     a, _ = convention_loop("conv_a", "alice")
     b, _ = convention_loop("conv_b", "bob")

@@ -113,11 +113,13 @@ def open_input(path: str, stdin: IO[bytes] | None = None) -> tuple[IO[bytes], Ca
         if buffered.peek(2)[:2] == GZIP_MAGIC:
             return cast(IO[bytes], gzip.GzipFile(fileobj=buffered)), lambda: 0
         return buffered, lambda: 0
-    file = open(path, "rb")  # noqa: SIM115 (the caller closes it)
-    head = file.read(2)
-    file.seek(0)
+    with open(path, "rb") as sniff:
+        head = sniff.read(2)
     if head == GZIP_MAGIC:
-        return cast(IO[bytes], gzip.GzipFile(fileobj=file)), file.tell
+        gz = gzip.open(path, "rb")  # noqa: SIM115 (the caller closes it, and so the file it opened)
+        raw = gz.fileobj
+        return cast(IO[bytes], gz), (raw.tell if raw is not None else lambda: 0)
+    file = open(path, "rb")  # noqa: SIM115 (the caller closes it)
     return file, file.tell
 
 
