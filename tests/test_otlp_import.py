@@ -11,6 +11,8 @@ import base64
 import gzip
 import json
 import sqlite3
+import subprocess
+import sys
 
 import anthropic
 import pytest
@@ -409,6 +411,61 @@ def test_the_anthropic_sdks_own_spans_rebuilt(api, tmp_path):
     assert two["request"]["messages"][2]["content"][0]["tool_use_id"] == "toolu_1"
     assert two["response"]["content"] == [{"type": "text", "text": "A heading."}] and two["stream"] is True
     assert two["ttft_ms"] is not None and two["response"]["stop_reason"] == "end_turn"
+
+
+OPENLLMETRY_AGENT = """
+import json, sys
+import anthropic
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
+from google.protobuf import json_format
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+url, key, out, tools, system, result = sys.argv[1:7]
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+AnthropicInstrumentor().instrument()
+client = anthropic.Anthropic(base_url=url, api_key=key)
+ask = {"role": "user", "content": "Read README.md"}
+kw = dict(model="claude-sonnet-4-5", max_tokens=100, system=system, tools=json.loads(tools))
+first = client.messages.create(messages=[ask], **kw)
+history = [ask, {"role": "assistant", "content": [b.to_dict() for b in first.content]},
+           {"role": "user", "content": [json.loads(result)]}]
+client.messages.create(messages=history, **kw)
+with open(out, "w") as f:
+    f.write(json_format.MessageToJson(encode_spans(exporter.get_finished_spans()), indent=None) + "\\n")
+"""
+
+
+def test_openllmetrys_real_spans_rebuilt(api, tmp_path):
+    """OpenLLMetry's Anthropic instrumentation, as a team would run it (in its own process: it
+    patches the SDK), recording a tool loop; the SDK's own spans beside it carry no content."""
+    api.enqueue(
+        Reply(body={"id": "msg_t1", "type": "message", "role": "assistant", "model": MODEL, "content": [CALL],
+                    "stop_reason": "tool_use", "stop_sequence": None,
+                    "usage": {"input_tokens": 20, "output_tokens": 7}})
+    )  # fmt: skip
+    out = tmp_path / "spans.jsonl"
+    args = [api.url, FAKE_KEY, out, json.dumps(TOOLS), SYSTEM, json.dumps(RESULT)]
+    proc = subprocess.run([sys.executable, "-c", OPENLLMETRY_AGENT, *map(str, args)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    db = tmp_path / "b.db"
+    got = imported(db, out)
+    assert got["reconstructed"] == 2 and got["skipped"], got
+    one, two = [json.loads(x) for x in export_text(db)]
+    assert one["conversation_id"] == two["conversation_id"] and one["reconstructed"] and two["reconstructed"]
+    assert one["request"]["system"] == SYSTEM and one["request"]["tools"] == TOOLS
+    assert one["response"]["content"] == [CALL] and one["response"]["stop_reason"] == "tool_use"
+    assert two["request"]["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Read README.md"}]},
+        {"role": "assistant", "content": [CALL]},
+        {"role": "user", "content": [RESULT]},
+    ]
 
 
 def test_openllmetry_span_rebuilt(tmp_path):
