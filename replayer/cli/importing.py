@@ -265,8 +265,10 @@ def _otlp_summary(counts: Any, run: _OtlpRun, malformed: int) -> str:
         parts.append(f"{plural(counts.known, 'span')} imported before")
     if counts.merged:
         parts.append(f"{plural(counts.merged, 'span')} of calls already recorded, kept as recorded")
+    from ..otlp.reading import WHY
+
     for why, k in sorted(run.skipped.items()):
-        parts.append(f"{plural(k, 'chat span')} skipped: {why}")
+        parts.append(f"{plural(k, 'chat span')} skipped: {WHY.get(why, why)}")
     if run.filtered:
         parts.append(f"{plural(run.filtered, 'span')} left out by the filters")
     if malformed:

@@ -41,9 +41,13 @@ NOT_OTLP_AFTER = 100
 SOURCE = "otlp"
 """`imported_from` of a reconstructed span's turn."""
 
-# why a chat span was skipped (the closing line's words)
-NO_CONTENT = "no content (exported without --otlp-content, or content capture off)"
-OTHER_PROVIDER = "another provider's"
+# why a chat span was skipped: the key `--json` counts it under, and the closing line's words
+NO_CONTENT = "no_content"
+OTHER_PROVIDER = "other_provider"
+WHY = {
+    NO_CONTENT: "no content (exported without --otlp-content, or content capture off)",
+    OTHER_PROVIDER: "another provider's",
+}
 
 
 class NotOtlp(Exception):
