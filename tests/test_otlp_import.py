@@ -601,6 +601,28 @@ def test_malformed_lines_counted_and_reported_never_fatal(tmp_path):
     assert "3 malformed lines skipped" in r.stderr
 
 
+def test_a_span_that_cannot_be_stored_is_reported_and_the_rest_imported(api, tmp_path):
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    lines = export_text(source)
+    line_of = [collector_line(own_spans([x], source)) for x in lines]
+    # a span of another turn claiming the place (conversation, index) of turn 1 of conv_loop
+    forged = json.loads(line_of[1])
+    forged_span = forged["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    for kv in forged_span["attributes"]:
+        if kv["key"] == "replayer.turn_id":
+            kv["value"] = {"stringValue": "turn_clash"}
+    path = tmp_path / "spans.jsonl"
+    path.write_text("\n".join([*line_of[:3], json.dumps(forged), *line_of[3:]]) + "\n")
+    laptop = tmp_path / "laptop.db"
+    r = run(laptop, "import", "otlp", path, "--json")
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert got["attempts"] == len(lines) and [m["line"] for m in got["malformed"]] == [4]
+    assert "line 4: a chat span that could not be imported (IntegrityError" in r.stderr
+    assert export_text(laptop) == lines
+
+
 @pytest.mark.parametrize(
     "content, what",
     [

@@ -69,16 +69,21 @@ class SpanWriter:
         # replayer's own first (a call another instrumentation traced too is then found), each
         # in time order (a conversation's turns before the turns that extend them)
         todo = sorted(records, key=lambda r: (not r.exact, r.started_at, r.captured.attempt))
-        while True:
+        while todo:
             work = replace(counts, conversations=set(counts.conversations))
             try:
                 self._write(todo, work)
             except _SpanFailed as e:
+                # the spans before it went in fine: written on their own (each failure costs one
+                # rewrite of what precedes it, never of the whole batch again), then the rest
                 failed.append((e.record, e.reason))
-                todo = [r for r in todo if r is not e.record]
+                at = next(i for i, r in enumerate(todo) if r is e.record)
+                head, todo = todo[:at], todo[at + 1 :]
+                failed += self.write(head, counts)
                 continue
             vars(counts).update(vars(work))
-            return failed
+            break
+        return failed
 
     def _write(self, records: list[Record], counts: SpanCounts) -> None:
         conn = self.db.conn
