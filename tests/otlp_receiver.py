@@ -1,6 +1,9 @@
 """A local OTLP/HTTP trace receiver for the tests: `POST /v1/traces` on 127.0.0.1, protobuf (gzip
 or not) decoded with opentelemetry-proto, each span kept as a plain dict. It can be slow
-(`delay`, seconds before answering) to stand for a collector that can't keep up."""
+(`delay`, seconds before answering) to stand for a collector that can't keep up.
+
+Run as a script (bench/otlp.py does, in a process of its own): prints its URL, then serves;
+`GET /count` answers how many spans arrived."""
 
 from __future__ import annotations
 
@@ -91,6 +94,14 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(answer)
 
+            def do_GET(self) -> None:  # noqa: N802
+                with receiver._lock:
+                    answer = str(len(receiver.spans)).encode()
+                self.send_response(200)
+                self.send_header("content-length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
             def log_message(self, *args: Any) -> None:
                 pass
 
@@ -113,3 +124,9 @@ class Receiver:
         with self._lock:
             got = [s for s in self.spans if s["attributes"].get("gen_ai.operation.name") == "chat"]
         return sorted(got, key=lambda s: (s["start"], s["attributes"].get("replayer.attempt", 0)))
+
+
+if __name__ == "__main__":
+    with Receiver() as served:
+        print(served.url, flush=True)
+        threading.Event().wait()

@@ -16,11 +16,10 @@ channel: the writer process forwards it to the recording process), with the reas
 single line gives the total. The SDK's own log records about a failed export are kept out of the
 user's output while this module's exporter runs (a thread-local filter: an application's own
 exporter is left alone). At interpreter exit the writers are closed first, then the spans get
-EXIT_SECONDS (REPLAYER_OTLP_EXIT_TIMEOUT) to go out."""
+EXIT_SECONDS (REPLAYER_OTLP_EXIT_TIMEOUT) to go out (`close_all`, from the writer's exit hook)."""
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
@@ -85,6 +84,8 @@ class Exporter:
 
     def __init__(self, path: str, *, content: bool, redact: Redact | None = None) -> None:
         self.path = path
+        self.endpoint = endpoint()
+        """Where the spans go (for messages: the SDK reads the same variables)."""
         self.content = content
         self.redact = redact
         self.dropped = 0
@@ -135,7 +136,7 @@ class Exporter:
             log.warning(
                 "replayer: OTLP spans could not be exported to %s (%s); such spans are dropped and counted, "
                 "and recording goes on",
-                endpoint(), reason,
+                self.endpoint, reason,
             )
 
     # -- the worker thread ---------------------------------------------------------------------
@@ -161,7 +162,7 @@ class Exporter:
 
     def _setup(self) -> None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.resources import _DEFAULT_RESOURCE, SERVICE_NAME, OTELResourceDetector, Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
@@ -171,8 +172,10 @@ class Exporter:
         quiet = _QuietFilter()
         for name in _QUIET_LOGGERS:
             logging.getLogger(name).addFilter(quiet)
-        given = os.environ.get("OTEL_SERVICE_NAME") or "service.name=" in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
-        resource = Resource.create({} if given else {SERVICE_NAME: "replayer"})
+        # Resource.create() would run its detectors on a thread pool, which can't start at
+        # interpreter exit (a short script's records are often written then): the SDK's
+        # defaults and the standard variables (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES)
+        resource = Resource({SERVICE_NAME: "replayer"}).merge(_DEFAULT_RESOURCE).merge(OTELResourceDetector().detect())
         provider = TracerProvider(resource=resource, shutdown_on_exit=False)  # exit: see close()
         counting: Any = _Counting(OTLPSpanExporter(), self)  # a SpanExporter by its methods
         provider.add_span_processor(BatchSpanProcessor(counting, max_queue_size=self.limit))
@@ -239,13 +242,16 @@ class Exporter:
             done = threading.Thread(target=provider.shutdown, name="replayer-otlp-flush", daemon=True)
             done.start()
             done.join(timeout / 2)
+        store, self._store = self._store, None
+        if store is not None and (thread is None or not thread.is_alive()):
+            store.db.conn.close()  # the database is left to its writer (its WAL file gone when that closes)
         with self._lock:
             left = len(self.q) + self.ended - self.resolved
             self.q.clear()
             self.ended = self.resolved = 0
             total, self.dropped = self.dropped + left, 0
         if total:
-            log.warning("replayer: %d OTLP span(s) were not exported to %s", total, endpoint())
+            log.warning("replayer: %d OTLP span(s) were not exported to %s", total, self.endpoint)
         _live.discard(self)
 
 
@@ -311,14 +317,10 @@ def split(line: str) -> tuple[dict[str, Any], dict[str, str]]:
 _decoder = json.JSONDecoder()
 
 
-@atexit.register
-def _close_at_exit() -> None:
-    # Registered after the writer's own exit hook (store/writer.py is imported first), so this
-    # runs first: close the writers (their last records stored and handed over), then the spans.
-    if not _live:
-        return
-    from ..store import writer
-
-    writer._flush_at_exit()
+def close_all(timeout: float = EXIT_SECONDS) -> None:
+    """Every exporter's spans out (or counted as dropped), at interpreter exit: called by the
+    writer's exit hook once the writers are closed, so their last records' spans are in.
+    (An exit hook of this module's own would run before the writer's, or, registered while the
+    exit hooks run, an exporter first made at exit, never.)"""
     for exporter in list(_live):
-        exporter.close(EXIT_SECONDS)
+        exporter.close(timeout)

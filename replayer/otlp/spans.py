@@ -10,16 +10,37 @@ import json
 from datetime import datetime
 from typing import Any
 
+import orjson
+
+from ..store.codec import storable
 from ..wire import TOOL_USE_TYPES
 from . import names as n
 
 _SCALARS = (str, bool, int, float)
+_PARAMS = ((n.REQUEST_MAX_TOKENS, "max_tokens"), (n.REQUEST_TEMPERATURE, "temperature"),
+           (n.REQUEST_TOP_P, "top_p"), (n.REQUEST_TOP_K, "top_k"))
+"""The convention's request parameters and the request's keys that hold them."""
+OWN = (
+    (n.TURN_ID, "turn_id"), (n.TURN_INDEX, "index"), (n.ATTEMPT, "attempt"), (n.STARTED_AT, "started_at"),
+    (n.LATENCY_MS, "latency_ms"), (n.COST_USD, "cost_usd"), (n.STREAM, "stream"), (n.TTFT_MS, "ttft_ms"),
+    (n.STATUS, "status"), (n.REQUEST_ID, "request_id"), (n.ABANDONED, "abandoned"), (n.ENDPOINT, "endpoint"),
+    (n.TRACE_ID, "trace_id"), (n.MODEL, "model"), (n.IMPORTED_FROM, "imported_from"),
+    (n.PARENT_CONVERSATION_ID, "parent_conversation_id"),
+)
+"""replayer's own scalar attributes and the export line's keys they hold (left out when null).
+With CONVERSATION_ID (conversation_id), USER_ID (user_id) and the content attributes they give
+back every key of the line."""
 _PORTS = {"https": 443, "http": 80}
 
 
 def text(value: Any) -> str:
-    """JSON text of a value, as the attributes hold it: compact, non-ASCII kept."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """JSON text of a value, as the attributes hold it: compact, non-ASCII kept. By orjson (a
+    long history's messages are rebuilt every turn), json for what orjson refuses (an integer
+    beyond 64 bits, a lone surrogate)."""
+    try:
+        return orjson.dumps(value).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return storable(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
 
 def attributes(
@@ -47,10 +68,8 @@ def attributes(
     out: dict[str, Any] = {n.OPERATION_NAME: n.OPERATION, n.PROVIDER_NAME: n.PROVIDER}
     put = _putter(out)
     put(n.REQUEST_MODEL, model)
-    put(n.REQUEST_MAX_TOKENS, request.get("max_tokens"))
-    put(n.REQUEST_TEMPERATURE, request.get("temperature"))
-    put(n.REQUEST_TOP_P, request.get("top_p"))
-    put(n.REQUEST_TOP_K, request.get("top_k"))
+    for name, key in _PARAMS:
+        put(name, request.get(key))
     stops = request.get("stop_sequences")
     if isinstance(stops, list) and all(isinstance(s, str) for s in stops):
         out[n.REQUEST_STOP_SEQUENCES] = list(stops)
@@ -69,23 +88,8 @@ def attributes(
     ttft = line.get("ttft_ms")
     if isinstance(ttft, (int, float)) and not isinstance(ttft, bool):
         out[n.RESPONSE_TIME_TO_FIRST_CHUNK] = ttft / 1000
-    # replayer's own
-    put(n.TURN_ID, line.get("turn_id"))
-    put(n.TURN_INDEX, line.get("index"))
-    put(n.ATTEMPT, line.get("attempt"))
-    put(n.STARTED_AT, line.get("started_at"))
-    put(n.LATENCY_MS, line.get("latency_ms"))
-    put(n.COST_USD, line.get("cost_usd"))
-    put(n.STREAM, line.get("stream"))
-    put(n.TTFT_MS, ttft)
-    put(n.STATUS, line.get("status"))
-    put(n.REQUEST_ID, line.get("request_id"))
-    put(n.ABANDONED, line.get("abandoned"))
-    put(n.ENDPOINT, line.get("endpoint"))
-    put(n.TRACE_ID, line.get("trace_id"))
-    put(n.MODEL, line.get("model"))
-    put(n.IMPORTED_FROM, line.get("imported_from"))
-    put(n.PARENT_CONVERSATION_ID, line.get("parent_conversation_id"))
+    for name, key in OWN:
+        put(name, line.get(key))
     if tags:
         out[n.TAGS] = text(tags)
     if content:
@@ -95,10 +99,21 @@ def attributes(
 
 def _putter(out: dict[str, Any]) -> Any:
     def put(name: str, value: Any) -> None:
+        if isinstance(value, str) and not value.isascii():
+            value = _utf8(value)
         if isinstance(value, _SCALARS):
             out[name] = value
 
     return put
+
+
+def _utf8(value: str) -> str:
+    """A string OTLP can carry: a lone surrogate (valid in JSON, not in UTF-8) as its escape."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _tokens(out: dict[str, Any], usage: dict[str, Any]) -> None:

@@ -51,7 +51,8 @@ def main() -> None:
                 pass  # the recording process is gone; the records are still written
 
     replayer_log = logging.getLogger("replayer")
-    replayer_log.addHandler(_Forward(send))
+    forward = _Forward(send)
+    replayer_log.addHandler(forward)
     replayer_log.setLevel(logging.DEBUG)
     replayer_log.propagate = False
     writer = Writer(path, max_pending=max_pending, linger=0.0, otlp=otlp)
@@ -88,3 +89,9 @@ def main() -> None:
             ok = writer.close(None) if closing else writer.flush(None)
             send(("done", seq, ok, counts()))
     writer.close(float(os.environ.get("REPLAYER_EXIT_TIMEOUT", "10")))
+    # the recording process no longer listens: what is logged at exit (the OTLP export's count
+    # of spans that did not go out) goes to stderr, the user's terminal, which this process shares
+    replayer_log.removeHandler(forward)
+    told = logging.StreamHandler(sys.stderr)
+    told.setLevel(logging.WARNING)
+    replayer_log.addHandler(told)

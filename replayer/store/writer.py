@@ -80,6 +80,9 @@ def _flush_at_exit() -> None:
     for writer in list(_started):
         if not writer._closed or writer._put_after_close:
             writer.close(timeout)
+    exporting = sys.modules.get("replayer.otlp.exporter")
+    if exporting is not None:  # then the OTLP spans of what they stored go out (bounded: otlp/exporter.py)
+        exporting.close_all()
 
 
 RETRY_SECONDS = (0.25, 0.5, 1.0, 2.0, 5.0)

@@ -1,0 +1,107 @@
+"""What OTLP export costs the agent: the 200-turn agent loop of bench/record_overhead.py (history
+growing each turn, a tool call and a ~2 KB tool result per turn), recorded with
+`Recorder(otlp=True, otlp_content=True)` (what `record --otlp --otlp-content` installs in a Python
+child) against a local OTLP receiver in another process, beside the same loop recorded without
+export; runs alternate, and the ratio is the median of each exporting run over the plain run
+beside it (target <= 1.05x). A bare loop (no recording) is shown for information. Then it checks
+that every span arrived.
+
+Run: python bench/otlp.py [--loops N] [--turns N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import anthropic  # noqa: E402
+from common import SYSTEM, TOOLS, fake_api_process, median, tool_result  # noqa: E402
+
+from replayer import Recorder  # noqa: E402
+
+warnings.simplefilter("ignore", DeprecationWarning)
+MODEL = "claude-sonnet-4-5"
+TARGET = 1.05
+
+
+@contextmanager
+def receiver_process():
+    """The tests' OTLP receiver (tests/otlp_receiver.py) in a process of its own: its URL."""
+    script = HERE.parent / "tests" / "otlp_receiver.py"
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def received(url: str) -> int:
+    with urllib.request.urlopen(url + "/count", timeout=5) as r:
+        return int(r.read())
+
+
+def loop(url: str, db: str | None, turns: int, otlp: bool) -> float:
+    """One agent loop of `turns` calls; seconds, the recorder's final flush included."""
+    client = anthropic.Anthropic(base_url=url, api_key="bench-key-not-real", max_retries=0)
+    rec = Recorder(db, otlp=otlp, otlp_content=otlp) if db else None
+    if rec:
+        client = rec.wrap(client)
+    messages = [{"role": "user", "content": "Fix the failing test in tests/test_parser.py"}]
+    t0 = time.perf_counter()
+    for i in range(turns):
+        reply = client.messages.create(model=MODEL, max_tokens=256, system=SYSTEM, tools=TOOLS, messages=messages)
+        content = [block.to_dict() for block in reply.content]
+        messages = [*messages, {"role": "assistant", "content": content}, tool_result(i, tool_use_id=content[-1]["id"])]
+    if rec:
+        rec.flush()
+    elapsed = time.perf_counter() - t0
+    if rec:
+        rec.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--loops", type=int, default=5, help="runs of each kind (default 5)")
+    parser.add_argument("--turns", type=int, default=200)
+    args = parser.parse_args()
+    with fake_api_process() as api, receiver_process() as otlp_url, tempfile.TemporaryDirectory() as tmp:
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_url  # read by the writer process's SDK
+        loop(api, os.path.join(tmp, "warm.db"), 5, True)  # warm: connections, imports, the writer process
+        bare, plain, exporting = [], [], []
+        for k in range(args.loops):
+            runs = [("plain", False), ("otlp", True)]
+            for name, otlp in runs if k % 2 == 0 else runs[::-1]:
+                took = loop(api, os.path.join(tmp, f"{name}{k}.db"), args.turns, otlp)
+                (exporting if otlp else plain).append(took)
+            bare.append(loop(api, None, args.turns, False))
+        ratio = median([e / p for e, p in zip(exporting, plain, strict=True)])
+        want = 5 + args.turns * args.loops
+        t0 = time.perf_counter()
+        while received(otlp_url) < want and time.perf_counter() - t0 < 120:
+            time.sleep(0.2)
+        arrived = received(otlp_url)
+    print(f"{args.turns}-turn agent loop, {args.loops} runs each (seconds, median):")
+    print(f"  bare (no recording)              {median(bare):.3f}")
+    print(f"  recorded                         {median(plain):.3f}")
+    print(f"  recorded + OTLP with content     {median(exporting):.3f}")
+    print(f"spans at the receiver: {arrived} of {want}")
+    verdict = "PASS" if ratio <= TARGET and arrived == want else "MISS"
+    print(f"OTLP export / recording alone: {ratio:.3f}x (target <= {TARGET}x)  {verdict}")
+
+
+if __name__ == "__main__":
+    main()
