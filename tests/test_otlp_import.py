@@ -546,6 +546,22 @@ def test_gzip_stdin_and_idempotent(tmp_path):
     assert r.exit_code == 0 and json.loads(r.stdout)["reconstructed"] == 2
 
 
+def test_import_needs_no_opentelemetry_package(tmp_path):
+    """The laptop side reads JSON: `import otlp` never imports OpenTelemetry (no otlp extra needed)."""
+    specs, _ = convention_loop()
+    path = tmp_path / "spans.jsonl"
+    path.write_text(collector_line(sdk_spans(specs)) + "\n")
+    code = (
+        "import sys; from click.testing import CliRunner; from replayer.cli import cli; "
+        f"r = CliRunner().invoke(cli, ['--db', {str(tmp_path / 'b.db')!r}, 'import', 'otlp', {str(path)!r}]); "
+        "assert r.exit_code == 0, r.output; "
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
 def test_progress_bar_on_a_big_file(tmp_path, monkeypatch):
     from replayer.cli import importing
 
