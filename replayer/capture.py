@@ -51,9 +51,10 @@ def _turn_endpoint(request: Any) -> str | None:
     return endpoint if is_turn else None
 
 
-def _server(url: Any) -> tuple[str, int] | None:
-    """(host, port) of the URL an attempt went to (an httpx URL), for its OTLP span."""
+def _server(req: Any) -> tuple[str, int] | None:
+    """(host, port) the attempt went to (its HTTP request's URL), for its OTLP span."""
     try:
+        url = req.url
         return url.host, url.port or _PORTS[url.scheme]
     except Exception:  # noqa: BLE001 - a URL without a host (a mocked transport): no server attributes
         return None
@@ -123,7 +124,7 @@ class _Attempt:
             raw_response_headers=http.headers,
             status=http.status_code,
             latency_ms=round((self.p1 - self.p0) * 1000, 3),
-            server=_server(req.url),
+            server=_server(req),
         )
         self.http = None  # let go of the HTTP library's objects as soon as they are read
         return record
@@ -373,7 +374,7 @@ class RecorderMiddleware(anthropic.Middleware):
             if isinstance(content, bytes):
                 record.request_bytes = content
                 record.raw_request_headers = req.headers
-                record.server = _server(req.url)
+                record.server = _server(req)
             if record.request_bytes is None:
                 record.request_obj = request.json
             kind = "timeout_error" if isinstance(e, anthropic.APITimeoutError) else "connection_error"

@@ -18,7 +18,12 @@ deprecated form).
 Content (system instructions, input and output messages, tool definitions) is written only when
 asked (`otlp_content`); the convention's four attributes are JSON text in its message/part schema
 (text, tool_call, tool_call_response, reasoning parts; anything else a generic part keeping its
-type), and replayer's REQUEST/RESPONSE/... are the export line's values as JSON text, exactly."""
+type), and replayer's REQUEST/RESPONSE/... are the export line's values as JSON text, exactly.
+
+Absent means null: an attribute whose export-line value is null is left out (OpenTelemetry takes
+no null). REQUEST and REQUEST_HEADERS are always written with content; RESPONSE, ERROR and USAGE
+only when not null; UNKNOWN_EVENTS only when not empty (absent: []). spans.OWN pairs each
+replayer.* scalar attribute with the export line's key it holds."""
 
 from __future__ import annotations
 
