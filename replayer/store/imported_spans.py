@@ -86,10 +86,7 @@ class SpanWriter:
         return failed
 
     def _write(self, records: list[Record], counts: SpanCounts) -> None:
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            self.ingestor.others_wrote()
+        with self.ingestor.transaction():
             for r in records:
                 try:
                     self._record(r, counts)
@@ -97,13 +94,6 @@ class SpanWriter:
                     if isinstance(e, sqlite3.Error) and fault_of(e) is not None:
                         raise  # the database's trouble (locked, full, read-only): not the span's
                     raise _SpanFailed(r, f"{type(e).__name__}: {e}") from e
-            self.ingestor.write_pending()
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self.ingestor.forget()
-            raise
 
     def _record(self, r: Record, counts: SpanCounts) -> None:
         conn = self.db.conn

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -194,6 +196,24 @@ class Ingestor:
             self.texts.sort()
             conn.executemany("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", self.texts)
             self.texts = []
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A batch of `store` calls as one transaction (an import's): others' commits seen first,
+        the waiting rows written and committed at the end; on any error rolled back and every
+        cache dropped (the ids they hold may not exist), and the error raised."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.others_wrote()
+            yield
+            self.write_pending()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self.forget()
+            raise
 
     def forget(self) -> None:
         """Drop every cache (after a rollback the ids they hold may not exist)."""
