@@ -46,6 +46,9 @@ class Captured:
     lists; the writer reads and drops them (they hold credentials)."""
     status: int | None = None
     response_bytes: bytes | None = None
+    response_obj: Any = None
+    """A response given as a document, instead of bytes (`replayer import otlp` of a message a
+    stream built): stored as a stream's message is."""
     sse: bytes | None = None
     sse_chunks: list[tuple[int, float]] | None = None
     """For a stream, each chunk of `sse` as it arrived: (the offset in `sse` where it ends, ms
@@ -57,6 +60,12 @@ class Captured:
     request_id: str | None = None
     ctx: Context | None = None
     abandoned: bool = False
+    turn_id: str | None = None
+    """A turn id already given (`replayer import otlp` of replayer's own spans keeps the ids the
+    exporting database had): the attempt joins that turn when it exists, else starts it with this
+    id. None (every recorded call): the writer makes one."""
+    turn_index: int | None = None
+    """With `turn_id`: the turn's index in its conversation, as given (None: the next one)."""
     server: tuple[str, int] | None = None
     """(host, port) the attempt was sent to, for the OTLP span; None when not known (`record()`)."""
     copied_from: str | None = None

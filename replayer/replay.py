@@ -91,14 +91,15 @@ class Edits:
 
 
 def original(store: Store, turn_id: str) -> Original:
-    from .imports import source_name
+    from .imports import rebuilt_from
     from .store.imported import reconstructed
 
     source = reconstructed(store.db, turn_id)
     if source is not None:  # every rerun (CLI, browser) starts here: refuse before anything is built
+        whence, lost = rebuilt_from(source)
         raise ReplayError(
-            f"turn {turn_id} was imported from a {source_name(source)} transcript: its request is"
-            " reconstructed (no system prompt, no tools), so it can't be rerun as it was sent"
+            f"turn {turn_id} was imported from {whence}: its request is reconstructed ({lost}),"
+            " so it can't be rerun as it was sent"
         )
     try:
         d = store.turn_detail(turn_id)

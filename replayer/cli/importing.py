@@ -15,6 +15,8 @@ from .base import UserError, db_option, db_path
 
 BIG_IMPORT = 20
 """Files past which the progress bar shows even when stderr isn't a terminal."""
+OTLP_SOURCE = "otlp"
+"""imported_from of turns rebuilt from other instrumentations' spans (otlp/reading.py's SOURCE)."""
 MAX_REPORTED = 20
 """Malformed lines reported one by one; past that, only their count."""
 
@@ -104,6 +106,185 @@ def claude_code(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> N
     click.echo(_summary(counts, len(files) - len(skipped) - len(unreadable), len(malformed), len(skipped)), err=True)
 
 
+@import_.command("otlp", short_help="OTLP JSON (a Collector's file exporter) back into the database.")
+@db_option
+@click.argument("path", metavar="PATH|-")
+@click.option("--since", metavar="DATE", help="Only spans started since DATE (YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC).")
+@click.option("--user", metavar="ID", help="Only spans of this user (user.id).")
+@click.option("--conversation", metavar="ID", help="Only spans of this conversation (gen_ai.conversation.id).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout: what was imported.")
+@click.pass_context
+def otlp(
+    ctx: click.Context, path: str, since: str | None, user: str | None, conversation: str | None, as_json: bool
+) -> None:
+    """OpenTelemetry spans as a Collector's file exporter writes them (OTLP JSON, one export
+    request per line, gzip or not; PATH - reads stdin): every GenAI chat span that carries
+    content becomes a recorded attempt.
+
+    replayer's own spans (exported with --otlp-content) come back exactly: the same ids, and
+    `replayer export` writes the same lines the exporting database wrote. Other
+    instrumentations' spans (the GenAI convention's content attributes, OpenLLMetry's) are rebuilt
+    as far as their attributes go and marked reconstructed (not rerunnable). Spans without
+    content are counted and skipped. Importing again adds only what is new.
+    """
+    from ..filters import FilterError, time_bound
+    from ..otlp import reading
+    from ..store.imported_spans import SpanCounts, SpanWriter
+    from ..store.schema import open_db
+
+    try:
+        bound = time_bound(since, "--since") if since else None
+    except FilterError as e:
+        raise UserError(str(e)) from None
+    if path != "-":
+        p = Path(path).expanduser()
+        if not p.exists():
+            raise UserError(f"no such file: {p}; check the path (or give - to read stdin)")
+        if p.is_dir():
+            raise UserError(f"{p} is a folder: give a file the Collector's file exporter wrote")
+        path = str(p)
+    try:
+        lines, position = reading.open_input(path)
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    size = _size(path)
+    writer = SpanWriter(open_db(db_path(ctx)))
+    counts = SpanCounts()
+    run = _OtlpRun(bound, user, conversation)
+    bar = size is not None and (sys.stderr.isatty() or size > BIG_OTLP_BYTES)
+    progress: Any = (
+        click.progressbar(length=size, label="importing", file=sys.stderr) if bar else contextlib.nullcontext(None)
+    )
+    name = "stdin" if path == "-" else path
+    with lines, progress as shown:
+        done = 0
+        try:
+            for number, doc in reading.documents(lines, run.malformed):
+                for span in reading.spans(number, doc, run.malformed):
+                    run.take(span)
+                if len(run.batch) >= OTLP_BATCH:
+                    run.flush(writer, counts)
+                if shown is not None:
+                    at = position()
+                    shown.update(at - done)
+                    done = at
+        except reading.NotOtlp as e:
+            raise UserError(
+                f"{name} is not OTLP JSON ({e}): give the JSON lines a Collector's file exporter writes (format: json)"
+            ) from None
+        run.flush(writer, counts)
+
+    malformed = sorted(run.malformed, key=lambda m: m.line)
+    for m in malformed[:MAX_REPORTED]:
+        click.echo(f"replayer: {name}: {m} (skipped)", err=True)
+    if len(malformed) > MAX_REPORTED:
+        click.echo(f"replayer: … and {plural(len(malformed) - MAX_REPORTED, 'more malformed line')}", err=True)
+    if as_json:
+        doc = {
+            "lines": len(run.lines),
+            "attempts": counts.exact,
+            "reconstructed": counts.reconstructed,
+            "already_imported": counts.known,
+            "matched_recorded": counts.merged,
+            "conversations": sorted(counts.conversations),
+            "skipped": run.skipped,
+            "filtered_out": run.filtered,
+            "other_spans": run.others,
+            "malformed": [{"line": m.line, "what": m.what} for m in malformed],
+        }
+        click.echo(json.dumps(doc, ensure_ascii=False))
+    click.echo(_otlp_summary(counts, run, len(malformed)), err=True)
+
+
+BIG_OTLP_BYTES = 8 << 20
+"""A file past which the progress bar shows even when stderr isn't a terminal."""
+OTLP_BATCH = 2000
+"""Spans written per transaction."""
+
+
+class _OtlpRun:
+    """One `import otlp`: the filters, the batch being gathered, and what was skipped and why."""
+
+    def __init__(self, since: str | None, user: str | None, conversation: str | None) -> None:
+        from ..otlp.reading import Malformed, Record
+
+        self.since, self.user, self.conversation = since, user, conversation
+        self.batch: list[Record] = []
+        self.malformed: list[Malformed] = []
+        self.skipped: dict[str, int] = {}
+        self.filtered = 0
+        self.others = 0
+        self.lines: set[int] = set()
+
+    def take(self, span: Any) -> None:
+        from ..otlp import reading
+
+        self.lines.add(span.line)
+        if not reading.is_chat(span.attributes):
+            self.others += 1
+            return
+        try:
+            got = reading.record(span)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            self.malformed.append(reading.Malformed(span.line, f"a chat span that can't be read ({e})"))
+            return
+        if isinstance(got, str):
+            self.skipped[got] = self.skipped.get(got, 0) + 1
+            return
+        ctx = got.captured.ctx
+        if (
+            (self.since and got.started_at < self.since)
+            or (self.user and (ctx is None or ctx.user_id != self.user))
+            or (self.conversation and (ctx is None or ctx.conversation_id != self.conversation))
+        ):
+            self.filtered += 1
+            return
+        self.batch.append(got)
+
+    def flush(self, writer: Any, counts: Any) -> None:
+        from ..otlp.reading import Malformed
+
+        if self.batch:
+            for r, why in writer.write(self.batch, counts):  # never fatal: reported as a malformed line
+                self.malformed.append(Malformed(r.line, f"a chat span that could not be imported ({why})"))
+        self.batch = []
+
+
+def _size(path: str) -> int | None:
+    if path == "-":
+        return None
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return None
+
+
+def _otlp_summary(counts: Any, run: _OtlpRun, malformed: int) -> str:
+    parts = []
+    if counts.known:
+        parts.append(f"{plural(counts.known, 'span')} imported before")
+    if counts.merged:
+        parts.append(f"{plural(counts.merged, 'span')} of calls already recorded, kept as recorded")
+    from ..otlp.reading import WHY
+
+    for why, k in sorted(run.skipped.items()):
+        parts.append(f"{plural(k, 'chat span')} skipped: {WHY.get(why, why)}")
+    if run.filtered:
+        parts.append(f"{plural(run.filtered, 'span')} left out by the filters")
+    if malformed:
+        parts.append(f"{plural(malformed, 'malformed line')} skipped")
+    what = []
+    if counts.exact or not counts.reconstructed:
+        what.append(plural(counts.exact, "attempt"))
+    if counts.reconstructed:
+        what.append(f"{plural(counts.reconstructed, 'reconstructed turn')}")
+    head = (
+        f"imported {' and '.join(what)} ({plural(len(counts.conversations), 'new conversation')})"
+        f" from {plural(len(run.lines), 'line')} of spans"
+    )
+    return head + (f" ({'; '.join(parts)})" if parts else "")
+
+
 def _summary(counts: Any, files: int, malformed: int, skipped: int) -> str:
     parts = []
     if counts.subagents:
@@ -129,10 +310,16 @@ def provenance_lines(prov: Any, turns: int) -> list[str]:
     if prov.source:
         n = len(prov.reconstructed)
         which = "all turns" if n == turns else f"{plural(n, 'turn')} of {turns}"
-        out.append(
-            f"imported from {prov.source} session {prov.session_id}: {which} reconstructed from the transcript"
-            " (no system prompt or tools; not rerunnable)"
-        )
+        if prov.source == OTLP_SOURCE:
+            out.append(
+                f"imported from OpenTelemetry spans (trace {prov.session_id}): {which} reconstructed from the"
+                " spans' attributes (not rerunnable)"
+            )
+        else:
+            out.append(
+                f"imported from {prov.source} session {prov.session_id}: {which} reconstructed from the transcript"
+                " (no system prompt or tools; not rerunnable)"
+            )
     if prov.parent:
         via = f" (its tool call {prov.tool_use_id})" if prov.tool_use_id else ""
         out.append(f"subagent of conversation {prov.parent}{via}")
@@ -146,7 +333,7 @@ def provenance_doc(prov: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {}
     if prov.source:
         doc["imported_from"] = prov.source
-        doc["claude_code_session"] = prov.session_id
+        doc["otlp_trace_id" if prov.source == OTLP_SOURCE else "claude_code_session"] = prov.session_id
         doc["reconstructed_turns"] = sorted(prov.reconstructed)
         doc["context_resets"] = sorted(prov.resets)
     if prov.parent:

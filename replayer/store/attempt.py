@@ -133,6 +133,8 @@ def read(captured: Captured, decoder: Decoder, redact: Redact | None) -> Attempt
             error = assembled.error
         if assembled.complete:
             captured.abandoned = False  # closed after its message_stop: nothing was cut off
+    elif captured.response_obj is not None:
+        response = captured.response_obj
     elif captured.response_bytes is not None:
         text = captured.response_bytes.decode("utf-8", "replace")
         try:

@@ -86,19 +86,9 @@ class ImportWriter:
             return failed
 
     def _write(self, chains: list[Chain], counts: Counts) -> None:
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            self.ingestor.others_wrote()
+        with self.ingestor.transaction():
             for chain in sorted(chains, key=lambda c: c.chain != ""):  # a parent before its subagents
                 self._chain(chain, counts)
-            self.ingestor.write_pending()
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self.ingestor.forget()
-            raise
 
     def _stored(self, t: Turn) -> tuple[str, bool] | None:
         """(conversation, recorded on the wire) of a turn already in the database, else None."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -200,6 +202,24 @@ class Ingestor:
             conn.executemany("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", self.texts)
             self.texts = []
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A batch of `store` calls as one transaction (an import's): others' commits seen first,
+        the waiting rows written and committed at the end; on any error rolled back and every
+        cache dropped (the ids they hold may not exist), and the error raised."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.others_wrote()
+            yield
+            self.write_pending()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self.forget()
+            raise
+
     def forget(self) -> None:
         """Drop every cache (after a rollback the ids they hold may not exist)."""
         self.texts, self.usage, self.copied_usage, self.touched = [], [], [], {}
@@ -239,11 +259,13 @@ class Ingestor:
         # the turn this attempt belongs to
         call_key = digest(captured.call_key)[:16]
         turn = self.turn_by_call.get(call_key)
-        if turn is None and captured.attempt > 0:
+        if turn is None and (captured.attempt > 0 or captured.turn_id is not None):
+            # a given turn id (an import of replayer's own spans) finds its turn by that id
+            by, key = ("t.id", captured.turn_id) if captured.turn_id is not None else ("t.call_key", call_key)
             row = conn.execute(
-                """SELECT t.id, t.conversation_id, t.rowid, c.rowid, t.idx, t.system_blob
-                   FROM turns t JOIN conversations c ON c.id = t.conversation_id WHERE t.call_key = ?""",
-                (call_key,),
+                f"""SELECT t.id, t.conversation_id, t.rowid, c.rowid, t.idx, t.system_blob
+                   FROM turns t JOIN conversations c ON c.id = t.conversation_id WHERE {by} = ?""",
+                (key,),
             ).fetchone()
             turn = Turn(*row) if row else None
         ok = error is None and isinstance(response, dict) and response.get("type", "message") == "message"
@@ -444,8 +466,16 @@ class Ingestor:
             ).fetchone()
             last = LastTurn(*row) if row else LastTurn(0, None, 0)
         idx = last.next_idx
-        self.next_idx[conversation_id] = LastTurn(idx + 1, context_node, context_len)
-        turn_id = new_id("turn_", captured.t_start)
+        if captured.turn_index is not None and captured.turn_index != idx:
+            # given (an import of a slice): the turn before isn't the one known here, so its tool
+            # results are counted from nothing; the next index stays after the furthest turn
+            furthest, idx = last, captured.turn_index
+            last = LastTurn(idx, None, 0)
+            ahead = idx >= furthest.next_idx
+            self.next_idx[conversation_id] = LastTurn(idx + 1, context_node, context_len) if ahead else furthest
+        else:
+            self.next_idx[conversation_id] = LastTurn(idx + 1, context_node, context_len)
+        turn_id = captured.turn_id or new_id("turn_", captured.t_start)
         cur = conn.execute(
             """INSERT INTO turns(id, conversation_id, call_key, idx, started_at, user_id, trace_id, endpoint, model,
                    stream, system_blob, tools_blob, context_node, context_len, response_id)

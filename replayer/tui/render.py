@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from rich.text import Text
 
 from ..fmt import approx_tokens, local_time, money, ms, plural
-from ..imports import source_name
+from ..imports import rebuilt_from
 from ..models import SectionDiff, TurnDetail, TurnSummary
 from ..wire import prompt_tokens, token_count
 from .blocks import added_tokens, content_text, value_text
@@ -189,10 +189,9 @@ def context_text(
     out = Text()
     if d.reconstructed is not None:
         out.append("reconstructed", style="reverse")
+        whence, lost = rebuilt_from(d.reconstructed)
         out.append(
-            f" from a {source_name(d.reconstructed)} transcript: the request is rebuilt from it (no system prompt"
-            " or tools were kept), so the turn can't be rerun\n\n",
-            style="italic",
+            f" from {whence}: the request is rebuilt from it ({lost}), so the turn can't be rerun\n\n", style="italic"
         )
     marks = {
         "added": ("+ ", "green"),

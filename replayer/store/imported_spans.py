@@ -1,0 +1,159 @@
+"""Writing the chat spans `replayer import otlp` read (otlp/reading.py) through the Ingestor, as
+recorded calls are written: once each, in batches of one transaction.
+
+replayer's own spans keep every id the exporting database had (turn id and index, conversation,
+attempt, times), so `replayer export` of this database writes their lines again unchanged; what
+the export line says beyond the attempt (imported_from, a parent conversation) is written beside
+it as the exporting database had it. Another instrumentation's span is a reconstructed turn
+(imported_turns, source "otlp", keyed by trace and span id): threaded into a conversation by its
+`gen_ai.conversation.id`, else as recorded calls are (a request that extends an earlier turn's
+context joins it), never beside the same call recorded on the wire or exported by replayer (its
+response id found: kept once, as recorded).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from sqlite_utils import Database
+
+from . import codec
+from .codec import digest
+from .ingest import Ingestor
+from .schema import fault_of
+
+if TYPE_CHECKING:
+    from ..otlp.reading import Record
+
+CLAUDE_CODE = "claude-code"
+
+
+@dataclass
+class SpanCounts:
+    """What an import did, for its closing line."""
+
+    exact: int = 0
+    """Attempts of replayer's own spans written."""
+    reconstructed: int = 0
+    """Turns rebuilt from other instrumentations' spans written."""
+    known: int = 0
+    """Spans imported before (or recorded here in the first place)."""
+    merged: int = 0
+    """Other instrumentations' spans of a call already recorded (matched by response id)."""
+    conversations: set[str] = field(default_factory=set)
+    """Conversations this import created."""
+
+
+class _SpanFailed(Exception):
+    """A span that could not be written (the batch's transaction is rolled back)."""
+
+    def __init__(self, record: Record, reason: str) -> None:
+        super().__init__(reason)
+        self.record, self.reason = record, reason
+
+
+class SpanWriter:
+    """Writes records into one Database, one transaction per `write`."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.ingestor = Ingestor(db)
+
+    def write(self, records: list[Record], counts: SpanCounts) -> list[tuple[Record, str]]:
+        """Write a batch in one transaction, adding to `counts`. A span that can't be written is
+        left out and the rest written again: those spans and why, for the report. Trouble with
+        the database raises."""
+        failed: list[tuple[Record, str]] = []
+        # replayer's own first (a call another instrumentation traced too is then found), each
+        # in time order (a conversation's turns before the turns that extend them)
+        todo = sorted(records, key=lambda r: (not r.exact, r.started_at, r.captured.attempt))
+        while todo:
+            work = replace(counts, conversations=set(counts.conversations))
+            try:
+                self._write(todo, work)
+            except _SpanFailed as e:
+                # the spans before it went in fine: written on their own (each failure costs one
+                # rewrite of what precedes it, never of the whole batch again), then the rest
+                failed.append((e.record, e.reason))
+                at = next(i for i, r in enumerate(todo) if r is e.record)
+                head, todo = todo[:at], todo[at + 1 :]
+                failed += self.write(head, counts)
+                continue
+            vars(counts).update(vars(work))
+            break
+        return failed
+
+    def _write(self, records: list[Record], counts: SpanCounts) -> None:
+        with self.ingestor.transaction():
+            for r in records:
+                try:
+                    self._record(r, counts)
+                except Exception as e:
+                    if isinstance(e, sqlite3.Error) and fault_of(e) is not None:
+                        raise  # the database's trouble (locked, full, read-only): not the span's
+                    raise _SpanFailed(r, f"{type(e).__name__}: {e}") from e
+
+    def _record(self, r: Record, counts: SpanCounts) -> None:
+        conn = self.db.conn
+        c = r.captured
+        conv = c.ctx.conversation_id if c.ctx else None
+        if r.exact:
+            if conn.execute(
+                "SELECT 1 FROM attempts WHERE turn_id = ? AND attempt = ?", (c.turn_id, c.attempt)
+            ).fetchone():
+                counts.known += 1
+                return
+            row = conn.execute("SELECT started_at FROM conversations WHERE id = ?", (conv,)).fetchone()
+            if row is None:
+                counts.conversations.add(str(conv))
+            elif row[0] > r.started_at:  # a slice's earlier turn: the conversation starts with it
+                conn.execute("UPDATE conversations SET started_at = ? WHERE id = ?", (r.started_at, conv))
+        else:
+            key = digest(c.call_key)[:16]
+            if conn.execute("SELECT 1 FROM turns WHERE call_key = ?", (key,)).fetchone():
+                counts.known += 1
+                return
+            if (
+                r.response_id
+                and conn.execute("SELECT 1 FROM turns WHERE response_id = ? LIMIT 1", (r.response_id,)).fetchone()
+            ):
+                counts.merged += 1
+                return
+            if conv and not conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conv,)).fetchone():
+                counts.conversations.add(conv)
+        stored = self.ingestor.store(c)
+        if stored is None:  # (no redaction here: never None)
+            return
+        turn = self.ingestor.turn_by_call[digest(c.call_key)[:16]]
+        if r.exact:
+            counts.exact += 1
+            if r.unknown_events:  # a stream's events of unknown types: the attempt's line keeps them
+                conn.execute(
+                    "UPDATE attempts SET unknown_events_json = ? WHERE turn_id = ? AND attempt = ?",
+                    (codec.dumps(r.unknown_events), turn.id, c.attempt),
+                )
+        else:
+            counts.reconstructed += 1
+            if stored.new_turn and turn.idx == 0:
+                counts.conversations.add(stored.conversation_id)
+                conn.execute(
+                    "UPDATE conversations SET origin = 'import' WHERE id = ? AND origin IN ('explicit', 'auto')",
+                    (stored.conversation_id,),
+                )
+        if r.imported_from and stored.new_turn:
+            session = r.session
+            if r.imported_from == CLAUDE_CODE and c.ctx and c.ctx.tags:
+                session = str(c.ctx.tags.get("claude_code_session") or session)
+            conn.execute(
+                """INSERT OR IGNORE INTO imported_turns(turn_id, source, session_id, chain, message_key, message_id)
+                   VALUES (?, ?, ?, '', ?, ?)""",
+                (turn.id, r.imported_from, session, r.key, r.response_id),
+            )
+        if r.parent_conversation_id:
+            kind = "subagent" if r.imported_from == CLAUDE_CODE else "fork"
+            conn.execute(
+                "INSERT OR IGNORE INTO conversation_links(conversation_id, parent_id, kind) VALUES (?, ?, ?)",
+                (stored.conversation_id, r.parent_conversation_id, kind),
+            )

@@ -1,0 +1,663 @@
+"""`replayer import otlp`: spans made by the OpenTelemetry SDK and encoded by its own OTLP encoder
+(`opentelemetry.exporter.otlp.proto.common`), written as JSON lines the way a Collector's file
+exporter writes them (hex ids) and the way protobuf's json_format writes them (base64 ids), read
+back through the CLI: replayer's own spans round-trip to the same export lines, other
+instrumentations' spans (the GenAI convention's content attributes, OpenLLMetry's) are rebuilt and
+marked reconstructed; gzip, stdin, idempotence, filters, malformed lines and bad input."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import sqlite3
+import subprocess
+import sys
+
+import anthropic
+import pytest
+from click.testing import CliRunner
+from conftest import FAKE_KEY
+from google.protobuf import json_format
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from replayer import Recorder
+from replayer.cli import cli
+from replayer.fakeapi import Reply, message_events
+from replayer.otlp import names as n
+
+MODEL = "claude-sonnet-4-5"
+T0 = 1_796_300_000_000_000_000  # ns: a fixed start, so --since has something to cut
+
+
+# -- making spans the way the SDK does ---------------------------------------------------------
+
+
+def sdk_spans(specs):
+    """Finished SDK spans of (attributes, start ns, end ns[, error]) specs, one trace."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "agent"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("some.instrumentation")
+    with tracer.start_as_current_span("agent run"):
+        for attrs, start, end, *error in specs:
+            span = tracer.start_span(f"chat {attrs.get(n.REQUEST_MODEL, '')}", kind=SpanKind.CLIENT, start_time=start)
+            span.set_attributes(attrs)
+            if error:
+                span.set_status(Status(StatusCode.ERROR, error[0]))
+            span.end(end_time=end)
+    provider.shutdown()
+    return exporter.get_finished_spans()
+
+
+def json_format_line(spans) -> str:
+    """One ExportTraceServiceRequest as protobuf's json_format writes it (ids base64)."""
+    return json_format.MessageToJson(encode_spans(spans), indent=None)
+
+
+def collector_line(spans) -> str:
+    """The same request as a Collector's file exporter writes it: ids hex, enums as numbers."""
+    doc = json_format.MessageToDict(encode_spans(spans), use_integers_for_enums=True)
+    for rs in doc["resourceSpans"]:
+        for ss in rs["scopeSpans"]:
+            for s in ss["spans"]:
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if key in s:
+                        s[key] = base64.b64decode(s[key]).hex()
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def run(db, *args, stdin=None):
+    return CliRunner().invoke(cli, ["--db", str(db), *map(str, args)], input=stdin)
+
+
+def imported(db, path, *args):
+    r = run(db, "import", "otlp", path, "--json", *args)
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def export_text(db) -> list[str]:
+    r = run(db, "export")
+    assert r.exit_code == 0, r.output
+    return r.stdout.splitlines()
+
+
+# -- replayer's own spans ----------------------------------------------------------------------
+
+
+def record_session(api, db):
+    """What a team's agent records: a tool loop in a named conversation (user, tags, trace id), a
+    stream with an event type this version doesn't know, a call retried after a 529, a 400."""
+    tool = {"type": "tool_use", "id": "toolu_a", "name": "read_file", "input": {"path": "a.py"}}
+    loop = [
+        Reply(body={"id": "msg_l1", "type": "message", "role": "assistant", "model": MODEL, "content": [tool],
+                    "stop_reason": "tool_use", "stop_sequence": None,
+                    "usage": {"input_tokens": 20, "output_tokens": 7, "cache_read_input_tokens": 1024}}),
+        Reply(body={"id": "msg_l2", "type": "message", "role": "assistant", "model": MODEL,
+                    "content": [{"type": "text", "text": "Done: 0.1 + 0.2 = 0.30000000000000004"}],
+                    "stop_reason": "end_turn", "stop_sequence": None,
+                    "usage": {"input_tokens": 40, "output_tokens": 9}}),
+    ]  # fmt: skip
+    streamed = message_events(
+        {"id": "msg_s1", "type": "message", "role": "assistant", "model": MODEL, "stop_reason": "end_turn",
+         "content": [{"type": "text", "text": "streamed ünïcode ✓"}], "usage": {"input_tokens": 5, "output_tokens": 4}}
+    )  # fmt: skip
+    streamed.insert(2, {"event": "mystery", "data": {"type": "mystery", "clue": 7}})
+    api.enqueue(
+        *loop,
+        Reply(sse=streamed),
+        Reply(status=529, body={"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+              headers={"retry-after-ms": "1"}),
+        Reply(body={"id": "msg_r1", "type": "message", "role": "assistant", "model": MODEL, "stop_reason": "end_turn",
+                    "content": [{"type": "text", "text": "after a retry"}],
+                    "usage": {"input_tokens": 3, "output_tokens": 2}}),
+        Reply(status=400, body={"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}}),
+    )  # fmt: skip
+    with Recorder(db) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=2))
+        ask = {"role": "user", "content": "Read a.py"}
+        with rec.conversation("conv_loop", user_id="user_1", tags={"env": "ci"}, trace_id="trace-own-1"):
+            first = client.messages.create(model=MODEL, max_tokens=256, messages=[ask], tools=TOOLS, system=SYSTEM)
+            result = {"type": "tool_result", "tool_use_id": "toolu_a", "content": "print(1)"}
+            client.messages.create(
+                model=MODEL, max_tokens=256, tools=TOOLS, system=SYSTEM,
+                messages=[ask, {"role": "assistant", "content": [b.to_dict() for b in first.content]},
+                          {"role": "user", "content": [result]}],
+            )  # fmt: skip
+        with client.messages.stream(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "stream"}]) as s:
+            s.get_final_message()
+        client.messages.create(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "retry me"}])
+        with pytest.raises(anthropic.BadRequestError):
+            client.messages.create(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "refuse me"}])
+
+
+def own_spans(lines, db):
+    """replayer's spans of export lines, as its exporter makes them (otlp/spans.py, content on,
+    each value's exact text, the turn's tags), by the SDK's tracer."""
+    from replayer.otlp.exporter import split
+    from replayer.otlp.spans import attributes, span
+
+    conn = sqlite3.connect(db)
+    tags = dict(conn.execute("SELECT t.id, c.tags_json FROM turns t JOIN conversations c ON c.id = t.conversation_id"))
+    conn.close()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "agent"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("replayer")
+    for text in lines:
+        line, texts = split(text)
+        turn_tags = json.loads(tags[line["turn_id"]]) if tags.get(line["turn_id"]) else None
+        span(tracer, line, attributes(line, content=True, texts=texts, tags=turn_tags), None)
+    provider.shutdown()
+    return exporter.get_finished_spans()
+
+
+def test_own_spans_round_trip_to_the_same_export_lines(api, tmp_path):
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    lines = export_text(source)
+    kinds = [(json.loads(x)["attempt"], json.loads(x)["status"], json.loads(x)["stream"]) for x in lines]
+    assert kinds == [(0, 200, False), (0, 200, False), (0, 200, True), (0, 529, False), (1, 200, False),
+                     (0, 400, False)]  # fmt: skip
+    assert json.loads(lines[2])["unknown_events"], "the stream's unknown event is part of what must come back"
+    spans = own_spans(lines, source)
+    path = tmp_path / "collector.jsonl"
+    # the Collector's hex form for some, protobuf's base64 form for the rest, one request per line
+    path.write_text(collector_line(spans[:3]) + "\n" + json_format_line(spans[3:]) + "\n")
+
+    laptop = tmp_path / "laptop.db"
+    got = imported(laptop, path)
+    assert (got["attempts"], got["reconstructed"], got["already_imported"]) == (6, 0, 0)
+    assert export_text(laptop) == lines  # every key of every line, the text itself
+    shown = [json.loads(run(db, "show", "conv_loop", "--json").stdout) for db in (source, laptop)]
+    assert shown[0] == shown[1]
+    r = run(laptop, "list", "--tag", "env=ci", "--json")  # the conversation's tags came too
+    assert [c["conversation_id"] for c in json.loads(r.stdout)] == ["conv_loop"], r.output
+
+    again = imported(laptop, path)
+    assert (again["attempts"], again["already_imported"]) == (0, 6)
+    home = imported(source, path)  # into the database that exported them: all there already
+    assert (home["attempts"], home["already_imported"]) == (0, 6)
+    assert export_text(source) == lines
+
+
+def test_a_slice_of_own_spans_keeps_its_indexes(api, tmp_path):
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    lines = export_text(source)
+    second = [x for x in lines if json.loads(x)["conversation_id"] == "conv_loop"][1:]  # turn 1 without turn 0
+    path = tmp_path / "slice.jsonl"
+    path.write_text(collector_line(own_spans(second, source)) + "\n")
+    laptop = tmp_path / "laptop.db"
+    imported(laptop, path)
+    assert export_text(laptop) == second
+    path.write_text(collector_line(own_spans(lines, source)) + "\n")  # then the rest arrives
+    imported(laptop, path)
+    assert export_text(laptop) == lines
+
+
+def test_imported_claude_code_turns_round_trip_with_their_marks_and_links(tmp_path):
+    """Lines that are themselves imports (reconstructed, imported_from, a subagent's
+    parent_conversation_id) come back with those keys; the transcripts imported again add nothing."""
+    from pathlib import Path
+
+    projects = Path(__file__).parent / "fixtures" / "claude_code" / "projects"
+    source = tmp_path / "team.db"
+    assert run(source, "import", "claude-code", projects).exit_code == 0
+    lines = export_text(source)
+    assert any('"parent_conversation_id"' in x for x in lines) and all('"reconstructed": true' in x for x in lines)
+    path = tmp_path / "spans.jsonl"
+    path.write_text(collector_line(own_spans(lines, source)) + "\n")
+    laptop = tmp_path / "laptop.db"
+    assert imported(laptop, path)["attempts"] == len(lines)
+    assert export_text(laptop) == lines
+    # what no export line holds (the subagent's parent tool call, compaction resets) no span has
+    beyond = ("parent_tool_use_id", "context_resets")
+    for conv in {json.loads(x)["conversation_id"] for x in lines}:
+        docs = [json.loads(run(db, "show", conv, "--json").stdout) for db in (source, laptop)]
+        assert [{k: v for k, v in d.items() if k not in beyond} for d in docs[1:]] == [
+            {k: v for k, v in docs[0].items() if k not in beyond}
+        ]
+    r = run(laptop, "import", "claude-code", projects, "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["turns"] == 0, r.output
+
+
+# -- another instrumentation's spans -----------------------------------------------------------
+
+SYSTEM = "You read files."
+TOOLS = [{"name": "read_file", "description": "Read a file", "input_schema": {"type": "object"}}]
+CALL = {"type": "tool_use", "id": "toolu_1", "name": "read_file", "input": {"path": "README.md"}}
+RESULT = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "# readme"}
+
+
+def convention_loop(conversation="conv_team_1", user="user_7"):
+    """A two-turn tool loop as an instrumentation following the GenAI convention writes it."""
+
+    def parts(role, blocks, **extra):
+        out = []
+        for b in blocks:
+            if b["type"] == "text":
+                out.append({"type": "text", "content": b["text"]})
+            elif b["type"] == "tool_use":
+                out.append({"type": "tool_call", "id": b["id"], "name": b["name"], "arguments": b["input"]})
+            elif b["type"] == "tool_result":
+                out.append({"type": "tool_call_response", "id": b["tool_use_id"], "response": b["content"]})
+        return {"role": role, "parts": out, **extra}
+
+    ask = {"type": "text", "text": "What is in README.md?"}
+    answer = {"type": "text", "text": "A heading."}
+    common = {
+        n.OPERATION_NAME: "chat",
+        n.PROVIDER_NAME: "anthropic",
+        n.REQUEST_MODEL: MODEL,
+        n.REQUEST_MAX_TOKENS: 512,
+        n.CONVERSATION_ID: conversation,
+        n.USER_ID: user,
+        n.SYSTEM_INSTRUCTIONS: json.dumps([{"type": "text", "content": SYSTEM}]),
+        n.TOOL_DEFINITIONS: json.dumps(
+            [{"type": "function", "name": "read_file", "description": "Read a file", "parameters": {"type": "object"}}]
+        ),
+    }
+    first = {
+        **common,
+        n.INPUT_MESSAGES: json.dumps([parts("user", [ask])]),
+        n.OUTPUT_MESSAGES: json.dumps([parts("assistant", [CALL], finish_reason="tool_use")]),
+        n.RESPONSE_ID: "msg_c1",
+        n.RESPONSE_MODEL: MODEL,
+        n.USAGE_INPUT_TOKENS: 130,  # the convention's: cache reads and writes included
+        n.USAGE_CACHE_READ_INPUT_TOKENS: 100,
+        n.USAGE_CACHE_CREATION_INPUT_TOKENS: 0,
+        n.USAGE_OUTPUT_TOKENS: 12,
+    }
+    second = {
+        **common,
+        n.INPUT_MESSAGES: json.dumps([parts("user", [ask]), parts("assistant", [CALL]), parts("tool", [RESULT])]),
+        n.OUTPUT_MESSAGES: json.dumps([parts("assistant", [answer], finish_reason="end_turn")]),
+        n.RESPONSE_ID: "msg_c2",
+        n.USAGE_INPUT_TOKENS: 150,
+        n.USAGE_OUTPUT_TOKENS: 5,
+    }
+    return [(first, T0, T0 + 900_000_000), (second, T0 + 2_000_000_000, T0 + 2_500_000_000)], (ask, answer)
+
+
+def openllmetry_span():
+    """One call as OpenLLMetry's Anthropic instrumentation flattens it."""
+    return {
+        "llm.request.type": "chat",
+        n.SYSTEM: "Anthropic",
+        n.REQUEST_MODEL: MODEL,
+        "gen_ai.prompt.0.role": "system",
+        "gen_ai.prompt.0.content": SYSTEM,
+        "gen_ai.prompt.1.role": "user",
+        "gen_ai.prompt.1.content": "List the files",
+        "llm.request.functions.0.name": "list_files",
+        "llm.request.functions.0.description": "List files",
+        "llm.request.functions.0.input_schema": json.dumps({"type": "object"}),
+        "gen_ai.completion.0.role": "thinking",
+        "gen_ai.completion.0.content": "They want a listing.",
+        "gen_ai.completion.1.role": "assistant",
+        "gen_ai.completion.1.content": "Listing.",
+        "gen_ai.completion.1.finish_reason": "tool_use",
+        "gen_ai.completion.1.tool_calls.0.id": "toolu_9",
+        "gen_ai.completion.1.tool_calls.0.name": "list_files",
+        "gen_ai.completion.1.tool_calls.0.arguments": json.dumps({"dir": "."}),
+        n.RESPONSE_ID: "msg_o1",
+        n.RESPONSE_MODEL: MODEL,
+        n.USAGE_INPUT_TOKENS: 40,
+        n.USAGE_OUTPUT_TOKENS: 9,
+    }
+
+
+def test_convention_spans_rebuilt_as_one_conversation_marked_reconstructed(tmp_path):
+    specs, (ask, answer) = convention_loop()
+    path = tmp_path / "spans.jsonl"
+    path.write_text(collector_line(sdk_spans(specs)) + "\n")
+    db = tmp_path / "b.db"
+    got = imported(db, path)
+    assert (got["reconstructed"], got["attempts"], got["conversations"]) == (2, 0, ["conv_team_1"])
+    lines = [json.loads(x) for x in export_text(db)]
+    assert [x["index"] for x in lines] == [0, 1]
+    assert all(x["reconstructed"] is True and x["imported_from"] == "otlp" for x in lines)
+    assert all(x["conversation_id"] == "conv_team_1" and x["user_id"] == "user_7" for x in lines)
+    first, second = lines
+    assert first["request"] == {
+        "model": MODEL, "max_tokens": 512, "system": SYSTEM, "tools": TOOLS,
+        "messages": [{"role": "user", "content": [ask]}],
+    }  # fmt: skip
+    assert first["response"]["content"] == [CALL] and first["response"]["stop_reason"] == "tool_use"
+    # the convention's input count includes the cache: the API's doesn't
+    assert first["usage"] == {"input_tokens": 30, "cache_creation_input_tokens": 0,
+                              "cache_read_input_tokens": 100, "output_tokens": 12}  # fmt: skip
+    assert second["request"]["messages"] == [
+        {"role": "user", "content": [ask]},
+        {"role": "assistant", "content": [CALL]},
+        {"role": "user", "content": [RESULT]},
+    ]
+    assert second["response"]["content"] == [answer] and second["response"]["id"] == "msg_c2"
+    assert first["started_at"] < second["started_at"] and first["latency_ms"] == 900.0
+
+    r = run(db, "show", "conv_team_1")
+    assert "imported from OpenTelemetry spans" in r.output and "reconstructed" in r.output
+    doc = json.loads(run(db, "show", "conv_team_1", "--json").stdout)
+    assert doc["imported_from"] == "otlp" and doc["reconstructed_turns"] == [0, 1] and doc["otlp_trace_id"]
+
+    # never offered for an exact rerun
+    r = run(db, "rerun", first["turn_id"], "--yes")
+    assert r.exit_code == 2 and "reconstructed" in r.output
+
+
+def test_spans_without_a_conversation_id_thread_as_recorded_calls_do(tmp_path):
+    specs, _ = convention_loop()
+    for attrs, *_ in specs:
+        del attrs[n.CONVERSATION_ID]
+    path = tmp_path / "spans.jsonl"
+    path.write_text(json_format_line(sdk_spans(specs)) + "\n")  # base64 ids this time
+    db = tmp_path / "b.db"
+    got = imported(db, path)
+    assert got["reconstructed"] == 2 and len(got["conversations"]) == 1
+    lines = [json.loads(x) for x in export_text(db)]
+    assert len({x["conversation_id"] for x in lines}) == 1 and [x["index"] for x in lines] == [0, 1]
+
+
+def test_the_anthropic_sdks_own_spans_rebuilt(api, tmp_path):
+    """The SDK's own OpenTelemetry spans (its `open_telemetry` option): with content mode on they
+    carry the convention's content attributes and are rebuilt; without, they are skipped."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    thinking = {"type": "thinking", "thinking": "They want a.py.", "signature": "sig"}
+    api.enqueue(
+        Reply(body={"id": "msg_k1", "type": "message", "role": "assistant", "model": MODEL, "content": [thinking, CALL],
+                    "stop_reason": "tool_use", "stop_sequence": None,
+                    "usage": {"input_tokens": 20, "output_tokens": 7, "cache_read_input_tokens": 100,
+                              "cache_creation_input_tokens": 0}}),
+        Reply(sse=message_events({"id": "msg_k2", "type": "message", "role": "assistant", "model": MODEL,
+                                  "content": [{"type": "text", "text": "A heading."}], "stop_reason": "end_turn",
+                                  "usage": {"input_tokens": 30, "output_tokens": 2}})),
+    )  # fmt: skip
+    traced = {"tracer_provider": provider, "traces": {"content_mode": "content"}}
+    client = anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, open_telemetry=traced)
+    ask = {"role": "user", "content": "Read README.md"}
+    first = client.messages.create(model=MODEL, max_tokens=256, system=SYSTEM, messages=[ask])
+    history = [ask, {"role": "assistant", "content": [b.to_dict() for b in first.content]},
+               {"role": "user", "content": [RESULT]}]  # fmt: skip
+    with client.messages.stream(model=MODEL, max_tokens=256, system=SYSTEM, messages=history) as s:
+        s.get_final_message()
+    quiet = anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, open_telemetry={"tracer_provider": provider})
+    quiet.messages.create(model=MODEL, max_tokens=16, messages=[ask])  # metadata only: no content
+    path = tmp_path / "spans.jsonl"
+    path.write_text(collector_line(exporter.get_finished_spans()) + "\n")
+
+    db = tmp_path / "b.db"
+    got = imported(db, path)
+    assert got["reconstructed"] == 2 and got["skipped"] == {"no_content": 1}
+    one, two = [json.loads(x) for x in export_text(db)]
+    assert one["conversation_id"] == two["conversation_id"] and [one["index"], two["index"]] == [0, 1]
+    assert one["request"]["system"] == SYSTEM and one["request"]["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Read README.md"}]}
+    ]
+    # the thinking block's signature is not in a span: the rest of the reply is
+    assert one["response"]["content"] == [{"type": "thinking", "thinking": "They want a.py."}, CALL]
+    assert one["response"]["stop_reason"] == "tool_use" and one["request_id"] == "req_fake0000000000000001"
+    assert one["usage"]["input_tokens"] == 20 and one["usage"]["cache_read_input_tokens"] == 100
+    roles = [(m["role"], [b["type"] for b in m["content"]]) for m in two["request"]["messages"]]
+    assert roles == [("user", ["text"]), ("assistant", ["thinking", "tool_use"]), ("user", ["tool_result"])]
+    assert two["request"]["messages"][2]["content"][0]["tool_use_id"] == "toolu_1"
+    assert two["response"]["content"] == [{"type": "text", "text": "A heading."}] and two["stream"] is True
+    assert two["ttft_ms"] is not None and two["response"]["stop_reason"] == "end_turn"
+
+
+OPENLLMETRY_AGENT = """
+import json, sys
+import anthropic
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
+from google.protobuf import json_format
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+url, key, out, tools, system, result = sys.argv[1:7]
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+AnthropicInstrumentor().instrument()
+client = anthropic.Anthropic(base_url=url, api_key=key)
+ask = {"role": "user", "content": "Read README.md"}
+kw = dict(model="claude-sonnet-4-5", max_tokens=100, system=system, tools=json.loads(tools))
+first = client.messages.create(messages=[ask], **kw)
+history = [ask, {"role": "assistant", "content": [b.to_dict() for b in first.content]},
+           {"role": "user", "content": [json.loads(result)]}]
+client.messages.create(messages=history, **kw)
+with open(out, "w") as f:
+    f.write(json_format.MessageToJson(encode_spans(exporter.get_finished_spans()), indent=None) + "\\n")
+"""
+
+
+def test_openllmetrys_real_spans_rebuilt(api, tmp_path):
+    """OpenLLMetry's Anthropic instrumentation, as a team would run it (in its own process: it
+    patches the SDK), recording a tool loop; the SDK's own spans beside it carry no content."""
+    api.enqueue(
+        Reply(body={"id": "msg_t1", "type": "message", "role": "assistant", "model": MODEL, "content": [CALL],
+                    "stop_reason": "tool_use", "stop_sequence": None,
+                    "usage": {"input_tokens": 20, "output_tokens": 7}})
+    )  # fmt: skip
+    out = tmp_path / "spans.jsonl"
+    args = [api.url, FAKE_KEY, out, json.dumps(TOOLS), SYSTEM, json.dumps(RESULT)]
+    proc = subprocess.run([sys.executable, "-c", OPENLLMETRY_AGENT, *map(str, args)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    db = tmp_path / "b.db"
+    got = imported(db, out)
+    assert got["reconstructed"] == 2 and got["skipped"] == {"no_content": 2}, got  # the SDK's own spans
+    one, two = [json.loads(x) for x in export_text(db)]
+    assert one["conversation_id"] == two["conversation_id"] and one["reconstructed"] and two["reconstructed"]
+    assert one["request"]["system"] == SYSTEM and one["request"]["tools"] == TOOLS
+    assert one["response"]["content"] == [CALL] and one["response"]["stop_reason"] == "tool_use"
+    assert two["request"]["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Read README.md"}]},
+        {"role": "assistant", "content": [CALL]},
+        {"role": "user", "content": [RESULT]},
+    ]
+
+
+def test_openllmetry_span_rebuilt(tmp_path):
+    path = tmp_path / "spans.jsonl"
+    path.write_text(collector_line(sdk_spans([(openllmetry_span(), T0, T0 + 10**9)])) + "\n")
+    db = tmp_path / "b.db"
+    assert imported(db, path)["reconstructed"] == 1
+    (line,) = [json.loads(x) for x in export_text(db)]
+    assert line["reconstructed"] is True
+    assert line["request"] == {
+        "model": MODEL, "system": SYSTEM,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "List the files"}]}],
+        "tools": [{"name": "list_files", "description": "List files", "input_schema": {"type": "object"}}],
+    }  # fmt: skip
+    assert line["response"]["content"] == [
+        {"type": "thinking", "thinking": "They want a listing."},
+        {"type": "text", "text": "Listing."},
+        {"type": "tool_use", "id": "toolu_9", "name": "list_files", "input": {"dir": "."}},
+    ]
+    assert line["response"]["stop_reason"] == "tool_use" and line["usage"] == {"input_tokens": 40, "output_tokens": 9}
+
+
+def test_failed_call_span_kept_as_an_error(tmp_path):
+    specs, _ = convention_loop()
+    attrs = dict(specs[0][0])
+    for key in (n.OUTPUT_MESSAGES, n.RESPONSE_ID, n.USAGE_INPUT_TOKENS, n.USAGE_OUTPUT_TOKENS):
+        attrs.pop(key)
+    attrs[n.ERROR_TYPE] = "overloaded_error"
+    path = tmp_path / "spans.jsonl"
+    path.write_text(collector_line(sdk_spans([(attrs, T0, T0 + 10**8, "Overloaded")])) + "\n")
+    db = tmp_path / "b.db"
+    assert imported(db, path)["reconstructed"] == 1
+    (line,) = [json.loads(x) for x in export_text(db)]
+    assert line["error"] == {"type": "overloaded_error", "message": "Overloaded", "status": None}
+    assert line["response"] is None
+
+
+def test_spans_without_content_and_other_spans_counted_and_skipped(tmp_path):
+    specs, _ = convention_loop()
+    content = ("gen_ai.input", "gen_ai.output", "gen_ai.system_")
+    bare = {k: v for k, v in specs[0][0].items() if not k.startswith(content)}
+    own_bare = {n.OPERATION_NAME: "chat", n.PROVIDER_NAME: "anthropic", n.TURN_ID: "turn_x", n.CONVERSATION_ID: "c"}
+    openai = {**specs[0][0], n.PROVIDER_NAME: "openai"}
+    not_chat = {"http.method": "GET"}
+    path = tmp_path / "spans.jsonl"
+    spans = sdk_spans([(a, T0, T0 + 1000) for a in (bare, own_bare, openai, not_chat)])
+    path.write_text(collector_line(spans) + "\n")
+    db = tmp_path / "b.db"
+    r = run(db, "import", "otlp", path, "--json")
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert got["reconstructed"] == 0 and got["attempts"] == 0
+    assert got["skipped"] == {"no_content": 2, "other_provider": 1}
+    assert got["other_spans"] == 2  # the SDK's parent "agent run" span and the HTTP one
+    assert "2 chat spans skipped: no content" in r.stderr
+
+
+# -- the input ---------------------------------------------------------------------------------
+
+
+def test_gzip_stdin_and_idempotent(tmp_path):
+    specs, _ = convention_loop()
+    line = collector_line(sdk_spans(specs)) + "\n"
+    gz = tmp_path / "spans.json.gz"  # the magic bytes tell gzip, not the name
+    gz.write_bytes(gzip.compress(line.encode()))
+    db = tmp_path / "b.db"
+    assert imported(db, gz)["reconstructed"] == 2
+    before = export_text(db)
+    again = imported(db, gz)
+    assert (again["reconstructed"], again["already_imported"]) == (0, 2)
+    r = run(db, "import", "otlp", "-", "--json", stdin=gzip.compress(line.encode()))  # gzip on stdin
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["already_imported"] == 2
+    assert export_text(db) == before
+
+    db2 = tmp_path / "c.db"
+    r = run(db2, "import", "otlp", "-", "--json", stdin=line)  # plain stdin
+    assert r.exit_code == 0 and json.loads(r.stdout)["reconstructed"] == 2
+
+
+def test_import_needs_no_opentelemetry_package(tmp_path):
+    """The laptop side reads JSON: `import otlp` never imports OpenTelemetry (no otlp extra needed)."""
+    specs, _ = convention_loop()
+    path = tmp_path / "spans.jsonl"
+    path.write_text(collector_line(sdk_spans(specs)) + "\n")
+    code = (
+        "import sys; from click.testing import CliRunner; from replayer.cli import cli; "
+        f"r = CliRunner().invoke(cli, ['--db', {str(tmp_path / 'b.db')!r}, 'import', 'otlp', {str(path)!r}]); "
+        "assert r.exit_code == 0, r.output; "
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_progress_bar_on_a_big_file(tmp_path, monkeypatch):
+    from replayer.cli import importing
+
+    specs, _ = convention_loop()
+    path = tmp_path / "spans.jsonl"
+    path.write_text(collector_line(sdk_spans(specs)) + "\n")
+    r = run(tmp_path / "b.db", "import", "otlp", path)
+    assert r.exit_code == 0 and "importing" not in r.stderr  # a small file, stderr no terminal: no bar
+    monkeypatch.setattr(importing, "BIG_OTLP_BYTES", 10)
+    r = run(tmp_path / "c.db", "import", "otlp", path)
+    assert r.exit_code == 0 and r.stderr.startswith("importing"), r.stderr  # (no terminal: its label only)
+
+
+def test_filters(tmp_path):
+    a, _ = convention_loop("conv_a", "alice")
+    b, _ = convention_loop("conv_b", "bob")
+    late = [(attrs, s + 86_400 * 10**9, e + 86_400 * 10**9) for attrs, s, e in b]  # bob's a day later
+    path = tmp_path / "spans.jsonl"
+    path.write_text(collector_line(sdk_spans(a)) + "\n" + collector_line(sdk_spans(late)) + "\n")
+
+    def convs(*args):
+        db = tmp_path / f"f{len(list(tmp_path.iterdir()))}.db"
+        got = imported(db, path, *args)
+        return sorted({json.loads(x)["conversation_id"] for x in export_text(db)}), got["filtered_out"]
+
+    assert convs("--user", "alice") == (["conv_a"], 2)
+    assert convs("--conversation", "conv_b") == (["conv_b"], 2)
+    from datetime import UTC, datetime
+
+    day = datetime.fromtimestamp(T0 / 1e9 + 86_400, UTC).strftime("%Y-%m-%d")
+    assert convs("--since", day) == (["conv_b"], 2)
+    r = run(tmp_path / "x.db", "import", "otlp", path, "--since", "yesterday")
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "--since" in r.output
+
+
+def test_malformed_lines_counted_and_reported_never_fatal(tmp_path):
+    specs, _ = convention_loop()
+    good = [collector_line(sdk_spans([s])) for s in specs]
+    broken_span = json.loads(good[0])
+    broken_span["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"] = "not-an-id!"
+    path = tmp_path / "spans.jsonl"
+    path.write_text(
+        "\n".join([good[0], '{"resourceSpans": [', '{"hello": 1}', json.dumps(broken_span), "", good[1]]) + "\n"
+    )
+    db = tmp_path / "b.db"
+    r = run(db, "import", "otlp", path, "--json")
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert got["reconstructed"] == 2
+    assert [m["line"] for m in got["malformed"]] == [2, 3, 4]
+    for k in (2, 3, 4):
+        assert f"line {k}:" in r.stderr
+    assert "3 malformed lines skipped" in r.stderr
+
+
+def test_a_span_that_cannot_be_stored_is_reported_and_the_rest_imported(api, tmp_path):
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    lines = export_text(source)
+    line_of = [collector_line(own_spans([x], source)) for x in lines]
+    # a span of another turn claiming the place (conversation, index) of turn 1 of conv_loop
+    forged = json.loads(line_of[1])
+    forged_span = forged["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    for kv in forged_span["attributes"]:
+        if kv["key"] == "replayer.turn_id":
+            kv["value"] = {"stringValue": "turn_clash"}
+    path = tmp_path / "spans.jsonl"
+    path.write_text("\n".join([*line_of[:3], json.dumps(forged), *line_of[3:]]) + "\n")
+    laptop = tmp_path / "laptop.db"
+    r = run(laptop, "import", "otlp", path, "--json")
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert got["attempts"] == len(lines) and [m["line"] for m in got["malformed"]] == [4]
+    assert "line 4: a chat span that could not be imported (IntegrityError" in r.stderr
+    assert export_text(laptop) == lines
+
+
+@pytest.mark.parametrize(
+    "content, what",
+    [
+        (None, "no such file"),
+        (b"hello, world\nthis is prose\n", "is not OTLP JSON"),
+        (b'{"resourceLogs": []}\n', "is not OTLP JSON"),
+        (b"\x0a\x00\x12\x00binary protobuf", "is not OTLP JSON"),
+        (b"\x1f\x8b\x08\x00cut", "is not OTLP JSON"),
+    ],
+)
+def test_bad_input_one_line_exit_2(tmp_path, content, what):
+    path = tmp_path / "in.jsonl"
+    if content is not None:
+        path.write_bytes(content)
+    r = run(tmp_path / "b.db", "import", "otlp", path)
+    assert r.exit_code == 2, r.output
+    assert what in r.output and r.output.count("\n") == 1 and "Traceback" not in r.output
+
+
+def test_a_folder_is_bad_input(tmp_path):
+    r = run(tmp_path / "b.db", "import", "otlp", tmp_path)
+    assert r.exit_code == 2 and "folder" in r.output and r.output.count("\n") == 1
