@@ -242,11 +242,12 @@ class ProcessWriter:
                     break
             batch: list[Captured] = []
             size = 0
+            burst = len(items) >= writer_module.MAX_BATCH
             for item in items:
                 if isinstance(item, _Flush):
                     with self._lock:
                         self._flushes_queued -= 1
-                    self._send_batch(batch, at_once=True)
+                    self._send_batch(batch, at_once=True, burst=burst)
                     batch, size = [], 0
                     self._send_flush(item)
                     continue
@@ -256,9 +257,10 @@ class ProcessWriter:
                 batch.append(captured)
                 size += sum(len(b) for b in (captured.request_bytes, captured.response_bytes, captured.sse) if b)
                 if size >= FRAME_BYTES:
-                    self._send_batch(batch, at_once=True)  # a frame's worth: a burst
+                    burst = True  # a frame's worth within one linger
+                    self._send_batch(batch, at_once=True, burst=True)
                     batch, size = [], 0
-            self._send_batch(batch)
+            self._send_batch(batch, burst=burst)
             # not kept while waiting: a stream's capture holds its response, request and credentials
             items = batch = item = captured = None  # type: ignore[assignment]
 
@@ -272,16 +274,21 @@ class ProcessWriter:
             log.warning("replayer: could not read a captured call (%s: %s); it was skipped", type(e).__name__, e)
             return None
 
-    def _send_batch(self, batch: list[Captured], *, at_once: bool = False) -> None:
+    def _send_batch(self, batch: list[Captured], *, at_once: bool = False, burst: bool = False) -> None:
         """Hand `batch` to the child. While it starts, a burst (a full batch or frame of `record()`
-        calls) or records a flush waits for (`at_once`) are written by the thread writer here;
-        a few records of an agent's loop wait for the child instead (writing them here would take
-        the agent's GIL)."""
+        calls within one linger) or records a flush waits for (`at_once`) are written by the thread
+        writer here; a few records of an agent's loop wait for the child instead (writing them here
+        would take the agent's GIL).
+
+        Once the thread writer has taken a burst, it keeps the burst's later records too, until a
+        round that is no burst (`burst`): a writer that did not write a conversation's previous
+        turn parses its whole history again (a cold writer took 3 ms a record against 0.5 warm), so
+        handing a burst over to the child midway made `record()` bursts 3x slower."""
         if not batch:
             return
         if not (at_once or self._local_used or len(batch) >= writer_module.MAX_BATCH):
             self._await_child()
-        if self._thread_only or not self._child_ready():
+        if self._thread_only or (self._local_used and burst) or not self._child_ready():
             self._local_used = not self._thread_only
             for captured in batch:
                 self._fallback().put(captured)
