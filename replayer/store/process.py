@@ -229,6 +229,7 @@ class ProcessWriter:
             if self._to_child is None and not self._thread_only:
                 self._spawn()  # started, not waited for: records go here until it is up
         while True:
+            behind = not self.q.empty()
             items = [self.q.get()]
             if not isinstance(items[0], _Flush) and self.q.qsize() < writer_module.MAX_BATCH:
                 # as the writer's linger: a burst of calls goes over in one write, and puts don't
@@ -242,7 +243,8 @@ class ProcessWriter:
                     break
             batch: list[Captured] = []
             size = 0
-            burst = len(items) >= writer_module.MAX_BATCH
+            # a burst: records came faster than this thread takes them, or a full batch in one linger
+            burst = behind or len(items) >= writer_module.MAX_BATCH
             for item in items:
                 if isinstance(item, _Flush):
                     with self._lock:
@@ -280,10 +282,12 @@ class ProcessWriter:
         writer here; a few records of an agent's loop wait for the child instead (writing them here
         would take the agent's GIL).
 
-        Once the thread writer has taken a burst, it keeps the burst's later records too, until a
-        round that is no burst (`burst`): a writer that did not write a conversation's previous
-        turn parses its whole history again (a cold writer took 3 ms a record against 0.5 warm), so
-        handing a burst over to the child midway made `record()` bursts 3x slower."""
+        Once the thread writer has taken a burst, it keeps the burst's later records too (those a
+        flush waits for at its end included), until a round that is no burst (`burst`): a writer
+        that did not write a conversation's previous turn parses its whole history again (a cold
+        writer took 3 ms a record against 0.5 warm), so handing a burst over to the child midway
+        made `record()` bursts 3x slower. The child then takes everything (at most one hand-over
+        per child)."""
         if not batch:
             return
         if not (at_once or self._local_used or len(batch) >= writer_module.MAX_BATCH):
