@@ -199,15 +199,9 @@ def test_a_flush_behind_records_waiting_for_a_slow_child_is_not_held_up(db_path,
             os.killpg(writer._child.pid, signal.SIGKILL)
 
 
-def test_a_burst_begun_here_stays_here_until_it_ends(db_path, monkeypatch):
-    """A burst of `record()` calls begun while the child started stays with the thread writer
-    while it lasts, even once the child is up: a writer taking a conversation over midway parses
-    its whole history again. The first round that is no burst goes to the child, in order."""
-    from replayer.store import writer as writer_module
 
-    monkeypatch.setattr(writer_module, "MAX_BATCH", 4)  # a burst: a full batch within one linger
-    rec = Recorder(db_path)
-    writer = rec._writer
+def _conversation(rec: Recorder):
+    """`turns(first, n)`: n more turns of one growing conversation, through `rec.record()`."""
     history: list[dict] = []
 
     def turns(first: int, n: int) -> None:
@@ -219,9 +213,24 @@ def test_a_burst_begun_here_stays_here_until_it_ends(db_path, monkeypatch):
                 "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 2}})
             history.append({"role": "assistant", "content": reply})
 
+    return turns
+
+
+def test_a_burst_begun_here_stays_here_until_it_ends(db_path, monkeypatch):
+    """A burst of `record()` calls begun while the child started stays with the thread writer
+    while it lasts, even once the child is up: a writer taking a conversation over midway parses
+    its whole history again. The first round that is no burst goes to the child, in order."""
+    from replayer.store import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "MAX_BATCH", 4)  # a burst: a full batch within one linger
+    rec = Recorder(db_path)
+    writer = rec._writer
+    assert isinstance(writer, ProcessWriter)
+    writer.start()
+    turns = _conversation(rec)
     turns(0, 4)  # the child is not up yet
     assert rec.flush(timeout=20) is True
-    assert isinstance(writer, ProcessWriter) and writer._local is not None and writer._local.calls == 4
+    assert writer._local is not None and writer._local.calls == 4
     assert writer._ready.wait(20)
     turns(4, 4)  # the burst goes on with the child up: still written here
     assert rec.flush(timeout=20) is True
@@ -231,4 +240,24 @@ def test_a_burst_begun_here_stays_here_until_it_ends(db_path, monkeypatch):
     assert writer._local.calls == 8 and writer._counts.calls == 2
     assert len({line["conversation_id"] for line in exported(db_path)}) == 1
     assert last_user_texts(db_path) == [f"turn {i}" for i in range(10)]
+    assert rec.close(timeout=10) is True
+
+
+def test_a_burst_of_record_calls_starts_no_child(db_path, monkeypatch):
+    """An import of many turns at once is written here and starts no writer process; the first
+    record that is no burst starts one."""
+    from replayer.store import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "MAX_BATCH", 4)
+    rec = Recorder(db_path)
+    writer = rec._writer
+    assert isinstance(writer, ProcessWriter)
+    turns = _conversation(rec)
+    turns(0, 4)
+    assert rec.flush(timeout=20) is True
+    assert writer._child is None and writer._local is not None and writer._local.calls == 4
+    turns(4, 1)
+    assert rec.flush(timeout=20) is True
+    assert writer._child is not None
+    assert last_user_texts(db_path) == [f"turn {i}" for i in range(5)]
     assert rec.close(timeout=10) is True

@@ -7,12 +7,14 @@ process only hands each record over: a feeder thread turns it into a `Captured` 
 picked out, credentials dropped), pickles a burst of them and writes them to a pipe; a child
 process runs the ordinary `Writer` (store/writer.py) on a GIL of its own.
 
-The child starts when the recorder is installed in a client (or at the first record), in a
-session of its own (Ctrl+C in the terminal goes to the agent, which flushes at exit, not to the
-writer under it). Its start-up takes a few tenths of a second (Python and the store's imports).
-An agent's records made meanwhile wait for it; but a burst (a full batch of `record()` calls)
-and records a flush() waits for are written at once by a thread writer here, and the child takes
-over once those are written (so a conversation's turns stay in order). It ends when its stdin
+The child starts when the recorder is installed in a client (or, for `record()` calls, at the
+first record that is not part of a burst: an import of many turns at once is written here and
+needs no child), in a session of its own (Ctrl+C in the terminal goes to the agent, which
+flushes at exit, not to the writer under it). Its start-up takes a few tenths of a second
+(Python and the store's imports). An agent's records made meanwhile wait for it; but a burst (a
+full batch of `record()` calls) and records a flush() waits for are written at once by a thread
+writer here, which keeps a burst to its end; the child takes over once those are written (so a
+conversation's turns stay in order; see `_send_batch`). It ends when its stdin
 closes: after a close() that wrote everything, or when the agent's process ends (even killed),
 having written all that reached the pipe and checkpointed the WAL.
 
@@ -118,6 +120,8 @@ class ProcessWriter:
         self._ready = threading.Event()
         """Set when the current child has started and can take records."""
         self._launched = 0.0
+        self._eager = False
+        """start() was called: the child is started with the feeder, not when records need it."""
         self._local_used = False
         """Records went to the thread writer while the child started: written before the child's."""
         self._flushes_queued = 0
@@ -194,6 +198,7 @@ class ProcessWriter:
     def start(self) -> None:
         """Start the child now, not at the first record (the recorder does when it is installed
         in a client): its start-up, a few tenths of a second, overlaps the agent's first call."""
+        self._eager = True
         if self._feeder is None:
             self._start()
 
@@ -226,10 +231,10 @@ class ProcessWriter:
     # -- the feeder thread: the pipe's only writer ------------------------------------------
     def _feed(self) -> None:
         with self._io:
-            if self._to_child is None and not self._thread_only:
+            if self._eager and self._to_child is None and not self._thread_only:
                 self._spawn()  # started, not waited for: records go here until it is up
+        behind = False  # the record that started this thread is no sign of a burst
         while True:
-            behind = not self.q.empty()
             items = [self.q.get()]
             if not isinstance(items[0], _Flush) and self.q.qsize() < writer_module.MAX_BATCH:
                 # as the writer's linger: a burst of calls goes over in one write, and puts don't
@@ -263,6 +268,7 @@ class ProcessWriter:
                     self._send_batch(batch, at_once=True, burst=True)
                     batch, size = [], 0
             self._send_batch(batch, burst=burst)
+            behind = not self.q.empty()
             # not kept while waiting: a stream's capture holds its response, request and credentials
             items = batch = item = captured = None  # type: ignore[assignment]
 
@@ -287,12 +293,14 @@ class ProcessWriter:
         that did not write a conversation's previous turn parses its whole history again (a cold
         writer took 3 ms a record against 0.5 warm), so handing a burst over to the child midway
         made `record()` bursts 3x slower. The child then takes everything (at most one hand-over
-        per child)."""
+        per child). A burst when no child was started starts none: its start-up (a few tenths of
+        a second of CPU) would only compete with the writing here."""
         if not batch:
             return
         if not (at_once or self._local_used or len(batch) >= writer_module.MAX_BATCH):
             self._await_child()
-        if self._thread_only or (self._local_used and burst) or not self._child_ready():
+        here = burst and (self._local_used or self._child is None)
+        if self._thread_only or here or not self._child_ready():
             self._local_used = not self._thread_only
             for captured in batch:
                 self._fallback().put(captured)
