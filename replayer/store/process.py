@@ -18,7 +18,8 @@ conversation's turns stay in order; see `_send_batch`). It ends when its stdin
 closes: after a close() that wrote everything, or when the agent's process ends (even killed),
 having written all that reached the pipe and checkpointed the WAL.
 
-Frames, both ways, are a 4-byte big-endian length and a pickle:
+Frames, both ways, are a 4-byte big-endian length and a pickle (store/frames.py; bodies go as
+they are, not pickled):
   to the child:   ("put", [Captured, ...]) | ("flush", seq, closing)
   to the parent:  ("ready",) | ("done", seq, ok, Counts) | ("counts", Counts) | ("log", levelno, message)
 The child's log records (a database that can't be written, a record skipped) are logged again
@@ -38,7 +39,6 @@ import logging
 import os
 import pickle
 import queue
-import struct
 import subprocess
 import sys
 import threading
@@ -50,6 +50,7 @@ from ..captured import Captured, Handoff
 from ..paths import REPORT_ENV
 from . import writer as writer_module
 from .attempt import read_headers
+from .frames import encode, read_frame
 from .writer import Writer, _Flush
 
 log = logging.getLogger("replayer")
@@ -57,11 +58,10 @@ log = logging.getLogger("replayer")
 WRITER_ENV = "REPLAYER_WRITER"
 """`thread` keeps the writer in the recording process (the default is a process of its own)."""
 FRAME_BYTES = 4 << 20
-"""A burst goes over in frames of about this size: a frame is a copy of its records while it is
-written, and 500 records of long histories would make a copy of a hundred megabytes."""
+"""A burst goes over in writes of about this size: the child takes records as they come, and a
+write of 500 records of long histories would wait for it to read a hundred megabytes."""
 READY_SECONDS = 20.0
 """How long a child may take to start before it is given up and a thread writer writes everything."""
-HEADER = struct.Struct(">I")
 
 
 @dataclass(slots=True)
@@ -239,8 +239,7 @@ class ProcessWriter:
             if not isinstance(items[0], _Flush) and self.q.qsize() < writer_module.MAX_BATCH:
                 # as the writer's linger: a burst of calls goes over in one write, and puts don't
                 # wake this thread one by one (each wake-up takes the GIL from the agent)
-                self._wake.wait(writer_module.LINGER_SECONDS)
-                self._wake.clear()
+                self._linger()
             while len(items) < writer_module.MAX_BATCH:
                 try:
                     items.append(self.q.get_nowait())
@@ -271,6 +270,17 @@ class ProcessWriter:
             behind = not self.q.empty()
             # not kept while waiting: a stream's capture holds its response, request and credentials
             items = batch = item = captured = None  # type: ignore[assignment]
+
+    def _linger(self) -> None:
+        """Wait for more records, until a full batch or a flush comes, or LINGER_SECONDS pass. A
+        wake-up left over from a flush this thread already took (it is set after the flush is put)
+        doesn't cut the wait short: the round would look like the end of a burst."""
+        deadline = time.monotonic() + writer_module.LINGER_SECONDS
+        while self._wake.wait(max(0.0, deadline - time.monotonic())):
+            self._wake.clear()
+            if self._flushes_queued or self.q.qsize() + 1 >= writer_module.MAX_BATCH:
+                return
+        self._wake.clear()
 
     def _captured(self, item: Any) -> Captured | None:
         try:
@@ -311,7 +321,7 @@ class ProcessWriter:
             self._local.flush(None)
             self._local_used = False
         try:
-            frame = pickle.dumps(("put", batch), protocol=pickle.HIGHEST_PROTOCOL)
+            frame = encode(("put", batch))
         except Exception:  # noqa: BLE001 - a record holds what can't be pickled: it is written here
             kept = []
             for captured in batch:
@@ -323,7 +333,7 @@ class ProcessWriter:
             if not kept:
                 return
             batch = kept
-            frame = pickle.dumps(("put", batch), protocol=pickle.HIGHEST_PROTOCOL)
+            frame = encode(("put", batch))
         if self._write(frame):
             self._sent += len(batch)
         else:
@@ -344,7 +354,7 @@ class ProcessWriter:
             return
         self._seq += 1
         self._waiting[self._seq] = (marker, self._sent, local_ok)
-        self._write(pickle.dumps(("flush", self._seq, marker.closing)))
+        self._write(encode(("flush", self._seq, marker.closing)))
         # a failed write ended the child, which answered every waiting flush with False
 
     def _end_child(self, child: subprocess.Popen[bytes], sent: int) -> None:
@@ -394,15 +404,15 @@ class ProcessWriter:
             log.info("replayer: the writer process did not start; writing from this process")
         return self._ready.is_set() and self._to_child is not None
 
-    def _write(self, frame: bytes) -> bool:
+    def _write(self, frame: list[bytes]) -> bool:
         with self._io:
             if self._to_child is None:
                 return False
             out, child = self._to_child, self._child
             try:
                 assert out is not None
-                out.write(HEADER.pack(len(frame)))
-                out.write(frame)
+                for part in frame:
+                    out.write(part)
                 out.flush()
                 return True
             except (OSError, ValueError, AssertionError):
@@ -517,13 +527,3 @@ def _plus(a: Counts, b: Counts) -> Counts:
         conversations=sorted({*a.conversations, *b.conversations}),
     )
 
-
-def read_frame(pipe: IO[bytes]) -> Any:
-    head = pipe.read(HEADER.size)
-    if len(head) < HEADER.size:
-        return None
-    (size,) = HEADER.unpack(head)
-    body = pipe.read(size)
-    if len(body) < size:
-        return None
-    return pickle.loads(body)
