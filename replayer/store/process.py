@@ -4,7 +4,7 @@ Why a process: the writer's work (parsing, deduplicating, SQLite; about 0.5 ms o
 record) on a thread of the agent's process competes with the agent for the GIL. In the 200-turn
 loop of bench/record_overhead.py that made the loop 1.08-1.19x its bare time. Here the agent's
 process only hands each record over: a feeder thread turns it into a `Captured` (protocol headers
-picked out, credentials dropped), pickles a burst of them and writes them to a pipe; a child
+picked out, credentials dropped) and writes a burst of them to a pipe (store/frames.py); a child
 process runs the ordinary `Writer` (store/writer.py) on a GIL of its own.
 
 The child starts when the recorder is installed in a client (or, for `record()` calls, at the
