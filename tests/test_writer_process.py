@@ -197,3 +197,94 @@ def test_a_flush_behind_records_waiting_for_a_slow_child_is_not_held_up(db_path,
     finally:
         if writer._child is not None:
             os.killpg(writer._child.pid, signal.SIGKILL)
+
+
+
+def _conversation(rec: Recorder):
+    """`turns(first, n)`: n more turns of one growing conversation, through `rec.record()`."""
+    history: list[dict] = []
+
+    def turns(first: int, n: int) -> None:
+        for i in range(first, first + n):
+            history.append({"role": "user", "content": f"turn {i}"})
+            reply = [{"type": "text", "text": f"reply {i}"}]
+            rec.record({"model": "m", "max_tokens": 5, "messages": list(history)}, {
+                "id": f"msg_{i}", "type": "message", "role": "assistant", "model": "m", "content": reply,
+                "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 2}})
+            history.append({"role": "assistant", "content": reply})
+
+    return turns
+
+
+def test_a_burst_begun_here_stays_here_until_it_ends(db_path, tmp_path, monkeypatch):
+    """A burst of `record()` calls begun while the child started stays with the thread writer
+    while it lasts, even once the child is up: a writer taking a conversation over midway parses
+    its whole history again. The first round that is no burst goes to the child, in order."""
+    from replayer.store import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "MAX_BATCH", 4)  # a burst: a full batch within one linger
+    slow = tmp_path / "python-slow"  # a child that is surely not up during the first burst
+    slow.write_text(f"#!/bin/sh\nsleep 2\nexec {sys.executable} \"$@\"\n")
+    slow.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(slow))
+    rec = Recorder(db_path)
+    writer = rec._writer
+    assert isinstance(writer, ProcessWriter)
+    writer.start()
+    turns = _conversation(rec)
+    turns(0, 4)  # the child is not up yet
+    assert rec.flush(timeout=20) is True
+    assert writer._local is not None and writer._local.calls == 4
+    assert writer._ready.wait(20)
+    turns(4, 4)  # the burst goes on with the child up: still written here
+    assert rec.flush(timeout=20) is True
+    assert writer._local.calls == 8 and writer._sent == 0
+    turns(8, 2)  # no burst: the child takes over
+    assert rec.flush(timeout=20) is True
+    assert writer._local.calls == 8 and writer._counts.calls == 2
+    assert len({line["conversation_id"] for line in exported(db_path)}) == 1
+    assert last_user_texts(db_path) == [f"turn {i}" for i in range(10)]
+    assert rec.close(timeout=10) is True
+
+
+def test_a_burst_of_record_calls_starts_no_child(db_path, monkeypatch):
+    """An import of many turns at once is written here and starts no writer process; the first
+    record that is no burst starts one."""
+    from replayer.store import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "MAX_BATCH", 4)
+    rec = Recorder(db_path)
+    writer = rec._writer
+    assert isinstance(writer, ProcessWriter)
+    turns = _conversation(rec)
+    turns(0, 4)
+    assert rec.flush(timeout=20) is True
+    assert writer._child is None and writer._local is not None and writer._local.calls == 4
+    turns(4, 1)
+    assert rec.flush(timeout=20) is True
+    assert writer._child is not None
+    assert last_user_texts(db_path) == [f"turn {i}" for i in range(5)]
+    assert rec.close(timeout=10) is True
+
+
+def test_frames_carry_bodies_as_they_are_and_a_cut_off_frame_ends_the_pipe():
+    """A record's big bodies go over the pipe beside its pickle (store/frames.py), and arrive
+    equal; a frame cut off (the agent killed mid-write) reads as the pipe's end."""
+    import io
+
+    from replayer.captured import Captured, Context
+    from replayer.store.frames import BLOB_BYTES, encode, read_frame
+
+    big = ("x" * BLOB_BYTES).encode() + b"\xff"
+    records = [Captured(call_key="k", attempt=i, t_start=1.5, request_bytes=big, response_bytes=b"{}",
+                        sse=big + b"!", ctx=Context("conv", tags={"n": i})) for i in range(3)]
+    parts = encode(("put", records)) + encode(("flush", 1, False))
+    assert sum(part is big for part in parts) == 3  # written as they are, not copied into a pickle
+    assert sum(len(part) for part in parts) < 6 * len(big) + 2_000
+    pipe = io.BytesIO(b"".join(parts))
+    assert read_frame(pipe) == ("put", records)
+    assert read_frame(pipe) == ("flush", 1, False)
+    assert read_frame(pipe) is None
+    whole = b"".join(encode(("put", records)))
+    for cut in (3, len(whole) // 2, len(whole) - 1):
+        assert read_frame(io.BytesIO(whole[:cut])) is None

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import signal
 import sys
 import threading
 import time
 from typing import Any
 
-from .process import HEADER, Counts, read_frame
+from .frames import encode, read_frame
+from .process import Counts
 from .writer import Writer
 
 COUNTS_SECONDS = 0.1
@@ -42,10 +42,10 @@ def main() -> None:
     send_lock = threading.Lock()
 
     def send(msg: Any) -> None:
-        frame = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+        frame = b"".join(encode(msg))
         with send_lock:
             try:
-                out.write(HEADER.pack(len(frame)) + frame)
+                out.write(frame)
                 out.flush()
             except (OSError, ValueError):
                 pass  # the recording process is gone; the records are still written

@@ -4,19 +4,22 @@ Why a process: the writer's work (parsing, deduplicating, SQLite; about 0.5 ms o
 record) on a thread of the agent's process competes with the agent for the GIL. In the 200-turn
 loop of bench/record_overhead.py that made the loop 1.08-1.19x its bare time. Here the agent's
 process only hands each record over: a feeder thread turns it into a `Captured` (protocol headers
-picked out, credentials dropped), pickles a burst of them and writes them to a pipe; a child
+picked out, credentials dropped) and writes a burst of them to a pipe (store/frames.py); a child
 process runs the ordinary `Writer` (store/writer.py) on a GIL of its own.
 
-The child starts when the recorder is installed in a client (or at the first record), in a
-session of its own (Ctrl+C in the terminal goes to the agent, which flushes at exit, not to the
-writer under it). Its start-up takes a few tenths of a second (Python and the store's imports).
-An agent's records made meanwhile wait for it; but a burst (a full batch of `record()` calls)
-and records a flush() waits for are written at once by a thread writer here, and the child takes
-over once those are written (so a conversation's turns stay in order). It ends when its stdin
+The child starts when the recorder is installed in a client (or, for `record()` calls, at the
+first record that is not part of a burst: an import of many turns at once is written here and
+needs no child), in a session of its own (Ctrl+C in the terminal goes to the agent, which
+flushes at exit, not to the writer under it). Its start-up takes a few tenths of a second
+(Python and the store's imports). An agent's records made meanwhile wait for it; but a burst (a
+full batch of `record()` calls) and records a flush() waits for are written at once by a thread
+writer here, which keeps a burst to its end; the child takes over once those are written (so a
+conversation's turns stay in order; see `_send_batch`). It ends when its stdin
 closes: after a close() that wrote everything, or when the agent's process ends (even killed),
 having written all that reached the pipe and checkpointed the WAL.
 
-Frames, both ways, are a 4-byte big-endian length and a pickle:
+Frames, both ways, are a 4-byte big-endian length and a pickle (store/frames.py; bodies go as
+they are, not pickled):
   to the child:   ("put", [Captured, ...]) | ("flush", seq, closing)
   to the parent:  ("ready",) | ("done", seq, ok, Counts) | ("counts", Counts) | ("log", levelno, message)
 The child's log records (a database that can't be written, a record skipped) are logged again
@@ -36,7 +39,6 @@ import logging
 import os
 import pickle
 import queue
-import struct
 import subprocess
 import sys
 import threading
@@ -48,6 +50,7 @@ from ..captured import Captured, Handoff
 from ..paths import REPORT_ENV
 from . import writer as writer_module
 from .attempt import read_headers
+from .frames import encode, read_frame
 from .writer import Writer, _Flush
 
 log = logging.getLogger("replayer")
@@ -55,11 +58,10 @@ log = logging.getLogger("replayer")
 WRITER_ENV = "REPLAYER_WRITER"
 """`thread` keeps the writer in the recording process (the default is a process of its own)."""
 FRAME_BYTES = 4 << 20
-"""A burst goes over in frames of about this size: a frame is a copy of its records while it is
-written, and 500 records of long histories would make a copy of a hundred megabytes."""
+"""A burst goes over in writes of about this size: the child takes records as they come, and a
+write of 500 records of long histories would wait for it to read a hundred megabytes."""
 READY_SECONDS = 20.0
 """How long a child may take to start before it is given up and a thread writer writes everything."""
-HEADER = struct.Struct(">I")
 
 
 @dataclass(slots=True)
@@ -121,6 +123,8 @@ class ProcessWriter:
         self._ready = threading.Event()
         """Set when the current child has started and can take records."""
         self._launched = 0.0
+        self._eager = False
+        """start() was called: the child is started with the feeder, not when records need it."""
         self._local_used = False
         """Records went to the thread writer while the child started: written before the child's."""
         self._flushes_queued = 0
@@ -197,6 +201,7 @@ class ProcessWriter:
     def start(self) -> None:
         """Start the child now, not at the first record (the recorder does when it is installed
         in a client): its start-up, a few tenths of a second, overlaps the agent's first call."""
+        self._eager = True
         if self._feeder is None:
             self._start()
 
@@ -229,15 +234,15 @@ class ProcessWriter:
     # -- the feeder thread: the pipe's only writer ------------------------------------------
     def _feed(self) -> None:
         with self._io:
-            if self._to_child is None and not self._thread_only:
+            if self._eager and self._to_child is None and not self._thread_only:
                 self._spawn()  # started, not waited for: records go here until it is up
+        behind = False  # the record that started this thread is no sign of a burst
         while True:
             items = [self.q.get()]
             if not isinstance(items[0], _Flush) and self.q.qsize() < writer_module.MAX_BATCH:
                 # as the writer's linger: a burst of calls goes over in one write, and puts don't
                 # wake this thread one by one (each wake-up takes the GIL from the agent)
-                self._wake.wait(writer_module.LINGER_SECONDS)
-                self._wake.clear()
+                self._linger()
             while len(items) < writer_module.MAX_BATCH:
                 try:
                     items.append(self.q.get_nowait())
@@ -245,11 +250,13 @@ class ProcessWriter:
                     break
             batch: list[Captured] = []
             size = 0
+            # a burst: records came faster than this thread takes them, or a full batch in one linger
+            burst = behind or len(items) >= writer_module.MAX_BATCH
             for item in items:
                 if isinstance(item, _Flush):
                     with self._lock:
                         self._flushes_queued -= 1
-                    self._send_batch(batch, at_once=True)
+                    self._send_batch(batch, at_once=True, burst=burst)
                     batch, size = [], 0
                     self._send_flush(item)
                     continue
@@ -259,11 +266,24 @@ class ProcessWriter:
                 batch.append(captured)
                 size += sum(len(b) for b in (captured.request_bytes, captured.response_bytes, captured.sse) if b)
                 if size >= FRAME_BYTES:
-                    self._send_batch(batch, at_once=True)  # a frame's worth: a burst
+                    burst = True  # a frame's worth within one linger
+                    self._send_batch(batch, at_once=True, burst=True)
                     batch, size = [], 0
-            self._send_batch(batch)
+            self._send_batch(batch, burst=burst)
+            behind = not self.q.empty()
             # not kept while waiting: a stream's capture holds its response, request and credentials
             items = batch = item = captured = None  # type: ignore[assignment]
+
+    def _linger(self) -> None:
+        """Wait for more records, until a full batch or a flush comes, or LINGER_SECONDS pass. A
+        wake-up left over from a flush this thread already took (it is set after the flush is put)
+        doesn't cut the wait short: the round would look like the end of a burst."""
+        deadline = time.monotonic() + writer_module.LINGER_SECONDS
+        while self._wake.wait(max(0.0, deadline - time.monotonic())):
+            self._wake.clear()
+            if self._flushes_queued or self.q.qsize() + 1 >= writer_module.MAX_BATCH:
+                return
+        self._wake.clear()
 
     def _captured(self, item: Any) -> Captured | None:
         try:
@@ -275,16 +295,25 @@ class ProcessWriter:
             log.warning("replayer: could not read a captured call (%s: %s); it was skipped", type(e).__name__, e)
             return None
 
-    def _send_batch(self, batch: list[Captured], *, at_once: bool = False) -> None:
+    def _send_batch(self, batch: list[Captured], *, at_once: bool = False, burst: bool = False) -> None:
         """Hand `batch` to the child. While it starts, a burst (a full batch or frame of `record()`
-        calls) or records a flush waits for (`at_once`) are written by the thread writer here;
-        a few records of an agent's loop wait for the child instead (writing them here would take
-        the agent's GIL)."""
+        calls within one linger) or records a flush waits for (`at_once`) are written by the thread
+        writer here; a few records of an agent's loop wait for the child instead (writing them here
+        would take the agent's GIL).
+
+        Once the thread writer has taken a burst, it keeps the burst's later records too (those a
+        flush waits for at its end included), until a round that is no burst (`burst`): a writer
+        that did not write a conversation's previous turn parses its whole history again (a cold
+        writer took 3 ms a record against 0.5 warm), so handing a burst over to the child midway
+        made `record()` bursts 3x slower. The child then takes everything (at most one hand-over
+        per child). A burst when no child was started starts none: its start-up (a few tenths of
+        a second of CPU) would only compete with the writing here."""
         if not batch:
             return
         if not (at_once or self._local_used or len(batch) >= writer_module.MAX_BATCH):
             self._await_child()
-        if self._thread_only or not self._child_ready():
+        here = burst and (self._local_used or self._child is None)
+        if self._thread_only or here or not self._child_ready():
             self._local_used = not self._thread_only
             for captured in batch:
                 self._fallback().put(captured)
@@ -295,7 +324,7 @@ class ProcessWriter:
             self._local.flush(None)
             self._local_used = False
         try:
-            frame = pickle.dumps(("put", batch), protocol=pickle.HIGHEST_PROTOCOL)
+            frame = encode(("put", batch))
         except Exception:  # noqa: BLE001 - a record holds what can't be pickled: it is written here
             kept = []
             for captured in batch:
@@ -307,7 +336,7 @@ class ProcessWriter:
             if not kept:
                 return
             batch = kept
-            frame = pickle.dumps(("put", batch), protocol=pickle.HIGHEST_PROTOCOL)
+            frame = encode(("put", batch))
         if self._write(frame):
             self._sent += len(batch)
         else:
@@ -328,7 +357,7 @@ class ProcessWriter:
             return
         self._seq += 1
         self._waiting[self._seq] = (marker, self._sent, local_ok)
-        self._write(pickle.dumps(("flush", self._seq, marker.closing)))
+        self._write(encode(("flush", self._seq, marker.closing)))
         # a failed write ended the child, which answered every waiting flush with False
 
     def _end_child(self, child: subprocess.Popen[bytes], sent: int) -> None:
@@ -378,15 +407,15 @@ class ProcessWriter:
             log.info("replayer: the writer process did not start; writing from this process")
         return self._ready.is_set() and self._to_child is not None
 
-    def _write(self, frame: bytes) -> bool:
+    def _write(self, frame: list[bytes]) -> bool:
         with self._io:
             if self._to_child is None:
                 return False
             out, child = self._to_child, self._child
             try:
                 assert out is not None
-                out.write(HEADER.pack(len(frame)))
-                out.write(frame)
+                for part in frame:
+                    out.write(part)
                 out.flush()
                 return True
             except (OSError, ValueError, AssertionError):
@@ -501,13 +530,3 @@ def _plus(a: Counts, b: Counts) -> Counts:
         conversations=sorted({*a.conversations, *b.conversations}),
     )
 
-
-def read_frame(pipe: IO[bytes]) -> Any:
-    head = pipe.read(HEADER.size)
-    if len(head) < HEADER.size:
-        return None
-    (size,) = HEADER.unpack(head)
-    body = pipe.read(size)
-    if len(body) < size:
-        return None
-    return pickle.loads(body)
