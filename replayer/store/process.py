@@ -321,7 +321,12 @@ class ProcessWriter:
         if self._local_used and self._local is not None:
             # what the thread writer took while the child started is written first: a
             # conversation's later turns must not reach the database before its earlier ones
-            self._local.flush(None)
+            if not self._local.flush(None) and self._local.unwritten:
+                # it can't write them (the database can't be written): later records wait behind
+                # them there, in order, and the trouble is told once, by that writer
+                for captured in batch:
+                    self._local.put(captured)
+                return
             self._local_used = False
         try:
             frame = encode(("put", batch))
