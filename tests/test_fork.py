@@ -501,3 +501,16 @@ def test_each_key_value_edit_option_says_what_it_wants(args, said):
     assert str(got.value).startswith(said)
     edits = edits_from(None, None, ("2=hi",), ("temperature=0.5",), ("toolu_1=a=b",))
     assert (edits.messages, edits.set, edits.tool_results) == ({2: "hi"}, {"temperature": 0.5}, {"toolu_1": "a=b"})
+
+
+def test_a_turn_that_is_not_there_is_one_line_for_fork_and_rerun(loop_api, recorded, tmp_path):
+    db, conv, _ = recorded_loop(recorded, tmp_path)
+    for command in ("fork", "rerun"):
+        for spec in ("turn_nothing", "nothing:3"):
+            proc = replayer(db, command, spec)
+            assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+            assert proc.stderr.strip() == f"replayer: no turn {spec!r} in this database: give CONVERSATION:N or a " \
+                                          "turn id (replayer show CONVERSATION --json)"
+        proc = replayer(db, command, f"{conv}:{TURNS}")
+        assert proc.returncode == 2
+        assert proc.stderr.strip() == f"replayer: {conv} has turns 0..{TURNS - 1}, not '{TURNS}'"

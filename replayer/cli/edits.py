@@ -99,4 +99,9 @@ def resolve_turn(store: Any, spec: str) -> str:
             return str(turns[int(n)].turn_id)
         except (ValueError, IndexError):
             raise UserError(f"{conv} has turns 0..{len(turns) - 1}, not {n!r}") from None
-    return str(resolve_id(store, spec, "turn"))
+    turn_id = str(resolve_id(store, spec, "turn"))
+    if store.ids_starting(turn_id, kind="turn")[0] != 1:
+        raise UserError(
+            f"no turn {spec!r} in this database: give CONVERSATION:N or a turn id (replayer show CONVERSATION --json)"
+        )
+    return turn_id
