@@ -246,7 +246,8 @@ class ForkPlayer:
             if isinstance(messages, list) and len(messages) >= n and messages[:n] == branch.prefix:
                 return self._live(request, branch.conversation_id, edited=False)
         line = self.matcher.continued(request, _plain)
-        if line is None or not isinstance(messages, list):
+        if (line is None or not isinstance(messages, list) or not isinstance(line.get("conversation_id"), str)
+                or not isinstance(line.get("index"), int)):
             return self._live(request, None, edited=False)
         from ..store.codec import new_id
 
@@ -266,8 +267,8 @@ class ForkPlayer:
         return decision
 
     def replaced(self, line: dict[str, Any]) -> bool:
-        """Turns N on of the forked conversation, once the fork went live: the new trajectory's
-        own calls took their place."""
+        """Turns N on of the forked conversation once the fork went live, and a branch's source
+        turns from where it parted: the new trajectory's own calls took their place."""
         index, conv = line.get("index"), line.get("conversation_id")
         if not self.state.started or not isinstance(index, int):
             return False
