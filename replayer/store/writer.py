@@ -374,25 +374,15 @@ class Writer:
         self._report(_REMEDY.get(fault_of(e)) or str(e))
 
     def _transaction(self, ingestor: Ingestor, batch: list[Captured]) -> list[dict[str, Any]]:
-        conn = ingestor.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            ingestor.others_wrote()
-            stored = []
-            exported: list[tuple[int, Captured]] | None = [] if self.otlp else None
+        stored = []
+        exported: list[tuple[int, Captured]] | None = [] if self.otlp else None
+        with ingestor.transaction():
             for captured in batch:
                 got = ingestor.store(captured, self.redact, self.log_events)
                 if got is not None:
                     stored.append(got)
                     if exported is not None:
                         exported.append((got.attempt_id, captured))
-            ingestor.write_pending()
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            ingestor.forget()
-            raise
         if exported:
             self._export(exported)
         self.attempts += len(stored)
