@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -63,6 +64,14 @@ def _server(req: Any) -> tuple[str, int] | None:
 _PORTS = {"https": 443, "http": 80}
 
 
+def _task() -> int:
+    """The asyncio task making an async call (the thread, under another event loop such as trio)."""
+    try:
+        return id(asyncio.current_task())
+    except RuntimeError:
+        return threading.get_ident()
+
+
 def _warn(e: BaseException) -> None:
     global _warned
     if not _warned:
@@ -100,11 +109,13 @@ class _Attempt:
     message sent, and keeping a few dozen of those alive until the writer runs made the
     garbage collector's work in the agent's loop grow by a tenth."""
 
-    __slots__ = ("key", "attempt", "stream", "http", "ctx", "t_start", "p0", "p1", "endpoint")
+    __slots__ = ("key", "attempt", "stream", "http", "ctx", "t_start", "p0", "p1", "endpoint", "caller")
 
-    def __init__(self, request: Any, http: Any, ctx: Context | None, t_start: float, p0: float, endpoint: str):
+    def __init__(self, request: Any, http: Any, ctx: Context | None, t_start: float, p0: float, endpoint: str,
+                 caller: int):
         self.key, self.attempt, self.stream = request.options.idempotency_key, request.retries_taken, request.stream
         self.http, self.ctx, self.t_start, self.p0, self.endpoint = http, ctx, t_start, p0, endpoint
+        self.caller = caller
         self.p1 = 0.0
 
     def _base(self) -> Captured:
@@ -125,6 +136,7 @@ class _Attempt:
             status=http.status_code,
             latency_ms=round((self.p1 - self.p0) * 1000, 3),
             server=_server(req),
+            caller=self.caller,
         )
         self.http = None  # let go of the HTTP library's objects as soon as they are read
         return record
@@ -149,8 +161,8 @@ class _StreamCapture(_Attempt):
                  "orig_close", "names", "before")
 
     def __init__(self, request: Any, http: Any, ctx: Context | None, t_start: float, p0: float, endpoint: str,
-                 put: Put, is_async: bool):
-        super().__init__(request, http, ctx, t_start, p0, endpoint)
+                 caller: int, put: Put, is_async: bool):
+        super().__init__(request, http, ctx, t_start, p0, endpoint, caller)
         self.put = put
         self.chunks: list[bytes] = []
         self.times: list[float] = []
@@ -391,12 +403,14 @@ class RecorderMiddleware(anthropic.Middleware):
         has seen it end."""
         http = resp.http_response
         put = self.put
+        # who made the call (the writer tells identical conversations run at once apart by it)
+        caller = _task() if is_async else threading.get_ident()
         if hasattr(http, "_content"):  # already read: a plain call
-            attempt = _Attempt(request, http, ctx, t_start, p0, endpoint)
+            attempt = _Attempt(request, http, ctx, t_start, p0, endpoint, caller)
             attempt.p1 = time.perf_counter()
             put(attempt)
             return
-        _StreamCapture(request, http, ctx, t_start, p0, endpoint, put, is_async)
+        _StreamCapture(request, http, ctx, t_start, p0, endpoint, caller, put, is_async)
 
     def handle(self, request: Any, call_next: Any) -> Any:
         endpoint = _turn_endpoint(request)

@@ -68,6 +68,9 @@ class Captured:
     """With `turn_id`: the turn's index in its conversation, as given (None: the next one)."""
     server: tuple[str, int] | None = None
     """(host, port) the attempt was sent to, for the OTLP span; None when not known (`record()`)."""
+    caller: int | None = None
+    """Which thread (or asyncio task) of the recording process made the call. The writer uses it
+    only to tell identical conversations run at once apart (store/threads.py); not stored."""
     copied_from: str | None = None
     """The recorded turn this attempt copies (a fork's turns before its fork point): shown as it
     was recorded, but no money was spent on it now, so it adds to no spend figure."""

@@ -592,6 +592,60 @@ def test_identical_conversations_at_once_from_threads_each_grow(api, rec, client
     assert _threads(db_path) == [[1, 3, 5]] * 4
 
 
+def _late(calls: list[tuple[str, int | None, int, float, float]], db_path) -> dict[str, list[str]]:
+    """Write identical chats' calls straight to a writer, in the order given (the order records
+    reached it, not the order they were made in): (reply id, caller, turn, started, ended) each.
+    Per conversation, its calls' reply ids in turn order."""
+    from replayer.captured import Captured
+    from replayer.store.writer import Writer
+
+    history = [{"role": "user", "content": "Summarise the report"}]
+    for turn in range(3):
+        history += [{"role": "assistant", "content": [{"type": "text", "text": f"step {2 * turn + 1} done"}]},
+                    {"role": "user", "content": f"go on {turn}"}]
+    writer = Writer(str(db_path))
+    for reply_id, caller, turn, started, ended in calls:
+        body = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": history[: 2 * turn + 1]}
+        writer.put(Captured(
+            call_key=reply_id, attempt=0, t_start=1_700_000_000 + started, caller=caller, status=200,
+            latency_ms=(ended - started) * 1000, request_bytes=json.dumps(body).encode(),
+            response_bytes=json.dumps(msg(f"step {2 * turn + 1} done", message_id=reply_id)).encode(),
+        ))
+    assert writer.close(10)
+    convs: dict[str, list[str]] = {}
+    for line in sorted(exported(db_path), key=lambda line: line["index"]):
+        convs.setdefault(line["conversation_id"], []).append(line["response"]["id"])
+    return convs
+
+
+# Three threads T, U, V run the same 3-turn chat. T's last call (T2) is made early but its thread
+# is held up before it hands its record over; meanwhile V's second call, U's second and U's
+# third are recorded. First come, first served, U2 took T's conversation and T2 took V's, whose
+# reply T2 could not have had when it was sent: a turn that started before the one before it ended.
+HELD_UP = [
+    ("T0", 1, 0, 0.00, 0.05), ("U0", 2, 0, 0.00, 0.05), ("V0", 3, 0, 0.00, 0.05),
+    ("T1", 1, 1, 0.10, 0.15),
+    ("V1", 3, 1, 0.10, 0.30), ("U1", 2, 1, 0.31, 0.35), ("U2", 2, 2, 0.40, 0.45),
+    ("T2", 1, 2, 0.20, 0.25),
+]
+
+
+def test_identical_conversations_recorded_out_of_order_stay_with_the_thread_that_made_them(db_path):
+    assert sorted(_late(HELD_UP, db_path).values()) == [["T0", "T1", "T2"], ["U0", "U1", "U2"], ["V0", "V1"]]
+
+
+def test_identical_conversations_recorded_out_of_order_never_continue_a_reply_not_yet_had(db_path):
+    """With no caller known (a proxy's, an import's): a request continues a conversation whose
+    latest reply had ended when it was sent, when there is one."""
+    calls = [
+        ("A0", None, 0, 0.00, 0.05), ("B0", None, 0, 0.00, 0.05),
+        ("A1", None, 1, 0.10, 0.30),  # slow
+        ("B1", None, 1, 0.06, 0.10),  # ended first, recorded second
+        ("B2", None, 2, 0.20, 0.25),  # sent before A1's reply came: it continues B1
+    ]
+    assert sorted(_late(calls, db_path).values()) == [["A0", "A1"], ["B0", "B1", "B2"]]
+
+
 def test_an_identical_conversation_run_again_is_its_own(api, rec, client, db_path):
     """A second identical run after the first finished is a second conversation: the first one's
     replies already have their continuations, so it is open for none of them."""
@@ -795,7 +849,7 @@ def test_stream_tee_times_the_first_delta_even_when_a_chunk_boundary_cuts_its_ma
     for mode in ("sync", "async"):
         put = []
         body = Body()
-        sc = _StreamCapture(Request(), body, None, 0.0, 0.0, "/v1/messages", put.append, mode == "async")
+        sc = _StreamCapture(Request(), body, None, 0.0, 0.0, "/v1/messages", 0, put.append, mode == "async")
         first_token_after = []
         if mode == "sync":
             got = []

@@ -579,7 +579,7 @@ def test_a_call_the_writer_cannot_read_costs_that_record_only(api, db_path, reco
     client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
     assert ask(client, "before").type == "message"
     sdk_request = SimpleNamespace(options=SimpleNamespace(idempotency_key="k"), retries_taken=0, stream=False)
-    rec._writer.put(_Attempt(sdk_request, object(), None, 0.0, 0.0, "/v1/messages"))
+    rec._writer.put(_Attempt(sdk_request, object(), None, 0.0, 0.0, "/v1/messages", 0))
     assert ask(client, "after").type == "message"
     assert rec.flush(timeout=10) is True
     assert last_user_texts(db_path) == ["before", "after"]

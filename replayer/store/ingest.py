@@ -370,7 +370,13 @@ class Ingestor:
                 # tool-runner thread request's messages are only its new ones: its conversation can
                 # no longer be found by keys.
                 self.threads.make_room()
-                self.threads.move(turn.conversation_id, reply_key if body.get("thread") is None else None, attempt_id)
+                self.threads.move(
+                    turn.conversation_id,
+                    reply_key if body.get("thread") is None else None,
+                    attempt_id,
+                    captured.caller,
+                    captured.t_start + (captured.latency_ms or 0.0) / 1000,
+                )
         event = None
         if log_event:
             event = attempt.event(
@@ -427,7 +433,7 @@ class Ingestor:
 
         if conversation_id is None and len(parsed.thread_keys) > 1:
             # a conversation whose latest reply ends a prefix of these messages (the longest)
-            conversation_id = self.threads.find(parsed.thread_keys)
+            conversation_id = self.threads.find(parsed.thread_keys, captured.caller, captured.t_start)
         if conversation_id is None:  # a new id (64 random bits): no row or turn of it exists yet
             fresh, conversation_id = True, new_id("conv_", captured.t_start)
         else:

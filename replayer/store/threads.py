@@ -67,6 +67,9 @@ class OpenConversations:
         self.open_known: set[str] = set()
         self.tip_of: dict[str, str] = {}
         """Conversation -> its key in `open_at` (to take it off that list when it moves on)."""
+        self.tip_from: dict[str, tuple[int | None, float]] = {}
+        """Conversation -> (the caller that made its latest reply, when that reply ended): to tell
+        apart conversations open at the same key (`find`). Only for replies this connection wrote."""
         self.tip_rows: dict[str, tuple[str | None, int]] = {}
         """thread_tips rows waiting for `write`: conversation -> (key or None, attempt id)."""
 
@@ -75,6 +78,7 @@ class OpenConversations:
         self.open_at.clear()
         self.open_known.clear()
         self.tip_of.clear()
+        self.tip_from.clear()
 
     def drop(self) -> None:
         """`forget`, and drop the rows waiting to be written too (after a rollback)."""
@@ -88,11 +92,15 @@ class OpenConversations:
             self.write()
             self.forget()
 
-    def find(self, thread_keys: list[str]) -> str | None:
+    def find(self, thread_keys: list[str], caller: int | None = None, started: float | None = None) -> str | None:
         """The conversation that a request whose messages have these thread keys continues: of
         those whose latest reply ends the longest prefix of its messages, the first to get
-        there. None when there is none (a new conversation). Identical conversations run at
-        once (a temperature-0 eval) share every prefix: each continuation takes another.
+        there. None when there is none (a new conversation).
+
+        Identical conversations run at once (a temperature-0 eval) share every prefix: each
+        continuation takes another (`_pick`), and the order records reach the writer in is not
+        the order the calls were made in (a thread can be held up between its reply and handing
+        its record over).
 
         Asks the table only for keys longer than the longest this connection knows an open
         conversation at (usually none: an agent's next request extends the reply just written)."""
@@ -110,11 +118,32 @@ class OpenConversations:
                 if conv not in self.tip_rows:
                     self.open_at[k].append(conv)
                     self.tip_of[conv] = k
-        return next((self.open_at[k][0] for k in keys if self.open_at.get(k)), None)
+        open_at = next((self.open_at[k] for k in keys if self.open_at.get(k)), None)
+        if not open_at:
+            return None
+        return open_at[0] if len(open_at) == 1 else self._pick(open_at, caller, started)
 
-    def move(self, conversation_id: str, key: str | None, seq: int) -> None:
+    def _pick(self, open_at: list[str], caller: int | None, started: float | None) -> str:
+        """Of several conversations open at one key, the one a request sent at `started` by
+        `caller` continues: one whose reply had ended by then (a reply the agent had not had
+        could not be in its request), the caller's own before others', first come first."""
+        tip_from = self.tip_from
+        if started is not None:
+            had = [c for c in open_at if c not in tip_from or tip_from[c][1] <= started]
+            open_at = had or open_at
+        if caller is not None:
+            own = next((c for c in open_at if c in tip_from and tip_from[c][0] == caller), None)
+            if own is not None:
+                return own
+        return open_at[0]
+
+    def move(
+        self, conversation_id: str, key: str | None, seq: int, caller: int | None = None, ended: float = 0.0
+    ) -> None:
         """`conversation_id`'s latest context is now `key` (None: one keys can't follow, such as
-        a tool-runner thread request's); `seq` orders conversations that reach the same key."""
+        a tool-runner thread request's); `seq` orders conversations that reach the same key;
+        `caller` made the reply, which ended at `ended` (wall-clock seconds)."""
+        self.tip_from[conversation_id] = (caller, ended)
         old = self.tip_of.pop(conversation_id, None)
         if old is not None:
             self.open_at[old].remove(conversation_id)
