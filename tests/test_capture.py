@@ -587,7 +587,8 @@ def test_identical_conversations_at_once_from_threads_each_grow(api, rec, client
     for t in threads:
         t.start()
     for t in threads:
-        t.join(10)
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
     assert rec.flush(10)
     assert _threads(db_path) == [[1, 3, 5]] * 4
 

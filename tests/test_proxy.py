@@ -603,3 +603,21 @@ def test_recorded_calls_ask_only_for_encodings_the_record_can_be_decoded_from():
         assert "zstd" in kept and decode("zstd", zstd.compress(text)) == text
     raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
     assert decode("deflate", zlib.compress(text)) == text == decode("deflate", raw.compress(text) + raw.flush())
+
+
+def test_each_client_connection_is_a_caller_of_its_own(api):
+    """A call's record names the client connection it came over (`Captured.caller`), which tells
+    identical conversations run at once by different agents apart (see test_capture's
+    out-of-order tests): one client's calls share it, another client's differ."""
+    calls: list = []
+    proxy = start_background(api.url, calls.append)
+    try:
+        first = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY, max_retries=0)
+        second = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY, max_retries=0)
+        for client in (first, first, second):
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER)
+        assert wait_until(lambda: len(calls) == 3)
+    finally:
+        proxy.stop()
+    callers = [call.captured().caller for call in calls]
+    assert None not in callers and callers[0] == callers[1] != callers[2]

@@ -183,6 +183,9 @@ class Proxy:
             headers["accept-encoding"] = decodable(headers["accept-encoding"])
         call = ProxiedCall(key, attempt, request.path, tags, data, raw)
         call.server = self.server
+        # the client's connection stands for the caller: an agent's calls one after another
+        # usually go over one kept-alive connection, agents running at once over their own
+        call.caller = id(request.transport)
         return call
 
     async def forward(self, request: web.BaseRequest, headers: CIMultiDict[str], data: Any,

@@ -197,7 +197,7 @@ class ProxiedCall:
 
     __slots__ = ("call_key", "attempt", "t_start", "endpoint", "tags", "request_bytes", "request_headers",
                  "response_headers", "status", "chunks", "times", "p0", "p1", "p_first", "error", "abandoned",
-                 "encoding", "sse", "cut", "server")
+                 "encoding", "sse", "cut", "server", "caller")
 
     def __init__(self, call_key: str, attempt: int, endpoint: str, tags: dict[str, Any] | None, body: bytes,
                  headers: list[tuple[bytes, bytes]]) -> None:
@@ -223,6 +223,8 @@ class ProxiedCall:
         """The end of a chunk that ended mid-line: the marker may be cut in two."""
         self.server: tuple[str, int] | None = None
         """The upstream's (host, port), for the OTLP span (set by the proxy)."""
+        self.caller: int | None = None
+        """The client connection it came over (`Captured.caller`; set by the proxy)."""
 
     def answered(self, status: int, headers: list[tuple[bytes, bytes]], content_type: str, encoding: str) -> None:
         self.status, self.response_headers = status, headers
@@ -292,6 +294,7 @@ class ProxiedCall:
             error=self.error,
             abandoned=self.abandoned and self.error is None,
             server=self.server,
+            caller=self.caller,
         )
         if self.status is None:  # no answer came: nothing to keep but the error
             return record
