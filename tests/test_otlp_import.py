@@ -661,3 +661,26 @@ def test_bad_input_one_line_exit_2(tmp_path, content, what):
 def test_a_folder_is_bad_input(tmp_path):
     r = run(tmp_path / "b.db", "import", "otlp", tmp_path)
     assert r.exit_code == 2 and "folder" in r.output and r.output.count("\n") == 1
+
+
+def test_a_file_read_by_a_reader_process_imports_the_same(api, tmp_path, monkeypatch):
+    """Past READ_AHEAD_BYTES a reader process parses the file while the import writes
+    (readahead.py): the same lines come back, malformed lines and bad input are told the same."""
+    from replayer.cli import importing
+
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    lines = export_text(source)
+    path = tmp_path / "collector.jsonl"
+    path.write_text(collector_line(own_spans(lines, source)) + "\n" + '{"resourceSpans": [' + "\n")
+    monkeypatch.setattr(importing, "READ_AHEAD_BYTES", 0)
+    laptop = tmp_path / "laptop.db"
+    r = run(laptop, "import", "otlp", path, "--json")
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert (got["attempts"], got["lines"], [m["line"] for m in got["malformed"]]) == (len(lines), 1, [2])
+    assert export_text(laptop) == lines
+    bad = tmp_path / "prose.txt"
+    bad.write_text("hello, world\n")
+    r = run(laptop, "import", "otlp", bad)
+    assert r.exit_code == 2 and "is not OTLP JSON" in r.output and r.output.count("\n") == 1, r.output

@@ -1,0 +1,125 @@
+"""Reading ahead in a child process: an import's input read and parsed on one core while this
+process writes, on another, what was read before it.
+
+An import is a reader (a generator of picklable batches: parsing the input's JSON, the records it
+makes) and a writer (the Ingestor, one transaction per batch). Run one after the other, the
+writer waits for every line's parsing; here the reader runs in a child Python process
+(`python -m replayer.readahead MODULE:FUNCTION ARGS`) and sends its batches back over a pipe as
+frames (store/frames.py: big `bytes`, request bodies, go over as they are), at most about one
+batch ahead (a full pipe makes it wait), so both cores work and memory stays bounded.
+
+Any import can use it: the target is a module-level generator function taking JSON arguments.
+What it raises reaches the caller as the same exception (a bad input's one line, say); a child
+that dies without a word is an error naming its exit status. A small input, stdin, or a machine
+with one core are read in this process instead (`batches(..., inline=True)`): starting a Python
+process costs about a tenth of a second.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .store import frames
+
+END = "end"
+RAISE = "raise"
+ITEM = "item"
+
+
+class ReaderDied(Exception):
+    """The reader process ended without finishing or saying why."""
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _target(name: str) -> Callable[..., Iterator[Any]]:
+    module, _, function = name.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def batches(target: str, args: list[Any], *, inline: bool = False) -> Iterator[Any]:
+    """What `target(*args)` yields ("package.module:function", a generator; `args` JSON values),
+    made in a child process unless `inline` (or this machine has one core)."""
+    if inline or cores() < 2:
+        yield from _target(target)(*args)
+        return
+    env = dict(os.environ)
+    # the child imports replayer from where this process did (a checkout, a test's path)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "replayer.readahead", target, json.dumps(args)],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None
+    finished = False
+    try:
+        while True:
+            msg = frames.read_frame(proc.stdout)
+            if msg is None:
+                break
+            kind, value = msg
+            if kind == ITEM:
+                yield value
+            elif kind == RAISE:
+                finished = True
+                raise value
+            else:
+                finished = True
+                break
+    finally:
+        if not finished:
+            proc.kill()  # the caller stopped early (an error of its own, Ctrl-C): the rest is not wanted
+        proc.stdout.close()
+        code = proc.wait()
+    if not finished and code != 0:
+        raise ReaderDied(f"the reader process ended unexpectedly (exit status {code})")
+
+
+def _child(target: str, args_json: str) -> int:
+    """The reader process: frames of what the target yields on the pipe that was stdout (which
+    then points at stderr, so nothing printed can break a frame)."""
+    out = os.fdopen(os.dup(1), "wb", buffering=1 << 20)
+    os.dup2(2, 1)
+    try:
+        for item in _target(target)(*json.loads(args_json)):
+            _send(out, (ITEM, item))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as e:  # the caller raises it (a bad input's message)
+        try:
+            _send(out, (RAISE, e))
+        except Exception:  # (an exception that can't be pickled: its words)
+            _send(out, (RAISE, ReaderDied(f"the reader process failed: {type(e).__name__}: {e}")))
+    else:
+        _send(out, (END, None))
+    try:
+        out.flush()
+    except BrokenPipeError:
+        return 1
+    return 0
+
+
+def _send(out: Any, msg: Any) -> None:
+    for part in frames.encode(msg):
+        out.write(part)
+    out.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1], sys.argv[2]))
