@@ -684,3 +684,47 @@ def test_a_file_read_by_a_reader_process_imports_the_same(api, tmp_path, monkeyp
     bad.write_text("hello, world\n")
     r = run(laptop, "import", "otlp", bad)
     assert r.exit_code == 2 and "is not OTLP JSON" in r.output and r.output.count("\n") == 1, r.output
+
+
+def test_spans_arriving_out_of_turn_order_come_back_the_same(api, tmp_path, monkeypatch):
+    """A Collector writes spans as they end, batches interleaved: the latest turn (and a retry
+    before its first attempt) may come first, in an earlier transaction than the turns it follows."""
+    from replayer.otlp import batches
+
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    lines = export_text(source)
+    path = tmp_path / "collector.jsonl"
+    path.write_text("".join(collector_line(own_spans([x], source)) + "\n" for x in reversed(lines)))
+    monkeypatch.setattr(batches, "BATCH", 1)  # each span its own transaction
+    laptop = tmp_path / "laptop.db"
+    got = imported(laptop, path)
+    assert (got["attempts"], got["lines"]) == (len(lines), len(lines))
+    assert export_text(laptop) == lines
+    shown = [json.loads(run(db, "show", "conv_loop", "--json").stdout) for db in (source, laptop)]
+    assert shown[0] == shown[1]
+
+
+def test_an_integer_beyond_64_bits_in_a_request_survives_the_import(api, tmp_path):
+    """Request bodies stay exact: a number JSON allows and 64 bits don't hold is written back
+    digit for digit (not rounded through a float, not refused)."""
+    big = 2**70 + 1
+    api.enqueue(
+        Reply(body={"id": "msg_big", "type": "message", "role": "assistant", "model": MODEL, "stop_reason": "end_turn",
+                    "content": [{"type": "text", "text": "ok"}], "usage": {"input_tokens": 3, "output_tokens": 1}})
+    )  # fmt: skip
+    source = tmp_path / "team.db"
+    with Recorder(source) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY))
+        with rec.conversation("conv_big"):
+            client.messages.create(
+                model=MODEL, max_tokens=16, extra_body={"metadata": {"seed": big}},
+                messages=[{"role": "user", "content": [{"type": "text", "text": "count", "n": -big}]}],
+            )  # fmt: skip
+    lines = export_text(source)
+    assert str(big) in lines[0] and str(-big) in lines[0]
+    path = tmp_path / "collector.jsonl"
+    path.write_text(collector_line(own_spans(lines, source)) + "\n")
+    laptop = tmp_path / "laptop.db"
+    assert imported(laptop, path)["attempts"] == 1
+    assert export_text(laptop) == lines
