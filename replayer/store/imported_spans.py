@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from ..otlp.reading import Record
 
 CLAUDE_CODE = "claude-code"
+CACHE_KB = 64 << 10
+"""The import's page cache (this connection's only)."""
 
 
 @dataclass
@@ -60,6 +62,9 @@ class SpanWriter:
     def __init__(self, db: Database):
         self.db = db
         self.ingestor = Ingestor(db)
+        # a big import inserts into indexes keyed by hashes (blobs, call keys) at random places: past
+        # SQLite's default 2 MB of cache nearly every insert reads its page again
+        db.conn.execute(f"PRAGMA cache_size = {-CACHE_KB}")
 
     def write(self, records: list[Record], counts: SpanCounts) -> list[tuple[Record, str]]:
         """Write a batch in one transaction, adding to `counts`. A span that can't be written is
