@@ -728,3 +728,38 @@ def test_an_integer_beyond_64_bits_in_a_request_survives_the_import(api, tmp_pat
     laptop = tmp_path / "laptop.db"
     assert imported(laptop, path)["attempts"] == 1
     assert export_text(laptop) == lines
+
+
+def counting(n, fail):
+    """A reader for readahead's tests (imported by name in the reader process)."""
+    import os
+
+    for i in range(n):
+        yield {"i": i, "body": bytes([i % 256]) * 5000}
+    if fail == "error":
+        raise ValueError("line 3: not what was expected")
+    if fail == "die":
+        os._exit(3)
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_readahead_gives_what_the_reader_yields_and_raises_what_it_raises(inline, monkeypatch):
+    import os
+
+    from replayer import readahead
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    monkeypatch.setenv("PYTHONPATH", here)  # (the reader process imports this module by name)
+    target = f"{__name__}:counting"
+    got = list(readahead.batches(target, [3, None], inline=inline))
+    assert got == [{"i": i, "body": bytes([i]) * 5000} for i in range(3)]
+    seen = []
+    with pytest.raises(ValueError, match="line 3: not what was expected"):
+        seen.extend(readahead.batches(target, [2, "error"], inline=inline))
+    assert len(seen) == 2
+    if not inline:
+        with pytest.raises(readahead.ReaderDied, match="exit status 3"):
+            list(readahead.batches(target, [1, "die"]))
+        stopped = readahead.batches(target, [10_000, None])  # the caller stops early: the reader is ended
+        assert next(stopped)["i"] == 0
+        stopped.close()
