@@ -158,7 +158,7 @@ def otlp(
     progress: Any = (
         click.progressbar(length=size, label="importing", file=sys.stderr) if bar else contextlib.nullcontext(None)
     )
-    with progress as shown:
+    with contextlib.closing(reader), progress as shown:  # (closed: a reader process still running is ended)
         done = 0
         try:
             for batch in reader:
