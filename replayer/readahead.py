@@ -80,6 +80,7 @@ def _in_child(target: str, args: list[Any]) -> Generator[Any, None, None]:
         [sys.executable, "-m", "replayer.readahead", target, json.dumps(args)],
         stdout=subprocess.PIPE,
         env=env,
+        start_new_session=True,  # Ctrl-C is this process's to handle: it ends the reader (no second traceback)
     )
     assert proc.stdout is not None
     finished = False
