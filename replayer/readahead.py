@@ -26,6 +26,7 @@ import os
 import pickle
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Generator, Iterator
 from typing import IO, Any
 
@@ -59,14 +60,25 @@ def _target(name: str) -> Callable[..., Iterator[Any]]:
 
 def batches(target: str, args: list[Any], *, inline: bool = False) -> Generator[Any, None, None]:
     """What `target(*args)` yields ("package.module:function", a generator; `args` JSON values),
-    made in a child process unless `inline` (or this machine has one core)."""
+    made in a child process unless `inline` (or this machine has one core). A reader process that
+    dies before its first batch (it could not start: an odd interpreter, say) is told of on stderr
+    and the input read here instead; one that dies later raises ReaderDied."""
     before = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLD)  # (the writer's side too, while the caller writes between batches)
     try:
-        if inline or cores() < 2:
+        if inline or cores() < 2 or not sys.executable:
             yield from _target(target)(*args)
-        else:
-            yield from _in_child(target, args)
+            return
+        started = False
+        try:
+            for item in _in_child(target, args):
+                started = True
+                yield item
+        except ReaderDied as e:
+            if started:
+                raise
+            print(f"replayer: {e}; reading in this process instead", file=sys.stderr)
+            yield from _target(target)(*args)
     finally:
         gc.set_threshold(*before)
 
@@ -76,9 +88,11 @@ def _in_child(target: str, args: list[Any]) -> Generator[Any, None, None]:
     # the child imports replayer from where this process did (a checkout, a test's path)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    said = tempfile.TemporaryFile()  # its stderr: the last line names what killed it
     proc = subprocess.Popen(
         [sys.executable, "-m", "replayer.readahead", target, json.dumps(args)],
         stdout=subprocess.PIPE,
+        stderr=said,
         env=env,
         start_new_session=True,  # Ctrl-C is this process's to handle: it ends the reader (no second traceback)
     )
@@ -103,8 +117,11 @@ def _in_child(target: str, args: list[Any]) -> Generator[Any, None, None]:
             proc.kill()  # the caller stopped early (an error of its own, Ctrl-C): the rest is not wanted
         proc.stdout.close()
         code = proc.wait()
+        said.seek(0)
+        last = (said.read().decode("utf-8", "replace").strip().splitlines() or [""])[-1]
+        said.close()
     if not finished and code != 0:
-        raise ReaderDied(f"the reader process ended unexpectedly (exit status {code})")
+        raise ReaderDied(f"the reader process ended unexpectedly (exit status {code}{': ' + last if last else ''})")
 
 
 def _child(target: str, args_json: str) -> int:

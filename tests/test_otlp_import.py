@@ -734,6 +734,9 @@ def counting(n, fail):
     """A reader for readahead's tests (imported by name in the reader process)."""
     import os
 
+    if fail == "no start" and sys.argv[0].endswith("readahead.py"):  # (only in a reader process)
+        print("ImportError: no module named something_missing", file=sys.stderr)
+        os._exit(1)
     for i in range(n):
         yield {"i": i, "body": bytes([i % 256]) * 5000}
     if fail == "error":
@@ -743,7 +746,7 @@ def counting(n, fail):
 
 
 @pytest.mark.parametrize("inline", [False, True])
-def test_readahead_gives_what_the_reader_yields_and_raises_what_it_raises(inline, monkeypatch):
+def test_readahead_gives_what_the_reader_yields_and_raises_what_it_raises(inline, monkeypatch, capsys):
     import os
 
     from replayer import readahead
@@ -760,6 +763,9 @@ def test_readahead_gives_what_the_reader_yields_and_raises_what_it_raises(inline
     if not inline:
         with pytest.raises(readahead.ReaderDied, match="exit status 3"):
             list(readahead.batches(target, [1, "die"]))
+        # a reader process that can't start: said on stderr, and the input read in this process
+        assert [x["i"] for x in readahead.batches(target, [2, "no start"])] == [0, 1]
+        assert "something_missing); reading in this process instead" in capsys.readouterr().err
         stopped = readahead.batches(target, [10_000, None])  # the caller stops early: the reader is ended
         assert next(stopped)["i"] == 0
         stopped.close()
