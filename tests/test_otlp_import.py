@@ -661,3 +661,111 @@ def test_bad_input_one_line_exit_2(tmp_path, content, what):
 def test_a_folder_is_bad_input(tmp_path):
     r = run(tmp_path / "b.db", "import", "otlp", tmp_path)
     assert r.exit_code == 2 and "folder" in r.output and r.output.count("\n") == 1
+
+
+def test_a_file_read_by_a_reader_process_imports_the_same(api, tmp_path, monkeypatch):
+    """Past READ_AHEAD_BYTES a reader process parses the file while the import writes
+    (readahead.py): the same lines come back, malformed lines and bad input are told the same."""
+    from replayer.cli import importing
+
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    lines = export_text(source)
+    path = tmp_path / "collector.jsonl"
+    path.write_text(collector_line(own_spans(lines, source)) + "\n" + '{"resourceSpans": [' + "\n")
+    monkeypatch.setattr(importing, "READ_AHEAD_BYTES", 0)
+    laptop = tmp_path / "laptop.db"
+    r = run(laptop, "import", "otlp", path, "--json")
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert (got["attempts"], got["lines"], [m["line"] for m in got["malformed"]]) == (len(lines), 1, [2])
+    assert export_text(laptop) == lines
+    bad = tmp_path / "prose.txt"
+    bad.write_text("hello, world\n")
+    r = run(laptop, "import", "otlp", bad)
+    assert r.exit_code == 2 and "is not OTLP JSON" in r.output and r.output.count("\n") == 1, r.output
+
+
+def test_spans_arriving_out_of_turn_order_come_back_the_same(api, tmp_path, monkeypatch):
+    """A Collector writes spans as they end, batches interleaved: the latest turn (and a retry
+    before its first attempt) may come first, in an earlier transaction than the turns it follows."""
+    from replayer.otlp import batches
+
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    lines = export_text(source)
+    path = tmp_path / "collector.jsonl"
+    path.write_text("".join(collector_line(own_spans([x], source)) + "\n" for x in reversed(lines)))
+    monkeypatch.setattr(batches, "BATCH", 1)  # each span its own transaction
+    laptop = tmp_path / "laptop.db"
+    got = imported(laptop, path)
+    assert (got["attempts"], got["lines"]) == (len(lines), len(lines))
+    assert export_text(laptop) == lines
+    shown = [json.loads(run(db, "show", "conv_loop", "--json").stdout) for db in (source, laptop)]
+    assert shown[0] == shown[1]
+
+
+def test_an_integer_beyond_64_bits_in_a_request_survives_the_import(api, tmp_path):
+    """Request bodies stay exact: a number JSON allows and 64 bits don't hold is written back
+    digit for digit (not rounded through a float, not refused)."""
+    big = 2**70 + 1
+    api.enqueue(
+        Reply(body={"id": "msg_big", "type": "message", "role": "assistant", "model": MODEL, "stop_reason": "end_turn",
+                    "content": [{"type": "text", "text": "ok"}], "usage": {"input_tokens": 3, "output_tokens": 1}})
+    )  # fmt: skip
+    source = tmp_path / "team.db"
+    with Recorder(source) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY))
+        with rec.conversation("conv_big"):
+            client.messages.create(
+                model=MODEL, max_tokens=16, extra_body={"metadata": {"seed": big}},
+                messages=[{"role": "user", "content": [{"type": "text", "text": "count", "n": -big}]}],
+            )  # fmt: skip
+    lines = export_text(source)
+    assert str(big) in lines[0] and str(-big) in lines[0]
+    path = tmp_path / "collector.jsonl"
+    path.write_text(collector_line(own_spans(lines, source)) + "\n")
+    laptop = tmp_path / "laptop.db"
+    assert imported(laptop, path)["attempts"] == 1
+    assert export_text(laptop) == lines
+
+
+def counting(n, fail):
+    """A reader for readahead's tests (imported by name in the reader process)."""
+    import os
+
+    if fail == "no start" and sys.argv[0].endswith("readahead.py"):  # (only in a reader process)
+        print("ImportError: no module named something_missing", file=sys.stderr)
+        os._exit(1)
+    for i in range(n):
+        yield {"i": i, "body": bytes([i % 256]) * 5000}
+    if fail == "error":
+        raise ValueError("line 3: not what was expected")
+    if fail == "die":
+        os._exit(3)
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_readahead_gives_what_the_reader_yields_and_raises_what_it_raises(inline, monkeypatch, capsys):
+    import os
+
+    from replayer import readahead
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    monkeypatch.setenv("PYTHONPATH", here)  # (the reader process imports this module by name)
+    target = f"{__name__}:counting"
+    got = list(readahead.batches(target, [3, None], inline=inline))
+    assert got == [{"i": i, "body": bytes([i]) * 5000} for i in range(3)]
+    seen = []
+    with pytest.raises(ValueError, match="line 3: not what was expected"):
+        seen.extend(readahead.batches(target, [2, "error"], inline=inline))
+    assert len(seen) == 2
+    if not inline:
+        with pytest.raises(readahead.ReaderDied, match="exit status 3"):
+            list(readahead.batches(target, [1, "die"]))
+        # a reader process that can't start: said on stderr, and the input read in this process
+        assert [x["i"] for x in readahead.batches(target, [2, "no start"])] == [0, 1]
+        assert "something_missing); reading in this process instead" in capsys.readouterr().err
+        stopped = readahead.batches(target, [10_000, None])  # the caller stops early: the reader is ended
+        assert next(stopped)["i"] == 0
+        stopped.close()

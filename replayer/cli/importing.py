@@ -128,7 +128,8 @@ def otlp(
     content are counted and skipped. Importing again adds only what is new.
     """
     from ..filters import FilterError, time_bound
-    from ..otlp import reading
+    from ..otlp import batches, reading
+    from ..readahead import batches as read_ahead
     from ..store.imported_spans import SpanCounts, SpanWriter
     from ..store.schema import open_db
 
@@ -143,111 +144,67 @@ def otlp(
         if p.is_dir():
             raise UserError(f"{p} is a folder: give a file the Collector's file exporter wrote")
         path = str(p)
-    try:
-        lines, position = reading.open_input(path)
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
     size = _size(path)
+    name = "stdin" if path == "-" else path
+    # a big file is read and parsed by a reader process while this one writes (readahead.py)
+    reader = read_ahead(
+        "replayer.otlp.batches:read", [path, bound, user, conversation], inline=size is None or size < READ_AHEAD_BYTES
+    )
     writer = SpanWriter(open_db(db_path(ctx)))
     counts = SpanCounts()
-    run = _OtlpRun(bound, user, conversation)
+    failed: list[reading.Malformed] = []
+    tally = batches.Tally()
     bar = size is not None and (sys.stderr.isatty() or size > BIG_OTLP_BYTES)
     progress: Any = (
         click.progressbar(length=size, label="importing", file=sys.stderr) if bar else contextlib.nullcontext(None)
     )
-    name = "stdin" if path == "-" else path
-    with lines, progress as shown:
+    with contextlib.closing(reader), progress as shown:  # (closed: a reader process still running is ended)
         done = 0
         try:
-            for number, doc in reading.documents(lines, run.malformed):
-                for span in reading.spans(number, doc, run.malformed):
-                    run.take(span)
-                if len(run.batch) >= OTLP_BATCH:
-                    run.flush(writer, counts)
+            for batch in reader:
+                if batch.records:
+                    records = [reading.Record.from_wire(r) for r in batch.records]
+                    for r, why in writer.write(records, counts):  # never fatal: reported as a malformed line
+                        failed.append(reading.Malformed(r.line, f"a chat span that could not be imported ({why})"))
+                if batch.tally is not None:
+                    tally = batch.tally
                 if shown is not None:
-                    at = position()
-                    shown.update(at - done)
-                    done = at
+                    shown.update(batch.position - done)
+                    done = batch.position
+        except batches.CannotRead as e:
+            raise UserError(f"cannot read {path}: {e}") from None
         except reading.NotOtlp as e:
             raise UserError(
                 f"{name} is not OTLP JSON ({e}): give the JSON lines a Collector's file exporter writes (format: json)"
             ) from None
-        run.flush(writer, counts)
 
-    malformed = sorted(run.malformed, key=lambda m: m.line)
+    malformed = sorted(tally.malformed + failed, key=lambda m: m.line)
     for m in malformed[:MAX_REPORTED]:
         click.echo(f"replayer: {name}: {m} (skipped)", err=True)
     if len(malformed) > MAX_REPORTED:
         click.echo(f"replayer: … and {plural(len(malformed) - MAX_REPORTED, 'more malformed line')}", err=True)
     if as_json:
         doc = {
-            "lines": len(run.lines),
+            "lines": tally.lines,
             "attempts": counts.exact,
             "reconstructed": counts.reconstructed,
             "already_imported": counts.known,
             "matched_recorded": counts.merged,
             "conversations": sorted(counts.conversations),
-            "skipped": run.skipped,
-            "filtered_out": run.filtered,
-            "other_spans": run.others,
+            "skipped": tally.skipped,
+            "filtered_out": tally.filtered,
+            "other_spans": tally.others,
             "malformed": [{"line": m.line, "what": m.what} for m in malformed],
         }
         click.echo(json.dumps(doc, ensure_ascii=False))
-    click.echo(_otlp_summary(counts, run, len(malformed)), err=True)
+    click.echo(_otlp_summary(counts, tally, len(malformed)), err=True)
 
 
 BIG_OTLP_BYTES = 8 << 20
 """A file past which the progress bar shows even when stderr isn't a terminal."""
-OTLP_BATCH = 2000
-"""Spans written per transaction."""
-
-
-class _OtlpRun:
-    """One `import otlp`: the filters, the batch being gathered, and what was skipped and why."""
-
-    def __init__(self, since: str | None, user: str | None, conversation: str | None) -> None:
-        from ..otlp.reading import Malformed, Record
-
-        self.since, self.user, self.conversation = since, user, conversation
-        self.batch: list[Record] = []
-        self.malformed: list[Malformed] = []
-        self.skipped: dict[str, int] = {}
-        self.filtered = 0
-        self.others = 0
-        self.lines: set[int] = set()
-
-    def take(self, span: Any) -> None:
-        from ..otlp import reading
-
-        self.lines.add(span.line)
-        if not reading.is_chat(span.attributes):
-            self.others += 1
-            return
-        try:
-            got = reading.record(span)
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
-            self.malformed.append(reading.Malformed(span.line, f"a chat span that can't be read ({e})"))
-            return
-        if isinstance(got, str):
-            self.skipped[got] = self.skipped.get(got, 0) + 1
-            return
-        ctx = got.captured.ctx
-        if (
-            (self.since and got.started_at < self.since)
-            or (self.user and (ctx is None or ctx.user_id != self.user))
-            or (self.conversation and (ctx is None or ctx.conversation_id != self.conversation))
-        ):
-            self.filtered += 1
-            return
-        self.batch.append(got)
-
-    def flush(self, writer: Any, counts: Any) -> None:
-        from ..otlp.reading import Malformed
-
-        if self.batch:
-            for r, why in writer.write(self.batch, counts):  # never fatal: reported as a malformed line
-                self.malformed.append(Malformed(r.line, f"a chat span that could not be imported ({why})"))
-        self.batch = []
+READ_AHEAD_BYTES = 16 << 20
+"""A file past which a reader process parses it while this one writes (about 800 spans with
+content: starting the process costs about a tenth of a second)."""
 
 
 def _size(path: str) -> int | None:
@@ -259,7 +216,7 @@ def _size(path: str) -> int | None:
         return None
 
 
-def _otlp_summary(counts: Any, run: _OtlpRun, malformed: int) -> str:
+def _otlp_summary(counts: Any, tally: Any, malformed: int) -> str:
     parts = []
     if counts.known:
         parts.append(f"{plural(counts.known, 'span')} imported before")
@@ -267,10 +224,10 @@ def _otlp_summary(counts: Any, run: _OtlpRun, malformed: int) -> str:
         parts.append(f"{plural(counts.merged, 'span')} of calls already recorded, kept as recorded")
     from ..otlp.reading import WHY
 
-    for why, k in sorted(run.skipped.items()):
+    for why, k in sorted(tally.skipped.items()):
         parts.append(f"{plural(k, 'chat span')} skipped: {WHY.get(why, why)}")
-    if run.filtered:
-        parts.append(f"{plural(run.filtered, 'span')} left out by the filters")
+    if tally.filtered:
+        parts.append(f"{plural(tally.filtered, 'span')} left out by the filters")
     if malformed:
         parts.append(f"{plural(malformed, 'malformed line')} skipped")
     what = []
@@ -280,7 +237,7 @@ def _otlp_summary(counts: Any, run: _OtlpRun, malformed: int) -> str:
         what.append(f"{plural(counts.reconstructed, 'reconstructed turn')}")
     head = (
         f"imported {' and '.join(what)} ({plural(len(counts.conversations), 'new conversation')})"
-        f" from {plural(len(run.lines), 'line')} of spans"
+        f" from {plural(tally.lines, 'line')} of spans"
     )
     return head + (f" ({'; '.join(parts)})" if parts else "")
 

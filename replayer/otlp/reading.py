@@ -27,8 +27,9 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
+from operator import attrgetter
 from typing import IO, Any, cast
 
 import orjson
@@ -102,6 +103,33 @@ class Record:
     parent_conversation_id: str | None = None
     unknown_events: list[Any] | None = None
     response_id: str | None = None
+
+    def wire(self) -> tuple[Any, ...]:
+        """The record as plain tuples, for a pipe between processes (readahead.py): pickling the
+        dataclasses themselves goes field by field in Python, three times as slow."""
+        c = self.captured
+        values = list(_CAPTURED_VALUES(c))
+        if c.ctx is not None:
+            values[_CTX_AT] = _CONTEXT_VALUES(c.ctx)
+        out = list(_RECORD_VALUES(self))
+        out[_CAPTURED_AT] = values
+        return tuple(out)
+
+    @staticmethod
+    def from_wire(t: tuple[Any, ...]) -> Record:
+        values = t[_CAPTURED_AT]
+        if values[_CTX_AT] is not None:
+            values[_CTX_AT] = Context(*values[_CTX_AT])
+        out = list(t)
+        out[_CAPTURED_AT] = Captured(*values)
+        return Record(*out)
+
+
+_CAPTURED_VALUES = attrgetter(*(f.name for f in fields(Captured)))
+_CONTEXT_VALUES = attrgetter(*(f.name for f in fields(Context)))
+_RECORD_VALUES = attrgetter(*(f.name for f in fields(Record)))
+_CTX_AT = [f.name for f in fields(Captured)].index("ctx")
+_CAPTURED_AT = [f.name for f in fields(Record)].index("captured")
 
 
 # -- the input ---------------------------------------------------------------------------------

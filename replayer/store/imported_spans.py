@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from ..otlp.reading import Record
 
 CLAUDE_CODE = "claude-code"
+CACHE_KB = 64 << 10
+"""The import's page cache (this connection's only)."""
 
 
 @dataclass
@@ -60,6 +62,9 @@ class SpanWriter:
     def __init__(self, db: Database):
         self.db = db
         self.ingestor = Ingestor(db)
+        # a big import inserts into indexes keyed by hashes (blobs, call keys) at random places: past
+        # SQLite's default 2 MB of cache nearly every insert reads its page again
+        db.conn.execute(f"PRAGMA cache_size = {-CACHE_KB}")
 
     def write(self, records: list[Record], counts: SpanCounts) -> list[tuple[Record, str]]:
         """Write a batch in one transaction, adding to `counts`. A span that can't be written is
@@ -87,29 +92,33 @@ class SpanWriter:
 
     def _write(self, records: list[Record], counts: SpanCounts) -> None:
         with self.ingestor.transaction():
+            known = _Known(self.db.conn, [r for r in records if r.exact])
             for r in records:
                 try:
-                    self._record(r, counts)
+                    self._record(r, counts, known)
                 except Exception as e:
                     if isinstance(e, sqlite3.Error) and fault_of(e) is not None:
                         raise  # the database's trouble (locked, full, read-only): not the span's
                     raise _SpanFailed(r, f"{type(e).__name__}: {e}") from e
 
-    def _record(self, r: Record, counts: SpanCounts) -> None:
+    def _record(self, r: Record, counts: SpanCounts, known: _Known) -> None:
         conn = self.db.conn
         c = r.captured
         conv = c.ctx.conversation_id if c.ctx else None
+        new_turn_id = False
         if r.exact:
-            if conn.execute(
-                "SELECT 1 FROM attempts WHERE turn_id = ? AND attempt = ?", (c.turn_id, c.attempt)
-            ).fetchone():
+            if (c.turn_id, c.attempt) in known.attempts:
                 counts.known += 1
                 return
-            row = conn.execute("SELECT started_at FROM conversations WHERE id = ?", (conv,)).fetchone()
-            if row is None:
+            started = known.conversations.get(str(conv))
+            if started is None:
                 counts.conversations.add(str(conv))
-            elif row[0] > r.started_at:  # a slice's earlier turn: the conversation starts with it
+            elif started > r.started_at:  # a slice's earlier turn: the conversation starts with it
                 conn.execute("UPDATE conversations SET started_at = ? WHERE id = ?", (r.started_at, conv))
+            known.conversations[str(conv)] = min(started or r.started_at, r.started_at)
+            new_turn_id = c.turn_id not in known.turns
+            known.attempts.add((c.turn_id, c.attempt))
+            known.turns.add(str(c.turn_id))
         else:
             key = digest(c.call_key)[:16]
             if conn.execute("SELECT 1 FROM turns WHERE call_key = ?", (key,)).fetchone():
@@ -123,7 +132,7 @@ class SpanWriter:
                 return
             if conv and not conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conv,)).fetchone():
                 counts.conversations.add(conv)
-        stored = self.ingestor.store(c)
+        stored = self.ingestor.store(c, new_turn_id=new_turn_id)
         if stored is None:  # (no redaction here: never None)
             return
         turn = self.ingestor.turn_by_call[digest(c.call_key)[:16]]
@@ -157,3 +166,33 @@ class SpanWriter:
                 "INSERT OR IGNORE INTO conversation_links(conversation_id, parent_id, kind) VALUES (?, ?, ?)",
                 (stored.conversation_id, r.parent_conversation_id, kind),
             )
+
+
+class _Known:
+    """What a batch of replayer's own spans finds in the database, asked for at once (a query or
+    two per batch, not per span), and kept up to date as the batch is written."""
+
+    CHUNK = 500
+    """Ids per query (SQLite's limit on parameters is 999 in old versions)."""
+
+    def __init__(self, conn: sqlite3.Connection, records: list[Record]) -> None:
+        turn_ids = sorted({str(r.captured.turn_id) for r in records})
+        conversations = sorted({str(r.captured.ctx.conversation_id) for r in records if r.captured.ctx})
+        self.attempts: set[tuple[str | None, int]] = set()
+        """(turn id, attempt) stored."""
+        self.turns: set[str] = set()
+        self.conversations: dict[str, str] = {}
+        """Conversation id -> started_at."""
+        for ids in _chunks(turn_ids, self.CHUNK):
+            marks = ",".join("?" * len(ids))
+            self.turns.update(t for (t,) in conn.execute(f"SELECT id FROM turns WHERE id IN ({marks})", ids))
+            self.attempts.update(conn.execute(f"SELECT turn_id, attempt FROM attempts WHERE turn_id IN ({marks})", ids))
+        for ids in _chunks(conversations, self.CHUNK):
+            marks = ",".join("?" * len(ids))
+            self.conversations.update(
+                conn.execute(f"SELECT id, started_at FROM conversations WHERE id IN ({marks})", ids)
+            )
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -147,6 +147,8 @@ class Ingestor:
         """usage rows waiting for `write_pending` (the rollup is summed from them)."""
         self.touched: dict[int, Touched] = {}
         """Conversations' new turns waiting for `write_pending`, by conversation rowid."""
+        self.header_blobs: BoundedDict[tuple[Any, ...], int] = BoundedDict(64)
+        """Protocol headers' items -> their blob."""
 
     # -- the batch around the attempts --------------------------------------------------------
     def others_wrote(self) -> None:
@@ -230,14 +232,18 @@ class Ingestor:
         self.last_reads.clear()
         self.tool_results.forget()
         self.blobs.forget()
+        self.header_blobs.clear()
         self.streams.forget()
         self.scanner.forget()
         self.turn_by_call.clear()
 
     # -- one attempt ----------------------------------------------------------------------------
-    def store(self, captured: Captured, redact: Redact | None = None, log_event: bool = False) -> Stored | None:
+    def store(
+        self, captured: Captured, redact: Redact | None = None, log_event: bool = False, *, new_turn_id: bool = False
+    ) -> Stored | None:
         """Write one attempt (and its turn and conversation when new). None when `redact` kept
-        nothing of it.
+        nothing of it. `new_turn_id`: the caller knows that no turn has `captured.turn_id` yet (a
+        bulk import asks for a batch's turns at once), so none is looked up.
 
         Some rows (search text, usage and rollup, thread tips, turn counts) wait here for the
         batch's end: call `write_pending()` before committing, as `Writer` does."""
@@ -259,7 +265,7 @@ class Ingestor:
         # the turn this attempt belongs to
         call_key = digest(captured.call_key)[:16]
         turn = self.turn_by_call.get(call_key)
-        if turn is None and (captured.attempt > 0 or captured.turn_id is not None):
+        if turn is None and (captured.attempt > 0 or captured.turn_id is not None) and not new_turn_id:
             # a given turn id (an import of replayer's own spans) finds its turn by that id
             by, key = ("t.id", captured.turn_id) if captured.turn_id is not None else ("t.call_key", call_key)
             row = conn.execute(
@@ -305,7 +311,7 @@ class Ingestor:
                 parsed.system,
                 parsed.tools,
                 parsed.node,
-                self.blobs.blob(captured.headers) if captured.headers else None,
+                self._headers_blob(captured.headers) if captured.headers else None,
                 (dumps_plain(response_skeleton) if plain else codec.dumps(response_skeleton))
                 if response_skeleton is not None
                 else None,
@@ -383,6 +389,18 @@ class Ingestor:
                 captured, turn.id, turn.conversation_id, body, model, usage, stop_reason, response, error
             )
         return Stored(turn.conversation_id, new_turn, event, attempt_id)
+
+    def _headers_blob(self, headers: dict[str, Any]) -> int:
+        """The blob of an attempt's protocol headers: nearly always the last ones, found by their
+        items without writing their canonical JSON again."""
+        try:
+            key = tuple(headers.items())
+            got = self.header_blobs.get(key)
+        except TypeError:  # (a redaction hook can leave anything there)
+            return self.blobs.blob(headers)
+        if got is None:
+            got = self.header_blobs[key] = self.blobs.blob(headers)
+        return got
 
     def _new_turn(
         self, captured: Captured, parsed: ParsedRequest, started: str, call_key: str, reply: Reply | None

@@ -1,0 +1,98 @@
+"""The reading side of `replayer import otlp`: the input's chat spans as records, in batches of one
+transaction each, with the filters applied and a tally of what was left out and why.
+
+A generator of picklable batches, so the import can run it in a reader process (readahead.py)
+while it writes the batch before; or in its own process for a small input or stdin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import reading
+from .reading import Malformed, Record
+
+BATCH = 2000
+"""Spans written per transaction."""
+
+
+class CannotRead(Exception):
+    """The input can't be opened (bad input: one line, exit 2)."""
+
+
+@dataclass(slots=True)
+class Tally:
+    """What the reading left out, and how much it read."""
+
+    malformed: list[Malformed] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Chat spans skipped, by why (reading.NO_CONTENT...)."""
+    filtered: int = 0
+    """Chat spans the filters left out."""
+    others: int = 0
+    """Spans that are no chat call."""
+    lines: int = 0
+    """Lines that held spans."""
+
+
+@dataclass(slots=True)
+class Batch:
+    """Records to write in one transaction; `position`: bytes of the input read so far (of the
+    compressed file for gzip; 0 for stdin); `tally`: on the last batch only."""
+
+    records: list[Any]
+    """reading.Record.wire() tuples (cheaper to send between processes than the objects)."""
+    position: int
+    tally: Tally | None = None
+
+
+def read(path: str, since: str | None, user: str | None, conversation: str | None) -> Iterator[Batch]:
+    """The batches of `path` ("-": stdin) under the filters (`since`: an ISO time bound). Raises
+    CannotRead, or reading.NotOtlp for an input that is no OTLP JSON."""
+    try:
+        lines, position = reading.open_input(path)
+    except OSError as e:
+        raise CannotRead(e.strerror or str(e)) from None
+    tally = Tally()
+    seen: set[int] = set()
+    batch: list[Any] = []
+    with lines:
+        for number, doc in reading.documents(lines, tally.malformed):
+            for span in reading.spans(number, doc, tally.malformed):
+                seen.add(span.line)
+                got = _take(span, tally, since, user, conversation)
+                if got is not None:
+                    batch.append(got.wire())
+            if len(batch) >= BATCH:
+                yield Batch(batch, position())
+                batch = []
+        tally.lines = len(seen)
+        yield Batch(batch, position(), tally)
+
+
+def _take(
+    span: reading.Span, tally: Tally, since: str | None, user: str | None, conversation: str | None
+) -> Record | None:
+    """The span's record when it is a chat span to import; else counted in `tally`."""
+    if not reading.is_chat(span.attributes):
+        tally.others += 1
+        return None
+    try:
+        got = reading.record(span)
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        tally.malformed.append(Malformed(span.line, f"a chat span that can't be read ({e})"))
+        return None
+    if isinstance(got, str):
+        tally.skipped[got] = tally.skipped.get(got, 0) + 1
+        return None
+    ctx = got.captured.ctx
+    if (
+        (since and got.started_at < since)
+        or (user and (ctx is None or ctx.user_id != user))
+        or (conversation and (ctx is None or ctx.conversation_id != conversation))
+    ):
+        tally.filtered += 1
+        return None
+    return got
