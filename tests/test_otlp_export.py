@@ -494,3 +494,70 @@ def test_a_lone_surrogate_does_not_cost_the_batch(api, db_path, receiver):
     first = next(s for s in spans if "half" in s["attributes"][names.INPUT_MESSAGES])
     assert "half \\ud800 pair" in first["attributes"][names.INPUT_MESSAGES]
     assert "\\ud800" in first["attributes"][names.REQUEST]
+
+
+def varied_recording(api, db: Path) -> None:
+    """Attempts of every shape a span is made of: a tool loop (system, tools, stop sequences, a
+    429 retried), a stream with an event this version doesn't know, a 400, a conversation growing
+    by a turn, a long context at once, a lone surrogate, a body that isn't an object, a failed
+    connection, a float parameter and an integer beyond 64 bits."""
+    from replayer.fakeapi import message_events
+
+    streamed = message_events(message(3, [{"type": "text", "text": "streamed ünïcode ✓"}], "end_turn"))
+    streamed.insert(2, {"event": "mystery", "data": {"type": "mystery", "clue": 7}})
+    script_loop(api)
+    api.enqueue(Reply(sse=streamed),
+                Reply(status=400, body={"type": "error", "error": {"type": "invalid_request_error", "message": "no"}}))
+    history = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}"} for i in range(71)]
+    with Recorder(db, otlp=False) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=2))
+        with rec.conversation("conv_varied", user_id="user_3", tags={"run": "r1"}, trace_id="trace-9"):
+            tool_loop(client)
+        with client.messages.stream(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "stream"}]) as s:
+            s.get_final_message()
+        with pytest.raises(anthropic.BadRequestError):
+            client.messages.create(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "refuse me"}])
+        reply = {"id": "msg_v1", "type": "message", "role": "assistant", "model": MODEL, "stop_reason": "end_turn",
+                 "content": [{"type": "text", "text": "ok"}], "usage": {"input_tokens": 3, "output_tokens": 1}}
+        for turns in (1, 3, 5):  # one conversation, a turn longer each time
+            rec.record({"model": "m", "max_tokens": 5, "temperature": 0.3, "top_k": 12345678901234567890123,
+                        "messages": history[:turns]}, reply, latency_ms=2.0, conversation_id="conv_grow")
+        rec.record({"model": "m", "max_tokens": 5, "messages": history}, reply, latency_ms=3.0)
+        rec.record('{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"half \\ud800 pair"}]}',
+                   reply, latency_ms=1.0)
+        rec.record('["not", "an", "object"]', reply, latency_ms=1.0)
+        rec.record({"model": "m", "max_tokens": 5, "messages": history[:1]},
+                   error={"type": "connection_error", "message": "refused"}, latency_ms=4.0)
+
+
+def test_span_values_read_from_the_store_are_the_export_lines(api, db_path):
+    """The exporter reads each attempt's values from the database (otlp/lines.py) instead of
+    making its export line and parsing it back: for every attempt, one by one as the exporter
+    gets them and all at once, with content and without, the attributes are those the export
+    line itself gives (every value's exact text included)."""
+    from replayer.otlp.lines import Reader
+
+    varied_recording(api, db_path)
+    store = Store(open_db(db_path, create=False))
+    expected = {}
+    for text in store.export_lines():
+        line, texts = split(text)
+        expected[(line["turn_id"], line["attempt"])] = line, texts
+    assert len(expected) == 12
+    tags = dict(store.db.execute("SELECT t.id, tags_json FROM turns t JOIN conversations c ON c.id = conversation_id"))
+    ids = [row[0] for row in store.db.execute("SELECT id FROM attempts ORDER BY id")]
+    for content in (False, True):
+        for batches in ([[i] for i in ids], [ids]):
+            reader = Reader(Store(open_db(db_path, create=False)))
+            seen = 0
+            for batch in batches:
+                for row in reader.rows(batch):
+                    seen += 1
+                    line, texts, messages = reader.line(row, content=content)
+                    want_line, want_texts = expected[(row["turn_id"], row["attempt"])]
+                    turn_tags = json.loads(row["turn_tags"]) if row["turn_tags"] else None
+                    assert turn_tags == (json.loads(tags[row["turn_id"]]) if tags[row["turn_id"]] else None)
+                    got = attributes(line, content=content, texts=texts, tags=turn_tags, messages=messages)
+                    want = attributes(want_line, content=content, texts=want_texts, tags=turn_tags)
+                    assert got == want, (row["turn_id"], row["attempt"])
+            assert seen == len(ids)

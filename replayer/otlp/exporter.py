@@ -112,7 +112,7 @@ class Exporter:
         self._closing = False
         self._provider: Any = None
         self._tracer: Any = None
-        self._store: Any = None
+        self._reader: Any = None
 
     # -- the writer's thread: cheap ------------------------------------------------------------
     def stored(self, pairs: list[tuple[int, Captured]]) -> None:
@@ -170,6 +170,7 @@ class Exporter:
 
         from ..store.queries import Store
         from ..store.schema import open_db
+        from .lines import Reader
 
         quiet = _QuietFilter()
         for name in _QUIET_LOGGERS:
@@ -183,52 +184,59 @@ class Exporter:
         provider.add_span_processor(BatchSpanProcessor(counting, max_queue_size=self.limit))
         self._provider = provider
         self._tracer = provider.get_tracer(names.INSTRUMENTATION)
-        self._store = Store(open_db(self.path, create=False, migrate=False))
+        self._reader = Reader(Store(open_db(self.path, create=False, migrate=False)))
 
     def _export(self, items: list[Item]) -> None:
-        from ..store.export import _lines
-
+        if self.redact is not None:
+            self._export_redacted(items)
+            return
         by_id = {aid: (parent, server) for aid, parent, server in items}
-        marks = ",".join("?" * len(by_id))
-        store = self._store
-        found = 0
-        rows = list(_lines(store, f"WHERE a.id IN ({marks})", list(by_id)))
-        tags = self._tags({row["turn_id"] for row, _ in rows})
-        for row, line_text in rows:
-            found += 1
-            parent, server = by_id[row["id"]]
-            line, texts = split(line_text)
-            if self.redact is not None:
-                kept = self.redact(line)
-                if kept is None:
-                    continue
-                line, texts = kept, {}  # the hook may have changed any value: none of the texts is sure
+        rows = self._reader.rows(list(by_id))
+        for row in rows:
             if self.ended - self.resolved >= self.limit:
                 self.drop(1, "the collector is slow: the SDK's span queue is full")
                 continue
-            attrs = spans.attributes(line, content=self.content, texts=texts, tags=tags.get(row["turn_id"]),
+            parent, server = by_id[row["id"]]
+            line, texts, messages = self._reader.line(row, content=self.content)
+            tags = json.loads(row["turn_tags"]) if row["turn_tags"] else None
+            attrs = spans.attributes(line, content=self.content, texts=texts, tags=tags, server=server,
+                                     messages=messages)
+            self._end(line, attrs, parent)
+        if len(rows) < len(by_id):
+            self.drop(len(by_id) - len(rows), "attempts not found in the database")
+
+    def _export_redacted(self, items: list[Item]) -> None:
+        """With a `redact` hook: each attempt's whole export line, read back and parsed, given to
+        the hook as `replayer export` would, and the span made of what it returns."""
+        from ..store.export import _lines
+
+        redact = self.redact
+        assert redact is not None
+        by_id = {aid: (parent, server) for aid, parent, server in items}
+        tags = {row["id"]: row["turn_tags"] for row in self._reader.rows(list(by_id))}
+        marks = ",".join("?" * len(by_id))
+        found = 0
+        for row, line_text in _lines(self._reader.store, f"WHERE a.id IN ({marks})", list(by_id)):
+            found += 1
+            parent, server = by_id[row["id"]]
+            line = redact(split(line_text)[0])
+            if line is None:
+                continue
+            if self.ended - self.resolved >= self.limit:
+                self.drop(1, "the collector is slow: the SDK's span queue is full")
+                continue
+            # the hook may have changed any value: the texts are made again from the values
+            turn_tags = tags.get(row["id"])
+            attrs = spans.attributes(line, content=self.content, tags=json.loads(turn_tags) if turn_tags else None,
                                      server=server)
-            spans.span(self._tracer, line, attrs, parent)
-            with self._lock:
-                self.ended += 1
+            self._end(line, attrs, parent)
         if found < len(by_id):
             self.drop(len(by_id) - found, "attempts not found in the database")
 
-    def _tags(self, turn_ids: set[str]) -> dict[str, Any]:
-        """Each turn's tags (its own when it has some, else its conversation's)."""
-        if not turn_ids:
-            return {}
-        marks = ",".join("?" * len(turn_ids))
-        out = {}
-        for tid, text in self._store.db.execute(
-            f"""SELECT t.id, COALESCE(tt.tags_json, c.tags_json) FROM turns t
-                JOIN conversations c ON c.id = t.conversation_id LEFT JOIN turn_tags tt ON tt.turn_id = t.id
-                WHERE t.id IN ({marks})""",
-            list(turn_ids),
-        ):
-            if text:
-                out[tid] = json.loads(text)
-        return out
+    def _end(self, line: dict[str, Any], attrs: dict[str, Any], parent: tuple[int, int, int] | None) -> None:
+        spans.span(self._tracer, line, attrs, parent)
+        with self._lock:
+            self.ended += 1
 
     # -- closing -------------------------------------------------------------------------------
     def close(self, timeout: float = EXIT_SECONDS) -> None:
@@ -244,9 +252,9 @@ class Exporter:
             done = threading.Thread(target=provider.shutdown, name="replayer-otlp-flush", daemon=True)
             done.start()
             done.join(timeout / 2)
-        store, self._store = self._store, None
-        if store is not None and (thread is None or not thread.is_alive()):
-            store.db.conn.close()  # the database is left to its writer (its WAL file gone when that closes)
+        reader, self._reader = self._reader, None
+        if reader is not None and (thread is None or not thread.is_alive()):
+            reader.store.db.conn.close()  # the database is left to its writer (its WAL file gone when that closes)
         with self._lock:
             left = len(self.q) + self.ended - self.resolved
             self.q.clear()
