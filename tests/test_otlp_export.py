@@ -561,3 +561,23 @@ def test_span_values_read_from_the_store_are_the_export_lines(api, db_path):
                     want = attributes(want_line, content=content, texts=want_texts, tags=turn_tags)
                     assert got == want, (row["turn_id"], row["attempt"])
             assert seen == len(ids)
+
+
+def test_the_export_runs_at_a_lower_cpu_priority_than_the_agent(api, db_path, receiver, monkeypatch):
+    """The exporter's thread and the SDK's batch thread (started from it) run niced on Linux, so
+    a busy machine's CPU goes to the agent and the writer first; the agent's thread is left as
+    it was."""
+    import threading
+
+    monkeypatch.setenv("REPLAYER_WRITER", "thread")  # the exporter is in this process: its threads are seen
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    with Recorder(db_path, otlp=True) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY))
+        client.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+        spans_for(receiver, 1)
+        worker = rec._writer.exporter._thread
+        batch = [t for t in threading.enumerate() if t.name.startswith("OtelBatchSpan")]
+        want = min(19, mine + 10) if sys.platform.startswith("linux") else mine
+        assert batch and os.getpriority(os.PRIO_PROCESS, worker.native_id) == want
+        assert all(os.getpriority(os.PRIO_PROCESS, t.native_id) == want for t in batch)
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine

@@ -1,13 +1,16 @@
 """The OTLP export of what the writer stored: a bounded hand-off from the writer, a worker thread
-that reads each attempt's export line back and makes its span, and the official SDK's
+that reads each attempt's values back and makes its span, and the official SDK's
 BatchSpanProcessor and OTLP/HTTP exporter, which send them to the endpoint the standard
 variables name (OTEL_EXPORTER_OTLP_ENDPOINT, _TRACES_ENDPOINT, _HEADERS, ...; read by the SDK).
 
 Off the agent's thread and off the writer's critical path: after each commit the writer hands
 over (attempt id, caller's span, server) per stored attempt, a few tuples appended to a deque;
 everything else (the SDK's import, the reading back, the JSON, the spans, the HTTP) happens on
-this module's worker thread and the SDK's. The line is read back from the database, so a span
-holds exactly what `replayer export` writes (and the import side can rebuild that line).
+this module's worker thread and the SDK's, both at a lower CPU priority (NICE) than the agent
+and the writer. The values are read back from the database (otlp/lines.py: the attempt's row
+and small parts, the history joined from stored texts, never parsed again), so a span holds
+exactly what `replayer export` writes (and the import side can rebuild that line); with a
+redact hook the whole line is made and handed to it first.
 
 A dead or slow collector never slows the agent or the writer: the hand-off, the spans waiting
 for the SDK and the SDK's queue are bounded, and what doesn't fit or doesn't get through is
@@ -23,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 from collections import deque
 from typing import Any
@@ -39,6 +43,11 @@ BATCH = 256
 """Attempts the worker reads back in one query."""
 REQUEST_BYTES = 4 << 20
 """About how much span text one export request carries (a collector's gRPC default limit is 4 MiB)."""
+NICE = int(os.environ.get("REPLAYER_OTLP_NICE", "10"))
+"""How much lower the export's threads run than the rest of the process (a nice increment; 0:
+the same). With content a span of a long history is a megabyte of text that the SDK encodes in
+several copies: a few milliseconds of CPU per span, which on a busy machine should wait for the
+agent rather than the agent for it."""
 EXIT_SECONDS = float(os.environ.get("REPLAYER_OTLP_EXIT_TIMEOUT", "5"))
 """At exit, how long the spans still waiting may take to go out (then they are counted as dropped)."""
 
@@ -143,6 +152,7 @@ class Exporter:
 
     # -- the worker thread ---------------------------------------------------------------------
     def _run(self) -> None:
+        _lower_priority()
         try:
             self._setup()
         except Exception as e:  # noqa: BLE001 - never let the export reach the writer
@@ -327,6 +337,20 @@ def _parts(batch: Any) -> Any:
         size += weight
     if part:
         yield part
+
+
+def _lower_priority() -> None:
+    """This thread (and the SDK's, which it starts and which inherits it) at a lower CPU priority
+    than the agent and the writer: on a busy machine the spans wait, not the agent. Linux only,
+    where a thread's nice value is its own (elsewhere `setpriority` would take the id for a
+    process's)."""
+    if not sys.platform.startswith("linux") or NICE <= 0:
+        return
+    try:
+        me = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + NICE))
+    except OSError:
+        pass
 
 
 def split(line: str) -> tuple[dict[str, Any], dict[str, str]]:
