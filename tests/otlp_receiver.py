@@ -142,6 +142,41 @@ class Receiver:
         return sorted(got, key=lambda s: (s["start"], s["attributes"].get("replayer.attempt", 0)))
 
 
+class GrpcReceiver:
+    """The same over OTLP/gRPC (grpcio, which the optional gRPC exporter brings): `with
+    GrpcReceiver() as r:` serves TraceService/Export on a free port; `r.url` for
+    OTEL_EXPORTER_OTLP_ENDPOINT, `r.spans` what arrived."""
+
+    def __init__(self) -> None:
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+        self.spans: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Service(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request: Any, context: Any) -> ExportTraceServiceResponse:  # noqa: N802 - gRPC's name
+                got = decode(request.SerializeToString())
+                with receiver._lock:
+                    receiver.spans.extend(got)
+                return ExportTraceServiceResponse()
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self.server)
+        port = self.server.add_insecure_port("127.0.0.1:0")
+        self.url = f"http://127.0.0.1:{port}"
+
+    def __enter__(self) -> GrpcReceiver:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop(None)
+
+
 if __name__ == "__main__":
     with Receiver(keep=False) as served:
         print(served.url, flush=True)

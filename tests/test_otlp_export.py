@@ -79,6 +79,7 @@ def receiver(monkeypatch):
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", r.url)
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")  # the SDK's batch goes out soon, not in 5 s
         for var in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES",
+                    "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
                     names.ENV_CAPTURE_CONTENT, names.ENV_OTLP, names.ENV_OTLP_CONTENT):
             monkeypatch.delenv(var, raising=False)
         yield r
@@ -581,3 +582,60 @@ def test_the_export_runs_at_a_lower_cpu_priority_than_the_agent(api, db_path, re
         assert batch and os.getpriority(os.PRIO_PROCESS, worker.native_id) == want
         assert all(os.getpriority(os.PRIO_PROCESS, t.native_id) == want for t in batch)
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+
+
+def test_grpc_protocol_sends_over_grpc_or_says_what_it_needs(api, db_path, monkeypatch):
+    """OTEL_EXPORTER_OTLP_PROTOCOL=grpc: the spans go over OTLP/gRPC through the official gRPC
+    exporter (an optional extra) to a gRPC receiver; without that package, Recorder(otlp=True)
+    and `record --otlp` say in one line what to install (the spans would otherwise go, unasked,
+    over HTTP to a gRPC port)."""
+    from importlib import metadata
+
+    from click.testing import CliRunner
+    from otlp_receiver import GrpcReceiver
+
+    from replayer.cli import cli as main
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    with GrpcReceiver() as grpc_receiver:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", grpc_receiver.url)
+        with Recorder(db_path, otlp=True, otlp_content=True) as rec:
+            client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY))
+            client.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "by grpc"}])
+        assert wait_until(lambda: grpc_receiver.spans, timeout=30)
+        [span] = grpc_receiver.spans
+        assert span["name"] == f"chat {MODEL}" and "by grpc" in span["attributes"][names.INPUT_MESSAGES]
+        assert span["attributes"][names.REQUEST] == split(line_texts(db_path)[0])[1]["request"]
+
+    real = metadata.version
+
+    def version(name: str) -> str:
+        if name == "opentelemetry-exporter-otlp-proto-grpc":
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "version", version)
+    told = ("OTLP export over grpc (OTEL_EXPORTER_OTLP_PROTOCOL) needs opentelemetry-exporter-otlp-proto-grpc: "
+            "pip install 'replayer[otlp-grpc]'")
+    with pytest.raises(RuntimeError, match=r"pip install 'replayer\[otlp-grpc\]'"):
+        Recorder(db_path, otlp=True)
+    result = CliRunner().invoke(main, ["--db", str(db_path), "record", "--otlp", "--", "true"])
+    assert result.exit_code == 2 and result.output.strip().splitlines() == [f"replayer: {told}"], result.output
+
+
+def test_http_json_is_said_once_and_sent_as_protobuf(api, db_path, receiver, monkeypatch, caplog):
+    """The Python SDK sends no OTLP JSON: asked for http/json, the spans still arrive (as
+    http/protobuf) and the writer's channel says so once."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")
+    monkeypatch.setenv("REPLAYER_WRITER", "thread")  # the exporter is in this process: its log is seen
+    caplog.set_level(logging.WARNING, logger="replayer")
+    with Recorder(db_path, otlp=True) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY))
+        for text in ("one", "two"):
+            client.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": text}])
+            rec.flush()
+    spans_for(receiver, 2)
+    told = [r.getMessage() for r in caplog.records if "http/json" in r.getMessage()]
+    assert told == ["replayer: the OTLP protocol 'http/json' is not one the OpenTelemetry SDK for Python sends; "
+                    "spans go as http/protobuf"]

@@ -33,7 +33,7 @@ from typing import Any
 
 from ..captured import Captured
 from ..store.attempt import Redact
-from . import names, spans
+from . import names, protocol, spans
 
 log = logging.getLogger("replayer")
 
@@ -78,7 +78,9 @@ class _QuietFilter(logging.Filter):
 
 _QUIET_LOGGERS = ("opentelemetry.exporter.otlp.proto.http", "opentelemetry.exporter.otlp.proto.http.trace_exporter",
                   "opentelemetry.exporter.otlp.proto.http._common", "opentelemetry.exporter.http.transport",
-                  "opentelemetry.sdk._shared_internal", "opentelemetry.sdk.trace.export")
+                  "opentelemetry.sdk._shared_internal", "opentelemetry.sdk.trace.export",
+                  "opentelemetry.exporter.otlp.proto.grpc.exporter",
+                  "opentelemetry.exporter.otlp.proto.grpc.trace_exporter")
 
 
 def endpoint() -> str:
@@ -86,8 +88,28 @@ def endpoint() -> str:
     given = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
     if given:
         return given
+    if protocol() == "grpc":  # gRPC names no path
+        return os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or "http://localhost:4317"
     base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or "http://localhost:4318"
     return base.rstrip("/") + "/v1/traces"
+
+
+def span_exporter() -> Any:
+    """The SDK's OTLP span exporter for the protocol the standard variables ask for: gRPC (the
+    official gRPC exporter, an optional extra: otlp.problem() tells when it is missing) or
+    HTTP with protobuf. The SDK for Python sends no JSON: http/json is sent as protobuf, and said
+    once."""
+    asked = protocol()
+    if asked == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+
+        return Grpc()
+    if asked != "http/protobuf":
+        log.warning("replayer: the OTLP protocol %r is not one the OpenTelemetry SDK for Python sends; "
+                    "spans go as http/protobuf", asked)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
 
 
 class Exporter:
@@ -173,7 +195,6 @@ class Exporter:
                 return
 
     def _setup(self) -> None:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import _DEFAULT_RESOURCE, SERVICE_NAME, OTELResourceDetector, Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -190,7 +211,7 @@ class Exporter:
         # defaults and the standard variables (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES)
         resource = Resource({SERVICE_NAME: "replayer"}).merge(_DEFAULT_RESOURCE).merge(OTELResourceDetector().detect())
         provider = TracerProvider(resource=resource, shutdown_on_exit=False)  # exit: see close()
-        counting: Any = _Counting(OTLPSpanExporter(), self)  # a SpanExporter by its methods
+        counting: Any = _Counting(span_exporter(), self)  # a SpanExporter by its methods
         provider.add_span_processor(BatchSpanProcessor(counting, max_queue_size=self.limit))
         self._provider = provider
         self._tracer = provider.get_tracer(names.INSTRUMENTATION)
