@@ -48,6 +48,9 @@ PARSED = 2_048
 """Skeletons, system prompts and tool lists remembered parsed, by blob."""
 CONVERTED = 50_000
 """Messages remembered in the convention's form (JSON text), by blob."""
+JOINED = 16
+"""Contexts whose joined texts are remembered: the last turns of the conversations being
+recorded, which the next turns extend (a long history's are a megabyte or two each)."""
 
 
 class Reader:
@@ -59,6 +62,7 @@ class Reader:
         self._parsed: BoundedDict[int, Any] = BoundedDict(PARSED)
         self._converted: BoundedDict[int, str] = BoundedDict(CONVERTED)
         self._templates: BoundedDict[tuple[Any, ...], list[str]] = BoundedDict(PARSED)
+        self._joined: BoundedDict[int, tuple[str, str]] = BoundedDict(JOINED)
 
     def rows(self, ids: list[int]) -> list[dict[str, Any]]:
         cur = self.store.db.conn.execute(ROWS.format(marks=",".join("?" * len(ids))), ids)
@@ -106,9 +110,7 @@ class Reader:
                 request[key] = self._parsed_blob(row[column])
         line["request"] = request
         node = row["request_node"]
-        messages = None
-        if node is not None:
-            messages = "[" + ",".join(self._convert(b) for b in self._chain(node)) + "]"
+        messages = "[" + self._texts(node)[1] + "]" if node is not None else None
         return line, texts, messages
 
     def request_text(self, row: dict[str, Any]) -> str:
@@ -121,7 +123,7 @@ class Reader:
         if row["request_tools"] is not None:
             parts["tools"] = store.blob_text(row["request_tools"])
         if row["request_node"] is not None:
-            parts["messages"] = "[" + ",".join(store.blob_texts(list(self._chain(row["request_node"])))) + "]"
+            parts["messages"] = "[" + self._texts(row["request_node"])[0] + "]"
         key = (row["request_skel"], *parts)
         pieces = self._templates.get(key)
         if pieces is None:
@@ -146,13 +148,37 @@ class Reader:
             got = self._converted[blob] = spans.text(spans.message(json.loads(self.store.blob_text(blob))))
         return got
 
-    def _chain(self, node: int) -> tuple[int, ...]:
+    def _texts(self, node: int) -> tuple[str, str]:
+        """The context's messages as (their stored texts, their texts in the convention's form),
+        each joined by commas: the texts of the context it extends, when still remembered
+        (usually the previous turn's), and those of the messages added since."""
+        got = self._joined.get(node)
+        if got is not None:
+            return got
+        chain, base, reused = self._chain(node)
+        stored: list[str] = []
+        converted: list[str] = []
+        known = self._joined.get(base) if base is not None and reused else None
+        if known is not None:
+            stored.append(known[0])
+            converted.append(known[1])
+        else:
+            reused = 0
+        added = list(chain[reused:])
+        stored += self.store.blob_texts(added)
+        converted += (self._convert(b) for b in added)
+        got = self._joined[node] = (",".join(stored), ",".join(converted))
+        return got
+
+    def _chain(self, node: int) -> tuple[tuple[int, ...], int | None, int]:
         """The message blob ids of the context ending at `node`, first to last: the context of a
-        node seen before (usually the conversation's previous turn) and the nodes added since."""
+        node seen before (usually the conversation's previous turn) and the nodes added since.
+        With that node and how many messages of its context this one starts with (None, 0 when
+        there is none)."""
         known = self._chains
         got = known.get(node)
         if got is not None:
-            return got
+            return got, None, 0
         conn = self.store.db.conn
         added: list[int] = []
         at: int | None = node
@@ -162,11 +188,13 @@ class Reader:
                 break
             at = found[0]
             added.append(found[1])
+        base, reused = None, 0
         if not at:
             chain = tuple(reversed(added))
         elif at in known:
+            base, reused = at, len(known[at])
             chain = known[at] + tuple(reversed(added))
         else:
             chain = tuple(chain_blobs(self.store.db, node))
         known[node] = chain
-        return chain
+        return chain, base, reused
