@@ -358,18 +358,26 @@ def test_a_dead_collector_breaks_nothing_and_is_told_once(api, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_a_slow_collector_drops_what_does_not_fit_counts_it_and_says_so_once(api, db_path, monkeypatch, caplog):
+@pytest.mark.parametrize("full", ["by count", "by size"])
+def test_a_slow_collector_drops_what_does_not_fit_counts_it_and_says_so_once(api, db_path, monkeypatch, caplog,
+                                                                             full):
     """A collector that takes seconds to answer: the agent's calls all return and are stored, the
-    SDK's small queue overflows, the spans that didn't fit are counted as dropped, and the
-    writer's channel says so once; what fitted arrives."""
+    spans waiting for the SDK fill their room (the SDK's small queue; or, with content, the bytes
+    they may hold), the spans that didn't fit are counted as dropped, and the writer's channel
+    says so once; what fitted arrives."""
+    from replayer.otlp import exporter as otlp_exporter
+
     with Receiver(delay=1.0) as slow:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", slow.url)
         monkeypatch.setenv("REPLAYER_WRITER", "thread")  # the exporter is in this process: its counters are seen
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "10")
-        monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "4")
         monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2")
+        if full == "by count":
+            monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "4")
+        else:
+            monkeypatch.setattr(otlp_exporter, "WAITING_BYTES", 3000)  # two spans of ~1 KB of text with content
         caplog.set_level(logging.WARNING, logger="replayer")
-        rec = Recorder(db_path, otlp=True)
+        rec = Recorder(db_path, otlp=True, otlp_content=full == "by size")
         client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY))
         for i in range(20):
             client.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": str(i)}])

@@ -13,7 +13,7 @@ exactly what `replayer export` writes (and the import side can rebuild that line
 redact hook the whole line is made and handed to it first.
 
 A dead or slow collector never slows the agent or the writer: the hand-off, the spans waiting
-for the SDK and the SDK's queue are bounded, and what doesn't fit or doesn't get through is
+for the SDK (by count, the SDK's queue, and by size, WAITING_BYTES) are bounded, and what doesn't fit or doesn't get through is
 dropped and counted. The first drop is logged once on the "replayer" logger (the writer's
 channel: the writer process forwards it to the recording process), with the reason; at the end a
 single line gives the total. The SDK's own log records about a failed export are kept out of the
@@ -48,6 +48,8 @@ NICE = int(os.environ.get("REPLAYER_OTLP_NICE", "10"))
 the same). With content a span of a long history is a megabyte of text that the SDK encodes in
 several copies: a few milliseconds of CPU per span, which on a busy machine should wait for the
 agent rather than the agent for it."""
+WAITING_BYTES = 256 << 20
+"""About how much span text may wait for the SDK to send it; more spans are dropped (counted)."""
 EXIT_SECONDS = float(os.environ.get("REPLAYER_OTLP_EXIT_TIMEOUT", "5"))
 """At exit, how long the spans still waiting may take to go out (then they are counted as dropped)."""
 
@@ -127,6 +129,8 @@ class Exporter:
         """Spans handed to the SDK."""
         self.resolved = 0
         """Spans whose export finished, sent or failed."""
+        self.waiting = 0
+        """About how many bytes of text the spans handed to the SDK and not yet resolved hold."""
         self.limit = int(os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") or 2048)
         """Spans that may wait in the SDK's queue (its own max_queue_size)."""
         self._told = False
@@ -224,8 +228,7 @@ class Exporter:
         by_id = {aid: (parent, server) for aid, parent, server in items}
         rows = self._reader.rows(list(by_id))
         for row in rows:
-            if self.ended - self.resolved >= self.limit:
-                self.drop(1, "the collector is slow: the SDK's span queue is full")
+            if self._full():
                 continue
             parent, server = by_id[row["id"]]
             line, texts, messages = self._reader.line(row, content=self.content)
@@ -253,8 +256,7 @@ class Exporter:
             line = redact(split(line_text)[0])
             if line is None:
                 continue
-            if self.ended - self.resolved >= self.limit:
-                self.drop(1, "the collector is slow: the SDK's span queue is full")
+            if self._full():
                 continue
             # the hook may have changed any value: the texts are made again from the values
             turn_tags = tags.get(row["id"])
@@ -264,10 +266,20 @@ class Exporter:
         if found < len(by_id):
             self.drop(len(by_id) - found, "attempts not found in the database")
 
+    def _full(self) -> bool:
+        """Whether the spans waiting for the SDK leave no room for another (then it is dropped):
+        a slow collector must not make them pile up in memory, by count (the SDK's queue) or by
+        size (with content a long history's span is a megabyte or more)."""
+        if self.ended - self.resolved >= self.limit or self.waiting >= WAITING_BYTES:
+            self.drop(1, "the collector is slow: the SDK's span queue is full")
+            return True
+        return False
+
     def _end(self, line: dict[str, Any], attrs: dict[str, Any], parent: tuple[int, int, int] | None) -> None:
-        spans.span(self._tracer, line, attrs, parent)
+        made = spans.span(self._tracer, line, attrs, parent)
         with self._lock:
             self.ended += 1
+            self.waiting += weight(made.attributes or {})  # as the SDK keeps them (limits applied)
 
     # -- closing -------------------------------------------------------------------------------
     def close(self, timeout: float = EXIT_SECONDS) -> None:
@@ -289,7 +301,7 @@ class Exporter:
         with self._lock:
             left = len(self.q) + self.ended - self.resolved
             self.q.clear()
-            self.ended = self.resolved = 0
+            self.ended = self.resolved = self.waiting = 0
             total, self.dropped = self.dropped + left, 0
         if total:
             log.warning("replayer: %d OTLP span(s) were not exported to %s", total, self.endpoint)
@@ -330,6 +342,7 @@ class _Counting:
         owner = self.owner
         with owner._lock:
             owner.resolved += len(batch)
+            owner.waiting -= sum(weight(span.attributes or {}) for span in batch)
         if result is not SpanExportResult.SUCCESS:
             owner.drop(len(batch), reason)
         return result
@@ -345,17 +358,22 @@ class _Counting:
         return True
 
 
+def weight(attrs: Any) -> int:
+    """About how many bytes a span's attributes make."""
+    return 256 + sum(len(v) for v in attrs.values() if isinstance(v, str))
+
+
 def _parts(batch: Any) -> Any:
     """`batch` in runs of spans whose text adds up to about REQUEST_BYTES (a bigger span alone)."""
     part: list[Any] = []
     size = 0
     for span in batch:
-        weight = 256 + sum(len(v) for v in (span.attributes or {}).values() if isinstance(v, str))
-        if part and size + weight > REQUEST_BYTES:
+        size_of = weight(span.attributes or {})
+        if part and size + size_of > REQUEST_BYTES:
             yield part
             part, size = [], 0
         part.append(span)
-        size += weight
+        size += size_of
     if part:
         yield part
 

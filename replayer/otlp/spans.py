@@ -253,9 +253,9 @@ def times_ns(line: dict[str, Any]) -> tuple[int, int] | None:
     return ns, end
 
 
-def span(tracer: Any, line: dict[str, Any], attrs: dict[str, Any], parent: tuple[int, int, int] | None) -> None:
+def span(tracer: Any, line: dict[str, Any], attrs: dict[str, Any], parent: tuple[int, int, int] | None) -> Any:
     """Make and end the attempt's span on `tracer` (the SDK's), as a child of `parent` (the
-    caller's span at call time: trace id, span id, flags) when there was one."""
+    caller's span at call time: trace id, span id, flags) when there was one; returns it."""
     from opentelemetry import trace
 
     ctx = None
@@ -272,3 +272,4 @@ def span(tracer: Any, line: dict[str, Any], attrs: dict[str, Any], parent: tuple
         message = error.get("message") if isinstance(error, dict) else None
         s.set_status(trace.Status(trace.StatusCode.ERROR, message if isinstance(message, str) else None))
     s.end(end_time=end)
+    return s
