@@ -12,14 +12,15 @@ and small parts, the history joined from stored texts, never parsed again), so a
 exactly what `replayer export` writes (and the import side can rebuild that line); with a
 redact hook the whole line is made and handed to it first.
 
-A dead or slow collector never slows the agent or the writer: the hand-off, the spans waiting
-for the SDK (by count, the SDK's queue, and by size, WAITING_BYTES) are bounded, and what doesn't fit or doesn't get through is
-dropped and counted. The first drop is logged once on the "replayer" logger (the writer's
-channel: the writer process forwards it to the recording process), with the reason; at the end a
-single line gives the total. The SDK's own log records about a failed export are kept out of the
-user's output while this module's exporter runs (a thread-local filter: an application's own
-exporter is left alone). At interpreter exit the writers are closed first, then the spans get
-EXIT_SECONDS (REPLAYER_OTLP_EXIT_TIMEOUT) to go out (`close_all`, from the writer's exit hook)."""
+A dead or slow collector never slows the agent or the writer: the hand-off and the spans waiting
+for the SDK (by count, the SDK's queue, and by size, WAITING_BYTES) are bounded, and what doesn't
+fit or doesn't get through is dropped and counted. The first drop is logged once on the
+"replayer" logger (the writer's channel: the writer process forwards it to the recording
+process), with the reason; at the end a single line gives the total. The SDK's own log records
+about a failed export are kept out of the user's output while this module's exporter runs (a
+thread-local filter: an application's own exporter is left alone). At interpreter exit the
+writers are closed first, then the spans get EXIT_SECONDS (REPLAYER_OTLP_EXIT_TIMEOUT) to go out
+(`close_all`, from the writer's exit hook)."""
 
 from __future__ import annotations
 

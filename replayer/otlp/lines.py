@@ -46,7 +46,7 @@ CHAINS = 512
 """Contexts remembered (their message blob ids): the last ones of the conversations being recorded."""
 PARSED = 2_048
 """Skeletons, system prompts and tool lists remembered parsed, by blob."""
-CONVERTED = 50_000
+CONVERTED = 20_000
 """Messages remembered in the convention's form (JSON text), by blob."""
 JOINED = 16
 """Contexts whose joined texts are remembered: the last turns of the conversations being
