@@ -293,7 +293,7 @@ class Exporter:
             thread.join(timeout / 2)
         provider = self._provider
         if provider is not None:
-            done = threading.Thread(target=provider.shutdown, name="replayer-otlp-flush", daemon=True)
+            done = threading.Thread(target=_flush, args=(provider,), name="replayer-otlp-flush", daemon=True)
             done.start()
             done.join(timeout / 2)
         reader, self._reader = self._reader, None
@@ -377,6 +377,14 @@ def _parts(batch: Any) -> Any:
         size += size_of
     if part:
         yield part
+
+
+def _flush(provider: Any) -> None:
+    """The spans still waiting, sent on this thread (the SDK's force_flush exports on its
+    caller's thread), which the closing thread started at its own priority: the SDK's thread
+    runs niced, and at exit on a busy machine it would not send them in time."""
+    provider.force_flush()
+    provider.shutdown()
 
 
 def _lower_priority() -> None:
