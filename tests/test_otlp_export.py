@@ -557,7 +557,7 @@ def test_span_values_read_from_the_store_are_the_export_lines(api, db_path):
     ids = [row[0] for row in store.db.execute("SELECT id FROM attempts ORDER BY id")]
     for content in (False, True):
         for batches in ([[i] for i in ids], [ids]):
-            reader = Reader(Store(open_db(db_path, create=False)))
+            reader = Reader(open_db(db_path, create=False))
             seen = 0
             for batch in batches:
                 for row in reader.rows(batch):

@@ -149,6 +149,8 @@ class Exporter:
         self._provider: Any = None
         self._tracer: Any = None
         self._reader: Any = None
+        self._store: Any = None
+        """The whole-line reader, made when a redact hook needs the whole line."""
 
     # -- the writer's thread: cheap ------------------------------------------------------------
     def stored(self, pairs: list[tuple[int, Captured]]) -> None:
@@ -204,7 +206,6 @@ class Exporter:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        from ..store.queries import Store
         from ..store.schema import open_db
         from .lines import Reader
 
@@ -220,7 +221,7 @@ class Exporter:
         provider.add_span_processor(BatchSpanProcessor(counting, max_queue_size=self.limit))
         self._provider = provider
         self._tracer = provider.get_tracer(names.INSTRUMENTATION)
-        self._reader = Reader(Store(open_db(self.path, create=False, migrate=False)))
+        self._reader = Reader(open_db(self.path, create=False, migrate=False))
 
     def _export(self, items: list[Item]) -> None:
         if self.redact is not None:
@@ -244,6 +245,7 @@ class Exporter:
         """With a `redact` hook: each attempt's whole export line, read back and parsed, given to
         the hook as `replayer export` would, and the span made of what it returns."""
         from ..store.export import _lines
+        from ..store.queries import Store
 
         redact = self.redact
         assert redact is not None
@@ -251,7 +253,9 @@ class Exporter:
         tags = {row["id"]: row["turn_tags"] for row in self._reader.rows(list(by_id))}
         marks = ",".join("?" * len(by_id))
         found = 0
-        for row, line_text in _lines(self._reader.store, f"WHERE a.id IN ({marks})", list(by_id)):
+        if self._store is None:
+            self._store = Store(self._reader.db)
+        for row, line_text in _lines(self._store, f"WHERE a.id IN ({marks})", list(by_id)):
             found += 1
             parent, server = by_id[row["id"]]
             line = redact(split(line_text)[0])
@@ -298,7 +302,7 @@ class Exporter:
             done.join(timeout / 2)
         reader, self._reader = self._reader, None
         if reader is not None and (thread is None or not thread.is_alive()):
-            reader.store.db.conn.close()  # the database is left to its writer (its WAL file gone when that closes)
+            reader.db.conn.close()  # the database is left to its writer (its WAL file gone when that closes)
         with self._lock:
             left = len(self.q) + self.ended - self.resolved
             self.q.clear()

@@ -19,10 +19,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sqlite_utils import Database
+
 from ..bounded import BoundedDict
+from ..pricing import default_table
 from ..store.chain import chain_blobs
-from ..store.codec import dumps, fill, slotted, storable
-from ..store.queries import Store
+from ..store.codec import dumps, fill, slotted, storable, unpack
 from . import spans
 
 ROWS = """SELECT a.*, t.conversation_id, t.idx, t.user_id, t.trace_id, t.endpoint, t.stream,
@@ -46,6 +48,8 @@ CHAINS = 512
 """Contexts remembered (their message blob ids): the last ones of the conversations being recorded."""
 PARSED = 2_048
 """Skeletons, system prompts and tool lists remembered parsed, by blob."""
+BLOBS = 20_000
+"""Stored texts (messages, system prompts, tool lists, skeletons) remembered, by blob."""
 CONVERTED = 20_000
 """Messages remembered in the convention's form (JSON text), by blob."""
 JOINED = 16
@@ -56,8 +60,12 @@ recorded, which the next turns extend (a long history's are a megabyte or two ea
 class Reader:
     """Export-line values of stored attempts, on one connection (the exporter's thread)."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        """(Not a store/queries.Store: that module's import, the models', costs the writer
+        process a fifth of a second of CPU; what is read here is a few tables and blobs.)"""
+        self.prices = default_table()
+        self._blobs: BoundedDict[int, str] = BoundedDict(BLOBS)
         self._chains: BoundedDict[int, tuple[int, ...]] = BoundedDict(CHAINS)
         self._parsed: BoundedDict[int, Any] = BoundedDict(PARSED)
         self._converted: BoundedDict[int, str] = BoundedDict(CONVERTED)
@@ -65,7 +73,7 @@ class Reader:
         self._joined: BoundedDict[int, tuple[str, str]] = BoundedDict(JOINED)
 
     def rows(self, ids: list[int]) -> list[dict[str, Any]]:
-        cur = self.store.db.conn.execute(ROWS.format(marks=",".join("?" * len(ids))), ids)
+        cur = self.db.conn.execute(ROWS.format(marks=",".join("?" * len(ids))), ids)
         names = [d[0] for d in cur.description]
         return [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
 
@@ -74,7 +82,6 @@ class Reader:
         error, unknown_events and usage when `content`, the convention's input messages as JSON
         text when `content` and the request's messages are stored as a list). The request's value
         holds no messages when they are stored as a list: they are in the texts."""
-        store = self.store
         usage = json.loads(row["usage_json"]) if row["usage_json"] else None
         line: dict[str, Any] = {key: row[column] for key, column in COLUMNS}
         line.update(
@@ -82,7 +89,7 @@ class Reader:
             abandoned=bool(row["abandoned"]),
             error=json.loads(row["error_json"]) if row["error_json"] else None,
             usage=usage,
-            cost_usd=store.prices.cost(usage, row["model"]) if usage else None,
+            cost_usd=self.prices.cost(usage, row["model"]) if usage else None,
         )
         for key in OPTIONAL:  # the export line has these only when they hold something
             line[key] = row[key] or None
@@ -92,8 +99,8 @@ class Reader:
             line["response"] = json.loads(row["response_json"]) if row["response_json"] else None
             return line, {}, None
         request_text = self.request_text(row)
-        response_text = store.response_text(row)
-        headers = json.loads(store.blob_text(row["request_headers"])) if row["request_headers"] else {}
+        response_text = self.response_text(row)
+        headers = json.loads(self._blob(row["request_headers"])) if row["request_headers"] else {}
         line["response"] = json.loads(response_text) if response_text is not None else None
         line["request_headers"] = headers
         line["unknown_events"] = json.loads(row["unknown_events_json"]) if row["unknown_events_json"] else []
@@ -114,38 +121,62 @@ class Reader:
         return line, texts, messages
 
     def request_text(self, row: dict[str, Any]) -> str:
-        """The request's JSON text as `replayer export` writes it (Store.request_text), its
-        messages joined from a context followed incrementally."""
-        store = self.store
+        """The request's JSON text as `replayer export` writes it (store/queries.py's
+        Store.request_text), its messages joined from a context followed incrementally."""
         parts = {}
         if row["request_system"] is not None:
-            parts["system"] = store.blob_text(row["request_system"])
+            parts["system"] = self._blob(row["request_system"])
         if row["request_tools"] is not None:
-            parts["tools"] = store.blob_text(row["request_tools"])
+            parts["tools"] = self._blob(row["request_tools"])
         if row["request_node"] is not None:
             parts["messages"] = "[" + self._texts(row["request_node"])[0] + "]"
-        key = (row["request_skel"], *parts)
-        pieces = self._templates.get(key)
-        if pieces is None:
-            doc = json.loads(store.blob_text(row["request_skel"]))
-            pieces = slotted(doc, parts) if isinstance(doc, dict) else [store.blob_text(row["request_skel"])]
-            self._templates[key] = pieces
-        text = fill(pieces, parts)
-        if text.startswith('{"__body__":'):
-            return storable(store.request_text(row))
+        text = self._filled((row["request_skel"], *parts), self._blob(row["request_skel"]), parts)
+        if text.startswith('{"__body__":'):  # a body that isn't an object, kept as it came
+            text = json.dumps(json.loads(text)["__body__"], ensure_ascii=False)
         return storable(text)
+
+    def response_text(self, row: dict[str, Any]) -> str | None:
+        """The response's JSON text as `replayer export` writes it (Store.response_text): its
+        skeleton with its content and usage put back."""
+        if row["response_json"] is None:
+            return None
+        parts = {}
+        if row["response_content"] is not None:
+            content = json.loads(self._blob(row["response_content"]))["content"]
+            parts["content"] = json.dumps(content, ensure_ascii=False)
+        if row["usage_json"] is not None:
+            parts["usage"] = row["usage_json"]
+        return self._filled(None, row["response_json"], parts) if parts else row["response_json"]
+
+    def _filled(self, key: tuple[Any, ...] | None, skeleton: str, parts: dict[str, str]) -> str:
+        """`skeleton` (JSON text) with each part's text put in its place (store/codec.py's
+        `slotted`); the cut remembered by `key` when given (a request skeleton many turns share)."""
+        pieces = self._templates.get(key) if key is not None else None
+        if pieces is None:
+            doc = json.loads(skeleton)
+            pieces = slotted(doc, parts) if isinstance(doc, dict) else [skeleton]
+            if key is not None:
+                self._templates[key] = pieces
+        return fill(pieces, parts)
+
+    def _blob(self, blob: int) -> str:
+        got = self._blobs.get(blob)
+        if got is None:
+            row = self.db.conn.execute("SELECT json FROM blobs WHERE id = ?", [blob]).fetchone()
+            got = self._blobs[blob] = unpack(row[0])
+        return got
 
     def _parsed_blob(self, blob: int) -> Any:
         got = self._parsed.get(blob)
         if got is None:
-            got = self._parsed[blob] = json.loads(self.store.blob_text(blob))
+            got = self._parsed[blob] = json.loads(self._blob(blob))
         return got
 
     def _convert(self, blob: int) -> str:
         """A stored message in the convention's form, as JSON text."""
         got = self._converted.get(blob)
         if got is None:
-            got = self._converted[blob] = spans.text(spans.message(json.loads(self.store.blob_text(blob))))
+            got = self._converted[blob] = spans.text(spans.message(json.loads(self._blob(blob))))
         return got
 
     def _texts(self, node: int) -> tuple[str, str]:
@@ -165,7 +196,7 @@ class Reader:
         else:
             reused = 0
         added = list(chain[reused:])
-        stored += self.store.blob_texts(added)
+        stored += (self._blob(b) for b in added)
         converted += (self._convert(b) for b in added)
         got = self._joined[node] = (",".join(stored), ",".join(converted))
         return got
@@ -179,7 +210,7 @@ class Reader:
         got = known.get(node)
         if got is not None:
             return got, None, 0
-        conn = self.store.db.conn
+        conn = self.db.conn
         added: list[int] = []
         at: int | None = node
         while at and at not in known and len(added) < WALK:
@@ -195,6 +226,6 @@ class Reader:
             base, reused = at, len(known[at])
             chain = known[at] + tuple(reversed(added))
         else:
-            chain = tuple(chain_blobs(self.store.db, node))
+            chain = tuple(chain_blobs(self.db, node))
         known[node] = chain
         return chain, base, reused
