@@ -3,7 +3,7 @@ export line and parsing it back (store/export.py makes the line; its values are 
 
 Each turn of an agent's loop re-sends the whole history, so rebuilding the line and parsing it
 again cost the exporter time that grew with the history, turn after turn, content or not
-(~3 ms a span at 200 turns). Here a span's values come from its attempt's row and small parts:
+(2-4 ms a span at 200 turns). Here a span's values come from its attempt's row and small parts:
 the request's skeleton (its model and parameters), its system prompt and tools (parsed once per
 stored blob), the response without its content. Only with content is the history touched, and
 then joined, never parsed: the request's exact text is its skeleton filled with the stored
