@@ -3,7 +3,10 @@ or not) decoded with opentelemetry-proto, each span kept as a plain dict. It can
 (`delay`, seconds before answering) to stand for a collector that can't keep up.
 
 Run as a script (bench/otlp.py does, in a process of its own): prints its URL, then serves;
-`GET /count` answers how many spans arrived."""
+`GET /count` answers how many spans arrived. As a script it only counts them (`keep=False`): it
+decodes each request as a Collector's receiver does, and keeps nothing, so the benchmark's
+receiver does no work a Collector wouldn't (turning every attribute into a Python value cost it
+more than decoding the protobuf)."""
 
 from __future__ import annotations
 
@@ -56,13 +59,23 @@ def decode(body: bytes) -> list[dict[str, Any]]:
     return out
 
 
+def count(body: bytes) -> int:
+    """How many spans an ExportTraceServiceRequest holds (decoded, nothing kept)."""
+    req = ExportTraceServiceRequest()
+    req.ParseFromString(body)
+    return sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
+
+
 class Receiver:
     """`with Receiver() as r:` serves on a free port; `r.url` is the OTLP endpoint's base URL
     (for OTEL_EXPORTER_OTLP_ENDPOINT), `r.spans` what arrived, `r.requests` how many posts."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, keep: bool = True) -> None:
         self.delay = delay
+        self.keep = keep
+        """Keep each span as a dict (the tests); else only count them."""
         self.spans: list[dict[str, Any]] = []
+        self.counted = 0
         self.requests = 0
         self._lock = threading.Lock()
         self._release = threading.Event()
@@ -83,9 +96,12 @@ class Receiver:
                     self.send_response(404)
                     self.end_headers()
                     return
-                got = decode(body)
+                got = decode(body) if receiver.keep else count(body)
                 with receiver._lock:
-                    receiver.spans.extend(got)
+                    if isinstance(got, int):
+                        receiver.counted += got
+                    else:
+                        receiver.spans.extend(got)
                     receiver.requests += 1
                 answer = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
@@ -96,7 +112,7 @@ class Receiver:
 
             def do_GET(self) -> None:  # noqa: N802
                 with receiver._lock:
-                    answer = str(len(receiver.spans)).encode()
+                    answer = str(len(receiver.spans) + receiver.counted).encode()
                 self.send_response(200)
                 self.send_header("content-length", str(len(answer)))
                 self.end_headers()
@@ -126,7 +142,42 @@ class Receiver:
         return sorted(got, key=lambda s: (s["start"], s["attributes"].get("replayer.attempt", 0)))
 
 
+class GrpcReceiver:
+    """The same over OTLP/gRPC (grpcio, which the optional gRPC exporter brings): `with
+    GrpcReceiver() as r:` serves TraceService/Export on a free port; `r.url` for
+    OTEL_EXPORTER_OTLP_ENDPOINT, `r.spans` what arrived."""
+
+    def __init__(self) -> None:
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+        self.spans: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Service(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request: Any, context: Any) -> ExportTraceServiceResponse:  # noqa: N802 - gRPC's name
+                got = decode(request.SerializeToString())
+                with receiver._lock:
+                    receiver.spans.extend(got)
+                return ExportTraceServiceResponse()
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self.server)
+        port = self.server.add_insecure_port("127.0.0.1:0")
+        self.url = f"http://127.0.0.1:{port}"
+
+    def __enter__(self) -> GrpcReceiver:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop(None)
+
+
 if __name__ == "__main__":
-    with Receiver() as served:
+    with Receiver(keep=False) as served:
         print(served.url, flush=True)
         threading.Event().wait()

@@ -79,6 +79,7 @@ def receiver(monkeypatch):
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", r.url)
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")  # the SDK's batch goes out soon, not in 5 s
         for var in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES",
+                    "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
                     names.ENV_CAPTURE_CONTENT, names.ENV_OTLP, names.ENV_OTLP_CONTENT):
             monkeypatch.delenv(var, raising=False)
         yield r
@@ -357,18 +358,26 @@ def test_a_dead_collector_breaks_nothing_and_is_told_once(api, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_a_slow_collector_drops_what_does_not_fit_counts_it_and_says_so_once(api, db_path, monkeypatch, caplog):
+@pytest.mark.parametrize("full", ["by count", "by size"])
+def test_a_slow_collector_drops_what_does_not_fit_counts_it_and_says_so_once(api, db_path, monkeypatch, caplog,
+                                                                             full):
     """A collector that takes seconds to answer: the agent's calls all return and are stored, the
-    SDK's small queue overflows, the spans that didn't fit are counted as dropped, and the
-    writer's channel says so once; what fitted arrives."""
+    spans waiting for the SDK fill their room (the SDK's small queue; or, with content, the bytes
+    they may hold), the spans that didn't fit are counted as dropped, and the writer's channel
+    says so once; what fitted arrives."""
+    from replayer.otlp import exporter as otlp_exporter
+
     with Receiver(delay=1.0) as slow:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", slow.url)
         monkeypatch.setenv("REPLAYER_WRITER", "thread")  # the exporter is in this process: its counters are seen
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "10")
-        monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "4")
         monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2")
+        if full == "by count":
+            monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "4")
+        else:
+            monkeypatch.setattr(otlp_exporter, "WAITING_BYTES", 3000)  # two spans of ~1 KB of text with content
         caplog.set_level(logging.WARNING, logger="replayer")
-        rec = Recorder(db_path, otlp=True)
+        rec = Recorder(db_path, otlp=True, otlp_content=full == "by size")
         client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY))
         for i in range(20):
             client.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": str(i)}])
@@ -494,3 +503,147 @@ def test_a_lone_surrogate_does_not_cost_the_batch(api, db_path, receiver):
     first = next(s for s in spans if "half" in s["attributes"][names.INPUT_MESSAGES])
     assert "half \\ud800 pair" in first["attributes"][names.INPUT_MESSAGES]
     assert "\\ud800" in first["attributes"][names.REQUEST]
+
+
+def varied_recording(api, db: Path) -> None:
+    """Attempts of every shape a span is made of: a tool loop (system, tools, stop sequences, a
+    429 retried), a stream with an event this version doesn't know, a 400, a conversation growing
+    by a turn, a long context at once, a lone surrogate, a body that isn't an object, a failed
+    connection, a float parameter and an integer beyond 64 bits."""
+    from replayer.fakeapi import message_events
+
+    streamed = message_events(message(3, [{"type": "text", "text": "streamed ünïcode ✓"}], "end_turn"))
+    streamed.insert(2, {"event": "mystery", "data": {"type": "mystery", "clue": 7}})
+    script_loop(api)
+    api.enqueue(Reply(sse=streamed),
+                Reply(status=400, body={"type": "error", "error": {"type": "invalid_request_error", "message": "no"}}))
+    history = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}"} for i in range(71)]
+    with Recorder(db, otlp=False) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=2))
+        with rec.conversation("conv_varied", user_id="user_3", tags={"run": "r1"}, trace_id="trace-9"):
+            tool_loop(client)
+        with client.messages.stream(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "stream"}]) as s:
+            s.get_final_message()
+        with pytest.raises(anthropic.BadRequestError):
+            client.messages.create(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "refuse me"}])
+        reply = {"id": "msg_v1", "type": "message", "role": "assistant", "model": MODEL, "stop_reason": "end_turn",
+                 "content": [{"type": "text", "text": "ok"}], "usage": {"input_tokens": 3, "output_tokens": 1}}
+        for turns in (1, 3, 5):  # one conversation, a turn longer each time
+            rec.record({"model": "m", "max_tokens": 5, "temperature": 0.3, "top_k": 12345678901234567890123,
+                        "messages": history[:turns]}, reply, latency_ms=2.0, conversation_id="conv_grow")
+        rec.record({"model": "m", "max_tokens": 5, "messages": history}, reply, latency_ms=3.0)
+        rec.record('{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"half \\ud800 pair"}]}',
+                   reply, latency_ms=1.0)
+        rec.record('["not", "an", "object"]', reply, latency_ms=1.0)
+        rec.record({"model": "m", "max_tokens": 5, "messages": history[:1]},
+                   error={"type": "connection_error", "message": "refused"}, latency_ms=4.0)
+
+
+def test_span_values_read_from_the_store_are_the_export_lines(api, db_path):
+    """The exporter reads each attempt's values from the database (otlp/lines.py) instead of
+    making its export line and parsing it back: for every attempt, one by one as the exporter
+    gets them and all at once, with content and without, the attributes are those the export
+    line itself gives (every value's exact text included)."""
+    from replayer.otlp.lines import Reader
+
+    varied_recording(api, db_path)
+    store = Store(open_db(db_path, create=False))
+    expected = {}
+    for text in store.export_lines():
+        line, texts = split(text)
+        expected[(line["turn_id"], line["attempt"])] = line, texts
+    assert len(expected) == 12
+    tags = dict(store.db.execute("SELECT t.id, tags_json FROM turns t JOIN conversations c ON c.id = conversation_id"))
+    ids = [row[0] for row in store.db.execute("SELECT id FROM attempts ORDER BY id")]
+    for content in (False, True):
+        for batches in ([[i] for i in ids], [ids]):
+            reader = Reader(open_db(db_path, create=False))
+            seen = 0
+            for batch in batches:
+                for row in reader.rows(batch):
+                    seen += 1
+                    line, texts, messages = reader.line(row, content=content)
+                    want_line, want_texts = expected[(row["turn_id"], row["attempt"])]
+                    turn_tags = json.loads(row["turn_tags"]) if row["turn_tags"] else None
+                    assert turn_tags == (json.loads(tags[row["turn_id"]]) if tags[row["turn_id"]] else None)
+                    got = attributes(line, content=content, texts=texts, tags=turn_tags, messages=messages)
+                    want = attributes(want_line, content=content, texts=want_texts, tags=turn_tags)
+                    assert got == want, (row["turn_id"], row["attempt"])
+            assert seen == len(ids)
+
+
+def test_the_export_runs_at_a_lower_cpu_priority_than_the_agent(api, db_path, receiver, monkeypatch):
+    """The exporter's thread and the SDK's batch thread (started from it) run niced on Linux, so
+    a busy machine's CPU goes to the agent and the writer first; the agent's thread is left as
+    it was."""
+    import threading
+
+    monkeypatch.setenv("REPLAYER_WRITER", "thread")  # the exporter is in this process: its threads are seen
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    with Recorder(db_path, otlp=True) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY))
+        client.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+        spans_for(receiver, 1)
+        worker = rec._writer.exporter._thread
+        batch = [t for t in threading.enumerate() if t.name.startswith("OtelBatchSpan")]
+        want = min(19, mine + 10) if sys.platform.startswith("linux") else mine
+        assert batch and os.getpriority(os.PRIO_PROCESS, worker.native_id) == want
+        assert all(os.getpriority(os.PRIO_PROCESS, t.native_id) == want for t in batch)
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+
+
+def test_grpc_protocol_sends_over_grpc_or_says_what_it_needs(api, db_path, monkeypatch):
+    """OTEL_EXPORTER_OTLP_PROTOCOL=grpc: the spans go over OTLP/gRPC through the official gRPC
+    exporter (an optional extra) to a gRPC receiver; without that package, Recorder(otlp=True)
+    and `record --otlp` say in one line what to install (the spans would otherwise go, unasked,
+    over HTTP to a gRPC port)."""
+    from importlib import metadata
+
+    from click.testing import CliRunner
+    from otlp_receiver import GrpcReceiver
+
+    from replayer.cli import cli as main
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    with GrpcReceiver() as grpc_receiver:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", grpc_receiver.url)
+        with Recorder(db_path, otlp=True, otlp_content=True) as rec:
+            client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY))
+            client.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "by grpc"}])
+        assert wait_until(lambda: grpc_receiver.spans, timeout=30)
+        [span] = grpc_receiver.spans
+        assert span["name"] == f"chat {MODEL}" and "by grpc" in span["attributes"][names.INPUT_MESSAGES]
+        assert span["attributes"][names.REQUEST] == split(line_texts(db_path)[0])[1]["request"]
+
+    real = metadata.version
+
+    def version(name: str) -> str:
+        if name == "opentelemetry-exporter-otlp-proto-grpc":
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "version", version)
+    told = ("OTLP export over grpc (OTEL_EXPORTER_OTLP_PROTOCOL) needs opentelemetry-exporter-otlp-proto-grpc: "
+            "pip install 'replayer[otlp-grpc]'")
+    with pytest.raises(RuntimeError, match=r"pip install 'replayer\[otlp-grpc\]'"):
+        Recorder(db_path, otlp=True)
+    result = CliRunner().invoke(main, ["--db", str(db_path), "record", "--otlp", "--", "true"])
+    assert result.exit_code == 2 and result.output.strip().splitlines() == [f"replayer: {told}"], result.output
+
+
+def test_http_json_is_said_once_and_sent_as_protobuf(api, db_path, receiver, monkeypatch, caplog):
+    """The Python SDK sends no OTLP JSON: asked for http/json, the spans still arrive (as
+    http/protobuf) and the writer's channel says so once."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")
+    monkeypatch.setenv("REPLAYER_WRITER", "thread")  # the exporter is in this process: its log is seen
+    caplog.set_level(logging.WARNING, logger="replayer")
+    with Recorder(db_path, otlp=True) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY))
+        for text in ("one", "two"):
+            client.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": text}])
+            rec.flush()
+    spans_for(receiver, 2)
+    told = [r.getMessage() for r in caplog.records if "http/json" in r.getMessage()]
+    assert told == ["replayer: the OTLP protocol 'http/json' is not one the OpenTelemetry SDK for Python sends; "
+                    "spans go as http/protobuf"]

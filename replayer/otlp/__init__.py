@@ -18,6 +18,20 @@ CONTENT = "content"
 
 PACKAGES = ("opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http")
 INSTALL = "pip install 'replayer[otlp]'"
+GRPC_PACKAGE = "opentelemetry-exporter-otlp-proto-grpc"
+GRPC_INSTALL = "pip install 'replayer[otlp-grpc]'"
+PROTOCOLS = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+"""The standard variables naming the protocol, the first one set winning: "grpc" sends over
+gRPC (the official gRPC exporter, an optional extra); anything else over HTTP, protobuf."""
+
+
+def protocol() -> str:
+    """The OTLP protocol the standard variables ask for (default http/protobuf)."""
+    for name in PROTOCOLS:
+        value = os.environ.get(name, "").strip().lower()
+        if value:
+            return value
+    return "http/protobuf"
 
 
 def setting(otlp: bool, content: bool = False) -> str | None:
@@ -39,9 +53,14 @@ def problem() -> str | None:
             metadata.version(name)
         except metadata.PackageNotFoundError:
             missing.append(name)
-    if not missing:
-        return None
-    return f"OTLP export needs {' and '.join(missing)}: {INSTALL}"
+    if missing:
+        return f"OTLP export needs {' and '.join(missing)}: {INSTALL}"
+    if protocol() == "grpc":
+        try:
+            metadata.version(GRPC_PACKAGE)
+        except metadata.PackageNotFoundError:
+            return f"OTLP export over grpc (OTEL_EXPORTER_OTLP_PROTOCOL) needs {GRPC_PACKAGE}: {GRPC_INSTALL}"
+    return None
 
 
 def current_parent() -> tuple[int, int, int] | None:

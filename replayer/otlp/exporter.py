@@ -1,35 +1,40 @@
 """The OTLP export of what the writer stored: a bounded hand-off from the writer, a worker thread
-that reads each attempt's export line back and makes its span, and the official SDK's
+that reads each attempt's values back and makes its span, and the official SDK's
 BatchSpanProcessor and OTLP/HTTP exporter, which send them to the endpoint the standard
 variables name (OTEL_EXPORTER_OTLP_ENDPOINT, _TRACES_ENDPOINT, _HEADERS, ...; read by the SDK).
 
 Off the agent's thread and off the writer's critical path: after each commit the writer hands
 over (attempt id, caller's span, server) per stored attempt, a few tuples appended to a deque;
 everything else (the SDK's import, the reading back, the JSON, the spans, the HTTP) happens on
-this module's worker thread and the SDK's. The line is read back from the database, so a span
-holds exactly what `replayer export` writes (and the import side can rebuild that line).
+this module's worker thread and the SDK's, both at a lower CPU priority (NICE) than the agent
+and the writer. The values are read back from the database (otlp/lines.py: the attempt's row
+and small parts, the history joined from stored texts, never parsed again), so a span holds
+exactly what `replayer export` writes (and the import side can rebuild that line); with a
+redact hook the whole line is made and handed to it first.
 
-A dead or slow collector never slows the agent or the writer: the hand-off, the spans waiting
-for the SDK and the SDK's queue are bounded, and what doesn't fit or doesn't get through is
-dropped and counted. The first drop is logged once on the "replayer" logger (the writer's
-channel: the writer process forwards it to the recording process), with the reason; at the end a
-single line gives the total. The SDK's own log records about a failed export are kept out of the
-user's output while this module's exporter runs (a thread-local filter: an application's own
-exporter is left alone). At interpreter exit the writers are closed first, then the spans get
-EXIT_SECONDS (REPLAYER_OTLP_EXIT_TIMEOUT) to go out (`close_all`, from the writer's exit hook)."""
+A dead or slow collector never slows the agent or the writer: the hand-off and the spans waiting
+for the SDK (by count, the SDK's queue, and by size, WAITING_BYTES) are bounded, and what doesn't
+fit or doesn't get through is dropped and counted. The first drop is logged once on the
+"replayer" logger (the writer's channel: the writer process forwards it to the recording
+process), with the reason; at the end a single line gives the total. The SDK's own log records
+about a failed export are kept out of the user's output while this module's exporter runs (a
+thread-local filter: an application's own exporter is left alone). At interpreter exit the
+writers are closed first, then the spans get EXIT_SECONDS (REPLAYER_OTLP_EXIT_TIMEOUT) to go out
+(`close_all`, from the writer's exit hook)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import sys
 import threading
 from collections import deque
 from typing import Any
 
 from ..captured import Captured
 from ..store.attempt import Redact
-from . import names, spans
+from . import names, protocol, spans
 
 log = logging.getLogger("replayer")
 
@@ -39,6 +44,13 @@ BATCH = 256
 """Attempts the worker reads back in one query."""
 REQUEST_BYTES = 4 << 20
 """About how much span text one export request carries (a collector's gRPC default limit is 4 MiB)."""
+NICE = int(os.environ.get("REPLAYER_OTLP_NICE", "10"))
+"""How much lower the export's threads run than the rest of the process (a nice increment; 0:
+the same). With content a span of a long history is a megabyte of text that the SDK encodes in
+several copies: a few milliseconds of CPU per span, which on a busy machine should wait for the
+agent rather than the agent for it."""
+WAITING_BYTES = 256 << 20
+"""About how much span text may wait for the SDK to send it; more spans are dropped (counted)."""
 EXIT_SECONDS = float(os.environ.get("REPLAYER_OTLP_EXIT_TIMEOUT", "5"))
 """At exit, how long the spans still waiting may take to go out (then they are counted as dropped)."""
 
@@ -69,7 +81,9 @@ class _QuietFilter(logging.Filter):
 
 _QUIET_LOGGERS = ("opentelemetry.exporter.otlp.proto.http", "opentelemetry.exporter.otlp.proto.http.trace_exporter",
                   "opentelemetry.exporter.otlp.proto.http._common", "opentelemetry.exporter.http.transport",
-                  "opentelemetry.sdk._shared_internal", "opentelemetry.sdk.trace.export")
+                  "opentelemetry.sdk._shared_internal", "opentelemetry.sdk.trace.export",
+                  "opentelemetry.exporter.otlp.proto.grpc.exporter",
+                  "opentelemetry.exporter.otlp.proto.grpc.trace_exporter")
 
 
 def endpoint() -> str:
@@ -77,8 +91,28 @@ def endpoint() -> str:
     given = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
     if given:
         return given
+    if protocol() == "grpc":  # gRPC names no path
+        return os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or "http://localhost:4317"
     base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or "http://localhost:4318"
     return base.rstrip("/") + "/v1/traces"
+
+
+def span_exporter() -> Any:
+    """The SDK's OTLP span exporter for the protocol the standard variables ask for: gRPC (the
+    official gRPC exporter, an optional extra: otlp.problem() tells when it is missing) or
+    HTTP with protobuf. The SDK for Python sends no JSON: http/json is sent as protobuf, and said
+    once."""
+    asked = protocol()
+    if asked == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+
+        return Grpc()
+    if asked != "http/protobuf":
+        log.warning("replayer: the OTLP protocol %r is not one the OpenTelemetry SDK for Python sends; "
+                    "spans go as http/protobuf", asked)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
 
 
 class Exporter:
@@ -96,6 +130,8 @@ class Exporter:
         """Spans handed to the SDK."""
         self.resolved = 0
         """Spans whose export finished, sent or failed."""
+        self.waiting = 0
+        """About how many bytes of text the spans handed to the SDK and not yet resolved hold."""
         self.limit = int(os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") or 2048)
         """Spans that may wait in the SDK's queue (its own max_queue_size)."""
         self._told = False
@@ -112,7 +148,9 @@ class Exporter:
         self._closing = False
         self._provider: Any = None
         self._tracer: Any = None
+        self._reader: Any = None
         self._store: Any = None
+        """The whole-line reader, made when a redact hook needs the whole line."""
 
     # -- the writer's thread: cheap ------------------------------------------------------------
     def stored(self, pairs: list[tuple[int, Captured]]) -> None:
@@ -143,6 +181,7 @@ class Exporter:
 
     # -- the worker thread ---------------------------------------------------------------------
     def _run(self) -> None:
+        _lower_priority()
         try:
             self._setup()
         except Exception as e:  # noqa: BLE001 - never let the export reach the writer
@@ -163,13 +202,12 @@ class Exporter:
                 return
 
     def _setup(self) -> None:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import _DEFAULT_RESOURCE, SERVICE_NAME, OTELResourceDetector, Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        from ..store.queries import Store
         from ..store.schema import open_db
+        from .lines import Reader
 
         quiet = _QuietFilter()
         for name in _QUIET_LOGGERS:
@@ -179,56 +217,74 @@ class Exporter:
         # defaults and the standard variables (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES)
         resource = Resource({SERVICE_NAME: "replayer"}).merge(_DEFAULT_RESOURCE).merge(OTELResourceDetector().detect())
         provider = TracerProvider(resource=resource, shutdown_on_exit=False)  # exit: see close()
-        counting: Any = _Counting(OTLPSpanExporter(), self)  # a SpanExporter by its methods
+        counting: Any = _Counting(span_exporter(), self)  # a SpanExporter by its methods
         provider.add_span_processor(BatchSpanProcessor(counting, max_queue_size=self.limit))
         self._provider = provider
         self._tracer = provider.get_tracer(names.INSTRUMENTATION)
-        self._store = Store(open_db(self.path, create=False, migrate=False))
+        self._reader = Reader(open_db(self.path, create=False, migrate=False))
 
     def _export(self, items: list[Item]) -> None:
-        from ..store.export import _lines
-
+        if self.redact is not None:
+            self._export_redacted(items)
+            return
         by_id = {aid: (parent, server) for aid, parent, server in items}
+        rows = self._reader.rows(list(by_id))
+        for row in rows:
+            if self._full():
+                continue
+            parent, server = by_id[row["id"]]
+            line, texts, messages = self._reader.line(row, content=self.content)
+            tags = json.loads(row["turn_tags"]) if row["turn_tags"] else None
+            attrs = spans.attributes(line, content=self.content, texts=texts, tags=tags, server=server,
+                                     messages=messages)
+            self._end(line, attrs, parent)
+        if len(rows) < len(by_id):
+            self.drop(len(by_id) - len(rows), "attempts not found in the database")
+
+    def _export_redacted(self, items: list[Item]) -> None:
+        """With a `redact` hook: each attempt's whole export line, read back and parsed, given to
+        the hook as `replayer export` would, and the span made of what it returns."""
+        from ..store.export import _lines
+        from ..store.queries import Store
+
+        redact = self.redact
+        assert redact is not None
+        by_id = {aid: (parent, server) for aid, parent, server in items}
+        tags = {row["id"]: row["turn_tags"] for row in self._reader.rows(list(by_id))}
         marks = ",".join("?" * len(by_id))
-        store = self._store
         found = 0
-        rows = list(_lines(store, f"WHERE a.id IN ({marks})", list(by_id)))
-        tags = self._tags({row["turn_id"] for row, _ in rows})
-        for row, line_text in rows:
+        if self._store is None:
+            self._store = Store(self._reader.db)
+        for row, line_text in _lines(self._store, f"WHERE a.id IN ({marks})", list(by_id)):
             found += 1
             parent, server = by_id[row["id"]]
-            line, texts = split(line_text)
-            if self.redact is not None:
-                kept = self.redact(line)
-                if kept is None:
-                    continue
-                line, texts = kept, {}  # the hook may have changed any value: none of the texts is sure
-            if self.ended - self.resolved >= self.limit:
-                self.drop(1, "the collector is slow: the SDK's span queue is full")
+            line = redact(split(line_text)[0])
+            if line is None:
                 continue
-            attrs = spans.attributes(line, content=self.content, texts=texts, tags=tags.get(row["turn_id"]),
+            if self._full():
+                continue
+            # the hook may have changed any value: the texts are made again from the values
+            turn_tags = tags.get(row["id"])
+            attrs = spans.attributes(line, content=self.content, tags=json.loads(turn_tags) if turn_tags else None,
                                      server=server)
-            spans.span(self._tracer, line, attrs, parent)
-            with self._lock:
-                self.ended += 1
+            self._end(line, attrs, parent)
         if found < len(by_id):
             self.drop(len(by_id) - found, "attempts not found in the database")
 
-    def _tags(self, turn_ids: set[str]) -> dict[str, Any]:
-        """Each turn's tags (its own when it has some, else its conversation's)."""
-        if not turn_ids:
-            return {}
-        marks = ",".join("?" * len(turn_ids))
-        out = {}
-        for tid, text in self._store.db.execute(
-            f"""SELECT t.id, COALESCE(tt.tags_json, c.tags_json) FROM turns t
-                JOIN conversations c ON c.id = t.conversation_id LEFT JOIN turn_tags tt ON tt.turn_id = t.id
-                WHERE t.id IN ({marks})""",
-            list(turn_ids),
-        ):
-            if text:
-                out[tid] = json.loads(text)
-        return out
+    def _full(self) -> bool:
+        """Whether the spans waiting for the SDK leave no room for another (then it is dropped):
+        a slow collector must not make them pile up in memory, by count (the SDK's queue) or by
+        size (with content a long history's span is a megabyte or more)."""
+        if self.ended - self.resolved >= self.limit or self.waiting >= WAITING_BYTES:
+            self.drop(1, "the collector is slow: the SDK's span queue is full")
+            return True
+        return False
+
+    def _end(self, line: dict[str, Any], attrs: dict[str, Any], parent: tuple[int, int, int] | None) -> None:
+        made = spans.span(self._tracer, line, attrs, parent)
+        with self._lock:
+            self.ended += 1
+            self.waiting += weight(made.attributes or {})  # as the SDK keeps them (limits applied)
 
     # -- closing -------------------------------------------------------------------------------
     def close(self, timeout: float = EXIT_SECONDS) -> None:
@@ -241,16 +297,16 @@ class Exporter:
             thread.join(timeout / 2)
         provider = self._provider
         if provider is not None:
-            done = threading.Thread(target=provider.shutdown, name="replayer-otlp-flush", daemon=True)
+            done = threading.Thread(target=_flush, args=(provider,), name="replayer-otlp-flush", daemon=True)
             done.start()
             done.join(timeout / 2)
-        store, self._store = self._store, None
-        if store is not None and (thread is None or not thread.is_alive()):
-            store.db.conn.close()  # the database is left to its writer (its WAL file gone when that closes)
+        reader, self._reader = self._reader, None
+        if reader is not None and (thread is None or not thread.is_alive()):
+            reader.db.conn.close()  # the database is left to its writer (its WAL file gone when that closes)
         with self._lock:
             left = len(self.q) + self.ended - self.resolved
             self.q.clear()
-            self.ended = self.resolved = 0
+            self.ended = self.resolved = self.waiting = 0
             total, self.dropped = self.dropped + left, 0
         if total:
             log.warning("replayer: %d OTLP span(s) were not exported to %s", total, self.endpoint)
@@ -291,6 +347,7 @@ class _Counting:
         owner = self.owner
         with owner._lock:
             owner.resolved += len(batch)
+            owner.waiting -= sum(weight(span.attributes or {}) for span in batch)
         if result is not SpanExportResult.SUCCESS:
             owner.drop(len(batch), reason)
         return result
@@ -306,19 +363,46 @@ class _Counting:
         return True
 
 
+def weight(attrs: Any) -> int:
+    """About how many bytes a span's attributes make."""
+    return 256 + sum(len(v) for v in attrs.values() if isinstance(v, str))
+
+
 def _parts(batch: Any) -> Any:
     """`batch` in runs of spans whose text adds up to about REQUEST_BYTES (a bigger span alone)."""
     part: list[Any] = []
     size = 0
     for span in batch:
-        weight = 256 + sum(len(v) for v in (span.attributes or {}).values() if isinstance(v, str))
-        if part and size + weight > REQUEST_BYTES:
+        size_of = weight(span.attributes or {})
+        if part and size + size_of > REQUEST_BYTES:
             yield part
             part, size = [], 0
         part.append(span)
-        size += weight
+        size += size_of
     if part:
         yield part
+
+
+def _flush(provider: Any) -> None:
+    """The spans still waiting, sent on this thread (the SDK's force_flush exports on its
+    caller's thread), which the closing thread started at its own priority: the SDK's thread
+    runs niced, and at exit on a busy machine it would not send them in time."""
+    provider.force_flush()
+    provider.shutdown()
+
+
+def _lower_priority() -> None:
+    """This thread (and the SDK's, which it starts and which inherits it) at a lower CPU priority
+    than the agent and the writer: on a busy machine the spans wait, not the agent. Linux only,
+    where a thread's nice value is its own (elsewhere `setpriority` would take the id for a
+    process's)."""
+    if not sys.platform.startswith("linux") or NICE <= 0:
+        return
+    try:
+        me = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + NICE))
+    except OSError:
+        pass
 
 
 def split(line: str) -> tuple[dict[str, Any], dict[str, str]]:

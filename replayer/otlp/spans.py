@@ -50,13 +50,16 @@ def attributes(
     texts: dict[str, str] | None = None,
     tags: dict[str, Any] | None = None,
     server: tuple[str, int] | None = None,
+    messages: str | None = None,
 ) -> dict[str, Any]:
     """The span attributes of one attempt's export line. `content`: also the messages, system,
     tools, and the line's request, response and the rest as JSON text (names.py). `texts`: the
     exact JSON text of some of the line's values (request, response, ...), as `replayer export`
     wrote them, used for replayer's own content attributes instead of dumping the values again
     (a float keeps its digits). `tags`: the conversation's tags; `server`: (host, port) the
-    attempt went to. Absent values are left out (OpenTelemetry refuses None)."""
+    attempt went to; `messages`: the convention's input messages as JSON text already made
+    (otlp/lines.py joins them from each message's converted text), else they are made from the
+    request's. Absent values are left out (OpenTelemetry refuses None)."""
     request = line.get("request")
     request = request if isinstance(request, dict) else {}
     response = line.get("response")
@@ -93,7 +96,7 @@ def attributes(
     if tags:
         out[n.TAGS] = text(tags)
     if content:
-        _content(out, line, request, response, texts or {})
+        _content(out, line, request, response, texts or {}, messages)
     return out
 
 
@@ -161,7 +164,7 @@ UNKNOWN_EVENTS not empty): an absent one means null (unknown_events: [])."""
 
 def _content(
     out: dict[str, Any], line: dict[str, Any], request: dict[str, Any], response: dict[str, Any],
-    texts: dict[str, str],
+    texts: dict[str, str], input_messages: str | None,
 ) -> None:
     system = request.get("system")
     if isinstance(system, str):
@@ -169,8 +172,10 @@ def _content(
     elif isinstance(system, list):
         out[n.SYSTEM_INSTRUCTIONS] = text([part(b) for b in system])
     messages = request.get("messages")
-    if isinstance(messages, list):
-        out[n.INPUT_MESSAGES] = text([message(m) for m in messages])
+    if input_messages is not None:
+        out[n.INPUT_MESSAGES] = input_messages
+    elif isinstance(messages, list):  # each message's text joined, as otlp/lines.py makes them
+        out[n.INPUT_MESSAGES] = "[" + ",".join(text(message(m)) for m in messages) + "]"
     if isinstance(response.get("content"), list):
         reply = message({"role": response.get("role") or "assistant", "content": response["content"]})
         reply["finish_reason"] = response.get("stop_reason") or ""
@@ -248,9 +253,9 @@ def times_ns(line: dict[str, Any]) -> tuple[int, int] | None:
     return ns, end
 
 
-def span(tracer: Any, line: dict[str, Any], attrs: dict[str, Any], parent: tuple[int, int, int] | None) -> None:
+def span(tracer: Any, line: dict[str, Any], attrs: dict[str, Any], parent: tuple[int, int, int] | None) -> Any:
     """Make and end the attempt's span on `tracer` (the SDK's), as a child of `parent` (the
-    caller's span at call time: trace id, span id, flags) when there was one."""
+    caller's span at call time: trace id, span id, flags) when there was one; returns it."""
     from opentelemetry import trace
 
     ctx = None
@@ -267,3 +272,4 @@ def span(tracer: Any, line: dict[str, Any], attrs: dict[str, Any], parent: tuple
         message = error.get("message") if isinstance(error, dict) else None
         s.set_status(trace.Status(trace.StatusCode.ERROR, message if isinstance(message, str) else None))
     s.end(end_time=end)
+    return s

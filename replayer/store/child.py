@@ -55,6 +55,11 @@ def main() -> None:
     replayer_log.addHandler(forward)
     replayer_log.setLevel(logging.DEBUG)
     replayer_log.propagate = False
+    if otlp:
+        # the OTLP export's threads share this process's GIL with the writer, and the writer
+        # gives it up at every SQLite call: switching every 0.5 ms (not 5) lets it win it back
+        # soon, so a flush doesn't wait behind the SDK encoding spans (this process runs no user code)
+        sys.setswitchinterval(0.0005)
     writer = Writer(path, max_pending=max_pending, linger=0.0, otlp=otlp)
     received = 0
 
