@@ -17,6 +17,7 @@ the export line gives."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from sqlite_utils import Database
@@ -24,7 +25,7 @@ from sqlite_utils import Database
 from ..bounded import BoundedDict
 from ..pricing import default_table
 from ..store.chain import chain_blobs
-from ..store.codec import dumps, fill, slotted, storable, unpack
+from ..store.codec import RowTexts, dumps, storable, unpack
 from . import spans
 
 ROWS = """SELECT a.*, t.conversation_id, t.idx, t.user_id, t.trace_id, t.endpoint, t.stream,
@@ -57,7 +58,7 @@ JOINED = 16
 recorded, which the next turns extend (a long history's are a megabyte or two each)."""
 
 
-class Reader:
+class Reader(RowTexts):
     """Export-line values of stored attempts, on one connection (the exporter's thread)."""
 
     def __init__(self, db: Database) -> None:
@@ -120,44 +121,16 @@ class Reader:
         messages = "[" + self._texts(node)[1] + "]" if node is not None else None
         return line, texts, messages
 
-    def request_text(self, row: dict[str, Any]) -> str:
-        """The request's JSON text as `replayer export` writes it (store/queries.py's
-        Store.request_text), its messages joined from a context followed incrementally."""
-        parts = {}
-        if row["request_system"] is not None:
-            parts["system"] = self._blob(row["request_system"])
-        if row["request_tools"] is not None:
-            parts["tools"] = self._blob(row["request_tools"])
-        if row["request_node"] is not None:
-            parts["messages"] = "[" + self._texts(row["request_node"])[0] + "]"
-        text = self._filled((row["request_skel"], *parts), self._blob(row["request_skel"]), parts)
-        if text.startswith('{"__body__":'):  # a body that isn't an object, kept as it came
-            text = json.dumps(json.loads(text)["__body__"], ensure_ascii=False)
-        return storable(text)
+    def request_text(self, row: Mapping[str, Any]) -> str:
+        """The request's JSON text as `replayer export` writes it, its messages joined from a
+        context followed incrementally."""
+        return storable(super().request_text(row))
 
-    def response_text(self, row: dict[str, Any]) -> str | None:
-        """The response's JSON text as `replayer export` writes it (Store.response_text): its
-        skeleton with its content and usage put back."""
-        if row["response_json"] is None:
-            return None
-        parts = {}
-        if row["response_content"] is not None:
-            content = json.loads(self._blob(row["response_content"]))["content"]
-            parts["content"] = json.dumps(content, ensure_ascii=False)
-        if row["usage_json"] is not None:
-            parts["usage"] = row["usage_json"]
-        return self._filled(None, row["response_json"], parts) if parts else row["response_json"]
+    def messages_text(self, node: int) -> str:
+        return "[" + self._texts(node)[0] + "]"
 
-    def _filled(self, key: tuple[Any, ...] | None, skeleton: str, parts: dict[str, str]) -> str:
-        """`skeleton` (JSON text) with each part's text put in its place (store/codec.py's
-        `slotted`); the cut remembered by `key` when given (a request skeleton many turns share)."""
-        pieces = self._templates.get(key) if key is not None else None
-        if pieces is None:
-            doc = json.loads(skeleton)
-            pieces = slotted(doc, parts) if isinstance(doc, dict) else [skeleton]
-            if key is not None:
-                self._templates[key] = pieces
-        return fill(pieces, parts)
+    def blob_text(self, blob_id: int) -> str:
+        return self._blob(blob_id)
 
     def _blob(self, blob: int) -> str:
         got = self._blobs.get(blob)

@@ -171,6 +171,59 @@ def fill(pieces: list[str], parts: Mapping[str, str]) -> str:
     return "".join(out)
 
 
+class RowTexts:
+    """An attempt's request and response JSON texts as `replayer export` writes them, put
+    together from its row's stored parts: the skeleton with its system, tools and messages (or
+    content and usage) filled in. For a reader that has `_templates` (a bounded dict) and the two
+    methods below (store/queries.Store; otlp/lines.Reader, which must not import Store)."""
+
+    _templates: Any
+
+    def blob_text(self, blob_id: int) -> str:
+        raise NotImplementedError
+
+    def messages_text(self, node: int) -> str:
+        raise NotImplementedError
+
+    def _fill(self, skeleton_text: str, parts: dict[str, str], *, keep: bool = False) -> str:
+        """The skeleton with `parts` put in. `keep`: remember its cut form (a skeleton many
+        requests share is then parsed and dumped once)."""
+        key = (skeleton_text, *parts)
+        pieces = self._templates.get(key)
+        if pieces is None:
+            doc = json.loads(skeleton_text)
+            pieces = slotted(doc, parts) if isinstance(doc, dict) else [skeleton_text]
+            if keep:
+                self._templates[key] = pieces
+        return fill(pieces, parts)
+
+    def request_text(self, row: Mapping[str, Any]) -> str:
+        parts = {}
+        if row["request_system"] is not None:
+            parts["system"] = self.blob_text(row["request_system"])
+        if row["request_tools"] is not None:
+            parts["tools"] = self.blob_text(row["request_tools"])
+        if row["request_node"] is not None:
+            parts["messages"] = self.messages_text(row["request_node"])
+        text = self._fill(self.blob_text(row["request_skel"]), parts, keep=True)
+        if text.startswith('{"__body__":'):  # a body that isn't an object, kept as it came
+            text = json.dumps(json.loads(text)["__body__"], ensure_ascii=False)
+        return text
+
+    def response_text(self, row: Mapping[str, Any]) -> str | None:
+        """Its skeleton with its content and usage put back."""
+        if row["response_json"] is None:
+            return None
+        parts = {}
+        if row["response_content"] is not None:
+            parts["content"] = json.dumps(
+                json.loads(self.blob_text(row["response_content"]))["content"], ensure_ascii=False
+            )
+        if row["usage_json"] is not None:
+            parts["usage"] = row["usage_json"]
+        return self._fill(row["response_json"], parts) if parts else row["response_json"]
+
+
 def splice(doc: dict[str, Any], parts: dict[str, str]) -> str:
     """`doc` as JSON text with each key of `parts` holding that part's JSON text as it is: the
     stored parts (messages, a request, a response) are spliced in as text, never parsed and

@@ -33,7 +33,7 @@ from ..wire import TOOL_USE_TYPES, billed_parts, message_text, prompt_tokens, to
 from . import aggregate
 from .aggregate import ConversationName, Group, Totals, conversation_totals
 from .chain import CHAIN_SQL, chain_nodes, first_texts
-from .codec import fill, slotted, unpack
+from .codec import RowTexts, unpack
 from .runs import Run, add_run, get_run
 
 BLOB_CACHE = 50_000
@@ -96,7 +96,7 @@ class _AttemptRow(NamedTuple):
     response_content: int | None
 
 
-class Store:
+class Store(RowTexts):
     def __init__(self, db: Database, prices: PriceTable | None = None):
         self.db = db
         self.prices = prices or default_table()
@@ -161,43 +161,6 @@ class Store:
 
     def messages(self, node: int | None) -> list[Any]:
         return json.loads(self.messages_text(node))
-
-    def _fill(self, skeleton_text: str, parts: dict[str, str], *, keep: bool = False) -> str:
-        """The skeleton with `parts` put in. `keep`: remember its cut form (a skeleton many
-        requests share is then parsed and dumped once)."""
-        key = (skeleton_text, *parts)
-        pieces = self._templates.get(key)
-        if pieces is None:
-            doc = json.loads(skeleton_text)
-            pieces = slotted(doc, parts) if isinstance(doc, dict) else [skeleton_text]
-            if keep:
-                self._templates[key] = pieces
-        return fill(pieces, parts)
-
-    def request_text(self, row: dict[str, Any]) -> str:
-        parts = {}
-        if row["request_system"] is not None:
-            parts["system"] = self.blob_text(row["request_system"])
-        if row["request_tools"] is not None:
-            parts["tools"] = self.blob_text(row["request_tools"])
-        if row["request_node"] is not None:
-            parts["messages"] = self.messages_text(row["request_node"])
-        text = self._fill(self.blob_text(row["request_skel"]), parts, keep=True)
-        if text.startswith('{"__body__":'):
-            text = json.dumps(json.loads(text)["__body__"], ensure_ascii=False)
-        return text
-
-    def response_text(self, row: dict[str, Any]) -> str | None:
-        if row["response_json"] is None:
-            return None
-        parts = {}
-        if row["response_content"] is not None:
-            parts["content"] = json.dumps(
-                json.loads(self.blob_text(row["response_content"]))["content"], ensure_ascii=False
-            )
-        if row["usage_json"] is not None:
-            parts["usage"] = row["usage_json"]
-        return self._fill(row["response_json"], parts) if parts else row["response_json"]
 
     # -- export --------------------------------------------------------------------------------
     def export_lines(self, conversation_id: str | None = None, *, run_id: str | None = None) -> Iterator[str]:
