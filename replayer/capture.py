@@ -19,13 +19,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import anthropic
 
 from . import context
 from .autorecord import RUN_ENV
-from .captured import Captured, Context, Put, chunk_times
+from .captured import Captured, Context, Put
 from .otlp import current_parent
 from .wire import RECORDED_HEADER
 
@@ -81,14 +82,24 @@ def _warn(e: BaseException) -> None:
 
 
 
-def _mark(request: Any) -> None:
-    """Add RECORDED_HEADER to the attempt's headers when running under `replayer record` (its
-    run id is in the environment). On the attempt's own copy of the options (the SDK copies
-    them per attempt), not with `request.copy()`, which deep-copies the whole message history on
-    the agent's thread."""
-    if not os.environ.get(RUN_ENV):
-        return
-    options = request.options
+def _environment_lookup() -> Callable[[], Any]:
+    """A function that tells whether `replayer record` runs this process (its run id is in the
+    environment), asked at every call. `os.environ.get` of a missing name raises and catches a
+    KeyError inside, ~10 us on the agent's thread in a streamed call (its code is cold there);
+    the dictionary behind `os.environ`, which it keeps up to date, answers in C."""
+    data, encode = getattr(os.environ, "_data", None), getattr(os.environ, "encodekey", None)
+    if isinstance(data, dict) and encode is not None:
+        return partial(data.get, encode(RUN_ENV))
+    return partial(os.environ.get, RUN_ENV)
+
+
+_under_record = _environment_lookup()
+
+
+def _mark(options: Any) -> None:
+    """Add RECORDED_HEADER to the attempt's headers (when running under `replayer record`). On
+    the attempt's own copy of the options (the SDK copies them per attempt), not with
+    `request.copy()`, which deep-copies the whole message history on the agent's thread."""
     given = options.headers
     options.headers = {**given, RECORDED_HEADER: "1"} if isinstance(given, Mapping) else {RECORDED_HEADER: "1"}
 
@@ -162,8 +173,11 @@ class _StreamCapture(_Attempt):
 
     def __init__(self, request: Any, http: Any, ctx: Context | None, t_start: float, p0: float, endpoint: str,
                  caller: int, put: Put, is_async: bool):
-        super().__init__(request, http, ctx, t_start, p0, endpoint, caller)
-        self.put = put
+        # _Attempt.__init__'s fields, set here: every call the agent's thread makes costs it
+        # microseconds in a streamed call, whose code is cold by then
+        self.key, self.attempt, self.stream = request.options.idempotency_key, request.retries_taken, request.stream
+        self.http, self.ctx, self.t_start, self.p0, self.endpoint = http, ctx, t_start, p0, endpoint
+        self.caller, self.p1, self.put = caller, 0.0, put
         self.chunks: list[bytes] = []
         self.times: list[float] = []
         """When each chunk arrived (perf_counter), for the stream's event times."""
@@ -207,20 +221,21 @@ class _StreamCapture(_Attempt):
             self.err = f"{type(err).__name__}: {err}"
         self.abandoned = abandoned or isinstance(err, _GAVE_UP)
         self.gens = []
-        self._untee()
-        self.put(self)
-
-    def _untee(self) -> None:
-        """Take the tee off the response, before the hand-off (the writer then lets go of it).
-        A later read goes straight to the HTTP library, and the response no longer refers to
-        this capture: the two would form a cycle that only the garbage collector frees, keeping
-        the request as sent (the whole history) alive until then."""
+        # Take the tee off the response before the hand-off (the writer then lets go of it). A
+        # later read goes straight to the HTTP library, and the response no longer refers to
+        # this capture: the two would form a cycle that only the garbage collector frees, keeping
+        # the request as sent (the whole history) alive until then.
         own = self.http.__dict__
-        for name, before in zip(self.names, self.before, strict=True):
-            if before is None:
-                own.pop(name, None)
-            else:
-                own[name] = before
+        (iter_name, close_name), (iter_before, close_before) = self.names, self.before
+        if iter_before is None:
+            own.pop(iter_name, None)
+        else:
+            own[iter_name] = iter_before
+        if close_before is None:
+            own.pop(close_name, None)
+        else:
+            own[close_name] = close_before
+        self.put(self)
 
     # -- the tee, installed on the HTTP response ------------------------------------------------
     def _iter_bytes(self, *args: Any, **kwargs: Any) -> Any:
@@ -329,7 +344,7 @@ class _StreamCapture(_Attempt):
         times, self.chunks, self.times = self.times, [], []
         if is_sse:
             record.sse = body
-            record.sse_chunks = chunk_times(chunks, times, self.p0)
+            record.chunk_clock = (list(map(len, chunks)), times[: len(chunks)], self.p0)
             if self.p_first is not None:
                 record.ttft_ms = round((self.p_first - self.p0) * 1000, 3)
         else:
@@ -413,13 +428,17 @@ class RecorderMiddleware(anthropic.Middleware):
         _StreamCapture(request, http, ctx, t_start, p0, endpoint, caller, put, is_async)
 
     def handle(self, request: Any, call_next: Any) -> Any:
-        endpoint = _turn_endpoint(request)
+        options = request.options
+        endpoint: Any = _endpoints.get((options.method, options.url), False)  # _turn_endpoint, inline
+        if endpoint is False:
+            endpoint = _turn_endpoint(request)
         if endpoint is None:
             return call_next(request)
         try:
             ctx = self._context()
             t_start = self.clock()
-            _mark(request)
+            if _under_record():
+                _mark(options)
         except Exception as e:  # noqa: BLE001
             _warn(e)
             return call_next(request)
@@ -436,13 +455,17 @@ class RecorderMiddleware(anthropic.Middleware):
         return resp
 
     async def handle_async(self, request: Any, call_next: Any) -> Any:
-        endpoint = _turn_endpoint(request)
+        options = request.options
+        endpoint: Any = _endpoints.get((options.method, options.url), False)  # _turn_endpoint, inline
+        if endpoint is False:
+            endpoint = _turn_endpoint(request)
         if endpoint is None:
             return await call_next(request)
         try:
             ctx = self._context()
             t_start = self.clock()
-            _mark(request)
+            if _under_record():
+                _mark(options)
         except Exception as e:  # noqa: BLE001
             _warn(e)
             return await call_next(request)

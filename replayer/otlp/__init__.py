@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import sys
+from contextvars import ContextVar
 from importlib import metadata
+from typing import Any
 
 from .names import ENV_CAPTURE_CONTENT
 
@@ -63,16 +65,34 @@ def problem() -> str | None:
     return None
 
 
+_context_of: dict[int, Any] = {}
+"""Per loaded `opentelemetry.context` module (its id): the function that gives its current
+context, read once."""
+
+
+def _current_context_getter(otel: Any) -> Any:
+    """The function giving OpenTelemetry's current context: the ContextVar's own `get` when the
+    runtime context is the standard contextvars one (two Python calls fewer on the agent's
+    thread, microseconds each there, since its code is cold by then), else `get_current`."""
+    runtime = getattr(otel, "_RUNTIME_CONTEXT", None)
+    var = getattr(runtime, "_current_context", None)
+    standard = type(runtime).__name__ == "ContextVarsRuntimeContext" and isinstance(var, ContextVar)
+    return var.get if standard else otel.get_current  # type: ignore[union-attr]
+
+
 def current_parent() -> tuple[int, int, int] | None:
     """The application's current OpenTelemetry span as (trace_id, span_id, trace_flags), for the
     attempt's span to join its trace; None when there is none. Runs on the agent's thread at call
-    time: only looks when the application has imported OpenTelemetry itself (never imports it),
-    and an empty context (the usual case) costs one dictionary look-up and one call."""
+    time: only looks when OpenTelemetry is loaded (never imports it; the SDK 2.x loads it), and an
+    empty context (the usual case) costs two dictionary look-ups and one call into C."""
     otel = sys.modules.get("opentelemetry.context")
     if otel is None:
         return None
     try:
-        current = otel.get_current()
+        get = _context_of.get(id(otel))
+        if get is None:
+            get = _context_of[id(otel)] = _current_context_getter(otel)
+        current = get()
         if not current:  # an empty context holds no span
             return None
         sc = sys.modules["opentelemetry.trace"].get_current_span(current).get_span_context()
