@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any, Protocol, TypeAlias
 
 
@@ -53,6 +54,11 @@ class Captured:
     sse_chunks: list[tuple[int, float]] | None = None
     """For a stream, each chunk of `sse` as it arrived: (the offset in `sse` where it ends, ms
     after the attempt started when it came). The writer turns them into each event's time."""
+    chunk_clock: tuple[list[int], list[float], float] | None = None
+    """`sse_chunks` as the recording process hands them over: each chunk's size, when it came
+    (perf_counter) and when the attempt started; the writer process makes `sse_chunks` of them
+    (`event_clock()`). A long answer has hundreds of chunks: the arithmetic is not done under the
+    agent's (or the proxy's) GIL."""
     latency_ms: float | None = None
     ttft_ms: float | None = None
     """For a stream: when the chunk with the first content_block_delta arrived."""
@@ -75,16 +81,21 @@ class Captured:
     """The recorded turn this attempt copies (a fork's turns before its fork point): shown as it
     was recorded, but no money was spent on it now, so it adds to no spend figure."""
 
+    def event_clock(self) -> list[tuple[int, float]] | None:
+        """`sse_chunks`, made of `chunk_clock` when the recording process handed that over."""
+        clock = self.chunk_clock
+        return self.sse_chunks if clock is None else times_of_sizes(*clock)
+
 
 def chunk_times(chunks: list[bytes], times: list[float], p0: float) -> list[tuple[int, float]]:
     """`Captured.sse_chunks` of a stream's chunks and their arrival clock readings, `p0` the
     attempt's start. (`times` may run longer: chunks read after the end aren't the body's.)"""
-    out = []
-    end = 0
-    for chunk, t in zip(chunks, times, strict=False):
-        end += len(chunk)
-        out.append((end, round((t - p0) * 1000, 3)))
-    return out
+    return times_of_sizes(list(map(len, chunks)), times, p0)
+
+
+def times_of_sizes(sizes: list[int], times: list[float], p0: float) -> list[tuple[int, float]]:
+    """As `chunk_times`, of the chunks' sizes."""
+    return [(end, round((t - p0) * 1000, 3)) for end, t in zip(accumulate(sizes), times, strict=False)]
 
 
 class Capturable(Protocol):

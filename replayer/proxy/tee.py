@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from ..bounded import BoundedDict
-from ..captured import Captured, Context, chunk_times
+from ..captured import Captured, Context
 
 _DELTA = b"content_block_delta"
 
@@ -302,7 +302,7 @@ class ProxiedCall:
         # request is a plain JSON body, as in the middleware
         setattr(record, "sse" if is_sse else "response_bytes", body)
         if is_sse:
-            record.sse_chunks = chunk_times(chunks, times, self.p0)
+            record.chunk_clock = (list(map(len, chunks)), times[: len(chunks)], self.p0)
         if is_sse and self.p_first is not None:
             record.ttft_ms = round((self.p_first - self.p0) * 1000, 3)
         return record

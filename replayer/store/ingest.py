@@ -328,7 +328,7 @@ class Ingestor:
         )
         attempt_id = int(cur.lastrowid or 0)
         if read.sse is not None:
-            self.streams.store(attempt_id, read.sse, captured.sse_chunks)
+            self.streams.store(attempt_id, read.sse, captured.event_clock())
         prev_reads = None
         conv_rowid = turn.conversation_rowid
         if isinstance(usage, dict):
