@@ -51,6 +51,26 @@ def test_records_are_written_by_another_process(api, db_path):
     assert last_user_texts(db_path)[-1] == "after close"
 
 
+def test_the_writer_process_yields_to_the_recording_process(api, db_path, monkeypatch):
+    """The child runs under SCHED_BATCH, all its threads (its wake-ups don't preempt the agent or
+    the proxy), at the same nice value; REPLAYER_WRITER_BATCH=0 turns that off."""
+    for setting, policy in (("1", os.SCHED_BATCH), ("0", os.SCHED_OTHER)):
+        monkeypatch.setenv("REPLAYER_WRITER_BATCH", setting)
+        rec = Recorder(db_path)
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+        assert rec._writer._ready.wait(20)
+        ask(client, f"batch {setting}")
+        assert rec.flush(timeout=10) is True
+        child = rec._writer._child
+        assert child is not None
+        threads = [int(t) for t in os.listdir(f"/proc/{child.pid}/task")]
+        assert len(threads) > 1  # the writer thread and the counters' thread inherited it
+        assert {os.sched_getscheduler(t) for t in threads} == {policy}
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == os.getpriority(os.PRIO_PROCESS, 0)
+        assert rec.close(timeout=10) is True
+    assert last_user_texts(db_path) == ["batch 1", "batch 0"]
+
+
 def test_a_thread_writer_where_the_users_code_runs_here(db_path, monkeypatch):
     assert isinstance(Recorder(db_path, redact=lambda record: record)._writer, Writer)
     assert isinstance(Recorder(db_path, log_events=True)._writer, Writer)

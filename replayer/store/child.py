@@ -31,8 +31,25 @@ class _Forward(logging.Handler):
         self.send(("log", record.levelno, record.getMessage()))
 
 
+def batch_scheduling() -> bool:
+    """Run this process under Linux's SCHED_BATCH (True when it does). The writer's work is
+    throughput; the recording process's is latency (an agent handling its reply, the proxy passing
+    a token on). Under SCHED_BATCH the writer keeps its share of the CPU (no lower nice value, so a
+    saturated machine doesn't starve it until records are dropped), but its wake-ups, a batch of
+    records arriving, don't preempt the process that is running. Set first, in the main thread:
+    the threads started later inherit it. REPLAYER_WRITER_BATCH=0 turns it off."""
+    if os.environ.get("REPLAYER_WRITER_BATCH", "1") == "0" or not hasattr(os, "SCHED_BATCH"):
+        return False
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except OSError:
+        return False
+    return True
+
+
 def main() -> None:
     """Run in the child: read frames from stdin, write records, answer flushes, until stdin ends."""
+    batch_scheduling()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     path, max_pending = sys.argv[1], int(sys.argv[2])
     otlp = sys.argv[3] if len(sys.argv) > 3 else None  # the OTLP setting (Writer.otlp), when exporting
