@@ -572,21 +572,26 @@ def test_span_values_read_from_the_store_are_the_export_lines(api, db_path):
             assert seen == len(ids)
 
 
-def test_the_export_runs_at_a_lower_cpu_priority_than_the_agent(api, db_path, receiver, monkeypatch):
-    """The exporter's thread and the SDK's batch thread (started from it) run niced on Linux, so
-    a busy machine's CPU goes to the agent and the writer first; the agent's thread is left as
-    it was."""
+@pytest.mark.parametrize("setting", [None, "10"])
+def test_the_export_runs_at_the_priority_asked(api, db_path, receiver, monkeypatch, setting):
+    """The exporter's thread and the SDK's batch thread (started from it) run at their process's
+    priority, or niced on Linux as REPLAYER_OTLP_NICE asks; the agent's thread is left as it was."""
     import threading
 
     monkeypatch.setenv("REPLAYER_WRITER", "thread")  # the exporter is in this process: its threads are seen
+    if setting is None:
+        monkeypatch.delenv("REPLAYER_OTLP_NICE", raising=False)
+    else:
+        monkeypatch.setenv("REPLAYER_OTLP_NICE", setting)
     mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    before = set(threading.enumerate())  # an earlier test's SDK threads may still be ending
     with Recorder(db_path, otlp=True) as rec:
         client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY))
         client.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "hi"}])
         spans_for(receiver, 1)
         worker = rec._writer.exporter._thread
-        batch = [t for t in threading.enumerate() if t.name.startswith("OtelBatchSpan")]
-        want = min(19, mine + 10) if sys.platform.startswith("linux") else mine
+        batch = [t for t in set(threading.enumerate()) - before if t.name.startswith("OtelBatchSpan")]
+        want = min(19, mine + 10) if setting and sys.platform.startswith("linux") else mine
         assert batch and os.getpriority(os.PRIO_PROCESS, worker.native_id) == want
         assert all(os.getpriority(os.PRIO_PROCESS, t.native_id) == want for t in batch)
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
