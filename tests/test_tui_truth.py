@@ -261,7 +261,10 @@ async def test_context_chart_has_axes_gaps_a_marked_selection_and_the_usage_colo
         chart = screen.query_one("#chart", ContextChart)
         drawn = chart.render()
         lines = drawn.plain.splitlines()
-        bars, ticks, legend = lines[:-2], lines[-2], lines[-1]
+        at = next(i for i, line in enumerate(lines) if line.split()[:1] == ["turn"])
+        # the legend below the ticks: one line, or two where it doesn't fit the width
+        bars, ticks, legend = lines[:at], lines[at], "\n".join(lines[at + 1 :])
+        assert 1 <= len(lines) - at - 1 <= 2 and all(len(line) <= chart.size.width for line in lines)
         # a token axis: labelled ticks, the top one at or above the highest turn
         labels = [line.split("┤")[0].strip() for line in bars if "┤" in line]
         assert len(labels) >= 2 and all(labels)
@@ -285,7 +288,28 @@ async def test_context_chart_has_axes_gaps_a_marked_selection_and_the_usage_colo
         assert len(swatches & colours(drawn)) == 4
         await pilot.press("j")
         await settle(pilot)
-        assert "▲3" in chart.render().plain.splitlines()[-2]
+        assert "▲3" in chart.render().plain.splitlines()[at]
+
+
+def test_a_bar_for_several_turns_is_the_largest_of_them_whole():
+    """Too many turns for the width: a bar stands for several, and it is the largest of them as it
+    was, not each part's maximum (a context no turn had), so the peak is a real turn's."""
+    from replayer.tui.widgets import SEGMENT_COLOURS, ContextChart
+
+    chart = ContextChart()
+    # uncached, cache write, cache read, output: turn 0 mostly uncached, turn 1 (larger) mostly cached
+    chart.values = [(900, 0, 100, 10), (50, 0, 960, 10)] * 20
+    bars, starts, per, _, (_, legend) = chart._draw_bars(40, 8)
+    assert per >= 2 and starts[:2] == [0, per]
+    assert "peak 1,020 tokens" in legend.plain and f"each bar the largest of {per} turns" in legend.plain
+    cells = {label: 0 for label in SEGMENT_COLOURS}
+    for span in bars.spans:
+        for label, colour in SEGMENT_COLOURS.items():
+            if str(span.style) == colour:
+                cells[label] += span.end - span.start
+    # every bar is turn 1's: cache read, its 50 uncached tokens less than half a cell (not drawn);
+    # each part's maximum would have drawn turn 0's 900 uncached under turn 1's cache reads
+    assert cells["cache read"] > 0 and cells["uncached"] == 0
 
 
 # -- 17: dashboard colours ----------------------------------------------------------------------

@@ -88,7 +88,12 @@ class ContextChart(Widget):
         key = (width, height, len(self.values))
         if self._bars is None or self._bars[0] != key:
             self._bars = (key, *self._draw_bars(width - GUTTER, height))
-        _, bars, starts, per, cw, legend = self._bars
+            swatches, note = self._bars[-1]
+            if swatches.cell_len + note.cell_len > width and height > 3:  # the legend takes two lines
+                self._bars = (key, *self._draw_bars(width - GUTTER, height - 1))
+        _, bars, starts, per, cw, (swatches, note) = self._bars
+        fits = swatches.cell_len + note.cell_len <= width
+        legend = Text.assemble(swatches, "" if fits else "\n", note)
         out = bars.copy()
         group = max(0, min(self.selected // per, len(starts) - 1))
         # shade the selected turn's column, the gap left of it included
@@ -143,16 +148,18 @@ class ContextChart(Widget):
         out.rstrip()
         return out
 
-    def _draw_bars(self, width: int, height: int) -> tuple[Text, list[int], int, int, Text]:
+    def _draw_bars(self, width: int, height: int) -> tuple[Text, list[int], int, int, tuple[Text, Text]]:
         """The bars and the token axis (drawn once per data and size; moving the selection only
         restyles). Runs of cells in one colour are appended as one span: a wide chart stays cheap.
-        Every bar is followed by a one-column gap, so neighbouring turns never merge."""
+        Every bar is followed by a one-column gap, so neighbouring turns never merge. When a bar
+        stands for several turns it is the largest of them, whole: a bar of each part's maximum
+        would show a context no turn had (and a peak above the real one)."""
         n = len(self.values)
         per = max(1, -(-n // max(1, width // 2)))  # turns per bar: at least 2 columns each
         groups = []
         for start in range(0, n, per):
             chunk = self.values[start : start + per]
-            groups.append((start, tuple(max(v[i] for v in chunk) for i in range(4))))
+            groups.append((start, max(chunk, key=sum)))
         peak = max(sum(v) for _, v in groups)
         step = axis_step(peak, height)
         top = step * height
@@ -196,12 +203,13 @@ class ContextChart(Widget):
                     run_text += text
             out.append(run_text, style=run_style)
             out.append("\n")
-        legend = Text()
+        swatches = Text()
         for _, label, color in SEGMENTS:
-            legend.append("█ ", style=color)
-            legend.append(label + "  ", style="dim")
-        legend.append(f"peak {peak:,} tokens" + (f" · {per} turns per bar" if per > 1 else ""), style="dim")
-        return out, [start for start, _ in groups], per, cw, legend
+            swatches.append("█ ", style=color)
+            swatches.append(label + "  ", style="dim")
+        grouped = f" · each bar the largest of {per} turns" if per > 1 else ""
+        note = Text(f"peak {peak:,} tokens{grouped}", style="dim")
+        return out, [start for start, _ in groups], per, cw, (swatches, note)
 
     def watch_selected(self) -> None:
         self.refresh()
