@@ -80,6 +80,38 @@ def test_a_growing_history_is_matched_as_bytes_and_only_its_tail_parsed(scanner,
                 {"role": "user", "content": f"next {turn} 🙂"}]
 
 
+def test_a_request_the_same_around_its_new_messages_is_read_only_there(scanner, monkeypatch):
+    """An agent's next request has the same bytes before and after its messages (system prompt,
+    tools, model): only the new messages are read, and the result is still a full parse's.
+    Whatever differs there, or only looks like the end of the array, is read whole."""
+    whole = []
+    scan = scanner._scan
+    monkeypatch.setattr(scanner, "_scan", lambda *a: whole.append(1) or scan(*a))
+    sysp = "Be brief, é✓ 🙂 " * 40
+    msgs = [{"role": "user", "content": "Start ] é✓ " + "x" * 300}]
+    for turn in range(6):
+        text = json.dumps({"max_tokens": 5, "messages": msgs, "model": "m", "system": sysp}, ensure_ascii=False)
+        _same_as_a_full_parse(scanner, text)
+        msgs = [*msgs, {"role": "assistant", "content": [{"type": "text", "text": f"] ], {turn} 🙂"}]},
+                {"role": "user", "content": f"next {turn} ]"}]
+    assert len(whole) == 1  # the first request only
+    changed = [
+        {"max_tokens": 5, "messages": msgs, "model": "n", "system": sysp},  # after the array
+        {"max_tokens": 6, "messages": msgs, "model": "n", "system": sysp},  # before it
+        {"max_tokens": 6, "messages": msgs, "model": "other", "system": sysp},
+        {"max_tokens": 5, "messages": msgs, "extra": [1, 2], "model": "m", "system": sysp},  # a key ending in ]
+    ]
+    for body in changed:
+        _same_as_a_full_parse(scanner, json.dumps(body, ensure_ascii=False))
+        msgs = [*msgs, {"role": "user", "content": "more"}]
+    # a new key whose value is an array ending where the old array ended: not read as messages
+    first = {"role": "user", "content": "y" * 300}
+    _same_as_a_full_parse(scanner, json.dumps({"messages": [first], "z": [1]}))
+    _same_as_a_full_parse(scanner, json.dumps({"messages": [first, first], "y": [2], "z": [1]}))
+    _same_as_a_full_parse(scanner, json.dumps({"messages": [first, first, {"a": 1}], "z": [1]}))
+    _same_as_a_full_parse(scanner, json.dumps({"messages": [first, first, {"a": 1}], "z": [1]}))  # the same again
+
+
 @pytest.mark.parametrize("real", [True, False], ids=["then-the-real-one", "no-real-one"])
 def test_bytes_that_only_look_like_the_messages_array_are_not_cut(scanner, real):
     """A key before "messages" can end in the same bytes (an escaped quote), and hold the same
