@@ -20,7 +20,7 @@ import os
 import re
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -34,11 +34,12 @@ results) for two-thirds of the time, on the writer thread, which releases the GI
 _WBITS = -15  # raw deflate: no zlib header or checksum (SQLite pages have their own integrity)
 
 
-def pack(text: str) -> str | bytes:
-    """What to store for `text`: itself, or its deflated UTF-8."""
+def pack(text: str, raw: bytes | None = None) -> str | bytes:
+    """What to store for `text`: itself, or its deflated UTF-8 (`raw`, when the caller has it)."""
     if len(text) < MIN_CHARS:
         return text
-    raw = text.encode("utf-8", "surrogatepass")
+    if raw is None:
+        raw = text.encode("utf-8", "surrogatepass")
     packed = zlib.compress(raw, LEVEL, _WBITS)
     return packed if len(packed) <= len(raw) - (len(raw) >> 3) else text
 
@@ -241,13 +242,43 @@ def loads_or_text(text: str) -> Any:
 
 
 def digest(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+blake2b = hashlib.blake2b
+"""The hash of `digest` (the writer takes it over bytes it already has: `blake2b(raw, digest_size=16)`)."""
+
+_RANDOM_IDS = 256
+_random: Iterator[str] = iter(())
+"""64-bit random parts of ids not handed out yet, read from os.urandom a few hundred at a time
+(one system call each, where the writer makes an id or two per record)."""
+
+
+def _random_part() -> str:
+    global _random
+    got = next(_random, None)  # one step of a list's iterator: no two threads get the same part
+    if got is None:
+        text = os.urandom(8 * _RANDOM_IDS).hex()
+        parts = iter([text[i : i + 16] for i in range(0, len(text), 16)])
+        got = next(parts)
+        _random = parts
+    return got
+
+
+def _forget_random() -> None:
+    # a forked child must not make the ids its parent makes from the same parts
+    global _random
+    _random = iter(())
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_random)
 
 
 def new_id(prefix: str = "", t: float | None = None) -> str:
     """A sortable id: 48-bit milliseconds then 64 random bits, in hex (sorts by time as text)."""
     ms = int((time.time() if t is None else t) * 1000)
-    return f"{prefix}{ms:012x}{os.urandom(8).hex()}"
+    return f"{prefix}{ms:012x}{_random_part()}"
 
 
 def iso(t: float) -> str:
