@@ -647,3 +647,16 @@ def test_a_bounded_cache_starts_over_when_full():
     assert len(cache) == 4  # it holds more than `limit` before the next insert empties it
     cache[9] = 9
     assert cache == {9: 9}
+
+
+def test_rows_with_their_rare_columns_empty_or_not_are_stored_as_given():
+    """The writer's INSERTs write the usual NULLs in the SQL: a row is stored the same either way."""
+    from replayer.store.inserts import Insert
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (a, b, c, d DEFAULT 7)")
+    insert = Insert("t", ("a", "b", "c", "d"), ("b", "d"))
+    rows = [(1, None, "x", None), (2, 0, None, None), (3, None, "y", b"z"), (None, None, None, None)]
+    for row in rows:
+        insert(conn, row)
+    assert conn.execute("SELECT a, b, c, d FROM t ORDER BY rowid").fetchall() == rows
