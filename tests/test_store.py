@@ -660,3 +660,21 @@ def test_rows_with_their_rare_columns_empty_or_not_are_stored_as_given():
     for row in rows:
         insert(conn, row)
     assert conn.execute("SELECT a, b, c, d FROM t ORDER BY rowid").fetchall() == rows
+
+
+def test_timestamps_are_written_as_datetime_writes_them():
+    """`iso` formats the whole second once and rounds the fraction as datetime does (half to even,
+    at microseconds, then cut to milliseconds), also where that carries into the next second."""
+    from datetime import UTC, datetime
+
+    from replayer.store.codec import iso
+
+    rnd = random.Random(5)
+    edges = [0.0000005, 0.9999995, 0.9999994999, 0.0005, 0.9995, 0.5, 0.0000015, 0.0000025]
+    values = [0, 1, 1.5, -1.5, 253402300799, 253402300799.9994, -62135596800, 1750000000]
+    values += [rnd.randint(0, 2**35) + rnd.choice(edges) for _ in range(5000)]
+    values += [rnd.uniform(-1e9, 253402300799) for _ in range(5000)]
+    for t in values:
+        assert iso(t) == datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")[:-6] + "Z", t
+    with pytest.raises(ValueError):
+        iso(253402300800)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import time
@@ -281,6 +282,34 @@ def new_id(prefix: str = "", t: float | None = None) -> str:
     return f"{prefix}{ms:012x}{_random_part()}"
 
 
+_FIRST_SECOND, _LAST_SECOND = -62135596800, 253402300799
+"""0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z."""
+_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
+"""The last whole second `iso` wrote, and its text (a burst of records mostly shares it)."""
+
+
 def iso(t: float) -> str:
-    """ISO-8601 UTC with milliseconds and a Z: sorts as text."""
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    """ISO-8601 UTC with milliseconds and a Z: sorts as text. The same text as
+    `datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"` (the fraction
+    rounded to microseconds half to even, then cut to milliseconds), about four times faster:
+    the writer stamps every record."""
+    global _second
+    fraction, whole = math.modf(t)
+    us = round(fraction * 1e6)
+    if us >= 1_000_000:
+        us -= 1_000_000
+        whole += 1.0
+    elif us < 0:
+        us += 1_000_000
+        whole -= 1.0
+    second = int(whole)
+    known = _second
+    if known[0] != second:
+        if not _FIRST_SECOND <= second <= _LAST_SECOND:  # datetime's range: let it say what is wrong
+            return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+        g = time.gmtime(second)
+        known = _second = (
+            second,
+            f"{g.tm_year:04d}-{g.tm_mon:02d}-{g.tm_mday:02d}T{g.tm_hour:02d}:{g.tm_min:02d}:{g.tm_sec:02d}",
+        )
+    return f"{known[1]}.{us // 1000:03d}Z"
