@@ -55,14 +55,26 @@ def workload(conversations: int, turns: int):
     return order
 
 
+CPU: dict[str, float] = {}
+"""The process CPU seconds each run took (its own threads; a writer process, if one starts, not counted)."""
+
+
 def run_replayer(db: str, work) -> float:
     rec = Recorder(db)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for c, (request, response) in work:
         rec.record(request, response, conversation_id=f"conv_{c}", latency_ms=900.0)
     rec.flush()
     elapsed = time.perf_counter() - t0
+    CPU[db] = time.process_time() - c0
     rec.close()
+    return elapsed
+
+
+def run_baseline_cpu(db: str, work) -> float:
+    c0 = time.process_time()
+    elapsed = run_baseline(db, work)
+    CPU[db] = time.process_time() - c0
     return elapsed
 
 
@@ -98,16 +110,19 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="replayer-bench-")
     work = workload(args.conversations, args.turns)
     n = len(work)
-    print(f"{'run':>3} {'recorder':34} {'turns':>6} {'seconds':>8} {'turns/s':>9} {'disk':>9}")
-    base_rates, mine_rates = [], []
+    print(f"{'run':>3} {'recorder':34} {'turns':>6} {'seconds':>8} {'turns/s':>9} {'disk':>9} {'CPU us/turn':>12}")
+    base_rates, mine_rates, mine_cpu = [], [], []
     for k in range(args.runs):
-        runs = [("baseline: whole JSON rows", run_baseline), ("replayer Recorder.record + flush", run_replayer)]
+        runs = [("baseline: whole JSON rows", run_baseline_cpu), ("replayer Recorder.record + flush", run_replayer)]
         for name, fn in runs if k % 2 == 0 else runs[::-1]:
             db = os.path.join(tmp, f"{fn.__name__}{k}.db")
             seconds = fn(db, work)
-            (base_rates if fn is run_baseline else mine_rates).append(n / seconds)
-            print(f"{k + 1:>3} {name:34} {n:>6} {seconds:>8.2f} {n / seconds:>9.0f} {disk(db) / 1e6:>7.1f}MB")
-    size_base = disk(os.path.join(tmp, "run_baseline0.db"))
+            (base_rates if fn is run_baseline_cpu else mine_rates).append(n / seconds)
+            if fn is run_replayer:
+                mine_cpu.append(CPU[db] / n * 1e6)
+            print(f"{k + 1:>3} {name:34} {n:>6} {seconds:>8.2f} {n / seconds:>9.0f} {disk(db) / 1e6:>7.1f}MB"
+                  f" {CPU[db] / n * 1e6:>12.0f}")
+    size_base = disk(os.path.join(tmp, "run_baseline_cpu0.db"))
     size_mine = disk(os.path.join(tmp, "run_replayer0.db"))
     rate = median(mine_rates)
     ratio = median([m / b for m, b in zip(mine_rates, base_rates, strict=True)])
@@ -115,6 +130,8 @@ def main() -> None:
           f"({min(mine_rates):.0f} to {max(mine_rates):.0f}; target >= 2000), {ratio:.2f}x the whole-JSON baseline "
           f"run beside it (baseline median {median(base_rates):.0f} turns/s), on {size_mine / size_base:.2f}x its disk "
           f"-> {'PASS' if rate >= 2000 else 'MISS'}")
+    print(f"CPU per turn (this process's threads; less moved by other load than turns/s): median "
+          f"{median(mine_cpu):.0f} us ({min(mine_cpu):.0f} to {max(mine_cpu):.0f})")
 
 
 if __name__ == "__main__":

@@ -80,6 +80,38 @@ def test_a_growing_history_is_matched_as_bytes_and_only_its_tail_parsed(scanner,
                 {"role": "user", "content": f"next {turn} 🙂"}]
 
 
+def test_a_request_the_same_around_its_new_messages_is_read_only_there(scanner, monkeypatch):
+    """An agent's next request has the same bytes before and after its messages (system prompt,
+    tools, model): only the new messages are read, and the result is still a full parse's.
+    Whatever differs there, or only looks like the end of the array, is read whole."""
+    whole = []
+    scan = scanner._scan
+    monkeypatch.setattr(scanner, "_scan", lambda *a: whole.append(1) or scan(*a))
+    sysp = "Be brief, é✓ 🙂 " * 40
+    msgs = [{"role": "user", "content": "Start ] é✓ " + "x" * 300}]
+    for turn in range(6):
+        text = json.dumps({"max_tokens": 5, "messages": msgs, "model": "m", "system": sysp}, ensure_ascii=False)
+        _same_as_a_full_parse(scanner, text)
+        msgs = [*msgs, {"role": "assistant", "content": [{"type": "text", "text": f"] ], {turn} 🙂"}]},
+                {"role": "user", "content": f"next {turn} ]"}]
+    assert len(whole) == 1  # the first request only
+    changed = [
+        {"max_tokens": 5, "messages": msgs, "model": "n", "system": sysp},  # after the array
+        {"max_tokens": 6, "messages": msgs, "model": "n", "system": sysp},  # before it
+        {"max_tokens": 6, "messages": msgs, "model": "other", "system": sysp},
+        {"max_tokens": 5, "messages": msgs, "extra": [1, 2], "model": "m", "system": sysp},  # a key ending in ]
+    ]
+    for body in changed:
+        _same_as_a_full_parse(scanner, json.dumps(body, ensure_ascii=False))
+        msgs = [*msgs, {"role": "user", "content": "more"}]
+    # a new key whose value is an array ending where the old array ended: not read as messages
+    first = {"role": "user", "content": "y" * 300}
+    _same_as_a_full_parse(scanner, json.dumps({"messages": [first], "z": [1]}))
+    _same_as_a_full_parse(scanner, json.dumps({"messages": [first, first], "y": [2], "z": [1]}))
+    _same_as_a_full_parse(scanner, json.dumps({"messages": [first, first, {"a": 1}], "z": [1]}))
+    _same_as_a_full_parse(scanner, json.dumps({"messages": [first, first, {"a": 1}], "z": [1]}))  # the same again
+
+
 @pytest.mark.parametrize("real", [True, False], ids=["then-the-real-one", "no-real-one"])
 def test_bytes_that_only_look_like_the_messages_array_are_not_cut(scanner, real):
     """A key before "messages" can end in the same bytes (an escaped quote), and hold the same
@@ -615,3 +647,34 @@ def test_a_bounded_cache_starts_over_when_full():
     assert len(cache) == 4  # it holds more than `limit` before the next insert empties it
     cache[9] = 9
     assert cache == {9: 9}
+
+
+def test_rows_with_their_rare_columns_empty_or_not_are_stored_as_given():
+    """The writer's INSERTs write the usual NULLs in the SQL: a row is stored the same either way."""
+    from replayer.store.inserts import Insert
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (a, b, c, d DEFAULT 7)")
+    insert = Insert("t", ("a", "b", "c", "d"), ("b", "d"))
+    rows = [(1, None, "x", None), (2, 0, None, None), (3, None, "y", b"z"), (None, None, None, None)]
+    for row in rows:
+        insert(conn, row)
+    assert conn.execute("SELECT a, b, c, d FROM t ORDER BY rowid").fetchall() == rows
+
+
+def test_timestamps_are_written_as_datetime_writes_them():
+    """`iso` formats the whole second once and rounds the fraction as datetime does (half to even,
+    at microseconds, then cut to milliseconds), also where that carries into the next second."""
+    from datetime import UTC, datetime
+
+    from replayer.store.codec import iso
+
+    rnd = random.Random(5)
+    edges = [0.0000005, 0.9999995, 0.9999994999, 0.0005, 0.9995, 0.5, 0.0000015, 0.0000025]
+    values = [0, 1, 1.5, -1.5, 253402300799, 253402300799.9994, -62135596800, 1750000000]
+    values += [rnd.randint(0, 2**35) + rnd.choice(edges) for _ in range(5000)]
+    values += [rnd.uniform(-1e9, 253402300799) for _ in range(5000)]
+    for t in values:
+        assert iso(t) == datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")[:-6] + "Z", t
+    with pytest.raises(ValueError):
+        iso(253402300800)

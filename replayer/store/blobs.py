@@ -9,7 +9,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from ..bounded import BoundedDict
-from .codec import canon, canon_plain, digest, pack
+from .codec import blake2b, canon, canon_plain, pack
 from .threads import thread_key
 
 MAX_CACHE = 50_000
@@ -57,7 +57,8 @@ class Blobs:
             if hit is not None:
                 self.last_digest = hit[1]
                 return hit[0]
-        h = digest(text)
+        raw = text.encode("utf-8", "surrogatepass")  # hashed, and deflated when long
+        h = blake2b(raw, digest_size=16).hexdigest()  # codec.digest, over the bytes made once
         self.last_digest = h
         got = self.ids.get(h)
         if got is not None:
@@ -65,7 +66,10 @@ class Blobs:
                 self.small_ids[text] = (got, h)
             return got
         conn = self.db.conn
-        cur = conn.execute("INSERT OR IGNORE INTO blobs(hash, json) VALUES (?, ?)", (h, pack(text)))
+        stored: str | bytes | bytearray = pack(text, raw)
+        if type(stored) is bytes:  # bound as a bytearray, the same BLOB: bytes cost an adapter lookup
+            stored = bytearray(stored)
+        cur = conn.execute("INSERT OR IGNORE INTO blobs(hash, json) VALUES (?, ?)", (h, stored))
         if cur.rowcount:
             got = int(cur.lastrowid or 0)
         else:

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -34,11 +35,12 @@ results) for two-thirds of the time, on the writer thread, which releases the GI
 _WBITS = -15  # raw deflate: no zlib header or checksum (SQLite pages have their own integrity)
 
 
-def pack(text: str) -> str | bytes:
-    """What to store for `text`: itself, or its deflated UTF-8."""
+def pack(text: str, raw: bytes | None = None) -> str | bytes:
+    """What to store for `text`: itself, or its deflated UTF-8 (`raw`, when the caller has it)."""
     if len(text) < MIN_CHARS:
         return text
-    raw = text.encode("utf-8", "surrogatepass")
+    if raw is None:
+        raw = text.encode("utf-8", "surrogatepass")
     packed = zlib.compress(raw, LEVEL, _WBITS)
     return packed if len(packed) <= len(raw) - (len(raw) >> 3) else text
 
@@ -241,15 +243,73 @@ def loads_or_text(text: str) -> Any:
 
 
 def digest(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+blake2b = hashlib.blake2b
+"""The hash of `digest` (the writer takes it over bytes it already has: `blake2b(raw, digest_size=16)`)."""
+
+_RANDOM_IDS = 256
+_random: Iterator[str] = iter(())
+"""64-bit random parts of ids not handed out yet, read from os.urandom a few hundred at a time
+(one system call each, where the writer makes an id or two per record)."""
+
+
+def _random_part() -> str:
+    global _random
+    got = next(_random, None)  # one step of a list's iterator: no two threads get the same part
+    if got is None:
+        text = os.urandom(8 * _RANDOM_IDS).hex()
+        parts = iter([text[i : i + 16] for i in range(0, len(text), 16)])
+        got = next(parts)
+        _random = parts
+    return got
+
+
+def _forget_random() -> None:
+    # a forked child must not make the ids its parent makes from the same parts
+    global _random
+    _random = iter(())
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_random)
 
 
 def new_id(prefix: str = "", t: float | None = None) -> str:
     """A sortable id: 48-bit milliseconds then 64 random bits, in hex (sorts by time as text)."""
     ms = int((time.time() if t is None else t) * 1000)
-    return f"{prefix}{ms:012x}{os.urandom(8).hex()}"
+    return f"{prefix}{ms:012x}{_random_part()}"
+
+
+_FIRST_SECOND, _LAST_SECOND = -62135596800, 253402300799
+"""0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z."""
+_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
+"""The last whole second `iso` wrote, and its text (a burst of records mostly shares it)."""
 
 
 def iso(t: float) -> str:
-    """ISO-8601 UTC with milliseconds and a Z: sorts as text."""
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    """ISO-8601 UTC with milliseconds and a Z: sorts as text. The same text as
+    `datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"` (the fraction
+    rounded to microseconds half to even, then cut to milliseconds), about four times faster:
+    the writer stamps every record."""
+    global _second
+    fraction, whole = math.modf(t)
+    us = round(fraction * 1e6)
+    if us >= 1_000_000:
+        us -= 1_000_000
+        whole += 1.0
+    elif us < 0:
+        us += 1_000_000
+        whole -= 1.0
+    second = int(whole)
+    known = _second
+    if known[0] != second:
+        if not _FIRST_SECOND <= second <= _LAST_SECOND:  # datetime's range: let it say what is wrong
+            return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+        g = time.gmtime(second)
+        known = _second = (
+            second,
+            f"{g.tm_year:04d}-{g.tm_mon:02d}-{g.tm_mday:02d}T{g.tm_hour:02d}:{g.tm_min:02d}:{g.tm_sec:02d}",
+        )
+    return f"{known[1]}.{us // 1000:03d}Z"

@@ -256,7 +256,8 @@ def prev_reads(db: Any, conv: int, idx: int) -> int | None:
 
 def write(db: Any, rows: list[UsageRow]) -> None:
     """Insert usage rows and add them to the rollup: one upsert per rollup key, not per row."""
-    db.executemany(INSERT_USAGE, rows)
+    # as plain tuples: the sqlite3 module reads a tuple subclass's items one call at a time
+    db.executemany(INSERT_USAGE, map(tuple, rows))
     db.executemany(UPSERT_ROLLUP, _summed(rows))
 
 

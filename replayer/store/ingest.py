@@ -28,6 +28,7 @@ from .attempt import Redact, label
 from .blobs import Blobs
 from .codec import Decoder, digest, dumps_plain, iso, new_id
 from .events import Streams
+from .inserts import INSERT_ATTEMPT, INSERT_TURN
 from .scan import ParsedRequest, RequestScanner
 from .threads import OpenConversations
 from .tool_results import ToolResults
@@ -294,12 +295,8 @@ class Ingestor:
         )
         usage = response.get("usage") if isinstance(response, dict) else None
         stop_reason = label(response.get("stop_reason")) if isinstance(response, dict) else None
-        cur = conn.execute(
-            """INSERT INTO attempts(turn_id, attempt, started_at, latency_ms, ttft_ms, status, request_skel,
-                   request_system, request_tools, request_node, request_headers, response_json,
-                   response_content, error_json, request_id, model, stop_reason, usage_json,
-                   unknown_events_json, abandoned, copied_from)
-               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+        cur = INSERT_ATTEMPT(
+            conn,
             (
                 turn.id,
                 captured.attempt,
@@ -500,10 +497,8 @@ class Ingestor:
         else:
             self.next_idx[conversation_id] = LastTurn(idx + 1, context_node, context_len)
         turn_id = captured.turn_id or new_id("turn_", captured.t_start)
-        cur = conn.execute(
-            """INSERT INTO turns(id, conversation_id, call_key, idx, started_at, user_id, trace_id, endpoint, model,
-                   stream, system_blob, tools_blob, context_node, context_len, response_id)
-               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+        cur = INSERT_TURN(
+            conn,
             (
                 turn_id,
                 conversation_id,

@@ -26,12 +26,25 @@ from .codec import WS, Decoder, loads_or_text
 from .codec import ws_at as _ws
 
 _WSB = re.compile(rb"[ \t\n\r]*")
+_CLOSE = ord("]")
 _wsb = cast("Callable[[bytes, int], re.Match[bytes]]", _WSB.match)
 """`_WSB.match`, typed as never None (it matches the empty string)."""
 PREFIX_KEY_BYTES = 256
 MAX_CANDIDATE_BYTES = 64_000_000
 MAX_RAW = 4096
 """System prompts, tool lists and skeletons remembered by their text as written."""
+
+
+@dataclass(slots=True)
+class Shape:
+    """What a request holds around its messages array, as `_scan` read it: an agent's next
+    request usually has the same bytes there (the same system prompt, tools, model, metadata),
+    and then gets all of this without a byte of it decoded again."""
+
+    skeleton: dict[str, Any]
+    skeleton_raw: str
+    system: int | None
+    tools: int | None
 
 
 @dataclass
@@ -48,6 +61,10 @@ class Candidate:
     """Each element's blob, node and thread key (as in `ParsedRequest`)."""
     nodes: list[int]
     thread_keys: list[str]
+    close: int = 0
+    """Where the array ends in `raw`, just after its "]"."""
+    shape: Shape | None = None
+    """The rest of the request (before `start` and from `close`), once the whole body was read."""
 
     def matches(self, body: bytes, at: int, k: int) -> bool:
         """Whether `body` holds this candidate's first `k` elements at `at`, and then , or ]."""
@@ -190,6 +207,10 @@ class RequestScanner:
             n = candidate.common(body, at)
             if not n:
                 continue
+            if candidate.shape is not None and at == candidate.start:
+                parsed = self._scan_around(body, at, n, candidate, candidate.shape)
+                if parsed is not None:
+                    return parsed
             head = body[:at].decode("utf-8", "surrogateescape")
             text = head + body[at + candidate.ends[n - 1] :].decode("utf-8", "surrogateescape")
             reuse = Reuse(at, len(head), n, candidate)
@@ -201,6 +222,34 @@ class RequestScanner:
                 return parsed
             break
         return self._scan(body.decode("utf-8", "surrogateescape"), body, None)
+
+    def _scan_around(self, body: bytes, at: int, n: int, candidate: Candidate, shape: Shape) -> ParsedRequest | None:
+        """The request when all of it but its new messages is byte for byte the candidate's:
+        the same bytes before the array (then it is the top-level "messages", as it was there)
+        and after it. Only the new messages are decoded; None when the bytes differ (or the new
+        part doesn't read as the rest of an array), for the ordinary scan to read them."""
+        raw = candidate.raw
+        close = len(body) - (len(raw) - candidate.close)
+        start = at + candidate.ends[n - 1]
+        if (
+            close <= start
+            or body[close - 1] != _CLOSE
+            or not body.endswith(memoryview(raw)[candidate.close :])
+            or not body.startswith(memoryview(raw)[:at])
+        ):
+            return None
+        # the rest of the array: "," and the new elements, then "]" (the reused ones cut out)
+        s = body[start:close].decode("utf-8", "surrogateescape")
+        parsed = ParsedRequest(dict(shape.skeleton), shape.skeleton_raw, shape.system, shape.tools)
+        try:
+            end, made = self._scan_messages(s, 0, parsed, body, Reuse(at, 0, n, candidate))
+        except (ValueError, IndexError, TypeError):
+            return None
+        if end != len(s):
+            return None
+        if made is not None:
+            made.shape = shape
+        return parsed
 
     def parse_request_obj(self, body: Any) -> ParsedRequest:
         """The slow path: a parsed document (from `record()`, a redactor, or odd JSON)."""
@@ -238,6 +287,7 @@ class RequestScanner:
         skeleton: dict[str, Any] = {}
         parsed = ParsedRequest(skeleton=skeleton)
         raw_parts: list[str] = []
+        made = None
         while True:
             i = _ws(s, i).end()
             if s[i] == "}" and not raw_parts:
@@ -254,7 +304,7 @@ class RequestScanner:
                 raise ValueError("expected :")
             i = _ws(s, i + 1).end()
             if key == "messages" and s[i] == "[":
-                i = self._scan_messages(s, i + 1, parsed, body, reuse)
+                i, made = self._scan_messages(s, i + 1, parsed, body, reuse)
                 skeleton[key] = None
                 raw_parts.append('"messages":-')
             elif key in ("system", "tools") and (known := self._known_raw(key, s, i)) is not None:
@@ -290,9 +340,15 @@ class RequestScanner:
         if _ws(s, i + 1).end() != len(s):
             raise ValueError("trailing data")
         parsed.skeleton_raw = ",".join(raw_parts)
+        if made is not None:
+            made.shape = Shape(dict(skeleton), parsed.skeleton_raw, parsed.system, parsed.tools)
         return parsed
 
-    def _scan_messages(self, s: str, i: int, parsed: ParsedRequest, body: bytes, reuse: Reuse | None) -> int:
+    def _scan_messages(
+        self, s: str, i: int, parsed: ParsedRequest, body: bytes, reuse: Reuse | None
+    ) -> tuple[int, Candidate | None]:
+        """Read the messages array from after its "[" in `s`: (where the array ends, just after
+        its "]"; the candidate made of it for the next request, if one was)."""
         decoder = self.decoder
         n = 0
         if reuse is None:
@@ -339,18 +395,18 @@ class RequestScanner:
                 raise ValueError("expected , or ]")
         parsed.node = parent
         parsed.messages = messages
-        if n:
-            self._remember(s, i0, body, reuse, new_ends, parsed)
-        return i + 1
+        made = self._remember(s, i0, body, reuse, new_ends, parsed) if n else None
+        return i + 1, made
 
     def _remember(
         self, s: str, i0: int, body: bytes, reuse: Reuse | None, new_ends: list[int], parsed: ParsedRequest
-    ) -> None:
-        """Keep this request's messages as a candidate for the next one, element ends in bytes."""
+    ) -> Candidate | None:
+        """Keep this request's messages as a candidate for the next one, element ends in bytes.
+        Returns the new candidate (None when the candidate was these very messages)."""
         if reuse is not None:
             if not new_ends and reuse.n == len(reuse.candidate.ends):  # the same messages again
                 self.candidates.move_to_end(body[reuse.at : reuse.at + PREFIX_KEY_BYTES])
-                return
+                return None
             at, ends, base = reuse.at, reuse.candidate.ends[: reuse.n], reuse.candidate.ends[reuse.n - 1]
         else:
             at = i0 if s.isascii() else len(s[:i0].encode("utf-8", "surrogateescape"))
@@ -367,11 +423,14 @@ class RequestScanner:
         old = self.candidates.pop(key, None)
         if old is not None:
             self.candidate_bytes -= len(old.raw)
-        self.candidates[key] = Candidate(body, at, ends, parsed.blobs[:], parsed.nodes[:], parsed.thread_keys[:])
+        close = _wsb(body, at + ends[-1]).end() + 1  # after the "]" the scan found there
+        made = Candidate(body, at, ends, parsed.blobs[:], parsed.nodes[:], parsed.thread_keys[:], close)
+        self.candidates[key] = made
         self.candidate_bytes += len(body)
         while self.candidate_bytes > MAX_CANDIDATE_BYTES and len(self.candidates) > 1:
             _, dropped = self.candidates.popitem(last=False)
             self.candidate_bytes -= len(dropped.raw)
+        return made
 
     def skeleton_blob(self, parsed: ParsedRequest) -> int:
         """The blob of a request's skeleton; usually the same as the last one's, found by its text."""

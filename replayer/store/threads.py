@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from .codec import canon, digest
+from .codec import blake2b, canon, digest
 
 MAX_OPEN_KEYS = 20_000
 """Thread keys whose open conversations the writer remembers (see `OpenConversations.open_at`)."""
@@ -49,7 +49,7 @@ def thread_key(prev: str, message: Any, text: str | None = None, text_digest: st
         and '"thinking"' not in text
         and '"redacted_thinking"' not in text
     ):
-        return digest(prev + text_digest)
+        return blake2b((prev + text_digest).encode(), digest_size=16).hexdigest()  # digest(): both are hex
     return digest(prev + digest(canon(_normalise(message))))
 
 
