@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import reading
+from .prescan import Defined, PreScanner
 from .reading import Malformed, Record
 
 BATCH = 2000
@@ -46,6 +47,8 @@ class Batch:
     """reading.Record.wire() tuples (cheaper to send between processes than the objects)."""
     position: int
     tally: Tally | None = None
+    defined: Defined | None = None
+    """The blobs and nodes its records' scanned requests numbered first (otlp/prescan.py)."""
 
 
 def read(path: str, since: str | None, user: str | None, conversation: str | None) -> Iterator[Batch]:
@@ -58,18 +61,20 @@ def read(path: str, since: str | None, user: str | None, conversation: str | Non
     tally = Tally()
     seen: set[int] = set()
     batch: list[Any] = []
+    prescan = PreScanner()
     with lines:
         for number, doc in reading.documents(lines, tally.malformed):
             for span in reading.spans(number, doc, tally.malformed):
                 seen.add(span.line)
                 got = _take(span, tally, since, user, conversation)
                 if got is not None:
+                    got.scanned = prescan.scan(got.captured)
                     batch.append(got.wire())
             if len(batch) >= BATCH:
-                yield Batch(batch, position())
+                yield Batch(batch, position(), defined=prescan.take())
                 batch = []
         tally.lines = len(seen)
-        yield Batch(batch, position(), tally)
+        yield Batch(batch, position(), tally, prescan.take())
 
 
 def _take(

@@ -103,6 +103,8 @@ class Record:
     parent_conversation_id: str | None = None
     unknown_events: list[Any] | None = None
     response_id: str | None = None
+    scanned: tuple[Any, ...] | None = None
+    """Its request scanned by the reader (otlp/prescan.py), whose bytes it then no longer holds."""
 
     def wire(self) -> tuple[Any, ...]:
         """The record as plain tuples, for a pipe between processes (readahead.py): pickling the

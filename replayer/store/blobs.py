@@ -64,12 +64,7 @@ class Blobs:
             if small:
                 self.small_ids[text] = (got, h)
             return got
-        conn = self.db.conn
-        cur = conn.execute("INSERT OR IGNORE INTO blobs(hash, json) VALUES (?, ?)", (h, pack(text)))
-        if cur.rowcount:
-            got = int(cur.lastrowid or 0)
-        else:
-            got = int(conn.execute("SELECT id FROM blobs WHERE hash = ?", (h,)).fetchone()[0])
+        got = self.insert(h, text)
         if len(self.ids) > self.ids.limit:
             self.small_ids.clear()  # emptied with `ids` (which empties itself on the insert below)
         self.ids[h] = got
@@ -77,16 +72,42 @@ class Blobs:
             self.small_ids[text] = (got, h)
         return got
 
+    def blob_stored(self, h: str, stored: str | bytes) -> int:
+        """The id of a blob given its hash and what to store (`pack`ed already: an import's reader
+        process hashes and packs, store/imported_spans.py)."""
+        got = self.ids.get(h)
+        if got is None:
+            got = self.insert_stored(h, stored)
+            if len(self.ids) > self.ids.limit:
+                self.small_ids.clear()  # (as in blob_text)
+            self.ids[h] = got
+        return got
+
+    def insert(self, h: str, text: str) -> int:
+        """The id of the blob of `text` (its hash `h`), inserted when new."""
+        return self.insert_stored(h, pack(text))
+
+    def insert_stored(self, h: str, stored: str | bytes) -> int:
+        """`insert`, given what to store (`pack`ed already: an import's reader process does that)."""
+        conn = self.db.conn
+        cur = conn.execute("INSERT OR IGNORE INTO blobs(hash, json) VALUES (?, ?)", (h, stored))
+        if cur.rowcount:
+            return int(cur.lastrowid or 0)
+        return int(conn.execute("SELECT id FROM blobs WHERE hash = ?", (h,)).fetchone()[0])
+
     def node(self, parent: int, blob: int, depth: int) -> int:
         key = (parent, blob)
         got = self.node_ids.get(key)
         if got is not None:
             return got
+        got = self.node_ids[key] = self.insert_node(parent, blob, depth)
+        return got
+
+    def insert_node(self, parent: int, blob: int, depth: int) -> int:
+        """The id of the node of `blob` under `parent`, inserted when new."""
+        key = (parent, blob)
         conn = self.db.conn
         cur = conn.execute("INSERT OR IGNORE INTO nodes(parent, blob, depth) VALUES (?, ?, ?)", (parent, blob, depth))
         if cur.rowcount:
-            got = int(cur.lastrowid or 0)
-        else:
-            got = int(conn.execute("SELECT id FROM nodes WHERE parent = ? AND blob = ?", key).fetchone()[0])
-        self.node_ids[key] = got
-        return got
+            return int(cur.lastrowid or 0)
+        return int(conn.execute("SELECT id FROM nodes WHERE parent = ? AND blob = ?", key).fetchone()[0])
