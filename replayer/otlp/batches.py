@@ -7,12 +7,13 @@ while it writes the batch before; or in its own process for a small input or std
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import reading
-from .prescan import Defined, PreScanner
+from .prescan import Defined, PreScanner, Share
 from .reading import Malformed, Record
 
 BATCH = 2000
@@ -51,9 +52,12 @@ class Batch:
     """The blobs and nodes its records' scanned requests numbered first (otlp/prescan.py)."""
 
 
-def read(path: str, since: str | None, user: str | None, conversation: str | None) -> Iterator[Batch]:
-    """The batches of `path` ("-": stdin) under the filters (`since`: an ISO time bound). Raises
-    CannotRead, or reading.NotOtlp for an input that is no OTLP JSON."""
+def read(
+    path: str, since: str | None, user: str | None, conversation: str | None
+) -> Generator[Batch, float | None, None]:
+    """The batches of `path` ("-": stdin) under the filters (`since`: an ISO time bound); sent
+    after each, how long it waited to be taken (readahead.py), to share the request scan
+    (otlp/prescan.Share). Raises CannotRead, or reading.NotOtlp for an input that is no OTLP JSON."""
     try:
         lines, position = reading.open_input(path)
     except OSError as e:
@@ -61,17 +65,23 @@ def read(path: str, since: str | None, user: str | None, conversation: str | Non
     tally = Tally()
     seen: set[int] = set()
     batch: list[Any] = []
-    prescan = PreScanner()
+    prescan, share = PreScanner(), Share()
+    started = time.perf_counter()
     with lines:
         for number, doc in reading.documents(lines, tally.malformed):
             for span in reading.spans(number, doc, tally.malformed):
                 seen.add(span.line)
                 got = _take(span, tally, since, user, conversation)
                 if got is not None:
-                    got.scanned = prescan.scan(got.captured)
+                    ctx = got.captured.ctx
+                    if share.takes((ctx.conversation_id if ctx else None) or got.key):
+                        got.scanned = prescan.scan(got.captured)
                     batch.append(got.wire())
             if len(batch) >= BATCH:
-                yield Batch(batch, position(), defined=prescan.take())
+                busy = time.perf_counter() - started
+                waited = yield Batch(batch, position(), defined=prescan.take())
+                started = time.perf_counter()
+                share.adjust(waited, busy)
                 batch = []
         tally.lines = len(seen)
         yield Batch(batch, position(), tally, prescan.take())

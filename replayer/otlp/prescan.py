@@ -11,6 +11,7 @@ of it needs the database. The writer's share left is the database's own: rows an
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Any
@@ -61,6 +62,41 @@ class LocalBlobs(Blobs):
         self.next_id += 1
         self.defined.nodes.append((n, parent, blob, depth))
         return n
+
+
+class Share:
+    """Which requests the reader scans: those of `k` conversations in every EIGHTHS (by a hash of
+    the conversation id, so that each side keeps scanning the same conversations and finds their
+    last request to compare the next with), the writer the rest.
+
+    Moved by what the writer's pace tells after each batch (`adjust`): while the reader waits for
+    the writer to take its batches, it takes an eighth more of the scanning; while it does not
+    wait, an eighth less. So the two processes' CPU stays balanced on any machine; read in the
+    importing process (stdin, a small file), the writer scans everything (no hand-over)."""
+
+    EIGHTHS = 8
+    WAITS = 0.10
+    """The reader waited this much of the time it took to make the batch: it takes more."""
+    BUSY = 0.02
+    """It waited less than this much: it takes less."""
+
+    def __init__(self, k: int = EIGHTHS // 2) -> None:
+        self.k = k
+
+    def takes(self, conversation: str) -> bool:
+        if self.k <= 0 or self.k >= self.EIGHTHS:
+            return self.k > 0
+        return zlib.crc32(conversation.encode("utf-8", "surrogatepass")) % self.EIGHTHS < self.k
+
+    def adjust(self, waited: float | None, busy: float) -> None:
+        """After a batch that took `busy` seconds to make and `waited` to be taken (None: read in
+        the importing process)."""
+        if waited is None:
+            self.k = 0
+        elif waited > self.WAITS * busy:
+            self.k = min(self.k + 1, self.EIGHTHS)
+        elif waited < self.BUSY * busy:
+            self.k = max(self.k - 1, 0)
 
 
 class PreScanner:
