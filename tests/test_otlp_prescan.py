@@ -16,7 +16,7 @@ from replayer.otlp import batches, prescan
 
 @pytest.fixture
 def fixed_share(monkeypatch):
-    """Sets how many eighths of the conversations the reader scans, unmoved by the batches' pace."""
+    """Sets how many parts (of Share.PARTS) of the conversations the reader scans, unmoved by the batches' pace."""
 
     def fix(k: int) -> None:
         monkeypatch.setattr(prescan.Share, "__init__", lambda self, k=k: setattr(self, "k", k))
@@ -25,7 +25,7 @@ def fixed_share(monkeypatch):
     return fix
 
 
-@pytest.mark.parametrize("k", [0, 3, 8])
+@pytest.mark.parametrize("k", [0, 5, 16])
 def test_requests_scanned_by_either_side_come_back_the_same(api, tmp_path, monkeypatch, fixed_share, k):
     fixed_share(k)
     monkeypatch.setattr(batches, "BATCH", 2)  # several batches, each naming ids the batches before defined
@@ -49,7 +49,7 @@ def test_requests_scanned_by_either_side_come_back_the_same(api, tmp_path, monke
 def test_a_span_that_cannot_be_stored_leaves_the_scanned_rest_whole(api, tmp_path, fixed_share):
     """The batch's transaction is rolled back and written again without the span: the blobs and
     nodes the reader defined for the batch are defined again with it."""
-    fixed_share(8)
+    fixed_share(prescan.Share.PARTS)
     source = tmp_path / "team.db"
     record_session(api, source)
     lines = export_text(source)
@@ -69,21 +69,24 @@ def test_a_span_that_cannot_be_stored_leaves_the_scanned_rest_whole(api, tmp_pat
 
 
 def test_the_share_moves_toward_the_slower_side():
+    parts = prescan.Share.PARTS
     share = prescan.Share()
-    assert share.k == prescan.Share.EIGHTHS // 2
-    share.adjust(0.3, 1.0)  # the reader waited for the writer: it scans more
-    assert share.k == 5
+    assert share.k == parts // 2
+    share.adjust(0.1, 1.0)  # the reader waited for the writer: it scans more
+    assert share.k == parts // 2 + 1
+    share.adjust(0.5, 1.0)  # ...the more, the longer it waited
+    assert share.k == parts // 2 + 1 + parts // 4
     share.adjust(0.001, 1.0)  # it did not wait: the writer was waiting for it, it scans less
     share.adjust(0.001, 1.0)
-    assert share.k == 3
-    share.adjust(0.05, 1.0)  # about even: left as it is
-    assert share.k == 3
+    assert share.k == parts // 2 + parts // 4 - 1
+    share.adjust(0.03, 1.0)  # about even: left as it is
+    assert share.k == parts // 2 + parts // 4 - 1
     for _ in range(10):
         share.adjust(0.5, 1.0)
-    assert share.k == prescan.Share.EIGHTHS and share.takes("conv_a") and share.takes("conv_b")
+    assert share.k == parts and share.takes("conv_a") and share.takes("conv_b")
     share.adjust(None, 1.0)  # read in the importing process: the writer scans everything
     assert share.k == 0 and not share.takes("conv_a")
-    half = prescan.Share(4)
+    half = prescan.Share(parts // 2)
     taken = [half.takes(f"conv_{i}") for i in range(400)]
     assert 120 < sum(taken) < 280  # about half the conversations...
     assert taken == [half.takes(f"conv_{i}") for i in range(400)]  # ...always the same ones

@@ -65,28 +65,29 @@ class LocalBlobs(Blobs):
 
 
 class Share:
-    """Which requests the reader scans: those of `k` conversations in every EIGHTHS (by a hash of
+    """Which requests the reader scans: those of `k` conversations in every PARTS (by a hash of
     the conversation id, so that each side keeps scanning the same conversations and finds their
     last request to compare the next with), the writer the rest.
 
     Moved by what the writer's pace tells after each batch (`adjust`): while the reader waits for
-    the writer to take its batches, it takes an eighth more of the scanning; while it does not
-    wait, an eighth less. So the two processes' CPU stays balanced on any machine; read in the
-    importing process (stdin, a small file), the writer scans everything (no hand-over)."""
+    the writer to take its batches, it takes more of the scanning (the more, the longer it
+    waited); while it does not wait, a part less. So the two processes' CPU stays about balanced
+    on any machine; read in the importing process (stdin, a small file), the writer scans
+    everything (no hand-over)."""
 
-    EIGHTHS = 8
-    WAITS = 0.10
+    PARTS = 16
+    WAITS = 0.06
     """The reader waited this much of the time it took to make the batch: it takes more."""
-    BUSY = 0.02
+    BUSY = 0.015
     """It waited less than this much: it takes less."""
 
-    def __init__(self, k: int = EIGHTHS // 2) -> None:
+    def __init__(self, k: int = PARTS // 2) -> None:
         self.k = k
 
     def takes(self, conversation: str) -> bool:
-        if self.k <= 0 or self.k >= self.EIGHTHS:
+        if self.k <= 0 or self.k >= self.PARTS:
             return self.k > 0
-        return zlib.crc32(conversation.encode("utf-8", "surrogatepass")) % self.EIGHTHS < self.k
+        return zlib.crc32(conversation.encode("utf-8", "surrogatepass")) % self.PARTS < self.k
 
     def adjust(self, waited: float | None, busy: float) -> None:
         """After a batch that took `busy` seconds to make and `waited` to be taken (None: read in
@@ -94,7 +95,7 @@ class Share:
         if waited is None:
             self.k = 0
         elif waited > self.WAITS * busy:
-            self.k = min(self.k + 1, self.EIGHTHS)
+            self.k = min(self.k + max(1, round(self.PARTS * waited / busy / 2)), self.PARTS)
         elif waited < self.BUSY * busy:
             self.k = max(self.k - 1, 0)
 
