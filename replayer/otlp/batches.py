@@ -18,6 +18,9 @@ from .reading import Malformed, Record
 
 BATCH = 2000
 """Spans written per transaction."""
+FIRST_BATCH = 200
+"""...but the first batch goes as soon as it has this many (the writer waits for it: read by a
+reader process, the two work side by side only from the second batch on)."""
 
 
 class CannotRead(Exception):
@@ -67,6 +70,7 @@ def read(
     batch: list[Any] = []
     prescan, share = PreScanner(), Share()
     started = time.perf_counter()
+    sent = False
     with lines:
         for number, doc in reading.documents(lines, tally.malformed):
             for span in reading.spans(number, doc, tally.malformed):
@@ -77,11 +81,13 @@ def read(
                     if share.takes((ctx.conversation_id if ctx else None) or got.key):
                         got.scanned = prescan.scan(got.captured)
                     batch.append(got.wire())
-            if len(batch) >= BATCH:
+            if len(batch) >= (BATCH if sent else min(BATCH, FIRST_BATCH)):
                 busy = time.perf_counter() - started
                 waited = yield Batch(batch, position(), defined=prescan.take())
                 started = time.perf_counter()
-                share.adjust(waited, busy)
+                if sent or waited is None:  # (the first batch waited for the writer to start: no pace in that)
+                    share.adjust(waited, busy)
+                sent = True
                 batch = []
         tally.lines = len(seen)
         yield Batch(batch, position(), tally, prescan.take())
