@@ -6,9 +6,8 @@ makes) and a writer (the Ingestor, one transaction per batch). Run one after the
 writer waits for every line's parsing; here the reader runs in a child Python process
 (`python -m replayer.readahead MODULE:FUNCTION ARGS`) and sends its batches back over a pipe, one
 pickle each, at most about one batch ahead (a full pipe makes it wait), so both cores work and
-memory stays bounded. (Pickling copies the request bodies once more: about a microsecond a span,
-nothing beside the store's half a millisecond; the batches' records are plain tuples, which
-pickle in C, see otlp/reading.Record.wire.)
+memory stays bounded. (Pickling costs each side a few hundredths of a millisecond a span: the
+batches' records are plain tuples, which pickle in C, see otlp/reading.Record.wire.)
 
 Any import can use it: the target is a module-level generator function taking JSON arguments.
 At each yield it is sent how long, in seconds, its last item waited for the caller to take it
@@ -131,8 +130,8 @@ def _in_child(target: str, args: list[Any]) -> Generator[Any, None, None]:
 
 
 def _child(target: str, args_json: str) -> int:
-    """The reader process: a pickle of each thing the target yields (after its size) on the pipe that was stdout (which
-    then points at stderr, so nothing printed can break one)."""
+    """The reader process: a pickle of each thing the target yields (after its size) on the pipe
+    that was stdout (which then points at stderr, so nothing printed can break one)."""
     out = os.fdopen(os.dup(1), "wb", buffering=1 << 20)
     os.dup2(2, 1)
     gc.set_threshold(*GC_THRESHOLD)

@@ -1,5 +1,7 @@
 """Writing the chat spans `replayer import otlp` read (otlp/reading.py) through the Ingestor, as
-recorded calls are written: once each, in batches of one transaction.
+recorded calls are written: once each, in batches of one transaction. A record's request may come
+scanned already (by the import's reader process, otlp/prescan.py), naming blobs and nodes by the
+reader's local ids: the batch's new ones are inserted (or found) first and the ids mapped.
 
 replayer's own spans keep every id the exporting database had (turn id and index, conversation,
 attempt, times), so `replayer export` of this database writes their lines again unchanged; what
