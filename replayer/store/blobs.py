@@ -4,13 +4,14 @@ spare most lookups. Runs on the background writer only."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any
 
 from ..bounded import BoundedDict
 from .codec import canon, canon_plain, digest, pack
 from .threads import thread_key
+
+if TYPE_CHECKING:  # (an import's reader process scans without a database: otlp/prescan.py)
+    from sqlite_utils import Database
 
 MAX_CACHE = 50_000
 """Entries in each id cache (blob and node ids, short texts, tool counts): they live in the
