@@ -18,7 +18,7 @@ from typing import Any
 
 from ..captured import Captured
 from ..store.blobs import Blobs
-from ..store.codec import Decoder, pack
+from ..store.codec import Decoder
 from ..store.scan import ParsedRequest, RequestScanner
 
 START_OVER = 200_000
@@ -44,7 +44,7 @@ class LocalBlobs(Blobs):
     remembered with Blobs' own caches; what is new is kept for the batch's `Defined`."""
 
     def __init__(self) -> None:
-        super().__init__(None)  # type: ignore[arg-type]  # (no database: `insert` is never reached)
+        super().__init__(None)  # type: ignore[arg-type]  # (no database: what would use it is overridden)
         self.next_id = 1
         self.defined = Defined([], [])
 
@@ -53,9 +53,6 @@ class LocalBlobs(Blobs):
         self.next_id += 1
         self.defined.blobs.append((n, h, stored))
         return n
-
-    def insert(self, h: str, text: str) -> int:
-        return self.insert_stored(h, pack(text))
 
     def insert_node(self, parent: int, blob: int, depth: int) -> int:
         n = self.next_id

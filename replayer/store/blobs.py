@@ -65,7 +65,7 @@ class Blobs:
             if small:
                 self.small_ids[text] = (got, h)
             return got
-        got = self.insert(h, text)
+        got = self.insert_stored(h, pack(text))
         if len(self.ids) > self.ids.limit:
             self.small_ids.clear()  # emptied with `ids` (which empties itself on the insert below)
         self.ids[h] = got
@@ -84,12 +84,8 @@ class Blobs:
             self.ids[h] = got
         return got
 
-    def insert(self, h: str, text: str) -> int:
-        """The id of the blob of `text` (its hash `h`), inserted when new."""
-        return self.insert_stored(h, pack(text))
-
     def insert_stored(self, h: str, stored: str | bytes) -> int:
-        """`insert`, given what to store (`pack`ed already: an import's reader process does that)."""
+        """The id of the blob whose hash is `h`, inserted when new (`stored`: its `pack`ed text)."""
         conn = self.db.conn
         cur = conn.execute("INSERT OR IGNORE INTO blobs(hash, json) VALUES (?, ?)", (h, stored))
         if cur.rowcount:
