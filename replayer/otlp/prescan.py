@@ -31,7 +31,7 @@ class Defined:
     """The blobs and nodes a batch's requests numbered first, in order (a node's parent and blob
     are numbered before it): what the writer inserts, or finds, before the batch's records."""
 
-    blobs: list[tuple[int, str, str | bytes]]
+    blobs: list[tuple[int, str, str | bytes | bytearray]]
     """(local id, hash, what to store: store/codec.pack's)."""
     nodes: list[tuple[int, int, int, int]]
     """(local id, parent's local id (0: the empty list), blob's local id, depth)."""
@@ -48,7 +48,7 @@ class LocalBlobs(Blobs):
         self.next_id = 1
         self.defined = Defined([], [])
 
-    def insert_stored(self, h: str, stored: str | bytes) -> int:
+    def insert_stored(self, h: str, stored: str | bytes | bytearray) -> int:
         n = self.next_id
         self.next_id += 1
         self.defined.blobs.append((n, h, stored))

@@ -73,7 +73,7 @@ class Blobs:
             self.small_ids[text] = (got, h)
         return got
 
-    def blob_stored(self, h: str, stored: str | bytes) -> int:
+    def blob_stored(self, h: str, stored: str | bytes | bytearray) -> int:
         """The id of a blob given its hash and what to store (`pack`ed already: an import's reader
         process hashes and packs, store/imported_spans.py)."""
         got = self.ids.get(h)
@@ -84,7 +84,7 @@ class Blobs:
             self.ids[h] = got
         return got
 
-    def insert_stored(self, h: str, stored: str | bytes) -> int:
+    def insert_stored(self, h: str, stored: str | bytes | bytearray) -> int:
         """The id of the blob whose hash is `h`, inserted when new (`stored`: its `pack`ed text)."""
         conn = self.db.conn
         cur = conn.execute("INSERT OR IGNORE INTO blobs(hash, json) VALUES (?, ?)", (h, stored))
