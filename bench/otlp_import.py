@@ -10,11 +10,14 @@ streamed, each conversation its own text so the store can't share it with anothe
 Measured, one after the other on the same file:
 - baseline: reading the file and parsing every line's JSON (orjson), the floor of any importer;
 - reading: the same, into the batches of records the import writes (otlp/batches.py), in this
-  process: what the import's reader does before the store;
+  process (so without the request scan, which read in one process the writer does: see below);
 - import: `replayer import otlp FILE` into a new database, as a user runs it (its own process). A
   file this big is read by a reader process (readahead.py) while the import writes the batch
-  before, so on two free cores its time is about the larger of the two processes' CPU times:
-  both are printed (the reader's is the rest of the total).
+  before; the reader also scans the requests of a share of the conversations, which it moves
+  after each batch toward balancing the two processes (otlp/prescan.py). So on two free cores
+  the import's time is about the larger of the two processes' CPU times: both are printed, per
+  span (the reader's is the rest of the total). On a machine without two free cores they are
+  not balanced and the time is about their sum.
 Printed: the times, the import's spans per second and its ratio to the baseline, and PASS/MISS
 against the 30 s target for 100,000 spans (a smaller run is scaled to it, and says so). On a
 shared, noisy machine the figures move (a loaded machine gives the reader no core of its own):
@@ -252,7 +255,7 @@ def main() -> None:
     print(f"import otlp:                            {import_s:.2f} s  ({args.spans / import_s:,.0f} spans/s, "
           f"{import_s / base_s:.1f}x the baseline)")  # fmt: skip
     print(f"  CPU: {cpu:.2f} s in all; the import process (the store) {own:.2f} s ({own * per:.3f} ms a span), "
-          f"its reader process {cpu - own:.2f} s")  # fmt: skip
+          f"its reader process {cpu - own:.2f} s ({(cpu - own) * per:.3f} ms a span)")  # fmt: skip
     print(f"  its closing line: {said[-2]}")
     print(f"  database: {db.stat().st_size / 1e6:.0f} MB")
     at_100k = import_s * TARGET_SPANS / args.spans  # the target is for 100,000 spans: a smaller run is scaled

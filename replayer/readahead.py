@@ -6,11 +6,13 @@ makes) and a writer (the Ingestor, one transaction per batch). Run one after the
 writer waits for every line's parsing; here the reader runs in a child Python process
 (`python -m replayer.readahead MODULE:FUNCTION ARGS`) and sends its batches back over a pipe, one
 pickle each, at most about one batch ahead (a full pipe makes it wait), so both cores work and
-memory stays bounded. (Pickling copies the request bodies once more: about a microsecond a span,
-nothing beside the store's half a millisecond; the batches' records are plain tuples, which
-pickle in C, see otlp/reading.Record.wire.)
+memory stays bounded. (Pickling costs each side a few hundredths of a millisecond a span: the
+batches' records are plain tuples, which pickle in C, see otlp/reading.Record.wire.)
 
 Any import can use it: the target is a module-level generator function taking JSON arguments.
+At each yield it is sent how long, in seconds, its last item waited for the caller to take it
+(None when it runs in this process): a reader that can share work with the writer (otlp's request
+scan) takes more of it while the writer is the slower of the two, less while it is itself.
 What it raises reaches the caller as the same exception (a bad input's one line, say); a child
 that dies without a word is an error naming its exit status. A small input, stdin, or a machine
 with one core are read in this process instead (`batches(..., inline=True)`): starting a Python
@@ -24,10 +26,12 @@ import importlib
 import json
 import os
 import pickle
+import struct
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Generator, Iterator
+import time
+from collections.abc import Callable, Generator
 from typing import IO, Any
 
 GC_THRESHOLD = (20_000, 50, 1000)
@@ -53,7 +57,7 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def _target(name: str) -> Callable[..., Iterator[Any]]:
+def _target(name: str) -> Callable[..., Generator[Any, Any, Any]]:
     module, _, function = name.partition(":")
     return getattr(importlib.import_module(module), function)
 
@@ -100,10 +104,11 @@ def _in_child(target: str, args: list[Any]) -> Generator[Any, None, None]:
     finished = False
     try:
         while True:
-            try:
-                kind, value = pickle.load(proc.stdout)
-            except (EOFError, pickle.UnpicklingError):  # (the child died mid-message)
+            size = _SIZE.unpack(proc.stdout.read(_SIZE.size) or b"\0" * _SIZE.size)[0]
+            data = proc.stdout.read(size) if size else b""
+            if not size or len(data) < size:  # (the child died, or died mid-message)
                 break
+            kind, value = pickle.loads(data)
             if kind == ITEM:
                 yield value
             elif kind == RAISE:
@@ -125,14 +130,20 @@ def _in_child(target: str, args: list[Any]) -> Generator[Any, None, None]:
 
 
 def _child(target: str, args_json: str) -> int:
-    """The reader process: a pickle of each thing the target yields on the pipe that was stdout (which
-    then points at stderr, so nothing printed can break one)."""
+    """The reader process: a pickle of each thing the target yields (after its size) on the pipe
+    that was stdout (which then points at stderr, so nothing printed can break one)."""
     out = os.fdopen(os.dup(1), "wb", buffering=1 << 20)
     os.dup2(2, 1)
     gc.set_threshold(*GC_THRESHOLD)
     try:
-        for item in _target(target)(*json.loads(args_json)):
-            _send(out, (ITEM, item))
+        made = _target(target)(*json.loads(args_json))
+        waited = None
+        while True:
+            try:
+                item = made.send(waited)
+            except StopIteration:
+                break
+            waited = _send(out, (ITEM, item))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -151,9 +162,19 @@ def _child(target: str, args_json: str) -> int:
     return 0
 
 
-def _send(out: IO[bytes], msg: Any) -> None:
-    out.write(pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL))
+def _send(out: IO[bytes], msg: Any) -> float:
+    """Send `msg`: its size, then its pickle (the caller reads it whole before unpickling, so that
+    the time this takes is the time the caller was busy before it, not its unpickling too).
+    Returns that time, in seconds."""
+    data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+    t = time.perf_counter()
+    out.write(_SIZE.pack(len(data)))
+    out.write(data)
     out.flush()
+    return time.perf_counter() - t
+
+
+_SIZE = struct.Struct("<Q")
 
 
 if __name__ == "__main__":

@@ -162,10 +162,9 @@ def otlp(
         done = 0
         try:
             for batch in reader:
-                if batch.records:
-                    records = [reading.Record.from_wire(r) for r in batch.records]
-                    for r, why in writer.write(records, counts):  # never fatal: reported as a malformed line
-                        failed.append(reading.Malformed(r.line, f"a chat span that could not be imported ({why})"))
+                records = [reading.Record.from_wire(r) for r in batch.records]
+                for r, why in writer.write(records, counts, batch.defined):  # never fatal: reported as malformed
+                    failed.append(reading.Malformed(r.line, f"a chat span that could not be imported ({why})"))
                 if batch.tally is not None:
                     tally = batch.tally
                 if shown is not None:

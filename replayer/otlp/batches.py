@@ -7,15 +7,20 @@ while it writes the batch before; or in its own process for a small input or std
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import reading
+from .prescan import Defined, PreScanner, Share
 from .reading import Malformed, Record
 
 BATCH = 2000
 """Spans written per transaction."""
+FIRST_BATCH = 200
+"""...but the first batch goes as soon as it has this many (the writer waits for it: read by a
+reader process, the two work side by side only from the second batch on)."""
 
 
 class CannotRead(Exception):
@@ -46,11 +51,16 @@ class Batch:
     """reading.Record.wire() tuples (cheaper to send between processes than the objects)."""
     position: int
     tally: Tally | None = None
+    defined: Defined | None = None
+    """The blobs and nodes its records' scanned requests numbered first (otlp/prescan.py)."""
 
 
-def read(path: str, since: str | None, user: str | None, conversation: str | None) -> Iterator[Batch]:
-    """The batches of `path` ("-": stdin) under the filters (`since`: an ISO time bound). Raises
-    CannotRead, or reading.NotOtlp for an input that is no OTLP JSON."""
+def read(
+    path: str, since: str | None, user: str | None, conversation: str | None
+) -> Generator[Batch, float | None, None]:
+    """The batches of `path` ("-": stdin) under the filters (`since`: an ISO time bound); sent
+    after each, how long it waited to be taken (readahead.py), to share the request scan
+    (otlp/prescan.Share). Raises CannotRead, or reading.NotOtlp for an input that is no OTLP JSON."""
     try:
         lines, position = reading.open_input(path)
     except OSError as e:
@@ -58,18 +68,29 @@ def read(path: str, since: str | None, user: str | None, conversation: str | Non
     tally = Tally()
     seen: set[int] = set()
     batch: list[Any] = []
+    prescan, share = PreScanner(), Share()
+    started = time.perf_counter()
+    sent = False
     with lines:
         for number, doc in reading.documents(lines, tally.malformed):
             for span in reading.spans(number, doc, tally.malformed):
                 seen.add(span.line)
                 got = _take(span, tally, since, user, conversation)
                 if got is not None:
+                    ctx = got.captured.ctx
+                    if share.takes((ctx.conversation_id if ctx else None) or got.key):
+                        got.scanned = prescan.scan(got.captured)
                     batch.append(got.wire())
-            if len(batch) >= BATCH:
-                yield Batch(batch, position())
+            if len(batch) >= (BATCH if sent else min(BATCH, FIRST_BATCH)):
+                busy = time.perf_counter() - started
+                waited = yield Batch(batch, position(), defined=prescan.take())
+                started = time.perf_counter()
+                if sent or waited is None:  # (the first batch waited for the writer to start: no pace in that)
+                    share.adjust(waited, busy)
+                sent = True
                 batch = []
         tally.lines = len(seen)
-        yield Batch(batch, position(), tally)
+        yield Batch(batch, position(), tally, prescan.take())
 
 
 def _take(

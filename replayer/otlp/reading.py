@@ -103,6 +103,8 @@ class Record:
     parent_conversation_id: str | None = None
     unknown_events: list[Any] | None = None
     response_id: str | None = None
+    scanned: tuple[Any, ...] | None = None
+    """Its request scanned by the reader (otlp/prescan.py), whose bytes it then no longer holds."""
 
     def wire(self) -> tuple[Any, ...]:
         """The record as plain tuples, for a pipe between processes (readahead.py): pickling the
@@ -257,7 +259,11 @@ def attributes(items: Any) -> dict[str, Any]:
     """OTLP KeyValue list -> {key: value}."""
     out: dict[str, Any] = {}
     for kv in _list(items):
-        if not isinstance(kv, dict) or not isinstance(key := kv.get("key"), str):
+        try:
+            key = kv["key"]
+        except (TypeError, KeyError, IndexError):  # (not an object, or no key)
+            continue
+        if type(key) is not str:
             continue
         value = kv.get("value")
         # the common case first (a span has dozens of attributes, most of them strings)
@@ -399,7 +405,7 @@ def parsed_when_recorded(text: str) -> Any:
             # compact: the store parsed the bytes itself (what it spliced in after the content,
             # which the export writes spaced, so this is the response's own usage)
             return None
-    doc = json.loads(text)
+    doc = _json(text)
     if not isinstance(doc, dict):
         return None
     usage = doc.get("usage")

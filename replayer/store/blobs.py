@@ -4,13 +4,14 @@ spare most lookups. Runs on the background writer only."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any
 
 from ..bounded import BoundedDict
 from .codec import blake2b, canon, canon_plain, pack
 from .threads import thread_key
+
+if TYPE_CHECKING:  # (an import's reader process scans without a database: otlp/prescan.py)
+    from sqlite_utils import Database
 
 MAX_CACHE = 50_000
 """Entries in each id cache (blob and node ids, short texts, tool counts): they live in the
@@ -65,15 +66,10 @@ class Blobs:
             if small:
                 self.small_ids[text] = (got, h)
             return got
-        conn = self.db.conn
         stored: str | bytes | bytearray = pack(text, raw)
         if type(stored) is bytes:  # bound as a bytearray, the same BLOB: bytes cost an adapter lookup
             stored = bytearray(stored)
-        cur = conn.execute("INSERT OR IGNORE INTO blobs(hash, json) VALUES (?, ?)", (h, stored))
-        if cur.rowcount:
-            got = int(cur.lastrowid or 0)
-        else:
-            got = int(conn.execute("SELECT id FROM blobs WHERE hash = ?", (h,)).fetchone()[0])
+        got = self.insert_stored(h, stored)
         if len(self.ids) > self.ids.limit:
             self.small_ids.clear()  # emptied with `ids` (which empties itself on the insert below)
         self.ids[h] = got
@@ -81,16 +77,38 @@ class Blobs:
             self.small_ids[text] = (got, h)
         return got
 
+    def blob_stored(self, h: str, stored: str | bytes | bytearray) -> int:
+        """The id of a blob given its hash and what to store (`pack`ed already: an import's reader
+        process hashes and packs, store/imported_spans.py)."""
+        got = self.ids.get(h)
+        if got is None:
+            got = self.insert_stored(h, stored)
+            if len(self.ids) > self.ids.limit:
+                self.small_ids.clear()  # (as in blob_text)
+            self.ids[h] = got
+        return got
+
+    def insert_stored(self, h: str, stored: str | bytes | bytearray) -> int:
+        """The id of the blob whose hash is `h`, inserted when new (`stored`: its `pack`ed text)."""
+        conn = self.db.conn
+        cur = conn.execute("INSERT OR IGNORE INTO blobs(hash, json) VALUES (?, ?)", (h, stored))
+        if cur.rowcount:
+            return int(cur.lastrowid or 0)
+        return int(conn.execute("SELECT id FROM blobs WHERE hash = ?", (h,)).fetchone()[0])
+
     def node(self, parent: int, blob: int, depth: int) -> int:
         key = (parent, blob)
         got = self.node_ids.get(key)
         if got is not None:
             return got
+        got = self.node_ids[key] = self.insert_node(parent, blob, depth)
+        return got
+
+    def insert_node(self, parent: int, blob: int, depth: int) -> int:
+        """The id of the node of `blob` under `parent`, inserted when new."""
+        key = (parent, blob)
         conn = self.db.conn
         cur = conn.execute("INSERT OR IGNORE INTO nodes(parent, blob, depth) VALUES (?, ?, ?)", (parent, blob, depth))
         if cur.rowcount:
-            got = int(cur.lastrowid or 0)
-        else:
-            got = int(conn.execute("SELECT id FROM nodes WHERE parent = ? AND blob = ?", key).fetchone()[0])
-        self.node_ids[key] = got
-        return got
+            return int(cur.lastrowid or 0)
+        return int(conn.execute("SELECT id FROM nodes WHERE parent = ? AND blob = ?", key).fetchone()[0])

@@ -1,5 +1,7 @@
 """Writing the chat spans `replayer import otlp` read (otlp/reading.py) through the Ingestor, as
-recorded calls are written: once each, in batches of one transaction.
+recorded calls are written: once each, in batches of one transaction. A record's request may come
+scanned already (by the import's reader process, otlp/prescan.py), naming blobs and nodes by the
+reader's local ids: the batch's new ones are inserted (or found) first and the ids mapped.
 
 replayer's own spans keep every id the exporting database had (turn id and index, conversation,
 attempt, times), so `replayer export` of this database writes their lines again unchanged; what
@@ -19,12 +21,14 @@ from typing import TYPE_CHECKING
 
 from sqlite_utils import Database
 
+from ..otlp.prescan import parsed_from_wire
 from . import codec
 from .codec import digest
 from .ingest import Ingestor
 from .schema import fault_of
 
 if TYPE_CHECKING:
+    from ..otlp.prescan import Defined
     from ..otlp.reading import Record
 
 CLAUDE_CODE = "claude-code"
@@ -62,14 +66,21 @@ class SpanWriter:
     def __init__(self, db: Database):
         self.db = db
         self.ingestor = Ingestor(db)
+        self.local_ids: dict[int, int] = {0: 0}
+        """The reader's local blob and node ids (otlp/prescan.py) -> this database's."""
         # a big import inserts into indexes keyed by hashes (blobs, call keys) at random places: past
         # SQLite's default 2 MB of cache nearly every insert reads its page again
         db.conn.execute(f"PRAGMA cache_size = {-CACHE_KB}")
 
-    def write(self, records: list[Record], counts: SpanCounts) -> list[tuple[Record, str]]:
-        """Write a batch in one transaction, adding to `counts`. A span that can't be written is
-        left out and the rest written again: those spans and why, for the report. Trouble with
-        the database raises."""
+    def write(
+        self, records: list[Record], counts: SpanCounts, defined: Defined | None = None
+    ) -> list[tuple[Record, str]]:
+        """Write a batch in one transaction, adding to `counts`; `defined`: the blobs and nodes its
+        records' scanned requests name first (with the batch, written even if they are not). A span
+        that can't be written is left out and the rest written again: those spans and why, for
+        the report. Trouble with the database raises."""
+        if defined is not None and defined.fresh:
+            self.local_ids = {0: 0}
         failed: list[tuple[Record, str]] = []
         # replayer's own first (a call another instrumentation traced too is then found), each
         # in time order (a conversation's turns before the turns that extend them)
@@ -77,21 +88,23 @@ class SpanWriter:
         while todo:
             work = replace(counts, conversations=set(counts.conversations))
             try:
-                self._write(todo, work)
+                self._write(todo, work, defined)
             except _SpanFailed as e:
                 # the spans before it went in fine: written on their own (each failure costs one
                 # rewrite of what precedes it, never of the whole batch again), then the rest
                 failed.append((e.record, e.reason))
                 at = next(i for i, r in enumerate(todo) if r is e.record)
                 head, todo = todo[:at], todo[at + 1 :]
-                failed += self.write(head, counts)
+                failed += self.write(head, counts, defined)
                 continue
             vars(counts).update(vars(work))
             break
         return failed
 
-    def _write(self, records: list[Record], counts: SpanCounts) -> None:
+    def _write(self, records: list[Record], counts: SpanCounts, defined: Defined | None) -> None:
         with self.ingestor.transaction():
+            if defined is not None:
+                self._define(defined)
             known = _Known(self.db.conn, [r for r in records if r.exact])
             for r in records:
                 try:
@@ -100,6 +113,15 @@ class SpanWriter:
                     if isinstance(e, sqlite3.Error) and fault_of(e) is not None:
                         raise  # the database's trouble (locked, full, read-only): not the span's
                     raise _SpanFailed(r, f"{type(e).__name__}: {e}") from e
+
+    def _define(self, defined: Defined) -> None:
+        """Map the reader's new local ids to this database's blobs and nodes, inserting those it
+        lacks (in the transaction: a rollback takes them back, and the batch defines them again)."""
+        ids, blobs = self.local_ids, self.ingestor.blobs
+        for local, h, stored in defined.blobs:
+            ids[local] = blobs.blob_stored(h, stored)
+        for local, parent, blob, depth in defined.nodes:
+            ids[local] = blobs.node(ids[parent], ids[blob], depth)
 
     def _record(self, r: Record, counts: SpanCounts, known: _Known) -> None:
         conn = self.db.conn
@@ -132,7 +154,8 @@ class SpanWriter:
                 return
             if conv and not conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conv,)).fetchone():
                 counts.conversations.add(conv)
-        stored = self.ingestor.store(c, new_turn_id=new_turn_id)
+        parsed = parsed_from_wire(r.scanned, self.local_ids) if r.scanned is not None else None
+        stored = self.ingestor.store(c, new_turn_id=new_turn_id, parsed=parsed)
         if stored is None:  # (no redaction here: never None)
             return
         turn = self.ingestor.turn_by_call[digest(c.call_key)[:16]]

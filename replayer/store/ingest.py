@@ -240,11 +240,19 @@ class Ingestor:
 
     # -- one attempt ----------------------------------------------------------------------------
     def store(
-        self, captured: Captured, redact: Redact | None = None, log_event: bool = False, *, new_turn_id: bool = False
+        self,
+        captured: Captured,
+        redact: Redact | None = None,
+        log_event: bool = False,
+        *,
+        new_turn_id: bool = False,
+        parsed: ParsedRequest | None = None,
     ) -> Stored | None:
         """Write one attempt (and its turn and conversation when new). None when `redact` kept
         nothing of it. `new_turn_id`: the caller knows that no turn has `captured.turn_id` yet (a
-        bulk import asks for a batch's turns at once), so none is looked up.
+        bulk import asks for a batch's turns at once), so none is looked up. `parsed`: its request
+        scanned already, with this database's blob and node ids (an import's reader process did
+        the scan's database-free half: store/imported_spans.py); the captured request is not read.
 
         Some rows (search text, usage and rollup, thread tips, turn counts) wait here for the
         batch's end: call `write_pending()` before committing, as `Writer` does."""
@@ -253,11 +261,12 @@ class Ingestor:
             return None
         response, error, plain = read.response, read.error, read.plain
         scanner = self.scanner
-        parsed = (
-            scanner.parse_request(read.request_raw)
-            if read.request_raw is not None
-            else scanner.parse_request_obj(read.request_obj)
-        )
+        if parsed is None:
+            parsed = (
+                scanner.parse_request(read.request_raw)
+                if read.request_raw is not None
+                else scanner.parse_request_obj(read.request_obj)
+            )
         body = parsed.skeleton
         conn = self.db.conn
         started = iso(captured.t_start)

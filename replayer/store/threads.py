@@ -4,11 +4,12 @@ conversations this connection knows (whose latest reply ends a given list), with
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any
 
 from .codec import blake2b, canon, digest
+
+if TYPE_CHECKING:  # (an import's reader process scans without a database: otlp/prescan.py)
+    from sqlite_utils import Database
 
 MAX_OPEN_KEYS = 20_000
 """Thread keys whose open conversations the writer remembers (see `OpenConversations.open_at`)."""
