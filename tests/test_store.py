@@ -471,6 +471,24 @@ def test_blob_text_survives_packing(text):
         assert len(stored) <= len(text.encode("utf-8", "surrogatepass")) * 7 / 8
 
 
+def test_blobs_and_streams_are_deflated_by_isal_in_zlibs_format(tmp_path):
+    """ISA-L does the deflating where its wheels exist (a declared dependency there), and what it
+    writes is raw deflate that zlib itself inflates: a database stays readable by older replayers
+    and plain SQLite tools whichever wrote it."""
+    import platform
+    import zlib
+
+    from replayer.store import codec
+
+    if platform.machine() in ("x86_64", "AMD64", "aarch64", "arm64"):
+        assert codec._compress.__module__ == "isal.isal_zlib"
+    text = json.dumps({"type": "tool_result", "content": "def f(x):\n    return x * 2\n" * 200})
+    stored = pack(text)
+    assert isinstance(stored, bytes) and zlib.decompress(stored, -15).decode() == text
+    sse = b"".join(b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0}\n\n' for _ in range(50))
+    assert zlib.decompress(codec.deflate(sse), -15) == sse
+
+
 def test_long_first_messages_stored_deflated_still_name_their_conversation(tmp_path):
     from replayer import Recorder
 

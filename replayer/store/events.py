@@ -26,7 +26,7 @@ from sqlite_utils import Database
 
 from .. import sse as sse_format
 from ..bounded import BoundedDict
-from .codec import LEVEL
+from .codec import deflate
 
 _WBITS = -15  # raw deflate, as blobs
 
@@ -110,7 +110,7 @@ class Streams:
             key = h.hex()
             cur = conn.execute(
                 "INSERT OR IGNORE INTO stream_bodies(hash, sse) VALUES (?, ?)",
-                (key, zlib.compress(raw, LEVEL, _WBITS)),
+                (key, deflate(raw)),
             )
             if cur.rowcount:
                 body = int(cur.lastrowid or 0)
