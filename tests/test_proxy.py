@@ -25,7 +25,7 @@ from proxy_upstream import MESSAGE, Upstream
 from replayer import Recorder
 from replayer.fakeapi import FakeAPI, Reply, message_events
 from replayer.proxy import RECORDED_HEADER, start_background
-from replayer.proxy.tee import Retries, decodable, decode, decoder_for
+from replayer.proxy.tee import ProxiedCall, Retries, decodable, decode, decoder_for
 from replayer.store.process import make_writer
 
 USER = [{"role": "user", "content": "What is in README.md?"}]
@@ -472,6 +472,21 @@ def test_retries_of_calls_with_the_same_body_go_each_to_its_own_call():
     assert [retries.call_key(body, "1")[0], retries.call_key(body, "1")[0]] == [a, b]
     assert retries.call_key(body, "2")[0] == a and retries.call_key(body, "2")[0] == b
     assert retries.call_key(body, "2")[0] not in (a, b)  # a third call's retry, its first try unseen
+
+
+def test_the_call_a_retry_repeats_is_found_on_the_writers_side_not_before_forwarding():
+    """Tying a retry to its call takes a digest of the body (the whole history: hundreds of
+    microseconds for a long one), so the event loop doesn't: making the call record leaves the
+    map alone, and `captured()`, on the writer's side, in the order calls end, asks it."""
+    retries = Retries()
+    body = b'{"model":"m","messages":[{"role":"user","content":"hi"}]}'
+    first = ProxiedCall(retries, None, "/v1/messages", None, body, [])
+    retry = ProxiedCall(retries, "1", "/v1/messages", None, body, [])
+    other = ProxiedCall(retries, "0", "/v1/messages", None, body, [])
+    assert len(retries.calls) == 0
+    a, b, c = first.captured(), retry.captured(), other.captured()
+    assert (a.attempt, b.attempt, c.attempt) == (0, 1, 0)
+    assert a.call_key == b.call_key != c.call_key and len(retries.calls) == 1
 
 
 def _cli(*args, env=None):

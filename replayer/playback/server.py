@@ -85,7 +85,7 @@ class _LiveCall(ProxiedCall):
     __slots__ = ("conversation_id",)
 
     def __init__(self, base: ProxiedCall, conversation_id: str | None) -> None:
-        super().__init__(base.call_key, base.attempt, base.endpoint, base.tags, base.request_bytes,
+        super().__init__(base.retries, base.retry_count, base.endpoint, base.tags, base.request_bytes,
                          base.request_headers)
         self.conversation_id = conversation_id
 

@@ -175,13 +175,13 @@ class Proxy:
 
     def recorded_call(self, request: web.BaseRequest, headers: CIMultiDict[str], data: bytes,
                       tags: dict[str, Any] | None) -> ProxiedCall:
-        """The record of a Messages call whose body is `data` (a retry joins the call it repeats);
-        the upstream is asked only for encodings the record can be decoded from."""
-        key, attempt = self.retries.call_key(data, request.headers.get("x-stainless-retry-count"))
+        """The record of a Messages call whose body is `data` (a retry joins the call it repeats,
+        found on the writer's side); the upstream is asked only for encodings the record can be
+        decoded from."""
         raw = [(k, v) for k, v in request.raw_headers if k.lower() != RECORDED_HEADER.encode()]
         if "accept-encoding" in headers:
             headers["accept-encoding"] = decodable(headers["accept-encoding"])
-        call = ProxiedCall(key, attempt, request.path, tags, data, raw)
+        call = ProxiedCall(self.retries, request.headers.get("x-stainless-retry-count"), request.path, tags, data, raw)
         call.server = self.server
         # the client's connection stands for the caller: an agent's calls one after another
         # usually go over one kept-alive connection, agents running at once over their own

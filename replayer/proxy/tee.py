@@ -4,7 +4,10 @@
 As in the SDK middleware (capture.py), the event loop only keeps bytes it already has and
 reads the clock: the response's chunks are kept as they came off the wire (still compressed, if
 the upstream compressed them), and `captured()`, called on the writer's side, joins and decodes
-them and builds the `Captured`. So the loop's cost per chunk is two list appends (the chunk, and
+them and builds the `Captured`. That is also where a call is tied to the call its retry repeats
+(a digest of its body, which grows with the history: not on the way to the upstream, where it
+would add to the time to first token), in the order calls end: a retry's try before it has
+ended, and been handed over, before the retry is sent. So the loop's cost per chunk is two list appends (the chunk, and
 a clock reading: when it came, for the stream's event times), plus, until the first
 content_block_delta, a search for it (to time the first token).
 """
@@ -132,7 +135,8 @@ def decode_chunks(encoding: str, chunks: list[bytes]) -> tuple[list[bytes], str 
 
 class Retries:
     """Which call a retry repeats: an SDK's retry carries `x-stainless-retry-count: n` (n > 0)
-    and the same body as the try before it. First tries are remembered by a digest of their
+    and the same body as the try before it. Asked on the writer's side only (one thread, in the
+    order calls end: see the module's docstring). First tries are remembered by a digest of their
     body (bounded: at most `limit` bodies, each for RETRY_WINDOW seconds). Several calls may
     send the same body (agents running the same eval at temperature 0): each is kept, and a
     retry goes to the oldest of them not yet retried that many times."""
@@ -195,13 +199,15 @@ class ProxiedCall:
     """A Messages call through the proxy, put on the writer when it ends (`captured()` runs
     there). Filled in by the proxy's handler as the exchange goes."""
 
-    __slots__ = ("call_key", "attempt", "t_start", "endpoint", "tags", "request_bytes", "request_headers",
+    __slots__ = ("retries", "retry_count", "t_start", "endpoint", "tags", "request_bytes", "request_headers",
                  "response_headers", "status", "chunks", "times", "p0", "p1", "p_first", "error", "abandoned",
                  "encoding", "sse", "cut", "server", "caller")
 
-    def __init__(self, call_key: str, attempt: int, endpoint: str, tags: dict[str, Any] | None, body: bytes,
-                 headers: list[tuple[bytes, bytes]]) -> None:
-        self.call_key, self.attempt, self.endpoint, self.tags = call_key, attempt, endpoint, tags
+    def __init__(self, retries: Retries, retry_count: str | None, endpoint: str, tags: dict[str, Any] | None,
+                 body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self.retries, self.retry_count = retries, retry_count
+        """The proxy's map of calls, and the request's x-stainless-retry-count: read by `captured()`."""
+        self.endpoint, self.tags = endpoint, tags
         self.request_bytes, self.request_headers = body, headers
         self.t_start = time.time()
         self.p0 = time.perf_counter()
@@ -263,6 +269,7 @@ class ProxiedCall:
 
     # -- on the writer's side -----------------------------------------------------------------
     def captured(self) -> Captured:
+        call_key, attempt = self.retries.call_key(self.request_bytes, self.retry_count)
         headers = self.response_headers or []
         content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"").decode("latin-1")
         is_sse = "event-stream" in content_type
@@ -278,8 +285,8 @@ class ProxiedCall:
         parent = _trace_parent(self.request_headers)
         trace_id = format(parent[0], "032x") if parent else None
         record = Captured(
-            call_key=self.call_key,
-            attempt=self.attempt,
+            call_key=call_key,
+            attempt=attempt,
             t_start=self.t_start,
             endpoint=self.endpoint,
             stream=is_sse or _asks_stream(self.request_bytes),
