@@ -100,6 +100,28 @@ async def test_failures_show_in_a_status_column_coloured_by_outcome(tmp_path, th
         assert all(words in help_text for words in (*legend, "Next error", "Next cache break"))
 
 
+async def test_a_scrollbar_that_comes_after_the_rows_refits_the_columns(tmp_path):
+    """The table's vertical scrollbar can show a layout pass after the rows that brought it (a
+    busy machine's order of events): the columns are fitted again when it comes or goes, so its
+    two cells never move the edge into a number column. Rows added straight to the table here,
+    as no page load (which fits them itself) would."""
+    app = make_app(build_db(tmp_path / "tui.db"))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(DataTable)
+        assert not table.show_vertical_scrollbar
+        first = [cell for cell in table.get_row_at(0)]
+        for i in range(40):
+            table.add_row(*first, key=f"extra_{i}")
+        await settle(pilot)
+        assert table.show_vertical_scrollbar
+        edge = table.scrollable_content_region.width
+        for key in ConversationsScreen.NUMBERS:
+            right = right_edge(table, key)
+            left = right - table.columns[ColumnKey(key)].get_render_width(table)
+            assert right <= edge or left >= edge, f"{key} spans {left}..{right}, the edge is at {edge}"
+
+
 async def test_keys_jump_to_errors_and_cache_breaks(tmp_path):
     app = make_app(build_trouble_db(tmp_path / "t.db"))
     async with app.run_test(size=(160, 40)) as pilot:

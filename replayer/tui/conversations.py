@@ -131,12 +131,18 @@ class ConversationsScreen(ReplayerScreen[None]):
             table.add_column(col, key=col, width=self.WIDTHS.get(col))
         self._label_sort()
         self.call_after_refresh(self.fit_columns)
+        # its vertical scrollbar can come a layout pass after the rows that bring it (on a busy
+        # machine): its two cells move the edge, so the columns are fitted again then
+        self.watch(table, "show_vertical_scrollbar", self._scrollbar_came_or_went, init=False)
         self.sub_title = str(self.app.db_path)
         self.load(reset=True)
         table.focus()
         self.set_interval(self.app.refresh_seconds, self.poll)
 
     def on_resize(self, event: Any) -> None:
+        self.call_after_refresh(self.fit_columns)
+
+    def _scrollbar_came_or_went(self, shown: bool) -> None:
         self.call_after_refresh(self.fit_columns)
 
     def conversation_width(self, edges: tuple[int, ...], padding: int) -> int:
