@@ -181,7 +181,8 @@ class Proxy:
         raw = [(k, v) for k, v in request.raw_headers if k.lower() != RECORDED_HEADER.encode()]
         if "accept-encoding" in headers:
             headers["accept-encoding"] = decodable(headers["accept-encoding"])
-        call = ProxiedCall(self.retries, request.headers.get("x-stainless-retry-count"), request.path, tags, data, raw)
+        retry_count = request.headers.get("x-stainless-retry-count")
+        call = ProxiedCall(self.retries, retry_count, request.path, tags, data, raw)
         call.server = self.server
         # the client's connection stands for the caller: an agent's calls one after another
         # usually go over one kept-alive connection, agents running at once over their own

@@ -7,9 +7,9 @@ the upstream compressed them), and `captured()`, called on the writer's side, jo
 them and builds the `Captured`. That is also where a call is tied to the call its retry repeats
 (a digest of its body, which grows with the history: not on the way to the upstream, where it
 would add to the time to first token), in the order calls end: a retry's try before it has
-ended, and been handed over, before the retry is sent. So the loop's cost per chunk is two list appends (the chunk, and
-a clock reading: when it came, for the stream's event times), plus, until the first
-content_block_delta, a search for it (to time the first token).
+ended, and been handed over, before the retry is sent. So the loop's cost per chunk is two list
+appends (the chunk, and a clock reading: when it came, for the stream's event times), plus,
+until the first content_block_delta, a search for it (to time the first token).
 """
 
 from __future__ import annotations
