@@ -44,8 +44,13 @@ except ImportError:  # pragma: no cover - (declared for the platforms its wheels
 
 
 def deflate(raw: bytes) -> bytes:
-    """`raw` as raw deflate, what `unpack` (and any zlib) inflates."""
+    """`raw` as raw deflate, what `inflate` (and any zlib) inflates."""
     return _compress(raw, LEVEL, _WBITS)
+
+
+def inflate(packed: bytes) -> bytes:
+    """What `deflate` was given."""
+    return zlib.decompress(packed, _WBITS)
 
 
 def pack(text: str, raw: bytes | None = None) -> str | bytes:
@@ -62,7 +67,7 @@ def unpack(value: str | bytes) -> str:
     """The JSON text of a stored blob."""
     if isinstance(value, str):
         return value
-    return zlib.decompress(value, _WBITS).decode("utf-8", "surrogatepass")
+    return inflate(value).decode("utf-8", "surrogatepass")
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import zlib
 from bisect import bisect_left
 from typing import Any
 
@@ -26,9 +25,7 @@ from sqlite_utils import Database
 
 from .. import sse as sse_format
 from ..bounded import BoundedDict
-from .codec import deflate
-
-_WBITS = -15  # raw deflate, as blobs
+from .codec import deflate, inflate
 
 SCHEMA = (
     """CREATE TABLE stream_bodies (
@@ -163,4 +160,4 @@ def json_value(text: str, *, plain: bool | None = None) -> Any:
 
 def read_body(db: Database, body: int) -> bytes:
     """The bytes of a stored stream body."""
-    return zlib.decompress(db.execute("SELECT sse FROM stream_bodies WHERE id = ?", [body]).fetchone()[0], _WBITS)
+    return inflate(db.execute("SELECT sse FROM stream_bodies WHERE id = ?", [body]).fetchone()[0])
