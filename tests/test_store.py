@@ -112,6 +112,29 @@ def test_a_request_the_same_around_its_new_messages_is_read_only_there(scanner, 
     _same_as_a_full_parse(scanner, json.dumps({"messages": [first, first, {"a": 1}], "z": [1]}))  # the same again
 
 
+def test_calls_that_alternate_between_two_shapes_are_read_only_at_their_new_messages(scanner, monkeypatch):
+    """Streamed and plain calls in turn ("stream": true among the keys before the messages, so
+    the bytes around them differ from the last request's), and a second model now and then:
+    after each shape's first request only the new messages are read, and each result is still a
+    full parse's."""
+    whole = []
+    scan = scanner._scan
+    monkeypatch.setattr(scanner, "_scan", lambda *a: whole.append(1) or scan(*a))
+    sysp = "Be brief, é✓ 🙂 " * 40
+    msgs = [{"role": "user", "content": "Start é✓ " + "x" * 300}]
+    for turn in range(12):
+        body = {"max_tokens": 5, "model": "m" if turn % 5 else "other"}
+        if turn % 2:
+            body["stream"] = True
+        body |= {"system": sysp, "messages": msgs, "tools": [{"name": "t", "input_schema": {}}]}
+        parsed = _same_as_a_full_parse(scanner, json.dumps(body, ensure_ascii=False))
+        assert parsed.reused == (len(msgs) - 2 if turn else 0)
+        msgs = [*msgs, {"role": "assistant", "content": [{"type": "text", "text": f"reply {turn} 🙂"}]},
+                {"role": "user", "content": f"next {turn}"}]
+    # the shapes plain, streamed, and the other model's (plain, then streamed at turn 5): read whole once each
+    assert len(whole) == 4
+
+
 @pytest.mark.parametrize("real", [True, False], ids=["then-the-real-one", "no-real-one"])
 def test_bytes_that_only_look_like_the_messages_array_are_not_cut(scanner, real):
     """A key before "messages" can end in the same bytes (an escaped quote), and hold the same

@@ -33,6 +33,8 @@ PREFIX_KEY_BYTES = 256
 MAX_CANDIDATE_BYTES = 64_000_000
 MAX_RAW = 4096
 """System prompts, tool lists and skeletons remembered by their text as written."""
+MAX_SHAPES = 8
+"""Recent shapes remembered apart from the candidates that hold them (see `RequestScanner.shapes`)."""
 
 
 @dataclass(slots=True)
@@ -144,6 +146,11 @@ class RequestScanner:
         """A system prompt, tool list or skeleton as written -> its blob."""
         self.last_raw: dict[str, tuple[str, int]] = {}
         """"system" / "tools" -> (the last value's text as written, its blob)."""
+        self.shapes: list[tuple[bytes, bytes, Shape]] = []
+        """Recent requests' bytes before and after their messages array, and the shape they read
+        as, most recently used first. A candidate holds the shape of the request it came from;
+        these serve a request whose candidate came in another shape: calls that alternate between
+        streamed and not (`"stream": true` before the messages), or between two models."""
 
     def forget(self) -> None:
         """Drop what may name rows a rollback took back."""
@@ -151,6 +158,7 @@ class RequestScanner:
         self.last_raw.clear()
         self.candidates.clear()
         self.candidate_bytes = 0
+        self.shapes.clear()
 
     def _raw_blob(self, key: str, raw: str, obj: Any) -> int:
         got = self.raw_blob.get(raw)
@@ -208,9 +216,17 @@ class RequestScanner:
             if not n:
                 continue
             if candidate.shape is not None and at == candidate.start:
-                parsed = self._scan_around(body, at, n, candidate, candidate.shape)
+                raw = memoryview(candidate.raw)
+                parsed = self._scan_around(body, at, n, candidate, raw[:at], raw[candidate.close :], candidate.shape)
                 if parsed is not None:
                     return parsed
+            for k, (before, after, shape) in enumerate(self.shapes):
+                if len(before) == at and shape is not candidate.shape:
+                    parsed = self._scan_around(body, at, n, candidate, before, after, shape)
+                    if parsed is not None:
+                        if k:
+                            self.shapes.insert(0, self.shapes.pop(k))
+                        return parsed
             head = body[:at].decode("utf-8", "surrogateescape")
             text = head + body[at + candidate.ends[n - 1] :].decode("utf-8", "surrogateescape")
             reuse = Reuse(at, len(head), n, candidate)
@@ -223,20 +239,17 @@ class RequestScanner:
             break
         return self._scan(body.decode("utf-8", "surrogateescape"), body, None)
 
-    def _scan_around(self, body: bytes, at: int, n: int, candidate: Candidate, shape: Shape) -> ParsedRequest | None:
-        """The request when all of it but its new messages is byte for byte the candidate's:
-        the same bytes before the array (then it is the top-level "messages", as it was there)
-        and after it. Only the new messages are decoded; None when the bytes differ (or the new
-        part doesn't read as the rest of an array), for the ordinary scan to read them."""
-        raw = candidate.raw
-        close = len(body) - (len(raw) - candidate.close)
+    def _scan_around(
+        self, body: bytes, at: int, n: int, candidate: Candidate, head: Any, tail: Any, shape: Shape
+    ) -> ParsedRequest | None:
+        """The request when all of it but its new messages is byte for byte a request read before
+        in `shape`: `head` before the array (then it is the top-level "messages", as it was
+        there) and `tail` after it (bytes or memoryviews); its first `n` messages the candidate's.
+        Only the new messages are decoded; None when the bytes differ (or the new part doesn't
+        read as the rest of an array), for the ordinary scan to read them."""
+        close = len(body) - len(tail)
         start = at + candidate.ends[n - 1]
-        if (
-            close <= start
-            or body[close - 1] != _CLOSE
-            or not body.endswith(memoryview(raw)[candidate.close :])
-            or not body.startswith(memoryview(raw)[:at])
-        ):
+        if close <= start or body[close - 1] != _CLOSE or not body.endswith(tail) or not body.startswith(head):
             return None
         # the rest of the array: "," and the new elements, then "]" (the reused ones cut out)
         s = body[start:close].decode("utf-8", "surrogateescape")
@@ -342,7 +355,19 @@ class RequestScanner:
         parsed.skeleton_raw = ",".join(raw_parts)
         if made is not None:
             made.shape = Shape(dict(skeleton), parsed.skeleton_raw, parsed.system, parsed.tools)
+            self._keep_shape(body, made, made.shape)
         return parsed
+
+    def _keep_shape(self, body: bytes, made: Candidate, shape: Shape) -> None:
+        """Remember the bytes around `made`'s array in `body` and their shape, first in
+        `shapes` (in place of the same bytes' older entry)."""
+        head, tail = body[: made.start], body[made.close :]
+        for k, (h, t, _old) in enumerate(self.shapes):
+            if h == head and t == tail:
+                del self.shapes[k]
+                break
+        self.shapes.insert(0, (head, tail, shape))
+        del self.shapes[MAX_SHAPES:]
 
     def _scan_messages(
         self, s: str, i: int, parsed: ParsedRequest, body: bytes, reuse: Reuse | None
