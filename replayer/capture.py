@@ -23,9 +23,11 @@ from functools import partial
 from typing import Any
 
 import anthropic
+import httpx2
 
 from . import context
 from .autorecord import RUN_ENV
+from .bodies import decode_chunks, first_token_time
 from .captured import Captured, Context, Put
 from .otlp import current_parent
 from .wire import RECORDED_HEADER
@@ -104,7 +106,6 @@ def _mark(options: Any) -> None:
     options.headers = {**given, RECORDED_HEADER: "1"} if isinstance(given, Mapping) else {RECORDED_HEADER: "1"}
 
 
-_DELTA = b"content_block_delta"
 _GAVE_UP = (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt)
 """What ends a stream's read because its reader stopped, not because the stream failed: a
 close, a cancelled task (a timeout), Ctrl-C. The record is marked abandoned, with no error."""
@@ -129,10 +130,9 @@ class _Attempt:
         self.caller = caller
         self.p1 = 0.0
 
-    def _base(self) -> Captured:
-        http = self.http
-        req = http.request
-        record = Captured(
+    def _base(self, req: Any, response_headers: Any, status: int) -> Captured:
+        """The record's fields every attempt has: `req`, the HTTP request as sent."""
+        return Captured(
             call_key=self.key or uuid.uuid4().hex,
             attempt=self.attempt,
             t_start=self.t_start,
@@ -143,70 +143,55 @@ class _Attempt:
             # the headers as they are: the writer picks out the protocol headers and the
             # request id, and drops the rest
             raw_request_headers=req.headers,
-            raw_response_headers=http.headers,
-            status=http.status_code,
+            raw_response_headers=response_headers,
+            status=status,
             latency_ms=round((self.p1 - self.p0) * 1000, 3),
             server=_server(req),
             caller=self.caller,
         )
-        self.http = None  # let go of the HTTP library's objects as soon as they are read
-        return record
 
     def captured(self) -> Captured:
-        body = self.http._content
-        record = self._base()
-        record.response_bytes = body
+        http = self.http
+        record = self._base(http.request, http.headers, http.status_code)
+        record.response_bytes = http._content
+        self.http = None  # let go of the HTTP library's objects as soon as they are read
         return record
 
 
 class _StreamCapture(_Attempt):
-    """A streamed body, teed: the HTTP response's byte iterator and close are replaced by this
-    object's (bound methods, so installing the tee builds no closures). Finishes exactly once:
-    at the stream's end, its failure, or its early close. Per chunk the agent's thread only
-    appends the chunk to a list and a clock reading to another (when it came: the writer makes
-    each event's time of them); until the first content_block_delta arrives it also looks for
-    it, to time the first token: inline (a function call per chunk cost more than the search), with
-    `find` (cheaper than `in`), and across two chunks only when the first ended mid-line."""
+    """A body still to come (a stream, or an error answer not read yet), teed below the HTTP
+    library: the response's byte stream is replaced by a `_SyncTee` or `_AsyncTee` over it, which
+    passes each chunk on as it came off the connection. Per chunk the agent's thread appends the
+    chunk to a list and a clock reading to another; the writer (`captured()`) undoes a
+    content-encoding, times the stream's events and its first token by them (bodies.py).
 
-    __slots__ = ("put", "chunks", "times", "n", "done", "gens", "p_first", "err", "abandoned", "orig_iter",
-                 "orig_close", "names", "before")
+    Replacing the stream, one attribute the response already has, is the cheapest tee on the
+    agent's thread: the SDK reads the response as it would (its byte iterator, its decoder), and
+    nothing is put back at the end. The capture keeps the request and headers, not the response,
+    which holds the tee: the two would form a cycle that only the garbage collector frees,
+    keeping the request as sent (the whole history) alive until then.
+
+    Finishes exactly once: at the stream's end, its failure, or the response's close (then
+    recorded as far as it got, marked abandoned)."""
+
+    __slots__ = ("put", "chunks", "times", "n", "done", "read", "err", "abandoned", "req", "headers", "status")
 
     def __init__(self, request: Any, http: Any, ctx: Context | None, t_start: float, p0: float, endpoint: str,
                  caller: int, put: Put, is_async: bool):
         # _Attempt.__init__'s fields, set here: every call the agent's thread makes costs it
         # microseconds in a streamed call, whose code is cold by then
         self.key, self.attempt, self.stream = request.options.idempotency_key, request.retries_taken, request.stream
-        self.http, self.ctx, self.t_start, self.p0, self.endpoint = http, ctx, t_start, p0, endpoint
+        self.ctx, self.t_start, self.p0, self.endpoint = ctx, t_start, p0, endpoint
         self.caller, self.p1, self.put = caller, 0.0, put
+        self.req, self.headers, self.status = http.request, http.headers, http.status_code
         self.chunks: list[bytes] = []
         self.times: list[float] = []
         """When each chunk arrived (perf_counter), for the stream's event times."""
         self.n = 0
-        """How many chunks the body had when it ended: a tee generator still iterated after the
-        end (the tee itself is taken off at the end) appends chunks that aren't this body's."""
-        self.done = self.abandoned = False
-        self.p_first: float | None = None
+        """How many chunks the body had when it ended (a read after the end is not its)."""
+        self.done = self.read = self.abandoned = False
         self.err: str | None = None
-        self.gens: list[Any] = []
-        """Our generators over the body: a close() made while one of them runs is the HTTP
-        library cleaning up a failed read (whose error follows), not the caller giving up."""
-        own = http.__dict__
-        if is_async:
-            self.names = ("aiter_bytes", "aclose")
-            self.before = (own.get("aiter_bytes"), own.get("aclose"))
-            self.orig_iter, self.orig_close = http.aiter_bytes, http.aclose
-            http.aiter_bytes, http.aclose = self._aiter_bytes, self._aclose
-        else:
-            self.names = ("iter_bytes", "close")
-            self.before = (own.get("iter_bytes"), own.get("close"))
-            self.orig_iter, self.orig_close = http.iter_bytes, http.close
-            http.iter_bytes, http.close = self._iter_bytes, self._close
-
-    def closed(self) -> None:
-        if self.done:  # the usual case: the stream ended (or failed) before the response was closed
-            return
-        if not any(getattr(g, "gi_running", False) or getattr(g, "ag_running", False) for g in self.gens):
-            self.finish(abandoned=True)
+        http.stream = (_AsyncTee if is_async else _SyncTee)(http.stream, self)
 
     def finish(self, err: BaseException | None = None, *, abandoned: bool = False) -> None:
         """The agent's thread's part of the end: a clock reading and a hand-off."""
@@ -220,140 +205,116 @@ class _StreamCapture(_Attempt):
             # they hold) alive until the writer runs
             self.err = f"{type(err).__name__}: {err}"
         self.abandoned = abandoned or isinstance(err, _GAVE_UP)
-        self.gens = []
-        # Take the tee off the response before the hand-off (the writer then lets go of it). A
-        # later read goes straight to the HTTP library, and the response no longer refers to
-        # this capture: the two would form a cycle that only the garbage collector frees, keeping
-        # the request as sent (the whole history) alive until then.
-        own = self.http.__dict__
-        (iter_name, close_name), (iter_before, close_before) = self.names, self.before
-        if iter_before is None:
-            own.pop(iter_name, None)
-        else:
-            own[iter_name] = iter_before
-        if close_before is None:
-            own.pop(close_name, None)
-        else:
-            own[close_name] = close_before
         self.put(self)
 
-    # -- the tee, installed on the HTTP response ------------------------------------------------
-    def _iter_bytes(self, *args: Any, **kwargs: Any) -> Any:
-        gen = self._tee(args, kwargs)
-        self.gens.append(gen)
-        return gen
-
-    def _tee(self, args: Any, kwargs: Any) -> Any:
-        err: BaseException | None = None
-        append, clock, stamp = self.chunks.append, time.perf_counter, self.times.append
-        try:
-            chunks = self.orig_iter(*args, **kwargs)
-            if self.stream:  # only a stream's events have a first token
-                cut = None  # the end of a chunk that ended mid-line: a marker may be cut in two
-                for chunk in chunks:
-                    append(chunk)
-                    stamp(clock())
-                    if chunk.find(_DELTA) >= 0 or (cut is not None and (cut + chunk[:32]).find(_DELTA) >= 0):
-                        if not self.done:
-                            self.p_first = self.times[-1]
-                        yield chunk
-                        break
-                    cut = None if chunk[-1:] == b"\n" else chunk[-32:]
-                    yield chunk
-            for chunk in chunks:
-                append(chunk)
-                stamp(clock())
-                yield chunk
-        except BaseException as e:
-            err = e
-            raise
-        finally:
-            self.finish(err)
-
-    def _unread_error(self) -> bool:
+    def unread_error(self) -> bool:
         """An error status whose body nobody read: the SDK closes it unread before a retry."""
-        return not self.done and not self.gens and self.http.status_code >= 400  # http: kept until done
-
-    def _close(self) -> None:
-        try:
-            if self._unread_error():
-                # read the error body through the tee first, to record it; a failure to read it
-                # is recorded, and not the agent's concern (it would not have read it)
-                try:
-                    for _chunk in self._iter_bytes():
-                        pass
-                except Exception:  # noqa: BLE001, S110
-                    pass
-            self.orig_close()
-        finally:
-            self.closed()
-
-    def _aiter_bytes(self, *args: Any, **kwargs: Any) -> Any:
-        gen = self._atee(args, kwargs)
-        self.gens.append(gen)
-        return gen
-
-    async def _atee(self, args: Any, kwargs: Any) -> Any:
-        err: BaseException | None = None
-        append, clock, stamp = self.chunks.append, time.perf_counter, self.times.append
-        try:
-            chunks = self.orig_iter(*args, **kwargs)
-            if self.stream:
-                cut = None
-                async for chunk in chunks:
-                    append(chunk)
-                    stamp(clock())
-                    if chunk.find(_DELTA) >= 0 or (cut is not None and (cut + chunk[:32]).find(_DELTA) >= 0):
-                        if not self.done:
-                            self.p_first = self.times[-1]
-                        yield chunk
-                        break
-                    cut = None if chunk[-1:] == b"\n" else chunk[-32:]
-                    yield chunk
-            async for chunk in chunks:
-                append(chunk)
-                stamp(clock())
-                yield chunk
-        except BaseException as e:
-            err = e
-            raise
-        finally:
-            self.finish(err)
-
-    async def _aclose(self) -> None:
-        try:
-            if self._unread_error():  # as in _close
-                try:
-                    async for _chunk in self._aiter_bytes():
-                        pass
-                except Exception:  # noqa: BLE001, S110
-                    pass
-            await self.orig_close()
-        finally:
-            self.closed()
+        return not self.read and self.status >= 400
 
     # -- off the agent's thread (the writer's feeder thread, or the thread writer) ------------
     def captured(self) -> Captured:
-        http = self.http
-        is_sse = (bool(self.stream) and http.status_code < 400) or "event-stream" in http.headers.get(
-            "content-type", ""
-        )
-        record = self._base()
+        headers = self.headers
+        is_sse = (bool(self.stream) and self.status < 400) or "event-stream" in headers.get("content-type", "")
+        record = self._base(self.req, headers, self.status)
+        self.req = None
         chunks = self.chunks[: self.n]
+        times, self.chunks, self.times = self.times[: len(chunks)], [], []
+        problem = None
+        encoding = headers.get("content-encoding")
+        if encoding and chunks:
+            chunks, problem = decode_chunks(encoding, chunks)
+            times = times[: len(chunks)]  # a corrupt body: the chunks that decoded
         body = b"".join(chunks)
-        times, self.chunks, self.times = self.times, [], []
         if is_sse:
             record.sse = body
-            record.chunk_clock = (list(map(len, chunks)), times[: len(chunks)], self.p0)
-            if self.p_first is not None:
-                record.ttft_ms = round((self.p_first - self.p0) * 1000, 3)
+            sizes = list(map(len, chunks))
+            record.chunk_clock = (sizes, times, self.p0)
+            first = first_token_time(body, sizes, times) if self.stream else None
+            if first is not None:
+                record.ttft_ms = round((first - self.p0) * 1000, 3)
         else:
             record.response_bytes = body
         if self.err is not None:
             record.error = {"type": "connection_error", "message": self.err, "status": None}
+        elif problem is not None:
+            record.error = {"type": "decode_error", "message": f"replayer: {problem}", "status": self.status}
         elif self.abandoned:
             record.abandoned = True
         return record
+
+
+class _SyncTee(httpx2.SyncByteStream):
+    """The response's byte stream, teed into its `_StreamCapture`."""
+
+    def __init__(self, inner: Any, capture: _StreamCapture) -> None:
+        self.inner, self.capture = inner, capture
+
+    def __iter__(self) -> Any:
+        capture = self.capture
+        capture.read = True
+        append, clock, stamp = capture.chunks.append, time.perf_counter, capture.times.append
+        err: BaseException | None = None
+        try:
+            for chunk in self.inner:
+                append(chunk)
+                stamp(clock())
+                yield chunk
+        except BaseException as e:
+            err = e
+            raise
+        finally:
+            capture.finish(err)
+
+    def close(self) -> None:
+        capture = self.capture
+        try:
+            if capture.unread_error():
+                # read the error body through the tee first, to record it; a failure to read it
+                # is recorded, and not the agent's concern (it would not have read it)
+                try:
+                    for _chunk in self:
+                        pass
+                except Exception:  # noqa: BLE001, S110
+                    pass
+            self.inner.close()
+        finally:
+            capture.finish(abandoned=True)  # (nothing, when the body ended before: the usual case)
+
+
+class _AsyncTee(httpx2.AsyncByteStream):
+    """`_SyncTee` for an async client."""
+
+    def __init__(self, inner: Any, capture: _StreamCapture) -> None:
+        self.inner, self.capture = inner, capture
+
+    async def __aiter__(self) -> Any:
+        capture = self.capture
+        capture.read = True
+        append, clock, stamp = capture.chunks.append, time.perf_counter, capture.times.append
+        err: BaseException | None = None
+        try:
+            async for chunk in self.inner:
+                append(chunk)
+                stamp(clock())
+                yield chunk
+        except BaseException as e:
+            err = e
+            raise
+        finally:
+            capture.finish(err)
+
+    async def aclose(self) -> None:
+        capture = self.capture
+        try:
+            if capture.unread_error():  # as in _SyncTee.close
+                try:
+                    async for _chunk in self:
+                        pass
+                except Exception:  # noqa: BLE001, S110
+                    pass
+            await self.inner.aclose()
+        finally:
+            capture.finish(abandoned=True)
 
 
 class RecorderMiddleware(anthropic.Middleware):

@@ -805,9 +805,14 @@ def test_record_snapshots_a_request_as_json_writes_it(db_path):
 
 @pytest.mark.parametrize("cut", [0, 5, 10, 19])
 def test_stream_tee_times_the_first_delta_even_when_a_chunk_boundary_cuts_its_marker(cut):
-    """The tee passes every chunk through unchanged, in order, and stamps the first token when
-    the chunk completing the first `content_block_delta` arrives (wherever the chunks were cut)."""
+    """The tee replaces the response's byte stream: the SDK reads every chunk unchanged, in order,
+    each as it comes off the connection (the tee reads no further ahead), and the record times
+    the first token by when the chunk completing the first `content_block_delta` came (wherever
+    the chunks were cut)."""
     import asyncio
+    import time
+
+    import httpx2
 
     from replayer.capture import _StreamCapture
 
@@ -817,30 +822,27 @@ def test_stream_tee_times_the_first_delta_even_when_a_chunk_boundary_cuts_its_ma
     chunks = [head[:30], head[30:] + marker[:cut], marker[cut:] + rest[:10], rest[10:]]
     if cut == 0:
         chunks = [head[:30], head[30:], marker + rest[:10], rest[10:]]
+    completing = 1 if cut == len(marker) else 2  # the chunk in which the marker is whole
 
-    class Body:  # the HTTP response: its body, and what the writer reads once the stream has ended
-        status_code = 200
-        headers = {"content-type": "text/event-stream"}
-        request = type("Req", (), {"content": b"{}", "headers": []})()
-
+    class Connection(httpx2.SyncByteStream):  # what the HTTP library reads off the socket, a chunk at a time
         def __init__(self):
-            self.seen = []
+            self.taken = 0
 
-        def iter_bytes(self):
-            for i, c in enumerate(chunks):
-                self.seen.append(i)
+        def __iter__(self):
+            for c in chunks:
+                time.sleep(0.002)  # (so that each chunk's time differs from the others' by milliseconds)
+                self.taken += 1
                 yield c
 
-        async def aiter_bytes(self):
-            for i, c in enumerate(chunks):
-                self.seen.append(i)
+    class AsyncConnection(httpx2.AsyncByteStream):
+        def __init__(self):
+            self.taken = 0
+
+        async def __aiter__(self):
+            for c in chunks:
+                time.sleep(0.002)
+                self.taken += 1
                 yield c
-
-        def close(self):
-            pass
-
-        async def aclose(self):
-            pass
 
     class Request:  # the SDK's request, as the middleware sees it
         options = type("Options", (), {"idempotency_key": "k"})()
@@ -849,27 +851,29 @@ def test_stream_tee_times_the_first_delta_even_when_a_chunk_boundary_cuts_its_ma
 
     for mode in ("sync", "async"):
         put = []
-        body = Body()
-        sc = _StreamCapture(Request(), body, None, 0.0, 0.0, "/v1/messages", 0, put.append, mode == "async")
-        first_token_after = []
+        connection = Connection() if mode == "sync" else AsyncConnection()
+        http = httpx2.Response(200, headers={"content-type": "text/event-stream"}, stream=connection,
+                               request=httpx2.Request("POST", "http://fake/v1/messages", content=b"{}"))
+        sc = _StreamCapture(Request(), http, None, 0.0, 0.0, "/v1/messages", 0, put.append, mode == "async")
+        taken = []  # how many chunks the connection had given when the SDK got each one
         if mode == "sync":
             got = []
-            for c in body.iter_bytes():
+            for c in http.iter_bytes():
                 got.append(c)
-                if sc.p_first is not None and not first_token_after:
-                    first_token_after.append(len(body.seen))
+                taken.append(connection.taken)
         else:
 
-            async def run(body, sc, first_token_after):
+            async def run(http, connection, taken):
                 out = []
-                async for c in body.aiter_bytes():
+                async for c in http.aiter_bytes():
                     out.append(c)
-                    if sc.p_first is not None and not first_token_after:
-                        first_token_after.append(len(body.seen))
+                    taken.append(connection.taken)
                 return out
 
-            got = asyncio.run(run(body, sc, first_token_after))
-        assert got == chunks and put == [sc], mode
+            got = asyncio.run(run(http, connection, taken))
+        assert got == chunks and taken == [1, 2, 3, 4] and put == [sc], mode
+        times = list(sc.times)
         cap = sc.captured()
-        assert cap.sse == b"".join(chunks) and cap.ttft_ms is not None and not cap.abandoned, mode
-        assert first_token_after == [2 if cut == len(marker) else 3], (mode, cut)
+        assert cap.sse == b"".join(chunks) and not cap.abandoned and cap.error is None, mode
+        assert cap.ttft_ms == round(times[completing] * 1000, 3), (mode, cut)
+        assert cap.chunk_clock == ([len(c) for c in chunks], times, 0.0)

@@ -23,9 +23,10 @@ from conftest import FAKE_KEY, exported, sent_bodies, stop_behind, wait_until
 from proxy_upstream import MESSAGE, Upstream
 
 from replayer import Recorder
+from replayer.bodies import decodable, decode, decoder_for
 from replayer.fakeapi import FakeAPI, Reply, message_events
 from replayer.proxy import RECORDED_HEADER, start_background
-from replayer.proxy.tee import ProxiedCall, Retries, decodable, decode, decoder_for
+from replayer.proxy.tee import ProxiedCall, Retries
 from replayer.store.process import make_writer
 
 USER = [{"role": "user", "content": "What is in README.md?"}]
@@ -253,7 +254,7 @@ def test_gzip_stream_passes_through_as_it_arrives(start, writer, proxy_db, upstr
 def stand_in_brotli(monkeypatch, tmp_path):
     """A `brotli` module with google Brotli's API (Decompressor.process, no .decompress) that
     decodes nothing: a body labelled br but sent plain reads as itself."""
-    from replayer.proxy import tee
+    from replayer import bodies
 
     (tmp_path / "brotli.py").write_text(
         "class Decompressor:\n"
@@ -262,7 +263,7 @@ def stand_in_brotli(monkeypatch, tmp_path):
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "brotli", raising=False)
-    monkeypatch.setattr(tee, "_decodable", {})  # what this Python can decode is found again
+    monkeypatch.setattr(bodies, "_decodable", {})  # what this Python can decode is found again
 
 
 def test_brotli_answers_are_recorded_decoded_with_its_process_method(start, writer, proxy_db, upstream,

@@ -157,6 +157,32 @@ def test_a_compressed_stream_is_kept_decoded_with_each_events_time(start, writer
     _assert_times(line)
 
 
+def test_a_compressed_stream_through_the_middleware_is_kept_decoded_with_its_first_token(upstream, tmp_path):
+    """The middleware keeps a stream's chunks as they came off the connection, gzip'd here (the SDK
+    asks for it), and the writer decodes them: the events the SDK read, each timed, and the first
+    token timed by the chunk that brought it, before the upstream's gate opened."""
+    import time
+
+    db = tmp_path / "gzip.db"
+    with Recorder(db) as rec, rec.conversation("conv_gzip"):
+        client = rec.wrap(anthropic.Anthropic(base_url=upstream.url, api_key=FAKE_KEY, max_retries=0))
+        with client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=USER, stream=True,
+                                    extra_query={"gzip": "1"}) as stream:
+            events = iter(stream)
+            seen = [next(events).type for _ in range(3)]
+            time.sleep(0.2)
+            upstream.gate.set()
+            seen += [event.type for event in events]
+    assert upstream.seen[0]["headers"].get("Accept-Encoding", "").startswith("gzip")
+    [line] = _cassette(db, 1, conversation_id="conv_gzip")
+    assert _got(line) == _sent(message_events(MESSAGE))
+    assert [e for e, _ in _got(line) if e != "ping"] == seen  # (the SDK passes no ping on)
+    _assert_times(line)
+    assert line["error"] is None and not line["abandoned"]
+    assert line["response"]["content"] == MESSAGE["content"]
+    assert 0 < line["ttft_ms"] < line["latency_ms"] - 150  # the first delta came before the gate, the rest after
+
+
 def test_a_client_that_leaves_keeps_the_events_that_came(start, writer, proxy_db, upstream):
     upstream.pings_after_gate = 400
     proxy = start(upstream.url, tags={"run": "run_left"})

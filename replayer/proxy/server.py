@@ -24,10 +24,11 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from ..bodies import decodable
 from ..captured import Put
 from ..upstream import shown
 from ..wire import RECORDED_HEADER
-from .tee import ProxiedCall, Retries, decodable
+from .tee import ProxiedCall, Retries
 
 log = logging.getLogger("replayer")
 
@@ -230,8 +231,7 @@ class Proxy:
         watch: _BodyWatch | None = None
         async with upstream:
             if call is not None:
-                call.answered(upstream.status, list(upstream.raw_headers), upstream.headers.get("content-type", ""),
-                              upstream.headers.get("content-encoding", ""))
+                call.answered(upstream.status, list(upstream.raw_headers), upstream.headers.get("content-encoding", ""))
                 watch = _BodyWatch.start(upstream, call, self.timeout.sock_read)
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             dropped = _RESPONSE_DROP | _connection_named(upstream.headers)

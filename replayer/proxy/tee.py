@@ -8,8 +8,8 @@ them and builds the `Captured`. That is also where a call is tied to the call it
 (a digest of its body, which grows with the history: not on the way to the upstream, where it
 would add to the time to first token), in the order calls end: a retry's try before it has
 ended, and been handed over, before the retry is sent. So the loop's cost per chunk is two list
-appends (the chunk, and a clock reading: when it came, for the stream's event times), plus,
-until the first content_block_delta, a search for it (to time the first token).
+appends: the chunk, and a clock reading (when it came, for the stream's event times and its
+first token, found on the writer's side: bodies.py).
 """
 
 from __future__ import annotations
@@ -17,120 +17,17 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-import zlib
 from typing import Any
 
 import orjson
 
+from ..bodies import decode_chunks, first_token_time
 from ..bounded import BoundedDict
 from ..captured import Captured, Context
-
-_DELTA = b"content_block_delta"
 
 RETRY_WINDOW = 900.0
 """Seconds a call stays joinable by its retries: the SDKs' backoff is seconds, and a retry of a
 request that timed out comes after the timeout (ten minutes by default)."""
-
-
-def decoder_for(encoding: str) -> Any:
-    """A decompressor object (`.decompress(bytes)`) for a content-encoding, or None when this
-    Python can't decode it (the proxy then asks the upstream only for encodings it can)."""
-    encoding = encoding.strip().lower()
-    if encoding in ("gzip", "x-gzip"):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if encoding == "deflate":
-        return _Deflate()
-    if encoding == "br":
-        try:
-            import brotli  # type: ignore[import-not-found,import-untyped,unused-ignore]
-        except ImportError:
-            return None
-        d = brotli.Decompressor()
-        # google's Brotli names it process(); brotlicffi (and its `brotli` alias) decompress()
-        return d if hasattr(d, "decompress") else _Process(d)
-    if encoding == "zstd":
-        try:
-            from compression import zstd  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            return None
-        return zstd.ZstdDecompressor()
-    if encoding in ("identity", ""):
-        return _Identity()
-    return None
-
-
-class _Process:
-    """A decompressor whose method is `process` (google's Brotli) as one with `decompress`."""
-
-    def __init__(self, d: Any) -> None:
-        self.decompress = d.process
-
-
-class _Identity:
-    def decompress(self, data: bytes) -> bytes:
-        return data
-
-
-class _Deflate:
-    """HTTP's "deflate" is a zlib stream, but some servers send raw deflate: try both."""
-
-    def __init__(self) -> None:
-        self.d: Any = None
-
-    def decompress(self, data: bytes) -> bytes:
-        if self.d is None:
-            self.d = zlib.decompressobj(zlib.MAX_WBITS)
-            try:
-                return bytes(self.d.decompress(data))
-            except zlib.error:
-                self.d = zlib.decompressobj(-zlib.MAX_WBITS)
-        return bytes(self.d.decompress(data))
-
-
-_decodable: dict[str, bool] = {}
-
-
-def decodable(accept_encoding: str) -> str:
-    """The client's Accept-Encoding cut to the encodings the record can be decoded from."""
-    kept = []
-    for part in accept_encoding.split(","):
-        name = part.split(";", 1)[0].strip().lower()
-        ok = _decodable.get(name)
-        if ok is None and len(_decodable) < 64:
-            ok = _decodable[name] = decoder_for(name) is not None
-        if name and ok:
-            kept.append(part.strip())
-    return ", ".join(kept) or "identity"
-
-
-def decode(encoding: str, body: bytes) -> bytes:
-    """The body as it was before the upstream compressed it (a chain like "gzip, br" undone in
-    reverse order). ValueError when it can't be."""
-    decoded, problem = decode_chunks(encoding, [body])
-    if problem:
-        raise ValueError(problem)
-    return b"".join(decoded)
-
-
-def decode_chunks(encoding: str, chunks: list[bytes]) -> tuple[list[bytes], str | None]:
-    """What each compressed chunk decoded to (in order, the body; a stream's events are timed by
-    where each chunk ends in it), as far as they decode, and what stopped the decoding (None when
-    nothing did). Chunks no decoder here can read are kept as they came."""
-    names = [e.strip() for e in reversed(encoding.split(",")) if e.strip()]
-    decoders = [decoder_for(name) for name in names]
-    if None in decoders:
-        name = names[decoders.index(None)]
-        return list(chunks), f"content-encoding {name!r} can't be decoded here: the body is kept as it came"
-    out: list[bytes] = []
-    try:
-        for chunk in chunks:
-            for d in decoders:
-                chunk = bytes(d.decompress(chunk))
-            out.append(chunk)
-    except Exception as e:  # a corrupt body: each library raises its own error
-        problem = f"the {encoding} body could not be decoded ({type(e).__name__}: {e})"
-        return out, problem + ": kept as far as it decoded"
-    return out, None
 
 
 class Retries:
@@ -200,8 +97,8 @@ class ProxiedCall:
     there). Filled in by the proxy's handler as the exchange goes."""
 
     __slots__ = ("retries", "retry_count", "t_start", "endpoint", "tags", "request_bytes", "request_headers",
-                 "response_headers", "status", "chunks", "times", "p0", "p1", "p_first", "error", "abandoned",
-                 "encoding", "sse", "cut", "server", "caller")
+                 "response_headers", "status", "chunks", "times", "p0", "p1", "error", "abandoned", "encoding",
+                 "server", "caller")
 
     def __init__(self, retries: Retries, retry_count: str | None, endpoint: str, tags: dict[str, Any] | None,
                  body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -212,7 +109,6 @@ class ProxiedCall:
         self.t_start = time.time()
         self.p0 = time.perf_counter()
         self.p1 = 0.0
-        self.p_first: float | None = None
         self.response_headers: list[tuple[bytes, bytes]] | None = None
         self.status: int | None = None
         self.chunks: list[bytes] = []
@@ -222,44 +118,18 @@ class ProxiedCall:
         self.abandoned = False
         self.encoding = ""
         """The response's content-encoding: the chunks are decoded on the writer's side."""
-        self.sse: Any = None
-        """For an event stream: False once its first token is timed; else a decoder of the
-        compressed chunks for the search (None when the body is plain)."""
-        self.cut: bytes | None = None
-        """The end of a chunk that ended mid-line: the marker may be cut in two."""
         self.server: tuple[str, int] | None = None
         """The upstream's (host, port), for the OTLP span (set by the proxy)."""
         self.caller: int | None = None
         """The client connection it came over (`Captured.caller`; set by the proxy)."""
 
-    def answered(self, status: int, headers: list[tuple[bytes, bytes]], content_type: str, encoding: str) -> None:
-        self.status, self.response_headers = status, headers
-        self.encoding = encoding
-        if "event-stream" in content_type:
-            self.sse = decoder_for(encoding) if encoding else None
-        else:
-            self.sse = False
+    def answered(self, status: int, headers: list[tuple[bytes, bytes]], encoding: str) -> None:
+        self.status, self.response_headers, self.encoding = status, headers, encoding
 
     def chunk(self, data: bytes) -> None:
-        """A chunk of the response, as it came, and when. Until the first content_block_delta, look
-        for it."""
+        """A chunk of the response, as it came, and when (the writer finds the first token in them)."""
         self.chunks.append(data)
         self.times.append(time.perf_counter())
-        if self.sse is False:
-            return
-        try:
-            text = data if self.sse is None else bytes(self.sse.decompress(data))
-        except Exception:  # a corrupt chunk: the client still gets it; the record says so (captured())
-            self.sse = False
-            return
-        if not text:  # a compressed chunk that decoded to nothing yet
-            return
-        cut = self.cut
-        if text.find(_DELTA) >= 0 or (cut is not None and (cut + text[:32]).find(_DELTA) >= 0):
-            self.p_first = self.times[-1]
-            self.sse = False
-            return
-        self.cut = None if text[-1:] == b"\n" else text[-32:]
 
     def failed(self, kind: str, message: str) -> None:
         self.error = {"type": kind, "message": message, "status": None}
@@ -309,9 +179,11 @@ class ProxiedCall:
         # request is a plain JSON body, as in the middleware
         setattr(record, "sse" if is_sse else "response_bytes", body)
         if is_sse:
-            record.chunk_clock = (list(map(len, chunks)), times[: len(chunks)], self.p0)
-        if is_sse and self.p_first is not None:
-            record.ttft_ms = round((self.p_first - self.p0) * 1000, 3)
+            sizes, times = list(map(len, chunks)), times[: len(chunks)]
+            record.chunk_clock = (sizes, times, self.p0)
+            first = first_token_time(body, sizes, times)
+            if first is not None:
+                record.ttft_ms = round((first - self.p0) * 1000, 3)
         return record
 
 
