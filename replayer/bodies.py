@@ -3,8 +3,8 @@ first token came.
 
 The SDK middleware (capture.py) and the proxy (proxy/tee.py) keep a body's chunks as they came
 (compressed, if the server compressed them) with a clock reading for each, and leave the rest
-to the writer's side: decoding (`decode_chunks`), and finding which chunk brought the first
-content_block_delta (`first_token_time`). Nothing here runs on the agent's thread or the proxy's
+to the writer's side: decoding (`received`, `decode_chunks`), and finding which chunk brought
+the first content_block_delta (`first_token_time`). Nothing here runs on the agent's thread or the proxy's
 event loop.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 DELTA = b"content_block_delta"
@@ -31,6 +32,37 @@ def first_token_time(body: bytes, sizes: Sequence[int], times: Sequence[float]) 
         if total >= end:
             return when
     return None
+
+
+@dataclass(slots=True)
+class Received:
+    """A body as the writer reads it, from the chunks that came and when each did."""
+
+    body: bytes
+    """Decoded (as far as it decodes)."""
+    sizes: list[int]
+    """What each chunk decoded to, in bytes."""
+    times: list[float]
+    """When each chunk came (perf_counter)."""
+    problem: str | None = None
+    """What stopped the decoding; None when nothing did."""
+
+    def clock(self, p0: float) -> tuple[list[int], list[float], float]:
+        """`Captured.chunk_clock`: the writer times each event by where its chunk ends."""
+        return self.sizes, self.times, p0
+
+    def ttft_ms(self, p0: float) -> float | None:
+        """Milliseconds from `p0` to the chunk that brought the first token; None without one."""
+        first = first_token_time(self.body, self.sizes, self.times)
+        return None if first is None else round((first - p0) * 1000, 3)
+
+
+def received(encoding: str | None, chunks: list[bytes], times: list[float]) -> Received:
+    """The body of `chunks` (each came at `times`), its `encoding` (a content-encoding) undone."""
+    problem = None
+    if encoding and chunks:
+        chunks, problem = decode_chunks(encoding, chunks)
+    return Received(b"".join(chunks), list(map(len, chunks)), times[: len(chunks)], problem)
 
 
 def decoder_for(encoding: str) -> Any:

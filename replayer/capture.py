@@ -27,7 +27,7 @@ import httpx2
 
 from . import context
 from .autorecord import RUN_ENV
-from .bodies import decode_chunks, first_token_time
+from .bodies import received
 from .captured import Captured, Context, Put
 from .otlp import current_parent
 from .wire import RECORDED_HEADER
@@ -217,27 +217,19 @@ class _StreamCapture(_Attempt):
         is_sse = (bool(self.stream) and self.status < 400) or "event-stream" in headers.get("content-type", "")
         record = self._base(self.req, headers, self.status)
         self.req = None
-        chunks = self.chunks[: self.n]
-        times, self.chunks, self.times = self.times[: len(chunks)], [], []
-        problem = None
-        encoding = headers.get("content-encoding")
-        if encoding and chunks:
-            chunks, problem = decode_chunks(encoding, chunks)
-            times = times[: len(chunks)]  # a corrupt body: the chunks that decoded
-        body = b"".join(chunks)
+        got = received(headers.get("content-encoding"), self.chunks[: self.n], self.times)
+        self.chunks, self.times = [], []
         if is_sse:
-            record.sse = body
-            sizes = list(map(len, chunks))
-            record.chunk_clock = (sizes, times, self.p0)
-            first = first_token_time(body, sizes, times) if self.stream else None
-            if first is not None:
-                record.ttft_ms = round((first - self.p0) * 1000, 3)
+            record.sse = got.body
+            record.chunk_clock = got.clock(self.p0)
+            if self.stream:
+                record.ttft_ms = got.ttft_ms(self.p0)
         else:
-            record.response_bytes = body
+            record.response_bytes = got.body
         if self.err is not None:
             record.error = {"type": "connection_error", "message": self.err, "status": None}
-        elif problem is not None:
-            record.error = {"type": "decode_error", "message": f"replayer: {problem}", "status": self.status}
+        elif got.problem is not None:
+            record.error = {"type": "decode_error", "message": f"replayer: {got.problem}", "status": self.status}
         elif self.abandoned:
             record.abandoned = True
         return record

@@ -80,13 +80,19 @@ def test_a_growing_history_is_matched_as_bytes_and_only_its_tail_parsed(scanner,
                 {"role": "user", "content": f"next {turn} 🙂"}]
 
 
+def _whole_reads(scanner, monkeypatch):
+    """A list that gets an item for each request the scanner reads whole (not only its new messages)."""
+    whole = []
+    scan = scanner._scan
+    monkeypatch.setattr(scanner, "_scan", lambda *a: whole.append(1) or scan(*a))
+    return whole
+
+
 def test_a_request_the_same_around_its_new_messages_is_read_only_there(scanner, monkeypatch):
     """An agent's next request has the same bytes before and after its messages (system prompt,
     tools, model): only the new messages are read, and the result is still a full parse's.
     Whatever differs there, or only looks like the end of the array, is read whole."""
-    whole = []
-    scan = scanner._scan
-    monkeypatch.setattr(scanner, "_scan", lambda *a: whole.append(1) or scan(*a))
+    whole = _whole_reads(scanner, monkeypatch)
     sysp = "Be brief, é✓ 🙂 " * 40
     msgs = [{"role": "user", "content": "Start ] é✓ " + "x" * 300}]
     for turn in range(6):
@@ -117,9 +123,7 @@ def test_calls_that_alternate_between_two_shapes_are_read_only_at_their_new_mess
     the bytes around them differ from the last request's), and a second model now and then:
     after each shape's first request only the new messages are read, and each result is still a
     full parse's."""
-    whole = []
-    scan = scanner._scan
-    monkeypatch.setattr(scanner, "_scan", lambda *a: whole.append(1) or scan(*a))
+    whole = _whole_reads(scanner, monkeypatch)
     sysp = "Be brief, é✓ 🙂 " * 40
     msgs = [{"role": "user", "content": "Start é✓ " + "x" * 300}]
     for turn in range(12):

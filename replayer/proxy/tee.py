@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from ..bodies import decode_chunks, first_token_time
+from ..bodies import received
 from ..bounded import BoundedDict
 from ..captured import Captured, Context
 
@@ -143,14 +143,10 @@ class ProxiedCall:
         headers = self.response_headers or []
         content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"").decode("latin-1")
         is_sse = "event-stream" in content_type
-        chunks, times, self.chunks, self.times = self.chunks, self.times, [], []
-        problem = None
-        if self.encoding and chunks:
-            chunks, problem = decode_chunks(self.encoding, chunks)
-            times = times[: len(chunks)]  # a corrupt body: the chunks that decoded
-        body = b"".join(chunks)
-        if problem and self.error is None:
-            self.error = {"type": "decode_error", "message": f"replayer proxy: {problem}", "status": self.status}
+        got = received(self.encoding, self.chunks, self.times)
+        self.chunks, self.times = [], []
+        if got.problem and self.error is None:
+            self.error = {"type": "decode_error", "message": f"replayer proxy: {got.problem}", "status": self.status}
         tags = self.tags
         parent = _trace_parent(self.request_headers)
         trace_id = format(parent[0], "032x") if parent else None
@@ -177,13 +173,10 @@ class ProxiedCall:
             return record
         # a stream's bytes are assembled by the writer (sse.py); an error answer to a stream
         # request is a plain JSON body, as in the middleware
-        setattr(record, "sse" if is_sse else "response_bytes", body)
+        setattr(record, "sse" if is_sse else "response_bytes", got.body)
         if is_sse:
-            sizes, times = list(map(len, chunks)), times[: len(chunks)]
-            record.chunk_clock = (sizes, times, self.p0)
-            first = first_token_time(body, sizes, times)
-            if first is not None:
-                record.ttft_ms = round((first - self.p0) * 1000, 3)
+            record.chunk_clock = got.clock(self.p0)
+            record.ttft_ms = got.ttft_ms(self.p0)
         return record
 
 
