@@ -480,6 +480,10 @@ def _outcome(api, client, case):
     pytest.fail(f"{case}: no exception raised")
 
 
+def _one_id(message: str) -> str:
+    return re.sub(r"req_fake\d+", "req_fake<n>", message)
+
+
 @pytest.mark.parametrize("db_state", ["writable", "unwritable"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_same_exceptions_with_and_without_replayer(api, tmp_path, recorders, case, db_state):
@@ -496,7 +500,8 @@ def test_same_exceptions_with_and_without_replayer(api, tmp_path, recorders, cas
     expected = _outcome(api, plain, case)
     got = _outcome(api, wrapped, case)
     assert type(got) is type(expected)
-    assert str(got) == str(expected)
+    # the SDK (2.17 on) names the request's id in the message: each call has its own
+    assert _one_id(str(got)) == _one_id(str(expected))
     assert getattr(got, "status_code", None) == getattr(expected, "status_code", None)
     assert getattr(got, "body", None) == getattr(expected, "body", None)
     if case in ("400", "429-no-retries"):

@@ -269,7 +269,7 @@ def test_with_errors_replays_recorded_retries(api, tmp_path):
     fails = replayer(db, "replay", run, "--with-errors", "--", sys.executable, str(agent), os.devnull,
                      "read every file", "0", env=env)
     assert fails.returncode == 9, fails.stderr
-    assert fails.stdout.startswith("API error 529: ") and "'overloaded_error'" in fails.stdout
+    assert fails.stdout.startswith("API error 529: ") and "overloaded_error" in fails.stdout
     retries = replayer(db, "replay", run, "--with-errors", "--", sys.executable, str(agent), os.devnull, env=env)
     assert retries.returncode == 0 and retries.stdout == output, retries.stderr
     assert f"answered {TURNS + 1} calls" in last_line(retries) and "no mismatch" in last_line(retries)
