@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
+import time
 
 import pytest
 
@@ -723,3 +724,71 @@ def test_timestamps_are_written_as_datetime_writes_them():
         assert iso(t) == datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")[:-6] + "Z", t
     with pytest.raises(ValueError):
         iso(253402300800)
+
+
+def _index_segments(path) -> int:
+    """How many segments the search index is in (the count in FTS5's structure record)."""
+    conn = sqlite3.connect(path)
+    try:
+        block = conn.execute("SELECT block FROM turn_text_data WHERE id = 10").fetchone()[0]
+    finally:
+        conn.close()
+    at = 8 if block[4:8] == b"\xff\x00\x00\x01" else 4  # after the cookie (and a v2 structure's mark)
+
+    def varint() -> int:
+        nonlocal at
+        value = 0
+        while True:
+            byte = block[at]
+            at += 1
+            value = (value << 7) | (byte & 0x7F)
+            if byte < 0x80:
+                return value
+
+    varint()  # the number of levels
+    return varint()
+
+
+def _turn(rec, i: int) -> None:
+    first = {"role": "user", "content": f"batch{i}word"}
+    rec.record({"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [first]},
+               {"id": f"m{i}", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                "content": [{"type": "text", "text": f"reply{i}word"}], "stop_reason": "end_turn"},
+               conversation_id=f"conv{i}")
+
+
+def test_the_search_index_is_merged_while_the_writer_is_idle_not_as_records_arrive(tmp_path, monkeypatch):
+    """Each batch writes a segment of the search index. Merging them is left to the writer's idle
+    moments (store/search_index.py): a burst of batches leaves one segment each, and once the
+    writer has had nothing to do for a moment it merges them back to a few. Every word is found
+    before and after."""
+    from replayer import Recorder
+    from replayer.store import writer
+
+    monkeypatch.setenv("REPLAYER_WRITER", "thread")  # the writer thread of this process, its idle time set here
+    monkeypatch.setattr(writer, "IDLE_SECONDS", 3600.0)
+    path = tmp_path / "idle.db"
+    rec = Recorder(path)
+    rec._writer.linger = 0.0
+
+    def found_everywhere(turns: int) -> None:
+        store = Store(open_db(path, create=False))
+        for i in range(turns):
+            assert [c.conversation_id for c in store.conversations(query=f"batch{i}word")] == [f"conv{i}"], i
+            assert [c.conversation_id for c in store.conversations(query=f"reply{i}word")] == [f"conv{i}"], i
+
+    for i in range(8):  # a burst: one batch each, no idle moment between them
+        _turn(rec, i)
+        assert rec.flush()
+    assert _index_segments(path) == 8  # nothing merged while they were written
+    found_everywhere(8)
+
+    monkeypatch.setattr(writer, "IDLE_SECONDS", 0.05)
+    _turn(rec, 8)  # the writer's next wait is a short one
+    assert rec.flush()
+    deadline = time.monotonic() + 10
+    while _index_segments(path) > 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _index_segments(path) <= 3
+    found_everywhere(9)
+    rec.close()

@@ -22,7 +22,7 @@ from sqlite_utils import Database
 from ..bounded import BoundedDict
 from ..captured import Captured
 from ..text import searchable
-from . import attempt, codec, facts
+from . import attempt, codec, facts, search_index
 from .agent_ids import metadata_user, with_session
 from .attempt import Redact, label
 from .blobs import Blobs
@@ -140,6 +140,9 @@ class Ingestor:
         self.conv_tags: BoundedDict[str, str | None] = BoundedDict(MAX_TURNS)
         """...and the tags their row holds (a turn whose tags differ keeps its own: turn_tags)."""
         self.data_version: int | None = None
+        self.merges_deferred = False
+        """Whether this connection has seen the search index's merges left to idle time
+        (store/search_index.py)."""
         self.texts: list[tuple[int, str]] = []
         """Search text waiting for `write_pending` (turn_text rowid, text)."""
         self.usage: list[facts.UsageRow] = []
@@ -213,6 +216,9 @@ class Ingestor:
         conn = self.db.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if not self.merges_deferred:
+                search_index.defer_merges(conn)
+                self.merges_deferred = True
             self.others_wrote()
             yield
             self.write_pending()
@@ -223,9 +229,15 @@ class Ingestor:
             self.forget()
             raise
 
+    def merge_search_index(self) -> bool:
+        """One bounded step of merging the search index (the writer's idle work): True when
+        there may be more to do."""
+        return search_index.merge_step(self.db.conn)
+
     def forget(self) -> None:
         """Drop every cache (after a rollback the ids they hold may not exist)."""
         self.texts, self.usage, self.copied_usage, self.touched = [], [], [], {}
+        self.merges_deferred = False
         self.conv_rowids.clear()
         self.conv_tags.clear()
         self.threads.drop()

@@ -86,6 +86,9 @@ def _flush_at_exit() -> None:
 
 
 RETRY_SECONDS = (0.25, 0.5, 1.0, 2.0, 5.0)
+IDLE_SECONDS = 0.5
+"""How long no record has arrived before the writer merges the search index (store/search_index.py):
+an agent waiting on the API leaves it seconds; a burst's records come faster than this."""
 CHECKPOINT_WAIT_MS = 500
 """How long closing waits for readers to let the WAL be checkpointed into the database file."""
 
@@ -150,6 +153,8 @@ class Writer:
         self._pending: list[Captured] = []
         self._waiting: list[_Flush] = []
         self._ingestor: Ingestor | None = None
+        self._merge_owed = False
+        """Records went in since the search index was last in shape: merge it when idle."""
         self._lock = threading.Lock()
         self._wake = threading.Event()
         """Set by flush() to end the writer's linger early."""
@@ -225,11 +230,17 @@ class Writer:
     def _run(self) -> None:
         delay_i = 0
         while True:
-            timeout = RETRY_SECONDS[min(delay_i, len(RETRY_SECONDS) - 1)] if self._pending else None
+            if self._pending:
+                timeout: float | None = RETRY_SECONDS[min(delay_i, len(RETRY_SECONDS) - 1)]
+            else:
+                timeout = IDLE_SECONDS if self._merge_owed else None
             try:
                 items = [self.q.get(timeout=timeout)]
             except queue.Empty:
                 items = []
+                if not self._pending:
+                    self._merge_while_idle()
+                    continue
             if items and self.linger and not isinstance(items[0], _Flush) and self.q.qsize() < MAX_BATCH:
                 # Linger a moment to write a burst of calls in one transaction: fewer commits, and
                 # less time holding the GIL while the agent works. Puts don't wake us meanwhile
@@ -256,6 +267,7 @@ class Writer:
             items = item = captured = None  # type: ignore[assignment]
             if self._pending and self._write_pending():
                 delay_i = 0
+                self._merge_owed = True
             elif self._pending:
                 delay_i += 1
             if self._waiting:
@@ -268,6 +280,15 @@ class Writer:
                     marker.ok = ok
                     marker.done.set()
                 self._waiting.clear()
+
+    def _merge_while_idle(self) -> None:
+        """Merge the search index a step at a time while no record is waiting (a record that
+        arrives waits for the step under way, a few milliseconds)."""
+        ingestor = self._ingestor
+        while self._merge_owed and ingestor is not None and self.q.empty():
+            self._merge_owed = ingestor.merge_search_index()
+        if ingestor is None:
+            self._merge_owed = False
 
     def _close_db(self) -> None:
         """Move the WAL's content into the database file, truncate the WAL, close the connection.
