@@ -10,7 +10,9 @@ a loop that calls the API itself and records each call.
 
 from __future__ import annotations
 
+import json
 import logging
+import random
 from datetime import UTC, datetime, timedelta, timezone
 
 import anthropic
@@ -121,3 +123,53 @@ def test_the_accepted_forms_all_record(sdk, rec, db_path, writer_warnings):
         "anthropic-version": "2023-06-01"
     }
     assert rows["exception"]["error"] == {"type": "TimeoutError", "message": "read timed out", "status": None}
+
+
+def test_a_nan_or_a_null_in_a_long_growing_history_is_recorded_as_written(rec, db_path):
+    """record() serialises a dict with orjson, which writes NaN and infinities as null: a document
+    whose output holds a null is searched for such a float and written by json then. A long
+    request is searched only where it differs from the last one that held no null (recorder.py's
+    `_has_null`): a NaN or a null among the new messages is still seen, and so is one in the reply."""
+    system = "You are a careful agent. " * 800  # ~20 KB: long enough for the shared-bytes search
+    messages: list[dict] = [{"role": "user", "content": "start"}]
+    sent = []
+    for i, value in enumerate([1.5, None, 2.5, float("nan"), 3.5, float("-inf"), 4.5]):
+        req = {"model": MODEL, "max_tokens": 8, "system": system, "messages": messages}
+        call = {"type": "tool_use", "id": f"tu{i}", "name": "f", "input": {"x": value}}
+        reply = {"role": "assistant", "content": [call]}
+        rec.record(req, {"id": f"m{i}", "type": "message", "role": "assistant", "model": MODEL, "stop_sequence": None,
+                         "content": reply["content"], "stop_reason": "tool_use",
+                         "usage": {"input_tokens": 1, "output_tokens": 1}}, conversation_id="c")
+        sent.append(json.dumps(req, sort_keys=True))
+        messages = [*messages, reply, {"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"tu{i}"}]}]
+    assert rec.flush()
+    rows = exported(db_path)
+    assert [json.dumps(r["request"], sort_keys=True) for r in rows] == sent
+    replies = [r["response"]["content"][0]["input"]["x"] for r in rows]
+    assert json.dumps(replies) == "[1.5, null, 2.5, NaN, 3.5, -Infinity, 4.5]"
+
+
+def test_the_null_search_of_a_request_like_the_last_one_agrees_with_a_whole_search():
+    """`_has_null(out, clean)` looks only where `out` differs from `clean` (which holds no null):
+    edits of every size at every place, nulls made across an edit's edges and across the search's
+    block boundaries, all give what searching the whole of `out` gives."""
+    from replayer.recorder import _BLOCK, _has_null
+
+    rng = random.Random(7)
+    alphabet = bytes(b"nul\"ab,"[i % 7] for i in range(256))  # random bytes -> these, by translate
+
+    def text(size: int) -> bytes:
+        return rng.randbytes(size).translate(alphabet)
+
+    cases = 0
+    for _ in range(3000):
+        size = rng.choice([_BLOCK * 4, _BLOCK * 4 + 1, _BLOCK * 6 - 2, rng.randrange(_BLOCK * 4, _BLOCK * 10)])
+        clean = text(size).replace(b"null", b"nulL")
+        assert b"null" not in clean
+        at = rng.choice([0, 1, size - 1, size, rng.randrange(size), _BLOCK * rng.randrange(1, 4) - rng.randrange(4)])
+        cut = rng.choice([0, 0, 1, 3, 4, rng.randrange(_BLOCK * 2)])
+        new = rng.choice([b"", b"null", b"ll", b"nu", b"l", b"n", b"u", text(rng.randrange(1, 9000))])
+        out = clean[:at] + new + clean[at + cut :]
+        assert _has_null(out, clean) == (b"null" in out), (size, at, cut, new[:20])
+        cases += b"null" in out
+    assert 300 < cases < 2700  # both answers were asked for often
