@@ -10,6 +10,7 @@ event loop.
 
 from __future__ import annotations
 
+import importlib
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -74,21 +75,30 @@ def decoder_for(encoding: str) -> Any:
     if encoding == "deflate":
         return _Deflate()
     if encoding == "br":
-        try:
-            import brotli  # type: ignore[import-not-found,import-untyped,unused-ignore]
-        except ImportError:
+        brotli = _module("brotli", "brotlicffi")
+        if brotli is None:
             return None
         d = brotli.Decompressor()
-        # google's Brotli names it process(); brotlicffi (and its `brotli` alias) decompress()
+        # google's Brotli names it process(); brotlicffi decompress()
         return d if hasattr(d, "decompress") else _Process(d)
     if encoding == "zstd":
-        try:
-            from compression import zstd  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            return None
-        return zstd.ZstdDecompressor()
+        zstd = _module("compression.zstd", "backports.zstd")
+        return None if zstd is None else zstd.ZstdDecompressor()
     if encoding in ("identity", ""):
         return _Identity()
+    return None
+
+
+def _module(*names: str) -> Any:
+    """The first of these modules that imports, or None. They are the ones httpx2 decodes a body
+    with (httpx2/_decoders.py), in its order: an encoding the SDK asks the API for (it asks for
+    what httpx2 can decode) is one the middleware, which keeps the body as it came off the
+    connection, can decode too."""
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
     return None
 
 

@@ -1,7 +1,7 @@
 """A small upstream for the proxy's tests, for what the fake Messages API doesn't serve: GET and
 HEAD on any path, and a stream held open at a gate (to see chunks pass through before the
 stream ends, a client that leaves mid-stream, a stop that waits for open streams), plain or
-gzip'd (`?gzip`), labelled br but plain (`?br`, for a stand-in brotli that decodes nothing), or
+gzip'd (`?gzip`), zstd'd (`?zstd`), labelled br but plain (`?br`, for a stand-in brotli that decodes nothing), or
 gzip'd with a corrupt chunk before the first delta (`?corrupt`). It records each request's
 method, path and headers, and the bytes of each body it sent."""
 
@@ -97,13 +97,17 @@ class Upstream:
                     else:
                         before = z.compress(before) + z.flush(zlib.Z_SYNC_FLUSH)
                     after = z.compress(after) + z.flush()
+                if "zstd" in self.path:  # a block the client can decode before the gate, then the frame's end
+                    z = zstd_module().ZstdCompressor()
+                    before = z.compress(before, z.FLUSH_BLOCK)
+                    after = z.compress(after, z.FLUSH_FRAME)
                 up.sent.append(before + after)
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream; charset=utf-8")
                 self.send_header("transfer-encoding", "chunked")
                 self.send_header("request-id", "req_gated")
-                if zipped or "br" in self.path:
-                    self.send_header("content-encoding", "gzip" if zipped else "br")
+                if zipped or "br" in self.path or "zstd" in self.path:
+                    self.send_header("content-encoding", "gzip" if zipped else "zstd" if "zstd" in self.path else "br")
                 self.end_headers()
                 try:
                     self._chunk(before)
@@ -134,6 +138,15 @@ class Upstream:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def zstd_module():
+    """Python 3.14's zstd, or the backport httpx2 uses before it (a test extra)."""
+    try:
+        from compression import zstd  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        from backports import zstd  # type: ignore[import-not-found,no-redef,unused-ignore]
+    return zstd
 
 
 def gunzip(data: bytes) -> bytes:
