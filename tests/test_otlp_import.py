@@ -730,21 +730,6 @@ def test_an_integer_beyond_64_bits_in_a_request_survives_the_import(api, tmp_pat
     assert export_text(laptop) == lines
 
 
-def counting(n, fail):
-    """A reader for readahead's tests (imported by name in the reader process)."""
-    import os
-
-    if fail == "no start" and sys.argv[0].endswith("readahead.py"):  # (only in a reader process)
-        print("ImportError: no module named something_missing", file=sys.stderr)
-        os._exit(1)
-    for i in range(n):
-        yield {"i": i, "body": bytes([i % 256]) * 5000}
-    if fail == "error":
-        raise ValueError("line 3: not what was expected")
-    if fail == "die":
-        os._exit(3)
-
-
 @pytest.mark.parametrize("inline", [False, True])
 def test_readahead_gives_what_the_reader_yields_and_raises_what_it_raises(inline, monkeypatch, capsys):
     import os
@@ -752,8 +737,8 @@ def test_readahead_gives_what_the_reader_yields_and_raises_what_it_raises(inline
     from replayer import readahead
 
     here = os.path.dirname(os.path.abspath(__file__))
-    monkeypatch.setenv("PYTHONPATH", here)  # (the reader process imports this module by name)
-    target = f"{__name__}:counting"
+    monkeypatch.setenv("PYTHONPATH", here)  # (the reader process imports tests/readers.py by name)
+    target = "readers:counting"
     got = list(readahead.batches(target, [3, None], inline=inline))
     assert got == [{"i": i, "body": bytes([i]) * 5000} for i in range(3)]
     seen = []

@@ -92,20 +92,12 @@ def test_the_share_moves_toward_the_slower_side():
     assert taken == [half.takes(f"conv_{i}") for i in range(400)]  # ...always the same ones
 
 
-def echoing(n):
-    """A reader for readahead's test (imported by name in the reader process): yields what it was
-    sent for the item before."""
-    sent = None
-    for i in range(n):
-        sent = yield {"i": i, "sent": sent, "body": b"x" * 100_000}
-
-
 @pytest.mark.parametrize("inline", [False, True])
 def test_readahead_sends_the_reader_how_long_each_item_waited(inline, monkeypatch):
     from replayer import readahead
 
     monkeypatch.setenv("PYTHONPATH", os.path.dirname(os.path.abspath(__file__)))
-    got = list(readahead.batches(f"{__name__}:echoing", [4], inline=inline))
+    got = list(readahead.batches("readers:echoing", [4], inline=inline))
     assert [x["i"] for x in got] == [0, 1, 2, 3]
     assert got[0]["sent"] is None
     sent = [x["sent"] for x in got[1:]]
