@@ -15,6 +15,7 @@ import pytest
 
 from replayer import Recorder
 from replayer.fakeapi import FakeAPI
+from replayer.store import process as writer_process
 from replayer.store.queries import Store
 from replayer.store.schema import open_db
 
@@ -22,13 +23,19 @@ FAKE_KEY = "sk-ant-test-NOT-A-REAL-KEY-0123456789"
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "anthropic-sdk-sse"
 
 SLOW_FIRST = (
-    "test_pytest_plugin", "test_replay", "test_fork", "test_record_any", "test_record", "test_many_writers",
-    "test_db_file_alone", "test_surrogates", "test_demo", "test_stream_events",
+    "test_fork", "test_replay", "test_record_any", "test_otlp_export", "test_record", "test_many_writers",
+    "test_db_file_alone", "test_pytest_plugin", "test_surrogates", "test_demo", "test_stream_events",
     "test_tui_behaviour", "test_tui_rerun", "test_tui", "test_tui_truth", "test_snapshots",
 )
 """The modules whose tests take longest (subprocesses that import the SDK, then the Textual
 pilots), slowest first: run first, so the last test a worker runs is a short one. Only the order
 of running changes; a module not listed keeps its place after these."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "writer_process: this module's in-process Recorders use the writer process, as a user's do"
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -41,7 +48,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path_factory, monkeypatch):
+def _isolated(tmp_path_factory, monkeypatch, request):
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("HOME", str(home))
@@ -51,6 +58,15 @@ def _isolated(tmp_path_factory, monkeypatch):
     ):
         monkeypatch.delenv(var, raising=False)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    if request.node.get_closest_marker("writer_process") is None:
+        # A Recorder made in this process writes from a thread here, as where no child can be
+        # started: a writer process costs ~0.6 s of CPU to start (its imports), and a run of the
+        # suite started 422 of them, most for this process's Recorders (254 s of its 1,437 s of
+        # CPU, on a machine where the suite took 14 minutes). The writer process, a user's default, is what
+        # the modules marked `writer_process` test (its own, the many-writers, failures, the DB
+        # file left whole, record() arguments, the proxy's), and every `replayer` command these
+        # tests run as a subprocess (record, replay, fork, proxy, demo) starts one as a user's does.
+        monkeypatch.setattr(writer_process, "_can_spawn", lambda: False)
 
 
 @pytest.fixture

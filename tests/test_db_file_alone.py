@@ -16,9 +16,12 @@ import textwrap
 from pathlib import Path
 
 import anthropic
+import pytest
 from conftest import FAKE_KEY, exported
 
 from replayer import Recorder
+
+pytestmark = pytest.mark.writer_process  # Recorders here write through a writer process, the default
 
 MODEL = "claude-haiku-4-5"
 

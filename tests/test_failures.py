@@ -32,6 +32,8 @@ from replayer import Recorder
 from replayer.fakeapi import FakeAPI, Reply, message_events
 from replayer.store import schema
 
+pytestmark = pytest.mark.writer_process  # Recorders here write through a writer process, the default
+
 MODEL = "claude-sonnet-4-5"
 
 

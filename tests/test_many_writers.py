@@ -18,6 +18,8 @@ from collections import Counter, defaultdict
 
 import pytest
 
+pytestmark = pytest.mark.writer_process  # Recorders here write through a writer process, the default
+
 PROCS = 4
 THREADS = 2
 N = 40

@@ -29,6 +29,8 @@ from replayer.proxy import RECORDED_HEADER, start_background
 from replayer.proxy.tee import ProxiedCall, Retries
 from replayer.store.process import make_writer
 
+pytestmark = pytest.mark.writer_process  # Recorders here write through a writer process, the default
+
 USER = [{"role": "user", "content": "What is in README.md?"}]
 TOOLS = [{"name": "read_file", "description": "Read a file", "input_schema": {
     "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}]

@@ -21,6 +21,8 @@ from replayer.proxy import start_background, tee
 from replayer.proxy.run import SWITCH_SECONDS
 from replayer.proxy.tee import Retries
 
+pytestmark = pytest.mark.writer_process  # Recorders here write through a writer process, the default
+
 HEADERS = {"x-api-key": FAKE_KEY, "anthropic-version": "2023-06-01"}
 
 

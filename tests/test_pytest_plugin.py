@@ -1,10 +1,14 @@
-"""The pytest plugin: an inner test suite (pytester, in a pytest of its own, with the plugin loaded
-from its entry point as a user's would be) drives the real SDK against the local fake to record
-a cassette, then runs again with the fake stopped and no key, answered from the cassette."""
+"""The pytest plugin: an inner test suite (pytester, a pytest session of its own, with the plugin
+loaded from its entry point as a user's would be) drives the real SDK against the local fake to
+record a cassette, then runs again with the fake stopped and no key, answered from the cassette.
+
+The inner sessions run in this process: in a pytest process of its own, each spent ~9 s of CPU
+importing the SDK again (seventeen of them were a ninth of the suite's CPU)."""
 
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from conftest import FAKE_KEY
@@ -53,9 +57,48 @@ def test_agent():
 '''
 
 
+class _Imported:
+    """What was imported when an inner session ended."""
+
+    def __init__(self) -> None:
+        self.modules: dict[str, object] = {}
+
+    def pytest_unconfigure(self) -> None:
+        self.modules = dict(sys.modules)
+
+
+_kept: dict[str, object] = {}
+"""Modules the inner sessions imported that this process keeps (see `run`)."""
+
+
+def _keep(modules: dict[str, object]) -> None:
+    for name, module in modules.items():
+        if name not in sys.modules:
+            sys.modules[name] = module
+
+
+@pytest.fixture(autouse=True)
+def _imports_kept():
+    """Pytester forgets every module imported while a test ran, at the test's end. The ones this
+    process keeps (the SDK's, httpx2's and replayer's modules loaded on first use) are put back,
+    or the next import of one makes a second copy whose classes are not the first's: a timeout
+    raised by the second httpcore2 was not one the SDK's httpx2 knew, and a later test saw a
+    connection error. (Autouse: set up before pytester, so torn down after it.)"""
+    yield
+    _keep(_kept)
+
+
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error::pytest.PytestUnknownMarkWarning",
-                                         *args)
+    """An inner session in this process; what it imported is kept, but the inner suite's own files."""
+    imported = _Imported()
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-W", "error::pytest.PytestUnknownMarkWarning",
+                                          "-o", "asyncio_default_fixture_loop_scope=function", *args,
+                                          plugins=[imported])
+    inner = str(pytester.path)
+    _kept.update((name, module) for name, module in imported.modules.items()
+                 if not str(getattr(module, "__file__", None) or "").startswith(inner))
+    _keep(_kept)
+    return result
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ import anthropic
 import pytest
 from conftest import FAKE_KEY, exported
 
+pytestmark = pytest.mark.writer_process  # Recorders here write through a writer process, the default
+
 MODEL = "claude-haiku-4-5"
 
 

@@ -21,6 +21,8 @@ from replayer import Recorder
 from replayer.store.process import ProcessWriter
 from replayer.store.writer import Writer
 
+pytestmark = pytest.mark.writer_process  # Recorders here write through a writer process, the default
+
 
 @pytest.fixture
 def log_warnings(caplog):
