@@ -279,9 +279,14 @@ def _dumps(doc: Any, clean: bytes = b"") -> tuple[bytes, bool]:
     Looking for "null" in 50 KB costs about 40 us here, as much as writing it. An agent's next
     request is its last one with a few messages more, so when `clean` (the last output that held
     no null) shares a long prefix and suffix with this one, only the bytes between them are
-    searched (plus three either side, for a null across the edge): the rest are `clean`'s own."""
+    searched (plus three either side, for a null across the edge): the rest are `clean`'s own.
+
+    orjson's output is copied: orjson (3.13 here) hands back its whole write buffer, 64 KiB or
+    more, whatever the output's length, and a snapshot lives on (in the writer's queue, and as the
+    writer's candidate for the next request, bounded by length). 20,000 outputs of 108 bytes
+    kept: 79 MB more resident, against 2 MB copied. The copy costs a memcpy."""
     try:
-        out = orjson.dumps(doc)
+        out = bytes(memoryview(orjson.dumps(doc)))  # a copy: see below
     except TypeError:
         return _json_dumps(doc), False
     if not _has_null(out, clean):
