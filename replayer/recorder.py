@@ -281,8 +281,8 @@ def _dumps(doc: Any, clean: bytes = b"") -> tuple[bytes, bool]:
     no null) shares a long prefix and suffix with this one, only the bytes between them are
     searched (plus three either side, for a null across the edge): the rest are `clean`'s own.
 
-    orjson's output is copied: orjson (3.13 here) hands back its whole write buffer, 64 KiB or
-    more, whatever the output's length, and a snapshot lives on (in the writer's queue, and as the
+    orjson's output is copied: orjson (3.13 here) hands back its whole write buffer (traced: 4 KiB
+    for 100 bytes, 63 KiB for 5-7 KB, 254 KiB for 20 KB), and a snapshot lives on (in the writer's queue, and as the
     writer's candidate for the next request, bounded by length). 20,000 outputs of 108 bytes
     kept: 79 MB more resident, against 2 MB copied. The copy costs a memcpy."""
     try:

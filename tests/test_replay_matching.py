@@ -335,3 +335,24 @@ def test_a_recorded_dropped_connection_is_dropped_again_with_errors():
         assert matcher.answered == 2
     finally:
         server.stop()
+
+
+def test_bucket_keys_hold_as_much_memory_as_their_length():
+    """A Matcher keeps a key per recorded request for the whole replay; orjson hands back its whole
+    write buffer (64 KiB for a 5-7 KB output), so the key's JSON is copied to its length. 100 keys
+    of ~6 KB messages: under 1.5 MB traced (6 MB and more uncopied)."""
+    import tracemalloc
+
+    from replayer.playback.matching import _bucket
+
+    bodies = [{"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": f"{i} " + "x" * 6000}]}
+              for i in range(100)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        keys = [_bucket(body) for body in bodies]
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(set(keys)) == 100
+    assert grown < 1_500_000, f"{grown:,} bytes traced for 100 keys"

@@ -168,8 +168,10 @@ def _succeeded(line: dict[str, Any]) -> bool:
 
 
 def _canonical(doc: Any) -> bytes:
+    """Sorted-key JSON, copied to its length: it keys a bucket for as long as the replay runs,
+    and orjson hands back its whole write buffer (63 KiB for a 5-7 KB output; see recorder._dumps)."""
     try:
-        return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+        return bytes(memoryview(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)))
     except TypeError:  # a lone surrogate (orjson refuses it), or an integer past 64 bits
         return json.dumps(doc, sort_keys=True).encode()
 
