@@ -282,9 +282,10 @@ def _dumps(doc: Any, clean: bytes = b"") -> tuple[bytes, bool]:
     searched (plus three either side, for a null across the edge): the rest are `clean`'s own.
 
     orjson's output is copied: orjson (3.13 here) hands back its whole write buffer (traced: 4 KiB
-    for 100 bytes, 63 KiB for 5-7 KB, 254 KiB for 20 KB), and a snapshot lives on (in the writer's queue, and as the
-    writer's candidate for the next request, bounded by length). 20,000 outputs of 108 bytes
-    kept: 79 MB more resident, against 2 MB copied. The copy costs a memcpy."""
+    for 100 bytes, 63 KiB for 5-7 KB, 254 KiB for 20 KB), and a snapshot lives on (in the
+    writer's queue, and as the writer's candidate for the next request, bounded by length).
+    20,000 outputs of 108 bytes kept: 79 MB more resident, against 2 MB copied. The copy costs
+    a memcpy."""
     try:
         out = bytes(memoryview(orjson.dumps(doc)))  # a copy to its length: see the docstring
     except TypeError:

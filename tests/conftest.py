@@ -62,10 +62,11 @@ def _isolated(tmp_path_factory, monkeypatch, request):
         # A Recorder made in this process writes from a thread here, as where no child can be
         # started: a writer process costs ~0.6 s of CPU to start (its imports), and a run of the
         # suite started 422 of them, most for this process's Recorders (254 s of its 1,437 s of
-        # CPU, on a machine where the suite took 14 minutes). The writer process, a user's default, is what
-        # the modules marked `writer_process` test (its own, the many-writers, failures, the DB
-        # file left whole, record() arguments, the proxy's), and every `replayer` command these
-        # tests run as a subprocess (record, replay, fork, proxy, demo) starts one as a user's does.
+        # CPU, on a machine where the suite took 14 minutes). The writer process, a user's
+        # default, is what the modules marked `writer_process` test (its own, the many-writers,
+        # failures, the DB file left whole, record() arguments, the proxy's), and every
+        # `replayer` command these tests run as a subprocess (record, replay, fork, proxy, demo)
+        # starts one as a user's does.
         monkeypatch.setattr(writer_process, "_can_spawn", lambda: False)
 
 
