@@ -53,6 +53,54 @@ def test_records_are_written_by_another_process(api, db_path):
     assert last_user_texts(db_path)[-1] == "after close"
 
 
+def _replayer_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("replayer-")}
+
+
+@pytest.mark.parametrize("kind", ["process", "thread"])
+def test_a_recorder_per_job_leaves_no_thread_behind(api, tmp_path, monkeypatch, kind):
+    """A program that makes a Recorder per job (a server, an eval harness) and closes it does not
+    collect idle threads: a close that wrote everything ends the Recorder's threads. A record
+    after close() starts them again, and a close that could not write keeps them (its records
+    wait in memory, and flush() still answers False)."""
+    if kind == "thread":
+        monkeypatch.setenv("REPLAYER_WRITER", "thread")
+    started: set[threading.Thread] = set()
+
+    def job(i: int, db) -> Recorder:
+        before = _replayer_threads()
+        rec = Recorder(db)
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+        ask(client, f"job {i}")
+        started.update(_replayer_threads() - before)
+        return rec
+
+    for i in range(4):
+        assert job(i, tmp_path / f"job{i}.db").close(timeout=10) is True
+        assert last_user_texts(tmp_path / f"job{i}.db") == [f"job {i}"]
+    assert started, "the recorders started no thread: nothing was tested"
+    assert wait_until(lambda: not any(t.is_alive() for t in started)), [t.name for t in started if t.is_alive()]
+
+    started.clear()
+    rec = job(4, tmp_path / "again.db")
+    assert rec.close(timeout=10) is True
+    before = _replayer_threads()
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    ask(client, "after close")  # starts them again
+    again = _replayer_threads() - before
+    assert rec.flush(timeout=10) is True
+    assert last_user_texts(tmp_path / "again.db") == ["job 4", "after close"]
+    assert rec.close(timeout=10) is True
+    assert again and wait_until(lambda: not any(t.is_alive() for t in again | started))
+
+    (tmp_path / "blocker").write_text("a regular file where the DB's folder should be")
+    started.clear()
+    failing = job(5, tmp_path / "blocker" / "r.db")
+    assert failing.close(timeout=5) is False
+    assert failing.flush(timeout=1) is False  # its record waits in memory, not forgotten
+    assert any(t.is_alive() for t in started)
+
+
 def test_the_writer_process_yields_to_the_recording_process(api, db_path, monkeypatch):
     """The child runs under SCHED_BATCH, all its threads (its wake-ups don't preempt the agent or
     the proxy), at the same nice value; REPLAYER_WRITER_BATCH=0 turns that off."""

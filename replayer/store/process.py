@@ -62,6 +62,8 @@ FRAME_BYTES = 4 << 20
 write of 500 records of long histories would wait for it to read a hundred megabytes."""
 READY_SECONDS = 20.0
 """How long a child may take to start before it is given up and a thread writer writes everything."""
+CLOSE_WAIT_SECONDS = 5.0
+"""How long the feeder waits for a close's answer before it ends (a close that took longer keeps it)."""
 
 
 @dataclass(slots=True)
@@ -252,6 +254,7 @@ class ProcessWriter:
             size = 0
             # a burst: records came faster than this thread takes them, or a full batch in one linger
             burst = behind or len(items) >= writer_module.MAX_BATCH
+            closed: _Flush | None = None  # a close() taken last
             for item in items:
                 if isinstance(item, _Flush):
                     with self._lock:
@@ -259,7 +262,9 @@ class ProcessWriter:
                     self._send_batch(batch, at_once=True, burst=burst)
                     batch, size = [], 0
                     self._send_flush(item)
+                    closed = item if item.closing else None
                     continue
+                closed = None
                 captured = self._captured(item)
                 if captured is None:
                     continue
@@ -273,6 +278,23 @@ class ProcessWriter:
             behind = not self.q.empty()
             # not kept while waiting: a stream's capture holds its response, request and credentials
             items = batch = item = captured = None  # type: ignore[assignment]
+            if closed is not None and self._end_feeder(closed):
+                return
+
+    def _end_feeder(self, marker: _Flush) -> bool:
+        """After a close that wrote everything (the last thing this thread took), it ends, as the
+        thread writer's does (writer.Writer._end_thread): a program that makes a Recorder per job
+        must not collect idle threads. Not while anything is unwritten: flush() would answer True
+        with no thread to ask."""
+        if not marker.done.wait(CLOSE_WAIT_SECONDS) or not marker.ok:
+            return False
+        with self._lock:
+            if not self.q.empty() or self._child is not None:
+                return False
+            self._feeder = None
+        if not self.q.empty():  # put between the look and the hand-back: that put saw a thread
+            self._start()
+        return True
 
     def _linger(self) -> None:
         """Wait for more records, until a full batch or a flush comes, or LINGER_SECONDS pass. A

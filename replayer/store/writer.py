@@ -61,8 +61,9 @@ commit costs about 0.4 ms of CPU however few records it holds (each of the ~25 p
 is checksummed and written to the WAL), so a fast loop's records are cheapest written some
 dozens at a time. Records become visible to readers this much later; flush() doesn't wait."""
 _started: set[Any] = set()
-"""Every writer with a thread in this process, held strongly so a Recorder that was garbage
-collected still has its queue flushed at exit."""
+"""Every writer that started a thread in this process (ended since, after a close, or not), held
+strongly so a Recorder that was garbage collected still has its queue flushed at exit, and its
+counts reach `replayer record`'s report (autorecord.py)."""
 
 
 def closed_at_exit(writer: Any) -> None:
@@ -274,12 +275,27 @@ class Writer:
                 # records still pending here means this very attempt failed: a flush gets its
                 # answer now instead of waiting for a database that may stay unwritable
                 ok = not self._pending
-                if ok and any(m.closing for m in self._waiting):
+                closed = ok and any(m.closing for m in self._waiting)
+                if closed:
                     self._close_db()
                 for marker in self._waiting:
                     marker.ok = ok
                     marker.done.set()
                 self._waiting.clear()
+                if closed and self._end_thread():
+                    return
+
+    def _end_thread(self) -> bool:
+        """After a close that wrote everything, this thread ends (a program that makes a Recorder
+        per job must not collect idle threads) unless a record came meanwhile; one put later
+        starts another."""
+        with self._lock:
+            if not self.q.empty():
+                return False
+            self._thread = None
+        if not self.q.empty():  # put between the look and the hand-back: that put saw a thread
+            self.start()
+        return True
 
     def _merge_while_idle(self) -> None:
         """Merge the search index a step at a time while no record is waiting (a record that
