@@ -94,7 +94,8 @@ def _in_child(target: str, args: list[Any]) -> Generator[Any, None, None]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     said = tempfile.TemporaryFile()  # its stderr: the last line names what killed it
     proc = subprocess.Popen(
-        [sys.executable, "-m", "replayer.readahead", target, json.dumps(args)],
+        # -P: `-m` would put the current folder first, and a `replayer` folder there would win
+        [sys.executable, "-P", "-m", "replayer.readahead", target, json.dumps(args)],
         stdout=subprocess.PIPE,
         stderr=said,
         env=env,

@@ -163,6 +163,23 @@ def test_a_record_that_cannot_be_pickled_is_written_here(api, db_path):
     rec.close()
 
 
+def test_the_child_runs_this_replayer_not_one_in_the_current_folder(api, tmp_path, monkeypatch):
+    """An agent run from a folder that holds another `replayer` (a checkout of another version)
+    still gets a writer process running the replayer it imported."""
+    other = tmp_path / "replayer"
+    other.mkdir()
+    (other / "__init__.py").write_text("raise SystemExit('the replayer in the current folder was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    rec = Recorder(tmp_path / "here.db")
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    writer = rec._writer
+    assert wait_until(lambda: writer._ready.is_set() or writer._thread_only, 20)
+    assert writer._ready.is_set() and not writer._thread_only  # the child started: it imported ours
+    ask(client, "from here")
+    assert rec.close(timeout=10) is True
+    assert last_user_texts(tmp_path / "here.db") == ["from here"]
+
+
 def test_what_reached_the_pipe_is_written_when_the_agent_is_killed(api, tmp_path):
     """SIGKILL skips every exit handler; the child still writes all it was sent, then closes the
     database whole (no WAL left)."""

@@ -465,7 +465,9 @@ class ProcessWriter:
         env["PYTHONPATH"] = os.pathsep.join([here, *paths])
         try:
             child = subprocess.Popen(
-                [sys.executable, "-c", "from replayer.store.child import main; main()",
+                # -P: not the current folder first (`-c` would put it there): a `replayer` folder
+                # where the agent runs (a checkout of another version) must not be the child's
+                [sys.executable, "-P", "-c", "from replayer.store.child import main; main()",
                  self.path, str(self.max_pending), *([self.otlp] if self.otlp else [])],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
