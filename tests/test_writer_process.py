@@ -375,3 +375,114 @@ def test_frames_carry_bodies_as_they_are_and_a_cut_off_frame_ends_the_pipe():
     whole = b"".join(encode(("put", records)))
     for cut in (3, len(whole) // 2, len(whole) - 1):
         assert read_frame(io.BytesIO(whole[:cut])) is None
+
+
+def test_a_request_that_repeats_its_callers_last_goes_over_as_what_differs_and_arrives_whole():
+    """An agent's next request resends its history: over the pipe it goes as the bytes that differ
+    from its caller's last request (store/frames.py, `Bodies`), and arrives byte for byte. Checked
+    over random edits (appended, inserted, cut, replaced, nothing shared, nothing changed), three
+    callers interleaved, more bodies than either end keeps, and a message that could not be
+    pickled (nothing of it counts at either end)."""
+    import io
+    import random
+    import threading as threading_module
+
+    from replayer.captured import Captured
+    from replayer.store.frames import BLOB_BYTES, Bodies, encode, read_frame, shared_head, shared_tail
+
+    rng = random.Random(7)
+
+    def noise(n: int) -> bytes:
+        return bytes(rng.choice(b'{}[]",:abcxyz0123\\\xc3\xa9 ') for _ in range(n))
+
+    def edited(body: bytes) -> bytes:
+        at = rng.randrange(len(body) + 1)
+        kind = rng.choice(["append", "insert", "cut", "replace", "fresh", "same", "grow-middle"])
+        if kind == "append":
+            return body[:-2] + noise(rng.randrange(1, 3000)) + body[-2:]
+        if kind == "insert":
+            return body[:at] + noise(rng.randrange(1, 300)) + body[at:]
+        if kind == "cut":
+            return body[:at] + body[at + rng.randrange(1, 500):]
+        if kind == "replace":
+            return body[:at] + noise(1) + body[at + 1:]
+        if kind == "fresh":
+            return noise(rng.randrange(BLOB_BYTES, 3 * BLOB_BYTES))
+        if kind == "grow-middle":
+            return body[:at] + noise(2 * BLOB_BYTES) + body[at:]
+        return body
+
+    def record(body: bytes, caller: int | None) -> Captured:
+        return Captured(call_key="k", attempt=0, t_start=1.0, request_bytes=body, response_bytes=b"{}", caller=caller)
+
+    sending, receiving = Bodies(), Bodies()
+    last = {c: noise(BLOB_BYTES + 100) for c in (1, 2, None)}
+    pipe = io.BytesIO()
+    sent: list[list[Captured]] = []
+    written = 0
+    for _ in range(120):
+        batch = []
+        for _ in range(rng.randrange(1, 5)):
+            caller = rng.choice([1, 2, None])
+            last[caller] = edited(last[caller])
+            batch.append(record(last[caller], caller))
+        if rng.random() < 0.1:  # a record that can't be pickled: the whole message is not sent
+            bad = record(last[1], 1)
+            bad.ctx = threading_module.Lock()  # type: ignore[assignment]
+            with pytest.raises(TypeError):
+                encode(("put", [*batch, bad]), sending)
+        parts = encode(("put", batch), sending)
+        written += sum(len(p) for p in parts)
+        pipe.write(b"".join(parts))
+        sent.append(batch)
+    pipe.seek(0)
+    for batch in sent:
+        got = read_frame(pipe, receiving)
+        assert got[0] == "put" and [r.request_bytes for r in got[1]] == [r.request_bytes for r in batch]
+    assert read_frame(pipe, receiving) is None
+    whole = sum(len(r.request_bytes or b"") for batch in sent for r in batch)
+    assert written < whole / 3, (written, whole)  # most of it went as deltas
+    assert receiving.count == sending.count and list(receiving.kept) == list(sending.kept)
+    assert len(receiving.kept) <= Bodies.KEEP
+
+    # the shared head and tail, against the plain definition
+    for _ in range(300):
+        a = noise(rng.randrange(0, 60))
+        b = edited(a) if a and rng.random() < 0.8 else noise(rng.randrange(0, 60))
+        head = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+        assert shared_head(a, b) == head
+        most = min(len(a), len(b)) - head
+        tail = next((i for i in range(most) if a[len(a) - 1 - i] != b[len(b) - 1 - i]), most)
+        assert shared_tail(a, b, most) == tail
+
+
+def test_a_growing_history_reaches_the_child_as_deltas_and_is_stored_as_sent(api, db_path, monkeypatch):
+    """Through the real SDK and the writer process: a 30-turn loop whose history grows by ~2 KB a
+    turn goes over the pipe mostly as deltas, and every request is stored as the API received it."""
+    import json
+
+    from replayer.store import process
+
+    through_pipe = []
+    encode = process.encode
+
+    def counted(msg, bodies=None):
+        parts = encode(msg) if bodies is None else encode(msg, bodies)
+        through_pipe.append(sum(len(p) for p in parts))
+        return parts
+
+    monkeypatch.setattr(process, "encode", counted)
+    rec = Recorder(db_path)
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    assert rec._writer._ready.wait(20)
+    messages: list = [{"role": "user", "content": "start"}]
+    for i in range(30):
+        reply = client.messages.create(model="m", max_tokens=5, messages=messages)
+        messages = [*messages, {"role": "assistant", "content": [b.to_dict() for b in reply.content]},
+                    {"role": "user", "content": f"result {i}: " + "é" * 1000}]
+    assert rec.close(timeout=10) is True
+    sent = [r["body"] for r in api.received]
+    assert len(sent) == 30 and sum(len(b) for b in sent) > 800_000
+    assert sum(through_pipe) < sum(len(b) for b in sent) / 5, (sum(through_pipe), sum(len(b) for b in sent))
+    stored = sorted(exported(db_path), key=lambda line: len(line["request"]["messages"]))
+    assert [line["request"] for line in stored] == [json.loads(b) for b in sent]

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from .frames import encode, read_frame
+from .frames import Bodies, encode, read_frame
 from .process import Counts
 from .writer import Writer
 
@@ -98,8 +98,9 @@ def main() -> None:
 
     threading.Thread(target=report_changes, daemon=True).start()
     send(("ready",))
+    bodies = Bodies()
     while True:
-        msg = read_frame(inp)
+        msg = read_frame(inp, bodies)
         if msg is None:
             break
         if msg[0] == "put":

@@ -19,7 +19,7 @@ closes: after a close() that wrote everything, or when the agent's process ends 
 having written all that reached the pipe and checkpointed the WAL.
 
 Frames, both ways, are a 4-byte big-endian length and a pickle (store/frames.py; bodies go as
-they are, not pickled):
+they are, not pickled, and a request that repeats most of its caller's last as what differs):
   to the child:   ("put", [Captured, ...]) | ("flush", seq, closing)
   to the parent:  ("ready",) | ("done", seq, ok, Counts) | ("counts", Counts) | ("log", levelno, message)
 The child's log records (a database that can't be written, a record skipped) are logged again
@@ -50,7 +50,7 @@ from ..captured import Captured, Handoff
 from ..paths import REPORT_ENV
 from . import writer as writer_module
 from .attempt import read_headers
-from .frames import encode, read_frame
+from .frames import Bodies, encode, read_frame
 from .writer import Writer, _Flush
 
 log = logging.getLogger("replayer")
@@ -148,6 +148,9 @@ class ProcessWriter:
         """Records sent to the current child."""
         self._io = threading.Lock()
         """Held while a frame is written to the child, or the pipe closed."""
+        self._bodies = Bodies()
+        """The request bodies sent to the current child lately (frames.Bodies): a request that
+        repeats most of its caller's last goes over as what differs."""
         self._own_failed = 0
         self._lost = 0
         self._thread_only = False
@@ -351,7 +354,7 @@ class ProcessWriter:
                 return
             self._local_used = False
         try:
-            frame = encode(("put", batch))
+            frame = encode(("put", batch), self._bodies)
         except Exception:  # noqa: BLE001 - a record holds what can't be pickled: it is written here
             kept = []
             for captured in batch:
@@ -363,7 +366,7 @@ class ProcessWriter:
             if not kept:
                 return
             batch = kept
-            frame = encode(("put", batch))
+            frame = encode(("put", batch), self._bodies)
         if self._write(frame):
             self._sent += len(batch)
         else:
@@ -482,6 +485,7 @@ class ProcessWriter:
         assert child.stdin is not None and child.stdout is not None
         with self._lock:
             self._child, self._to_child = child, child.stdin
+            self._bodies = Bodies()  # this pipe's, as the child's
             self._ready.clear()
             self._launched = time.monotonic()
         threading.Thread(
