@@ -166,8 +166,9 @@ async def test_the_screen_edge_never_cuts_a_number_in_the_conversation_list(tmp_
             return True
 
         # the vertical scrollbar can come a layout pass after the rows, and the columns are fitted
-        # again after it: on a loaded machine, later than the workers' end
-        await wait_for(pilot, fitted)
+        # again after it: on a loaded machine, later than the workers' end (once, under the full
+        # suite, still not after 5 s; 30 s: a wait, not a timing)
+        await wait_for(pilot, fitted, seconds=30)
         edge = table.scrollable_content_region.width
         for key in ConversationsScreen.NUMBERS:
             right = right_edge(table, key)
