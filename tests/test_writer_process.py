@@ -481,6 +481,7 @@ def test_a_growing_history_reaches_the_child_as_deltas_and_is_stored_as_sent(api
         messages = [*messages, {"role": "assistant", "content": [b.to_dict() for b in reply.content]},
                     {"role": "user", "content": f"result {i}: " + "é" * 1000}]
     assert rec.close(timeout=10) is True
+    assert not rec._writer._bodies.kept  # a closed Recorder holds none of them
     sent = [r["body"] for r in api.received]
     assert len(sent) == 30 and sum(len(b) for b in sent) > 800_000
     assert sum(through_pipe) < sum(len(b) for b in sent) / 5, (sum(through_pipe), sum(len(b) for b in sent))

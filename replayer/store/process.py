@@ -402,6 +402,7 @@ class ProcessWriter:
                     return
                 out = self._to_child
                 self._child = self._to_child = None
+                self._bodies = Bodies()  # a closed Recorder holds no request bodies
                 self._ready.clear()
                 self._earlier = _plus(self._earlier, self._counts)
                 self._counts, self._sent = Counts(), 0
@@ -537,6 +538,7 @@ class ProcessWriter:
             if child is None or child is not self._child:
                 return
             self._child = self._to_child = None
+            self._bodies = Bodies()
             self._ready.clear()
             unconfirmed = self._sent - self._counts.received + self._counts.unwritten
             self._lost += unconfirmed
