@@ -23,6 +23,7 @@ from .otlp import problem as otlp_problem
 from .otlp import setting as otlp_setting
 from .paths import default_db_path
 from .store.codec import new_id, storable
+from .store.frames import shared_head, shared_tail
 from .store.process import make_writer
 
 if TYPE_CHECKING:
@@ -262,9 +263,7 @@ def _utf8(json_text: str) -> bytes:
 
 
 _SHARED_MIN = 16384
-"""A request this long is searched for nulls only where it differs from the last clean one..."""
-_BLOCK = 4096
-"""...found this many bytes at a time."""
+"""A request this long is searched for nulls only where it differs from the last clean one."""
 
 
 def _dumps(doc: Any, clean: bytes = b"") -> tuple[bytes, bool]:
@@ -302,19 +301,14 @@ def _json_dumps(doc: Any) -> bytes:
 
 
 def _has_null(out: bytes, clean: bytes) -> bool:
-    """Whether `out` holds b"null", given that `clean` holds none. The bytes they share at the
-    start and at the end are found a block at a time (a memcmp each; exactly where they part is
-    not needed, only that the search covers it)."""
+    """Whether `out` holds b"null", given that `clean` holds none: searched only between the bytes
+    they share at the start and at the end (store/frames.py finds those for the writer's pipe
+    too), and three either side."""
     n = min(len(out), len(clean))
     if n < _SHARED_MIN:
         return b"null" in out
-    view = memoryview(clean)
-    start = 0
-    while start + _BLOCK <= n and out.startswith(view[start : start + _BLOCK], start):
-        start += _BLOCK
-    end, cut = len(out), len(clean)
-    while cut - _BLOCK >= start and out.endswith(view[cut - _BLOCK : cut], 0, end):
-        end, cut = end - _BLOCK, cut - _BLOCK
+    start = shared_head(clean, out)
+    end = len(out) - shared_tail(clean, out, n - start)
     return out.find(b"null", max(start - 3, 0), min(end + 3, len(out))) >= 0
 
 

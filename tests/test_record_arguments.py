@@ -153,9 +153,11 @@ def test_a_nan_or_a_null_in_a_long_growing_history_is_recorded_as_written(rec, d
 
 def test_the_null_search_of_a_request_like_the_last_one_agrees_with_a_whole_search():
     """`_has_null(out, clean)` looks only where `out` differs from `clean` (which holds no null):
-    edits of every size at every place, nulls made across an edit's edges and across the search's
-    block boundaries, all give what searching the whole of `out` gives."""
-    from replayer.recorder import _BLOCK, _has_null
+    edits of every size at every place, nulls made across an edit's edges and across 4 KB
+    boundaries, all give what searching the whole of `out` gives."""
+    from replayer.recorder import _has_null
+
+    _BLOCK = 4096  # sizes and places around 4 KB boundaries (the search once went 4 KB at a time)
 
     rng = random.Random(7)
     alphabet = bytes(b"nul\"ab,"[i % 7] for i in range(256))  # random bytes -> these, by translate
