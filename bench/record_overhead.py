@@ -147,6 +147,10 @@ def per_call(url: str, rec: Recorder, own: OwnTime, depth: int, stream: bool, ca
     }
 
 
+FLUSHES: list[float] = []
+"""How long each recorded loop's closing flush took (seconds): what the writer still had to store."""
+
+
 def whole_loop(url: str, db: str, turns: int, recorded: bool, cpu: list[float] | None = None,
                echo: bool = True) -> float:
     """`echo`: the agent sends back the reply it got (a real agent); else an invented one."""
@@ -167,7 +171,9 @@ def whole_loop(url: str, db: str, turns: int, recorded: bool, cpu: list[float] |
         else:
             messages = [*messages, assistant_turn(i), tool_result(i)]
     if rec:
+        f0 = time.perf_counter()
         rec.flush()
+        FLUSHES.append(time.perf_counter() - f0)
     elapsed = time.perf_counter() - t0
     if cpu is not None:
         cpu.append(time.process_time() - c0)
@@ -179,6 +185,7 @@ def whole_loop(url: str, db: str, turns: int, recorded: bool, cpu: list[float] |
 def loops(url: str, tmp: str, n: int, echo: bool) -> float:
     """`n` bare and `n` recorded 200-turn loops, alternating; prints them and returns the median ratio."""
     bare_runs, rec_runs, bare_cpu, rec_cpu = [], [], [], []
+    FLUSHES.clear()
     tag = "echo" if echo else "own"
     for k in range(n):
         db = os.path.join(tmp, f"loop-{tag}{k}.db")
@@ -208,7 +215,7 @@ def loops(url: str, tmp: str, n: int, echo: bool) -> float:
           f"{convs} conversation(s)")
     cpu_ratio = median([r / b for r, b in zip(rec_cpu, bare_cpu, strict=True)])
     print(f"process CPU time (all threads, this process; the fake API runs in another): median paired ratio "
-          f"{cpu_ratio:.3f}x")
+          f"{cpu_ratio:.3f}x; the closing flush (in the recorded time) took {median(FLUSHES) * 1000:.1f} ms, median")
     return ratio
 
 

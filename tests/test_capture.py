@@ -250,9 +250,10 @@ def test_a_failed_stream_leaves_the_agents_frames_alone(api, db_path, monkeypatc
     import gc
     import weakref
 
-    from replayer.store import writer
+    from replayer.store import process, writer
 
     monkeypatch.setattr(writer, "LINGER_SECONDS", 30.0)
+    monkeypatch.setattr(process, "FEED_LINGER_SECONDS", 30.0)
     rec = Recorder(db_path)
     client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
     rec.record({"model": "m", "messages": []})  # the writer is now lingering; flush() wakes it

@@ -267,7 +267,7 @@ def test_an_agents_few_records_wait_for_the_child(db_path):
 def test_a_flush_behind_records_waiting_for_a_slow_child_is_not_held_up(db_path, tmp_path, monkeypatch):
     """Records waiting for a child that is slow to start, and a flush (an exit's) queued behind
     them: the thread writer takes them at once instead of the flush waiting for the child."""
-    from replayer.store import writer as writer_module
+    from replayer.store import process
 
     slow = tmp_path / "python-slow"  # a Python that takes a minute to start
     slow.write_text(f"#!/bin/sh\nsleep 60\nexec {sys.executable} \"$@\"\n")
@@ -278,7 +278,7 @@ def test_a_flush_behind_records_waiting_for_a_slow_child_is_not_held_up(db_path,
     try:
         rec.record({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "before the exit"}]})
         assert wait_until(lambda: writer.q.qsize() == 0 and writer._child is not None, 20)
-        threading.Event().wait(writer_module.LINGER_SECONDS * 4)  # the feeder now waits for the child
+        threading.Event().wait(process.FEED_LINGER_SECONDS * 4)  # the feeder now waits for the child
         assert rec.flush(timeout=10) is True
         assert last_user_texts(db_path) == ["before the exit"]
     finally:
