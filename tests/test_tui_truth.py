@@ -178,6 +178,36 @@ async def test_the_screen_edge_never_cuts_a_number_in_the_conversation_list(tmp_
         assert (table.scrollable_content_region.width < table.size.width) == (height == 5)
 
 
+async def test_columns_fitted_for_an_edge_that_moved_since_are_fitted_again(tmp_path):
+    """The columns were fitted for the edge without the vertical scrollbar, and then no event came
+    after the scrollbar's two cells moved it (seen under load, one run in seven): the next refresh
+    tick fits them again, so a number is not left cut for good."""
+    from replayer.tui.widgets import set_widths
+
+    app = make_app(build_db(tmp_path / "tui.db"), refresh_seconds=0.2)
+    async with app.run_test(size=(117, 5)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ConversationsScreen)
+        table = screen.query_one(DataTable)
+        edge = table.scrollable_content_region.width
+        assert edge < table.size.width  # the scrollbar is there
+
+        def cut() -> list[str]:
+            edge = table.scrollable_content_region.width
+            return [key for key in ConversationsScreen.NUMBERS
+                    if right_edge(table, key) - table.columns[ColumnKey(key)].get_render_width(table) < edge
+                    < right_edge(table, key)]
+
+        assert await wait_for(pilot, lambda: not cut())
+        # what the stale fit did: widths for the edge without the scrollbar
+        set_widths(table, {"Conversation": screen.conversation_width((table.size.width,), 2 * table.cell_padding)})
+        screen.fitted_edge = table.size.width
+        await pilot.pause()
+        assert cut(), "at 117 columns the fit for the edge without the scrollbar cuts a number"
+        assert await wait_for(pilot, lambda: not cut(), seconds=10), cut()
+
+
 # -- 20: one token vocabulary ---------------------------------------------------------------------
 CACHED = {"input_tokens": 2, "output_tokens": 20, "cache_creation_input_tokens": 100, "cache_read_input_tokens": 3400}
 """A 97%-cached turn: its uncached input alone is a tiny part of what the model read."""

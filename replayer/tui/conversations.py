@@ -115,6 +115,8 @@ class ConversationsScreen(ReplayerScreen[None]):
         """The conversation to put the cursor back on when a reload lands."""
         self.marked: str | None = None
         """The conversation `m` marked: A of the next comparison (`c`)."""
+        self.fitted_edge = -1
+        """The table's right edge (its scrollable width) when the columns were last fitted."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -137,7 +139,16 @@ class ConversationsScreen(ReplayerScreen[None]):
         self.sub_title = str(self.app.db_path)
         self.load(reset=True)
         table.focus()
-        self.set_interval(self.app.refresh_seconds, self.poll)
+        self.set_interval(self.app.refresh_seconds, self._tick)
+
+    def _tick(self) -> None:
+        """Every refresh period: the columns are fitted again if the table's edge moved since they
+        were (a safety net: on a busy machine the vertical scrollbar's cells were seen to move the
+        edge with no fit after it, one run in seven under load, the numbers cut for good), and
+        the store is polled."""
+        if self.query_one("#conversations", DataTable).scrollable_content_region.width != self.fitted_edge:
+            self.fit_columns()
+        self.poll()
 
     def on_resize(self, event: Any) -> None:
         self.call_after_refresh(self.fit_columns)
@@ -171,6 +182,7 @@ class ConversationsScreen(ReplayerScreen[None]):
         table = self.query_one("#conversations", DataTable)
         edge = table.scrollable_content_region.width
         set_widths(table, {"Conversation": self.conversation_width((edge,), 2 * table.cell_padding)})
+        self.fitted_edge = edge
 
     # -- loading ----------------------------------------------------------------------------
     def load(self, reset: bool = False, at_least: int = PAGE, keep: str | None = None) -> None:
