@@ -792,3 +792,42 @@ def test_the_search_index_is_merged_while_the_writer_is_idle_not_as_records_arri
     assert _index_segments(path) <= 3
     found_everywhere(9)
     rec.close()
+
+
+def test_a_writer_leaves_merging_the_search_index_to_the_one_that_wrote_after_it(tmp_path, monkeypatch):
+    """Two writers on one database (the thread writer that wrote while the writer process
+    started, then the child; or two processes' recorders): the one that another wrote after
+    doesn't merge when it is idle, beside the other's writes; the one that wrote last does."""
+    from replayer import Recorder
+    from replayer.store import search_index, writer
+
+    monkeypatch.setenv("REPLAYER_WRITER", "thread")
+    monkeypatch.setattr(writer, "IDLE_SECONDS", 3600.0)
+    path = tmp_path / "two.db"
+    first, second = Recorder(path), Recorder(path)
+    first._writer.linger = second._writer.linger = 0.0
+    for i in range(8):  # segments to merge, and a merge owed by `first`
+        _turn(first, i)
+        assert first.flush()
+    merged_on: list[int] = []
+    real_step = search_index.merge_step
+
+    def step(conn, *args):
+        merged_on.append(id(conn))
+        return real_step(conn, *args)
+
+    monkeypatch.setattr(search_index, "merge_step", step)
+    monkeypatch.setattr(writer, "IDLE_SECONDS", 0.5)
+    _turn(first, 8)  # its next wait is a short one
+    assert first.flush()
+    _turn(second, 9)  # and another connection writes meanwhile
+    assert second.flush()
+    conn_of = {id(rec._writer._ingestor.db.conn): name for name, rec in (("first", first), ("second", second))}
+    deadline = time.monotonic() + 10
+    while _index_segments(path) > 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.6)  # past `first`'s idle moment too
+    assert _index_segments(path) <= 3
+    assert {conn_of[c] for c in merged_on} == {"second"}
+    first.close()
+    second.close()
