@@ -831,3 +831,22 @@ def test_a_writer_leaves_merging_the_search_index_to_the_one_that_wrote_after_it
     assert {conn_of[c] for c in merged_on} == {"second"}
     first.close()
     second.close()
+
+
+def test_conversations_started_at_the_same_moment_export_in_the_order_they_were_recorded(tmp_path):
+    """A burst of record() calls can give several conversations one start time: the export lists
+    them as they were recorded, not by their ids (random in real use; here sorting backwards)."""
+    import datetime as dt
+
+    from replayer import Recorder
+    from replayer.store.export import export_lines
+
+    path = tmp_path / "same.db"
+    at = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
+    names = ["conv_e", "conv_d", "conv_c", "conv_b", "conv_a"]
+    with Recorder(path) as rec:
+        for i, name in enumerate(names):
+            rec.record({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": f"task {i}"}]},
+                       conversation_id=name, started_at=at)
+    store = Store(open_db(path, create=False))
+    assert [json.loads(line)["conversation_id"] for line in export_lines(store)] == names

@@ -95,7 +95,9 @@ def _redacted(line: dict[str, Any], redact: Redact) -> dict[str, Any] | None:
 
 
 def _lines(store: Store, where: str, args: list[Any], *, events: bool = False) -> Iterator[tuple[dict[str, Any], str]]:
-    """(the attempt's row, its export line) for each attempt `where` selects, in export order."""
+    """(the attempt's row, its export line) for each attempt `where` selects, in export order:
+    conversations by start, those that started at the same moment in the order they were stored
+    (not by their ids, which are random), then turns and attempts in order."""
     extra, join = "", ""
     if events:
         extra = ", s.body AS stream_body, s.event_ms"
@@ -107,7 +109,7 @@ def _lines(store: Store, where: str, args: list[Any], *, events: bool = False) -
             LEFT JOIN imported_turns i ON i.turn_id = t.id LEFT JOIN conversation_links l ON l.conversation_id = c.id
             {join}
             {where}
-            ORDER BY c.started_at, c.id, t.idx, a.attempt, a.id""",
+            ORDER BY c.started_at, c.rowid, t.idx, a.attempt, a.id""",
         args,
     )
     names = [d[0] for d in cur.description]
