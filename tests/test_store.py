@@ -850,3 +850,20 @@ def test_conversations_started_at_the_same_moment_export_in_the_order_they_were_
                        conversation_id=name, started_at=at)
     store = Store(open_db(path, create=False))
     assert [json.loads(line)["conversation_id"] for line in export_lines(store)] == names
+
+
+def test_a_runs_conversations_started_at_the_same_moment_come_in_the_order_they_were_recorded(tmp_path):
+    """As the export's order: a run's conversations, oldest first, ties in recording order."""
+    import datetime as dt
+
+    from replayer import Recorder
+
+    path = tmp_path / "run.db"
+    at = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
+    names = ["conv_e", "conv_d", "conv_c"]
+    with Recorder(path) as rec:
+        for i, name in enumerate(names):
+            with rec.conversation(name, tags={"run": "run_1"}):
+                rec.record({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": f"task {i}"}]},
+                           started_at=at)
+    assert Store(open_db(path, create=False)).run_conversations("run_1") == names

@@ -204,11 +204,12 @@ class Store(RowTexts):
         return self.db.execute("SELECT 1 FROM conversations WHERE id = ?", [conversation_id]).fetchone() is not None
 
     def run_conversations(self, run: str) -> list[str]:
-        """The conversations one `replayer record` run recorded (its id is their "run" tag), oldest first."""
+        """The conversations one `replayer record` run recorded (its id is their "run" tag), oldest first
+        (those that started at the same moment in the order they were stored)."""
         return [
             r[0]
             for r in self.db.execute(
-                f"SELECT id FROM conversations c WHERE {RUN_MATCH} ORDER BY started_at, id", [run]
+                f"SELECT id FROM conversations c WHERE {RUN_MATCH} ORDER BY started_at, rowid", [run]
             )
         ]
 
