@@ -158,7 +158,7 @@ class Ingestor:
     def others_wrote(self) -> None:
         """At the start of a transaction: when another connection has committed since our last one,
         drop what it may have changed (its turns and thread tips); blobs and nodes never change."""
-        version = self.db.conn.execute("PRAGMA data_version").fetchone()[0]
+        version = self._data_version()
         if version != self.data_version:
             self.data_version = version
             self.threads.forget()
@@ -236,9 +236,13 @@ class Ingestor:
         wrote while the writer process started, merging in the agent's process beside the
         child's writes, took 50 ms of the agent's CPU in a 200-turn loop that began 0.3 s after
         a first call, and each of its steps held the write lock the child waited for.)"""
-        if self.db.conn.execute("PRAGMA data_version").fetchone()[0] != self.data_version:
+        if self._data_version() != self.data_version:
             return False
         return search_index.merge_step(self.db.conn)
+
+    def _data_version(self) -> int:
+        """SQLite's count of other connections' commits, as this connection sees it."""
+        return int(self.db.conn.execute("PRAGMA data_version").fetchone()[0])
 
     def forget(self) -> None:
         """Drop every cache (after a rollback the ids they hold may not exist)."""
