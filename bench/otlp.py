@@ -10,7 +10,10 @@ the writer's own), and a bare loop (no recording). Then it checks that every spa
 The SDK's batch processor is told to send every 200 ms (OTEL_BSP_SCHEDULE_DELAY; its default is
 5 s, longer than the loop): the spans are then encoded and sent while the loop runs, as they are
 in an agent that runs for minutes, instead of after the timed loop. The receiver decodes each
-request and counts its spans, as a Collector's receiver decodes them (tests/otlp_receiver.py).
+request and counts its spans, as a Collector's receiver decodes them (tests/otlp_receiver.py);
+each run starts once it has decoded every span sent before, so that its work on one run's spans
+doesn't slow the next run, whatever kind that is (it did: the plain runs, which mostly follow an
+exporting one, were slowed, and the ratio came out below 1).
 
 Run: python bench/otlp.py [--loops N] [--turns N]
 """
@@ -59,6 +62,15 @@ def received(url: str) -> int:
         return int(r.read())
 
 
+def settle(url: str, sent: int, timeout: float = 60.0) -> None:
+    """Wait until the receiver has decoded every span sent so far: its work on one run's spans
+    (with content, a long history's span is a megabyte) must not fall into the next run, which may
+    be another kind."""
+    t0 = time.perf_counter()
+    while received(url) < sent and time.perf_counter() - t0 < timeout:
+        time.sleep(0.05)
+
+
 def loop(url: str, db: str | None, turns: int, otlp: bool, content: bool = True, nice: str | None = None) -> float:
     """One agent loop of `turns` calls; seconds, the recorder's final flush included. `nice`: the
     export threads' REPLAYER_OTLP_NICE, read by the writer process this Recorder starts."""
@@ -93,13 +105,17 @@ def main() -> None:
         os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_url  # read by the writer process's SDK
         os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", "200")  # sent while the loop runs (see above)
         loop(api, os.path.join(tmp, "warm.db"), 5, True)  # warm: connections, imports, the writer process
+        sent = 5
         kinds = ["plain", "content", "spans", "niced"]
         took: dict[str, list[float]] = {name: [] for name in ["bare", *kinds]}
         for k in range(args.loops):
             for name in kinds[k % 4:] + kinds[: k % 4]:  # each kind first in turn
                 db = os.path.join(tmp, f"{name}{k}.db")
+                settle(otlp_url, sent)
                 took[name].append(loop(api, db, args.turns, name != "plain", content=name != "spans",
                                        nice="10" if name == "niced" else None))
+                sent += args.turns if name != "plain" else 0
+            settle(otlp_url, sent)
             took["bare"].append(loop(api, None, args.turns, False))
         ratios = {name: median([e / p for e, p in zip(took[name], took["plain"], strict=True)]) for name in kinds}
         ratio = ratios["content"]
