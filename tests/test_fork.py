@@ -514,3 +514,21 @@ def test_a_turn_that_is_not_there_is_one_line_for_fork_and_rerun(loop_api, recor
         proc = replayer(db, command, f"{conv}:{TURNS}")
         assert proc.returncode == 2
         assert proc.stderr.strip() == f"replayer: {conv} has turns 0..{TURNS - 1}, not '{TURNS}'"
+
+
+def test_the_browsers_fork_command_runs_this_replayer_even_where_a_replayer_folder_shadows_it(tmp_path):
+    """The browser starts `replayer fork` with its own interpreter from wherever it was opened: a
+    `replayer` folder there (a checkout of another version) must not be the one that runs."""
+    from replayer.replay import Edits
+    from replayer.tui.fork import fork_command
+
+    decoy = tmp_path / "replayer"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise SystemExit('the replayer folder of the working directory ran')\n")
+    (decoy / "cli.py").write_text("raise SystemExit('the replayer folder of the working directory ran')\n")
+    cmd = fork_command(tmp_path / "x.db", "turn_x", Edits(), "conv_x")
+    interpreter = cmd[: cmd.index("--db")]  # the interpreter, its flags and the module
+    done = subprocess.run([*interpreter, "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "working directory ran" not in done.stderr
+    assert done.stdout.startswith("replayer, version")

@@ -18,8 +18,10 @@ from ..store.codec import new_id
 
 
 def fork_command(db: Path, turn_id: str, edits: replay.Edits, fork_id: str) -> list[str]:
-    """`replayer fork` for `turn_id` with the editor's edits, naming the new conversation."""
-    return [sys.executable, "-m", "replayer.cli", "--db", str(db), "fork", turn_id, "--yes",
+    """`replayer fork` for `turn_id` with the editor's edits, naming the new conversation. -P:
+    not the working directory first (`-m` would put it there), so a `replayer` folder where the
+    browser was opened (a checkout of another version) is not the one that runs."""
+    return [sys.executable, "-P", "-m", "replayer.cli", "--db", str(db), "fork", turn_id, "--yes",
             "--fork-id", fork_id, "--edits-json", json.dumps(edits.to_json(), ensure_ascii=False)]
 
 
