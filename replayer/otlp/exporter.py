@@ -46,12 +46,16 @@ BATCH = 256
 REQUEST_BYTES = 4 << 20
 """About how much span text one export request carries (a collector's gRPC default limit is 4 MiB)."""
 NICE_ENV = "REPLAYER_OTLP_NICE"
-"""How much lower the export's threads run than the rest of the process (a nice increment; 0,
-the default: the same). Lower looks right, since a span of a long history with content is a
-megabyte of text the SDK encodes in several copies, but a niced thread is descheduled while it
-holds the writer process's GIL, and the writer then waits for it: bench/otlp.py measured the
-200-turn loop with content at 1.071/0.867/0.858 and 1.059/1.077/0.973x niced +10 and
-0.962/0.950/1.011 and 0.982/0.981/0.977x not niced, in the same six runs."""
+"""How much lower the export's threads run than the rest of the process (a nice increment; 0, the
+default: the same). Lower looks right, since a span of a long history with content is a megabyte
+of text the SDK encodes in several copies, but a niced thread is descheduled while it holds the
+writer process's GIL, and the writer then waits for it. bench/otlp.py could not tell the two apart
+when it ran the kinds in a rotation: in six runs (15 loops each, each run waiting for the receiver
+to finish the one before) niced +10 gave 1.023, 1.049, 1.057, 1.085, 0.993, 1.109x and not niced
+1.109, 1.108, 1.209, 1.126, 1.041, 1.124x, with not niced the rotation's second kind; with the two
+swapped in the rotation (three runs) niced gave 1.089, 1.071, 1.266x and not niced 1.133, 1.009,
+1.082x. The place in the rotation moved the ratio as much as the priority did (the bench now runs
+the target's two kinds back to back)."""
 WAITING_BYTES = 256 << 20
 """About how much span text may wait for the SDK to send it; more spans are dropped (counted)."""
 EXIT_SECONDS = float(os.environ.get("REPLAYER_OTLP_EXIT_TIMEOUT", "5"))
