@@ -49,6 +49,14 @@ def money(v: float | None) -> str:
     return "?" if v is None else f"${v:,.4f}"
 
 
+def spend(v: float, unpriced: int) -> str:
+    """A sum of costs, some of whose attempts (`unpriced`) have no price: `?` when that is all
+    there is, `≥$…` when the sum leaves some out."""
+    if not unpriced:
+        return money(v)
+    return f"≥{money(v)}" if v else "?"
+
+
 def fmt_metric(name: str, value: float | None) -> str:
     """A health metric's value (or threshold) as people read it."""
     if value is None:

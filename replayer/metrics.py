@@ -140,11 +140,13 @@ def stats(
     for g in groups:
         uid = names.get(g.conv, _UNNAMED).user_id
         cost = g.cost_usd or 0.0
-        if g.cost_usd is None:
-            unpriced[g.model or "(none)"] += g.priced
         u = users.get(uid)
         if u is None:
-            u = users[uid] = {"cost": 0.0, "convs": set(), "turns": 0, "days": defaultdict(float)}
+            u = users[uid] = {"cost": 0.0, "convs": set(), "turns": 0, "days": defaultdict(float),
+                              "unpriced": defaultdict(int)}  # fmt: skip
+        if g.cost_usd is None:
+            unpriced[g.model or "(none)"] += g.priced
+            u["unpriced"][day(g.bucket)] += g.priced
         u["cost"] += cost
         u["convs"].add(g.conv)
         u["turns"] += g.turns
@@ -242,20 +244,29 @@ def stats(
                 cost_usd=u["cost"],
                 conversations=len(u["convs"]),
                 turns=u["turns"],
-                days=[DayCost(date=d.isoformat(), cost_usd=u["days"].get(d, 0.0)) for d in dates],
+                days=[
+                    DayCost(date=d.isoformat(), cost_usd=u["days"].get(d, 0.0),
+                            unpriced_attempts=u["unpriced"].get(d, 0))
+                    for d in dates
+                ],
+                unpriced_attempts=sum(u["unpriced"].values()),
             )
             for uid, u in sorted(users.items(), key=lambda kv: (-kv[1]["cost"], kv[0] or ""))
         ],
         top_users_today=[
-            UserToday(user_id=uid, cost_usd=u["days"][today])
+            UserToday(user_id=uid, cost_usd=u["days"].get(today, 0.0), unpriced_attempts=u["unpriced"].get(today, 0))
             for uid, u in sorted(users.items(), key=lambda kv: (-kv[1]["days"].get(today, 0.0), kv[0] or ""))
-            if u["days"].get(today)
+            if u["days"].get(today) or u["unpriced"].get(today)
         ][:10],
         models=[
             ModelSpend(model=name or None, cost_usd=spend["cost"], turns=spend["turns"])
             for name, spend in sorted(models.items(), key=lambda kv: (-(kv[1]["cost"] or 0.0), kv[0]))
         ],
-        days=[DayCost(date=d.isoformat(), cost_usd=sum(u["days"].get(d, 0.0) for u in users.values())) for d in dates],
+        days=[
+            DayCost(date=d.isoformat(), cost_usd=sum(u["days"].get(d, 0.0) for u in users.values()),
+                    unpriced_attempts=sum(u["unpriced"].get(d, 0) for u in users.values()))
+            for d in dates
+        ],
         conversations=ConversationCosts(
             count=n_conv,
             mean_cost_usd=sum(conv_costs) / n_conv if n_conv else None,

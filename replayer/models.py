@@ -155,6 +155,8 @@ class DayCost:
     date: str
     """YYYY-MM-DD in the stats' time zone."""
     cost_usd: float
+    unpriced_attempts: int = 0
+    """Attempts whose model has no price: what they cost is not in cost_usd."""
 
 
 @dataclass
@@ -165,12 +167,16 @@ class UserSpend:
     turns: int
     days: list[DayCost]
     """Every day of the window, oldest first."""
+    unpriced_attempts: int = 0
+    """Attempts whose model has no price: what they cost is not in cost_usd."""
 
 
 @dataclass
 class UserToday:
     user_id: str | None
     cost_usd: float
+    unpriced_attempts: int = 0
+    """Attempts whose model has no price: what they cost is not in cost_usd."""
 
 
 @dataclass

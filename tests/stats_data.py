@@ -94,3 +94,17 @@ def build(path, *, today: float, yesterday: float) -> None:
                 reply = _reply(k, _usage(10, 10, writes, reads))
                 call(f"prompt version {k}", msgs, reply)
                 msgs = [*msgs, {"role": "assistant", "content": reply["content"]}, {"role": "user", "content": "more"}]
+
+
+def unpriced_history(path, at: float) -> None:
+    """gil: one priced turn and two of a model with no price, today; hal: one of that model only."""
+    usage = {"input_tokens": 1000, "output_tokens": 100}
+    with Recorder(path) as rec:
+        for conv, user, model in [("conv_gil1", "gil", "claude-sonnet-4-5"), ("conv_gil2", "gil", "claude-nova-9"),
+                                  ("conv_gil2", "gil", "claude-nova-9"), ("conv_hal", "hal", "claude-nova-9")]:
+            with rec.conversation(conv, user_id=user):
+                rec.record({"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": conv}]},
+                           {"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                            "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+                            "stop_sequence": None, "usage": usage},
+                           started_at=at, status=200)  # fmt: skip

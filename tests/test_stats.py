@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner
-from stats_data import DEE_USAGE, TURN_COST, build
+from stats_data import DEE_USAGE, TURN_COST, build, unpriced_history
 
 from replayer.cli import cli
 from replayer.config import Settings
@@ -42,7 +42,8 @@ def test_the_numbers_are_right(history):
     users = {u["user_id"]: u for u in doc["users"]}
     assert users["ana"]["cost_usd"] == pytest.approx(2 * 11 * TURN_COST)
     assert (users["ana"]["conversations"], users["ana"]["turns"]) == (2, 22)
-    assert users["cy"]["days"][-2] == {"date": "2026-11-25", "cost_usd": pytest.approx(11 * TURN_COST)}
+    assert users["cy"]["days"][-2] == {"date": "2026-11-25", "cost_usd": pytest.approx(11 * TURN_COST),
+                                       "unpriced_attempts": 0}  # fmt: skip
     assert users["cy"]["days"][-1]["cost_usd"] == 0
     dee = sum(dee_cost(w, r) for w, r in DEE_USAGE)
     assert users["dee"]["cost_usd"] == pytest.approx(dee)
@@ -80,7 +81,8 @@ def test_one_user_and_a_time_zone(history):
     doc = run_stats(history, user="cy", tz="Europe/Paris", budget=0.04)
     assert [u["user_id"] for u in doc["users"]] == ["cy"]
     # 23:30 UTC on the 25th is 00:30 on the 26th in Paris: today there, so over today's budget
-    assert doc["users"][0]["days"][-1] == {"date": "2026-11-26", "cost_usd": pytest.approx(11 * TURN_COST)}
+    assert doc["users"][0]["days"][-1] == {"date": "2026-11-26", "cost_usd": pytest.approx(11 * TURN_COST),
+                                           "unpriced_attempts": 0}  # fmt: skip
     assert doc["metrics"]["tool_failure_rate"]["value"] == 1 / 10
     cy = open_db(history).execute(
         """SELECT a.latency_ms FROM attempts a JOIN turns t ON t.id = a.turn_id
@@ -207,3 +209,31 @@ def test_a_corrected_price_reprices_the_stats(history, tmp_path):
     after = stats(Store(open_db(history), PriceTable.load(fix)), settings, now=NOW).document()
     assert after["models"][0]["cost_usd"] == pytest.approx(2 * before["models"][0]["cost_usd"])
     assert after["users"][0]["cost_usd"] == pytest.approx(2 * 22 * TURN_COST)
+
+
+def test_spend_that_leaves_out_unpriced_attempts_says_so(tmp_path):
+    """A user's, a day's and today's spend that has attempts of a model with no price: `?` when
+    that is all there is (never $0.0000, which reads as free), `≥$…` when the sum leaves some out;
+    the JSON counts them beside each sum."""
+    import time
+
+    path = tmp_path / "unpriced.db"
+    unpriced_history(path, time.time() - 60)
+    doc = json.loads(cli_run("--db", str(path), "stats", "--json").stdout)
+    users = {u["user_id"]: u for u in doc["users"]}
+    sonnet = users["gil"]["cost_usd"]
+    assert sonnet == pytest.approx((1000 * 3.0 + 100 * 15.0) / 1e6)
+    assert (users["gil"]["unpriced_attempts"], users["hal"]["unpriced_attempts"]) == (2, 1)
+    assert (users["hal"]["cost_usd"], users["hal"]["days"][-1]["unpriced_attempts"]) == (0, 1)
+    assert doc["days"][-1]["unpriced_attempts"] == 3
+    assert {t["user_id"]: t["unpriced_attempts"] for t in doc["top_users_today"]} == {"gil": 2, "hal": 1}
+
+    out = cli_run("--db", str(path), "stats").stdout
+    gil = next(line for line in out.splitlines() if line.startswith("gil "))
+    hal = next(line for line in out.splitlines() if line.startswith("hal "))
+    assert gil.split()[1] == f"≥${sonnet:.4f}" and gil.split()[-1] == f"≥${sonnet:.4f}"  # the total, and today
+    assert hal.split()[1] == "?" and hal.split()[-1] == "?"
+    assert f"top users today: gil ≥${sonnet:.4f}, hal ?" in out
+    by_day = cli_run("--db", str(path), "stats", "--by", "day").stdout
+    today = next(line for line in by_day.splitlines() if line.startswith(doc["until"]))
+    assert today.split() == [doc["until"], f"≥${sonnet:.4f}"]

@@ -422,3 +422,26 @@ async def test_a_long_conversation_id_is_cut_visibly_in_the_list(tmp_path):
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, ConversationScreen) and app.screen.conversation_id == whole
+
+
+async def test_the_dashboard_never_shows_unpriced_spend_as_free(tmp_path):
+    """A user whose attempts are all of a model with no price shows `?` (not $0.0000), one whose
+    sum leaves some out `≥$…`, in the user table and on the day's bar."""
+    from stats_data import unpriced_history
+
+    from replayer.tui.dashboard import DashboardScreen
+
+    path = tmp_path / "unpriced.db"
+    unpriced_history(path, time.time() - 60)
+    app = make_app(path)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("d")
+        await settle(pilot)
+        assert isinstance(app.screen, DashboardScreen)
+        users = {r[0]: r for r in cell_texts(app.screen.query_one("#dash-users", DataTable))}
+        assert users["hal"][1:3] == ["?", "?"]
+        assert users["gil"][1:3] == ["≥$0.0045", "≥$0.0045"]
+        bars = static_text(app.screen, "#dash-bars")
+        today = next(line for line in bars.splitlines() if line.startswith(time.strftime("%m-%d", time.gmtime())))
+        assert today.rstrip().endswith("≥$0.0045")

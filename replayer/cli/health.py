@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..fmt import describe_alert, fmt_metric, money, plural
+from ..fmt import describe_alert, fmt_metric, money, plural, spend
 from .base import (
     config_option,
     db_option,
@@ -104,20 +104,21 @@ def stats(
         )
         click.echo(table.header())
         for u in doc.users:
-            per_day = {d.date: d.cost_usd for d in u.days}
+            per_day = {d.date: spend(d.cost_usd, d.unpriced_attempts) for d in u.days}
             click.echo(
                 table.row(
                     one_line(u.user_id or "(no user)", 24),
-                    money(u.cost_usd),
+                    spend(u.cost_usd, u.unpriced_attempts),
                     u.conversations,
                     u.turns,
-                    *(money(per_day[d]) for d in show_days),
+                    *(per_day[d] for d in show_days),
                 )
             )
         if doc.top_users_today:
             click.echo(
                 "\ntop users today: "
-                + ", ".join(f"{t.user_id or '(no user)'} {money(t.cost_usd)}" for t in doc.top_users_today)
+                + ", ".join(f"{t.user_id or '(no user)'} {spend(t.cost_usd, t.unpriced_attempts)}"
+                            for t in doc.top_users_today)
             )
     elif by == "model":
         table = Table(Column("MODEL", 32), Column("COST", 10, right=True), Column("TURNS", 6, right=True))
@@ -128,7 +129,7 @@ def stats(
         table = Table(Column("DAY", 10), Column("COST", 10, right=True))
         click.echo(table.header())
         for d in doc.days:
-            click.echo(table.row(d.date, money(d.cost_usd)))
+            click.echo(table.row(d.date, spend(d.cost_usd, d.unpriced_attempts)))
     else:
         table = Table(
             Column("CONVERSATION", 32),

@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ..config import LOWER_IS_BAD
-from ..fmt import describe_alert, fmt_metric, metric_label, money, plural
+from ..fmt import describe_alert, fmt_metric, metric_label, money, plural, spend
 from ..models import Stats
 from .base import ReplayerScreen
 from .messages import StatsLoaded
@@ -35,6 +35,7 @@ def spend_bars(doc: Stats) -> Text:
     top = users[:TOP]
     colour = {u.user_id: COLOURS[i % len(COLOURS)] for i, u in enumerate(top)}
     days = [d.date for d in doc.days]
+    unpriced = {d.date: d.unpriced_attempts for d in doc.days}
     per_day: dict[str, list[tuple[str, float]]] = {d: [] for d in days}
     for u in users:
         style = colour.get(u.user_id, OTHERS)
@@ -53,7 +54,7 @@ def spend_bars(doc: Stats) -> Text:
             text.append("█" * n, style=style)
             width += n
         text.append(" " * (BAR - width + 1))
-        text.append(f"{money(total)}\n")
+        text.append(f"{spend(total, unpriced[date])}\n")
     text.append("\n")
     for u in top:
         text.append("■ ", style=colour[u.user_id])
@@ -137,11 +138,12 @@ class DashboardScreen(ReplayerScreen[str | None]):
         users.clear()
         today = doc.until
         for u in doc.users:
-            spent_today = next((d.cost_usd for d in u.days if d.date == today), 0.0)
+            on_day = next((d for d in u.days if d.date == today), None)
+            spent_today = spend(on_day.cost_usd, on_day.unpriced_attempts) if on_day else money(0.0)
             users.add_row(
                 u.user_id or "(no user)",
-                Text(money(u.cost_usd), justify="right"),
-                Text(money(spent_today), justify="right"),
+                Text(spend(u.cost_usd, u.unpriced_attempts), justify="right"),
+                Text(spent_today, justify="right"),
                 Text(str(u.conversations), justify="right"),
                 Text(str(u.turns), justify="right"),
                 key=u.user_id or "",
@@ -160,8 +162,8 @@ class DashboardScreen(ReplayerScreen[str | None]):
             )
         models = self.query_one("#dash-models", DataTable)
         models.clear()
-        for spend in doc.models:
-            models.add_row(spend.model or "(none)", Text(money(spend.cost_usd), justify="right"), str(spend.turns))
+        for row in doc.models:
+            models.add_row(row.model or "(none)", Text(money(row.cost_usd), justify="right"), str(row.turns))
         alerts = Text("Alerts\n", style="bold")
         if not doc.alerts:
             alerts.append("none", style="green")
