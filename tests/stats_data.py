@@ -96,6 +96,15 @@ def build(path, *, today: float, yesterday: float) -> None:
                 msgs = [*msgs, {"role": "assistant", "content": reply["content"]}, {"role": "user", "content": "more"}]
 
 
+def one_turn(rec: Recorder, model: str, usage: dict[str, int], at: float, text: str = "hi") -> None:
+    """One recorded call of `model` at `at`, answered "ok" with `usage`."""
+    rec.record({"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": text}]},
+               {"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "stop_sequence": None,
+                "usage": usage},
+               started_at=at, status=200)  # fmt: skip
+
+
 def unpriced_history(path, at: float) -> None:
     """gil: one priced turn and two of a model with no price, today; hal: one of that model only."""
     usage = {"input_tokens": 1000, "output_tokens": 100}
@@ -103,8 +112,12 @@ def unpriced_history(path, at: float) -> None:
         for conv, user, model in [("conv_gil1", "gil", "claude-sonnet-4-5"), ("conv_gil2", "gil", "claude-nova-9"),
                                   ("conv_gil2", "gil", "claude-nova-9"), ("conv_hal", "hal", "claude-nova-9")]:
             with rec.conversation(conv, user_id=user):
-                rec.record({"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": conv}]},
-                           {"id": "msg_1", "type": "message", "role": "assistant", "model": model,
-                            "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
-                            "stop_sequence": None, "usage": usage},
-                           started_at=at, status=200)  # fmt: skip
+                one_turn(rec, model, usage, at, conv)
+
+
+def many_users(path, at: float, n: int) -> None:
+    """`n` users (user_00 first by spend) with one priced turn each."""
+    with Recorder(path) as rec:
+        for i in range(n):
+            with rec.conversation(f"conv_{i:02d}", user_id=f"user_{i:02d}"):
+                one_turn(rec, "claude-sonnet-4-5", {"input_tokens": 1000 * (n - i), "output_tokens": 10}, at)

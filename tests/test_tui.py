@@ -445,3 +445,39 @@ async def test_the_dashboard_never_shows_unpriced_spend_as_free(tmp_path):
         bars = static_text(app.screen, "#dash-bars")
         today = next(line for line in bars.splitlines() if line.startswith(time.strftime("%m-%d", time.gmtime())))
         assert today.rstrip().endswith("≥$0.0045")
+
+
+@pytest.mark.parametrize("size", [(100, 34), (160, 30)])
+async def test_the_dashboards_user_under_the_cursor_is_always_on_screen(tmp_path, size):
+    """However many users and however small the screen: the row the cursor is on is shown (enter
+    opens that user), and the alerts below the tables can be scrolled to."""
+    from stats_data import many_users
+
+    from replayer.tui.dashboard import DashboardScreen
+
+    path = tmp_path / "users.db"
+    many_users(path, time.time() - 60, 16)
+    app = make_app(path)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        await pilot.press("d")
+        await settle(pilot)
+        assert isinstance(app.screen, DashboardScreen)
+        users = app.screen.query_one("#dash-users", DataTable)
+        for i in range(1, 16):
+            await pilot.press("j")
+            await pilot.pause()
+            assert users.cursor_row == i
+            geometry = app.screen.find_widget(users)
+            shown = geometry.region.intersection(geometry.clip)  # the part of the table on screen
+            y = geometry.region.y + users._get_row_region(i).y - int(users.scroll_y)
+            assert shown.y <= y < shown.bottom, f"the cursor is on user_{i:02d}, row {y}, not in {shown}"
+        await pilot.press("tab", "end")  # the keys reach what is below the tables too
+        await pilot.pause()
+        alerts = app.screen.find_widget(app.screen.query_one("#dash-alerts"))
+        assert alerts.region.intersection(alerts.clip).height > 0, "the alerts can't be scrolled to"
+        await pilot.press("shift+tab")
+        await pilot.press("enter")
+        await settle(pilot)
+        rows = cell_texts(app.screen.query_one("#conversations", DataTable))
+        assert [r[1] for r in rows] == ["conv_15"]

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import ScrollableContainer, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ..config import LOWER_IS_BAD
@@ -84,13 +84,13 @@ class DashboardScreen(ReplayerScreen[str | None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("Loading…", id="dash-title")
-        with Horizontal(id="dash-body"):
+        with ScrollableContainer(id="dash-body"):  # side by side; one scrolling column when narrow
             with VerticalScroll(id="dash-left"):
                 yield Static("", id="dash-bars")
                 yield KeyTable(id="dash-users", cursor_type="row", zebra_stripes=True)
             with Vertical(id="dash-right"):
-                yield KeyTable(id="dash-metrics", cursor_type="none")
-                yield KeyTable(id="dash-models", cursor_type="none")
+                yield _shown(KeyTable(id="dash-metrics", cursor_type="none"))
+                yield _shown(KeyTable(id="dash-models", cursor_type="none"))
                 yield Static("", id="dash-alerts")
         yield Footer()
 
@@ -200,6 +200,13 @@ class DashboardScreen(ReplayerScreen[str | None]):
 
     def _filter_user(self, user: str) -> None:
         self.dismiss(user)  # the conversation list, under this screen, filters to the user
+
+
+def _shown(table: KeyTable) -> KeyTable:
+    """A table only to be read (no cursor): left out of tab's round, which goes from the users to
+    the scrolling body, so that keys scroll a narrow screen to the alerts."""
+    table.can_focus = False
+    return table
 
 
 def _have(n: int) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual.binding import Binding
 from textual.color import Color
+from textual.geometry import Region
 from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import DataTable
@@ -225,6 +226,23 @@ class KeyTable(DataTable[Any]):
         Binding("g", "scroll_top", "Top", id="table-top", tooltip="First row", show=False),
         Binding("G", "scroll_bottom", "Bottom", id="table-bottom", tooltip="Last row", show=False),
     ]
+
+    def on_data_table_row_highlighted(self) -> None:
+        """The row the cursor moved to, on screen. A DataTable scrolls itself to its cursor, but
+        where it is taller than the container around it shows (the dashboard's users under its
+        bars, on a short screen), the container doesn't follow, and the cursor moves off screen."""
+        self.call_after_refresh(self.show_cursor_row)
+
+    def show_cursor_row(self) -> None:
+        if self.cursor_type != "row" or not self.row_count:
+            return
+        # the cursor row's top on screen (rows here are one line each), after the table's own scroll
+        y = self.region.y + self.header_height + self.cursor_row - round(self.scroll_y)
+        for node in self.ancestors:
+            if isinstance(node, Widget) and node.allow_vertical_scroll:
+                top = node.content_region.y - round(node.scroll_y)  # its virtual top, on screen
+                node.scroll_to_region(Region(0, y - top, 1, 1), animate=False, immediate=True)
+                return
 
 
 def set_widths(table: DataTable[Any], widths: dict[str, int]) -> None:
