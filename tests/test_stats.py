@@ -237,3 +237,26 @@ def test_spend_that_leaves_out_unpriced_attempts_says_so(tmp_path):
     by_day = cli_run("--db", str(path), "stats", "--by", "day").stdout
     today = next(line for line in by_day.splitlines() if line.startswith(doc["until"]))
     assert today.split() == [doc["until"], f"≥${sonnet:.4f}"]
+
+
+def test_stats_by_conversation_shows_ids_whole_in_aligned_columns(tmp_path):
+    """A generated id is 33 characters and a given one may be longer: each is shown whole, and the
+    columns after it stay aligned."""
+    import time
+
+    from stats_data import one_turn
+
+    from replayer import Recorder
+
+    path = tmp_path / "ids.db"
+    ids = ["conv_a", "conv_01a2439c15085b3bd79464250e3b", "conv_" + "x" * 40]
+    with Recorder(path) as rec:
+        for conv in ids:
+            with rec.conversation(conv, user_id="u"):
+                one_turn(rec, "claude-sonnet-4-5", {"input_tokens": 1000, "output_tokens": 10}, time.time() - 60)
+    out = cli_run("--db", str(path), "stats", "--by", "conversation").stdout.splitlines()
+    start = next(i for i, line in enumerate(out) if line.startswith("CONVERSATION"))
+    header, rows = out[start], out[start + 1 : start + 1 + len(ids)]
+    assert sorted(row.split()[0] for row in rows) == sorted(ids)
+    assert {len(row) for row in rows} == {len(header)}  # the cost column ends where its heading does
+    assert {row.index("  u ") for row in rows} == {header.index("  USER")}

@@ -131,8 +131,9 @@ def stats(
         for d in doc.days:
             click.echo(table.row(d.date, spend(d.cost_usd, d.unpriced_attempts)))
     else:
+        width = max([len("CONVERSATION"), *(len(c.conversation_id) for c in doc.top_conversations)])
         table = Table(
-            Column("CONVERSATION", 32),
+            Column("CONVERSATION", width),  # ids whole, as `list` shows them: what show and export take
             Column("USER", 16),
             Column("TURNS", 6, right=True),
             Column("COST", 10, right=True),
