@@ -158,12 +158,12 @@ def stats(
         if c is None:
             c = convs[g.conv] = dict.fromkeys(
                 ("cost", "turns", "attempts", "limited", "tool_results", "tool_errors", "cache_read", "prompt",
-                 "rewrites"), 0
+                 "rewrites", "unpriced"), 0
             )  # fmt: skip
-            c.update(sys=set(), nulls=0, unknown=False)
+            c.update(sys=set(), nulls=0)
         c["cost"] += cost
         if g.cost_usd is None:
-            c["unknown"] = True
+            c["unpriced"] += g.priced
         c["turns"] += g.turns
         c["attempts"] += g.attempts
         c["limited"] += g.limited
@@ -279,6 +279,7 @@ def stats(
                 user_id=names[conv].user_id,
                 cost_usd=c["cost"],
                 turns=c["turns"],
+                unpriced_attempts=c["unpriced"],
             )
             for conv, c in sorted(convs.items(), key=lambda kv: -kv[1]["cost"])[:10]
         ],

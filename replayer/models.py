@@ -201,6 +201,8 @@ class ConversationSpend:
     user_id: str | None
     cost_usd: float
     turns: int
+    unpriced_attempts: int = 0
+    """Attempts whose model has no price: what they cost is not in cost_usd."""
 
 
 @dataclass

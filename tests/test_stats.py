@@ -227,6 +227,8 @@ def test_spend_that_leaves_out_unpriced_attempts_says_so(tmp_path):
     assert (users["hal"]["cost_usd"], users["hal"]["days"][-1]["unpriced_attempts"]) == (0, 1)
     assert doc["days"][-1]["unpriced_attempts"] == 3
     assert {t["user_id"]: t["unpriced_attempts"] for t in doc["top_users_today"]} == {"gil": 2, "hal": 1}
+    convs = {c["conversation_id"]: c["unpriced_attempts"] for c in doc["top_conversations"]}
+    assert convs == {"conv_gil1": 0, "conv_gil2": 2, "conv_hal": 1}
 
     out = cli_run("--db", str(path), "stats").stdout
     gil = next(line for line in out.splitlines() if line.startswith("gil "))
@@ -237,6 +239,10 @@ def test_spend_that_leaves_out_unpriced_attempts_says_so(tmp_path):
     by_day = cli_run("--db", str(path), "stats", "--by", "day").stdout
     today = next(line for line in by_day.splitlines() if line.startswith(doc["until"]))
     assert today.split() == [doc["until"], f"≥${sonnet:.4f}"]
+    by_conv = {line.split()[0]: line.split()[-1] for line in
+               cli_run("--db", str(path), "stats", "--by", "conversation").stdout.splitlines()
+               if line.startswith("conv_")}  # fmt: skip
+    assert by_conv == {"conv_gil1": f"${sonnet:.4f}", "conv_gil2": "?", "conv_hal": "?"}
 
 
 def test_stats_by_conversation_shows_ids_whole_in_aligned_columns(tmp_path):

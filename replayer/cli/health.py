@@ -140,7 +140,8 @@ def stats(
         )
         click.echo(table.header())
         for c in doc.top_conversations:
-            click.echo(table.row(c.conversation_id, one_line(c.user_id, 16), c.turns, money(c.cost_usd)))
+            click.echo(table.row(c.conversation_id, one_line(c.user_id, 16), c.turns,
+                                 spend(c.cost_usd, c.unpriced_attempts)))
     conv = doc.conversations
     click.echo(
         f"\nconversations: {conv.count}, cost mean {money(conv.mean_cost_usd)}, "
