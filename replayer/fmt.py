@@ -49,10 +49,11 @@ def money(v: float | None) -> str:
     return "?" if v is None else f"${v:,.4f}"
 
 
-def spend(v: float, unpriced: int) -> str:
-    """A sum of costs, some of whose attempts (`unpriced`) have no price: `?` when that is all
-    there is, `≥$…` when the sum leaves some out."""
-    if not unpriced:
+def spend(v: float | None, unpriced: int) -> str:
+    """A sum of costs (or a mean or quantile of such sums), some of whose attempts (`unpriced`)
+    have no price: `?` when that is all there is, `≥$…` when it leaves some out (counted as $0,
+    each sum, and so each mean and quantile of them, can only be higher)."""
+    if not unpriced or v is None:
         return money(v)
     return f"≥{money(v)}" if v else "?"
 

@@ -272,6 +272,7 @@ def stats(
             mean_cost_usd=sum(conv_costs) / n_conv if n_conv else None,
             p50_cost_usd=_quantile(conv_costs, 0.5),
             p95_cost_usd=_quantile(conv_costs, 0.95),
+            unpriced_attempts=sum(c["unpriced"] for c in convs.values()),
         ),
         top_conversations=[
             ConversationSpend(

@@ -193,6 +193,8 @@ class ConversationCosts:
     mean_cost_usd: float | None
     p50_cost_usd: float | None
     p95_cost_usd: float | None
+    unpriced_attempts: int = 0
+    """Attempts whose model has no price, counted as $0: each figure is then a lower bound."""
 
 
 @dataclass

@@ -133,7 +133,7 @@ def test_stats_json_shape(live):
     doc = json.loads(r.stdout)
     assert {"since", "until", "tz", "users", "models", "conversations", "metrics", "alerts"} <= doc.keys()
     assert set(doc["users"][0]) >= {"user_id", "cost_usd", "conversations", "turns", "days"}
-    assert set(doc["conversations"]) == {"count", "mean_cost_usd", "p50_cost_usd", "p95_cost_usd"}
+    assert set(doc["conversations"]) == {"count", "mean_cost_usd", "p50_cost_usd", "p95_cost_usd", "unpriced_attempts"}
     assert set(doc["metrics"]) == {"cache_hit_rate", "avg_turns_per_conversation", "p95_latency_ms",
                                    "mean_cost_per_conversation_usd", "tool_failure_rate", "rate_limit_error_rate"}
     for by in ("user", "model", "day", "conversation"):
@@ -243,6 +243,8 @@ def test_spend_that_leaves_out_unpriced_attempts_says_so(tmp_path):
                cli_run("--db", str(path), "stats", "--by", "conversation").stdout.splitlines()
                if line.startswith("conv_")}  # fmt: skip
     assert by_conv == {"conv_gil1": f"${sonnet:.4f}", "conv_gil2": "?", "conv_hal": "?"}
+    assert doc["conversations"]["unpriced_attempts"] == 3  # the mean and quantiles are lower bounds
+    assert f"conversations: 3, cost mean ≥${sonnet / 3:.4f}, p50 ?, p95 ≥${sonnet:.4f}" in out
 
 
 def test_stats_by_conversation_shows_ids_whole_in_aligned_columns(tmp_path):

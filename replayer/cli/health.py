@@ -143,9 +143,10 @@ def stats(
             click.echo(table.row(c.conversation_id, one_line(c.user_id, 16), c.turns,
                                  spend(c.cost_usd, c.unpriced_attempts)))
     conv = doc.conversations
+    left_out = conv.unpriced_attempts
     click.echo(
-        f"\nconversations: {conv.count}, cost mean {money(conv.mean_cost_usd)}, "
-        f"p50 {money(conv.p50_cost_usd)}, p95 {money(conv.p95_cost_usd)}"
+        f"\nconversations: {conv.count}, cost mean {spend(conv.mean_cost_usd, left_out)}, "
+        f"p50 {spend(conv.p50_cost_usd, left_out)}, p95 {spend(conv.p95_cost_usd, left_out)}"
     )
     health = Table(
         Column("HEALTH", 32), Column("VALUE", 10, right=True), Column("THRESHOLD", 10, right=True), Column("")

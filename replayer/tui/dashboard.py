@@ -126,11 +126,12 @@ class DashboardScreen(ReplayerScreen[str | None]):
             return  # the answer for a number of days that +/- has since changed
         self.doc = doc = message.doc
         conv = doc.conversations
+        left_out = conv.unpriced_attempts
         self.query_one("#dash-title", Static).update(
             Text.assemble(
                 (f"Spend and health, {doc.since} to {doc.until} ({doc.tz})", "bold"),
-                f"   {plural(conv.count, 'conversation')} · cost mean {money(conv.mean_cost_usd)}"
-                f" · p50 {money(conv.p50_cost_usd)} · p95 {money(conv.p95_cost_usd)}",
+                f"   {plural(conv.count, 'conversation')} · cost mean {spend(conv.mean_cost_usd, left_out)}"
+                f" · p50 {spend(conv.p50_cost_usd, left_out)} · p95 {spend(conv.p95_cost_usd, left_out)}",
             )
         )
         self.query_one("#dash-bars", Static).update(spend_bars(doc))
