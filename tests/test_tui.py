@@ -9,7 +9,7 @@ import time
 import pytest
 from textual.widgets import DataTable, Static, TabbedContent
 from textual.widgets.data_table import ColumnKey
-from tui_data import build_db, open_second_conversation, palette_jump, reply, settle, wait_for
+from tui_data import build_db, open_dashboard, open_second_conversation, palette_jump, reply, settle, wait_for
 
 from replayer import Recorder
 from replayer.filters import parse_filter
@@ -364,17 +364,12 @@ async def test_dashboard_shows_spend_health_and_alerts_and_filters_by_user(tmp_p
     from stats_data import build
 
     from replayer.config import Settings
-    from replayer.tui.dashboard import DashboardScreen
 
     path = tmp_path / "dash.db"
     build(path, today=time.time() - 120, yesterday=time.time() - 86400)
     app = make_app(path, settings=Settings(daily_budget_usd=0.05))
     async with app.run_test(size=(160, 45)) as pilot:
-        await settle(pilot)
-        await pilot.press("d")
-        await settle(pilot)
-        screen = app.screen
-        assert isinstance(screen, DashboardScreen)
+        screen = await open_dashboard(pilot)
         metrics = {r[0]: r for r in cell_texts(screen.query_one("#dash-metrics", DataTable))}
         assert metrics["rate limit error rate"][1:] == ["5.6%", "> 1.0%", "ALERT"]  # 3 of 54 attempts
         assert metrics["tool failure rate"][1:] == ["5.0%", "> 5.0%", "ok"]  # 2 of 40
@@ -429,16 +424,12 @@ async def test_the_dashboard_never_shows_unpriced_spend_as_free(tmp_path):
     sum leaves some out `≥$…`, in the user table and on the day's bar."""
     from stats_data import unpriced_history
 
-    from replayer.tui.dashboard import DashboardScreen
 
     path = tmp_path / "unpriced.db"
     unpriced_history(path, time.time() - 60)
     app = make_app(path)
     async with app.run_test(size=(160, 45)) as pilot:
-        await settle(pilot)
-        await pilot.press("d")
-        await settle(pilot)
-        assert isinstance(app.screen, DashboardScreen)
+        await open_dashboard(pilot)
         users = {r[0]: r for r in cell_texts(app.screen.query_one("#dash-users", DataTable))}
         assert users["hal"][1:3] == ["?", "?"]
         assert users["gil"][1:3] == ["≥$0.0045", "≥$0.0045"]
@@ -453,16 +444,12 @@ async def test_the_dashboards_user_under_the_cursor_is_always_on_screen(tmp_path
     opens that user), and the alerts below the tables can be scrolled to."""
     from stats_data import many_users
 
-    from replayer.tui.dashboard import DashboardScreen
 
     path = tmp_path / "users.db"
     many_users(path, time.time() - 60, 16)
     app = make_app(path)
     async with app.run_test(size=size) as pilot:
-        await settle(pilot)
-        await pilot.press("d")
-        await settle(pilot)
-        assert isinstance(app.screen, DashboardScreen)
+        await open_dashboard(pilot)
         users = app.screen.query_one("#dash-users", DataTable)
         for i in range(1, 16):
             await pilot.press("j")

@@ -123,15 +123,27 @@ async def open_second_conversation(pilot) -> None:
     await settle(pilot)
 
 
+async def open_from_list(pilot, key: str, screen: type):
+    """From the list, once loaded, press `key`; the screen it opens (a `screen`)."""
+    await settle(pilot)
+    await pilot.press(key)
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, screen)
+    return pilot.app.screen
+
+
 async def open_first_conversation(pilot):
     """From the list, once loaded, open the first row; the conversation screen it opens."""
     from replayer.tui.conversation import ConversationScreen
 
-    await settle(pilot)
-    await pilot.press("enter")
-    await settle(pilot)
-    assert isinstance(pilot.app.screen, ConversationScreen)
-    return pilot.app.screen
+    return await open_from_list(pilot, "enter", ConversationScreen)
+
+
+async def open_dashboard(pilot):
+    """From the list, once loaded, `d`: the dashboard."""
+    from replayer.tui.dashboard import DashboardScreen
+
+    return await open_from_list(pilot, "d", DashboardScreen)
 
 
 async def press_rerun_in_first_conversation(pilot) -> None:
