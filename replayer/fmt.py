@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .models import Alert
+    from .models import Alert, Metric
 
 
 def local_time(iso: str | None, with_date: bool = True) -> str:
@@ -58,8 +58,9 @@ def spend(v: float | None, unpriced: int) -> str:
     return f"≥{money(v)}" if v else "?"
 
 
-def fmt_metric(name: str, value: float | None) -> str:
-    """A health metric's value (or threshold) as people read it."""
+def fmt_metric(name: str, value: float | None, unpriced: int = 0) -> str:
+    """A health metric's value (or threshold) as people read it; a cost that leaves out
+    `unpriced` attempts as `spend` shows it."""
     if value is None:
         return "n/a"
     if name in ("cache_hit_rate", "tool_failure_rate", "rate_limit_error_rate"):
@@ -67,8 +68,18 @@ def fmt_metric(name: str, value: float | None) -> str:
     if name == "p95_latency_ms":
         return ms(value)
     if name == "mean_cost_per_conversation_usd":
-        return money(value)
+        return spend(value, unpriced)
     return f"{value:.1f}"
+
+
+def health_word(m: Metric) -> str:
+    """A metric against its threshold: `ALERT`, `ok`, nothing when there was nothing to measure,
+    and `ok?` when the value is a lower bound under its threshold (the unpriced part may pass it)."""
+    if m.alert:
+        return "ALERT"
+    if m.value is None:
+        return ""
+    return "ok?" if m.unpriced_attempts else "ok"
 
 
 METRIC_LABELS = {"p95_latency_ms": "p95 latency", "mean_cost_per_conversation_usd": "mean cost per conversation"}
@@ -83,10 +94,12 @@ def describe_alert(a: Alert) -> str:
     """One alert of `replayer alerts --json`, as a line."""
     if a.kind == "budget":
         who = a.user_id or "(no user)"
-        return f"budget  {who} spent {money(a.cost_usd)} on {a.date} (budget {money(a.budget_usd)})"
+        spent = spend(a.cost_usd, a.unpriced_attempts)
+        return f"budget  {who} spent {spent} on {a.date} (budget {money(a.budget_usd)})"
     if a.kind == "metric":
         name = a.metric
-        return f"metric  {name} is {fmt_metric(name, a.value)} (threshold {fmt_metric(name, a.threshold)})"
+        shown = fmt_metric(name, a.value, a.unpriced_attempts)
+        return f"metric  {name} is {shown} (threshold {fmt_metric(name, a.threshold)})"
     return (
         f"cache   {a.conversation_id}: a moving cache breakpoint from turn {a.turn_index} "
         f"cost {money(a.extra_cost_usd)} more than cache reads would have"

@@ -83,7 +83,7 @@ def _quantile(sorted_values: list[float], q: float) -> float | None:
     return sorted_values[max(1, math.ceil(q * len(sorted_values))) - 1]
 
 
-def _metric(name: str, value: float | None, settings: Settings) -> Metric:
+def _metric(name: str, value: float | None, settings: Settings, unpriced: int = 0) -> Metric:
     threshold = settings.thresholds[name]
     if value is None:
         alert = False
@@ -91,7 +91,7 @@ def _metric(name: str, value: float | None, settings: Settings) -> Metric:
         alert = value < threshold
     else:
         alert = value > threshold
-    return Metric(value=value, threshold=threshold, alert=alert)
+    return Metric(value=value, threshold=threshold, alert=alert, unpriced_attempts=unpriced)
 
 
 def stats(
@@ -178,6 +178,7 @@ def stats(
         c["nulls"] += g.sys_nulls
 
     conv_costs = sorted(c["cost"] for c in convs.values())
+    conv_unpriced = sum(c["unpriced"] for c in convs.values())
     n_conv = len(convs)
     total_turns = sum(c["turns"] for c in convs.values())
     stable = [c for c in convs.values() if len(c["sys"]) + (1 if c["nulls"] else 0) <= 1]
@@ -197,7 +198,7 @@ def stats(
         ),
         "p95_latency_ms": _metric("p95_latency_ms", p95, settings),
         "mean_cost_per_conversation_usd": _metric(
-            "mean_cost_per_conversation_usd", sum(conv_costs) / n_conv if n_conv else None, settings
+            "mean_cost_per_conversation_usd", sum(conv_costs) / n_conv if n_conv else None, settings, conv_unpriced
         ),
         "tool_failure_rate": _metric(
             "tool_failure_rate", sum(c["tool_errors"] for c in convs.values()) / results if results else None, settings
@@ -216,11 +217,12 @@ def stats(
             if spent > settings.daily_budget_usd:
                 alerts.append(
                     BudgetAlert(user_id=uid, date=today.isoformat(), cost_usd=spent,
-                                budget_usd=settings.daily_budget_usd)
+                                budget_usd=settings.daily_budget_usd, unpriced_attempts=u["unpriced"].get(today, 0))
                 )  # fmt: skip
     for name, metric in metrics.items():
         if metric.alert:
-            alerts.append(MetricAlert(metric=name, value=metric.value, threshold=metric.threshold))
+            alerts.append(MetricAlert(metric=name, value=metric.value, threshold=metric.threshold,
+                                      unpriced_attempts=metric.unpriced_attempts))
     for conv, c in convs.items():
         if c["rewrites"] < 2:  # a broken run needs two rewriting turns: the rest can't have one
             continue
@@ -272,7 +274,7 @@ def stats(
             mean_cost_usd=sum(conv_costs) / n_conv if n_conv else None,
             p50_cost_usd=_quantile(conv_costs, 0.5),
             p95_cost_usd=_quantile(conv_costs, 0.95),
-            unpriced_attempts=sum(c["unpriced"] for c in convs.values()),
+            unpriced_attempts=conv_unpriced,
         ),
         top_conversations=[
             ConversationSpend(

@@ -213,6 +213,9 @@ class Metric:
     """None when there was nothing to measure."""
     threshold: float
     alert: bool
+    unpriced_attempts: int = 0
+    """Attempts whose model has no price, counted as $0 in `value` (a cost metric's only): the
+    value is then a lower bound, and an alert on it is certain while no alert is not."""
 
 
 @dataclass
@@ -224,6 +227,8 @@ class BudgetAlert(Document):
     date: str
     cost_usd: float
     budget_usd: float
+    unpriced_attempts: int = 0
+    """Attempts that day whose model has no price: `cost_usd` leaves them out (a lower bound)."""
 
 
 @dataclass
@@ -234,6 +239,8 @@ class MetricAlert(Document):
     metric: str
     value: float | None
     threshold: float
+    unpriced_attempts: int = 0
+    """As the metric's: `value` is a lower bound when some attempts had no price."""
 
 
 @dataclass

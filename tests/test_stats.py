@@ -52,7 +52,8 @@ def test_the_numbers_are_right(history):
         u["cost_usd"] for u in doc["users"])), "turns": 51}]  # fmt: skip
 
     m = doc["metrics"]
-    assert m["tool_failure_rate"] == {"value": 2 / 40, "threshold": 0.05, "alert": False}  # exactly at, not over
+    assert m["tool_failure_rate"] == {"value": 2 / 40, "threshold": 0.05, "alert": False,
+                                       "unpriced_attempts": 0}  # exactly at, not over
     assert m["rate_limit_error_rate"]["value"] == 3 / 54 and m["rate_limit_error_rate"]["alert"]
     assert m["avg_turns_per_conversation"]["value"] == 51 / 6
     # eve's system prompt changes, so only the others count: 44 turns of 1,000 + dee's prompts
@@ -68,7 +69,8 @@ def test_the_numbers_are_right(history):
 
     budget = [a for a in doc["alerts"] if a["kind"] == "budget"]
     assert budget == [{"kind": "budget", "user_id": "ana", "date": "2026-11-26",
-                       "cost_usd": pytest.approx(22 * TURN_COST), "budget_usd": 0.05}]  # fmt: skip
+                       "cost_usd": pytest.approx(22 * TURN_COST), "budget_usd": 0.05,
+                       "unpriced_attempts": 0}]  # fmt: skip
     cache = [a for a in doc["alerts"] if a["kind"] == "cache"]
     extra = (2100 + 2200 + 2300) * (3.75 - 0.30) / 1e6
     assert cache == [{"kind": "cache", "conversation_id": "conv_dee", "turn_index": 2,
@@ -245,6 +247,15 @@ def test_spend_that_leaves_out_unpriced_attempts_says_so(tmp_path):
     assert by_conv == {"conv_gil1": f"${sonnet:.4f}", "conv_gil2": "?", "conv_hal": "?"}
     assert doc["conversations"]["unpriced_attempts"] == 3  # the mean and quantiles are lower bounds
     assert f"conversations: 3, cost mean ≥${sonnet / 3:.4f}, p50 ?, p95 ≥${sonnet:.4f}" in out
+    # the health metric is the same lower bound: marked so, and under its threshold it is not known to be ok
+    assert doc["metrics"]["mean_cost_per_conversation_usd"]["unpriced_attempts"] == 3
+    health = next(line for line in out.splitlines() if line.startswith("mean_cost_per_conversation_usd"))
+    assert health.split()[1:] == [f"≥${sonnet / 3:.4f}", "$0.5000", "ok?"]
+    low = tmp_path / "low.toml"
+    low.write_text("thresholds.mean_cost_per_conversation_usd = 0.0001\nbudget.daily_usd = 0.0001\n")
+    alerts = cli_run("--db", str(path), "--config", str(low), "alerts").stdout
+    assert f"mean_cost_per_conversation_usd is ≥${sonnet / 3:.4f} (threshold $0.0001)" in alerts
+    assert f"budget  gil spent ≥${sonnet:.4f} on {doc['until']} (budget $0.0001)" in alerts
 
 
 def test_stats_by_conversation_shows_ids_whole_in_aligned_columns(tmp_path):

@@ -421,7 +421,8 @@ async def test_a_long_conversation_id_is_cut_visibly_in_the_list(tmp_path):
 
 async def test_the_dashboard_never_shows_unpriced_spend_as_free(tmp_path):
     """A user whose attempts are all of a model with no price shows `?` (not $0.0000), one whose
-    sum leaves some out `≥$…`, in the user table and on the day's bar."""
+    sum leaves some out `≥$…`, in the user table and on the day's bar; the health table's mean
+    cost per conversation is marked as the lower bound it is."""
     from stats_data import unpriced_history
 
 
@@ -436,6 +437,8 @@ async def test_the_dashboard_never_shows_unpriced_spend_as_free(tmp_path):
         bars = static_text(app.screen, "#dash-bars")
         today = next(line for line in bars.splitlines() if line.startswith(time.strftime("%m-%d", time.gmtime())))
         assert today.rstrip().endswith("≥$0.0045")
+        health = {r[0]: r[1:] for r in cell_texts(app.screen.query_one("#dash-metrics", DataTable))}
+        assert health["mean cost per conversation"] == ["≥$0.0015", "> $0.5000", "ok?"]
 
 
 @pytest.mark.parametrize("size", [(100, 34), (160, 30)])

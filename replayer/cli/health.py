@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..fmt import describe_alert, fmt_metric, money, plural, spend
+from ..fmt import describe_alert, fmt_metric, health_word, money, plural, spend
 from .base import (
     config_option,
     db_option,
@@ -153,8 +153,8 @@ def stats(
     )
     click.echo("\n" + health.header())
     for name, metric in doc.metrics.items():
-        flag = "ALERT" if metric.alert else ("" if metric.value is None else "ok")
-        click.echo(health.row(name, fmt_metric(name, metric.value), fmt_metric(name, metric.threshold), flag))
+        value = fmt_metric(name, metric.value, metric.unpriced_attempts)
+        click.echo(health.row(name, value, fmt_metric(name, metric.threshold), health_word(metric)))
     for a in doc.alerts:
         if a.kind == "cache":
             click.echo("\n" + describe_alert(a))

@@ -15,7 +15,7 @@ from textual.containers import ScrollableContainer, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ..config import LOWER_IS_BAD
-from ..fmt import describe_alert, fmt_metric, metric_label, money, plural, spend
+from ..fmt import describe_alert, fmt_metric, health_word, metric_label, money, plural, spend
 from ..models import Stats
 from .base import ReplayerScreen
 from .messages import StatsLoaded
@@ -153,11 +153,11 @@ class DashboardScreen(ReplayerScreen[str | None]):
         metrics.clear()
         for name, m in doc.metrics.items():
             style = "bold red" if m.alert else ("dim" if m.value is None else "green")
-            word = "ALERT" if m.alert else ("" if m.value is None else "ok")
+            word = health_word(m)
             side = "< " if name in LOWER_IS_BAD else "> "
             metrics.add_row(
                 metric_label(name),
-                Text(fmt_metric(name, m.value), style=style, justify="right"),
+                Text(fmt_metric(name, m.value, m.unpriced_attempts), style=style, justify="right"),
                 Text(side + fmt_metric(name, m.threshold), justify="right"),
                 Text(word, style=style),
             )
