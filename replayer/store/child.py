@@ -4,6 +4,7 @@ stdin ends; then close the database whole and exit."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -49,6 +50,8 @@ def batch_scheduling() -> bool:
 
 def main() -> None:
     """Run in the child: read frames from stdin, write records, answer flushes, until stdin ends."""
+    gc.freeze()  # what the imports made lives as long as the process: no collection need look at it
+    gc.enable()  # off while importing (process.CHILD_CODE)
     batch_scheduling()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     path, max_pending = sys.argv[1], int(sys.argv[2])

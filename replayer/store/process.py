@@ -64,6 +64,10 @@ READY_SECONDS = 20.0
 """How long a child may take to start before it is given up and a thread writer writes everything."""
 CLOSE_WAIT_SECONDS = 5.0
 """How long the feeder waits for a close's answer before it ends (a close that took longer keeps it)."""
+CHILD_CODE = "import gc; gc.disable(); from replayer.store.child import main; main()"
+"""The child's program. The cyclic GC is off while it imports (about a ninth of its start-up's
+instructions went to collections of the modules' own objects, none of them garbage), and
+`main()` turns it back on, with those objects frozen out of later collections."""
 FEED_LINGER_SECONDS = 0.05
 """How long the feeder waits after a record arrives, for more to share its write to the child
 (the thread writer's LINGER_SECONDS, shorter). The child writes each frame as it comes, so this
@@ -478,7 +482,7 @@ class ProcessWriter:
             child = subprocess.Popen(
                 # -P: not the current folder first (`-c` would put it there): a `replayer` folder
                 # where the agent runs (a checkout of another version) must not be the child's
-                [sys.executable, "-P", "-c", "from replayer.store.child import main; main()",
+                [sys.executable, "-P", "-c", CHILD_CODE,
                  self.path, str(self.max_pending), *([self.otlp] if self.otlp else [])],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
