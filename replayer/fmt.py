@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .models import Alert, Metric
+    from .models import Alert, ConversationCosts, Metric
 
 
 def local_time(iso: str | None, with_date: bool = True) -> str:
@@ -56,6 +56,14 @@ def spend(v: float | None, unpriced: int) -> str:
     if not unpriced or v is None:
         return money(v)
     return f"≥{money(v)}" if v else "?"
+
+
+def cost_spread(conv: ConversationCosts, sep: str) -> str:
+    """Cost per conversation as `stats` and the dashboard show it: `cost mean $… / p50 $… / p95 $…`
+    with `sep` between, each a lower bound (`≥`) when unpriced attempts counted as $0 in it."""
+    left_out = conv.unpriced_attempts
+    return sep.join((f"cost mean {spend(conv.mean_cost_usd, left_out)}", f"p50 {spend(conv.p50_cost_usd, left_out)}",
+                     f"p95 {spend(conv.p95_cost_usd, left_out)}"))
 
 
 def fmt_metric(name: str, value: float | None, unpriced: int = 0) -> str:

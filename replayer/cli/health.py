@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..fmt import describe_alert, fmt_metric, health_word, money, plural, spend
+from ..fmt import cost_spread, describe_alert, fmt_metric, health_word, money, plural, spend
 from .base import (
     config_option,
     db_option,
@@ -143,11 +143,7 @@ def stats(
             click.echo(table.row(c.conversation_id, one_line(c.user_id, 16), c.turns,
                                  spend(c.cost_usd, c.unpriced_attempts)))
     conv = doc.conversations
-    left_out = conv.unpriced_attempts
-    click.echo(
-        f"\nconversations: {conv.count}, cost mean {spend(conv.mean_cost_usd, left_out)}, "
-        f"p50 {spend(conv.p50_cost_usd, left_out)}, p95 {spend(conv.p95_cost_usd, left_out)}"
-    )
+    click.echo(f"\nconversations: {conv.count}, {cost_spread(conv, ', ')}")
     health = Table(
         Column("HEALTH", 32), Column("VALUE", 10, right=True), Column("THRESHOLD", 10, right=True), Column("")
     )

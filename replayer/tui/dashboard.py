@@ -15,7 +15,7 @@ from textual.containers import ScrollableContainer, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ..config import LOWER_IS_BAD
-from ..fmt import describe_alert, fmt_metric, health_word, metric_label, money, plural, spend
+from ..fmt import cost_spread, describe_alert, fmt_metric, health_word, metric_label, money, plural, spend
 from ..models import Stats
 from .base import ReplayerScreen
 from .messages import StatsLoaded
@@ -126,12 +126,10 @@ class DashboardScreen(ReplayerScreen[str | None]):
             return  # the answer for a number of days that +/- has since changed
         self.doc = doc = message.doc
         conv = doc.conversations
-        left_out = conv.unpriced_attempts
         self.query_one("#dash-title", Static).update(
             Text.assemble(
                 (f"Spend and health, {doc.since} to {doc.until} ({doc.tz})", "bold"),
-                f"   {plural(conv.count, 'conversation')} · cost mean {spend(conv.mean_cost_usd, left_out)}"
-                f" · p50 {spend(conv.p50_cost_usd, left_out)} · p95 {spend(conv.p95_cost_usd, left_out)}",
+                f"   {plural(conv.count, 'conversation')} · {cost_spread(conv, ' · ')}",
             )
         )
         self.query_one("#dash-bars", Static).update(spend_bars(doc))
