@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .models import Alert, ConversationCosts, Metric
+    from .models import Alert, ConversationCosts, DayCost, Metric
 
 
 def local_time(iso: str | None, with_date: bool = True) -> str:
@@ -56,6 +56,14 @@ def spend(v: float | None, unpriced: int) -> str:
     if not unpriced or v is None:
         return money(v)
     return f"≥{money(v)}" if v else "?"
+
+
+def day_spend(day: DayCost | None) -> str:
+    """What a day cost, as `spend` shows it; `–` for a day with no calls (or none given), which
+    `$0.0000` would make look like calls that cost nothing."""
+    if day is None or not day.attempts:
+        return "–"
+    return spend(day.cost_usd, day.unpriced_attempts)
 
 
 def cost_spread(conv: ConversationCosts, sep: str) -> str:

@@ -143,7 +143,7 @@ def stats(
         u = users.get(uid)
         if u is None:
             u = users[uid] = {"cost": 0.0, "convs": set(), "turns": 0, "days": defaultdict(float),
-                              "unpriced": defaultdict(int)}  # fmt: skip
+                              "unpriced": defaultdict(int), "attempts": defaultdict(int)}  # fmt: skip
         if g.cost_usd is None:
             unpriced[g.model or "(none)"] += g.priced
             u["unpriced"][day(g.bucket)] += g.priced
@@ -151,6 +151,7 @@ def stats(
         u["convs"].add(g.conv)
         u["turns"] += g.turns
         u["days"][day(g.bucket)] += cost
+        u["attempts"][day(g.bucket)] += g.attempts
         spend = models.setdefault(g.model, {"cost": 0.0, "turns": 0})
         spend["cost"] = None if g.cost_usd is None or spend["cost"] is None else spend["cost"] + cost
         spend["turns"] += g.turns
@@ -248,7 +249,7 @@ def stats(
                 turns=u["turns"],
                 days=[
                     DayCost(date=d.isoformat(), cost_usd=u["days"].get(d, 0.0),
-                            unpriced_attempts=u["unpriced"].get(d, 0))
+                            unpriced_attempts=u["unpriced"].get(d, 0), attempts=u["attempts"].get(d, 0))
                     for d in dates
                 ],
                 unpriced_attempts=sum(u["unpriced"].values()),
@@ -266,7 +267,8 @@ def stats(
         ],
         days=[
             DayCost(date=d.isoformat(), cost_usd=sum(u["days"].get(d, 0.0) for u in users.values()),
-                    unpriced_attempts=sum(u["unpriced"].get(d, 0) for u in users.values()))
+                    unpriced_attempts=sum(u["unpriced"].get(d, 0) for u in users.values()),
+                    attempts=sum(u["attempts"].get(d, 0) for u in users.values()))
             for d in dates
         ],
         conversations=ConversationCosts(

@@ -157,6 +157,8 @@ class DayCost:
     cost_usd: float
     unpriced_attempts: int = 0
     """Attempts whose model has no price: what they cost is not in cost_usd."""
+    attempts: int = 0
+    """Attempts made that day, errors included: 0 is a day with no calls, not one that cost $0."""
 
 
 @dataclass

@@ -43,8 +43,9 @@ def test_the_numbers_are_right(history):
     assert users["ana"]["cost_usd"] == pytest.approx(2 * 11 * TURN_COST)
     assert (users["ana"]["conversations"], users["ana"]["turns"]) == (2, 22)
     assert users["cy"]["days"][-2] == {"date": "2026-11-25", "cost_usd": pytest.approx(11 * TURN_COST),
-                                       "unpriced_attempts": 0}  # fmt: skip
-    assert users["cy"]["days"][-1]["cost_usd"] == 0
+                                       "unpriced_attempts": 0, "attempts": 11}  # fmt: skip
+    assert users["cy"]["days"][-1] == {"date": "2026-11-26", "cost_usd": 0, "unpriced_attempts": 0,
+                                       "attempts": 0}  # no calls that day  # fmt: skip
     dee = sum(dee_cost(w, r) for w, r in DEE_USAGE)
     assert users["dee"]["cost_usd"] == pytest.approx(dee)
     assert [u["user_id"] for u in doc["users"]][:2] == ["ana", "ben"]
@@ -84,7 +85,7 @@ def test_one_user_and_a_time_zone(history):
     assert [u["user_id"] for u in doc["users"]] == ["cy"]
     # 23:30 UTC on the 25th is 00:30 on the 26th in Paris: today there, so over today's budget
     assert doc["users"][0]["days"][-1] == {"date": "2026-11-26", "cost_usd": pytest.approx(11 * TURN_COST),
-                                           "unpriced_attempts": 0}  # fmt: skip
+                                           "unpriced_attempts": 0, "attempts": 11}  # fmt: skip
     assert doc["metrics"]["tool_failure_rate"]["value"] == 1 / 10
     cy = open_db(history).execute(
         """SELECT a.latency_ms FROM attempts a JOIN turns t ON t.id = a.turn_id
@@ -143,6 +144,26 @@ def test_stats_json_shape(live):
         assert "rate_limit_error_rate" in out and "ALERT" in out
     assert "conv_ana1" in cli_run("--db", str(live), "stats", "--by", "conversation").stdout
     assert "claude-sonnet-4-5" in cli_run("--db", str(live), "stats", "--by", "model").stdout
+
+
+def test_a_day_with_no_calls_shows_a_dash_not_zero_dollars(live):
+    """Per user and per day, `–` marks a day with no calls; `$0.0000` would read as calls that
+    cost nothing. The JSON counts each day's attempts."""
+    doc = json.loads(cli_run("--db", str(live), "stats", "--json").stdout)
+    out = cli_run("--db", str(live), "stats").stdout.splitlines()
+    seen = set()
+    for u in doc["users"]:
+        line = next(x for x in out if x.startswith(f"{u['user_id']} "))
+        cells = line.split()[-len(u["days"]):]
+        for day, cell in zip(u["days"], cells, strict=True):
+            assert (cell == "–") == (day["attempts"] == 0), (u["user_id"], day, cell)
+            seen.add(cell == "–")
+    assert seen == {True, False}  # both kinds of day are in the window
+    by_day = cli_run("--db", str(live), "stats", "--by", "day").stdout.splitlines()
+    for day in doc["days"]:
+        cell = next(x.split()[1] for x in by_day if x.split()[:1] == [day["date"]] and len(x.split()) == 2)
+        assert (cell == "–") == (day["attempts"] == 0)
+    assert sum(d["attempts"] for d in doc["days"]) == sum(d["attempts"] for u in doc["users"] for d in u["days"]) > 0
 
 
 def test_alerts_exit_codes_flags_and_config(live, tmp_path):

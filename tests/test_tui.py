@@ -380,6 +380,14 @@ async def test_dashboard_shows_spend_health_and_alerts_and_filters_by_user(tmp_p
         users = cell_texts(screen.query_one("#dash-users", DataTable))
         assert [u[0] for u in users] == ["ana", "ben", "cy", "dee", "eve"]
         assert "$0.0990" in users[0][1]
+        # today's column and the bars mark a day with no calls `–`, not $0.0000 (calls that cost nothing)
+        called_today = {u.user_id: u.days[-1].attempts > 0 for u in screen.doc.users}
+        assert set(called_today.values()) == {True, False}
+        assert {u[0]: u[2] != "–" for u in users} == called_today
+        bars = {line.split()[0]: line.split()[-1] for line in static_text(screen, "#dash-bars").splitlines()
+                if line[:2].isdigit()}  # fmt: skip
+        days = screen.doc.days
+        assert {d.date: bars[d.date[5:]] == "–" for d in days} == {d.date: not d.attempts for d in days}
         models = cell_texts(screen.query_one("#dash-models", DataTable))
         assert models[0][0] == "claude-sonnet-4-5" and models[0][2] == "51"
         await pilot.press("enter")  # the highlighted user: ana

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..fmt import cost_spread, describe_alert, fmt_metric, health_word, money, plural, spend
+from ..fmt import cost_spread, day_spend, describe_alert, fmt_metric, health_word, money, plural, spend
 from .base import (
     config_option,
     db_option,
@@ -104,7 +104,7 @@ def stats(
         )
         click.echo(table.header())
         for u in doc.users:
-            per_day = {d.date: spend(d.cost_usd, d.unpriced_attempts) for d in u.days}
+            per_day = {d.date: day_spend(d) for d in u.days}
             click.echo(
                 table.row(
                     one_line(u.user_id or "(no user)", 24),
@@ -129,7 +129,7 @@ def stats(
         table = Table(Column("DAY", 10), Column("COST", 10, right=True))
         click.echo(table.header())
         for d in doc.days:
-            click.echo(table.row(d.date, spend(d.cost_usd, d.unpriced_attempts)))
+            click.echo(table.row(d.date, day_spend(d)))
     else:
         width = max([len("CONVERSATION"), *(len(c.conversation_id) for c in doc.top_conversations)])
         table = Table(

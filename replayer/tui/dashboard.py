@@ -15,7 +15,7 @@ from textual.containers import ScrollableContainer, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ..config import LOWER_IS_BAD
-from ..fmt import cost_spread, describe_alert, fmt_metric, health_word, metric_label, money, plural, spend
+from ..fmt import cost_spread, day_spend, describe_alert, fmt_metric, health_word, metric_label, money, plural, spend
 from ..models import Stats
 from .base import ReplayerScreen
 from .messages import StatsLoaded
@@ -35,7 +35,7 @@ def spend_bars(doc: Stats) -> Text:
     top = users[:TOP]
     colour = {u.user_id: COLOURS[i % len(COLOURS)] for i, u in enumerate(top)}
     days = [d.date for d in doc.days]
-    unpriced = {d.date: d.unpriced_attempts for d in doc.days}
+    totals = {d.date: d for d in doc.days}
     per_day: dict[str, list[tuple[str, float]]] = {d: [] for d in days}
     for u in users:
         style = colour.get(u.user_id, OTHERS)
@@ -46,7 +46,6 @@ def spend_bars(doc: Stats) -> Text:
     text = Text()
     for date in days:
         parts = per_day[date]
-        total = sum(c for _, c in parts)
         text.append(f"{date[5:]} ", style="dim")
         width = 0
         for style, c in parts:
@@ -54,7 +53,7 @@ def spend_bars(doc: Stats) -> Text:
             text.append("█" * n, style=style)
             width += n
         text.append(" " * (BAR - width + 1))
-        text.append(f"{spend(total, unpriced[date])}\n")
+        text.append(f"{day_spend(totals[date])}\n")
     text.append("\n")
     for u in top:
         text.append("■ ", style=colour[u.user_id])
@@ -137,8 +136,7 @@ class DashboardScreen(ReplayerScreen[str | None]):
         users.clear()
         today = doc.until
         for u in doc.users:
-            on_day = next((d for d in u.days if d.date == today), None)
-            spent_today = spend(on_day.cost_usd, on_day.unpriced_attempts) if on_day else money(0.0)
+            spent_today = day_spend(next((d for d in u.days if d.date == today), None))
             users.add_row(
                 u.user_id or "(no user)",
                 Text(spend(u.cost_usd, u.unpriced_attempts), justify="right"),
