@@ -424,6 +424,33 @@ def test_foreign_and_corrupt_files_are_refused(tmp_path):
     open_db(empty)  # an empty file becomes a new database
 
 
+def test_installed_sqlite_utils_plugins_do_not_run_on_replayer_databases(tmp_path):
+    """A sqlite-utils plugin (an installed package with a `sqlite_utils` entry point) is for that
+    library's own CLI: opening a replayer database neither imports it nor searches every
+    installed package for it (in the writer process as much as anywhere)."""
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    info = site / "fakeplugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakeplugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[sqlite_utils]\nfake = fakeplugin\n")
+    marker = tmp_path / "imported"
+    (site / "fakeplugin.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    check = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "import importlib.metadata as m\n"
+        "assert [e.name for e in m.entry_points(group='sqlite_utils')] == ['fake']  # it is installed\n"
+        "from replayer.store.schema import open_db\n"
+        "open_db(sys.argv[2]).execute('SELECT 1')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check, str(site), str(tmp_path / "p.db")],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists()
+
+
 def test_malformed_messages_are_stored_as_sent(tmp_path):
     """A request the API would reject is still what the agent sent: keep it exactly."""
     from replayer import Recorder

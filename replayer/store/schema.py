@@ -454,7 +454,10 @@ def open_db(path: str | os.PathLike[str], *, create: bool = True, migrate: bool 
             raise DBError(f"cannot create database {path}: {e.strerror}; choose a writable path with --db") from None
     try:
         conn = _connect(path)
-        db = Database(conn)
+        # no sqlite-utils plugins: they are for its own CLI, finding them reads the entry points
+        # of every installed package (14 ms of CPU with 80 of them, in each process's first open,
+        # the writer process's too), and they would run third-party code on replayer's connections
+        db = Database(conn, execute_plugins=False)
         if _is_foreign(db):
             conn.close()
             raise DBError(f"{path} is not a replayer database: point --db at a replayer file or a new path")
