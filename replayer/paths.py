@@ -15,8 +15,6 @@ import os
 import sys
 from pathlib import Path
 
-import platformdirs
-
 APP = "replayer"
 
 DB_ENV = "REPLAYER_DB"
@@ -33,6 +31,8 @@ def data_dir() -> Path:
     """The user's data folder for replayer (XDG on Linux)."""
     if sys.platform == "darwin":
         return _macos()
+    import platformdirs  # here, not at the top: the writer process never asks (5 ms of CPU to import)
+
     return Path(platformdirs.user_data_dir(APP, appauthor=False, roaming=False))
 
 
@@ -40,6 +40,8 @@ def config_dir() -> Path:
     """The user's config folder for replayer (XDG on Linux)."""
     if sys.platform == "darwin":
         return _macos()
+    import platformdirs
+
     return Path(platformdirs.user_config_dir(APP, appauthor=False, roaming=True))
 
 
