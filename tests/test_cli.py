@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -194,6 +195,8 @@ def test_core_imports_no_textual_and_recorder_import_is_cheap():
         import replayer
         replayer.Recorder
         assert "anthropic" not in sys.modules, "import replayer pulled in the SDK"
+        # the recording process: sqlite-utils (60 ms of CPU to import) is the writer process's
+        assert "sqlite_utils" not in sys.modules, "import replayer pulled in sqlite-utils"
         import replayer.recorder, replayer.capture, replayer.sse, replayer.pricing, replayer.models
         import replayer.store.writer, replayer.store.queries, replayer.store.ingest, replayer.cli, replayer.demo
         import replayer.replay, replayer.diffing, replayer.metrics, replayer.store.process, replayer.store.child
@@ -203,6 +206,54 @@ def test_core_imports_no_textual_and_recorder_import_is_cheap():
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_a_recording_agent_never_imports_sqlite_utils(tmp_path):
+    """With the writer process (the default), the agent's process hands records over and never
+    opens the database: it imports none of sqlite-utils, click or dateutil (60 ms of its CPU,
+    and memory), even once it has recorded calls. (Records a flush waits for while that process
+    is still starting are written from the agent's process instead, so the test lets it start.)"""
+    code = textwrap.dedent("""
+        import sys, threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        import anthropic
+        from replayer import Recorder
+
+        class Fake(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers["content-length"]))
+                body = (b'{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[],'
+                        b'"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":1,"output_tokens":1}}')
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Fake)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        rec = Recorder(sys.argv[1])
+        client = rec.wrap(anthropic.Anthropic(api_key="test-key-not-real", base_url=f"http://127.0.0.1:{server.server_port}"))
+        assert rec._writer._ready.wait(60)  # the writer process, started by wrap(), is up
+        for _ in range(3):
+            client.messages.create(model="m", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+        assert rec.flush(30)
+        rec.close()
+        bad = [m for m in ("sqlite_utils", "click", "dateutil") if m in sys.modules]
+        assert not bad, bad
+        print("ok")
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "REPLAYER_WRITER"}
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.db")], capture_output=True, text=True,
+                       timeout=120, env=env)  # fmt: skip
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+    from replayer.store.queries import Store
+    from replayer.store.schema import open_db
+
+    assert len(list(Store(open_db(tmp_path / "a.db")).export_lines())) == 3  # recorded, by the writer process
 
 
 def test_help_and_bare_command(tmp_path):

@@ -22,7 +22,6 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +30,15 @@ from sqlite_utils.migrations import Migrations
 
 from .chain import chain_blobs, shared_prefix
 from .codec import unpack
+from .faults import DBError as DBError  # where the rest of the store and the CLI import them from
+from .faults import Fault as Fault
+from .faults import fault_of as fault_of
 
 MIGRATION_SET = "replayer"
 BUSY_TIMEOUT_MS = 5000
 PAGE_SIZE = int(os.environ.get("REPLAYER_PAGE_SIZE", "8192"))
 
 migrations = Migrations(MIGRATION_SET)
-
-
-class DBError(Exception):
-    """A database file that can't be used; the message is one line: what is wrong, what to do."""
 
 
 @migrations(name="m001_initial")
@@ -387,33 +385,6 @@ def m010_copied(db: Database) -> None:
     # aligns on turn index). Each copy names the turn it copies; no money was spent on it, so its
     # usage rows (the conversation view's tokens) stay out of the rollup every spend figure reads.
     db.execute("ALTER TABLE attempts ADD COLUMN copied_from TEXT")
-
-
-class Fault(StrEnum):
-    """What made the database fail, as far as the remedy differs."""
-
-    READ_ONLY = "read-only"
-    LOCKED = "locked"
-    FULL = "full"
-    CORRUPT = "corrupt"
-
-
-_FAULTS = {
-    sqlite3.SQLITE_READONLY: Fault.READ_ONLY,
-    sqlite3.SQLITE_BUSY: Fault.LOCKED,  # "database is locked": another connection holds the write lock
-    sqlite3.SQLITE_LOCKED: Fault.LOCKED,
-    sqlite3.SQLITE_FULL: Fault.FULL,
-    sqlite3.SQLITE_CORRUPT: Fault.CORRUPT,  # "database disk image is malformed"
-    sqlite3.SQLITE_NOTADB: Fault.CORRUPT,  # "file is not a database"
-}
-
-
-def fault_of(e: BaseException) -> Fault | None:
-    """The database's fault behind `e`, from SQLite's own result code (its primary part: an
-    extended code such as SQLITE_READONLY_DBMOVED is a kind of SQLITE_READONLY); None for
-    anything else (including errors the sqlite3 module raises itself, which carry no code)."""
-    code = getattr(e, "sqlite_errorcode", None)
-    return None if code is None else _FAULTS.get(code & 0xFF)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -26,14 +26,16 @@ import queue
 import sqlite3
 import sys
 import threading
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from ..captured import Capturable, Captured, Handoff
 from ..paths import REPORT_ENV
 from . import codec
 from .attempt import Redact
-from .ingest import Ingestor
-from .schema import DBError, Fault, fault_of, open_db
+from .faults import DBError, Fault, fault_of
+
+if TYPE_CHECKING:
+    from .ingest import Ingestor
 
 log = logging.getLogger("replayer")
 
@@ -344,6 +346,11 @@ class Writer:
 
     def _write_pending(self) -> bool:
         if self._ingestor is None:
+            # imported here, in the thread that writes: with the writer process (the default),
+            # the recording process never does, and never imports sqlite-utils (60 ms of CPU)
+            from .ingest import Ingestor
+            from .schema import open_db
+
             try:
                 self._ingestor = Ingestor(open_db(self.path))
             except DBError as e:
