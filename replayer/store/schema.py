@@ -30,7 +30,7 @@ from sqlite_utils.migrations import Migrations
 
 from .chain import chain_blobs, shared_prefix
 from .codec import unpack
-from .faults import DBError as DBError  # where the rest of the store and the CLI import them from
+from .faults import DBError as DBError  # re-exported: the CLI, the demo and the imports name them here
 from .faults import Fault as Fault
 from .faults import fault_of as fault_of
 
