@@ -140,18 +140,19 @@ def stats(
     for g in groups:
         uid = names.get(g.conv, _UNNAMED).user_id
         cost = g.cost_usd or 0.0
+        on = day(g.bucket)
         u = users.get(uid)
         if u is None:
             u = users[uid] = {"cost": 0.0, "convs": set(), "turns": 0, "days": defaultdict(float),
                               "unpriced": defaultdict(int), "attempts": defaultdict(int)}  # fmt: skip
         if g.cost_usd is None:
             unpriced[g.model or "(none)"] += g.priced
-            u["unpriced"][day(g.bucket)] += g.priced
+            u["unpriced"][on] += g.priced
         u["cost"] += cost
         u["convs"].add(g.conv)
         u["turns"] += g.turns
-        u["days"][day(g.bucket)] += cost
-        u["attempts"][day(g.bucket)] += g.attempts
+        u["days"][on] += cost
+        u["attempts"][on] += g.attempts
         spend = models.setdefault(g.model, {"cost": 0.0, "turns": 0})
         spend["cost"] = None if g.cost_usd is None or spend["cost"] is None else spend["cost"] + cost
         spend["turns"] += g.turns
