@@ -110,7 +110,8 @@ def main() -> None:
     rec.close()
     print("CPU time on the calling thread; added = median of paired differences against the bare call beside it")
     mode, depth, r = worst
-    print(f"\nSUMMARY calling_thread: recording adds at most {r['rec']:+.1f} us of calling-thread CPU "
+    print(f"\nSUMMARY calling_thread (anthropic {anthropic.__version__}): recording adds at most {r['rec']:+.1f} us "
+          f"of calling-thread CPU "
           f"({mode}, {depth} turns: {r['rec'] / r['bare']:.1%} of the bare call's {r['bare']:.0f} us), "
           f"{r['own']:+.1f} us over a no-op middleware (for information; no target)")
 

@@ -8,7 +8,11 @@ Against a local fake Messages API in another process, with the official SDK:
    (target <= 1.2x). Full content is recorded, by the writer process (the default). For
    information, a third client interleaved with them has a middleware that does nothing: what
    the SDK's middleware path itself adds, which any middleware pays and replayer's `added`
-   includes.
+   includes. That path's cost depends on the SDK's version, so the summary names it: from 2.17
+   the SDK merges the client's headers into each attempt's request for middleware to see, and
+   takes them out again after (two header builds an attempt). bench/calling_thread.py measured a
+   no-op middleware at +7 to +35 us of calling-thread CPU per call under 2.14 and 2.16, and +60
+   to +96 us under 2.17, with replayer's own part the same under all three.
 2. a whole 200-turn agent loop whose history grows each turn: the fake model calls a tool, the
    agent sends back the reply it got and a ~2 KB tool result. Bare vs recorded, including the
    final flush (target <= 1.10x). Then, for information, the same loop by an agent that never
@@ -270,7 +274,8 @@ def main() -> None:
     worst = max(results, key=lambda x: x[2]["paired_us"])[2]
     ok = worst_added <= 100 and worst_own <= 100 and worst_p99 <= 1.2 and loop_ratio <= 1.10
     print(
-        f"\nSUMMARY record_overhead: worst added median {worst_added:+.0f} us end to end (a no-op middleware "
+        f"\nSUMMARY record_overhead (anthropic {anthropic.__version__}): worst added median {worst_added:+.0f} us "
+        f"end to end (a no-op middleware "
         f"{worst['noop_us']:+.0f} us there), {worst_own:.0f} us of own "
         f"calling-thread work (target <= 100), worst p99 ratio {worst_p99:.2f}x (target <= 1.2), 200-turn loop "
         f"{loop_ratio:.3f}x (target <= 1.10; {unthreaded:.3f}x if the agent never sends back its replies, "
