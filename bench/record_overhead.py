@@ -8,11 +8,12 @@ Against a local fake Messages API in another process, with the official SDK:
    (target <= 1.2x). Full content is recorded, by the writer process (the default). For
    information, a third client interleaved with them has a middleware that does nothing: what
    the SDK's middleware path itself adds, which any middleware pays and replayer's `added`
-   includes. That path's cost depends on the SDK's version, so the summary names it: from 2.17
-   the SDK merges the client's headers into each attempt's request for middleware to see, and
-   takes them out again after (two header builds an attempt). bench/calling_thread.py measured a
-   no-op middleware at +7 to +35 us of calling-thread CPU per call under 2.14 and 2.16, and +60
-   to +96 us under 2.17, with replayer's own part the same under all three.
+   includes; and the recorded call against it (`rec-no-op`), replayer's part beyond. That
+   path's cost depends on the SDK's version, so the summary names it: from 2.17 the SDK merges
+   the client's headers into each attempt's request for middleware to see, and takes them out
+   again after (two header builds an attempt). bench/calling_thread.py measured a no-op
+   middleware at +7 to +35 us of calling-thread CPU per call under 2.14 and 2.16, and +60 to
+   +96 us under 2.17, with replayer's own part the same under all three.
 2. a whole 200-turn agent loop whose history grows each turn: the fake model calls a tool, the
    agent sends back the reply it got and a ~2 KB tool result. Bare vs recorded, including the
    final flush (target <= 1.10x). Then, for information, the same loop by an agent that never
@@ -118,6 +119,7 @@ def per_call(url: str, rec: Recorder, own: OwnTime, depth: int, stream: bool, ca
     times: dict[str, list[float]] = {"bare": [], "rec": [], "noop": []}
     diffs: list[float] = []
     noop_diffs: list[float] = []
+    beyond: list[float] = []
     owns: list[float] = []
     gc.collect()
     gc.disable()  # the SDK's own garbage would dominate the spread of both
@@ -142,6 +144,7 @@ def per_call(url: str, rec: Recorder, own: OwnTime, depth: int, stream: bool, ca
                     owns.append(own.total - before)
             diffs.append(took["rec"] - took["bare"])
             noop_diffs.append(took["noop"] - took["bare"])
+            beyond.append(took["rec"] - took["noop"])
     finally:
         gc.enable()
     rec.flush()
@@ -150,6 +153,7 @@ def per_call(url: str, rec: Recorder, own: OwnTime, depth: int, stream: bool, ca
         "rec_med_us": median(times["rec"]) * 1e6,
         "paired_us": median(diffs) * 1e6,
         "noop_us": median(noop_diffs) * 1e6,
+        "beyond_us": median(beyond) * 1e6,
         "own_med_us": median(owns) * 1e6,
         "own_p99_us": pct(owns, 99) * 1e6,
         "bare_p99_us": pct(times["bare"], 99) * 1e6,
@@ -249,7 +253,7 @@ def main() -> None:
         rec = Recorder(os.path.join(tmp, "percall.db"))
         own = OwnTime()
         print(f"{'mode':7} {'history':>7} {'bare med':>9} {'rec med':>9} {'added':>8} {'own med':>8} {'own p99':>8} "
-              f"{'bare p99':>9} {'rec p99':>9} {'p99 x':>6} {'no-op mw':>9}")
+              f"{'bare p99':>9} {'rec p99':>9} {'p99 x':>6} {'no-op mw':>9} {'rec-no-op':>10}")
         for stream in (False, True):
             for depth in (1, 50, 200):
                 r = per_call(url, rec, own, depth, stream, args.calls)
@@ -259,11 +263,13 @@ def main() -> None:
                     f"{'stream' if stream else 'create':7} {depth:>7} "
                     f"{r['bare_med_us']:>7.0f}us {r['rec_med_us']:>7.0f}us "
                     f"{r['paired_us']:>+6.0f}us {r['own_med_us']:>6.0f}us {r['own_p99_us']:>6.0f}us "
-                    f"{r['bare_p99_us']:>7.0f}us {r['rec_p99_us']:>7.0f}us {ratio:>5.2f}x {r['noop_us']:>+7.0f}us"
+                    f"{r['bare_p99_us']:>7.0f}us {r['rec_p99_us']:>7.0f}us {ratio:>5.2f}x {r['noop_us']:>+7.0f}us "
+                    f"{r['beyond_us']:>+8.0f}us"
                 )
         print("added = median of paired differences (recorded call minus the bare call beside it);\n"
               "own = replayer's own work on the calling thread, timed directly;\n"
-              "no-op mw = the same for a middleware that does nothing (the SDK's middleware path; in added)")
+              "no-op mw = the same for a middleware that does nothing (the SDK's middleware path; in added);\n"
+              "rec-no-op = the same, recorded call minus the no-op middleware's call beside it (replayer's part)")
         rec.close()
         loop_ratio = loops(url, tmp, args.loops, echo=True)
         unthreaded = loops(url, tmp, args.loops, echo=False)
@@ -272,11 +278,13 @@ def main() -> None:
     worst_own = max(r["own_med_us"] for _, _, r, _ in results)
     worst_p99 = max(ratio for *_, ratio in results)
     worst = max(results, key=lambda x: x[2]["paired_us"])[2]
+    worst_beyond = max(r["beyond_us"] for _, _, r, _ in results)
     ok = worst_added <= 100 and worst_own <= 100 and worst_p99 <= 1.2 and loop_ratio <= 1.10
     print(
         f"\nSUMMARY record_overhead (anthropic {anthropic.__version__}): worst added median {worst_added:+.0f} us "
         f"end to end (a no-op middleware "
-        f"{worst['noop_us']:+.0f} us there), {worst_own:.0f} us of own "
+        f"{worst['noop_us']:+.0f} us there; recorded minus no-op at most {worst_beyond:+.0f} us), "
+        f"{worst_own:.0f} us of own "
         f"calling-thread work (target <= 100), worst p99 ratio {worst_p99:.2f}x (target <= 1.2), 200-turn loop "
         f"{loop_ratio:.3f}x (target <= 1.10; {unthreaded:.3f}x if the agent never sends back its replies, "
         f"{warm:.3f}x with the writer process up before the loop) -> "
