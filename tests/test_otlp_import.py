@@ -202,6 +202,24 @@ def test_a_slice_of_own_spans_keeps_its_indexes(api, tmp_path):
     assert export_text(laptop) == lines
 
 
+def test_a_slice_that_starts_between_two_attempts_of_a_turn_takes_the_earlier_later(api, tmp_path):
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    lines = export_text(source)
+    retried = [i for i, x in enumerate(lines) if json.loads(x)["attempt"] == 1]
+    assert len(retried) == 1
+    later = lines[retried[0]:]  # the slice starts after the 529, before the retry that answered
+    path = tmp_path / "slice.jsonl"
+    path.write_text(collector_line(own_spans(later, source)) + "\n")
+    laptop = tmp_path / "laptop.db"
+    imported(laptop, path)
+    assert export_text(laptop) == later
+    path.write_text(collector_line(own_spans(lines, source)) + "\n")  # the file whole: the 529 joins its turn
+    got = imported(laptop, path)
+    assert got["attempts"] == len(lines) - len(later) and not got["malformed"], got
+    assert export_text(laptop) == lines
+
+
 def test_imported_claude_code_turns_round_trip_with_their_marks_and_links(tmp_path):
     """Lines that are themselves imports (reconstructed, imported_from, a subagent's
     parent_conversation_id) come back with those keys; the transcripts imported again add nothing."""
@@ -411,6 +429,62 @@ def test_the_anthropic_sdks_own_spans_rebuilt(api, tmp_path):
     assert two["request"]["messages"][2]["content"][0]["tool_use_id"] == "toolu_1"
     assert two["response"]["content"] == [{"type": "text", "text": "A heading."}] and two["stream"] is True
     assert two["ttft_ms"] is not None and two["response"]["stop_reason"] == "end_turn"
+
+
+def test_a_call_in_two_instrumentations_spans_is_kept_once_whichever_comes_first(api, tmp_path):
+    """The SDK's own spans (content on) and replayer's of the same calls, from one agent: in one
+    import, in two with the SDK's first, in two with replayer's first, one turn per call."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    api.enqueue(
+        Reply(body={"id": "msg_w1", "type": "message", "role": "assistant", "model": MODEL, "content": [CALL],
+                    "stop_reason": "tool_use", "stop_sequence": None,
+                    "usage": {"input_tokens": 20, "output_tokens": 7}}),
+        Reply(body={"id": "msg_w2", "type": "message", "role": "assistant", "model": MODEL,
+                    "content": [{"type": "text", "text": "A heading."}], "stop_reason": "end_turn",
+                    "stop_sequence": None, "usage": {"input_tokens": 30, "output_tokens": 2}}),
+    )  # fmt: skip
+    source = tmp_path / "agent.db"
+    traced = {"tracer_provider": provider, "traces": {"content_mode": "content"}}
+    with Recorder(source) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, open_telemetry=traced))
+        ask = {"role": "user", "content": "Read README.md"}
+        first = client.messages.create(model=MODEL, max_tokens=256, system=SYSTEM, messages=[ask])
+        history = [ask, {"role": "assistant", "content": [b.to_dict() for b in first.content]},
+                   {"role": "user", "content": [RESULT]}]  # fmt: skip
+        client.messages.create(model=MODEL, max_tokens=256, system=SYSTEM, messages=history)
+    lines = export_text(source)
+    sdk_line = collector_line(exporter.get_finished_spans())
+    own_line = collector_line(own_spans(lines, source))
+
+    def ids(db):
+        return sorted(json.loads(x)["response"]["id"] for x in export_text(db))
+
+    both = tmp_path / "both.jsonl"
+    both.write_text(sdk_line + "\n" + own_line + "\n")
+    got = imported(tmp_path / "one.db", both)
+    assert (got["attempts"], got["reconstructed"], got["matched_recorded"]) == (2, 0, 2), got
+    assert export_text(tmp_path / "one.db") == lines  # the exact ones kept
+
+    sdk, own = tmp_path / "sdk.jsonl", tmp_path / "own.jsonl"
+    sdk.write_text(sdk_line + "\n")
+    own.write_text(own_line + "\n")
+    later = tmp_path / "own_later.db"
+    assert imported(later, sdk)["reconstructed"] == 2
+    got = imported(later, own)
+    assert (got["attempts"], got["matched_imported"]) == (0, 2), got
+    assert ids(later) == ["msg_w1", "msg_w2"]  # once each: the cost is not counted twice
+    r = run(later, "import", "otlp", own)
+    assert "2 spans of calls already imported from elsewhere (matched by response id), kept as first imported" in (
+        r.stderr
+    )
+
+    first_own = tmp_path / "own_first.db"
+    imported(first_own, own)
+    got = imported(first_own, sdk)
+    assert (got["reconstructed"], got["matched_recorded"]) == (0, 2), got
+    assert export_text(first_own) == lines
 
 
 OPENLLMETRY_AGENT = """

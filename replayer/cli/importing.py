@@ -189,6 +189,7 @@ def otlp(
             "reconstructed": counts.reconstructed,
             "already_imported": counts.known,
             "matched_recorded": counts.merged,
+            "matched_imported": counts.twinned,
             "conversations": sorted(counts.conversations),
             "skipped": tally.skipped,
             "filtered_out": tally.filtered,
@@ -221,6 +222,11 @@ def _otlp_summary(counts: Any, tally: Any, malformed: int) -> str:
         parts.append(f"{plural(counts.known, 'span')} imported before")
     if counts.merged:
         parts.append(f"{plural(counts.merged, 'span')} of calls already recorded, kept as recorded")
+    if counts.twinned:
+        parts.append(
+            f"{plural(counts.twinned, 'span')} of calls already imported from elsewhere (matched by response id), "
+            "kept as first imported"
+        )
     from ..otlp.reading import WHY
 
     for why, k in sorted(tally.skipped.items()):

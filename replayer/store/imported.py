@@ -22,7 +22,6 @@ from sqlite_utils import Database
 from ..captured import Captured, Context
 from ..imports.claude_code import SOURCE, Chain, Turn
 from .agent_ids import SESSION_TAG
-from .codec import digest
 from .ingest import Ingestor
 from .schema import fault_of
 
@@ -202,12 +201,9 @@ class ImportWriter:
             request_id=t.request_id,
             ctx=Context(conversation_id=conversation_id, user_id=t.user_id, tags=tags),
         )
-        self.ingestor.store(captured)
-        key = digest(call_key)[:16]
-        turn = self.ingestor.turn_by_call.get(key)
-        turn_id = (
-            turn.id if turn else self.db.conn.execute("SELECT id FROM turns WHERE call_key = ?", (key,)).fetchone()[0]
-        )
+        stored = self.ingestor.store(captured)
+        assert stored is not None  # (no redaction here: never None)
+        turn_id = stored.turn.id
         self.db.conn.execute(
             """INSERT INTO imported_turns(turn_id, source, session_id, chain, message_key, message_id, context_reset)
                VALUES (?, ?, ?, ?, ?, ?, ?)""",

@@ -48,6 +48,9 @@ class SpanCounts:
     """Spans imported before (or recorded here in the first place)."""
     merged: int = 0
     """Other instrumentations' spans of a call already recorded (matched by response id)."""
+    twinned: int = 0
+    """replayer's own spans of a call already imported from elsewhere (a transcript, another
+    instrumentation's span), matched by response id and left out: the call is kept once."""
     conversations: set[str] = field(default_factory=set)
     """Conversations this import created."""
 
@@ -132,6 +135,9 @@ class SpanWriter:
             if (c.turn_id, c.attempt) in known.attempts:
                 counts.known += 1
                 return
+            if str(c.turn_id) in known.twins:
+                counts.twinned += 1
+                return
             started = known.conversations.get(str(conv))
             if started is None:
                 counts.conversations.add(str(conv))
@@ -158,7 +164,7 @@ class SpanWriter:
         stored = self.ingestor.store(c, new_turn_id=new_turn_id, parsed=parsed)
         if stored is None:  # (no redaction here: never None)
             return
-        turn = self.ingestor.turn_by_call[digest(c.call_key)[:16]]
+        turn = stored.turn
         if r.exact:
             counts.exact += 1
             if r.unknown_events:  # a stream's events of unknown types: the attempt's line keeps them
@@ -214,6 +220,24 @@ class _Known:
             marks = ",".join("?" * len(ids))
             self.conversations.update(
                 conn.execute(f"SELECT id, started_at FROM conversations WHERE id IN ({marks})", ids)
+            )
+        self.twins: set[str] = set()
+        """Turns not stored here whose response a turn imported from elsewhere already holds (a
+        Claude Code transcript, another instrumentation's span): each of their attempts is left
+        out, so the call is kept once whichever came first."""
+        answered: dict[str, str] = {
+            r.response_id: str(r.captured.turn_id)
+            for r in records
+            if r.response_id and str(r.captured.turn_id) not in self.turns
+        }
+        ids_ = sorted(answered)
+        for ids in _chunks(ids_, self.CHUNK):
+            marks = ",".join("?" * len(ids))
+            self.twins.update(
+                answered[m]
+                for (m,) in conn.execute(
+                    f"SELECT DISTINCT message_id FROM imported_turns WHERE message_id IN ({marks})", ids
+                )
             )
 
 

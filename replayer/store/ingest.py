@@ -50,12 +50,14 @@ class Turn(NamedTuple):
 
 class Stored(NamedTuple):
     """What `Ingestor.store` wrote: its conversation, whether it started a turn, its log event,
-    the attempt's row id (for the OTLP export, which reads it back after the commit)."""
+    the attempt's row id (for the OTLP export, which reads it back after the commit), and the turn
+    (new, cached, or found in the database: an import marks it)."""
 
     conversation_id: str
     new_turn: bool
     event: dict[str, Any] | None
-    attempt_id: int = 0
+    attempt_id: int
+    turn: Turn
 
 
 class LastTurn(NamedTuple):
@@ -416,7 +418,7 @@ class Ingestor:
             event = attempt.event(
                 captured, turn.id, turn.conversation_id, body, model, usage, stop_reason, response, error
             )
-        return Stored(turn.conversation_id, new_turn, event, attempt_id)
+        return Stored(turn.conversation_id, new_turn, event, attempt_id, turn)
 
     def _headers_blob(self, headers: dict[str, Any]) -> int:
         """The blob of an attempt's protocol headers: nearly always the last ones, found by their
