@@ -5,6 +5,8 @@ what a short run can't produce) imported through the CLI, then read back through
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -129,7 +131,10 @@ def test_tool_calls_sit_beside_their_results(tmp_path):
     store = Store(open_db(db))
     detail = store.turn_detail(first["turn_id"])
     assert [(c.name, c.result) for c in detail.tool_calls] == [("Bash", written[c["id"]]) for c in calls]
-    assert "Bash, Bash" in run(db, "show", f"cc_{LOOP}").stdout
+    shown = run(db, "show", f"cc_{LOOP}").stdout
+    assert "Bash, Bash" in shown
+    # a transcript has no latency: the MS column says it isn't known, not 0
+    assert re.findall(r"\$\d+\.\d+ +(\S+)", shown) == ["–", "–"], shown
 
 
 def test_partial_lines_are_merged_into_the_complete_message(tmp_path):
@@ -147,6 +152,70 @@ def test_partial_lines_are_merged_into_the_complete_message(tmp_path):
     assert first["response"]["content"] == [parts[1]["message"]["content"][0], parts[2]["message"]["content"][0]]
     assert first["usage"] == parts[-1]["message"]["usage"] != parts[0]["message"]["usage"]
     assert first["response"]["stop_reason"] == parts[-1]["message"]["stop_reason"]
+
+
+def test_a_session_in_progress_leaves_its_half_written_response_for_the_next_import(tmp_path):
+    """`import claude-code` run while a session writes its transcript: the response it is in the
+    middle of writing waits, and the next import takes it whole (a turn is never written twice)."""
+    whole = (PROJECT / f"{LOOP}.jsonl").read_text().splitlines(keepends=True)
+    cut = next(i for i, x in enumerate(whole) if '"type":"thinking"' in x.replace(" ", "")) + 1
+    live = tmp_path / "p" / f"{LOOP}.jsonl"
+    live.parent.mkdir()
+    live.write_text("".join(whole[:cut]))  # the first block of a tool-use response, not its tool calls yet
+    db = tmp_path / "i.db"
+    r = run(db, "import", "claude-code", live.parent, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["turns"] == 0 and json.loads(r.stdout)["unfinished"] == 1
+    assert "1 response still being written by a session in progress, left for the next import" in r.stderr
+    live.write_text("".join(whole))
+    imported(db, live.parent)
+    fresh = tmp_path / "fresh.db"
+    imported(fresh, live.parent)
+    assert [(x["response"], x["usage"]) for x in lines_of(db)] == [(x["response"], x["usage"]) for x in lines_of(fresh)]
+    assert "Bash, Bash" in run(db, "show", f"cc_{LOOP}").stdout
+
+    # a session that ended long ago with a response cut short: what there is, is imported
+    old = tmp_path / "old" / f"{LOOP}.jsonl"
+    old.parent.mkdir()
+    old.write_text("".join(whole[:cut]))
+    past = old.stat().st_mtime - 3600
+    os.utime(old, (past, past))
+    r = run(tmp_path / "o.db", "import", "claude-code", old, "--json")
+    assert (json.loads(r.stdout)["turns"], json.loads(r.stdout)["unfinished"]) == (1, 0), r.output
+
+
+def test_a_response_is_one_turn_when_only_some_of_its_lines_name_the_request(tmp_path):
+    session = "55555555-5555-4555-8555-555555555555"
+
+    def line(uuid, parent, kind, message, **extra):
+        at = "2026-11-25T10:00:00.000Z"
+        doc = {"parentUuid": parent, "isSidechain": False, "type": kind, "message": message, "uuid": uuid}
+        return json.dumps({**doc, "timestamp": at, "sessionId": session, **extra})
+
+    def reply(mid, content, stop, out):
+        usage = {"input_tokens": 1000, "output_tokens": out}
+        doc = {"model": "claude-sonnet-4-5", "id": mid, "type": "message", "role": "assistant"}
+        return {**doc, "content": content, "stop_reason": stop, "stop_sequence": None, "usage": usage}
+
+    call = {"type": "tool_use", "id": "toolu_n1", "name": "Bash", "input": {"command": "ls"}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_n1", "content": "x"}
+    path = tmp_path / f"{session}.jsonl"
+    first = reply("msg_n1", [{"type": "text", "text": "Let me"}], None, 1)
+    path.write_text("\n".join([
+        line("u1", None, "user", {"role": "user", "content": "go"}),
+        line("a1", "u1", "assistant", first, requestId="req_n1"),
+        line("a1b", "a1", "assistant", reply("msg_n1", [call], "tool_use", 50)),  # this line names no request
+        line("u2", "a1b", "user", {"role": "user", "content": [result]}),
+        line("a2", "u2", "assistant", reply("msg_n2", [{"type": "text", "text": "done"}], "end_turn", 10),
+             requestId="req_n2"),
+    ]) + "\n")  # fmt: skip
+    db = tmp_path / "i.db"
+    imported(db, path)
+    lines = lines_of(db)
+    assert [x["response"]["id"] for x in lines] == ["msg_n1", "msg_n2"]
+    assert lines[0]["response"]["content"] == [{"type": "text", "text": "Let me"}, call]
+    assert lines[0]["usage"]["output_tokens"] == 50 and lines[0]["request_id"] == "req_n1"
+    assert "imported 0 turns" in run(db, "import", "claude-code", path).stderr  # and again: nothing new
 
 
 def test_subagents_are_child_conversations_linked_to_their_session(tmp_path):

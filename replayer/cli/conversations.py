@@ -206,7 +206,7 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
                 f"{prompt_tokens(u):,}",
                 f"{token_count(u, 'output_tokens'):,}",
                 money(t.cost_usd),
-                f"{(last.latency_ms or 0) if last else 0:.0f}",
+                f"{last.latency_ms:.0f}" if last and last.latency_ms is not None else "–",  # (a transcript's)
                 notes.strip(),
             )
         )

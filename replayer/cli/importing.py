@@ -81,6 +81,7 @@ def claude_code(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> N
                 skipped.append(str(f))
                 continue
             malformed += t.malformed
+            counts.unfinished += t.unfinished
             for turn, why in writer.write(t.chains, counts):  # never fatal: reported as a malformed line
                 malformed.append(cc.Malformed(f, turn.line, f"could not be imported ({why})"))
 
@@ -96,6 +97,7 @@ def claude_code(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> N
             "turns": counts.new,
             "already_imported": counts.known,
             "matched_recorded": counts.merged,
+            "unfinished": counts.unfinished,
             "conversations": sorted(counts.conversations),
             "subagents_linked": sorted(counts.subagents),
             "malformed": [{"file": str(m.path), "line": m.line, "what": m.what} for m in malformed],
@@ -255,6 +257,11 @@ def _summary(counts: Any, files: int, malformed: int, skipped: int) -> str:
         parts.append(f"{plural(counts.known, 'turn')} imported before")
     if counts.merged:
         parts.append(f"{plural(counts.merged, 'turn')} already recorded on the wire, kept as recorded")
+    if counts.unfinished:
+        parts.append(
+            f"{plural(counts.unfinished, 'response')} still being written by a session in progress,"
+            " left for the next import"
+        )
     if malformed:
         parts.append(f"{plural(malformed, 'malformed line')} skipped")
     if skipped:

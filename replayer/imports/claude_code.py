@@ -23,12 +23,17 @@ What a transcript doesn't hold, and how it is rebuilt:
 - Attachments (file contents, reminders) are links of the chain but make no message; Claude
   Code's own bookkeeping lines (queue operations, titles, file snapshots) are skipped;
   `<synthetic>` assistant lines (Claude Code's, never the API's) make no turn.
+- A session still being written (its file changed in the last `LIVE_SECONDS`) may end in a
+  response Claude Code has written only part of: no stop reason yet (older versions write each
+  block as it streams), or a `tool_use` stop without its tool call. That response is left for the
+  next import, which takes it whole: a turn, once imported, is never written again.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,6 +58,8 @@ LINE = "\u0000line"
 """...and, under a key no line has, its number in the file."""
 _GROWING = {"text": "text", "thinking": "thinking"}
 """Block types a partial line can hold a shorter version of: the field that grows."""
+LIVE_SECONDS = 600.0
+"""A transcript changed this recently may be a session in progress (see the docstring)."""
 
 
 def default_root() -> Path:
@@ -119,6 +126,8 @@ class Transcript:
     """Non-empty lines."""
     entries: int = 0
     """Lines that look like Claude Code's."""
+    unfinished: int = 0
+    """A live session's last response, only partly written yet: left for the next import."""
 
     @property
     def is_transcript(self) -> bool:
@@ -195,8 +204,23 @@ def read(path: Path) -> Transcript:
             # only what is read later: a line's tool output copy and attachments can be most of a file
             entries.append({**{k: d[k] for k in KEPT if k in d}, LINE: n})
     meta = _meta(path)
-    t.chains = _chains(entries, path.stem, meta)
+    try:
+        live = time.time() - path.stat().st_mtime < LIVE_SECONDS
+    except OSError:
+        live = False
+    t.chains, t.unfinished = _chains(entries, path.stem, meta, live)
     return t
+
+
+def unfinished(response: dict[str, Any]) -> bool:
+    """Whether a merged response shows it isn't whole yet: no stop reason, or a tool-use stop
+    with no tool call among its blocks."""
+    stop = response.get("stop_reason")
+    if stop is None:
+        return True
+    return stop == "tool_use" and not any(
+        isinstance(b, dict) and b.get("type") == "tool_use" for b in response.get("content") or ()
+    )
 
 
 def _meta(path: Path) -> dict[str, Any]:
@@ -218,10 +242,18 @@ def _timestamp(value: Any, default: float) -> float:
 
 
 def _key(e: dict[str, Any]) -> str:
+    """The turn's key in the database (its lines' message id and request id)."""
     m = e["message"]
     mid, rid = m.get("id"), e.get("requestId")
     if isinstance(mid, str) and isinstance(rid, str):
         return f"{mid}:{rid}"
+    return mid if isinstance(mid, str) else f"uuid:{e['uuid']}"
+
+
+def _response(e: dict[str, Any]) -> str:
+    """The API response a line is part of: its message id (whether or not the line also names
+    the request), else the line alone."""
+    mid = e["message"].get("id")
     return mid if isinstance(mid, str) else f"uuid:{e['uuid']}"
 
 
@@ -279,7 +311,11 @@ def merge(lines: list[dict[str, Any]]) -> dict[str, Any]:
     return msg
 
 
-def _chains(entries: list[dict[str, Any]], stem: str, meta: dict[str, Any]) -> list[Chain]:
+def _chains(
+    entries: list[dict[str, Any]], stem: str, meta: dict[str, Any], live: bool = False
+) -> tuple[list[Chain], int]:
+    """The file's chains, and how many responses were left out as unfinished (`live`: only the
+    response the file ends with can be)."""
     by_uuid = {e["uuid"]: e for e in entries}
     pos = {e["uuid"]: i for i, e in enumerate(entries)}
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -291,7 +327,7 @@ def _chains(entries: list[dict[str, Any]], stem: str, meta: dict[str, Any]) -> l
         if e["type"] == "assistant" and isinstance(m, dict):
             if m.get("model") == SYNTHETIC_MODEL:
                 continue
-            key = _key(e)
+            key = _response(e)
             groups.setdefault(key, []).append(e)
             group_of[e["uuid"]] = key
         elif e["type"] == "user" and isinstance(m, dict):
@@ -310,8 +346,12 @@ def _chains(entries: list[dict[str, Any]], stem: str, meta: dict[str, Any]) -> l
     chains: dict[tuple[str, str], Chain] = {}
     roots_seen: set[tuple[str, str, str]] = set()
     at = 0.0
+    held = 0
     for key, lines in groups.items():
         first = lines[0]
+        if live and lines[-1] is entries[-1] and unfinished(merged[key]):
+            held += 1
+            continue
         path = requests.path(first)
         sid = first.get("sessionId")
         session = sid if isinstance(sid, str) else stem
@@ -334,12 +374,13 @@ def _chains(entries: list[dict[str, Any]], stem: str, meta: dict[str, Any]) -> l
         response = merged[key]
 
         mid = response.get("id")
-        rid = first.get("requestId")
+        named = next((e for e in lines if isinstance(e.get("requestId"), str)), first)
+        rid = named.get("requestId")
         chain.turns.append(
             Turn(
                 session_id=session,
                 chain=chain_id,
-                key=key,
+                key=_key(named),
                 message_id=mid if isinstance(mid, str) else None,
                 request_id=rid if isinstance(rid, str) else None,
                 uuid=first["uuid"],
@@ -351,7 +392,7 @@ def _chains(entries: list[dict[str, Any]], stem: str, meta: dict[str, Any]) -> l
                 line=first[LINE],
             )
         )
-    return list(chains.values())
+    return list(chains.values()), held
 
 
 def _account(e: dict[str, Any]) -> str | None:

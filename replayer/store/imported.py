@@ -38,6 +38,8 @@ class Counts:
     """Turns imported before."""
     merged: int = 0
     """Turns already recorded on the wire (matched by message id)."""
+    unfinished: int = 0
+    """Responses a session in progress has only partly written yet, left for the next import."""
     conversations: set[str] = field(default_factory=set)
     """Conversations this import created."""
     subagents: set[str] = field(default_factory=set)
