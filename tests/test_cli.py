@@ -303,6 +303,25 @@ def test_writing_to_an_unusable_path_is_one_line_exit_2(recorded, tmp_path, wher
         assert isinstance(r.exception, SystemExit) and "Traceback" not in r.output
 
 
+def test_export_refuses_to_write_over_the_database_it_reads(recorded, tmp_path):
+    """`export -o` naming the database (or its -wal file, by another path) would empty the file
+    before a line is read: one line, exit 2, and the database as it was."""
+    before = recorded.read_bytes()
+    link = tmp_path / "alias.db"
+    link.symlink_to(recorded)
+    for target in (recorded, link, recorded.with_name(recorded.name + "-wal")):
+        if not target.exists():
+            continue
+        kept = target.read_bytes()
+        for extra in ([], ["--cassette", "--conversation", "conv_one"]):
+            r = CliRunner().invoke(cli, ["--db", str(recorded), "export", *extra, "-o", str(target)])
+            assert r.exit_code == 2, r.output
+            assert r.output.startswith(f"replayer: {target} is the database being read") and r.output.count("\n") == 1
+            assert target.read_bytes() == kept
+    assert recorded.read_bytes() == before
+    assert json.loads(run("--db", str(recorded), "list", "--json").output), "the records are all there"
+
+
 def test_ids_are_whole_and_any_unique_prefix_names_one(recorded):
     """Generated ids are 33 characters: list shows them whole; show, export --conversation and
     rerun take an id, any prefix that names one, or an id cut as the browser shows it (…)."""

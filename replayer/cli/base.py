@@ -123,10 +123,21 @@ def unwritable(path: str, remedy: str, e: OSError) -> UserError:
     return UserError(f"cannot write {path}: {hint}; {remedy}")
 
 
-def open_output(path: str, remedy: str) -> Any:
-    """A file opened for writing text, or bad input (one line) when it can't be."""
+def open_output(path: str, remedy: str, database: str | Path | None = None) -> Any:
+    """A file opened for writing text, or bad input (one line) when it can't be, or when it is
+    `database` or one of its own files (opening it would empty the records being read)."""
+    target = Path(path).expanduser()
+    if database is not None and target.exists():
+        db = Path(database).expanduser()
+        for own in (db, *(db.with_name(db.name + end) for end in ("-wal", "-shm", "-journal"))):
+            try:
+                same = own.exists() and os.path.samefile(target, own)
+            except OSError:
+                same = False
+            if same:
+                raise UserError(f"{path} is the database being read ({own}): {remedy}")
     try:
-        return open(Path(path).expanduser(), "w", encoding="utf-8")
+        return open(target, "w", encoding="utf-8")
     except OSError as e:
         raise unwritable(path, remedy, e) from None
 

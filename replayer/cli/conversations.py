@@ -247,7 +247,7 @@ def export(ctx: click.Context, conversation_id: str | None, run_id: str | None, 
         lines = (dumps(line) for line in cassette_lines(store, conversation_id=conversation_id, run_id=run_id))
     else:
         lines = store.export_lines(conversation_id, run_id=run_id)
-    out = open_output(output, "choose another -o FILE") if output else sys.stdout
+    out = open_output(output, "choose another -o FILE", database=db_path(ctx)) if output else sys.stdout
     try:
         n = 0
         with out if output else contextlib.nullcontext():
