@@ -209,6 +209,24 @@ def test_other_endpoints_are_forwarded_and_not_recorded(start, writer, proxy_db,
     assert line["endpoint"] == "/v1/messages" and line["request_headers"]["anthropic-beta"] == "b-1"
 
 
+def test_a_header_sent_as_several_lines_is_recorded_whole(start, writer, proxy_db):
+    """Go's Header.Add sends one `anthropic-beta` line per beta: the record holds them all, as
+    the one comma-joined value HTTP says they are (a rerun then sends every beta again)."""
+    with FakeAPI() as api:
+        proxy = start(api.url)
+        headers = [("anthropic-beta", "interleaved-thinking-2025-05-14"), ("anthropic-beta", "context-1m-2025-08-07"),
+                   ("anthropic-version", "2023-06-01"), ("x-api-key", FAKE_KEY)]  # fmt: skip
+        with httpx2.Client() as http:
+            r = http.post(f"{proxy.url}/v1/messages", headers=headers,
+                          json={"model": "claude-sonnet-4-5", "max_tokens": 16, "messages": USER})  # fmt: skip
+        assert r.status_code == 200
+    [line] = records(writer, proxy_db, 1)
+    assert line["request_headers"] == {
+        "anthropic-beta": "interleaved-thinking-2025-05-14, context-1m-2025-08-07",
+        "anthropic-version": "2023-06-01",
+    }
+
+
 def post_encoded(start, body: bytes, encoding: str, accept: str) -> tuple[httpx2.Response, bytes, str]:
     """A Messages call through the proxy answered with `body` labelled `encoding`: the client's
     answer, its body as it came (not decoded) and the accept-encoding the upstream was sent."""

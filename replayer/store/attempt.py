@@ -48,7 +48,7 @@ def read_headers(captured: Captured) -> None:
     Claude Code's session header is not kept as a header: it becomes the conversation's session
     tag (see agent_ids)."""
     if captured.raw_request_headers is not None:
-        kept = {}
+        kept: dict[str, str] = {}
         session = None
         for key, value in getattr(captured.raw_request_headers, "raw", captured.raw_request_headers):
             if isinstance(key, bytes):
@@ -57,7 +57,10 @@ def read_headers(captured: Captured) -> None:
                 low, text = key.lower().encode("latin-1", "replace"), value
             name = _PROTOCOL.get(low)
             if name is not None:
-                kept[name] = text if text is not None else value.decode("latin-1")
+                text = text if text is not None else value.decode("latin-1")
+                # a client may send a header as several lines (Go's Header.Add, one per beta): as
+                # HTTP says, the same as one line of their values joined by commas
+                kept[name] = f"{kept[name]}, {text}" if name in kept else text
             elif low == _SESSION:
                 session = codec.readable(text if text is not None else value.decode("latin-1"))
         captured.headers = kept
