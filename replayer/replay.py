@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -145,12 +145,17 @@ def _set_path(doc: dict[str, Any], path: str, value: Any) -> None:
     keys = path.split(".")
     node: Any = doc
     for i, k in enumerate(keys[:-1]):
-        nxt = node[int(k)] if isinstance(node, list) else node.get(k)
-        if nxt is None:
-            nxt = [] if keys[i + 1].lstrip("-").isdigit() else {}
-            if isinstance(node, list):
-                raise ReplayError(f"--set {path}: no element {k}")
-            node[k] = nxt
+        if isinstance(node, list):
+            try:
+                nxt = node[int(k)]
+            except (ValueError, IndexError):
+                raise ReplayError(f"--set {path}: no element {k}") from None
+        elif isinstance(node, dict):
+            nxt = node.get(k)
+            if nxt is None:
+                nxt = node[k] = [] if keys[i + 1].lstrip("-").isdigit() else {}
+        else:
+            raise ReplayError(f"--set {path}: {'.'.join(keys[:i])} is not an object or a list")
         node = nxt
     last = keys[-1]
     if isinstance(node, list):
@@ -223,6 +228,26 @@ def edit_request(request: dict[str, Any], edits: Edits) -> dict[str, Any]:
     for path, value in edits.set.items():
         _set_path(req, path, value)
     return req
+
+
+def anchored(edits: Edits, request: dict[str, Any]) -> Edits:
+    """`edits` with the message indexes counted from the end (`--message -1=…`, `--set
+    messages.-1.…`) made absolute against `request`: a fork makes its edits in every later
+    request as well, where -1 is a newer message each time. An index out of range is left as it
+    is (`edit_request` says so)."""
+    msgs = request.get("messages")
+    n = len(msgs) if isinstance(msgs, list) else 0
+
+    def absolute(i: int) -> int:
+        return i + n if -n <= i < 0 else i
+
+    sets: dict[str, Any] = {}
+    for path, value in edits.set.items():
+        keys = path.split(".")
+        if len(keys) > 1 and keys[0] == "messages" and keys[1].startswith("-") and keys[1][1:].isdigit():
+            keys[1] = str(absolute(int(keys[1])))
+        sets[".".join(keys)] = value
+    return replace(edits, messages={absolute(i): text for i, text in edits.messages.items()}, set=sets)
 
 
 def _edit_tool_results(messages: list[Any], results: dict[str, str]) -> None:

@@ -240,6 +240,24 @@ def test_a_tool_result_edit_is_made_in_every_later_request(loop_api, recorded, t
     assert link["edits"] == {"tool_results": {"toolu_02": "order 1234 was never paid"}}
 
 
+def test_a_message_counted_from_the_end_is_the_fork_turns_in_every_later_request(loop_api, recorded, tmp_path):
+    """`--message -1=…` at turn 5 edits turn 5's last message; the later requests hold more
+    messages, and the same message (not their own last one, a new tool result) is edited there."""
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    proc = replayer(db, "replay", conv, "--live-from", "5", "--message", "-1=EDITED RESULT",
+                    "--yes", *agent_cmd(), env=fork_env(loop_api), cwd=work)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    sent = sent_bodies(loop_api)
+    assert len(sent) == TURNS - 5
+    at = len(sent[0]["messages"]) - 1
+    for body in sent:
+        edited = [i for i, m in enumerate(body["messages"]) if "EDITED RESULT" in json.dumps(m)]
+        assert edited == [at], (edited, at)
+    assert len(sent[-1]["messages"]) > at + 1
+    _, link = fork_of(db)
+    assert link["edits"] == {"messages": {"-1": "EDITED RESULT"}}  # as given: at the fork's turn
+
+
 def test_max_turns_stops_the_live_part_with_an_api_error_to_the_agent(loop_api, recorded, tmp_path):
     db, conv, work = recorded_loop(recorded, tmp_path)
     proc = replayer(db, "replay", conv, "--live-from", "5", "--system", "Be brief.", "--max-turns", "2", "--yes",

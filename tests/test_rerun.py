@@ -253,6 +253,9 @@ def test_bad_edits_are_one_line(api, db_path, recorded):
         (["--set", "temperature=0.5"], "problem above"),
         (["--system", "@/nope/missing.txt"], "cannot read"),
         (["--header", "x-api-key=1"], "--header wants"),
+        (["--set", 'messages.9.content="x"'], "--set messages.9.content: no element 9"),
+        (["--set", 'messages.x.content="x"'], "--set messages.x.content: no element x"),
+        (["--set", 'model.name="x"'], "--set model.name: model is not an object or a list"),
     ]:
         r = run(db_path, recorded, *args, "--yes", api=api)
         assert r.exit_code == 2 and says in r.stderr, (args, r.output)

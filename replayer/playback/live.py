@@ -29,7 +29,7 @@ from typing import Any
 from ..captured import Captured, Context, Handoff, Put
 from ..models import Original
 from ..pricing import PriceTable
-from ..replay import Edits, edit_request
+from ..replay import Edits, anchored, edit_request
 from ..store.runs import Run
 from .answer import event_bytes, synthesize
 from .matching import Answer, Matcher, Refusal, error_body
@@ -199,7 +199,11 @@ class ForkPlayer:
                  limits: Limits | None = None, fork_id: str | None = None) -> None:
         from ..store.codec import new_id
 
-        self.matcher, self.point, self.edits = matcher, point, edits
+        request = point.turn.get("request")
+        self.matcher, self.point = matcher, point
+        # "-1" is the fork turn's last message, in the later requests too (they have more); the
+        # fork is tagged with the edits as given
+        self.edits = anchored(edits, request) if isinstance(request, dict) else edits
         self.inner_put, self.prices = put, prices
         self.limits = limits or Limits()
         self.fork_id = fork_id or new_id("conv_")
@@ -207,7 +211,6 @@ class ForkPlayer:
                                      "edits": edits.to_json()}
         self.state = LiveState()
         self.lock = threading.Lock()
-        request = point.turn.get("request")
         messages = request.get("messages") if isinstance(request, dict) else None
         self._prefix = _plain(messages) if isinstance(messages, list) else None
 
