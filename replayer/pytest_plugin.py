@@ -230,6 +230,10 @@ def _fail_if_refused(c: _Cassette) -> None:
 
 
 def _start(c: _Cassette) -> None:
+    # the SDK first: importing it runs `_patch`, which imports inprocess; were inprocess to import
+    # the SDK first (a test that imports it only in its body), `_patch` would find it half made
+    import anthropic  # noqa: F401
+
     from .playback import inprocess
 
     if c.recording:

@@ -141,6 +141,33 @@ def test_a_missing_cassette_is_recorded_then_replayed_offline(pytester, agent, m
     assert json.loads(agent.read_text()) == recorded
 
 
+LAZY = """
+import pytest
+
+
+@pytest.mark.replayer("cassettes/lazy.jsonl")
+def test_lazy():
+    import anthropic  # the SDK's first import, with the cassette already in force
+
+    client = anthropic.Anthropic()
+    hi = [{"role": "user", "content": "hi"}]
+    reply = client.messages.create(model="claude-sonnet-4-5", max_tokens=16, messages=hi)
+    assert reply.content
+"""
+
+
+def test_an_sdk_first_imported_inside_the_test_is_recorded_then_replayed(pytester, monkeypatch):
+    """In a process of its own (here the SDK was imported long ago): the cassette's start loads
+    the SDK, whose import hook loads the module that was loading it."""
+    pytester.makepyfile(test_lazy=LAZY)
+    with FakeAPI() as api:
+        live(monkeypatch, api)
+        pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+        assert len(api.received) == 1
+    offline(monkeypatch)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
 def test_a_stream_replays_event_for_event(pytester, agent, monkeypatch):
     with FakeAPI() as api:
         live(monkeypatch, api)
