@@ -3,6 +3,8 @@ vocabulary, the context chart's scale, distinct dashboard colours (issue 13: 10,
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey
@@ -10,6 +12,7 @@ from tui_data import T0, build_db, reply, settle, wait_for
 
 from replayer import Recorder
 from replayer.fakeapi import Reply
+from replayer.fmt import money
 from replayer.tui.app import make_app
 from replayer.tui.conversation import ConversationScreen
 from replayer.tui.conversations import ConversationsScreen
@@ -135,6 +138,69 @@ async def test_keys_jump_to_errors_and_cache_breaks(tmp_path):
         assert screen.detail is not None and screen.detail.turn.index == 1
         shown = {b.binding.key for b in screen.active_bindings.values() if b.binding.show}
         assert {"e", "b"} <= shown  # in the footer
+
+
+async def test_text_in_square_brackets_is_shown_as_written_never_read_as_markup(tmp_path):
+    """A first message, a user id or a model name with [brackets] (`GET [/api/users]`, a `[bot]`
+    user): DataTable reads a str cell as markup, which dropped `[draft]` and crashed the app on
+    a closing tag that opened nothing."""
+    from textual.widgets._data_table import default_cell_formatter
+    from tui_data import open_dashboard
+
+    path = tmp_path / "b.db"
+    ask = "[draft] Why does GET [/api/users] return 404?"
+    with Recorder(path) as rec:
+        rec.record({"model": "claude-sonnet-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": ask}]},
+                   reply("Because."), conversation_id="conv_brackets", user_id="[bot]",
+                   started_at=time.time() - 60)  # fmt: skip (today: the dashboard shows the last days)
+
+    def shown(table):
+        return [[default_cell_formatter(c).plain for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+    app = make_app(path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        [row] = shown(app.screen.query_one(DataTable))
+        assert "[bot]" in row and ask[:44] in row, row
+        screen = await open_dashboard(pilot)
+        assert [r[0] for r in shown(screen.query_one("#dash-users", DataTable))] == ["[bot]"]
+
+
+def test_a_conversations_title_and_usage_deltas_leave_out_what_is_not_known(tmp_path):
+    """The title's total marks turns with no price (`≥`, or `?` for all of them) as the list
+    does; a turn's Usage deltas are against the last turn before it that has usage, not a
+    failed turn between them (which has none)."""
+    from replayer.store.queries import Store
+    from replayer.store.schema import open_db
+    from replayer.tui.render import conversation_title
+
+    path = tmp_path / "t.db"
+    msgs = [{"role": "user", "content": "Where is my invoice?"}]
+    usage = {"input_tokens": 700, "output_tokens": 20}
+    with Recorder(path) as rec:
+        for i, (model, failed) in enumerate([("claude-sonnet-4-5", False), ("claude-sonnet-4-5", True),
+                                             ("claude-nova-9", False)]):  # fmt: skip
+            body = {"model": model, "max_tokens": 50, "messages": msgs}
+            if failed:
+                rec.record(body, error={"type": "overloaded_error", "message": "Overloaded", "status": 529},
+                           status=529, conversation_id="conv_mixed", started_at=T0 + i)  # fmt: skip
+                continue
+            answer = reply(f"Answer {i}.", model=model, usage={**usage, "input_tokens": 700 + 11 * i})
+            rec.record(body, answer, conversation_id="conv_mixed", started_at=T0 + i)
+            msgs = [*msgs, {"role": "assistant", "content": answer["content"]}, {"role": "user", "content": "And?"}]
+        rec.record({"model": "claude-nova-9", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]},
+                   reply("Hello.", model="claude-nova-9", usage=usage), conversation_id="conv_unpriced",
+                   started_at=T0 + 10)  # fmt: skip
+    store = Store(open_db(path))
+    colour = {k: "" for k in ("error", "abandoned", "retried", "break")}
+    mixed = store.turns("conv_mixed")
+    assert [(t.cost_usd is None, bool(t.usage)) for t in mixed] == [(False, True), (False, False), (True, True)]
+    assert f"3 turns  ≥{money(mixed[0].cost_usd)}" in str(conversation_title("conv_mixed", mixed, (), {}, colour, {}))
+    alone = store.turns("conv_unpriced")
+    assert str(conversation_title("conv_unpriced", alone, (), {}, colour, {})).endswith("1 turn  ?")
+    third = store.turn_detail(mixed[2].turn_id)
+    uncached = next(u for u in third.usage if u.kind == "input")
+    assert (uncached.tokens, uncached.delta_tokens) == (722, 22)
 
 
 async def test_conversation_list_shows_cost_at_100_columns(tmp_path):

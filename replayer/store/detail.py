@@ -121,9 +121,10 @@ def turn_detail(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
 
     usage = summary.usage or {}
     b = store.prices.breakdown(usage, summary.model)
-    prev_tokens = (
-        store.prices.breakdown(timeline[idx - 1].usage or {}, timeline[idx - 1].model).tokens if idx > 0 else None
-    )
+    # against the last turn before it that has usage (as the turn list's Δ prompt): a failed
+    # turn between them has none, and measuring from it made the whole prompt look new
+    earlier = next((t for t in reversed(timeline[:idx]) if t.usage), None)
+    prev_tokens = store.prices.breakdown(earlier.usage or {}, earlier.model).tokens if earlier is not None else None
     lines = [
         UsageLine(
             kind=k,

@@ -76,8 +76,8 @@ class CompareScreen(ReplayerScreen[None]):
             delta = v if isinstance(v, Sample) else None  # the original has no deltas
             table.add_row(
                 name,
-                v.model or "",
-                v.stop_reason or "",
+                Text(v.model or ""),  # (Text: a str cell is read as markup)
+                Text(v.stop_reason or ""),
                 Text("" if v.prompt_tokens is None else f"{v.prompt_tokens:,}", justify="right"),
                 Text(
                     "" if delta is None or delta.prompt_delta_tokens is None else f"{delta.prompt_delta_tokens:+,}",

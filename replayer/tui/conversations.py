@@ -281,7 +281,7 @@ class ConversationsScreen(ReplayerScreen[None]):
             # cut visibly; `y` copies it whole (the row key holds it). A fork is marked here too:
             # at 100 columns the first-message column, which says whose fork it is, is off screen
             Text(("↳ " if r.variant_of else "") + r.conversation_id, no_wrap=True, overflow="ellipsis"),
-            r.user_id or "",
+            Text(r.user_id or "", no_wrap=True, overflow="ellipsis"),  # (Text: a str cell is read as markup)
             Text(str(r.turns), justify="right"),
             Text(money(r.cost_usd), justify="right"),
             Text(str(r.errors) if r.errors else "", style="bold red", justify="right"),
@@ -293,8 +293,8 @@ class ConversationsScreen(ReplayerScreen[None]):
             Text(f"fork @{(r.tags or {}).get('fork_turn')} of {(r.tags or {}).get('fork_of')}", style="italic",
                  no_wrap=True, overflow="ellipsis")
             if r.variant_of
-            else (r.first_message or "")[:44].replace("\n", " "),
-            ", ".join(r.models)[:28],
+            else Text((r.first_message or "")[:44].replace("\n", " ")),
+            Text(", ".join(r.models)[:28]),
         )
 
     # -- actions ----------------------------------------------------------------------------

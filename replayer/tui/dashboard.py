@@ -138,7 +138,7 @@ class DashboardScreen(ReplayerScreen[str | None]):
         for u in doc.users:
             spent_today = day_spend(next((d for d in u.days if d.date == today), None))
             users.add_row(
-                u.user_id or "(no user)",
+                Text(u.user_id or "(no user)"),  # (Text: a str cell is read as markup)
                 Text(spend(u.cost_usd, u.unpriced_attempts), justify="right"),
                 Text(spent_today, justify="right"),
                 Text(str(u.conversations), justify="right"),
@@ -160,7 +160,7 @@ class DashboardScreen(ReplayerScreen[str | None]):
         models = self.query_one("#dash-models", DataTable)
         models.clear()
         for row in doc.models:
-            models.add_row(row.model or "(none)", Text(money(row.cost_usd), justify="right"), str(row.turns))
+            models.add_row(Text(row.model or "(none)"), Text(money(row.cost_usd), justify="right"), str(row.turns))
         alerts = Text("Alerts\n", style="bold")
         if not doc.alerts:
             alerts.append("none", style="green")

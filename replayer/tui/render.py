@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from rich.text import Text
 
-from ..fmt import approx_tokens, local_time, money, ms, plural
+from ..fmt import approx_tokens, local_time, money, ms, plural, spend
 from ..imports import rebuilt_from
 from ..models import SectionDiff, TurnDetail, TurnSummary
 from ..wire import prompt_tokens, token_count
@@ -90,7 +90,8 @@ def conversation_title(
     the count of each mark (`legend`: symbol, word, kind), and a badge when some of its turns
     were imported (`reconstructed`: their indexes -> their source, which the Context tab names)."""
     total = sum(t.cost_usd or 0 for t in timeline)
-    title = Text.assemble((conversation_id, "bold"), f"  {plural(len(timeline), 'turn')}  {money(total)}")
+    unpriced = sum(1 for t in timeline if t.cost_usd is None and t.usage)  # (as the list counts them)
+    title = Text.assemble((conversation_id, "bold"), f"  {plural(len(timeline), 'turn')}  {spend(total, unpriced)}")
     for symbol, word, kind in legend:
         if counts.get(kind):
             title.append(f"   {symbol} {counts[kind]} {word}", style=colour[kind])
