@@ -424,6 +424,35 @@ def test_foreign_and_corrupt_files_are_refused(tmp_path):
     open_db(empty)  # an empty file becomes a new database
 
 
+def test_a_database_from_a_newer_replayer_is_refused_and_left_as_it_was(tmp_path):
+    """A migration this version doesn't know: its tables may not be what this version reads and
+    writes. Every command says so in one line, and nothing (records included) is written."""
+    from click.testing import CliRunner
+
+    from replayer import Recorder
+    from replayer.cli import cli
+
+    path = tmp_path / "future.db"
+    open_db(path).conn.close()
+    con = sqlite3.connect(path)
+    con.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES ('replayer', "
+                "'m099_future', '2027-01-01')")  # fmt: skip
+    con.commit()
+    con.close()
+    before = path.read_bytes()
+    with pytest.raises(DBError, match=r"written by a newer replayer \(its schema has m099_future\)"):
+        open_db(path)
+    for args in (["list"], ["export"], ["stats"], ["db", "migrate"]):
+        r = CliRunner().invoke(cli, ["--db", str(path), *args])
+        assert r.exit_code == 2 and r.output.count("\n") == 1 and "upgrade replayer" in r.output, (args, r.output)
+    rec = Recorder(path)
+    rec.record({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]},
+               {"id": "msg_1", "type": "message", "role": "assistant", "content": [], "model": "m"})  # fmt: skip
+    assert rec.flush(5) is False
+    rec.close(1)
+    assert path.read_bytes() == before
+
+
 def test_installed_sqlite_utils_plugins_do_not_run_on_replayer_databases(tmp_path):
     """A sqlite-utils plugin (an installed package with a `sqlite_utils` entry point) is for that
     library's own CLI: opening a replayer database neither imports it nor searches every

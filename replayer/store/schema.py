@@ -404,6 +404,16 @@ def _is_foreign(db: Database) -> bool:
     return True
 
 
+def _newer(db: Database) -> list[str]:
+    """Migrations applied to this database that this version doesn't know: a newer replayer
+    wrote it, and its tables may not be what this one reads and writes."""
+    applied = {m.name for m in migrations.applied(db)}
+    if not applied:
+        return []
+    known = {m.name for m in migrations.pending(Database(memory=True))}  # (all of them, for an empty one)
+    return sorted(applied - known)
+
+
 def open_db(path: str | os.PathLike[str], *, create: bool = True, migrate: bool = True) -> Database:
     """Open (and by default create and migrate) a replayer database.
 
@@ -432,6 +442,13 @@ def open_db(path: str | os.PathLike[str], *, create: bool = True, migrate: bool 
         if _is_foreign(db):
             conn.close()
             raise DBError(f"{path} is not a replayer database: point --db at a replayer file or a new path")
+        newer = _newer(db)
+        if newer:
+            conn.close()
+            raise DBError(
+                f"{path} was written by a newer replayer (its schema has {', '.join(newer)}): "
+                "upgrade replayer to open it (pip install -U replayer); it was left as it was"
+            )
         if not db.table_names():
             # 8 KB pages: with 4 KB ones a ~2 KB tool result per row leaves half of each page empty
             db.execute(f"PRAGMA page_size={PAGE_SIZE}")
