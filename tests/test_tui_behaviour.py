@@ -110,6 +110,30 @@ def test_latency_percentile_leaves_no_transaction_open(db):
 
 
 # -- 9: every action acts on what the cursor shows ----------------------------------------------
+async def test_the_next_page_after_a_new_recording_reads_the_list_again_never_a_row_twice(tmp_path):
+    """150 conversations (two pages), one more recorded while the first page is on screen, then
+    G: the second page's offset no longer follows on from the first, whose last row it would
+    repeat (a DuplicateKey that ended the app). The list is read again, the new one on top."""
+    db = tmp_path / "many.db"
+    now = time.time() - 3600
+    with Recorder(db) as rec:
+        for i in range(150):
+            rec.record(chat(f"question {i}"), reply("ok", model="claude-haiku-4-5"), conversation_id=f"conv_{i:03d}",
+                       started_at=now + i)  # fmt: skip
+    app = make_app(db, refresh_seconds=3600)  # no poll: the page itself must notice
+    async with app.run_test(size=(100, 34)) as pilot:
+        await settle(pilot)
+        assert len(ids(app.screen)) == 100
+        with Recorder(db) as rec:
+            rec.record(chat("late"), reply("ok", model="claude-haiku-4-5"), conversation_id="conv_late",
+                       started_at=time.time())  # fmt: skip
+        await pilot.press("G")
+        assert await wait_for(pilot, lambda: len(ids(app.screen)) == 151)
+        shown = ids(app.screen)
+        keys = [str(k.value) for k in app.screen.query_one(DataTable).rows]
+        assert keys == shown and len(set(shown)) == 151 and shown[0] == "conv_late"
+
+
 @pytest.fixture
 def slow_details(monkeypatch):
     """Turn details that take a while to load, as on a big database: the cursor runs ahead."""

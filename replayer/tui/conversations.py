@@ -241,8 +241,13 @@ class ConversationsScreen(ReplayerScreen[None]):
         if page.generation != self.generation:
             return  # the answer to a query that a newer filter, sort or reload replaced
         self.loading = False
-        self.mark = page.mark
         offset, rows = page.offset, page.rows
+        if offset and page.mark != self.mark:
+            # recorded since the rows above were read: this page's offset no longer follows on
+            # from them (its first rows would be theirs again), so the list is read again whole
+            self.load(reset=True, at_least=len(self.rows) + page.limit, keep=self.cursor_id())
+            return
+        self.mark = page.mark
         table = self.query_one(DataTable)
         if offset == 0:
             table.clear()
