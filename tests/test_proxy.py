@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import zlib
 
 import anthropic
@@ -493,6 +494,60 @@ def test_retries_of_calls_with_the_same_body_go_each_to_its_own_call():
     assert [retries.call_key(body, "1")[0], retries.call_key(body, "1")[0]] == [a, b]
     assert retries.call_key(body, "2")[0] == a and retries.call_key(body, "2")[0] == b
     assert retries.call_key(body, "2")[0] not in (a, b)  # a third call's retry, its first try unseen
+
+
+def test_a_retry_joins_a_call_whose_try_failed_over_its_own_connection_never_an_answered_one():
+    """Two agents send the same body at once: B's first try is answered while A's gets a 529,
+    and B's call ends first. A's retry joins A's call, not B's (answered: nothing retries it);
+    of two failed calls, a retry joins the one on its own connection."""
+    retries = Retries()
+    body = b'{"model":"m","messages":[{"role":"user","content":"same"}]}'
+    b = retries.call_key(body, "0", caller=2, answered=True)[0]
+    a = retries.call_key(body, "0", caller=1, answered=False)[0]
+    assert retries.call_key(body, "1", caller=1, answered=True) == (a, 1)
+    assert retries.call_key(body, "2", caller=1)[0] not in (a, b)  # both answered: a call not seen
+    c = retries.call_key(body, "0", caller=3)[0]
+    d = retries.call_key(body, "0", caller=4)[0]
+    assert retries.call_key(body, "1", caller=4)[0] == d and retries.call_key(body, "1", caller=9)[0] == c
+
+
+def test_identical_calls_at_once_keep_each_its_own_retries_through_the_proxy(start, writer, proxy_db):
+    """A's first try gets a 529 slowly, B's (the same body, a moment later, another connection)
+    a 200 at once; A retries. A's turn: 529 then 200; B's: its 200 alone."""
+    seen = []
+
+    def responder(body):
+        seen.append(body)
+        if len(seen) == 1:
+            return Reply(status=529, delay=0.6, body=ERR_529)
+        return None  # the echo
+
+    body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": USER}).encode()
+    statuses: dict[str, list[int]] = {}
+    with FakeAPI(responder) as api:
+        proxy = start(api.url)
+
+        def agent(name, delay):
+            time.sleep(delay)
+            with httpx2.Client() as http:  # each agent its own connection
+                for n in range(3):
+                    sent = {"content-type": "application/json", "x-stainless-retry-count": str(n)}
+                    r = http.post(f"{proxy.url}/v1/messages", content=body, headers=sent)
+                    statuses.setdefault(name, []).append(r.status_code)
+                    if r.status_code == 200:
+                        return
+
+        agents = [threading.Thread(target=agent, args=("A", 0)), threading.Thread(target=agent, args=("B", 0.2))]
+        for t in agents:
+            t.start()
+        for t in agents:
+            t.join()
+    assert statuses == {"A": [529, 200], "B": [200]}
+    lines = records(writer, proxy_db, 3)
+    turns: dict[str, list[int]] = {}
+    for line in sorted(lines, key=lambda x: (x["turn_id"], x["attempt"])):
+        turns.setdefault(line["turn_id"], []).append(line["status"])
+    assert sorted(turns.values()) == [[200], [529, 200]], turns
 
 
 def test_the_call_a_retry_repeats_is_found_on_the_writers_side_not_before_forwarding():

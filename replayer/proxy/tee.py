@@ -36,17 +36,23 @@ class Retries:
     order calls end: see the module's docstring). First tries are remembered by a digest of their
     body (bounded: at most `limit` bodies, each for RETRY_WINDOW seconds). Several calls may
     send the same body (agents running the same eval at temperature 0): each is kept, and a
-    retry goes to the oldest of them not yet retried that many times."""
+    retry goes to one whose last try failed (an answered call is never retried) and that was not
+    yet retried that many times: the one that came over the same client connection if there is
+    one (an SDK retries on its own connection, or a new one when that one broke), else the oldest."""
 
     PER_BODY = 64
     """Calls kept per body: the oldest are forgotten first."""
 
     def __init__(self, limit: int = 10_000) -> None:
         self.calls: BoundedDict[bytes, list[list[Any]]] = BoundedDict(limit)
-        """Body digest -> its calls, oldest first: [call key, attempts seen, when last seen]."""
+        """Body digest -> its calls, oldest first: [call key, attempts seen, when last seen,
+        client connection, answered]."""
 
-    def call_key(self, body: bytes, retry_count: str | None) -> tuple[str, int]:
-        """The call this request belongs to and its attempt number."""
+    def call_key(
+        self, body: bytes, retry_count: str | None, caller: int | None = None, answered: bool = False
+    ) -> tuple[str, int]:
+        """The call this request belongs to and its attempt number (`answered`: this attempt
+        succeeded, so no retry follows it)."""
         try:
             attempt = max(0, int(retry_count)) if retry_count else 0
         except ValueError:
@@ -58,12 +64,13 @@ class Retries:
             calls = self.calls[digest] = []
         if attempt > 0:
             calls[:] = self._live(calls, now)
-            for call in calls:
-                if call[1] < attempt:
-                    call[1], call[2] = attempt, now
-                    return call[0], attempt
+            open_ = [c for c in calls if c[1] < attempt and not c[4]]
+            call = next((c for c in open_ if caller is not None and c[3] == caller), open_[0] if open_ else None)
+            if call is not None:
+                call[1], call[2], call[4] = attempt, now, answered
+                return call[0], attempt
         key = uuid.uuid4().hex
-        calls.append([key, attempt, now])
+        calls.append([key, attempt, now, caller, answered])
         # the calls past their window go only when a retry looks or the list is full: a first try
         # (most requests) doesn't walk the list (up to PER_BODY long for a body many agents send)
         if len(calls) > self.PER_BODY:
@@ -139,7 +146,8 @@ class ProxiedCall:
 
     # -- on the writer's side -----------------------------------------------------------------
     def captured(self) -> Captured:
-        call_key, attempt = self.retries.call_key(self.request_bytes, self.retry_count)
+        answered = self.status is not None and 200 <= self.status < 300 and self.error is None and not self.abandoned
+        call_key, attempt = self.retries.call_key(self.request_bytes, self.retry_count, self.caller, answered)
         headers = self.response_headers or []
         content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"").decode("latin-1")
         is_sse = "event-stream" in content_type
