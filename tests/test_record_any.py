@@ -213,6 +213,19 @@ def test_an_upstream_that_is_not_http_is_refused_in_one_line(tmp_path):
     assert "http://example.com/v1?x=1" in proc.stderr and "hunter2" not in proc.stderr
 
 
+def test_a_database_path_that_cannot_hold_records_is_refused_before_the_program_runs(tmp_path):
+    """A file that isn't a replayer database, or a folder: one line, exit 2, and the program (whose
+    calls would cost, and go unrecorded) never started; the file as it was."""
+    ran = tmp_path / "ran"
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database\n" * 100)
+    for db, says in ((junk, "is not a SQLite database"), (tmp_path, "is a directory")):
+        proc = replayer(db, "record", "--", sys.executable, "-c", f"open({str(ran)!r}, 'w').close()")
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and says in proc.stderr, proc.stderr
+        assert not ran.exists()
+    assert junk.read_bytes() == b"not a database\n" * 100
+
+
 def test_nothing_recorded_says_what_the_base_url_is_for(tmp_path):
     """A program that makes no call through ANTHROPIC_BASE_URL and loads no hook: the line says
     so, and what to do; no database is made."""

@@ -96,6 +96,7 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
     env = dict(os.environ)
     upstream = upstream_for(env)
     check_command(command)
+    usable(Path(db))
     run = new_id("run_")
     started = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     env[DB_ENV] = db
@@ -137,6 +138,22 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
         shutil.rmtree(reports, ignore_errors=True)
         proxy.stop(timeout=30)  # a second time is a no-op; here when the program could not start
     ctx.exit(code)
+
+
+def usable(path: Path) -> None:
+    """Bad input now, before the program runs (and its calls cost), when `path` can't hold the
+    records: a file that isn't a replayer database, a folder, a place that can't be written.
+    Nothing is created: a run that records nothing makes no database."""
+    from ..store.schema import open_db
+
+    if path.exists():
+        open_db(path, create=False).close()
+        return
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"cannot create database {path}: {folder} is not a writable folder; choose another --db")
 
 
 def check_command(command: tuple[str, ...]) -> None:
