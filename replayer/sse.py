@@ -124,7 +124,10 @@ def assemble(raw: bytes) -> Assembled:
         except ValueError:
             out.unknown_events.append({"event": ev.event, "data": ev.data})
             continue
-        kind = ev.event or (data.get("type") if isinstance(data, dict) else None)
+        kind = ev.event
+        if kind is None:  # no `event:` line: the SDKs skip it, so it made none of the message they built
+            out.unknown_events.append({"event": None, "data": data})
+            continue
         if kind == "ping":
             continue
         if kind == "error":
@@ -146,7 +149,13 @@ def assemble(raw: bytes) -> Assembled:
             index = data.get("index", len(content))
             while len(content) <= index:
                 content.append(None)
-            content[index] = data.get("content_block") or {}
+            block = content[index] = data.get("content_block") or {}
+            if isinstance(block, dict) and block.get("type") == "fallback":
+                # the model that served the rest: the message is relabelled, as the API's own
+                # non-streamed message and the SDK's accumulator are (the cost is that model's)
+                to = block.get("to")
+                if isinstance(to, dict) and isinstance(to.get("model"), str):
+                    message["model"] = to["model"]
         elif kind == "content_block_delta":
             index = data.get("index", 0)
             if 0 <= index < len(content) and isinstance(content[index], dict):
@@ -166,10 +175,12 @@ def assemble(raw: bytes) -> Assembled:
             for key, value in (data.get("usage") or {}).items():
                 if value is not None:
                     usage[key] = value
-            # any other field the event carries beside delta/usage is kept on the message
+            # any other field the event carries beside delta/usage goes on the message, replacing
+            # message_start's (as the SDK's accumulator does with context_management and
+            # input_transformations); one it leaves out (null) keeps message_start's
             for key, value in data.items():
-                if key not in ("type", "delta", "usage"):
-                    message.setdefault(key, value)
+                if key not in ("type", "delta", "usage") and (value is not None or key not in message):
+                    message[key] = value
         elif kind == "message_stop":
             out.complete = True
     if message is not None:
