@@ -79,6 +79,10 @@ def read_headers(captured: Captured) -> None:
         captured.raw_response_headers = None
 
 
+INVALID_RESPONSE = "invalid_response"
+"""The error type of a successful status whose body is no JSON."""
+
+
 def error_from_body(status: int, body: Any, text: str | None) -> dict[str, Any]:
     err = body.get("error") if isinstance(body, dict) else None
     if isinstance(err, dict):
@@ -147,6 +151,11 @@ def read(captured: Captured, decoder: Decoder, redact: Redact | None) -> Attempt
             response = None
         if captured.status is not None and captured.status >= 400 and not error:
             error = error_from_body(captured.status, response, text)
+        elif response is None and not error:
+            # a success whose body is no JSON (a gateway's HTML page, a cut body): the agent got
+            # no message, so this is no clean turn; its text is kept in the error
+            error = {"type": INVALID_RESPONSE, "message": f"the response is not JSON: {text[:2000]}",
+                     "status": captured.status}  # fmt: skip
 
     request_obj = captured.request_obj
     request_raw = captured.request_bytes if request_obj is None else None
