@@ -272,6 +272,9 @@ class _SyncTee(httpx2.SyncByteStream):
         finally:
             capture.finish(abandoned=True)  # (nothing, when the body ended before: the usual case)
 
+    def __del__(self) -> None:
+        _dropped(self.capture)
+
 
 class _AsyncTee(httpx2.AsyncByteStream):
     """`_SyncTee` for an async client."""
@@ -307,6 +310,20 @@ class _AsyncTee(httpx2.AsyncByteStream):
             await self.inner.aclose()
         finally:
             capture.finish(abandoned=True)
+
+    def __del__(self) -> None:
+        _dropped(self.capture)
+
+
+def _dropped(capture: _StreamCapture) -> None:
+    """A response let go of unread and unclosed (the agent raised between create() and reading
+    the stream): recorded as far as it got, abandoned, as a close is. Usually when the agent's
+    last reference goes (the tee is in no cycle); never an error of the agent's."""
+    if not capture.done:
+        try:
+            capture.finish(abandoned=True)
+        except Exception:  # noqa: BLE001, S110 - (at interpreter exit, say): the agent goes on
+            pass
 
 
 class RecorderMiddleware(anthropic.Middleware):
