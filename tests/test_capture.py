@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import threading
 
@@ -370,6 +371,28 @@ def test_abandoned_stream(api, rec, client, db_path):
     [line] = exported(db_path)
     assert line["abandoned"] is True and line["error"] is None
     assert line["response"]["id"] == "msg_01ABC"
+
+
+def test_a_stream_let_go_of_before_it_is_read_is_recorded_abandoned(api, rec, client, aclient, db_path):
+    """The agent raises between create(stream=True) and reading it, and the stream object goes:
+    the attempt (which the API received, and which may cost) is recorded, abandoned."""
+
+    def turn():
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER, stream=True)
+        raise RuntimeError("an agent bug before the stream is read")
+
+    async def aturn():
+        await aclient.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER, stream=True)
+        raise RuntimeError("the same, in an async agent")
+
+    for call in (turn, lambda: asyncio.run(aturn())):
+        with pytest.raises(RuntimeError):
+            call()
+    gc.collect()
+    assert rec.flush(10)
+    lines = exported(db_path)
+    assert len(api.received) == 2 and len(lines) == 2
+    assert all(x["abandoned"] is True and x["error"] is None and x["status"] == 200 for x in lines)
 
 
 def test_an_async_stream_whose_task_is_cancelled_is_abandoned(api, rec, aclient, db_path):
@@ -781,6 +804,66 @@ def test_stream_assembly_matches_the_sdk(vector, api, rec, client, db_path):
     for key, value in want["usage"].items():
         if value is not None:
             assert got["usage"].get(key) == value, (vector.name, key)
+
+
+def test_a_stream_builds_the_message_the_sdks_accumulator_builds(api, rec, client, db_path):
+    """What message_delta carries beside delta and usage replaces message_start's (the SDK's
+    context_management, input_transformations); a `fallback` block relabels the message with the
+    model that served it (and the cost is that model's); an event with no `event:` line is one
+    the SDK skips, kept aside as an unknown event, never in the message."""
+    start = {"id": "msg_fb", "type": "message", "role": "assistant", "model": "claude-opus-4-1", "content": [],
+             "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 1000, "output_tokens": 1},
+             "context_management": None, "input_transformations": [{"type": "thinking_mismatch_allowed"}]}
+    fallback = {"type": "fallback", "from": {"model": "claude-opus-4-1"}, "to": {"model": "claude-haiku-4-5"},
+                "trigger": {"type": "refusal", "category": None}}
+    text = {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "ok"}}
+    hidden = {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": " NOT SEEN"}}
+    applied = {"applied_edits": [{"type": "clear_tool_uses_20250919", "cleared_tool_uses": 2}]}
+    events = [
+        {"event": "message_start", "data": {"type": "message_start", "message": start}},
+        {"event": "content_block_start",
+         "data": {"type": "content_block_start", "index": 0, "content_block": fallback}},
+        {"event": "content_block_stop", "data": {"type": "content_block_stop", "index": 0}},
+        {"event": "content_block_start",
+         "data": {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}}},
+        {"event": "content_block_delta", "data": text},
+        {"event": None, "data": hidden},
+        {"event": "content_block_stop", "data": {"type": "content_block_stop", "index": 1}},
+        {"event": "message_delta", "data": {"type": "message_delta", "delta": {"stop_reason": "end_turn",
+         "stop_sequence": None}, "usage": {"output_tokens": 500}, "context_management": applied,
+         "input_transformations": [{"type": "thinking_dropped"}]}},
+        {"event": "message_stop", "data": {"type": "message_stop"}},
+    ]  # fmt: skip
+    api.enqueue(Reply(sse=events))
+    with client.beta.messages.stream(model="claude-opus-4-1", max_tokens=1000, messages=USER) as s:
+        want = s.get_final_message().to_dict()
+    assert rec.flush(10)
+    [line] = exported(db_path)
+    got = line["response"]
+    for key in ("model", "context_management", "input_transformations", "content", "stop_reason", "usage"):
+        assert got.get(key) == want.get(key), key
+    assert line["model"] == "claude-haiku-4-5"
+    assert line["cost_usd"] == pytest.approx((1000 * 1.0 + 500 * 5.0) / 1e6)  # haiku's prices
+    assert {"event": None, "data": hidden} in line["unknown_events"]
+
+
+def test_a_success_whose_body_is_not_json_is_recorded_as_an_error_with_its_text(api, rec, client, db_path):
+    """A gateway's HTML page, or a body cut short, under a 200: the agent got no message (a str,
+    a decode error), so the record is no clean turn: an invalid_response error holding the text."""
+    api.enqueue(
+        Reply(status=200, body=b"<html>Sign in to the corporate gateway</html>", headers={"content-type": "text/html"}),
+        Reply(status=200, body=b'{"id":"msg_1","type":"message","content":[{"type":"te'),
+    )
+    for _ in range(2):
+        try:
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER)
+        except ValueError:
+            pass  # the cut body: the SDK's own decode error
+    assert rec.flush(10)
+    lines = exported(db_path)
+    assert [(x["status"], x["response"], x["error"]["type"]) for x in lines] == [(200, None, "invalid_response")] * 2
+    assert "<html>Sign in to the corporate gateway</html>" in lines[0]["error"]["message"]
+    assert lines[1]["error"]["message"].endswith('"content":[{"type":"te')
 
 
 def test_record_snapshots_a_request_as_json_writes_it(db_path):
