@@ -21,6 +21,7 @@ when it exists; none is needed). Flags override it. Example:
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -41,6 +42,10 @@ LOWER_IS_BAD = {"cache_hit_rate"}
 """Metrics that alert when they fall below their threshold (the rest alert above it)."""
 
 
+MAX_DAYS = 36_500
+"""The longest window `--days` and `[stats] days` take (a hundred years)."""
+
+
 class ConfigError(Exception):
     """A settings file or flag that can't be used; the message says which and what to do."""
 
@@ -55,10 +60,19 @@ class Settings:
     """The file the settings came from, if any."""
 
 
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where} must be a number")
+def check_number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{where} must be a number, 0 or more")
     return float(value)
+
+
+def _table(doc: dict[str, Any], name: str, file: Path) -> dict[str, Any]:
+    value = doc.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{file}: {name} must be a table ([{name}] and its keys below it): fix it")
+    return value
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Settings:
@@ -74,21 +88,25 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
         doc = tomllib.loads(file.read_text("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {file} is not valid TOML ({e}): fix it") from None
+    except OSError as e:
+        why = e.strerror or e
+        raise ConfigError(f"cannot read config file {file}: {why}: fix --config or $REPLAYER_CONFIG") from None
     settings.source = str(file)
-    for name, value in (doc.get("thresholds") or {}).items():
+    for name, value in _table(doc, "thresholds", file).items():
         if name not in DEFAULT_THRESHOLDS:
             raise ConfigError(f"{file}: unknown threshold {name!r} (known: {', '.join(DEFAULT_THRESHOLDS)})")
-        settings.thresholds[name] = _number(value, f"{file}: thresholds.{name}")
-    budget = (doc.get("budget") or {}).get("daily_usd")
+        settings.thresholds[name] = check_number(value, f"{file}: thresholds.{name}")
+    budget = _table(doc, "budget", file).get("daily_usd")
     if budget is not None:
-        settings.daily_budget_usd = _number(budget, f"{file}: budget.daily_usd")
-    tz = (doc.get("stats") or {}).get("tz")
+        settings.daily_budget_usd = check_number(budget, f"{file}: budget.daily_usd")
+    stats = _table(doc, "stats", file)
+    tz = stats.get("tz")
     if tz is not None:
         settings.tz = str(tz)
-    days = (doc.get("stats") or {}).get("days")
+    days = stats.get("days")
     if days is not None:
-        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
-            raise ConfigError(f"{file}: stats.days must be a whole number of days, at least 1")
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+            raise ConfigError(f"{file}: stats.days must be a whole number of days, 1 to {MAX_DAYS}")
         settings.days = days
     return settings
 
@@ -100,6 +118,7 @@ def set_threshold(settings: Settings, spec: str) -> None:
     if not sep or name not in DEFAULT_THRESHOLDS:
         raise ConfigError(f"--threshold wants NAME=VALUE with NAME one of {', '.join(DEFAULT_THRESHOLDS)}")
     try:
-        settings.thresholds[name] = float(value)
+        number = float(value)
     except ValueError:
         raise ConfigError(f"--threshold {name}: {value!r} is not a number") from None
+    settings.thresholds[name] = check_number(number, f"--threshold {name}")

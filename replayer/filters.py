@@ -57,9 +57,14 @@ def time_bound(value: str, what: str, *, end: bool = False) -> str:
         raise FilterError(f"{what} {value!r} is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)") from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
-    if end and day is not None:
-        t += timedelta(days=1)
-    return iso(t.timestamp())
+    try:
+        if end and day is not None:
+            if day == date.max:  # the last day there is: its last millisecond is as good
+                return iso(t.replace(hour=23, minute=59, second=59, microsecond=999_000).timestamp())
+            t += timedelta(days=1)
+        return iso(t.timestamp())
+    except (OverflowError, ValueError):  # a time zone that takes it past year 1 or 9999
+        raise FilterError(f"{what} {value!r} is out of range: give a date from year 1 to 9999") from None
 
 
 def min_cost(value: str, what: str = "cost>") -> float:

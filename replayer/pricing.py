@@ -12,6 +12,7 @@ has an unknown cost (None and one warning), never some other model's price.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import tomllib
@@ -70,31 +71,58 @@ class Breakdown:
     total: float | None
 
 
-def _rates(d: dict[str, Any], where: str) -> Rates:
+def _rates(d: Any, where: str) -> Rates:
+    if not isinstance(d, dict):
+        raise PricingError(f"{where}: must be a table of rates ({', '.join(KINDS)})")
     try:
-        return Rates(**{k: float(d[k]) for k in KINDS})
+        rates = {k: d[k] for k in KINDS}
     except KeyError as e:
         raise PricingError(f"{where}: missing rate {e.args[0]!r} (need {', '.join(KINDS)})") from None
-    except (TypeError, ValueError):
-        raise PricingError(f"{where}: rates must be numbers (USD per million tokens)") from None
+    return Rates(**{k: _amount(v, where, "rates must be numbers (USD per million tokens)") for k, v in rates.items()})
+
+
+def _amount(value: Any, where: str, what: str) -> float:
+    """A number of the price file: a finite one, 0 or more."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise PricingError(f"{where}: {what}")
+    return float(value)
+
+
+def _section(doc: dict[str, Any], name: str, origin: str) -> dict[str, Any]:
+    value = doc.get(name, {})
+    if not isinstance(value, dict):
+        raise PricingError(f"{origin}: {name} must be a table ([{name}] and its keys below it)")
+    return value
 
 
 def _rows(doc: dict[str, Any], origin: str) -> list[PriceRow]:
     rows = []
-    for i, m in enumerate(doc.get("model", [])):
+    models = doc.get("model", [])
+    if not isinstance(models, list):
+        raise PricingError(f"{origin}: model must be a list of tables ([[model]] for each)")
+    for i, m in enumerate(models):
         where = f"{origin}: [[model]] #{i + 1}"
+        if not isinstance(m, dict):
+            raise PricingError(f"{where}: must be a table ([[model]] with ids and rates below it)")
         ids = m.get("ids") or ([m["id"]] if "id" in m else [])
-        if not ids or not all(isinstance(x, str) for x in ids):
-            raise PricingError(f'{where}: needs ids = ["model-name", ...]')
+        if isinstance(ids, str) or not ids or not all(isinstance(x, str) for x in ids):
+            raise PricingError(f'{where}: needs ids = ["model-name", ...] (a list, even of one)')
         above = m.get("above")
+        above_tokens = None
+        if above is not None:
+            if not isinstance(above, dict) or isinstance(above.get("prompt_tokens"), bool) or not isinstance(
+                above.get("prompt_tokens"), int
+            ):
+                raise PricingError(f"{where} [above]: needs prompt_tokens = N (the prompt size past which it applies)")
+            above_tokens = above["prompt_tokens"]
         rows.append(
             PriceRow(
                 ids=tuple(ids),
                 rates=_rates(m, where),
                 source=str(m.get("source", origin)),
                 date=str(m.get("date", "")),
-                above_tokens=int(above["prompt_tokens"]) if above else None,
-                above=_rates(above, where + " [above]") if above else None,
+                above_tokens=above_tokens,
+                above=_rates(above, where + " [above]") if above is not None else None,
                 origin=origin,
             )
         )
@@ -107,8 +135,11 @@ def _load_file(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise PricingError(f"price file {path} not found: fix the path in $REPLAYER_PRICING or --pricing") from None
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise PricingError(f"price file {path} is not valid TOML ({e}): fix it or unset $REPLAYER_PRICING") from None
+    except OSError as e:
+        why = e.strerror or e
+        raise PricingError(f"cannot read price file {path}: {why}: fix --pricing or $REPLAYER_PRICING") from None
 
 
 def token_parts(usage: dict[str, Any]) -> tuple[int, int, int, int, int, int, bool]:
@@ -161,8 +192,10 @@ class PriceTable:
                 continue
             user = _load_file(Path(path))
             rows += _rows(user, str(path))
-            batch = float(user.get("batch", {}).get("factor", batch))
-            web = float(user.get("server_tools", {}).get("web_search_per_1k", web))
+            batch = _amount(_section(user, "batch", str(path)).get("factor", batch), f"{path}: batch.factor",
+                            "must be a number, 0 or more")  # fmt: skip
+            web = _amount(_section(user, "server_tools", str(path)).get("web_search_per_1k", web),
+                          f"{path}: server_tools.web_search_per_1k", "must be a number, 0 or more")  # fmt: skip
         return cls(rows, batch, web)
 
     @property

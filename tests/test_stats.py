@@ -195,6 +195,53 @@ def test_bad_input_is_one_line(live, tmp_path):
     bad.write_text("[thresholds]\ncache_hit_rate = 'high'\n")
     r = cli_run("--db", str(live), "--config", str(bad), "stats")
     assert r.exit_code == 2 and "must be a number" in r.stderr
+    # a settings file or flag of the wrong shape: one line, never a traceback
+    for text, says in [
+        ("thresholds = 5\n", "thresholds must be a table"),
+        ('budget = "x"\n', "budget must be a table"),
+        ("stats = [1, 2]\n", "stats must be a table"),
+        ("[stats]\ndays = 100000000\n", "stats.days must be a whole number of days, 1 to 36500"),
+        ("[budget]\ndaily_usd = -1\n", "budget.daily_usd must be a number, 0 or more"),
+        ("[budget]\ndaily_usd = nan\n", "budget.daily_usd must be a number, 0 or more"),
+    ]:
+        bad.write_text(text)
+        r = cli_run("--db", str(live), "--config", str(bad), "alerts")
+        assert r.exit_code == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, (text, r.output)
+    for args, says in [
+        (["--config", str(tmp_path), "stats"], "cannot read config file"),
+        (["stats", "--days", "100000000"], "100000000 is not in the range"),
+        (["alerts", "--daily-budget", "nan"], "--daily-budget must be a number, 0 or more"),
+        (["alerts", "--threshold", "cache_hit_rate=nan"], "--threshold cache_hit_rate must be a number"),
+        (["list", "--until", "9999-12-31"], None),
+        (["list", "--since", "0001-01-01T00:00+05:00"], "is out of range"),
+        (["list", "-n", "99999999999999999999"], "is not in the range"),
+    ]:
+        r = cli_run("--db", str(live), *args)
+        if says is None:
+            assert r.exit_code == 0, (args, r.output)
+            continue
+        assert r.exit_code == 2 and says in r.stderr and "Traceback" not in r.output, (args, r.output)
+
+
+def test_a_price_file_of_the_wrong_shape_is_one_line(live, tmp_path):
+    rates = "input = 1\noutput = 2\ncache_write_5m = 1\ncache_write_1h = 1\ncache_read = 0.1\n"
+    bad = tmp_path / "p.toml"
+    for text, says in [
+        ('model = "x"\n', "model must be a list of tables"),
+        ('[[model]]\nids = "my-model-x"\n' + rates, 'needs ids = ["model-name", ...] (a list, even of one)'),
+        ('[[model]]\nids = ["m"]\n' + rates + "[model.above]\ninput = 1\n", "[above]: needs prompt_tokens"),
+        ('[batch]\nfactor = "half"\n', "batch.factor: must be a number"),
+        ("batch = 1\n", "batch must be a table"),
+        ('[[model]]\nids = ["m"]\n' + rates.replace("input = 1", "input = -1"), "rates must be numbers"),
+    ]:
+        bad.write_text(text)
+        r = cli_run("--db", str(live), "--pricing", str(bad), "list")
+        assert r.exit_code == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, (text, r.output)
+    bad.write_bytes(b"\xff\xfe not utf-8")
+    r = cli_run("--db", str(live), "--pricing", str(bad), "list")
+    assert r.exit_code == 2 and "is not valid TOML" in r.stderr
+    r = cli_run("--db", str(live), "--pricing", str(tmp_path), "list")
+    assert r.exit_code == 2 and "cannot read price file" in r.stderr
 
 
 def test_pricing_shows_the_table_and_where_rows_came_from(tmp_path):

@@ -63,7 +63,8 @@ def _browse(ctx: click.Context, path: Path) -> None:
 @click.option("--since", metavar="DATE", help="Only conversations active since DATE (YYYY-MM-DD, UTC).")
 @click.option("--until", metavar="DATE", help="Only conversations started by the end of DATE (YYYY-MM-DD, UTC).")
 @click.option("-q", "query", metavar="TEXT", help="Only conversations whose messages contain TEXT.")
-@click.option("-n", "limit", type=click.IntRange(1), default=50, show_default=True, help="How many, newest first.")
+@click.option("-n", "limit", type=click.IntRange(1, 2**62), default=50, show_default=True,
+              help="How many, newest first.")  # (SQLite's integers are 64-bit)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
 def list_(

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ..config import MAX_DAYS
 from ..fmt import cost_spread, day_spend, describe_alert, fmt_metric, health_word, money, plural, spend
 from .base import (
     config_option,
@@ -21,14 +22,14 @@ from .table import Column, Table
 def _settings(
     ctx: click.Context, tz: str | None, thresholds: tuple[str, ...], budget: float | None, days: int | None
 ) -> Any:
-    from ..config import load, set_threshold
+    from ..config import check_number, load, set_threshold
     from ..metrics import zone
 
     settings = load((ctx.find_root().obj or {}).get("config"))
     for spec in thresholds:
         set_threshold(settings, spec)
     if budget is not None:
-        settings.daily_budget_usd = budget
+        settings.daily_budget_usd = check_number(budget, "--daily-budget")
     if tz:
         settings.tz = tz
     if days:
@@ -43,7 +44,9 @@ def _health_options(f: Any) -> Any:
             db_option,
             pricing_option,
             config_option,
-            click.option("--days", type=click.IntRange(1), help="The last N days (default 7, or [stats] days)."),
+            click.option(
+                "--days", type=click.IntRange(1, MAX_DAYS), help="The last N days (default 7, or [stats] days)."
+            ),
             click.option("--tz", metavar="ZONE", help="Days in this time zone (default UTC, or [stats] tz)."),
             click.option(
                 "--threshold",
