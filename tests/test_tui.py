@@ -252,6 +252,32 @@ async def test_copy_notifies(db):
         assert app.screen.query_one("#tabs", TabbedContent).active == "raw"
 
 
+async def test_the_response_tab_shows_tags_in_a_reply_as_written(tmp_path):
+    """Replies often hold tags (`<answer>`, `<div>`): the Markdown widget dropped HTML whole,
+    and the text in it with no sign. They show as written."""
+    from textual.widgets import Markdown
+    from textual.widgets._markdown import MarkdownBlock
+
+    text = ("Here is the plan.\n<answer>The refund is 42 dollars</answer>\n<div>inside div</div>\n"
+            "After tags. <b>bold tag</b> end.\n\nLast line.")  # fmt: skip
+    db = tmp_path / "tags.db"
+    with Recorder(db) as rec:
+        rec.record({"model": "claude-sonnet-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "Plan?"}]},
+                   reply(text), conversation_id="conv_tags")  # fmt: skip
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        [md] = app.screen.query("#response-body Markdown").results(Markdown)
+        shown = " ".join(str(b._content) for b in md.query(MarkdownBlock) if hasattr(b, "_content"))
+        for part in ("<answer>The refund is 42 dollars</answer>", "<div>inside div</div>",
+                     "After tags. <b>bold tag</b> end.", "Last line."):  # fmt: skip
+            assert part in shown, (part, shown)
+
+
 def test_missing_or_foreign_db_is_refused_before_the_app_starts(tmp_path):
     from click.testing import CliRunner
 

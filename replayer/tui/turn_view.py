@@ -3,6 +3,7 @@ rest): what the Response tab of the conversation screen mounts."""
 
 from __future__ import annotations
 
+from markdown_it import MarkdownIt
 from rich.syntax import Syntax
 from rich.text import Text
 from textual.widget import Widget
@@ -12,6 +13,13 @@ from ..models import TurnDetail
 from ..wire import TOOL_USE_TYPES
 from .blocks import CUT, cut, value_text
 from .render import as_json
+
+
+def _html_as_text() -> MarkdownIt:
+    """Textual's parser ("gfm-like") with HTML off: Claude's replies often hold tags (`<answer>`,
+    `<div>`), which the Markdown widget would drop whole, text and all; here they show as
+    written."""
+    return MarkdownIt("gfm-like", {"html": False})
 
 
 def response_widgets(d: TurnDetail, show_all: bool) -> list[Widget]:
@@ -29,7 +37,7 @@ def response_widgets(d: TurnDetail, show_all: bool) -> list[Widget]:
         for block in content or []:
             kind = block.get("type") if isinstance(block, dict) else None
             if kind == "text":
-                widgets.append(Markdown(cut(block.get("text") or "", CUT * 5, show_all)))
+                widgets.append(Markdown(cut(block.get("text") or "", CUT * 5, show_all), parser_factory=_html_as_text))
             elif kind == "thinking":
                 widgets.append(
                     Collapsible(
