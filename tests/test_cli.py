@@ -322,6 +322,28 @@ def test_export_refuses_to_write_over_the_database_it_reads(recorded, tmp_path):
     assert json.loads(run("--db", str(recorded), "list", "--json").output), "the records are all there"
 
 
+def test_recorded_text_never_reaches_the_terminal_as_control_characters(tmp_path):
+    """A first message, a user id or a model with an escape sequence (a window title, a screen
+    clear): list and show write them out; the table's heading sits over short ids too."""
+    from replayer import Recorder
+
+    db = tmp_path / "esc.db"
+    evil = "hi \x1b]0;pwned\x07\x1b[2J done"
+    with Recorder(db) as rec:
+        rec.record({"model": "m\x1b[31m", "max_tokens": 5, "messages": [{"role": "user", "content": evil}]},
+                   {"id": "msg_e", "type": "message", "role": "assistant", "model": "m\x1b[31m", "content": [],
+                    "stop_reason": "end\x07", "usage": {"input_tokens": 1, "output_tokens": 1}},
+                   conversation_id="conv_A", user_id="u\x1b[2J")  # fmt: skip
+    listed = run("--db", str(db), "list").output
+    shown = run("--db", str(db), "show", "conv_A").output
+    for out in (listed, shown):
+        assert not any(c in out for c in "\x1b\x07"), out
+    assert "hi \\x1b]0;pwned\\x07\\x1b[2J done" in listed and "u\\x1b[2J" in listed
+    assert "m\\x1b[31m" in shown and "end\\x07" in shown
+    head, row = listed.splitlines()[:2]
+    assert head.index("USER") == row.index("u\\x1b")
+
+
 def test_ids_are_whole_and_any_unique_prefix_names_one(recorded):
     """Generated ids are 33 characters: list shows them whole; show, export --conversation and
     rerun take an id, any prefix that names one, or an id cut as the browser shows it (…)."""

@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from .table import printable
+
 
 class UserError(click.ClickException):
     """Bad input: one line on stderr, exit 2."""
@@ -156,5 +158,7 @@ def resolve_id(store: Any, text: str, kind: str = "conversation") -> str:
 
 
 def one_line(text: str | None, n: int) -> str:
-    text = " ".join((text or "").split())
+    """`text` on one line (whitespace folded, control characters written out: `printable`), cut
+    to `n` characters."""
+    text = printable(" ".join((text or "").split()))
     return text if len(text) <= n else text[: n - 1] + "…"

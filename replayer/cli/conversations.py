@@ -112,7 +112,8 @@ def list_(
             err=True,
         )
         return
-    width = max(len(r.conversation_id) for r in rows)  # ids whole: they are what show and export take
+    # ids whole (they are what show and export take), and never narrower than the heading
+    width = max(len("CONVERSATION"), *(len(r.conversation_id) for r in rows))
     table = Table(
         Column("STARTED", 16),
         Column("CONVERSATION", width),

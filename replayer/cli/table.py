@@ -8,6 +8,7 @@ keeps it byte for byte.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,8 +23,18 @@ class Column:
     """Right-aligned (numbers)."""
 
     def pad(self, cell: object) -> str:
-        text = str(cell)
+        text = printable(str(cell))
         return text.rjust(self.width) if self.right else text.ljust(self.width)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters written out (`\\x1b`): a recorded message or id is
+    shown, never run by the terminal (an escape sequence could retitle the window, clear the
+    screen or hide what follows)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text) if _CONTROL.search(text) else text
 
 
 class Table:
