@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
@@ -451,6 +453,42 @@ def test_a_database_from_a_newer_replayer_is_refused_and_left_as_it_was(tmp_path
     assert rec.flush(5) is False
     rec.close(1)
     assert path.read_bytes() == before
+
+
+def test_a_database_in_a_folder_that_cannot_be_written_says_so(tmp_path):
+    """An up-to-date database in a read-only folder: SQLite can't make its -wal and -shm there.
+    The message says that (it said the file needed migrating). Root may write anywhere, so as
+    root the command runs as nobody."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="replayer-ro-"))
+    try:
+        folder = root / "d"
+        folder.mkdir()
+        db = folder / "w.db"
+        con = open_db(db).conn
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        con.close()
+        for p in (root, folder, db):
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+        os.chmod(folder, 0o555)
+        command = [sys.executable, "-m", "replayer.cli", "--db", str(db), "list"]
+        if os.geteuid() == 0:
+            assert shutil.which("setpriv"), "as root the test needs setpriv (util-linux) to run as nobody"
+            for p in (root, folder, db):
+                os.chown(p, 65534, 65534)
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        env = {**os.environ, "HOME": str(root)}
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=root, timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith(f"replayer: {folder} is read-only: SQLite makes w.db-wal and -shm"), proc.stderr
+        assert "needs migrating" not in proc.stderr and proc.stderr.count("\n") == 1
+    finally:
+        os.chmod(root / "d", 0o755)
+        shutil.rmtree(root)
 
 
 def test_installed_sqlite_utils_plugins_do_not_run_on_replayer_databases(tmp_path):

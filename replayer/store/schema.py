@@ -473,6 +473,14 @@ def open_db(path: str | os.PathLike[str], *, create: bool = True, migrate: bool 
                 f"{path} is not a SQLite database or is corrupt ({msg}): move it aside or pick another --db"
             ) from None
         if fault is Fault.READ_ONLY:
+            folder = path.parent
+            if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY_DIRECTORY or not os.access(
+                folder, os.W_OK
+            ):
+                raise DBError(
+                    f"{folder} is read-only: SQLite makes {path.name}-wal and -shm beside the database to read it; "
+                    "make the folder writable, or copy the file into one that is"
+                ) from None
             raise DBError(
                 f"{path} is read-only and needs migrating: run 'replayer db migrate' with write access"
             ) from None
