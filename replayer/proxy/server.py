@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import socket
+import ssl
 import sys
 import time
 from typing import Any
@@ -89,9 +90,12 @@ class Proxy:
     async def start(self, host: str, port: int) -> str:
         """Listen; the URL the proxy answers on (with the port picked, for port 0)."""
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=sys.version_info < (3, 12))
+        # trust_env: HTTPS_PROXY/HTTP_PROXY/NO_PROXY as the SDKs honour them (an agent behind an
+        # egress proxy reached the API alone, and failed once record put this proxy in its path)
         self.session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, timeout=self.timeout, cookie_jar=aiohttp.DummyCookieJar()
-        )
+            connector=connector, auto_decompress=False, timeout=self.timeout, cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=True,
+        )  # fmt: skip
         # handler_cancellation: a client that leaves cancels its handler at once, which closes
         # the upstream request (a long generation stops costing) and records the attempt abandoned
         server = web.Server(self.handle, handler_cancellation=True, max_field_size=1 << 16, max_line_size=1 << 16)
@@ -342,6 +346,9 @@ def _cause(e: BaseException) -> str:
         os_error = e.os_error
         if isinstance(os_error, socket.gaierror):
             text = f"cannot resolve {e.host}: {os_error.strerror}"
+        elif isinstance(os_error, ssl.SSLError):  # (its errno is no OS error: 1 read "operation not permitted")
+            why = getattr(os_error, "verify_message", None) or os_error.reason or str(os_error)
+            text = f"TLS with {e.host} failed: {why}"
         elif os_error.errno:
             text = os.strerror(os_error.errno).lower()
     return " ".join(text.split())
