@@ -331,6 +331,36 @@ def test_client_that_leaves_mid_stream_closes_the_upstream_and_is_recorded_aband
     assert line["response"]["content"] == [{"type": "text", "text": "first part, then"}]  # as far as it got
 
 
+def test_an_upstream_whose_tls_fails_says_tls_failed(start, writer, proxy_db):
+    """https:// to a server that speaks plain HTTP (or has a certificate that doesn't verify):
+    the 502 names TLS and why; it said "operation not permitted" (the SSL error's errno 1)."""
+    with FakeAPI() as api:
+        upstream = api.url.replace("http://", "https://")
+        proxy = start(upstream)
+        client = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY, max_retries=0)
+        with pytest.raises(anthropic.InternalServerError) as raised:
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER)
+    message = raised.value.body["error"]["message"]
+    assert message.startswith(f"replayer proxy: upstream {upstream} unreachable: TLS with 127.0.0.1 failed: "), message
+    assert "not permitted" not in message
+
+
+def test_the_upstream_is_reached_through_the_proxy_the_environment_names(start, writer, proxy_db, monkeypatch):
+    """HTTP_PROXY/HTTPS_PROXY, as the SDKs honour them: an agent behind an egress proxy reaches
+    the API alone, and must under `record` too."""
+    with FakeAPI() as egress:
+        monkeypatch.setenv("HTTP_PROXY", egress.url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the agent reaches replayer's proxy directly
+        monkeypatch.delenv("no_proxy", raising=False)
+        proxy = start("http://api.internal.test")  # a name only the egress proxy knows
+        client = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY, max_retries=0)
+        reply = client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER)
+        assert reply.content
+        assert [r["path"] for r in egress.received] == ["http://api.internal.test/v1/messages"]
+    [line] = records(writer, proxy_db, 1)
+    assert line["status"] == 200 and line["request"]["messages"] == USER
+
+
 def test_upstream_down_is_a_502_in_the_api_shape_and_a_recorded_connection_error(start, writer, proxy_db):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -463,7 +493,8 @@ def test_stop_lets_open_streams_finish(writer, proxy_db, upstream):
     assert again.is_alive() and stopping.is_alive() and "body" not in got
     upstream.gate.set()
     again.join(30)
-    assert not again.is_alive() and upstream.finished.is_set()
+    # (the upstream's thread sets `finished` just after its last write, which the stop may beat)
+    assert not again.is_alive() and upstream.finished.wait(5)
     stopping.join(30)
     reader.join(30)
     assert b"message_stop" in got["body"] and not stopping.is_alive()
