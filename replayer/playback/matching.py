@@ -343,6 +343,16 @@ class Matcher:
         with self.lock:
             return list(self.drifts)
 
+    def taken_back(self, answer: Answer) -> None:
+        """An answer the caller did not give (a fork sends that call live): out of the counts the
+        closing line gives (its slot stays served: it is not offered again)."""
+        with self.lock:
+            self.answered -= 1
+            if answer.events is not None:
+                self.streams -= 1
+                if answer.synthesized:
+                    self.synthesized -= 1
+
     def withdraw(self, refusal: Refusal) -> None:
         """Forget a refusal the caller did not give (a fork sent that call live instead)."""
         with self.lock:
