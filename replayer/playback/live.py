@@ -22,7 +22,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +73,9 @@ def fork_point(lines: list[dict[str, Any]], live_from: str) -> ForkPoint:
     turns = last_attempts(lines)
     conversations = sorted({c for c, _ in turns}, key=lambda c: min(t.get("started_at") or "" for (cc, _), t in
                                                                     turns.items() if cc == c))
-    found = next((k for k, line in turns.items() if line.get("turn_id") == live_from), None)
+    by_turn_id = {str(line.get("turn_id")): k for k, line in turns.items() if line.get("turn_id")}
+    turn_id = _one(live_from, by_turn_id, "turn", live_from)
+    found = by_turn_id[turn_id] if turn_id is not None else None
     if found is None:
         conv, sep, n = live_from.rpartition(":")
         if not sep:
@@ -83,6 +85,7 @@ def fork_point(lines: list[dict[str, Any]], live_from: str) -> ForkPoint:
                     " or CONVERSATION:N (replayer show CONVERSATION --json lists turn ids)"
                 )
             conv = conversations[0]
+        conv = _one(conv, conversations, "conversation", live_from) or conv
         if conv not in conversations:
             raise LiveError(f"--live-from {live_from}: no conversation {conv} in the source")
         count = 1 + max(i for c, i in turns if c == conv)
@@ -95,6 +98,19 @@ def fork_point(lines: list[dict[str, Any]], live_from: str) -> ForkPoint:
         found = (conv, index)
     conv, index = found
     return ForkPoint(conv, index, turns[found], _before(turns, conv, index))
+
+
+def _one(text: str, ids: Iterable[str], kind: str, live_from: str) -> str | None:
+    """The id `text` names among `ids`: itself, a prefix of exactly one, or one cut as displayed
+    (…), as everywhere else ids are taken; None when it names none."""
+    ids = list(ids)
+    if text in ids:
+        return text
+    prefix = text.removesuffix("…")
+    matches = [i for i in ids if i.startswith(prefix)] if prefix else []
+    if len(matches) > 1:
+        raise LiveError(f"--live-from {live_from}: {text!r} begins {len(matches)} {kind} ids: give more of it")
+    return matches[0] if matches else None
 
 
 def _before(turns: dict[tuple[str, int], dict[str, Any]], conv: str, index: int) -> list[dict[str, Any]]:
@@ -227,8 +243,7 @@ class ForkPlayer:
             line = answer.line
             if (not self.state.started and line.get("conversation_id") == self.point.conversation_id
                     and isinstance(line.get("index"), int) and line["index"] >= self.point.index):
-                with self.matcher.lock:  # turn N goes live: the recording did not answer it
-                    self.matcher.answered -= 1
+                self.matcher.taken_back(answer)  # turn N goes live: the recording did not answer it
                 self._start()
                 return self._live(request, self.fork_id, edited=True)
             return answer
