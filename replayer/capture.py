@@ -174,7 +174,8 @@ class _StreamCapture(_Attempt):
     Finishes exactly once: at the stream's end, its failure, or the response's close (then
     recorded as far as it got, marked abandoned)."""
 
-    __slots__ = ("put", "chunks", "times", "n", "done", "read", "err", "abandoned", "req", "headers", "status")
+    __slots__ = ("put", "chunks", "times", "n", "done", "read", "err", "err_kind", "abandoned", "req", "headers",
+                 "status")  # fmt: skip
 
     def __init__(self, request: Any, http: Any, ctx: Context | None, t_start: float, p0: float, endpoint: str,
                  caller: int, put: Put, is_async: bool):
@@ -191,6 +192,7 @@ class _StreamCapture(_Attempt):
         """How many chunks the body had when it ended (a read after the end is not its)."""
         self.done = self.read = self.abandoned = False
         self.err: str | None = None
+        self.err_kind = "connection_error"
         http.stream = (_AsyncTee if is_async else _SyncTee)(http.stream, self)
 
     def finish(self, err: BaseException | None = None, *, abandoned: bool = False) -> None:
@@ -204,6 +206,8 @@ class _StreamCapture(_Attempt):
             # its text, not the exception: the traceback would keep the agent's frames (and all
             # they hold) alive until the writer runs
             self.err = f"{type(err).__name__}: {err}"
+            if isinstance(err, httpx2.TimeoutException | TimeoutError):
+                self.err_kind = "timeout_error"  # as the SDK (APITimeoutError) and the proxy name it
         self.abandoned = abandoned or isinstance(err, _GAVE_UP)
         self.put(self)
 
@@ -227,7 +231,7 @@ class _StreamCapture(_Attempt):
         else:
             record.response_bytes = got.body
         if self.err is not None:
-            record.error = {"type": "connection_error", "message": self.err, "status": None}
+            record.error = {"type": self.err_kind, "message": self.err, "status": None}
         elif got.problem is not None:
             record.error = {"type": "decode_error", "message": f"replayer: {got.problem}", "status": self.status}
         elif self.abandoned:

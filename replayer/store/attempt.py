@@ -138,8 +138,10 @@ def read(captured: Captured, decoder: Decoder, redact: Redact | None) -> Attempt
         unknown_events = assembled.unknown_events or None
         if assembled.error and not error:
             error = assembled.error
-        if assembled.complete:
-            captured.abandoned = False  # closed after its message_stop: nothing was cut off
+        if assembled.complete or assembled.error:
+            # closed after its message_stop, or its error event: nothing was cut off by the
+            # reader (the SDK stops reading at an error event and closes the response)
+            captured.abandoned = False
     elif captured.response_obj is not None:
         response = captured.response_obj
     elif captured.response_bytes is not None:
