@@ -20,7 +20,7 @@ def upstream_problem(url: str) -> str | None:
     if parts.scheme not in ("http", "https") or not host:
         return "is not an http(s) URL"
     if parts.query or parts.fragment:
-        return "has a query or fragment: give only scheme, host and path"
+        return "has a query or fragment (give only scheme, host and path)"
     return None
 
 

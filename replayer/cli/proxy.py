@@ -14,11 +14,12 @@ from .base import UserError, db_option, db_path
 from .otlp import otlp_options, otlp_setting
 
 
-def check_upstream(url: str) -> str:
-    """The upstream URL, or bad input when it is not an http(s) URL with a host."""
+def check_upstream(url: str, where: str = "--upstream") -> str:
+    """The upstream URL, or bad input when it is not an http(s) URL with a host (`where`: the
+    option or variable it came from, which the message names)."""
     problem = upstream_problem(url)
     if problem:
-        raise UserError(f"upstream {shown(url)!r} {problem}: give one like --upstream {DEFAULT_UPSTREAM}")
+        raise UserError(f"{where} {shown(url)!r} {problem}: give one like {DEFAULT_UPSTREAM}")
     return url.rstrip("/")
 
 
@@ -56,7 +57,8 @@ def proxy(ctx: click.Context, host: str, port: int, upstream: str | None, otlp: 
     from ..store.process import make_writer
     from ..store.schema import open_db
 
-    target = check_upstream(upstream or os.environ.get(UPSTREAM_ENV) or DEFAULT_UPSTREAM)
+    from_env = not upstream and os.environ.get(UPSTREAM_ENV)
+    target = check_upstream(upstream or from_env or DEFAULT_UPSTREAM, f"${UPSTREAM_ENV}" if from_env else "--upstream")
     export = otlp_setting(otlp, otlp_content)
     path = db_path(ctx)
     open_db(path).close()  # a path that can't hold a replayer database fails now, as bad input

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -96,7 +97,11 @@ def rerun(
     """
     from .. import replay
     from ..models import RerunReport
+    from .proxy import check_upstream
 
+    given = base_url or os.environ.get("ANTHROPIC_BASE_URL")
+    if given:  # checked before anything is sent, or stored
+        check_upstream(given, "--base-url" if base_url else "$ANTHROPIC_BASE_URL")
     store = open_store(ctx)
     turn_id = resolve_turn(store, turn_id)
     try:
