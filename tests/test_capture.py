@@ -230,6 +230,20 @@ def test_error_event_mid_stream(api, rec, client, db_path):
     assert line["status"] == 200
     assert line["error"] == {"type": "overloaded_error", "message": "Overloaded", "status": 200}
     assert line["response"]["content"][0]["text"].startswith("partial")
+    assert line["abandoned"] is False  # the server ended it (as the proxy records it): the reader gave nothing up
+
+
+def test_a_stream_that_times_out_midway_is_a_timeout_error(api, rec, db_path):
+    """As the SDK raises it (APITimeoutError), the middleware's non-stream path and the proxy
+    record it: a timeout_error, not a connection_error."""
+    api.enqueue(Reply(sse=message_events(msg("slow " * 10)), chunk_delay=1.0))
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0, timeout=0.3))
+    with pytest.raises(anthropic.APITimeoutError):
+        for _ in client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER, stream=True):
+            pass
+    assert rec.flush(10)
+    [line] = exported(db_path)
+    assert line["error"]["type"] == "timeout_error" and "ReadTimeout" in line["error"]["message"]
 
 
 def test_dropped_stream_is_recorded_as_far_as_it_got(api, rec, client, db_path):

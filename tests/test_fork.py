@@ -258,6 +258,25 @@ def test_a_message_counted_from_the_end_is_the_fork_turns_in_every_later_request
     assert link["edits"] == {"messages": {"-1": "EDITED RESULT"}}  # as given: at the fork's turn
 
 
+def test_live_from_takes_ids_cut_to_a_prefix_as_everywhere_else():
+    from replayer.playback.live import LiveError, fork_point
+
+    def line(conv, index, turn_id):
+        return {"conversation_id": conv, "index": index, "turn_id": turn_id, "attempt": 0,
+                "started_at": f"2026-12-05T08:00:0{index}Z", "request": {"messages": []}}  # fmt: skip
+
+    lines = [line("conv_01aaa111", 0, "turn_01xx0"), line("conv_01aaa111", 1, "turn_01xy1"),
+             line("conv_01bbb222", 0, "turn_01zz0")]  # fmt: skip
+    assert (fork_point(lines, "conv_01aaa:1").conversation_id, fork_point(lines, "conv_01aaa:1").index) == (
+        "conv_01aaa111", 1)
+    assert fork_point(lines, "turn_01xy").turn["turn_id"] == "turn_01xy1"
+    assert fork_point(lines, "turn_01xy…").turn["turn_id"] == "turn_01xy1"  # cut as the browser shows it
+    with pytest.raises(LiveError, match="begins 2 turn ids"):
+        fork_point(lines, "turn_01x")
+    with pytest.raises(LiveError, match="no conversation conv_9 in the source"):
+        fork_point(lines, "conv_9:0")
+
+
 def test_max_turns_stops_the_live_part_with_an_api_error_to_the_agent(loop_api, recorded, tmp_path):
     db, conv, work = recorded_loop(recorded, tmp_path)
     proc = replayer(db, "replay", conv, "--live-from", "5", "--system", "Be brief.", "--max-turns", "2", "--yes",
@@ -396,6 +415,7 @@ def test_a_streaming_agent_forks_too_and_its_replayed_turns_keep_their_recorded_
                     env=fork_env(loop_api), cwd=work)
     assert proc.returncode == 0, proc.stderr
     assert f"FINAL refunded after {TURNS - 1} steps" in proc.stdout
+    assert "answered 7 calls (7 streams)" in proc.stderr, proc.stderr  # turn 7, sent live, not among them
     sent = sent_bodies(loop_api)
     assert [b["stream"] for b in sent] == [True] * (TURNS - 7)
     assert all(b["system"] == "You are terse." for b in sent)

@@ -629,6 +629,10 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     assert bad.wait(30) == 2
     err = bad.stderr.read()
     assert err.count("\n") == 1 and "ftp://example.com" in err and "http(s)" in err
+    from_env = _cli("--db", db, env={**os.environ, "REPLAYER_UPSTREAM": "nonsense"})
+    assert from_env.wait(30) == 2
+    err = from_env.stderr.read()  # the message names where the value came from
+    assert err == "replayer: $REPLAYER_UPSTREAM 'nonsense' is not an http(s) URL: give one like https://api.anthropic.com\n"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()

@@ -256,6 +256,7 @@ def test_bad_edits_are_one_line(api, db_path, recorded):
         (["--set", 'messages.9.content="x"'], "--set messages.9.content: no element 9"),
         (["--set", 'messages.x.content="x"'], "--set messages.x.content: no element x"),
         (["--set", 'model.name="x"'], "--set model.name: model is not an object or a list"),
+        (["--base-url", "notaurl"], "--base-url 'notaurl' is not an http(s) URL"),
     ]:
         r = run(db_path, recorded, *args, "--yes", api=api)
         assert r.exit_code == 2 and says in r.stderr, (args, r.output)
