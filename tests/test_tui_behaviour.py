@@ -134,6 +134,22 @@ async def test_the_next_page_after_a_new_recording_reads_the_list_again_never_a_
         assert keys == shown and len(set(shown)) == 151 and shown[0] == "conv_late"
 
 
+async def test_the_palette_reaches_a_conversation_older_than_the_newest_it_offers(tmp_path):
+    """ctrl+p offers the newest 200; an older one's id, typed, is found by its id (it opened the
+    best fuzzy match among the 200, another conversation)."""
+    db = tmp_path / "old.db"
+    now = time.time() - 3600
+    with Recorder(db) as rec:
+        for i in range(230):
+            rec.record(chat(f"question {i}"), reply("ok", model="claude-haiku-4-5"), conversation_id=f"conv_{i:03d}",
+                       started_at=now + i)  # fmt: skip
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await palette_jump(pilot, "conv_007")
+        assert isinstance(app.screen, ConversationScreen) and app.screen.conversation_id == "conv_007"
+
+
 @pytest.fixture
 def slow_details(monkeypatch):
     """Turn details that take a while to load, as on a big database: the cursor runs ahead."""

@@ -47,13 +47,19 @@ def read_escape_cr_as_alt_enter() -> None:
 read_escape_cr_as_alt_enter()
 
 
+PALETTE_NEWEST = 200
+"""Conversations the palette offers before anything is typed into it (the newest)."""
+PALETTE_BY_ID = 20
+"""...and those it adds whose id begins with what was typed."""
+
+
 class GotoProvider(Provider):
     """Command palette: go to a conversation (by id, user or first message) or a turn."""
 
     async def search(self, query: str) -> Hits:
         app = cast("ReplayerApp", self.app)
         matcher = self.matcher(query)
-        for label, action, help_text in await _in_thread(app.palette_entries):
+        for label, action, help_text in await _in_thread(lambda: app.palette_entries(query.strip())):
             score = matcher.match(label)
             if score > 0:
                 yield Hit(score, matcher.highlight(label), action, help=help_text)
@@ -135,13 +141,20 @@ class ReplayerApp(App[None]):
             self._stats_cache[days] = (time.monotonic(), doc)
             return doc
 
-    def palette_entries(self) -> list[tuple[str, Any, str]]:
+    def palette_entries(self, query: str = "") -> list[tuple[str, Any, str]]:
+        """The newest conversations, those whose id begins with `query` however old (an id
+        typed or pasted whole), and the open conversation's turns."""
         entries: list[tuple[str, Any, str]] = []
         with self.store() as store:
-            conversations = store.conversations(limit=200)
+            conversations = store.conversations(limit=PALETTE_NEWEST)
+            _, by_id = store.ids_starting(query.removeprefix("conversation").strip(), limit=PALETTE_BY_ID)
         for c in conversations:
             label = f"conversation {c.conversation_id}  {c.user_id or ''}  {(c.first_message or '')[:40]}"
             entries.append((label, lambda cid=c.conversation_id: self.open_conversation(cid), plural(c.turns, "turn")))
+        shown = {c.conversation_id for c in conversations}
+        for cid in by_id:
+            if cid not in shown:
+                entries.append((f"conversation {cid}", lambda cid=cid: self.open_conversation(cid), "by its id"))
         from .conversation import ConversationScreen
 
         # the palette is a screen of its own: the conversation is the one underneath it
