@@ -387,6 +387,13 @@ def summarize(
     if notes:
         counted = "no call was counted" if unreported or running else "nothing was recorded"
         return f"replayer: {counted}: {'; '.join(notes)}"
+    passed = (proxied or {}).get("passed") or 0
+    if passed:
+        # marked by a recorder this run never heard from: a `replayer record` inside the program
+        return (
+            f"replayer: nothing was recorded to {db}: the program's {plural(passed, 'call')} came already "
+            "recorded (by a replayer record or a Recorder inside it, to its own database), so not again here"
+        )
     # nothing at all: neither the hook nor the proxy saw a Messages API call
     proxy = proxied is not None
     if reports:

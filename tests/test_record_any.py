@@ -200,6 +200,36 @@ def test_a_program_without_the_hook_is_recorded_by_the_proxy_under_the_given_ids
     assert f"replayer list --run {run2}" in shown.stdout, shown.stdout
 
 
+def test_a_record_inside_another_records_each_call_once(api, tmp_path):
+    """An eval script under `record` that runs `record` for each case: the inner run records the
+    calls (through its proxy, and its Python child's middleware), and the outer run's proxy,
+    which the inner one forwards to, doesn't record them again."""
+    script = write(tmp_path / "case.py", """
+        import sys
+        import anthropic
+        anthropic.Anthropic().messages.create(model="claude-haiku-4-5", max_tokens=10,
+                                              messages=[{"role": "user", "content": sys.argv[1]}])
+    """)
+    outer, inner = tmp_path.resolve() / "outer.db", tmp_path.resolve() / "inner.db"
+    env = {"ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY}
+    for flag in ("-I", "-c"):  # the proxy's record (no middleware: -I), then the middleware's
+        args = [str(script), "bare"] if flag == "-I" else ["import runpy, sys; sys.argv[1:] = ['hooked'];"
+                                                           f" runpy.run_path({str(script)!r})"]  # fmt: skip
+        proc = replayer(outer, "record", "--", *CLI, "--db", str(inner), "record", "--", sys.executable, flag, *args,
+                        env=env, cwd=tmp_path)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        # the outer line tells the truth: the call went to inner.db (as the inner run's process
+        # reported it), or came already recorded; never "no call was made", never one to outer.db
+        last = proc.stderr.splitlines()[-1]
+        assert last.startswith(f"replayer: recorded 1 call in 1 conversation to {inner} ") or last == (
+            f"replayer: nothing was recorded to {outer}: the program's 1 call came already recorded (by a replayer "
+            "record or a Recorder inside it, to its own database), so not again here"
+        ), proc.stderr
+    assert len(api.received) == 2
+    assert [line["request"]["messages"][0]["content"] for line in exported(inner)] == ["bare", "hooked"]
+    assert not outer.exists() or exported(outer) == []
+
+
 def test_an_upstream_that_is_not_http_is_refused_in_one_line(tmp_path):
     db = tmp_path / "never.db"
     proc = replayer(db, "record", "--", sys.executable, "-c", "pass", env={"ANTHROPIC_BASE_URL": "ftp://example.com"})

@@ -100,6 +100,9 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
     run = new_id("run_")
     started = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     env[DB_ENV] = db
+    # inside another `record` (an eval script that records each case): this run's proxy forwards
+    # to that one's, which must not record the calls again
+    nested = bool(env.get(RUN_ENV))
     env[RUN_ENV] = run
     env["PYTHONPATH"] = os.pathsep.join(p for p in (boot, env.get("PYTHONPATH")) if p)
     if conversation_id:
@@ -122,7 +125,7 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
             writer.put(_Assigned(item, conversation_id, user_id))
 
     try:
-        proxy = start_background(upstream, put, tags={RUN_TAG: run})
+        proxy = start_background(upstream, put, tags={RUN_TAG: run}, mark=nested)
     except OSError as e:
         raise UserError(f"cannot start the recording proxy on 127.0.0.1: {e.strerror or e}") from None
     env["ANTHROPIC_BASE_URL"] = proxy.url
@@ -247,4 +250,5 @@ def _finish(proxy: Any, writer: Any, db: str, run: str) -> dict[str, Any]:
         "attempts": writer.attempts,
         "conversations": conversations,
         "lost": lost + writer.dropped + writer.failed,
+        "passed": proxy.proxy.passed_recorded,
     }

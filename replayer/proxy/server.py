@@ -66,7 +66,10 @@ class Proxy:
     `start()` and `stop()` run on the event loop that serves."""
 
     def __init__(self, upstream: str, put: Put | None, *, tags: dict[str, Any] | None = None,
-                 connect_timeout: float = 30.0, read_timeout: float = 600.0) -> None:
+                 connect_timeout: float = 30.0, read_timeout: float = 600.0, mark: bool = False) -> None:
+        self.mark = mark
+        """Forward every request marked recorded: the upstream is another `record`'s proxy (this one
+        runs inside that run), which must not record what this one (or the middleware) did."""
         self.upstream = upstream.rstrip("/")
         self.shown = shown(self.upstream)
         """The upstream as messages and records name it, and requests go to it: without user info."""
@@ -84,6 +87,9 @@ class Proxy:
         self.site: web.TCPSite | None = None
         self.url = ""
         self.put_failed = False
+        self.passed_recorded = 0
+        """Messages calls that came marked recorded (by the middleware, or a `record` inside this
+        one's program) and went on unrecorded: for the closing line."""
         self.tasks: set[asyncio.Task[Any]] = set()
         """The handlers of requests being answered (a stop waits for them; `cut()` ends them)."""
 
@@ -152,7 +158,10 @@ class Proxy:
         headers, recorded_elsewhere = await self.forwarded_headers(request)
         call: ProxiedCall | None = None
         data: Any = None
-        if self.put is not None and not recorded_elsewhere and is_turn(request.method, request.path):
+        turn = is_turn(request.method, request.path)
+        if recorded_elsewhere and turn:
+            self.passed_recorded += 1
+        if self.put is not None and not recorded_elsewhere and turn:
             data = await request.content.read()
             call = self.recorded_call(request, headers, data, self.tags)
         elif request.body_exists:
@@ -202,6 +211,8 @@ class Proxy:
         target = URL(self.shown + request.raw_path, encoded=True)
         if self.basic is not None and "authorization" not in headers:
             headers["Authorization"] = self.basic
+        if self.mark:
+            headers[RECORDED_HEADER] = "1"
         try:
             return await self._exchange(request, target, headers, data, call)
         finally:
