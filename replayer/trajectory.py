@@ -47,6 +47,8 @@ class Step:
     """The last attempt's error (None when it was answered)."""
     text: str
     tool_calls: list[ToolUse]
+    ended_at: str | None = None
+    """When its last attempt ended (its start plus its latency): after the waits between retries."""
 
 
 @dataclass
@@ -177,7 +179,9 @@ def totals(t: Trajectory) -> Totals:
     wall = 0.0
     if t.steps:
         last = t.steps[-1]
-        end = _at(last.started_at) + timedelta(milliseconds=last.latency_ms or 0)
+        end = (
+            _at(last.ended_at) if last.ended_at else _at(last.started_at) + timedelta(milliseconds=last.latency_ms or 0)
+        )
         wall = max(0.0, (end - _at(t.steps[0].started_at)).total_seconds())
     return Totals(
         conversation_id=t.conversation_id,

@@ -352,6 +352,24 @@ def test_unpriced_and_unanswered_sides():
     assert c.final.a == "ok" and c.final.b == "ok"  # B's last answered turn is turn 0
 
 
+def test_wall_time_counts_the_waits_between_retries(api, tmp_path):
+    """A turn answered after two 529s with a wait before each retry: its wall time runs from the
+    first attempt's start to the last one's end, not the attempts' latencies added up."""
+    from replayer.trajectory import totals
+
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    api.enqueue(*[Reply(status=529, body=overloaded, headers={"retry-after-ms": "300"})] * 2)
+    db = tmp_path / "w.db"
+    with Recorder(db) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=2))
+        hi = [{"role": "user", "content": "hi"}]
+        with rec.conversation("conv_retried"):
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=hi)
+    t = totals(trajectory(Store(open_db(db)), "conv_retried"))
+    assert t.turns == 1 and t.model_ms < 300  # three quick answers
+    assert t.wall_s >= 0.6, t  # and two waits of 0.3 s between them
+
+
 def test_core_imports_no_textual():
     import subprocess
     import sys

@@ -4,11 +4,13 @@ store already prices, plus each turn's reply (text and tool calls with their inp
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ..models import ToolUse
 from ..trajectory import Step, Trajectory
 from ..wire import prompt_tokens, text_of, token_count, tool_calls
+from .codec import iso
 
 if TYPE_CHECKING:
     from .queries import Store
@@ -33,6 +35,11 @@ def trajectory(store: Store, conversation_id: str) -> Trajectory:
         reply = json.loads(texts[t.turn_id]) if t.turn_id in texts else None
         usage = t.usage
         latencies = [a.latency_ms for a in t.attempts if a.latency_ms is not None]
+        last = t.attempts[-1] if t.attempts else None
+        ended = None
+        if last is not None and last.started_at:
+            start = datetime.fromisoformat(last.started_at.replace("Z", "+00:00"))
+            ended = iso((start + timedelta(milliseconds=last.latency_ms or 0)).timestamp())
         steps.append(
             Step(
                 index=t.index,
@@ -44,6 +51,7 @@ def trajectory(store: Store, conversation_id: str) -> Trajectory:
                 output_tokens=token_count(usage, "output_tokens") if usage is not None else None,
                 cost_usd=t.cost_usd,
                 latency_ms=sum(latencies) if latencies else None,
+                ended_at=ended,
                 attempts=len(t.attempts),
                 errors=sum(1 for a in t.attempts if a.error),
                 error=t.error,
