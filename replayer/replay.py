@@ -297,11 +297,12 @@ def estimate(
 # -- sending -----------------------------------------------------------------------------------
 
 
-def api_key(explicit: str | None = None) -> str:
+def api_key(explicit: str | None = None, gateway: str = "--base-url") -> str:
+    """The key calls are sent with; `gateway`: the command's own option for another base URL."""
     key = explicit or os.environ.get("ANTHROPIC_API_KEY")
     if not key:
         raise ReplayError(
-            "no API key: set ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL or --base-url for a gateway); nothing was sent"
+            f"no API key: set ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL or {gateway} for a gateway); nothing was sent"
         )
     return key
 

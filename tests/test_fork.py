@@ -185,6 +185,7 @@ def test_a_fork_at_turn_5_sends_turns_5_on_with_the_new_system_prompt_and_record
     assert proc.returncode == 0, proc.stderr
     assert f"FINAL refunded after {TURNS - 1} steps" in proc.stdout
     assert "estimate for turn 5:" in proc.stderr
+    assert "; replayer compare " in proc.stderr  # the original is in this database: compare them
 
     # turns 0-4 never reached the fake; 5-9 did, each with the edit (and the agent's own history)
     sent = sent_bodies(loop_api)
@@ -277,6 +278,23 @@ def test_live_from_takes_ids_cut_to_a_prefix_as_everywhere_else():
         fork_point(lines, "conv_9:0")
 
 
+def test_a_fork_of_a_cassette_into_another_database_suggests_no_compare_and_says_unpriced(loop_api, recorded,
+                                                                                          tmp_path):
+    """The source a cassette file, the fork recorded into another database: `compare` there
+    could not find the original, so the closing line doesn't offer it; live calls whose model
+    has no price are `?`, not $0.0000."""
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    cassette = tmp_path / "run.jsonl"
+    assert replayer(db, "export", "--conversation", conv, "--cassette", "-o", str(cassette)).returncode == 0
+    other = tmp_path / "other.db"
+    proc = replayer(other, "replay", str(cassette), "--live-from", "5", "--model", "claude-nova-9", "--yes",
+                    *agent_cmd(), env=fork_env(loop_api), cwd=work)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    last = [x for x in proc.stderr.splitlines() if x.startswith("replayer replay: fork ")][-1]
+    assert f"live calls, ? ({TURNS - 5} calls with no price)" in last, last
+    assert "replayer compare" not in last and "(replayer show conv_" in last
+
+
 def test_max_turns_stops_the_live_part_with_an_api_error_to_the_agent(loop_api, recorded, tmp_path):
     db, conv, work = recorded_loop(recorded, tmp_path)
     proc = replayer(db, "replay", conv, "--live-from", "5", "--system", "Be brief.", "--max-turns", "2", "--yes",
@@ -340,6 +358,7 @@ def test_going_live_without_an_api_key_is_refused_in_one_line(loop_api, recorded
     assert proc.returncode == 2
     line = proc.stderr.strip()
     assert len(line.splitlines()) == 1 and "no API key: set ANTHROPIC_API_KEY" in line
+    assert "or --upstream for a gateway" in line  # replay's own option (rerun's is --base-url)
     assert loop_api.received == []  # nothing reached the API, and the agent never ran
     assert "FINAL" not in proc.stdout
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ..fmt import money, plural
+from ..fmt import money, plural, spend
 from .base import UserError, db_path
 from .edits import edits_from
 from .replay import Playing
@@ -35,7 +35,7 @@ def fork_player(ctx: click.Context, settings: Any, recording: Any, matcher: Any)
     prices = PriceTable.load((ctx.find_root().obj or {}).get("pricing"))
     upstream = extra.get("upstream")
     try:
-        replay.api_key()  # the agent's own key goes upstream; without one the live part can't start
+        replay.api_key(gateway="--upstream")  # the agent's own key goes upstream: without one no live part
         orig = original_of(point, prices)
         request = replay.edit_request(orig.request, edits)
         problems = replay.validate(request, orig.headers, orig)
@@ -111,13 +111,19 @@ def _start(ctx: click.Context, matcher: Any, point: Any, edits: Any, prices: Any
         add_fork_link(store, ForkLink(player.fork_id, point.conversation_id, point.index, edits.to_json()))
         for branch in state.branches:  # a subagent that went on differently: a fork of its own, unedited
             add_fork_link(store, ForkLink(branch.conversation_id, branch.source, branch.index, {}))
-        spent = money(state.spent_usd) + (f" (+{plural(state.unpriced, 'unpriced call')})" if state.unpriced else "")
+        # ? when no live call had a price, ≥ when some had none (fmt.spend)
+        spent = spend(state.spent_usd, state.unpriced) + (
+            f" ({plural(state.unpriced, 'call')} with no price)" if state.unpriced else ""
+        )
         stopped = f"; the live part was stopped: {state.stopped}" if state.stopped else ""
         lost_line = f"; {plural(lost, 'record')} could not be written" if lost else ""
+        # the original is in this database unless the fork came from a cassette file
+        here = store.execute("SELECT 1 FROM conversations WHERE id = ?", [point.conversation_id]).fetchone()
+        compare = f"; replayer compare {point.conversation_id} {player.fork_id}" if here else ""
         return [
             f"replayer replay: fork {player.fork_id} of {point.conversation_id} at turn {point.index}: "
             f"{plural(state.live_calls, 'live call')}, {spent}{stopped}{lost_line} "
-            f"(replayer show {player.fork_id}; replayer compare {point.conversation_id} {player.fork_id})"
+            f"(replayer show {player.fork_id}{compare})"
         ] + [
             f"replayer replay: {b.source} went on differently from its turn {b.index}: continued live as "
             f"{b.conversation_id} (replayer compare {b.source} {b.conversation_id})"
