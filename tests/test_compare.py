@@ -168,7 +168,7 @@ def test_cli_text(recorded):
     assert "added" in rows["5"] and "added" in rows["6"] and "close_ticket" in rows["5"]
     assert "end_turn|tool_use" in rows["4"]
     text = r.output
-    assert 'refund input changed (amount: 20 -> 25; reason: null -> "late")' in text
+    assert 'refund input changed (amount: 20 -> 25; reason: added "late")' in text
     assert "turn 5: only in B:" in text
     totals = {line.split()[0]: line.split()[1:] for line in lines if line.split()[:1] in (["turns"], ["errors"])}
     assert totals["turns"] == [str(len(SCRIPT_A)), str(len(SCRIPT_B)), f"+{len(SCRIPT_B) - len(SCRIPT_A)}"]

@@ -313,3 +313,14 @@ def test_a_turn_can_be_named_by_conversation_and_index(api, db_path, recorded):
     assert json.loads(r.stdout)["turn_id"] == recorded
     r = run(db_path, f"{conv}:7", "--yes", api=api)
     assert r.exit_code == 2 and "has turns 0..1" in r.stderr
+
+
+def test_a_tool_inputs_key_added_or_removed_says_so_never_null():
+    """A key only one side has is added or removed; `null` is a value a side can hold."""
+    from replayer.cli.rerun import _describe_tools
+    from replayer.models import JsonChange, ToolDiff
+
+    changes = [JsonChange("deep", "removed", {"k": [1, 2]}, None), JsonChange("why", "added", None, "late"),
+               JsonChange("n", "changed", None, 2)]  # fmt: skip
+    text = _describe_tools([ToolDiff("refund", "changed", {}, changes)])
+    assert text == 'refund input changed (deep: removed (was {"k": [1, 2]}); why: added "late"; n: null -> 2)'
