@@ -340,6 +340,7 @@ def test_recorded_text_never_reaches_the_terminal_as_control_characters(tmp_path
         assert not any(c in out for c in "\x1b\x07"), out
     assert "hi \\x1b]0;pwned\\x07\\x1b[2J done" in listed and "u\\x1b[2J" in listed
     assert "m\\x1b[31m" in shown and "end\\x07" in shown
+    assert "total ? (1 turn whose model has no price)" in shown  # not $0.0000: the model has no price
     head, row = listed.splitlines()[:2]
     assert head.index("USER") == row.index("u\\x1b")
 

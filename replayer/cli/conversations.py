@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from ..fmt import local_time, money, plural
+from ..fmt import local_time, money, plural, spend
 from ..wire import prompt_tokens, token_count
 from .base import (
     UserError,
@@ -169,7 +169,7 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
     for line in [*(provenance_lines(prov, len(turns)) if prov else ()), *forks]:
         click.echo(line)
     total = 0.0
-    unknown = False
+    unknown = 0
     table = Table(
         Column("#", 3, right=True),
         Column("STARTED", 16),
@@ -195,7 +195,7 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
             if a.abandoned:
                 notes += " [abandoned]"
         if t.cost_usd is None:
-            unknown = unknown or bool(t.usage)
+            unknown += 1 if t.usage else 0
         else:
             total += t.cost_usd
         click.echo(
@@ -212,7 +212,9 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
                 notes.strip(),
             )
         )
-    click.echo(f"total {money(total)}" + (" (plus turns whose model has no price)" if unknown else ""))
+    # ? when no turn has a price, ≥ when some haven't (fmt.spend): never $0.0000 for unpriced turns
+    note = f" ({plural(unknown, 'turn')} whose model has no price)" if unknown else ""
+    click.echo(f"total {spend(total, unknown)}{note}")
     for run in runs:  # a conversation continued by later runs was part of each
         click.echo(f"recorded by run {run} (its other conversations: replayer list --run {run})")
     if not prov or len(prov.reconstructed) < len(turns):
