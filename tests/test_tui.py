@@ -157,6 +157,12 @@ async def test_search_filters_by_message_text_and_user(db):
         await settle(pilot)
         rows = cell_texts(app.screen.query_one(DataTable))
         assert [r[1] for r in rows] == ["conv_chat"]
+        # the filter bar sits under the header (title and database), between it and the list
+        from textual.widgets import Header, Input
+
+        header, bar = app.screen.query_one(Header).region, app.screen.query_one("#filter", Input).region
+        table = app.screen.query_one(DataTable).region
+        assert header.bottom <= bar.y and bar.bottom <= table.y, (header, bar, table)
         await pilot.press("escape")
         await settle(pilot)
         assert len(cell_texts(app.screen.query_one(DataTable))) == 2
