@@ -21,6 +21,7 @@ class FilterError(ValueError):
 
 FILTER_WORDS = (
     ("user:U", "one user's"),
+    ("nouser", "with no user"),
     ("run:ID", "one `record` run's"),
     ("tag:KEY=VALUE", "tagged so (repeatable)"),
     ("model:M", "a model id holding M"),
@@ -101,6 +102,8 @@ def parse_filter(text: str) -> dict[str, Any]:
             tags.append(tag_pair(value))
         elif part == "errors":
             out["errors_only"] = True
+        elif part == "nouser":
+            out["no_user"] = True
         elif part.startswith("cost>"):
             out["min_cost"] = min_cost(part[5:])
         else:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
 
 import pytest
+from click.testing import CliRunner
 from textual.widgets import DataTable, Static, TabbedContent
 from textual.widgets.data_table import ColumnKey
 from tui_data import build_db, open_dashboard, open_second_conversation, palette_jump, reply, settle, wait_for
 
 from replayer import Recorder
+from replayer.cli import cli
 from replayer.filters import parse_filter
 from replayer.tui.app import make_app
 from replayer.tui.conversation import ConversationScreen
@@ -457,6 +460,28 @@ async def test_a_long_conversation_id_is_cut_visibly_in_the_list(tmp_path):
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, ConversationScreen) and app.screen.conversation_id == whole
+
+
+async def test_the_dashboards_no_user_row_filters_the_list_to_conversations_with_no_user(tmp_path):
+    path = tmp_path / "nouser.db"
+    now = time.time() - 60
+    with Recorder(path) as rec:
+        for conv, user in (("conv_anon", None), ("conv_named", "ann")):
+            ask = {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": conv}]}
+            rec.record(ask, reply("ok", model="claude-haiku-4-5"), conversation_id=conv, user_id=user, started_at=now)
+    app = make_app(path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await open_dashboard(pilot)
+        users = screen.query_one("#dash-users", DataTable)
+        at = [r[0] for r in cell_texts(users)].index("(no user)")
+        users.move_cursor(row=at)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ConversationsScreen)
+        assert [r[1] for r in cell_texts(app.screen.query_one("#conversations", DataTable))] == ["conv_anon"]
+        assert app.screen.query_one("#filter").value == "nouser"
+    r = CliRunner().invoke(cli, ["--db", str(path), "list", "--no-user", "--json"])
+    assert [c["conversation_id"] for c in json.loads(r.output)] == ["conv_anon"]
 
 
 async def test_the_dashboard_never_shows_unpriced_spend_as_free(tmp_path):

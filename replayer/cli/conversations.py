@@ -51,6 +51,7 @@ def _browse(ctx: click.Context, path: Path) -> None:
 @db_option
 @pricing_option
 @click.option("--user", help="Only this user's conversations.")
+@click.option("--no-user", is_flag=True, help="Only conversations with no user.")
 @click.option(
     "--run",
     metavar="ID",
@@ -70,6 +71,7 @@ def _browse(ctx: click.Context, path: Path) -> None:
 def list_(
     ctx: click.Context,
     user: str | None,
+    no_user: bool,
     run: str | None,
     tags: tuple[str, ...],
     model: str | None,
@@ -90,8 +92,11 @@ def list_(
     except FilterError as e:
         raise UserError(str(e)) from None
     store = open_store(ctx)
+    if user and no_user:
+        raise UserError("give --user ID or --no-user, not both")
     rows = store.conversations(
-        user=user, run=run, tags=pairs, model=model, since=since, until=until, query=query, limit=limit
+        user=user, no_user=no_user, run=run, tags=pairs, model=model, since=since, until=until, query=query,
+        limit=limit,
     )
     if as_json:
         click.echo(json.dumps([r.model_dump() for r in rows], ensure_ascii=False))
@@ -101,7 +106,7 @@ def list_(
         for k, v in (("user", user), ("run", run), *(("tag", t) for t in tags), ("model", model), ("since", since),
                      ("until", until))
         if v
-    ]  # fmt: skip
+    ] + (["--no-user"] if no_user else [])  # fmt: skip
     if not rows and (given or query):
         click.echo(f"No conversation matches {' '.join(given + ([f'-q {query}'] if query else []))}.", err=True)
         return

@@ -314,6 +314,7 @@ class Store(RowTexts):
         until: str | None = None,
         query: str | None = None,
         errors_only: bool = False,
+        no_user: bool = False,
         reruns: bool = False,
         min_cost: float | None = None,
         sort: str = "started",
@@ -339,6 +340,8 @@ class Store(RowTexts):
         if user:
             where.append("c.user_id = ?")
             args.append(user)
+        if no_user:
+            where.append("c.user_id IS NULL")
         for key, value in [*tags, *([("run", run)] if run else [])]:
             where.append(TAG_MATCH)
             args.extend((key, value))

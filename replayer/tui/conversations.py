@@ -383,9 +383,12 @@ class ConversationsScreen(ReplayerScreen[None]):
         self.app.push_screen(DashboardScreen(), self.show_user)
 
     def show_user(self, user: str | None) -> None:
-        """The user chosen on the dashboard (None: it was left with esc)."""
+        """The user chosen on the dashboard (None: it was left with esc; "": the row of calls
+        with no user)."""
         if user:
             self.filter_to("user:" + shlex.quote(user))
+        elif user == "":
+            self.filter_to("nouser")
 
     def action_clear(self) -> None:
         box = self.query_one("#filter", Input)
