@@ -628,6 +628,9 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     assert bad.wait(30) == 2
     err = bad.stderr.read()
     assert err.count("\n") == 1 and "ftp://example.com" in err and "http(s)" in err
+    empty = _cli("--host", "", "--db", db)
+    assert empty.wait(30) == 2
+    assert empty.stderr.read() == "replayer: --host is empty: give an address to listen on, e.g. --host 127.0.0.1\n"
     from_env = _cli("--db", db, env={**os.environ, "REPLAYER_UPSTREAM": "nonsense"})
     assert from_env.wait(30) == 2
     err = from_env.stderr.read()  # the message names where the value came from

@@ -57,6 +57,8 @@ def proxy(ctx: click.Context, host: str, port: int, upstream: str | None, otlp: 
     from ..store.process import make_writer
     from ..store.schema import open_db
 
+    if not host.strip():  # (aiohttp would listen on every address, and the start line name none)
+        raise UserError("--host is empty: give an address to listen on, e.g. --host 127.0.0.1")
     from_env = not upstream and os.environ.get(UPSTREAM_ENV)
     target = check_upstream(upstream or from_env or DEFAULT_UPSTREAM, f"${UPSTREAM_ENV}" if from_env else "--upstream")
     export = otlp_setting(otlp, otlp_content)
