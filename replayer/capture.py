@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -322,8 +323,10 @@ class _AsyncTee(httpx2.AsyncByteStream):
 def _dropped(capture: _StreamCapture) -> None:
     """A response let go of unread and unclosed (the agent raised between create() and reading
     the stream): recorded as far as it got, abandoned, as a close is. Usually when the agent's
-    last reference goes (the tee is in no cycle); never an error of the agent's."""
-    if not capture.done:
+    last reference goes (the tee is in no cycle); never an error of the agent's. Not while the
+    interpreter shuts down (a module-level stream never read): the writer is closed by then, and
+    starting its thread again would never return."""
+    if not capture.done and not sys.is_finalizing():
         try:
             capture.finish(abandoned=True)
         except Exception:  # noqa: BLE001, S110 - (at interpreter exit, say): the agent goes on

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import threading
 
 import anthropic
@@ -407,6 +408,40 @@ def test_a_stream_let_go_of_before_it_is_read_is_recorded_abandoned(api, rec, cl
     lines = exported(db_path)
     assert len(api.received) == 2 and len(lines) == 2
     assert all(x["abandoned"] is True and x["error"] is None and x["status"] == 200 for x in lines)
+
+
+def test_a_stream_never_read_at_module_level_does_not_hold_up_the_exit(api, tmp_path):
+    """A script that leaves a stream unread to its end: the interpreter's shutdown frees it, when
+    the writer is closed already. With the thread writer, recording it then started a thread that
+    never returned: the script hung at exit."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "leave.py"
+    script.write_text(
+        "import anthropic, sys\n"
+        "from replayer import Recorder\n"
+        f"rec = Recorder({str(tmp_path / 'l.db')!r})\n"
+        f"client = rec.wrap(anthropic.Anthropic(base_url={api.url!r}, api_key={FAKE_KEY!r}))\n"
+        "client.messages.create(model='claude-sonnet-4-5', max_tokens=8, messages=[{'role': 'user', 'content': 'a'}])\n"
+        "stream = client.messages.create(model='claude-sonnet-4-5', max_tokens=8, stream=True,\n"
+        "                                messages=[{'role': 'user', 'content': 'b'}])\n"
+    )
+    for writer in ("thread", "process"):
+        env = {**os.environ, "REPLAYER_WRITER": writer}
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 0, (writer, done.stderr)
+
+
+def test_an_abandoned_answer_that_is_no_stream_is_not_an_invalid_response():
+    """A 2xx body the reader cut short or never read (a proxy's client that left, a streaming
+    response closed unread) is an abandoned attempt, not a body that failed to be JSON."""
+    from replayer.captured import Captured
+    from replayer.store.attempt import read
+    from replayer.store.codec import Decoder
+
+    cut = Captured(call_key="k", attempt=0, t_start=0.0, status=200, response_bytes=b'{"id": "msg_', abandoned=True)
+    assert read(cut, Decoder(), None).error is None
 
 
 def test_an_async_stream_whose_task_is_cancelled_is_abandoned(api, rec, aclient, db_path):

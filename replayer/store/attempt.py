@@ -153,9 +153,10 @@ def read(captured: Captured, decoder: Decoder, redact: Redact | None) -> Attempt
             response = None
         if captured.status is not None and captured.status >= 400 and not error:
             error = error_from_body(captured.status, response, text)
-        elif response is None and not error:
+        elif response is None and not error and not captured.abandoned:
             # a success whose body is no JSON (a gateway's HTML page, a cut body): the agent got
-            # no message, so this is no clean turn; its text is kept in the error
+            # no message, so this is no clean turn; its text is kept in the error (a body the
+            # reader left unread or cut short itself is an abandoned attempt, not this)
             error = {"type": INVALID_RESPONSE, "message": f"the response is not JSON: {text[:2000]}",
                      "status": captured.status}  # fmt: skip
 
