@@ -511,6 +511,7 @@ def test_installed_sqlite_utils_plugins_do_not_run_on_replayer_databases(tmp_pat
         "assert [e.name for e in m.entry_points(group='sqlite_utils')] == ['fake']  # it is installed\n"
         "from replayer.store.schema import open_db\n"
         "open_db(sys.argv[2]).execute('SELECT 1')\n"
+        "open_db(sys.argv[2]).execute('SELECT 1')  # and an existing one (its migrations are checked)\n"
     )
     done = subprocess.run([sys.executable, "-c", check, str(site), str(tmp_path / "p.db")],
                           capture_output=True, text=True, timeout=60)  # fmt: skip

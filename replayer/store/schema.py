@@ -410,8 +410,18 @@ def _newer(db: Database) -> list[str]:
     applied = {m.name for m in migrations.applied(db)}
     if not applied:
         return []
-    known = {m.name for m in migrations.pending(Database(memory=True))}  # (all of them, for an empty one)
-    return sorted(applied - known)
+    return sorted(applied - _known())
+
+
+_KNOWN: set[str] = set()
+
+
+def _known() -> set[str]:
+    """The names of this version's migrations: all of them are pending for an empty database
+    (one in memory, made once; no sqlite-utils plugins, as in open_db)."""
+    if not _KNOWN:
+        _KNOWN.update(m.name for m in migrations.pending(Database(memory=True, execute_plugins=False)))
+    return _KNOWN
 
 
 def open_db(path: str | os.PathLike[str], *, create: bool = True, migrate: bool = True) -> Database:
