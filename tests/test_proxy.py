@@ -360,6 +360,24 @@ def test_the_upstream_is_reached_through_the_proxy_the_environment_names(start, 
     assert line["status"] == 200 and line["request"]["messages"] == USER
 
 
+def test_no_credentials_from_netrc_go_upstream(start, writer, proxy_db, monkeypatch, tmp_path):
+    """aiohttp's trust_env would also send ~/.netrc's login as Basic auth (and fail a request with
+    an Authorization of its own): the proxy takes only the proxy variables from the environment."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default login me password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": USER}
+    with FakeAPI() as api:
+        proxy = start(api.url)
+        with httpx2.Client(trust_env=False) as http:  # (a client that reads no netrc itself)
+            for auth in ({"x-api-key": FAKE_KEY}, {"authorization": "Bearer tok"}):
+                assert http.post(f"{proxy.url}/v1/messages", headers=auth, json=body).status_code == 200
+        sent = [{k.lower(): v for k, v in r["headers"].items()} for r in api.received]
+    assert "authorization" not in sent[0], sent[0]
+    assert sent[1].get("authorization") == "Bearer tok", sent[1]
+
+
 def test_upstream_down_is_a_502_in_the_api_shape_and_a_recorded_connection_error(start, writer, proxy_db):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -567,10 +585,12 @@ def test_identical_calls_at_once_keep_each_its_own_retries_through_the_proxy(sta
                     if r.status_code == 200:
                         return
 
-        agents = [threading.Thread(target=agent, args=("A", 0)), threading.Thread(target=agent, args=("B", 0.2))]
-        for t in agents:
-            t.start()
-        for t in agents:
+        a = threading.Thread(target=agent, args=("A", 0))
+        a.start()
+        assert wait_until(lambda: len(seen) == 1)  # A's first try is at the fake (its 529 comes in 0.6 s)
+        b = threading.Thread(target=agent, args=("B", 0))
+        b.start()
+        for t in (a, b):
             t.join()
     assert statuses == {"A": [529, 200], "B": [200]}
     lines = records(writer, proxy_db, 3)

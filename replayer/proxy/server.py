@@ -19,6 +19,7 @@ import ssl
 import sys
 import time
 from typing import Any
+from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 from aiohttp import web
@@ -78,6 +79,7 @@ class Proxy:
         """The upstream's (host, port): the server of the OTLP spans of what the proxy records."""
         self.basic = aiohttp.BasicAuth(given.user, given.password or "").encode() if given.user else None
         """The upstream's user info as the Authorization a request without one of its own is sent with."""
+        self.egress = egress_proxy(given)
         self.put = put
         self.tags = tags
         self.timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
@@ -96,12 +98,9 @@ class Proxy:
     async def start(self, host: str, port: int) -> str:
         """Listen; the URL the proxy answers on (with the port picked, for port 0)."""
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=sys.version_info < (3, 12))
-        # trust_env: HTTPS_PROXY/HTTP_PROXY/NO_PROXY as the SDKs honour them (an agent behind an
-        # egress proxy reached the API alone, and failed once record put this proxy in its path)
         self.session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, timeout=self.timeout, cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=True,
-        )  # fmt: skip
+            connector=connector, auto_decompress=False, timeout=self.timeout, cookie_jar=aiohttp.DummyCookieJar()
+        )
         # handler_cancellation: a client that leaves cancels its handler at once, which closes
         # the upstream request (a long generation stops costing) and records the attempt abandoned
         server = web.Server(self.handle, handler_cancellation=True, max_field_size=1 << 16, max_line_size=1 << 16)
@@ -232,7 +231,7 @@ class Proxy:
         try:
             upstream = await self.session.request(
                 request.method, target, headers=headers, data=data, skip_auto_headers=_SKIP_AUTO,
-                allow_redirects=False, chunked=None,
+                allow_redirects=False, chunked=None, proxy=self.egress,
             )
         except TimeoutError as e:
             return self._unreachable(call, "timeout_error", 504, f"upstream {self.shown} timed out: {_cause(e)}")
@@ -347,6 +346,17 @@ def _connection_named(headers: Any) -> set[str]:
 
 class _ClientLeft(Exception):
     """A write to the client failed: it closed the connection."""
+
+
+def egress_proxy(upstream: URL) -> str | None:
+    """The proxy the environment names for the upstream (HTTPS_PROXY/HTTP_PROXY, unless NO_PROXY
+    covers its host), as the SDKs use it: an agent behind an egress proxy reached the API alone,
+    and failed once `record` put this proxy in its path. Read once, at the start; aiohttp's own
+    trust_env is not used: it would also send ~/.netrc credentials upstream."""
+    host = upstream.host
+    if not host or proxy_bypass(host):
+        return None
+    return getproxies().get(upstream.scheme or "")
 
 
 def _cause(e: BaseException) -> str:
