@@ -156,28 +156,33 @@ def test_partial_lines_are_merged_into_the_complete_message(tmp_path):
 
 def test_a_session_in_progress_leaves_its_half_written_response_for_the_next_import(tmp_path):
     """`import claude-code` run while a session writes its transcript: the response it is in the
-    middle of writing waits, and the next import takes it whole (a turn is never written twice)."""
+    middle of writing waits (cut after its thinking, or after the first of its two tool calls),
+    and the next import takes it whole (a turn is never written twice)."""
     whole = (PROJECT / f"{LOOP}.jsonl").read_text().splitlines(keepends=True)
-    cut = next(i for i, x in enumerate(whole) if '"type":"thinking"' in x.replace(" ", "")) + 1
-    live = tmp_path / "p" / f"{LOOP}.jsonl"
-    live.parent.mkdir()
-    live.write_text("".join(whole[:cut]))  # the first block of a tool-use response, not its tool calls yet
-    db = tmp_path / "i.db"
-    r = run(db, "import", "claude-code", live.parent, "--json")
-    assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["turns"] == 0 and json.loads(r.stdout)["unfinished"] == 1
-    assert "1 response still being written by a session in progress, left for the next import" in r.stderr
-    live.write_text("".join(whole))
-    imported(db, live.parent)
-    fresh = tmp_path / "fresh.db"
-    imported(fresh, live.parent)
-    assert [(x["response"], x["usage"]) for x in lines_of(db)] == [(x["response"], x["usage"]) for x in lines_of(fresh)]
-    assert "Bash, Bash" in run(db, "show", f"cc_{LOOP}").stdout
+    thinking = next(i for i, x in enumerate(whole) if '"type":"thinking"' in x.replace(" ", "")) + 1
+    first_call = next(i for i, x in enumerate(whole) if '"type":"tool_use"' in x.replace(" ", "")) + 1
+    for n, cut in enumerate((thinking, first_call)):
+        live = tmp_path / f"p{n}" / f"{LOOP}.jsonl"
+        live.parent.mkdir()
+        live.write_text("".join(whole[:cut]))
+        db = tmp_path / f"i{n}.db"
+        r = run(db, "import", "claude-code", live.parent, "--json")
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["turns"] == 0 and json.loads(r.stdout)["unfinished"] == 1, (cut, r.output)
+        assert "1 response still being written by a session in progress, left for the next import" in r.stderr
+        live.write_text("".join(whole))
+        imported(db, live.parent)
+        fresh = tmp_path / f"fresh{n}.db"
+        imported(fresh, live.parent)
+        assert [(x["response"], x["usage"]) for x in lines_of(db)] == [
+            (x["response"], x["usage"]) for x in lines_of(fresh)
+        ]
+        assert "Bash, Bash" in run(db, "show", f"cc_{LOOP}").stdout
 
     # a session that ended long ago with a response cut short: what there is, is imported
     old = tmp_path / "old" / f"{LOOP}.jsonl"
     old.parent.mkdir()
-    old.write_text("".join(whole[:cut]))
+    old.write_text("".join(whole[:thinking]))
     past = old.stat().st_mtime - 3600
     os.utime(old, (past, past))
     r = run(tmp_path / "o.db", "import", "claude-code", old, "--json")

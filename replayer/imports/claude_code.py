@@ -25,8 +25,9 @@ What a transcript doesn't hold, and how it is rebuilt:
   `<synthetic>` assistant lines (Claude Code's, never the API's) make no turn.
 - A session still being written (its file changed in the last `LIVE_SECONDS`) may end in a
   response Claude Code has written only part of: no stop reason yet (older versions write each
-  block as it streams), or a `tool_use` stop without its tool call. That response is left for the
-  next import, which takes it whole: a turn, once imported, is never written again.
+  block as it streams), or a `tool_use` stop whose tool calls (a line each) may not all be there
+  (the results that follow show they are). That response is left for the next import, which
+  takes it whole: a turn, once imported, is never written again.
 """
 
 from __future__ import annotations
@@ -213,14 +214,10 @@ def read(path: Path) -> Transcript:
 
 
 def unfinished(response: dict[str, Any]) -> bool:
-    """Whether a merged response shows it isn't whole yet: no stop reason, or a tool-use stop
-    with no tool call among its blocks."""
-    stop = response.get("stop_reason")
-    if stop is None:
-        return True
-    return stop == "tool_use" and not any(
-        isinstance(b, dict) and b.get("type") == "tool_use" for b in response.get("content") or ()
-    )
+    """Whether a response a live session's file ends with may not be whole yet: no stop reason,
+    or a tool-use stop (its tool calls are written one line each, and how many there are shows
+    only once their results follow)."""
+    return response.get("stop_reason") in (None, "tool_use")
 
 
 def _meta(path: Path) -> dict[str, Any]:
