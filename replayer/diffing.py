@@ -61,6 +61,18 @@ def json_diff(a: Any, b: Any, path: str = "") -> list[JsonChange]:
     return [JsonChange(path=path or "(value)", op="changed", old=a, new=b)]
 
 
+def change_parts(c: JsonChange, arrow: str = "->") -> list[tuple[str, str]]:
+    """One change of `json_diff` as (text, role) parts, role "old", "new" or "": a key only one
+    side has is `added X` or `removed (was X)`, never a JSON null standing for the missing side
+    (null is a value a side can hold). The CLI joins the texts; the browser colours the roles."""
+    if c.op == "added":
+        return [(f"{c.path}: added ", ""), (json.dumps(c.new, ensure_ascii=False), "new")]
+    if c.op == "removed":
+        return [(f"{c.path}: removed ", ""), (f"(was {json.dumps(c.old, ensure_ascii=False)})", "old")]
+    return [(f"{c.path}: ", ""), (json.dumps(c.old, ensure_ascii=False), "old"), (f" {arrow} ", ""),
+            (json.dumps(c.new, ensure_ascii=False), "new")]  # fmt: skip
+
+
 def compare_tools(a: list[tuple[str, Any]], b: list[tuple[str, Any]]) -> list[ToolDiff]:
     """Tool calls side by side, matched in order by name: same | changed (with the JSON diff of
     their inputs) | removed (only in the original) | added (only in the variant)."""

@@ -241,7 +241,7 @@ def test_pure_render(recorded):
     assert [cell.plain for cell in pair_cells(c.pairs[0], c.diverged_at)][:2] == ["0", "same"]
     assert [cell.plain for cell in pair_cells(c.pairs[6], c.diverged_at)][1] == "added"
     tools = tools_text(c.pairs[3]).plain
-    assert "refund changed" in tools and "amount: 20 → 25" in tools and 'reason: null → "late"' in tools
+    assert "refund changed" in tools and "amount: 20 → 25" in tools and 'reason: added "late"' in tools
     assert "close_ticket added" in tools_text(c.pairs[5]).plain
     assert "lookup_order same" in tools_text(c.pairs[0]).plain
     left, right = pair_sides(c.pairs[3])

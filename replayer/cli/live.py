@@ -126,7 +126,7 @@ def _start(ctx: click.Context, matcher: Any, point: Any, edits: Any, prices: Any
             f"(replayer show {player.fork_id}{compare})"
         ] + [
             f"replayer replay: {b.source} went on differently from its turn {b.index}: continued live as "
-            f"{b.conversation_id} (replayer compare {b.source} {b.conversation_id})"
+            f"{b.conversation_id} (replayer {'compare ' + b.source if here else 'show'} {b.conversation_id})"
             for b in state.branches
         ]
 

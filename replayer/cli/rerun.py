@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..diffing import change_parts
 from ..fmt import local_time, money, ms, plural
 from ..wire import PROTOCOL_HEADERS, token_count
 from .base import (
@@ -21,7 +22,7 @@ from .base import (
 from .edits import edit_options, edits_from, resolve_turn
 
 if TYPE_CHECKING:
-    from ..models import JsonChange, Sample, SampleView, ToolDiff
+    from ..models import Sample, SampleView, ToolDiff
 
 
 def _describe_sample(i: int, v: Sample) -> str:
@@ -49,20 +50,11 @@ def _prompt_words(v: SampleView, delta: int | None = None) -> str:
     return f"{v.prompt_tokens:,} prompt" + (f" ({', '.join(notes)})" if notes else "")
 
 
-def _change(d: JsonChange) -> str:
-    """One change of a tool's input: a key added or removed says so (a JSON null is a value)."""
-    if d.op == "added":
-        return f"{d.path}: added {json.dumps(d.new)}"
-    if d.op == "removed":
-        return f"{d.path}: removed (was {json.dumps(d.old)})"
-    return f"{d.path}: {json.dumps(d.old)} -> {json.dumps(d.new)}"
-
-
 def _describe_tools(diff: list[ToolDiff]) -> str:
     parts = []
     for t in diff:
         if t.status == "changed":
-            changes = "; ".join(_change(d) for d in t.diff[:5])
+            changes = "; ".join("".join(text for text, _ in change_parts(d)) for d in t.diff[:5])
             parts.append(f"{t.name} input changed ({changes})")
         else:
             parts.append(f"{t.name} {t.status}")

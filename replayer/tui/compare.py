@@ -13,7 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
 from .. import replay
-from ..diffing import unified
+from ..diffing import change_parts, unified
 from ..fmt import money, ms, plural
 from ..models import Comparison, Sample
 from ..wire import token_count
@@ -155,7 +155,9 @@ class CompareScreen(ReplayerScreen[None]):
             t.append(f"\n  {d.name} ", style="bold")
             t.append(d.status, style=style)
             for c in d.diff[:8]:
-                t.append(f"\n    {c.path}: {json.dumps(c.old)} → {json.dumps(c.new)}")
+                t.append("\n    ")
+                for text, _role in change_parts(c, "→"):
+                    t.append(text)
             if d.status in ("added", "removed"):
                 t.append(f"  {json.dumps(d.input)[:200]}")
         tools.update(t)

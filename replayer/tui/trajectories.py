@@ -18,7 +18,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
-from ..diffing import compare_tools, words
+from ..diffing import change_parts, compare_tools, words
 from ..fmt import money, ms, plural
 from ..models import JsonChange
 from ..trajectory import (
@@ -138,10 +138,9 @@ def tools_text(p: TurnPair) -> Text:
         t.append(status, style=TOOL_STYLES[status])
         if status == "changed":
             for c in changes[:8]:
-                t.append(f"\n    {c.path}: ")
-                t.append(json.dumps(c.old, ensure_ascii=False), style="red")
-                t.append(" → ")
-                t.append(json.dumps(c.new, ensure_ascii=False), style="green")
+                t.append("\n    ")
+                for text, role in change_parts(c, "→"):
+                    t.append(text, style={"old": "red", "new": "green"}.get(role, ""))
         else:
             t.append("  " + json.dumps(value, ensure_ascii=False)[:200], style="dim")
     return t
