@@ -11,7 +11,16 @@ import pytest
 from click.testing import CliRunner
 from textual.widgets import DataTable, Static, TabbedContent
 from textual.widgets.data_table import ColumnKey
-from tui_data import build_db, open_dashboard, open_second_conversation, palette_jump, reply, settle, wait_for
+from tui_data import (
+    build_db,
+    open_dashboard,
+    open_first_conversation,
+    open_second_conversation,
+    palette_jump,
+    reply,
+    settle,
+    wait_for,
+)
 
 from replayer import Recorder
 from replayer.cli import cli
@@ -275,9 +284,7 @@ async def test_the_response_tab_shows_tags_in_a_reply_as_written(tmp_path):
                    reply(text), conversation_id="conv_tags")  # fmt: skip
     app = make_app(db)
     async with app.run_test(size=(160, 40)) as pilot:
-        await settle(pilot)
-        await pilot.press("enter")
-        await settle(pilot)
+        await open_first_conversation(pilot)
         await pilot.press("2")
         await settle(pilot)
         [md] = app.screen.query("#response-body Markdown").results(Markdown)

@@ -33,6 +33,16 @@ def chat(text: str) -> dict:
     return {"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": text}]}
 
 
+def chats(db, n: int):
+    """A database of `n` one-turn conversations conv_000.., a second apart, an hour ago."""
+    now = time.time() - 3600
+    with Recorder(db) as rec:
+        for i in range(n):
+            rec.record(chat(f"question {i}"), reply("ok", model="claude-haiku-4-5"), conversation_id=f"conv_{i:03d}",
+                       started_at=now + i)  # fmt: skip
+    return db
+
+
 def slowed(monkeypatch, cls, name: str, seconds: float, when=lambda *args, **kwargs: True) -> threading.Event:
     """Make `cls.name` take `seconds` longer (when `when(*args, **kwargs)`), as on a big database.
     The event is set once a slowed call has returned: a cancelled worker's thread runs on, and
@@ -114,12 +124,7 @@ async def test_the_next_page_after_a_new_recording_reads_the_list_again_never_a_
     """150 conversations (two pages), one more recorded while the first page is on screen, then
     G: the second page's offset no longer follows on from the first, whose last row it would
     repeat (a DuplicateKey that ended the app). The list is read again, the new one on top."""
-    db = tmp_path / "many.db"
-    now = time.time() - 3600
-    with Recorder(db) as rec:
-        for i in range(150):
-            rec.record(chat(f"question {i}"), reply("ok", model="claude-haiku-4-5"), conversation_id=f"conv_{i:03d}",
-                       started_at=now + i)  # fmt: skip
+    db = chats(tmp_path / "many.db", 150)
     app = make_app(db, refresh_seconds=3600)  # no poll: the page itself must notice
     async with app.run_test(size=(100, 34)) as pilot:
         await settle(pilot)
@@ -137,12 +142,7 @@ async def test_the_next_page_after_a_new_recording_reads_the_list_again_never_a_
 async def test_the_palette_reaches_a_conversation_older_than_the_newest_it_offers(tmp_path):
     """ctrl+p offers the newest 200; an older one's id, typed, is found by its id (it opened the
     best fuzzy match among the 200, another conversation)."""
-    db = tmp_path / "old.db"
-    now = time.time() - 3600
-    with Recorder(db) as rec:
-        for i in range(230):
-            rec.record(chat(f"question {i}"), reply("ok", model="claude-haiku-4-5"), conversation_id=f"conv_{i:03d}",
-                       started_at=now + i)  # fmt: skip
+    db = chats(tmp_path / "old.db", 230)
     app = make_app(db)
     async with app.run_test(size=(160, 40)) as pilot:
         await settle(pilot)
