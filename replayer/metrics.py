@@ -171,7 +171,7 @@ def stats(
         c["limited"] += g.limited
         c["tool_results"] += g.tool_results
         c["tool_errors"] += g.tool_errors
-        c["cache_read"] += g.cache_read
+        c["cache_read"] += g.turn_cache_read
         c["rewrites"] += g.rewrites
         c["prompt"] += g.prompt
         if g.sys_min is not None:

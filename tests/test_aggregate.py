@@ -10,6 +10,7 @@ from replayer.pricing import PriceTable
 from replayer.store.aggregate import conversation_totals, groups
 from replayer.store.queries import Store
 from replayer.store.schema import open_db
+from replayer.wire import prompt_tokens
 
 T0 = 1_764_000_000.0
 
@@ -158,3 +159,63 @@ def test_sorting_by_models(db_path):
     store = Store(open_db(db_path), PriceTable.load())
     keys = [", ".join(sorted(set(c.models))) for c in store.conversations(sort="models", descending=False, limit=100)]
     assert keys == sorted(keys) and keys[0] == "claude-haiku-4-5, claude-sonnet-4-5" and len(set(keys)) > 3
+
+
+def compacting_db(path):
+    """One conversation of two turns; the second's usage carries a compaction iteration that read
+    the old context (90% of it from the cache) and wrote a summary."""
+    with Recorder(path) as rec:
+        rec.record({"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "q0"}]},
+                   msg("claude-sonnet-4-5", u(100, 50, r=900)), conversation_id="c", started_at=T0)
+        rec.record({"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "q1"}]},
+                   msg("claude-sonnet-4-5", u(200, 60, r=800, iterations=[
+                       {"type": "compaction", "input_tokens": 10_000, "cache_read_input_tokens": 90_000,
+                        "output_tokens": 3000},
+                       {"type": "message", "input_tokens": 200, "output_tokens": 60,
+                        "cache_read_input_tokens": 800}])),
+                   conversation_id="c", started_at=T0 + 5)  # fmt: skip
+    return path
+
+
+def test_compaction_iterations_are_priced_but_are_no_turns_tokens(tmp_path):
+    """A compaction iteration is billed on top of the turn, so the cost has it; but its reading of
+    the old context is no prompt of the conversation's: `list`'s tokens, sorting by them and the
+    stats' cache hit rate leave it out, as the conversation view does."""
+    from datetime import UTC, datetime
+
+    from replayer.config import Settings
+    from replayer.metrics import stats
+
+    db = open_db(compacting_db(tmp_path / "c.db"))
+    store = Store(db, PriceTable.load())
+    (c,) = store.conversations()
+    turns = store.turns("c")
+    assert (c.input_tokens, c.output_tokens, c.cache_read_tokens) == (2000, 110, 1700)
+    assert c.input_tokens == sum(prompt_tokens(t.usage) for t in turns)  # as `show` sums them
+    assert c.cost_usd == pytest.approx(sum(t.cost_usd for t in turns))
+    rates = (3.0, 15.0, 0.30)  # sonnet 4.5: input, output, cache read, per million
+    billed = (100 + 200 + 10_000) * rates[0] + (50 + 60 + 3000) * rates[1] + (900 + 800 + 90_000) * rates[2]
+    assert c.cost_usd == pytest.approx(billed / 1e6)
+    (t,) = conversation_totals(db, store.prices).values()
+    assert (t.prompt, t.output, t.cache_read) == (2000, 110, 1700)
+    assert t.cost_usd == pytest.approx(c.cost_usd)
+    doc = stats(store, Settings(tz="UTC"), days=30, now=datetime.fromtimestamp(T0 + 60, UTC)).document()
+    assert doc["metrics"]["cache_hit_rate"]["value"] == pytest.approx(1700 / 2000)
+
+
+def test_migrating_keeps_compaction_apart_in_an_older_rollup(tmp_path):
+    """m011 on a database whose rollup summed compaction in with the turns: the same rows as the
+    writer makes now."""
+    path = compacting_db(tmp_path / "old.db")
+    db = open_db(path)
+    rollup = db.execute("SELECT * FROM rollup ORDER BY conv, bucket, model, batch, band").fetchall()
+    assert any(r[-3:] == (100_000, 3000, 90_000) for r in rollup)  # cp_prompt, cp_output, cp_read
+    for column in ("cp_prompt", "cp_output", "cp_read"):
+        db.execute(f"ALTER TABLE rollup DROP COLUMN {column}")
+    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm011_compaction_sums'")
+    db.conn.commit()
+    db.conn.close()
+    db = open_db(path)
+    assert db.execute("SELECT * FROM rollup ORDER BY conv, bucket, model, batch, band").fetchall() == rollup
+    (t,) = conversation_totals(db, PriceTable.load()).values()
+    assert (t.prompt, t.output, t.cache_read) == (2000, 110, 1700)

@@ -43,13 +43,27 @@ class Group:
     tool_errors: int
     rewrites: int
     timed: int
+    cp_prompt: int
+    cp_output: int
+    cp_read: int
     sys_min: int | None
     sys_max: int | None
     sys_nulls: int
 
     @property
     def prompt(self) -> int:
-        return self.input + self.cache_write_5m + self.cache_write_1h + self.cache_read
+        """The turns' prompts (input + cache writes + reads), without compaction iterations'."""
+        return self.input + self.cache_write_5m + self.cache_write_1h + self.cache_read - self.cp_prompt
+
+    @property
+    def turn_output(self) -> int:
+        """The replies' output tokens, without compaction iterations' (the summaries)."""
+        return self.output - self.cp_output
+
+    @property
+    def turn_cache_read(self) -> int:
+        """Cache reads by the turns, without compaction iterations'."""
+        return self.cache_read - self.cp_read
 
 
 def _rates(prices: PriceTable, model: str, batch: int, above: bool | None) -> tuple[float, ...] | None:
@@ -105,7 +119,7 @@ def groups(db: Any, prices: PriceTable, since: float | None = None, until: float
     rate_sets: dict[tuple[str, int, int], tuple[float, ...] | None | bool] = {}
     for r in db.execute(sql, args):
         conv, bucket, model, batch, band = r[:5]
-        sums = r[5:20]
+        sums = r[5 : 5 + len(ROLLUP_SUMS)]
         key = (model, band, batch)
         rates = rate_sets.get(key, False)
         if rates is False:
@@ -121,7 +135,7 @@ def groups(db: Any, prices: PriceTable, since: float | None = None, until: float
         else:
             i, o, w5, w1, cr, web = rates  # type: ignore[misc]
             cost = sums[5] * i + sums[6] * o + sums[7] * w5 + sums[8] * w1 + sums[9] * cr + sums[10] * web
-        out.append(Group(conv, bucket, model, batch, cost, *sums, *r[20:]))
+        out.append(Group(conv, bucket, model, batch, cost, *sums, *r[5 + len(ROLLUP_SUMS) :]))
     return out
 
 
@@ -144,6 +158,8 @@ def _exact(db: Any, prices: PriceTable, conv: int, bucket: int, model: str, batc
 
 @dataclass(slots=True)
 class Totals:
+    """A conversation's cost (compaction iterations included) and its turns' tokens (not)."""
+
     cost_usd: float | None
     prompt: int
     output: int
@@ -164,8 +180,8 @@ def conversation_totals(db: Any, prices: PriceTable) -> dict[int, Totals]:
         elif t.cost_usd is not None:
             t.cost_usd += g.cost_usd
         t.prompt += g.prompt
-        t.output += g.output
-        t.cache_read += g.cache_read
+        t.output += g.turn_output
+        t.cache_read += g.turn_cache_read
         t.errors += g.errors
         if g.model:
             t.models.add(g.model)

@@ -9,6 +9,9 @@ the current table (store/aggregate.py), so a corrected price still re-prices his
 - `rollup`: the same numbers summed per conversation, 15-minute bucket (every time zone's
   midnight falls on one), model, batch or not, and prompt-size class (which of EDGES the prompt
   lies between, so a price band above any of those sizes is priced exactly from the sums).
+  Compaction iterations are summed with the turns (they are billed at the same rates) and also
+  apart, in the cp_ columns, so a conversation's prompt, output and cache hit rate leave them out
+  as the conversation view does (migration m011 filled them for older databases).
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ assert ", ".join(_columns(UsageRow._fields)) == USAGE_COLUMNS
 ROLLUP_SUMS = (
     "turns", "attempts", "errors", "limited", "priced",
     "input", "output", "w5m", "w1h", "cr", "web", "tool_results", "tool_errors", "rewrites", "timed",
+    "cp_prompt", "cp_output", "cp_read",
 )  # fmt: skip
 ROLLUP_COLUMNS = ("conv", "bucket", "model", "batch", "band", *ROLLUP_SUMS, "sys_min", "sys_max", "sys_nulls")
 
@@ -97,6 +101,9 @@ class RollupRow(NamedTuple):
     tool_errors: int
     rewrites: int
     timed: int
+    cp_prompt: int
+    cp_output: int
+    cp_read: int
     sys_min: int | None
     sys_max: int | None
     sys_nulls: int
@@ -161,6 +168,10 @@ SCHEMA = (
         tool_results INTEGER NOT NULL, tool_errors INTEGER NOT NULL, rewrites INTEGER NOT NULL,
         timed INTEGER NOT NULL,        -- attempts with a latency (to rank them for percentiles)
         sys_min INTEGER, sys_max INTEGER, sys_nulls INTEGER NOT NULL,
+        cp_prompt INTEGER NOT NULL DEFAULT 0, cp_output INTEGER NOT NULL DEFAULT 0,
+        cp_read INTEGER NOT NULL DEFAULT 0,
+                                       -- of the sums, what compaction iterations (part > 0) billed:
+                                       -- priced with the rest, but no turn's prompt or reply (m011)
         PRIMARY KEY (conv, bucket, model, batch, band)
     ) WITHOUT ROWID""",
 )
@@ -238,6 +249,7 @@ def rollup_row(u: UsageRow) -> RollupRow:
         new_turn, 1 if first else 0, error, 1 if first and status in (429, 529) else 0, 1 if priced else 0,
         inp or 0, out or 0, write_5m or 0, write_1h or 0, reads or 0, web or 0, tool_results, tool_errors, rewrite,
         1 if first and latency is not None else 0,
+        *((0, 0, 0) if first else (prompt, out or 0, reads or 0)),
         system, system, 1 if system is None and first else 0,
     ))  # fmt: skip
 

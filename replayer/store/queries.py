@@ -29,7 +29,7 @@ from ..models import (
     Variant,
 )
 from ..pricing import PriceTable, default_table
-from ..wire import TOOL_USE_TYPES, billed_parts, message_text, prompt_tokens, token_count
+from ..wire import TOOL_USE_TYPES, message_text, prompt_tokens, token_count
 from . import aggregate
 from .aggregate import ConversationName, Group, Totals, conversation_totals
 from .chain import CHAIN_SQL, chain_nodes, first_texts
@@ -424,7 +424,9 @@ class Store(RowTexts):
         for cid, user_id, started, last, count, tags_json in conv_rows:
             p = per[cid]
             usages = p["usages"]
-            billed = [part for u, _ in usages for part in billed_parts(u)]
+            # the turns' tokens, as the conversation view sums them: a compaction iteration's
+            # (billed on top, in the cost) reads the old context; it isn't a turn's prompt
+            turns_usage = [u for u, _ in usages]
             out.append(
                 ConversationSummary(
                     conversation_id=cid,
@@ -433,9 +435,9 @@ class Store(RowTexts):
                     last_at=last,
                     turns=count,
                     models=p["models"],
-                    input_tokens=sum(prompt_tokens(u) for u in billed),
-                    output_tokens=sum(token_count(u, "output_tokens") for u in billed),
-                    cache_read_tokens=sum(token_count(u, "cache_read_input_tokens") for u in billed),
+                    input_tokens=sum(prompt_tokens(u) for u in turns_usage),
+                    output_tokens=sum(token_count(u, "output_tokens") for u in turns_usage),
+                    cache_read_tokens=sum(token_count(u, "cache_read_input_tokens") for u in turns_usage),
                     cost_usd=sum_costs(self.prices, usages),
                     errors=p["errors"],
                     first_message=self.first_user_text(p["first"]),

@@ -387,6 +387,31 @@ def m010_copied(db: Database) -> None:
     db.execute("ALTER TABLE attempts ADD COLUMN copied_from TEXT")
 
 
+@migrations(name="m011_compaction_sums")
+def m011_compaction_sums(db: Database) -> None:
+    # The rollup summed compaction iterations' tokens into the turns' (they are billed at the same
+    # rates), so `list` and the stats' cache hit rate counted a compaction reading the old context
+    # as a prompt. Its rows keep what compaction billed apart too now (facts.py's cp_ columns).
+    from . import facts
+
+    have = {c.name for c in db["rollup"].columns}
+    added = [c for c in ("cp_prompt", "cp_output", "cp_read") if c not in have]
+    for column in added:
+        db.execute(f"ALTER TABLE rollup ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+    if not added:  # m003 just made the table as it is now, and filled it
+        return
+    for row in db.execute(
+        f"""SELECT {facts.USAGE_COLUMNS} FROM usage u WHERE part > 0
+            AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.id = u.attempt_id AND a.copied_from IS NOT NULL)"""
+    ).fetchall():
+        r = facts.rollup_row(facts.UsageRow(*row))
+        db.execute(
+            """UPDATE rollup SET cp_prompt = cp_prompt + ?, cp_output = cp_output + ?, cp_read = cp_read + ?
+               WHERE conv = ? AND bucket = ? AND model = ? AND batch = ? AND band = ?""",
+            (r.cp_prompt, r.cp_output, r.cp_read, r.conv, r.bucket, r.model, r.batch, r.band),
+        )
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
