@@ -489,7 +489,6 @@ SUBAGENT_AGENT = """
 
 def subagent_reply(body: dict) -> Reply:
     """Main: a step per turn, worded after the system prompt; the reviewer: echoes what it's shown."""
-    usage = {"input_tokens": 100, "output_tokens": 10, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
     messages = body.get("messages") or []
     if body.get("system") == "You review.":
         text, stop = "ok: " + messages[-1]["content"], "end_turn"
@@ -497,7 +496,13 @@ def subagent_reply(body: dict) -> Reply:
         turn = (len(messages) - 1) // 2
         text = f"step {turn}" + (" (terse)" if "terse" in body.get("system", "") else "")
         stop = "end_turn" if turn == TURNS - 1 else "max_tokens"
-    return Reply(body={"id": f"msg_{len(messages):02d}", "type": "message", "role": "assistant",
+    return text_reply(body, text, stop)
+
+
+def text_reply(body: dict, text: str, stop: str = "end_turn") -> Reply:
+    """A one-text-block answer, its id from the history's length."""
+    usage = {"input_tokens": 100, "output_tokens": 10, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    return Reply(body={"id": f"msg_{len(body.get('messages') or []):02d}", "type": "message", "role": "assistant",
                        "model": body.get("model"), "content": [{"type": "text", "text": text}],
                        "stop_reason": stop, "stop_sequence": None, "usage": usage})
 
@@ -589,3 +594,62 @@ def test_the_browsers_fork_command_runs_this_replayer_even_where_a_replayer_fold
     assert done.returncode == 0, done.stderr
     assert "working directory ran" not in done.stderr
     assert done.stdout.startswith("replayer, version")
+
+
+TWINS = """
+    import sys
+    import threading
+    import anthropic
+
+    client = anthropic.Anthropic(max_retries=0)
+    start = threading.Barrier(3)
+    done = []
+
+    def converse():
+        messages = [{"role": "user", "content": "plan the refund"}]
+        start.wait()
+        for _ in range(4):
+            reply = client.messages.create(model="claude-haiku-4-5", max_tokens=20, system=SYSTEM, messages=messages)
+            messages += [{"role": "assistant", "content": reply.content[0].text}, {"role": "user", "content": "go on"}]
+        done.append(len(messages))
+
+    threads = [threading.Thread(target=converse) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print("DONE", sorted(done))
+"""
+
+
+def twin_reply(body: dict) -> Reply:
+    """The same answer to the same history, whatever the system prompt (temperature 0)."""
+    return text_reply(body, f"step {len(body.get('messages') or [])}")
+
+
+def test_a_fork_of_one_of_identical_concurrent_conversations_follows_that_one_alone(tmp_path):
+    """Three threads hold the same conversation at once, answered alike. Forked at turn 0 of one
+    of them, only one thread's calls go live into the fork (its context grows 1, 3, 5, 7); the
+    other two are answered by their own recordings and nothing is left unanswered."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "agent.py").write_text(f"SYSTEM = {SYSTEM!r}\n" + textwrap.dedent(TWINS))
+    db = tmp_path.resolve() / "twins.db"
+    with FakeAPI(responder=twin_reply) as api:
+        proc = replayer(db, "record", "--", sys.executable, "agent.py", env=fork_env(api), cwd=work)
+        assert proc.returncode == 0, proc.stderr
+        before = exported(db)
+        convs = sorted({line["conversation_id"] for line in before})
+        assert len(convs) == 3 and len(before) == 12
+        recorded = len(api.received)
+        proc = replayer(db, "fork", f"{convs[1]}:0", "--system", "You are terse.", "--yes", env=fork_env(api))
+        live = sent_bodies(api)[recorded:]
+    assert proc.returncode == 0, proc.stderr
+    assert "DONE [9, 9, 9]" in proc.stdout
+    assert [len(b["messages"]) for b in live] == [1, 3, 5, 7], proc.stderr  # one after another
+    assert all(b["system"] == "You are terse." for b in live)
+    fork, _link = fork_of(db)
+    lines = [line for line in exported(db) if line["conversation_id"] == fork]
+    assert [len(line["request"]["messages"]) for line in lines] == [1, 3, 5, 7]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "no mismatch" in last and "not asked for" not in last, proc.stderr

@@ -7,11 +7,15 @@ Decisions (`ForkPlayer.decide`, the replay server's `Player`):
 - The request that matches turn N starts the fork: the recorded turns 0..N-1 are written to the
   new conversation first (so it holds the whole trajectory and `compare` aligns on turn index),
   then the request goes upstream with the edits.
-- After that, a request that continues the forked conversation (its messages start with turn N's)
-  goes upstream with the same edits: the agent keeps re-sending the original system prompt and
-  tool results in its history, and each is rewritten the same way every time. A request the
-  recording can't answer (a subagent the new trajectory started) goes upstream unedited, as a
-  conversation of its own tagged as part of the fork.
+- After that, the request that goes on from the fork's latest live call (its messages are that
+  call's, the live reply, and the user's next turn) goes upstream with the same edits: the agent
+  keeps re-sending the original system prompt and tool results in its history, and each is
+  rewritten the same way every time. Each live call is followed once: another request from the
+  same context (an identical conversation the agent runs beside it) is the recording's to answer,
+  so the fork stays one trajectory. A retry of the live call goes live again. A request the
+  recording can't answer that starts with turn N's messages (an agent that rewrites its history)
+  is the fork's too; any other (a subagent the new trajectory started) goes upstream unedited, as
+  a conversation of its own tagged as part of the fork.
 - `max_turns` and `budget_usd` end the live part with an API-shaped error to the agent; the cost
   is counted from each live response's usage (pricing.py) as its record is made.
 """
@@ -31,6 +35,7 @@ from ..models import Original
 from ..pricing import PriceTable
 from ..replay import Edits, anchored, edit_request
 from ..store.runs import Run
+from ..store.threads import normalise
 from .answer import event_bytes, synthesize
 from .matching import Answer, Matcher, Refusal, error_body
 from .server import Decision, GoLive
@@ -169,6 +174,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _one_turn_on(added: list[Any]) -> bool:
+    """Whether the messages `added` after the fork's latest live context and reply are one turn on:
+    the user's messages (and perhaps a prefill to end the request). An identical conversation
+    further along has added replies of its own."""
+    roles = [m.get("role") if isinstance(m, dict) else None for m in added]
+    if roles and roles[-1] == "assistant":
+        roles = roles[:-1]
+    return bool(roles) and "assistant" not in roles
+
+
 @dataclass
 class Limits:
     """What stops the live part: live calls sent, and USD spent on them (None: no limit)."""
@@ -229,6 +244,15 @@ class ForkPlayer:
         self.lock = threading.Lock()
         messages = request.get("messages") if isinstance(request, dict) else None
         self._prefix = _plain(messages) if isinstance(messages, list) else None
+        self._asked: list[Any] | None = None
+        """The messages of the fork's latest live request as the agent sent them (normalised as
+        threading compares them): the fork's next turn extends them."""
+        self._sent: bytes | None = None
+        """That request's body as it went upstream (edited): its record says how it ended."""
+        self._tip: list[Any] | None = None
+        """`_asked` and the live reply to it, once that call has ended: the fork's next turn extends it."""
+        self._failed = False
+        """The latest live request ended without a reply: the same request again is a retry."""
 
     # -- deciding -------------------------------------------------------------------------------
     def decide(self, endpoint: str, body: bytes, headers: Mapping[str, str]) -> Decision:
@@ -236,8 +260,8 @@ class ForkPlayer:
             request = json.loads(body)
         except ValueError:
             request = None
-        if self.state.started and self._continues(request):
-            return self._live(request, self.fork_id, edited=True)
+        if self.state.started and self._follows(request, headers):
+            return self._fork_turn(request)
         answer = self.matcher.answer(endpoint, body)
         if isinstance(answer, Answer):
             line = answer.line
@@ -245,12 +269,42 @@ class ForkPlayer:
                     and isinstance(line.get("index"), int) and line["index"] >= self.point.index):
                 self.matcher.taken_back(answer)  # turn N goes live: the recording did not answer it
                 self._start()
-                return self._live(request, self.fork_id, edited=True)
+                return self._fork_turn(request)
             return answer
         if self.state.started and isinstance(request, dict):
             self.matcher.withdraw(answer)  # not a mismatch: the live trajectory's own call
+            if self._continues(request):
+                return self._fork_turn(request)
             return self._diverged(request)
         return answer
+
+    def _follows(self, request: Any, headers: Mapping[str, str]) -> bool:
+        """Whether `request` is the fork's next turn: one turn on from the latest live call and its
+        reply, or that call again after it failed (a retry)."""
+        messages = request.get("messages") if isinstance(request, dict) else None
+        if not isinstance(messages, list):
+            return False
+        sent = normalise(messages)
+        with self.lock:
+            asked, tip = self._asked, self._tip
+            if asked is None:
+                return False
+            if sent == asked:
+                retry = headers.get("x-stainless-retry-count", "0").strip() not in ("", "0")
+                return self._failed or retry
+            if tip is None:  # the live call hasn't ended: what goes on from it is the recording's
+                return False
+            return len(sent) > len(tip) and sent[: len(tip)] == tip and _one_turn_on(sent[len(tip) :])
+
+    def _fork_turn(self, request: Any) -> Decision:
+        """`request` goes live as the fork's next turn, edited; later ones must go on from it."""
+        decision = self._live(request, self.fork_id, edited=True)
+        if isinstance(decision, GoLive):
+            messages = request.get("messages") if isinstance(request, dict) else None
+            with self.lock:
+                self._asked = normalise(messages) if isinstance(messages, list) else None
+                self._sent, self._tip, self._failed = decision.body, None, False
+        return decision
 
     def _diverged(self, request: dict[str, Any]) -> Decision:
         """A request of the live trajectory that the recording can't answer, outside the forked
@@ -327,6 +381,7 @@ class ForkPlayer:
         """Write turns 0..N-1 of the source into the fork, before its first live call."""
         self.state.started = True
         self.state.conversations.append(self.fork_id)
+        self.matcher.retire(self.replaced)  # turns N on: the fork's live calls take their place
         ctx = Context(self.fork_id, None, dict(self.tags))
         now = time.time()
         for i, line in enumerate(self.point.replayed):
@@ -341,8 +396,21 @@ class ForkPlayer:
             self._count(captured)
         self.inner_put(captured)
 
+    def _replied(self, captured: Captured, message: Any) -> None:
+        """The fork's latest live call ended: its reply is what the next turn goes on from."""
+        with self.lock:
+            if self._sent is None or captured.request_bytes != self._sent or self._asked is None:
+                return  # an earlier call's record, or not the fork's
+            content = message.get("content") if isinstance(message, dict) else None
+            ok = captured.status is not None and 200 <= captured.status < 300 and isinstance(content, list)
+            if ok:
+                self._tip = [*self._asked, normalise({"role": "assistant", "content": content})]
+            self._failed = not ok
+
     def _count(self, captured: Captured) -> None:
         message = _message(captured)
+        if captured.ctx is not None and captured.ctx.conversation_id == self.fork_id:
+            self._replied(captured, message)
         usage = message.get("usage") if isinstance(message, dict) else None
         if not isinstance(usage, dict):
             return

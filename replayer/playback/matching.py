@@ -358,6 +358,14 @@ class Matcher:
         with self.lock:
             self.refusals = [r for r in self.refusals if r is not refusal]
 
+    def retire(self, replaced: Callable[[dict[str, Any]], bool]) -> None:
+        """Recorded calls the live part takes the place of: never offered to another request (an
+        identical conversation beside them has answers of its own)."""
+        with self.lock:
+            for s in self.slots:
+                if not s.served and replaced(s.line):
+                    s.served = True
+
     def lines(self) -> list[dict[str, Any]]:
         """The recorded calls this matcher answers from, earliest first."""
         return [s.line for s in self.slots]

@@ -15,12 +15,12 @@ MAX_OPEN_KEYS = 20_000
 """Thread keys whose open conversations the writer remembers (see `OpenConversations.open_at`)."""
 
 
-def _normalise(obj: Any) -> Any:
+def normalise(obj: Any) -> Any:
     """A message as threading compares it: nulls and cache_control dropped (agents move their
     cache breakpoint to the newest message), thinking blocks dropped (agents often strip them from
     history), string content as a text block."""
     if isinstance(obj, dict):
-        out = {k: _normalise(v) for k, v in obj.items() if v is not None and k != "cache_control"}
+        out = {k: normalise(v) for k, v in obj.items() if v is not None and k != "cache_control"}
         content = out.get("content")
         if "role" in out:
             if isinstance(content, str):
@@ -33,7 +33,7 @@ def _normalise(obj: Any) -> Any:
                 ]
         return out
     if isinstance(obj, list):
-        return [_normalise(v) for v in obj]
+        return [normalise(v) for v in obj]
     return obj
 
 
@@ -51,7 +51,7 @@ def thread_key(prev: str, message: Any, text: str | None = None, text_digest: st
         and '"redacted_thinking"' not in text
     ):
         return blake2b((prev + text_digest).encode(), digest_size=16).hexdigest()  # digest(): both are hex
-    return digest(prev + digest(canon(_normalise(message))))
+    return digest(prev + digest(canon(normalise(message))))
 
 
 class OpenConversations:
