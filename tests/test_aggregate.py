@@ -212,6 +212,13 @@ def test_migrating_keeps_compaction_apart_in_an_older_rollup(tmp_path):
     assert any(r[-3:] == (100_000, 3000, 90_000) for r in rollup)  # cp_prompt, cp_output, cp_read
     for column in ("cp_prompt", "cp_output", "cp_read"):
         db.execute(f"ALTER TABLE rollup DROP COLUMN {column}")
+    # and the compaction iteration counted as an attempt with usage, as it did
+    from replayer.store.facts import USAGE_COLUMNS, UsageRow, rollup_row
+
+    for row in db.execute(f"SELECT {USAGE_COLUMNS} FROM usage WHERE part > 0").fetchall():
+        r = rollup_row(UsageRow(*row))
+        db.execute("UPDATE rollup SET priced = priced + 1 WHERE conv = ? AND bucket = ? AND model = ? AND band = ?",
+                   (r.conv, r.bucket, r.model, r.band))
     db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm011_compaction_sums'")
     db.conn.commit()
     db.conn.close()
@@ -219,3 +226,21 @@ def test_migrating_keeps_compaction_apart_in_an_older_rollup(tmp_path):
     assert db.execute("SELECT * FROM rollup ORDER BY conv, bucket, model, batch, band").fetchall() == rollup
     (t,) = conversation_totals(db, PriceTable.load()).values()
     assert (t.prompt, t.output, t.cache_read) == (2000, 110, 1700)
+
+
+def test_a_compaction_iteration_is_no_attempt_of_its_own_in_the_unpriced_counts(tmp_path):
+    from datetime import UTC, datetime
+
+    from replayer.config import Settings
+    from replayer.metrics import stats
+
+    path = tmp_path / "u.db"
+    with Recorder(path) as rec:
+        rec.record({"model": "my-model-y", "max_tokens": 10, "messages": [{"role": "user", "content": "q"}]},
+                   msg("my-model-y", u(100, 10, iterations=[{"type": "compaction", "input_tokens": 5000,
+                                                              "output_tokens": 300}])),
+                   conversation_id="c", user_id="ann", started_at=T0)  # fmt: skip
+    doc = stats(Store(open_db(path), PriceTable.load()), Settings(tz="UTC"), days=1,
+                now=datetime.fromtimestamp(T0 + 60, UTC)).document()
+    (day,) = [d for d in doc["users"][0]["days"] if d["attempts"]]
+    assert (day["attempts"], day["unpriced_attempts"], day["cost_usd"]) == (1, 1, 0.0)

@@ -126,7 +126,7 @@ def groups(db: Any, prices: PriceTable, since: float | None = None, until: float
             above = _band(prices, model, band)
             # None (a straddling class) is priced attempt by attempt below; True marks it
             rates = rate_sets[key] = True if above is None else _rates(prices, model, batch, above)
-        if not sums[4]:  # nothing priced: no usage came back
+        if not sums[4] and not any(sums[5:11]):  # no usage came back (a compaction's has no attempt)
             cost: float | None = 0.0
         elif rates is True:
             cost = _exact(db, prices, conv, bucket, model, batch, band)

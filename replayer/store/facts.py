@@ -162,7 +162,7 @@ SCHEMA = (
         band INTEGER NOT NULL,         -- prompt-size class: bisect_left(EDGES, prompt tokens)
         turns INTEGER NOT NULL, attempts INTEGER NOT NULL, errors INTEGER NOT NULL,
         limited INTEGER NOT NULL,      -- attempts answered 429 or 529
-        priced INTEGER NOT NULL,       -- rows with usage
+        priced INTEGER NOT NULL,       -- attempts with usage
         input INTEGER NOT NULL, output INTEGER NOT NULL, w5m INTEGER NOT NULL, w1h INTEGER NOT NULL,
         cr INTEGER NOT NULL, web INTEGER NOT NULL,
         tool_results INTEGER NOT NULL, tool_errors INTEGER NOT NULL, rewrites INTEGER NOT NULL,
@@ -246,7 +246,7 @@ def rollup_row(u: UsageRow) -> RollupRow:
     first = part == 0
     return tuple.__new__(RollupRow, (  # as _make does, without its Python frame (the write path)
         conv, int(at // BUCKET_S), model or "", batch, bisect.bisect_left(EDGES, prompt) if priced else 0,
-        new_turn, 1 if first else 0, error, 1 if first and status in (429, 529) else 0, 1 if priced else 0,
+        new_turn, 1 if first else 0, error, 1 if first and status in (429, 529) else 0, 1 if priced and first else 0,
         inp or 0, out or 0, write_5m or 0, write_1h or 0, reads or 0, web or 0, tool_results, tool_errors, rewrite,
         1 if first and latency is not None else 0,
         *((0, 0, 0) if first else (prompt, out or 0, reads or 0)),

@@ -391,7 +391,8 @@ def m010_copied(db: Database) -> None:
 def m011_compaction_sums(db: Database) -> None:
     # The rollup summed compaction iterations' tokens into the turns' (they are billed at the same
     # rates), so `list` and the stats' cache hit rate counted a compaction reading the old context
-    # as a prompt. Its rows keep what compaction billed apart too now (facts.py's cp_ columns).
+    # as a prompt, and counted the iteration as an attempt with usage (`priced`, which the unpriced
+    # notes count). Its rows keep what compaction billed apart too now (facts.py's cp_ columns).
     from . import facts
 
     have = {c.name for c in db["rollup"].columns}
@@ -406,7 +407,8 @@ def m011_compaction_sums(db: Database) -> None:
     ).fetchall():
         r = facts.rollup_row(facts.UsageRow(*row))
         db.execute(
-            """UPDATE rollup SET cp_prompt = cp_prompt + ?, cp_output = cp_output + ?, cp_read = cp_read + ?
+            """UPDATE rollup SET cp_prompt = cp_prompt + ?, cp_output = cp_output + ?, cp_read = cp_read + ?,
+                                 priced = priced - 1
                WHERE conv = ? AND bucket = ? AND model = ? AND batch = ? AND band = ?""",
             (r.cp_prompt, r.cp_output, r.cp_read, r.conv, r.bucket, r.model, r.batch, r.band),
         )
