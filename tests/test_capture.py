@@ -596,6 +596,27 @@ def test_calls_thread_automatically_without_conversation(api, rec, client, db_pa
         assert len({line["user_id"] for line in v}) == 1
 
 
+def test_a_reply_sent_back_without_its_response_only_fields_continues_its_conversation(api, rec, client, db_path):
+    """The API's tool_use blocks carry `caller`, its text blocks `citations`; frameworks (pydantic-ai,
+    inspect-ai) rebuild the reply from the fields they know and send it back without them. The
+    next call is still the conversation's next turn."""
+    api.enqueue(Reply(body=msg("", content=[
+        {"type": "text", "text": "checking", "citations": [{"type": "char_location", "cited_text": "x"}]},
+        {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"},
+         "caller": {"type": "direct"}}], stop="tool_use")))  # fmt: skip
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=messages)
+    messages += [{"role": "assistant", "content": [
+        {"type": "text", "text": "checking"},
+        {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sun"}]}]  # fmt: skip
+    client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=messages)
+    assert rec.flush(10)
+    lines = exported(db_path)
+    assert len({line["conversation_id"] for line in lines}) == 1 and [line["index"] for line in lines] == [0, 1]
+    assert lines[0]["response"]["content"][1]["caller"] == {"type": "direct"}  # stored as received
+
+
 def _answer_by_content(api) -> None:
     """The fake answers like a model at temperature 0: the same messages, the same reply."""
     ids = iter(range(10**6))

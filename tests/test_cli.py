@@ -143,6 +143,7 @@ def test_db_path_migrate_backup(tmp_path, monkeypatch):
         ("m009_turn_tags",),
         ("m010_copied",),
         ("m011_compaction_sums",),
+        ("m012_sent_back_keys",),
     ]
     assert run("--db", str(target), "db", "backup", str(tmp_path / "copy.db")).exit_code == 2
 

@@ -294,7 +294,7 @@ def test_migrations_are_named_and_recorded(tmp_path):
                     ("replayer", "m004_thread_tips"), ("replayer", "m005_meta"), ("replayer", "m006_imported"),
                     ("replayer", "m007_stream_events"), ("replayer", "m008_runs"),
                     ("replayer", "m009_turn_tags"), ("replayer", "m010_copied"),
-                    ("replayer", "m011_compaction_sums")]
+                    ("replayer", "m011_compaction_sums"), ("replayer", "m012_sent_back_keys")]
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     open_db(tmp_path / "m.db")  # opening again applies nothing twice
     assert len(db.execute("SELECT * FROM _sqlite_migrations").fetchall()) == len(rows)
@@ -357,6 +357,33 @@ def test_conversations_recorded_before_thread_tips_are_continued_after_migrating
     rows = sqlite3.connect(path).execute("SELECT conversation_id, idx FROM turns ORDER BY rowid").fetchall()
     first = rows[0][0]
     assert rows[:3] == [(first, 0), (first, 1), (first, 2)] and rows[3][0] != first and rows[3][1] == 0
+
+
+def test_tips_keyed_before_threading_compared_blocks_as_sent_back_are_keyed_anew(tmp_path):
+    """m012: a conversation recorded before (its tip keyed with the reply's tool_use `caller` in
+    it) is continued after the upgrade by a call that sends the reply back without `caller`."""
+    from replayer import Recorder
+
+    path = tmp_path / "old.db"
+    tool_use = {"type": "tool_use", "id": "toolu_1", "name": "t", "input": {}}
+    first = [{"role": "user", "content": "start"}]
+    reply = {"id": "msg_1", "type": "message", "role": "assistant", "model": "m", "stop_reason": "tool_use",
+             "content": [{**tool_use, "caller": {"type": "direct"}}], "usage": {"input_tokens": 1, "output_tokens": 1}}
+    with Recorder(path) as rec:
+        rec.record({"model": "m", "max_tokens": 5, "messages": first}, reply)
+    con = sqlite3.connect(path)
+    tip = con.execute("SELECT conversation_id, key FROM thread_tips").fetchall()
+    con.execute("UPDATE thread_tips SET key = 'keyed the old way'")
+    con.execute("DELETE FROM _sqlite_migrations WHERE name = 'm012_sent_back_keys'")
+    con.commit()
+    con.close()
+    assert open_db(path).execute("SELECT conversation_id, key FROM thread_tips").fetchall() == tip
+    later = [*first, {"role": "assistant", "content": [tool_use]},
+             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}]}]
+    with Recorder(path) as rec:
+        rec.record({"model": "m", "max_tokens": 5, "messages": later}, {**reply, "id": "msg_2"})
+    rows = sqlite3.connect(path).execute("SELECT conversation_id, idx FROM turns ORDER BY rowid").fetchall()
+    assert rows == [(tip[0][0], 0), (tip[0][0], 1)]
 
 
 def test_identical_conversations_written_by_two_connections_stay_apart(tmp_path):

@@ -254,8 +254,9 @@ def m004_thread_tips(db: Database) -> None:
     db.execute("DELETE FROM thread_keys")
 
 
-def _backfill_thread_tips(db: Database) -> None:
-    """Each conversation's tip: the key of its last answered turn's context and reply."""
+def _backfill_thread_tips(db: Database, *, again: bool = False) -> None:
+    """Each conversation's tip: the key of its last answered turn's context and reply (`again`:
+    the tips there are keyed anew, after a change to how threading compares messages)."""
     from .threads import thread_key
 
     keys: dict[int, str] = {0: ""}  # node -> thread key of its list (shared prefixes hashed once)
@@ -279,6 +280,13 @@ def _backfill_thread_tips(db: Database) -> None:
              AND t.conversation_id NOT IN (SELECT id FROM conversations WHERE origin = 'rerun')
            GROUP BY t.conversation_id"""
     ).fetchall()
+    if again:
+        have = {conv for (conv,) in db.execute("SELECT conversation_id FROM thread_tips")}
+        db.conn.executemany(
+            "UPDATE thread_tips SET key = ? WHERE conversation_id = ?",
+            [(thread_key(key_of(node), blob_obj(db, reply)), conv) for conv, node, reply, _ in rows if conv in have],
+        )
+        return
     db.conn.executemany(
         "INSERT INTO thread_tips(conversation_id, key, seq) VALUES (?, ?, ?)",
         [(conv, thread_key(key_of(node), blob_obj(db, reply)), seq) for conv, node, reply, seq in rows],
@@ -412,6 +420,15 @@ def m011_compaction_sums(db: Database) -> None:
                WHERE conv = ? AND bucket = ? AND model = ? AND batch = ? AND band = ?""",
             (r.cp_prompt, r.cp_output, r.cp_read, r.conv, r.bucket, r.model, r.batch, r.band),
         )
+
+
+@migrations(name="m012_sent_back_keys")
+def m012_sent_back_keys(db: Database) -> None:
+    # Threading compares a reply's text and tool-use blocks only by the fields clients send back
+    # (threads.SENT_BACK): frameworks rebuild a tool_use without its `caller`, so each of their
+    # calls started a conversation of its own. The tips already there are keyed the new way, so
+    # a conversation recorded before goes on.
+    _backfill_thread_tips(db, again=True)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

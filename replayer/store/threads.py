@@ -15,10 +15,20 @@ MAX_OPEN_KEYS = 20_000
 """Thread keys whose open conversations the writer remembers (see `OpenConversations.open_at`)."""
 
 
+SENT_BACK: dict[Any, frozenset[str]] = {
+    "text": frozenset({"type", "text"}),
+    "tool_use": frozenset({"type", "id", "name", "input"}),
+    "server_tool_use": frozenset({"type", "id", "name", "input"}),
+}
+"""Of these blocks of a reply, the fields every client sends back: frameworks rebuild the blocks
+from them and drop the rest (a tool_use's `caller`, a text's `citations`)."""
+
+
 def normalise(obj: Any) -> Any:
     """A message as threading compares it: nulls and cache_control dropped (agents move their
     cache breakpoint to the newest message), thinking blocks dropped (agents often strip them from
-    history), string content as a text block."""
+    history), string content as a text block, and text and tool-use blocks only by the fields
+    clients send back (SENT_BACK)."""
     if isinstance(obj, dict):
         out = {k: normalise(v) for k, v in obj.items() if v is not None and k != "cache_control"}
         content = out.get("content")
@@ -27,7 +37,7 @@ def normalise(obj: Any) -> Any:
                 out["content"] = [{"type": "text", "text": content}]
             elif isinstance(content, list):
                 out["content"] = [
-                    b
+                    _sent_back(b)
                     for b in content
                     if not (isinstance(b, dict) and b.get("type") in ("thinking", "redacted_thinking"))
                 ]
@@ -35,6 +45,23 @@ def normalise(obj: Any) -> Any:
     if isinstance(obj, list):
         return [normalise(v) for v in obj]
     return obj
+
+
+def _sent_back(block: Any) -> Any:
+    kept = SENT_BACK.get(block.get("type")) if isinstance(block, dict) else None
+    return block if kept is None else {k: v for k, v in block.items() if k in kept}
+
+
+def _as_sent_back(message: Any) -> bool:
+    """Whether normalising leaves this message's blocks' fields as they are (SENT_BACK)."""
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, list):
+        return True
+    for b in content:
+        kept = SENT_BACK.get(b.get("type")) if isinstance(b, dict) else None
+        if kept is not None and not kept.issuperset(b):
+            return False
+    return True
 
 
 def thread_key(prev: str, message: Any, text: str | None = None, text_digest: str | None = None) -> str:
@@ -49,6 +76,7 @@ def thread_key(prev: str, message: Any, text: str | None = None, text_digest: st
         and '"cache_control"' not in text
         and '"thinking"' not in text
         and '"redacted_thinking"' not in text
+        and _as_sent_back(message)
     ):
         return blake2b((prev + text_digest).encode(), digest_size=16).hexdigest()  # digest(): both are hex
     return digest(prev + digest(canon(normalise(message))))
