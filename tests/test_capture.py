@@ -157,6 +157,34 @@ def test_retries_are_attempts_of_one_turn(api, rec, client, db_path):
     assert all(line["request"] == sent_bodies(api)[0] for line in lines)
 
 
+def test_a_request_sent_again_after_its_call_failed_is_another_attempt_of_its_turn(api, rec, db_path):
+    """A framework's own retry (inspect-ai, tenacity around create), or Claude Code's, sends the
+    failed request again as a new call: a new idempotency key, no retry count. It is the next
+    attempt of the failed turn, in the same conversation, not a turn or conversation of its own."""
+    overloaded = Reply(status=529, body={"type": "error", "error": {"type": "overloaded_error", "message": "busy"}},
+                       headers={"retry-after-ms": "1"})
+    api.enqueue(overloaded, overloaded, Reply(body=msg("one")), overloaded, Reply(body=msg("two")))
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=1))
+
+    def create_with_its_own_retry(messages):
+        for _ in range(3):
+            try:
+                return client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=messages)
+            except anthropic.InternalServerError:
+                pass
+        raise AssertionError("no answer")
+
+    messages = [{"role": "user", "content": "hi"}]
+    r = create_with_its_own_retry(messages)
+    messages += [{"role": "assistant", "content": r.content}, {"role": "user", "content": "more"}]
+    create_with_its_own_retry(messages)
+    assert rec.flush(10)
+    lines = exported(db_path)
+    assert len({line["conversation_id"] for line in lines}) == 1
+    assert [(line["index"], line["attempt"], line["status"]) for line in lines] == [
+        (0, 0, 529), (0, 1, 529), (0, 2, 200), (1, 0, 529), (1, 1, 200)]  # fmt: skip
+
+
 def test_retries_of_a_stream_keep_their_error_bodies(api, rec, client, db_path):
     api.enqueue(Reply(status=529, body=ERR_529, headers={"retry-after-ms": "5"}), Reply(sse=message_events(msg("ok"))))
     list(client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER, stream=True))

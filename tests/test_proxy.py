@@ -600,6 +600,23 @@ def test_identical_calls_at_once_keep_each_its_own_retries_through_the_proxy(sta
     assert sorted(turns.values()) == [[200], [529, 200]], turns
 
 
+def test_a_client_that_retries_with_no_retry_count_gets_attempts_of_one_turn(start, writer, proxy_db):
+    """Claude Code retries a 529 itself, sending `x-stainless-retry-count: 0` every time: the body
+    sent again after its failure is the failed turn's next attempt, not a turn of its own."""
+    replies = iter([Reply(status=529, body=ERR_529), Reply(status=529, body=ERR_529)])
+    body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": USER}).encode()
+    with FakeAPI(lambda _body: next(replies, None)) as api:
+        proxy = start(api.url)
+        with httpx2.Client() as http:
+            got = [http.post(f"{proxy.url}/v1/messages", content=body,
+                             headers={"content-type": "application/json", "x-stainless-retry-count": "0"}).status_code
+                   for _ in range(3)]  # fmt: skip
+    assert got == [529, 529, 200]
+    lines = records(writer, proxy_db, 3)
+    assert len({line["turn_id"] for line in lines}) == 1
+    assert sorted((line["attempt"], line["status"]) for line in lines) == [(0, 529), (1, 529), (2, 200)]
+
+
 def test_the_call_a_retry_repeats_is_found_on_the_writers_side_not_before_forwarding():
     """Tying a retry to its call takes a digest of the body (the whole history: hundreds of
     microseconds for a long one), so the event loop doesn't: making the call record leaves the

@@ -35,6 +35,8 @@ from .tool_results import ToolResults
 
 MAX_TURNS = 10_000
 """Turns (by call key) and conversations this connection remembers writing."""
+RETRY_WINDOW_S = 120.0
+"""How long after a failed turn's last attempt the same request sent again is a retry of it."""
 
 
 class Turn(NamedTuple):
@@ -46,6 +48,22 @@ class Turn(NamedTuple):
     conversation_rowid: int
     idx: int
     system_blob: int | None
+
+
+RequestIds = tuple[int | None, int, int | None, int | None]
+"""A request's context node, skeleton, system and tools blobs: the same for the same request."""
+
+
+class FailedTurn(NamedTuple):
+    """A conversation's latest turn, whose attempts all failed: the same request sent again soon
+    after (by a client that retries on its own: Claude Code, a framework around the SDK, with a
+    new idempotency key and no retry count) is its next attempt, not a turn of its own."""
+
+    turn: Turn
+    attempts: int
+    """The attempt number the next one takes."""
+    ended: float
+    request: RequestIds
 
 
 class Stored(NamedTuple):
@@ -155,6 +173,12 @@ class Ingestor:
         """Conversations' new turns waiting for `write_pending`, by conversation rowid."""
         self.header_blobs: BoundedDict[tuple[Any, ...], int] = BoundedDict(64)
         """Protocol headers' items -> their blob."""
+        self.failed: BoundedDict[str, FailedTurn] = BoundedDict(MAX_TURNS)
+        """Conversation id -> its latest turn when every attempt of it failed (see FailedTurn)."""
+        self.failed_at: dict[RequestIds, str] = {}
+        """...found by its request (FailedTurn.request) -> the conversation."""
+        self.attempt_base: BoundedDict[str, int] = BoundedDict(MAX_TURNS)
+        """Call key -> what its attempts' numbers start from, for a call that joined a failed turn."""
 
     # -- the batch around the attempts --------------------------------------------------------
     def others_wrote(self) -> None:
@@ -168,6 +192,8 @@ class Ingestor:
             self.last_reads.clear()
             self.conv_rowids.clear()
             self.conv_tags.clear()
+            self.failed.clear()
+            self.failed_at.clear()
 
     def touch_conversation(self, rowid: int, started: str, user_id: str | None, tags: str | None) -> None:
         got = self.touched.get(rowid)
@@ -261,6 +287,9 @@ class Ingestor:
         self.streams.forget()
         self.scanner.forget()
         self.turn_by_call.clear()
+        self.failed.clear()
+        self.failed_at.clear()
+        self.attempt_base.clear()
 
     # -- one attempt ----------------------------------------------------------------------------
     def store(
@@ -308,6 +337,12 @@ class Ingestor:
                 (key,),
             ).fetchone()
             turn = Turn(*row) if row else None
+        skeleton = scanner.skeleton_blob(parsed)
+        request: RequestIds = (parsed.node, skeleton, parsed.system, parsed.tools)
+        own = captured.turn_id is None and captured.copied_from is None and not new_turn_id
+        if turn is None and own:
+            turn = self._retried(call_key, request, captured.t_start)
+        number = captured.attempt + self.attempt_base.get(call_key, 0)
         ok = error is None and isinstance(response, dict) and response.get("type", "message") == "message"
         model = (label(response.get("model")) if isinstance(response, dict) else None) or label(body.get("model"))
         response_id = label(response.get("id")) if ok else None
@@ -332,12 +367,12 @@ class Ingestor:
             conn,
             (
                 turn.id,
-                captured.attempt,
+                number,
                 started,
                 captured.latency_ms,
                 captured.ttft_ms,
                 captured.status,
-                scanner.skeleton_blob(parsed),
+                skeleton,
                 parsed.system,
                 parsed.tools,
                 parsed.node,
@@ -384,6 +419,8 @@ class Ingestor:
             system=turn.system_blob,
             prev_reads=prev_reads,
         )
+        if own:
+            self._failed(turn, new_turn, number, request, captured, failed=error is not None and not captured.abandoned)
         if captured.copied_from is None:
             self.usage += rows
         else:  # a copy costs nothing now: its tokens are shown, never summed into spend
@@ -419,6 +456,36 @@ class Ingestor:
                 captured, turn.id, turn.conversation_id, body, model, usage, stop_reason, response, error
             )
         return Stored(turn.conversation_id, new_turn, event, attempt_id, turn)
+
+    def _retried(self, call_key: str, request: RequestIds, started: float) -> Turn | None:
+        """The failed turn a call with this request repeats (see FailedTurn), or None."""
+        conversation = self.failed_at.get(request)
+        failed = self.failed.get(conversation) if conversation is not None else None
+        if failed is None or failed.request != request or not 0 <= started - failed.ended <= RETRY_WINDOW_S:
+            return None
+        self.turn_by_call[call_key] = failed.turn  # the call's own retries come here too
+        self.attempt_base[call_key] = failed.attempts
+        return failed.turn
+
+    def _failed(self, turn: Turn, new_turn: bool, number: int, request: RequestIds, captured: Captured, *,
+                failed: bool) -> None:
+        """After one attempt of `turn`: keep its conversation's failed latest turn (FailedTurn) up
+        to date: set by a new turn that failed, moved on by its failed retries, dropped by a success
+        or a newer turn."""
+        conversation = turn.conversation_id
+        was = self.failed.get(conversation)
+        if was is not None and (new_turn or not failed or was.turn.id != turn.id):
+            self.failed.pop(conversation, None)
+            self.failed_at.pop(was.request, None)
+            was = None
+        if not failed or (was is None and not new_turn):
+            return  # a success, or a retry of a turn not known here as failed
+        if len(self.failed_at) >= MAX_TURNS:
+            self.failed.clear()
+            self.failed_at.clear()
+        ended = captured.t_start + (captured.latency_ms or 0.0) / 1000
+        self.failed[conversation] = FailedTurn(turn, number + 1, ended, request)
+        self.failed_at[request] = conversation
 
     def _headers_blob(self, headers: dict[str, Any]) -> int:
         """The blob of an attempt's protocol headers: nearly always the last ones, found by their
