@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 
 import anthropic
@@ -354,9 +355,40 @@ def test_turns_before_the_first_recorded_on_the_wire_stay_out_of_its_conversatio
     assert [x["response"]["id"] for x in lines[wire["conversation_id"]]] == ["msg_h301"]
     session = transcript(file)[0]["sessionId"]
     assert [(x["response"]["id"], x["index"]) for x in lines[f"cc_{session}"]] == [("msg_wire0001", 0)]
-    for turns in lines.values():
+    assert growing(lines_of(db))
+
+
+def growing(lines):
+    """Whether each conversation's turns grow one context: each request begins with the one before."""
+    for turns in by_conversation(lines).values():
         for before, after in zip(turns, turns[1:], strict=False):
-            assert after["request"]["messages"][: len(before["request"]["messages"])] == before["request"]["messages"]
+            if after["request"]["messages"][: len(before["request"]["messages"])] != before["request"]["messages"]:
+                return False
+    return True
+
+
+def test_a_turn_the_wire_missed_between_two_it_has_stays_out_of_its_conversation(tmp_path):
+    """Runs 1 and 3 of a session recorded on the wire, run 2 not (`claude -c` without record):
+    the transcript's turn of run 2 can't go after run 3's in the wire's conversation (its context
+    would go back): it is the session's own conversation."""
+    scratch, db, file = tmp_path / "scratch.db", tmp_path / "i.db", tmp_path / "session.jsonl"
+    tangled(file, turns=3)
+    imported(scratch, file)
+    main = "cc_55555555-5555-4555-8555-555555555555"
+    session = by_conversation(lines_of(scratch))[main]
+    assert len(session) == 3 and growing(session)
+    with Recorder(db) as rec:  # turns 0 and 2 as the wire recorded them, turn 1 missed
+        for line in (session[0], session[2]):
+            rec.record(line["request"], line["response"], conversation_id="wire",
+                       started_at=datetime.fromisoformat(line["started_at"].replace("Z", "+00:00")))  # fmt: skip
+    imported(db, file)
+    lines = lines_of(db)
+    assert growing(lines)
+    got = {c: [x["response"]["id"] for x in turns] for c, turns in by_conversation(lines).items()}
+    assert got["wire"] == ["msg_t0", "msg_t2"] and got[main] == ["msg_t1"]
+    before = db_content(db)
+    imported(db, file)
+    assert db_content(db) == before
 
 
 def test_rerun_refuses_an_imported_turn(tmp_path):

@@ -5,13 +5,17 @@ reading back what sets them apart (reconstructed, context resets, subagent links
 Which conversation a chain's new turns join: the one of its nearest earlier turn already in the
 database (imported before, or recorded on the wire: the wire record wins and keeps its place),
 else a new one named after the session (`cc_<session id>`, and `cc_<session id>_<agent id>` for
-a subagent), so importing again finds the same one. Turns before the first one recorded on the
-wire (recording started mid-session) never join the wire's conversation: they would land after
-its turns, and a conversation's turns always grow one context.
+a subagent), so importing again finds the same one. A conversation's turns always grow one
+context, so a new turn joins a conversation only after its last turn: turns before the first one
+recorded on the wire (recording started mid-session), a turn the wire missed between two it has
+(a run not recorded), and a fork's or branch's turns after a point the conversation went on from
+start a conversation of their own (the session's, or `cc_<session id>_branch<N>` when that one
+is taken).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from dataclasses import dataclass, field, replace
@@ -91,29 +95,41 @@ class ImportWriter:
             for chain in sorted(chains, key=lambda c: c.chain != ""):  # a parent before its subagents
                 self._chain(chain, counts)
 
-    def _stored(self, t: Turn) -> tuple[str, bool] | None:
-        """(conversation, recorded on the wire) of a turn already in the database, else None."""
+    def _stored(self, t: Turn) -> tuple[str, bool, int] | None:
+        """(conversation, recorded on the wire, turn index) of a turn already in the database, else None."""
         conn = self.db.conn
         row = conn.execute(
-            """SELECT t.conversation_id FROM imported_turns i JOIN turns t ON t.id = i.turn_id
+            """SELECT t.conversation_id, t.idx FROM imported_turns i JOIN turns t ON t.id = i.turn_id
                WHERE i.source = ? AND i.session_id = ? AND i.message_key = ?""",
             (SOURCE, t.session_id, t.key),
         ).fetchone()
         if row is None and t.message_id:  # the same response in another session's file (a resume)
             row = conn.execute(
-                """SELECT t.conversation_id FROM imported_turns i JOIN turns t ON t.id = i.turn_id
+                """SELECT t.conversation_id, t.idx FROM imported_turns i JOIN turns t ON t.id = i.turn_id
                    WHERE i.message_id = ? LIMIT 1""",
                 (t.message_id,),
             ).fetchone()
         if row is not None:
-            return row[0], False
+            return row[0], False, row[1]
         if t.message_id:
             row = conn.execute(
-                "SELECT conversation_id FROM turns WHERE response_id = ? ORDER BY started_at LIMIT 1", (t.message_id,)
+                "SELECT conversation_id, idx FROM turns WHERE response_id = ? ORDER BY started_at LIMIT 1",
+                (t.message_id,),
             ).fetchone()
             if row is not None:
-                return row[0], True
+                return row[0], True, row[1]
         return None
+
+    def _joinable(self, current: str, after: tuple[str, int] | None, chain: Chain) -> str:
+        """The conversation a new turn goes to: `current` when it is new, or when the chain's turn
+        before (`after`: conversation, index) is its last turn; else (the turn would land after
+        turns it doesn't follow) the session's own conversation or a branch of it."""
+        base = conversation_id_for(chain.session_id, chain.chain)
+        for name in itertools.chain((current, base), (f"{base}_branch{n}" for n in itertools.count(2))):
+            (last,) = self.db.conn.execute("SELECT MAX(idx) FROM turns WHERE conversation_id = ?", (name,)).fetchone()
+            if last is None or after == (name, last):
+                return name
+        raise AssertionError("unreachable")  # (the names go on without end)
 
     def _chain(self, chain: Chain, counts: Counts) -> None:
         conn = self.db.conn
@@ -123,9 +139,10 @@ class ImportWriter:
             tags[AGENT_TAG] = chain.chain
         current = conversation_id_for(chain.session_id, chain.chain)
         touched: list[str] = []
+        after: tuple[str, int] | None = None  # the conversation and index of the chain's turn before
         for t, s in zip(chain.turns, stored, strict=True):
             if s is not None:
-                current = s[0]
+                current, after = s[0], (s[0], s[2])
                 if s[1]:
                     counts.merged += 1
                     self._tag(current, tags)
@@ -133,10 +150,11 @@ class ImportWriter:
                     counts.known += 1
                 touched.append(current)
                 continue
+            current = self._joinable(current, after, chain)
             if not conn.execute("SELECT 1 FROM conversations WHERE id = ?", (current,)).fetchone():
                 counts.conversations.add(current)
             try:
-                self._store(t, current, tags)
+                after = (current, self._store(t, current, tags))
             except Exception as e:
                 if isinstance(e, sqlite3.Error) and fault_of(e) is not None:
                     raise  # the database's trouble (locked, full, read-only): not the line's
@@ -189,7 +207,8 @@ class ImportWriter:
             (json.dumps({**have, **{k: v for k, v in tags.items() if k not in have}}), conversation_id),
         )
 
-    def _store(self, t: Turn, conversation_id: str, tags: dict[str, Any]) -> None:
+    def _store(self, t: Turn, conversation_id: str, tags: dict[str, Any]) -> int:
+        """Write one turn into the conversation; its index there."""
         call_key = f"{SOURCE}:{t.session_id}:{t.key}"
         captured = Captured(
             call_key=call_key,
@@ -211,6 +230,7 @@ class ImportWriter:
                VALUES (?, ?, ?, ?, ?, ?, ?)""",
             (turn_id, SOURCE, t.session_id, t.chain, t.key, t.message_id, 1 if t.context_reset else 0),
         )
+        return stored.turn.idx
 
 
 # -- reading ------------------------------------------------------------------------------------
