@@ -237,14 +237,22 @@ def _start(c: _Cassette) -> None:
     from .playback import inprocess
 
     if c.recording:
+        # Everything the recorder's writer thread and `_write` import, imported here, before that
+        # thread starts, and the database made (its migrations import modules too): pytest
+        # rewrites the asserts of every module of a plugin's distribution as it is imported, with
+        # ast.parse, which CPython 3.11 can't run on two threads at once (a SystemError).
         from .recorder import Recorder
+        from .store import export, ingest, queries  # noqa: F401
+        from .store.schema import open_db
 
         c.folder = tempfile.TemporaryDirectory(prefix="replayer-cassette-")
+        db_path = Path(c.folder.name) / "cassette.db"
+        open_db(db_path).close()
         # the writer on a thread of this process: a writer process per test would cost its start
         previous = os.environ.get("REPLAYER_WRITER")
         os.environ["REPLAYER_WRITER"] = "thread"
         try:
-            c.recorder = Recorder(Path(c.folder.name) / "cassette.db", redact=c.redact)
+            c.recorder = Recorder(db_path, redact=c.redact)
         finally:
             if previous is None:
                 os.environ.pop("REPLAYER_WRITER", None)
@@ -277,19 +285,20 @@ def _finish(item: pytest.Item, c: _Cassette) -> None:
             )
         return
     try:
-        _write(c)
+        closed = c.recorder.close()  # first: whatever happens next, its writer thread is done
+        if not closed:
+            pytest.fail(f"replayer: the calls recorded for {c.path.name} could not all be written; "
+                        "the cassette was not written", pytrace=False)
+        _write(item, c)
     finally:
         c.folder.cleanup()
 
 
-def _write(c: _Cassette) -> None:
+def _write(item: pytest.Item, c: _Cassette) -> None:
     from .store.export import cassette_lines
     from .store.queries import Store
     from .store.schema import open_db
 
-    if not c.recorder.close():
-        pytest.fail(f"replayer: the calls recorded for {c.path.name} could not all be written; "
-                    "the cassette was not written", pytrace=False)
     db = open_db(Path(c.folder.name) / "cassette.db")
     try:
         store = Store(db)
@@ -303,10 +312,17 @@ def _write(c: _Cassette) -> None:
         db.close()
     if not c.ran or (not lines and c.failed):
         return  # nothing was called before it failed: the next run records it again
-    c.path.parent.mkdir(parents=True, exist_ok=True)
     temp = c.path.with_name(c.path.name + ".tmp")
-    temp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(temp, c.path)
+    try:
+        c.path.parent.mkdir(parents=True, exist_ok=True)
+        temp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        os.replace(temp, c.path)
+        return
+    except OSError as e:
+        where = "" if e.filename in (None, str(c.path), str(temp)) else f"{_shown(item.config, Path(e.filename))}: "
+        why = f"{where}{e.strerror}"
+    pytest.fail(f"replayer: cannot write cassette {_shown(item.config, c.path)} ({why}): "
+                "make its folder writable or give the marker another path", pytrace=False)
 
 
 def _read(path: Path) -> list[dict[str, Any]]:

@@ -418,3 +418,91 @@ def test_vertex_and_bedrock_clients_are_answered_with_no_credentials(api, rec, d
     with serving(Replaying(Matcher(lines))) as handler:
         assert ask(vertex, bedrock) == recorded
     assert handler.refused == []
+
+
+WATCHED = '''
+import json, os, sys, threading
+
+import pytest
+
+events = {"imported": [], "writers": []}
+recording = []
+
+
+class _Watch:
+    """Notes every replayer module imported while a cassette is being recorded, and on which thread."""
+
+    def find_spec(self, name, path=None, target=None):
+        if recording and name.split(".")[0] == "replayer":
+            events["imported"].append(f"{threading.current_thread().name}: {name}")
+        return None
+
+
+sys.meta_path.insert(0, _Watch())
+
+
+@pytest.fixture(autouse=True)
+def _recording():  # set up after the plugin started the cassette's recorder
+    recording.append(True)
+    yield
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    if call.when == "teardown":  # the plugin's teardown, the cassette's writing, is over
+        recording.clear()
+        for thread in threading.enumerate():
+            if thread.name.startswith("replayer-"):
+                thread.join(5)
+                if thread.is_alive():
+                    events["writers"].append(f"{item.name}: {thread.name}")
+    return (yield)
+
+
+def pytest_sessionfinish():
+    with open(os.environ["WATCHED"], "w") as f:
+        json.dump(events, f)
+'''
+
+RECORDS = '''
+import anthropic
+import pytest
+
+
+def ask():
+    hi = [{"role": "user", "content": "refund order 1"}]
+    return anthropic.Anthropic().messages.create(model="claude-sonnet-4-5", max_tokens=20, messages=hi)
+
+
+@pytest.mark.replayer("cassettes/one.jsonl")
+def test_one():
+    ask()
+
+
+@pytest.mark.replayer("blocker/two.jsonl")
+def test_unwritable():
+    ask()
+'''
+
+
+def test_recording_imports_nothing_while_the_recorder_runs_and_always_closes_it(pytester, monkeypatch, tmp_path):
+    """pytest rewrites the asserts of every module of replayer's distribution (a plugin's) as it is
+    imported, with ast.parse, which CPython 3.11 can't run on two threads at once: a module the
+    writer thread imported while the test's thread imported another (the cassette's reading) made
+    recording fail at random. In a process of its own, where nothing of replayer's was imported
+    yet; a cassette that can't be written fails in one line, its recorder closed all the same."""
+    pytester.makeconftest(WATCHED)
+    pytester.makepyfile(test_records=RECORDS)
+    (pytester.path / "blocker").write_text("a file where the cassette's folder should be")
+    monkeypatch.setenv("WATCHED", str(tmp_path / "watched.json"))
+    with FakeAPI() as api:
+        live(monkeypatch, api)
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:asyncio")
+        assert len(api.received) == 2
+    watched = json.loads((tmp_path / "watched.json").read_text())
+    assert watched == {"imported": [], "writers": []}
+    result.assert_outcomes(passed=2, errors=1)  # test_unwritable's body passed; its teardown failed
+    result.stdout.fnmatch_lines(["*replayer: cannot write cassette blocker/two.jsonl (blocker: File exists): make its "
+                                 "folder writable or give the marker another path"])
+    assert "Traceback" not in result.stdout.str()
+    assert len((pytester.path / "cassettes" / "one.jsonl").read_text().splitlines()) == 1
