@@ -122,6 +122,8 @@ class _Cassette:
     ran: bool = False
     """The test's body ran: a test whose setup failed records nothing."""
     failed: bool = False
+    """The test's body did not pass (it failed, xfailed, was skipped or interrupted): a recording
+    writes no cassette."""
 
 
 _CASSETTE = pytest.StashKey[_Cassette]()
@@ -197,9 +199,10 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     c.ran = True
     try:
         result = yield
-    except (Exception, pytest.fail.Exception):  # not Ctrl-C, not a skip
-        c.failed = True
-        _fail_if_refused(c)  # the difference, not the SDK error it caused, is the failure to show
+    except BaseException as e:
+        c.failed = True  # failed, xfailed, skipped or interrupted: its calls are no recording to keep
+        if isinstance(e, Exception | pytest.fail.Exception):  # not Ctrl-C, not a skip
+            _fail_if_refused(c)  # the difference, not the SDK error it caused, is the failure to show
         raise
     _fail_if_refused(c)
     return result
@@ -299,6 +302,8 @@ def _write(item: pytest.Item, c: _Cassette) -> None:
     from .store.queries import Store
     from .store.schema import open_db
 
+    if not c.ran or c.failed:
+        return  # the next run records it again (--replayer-record: the cassette there is kept)
     db = open_db(Path(c.folder.name) / "cassette.db")
     try:
         store = Store(db)
@@ -310,8 +315,6 @@ def _write(item: pytest.Item, c: _Cassette) -> None:
         ]
     finally:
         db.close()
-    if not c.ran or (not lines and c.failed):
-        return  # nothing was called before it failed: the next run records it again
     temp = c.path.with_name(c.path.name + ".tmp")
     try:
         c.path.parent.mkdir(parents=True, exist_ok=True)

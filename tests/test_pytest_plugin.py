@@ -506,3 +506,70 @@ def test_recording_imports_nothing_while_the_recorder_runs_and_always_closes_it(
                                  "folder writable or give the marker another path"])
     assert "Traceback" not in result.stdout.str()
     assert len((pytester.path / "cassettes" / "one.jsonl").read_text().splitlines()) == 1
+
+
+UNFINISHED = '''
+import anthropic
+import pytest
+
+
+def ask(text):
+    hi = [{"role": "user", "content": text}]
+    return anthropic.Anthropic().messages.create(model="claude-sonnet-4-5", max_tokens=20, messages=hi)
+
+
+@pytest.mark.replayer("cassettes/skipped-first.jsonl")
+def test_skipped_first():
+    pytest.skip("set RUN_SLOW=1")
+
+
+@pytest.mark.replayer("cassettes/skipped-after.jsonl")
+def test_skipped_after():
+    ask("one")
+    pytest.skip("not today")
+
+
+@pytest.mark.replayer("cassettes/xfailed.jsonl")
+def test_xfailed():
+    ask("two")
+    pytest.xfail("known to fail")
+
+
+@pytest.mark.xfail(reason="known to fail")
+@pytest.mark.replayer("cassettes/xfail-marked.jsonl")
+def test_xfail_marked():
+    ask("three")
+    assert False
+
+
+@pytest.mark.replayer("cassettes/failed.jsonl")
+def test_failed():
+    ask("four")
+    assert False
+
+
+@pytest.mark.replayer("cassettes/passed.jsonl")
+def test_passed():
+    ask("five")
+'''
+
+
+def test_a_test_that_is_skipped_xfails_or_fails_while_recording_writes_no_cassette(pytester, monkeypatch):
+    """Its calls (none, or some) are not what the passing test makes: a cassette of them would
+    fail the next run. The cassette is recorded again when the test next runs; with
+    --replayer-record the one there is kept as it was."""
+    pytester.makepyfile(test_unfinished=UNFINISHED)
+    cassettes = pytester.path / "cassettes"
+    with FakeAPI() as api:
+        live(monkeypatch, api)
+        run(pytester).assert_outcomes(passed=1, skipped=2, xfailed=2, failed=1)
+        assert len(api.received) == 5
+        assert sorted(p.name for p in cassettes.iterdir()) == ["passed.jsonl"]
+
+        kept = {name: f"{name} as it was\n" for name in ("skipped-after.jsonl", "xfailed.jsonl", "failed.jsonl")}
+        for name, text in kept.items():
+            (cassettes / name).write_text(text)
+        run(pytester, "--replayer-record").assert_outcomes(passed=1, skipped=2, xfailed=2, failed=1)
+    assert {name: (cassettes / name).read_text() for name in kept} == kept
+    assert sorted(p.name for p in cassettes.iterdir()) == ["failed.jsonl", "passed.jsonl", "skipped-after.jsonl",
+                                                            "xfailed.jsonl"]
