@@ -127,6 +127,27 @@ class _Cassette:
 
 
 _CASSETTE = pytest.StashKey[_Cassette]()
+_NAMED_BY = pytest.StashKey[dict[Path, list[str]]]()
+"""Each cassette file -> the node ids of the collected tests whose marker names it."""
+
+
+def _cassette_path(config: pytest.Config, marker: pytest.Mark) -> Path | None:
+    """The file a marker names (a relative path from the rootdir); None for a marker without one."""
+    if len(marker.args) != 1 or not isinstance(marker.args[0], str | os.PathLike):
+        return None
+    path = Path(marker.args[0]).expanduser()
+    return Path(os.path.normpath(config.rootpath / path))
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    # every test collected, those -k or -m will deselect too: two tests naming one cassette is
+    # wrong however many of them run
+    marker = item.get_closest_marker("replayer")
+    path = _cassette_path(item.config, marker) if marker is not None else None
+    if path is not None:
+        named = item.config.stash.setdefault(_NAMED_BY, {}).setdefault(path, [])
+        if item.nodeid not in named:
+            named.append(item.nodeid)
 
 
 def _cassette(item: pytest.Item) -> _Cassette | None:
@@ -134,7 +155,8 @@ def _cassette(item: pytest.Item) -> _Cassette | None:
     if marker is None:
         return None
     where = f"@pytest.mark.replayer on {item.nodeid}"
-    if len(marker.args) != 1 or not isinstance(marker.args[0], str | os.PathLike):
+    path = _cassette_path(item.config, marker)
+    if path is None:
         pytest.fail(f"{where}: give the cassette's path, e.g. @pytest.mark.replayer(\"tests/cassettes/x.jsonl\")",
                     pytrace=False)
     unknown = sorted(set(marker.kwargs) - set(MARKER_OPTIONS))
@@ -152,16 +174,19 @@ def _cassette(item: pytest.Item) -> _Cassette | None:
         except (ValueError, AttributeError):
             pytest.fail(f"{where}: ignore={text!r} is not a field path: give keys separated by dots, e.g. "
                         "metadata.user_id or messages.*.content.*.text (* is every key or item)", pytrace=False)
-    path = Path(marker.args[0]).expanduser()
-    if not path.is_absolute():
-        path = item.config.rootpath / path
+    shown = _shown(item.config, path)
+    others = [nodeid for nodeid in item.config.stash.get(_NAMED_BY, {}).get(path, []) if nodeid != item.nodeid]
+    if others:
+        listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        pytest.fail(f"{where}: cassette {shown} is named by {len(others)} other test{'s' * (len(others) > 1)} too "
+                    f"({listed}): a cassette belongs to one test: give each its own (a parametrized test's "
+                    "parameters: pytest.param(..., marks=pytest.mark.replayer(PATH)))", pytrace=False)
     mode = item.config.stash[_MODE]
     recording = mode == "all" or (mode == "missing" and not path.exists())
     c = _Cassette(
         path, recording, tuple(ignore), bool(marker.kwargs.get("loose", False)),
         bool(marker.kwargs.get("with_errors", False)), marker.kwargs.get("redact") or item.config.stash[_REDACT],
     )
-    shown = _shown(item.config, path)
     if mode == "none" and not path.exists():
         c.blocked = (
             f"replayer: cassette {shown} not found (--replayer-record-mode=none): record it with --replayer-record"

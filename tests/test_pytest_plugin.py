@@ -573,3 +573,62 @@ def test_a_test_that_is_skipped_xfails_or_fails_while_recording_writes_no_casset
     assert {name: (cassettes / name).read_text() for name in kept} == kept
     assert sorted(p.name for p in cassettes.iterdir()) == ["failed.jsonl", "passed.jsonl", "skipped-after.jsonl",
                                                             "xfailed.jsonl"]
+
+
+SHARED = '''
+import anthropic
+import pytest
+
+pytestmark = pytest.mark.replayer("cassettes/shared.jsonl")
+
+
+def ask(text):
+    hi = [{"role": "user", "content": text}]
+    return anthropic.Anthropic().messages.create(model="claude-sonnet-4-5", max_tokens=20, messages=hi)
+
+
+@pytest.mark.parametrize("order", ["1", "2"])
+def test_refund(order):
+    ask(f"refund order {order}")
+
+
+@pytest.mark.replayer("cassettes/own.jsonl")
+def test_own():
+    ask("its own")
+'''
+
+ALSO_SHARED = '''
+import pytest
+
+
+@pytest.mark.replayer("cassettes/../cassettes/shared.jsonl")
+def test_elsewhere():
+    pass
+'''
+
+
+def test_a_cassette_named_by_several_tests_fails_them_in_one_line(pytester, monkeypatch):
+    """Each would record over the others' calls, and recording again could never make them pass:
+    every test naming it errors (even when only some of them were selected), saying which."""
+    pytester.makepyfile(test_shared=SHARED, test_also=ALSO_SHARED)
+    with FakeAPI() as api:
+        live(monkeypatch, api)
+        result = run(pytester)
+        assert len(api.received) == 1
+    result.assert_outcomes(passed=1, errors=3)
+    result.stdout.fnmatch_lines([
+        "@pytest.mark.replayer on test_also.py::test_elsewhere: cassette cassettes/shared.jsonl is named by 2 other "
+        "tests too (test_shared.py::test_refund[[]1], test_shared.py::test_refund[[]2]): a cassette belongs to one "
+        "test: give each its own (a parametrized test's parameters: pytest.param(..., "
+        "marks=pytest.mark.replayer(PATH)))",
+        "@pytest.mark.replayer on test_shared.py::test_refund[[]1]: cassette cassettes/shared.jsonl is named by 2 "
+        "other tests too (test_also.py::test_elsewhere, test_shared.py::test_refund[[]2]): *",
+        "@pytest.mark.replayer on test_shared.py::test_refund[[]2]: cassette cassettes/shared.jsonl is named by 2 "
+        "other tests too (test_also.py::test_elsewhere, test_shared.py::test_refund[[]1]): *",
+    ])
+    assert "Traceback" not in result.stdout.str()
+    assert sorted(p.name for p in (pytester.path / "cassettes").iterdir()) == ["own.jsonl"]
+
+    result = run(pytester, "-k", "refund and 1")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*cassette cassettes/shared.jsonl is named by 2 other tests too*"])
