@@ -46,6 +46,7 @@ def config_dir() -> Path:
 
 
 def default_db_path() -> Path:
-    """`$REPLAYER_DB`, else replayer.db in the user's data folder."""
+    """`$REPLAYER_DB`, else replayer.db in the user's data folder; absolute (a relative one is
+    taken from the working folder now, not wherever the program has moved to when it is opened)."""
     env = os.environ.get(DB_ENV)
-    return Path(env).expanduser() if env else data_dir() / "replayer.db"
+    return Path(os.path.abspath(Path(env).expanduser() if env else data_dir() / "replayer.db"))

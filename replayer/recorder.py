@@ -54,7 +54,8 @@ class Recorder:
         agent's thread; `otlp_content` (or OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true)
         puts the messages, system prompt and tools in it too, after `redact`. Needs
         `pip install 'replayer[otlp]'` (else a RuntimeError saying so, here)."""
-        self.path = Path(db).expanduser() if db is not None else default_db_path()
+        # fixed now: an agent that changes its working folder later still records here
+        self.path = Path(os.path.abspath(Path(db).expanduser())) if db is not None else default_db_path()
         export = otlp_setting(otlp, otlp_content)
         if export is not None and (missing := otlp_problem()):
             raise RuntimeError(f"replayer: {missing}")

@@ -19,6 +19,8 @@ import anthropic
 import pytest
 from conftest import FAKE_KEY, exported
 
+from replayer import Recorder
+
 pytestmark = pytest.mark.writer_process  # Recorders here write through a writer process, the default
 
 MODEL = "claude-haiku-4-5"
@@ -197,3 +199,21 @@ def test_a_snapshot_holds_as_much_memory_as_its_length():
         tracemalloc.stop()
     assert all(len(k) > 7000 for k in kept)
     assert grown < 2_000_000, f"{grown:,} bytes traced for {sum(map(len, kept)):,} bytes of snapshots"
+
+
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_a_relative_database_path_is_where_the_recorder_was_made(tmp_path, monkeypatch, writer):
+    """An agent that changes its working folder after making its Recorder (or with a relative
+    $REPLAYER_DB) still records into the one file beside where it started."""
+    monkeypatch.setenv("REPLAYER_WRITER", writer)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REPLAYER_DB", "env.db")
+    request = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    recorders = [Recorder("agent.db"), Recorder()]
+    monkeypatch.chdir(tmp_path / "work")
+    for rec in recorders:
+        rec.record(request, error={"type": "api_error", "message": "x"}, status=500)
+        assert rec.close()
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == ["agent.db", "env.db"]
+    assert not list((tmp_path / "work").glob("*.db"))
