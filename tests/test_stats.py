@@ -146,6 +146,19 @@ def test_stats_json_shape(live):
     assert "claude-sonnet-4-5" in cli_run("--db", str(live), "stats", "--by", "model").stdout
 
 
+def test_stats_text_shows_the_budget_alerts(live):
+    """`--daily-budget` (or the settings file's) shows in the text as in `alerts`: each user over
+    it today, under every breakdown; the metrics past their threshold are the health table's ALERTs."""
+    expected = [line for line in cli_run("--db", str(live), "alerts", "--daily-budget", "0.05").stdout.splitlines()
+                if not line.startswith("metric ")]  # fmt: skip
+    assert [line.split()[0] for line in expected] == ["budget", "cache"]
+    for by in ("user", "model", "day", "conversation"):
+        out = cli_run("--db", str(live), "stats", "--daily-budget", "0.05", "--by", by).stdout.splitlines()
+        assert [line for line in out if line.startswith(("budget ", "cache ", "metric "))] == expected, by
+    out = cli_run("--db", str(live), "stats").stdout
+    assert "budget " not in out  # no budget set, none to be over
+
+
 def test_a_day_with_no_calls_shows_a_dash_not_zero_dollars(live):
     """Per user and per day, `–` marks a day with no calls; `$0.0000` would read as calls that
     cost nothing. The JSON counts each day's attempts."""

@@ -154,9 +154,11 @@ def stats(
     for name, metric in doc.metrics.items():
         value = fmt_metric(name, metric.value, metric.unpriced_attempts)
         click.echo(health.row(name, value, fmt_metric(name, metric.threshold), health_word(metric)))
-    for a in doc.alerts:
-        if a.kind == "cache":
-            click.echo("\n" + describe_alert(a))
+    listed = [a for a in doc.alerts if a.kind != "metric"]  # a metric's alert is its ALERT above
+    if listed:
+        click.echo("")
+    for a in listed:
+        click.echo(describe_alert(a))
     if doc.reruns.variants:
         r = doc.reruns
         click.echo(
