@@ -96,6 +96,32 @@ def test_one_user_and_a_time_zone(history):
     assert run_stats(history, days=1)["users"][-1]["user_id"] != "cy"  # UTC: yesterday is out
 
 
+def test_spend_exactly_at_the_budget_or_threshold_is_not_over_it(tmp_path):
+    """Ten turns of $0.03 add up to 0.30000000000000004 in floats: $0.30 spent is at a $0.30
+    budget (or mean-cost threshold), not over it; a hundredth of a cent less is over."""
+    from stats_data import one_turn
+
+    from replayer import Recorder
+
+    path = tmp_path / "budget.db"
+    with Recorder(path) as rec, rec.conversation("conv_fay", user_id="fay"):
+        for i in range(10):  # claude-haiku-4-5: $1 per million input tokens
+            one_turn(rec, "claude-haiku-4-5", {"input_tokens": 30_000, "output_tokens": 0},
+                     NOW.timestamp() - 3 * 3600 + 900 * i, f"q{i}")  # one a quarter hour  # fmt: skip
+    store = Store(open_db(path), PriceTable.load())
+
+    def alerts(budget: float, threshold: float) -> list[str]:
+        settings = Settings(daily_budget_usd=budget)
+        settings.thresholds["mean_cost_per_conversation_usd"] = threshold
+        found = stats(store, settings, now=NOW).alerts
+        return [a.kind if a.kind == "budget" else a.metric for a in found if a.kind == "budget" or "usd" in a.metric]
+
+    doc = stats(store, Settings(), now=NOW)
+    assert doc.users[0].cost_usd == pytest.approx(0.30)
+    assert alerts(0.30, 0.30) == []
+    assert alerts(0.2999, 0.2999) == ["budget", "mean_cost_per_conversation_usd"]
+
+
 def test_p95_latency_is_the_nearest_rank(tmp_path):
     from replayer import Recorder
 
