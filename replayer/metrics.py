@@ -239,9 +239,8 @@ def stats(
         series = store.turn_usages(conv)
         usages = [u for _, u in series]
         for first_turn, last_turn in cache_break_runs(usages):
-            extra = 0.0
-            for model, usage in series[first_turn : last_turn + 1]:
-                extra += rewrite_cost(prices, usage or {}, model) or 0.0
+            costs = [rewrite_cost(prices, usage or {}, model) for model, usage in series[first_turn : last_turn + 1]]
+            extra = None if None in costs else sum(c for c in costs if c is not None)  # a turn with no price: unknown
             alerts.append(
                 CacheAlert(conversation_id=names[conv].conversation_id, turn_index=first_turn, extra_cost_usd=extra)
             )

@@ -252,7 +252,8 @@ class CacheAlert(Document):
     kind: Literal["cache"] = field(default="cache", init=False)
     conversation_id: str
     turn_index: int
-    extra_cost_usd: float
+    extra_cost_usd: float | None
+    """None when a turn of the run has a model with no price: what it cost is unknown."""
 
 
 Alert = BudgetAlert | MetricAlert | CacheAlert

@@ -365,6 +365,32 @@ def test_spend_that_leaves_out_unpriced_attempts_says_so(tmp_path):
     assert f"budget  gil spent ≥${sonnet:.4f} on {doc['until']} (budget $0.0001)" in alerts
 
 
+def test_a_broken_cache_of_a_model_with_no_price_costs_an_unknown_amount(tmp_path):
+    """What a moving cache breakpoint cost is unknown (`?`, null) when its model has no price,
+    never $0.0000."""
+    import anthropic
+    from conftest import FAKE_KEY
+    from stats_data import _reply, _usage
+
+    from replayer import Recorder
+    from replayer.fakeapi import FakeAPI, Reply
+
+    path = tmp_path / "nova.db"
+    with FakeAPI() as api, Recorder(path) as rec, rec.conversation("conv_nova", user_id="nia"):
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY))
+        msgs = [{"role": "user", "content": "summarise the log"}]
+        for k in range(3):  # every turn writes the cache and reads nothing back
+            reply = {**_reply(k, _usage(10, 10, 5000, 0)), "model": "claude-nova-9"}
+            api.enqueue(Reply(body=reply))
+            client.messages.create(model="claude-nova-9", max_tokens=50, system="S", messages=msgs)
+            msgs = [*msgs, {"role": "assistant", "content": reply["content"]}, {"role": "user", "content": f"{k}"}]
+    r = cli_run("--db", str(path), "alerts", "--json")
+    cache = [a for a in json.loads(r.stdout) if a["kind"] == "cache"]
+    assert cache == [{"kind": "cache", "conversation_id": "conv_nova", "turn_index": 1, "extra_cost_usd": None}]
+    line = next(x for x in cli_run("--db", str(path), "alerts").stdout.splitlines() if x.startswith("cache "))
+    assert "cost ? more" in line and "$0.0000" not in line
+
+
 def test_stats_by_conversation_shows_ids_whole_in_aligned_columns(tmp_path):
     """A generated id is 33 characters and a given one may be longer: each is shown whole, and the
     columns after it stay aligned."""
