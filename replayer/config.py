@@ -27,6 +27,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .paths import config_dir
 
@@ -58,6 +59,18 @@ class Settings:
     days: int = 7
     source: str | None = None
     """The file the settings came from, if any."""
+
+    def check(self) -> None:
+        """Bad input (ConfigError) that would only surface once the numbers are computed, said
+        before any work: today an unknown time zone."""
+        zone(self.tz)
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder of zones: OSError
+        raise ConfigError(f"unknown time zone {name!r}: use an IANA name such as UTC or Europe/Paris") from None
 
 
 def check_number(value: Any, where: str) -> float:

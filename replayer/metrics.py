@@ -11,9 +11,9 @@ import math
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from .config import LOWER_IS_BAD, ConfigError, Settings
+from .config import LOWER_IS_BAD, ConfigError, Settings, zone
 from .models import (
     Alert,
     BudgetAlert,
@@ -55,13 +55,6 @@ def rewrite_cost(prices: PriceTable, usage: dict[str, Any], model: str | None) -
 
 
 # -- the stats document -------------------------------------------------------------------------
-
-
-def zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"unknown time zone {name!r}: use an IANA name such as UTC or Europe/Paris") from None
 
 
 def window(days: int, tz: ZoneInfo, now: datetime | None = None) -> tuple[date, date, float, float]:

@@ -264,6 +264,18 @@ def test_help_and_bare_command(tmp_path):
     assert r.exit_code == 2 and "no database" in r.output
 
 
+def test_browse_refuses_bad_settings_before_the_app_starts(recorded, tmp_path):
+    """A settings file the dashboard can't use (an unknown time zone) is one line and exit 2
+    before the terminal app starts, not a dashboard stuck on "Loading…"."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[stats]\ntz = "Mars/Olympus"\n')
+    for args in (["--config", str(bad), "browse"], ["--config", str(bad)]):
+        r = subprocess.run([sys.executable, "-m", "replayer.cli", "--db", str(recorded), *args],
+                           capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)  # fmt: skip
+        assert r.returncode == 2 and r.stdout == "", r.stderr[-300:]
+        assert r.stderr.count("\n") == 1 and "unknown time zone 'Mars/Olympus'" in r.stderr
+
+
 def test_api_error_is_raised_as_the_sdk_would_and_recorded(api, rec, db_path):
     # a wrapped client raises the SDK's own error type with the API's message
     client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))

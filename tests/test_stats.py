@@ -224,6 +224,7 @@ def test_alerts_exit_codes_flags_and_config(live, tmp_path):
 def test_bad_input_is_one_line(live, tmp_path):
     for args, says in [
         (["stats", "--tz", "Mars/Olympus"], "unknown time zone"),
+        (["stats", "--tz", "America"], "unknown time zone"),  # a folder of zones
         (["alerts", "--threshold", "vibes=3"], "--threshold wants NAME=VALUE"),
         (["alerts", "--threshold", "p95_latency_ms=fast"], "is not a number"),
         (["--config", str(tmp_path / "nope.toml"), "stats"], "not found"),

@@ -44,6 +44,7 @@ def _browse(ctx: click.Context, path: Path) -> None:
     from ..tui.app import make_app
 
     settings = load((ctx.find_root().obj or {}).get("config"))
+    settings.check()  # bad settings are one line here, not a dashboard that can't load
     make_app(path, prices, settings=settings).run()
 
 

@@ -23,7 +23,6 @@ def _settings(
     ctx: click.Context, tz: str | None, thresholds: tuple[str, ...], budget: float | None, days: int | None
 ) -> Any:
     from ..config import check_number, load, set_threshold
-    from ..metrics import zone
 
     settings = load((ctx.find_root().obj or {}).get("config"))
     for spec in thresholds:
@@ -34,7 +33,7 @@ def _settings(
         settings.tz = tz
     if days:
         settings.days = days
-    zone(settings.tz)  # an unknown zone is bad input, said before any work
+    settings.check()
     return settings
 
 
