@@ -66,11 +66,14 @@ class Settings:
         zone(self.tz)
 
 
-def zone(name: str) -> ZoneInfo:
+def zone(name: str, where: str = "") -> ZoneInfo:
+    """The zone `name`, or bad input prefixed with `where` (the file and key it came from)."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder of zones: OSError
-        raise ConfigError(f"unknown time zone {name!r}: use an IANA name such as UTC or Europe/Paris") from None
+        raise ConfigError(
+            f"{where}unknown time zone {name!r}: use an IANA name such as UTC or Europe/Paris"
+        ) from None
 
 
 def check_number(value: Any, where: str) -> float:
@@ -79,13 +82,36 @@ def check_number(value: Any, where: str) -> float:
     return float(value)
 
 
+KEYS: dict[str, tuple[str, ...]] = {
+    "thresholds": tuple(DEFAULT_THRESHOLDS),
+    "budget": ("daily_usd",),
+    "stats": ("tz", "days"),
+}
+"""Every table of the settings file and the keys it takes: any other name is a mistake (a
+misspelt one would otherwise be ignored, and its setting silently not applied)."""
+
+
 def _table(doc: dict[str, Any], name: str, file: Path) -> dict[str, Any]:
     value = doc.get(name)
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise ConfigError(f"{file}: {name} must be a table ([{name}] and its keys below it): fix it")
+    for key in value:
+        if key not in KEYS[name]:
+            what = "threshold " + repr(key) if name == "thresholds" else f"key {name}.{key}"
+            raise ConfigError(f"{file}: unknown {what} (known: {', '.join(KEYS[name])})")
     return value
+
+
+def _no_unknown_tables(doc: dict[str, Any], file: Path) -> None:
+    tables = ", ".join(f"[{t}]" for t in KEYS)
+    for name, value in doc.items():
+        if name in KEYS:
+            continue
+        if isinstance(value, dict):
+            raise ConfigError(f"{file}: unknown table [{name}] (known: {tables})")
+        raise ConfigError(f"{file}: unknown key {name!r} (settings go in {tables})")
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Settings:
@@ -105,9 +131,8 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
         why = e.strerror or e
         raise ConfigError(f"cannot read config file {file}: {why}: fix --config or $REPLAYER_CONFIG") from None
     settings.source = str(file)
+    _no_unknown_tables(doc, file)
     for name, value in _table(doc, "thresholds", file).items():
-        if name not in DEFAULT_THRESHOLDS:
-            raise ConfigError(f"{file}: unknown threshold {name!r} (known: {', '.join(DEFAULT_THRESHOLDS)})")
         settings.thresholds[name] = check_number(value, f"{file}: thresholds.{name}")
     budget = _table(doc, "budget", file).get("daily_usd")
     if budget is not None:
@@ -116,6 +141,7 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
     tz = stats.get("tz")
     if tz is not None:
         settings.tz = str(tz)
+        zone(settings.tz, f"{file}: stats.tz: ")
     days = stats.get("days")
     if days is not None:
         if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:

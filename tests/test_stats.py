@@ -263,6 +263,25 @@ def test_bad_input_is_one_line(live, tmp_path):
         assert r.exit_code == 2 and says in r.stderr and "Traceback" not in r.output, (args, r.output)
 
 
+def test_a_settings_file_with_unknown_names_is_refused_naming_them_and_the_file(live, tmp_path):
+    """A misspelt table or key would be silently ignored (and its setting not applied): it is one
+    line naming it and the file, exit 2, as an unknown threshold is; so is a bad time zone."""
+    cfg = tmp_path / "typo.toml"
+    for text, says in [
+        ("[budget]\ndaily = 0.01\n", "unknown key budget.daily (known: daily_usd)"),
+        ('[stats]\ntimezone = "Asia/Tokyo"\n', "unknown key stats.timezone (known: tz, days)"),
+        ("[budgets]\ndaily_usd = 0.01\n", "unknown table [budgets] (known: [thresholds], [budget], [stats])"),
+        ("daily_usd = 0.01\n", "unknown key 'daily_usd' (settings go in [thresholds], [budget], [stats])"),
+        ("[thresholds]\np99_latency_ms = 5\n", "unknown threshold 'p99_latency_ms'"),
+        ('[stats]\ntz = "Mars/Olympus"\n', "stats.tz: unknown time zone 'Mars/Olympus'"),
+    ]:
+        cfg.write_text(text)
+        for args in (["--config", str(cfg), "stats"], ["alerts"]):
+            r = cli_run("--db", str(live), *args, REPLAYER_CONFIG=str(cfg))
+            assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, (text, r.output)
+            assert r.stderr.startswith(f"replayer: {cfg}: ") and says in r.stderr, (text, r.stderr)
+
+
 def test_a_price_file_of_the_wrong_shape_is_one_line(live, tmp_path):
     rates = "input = 1\noutput = 2\ncache_write_5m = 1\ncache_write_1h = 1\ncache_read = 0.1\n"
     bad = tmp_path / "p.toml"
