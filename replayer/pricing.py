@@ -88,14 +88,47 @@ def _amount(value: Any, where: str, what: str) -> float:
     return float(value)
 
 
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "batch": ("factor", "source", "date"),
+    "server_tools": ("web_search_per_1k", "source", "date"),
+}
+"""The price file's tables besides [[model]], and the keys each takes."""
+MODEL_KEYS = ("ids", *KINDS, "source", "date", "above", "id")
+ABOVE_KEYS = ("prompt_tokens", *KINDS)
+
+
+def _known(table: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    """A name the price file doesn't take is a mistake (misspelt, its row or rate would be
+    silently left out), not something to skip."""
+    for key in table:
+        if key not in known:
+            raise PricingError(f"{where}: unknown key {key!r} (known: {', '.join(known)})")
+
+
+def _no_unknown_tables(doc: dict[str, Any], origin: str) -> None:
+    tables = ", ".join(["[[model]]", *(f"[{t}]" for t in SECTIONS)])
+    for name, value in doc.items():
+        if name == "model" or name in SECTIONS:
+            continue
+        if isinstance(value, dict):
+            raise PricingError(f"{origin}: unknown table [{name}] (known: {tables})")
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            raise PricingError(f"{origin}: unknown table [[{name}]] (known: {tables})")
+        raise PricingError(f"{origin}: unknown key {name!r} (prices go in {tables})")
+
+
 def _section(doc: dict[str, Any], name: str, origin: str) -> dict[str, Any]:
     value = doc.get(name, {})
     if not isinstance(value, dict):
         raise PricingError(f"{origin}: {name} must be a table ([{name}] and its keys below it)")
+    for key in value:
+        if key not in SECTIONS[name]:
+            raise PricingError(f"{origin}: unknown key {name}.{key} (known: {', '.join(SECTIONS[name])})")
     return value
 
 
 def _rows(doc: dict[str, Any], origin: str) -> list[PriceRow]:
+    _no_unknown_tables(doc, origin)
     rows = []
     models = doc.get("model", [])
     if not isinstance(models, list):
@@ -104,6 +137,7 @@ def _rows(doc: dict[str, Any], origin: str) -> list[PriceRow]:
         where = f"{origin}: [[model]] #{i + 1}"
         if not isinstance(m, dict):
             raise PricingError(f"{where}: must be a table ([[model]] with ids and rates below it)")
+        _known(m, MODEL_KEYS, where)
         ids = m.get("ids") or ([m["id"]] if "id" in m else [])
         if isinstance(ids, str) or not ids or not all(isinstance(x, str) for x in ids):
             raise PricingError(f'{where}: needs ids = ["model-name", ...] (a list, even of one)')
@@ -114,6 +148,7 @@ def _rows(doc: dict[str, Any], origin: str) -> list[PriceRow]:
                 above.get("prompt_tokens"), int
             ):
                 raise PricingError(f"{where} [above]: needs prompt_tokens = N (the prompt size past which it applies)")
+            _known(above, ABOVE_KEYS, where + " [above]")
             above_tokens = above["prompt_tokens"]
         rows.append(
             PriceRow(

@@ -303,6 +303,27 @@ def test_a_price_file_of_the_wrong_shape_is_one_line(live, tmp_path):
     assert r.exit_code == 2 and "cannot read price file" in r.stderr
 
 
+def test_a_price_file_with_unknown_names_is_refused_naming_them(live, tmp_path):
+    """A misspelt table or key of a price file would be ignored (a row or rate silently not
+    applied): one line naming it and the file, exit 2."""
+    rates = "input = 1\noutput = 2\ncache_write_5m = 1\ncache_write_1h = 1\ncache_read = 0.1\n"
+    bad = tmp_path / "p.toml"
+    for text, says in [
+        ('[[models]]\nids = ["m"]\n' + rates, "unknown table [[models]] (known: [[model]], [batch], [server_tools])"),
+        ('[[model]]\nids = ["m"]\n' + rates + "cache_write = 99\n", "[[model]] #1: unknown key 'cache_write'"),
+        ('[[model]]\nids = ["m"]\n' + rates + "[model.above]\nprompt_tokens = 5\n" + rates + "inputs = 2\n",
+         "[[model]] #1 [above]: unknown key 'inputs'"),
+        ("[batch]\nfactr = 0.25\n", "unknown key batch.factr (known: factor, source, date)"),
+        ("[server_tool]\nweb_search_per_1k = 5\n", "unknown table [server_tool] (known: [[model]], [batch]"),
+        ("[server_tools]\nweb_search = 5\n", "unknown key server_tools.web_search (known: web_search_per_1k"),
+        ("factor = 0.25\n", "unknown key 'factor' (prices go in [[model]], [batch], [server_tools])"),
+    ]:
+        bad.write_text(text)
+        r = cli_run("--db", str(live), "--pricing", str(bad), "list")
+        assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, (text, r.output)
+        assert r.stderr.startswith(f"replayer: {bad}: ") and says in r.stderr, (text, r.stderr)
+
+
 def test_pricing_shows_the_table_and_where_rows_came_from(tmp_path):
     r = cli_run("pricing")
     assert r.exit_code == 0 and "claude-sonnet-4-5" in r.stdout and "above 200,000" in r.stdout
