@@ -60,6 +60,30 @@ def test_db_option_after_the_command_and_env(recorded):
     assert "conv_one" in run("list", env={"REPLAYER_DB": str(recorded)}).output
 
 
+def test_every_command_takes_the_root_options_after_its_name(recorded, tmp_path):
+    """--db, --pricing and --config go before the command name or after it, on every command
+    (the README's promise): the same options, kept in the same place."""
+    import click
+
+    def paths(group, prefix):
+        for name, command in group.commands.items():
+            yield [*prefix, name]
+            if isinstance(command, click.Group):
+                yield from paths(command, [*prefix, name])
+
+    given = ["--db", str(recorded), "--pricing", str(tmp_path / "p.toml"), "--config", str(tmp_path / "c.toml")]
+    every = list(paths(cli, []))
+    assert ["db", "backup"] in every and ["import", "claude-code"] in every
+    for path in every:
+        r = CliRunner().invoke(cli, [*path, *given, "--help"])
+        assert r.exit_code == 0, (path, r.output)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[stats]\ntz = "Mars/Olympus"\n')
+    r = CliRunner().invoke(cli, ["browse", "--db", str(recorded), "--config", str(bad)])
+    assert r.exit_code == 2 and "unknown time zone 'Mars/Olympus'" in r.stderr, r.output  # read, as before it
+    assert run("pricing", "--db", str(recorded)).exit_code == 0
+
+
 def test_show(recorded):
     r = run("--db", str(recorded), "show", "conv_one")
     assert r.exit_code == 0

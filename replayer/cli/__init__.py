@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from .base import Group, config_option, db_option, pricing_option
+from .base import Group
 from .compare import compare
 from .conversations import browse, demo, export, list_, show
 from .database import db
@@ -29,9 +29,6 @@ from .rerun import rerun
 
 
 @click.group(cls=Group, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@db_option
-@pricing_option
-@config_option
 @click.version_option(package_name="replayer")
 @click.pass_context
 def cli(ctx: click.Context) -> None:

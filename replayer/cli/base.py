@@ -24,6 +24,17 @@ class UserError(click.ClickException):
 
 
 class Group(click.Group):
+    """The root group: it takes the root options (ROOT_OPTIONS) and gives them to every command
+    added to it, and turns the errors of bad input into one line (UserError)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _take_root_options(self)
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        _take_root_options(cmd)
+        super().add_command(cmd, name)
+
     def invoke(self, ctx: click.Context) -> Any:
         from ..config import ConfigError
         from ..pricing import PricingError
@@ -37,22 +48,32 @@ class Group(click.Group):
             raise UserError(f"database error: {e}") from None
 
 
-def _root_option(name: str, metavar: str, help_text: str) -> Any:
-    """An option every command takes, before or after the command name, kept on the root context."""
+ROOT_OPTIONS: dict[str, tuple[str, str]] = {
+    "db": ("PATH", "Database file (default: $REPLAYER_DB, else replayer.db in your data folder)."),
+    "pricing": ("FILE", "A price file (TOML) that adds or overrides rows (also $REPLAYER_PRICING)."),
+    "config": ("FILE", "Settings file: thresholds, budget, time zone (also $REPLAYER_CONFIG)."),
+}
+"""The options every command takes, before or after its name (`replayer --db X list` or
+`replayer list --db X`): each value is kept on the root context, where the commands read it."""
 
+
+def _root_option(name: str) -> click.Option:
     def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
         if value:
             ctx.find_root().ensure_object(dict)[name] = value
 
-    return click.option(f"--{name}", metavar=metavar, expose_value=False, callback=remember, help=help_text)
+    metavar, help_text = ROOT_OPTIONS[name]
+    return click.Option([f"--{name}"], metavar=metavar, expose_value=False, callback=remember, help=help_text)
 
 
-db_option = _root_option("db", "PATH", "Database file (default: $REPLAYER_DB, else replayer.db in your data folder).")
-pricing_option = _root_option(
-    "pricing", "FILE", "A price file (TOML) that adds or overrides rows (also $REPLAYER_PRICING)."
-)
-
-config_option = _root_option("config", "FILE", "Settings file: thresholds, budget, time zone (also $REPLAYER_CONFIG).")
+def _take_root_options(cmd: click.Command) -> None:
+    """Give `cmd` (and, a group, its commands) the root options it doesn't have, first in its
+    options: Group.add_command does it for every command, so none is left out."""
+    have = {p.name for p in cmd.params}
+    cmd.params[:0] = [_root_option(name) for name in ROOT_OPTIONS if name not in have]
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            _take_root_options(sub)
 
 
 def db_path(ctx: click.Context) -> Path:

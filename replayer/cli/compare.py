@@ -21,7 +21,7 @@ from ..trajectory import (
     tool_names,
     totals_rows,
 )
-from .base import UserError, db_option, db_path, one_line, open_store, pricing_option, resolve_id
+from .base import UserError, db_path, one_line, open_store, resolve_id
 from .rerun import _describe_tools
 from .table import Column, Table
 
@@ -145,8 +145,6 @@ def report_lines(c: TrajectoryComparison) -> Iterator[str]:
 
 
 @click.command()
-@db_option
-@pricing_option
 @click.argument("conversation_a", metavar="CONVERSATION_A")
 @click.argument("conversation_b", metavar="CONVERSATION_B")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")

@@ -15,19 +15,16 @@ from ..fmt import local_time, money, plural, spend
 from ..wire import prompt_tokens, token_count
 from .base import (
     UserError,
-    db_option,
     db_path,
     one_line,
     open_output,
     open_store,
-    pricing_option,
     resolve_id,
 )
 from .table import Column, Table
 
 
 @click.command()
-@db_option
 @click.pass_context
 def browse(ctx: click.Context) -> None:
     """The terminal app: conversations, turns, context, tools, costs."""
@@ -49,8 +46,6 @@ def _browse(ctx: click.Context, path: Path) -> None:
 
 
 @click.command("list")
-@db_option
-@pricing_option
 @click.option("--user", help="Only this user's conversations.")
 @click.option("--no-user", is_flag=True, help="Only conversations with no user.")
 @click.option(
@@ -149,8 +144,6 @@ def list_(
 
 
 @click.command()
-@db_option
-@pricing_option
 @click.argument("conversation_id")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
@@ -228,8 +221,6 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
 
 
 @click.command()
-@db_option
-@pricing_option
 @click.option("--conversation", "conversation_id", metavar="ID", help="Only this conversation.")
 @click.option("--run", "run_id", metavar="ID", help="Only the conversations of this `replayer record` run.")
 @click.option("--cassette", is_flag=True,
@@ -275,7 +266,6 @@ def export(ctx: click.Context, conversation_id: str | None, run_id: str | None, 
 
 
 @click.command()
-@db_option
 @click.option("--no-open", is_flag=True, help="Only build the demo database.")
 @click.pass_context
 def demo(ctx: click.Context, no_open: bool) -> None:

@@ -9,12 +9,7 @@ from pathlib import Path
 import click
 
 from ..fmt import plural
-from .base import (
-    UserError,
-    db_option,
-    db_path,
-    unwritable,
-)
+from .base import UserError, db_path, unwritable
 
 
 @click.group()
@@ -23,7 +18,6 @@ def db() -> None:
 
 
 @db.command("path")
-@db_option
 @click.pass_context
 def db_path_cmd(ctx: click.Context) -> None:
     """Print the database path in use."""
@@ -31,7 +25,6 @@ def db_path_cmd(ctx: click.Context) -> None:
 
 
 @db.command("migrate")
-@db_option
 @click.pass_context
 def db_migrate(ctx: click.Context) -> None:
     """Create the database or bring its schema up to date."""
@@ -47,7 +40,6 @@ def db_migrate(ctx: click.Context) -> None:
 
 
 @db.command("backup")
-@db_option
 @click.argument("dest", type=click.Path(dir_okay=False))
 @click.pass_context
 def db_backup(ctx: click.Context, dest: str) -> None:

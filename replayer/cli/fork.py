@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from .base import UserError, db_option, open_store, pricing_option
+from .base import UserError, open_store
 from .edits import resolve_turn
 from .replay import FORK_OPTIONS, Settings, run_replay
 
@@ -21,8 +21,6 @@ def fork_options(command: Any) -> Any:
 
 
 @click.command()
-@db_option
-@pricing_option
 @click.argument("turn", metavar="CONVERSATION:N|TURN_ID")
 @fork_options
 @click.option("--fork-id", hidden=True, help="The new conversation's id (the browser names it to follow it).")

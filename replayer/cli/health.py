@@ -9,13 +9,7 @@ import click
 
 from ..config import MAX_DAYS
 from ..fmt import cost_spread, day_spend, describe_alert, fmt_metric, health_word, money, plural, spend
-from .base import (
-    config_option,
-    db_option,
-    one_line,
-    open_store,
-    pricing_option,
-)
+from .base import one_line, open_store
 from .table import Column, Table
 
 
@@ -40,9 +34,6 @@ def _settings(
 def _health_options(f: Any) -> Any:
     for option in reversed(
         [
-            db_option,
-            pricing_option,
-            config_option,
             click.option(
                 "--days", type=click.IntRange(1, MAX_DAYS), help="The last N days (default 7, or [stats] days)."
             ),
@@ -207,7 +198,6 @@ def alerts(
 
 
 @click.command()
-@pricing_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
 def pricing(ctx: click.Context, as_json: bool) -> None:

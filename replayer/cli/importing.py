@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from ..fmt import plural
-from .base import UserError, db_option, db_path
+from .base import UserError, db_path
 
 BIG_IMPORT = 20
 """Files past which the progress bar shows even when stderr isn't a terminal."""
@@ -27,7 +27,6 @@ def import_() -> None:
 
 
 @import_.command("claude-code", short_help="Claude Code's session transcripts (default ~/.claude/projects).")
-@db_option
 @click.argument("paths", nargs=-1, metavar="[PATH]...", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout: what was imported.")
 @click.pass_context
@@ -109,7 +108,6 @@ def claude_code(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> N
 
 
 @import_.command("otlp", short_help="OTLP JSON (a Collector's file exporter) back into the database.")
-@db_option
 @click.argument("path", metavar="PATH|-")
 @click.option("--since", metavar="DATE", help="Only spans started since DATE (YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC).")
 @click.option("--user", metavar="ID", help="Only spans of this user (user.id).")

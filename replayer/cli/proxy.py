@@ -10,7 +10,7 @@ import socket
 import click
 
 from ..upstream import DEFAULT_UPSTREAM, UPSTREAM_ENV, shown, upstream_problem
-from .base import UserError, db_option, db_path
+from .base import UserError, db_path
 from .otlp import otlp_options, otlp_setting
 
 
@@ -36,7 +36,6 @@ def is_loopback(host: str) -> bool:
 
 
 @click.command()
-@db_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on; 0 picks a free one (the start line names it).")

@@ -22,11 +22,7 @@ import click
 
 from ..otlp import CONTENT, names
 from ..upstream import DEFAULT_UPSTREAM, UPSTREAM_ENV, shown, upstream_problem
-from .base import (
-    UserError,
-    db_option,
-    db_path,
-)
+from .base import UserError, db_path
 from .otlp import otlp_options, otlp_setting
 
 
@@ -65,7 +61,6 @@ class _Assigned:
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@db_option
 @click.option("--conversation", "conversation_id", metavar="ID", help="Put every call in this conversation.")
 @click.option("--user", "user_id", metavar="ID", help="Attribute every call to this user.")
 @otlp_options

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import click
 
 from ..fmt import plural
-from .base import UserError, db_option, db_path, open_store, pricing_option
+from .base import UserError, db_path, open_store
 from .edits import edit_options
 from .record import check_command, run_child, upstream_for
 
@@ -128,8 +128,6 @@ def make_player(ctx: click.Context, settings: Settings, recording: Any, matcher:
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@db_option
-@pricing_option
 @click.argument("source")
 @replay_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)

@@ -12,13 +12,7 @@ import click
 from ..diffing import change_parts
 from ..fmt import local_time, money, ms, plural
 from ..wire import PROTOCOL_HEADERS, token_count
-from .base import (
-    UserError,
-    db_option,
-    db_path,
-    open_store,
-    pricing_option,
-)
+from .base import UserError, db_path, open_store
 from .edits import edit_options, edits_from, resolve_turn
 
 if TYPE_CHECKING:
@@ -62,8 +56,6 @@ def _describe_tools(diff: list[ToolDiff]) -> str:
 
 
 @click.command()
-@db_option
-@pricing_option
 @click.argument("turn_id", metavar="TURN_ID|CONVERSATION:N")
 @edit_options()
 @click.option(
