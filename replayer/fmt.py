@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -45,8 +47,17 @@ def approx_tokens(n: float) -> str:
 
 
 def money(v: float | None) -> str:
-    """USD to the hundredth of a cent; `?` when the price is unknown."""
-    return "?" if v is None else f"${v:,.4f}"
+    """USD to the hundredth of a cent, half up; `?` when the price is unknown.
+
+    The float is first taken to 12 decimals: sums of prices carry noise (three $0.00015 make
+    0.00045 or 0.00045000000000000004, by the order of the sums) that would otherwise round
+    the same cost down in one command and up in another."""
+    if v is None:
+        return "?"
+    if not math.isfinite(v):
+        return f"${v}"
+    cents = Decimal(f"{v:.12f}").quantize(Decimal("0.0001"), ROUND_HALF_UP)
+    return f"${cents:,.4f}"
 
 
 def spend(v: float | None, unpriced: int) -> str:

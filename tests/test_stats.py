@@ -432,6 +432,28 @@ def test_a_broken_cache_of_a_model_with_no_price_costs_an_unknown_amount(tmp_pat
     assert "cost ? more" in line and "$0.0000" not in line
 
 
+def test_list_show_and_stats_print_the_same_cost_for_a_conversation(tmp_path):
+    """Three haiku turns of 100 in and 10 out cost $0.00045: summed in floats it lands just
+    over or just under the half, by the order of the sums; every command shows it as $0.0005
+    (the hundredth of a cent, half up), not some $0.0004."""
+    import time
+
+    from stats_data import one_turn
+
+    from replayer import Recorder
+
+    path = tmp_path / "round.db"
+    with Recorder(path) as rec, rec.conversation("conv_r", user_id="grace"):
+        for i in range(3):  # $1 in, $5 out per million: $0.00015 a turn
+            one_turn(rec, "claude-haiku-4-5", {"input_tokens": 100, "output_tokens": 10}, time.time() - 60 + i, f"q{i}")
+    listed = next(line for line in cli_run("--db", str(path), "list").stdout.splitlines() if "conv_r" in line)
+    by_conv = cli_run("--db", str(path), "stats", "--by", "conversation").stdout
+    row = next(line for line in by_conv.splitlines() if line.startswith("conv_r "))
+    assert "$0.0005" in listed and row.split()[-1] == "$0.0005", (listed, row)
+    assert "cost mean $0.0005" in by_conv
+    assert "$0.0005" in cli_run("--db", str(path), "show", "conv_r").stdout
+
+
 def test_stats_by_conversation_shows_ids_whole_in_aligned_columns(tmp_path):
     """A generated id is 33 characters and a given one may be longer: each is shown whole, and the
     columns after it stay aligned."""
