@@ -14,6 +14,7 @@ import json
 import logging
 import random
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import anthropic
 import pytest
@@ -217,3 +218,31 @@ def test_a_relative_database_path_is_where_the_recorder_was_made(tmp_path, monke
         assert rec.close()
     assert sorted(p.name for p in tmp_path.glob("*.db")) == ["agent.db", "env.db"]
     assert not list((tmp_path / "work").glob("*.db"))
+
+
+@pytest.mark.parametrize("writer", ["thread", "process"])
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_database_deleted_or_replaced_while_recording_gets_the_later_records(tmp_path, monkeypatch,
+                                                                              writer_warnings, writer, how):
+    """`rm replayer.db` (or another file moved over it) while an agent records: the records after
+    it go to the file the path names now, said once; before, SQLite wrote them into the
+    unlinked file unseen and close() said all was well."""
+    from replayer.store.schema import open_db
+
+    monkeypatch.setenv("REPLAYER_WRITER", writer)
+    path = tmp_path / "live.db"
+    request = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    rec = Recorder(path)
+    for _ in range(3):
+        rec.record(request, error={"type": "api_error", "message": "before"}, status=500)
+    assert rec.flush(10)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    if how == "replaced":
+        open_db(tmp_path / "other.db").close()
+        (tmp_path / "other.db").rename(path)
+    for _ in range(2):
+        rec.record(request, error={"type": "api_error", "message": "after"}, status=500)
+    assert rec.close()
+    assert len(exported(path)) == 2
+    assert any(f"{path} was {how} while recording" in w for w in writer_warnings())

@@ -156,6 +156,8 @@ class Writer:
         self._pending: list[Captured] = []
         self._waiting: list[_Flush] = []
         self._ingestor: Ingestor | None = None
+        self._file: tuple[int, int] | None = None
+        """The device and inode of the file `_ingestor` has open: the path may come to name another."""
         self._merge_owed = False
         """Records went in since the search index was last in shape: merge it when idle."""
         self._lock = threading.Lock()
@@ -344,7 +346,30 @@ class Writer:
                 "replayer: cannot write %s: %s. Records are kept in memory until it works.", self.path, problem
             )
 
+    def _moved(self) -> bool:
+        """Whether the file the connection has open is no longer at the path (deleted, or another
+        put there): SQLite would go on writing into it unseen. The connection is then let go of,
+        so the next write opens (or makes) the file the path names now."""
+        try:
+            st = os.stat(self.path)
+            now: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            now = None
+        if now == self._file:
+            return False
+        ingestor, self._ingestor = self._ingestor, None
+        if ingestor is not None:
+            try:
+                ingestor.db.conn.close()
+            except sqlite3.Error:
+                pass
+        how, where = ("deleted", "a new file there") if now is None else ("replaced", "the file there now")
+        log.warning("replayer: %s was %s while recording; the next records go to %s", self.path, how, where)
+        return True
+
     def _write_pending(self) -> bool:
+        if self._ingestor is not None:
+            self._moved()
         if self._ingestor is None:
             # imported here, in the thread that writes: with the writer process (the default),
             # the recording process never does, and never imports sqlite-utils (60 ms of CPU)
@@ -353,6 +378,8 @@ class Writer:
 
             try:
                 self._ingestor = Ingestor(open_db(self.path))
+                st = os.stat(self.path)
+                self._file = (st.st_dev, st.st_ino)
             except DBError as e:
                 self._report(str(e))
                 return False
