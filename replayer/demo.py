@@ -102,7 +102,8 @@ def _clock_from(start: float) -> Callable[[], float]:
 
 def build_demo(path: str | os.PathLike[str], *, quiet: bool = True) -> int:
     """Record every fixture into `path`, replacing it: check `refusal` first. Returns the number
-    of turns played. The database is marked as the demo's before anything is recorded."""
+    of turns recorded (an application's retry of a failed call is an attempt of its turn, so
+    fewer than the calls played). The database is marked as the demo's before anything is recorded."""
     import anthropic
 
     from .recorder import Recorder
@@ -118,7 +119,6 @@ def build_demo(path: str | os.PathLike[str], *, quiet: bool = True) -> int:
     with db.conn:
         db.execute("INSERT INTO meta(key, value) VALUES (?, ?)", MARK)
     db.conn.close()
-    turns = 0
     logger = logging.getLogger("replayer")
     level = logger.level
     if quiet:
@@ -137,15 +137,17 @@ def build_demo(path: str | os.PathLike[str], *, quiet: bool = True) -> int:
                     with rec.conversation(conv, user_id=fx.get("user_id"), tags={"fixture": fx["name"]}):
                         for turn in fx["turns"]:
                             play(client, api, turn)
-                            turns += 1
                 else:
                     for turn in fx["turns"]:
                         play(client, api, turn)
-                        turns += 1
             rec.flush()
     finally:
         logger.setLevel(level)
-    return turns
+    db = open_db(path)
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM turns").fetchone()[0])
+    finally:
+        db.conn.close()
 
 
 def demo_db_path() -> Path:

@@ -18,7 +18,8 @@ from replayer.tui.conversation import ConversationScreen
 from replayer.tui.conversations import ConversationsScreen
 from replayer.tui.help import HelpScreen
 
-# turn 1 starts a broken cache (writes while reads stay flat, turns 1 and 2); turn 4 fails
+# turn 1 starts a broken cache (writes while reads stay flat, turns 1 and 2); turn 4 fails (turn
+# 5 sends its request again, five minutes later: no retry of it, a turn of its own)
 TROUBLE = [
     {"cache_creation_input_tokens": 1000, "cache_read_input_tokens": 0},
     {"cache_creation_input_tokens": 1000, "cache_read_input_tokens": 0},
@@ -36,11 +37,11 @@ def build_trouble_db(path):
             request = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": msgs}
             if cache is None:
                 err = {"type": "overloaded_error", "message": "Overloaded", "status": 529}
-                rec.record(request, error=err, conversation_id="conv_trouble", started_at=T0 + i, latency_ms=90)
+                rec.record(request, error=err, conversation_id="conv_trouble", started_at=T0 + i * 300, latency_ms=90)
                 continue
             usage = {"input_tokens": 10 + i, "output_tokens": 20, **cache}
             answer = reply(f"Part {i} of the summary.", usage=usage)
-            rec.record(request, answer, conversation_id="conv_trouble", started_at=T0 + i, latency_ms=500)
+            rec.record(request, answer, conversation_id="conv_trouble", started_at=T0 + i * 300, latency_ms=500)
             msgs += [{"role": "assistant", "content": answer["content"]}, {"role": "user", "content": f"go on {i}"}]
     return path
 
