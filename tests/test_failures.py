@@ -418,6 +418,40 @@ def test_a_script_recording_into_an_unwritable_db_exits_normally(api, tmp_path, 
     assert "5 record(s) could not be written" in proc.stderr  # what was lost is said at exit
 
 
+def test_records_a_lock_keeps_out_until_the_exit_are_said_to_be_lost(tmp_path):
+    """Another process holds the database locked past the script's exit (its exit timeout 1 s):
+    the records that could not be written are said to be lost at exit, with the writer process
+    (the default) as with the thread writer; they were lost without a word."""
+    import sqlite3
+    import subprocess
+    import sys
+    import textwrap
+
+    from replayer.store.schema import open_db
+
+    path = tmp_path / "locked.db"
+    open_db(path).close()
+    script = textwrap.dedent(f"""
+        from replayer import Recorder
+        rec = Recorder({str(path)!r})
+        rec.middleware  # installed in a client: the writer process starts now
+        for i in range(4):
+            rec.record({{"model": "m", "max_tokens": 5, "messages": [{{"role": "user", "content": str(i)}}]}},
+                       error={{"type": "api_error", "message": "x"}}, status=500)
+        print("done")
+    """)
+    lock = sqlite3.connect(path, timeout=0)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, REPLAYER_EXIT_TIMEOUT="1"))  # fmt: skip
+    finally:
+        lock.rollback()
+        lock.close()
+    assert proc.returncode == 0 and proc.stdout.split() == ["done"], proc.stderr
+    assert "4 record(s) could not be written" in proc.stderr, proc.stderr
+
+
 # -- the agent sees the exceptions it would see without replayer -------------------------------
 
 ERROR_400 = {"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: too big"}}

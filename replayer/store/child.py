@@ -114,10 +114,11 @@ def main() -> None:
             _, seq, closing = msg
             ok = writer.close(None) if closing else writer.flush(None)
             send(("done", seq, ok, counts()))
-    writer.close(float(os.environ.get("REPLAYER_EXIT_TIMEOUT", "10")))
-    # the recording process no longer listens: what is logged at exit (the OTLP export's count
-    # of spans that did not go out) goes to stderr, the user's terminal, which this process shares
+    # the recording process no longer listens: what is logged from here on (records that could
+    # not be written after all, the OTLP export's count of spans that did not go out) goes to
+    # stderr, the user's terminal, which this process shares
     replayer_log.removeHandler(forward)
     told = logging.StreamHandler(sys.stderr)
     told.setLevel(logging.WARNING)
     replayer_log.addHandler(told)
+    writer.close(float(os.environ.get("REPLAYER_EXIT_TIMEOUT", "10")))

@@ -122,6 +122,8 @@ class ProcessWriter:
         self.max_pending = max_pending
         self.otlp = otlp
         """Passed to the child's writer (and the thread writer's): see `Writer.otlp`."""
+        self._told = 0
+        """The records left unwritten the last close() warned about (exit closes again)."""
         self._lock = threading.Lock()
         self._reset()
         if hasattr(os, "register_at_fork"):
@@ -232,6 +234,10 @@ class ProcessWriter:
 
     def flush(self, timeout: float | None = None, *, closing: bool = False) -> bool:
         """Wait until everything put so far is written (False when it could not be, or not in time)."""
+        return self._flush(timeout, closing) is True
+
+    def _flush(self, timeout: float | None, closing: bool) -> bool | None:
+        """flush(): True, False (the writer answered: not written), or None (no answer in time)."""
         if self._feeder is None and self.q.empty():
             return True
         marker = _Flush(closing)
@@ -239,14 +245,20 @@ class ProcessWriter:
             self._flushes_queued += 1
         self.put(marker)
         self._wake.set()
-        return marker.done.wait(timeout) and marker.ok
+        return marker.ok if marker.done.wait(timeout) else None
 
     def close(self, timeout: float | None = 10.0) -> bool:
         """As `Writer.close`: everything written and the `.db` file whole; then the child ends (a
         record put afterwards starts another)."""
-        ok = self.flush(timeout, closing=True)
+        ok = self._flush(timeout, closing=True)
         self._closed, self._put_after_close = True, False
-        return ok
+        # a writer that answered said what it could not write; one that didn't (a database
+        # locked past the timeout) would say it when this process no longer listens: said here
+        left = self.unwritten if ok is None else 0
+        told, self._told = self._told, left
+        if left and left != told:
+            log.warning("replayer: %d record(s) could not be written to %s before closing", left, self.path)
+        return ok is True
 
     # -- the feeder thread: the pipe's only writer ------------------------------------------
     def _feed(self) -> None:
