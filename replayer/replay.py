@@ -199,16 +199,45 @@ def apply(orig: Original, edits: Edits) -> dict[str, Any]:
     return edit_request(orig.request, edits)
 
 
+def edit_blocks(blocks: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """A system prompt of text blocks edited as one text (wire.system_text: the blocks' texts one
+    per line): the blocks at the start and the end whose text is still there are kept as they
+    were (their cache_control with them); the text between them goes in one block in their place,
+    which keeps the last replaced block's fields (where a cache breakpoint ends that part). None
+    left when the text is emptied."""
+    texts = [str(b.get("text", "")) for b in blocks]
+    head = 0  # leading blocks kept, and where the rest of `text` starts
+    at = 0
+    while head < len(blocks) and text.startswith(texts[head] + "\n", at):
+        at += len(texts[head]) + 1
+        head += 1
+    tail, end = 0, len(text)
+    while head + tail < len(blocks) and text.endswith("\n" + texts[-1 - tail], at, end):
+        end -= len(texts[-1 - tail]) + 1
+        tail += 1
+    if head + tail < len(blocks) and head + tail == len(blocks) - 1 and text[at:end] == texts[head]:
+        return [dict(b) for b in blocks]  # nothing changed
+    middle = text[at:end]
+    replaced = blocks[head : len(blocks) - tail]
+    if not replaced:
+        if at > end:  # every block is still there and nothing between them: as it was
+            return [dict(b) for b in blocks]
+        made = [{"type": "text", "text": middle}]
+    else:  # (text emptied: no block, the API refuses an empty one)
+        made = [{**replaced[-1], "text": middle}] if middle else []
+    return [*(dict(b) for b in blocks[:head]), *made, *(dict(b) for b in blocks[len(blocks) - tail :])]
+
+
 def edit_request(request: dict[str, Any], edits: Edits) -> dict[str, Any]:
     """`request` with `edits` made (it is left as it was): the same edits give the same rewrite
     every time, so a fork rewrites each request of its conversation alike."""
     req = copy.deepcopy(request)
     if edits.system is not None:
         system = req.get("system")
-        if isinstance(system, list) and system and isinstance(system[0], dict) and system[0].get("type") == "text":
-            # keep the block structure (and its cache_control); the text becomes the new prompt
-            system[0]["text"] = edits.system
-            del system[1:]
+        if isinstance(system, list) and system and all(isinstance(b, dict) and b.get("type") == "text" for b in system):
+            req["system"] = edit_blocks(system, edits.system)
+            if not req["system"]:
+                del req["system"]
         else:
             req["system"] = edits.system
     if edits.model is not None:

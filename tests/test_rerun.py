@@ -324,3 +324,28 @@ def test_a_tool_inputs_key_added_or_removed_says_so_never_null():
                JsonChange("n", "changed", None, 2)]  # fmt: skip
     text = _describe_tools([ToolDiff("refund", "changed", {}, changes)])
     assert text == 'refund input changed (deep: removed (was {"k": [1, 2]}); why: added "late"; n: null -> 2)'
+
+
+def test_a_system_prompt_of_several_blocks_keeps_the_blocks_the_edit_left_alone():
+    """The editor shows the blocks' texts one per line; an edit to one of them changes that block
+    only: the others, and the cache breakpoint, go out as recorded (the rerun's cache hit and cost
+    then differ only for what the user changed)."""
+    from replayer.replay import Edits, edit_request
+
+    rules = {"type": "text", "text": "You are a refund agent.\nRefunds within 30 days."}
+    brief = {"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}
+    request = {"model": "m", "max_tokens": 5, "system": [rules, brief], "messages": [{"role": "user", "content": "hi"}]}
+
+    def edited(text):
+        return edit_request(request, Edits(system=text))["system"]
+
+    shown = f"{rules['text']}\n{brief['text']}"
+    assert edited("Always apologise. " + shown) == [{**rules, "text": "Always apologise. " + rules["text"]}, brief]
+    assert edited(rules["text"] + "\nBe very brief.") == [rules, {**brief, "text": "Be very brief."}]
+    assert edited(shown + "\nSign off.") == [rules, brief, {"type": "text", "text": "Sign off."}]
+    assert edited(f"{rules['text']}\nCheck the order.\n{brief['text']}") == [
+        rules, {"type": "text", "text": "Check the order."}, brief]  # fmt: skip
+    assert edited(shown) == [rules, brief]
+    assert edited("All new.") == [{**brief, "text": "All new."}]  # the breakpoint stays at the end
+    assert "system" not in edit_request(request, Edits(system=""))  # no empty block, which the API refuses
+    assert request["system"] == [rules, brief]  # the original is left as it was
