@@ -564,3 +564,32 @@ async def test_a_turn_with_no_usage_says_so_instead_of_a_shrinking_prompt(tmp_pa
         usage = str(app.screen.query_one("#usage-body", Static).render())
         assert "no usage" in usage
         assert "= prompt" not in usage and "-100" not in usage
+
+
+def test_each_days_bar_is_as_long_as_its_spend_however_many_users_share_it(tmp_path):
+    """One user's $1.00 on one day, a hundred users' $0.01 each on the next: two bars of the same
+    length (each of the hundred alone is less than a cell, which rounding lost)."""
+    import time
+
+    from replayer.config import Settings
+    from replayer.metrics import stats
+    from replayer.store.queries import Store
+    from replayer.store.schema import open_db
+    from replayer.tui.dashboard import BAR, spend_bars
+
+    path = tmp_path / "bars.db"
+    now = time.time() - 300
+    with Recorder(path) as rec:
+
+        def spend(user, days_ago, output):  # haiku 4.5 output: $5 a million tokens
+            request = {"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": user}]}
+            usage = {"input_tokens": 0, "output_tokens": output}
+            rec.record(request, {**reply("a", usage=usage), "model": "claude-haiku-4-5"}, user_id=user,
+                       started_at=now - days_ago * 86400)  # fmt: skip
+
+        spend("big_spender", 1, 200_000)
+        for i in range(100):
+            spend(f"user_{i:03}", 2, 2_000)
+    doc = stats(Store(open_db(path)), Settings(tz="UTC"), days=3)
+    lines = [line for line in spend_bars(doc).plain.splitlines() if "$1.0000" in line]
+    assert len(lines) == 2 and [line.count("█") for line in lines] == [BAR, BAR]

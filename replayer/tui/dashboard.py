@@ -37,21 +37,31 @@ def spend_bars(doc: Stats) -> Text:
     days = [d.date for d in doc.days]
     totals = {d.date: d for d in doc.days}
     per_day: dict[str, list[tuple[str, float]]] = {d: [] for d in days}
+    rest: dict[str, float] = dict.fromkeys(days, 0.0)  # the others, summed into one segment
     for u in users:
-        style = colour.get(u.user_id, OTHERS)
+        style = colour.get(u.user_id)
         for d in u.days:
             if d.cost_usd:
-                per_day[d.date].append((style, d.cost_usd))
+                if style is None:
+                    rest[d.date] += d.cost_usd
+                else:
+                    per_day[d.date].append((style, d.cost_usd))
+    for date, c in rest.items():
+        if c:
+            per_day[date].append((OTHERS, c))
     peak = max((sum(c for _, c in v) for v in per_day.values()), default=0.0)
     text = Text()
     for date in days:
-        parts = per_day[date]
         text.append(f"{date[5:]} ", style="dim")
+        # each segment ends where the day's running sum does, rounded: the bar's length is the
+        # day's spend however many users share it (rounding each alone lost the small ones)
         width = 0
-        for style, c in parts:
-            n = round(c / peak * BAR) if peak else 0
-            text.append("█" * n, style=style)
-            width += n
+        total = 0.0
+        for style, c in per_day[date]:
+            total += c
+            end = round(total / peak * BAR) if peak else 0
+            text.append("█" * (end - width), style=style)
+            width = end
         text.append(" " * (BAR - width + 1))
         text.append(f"{day_spend(totals[date])}\n")
     text.append("\n")
