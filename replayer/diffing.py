@@ -118,17 +118,23 @@ REQUEST_SECTIONS = ("system", "tools", "messages", "parameters")
 """The parts of a request diffed one by one; `parameters` is every other top-level field."""
 
 
+def _text_lines(text: str) -> list[str]:
+    """A text's lines as sent: split at each newline only, so a trailing newline is a line of its
+    own, and a carriage return shown (␍): texts that differ in those never read as the same."""
+    return text.replace("\r", "␍").split("\n")
+
+
 def _block_lines(block: Any) -> list[str]:
     """One content block as lines a person reads: text as text, a tool call as its name and
     pretty JSON input, a tool result as its content, anything else as pretty JSON. Fields
     beside the text that change what is sent (cache_control, is_error...) get a line of their own."""
     if isinstance(block, str):
-        return block.splitlines() or [""]
+        return _text_lines(block)
     if not isinstance(block, dict):
         return json.dumps(block, indent=2, ensure_ascii=False).splitlines()
     kind = block.get("type")
     if kind == "text":
-        lines, shown = str(block.get("text", "")).splitlines() or [""], {"type", "text"}
+        lines, shown = _text_lines(str(block.get("text", ""))), {"type", "text"}
     elif kind in TOOL_USE_TYPES:
         lines = [f"{kind} {block.get('name')} {block.get('id')}"]
         lines += json.dumps(block.get("input"), indent=2, ensure_ascii=False).splitlines()

@@ -62,6 +62,17 @@ def test_each_section_says_what_changed():
     assert [" ", "max_tokens: 500"] in params
 
 
+def test_a_trailing_newline_or_a_carriage_return_is_a_change():
+    """Enter at the end of the system text, or CRLF for LF in a message, is sent: the diff shows it
+    rather than "unchanged"."""
+    variant = copy.deepcopy(ORIGINAL)
+    variant["system"][0]["text"] += "\n"
+    variant["messages"][2]["content"][0]["content"] = "def parse(s):\r\n    return s\n# end"
+    diff = by_section(request_diff(ORIGINAL, variant))
+    assert diff["system"]["changed"] and ["+", ""] in diff["system"]["lines"]
+    assert diff["messages"]["changed"] and ["+", "  def parse(s):␍"] in diff["messages"]["lines"]
+
+
 def test_tool_inputs_and_results_are_lines_of_text_not_escaped_json():
     lines = request_lines(ORIGINAL)["messages"]
     assert "      return s" in lines  # a line of its own, no literal \n
