@@ -90,3 +90,17 @@ def test_values_are_highlighted_json_and_cut():
     assert len(text.plain) < 2 * CUT  # (the gutter adds to each line)
     assert "line 1999" in value_text({"content": BIG}, full=True).plain
     assert value_text("plain words").plain == "plain words"
+
+
+def test_an_images_base64_is_never_shown_even_whole():
+    """A screenshot in a tool result or a user message: its media type and size, not megabytes of
+    base64 (the whole context of a long run with images froze the UI for seconds on each key)."""
+    from replayer.tui.blocks import block_body
+
+    data = "iVBORw0KGgo" * 20_000
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}
+    for full in (False, True):
+        shown = block_body(image, full).plain
+        assert data[:100] not in shown and "image/png" in shown and "220,000 characters of base64" in shown
+    url = {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
+    assert "https://example.com/a.png" in block_body(url).plain

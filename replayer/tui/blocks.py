@@ -115,6 +115,12 @@ def block_body(block: Any, full: bool = False) -> Text:
         if block.get("is_error"):
             body.stylize("red")
         return body
+    source = block.get("source")
+    if isinstance(source, dict) and source.get("type") == "base64" and isinstance(source.get("data"), str):
+        # an image's or a document's bytes: no one reads base64, and a few of them made the
+        # whole context megabytes of it (a UI that froze for seconds on each key)
+        data = f"({plural(len(source['data']), 'character')} of base64, not shown)"
+        block = {**block, "source": {**source, "data": data}}
     return json_text({k: v for k, v in block.items() if k != "type"}, full)
 
 
