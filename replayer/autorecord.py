@@ -363,7 +363,11 @@ def summarize(
         if t["lost"]:
             notes.append(f"{plural(t['lost'], 'record')} could not be written to {path} (see the warnings above)")
     if broken:
-        notes.append(f"{broken[0]['python']} could not load replayer ({broken[0]['error']}): {remedy}")
+        why = f"{broken[0]['python']} could not load replayer ({broken[0]['error']})"
+        if proxied and proxied.get("calls"):  # its calls went to ANTHROPIC_BASE_URL: the proxy has them
+            notes.append(f"{why}: its calls through ANTHROPIC_BASE_URL were recorded through the proxy")
+        else:
+            notes.append(f"{why}: {remedy}")
     if running:
         they = "it" if running == 1 else "they"
         notes.append(f"{plural(running, 'process', 'processes')} still running: what {they} record is not counted here")

@@ -176,6 +176,29 @@ def test_record_says_why_nothing_was_recorded_and_creates_no_database(tmp_path):
         assert not db.exists(), name
 
 
+def test_a_python_without_replayer_whose_calls_the_proxy_recorded_gets_no_remedy_it_cant_use(api, tmp_path):
+    """A Python that can't load replayer (a framework pinned to another SDK, in its own venv) whose
+    calls went through ANTHROPIC_BASE_URL: the proxy recorded them, and the closing line says so
+    instead of asking to run the program with another Python."""
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
+    script = write(tmp_path / "raw.py", """
+        import json, os, urllib.request
+        body = json.dumps({"model": "claude-haiku-4-5", "max_tokens": 5,
+                           "messages": [{"role": "user", "content": "hi"}]}).encode()
+        req = urllib.request.Request(os.environ["ANTHROPIC_BASE_URL"] + "/v1/messages", data=body,
+                                     headers={"content-type": "application/json", "x-api-key": "k"})
+        print(json.load(urllib.request.urlopen(req))["type"])
+    """)
+    db = tmp_path / "raw.db"
+    proc = record(db, str(bare / "bin" / "python"), str(script), cwd=tmp_path, env={"ANTHROPIC_BASE_URL": api.url})
+    assert proc.returncode == 0 and proc.stdout.strip() == "message", proc.stderr
+    line = last_line(proc)
+    assert line.startswith("replayer: recorded 1 call in 1 conversation"), line
+    assert "could not load replayer" in line and "recorded through the proxy" in line, line
+    assert "Recorder().wrap" not in line and "run the program with" not in line, line
+
+
 def test_default_folders_are_where_they_always_were(monkeypatch, tmp_path):
     """The data and config folders (platformdirs since issue 14) are the XDG ones on Linux, and
     Application Support on macOS even when $XDG_* is set (platformdirs would follow it there)."""
