@@ -185,6 +185,21 @@ def test_a_request_sent_again_after_its_call_failed_is_another_attempt_of_its_tu
         (0, 0, 529), (0, 1, 529), (0, 2, 200), (1, 0, 529), (1, 1, 200)]  # fmt: skip
 
 
+def test_a_request_sent_again_after_a_400_is_a_turn_of_its_own(api, rec, db_path):
+    """A 400 is no failure clients retry: the same request sent again after it is the agent's
+    choice (after fixing something elsewhere, say), a turn of its own."""
+    bad = Reply(status=400, body={"type": "error", "error": {"type": "invalid_request_error", "message": "no"}})
+    api.enqueue(bad, Reply(body=msg("ok")))
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    messages = [{"role": "user", "content": "hi"}]
+    with pytest.raises(anthropic.BadRequestError):
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=messages)
+    client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=messages)
+    assert rec.flush(10)
+    assert sorted((line["attempt"], line["status"]) for line in exported(db_path)) == [(0, 200), (0, 400)]
+    assert len({line["turn_id"] for line in exported(db_path)}) == 2
+
+
 def test_retries_of_a_stream_keep_their_error_bodies(api, rec, client, db_path):
     api.enqueue(Reply(status=529, body=ERR_529, headers={"retry-after-ms": "5"}), Reply(sse=message_events(msg("ok"))))
     list(client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER, stream=True))

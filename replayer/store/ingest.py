@@ -54,10 +54,18 @@ RequestIds = tuple[int | None, int, int | None, int | None]
 """A request's context node, skeleton, system and tools blobs: the same for the same request."""
 
 
+def _retried(status: int | None) -> bool:
+    """Whether clients retry a call that failed this way: no answer (a dropped connection, a
+    timeout), 408, 409, 429, a 5xx (529 among them), or an error event in a 2xx stream. A 400
+    sent again is the agent's choice, not a retry."""
+    return status is None or status in (408, 409, 429) or status >= 500 or 200 <= status < 300
+
+
 class FailedTurn(NamedTuple):
-    """A conversation's latest turn, whose attempts all failed: the same request sent again soon
-    after (by a client that retries on its own: Claude Code, a framework around the SDK, with a
-    new idempotency key and no retry count) is its next attempt, not a turn of its own."""
+    """A conversation's latest turn, whose attempts all failed in a way clients retry (`_retried`):
+    the same request sent again soon after (by a client that retries on its own: Claude Code, a
+    framework around the SDK, with a new idempotency key and no retry count) is its next
+    attempt, not a turn of its own."""
 
     turn: Turn
     attempts: int
@@ -339,7 +347,10 @@ class Ingestor:
             turn = Turn(*row) if row else None
         skeleton = scanner.skeleton_blob(parsed)
         request: RequestIds = (parsed.node, skeleton, parsed.system, parsed.tools)
-        own = captured.turn_id is None and captured.copied_from is None and not new_turn_id
+        # a call of the agent's own (not an import's, a fork's copy, or a rerun's sample: each
+        # sample is a call of its own, the same request sent again on purpose)
+        own = (captured.turn_id is None and captured.copied_from is None and not new_turn_id
+               and not (ctx is not None and ctx.tags and "rerun_of" in ctx.tags))
         if turn is None and own:
             turn = self._retried(call_key, request, captured.t_start)
         number = captured.attempt + self.attempt_base.get(call_key, 0)
@@ -420,7 +431,8 @@ class Ingestor:
             prev_reads=prev_reads,
         )
         if own:
-            self._failed(turn, new_turn, number, request, captured, failed=error is not None and not captured.abandoned)
+            retried = error is not None and not captured.abandoned and _retried(captured.status)
+            self._failed(turn, new_turn, number, request, captured, failed=retried)
         if captured.copied_from is None:
             self.usage += rows
         else:  # a copy costs nothing now: its tokens are shown, never summed into spend
