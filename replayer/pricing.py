@@ -139,14 +139,13 @@ def _rows(doc: dict[str, Any], origin: str) -> list[PriceRow]:
             raise PricingError(f"{where}: must be a table ([[model]] with ids and rates below it)")
         _known(m, MODEL_KEYS, where)
         ids = m.get("ids") or ([m["id"]] if "id" in m else [])
-        if isinstance(ids, str) or not ids or not all(isinstance(x, str) for x in ids):
+        if isinstance(ids, str) or not ids or not all(isinstance(x, str) and x.strip() for x in ids):
             raise PricingError(f'{where}: needs ids = ["model-name", ...] (a list, even of one)')
         above = m.get("above")
         above_tokens = None
         if above is not None:
-            if not isinstance(above, dict) or isinstance(above.get("prompt_tokens"), bool) or not isinstance(
-                above.get("prompt_tokens"), int
-            ):
+            tokens = above.get("prompt_tokens") if isinstance(above, dict) else None
+            if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
                 raise PricingError(f"{where} [above]: needs prompt_tokens = N (the prompt size past which it applies)")
             _known(above, ABOVE_KEYS, where + " [above]")
             above_tokens = above["prompt_tokens"]
