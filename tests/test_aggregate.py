@@ -244,3 +244,44 @@ def test_a_compaction_iteration_is_no_attempt_of_its_own_in_the_unpriced_counts(
                 now=datetime.fromtimestamp(T0 + 60, UTC)).document()
     (day,) = [d for d in doc["users"][0]["days"] if d["attempts"]]
     assert (day["attempts"], day["unpriced_attempts"], day["cost_usd"]) == (1, 1, 0.0)
+
+
+def test_the_lists_figures_are_each_attempts_usage_priced_one_by_one(db_path):
+    """`list` reads the usage table's parsed counts (no JSON per attempt): the same cost, tokens,
+    errors and models as pricing each exported attempt's raw usage gives."""
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from replayer.cli import cli
+    from replayer.wire import billed_parts, token_count
+
+    prices = PriceTable.load()
+    lines = [_json.loads(x) for x in CliRunner().invoke(cli, ["--db", str(db_path), "export"]).output.splitlines()]
+    want: dict[str, dict] = {}
+    for line in lines:
+        w = want.setdefault(line["conversation_id"], {"cost": 0.0, "prompt": 0, "output": 0, "read": 0,
+                                                      "errors": 0, "models": []})  # fmt: skip
+        usage, model = line.get("usage"), line.get("model")
+        if line.get("error"):
+            w["errors"] += 1
+        if model and model not in w["models"]:
+            w["models"].append(model)
+        if not usage:
+            continue
+        cost = prices.cost(usage, model)
+        w["cost"] = None if cost is None or w["cost"] is None else w["cost"] + cost
+        w["prompt"] += prompt_tokens(usage)
+        w["output"] += token_count(usage, "output_tokens")
+        w["read"] += token_count(usage, "cache_read_input_tokens")
+        assert billed_parts(usage)  # (compaction iterations are priced by prices.cost itself)
+    got = {c.conversation_id: c for c in Store(open_db(db_path), prices).conversations(limit=100)}
+    assert got.keys() == want.keys()
+    for cid, w in want.items():
+        c = got[cid]
+        assert (c.input_tokens, c.output_tokens, c.cache_read_tokens, c.errors, c.models) == (
+            w["prompt"], w["output"], w["read"], w["errors"], w["models"]), cid  # fmt: skip
+        if w["cost"] is None:
+            assert c.cost_usd is None, cid
+        else:
+            assert c.cost_usd == pytest.approx(w["cost"], rel=1e-12, abs=1e-15), cid

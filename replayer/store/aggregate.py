@@ -188,6 +188,63 @@ def conversation_totals(db: Any, prices: PriceTable) -> dict[int, Totals]:
     return out
 
 
+@dataclass(slots=True)
+class Figures:
+    """A conversation's figures as the list shows them: cost of every attempt it holds (a fork's
+    copies too, compaction iterations included; None when any priced part is unknown), its turns'
+    prompt, output and cache-read tokens (compaction iterations left out), failed attempts, and
+    models in the order they first answered."""
+
+    cost_usd: float | None
+    prompt: int
+    output: int
+    cache_read: int
+    errors: int
+    models: list[str]
+
+
+def figures(db: Any, prices: PriceTable, convs: Sequence[int]) -> dict[int, Figures]:
+    """Figures of the conversations with these rowids, from the `usage` table's parsed counts:
+    each attempt priced at its own band, as pricing its usage does, with no JSON read."""
+    out = {conv: Figures(0.0, 0, 0, 0, 0, []) for conv in convs}
+    if not convs:
+        return out
+    rate_sets: dict[tuple[str | None, int, bool], tuple[float, ...] | None] = {}
+    marks = ",".join("?" * len(convs))
+    for conv, part, model, error, inp, outp, w5m, w1h, cr, web, batch in db.execute(
+        f"""SELECT conv, part, model, error, input, output, w5m, w1h, cr, web, batch FROM usage
+            WHERE conv IN ({marks}) ORDER BY conv, attempt_id, part""",
+        list(convs),
+    ):
+        f = out[conv]
+        if part == 0:
+            f.errors += error
+            if model and model not in f.models:
+                f.models.append(model)
+        if inp is None:
+            continue  # no usage came back: it cost nothing
+        prompt = inp + w5m + w1h + cr
+        if part == 0:
+            f.prompt += prompt
+            f.output += outp
+            f.cache_read += cr
+        if f.cost_usd is None:
+            continue
+        row = prices.row_for(model)
+        above = bool(row is not None and row.above is not None and row.above_tokens is not None
+                     and prompt > row.above_tokens)
+        key = (model, batch, above)
+        if key not in rate_sets:
+            rate_sets[key] = _rates(prices, model or "", batch, above)
+        rates = rate_sets[key]
+        if rates is None:
+            f.cost_usd = None
+        else:
+            i, o, w5, w1, r, s = rates
+            f.cost_usd += inp * i + outp * o + w5m * w5 + w1h * w1 + cr * r + web * s
+    return out
+
+
 class ConversationName(NamedTuple):
     """A conversation as the rollup's rowids name it."""
 

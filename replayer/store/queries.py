@@ -29,9 +29,9 @@ from ..models import (
     Variant,
 )
 from ..pricing import PriceTable, default_table
-from ..wire import TOOL_USE_TYPES, message_text, prompt_tokens, token_count
+from ..wire import TOOL_USE_TYPES, message_text
 from . import aggregate
-from .aggregate import ConversationName, Group, Totals, conversation_totals
+from .aggregate import ConversationName, Group, Totals, conversation_totals, figures
 from .chain import CHAIN_SQL, chain_nodes, first_texts
 from .codec import RowTexts, unpack
 from .runs import Run, add_run, get_run
@@ -403,30 +403,23 @@ class Store(RowTexts):
             conv_rows = self.db.execute(sql, [*args, limit, offset]).fetchall()
         if not conv_rows:
             return []
-        ids = [r[0] for r in conv_rows]
-        marks = ",".join("?" * len(ids))
-        per: dict[str, dict[str, Any]] = {i: {"models": [], "usages": [], "errors": 0, "first": None} for i in ids}
-        for cid, model_, usage_json, error_json, turn_idx, ctx_node in self.db.execute(
-            f"""SELECT t.conversation_id, a.model, a.usage_json, a.error_json, t.idx, t.context_node
-                FROM attempts a JOIN turns t ON t.id = a.turn_id WHERE t.conversation_id IN ({marks})""",
-            ids,
-        ):
-            p = per[cid]
-            if model_ and model_ not in p["models"]:
-                p["models"].append(model_)
-            if usage_json:
-                p["usages"].append((json.loads(usage_json), model_))
-            if error_json:
-                p["errors"] += 1
-            if turn_idx == 0 and p["first"] is None:
-                p["first"] = ctx_node
+        rowids = dict(
+            self.db.execute(
+                f"SELECT id, rowid FROM conversations WHERE id IN ({','.join('?' * len(conv_rows))})",
+                [r[0] for r in conv_rows],
+            ).fetchall()
+        )
+        counts = figures(self.db, self.prices, list(rowids.values()))
+        first_nodes = dict(
+            self.db.execute(
+                f"SELECT conversation_id, context_node FROM turns WHERE idx = 0 AND conversation_id IN "
+                f"({','.join('?' * len(conv_rows))})",
+                [r[0] for r in conv_rows],
+            ).fetchall()
+        )
         out = []
         for cid, user_id, started, last, count, tags_json in conv_rows:
-            p = per[cid]
-            usages = p["usages"]
-            # the turns' tokens, as the conversation view sums them: a compaction iteration's
-            # (billed on top, in the cost) reads the old context; it isn't a turn's prompt
-            turns_usage = [u for u, _ in usages]
+            f = counts[rowids[cid]]
             out.append(
                 ConversationSummary(
                     conversation_id=cid,
@@ -434,13 +427,13 @@ class Store(RowTexts):
                     started_at=started,
                     last_at=last,
                     turns=count,
-                    models=p["models"],
-                    input_tokens=sum(prompt_tokens(u) for u in turns_usage),
-                    output_tokens=sum(token_count(u, "output_tokens") for u in turns_usage),
-                    cache_read_tokens=sum(token_count(u, "cache_read_input_tokens") for u in turns_usage),
-                    cost_usd=sum_costs(self.prices, usages),
-                    errors=p["errors"],
-                    first_message=self.first_user_text(p["first"]),
+                    models=f.models,
+                    input_tokens=f.prompt,
+                    output_tokens=f.output,
+                    cache_read_tokens=f.cache_read,
+                    cost_usd=f.cost_usd,
+                    errors=f.errors,
+                    first_message=self.first_user_text(first_nodes.get(cid)),
                     tags=json.loads(tags_json) if tags_json else None,
                 )
             )
