@@ -139,6 +139,32 @@ async def test_the_next_page_after_a_new_recording_reads_the_list_again_never_a_
         assert keys == shown and len(set(shown)) == 151 and shown[0] == "conv_late"
 
 
+async def test_a_new_recording_reads_again_the_rows_down_to_the_cursor_not_every_row_loaded(tmp_path):
+    """230 conversations all loaded (G), the cursor back at the top: a new recording reads the
+    list again down to a page past the cursor, not all 231 rows (tens of thousands took seconds
+    at each recording); scrolling down loads the rest again."""
+    from replayer.tui.conversations import PAGE
+
+    db = chats(tmp_path / "many.db", 230)
+    app = make_app(db, refresh_seconds=0.2)
+    async with app.run_test(size=(100, 34)) as pilot:
+        await settle(pilot)
+        for loaded in (200, 230):  # G at the last row loaded reads the next page
+            await pilot.press("G")
+            assert await wait_for(pilot, lambda n=loaded: len(ids(app.screen)) == n)
+        await pilot.press("g", "j")
+        assert app.screen.cursor_id() == "conv_228"
+        with Recorder(db) as rec:
+            rec.record(chat("late"), reply("ok", model="claude-haiku-4-5"), conversation_id="conv_late",
+                       started_at=time.time())  # fmt: skip
+        assert await wait_for(pilot, lambda: "conv_late" in ids(app.screen))
+        assert len(ids(app.screen)) == 2 + PAGE and app.screen.cursor_id() == "conv_228"
+        for loaded in (202, 231):
+            await pilot.press("G")
+            assert await wait_for(pilot, lambda n=loaded: len(ids(app.screen)) == n)
+        assert len(set(ids(app.screen))) == 231
+
+
 async def test_the_palette_reaches_a_conversation_older_than_the_newest_it_offers(tmp_path):
     """ctrl+p offers the newest 200; an older one's id, typed, is found by its id (it opened the
     best fuzzy match among the 200, another conversation)."""

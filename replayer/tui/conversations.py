@@ -210,9 +210,12 @@ class ConversationsScreen(ReplayerScreen[None]):
         self.post_message(ConversationsLoaded(offset, rows, generation, limit, mark))
 
     def reload_in_place(self) -> None:
-        """Read the list again as it is (filter, sort, as many rows as are loaded), the cursor
-        staying on its conversation."""
-        self.load(reset=True, at_least=len(self.query_one(DataTable).rows), keep=self.cursor_id())
+        """Read the list again as it is (filter, sort), the cursor staying on its conversation: the
+        rows down to a page past the cursor, not every row ever loaded (a list scrolled through
+        tens of thousands took seconds to read again at each recording); the rest load again as
+        the list is scrolled."""
+        table = self.query_one(DataTable)
+        self.load(reset=True, at_least=min(len(table.rows), table.cursor_row + 1 + PAGE), keep=self.cursor_id())
 
     @work(thread=True, exclusive=True, group="list-poll", exit_on_error=False)
     def poll(self) -> None:
