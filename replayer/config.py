@@ -76,6 +76,14 @@ def zone(name: str, where: str = "") -> ZoneInfo:
         ) from None
 
 
+def check_threshold(name: str, value: Any, where: str) -> float:
+    """A threshold's value: a number 0 or more, and a rate (`*_rate`) a fraction, 0 to 1."""
+    number = check_number(value, where)
+    if name.endswith("_rate") and number > 1:
+        raise ConfigError(f"{where}: {number:g} is more than 1: a rate is a fraction (0.05 for 5%)")
+    return number
+
+
 def check_number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         raise ConfigError(f"{where} must be a number, 0 or more")
@@ -133,7 +141,7 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
     settings.source = str(file)
     _no_unknown_tables(doc, file)
     for name, value in _table(doc, "thresholds", file).items():
-        settings.thresholds[name] = check_number(value, f"{file}: thresholds.{name}")
+        settings.thresholds[name] = check_threshold(name, value, f"{file}: thresholds.{name}")
     budget = _table(doc, "budget", file).get("daily_usd")
     if budget is not None:
         settings.daily_budget_usd = check_number(budget, f"{file}: budget.daily_usd")
@@ -160,4 +168,4 @@ def set_threshold(settings: Settings, spec: str) -> None:
         number = float(value)
     except ValueError:
         raise ConfigError(f"--threshold {name}: {value!r} is not a number") from None
-    settings.thresholds[name] = check_number(number, f"--threshold {name}")
+    settings.thresholds[name] = check_threshold(name, number, f"--threshold {name}")

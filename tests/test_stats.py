@@ -274,6 +274,8 @@ def test_a_settings_file_with_unknown_names_is_refused_naming_them_and_the_file(
         ("daily_usd = 0.01\n", "unknown key 'daily_usd' (settings go in [thresholds], [budget], [stats])"),
         ("[thresholds]\np99_latency_ms = 5\n", "unknown threshold 'p99_latency_ms'"),
         ('[stats]\ntz = "Mars/Olympus"\n', "stats.tz: unknown time zone 'Mars/Olympus'"),
+        ("[thresholds]\ntool_failure_rate = 5\n", "thresholds.tool_failure_rate: 5 is more than 1: a rate is a "
+                                                   "fraction (0.05 for 5%)"),
     ]:
         cfg.write_text(text)
         for args in (["--config", str(cfg), "stats"], ["alerts"]):
