@@ -507,19 +507,25 @@ def text_reply(body: dict, text: str, stop: str = "end_turn") -> Reply:
                        "stop_reason": stop, "stop_sequence": None, "usage": usage})
 
 
+def recorded_agent(tmp_path: Path, source: str, api: FakeAPI) -> tuple[Path, Path, list[dict]]:
+    """`source` (with SYSTEM set) as work/agent.py, recorded by `replayer record` against `api`:
+    its folder, its database and the database's export lines."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "agent.py").write_text(f"SYSTEM = {SYSTEM!r}\n" + textwrap.dedent(source))
+    db = tmp_path.resolve() / "agent.db"
+    proc = replayer(db, "record", "--", sys.executable, "agent.py", env=fork_env(api), cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    return work, db, exported(db)
+
+
 def test_a_subagent_started_before_the_fork_that_goes_on_differently_becomes_a_fork_of_its_own(tmp_path):
     """The reviewer started at main turn 2 and is shown each main step; forked at main turn 5 with
     a new prompt, main's steps read otherwise, so the reviewer's turn 3 on differ. They go live as a
     new conversation holding copies of the reviewer's turns 0-2, linked as a fork of it; the
     recorded reviewer is left as it was."""
-    work = tmp_path / "work"
-    work.mkdir()
-    (work / "agent.py").write_text(f"SYSTEM = {SYSTEM!r}\n" + textwrap.dedent(SUBAGENT_AGENT))
-    db = tmp_path.resolve() / "sub.db"
     with FakeAPI(responder=subagent_reply) as api:
-        proc = replayer(db, "record", "--", sys.executable, "agent.py", env=fork_env(api), cwd=work)
-        assert proc.returncode == 0, proc.stderr
-        before = exported(db)
+        work, db, before = recorded_agent(tmp_path, SUBAGENT_AGENT, api)
         main = before[0]["conversation_id"]
         reviewer = next(line["conversation_id"] for line in before if line["conversation_id"] != main)
         assert [line["index"] for line in before if line["conversation_id"] == reviewer] == list(range(TURNS - 2))
@@ -631,14 +637,8 @@ def test_a_fork_of_one_of_identical_concurrent_conversations_follows_that_one_al
     """Three threads hold the same conversation at once, answered alike. Forked at turn 0 of one
     of them, only one thread's calls go live into the fork (its context grows 1, 3, 5, 7); the
     other two are answered by their own recordings and nothing is left unanswered."""
-    work = tmp_path / "work"
-    work.mkdir()
-    (work / "agent.py").write_text(f"SYSTEM = {SYSTEM!r}\n" + textwrap.dedent(TWINS))
-    db = tmp_path.resolve() / "twins.db"
     with FakeAPI(responder=twin_reply) as api:
-        proc = replayer(db, "record", "--", sys.executable, "agent.py", env=fork_env(api), cwd=work)
-        assert proc.returncode == 0, proc.stderr
-        before = exported(db)
+        _work, db, before = recorded_agent(tmp_path, TWINS, api)
         convs = sorted({line["conversation_id"] for line in before})
         assert len(convs) == 3 and len(before) == 12
         recorded = len(api.received)

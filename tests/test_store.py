@@ -326,6 +326,20 @@ def test_migrations_backfill_what_older_versions_recorded(tmp_path, caplog):
     assert {q: [c.conversation_id for c in Store(db).conversations(query=q)] for q in queries} == found
 
 
+def tips_come_back(path, migration: str, undo: str) -> list:
+    """The database as a replayer before `migration` left it (`undo`, and the migration not yet
+    applied): opening it applies the migration, which gives every conversation its tip as the
+    writer did. The tips, (conversation, key)."""
+    con = sqlite3.connect(path)
+    tip = con.execute("SELECT conversation_id, key FROM thread_tips").fetchall()
+    con.execute(undo)
+    con.execute("DELETE FROM _sqlite_migrations WHERE name = ?", (migration,))
+    con.commit()
+    con.close()
+    assert open_db(path).execute("SELECT conversation_id, key FROM thread_tips").fetchall() == tip
+    return tip
+
+
 def test_conversations_recorded_before_thread_tips_are_continued_after_migrating(tmp_path):
     """m004 gives each conversation already recorded its tip (its last answered turn's context and
     reply), so an agent's next call after the upgrade still joins its conversation, while a call
@@ -344,13 +358,7 @@ def test_conversations_recorded_before_thread_tips_are_continued_after_migrating
         for i in range(2):
             rec.record({"model": "m", "max_tokens": 5, "messages": history}, resp(i))
             history = [*history, reply[i], {"role": "user", "content": f"next {i}"}]
-    con = sqlite3.connect(path)
-    tip = con.execute("SELECT conversation_id, key FROM thread_tips").fetchall()
-    con.execute("DROP TABLE thread_tips")
-    con.execute("DELETE FROM _sqlite_migrations WHERE name = 'm004_thread_tips'")
-    con.commit()
-    con.close()
-    assert open_db(path).execute("SELECT conversation_id, key FROM thread_tips").fetchall() == tip
+    tips_come_back(path, "m004_thread_tips", "DROP TABLE thread_tips")
     with Recorder(path) as rec:
         rec.record({"model": "m", "max_tokens": 5, "messages": history}, resp(2))
         rec.record({"model": "m", "max_tokens": 5, "messages": history[:3]}, resp(2))
@@ -371,13 +379,7 @@ def test_tips_keyed_before_threading_compared_blocks_as_sent_back_are_keyed_anew
              "content": [{**tool_use, "caller": {"type": "direct"}}], "usage": {"input_tokens": 1, "output_tokens": 1}}
     with Recorder(path) as rec:
         rec.record({"model": "m", "max_tokens": 5, "messages": first}, reply)
-    con = sqlite3.connect(path)
-    tip = con.execute("SELECT conversation_id, key FROM thread_tips").fetchall()
-    con.execute("UPDATE thread_tips SET key = 'keyed the old way'")
-    con.execute("DELETE FROM _sqlite_migrations WHERE name = 'm012_sent_back_keys'")
-    con.commit()
-    con.close()
-    assert open_db(path).execute("SELECT conversation_id, key FROM thread_tips").fetchall() == tip
+    tip = tips_come_back(path, "m012_sent_back_keys", "UPDATE thread_tips SET key = 'keyed the old way'")
     later = [*first, {"role": "assistant", "content": [tool_use]},
              {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}]}]
     with Recorder(path) as rec:

@@ -361,7 +361,7 @@ class Store(RowTexts):
                            (SELECT rowid / 2 FROM turn_text WHERE turn_text MATCH ?))"""
             )
             args.append(fts_query(query))
-        cols = "c.id, c.user_id, c.started_at, c.last_at, c.turn_count, c.tags_json"
+        cols = "c.id, c.user_id, c.started_at, c.last_at, c.turn_count, c.tags_json, c.rowid"
         filters = " WHERE " + " AND ".join(where) if where else ""
         if sort not in SORTS and sort not in AGG_SORTS:
             raise ValueError(f"sort must be one of {', '.join([*SORTS, *AGG_SORTS])}")
@@ -403,13 +403,7 @@ class Store(RowTexts):
             conv_rows = self.db.execute(sql, [*args, limit, offset]).fetchall()
         if not conv_rows:
             return []
-        rowids = dict(
-            self.db.execute(
-                f"SELECT id, rowid FROM conversations WHERE id IN ({','.join('?' * len(conv_rows))})",
-                [r[0] for r in conv_rows],
-            ).fetchall()
-        )
-        counts = figures(self.db, self.prices, list(rowids.values()))
+        counts = figures(self.db, self.prices, [r[6] for r in conv_rows])
         first_nodes = dict(
             self.db.execute(
                 f"SELECT conversation_id, context_node FROM turns WHERE idx = 0 AND conversation_id IN "
@@ -418,8 +412,8 @@ class Store(RowTexts):
             ).fetchall()
         )
         out = []
-        for cid, user_id, started, last, count, tags_json in conv_rows:
-            f = counts[rowids[cid]]
+        for cid, user_id, started, last, count, tags_json, rowid in conv_rows:
+            f = counts[rowid]
             out.append(
                 ConversationSummary(
                     conversation_id=cid,
