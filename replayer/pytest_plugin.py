@@ -122,8 +122,8 @@ class _Cassette:
     ran: bool = False
     """The test's body ran: a test whose setup failed records nothing."""
     failed: bool = False
-    """The test's body did not pass (it failed, xfailed, was skipped or interrupted): a recording
-    writes no cassette."""
+    """The test did not pass (its body failed, xfailed, was skipped or interrupted, or a fixture's
+    teardown failed): a recording writes no cassette."""
 
 
 _CASSETTE = pytest.StashKey[_Cassette]()
@@ -235,10 +235,14 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    c = item.stash.get(_CASSETTE, None)
     try:
         return (yield)
+    except BaseException:
+        if c is not None:
+            c.failed = True  # a fixture's teardown failed: pytest reports the test as an error
+        raise
     finally:
-        c = item.stash.get(_CASSETTE, None)
         if c is not None:
             del item.stash[_CASSETTE]
             _finish(item, c)

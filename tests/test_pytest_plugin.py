@@ -575,6 +575,43 @@ def test_a_test_that_is_skipped_xfails_or_fails_while_recording_writes_no_casset
                                                             "xfailed.jsonl"]
 
 
+TORN = '''
+import anthropic
+import pytest
+
+
+def ask(text):
+    hi = [{"role": "user", "content": text}]
+    return anthropic.Anthropic().messages.create(model="claude-sonnet-4-5", max_tokens=20, messages=hi)
+
+
+@pytest.fixture
+def broken_teardown():
+    yield
+    raise RuntimeError("the fixture's teardown broke")
+
+
+@pytest.mark.replayer("cassettes/torn.jsonl")
+def test_torn(broken_teardown):
+    ask("six")
+'''
+
+
+def test_a_test_whose_fixture_fails_in_teardown_writes_no_cassette(pytester, monkeypatch):
+    """Its body passed, but pytest reports it as an error: no cassette, as for a failed test; the
+    next run records it."""
+    pytester.makepyfile(test_torn=TORN)
+    cassettes = pytester.path / "cassettes"
+    with FakeAPI() as api:
+        live(monkeypatch, api)
+        run(pytester).assert_outcomes(passed=1, errors=1)
+        assert len(api.received) == 1
+        assert not (cassettes / "torn.jsonl").exists()
+        run(pytester).assert_outcomes(passed=1, errors=1)
+        assert len(api.received) == 2  # recorded again, not replayed
+    assert not (cassettes / "torn.jsonl").exists()
+
+
 SHARED = '''
 import anthropic
 import pytest
