@@ -168,6 +168,7 @@ def test_db_path_migrate_backup(tmp_path, monkeypatch):
         ("m010_copied",),
         ("m011_compaction_sums",),
         ("m012_sent_back_keys",),
+        ("m013_limited_by_type",),
     ]
     assert run("--db", str(target), "db", "backup", str(tmp_path / "copy.db")).exit_code == 2
 

@@ -480,3 +480,69 @@ def test_stats_by_conversation_shows_ids_whole_in_aligned_columns(tmp_path):
     assert sorted(row.split()[0] for row in rows) == sorted(ids)
     assert {len(row) for row in rows} == {len(header)}  # the cost column ends where its heading does
     assert {row.index("  u ") for row in rows} == {header.index("  USER")}
+
+
+MESSAGE = {"id": "msg_over", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+           "content": [{"type": "text", "text": "Looking at the failing test now."}], "stop_reason": "end_turn",
+           "stop_sequence": None, "usage": {"input_tokens": 10, "output_tokens": 5}}  # fmt: skip
+
+
+def overloaded_mid_stream(api, path):
+    """Four turns: a stream the API cuts with an `overloaded_error` event (status 200), a 429, a
+    400 and an answer; returns the stats document's 429/529 rate."""
+    import anthropic
+    from conftest import FAKE_KEY
+
+    from replayer import Recorder
+    from replayer.fakeapi import Reply, message_events
+
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    api.enqueue(Reply(sse=message_events(MESSAGE)[:3] + [{"event": "error", "data": overloaded}]))
+    api.enqueue(Reply(status=429, body={"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}}))
+    api.enqueue(Reply(status=400, body={"type": "error", "error": {"type": "invalid_request_error", "message": "no"}}))
+    with Recorder(path) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+
+        def ask(text, **kw):
+            return client.messages.create(model="claude-sonnet-4-5", max_tokens=16,
+                                          messages=[{"role": "user", "content": text}], **kw)
+
+        with pytest.raises(anthropic.APIStatusError) as cut:
+            for _ in ask("one", stream=True):
+                pass
+        assert cut.value.status_code == 200 and cut.value.type == "overloaded_error"
+        with pytest.raises(anthropic.RateLimitError):
+            ask("two")
+        with pytest.raises(anthropic.BadRequestError):
+            ask("three")
+        ask("four")
+    return stats(Store(open_db(path), PriceTable.load()), Settings(tz="UTC"), days=1,
+                 now=datetime.now(UTC)).document()["metrics"]["rate_limit_error_rate"]["value"]
+
+
+def test_an_overload_in_the_middle_of_a_stream_counts_in_the_429_529_rate(api, tmp_path):
+    """Once a stream has begun the API says it is overloaded with an `overloaded_error` event in
+    a 200 (API-FACTS: classify errors by their type): the same pressure as a 529, in the same rate.
+    A 400 is an error, not pressure."""
+    assert overloaded_mid_stream(api, tmp_path / "r.db") == 2 / 4
+
+
+def test_migrating_counts_an_older_databases_overloads_mid_stream(api, tmp_path):
+    """m013 on a database recorded when the rate went by HTTP status only: the rows the writer
+    makes now."""
+    path = tmp_path / "old.db"
+    assert overloaded_mid_stream(api, path) == 2 / 4
+    db = open_db(path)
+    usage = db.execute("SELECT * FROM usage ORDER BY attempt_id, part").fetchall()
+    rollup = db.execute("SELECT * FROM rollup ORDER BY conv, bucket, model, batch, band").fetchall()
+    (conv,) = db.execute("SELECT conv FROM usage WHERE error = 2 AND status = 200").fetchone()
+    db.execute("UPDATE usage SET error = 1 WHERE error = 2")
+    db.execute("UPDATE rollup SET limited = limited - 1 WHERE conv = ?", (conv,))
+    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm013_limited_by_type'")
+    db.conn.commit()
+    db.conn.close()
+    db = open_db(path)
+    assert db.execute("SELECT * FROM usage ORDER BY attempt_id, part").fetchall() == usage
+    assert db.execute("SELECT * FROM rollup ORDER BY conv, bucket, model, batch, band").fetchall() == rollup
+    rate = stats(Store(db, PriceTable.load()), Settings(tz="UTC"), days=1, now=datetime.now(UTC)).document()
+    assert rate["metrics"]["rate_limit_error_rate"]["value"] == 2 / 4

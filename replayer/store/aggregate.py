@@ -218,7 +218,7 @@ def figures(db: Any, prices: PriceTable, convs: Sequence[int]) -> dict[int, Figu
     ):
         f = out[conv]
         if part == 0:
-            f.errors += error
+            f.errors += 1 if error else 0
             if model and model not in f.models:
                 f.models.append(model)
         if inp is None:

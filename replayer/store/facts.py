@@ -142,7 +142,8 @@ SCHEMA = (
         model TEXT,
         status INTEGER,
         latency_ms REAL,
-        error INTEGER NOT NULL,        -- 1 when the attempt has an error (HTTP, an error event, no connection)
+        error INTEGER NOT NULL,        -- 1 when the attempt has an error (HTTP, an error event, no connection);
+                                       -- 2 when that error is a rate limit or overload (error_kind)
         new_turn INTEGER NOT NULL,     -- 1 on the attempt that started its turn
         input INTEGER, output INTEGER, w5m INTEGER, w1h INTEGER, cr INTEGER, web INTEGER,
                                        -- usage as received (NULL: none); w5m/w1h: cache writes
@@ -161,7 +162,7 @@ SCHEMA = (
         batch INTEGER NOT NULL,
         band INTEGER NOT NULL,         -- prompt-size class: bisect_left(EDGES, prompt tokens)
         turns INTEGER NOT NULL, attempts INTEGER NOT NULL, errors INTEGER NOT NULL,
-        limited INTEGER NOT NULL,      -- attempts answered 429 or 529
+        limited INTEGER NOT NULL,      -- attempts answered 429 or 529, or cut by such an error event
         priced INTEGER NOT NULL,       -- attempts with usage
         input INTEGER NOT NULL, output INTEGER NOT NULL, w5m INTEGER NOT NULL, w1h INTEGER NOT NULL,
         cr INTEGER NOT NULL, web INTEGER NOT NULL,
@@ -198,6 +199,22 @@ def tool_counts(messages: list[Any]) -> tuple[int, int]:
     return n, errors
 
 
+LIMITED_TYPES = frozenset({"rate_limit_error", "overloaded_error"})
+"""The error types of the API under pressure (HTTP 429 and 529, or an event mid-stream)."""
+
+
+def error_kind(status: int | None, error: Any) -> int:
+    """`usage.error`: 0 no error; 1 an error; 2 a rate limit or an overload: a 429 or 529, or an
+    error of that type in a 2xx stream (the API sends `overloaded_error` mid-stream; API-FACTS:
+    classify by the error's type). `error`: the stored error dict, or any true value when only
+    its presence is known."""
+    if not error:
+        return 0
+    if status in (429, 529) or (isinstance(error, dict) and error.get("type") in LIMITED_TYPES):
+        return 2
+    return 1
+
+
 def is_rewrite(writes: int, reads: int, prev_reads: int | None) -> bool:
     """The per-turn signal store.aggregate.cache_breaks looks for (a turn without usage reads 0)."""
     return writes >= 1 and reads <= (prev_reads or 0)
@@ -213,15 +230,15 @@ def usage_rows(
     model: str | None,
     status: int | None,
     latency_ms: float | None,
-    error: bool,
+    error: int,
     new_turn: bool,
     usage: Any,
     tools: tuple[int, int],
     system: int | None,
     prev_reads: int | None,
 ) -> list[UsageRow]:
-    """The usage rows of one attempt; `prev_reads`: cache reads of the turn before."""
-    head = (conv, idx, attempt_id, 0, turn, at, model, status, latency_ms, 1 if error else 0, 1 if new_turn else 0)
+    """The usage rows of one attempt; `error`: its error_kind; `prev_reads`: cache reads of the turn before."""
+    head = (conv, idx, attempt_id, 0, turn, at, model, status, latency_ms, error, 1 if new_turn else 0)
     if not isinstance(usage, dict):
         return [UsageRow(*head, None, None, None, None, None, None, 0, *tools, system, 0)]
     parts = token_parts(usage)
@@ -246,7 +263,7 @@ def rollup_row(u: UsageRow) -> RollupRow:
     first = part == 0
     return tuple.__new__(RollupRow, (  # as _make does, without its Python frame (the write path)
         conv, int(at // BUCKET_S), model or "", batch, bisect.bisect_left(EDGES, prompt) if priced else 0,
-        new_turn, 1 if first else 0, error, 1 if first and status in (429, 529) else 0, 1 if priced and first else 0,
+        new_turn, 1 if first else 0, 1 if error else 0, 1 if first and error == 2 else 0, 1 if priced and first else 0,
         inp or 0, out or 0, write_5m or 0, write_1h or 0, reads or 0, web or 0, tool_results, tool_errors, rewrite,
         1 if first and latency is not None else 0,
         *((0, 0, 0) if first else (prompt, out or 0, reads or 0)),

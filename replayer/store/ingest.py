@@ -423,7 +423,7 @@ class Ingestor:
             model=model,
             status=captured.status,
             latency_ms=captured.latency_ms,
-            error=error is not None,
+            error=facts.error_kind(captured.status, error),
             new_turn=new_turn,
             usage=usage,
             tools=tools,

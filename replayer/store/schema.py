@@ -220,7 +220,7 @@ def m003_usage(db: Database) -> None:
             model=model,
             status=status,
             latency_ms=latency,
-            error=bool(error),
+            error=facts.error_kind(status, error),
             new_turn=new_turn,
             usage=usage,
             tools=tools.get(turn, (0, 0)) if new_turn else (0, 0),
@@ -429,6 +429,41 @@ def m012_sent_back_keys(db: Database) -> None:
     # calls started a conversation of its own. The tips already there are keyed the new way, so
     # a conversation recorded before goes on.
     _backfill_thread_tips(db, again=True)
+
+
+@migrations(name="m013_limited_by_type")
+def m013_limited_by_type(db: Database) -> None:
+    # The 429/529 rate counted attempts by HTTP status only, so an `overloaded_error` event in the
+    # middle of a 200 stream (how the API says it is overloaded once a stream has begun) was an
+    # error but not in the rate. usage.error now keeps which (facts.error_kind: 2 for a rate
+    # limit or overload, by status or by the error's type); the rollup counts those the stream
+    # way too. Only attempts with an error are read.
+    from . import facts
+
+    db.execute("UPDATE usage SET error = 2 WHERE part = 0 AND error = 1 AND status IN (429, 529)")
+    for row in db.execute(
+        f"""SELECT {', '.join('u.' + c.strip() for c in facts.USAGE_COLUMNS.split(','))}, a.error_json,
+                   a.copied_from IS NOT NULL
+            FROM usage u JOIN attempts a ON a.id = u.attempt_id
+            WHERE u.part = 0 AND u.error = 1"""
+    ).fetchall():
+        *fields, error_json, copied = row
+        try:
+            error = json.loads(error_json) if error_json else None
+        except ValueError:
+            continue
+        u = facts.UsageRow(*fields)
+        if facts.error_kind(u.status, error) != 2:
+            continue
+        db.execute("UPDATE usage SET error = 2 WHERE attempt_id = ? AND part = 0", (u.attempt_id,))
+        if copied:  # a copy's usage is shown, never summed (ingest keeps it out of the rollup)
+            continue
+        r = facts.rollup_row(u)
+        db.execute(
+            """UPDATE rollup SET limited = limited + 1
+               WHERE conv = ? AND bucket = ? AND model = ? AND batch = ? AND band = ?""",
+            (r.conv, r.bucket, r.model, r.batch, r.band),
+        )
 
 
 def _connect(path: Path) -> sqlite3.Connection:
