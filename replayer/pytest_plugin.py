@@ -175,12 +175,19 @@ def _cassette(item: pytest.Item) -> _Cassette | None:
             pytest.fail(f"{where}: ignore={text!r} is not a field path: give keys separated by dots, e.g. "
                         "metadata.user_id or messages.*.content.*.text (* is every key or item)", pytrace=False)
     shown = _shown(item.config, path)
+    one_each = ("a cassette belongs to one test: give each its own (a parametrized test's parameters: "
+                "pytest.param(..., marks=pytest.mark.replayer(PATH)))")
     others = [nodeid for nodeid in item.config.stash.get(_NAMED_BY, {}).get(path, []) if nodeid != item.nodeid]
     if others:
         listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         pytest.fail(f"{where}: cassette {shown} is named by {len(others)} other test{'s' * (len(others) > 1)} too "
-                    f"({listed}): a cassette belongs to one test: give each its own (a parametrized test's "
-                    "parameters: pytest.param(..., marks=pytest.mark.replayer(PATH)))", pytrace=False)
+                    f"({listed}): {one_each}", pytrace=False)
+    from .playback.source import cassette_test
+
+    owner = cassette_test(path)  # the test that wrote the file: one not collected now is refused too
+    if owner is not None and owner != item.nodeid:
+        pytest.fail(f"{where}: cassette {shown} was recorded by another test ({owner}): {one_each}; a renamed "
+                    "test: delete the file to record it again", pytrace=False)
     mode = item.config.stash[_MODE]
     recording = mode == "all" or (mode == "missing" and not path.exists())
     c = _Cassette(
@@ -337,7 +344,8 @@ def _write(item: pytest.Item, c: _Cassette) -> None:
     try:
         store = Store(db)
         conversations = store.conversations(sort="started", descending=False, limit=1_000_000)
-        lines = [
+        lines = [json.dumps({"test": item.nodeid}, ensure_ascii=False)]  # the test the cassette belongs to
+        lines += [
             json.dumps(line, ensure_ascii=False)
             for conversation in conversations
             for line in cassette_lines(store, conversation_id=conversation.conversation_id)
@@ -358,20 +366,15 @@ def _write(item: pytest.Item, c: _Cassette) -> None:
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
-    """The cassette's lines; a file that can't be used fails the test in one line. An empty file
-    is a test that made no call when it was recorded."""
+    """The cassette's calls; a file that can't be used fails the test in one line. An empty file
+    (or one holding only the line naming its test) is a test that made no call when it was
+    recorded."""
     from .cli.base import UserError
-    from .playback.source import load
+    from .playback.source import read_cassette
 
     try:
-        if not path.read_bytes().strip():
-            return []
-        return load(str(path), open_store=_no_store).lines
+        return read_cassette(path).lines
     except OSError as e:
         pytest.fail(f"replayer: cassette {path}: cannot read it ({e.strerror})", pytrace=False)
     except UserError as e:
         pytest.fail(f"replayer: {e.message}; record it again with --replayer-record", pytrace=False)
-
-
-def _no_store() -> Any:
-    raise AssertionError("a cassette is a file: no database is opened")

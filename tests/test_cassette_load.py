@@ -15,6 +15,7 @@ from conftest import FAKE_KEY
 from proxy_upstream import MESSAGE
 from test_import_claude_code import LOOP, PROJECT, imported
 
+from replayer.cli.base import UserError
 from replayer.fakeapi import Reply, message_events
 from replayer.playback.source import load
 from replayer.sse import delivered
@@ -128,6 +129,21 @@ def test_replays_loader_gives_the_same_lines_from_the_db_and_from_a_cassette_fil
     cassette = tmp_path / "run.jsonl"
     cassette.write_text("".join(dumps(line) + "\n" for line in plain), encoding="utf-8")
     _same(load(str(cassette), lambda: pytest.fail("a file needs no database")).lines, plain)
+
+    # the pytest plugin's cassettes start with a line naming their test: not a call
+    owned = tmp_path / "owned.jsonl"
+    owned.write_text('{"test": "tests/test_x.py::test_a"}\n' + cassette.read_text("utf-8"), encoding="utf-8")
+    recording = load(str(owned), lambda: pytest.fail("a file needs no database"))
+    _same(recording.lines, plain)
+    assert recording.test == "tests/test_x.py::test_a" and load(str(cassette), lambda: None).test is None
+    late = tmp_path / "late.jsonl"  # only as the first line
+    late.write_text(cassette.read_text("utf-8") + '{"test": "tests/test_x.py::test_a"}\n', encoding="utf-8")
+    with pytest.raises(UserError, match=f"line {len(plain) + 1} is not a cassette line"):
+        load(str(late), lambda: None)
+    alone = tmp_path / "alone.jsonl"
+    alone.write_text('{"test": "tests/test_x.py::test_a"}\n', encoding="utf-8")
+    with pytest.raises(UserError, match="the file holds no recorded call"):
+        load(str(alone), lambda: None)
 
 
 @pytest.mark.parametrize("text", [

@@ -119,8 +119,11 @@ def offline(monkeypatch) -> None:
 
 
 def cassette_of(pytester) -> list[dict]:
+    """The agent's cassette's calls, after the line naming the test that wrote it."""
     text = (pytester.path / "cassettes" / "agent.jsonl").read_text("utf-8")
-    return [json.loads(line) for line in text.splitlines()]
+    owner, *calls = [json.loads(line) for line in text.splitlines()]
+    assert owner == {"test": "test_agent.py::test_agent"}
+    return calls
 
 
 def test_a_missing_cassette_is_recorded_then_replayed_offline(pytester, agent, monkeypatch):
@@ -372,7 +375,7 @@ def test_the_redact_hook_named_in_the_ini_file_is_applied_to_what_is_recorded(py
     text = (pytester.path / "cassettes" / "redacted.jsonl").read_text("utf-8")
     assert "[redacted]" in text
     assert "reply" not in text  # nor in the stream's events, which would show it: they are not kept
-    assert json.loads(text)["events"] is None
+    assert json.loads(text.splitlines()[1])["events"] is None
 
     offline(monkeypatch)
     result = run(pytester, "-s")
@@ -505,7 +508,7 @@ def test_recording_imports_nothing_while_the_recorder_runs_and_always_closes_it(
     result.stdout.fnmatch_lines(["*replayer: cannot write cassette blocker/two.jsonl (blocker: File exists): make its "
                                  "folder writable or give the marker another path"])
     assert "Traceback" not in result.stdout.str()
-    assert len((pytester.path / "cassettes" / "one.jsonl").read_text().splitlines()) == 1
+    assert len((pytester.path / "cassettes" / "one.jsonl").read_text().splitlines()) == 2  # its test's, its call
 
 
 UNFINISHED = '''
@@ -669,3 +672,66 @@ def test_a_cassette_named_by_several_tests_fails_them_in_one_line(pytester, monk
     result = run(pytester, "-k", "refund and 1")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*cassette cassettes/shared.jsonl is named by 2 other tests too*"])
+
+
+OWNED = '''
+import anthropic
+import pytest
+
+pytestmark = pytest.mark.replayer("cassettes/owned.jsonl")
+
+
+def ask(text):
+    hi = [{"role": "user", "content": text}]
+    return anthropic.Anthropic().messages.create(model="claude-sonnet-4-5", max_tokens=20, messages=hi)
+
+
+def test_a():
+    ask("refund order 1")
+
+
+def test_b():  # the same calls: answered from test_a's cassette, it would pass
+    ask("refund order 1")
+
+
+@pytest.mark.replayer("cassettes/quiet.jsonl")
+def test_quiet():  # makes no call
+    pass
+'''
+
+
+def test_a_cassette_written_by_one_test_is_refused_to_another_run_alone(pytester, monkeypatch):
+    """The cassette's first line names the test that wrote it: another test naming the file errors
+    in one line even when it runs alone (the collected tests can't show it), and --replayer-record
+    doesn't record over it. A cassette no test wrote (replayer export --cassette, or one from
+    before the line) serves any one test."""
+    pytester.makepyfile(test_owned=OWNED)
+    cassette = pytester.path / "cassettes" / "owned.jsonl"
+    with FakeAPI() as api:
+        live(monkeypatch, api)
+        run(pytester, "test_owned.py::test_a", "test_owned.py::test_quiet").assert_outcomes(passed=2)
+        assert len(api.received) == 1
+        written = cassette.read_text("utf-8")
+        first, *calls = [json.loads(line) for line in written.splitlines()]
+        assert first == {"test": "test_owned.py::test_a"}
+        assert [line["request"]["messages"][0]["content"] for line in calls] == ["refund order 1"]
+        assert (pytester.path / "cassettes" / "quiet.jsonl").read_text("utf-8") == (
+            '{"test": "test_owned.py::test_quiet"}\n')
+
+        for args in ((), ("--replayer-record",)):
+            result = run(pytester, "test_owned.py::test_b", *args)
+            result.assert_outcomes(errors=1)
+            result.stdout.fnmatch_lines([
+                "@pytest.mark.replayer on test_owned.py::test_b: cassette cassettes/owned.jsonl was recorded by "
+                "another test (test_owned.py::test_a): a cassette belongs to one test: give each its own (a "
+                "parametrized test's parameters: pytest.param(..., marks=pytest.mark.replayer(PATH))); a renamed "
+                "test: delete the file to record it again",
+            ])
+            assert "Traceback" not in result.stdout.str()
+        assert len(api.received) == 1
+    assert cassette.read_text("utf-8") == written
+
+    offline(monkeypatch)
+    run(pytester, "test_owned.py::test_a", "test_owned.py::test_quiet").assert_outcomes(passed=2)
+    cassette.write_text("".join(line + "\n" for line in written.splitlines()[1:]), "utf-8")  # no test's
+    run(pytester, "test_owned.py::test_b").assert_outcomes(passed=1)

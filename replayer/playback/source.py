@@ -4,6 +4,10 @@ lines), a conversation id (a prefix of one will do), or a run id (every conversa
 
 A cassette line is an export line (store/export.py) plus `"events"`: a stream's SSE events, or
 null when the stream was recorded before events were kept (answer.py synthesizes them then).
+A cassette the pytest plugin wrote starts with one more line, `{"test": NODE_ID}`: the test it
+belongs to, so that another test naming the file is refused even when it runs alone. A line of
+its own rather than a key on each call's line: those stay export lines, and a test that made no
+call still has its owner written.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ class Recording:
     what: str
     """What was loaded, for messages: `conversation ID`, `run ID (3 conversations)`, `FILE`."""
     conversations: list[str] = field(default_factory=list)
+    test: str | None = None
+    """The test that wrote the cassette (its first line); None for one no test wrote (`replayer
+    export --cassette`, a cassette from before the line) and for a recording from the database."""
 
 
 def load(source: str, open_store: Callable[[], Store], db: Path | None = None) -> Recording:
@@ -65,7 +72,16 @@ def _from_store(store: Store, *, conversation_id: str | None = None, run_id: str
     return cassette_lines(store, conversation_id=conversation_id, run_id=run_id)
 
 
+def _owner(line: Any) -> str | None:
+    """The test a cassette's first line names, None when it is not that line."""
+    if isinstance(line, dict) and "request" not in line and isinstance(line.get("test"), str):
+        return str(line["test"])
+    return None
+
+
 def _file_lines(path: Path, f: BinaryIO) -> Iterator[dict[str, Any]]:
+    """The file's lines; its first line may be the one naming the test it belongs to."""
+    first = True
     for n, raw in enumerate(f, 1):
         if not raw.strip():
             continue
@@ -73,9 +89,35 @@ def _file_lines(path: Path, f: BinaryIO) -> Iterator[dict[str, Any]]:
             line = json_value(raw.decode(json.detect_encoding(raw), "surrogatepass"))  # as json.loads(bytes)
         except ValueError as e:  # (a UnicodeDecodeError too)
             raise UserError(f"{path} line {n} is not JSON ({e}): a cassette is JSON Lines; {HOW}") from None
-        if not isinstance(line, dict) or "request" not in line:
+        if not (first and _owner(line) is not None) and (not isinstance(line, dict) or "request" not in line):
             raise UserError(f"{path} line {n} is not a cassette line (no request): {HOW}")
+        first = False
         yield line
+
+
+def cassette_test(path: Path) -> str | None:
+    """The test that wrote the cassette at `path` (its first line names it), read alone; None when
+    no test wrote it or the line can't be read (reading the whole file says what is wrong)."""
+    try:
+        with open(path, "rb") as f:
+            for raw in f:
+                if raw.strip():
+                    return _owner(json_value(raw.decode(json.detect_encoding(raw), "surrogatepass")))
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def read_cassette(path: Path) -> Recording:
+    """The cassette at `path`, which may hold no call (a test that made none); OSError when it
+    can't be read, UserError when it isn't a cassette."""
+    with open(path, "rb") as f:
+        lines = _gathered(_file_lines(path, f))
+    test = _owner(lines[0]) if lines else None
+    if test is not None:
+        del lines[0]
+    conversations = list(dict.fromkeys(str(line.get("conversation_id")) for line in lines))
+    return Recording(lines, str(path), conversations, test)
 
 
 def _gathered(lines: Iterator[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -93,12 +135,10 @@ def _gathered(lines: Iterator[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _cassette(path: Path) -> Recording:
     try:
-        with open(path, "rb") as f:
-            lines = _gathered(_file_lines(path, f))
+        recording = read_cassette(path)
     except OSError as e:
         raise UserError(f"SOURCE {path}: cannot read it ({e.strerror}); {HOW}") from None
-    if not lines:
+    if not recording.lines:
         raise UserError(f"SOURCE {path}: the file holds no recorded call; {HOW}")
-    conversations = list(dict.fromkeys(str(line.get("conversation_id")) for line in lines))
-    return Recording(lines, str(path), conversations)
+    return recording
 
