@@ -13,7 +13,7 @@ from pathlib import Path
 import anthropic
 import pytest
 from conftest import FAKE_KEY, exported
-from textual.widgets import Collapsible, DataTable, Static
+from textual.widgets import Collapsible, DataTable
 from tui_data import settle, wait_for
 
 from replayer import Recorder
@@ -24,6 +24,7 @@ from replayer.store.queries import Store
 from replayer.store.schema import open_db
 from replayer.tui.app import make_app
 from replayer.tui.conversation import ConversationScreen
+from replayer.tui.text_view import TextView
 
 WIRE = Path(__file__).parent / "fixtures" / "claude_code_wire"
 SESSION_A = "643e29bb-a6a2-4f4e-a13f-b2d360f7ee20"
@@ -302,7 +303,7 @@ async def test_browser_shows_system_entries_and_thinking(db_path):
         assert screen.query_one("#turns", DataTable).row_count == 3
 
         def context() -> str:
-            return str(screen.query_one("#context-body", Static).render())
+            return screen.query_one("#context-body", TextView).text.plain
 
         assert await wait_for(pilot, lambda: "system entry" in context())
         assert "[1] system entry" in context() and "[1] system —" not in context()

@@ -8,13 +8,14 @@ import json
 import re
 
 import pytest
-from textual.widgets import DataTable, Input, Static, TabbedContent
+from textual.widgets import DataTable, Input, TabbedContent
 from tui_data import build_db, open_second_conversation, settle
 
 from replayer.store.queries import Store
 from replayer.store.schema import open_db
 from replayer.tui.app import make_app
 from replayer.tui.blocks import added_tokens
+from replayer.tui.text_view import TextView
 from replayer.wire import prompt_tokens
 
 
@@ -64,7 +65,7 @@ async def test_context_tab_says_each_added_blocks_tokens(db):
         await pilot.press("j")
         await settle(pilot)
         screen = app.screen
-        text = str(screen.query_one("#context-body", Static).render())
+        text = screen.query_one("#context-body", TextView).text.plain
         heads = re.findall(r"^\+ \[\d+\] \w+ — added  (~[\d.]+[kM]? tok)$", text, re.M)
         assert len(heads) == 2
         growth = prompt_tokens(screen.timeline[1].usage) - prompt_tokens(screen.timeline[0].usage)
@@ -85,14 +86,14 @@ async def test_find_across_turns_jumps_and_highlights(db):
         # the failing test's name came back in turn 0's tool result, so it entered turn 1's context
         assert screen.current_turn() == 1 and screen.detail.turn.index == 1
         assert screen.query_one("#tabs", TabbedContent).active == "context"
-        body = screen.query_one("#context-body", Static).content
+        body = screen.query_one("#context-body", TextView).text
         marked = [body.plain[s.start : s.end] for s in body.spans if "on yellow" in str(s.style)]
         assert "test_dates" in marked
         assert "match 1 of 1" in screen.sub_title
         await pilot.press("escape")  # clears the find, stays in the conversation
         await settle(pilot)
         assert app.screen is screen and not screen.query_one("#conv-find", Input).display
-        assert not [s for s in screen.query_one("#context-body", Static).content.spans if "on yellow" in str(s.style)]
+        assert not [s for s in screen.query_one("#context-body", TextView).text.spans if "on yellow" in str(s.style)]
 
 
 async def test_n_and_shift_n_step_through_every_turn_that_holds_it(db):

@@ -17,6 +17,7 @@ from replayer.store.queries import Store
 from replayer.store.schema import open_db
 from replayer.tui.app import make_app
 from replayer.tui.render import conversation_title, turn_rows
+from replayer.tui.text_view import TextView
 
 LOOP = Path(__file__).parent / "fixtures" / "claude_code" / "projects" / "-home-user-project"
 LOOP_FILE = LOOP / "2b85f5cb-9ab7-4089-88c2-73c04e67955b.jsonl"  # two turns of a parallel tool loop
@@ -35,6 +36,10 @@ def text_of(screen, selector: str) -> str:
     return str(screen.query_one(selector, Static).render())
 
 
+def context_of(screen) -> str:
+    return screen.query_one("#context-body", TextView).text.plain
+
+
 def test_the_store_says_which_turns_were_reconstructed(imported_db, tmp_path):
     store = Store(open_db(imported_db))
     assert store.reconstructed_turns(LOOP_ID) == {0: "claude-code", 1: "claude-code"}
@@ -51,11 +56,11 @@ async def test_the_conversation_and_its_turns_show_the_badge(imported_db):
         screen = await open_first_conversation(pilot)
         assert screen.conversation_id == LOOP_ID
         assert text_of(screen, "#conv-title").endswith("   reconstructed")  # every turn: said once, in the title
-        context = text_of(screen, "#context-body")
+        context = context_of(screen)
         assert context.startswith("reconstructed from a Claude Code transcript: the request is rebuilt")
         await pilot.press("j")  # the next turn's detail says it too
         await settle(pilot)
-        assert text_of(screen, "#context-body").startswith("reconstructed from a Claude Code transcript")
+        assert context_of(screen).startswith("reconstructed from a Claude Code transcript")
 
 
 async def test_a_recorded_conversation_has_no_badge(tmp_path):
@@ -63,7 +68,7 @@ async def test_a_recorded_conversation_has_no_badge(tmp_path):
     async with app.run_test(size=(160, 40)) as pilot:
         screen = await open_first_conversation(pilot)
         assert "reconstructed" not in text_of(screen, "#conv-title")
-        assert "reconstructed" not in text_of(screen, "#context-body")
+        assert "reconstructed" not in context_of(screen)
 
 
 def summary(index: int) -> TurnSummary:

@@ -11,6 +11,7 @@ from tui_data import T0, reply, settle
 from replayer import Recorder
 from replayer.tui.app import make_app
 from replayer.tui.blocks import CUT, value_text
+from replayer.tui.text_view import TextView
 
 PATCH = "--- a/parser.py\n+++ b/parser.py\n@@ -1,2 +1,2 @@\n def parse(s):\n-    return s\n+    return s.strip()\n"
 SHELL = "collected 3 items\n\ntests/test_parser.py ..F\nFAILED tests/test_parser.py::test_dates\n1 failed, 2 passed"
@@ -75,7 +76,7 @@ async def test_context_tab_shows_tool_blocks_readably(tmp_path):
         await pilot.press("enter", "j", "1")
         await settle(pilot)
         assert app.screen.detail.turn.index == 1
-        context = shown(app.screen, "#context-body")
+        context = app.screen.query_one("#context-body", TextView).text.plain
         assert "\\n" not in context
         assert "tool_use apply_patch  toolu_p" in context and "tool_result for toolu_p (error)" in context
         assert "+    return s.strip()" in lines_with_gutter(context)

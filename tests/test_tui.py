@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from textual.widgets import DataTable, Static, TabbedContent
 from textual.widgets.data_table import ColumnKey
 from tui_data import (
+    T0,
     build_db,
     open_dashboard,
     open_first_conversation,
@@ -29,6 +30,7 @@ from replayer.tui.app import make_app
 from replayer.tui.conversation import ConversationScreen
 from replayer.tui.conversations import ConversationsScreen
 from replayer.tui.help import HelpScreen
+from replayer.tui.text_view import TextView
 
 
 @pytest.fixture
@@ -123,7 +125,7 @@ async def test_removed_message_is_marked_in_the_context_diff(db):
         await pilot.press("j", "j")  # turn 2 comes after the compaction
         await settle(pilot)
         assert screen.detail.turn.index == 2
-        text = static_text(screen, "#context-body")
+        text = screen.query_one("#context-body", TextView).text.plain
         assert "- [1] assistant — removed" in text and "- [2] user — removed" in text
         assert "+ [" in text and "added" in text
         kinds = [c.kind for c in screen.detail.changes]
@@ -543,3 +545,67 @@ async def test_the_dashboards_user_under_the_cursor_is_always_on_screen(tmp_path
         await settle(pilot)
         rows = cell_texts(app.screen.query_one("#conversations", DataTable))
         assert [r[1] for r in rows] == ["conv_15"]
+
+
+def build_long_conversation(path, turns: int = 12):
+    """One conversation: a long system prompt, then a tool call and its many-line result per turn."""
+    system = "You are a careful coding agent. " * 40
+    msgs: list[dict] = [{"role": "user", "content": "Fix the failing test"}]
+    with Recorder(path) as rec:
+        for i in range(turns):
+            last = i == turns - 1
+            text = "The last turn: all done." if last else f"Step {i}: reading mod_{i}.py."
+            answer = reply(text, tool=None if last else (f"toolu_{i}", "read_file", {"path": f"mod_{i}.py"}))
+            rec.record({"model": "claude-sonnet-4-5", "max_tokens": 500, "system": system, "messages": msgs},
+                       answer, conversation_id="conv_long", started_at=T0 + i)  # fmt: skip
+            msgs = [*msgs, {"role": "assistant", "content": answer["content"]}]
+            if not last:
+                result = "\n".join(f"line {n} of mod_{i}.py: value = {n * i}" for n in range(30))
+                msgs.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"toolu_{i}",
+                                                          "content": result}]})  # fmt: skip
+    return path
+
+
+def view_rows(view) -> list[str]:
+    return ["".join(s.text for s in view.render_line(y)).rstrip() for y in range(view.size.height)]
+
+
+async def test_whole_context_shows_its_first_and_last_lines_as_static_drew_them(tmp_path):
+    from textual.content import Content
+    from textual.visual import Visual
+
+    app = make_app(build_long_conversation(tmp_path / "long.db"))
+    async with app.run_test(size=(160, 40)) as pilot:
+        await open_first_conversation(pilot)
+        screen = app.screen
+        await pilot.press("G")
+        await settle(pilot)
+        assert screen.detail.turn.index == 11
+        await pilot.press("a")
+        await settle(pilot)
+        view = screen.query_one("#context-body", TextView)
+        lines = view.text.plain.split("\n")
+        assert lines[0] == "Whole context: 23 messages" and "[22] user" in lines
+        rows = view_rows(view)
+        assert rows[:3] == ["Whole context: 23 messages", "", "system"]
+        assert rows[3].startswith("You are a careful coding agent.")
+        # every row as a Static holding the same text draws it: the same words, wrapped alike, styled alike
+        width = view.scrollable_content_region.width  # beside the scrollbar
+        drawn = Visual.to_strips(view, Content.from_rich_text(view.text, app.console), width, None, view.visual_style)
+        assert view.virtual_size.height == len(drawn) > view.size.height
+        view.focus()
+        for key in ("pagedown", "pagedown", "end"):
+            await pilot.press(key)
+            await settle(pilot)
+            top = round(view.scroll_y)
+            for y in range(view.size.height):
+                static = drawn[top + y].adjust_cell_length(width, view.rich_style)
+                assert [(s.text, s.style) for s in view.render_line(y)] == [(s.text, s.style) for s in static]
+        rows = view_rows(view)  # at the end: the last message the last turn sent, its last line
+        assert rows[-3:] == ["line 29 of mod_10.py: value = 290", "", ""] and top + view.size.height == len(drawn)
+        await pilot.press("home")
+        await settle(pilot)
+        assert view_rows(view)[0] == "Whole context: 23 messages"
+        await pilot.press("a")  # back to what entered the last turn
+        await settle(pilot)
+        assert "press a for the whole context" in view.text.plain and view.virtual_size.height < len(drawn)

@@ -19,6 +19,7 @@ from replayer.fmt import local_time, money
 from replayer.tui.app import make_app
 from replayer.tui.compare import CompareScreen
 from replayer.tui.rerun import RerunScreen
+from replayer.tui.text_view import TextView
 from replayer.tui.variants import VariantsScreen
 
 
@@ -47,11 +48,11 @@ async def test_one_message_one_turn_and_no_none_stop_reason(tmp_path):
         screen = app.screen
         title = static_text(screen, "#conv-title")
         assert "1 turn " in title + " " and "1 turns" not in title
-        context = static_text(screen, "#context-body")
+        context = screen.query_one("#context-body", TextView).text.plain
         assert "1 message in context" in context and "1 messages" not in context
         await pilot.press("a")  # the whole context
         await settle(pilot)
-        assert "Whole context: 1 message\n" in static_text(screen, "#context-body")
+        assert "Whole context: 1 message\n" in screen.query_one("#context-body", TextView).text.plain
         await pilot.press("2")
         await settle(pilot)
         shown = "\n".join(str(s.render()) for s in screen.query("#response-body Static"))

@@ -35,6 +35,7 @@ from .render import (
     usage_text,
 )
 from .rerun import RerunScreen
+from .text_view import TextView
 from .turn_view import response_widgets
 from .widgets import ContextChart, set_widths
 
@@ -147,7 +148,7 @@ class ConversationScreen(ReplayerScreen[None]):
                 yield ContextChart(id="chart")
                 with TabbedContent(id="tabs", initial="context"):
                     with TabPane("1 Context", id="context"):
-                        yield VerticalScroll(Static("", id="context-body"), id="context-scroll")
+                        yield TextView(id="context-body")  # the whole context can be megabytes
                     with TabPane("2 Response", id="response"):
                         yield VerticalScroll(id="response-body")
                     with TabPane("3 Tools", id="tools"):
@@ -307,7 +308,7 @@ class ConversationScreen(ReplayerScreen[None]):
         self._drawn.add(tab)
         if tab == "context":
             text = context_text(d, self.show_all, self._previous_prompt(d), self.find_pattern)
-            self.query_one("#context-body", Static).update(text)
+            self.query_one("#context-body", TextView).update(text)
             if self.find_pattern is not None:
                 self.call_after_refresh(self._scroll_to_match, text)
         elif tab == "response":
@@ -332,9 +333,8 @@ class ConversationScreen(ReplayerScreen[None]):
         found = self.find_pattern.search(text.plain) if self.find_pattern is not None else None
         if found is None:
             return
-        width = self.query_one("#context-body", Static).content_size.width or 80
-        row = len(Text(text.plain[: found.start()]).wrap(self.app.console, width)) - 1
-        self.query_one("#context-scroll", VerticalScroll).scroll_to(y=max(0, row - 2), animate=False)
+        view = self.query_one("#context-body", TextView)
+        view.scroll_to(y=max(0, view.row_of(found.start()) - 2), animate=False)
 
     def action_find(self) -> None:
         box = self.query_one("#conv-find", Input)
