@@ -29,6 +29,17 @@ from .store.process import make_writer
 if TYPE_CHECKING:
     from .capture import RecorderMiddleware
 
+BEHIND = 500
+"""`record()` keeps within about twice this many records (or BEHIND_BYTES) of the writer: a loop
+of record() calls, an import of history, runs far ahead of the writer, and without a bound it
+held every record in memory until the end (100,000 calls: 299 MB, then 22 s of flush). Every
+BEHIND records it starts a flush and waits for the one it started before, so the writer always
+has the latest records to work on meanwhile. The middleware never waits: an agent's call is
+never slowed by recording."""
+BEHIND_BYTES = 64 << 20
+BEHIND_WAIT_SECONDS = 30.0
+"""The longest `record()` waits for one flush (a writer that answers none is not waited for again)."""
+
 
 class Recorder:
     """Records every Messages API call of the clients it wraps into one SQLite file.
@@ -69,6 +80,13 @@ class Recorder:
         self._closed = False
         self._clock: Callable[[], float] = time.time
         """Wall clock for `started_at` (the demo shifts it to spread fixtures over days)."""
+        self._put = self._put_bytes = 0
+        """Records and bytes `record()` put since it last started a flush."""
+        self._started: Any = None
+        """That flush (see BEHIND)."""
+        self._stalled = 0
+        """Records to put before waiting for the writer again, after it could not write (a locked
+        or unwritable database): it is not waited for meanwhile, its records buffered as ever."""
 
     # -- installing ---------------------------------------------------------------------------
     @property
@@ -199,6 +217,21 @@ class Recorder:
             captured.error = _error_dict(error)
             captured.status = status if status is not None else captured.error.get("status")
         self._writer.put(captured)
+        self._put += 1
+        self._put_bytes += len(body) + len(captured.response_bytes or b"")
+        if self._put >= BEHIND or self._put_bytes >= BEHIND_BYTES:
+            self._keep_up()
+
+    def _keep_up(self) -> None:
+        """Start a flush, and wait for the one started before it (see BEHIND)."""
+        self._stalled = max(0, self._stalled - self._put)
+        self._put = self._put_bytes = 0
+        before, self._started = self._started, self._writer.flush_started()
+        if before is None or self._stalled:
+            return
+        if not before.done.wait(BEHIND_WAIT_SECONDS) or not before.ok:
+            # tried and failed: wait again only once as much again is buffered
+            self._stalled = max(BEHIND, self._writer.unwritten)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:

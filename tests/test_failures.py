@@ -804,3 +804,56 @@ def test_sqlite_faults_are_read_from_result_codes(tmp_path):
     assert fault_of(ValueError("database is locked")) is None  # the words alone are not a fault
     for conn in (holder, other, reader):
         conn.close()
+
+
+# -- a loop of record() calls keeps near the writer -----------------------------------------------
+
+
+def _turn(i: int) -> tuple[dict, dict]:
+    request = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": f"q{i}"}]}
+    response = {"id": f"msg_{i}", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+                "content": [{"type": "text", "text": f"a{i}"}], "stop_reason": "end_turn", "stop_sequence": None,
+                "usage": {"input_tokens": 10, "output_tokens": 2}}  # fmt: skip
+    return request, response
+
+
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_a_loop_of_record_calls_never_runs_far_ahead_of_the_writer(tmp_path, monkeypatch, writer):
+    """An import of history calls record() faster than records are stored: it waits for the
+    writer every BEHIND records (the flush it started the time before), so what is held in memory
+    stays bounded (it grew with the whole import, then the exit waited for all of it)."""
+    from replayer import recorder
+
+    monkeypatch.setattr(recorder, "BEHIND", 20)
+    monkeypatch.setenv("REPLAYER_WRITER", writer)
+    path = tmp_path / "import.db"
+    rec = Recorder(path)
+    held = []
+    for i in range(600):
+        rec.record(*_turn(i), conversation_id=f"c{i % 7}", started_at=1.7e9 + i)
+        held.append(rec._writer.unwritten)
+    assert max(held) <= 2 * 20 + 1, max(held)
+    assert rec.close(timeout=30) is True
+    assert len(exported(path)) == 600
+
+
+def test_a_loop_of_record_calls_goes_on_while_the_database_cannot_be_written(tmp_path, monkeypatch):
+    """The writer is not waited for while it can't write (each wait would be answered "no"):
+    record() goes on, its records buffered as ever, and they land once the database can be
+    written."""
+    from replayer import recorder
+
+    monkeypatch.setattr(recorder, "BEHIND", 20)
+    path = _unwritable(tmp_path, "under-a-file")
+    rec = Recorder(path)
+
+    def loop() -> bool:
+        for i in range(400):
+            rec.record(*_turn(i), conversation_id="c", started_at=1.7e9 + i)
+        return True
+
+    assert _within(20, loop)  # a bound for "doesn't wait for a writer that can't write", not a timing
+    assert rec.dropped == 0
+    _make_writable(path, "under-a-file")
+    assert rec.close(timeout=30) is True
+    assert len(exported(path)) == 400

@@ -238,14 +238,21 @@ class ProcessWriter:
 
     def _flush(self, timeout: float | None, closing: bool) -> bool | None:
         """flush(): True, False (the writer answered: not written), or None (no answer in time)."""
-        if self._feeder is None and self.q.empty():
+        marker = self.flush_started(closing)
+        if marker is None:
             return True
+        return marker.ok if marker.done.wait(timeout) else None
+
+    def flush_started(self, closing: bool = False) -> _Flush | None:
+        """As `Writer.flush_started`: a flush not waited for (None: nothing to write)."""
+        if self._feeder is None and self.q.empty():
+            return None
         marker = _Flush(closing)
         with self._lock:
             self._flushes_queued += 1
         self.put(marker)
         self._wake.set()
-        return marker.ok if marker.done.wait(timeout) else None
+        return marker
 
     def close(self, timeout: float | None = 10.0) -> bool:
         """As `Writer.close`: everything written and the `.db` file whole; then the child ends (a

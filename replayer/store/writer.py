@@ -197,12 +197,18 @@ class Writer:
     def flush(self, timeout: float | None = None, *, closing: bool = False) -> bool:
         """Wait until everything put so far is written. False when it could not be: the database
         failed (the writer tried once more for this flush), or not in time."""
+        marker = self.flush_started(closing)
+        return marker is None or (marker.done.wait(timeout) and marker.ok)
+
+    def flush_started(self, closing: bool = False) -> _Flush | None:
+        """A flush not waited for: its `done` is set once what was put before it has been tried,
+        `ok` saying whether it all went in. None: nothing to write."""
         if self._thread is None and self.q.empty():
-            return True
+            return None
         marker = _Flush(closing)
         self.put(marker)  # type: ignore[arg-type]  # a marker takes a record's way (put is typed for callers)
         self._wake.set()
-        return marker.done.wait(timeout) and marker.ok
+        return marker
 
     @property
     def unwritten(self) -> int:
