@@ -30,6 +30,7 @@ from replayer.tui.app import make_app
 from replayer.tui.conversation import ConversationScreen
 from replayer.tui.conversations import ConversationsScreen
 from replayer.tui.help import HelpScreen
+from replayer.tui.render import middle_cut
 from replayer.tui.text_view import TextView
 
 
@@ -443,8 +444,8 @@ async def test_dashboard_shows_spend_health_and_alerts_and_filters_by_user(tmp_p
 
 async def test_a_long_conversation_id_is_cut_visibly_in_the_list(tmp_path):
     """A generated id is 33 characters: whole where the list has room for it; where it hasn't
-    (100 columns), the cell ends in … (not a silent cut that reads as a whole id), and the row
-    still opens the whole id."""
+    (100 columns), it is cut in its middle with … (not a silent cut that reads as a whole id), and
+    the row still opens the whole id."""
     path = tmp_path / "ids.db"
     with Recorder(path) as rec:
         rec.record({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
@@ -465,7 +466,9 @@ async def test_a_long_conversation_id_is_cut_visibly_in_the_list(tmp_path):
         await settle(pilot)
         width = app.screen.query_one(DataTable).columns[ColumnKey("Conversation")].width
         assert width < len(whole)
-        assert f" {whole[: width - 1]}… " in first_row(app)
+        assert f" {middle_cut(whole, width)} " in first_row(app)
+        head, tail = middle_cut(whole, width).split("…")
+        assert whole.startswith(head) and whole.endswith(tail) and len(head) + len(tail) == width - 1
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, ConversationScreen) and app.screen.conversation_id == whole
@@ -609,3 +612,34 @@ async def test_whole_context_shows_its_first_and_last_lines_as_static_drew_them(
         await pilot.press("a")  # back to what entered the last turn
         await settle(pilot)
         assert "press a for the whole context" in view.text.plain and view.virtual_size.height < len(drawn)
+
+
+@pytest.mark.parametrize("columns", [100, 160])
+async def test_a_subagents_id_never_reads_as_its_main_threads_in_the_list(tmp_path, columns):
+    """Claude Code's ids: cc_<session> for the main thread, cc_<session>_<agent id> for a subagent
+    (57 characters, wider than the column). A cut id keeps its start (a prefix commands take)
+    and its end (the agent id), so two ids never read alike."""
+    from pathlib import Path
+
+    path = tmp_path / "cc.db"
+    projects = Path(__file__).parent / "fixtures" / "claude_code" / "projects"
+    result = CliRunner().invoke(cli, ["--db", str(path), "import", "claude-code", str(projects)])
+    assert result.exit_code == 0, result.output
+    app = make_app(path)
+    async with app.run_test(size=(columns, 40)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(DataTable)
+        width = table.columns[ColumnKey("Conversation")].width
+        ids = [str(k.value) for k in table.rows]
+        assert any(len(i) > width for i in ids) and len(ids) == 3
+        shown = {}
+        for y, cid in enumerate(ids, start=1):
+            line = "".join(segment.text for segment in table.render_line(y))
+            cell = line[line.index(" cc_") + 1 :][:width].rstrip()
+            shown[cid] = cell
+            if cell != cid:
+                head, tail = cell.split("…")
+                assert cid.startswith(head) and cid.endswith(tail) and len(head) >= 8
+        assert len(set(shown.values())) == 3, shown
+        sub = next(i for i in ids if i.count("_") == 2)
+        assert shown[sub].endswith(sub.rsplit("_", 1)[1])  # the agent id shows whole

@@ -19,7 +19,7 @@ from ..models import ConversationSummary
 from .base import ReplayerScreen
 from .dashboard import DashboardScreen
 from .messages import ConversationsLoaded, StoreChanged
-from .render import duration, tokens
+from .render import IdText, duration, tokens
 from .widgets import set_widths
 
 PAGE = 100
@@ -286,9 +286,10 @@ class ConversationsScreen(ReplayerScreen[None]):
         hit = r.cache_hit_rate
         return (
             local_time(r.started_at),
-            # cut visibly; `y` copies it whole (the row key holds it). A fork is marked here too:
-            # at 100 columns the first-message column, which says whose fork it is, is off screen
-            Text(("↳ " if r.variant_of else "") + r.conversation_id, no_wrap=True, overflow="ellipsis"),
+            # cut visibly in its middle (a subagent's id then doesn't read as its main thread's);
+            # `y` copies it whole (the row key holds it). A fork is marked here too: at 100
+            # columns the first-message column, which says whose fork it is, is off screen
+            IdText(("↳ " if r.variant_of else "") + r.conversation_id, no_wrap=True, overflow="ellipsis"),
             Text(r.user_id or "", no_wrap=True, overflow="ellipsis"),  # (Text: a str cell is read as markup)
             Text(str(r.turns), justify="right"),
             Text(money(r.cost_usd), justify="right"),

@@ -11,6 +11,7 @@ from collections.abc import Collection
 from functools import partial
 from typing import Any, NamedTuple
 
+from rich.cells import cell_len
 from rich.text import Text
 
 from ..fmt import approx_tokens, local_time, money, ms, plural, spend
@@ -440,3 +441,29 @@ def delta_money(v: float | None) -> str:
     if v is None:
         return ""
     return ("+" if v >= 0 else "-") + money(abs(v))
+
+
+def middle_cut(text: str, width: int) -> str:
+    """`text` in `width` characters: whole when it fits, else its start, "…" and its end. The end
+    keeps a last `_` part whole when it fits beside a start of 8 (the agent id of Claude Code's
+    cc_<session>_<agent id>), else takes half: two ids that differ at either end never read alike,
+    and the start shown is a prefix of the id, as commands take one."""
+    if len(text) <= width:
+        return text
+    room = width - 1
+    last = text[text.rfind("_") :] if "_" in text else ""
+    tail = len(last) if 0 < len(last) <= room - 8 and len(last) > room // 2 else room // 2
+    return text[: room - tail] + "…" + (text[-tail:] if tail else "")
+
+
+class IdText(Text):
+    """An id in a table cell: cut in its middle to the width it is drawn in (middle_cut), which
+    changes as the columns are fitted; its plain text stays the whole id."""
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        width = options.max_width
+        if self.cell_len <= width or cell_len(self.plain) != len(self.plain):
+            yield from super().__rich_console__(console, options)
+            return
+        cut = Text(middle_cut(self.plain, width), style=self.style, no_wrap=True, end=self.end)
+        yield from cut.__rich_console__(console, options)
