@@ -30,7 +30,7 @@ from .models import (
     UserSpend,
     UserToday,
 )
-from .pricing import PriceTable
+from .pricing import PriceTable, usd
 from .store.aggregate import ConversationName, cache_break_runs
 
 if TYPE_CHECKING:
@@ -76,21 +76,12 @@ def _quantile(sorted_values: list[float], q: float) -> float | None:
     return sorted_values[max(1, math.ceil(q * len(sorted_values))) - 1]
 
 
-USD_PLACES = 9
-"""Sums of money are compared with a budget or threshold to the billionth of a dollar: float
-noise (ten $0.03 add up to 0.30000000000000004) must not put spend that equals a limit over it."""
-
-
-def _usd(v: float) -> float:
-    return round(v, USD_PLACES)
-
-
 def _metric(name: str, value: float | None, settings: Settings, unpriced: int = 0) -> Metric:
     threshold = settings.thresholds[name]
     if value is None:
         alert = False
     else:
-        v, limit = (_usd(value), _usd(threshold)) if name.endswith("_usd") else (value, threshold)
+        v, limit = (usd(value), usd(threshold)) if name.endswith("_usd") else (value, threshold)
         alert = v < limit if name in LOWER_IS_BAD else v > limit
     return Metric(value=value, threshold=threshold, alert=alert, unpriced_attempts=unpriced)
 
@@ -217,7 +208,7 @@ def stats(
     if settings.daily_budget_usd is not None:
         for uid, u in sorted(users.items(), key=lambda kv: -kv[1]["days"].get(today, 0.0)):
             spent = u["days"].get(today, 0.0)
-            if _usd(spent) > _usd(settings.daily_budget_usd):
+            if usd(spent) > usd(settings.daily_budget_usd):
                 alerts.append(
                     BudgetAlert(user_id=uid, date=today.isoformat(), cost_usd=spent,
                                 budget_usd=settings.daily_budget_usd, unpriced_attempts=u["unpriced"].get(today, 0))

@@ -301,6 +301,17 @@ class PriceTable:
         return total
 
 
+USD_PLACES = 9
+"""Sums of money are compared with a budget or threshold to the billionth of a dollar: float
+noise (ten $0.03 add up to 0.30000000000000004, three $0.70 to 2.0999999999999996) must neither
+put spend that equals a limit over it nor keep it under."""
+
+
+def usd(v: float) -> float:
+    """A sum of money as it is compared with a limit (see USD_PLACES)."""
+    return round(v, USD_PLACES)
+
+
 _default: PriceTable | None = None
 
 

@@ -324,6 +324,25 @@ def test_budget_stops_the_live_part_once_the_live_calls_cost_that_much(loop_api,
     assert len(sent_bodies(loop_api)) == math.ceil(budget / per_call)
 
 
+def test_a_budget_the_live_calls_cost_exactly_stops_the_fork_though_their_float_sum_falls_short(
+        loop_api, recorded, tmp_path):
+    """Three live calls of $0.70 add up, in floats, to 2.0999999999999996: --budget 2.1 is
+    reached all the same (money is compared to the billionth of a dollar, as the alerts do)."""
+    from replayer.pricing import PriceTable
+
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[[model]]\nids = ["claude-sonnet-4-5"]\ninput = 700.0\noutput = 0.0\ncache_write_5m = 0.0\n'
+                      'cache_write_1h = 0.0\ncache_read = 0.0\nsource = "test"\ndate = "2026-01-01"\n')
+    per_call = PriceTable.load(prices).cost(exported(db)[5]["usage"], "claude-sonnet-4-5")
+    assert per_call == 0.7 and per_call + per_call + per_call < 2.1  # the float sum falls short
+    proc = replayer(db, "--pricing", str(prices), "replay", conv, "--live-from", "5", "--system", "Be brief.",
+                    "--budget", "2.1", "--yes", *agent_cmd(), env=fork_env(loop_api), cwd=work)
+    assert proc.returncode == 3, (proc.stdout, proc.stderr)
+    assert "API ERROR 400 replayer: the fork's live part is stopped: --budget $2.1 reached" in proc.stdout
+    assert len(sent_bodies(loop_api)) == 3
+
+
 def test_fork_runs_the_recorded_command_again_in_its_working_directory(loop_api, recorded, tmp_path):
     db, conv, work = recorded_loop(recorded, tmp_path)
     elsewhere = tmp_path / "elsewhere"

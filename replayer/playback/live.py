@@ -32,7 +32,7 @@ from typing import Any
 
 from ..captured import Captured, Context, Handoff, Put
 from ..models import Original
-from ..pricing import PriceTable
+from ..pricing import PriceTable, usd
 from ..replay import Edits, anchored, edit_request
 from ..store.runs import Run
 from ..store.threads import normalise
@@ -371,7 +371,7 @@ class ForkPlayer:
         limits, state = self.limits, self.state
         if limits.max_turns is not None and state.live_calls >= limits.max_turns:
             return f"--max-turns {limits.max_turns} reached ({state.live_calls} live calls sent)"
-        if limits.budget_usd is not None and state.spent_usd >= limits.budget_usd:
+        if limits.budget_usd is not None and usd(state.spent_usd) >= usd(limits.budget_usd):
             return (f"--budget ${limits.budget_usd:g} reached "
                     f"(${state.spent_usd:.4f} spent on {state.live_calls} live calls)")
         return None
