@@ -31,6 +31,7 @@ from .autorecord import RUN_ENV
 from .bodies import received
 from .captured import Captured, Context, Put
 from .otlp import current_parent
+from .store import writer as writer_module
 from .wire import RECORDED_HEADER
 
 log = logging.getLogger("replayer")
@@ -195,6 +196,7 @@ class _StreamCapture(_Attempt):
         self.err: str | None = None
         self.err_kind = "connection_error"
         http.stream = (_AsyncTee if is_async else _SyncTee)(http.stream, self)
+        _open.add(self)
 
     def finish(self, err: BaseException | None = None, *, abandoned: bool = False) -> None:
         """The agent's thread's part of the end: a clock reading and a hand-off."""
@@ -202,6 +204,7 @@ class _StreamCapture(_Attempt):
             return
         self.p1 = time.perf_counter()
         self.done = True
+        _open.discard(self)
         self.n = len(self.chunks)
         if err is not None and not isinstance(err, _GAVE_UP):
             # its text, not the exception: the traceback would keep the agent's frames (and all
@@ -320,6 +323,21 @@ class _AsyncTee(httpx2.AsyncByteStream):
         _dropped(self.capture)
 
 
+_open: set[_StreamCapture] = set()
+"""Bodies still to come. A stream the program still holds, unread, when it exits (a module-level
+`for event in stream: break`) is finished at exit before the writers' last flush (abandoned, as
+far as it got): its generator is only finalized after that, while the interpreter shuts down,
+when the writer's thread can't be started again to take it."""
+
+
+def _finish_open() -> None:
+    for capture in list(_open):
+        capture.finish(abandoned=True)
+
+
+writer_module.BEFORE_EXIT.append(_finish_open)
+
+
 def _dropped(capture: _StreamCapture) -> None:
     """A response let go of unread and unclosed (the agent raised between create() and reading
     the stream): recorded as far as it got, abandoned, as a close is. Usually when the agent's
@@ -381,10 +399,15 @@ class RecorderMiddleware(anthropic.Middleware):
                 record.server = _server(req)
             if record.request_bytes is None:
                 record.request_obj = request.json
-            kind = "timeout_error" if isinstance(e, anthropic.APITimeoutError) else "connection_error"
-            if not isinstance(e, anthropic.APIConnectionError):
-                kind = type(e).__name__
-            record.error = {"type": kind, "message": str(e), "status": None}
+            if isinstance(e, _GAVE_UP):
+                # the agent gave up (a task cancelled, asyncio.wait_for's timeout, Ctrl+C) before
+                # any answer: abandoned, as when it gives up on a body, not an API error
+                record.abandoned = True
+            else:
+                kind = "timeout_error" if isinstance(e, anthropic.APITimeoutError) else "connection_error"
+                if not isinstance(e, anthropic.APIConnectionError):
+                    kind = type(e).__name__
+                record.error = {"type": kind, "message": str(e), "status": None}
             self.put(record)
         except Exception as inner:  # noqa: BLE001
             _warn(inner)

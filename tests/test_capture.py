@@ -509,6 +509,23 @@ def test_an_async_stream_whose_task_is_cancelled_is_abandoned(api, rec, aclient,
     assert line["response"]["id"] == "msg_01ABC"
 
 
+def test_a_call_cancelled_before_its_answer_is_abandoned_not_an_error(api, rec, aclient, db_path):
+    """asyncio.wait_for's timeout (or a cancelled task) before any answer came: the agent gave up,
+    as when it gives up on a stream's body; no API error (it counted in the list's ERR and the
+    error rates)."""
+    api.enqueue(Reply(delay=1.0))
+
+    async def main():
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(aclient.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER),
+                                   0.2)
+
+    asyncio.run(main())
+    assert rec.flush(10)
+    [line] = exported(db_path)
+    assert line["abandoned"] is True and line["error"] is None and line["response"] is None
+
+
 def test_unknown_blocks_fields_and_events_survive(api, rec, client, db_path):
     odd = msg(
         content=[{"type": "hologram", "frames": [1, 2, 3], "fps": 24},

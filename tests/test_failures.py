@@ -857,3 +857,102 @@ def test_a_loop_of_record_calls_goes_on_while_the_database_cannot_be_written(tmp
     _make_writable(path, "under-a-file")
     assert rec.close(timeout=30) is True
     assert len(exported(path)) == 400
+
+
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_a_stream_still_held_unread_at_exit_is_recorded_and_the_program_ends(api, tmp_path, writer):
+    """A module-level `for event in stream: break`: the stream's generator is finalized only while
+    the interpreter shuts down, after the writers' exit flush; its record started the writer's
+    thread again then, which never returned (the program hung). It is finished at exit instead,
+    abandoned as far as it got, and written with the rest."""
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "exit.db"
+    script = textwrap.dedent(f"""
+        import anthropic
+        from replayer import Recorder
+        rec = Recorder({str(path)!r})
+        client = rec.wrap(anthropic.Anthropic(base_url={api.url!r}, api_key={FAKE_KEY!r}, max_retries=0))
+        client.messages.create(model={MODEL!r}, max_tokens=5, messages=[{{"role": "user", "content": "first"}}])
+        stream = client.messages.create(model={MODEL!r}, max_tokens=5, stream=True,
+                                        messages=[{{"role": "user", "content": "held"}}])
+        for event in stream:
+            break
+        print("done")
+    """)
+    env = dict(os.environ, REPLAYER_WRITER=writer)
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.split() == ["done"], proc.stderr
+    lines = {line["request"]["messages"][0]["content"]: line for line in exported(path)}
+    assert sorted(lines) == ["first", "held"]
+    assert lines["held"]["abandoned"] is True and lines["held"]["error"] is None
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_a_module_level_recorder_in_a_multiprocessing_child_is_flushed_at_its_exit(api, tmp_path, method):
+    """A Recorder made where the module is imported: a spawned or forkserver child makes it while
+    importing the main module, then clears the exit hooks registered so far; a forkserver child
+    ends with os._exit, so its calls were never written (forkserver is Python 3.14's default)."""
+    import multiprocessing
+    import subprocess
+    import sys
+    import textwrap
+
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} start method on this platform")
+    path = tmp_path / "children.db"
+    agent = tmp_path / "agent.py"
+    agent.write_text(textwrap.dedent(f"""
+        import multiprocessing, os
+        import anthropic
+        from replayer import Recorder
+        rec = Recorder({str(path)!r})
+        client = rec.wrap(anthropic.Anthropic(base_url={api.url!r}, api_key={FAKE_KEY!r}, max_retries=0))
+
+        def work(tag):
+            client.messages.create(model={MODEL!r}, max_tokens=5, messages=[{{"role": "user", "content": tag}}])
+
+        if __name__ == "__main__":
+            ctx = multiprocessing.get_context({method!r})
+            p = ctx.Process(target=work, args=("child",))
+            p.start()
+            p.join()
+            with ctx.Pool(2) as pool:
+                pool.map(work, ["pool 0", "pool 1"])
+                pool.close()
+                pool.join()
+            print("exit codes", p.exitcode)
+    """))
+    proc = subprocess.run([sys.executable, str(agent)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0 and "exit codes 0" in proc.stdout, proc.stderr
+    assert sorted(line["request"]["messages"][0]["content"] for line in exported(path)) == ["child", "pool 0", "pool 1"]
+
+
+def test_the_writer_process_leaves_no_unclosed_pipe_behind(api, tmp_path):
+    """Its reports' pipe, read to its end, is closed: a ResourceWarning would reach the agent
+    (an error under filterwarnings=error)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import gc, warnings
+        warnings.simplefilter("error", ResourceWarning)
+        import anthropic
+        from replayer import Recorder
+        rec = Recorder({str(tmp_path / "w.db")!r})
+        client = rec.wrap(anthropic.Anthropic(base_url={api.url!r}, api_key={FAKE_KEY!r}, max_retries=0))
+        client.messages.create(model={MODEL!r}, max_tokens=5, messages=[{{"role": "user", "content": "x"}}])
+        rec.close()
+        rec.record({{"model": {MODEL!r}, "max_tokens": 5, "messages": [{{"role": "user", "content": "y"}}]}})
+        rec.close()
+        gc.collect()
+        print("done")
+    """)
+    env = dict(os.environ, REPLAYER_WRITER="process")
+    proc = subprocess.run([sys.executable, "-X", "dev", "-c", script], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout.split() == ["done"], proc.stderr
+    assert "ResourceWarning" not in proc.stderr, proc.stderr

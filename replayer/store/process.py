@@ -225,6 +225,8 @@ class ProcessWriter:
             self._start()
 
     def _start(self) -> None:
+        if sys.is_finalizing():
+            return  # as Writer._start: no thread starts while the interpreter shuts down
         with self._lock:
             if self._feeder is None:
                 t = threading.Thread(target=self._feed, name="replayer-feeder", daemon=True)
@@ -556,6 +558,7 @@ class ProcessWriter:
                         self._counts = msg[1]
             elif kind == "log":
                 log.log(msg[1], msg[2])
+        pipe.close()  # read to its end: closed here (else a ResourceWarning reaches the agent)
         code = child.wait()
         if not up and child is self._child:
             log.info("replayer: the writer process did not start (exit code %s); writing from this process", code)

@@ -26,6 +26,7 @@ import queue
 import sqlite3
 import sys
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from ..captured import Capturable, Captured, Handoff
@@ -75,10 +76,26 @@ def closed_at_exit(writer: Any) -> None:
     if mp is not None:
         # a multiprocessing child ends with os._exit, skipping atexit: flush there too
         mp.Finalize(writer, writer.close, exitpriority=100)
+        # a spawned or forkserver child imports its main module (which may record) before it
+        # clears the finalizers registered so far; it runs the after-fork hooks after that
+        mp.register_after_fork(writer, _close_at_child_exit)
+
+
+def _close_at_child_exit(writer: Any) -> None:
+    sys.modules["multiprocessing.util"].Finalize(writer, writer.close, exitpriority=100)
+
+
+BEFORE_EXIT: list[Callable[[], None]] = []
+"""Run at exit before the writers are flushed (capture.py's finishes the streams still open)."""
 
 
 @atexit.register
 def _flush_at_exit() -> None:
+    for hook in BEFORE_EXIT:
+        try:
+            hook()
+        except Exception:  # noqa: BLE001, S110 - the exit goes on
+            pass
     timeout = float(os.environ.get("REPLAYER_EXIT_TIMEOUT", "10"))
     for writer in list(_started):
         if not writer._closed or writer._put_after_close:
@@ -186,6 +203,8 @@ class Writer:
             self._start()
 
     def _start(self) -> None:
+        if sys.is_finalizing():
+            return  # a thread can't start while the interpreter shuts down: it would never return
         with self._lock:
             if self._thread is None:
                 t = threading.Thread(target=self._run, name="replayer-writer", daemon=True)
