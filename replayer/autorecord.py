@@ -69,7 +69,7 @@ def patch(module: Any) -> None:
     one records it, and once.
 
     Under `replayer replay` they take the redirect to the replay server instead, and nothing
-    records.
+    records (not even a recorder of the program's own).
 
     An SDK older than middleware (before 0.108: frameworks that pin anthropic<2) is left alone:
     its clients would refuse the argument; `replayer record`'s proxy records their calls."""
@@ -96,9 +96,10 @@ def _recording(_client: Any, middleware: list[Any]) -> list[Any]:
 
 
 def _replaying(url: str) -> Any:
-    """The client's middleware with the replay redirect last (innermost: a recorder the program
-    installed itself sees the replayed answers as it would the API's), bound to this client (a
-    copy of a client, `with_options`, gets its own)."""
+    """The client's middleware with the replay redirect last (innermost), bound to this client (a
+    copy of a client, `with_options`, gets its own). A recorder the program installed itself
+    records nothing here (capture.py: its middleware passes the calls through): the answers are
+    the recording's, and a fork records its live calls itself."""
     from .playback.redirect import ReplayMiddleware
 
     def add(client: Any, middleware: list[Any]) -> list[Any]:

@@ -27,7 +27,7 @@ import anthropic
 import httpx2
 
 from . import context
-from .autorecord import RUN_ENV
+from .autorecord import REPLAY_ENV, RUN_ENV
 from .bodies import received
 from .captured import Captured, Context, Put
 from .otlp import current_parent
@@ -106,6 +106,20 @@ def _mark(options: Any) -> None:
     `request.copy()`, which deep-copies the whole message history on the agent's thread."""
     given = options.headers
     options.headers = {**given, RECORDED_HEADER: "1"} if isinstance(given, Mapping) else {RECORDED_HEADER: "1"}
+
+
+_replayed = bool(os.environ.get(REPLAY_ENV))
+"""Calls are answered from a recording (`replayer replay` or `fork` runs this process, or a
+cassette replays in it: `replaying`): a recorder's middleware passes them through, recording
+nothing. The answers are the recording's and cost nothing; a fork's live calls are recorded once,
+by the fork, as sent."""
+
+
+def replaying(on: bool) -> bool:
+    """Set whether calls are answered from a recording (`_replayed`); the setting before."""
+    global _replayed
+    before, _replayed = _replayed, on
+    return before
 
 
 _GAVE_UP = (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt)
@@ -359,7 +373,9 @@ class RecorderMiddleware(anthropic.Middleware):
     (`_Attempt.captured`).
 
     Built from what it needs: `put`, which hands a record to the writer, and `clock`, the wall
-    clock for when an attempt started (`Recorder._clock`: the demo shifts it)."""
+    clock for when an attempt started (`Recorder._clock`: the demo shifts it).
+
+    While calls are replayed (`_replayed`) it records nothing: each is passed on untouched."""
 
     def __init__(self, put: Put, clock: Callable[[], float]):
         self.put = put
@@ -428,6 +444,8 @@ class RecorderMiddleware(anthropic.Middleware):
         _StreamCapture(request, http, ctx, t_start, p0, endpoint, caller, put, is_async)
 
     def handle(self, request: Any, call_next: Any) -> Any:
+        if _replayed:
+            return call_next(request)
         options = request.options
         endpoint: Any = _endpoints.get((options.method, options.url), False)  # _turn_endpoint, inline
         if endpoint is False:
@@ -455,6 +473,8 @@ class RecorderMiddleware(anthropic.Middleware):
         return resp
 
     async def handle_async(self, request: Any, call_next: Any) -> Any:
+        if _replayed:
+            return await call_next(request)
         options = request.options
         endpoint: Any = _endpoints.get((options.method, options.url), False)  # _turn_endpoint, inline
         if endpoint is False:

@@ -735,3 +735,39 @@ def test_a_cassette_written_by_one_test_is_refused_to_another_run_alone(pytester
     run(pytester, "test_owned.py::test_a", "test_owned.py::test_quiet").assert_outcomes(passed=2)
     cassette.write_text("".join(line + "\n" for line in written.splitlines()[1:]), "utf-8")  # no test's
     run(pytester, "test_owned.py::test_b").assert_outcomes(passed=1)
+
+
+OWN_RECORDER = '''
+import os
+
+import anthropic
+import pytest
+from replayer import Recorder
+
+
+@pytest.mark.replayer("cassettes/own.jsonl")
+def test_own_recorder():
+    with Recorder(os.environ["OWN_DB"]) as rec:  # the code under test records itself
+        client = rec.wrap(anthropic.Anthropic())
+        reply = client.messages.create(model="claude-sonnet-4-5", max_tokens=16,
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert reply.content
+'''
+
+
+def test_a_recorder_of_the_code_under_test_records_nothing_while_a_cassette_replays(pytester, monkeypatch,
+                                                                                     tmp_path):
+    """While recording the cassette its own recorder records the live call as it would; while
+    the cassette replays, the answers are the cassette's: it passes them through, writing nothing."""
+    from conftest import exported
+
+    pytester.makepyfile(test_own=OWN_RECORDER)
+    with FakeAPI() as api:
+        live(monkeypatch, api)
+        monkeypatch.setenv("OWN_DB", str(tmp_path / "recording.db"))
+        run(pytester).assert_outcomes(passed=1)
+    assert len(exported(tmp_path / "recording.db")) == 1
+    offline(monkeypatch)
+    monkeypatch.setenv("OWN_DB", str(tmp_path / "replaying.db"))
+    run(pytester).assert_outcomes(passed=1)
+    assert not (tmp_path / "replaying.db").exists() or exported(tmp_path / "replaying.db") == []

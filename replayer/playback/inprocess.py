@@ -24,13 +24,16 @@ import httpx2
 from anthropic._base_client import _prepare_middleware_options
 
 from ..autorecord import patch_clients
-from ..capture import _turn_endpoint
+from ..capture import _turn_endpoint, replaying
 from .answer import chunks
 from .matching import Refusal, error_body
 
 
 class Handler(Protocol):
     """What answers the attempts of every client while it is in force (`serving`)."""
+
+    replays: bool
+    """Its answers come from a recording: the process's own recorders record nothing meanwhile."""
 
     def handle(self, client: Any, request: Any, call_next: Any) -> Any: ...
 
@@ -82,21 +85,28 @@ def patch(module: Any) -> None:
 
 @contextmanager
 def serving(handler: Handler) -> Iterator[Handler]:
-    """`handler` answers every client's attempts inside the block."""
+    """`handler` answers every client's attempts inside the block. While it replays, a recorder
+    the code under test installed itself passes the calls through (capture.replaying): the
+    answers are the cassette's, not calls to record."""
     global _current
     with _lock:
         if _current is not None:
             raise RuntimeError("replayer: a cassette is already in force in this process")
         _current = handler
+        before = replaying(True) if handler.replays else None
     try:
         yield handler
     finally:
         with _lock:
             _current = None
+            if before is not None:
+                replaying(before)
 
 
 class Recording:
     """A handler that lets attempts go to the network, through a recorder's middleware."""
+
+    replays = False
 
     def __init__(self, middleware: Any):
         self.middleware = middleware
@@ -117,6 +127,7 @@ class Replaying:
 
     player: Any
     refused: list[str] = field(default_factory=list)
+    replays = True
 
     def handle(self, client: Any, request: Any, call_next: Any) -> Any:
         options = client._prepare_options(_prepare_middleware_options(request))
