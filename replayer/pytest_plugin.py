@@ -119,6 +119,9 @@ class _Cassette:
     serving: Any = None
     recorder: Any = None
     folder: Any = None
+    key_before: str | None = None
+    """ANTHROPIC_API_KEY as it was when a replay set the placeholder in its place (None: unset)."""
+    key_set: bool = False
     ran: bool = False
     """The test's body ran: a test whose setup failed records nothing."""
     failed: bool = False
@@ -304,11 +307,22 @@ def _start(c: _Cassette) -> None:
         c.handler = inprocess.Replaying(
             Matcher(_read(c.path), ignore=c.ignore, loose=c.loose, with_errors=c.with_errors)
         )
+        if not os.environ.get("ANTHROPIC_API_KEY"):
+            # as `replayer replay` does: code that reads the key itself (a framework) runs with no key
+            from .playback import OFFLINE_KEY
+
+            c.key_before, c.key_set = os.environ.get("ANTHROPIC_API_KEY"), True
+            os.environ["ANTHROPIC_API_KEY"] = OFFLINE_KEY
     c.serving = inprocess.serving(c.handler)
     c.serving.__enter__()
 
 
 def _finish(item: pytest.Item, c: _Cassette) -> None:
+    if c.key_set:  # the environment as it was
+        if c.key_before is None:
+            os.environ.pop("ANTHROPIC_API_KEY", None)
+        else:
+            os.environ["ANTHROPIC_API_KEY"] = c.key_before
     if c.serving is None:
         return
     c.serving.__exit__(None, None, None)

@@ -771,3 +771,43 @@ def test_a_recorder_of_the_code_under_test_records_nothing_while_a_cassette_repl
     monkeypatch.setenv("OWN_DB", str(tmp_path / "replaying.db"))
     run(pytester).assert_outcomes(passed=1)
     assert not (tmp_path / "replaying.db").exists() or exported(tmp_path / "replaying.db") == []
+
+
+READS_THE_KEY = '''
+import os
+
+import anthropic
+import pytest
+
+
+@pytest.mark.replayer("cassettes/key.jsonl")
+def test_reads_the_key():
+    # as frameworks do (pydantic-ai, inspect-ai): the key read from the environment, or refused
+    client = anthropic.Anthropic(api_key=os.environ["ANTHROPIC_API_KEY"])
+    reply = client.messages.create(model="claude-sonnet-4-5", max_tokens=16,
+                                   messages=[{"role": "user", "content": "hi"}])
+    assert reply.content
+
+
+def test_after():
+    assert os.environ.get("ANTHROPIC_API_KEY") == os.environ["KEY_BEFORE"]
+'''
+
+
+def test_a_cassette_replays_with_a_placeholder_key_when_the_environment_has_none(pytester, monkeypatch):
+    """Code that reads ANTHROPIC_API_KEY itself runs offline with no key while its cassette
+    replays (as `replayer replay` gives its program one); the environment is as it was after."""
+    pytester.makepyfile(test_key=READS_THE_KEY)
+    with FakeAPI() as api:
+        live(monkeypatch, api)
+        monkeypatch.setenv("KEY_BEFORE", FAKE_KEY)
+        run(pytester).assert_outcomes(passed=2)
+        assert all(FAKE_KEY in json.dumps(r["headers"]) for r in api.received)  # recording: the real key
+    offline(monkeypatch)
+    monkeypatch.setenv("KEY_BEFORE", "")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "")  # set but empty: no key either
+    run(pytester).assert_outcomes(passed=2)
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    monkeypatch.delenv("KEY_BEFORE")
+    pytester.makepyfile(test_key=READS_THE_KEY.replace('os.environ["KEY_BEFORE"]', "None"))
+    run(pytester).assert_outcomes(passed=2)

@@ -151,6 +151,7 @@ def replay(ctx: click.Context, source: str, command: tuple[str, ...], **options:
 
 def run_replay(ctx: click.Context, settings: Settings) -> int:
     from ..autorecord import REPLAY_ENV
+    from ..playback import OFFLINE_KEY
     from ..playback.matching import Matcher, parse_path
     from ..playback.server import ReplayServer
     from ..playback.source import load
@@ -185,7 +186,7 @@ def run_replay(ctx: click.Context, settings: Settings) -> int:
         env.pop(name, None)  # a replay inside a `record` run records nothing of its own
     if not player.live and not (env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_AUTH_TOKEN")):
         # nothing leaves this machine, but an SDK refuses to start without a key
-        env["ANTHROPIC_API_KEY"] = "replayer-replay-offline"
+        env["ANTHROPIC_API_KEY"] = OFFLINE_KEY
     try:
         code = run_child(settings.command, env, cwd=settings.extra.get("cwd"))
     finally:
