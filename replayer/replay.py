@@ -195,8 +195,30 @@ def set_text(message: dict[str, Any], text: str) -> None:
 
 
 def apply(orig: Original, edits: Edits) -> dict[str, Any]:
-    """The edited request (the original is left as it was)."""
+    """The edited request (the original is left as it was). Every edit must find what it edits
+    in the turn picked: a tool result edit for a call this request doesn't answer (a typo) would
+    go live and change nothing."""
+    answered = _answered_calls(orig.request.get("messages"))
+    for tool_use_id in edits.tool_results:
+        if tool_use_id in answered:
+            continue
+        where = f"--tool-result {tool_use_id}: turn {orig.index}'s request holds no tool_result"
+        if not answered:
+            raise ReplayError(f"{where} (no tool call to give a result for): fork at a later turn")
+        shown = ", ".join(answered[-10:]) + (f" and {len(answered) - 10} before them" if len(answered) > 10 else "")
+        raise ReplayError(f"{where} for that id; its tool calls: {shown} (give one of them)")
     return edit_request(orig.request, edits)
+
+
+def _answered_calls(messages: Any) -> list[str]:
+    """The ids of the tool calls a request's tool_result blocks answer, in order, once each."""
+    ids: dict[str, None] = {}
+    for message in messages if isinstance(messages, list) else []:
+        content = message.get("content") if isinstance(message, dict) else None
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                ids.setdefault(str(block.get("tool_use_id")), None)
+    return list(ids)
 
 
 def edit_blocks(blocks: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:

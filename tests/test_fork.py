@@ -726,3 +726,24 @@ def test_a_recorder_in_the_agents_own_code_records_nothing_under_replay_or_fork(
     forked = [line for line in lines if line["conversation_id"] == fork]
     assert len(forked) == TURNS
     assert [line["request"]["system"] for line in forked[5:]] == ["Forked."] * (TURNS - 5)
+
+
+def test_a_tool_result_for_a_call_the_request_does_not_answer_is_one_line_before_going_live(
+        loop_api, recorded, tmp_path):
+    """A typo in --tool-result would go live and change nothing: refused, naming the ids there."""
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    for args in (["fork", f"{conv}:3"], ["replay", conv, "--live-from", "3"]):
+        command = [] if args[0] == "fork" else agent_cmd()
+        proc = replayer(db, *args, "--tool-result", "toolu_typo=RAIN", "--yes", *command, env=fork_env(loop_api),
+                        cwd=work)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.splitlines()[-1] == (
+            "replayer: --tool-result toolu_typo: turn 3's request holds no tool_result for that id; its tool "
+            "calls: toolu_00, toolu_01, toolu_02 (give one of them)"), proc.stderr
+    proc = replayer(db, "fork", f"{conv}:0", "--tool-result", "toolu_00=RAIN", "--yes", env=fork_env(loop_api))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        "replayer: --tool-result toolu_00: turn 0's request holds no tool_result (no tool call to give a result "
+        "for): fork at a later turn"), proc.stderr
+    assert sent_bodies(loop_api) == []  # nothing went live
+    assert len(exported(db)) == TURNS

@@ -37,7 +37,7 @@ def fork_player(ctx: click.Context, settings: Any, recording: Any, matcher: Any)
     try:
         replay.api_key(gateway="--upstream")  # the agent's own key goes upstream: without one no live part
         orig = original_of(point, prices)
-        request = replay.edit_request(orig.request, edits)
+        request = replay.apply(orig, edits)
         problems = replay.validate(request, orig.headers, orig)
         for p in problems:
             click.echo(f"{'problem' if p.blocking else 'warning'}: {p.message}", err=True)
