@@ -161,6 +161,29 @@ def test_long_strings_are_cut_around_where_they_part():
                    f'…"{"x" * 16}the new ending of a long system prompt{"y" * 6}"…'
 
 
+def tool(name: str, description: str) -> dict:
+    return {"name": name, "description": description, "input_schema": {"type": "object"}}
+
+
+def test_tools_are_told_apart_by_name_not_place():
+    """A framework that keeps its tools in a set sends them in another order: said so, and a
+    tool whose content changed is named by its own name, wherever it is in each request."""
+    clock, news = tool("get_time", "Get the local time in a city."), tool("get_news", "Get the news for a city.")
+    recorded = request("hi", tools=[clock, news])
+    said = first_difference(recorded, request("hi", tools=[news, clock]))
+    assert said == "tools: the same tools in another order: get_time, get_news -> get_news, get_time"
+    changed = tool("get_time", "Get the time.")
+    said = first_difference(recorded, request("hi", tools=[news, changed]))
+    assert said == ('tool get_time (tool 0 when recorded, 1 now), description: "Get the local time in a city." -> '
+                    '"Get the time."')
+    said = first_difference(recorded, request("hi", tools=[changed, news]))
+    assert said == 'tool 0 (get_time), description: "Get the local time in a city." -> "Get the time."'
+    said = first_difference(recorded, request("hi", tools=[news]))
+    assert said == 'tool 0 (get_time): {"name": "get_time", "description": "Get the local time in … -> (absent)'
+    said = first_difference(recorded, request("hi", tools=[tool("lookup", "Look up."), clock, news]))
+    assert said == 'tool 0 (lookup): (absent) -> {"name": "lookup", "description": "Look up.", "input_schema…'
+
+
 def test_loose_serves_the_next_answer_of_the_closest_conversation_and_reports_drift():
     lines = [line("A", 0, request("plan the trip"), response=reply("A0")),
              line("A", 1, request("plan the trip", "A0", "go on"), response=reply("A1")),

@@ -484,6 +484,15 @@ def first_difference(recorded: Any, sent: Any) -> str:
     if got is None:
         return "none (the bodies are equal)"
     path, old, new = got
+    if path[0] == "tools" and len(path) > 1:
+        said = _tools_difference(_at(recorded, ("tools",)), _at(sent, ("tools",)))
+        if said is not None:
+            return said
+    return f"{_place(path, recorded, sent)}: {_change(old, new)}"
+
+
+def _change(old: Any, new: Any) -> str:
+    """`"…old…" -> "…new…"`: two strings shown from a little before where they part."""
     start = 0
     if isinstance(old, str) and isinstance(new, str):
         same = 0
@@ -492,4 +501,43 @@ def first_difference(recorded: Any, sent: Any) -> str:
                 break
             same += 1
         start = max(0, same - 20)
-    return f"{_place(path, recorded, sent)}: {_shown(old, start)} -> {_shown(new, start)}"
+    return f"{_shown(old, start)} -> {_shown(new, start)}"
+
+
+def _tools_difference(recorded: Any, sent: Any) -> str | None:
+    """The first difference between two tool lists, each tool known by its name wherever it is
+    (a framework may keep its tools in a set: the same tools come in another order): a tool
+    gone, a tool added, a tool whose content changed, or the same tools in another order. None
+    when the tools are not each named once (then they are compared by place)."""
+    named: list[dict[str, int]] = []
+    for tools in (recorded, sent):
+        if not isinstance(tools, list):
+            return None
+        names = [t.get("name") if isinstance(t, dict) else None for t in tools]
+        places = {name: i for i, name in enumerate(names) if isinstance(name, str)}
+        if len(places) < len(names):  # a tool without a name, or two of one name
+            return None
+        named.append(places)
+    was, now = named
+    for name, i in was.items():
+        if name not in now:
+            return f"tool {i} ({name}): {_change(recorded[i], _GONE)}"
+    for name, j in now.items():
+        if name not in was:
+            return f"tool {j} ({name}): {_change(_GONE, sent[j])}"
+    for name, i in was.items():
+        j = now[name]
+        got = _first(recorded[i], sent[j], ())
+        if got is not None:
+            path, old, new = got
+            where = f"tool {i} ({name})" if i == j else f"tool {name} (tool {i} when recorded, {j} now)"
+            inside = ".".join(str(p) for p in path)
+            return f"{where}{', ' + inside if inside else ''}: {_change(old, new)}"
+    if list(was) != list(now):
+        return f"tools: the same tools in another order: {_names(list(was))} -> {_names(list(now))}"
+    return None
+
+
+def _names(names: list[str]) -> str:
+    text = ", ".join(names)
+    return text if len(text) <= 2 * _WIDTH else text[:2 * _WIDTH - 1] + "…"
