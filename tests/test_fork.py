@@ -747,3 +747,16 @@ def test_a_tool_result_for_a_call_the_request_does_not_answer_is_one_line_before
         "for): fork at a later turn"), proc.stderr
     assert sent_bodies(loop_api) == []  # nothing went live
     assert len(exported(db)) == TURNS
+
+
+def test_a_limit_reached_after_one_live_call_says_call_not_calls(loop_api, recorded, tmp_path):
+    from replayer.pricing import default_table
+
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    per_call = default_table().cost(exported(db)[5]["usage"], "claude-sonnet-4-5")
+    for limit, said in ((["--max-turns", "1"], "--max-turns 1 reached (1 live call sent)"),
+                        (["--budget", str(per_call / 2)], "spent on 1 live call)")):
+        proc = replayer(db, "replay", conv, "--live-from", "5", "--system", "Be brief.", *limit, "--yes",
+                        *agent_cmd(), env=fork_env(loop_api), cwd=work)
+        assert proc.returncode == 3, proc.stderr
+        assert said in proc.stdout and said in proc.stderr, proc.stdout + proc.stderr

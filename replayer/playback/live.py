@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..captured import Captured, Context, Handoff, Put
+from ..fmt import plural
 from ..models import Original
 from ..pricing import PriceTable, usd
 from ..replay import Edits, anchored, edit_request
@@ -370,10 +371,10 @@ class ForkPlayer:
     def _stop_reason(self) -> str | None:
         limits, state = self.limits, self.state
         if limits.max_turns is not None and state.live_calls >= limits.max_turns:
-            return f"--max-turns {limits.max_turns} reached ({state.live_calls} live calls sent)"
+            return f"--max-turns {limits.max_turns} reached ({plural(state.live_calls, 'live call')} sent)"
         if limits.budget_usd is not None and usd(state.spent_usd) >= usd(limits.budget_usd):
             return (f"--budget ${limits.budget_usd:g} reached "
-                    f"(${state.spent_usd:.4f} spent on {state.live_calls} live calls)")
+                    f"(${state.spent_usd:.4f} spent on {plural(state.live_calls, 'live call')})")
         return None
 
     # -- the forked conversation ----------------------------------------------------------------
