@@ -13,8 +13,9 @@ import copy
 import json
 import os
 import threading
+import time
+import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -399,24 +400,54 @@ def send(
     on_done: Callable[[int, BaseException | None], None] | None = None,
     max_retries: int = 2,
     timeout: float = 600.0,
+    cancel: threading.Event | None = None,
 ) -> str:
     """Send `samples` copies of `req` at once, each recorded as a turn of one new "rerun"
-    conversation. API errors are recorded on their sample, never raised."""
+    conversation. API errors are recorded on their sample, never raised.
+
+    Setting `cancel` (or Ctrl-C: KeyboardInterrupt, raised again afterwards) stops the wait: each
+    sample still out with no attempt recorded is stored as an abandoned attempt (the request as
+    sent, no answer), and nothing that comes for them later is recorded. Their calls go on in
+    daemon threads, which keep no process alive, and return nothing to anyone."""
+    from .capture import RecorderMiddleware
+    from .captured import Captured, Context, Handoff
     from .recorder import Recorder
     from .store.codec import new_id
 
     if not 1 <= samples <= MAX_SAMPLES:
         raise ReplayError(f"--samples must be 1 to {MAX_SAMPLES}")
+    cancel = cancel or threading.Event()
     headers = {**orig.headers, **edits.headers}
     sdk = client(headers, base_url, key, max_retries=max_retries, timeout=timeout)
     variant = new_id("rerun_")
     tags = {"rerun_of": orig.turn_id, "edits": edits.to_json(), "samples": samples}
     lock = threading.Lock()
+    gone = False
+    """Set (under `lock`) once the wait is over for good: what the samples still out record after it is dropped."""
+    sample_of: dict[int, int] = {}  # thread -> its sample
+    started: dict[int, tuple[float, float]] = {}  # sample -> (wall clock, perf counter) when sent
+    recorded: set[int] = set()  # samples with an attempt recorded
+    done: set[int] = set()
+    all_done = threading.Event()
     with Recorder(Path(db_path)) as rec:
-        wrapped = rec.wrap(sdk)
+        recorder = rec.middleware
+
+        def put(record: Handoff) -> None:
+            with lock:
+                if gone:  # the answer of a sample given up on: not recorded, not shown
+                    return
+                i = sample_of.get(threading.get_ident())
+                if i is not None:
+                    recorded.add(i)
+                recorder.put(record)
+
+        wrapped = sdk.with_options(middleware=[RecorderMiddleware(put, recorder.clock)])
 
         def one(i: int) -> None:
             error: BaseException | None = None
+            with lock:
+                sample_of[threading.get_ident()] = i
+                started[i] = (recorder.clock(), time.perf_counter())
             with rec.conversation(variant, tags=tags):
                 try:
                     if req.get("stream"):  # streamed as the original was; read to the end
@@ -431,13 +462,42 @@ def send(
                         wrapped.post("/v1/messages", body=req, cast_to=object)
                 except Exception as e:  # noqa: BLE001 - recorded by the middleware; shown on the sample
                     error = e
-            if on_done is not None:
-                with lock:
+            with lock:
+                if gone:
+                    return
+                done.add(i)
+                if on_done is not None:
                     on_done(i, error)
+                if len(done) == samples:
+                    all_done.set()
 
-        with ThreadPoolExecutor(max_workers=samples, thread_name_prefix="replayer-rerun") as pool:
-            list(pool.map(one, range(samples)))
-        rec.flush()
+        # daemon threads, not a pool: a pool's threads are waited for at exit, 600 s for a call
+        # that never gets an answer
+        for i in range(samples):
+            threading.Thread(target=one, args=(i,), name=f"replayer-rerun-{i}", daemon=True).start()
+        try:
+            while not all_done.wait(0.1):
+                if cancel.is_set():
+                    break
+        finally:
+            with lock:
+                gone = True
+                for i in sorted(set(range(samples)) - done - recorded):
+                    t_start, p0 = started.get(i, (recorder.clock(), time.perf_counter()))
+                    recorder.put(
+                        Captured(
+                            call_key=uuid.uuid4().hex,
+                            attempt=0,
+                            t_start=t_start,
+                            stream=bool(req.get("stream")),
+                            request_obj=req,
+                            raw_request_headers=[(k, v) for k, v in headers.items() if k in PROTOCOL_HEADERS and v],
+                            latency_ms=round((time.perf_counter() - p0) * 1000, 3),
+                            ctx=Context(variant, None, tags),
+                            abandoned=True,
+                        )
+                    )
+            rec.flush()
     return variant
 
 
@@ -450,7 +510,9 @@ def sample_view(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
     last = d.turn.attempts[-1] if d.turn.attempts else None
     prompt = prompt_tokens(d.turn.usage) if d.turn.usage else None
     error = last.error if last else None
-    if error is None and last is not None and last.status is None:
+    if error is None and last is not None and last.abandoned and d.response is None:
+        error = {"type": "abandoned", "message": "no answer: the rerun was cancelled while it was out", "status": None}
+    elif error is None and last is not None and last.status is None:
         error = {"type": "connection_error", "message": "no response", "status": None}
     return SampleView(
         turn_id=turn_id,

@@ -349,3 +349,66 @@ def test_a_system_prompt_of_several_blocks_keeps_the_blocks_the_edit_left_alone(
     assert edited("All new.") == [{**brief, "text": "All new."}]  # the breakpoint stays at the end
     assert "system" not in edit_request(request, Edits(system=""))  # no empty block, which the API refuses
     assert request["system"] == [rules, brief]  # the original is left as it was
+
+
+def test_a_cancelled_rerun_stops_waiting_and_stores_only_what_is_true(api, db_path, recorded, monkeypatch):
+    """A sample still out when the rerun is cancelled is stored as abandoned (its request, no
+    answer); its thread keeps nothing alive, and its answer, when it comes later, is not recorded."""
+    import threading
+    import time
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
+    store = Store(open_db(db_path))
+    orig = replay.original(store, recorded)
+    answers = iter([Reply(body=message("quick")), Reply(body=message("too late"), hang=1.5)])
+    api.responder = lambda body: next(answers)
+    cancel = threading.Event()
+    done = []
+
+    def answered(i, error):
+        done.append(i)
+        cancel.set()  # the first answer in: cancel the other
+
+    t0 = time.monotonic()
+    variant = replay.send(db_path, orig, orig.request, replay.Edits(), samples=2, base_url=api.url, max_retries=0,
+                          on_done=answered, cancel=cancel)  # fmt: skip
+    assert time.monotonic() - t0 < 1.2 and len(done) == 1
+    rerun_threads = [t for t in threading.enumerate() if t.name.startswith("replayer-rerun")]
+    assert rerun_threads and all(t.daemon for t in rerun_threads)
+    time.sleep(2.0)  # the late answer has come, and was not recorded
+    assert len(api.received) == 2
+    samples = replay.compare(store, orig, variant).samples
+    assert [s.text for s in samples if s.error is None] == ["quick"]
+    (gave_up,) = [s for s in samples if s.error is not None]
+    assert gave_up.error["type"] == "abandoned" and gave_up.response is None and gave_up.status is None
+    assert gave_up.request == orig.request
+
+
+def test_ctrl_c_ends_a_rerun_waiting_for_an_answer_in_one_line(api, db_path, recorded):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    api.responder = lambda body: Reply(body={"input_tokens": 5}) if "max_tokens" not in body else Reply(hang=30)
+    env = {**os.environ, "ANTHROPIC_API_KEY": FAKE_KEY, "ANTHROPIC_BASE_URL": api.url}
+    proc = subprocess.Popen([sys.executable, "-m", "replayer.cli", "--db", str(db_path), "rerun", recorded, "--yes"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            text=True)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not any(b.get("max_tokens") for b in sent_bodies(api)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    last = err.strip().splitlines()[-1]
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert last.startswith("interrupted: samples without an answer were abandoned"), err
+    store = Store(open_db(db_path))
+    (variant,) = store.variants_of(recorded)
+    sample = replay.compare(store, replay.original(store, recorded), variant.variant).samples[0]
+    assert sample.error is not None and sample.error["type"] == "abandoned"

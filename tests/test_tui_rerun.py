@@ -157,3 +157,39 @@ async def test_a_turn_that_cant_be_rerun_says_why(tmp_path, env):
         await press_rerun_in_first_conversation(pilot)
         assert not isinstance(app.screen, RerunScreen)
         assert any("isn't a JSON object" in str(n.message) for n in app._notifications)
+
+
+async def test_esc_cancels_a_rerun_that_gets_no_answer(db, env):
+    """The send screen says esc cancels; esc goes back to the editor at once, the sample is stored
+    as abandoned, and the worker that sent it ends (nothing is left waiting for the answer)."""
+    import asyncio
+
+    from replayer.tui.send import SendScreen
+
+    env.responder = lambda body: Reply(body={"input_tokens": 9}) if "max_tokens" not in body else Reply(hang=30)
+    app = make_app(db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        editor = await open_rerun_editor(pilot)
+        await pilot.press("ctrl+j")
+        await settle(pilot)
+        await pilot.press("y")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, SendScreen) and sent_bodies(env):
+                break
+        sending = app.screen
+        assert isinstance(sending, SendScreen)
+        shown = sending.active_bindings["escape"].binding
+        assert shown.id == "cancel" and shown.description == "Cancel" and shown.show
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is editor
+        assert any("abandoned" in str(n.message) for n in app._notifications)
+        workers = [w for w in app.workers if w.group == "rerun-send"]
+        await asyncio.wait_for(asyncio.gather(*(w.wait() for w in workers)), 5)
+        await settle(pilot)
+        assert isinstance(app.screen, RerunScreen)  # no late comparison replaced the editor
+        with app.store() as store:
+            (variant,) = store.variants_of(editor.turn_id)
+            turn = store.turns(variant.variant)[0]
+        assert turn.attempts[0].abandoned and turn.attempts[0].status is None

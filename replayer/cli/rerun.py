@@ -150,7 +150,14 @@ def rerun(
     def progress(i: int, error: BaseException | None) -> None:
         click.echo(f"  sample {i + 1}/{samples} {'failed: ' + type(error).__name__ if error else 'done'}", err=True)
 
-    variant = replay.send(db_path(ctx), orig, req, edits, samples=samples, base_url=base_url, on_done=progress)
+    try:
+        variant = replay.send(db_path(ctx), orig, req, edits, samples=samples, base_url=base_url, on_done=progress)
+    except KeyboardInterrupt:
+        click.echo(
+            f"interrupted: samples without an answer were abandoned (stored as such; replayer rerun {turn_id} --list)",
+            err=True,
+        )
+        ctx.exit(130)
     result = replay.compare(store, orig, variant)
     failed = [v for v in result.samples if v.error]
     if as_json:

@@ -1,11 +1,17 @@
-"""Sending a rerun's samples: progress while they are out, then the comparison."""
+"""Sending a rerun's samples: progress while they are out, then the comparison.
+
+esc cancels: the wait ends at once (replay.send stores the samples still out as abandoned and
+records nothing that comes for them later), and the editor is back. Leaving the screen any other
+way (ctrl+q) cancels too, so nothing waits for an answer that may never come."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Footer, Header, ProgressBar, Static
 
@@ -19,9 +25,22 @@ from .messages import ComparisonReady, SampleDone
 class SendScreen(ReplayerScreen[None]):
     """Progress while the samples are out; then the comparison."""
 
+    BINDINGS = [
+        Binding(
+            "escape",
+            "cancel",
+            "Cancel",
+            id="cancel",
+            tooltip="Stop waiting and go back to the editor (samples not answered yet are stored as abandoned)",
+        ),
+    ]
+
     def __init__(self, orig: replay.Original, edits: replay.Edits, req: dict[str, Any], samples: int) -> None:
         super().__init__()
         self.orig, self.edits, self.req, self.samples = orig, edits, req, samples
+        self.cancelled = threading.Event()
+        """Set when the screen is left before the comparison: replay.send stops waiting."""
+        self.answered = 0
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -40,15 +59,31 @@ class SendScreen(ReplayerScreen[None]):
         def done(i: int, error: BaseException | None) -> None:
             self.post_message(SampleDone())
 
-        variant = replay.send(app.db_path, self.orig, self.req, self.edits, samples=self.samples, on_done=done)
+        cancelled = self.cancelled
+        variant = replay.send(
+            app.db_path, self.orig, self.req, self.edits, samples=self.samples, on_done=done, cancel=cancelled
+        )
+        if cancelled.is_set():  # the screen was left: nothing to show
+            return
         with app.store() as store:
             result = replay.compare(store, self.orig, variant)
         self.post_message(ComparisonReady(result))
 
     @on(SampleDone)
     def advance(self) -> None:
+        self.answered += 1
         self.query_one("#rr-bar", ProgressBar).advance(1)
 
     @on(ComparisonReady)
     def finish(self, ready: ComparisonReady) -> None:
-        self.app.switch_screen(CompareScreen(ready.result))
+        if not self.cancelled.is_set():
+            self.app.switch_screen(CompareScreen(ready.result))
+
+    def action_cancel(self) -> None:
+        self.cancelled.set()
+        left = self.samples - self.answered
+        self.notify(f"{plural(left, 'sample')} abandoned before an answer came", title="Rerun cancelled")
+        self.app.pop_screen()
+
+    def on_unmount(self) -> None:
+        self.cancelled.set()
