@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import FAKE_KEY
 from test_snapshots import _utc, check  # noqa: F401 (_utc: a fixture, the snapshots' time zone)
-from tui_data import T0, settle
+from tui_data import T0, numbers_cut, settle, wait_for
 
 from replayer import Recorder
 from replayer.cli import cli
@@ -304,6 +304,24 @@ async def test_screen_from_the_list(tmp_path, monkeypatch):
         await pilot.press("escape")
         await settle(pilot)
         assert not isinstance(app.screen, TrajectoriesScreen)
+
+
+@pytest.mark.parametrize("width", [70, 80, 90, 100, 120])
+async def test_the_screen_edge_never_cuts_a_number_in_the_trajectories(tmp_path, width):
+    """At 80 columns B's cost $0.0079 showed as $0.0002→$0.00: the tool names give way to the
+    numbers, or the number goes off screen whole."""
+    from replayer.tui.app import make_app
+    from replayer.tui.trajectories import TrajectoriesScreen
+
+    app = make_app(record_fixed(tmp_path / "cmp.db"))
+    async with app.run_test(size=(width, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("j", "m", "k", "c")
+        await settle(pilot)
+        assert isinstance(app.screen, TrajectoriesScreen)
+        table = app.screen.query_one("#traj-turns")
+        numbers = {"#", "Prompt A→B", "Cost A→B", "Time A→B"}
+        assert await wait_for(pilot, lambda: not numbers_cut(table, numbers)), numbers_cut(table, numbers)
 
 
 async def test_screen_offers_the_fork(tmp_path):

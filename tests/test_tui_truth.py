@@ -8,7 +8,18 @@ import time
 import pytest
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey
-from tui_data import T0, build_db, reply, settle, wait_for
+from tui_data import (
+    T0,
+    answer_reruns,
+    build_db,
+    numbers_cut,
+    open_dashboard,
+    open_rerun_editor,
+    reply,
+    send_rerun,
+    settle,
+    wait_for,
+)
 
 from replayer import Recorder
 from replayer.fakeapi import Reply
@@ -593,3 +604,47 @@ def test_each_days_bar_is_as_long_as_its_spend_however_many_users_share_it(tmp_p
     doc = stats(Store(open_db(path)), Settings(tz="UTC"), days=3)
     lines = [line for line in spend_bars(doc).plain.splitlines() if "$1.0000" in line]
     assert len(lines) == 2 and [line.count("█") for line in lines] == [BAR, BAR]
+
+
+# -- numbers at the screen's edge, in every table --------------------------------------------------
+TURN_NUMBERS = {"idx", "delta", "cost", "ms", "cache"}
+
+
+@pytest.mark.parametrize("width", [54, 60, 65, 80, 100, 139])
+async def test_the_screen_edge_never_cuts_a_number_in_the_turn_list(tmp_path, width):
+    """At 65 columns the cost $0.0033 showed as $0.003, at 54 the Δ prompt +82 as +8: the tools
+    column gives way (or the number goes off screen whole), as in the conversation list."""
+    app = make_app(build_db(tmp_path / "tui.db"))
+    async with app.run_test(size=(width, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("j", "enter")
+        await settle(pilot)
+        table = app.screen.query_one("#turns", DataTable)
+        assert await wait_for(pilot, lambda: not numbers_cut(table, TURN_NUMBERS)), numbers_cut(table, TURN_NUMBERS)
+        assert right_edge(table, "delta") <= table.scrollable_content_region.width  # shown, not pushed off
+
+
+@pytest.mark.parametrize("width", [61, 70, 80, 100, 119, 160])
+async def test_the_screen_edge_never_cuts_a_number_on_the_dashboard(tmp_path, width):
+    app = make_app(build_db(tmp_path / "tui.db"))
+    async with app.run_test(size=(width, 40)) as pilot:
+        screen = await open_dashboard(pilot)
+        tables = (("#dash-users", {"Cost", "Today", "Conv", "Turns"}), ("#dash-metrics", {"Value", "Alert at"}),
+                  ("#dash-models", {"Cost", "Turns"}))  # fmt: skip
+        for table, numbers in tables:
+            found = screen.query_one(table, DataTable)
+            assert await wait_for(pilot, lambda t=found, n=numbers: not numbers_cut(t, n)), numbers_cut(found, numbers)
+
+
+@pytest.mark.parametrize("width", [80, 96, 100, 119, 160])
+async def test_the_screen_edge_never_cuts_a_number_in_a_rerun_comparison(tmp_path, api, monkeypatch, width):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-dummy")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
+    answer_reruns(api)
+    app = make_app(build_db(tmp_path / "tui.db"))
+    async with app.run_test(size=(width, 40)) as pilot:
+        await open_rerun_editor(pilot)
+        await send_rerun(pilot)
+        table = app.screen.query_one("#cmp-samples", DataTable)
+        numbers = {"Prompt", "Δ prompt", "Hit", "Output", "Cost", "Δ cost", "Latency", "Δ lat"}
+        assert await wait_for(pilot, lambda: not numbers_cut(table, numbers)), numbers_cut(table, numbers)

@@ -183,3 +183,15 @@ async def send_rerun(pilot) -> None:
     await pilot.press("y")
     for _ in range(3):
         await settle(pilot)
+
+
+def numbers_cut(table, numbers) -> list[str]:
+    """The number columns of `table` (by key) that its visible right edge cuts: a number cut by
+    the edge reads as another number ($0.003 for $0.0033)."""
+    edge, x, cut = table.scrollable_content_region.width, 0, []
+    for key, col in table.columns.items():
+        width = col.get_render_width(table)
+        if key.value in numbers and x < edge < x + width:
+            cut.append(key.value)
+        x += width
+    return cut

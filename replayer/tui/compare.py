@@ -4,6 +4,7 @@ latency, and the request as sent against the original's)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from rich.text import Text
 from textual import on
@@ -19,11 +20,15 @@ from ..models import Comparison, Sample
 from ..wire import token_count
 from .base import ReplayerScreen
 from .render import delta_money, request_diff_text, side_by_side
-from .widgets import KeyTable
+from .widgets import KeyTable, keep_numbers_whole, refit_on_scrollbar
 
 
 class CompareScreen(ReplayerScreen[None]):
     """The original against each sample: a row each, and the highlighted one in detail."""
+
+    NUMBERS = {"Prompt", "Δ prompt", "Hit", "Output", "Cost", "Δ cost", "Latency", "Δ lat"}
+    """Columns the screen's edge must never cut (widgets.keep_numbers_whole)."""
+    STOP = 10
 
     BINDINGS = [
         Binding("escape", "back", "Back", id="back"),
@@ -67,7 +72,7 @@ class CompareScreen(ReplayerScreen[None]):
         )
         table = self.query_one("#cmp-samples", DataTable)
         model_width = max(len(v.model or "") for v in [r.original, *r.samples])  # ids shown whole
-        for col, w in (("", 9), ("Model", max(5, model_width)), ("Stop", 10), ("Prompt", 9), ("Δ prompt", 9),
+        for col, w in (("", 9), ("Model", max(5, model_width)), ("Stop", self.STOP), ("Prompt", 9), ("Δ prompt", 9),
                        ("Hit", 4), ("Output", 7),
                        ("Cost", 10), ("Δ cost", 10), ("Latency", 9), ("Δ lat", 8), ("Error", 40)):  # fmt: skip
             table.add_column(col, key=col or "name", width=w)
@@ -94,6 +99,8 @@ class CompareScreen(ReplayerScreen[None]):
             )
         table.move_cursor(row=1 if r.samples else 0)
         table.focus()
+        self.call_after_refresh(self.fit_columns)
+        refit_on_scrollbar(self, table, self.fit_columns)
         self.show_sample()
         self.query_one("#cmp-request-body", Static).update(request_diff_text(r.request_diff))
         changed = [d.section for d in r.request_diff if d.changed]
@@ -108,6 +115,13 @@ class CompareScreen(ReplayerScreen[None]):
     @on(DataTable.RowHighlighted, "#cmp-samples")
     def highlighted(self) -> None:
         self.show_sample()
+
+    def on_resize(self, event: Any) -> None:
+        self.call_after_refresh(self.fit_columns)
+
+    def fit_columns(self) -> None:
+        """A narrow screen: the stop reasons give way to the numbers (or push them off whole)."""
+        keep_numbers_whole(self.query_one("#cmp-samples", DataTable), self.NUMBERS, "Stop", self.STOP, narrowest=8)
 
     def show_sample(self) -> None:
         v = self._selected()

@@ -37,7 +37,7 @@ from .render import (
 from .rerun import RerunScreen
 from .text_view import TextView
 from .turn_view import response_widgets
-from .widgets import ContextChart, set_widths
+from .widgets import ContextChart, keep_numbers_whole, refit_on_scrollbar, set_widths
 
 
 class ConversationScreen(ReplayerScreen[None]):
@@ -116,6 +116,8 @@ class ConversationScreen(ReplayerScreen[None]):
     The number columns hold their widest usual values whole (+1,234,567 tokens, $123.4567,
     9999.9 s): a number cut by its column reads as another number."""
     FLEX_MIN = {"tools": 10, "err": 6}
+    NUMBERS = {"idx", "delta", "cost", "ms", "cache"}
+    """Columns the screen's edge must never cut (widgets.keep_numbers_whole)."""
 
     def __init__(self, conversation_id: str, turn: int | None = None) -> None:
         super().__init__()
@@ -170,6 +172,7 @@ class ConversationScreen(ReplayerScreen[None]):
         # fixed widths: the table then never measures every cell of a long conversation
         for col, key, width in self.COLUMNS:
             table.add_column(col, key=key, width=width or self.FLEX_MIN[key])
+        refit_on_scrollbar(self, table, self.fit_columns)
         self.sub_title = self.conversation_id
         self.load_timeline()
         table.focus()
@@ -191,7 +194,9 @@ class ConversationScreen(ReplayerScreen[None]):
             - sum(w + 2 * table.cell_padding for _, _, w in self.COLUMNS)
         )
         tools = max(self.FLEX_MIN["tools"], min(24, room // 3))
-        set_widths(table, {"tools": tools, "err": max(self.FLEX_MIN["err"], room - tools)})
+        set_widths(table, {"err": max(self.FLEX_MIN["err"], room - tools)})
+        # too narrow for them all (a narrow terminal): the tools give way to the numbers
+        keep_numbers_whole(table, self.NUMBERS, "tools", tools, narrowest=3)
 
     # -- loading ----------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="timeline", exit_on_error=False)

@@ -20,7 +20,7 @@ from .base import ReplayerScreen
 from .dashboard import DashboardScreen
 from .messages import ConversationsLoaded, StoreChanged
 from .render import IdText, duration, tokens
-from .widgets import set_widths
+from .widgets import set_widths, width_keeping_numbers_whole
 
 PAGE = 100
 
@@ -161,21 +161,8 @@ class ConversationsScreen(ReplayerScreen[None]):
         (with and without a vertical scrollbar): as wide as an id when that keeps the edge out of
         every number column, else the widest narrower one that does (the number then shows whole),
         else wider (the number goes off screen whole)."""
-        widest = self.WIDTHS["Conversation"]
-
-        def cuts_a_number(width: int) -> bool:
-            x = 0
-            for col in self.COLUMNS:
-                w = (width if col == "Conversation" else self.WIDTHS[col]) + padding
-                if col in self.NUMBERS and any(x < edge < x + w for edge in edges):
-                    return True
-                x += w
-            return False
-
-        for width in (*range(widest, self.NARROWEST_ID - 1, -1), *range(widest + 1, widest + 24)):
-            if not cuts_a_number(width):
-                return width
-        return widest
+        columns = [(col, self.WIDTHS[col]) for col in self.COLUMNS]
+        return width_keeping_numbers_whole(columns, "Conversation", self.NARROWEST_ID, self.NUMBERS, edges, padding)
 
     def fit_columns(self) -> None:
         """Called on resize and when rows arrive (a vertical scrollbar may have come or gone)."""

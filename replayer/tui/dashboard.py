@@ -19,7 +19,7 @@ from ..fmt import cost_spread, day_spend, describe_alert, fmt_metric, health_wor
 from ..models import Stats
 from .base import ReplayerScreen
 from .messages import StatsLoaded
-from .widgets import KeyTable
+from .widgets import KeyTable, keep_numbers_whole, refit_on_scrollbar
 
 TOP = 10
 COLOURS = ["#1f77b4", "#e06000", "#2e8b2e", "#d62728", "#8e5cc9", "#a88000", "#11939c", "#d1479e", "#5a6e00", "#8c564b"]
@@ -74,6 +74,10 @@ def spend_bars(doc: Stats) -> Text:
     return text
 
 
+NAME_NARROWEST = 8
+"""The least a user, health metric or model name is cut to before a number goes off screen whole."""
+
+
 class DashboardScreen(ReplayerScreen[str | None]):
     """Spend and health over the last days."""
 
@@ -84,6 +88,10 @@ class DashboardScreen(ReplayerScreen[str | None]):
         Binding("minus", "days(-1)", "Fewer days", id="fewer-days", tooltip="One day fewer (-)"),
         Binding("enter", "pick_user", "Show user", id="pick-user", tooltip="Conversations of the highlighted user"),
     ]
+
+    WIDTHS = {"User": 24, "Cost": 10, "Today": 10, "Conv": 5, "Turns": 6, "Health": 30, "Model": 34}
+    NUMBERS = {"Cost", "Today", "Conv", "Turns", "Value", "Alert at"}
+    """Columns the screen's edge must never cut (widgets.keep_numbers_whole)."""
 
     def __init__(self, days: int | None = None) -> None:
         super().__init__()
@@ -105,6 +113,14 @@ class DashboardScreen(ReplayerScreen[str | None]):
 
     def on_resize(self, event: Any) -> None:
         self.set_class(event.size.width < 120, "narrow")
+        self.call_after_refresh(self.fit_columns)
+
+    def fit_columns(self) -> None:
+        """A narrow screen: the names give way to the numbers (or push them off whole)."""
+        for table, name in (("#dash-users", "User"), ("#dash-metrics", "Health"), ("#dash-models", "Model")):
+            keep_numbers_whole(
+                self.query_one(table, DataTable), self.NUMBERS, name, self.WIDTHS[name], narrowest=NAME_NARROWEST
+            )
 
     def on_mount(self) -> None:
         self.set_class(self.app.size.width < 120, "narrow")
@@ -112,14 +128,16 @@ class DashboardScreen(ReplayerScreen[str | None]):
         if self.days is None:
             self.days = self.app.settings.days
         users = self.query_one("#dash-users", DataTable)
-        for col, w in (("User", 24), ("Cost", 10), ("Today", 10), ("Conv", 5), ("Turns", 6)):
-            users.add_column(col, key=col, width=w)
+        for col in ("User", "Cost", "Today", "Conv", "Turns"):
+            users.add_column(col, key=col, width=self.WIDTHS[col])
         metrics = self.query_one("#dash-metrics", DataTable)
-        for col, w in (("Health", 30), ("Value", 9), ("Alert at", 9), ("", 5)):
+        for col, w in (("Health", self.WIDTHS["Health"]), ("Value", 9), ("Alert at", 9), ("", 5)):
             metrics.add_column(col, key=col or "flag", width=w)
         models = self.query_one("#dash-models", DataTable)
-        for col, w in (("Model", 34), ("Cost", 10), ("Turns", 6)):
-            models.add_column(col, key=col, width=w)
+        for col in ("Model", "Cost", "Turns"):
+            models.add_column(col, key=col, width=self.WIDTHS[col])
+        for table in (users, metrics, models):
+            refit_on_scrollbar(self, table, self.fit_columns)
         self.load()
         users.focus()
 
@@ -185,6 +203,7 @@ class DashboardScreen(ReplayerScreen[str | None]):
                 style="dim",
             )
         self.query_one("#dash-alerts", Static).update(alerts)
+        self.call_after_refresh(self.fit_columns)  # rows may have brought a scrollbar
 
     def action_back(self) -> None:
         self.dismiss(None)

@@ -34,7 +34,7 @@ from ..trajectory import (
 )
 from .base import ReplayerScreen
 from .render import side_by_side
-from .widgets import KeyTable, set_widths
+from .widgets import KeyTable, keep_numbers_whole, refit_on_scrollbar
 
 if TYPE_CHECKING:
     from .conversations import ConversationsScreen
@@ -45,6 +45,8 @@ COLUMNS = (("#", 5), ("", 7), ("Stop A→B", 17), ("Tools A→B", 0), ("Prompt A
            ("Time A→B", 11))  # fmt: skip
 """(title, width); 0: the column that takes what the others leave (tool names)."""
 TOOLS_MIN = 12
+NUMBERS = {"#", "Prompt A→B", "Cost A→B", "Time A→B"}
+"""Columns the screen's edge must never cut (widgets.keep_numbers_whole)."""
 WORDS_UP_TO = 20_000
 """Characters of a side's text diffed word by word; longer texts are shown as they are (a word
 diff of two long texts can take seconds)."""
@@ -231,6 +233,7 @@ class TrajectoriesScreen(ReplayerScreen[None]):
         table = self.query_one("#traj-turns", DataTable)
         for title, width in COLUMNS:
             table.add_column(title, key=title or "status", width=width or TOOLS_MIN)
+        refit_on_scrollbar(self, table, self.fit_columns)
         table.focus()
         self.sub_title = "compare trajectories"
         self.load(self.a, self.b)
@@ -243,7 +246,8 @@ class TrajectoriesScreen(ReplayerScreen[None]):
         table = self.query_one("#traj-turns", DataTable)
         fixed = sum(w + 2 * table.cell_padding for _, w in COLUMNS if w) + 2 * table.cell_padding
         room = table.scrollable_content_region.width or self.size.width - 2
-        set_widths(table, {"Tools A→B": min(TOOLS_MAX, max(TOOLS_MIN, room - fixed))})
+        wanted = min(TOOLS_MAX, max(TOOLS_MIN, room - fixed))
+        keep_numbers_whole(table, NUMBERS, "Tools A→B", wanted, narrowest=3)  # too narrow: the tools give way
 
     @work(thread=True, exclusive=True, group="trajectories", exit_on_error=False)
     def load(self, a: str, b: str | None) -> None:

@@ -1,8 +1,10 @@
 """Widgets of our own and helpers for Textual's: the context-growth chart, a DataTable that moves
-with j/k and g/G, and resizing a DataTable's columns."""
+with j/k and g/G, resizing a DataTable's columns, and keeping
+its number columns whole at the screen's edge."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from rich.text import Text
@@ -256,3 +258,64 @@ def set_widths(table: DataTable[Any], widths: dict[str, int]) -> None:
         table._require_update_dimensions = True  # noqa: SLF001 - DataTable has no public way to resize a column
         table._clear_caches()  # noqa: SLF001
         table.refresh()
+
+
+def width_keeping_numbers_whole(
+    columns: Sequence[tuple[str, int]],
+    give: str,
+    narrowest: int,
+    numbers: Collection[str],
+    edges: Iterable[int],
+    padding: int,
+) -> int:
+    """The width for text column `give` of a table whose columns are `columns` ((key, width), in
+    order; `give`'s own width the one it would like) so that a right edge at any of `edges` cuts
+    no column in `numbers`: a number cut by the screen's edge reads as another number ($0.003 for
+    $0.0033, +8 for +82). The width it would like when that keeps them whole, else the widest
+    narrower one down to `narrowest` (the text is cut instead), else the narrowest wider one (the
+    number then starts past the edge: shown whole a scroll away, or not at all)."""
+    edges = tuple(edges)
+    wanted = next(w for key, w in columns if key == give)
+
+    def cuts_a_number(width: int) -> bool:
+        x = 0
+        for key, w in columns:
+            w = (width if key == give else w) + padding
+            if key in numbers and any(x < edge < x + w for edge in edges):
+                return True
+            x += w
+        return False
+
+    widest = wanted + sum(w + padding for _, w in columns) + max(edges, default=0)
+    for width in (*range(wanted, narrowest - 1, -1), *range(wanted + 1, widest)):
+        if not cuts_a_number(width):
+            return width
+    return wanted
+
+
+def keep_numbers_whole(table: DataTable[Any], numbers: Collection[str], give: str, wanted: int, narrowest: int) -> int:
+    """Set the width of `table`'s text column `give` (`wanted` when it can be) so that the table's
+    right edge cuts none of the number columns (their keys); see width_keeping_numbers_whole.
+    Called again when the edge moves: on resize, and when a vertical scrollbar comes or goes
+    (refit_on_scrollbar). Returns the width."""
+    pad = 2 * table.cell_padding
+    columns = [
+        (str(c.key.value), wanted if c.key.value == give else c.get_render_width(table) - pad)
+        for c in table.ordered_columns
+    ]
+    edge = table.scrollable_content_region.width
+    if not edge:  # not laid out yet: nothing to keep whole
+        return wanted
+    width = width_keeping_numbers_whole(columns, give, narrowest, numbers, (edge,), pad)
+    set_widths(table, {give: width})
+    return width
+
+
+def refit_on_scrollbar(screen: Widget, table: DataTable[Any], fit: Callable[[], None]) -> None:
+    """Call `fit` again whenever `table`'s vertical scrollbar comes or goes: its cells move the
+    table's edge, and it can come a layout pass after the rows that bring it."""
+
+    def came_or_went(shown: bool) -> None:
+        screen.call_after_refresh(fit)
+
+    screen.watch(table, "show_vertical_scrollbar", came_or_went, init=False)
