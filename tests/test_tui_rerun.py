@@ -193,3 +193,21 @@ async def test_esc_cancels_a_rerun_that_gets_no_answer(db, env):
             (variant,) = store.variants_of(editor.turn_id)
             turn = store.turns(variant.variant)[0]
         assert turn.attempts[0].abandoned and turn.attempts[0].status is None
+
+
+@pytest.mark.parametrize("width", [80, 100, 120, 160])
+async def test_every_field_of_the_editor_shows_and_reads_whole(db, width):
+    """At 80 columns the samples field was off screen; at 120 `10` typed into it showed as `0`."""
+    app = make_app(db)
+    async with app.run_test(size=(width, 24)) as pilot:
+        editor = await open_rerun_editor(pilot)
+        await pilot.pause()
+        for field in ("#rr-model", "#rr-max-tokens", "#rr-thinking", "#rr-samples"):
+            box = editor.query_one(field, Input).region
+            assert box.width and 0 <= box.x and box.right <= width, (field, box)
+        samples = editor.query_one("#rr-samples", Input)
+        samples.focus()
+        await pilot.press("ctrl+a", "delete", "1", "0")  # ctrl+a: to the start of the line
+        await pilot.pause()
+        assert samples.value == "10"
+        assert samples.scroll_x == 0 and samples.content_region.width >= len("10") + 1  # and the cursor

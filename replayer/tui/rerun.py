@@ -135,15 +135,21 @@ class RerunScreen(ReplayerScreen[None]):
         form = self.query_one("#rr-form", VerticalScroll)
         thinking: dict[str, Any] = req["thinking"] if isinstance(req.get("thinking"), dict) else {}
         rows = [
-            Horizontal(
-                Label("model "),
-                Input(str(req.get("model", "")), id="rr-model", suggester=SuggestFromList(models)),
-                Label(" max_tokens "),
-                Input(str(req.get("max_tokens", "")), id="rr-max-tokens", type="integer"),
-                Label(" thinking "),
-                Input(str(thinking.get("budget_tokens", "")), id="rr-thinking", type="integer", placeholder="off"),
-                *([] if self.fork else [Label(" samples "), Input("1", id="rr-samples", type="integer")]),
-                classes="rr-row",
+            Horizontal(  # side by side when the screen is wide enough, else one above the other (fit_fields)
+                Horizontal(
+                    Label("model "),
+                    Input(str(req.get("model", "")), id="rr-model", suggester=SuggestFromList(models)),
+                    Label(" max_tokens "),
+                    Input(str(req.get("max_tokens", "")), id="rr-max-tokens", type="integer"),
+                    classes="rr-row",
+                ),
+                Horizontal(
+                    Label(" thinking "),
+                    Input(str(thinking.get("budget_tokens", "")), id="rr-thinking", type="integer", placeholder="off"),
+                    *([] if self.fork else [Label(" samples "), Input("1", id="rr-samples", type="integer")]),
+                    classes="rr-row",
+                ),
+                id="rr-fields",
             ),
             Label("system prompt"),
             TextArea(system_text(req.get("system")), id="rr-system", classes="rr-text"),
@@ -184,6 +190,21 @@ class RerunScreen(ReplayerScreen[None]):
             return
         box = found.first(Input)
         box.styles.width = max(getattr(self, "_widest_model", 26), len(box.value)) + 5
+        self.call_after_refresh(self.fit_fields)
+
+    def on_resize(self, event: Any) -> None:
+        self.call_after_refresh(self.fit_fields)
+
+    def fit_fields(self) -> None:
+        """The short fields on one line when they fit the form's width, else on two: every
+        field stays on screen (a row that doesn't wrap hid the samples at 80 columns)."""
+        found = self.query("#rr-fields")
+        if not found:
+            return
+        fields = found.first(Horizontal)
+        needed = sum(w.outer_size.width for row in fields.query(".rr-row") for w in row.children)
+        room = self.query_one("#rr-form", VerticalScroll).scrollable_content_region.width
+        fields.set_class(needed > room, "stacked")
 
     def show_title(self, variants: int) -> None:
         orig = self.orig
