@@ -760,3 +760,56 @@ def test_a_limit_reached_after_one_live_call_says_call_not_calls(loop_api, recor
                         *agent_cmd(), env=fork_env(loop_api), cwd=work)
         assert proc.returncode == 3, proc.stderr
         assert said in proc.stdout and said in proc.stderr, proc.stdout + proc.stderr
+
+
+OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+
+
+def overloaded_once(turn: int, delay: float = 0.0):
+    """The loop's model, but turn `turn`'s first request gets a 529 (the SDK retries it); each
+    answer after `delay` seconds."""
+    failed: list[int] = []
+
+    def respond(body: dict) -> Reply:
+        if (len(body.get("messages") or []) - 1) // 2 == turn and not failed:
+            failed.append(turn)
+            return Reply(status=529, body=OVERLOADED, headers={"retry-after-ms": "1"})
+        reply = loop_reply(body)
+        reply.delay = delay
+        return reply
+
+    return respond
+
+
+@pytest.fixture(scope="module")
+def retried(tmp_path_factory) -> tuple[Path, str, Path]:
+    """The loop recorded by `replayer record` with turn 1 retried (a 529, then its answer), each
+    answer 0.1 s after its request: (db, conversation, workdir). Tests fork a copy of it."""
+    tmp = tmp_path_factory.mktemp("retried")
+    with FakeAPI(responder=overloaded_once(1, delay=0.1)) as api:
+        work, db, lines = recorded_agent(tmp, AGENT.replace("sys.argv[1]", '"1234"'), api)
+    assert [(line["index"], line["status"]) for line in lines[:3]] == [(0, 200), (1, 529), (1, 200)]
+    return db, lines[0]["conversation_id"], work
+
+
+def test_a_forks_copied_turns_keep_their_failed_attempts_so_compare_calls_them_the_same(loop_api, retried,
+                                                                                        tmp_path):
+    """Turn 1 was a 529 then its answer: forked at turn 2, the fork's turn 1 holds both attempts
+    as recorded (each its own status, error and usage, none of it spend), and compare shows the
+    copied turns `same`."""
+    db, conv, work = recorded_loop(retried, tmp_path)
+    proc = replayer(db, "fork", f"{conv}:2", "--system", "You are terse.", "--yes", env=fork_env(loop_api))
+    assert proc.returncode == 0, proc.stderr
+    fork, _ = fork_of(db)
+    lines = exported(db)
+    original = [line for line in lines if line["conversation_id"] == conv][:3]
+    copies = [line for line in lines if line["conversation_id"] == fork and line.get("copied_from")]
+    keys = ("index", "attempt", "status", "error", "usage", "latency_ms", "response")
+    assert [{k: line[k] for k in keys} for line in copies] == [{k: line[k] for k in keys} for line in original]
+    assert [line["copied_from"] for line in copies] == [line["turn_id"] for line in original]
+    compared = json.loads(replayer(db, "compare", conv, fork, "--json").stdout)
+    assert [(p["status"], p["differences"]) for p in compared["pairs"][:2]] == [("same", []), ("same", [])]
+    assert compared["pairs"][1]["b"]["attempts"] == 2 and compared["pairs"][1]["b"]["errors"] == 1
+    assert compared["a"]["errors"] == compared["b"]["errors"] == 1
+    stats = json.loads(replayer(db, "stats", "--json").stdout)
+    assert stats["reruns"]["turns"] == TURNS - 2  # the copies, failed ones too, are no spend

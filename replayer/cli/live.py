@@ -69,7 +69,7 @@ def fork_player(ctx: click.Context, settings: Any, recording: Any, matcher: Any)
         if not click.confirm("go live?", err=True):
             click.echo("nothing sent", err=True)
             ctx.exit(0)
-    return _start(ctx, matcher, point, edits, prices, limits, extra.get("fork_id"))
+    return _start(ctx, matcher, point, edits, prices, limits, extra.get("fork_id"), recording.lines)
 
 
 def _merged(edits: Any, text: str) -> Any:
@@ -90,13 +90,14 @@ def _merged(edits: Any, text: str) -> Any:
 
 
 def _start(ctx: click.Context, matcher: Any, point: Any, edits: Any, prices: Any, limits: Any,
-           fork_id: str | None) -> Playing:
+           fork_id: str | None, recorded: list[dict[str, Any]]) -> Playing:
     from ..playback.live import ForkPlayer
     from ..store.process import make_writer
 
     db = str(db_path(ctx).resolve())
     writer = make_writer(db)
-    player = ForkPlayer(matcher, point, edits, put=writer.put, prices=prices, limits=limits, fork_id=fork_id)
+    player = ForkPlayer(matcher, point, edits, put=writer.put, prices=prices, limits=limits, fork_id=fork_id,
+                        recorded=recorded)
 
     def finish() -> list[str]:
         lost = 0 if writer.close(30) else writer.unwritten

@@ -57,26 +57,32 @@ class ForkPoint:
     index: int
     turn: dict[str, Any]
     """The recorded line (last attempt) of turn `index`: the request the fork starts from."""
-    replayed: list[dict[str, Any]]
-    """The last recorded attempt of each turn 0..index-1, in order: copied into the fork."""
+    replayed: list[list[dict[str, Any]]]
+    """Every recorded attempt of each turn 0..index-1 (failed ones too), turn by turn: copied
+    into the fork as they were recorded."""
 
 
-def last_attempts(lines: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
-    """(conversation, turn index) -> the turn's last recorded attempt, among cassette lines."""
-    turns: dict[tuple[str, int], dict[str, Any]] = {}
+TurnKey = tuple[str, int]
+"""(conversation, turn index)."""
+
+
+def turn_attempts(lines: list[dict[str, Any]]) -> dict[TurnKey, list[dict[str, Any]]]:
+    """(conversation, turn index) -> the turn's recorded attempts in order, among cassette lines."""
+    turns: dict[TurnKey, list[dict[str, Any]]] = {}
     for line in lines:
         conv, idx = line.get("conversation_id"), line.get("index")
         if isinstance(conv, str) and isinstance(idx, int) and line.get("request") is not None:
-            key = (conv, idx)
-            if key not in turns or (line.get("attempt") or 0) >= (turns[key].get("attempt") or 0):
-                turns[key] = line
+            turns.setdefault((conv, idx), []).append(line)
+    for attempts in turns.values():
+        attempts.sort(key=lambda a: a.get("attempt") or 0)
     return turns
 
 
 def fork_point(lines: list[dict[str, Any]], live_from: str) -> ForkPoint:
     """The turn `live_from` names among the source's cassette lines: a turn id, or a turn index
     of the source conversation (CONV:N too, for a source with several)."""
-    turns = last_attempts(lines)
+    every = turn_attempts(lines)
+    turns = {key: attempts[-1] for key, attempts in every.items()}
     conversations = sorted({c for c, _ in turns}, key=lambda c: min(t.get("started_at") or "" for (cc, _), t in
                                                                     turns.items() if cc == c))
     by_turn_id = {str(line.get("turn_id")): k for k, line in turns.items() if line.get("turn_id")}
@@ -103,7 +109,7 @@ def fork_point(lines: list[dict[str, Any]], live_from: str) -> ForkPoint:
             raise LiveError(f"--live-from {live_from}: {conv} has turns 0..{count - 1}")
         found = (conv, index)
     conv, index = found
-    return ForkPoint(conv, index, turns[found], _before(turns, conv, index))
+    return ForkPoint(conv, index, turns[found], _before(every, conv, index))
 
 
 def _one(text: str, ids: Iterable[str], kind: str, live_from: str) -> str | None:
@@ -119,7 +125,7 @@ def _one(text: str, ids: Iterable[str], kind: str, live_from: str) -> str | None
     return matches[0] if matches else None
 
 
-def _before(turns: dict[tuple[str, int], dict[str, Any]], conv: str, index: int) -> list[dict[str, Any]]:
+def _before(turns: dict[TurnKey, list[dict[str, Any]]], conv: str, index: int) -> list[list[dict[str, Any]]]:
     return [turns[(conv, i)] for i in range(index) if (conv, i) in turns]
 
 
@@ -228,11 +234,15 @@ class ForkPlayer:
     live = True
 
     def __init__(self, matcher: Matcher, point: ForkPoint, edits: Edits, *, put: Put, prices: PriceTable,
-                 limits: Limits | None = None, fork_id: str | None = None) -> None:
+                 limits: Limits | None = None, fork_id: str | None = None,
+                 recorded: list[dict[str, Any]] | None = None) -> None:
         from ..store.codec import new_id
 
         request = point.turn.get("request")
         self.matcher, self.point = matcher, point
+        self.recorded = recorded if recorded is not None else matcher.lines()
+        """Every recorded attempt of the source (the matcher's lines leave out failed attempts
+        that a success followed): a branch copies its turns from them."""
         # "-1" is the fork turn's last message, in the later requests too (they have more); the
         # fork is tagged with the edits as given
         self.edits = anchored(edits, request) if isinstance(request, dict) else edits
@@ -333,9 +343,7 @@ class ForkPlayer:
             # a fork of `source` with no edits of its own: the fork `fork_id` made it go on differently
             ctx = Context(branch.conversation_id, None,
                           {FORK_TAG: source, "fork_turn": index, "edits": {}, "in_fork": self.fork_id})
-            now = time.time()
-            for i, copy in enumerate(_before(last_attempts(self.matcher.lines()), source, index)):
-                self.inner_put(copied(copy, ctx, now + i * 1e-3))
+            self._copy(_before(turn_attempts(self.recorded), source, index), ctx)
             decision.tags = ctx.tags
         return decision
 
@@ -383,10 +391,17 @@ class ForkPlayer:
         self.state.started = True
         self.state.conversations.append(self.fork_id)
         self.matcher.retire(self.replaced)  # turns N on: the fork's live calls take their place
-        ctx = Context(self.fork_id, None, dict(self.tags))
-        now = time.time()
-        for i, line in enumerate(self.point.replayed):
-            self.inner_put(copied(line, ctx, now + i * 1e-3))
+        self._copy(self.point.replayed, ctx=Context(self.fork_id, None, dict(self.tags)))
+
+    def _copy(self, turns: list[list[dict[str, Any]]], ctx: Context) -> None:
+        """Record the recorded turns `turns` into `ctx`'s conversation, every attempt of each (its
+        failed ones too, as they went), each turn's attempts joined as one call's."""
+        now, n = time.time(), 0
+        for attempts in turns:
+            call_key = uuid.uuid4().hex
+            for line in attempts:
+                self.inner_put(copied(line, ctx, now + n * 1e-3, call_key))
+                n += 1
 
     # -- recording, and counting what the live part costs ---------------------------------------
     def put(self, item: Handoff) -> None:
@@ -440,13 +455,14 @@ def _message(captured: Captured) -> Any:
     return None
 
 
-def copied(line: dict[str, Any], ctx: Context, t_start: float) -> Captured:
+def copied(line: dict[str, Any], ctx: Context, t_start: float, call_key: str | None = None) -> Captured:
     """A recorded attempt (a cassette line) as a new record in `ctx`'s conversation: the same
-    request, headers, status and answer (a stream's recorded events, or ones made from its message)."""
+    attempt number, request, headers, status and answer (a stream's recorded events, or ones
+    made from its message). The attempts of one turn share a `call_key`: they join one turn."""
     request = line.get("request")
     captured = Captured(
-        call_key=uuid.uuid4().hex,
-        attempt=0,
+        call_key=call_key or uuid.uuid4().hex,
+        attempt=int(line.get("attempt") or 0),
         t_start=t_start,
         endpoint=line.get("endpoint") or "/v1/messages",
         stream=bool(line.get("stream")),
@@ -457,6 +473,7 @@ def copied(line: dict[str, Any], ctx: Context, t_start: float) -> Captured:
         ttft_ms=line.get("ttft_ms"),
         error=line.get("error"),
         request_id=line.get("request_id"),
+        abandoned=bool(line.get("abandoned")),
         ctx=ctx,
         copied_from=line.get("turn_id"),
     )
