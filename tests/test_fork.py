@@ -813,3 +813,32 @@ def test_a_forks_copied_turns_keep_their_failed_attempts_so_compare_calls_them_t
     assert compared["a"]["errors"] == compared["b"]["errors"] == 1
     stats = json.loads(replayer(db, "stats", "--json").stdout)
     assert stats["reruns"]["turns"] == TURNS - 2  # the copies, failed ones too, are no spend
+
+
+def test_a_forks_wall_time_holds_the_copied_turns_as_long_as_they_took_in_the_original(loop_api, retried,
+                                                                                       tmp_path):
+    """The copies keep their recorded spacing and latency, shifted so the last one ends where the
+    live part begins: the fork's wall time is the copied prefix's, as recorded, plus its live part."""
+    from datetime import datetime
+
+    def at(line: dict) -> float:
+        return datetime.fromisoformat(line["started_at"].replace("Z", "+00:00")).timestamp()
+
+    db, conv, work = recorded_loop(retried, tmp_path)
+    proc = replayer(db, "fork", f"{conv}:2", "--system", "You are terse.", "--yes", env=fork_env(loop_api))
+    assert proc.returncode == 0, proc.stderr
+    fork, _ = fork_of(db)
+    lines = exported(db)
+    original = [line for line in lines if line["conversation_id"] == conv]
+    forked = [line for line in lines if line["conversation_id"] == fork]
+    copies, live = forked[:3], forked[3:]
+    assert all(line.get("copied_from") for line in copies) and not any(line.get("copied_from") for line in live)
+    shift = at(copies[0]) - at(original[0])
+    assert [at(c) - shift for c in copies] == pytest.approx([at(o) for o in original[:3]], abs=0.002)
+    copied_end = at(copies[-1]) + copies[-1]["latency_ms"] / 1000
+    assert copied_end == pytest.approx(at(live[0]), abs=0.05) and copied_end <= at(live[0]) + 0.002
+    prefix_s = at(original[2]) + original[2]["latency_ms"] / 1000 - at(original[0])
+    assert prefix_s > 0.2  # two answers of 0.1 s, one after a retry
+    compared = json.loads(replayer(db, "compare", conv, fork, "--json").stdout)
+    live_s = at(live[-1]) + live[-1]["latency_ms"] / 1000 - at(live[0])
+    assert compared["b"]["wall_s"] == pytest.approx(prefix_s + live_s, abs=0.06)

@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ..captured import Captured, Context, Handoff, Put
@@ -395,13 +396,12 @@ class ForkPlayer:
 
     def _copy(self, turns: list[list[dict[str, Any]]], ctx: Context) -> None:
         """Record the recorded turns `turns` into `ctx`'s conversation, every attempt of each (its
-        failed ones too, as they went), each turn's attempts joined as one call's."""
-        now, n = time.time(), 0
-        for attempts in turns:
-            call_key = uuid.uuid4().hex
-            for line in attempts:
-                self.inner_put(copied(line, ctx, now + n * 1e-3, call_key))
-                n += 1
+        failed ones too, as they went), each turn's attempts joined as one call's, at the times
+        `copy_times` gives them."""
+        attempts = [(call_key, line) for call_key, turn in ((uuid.uuid4().hex, t) for t in turns) for line in turn]
+        times = copy_times([line for _, line in attempts], time.time())
+        for (call_key, line), t_start in zip(attempts, times, strict=True):
+            self.inner_put(copied(line, ctx, t_start, call_key))
 
     # -- recording, and counting what the live part costs ---------------------------------------
     def put(self, item: Handoff) -> None:
@@ -453,6 +453,36 @@ def _message(captured: Captured) -> Any:
         except ValueError:
             return None
     return None
+
+
+def _started(line: dict[str, Any]) -> float | None:
+    """When a recorded attempt started (its `started_at`), in epoch seconds; None when unknown."""
+    text = line.get("started_at")
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def copy_times(lines: list[dict[str, Any]], end: float) -> list[float]:
+    """When each copy of the recorded attempts `lines` starts: its recorded start, shifted so
+    the last of them ends (start plus latency) at `end`, where the live part begins. The copies
+    keep their recorded spacing and latency, so a fork's trajectory lasts what its copied turns
+    took in the original plus its live part, and `compare` sets wall times side by side. (Their
+    usage counts on no day: a copy is kept out of spend.) An attempt with no recorded start
+    follows the one before it by a millisecond."""
+    starts = [_started(line) for line in lines]
+    ends = [t + (line.get("latency_ms") or 0.0) / 1000 for t, line in zip(starts, lines, strict=True) if t is not None]
+    shift = end - max(ends) if ends else 0.0
+    times: list[float] = []
+    for t in starts:
+        if t is not None:
+            times.append(t + shift)
+        else:
+            times.append(times[-1] + 1e-3 if times else end - 1e-3 * len(lines))
+    return times
 
 
 def copied(line: dict[str, Any], ctx: Context, t_start: float, call_key: str | None = None) -> Captured:
