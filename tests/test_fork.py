@@ -200,7 +200,7 @@ def test_a_fork_at_turn_5_sends_turns_5_on_with_the_new_system_prompt_and_record
     assert [line["request"]["system"] for line in lines] == [SYSTEM] * 5 + ["You are terse."] * 5
     assert [line["response"] for line in lines[:5]] == [line["response"] for line in original[:5]]
     assert [line.get("copied_from") for line in lines] == [line["turn_id"] for line in original[:5]] + [None] * 5
-    assert f"replayer replay: fork {fork} of {conv} at turn 5: 5 live calls" in proc.stderr
+    assert f"replayer replay: fork {fork} of {conv} at turn 5: 5 live turns" in proc.stderr
     # the recorded turns 5-9 were replaced by the live ones, not left unasked
     assert "not asked for" not in proc.stderr.splitlines()[-1], proc.stderr
 
@@ -291,7 +291,7 @@ def test_a_fork_of_a_cassette_into_another_database_suggests_no_compare_and_says
                     *agent_cmd(), env=fork_env(loop_api), cwd=work)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     last = [x for x in proc.stderr.splitlines() if x.startswith("replayer replay: fork ")][-1]
-    assert f"live calls, ? ({TURNS - 5} calls with no price)" in last, last
+    assert f"live turns, ? ({TURNS - 5} calls with no price)" in last, last
     assert "replayer compare" not in last and "(replayer show conv_" in last
 
 
@@ -305,7 +305,7 @@ def test_max_turns_stops_the_live_part_with_an_api_error_to_the_agent(loop_api, 
     fork, _ = fork_of(db)
     assert len([line for line in exported(db) if line["conversation_id"] == fork]) == 5 + 2
     assert f"answered 5 calls from conversation {conv}" in proc.stderr and "2 calls sent live" in proc.stderr
-    assert "2 live calls, $" in proc.stderr and "the live part was stopped: --max-turns 2 reached" in proc.stderr
+    assert "2 live turns, $" in proc.stderr and "the live part was stopped: --max-turns 2 reached" in proc.stderr
 
 
 def test_budget_stops_the_live_part_once_the_live_calls_cost_that_much(loop_api, recorded, tmp_path):
@@ -771,7 +771,8 @@ def overloaded_once(turn: int, delay: float = 0.0):
     failed: list[int] = []
 
     def respond(body: dict) -> Reply:
-        if (len(body.get("messages") or []) - 1) // 2 == turn and not failed:
+        asked = "max_tokens" in body  # a call, not the estimate's count_tokens
+        if asked and (len(body.get("messages") or []) - 1) // 2 == turn and not failed:
             failed.append(turn)
             return Reply(status=529, body=OVERLOADED, headers={"retry-after-ms": "1"})
         reply = loop_reply(body)
@@ -842,3 +843,22 @@ def test_a_forks_wall_time_holds_the_copied_turns_as_long_as_they_took_in_the_or
     compared = json.loads(replayer(db, "compare", conv, fork, "--json").stdout)
     live_s = at(live[-1]) + live[-1]["latency_ms"] / 1000 - at(live[0])
     assert compared["b"]["wall_s"] == pytest.approx(prefix_s + live_s, abs=0.06)
+
+
+def test_max_turns_counts_turns_so_a_retried_live_call_is_one_turn(recorded, tmp_path):
+    """--max-turns 2, and the first live call gets a 529 that the SDK retries: turns 5 and 6 both
+    go live (turn 5 in two attempts) before the live part stops, and the stop says so."""
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    with FakeAPI(responder=overloaded_once(5)) as api:
+        proc = replayer(db, "replay", conv, "--live-from", "5", "--system", "Be brief.", "--max-turns", "2", "--yes",
+                        *agent_cmd(), env=fork_env(api), cwd=work)
+        sent = sent_bodies(api)
+    assert proc.returncode == 3, proc.stderr
+    assert [len(b["messages"]) for b in sent] == [11, 11, 13], (proc.stdout, proc.stderr)  # turn 5, its retry, turn 6
+    stop = "--max-turns 2 reached (2 live turns (3 attempts) sent)"
+    assert f"API ERROR 400 replayer: the fork's live part is stopped: {stop}" in proc.stdout
+    fork, _ = fork_of(db)
+    lines = [line for line in exported(db) if line["conversation_id"] == fork]
+    assert [(line["index"], line["attempt"], line["status"]) for line in lines[5:]] == [(5, 0, 529), (5, 1, 200),
+                                                                                          (6, 0, 200)]
+    assert "at turn 5: 2 live turns (3 attempts), $" in proc.stderr and f"was stopped: {stop}" in proc.stderr

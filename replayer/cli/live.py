@@ -123,7 +123,7 @@ def _start(ctx: click.Context, matcher: Any, point: Any, edits: Any, prices: Any
         compare = f"; replayer compare {point.conversation_id} {player.fork_id}" if here else ""
         return [
             f"replayer replay: fork {player.fork_id} of {point.conversation_id} at turn {point.index}: "
-            f"{plural(state.live_calls, 'live call')}, {spent}{stopped}{lost_line} "
+            f"{state.sent()}, {spent}{stopped}{lost_line} "
             f"(replayer show {player.fork_id}{compare})"
         ] + [
             f"replayer replay: {b.source} went on differently from its turn {b.index}: continued live as "

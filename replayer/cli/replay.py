@@ -63,7 +63,7 @@ FORK_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--budget", type=click.FloatRange(min=0, min_open=True), metavar="USD",
                  help="Stop the live part (an API error to the agent) once its calls have cost this much."),
     click.option("--max-turns", type=click.IntRange(min=1), metavar="K",
-                 help="Stop the live part (an API error to the agent) after K live calls."),
+                 help="Stop the live part (an API error to the agent) after K live turns (a retry is its turn's)."),
     click.option("--upstream", metavar="URL", callback=_url,
                  help="Where live calls go (default $ANTHROPIC_BASE_URL, else $REPLAYER_UPSTREAM, else the API)."),
     click.option("--yes", "-y", is_flag=True, help="Go live without asking (the estimate is still printed)."),

@@ -22,6 +22,7 @@ Decisions (`ForkPlayer.decide`, the replay server's `Player`):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -194,7 +195,8 @@ def _one_turn_on(added: list[Any]) -> bool:
 
 @dataclass
 class Limits:
-    """What stops the live part: live calls sent, and USD spent on them (None: no limit)."""
+    """What stops the live part: live turns sent (a retry is its turn's), and USD spent on them
+    (None: no limit)."""
 
     max_turns: int | None = None
     budget_usd: float | None = None
@@ -218,14 +220,22 @@ class LiveState:
     """What the live part has done so far (read by the CLI for its end report)."""
 
     started: bool = False
+    live_turns: int = 0
+    """Live requests sent, each retry of one counted with it (its turn's attempts)."""
     live_calls: int = 0
+    """Live attempts sent: the turns and their retries."""
     spent_usd: float = 0.0
     unpriced: int = 0
     """Live responses whose model has no price (not counted against the budget)."""
     stopped: str | None = None
-    """Why the live part was stopped (`--max-turns 20 reached (20 live calls sent)`), when it was."""
+    """Why the live part was stopped (`--max-turns 20 reached (20 live turns sent)`), when it was."""
     conversations: list[str] = field(default_factory=list)
     branches: list[Branch] = field(default_factory=list)
+
+    def sent(self) -> str:
+        """`12 live turns`, or `12 live turns (14 attempts)` when some were retried."""
+        turns = f"{self.live_turns} live turn{'s' * (self.live_turns != 1)}"
+        return turns if self.live_calls == self.live_turns else f"{turns} ({self.live_calls} attempts)"
 
 
 class ForkPlayer:
@@ -265,6 +275,9 @@ class ForkPlayer:
         """`_asked` and the live reply to it, once that call has ended: the fork's next turn extends it."""
         self._failed = False
         """The latest live request ended without a reply: the same request again is a retry."""
+        self._outcomes: dict[bytes, bool | None] = {}
+        """The digest of each body sent live -> whether its latest attempt was answered (None while
+        it runs): the same body again after a failure, or with a retry count, is a retry of it."""
 
     # -- deciding -------------------------------------------------------------------------------
     def decide(self, endpoint: str, body: bytes, headers: Mapping[str, str]) -> Decision:
@@ -273,7 +286,7 @@ class ForkPlayer:
         except ValueError:
             request = None
         if self.state.started and self._follows(request, headers):
-            return self._fork_turn(request)
+            return self._fork_turn(request, headers)
         answer = self.matcher.answer(endpoint, body)
         if isinstance(answer, Answer):
             line = answer.line
@@ -281,13 +294,13 @@ class ForkPlayer:
                     and isinstance(line.get("index"), int) and line["index"] >= self.point.index):
                 self.matcher.taken_back(answer)  # turn N goes live: the recording did not answer it
                 self._start()
-                return self._fork_turn(request)
+                return self._fork_turn(request, headers)
             return answer
         if self.state.started and isinstance(request, dict):
             self.matcher.withdraw(answer)  # not a mismatch: the live trajectory's own call
             if self._continues(request):
-                return self._fork_turn(request)
-            return self._diverged(request)
+                return self._fork_turn(request, headers)
+            return self._diverged(request, headers)
         return answer
 
     def _follows(self, request: Any, headers: Mapping[str, str]) -> bool:
@@ -302,15 +315,14 @@ class ForkPlayer:
             if asked is None:
                 return False
             if sent == asked:
-                retry = headers.get("x-stainless-retry-count", "0").strip() not in ("", "0")
-                return self._failed or retry
+                return self._failed or _retry_count(headers) > 0
             if tip is None:  # the live call hasn't ended: what goes on from it is the recording's
                 return False
             return len(sent) > len(tip) and sent[: len(tip)] == tip and _one_turn_on(sent[len(tip) :])
 
-    def _fork_turn(self, request: Any) -> Decision:
+    def _fork_turn(self, request: Any, headers: Mapping[str, str]) -> Decision:
         """`request` goes live as the fork's next turn, edited; later ones must go on from it."""
-        decision = self._live(request, self.fork_id, edited=True)
+        decision = self._live(request, self.fork_id, headers, edited=True)
         if isinstance(decision, GoLive):
             messages = request.get("messages") if isinstance(request, dict) else None
             with self.lock:
@@ -318,7 +330,7 @@ class ForkPlayer:
                 self._sent, self._tip, self._failed = decision.body, None, False
         return decision
 
-    def _diverged(self, request: dict[str, Any]) -> Decision:
+    def _diverged(self, request: dict[str, Any], headers: Mapping[str, str]) -> Decision:
         """A request of the live trajectory that the recording can't answer, outside the forked
         conversation: one continuing a branch goes on in it; one going on from a recorded
         conversation's answered turn (a subagent started before the fork point, now asked
@@ -328,16 +340,16 @@ class ForkPlayer:
         for branch in self.state.branches:
             n = len(branch.prefix)
             if isinstance(messages, list) and len(messages) >= n and messages[:n] == branch.prefix:
-                return self._live(request, branch.conversation_id, edited=False)
+                return self._live(request, branch.conversation_id, headers, edited=False)
         line = self.matcher.continued(request, _plain)
         if (line is None or not isinstance(messages, list) or not isinstance(line.get("conversation_id"), str)
                 or not isinstance(line.get("index"), int)):
-            return self._live(request, None, edited=False)
+            return self._live(request, None, headers, edited=False)
         from ..store.codec import new_id
 
         source, index = str(line["conversation_id"]), int(line["index"]) + 1
         branch = Branch(source, index, new_id("conv_"), messages)
-        decision = self._live(request, branch.conversation_id, edited=False)
+        decision = self._live(request, branch.conversation_id, headers, edited=False)
         if isinstance(decision, GoLive):
             with self.lock:
                 self.state.branches.append(branch)
@@ -365,25 +377,32 @@ class ForkPlayer:
         n = len(self._prefix)
         return isinstance(messages, list) and len(messages) >= n and _plain(messages[:n]) == self._prefix
 
-    def _live(self, request: Any, conversation_id: str | None, *, edited: bool) -> Decision:
+    def _live(self, request: Any, conversation_id: str | None, headers: Mapping[str, str], *,
+              edited: bool) -> Decision:
+        """`request` goes upstream (edited when `edited`), unless a limit is reached. A retry (the
+        body of a live call that failed, or one sent with a retry count) is its turn's next
+        attempt, so --max-turns lets it through and counts no turn for it."""
+        body = edit_request(request, self.edits) if edited and isinstance(request, dict) else request
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        key = hashlib.blake2b(data, digest_size=16).digest()
         with self.lock:
-            stop = self._stop_reason()
+            retry = key in self._outcomes and (self._outcomes[key] is False or _retry_count(headers) > 0)
+            stop = self._stop_reason(retry)
             if stop is not None:
                 self.state.stopped = stop
                 message = f"replayer: the fork's live part is stopped: {stop}"
                 return Refusal(400, error_body(message), message)
             self.state.live_calls += 1
-        body = edit_request(request, self.edits) if edited and isinstance(request, dict) else request
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            self.state.live_turns += 0 if retry else 1
+            self._outcomes[key] = None
         return GoLive(data, conversation_id, dict(self.tags))
 
-    def _stop_reason(self) -> str | None:
+    def _stop_reason(self, retry: bool) -> str | None:
         limits, state = self.limits, self.state
-        if limits.max_turns is not None and state.live_calls >= limits.max_turns:
-            return f"--max-turns {limits.max_turns} reached ({plural(state.live_calls, 'live call')} sent)"
+        if limits.max_turns is not None and state.live_turns >= limits.max_turns and not retry:
+            return f"--max-turns {limits.max_turns} reached ({state.sent()} sent)"
         if limits.budget_usd is not None and usd(state.spent_usd) >= usd(limits.budget_usd):
-            return (f"--budget ${limits.budget_usd:g} reached "
-                    f"(${state.spent_usd:.4f} spent on {plural(state.live_calls, 'live call')})")
+            return f"--budget ${limits.budget_usd:g} reached (${state.spent_usd:.4f} spent on {state.sent()})"
         return None
 
     # -- the forked conversation ----------------------------------------------------------------
@@ -425,6 +444,13 @@ class ForkPlayer:
 
     def _count(self, captured: Captured) -> None:
         message = _message(captured)
+        if captured.request_bytes is not None:
+            key = hashlib.blake2b(captured.request_bytes, digest_size=16).digest()
+            content = message.get("content") if isinstance(message, dict) else None
+            ok = captured.status is not None and 200 <= captured.status < 300 and isinstance(content, list)
+            with self.lock:
+                if key in self._outcomes:
+                    self._outcomes[key] = ok
         if captured.ctx is not None and captured.ctx.conversation_id == self.fork_id:
             self._replied(captured, message)
         usage = message.get("usage") if isinstance(message, dict) else None
@@ -440,6 +466,14 @@ class ForkPlayer:
             cid = captured.ctx.conversation_id if captured.ctx else None
             if cid is not None and cid not in self.state.conversations:
                 self.state.conversations.append(cid)
+
+
+def _retry_count(headers: Mapping[str, str]) -> int:
+    """The SDKs' `x-stainless-retry-count`: how many times this request was sent before (0: none said)."""
+    try:
+        return int(headers.get("x-stainless-retry-count", "0").strip() or 0)
+    except ValueError:
+        return 0
 
 
 def _message(captured: Captured) -> Any:
