@@ -862,3 +862,29 @@ def test_max_turns_counts_turns_so_a_retried_live_call_is_one_turn(recorded, tmp
     assert [(line["index"], line["attempt"], line["status"]) for line in lines[5:]] == [(5, 0, 529), (5, 1, 200),
                                                                                           (6, 0, 200)]
     assert "at turn 5: 2 live turns (3 attempts), $" in proc.stderr and f"was stopped: {stop}" in proc.stderr
+
+
+def test_fork_takes_ignore_for_an_agent_that_puts_the_time_in_its_prompt(loop_api, tmp_path):
+    """The system prompt holds the time, so no request of a new run matches the recording: the
+    fork says the agent never reached the turn and names the remedy, `--ignore system`; with it
+    the fork goes live from turn 2."""
+    timed = AGENT.replace("sys.argv[1]", '"1234"').replace("system=SYSTEM,", "system=SYSTEM + str(time.time()),")
+    work, db, before = recorded_agent(tmp_path, "import time\n" + textwrap.dedent(timed), loop_api)
+    conv = before[0]["conversation_id"]
+    proc = replayer(db, "fork", f"{conv}:2", "--model", "claude-haiku-4-5", "--yes", env=fork_env(loop_api))
+    ends = [x for x in proc.stderr.splitlines() if "never reached turn 2" in x]
+    assert len(ends) == 1 and ends[0].endswith(
+        "no fork was recorded; the request differed from the recording at system: if it changes from run to run "
+        "(a timestamp), fork with --ignore system"), proc.stderr
+    proc = replayer(db, "fork", f"{conv}:2", "--ignore", "system", "--model", "claude-haiku-4-5", "--yes",
+                    env=fork_env(loop_api))
+    assert proc.returncode == 0, proc.stderr
+    assert f"FINAL refunded after {TURNS - 1} steps" in proc.stdout
+    fork, link = fork_of(db)
+    assert link["turn_index"] == 2
+    lines = [line for line in exported(db) if line["conversation_id"] == fork]
+    assert [line["model"] for line in lines] == ["claude-sonnet-4-5"] * 2 + ["claude-haiku-4-5"] * (TURNS - 2)
+    bad = replayer(db, "fork", f"{conv}:2", "--ignore", "system..text", "--yes", env=fork_env(loop_api))
+    said = bad.stderr.strip()
+    assert bad.returncode == 2 and said.startswith("replayer: --ignore 'system..text' is not a field path")
+    assert len(said.splitlines()) == 1

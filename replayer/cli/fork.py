@@ -11,7 +11,7 @@ import click
 
 from .base import UserError, open_store
 from .edits import resolve_turn
-from .replay import FORK_OPTIONS, Settings, run_replay
+from .replay import FORK_OPTIONS, IGNORE_HELP, Settings, check_ignore, run_replay
 
 
 def fork_options(command: Any) -> Any:
@@ -23,6 +23,7 @@ def fork_options(command: Any) -> Any:
 @click.command()
 @click.argument("turn", metavar="CONVERSATION:N|TURN_ID")
 @fork_options
+@click.option("--ignore", "ignore", multiple=True, metavar="PATH", help=IGNORE_HELP)
 @click.option("--fork-id", hidden=True, help="The new conversation's id (the browser names it to follow it).")
 @click.option("--edits-json", hidden=True, help="More edits, as Edits.to_json (the browser's editor).")
 @click.pass_context
@@ -38,6 +39,8 @@ def fork(ctx: click.Context, turn: str, **options: Any) -> None:
     """
     from ..playback.live import LiveError, recorded_command
 
+    ignore = tuple(options.pop("ignore"))
+    check_ignore(ignore)
     store = open_store(ctx)
     turn_id = resolve_turn(store, turn)
     try:
@@ -49,4 +52,4 @@ def fork(ctx: click.Context, turn: str, **options: Any) -> None:
     if os.sep in argv[0] and not os.path.isabs(argv[0]):  # ./agent.sh: found from the recorded cwd
         argv[0] = os.path.join(run.cwd, argv[0])
     extra = {**options, "live_from": turn_id, "cwd": run.cwd}
-    ctx.exit(run_replay(ctx, Settings(run.run_id, tuple(argv), extra=extra)))
+    ctx.exit(run_replay(ctx, Settings(run.run_id, tuple(argv), ignore=ignore, extra=extra)))

@@ -72,6 +72,18 @@ def fork_player(ctx: click.Context, settings: Any, recording: Any, matcher: Any)
     return _start(ctx, matcher, point, edits, prices, limits, extra.get("fork_id"), recording.lines)
 
 
+def _remedy(matcher: Any) -> str:
+    """What to do when the agent never reached the fork's turn: a request the recording refused
+    differed in a field that may change from run to run (a timestamp in the prompt): --ignore it."""
+    if not matcher.refusals:
+        return "the program stopped before sending it: see its output above"
+    field = matcher.refusals[0].field
+    if field is None:
+        return "if a field of the request changes from run to run (a timestamp), fork with --ignore PATH"
+    return (f"the request differed from the recording at {field}: if it changes from run to run (a timestamp), "
+            f"fork with --ignore {field}")
+
+
 def _merged(edits: Any, text: str) -> Any:
     import json
 
@@ -104,7 +116,7 @@ def _start(ctx: click.Context, matcher: Any, point: Any, edits: Any, prices: Any
         state = player.state
         if not state.started:
             return [f"replayer replay: the agent never reached turn {point.index} of {point.conversation_id}: "
-                    "nothing went live, no fork was recorded"]
+                    f"nothing went live, no fork was recorded; {_remedy(matcher)}"]
         from ..store.runs import ForkLink, add_fork_link
         from ..store.schema import open_db
 

@@ -149,19 +149,26 @@ def replay(ctx: click.Context, source: str, command: tuple[str, ...], **options:
     ctx.exit(run_replay(ctx, settings))
 
 
-def run_replay(ctx: click.Context, settings: Settings) -> int:
-    from ..autorecord import REPLAY_ENV
-    from ..playback import OFFLINE_KEY
-    from ..playback.matching import Matcher, parse_path
-    from ..playback.server import ReplayServer
-    from ..playback.source import load
-    from ..proxy.run import run_in_background
+def check_ignore(paths: tuple[str, ...]) -> None:
+    """Each --ignore PATH is a field path; else one line saying what to give."""
+    from ..playback.matching import parse_path
 
-    for path in settings.ignore:
+    for path in paths:
         try:
             parse_path(path)
         except ValueError as e:
             raise UserError(f"--ignore {e}") from None
+
+
+def run_replay(ctx: click.Context, settings: Settings) -> int:
+    from ..autorecord import REPLAY_ENV
+    from ..playback import OFFLINE_KEY
+    from ..playback.matching import Matcher
+    from ..playback.server import ReplayServer
+    from ..playback.source import load
+    from ..proxy.run import run_in_background
+
+    check_ignore(settings.ignore)
     check_command(settings.command)
     env = dict(os.environ)
     upstream = settings.extra.get("upstream") or upstream_for(env)

@@ -116,6 +116,9 @@ class Refusal:
     status: int
     body: bytes
     message: str
+    field: str | None = None
+    """Where the request first differs from the closest recorded one, as an --ignore path
+    (`system`, `messages.3.content.0.content`); None when that is not known."""
 
 
 @dataclass(slots=True)
@@ -248,7 +251,8 @@ class Matcher:
                     self.drifts.append(Drift(nxt.conversation, nxt.line.get("index"),
                                              first_difference(nxt.body, sent)))
                     return self._serve(nxt)
-            return self._refuse(self._explain(sent, closest, endpoint))
+            field = difference_path(closest.body, sent) if closest is not None else None
+            return self._refuse(self._explain(sent, closest, endpoint), field)
 
     def _exact(self, sent: Any) -> _Slot | None:
         bucket = self.buckets.get(_bucket(sent))
@@ -293,8 +297,8 @@ class Matcher:
             body = compact_json(response)
         return Answer(status, headers, body, None, line)
 
-    def _refuse(self, message: str) -> Refusal:
-        refusal = Refusal(400, error_body(message.replace("\n", " ")), message)
+    def _refuse(self, message: str, field: str | None = None) -> Refusal:
+        refusal = Refusal(400, error_body(message.replace("\n", " ")), message, field)
         self.refusals.append(refusal)
         return refusal
 
@@ -475,6 +479,13 @@ def _shown(value: Any, start: int = 0) -> str:
         return ("…" if start else "") + json.dumps(cut, ensure_ascii=False) + more
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= _WIDTH else text[:_WIDTH - 1] + "…"
+
+
+def difference_path(recorded: Any, sent: Any) -> str | None:
+    """Where `sent` first differs from `recorded`, as an ignore path (`system.0.text`); None
+    when they are equal."""
+    got = _first(recorded, sent, ())
+    return ".".join(str(p) for p in got[0]) if got is not None and got[0] else None
 
 
 def first_difference(recorded: Any, sent: Any) -> str:
