@@ -749,13 +749,13 @@ def test_a_tool_result_for_a_call_the_request_does_not_answer_is_one_line_before
     assert len(exported(db)) == TURNS
 
 
-def test_a_limit_reached_after_one_live_call_says_call_not_calls(loop_api, recorded, tmp_path):
+def test_a_limit_reached_after_one_live_turn_says_turn_not_turns(loop_api, recorded, tmp_path):
     from replayer.pricing import default_table
 
     db, conv, work = recorded_loop(recorded, tmp_path)
     per_call = default_table().cost(exported(db)[5]["usage"], "claude-sonnet-4-5")
-    for limit, said in ((["--max-turns", "1"], "--max-turns 1 reached (1 live call sent)"),
-                        (["--budget", str(per_call / 2)], "spent on 1 live call)")):
+    for limit, said in ((["--max-turns", "1"], "--max-turns 1 reached (1 live turn sent)"),
+                        (["--budget", str(per_call / 2)], "spent on 1 live turn)")):
         proc = replayer(db, "replay", conv, "--live-from", "5", "--system", "Be brief.", *limit, "--yes",
                         *agent_cmd(), env=fork_env(loop_api), cwd=work)
         assert proc.returncode == 3, proc.stderr

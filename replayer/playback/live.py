@@ -33,7 +33,6 @@ from datetime import datetime
 from typing import Any
 
 from ..captured import Captured, Context, Handoff, Put
-from ..fmt import plural
 from ..models import Original
 from ..pricing import PriceTable, usd
 from ..replay import Edits, anchored, edit_request
