@@ -546,3 +546,53 @@ def test_migrating_counts_an_older_databases_overloads_mid_stream(api, tmp_path)
     assert db.execute("SELECT * FROM rollup ORDER BY conv, bucket, model, batch, band").fetchall() == rollup
     rate = stats(Store(db, PriceTable.load()), Settings(tz="UTC"), days=1, now=datetime.now(UTC)).document()
     assert rate["metrics"]["rate_limit_error_rate"]["value"] == 2 / 4
+
+
+def retried_into_another_model(api, path):
+    """One turn whose first attempt got a 429 (stored under the request's alias) and whose retry
+    was answered by the dated model."""
+    import anthropic
+    from conftest import FAKE_KEY
+
+    from replayer import Recorder
+    from replayer.fakeapi import Reply
+
+    answer = {**MESSAGE, "model": "claude-sonnet-4-5-20250929", "usage": {"input_tokens": 1000, "output_tokens": 100}}
+    api.enqueue(Reply(status=429, body={"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}},
+                      headers={"retry-after": "0"}), Reply(body=answer))  # fmt: skip
+    with Recorder(path) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=1))
+        with rec.conversation("conv_retried"):
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=200,
+                                   messages=[{"role": "user", "content": "x"}])
+
+
+def test_a_retried_turn_counts_under_the_model_that_answered_it(api, tmp_path):
+    """`show` names the model of a turn's last attempt: the stats count its turn there too."""
+    path = tmp_path / "r.db"
+    retried_into_another_model(api, path)
+    doc = stats(Store(open_db(path), PriceTable.load()), Settings(tz="UTC"), days=1, now=datetime.now(UTC)).document()
+    models = {m["model"]: m for m in doc["models"]}
+    assert models["claude-sonnet-4-5-20250929"]["turns"] == 1
+    assert models["claude-sonnet-4-5-20250929"]["cost_usd"] == pytest.approx((1000 * 3.0 + 100 * 15.0) / 1e6)
+    assert models.get("claude-sonnet-4-5", {"turns": 0})["turns"] == 0
+    shown = CliRunner().invoke(cli, ["--db", str(path), "stats", "--by", "model"]).output
+    assert [line.split()[-1] for line in shown.splitlines() if "claude-sonnet-4-5-20250929" in line] == ["1"]
+
+
+def test_migrating_moves_an_older_databases_retried_turns_to_the_model_that_answered(api, tmp_path):
+    """m014 on a database whose rollup counted a retried turn under its first attempt's model:
+    the same rows as the writer makes now."""
+    path = tmp_path / "old.db"
+    retried_into_another_model(api, path)
+    db = open_db(path)
+    usage = db.execute("SELECT * FROM usage ORDER BY attempt_id, part").fetchall()
+    rollup = db.execute("SELECT * FROM rollup ORDER BY conv, bucket, model, batch, band").fetchall()
+    db.execute("UPDATE usage SET new_turn = 1 - new_turn WHERE part = 0")
+    db.execute("UPDATE rollup SET turns = 1 - turns")
+    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm014_turn_under_answering_model'")
+    db.conn.commit()
+    db.conn.close()
+    db = open_db(path)
+    assert db.execute("SELECT * FROM usage ORDER BY attempt_id, part").fetchall() == usage
+    assert db.execute("SELECT * FROM rollup ORDER BY conv, bucket, model, batch, band").fetchall() == rollup

@@ -144,7 +144,8 @@ SCHEMA = (
         latency_ms REAL,
         error INTEGER NOT NULL,        -- 1 when the attempt has an error (HTTP, an error event, no connection);
                                        -- 2 when that error is a rate limit or overload (error_kind)
-        new_turn INTEGER NOT NULL,     -- 1 on the attempt that started its turn
+        new_turn INTEGER NOT NULL,     -- 1 on the attempt that counts its turn: its first, or the
+                                       -- later one that answered it (take_turn; m014)
         input INTEGER, output INTEGER, w5m INTEGER, w1h INTEGER, cr INTEGER, web INTEGER,
                                        -- usage as received (NULL: none); w5m/w1h: cache writes
         batch INTEGER NOT NULL,
@@ -281,6 +282,33 @@ def prev_reads(db: Any, conv: int, idx: int) -> int | None:
         (conv, idx - 1),
     ).fetchone()
     return row[0] if row else None
+
+
+def take_turn(db: Any, row: UsageRow, *, rollup: bool = True) -> UsageRow:
+    """`row` (part 0 of a later attempt that answered its turn, not yet written) as the row that
+    counts the turn: a turn counts under the model that answered it, as `show` names it, not
+    under its first attempt's (a 429 stored with the request's alias, a fallback to another
+    model). The count moves off the written row that held it, in the rollup too unless `rollup`
+    is False (a copy's rows are not in the rollup)."""
+    held = db.execute(
+        f"SELECT {USAGE_COLUMNS} FROM usage WHERE conv = ? AND idx = ? AND part = 0 AND new_turn = 1 AND turn = ?",
+        (row.conv, row.idx, row.turn),
+    ).fetchone()
+    if held is None:
+        return row
+    old = UsageRow(*held)
+    db.execute(
+        "UPDATE usage SET new_turn = 0 WHERE conv = ? AND idx = ? AND attempt_id = ? AND part = 0",
+        (old.conv, old.idx, old.attempt_id),
+    )
+    if rollup:
+        r = rollup_row(old)
+        db.execute(
+            """UPDATE rollup SET turns = turns - 1
+               WHERE conv = ? AND bucket = ? AND model = ? AND batch = ? AND band = ?""",
+            (r.conv, r.bucket, r.model, r.batch, r.band),
+        )
+    return row._replace(new_turn=1)
 
 
 def write(db: Any, rows: list[UsageRow]) -> None:

@@ -430,6 +430,9 @@ class Ingestor:
             system=turn.system_blob,
             prev_reads=prev_reads,
         )
+        if ok and not new_turn:  # a retry that answered: its model counts the turn
+            self.write_pending(index=False)
+            rows[0] = facts.take_turn(conn, rows[0], rollup=captured.copied_from is None)
         if own:
             retried = error is not None and not captured.abandoned and _retried(captured.status)
             self._failed(turn, new_turn, number, request, captured, failed=retried)

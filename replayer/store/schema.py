@@ -466,6 +466,43 @@ def m013_limited_by_type(db: Database) -> None:
         )
 
 
+
+@migrations(name="m014_turn_under_answering_model")
+def m014_turn_under_answering_model(db: Database) -> None:
+    # A turn counted under its first attempt's model, so a turn whose first attempt got a 429
+    # (stored with the request's alias) and whose retry was answered by the dated model showed
+    # in `stats --by model` as a turn of the alias and $0, its cost under the other. The count
+    # now moves to the attempt that answered (facts.take_turn), as the writer does. Only turns of
+    # more than one attempt are read.
+    from . import facts
+
+    for conv, idx in db.execute(
+        "SELECT conv, idx FROM usage WHERE part = 0 GROUP BY conv, idx HAVING COUNT(*) > 1"
+    ).fetchall():
+        answered = db.execute(
+            f"""SELECT {', '.join('u.' + c.strip() for c in facts.USAGE_COLUMNS.split(','))}, a.copied_from IS NOT NULL
+                FROM usage u JOIN attempts a ON a.id = u.attempt_id
+                WHERE u.conv = ? AND u.idx = ? AND u.part = 0 AND a.error_json IS NULL AND a.response_json IS NOT NULL
+                ORDER BY u.attempt_id DESC LIMIT 1""",
+            (conv, idx),
+        ).fetchone()
+        if answered is None or answered[facts.UsageRow._fields.index("new_turn")]:
+            continue
+        *fields, copied = answered
+        row = facts.take_turn(db.conn, facts.UsageRow(*fields), rollup=not copied)
+        db.execute(
+            "UPDATE usage SET new_turn = 1 WHERE conv = ? AND idx = ? AND attempt_id = ? AND part = 0",
+            (row.conv, row.idx, row.attempt_id),
+        )
+        if not copied:
+            r = facts.rollup_row(row)
+            db.execute(
+                """UPDATE rollup SET turns = turns + 1
+                   WHERE conv = ? AND bucket = ? AND model = ? AND batch = ? AND band = ?""",
+                (r.conv, r.bucket, r.model, r.batch, r.band),
+            )
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
