@@ -212,6 +212,21 @@ def test_the_no_price_warning_comes_once_per_database_and_again_for_a_new_model(
     assert "no price for model 'claude-nova-9'" in stderr("list", path=other)
 
 
+
+def test_the_no_price_warning_stays_told_when_switching_databases(tmp_path, caplog):
+    """Each database's told models are kept side by side: going back to one told before does not warn."""
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    _record(a, "claude-nova-9", "conv_a")
+    _record(b, "claude-nova-9", "conv_b")
+
+    def warned(path):
+        caplog.clear()
+        result = CliRunner().invoke(cli, ["--db", str(path), "list"])
+        assert result.exit_code == 0, result.output
+        return "no price" in result.stderr + "\n".join(r.getMessage() for r in caplog.records)
+
+    assert [warned(p) for p in (a, a, b, a, b)] == [True, False, True, False, False]
+
 def test_counts_in_messages_of_the_core_are_pluralised():
     from replayer.tui.blocks import cut
 

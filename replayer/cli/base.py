@@ -107,21 +107,28 @@ def _warn_unpriced_once(ctx: click.Context, prices: Any) -> None:
 
     path = data_dir() / NOTICES
     key = str(db_path(ctx).resolve())
-    try:
-        state = json.loads(path.read_text("utf-8"))
-        told = set(state["unpriced"][key]) if isinstance(state, dict) else set()
-    except (OSError, ValueError, KeyError, TypeError):
-        state, told = None, set()
+
+    def read() -> tuple[dict[str, Any], dict[str, Any]]:
+        """The file's document and its `unpriced` map ({} for a missing or unreadable file)."""
+        try:
+            doc = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            doc = None
+        doc = doc if isinstance(doc, dict) else {}
+        unpriced = doc.get("unpriced")
+        return doc, unpriced if isinstance(unpriced, dict) else {}
+
+    models = read()[1].get(key)
+    told = {m for m in models if isinstance(m, str)} if isinstance(models, list) else set()
     prices.mark_warned(told)
 
     def remember() -> None:
         now = {m for m in prices.warned if prices.row_for(m) is None}
         if now == told:
             return
-        doc = state if isinstance(state, dict) else {}
-        known = doc.get("unpriced")
-        # forget deleted databases
-        unpriced = {k: v for k, v in known.items() if Path(k).exists()} if isinstance(known, dict) else {}
+        doc, known = read()  # again: another command may have written it meanwhile
+        # the other databases' entries stay; deleted databases are forgotten
+        unpriced = {k: v for k, v in known.items() if k == key or Path(k).exists()}
         unpriced[key] = sorted(now)
         doc["unpriced"] = unpriced
         try:
