@@ -61,6 +61,60 @@ def known_fields() -> set[str]:
     return _known
 
 
+_thinking: tuple[str, ...] | None = None
+
+
+def thinking_types() -> tuple[str, ...]:
+    """The `thinking.type` values the installed SDK knows (plain and beta), sorted; the API adds
+    types faster than a list here would follow."""
+    global _thinking
+    if _thinking is None:
+        import typing
+
+        found = {"adaptive", "disabled", "enabled"}
+        try:
+            from anthropic.types import thinking_config_param as plain
+            from anthropic.types.beta import beta_thinking_config_param as beta
+
+            for union in (plain.ThinkingConfigParam, beta.BetaThinkingConfigParam):
+                for cls in typing.get_args(union):
+                    kind = typing.get_type_hints(cls, include_extras=True).get("type")
+                    while typing.get_args(kind) and typing.get_origin(kind) is not typing.Literal:
+                        kind = typing.get_args(kind)[0]  # Required[Literal[...]]
+                    found |= {v for v in typing.get_args(kind) if isinstance(v, str)}
+        except (ImportError, AttributeError, NameError, TypeError):  # an SDK laid out otherwise
+            pass
+        _thinking = tuple(sorted(found))
+    return _thinking
+
+
+def _thinking_problems(thinking: Any, max_tokens: Any) -> list[Problem]:
+    """A thinking object needs a type the API knows; `enabled` a budget of at least 1024 tokens
+    and below max_tokens (thinking counts toward it). A budget is checked with whatever type, so
+    `--set thinking.budget_tokens=N` alone says both what it lacks and what it breaks."""
+    if thinking is None:
+        return []
+    if not isinstance(thinking, dict):
+        return [Problem(f"thinking must be an object such as {{\"type\": \"enabled\", \"budget_tokens\": 1024}}, "
+                        f"not {thinking!r}")]
+    out = []
+    kinds = thinking_types()
+    kind = thinking.get("type")
+    if kind is None:
+        out.append(Problem(f"thinking has no type: set thinking.type to one of {', '.join(kinds)} "
+                           "(enabled takes thinking.budget_tokens)"))
+    elif kind not in kinds:
+        out.append(Problem(f"thinking.type {kind!r} is not one of {', '.join(kinds)}"))
+    budget = thinking.get("budget_tokens")
+    if kind == "enabled" or budget is not None:
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1024:
+            out.append(Problem("thinking.budget_tokens must be a whole number of at least 1024"))
+        elif isinstance(max_tokens, int) and budget >= max_tokens:
+            out.append(Problem(f"thinking.budget_tokens ({budget}) must be less than max_tokens ({max_tokens}): "
+                               f"raise max_tokens (--set max_tokens=N)"))
+    return out
+
+
 @dataclass
 class Problem:
     message: str
@@ -80,13 +134,7 @@ def validate(req: dict[str, Any], headers: dict[str, str], orig: Original | None
     if not isinstance(msgs, list) or not msgs:
         out.append(Problem("messages must be a non-empty list"))
         msgs = []
-    thinking = req.get("thinking")
-    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
-        budget = thinking.get("budget_tokens")
-        if not isinstance(budget, int) or budget < 1024:
-            out.append(Problem("thinking.budget_tokens must be at least 1024"))
-        elif isinstance(mt, int) and budget >= mt:
-            out.append(Problem(f"thinking.budget_tokens ({budget}) must be less than max_tokens ({mt})"))
+    out += _thinking_problems(req.get("thinking", None), mt)
     temp = req.get("temperature")
     if temp is not None and not (isinstance(temp, int | float) and 0 <= temp <= 1):
         out.append(Problem("temperature must be between 0 and 1"))

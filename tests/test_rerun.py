@@ -244,6 +244,15 @@ def test_validation_says_what_the_api_would_reject(db_path, recorded):
                for p in problems(replay.Edits(set={"mcp_servers": []})))  # fmt: skip
     thinking = {"thinking": {"type": "enabled", "budget_tokens": 500}}
     assert any("budget_tokens" in p for p in problems(replay.Edits(set=thinking)))
+    # a turn recorded without thinking, given only a budget: no type, and the budget not below max_tokens
+    untyped = problems(replay.Edits(set={"thinking.budget_tokens": 4096}))
+    assert any("thinking.type" in p and "enabled" in p for p in untyped), untyped
+    assert any("(4096) must be less than max_tokens (300)" in p for p in untyped), untyped
+    assert any("thinking.type 'on'" in p for p in problems(replay.Edits(set={"thinking": {"type": "on"}})))
+    assert any("thinking must be an object" in p for p in problems(replay.Edits(set={"thinking": 4096})))
+    for ok in ({"thinking": {"type": "adaptive"}}, {"thinking": {"type": "disabled"}},
+               {"thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 4096}):  # fmt: skip
+        assert problems(replay.Edits(set=ok)) == [], ok
 
 
 def test_bad_edits_are_one_line(api, db_path, recorded):
@@ -298,6 +307,17 @@ def test_word_level_diff_and_side_by_side():
     assert s == {"samples": 4, "answered": 3, "distinct_outputs": 2, "tool_calls": {"run": 2},
                  "stop_reasons": {"tool_use": 2, "end_turn": 1}}  # fmt: skip
 
+
+
+def test_the_readme_thinking_example_sends_a_valid_request_and_a_bare_budget_is_refused(api, db_path, recorded):
+    conv = Store(open_db(db_path)).conversations()[0].conversation_id
+    bare = run(db_path, f"{conv}:-1", "--set", "thinking.budget_tokens=4096", "--yes", api=api)
+    assert bare.exit_code == 2 and "thinking has no type" in bare.output and not sent_bodies(api), bare.output
+    readme = run(db_path, f"{conv}:-1", "--message", "-1=Use the staging bucket", "--set",
+                 'thinking={"type": "enabled", "budget_tokens": 4096}', "--set", "max_tokens=8192", "--yes", api=api)
+    assert readme.exit_code == 0, readme.output
+    (sent,) = sent_bodies(api)
+    assert (sent["thinking"], sent["max_tokens"]) == ({"type": "enabled", "budget_tokens": 4096}, 8192)
 
 def test_base_url_flag(api, db_path, recorded):
     r = CliRunner().invoke(cli, ["--db", str(db_path), "rerun", recorded, "--base-url", api.url, "--yes"],
