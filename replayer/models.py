@@ -32,9 +32,12 @@ class TurnSummary(BaseModel):
     usage: dict[str, Any] | None
     """Raw usage of the last attempt that got a response."""
     cost_usd: float | None
+    """What its attempts cost when they were made (a fork's copy: what the original's turn cost)."""
     context_messages: int | None
     tool_calls: list[str]
     attempts: list[AttemptInfo]
+    copied: bool = False
+    """A fork's copy of its original's turn: it costs nothing now, so no total adds it."""
 
     @property
     def error(self) -> dict[str, Any] | None:

@@ -209,9 +209,17 @@ def test_a_fork_at_turn_5_sends_turns_5_on_with_the_new_system_prompt_and_record
     row = next(line for line in listed.stdout.splitlines() if fork in line)
     assert f"↳ fork at turn 5 of {conv} (system)" in row
     as_json = json.loads(replayer(db, "list", "--json").stdout)
-    assert next(r for r in as_json if r["conversation_id"] == fork)["variant_of"] == \
-        f"fork at turn 5 of {conv} (system)"
-    shown = replayer(db, "show", fork).stdout.splitlines()[0]
+    listed_fork = next(r for r in as_json if r["conversation_id"] == fork)
+    assert listed_fork["variant_of"] == f"fork at turn 5 of {conv} (system)"
+    # its row shows what the fork spent: the live part's cost and tokens, not the copies'
+    assert listed_fork["cost_usd"] == pytest.approx(sum(line["cost_usd"] for line in lines[5:]))
+    assert listed_fork["output_tokens"] == sum(line["usage"]["output_tokens"] for line in lines[5:])
+    assert listed_fork["turns"] == TURNS and listed_fork["models"]
+    shown_lines = replayer(db, "show", fork).stdout.splitlines()
+    assert sum("[copy: costs nothing now]" in line for line in shown_lines) == 5
+    live = sum(line["cost_usd"] for line in lines[5:])
+    assert f"total ${live:.4f} (the live turns; 5 copied turns cost nothing now)" in shown_lines
+    shown = shown_lines[0]
     assert shown == f"fork of conversation {conv} at turn 5 (edits: system); turns before 5 replayed from it"
     assert replayer(db, "show", conv).stdout.splitlines()[0] == f"forks: {fork} (at turn 5)"  # not a subagent
     assert json.loads(replayer(db, "show", fork, "--json").stdout)["fork_of"] == {

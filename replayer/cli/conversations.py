@@ -168,7 +168,7 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
     for line in [*(provenance_lines(prov, len(turns)) if prov else ()), *forks]:
         click.echo(line)
     total = 0.0
-    unknown = 0
+    unknown = copies = 0
     table = Table(
         Column("#", 3, right=True),
         Column("STARTED", 16),
@@ -193,7 +193,10 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
                 notes += f" [{a.attempt}:{a.error.get('status') or ''} {a.error.get('type')}]"
             if a.abandoned:
                 notes += " [abandoned]"
-        if t.cost_usd is None:
+        if t.copied:
+            copies += 1
+            notes = "[copy: costs nothing now] " + notes
+        elif t.cost_usd is None:
             unknown += 1 if t.usage else 0
         else:
             total += t.cost_usd
@@ -213,6 +216,8 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
         )
     # ? when no turn has a price, ≥ when some haven't (fmt.spend): never $0.0000 for unpriced turns
     note = f" ({plural(unknown, 'turn')} whose model has no price)" if unknown else ""
+    if copies:
+        note += f" (the live turns; {plural(copies, 'copied turn')} cost nothing now)"
     click.echo(f"total {spend(total, unknown)}{note}")
     for run in runs:  # a conversation continued by later runs was part of each
         click.echo(f"recorded by run {run} (its other conversations: replayer list --run {run})")

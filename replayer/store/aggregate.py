@@ -190,10 +190,11 @@ def conversation_totals(db: Any, prices: PriceTable) -> dict[int, Totals]:
 
 @dataclass(slots=True)
 class Figures:
-    """A conversation's figures as the list shows them: cost of every attempt it holds (a fork's
-    copies too, compaction iterations included; None when any priced part is unknown), its turns'
-    prompt, output and cache-read tokens (compaction iterations left out), failed attempts, and
-    models in the order they first answered."""
+    """A conversation's figures as the list shows them: what it spent, the cost of its attempts
+    (compaction iterations included; None when any priced part is unknown) and its turns' prompt,
+    output and cache-read tokens (compaction iterations left out), a fork's copied turns left out
+    of both (they cost nothing now, as in every spend figure); failed attempts, and models in the
+    order they first answered, copies included."""
 
     cost_usd: float | None
     prompt: int
@@ -211,9 +212,11 @@ def figures(db: Any, prices: PriceTable, convs: Sequence[int]) -> dict[int, Figu
         return out
     rate_sets: dict[tuple[str | None, int, bool], tuple[float, ...] | None] = {}
     marks = ",".join("?" * len(convs))
-    for conv, part, model, error, inp, outp, w5m, w1h, cr, web, batch in db.execute(
-        f"""SELECT conv, part, model, error, input, output, w5m, w1h, cr, web, batch FROM usage
-            WHERE conv IN ({marks}) ORDER BY conv, attempt_id, part""",
+    for conv, part, model, error, inp, outp, w5m, w1h, cr, web, batch, copied in db.execute(
+        f"""SELECT u.conv, u.part, u.model, u.error, u.input, u.output, u.w5m, u.w1h, u.cr, u.web, u.batch,
+                   a.copied_from IS NOT NULL
+            FROM usage u JOIN attempts a ON a.id = u.attempt_id
+            WHERE u.conv IN ({marks}) ORDER BY u.conv, u.attempt_id, u.part""",
         list(convs),
     ):
         f = out[conv]
@@ -221,8 +224,8 @@ def figures(db: Any, prices: PriceTable, convs: Sequence[int]) -> dict[int, Figu
             f.errors += 1 if error else 0
             if model and model not in f.models:
                 f.models.append(model)
-        if inp is None:
-            continue  # no usage came back: it cost nothing
+        if inp is None or copied:
+            continue  # no usage came back, or a fork's copy: it cost nothing (now)
         prompt = inp + w5m + w1h + cr
         if part == 0:
             f.prompt += prompt

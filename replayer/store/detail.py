@@ -146,6 +146,8 @@ def turn_detail(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
         )
     running = 0.0
     for s in timeline[: idx + 1]:
+        if s.copied:  # a fork's copy costs nothing now: the conversation spent nothing on it
+            continue
         if s.cost_usd is None and s.usage:
             running = None  # type: ignore[assignment]
             break

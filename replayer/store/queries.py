@@ -94,6 +94,7 @@ class _AttemptRow(NamedTuple):
     model: str | None
     stop_reason: str | None
     response_content: int | None
+    copied: int
 
 
 class Store(RowTexts):
@@ -251,7 +252,8 @@ class Store(RowTexts):
         attempts: dict[str, list[_AttemptRow]] = {}
         for values in self.db.execute(
             """SELECT a.turn_id, a.attempt, a.started_at, a.status, a.latency_ms, a.ttft_ms, a.error_json,
-                      a.request_id, a.abandoned, a.usage_json, a.model, a.stop_reason, a.response_content
+                      a.request_id, a.abandoned, a.usage_json, a.model, a.stop_reason, a.response_content,
+                      a.copied_from IS NOT NULL
                FROM attempts a JOIN turns t ON t.id = a.turn_id
                WHERE t.conversation_id = ? ORDER BY a.attempt, a.id""",
             [conversation_id],
@@ -284,6 +286,7 @@ class Store(RowTexts):
                     stop_reason=last.stop_reason if last else None,
                     usage=usage,
                     cost_usd=sum_costs(self.prices, usages),
+                    copied=bool(rows) and all(a.copied for a in rows),
                     context_messages=ctx_len,
                     tool_calls=tools,
                     attempts=[

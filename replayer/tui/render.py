@@ -142,6 +142,8 @@ def turn_rows(
             stop = str(last.error.get("type") or "error")
             said = f"{last.error.get('status') or ''} {last.error.get('message') or ''}".strip()
             notes.append(Text(said, style=style))
+        if t.copied:
+            notes.append(Text("copy: costs nothing now", style="dim"))
         if len(t.attempts) > 1:
             notes.append(Text(f"↻{len(t.attempts) - 1}", style=colour["retried"]))
         if "abandoned" in marks:
@@ -345,7 +347,11 @@ def usage_text(d: TurnDetail) -> Text:
             )
             if prompt:
                 out.append(f"  {'cache hit':16}{line.tokens / prompt:>12.0%}\n", style="dim")
-    out.append(f"\nturn cost {money(d.cost_usd)}   conversation so far {money(d.running_cost_usd)}\n")
+    if d.turn.copied:
+        out.append(f"\nturn cost {money(d.cost_usd)} when recorded: a fork's copy, it costs nothing now"
+                   f"   conversation so far {money(d.running_cost_usd)}\n")
+    else:
+        out.append(f"\nturn cost {money(d.cost_usd)}   conversation so far {money(d.running_cost_usd)}\n")
     if d.cost_usd is None and d.turn.usage:
         out.append(f"no price for {d.turn.model}: add it to a price file (--pricing)\n", style="yellow")
     if d.cache_break:
