@@ -164,8 +164,11 @@ class Recorder:
             raise TypeError(f"record(): request must be a dict or the JSON sent (str or bytes), not {_kind(request)}")
         # cheap checks first (a float is the usual latency): this runs on the caller's thread
         t_start = self._clock() if started_at is None else _epoch_seconds(started_at)
-        if latency_ms is not None and type(latency_ms) is not float:
-            latency_ms = _number("latency_ms", latency_ms)
+        if latency_ms is not None:
+            if type(latency_ms) is not float:
+                latency_ms = _number("latency_ms", latency_ms)
+            if not 0 <= latency_ms < math.inf:  # NaN fails this too
+                raise ValueError(f"record(): latency_ms must be 0 or more milliseconds, not {latency_ms!r}")
         if conversation_id is not None and not isinstance(conversation_id, str):
             raise TypeError(f"record(): conversation_id must be a str, not {_kind(conversation_id)}")
         if user_id is not None and not isinstance(user_id, str):

@@ -73,6 +73,15 @@ def test_a_naive_datetime_is_refused_with_the_remedy(rec, db_path):
     assert [r["request"]["messages"][0]["content"] for r in exported(db_path)] == ["fine"]
 
 
+@pytest.mark.parametrize("latency", [-5, -0.5, float("nan"), float("inf")])
+def test_a_latency_out_of_range_is_refused(rec, db_path, latency):
+    with pytest.raises(ValueError, match="record\\(\\): latency_ms"):
+        rec.record(request("slow"), latency_ms=latency)
+    rec.record(request("fine"), latency_ms=0)
+    assert rec.flush() is True
+    assert [r["request"]["messages"][0]["content"] for r in exported(db_path)] == ["fine"]
+
+
 WRONG = [
     ("request", ["not", "a", "dict"]),
     ("request", None),
