@@ -432,3 +432,26 @@ def test_export_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert err.decode() == ""
     assert proc.returncode == 1
+
+
+def test_help_texts_say_what_the_commands_do(tmp_path):
+    def helped(*args):
+        return " ".join(run(*args, "--help").output.split())  # as one line: click wraps help text
+
+    demo = helped("demo")
+    assert "any other database is refused" in demo and "else into demo.db" not in demo
+    listing = helped("list")
+    assert "4611686018427387904" not in listing and "x>=1" in listing
+    assert "YYYY-MM-DDTHH:MM" in listing.split("--since")[1].split("--until")[0].replace("- ", "-")
+    assert "$CLAUDE_CONFIG_DIR" in helped("import", "claude-code")
+    from replayer.store.schema import open_db
+
+    open_db(tmp_path / "n.db")
+    assert run("--db", str(tmp_path / "n.db"), "list", "-n", str(10**30)).exit_code == 0  # many: all there are
+
+
+def test_python_m_replayer_is_the_replayer_command(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "replayer", "--db", str(tmp_path / "m.db"), "list", "--json"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    said = f"replayer: no database at {tmp_path / 'm.db'}: record something first, or pass --db / set $REPLAYER_DB"
+    assert (proc.returncode, proc.stderr.splitlines()) == (2, [said])

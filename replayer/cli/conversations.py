@@ -57,11 +57,13 @@ def _browse(ctx: click.Context, path: Path) -> None:
     "--tag", "tags", metavar="KEY=VALUE", multiple=True, help="Only conversations with this tag (repeat: every one)."
 )
 @click.option("--model", help="Only conversations that used a model whose id contains this (any case).")
-@click.option("--since", metavar="DATE", help="Only conversations active since DATE (YYYY-MM-DD, UTC).")
-@click.option("--until", metavar="DATE", help="Only conversations started by the end of DATE (YYYY-MM-DD, UTC).")
+@click.option("--since", metavar="DATE",
+              help="Only conversations active since DATE (YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC).")
+@click.option("--until", metavar="DATE",
+              help="Only conversations started by the end of DATE (YYYY-MM-DD, or by YYYY-MM-DDTHH:MM; UTC).")
 @click.option("-q", "query", metavar="TEXT", help="Only conversations whose messages contain TEXT.")
-@click.option("-n", "limit", type=click.IntRange(1, 2**62), default=50, show_default=True,
-              help="How many, newest first.")  # (SQLite's integers are 64-bit)
+@click.option("-n", "limit", type=click.IntRange(1), default=50, show_default=True,
+              help="How many, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
 def list_(
@@ -79,6 +81,8 @@ def list_(
 ) -> None:
     """Recorded conversations, newest first."""
     from ..filters import FilterError, tag_pair, time_bound
+
+    limit = min(limit, 2**62)  # more than any database holds; SQLite's integers are 64-bit
 
     try:  # the browser's filter rules (replayer.filters), said with the option's name
         for name, value in (("--since", since), ("--until", until)):
@@ -276,8 +280,9 @@ def export(ctx: click.Context, conversation_id: str | None, run_id: str | None, 
 def demo(ctx: click.Context, no_open: bool) -> None:
     """Record the shipped example conversations through the real SDK, then open them.
 
-    Into --db (or $REPLAYER_DB) when that is a new file or a database the demo made (it never
-    replaces another), else into demo.db in your data folder, rebuilt each time."""
+    Into --db (or $REPLAYER_DB) when that is a new file or a database the demo made; any other
+    database is refused (the demo never replaces one). Without --db or $REPLAYER_DB, into demo.db
+    in your data folder, rebuilt each time."""
     from ..demo import build_demo, demo_db_path, refusal
     from ..paths import DB_ENV
 

@@ -31,7 +31,8 @@ def import_() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout: what was imported.")
 @click.pass_context
 def claude_code(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
-    """Claude Code's own session transcripts (default: every *.jsonl under ~/.claude/projects).
+    """Claude Code's own session transcripts (default: every *.jsonl under ~/.claude/projects,
+    or under $CLAUDE_CONFIG_DIR/projects when that is set, as Claude Code keeps them).
 
     Each session becomes a conversation tagged claude_code_session, each subagent a conversation
     linked to it. Turns are marked reconstructed (a transcript keeps no system prompt or tools)

@@ -1,0 +1,5 @@
+"""`python -m replayer`: the same as the `replayer` command."""
+
+from .cli import main
+
+main()
