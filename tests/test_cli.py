@@ -455,3 +455,33 @@ def test_python_m_replayer_is_the_replayer_command(tmp_path):
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     said = f"replayer: no database at {tmp_path / 'm.db'}: record something first, or pass --db / set $REPLAYER_DB"
     assert (proc.returncode, proc.stderr.splitlines()) == (2, [said])
+
+
+@pytest.mark.parametrize("name, bad", [("REPLAYER_OTLP_EXIT_TIMEOUT", "5s"), ("REPLAYER_WRITER", "bogus"),
+                                       ("REPLAYER_OTLP_NICE", "abc"), ("REPLAYER_WRITER_BATCH", "maybe"),
+                                       ("REPLAYER_EXIT_TIMEOUT", "-1"), ("REPLAYER_PAGE_SIZE", "1000")])
+def test_a_bad_value_of_a_replayer_variable_is_one_line_before_anything_runs(tmp_path, name, bad):
+    """It was taken as the default in silence (REPLAYER_OTLP_EXIT_TIMEOUT=5s turned the OTLP
+    export off, saying so twice as a Python error)."""
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "x.db"), "list"], env={name: bad})
+    assert result.exit_code == 2
+    (line,) = result.output.splitlines()
+    assert line.startswith(f"replayer: {name}={bad!r} is not ") and line.endswith(": unset it or give one")
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_a_bad_replayer_variable_in_an_agents_process_is_said_once_and_recording_goes_on(tmp_path):
+    script = textwrap.dedent(f"""
+        from replayer import Recorder
+        rec = Recorder({str(tmp_path / "a.db")!r})
+        for i in range(3):
+            rec.record({{"model": "m", "max_tokens": 1, "messages": [{{"role": "user", "content": str(i)}}]}})
+        print(rec.close())
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "REPLAYER_WRITER": "bogus"})
+    assert proc.returncode == 0 and proc.stdout.split() == ["True"], proc.stderr
+    assert proc.stderr.count("REPLAYER_WRITER='bogus' is not process or thread") == 1, proc.stderr
+    from conftest import exported
+
+    assert len(exported(tmp_path / "a.db")) == 3

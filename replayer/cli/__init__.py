@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from .base import Group
+from .base import Group, UserError
 from .compare import compare
 from .conversations import browse, demo, export, list_, show
 from .database import db
@@ -37,6 +37,10 @@ def cli(ctx: click.Context) -> None:
     With no command, opens the browser (replayer browse).
     """
     ctx.ensure_object(dict)
+    from ..environment import problems
+
+    for problem in problems():  # before anything runs: a bad value would be taken as the default
+        raise UserError(problem)
     if ctx.invoked_subcommand is None:
         ctx.invoke(browse)
 

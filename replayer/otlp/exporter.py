@@ -33,6 +33,7 @@ import threading
 from collections import deque
 from typing import Any
 
+from .. import environment
 from ..captured import Captured
 from ..store.attempt import Redact
 from . import names, protocol, spans
@@ -58,7 +59,7 @@ swapped in the rotation (three runs) niced gave 1.089, 1.071, 1.266x and not nic
 the target's two kinds back to back)."""
 WAITING_BYTES = 256 << 20
 """About how much span text may wait for the SDK to send it; more spans are dropped (counted)."""
-EXIT_SECONDS = float(os.environ.get("REPLAYER_OTLP_EXIT_TIMEOUT", "5"))
+EXIT_SECONDS: float = environment.value("REPLAYER_OTLP_EXIT_TIMEOUT")
 """At exit, how long the spans still waiting may take to go out (then they are counted as dropped)."""
 
 Item = tuple[int, tuple[int, int, int] | None, tuple[str, int] | None]
@@ -403,10 +404,7 @@ def _lower_priority() -> None:
     than the agent and the writer: on a busy machine the spans wait, not the agent. Linux only,
     where a thread's nice value is its own (elsewhere `setpriority` would take the id for a
     process's)."""
-    try:
-        nice = int(os.environ.get(NICE_ENV) or 0)
-    except ValueError:
-        nice = 0
+    nice = environment.value(NICE_ENV)
     if not sys.platform.startswith("linux") or nice <= 0:
         return
     try:

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+from .. import environment
 from .frames import Bodies, encode, read_frame
 from .process import Counts
 from .writer import Writer
@@ -39,7 +40,7 @@ def batch_scheduling() -> bool:
     saturated machine doesn't starve it until records are dropped), but its wake-ups, a batch of
     records arriving, don't preempt the process that is running. Set first, in the main thread:
     the threads started later inherit it. REPLAYER_WRITER_BATCH=0 turns it off."""
-    if os.environ.get("REPLAYER_WRITER_BATCH", "1") == "0" or not hasattr(os, "SCHED_BATCH"):
+    if environment.value("REPLAYER_WRITER_BATCH") == "0" or not hasattr(os, "SCHED_BATCH"):
         return False
     try:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
@@ -121,4 +122,4 @@ def main() -> None:
     told = logging.StreamHandler(sys.stderr)
     told.setLevel(logging.WARNING)
     replayer_log.addHandler(told)
-    writer.close(float(os.environ.get("REPLAYER_EXIT_TIMEOUT", "10")))
+    writer.close(environment.value("REPLAYER_EXIT_TIMEOUT"))

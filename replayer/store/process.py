@@ -46,6 +46,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from .. import environment
 from ..captured import Captured, Handoff
 from ..paths import REPORT_ENV
 from . import writer as writer_module
@@ -97,7 +98,7 @@ def make_writer(
 ) -> Writer | ProcessWriter:
     """The writer for a Recorder: in a process of its own where that can work, else a thread.
     `otlp`: also export what is stored as OTLP spans (see `Writer.otlp`)."""
-    if redact is not None or log_events or os.environ.get(WRITER_ENV) == "thread" or not _can_spawn():
+    if redact is not None or log_events or environment.value(WRITER_ENV) == "thread" or not _can_spawn():
         return Writer(path, redact=redact, log_events=log_events, max_pending=max_pending, otlp=otlp)
     return ProcessWriter(path, max_pending=max_pending, otlp=otlp)
 

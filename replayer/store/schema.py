@@ -28,6 +28,7 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from .. import environment
 from .chain import chain_blobs, shared_prefix
 from .codec import unpack
 from .faults import DBError as DBError  # re-exported: the CLI, the demo and the imports name them here
@@ -36,7 +37,7 @@ from .faults import fault_of as fault_of
 
 MIGRATION_SET = "replayer"
 BUSY_TIMEOUT_MS = 5000
-PAGE_SIZE = int(os.environ.get("REPLAYER_PAGE_SIZE", "8192"))
+PAGE_SIZE: int = environment.value("REPLAYER_PAGE_SIZE")
 
 migrations = Migrations(MIGRATION_SET)
 

@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeGuard
 
+from .. import environment
 from ..captured import Capturable, Captured, Handoff
 from ..paths import REPORT_ENV
 from . import codec
@@ -96,7 +97,7 @@ def _flush_at_exit() -> None:
             hook()
         except Exception:  # noqa: BLE001, S110 - the exit goes on
             pass
-    timeout = float(os.environ.get("REPLAYER_EXIT_TIMEOUT", "10"))
+    timeout = environment.value("REPLAYER_EXIT_TIMEOUT")
     for writer in list(_started):
         if not writer._closed or writer._put_after_close:
             writer.close(timeout)
