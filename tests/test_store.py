@@ -993,3 +993,44 @@ def test_a_runs_conversations_started_at_the_same_moment_come_in_the_order_they_
                 rec.record({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": f"task {i}"}]},
                            started_at=at)
     assert Store(open_db(path, create=False)).run_conversations("run_1") == names
+
+
+def test_the_order_and_the_changes_a_list_keeps_itself_current_by(tmp_path):
+    """conversation_order is conversations' order, ids only, for every sort and filter; and
+    changed_since names the conversations created or given a call since a change mark."""
+    from replayer import Recorder
+    from replayer.store.queries import AGG_SORTS, SORTS
+
+    db = tmp_path / "order.db"
+    rnd = random.Random(3)
+    with Recorder(db) as rec:
+        for i in range(30):
+            usage = {"input_tokens": rnd.choice([5, 50, 500]), "output_tokens": rnd.choice([1, 10])}
+            rec.record({"model": rnd.choice(["claude-haiku-4-5", "claude-sonnet-4-5"]), "max_tokens": 5,
+                        "messages": [{"role": "user", "content": rnd.choice(["b", "a", "C", ""])}]},
+                       {"id": "m", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                        "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "usage": usage},
+                       conversation_id=f"c{i:02d}", user_id=rnd.choice(["u1", "u2", None]),
+                       started_at=1_800_000_000 + rnd.choice([0, 1, 2]))  # fmt: skip
+    store = Store(open_db(db, create=False))
+    for sort in [*SORTS, *AGG_SORTS]:
+        for descending in (True, False):
+            for filters in ({}, {"user": "u1"}, {"min_cost": 0.0}):
+                listed = [c.conversation_id for c in store.conversations(**filters, sort=sort, descending=descending,
+                                                                         limit=100)]  # fmt: skip
+                assert store.conversation_order(**filters, sort=sort, descending=descending, limit=100) == listed
+                assert store.conversation_order(**filters, sort=sort, descending=descending, limit=7) == listed[:7]
+    mark = store.change_mark()
+    assert store.changed_since(mark) == []
+    with Recorder(db) as rec:
+        rec.record({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "new"}]},
+                   {"id": "m", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                    "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+                    "usage": {"input_tokens": 1, "output_tokens": 1}}, conversation_id="c05")  # fmt: skip
+        rec.record({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]},
+                   {"id": "m", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                    "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+                    "usage": {"input_tokens": 1, "output_tokens": 1}}, conversation_id="c_new")  # fmt: skip
+    assert sorted(store.changed_since(mark)) == ["c05", "c_new"]
+    named = store.conversations(ids=["c_new", "c05", "nope"], sort="id", descending=False)
+    assert [c.conversation_id for c in named] == ["c05", "c_new"]

@@ -135,15 +135,33 @@ async def test_the_next_page_after_a_new_recording_reads_the_list_again_never_a_
         await pilot.press("G")
         assert await wait_for(pilot, lambda: len(ids(app.screen)) == 151)
         shown = ids(app.screen)
-        keys = [str(k.value) for k in app.screen.query_one(DataTable).rows]
+        keys = [str(r.key.value) for r in app.screen.query_one(DataTable).ordered_rows]  # as on screen
         assert keys == shown and len(set(shown)) == 151 and shown[0] == "conv_late"
 
 
-async def test_a_new_recording_reads_again_the_rows_down_to_the_cursor_not_every_row_loaded(tmp_path):
-    """230 conversations all loaded (G), the cursor back at the top: a new recording reads the
-    list again down to a page past the cursor, not all 231 rows (tens of thousands took seconds
-    at each recording); scrolling down loads the rest again."""
-    from replayer.tui.conversations import PAGE
+def on_screen(screen) -> tuple[str | None, int]:
+    """The conversation under the list's cursor and the line of the screen its row is on."""
+    table = screen.query_one("#conversations", DataTable)
+    return screen.cursor_id(), table.cursor_row - round(table.scroll_y)
+
+
+def in_store_order(app, screen) -> bool:
+    """The rows held are the store's first rows for the list's filter and sort, the table's too."""
+    column, descending = screen.sort
+    with app.store() as store:
+        order = store.conversation_order(sort=screen.SQL_SORTS[column], descending=descending, limit=len(screen.rows))
+    keys = [str(k.value) for k in screen.query_one(DataTable).rows]
+    return ids(screen) == order and sorted(keys) == sorted(order) and all(
+        screen.query_one(DataTable).get_row_index(cid) == i for i, cid in enumerate(order)
+    )
+
+
+async def test_a_new_recording_reads_only_what_changed_however_far_down_the_cursor_is(tmp_path, monkeypatch):
+    """230 conversations all loaded (G), the cursor near the top: a new recording reads that one
+    conversation, not the rows down to the cursor (tens of thousands took seconds at each
+    recording) nor every row loaded, and puts it where the store's order does; the rows held
+    stay the store's, the cursor on its conversation."""
+    from replayer.store.queries import Store
 
     db = chats(tmp_path / "many.db", 230)
     app = make_app(db, refresh_seconds=0.2)
@@ -154,15 +172,54 @@ async def test_a_new_recording_reads_again_the_rows_down_to_the_cursor_not_every
             assert await wait_for(pilot, lambda n=loaded: len(ids(app.screen)) == n)
         await pilot.press("g", "j")
         assert app.screen.cursor_id() == "conv_228"
+        calls = []
+        real = Store.conversations
+        monkeypatch.setattr(Store, "conversations", lambda self, **kw: calls.append(kw) or real(self, **kw))
         with Recorder(db) as rec:
             rec.record(chat("late"), reply("ok", model="claude-haiku-4-5"), conversation_id="conv_late",
                        started_at=time.time())  # fmt: skip
         assert await wait_for(pilot, lambda: "conv_late" in ids(app.screen))
-        assert len(ids(app.screen)) == 2 + PAGE and app.screen.cursor_id() == "conv_228"
-        for loaded in (202, 231):
+        assert ids(app.screen)[0] == "conv_late" and len(ids(app.screen)) == 231
+        assert app.screen.cursor_id() == "conv_228" and in_store_order(app, app.screen)
+        assert [c.get("ids") for c in calls] == [["conv_late"]]
+
+
+async def test_the_cursor_stays_on_its_conversation_and_its_line_when_a_new_one_comes(tmp_path):
+    """130 conversations (more than a page), the cursor on the last one: a new conversation put
+    the cursor on row 0 of the new list (its row was past what was read again), and enter then
+    opened a conversation never chosen. Its row now stays on the same line of the screen."""
+    db = chats(tmp_path / "many.db", 130)
+    app = make_app(db, refresh_seconds=0.2)
+    async with app.run_test(size=(100, 34)) as pilot:
+        await settle(pilot)
+        for _ in range(2):
             await pilot.press("G")
-            assert await wait_for(pilot, lambda n=loaded: len(ids(app.screen)) == n)
-        assert len(set(ids(app.screen))) == 231
+            await settle(pilot)
+        assert len(ids(app.screen)) == 130
+        before = on_screen(app.screen)
+        assert before[0] == "conv_000" and before[1] > 0
+        with Recorder(db) as rec:
+            rec.record(chat("late"), reply("ok", model="claude-haiku-4-5"), conversation_id="conv_late",
+                       started_at=time.time())  # fmt: skip
+        assert await wait_for(pilot, lambda: "conv_late" in ids(app.screen))
+        await settle(pilot)
+        assert on_screen(app.screen) == before and len(ids(app.screen)) == 131
+        await pilot.press("k")  # a few rows up, then a conversation that moves (sorted by turns)
+        before = on_screen(app.screen)
+        assert before[0] == "conv_001"
+        with Recorder(db) as rec:  # a second turn for a conversation above the cursor and one below
+            for cid, i in (("conv_120", 120), ("conv_000", 0)):
+                rec.record({**chat(f"question {i}"), "messages": [
+                    {"role": "user", "content": f"question {i}"},
+                    {"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
+                    {"role": "user", "content": "and?"}]}, reply("more", model="claude-haiku-4-5"),
+                    conversation_id=cid, started_at=time.time())  # fmt: skip
+        assert await wait_for(pilot, lambda: app.screen.rows[-1].turns == 2)
+        await settle(pilot)
+        assert on_screen(app.screen) == before and in_store_order(app, app.screen)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ConversationScreen) and app.screen.conversation_id == "conv_001"
 
 
 async def test_the_palette_reaches_a_conversation_older_than_the_newest_it_offers(tmp_path):
@@ -524,4 +581,4 @@ async def test_the_list_reloads_only_when_something_changed(db, monkeypatch):
             rec.record(chat("new one"), reply("hi", model="claude-haiku-4-5"), conversation_id="conv_new",
                        started_at=time.time())
         assert await wait_for(pilot, lambda: "conv_new" in ids(app.screen))
-        assert len(calls) == 1
+        assert [c.get("ids") for c in calls] == [["conv_new"]]  # the new one only, read once

@@ -320,6 +320,7 @@ class Store(RowTexts):
         no_user: bool = False,
         reruns: bool = False,
         min_cost: float | None = None,
+        ids: Sequence[str] | None = None,
         sort: str = "started",
         descending: bool = True,
         limit: int = 50,
@@ -328,8 +329,63 @@ class Store(RowTexts):
         """A page of conversations, sorted and filtered by SQLite, priced ones included: `sort`
         is one of SORTS. Costs are priced from the usage table with the current prices. The
         filters follow replayer.filters (FilterError for a date that can't be read); `tags` are
-        (key, value) pairs a conversation must all have, `run` is the tag ("run", run)."""
+        (key, value) pairs a conversation must all have, `run` is the tag ("run", run); `ids`
+        keeps only those conversations."""
+        conv_rows = self._listing(
+            user=user, run=run, tags=tags, model=model, since=since, until=until, query=query,
+            errors_only=errors_only, no_user=no_user, reruns=reruns, min_cost=min_cost, ids=ids,
+            sort=sort, descending=descending, limit=limit, offset=offset,
+        )  # fmt: skip
+        if not conv_rows:
+            return []
+        return self._summaries(conv_rows)
+
+    def conversation_order(self, *, sort: str = "started", descending: bool = True, limit: int = 50,
+                           **filters: Any) -> list[str]:  # fmt: skip
+        """The ids of the first `limit` conversations in the order `conversations` lists them
+        with the same filters and sort, and nothing else read: a view that holds rows already
+        puts the new or changed ones where the store would (Store.changed_since)."""
+        rows = self._listing(**filters, sort=sort, descending=descending, limit=limit, offset=0, ids_only=True)
+        return [r[0] for r in rows]
+
+    def changed_since(self, mark: tuple[int, int]) -> list[str]:
+        """The conversations created or given a call since the change mark `mark` (change_mark):
+        a range of each primary key, whatever the size of the database."""
+        return [
+            r[0]
+            for r in self.db.execute(
+                """SELECT id FROM conversations WHERE rowid > ?
+                   UNION SELECT t.conversation_id FROM attempts a JOIN turns t ON t.id = a.turn_id WHERE a.id > ?""",
+                [mark[1], mark[0]],
+            )
+        ]
+
+    def _listing(
+        self,
+        *,
+        user: str | None = None,
+        run: str | None = None,
+        tags: Sequence[tuple[str, str]] = (),
+        model: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        query: str | None = None,
+        errors_only: bool = False,
+        no_user: bool = False,
+        reruns: bool = False,
+        min_cost: float | None = None,
+        ids: Sequence[str] | None = None,
+        sort: str = "started",
+        descending: bool = True,
+        limit: int = 50,
+        offset: int = 0,
+        ids_only: bool = False,
+    ) -> list[Any]:
+        """The conversations' rows `conversations` lists (only their ids with `ids_only`)."""
         where, args = [], []
+        if ids is not None:  # one JSON argument: no limit on how many
+            where.append("c.id IN (SELECT value FROM json_each(?))")
+            args.append(json.dumps(list(ids)))
         if not reruns:  # variants sent by `replayer rerun` are shown with the turn they rerun
             where.append("c.origin != 'rerun'")
         if until:  # a bare date: that whole day (filters.time_bound)
@@ -391,8 +447,8 @@ class Store(RowTexts):
                 known.sort(key=lambda k: k[0], reverse=descending)
                 keyed = known + [k for k in keyed if k[0] is None]
             page = [cid for _, cid in keyed[offset : offset + limit]]
-            if not page:
-                return []
+            if not page or ids_only:
+                return [(cid,) for cid in page]
             got = {
                 r[0]: r
                 for r in self.db.execute(
@@ -401,11 +457,13 @@ class Store(RowTexts):
             }
             conv_rows = [got[cid] for cid in page]
         else:
-            sql = f"SELECT {cols} FROM conversations c{filters}"
+            sql = f"SELECT {'c.id' if ids_only else cols} FROM conversations c{filters}"
             sql += f" ORDER BY {SORTS[sort]} {'DESC' if descending else 'ASC'} NULLS LAST, c.id LIMIT ? OFFSET ?"
             conv_rows = self.db.execute(sql, [*args, limit, offset]).fetchall()
-        if not conv_rows:
-            return []
+        return conv_rows
+
+    def _summaries(self, conv_rows: list[Any]) -> list[ConversationSummary]:
+        """The list's summaries of conversations read by _listing."""
         counts = figures(self.db, self.prices, [r[6] for r in conv_rows])
         first_nodes = dict(
             self.db.execute(

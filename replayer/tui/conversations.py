@@ -18,11 +18,20 @@ from ..fmt import local_time, money
 from ..models import ConversationSummary
 from .base import ReplayerScreen
 from .dashboard import DashboardScreen
-from .messages import ConversationsLoaded, StoreChanged
+from .messages import ConversationsChanged, ConversationsLoaded, StoreChanged
 from .render import IdText, duration, tokens
 from .widgets import set_widths, width_keeping_numbers_whole
 
 PAGE = 100
+
+
+class RowIdText(IdText):
+    """The Conversation cell, which also carries its row's conversation id: the key the table's
+    rows are put back in the store's order by (DataTable can't insert a row at a position)."""
+
+    def __init__(self, text: str, conversation_id: str, **kwargs: Any) -> None:
+        super().__init__(text, **kwargs)
+        self.conversation_id = conversation_id
 
 
 class ConversationsScreen(ReplayerScreen[None]):
@@ -204,6 +213,95 @@ class ConversationsScreen(ReplayerScreen[None]):
         table = self.query_one(DataTable)
         self.load(reset=True, at_least=min(len(table.rows), table.cursor_row + 1 + PAGE), keep=self.cursor_id())
 
+    def refresh_in_place(self) -> None:
+        """Bring the rows on screen up to date with what was recorded since they were read: only
+        the conversations created or given a call since then are read, and put where the store's
+        order puts them; the rows held stay an exact prefix of that order, the cursor on its
+        conversation at the same place on screen, however far down it is."""
+        if self.mark is None or self.loading:
+            return
+        self.loading = True
+        self.fetch_changes(self.mark, len(self.rows), dict(self.filters), self.sort, self.generation)
+
+    @work(thread=True, exclusive=True, group="conversations", exit_on_error=False)
+    def fetch_changes(
+        self, since: tuple[int, int], held: int, filters: dict[str, Any], sort: tuple[str, bool], generation: int
+    ) -> None:
+        column, descending = sort
+        with self.app.store() as store:
+            mark = store.change_mark()  # read first: anything recorded during the queries moves it again
+            changed = store.changed_since(since)
+            rows = store.conversations(**filters, ids=changed, sort="id", limit=len(changed)) if changed else []
+            order = (
+                store.conversation_order(
+                    **filters, sort=self.SQL_SORTS.get(column, "started"), descending=descending,
+                    limit=held + len(rows) + PAGE,  # room for conversations recorded meanwhile
+                )
+                if changed
+                else []
+            )
+        self.post_message(ConversationsChanged(changed, rows, order, generation, mark))
+
+    @on(ConversationsChanged)
+    def merge_changes(self, news: ConversationsChanged) -> None:
+        if news.generation != self.generation:
+            return  # a newer filter, sort or reload replaced the rows it would update
+        self.loading = False
+        self.mark = news.mark
+        table = self.query_one(DataTable)
+        if news.changed:
+            self._merge(news)
+        if table.cursor_row >= len(self.rows) - 10:  # as when the cursor comes near the end (a page
+            self.load()  # may have waited for this refresh)
+
+    def _merge(self, news: ConversationsChanged) -> None:
+        table = self.query_one(DataTable)
+        changed = set(news.changed)
+        fresh = {r.conversation_id: r for r in news.rows}
+        held = {r.conversation_id: r for r in self.rows}
+        rows: list[ConversationSummary] = []
+        unplaced = sum(1 for cid in held if cid not in changed)
+        for cid in news.order:  # the store's order, down to the first conversation not read
+            row = fresh.get(cid) or (None if cid in changed else held.get(cid))
+            if row is None:
+                if unplaced:  # recorded while the changes were read: the next refresh brings it (the
+                    continue  # mark moved: a page waits for that refresh)
+                break
+            if cid not in fresh:
+                unplaced -= 1
+            rows.append(row)
+        cursor = self.cursor_id()
+        cursor_row, screen_y = table.cursor_row, table.scroll_y
+        kept = {r.conversation_id for r in rows}
+        for cid in held:
+            if cid not in kept:  # changed and now past the rows held, or filtered out
+                table.remove_row(cid)
+        for r in rows:
+            cid = r.conversation_id
+            if cid in fresh and cid in held:
+                for column, cell in zip(self.COLUMNS, self._cells(r), strict=True):
+                    table.update_cell(cid, column, cell)
+            elif cid not in held:
+                table.add_row(*self._cells(r), key=cid)
+        # the table now holds the rows kept in their old order, then the new ones; put back in the
+        # store's order by a sort (DataTable can't insert a row at a place; filled again from
+        # memory, 40,000 rows took 30 s)
+        in_table = [cid for cid in held if cid in kept]
+        in_table += [r.conversation_id for r in rows if r.conversation_id not in held]
+        if in_table != [r.conversation_id for r in rows]:
+            place = {r.conversation_id: i for i, r in enumerate(rows)}
+            table.sort("Conversation", key=lambda cell: place[cell.conversation_id])
+        self.rows = rows
+        # the cursor on the same conversation, its row at the same place on screen
+        at = next((i for i, r in enumerate(rows) if r.conversation_id == cursor), None) if cursor else None
+        if at is None:
+            at = min(cursor_row, max(0, len(rows) - 1))
+        if at != table.cursor_row:
+            table.move_cursor(row=at, animate=False, scroll=False)
+        self.call_after_refresh(table.scroll_to, y=screen_y + at - cursor_row, animate=False, immediate=True)
+        self.call_after_refresh(self.fit_columns)
+        self._show_empty()
+
     @work(thread=True, exclusive=True, group="list-poll", exit_on_error=False)
     def poll(self) -> None:
         """Agents may be recording now: a cheap check of the store's change mark, and a reload
@@ -218,7 +316,7 @@ class ConversationsScreen(ReplayerScreen[None]):
     @on(StoreChanged)
     def _changed(self, message: StoreChanged) -> None:
         if self.mark is not None and message.mark != self.mark and not self.loading:
-            self.reload_in_place()
+            self.refresh_in_place()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # ReplayerScreen's own handler shows the error (Textual calls both); the list must not
@@ -234,11 +332,17 @@ class ConversationsScreen(ReplayerScreen[None]):
         offset, rows = page.offset, page.rows
         if offset and page.mark != self.mark:
             # recorded since the rows above were read: this page's offset no longer follows on
-            # from them (its first rows would be theirs again), so the list is read again whole
+            # from them (its first rows would be theirs again); they are brought up to date
+            # first, then the page is read again (merge_changes, the cursor near the end)
+            self.refresh_in_place()
+            return
+        table = self.query_one(DataTable)
+        if offset and any(r.conversation_id in table.rows for r in rows):
+            # rows held that are not the store's first ones (a refresh could not read them all):
+            # read again whole rather than show a conversation twice
             self.load(reset=True, at_least=len(self.rows) + page.limit, keep=self.cursor_id())
             return
         self.mark = page.mark
-        table = self.query_one(DataTable)
         if offset == 0:
             table.clear()
             self.rows = []
@@ -253,6 +357,9 @@ class ConversationsScreen(ReplayerScreen[None]):
             at = next((i for i, r in enumerate(self.rows) if r.conversation_id == keep), None)
             if at is not None:
                 table.move_cursor(row=at, animate=False)
+        self._show_empty()
+
+    def _show_empty(self) -> None:
         empty = self.query_one("#empty", Static)
         if not self.rows:
             if self.filters:
@@ -276,7 +383,8 @@ class ConversationsScreen(ReplayerScreen[None]):
             # cut visibly in its middle (a subagent's id then doesn't read as its main thread's);
             # `y` copies it whole (the row key holds it). A fork is marked here too: at 100
             # columns the first-message column, which says whose fork it is, is off screen
-            IdText(("↳ " if r.variant_of else "") + r.conversation_id, no_wrap=True, overflow="ellipsis"),
+            RowIdText(("↳ " if r.variant_of else "") + r.conversation_id, r.conversation_id, no_wrap=True,
+                      overflow="ellipsis"),
             Text(r.user_id or "", no_wrap=True, overflow="ellipsis"),  # (Text: a str cell is read as markup)
             Text(str(r.turns), justify="right"),
             Text(money(r.cost_usd), justify="right"),

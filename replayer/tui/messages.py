@@ -29,6 +29,20 @@ class ConversationsLoaded(Message, bubble=False):
 
 
 @dataclass
+class ConversationsChanged(Message, bubble=False):
+    """What changed in the conversation list since its rows were read: the conversations created
+    or given a call since then, those of them the list's filter keeps (their rows as they are
+    now), and the list's order down to the rows it holds and the new ones."""
+
+    changed: list[str]
+    rows: list[ConversationSummary]
+    order: list[str]
+    generation: int
+    mark: tuple[int, int]
+    """The store's change mark, read before the query."""
+
+
+@dataclass
 class StoreChanged(Message, bubble=False):
     """The store's change mark moved since the conversation list was read."""
 
