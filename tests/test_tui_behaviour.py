@@ -582,3 +582,68 @@ async def test_the_list_reloads_only_when_something_changed(db, monkeypatch):
                        started_at=time.time())
         assert await wait_for(pilot, lambda: "conv_new" in ids(app.screen))
         assert [c.get("ids") for c in calls] == [["conv_new"]]  # the new one only, read once
+
+
+async def test_the_raw_tab_stays_where_it_was_read_when_the_agent_records_a_turn(tmp_path):
+    """The Raw tab of turn 1, scrolled down with its cursor moved: a new turn recorded by a live
+    agent brought it back to the top (the turn shown was drawn again from scratch)."""
+    from textual.widgets import TextArea
+
+    db = tmp_path / "live.db"
+    msgs = [{"role": "user", "content": "hello " * 50}]
+
+    def turn(rec, i):
+        rec.record({"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": list(msgs)},
+                   reply(f"answer {i}"), conversation_id="conv_live", started_at=time.time() - 100 + i)  # fmt: skip
+        msgs.append({"role": "assistant", "content": reply(f"answer {i}")["content"]})
+        msgs.append({"role": "user", "content": f"next {i}"})
+
+    with Recorder(db) as rec:
+        for i in range(4):
+            turn(rec, i)
+    app = make_app(db, refresh_seconds=0.2)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("j", "5")
+        await settle(pilot)
+        screen = app.screen
+        area = screen.query_one("#raw-body", TextArea)
+        area.focus()
+        area.scroll_to(y=15, animate=False)
+        area.move_cursor((20, 0))
+        await settle(pilot)
+        before = (screen.current_turn(), area.scroll_y, area.cursor_location)
+        assert before[0] == 1 and before[1] > 0 and before[2] == (20, 0)
+        with Recorder(db) as rec:
+            turn(rec, 4)
+        assert await wait_for(pilot, lambda: len(screen.timeline) == 5)
+        await settle(pilot)
+        area = screen.query_one("#raw-body", TextArea)
+        assert (screen.current_turn(), area.scroll_y, area.cursor_location) == before
+        # the turn shown gets a new attempt (a retry that answered): its new text where it was read
+        failed = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": list(msgs)}
+        agent = Recorder(db)  # one recorder: it knows the next call is that turn's retry
+        agent.record(failed, error={"type": "overloaded_error", "message": "busy", "status": 529},
+                     conversation_id="conv_live", started_at=time.time())  # fmt: skip
+        agent.flush()
+        assert await wait_for(pilot, lambda: len(screen.timeline) == 6)
+        screen.query_one("#turns", DataTable).focus()
+        await pilot.press("G")
+        await settle(pilot)
+        area = screen.query_one("#raw-body", TextArea)
+        area.focus()
+        area.scroll_to(y=12, animate=False)
+        area.move_cursor((18, 2))
+        await settle(pilot)
+        before = (screen.current_turn(), area.scroll_y, area.cursor_location, "answer 9" in area.text)
+        assert before == (5, 12, (18, 2), False)
+        agent.record(failed, reply("answer 9"), conversation_id="conv_live", started_at=time.time() + 1)
+        agent.close()
+        assert await wait_for(pilot, lambda: "answer 9" in screen.query_one("#raw-body", TextArea).text)
+        assert len(screen.timeline) == 6 and len(screen.timeline[5].attempts) == 2
+        await settle(pilot)
+        area = screen.query_one("#raw-body", TextArea)
+        assert (screen.current_turn(), area.scroll_y, area.cursor_location, "answer 9" in area.text) == (
+            5, 12, (18, 2), True)  # fmt: skip

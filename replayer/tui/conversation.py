@@ -291,6 +291,8 @@ class ConversationScreen(ReplayerScreen[None]):
     # -- the detail tabs --------------------------------------------------------------------
     @on(DetailLoaded)
     def detail_loaded(self, message: DetailLoaded) -> None:
+        if message.detail == self.detail:
+            return  # the turn shown read again as new turns came, unchanged: drawn again it would lose its scroll
         self.show_detail(message.detail)
 
     def show_detail(self, d: TurnDetail) -> None:
@@ -328,9 +330,23 @@ class ConversationScreen(ReplayerScreen[None]):
             raw = raw_text(d)
             areas = self.query("#raw-body")
             if areas:
-                areas.first(TextArea).load_text(raw)
+                area = areas.first(TextArea)
+                if area.text != raw:
+                    self._load_raw(area, raw, keep=getattr(self, "_raw_turn", None) == d.turn.turn_id)
             else:
                 self.query_one("#raw-box").mount(TextArea(raw, id="raw-body", read_only=True, soft_wrap=False))
+            self._raw_turn = d.turn.turn_id
+
+    def _load_raw(self, area: TextArea, raw: str, keep: bool) -> None:
+        """The Raw tab's new text; the same turn's (a new attempt came) where it was read, scroll and
+        cursor kept (load_text puts both back at the top)."""
+        scroll, cursor = area.scroll_offset, area.cursor_location
+        area.load_text(raw)
+        if keep:
+            last = area.document.line_count - 1
+            row = min(cursor[0], last)
+            area.move_cursor((row, min(cursor[1], len(area.document.get_line(row)))))
+            self.call_after_refresh(area.scroll_to, scroll.x, scroll.y, animate=False, immediate=True)
 
     # -- find (/) ----------------------------------------------------------------------------
     def _scroll_to_match(self, text: Text) -> None:
