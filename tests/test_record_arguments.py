@@ -242,6 +242,11 @@ def test_a_database_deleted_or_replaced_while_recording_gets_the_later_records(t
     path = tmp_path / "live.db"
     request = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
     rec = Recorder(path)
+    if writer == "process":
+        # the writer process up first (under load a record() made while it starts is written
+        # here instead, and a writer that never had the old file open has nothing to notice)
+        rec._writer.start()
+        assert rec._writer._ready.wait(30)
     for _ in range(3):
         rec.record(request, error={"type": "api_error", "message": "before"}, status=500)
     assert rec.flush(10)
