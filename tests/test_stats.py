@@ -254,7 +254,7 @@ def test_bad_input_is_one_line(live, tmp_path):
         (["alerts", "--threshold", "cache_hit_rate=nan"], "--threshold cache_hit_rate must be a number"),
         (["list", "--until", "9999-12-31"], None),
         (["list", "--since", "0001-01-01T00:00+05:00"], "is out of range"),
-        (["list", "-n", "99999999999999999999"], "is not in the range"),
+        (["list", "-n", "99999999999999999999"], None),  # more than any database holds: every row
     ]:
         r = cli_run("--db", str(live), *args)
         if says is None:
