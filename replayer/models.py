@@ -311,7 +311,7 @@ class Variant(Document):
     """What it changed (replay.Edits.to_json)."""
 
 
-# -- comparing a rerun with its original (replay.compare, diffing) ------------------------------
+# -- comparing a rerun with its original (comparison.compare, diffing) ------------------------------
 
 
 @dataclass
@@ -414,7 +414,7 @@ BULKY = ("response", "request", "words")
 
 @dataclass
 class Comparison(Document):
-    """The original turn against each sample of a variant (replay.compare)."""
+    """The original turn against each sample of a variant (comparison.compare)."""
 
     variant: str
     turn_id: str

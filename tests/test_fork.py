@@ -268,7 +268,7 @@ def test_a_message_counted_from_the_end_is_the_fork_turns_in_every_later_request
 
 
 def test_live_from_takes_ids_cut_to_a_prefix_as_everywhere_else():
-    from replayer.playback.live import LiveError, fork_point
+    from replayer.playback.fork_point import LiveError, fork_point
 
     def line(conv, index, turn_id):
         return {"conversation_id": conv, "index": index, "turn_id": turn_id, "attempt": 0,

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import FAKE_KEY, sent_bodies
 
-from replayer import Recorder, replay
+from replayer import Recorder, comparison, replay
 from replayer.cli import cli
 from replayer.fakeapi import Reply, message_events
 from replayer.pricing import PriceTable
@@ -172,7 +172,7 @@ def test_a_timeout_is_a_stored_error(api, db_path, recorded, monkeypatch):
     variant = replay.send(db_path, orig, orig.request, replay.Edits(), base_url=api.url, max_retries=0, timeout=0.5,
                           on_done=lambda i, e: errors.append(e))  # fmt: skip
     assert isinstance(errors[0], anthropic.APITimeoutError)
-    sample = replay.compare(store, orig, variant).samples[0]
+    sample = comparison.compare(store, orig, variant).samples[0]
     assert sample.error is not None and sample.error["type"] == "timeout_error" and sample.status is None
 
 
@@ -397,7 +397,7 @@ def test_a_cancelled_rerun_stops_waiting_and_stores_only_what_is_true(api, db_pa
     assert rerun_threads and all(t.daemon for t in rerun_threads)
     time.sleep(2.0)  # the late answer has come, and was not recorded
     assert len(api.received) == 2
-    samples = replay.compare(store, orig, variant).samples
+    samples = comparison.compare(store, orig, variant).samples
     assert [s.text for s in samples if s.error is None] == ["quick"]
     (gave_up,) = [s for s in samples if s.error is not None]
     assert gave_up.error["type"] == "abandoned" and gave_up.response is None and gave_up.status is None
@@ -430,5 +430,5 @@ def test_ctrl_c_ends_a_rerun_waiting_for_an_answer_in_one_line(api, db_path, rec
     assert last.startswith("interrupted: samples without an answer were abandoned"), err
     store = Store(open_db(db_path))
     (variant,) = store.variants_of(recorded)
-    sample = replay.compare(store, replay.original(store, recorded), variant.variant).samples[0]
+    sample = comparison.compare(store, replay.original(store, recorded), variant.variant).samples[0]
     assert sample.error is not None and sample.error["type"] == "abandoned"

@@ -338,7 +338,7 @@ def test_cli_says_prompt_for_the_whole_prompt_and_reruns_compare_on_it(tmp_path,
 async def test_screens_say_prompt_and_uncached_and_compare_on_the_whole_prompt(tmp_path, api):
     from conftest import FAKE_KEY
 
-    from replayer import replay
+    from replayer import comparison, replay
     from replayer.tui.compare import CompareScreen
 
     path = build_cached_db(tmp_path / "c.db")
@@ -367,7 +367,7 @@ async def test_screens_say_prompt_and_uncached_and_compare_on_the_whole_prompt(t
         variant = replay.send(path, orig, replay.apply(orig, replay.Edits()), replay.Edits(), samples=1,
                               base_url=api.url, key=FAKE_KEY)  # fmt: skip
         with app.store() as store:
-            result = replay.compare(store, orig, variant)
+            result = comparison.compare(store, orig, variant)
         await app.push_screen(CompareScreen(result))
         await settle(pilot)
         cmp = app.screen.query_one("#cmp-samples", DataTable)

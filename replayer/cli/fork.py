@@ -37,7 +37,7 @@ def fork(ctx: click.Context, turn: str, **options: Any) -> None:
     directory were kept); for any other, run the command yourself:
     replayer replay CONVERSATION --live-from N [edits] -- COMMAND.
     """
-    from ..playback.live import LiveError, recorded_command
+    from ..playback.fork_point import LiveError, recorded_command
 
     ignore = tuple(options.pop("ignore"))
     check_ignore(ignore)

@@ -20,7 +20,8 @@ from .replay import Playing
 def fork_player(ctx: click.Context, settings: Any, recording: Any, matcher: Any) -> Playing:
     """The fork's player, the put the replay server records live calls with, and its finish."""
     from .. import replay
-    from ..playback.live import Limits, LiveError, fork_point, original_of
+    from ..playback.fork_point import LiveError, fork_point, original_of
+    from ..playback.live import Limits
     from ..pricing import PriceTable
 
     extra = settings.extra

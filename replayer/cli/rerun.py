@@ -88,7 +88,7 @@ def rerun(
     The recorded anthropic-version and anthropic-beta headers are sent unless --header changes
     them; the key comes from $ANTHROPIC_API_KEY. Each sample is stored beside the turn.
     """
-    from .. import replay
+    from .. import comparison, replay
     from ..models import RerunReport
     from .proxy import check_upstream
 
@@ -158,7 +158,7 @@ def rerun(
             err=True,
         )
         ctx.exit(130)
-    result = replay.compare(store, orig, variant)
+    result = comparison.compare(store, orig, variant)
     failed = [v for v in result.samples if v.error]
     if as_json:
         report = RerunReport(**vars(result), estimate=est)

@@ -6,6 +6,9 @@ and nodes (store/scan.py, store/blobs.py), finds or starts its conversation (sto
 inserts its turn and attempt, and keeps what nothing reads back mid-batch (search text, usage
 and rollup rows, thread tips, conversations' turn counts) for `write_pending`, which the writer
 calls once per batch before committing.
+
+About 650 lines on purpose: one class, whose caches (blobs, nodes, thread tips, failed turns,
+last reads) each step reads and fills; split, every step would take them all as arguments.
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ where system/tools/messages/content were taken out, and each marker is replaced 
 canonical JSON of that part (codec.splice). Nothing large is parsed, and the result is
 JSON-equal to the wire.
 
-A little over 500 lines on purpose: the Store is the one read API the CLI and the app see, so
-each read they make has a method here, most of them a few lines that hand on to those modules.
+About 600 lines on purpose: the Store is the one read API the CLI and the app see, so each
+read they make has a method here, most of them a few lines that hand on to those modules (the
+listing's query is the longest, shared by a page of rows and by the ids alone that the list's
+self-refresh places).
 """
 
 from __future__ import annotations

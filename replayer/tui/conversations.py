@@ -1,5 +1,9 @@
 """The conversation list, the home screen: every conversation, a page at a time, with filter,
-sort and a live reload while agents record. Rows come from thread workers."""
+sort and a live reload while agents record. Rows come from thread workers.
+
+A little over 500 lines: paging, the self-refresh that places new and changed rows among those
+loaded, and the widths fitted to the screen all move the same rows and cursor, so they stay in
+one screen class."""
 
 from __future__ import annotations
 

@@ -128,7 +128,7 @@ class SampleDone(Message, bubble=False):
 
 @dataclass
 class ComparisonReady(Message, bubble=False):
-    """A variant's samples against the original (replay.compare)."""
+    """A variant's samples against the original (comparison.compare)."""
 
     result: Comparison
 

@@ -105,7 +105,7 @@ class RerunScreen(ReplayerScreen[None]):
 
     @work(thread=True, exclusive=True, group="rerun-load", exit_on_error=False)
     def load(self) -> None:
-        from ..playback.live import LiveError, recorded_command  # aiohttp comes with it: only when used
+        from ..playback.fork_point import LiveError, recorded_command
 
         app = self.app
         try:

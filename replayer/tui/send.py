@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Footer, Header, ProgressBar, Static
 
-from .. import replay
+from .. import comparison, replay
 from ..fmt import plural
 from .base import ReplayerScreen
 from .compare import CompareScreen
@@ -66,7 +66,7 @@ class SendScreen(ReplayerScreen[None]):
         if cancelled.is_set():  # the screen was left: nothing to show
             return
         with app.store() as store:
-            result = replay.compare(store, self.orig, variant)
+            result = comparison.compare(store, self.orig, variant)
         self.post_message(ComparisonReady(result))
 
     @on(SampleDone)

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header
 
-from .. import replay
+from .. import comparison, replay
 from ..fmt import local_time
 from ..models import Variant
 from .base import ReplayerScreen
@@ -67,7 +67,7 @@ class VariantsScreen(ReplayerScreen[None]):
     def open(self, variant: str) -> None:
         app = self.app
         with app.store() as store:
-            result = replay.compare(store, self.orig, variant)
+            result = comparison.compare(store, self.orig, variant)
         self.post_message(ComparisonReady(result))
 
     @on(ComparisonReady)
