@@ -24,7 +24,8 @@ Against a local fake Messages API in another process, with the official SDK:
    or more of CPU beside the agent), which an agent against the real API, seconds a turn, pays
    once in minutes. On our 2-vCPU machines the two figures have come out 1.180/1.183x,
    1.079/1.093x and 1.154/1.185x (cold/warm, three runs): the start-up's share is within the
-   run-to-run noise there.
+   run-to-run noise there. Last, for information, the target's loop with a middleware that
+   does nothing in place of the recorder: what the SDK's middleware path alone costs the loop.
 
 Run: python bench/record_overhead.py [--calls N] [--loops N]
 """
@@ -166,12 +167,15 @@ FLUSHES: list[float] = []
 
 
 def whole_loop(url: str, db: str, turns: int, recorded: bool, cpu: list[float] | None = None,
-               echo: bool = True, warm: bool = False) -> float:
+               echo: bool = True, warm: bool = False, noop: bool = False) -> float:
     """`echo`: the agent sends back the reply it got (a real agent); else an invented one.
     `warm`: the timer starts once the recorder's writer process is up (its start-up, a tenth of
-    a second or more of CPU in a process of its own, is then not in the loop)."""
+    a second or more of CPU in a process of its own, is then not in the loop). `noop` (with
+    `recorded`): a middleware that does nothing instead of the recorder."""
     client = anthropic.Anthropic(base_url=url, api_key="bench-key-not-real", max_retries=0)
-    rec = Recorder(db) if recorded else None
+    if recorded and noop:
+        client = client.with_options(middleware=[NoopMiddleware()])
+    rec = Recorder(db) if recorded and not noop else None
     if rec:
         client = rec.wrap(client)
         if warm:  # no public way to wait for the writer process: the bench looks inside
@@ -202,22 +206,34 @@ def whole_loop(url: str, db: str, turns: int, recorded: bool, cpu: list[float] |
     return elapsed
 
 
-def loops(url: str, tmp: str, n: int, echo: bool, warm: bool = False) -> float:
-    """`n` bare and `n` recorded 200-turn loops, alternating; prints them and returns the median ratio."""
+def loops(url: str, tmp: str, n: int, echo: bool, warm: bool = False, noop: bool = False) -> float:
+    """`n` bare and `n` recorded 200-turn loops, alternating; prints them and returns the median ratio.
+    `noop`: a middleware that does nothing stands in for the recorder (what the SDK's own
+    middleware path costs the loop, which any middleware pays)."""
     bare_runs, rec_runs, bare_cpu, rec_cpu = [], [], [], []
     FLUSHES.clear()
-    tag = ("echo" if echo else "own") + ("-warm" if warm else "")
+    tag = ("echo" if echo else "own") + ("-warm" if warm else "") + ("-noop" if noop else "")
     for k in range(n):
         db = os.path.join(tmp, f"loop-{tag}{k}.db")
         if k % 2 == 0:
             bare_runs.append(whole_loop(url, "", 200, False, bare_cpu, echo))
-            rec_runs.append(whole_loop(url, db, 200, True, rec_cpu, echo, warm))
+            rec_runs.append(whole_loop(url, db, 200, True, rec_cpu, echo, warm, noop))
         else:
-            rec_runs.append(whole_loop(url, db, 200, True, rec_cpu, echo, warm))
+            rec_runs.append(whole_loop(url, db, 200, True, rec_cpu, echo, warm, noop))
             bare_runs.append(whole_loop(url, "", 200, False, bare_cpu, echo))
     # this machine's speed drifts by tens of percent over a minute: compare each recorded run
     # with the bare run beside it, and take the median of those ratios
     ratio = median([r / b for r, b in zip(rec_runs, bare_runs, strict=True)])
+    if noop:
+        print("\nFor information: the same loop with a middleware that does nothing in place of the recorder\n"
+              "(the SDK's middleware path, which any middleware pays; in the target's ratio above)")
+        print("  runs in ms (bare and no-op alternate):")
+        print("  bare     " + " ".join(f"{x * 1000:5.0f}" for x in bare_runs))
+        print("  no-op    " + " ".join(f"{x * 1000:5.0f}" for x in rec_runs))
+        cpu_ratio = median([r / b for r, b in zip(rec_cpu, bare_cpu, strict=True)])
+        print(f"median of {n}: bare {median(bare_runs) * 1000:.0f} ms, no-op {median(rec_runs) * 1000:.0f} ms; "
+              f"median paired ratio {ratio:.3f}x; process CPU time ratio {cpu_ratio:.3f}x")
+        return ratio
     db = os.path.join(tmp, f"loop-{tag}0.db")
     size = sum(os.path.getsize(db + s) for s in ("", "-wal") if os.path.exists(db + s))
     with sqlite3.connect(db) as conn:
@@ -274,6 +290,7 @@ def main() -> None:
         loop_ratio = loops(url, tmp, args.loops, echo=True)
         unthreaded = loops(url, tmp, args.loops, echo=False)
         warm = loops(url, tmp, args.loops, echo=True, warm=True)
+        noop_loop = loops(url, tmp, args.loops, echo=True, noop=True)
     worst_added = max(r["paired_us"] for _, _, r, _ in results)
     worst_own = max(r["own_med_us"] for _, _, r, _ in results)
     worst_p99 = max(ratio for *_, ratio in results)
@@ -287,7 +304,7 @@ def main() -> None:
         f"{worst_own:.0f} us of own "
         f"calling-thread work (target <= 100), worst p99 ratio {worst_p99:.2f}x (target <= 1.2), 200-turn loop "
         f"{loop_ratio:.3f}x (target <= 1.10; {unthreaded:.3f}x if the agent never sends back its replies, "
-        f"{warm:.3f}x with the writer process up before the loop) -> "
+        f"{warm:.3f}x with the writer process up before the loop; a do-nothing middleware {noop_loop:.3f}x) -> "
         f"{'PASS' if ok else 'MISS'}"
     )
 
