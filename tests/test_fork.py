@@ -682,26 +682,12 @@ def test_a_fork_of_one_of_identical_concurrent_conversations_follows_that_one_al
     assert "no mismatch" in last and "not asked for" not in last, proc.stderr
 
 
-OWN_RECORDER_AGENT = """
-    import sys
-    import anthropic
+OWN_RECORDER_AGENT = AGENT.replace("    client = anthropic.Anthropic()\n", """\
     from replayer import Recorder
 
-    rec = Recorder(sys.argv[1])  # the agent records itself, as the README's Recording section shows
+    rec = Recorder(sys.argv[2])  # the agent records itself, as the README's Recording section shows
     client = rec.wrap(anthropic.Anthropic())
-    messages = [{"role": "user", "content": "refund order 1234"}]
-    for turn in range(40):
-        reply = client.messages.create(model="claude-sonnet-4-5", max_tokens=200, system="Refunds.",
-                                       messages=messages, tools=[{"name": "lookup", "description": "a step",
-                                                                  "input_schema": {"type": "object"}}])
-        messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in reply.content]})
-        calls = [b for b in reply.content if b.type == "tool_use"]
-        if not calls:
-            print("FINAL", reply.content[0].text)
-            break
-        messages.append({"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": c.id, "content": "ok"} for c in calls]})
-"""
+""")
 
 
 def test_a_recorder_in_the_agents_own_code_records_nothing_under_replay_or_fork(loop_api, tmp_path):
@@ -711,15 +697,15 @@ def test_a_recorder_in_the_agents_own_code_records_nothing_under_replay_or_fork(
     import subprocess as sp
 
     agent = tmp_path / "agent.py"
-    agent.write_text(textwrap.dedent(OWN_RECORDER_AGENT))
+    agent.write_text(f"SYSTEM = {SYSTEM!r}\n" + textwrap.dedent(OWN_RECORDER_AGENT))
     db = tmp_path.resolve() / "agent.db"
-    run = sp.run([sys.executable, str(agent), str(db)], capture_output=True, text=True, timeout=120,
+    run = sp.run([sys.executable, str(agent), "1234", str(db)], capture_output=True, text=True, timeout=120,
                  env={**os.environ, **fork_env(loop_api)})
     assert run.returncode == 0 and "FINAL" in run.stdout, run.stderr
     recorded = exported(db)
     assert len(recorded) == TURNS
     conv = recorded[0]["conversation_id"]
-    command = ["--", sys.executable, str(agent), str(db)]
+    command = ["--", sys.executable, str(agent), "1234", str(db)]
 
     proc = replayer(db, "replay", conv, *command, env={"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"})
     assert proc.returncode == 0 and "FINAL" in proc.stdout, proc.stderr

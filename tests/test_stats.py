@@ -520,6 +520,24 @@ def overloaded_mid_stream(api, path):
                  now=datetime.now(UTC)).document()["metrics"]["rate_limit_error_rate"]["value"]
 
 
+def migrated_again(path, migration, undo):
+    """The usage and rollup rows as recorded; the same after `undo(db)` made the database as an
+    older version left it and opening it ran `migration` again; and the database, open."""
+
+    def rows(db):
+        return (db.execute("SELECT * FROM usage ORDER BY attempt_id, part").fetchall(),
+                db.execute("SELECT * FROM rollup ORDER BY conv, bucket, model, batch, band").fetchall())
+
+    db = open_db(path)
+    before = rows(db)
+    undo(db)
+    db.execute("DELETE FROM _sqlite_migrations WHERE name = ?", [migration])
+    db.conn.commit()
+    db.conn.close()
+    db = open_db(path)
+    return before, rows(db), db
+
+
 def test_an_overload_in_the_middle_of_a_stream_counts_in_the_429_529_rate(api, tmp_path):
     """Once a stream has begun the API says it is overloaded with an `overloaded_error` event in
     a 200 (API-FACTS: classify errors by their type): the same pressure as a 529, in the same rate.
@@ -532,18 +550,14 @@ def test_migrating_counts_an_older_databases_overloads_mid_stream(api, tmp_path)
     makes now."""
     path = tmp_path / "old.db"
     assert overloaded_mid_stream(api, path) == 2 / 4
-    db = open_db(path)
-    usage = db.execute("SELECT * FROM usage ORDER BY attempt_id, part").fetchall()
-    rollup = db.execute("SELECT * FROM rollup ORDER BY conv, bucket, model, batch, band").fetchall()
-    (conv,) = db.execute("SELECT conv FROM usage WHERE error = 2 AND status = 200").fetchone()
-    db.execute("UPDATE usage SET error = 1 WHERE error = 2")
-    db.execute("UPDATE rollup SET limited = limited - 1 WHERE conv = ?", (conv,))
-    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm013_limited_by_type'")
-    db.conn.commit()
-    db.conn.close()
-    db = open_db(path)
-    assert db.execute("SELECT * FROM usage ORDER BY attempt_id, part").fetchall() == usage
-    assert db.execute("SELECT * FROM rollup ORDER BY conv, bucket, model, batch, band").fetchall() == rollup
+
+    def undo(db):
+        (conv,) = db.execute("SELECT conv FROM usage WHERE error = 2 AND status = 200").fetchone()
+        db.execute("UPDATE usage SET error = 1 WHERE error = 2")
+        db.execute("UPDATE rollup SET limited = limited - 1 WHERE conv = ?", (conv,))
+
+    before, after, db = migrated_again(path, "m013_limited_by_type", undo)
+    assert after == before
     rate = stats(Store(db, PriceTable.load()), Settings(tz="UTC"), days=1, now=datetime.now(UTC)).document()
     assert rate["metrics"]["rate_limit_error_rate"]["value"] == 2 / 4
 
@@ -585,14 +599,10 @@ def test_migrating_moves_an_older_databases_retried_turns_to_the_model_that_answ
     the same rows as the writer makes now."""
     path = tmp_path / "old.db"
     retried_into_another_model(api, path)
-    db = open_db(path)
-    usage = db.execute("SELECT * FROM usage ORDER BY attempt_id, part").fetchall()
-    rollup = db.execute("SELECT * FROM rollup ORDER BY conv, bucket, model, batch, band").fetchall()
-    db.execute("UPDATE usage SET new_turn = 1 - new_turn WHERE part = 0")
-    db.execute("UPDATE rollup SET turns = 1 - turns")
-    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm014_turn_under_answering_model'")
-    db.conn.commit()
-    db.conn.close()
-    db = open_db(path)
-    assert db.execute("SELECT * FROM usage ORDER BY attempt_id, part").fetchall() == usage
-    assert db.execute("SELECT * FROM rollup ORDER BY conv, bucket, model, batch, band").fetchall() == rollup
+
+    def undo(db):
+        db.execute("UPDATE usage SET new_turn = 1 - new_turn WHERE part = 0")
+        db.execute("UPDATE rollup SET turns = 1 - turns")
+
+    before, after, _ = migrated_again(path, "m014_turn_under_answering_model", undo)
+    assert after == before
