@@ -21,8 +21,11 @@ def sample_view(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
     last = d.turn.attempts[-1] if d.turn.attempts else None
     prompt = prompt_tokens(d.turn.usage) if d.turn.usage else None
     error = last.error if last else None
+    cost = d.turn.cost_usd
     if error is None and last is not None and last.abandoned and d.response is None:
         error = {"type": "abandoned", "message": "no answer: the rerun was cancelled while it was out", "status": None}
+        if not d.turn.usage:
+            cost = None  # the API may have billed its input: not known, so not $0
     elif error is None and last is not None and last.status is None:
         error = {"type": "connection_error", "message": "no response", "status": None}
     return SampleView(
@@ -36,7 +39,7 @@ def sample_view(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
         cache_hit_rate=(
             token_count(d.turn.usage, "cache_read_input_tokens") / prompt if d.turn.usage and prompt else None
         ),
-        cost_usd=d.turn.cost_usd,
+        cost_usd=cost,
         latency_ms=last.latency_ms if last else None,
         error=error,
         text=text_of(d.response),

@@ -6,6 +6,7 @@ import json
 import math
 import numbers
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from . import context
+from .autorecord import REPLAY_ENV
 from .captured import Captured, Context
 from .otlp import current_parent
 from .otlp import problem as otlp_problem
@@ -188,6 +190,8 @@ class Recorder:
             raise TypeError(
                 f"record(): error must be an exception or a dict {{type, message, status}}, not {_kind(error)}"
             )
+        if _answered_from_recording():
+            return  # its record is in the recording already (as the middleware passes such calls through)
         ctx = context.current.get()
         parent = current_parent()
         if conversation_id or user_id or parent:
@@ -257,6 +261,13 @@ class Recorder:
     def dropped(self) -> int:
         """Records lost because the buffer filled while the database couldn't be written."""
         return self._writer.dropped
+
+
+def _answered_from_recording() -> bool:
+    """Calls are answered from a recording (capture._replayed; read here without importing the
+    SDK, which a script that only calls record() never needs)."""
+    capture = sys.modules.get("replayer.capture")
+    return bool(capture._replayed if capture is not None else os.environ.get(REPLAY_ENV))
 
 
 def _kind(value: Any) -> str:

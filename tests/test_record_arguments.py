@@ -260,3 +260,22 @@ def test_a_database_deleted_or_replaced_while_recording_gets_the_later_records(t
     assert rec.close()
     assert len(exported(path)) == 2
     assert any(f"{path} was {how} while recording" in w for w in writer_warnings())
+
+
+def test_nothing_is_recorded_while_calls_are_answered_from_a_recording(sdk, rec, db_path):
+    """Under `replayer replay`, `fork` or a replaying cassette the answers are the recording's: a
+    script's own record() calls add nothing to it, as its Recorder's middleware doesn't; a wrong
+    argument still fails at the call."""
+    from replayer.capture import replaying
+
+    reply = sdk.messages.create(**request("replayed"))
+    before = replaying(True)
+    try:
+        rec.record(request("replayed"), reply, latency_ms=3)
+        with pytest.raises(TypeError):
+            rec.record(request("replayed"), 42)
+    finally:
+        replaying(before)
+    rec.record(request("live"), reply, latency_ms=3)
+    assert rec.flush() is True
+    assert [r["request"]["messages"][0]["content"] for r in exported(db_path)] == ["live"]

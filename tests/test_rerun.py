@@ -402,6 +402,7 @@ def test_a_cancelled_rerun_stops_waiting_and_stores_only_what_is_true(api, db_pa
     (gave_up,) = [s for s in samples if s.error is not None]
     assert gave_up.error["type"] == "abandoned" and gave_up.response is None and gave_up.status is None
     assert gave_up.request == orig.request
+    assert gave_up.cost_usd is None and gave_up.cost_delta_usd is None  # not known: never shown as $0
 
 
 def test_ctrl_c_ends_a_rerun_waiting_for_an_answer_in_one_line(api, db_path, recorded):

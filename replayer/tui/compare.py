@@ -89,7 +89,7 @@ class CompareScreen(ReplayerScreen[None]):
                     justify="right",
                 ),
                 Text("" if v.cache_hit_rate is None else f"{v.cache_hit_rate:.0%}", justify="right"),
-                Text(f"{token_count(v.usage, 'output_tokens'):,}", justify="right"),
+                Text("" if not v.usage else f"{token_count(v.usage, 'output_tokens'):,}", justify="right"),
                 Text(money(v.cost_usd), justify="right"),
                 Text(delta_money(delta.cost_delta_usd if delta else None), justify="right"),
                 Text("" if v.latency_ms is None else f"{v.latency_ms:,.0f} ms", justify="right"),
