@@ -636,6 +636,27 @@ async def test_the_screen_edge_never_cuts_a_number_on_the_dashboard(tmp_path, wi
             assert await wait_for(pilot, lambda t=found, n=numbers: not numbers_cut(t, n)), numbers_cut(found, numbers)
 
 
+async def test_every_number_on_the_dashboard_is_right_aligned(tmp_path):
+    """Numbers line up by their last digit in every dashboard table (the models table's turns
+    were left-aligned, under a right-aligned heading of numbers above)."""
+    from rich.text import Text
+    from stats_data import build
+
+    path = tmp_path / "dash.db"
+    build(path, today=time.time() - 120, yesterday=time.time() - 86400)
+    app = make_app(path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_dashboard(pilot)
+        tables = (("#dash-users", {"Cost", "Today", "Conv", "Turns"}), ("#dash-metrics", {"Value", "Alert at"}),
+                  ("#dash-models", {"Cost", "Turns"}))  # fmt: skip
+        for name, numbers in tables:
+            table = screen.query_one(name, DataTable)
+            assert await wait_for(pilot, lambda t=table: t.row_count > 0), name
+            for key in numbers:
+                for cell in table.get_column(key):
+                    assert isinstance(cell, Text) and cell.justify == "right", (name, key, cell)
+
+
 @pytest.mark.parametrize("width", [80, 96, 100, 119, 160])
 async def test_the_screen_edge_never_cuts_a_number_in_a_rerun_comparison(tmp_path, api, monkeypatch, width):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-dummy")

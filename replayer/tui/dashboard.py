@@ -188,7 +188,11 @@ class DashboardScreen(ReplayerScreen[str | None]):
         models = self.query_one("#dash-models", DataTable)
         models.clear()
         for row in doc.models:
-            models.add_row(Text(row.model or "(none)"), Text(money(row.cost_usd), justify="right"), str(row.turns))
+            models.add_row(
+                Text(row.model or "(none)"),
+                Text(money(row.cost_usd), justify="right"),
+                Text(str(row.turns), justify="right"),
+            )
         alerts = Text("Alerts\n", style="bold")
         if not doc.alerts:
             alerts.append("none", style="green")
