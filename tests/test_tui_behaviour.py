@@ -12,7 +12,15 @@ import pytest
 from test_tui import _utc  # noqa: F401 - the same fixed time zone, autouse
 from test_tui_rerun import env  # noqa: F401 - the fake API for reruns
 from textual.widgets import DataTable, Static
-from tui_data import build_db, palette_jump, press_rerun_in_first_conversation, reply, settle, wait_for
+from tui_data import (
+    build_db,
+    open_first_conversation,
+    palette_jump,
+    press_rerun_in_first_conversation,
+    reply,
+    settle,
+    wait_for,
+)
 
 from replayer import Recorder
 from replayer.tui.app import make_app
@@ -647,3 +655,16 @@ async def test_the_raw_tab_stays_where_it_was_read_when_the_agent_records_a_turn
         area = screen.query_one("#raw-body", TextArea)
         assert (screen.current_turn(), area.scroll_y, area.cursor_location, "answer 9" in area.text) == (
             5, 12, (18, 2), True)  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [(60, 15), (160, 16), (80, 24), (100, 30)])
+async def test_a_short_terminal_leaves_the_open_tab_rows_to_show(tmp_path, size):
+    """At 60x15 the context chart took every row under the turn list: the tab's body had none.
+    A short terminal hides the chart; a taller one keeps it, and the tab still gets rows."""
+    app = make_app(build_db(tmp_path / "tui.db"))
+    async with app.run_test(size=size) as pilot:
+        await open_first_conversation(pilot)
+        screen = app.screen
+        body = screen.query_one("#context-body")
+        assert await wait_for(pilot, lambda: body.region.height >= 3), (size, body.region)
+        assert screen.query_one("#chart").display == (size[1] >= screen.SHORT_ROWS)

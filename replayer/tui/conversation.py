@@ -161,12 +161,19 @@ class ConversationScreen(ReplayerScreen[None]):
                         yield VerticalScroll(id="raw-box")  # its TextArea is made when first opened
         yield Footer()
 
+    SHORT_ROWS = 20
+    """Below this many rows the context chart is hidden: at 60x15 it took every row the tabs had."""
+
+    def _fit_layout(self, width: int, height: int) -> None:
+        self.set_class(width < 140, "narrow")
+        self.set_class(height < self.SHORT_ROWS, "short")
+
     def on_resize(self, event: Any) -> None:
-        self.set_class(event.size.width < 140, "narrow")
+        self._fit_layout(event.size.width, event.size.height)
         self.call_after_refresh(self.fit_columns)  # once the turn list has its new size
 
     def on_mount(self) -> None:
-        self.set_class(self.app.size.width < 140, "narrow")
+        self._fit_layout(self.app.size.width, self.app.size.height)
         self.query_one("#conv-find", Input).display = False
         table = self.query_one("#turns", DataTable)
         # fixed widths: the table then never measures every cell of a long conversation
