@@ -882,3 +882,55 @@ def test_fork_takes_ignore_for_an_agent_that_puts_the_time_in_its_prompt(loop_ap
     said = bad.stderr.strip()
     assert bad.returncode == 2 and said.startswith("replayer: --ignore 'system..text' is not a field path")
     assert len(said.splitlines()) == 1
+
+
+async def test_the_browsers_fork_editor_takes_ignore_paths_too(loop_api, tmp_path, monkeypatch):
+    """The fork a time-stamping agent needs `--ignore system` for can be made from the browser:
+    the fork editor has the field; a path that isn't one is refused in a notice, nothing run."""
+    from textual.widgets import Input
+    from tui_data import settle
+
+    from replayer.tui.app import make_app
+    from replayer.tui.confirm import ConfirmScreen
+    from replayer.tui.conversation import ConversationScreen
+    from replayer.tui.rerun import RerunScreen
+
+    timed = AGENT.replace("sys.argv[1]", '"1234"').replace("system=SYSTEM,", "system=SYSTEM + str(time.time()),")
+    work, db, before = recorded_agent(tmp_path, "import time\n" + textwrap.dedent(timed), loop_api)
+    conv = before[0]["conversation_id"]
+    for name, value in fork_env(loop_api).items():
+        monkeypatch.setenv(name, value)
+    app = make_app(db, refresh_seconds=0.2)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("j", "j")
+        await settle(pilot)
+        await pilot.press("f")
+        await settle(pilot)
+        editor = app.screen
+        assert isinstance(editor, RerunScreen) and editor.fork
+        editor.query_one("#rr-model", Input).value = "claude-haiku-4-5"
+        editor.query_one("#rr-ignore", Input).value = "system..text"
+        await pilot.press("ctrl+j")
+        await settle(pilot)
+        assert app.screen is editor  # refused before anything runs
+        assert any("'system..text' is not a field path" in str(n.message) for n in app._notifications)
+        editor.query_one("#rr-ignore", Input).value = "system"
+        await pilot.press("ctrl+j")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ConversationScreen) and screen.conversation_id != conv
+        for _ in range(150):
+            if len(screen.timeline) == TURNS:
+                break
+            await pilot.pause(0.1)
+        assert len(screen.timeline) == TURNS
+    fork, link = fork_of(db)
+    assert link["turn_index"] == 2
+    lines = [line for line in exported(db) if line["conversation_id"] == fork]
+    assert [line["model"] for line in lines] == ["claude-sonnet-4-5"] * 2 + ["claude-haiku-4-5"] * (TURNS - 2)

@@ -17,22 +17,23 @@ from .. import replay
 from ..store.codec import new_id
 
 
-def fork_command(db: Path, turn_id: str, edits: replay.Edits, fork_id: str) -> list[str]:
-    """`replayer fork` for `turn_id` with the editor's edits, naming the new conversation. -P:
-    not the working directory first (`-m` would put it there), so a `replayer` folder where the
-    browser was opened (a checkout of another version) is not the one that runs."""
+def fork_command(db: Path, turn_id: str, edits: replay.Edits, fork_id: str, ignore: tuple[str, ...] = ()) -> list[str]:
+    """`replayer fork` for `turn_id` with the editor's edits and --ignore paths, naming the new
+    conversation. -P: not the working directory first (`-m` would put it there), so a `replayer`
+    folder where the browser was opened (a checkout of another version) is not the one that runs."""
     return [sys.executable, "-P", "-m", "replayer.cli", "--db", str(db), "fork", turn_id, "--yes",
-            "--fork-id", fork_id, "--edits-json", json.dumps(edits.to_json(), ensure_ascii=False)]
+            "--fork-id", fork_id, "--edits-json", json.dumps(edits.to_json(), ensure_ascii=False),
+            *[arg for path in ignore for arg in ("--ignore", path)]]
 
 
-def start_fork(app: Any, turn_id: str, edits: replay.Edits) -> str:
+def start_fork(app: Any, turn_id: str, edits: replay.Edits, ignore: tuple[str, ...] = ()) -> str:
     """Start the fork and open its conversation; the new conversation's id."""
     from .conversation import ConversationScreen  # it opens the rerun editor, which starts forks
 
     fork_id = new_id("conv_")
     log = Path(tempfile.gettempdir()) / f"replayer-{fork_id}.log"
     with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(fork_command(app.db_path, turn_id, edits, fork_id), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(fork_command(app.db_path, turn_id, edits, fork_id, ignore), stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True)
 
     def wait() -> None:

@@ -154,6 +154,11 @@ class RerunScreen(ReplayerScreen[None]):
             Label("system prompt"),
             TextArea(system_text(req.get("system")), id="rr-system", classes="rr-text"),
         ]
+        if self.fork:  # as `replayer fork --ignore`: a field that changes from run to run (a timestamp)
+            rows[1:1] = [
+                Label("ignore when matching the replayed turns (field paths, space-separated)"),
+                Input("", id="rr-ignore", placeholder="e.g. metadata.user_id system.0.text"),
+            ]
         self.paths = []
         for n, (path, label, text) in enumerate(text_fields(req)):
             self.paths.append(path)
@@ -282,10 +287,25 @@ class RerunScreen(ReplayerScreen[None]):
             raise replay.ReplayError(f"samples: 1 to {replay.MAX_SAMPLES}")
         return e, samples
 
+    def ignored(self) -> tuple[str, ...]:
+        """The fork's --ignore paths (each checked: ReplayError names a bad one)."""
+        from ..playback.matching import parse_path
+
+        if not self.fork:
+            return ()
+        paths = tuple(self.query_one("#rr-ignore", Input).value.split())
+        for path in paths:
+            try:
+                parse_path(path)
+            except ValueError as e:
+                raise replay.ReplayError(f"ignore {e}") from None
+        return paths
+
     def action_send(self) -> None:
         if self.orig is None:
             return
         try:
+            self.ignored()
             edits, samples = self.edits()
             req = replay.apply(self.orig, edits)
         except replay.ReplayError as e:
@@ -321,7 +341,7 @@ class RerunScreen(ReplayerScreen[None]):
             if go and self.fork:
                 from .fork import start_fork
 
-                start_fork(self.app, self.turn_id, ready.edits)
+                start_fork(self.app, self.turn_id, ready.edits, self.ignored())
             elif go:
                 self.app.push_screen(SendScreen(orig, ready.edits, ready.request, ready.samples))
 
