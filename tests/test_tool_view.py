@@ -39,7 +39,10 @@ def build(path):
 
 
 def shown(screen, selector: str) -> str:
-    return str(screen.query_one(selector, Static).render())
+    from replayer.tui.text_view import TextView
+
+    widget = screen.query_one(selector)
+    return widget.text.plain if isinstance(widget, TextView) else str(screen.query_one(selector, Static).render())
 
 
 def lines_with_gutter(text: str) -> list[str]:

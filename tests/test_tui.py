@@ -44,7 +44,11 @@ def cell_texts(table: DataTable) -> list[list[str]]:
 
 
 def static_text(screen, selector: str) -> str:
-    return str(screen.query_one(selector, Static).render())
+    """What a Static shows, or a TextView (the tabs whose text can be megabytes)."""
+    from replayer.tui.text_view import TextView
+
+    widget = screen.query_one(selector)
+    return widget.text.plain if isinstance(widget, TextView) else str(screen.query_one(selector, Static).render())
 
 
 async def test_conversation_list_shows_rows(db):

@@ -24,7 +24,11 @@ from replayer.tui.variants import VariantsScreen
 
 
 def static_text(screen, selector: str) -> str:
-    return str(screen.query_one(selector, Static).render())
+    """What a Static shows, or a TextView (the tabs whose text can be megabytes)."""
+    from replayer.tui.text_view import TextView
+
+    widget = screen.query_one(selector)
+    return widget.text.plain if isinstance(widget, TextView) else str(screen.query_one(selector, Static).render())
 
 
 def row(table: DataTable, i: int) -> list[str]:

@@ -154,7 +154,7 @@ class ConversationScreen(ReplayerScreen[None]):
                     with TabPane("2 Response", id="response"):
                         yield VerticalScroll(id="response-body")
                     with TabPane("3 Tools", id="tools"):
-                        yield VerticalScroll(Static("", id="tools-body"))
+                        yield TextView(id="tools-body")  # a tool result can be megabytes (`a` shows all)
                     with TabPane("4 Usage & cost", id="usage"):
                         yield VerticalScroll(Static("", id="usage-body"))
                     with TabPane("5 Raw", id="raw"):
@@ -330,7 +330,7 @@ class ConversationScreen(ReplayerScreen[None]):
             box.remove_children()
             box.mount_all(response_widgets(d, self.show_all))
         elif tab == "tools":
-            self.query_one("#tools-body", Static).update(tools_text(d, self.show_all))
+            self.query_one("#tools-body", TextView).update(tools_text(d, self.show_all))
         elif tab == "usage":
             self.query_one("#usage-body", Static).update(usage_text(d))
         elif tab == "raw":
