@@ -831,12 +831,15 @@ def test_a_forks_wall_time_holds_the_copied_turns_as_long_as_they_took_in_the_or
     shift = at(copies[0]) - at(original[0])
     assert [at(c) - shift for c in copies] == pytest.approx([at(o) for o in original[:3]], abs=0.002)
     copied_end = at(copies[-1]) + copies[-1]["latency_ms"] / 1000
-    assert copied_end == pytest.approx(at(live[0]), abs=0.05) and copied_end <= at(live[0]) + 0.002
+    # the copies end as the live part starts: the gap is how long the fork's process took to send
+    # its first live call (tens of ms; under a loaded machine's scheduling, more), never negative
+    gap = at(live[0]) - copied_end
+    assert -0.002 <= gap < 0.5, gap
     prefix_s = at(original[2]) + original[2]["latency_ms"] / 1000 - at(original[0])
     assert prefix_s > 0.2  # two answers of 0.1 s, one after a retry
     compared = json.loads(replayer(db, "compare", conv, fork, "--json").stdout)
     live_s = at(live[-1]) + live[-1]["latency_ms"] / 1000 - at(live[0])
-    assert compared["b"]["wall_s"] == pytest.approx(prefix_s + live_s, abs=0.06)
+    assert compared["b"]["wall_s"] == pytest.approx(prefix_s + gap + live_s, abs=0.01)
 
 
 def test_max_turns_counts_turns_so_a_retried_live_call_is_one_turn(recorded, tmp_path):
