@@ -15,16 +15,19 @@ when it exists; none is needed). Flags override it. Example:
     daily_usd = 5.00                      # per user per day
 
     [stats]
-    tz = "UTC"                            # days for stats and alerts; any IANA zone
+    tz = "UTC"                            # any IANA zone: every time shown, the days of stats
     days = 7                              # the window stats, alerts and the dashboard show
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -55,7 +58,10 @@ class ConfigError(Exception):
 class Settings:
     thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     daily_budget_usd: float | None = None
-    tz: str = "UTC"
+    tz: str | None = None
+    """`[stats] tz` (or `--tz`): the zone of every date and time shown and read (a bare date in a
+    filter), and of the days stats and alerts count. None when not set: then times are the
+    machine's (shown_tz) and stats' days UTC days, as documented for `--tz`."""
     days: int = 7
     source: str | None = None
     """The file the settings came from, if any."""
@@ -63,11 +69,59 @@ class Settings:
     def check(self) -> None:
         """Bad input (ConfigError) that would only surface once the numbers are computed, said
         before any work: today an unknown time zone."""
-        zone(self.tz)
+        if self.tz is not None:
+            zone(self.tz)
+
+    def shown_tz(self) -> str:
+        """The zone times are shown and filter dates read in: the configured one, else the
+        machine's. One zone for every screen: a time listed at 22:30 is found by `until` that day."""
+        return self.tz or local_zone()
 
 
-def zone(name: str, where: str = "") -> ZoneInfo:
-    """The zone `name`, or bad input prefixed with `where` (the file and key it came from)."""
+UTC_NAMES = {"Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu", "UCT", "Universal", "Zulu", "Etc/GMT", "GMT", "UTC"}
+"""The names UTC goes by (a machine's /etc/localtime often links to Etc/UTC): all shown as UTC."""
+
+
+def local_zone() -> str:
+    """The machine's time zone by its IANA name: $TZ's (as the C library reads it), else the one
+    /etc/localtime links to or /etc/timezone names; failing those, the offset it has now
+    (`UTC+05:30`, with no summer time then)."""
+    return _local_zone(os.environ.get("TZ"))
+
+
+@functools.cache
+def _local_zone(tz_env: str | None) -> str:
+    names: list[str] = []
+    if tz_env is not None:  # set, it is all the C library reads ("" is UTC)
+        names.append(tz_env.removeprefix(":") or "UTC")
+    else:
+        try:
+            names.append(os.path.realpath("/etc/localtime"))
+        except OSError:
+            pass
+        try:
+            names.append(Path("/etc/timezone").read_text("utf-8").strip())
+        except (OSError, UnicodeDecodeError):
+            pass
+    for name in names:
+        name = name.rpartition("zoneinfo/")[2] if "zoneinfo/" in name else name
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            continue
+        return "UTC" if name in UTC_NAMES else name
+    offset = datetime.now().astimezone().utcoffset()
+    minutes = round(offset.total_seconds() / 60) if offset else 0
+    return "UTC" if not minutes else f"UTC{'+' if minutes > 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def zone(name: str, where: str = "") -> tzinfo:
+    """The zone `name` (an IANA name, or `UTC+05:30` as local_zone may give), or bad input
+    prefixed with `where` (the file and key it came from)."""
+    fixed = re.fullmatch(r"UTC([+-])(\d\d):(\d\d)", name)
+    if fixed:
+        sign = 1 if fixed[1] == "+" else -1
+        return timezone(sign * timedelta(hours=int(fixed[2]), minutes=int(fixed[3])), name)
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder of zones: OSError

@@ -1,9 +1,10 @@
 """Which conversations to list: one set of rules for `replayer list` and the browser's `/` bar.
 
-A model matches by any part of its id, in any case (`haiku` finds claude-haiku-4-5). Times are
-UTC unless they name their zone; a bare date in `until` means the whole of that day. A value that
-can't be read raises FilterError with one line saying what is wrong and what to write instead:
-a typo must never look like "nothing matches".
+A model matches by any part of its id, in any case (`haiku` finds claude-haiku-4-5). A date or
+time that names no zone (or offset) is read in the zone given (`tz`: the one times are shown in,
+Settings.shown_tz; UTC when none is); a bare date in `until` means the whole of that day. A value
+that can't be read raises FilterError with one line saying what is wrong and what to write
+instead: a typo must never look like "nothing matches".
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import shlex
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from .config import zone
 from .store.codec import iso
 
 
@@ -25,7 +27,7 @@ FILTER_WORDS = (
     ("run:ID", "one `record` run's"),
     ("tag:KEY=VALUE", "tagged so (repeatable)"),
     ("model:M", "a model id holding M"),
-    ("since:DATE", "active since DATE (UTC)"),
+    ("since:DATE", "active since DATE"),
     ("until:DATE", "started by DATE's end"),
     ("errors", "with a failed call"),
     ("cost>0.5", "costing over $0.50"),
@@ -44,9 +46,10 @@ def tag_pair(value: str, what: str = "tag:") -> tuple[str, str]:
     return key, tag_value
 
 
-def time_bound(value: str, what: str, *, end: bool = False) -> str:
-    """`value` (YYYY-MM-DD, or a date and time) as a timestamp the store compares with. With
-    `end`, a bare date stands for its whole day: the bound is the start of the next day."""
+def time_bound(value: str, what: str, *, end: bool = False, tz: str | None = None) -> str:
+    """`value` (YYYY-MM-DD, or a date and time) as a timestamp the store compares with, read in
+    the zone `tz` (UTC when None) unless it names its own. With `end`, a bare date stands for its
+    whole day: the bound is the start of the next day."""
     text = value.strip()
     try:
         day = date.fromisoformat(text)
@@ -55,17 +58,22 @@ def time_bound(value: str, what: str, *, end: bool = False) -> str:
     try:
         t = datetime.fromisoformat(text) if day is None else datetime(day.year, day.month, day.day)
     except ValueError:
-        raise FilterError(f"{what} {value!r} is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
+        raise FilterError(f"{what} {value!r} is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
+    named = t.tzinfo is not None
+    if not named:
+        t = t.replace(tzinfo=zone(tz) if tz else UTC)
     try:
         if end and day is not None:
             if day == date.max:  # the last day there is: its last millisecond is as good
                 return iso(t.replace(hour=23, minute=59, second=59, microsecond=999_000).timestamp())
             t += timedelta(days=1)
         return iso(t.timestamp())
-    except (OverflowError, ValueError):  # a time zone that takes it past year 1 or 9999
-        raise FilterError(f"{what} {value!r} is out of range: give a date from year 1 to 9999") from None
+    except (OverflowError, ValueError):  # a time zone that takes it past year 1 or 9999 in UTC
+        if named:  # the zone written with it: said
+            raise FilterError(f"{what} {value!r} is out of range: give a date from year 1 to 9999") from None
+        # the zone times are shown in: a date of year 1 or 9999 there works, as anywhere
+        edge = datetime(9999, 12, 31, 23, 59, 59, 999_000, UTC) if t.year > 1 else datetime(1, 1, 1, tzinfo=UTC)
+        return iso(edge.timestamp())
 
 
 def min_cost(value: str, what: str = "cost>") -> float:
@@ -81,10 +89,10 @@ def like_part(value: str) -> str:
     return f"%{escaped}%"
 
 
-def parse_filter(text: str) -> dict[str, Any]:
+def parse_filter(text: str, tz: str | None = None) -> dict[str, Any]:
     """`user:alice run:run_… tag:team=search model:haiku since:2026-11-20 until:2026-11-25 errors
-    cost>0.5 words…` (FILTER_WORDS) as the keyword arguments of Store.conversations. Raises
-    FilterError for a value it can't read."""
+    cost>0.5 words…` (FILTER_WORDS) as the keyword arguments of Store.conversations, its dates
+    read in the zone `tz` (UTC when None). Raises FilterError for a value it can't read."""
     out: dict[str, Any] = {}
     words = []
     tags = []
@@ -96,7 +104,8 @@ def parse_filter(text: str) -> dict[str, Any]:
         key, sep, value = part.partition(":")
         if sep and key in ("user", "run", "model", "since", "until") and value:
             if key in ("since", "until"):
-                time_bound(value, key, end=key == "until")  # said now, not as an empty list
+                time_bound(value, key, end=key == "until", tz=tz)  # said now, not as an empty list
+                out["tz"] = tz
             out[key] = value
         elif sep and key == "tag":
             tags.append(tag_pair(value))

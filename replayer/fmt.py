@@ -7,19 +7,23 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
+from .config import zone
+
 if TYPE_CHECKING:
     from .models import Alert, ConversationCosts, DayCost, Metric
 
 
-def local_time(iso: str | None, with_date: bool = True) -> str:
-    """An ISO-8601 UTC timestamp in the user's local time."""
+def local_time(iso: str | None, with_date: bool = True, tz: str | None = None) -> str:
+    """An ISO-8601 UTC timestamp in the zone `tz` (Settings.shown_tz: the one filters read dates
+    in), else the machine's."""
     if not iso:
         return ""
     try:
         t = datetime.fromisoformat(iso.replace("Z", "+00:00"))
     except ValueError:
         return iso
-    return t.astimezone().strftime("%Y-%m-%d %H:%M" if with_date else "%H:%M:%S")
+    shown = t.astimezone(zone(tz) if tz else None)
+    return shown.strftime("%Y-%m-%d %H:%M" if with_date else "%H:%M:%S")
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from .config import LOWER_IS_BAD, ConfigError, Settings, zone
 from .models import (
@@ -57,7 +56,7 @@ def rewrite_cost(prices: PriceTable, usage: dict[str, Any], model: str | None) -
 # -- the stats document -------------------------------------------------------------------------
 
 
-def window(days: int, tz: ZoneInfo, now: datetime | None = None) -> tuple[date, date, float, float]:
+def window(days: int, tz: tzinfo, now: datetime | None = None) -> tuple[date, date, float, float]:
     """The last `days` calendar days in `tz`, today included: (first, last, since_ts, until_ts)."""
     if days < 1:
         raise ConfigError("--days must be at least 1")
@@ -97,7 +96,8 @@ def stats(
     """Spend, the health metrics against their thresholds, and the alerts, over the last `days`
     (default: the settings' days)."""
     prices = store.prices
-    tz = zone(settings.tz)
+    tz_name = settings.tz or "UTC"  # stats' days are UTC days unless a zone is set (README)
+    tz = zone(tz_name)
     first, today, since, until = window(days or settings.days, tz, now)
     names = store.conversation_names()
     groups = store.spend_groups(since, until)
@@ -232,7 +232,7 @@ def stats(
     return Stats(
         since=first.isoformat(),
         until=today.isoformat(),
-        tz=settings.tz,
+        tz=tz_name,
         users=[
             UserSpend(
                 user_id=uid,

@@ -52,6 +52,9 @@ def _isolated(tmp_path_factory, monkeypatch, request):
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("HOME", str(home))
+    # times are shown, and filter dates read, in the machine's zone when no setting names one:
+    # the tests' dates mean the same on every machine (a test wanting another zone sets TZ)
+    monkeypatch.setenv("TZ", "UTC")
     for var in (
         "REPLAYER_DB", "REPLAYER_PRICING", "REPLAYER_WRITER", "REPLAYER_CONFIG",
         "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN",

@@ -13,6 +13,7 @@ import anthropic
 import pytest
 from click.testing import CliRunner
 from conftest import FAKE_KEY, sent_bodies
+from tui_data import new_yorks_day_edge
 
 from replayer.cli import cli
 from replayer.fakeapi import Reply
@@ -485,3 +486,40 @@ def test_a_bad_replayer_variable_in_an_agents_process_is_said_once_and_recording
     from conftest import exported
 
     assert len(exported(tmp_path / "a.db")) == 3
+
+
+def test_times_are_shown_and_filter_dates_read_in_one_zone(rec, db_path, tmp_path):
+    """What `list` shows at 22:30 on 4 December, `list --until 2026-12-04` finds: the settings'
+    zone ([stats] tz), else the machine's, is the zone of the times shown and of a date or time
+    typed in a filter, and is named once. A zone written in the value still wins."""
+    new_yorks_day_edge(rec)
+    config = tmp_path / "ny.toml"
+    config.write_text('[stats]\ntz = "America/New_York"\n')
+
+    def ids(*args, env):
+        r = run("--db", str(db_path), "list", "--json", *args, env=env)
+        assert r.exit_code == 0, r.output
+        return {row["conversation_id"] for row in json.loads(r.stdout)}
+
+    # the configured zone over the machine's (Tokyo here); no setting: the machine's
+    for given, env in ((["--config", str(config)], {"TZ": "Asia/Tokyo"}), ([], {"TZ": "America/New_York"})):
+        listed = run("--db", str(db_path), "list", *given, env=env)
+        rows = {line.split()[2]: line for line in listed.stdout.splitlines()[1:]}
+        assert rows["late"].startswith("2026-12-04 22:30") and rows["later"].startswith("2026-12-04 23:59")
+        assert rows["next"].startswith("2026-12-05 10:00"), listed.stdout
+        assert listed.stderr.strip() == "times in America/New_York"
+        shown = run("--db", str(db_path), "show", "late", *given, env=env)
+        assert "2026-12-04 22:30" in shown.stdout and "times in America/New_York" in shown.stderr
+        assert ids("--until", "2026-12-04", *given, env=env) == {"late", "later"}
+        assert ids("--since", "2026-12-05", *given, env=env) == {"next"}
+        assert ids("--until", "2026-12-04T23:00", *given, env=env) == {"late"}
+        # a zone or offset in the value is the one it is read in
+        assert ids("--since", "2026-12-05T00:00Z", *given, env=env) == {"late", "later", "next"}
+        assert ids("--until", "2026-12-05T04:00+00:00", *given, env=env) == {"late"}
+    # the machine's zone when nothing is set, wherever the machine is
+    assert ids("--until", "2026-12-04", env={"TZ": "Asia/Tokyo"}) == set()
+    assert ids("--until", "2026-12-05", env={"TZ": "Asia/Tokyo"}) == {"late", "later"}
+    # the first and last days there are, in a zone that puts their edge past year 1 or 9999 in UTC
+    assert ids("--until", "9999-12-31", env={"TZ": "America/New_York"}) == {"late", "later", "next"}
+    assert ids("--since", "0001-01-01", env={"TZ": "Asia/Tokyo"}) == {"late", "later", "next"}
+

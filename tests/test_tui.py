@@ -14,6 +14,7 @@ from textual.widgets.data_table import ColumnKey
 from tui_data import (
     T0,
     build_db,
+    new_yorks_day_edge,
     open_dashboard,
     open_first_conversation,
     open_second_conversation,
@@ -647,3 +648,40 @@ async def test_a_subagents_id_never_reads_as_its_main_threads_in_the_list(tmp_pa
         assert len(set(shown.values())) == 3, shown
         sub = next(i for i in ids if i.count("_") == 2)
         assert shown[sub].endswith(sub.rsplit("_", 1)[1])  # the agent id shows whole
+
+
+async def test_the_browser_shows_and_reads_times_in_one_zone(tmp_path, monkeypatch):
+    """One zone on every screen, the settings' ([stats] tz) else the machine's: the list's and
+    the turns' times, the dates its filter reads (a zone in the value still wins), the
+    dashboard's days; the list and the conversation name it."""
+    from replayer.config import Settings
+
+    path = tmp_path / "zone.db"
+    with Recorder(path) as rec:
+        new_yorks_day_edge(rec)
+    app = make_app(path, settings=Settings(tz="America/New_York"))  # on a machine in UTC (_utc)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        started = {row[1]: row[0] for row in cell_texts(screen.query_one(DataTable))}
+        assert started == {"late": "2026-12-04 22:30", "later": "2026-12-04 23:59", "next": "2026-12-05 10:00"}
+        assert screen.sub_title.endswith("times in America/New_York")
+        for typed, kept in (("until:2026-12-04", {"late", "later"}), ("since:2026-12-05", {"next"}),
+                            ("until:2026-12-05T04:00Z", {"late"})):  # fmt: skip
+            screen.filter_to(typed)
+            await settle(pilot)
+            assert {r.conversation_id for r in screen.rows} == kept, typed
+        app.open_conversation("late")
+        await settle(pilot)
+        turns = app.screen
+        assert isinstance(turns, ConversationScreen) and turns.sub_title == "late · times in America/New_York"
+        assert cell_texts(turns.query_one("#turns", DataTable))[0][2] == "22:30:00"
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # no zone set: the machine's, on the dashboard too
+    time.tzset()
+    app = make_app(path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        started = {row[1]: row[0] for row in cell_texts(app.screen.query_one(DataTable))}
+        assert started["late"] == "2026-12-05 12:30" and app.screen.sub_title.endswith("times in Asia/Tokyo")
+        dashboard = await open_dashboard(pilot)
+        assert "(Asia/Tokyo)" in static_text(dashboard, "#dash-title")

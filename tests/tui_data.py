@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
+from datetime import datetime
 
 from replayer import Recorder
 
@@ -62,6 +63,17 @@ def build_db(path):
                    reply("It was emailed to you.", model="claude-haiku-4-5"), conversation_id="conv_chat",
                    user_id="bob", started_at=T0 + 100, latency_ms=300)
     return path
+
+
+def new_yorks_day_edge(rec: Recorder) -> None:
+    """Two conversations late on 4 December 2026 in New York (03:30 and 04:59 UTC on the 5th),
+    one in its afternoon of the 5th (15:00 UTC): where the zone a date is read in decides."""
+    for cid, at in (("late", "2026-12-05T03:30:00+00:00"), ("later", "2026-12-05T04:59:00+00:00"),
+                    ("next", "2026-12-05T15:00:00+00:00")):  # fmt: skip
+        rec.record({"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": cid}]},
+                   reply(f"ok {cid}", model="claude-haiku-4-5"), conversation_id=cid,
+                   started_at=datetime.fromisoformat(at))  # fmt: skip
+    assert rec.flush(10)
 
 
 async def settle(pilot) -> None:

@@ -7,11 +7,14 @@ import json
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .table import printable
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 class UserError(click.ClickException):
@@ -74,6 +77,18 @@ def _take_root_options(cmd: click.Command) -> None:
     if isinstance(cmd, click.Group):
         for sub in cmd.commands.values():
             _take_root_options(sub)
+
+
+def settings(ctx: click.Context) -> Settings:
+    """The settings (config.load: --config, else $REPLAYER_CONFIG, else the default file when
+    there is one), read once a command; ConfigError when the file is broken or missing."""
+    from ..config import load
+
+    obj = ctx.find_root().ensure_object(dict)
+    if "settings" not in obj:
+        obj["settings"] = load(obj.get("config"))
+    found: Settings = obj["settings"]
+    return found
 
 
 def db_path(ctx: click.Context) -> Path:

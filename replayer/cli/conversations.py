@@ -20,6 +20,7 @@ from .base import (
     open_output,
     open_store,
     resolve_id,
+    settings,
 )
 from .table import Column, Table
 
@@ -37,12 +38,11 @@ def _browse(ctx: click.Context, path: Path) -> None:
 
     open_db(path, create=False)  # a missing or foreign file is reported before the app starts
     prices = PriceTable.load((ctx.find_root().obj or {}).get("pricing"))
-    from ..config import load
     from ..tui.app import make_app
 
-    settings = load((ctx.find_root().obj or {}).get("config"))
-    settings.check()  # bad settings are one line here, not a dashboard that can't load
-    make_app(path, prices, settings=settings).run()
+    given = settings(ctx)
+    given.check()  # bad settings are one line here, not a dashboard that can't load
+    make_app(path, prices, settings=given).run()
 
 
 @click.command("list")
@@ -58,9 +58,10 @@ def _browse(ctx: click.Context, path: Path) -> None:
 )
 @click.option("--model", help="Only conversations that used a model whose id contains this (any case).")
 @click.option("--since", metavar="DATE",
-              help="Only conversations active since DATE (YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC).")
+              help="Only conversations active since DATE (YYYY-MM-DD or YYYY-MM-DDTHH:MM, in the zone times are "
+                   "shown in: [stats] tz, else this machine's; or add one: +01:00, Z).")
 @click.option("--until", metavar="DATE",
-              help="Only conversations started by the end of DATE (YYYY-MM-DD, or by YYYY-MM-DDTHH:MM; UTC).")
+              help="Only conversations started by the end of DATE (YYYY-MM-DD, or by YYYY-MM-DDTHH:MM; the same zone).")
 @click.option("-q", "query", metavar="TEXT", help="Only conversations whose messages contain TEXT.")
 @click.option("-n", "limit", type=click.IntRange(1), default=50, show_default=True,
               help="How many, newest first.")
@@ -83,11 +84,12 @@ def list_(
     from ..filters import FilterError, tag_pair, time_bound
 
     limit = min(limit, 2**62)  # more than any database holds; SQLite's integers are 64-bit
+    tz = settings(ctx).shown_tz()  # dates are read in the zone the times are shown in
 
     try:  # the browser's filter rules (replayer.filters), said with the option's name
         for name, value in (("--since", since), ("--until", until)):
             if value:
-                time_bound(value, name)
+                time_bound(value, name, end=name == "--until", tz=tz)
         pairs = [tag_pair(tag, "--tag ") for tag in tags]
     except FilterError as e:
         raise UserError(str(e)) from None
@@ -95,8 +97,8 @@ def list_(
     if user and no_user:
         raise UserError("give --user ID or --no-user, not both")
     rows = store.conversations(
-        user=user, no_user=no_user, run=run, tags=pairs, model=model, since=since, until=until, query=query,
-        limit=limit,
+        user=user, no_user=no_user, run=run, tags=pairs, model=model, since=since, until=until, tz=tz,
+        query=query, limit=limit,
     )
     if as_json:
         click.echo(json.dumps([r.model_dump() for r in rows], ensure_ascii=False))
@@ -134,7 +136,7 @@ def list_(
     for r in rows:
         click.echo(
             table.row(
-                local_time(r.started_at),
+                local_time(r.started_at, tz=tz),
                 r.conversation_id,
                 one_line(r.user_id, 14),
                 r.turns,
@@ -145,6 +147,7 @@ def list_(
                 one_line(f"↳ {r.variant_of}", 90) if r.variant_of else one_line(r.first_message, 40),
             )
         )
+    click.echo(f"times in {tz}", err=True)  # on stderr: the table stays the table
 
 
 @click.command()
@@ -153,6 +156,7 @@ def list_(
 @click.pass_context
 def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
     """One conversation, turn by turn."""
+    tz = settings(ctx).shown_tz()
     store = open_store(ctx)
     conversation_id = resolve_id(store, conversation_id)
     if not store.conversation_exists(conversation_id):
@@ -207,7 +211,7 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
         click.echo(
             table.row(
                 t.index,
-                local_time(t.started_at),
+                local_time(t.started_at, tz=tz),
                 one_line(t.model, 28),
                 one_line(t.stop_reason, 10),
                 t.context_messages or 0,
@@ -225,6 +229,7 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
     click.echo(f"total {spend(total, unknown)}{note}")
     for run in runs:  # a conversation continued by later runs was part of each
         click.echo(f"recorded by run {run} (its other conversations: replayer list --run {run})")
+    click.echo(f"times in {tz}", err=True)
     if not prov or len(prov.reconstructed) < len(turns):
         click.echo(f"rerun a turn: replayer rerun {conversation_id}:N  (or its turn id: show --json)", err=True)
 

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from ..fmt import plural
-from .base import UserError, db_path
+from .base import UserError, db_path, settings
 
 BIG_IMPORT = 20
 """Files past which the progress bar shows even when stderr isn't a terminal."""
@@ -110,7 +110,9 @@ def claude_code(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> N
 
 @import_.command("otlp", short_help="OTLP JSON (a Collector's file exporter) back into the database.")
 @click.argument("path", metavar="PATH|-")
-@click.option("--since", metavar="DATE", help="Only spans started since DATE (YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC).")
+@click.option("--since", metavar="DATE",
+              help="Only spans started since DATE (YYYY-MM-DD or YYYY-MM-DDTHH:MM, in [stats] tz, else this "
+                   "machine's zone; or add one: +01:00, Z).")
 @click.option("--user", metavar="ID", help="Only spans of this user (user.id).")
 @click.option("--conversation", metavar="ID", help="Only spans of this conversation (gen_ai.conversation.id).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout: what was imported.")
@@ -135,7 +137,7 @@ def otlp(
     from ..store.schema import open_db
 
     try:
-        bound = time_bound(since, "--since") if since else None
+        bound = time_bound(since, "--since", tz=settings(ctx).shown_tz()) if since else None
     except FilterError as e:
         raise UserError(str(e)) from None
     if path != "-":

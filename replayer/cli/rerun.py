@@ -12,7 +12,7 @@ import click
 from ..diffing import change_parts
 from ..fmt import local_time, money, ms, plural
 from ..wire import PROTOCOL_HEADERS, token_count
-from .base import UserError, db_path, open_store
+from .base import UserError, db_path, open_store, settings
 from .edits import edit_options, edits_from, resolve_turn
 
 if TYPE_CHECKING:
@@ -105,9 +105,11 @@ def rerun(
         found = store.variants_of(turn_id)
         if as_json:
             click.echo(json.dumps([v.document() for v in found], ensure_ascii=False))
+        tz = settings(ctx).shown_tz()
         for v in [] if as_json else found:
             names = replay.Edits.from_json(v.edits).names()
-            click.echo(f"{v.variant}  {local_time(v.created_at)}  {plural(v.samples, 'sample')}  {', '.join(names)}")
+            created = local_time(v.created_at, tz=tz)
+            click.echo(f"{v.variant}  {created}  {plural(v.samples, 'sample')}  {', '.join(names)}")
         if not found and not as_json:
             click.echo("no variants of this turn yet", err=True)
         return

@@ -317,6 +317,7 @@ class Store(RowTexts):
         model: str | None = None,
         since: str | None = None,
         until: str | None = None,
+        tz: str | None = None,
         query: str | None = None,
         errors_only: bool = False,
         no_user: bool = False,
@@ -330,11 +331,12 @@ class Store(RowTexts):
     ) -> list[ConversationSummary]:
         """A page of conversations, sorted and filtered by SQLite, priced ones included: `sort`
         is one of SORTS. Costs are priced from the usage table with the current prices. The
-        filters follow replayer.filters (FilterError for a date that can't be read); `tags` are
+        filters follow replayer.filters (FilterError for a date that can't be read; `tz` the zone
+        a date naming none is read in, UTC when None); `tags` are
         (key, value) pairs a conversation must all have, `run` is the tag ("run", run); `ids`
         keeps only those conversations."""
         conv_rows = self._listing(
-            user=user, run=run, tags=tags, model=model, since=since, until=until, query=query,
+            user=user, run=run, tags=tags, model=model, since=since, until=until, tz=tz, query=query,
             errors_only=errors_only, no_user=no_user, reruns=reruns, min_cost=min_cost, ids=ids,
             sort=sort, descending=descending, limit=limit, offset=offset,
         )  # fmt: skip
@@ -371,6 +373,7 @@ class Store(RowTexts):
         model: str | None = None,
         since: str | None = None,
         until: str | None = None,
+        tz: str | None = None,
         query: str | None = None,
         errors_only: bool = False,
         no_user: bool = False,
@@ -392,7 +395,7 @@ class Store(RowTexts):
             where.append("c.origin != 'rerun'")
         if until:  # a bare date: that whole day (filters.time_bound)
             where.append("c.started_at < ?")
-            args.append(time_bound(until, "until", end=True))
+            args.append(time_bound(until, "until", end=True, tz=tz))
         if errors_only:
             where.append(
                 "EXISTS (SELECT 1 FROM turns t JOIN attempts a ON a.turn_id = t.id "
@@ -408,7 +411,7 @@ class Store(RowTexts):
             args.extend((key, value))
         if since:
             where.append("c.last_at >= ?")
-            args.append(time_bound(since, "since"))
+            args.append(time_bound(since, "since", tz=tz))
         if model:  # any part of the id, in any case: "haiku" finds claude-haiku-4-5
             where.append(
                 "EXISTS (SELECT 1 FROM turns t WHERE t.conversation_id = c.id AND t.model LIKE ? ESCAPE '\\')"

@@ -13,6 +13,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -96,8 +97,10 @@ class ReplayerApp(App[None]):
         super().__init__()
         self.db_path = Path(db_path)
         self.prices = prices or PriceTable.load()
-        self.settings = settings or Settings()
-        """Thresholds, budget and time zone for the dashboard (replayer.config)."""
+        given = settings or Settings()
+        self.settings = replace(given, tz=given.shown_tz())
+        """Thresholds, budget and the time zone (replayer.config): one zone on every screen, the
+        dashboard's days and the times listed alike, the settings' or else the machine's."""
         self.refresh_seconds = refresh_seconds
         self._pool: queue.SimpleQueue[Store] = queue.SimpleQueue()
         self._stats_lock = threading.Lock()

@@ -180,7 +180,7 @@ class ConversationScreen(ReplayerScreen[None]):
         for col, key, width in self.COLUMNS:
             table.add_column(col, key=key, width=width or self.FLEX_MIN[key])
         refit_on_scrollbar(self, table, self.fit_columns)
-        self.sub_title = self.conversation_id
+        self.sub_title = self.home_subtitle()
         self.load_timeline()
         table.focus()
         self.set_interval(self.app.refresh_seconds, self.poll)
@@ -254,7 +254,7 @@ class ConversationScreen(ReplayerScreen[None]):
         breaks = self._breaks()
         colour = self.outcome_colours()
         rows, self.row_turn, self.turn_row, counts = turn_rows(
-            timeline, breaks, colour, self.SYMBOLS, self.reconstructed
+            timeline, breaks, colour, self.SYMBOLS, self.reconstructed, tz=self.app.settings.tz
         )
         table.add_rows(rows)
         title = conversation_title(self.conversation_id, timeline, self.LEGEND, counts, colour, self.reconstructed)
@@ -432,11 +432,15 @@ class ConversationScreen(ReplayerScreen[None]):
         where = f"match {self.find_at + 1} of {len(self.find_targets)}"
         self.sub_title = f"{self.conversation_id} · {self.find_text!r}: {where}"
 
+    def home_subtitle(self) -> str:
+        """The conversation, and the zone of its turns' times."""
+        return f"{self.conversation_id} · times in {self.app.settings.tz}"
+
     def clear_find(self) -> None:
         box = self.query_one("#conv-find", Input)
         box.value, box.display = "", False
         self.find_text, self.find_pattern, self.find_targets, self.find_at = "", None, [], -1
-        self.sub_title = self.conversation_id
+        self.sub_title = self.home_subtitle()
         self.query_one("#turns", DataTable).focus()
         self._redraw()
 

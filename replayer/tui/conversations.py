@@ -149,7 +149,7 @@ class ConversationsScreen(ReplayerScreen[None]):
         # its vertical scrollbar can come a layout pass after the rows that bring it (on a busy
         # machine): its two cells move the edge, so the columns are fitted again then
         self.watch(table, "show_vertical_scrollbar", self._scrollbar_came_or_went, init=False)
-        self.sub_title = str(self.app.db_path)
+        self.sub_title = self.home_subtitle()
         self.load(reset=True)
         table.focus()
         self.set_interval(self.app.refresh_seconds, self._tick)
@@ -379,11 +379,14 @@ class ConversationsScreen(ReplayerScreen[None]):
         else:
             empty.display = False
 
-    @staticmethod
-    def _cells(r: ConversationSummary) -> tuple[Any, ...]:
+    def home_subtitle(self) -> str:
+        """The database, and the zone of the times listed (the one a filter's dates are read in)."""
+        return f"{self.app.db_path} · times in {self.app.settings.tz}"
+
+    def _cells(self, r: ConversationSummary) -> tuple[Any, ...]:
         hit = r.cache_hit_rate
         return (
-            local_time(r.started_at),
+            local_time(r.started_at, tz=self.app.settings.tz),
             # cut visibly in its middle (a subagent's id then doesn't read as its main thread's);
             # `y` copies it whole (the row key holds it). A fork is marked here too: at 100
             # columns the first-message column, which says whose fork it is, is off screen
@@ -461,7 +464,7 @@ class ConversationsScreen(ReplayerScreen[None]):
         box.value = text
         box.display = bool(text)
         try:
-            filters = parse_filter(text)
+            filters = parse_filter(text, tz=self.app.settings.tz)  # read in the zone the list shows
         except FilterError as e:
             box.add_class("-invalid")
             box.focus()

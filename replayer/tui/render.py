@@ -110,11 +110,13 @@ def turn_rows(
     colour: dict[str, str],
     symbols: dict[str, str],
     reconstructed: Collection[int] = (),
+    tz: str | None = None,
 ) -> TurnRows:
-    """The turn list's cells: for each turn its marks (symbols, in their outcome's colour), time,
-    stop reason, tools, the prompt's growth, cost, latency, cache hit and notes (`reconstructed`:
-    the indexes of imported turns, noted as such where the conversation mixes them with turns
-    recorded on the wire; the title says when every turn is)."""
+    """The turn list's cells: for each turn its marks (symbols, in their outcome's colour), time
+    (in the zone `tz`, else the machine's), stop reason, tools, the prompt's growth, cost,
+    latency, cache hit and notes (`reconstructed`: the indexes of imported turns, noted as such
+    where the conversation mixes them with turns recorded on the wire; the title says when every
+    turn is)."""
     prev_prompt = None
     mixed = 0 < len(reconstructed) < len(timeline)
     rows: list[tuple[Text | str, ...]] = []
@@ -156,7 +158,7 @@ def turn_rows(
             (
                 Text(str(t.index), style=style, justify="right"),
                 status,
-                Text(local_time(t.started_at, with_date=False), style=style),
+                Text(local_time(t.started_at, with_date=False, tz=tz), style=style),
                 Text(stop, style=style),
                 Text(", ".join(t.tool_calls), style=style, no_wrap=True, overflow="ellipsis"),
                 Text(signed(delta), style=style, justify="right"),
@@ -172,7 +174,7 @@ def turn_rows(
                 (
                     Text(f"↳{a.attempt}", style="dim", justify="right"),
                     "",
-                    Text(local_time(a.started_at, with_date=False), style="dim"),
+                    Text(local_time(a.started_at, with_date=False, tz=tz), style="dim"),
                     Text(str(a.status or "—"), style=colour["error"]),
                     Text(str((a.error or {}).get("type") or ""), style=colour["error"]),
                     "",

@@ -370,7 +370,7 @@ def toggle_mark(screen: ConversationsScreen) -> None:
         return
     if screen.marked == cid:
         screen.marked = None
-        screen.sub_title = str(screen.app.db_path)
+        screen.sub_title = screen.home_subtitle()
         screen.notify("unmarked", timeout=3)
         return
     screen.marked = cid

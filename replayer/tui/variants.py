@@ -52,7 +52,7 @@ class VariantsScreen(ReplayerScreen[None]):
         table = self.query_one(DataTable)
         for v in found:
             names = replay.Edits.from_json(v.edits).names()
-            created = local_time(v.created_at)
+            created = local_time(v.created_at, tz=self.app.settings.tz)
             variant = Text(v.variant, no_wrap=True, overflow="ellipsis")  # never cut silently
             table.add_row(variant, created, str(v.samples), ", ".join(names), key=v.variant)
         if not found:
