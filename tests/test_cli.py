@@ -523,3 +523,42 @@ def test_times_are_shown_and_filter_dates_read_in_one_zone(rec, db_path, tmp_pat
     assert ids("--until", "9999-12-31", env={"TZ": "America/New_York"}) == {"late", "later", "next"}
     assert ids("--since", "0001-01-01", env={"TZ": "Asia/Tokyo"}) == {"late", "later", "next"}
 
+
+QUICK_ARGS = {
+    "browse": [], "list": [], "show": ["conv_one"], "export": [], "record": ["--", "true"],
+    "replay": ["conv_one", "--", "true"], "fork": ["conv_one:0"], "proxy": ["--upstream", "notaurl"],
+    "import claude-code": ["nowhere"], "import otlp": ["nowhere.jsonl"], "db path": [], "db migrate": [],
+    "db backup": ["backup.db"], "demo": ["--no-open"], "stats": [], "alerts": [], "pricing": [],
+    "rerun": ["conv_one:0", "--list"], "compare": ["conv_one", "conv_one"],
+}
+"""Each command with arguments that end it quickly, were its settings file not refused first."""
+
+
+def test_every_command_refuses_a_broken_or_missing_settings_file(recorded, tmp_path, monkeypatch):
+    """--config (or $REPLAYER_CONFIG) naming a broken or missing file is one line and exit 2 on
+    every command, before it does anything: not only on those that read a setting (a misspelt
+    table would otherwise be silently ignored)."""
+    import click
+
+    def commands(group, prefix):
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                yield from commands(command, [*prefix, name])
+            else:
+                yield [*prefix, name]
+
+    monkeypatch.chdir(tmp_path)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[budgets]\n")
+    missing = tmp_path / "missing.toml"
+    every = list(commands(cli, []))
+    assert {" ".join(path) for path in every} == set(QUICK_ARGS)
+    for path in every:
+        args = [*path, "--db", str(recorded), *QUICK_ARGS[" ".join(path)]]
+        for file, said in ((broken, "unknown table [budgets]"),
+                           (missing, "not found: fix --config or $REPLAYER_CONFIG")):  # fmt: skip
+            for r in (CliRunner().invoke(cli, ["--config", str(file), *args]),
+                      CliRunner().invoke(cli, args, env={"REPLAYER_CONFIG": str(file)})):  # fmt: skip
+                assert r.exit_code == 2 and r.stdout == "", (path, r.output)
+                assert r.stderr.count("\n") == 1 and said in r.stderr, (path, r.stderr)
+    assert not (tmp_path / "backup.db").exists()

@@ -60,10 +60,14 @@ ROOT_OPTIONS: dict[str, tuple[str, str]] = {
 `replayer list --db X`): each value is kept on the root context, where the commands read it."""
 
 
-def _root_option(name: str) -> click.Option:
+def _root_option(name: str, command: bool) -> click.Option:
     def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
         if value:
             ctx.find_root().ensure_object(dict)[name] = value
+        if name == "config" and command and not ctx.resilient_parsing:
+            # every command takes --config, so every one refuses a file that is broken or not
+            # there, before it does anything: not only those that read a setting today
+            settings(ctx)
 
     metavar, help_text = ROOT_OPTIONS[name]
     return click.Option([f"--{name}"], metavar=metavar, expose_value=False, callback=remember, help=help_text)
@@ -73,7 +77,8 @@ def _take_root_options(cmd: click.Command) -> None:
     """Give `cmd` (and, a group, its commands) the root options it doesn't have, first in its
     options: Group.add_command does it for every command, so none is left out."""
     have = {p.name for p in cmd.params}
-    cmd.params[:0] = [_root_option(name) for name in ROOT_OPTIONS if name not in have]
+    command = not isinstance(cmd, click.Group)  # the command run: its options are read last
+    cmd.params[:0] = [_root_option(name, command) for name in ROOT_OPTIONS if name not in have]
     if isinstance(cmd, click.Group):
         for sub in cmd.commands.values():
             _take_root_options(sub)
