@@ -671,6 +671,12 @@ async def test_the_browser_shows_and_reads_times_in_one_zone(tmp_path, monkeypat
             screen.filter_to(typed)
             await settle(pilot)
             assert {r.conversation_id for r in screen.rows} == kept, typed
+        await pilot.press("f1")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpScreen)
+        assert "dates  in America/New_York, as listed" in str(app.screen.query_one(Static).render())
+        await pilot.press("escape")
+        await settle(pilot)
         app.open_conversation("late")
         await settle(pilot)
         turns = app.screen

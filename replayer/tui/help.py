@@ -57,6 +57,8 @@ class HelpScreen(ModalScreen[None]):
                 text.append(f"{meaning:<26}" if i % 2 == 0 else f"{meaning}\n")
             if len(FILTER_WORDS) % 2:
                 text.append("\n")
+            text.append(f"{'dates':>14}  ", style="bold cyan")
+            text.append(f"in {self.under.app.settings.tz}, as listed; or give one: Z, +01:00\n")
         text.append("\nThe mouse works too: click rows, tabs and column headers.", style="dim")
         with VerticalScroll(id="help"):  # a short terminal scrolls it (up/down, the wheel)
             yield Static(text)
