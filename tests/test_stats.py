@@ -606,3 +606,69 @@ def test_migrating_moves_an_older_databases_retried_turns_to_the_model_that_answ
 
     before, after, _ = migrated_again(path, "m014_turn_under_answering_model", undo)
     assert after == before
+
+
+def regenerated_after_tool_results(api, path):
+    """Turn 0 calls tools a and b; turn 1 sends their results (a failed), gets a 429 and is
+    retried; turn 2 sends c's and d's; then turn 1's request is sent again (a regenerated reply,
+    a conversation of its own): 4 tool results, 1 of them an error."""
+    import anthropic
+    from conftest import FAKE_KEY
+
+    from replayer import Recorder
+    from replayer.fakeapi import Reply
+
+    def reply(content, stop="tool_use"):
+        return Reply(body={**MESSAGE, "id": f"msg_{content[0].get('id') or content[0].get('text')}",
+                           "content": content, "stop_reason": stop})
+
+    def calls(*ids):
+        return [{"type": "tool_use", "id": i, "name": "f", "input": {}} for i in ids]
+
+    def results(*ids, failed=()):
+        return {"role": "user", "content": [{"type": "tool_result", "tool_use_id": i, "content": "out",
+                                             **({"is_error": True} if i in failed else {})} for i in ids]}  # fmt: skip
+
+    api.enqueue(reply(calls("a", "b")),
+                Reply(status=429, body={"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}},
+                      headers={"retry-after": "0"}),
+                reply(calls("c", "d")), reply([{"type": "text", "text": "done"}], "end_turn"),
+                reply([{"type": "text", "text": "other"}], "end_turn"))  # fmt: skip
+    with Recorder(path) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=1))
+
+        def ask(messages):
+            return client.messages.create(model="claude-haiku-4-5", max_tokens=16, messages=messages)
+
+        m0 = [{"role": "user", "content": "go"}]
+        m1 = [*m0, {"role": "assistant", "content": calls("a", "b")}, results("a", "b", failed="a")]
+        m2 = [*m1, {"role": "assistant", "content": calls("c", "d")}, results("c", "d")]
+        for messages in (m0, m1, m2, m1):
+            ask(messages)
+    db = open_db(path)
+    assert db.execute("SELECT COUNT(*) FROM conversations").fetchone()[0] == 2
+    return stats(Store(db, PriceTable.load()), Settings(tz="UTC"), days=1,
+                 now=datetime.now(UTC)).document()["metrics"]["tool_failure_rate"]["value"]
+
+
+def test_a_regenerated_reply_does_not_count_the_tool_results_it_resends(api, tmp_path):
+    """Each tool result counts once in the tool failure rate, however many branches resend it."""
+    assert regenerated_after_tool_results(api, tmp_path / "r.db") == 1 / 4
+
+
+def test_migrating_counts_an_older_databases_resent_tool_results_once(api, tmp_path):
+    """m015 on a database whose branch's first turn counted the tool results of the history it
+    resends: the same rows as the writer makes now."""
+    path = tmp_path / "old.db"
+    assert regenerated_after_tool_results(api, path) == 1 / 4
+
+    def undo(db):
+        (conv,) = db.execute("SELECT conv FROM usage WHERE idx = 0 GROUP BY conv HAVING MAX(at) = "
+                             "(SELECT MAX(at) FROM usage)").fetchone()
+        db.execute("UPDATE usage SET tool_results = 2, tool_errors = 1 WHERE conv = ? AND part = 0", (conv,))
+        db.execute("UPDATE rollup SET tool_results = 2, tool_errors = 1 WHERE conv = ?", (conv,))
+
+    before, after, db = migrated_again(path, "m015_tool_results_once", undo)
+    assert after == before
+    rate = stats(Store(db, PriceTable.load()), Settings(tz="UTC"), days=1, now=datetime.now(UTC)).document()
+    assert rate["metrics"]["tool_failure_rate"]["value"] == 1 / 4

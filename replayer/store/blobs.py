@@ -34,6 +34,9 @@ class Blobs:
         """The hash of the last text given to `blob_text` (a thread key is chained from it)."""
         self.node_ids: BoundedDict[tuple[int, int], int] = BoundedDict(MAX_CACHE)
         """(parent node, blob) -> node id."""
+        self.nodes_made = 0
+        """Nodes inserted so far: a request whose scan made k of them sent its last k messages
+        first (a node's parent is older than it), the ones before were sent by an earlier one."""
 
     def forget(self) -> None:
         """Drop the caches (after a rollback the ids they hold may not exist)."""
@@ -110,5 +113,6 @@ class Blobs:
         conn = self.db.conn
         cur = conn.execute("INSERT OR IGNORE INTO nodes(parent, blob, depth) VALUES (?, ?, ?)", (parent, blob, depth))
         if cur.rowcount:
+            self.nodes_made += 1
             return int(cur.lastrowid or 0)
         return int(conn.execute("SELECT id FROM nodes WHERE parent = ? AND blob = ?", key).fetchone()[0])

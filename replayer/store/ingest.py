@@ -326,11 +326,13 @@ class Ingestor:
         response, error, plain = read.response, read.error, read.plain
         scanner = self.scanner
         if parsed is None:
+            made = self.blobs.nodes_made
             parsed = (
                 scanner.parse_request(read.request_raw)
                 if read.request_raw is not None
                 else scanner.parse_request_obj(read.request_obj)
             )
+            parsed.known = max(0, len(parsed.nodes) - (self.blobs.nodes_made - made))
         body = parsed.skeleton
         conn = self.db.conn
         started = iso(captured.t_start)

@@ -131,6 +131,9 @@ class ParsedRequest:
     """The node of the list ending with each message."""
     thread_keys: list[str] = field(default_factory=list)
     """The thread key of the list ending with each message (see `threads.thread_key`)."""
+    known: int = 0
+    """How many leading messages an earlier request had sent already (their nodes were in the
+    database before this one was scanned); 0 when not known (an import's scan)."""
 
 
 class RequestScanner:

@@ -29,7 +29,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from .. import environment
-from .chain import chain_blobs, shared_prefix
+from .chain import chain_blobs, chain_nodes, shared_prefix
 from .codec import unpack
 from .faults import DBError as DBError  # re-exported: the CLI, the demo and the imports name them here
 from .faults import Fault as Fault
@@ -502,6 +502,57 @@ def m014_turn_under_answering_model(db: Database) -> None:
                    WHERE conv = ? AND bucket = ? AND model = ? AND batch = ? AND band = ?""",
                 (r.conv, r.bucket, r.model, r.batch, r.band),
             )
+
+
+@migrations(name="m015_tool_results_once")
+def m015_tool_results_once(db: Database) -> None:
+    # A conversation's first turn counted the tool results of its whole history, so a
+    # regenerated reply or a branch (which resends the history it leaves from, as a conversation
+    # of its own) counted them again in the tool failure rate. The writer now leaves out the
+    # messages an earlier request sent (their nodes were in the database already: older than
+    # the newest context of the turns before). Only first turns that counted some are read.
+    from . import facts
+
+    firsts = {
+        turn: row
+        for turn, *row in db.execute(
+            f"""SELECT u.turn, {', '.join('u.' + c.strip() for c in facts.USAGE_COLUMNS.split(','))},
+                       a.copied_from IS NOT NULL
+                FROM usage u JOIN attempts a ON a.id = u.attempt_id
+                WHERE u.idx = 0 AND u.part = 0 AND u.tool_results > 0"""
+        ).fetchall()
+    }
+    if not firsts:
+        return
+    newest = 0  # the newest node of the contexts of the turns written before (nodes only grow)
+    known: dict[int, tuple[int, int]] = {}
+    for turn, node in db.execute("SELECT rowid, context_node FROM turns ORDER BY rowid").fetchall():
+        if turn in firsts and node:
+            known[turn] = (node, newest)
+        newest = max(newest, node or 0)
+    for turn, (node, before) in known.items():
+        chain = chain_nodes(db, node)[::-1]
+        sent = sum(1 for nid, _, _ in chain if nid <= before)
+        if not sent:
+            continue
+        n, errors = facts.tool_counts([blob_obj(db, blob) for _, _, blob in chain[sent:]])
+        *fields, copied = firsts[turn]
+        u = facts.UsageRow(*fields)
+        if (n, errors) == (u.tool_results, u.tool_errors):
+            continue
+        db.execute(
+            """UPDATE usage SET tool_results = ?, tool_errors = ?
+               WHERE conv = ? AND idx = ? AND attempt_id = ? AND part = 0""",
+            (n, errors, u.conv, u.idx, u.attempt_id),
+        )
+        if copied:  # a copy's usage is shown, never summed (ingest keeps it out of the rollup)
+            continue
+        r = facts.rollup_row(u)
+        db.execute(
+            """UPDATE rollup SET tool_results = tool_results - ?, tool_errors = tool_errors - ?
+               WHERE conv = ? AND bucket = ? AND model = ? AND batch = ? AND band = ?""",
+            (u.tool_results - n, u.tool_errors - errors, r.conv, r.bucket, r.model, r.batch, r.band),
+        )
 
 
 def _connect(path: Path) -> sqlite3.Connection:

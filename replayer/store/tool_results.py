@@ -31,8 +31,9 @@ class ToolResults:
 
     def added(self, parsed: ParsedRequest, prev_node: int | None, prev_len: int, threaded: bool) -> tuple[int, int]:
         """tool_result blocks (and how many are errors) in the messages this request added to its
-        conversation: those after what it shares with the previous turn's context (all of them for a
-        tool-runner thread request, which carries only new ones). Counted once per message blob."""
+        conversation: those after what it shares with the previous turn's context and after those
+        an earlier request sent already (all of them for a tool-runner thread request, which
+        carries only new ones). A message counts once, however many branches resend it."""
         messages = parsed.messages or []
         if threaded:
             return facts.tool_counts([m for m in messages if m is not None])
@@ -43,6 +44,9 @@ class ToolResults:
             shared = prev_len  # the usual case: the whole previous context, then new messages
         else:  # compacted, edited, or a cache breakpoint moved: compare message by message
             shared = self._shared(parsed, prev_node, prev_len)
+        # messages an earlier request sent (a regenerated reply, or a branch, resends the history
+        # it leaves from as a conversation of its own): their tool results were counted then
+        shared = max(shared, parsed.known)
         if shared >= len(nodes):
             return 0, 0
         end = self._total(parsed, len(nodes) - 1)
