@@ -24,7 +24,32 @@ from typing import Any
 log = logging.getLogger("replayer")
 
 KINDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
-_DATED = re.compile(r"-(\d{8})$")
+_DATED = re.compile(r"-(\d{8}|latest)$")
+"""A dated id's date (claude-haiku-4-5-20251001), or a `-latest` alias's suffix."""
+_BEDROCK = re.compile(r"^(?:[a-z][a-z-]*\.)?anthropic\.(.+?)(?:-v\d+(?::\w+)*)?$")
+"""Bedrock's id (anthropic.claude-sonnet-4-5-20250929-v1:0), maybe with a cross-region
+inference profile's prefix (us., eu., apac., global.): the model id is in the middle."""
+_VERTEX = re.compile(r"@[\w.-]+$")
+"""Vertex AI's version (claude-sonnet-4-5@20250929)."""
+
+
+def base_ids(model: str) -> list[str]:
+    """The ids `model` prices as, most specific first: itself; Bedrock's and Vertex AI's model
+    id inside it; that id without its date or `-latest`. A price file's row for any of them wins
+    over the later ones, so an exact row for a provider's id is still used."""
+    out = [model]
+    bedrock = _BEDROCK.match(model)
+    if bedrock:
+        if not model.startswith("anthropic."):  # a region's profile: the id without it first
+            out.append(model[model.index(".") + 1 :])
+        out.append(bedrock.group(1))
+    vertex = _VERTEX.search(out[-1])
+    if vertex:
+        out.append(out[-1][: vertex.start()])
+    dated = _DATED.search(out[-1])
+    if dated:
+        out.append(out[-1][: dated.start()])
+    return out
 
 
 class PricingError(Exception):
@@ -255,9 +280,10 @@ class PriceTable:
             return None
         row = self._by_id.get(model)
         if row is None:
-            m = _DATED.search(model)
-            if m:
-                row = self._by_id.get(model[: m.start()])
+            for base in base_ids(model)[1:]:
+                row = self._by_id.get(base)
+                if row is not None:
+                    break
         return row
 
     def breakdown(self, usage: dict[str, Any] | None, model: str | None) -> Breakdown:

@@ -57,6 +57,38 @@ def test_dated_ids_price_as_their_alias(table):
     assert table.cost(usage(inp=100_000), "claude-sonnet-4-5-20250929") == pytest.approx(0.3)
 
 
+@pytest.mark.parametrize("model, alias", [
+    ("claude-sonnet-4-5@20250929", "claude-sonnet-4-5"),  # Vertex AI
+    ("anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),  # Bedrock
+    ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),  # its cross-region profiles
+    ("global.anthropic.claude-haiku-4-5-20251001-v1:0", "claude-haiku-4-5"),
+    ("claude-3-5-haiku-latest", "claude-3-5-haiku"),
+])  # fmt: skip
+def test_provider_and_latest_ids_price_as_their_model(table, model, alias, caplog):
+    u = usage(inp=1_000_000, out=1_000)
+    with caplog.at_level(logging.WARNING, logger="replayer"):
+        assert table.cost(u, model) == table.cost(u, alias) is not None
+    assert "no price" not in caplog.text
+
+
+def test_an_exact_row_for_a_providers_id_wins_over_its_model(tmp_path):
+    f = tmp_path / "p.toml"
+    f.write_text('''[[model]]
+ids = ["us.anthropic.claude-haiku-4-5-20251001-v1:0", "claude-haiku-4-5@20251001"]
+input = 7.0
+output = 7.0
+cache_write_5m = 7.0
+cache_write_1h = 7.0
+cache_read = 7.0
+source = "our Bedrock contract"
+date = "2026-12-01"
+''')
+    t = PriceTable.load(f)
+    for model in ("us.anthropic.claude-haiku-4-5-20251001-v1:0", "claude-haiku-4-5@20251001"):
+        assert t.cost(usage(inp=1_000_000), model) == pytest.approx(7.0)
+    assert t.cost(usage(inp=1_000_000), "eu.anthropic.claude-haiku-4-5-20251001-v1:0") == pytest.approx(1.0)
+
+
 def test_sonnet_long_context_band_prices_every_token(table):
     below = usage(inp=150_000, read=50_000, out=1_000)  # exactly 200K: not above
     assert table.cost(below, "claude-sonnet-4-5") == pytest.approx((150_000 * 3 + 50_000 * 0.30 + 1_000 * 15) / 1e6)
