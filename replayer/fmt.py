@@ -51,7 +51,8 @@ def approx_tokens(n: float) -> str:
 
 
 def money(v: float | None) -> str:
-    """USD to the hundredth of a cent, half up; `?` when the price is unknown.
+    """USD to the hundredth of a cent, half up; `?` when the price is unknown; `<$0.0001` for a
+    cost too small to show, so that `$0.0000` only ever means calls that cost nothing.
 
     The float is first taken to 12 decimals: sums of prices carry noise (three $0.00015 make
     0.00045 or 0.00045000000000000004, by the order of the sums) that would otherwise round
@@ -60,7 +61,10 @@ def money(v: float | None) -> str:
         return "?"
     if not math.isfinite(v):
         return f"${v}"
-    cents = Decimal(f"{v:.12f}").quantize(Decimal("0.0001"), ROUND_HALF_UP)
+    exact = Decimal(f"{v:.12f}")
+    cents = exact.quantize(Decimal("0.0001"), ROUND_HALF_UP)
+    if exact > 0 and not cents:
+        return "<$0.0001"
     return f"${cents:,.4f}"
 
 

@@ -259,3 +259,37 @@ async def test_a_turn_without_model_or_answer_shows_no_python_none(tmp_path):
         await settle(pilot)
         usage = static_text(screen, "#usage-body")
         assert usage.startswith("model —") and "None" not in usage
+
+
+def test_money_below_a_hundredth_of_a_cent_is_not_shown_as_nothing():
+    assert money(0.000015) == money(0.000045) == "<$0.0001"
+    assert money(0.0) == "$0.0000" and money(0.00005) == "$0.0001" and money(None) == "?"
+
+
+async def test_calls_that_cost_a_little_never_show_as_costing_nothing(tmp_path):
+    """Three haiku turns of 10 tokens in and 1 out cost $0.000045: `<$0.0001` wherever a cost
+    shows (`$0.0000` only ever means calls that cost nothing), and never cut."""
+    path = tmp_path / "tiny.db"
+    msgs = [{"role": "user", "content": "hi"}]
+    with Recorder(path) as rec:
+        for i in range(3):
+            answer = reply(f"ok {i}", model="claude-haiku-4-5", usage={"input_tokens": 10, "output_tokens": 1})
+            rec.record({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": msgs}, answer,
+                       conversation_id="conv_tiny", started_at=T0 + i)  # fmt: skip
+            msgs = [*msgs, {"role": "assistant", "content": answer["content"]}, {"role": "user", "content": "more"}]
+
+    def run(*args):
+        result = CliRunner().invoke(cli, ["--db", str(path), *args])
+        assert result.exit_code == 0, result.output
+        assert "$0.0000" not in result.output
+        return result.output
+
+    assert re.search(r"\s<\$0\.0001\s", run("list"))
+    shown = run("show", "conv_tiny")
+    assert shown.count("<$0.0001") == 4 and "total <$0.0001" in shown  # each turn, and their total
+    assert "<$0.0001" in run("stats", "--days", "10000", "--by", "model")
+    assert "<$0.0001" in run("stats", "--days", "10000", "--by", "conversation")
+    app = make_app(path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert "<$0.0001" in row(app.screen.query_one(DataTable), 0)

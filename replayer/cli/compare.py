@@ -29,9 +29,9 @@ TURNS = Table(
     Column("#", 4, right=True),
     Column("CMP", 7),
     Column("STOP A|B", 17),
-    Column("TOOLS A|B", 19),
+    Column("TOOLS A|B", 17),
     Column("PROMPT A|B", 13, right=True),
-    Column("COST A|B", 15, right=True),
+    Column("COST A|B", 17, right=True),  # <$0.0001|<$0.0001
     Column("TIME A|B", 13, right=True),
 )
 """One row per turn index: a value shown once when both sides have it, else `a|b`."""
@@ -51,9 +51,9 @@ def turn_row(p: TurnPair, diverged_at: int | None) -> str:
         (">" if p.index == diverged_at else "") + str(p.index),
         p.status,
         one_line(each(stop_word), 17),
-        one_line(each(tool_names), 19),
+        one_line(each(tool_names), 17),
         one_line(each(prompt_word), 13),
-        one_line(each(lambda s: money(s.cost_usd)), 15),
+        each(lambda s: money(s.cost_usd)),  # a number is never cut (a wider one pushes the row)
         one_line(each(lambda s: ms(s.latency_ms)), 13),
     )
 

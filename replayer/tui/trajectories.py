@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 STATUS_STYLES = {"same": "dim", "differs": "bold yellow", "added": "bold green", "missing": "bold red"}
 TOOL_STYLES = {"same": "green", "changed": "yellow", "added": "bold green", "removed": "bold red"}
-COLUMNS = (("#", 5), ("", 7), ("Stop A→B", 17), ("Tools A→B", 0), ("Prompt A→B", 13), ("Cost A→B", 15),
+COLUMNS = (("#", 5), ("", 7), ("Stop A→B", 17), ("Tools A→B", 0), ("Prompt A→B", 13), ("Cost A→B", 17),
            ("Time A→B", 11))  # fmt: skip
 """(title, width); 0: the column that takes what the others leave (tool names)."""
 TOOLS_MIN = 12
