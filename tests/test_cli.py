@@ -116,6 +116,22 @@ def test_export_reproduces_every_request_and_response(api, recorded, tmp_path):
     assert len(one) == 3
 
 
+def test_export_says_an_api_error_cost_nothing_and_keeps_null_for_an_unknown_price(api, recorded, client, rec,
+                                                                                   tmp_path):
+    """The 529 (no usage: nothing billed) costs 0.0, as the stats count it; null is an unknown
+    price only (a model without one)."""
+    api.enqueue(Reply(body={"id": "msg_nova", "type": "message", "role": "assistant", "model": "claude-nova-9",
+                            "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+                            "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 1}}))  # fmt: skip
+    client.messages.create(model="claude-nova-9", max_tokens=5, messages=[{"role": "user", "content": "nova"}])
+    assert rec.flush(10)
+    lines = [json.loads(line) for line in run("--db", str(recorded), "export").output.splitlines()]
+    costs = {(line["model"], line["status"]): line["cost_usd"] for line in lines}
+    assert costs[("claude-haiku-4-5", 529)] == 0.0 and costs[("claude-haiku-4-5", 200)] > 0
+    assert costs[("claude-nova-9", 200)] is None
+    assert all(line["cost_usd"] > 0 for line in lines if line["model"] == "claude-sonnet-4-5")
+
+
 @pytest.mark.parametrize("kind", ["missing", "directory", "text file", "foreign sqlite", "empty dir path"])
 def test_bad_db_paths_are_one_line_exit_2(tmp_path, kind):
     if kind == "missing":
