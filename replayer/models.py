@@ -138,6 +138,9 @@ class TurnDetail(BaseModel):
     """The conversation's cost up to and including this turn (None if any part is unknown)."""
     cache_break: bool = False
     """Cache writes keep rising while reads stay flat from this turn on."""
+    band_above_tokens: int | None = None
+    """The prompt size (input tokens) above which the model's long-context rates apply, when this
+    turn's prompt was above it and was priced at them; None for the usual rates."""
     reconstructed: str | None = None
     """The source the turn was imported from (store/imported.py: its request is rebuilt from a
     transcript, without the system prompt and tools), else None."""

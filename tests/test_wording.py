@@ -293,3 +293,39 @@ async def test_calls_that_cost_a_little_never_show_as_costing_nothing(tmp_path):
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         assert "<$0.0001" in row(app.screen.query_one(DataTable), 0)
+
+
+def test_the_unpriced_note_agrees_with_its_count(tmp_path):
+    path = tmp_path / "u.db"
+    _record(path, "claude-foo-9", "conv_one")
+    for model, conversation in (("claude-bar-9", "conv_two"), ("claude-bar-9", "conv_three")):
+        _record(path, model, conversation)
+    told = CliRunner().invoke(cli, ["--db", str(path), "stats", "--days", "10000"]).stderr
+    assert "note: 1 attempt of claude-foo-9 has no price and counts as $0" in told
+    assert "note: 2 attempts of claude-bar-9 have no price and count as $0" in told
+
+
+async def test_the_usage_tab_says_when_the_long_context_band_priced_a_turn(tmp_path):
+    """Sonnet's rates above 200,000 prompt tokens are the band's: the tab says the band applied,
+    and says nothing of it for a turn under it."""
+    path = tmp_path / "long.db"
+    msgs = [{"role": "user", "content": "read all of it"}]
+    with Recorder(path) as rec:
+        for i, tokens in enumerate((250_000, 1_000)):
+            answer = reply(f"part {i}", usage={"input_tokens": tokens, "output_tokens": 10})
+            rec.record({"model": "claude-sonnet-4-5", "max_tokens": 50, "messages": msgs}, answer,
+                       conversation_id="conv_long", started_at=T0 + i)  # fmt: skip
+            msgs = [*msgs, {"role": "assistant", "content": answer["content"]}, {"role": "user", "content": "less"}]
+    app = make_app(path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter", "4")
+        await settle(pilot)
+        screen = app.screen
+        usage = static_text(screen, "#usage-body")
+        assert "long-context band: the prompt is above 200,000 input tokens" in usage
+        assert "6.000" in usage  # the band's input rate, beside it
+        await pilot.press("down")
+        await settle(pilot)
+        usage = static_text(screen, "#usage-body")
+        assert "3.000" in usage and "long-context" not in usage

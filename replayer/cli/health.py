@@ -158,8 +158,8 @@ def stats(
     for unpriced in doc.unpriced:
         n = unpriced.attempts
         click.echo(
-            f"note: {plural(n, 'attempt')} of {unpriced.model} {'has' if n == 1 else 'have'} "
-            "no price and count as $0",
+            f"note: {plural(n, 'attempt')} of {unpriced.model} "
+            + ("has no price and counts as $0" if n == 1 else "have no price and count as $0"),
             err=True,
         )
 

@@ -166,5 +166,6 @@ def turn_detail(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
         cost_usd=summary.cost_usd,
         running_cost_usd=running,
         cache_break=idx in breaks,
+        band_above_tokens=b.row.above_tokens if b.banded and b.row is not None else None,
         reconstructed=reconstructed(store.db, turn_id),
     )

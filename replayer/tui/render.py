@@ -314,7 +314,11 @@ def tools_text(d: TurnDetail, show_all: bool) -> Text:
 def usage_text(d: TurnDetail) -> Text:
     """The Usage & cost tab: tokens by kind with their rates and costs, and the attempts."""
     out = Text()
-    out.append(f"model {d.turn.model or '—'}\n\n", style="bold")
+    out.append(f"model {d.turn.model or '—'}\n", style="bold")
+    if d.band_above_tokens is not None:  # said before the rates it explains
+        out.append(f"long-context band: the prompt is above {d.band_above_tokens:,} input tokens, so every token "
+                   "is at the band's rates\n", style="yellow")
+    out.append("\n")
     lines = {line.kind: line for line in d.usage} if d.turn.usage else {}
     if lines:
         out.append(f"  {'kind':16}{'tokens':>12}{'Δ prev':>12}{'$/MTok':>10}{'cost':>12}\n", style="bold")
