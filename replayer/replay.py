@@ -450,17 +450,26 @@ def send(
                 sample_of[threading.get_ident()] = i
                 started[i] = (recorder.clock(), time.perf_counter())
             with rec.conversation(variant, tags=tags):
+                # the timeout given per request: without one this SDK's raw post() sends the
+                # header `x-stainless-timeout: NOT_GIVEN` (its sentinel's name), where a
+                # messages.create() call sends the timeout it waits
+                options = {"timeout": timeout}
                 try:
                     if req.get("stream"):  # streamed as the original was; read to the end
                         import anthropic
 
                         stream = wrapped.post(
-                            "/v1/messages", body=req, cast_to=object, stream=True, stream_cls=anthropic.Stream[object]
+                            "/v1/messages",
+                            body=req,
+                            cast_to=object,
+                            options=options,
+                            stream=True,
+                            stream_cls=anthropic.Stream[object],
                         )
                         for _ in stream:
                             pass
                     else:
-                        wrapped.post("/v1/messages", body=req, cast_to=object)
+                        wrapped.post("/v1/messages", body=req, cast_to=object, options=options)
                 except Exception as e:  # noqa: BLE001 - recorded by the middleware; shown on the sample
                     error = e
             with lock:

@@ -194,6 +194,22 @@ def test_a_streamed_turn_is_rerun_as_a_stream(api, db_path, tmp_path):
     assert json.loads(r.stdout)["samples"][0]["text"] == "streamed again"
 
 
+def test_a_rerun_sends_the_timeout_it_waits_never_a_sentinels_name(api, db_path, recorded):
+    """The SDK's raw post() with no per-request timeout sent `x-stainless-timeout: NOT_GIVEN`;
+    a rerun's calls (plain and streamed) say the timeout the client waits, as the read timeout does."""
+    r = run(db_path, recorded, "--yes", api=api)
+    assert r.exit_code == 0, r.output
+    store = Store(open_db(db_path))
+    turn = store.turns(store.conversations()[0].conversation_id)[0]
+    api.responder = lambda body: None if "max_tokens" not in body else Reply(sse=message_events(message("again")))
+    assert run(db_path, turn.turn_id, "--yes", "--set", "stream=true", api=api).exit_code == 0
+    sent = [p["headers"] for p in api.received if p["path"] == "/v1/messages"]
+    assert len(sent) == 2
+    for headers in sent:
+        assert headers["x-stainless-timeout"] == headers["x-stainless-read-timeout"]
+        assert float(headers["x-stainless-timeout"]) == 600
+
+
 def test_a_thread_mode_turn_is_rerun_with_its_whole_history(api, db_path, monkeypatch):
     with Recorder(db_path) as rec:
         first = message("Running.", tool=("toolu_1", {"cmd": "ls"}))
