@@ -93,6 +93,8 @@ def compare(store: Store, orig: Original, variant: str) -> Comparison:
         edits=found.edits,
         original=base,
         samples=samples,
-        spread=spread([v.response for v in samples]),
+        # a sample whose call failed is not answered, though a stream cut by an `event: error`
+        # left a message begun (what came before the error): its text is no output to count
+        spread=spread([None if v.error else v.response for v in samples]),
         request_diff=request_diff(orig.request, sent) if sent is not None else [],
     )

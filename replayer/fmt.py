@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import zone
 
@@ -39,6 +40,17 @@ def ms(v: float | None, signed: bool = False) -> str:
     sign = ("+" if v >= 0 else "-") if signed else ("-" if v < 0 else "")
     a = abs(v)
     return f"{sign}{a:,.0f} ms" if a < 1000 else f"{sign}{a / 1000:,.1f} s"
+
+
+def error_head(error: Mapping[str, Any]) -> str:
+    """What failed, the words before its message: `529 overloaded_error`, `timeout_error` (no
+    status: no answer came). An `event: error` in a stream comes after its 200 status said the
+    call had been taken (the status sse.py gives it): `overloaded_error mid-stream`, never a
+    `200` that reads as a success. A 200 whose body is no JSON keeps its status."""
+    status, kind = error.get("status"), error.get("type")
+    if isinstance(status, int) and status < 400 and kind not in ("invalid_response", "decode_error"):
+        return f"{kind} mid-stream"
+    return f"{status} {kind}" if status else str(kind)
 
 
 def approx_tokens(n: float) -> str:

@@ -194,6 +194,25 @@ def test_a_streamed_turn_is_rerun_as_a_stream(api, db_path, tmp_path):
     assert json.loads(r.stdout)["samples"][0]["text"] == "streamed again"
 
 
+def test_a_stream_cut_by_an_error_event_is_a_failed_sample_not_an_answer(api, db_path, recorded):
+    """An `event: error` after message_start and a first content block: the sample failed (exit
+    1), its error says it came mid-stream (its 200 status said nothing had failed yet), and the
+    message begun before the error is no answered output in the spread."""
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    cut = [*message_events(message("Add the"))[:3], {"event": "error", "data": overloaded}]
+    api.responder = lambda body: None if "max_tokens" not in body else Reply(sse=cut)
+    r = run(db_path, recorded, "--set", "stream=true", "--yes", api=api)
+    assert r.exit_code == 1, r.output
+    assert "sample 1: ERROR overloaded_error mid-stream: Overloaded" in r.stdout and "ERROR 200" not in r.stdout
+    assert "0 distinct outputs in 0 answered samples" in r.stdout
+    r = run(db_path, recorded, "--set", "stream=true", "--samples", "2", "--yes", "--json", api=api)
+    assert r.exit_code == 1, r.output
+    doc = json.loads(r.stdout)
+    assert [s["error"]["type"] for s in doc["samples"]] == ["overloaded_error"] * 2
+    assert doc["spread"] == {"samples": 2, "answered": 0, "distinct_outputs": 0, "tool_calls": {},
+                             "stop_reasons": {}}  # fmt: skip
+
+
 def test_a_rerun_sends_the_timeout_it_waits_never_a_sentinels_name(api, db_path, recorded):
     """The SDK's raw post() with no per-request timeout sent `x-stainless-timeout: NOT_GIVEN`;
     a rerun's calls (plain and streamed) say the timeout the client waits, as the read timeout does."""

@@ -146,6 +146,33 @@ async def test_an_api_error_shows_on_the_sample(db, env):
         assert "prompt is too long" in text(compare, "#cmp-right")
 
 
+async def test_a_stream_cut_by_an_error_event_shows_as_failed_mid_stream(db, env):
+    """As `replayer rerun` says it: an `event: error` in a stream answered 200 is an error that
+    came mid-stream (no `200` shown as if it succeeded), and the sample is not answered."""
+    from replayer.fakeapi import message_events
+
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    cut = [*message_events(reply("Reading"))[:3], {"event": "error", "data": overloaded}]
+    env.responder = lambda body: None if "max_tokens" not in body else Reply(sse=cut)
+    app = make_app(db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        editor = await open_rerun_editor(pilot)
+        other = editor.query_one("#rr-other", TextArea)
+        other.text = json.dumps({**json.loads(other.text), "stream": True})
+        await pilot.press("ctrl+j")
+        await settle(pilot)
+        await pilot.press("y")
+        for _ in range(3):
+            await settle(pilot)
+        compare = app.screen
+        assert isinstance(compare, CompareScreen)
+        assert sent_bodies(env)[-1]["stream"] is True
+        row = [str(c) for c in compare.query_one("#cmp-samples", DataTable).get_row_at(1)]
+        assert row[-1] == "overloaded_error mid-stream: Overloaded"
+        assert text(compare, "#cmp-right") == "overloaded_error mid-stream\nOverloaded"
+        assert "0 distinct outputs in 0 of 1" in text(compare, "#cmp-title")
+
+
 async def test_a_turn_that_cant_be_rerun_says_why(tmp_path, env):
     from replayer import Recorder
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import click
 
-from ..fmt import money, ms
+from ..fmt import error_head, money, ms
 from ..trajectory import (
     Step,
     Totals,
@@ -60,7 +60,7 @@ def turn_row(p: TurnPair, diverged_at: int | None) -> str:
 
 def _side(s: Step) -> str:
     if s.error:
-        return f"error {s.error.get('status') or ''} {s.error.get('type')}: {s.error.get('message')}"
+        return f"error {error_head(s.error)}: {s.error.get('message')}"
     return f"{stop_word(s)}, tools: {tool_names(s)}, text: {json.dumps(s.text, ensure_ascii=False)}"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from ..fmt import local_time, money, plural, spend
+from ..fmt import error_head, local_time, money, plural, spend
 from ..wire import prompt_tokens, token_count
 from .base import (
     UserError,
@@ -198,7 +198,7 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
             notes = "[context reset: compaction summary] " + notes
         for a in t.attempts:
             if a.error:
-                notes += f" [{a.attempt}:{a.error.get('status') or ''} {a.error.get('type')}]"
+                notes += f" [{a.attempt}:{error_head(a.error)}]"
             if a.abandoned:
                 notes += " [abandoned]"
         if t.copied:

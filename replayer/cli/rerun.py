@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..diffing import change_parts
-from ..fmt import local_time, money, ms, plural
+from ..fmt import error_head, local_time, money, ms, plural
 from ..wire import PROTOCOL_HEADERS, token_count
 from .base import UserError, db_path, open_store, settings
 from .edits import edit_options, edits_from, resolve_turn
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def _describe_sample(i: int, v: Sample) -> str:
     if v.error:
         e = v.error
-        return f"sample {i}: ERROR {e.get('status') or ''} {e.get('type')}: {e.get('message')}".replace("  ", " ")
+        return f"sample {i}: ERROR {error_head(e)}: {e.get('message')}"
     lat = "" if v.latency_ms is None else f" · {v.latency_ms:,.0f} ms"
     if v.latency_delta_ms is not None:
         lat += f" ({ms(v.latency_delta_ms, signed=True)})"

@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, Ta
 
 from .. import replay
 from ..diffing import change_parts, unified
-from ..fmt import money, ms, plural
+from ..fmt import error_head, money, ms, plural
 from ..models import Comparison, Sample
 from ..wire import token_count
 from .base import ReplayerScreen
@@ -94,7 +94,7 @@ class CompareScreen(ReplayerScreen[None]):
                 Text(delta_money(delta.cost_delta_usd if delta else None), justify="right"),
                 Text("" if v.latency_ms is None else f"{v.latency_ms:,.0f} ms", justify="right"),
                 Text(ms(delta.latency_delta_ms if delta else None, signed=True), justify="right"),
-                Text(f"{err.get('status') or ''} {err.get('type')}: {err.get('message')}" if err else "", style="red"),
+                Text(f"{error_head(err)}: {err.get('message')}" if err else "", style="red"),
                 key=name,
             )
         table.move_cursor(row=1 if r.samples else 0)
@@ -140,7 +140,7 @@ class CompareScreen(ReplayerScreen[None]):
         if v.error:
             left.update(Text(base.text))
             e = v.error
-            right.update(Text(f"{e.get('status') or ''} {e.get('type')}\n{e.get('message')}", style="bold red"))
+            right.update(Text(f"{error_head(e)}\n{e.get('message')}", style="bold red"))
         elif self.unified:
             diff = unified(base.text, v.text, "original", "sample") or "(the texts are identical)\n"
             t = Text()

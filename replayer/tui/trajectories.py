@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
 from ..diffing import change_parts, compare_tools, words
-from ..fmt import money, ms, plural
+from ..fmt import error_head, money, ms, plural
 from ..models import JsonChange
 from ..trajectory import (
     Step,
@@ -98,7 +98,7 @@ def side_title(name: str, s: Step | None, index: int) -> str:
 
 def _error(s: Step) -> Text:
     e = s.error or {}
-    return Text(f"{e.get('status') or ''} {e.get('type')}\n{e.get('message')}".strip(), style="bold red")
+    return Text(f"{error_head(e)}\n{e.get('message')}".strip(), style="bold red")
 
 
 def pair_sides(p: TurnPair) -> tuple[Text, Text]:
