@@ -32,13 +32,30 @@ def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n:,} {word if n == 1 else many or word + 's'}"
 
 
+def _first_digit(a: float, shown: int, finest: int) -> str | None:
+    """`a` (>= 0) with as many decimals past `shown` as make it non-zero (`0.00004`), up to
+    `finest`; None when it is zero even there."""
+    for places in range(shown + 1, finest + 1):
+        q = Decimal(f"{a:.{finest}f}").quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP)
+        if q:
+            return f"{q:,f}"
+    return None
+
+
 def ms(v: float | None, signed: bool = False) -> str:
     """A duration in milliseconds as people read it: `850 ms`, `12.3 s`; `+38 ms` when signed
-    (`0.01 s` hides a figure; `10000 ms` makes one count digits)."""
+    (`0.01 s` hides a figure; `10000 ms` makes one count digits).
+
+    Signed (a difference), it is never a signed zero: under half a millisecond it shows the
+    digits that make it non-zero (`-0.3 ms`, to the microsecond latencies are kept to), and no
+    difference at all is `0 ms`."""
     if v is None:
         return ""
     sign = ("+" if v >= 0 else "-") if signed else ("-" if v < 0 else "")
     a = abs(v)
+    if signed and round(a) == 0:
+        small = _first_digit(a, 0, 3)
+        return f"{sign}{small} ms" if small else "0 ms"
     return f"{sign}{a:,.0f} ms" if a < 1000 else f"{sign}{a / 1000:,.1f} s"
 
 
@@ -78,6 +95,20 @@ def money(v: float | None) -> str:
     if exact > 0 and not cents:
         return "<$0.0001"
     return f"${cents:,.4f}"
+
+
+def delta_money(v: float | None) -> str:
+    """A difference of costs, signed: `+$0.0012`; never a signed zero: one under the hundredth
+    of a cent `money` shows has the digits that make it non-zero (`-$0.00004`), and none at all
+    (to the 12 decimals `money` takes a cost to) is `$0`."""
+    if v is None:
+        return ""
+    sign, a = "+" if v >= 0 else "-", abs(v)
+    shown = money(a)
+    if shown != "$0.0000":
+        return sign + shown
+    small = _first_digit(a, 4, 12)
+    return f"{sign}${small}" if small else "$0"
 
 
 def spend(v: float | None, unpriced: int) -> str:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from .diffing import compare_tools, unified, words
-from .fmt import money, ms
+from .fmt import delta_money, money, ms
 from .models import Document, ToolDiff, ToolUse
 
 PairStatus = Literal["same", "differs", "added", "missing"]
@@ -255,20 +255,33 @@ def _seconds(v: float) -> str:
     return ms(v * 1000)
 
 
+def _count_delta(v: float) -> str:
+    return f"{v:+,.0f}" if v else "0"
+
+
+def _ms_delta(v: float) -> str:
+    return ms(v, signed=True)
+
+
+def _seconds_delta(v: float) -> str:
+    return ms(v * 1000, signed=True)
+
+
 def totals_rows(a: Totals, b: Totals) -> list[tuple[str, str, str, str]]:
-    """(what, A, B, B - A) for each total, formatted: `?` where a cost is unknown."""
-    rows: list[tuple[str, float | None, float | None, Callable[[float], str]]] = [
-        ("turns", a.turns, b.turns, _count),
-        ("cost", a.cost_usd, b.cost_usd, money),
-        ("model time", a.model_ms, b.model_ms, ms),
-        ("wall time", a.wall_s, b.wall_s, _seconds),
-        ("errors", a.errors, b.errors, _count),
-        ("prompt tok", a.prompt_tokens, b.prompt_tokens, _count),
-        ("output tok", a.output_tokens, b.output_tokens, _count),
-        ("tool calls", a.tool_calls, b.tool_calls, _count),
+    """(what, A, B, B - A) for each total, formatted: `?` where a cost is unknown. A difference
+    is never a signed zero (fmt.delta_money, fmt.ms): none is `0`, `$0`, `0 ms`."""
+    rows: list[tuple[str, float | None, float | None, Callable[[float], str], Callable[[float], str]]] = [
+        ("turns", a.turns, b.turns, _count, _count_delta),
+        ("cost", a.cost_usd, b.cost_usd, money, delta_money),
+        ("model time", a.model_ms, b.model_ms, ms, _ms_delta),
+        ("wall time", a.wall_s, b.wall_s, _seconds, _seconds_delta),
+        ("errors", a.errors, b.errors, _count, _count_delta),
+        ("prompt tok", a.prompt_tokens, b.prompt_tokens, _count, _count_delta),
+        ("output tok", a.output_tokens, b.output_tokens, _count, _count_delta),
+        ("tool calls", a.tool_calls, b.tool_calls, _count, _count_delta),
     ]
     out = []
-    for name, x, y, fmt in rows:
-        delta = "?" if x is None or y is None else ("+" if y >= x else "-") + fmt(abs(y - x))
+    for name, x, y, fmt, fmt_delta in rows:
+        delta = "?" if x is None or y is None else fmt_delta(y - x)
         out.append((name, "?" if x is None else fmt(x), "?" if y is None else fmt(y), delta))
     return out

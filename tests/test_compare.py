@@ -370,6 +370,24 @@ def test_unpriced_and_unanswered_sides():
     assert c.final.a == "ok" and c.final.b == "ok"  # B's last answered turn is turn 0
 
 
+def test_totals_differences_are_never_a_signed_zero():
+    """`+$0.0000` between $0.0029 and $0.0030: a difference under the precision shown has the
+    digits that make it non-zero, and none at all has no sign."""
+    from replayer.trajectory import Totals, totals_rows
+
+    def t(cost, model_ms, turns):
+        return Totals(conversation_id="c", turns=turns, cost_usd=cost, model_ms=model_ms, wall_s=2.0, errors=0,
+                      prompt_tokens=100, output_tokens=5, tool_calls=1)  # fmt: skip
+
+    rows = {r[0]: r[1:] for r in totals_rows(t(0.00294, 105.0, 2), t(0.00296, 104.7, 3))}
+    assert rows["cost"] == ("$0.0029", "$0.0030", "+$0.00002")
+    assert rows["model time"] == ("105 ms", "105 ms", "-0.3 ms")
+    assert rows["turns"] == ("2", "3", "+1")
+    assert rows["wall time"][2] == "0 ms" and rows["prompt tok"][2] == "0"
+    same = {r[0]: r[3] for r in totals_rows(t(0.003, 105.0, 2), t(0.003, 105.0, 2))}
+    assert same["cost"] == "$0" and same["model time"] == "0 ms"
+
+
 def test_wall_time_counts_the_waits_between_retries(api, tmp_path):
     """A turn answered after two 529s with a wait before each retry: its wall time runs from the
     first attempt's start to the last one's end, not the attempts' latencies added up."""

@@ -213,6 +213,20 @@ def test_a_stream_cut_by_an_error_event_is_a_failed_sample_not_an_answer(api, db
                              "stop_reasons": {}}  # fmt: skip
 
 
+def test_a_cost_difference_under_a_hundredth_of_a_cent_is_not_a_signed_zero(api, db_path, recorded):
+    """The original cost $0.0015 (400 prompt, 20 output at $3/$15 per MTok): one more prompt token
+    is +$0.000003, not `(+$0.0000)`; the same usage is `($0)`."""
+    for extra, shown in ((1, "$0.0015 (+$0.000003)"), (0, "$0.0015 ($0)")):
+        answer = message("Add the semicolon on line 3.")
+        answer["usage"]["input_tokens"] += extra
+        api.responder = lambda body, answer=answer: None if "max_tokens" not in body else Reply(body=answer)
+        r = run(db_path, recorded, "--yes", api=api)
+        assert r.exit_code == 0, r.output
+        (line,) = [line for line in r.stdout.splitlines() if line.startswith("sample 1:")]
+        assert f" · {shown} · " in line, line
+        assert "(-0 ms)" not in line and "(+0 ms)" not in line
+
+
 def test_a_rerun_sends_the_timeout_it_waits_never_a_sentinels_name(api, db_path, recorded):
     """The SDK's raw post() with no per-request timeout sent `x-stainless-timeout: NOT_GIVEN`;
     a rerun's calls (plain and streamed) say the timeout the client waits, as the read timeout does."""

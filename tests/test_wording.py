@@ -147,7 +147,7 @@ async def test_rerun_words_units_whole_model_ids_and_variant_count(tmp_path, env
         assert row(table, 1)[1] == LONG_MODEL
         assert table.columns["Model"].width >= len(LONG_MODEL)  # shown whole, not cut
         delta = row(table, 1)[table.get_column_index("Δ lat")]
-        assert re.fullmatch(r"[+-][\d,.]+ (ms|s)", delta), delta
+        assert re.fullmatch(r"[+-][\d,.]+ (ms|s)|0 ms", delta), delta
         assert "1 distinct output in 1 of 1" in static_text(compare, "#cmp-title")
         await pilot.press("escape")
         await settle(pilot)
@@ -162,6 +162,21 @@ async def test_rerun_words_units_whole_model_ids_and_variant_count(tmp_path, env
         assert created == local_time(variants.variants[0].created_at) and "T" not in created
         shown = "".join(segment.text for segment in variants.query_one(DataTable).render_line(1))
         assert f" {variants.variants[0].variant} " in shown  # the whole id, not cut to 32 silently
+
+
+def test_a_difference_is_never_a_signed_zero():
+    """`$0.0047 (-$0.0000)` beside $0.0048 and `105 ms (-0 ms)` read as no difference where there
+    was one: a difference under the precision shown gets the digits that make it non-zero; none
+    at all has no sign."""
+    from replayer.fmt import delta_money, ms
+
+    assert delta_money(0.00474 - 0.0047775) == "-$0.00004"
+    assert delta_money(0.00296 - 0.00294) == "+$0.00002"
+    assert delta_money(0.0) == "$0" and delta_money(0.1 + 0.2 - 0.3) == "$0"  # float noise is no cost
+    assert delta_money(0.0078) == "+$0.0078" and delta_money(-1.5) == "-$1.5000"
+    assert ms(-0.3, signed=True) == "-0.3 ms" and ms(0.04, signed=True) == "+0.04 ms"
+    assert ms(0.0, signed=True) == "0 ms" and ms(-0.0, signed=True) == "0 ms"
+    assert ms(38.2, signed=True) == "+38 ms" and ms(-5900, signed=True) == "-5.9 s"
 
 
 # -- validation of what the demo sends ----------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..diffing import change_parts
-from ..fmt import error_head, local_time, money, ms, plural
+from ..fmt import delta_money, error_head, local_time, money, ms, plural
 from ..wire import PROTOCOL_HEADERS, token_count
 from .base import UserError, db_path, open_store, settings
 from .edits import edit_options, edits_from, resolve_turn
@@ -28,7 +28,7 @@ def _describe_sample(i: int, v: Sample) -> str:
         lat += f" ({ms(v.latency_delta_ms, signed=True)})"
     cost = money(v.cost_usd)
     if v.cost_delta_usd is not None:
-        cost += f" ({'+' if v.cost_delta_usd >= 0 else '-'}{money(abs(v.cost_delta_usd))})"
+        cost += f" ({delta_money(v.cost_delta_usd)})"
     tokens = _prompt_words(v, v.prompt_delta_tokens) + f" / {token_count(v.usage, 'output_tokens'):,} output"
     return f"sample {i}: {v.stop_reason or '—'} · {v.model}{lat} · {cost} · {tokens}"
 

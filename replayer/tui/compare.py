@@ -15,11 +15,11 @@ from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, Ta
 
 from .. import replay
 from ..diffing import change_parts, unified
-from ..fmt import error_head, money, ms, plural
+from ..fmt import delta_money, error_head, money, ms, plural
 from ..models import Comparison, Sample
 from ..wire import token_count
 from .base import ReplayerScreen
-from .render import delta_money, request_diff_text, side_by_side
+from .render import request_diff_text, side_by_side
 from .widgets import KeyTable, keep_numbers_whole, refit_on_scrollbar
 
 

@@ -449,12 +449,6 @@ def request_diff_text(sections: list[SectionDiff]) -> Text:
     return out
 
 
-def delta_money(v: float | None) -> str:
-    if v is None:
-        return ""
-    return ("+" if v >= 0 else "-") + money(abs(v))
-
-
 def middle_cut(text: str, width: int) -> str:
     """`text` in `width` characters: whole when it fits, else its start, "…" and its end. The end
     keeps a last `_` part whole when it fits beside a start of 8 (the agent id of Claude Code's
