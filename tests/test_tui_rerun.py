@@ -222,6 +222,65 @@ async def test_esc_cancels_a_rerun_that_gets_no_answer(db, env):
         assert turn.attempts[0].abandoned and turn.attempts[0].status is None
 
 
+async def test_a_cancelled_variant_stored_after_the_editor_is_back_is_counted(db, env, monkeypatch):
+    """esc is back in the editor at once, and the editor counts its variants then; the cancelled
+    variant is stored a moment later (replay.send notices the cancel, stores the sample as
+    abandoned). Here that moment is made to come after the count every time: the title must
+    still come to say 1 earlier variant (it said none until the editor was opened again)."""
+    import asyncio
+    import threading
+
+    from replayer import replay
+    from replayer.tui.send import SendScreen
+
+    real_send, real_title = replay.send, RerunScreen.show_title
+    cancels: list[threading.Event] = []
+    counted = threading.Event()
+
+    def send(*args, cancel, **kw):
+        noticed = threading.Event()  # esc, as replay.send sees it: once the editor has counted
+
+        def relay():
+            cancel.wait()
+            counted.wait(10)
+            noticed.set()
+
+        cancels.append(cancel)
+        threading.Thread(target=relay, daemon=True).start()
+        return real_send(*args, cancel=noticed, **kw)
+
+    def show_title(self, variants):
+        real_title(self, variants)
+        if cancels and cancels[0].is_set():
+            counted.set()
+
+    monkeypatch.setattr(replay, "send", send)
+    monkeypatch.setattr(RerunScreen, "show_title", show_title)
+    env.responder = lambda body: Reply(body={"input_tokens": 9}) if "max_tokens" not in body else Reply(hang=30)
+    app = make_app(db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        editor = await open_rerun_editor(pilot)
+        assert "no earlier variants" in text(editor, "#rr-title")
+        await pilot.press("ctrl+j")
+        await settle(pilot)
+        await pilot.press("y")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, SendScreen) and sent_bodies(env):
+                break
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is editor
+        sending = [w for w in app.workers if w.group == "rerun-send"]
+        await asyncio.wait_for(asyncio.gather(*(w.wait() for w in sending)), 10)
+        assert counted.is_set()  # the editor had counted before the variant was stored
+        await settle(pilot)
+        counting = [w for w in app.workers if w.group == "rerun-count"]
+        await asyncio.wait_for(asyncio.gather(*(w.wait() for w in counting)), 10)
+        await settle(pilot)
+        assert "1 earlier variant (ctrl+o)" in text(editor, "#rr-title")
+
+
 @pytest.mark.parametrize("width", [80, 100, 120, 160])
 async def test_every_field_of_the_editor_shows_and_reads_whole(db, width):
     """At 80 columns the samples field was off screen; at 120 `10` typed into it showed as `0`."""

@@ -110,6 +110,11 @@ class VariantsCounted(Message, bubble=False):
     count: int
 
 
+class VariantStored(Message, bubble=False):
+    """A cancelled rerun's samples are stored now (as abandoned, after the editor came back):
+    the editor counts its turn's variants again."""
+
+
 @dataclass
 class EstimateReady(Message, bubble=False):
     """A rerun validated and estimated, to confirm before it is sent."""

@@ -16,13 +16,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.suggester import SuggestFromList
 from textual.widgets import Footer, Header, Input, Label, Static, TextArea
+from textual.worker import get_current_worker
 
 from .. import replay
 from ..fmt import money, plural
 from ..wire import system_text
 from .base import ReplayerScreen
 from .confirm import ConfirmScreen
-from .messages import EstimateReady, OriginalLoaded, RerunRefused, VariantsCounted
+from .messages import EstimateReady, OriginalLoaded, RerunRefused, VariantsCounted, VariantStored
 from .send import SendScreen
 from .variants import VariantsScreen
 
@@ -235,12 +236,20 @@ class RerunScreen(ReplayerScreen[None]):
         if self.orig is not None:
             self.count_variants()
 
+    @on(VariantStored)
+    def variant_stored(self) -> None:
+        """esc on the send screen is back here at once, before its samples are stored: counted
+        on resume, the cancelled variant was left out until the editor was left and opened again."""
+        if self.orig is not None:
+            self.count_variants()
+
     @work(thread=True, exclusive=True, group="rerun-count", exit_on_error=False)
     def count_variants(self) -> None:
         app = self.app
         with app.store() as store:
             found = store.variants_of(self.turn_id)
-        self.post_message(VariantsCounted(len(found)))
+        if not get_current_worker().is_cancelled:  # a later count (after more was stored) is on its way
+            self.post_message(VariantsCounted(len(found)))
 
     # -- the edits ---------------------------------------------------------------------------
     def edits(self) -> tuple[replay.Edits, int]:
@@ -343,7 +352,7 @@ class RerunScreen(ReplayerScreen[None]):
 
                 start_fork(self.app, self.turn_id, ready.edits, self.ignored())
             elif go:
-                self.app.push_screen(SendScreen(orig, ready.edits, ready.request, ready.samples))
+                self.app.push_screen(SendScreen(orig, ready.edits, ready.request, ready.samples, editor=self))
 
         confirm = ConfirmScreen(ready.edits, ready.samples, ready.problems, ready.estimate, orig, fork=self.fork)
         self.app.push_screen(confirm, answered)

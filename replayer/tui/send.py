@@ -13,13 +13,14 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message_pump import MessagePump
 from textual.widgets import Footer, Header, ProgressBar, Static
 
 from .. import comparison, replay
 from ..fmt import plural
 from .base import ReplayerScreen
 from .compare import CompareScreen
-from .messages import ComparisonReady, SampleDone
+from .messages import ComparisonReady, SampleDone, VariantStored
 
 
 class SendScreen(ReplayerScreen[None]):
@@ -35,9 +36,19 @@ class SendScreen(ReplayerScreen[None]):
         ),
     ]
 
-    def __init__(self, orig: replay.Original, edits: replay.Edits, req: dict[str, Any], samples: int) -> None:
+    def __init__(
+        self,
+        orig: replay.Original,
+        edits: replay.Edits,
+        req: dict[str, Any],
+        samples: int,
+        *,
+        editor: MessagePump | None = None,
+    ) -> None:
         super().__init__()
         self.orig, self.edits, self.req, self.samples = orig, edits, req, samples
+        self.editor = editor
+        """Told when a cancelled send has stored its samples (VariantStored): it is back on screen by then."""
         self.cancelled = threading.Event()
         """Set when the screen is left before the comparison: replay.send stops waiting."""
         self.answered = 0
@@ -64,6 +75,8 @@ class SendScreen(ReplayerScreen[None]):
             app.db_path, self.orig, self.req, self.edits, samples=self.samples, on_done=done, cancel=cancelled
         )
         if cancelled.is_set():  # the screen was left: nothing to show
+            if self.editor is not None:
+                self.editor.post_message(VariantStored())
             return
         with app.store() as store:
             result = comparison.compare(store, self.orig, variant)
