@@ -116,6 +116,34 @@ async def test_problems_are_shown_before_sending(db, env):
         assert [b for b in sent_bodies(env) if "max_tokens" in b] == []
 
 
+async def test_the_confirm_dialog_footer_lists_only_its_own_keys(db, env):
+    """Over "Send 1 sample?" the editor's footer showed through (`^j Send  esc Back  ^o Variants`,
+    and ctrl+o does nothing there): the dialog has its own footer, with its keys only; before a
+    fork its confirming key says Fork."""
+    from textual.widgets._footer import FooterKey
+
+    def footer(screen):
+        return [(k.key, k.description) for k in screen.query(FooterKey)]
+
+    app = make_app(db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_rerun_editor(pilot)
+        await pilot.press("ctrl+j")
+        await settle(pilot)
+        confirm = app.screen
+        assert isinstance(confirm, ConfirmScreen)
+        assert footer(confirm) == [("escape", "Cancel"), ("y", "Send")]
+        await pilot.press("ctrl+o")  # not the editor's key here: nothing opens
+        await settle(pilot)
+        assert app.screen is confirm
+        await pilot.press("escape")
+        await settle(pilot)
+        fork = ConfirmScreen(confirm.edits, 1, [], confirm.est, confirm.orig, fork=True)
+        await app.push_screen(fork)
+        await settle(pilot)
+        assert footer(fork) == [("escape", "Cancel"), ("y", "Fork")]
+
+
 async def test_no_key_says_how_and_sends_nothing(db, api, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
     app = make_app(db)

@@ -8,18 +8,21 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Button, Footer, Static
 
 from .. import replay
 from ..fmt import money, plural
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """The estimate and any problems, before anything is sent."""
+    """The estimate and any problems, before anything is sent. Its own footer lists its keys:
+    without one, the editor's footer showed through below it with the editor's keys (ctrl+o
+    Variants), which do nothing here."""
 
     BINDINGS = [
         Binding("escape,n", "answer(False)", "Cancel", id="cancel"),
         Binding("y,ctrl+j,alt+enter,ctrl+s", "answer(True)", "Send", id="confirm"),
+        Binding("y,ctrl+j,alt+enter,ctrl+s", "fork", "Fork", id="confirm-fork"),
     ]
 
     def __init__(
@@ -70,6 +73,15 @@ class ConfirmScreen(ModalScreen[bool]):
                     f"{verb} anyway" if blocking else verb, id="rr-go", variant="error" if blocking else "primary"
                 )
                 yield Button("Cancel", id="rr-cancel")
+        yield Footer()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The one confirming key's name in the footer: Send, or Fork before a fork."""
+        if action == "answer" and parameters == (True,):
+            return not self.fork
+        if action == "fork":
+            return self.fork
+        return True
 
     @on(Button.Pressed, "#rr-go")
     def go(self) -> None:
@@ -81,3 +93,6 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_answer(self, go: bool) -> None:
         self.dismiss(go)
+
+    def action_fork(self) -> None:
+        self.dismiss(True)
