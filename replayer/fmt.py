@@ -105,7 +105,7 @@ def delta_money(v: float | None) -> str:
         return ""
     sign, a = "+" if v >= 0 else "-", abs(v)
     shown = money(a)
-    if shown != "$0.0000":
+    if shown != "$0.0000" and not shown.startswith("<"):  # `<$0.0001`: a cost, not a difference
         return sign + shown
     small = _first_digit(a, 4, 12)
     return f"{sign}${small}" if small else "$0"
