@@ -1,20 +1,23 @@
 """What the proxy does for its speed, checked for what it must not change: the upstream read
 timeout in the middle of a recorded answer's body (a stall cuts the client's stream and is
 recorded as a timeout, as aiohttp's own timer did; an upstream that keeps sending, however long
-the whole answer takes, is never cut), and the GIL switch interval, short only while it serves."""
+the whole answer takes, is never cut), the GIL switch interval, short only while it serves, and a
+kept-alive upstream connection the upstream closed as a request went on it (sent again)."""
 
 from __future__ import annotations
 
+import json
 import socketserver
 import sys
 import threading
 import time
 from types import SimpleNamespace
 
+import anthropic
 import httpx2
 import pytest
 from conftest import FAKE_KEY
-from proxy_upstream import gated_parts
+from proxy_upstream import MESSAGE, gated_parts
 from test_proxy import USER, proxy_db, records, start, upstream, writer  # noqa: F401 - fixtures
 
 from replayer.proxy import start_background, tee
@@ -124,3 +127,84 @@ def test_retries_forget_calls_past_their_window_and_keep_at_most_per_body_calls(
     assert [retries.call_key(body, "1")[0] for _ in range(3)] == keys[5:8]
     clock[0] += tee.RETRY_WINDOW + 1
     assert retries.call_key(body, "2")[0] not in keys
+
+
+class ClosingUpstream(socketserver.ThreadingTCPServer):
+    """Answers the first request on each connection as a kept-alive connection (HTTP/1.1, a
+    content-length, no `connection: close`), then closes the connection when the next request
+    on it has come, unanswered: what an upstream's idle timeout does when it fires just as a
+    request is sent on the connection, without waiting for it. `served` is, per connection, the
+    requests it answered and `dropped` those it closed on: (method, path, body)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        self.served: list[tuple[str, str, bytes]] = []
+        self.dropped: list[tuple[str, str, bytes]] = []
+        super().__init__(("127.0.0.1", 0), _Closing)
+        threading.Thread(target=self.serve_forever, name="closing-upstream", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Closing(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        first = True
+        while (line := self.rfile.readline()).strip():
+            method, path = line.decode().split()[:2]
+            length = 0
+            while (field := self.rfile.readline()).strip():
+                name, _, value = field.decode().partition(":")
+                length = int(value) if name.strip().lower() == "content-length" else length
+            request = (method, path, self.rfile.read(length))
+            if not first:
+                self.server.dropped.append(request)  # type: ignore[attr-defined]
+                return  # closed, unanswered
+            first = False
+            self.server.served.append(request)  # type: ignore[attr-defined]
+            if path.startswith("/v1/models"):
+                answer = {"data": [{"id": "claude-sonnet-4-5", "type": "model"}], "has_more": False,
+                          "first_id": "claude-sonnet-4-5", "last_id": "claude-sonnet-4-5"}
+            elif path.startswith("/v1/messages/count_tokens"):
+                answer = {"input_tokens": 7}
+            else:
+                answer = MESSAGE
+            body = json.dumps(answer).encode()
+            self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                             % (len(body), body))
+            self.wfile.flush()
+
+
+def test_a_kept_alive_connection_the_upstream_closed_as_a_request_went_is_sent_again_on_a_new_one(
+        start, writer, proxy_db):  # noqa: F811
+    closing = ClosingUpstream()
+    proxy = start(closing.url)
+    client = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY, max_retries=0)
+
+    def turn(n):
+        message = client.messages.create(model="claude-sonnet-4-5", max_tokens=8,
+                                         messages=[{"role": "user", "content": f"turn {n}"}])
+        assert message.id == MESSAGE["id"]
+
+    try:
+        turn(0)  # on a new connection, kept alive
+        # closed under it: sent again on a new connection; forwarded only, its body not read for a record
+        assert client.messages.count_tokens(model="claude-sonnet-4-5", messages=USER).input_tokens == 7
+        turn(1)  # a new connection, kept alive (the one before was closed after its answer)
+        turn(2)  # closed under it: sent again on a new connection
+    finally:
+        closing.shutdown()
+        closing.server_close()
+    # sent again whole: the same body the upstream read the first time
+    assert [r[:2] for r in closing.served] == [("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens"),
+                                               ("POST", "/v1/messages"), ("POST", "/v1/messages")]
+    assert closing.dropped == [closing.served[1], closing.served[3]]
+    lines = records(writer, proxy_db, 3)
+    assert [line["request"]["messages"][0]["content"] for line in lines] == ["turn 0", "turn 1", "turn 2"]
+    for line in lines:  # only the attempt the client saw
+        assert line["status"] == 200 and line["error"] is None and line["attempt"] == 0
+        assert line["response"]["id"] == MESSAGE["id"]
+    assert len({line["turn_id"] for line in lines}) == 3

@@ -2,7 +2,8 @@
 answer streamed back chunk by chunk, and Messages calls (`POST /v1/messages`) teed to the writer.
 
 Built on aiohttp, server and client: one event loop, one client session to the upstream for
-every request (keep-alive connections reused, no connection limit), bodies streamed both ways.
+every request (keep-alive connections reused, no connection limit), answers streamed back, a
+large request body streamed through.
 The response is forwarded as the upstream sent it, compressed or not (content-length and
 content-encoding kept), so the client gets exactly the upstream's bytes; the record decodes its
 copy on the writer's side. For a recorded call the upstream is asked only for encodings this
@@ -18,6 +19,7 @@ import socket
 import ssl
 import sys
 import time
+from types import SimpleNamespace
 from typing import Any
 from urllib.request import getproxies, proxy_bypass
 
@@ -44,6 +46,10 @@ _REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect", RECORDED_HEADE
 _RESPONSE_DROP = HOP_BY_HOP
 _SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 """Headers aiohttp's client would add: a request goes upstream with the client's headers only."""
+
+RESEND_BYTES = 1 << 20
+"""A body forwarded unrecorded is read whole, as a recorded call's is, up to this size: a request
+sent again (see `Proxy._send`) needs its body whole; a larger one (an upload) streams through."""
 
 GRACE_SECONDS = 30.0
 """How long a stop waits for open streams to finish."""
@@ -85,6 +91,8 @@ class Proxy:
         self.timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
         self.retries = Retries()
         self.session: aiohttp.ClientSession | None = None
+        self.fresh: aiohttp.ClientSession | None = None
+        """A session whose every request goes on a new connection: for a request sent again."""
         self.runner: web.ServerRunner | None = None
         self.site: web.TCPSite | None = None
         self.url = ""
@@ -97,10 +105,9 @@ class Proxy:
 
     async def start(self, host: str, port: int) -> str:
         """Listen; the URL the proxy answers on (with the port picked, for port 0)."""
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=sys.version_info < (3, 12))
-        self.session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, timeout=self.timeout, cookie_jar=aiohttp.DummyCookieJar()
-        )
+        reuse = aiohttp.TraceConfig()
+        reuse.on_connection_reuseconn.append(_reused)
+        self.session = self._client_session(force_close=False, trace_configs=[reuse])
         # handler_cancellation: a client that leaves cancels its handler at once, which closes
         # the upstream request (a long generation stops costing) and records the attempt abandoned
         server = web.Server(self.handle, handler_cancellation=True, max_field_size=1 << 16, max_line_size=1 << 16)
@@ -134,9 +141,16 @@ class Proxy:
             self.cut()
             await runner.cleanup()
             self.runner = None
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
+        for session in (self.session, self.fresh):
+            if session is not None:
+                await session.close()
+        self.session = self.fresh = None
+
+    def _client_session(self, *, force_close: bool, **options: Any) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, force_close=force_close,
+                                         enable_cleanup_closed=sys.version_info < (3, 12))
+        return aiohttp.ClientSession(connector=connector, auto_decompress=False, timeout=self.timeout,
+                                     cookie_jar=aiohttp.DummyCookieJar(), **options)
 
     # -- one request --------------------------------------------------------------------------
     def cut(self) -> None:
@@ -164,9 +178,12 @@ class Proxy:
             data = await request.content.read()
             call = self.recorded_call(request, headers, data, self.tags)
         elif request.body_exists:
-            data = request.content
-            if request.content_length is not None:
-                headers["content-length"] = str(request.content_length)
+            if request.content_length is not None and request.content_length <= RESEND_BYTES:
+                data = await request.content.read()  # kept whole, so it can be sent again
+            else:
+                data = request.content
+                if request.content_length is not None:
+                    headers["content-length"] = str(request.content_length)
         return await self.forward(request, headers, data, call)
 
     async def forwarded_headers(self, request: web.BaseRequest) -> tuple[CIMultiDict[str], bool]:
@@ -227,12 +244,8 @@ class Proxy:
 
     async def _exchange(self, request: web.BaseRequest, target: URL, headers: CIMultiDict[str], data: Any,
                         call: ProxiedCall | None) -> web.StreamResponse:
-        assert self.session is not None
         try:
-            upstream = await self.session.request(
-                request.method, target, headers=headers, data=data, skip_auto_headers=_SKIP_AUTO,
-                allow_redirects=False, chunked=None, proxy=self.egress,
-            )
+            upstream = await self._send(request.method, target, headers, data)
         except TimeoutError as e:
             return self._unreachable(call, "timeout_error", 504, f"upstream {self.shown} timed out: {_cause(e)}")
         except (aiohttp.ClientError, OSError) as e:
@@ -284,6 +297,26 @@ class Proxy:
                     watch.handle.cancel()
         return response
 
+    async def _send(self, method: str, target: URL, headers: CIMultiDict[str], data: Any) -> aiohttp.ClientResponse:
+        """The upstream's answer. A request that failed on a kept-alive connection before any of
+        its answer came is sent once more, on a new connection: the upstream closed the connection
+        as the request went on it (its idle timeout; a client going direct opens a new one), so the
+        request was never taken. Only a body the proxy holds can go again (not one streaming
+        through from the client)."""
+        assert self.session is not None
+        reused = SimpleNamespace(connection=False)
+        options: dict[str, Any] = {"headers": headers, "data": data, "skip_auto_headers": _SKIP_AUTO,
+                                   "allow_redirects": False, "chunked": None, "proxy": self.egress}
+        try:
+            return await self.session.request(method, target, trace_request_ctx=reused, **options)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            if not reused.connection or not (data is None or isinstance(data, bytes)):
+                raise
+        log.debug("replayer proxy: a kept-alive upstream connection was closed under a request: sent again")
+        if self.fresh is None:
+            self.fresh = self._client_session(force_close=True)
+        return await self.fresh.request(method, target, **options)
+
     def _unreachable(self, call: ProxiedCall | None, kind: str, status: int, message: str) -> web.StreamResponse:
         text = f"replayer proxy: {message}".replace(self.upstream, self.shown)  # a cause may name the URL too
         log.warning("%s", text)
@@ -291,6 +324,11 @@ class Proxy:
             call.end()
             call.failed(kind, text)
         return web.Response(status=status, body=error_body(text), content_type="application/json")
+
+
+async def _reused(session: aiohttp.ClientSession, context: SimpleNamespace, params: Any) -> None:
+    """A request went on a kept-alive connection (see `Proxy._send`)."""
+    context.trace_request_ctx.connection = True
 
 
 class _BodyWatch:
