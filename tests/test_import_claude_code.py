@@ -190,6 +190,39 @@ def test_a_session_in_progress_leaves_its_half_written_response_for_the_next_imp
     assert (json.loads(r.stdout)["turns"], json.loads(r.stdout)["unfinished"]) == (1, 0), r.output
 
 
+def test_a_last_line_cut_off_as_it_is_written_is_a_response_still_being_written_not_a_malformed_one(tmp_path):
+    """Claude Code appends a line at a time: a live session's file can end in half a line (with
+    or without a newline after it, as a copy may leave it). That is the response being written,
+    left for the next import; a line that is not JSON before the last stays malformed."""
+    whole = (PROJECT / f"{LOOP}.jsonl").read_text().splitlines(keepends=True)
+    call = next(i for i, x in enumerate(whole) if '"type":"tool_use"' in x.replace(" ", ""))
+    half = whole[call][: len(whole[call]) // 2]
+    for n, end in enumerate(("", "\n")):
+        live = tmp_path / f"p{n}" / f"{LOOP}.jsonl"
+        live.parent.mkdir()
+        live.write_text("".join(whole[:call]) + half + end)
+        db = tmp_path / f"i{n}.db"
+        r = run(db, "import", "claude-code", live.parent, "--json")
+        assert r.exit_code == 0, r.output
+        doc = json.loads(r.stdout)
+        assert (doc["turns"], doc["unfinished"], doc["malformed"]) == (0, 1, []), r.output
+        assert "1 response still being written by a session in progress, left for the next import" in r.stderr
+        assert "malformed" not in r.stderr and "line skipped" not in r.stderr, r.stderr
+        live.write_text("".join(whole))
+        r = imported(db, live.parent)
+        assert "malformed" not in r.stderr and "still being written" not in r.stderr, r.stderr
+        assert "Bash, Bash" in run(db, "show", f"cc_{LOOP}").stdout
+    # half a line in the middle is malformed, live or not
+    middle = tmp_path / "middle" / f"{LOOP}.jsonl"
+    middle.parent.mkdir()
+    middle.write_text("".join(whole[:call]) + half + "\n" + "".join(whole[call:]))
+    r = run(tmp_path / "m.db", "import", "claude-code", middle.parent, "--json")
+    doc = json.loads(r.stdout)
+    assert doc["unfinished"] == 0 and doc["malformed"] == [
+        {"file": str(middle), "line": call + 1, "what": "not JSON"}], r.output
+    assert "1 malformed line skipped" in r.stderr
+
+
 def test_a_response_is_one_turn_when_only_some_of_its_lines_name_the_request(tmp_path):
     session = "55555555-5555-4555-8555-555555555555"
 
@@ -427,7 +460,7 @@ def test_a_malformed_line_is_reported_and_the_rest_imported(tmp_path):
     assert [x["response"]["id"] for x in lines_of(db)] == ["msg_h101", "msg_h102"]
     # many: the first ones each on a line, then their count
     noisy = tmp_path / "noisy.jsonl"
-    noisy.write_text(file.read_text() + "{not json\n" * 25)
+    noisy.write_text("{not json\n" * 25 + file.read_text())  # before the last line (see the test above)
     r = imported(tmp_path / "j.db", noisy)
     assert len([x for x in r.stderr.splitlines() if "line skipped" in x]) == 20
     assert "… and 8 more malformed lines" in r.stderr

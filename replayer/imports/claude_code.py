@@ -26,8 +26,9 @@ What a transcript doesn't hold, and how it is rebuilt:
 - A session still being written (its file changed in the last `LIVE_SECONDS`) may end in a
   response Claude Code has written only part of: no stop reason yet (older versions write each
   block as it streams), or a `tool_use` stop whose tool calls (a line each) may not all be there
-  (the results that follow show they are). That response is left for the next import, which
-  takes it whole: a turn, once imported, is never written again.
+  (the results that follow show they are), or a last line cut off as it is appended (not JSON
+  yet). That response is left for the next import, which takes it whole: a turn, once
+  imported, is never written again. A line that is not JSON anywhere else is malformed.
 """
 
 from __future__ import annotations
@@ -180,15 +181,19 @@ def read(path: Path) -> Transcript:
     """The chains (main thread, subagents) and malformed lines of one transcript file."""
     t = Transcript(path)
     entries: list[dict[str, Any]] = []
+    cut: Malformed | None = None
+    """The last line, when it is not JSON: maybe a line still being written."""
     with open(path, encoding="utf-8", errors="replace") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             t.lines += 1
+            cut = None
             try:
                 d = json.loads(line)
             except ValueError:
-                t.malformed.append(Malformed(path, n, "not JSON"))
+                cut = Malformed(path, n, "not JSON")
+                t.malformed.append(cut)
                 continue
             if not isinstance(d, dict):
                 t.malformed.append(Malformed(path, n, "not a JSON object"))
@@ -210,6 +215,12 @@ def read(path: Path) -> Transcript:
     except OSError:
         live = False
     t.chains, t.unfinished = _chains(entries, path.stem, meta, live)
+    if live and cut is not None:
+        # a live session's file whose last line isn't JSON (yet) ends in the line Claude Code is
+        # appending: part of the response it is writing, which the next import reads whole
+        # (counted once, when that response's earlier lines are held back too)
+        t.malformed.remove(cut)
+        t.unfinished = max(t.unfinished, 1)
     return t
 
 
