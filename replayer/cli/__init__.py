@@ -11,6 +11,7 @@ holds what they share and table.py prints their tables. This file is the root gr
 
 from __future__ import annotations
 
+import codecs
 import sys
 
 import click
@@ -51,10 +52,38 @@ for command in (
     cli.add_command(command)
 
 
+SHOWN = "replayer-shown"
+"""The error handler of the CLI's output streams (`shown`)."""
+
+
 def main() -> None:
-    # A recorded string can hold a lone surrogate (the JSON escape \\ud800 alone is valid
-    # JSON); a terminal or pipe can't take one as it is: print its escape instead of failing.
+    # the browser (Textual writes to sys.__stderr__) and every table and message print through
+    # these: what the output can't take is written as `shown` says, never a failure
+    codecs.register_error(SHOWN, shown)
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
+            stream.reconfigure(errors=SHOWN)
     cli(prog_name="replayer")
+
+
+def shown(error: UnicodeError) -> tuple[bytes, int]:
+    """How a character an output can't take is written. A lone surrogate is what a byte that
+    was no UTF-8 in a recorded body became (a client that sent `\\xff`), or a lone `\\ud800`
+    escape in its JSON: no character, written as U+FFFD (what a UTF-8 decoder shows for such a
+    byte; "?" where even that can't go). The stored text keeps it, and `--json` and `export` write
+    it as its JSON escape. Anything else (a terminal that isn't UTF-8) as its backslash escape.
+    (Bytes: the UTF-8 encoder takes no text but ASCII back from a handler.)"""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    try:
+        mark = "\ufffd".encode(error.encoding)
+    except (UnicodeError, LookupError):
+        mark = b"?"
+    out = []
+    for ch in error.object[error.start : error.end]:
+        code = ord(ch)
+        if 0xD800 <= code <= 0xDFFF:
+            out.append(mark)
+        else:
+            out.append(ch.encode("ascii", "backslashreplace"))
+    return b"".join(out), error.end

@@ -210,3 +210,11 @@ def one_line(text: str | None, n: int) -> str:
     to `n` characters."""
     text = printable(" ".join((text or "").split()))
     return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def json_document(doc: Any) -> str:
+    """The one JSON document a `--json` prints: a lone surrogate in a recorded string (see
+    `shown` in __init__.py) as its JSON escape, as export writes it, the same JSON."""
+    from ..store.codec import dumps
+
+    return dumps(doc)

@@ -21,7 +21,7 @@ from ..trajectory import (
     tool_names,
     totals_rows,
 )
-from .base import UserError, db_path, one_line, open_store, resolve_id
+from .base import UserError, db_path, json_document, one_line, open_store, resolve_id
 from .rerun import _describe_tools
 from .table import Column, Table
 
@@ -164,7 +164,7 @@ def compare(ctx: click.Context, conversation_a: str, conversation_b: str, as_jso
             raise UserError(f"no conversation {given!r} in {db_path(ctx)}: see 'replayer list'") from None
     result = compare_trajectories(*sides)
     if as_json:
-        click.echo(json.dumps(result.document(), ensure_ascii=False))
+        click.echo(json_document(result.document()))
         return
     for line in report_lines(result):
         click.echo(line)

@@ -4,7 +4,6 @@ export, and the demo database."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from ..wire import prompt_tokens, token_count
 from .base import (
     UserError,
     db_path,
+    json_document,
     one_line,
     open_output,
     open_store,
@@ -101,7 +101,7 @@ def list_(
         query=query, limit=limit,
     )
     if as_json:
-        click.echo(json.dumps([r.model_dump() for r in rows], ensure_ascii=False))
+        click.echo(json_document([r.model_dump() for r in rows]))
         return
     given = [
         f"--{k} {v}"
@@ -171,7 +171,7 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
     forks, fork_doc = fork_lines(store.db, conversation_id)
     if as_json:
         doc = {"conversation_id": conversation_id, "turns": [t.model_dump() for t in turns], **fork_doc}
-        click.echo(json.dumps({**doc, **provenance_doc(prov)} if prov else doc, ensure_ascii=False))
+        click.echo(json_document({**doc, **provenance_doc(prov)} if prov else doc))
         return
     for line in [*(provenance_lines(prov, len(turns)) if prov else ()), *forks]:
         click.echo(line)

@@ -9,7 +9,7 @@ import click
 
 from ..config import MAX_DAYS
 from ..fmt import cost_spread, day_spend, describe_alert, fmt_metric, health_word, money, plural, spend
-from .base import one_line, open_store
+from .base import json_document, one_line, open_store
 from .table import Column, Table
 
 
@@ -81,7 +81,7 @@ def stats(
     store = open_store(ctx)
     doc = compute(store, settings, user=user)
     if as_json:
-        click.echo(json.dumps(doc.document(), ensure_ascii=False))
+        click.echo(json_document(doc.document()))
         return
     click.echo(f"{doc.since} .. {doc.until} ({doc.tz})" + (f", user {user}" if user else ""))
     click.echo("")
@@ -185,7 +185,7 @@ def alerts(
     store = open_store(ctx)
     found = compute(store, settings).alerts
     if as_json:
-        click.echo(json.dumps([a.document() for a in found], ensure_ascii=False))
+        click.echo(json_document([a.document() for a in found]))
     elif not found:
         click.echo(
             "no alerts" + ("" if settings.daily_budget_usd is not None else " (no daily budget set: --daily-budget)")

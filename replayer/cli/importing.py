@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import click
 
 from ..fmt import plural
-from .base import UserError, db_path, settings
+from .base import UserError, db_path, json_document, settings
 
 BIG_IMPORT = 20
 """Files past which the progress bar shows even when stderr isn't a terminal."""
@@ -104,7 +103,7 @@ def claude_code(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> N
             "not_transcripts": skipped,
             "unreadable": len(unreadable),
         }
-        click.echo(json.dumps(doc, ensure_ascii=False))
+        click.echo(json_document(doc))
     click.echo(_summary(counts, len(files) - len(skipped) - len(unreadable), len(malformed), len(skipped)), err=True)
 
 
@@ -199,7 +198,7 @@ def otlp(
             "other_spans": tally.others,
             "malformed": [{"line": m.line, "what": m.what} for m in malformed],
         }
-        click.echo(json.dumps(doc, ensure_ascii=False))
+        click.echo(json_document(doc))
     click.echo(_otlp_summary(counts, tally, len(malformed)), err=True)
 
 

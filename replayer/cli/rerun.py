@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -12,7 +11,7 @@ import click
 from ..diffing import change_parts
 from ..fmt import delta_money, error_head, local_time, money, ms, plural
 from ..wire import PROTOCOL_HEADERS, token_count
-from .base import UserError, db_path, open_store, settings
+from .base import UserError, db_path, json_document, open_store, settings
 from .edits import edit_options, edits_from, resolve_turn
 
 if TYPE_CHECKING:
@@ -104,7 +103,7 @@ def rerun(
     if list_only:
         found = store.variants_of(turn_id)
         if as_json:
-            click.echo(json.dumps([v.document() for v in found], ensure_ascii=False))
+            click.echo(json_document([v.document() for v in found]))
         tz = settings(ctx).shown_tz()
         for v in [] if as_json else found:
             names = replay.Edits.from_json(v.edits).names()
@@ -165,7 +164,7 @@ def rerun(
     if as_json:
         report = RerunReport(**vars(result), estimate=est)
         # without BULKY: the request_diff says how the request differs from the original's
-        click.echo(json.dumps(report.document(bulky=False), ensure_ascii=False))
+        click.echo(json_document(report.document(bulky=False)))
     else:
         base = result.original
         stop = base.stop_reason or "—"

@@ -26,6 +26,7 @@ from ..config import Settings
 from ..fmt import plural
 from ..models import Stats
 from ..pricing import PriceTable
+from ..store.codec import readable
 from ..store.queries import Store
 from ..store.schema import open_db
 from .workers import notify_worker_error
@@ -105,6 +106,11 @@ class ReplayerApp(App[None]):
         self._pool: queue.SimpleQueue[Store] = queue.SimpleQueue()
         self._stats_lock = threading.Lock()
         self._stats_cache: dict[int, tuple[float, Stats]] = {}
+
+    def copy_to_clipboard(self, text: str) -> None:
+        # a lone surrogate (a byte of a recorded body that was no UTF-8) as the screen shows it,
+        # U+FFFD: the terminal's clipboard sequence carries UTF-8, which has no surrogate
+        super().copy_to_clipboard(readable(text))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         notify_worker_error(self, event)
