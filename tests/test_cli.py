@@ -579,3 +579,81 @@ def test_every_command_refuses_a_broken_or_missing_settings_file(recorded, tmp_p
                 assert r.exit_code == 2 and r.stdout == "", (path, r.output)
                 assert r.stderr.count("\n") == 1 and said in r.stderr, (path, r.stderr)
     assert not (tmp_path / "backup.db").exists()
+
+
+# -- a damaged database ------------------------------------------------------------------------
+def chats_db(path, n: int = 3):
+    """`n` one-turn conversations conv_0.., each with a first message of its own."""
+    from tui_data import T0, reply
+
+    from replayer import Recorder
+
+    with Recorder(path) as rec:
+        for i in range(n):
+            rec.record({"model": "claude-haiku-4-5", "max_tokens": 50,
+                        "messages": [{"role": "user", "content": f"question {i}"}]},
+                       reply(f"answer {i}", model="claude-haiku-4-5"), conversation_id=f"conv_{i}",
+                       started_at=T0 + i)  # fmt: skip
+    return path
+
+
+def lose_first_message(path, conversation: str) -> None:
+    """Drop the blob of `conversation`'s first message, as a damaged page does: SQLite leaves a
+    page it can't read out of a query's answer, and the row that points at it finds nothing."""
+    con = sqlite3.connect(path)
+    (blob,) = con.execute(
+        "SELECT n.blob FROM turns t JOIN nodes n ON n.id = t.context_node WHERE t.conversation_id = ?", [conversation]
+    ).fetchone()
+    con.execute("DELETE FROM blobs WHERE id = ?", [blob])
+    con.commit()
+    con.close()
+
+
+def damage_table(path, table: str) -> None:
+    """Write over the root page of `table`'s b-tree, as a disk that lost a write does: SQLite then
+    says "database disk image is malformed" when a query reads it, not when the file is opened."""
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    (root,) = con.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", [table]).fetchone()
+    (size,) = con.execute("PRAGMA page_size").fetchone()
+    con.close()
+    with open(path, "r+b") as f:
+        f.seek((root - 1) * size)
+        f.write(b"\xff" * 64)
+
+
+def test_a_missing_row_says_the_file_is_corrupt_in_one_line(tmp_path):
+    """`list` on a database whose pages lost a message: a TypeError's traceback (blob_text read
+    a row that wasn't there). Every command now says the file is corrupt, as for a truncated file."""
+    from replayer.store.faults import Fault
+    from replayer.store.queries import Store
+    from replayer.store.schema import DBError, open_db
+
+    db = chats_db(tmp_path / "damaged.db")
+    lose_first_message(db, "conv_1")
+    for cmd in (["list"], ["list", "--json"], ["export"]):
+        r = run("--db", str(db), *cmd)
+        assert r.exit_code == 2, (cmd, r.output)
+        assert r.output.count("\n") == 1
+        assert r.output.startswith(f"replayer: {db} is not a SQLite database or is corrupt")
+        assert "move it aside" in r.output and "Traceback" not in r.output
+    with pytest.raises(DBError, match="is corrupt") as raised:
+        Store(open_db(db, create=False)).conversations(limit=10)
+    assert raised.value.fault is Fault.CORRUPT
+    assert run("--db", str(db), "show", "conv_0").exit_code == 0  # what is whole still reads
+
+
+def test_a_damaged_page_is_said_as_a_corrupt_file_and_its_backup_as_damaged(tmp_path):
+    db = chats_db(tmp_path / "damaged.db")
+    damage_table(db, "blobs")
+    r = run("--db", str(db), "export")
+    assert r.exit_code == 2 and r.output.count("\n") == 1
+    assert r.output == f"replayer: {db} is not a SQLite database or is corrupt (database disk image is malformed): " \
+                       "move it aside or pick another --db\n"
+    r = run("--db", str(db), "db", "backup", str(tmp_path / "copy.db"))
+    assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
+    assert r.output.startswith(f"replayer: backed up to {tmp_path / 'copy.db'}, but the copy is damaged (")
+    assert f"{db} is corrupt" in r.output and (tmp_path / "copy.db").exists()  # kept: what could be read
+    whole = chats_db(tmp_path / "whole.db")
+    r = run("--db", str(whole), "db", "backup", str(tmp_path / "whole-copy.db"))
+    assert r.exit_code == 0 and r.output == f"backed up to {tmp_path / 'whole-copy.db'}\n"

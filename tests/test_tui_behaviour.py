@@ -668,3 +668,19 @@ async def test_a_short_terminal_leaves_the_open_tab_rows_to_show(tmp_path, size)
         body = screen.query_one("#context-body")
         assert await wait_for(pilot, lambda: body.region.height >= 3), (size, body.region)
         assert screen.query_one("#chart").display == (size[1] >= screen.SHORT_ROWS)
+
+
+# -- a damaged database ------------------------------------------------------------------------
+async def test_a_damaged_database_is_said_as_the_command_line_says_it(tmp_path):
+    """A page of the list read from a file that lost a row: the notice said "TypeError: 'NoneType'
+    object is not subscriptable"; it says the file is corrupt, as `replayer list` does."""
+    from test_cli import chats_db, lose_first_message
+
+    db = chats_db(tmp_path / "damaged.db")
+    lose_first_message(db, "conv_1")
+    app = make_app(db)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        said = [n.message for n in app._notifications]
+        assert len(said) == 1 and said[0].startswith(f"{db} is not a SQLite database or is corrupt (blob "), said
+        assert said[0].endswith(" is missing): move it aside or pick another --db")

@@ -48,7 +48,10 @@ class Group(click.Group):
         except (DBError, PricingError, ConfigError) as e:
             raise UserError(str(e)) from None
         except sqlite3.Error as e:
-            raise UserError(f"database error: {e}") from None
+            from ..store.faults import described
+
+            # a damaged page found by a query, not when the file was opened: said as open_db says it
+            raise UserError(described(e, db_path(ctx)) or f"database error: {e}") from None
 
 
 ROOT_OPTIONS: dict[str, tuple[str, str]] = {

@@ -61,5 +61,18 @@ def db_backup(ctx: click.Context, dest: str) -> None:
         target.close()
         Path(dest).expanduser().unlink(missing_ok=True)
         raise UserError(f"cannot write {dest}: {e}; choose another backup path") from None
+    try:
+        # the copy is page for page what could be read: a damaged database gives a damaged copy,
+        # which must not pass for a good backup
+        found = str(target.execute("PRAGMA quick_check(1)").fetchone()[0])
+    except sqlite3.DatabaseError as e:
+        found = str(e)
     target.close()
+    if found != "ok":
+        # SQLite's first finding, on one line ("*** in database main ***" is no news here)
+        first = " ".join(found.replace("*** in database main ***", "").split())
+        raise UserError(
+            f"backed up to {dest}, but the copy is damaged ({first}): {db_path(ctx)} is corrupt; "
+            "keep both files, and record into a new --db"
+        )
     click.echo(f"backed up to {dest}", err=True)

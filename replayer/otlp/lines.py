@@ -25,7 +25,7 @@ from sqlite_utils import Database
 from ..bounded import BoundedDict
 from ..pricing import default_table
 from ..store.chain import chain_blobs
-from ..store.codec import RowTexts, dumps, storable, unpack
+from ..store.codec import RowTexts, dumps, storable, stored_json
 from . import spans
 
 ROWS = """SELECT a.*, t.conversation_id, t.idx, t.user_id, t.trace_id, t.endpoint, t.stream,
@@ -135,8 +135,7 @@ class Reader(RowTexts):
     def _blob(self, blob: int) -> str:
         got = self._blobs.get(blob)
         if got is None:
-            row = self.db.conn.execute("SELECT json FROM blobs WHERE id = ?", [blob]).fetchone()
-            got = self._blobs[blob] = unpack(row[0])
+            got = self._blobs[blob] = stored_json(self.db.conn, blob)
         return got
 
     def _parsed_blob(self, blob: int) -> Any:

@@ -27,6 +27,8 @@ from typing import Any, cast
 
 import orjson
 
+from .faults import missing_row
+
 MIN_CHARS = 400
 """Texts shorter than this are stored as they are."""
 LEVEL = 1
@@ -68,6 +70,16 @@ def unpack(value: str | bytes) -> str:
     if isinstance(value, str):
         return value
     return inflate(value).decode("utf-8", "surrogatepass")
+
+
+def stored_json(conn: Any, blob: int) -> str:
+    """The JSON text of blob `blob`, read through `conn` (sqlite3 or sqlite-utils). A blob that a
+    row points at and that isn't there is a damaged file: DBError (Fault.CORRUPT), not a
+    TypeError deep in a listing."""
+    row = conn.execute("SELECT json FROM blobs WHERE id = ?", [blob]).fetchone()
+    if row is None:
+        raise missing_row(conn, f"blob {blob}")
+    return unpack(row[0])
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

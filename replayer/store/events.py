@@ -26,6 +26,7 @@ from sqlite_utils import Database
 from .. import sse as sse_format
 from ..bounded import BoundedDict
 from .codec import deflate, inflate
+from .faults import missing_row
 
 SCHEMA = (
     """CREATE TABLE stream_bodies (
@@ -160,4 +161,7 @@ def json_value(text: str, *, plain: bool | None = None) -> Any:
 
 def read_body(db: Database, body: int) -> bytes:
     """The bytes of a stored stream body."""
-    return inflate(db.execute("SELECT sse FROM stream_bodies WHERE id = ?", [body]).fetchone()[0])
+    row = db.execute("SELECT sse FROM stream_bodies WHERE id = ?", [body]).fetchone()
+    if row is None:
+        raise missing_row(db, f"stream body {body}")
+    return inflate(row[0])

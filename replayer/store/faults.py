@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from enum import StrEnum
-
-
-class DBError(Exception):
-    """A database file that can't be used; the message is one line: what is wrong, what to do."""
+from typing import Any
 
 
 class Fault(StrEnum):
@@ -31,6 +28,44 @@ _FAULTS = {
     sqlite3.SQLITE_CORRUPT: Fault.CORRUPT,  # "database disk image is malformed"
     sqlite3.SQLITE_NOTADB: Fault.CORRUPT,  # "file is not a database"
 }
+
+
+class DBError(Exception):
+    """A database file that can't be used; the message is one line: what is wrong, what to do.
+    `fault`: what is wrong with it, where that is known (Fault.CORRUPT for a damaged file)."""
+
+    def __init__(self, message: str, fault: Fault | None = None) -> None:
+        super().__init__(message)
+        self.fault = fault
+
+
+def corrupt(path: object, detail: str) -> DBError:
+    """The one line for a damaged file, whether SQLite found it damaged when opening it or later,
+    on a page a query read (so every command and the browser say the same)."""
+    return DBError(
+        f"{path} is not a SQLite database or is corrupt ({detail}): move it aside or pick another --db", Fault.CORRUPT
+    )
+
+
+def missing_row(conn: Any, what: str) -> DBError:
+    """A row that another row of the database points at is not there: the file is damaged (a
+    page SQLite could not read drops out of a query's answer rather than failing it). `conn` is
+    the connection (sqlite3 or sqlite-utils) that looked."""
+    try:
+        path = next((row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"), "") or "the database"
+    except sqlite3.Error:
+        path = "the database"
+    return corrupt(path, f"{what} is missing")
+
+
+def described(e: BaseException, path: object) -> str | None:
+    """The one line for a database failure while reading `path`: a DBError's own, a damaged
+    file's (SQLite's "database disk image is malformed"); None for anything else."""
+    if isinstance(e, DBError):
+        return str(e)
+    if isinstance(e, sqlite3.Error) and fault_of(e) is Fault.CORRUPT:
+        return str(corrupt(path, str(e)))
+    return None
 
 
 def fault_of(e: BaseException) -> Fault | None:

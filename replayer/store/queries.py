@@ -35,7 +35,8 @@ from ..wire import TOOL_USE_TYPES, message_text
 from . import aggregate
 from .aggregate import ConversationName, Group, Totals, conversation_totals, figures
 from .chain import CHAIN_SQL, chain_nodes, first_texts
-from .codec import RowTexts, unpack
+from .codec import RowTexts, stored_json, unpack
+from .faults import missing_row
 from .runs import Run, add_run, get_run
 
 BLOB_CACHE = 50_000
@@ -111,8 +112,7 @@ class Store(RowTexts):
     def blob_text(self, blob_id: int) -> str:
         got = self._blobs.get(blob_id)
         if got is None:
-            row = self.db.execute("SELECT json FROM blobs WHERE id = ?", [blob_id]).fetchone()
-            got = unpack(row[0])
+            got = stored_json(self.db, blob_id)
             self._blobs[blob_id] = got
         return got
 
@@ -128,6 +128,9 @@ class Store(RowTexts):
             marks = ",".join("?" * len(chunk))
             for bid, stored in self.db.execute(f"SELECT id, json FROM blobs WHERE id IN ({marks})", chunk):
                 fetched[bid] = unpack(stored)
+        gone = next((b for b in missing if b not in fetched), None)
+        if gone is not None:
+            raise missing_row(self.db, f"blob {gone}")
         texts = [fetched[b] if b in fetched else self._blobs[b] for b in ids]
         self._blobs.fill(zip(ids, texts, strict=True))  # all of them: a full cache keeps this batch
         return texts
@@ -141,7 +144,7 @@ class Store(RowTexts):
                 self._nodes.fill((nid, (parent, blob)) for nid, parent, blob in chain_nodes(self.db, node))
                 hit = self._nodes.get(node)
                 if hit is None:
-                    break
+                    raise missing_row(self.db, f"message node {node}")
             out.append(hit[1])
             node = hit[0]
         out.reverse()

@@ -30,9 +30,10 @@ from sqlite_utils.migrations import Migrations
 
 from .. import environment
 from .chain import chain_blobs, chain_nodes, shared_prefix
-from .codec import unpack
+from .codec import stored_json
 from .faults import DBError as DBError  # re-exported: the CLI, the demo and the imports name them here
 from .faults import Fault as Fault
+from .faults import corrupt
 from .faults import fault_of as fault_of
 
 MIGRATION_SET = "replayer"
@@ -167,7 +168,7 @@ def _added_per_turn(db: Database) -> Iterator[tuple[int, str, list[int]]]:
 
 def blob_obj(db: Database, blob: int) -> Any:
     """The parsed JSON of a stored blob (deflated or not)."""
-    return json.loads(unpack(db.execute("SELECT json FROM blobs WHERE id = ?", [blob]).fetchone()[0]))
+    return json.loads(stored_json(db, blob))
 
 
 def _backfill_turn_text(db: Database) -> None:
@@ -647,9 +648,7 @@ def open_db(path: str | os.PathLike[str], *, create: bool = True, migrate: bool 
         msg = str(e)
         fault = fault_of(e)
         if fault is Fault.CORRUPT:
-            raise DBError(
-                f"{path} is not a SQLite database or is corrupt ({msg}): move it aside or pick another --db"
-            ) from None
+            raise corrupt(path, msg) from None
         if fault is Fault.READ_ONLY:
             folder = path.parent
             if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY_DIRECTORY or not os.access(
