@@ -657,3 +657,40 @@ def test_a_damaged_page_is_said_as_a_corrupt_file_and_its_backup_as_damaged(tmp_
     whole = chats_db(tmp_path / "whole.db")
     r = run("--db", str(whole), "db", "backup", str(tmp_path / "whole-copy.db"))
     assert r.exit_code == 0 and r.output == f"backed up to {tmp_path / 'whole-copy.db'}\n"
+
+
+# -- an empty file -------------------------------------------------------------------------------
+@pytest.mark.parametrize("cmd", [["list"], ["show", "conv_1"], ["export"], ["stats"], ["alerts"], ["browse"],
+                                 ["rerun", "conv_1:0", "--yes"], ["compare", "conv_1", "conv_2"], ["fork", "run_x:0"],
+                                 ["replay", "conv_1", "--", "true"], ["db", "backup", "copy.db"]])  # fmt: skip
+def test_a_command_that_reads_leaves_an_empty_file_as_it_was(tmp_path, cmd, monkeypatch):
+    """`list` and `export` on a 0-byte file said "No conversations recorded yet" and made it a
+    400 KB replayer database: SQLite makes any file it opens one. A command that reads says what
+    the file is; only recording into it makes it a database."""
+    from replayer.tui.app import ReplayerApp
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ReplayerApp, "run", lambda self, *args, **kwargs: None)  # browse: no app in a test
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    r = run("--db", str(empty), *cmd)
+    assert r.exit_code == 2, r.output
+    assert r.output == (
+        f"replayer: {empty} is empty (0 bytes), not a replayer database: record into it, or give another --db\n"
+    )
+    assert empty.stat().st_size == 0 and not (tmp_path / "copy.db").exists()
+
+
+def test_recording_into_an_empty_file_makes_it_the_database(api, tmp_path):
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    script = tmp_path / "agent.py"
+    script.write_text(textwrap.dedent(f"""
+        import anthropic
+        client = anthropic.Anthropic(api_key="{FAKE_KEY}", base_url="{api.url}")
+        client.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=[{{"role": "user", "content": "hi"}}])
+    """))
+    r = subprocess.run([sys.executable, "-m", "replayer", "--db", str(empty), "record", "--", sys.executable,
+                        str(script)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(run("--db", str(empty), "list", "--json").output)) == 1

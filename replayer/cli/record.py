@@ -142,9 +142,9 @@ def usable(path: Path) -> None:
     """Bad input now, before the program runs (and its calls cost), when `path` can't hold the
     records: a file that isn't a replayer database, a folder, a place that can't be written.
     Nothing is created: a run that records nothing makes no database."""
-    from ..store.schema import open_db
+    from ..store.schema import is_empty, open_db
 
-    if path.exists():
+    if path.exists() and not is_empty(path):  # (an empty file becomes the database)
         open_db(path, create=False).close()
         return
     folder = path.parent

@@ -593,6 +593,18 @@ def _known() -> set[str]:
     return _KNOWN
 
 
+def is_empty(path: Path) -> bool:
+    """A file of 0 bytes with no write-ahead log beside it holding its first pages: nothing was
+    ever written to it (recording into it makes it a database)."""
+    try:
+        if path.stat().st_size:
+            return False
+        wal = path.with_name(path.name + "-wal")
+        return not wal.exists() or wal.stat().st_size == 0
+    except OSError:
+        return False
+
+
 def open_db(path: str | os.PathLike[str], *, create: bool = True, migrate: bool = True) -> Database:
     """Open (and by default create and migrate) a replayer database.
 
@@ -612,6 +624,9 @@ def open_db(path: str | os.PathLike[str], *, create: bool = True, migrate: bool 
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         except OSError as e:
             raise DBError(f"cannot create database {path}: {e.strerror}; choose a writable path with --db") from None
+    elif not create and is_empty(path):
+        # SQLite would make it a database on the first read: a command that only reads leaves it be
+        raise DBError(f"{path} is empty (0 bytes), not a replayer database: record into it, or give another --db")
     try:
         conn = _connect(path)
         # no sqlite-utils plugins: they are for its own CLI, finding them reads the entry points
