@@ -732,6 +732,50 @@ def test_bad_input_one_line_exit_2(tmp_path, content, what):
     assert what in r.output and r.output.count("\n") == 1 and "Traceback" not in r.output
 
 
+def nesting(text: str) -> int:
+    """How deep the brackets of `text` go."""
+    depth = deepest = 0
+    for ch in text:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+@pytest.mark.parametrize(
+    "content, said",
+    [
+        (b"hello, world\nthis is prose\n", "none of its 2 lines is an OTLP trace export (line 1 is not JSON)"),
+        (b'{"resourceLogs": []}\n', "line 1 is JSON with no resourceSpans"),
+        (b"\x0a\x00\x12\x00protobuf", "it is binary data, as a Collector's file exporter writes with format: proto"),
+    ],
+)
+def test_what_is_not_otlp_is_said_in_one_plain_sentence(tmp_path, content, said):
+    """It read "(no line of it is an OTLP trace export (line 1: not an OTLP trace export (no
+    resourceSpans)))": brackets three deep. What the file is, then what to give instead."""
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(content)
+    r = run(tmp_path / "b.db", "import", "otlp", path)
+    assert r.exit_code == 2
+    assert r.output == (f"replayer: {path} is not OTLP JSON: {said}; "
+                        "give the JSON lines a Collector's file exporter writes with format: json\n")
+    assert nesting(r.output) <= 1
+
+
+def test_a_replayer_export_given_to_import_otlp_is_named_for_what_it_is(api, tmp_path):
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    path = tmp_path / "c3.jsonl"
+    path.write_text("\n".join(export_text(source)) + "\n")
+    for given, named, again in ((path, path, path), ("-", "stdin", "FILE")):
+        r = run(tmp_path / "b.db", "import", "otlp", given, stdin=path.read_text() if given == "-" else None)
+        assert r.exit_code == 2
+        assert r.output == (
+            f"replayer: {named} is a replayer export (`replayer export`), not OTLP: replay it as it is with "
+            f"`replayer replay {again} -- COMMAND`, or import the JSON lines a Collector's file exporter writes "
+            "with format: json\n"
+        )
+
+
 def test_a_folder_is_bad_input(tmp_path):
     r = run(tmp_path / "b.db", "import", "otlp", tmp_path)
     assert r.exit_code == 2 and "folder" in r.output and r.output.count("\n") == 1

@@ -174,9 +174,17 @@ def otlp(
                     done = batch.position
         except batches.CannotRead as e:
             raise UserError(f"cannot read {path}: {e}") from None
+        except reading.ReplayerExport:
+            again = path if path != "-" else "FILE"
+            raise UserError(
+                f"{name} is a replayer export (`replayer export`), not OTLP: replay it as it is with "
+                f"`replayer replay {again} -- COMMAND`, or import the JSON lines a Collector's file exporter "
+                "writes with format: json"
+            ) from None
         except reading.NotOtlp as e:
             raise UserError(
-                f"{name} is not OTLP JSON ({e}): give the JSON lines a Collector's file exporter writes (format: json)"
+                f"{name} is not OTLP JSON: {e}; "
+                "give the JSON lines a Collector's file exporter writes with format: json"
             ) from None
 
     malformed = sorted(tally.malformed + failed, key=lambda m: m.line)

@@ -53,7 +53,16 @@ WHY = {
 
 
 class NotOtlp(Exception):
-    """The input is not OTLP JSON at all (bad input: one line, exit 2)."""
+    """The input is not OTLP JSON at all (bad input: one line, exit 2). The message says what it
+    is instead, to follow "X is not OTLP JSON: "."""
+
+
+class ReplayerExport(NotOtlp):
+    """The input is replayer's own export (`replayer export`: one attempt a line), not OTLP."""
+
+
+EXPORT_KEYS = ("turn_id", "conversation_id", "attempt", "request")
+"""Fields every line of `replayer export` has (store/export.py) and an OTLP export has not."""
 
 
 @dataclass(slots=True)
@@ -165,6 +174,8 @@ def documents(lines: IO[bytes], malformed: list[Malformed]) -> Iterator[tuple[in
     found = False
     seen = 0
     number = 0
+    first: tuple[int, str] | None = None  # the first line that holds no document, and what it is
+    export = False  # ...which is a line of `replayer export`
     try:
         for number, text in enumerate(lines, 1):  # noqa: B007 (read after the loop)
             if not text or text.isspace():  # (isspace stops at the first other byte: no copy of a long line)
@@ -176,15 +187,19 @@ def documents(lines: IO[bytes], malformed: list[Malformed]) -> Iterator[tuple[in
                 what = _not_json(text, e)
                 if not found and seen == 1 and b"\x00" in text[:64]:
                     raise NotOtlp(
-                        "binary data, not JSON lines (a Collector file exporter's `format: proto`?)"
+                        "it is binary data, as a Collector's file exporter writes with format: proto"
                     ) from None
                 malformed.append(Malformed(number, what))
+                first = first or (number, "is not JSON")
             else:
                 if isinstance(doc, dict) and isinstance(doc.get("resourceSpans"), list):
                     found = True
                     yield number, doc
                 else:
                     malformed.append(Malformed(number, "not an OTLP trace export (no resourceSpans)"))
+                    if first is None:
+                        export = isinstance(doc, dict) and all(k in doc for k in EXPORT_KEYS)
+                        first = (number, "is JSON with no resourceSpans")
             if not found and seen >= NOT_OTLP_AFTER:
                 break
     except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError) as e:  # a cut or corrupt gzip stream
@@ -193,8 +208,13 @@ def documents(lines: IO[bytes], malformed: list[Malformed]) -> Iterator[tuple[in
         malformed.append(Malformed(number + 1, f"the input ends early: {e}"))
         return
     if not found and seen:
-        first = malformed[0].what if malformed else "no document"
-        raise NotOtlp(f"no line of it is an OTLP trace export (line {malformed[0].line if malformed else 1}: {first})")
+        if export:
+            raise ReplayerExport("its lines are replayer's export (`replayer export`), not OTLP spans")
+        line, why = first or (1, "holds no document")
+        if seen == 1:
+            raise NotOtlp(f"line {line} {why}")
+        raise NotOtlp(f"none of its {'first ' if seen >= NOT_OTLP_AFTER else ''}{seen} lines is an OTLP trace export "
+                      f"(line {line} {why})")  # fmt: skip
 
 
 def _not_json(text: bytes, e: Exception) -> str:
