@@ -684,3 +684,39 @@ async def test_a_damaged_database_is_said_as_the_command_line_says_it(tmp_path):
         said = [n.message for n in app._notifications]
         assert len(said) == 1 and said[0].startswith(f"{db} is not a SQLite database or is corrupt (blob "), said
         assert said[0].endswith(" is missing): move it aside or pick another --db")
+
+
+async def test_new_conversations_show_at_the_top_of_a_list_looked_at_from_its_top(tmp_path):
+    """200 conversations, the cursor on the second row: the first two recorded showed on top, the
+    next two never did (the list scrolled to keep the cursor's row on its line, and stayed
+    scrolled). A list scrolled to its top stays there, new conversations in view every time, the
+    cursor on its conversation; one scrolled down keeps its place."""
+    db = chats(tmp_path / "many.db", 200)
+    app = make_app(db, refresh_seconds=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("j")
+        assert on_screen(app.screen) == ("conv_198", 1)
+        table = app.screen.query_one("#conversations", DataTable)
+        for batch in range(3):
+            new = [f"conv_new{batch}{i}" for i in range(2)]
+            now = time.time()
+            with Recorder(db) as rec:
+                for i, cid in enumerate(new):
+                    rec.record(chat(cid), reply("ok", model="claude-haiku-4-5"), conversation_id=cid,
+                               started_at=now + i / 10)  # fmt: skip
+            assert await wait_for(pilot, lambda new=new: set(new) <= set(ids(app.screen)))
+            await settle(pilot)
+            assert ids(app.screen)[:2] == new[::-1] and table.scroll_y == 0
+            assert on_screen(app.screen) == ("conv_198", 1 + 2 * (batch + 1))
+        # scrolled down: the cursor's row keeps its line, the new rows come above, out of view
+        await pilot.press("pagedown")
+        await settle(pilot)
+        before = on_screen(app.screen)
+        assert table.scroll_y > 0
+        with Recorder(db) as rec:
+            rec.record(chat("later"), reply("ok", model="claude-haiku-4-5"), conversation_id="conv_later",
+                       started_at=time.time())  # fmt: skip
+        assert await wait_for(pilot, lambda: "conv_later" in ids(app.screen))
+        await settle(pilot)
+        assert on_screen(app.screen) == before

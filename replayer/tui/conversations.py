@@ -221,7 +221,8 @@ class ConversationsScreen(ReplayerScreen[None]):
         """Bring the rows on screen up to date with what was recorded since they were read: only
         the conversations created or given a call since then are read, and put where the store's
         order puts them; the rows held stay an exact prefix of that order, the cursor on its
-        conversation at the same place on screen, however far down it is."""
+        conversation at the same place on screen, however far down it is (a list at its top stays
+        there: the new rows come into view)."""
         if self.mark is None or self.loading:
             return
         self.loading = True
@@ -296,13 +297,19 @@ class ConversationsScreen(ReplayerScreen[None]):
             place = {r.conversation_id: i for i, r in enumerate(rows)}
             table.sort("Conversation", key=lambda cell: place[cell.conversation_id])
         self.rows = rows
-        # the cursor on the same conversation, its row at the same place on screen
+        # the cursor on the same conversation, its row at the same place on screen; but a list
+        # looked at from its top stays at its top, where new conversations come (newest first),
+        # as far as the cursor's row stays on screen
         at = next((i for i, r in enumerate(rows) if r.conversation_id == cursor), None) if cursor else None
         if at is None:
             at = min(cursor_row, max(0, len(rows) - 1))
         if at != table.cursor_row:
             table.move_cursor(row=at, animate=False, scroll=False)
-        self.call_after_refresh(table.scroll_to, y=screen_y + at - cursor_row, animate=False, immediate=True)
+        y = screen_y + at - cursor_row
+        if round(screen_y) == 0:
+            lines = table.scrollable_content_region.height - table.header_height
+            y = max(0, at - lines + 1)
+        self.call_after_refresh(table.scroll_to, y=y, animate=False, immediate=True)
         self.call_after_refresh(self.fit_columns)
         self._show_empty()
 
