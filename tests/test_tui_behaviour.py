@@ -175,9 +175,8 @@ async def test_a_new_recording_reads_only_what_changed_however_far_down_the_curs
     app = make_app(db, refresh_seconds=0.2)
     async with app.run_test(size=(100, 34)) as pilot:
         await settle(pilot)
-        for loaded in (200, 230):  # G at the last row loaded reads the next page
-            await pilot.press("G")
-            assert await wait_for(pilot, lambda n=loaded: len(ids(app.screen)) == n)
+        await pilot.press("G")  # every row read, down to the last
+        assert await wait_for(pilot, lambda: len(ids(app.screen)) == 230)
         await pilot.press("g", "j")
         assert app.screen.cursor_id() == "conv_228"
         calls = []
@@ -680,7 +679,7 @@ async def test_a_damaged_database_is_said_as_the_command_line_says_it(tmp_path):
     lose_first_message(db, "conv_1")
     app = make_app(db)
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot)
+        assert await wait_for(pilot, lambda: app._notifications)
         said = [n.message for n in app._notifications]
         assert len(said) == 1 and said[0].startswith(f"{db} is not a SQLite database or is corrupt (blob "), said
         assert said[0].endswith(" is missing): move it aside or pick another --db")
@@ -720,3 +719,39 @@ async def test_new_conversations_show_at_the_top_of_a_list_looked_at_from_its_to
         assert await wait_for(pilot, lambda: "conv_later" in ids(app.screen))
         await settle(pilot)
         assert on_screen(app.screen) == before
+
+
+async def test_end_and_G_go_to_the_last_conversation_of_the_list_home_and_g_to_the_first(tmp_path):
+    """End scrolled the list sideways (DataTable's own end) and G stopped at the last row loaded,
+    a page (100) further each press: 50 presses to the oldest of 5,000. Both now go to the last
+    conversation of the list as filtered and sorted, what is not loaded yet loading meanwhile."""
+    db = chats(tmp_path / "many.db", 250)
+    app = make_app(db, refresh_seconds=3600)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        table = screen.query_one("#conversations", DataTable)
+        assert len(ids(screen)) == 100
+        await pilot.press("end")
+        assert await wait_for(pilot, lambda: screen.cursor_id() == "conv_000")
+        assert len(ids(screen)) == 250 and table.scroll_x == 0 and table.cursor_row == 249
+        await pilot.press("home")
+        assert screen.cursor_id() == "conv_249" and table.scroll_x == 0
+        await pilot.press("S")  # oldest first: the last is the newest
+        assert await wait_for(pilot, lambda: ids(screen)[:1] == ["conv_000"])
+        await pilot.press("G")
+        assert await wait_for(pilot, lambda: screen.cursor_id() == "conv_249")
+        await pilot.press("g")
+        assert screen.cursor_id() == "conv_000"
+        screen.filter_to("question 24")  # conv_024 and conv_240..249 (message text)
+        assert await wait_for(pilot, lambda: len(ids(screen)) == 11)
+        await pilot.press("G")
+        assert await wait_for(pilot, lambda: screen.cursor_id() == "conv_249")
+
+
+def test_the_help_says_what_g_and_G_do_in_the_list():
+    from replayer.tui.conversations import ConversationsScreen
+
+    said = {b.key: b.tooltip for b in ConversationsScreen.BINDINGS}
+    assert said["g,home"] == "First conversation"
+    assert said["G,end"] == "Last conversation (the rest of the list loads meanwhile)"

@@ -15,6 +15,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets.data_table import DuplicateKey, Row, RowKey
 from textual.worker import Worker, WorkerState
 
 from ..filters import FILTER_SYNTAX, FilterError, parse_filter
@@ -27,6 +28,46 @@ from .render import IdText, duration, tokens
 from .widgets import set_widths, width_keeping_numbers_whole
 
 PAGE = 100
+TO_THE_END = 5_000
+"""Rows the first page reads while the list loads down to its last conversation (G, end)."""
+
+
+class ConversationTable(DataTable[Any]):
+    """The conversation list's table: home and end (ctrl+ too) go to the first and last
+    conversation of the list, as g and G do (DataTable's own move sideways, or to the last row
+    loaded), and a row added costs no measuring."""
+
+    BINDINGS = [
+        Binding("home,ctrl+home", "screen.top", "Top", show=False),
+        Binding("end,ctrl+end", "screen.bottom", "Bottom", show=False),
+    ]
+
+    def _update_dimensions(self, new_rows: Any) -> None:
+        # every column has a fixed width and every row is one line: the new rows change the
+        # table's size by their count alone. DataTable measures each of their cells for columns
+        # that size to their content (240 us a row: 24 s of the screen's time for 100,000 rows)
+        super()._update_dimensions([])
+
+    def add_many(self, rows: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """Rows (key, cells) added at the bottom, as add_row adds each: its bookkeeping once for
+        them all. add_row sorts the columns and moves the cursor (a reactive, with its watchers)
+        for every row: 100 us a row, half a second of a frozen screen for a page of 5,000."""
+        keys = [column.key for column in self.ordered_columns]
+        start = self.row_count
+        for i, (key, cells) in enumerate(rows):
+            row_key = RowKey(key)
+            if row_key in self._row_locations:
+                raise DuplicateKey(f"The row key {row_key!r} already exists.")
+            self._row_locations[row_key] = start + i
+            self._data[row_key] = dict(zip(keys, cells, strict=True))
+            self.rows[row_key] = Row(row_key, 1)
+            self._new_rows.add(row_key)
+        self._require_update_dimensions = True
+        self.cursor_coordinate = self.cursor_coordinate  # (clamped, as after add_row)
+        if start == 0 and self.columns and self.show_cursor and self.cursor_type != "none":
+            self._highlight_cursor()  # a cursor where there was none: its highlighted event
+        self._update_count += 1
+        self.check_idle()
 
 
 class RowIdText(IdText):
@@ -44,8 +85,9 @@ class ConversationsScreen(ReplayerScreen[None]):
     BINDINGS = [
         Binding("j", "cursor_down", "Down", id="down", tooltip="Next conversation", show=False),
         Binding("k", "cursor_up", "Up", id="up", tooltip="Previous conversation", show=False),
-        Binding("g", "top", "Top", id="top", tooltip="First conversation", show=False),
-        Binding("G", "bottom", "Bottom", id="bottom", tooltip="Last loaded conversation", show=False),
+        Binding("g,home", "top", "Top", id="top", tooltip="First conversation", show=False),
+        Binding("G,end", "bottom", "Bottom", id="bottom",
+                tooltip="Last conversation (the rest of the list loads meanwhile)", show=False),
         Binding("enter,l", "open", "Open", id="open", tooltip="Open the highlighted conversation"),
         Binding(
             "slash",
@@ -130,11 +172,13 @@ class ConversationsScreen(ReplayerScreen[None]):
         """The conversation `m` marked: A of the next comparison (`c`)."""
         self.fitted_edge = -1
         """The table's right edge (its scrollable width) when the columns were last fitted."""
+        self.to_the_end = False
+        """G was pressed: the list loads page after page, the cursor to its last row at the end."""
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(placeholder=f"search text, or {FILTER_SYNTAX}", id="filter")
-        table: DataTable[Any] = DataTable(id="conversations", cursor_type="row", zebra_stripes=True)
+        table = ConversationTable(id="conversations", cursor_type="row", zebra_stripes=True)
         yield table
         yield Static("", id="empty")
         yield Footer()
@@ -206,8 +250,9 @@ class ConversationsScreen(ReplayerScreen[None]):
             rows = store.conversations(
                 **filters, sort=self.SQL_SORTS.get(column, "started"), descending=descending, limit=limit, offset=offset
             )
+        cells = [self._cells(r) for r in rows]
         # a cancelled worker's thread still runs to here: its rows must not land under a newer header
-        self.post_message(ConversationsLoaded(offset, rows, generation, limit, mark))
+        self.post_message(ConversationsLoaded(offset, rows, generation, limit, mark, cells))
 
     def reload_in_place(self) -> None:
         """Read the list again as it is (filter, sort), the cursor staying on its conversation: the
@@ -256,8 +301,8 @@ class ConversationsScreen(ReplayerScreen[None]):
         table = self.query_one(DataTable)
         if news.changed:
             self._merge(news)
-        if table.cursor_row >= len(self.rows) - 10:  # as when the cursor comes near the end (a page
-            self.load()  # may have waited for this refresh)
+        if self.to_the_end or table.cursor_row >= len(self.rows) - 10:  # as when the cursor comes near
+            self.more()  # the end (a page may have waited for this refresh)
 
     def _merge(self, news: ConversationsChanged) -> None:
         table = self.query_one(DataTable)
@@ -347,7 +392,7 @@ class ConversationsScreen(ReplayerScreen[None]):
             # first, then the page is read again (merge_changes, the cursor near the end)
             self.refresh_in_place()
             return
-        table = self.query_one(DataTable)
+        table = self.query_one(ConversationTable)
         if offset and any(r.conversation_id in table.rows for r in rows):
             # rows held that are not the store's first ones (a refresh could not read them all):
             # read again whole rather than show a conversation twice
@@ -359,16 +404,29 @@ class ConversationsScreen(ReplayerScreen[None]):
             self.rows = []
         if len(rows) < page.limit:
             self.exhausted = True
-        for r in rows:
-            self.rows.append(r)
-            table.add_row(*self._cells(r), key=r.conversation_id)
+        cells = page.cells if page.cells is not None else [self._cells(r) for r in rows]
+        self.rows += rows
+        table.add_many([(r.conversation_id, row_cells) for r, row_cells in zip(rows, cells, strict=True)])
         self.call_after_refresh(self.fit_columns)  # a vertical scrollbar may have come or gone
         keep, self.keep_cursor = self.keep_cursor, None
         if offset == 0 and keep is not None:
             at = next((i for i, r in enumerate(self.rows) if r.conversation_id == keep), None)
             if at is not None:
                 table.move_cursor(row=at, animate=False)
+        if self.to_the_end:
+            table.move_cursor(row=max(0, table.row_count - 1), animate=False)
+            self.more()
         self._show_empty()
+
+    def more(self) -> None:
+        """The next page: after the last row when the cursor nears it, each one to the end when G
+        asked for the last conversation."""
+        if self.to_the_end and self.exhausted:
+            self.to_the_end = False
+        else:
+            # each page as big as the rows held: the table's own bookkeeping takes a time that grows
+            # with the rows it holds for each page landing, so pages that double keep it to a few
+            self.load(at_least=max(TO_THE_END, len(self.rows)) if self.to_the_end else PAGE)
 
     def _show_empty(self) -> None:
         empty = self.query_one("#empty", Static)
@@ -436,11 +494,17 @@ class ConversationsScreen(ReplayerScreen[None]):
         self.query_one(DataTable).action_cursor_up()
 
     def action_top(self) -> None:
+        self.to_the_end = False
         self.query_one(DataTable).move_cursor(row=0)
 
     def action_bottom(self) -> None:
+        """The last conversation of the list: the pages not read yet load in a worker, a big page
+        after another, the cursor going to the last row as each lands (the screen stays live)."""
         table = self.query_one(DataTable)
         table.move_cursor(row=max(0, table.row_count - 1))
+        self.to_the_end = not self.exhausted
+        if self.to_the_end and not self.loading:
+            self.more()
 
     def cursor_id(self) -> str | None:
         """The conversation in the row under the cursor, as the table shows it (self.rows is
@@ -479,6 +543,7 @@ class ConversationsScreen(ReplayerScreen[None]):
             return
         box.remove_class("-invalid")
         self.filters = filters
+        self.to_the_end = False
         self.query_one(DataTable).focus()
         self.load(reset=True)
 
@@ -510,6 +575,7 @@ class ConversationsScreen(ReplayerScreen[None]):
         box.remove_class("-invalid")
         if self.filters:
             self.filters = {}
+            self.to_the_end = False
             self.load(reset=True)
         self.query_one(DataTable).focus()
 
@@ -521,6 +587,7 @@ class ConversationsScreen(ReplayerScreen[None]):
         self._sort_by(self.sort[0])
 
     def _sort_by(self, column: str) -> None:
+        self.to_the_end = False
         current, descending = self.sort
         self.sort = (column, not descending if column == current else True)
         self._label_sort()  # the header shows the sort: no toast per key press

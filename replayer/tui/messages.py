@@ -26,6 +26,8 @@ class ConversationsLoaded(Message, bubble=False):
     limit: int
     mark: tuple[int, int]
     """The store's change mark, read before the query."""
+    cells: list[tuple[Any, ...]] | None = None
+    """Each row's table cells, made by the worker (a big page is thousands of rows)."""
 
 
 @dataclass
