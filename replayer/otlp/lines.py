@@ -26,6 +26,7 @@ from ..bounded import BoundedDict
 from ..pricing import default_table
 from ..store.chain import chain_blobs
 from ..store.codec import RowTexts, dumps, storable, stored_json
+from ..store.export import attempt_cost
 from . import spans
 
 ROWS = """SELECT a.*, t.conversation_id, t.idx, t.user_id, t.trace_id, t.endpoint, t.stream,
@@ -90,7 +91,7 @@ class Reader(RowTexts):
             abandoned=bool(row["abandoned"]),
             error=json.loads(row["error_json"]) if row["error_json"] else None,
             usage=usage,
-            cost_usd=self.prices.cost(usage, row["model"]) if usage else None,
+            cost_usd=attempt_cost(self.prices, row, usage),
         )
         for key in OPTIONAL:  # the export line has these only when they hold something
             line[key] = row[key] or None

@@ -13,6 +13,7 @@ from .codec import canon, splice, storable
 from .events import events_of, json_value, long_number
 
 if TYPE_CHECKING:
+    from ..pricing import PriceTable
     from .queries import Store
 
 
@@ -135,12 +136,13 @@ _CHAIN = "\u0000chain"
 _BLOB_COLUMNS = ("request_skel", "request_system", "request_tools", "request_headers", "response_content")
 
 
-def _cost(store: Store, row: dict[str, Any], usage: Any) -> float | None:
-    """An attempt's cost; 0.0 for an API error answered without usage (a 429, a 529: nothing is
-    billed, as the stats count them), None only when the price is unknown (no price for its
-    model, or no usage and no answer to say nothing was billed, as for a timeout)."""
+def attempt_cost(prices: PriceTable, row: dict[str, Any], usage: Any) -> float | None:
+    """An attempt's cost, as its export line and its OTLP span say it; 0.0 for an API error
+    answered without usage (a 429, a 529: nothing is billed, as the stats count them), None only
+    when the price is unknown (no price for its model, or no usage and no answer to say nothing
+    was billed, as for a timeout). `row`: its model, status and error_json."""
     if usage:
-        return store.prices.cost(usage, row["model"])
+        return prices.cost(usage, row["model"])
     status = row["status"]
     return 0.0 if row["error_json"] and status is not None and status >= 400 else None
 
@@ -168,7 +170,7 @@ def _line(store: Store, row: dict[str, Any]) -> str:
         "error": json.loads(row["error_json"]) if row["error_json"] else None,
         "request_id": row["request_id"],
         "usage": usage,
-        "cost_usd": _cost(store, row, usage),
+        "cost_usd": attempt_cost(store.prices, row, usage),
         "abandoned": bool(row["abandoned"]),
         "unknown_events": json.loads(row["unknown_events_json"]) if row["unknown_events_json"] else [],
     }
