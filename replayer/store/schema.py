@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -593,6 +594,20 @@ def _known() -> set[str]:
     return _KNOWN
 
 
+EMPTY_WAIT_SECONDS = 1.0
+"""How long a reader waits for a 0-byte database to get its first pages before calling it empty: a
+recorder creates the file empty, then SQLite writes it (a `list` run at that moment saw "empty")."""
+
+
+def _stays_empty(path: Path) -> bool:
+    deadline = time.monotonic() + EMPTY_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        if not is_empty(path):
+            return False
+    return True
+
+
 def is_empty(path: Path) -> bool:
     """A file of 0 bytes with no write-ahead log beside it holding its first pages: nothing was
     ever written to it (recording into it makes it a database)."""
@@ -624,7 +639,7 @@ def open_db(path: str | os.PathLike[str], *, create: bool = True, migrate: bool 
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         except OSError as e:
             raise DBError(f"cannot create database {path}: {e.strerror}; choose a writable path with --db") from None
-    elif not create and is_empty(path):
+    elif not create and is_empty(path) and _stays_empty(path):
         # SQLite would make it a database on the first read: a command that only reads leaves it be
         raise DBError(f"{path} is empty (0 bytes), not a replayer database: record into it, or give another --db")
     try:
