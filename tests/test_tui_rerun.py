@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import FAKE_KEY, sent_bodies
 from textual.widgets import DataTable, Input, Static, TextArea
-from tui_data import build_db, open_rerun_editor, press_rerun_in_first_conversation, reply, settle
+from tui_data import build_db, open_rerun_editor, press_rerun_in_first_conversation, reply, send_rerun, settle
 
 from replayer.fakeapi import Reply
 from replayer.tui.app import make_app
@@ -187,11 +187,7 @@ async def test_a_stream_cut_by_an_error_event_shows_as_failed_mid_stream(db, env
         editor = await open_rerun_editor(pilot)
         other = editor.query_one("#rr-other", TextArea)
         other.text = json.dumps({**json.loads(other.text), "stream": True})
-        await pilot.press("ctrl+j")
-        await settle(pilot)
-        await pilot.press("y")
-        for _ in range(3):
-            await settle(pilot)
+        await send_rerun(pilot)
         compare = app.screen
         assert isinstance(compare, CompareScreen)
         assert sent_bodies(env)[-1]["stream"] is True
