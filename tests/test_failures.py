@@ -133,7 +133,7 @@ def test_uncreatable_folder_calls_return_logged_once_then_recovered(api, tmp_pat
 
     # the obstacle goes away: everything waiting is written, once
     blocker.unlink()
-    blocker.mkdir()
+    blocker.mkdir(exist_ok=True)  # the writer, retrying, may have made it already
     assert rec.flush(timeout=10) is True
     assert sorted(last_user_texts(path)) == sorted(texts)
     assert rec.dropped == 0
@@ -316,7 +316,7 @@ def test_bounded_buffer_counts_and_reports_overflow(api, tmp_path, recorders, lo
     assert rec.dropped == 3  # 5 kept, the rest counted
 
     blocker.unlink()
-    blocker.mkdir()
+    blocker.mkdir(exist_ok=True)  # the writer, retrying, may have made it already
     assert rec.flush(timeout=10) is True
     assert sorted(last_user_texts(path)) == [f"buffered {i}" for i in range(5)]  # the oldest are kept
 
@@ -364,7 +364,8 @@ def _unwritable(tmp_path, how: str) -> Path:
 def _make_writable(path: Path, how: str) -> None:
     if how == "under-a-file":
         path.parent.unlink()
-        path.parent.mkdir()
+        # the writer, retrying, may make the folder itself between these two lines
+        path.parent.mkdir(exist_ok=True)
     else:
         path.rename(path.with_suffix(".bad"))
 
