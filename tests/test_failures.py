@@ -333,7 +333,7 @@ def test_unwritable_at_close_is_reported(api, tmp_path, log_warnings):
     client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
     ask(client, "never written")
     assert rec.close(timeout=10) is False  # False as soon as the writer has failed, not at the timeout
-    left = warnings_of(log_warnings, "could not be written", str(path))
+    left = warnings_of(log_warnings, "not yet written", str(path))
     assert len(left) == 1 and "1 record(s)" in left[0]
 
 
@@ -417,40 +417,6 @@ def test_a_script_recording_into_an_unwritable_db_exits_normally(api, tmp_path, 
     assert proc.stdout.split() == ["flushed", "False", "done"]
     assert proc.stderr.count("cannot write") == 1, proc.stderr
     assert "5 record(s) could not be written" in proc.stderr  # what was lost is said at exit
-
-
-def test_records_a_lock_keeps_out_until_the_exit_are_said_to_be_lost(tmp_path):
-    """Another process holds the database locked past the script's exit (its exit timeout 1 s):
-    the records that could not be written are said to be lost at exit, with the writer process
-    (the default) as with the thread writer; they were lost without a word."""
-    import sqlite3
-    import subprocess
-    import sys
-    import textwrap
-
-    from replayer.store.schema import open_db
-
-    path = tmp_path / "locked.db"
-    open_db(path).close()
-    script = textwrap.dedent(f"""
-        from replayer import Recorder
-        rec = Recorder({str(path)!r})
-        rec.middleware  # installed in a client: the writer process starts now
-        for i in range(4):
-            rec.record({{"model": "m", "max_tokens": 5, "messages": [{{"role": "user", "content": str(i)}}]}},
-                       error={{"type": "api_error", "message": "x"}}, status=500)
-        print("done")
-    """)
-    lock = sqlite3.connect(path, timeout=0)
-    lock.execute("BEGIN IMMEDIATE")
-    try:
-        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                              env=dict(os.environ, REPLAYER_EXIT_TIMEOUT="1"))  # fmt: skip
-    finally:
-        lock.rollback()
-        lock.close()
-    assert proc.returncode == 0 and proc.stdout.split() == ["done"], proc.stderr
-    assert "4 record(s) could not be written" in proc.stderr, proc.stderr
 
 
 # -- the agent sees the exceptions it would see without replayer -------------------------------
@@ -757,22 +723,27 @@ def test_redact_rewrites_and_drops_records(api, db_path, recorders):
             assert address not in data, f"{address!r} in {name}"
 
 
-def test_exit_does_not_retry_what_close_already_said_it_could_not_write(tmp_path, recorders, monkeypatch):
-    """close() answered False (records left unwritten, and said so): the exit handler doesn't
-    close that writer again (it would only wait on the same database once more). A record put
-    after close() is another matter: exit closes again for it."""
+def test_exit_does_not_wait_again_for_what_close_already_said_it_could_not_write(tmp_path, recorders, monkeypatch):
+    """close() answered False (records left unwritten, and said so): the exit handler closes that
+    writer once more without waiting out the database again (`final=0`: one try, then the records
+    are saved beside it). A record put after close() is another matter: exit closes again for it,
+    waiting up to the exit timeout."""
     from replayer.store import writer as writer_module
 
+    monkeypatch.setenv("REPLAYER_WRITER", "thread")
+    monkeypatch.setenv("REPLAYER_EXIT_TIMEOUT", "3")
     rec = recorders(_unwritable(tmp_path, "under-a-file"))
     rec.record({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]})
     assert rec.close() is False
     closed_at_exit: list = []
-    monkeypatch.setattr(type(rec._writer), "close", lambda self, timeout=None: closed_at_exit.append(self))
+    monkeypatch.setattr(type(rec._writer), "close",
+                        lambda self, timeout=None, **kw: closed_at_exit.append((self, kw.get("final"))))  # fmt: skip
     writer_module._flush_at_exit()
-    assert rec._writer not in closed_at_exit
-    rec.record({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "again"}]})
+    assert [final for w, final in closed_at_exit if w is rec._writer] == [0.0]
+    closed_at_exit.clear()
+    rec._writer._put_after_close = True  # as a record put after close() leaves it
     writer_module._flush_at_exit()
-    assert rec._writer in closed_at_exit
+    assert [final for w, final in closed_at_exit if w is rec._writer] == [3.0]
 
 
 def test_sqlite_faults_are_read_from_result_codes(tmp_path):
@@ -957,3 +928,150 @@ def test_the_writer_process_leaves_no_unclosed_pipe_behind(api, tmp_path):
                           timeout=60)
     assert proc.returncode == 0 and proc.stdout.split() == ["done"], proc.stderr
     assert "ResourceWarning" not in proc.stderr, proc.stderr
+
+
+# -- records a lock keeps out past the exit: written late, or saved beside the database ------------
+
+_AGENT = """
+import json, sys
+import anthropic
+from replayer import Recorder
+rec = Recorder(sys.argv[1])
+client = rec.wrap(anthropic.Anthropic(base_url=sys.argv[2], api_key=sys.argv[3], max_retries=0))
+with client.messages.stream(model="m", max_tokens=5, messages=[{"role": "user", "content": "streamed"}]) as s:
+    streamed = s.get_final_message().content[0].text
+recorded = []
+for i in range(3):
+    request = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": f"recorded {i} \\u00e9"}]}
+    response = {"id": f"msg_{i}", "type": "message", "role": "assistant", "model": "m",
+                "content": [{"type": "text", "text": f"reply {i}"}], "stop_reason": "end_turn",
+                "stop_sequence": None, "usage": {"input_tokens": 3, "output_tokens": 2}}
+    rec.record(request, response, latency_ms=1.5)
+    recorded.append([request, response])
+print(json.dumps({"streamed": streamed, "recorded": recorded}), flush=True)
+"""
+
+
+def _locked_agent(tmp_path, api, writer: str, exit_timeout: str):
+    """Run _AGENT recording into a database another connection holds under BEGIN EXCLUSIVE; the
+    agent's process (and its writer process's) stderr goes to a file. Returns (path, the lock's
+    connection, the agent's Popen, the stderr file). The writer's busy wait is cut to 0.2 s (a
+    sitecustomize on the PYTHONPATH, which the writer process inherits) so the test is quick."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "locked.db"
+    schema.open_db(path).close()
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import replayer.store.schema as s\ns.BUSY_TIMEOUT_MS = 200\n")
+    lock = sqlite3.connect(path, timeout=0, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    lock.execute("DELETE FROM meta WHERE 0")
+    err = tmp_path / "stderr.txt"
+    env = dict(os.environ, REPLAYER_EXIT_TIMEOUT=exit_timeout, REPLAYER_WRITER=writer,
+               PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))  # fmt: skip
+    with open(err, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-c", _AGENT, str(path), api.url, FAKE_KEY],
+                                stdout=subprocess.PIPE, stderr=f, text=True, env=env)  # fmt: skip
+    return path, lock, proc, err
+
+
+def _spilled(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(path.name + ".unwritten-*.jsonl"))
+
+
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_records_a_lock_keeps_out_past_the_exit_are_saved_beside_the_db_and_written_in_later(
+    api, tmp_path, writer, log_warnings
+):
+    """The database stays locked through the agent's exit and its exit timeout (1 s): the records
+    are saved to a file beside it, which stderr names; they were lost (the writer process, or the
+    exit's thread writer, gave up with "could not be written"). A later Recorder writes the file
+    in first, deletes it and says so; each record is in the database once."""
+    path, lock, proc, err = _locked_agent(tmp_path, api, writer, "1")
+    try:
+        out = json.loads(proc.communicate(timeout=60)[0])
+        assert proc.returncode == 0
+        # the writer process says how it ended on the same stderr, once it has
+        assert wait_until(lambda: "saved to" in err.read_text(), timeout=30), err.read_text()
+    finally:
+        lock.rollback()
+        lock.close()
+    stderr = err.read_text()
+    files = _spilled(path)
+    assert len(files) == 1, (files, stderr)
+    assert f"4 record(s) could not be written to {path} (locked); saved to {files[0]}" in stderr, stderr
+    if writer == "process":  # the agent's own exit said that the writer process goes on trying
+        assert "4 record(s) not yet written" in stderr and "keeps trying" in stderr, stderr
+    assert exported(path) == []
+    lines = files[0].read_text().splitlines()
+    assert len(lines) == 4 and all(isinstance(json.loads(line), dict) for line in lines)  # JSON lines, no pickle
+
+    rec = Recorder(path)
+    rec.record({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "later"}]})
+    assert rec.close() is True
+    assert _spilled(path) == []
+    told = warnings_of(log_warnings, "wrote 4 record(s)", str(files[0]))
+    assert len(told) == 1, told
+    rows = exported(path)
+    assert [r["request"]["messages"][-1]["content"] for r in rows].count("later") == 1
+    later = [r for r in rows if r["request"]["messages"][-1]["content"] != "later"]
+    assert len(later) == 4
+    Recorder(path).close()  # another writer: nothing is written in again
+    assert len(exported(path)) == 5
+    _check_recorded_once(later, out)
+
+
+def _check_recorded_once(rows: list[dict], out: dict) -> None:
+    assert len(rows) == 4, rows
+    streams = [r for r in rows if r["stream"]]
+    assert len(streams) == 1 and streams[0]["response"]["content"][0]["text"] == out["streamed"]
+    got = sorted(([r["request"], r["response"]] for r in rows if not r["stream"]), key=json.dumps)
+    assert got == sorted(out["recorded"], key=json.dumps)  # each once, JSON-equal to what was recorded
+
+
+def test_records_a_lock_keeps_out_until_just_after_the_exit_are_written_by_the_writer_process(api, tmp_path):
+    """The lock is released after the agent has exited: the writer process, still trying, writes
+    the records and says so on the agent's stderr; nothing is saved beside the database. (Before,
+    the agent said they "could not be written", and they were written a moment later.)"""
+    path, lock, proc, err = _locked_agent(tmp_path, api, "process", "30")
+    try:
+        out = json.loads(proc.communicate(timeout=60)[0])
+        assert proc.returncode == 0
+        assert "4 record(s) not yet written" in err.read_text() and "keeps trying" in err.read_text()
+    finally:
+        lock.rollback()
+        lock.close()
+    assert wait_until(lambda: "wrote the 4 waiting record(s)" in err.read_text(), timeout=30), err.read_text()
+    stderr = err.read_text()
+    assert f"wrote the 4 waiting record(s) to {path}" in stderr and "could not be written" not in stderr, stderr
+    assert _spilled(path) == []
+    _check_recorded_once(exported(path), out)
+
+
+def test_saved_files_are_written_in_oldest_first_up_to_a_cut_off_last_line(tmp_path, log_warnings):
+    """Two files saved beside the database (the newer one cut off mid-line, as by a crash while it
+    was written): the next writer writes the older file's records first, then the newer one's
+    whole lines, and deletes both; the cut-off line is not a record."""
+    from replayer.captured import Captured
+    from replayer.store import spill
+
+    path = tmp_path / "r.db"
+    schema.open_db(path).close()
+
+    def captured(text: str) -> Captured:
+        body = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": text}]}
+        return Captured(call_key=text, attempt=0, t_start=1_700_000_000.0, request_bytes=json.dumps(body).encode(),
+                        status=200, response_bytes=b'{"type": "message", "content": []}')  # fmt: skip
+
+    older, _ = spill.save(str(path), [captured("older 0"), captured("older 1")])
+    newer = Path(older.rsplit("-", 1)[0] + "-99999999999999.jsonl")  # a later time in its name
+    whole = spill.dumps(captured("newer 0")) + "\n"
+    newer.write_text(whole + spill.dumps(captured("newer 1"))[:40])
+    rec = Recorder(path)
+    rec.record({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "own"}]})
+    assert rec.close() is True
+    assert last_user_texts(path) == ["older 0", "older 1", "newer 0", "own"]
+    assert _spilled(path) == []
+    assert len(warnings_of(log_warnings, "by an earlier recorder")) == 2

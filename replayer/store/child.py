@@ -87,15 +87,15 @@ def main() -> None:
     def counts() -> Counts:
         return Counts(
             writer.calls, writer.attempts, writer.dropped, writer.failed, writer.unwritten, received,
-            sorted(writer.conversations or ()),
+            sorted(writer.conversations or ()), writer.problem if writer.unwritten else None,
         )
 
     def report_changes() -> None:
         """Between flushes, the counters the recording process shows (`Recorder.dropped`)."""
-        last = (0, 0)
+        last: tuple[int, int, str | None] = (0, 0, None)
         while True:
             time.sleep(COUNTS_SECONDS)
-            now = (writer.dropped, writer.failed)
+            now = (writer.dropped, writer.failed, writer.problem)
             if now != last:
                 send(("counts", counts()))
             last = now
@@ -113,7 +113,8 @@ def main() -> None:
                 writer.put(captured)
         elif msg[0] == "flush":
             _, seq, closing = msg
-            ok = writer.close(None) if closing else writer.flush(None)
+            # the recording process says what is left unwritten (it knows whether it is ending)
+            ok = writer.close(None, tell=False) if closing else writer.flush(None)
             send(("done", seq, ok, counts()))
     # the recording process no longer listens: what is logged from here on (records that could
     # not be written after all, the OTLP export's count of spans that did not go out) goes to
@@ -122,4 +123,7 @@ def main() -> None:
     told = logging.StreamHandler(sys.stderr)
     told.setLevel(logging.WARNING)
     replayer_log.addHandler(told)
-    writer.close(environment.value("REPLAYER_EXIT_TIMEOUT"))
+    # the last close: a locked database is waited for up to the exit timeout, then what is still
+    # unwritten is saved beside it (the writer says which, on stderr)
+    timeout = environment.value("REPLAYER_EXIT_TIMEOUT")
+    writer.close(None, final=timeout, tell=False)

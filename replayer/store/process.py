@@ -95,6 +95,8 @@ class Counts:
     received: int = 0
     """Records the child has taken from the pipe."""
     conversations: list[str] = field(default_factory=list)
+    problem: str | None = None
+    """Why the database can't be written, while it can't (the writer's message)."""
 
 
 def make_writer(
@@ -250,29 +252,48 @@ class ProcessWriter:
             return True
         return marker.ok if marker.done.wait(timeout) else None
 
-    def flush_started(self, closing: bool = False) -> _Flush | None:
+    def flush_started(self, closing: bool = False, final: float | None = None) -> _Flush | None:
         """As `Writer.flush_started`: a flush not waited for (None: nothing to write)."""
         if self._feeder is None and self.q.empty():
             return None
-        marker = _Flush(closing)
+        marker = _Flush(closing, final)
         with self._lock:
             self._flushes_queued += 1
         self.put(marker)
         self._wake.set()
         return marker
 
-    def close(self, timeout: float | None = 10.0) -> bool:
+    def close(self, timeout: float | None = 10.0, *, final: float | None = None) -> bool:
         """As `Writer.close`: everything written and the `.db` file whole; then the child ends (a
-        record put afterwards starts another)."""
-        ok = self._flush(timeout, closing=True)
+        record put afterwards starts another). `final` is for the thread writer here, if any: the
+        child makes its own last close when this process is gone (child.main)."""
+        marker = self.flush_started(closing=True, final=final)
+        ok = True if marker is None else marker.ok if marker.done.wait(timeout) else None
         self._closed, self._put_after_close = True, False
-        # a writer that answered said what it could not write; one that didn't (a database
-        # locked past the timeout) would say it when this process no longer listens: said here
-        left = self.unwritten if ok is None else 0
+        # the child holds what it could not write, and keeps trying while this process lives,
+        # then for the exit timeout after it ends, then saves it beside the database (and says
+        # so itself, on the terminal this process shares with it)
+        local = self._local.unwritten if self._local is not None else 0
+        left = self.unwritten - local if ok is not True else 0
         told, self._told = self._told, left
         if left and left != told:
-            log.warning("replayer: %d record(s) could not be written to %s before closing", left, self.path)
+            problem = self._counts.problem
+            log.warning(
+                "replayer: %d record(s) not yet written to %s%s: the writer process keeps trying (while it is "
+                "locked, for %g s after this program exits), then saves them in a file beside it",
+                left, self.path, f" ({problem})" if problem else "", environment.value("REPLAYER_EXIT_TIMEOUT"),
+            )
         return ok is True
+
+    def at_exit(self, timeout: float) -> None:
+        """As `Writer.at_exit`; what the child holds, it writes (or saves) itself after this
+        process ends."""
+        if not self._closed or self._put_after_close:
+            self.close(timeout, final=timeout)
+        if self._local is not None and self._local.unwritten:
+            # still unwritten by the thread writer here (or its final close not done in time):
+            # saved now (its thread spills at the earlier deadline), before the process ends
+            self._local.close(2 * writer_module.BUSY_SECONDS + 1.0, final=0.0)
 
     # -- the feeder thread: the pipe's only writer ------------------------------------------
     def _feed(self) -> None:
@@ -415,7 +436,9 @@ class ProcessWriter:
         local_ok = True
         if self._local is not None:
             # closing: the thread writer says what it could not write, as a closed Writer does
-            local_ok = self._local.close(None) if marker.closing else self._local.flush(None)
+            local_ok = (
+                self._local.close(None, final=_left(marker.deadline)) if marker.closing else self._local.flush(None)
+            )
         if self._to_child is None or not self._ready.is_set():
             # no record went to a child that is not up yet: the thread writer's answer is the answer
             if marker.closing and self._child is not None:
@@ -596,6 +619,11 @@ class ProcessWriter:
                 f" with {unconfirmed} record(s) it had not confirmed writing" if unconfirmed else "",
                 self.path,
             )
+
+
+def _left(deadline: float | None) -> float | None:
+    """The seconds until `deadline` (a final close's, `_Flush.deadline`)."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _plus(a: Counts, b: Counts) -> Counts:

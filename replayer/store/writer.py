@@ -26,13 +26,14 @@ import queue
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from .. import environment
 from ..captured import Capturable, Captured, Handoff
 from ..paths import REPORT_ENV
-from . import codec
+from . import codec, spill
 from .attempt import Redact
 from .faults import DBError, Fault, fault_of
 
@@ -76,14 +77,18 @@ def closed_at_exit(writer: Any) -> None:
     mp = sys.modules.get("multiprocessing.util")
     if mp is not None:
         # a multiprocessing child ends with os._exit, skipping atexit: flush there too
-        mp.Finalize(writer, writer.close, exitpriority=100)
+        mp.Finalize(writer, _at_exit, args=(writer,), exitpriority=100)
         # a spawned or forkserver child imports its main module (which may record) before it
         # clears the finalizers registered so far; it runs the after-fork hooks after that
         mp.register_after_fork(writer, _close_at_child_exit)
 
 
 def _close_at_child_exit(writer: Any) -> None:
-    sys.modules["multiprocessing.util"].Finalize(writer, writer.close, exitpriority=100)
+    sys.modules["multiprocessing.util"].Finalize(writer, _at_exit, args=(writer,), exitpriority=100)
+
+
+def _at_exit(writer: Any) -> None:
+    writer.at_exit(environment.value("REPLAYER_EXIT_TIMEOUT"))
 
 
 BEFORE_EXIT: list[Callable[[], None]] = []
@@ -99,13 +104,14 @@ def _flush_at_exit() -> None:
             pass
     timeout = environment.value("REPLAYER_EXIT_TIMEOUT")
     for writer in list(_started):
-        if not writer._closed or writer._put_after_close:
-            writer.close(timeout)
+        writer.at_exit(timeout)
     exporting = sys.modules.get("replayer.otlp.exporter")
     if exporting is not None:  # then the OTLP spans of what they stored go out (bounded: otlp/exporter.py)
         exporting.close_all()
 
 
+BUSY_SECONDS = 5.0
+"""How long an attempt waits for another process's lock at most (schema.BUSY_TIMEOUT_MS)."""
 RETRY_SECONDS = (0.25, 0.5, 1.0, 2.0, 5.0)
 IDLE_SECONDS = 0.5
 """How long no record has arrived before the writer merges the search index (store/search_index.py):
@@ -118,13 +124,16 @@ class _Flush:
     """Put on the queue by flush() and close(): the writer sets `done` once it has tried to write
     everything queued before it, with `ok` saying whether it all went in."""
 
-    __slots__ = ("done", "ok", "closing")
+    __slots__ = ("done", "ok", "closing", "deadline")
 
-    def __init__(self, closing: bool = False) -> None:
+    def __init__(self, closing: bool = False, final: float | None = None) -> None:
         self.done = threading.Event()
         self.ok = False
         self.closing = closing
         """close(): once everything is written, checkpoint the WAL and close the connection."""
+        self.deadline = None if final is None else time.monotonic() + final
+        """The last close of a process's writer: while the database is locked, keep trying until
+        this time (time.monotonic()); then save what is still unwritten beside it (store/spill.py)."""
 
 
 class Writer:
@@ -178,6 +187,12 @@ class Writer:
         """The device and inode of the file `_ingestor` has open: the path may come to name another."""
         self._merge_owed = False
         """Records went in since the search index was last in shape: merge it when idle."""
+        self._deadline: float | None = None
+        """The earliest deadline of the final closes waiting (see `_Flush.deadline`)."""
+        self._fault: Fault | None = None
+        """What made the last attempt fail: only a lock is worth waiting out at the end."""
+        self._final_from = 0
+        """Records waiting when a final close came: said when they go in after all."""
         self._lock = threading.Lock()
         self._wake = threading.Event()
         """Set by flush() to end the writer's linger early."""
@@ -214,18 +229,18 @@ class Writer:
                 if not self.owned:
                     closed_at_exit(self)
 
-    def flush(self, timeout: float | None = None, *, closing: bool = False) -> bool:
+    def flush(self, timeout: float | None = None, *, closing: bool = False, final: float | None = None) -> bool:
         """Wait until everything put so far is written. False when it could not be: the database
-        failed (the writer tried once more for this flush), or not in time."""
-        marker = self.flush_started(closing)
+        failed (the writer tried once more for this flush), or not in time. `final`: see `close`."""
+        marker = self.flush_started(closing, final)
         return marker is None or (marker.done.wait(timeout) and marker.ok)
 
-    def flush_started(self, closing: bool = False) -> _Flush | None:
+    def flush_started(self, closing: bool = False, final: float | None = None) -> _Flush | None:
         """A flush not waited for: its `done` is set once what was put before it has been tried,
         `ok` saying whether it all went in. None: nothing to write."""
         if self._thread is None and self.q.empty():
             return None
-        marker = _Flush(closing)
+        marker = _Flush(closing, final)
         self.put(marker)  # type: ignore[arg-type]  # a marker takes a record's way (put is typed for callers)
         self._wake.set()
         return marker
@@ -235,19 +250,27 @@ class Writer:
         """Records held here and not yet in the database: waiting for it, or still queued."""
         return len(self._pending) + self.q.qsize()
 
-    def close(self, timeout: float | None = 10.0) -> bool:
+    def close(self, timeout: float | None = 10.0, *, final: float | None = None, tell: bool = True) -> bool:
         """Write what is queued, then leave the database file whole (WAL checkpointed into it) and
-        close the connection. A record put afterwards opens it again (closed again at exit)."""
-        ok = self.flush(timeout, closing=True)
+        close the connection. A record put afterwards opens it again (closed again at exit).
+
+        `final` (this process's last close: at exit, and the writer process's at its end): while
+        the database is locked, keep trying for that many seconds; then save the records still
+        unwritten in a file beside it (store/spill.py), which the next writer to open it writes
+        in. `tell`: say here what is left unwritten (the writer process's owner says it instead)."""
+        ok = self.flush(timeout, closing=True, final=final)
         self._closed, self._put_after_close = True, False
         left = self.unwritten if not ok or self._pending else 0
         told, self._told = self._told, (left, self.dropped)  # closed again at exit: say only what changed
-        if left and left != told[0]:
+        if left and left != told[0] and tell:
             log.warning(
-                "replayer: %d record(s) could not be written to %s before closing%s",
+                "replayer: %d record(s) not yet written to %s%s: %s",
                 left,
                 self.path,
-                f" ({self._problem})" if self._problem else "",
+                f" ({self.problem})" if self.problem else "",
+                "retried while this program runs; saved in a file beside it at exit if still unwritten"
+                if final is None
+                else "the writer did not finish in time: they are lost",
             )
         if self.dropped and self.dropped != told[1]:
             log.warning(
@@ -257,12 +280,27 @@ class Writer:
             )
         return ok
 
+    def at_exit(self, timeout: float) -> None:
+        """This process ends: write what is left, trying for up to `timeout` seconds while the
+        database is locked, else save it beside the database. Records that a close() already failed
+        to write (it said so) get one more try, not another wait."""
+        # waited for past `timeout`: by then the writer thread has saved what it could not write
+        # (its last attempt waits for a lock no longer; opening the file may wait once more)
+        bound = timeout + 2 * BUSY_SECONDS + 1.0
+        if not self._closed or self._put_after_close:
+            self.close(bound, final=timeout)
+        elif self.unwritten:
+            self.close(bound - timeout, final=0.0)
+
     # -- the writer thread ------------------------------------------------------------------
     def _run(self) -> None:
         delay_i = 0
         while True:
             if self._pending:
-                timeout: float | None = RETRY_SECONDS[min(delay_i, len(RETRY_SECONDS) - 1)]
+                delay = RETRY_SECONDS[min(delay_i, len(RETRY_SECONDS) - 1)]
+                if self._deadline is not None:  # a final close's wait ends at its deadline
+                    delay = max(0.0, min(delay, self._deadline - time.monotonic()))
+                timeout: float | None = delay
             else:
                 timeout = IDLE_SECONDS if self._merge_owed else None
             try:
@@ -287,6 +325,10 @@ class Writer:
             for item in items:
                 if isinstance(item, _Flush):
                     self._waiting.append(item)
+                    if item.deadline is not None:
+                        if self._deadline is None:
+                            self._final_from = len(self._pending)
+                        self._deadline = min(item.deadline, self._deadline or item.deadline)
                 elif len(self._pending) < self.max_pending:
                     captured = item if isinstance(item, Captured) else self._captured(item)
                     if captured is not None:
@@ -302,9 +344,16 @@ class Writer:
             elif self._pending:
                 delay_i += 1
             if self._waiting:
+                spilled = False
+                if self._pending and self._deadline is not None:
+                    if self._fault is Fault.LOCKED and time.monotonic() < self._deadline:
+                        continue  # the last close waits out a lock, up to its deadline
+                    self._spill()
+                    spilled = True
+                self._deadline, self._final_from = None, 0
                 # records still pending here means this very attempt failed: a flush gets its
                 # answer now instead of waiting for a database that may stay unwritable
-                ok = not self._pending
+                ok = not self._pending and not spilled
                 closed = ok and any(m.closing for m in self._waiting)
                 if closed:
                     self._close_db()
@@ -365,6 +414,85 @@ class Writer:
             log.warning("replayer: could not read a captured call (%s: %s); it was skipped", type(e).__name__, e)
             return None
 
+    @property
+    def problem(self) -> str | None:
+        """Why the database can't be written, while it can't: its fault in a word, else the message."""
+        return str(self._fault) if self._fault is not None and self._problem else self._problem
+
+    def _spill(self) -> None:
+        """At the last close's deadline: save the records still waiting in a file beside the
+        database (store/spill.py), redacted first when the recorder redacts; say where."""
+        records, self._pending = self._pending, []
+        if self.redact is not None:
+            records = [r for r in map(self._redacted, records) if r is not None]
+        why = self.problem
+        problem = f" ({why})" if why else ""
+        if not records:
+            return
+        try:
+            saved, left_out = spill.save(self.path, records)
+        except OSError as e:
+            log.warning(
+                "replayer: %d record(s) could not be written to %s%s nor saved beside it (%s): they are lost",
+                len(records), self.path, problem, e.strerror or e,
+            )
+            return
+        if left_out:
+            log.warning("replayer: %d record(s) hold what JSON can't: they are lost", left_out)
+        if len(records) > left_out:
+            log.warning(
+                "replayer: %d record(s) could not be written to %s%s; saved to %s: the next recorder "
+                "that opens %s writes them in",
+                len(records) - left_out, self.path, problem, saved, self.path,
+            )
+
+    def _redacted(self, captured: Captured) -> Captured | None:
+        """`captured` as the redaction keeps it (None: nothing), to be saved: an unredacted record
+        must not lie beside the database, nor reach it through a writer without the hook."""
+        from .attempt import read
+        from .codec import Decoder
+
+        try:
+            kept = read(captured, Decoder(), self.redact)
+        except Exception as e:  # noqa: BLE001 - the user's hook failed on it: as when it is stored
+            self.failed += 1
+            log.warning("replayer: could not store a record (%s: %s); it was skipped", type(e).__name__, e)
+            return None
+        if kept is None:
+            return None
+        captured.request_obj, captured.request_bytes = kept.request_obj, kept.request_raw
+        captured.response_obj, captured.response_bytes = kept.response, None
+        captured.error, captured.sse = kept.error, kept.sse
+        if kept.sse is None:
+            captured.sse_chunks = captured.chunk_clock = None
+        return captured
+
+    def _take_spilled(self, ingestor: Ingestor) -> bool:
+        """Write in the records earlier writers saved beside this database, oldest file first, each
+        file deleted once its records are committed. False when the database failed meanwhile."""
+        for file in spill.waiting(self.path):
+            with spill.taken(file) as got:
+                if got is None:
+                    continue  # another writer is taking it in
+                records, bad = got
+                try:
+                    self._transaction(ingestor, records, redact=None)  # redacted before it was saved
+                except Exception as e:  # noqa: BLE001
+                    if _db_fault(e):
+                        self._db_failed(ingestor, e)
+                        return False
+                    if self._one_by_one(ingestor, records, redact=None) is None:
+                        return False
+                try:
+                    os.unlink(file)
+                except OSError as e:
+                    log.warning("replayer: could not delete %s (%s): delete it, its records are written", file, e)
+                log.warning(
+                    "replayer: wrote %d record(s) saved in %s by an earlier recorder into %s%s",
+                    len(records), file, self.path, f" ({bad} unreadable line(s) skipped)" if bad else "",
+                )
+        return True
+
     def _report(self, problem: str) -> None:
         if problem != self._problem:
             self._problem = problem
@@ -407,12 +535,18 @@ class Writer:
                 st = os.stat(self.path)
                 self._file = (st.st_dev, st.st_ino)
             except DBError as e:
+                self._fault = None
                 self._report(str(e))
                 return False
             except Exception as e:  # noqa: BLE001 - never let the writer die
+                self._fault = fault_of(e)
                 self._report(f"{type(e).__name__}: {e}")
                 return False
+            self._limit_wait(self._ingestor)
+            if not self._take_spilled(self._ingestor):
+                return False
         ingestor = self._ingestor
+        self._limit_wait(ingestor)
         batch = self._pending
         try:
             events: list[dict[str, Any]] | None = self._transaction(ingestor, batch)
@@ -424,7 +558,10 @@ class Writer:
         if events is None:
             return False
         self._pending = []
-        if self._problem:
+        if self._final_from:
+            log.warning("replayer: wrote the %d waiting record(s) to %s", self._final_from, self.path)
+            self._problem, self._final_from = None, 0
+        elif self._problem:
             log.warning("replayer: %s is writable again; the waiting records were written", self.path)
             self._problem = None
         if self.log_events:
@@ -432,13 +569,26 @@ class Writer:
                 log.info(codec.dumps(ev))
         return True
 
-    def _one_by_one(self, ingestor: Ingestor, batch: list[Captured]) -> list[dict[str, Any]] | None:
+    def _limit_wait(self, ingestor: Ingestor) -> None:
+        """While a final close waits, an attempt waits for a lock no longer than its deadline."""
+        if self._deadline is not None:
+            from .schema import BUSY_TIMEOUT_MS
+
+            left = int(max(0.0, self._deadline - time.monotonic()) * 1000)
+            try:
+                ingestor.db.conn.execute(f"PRAGMA busy_timeout={min(BUSY_TIMEOUT_MS, left)}")
+            except sqlite3.Error:
+                pass
+
+    def _one_by_one(
+        self, ingestor: Ingestor, batch: list[Captured], redact: Redact | None | bool = True
+    ) -> list[dict[str, Any]] | None:
         """Write a batch that failed record by record: find the records we can't handle, skip
         them, keep the rest. None when the database itself failed."""
         events = []
         for captured in batch:
             try:
-                events += self._transaction(ingestor, [captured])
+                events += self._transaction(ingestor, [captured], redact)
             except Exception as e:  # noqa: BLE001
                 if _db_fault(e):
                     self._db_failed(ingestor, e)
@@ -468,14 +618,19 @@ class Writer:
         except sqlite3.Error:
             pass
         self._ingestor = None
-        self._report(_REMEDY.get(fault_of(e)) or str(e))
+        self._fault = fault_of(e)
+        self._report(_REMEDY.get(self._fault) or str(e))
 
-    def _transaction(self, ingestor: Ingestor, batch: list[Captured]) -> list[dict[str, Any]]:
+    def _transaction(
+        self, ingestor: Ingestor, batch: list[Captured], redact: Redact | None | bool = True
+    ) -> list[dict[str, Any]]:
+        """Store `batch` in one transaction; `redact`: the hook to use (True: the writer's own)."""
+        hook = self.redact if redact is True else redact or None
         stored = []
         exported: list[tuple[int, Captured]] | None = [] if self.otlp else None
         with ingestor.transaction():
             for captured in batch:
-                got = ingestor.store(captured, self.redact, self.log_events)
+                got = ingestor.store(captured, hook, self.log_events)
                 if got is not None:
                     stored.append(got)
                     if exported is not None:
