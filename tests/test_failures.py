@@ -938,6 +938,10 @@ import anthropic
 from replayer import Recorder
 rec = Recorder(sys.argv[1])
 client = rec.wrap(anthropic.Anthropic(base_url=sys.argv[2], api_key=sys.argv[3], max_retries=0))
+# the records go to the writer process once it is up; an exit while it is still starting gives them
+# to a thread writer here instead (which saves them itself: the other test's "thread" case)
+ready = getattr(rec._writer, "_ready", None)
+assert ready is None or ready.wait(60)
 with client.messages.stream(model="m", max_tokens=5, messages=[{"role": "user", "content": "streamed"}]) as s:
     streamed = s.get_final_message().content[0].text
 recorded = []
@@ -1048,6 +1052,24 @@ def test_records_a_lock_keeps_out_until_just_after_the_exit_are_written_by_the_w
     assert f"wrote the 4 waiting record(s) to {path}" in stderr and "could not be written" not in stderr, stderr
     assert _spilled(path) == []
     _check_recorded_once(exported(path), out)
+
+
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_an_exit_with_records_still_queued_says_nothing_when_they_are_written(api, tmp_path, writer):
+    """The agent exits right after its calls, records still on their way: they are written at the
+    exit and nothing is said about them (the exit's "wrote the N waiting record(s)" is for records
+    that had waited for a locked database, not for every exit)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "free.db"
+    env = dict(os.environ, REPLAYER_WRITER=writer)
+    proc = subprocess.run([sys.executable, "-c", _AGENT, str(path), api.url, FAKE_KEY],
+                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "replayer:" not in proc.stderr, proc.stderr
+    _check_recorded_once(exported(path), json.loads(proc.stdout))
+    assert _spilled(path) == []
 
 
 def test_saved_files_are_written_in_oldest_first_up_to_a_cut_off_last_line(tmp_path, log_warnings):

@@ -558,7 +558,7 @@ class Writer:
         if events is None:
             return False
         self._pending = []
-        if self._final_from:
+        if self._final_from and self._problem:  # said only when they had waited for the database
             log.warning("replayer: wrote the %d waiting record(s) to %s", self._final_from, self.path)
             self._problem, self._final_from = None, 0
         elif self._problem:
