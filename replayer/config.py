@@ -53,6 +53,10 @@ MAX_DAYS = 36_500
 class ConfigError(Exception):
     """A settings file or flag that can't be used; the message says which and what to do."""
 
+    default_file = False
+    """The file is the default one (config.toml in the config folder), not one named by
+    --config or $REPLAYER_CONFIG: a command that runs an agent goes on without it."""
+
 
 @dataclass
 class Settings:
@@ -180,18 +184,26 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
     """Settings from `path`, else $REPLAYER_CONFIG, else the default file when it exists."""
     explicit = path or os.environ.get("REPLAYER_CONFIG")
     file = Path(explicit).expanduser() if explicit else config_dir() / "config.toml"
-    settings = Settings()
     if not file.exists():
         if explicit:
             raise ConfigError(f"config file {file} not found: fix --config or $REPLAYER_CONFIG")
-        return settings
+        return Settings()
+    try:
+        return _read(file, "fix --config or $REPLAYER_CONFIG" if explicit else "fix it or remove it")
+    except ConfigError as e:
+        e.default_file = not explicit
+        raise
+
+
+def _read(file: Path, remedy: str) -> Settings:
+    settings = Settings()
     try:
         doc = tomllib.loads(file.read_text("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {file} is not valid TOML ({e}): fix it") from None
     except OSError as e:
         why = e.strerror or e
-        raise ConfigError(f"cannot read config file {file}: {why}: fix --config or $REPLAYER_CONFIG") from None
+        raise ConfigError(f"cannot read config file {file}: {why}: {remedy}") from None
     settings.source = str(file)
     _no_unknown_tables(doc, file)
     for name, value in _table(doc, "thresholds", file).items():

@@ -581,6 +581,55 @@ def test_every_command_refuses_a_broken_or_missing_settings_file(recorded, tmp_p
     assert not (tmp_path / "backup.db").exists()
 
 
+def test_a_broken_default_settings_file_keeps_no_agent_from_running(api, recorded, tmp_path, monkeypatch):
+    """A broken config.toml in the config folder (named by no --config) stopped `record` and
+    `proxy` before the agent ran, though neither uses a setting: they say what is wrong on one
+    line and go on with the default settings. Commands that read stay refusing it, and a file
+    named by --config or $REPLAYER_CONFIG is still refused by every command."""
+    import signal
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    default = tmp_path / "config" / "replayer" / "config.toml"
+    default.parent.mkdir(parents=True)
+    default.write_text("[budgets]\n")
+    wrong = f"{default}: unknown table [budgets] (known: [thresholds], [budget], [stats])"
+    warned = f"replayer: {wrong}; going on with the default settings until it is fixed\n"
+    script = tmp_path / "agent.py"
+    script.write_text(textwrap.dedent(f"""
+        import anthropic
+        client = anthropic.Anthropic(api_key="{FAKE_KEY}", base_url="{api.url}")
+        client.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=[{{"role": "user", "content": "hi"}}])
+    """))
+    db = tmp_path / "agent.db"
+    cli_ = [sys.executable, "-m", "replayer.cli", "--db", str(db)]
+    r = subprocess.run([*cli_, "record", "--", sys.executable, str(script)], capture_output=True, text=True,
+                       timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    first, *rest = r.stderr.splitlines(keepends=True)
+    assert first == warned and len(rest) == 1 and rest[0].startswith("replayer: recorded 1 call"), r.stderr
+    proc = subprocess.Popen([*cli_, "proxy", "--port", "0", "--upstream", api.url], stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    try:
+        assert proc.stderr.readline() == warned
+        assert proc.stderr.readline().startswith("replayer proxy: listening on http://127.0.0.1:")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    for args in (["list"], ["stats"], ["db", "path"]):  # the commands that read refuse it, as before
+        r = run("--db", str(recorded), *args)
+        assert r.exit_code == 2 and r.stdout == "" and r.stderr == f"replayer: {wrong}\n", (args, r.output)
+    default.unlink()
+    default.mkdir()  # one that can't be read says what to do with it, not to fix --config
+    r = run("--db", str(recorded), "list")
+    assert r.exit_code == 2 and r.stderr == f"replayer: cannot read config file {default}: Is a directory: " \
+                                            "fix it or remove it\n", r.stderr
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[budgets]\n")
+    for r in (CliRunner().invoke(cli, ["--config", str(broken), "record", "--", "true"]),
+              CliRunner().invoke(cli, ["record", "--", "true"], env={"REPLAYER_CONFIG": str(broken)})):  # fmt: skip
+        assert r.exit_code == 2 and "unknown table [budgets]" in r.stderr and "going on" not in r.stderr
+
+
 # -- a damaged database ------------------------------------------------------------------------
 def chats_db(path, n: int = 3):
     """`n` one-turn conversations conv_0.., each with a first message of its own."""

@@ -87,14 +87,27 @@ def _take_root_options(cmd: click.Command) -> None:
             _take_root_options(sub)
 
 
+AGENT_COMMANDS = frozenset({"record", "proxy"})
+"""The commands an agent runs under or through: a broken default settings file (none named by
+--config or $REPLAYER_CONFIG) must not keep the agent from running, and they use no setting it
+holds, so they say what is wrong on one line and go on with the default settings."""
+
+
 def settings(ctx: click.Context) -> Settings:
     """The settings (config.load: --config, else $REPLAYER_CONFIG, else the default file when
-    there is one), read once a command; ConfigError when the file is broken or missing."""
-    from ..config import load
+    there is one), read once a command; ConfigError when the file is broken or missing (but see
+    AGENT_COMMANDS)."""
+    from ..config import ConfigError, Settings, load
 
     obj = ctx.find_root().ensure_object(dict)
     if "settings" not in obj:
-        obj["settings"] = load(obj.get("config"))
+        try:
+            obj["settings"] = load(obj.get("config"))
+        except ConfigError as e:
+            if not (e.default_file and ctx.command.name in AGENT_COMMANDS):
+                raise
+            click.echo(f"replayer: {e}; going on with the default settings until it is fixed", err=True)
+            obj["settings"] = Settings()
     found: Settings = obj["settings"]
     return found
 
