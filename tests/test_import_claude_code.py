@@ -501,6 +501,26 @@ def test_bad_paths_are_one_line_and_exit_2(tmp_path):
     assert r.exit_code == 2 and "Claude Code has saved no session here" in r.stderr
 
 
+def test_a_folder_with_nothing_to_import_makes_no_database(tmp_path):
+    """A folder with no transcript in it was reported as nothing imported, and left a new empty
+    database behind: none is made until there are turns to write."""
+    folder = tmp_path / "sessions"
+    folder.mkdir()
+    db = tmp_path / "new" / "i.db"
+    r = run(db, "import", "claude-code", folder)
+    assert r.exit_code == 0 and r.stderr == "imported 0 turns (0 new conversations) from 0 transcript files\n"
+    (folder / "events.jsonl").write_text('{"event": "click", "at": 1}\n')
+    r = run(db, "import", "claude-code", folder)
+    assert r.exit_code == 0 and "1 file not a transcript, skipped" in r.stderr, r.output
+    assert not db.parent.exists()
+    prose = tmp_path / "notes.txt"
+    prose.write_text("not a database\n")
+    r = run(prose, "import", "claude-code", folder)  # a --db that can't hold them: said before reading
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "is not a SQLite database" in r.output, r.output
+    imported(db, folder, HANDMADE / "compact-summary.jsonl")
+    assert db.exists()
+
+
 def test_the_default_path_is_every_transcript_under_claude_projects(tmp_path):
     home = Path.home()  # a temp folder (conftest)
     shutil.copytree(REAL, home / ".claude" / "projects")

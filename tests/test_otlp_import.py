@@ -730,6 +730,30 @@ def test_bad_input_one_line_exit_2(tmp_path, content, what):
     r = run(tmp_path / "b.db", "import", "otlp", path)
     assert r.exit_code == 2, r.output
     assert what in r.output and r.output.count("\n") == 1 and "Traceback" not in r.output
+    assert not (tmp_path / "b.db").exists()  # it made an empty database before reading a line
+
+
+def test_an_input_with_nothing_to_import_makes_no_database(tmp_path):
+    """An empty input, or one whose spans hold nothing to import, is reported as today (nothing
+    imported, exit 0) and leaves no new empty database behind; a --db that can't hold the records
+    is still refused before anything is read."""
+    specs, _ = convention_loop()
+    bare = {k: v for k, v in specs[0][0].items() if not k.startswith(("gen_ai.input", "gen_ai.output"))}
+    no_content = collector_line(sdk_spans([(bare, T0, T0 + 1000)])) + "\n"
+    for name, content in (("empty.jsonl", b""), ("blank.jsonl", b"\n\n"), ("bare.jsonl", no_content.encode())):
+        path = tmp_path / name
+        path.write_bytes(content)
+        db = tmp_path / "new" / "b.db"
+        r = run(db, "import", "otlp", path)
+        assert r.exit_code == 0 and r.stderr.startswith("imported 0 attempts (0 new conversations)"), r.output
+        assert not db.parent.exists(), name
+    r = run(tmp_path / "b.db", "import", "otlp", "-", stdin="")
+    assert r.exit_code == 0 and not (tmp_path / "b.db").exists(), r.output
+    prose = tmp_path / "notes.txt"
+    prose.write_text("not a database\n")
+    r = run(prose, "import", "otlp", tmp_path / "empty.jsonl")
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "is not a SQLite database" in r.output, r.output
+    assert prose.read_text() == "not a database\n"
 
 
 def nesting(text: str) -> int:
@@ -755,7 +779,7 @@ def test_what_is_not_otlp_is_said_in_one_plain_sentence(tmp_path, content, said)
     path = tmp_path / "in.jsonl"
     path.write_bytes(content)
     r = run(tmp_path / "b.db", "import", "otlp", path)
-    assert r.exit_code == 2
+    assert r.exit_code == 2 and not (tmp_path / "b.db").exists()
     assert r.output == (f"replayer: {path} is not OTLP JSON: {said}; "
                         "give the JSON lines a Collector's file exporter writes with format: json\n")
     assert nesting(r.output) <= 1
@@ -774,6 +798,7 @@ def test_a_replayer_export_given_to_import_otlp_is_named_for_what_it_is(api, tmp
             f"`replayer replay {again} -- COMMAND`, or import the JSON lines a Collector's file exporter writes "
             "with format: json\n"
         )
+        assert not (tmp_path / "b.db").exists()
 
 
 def test_a_folder_is_bad_input(tmp_path):
@@ -802,6 +827,8 @@ def test_a_file_read_by_a_reader_process_imports_the_same(api, tmp_path, monkeyp
     bad.write_text("hello, world\n")
     r = run(laptop, "import", "otlp", bad)
     assert r.exit_code == 2 and "is not OTLP JSON" in r.output and r.output.count("\n") == 1, r.output
+    r = run(tmp_path / "new.db", "import", "otlp", bad)  # told by the reader process: nothing made either
+    assert r.exit_code == 2 and "is not OTLP JSON" in r.output and not (tmp_path / "new.db").exists(), r.output
 
 
 def test_spans_arriving_out_of_turn_order_come_back_the_same(api, tmp_path, monkeypatch):

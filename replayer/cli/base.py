@@ -131,6 +131,23 @@ def open_store(ctx: click.Context) -> Any:
     return store
 
 
+def usable(path: Path) -> None:
+    """Bad input now, before the program runs (and its calls cost) or an import reads its input,
+    when `path` can't hold the records: a file that isn't a replayer database, a folder, a place
+    that can't be written. Nothing is created: a run that records nothing, or an import of input
+    that holds nothing to import (or isn't what it should be), makes no database."""
+    from ..store.schema import is_empty, open_db
+
+    if path.exists() and not is_empty(path):  # (an empty file becomes the database)
+        open_db(path, create=False).close()
+        return
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"cannot create database {path}: {folder} is not a writable folder; choose another --db")
+
+
 NOTICES = "notices.json"
 """In the user data folder: per database, the unpriced models the user has been told about."""
 

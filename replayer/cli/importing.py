@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ..fmt import plural
-from .base import UserError, db_path, json_document, settings
+from .base import UserError, db_path, json_document, settings, usable
 
 BIG_IMPORT = 20
 """Files past which the progress bar shows even when stderr isn't a terminal."""
@@ -58,7 +58,9 @@ def claude_code(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> N
                     " give a session's .jsonl file or a folder of them"
                 )
     files = cc.transcript_files(roots)
-    writer = ImportWriter(open_db(db_path(ctx)))
+    path = db_path(ctx)
+    usable(path)
+    writer: ImportWriter | None = None  # made with the first turns to write: none, no database
     counts = Counts()
     malformed: list[Any] = []
     skipped: list[str] = []
@@ -81,6 +83,9 @@ def claude_code(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> N
                 continue
             malformed += t.malformed
             counts.unfinished += t.unfinished
+            if not t.chains:
+                continue
+            writer = writer or ImportWriter(open_db(path))
             for turn, why in writer.write(t.chains, counts):  # never fatal: reported as a malformed line
                 malformed.append(cc.Malformed(f, turn.line, f"could not be imported ({why})"))
 
@@ -152,7 +157,11 @@ def otlp(
     reader = read_ahead(
         "replayer.otlp.batches:read", [path, bound, user, conversation], inline=size is None or size < READ_AHEAD_BYTES
     )
-    writer = SpanWriter(open_db(db_path(ctx)))
+    db = db_path(ctx)
+    usable(db)
+    # made with the first records to write, once the input has shown it is OTLP: an input that
+    # can't be read, isn't OTLP or holds nothing to import makes no database
+    writer: SpanWriter | None = None
     counts = SpanCounts()
     failed: list[reading.Malformed] = []
     tally = batches.Tally()
@@ -165,8 +174,10 @@ def otlp(
         try:
             for batch in reader:
                 records = [reading.Record.from_wire(r) for r in batch.records]
-                for r, why in writer.write(records, counts, batch.defined):  # never fatal: reported as malformed
-                    failed.append(reading.Malformed(r.line, f"a chat span that could not be imported ({why})"))
+                if records:  # (the last batch may have none)
+                    writer = writer or SpanWriter(open_db(db))
+                    for r, why in writer.write(records, counts, batch.defined):  # never fatal: reported as malformed
+                        failed.append(reading.Malformed(r.line, f"a chat span that could not be imported ({why})"))
                 if batch.tally is not None:
                     tally = batch.tally
                 if shown is not None:

@@ -22,7 +22,7 @@ import click
 
 from ..otlp import CONTENT, names
 from ..upstream import DEFAULT_UPSTREAM, UPSTREAM_ENV, shown, upstream_problem
-from .base import UserError, db_path
+from .base import UserError, db_path, usable
 from .otlp import otlp_options, otlp_setting
 
 
@@ -136,22 +136,6 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
         shutil.rmtree(reports, ignore_errors=True)
         proxy.stop(timeout=30)  # a second time is a no-op; here when the program could not start
     ctx.exit(code)
-
-
-def usable(path: Path) -> None:
-    """Bad input now, before the program runs (and its calls cost), when `path` can't hold the
-    records: a file that isn't a replayer database, a folder, a place that can't be written.
-    Nothing is created: a run that records nothing makes no database."""
-    from ..store.schema import is_empty, open_db
-
-    if path.exists() and not is_empty(path):  # (an empty file becomes the database)
-        open_db(path, create=False).close()
-        return
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise UserError(f"cannot create database {path}: {folder} is not a writable folder; choose another --db")
 
 
 def check_command(command: tuple[str, ...]) -> None:
