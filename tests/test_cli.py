@@ -730,6 +730,25 @@ def test_a_command_that_reads_leaves_an_empty_file_as_it_was(tmp_path, cmd, monk
     assert empty.stat().st_size == 0 and not (tmp_path / "copy.db").exists()
 
 
+def test_db_migrate_makes_an_empty_file_the_database_and_says_so(tmp_path):
+    """`db migrate` on a 0-byte file made it a replayer database saying only "applied 15
+    migrations", as for a new file. It does make it one, as `record` does (its help: "Create the
+    database"; the commands that read tell the user to record into it), and says what it did."""
+    from replayer.store.schema import _known
+
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    r = run("--db", str(empty), "db", "migrate")
+    assert r.exit_code == 0 and r.stdout == "", r.output
+    assert r.stderr.startswith(f"made {empty} (an empty file, 0 bytes) a replayer database: applied "
+                               f"{len(_known())} migrations: m001_initial, ") and r.stderr.count("\n") == 1  # fmt: skip
+    assert run("--db", str(empty), "list", "--json").stdout == "[]\n"
+    assert run("--db", str(empty), "db", "migrate").stderr == "up to date\n"
+    fresh = tmp_path / "fresh.db"
+    r = run("--db", str(fresh), "db", "migrate")
+    assert r.exit_code == 0 and r.stderr.startswith("applied ") and fresh.stat().st_size > 0
+
+
 def test_recording_into_an_empty_file_makes_it_the_database(api, tmp_path):
     empty = tmp_path / "empty.db"
     empty.write_bytes(b"")

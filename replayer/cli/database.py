@@ -28,13 +28,17 @@ def db_path_cmd(ctx: click.Context) -> None:
 @click.pass_context
 def db_migrate(ctx: click.Context) -> None:
     """Create the database or bring its schema up to date."""
-    from ..store.schema import apply_migrations, migrations, open_db
+    from ..store.schema import apply_migrations, is_empty, migrations, open_db
 
-    database = open_db(db_path(ctx), migrate=False)
+    path = db_path(ctx)
+    # a 0-byte file is no database, but one to be made (as `record` makes it): said, not done silently
+    empty = path.is_file() and is_empty(path)
+    database = open_db(path, migrate=False)
     pending = [m.name for m in migrations.pending(database)]
     if pending:
         apply_migrations(database)
-        click.echo(f"applied {plural(len(pending), 'migration')}: {', '.join(pending)}", err=True)
+        made = f"made {path} (an empty file, 0 bytes) a replayer database: " if empty else ""
+        click.echo(f"{made}applied {plural(len(pending), 'migration')}: {', '.join(pending)}", err=True)
     else:
         click.echo("up to date", err=True)
 
