@@ -749,6 +749,63 @@ def test_db_migrate_makes_an_empty_file_the_database_and_says_so(tmp_path):
     assert r.exit_code == 0 and r.stderr.startswith("applied ") and fresh.stat().st_size > 0
 
 
+def test_recording_into_a_folder_that_does_not_exist_makes_it_and_says_so(api, tmp_path):
+    """--db in a folder that isn't there: the commands that record made the whole path without
+    a word (a mistyped --db went unseen). They still make it (a recorder must not fail), and say
+    so once; the commands that read make nothing."""
+    import signal
+
+    script = tmp_path / "agent.py"
+    script.write_text(textwrap.dedent(f"""
+        import anthropic
+        client = anthropic.Anthropic(api_key="{FAKE_KEY}", base_url="{api.url}")
+        client.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=[{{"role": "user", "content": "hi"}}])
+    """))
+
+    def said(folder):
+        return f"replayer: created folder {folder} for the database\n"
+
+    db = tmp_path / "runs" / "today" / "agent.db"
+    r = subprocess.run([sys.executable, "-m", "replayer.cli", "--db", str(db), "record", "--", sys.executable,
+                        str(script)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    *before, last = r.stderr.splitlines(keepends=True)
+    assert before == [said(db.parent)] and last.startswith("replayer: recorded 1 call"), r.stderr
+    again = subprocess.run([sys.executable, "-m", "replayer.cli", "--db", str(db), "record", "--", sys.executable,
+                            str(script)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert again.returncode == 0 and "created folder" not in again.stderr, again.stderr  # once: it is there now
+    db = tmp_path / "proxied" / "p.db"
+    proc = subprocess.Popen([sys.executable, "-m", "replayer.cli", "--db", str(db), "proxy", "--port", "0",
+                             "--upstream", api.url], stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stderr.readline() == said(db.parent)
+        assert proc.stderr.readline().startswith("replayer proxy: listening on")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    db = tmp_path / "migrated" / "m.db"
+    r = run("--db", str(db), "db", "migrate")
+    assert r.exit_code == 0 and r.stderr.startswith(said(db.parent) + "applied "), r.stderr
+    transcript = os.path.join(os.path.dirname(__file__), "fixtures", "claude_code", "handmade", "compact-summary.jsonl")
+    db = tmp_path / "imported" / "i.db"
+    r = run("--db", str(db), "import", "claude-code", transcript)
+    assert r.exit_code == 0 and r.stderr.startswith(said(db.parent) + "imported 3 turns"), r.stderr
+    # (import otlp: test_otlp_import.test_an_input_with_nothing_to_import_makes_no_database)
+
+
+@pytest.mark.parametrize("cmd", [[], ["list"], ["show", "conv_1"], ["export"], ["stats"], ["alerts"], ["browse"],
+                                 ["rerun", "conv_1:0", "--yes"], ["compare", "conv_1", "conv_2"], ["fork", "run_x:0"],
+                                 ["db", "backup", "copy.db"]])  # fmt: skip
+def test_a_command_that_reads_makes_no_folder_for_a_missing_database(tmp_path, cmd, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    missing = tmp_path / "nowhere" / "x.db"
+    r = run("--db", str(missing), *cmd)
+    assert r.exit_code == 2 and r.output == (
+        f"replayer: no database at {missing}: record something first, or pass --db / set $REPLAYER_DB\n"
+    ), r.output
+    assert not missing.parent.exists() and not (tmp_path / "copy.db").exists()
+
+
 def test_recording_into_an_empty_file_makes_it_the_database(api, tmp_path):
     empty = tmp_path / "empty.db"
     empty.write_bytes(b"")

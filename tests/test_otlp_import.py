@@ -747,6 +747,11 @@ def test_an_input_with_nothing_to_import_makes_no_database(tmp_path):
         r = run(db, "import", "otlp", path)
         assert r.exit_code == 0 and r.stderr.startswith("imported 0 attempts (0 new conversations)"), r.output
         assert not db.parent.exists(), name
+    path = tmp_path / "spans.jsonl"
+    path.write_text(collector_line(sdk_spans(specs)) + "\n")
+    r = run(db, "import", "otlp", path)  # something to import: the folder is made, and said to be
+    assert r.exit_code == 0 and r.stderr.startswith(f"replayer: created folder {db.parent} for the database\n"
+                                                    "imported 2 reconstructed turns"), r.stderr  # fmt: skip
     r = run(tmp_path / "b.db", "import", "otlp", "-", stdin="")
     assert r.exit_code == 0 and not (tmp_path / "b.db").exists(), r.output
     prose = tmp_path / "notes.txt"

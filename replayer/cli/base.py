@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -146,6 +147,23 @@ def usable(path: Path) -> None:
         folder = folder.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise UserError(f"cannot create database {path}: {folder} is not a writable folder; choose another --db")
+
+
+def folder_notice(path: Path) -> Callable[[], None]:
+    """For a command that records into the database `path`: a call that says, once, on stderr,
+    that the database's folder was created, when it did not exist now and does when called (made
+    by this command's open_db, or by a writer process with its first record). A recorder must not
+    fail for a missing folder, but a mistyped --db must not make a folder unseen either."""
+    folder = path.expanduser().parent
+    missing = not folder.exists()
+
+    def say() -> None:
+        nonlocal missing
+        if missing and folder.is_dir():
+            missing = False
+            click.echo(f"replayer: created folder {folder} for the database", err=True)
+
+    return say
 
 
 NOTICES = "notices.json"

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..fmt import plural
-from .base import UserError, db_path, unwritable
+from .base import UserError, db_path, folder_notice, unwritable
 
 
 @click.group()
@@ -33,7 +33,9 @@ def db_migrate(ctx: click.Context) -> None:
     path = db_path(ctx)
     # a 0-byte file is no database, but one to be made (as `record` makes it): said, not done silently
     empty = path.is_file() and is_empty(path)
+    made_folder = folder_notice(path)
     database = open_db(path, migrate=False)
+    made_folder()
     pending = [m.name for m in migrations.pending(database)]
     if pending:
         apply_migrations(database)

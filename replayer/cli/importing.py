@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ..fmt import plural
-from .base import UserError, db_path, json_document, settings, usable
+from .base import UserError, db_path, folder_notice, json_document, settings, usable
 
 BIG_IMPORT = 20
 """Files past which the progress bar shows even when stderr isn't a terminal."""
@@ -60,6 +60,7 @@ def claude_code(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> N
     files = cc.transcript_files(roots)
     path = db_path(ctx)
     usable(path)
+    made_folder = folder_notice(path)
     writer: ImportWriter | None = None  # made with the first turns to write: none, no database
     counts = Counts()
     malformed: list[Any] = []
@@ -89,6 +90,7 @@ def claude_code(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> N
             for turn, why in writer.write(t.chains, counts):  # never fatal: reported as a malformed line
                 malformed.append(cc.Malformed(f, turn.line, f"could not be imported ({why})"))
 
+    made_folder()
     for m in malformed[:MAX_REPORTED]:
         click.echo(f"replayer: {m} (line skipped)", err=True)
     if len(malformed) > MAX_REPORTED:
@@ -159,6 +161,7 @@ def otlp(
     )
     db = db_path(ctx)
     usable(db)
+    made_folder = folder_notice(db)
     # made with the first records to write, once the input has shown it is OTLP: an input that
     # can't be read, isn't OTLP or holds nothing to import makes no database
     writer: SpanWriter | None = None
@@ -198,6 +201,7 @@ def otlp(
                 "give the JSON lines a Collector's file exporter writes with format: json"
             ) from None
 
+    made_folder()
     malformed = sorted(tally.malformed + failed, key=lambda m: m.line)
     for m in malformed[:MAX_REPORTED]:
         click.echo(f"replayer: {name}: {m} (skipped)", err=True)

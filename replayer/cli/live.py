@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from ..fmt import money, plural, spend
-from .base import UserError, db_path
+from .base import UserError, db_path, folder_notice
 from .edits import edits_from
 from .replay import Playing
 
@@ -108,12 +108,14 @@ def _start(ctx: click.Context, matcher: Any, point: Any, edits: Any, prices: Any
     from ..store.process import make_writer
 
     db = str(db_path(ctx).resolve())
+    made_folder = folder_notice(Path(db))
     writer = make_writer(db)
     player = ForkPlayer(matcher, point, edits, put=writer.put, prices=prices, limits=limits, fork_id=fork_id,
                         recorded=recorded)
 
     def finish() -> list[str]:
         lost = 0 if writer.close(30) else writer.unwritten
+        made_folder()
         state = player.state
         if not state.started:
             return [f"replayer replay: the agent never reached turn {point.index} of {point.conversation_id}: "

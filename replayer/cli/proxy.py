@@ -10,7 +10,7 @@ import socket
 import click
 
 from ..upstream import DEFAULT_UPSTREAM, UPSTREAM_ENV, shown, upstream_problem
-from .base import UserError, db_path
+from .base import UserError, db_path, folder_notice
 from .otlp import otlp_options, otlp_setting
 
 
@@ -62,7 +62,9 @@ def proxy(ctx: click.Context, host: str, port: int, upstream: str | None, otlp: 
     target = check_upstream(upstream or from_env or DEFAULT_UPSTREAM, f"${UPSTREAM_ENV}" if from_env else "--upstream")
     export = otlp_setting(otlp, otlp_content)
     path = db_path(ctx)
+    made_folder = folder_notice(path)
     open_db(path).close()  # a path that can't hold a replayer database fails now, as bad input
+    made_folder()
     if not is_loopback(host):
         click.echo(
             f"replayer proxy: warning: {host} is not a loopback address: anyone who can reach it can send "

@@ -22,7 +22,7 @@ import click
 
 from ..otlp import CONTENT, names
 from ..upstream import DEFAULT_UPSTREAM, UPSTREAM_ENV, shown, upstream_problem
-from .base import UserError, db_path, usable
+from .base import UserError, db_path, folder_notice, usable
 from .otlp import otlp_options, otlp_setting
 
 
@@ -92,6 +92,7 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
     upstream = upstream_for(env)
     check_command(command)
     usable(Path(db))
+    made_folder = folder_notice(Path(db))
     run = new_id("run_")
     started = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     env[DB_ENV] = db
@@ -131,6 +132,7 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
             code = signals.run(command, env)
             proxied = _finish(proxy, writer, db, run)
             _keep_run(db, Run(run, list(command), os.getcwd(), started, code))
+            made_folder()
             click.echo(summarize(reports, db, list(command), run=run, proxied=proxied), err=True)
     finally:
         shutil.rmtree(reports, ignore_errors=True)
