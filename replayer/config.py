@@ -184,10 +184,14 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
     """Settings from `path`, else $REPLAYER_CONFIG, else the default file when it exists."""
     explicit = path or os.environ.get("REPLAYER_CONFIG")
     file = Path(explicit).expanduser() if explicit else config_dir() / "config.toml"
-    if not file.exists():
+    try:
+        file.stat()
+    except (FileNotFoundError, NotADirectoryError):
         if explicit:
-            raise ConfigError(f"config file {file} not found: fix --config or $REPLAYER_CONFIG")
+            raise ConfigError(f"config file {file} not found: fix --config or $REPLAYER_CONFIG") from None
         return Settings()
+    except OSError:
+        pass  # there, but not to be looked at (a folder on its way without access): read it to say why
     try:
         return _read(file, "fix --config or $REPLAYER_CONFIG" if explicit else "fix it or remove it")
     except ConfigError as e:

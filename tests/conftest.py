@@ -52,6 +52,7 @@ def _isolated(tmp_path_factory, monkeypatch, request):
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))  # never the developer's own settings
     # times are shown, and filter dates read, in the machine's zone when no setting names one:
     # the tests' dates mean the same on every machine (a test wanting another zone sets TZ)
     monkeypatch.setenv("TZ", "UTC")

@@ -582,8 +582,8 @@ def test_every_command_refuses_a_broken_or_missing_settings_file(recorded, tmp_p
 
 
 def test_a_broken_default_settings_file_keeps_no_agent_from_running(api, recorded, tmp_path, monkeypatch):
-    """A broken config.toml in the config folder (named by no --config) stopped `record` and
-    `proxy` before the agent ran, though neither uses a setting: they say what is wrong on one
+    """A broken config.toml in the config folder (named by no --config) stopped `record`, `proxy`,
+    `replay` and `fork` before the agent ran, though none uses a setting: they say what is wrong on one
     line and go on with the default settings. Commands that read stay refusing it, and a file
     named by --config or $REPLAYER_CONFIG is still refused by every command."""
     import signal
@@ -615,6 +615,10 @@ def test_a_broken_default_settings_file_keeps_no_agent_from_running(api, recorde
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
+    # replay (and fork) run an agent too: the same line, then the run (a program that calls nothing)
+    r = subprocess.run([*cli_, "replay", "conv_0", "--", sys.executable, "-c", "pass"], capture_output=True,
+                       text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0 and r.stderr.startswith(warned) and "the command exited 0" in r.stderr, r.stderr
     for args in (["list"], ["stats"], ["db", "path"]):  # the commands that read refuse it, as before
         r = run("--db", str(recorded), *args)
         assert r.exit_code == 2 and r.stdout == "" and r.stderr == f"replayer: {wrong}\n", (args, r.output)
@@ -628,6 +632,46 @@ def test_a_broken_default_settings_file_keeps_no_agent_from_running(api, recorde
     for r in (CliRunner().invoke(cli, ["--config", str(broken), "record", "--", "true"]),
               CliRunner().invoke(cli, ["record", "--", "true"], env={"REPLAYER_CONFIG": str(broken)})):  # fmt: skip
         assert r.exit_code == 2 and "unknown table [budgets]" in r.stderr and "going on" not in r.stderr
+
+
+def test_a_settings_folder_that_cannot_be_looked_into_is_one_line_not_a_traceback(recorded, tmp_path):
+    """The default settings file sits in a folder this user may not enter (a config folder of
+    another user's, mode 700): looking whether the file is there raised PermissionError, a
+    traceback from every command. Now it is the file that can't be read, in one line; `record`
+    goes on past it (a broken default file never keeps an agent from running). As nobody, the
+    test's database is in a folder it may not enter either: one line for that too, no traceback
+    (`record`'s check of its --db raised PermissionError)."""
+    import shutil
+
+    config = tmp_path / "config"
+    (config / "replayer").mkdir(parents=True)
+    (config / "replayer" / "config.toml").write_text("[stats]\n")
+    os.chmod(config / "replayer", 0o700)  # its owner's only
+    os.chmod(tmp_path, 0o755)
+    command = [sys.executable, "-m", "replayer.cli", "--db", str(recorded)]
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # root enters every folder: the command runs as nobody
+        assert shutil.which("setpriv"), "as root the test needs setpriv (util-linux) to run as nobody"
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    else:
+        os.chmod(config / "replayer", 0o000)
+    os.chmod(recorded, 0o644)
+    env = {**os.environ, "XDG_CONFIG_HOME": str(config), "HOME": str(tmp_path)}
+    try:
+        r = subprocess.run([*prefix, *command, "db", "path"], capture_output=True, text=True, env=env, timeout=60)
+        file = config / "replayer" / "config.toml"
+        assert r.returncode == 2 and r.stderr == f"replayer: cannot read config file {file}: Permission denied: " \
+                                                 "fix it or remove it\n", r.stderr
+        r = subprocess.run([*prefix, *command, "record", "--", "true"], capture_output=True, text=True, env=env,
+                           cwd=tmp_path, timeout=120)  # fmt: skip
+        assert r.stderr.startswith(f"replayer: cannot read config file {file}"), r.stderr
+        assert "going on with the default settings" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        if prefix:  # a database in a folder this user may not enter (the test's own, as nobody): one line
+            assert r.returncode == 2 and r.stderr.splitlines()[1:] == [
+                f"replayer: {recorded}: permission denied for this user; fix its permissions or choose another path"
+            ], r.stderr
+    finally:
+        os.chmod(config / "replayer", 0o700)
 
 
 # -- a damaged database ------------------------------------------------------------------------

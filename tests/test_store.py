@@ -513,7 +513,7 @@ def test_a_database_in_a_folder_that_cannot_be_written_says_so(tmp_path):
             for p in (root, folder, db):
                 os.chown(p, 65534, 65534)
             command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
-        env = {**os.environ, "HOME": str(root)}
+        env = {**os.environ, "HOME": str(root), "XDG_CONFIG_HOME": str(root / "config")}
         proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=root, timeout=60)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith(f"replayer: {folder} is read-only: SQLite makes w.db-wal and -shm"), proc.stderr

@@ -53,6 +53,12 @@ class Group(click.Group):
 
             # a damaged page found by a query, not when the file was opened: said as open_db says it
             raise UserError(described(e, db_path(ctx)) or f"database error: {e}") from None
+        except PermissionError as e:
+            # a path this user may not look at (a folder on its way it may not enter): said for
+            # any file, wherever the command first touched it
+            where = e.filename or "a file"
+            why = "permission denied for this user; fix its permissions or choose another path"
+            raise UserError(f"{where}: {why}") from None
 
 
 ROOT_OPTIONS: dict[str, tuple[str, str]] = {
@@ -88,7 +94,7 @@ def _take_root_options(cmd: click.Command) -> None:
             _take_root_options(sub)
 
 
-AGENT_COMMANDS = frozenset({"record", "proxy"})
+AGENT_COMMANDS = frozenset({"record", "proxy", "replay", "fork"})
 """The commands an agent runs under or through: a broken default settings file (none named by
 --config or $REPLAYER_CONFIG) must not keep the agent from running, and they use no setting it
 holds, so they say what is wrong on one line and go on with the default settings."""

@@ -141,8 +141,17 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
 
 
 def check_command(command: tuple[str, ...]) -> None:
-    if shutil.which(command[0]) is None and not Path(command[0]).exists():
+    if shutil.which(command[0]) is None and not _maybe_there(command[0]):
         raise UserError(f"command not found: {command[0]}")
+
+
+def _maybe_there(path: str) -> bool:
+    """Whether `path` exists, as far as this user can look (a folder on its way it may not enter:
+    then running it says what is wrong, not a traceback here)."""
+    try:
+        return Path(path).exists()
+    except OSError:
+        return True
 
 
 class ChildSignals:
