@@ -192,7 +192,7 @@ async def test_search_filters_by_message_text_and_user(db):
             await pilot.press(ch)
         await pilot.press("enter")
         await settle(pilot)
-        assert not app.screen.loading and cell_texts(app.screen.query_one(DataTable)) == []
+        assert not app.screen._querying and cell_texts(app.screen.query_one(DataTable)) == []
         assert "No conversation matches" in static_text(app.screen, "#empty")
     assert parse_filter("user:alice model:haiku errors cost>0.5 broken date") == {
         "user": "alice", "model": "haiku", "errors_only": True, "min_cost": 0.5, "query": "broken date"}
@@ -214,7 +214,7 @@ async def test_a_failing_read_is_reported_not_left_loading(db, monkeypatch):
             await pilot.press(ch)
         await pilot.press("enter")
         await settle(pilot)
-        assert not app.screen.loading
+        assert not app.screen._querying
         assert any("disk I/O error" in str(n.message) for n in app._notifications)
 
 

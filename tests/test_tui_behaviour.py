@@ -591,6 +591,57 @@ async def test_the_list_reloads_only_when_something_changed(db, monkeypatch):
         assert [c.get("ids") for c in calls] == [["conv_new"]]  # the new one only, read once
 
 
+def held(monkeypatch, cls, name: str) -> threading.Event:
+    """Make `cls.name` wait until the returned event is set: a query seen while it runs."""
+    real = getattr(cls, name)
+    go = threading.Event()
+
+    def wait_then_call(self, *args, **kwargs):
+        go.wait(30)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, name, wait_then_call)
+    return go
+
+
+async def test_the_list_stays_in_view_while_it_is_read_again(db, monkeypatch):
+    """The list's own busy flag was Textual's `loading`, which covers the widget with its spinner:
+    every self-refresh while agents record, a reload or G over a big list hid every row behind
+    dots until the query answered. The rows stay on screen, the cursor usable, meanwhile."""
+    from textual.widgets import LoadingIndicator
+
+    from replayer.store.queries import Store
+
+    app = make_app(db, refresh_seconds=0.1)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ConversationsScreen) and ids(screen) == ["conv_chat", "conv_tools"]
+
+        def in_view() -> bool:
+            return (not screen.loading and not screen.query(LoadingIndicator)
+                    and screen.query_one(DataTable).row_count == 2)
+
+        for cause, method in (("ctrl+r", "conversations"), ("a recording", "changed_since")):
+            go = held(monkeypatch, Store, method)
+            if cause == "ctrl+r":
+                await pilot.press("ctrl+r")
+            else:
+                with Recorder(db) as rec:
+                    rec.record(chat("new one"), reply("hi", model="claude-haiku-4-5"), conversation_id="conv_new",
+                               started_at=time.time())  # fmt: skip
+            assert await wait_for(pilot, lambda: screen._querying), cause  # the query is running
+            await pilot.pause()
+            assert in_view(), cause
+            await pilot.press("j")  # the cursor still moves over the rows shown
+            assert screen.cursor_id() == "conv_tools", cause
+            await pilot.press("k")
+            go.set()
+            monkeypatch.undo()
+            await settle(pilot)
+        assert await wait_for(pilot, lambda: "conv_new" in ids(screen))
+
+
 async def test_the_raw_tab_stays_where_it_was_read_when_the_agent_records_a_turn(tmp_path):
     """The Raw tab of turn 1, scrolled down with its cursor moved: a new turn recorded by a live
     agent brought it back to the top (the turn shown was drawn again from scratch)."""

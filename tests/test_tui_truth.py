@@ -288,6 +288,29 @@ async def test_columns_fitted_for_an_edge_that_moved_since_are_fitted_again(tmp_
         assert await wait_for(pilot, lambda: not cut(), seconds=10), cut()
 
 
+@pytest.mark.parametrize("width", [100, 117])
+async def test_columns_are_fitted_again_when_the_table_alone_narrows(tmp_path, width):
+    """The table's edge moves with its own width too, not only with the terminal's or its
+    scrollbar: a scrollbar of the screen's own (there while the empty-list notice still took room,
+    at the start on a short terminal) narrows it by two cells, and its going widens it again, with
+    no event to the screen. The columns were left fitted for the old edge, a number cut (one run in
+    seven of the test above, before its refresh tick; every run once the list's spinner, whose
+    layout passes hid it, was gone)."""
+    # no tick (its safety net would hide a missing fit)
+    app = make_app(build_db(tmp_path / "tui.db"), refresh_seconds=3600)
+    async with app.run_test(size=(width, 30)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ConversationsScreen)
+        table = screen.query_one(DataTable)
+        assert screen.fitted_edge == table.scrollable_content_region.width == width  # no scrollbar yet
+        screen.styles.overflow_y = "scroll"  # the screen's scrollbar: the table two cells narrower
+        await settle(pilot)
+        assert await wait_for(pilot, lambda: table.scrollable_content_region.width == width - 2)
+        assert await wait_for(pilot, lambda: not numbers_cut(table, screen.NUMBERS)), numbers_cut(table, screen.NUMBERS)
+        assert screen.fitted_edge == width - 2
+
+
 # -- 20: one token vocabulary ---------------------------------------------------------------------
 CACHED = {"input_tokens": 2, "output_tokens": 20, "cache_creation_input_tokens": 100, "cache_read_input_tokens": 3400}
 """A 97%-cached turn: its uncached input alone is a tiny part of what the model read."""

@@ -11,9 +11,10 @@ import shlex
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.widgets.data_table import DuplicateKey, Row, RowKey
 from textual.worker import Worker, WorkerState
@@ -41,6 +42,13 @@ class ConversationTable(DataTable[Any]):
         Binding("home,ctrl+home", "screen.top", "Top", show=False),
         Binding("end,ctrl+end", "screen.bottom", "Bottom", show=False),
     ]
+
+    class Resized(Message):
+        """The table's size changed: its right edge may have moved with it (a Resize event goes
+        to the table alone; the screen's own comes only when the terminal's size changes)."""
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.post_message(self.Resized())
 
     def _update_dimensions(self, new_rows: Any) -> None:
         # every column has a fixed width and every row is one line: the new rows change the
@@ -161,7 +169,9 @@ class ConversationsScreen(ReplayerScreen[None]):
         self.filters: dict[str, Any] = {}
         self.sort = ("Started", True)
         self.exhausted = False
-        self.loading = False
+        self._querying = False
+        """A list query runs (at most one at a time). Not `loading`: that is Textual's own, which
+        covers the screen with its spinner, the rows hidden at every refresh while agents record."""
         self.generation = 0
         """Counts the list's queries (filter, sort, reload): a page from an older one is dropped."""
         self.mark: tuple[int, int] | None = None
@@ -207,7 +217,11 @@ class ConversationsScreen(ReplayerScreen[None]):
             self.fit_columns()
         self.poll()
 
-    def on_resize(self, event: Any) -> None:
+    @on(ConversationTable.Resized)
+    def _table_resized(self) -> None:
+        # not only when the terminal is resized: the table also narrows and widens by the two
+        # cells of a scrollbar of the screen's own (there while the empty-list notice still took
+        # room, at the start on a short terminal), and no other event came when that went away
         self.call_after_refresh(self.fit_columns)
 
     def _scrollbar_came_or_went(self, shown: bool) -> None:
@@ -231,12 +245,12 @@ class ConversationsScreen(ReplayerScreen[None]):
     # -- loading ----------------------------------------------------------------------------
     def load(self, reset: bool = False, at_least: int = PAGE, keep: str | None = None) -> None:
         if reset:  # a new query replaces any page still loading (the worker group is exclusive)
-            self.rows, self.exhausted, self.loading = [], False, False
+            self.rows, self.exhausted, self._querying = [], False, False
             self.generation += 1
             self.keep_cursor = keep
-        if self.exhausted or self.loading:
+        if self.exhausted or self._querying:
             return
-        self.loading = True
+        self._querying = True
         limit = max(PAGE, at_least)
         self.fetch(len(self.rows), dict(self.filters), self.sort, self.generation, limit)
 
@@ -268,9 +282,9 @@ class ConversationsScreen(ReplayerScreen[None]):
         order puts them; the rows held stay an exact prefix of that order, the cursor on its
         conversation at the same place on screen, however far down it is (a list at its top stays
         there: the new rows come into view)."""
-        if self.mark is None or self.loading:
+        if self.mark is None or self._querying:
             return
-        self.loading = True
+        self._querying = True
         self.fetch_changes(self.mark, len(self.rows), dict(self.filters), self.sort, self.generation)
 
     @work(thread=True, exclusive=True, group="conversations", exit_on_error=False)
@@ -296,7 +310,7 @@ class ConversationsScreen(ReplayerScreen[None]):
     def merge_changes(self, news: ConversationsChanged) -> None:
         if news.generation != self.generation:
             return  # a newer filter, sort or reload replaced the rows it would update
-        self.loading = False
+        self._querying = False
         self.mark = news.mark
         table = self.query_one(DataTable)
         if news.changed:
@@ -362,7 +376,7 @@ class ConversationsScreen(ReplayerScreen[None]):
     def poll(self) -> None:
         """Agents may be recording now: a cheap check of the store's change mark, and a reload
         only when it moved (the list is read again only while it is on screen)."""
-        if not self.is_current or self.mark is None or self.loading:
+        if not self.is_current or self.mark is None or self._querying:
             return
         with self.app.store() as store:
             mark = store.change_mark()
@@ -371,20 +385,20 @@ class ConversationsScreen(ReplayerScreen[None]):
 
     @on(StoreChanged)
     def _changed(self, message: StoreChanged) -> None:
-        if self.mark is not None and message.mark != self.mark and not self.loading:
+        if self.mark is not None and message.mark != self.mark and not self._querying:
             self.refresh_in_place()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # ReplayerScreen's own handler shows the error (Textual calls both); the list must not
-        # stay "loading"
+        # stay busy, never querying again
         if event.worker.group == "conversations" and event.state == WorkerState.ERROR:
-            self.loading = False
+            self._querying = False
 
     @on(ConversationsLoaded)
     def show_rows(self, page: ConversationsLoaded) -> None:
         if page.generation != self.generation:
             return  # the answer to a query that a newer filter, sort or reload replaced
-        self.loading = False
+        self._querying = False
         offset, rows = page.offset, page.rows
         if offset and page.mark != self.mark:
             # recorded since the rows above were read: this page's offset no longer follows on
@@ -503,7 +517,7 @@ class ConversationsScreen(ReplayerScreen[None]):
         table = self.query_one(DataTable)
         table.move_cursor(row=max(0, table.row_count - 1))
         self.to_the_end = not self.exhausted
-        if self.to_the_end and not self.loading:
+        if self.to_the_end and not self._querying:
             self.more()
 
     def cursor_id(self) -> str | None:
