@@ -64,10 +64,19 @@ def error_head(error: Mapping[str, Any]) -> str:
     status: no answer came). An `event: error` in a stream comes after its 200 status said the
     call had been taken (the status sse.py gives it): `overloaded_error mid-stream`, never a
     `200` that reads as a success. A 200 whose body is no JSON keeps its status."""
+    where, kind = error_status(error), error.get("type")
+    if where == "mid-stream":
+        return f"{kind} mid-stream"
+    return f"{where} {kind}" if where else str(kind)
+
+
+def error_status(error: Mapping[str, Any]) -> str:
+    """error_head without the error's type, for where the type is shown beside it (the turn
+    list's stop column): `mid-stream`, else the HTTP status (`529`), or "" when none came."""
     status, kind = error.get("status"), error.get("type")
     if isinstance(status, int) and status < 400 and kind not in ("invalid_response", "decode_error"):
-        return f"{kind} mid-stream"
-    return f"{status} {kind}" if status else str(kind)
+        return "mid-stream"
+    return str(status) if status else ""
 
 
 def approx_tokens(n: float) -> str:

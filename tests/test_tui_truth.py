@@ -553,6 +553,42 @@ async def test_an_abandoned_stream_is_marked(api, rec, client, db_path):
         assert app.theme_variables["text-secondary"] in styles(table.get_row_at(0)[0])
 
 
+async def test_a_turn_whose_stream_ended_in_an_error_event_says_mid_stream_not_200(api, rec, client, db_path):
+    """The API answered 200, then an `event: error` cut the stream: the turn list's notes said
+    `200 Overloaded`, a 200 that reads as a success. The row says it as the rerun does
+    (`overloaded_error mid-stream: Overloaded`): the type in the stop column, `mid-stream` first
+    in the notes (the column is cut at the screen's edge)."""
+    import anthropic
+
+    from replayer.fakeapi import message_events
+
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    cut = Reply(sse=[*message_events(reply("Reading"))[:3], {"event": "error", "data": overloaded}])
+    api.enqueue(cut, Reply(sse=message_events(reply("Read it."))), cut)
+    messages = [{"role": "user", "content": "go"}]
+    with rec.conversation("conv_cut"):
+        for then in ("sent again", "answered", "given up"):  # turn 0: cut, then a retry; turn 1: cut
+            try:
+                for _event in client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=messages,
+                                                     stream=True):  # fmt: skip
+                    pass
+            except anthropic.APIStatusError:
+                assert then != "answered"
+            if then == "answered":
+                messages = [*messages, {"role": "assistant", "content": "Read it."},
+                            {"role": "user", "content": "and?"}]
+    assert rec.flush(10)
+    app = make_app(db_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await open_trouble(pilot)
+        table = screen.query_one("#turns", DataTable)
+        rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+        assert [row[0] for row in rows] == ["0", "↳0", "1"]
+        assert rows[1][3:5] == ["mid-stream", "overloaded_error"]  # the retried attempt: not a `200`
+        assert rows[2][1] == "✖" and rows[2][3] == "overloaded_error"
+        assert rows[2][-1] == "mid-stream Overloaded", rows[2]
+
+
 # -- review: numbers whole in the turn list; a turn with no usage -------------------------------
 @pytest.mark.parametrize("width", [100, 160])
 async def test_the_turn_list_shows_long_latencies_and_big_prompt_deltas_whole(tmp_path, width):

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from rich.cells import cell_len
 from rich.text import Text
 
-from ..fmt import approx_tokens, local_time, money, ms, plural, spend
+from ..fmt import approx_tokens, error_status, local_time, money, ms, plural, spend
 from ..imports import rebuilt_from
 from ..models import SectionDiff, TurnDetail, TurnSummary
 from ..wire import prompt_tokens, token_count
@@ -142,7 +142,10 @@ def turn_rows(
         notes = [Text("reconstructed", style="italic")] if t.index in reconstructed and mixed else []
         if last is not None and last.error:
             stop = str(last.error.get("type") or "error")
-            said = f"{last.error.get('status') or ''} {last.error.get('message') or ''}".strip()
+            # beside the type in the stop column, as the rerun says it (fmt.error_head): an error
+            # event in a stream answered 200 came `mid-stream`, never a `200` that reads as a
+            # success. First in the note, the column being cut at the screen's edge
+            said = f"{error_status(last.error)} {last.error.get('message') or ''}".strip()
             notes.append(Text(said, style=style))
         if t.copied:
             notes.append(Text("copy: costs nothing now", style="dim"))
@@ -175,7 +178,7 @@ def turn_rows(
                     Text(f"↳{a.attempt}", style="dim", justify="right"),
                     "",
                     Text(local_time(a.started_at, with_date=False, tz=tz), style="dim"),
-                    Text(str(a.status or "—"), style=colour["error"]),
+                    Text((error_status(a.error) if a.error else str(a.status or "")) or "—", style=colour["error"]),
                     Text(str((a.error or {}).get("type") or ""), style=colour["error"]),
                     "",
                     "",
