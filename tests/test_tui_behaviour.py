@@ -591,6 +591,24 @@ async def test_the_list_reloads_only_when_something_changed(db, monkeypatch):
         assert [c.get("ids") for c in calls] == [["conv_new"]]  # the new one only, read once
 
 
+async def test_ctrl_r_reloads_the_list_a_page_past_the_cursor(tmp_path):
+    """ctrl+r reads the list again down to a page past the cursor's conversation, as on first
+    open below it; it was capped at the rows held (200 held, the cursor on row 150: 49 below)."""
+    db = chats(tmp_path / "many.db", 450)
+    app = make_app(db, refresh_seconds=3600)
+    async with app.run_test(size=(100, 34)) as pilot:
+        await settle(pilot)
+        for _ in range(150):
+            await pilot.press("j")
+        await settle(pilot)
+        assert len(ids(app.screen)) == 200 and app.screen.cursor_id() == "conv_299"
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert app.screen.cursor_id() == "conv_299"
+        assert len(ids(app.screen)) == 150 + 1 + 100
+        assert ids(app.screen) == [f"conv_{i:03d}" for i in range(449, 449 - 251, -1)]
+
+
 def held(monkeypatch, cls, name: str) -> threading.Event:
     """Make `cls.name` wait until the returned event is set: a query seen while it runs."""
     real = getattr(cls, name)

@@ -274,7 +274,9 @@ class ConversationsScreen(ReplayerScreen[None]):
         tens of thousands took seconds to read again at each recording); the rest load again as
         the list is scrolled."""
         table = self.query_one(DataTable)
-        self.load(reset=True, at_least=min(len(table.rows), table.cursor_row + 1 + PAGE), keep=self.cursor_id())
+        # a page past the cursor, as on first open: not capped at the rows held (200 held, the
+        # cursor on row 150, left it 49 rows from the end of the list)
+        self.load(reset=True, at_least=table.cursor_row + 1 + PAGE, keep=self.cursor_id())
 
     def refresh_in_place(self) -> None:
         """Bring the rows on screen up to date with what was recorded since they were read: only
