@@ -210,6 +210,10 @@ def test_a_conversations_title_and_usage_deltas_leave_out_what_is_not_known(tmp_
     assert f"3 turns  ≥{money(mixed[0].cost_usd)}" in str(conversation_title("conv_mixed", mixed, (), {}, colour, {}))
     alone = store.turns("conv_unpriced")
     assert str(conversation_title("conv_unpriced", alone, (), {}, colour, {})).endswith("1 turn  ?")
+    # a fork's copied turn costs nothing now: the title adds the live turns only (as list and show)
+    forked = [mixed[0].model_copy(update={"copied": True}), mixed[0]]
+    title = str(conversation_title("conv_fork", forked, (), {}, colour, {}))
+    assert title.endswith(f"2 turns  {money(mixed[0].cost_usd)} (1 live)"), title
     third = store.turn_detail(mixed[2].turn_id)
     uncached = next(u for u in third.usage if u.kind == "input")
     assert (uncached.tokens, uncached.delta_tokens) == (722, 22)

@@ -90,9 +90,11 @@ def conversation_title(
     """The conversation's title line: its id, turns and cost, the status column's legend with
     the count of each mark (`legend`: symbol, word, kind), and a badge when some of its turns
     were imported (`reconstructed`: their indexes -> their source, which the Context tab names)."""
-    total = sum(t.cost_usd or 0 for t in timeline)
-    unpriced = sum(1 for t in timeline if t.cost_usd is None and t.usage)  # (as the list counts them)
-    title = Text.assemble((conversation_id, "bold"), f"  {plural(len(timeline), 'turn')}  {spend(total, unpriced)}")
+    live = [t for t in timeline if not t.copied]  # a fork's copies cost nothing now (as list and show add them)
+    total = sum(t.cost_usd or 0 for t in live)
+    unpriced = sum(1 for t in live if t.cost_usd is None and t.usage)  # (as the list counts them)
+    cost = spend(total, unpriced) + (f" ({len(live)} live)" if len(live) < len(timeline) else "")
+    title = Text.assemble((conversation_id, "bold"), f"  {plural(len(timeline), 'turn')}  {cost}")
     for symbol, word, kind in legend:
         if counts.get(kind):
             title.append(f"   {symbol} {counts[kind]} {word}", style=colour[kind])
