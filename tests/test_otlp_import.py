@@ -691,6 +691,26 @@ def test_malformed_lines_counted_and_reported_never_fatal(tmp_path):
     assert "3 malformed lines skipped" in r.stderr
 
 
+def test_a_last_line_cut_off_is_said_to_be_maybe_still_written_then_taken_once_whole(tmp_path):
+    """A Collector's file exporter appends a line at a time: an import while it writes one reads
+    that line cut off. It was reported as 'not JSON (unexpected end of data)', like garbage; it is
+    said to be cut off at the end (maybe still being written), and a later import takes it."""
+    specs, _ = convention_loop()
+    good = [collector_line(sdk_spans([s])) for s in specs]
+    path = tmp_path / "spans.jsonl"
+    path.write_text(good[0] + "\n" + good[1][: len(good[1]) // 2])
+    db = tmp_path / "b.db"
+    r = run(db, "import", "otlp", path, "--json")
+    assert r.exit_code == 0, r.output
+    assert [m["line"] for m in json.loads(r.stdout)["malformed"]] == [2]
+    assert "line 2: cut off at the end of the input (still being written? import again once it is whole)" in r.stderr
+    path.write_text(good[0] + "\n" + good[1] + "\n{\"resourceSpans\": [\n\n")  # whole now; then a bad line
+    r = run(db, "import", "otlp", path, "--json")
+    got = json.loads(r.stdout)
+    assert r.exit_code == 0 and got["reconstructed"] == 1 and [m["line"] for m in got["malformed"]] == [3], r.output
+    assert "line 3: not JSON (unexpected end of data)" in r.stderr  # inside the input: malformed, as ever
+
+
 def test_a_span_that_cannot_be_stored_is_reported_and_the_rest_imported(api, tmp_path):
     source = tmp_path / "team.db"
     record_session(api, source)

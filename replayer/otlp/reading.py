@@ -218,6 +218,9 @@ def documents(lines: IO[bytes], malformed: list[Malformed]) -> Iterator[tuple[in
 
 
 def _not_json(text: bytes, e: Exception) -> str:
+    if not text.endswith(b"\n") and "unexpected end" in str(e):
+        # the input's last line, cut off: a Collector's file exporter may be writing it now
+        return "cut off at the end of the input (still being written? import again once it is whole)"
     return f"not JSON ({str(e).split(':')[0]})"
 
 
