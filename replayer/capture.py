@@ -32,6 +32,7 @@ from .bodies import received
 from .captured import Captured, Context, Put
 from .otlp import current_parent
 from .store import writer as writer_module
+from .upstream import PROXIED_ENV, proxied
 from .wire import RECORDED_HEADER
 
 log = logging.getLogger("replayer")
@@ -58,15 +59,19 @@ def _turn_endpoint(request: Any) -> str | None:
 
 
 def _server(req: Any) -> tuple[str, int] | None:
-    """(host, port) the attempt went to (its HTTP request's URL), for its OTLP span."""
+    """(host, port) the attempt went to (its HTTP request's URL), for its OTLP span; through
+    `replayer record`'s proxy, the upstream that proxy goes on to (upstream.PROXIED_ENV)."""
     try:
         url = req.url
-        return url.host, url.port or _PORTS[url.scheme]
+        server = url.host, url.port or _PORTS[url.scheme]
     except Exception:  # noqa: BLE001 - a URL without a host (a mocked transport): no server attributes
         return None
+    return _proxied.get(server, server) if _proxied else server
 
 
 _PORTS = {"https": 443, "http": 80}
+_proxied = proxied(os.environ.get(PROXIED_ENV))
+"""Set by `record` before the program starts: read once, not per call."""
 
 
 def _task() -> int:

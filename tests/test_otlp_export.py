@@ -254,7 +254,8 @@ def write(path: Path, code: str) -> Path:
 def test_record_otlp_exports_a_python_agents_calls_once_with_content(api, tmp_path, receiver):
     """`replayer record --otlp --otlp-content -- python agent.py`: the child's own recorder (boot
     hook) exports; each call is recorded once and so exported once, with content, tagged with
-    the run; the summary line stays the last on stderr."""
+    the run, its server the API the call went on to (not record's proxy on the loopback); the
+    summary line stays the last on stderr."""
     agent = write(tmp_path / "agent.py", f"""
         import sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
@@ -277,6 +278,7 @@ def test_record_otlp_exports_a_python_agents_calls_once_with_content(api, tmp_pa
         a = spans[(line["turn_id"], line["attempt"])]["attributes"]
         assert json.loads(a[names.REQUEST]) == line["request"] and names.INPUT_MESSAGES in a
         assert a[names.CONVERSATION_ID] == line["conversation_id"]
+        assert (a[names.SERVER_ADDRESS], a[names.SERVER_PORT]) == ("127.0.0.1", int(api.url.rsplit(":", 1)[1]))
 
 
 def test_record_otlp_exports_what_its_proxy_records(api, tmp_path, receiver):

@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from ..otlp import CONTENT, names
-from ..upstream import DEFAULT_UPSTREAM, UPSTREAM_ENV, shown, upstream_problem
+from ..upstream import DEFAULT_UPSTREAM, PROXIED_ENV, UPSTREAM_ENV, shown, upstream_problem, with_proxy
 from .base import UserError, db_path, folder_notice, usable
 from .otlp import otlp_options, otlp_setting
 
@@ -125,6 +125,9 @@ def record(ctx: click.Context, conversation_id: str | None, user_id: str | None,
     except OSError as e:
         raise UserError(f"cannot start the recording proxy on 127.0.0.1: {e.strerror or e}") from None
     env["ANTHROPIC_BASE_URL"] = proxy.url
+    # the calls' server (OTLP's server.*) is where the proxy goes on to, not the proxy
+    env[PROXIED_ENV], server = with_proxy(env.get(PROXIED_ENV), proxy.url, upstream)
+    proxy.proxy.server = server
     reports = tempfile.mkdtemp(prefix="replayer-record-")  # each Python process says what it stored
     env[REPORT_ENV] = reports
     try:
