@@ -360,6 +360,36 @@ def test_a_dead_collector_breaks_nothing_and_is_told_once(api, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_record_tells_the_spans_a_dead_collector_did_not_get_before_its_summary(api, tmp_path):
+    """`record --otlp` with nothing listening where the spans go: what did not go out is told
+    on record's stderr as it is when record has returned (the writer processes
+    that send the spans end first), before record's summary line, for the calls the program's
+    recorder stored (an SDK call) and for those record's proxy stored (a plain HTTP call)."""
+    agent = write(tmp_path / "agent.py", f"""
+        import json, os, urllib.request
+        import anthropic
+        anthropic.Anthropic(max_retries=0).messages.create(
+            model="{MODEL}", max_tokens=8, messages=[{{"role": "user", "content": "sdk"}}])
+        body = json.dumps({{"model": "{MODEL}", "max_tokens": 8,
+                            "messages": [{{"role": "user", "content": "plain http"}}]}}).encode()
+        req = urllib.request.Request(os.environ["ANTHROPIC_BASE_URL"] + "/v1/messages", data=body, headers={{
+            "content-type": "application/json", "x-api-key": "{FAKE_KEY}", "anthropic-version": "2023-06-01"}})
+        urllib.request.urlopen(req).read()
+    """)
+    dead = f"http://127.0.0.1:{closed_port()}"
+    env = {**os.environ, "ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY,
+           "OTEL_EXPORTER_OTLP_ENDPOINT": dead, "OTEL_BSP_SCHEDULE_DELAY": "20", "REPLAYER_OTLP_EXIT_TIMEOUT": "2"}
+    with open(tmp_path / "stderr", "w+") as err:
+        proc = subprocess.Popen([*CLI, "--db", str(tmp_path / "rec.db"), "record", "--otlp", "--", sys.executable,
+                                 str(agent)], stderr=err, env=env)
+        assert proc.wait(120) == 0
+        err.seek(0)
+        lines = err.read().splitlines()  # as the user sees it when the shell prompt comes back
+    assert lines and lines[-1].startswith("replayer: recorded 2 calls"), lines
+    told = [line for line in lines if "OTLP" in line]
+    assert told == [f"replayer: 1 OTLP span(s) were not exported to {dead}/v1/traces"] * 2, lines
+
+
 @pytest.mark.parametrize("full", ["by count", "by size"])
 def test_a_slow_collector_drops_what_does_not_fit_counts_it_and_says_so_once(api, db_path, monkeypatch, caplog,
                                                                              full):

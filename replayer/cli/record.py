@@ -232,6 +232,7 @@ def _finish(proxy: Any, writer: Any, db: str, run: str) -> dict[str, Any]:
     recorded, for the summary: calls, attempts, the run's conversations, records lost."""
     proxy.stop(timeout=30)
     lost = 0 if writer.close(30) else writer.unwritten
+    writer.end_export()  # what did not reach the OTLP collector is told before the summary
     conversations: list[str] = []
     if writer.attempts:
         from ..store.queries import Store

@@ -150,6 +150,8 @@ class Exporter:
             os.register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
+        self.closed = False
+        """close() told the end: what comes after (an export that ends late) is not counted again."""
         self.q: deque[Item] = deque()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -178,6 +180,8 @@ class Exporter:
 
     def drop(self, count: int, reason: str) -> None:
         with self._lock:
+            if self.closed:
+                return
             self.dropped += count
             first, self._told = not self._told, True
         if first:
@@ -297,7 +301,10 @@ class Exporter:
     # -- closing -------------------------------------------------------------------------------
     def close(self, timeout: float = EXIT_SECONDS) -> None:
         """Make the spans of everything handed over and give them `timeout` seconds to go out;
-        what doesn't is counted as dropped, and the drops are reported in one line."""
+        what doesn't is counted as dropped, and the drops are reported in one line. Once: `replayer
+        record` closes its writer's exporter before its summary, and exit closes every one."""
+        if self.closed:
+            return
         self._closing = True
         self._wake.set()
         thread = self._thread
@@ -316,6 +323,7 @@ class Exporter:
             self.q.clear()
             self.ended = self.resolved = self.waiting = 0
             total, self.dropped = self.dropped + left, 0
+            self.closed = True  # an export that ends after this line is not counted again
         if total:
             log.warning("replayer: %d OTLP span(s) were not exported to %s", total, self.endpoint)
         _live.discard(self)

@@ -176,6 +176,9 @@ class ProcessWriter:
         self._lost = 0
         self._thread_only = False
         """Set when a child could not start or died: the thread writer writes everything after."""
+        self._exporting: list[subprocess.Popen[bytes]] = []
+        """Children asked to end while they export OTLP spans: they send the last ones as they end
+        (and say which did not go out), which `end_export` waits for."""
 
     # -- counters, as a Writer's ----------------------------------------------------------------
     def _sum(self, name: str) -> int:
@@ -294,6 +297,26 @@ class ProcessWriter:
             # still unwritten by the thread writer here (or its final close not done in time):
             # saved now (its thread spills at the earlier deadline), before the process ends
             self._local.close(2 * writer_module.BUSY_SECONDS + 1.0, final=0.0)
+        self.end_export()
+
+    def end_export(self, timeout: float | None = None) -> None:
+        """After a close(): wait for the OTLP export of what was written to end, the children's
+        (they send their last spans as they end, and say on the terminal this process shares
+        what did not go out: that line comes before this program's own last words, and before
+        the shell prompt) and the thread writer's. Up to `timeout` seconds (default: the OTLP
+        exit timeout and some for the child's exit); a child still busy then is left to it."""
+        if self._local is not None:
+            self._local.end_export()
+        if timeout is None:
+            timeout = environment.value("REPLAYER_OTLP_EXIT_TIMEOUT") + 5.0
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            children, self._exporting = self._exporting, []
+        for child in children:
+            try:
+                child.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
 
     # -- the feeder thread: the pipe's only writer ------------------------------------------
     def _feed(self) -> None:
@@ -463,6 +486,8 @@ class ProcessWriter:
                     return
                 out = self._to_child
                 self._child = self._to_child = None
+                if self.otlp:
+                    self._exporting.append(child)
                 self._bodies = Bodies()  # a closed Recorder holds no request bodies
                 self._ready.clear()
                 self._earlier = _plus(self._earlier, self._counts)

@@ -280,6 +280,12 @@ class Writer:
             )
         return ok
 
+    def end_export(self) -> None:
+        """After a close() that ends the recording (`replayer record`'s, before its summary): the
+        OTLP spans of what was written go out now, or are told as not exported (as at exit)."""
+        if self.exporter is not None:
+            self.exporter.close()
+
     def at_exit(self, timeout: float) -> None:
         """This process ends: write what is left, trying for up to `timeout` seconds while the
         database is locked, else save it beside the database. Records that a close() already failed
