@@ -356,13 +356,13 @@ def test_a_dead_collector_breaks_nothing_and_is_told_once(api, tmp_path):
     assert len(exported(tmp_path / "dead.db")) == 30
     told = [line for line in proc.stderr.splitlines() if "OTLP" in line]
     assert told == ["replayer: 30 OTLP span(s) were not exported to " + env["OTEL_EXPORTER_OTLP_ENDPOINT"]
-                    + "/v1/traces"], proc.stderr
+                    + "/v1/traces (connection refused)"], proc.stderr
     assert "Traceback" not in proc.stderr
 
 
-def test_record_tells_the_spans_a_dead_collector_did_not_get_before_its_summary(api, tmp_path):
+def test_record_tells_the_spans_a_dead_collector_did_not_get_and_why_before_its_summary(api, tmp_path):
     """`record --otlp` with nothing listening where the spans go: what did not go out is told
-    on record's stderr as it is when record has returned (the writer processes
+    with the reason, on record's stderr as it is when record has returned (the writer processes
     that send the spans end first), before record's summary line, for the calls the program's
     recorder stored (an SDK call) and for those record's proxy stored (a plain HTTP call)."""
     agent = write(tmp_path / "agent.py", f"""
@@ -387,7 +387,64 @@ def test_record_tells_the_spans_a_dead_collector_did_not_get_before_its_summary(
         lines = err.read().splitlines()  # as the user sees it when the shell prompt comes back
     assert lines and lines[-1].startswith("replayer: recorded 2 calls"), lines
     told = [line for line in lines if "OTLP" in line]
-    assert told == [f"replayer: 1 OTLP span(s) were not exported to {dead}/v1/traces"] * 2, lines
+    assert told == [f"replayer: 1 OTLP span(s) were not exported to {dead}/v1/traces (connection refused)"] * 2, lines
+
+
+@pytest.mark.parametrize("sdk_timeout", ["1", None])
+def test_a_collector_that_answers_too_late_is_told_as_may_not_have_been_exported(api, tmp_path, sdk_timeout):
+    """A collector that takes every span and answers only after 20 s: the spans are not told as
+    lost ("were not exported") but as what is known, that no answer came in time: whether the
+    SDK's exporter gave up first (its timeout, here 1 s) or the exit's time ran out first."""
+    agent = write(tmp_path / "agent.py", f"""
+        import anthropic
+        from replayer import Recorder
+        rec = Recorder({str(tmp_path / "slow.db")!r}, otlp=True)
+        client = rec.wrap(anthropic.Anthropic(base_url={api.url!r}, api_key={FAKE_KEY!r}))
+        for i in range(3):
+            client.messages.create(model="{MODEL}", max_tokens=8, messages=[{{"role": "user", "content": str(i)}}])
+    """)
+    with Receiver(delay=20.0) as late:
+        env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": late.url, "OTEL_BSP_SCHEDULE_DELAY": "20",
+               "REPLAYER_OTLP_EXIT_TIMEOUT": "2"}
+        env.pop("OTEL_EXPORTER_OTLP_TIMEOUT", None)
+        env.pop("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", None)
+        if sdk_timeout:
+            env["OTEL_EXPORTER_OTLP_TIMEOUT"] = sdk_timeout
+        proc = subprocess.run([sys.executable, str(agent)], capture_output=True, text=True, timeout=120, env=env)
+        assert proc.returncode == 0, proc.stderr
+        late._release.set()  # the collector answers now: it had every span
+        assert wait_until(lambda: len(late.chat_spans()) == 3, timeout=30)
+    told = [line for line in proc.stderr.splitlines() if "OTLP" in line]
+    # which time runs out first depends on when the export started: both are told as what they are
+    within = ("within 1 s", "within 2 s at exit") if sdk_timeout else ("within 2 s at exit",)
+    assert told and told[-1] in [f"replayer: 3 OTLP span(s) may not have been exported to {late.url}/v1/traces "
+                                 f"(no answer {w})" for w in within], proc.stderr
+    assert not any("were not exported" in line or "could not be" in line for line in told), proc.stderr
+
+
+@pytest.mark.parametrize("collector", ["answers late", "refuses connections"])
+def test_a_failed_export_is_counted_by_what_is_known_of_it(tmp_path, monkeypatch, collector):
+    """One export request through the SDK's own exporter: a collector that takes the spans and
+    doesn't answer within the SDK's timeout may have them (counted as such, with that reason);
+    a refused connection (retried by the SDK while its timeout allows) surely lost them."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from replayer.otlp.exporter import Exporter, _Counting, quiet_sdk_logs
+
+    quiet_sdk_logs()  # as the export does: the SDK's log records say what went wrong
+
+    with Receiver(delay=20.0) as late:
+        url = late.url if collector == "answers late" else f"http://127.0.0.1:{closed_port()}"
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1" if collector == "answers late" else "3")
+        with TracerProvider().get_tracer("test").start_as_current_span("chat") as span:
+            pass
+        owner = Exporter(str(tmp_path / "none.db"), content=False)
+        _Counting(OTLPSpanExporter(), owner)._send([span])
+    expected = ("no answer within 1 s", False) if collector == "answers late" else ("connection refused", True)
+    assert owner.why == {expected: 1}
+    owner.close(0)
 
 
 @pytest.mark.parametrize("full", ["by count", "by size"])

@@ -28,9 +28,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 import threading
+import time
 from collections import deque
+from http import HTTPStatus
 from typing import Any
 
 from .. import environment
@@ -68,23 +71,116 @@ Item = tuple[int, tuple[int, int, int] | None, tuple[str, int] | None]
 _live: set[Exporter] = set()
 
 
+Trouble = tuple[str, bool]
+"""Why spans did not (surely) get through, in a few words, and whether that is sure: False when
+the collector may have them (it was sent and no answer came in time)."""
+
+
 class _Quiet(threading.local):
     active = False
     last: str | None = None
     """The last message the SDK logged during our export: the reason an export failed."""
+    trouble: Trouble | None = None
+    """What the SDK's records during our export said went wrong (`_trouble`), the latest."""
+    owner: Exporter | None = None
 
 
 _quiet = _Quiet()
 
 
 class _QuietFilter(logging.Filter):
-    """Keeps the SDK's records out of the user's log while our exporter runs on this thread."""
+    """Keeps the SDK's records out of the user's log while our exporter runs on this thread, and
+    keeps what they say went wrong (the SDK's exporter returns only "failure")."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if _quiet.active:
             _quiet.last = record.getMessage()
+            got = _trouble(record)
+            if got is not None:
+                _quiet.trouble = got
+                if _quiet.owner is not None:
+                    _quiet.owner.trying = got
             return False
         return True
+
+
+def quiet_sdk_logs() -> None:
+    """Put the filter on the SDK's loggers (once)."""
+    global _filtering
+    if not _filtering:
+        _filtering = True
+        quiet = _QuietFilter()
+        for name in _QUIET_LOGGERS:
+            logging.getLogger(name).addFilter(quiet)
+
+
+_filtering = False
+
+
+def export_timeout() -> float:
+    """How long the SDK's exporter waits for the collector (its standard variables; 10 s)."""
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"):
+        try:
+            seconds = float(os.environ.get(name) or "nan")
+        except ValueError:
+            continue
+        if seconds > 0:
+            return seconds
+    return 10.0
+
+
+def _trouble(record: logging.LogRecord) -> Trouble | None:
+    """What a log record of the SDK's exporter says went wrong, if it says (an error it passes,
+    an HTTP status), or None. Read from its arguments: they hold the error object itself."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    for arg in args:
+        if isinstance(arg, BaseException):
+            return _error_trouble(arg)
+        if getattr(arg, "name", None) == "DEADLINE_EXCEEDED":  # gRPC's status code
+            return f"no answer within {export_timeout():g} s", False
+    msg = record.msg if isinstance(record.msg, str) else ""
+    if msg.startswith("Failed to export") and "code:" in msg and len(args) > 2 and isinstance(args[1], int):
+        return f"the collector answered HTTP {args[1]} {args[2]}".rstrip(), True
+    if msg.startswith("Transient error") and args and isinstance(args[0], str) and args[0] in _STATUS:
+        return f"the collector answered HTTP {_STATUS[args[0]]} {args[0]}", True  # the reason phrase only
+    return None
+
+
+def _no_answer(took: float) -> Trouble | None:
+    """When the export failed with the SDK's "timeout" and took its whole timeout: the request
+    went and no answer came (the SDK says no more). A quick failure (a connection refused with
+    no time left to retry) is not that."""
+    limit = export_timeout()
+    if "timeout" in (_quiet.last or "") and took >= 0.9 * limit:
+        return f"no answer within {limit:g} s", False
+    return None
+
+
+_STATUS = {status.phrase: status.value for status in HTTPStatus}
+
+
+def _error_trouble(error: BaseException) -> Trouble:
+    """The few words for an error sending spans: the root cause along the chain of errors the HTTP
+    libraries wrap it in (requests in urllib3's, urllib3's in the socket's)."""
+    seen: list[BaseException] = []
+    todo: list[Any] = [error]
+    while todo:
+        e = todo.pop()
+        if not isinstance(e, BaseException) or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args]
+    names = [type(e).__name__ for e in seen]
+    if any(isinstance(e, ConnectionRefusedError) for e in seen):
+        return "connection refused", True
+    if any(isinstance(e, socket.gaierror) for e in seen) or "NameResolutionError" in names:
+        return "the collector's host name does not resolve", True
+    if any("ConnectTimeout" in n for n in names):
+        return f"no connection within {export_timeout():g} s", True
+    if any(isinstance(e, TimeoutError) or "Timeout" in n for n in names):
+        return f"no answer within {export_timeout():g} s", False
+    text = f"{type(error).__name__}: {error}"
+    return (text if len(text) <= 200 else text[:199] + "…"), True
 
 
 _QUIET_LOGGERS = ("opentelemetry.exporter.otlp.proto.http", "opentelemetry.exporter.otlp.proto.http.trace_exporter",
@@ -134,6 +230,13 @@ class Exporter:
         self.redact = redact
         self.dropped = 0
         """Spans lost: the hand-off or the SDK's queue full, an export that failed, or exit came first."""
+        self.why: dict[Trouble, int] = {}
+        """The dropped spans by what went wrong, for the one line at the end."""
+        self.sending = 0
+        """Spans in an export request not yet answered (or failed)."""
+        self.trying: Trouble | None = None
+        """What went wrong on the last export request (being retried, or failed), if it did (the SDK
+        retries a refused connection or a busy collector until its timeout)."""
         self.ended = 0
         """Spans handed to the SDK."""
         self.resolved = 0
@@ -178,17 +281,20 @@ class Exporter:
                     self._thread.start()
         self._wake.set()
 
-    def drop(self, count: int, reason: str) -> None:
+    def drop(self, count: int, reason: str, sure: bool = True) -> None:
+        """Count `count` spans lost for `reason`; `sure`: False when the collector may have them
+        after all (sent, and no answer in time)."""
         with self._lock:
             if self.closed:
                 return
             self.dropped += count
+            self.why[(reason, sure)] = self.why.get((reason, sure), 0) + count
             first, self._told = not self._told, True
         if first:
             log.warning(
-                "replayer: OTLP spans could not be exported to %s (%s); such spans are dropped and counted, "
+                "replayer: OTLP spans %s exported to %s (%s); such spans are counted as not exported, "
                 "and recording goes on",
-                self.endpoint, reason,
+                "could not be" if sure else "may not have been", self.endpoint, reason,
             )
 
     # -- the worker thread ---------------------------------------------------------------------
@@ -221,9 +327,7 @@ class Exporter:
         from ..store.schema import open_db
         from .lines import Reader
 
-        quiet = _QuietFilter()
-        for name in _QUIET_LOGGERS:
-            logging.getLogger(name).addFilter(quiet)
+        quiet_sdk_logs()
         # Resource.create() would run its detectors on a thread pool, which can't start at
         # interpreter exit (a short script's records are often written then): the SDK's
         # defaults and the standard variables (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES)
@@ -319,14 +423,45 @@ class Exporter:
         if reader is not None and (thread is None or not thread.is_alive()):
             reader.db.conn.close()  # the database is left to its writer (its WAL file gone when that closes)
         with self._lock:
-            left = len(self.q) + self.ended - self.resolved
+            # in a request with no answer yet: the collector may have them, unless the request is
+            # being retried after a sure failure (a refused connection); the rest were never sent
+            sending, trying = max(self.sending, 0), self.trying
+            unsent = max(len(self.q) + self.ended - self.resolved - sending, 0)
             self.q.clear()
-            self.ended = self.resolved = self.waiting = 0
-            total, self.dropped = self.dropped + left, 0
+            self.ended = self.resolved = self.waiting = self.sending = 0
+            why, self.why, self.dropped = self.why, {}, 0
             self.closed = True  # an export that ends after this line is not counted again
-        if total:
-            log.warning("replayer: %d OTLP span(s) were not exported to %s", total, self.endpoint)
+        # a collector that surely fails (refuses connections) lost those waiting behind too
+        failing = trying if trying is not None and trying[1] else None
+        if sending:
+            late = failing or (f"no answer within {timeout:g} s at exit", False)
+            why[late] = why.get(late, 0) + sending
+        if unsent:
+            never = failing or (f"not sent within {timeout:g} s at exit", True)
+            why[never] = why.get(never, 0) + unsent
+        told = told_line(why, self.endpoint)
+        if told:
+            log.warning("%s", told)
         _live.discard(self)
+
+
+def told_line(why: dict[Trouble, int], url: str) -> str | None:
+    """The one line on the spans that did not get through, by what is known: those surely not
+    exported, and those that may not have been (no answer came), each with why."""
+    def listed(sure: bool) -> tuple[int, str]:
+        got = [(reason, n) for (reason, s), n in why.items() if s is sure and n]
+        text = got[0][0] if len(got) == 1 else "; ".join(f"{reason}: {n}" for reason, n in got)
+        return sum(n for _, n in got), text
+
+    (lost, lost_why), (unsure, unsure_why) = listed(True), listed(False)
+    if lost and unsure:
+        return (f"replayer: {lost} OTLP span(s) were not exported to {url} ({lost_why}), and {unsure} may not "
+                f"have been ({unsure_why})")
+    if lost:
+        return f"replayer: {lost} OTLP span(s) were not exported to {url} ({lost_why})"
+    if unsure:
+        return f"replayer: {unsure} OTLP span(s) may not have been exported to {url} ({unsure_why})"
+    return None
 
 
 class _Counting:
@@ -352,20 +487,26 @@ class _Counting:
     def _send(self, batch: list[Any]) -> Any:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
-        _quiet.active, _quiet.last = True, None
+        owner = self.owner
+        _quiet.active, _quiet.last, _quiet.trouble, _quiet.owner = True, None, None, owner
+        with owner._lock:
+            owner.sending += len(batch)
+        started = time.monotonic()
         try:
             result = self.inner.export(batch)
-            reason = _quiet.last or "the collector refused them"
+            trouble = (_quiet.trouble or _no_answer(time.monotonic() - started)
+                       or (_quiet.last or "the collector refused them", True))
         except Exception as e:  # noqa: BLE001
-            result, reason = SpanExportResult.FAILURE, f"{type(e).__name__}: {e}"
+            result, trouble = SpanExportResult.FAILURE, _error_trouble(e)
         finally:
-            _quiet.active = False
-        owner = self.owner
+            _quiet.active, _quiet.owner = False, None
         with owner._lock:
+            owner.sending -= len(batch)
             owner.resolved += len(batch)
             owner.waiting -= sum(weight(span.attributes or {}) for span in batch)
+            owner.trying = None if result is SpanExportResult.SUCCESS else trouble
         if result is not SpanExportResult.SUCCESS:
-            owner.drop(len(batch), reason)
+            owner.drop(len(batch), *trouble)
         return result
 
     def shutdown(self, *args: Any, **kwargs: Any) -> None:
