@@ -270,9 +270,16 @@ def test_with_errors_replays_recorded_retries(api, tmp_path):
                      "read every file", "0", env=env)
     assert fails.returncode == 9, fails.stderr
     assert fails.stdout.startswith("API error 529: ") and "overloaded_error" in fails.stdout
+    # calls counted as calls, as `record` counts them: turn 3 was asked for (its 529 answered),
+    # its retry was not; the turns after it were never asked for
+    assert last_line(fails) == (f"replayer replay: answered 4 calls (1 stream) from run {run} (1 conversation); "
+                                f"no mismatch; no drift; {TURNS - 4} recorded calls not asked for; 1 recorded retry "
+                                "not asked for; the command exited 9")
     retries = replayer(db, "replay", run, "--with-errors", "--", sys.executable, str(agent), os.devnull, env=env)
     assert retries.returncode == 0 and retries.stdout == output, retries.stderr
-    assert f"answered {TURNS + 1} calls" in last_line(retries) and "no mismatch" in last_line(retries)
+    assert last_line(retries) == (f"replayer replay: answered {TURNS} calls ({TURNS + 1} attempts, {TURNS // 2} "
+                                  f"streams) from run {run} (1 conversation); no mismatch; no drift; the command "
+                                  "exited 0")
 
 
 def test_a_typescript_agent_replays_through_the_base_url(api, tmp_path):

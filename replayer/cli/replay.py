@@ -214,20 +214,28 @@ def run_replay(ctx: click.Context, settings: Settings) -> int:
 def summary(matcher: Any, what: str, live: int, code: int, failed: bool,
             replaced: Callable[[dict[str, Any]], bool] | None = None) -> str:
     """The last line: `replayer replay: answered 20 calls (12 streams) from run R (1 conversation);
-    no mismatch; no drift; the command exited 0`."""
-    streams = f"{plural(matcher.streams, 'stream')}" if matcher.streams else ""
+    no mismatch; no drift; the command exited 0`. Calls are counted as `record` counts them (a
+    call's retries are its attempts), attempts said beside them where they differ."""
+    calls = len(matcher.calls)
+    said = [plural(matcher.answered, "attempt")] if matcher.answered != calls else []
+    if matcher.streams:
+        said.append(plural(matcher.streams, "stream"))
     if matcher.synthesized:
-        streams += f", {matcher.synthesized} from the recorded message (no events kept)"
-    parts = [f"answered {plural(matcher.answered, 'call')}" + (f" ({streams})" if streams else "") + f" from {what}"]
+        said[-1] += f", {matcher.synthesized} from the recorded message (no events kept)"
+    parts = [f"answered {plural(calls, 'call')}" + (f" ({', '.join(said)})" if said else "") + f" from {what}"]
     if live:
         parts.append(f"{plural(live, 'call')} sent live")
     mismatches = len(matcher.refusals)
     parts.append(f"{plural(mismatches, 'mismatch', 'mismatches')} refused" if mismatches else "no mismatch")
     drift = len(matcher.drift())
     parts.append(f"{plural(drift, 'call')} drifted (loose)" if drift else "no drift")
-    left = matcher.unserved(replaced)  # a fork's live turns took the place of the recorded ones
+    # a fork's live turns took the place of the recorded ones: not counted here
+    left, attempts, retries = matcher.not_asked(replaced)
     if left:
-        parts.append(f"{plural(left, 'recorded call')} not asked for")
+        parts.append(f"{plural(left, 'recorded call')}"
+                     + (f" ({plural(attempts, 'attempt')})" if attempts != left else "") + " not asked for")
+    if retries:
+        parts.append(f"{plural(retries, 'recorded retry', 'recorded retries')} not asked for")
     end = f"the command exited {code}"
     if failed:
         end += "; exit 1: a strict mismatch fails the replay"

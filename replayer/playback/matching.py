@@ -207,6 +207,9 @@ class Matcher:
         self.buckets: dict[Any, deque[_Slot]] = {}
         self.conversations: dict[str | None, deque[_Slot]] = {}
         self.answered = 0
+        """Attempts answered (with_errors serves a call's failed attempts too)."""
+        self.calls: dict[Any, int] = {}
+        """Recorded calls (turns) answered -> how many of their attempts."""
         self.streams = 0
         self.synthesized = 0
         self.refusals: list[Refusal] = []
@@ -277,6 +280,8 @@ class Matcher:
         slot.served = True
         self.answered += 1
         line = slot.line
+        key = _turn_key(line)
+        self.calls[key] = self.calls.get(key, 0) + 1
         status = line.get("status")
         headers = {"content-type": "application/json"}
         if line.get("request_id"):
@@ -354,6 +359,11 @@ class Matcher:
         closing line gives (its slot stays served: it is not offered again)."""
         with self.lock:
             self.answered -= 1
+            key = _turn_key(answer.line)
+            if self.calls.get(key, 0) > 1:
+                self.calls[key] -= 1
+            else:
+                self.calls.pop(key, None)
             if answer.events is not None:
                 self.streams -= 1
                 if answer.synthesized:
@@ -377,9 +387,26 @@ class Matcher:
         return [s.line for s in self.slots]
 
     def unserved(self, replaced: Callable[[dict[str, Any]], bool] | None = None) -> int:
-        """Recorded calls never answered, less those `replaced` says the live part took over."""
+        """Recorded attempts never answered, less those `replaced` says the live part took over."""
         with self.lock:
             return sum(1 for s in self.slots if not s.served and not (replaced and replaced(s.line)))
+
+    def not_asked(self, replaced: Callable[[dict[str, Any]], bool] | None = None) -> tuple[int, int, int]:
+        """What the agent never asked for, less what `replaced` says the live part took over:
+        (recorded calls none of whose attempts was served, their attempts, attempts left of
+        calls that were answered: retries the agent did not make)."""
+        with self.lock:
+            turns: dict[Any, list[_Slot]] = {}
+            for s in self.slots:
+                turns.setdefault(_turn_key(s.line), []).append(s)
+            calls = attempts = retries = 0
+            for slots in turns.values():
+                left = sum(1 for s in slots if not s.served and not (replaced and replaced(s.line)))
+                if left == len(slots):
+                    calls, attempts = calls + 1, attempts + left
+                else:
+                    retries += left
+            return calls, attempts, retries
 
 
 def _where(line: dict[str, Any]) -> str:
