@@ -329,7 +329,8 @@ def _finish(item: pytest.Item, c: _Cassette) -> None:
     if not c.recording:
         drift = c.handler.player.drift()
         if drift:
-            said = "; ".join(f"conversation {d.conversation_id} turn {d.index}: {d.difference}" for d in drift)
+            said = "; ".join(f"conversation {d.conversation_id} turn {d.index}: {d.difference}"
+                             + (f" ({d.kind})" if d.kind else "") for d in drift)
             # reported at the test, not at this line
             warnings.warn_explicit(
                 ReplayerDrift(f"replayer: loose replay of {c.path.name} served {len(drift)} request(s) that differ "

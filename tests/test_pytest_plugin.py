@@ -811,3 +811,69 @@ def test_a_cassette_replays_with_a_placeholder_key_when_the_environment_has_none
     monkeypatch.delenv("KEY_BEFORE")
     pytester.makepyfile(test_key=READS_THE_KEY.replace('os.environ["KEY_BEFORE"]', "None"))
     run(pytester).assert_outcomes(passed=2)
+
+
+KINDS = '''
+import json, os
+
+import anthropic
+import pytest
+
+MODEL = "claude-sonnet-4-5"
+EXPECTED = json.loads(os.environ["EXPECTED"])
+
+
+def asked(text):
+    return dict(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": text}])
+
+
+def built(message):
+    return {k: v for k, v in message.to_dict().items() if not (k == "stop_details" and v is None)}
+
+
+@pytest.mark.replayer("cassettes/kinds.jsonl", loose=True)
+def test_kinds():  # each recorded answer of the other kind than the request asks for
+    client = anthropic.Anthropic(max_retries=0)
+    with client.messages.stream(**asked("plan it, please")) as s:
+        assert built(s.get_final_message()) == EXPECTED["plain"]
+    assert built(client.messages.create(**asked("stream it, please"))) == EXPECTED["streamed"]
+
+
+'''
+
+
+def cassette_line(n: int, text: str, response: dict, *, stream: bool = False, events: list | None = None,
+                  error: dict | None = None, turn: int | None = None) -> dict:
+    request = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": text}]}
+    return {"turn_id": f"turn_{n if turn is None else turn}", "conversation_id": "conv_a", "index": n,
+            "attempt": 0 if turn is None else n - turn, "started_at": f"2026-12-01T10:00:{n:02d}Z",
+            "stream": stream, "endpoint": "/v1/messages", "request": {**request, "stream": True} if stream else request,
+            "request_headers": {}, "status": 200, "response": response, "error": error, "request_id": f"req_{n}",
+            "events": events}
+
+
+def test_answers_come_in_the_kind_asked_for_in_process(pytester, monkeypatch):
+    """In process as through the server (tests/test_replay_matching.py): loose answers a streamed
+    call from a recorded message (events) and a plain one from a recorded stream (its message)."""
+    from replayer.fakeapi import message_events
+
+    plain = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+             "content": [{"type": "thinking", "thinking": "First the plan.", "signature": "c2ln"},
+                         {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"item": 2}}],
+             "stop_reason": "tool_use", "stop_sequence": None, "usage": {"input_tokens": 9, "output_tokens": 7}}
+    streamed = {**plain, "id": "msg_2", "content": [{"type": "text", "text": "Streamed, in several pieces."}],
+                "stop_reason": "end_turn"}
+    events = [dict(e, ms=None) for e in message_events(streamed)]
+    cassettes = pytester.path / "cassettes"
+    cassettes.mkdir()
+    (cassettes / "kinds.jsonl").write_text("".join(json.dumps(x) + "\n" for x in [
+        cassette_line(0, "plan it", plain), cassette_line(1, "stream it", streamed, stream=True, events=events)]))
+    pytester.makepyfile(test_kinds=KINDS)
+    monkeypatch.setenv("EXPECTED", json.dumps({"plain": plain, "streamed": streamed}))
+    offline(monkeypatch)
+    result = run(pytester, "-rA")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*ReplayerDrift: replayer: loose replay of kinds.jsonl served 2 request(s)*"])
+    out = result.stdout.str()
+    assert "(answered a stream from a non-streamed recording)" in out
+    assert "(answered a non-streamed call from a recorded stream)" in out

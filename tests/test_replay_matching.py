@@ -381,6 +381,59 @@ def test_bucket_keys_hold_as_much_memory_as_their_length():
     assert grown < 1_500_000, f"{grown:,} bytes traced for 100 keys"
 
 
+# -- the kind of answer: a stream or a message, as the request asks -----------------------------------
+
+PLANNED = {
+    "id": "msg_plan", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+    "content": [
+        {"type": "thinking", "thinking": "Two steps: look, then answer.", "signature": "c2lnbmF0dXJl"},
+        {"type": "text", "text": "Looking it up."},
+        {"type": "tool_use", "id": "toolu_plan", "name": "lookup", "input": {"item": 3, "note": "héllo ✓"}},
+    ],
+    "stop_reason": "tool_use", "stop_sequence": None,
+    "usage": {"input_tokens": 40, "output_tokens": 25, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+}
+
+
+def built(message) -> dict:
+    """What the SDK built, as sent (its stream accumulator adds a `stop_details` of None)."""
+    return {k: v for k, v in message.to_dict().items() if not (k == "stop_details" and v is None)}
+
+
+def test_loose_answers_a_stream_with_events_and_a_plain_call_with_a_message_whatever_was_recorded():
+    """A streamed request answered (loosely) by a recorded non-streamed message gets the events
+    that stream it; a plain request answered by a recorded stream gets the message that stream
+    built. The SDK builds the same message either way, and the drift says the kind changed."""
+    import anthropic
+
+    from replayer.fakeapi import message_events
+    from replayer.playback.server import RecordingPlayer, ReplayServer
+    from replayer.proxy.run import run_in_background
+
+    done = dict(reply("All done."), id="msg_done")
+    lines = [line("A", 0, request("plan it"), response=PLANNED),
+             line("A", 1, request("plan it", "Looking it up.", "go on", stream=True), response=done, stream=True,
+                  events=[dict(e, ms=None) for e in message_events(done)])]
+    matcher = Matcher(lines, loose=True)
+    server = run_in_background(ReplayServer(RecordingPlayer(matcher), DEAD))
+    try:
+        sdk = anthropic.Anthropic(base_url=server.url, api_key=FAKE_KEY, max_retries=0)
+        with sdk.messages.stream(**request("plan it, please")) as s:
+            kinds = [(e.type, getattr(getattr(e, "delta", None), "type", None)) for e in s]
+            streamed = s.get_final_message()
+        assert built(streamed) == PLANNED
+        assert ("content_block_delta", "input_json_delta") in kinds and ("content_block_delta", "thinking_delta") \
+            in kinds and kinds[-1] == ("message_stop", None)
+        plain = sdk.messages.create(**request("plan it, please", "Looking it up.", "go on"))
+        assert plain.to_dict() == done
+    finally:
+        server.stop()
+    assert [(d.index, d.kind) for d in matcher.drift()] == [
+        (0, "answered a stream from a non-streamed recording"),
+        (1, "answered a non-streamed call from a recorded stream")]
+    assert matcher.streams == 1 and matcher.synthesized == 0
+
+
 def test_the_end_line_counts_calls_and_names_attempts_where_they_differ():
     """A call and its retries are one call of several attempts, as `record` counts them."""
     from replayer.cli.replay import summary

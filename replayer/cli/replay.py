@@ -203,7 +203,8 @@ def run_replay(ctx: click.Context, settings: Settings) -> int:
         click.echo(note, err=True)
     for drift in matcher.drift():
         click.echo(f"replayer replay: drift: conversation {drift.conversation_id} turn {drift.index} was answered "
-                   f"though the request differs: {drift.difference}", err=True)
+                   f"though the request differs: {drift.difference}" + (f" ({drift.kind})" if drift.kind else ""),
+                   err=True)
     mismatches = len(matcher.refusals)
     failed = bool(mismatches) and code == 0 and settings.strict
     click.echo(summary(matcher, recording.what, server.live_calls, code, failed, player.replaced), err=True)

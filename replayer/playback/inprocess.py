@@ -120,7 +120,7 @@ class Recording:
 
 @dataclass
 class Replaying:
-    """A handler that answers Messages calls from `player` (`answer(endpoint, body) -> Answer |
+    """A handler that answers Messages calls from `player` (`answer(endpoint, body, stream=) -> Answer |
     Refusal`) and every other call with an API-shaped error: nothing reaches the network.
     `refused` keeps the difference messages, so a test fails with them even when the agent
     caught the error."""
@@ -166,7 +166,7 @@ class Replaying:
             )
             self.refused.append(message)
             return 400, _JSON, error_body(message), None
-        decision = self.player.answer(endpoint, http_request.content)
+        decision = self.player.answer(endpoint, http_request.content, stream=bool(request.stream))
         if isinstance(decision, Refusal):
             self.refused.append(decision.message)
             return decision.status, _JSON, decision.body, None

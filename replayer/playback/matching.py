@@ -15,6 +15,11 @@ No match: strict (the default) refuses with an API-shaped 400 and a difference m
 the closest recorded request and its first difference; `loose` serves the next unserved answer
 of the recorded conversation closest to the request and keeps the difference as drift.
 
+An answer takes the kind the request asks for (its `stream`), whatever the recorded attempt's:
+a recorded stream answers a plain request with the message it built, and a recorded message
+answers a streamed request as the events that stream it (only loose mode, or an ignored `stream`,
+pairs them: the drift says so).
+
 Ignore paths (`PATH`): keys separated by dots; `*` is every key of an object or every item of a
 list; a number is one item of a list. `metadata.user_id`, `system.0.text`,
 `messages.*.content.*.cache_control`. The field named last is removed (a list item is blanked,
@@ -32,7 +37,8 @@ from typing import Any
 
 import orjson
 
-from .answer import compact_json, synthesize
+from ..sse import assemble
+from .answer import compact_json, event_bytes, synthesize
 from .difference import difference_path as difference_path
 from .difference import first_difference as first_difference
 
@@ -108,6 +114,8 @@ class Answer:
     events: list[dict[str, Any]] | None
     line: dict[str, Any]
     synthesized: bool = False
+    """A recorded stream's events made from its message (none were kept); not set for a
+    recorded message streamed to a streamed request (loose)."""
 
 
 @dataclass(slots=True)
@@ -130,6 +138,9 @@ class Drift:
     conversation_id: str | None
     index: int | None
     difference: str
+    kind: str | None = None
+    """When the answer is of another kind than the recorded one: "answered a stream from a
+    non-streamed recording" (or the reverse); None when it is of the same kind."""
 
 
 def error_body(message: str, kind: str = "invalid_request_error") -> bytes:
@@ -170,6 +181,18 @@ def _answered(line: dict[str, Any]) -> bool:
 def _succeeded(line: dict[str, Any]) -> bool:
     status = line.get("status")
     return status is not None and 200 <= status < 300 and not line.get("error")
+
+
+ERROR_STATUSES = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
+                  "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
+                  "overloaded_error": 529}
+"""The status the API answers a plain request with for an error a stream reports as an event."""
+
+
+def _kind(stream: bool, recorded: bool = False) -> str:
+    if recorded:
+        return "recorded stream" if stream else "non-streamed recording"
+    return "stream" if stream else "non-streamed call"
 
 
 def _canonical(doc: Any) -> bytes:
@@ -237,25 +260,32 @@ class Matcher:
             self.conversations.setdefault(slot.conversation, deque()).append(slot)
 
     # -- answering ------------------------------------------------------------------------------
-    def answer(self, endpoint: str, body: bytes) -> Answer | Refusal:
-        """The recorded answer to one request (`endpoint` is its path), or why there is none."""
+    def answer(self, endpoint: str, body: bytes, stream: bool | None = None) -> Answer | Refusal:
+        """The recorded answer to one request (`endpoint` is its path), or why there is none.
+        `stream`: whether the client asked for a stream, when the caller knows (a Bedrock client
+        asks in the URL, not the body); else the body's `stream` says."""
         try:
-            sent = stripped(parse_json(body), self.ignore)
+            doc = parse_json(body)
         except ValueError:
             return self._refuse("replayer replay: the request body is not JSON; a recording answers only JSON requests")
+        if stream is None:
+            stream = isinstance(doc, dict) and doc.get("stream") is True
+        sent = stripped(doc, self.ignore)
         with self.lock:
             slot = self._exact(sent)
             if slot is not None:
-                return self._serve(slot)
+                return self._serve(slot, stream)
             closest = self._closest(sent)
             if self.loose:
                 nxt = self._next_of(closest.conversation) if closest is not None else None
                 if nxt is None:
                     nxt = next((s for s in self.slots if not s.served), None)
                 if nxt is not None:
+                    recorded = bool(nxt.line.get("stream"))
+                    kind = None if recorded == stream else f"answered a {_kind(stream)} from a {_kind(recorded, True)}"
                     self.drifts.append(Drift(nxt.conversation, nxt.line.get("index"),
-                                             first_difference(nxt.body, sent)))
-                    return self._serve(nxt)
+                                             first_difference(nxt.body, sent), kind))
+                    return self._serve(nxt, stream)
             field = difference_path(closest.body, sent) if closest is not None else None
             return self._refuse(self._explain(sent, closest, endpoint), field)
 
@@ -276,7 +306,8 @@ class Matcher:
             queue.popleft()
         return queue[0] if queue else None
 
-    def _serve(self, slot: _Slot) -> Answer:
+    def _serve(self, slot: _Slot, stream: bool) -> Answer:
+        """`slot`'s answer, in the kind the request asks for (`stream`)."""
         slot.served = True
         self.answered += 1
         line = slot.line
@@ -288,17 +319,24 @@ class Matcher:
             headers["request-id"] = str(line["request_id"])
         if status is None:
             return Answer(None, headers, None, None, line)
-        if line.get("stream") and 200 <= status < 300:
+        recorded = bool(line.get("stream"))
+        error = line.get("error")
+        if 200 <= status < 300 and stream:
             self.streams += 1
             headers["content-type"] = "text/event-stream; charset=utf-8"
-            events = line.get("events")
+            events = line.get("events") if recorded else None
             if events is not None:
                 return Answer(status, headers, None, events, line)
-            self.synthesized += 1
-            return Answer(status, headers, None, synthesize(line.get("response"), line.get("error")), line, True)
+            self.synthesized += recorded
+            return Answer(status, headers, None, synthesize(line.get("response"), error), line, recorded)
         response = line.get("response")
+        if 200 <= status < 300 and recorded and error:  # a stream that ended with an error event
+            status = ERROR_STATUSES.get(str(error.get("type")), 500)
+            response = None
+        elif response is None and recorded and status < 300 and line.get("events"):
+            response = assemble(b"".join(event_bytes(e) for e in line["events"])).message
         if response is None:  # an error answer whose body was not kept: the API's shape, from the error
-            error = line.get("error") or {}
+            error = error or {}
             body = error_body(str(error.get("message") or ""), str(error.get("type") or "api_error"))
         else:
             body = compact_json(response)
