@@ -814,7 +814,7 @@ def test_a_cassette_replays_with_a_placeholder_key_when_the_environment_has_none
 
 
 KINDS = '''
-import json, os
+import asyncio, json, os
 
 import anthropic
 import pytest
@@ -839,6 +839,23 @@ def test_kinds():  # each recorded answer of the other kind than the request ask
     assert built(client.messages.create(**asked("stream it, please"))) == EXPECTED["streamed"]
 
 
+@pytest.mark.replayer("cassettes/dropped.jsonl", with_errors=True)
+def test_dropped():  # the first attempt of each call broke mid-stream, the agent tried again
+    client = anthropic.Anthropic(max_retries=0)
+    with pytest.raises(anthropic.APIConnectionError), client.messages.stream(**asked("stream it")) as s:
+        s.get_final_message()
+    with client.messages.stream(**asked("stream it")) as s:
+        assert built(s.get_final_message()) == EXPECTED["streamed"]
+
+    async def again():
+        async with anthropic.AsyncAnthropic(max_retries=0) as ac:
+            with pytest.raises(anthropic.APIConnectionError):
+                async with ac.messages.stream(**asked("stream it")) as s:
+                    await s.get_final_message()
+            async with ac.messages.stream(**asked("stream it")) as s:
+                return await s.get_final_message()
+
+    assert built(asyncio.run(again())) == EXPECTED["streamed"]
 '''
 
 
@@ -852,9 +869,11 @@ def cassette_line(n: int, text: str, response: dict, *, stream: bool = False, ev
             "events": events}
 
 
-def test_answers_come_in_the_kind_asked_for_in_process(pytester, monkeypatch):
+def test_answers_come_in_the_kind_asked_for_and_a_broken_stream_breaks_again_in_process(pytester, monkeypatch):
     """In process as through the server (tests/test_replay_matching.py): loose answers a streamed
-    call from a recorded message (events) and a plain one from a recorded stream (its message)."""
+    call from a recorded message (events) and a plain one from a recorded stream (its message);
+    with_errors serves a stream whose connection broke as far as it came, then breaks it, for the
+    sync and the async client."""
     from replayer.fakeapi import message_events
 
     plain = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
@@ -864,15 +883,22 @@ def test_answers_come_in_the_kind_asked_for_in_process(pytester, monkeypatch):
     streamed = {**plain, "id": "msg_2", "content": [{"type": "text", "text": "Streamed, in several pieces."}],
                 "stop_reason": "end_turn"}
     events = [dict(e, ms=None) for e in message_events(streamed)]
+    cut = {"type": "connection_error", "message": "peer closed connection", "status": None}
+    partial = {**streamed, "content": [], "stop_reason": None}
     cassettes = pytester.path / "cassettes"
     cassettes.mkdir()
     (cassettes / "kinds.jsonl").write_text("".join(json.dumps(x) + "\n" for x in [
         cassette_line(0, "plan it", plain), cassette_line(1, "stream it", streamed, stream=True, events=events)]))
+    (cassettes / "dropped.jsonl").write_text("".join(json.dumps(x) + "\n" for x in [
+        cassette_line(0, "stream it", partial, stream=True, events=events[:3], error=cut, turn=0),
+        cassette_line(1, "stream it", streamed, stream=True, events=events, turn=0),
+        cassette_line(2, "stream it", partial, stream=True, events=events[:3], error=cut, turn=2),
+        cassette_line(3, "stream it", streamed, stream=True, events=events, turn=2)]))
     pytester.makepyfile(test_kinds=KINDS)
     monkeypatch.setenv("EXPECTED", json.dumps({"plain": plain, "streamed": streamed}))
     offline(monkeypatch)
     result = run(pytester, "-rA")
-    result.assert_outcomes(passed=1, warnings=1)
+    result.assert_outcomes(passed=2, warnings=1)
     result.stdout.fnmatch_lines(["*ReplayerDrift: replayer: loose replay of kinds.jsonl served 2 request(s)*"])
     out = result.stdout.str()
     assert "(answered a stream from a non-streamed recording)" in out

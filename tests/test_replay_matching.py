@@ -434,6 +434,49 @@ def test_loose_answers_a_stream_with_events_and_a_plain_call_with_a_message_what
     assert matcher.streams == 1 and matcher.synthesized == 0
 
 
+CUT = {"type": "connection_error", "status": None,
+       "message": "RemoteProtocolError: peer closed connection without sending complete message body"}
+
+
+def dropped_then_answered(req: dict, message: dict) -> list[dict]:
+    """A streamed call whose first attempt's connection broke after three events, then its retry."""
+    events = [dict(e, ms=None) for e in synthesize(message)]
+    partial = dict(message, content=[], stop_reason=None)
+    return [line("A", 0, req, stream=True, response=partial, error=CUT, events=events[:3]),
+            line("A", 0, req, stream=True, attempt=1, response=message, events=events)]
+
+
+def test_a_stream_whose_connection_broke_breaks_again_with_errors():
+    """With --with-errors a recorded stream cut mid-way is served as far as it came, then the
+    connection breaks: the SDK fails as it did (not a message with no end), and the agent's retry
+    gets the whole stream. A plain request answered from it loosely gets no answer at all."""
+    import anthropic
+
+    from replayer.playback.server import RecordingPlayer, ReplayServer
+    from replayer.proxy.run import run_in_background
+
+    req = request("look it up", stream=True)
+    lines = dropped_then_answered(req, PLANNED)
+    matcher = Matcher(lines, with_errors=True)
+    server = run_in_background(ReplayServer(RecordingPlayer(matcher), DEAD))
+    try:
+        sdk = anthropic.Anthropic(base_url=server.url, api_key=FAKE_KEY, max_retries=0)
+        kwargs = {k: v for k, v in req.items() if k != "stream"}
+        seen = []
+        with pytest.raises(anthropic.APIConnectionError), sdk.messages.stream(**kwargs) as s:
+            for event in s:
+                seen.append(event.type)
+        # what came before the break (the SDK adds its own "thinking" event after the delta)
+        assert seen == ["message_start", "content_block_start", "content_block_delta", "thinking"]
+        with sdk.messages.stream(**kwargs) as s:
+            assert built(s.get_final_message()) == PLANNED
+        server.proxy.player = RecordingPlayer(Matcher(lines, with_errors=True, loose=True))  # type: ignore[attr-defined]
+        with pytest.raises(anthropic.APIConnectionError):
+            sdk.messages.create(**kwargs)
+    finally:
+        server.stop()
+
+
 def test_the_end_line_counts_calls_and_names_attempts_where_they_differ():
     """A call and its retries are one call of several attempts, as `record` counts them."""
     from replayer.cli.replay import summary

@@ -64,13 +64,15 @@ def chunks(events: list[dict[str, Any]], speed: float | None = None) -> Iterator
         yield wait, b"".join(pending)
 
 
-def synthesize(message: dict[str, Any] | None, error: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The events that stream `message` (the message a recorded stream built): message_start,
-    per block a start, one delta carrying the block's whole text (or tool input, thinking and
-    signature, citations), a stop, then message_delta and message_stop. Building them back (the
-    SDK's accumulator, or sse.assemble) gives the message again, unknown blocks and fields kept.
-    A stream that failed mid-way (`error`, status 200) ends with its error event instead of
-    message_stop."""
+def synthesize(message: dict[str, Any] | None, error: dict[str, Any] | None = None, *,
+               cut: bool = False) -> list[dict[str, Any]]:
+    """The events that stream `message` (the message a recorded stream built, or a recorded
+    non-streamed answer): message_start, per block a start, one delta carrying the block's whole
+    text (or tool input, thinking and signature, citations), a stop, then message_delta and
+    message_stop. Building them back (the SDK's accumulator, or sse.assemble) gives the message
+    again, unknown blocks and fields kept. A stream that failed mid-way (`error`, status 200)
+    ends with its error event instead of message_stop; one whose connection was `cut`, with
+    neither (what came of the message, and no more)."""
     events: list[dict[str, Any]] = []
 
     def add(name: str, data: dict[str, Any]) -> None:
@@ -87,14 +89,14 @@ def synthesize(message: dict[str, Any] | None, error: dict[str, Any] | None = No
         for index, block in enumerate(message.get("content") or []):
             _block_events(add, index, block)
         delta_fields = {k: message[k] for k in ("stop_reason", "stop_sequence") if k in message}
-        if delta_fields or message.get("usage") is not None:
+        if not cut and (delta_fields or message.get("usage") is not None):
             data: dict[str, Any] = {"delta": delta_fields}
             if isinstance(message.get("usage"), dict):
                 data["usage"] = message["usage"]
             add("message_delta", data)
     if error is not None:
         add("error", {"error": {"type": error.get("type"), "message": error.get("message")}})
-    elif message is not None:
+    elif message is not None and not cut:
         add("message_stop", {})
     return events
 

@@ -156,7 +156,7 @@ class Replaying:
         )
 
     def _answer(self, request: Any, http_request: httpx2.Request) -> tuple[int, dict[str, str], bytes | None,
-                                                                          list[bytes] | None]:
+                                                                          Iterable[bytes] | None]:
         """Status, headers and the body (whole, or its chunks) of the response to one attempt."""
         endpoint = _turn_endpoint(request)
         if endpoint is None:
@@ -173,8 +173,20 @@ class Replaying:
         if decision.status is None:  # the recorded attempt got no answer: neither does this one
             raise anthropic.APIConnectionError(request=http_request)
         if decision.events is not None:
-            return decision.status, decision.headers, None, [b for _wait, b in chunks(decision.events)]
+            parts = [b for _wait, b in chunks(decision.events)]
+            return decision.status, decision.headers, None, _cut(parts) if decision.cut else parts
         return decision.status, decision.headers, decision.body, None
+
+
+_CUT = "peer closed connection without sending complete message body (incomplete chunked read)"
+"""What the HTTP library says when a chunked body stops short (as it said when this was recorded)."""
+
+
+def _cut(parts: list[bytes]) -> Iterator[bytes]:
+    """The body's parts, then the connection breaks: the SDK's stream fails as it did when
+    recorded (the same read error it wraps as a connection error), not a clean end."""
+    yield from parts
+    raise httpx2.RemoteProtocolError(_CUT)
 
 
 _JSON = {"content-type": "application/json"}

@@ -18,7 +18,8 @@ of the recorded conversation closest to the request and keeps the difference as 
 An answer takes the kind the request asks for (its `stream`), whatever the recorded attempt's:
 a recorded stream answers a plain request with the message it built, and a recorded message
 answers a streamed request as the events that stream it (only loose mode, or an ignored `stream`,
-pairs them: the drift says so).
+pairs them: the drift says so). A stream whose connection was cut (a 2xx with a connection or
+timeout error) is served cut: its events, then the connection breaks.
 
 Ignore paths (`PATH`): keys separated by dots; `*` is every key of an object or every item of a
 list; a number is one item of a list. `metadata.user_id`, `system.0.text`,
@@ -116,6 +117,8 @@ class Answer:
     synthesized: bool = False
     """A recorded stream's events made from its message (none were kept); not set for a
     recorded message streamed to a streamed request (loose)."""
+    cut: bool = False
+    """The recorded stream's connection broke after `events`: the server breaks this one too."""
 
 
 @dataclass(slots=True)
@@ -181,6 +184,16 @@ def _answered(line: dict[str, Any]) -> bool:
 def _succeeded(line: dict[str, Any]) -> bool:
     status = line.get("status")
     return status is not None and 200 <= status < 300 and not line.get("error")
+
+
+CUT_ERRORS = frozenset({"connection_error", "timeout_error"})
+"""How the recorder names a body that stopped coming (the connection broke, or timed out)."""
+
+
+def _cut(line: dict[str, Any]) -> bool:
+    """An answer whose body was cut off: its status came, then the connection failed."""
+    error = line.get("error")
+    return isinstance(error, dict) and error.get("type") in CUT_ERRORS
 
 
 ERROR_STATUSES = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
@@ -321,14 +334,18 @@ class Matcher:
             return Answer(None, headers, None, None, line)
         recorded = bool(line.get("stream"))
         error = line.get("error")
+        cut = _cut(line)
         if 200 <= status < 300 and stream:
             self.streams += 1
             headers["content-type"] = "text/event-stream; charset=utf-8"
             events = line.get("events") if recorded else None
             if events is not None:
-                return Answer(status, headers, None, events, line)
+                return Answer(status, headers, None, events, line, cut=cut)
             self.synthesized += recorded
-            return Answer(status, headers, None, synthesize(line.get("response"), error), line, recorded)
+            made = synthesize(line.get("response"), None if cut else error, cut=cut)
+            return Answer(status, headers, None, made, line, recorded, cut)
+        if 200 <= status < 300 and cut:  # a body cut off: a plain request gets none of it
+            return Answer(None, headers, None, None, line)
         response = line.get("response")
         if 200 <= status < 300 and recorded and error:  # a stream that ended with an error event
             status = ERROR_STATUSES.get(str(error.get("type")), 500)

@@ -148,6 +148,13 @@ class ReplayServer(Proxy):
             if wait:
                 await asyncio.sleep(wait)
             await response.write(chunk)
+        if answer.cut:
+            # the recorded connection broke after these events: this one breaks too, its chunked
+            # body left unfinished (close, not abort: what was written goes out first), and the
+            # client fails as it did then, not with a whole message that has no end
+            if request.transport is not None:
+                request.transport.close()
+            raise asyncio.CancelledError
         await response.write_eof()
         return response
 
