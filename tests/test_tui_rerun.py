@@ -7,7 +7,15 @@ import json
 import pytest
 from conftest import FAKE_KEY, sent_bodies
 from textual.widgets import DataTable, Input, Static, TextArea
-from tui_data import build_db, open_rerun_editor, press_rerun_in_first_conversation, reply, send_rerun, settle
+from tui_data import (
+    answer_reruns,
+    build_db,
+    open_rerun_editor,
+    press_rerun_in_first_conversation,
+    reply,
+    send_rerun,
+    settle,
+)
 
 from replayer.fakeapi import Reply
 from replayer.tui.app import make_app
@@ -321,3 +329,54 @@ async def test_every_field_of_the_editor_shows_and_reads_whole(db, width):
         await pilot.pause()
         assert samples.value == "10"
         assert samples.scroll_x == 0 and samples.content_region.width >= len("10") + 1  # and the cursor
+
+
+async def test_every_screens_footer_fits_100_columns_help_and_all(db, env):
+    """At 100 columns the conversation's footer ended `b Next cac`: the keys after it, F1 Help
+    among them, were off the edge (the footer scrolls, and nothing says so). Each screen's footer
+    fits whole at 100 columns with Help in it, the rest of the keys listed by Help; the
+    conversation's `a` (each pane that it widens says "press a") leaves room for Fork."""
+    from textual.widgets import Footer
+    from textual.widgets._footer import FooterKey
+
+    from replayer.tui.help import HelpScreen
+
+    answer_reruns(env)
+    app = make_app(db)
+    seen = {}
+
+    async def look(name):
+        footer = app.screen.query_one(Footer)
+        keys = {k.key.split(",")[0]: k.description for k in footer.query(FooterKey)}
+        assert footer.max_scroll_x == 0, f"{name}: {footer.virtual_size.width} columns of keys in {footer.size.width}"
+        assert keys.get("f1") == "Help", f"{name}: {keys}"
+        seen[name] = keys
+        await pilot.press("f1")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpScreen)
+        listed = str(app.screen.query_one(Static).render())
+        for b in app.screen.under.BINDINGS:
+            assert b.description in listed, f"{name}: {b.description} not in help"
+        await pilot.press("escape")
+        await settle(pilot)
+
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await look("list")
+        await pilot.press("d")
+        await settle(pilot)
+        await look("dashboard")
+        await pilot.press("escape", "m", "j", "c")
+        await settle(pilot)
+        await look("trajectories")
+        await pilot.press("escape", "escape", "g")
+        await settle(pilot)
+        await open_rerun_editor(pilot)
+        await look("rerun")
+        await send_rerun(pilot)
+        assert isinstance(app.screen, CompareScreen)
+        await look("compare")
+        await pilot.press("escape", "escape")
+        await settle(pilot)
+        await look("conversation")
+    assert seen["conversation"].get("f") == "Fork"

@@ -54,22 +54,25 @@ class ConversationScreen(ReplayerScreen[None]):
         Binding("3", "tab('tools')", "Tools", id="tab-tools", tooltip="Tool calls beside their results", show=False),
         Binding("4", "tab('usage')", "Usage", id="tab-usage", tooltip="Tokens, rates and cost", show=False),
         Binding("5", "tab('raw')", "Raw", id="tab-raw", tooltip="The exact request and response JSON", show=False),
+        # The footer holds at 100 columns what is shown (F1 lists every key): each pane that `a`
+        # widens says "press a", so it stays out of the footer; the jumps' labels are short
         Binding(
             "a",
             "show_all",
             "Whole context / show all",
             id="show-all",
             tooltip="Show the whole context, and long payloads uncut",
+            show=False,
         ),
         Binding("y", "copy", "Copy", id="copy", tooltip="Copy what the open tab shows (JSON or text)"),
         Binding("r", "rerun", "Rerun", id="rerun", tooltip="Rerun this turn with edits and compare the outputs"),
-        Binding(  # not in the footer, which is full at 120 columns: F1 lists it
-            "f", "fork", "Fork", id="fork", tooltip="Fork the run: re-run its command, live from this turn", show=False
-        ),
+        Binding("f", "fork", "Fork", id="fork", tooltip="Fork the run: re-run its command, live from this turn"),
         Binding("slash", "find", "Find", id="find", tooltip="Find text in every turn (n/N: next/previous match)"),
         Binding("n", "find_next", "Next match", id="find-next", tooltip="The next turn holding the text", show=False),
         Binding("N", "find_prev", "Previous match", id="find-prev", tooltip="The previous one", show=False),
-        Binding("e", "jump('error', 1)", "Next error", id="next-error", tooltip="Next turn that failed or was retried"),
+        Binding(
+            "e", "jump('error', 1)", "Errors", id="next-error", tooltip="Next error (a turn that failed or was retried)"
+        ),
         Binding(
             "E",
             "jump('error', -1)",
@@ -79,7 +82,11 @@ class ConversationScreen(ReplayerScreen[None]):
             show=False,
         ),
         Binding(
-            "b", "jump('break', 1)", "Next cache break", id="next-break", tooltip="Next turn where the cache breaks"
+            "b",
+            "jump('break', 1)",
+            "Cache breaks",
+            id="next-break",
+            tooltip="Next cache break (a turn where the cache broke)",
         ),
         Binding(
             "B", "jump('break', -1)", "Prev cache break", id="prev-break", tooltip="Previous cache break", show=False
