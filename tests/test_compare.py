@@ -324,6 +324,35 @@ async def test_the_screen_edge_never_cuts_a_number_in_the_trajectories(tmp_path,
         assert await wait_for(pilot, lambda: not numbers_cut(table, numbers)), numbers_cut(table, numbers)
 
 
+@pytest.mark.parametrize("width", [100, 160])
+async def test_a_figure_wider_than_its_column_widens_it_in_the_trajectories(tmp_path, width):
+    """`180 ms→179 ms` showed as `180 ms→179` (the time column was 11 wide at any width), and a
+    prompt of over a million tokens on each side was cut the same way: each number column holds
+    its widest figure whole, the tool names giving way."""
+    from tui_data import reply
+
+    from replayer.tui.app import make_app
+    from replayer.tui.trajectories import TrajectoriesScreen
+
+    path = tmp_path / "wide.db"
+    with Recorder(path) as rec:
+        for cid, tokens, latency, at in (("conv_a", 1_234_567, 180.0, T0), ("conv_b", 1_234_568, 179.0, T0 + 60)):
+            rec.record({"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "go"}]},
+                       reply("done", usage={"input_tokens": tokens, "output_tokens": 10}),
+                       conversation_id=cid, started_at=at, latency_ms=latency)  # fmt: skip
+    app = make_app(path)
+    async with app.run_test(size=(width, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("j", "m", "k", "c")
+        await settle(pilot)
+        assert isinstance(app.screen, TrajectoriesScreen)
+        table = app.screen.query_one("#traj-turns")
+        line = "".join(segment.text for segment in table.render_line(1))
+        assert " 1,234,567→1,234,568 " in line and " 180 ms→179 ms " in line + " ", line
+        numbers = {"#", "Prompt A→B", "Cost A→B", "Time A→B"}
+        assert await wait_for(pilot, lambda: not numbers_cut(table, numbers)), numbers_cut(table, numbers)
+
+
 async def test_screen_offers_the_fork(tmp_path):
     """`c` with nothing marked, on a conversation that has a fork: the two of them."""
     from replayer.tui.app import make_app

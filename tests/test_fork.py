@@ -446,6 +446,37 @@ async def test_f_in_the_browser_forks_the_run_at_the_turn_and_shows_its_turns_as
     assert len(sent) == TURNS - 5 and all(b["system"] == "You are terse." for b in sent)
 
 
+@pytest.mark.parametrize("width", [100, 160])
+async def test_a_forks_copied_turns_say_copy_whole_in_the_turn_list(loop_api, recorded, tmp_path, width):
+    """The turn list's note `copy: costs nothing now` was cut to `copy: costs …` at 100 columns and
+    `copy:…` at 160 (the notes column beside the chart is 6 wide): it says `copy`, whole, and the
+    Usage tab says what that means for the turn's cost."""
+    from textual.widgets import DataTable, Static
+    from tui_data import settle
+
+    from replayer.tui.app import make_app
+    from replayer.tui.conversation import ConversationScreen
+
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    proc = replayer(db, "replay", conv, "--live-from", "5", "--system", "You are terse.", "--yes", *agent_cmd(),
+                    env=fork_env(loop_api), cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    fork, _ = fork_of(db)
+    app = make_app(db)
+    async with app.run_test(size=(width, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")  # the newest: the fork
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ConversationScreen) and screen.conversation_id == fork
+        table = screen.query_one("#turns", DataTable)
+        lines = ["".join(segment.text for segment in table.render_line(y)).rstrip() for y in range(1, 1 + TURNS)]
+        assert [line.endswith(" copy") for line in lines] == [True] * 5 + [False] * 5, lines
+        await pilot.press("4")
+        await settle(pilot)
+        assert "a fork's copy, it costs nothing now" in str(screen.query_one("#usage-body", Static).render())
+
+
 def test_a_streaming_agent_forks_too_and_its_replayed_turns_keep_their_recorded_events(loop_api, tmp_path):
     from replayer.store.export import cassette_lines
 

@@ -380,3 +380,22 @@ async def test_every_screens_footer_fits_100_columns_help_and_all(db, env):
         await settle(pilot)
         await look("conversation")
     assert seen["conversation"].get("f") == "Fork"
+
+
+@pytest.mark.parametrize("width", [100, 160])
+async def test_a_figure_wider_than_its_column_widens_it_in_a_rerun_comparison(db, env, width):
+    """A sample whose prompt grew by over a million tokens: its Δ prompt `+1,234,316` was cut by
+    its 9-wide column to `+1,234,31`. Each number column holds its widest figure whole."""
+    huge = {"input_tokens": 1_235_567, "output_tokens": 20}
+    env.responder = lambda body: (
+        Reply(body={"input_tokens": 10}) if "max_tokens" not in body
+        else Reply(body=reply("Again.", model=body["model"], usage=huge))
+    )  # fmt: skip
+    app = make_app(db)
+    async with app.run_test(size=(width, 40)) as pilot:
+        await open_rerun_editor(pilot)
+        await send_rerun(pilot)
+        assert isinstance(app.screen, CompareScreen)
+        table = app.screen.query_one("#cmp-samples", DataTable)
+        line = "".join(segment.text for segment in table.render_line(2))  # sample 1, under the original
+        assert " 1,235,567 " in line and " +1,234,316 " in line, line

@@ -12,6 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets.data_table import ColumnKey
 
 from .. import replay
 from ..diffing import change_parts, unified
@@ -20,7 +21,7 @@ from ..models import Comparison, Sample
 from ..wire import token_count
 from .base import ReplayerScreen
 from .render import request_diff_text, side_by_side
-from .widgets import KeyTable, keep_numbers_whole, refit_on_scrollbar
+from .widgets import KeyTable, hold_cells_whole, keep_numbers_whole, refit_on_scrollbar
 
 
 class CompareScreen(ReplayerScreen[None]):
@@ -97,6 +98,7 @@ class CompareScreen(ReplayerScreen[None]):
                 Text(f"{error_head(err)}: {err.get('message')}" if err else "", style="red"),
                 key=name,
             )
+        hold_cells_whole(table, {key: table.columns[ColumnKey(key)].width for key in self.NUMBERS})
         table.move_cursor(row=1 if r.samples else 0)
         table.focus()
         self.call_after_refresh(self.fit_columns)

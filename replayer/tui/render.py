@@ -142,15 +142,15 @@ def turn_rows(
             status.append(symbols[m], style=f"bold {colour[m]}")
         stop = t.stop_reason or ""
         notes = [Text("reconstructed", style="italic")] if t.index in reconstructed and mixed else []
+        if t.copied:  # a word the narrowest notes column holds; the Usage tab says what it costs
+            notes.append(Text("copy", style="dim"))
         if last is not None and last.error:
             stop = str(last.error.get("type") or "error")
             # beside the type in the stop column, as the rerun says it (fmt.error_head): an error
             # event in a stream answered 200 came `mid-stream`, never a `200` that reads as a
-            # success. First in the note, the column being cut at the screen's edge
+            # success. First in the note (after a copy's one word), the column being cut at the screen's edge
             said = f"{error_status(last.error)} {last.error.get('message') or ''}".strip()
             notes.append(Text(said, style=style))
-        if t.copied:
-            notes.append(Text("copy: costs nothing now", style="dim"))
         if len(t.attempts) > 1:
             notes.append(Text(f"↻{len(t.attempts) - 1}", style=colour["retried"]))
         if "abandoned" in marks:

@@ -17,6 +17,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets.data_table import ColumnKey
 
 from ..diffing import change_parts, compare_tools, words
 from ..fmt import error_head, money, ms, plural
@@ -34,7 +35,7 @@ from ..trajectory import (
 )
 from .base import ReplayerScreen
 from .render import side_by_side
-from .widgets import KeyTable, keep_numbers_whole, refit_on_scrollbar
+from .widgets import KeyTable, hold_cells_whole, keep_numbers_whole, refit_on_scrollbar
 
 if TYPE_CHECKING:
     from .conversations import ConversationsScreen
@@ -244,7 +245,8 @@ class TrajectoriesScreen(ReplayerScreen[None]):
     def fit_columns(self) -> None:
         """The tool names take the width the fixed columns leave."""
         table = self.query_one("#traj-turns", DataTable)
-        fixed = sum(w + 2 * table.cell_padding for _, w in COLUMNS if w) + 2 * table.cell_padding
+        tools = ColumnKey("Tools A→B")
+        fixed = sum(c.get_render_width(table) for c in table.ordered_columns if c.key != tools) + 2 * table.cell_padding
         room = table.scrollable_content_region.width or self.size.width - 2
         wanted = min(TOOLS_MAX, max(TOOLS_MIN, room - fixed))
         keep_numbers_whole(table, NUMBERS, "Tools A→B", wanted, narrowest=3)  # too narrow: the tools give way
@@ -278,6 +280,7 @@ class TrajectoriesScreen(ReplayerScreen[None]):
         table.clear()
         for p in c.pairs:
             table.add_row(*pair_cells(p, c.diverged_at), key=str(p.index))
+        hold_cells_whole(table, {title: width for title, width in COLUMNS if title in NUMBERS})
         self.query_one("#traj-totals-body", Static).update(totals_text(c))
         fa, fb = final_text(c)
         self.query_one("#traj-final-a", Static).update(fa)

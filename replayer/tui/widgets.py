@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding
 from textual.color import Color
@@ -258,6 +259,18 @@ def set_widths(table: DataTable[Any], widths: dict[str, int]) -> None:
         table._require_update_dimensions = True  # noqa: SLF001 - DataTable has no public way to resize a column
         table._clear_caches()  # noqa: SLF001
         table.refresh()
+
+
+def hold_cells_whole(table: DataTable[Any], least: dict[str, int]) -> None:
+    """Widen each column of `table` in `least` (key -> the width it keeps at least) to its widest
+    cell, so that the column itself never cuts what it holds: `180 ms→179 ms` cut to `180 ms→179`
+    reads as a figure of another unit. Call it once the rows are in; keep_numbers_whole then
+    keeps the widened columns whole at the screen's edge."""
+
+    def width(cell: Any) -> int:
+        return cell.cell_len if isinstance(cell, Text) else cell_len(str(cell))
+
+    set_widths(table, {key: max([w, *map(width, table.get_column(key))]) for key, w in least.items()})
 
 
 def width_keeping_numbers_whole(
