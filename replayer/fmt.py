@@ -79,6 +79,14 @@ def error_status(error: Mapping[str, Any]) -> str:
     return str(status) if status else ""
 
 
+def attempt_status(status: int | None, error: Mapping[str, Any] | None) -> str:
+    """An attempt's status where its own column or slot says it (a retry's row, the Usage tab's
+    attempts): a failed one's error_status (`mid-stream` for an error event in a stream, not the
+    200 that took it), else its HTTP status; "" when none came."""
+    said = error_status(error) if error else ""
+    return said or (str(status) if status else "")
+
+
 def approx_tokens(n: float) -> str:
     """An estimated token count, said to be one: `~850 tok`, `~1.2k tok`, `~3.4M tok`."""
     if n < 1000:

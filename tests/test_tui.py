@@ -691,3 +691,52 @@ async def test_the_browser_shows_and_reads_times_in_one_zone(tmp_path, monkeypat
         assert started["late"] == "2026-12-05 12:30" and app.screen.sub_title.endswith("times in Asia/Tokyo")
         dashboard = await open_dashboard(pilot)
         assert "(Asia/Tokyo)" in static_text(dashboard, "#dash-title")
+
+
+async def test_a_stream_cut_by_an_error_event_says_mid_stream_on_the_usage_and_response_tabs(api, rec, client, db_path):
+    """An `event: error` after the stream's 200: the Usage tab's attempt lines read `#0  200 …
+    overloaded_error: Overloaded`, a 200 that reads as a success, and the Response tab showed the
+    part of the message that came before the error with no word of it. Both say `mid-stream`,
+    as the turn list and the rerun do (fmt), the error below the partial response."""
+    import anthropic
+
+    from replayer.fakeapi import Reply, message_events
+
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    begun = message_events(reply("Reading the parser"))[:4]  # its first words: `Reading the pars`
+    cut = Reply(sse=[*begun, {"event": "error", "data": overloaded}])
+    api.enqueue(cut, Reply(sse=message_events(reply("Read it."))), cut)
+    messages = [{"role": "user", "content": "go"}]
+    with rec.conversation("conv_cut"):
+        for then in ("sent again", "answered", "given up"):  # turn 0: cut, then a retry; turn 1: cut
+            try:
+                for _event in client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=messages,
+                                                     stream=True):  # fmt: skip
+                    pass
+            except anthropic.APIStatusError:
+                assert then != "answered"
+            if then == "answered":
+                messages = [*messages, {"role": "assistant", "content": "Read it."},
+                            {"role": "user", "content": "and?"}]  # fmt: skip
+    assert rec.flush(10)
+    app = make_app(db_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await open_first_conversation(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        usage = static_text(screen, "#usage-body").splitlines()
+        attempts = [line.split() for line in usage[usage.index("attempts") + 1 :] if line.strip()]
+        assert [words[:2] for words in attempts] == [["#0", "mid-stream"], ["#1", "200"]], attempts
+        await pilot.press("j")  # turn 1: cut, and not sent again
+        await settle(pilot)
+        usage = static_text(screen, "#usage-body").splitlines()
+        attempts = [line.split() for line in usage[usage.index("attempts") + 1 :] if line.strip()]
+        assert [words[:2] for words in attempts] == [["#0", "mid-stream"]], attempts
+        await pilot.press("2")
+        await settle(pilot)
+        shown = [str(s.render()) for s in screen.query("#response-body Static")]
+        said = next((i for i, s in enumerate(shown) if "overloaded_error mid-stream: Overloaded" in s), None)
+        assert said is not None, shown
+        partial = screen.query("#response-body Markdown")
+        assert len(partial) == 1 and partial.first().source == "Reading the pars"
+        assert partial.first().region.y < screen.query("#response-body Static")[said].region.y  # below it

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from rich.cells import cell_len
 from rich.text import Text
 
-from ..fmt import approx_tokens, error_status, local_time, money, ms, plural, spend
+from ..fmt import approx_tokens, attempt_status, error_status, local_time, money, ms, plural, spend
 from ..imports import rebuilt_from
 from ..models import SectionDiff, TurnDetail, TurnSummary
 from ..wire import prompt_tokens, token_count
@@ -180,7 +180,7 @@ def turn_rows(
                     Text(f"↳{a.attempt}", style="dim", justify="right"),
                     "",
                     Text(local_time(a.started_at, with_date=False, tz=tz), style="dim"),
-                    Text((error_status(a.error) if a.error else str(a.status or "")) or "—", style=colour["error"]),
+                    Text(attempt_status(a.status, a.error) or "—", style=colour["error"]),
                     Text(str((a.error or {}).get("type") or ""), style=colour["error"]),
                     "",
                     "",
@@ -375,7 +375,7 @@ def usage_text(d: TurnDetail) -> Text:
         err = f"  {a.error.get('type')}: {a.error.get('message')}" if a.error else ""
         ttft = f"  ttft {a.ttft_ms:,.0f} ms" if a.ttft_ms else ""
         out.append(
-            f"  #{a.attempt}  {a.status or '—'}  {ms(a.latency_ms) or '—'}{ttft}{err}"
+            f"  #{a.attempt}  {attempt_status(a.status, a.error) or '—'}  {ms(a.latency_ms) or '—'}{ttft}{err}"
             f"{'  (abandoned)' if a.abandoned else ''}\n",
             style="red" if a.error else "",
         )

@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import Collapsible, Markdown, Static
 
+from ..fmt import error_head
 from ..models import TurnDetail
 from ..wire import TOOL_USE_TYPES
 from .blocks import CUT, cut, value_text
@@ -26,10 +27,12 @@ def response_widgets(d: TurnDetail, show_all: bool) -> list[Widget]:
     """The Response tab: the text as Markdown, thinking folded, tool calls and other blocks as
     JSON, each long value cut unless `show_all`."""
     widgets: list[Widget] = []
+    err = d.turn.error
+    # said as the turn list and the rerun say it (fmt.error_head): an error event in a stream
+    # came `mid-stream`, after its 200 and whatever part of the message it cut
+    said = f"{error_head(err)}: {err.get('message') or ''}".rstrip(": ") if err else ""
     if d.response is None:
-        err = d.turn.error or {}
-        what = f"{err.get('type') or 'nothing came back'} {err.get('message') or ''}"
-        widgets.append(Static(Text(f"No response: {what}", style="bold red")))
+        widgets.append(Static(Text(f"No response: {said or 'nothing came back'}", style="bold red")))
     else:
         content = d.response.get("content") if isinstance(d.response, dict) else None
         if not isinstance(content, list):
@@ -54,6 +57,8 @@ def response_widgets(d: TurnDetail, show_all: bool) -> list[Widget]:
             else:
                 widgets.append(Static(Text(f"{kind}", style="bold magenta")))
                 widgets.append(Static(Syntax(cut(as_json(block), CUT, show_all), "json", word_wrap=True)))
+        if said:  # the message above is the part that came before the error
+            widgets.append(Static(Text.assemble((said, "bold red"), ("  (cut here)", "dim"))))
         stop = d.response.get("stop_reason") if isinstance(d.response, dict) else None
         widgets.append(Static(Text(f"stop_reason: {stop or '—'}", style="dim")))
     return widgets
