@@ -711,6 +711,22 @@ def test_a_last_line_cut_off_is_said_to_be_maybe_still_written_then_taken_once_w
     assert "line 3: not JSON (unexpected end of data)" in r.stderr  # inside the input: malformed, as ever
 
 
+def test_a_conversation_imported_from_a_later_turn_shows_its_first_message(api, tmp_path):
+    """Only turn 1 of a conversation imported (its line of a file split by time): the list's first
+    message was empty, taken from turn 0 alone; it is the first user message of the earliest turn
+    held, which is the conversation's (turn 1's request holds it). Importing turn 0 later is as before."""
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    lines = export_text(source)
+    second = next(x for x in lines if json.loads(x)["conversation_id"] == "conv_loop" and json.loads(x)["index"] == 1)
+    path = tmp_path / "turn1.jsonl"
+    path.write_text(collector_line(own_spans([second], source)) + "\n")
+    laptop = tmp_path / "laptop.db"
+    assert imported(laptop, path)["attempts"] == 1
+    rows = json.loads(run(laptop, "list", "--json").stdout)
+    assert [(r["conversation_id"], r["first_message"]) for r in rows] == [("conv_loop", "Read a.py")], rows
+
+
 def test_a_span_that_cannot_be_stored_is_reported_and_the_rest_imported(api, tmp_path):
     source = tmp_path / "team.db"
     record_session(api, source)

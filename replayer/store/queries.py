@@ -473,10 +473,12 @@ class Store(RowTexts):
     def _summaries(self, conv_rows: list[Any]) -> list[ConversationSummary]:
         """The list's summaries of conversations read by _listing."""
         counts = figures(self.db, self.prices, [r[6] for r in conv_rows])
+        # the earliest turn held (turn 0, unless an import brought later turns only): its request
+        # holds the conversation's first message (one step down the (conversation, idx) index each)
         first_nodes = dict(
             self.db.execute(
-                f"SELECT conversation_id, context_node FROM turns WHERE idx = 0 AND conversation_id IN "
-                f"({','.join('?' * len(conv_rows))})",
+                "SELECT c.id, (SELECT context_node FROM turns WHERE conversation_id = c.id ORDER BY idx LIMIT 1) "
+                f"FROM conversations c WHERE c.id IN ({','.join('?' * len(conv_rows))})",
                 [r[0] for r in conv_rows],
             ).fetchall()
         )
