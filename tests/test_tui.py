@@ -241,6 +241,15 @@ async def test_help_lists_the_keys(db):
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, ConversationsScreen)
+        await pilot.press("question_mark")  # ? too: some terminals keep F1 for themselves
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        assert f"\n{'f1, ?':>14}  Help — Keys for what is on screen\n" in str(app.screen.query_one(Static).render())
+        await pilot.press("question_mark")  # and closes it
+        await pilot.pause()
+        await pilot.press("slash", "w", "h", "y", "question_mark")  # in the filter, ? is text
+        await pilot.pause()
+        assert isinstance(app.screen, ConversationsScreen) and app.screen.query_one("#filter").value == "why?"
 
 
 async def test_open_conversation_picks_up_new_turns(db):

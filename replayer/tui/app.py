@@ -84,7 +84,8 @@ class ReplayerApp(App[None]):
     COMMANDS = App.COMMANDS | {GotoProvider}
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", id="quit", tooltip="Leave replayer", priority=True),
-        Binding("f1", "help", "Help", id="help", tooltip="Keys for what is on screen"),
+        # ? as well: a terminal may keep F1 for itself (a text field still takes ? as text)
+        Binding("f1,question_mark", "help", "Help", id="help", tooltip="Keys for what is on screen"),
     ]
 
     def __init__(

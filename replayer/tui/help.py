@@ -1,4 +1,4 @@
-"""Help (F1): the keys of the screen underneath, built from its bindings."""
+"""Help (F1 or ?): the keys of the screen underneath, built from its bindings."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from .conversations import ConversationsScreen
 class HelpScreen(ModalScreen[None]):
     """F1: the keys of the screen underneath, built from its bindings."""
 
-    BINDINGS = [Binding("escape,f1,q", "close", "Close", id="close", tooltip="Close help")]
+    BINDINGS = [Binding("escape,f1,q,question_mark", "close", "Close", id="close", tooltip="Close help")]
 
     def __init__(self, under: Screen[Any]) -> None:
         super().__init__()
@@ -35,7 +35,7 @@ class HelpScreen(ModalScreen[None]):
                 if not isinstance(b, Binding) or b.key in seen:
                     continue
                 seen.add(b.key)
-                keys = ", ".join(k.replace("slash", "/") for k in b.key.split(","))
+                keys = ", ".join(k.replace("slash", "/").replace("question_mark", "?") for k in b.key.split(","))
                 text.append(f"{keys:>14}  ", style="bold cyan")
                 text.append(f"{b.description}")
                 if b.tooltip:
