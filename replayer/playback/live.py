@@ -150,6 +150,16 @@ class ForkPlayer:
         self._outcomes: dict[bytes, bool | None] = {}
         """The digest of each body sent live -> whether its latest attempt was answered (None while
         it runs): the same body again after a failure, or with a retry count, is a retry of it."""
+        # the forked conversation's turns after N are never answered from the recording (the live
+        # calls take their place): offered before turn N went live, a later call of an identical
+        # conversation beside it (its turn N+1 asked before this one's turn N) took one, and started
+        # the fork there, at the wrong turn
+        matcher.retire(self._after_point)
+
+    def _after_point(self, line: dict[str, Any]) -> bool:
+        index = line.get("index")
+        return line.get("conversation_id") == self.point.conversation_id and isinstance(index, int) \
+            and index > self.point.index
 
     # -- deciding -------------------------------------------------------------------------------
     def decide(self, endpoint: str, body: bytes, headers: Mapping[str, str]) -> Decision:
