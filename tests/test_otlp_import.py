@@ -725,6 +725,15 @@ def test_a_conversation_imported_from_a_later_turn_shows_its_first_message(api, 
     assert imported(laptop, path)["attempts"] == 1
     rows = json.loads(run(laptop, "list", "--json").stdout)
     assert [(r["conversation_id"], r["first_message"]) for r in rows] == [("conv_loop", "Read a.py")], rows
+    # and the browser's sort by first message reads the same text ("Read a.py" before "stream")
+    streamed = next(x for x in lines if json.loads(x)["request"]["messages"][0]["content"] == "stream")
+    path.write_text(collector_line(own_spans([streamed], source)) + "\n")
+    assert imported(laptop, path)["attempts"] == 1
+    from replayer.store.queries import Store
+    from replayer.store.schema import open_db
+
+    by_first = Store(open_db(laptop)).conversations(sort="first", descending=False)
+    assert [c.first_message for c in by_first] == ["Read a.py", "stream"]
 
 
 def test_a_span_that_cannot_be_stored_is_reported_and_the_rest_imported(api, tmp_path):

@@ -63,13 +63,16 @@ def alike(a: Any, b: Any) -> bool:
 
 
 def first_texts(db: Any) -> dict[int, str | None]:
-    """Conversation rowid -> the text of the first message its first turn sent: every first turn's
-    chain walked up to its first node in one query."""
+    """Conversation rowid -> the text of the first message its first turn sent (its earliest turn
+    held: turn 0, unless an import brought later turns only): every first turn's chain walked up to
+    its first node in one query."""
     out: dict[int, str | None] = {}
     for conv, text in db.execute(
-        """WITH RECURSIVE up(conv, parent, blob, depth) AS (
-               SELECT c.rowid, n.parent, n.blob, n.depth FROM conversations c
-               JOIN turns t ON t.conversation_id = c.id AND t.idx = 0 JOIN nodes n ON n.id = t.context_node
+        """WITH RECURSIVE firsts(conv, node) AS (
+               SELECT c.rowid, (SELECT context_node FROM turns WHERE conversation_id = c.id ORDER BY idx LIMIT 1)
+               FROM conversations c
+           ), up(conv, parent, blob, depth) AS (
+               SELECT f.conv, n.parent, n.blob, n.depth FROM firsts f JOIN nodes n ON n.id = f.node
                UNION ALL SELECT up.conv, n.parent, n.blob, n.depth FROM nodes n JOIN up ON n.id = up.parent)
            SELECT up.conv, CASE WHEN typeof(b.json) != 'text' THEN b.json
                                 WHEN json_type(b.json, '$.content') = 'text' THEN json_extract(b.json, '$.content')
