@@ -749,3 +749,21 @@ async def test_a_stream_cut_by_an_error_event_says_mid_stream_on_the_usage_and_r
         partial = screen.query("#response-body Markdown")
         assert len(partial) == 1 and partial.first().source == "Reading the pars"
         assert partial.first().region.y < screen.query("#response-body Static")[said].region.y  # below it
+
+
+async def test_an_error_message_is_shown_whole_on_the_response_tab(tmp_path):
+    """The Response tab's error line stripped every trailing colon and space off the words it
+    made, the message's own with them: an API error whose message ends in ':' lost it."""
+    path = tmp_path / "e.db"
+    with Recorder(path) as rec:
+        rec.record({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]},
+                   error={"type": "invalid_request_error", "message": "Bad input:"}, status=400,
+                   conversation_id="conv_bad", started_at=time.time())  # fmt: skip
+    app = make_app(path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await open_first_conversation(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        shown = [str(s.render()) for s in screen.query("#response-body Static")]
+        said = [s for s in shown if s.startswith("No response: ")]
+        assert len(said) == 1 and said[0].endswith("invalid_request_error: Bad input:"), shown

@@ -30,7 +30,10 @@ def response_widgets(d: TurnDetail, show_all: bool) -> list[Widget]:
     err = d.turn.error
     # said as the turn list and the rerun say it (fmt.error_head): an error event in a stream
     # came `mid-stream`, after its 200 and whatever part of the message it cut
-    said = f"{error_head(err)}: {err.get('message') or ''}".rstrip(": ") if err else ""
+    said = ""
+    if err:
+        message = err.get("message")
+        said = f"{error_head(err)}: {message}" if message else error_head(err)
     if d.response is None:
         widgets.append(Static(Text(f"No response: {said or 'nothing came back'}", style="bold red")))
     else:
