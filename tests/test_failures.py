@@ -1097,3 +1097,33 @@ def test_saved_files_are_written_in_oldest_first_up_to_a_cut_off_last_line(tmp_p
     assert last_user_texts(path) == ["older 0", "older 1", "newer 0", "own"]
     assert _spilled(path) == []
     assert len(warnings_of(log_warnings, "by an earlier recorder")) == 2
+
+
+def _saved_captured(text: str):
+    from replayer.captured import Captured
+
+    body = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": text}]}
+    return Captured(call_key=text, attempt=0, t_start=1_700_000_000.0, request_bytes=json.dumps(body).encode(),
+                    status=200, response_bytes=b'{"type": "message", "content": []}')  # fmt: skip
+
+
+def test_a_save_beside_the_db_that_fails_to_write_leaves_no_file(tmp_path, monkeypatch):
+    """The disk fills while the records are saved: save raises (the writer says they are lost) and
+    leaves nothing, neither under the name the next writer takes in nor the part-made file. Before,
+    the file was renamed to its own name first, and a part of the records it held was written in
+    by the next writer though the message had said they were lost."""
+    import errno
+
+    from replayer.store import spill
+
+    path = tmp_path / "r.db"
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spill.os, "fsync", full)
+    with pytest.raises(OSError):
+        spill.save(str(path), [_saved_captured("a"), _saved_captured("b")])
+    monkeypatch.undo()
+    assert _spilled(path) == [] and spill.waiting(str(path)) == []
+    assert list(tmp_path.iterdir()) == []

@@ -4,9 +4,10 @@ them in (store/writer.py).
 
 One `Captured` a line, as JSON (bytes as base64): not pickle, since a file lying beside the
 database must not be able to run code when it is read. A file is held under an exclusive
-`flock` while it is written and while it is taken: it is made under a name no reader looks at,
-locked, and only then renamed to its own, so a reader never takes a file still being written;
-a writer that crashed midway leaves its whole lines, read up to the last one. A reader that gets
+`flock` while it is taken: it is written, flushed to disk, under a name no reader looks at
+(`.X.unwritten-….jsonl.part`) and only then renamed to its own, so a reader never takes a file
+still being written, and a write that fails leaves nothing (a file cut off all the same, by a
+crash of the machine, is read up to its last whole line). A reader that gets
 the lock checks that the name still names the file it locked (another reader may have taken it
 in and deleted it meanwhile): each file is written in once. Where there is no `flock` (not
 POSIX) files are still saved and taken, without that guard against two writers at once."""
@@ -99,16 +100,35 @@ def save(path: str, records: list[Captured]) -> tuple[str, int]:
         except (TypeError, ValueError):
             left_out += 1
     final = f"{path}.unwritten-{os.getpid()}-{int(time.time() * 1000)}.jsonl"
+    _write(final, lines)
+    return final, left_out
+
+
+def _write(final: str, lines: list[str]) -> None:
+    """Write `lines` to a file made under a name no reader looks at, flushed to disk, then renamed
+    to `final` (replacing what is there): no reader ever takes it part-written. On any error the
+    part-made file is deleted and the error raised: nothing is left under `final`."""
     folder, name = os.path.split(final)
     making = os.path.join(folder, f".{name}.part")
-    fd = os.open(making, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # as the database: its owner's
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        _lock(f, wait=True)
-        os.rename(making, final)  # locked before it has a name a reader looks for
-        f.writelines(lines)
-        f.flush()
-        os.fsync(f.fileno())
-    return final, left_out
+    fd = os.open(making, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # as the database: its owner's
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.writelines(lines)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(making, final)
+    except OSError:
+        try:
+            os.unlink(making)
+        except OSError:
+            pass
+        raise
+
+
+def rewrite(file: str, records: list[Captured]) -> None:
+    """Replace `file` (held by `taken`) with only `records`, those not yet written in: the
+    others were committed. Raises OSError when it can't."""
+    _write(file, [dumps(captured) + "\n" for captured in records])
 
 
 def waiting(path: str) -> list[str]:
