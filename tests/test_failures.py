@@ -1127,3 +1127,30 @@ def test_a_save_beside_the_db_that_fails_to_write_leaves_no_file(tmp_path, monke
     monkeypatch.undo()
     assert _spilled(path) == [] and spill.waiting(str(path)) == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_records_taken_in_from_beside_the_db_are_not_counted_as_this_writers_and_their_events_logged(
+    tmp_path, monkeypatch, caplog
+):
+    """A writer takes in two records an earlier run saved beside the database, then stores one of
+    its own: it counts one call (what `replayer record` reports as this run's), and with
+    log_events each of the three has its log line. Before, the earlier run's records were counted
+    as this writer's calls and conversations, and their events were dropped."""
+    import logging
+
+    from replayer.paths import REPORT_ENV
+    from replayer.store import spill
+
+    monkeypatch.setenv(REPORT_ENV, str(tmp_path / "reports"))  # as under `replayer record`: conversations kept
+    path = tmp_path / "r.db"
+    schema.open_db(path).close()
+    spill.save(str(path), [_saved_captured("older 0"), _saved_captured("older 1")])
+    rec = Recorder(path, log_events=True)
+    with caplog.at_level(logging.INFO, logger="replayer"):
+        rec.record({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "own"}]})
+        assert rec.close() is True
+    assert last_user_texts(path) == ["older 0", "older 1", "own"]
+    w = rec._writer
+    assert (w.calls, w.attempts, len(w.conversations)) == (1, 1, 1)
+    events = [json.loads(r.getMessage()) for r in caplog.records if r.getMessage().startswith("{")]
+    assert len(events) == 3 and all(ev["event_type"] == "replayer.call" for ev in events)

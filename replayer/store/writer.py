@@ -481,14 +481,18 @@ class Writer:
                 if got is None:
                     continue  # another writer is taking it in
                 records, bad = got
+                # redacted before it was saved; an earlier process's records, not counted as this one's
+                events: list[dict[str, Any]] | None
                 try:
-                    self._transaction(ingestor, records, redact=None)  # redacted before it was saved
+                    events = self._transaction(ingestor, records, redact=None, own=False)
                 except Exception as e:  # noqa: BLE001
                     if _db_fault(e):
                         self._db_failed(ingestor, e)
                         return False
-                    if self._one_by_one(ingestor, records, redact=None) is None:
-                        return False
+                    events = self._one_by_one(ingestor, records, redact=None, own=False)
+                if events is None:
+                    return False
+                self._log_events(events)
                 try:
                     os.unlink(file)
                 except OSError as e:
@@ -570,10 +574,13 @@ class Writer:
         elif self._problem:
             log.warning("replayer: %s is writable again; the waiting records were written", self.path)
             self._problem = None
+        self._log_events(events)
+        return True
+
+    def _log_events(self, events: list[dict[str, Any]]) -> None:
         if self.log_events:
             for ev in events:
                 log.info(codec.dumps(ev))
-        return True
 
     def _limit_wait(self, ingestor: Ingestor) -> None:
         """While a final close waits, an attempt waits for a lock no longer than its deadline."""
@@ -587,19 +594,20 @@ class Writer:
                 pass
 
     def _one_by_one(
-        self, ingestor: Ingestor, batch: list[Captured], redact: Redact | None | bool = True
+        self, ingestor: Ingestor, batch: list[Captured], redact: Redact | None | bool = True, own: bool = True
     ) -> list[dict[str, Any]] | None:
         """Write a batch that failed record by record: find the records we can't handle, skip
         them, keep the rest. None when the database itself failed."""
         events = []
         for captured in batch:
             try:
-                events += self._transaction(ingestor, [captured], redact)
+                events += self._transaction(ingestor, [captured], redact, own)
             except Exception as e:  # noqa: BLE001
                 if _db_fault(e):
                     self._db_failed(ingestor, e)
                     return None
-                self.failed += 1
+                if own:  # an earlier writer's record is not one this process failed to store
+                    self.failed += 1
                 log.warning("replayer: could not store a record (%s: %s); it was skipped", type(e).__name__, e)
         return events
 
@@ -628,9 +636,10 @@ class Writer:
         self._report(_REMEDY.get(self._fault) or str(e))
 
     def _transaction(
-        self, ingestor: Ingestor, batch: list[Captured], redact: Redact | None | bool = True
+        self, ingestor: Ingestor, batch: list[Captured], redact: Redact | None | bool = True, own: bool = True
     ) -> list[dict[str, Any]]:
-        """Store `batch` in one transaction; `redact`: the hook to use (True: the writer's own)."""
+        """Store `batch` in one transaction; `redact`: the hook to use (True: the writer's own).
+        `own`: this process's records, counted as stored by it (not an earlier writer's saved ones)."""
         hook = self.redact if redact is True else redact or None
         stored = []
         exported: list[tuple[int, Captured]] | None = [] if self.otlp else None
@@ -643,6 +652,8 @@ class Writer:
                         exported.append((got.attempt_id, captured))
         if exported:
             self._export(exported)
+        if not own:
+            return [s.event for s in stored if s.event is not None]
         self.attempts += len(stored)
         self.calls += sum(s.new_turn for s in stored)
         if self.conversations is not None:
