@@ -1154,3 +1154,46 @@ def test_records_taken_in_from_beside_the_db_are_not_counted_as_this_writers_and
     assert (w.calls, w.attempts, len(w.conversations)) == (1, 1, 1)
     events = [json.loads(r.getMessage()) for r in caplog.records if r.getMessage().startswith("{")]
     assert len(events) == 3 and all(ev["event_type"] == "replayer.call" for ev in events)
+
+
+def test_a_saved_file_taken_in_partway_keeps_only_what_was_not_stored_and_counts_what_was(
+    tmp_path, monkeypatch, log_warnings
+):
+    """A saved file whose batch fails on a record that can't be stored is taken in one by one; the
+    disk fails partway (a fault injected into Ingestor.store): the file is rewritten with only the
+    records not yet handled. The next writer stores those, skips the other bad one and says how many
+    it wrote. Before, the file was kept whole (its first record was stored twice) and the message
+    counted every line as written."""
+    from replayer.store import spill
+    from replayer.store.ingest import Ingestor
+    from replayer.store.writer import Writer
+
+    path = tmp_path / "r.db"
+    schema.open_db(path).close()
+    texts = ["a", "bad", "fault", "c", "bad 2"]
+    file, _ = spill.save(str(path), [_saved_captured(t) for t in texts])
+    store, full = Ingestor.store, [True]
+
+    def failing(self, captured, *args, **kw):
+        if captured.call_key.startswith("bad"):
+            raise ValueError("a record that can't be stored")
+        if captured.call_key == "fault" and full[0]:
+            raise sqlite3.OperationalError("database or disk is full")
+        return store(self, captured, *args, **kw)
+
+    monkeypatch.setattr(Ingestor, "store", failing)
+    writer = Writer(str(path))
+    ingestor = Ingestor(schema.open_db(path))
+    assert writer._take_spilled(ingestor) is False
+    assert last_user_texts(path) == ["a"]
+    assert [spill.loads(line).call_key for line in Path(file).read_text().splitlines()] == ["fault", "c", "bad 2"]
+    assert len(warnings_of(log_warnings, "wrote 1 record(s)", file, "the other 3 stay there")) == 1
+
+    full[0] = False
+    rec = Recorder(path)
+    rec.record({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "own"}]})
+    assert rec.close() is True
+    assert last_user_texts(path) == ["a", "fault", "c", "own"]
+    assert _spilled(path) == []
+    told = warnings_of(log_warnings, "wrote 2 record(s)", file, "1 record(s) that could not be stored skipped")
+    assert len(told) == 1, told

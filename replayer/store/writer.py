@@ -187,6 +187,8 @@ class Writer:
         """The device and inode of the file `_ingestor` has open: the path may come to name another."""
         self._merge_owed = False
         """Records went in since the search index was last in shape: merge it when idle."""
+        self._skipped_before_fault = 0
+        """The records skipped (their content) by the last `_one_by_one` before the database failed."""
         self._deadline: float | None = None
         """The earliest deadline of the final closes waiting (see `_Flush.deadline`)."""
         self._fault: Fault | None = None
@@ -481,6 +483,7 @@ class Writer:
                 if got is None:
                     continue  # another writer is taking it in
                 records, bad = got
+                total, skipped = len(records), 0
                 # redacted before it was saved; an earlier process's records, not counted as this one's
                 events: list[dict[str, Any]] | None
                 try:
@@ -489,19 +492,43 @@ class Writer:
                     if _db_fault(e):
                         self._db_failed(ingestor, e)
                         return False
-                    events = self._one_by_one(ingestor, records, redact=None, own=False)
-                if events is None:
-                    return False
+                    got_one = self._one_by_one(ingestor, records, redact=None, own=False)
+                    if got_one is None:
+                        if len(records) < total:
+                            self._keep_rest(file, records, total - len(records) - self._skipped_before_fault)
+                        return False
+                    events, skipped = got_one
                 self._log_events(events)
                 try:
                     os.unlink(file)
                 except OSError as e:
                     log.warning("replayer: could not delete %s (%s): delete it, its records are written", file, e)
+                unread = [f"{bad} unreadable line(s)"] if bad else []
+                unread += [f"{skipped} record(s) that could not be stored"] if skipped else []
                 log.warning(
                     "replayer: wrote %d record(s) saved in %s by an earlier recorder into %s%s",
-                    len(records), file, self.path, f" ({bad} unreadable line(s) skipped)" if bad else "",
+                    total - skipped, file, self.path, f" ({' and '.join(unread)} skipped)" if unread else "",
                 )
         return True
+
+    def _keep_rest(self, file: str, rest: list[Captured], done: int) -> None:
+        """The database failed partway through a saved file taken in one by one, `done` records of
+        it stored: the file keeps only the records not yet handled (stored, or skipped as warned),
+        so the next writer doesn't store them again."""
+        try:
+            spill.rewrite(file, rest)
+        except OSError as e:
+            log.warning(
+                "replayer: %d record(s) of %s are written into %s, but it could not be rewritten without them "
+                "(%s): the next recorder writes them in again",
+                done, file, self.path, e.strerror or e,
+            )
+            return
+        log.warning(
+            "replayer: wrote %d record(s) saved in %s by an earlier recorder into %s before it failed; "
+            "the other %d stay there",
+            done, file, self.path, len(rest),
+        )
 
     def _report(self, problem: str) -> None:
         if problem != self._problem:
@@ -559,14 +586,17 @@ class Writer:
         self._limit_wait(ingestor)
         batch = self._pending
         try:
-            events: list[dict[str, Any]] | None = self._transaction(ingestor, batch)
+            events = self._transaction(ingestor, batch)
         except Exception as e:  # noqa: BLE001
             if _db_fault(e):
                 self._db_failed(ingestor, e)
                 return False
-            events = self._one_by_one(ingestor, batch)  # a record we can't handle: find it, keep the rest
-        if events is None:
-            return False
+            before = len(batch)
+            got = self._one_by_one(ingestor, batch)  # a record we can't handle: find it, keep the rest
+            if got is None:  # those before the fault are out of `batch` (self._pending): not stored twice
+                self._final_from = max(0, self._final_from - (before - len(batch)))
+                return False
+            events = got[0]
         self._pending = []
         if self._final_from and self._problem:  # said only when they had waited for the database
             log.warning("replayer: wrote the %d waiting record(s) to %s", self._final_from, self.path)
@@ -595,21 +625,26 @@ class Writer:
 
     def _one_by_one(
         self, ingestor: Ingestor, batch: list[Captured], redact: Redact | None | bool = True, own: bool = True
-    ) -> list[dict[str, Any]] | None:
+    ) -> tuple[list[dict[str, Any]], int] | None:
         """Write a batch that failed record by record: find the records we can't handle, skip
-        them, keep the rest. None when the database itself failed."""
-        events = []
-        for captured in batch:
+        them, keep the rest; (the events, how many were skipped). None when the database itself
+        failed: the records before the one it failed on (committed, or skipped) are then taken out
+        of `batch`, so that they are not stored again."""
+        events, skipped = [], 0
+        for i, captured in enumerate(batch):
             try:
                 events += self._transaction(ingestor, [captured], redact, own)
             except Exception as e:  # noqa: BLE001
                 if _db_fault(e):
                     self._db_failed(ingestor, e)
+                    del batch[:i]
+                    self._skipped_before_fault = skipped
                     return None
+                skipped += 1
                 if own:  # an earlier writer's record is not one this process failed to store
                     self.failed += 1
                 log.warning("replayer: could not store a record (%s: %s); it was skipped", type(e).__name__, e)
-        return events
+        return events, skipped
 
     def _export(self, stored: list[tuple[int, Captured]]) -> None:
         """Hand what was just committed to the OTLP export (a few tuples on its queue; the spans
