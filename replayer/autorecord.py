@@ -237,11 +237,16 @@ def _report_at_exit() -> None:
     if writer is not None:
         writer._flush_at_exit()
         for w in list(writer._started):
-            got = dbs.setdefault(os.path.realpath(w.path), {"calls": 0, "attempts": 0, "conversations": [], "lost": 0})
+            got = dbs.setdefault(
+                os.path.realpath(w.path),
+                {"calls": 0, "attempts": 0, "conversations": [], "unwritten": 0, "spilled": 0, "lost": 0},
+            )
             got["calls"] += w.calls
             got["attempts"] += w.attempts
             got["conversations"] = sorted({*got["conversations"], *(w.conversations or ())})
-            got["lost"] += w.dropped + w.failed + w.unwritten
+            got["unwritten"] += w.unwritten  # a writer process holds them, and keeps trying
+            got["spilled"] += w.spilled
+            got["lost"] += w.dropped + w.failed
     _write_report({"exited": True, "dbs": dbs})
 
 
@@ -332,7 +337,8 @@ def summarize(
 ) -> str:
     """One line on what a `replayer record` run recorded, from its processes' reports (only this
     run's records: the database may hold older ones) and what its proxy recorded (`proxied`:
-    calls, attempts, conversations, lost, for `db`), or why nothing was, and what to do.
+    calls, attempts, conversations, unwritten, spilled, lost, for `db`), or why nothing was, and
+    what to do.
 
     The program's own subprocesses may still be ending (a multiprocessing server, a pool's
     workers): they get up to `settle` seconds to report."""
@@ -347,11 +353,14 @@ def summarize(
     totals: dict[str, dict[str, Any]] = {}
     for got_by_db in [r.get("dbs") or {} for r in reports] + [{db: proxied} if proxied else {}]:
         for path, got in got_by_db.items():
-            t = totals.setdefault(path, {"calls": 0, "attempts": 0, "conversations": set(), "lost": 0})
+            t = totals.setdefault(
+                path, {"calls": 0, "attempts": 0, "conversations": set(), "unwritten": 0, "spilled": 0, "lost": 0}
+            )
             t["calls"] += got["calls"]
             t["attempts"] += got["attempts"]
             t["conversations"].update(got["conversations"])
-            t["lost"] += got["lost"]
+            for name in ("unwritten", "spilled", "lost"):
+                t[name] += got.get(name, 0)
     broken = [r for r in reports if r.get("error")]
     unreported = sum(1 for r in reports if not r.get("error") and not r.get("exited")) - running
     remedy = (
@@ -361,8 +370,20 @@ def summarize(
 
     notes = []
     for path, t in totals.items():
+        # as the writers' own messages at exit (store/writer.py, store/process.py) say them
+        if t["unwritten"]:
+            notes.append(
+                f"{plural(t['unwritten'], 'record')} not yet written to {path}: the writer keeps trying, "
+                "then saves them in a file beside it (see the warnings above)"
+            )
+        if t["spilled"]:
+            notes.append(
+                f"{plural(t['spilled'], 'record')} could not be written to {path}; saved in a file beside it: "
+                "the next recorder that opens it writes them in (see the warnings above)"
+            )
         if t["lost"]:
-            notes.append(f"{plural(t['lost'], 'record')} could not be written to {path} (see the warnings above)")
+            notes.append(f"{plural(t['lost'], 'record')} could not be written to {path}: they are lost "
+                         "(see the warnings above)")
     if broken:
         why = f"{broken[0]['python']} could not load replayer ({broken[0]['error']})"
         if proxied and proxied.get("calls"):  # its calls went to ANTHROPIC_BASE_URL: the proxy has them
@@ -390,7 +411,10 @@ def summarize(
             f"; {n}" for n in notes
         )
     if notes:
-        counted = "no call was counted" if unreported or running else "nothing was recorded"
+        waiting = any(t["unwritten"] or t["spilled"] for t in totals.values())
+        counted = "no call was counted" if unreported or running else (
+            "nothing was written yet" if waiting else "nothing was recorded"
+        )
         return f"replayer: {counted}: {'; '.join(notes)}"
     passed = (proxied or {}).get("passed") or 0
     if passed:

@@ -1197,3 +1197,65 @@ def test_a_saved_file_taken_in_partway_keeps_only_what_was_not_stored_and_counts
     assert _spilled(path) == []
     told = warnings_of(log_warnings, "wrote 2 record(s)", file, "1 record(s) that could not be stored skipped")
     assert len(told) == 1, told
+
+
+_RECORDING_AGENT = """
+import sys
+from replayer import Recorder
+rec = Recorder(sys.argv[1])
+rec._writer.start()
+ready = getattr(rec._writer, "_ready", None)  # records go to the writer process once it is up (see _AGENT)
+assert ready is None or ready.wait(60)
+for i in range(2):
+    rec.record({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": f"run {i}"}]},
+               {"id": f"msg_{i}", "type": "message", "role": "assistant", "model": "m", "content": [],
+                "stop_reason": "end_turn", "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1}})
+"""
+
+
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_record_summary_says_records_still_retried_or_saved_beside_the_db_not_lost(tmp_path, writer):
+    """`replayer record` of a program whose database stays locked through its exit. The writer
+    process keeps trying after it (exit timeout 30 s): the summary says the 2 records are not yet
+    written and the writer keeps trying; once the lock goes they are written. A thread writer saves
+    them beside the database at the exit (exit timeout 1 s): the summary says so. Before, the first
+    said they "could not be written" (and they were, a moment later), the second said nothing."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "locked.db"
+    schema.open_db(path).close()
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import replayer.store.schema as s\ns.BUSY_TIMEOUT_MS = 200\n")
+    lock = sqlite3.connect(path, timeout=0, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    lock.execute("DELETE FROM meta WHERE 0")
+    env = dict(os.environ, REPLAYER_EXIT_TIMEOUT="30" if writer == "process" else "1", REPLAYER_WRITER=writer,
+               PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))  # fmt: skip
+    err = tmp_path / "stderr.txt"
+    try:
+        with open(err, "w") as f:
+            proc = subprocess.Popen([sys.executable, "-m", "replayer.cli", "--db", str(path), "record", "--",
+                                     sys.executable, "-c", _RECORDING_AGENT, str(path)],
+                                    stdout=subprocess.DEVNULL, stderr=f, env=env)  # fmt: skip
+            assert proc.wait(timeout=90) == 0, err.read_text()
+        summary = [line for line in err.read_text().splitlines() if line.startswith("replayer: nothing")]
+        assert len(summary) == 1, err.read_text()
+        if writer == "process":
+            assert summary[0] == (
+                f"replayer: nothing was written yet: 2 records not yet written to {path}: the writer keeps "
+                "trying, then saves them in a file beside it (see the warnings above)"
+            )
+        else:
+            assert summary[0] == (
+                f"replayer: nothing was written yet: 2 records could not be written to {path}; saved in a file "
+                "beside it: the next recorder that opens it writes them in (see the warnings above)"
+            )
+            assert len(_spilled(path)) == 1
+    finally:
+        lock.rollback()
+        lock.close()
+    if writer == "process":
+        assert wait_until(lambda: "wrote the 2 waiting record(s)" in err.read_text(), timeout=30), err.read_text()
+        assert last_user_texts(path) == ["run 0", "run 1"]

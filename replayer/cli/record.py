@@ -229,9 +229,10 @@ def _keep_run(db: str, run: Any) -> None:
 
 def _finish(proxy: Any, writer: Any, db: str, run: str) -> dict[str, Any]:
     """Stop the proxy (its open streams finish first) and write everything it recorded; what it
-    recorded, for the summary: calls, attempts, the run's conversations, records lost."""
+    recorded, for the summary: calls, attempts, the run's conversations, and the records not yet
+    written (the writer keeps trying), saved beside the database, and lost."""
     proxy.stop(timeout=30)
-    lost = 0 if writer.close(30) else writer.unwritten
+    unwritten = 0 if writer.close(30) else writer.unwritten
     writer.end_export()  # what did not reach the OTLP collector is told before the summary
     conversations: list[str] = []
     if writer.attempts:
@@ -243,6 +244,8 @@ def _finish(proxy: Any, writer: Any, db: str, run: str) -> dict[str, Any]:
         "calls": writer.calls,
         "attempts": writer.attempts,
         "conversations": conversations,
-        "lost": lost + writer.dropped + writer.failed,
+        "unwritten": unwritten,
+        "spilled": writer.spilled,
+        "lost": writer.dropped + writer.failed,
         "passed": proxy.proxy.passed_recorded,
     }

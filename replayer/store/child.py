@@ -87,7 +87,7 @@ def main() -> None:
     def counts() -> Counts:
         return Counts(
             writer.calls, writer.attempts, writer.dropped, writer.failed, writer.unwritten, received,
-            sorted(writer.conversations or ()), writer.problem if writer.unwritten else None,
+            sorted(writer.conversations or ()), writer.problem if writer.unwritten else None, writer.spilled,
         )
 
     def report_changes() -> None:

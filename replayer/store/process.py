@@ -97,6 +97,8 @@ class Counts:
     conversations: list[str] = field(default_factory=list)
     problem: str | None = None
     """Why the database can't be written, while it can't (the writer's message)."""
+    spilled: int = 0
+    """Records saved in a file beside the database (`Writer.spilled`)."""
 
 
 def make_writer(
@@ -202,6 +204,12 @@ class ProcessWriter:
         """Records that could not be stored for their content, or that a child which died had not
         confirmed writing."""
         return self._sum("failed") + self._own_failed + self._lost
+
+    @property
+    def spilled(self) -> int:
+        """Records saved in a file beside the database (by the thread writer here: the child saves
+        its own after this process has ended, and says so itself)."""
+        return self._sum("spilled")
 
     @property
     def unwritten(self) -> int:
@@ -654,6 +662,6 @@ def _left(deadline: float | None) -> float | None:
 def _plus(a: Counts, b: Counts) -> Counts:
     return Counts(
         a.calls + b.calls, a.attempts + b.attempts, a.dropped + b.dropped, a.failed + b.failed,
-        conversations=sorted({*a.conversations, *b.conversations}),
+        conversations=sorted({*a.conversations, *b.conversations}), spilled=a.spilled + b.spilled,
     )
 

@@ -163,7 +163,11 @@ class Writer:
         self.dropped = 0
         """Records lost because the buffer was full while the database could not be written."""
         self.failed = 0
-        """Records that could not be stored because of their content (logged)."""
+        """Records that could not be stored because of their content, or neither written nor saved
+        beside the database at the end (logged): lost."""
+        self.spilled = 0
+        """Records that could not be written, saved in a file beside the database (store/spill.py)
+        for the next writer to write in."""
         self._problem: str | None = None
         self._told = (0, 0)
         """(records left, records dropped) the last close() warned about."""
@@ -444,7 +448,10 @@ class Writer:
                 "replayer: %d record(s) could not be written to %s%s nor saved beside it (%s): they are lost",
                 len(records), self.path, problem, e.strerror or e,
             )
+            self.failed += len(records)
             return
+        self.failed += left_out
+        self.spilled += len(records) - left_out
         if left_out:
             log.warning("replayer: %d record(s) hold what JSON can't: they are lost", left_out)
         if len(records) > left_out:
