@@ -161,6 +161,26 @@ def test_a_recorded_tool_loop_arrives_as_genai_spans_one_per_attempt(api, db_pat
     assert last[names.USAGE_INPUT_TOKENS] == 32 and names.USAGE_CACHE_READ_INPUT_TOKENS not in last
 
 
+@pytest.mark.writer_process  # the writer processes are what it counts
+def test_a_recorder_closed_again_and_again_holds_no_ended_writer_processes(db_path, receiver):
+    """Each close() of an exporting recorder ends its writer process, which sends its last spans
+    as it ends and is kept to be waited for at exit (end_export); one that has ended is let go when
+    the next is kept. It was held until exit: a recorder closed after every job held one process
+    object (and an unreaped process) a close."""
+    rec = Recorder(db_path, otlp=True)
+    for i in range(4):
+        ask = {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": f"job {i}"}]}
+        rec.record(ask,
+                   {"id": f"msg_{i}", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                    "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "stop_sequence": None,
+                    "usage": {"input_tokens": 3, "output_tokens": 1}})  # fmt: skip
+        assert rec.close()
+        last = rec._writer._exporting[-1]  # no public view of the writer processes: the test looks inside
+        assert wait_until(lambda: last.poll() is not None, timeout=30)  # noqa: B023 (called here, in this turn)
+    assert len(rec._writer._exporting) == 1
+    spans_for(receiver, 4)
+
+
 def test_content_when_asked_in_the_conventions_schema_and_replayers_exact_text(api, db_path, receiver):
     """otlp_content=True: system instructions, input and output messages and tool definitions in
     the convention's message/part schema (the tool call and its result as tool_call and

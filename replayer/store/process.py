@@ -494,8 +494,8 @@ class ProcessWriter:
                     return
                 out = self._to_child
                 self._child = self._to_child = None
-                if self.otlp:
-                    self._exporting.append(child)
+                if self.otlp:  # (those that have ended since are let go: a recorder closed again and again)
+                    self._exporting = [c for c in self._exporting if c.poll() is None] + [child]
                 self._bodies = Bodies()  # a closed Recorder holds no request bodies
                 self._ready.clear()
                 self._earlier = _plus(self._earlier, self._counts)
