@@ -956,14 +956,11 @@ print(json.dumps({"streamed": streamed, "recorded": recorded}), flush=True)
 """
 
 
-def _locked_agent(tmp_path, api, writer: str, exit_timeout: str):
-    """Run _AGENT recording into a database another connection holds under BEGIN EXCLUSIVE; the
-    agent's process (and its writer process's) stderr goes to a file. Returns (path, the lock's
-    connection, the agent's Popen, the stderr file). The writer's busy wait is cut to 0.2 s (a
-    sitecustomize on the PYTHONPATH, which the writer process inherits) so the test is quick."""
-    import subprocess
-    import sys
-
+def _held_under_lock(tmp_path, writer: str, exit_timeout: str) -> tuple[Path, sqlite3.Connection, dict[str, str]]:
+    """A replayer database another connection holds under BEGIN EXCLUSIVE, and the environment of
+    a program recording into it: its writer (`process` or `thread`), exit timeout, and a lock wait
+    cut to 0.2 s (a sitecustomize on the PYTHONPATH, which the writer process inherits) so the
+    test is quick. Returns (path, the lock's connection, the environment)."""
     path = tmp_path / "locked.db"
     schema.open_db(path).close()
     site = tmp_path / "site"
@@ -972,9 +969,20 @@ def _locked_agent(tmp_path, api, writer: str, exit_timeout: str):
     lock = sqlite3.connect(path, timeout=0, isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")
     lock.execute("DELETE FROM meta WHERE 0")
-    err = tmp_path / "stderr.txt"
     env = dict(os.environ, REPLAYER_EXIT_TIMEOUT=exit_timeout, REPLAYER_WRITER=writer,
                PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))  # fmt: skip
+    return path, lock, env
+
+
+def _locked_agent(tmp_path, api, writer: str, exit_timeout: str):
+    """Run _AGENT recording into a database held under a lock (_held_under_lock); the agent's
+    process (and its writer process's) stderr goes to a file. Returns (path, the lock's
+    connection, the agent's Popen, the stderr file)."""
+    import subprocess
+    import sys
+
+    path, lock, env = _held_under_lock(tmp_path, writer, exit_timeout)
+    err = tmp_path / "stderr.txt"
     with open(err, "w") as f:
         proc = subprocess.Popen([sys.executable, "-c", _AGENT, str(path), api.url, FAKE_KEY],
                                 stdout=subprocess.PIPE, stderr=f, text=True, env=env)  # fmt: skip
@@ -1223,16 +1231,7 @@ def test_record_summary_says_records_still_retried_or_saved_beside_the_db_not_lo
     import subprocess
     import sys
 
-    path = tmp_path / "locked.db"
-    schema.open_db(path).close()
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text("import replayer.store.schema as s\ns.BUSY_TIMEOUT_MS = 200\n")
-    lock = sqlite3.connect(path, timeout=0, isolation_level=None)
-    lock.execute("BEGIN EXCLUSIVE")
-    lock.execute("DELETE FROM meta WHERE 0")
-    env = dict(os.environ, REPLAYER_EXIT_TIMEOUT="30" if writer == "process" else "1", REPLAYER_WRITER=writer,
-               PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))  # fmt: skip
+    path, lock, env = _held_under_lock(tmp_path, writer, "30" if writer == "process" else "1")
     err = tmp_path / "stderr.txt"
     try:
         with open(err, "w") as f:

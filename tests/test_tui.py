@@ -19,6 +19,7 @@ from tui_data import (
     open_first_conversation,
     open_second_conversation,
     palette_jump,
+    record_cut_streams,
     reply,
     settle,
     wait_for,
@@ -707,27 +708,10 @@ async def test_a_stream_cut_by_an_error_event_says_mid_stream_on_the_usage_and_r
     overloaded_error: Overloaded`, a 200 that reads as a success, and the Response tab showed the
     part of the message that came before the error with no word of it. Both say `mid-stream`,
     as the turn list and the rerun do (fmt), the error below the partial response."""
-    import anthropic
+    from replayer.fakeapi import message_events
 
-    from replayer.fakeapi import Reply, message_events
-
-    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-    begun = message_events(reply("Reading the parser"))[:4]  # its first words: `Reading the pars`
-    cut = Reply(sse=[*begun, {"event": "error", "data": overloaded}])
-    api.enqueue(cut, Reply(sse=message_events(reply("Read it."))), cut)
-    messages = [{"role": "user", "content": "go"}]
-    with rec.conversation("conv_cut"):
-        for then in ("sent again", "answered", "given up"):  # turn 0: cut, then a retry; turn 1: cut
-            try:
-                for _event in client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=messages,
-                                                     stream=True):  # fmt: skip
-                    pass
-            except anthropic.APIStatusError:
-                assert then != "answered"
-            if then == "answered":
-                messages = [*messages, {"role": "assistant", "content": "Read it."},
-                            {"role": "user", "content": "and?"}]  # fmt: skip
-    assert rec.flush(10)
+    # its first words: `Reading the pars`
+    record_cut_streams(api, rec, client, message_events(reply("Reading the parser"))[:4])
     app = make_app(db_path)
     async with app.run_test(size=(160, 40)) as pilot:
         screen = await open_first_conversation(pilot)

@@ -218,6 +218,20 @@ async def test_a_turn_that_cant_be_rerun_says_why(tmp_path, env):
         assert any("isn't a JSON object" in str(n.message) for n in app._notifications)
 
 
+async def send_until_sent(pilot, env) -> None:
+    """From the rerun editor: send (ctrl+j), confirm (y), and wait (up to 5 s) until the send
+    screen is up and its request has reached the fake API (which is told not to answer it)."""
+    from replayer.tui.send import SendScreen
+
+    await pilot.press("ctrl+j")
+    await settle(pilot)
+    await pilot.press("y")
+    for _ in range(100):
+        await pilot.pause(0.05)
+        if isinstance(pilot.app.screen, SendScreen) and sent_bodies(env):
+            break
+
+
 async def test_esc_cancels_a_rerun_that_gets_no_answer(db, env):
     """The send screen says esc cancels; esc goes back to the editor at once, the sample is stored
     as abandoned, and the worker that sent it ends (nothing is left waiting for the answer)."""
@@ -229,13 +243,7 @@ async def test_esc_cancels_a_rerun_that_gets_no_answer(db, env):
     app = make_app(db)
     async with app.run_test(size=(160, 48)) as pilot:
         editor = await open_rerun_editor(pilot)
-        await pilot.press("ctrl+j")
-        await settle(pilot)
-        await pilot.press("y")
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if isinstance(app.screen, SendScreen) and sent_bodies(env):
-                break
+        await send_until_sent(pilot, env)
         sending = app.screen
         assert isinstance(sending, SendScreen)
         shown = sending.active_bindings["escape"].binding
@@ -263,7 +271,6 @@ async def test_a_cancelled_variant_stored_after_the_editor_is_back_is_counted(db
     import threading
 
     from replayer import replay
-    from replayer.tui.send import SendScreen
 
     real_send, real_title = replay.send, RerunScreen.show_title
     cancels: list[threading.Event] = []
@@ -293,13 +300,7 @@ async def test_a_cancelled_variant_stored_after_the_editor_is_back_is_counted(db
     async with app.run_test(size=(160, 48)) as pilot:
         editor = await open_rerun_editor(pilot)
         assert "no earlier variants" in text(editor, "#rr-title")
-        await pilot.press("ctrl+j")
-        await settle(pilot)
-        await pilot.press("y")
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if isinstance(app.screen, SendScreen) and sent_bodies(env):
-                break
+        await send_until_sent(pilot, env)
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is editor

@@ -15,6 +15,7 @@ from tui_data import (
     numbers_cut,
     open_dashboard,
     open_rerun_editor,
+    record_cut_streams,
     reply,
     send_rerun,
     settle,
@@ -562,26 +563,9 @@ async def test_a_turn_whose_stream_ended_in_an_error_event_says_mid_stream_not_2
     `200 Overloaded`, a 200 that reads as a success. The row says it as the rerun does
     (`overloaded_error mid-stream: Overloaded`): the type in the stop column, `mid-stream` first
     in the notes (the column is cut at the screen's edge)."""
-    import anthropic
-
     from replayer.fakeapi import message_events
 
-    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-    cut = Reply(sse=[*message_events(reply("Reading"))[:3], {"event": "error", "data": overloaded}])
-    api.enqueue(cut, Reply(sse=message_events(reply("Read it."))), cut)
-    messages = [{"role": "user", "content": "go"}]
-    with rec.conversation("conv_cut"):
-        for then in ("sent again", "answered", "given up"):  # turn 0: cut, then a retry; turn 1: cut
-            try:
-                for _event in client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=messages,
-                                                     stream=True):  # fmt: skip
-                    pass
-            except anthropic.APIStatusError:
-                assert then != "answered"
-            if then == "answered":
-                messages = [*messages, {"role": "assistant", "content": "Read it."},
-                            {"role": "user", "content": "and?"}]
-    assert rec.flush(10)
+    record_cut_streams(api, rec, client, message_events(reply("Reading"))[:3])
     app = make_app(db_path)
     async with app.run_test(size=(160, 40)) as pilot:
         screen = await open_trouble(pilot)

@@ -76,6 +76,32 @@ def new_yorks_day_edge(rec: Recorder) -> None:
     assert rec.flush(10)
 
 
+def record_cut_streams(api, rec: Recorder, client, begun: list) -> None:
+    """Conversation conv_cut through the real SDK against the fake `api`: turn 0 a stream cut by an
+    `event: error` (overloaded) after the events `begun`, then retried and answered ("Read it.");
+    turn 1 cut the same way and not sent again."""
+    import anthropic
+
+    from replayer.fakeapi import Reply, message_events
+
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    cut = Reply(sse=[*begun, {"event": "error", "data": overloaded}])
+    api.enqueue(cut, Reply(sse=message_events(reply("Read it."))), cut)
+    messages = [{"role": "user", "content": "go"}]
+    with rec.conversation("conv_cut"):
+        for then in ("sent again", "answered", "given up"):  # turn 0: cut, then a retry; turn 1: cut
+            try:
+                for _event in client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=messages,
+                                                     stream=True):  # fmt: skip
+                    pass
+            except anthropic.APIStatusError:
+                assert then != "answered"
+            if then == "answered":
+                messages = [*messages, {"role": "assistant", "content": "Read it."},
+                            {"role": "user", "content": "and?"}]  # fmt: skip
+    assert rec.flush(10)
+
+
 async def settle(pilot) -> None:
     """Let every worker finish and the screen catch up. A worker cancelled by a newer one of its
     exclusive group (a poll every 0.2 s on a busy machine, say) has finished too: its wait()
