@@ -17,6 +17,20 @@ RECORDED_HEADER = "x-replayer-recorded"
 """Set by the in-process middleware, under `replayer record` only, on calls it records itself:
 the recording proxy forwards them without recording (each call is recorded once) and strips it."""
 
+TIMEOUTS_HEADER = "x-replayer-timeouts"
+"""Set by the redirecting middleware `replayer replay` gives its Python children
+(playback/redirect.py): the client takes a replayed timeout as TIMED_OUT_HEADER says it (the
+replay server strips it, as the proxy does RECORDED_HEADER)."""
+
+TIMED_OUT_HEADER = "x-replayer-timed-out"
+"""On a replay server's answer whose recorded attempt failed by a read timeout: `mid-stream` on a
+stream served as far as it came before its connection breaks (to any client), `before-answer` on
+the stand-in answer an attempt that got nothing is given, only when the request carried
+TIMEOUTS_HEADER. The redirecting middleware raises the SDK's APITimeoutError from it, as the
+recorded agent saw: a server can't make a client's own read time out but by holding the
+connection until the client gives up (minutes, and no deterministic test), so a client without
+that middleware sees the connection break instead (a connection error)."""
+
 TOOL_USE_TYPES = ("tool_use", "server_tool_use", "mcp_tool_use")
 """Content block types that are a call of a tool (client, server or MCP)."""
 

@@ -477,6 +477,87 @@ def test_a_stream_whose_connection_broke_breaks_again_with_errors():
         server.stop()
 
 
+TIMED_OUT = {"type": "timeout_error", "status": None, "message": "ReadTimeout: The read operation timed out"}
+
+
+def timed_out_then_answered(req: dict, message: dict) -> list[dict]:
+    """A streamed call whose read timed out after three events, then one that timed out before any
+    answer (both as the middleware records them), then the answer."""
+    events = [dict(e, ms=None) for e in synthesize(message)]
+    partial = dict(message, content=[], stop_reason=None)
+    return [line("A", 0, req, stream=True, response=partial, error=TIMED_OUT, events=events[:3]),
+            line("A", 0, req, stream=True, attempt=1, status=None, error=TIMED_OUT),
+            line("A", 0, req, stream=True, attempt=2, response=message, events=events)]
+
+
+def test_a_recorded_timeout_replays_as_a_timeout_in_process_and_through_the_server():
+    """Agents branch on APITimeoutError: a recorded read timeout, mid-stream or before any answer,
+    replays as one (not as APIConnectionError), at once. In process (the pytest plugin) the replayed
+    read times out; through the replay server, a client with the redirecting middleware
+    `replayer replay` gives Python children raises it from the server's word; a client without it
+    sees the connection break (a server can't make a client's read time out but by holding it)."""
+    import anthropic
+
+    from replayer.playback.inprocess import Replaying, serving
+    from replayer.playback.redirect import ReplayMiddleware
+    from replayer.playback.server import RecordingPlayer, ReplayServer
+    from replayer.proxy.run import run_in_background
+
+    req = request("look it up", stream=True)
+    kwargs = {k: v for k, v in req.items() if k != "stream"}
+    lines = timed_out_then_answered(req, PLANNED)
+
+    def replays(sdk) -> None:
+        seen = []
+        with pytest.raises(anthropic.APITimeoutError), sdk.messages.stream(**kwargs) as s:
+            for event in s:
+                seen.append(event.type)
+        assert seen == ["message_start", "content_block_start", "content_block_delta", "thinking"]
+        with pytest.raises(anthropic.APITimeoutError), sdk.messages.stream(**kwargs) as s:
+            s.get_final_message()
+        with sdk.messages.stream(**kwargs) as s:
+            assert built(s.get_final_message()) == PLANNED
+
+    async def replays_async(sdk) -> None:
+        with pytest.raises(anthropic.APITimeoutError):
+            async with sdk.messages.stream(**kwargs) as s:
+                await s.get_final_message()
+        with pytest.raises(anthropic.APITimeoutError):
+            async with sdk.messages.stream(**kwargs) as s:
+                await s.get_final_message()
+        async with sdk.messages.stream(**kwargs) as s:
+            assert built(await s.get_final_message()) == PLANNED
+
+    import asyncio
+
+    with serving(Replaying(Matcher(lines, with_errors=True))):
+        replays(anthropic.Anthropic(base_url=DEAD, api_key=FAKE_KEY, max_retries=0))
+    with serving(Replaying(Matcher(lines, with_errors=True))):
+        asyncio.run(replays_async(anthropic.AsyncAnthropic(base_url=DEAD, api_key=FAKE_KEY, max_retries=0)))
+
+    server = run_in_background(ReplayServer(RecordingPlayer(Matcher(lines, with_errors=True)), DEAD))
+    try:
+        replays(anthropic.Anthropic(base_url=DEAD, api_key=FAKE_KEY, max_retries=0,
+                                    middleware=[ReplayMiddleware(server.url)]))
+        server.proxy.player = RecordingPlayer(Matcher(lines, with_errors=True))  # type: ignore[attr-defined]
+        asyncio.run(replays_async(anthropic.AsyncAnthropic(base_url=DEAD, api_key=FAKE_KEY, max_retries=0,
+                                                           middleware=[ReplayMiddleware(server.url)])))
+        server.proxy.player = RecordingPlayer(Matcher(lines, with_errors=True))  # type: ignore[attr-defined]
+        plain = anthropic.Anthropic(base_url=server.url, api_key=FAKE_KEY, max_retries=0)
+        for _ in range(2):  # no middleware: the connection breaks, mid-stream and before any answer
+            with pytest.raises(anthropic.APIConnectionError) as raised, plain.messages.stream(**kwargs) as s:
+                s.get_final_message()
+            assert not isinstance(raised.value, anthropic.APITimeoutError)
+        # a retry after the timeout before any answer gets the answer that followed, as recorded
+        server.proxy.player = RecordingPlayer(Matcher(lines[1:], with_errors=True))  # type: ignore[attr-defined]
+        retrying = anthropic.Anthropic(base_url=DEAD, api_key=FAKE_KEY, max_retries=1,
+                                       middleware=[ReplayMiddleware(server.url)])
+        with retrying.messages.stream(**kwargs) as s:
+            assert built(s.get_final_message()) == PLANNED
+    finally:
+        server.stop()
+
+
 def test_the_end_line_counts_calls_and_names_attempts_where_they_differ():
     """A call and its retries are one call of several attempts, as `record` counts them."""
     from replayer.cli.replay import summary

@@ -171,10 +171,14 @@ class Replaying:
             self.refused.append(decision.message)
             return decision.status, _JSON, decision.body, None
         if decision.status is None:  # the recorded attempt got no answer: neither does this one
+            if decision.timed_out:
+                raise anthropic.APITimeoutError(request=http_request)
             raise anthropic.APIConnectionError(request=http_request)
         if decision.events is not None:
             parts = [b for _wait, b in chunks(decision.events)]
-            return decision.status, decision.headers, None, _cut(parts) if decision.cut else parts
+            if decision.cut:
+                return decision.status, decision.headers, None, _cut(parts, http_request, decision.timed_out)
+            return decision.status, decision.headers, None, parts
         return decision.status, decision.headers, decision.body, None
 
 
@@ -182,11 +186,14 @@ _CUT = "peer closed connection without sending complete message body (incomplete
 """What the HTTP library says when a chunked body stops short (as it said when this was recorded)."""
 
 
-def _cut(parts: list[bytes]) -> Iterator[bytes]:
-    """The body's parts, then the connection breaks: the SDK's stream fails as it did when
-    recorded (the same read error it wraps as a connection error), not a clean end."""
+def _cut(parts: list[bytes], request: httpx2.Request, timed_out: bool) -> Iterator[bytes]:
+    """The body's parts, then the stream fails as it did when recorded, not a clean end: the
+    connection breaks (the read error the SDK wraps as APIConnectionError), or, when the recorded
+    read timed out, the read times out now, at once (the SDK raises APITimeoutError)."""
     yield from parts
-    raise httpx2.RemoteProtocolError(_CUT)
+    if timed_out:
+        raise httpx2.ReadTimeout("replayer: the recorded read timed out here", request=request)
+    raise httpx2.RemoteProtocolError(_CUT, request=request)
 
 
 _JSON = {"content-type": "application/json"}

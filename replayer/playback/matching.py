@@ -120,6 +120,13 @@ class Answer:
     cut: bool = False
     """The recorded stream's connection broke after `events`: the server breaks this one too."""
 
+    @property
+    def timed_out(self) -> bool:
+        """The recorded attempt failed because the client's read timed out (the agent got the SDK's
+        APITimeoutError), before any answer (`status` None) or mid-stream (`cut`): the agent must
+        see that class again, not a connection error, as agents branch on it."""
+        return timed_out(self.line)
+
 
 @dataclass(slots=True)
 class Refusal:
@@ -188,6 +195,13 @@ def _succeeded(line: dict[str, Any]) -> bool:
 
 CUT_ERRORS = frozenset({"connection_error", "timeout_error"})
 """How the recorder names a body that stopped coming (the connection broke, or timed out)."""
+
+
+def timed_out(line: dict[str, Any]) -> bool:
+    """A recorded attempt that failed by a timeout (the middleware records the SDK's
+    APITimeoutError, or a read timeout mid-stream, as timeout_error; the proxy an upstream's)."""
+    error = line.get("error")
+    return isinstance(error, dict) and error.get("type") == "timeout_error"
 
 
 def _cut(line: dict[str, Any]) -> bool:

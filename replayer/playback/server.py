@@ -21,6 +21,7 @@ from aiohttp import web
 from ..captured import Captured, Put
 from ..proxy.server import Proxy, is_turn
 from ..proxy.tee import ProxiedCall
+from ..wire import TIMED_OUT_HEADER, TIMEOUTS_HEADER
 from .answer import chunks
 from .matching import Answer, Matcher, Refusal, error_body
 
@@ -133,6 +134,11 @@ class ReplayServer(Proxy):
 
     async def _serve(self, request: web.BaseRequest, answer: Answer) -> web.StreamResponse:
         if answer.status is None:  # the recorded attempt got no answer: nor does this one
+            if answer.timed_out and request.headers.get(TIMEOUTS_HEADER):
+                # a timeout, to a client whose middleware raises it (wire.TIMED_OUT_HEADER)
+                message = "replayer replay: the recorded attempt timed out before any answer"
+                return web.Response(status=504, body=error_body(message, "timeout_error"),
+                                    content_type="application/json", headers={TIMED_OUT_HEADER: "before-answer"})
             if request.transport is not None:
                 request.transport.abort()
             raise asyncio.CancelledError
@@ -142,7 +148,10 @@ class ReplayServer(Proxy):
             if speed and latency:
                 await asyncio.sleep(latency / 1000.0 / speed)
             return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
-        response = web.StreamResponse(status=answer.status, headers=answer.headers)
+        headers = answer.headers
+        if answer.cut and answer.timed_out:  # the break below stands for a read timeout
+            headers = {**headers, TIMED_OUT_HEADER: "mid-stream"}
+        response = web.StreamResponse(status=answer.status, headers=headers)
         await response.prepare(request)
         for wait, chunk in chunks(answer.events, speed):
             if wait:

@@ -31,7 +31,7 @@ from yarl import URL
 from ..bodies import decodable
 from ..captured import Put
 from ..upstream import shown
-from ..wire import RECORDED_HEADER
+from ..wire import RECORDED_HEADER, TIMEOUTS_HEADER
 from .tee import ProxiedCall, Retries
 
 log = logging.getLogger("replayer")
@@ -42,7 +42,7 @@ HOP_BY_HOP = frozenset(
      "trailers", "transfer-encoding", "upgrade"}
 )
 """Headers about one connection, not the message (RFC 9110 7.6.1): never forwarded."""
-_REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect", RECORDED_HEADER}
+_REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect", RECORDED_HEADER, TIMEOUTS_HEADER}
 _RESPONSE_DROP = HOP_BY_HOP
 _SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 """Headers aiohttp's client would add: a request goes upstream with the client's headers only."""
