@@ -331,6 +331,28 @@ def _running(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return alive
 
 
+def unwritten_notes(path: str, unwritten: int, spilled: int, lost: int) -> list[str]:
+    """What became of the records a run's writers did not write to `path` by the end, three counts
+    kept apart, as the writers' own messages at exit (store/writer.py, store/process.py) say them:
+    not yet written (a writer process holds them and keeps trying), saved beside the database,
+    lost. The end lines of `record`, `replay` and `fork` all say it this way."""
+    notes = []
+    if unwritten:
+        notes.append(
+            f"{plural(unwritten, 'record')} not yet written to {path}: the writer keeps trying, "
+            "then saves them in a file beside it (see the warnings above)"
+        )
+    if spilled:
+        notes.append(
+            f"{plural(spilled, 'record')} could not be written to {path}; saved in a file beside it: "
+            "the next recorder that opens it writes them in (see the warnings above)"
+        )
+    if lost:
+        notes.append(f"{plural(lost, 'record')} could not be written to {path}: they are lost "
+                     "(see the warnings above)")
+    return notes
+
+
 def summarize(
     folder: str, db: str, command: list[str], settle: float = 3.0, *, run: str | None = None,
     proxied: dict[str, Any] | None = None,
@@ -370,20 +392,7 @@ def summarize(
 
     notes = []
     for path, t in totals.items():
-        # as the writers' own messages at exit (store/writer.py, store/process.py) say them
-        if t["unwritten"]:
-            notes.append(
-                f"{plural(t['unwritten'], 'record')} not yet written to {path}: the writer keeps trying, "
-                "then saves them in a file beside it (see the warnings above)"
-            )
-        if t["spilled"]:
-            notes.append(
-                f"{plural(t['spilled'], 'record')} could not be written to {path}; saved in a file beside it: "
-                "the next recorder that opens it writes them in (see the warnings above)"
-            )
-        if t["lost"]:
-            notes.append(f"{plural(t['lost'], 'record')} could not be written to {path}: they are lost "
-                         "(see the warnings above)")
+        notes += unwritten_notes(path, t["unwritten"], t["spilled"], t["lost"])
     if broken:
         why = f"{broken[0]['python']} could not load replayer ({broken[0]['error']})"
         if proxied and proxied.get("calls"):  # its calls went to ANTHROPIC_BASE_URL: the proxy has them

@@ -303,6 +303,41 @@ def test_a_fork_of_a_cassette_into_another_database_suggests_no_compare_and_says
     assert "replayer compare" not in last and "(replayer show conv_" in last
 
 
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_a_fork_into_a_locked_database_says_its_records_are_not_yet_written_and_links_them_once_written(
+        loop_api, recorded, tmp_path, writer):
+    """A fork whose database is locked through the end of its run: the end line says its records
+    are not yet written and the writer keeps trying, then saves them beside it (as `record`'s
+    summary says it), not that they "could not be written", and the command ends well (it failed
+    on the locked database, writing the fork's link). Once the lock goes, the writer process
+    writes them in, the fork's link with them."""
+    from conftest import wait_until
+    from test_failures import _held_under_lock
+
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    cassette = tmp_path / "run.jsonl"
+    assert replayer(db, "export", "--conversation", conv, "--cassette", "-o", str(cassette)).returncode == 0
+    path, lock, env = _held_under_lock(tmp_path, writer, "30" if writer == "process" else "1")
+    err = tmp_path / "stderr.txt"
+    try:
+        with open(err, "w") as f:  # (a file: the writer process outlives the command)
+            proc = subprocess.run([*CLI, "--db", str(path), "replay", str(cassette), "--live-from", "5", "--system",
+                                   "Be brief.", "--yes", *agent_cmd()], stdout=subprocess.DEVNULL, stderr=f,
+                                  env={**env, **fork_env(loop_api)}, cwd=work, timeout=120)  # fmt: skip
+        assert proc.returncode == 0, err.read_text()
+        [last] = [x for x in err.read_text().splitlines() if x.startswith("replayer replay: fork ")]
+        assert (f"5 live turns, $0.0225; 10 records not yet written to {path}: the writer keeps trying, then saves "
+                "them in a file beside it (see the warnings above) (replayer show conv_") in last, last
+        assert "could not be written" not in last
+    finally:
+        lock.rollback()
+        lock.close()
+    if writer == "process":
+        assert wait_until(lambda: len(exported(path)) == 10, timeout=30), err.read_text()
+        fork, link = fork_of(path)
+        assert link == {"parent": conv, "kind": "fork", "turn_index": 5, "edits": {"system": "Be brief."}}
+
+
 def test_max_turns_stops_the_live_part_with_an_api_error_to_the_agent(loop_api, recorded, tmp_path):
     db, conv, work = recorded_loop(recorded, tmp_path)
     proc = replayer(db, "replay", conv, "--live-from", "5", "--system", "Be brief.", "--max-turns", "2", "--yes",

@@ -114,27 +114,38 @@ def _start(ctx: click.Context, matcher: Any, point: Any, edits: Any, prices: Any
                         recorded=recorded)
 
     def finish() -> list[str]:
-        lost = 0 if writer.close(30) else writer.unwritten
+        from ..autorecord import unwritten_notes
+
+        unwritten = 0 if writer.close(30) else writer.unwritten  # a writer process keeps trying
+        not_written = unwritten_notes(db, unwritten, writer.spilled, writer.dropped + writer.failed)
         made_folder()
         state = player.state
         if not state.started:
             return [f"replayer replay: the agent never reached turn {point.index} of {point.conversation_id}: "
                     f"nothing went live, no fork was recorded; {_remedy(matcher)}"]
-        from ..store.runs import ForkLink, add_fork_link
-        from ..store.schema import open_db
+        import sqlite3
 
-        store = open_db(Path(db))
-        add_fork_link(store, ForkLink(player.fork_id, point.conversation_id, point.index, edits.to_json()))
-        for branch in state.branches:  # a subagent that went on differently: a fork of its own, unedited
-            add_fork_link(store, ForkLink(branch.conversation_id, branch.source, branch.index, {}))
+        from ..store.runs import ForkLink, add_fork_link
+        from ..store.schema import DBError, open_db
+
+        here = None
+        try:
+            store = open_db(Path(db))
+            add_fork_link(store, ForkLink(player.fork_id, point.conversation_id, point.index, edits.to_json()))
+            for branch in state.branches:  # a subagent that went on differently: a fork of its own, unedited
+                add_fork_link(store, ForkLink(branch.conversation_id, branch.source, branch.index, {}))
+            # the original is in this database unless the fork came from a cassette file
+            here = store.execute("SELECT 1 FROM conversations WHERE id = ?", [point.conversation_id]).fetchone()
+        except (DBError, sqlite3.Error):
+            # locked, say (the records' own tags link the fork once they are written in: ingest.py);
+            # the summary says what became of them, and offers no compare of what isn't written
+            pass
         # ? when no live call had a price, ≥ when some had none (fmt.spend)
         spent = spend(state.spent_usd, state.unpriced) + (
             f" ({plural(state.unpriced, 'call')} with no price)" if state.unpriced else ""
         )
         stopped = f"; the live part was stopped: {state.stopped}" if state.stopped else ""
-        lost_line = f"; {plural(lost, 'record')} could not be written" if lost else ""
-        # the original is in this database unless the fork came from a cassette file
-        here = store.execute("SELECT 1 FROM conversations WHERE id = ?", [point.conversation_id]).fetchone()
+        lost_line = "".join(f"; {note}" for note in not_written)
         compare = f"; replayer compare {point.conversation_id} {player.fork_id}" if here else ""
         return [
             f"replayer replay: fork {player.fork_id} of {point.conversation_id} at turn {point.index}: "

@@ -590,6 +590,8 @@ class Ingestor:
                 insert + " RETURNING rowid, tags_json", (conversation_id, user_id, tags, origin, started, started)
             ).fetchone()
             self.conv_rowids[conversation_id] = conv_rowid
+            if origin == "fork" and tag_dict:
+                _link_fork(conn, conversation_id, tag_dict)
         else:  # known to this connection: its new turn is counted at the batch's end
             if conversation_id not in self.conv_tags:  # its tags forgotten apart from its rowid: read them
                 row = conn.execute("SELECT tags_json FROM conversations WHERE rowid = ?", (conv_rowid,)).fetchone()
@@ -656,3 +658,19 @@ class Ingestor:
             parsed, last.context_node, last.context_len or 0, threaded=context_node != parsed.node
         )
         return Turn(turn_id, conversation_id, rowid, conv_rowid, idx, system), added
+
+
+def _link_fork(conn: Any, conversation_id: str, tags: dict[str, Any]) -> None:
+    """A fork's link to its source (store/runs.py), from the tags its records carry, written with
+    them: a fork whose records are written after its command ended (a locked database: the writer
+    process kept trying, or they were saved beside it) is a fork all the same. The command writes
+    it too, at its end (`add_fork_link`)."""
+    turn = tags.get("fork_turn")
+    if not isinstance(tags.get("fork_of"), str) or not isinstance(turn, int):
+        return
+    edits = tags.get("edits") if isinstance(tags.get("edits"), dict) else {}
+    conn.execute(
+        """INSERT OR IGNORE INTO conversation_links(conversation_id, parent_id, kind, turn_index, edits_json)
+           VALUES (?, ?, 'fork', ?, ?)""",
+        (conversation_id, tags["fork_of"], turn, json.dumps(edits, ensure_ascii=False)),
+    )
