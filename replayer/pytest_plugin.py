@@ -142,15 +142,33 @@ def _cassette_path(config: pytest.Config, marker: pytest.Mark) -> Path | None:
     return Path(os.path.normpath(config.rootpath / path))
 
 
-def pytest_itemcollected(item: pytest.Item) -> None:
-    # every test collected, those -k or -m will deselect too: two tests naming one cassette is
-    # wrong however many of them run
+def _named(item: pytest.Item) -> None:
     marker = item.get_closest_marker("replayer")
     path = _cassette_path(item.config, marker) if marker is not None else None
     if path is not None:
         named = item.config.stash.setdefault(_NAMED_BY, {}).setdefault(path, [])
         if item.nodeid not in named:
             named.append(item.nodeid)
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    # every test collected, those -k or -m will deselect too: two tests naming one cassette is
+    # wrong however many of them run
+    _named(item)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    # and every test of each module and class collected, those a node id left out too
+    # (`pytest tests/x.py::test_one`: pytest makes the module's other tests, and reports only the
+    # one asked for): a module's `pytestmark` names its cassette for every test in it. A test of a
+    # module not collected at all is caught by the line naming the cassette's test (_cassette).
+    report = yield
+    if report.passed:
+        for node in report.result or ():
+            if isinstance(node, pytest.Item):
+                _named(node)
+    return report
 
 
 def _cassette(item: pytest.Item) -> _Cassette | None:

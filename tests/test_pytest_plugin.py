@@ -674,6 +674,39 @@ def test_a_cassette_named_by_several_tests_fails_them_in_one_line(pytester, monk
     result.stdout.fnmatch_lines(["*cassette cassettes/shared.jsonl is named by 2 other tests too*"])
 
 
+SHARED_IN_A_CLASS = '''
+import pytest
+
+
+class TestOrders:
+    pytestmark = pytest.mark.replayer("cassettes/orders.jsonl")
+
+    def test_one(self):
+        pass
+
+    def test_two(self):
+        pass
+'''
+
+
+def test_a_cassette_shared_through_pytestmark_is_caught_when_one_test_is_run_by_node_id(pytester, monkeypatch):
+    """`pytest test_shared.py::test_refund[1]` (or a class's one test): pytest makes the module's
+    (the class's) other tests too, and those name the cassette as well: the test errors, naming
+    them, as when they all run (it passed, and recorded a cassette the others would then be
+    refused)."""
+    pytester.makepyfile(test_shared=SHARED, test_orders=SHARED_IN_A_CLASS)
+    offline(monkeypatch)
+    for args, other in ((["test_shared.py::test_refund[1]"], "test_shared.py::test_refund[[]2]"),
+                        (["test_shared.py::test_refund"], "test_shared.py::test_refund[[]*]"),
+                        (["test_orders.py::TestOrders::test_one"], "test_orders.py::TestOrders::test_two")):
+        result = run(pytester, *args)
+        result.assert_outcomes(errors=2 if args == ["test_shared.py::test_refund"] else 1)
+        result.stdout.fnmatch_lines([f"@pytest.mark.replayer on *: cassette cassettes/*.jsonl is named by 1 other "
+                                     f"test too ({other}): a cassette belongs to one test: *"])
+        assert "Traceback" not in result.stdout.str()
+    assert not (pytester.path / "cassettes").exists()
+
+
 OWNED = '''
 import anthropic
 import pytest
@@ -690,13 +723,20 @@ def test_a():
     ask("refund order 1")
 
 
-def test_b():  # the same calls: answered from test_a's cassette, it would pass
-    ask("refund order 1")
-
-
 @pytest.mark.replayer("cassettes/quiet.jsonl")
 def test_quiet():  # makes no call
     pass
+'''
+
+OWNED_TOO = '''
+import anthropic
+import pytest
+
+
+@pytest.mark.replayer("cassettes/owned.jsonl")
+def test_b():  # the same calls: answered from test_a's cassette, it would pass
+    hi = [{"role": "user", "content": "refund order 1"}]
+    anthropic.Anthropic().messages.create(model="claude-sonnet-4-5", max_tokens=20, messages=hi)
 '''
 
 
@@ -705,7 +745,7 @@ def test_a_cassette_written_by_one_test_is_refused_to_another_run_alone(pytester
     in one line even when it runs alone (the collected tests can't show it), and --replayer-record
     doesn't record over it. A cassette no test wrote (replayer export --cassette, or one from
     before the line) serves any one test."""
-    pytester.makepyfile(test_owned=OWNED)
+    pytester.makepyfile(test_owned=OWNED, test_owned_too=OWNED_TOO)  # a module not collected: the file says
     cassette = pytester.path / "cassettes" / "owned.jsonl"
     with FakeAPI() as api:
         live(monkeypatch, api)
@@ -719,10 +759,10 @@ def test_a_cassette_written_by_one_test_is_refused_to_another_run_alone(pytester
             '{"test": "test_owned.py::test_quiet"}\n')
 
         for args in ((), ("--replayer-record",)):
-            result = run(pytester, "test_owned.py::test_b", *args)
+            result = run(pytester, "test_owned_too.py::test_b", *args)
             result.assert_outcomes(errors=1)
             result.stdout.fnmatch_lines([
-                "@pytest.mark.replayer on test_owned.py::test_b: cassette cassettes/owned.jsonl was recorded by "
+                "@pytest.mark.replayer on test_owned_too.py::test_b: cassette cassettes/owned.jsonl was recorded by "
                 "another test (test_owned.py::test_a): a cassette belongs to one test: give each its own (a "
                 "parametrized test's parameters: pytest.param(..., marks=pytest.mark.replayer(PATH))); a renamed "
                 "test: delete the file to record it again",
@@ -734,7 +774,7 @@ def test_a_cassette_written_by_one_test_is_refused_to_another_run_alone(pytester
     offline(monkeypatch)
     run(pytester, "test_owned.py::test_a", "test_owned.py::test_quiet").assert_outcomes(passed=2)
     cassette.write_text("".join(line + "\n" for line in written.splitlines()[1:]), "utf-8")  # no test's
-    run(pytester, "test_owned.py::test_b").assert_outcomes(passed=1)
+    run(pytester, "test_owned_too.py::test_b").assert_outcomes(passed=1)
 
 
 OWN_RECORDER = '''
