@@ -782,3 +782,47 @@ def test_each_client_connection_is_a_caller_of_its_own(api):
         proxy.stop()
     callers = [call.captured().caller for call in calls]
     assert None not in callers and callers[0] == callers[1] != callers[2]
+
+
+def test_a_client_that_times_out_is_recorded_as_the_middleware_records_it(tmp_path, start, writer, proxy_db):
+    """The same agent, recorded by the middleware and through the proxy, against an API too slow
+    for its read timeout (before any answer, and mid-stream): both record a timeout_error (the SDK
+    raised APITimeoutError: the upstream didn't answer in time for it), not an abandoned attempt
+    through the proxy; one whose task is cancelled before any answer (it gave up for its own
+    reasons) is abandoned both ways. The health figures and the browser say the same either way."""
+    slow = [Reply(body={"never": "read"}, delay=1.5), Reply(sse=message_events(MESSAGE), chunk_delay=1.5),
+            Reply(body={"never": "read"}, delay=1.5)]
+
+    def agent(base_url, wrap):
+        sync = wrap(anthropic.Anthropic(base_url=base_url, api_key=FAKE_KEY, max_retries=0, timeout=0.3))
+        with pytest.raises(anthropic.APITimeoutError):
+            sync.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER)
+        with pytest.raises(anthropic.APITimeoutError):
+            for _ in sync.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER, stream=True):
+                pass
+
+        async def cancelled():
+            client = wrap(anthropic.AsyncAnthropic(base_url=base_url, api_key=FAKE_KEY, max_retries=0))
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(client.messages.create(model="claude-sonnet-4-5", max_tokens=8,
+                                                              messages=USER), 0.3)  # fmt: skip
+            await client.close()
+
+        asyncio.run(cancelled())
+
+    def kinds(lines):  # (each its own conversation: in no set order)
+        return sorted(((line["status"] or 0, (line["error"] or {}).get("type") or "", line["abandoned"])
+                       for line in lines), key=repr)
+
+    expected = sorted([(0, "timeout_error", False), (200, "timeout_error", False), (0, "", True)], key=repr)
+    direct_db = tmp_path / "direct.db"
+    with FakeAPI() as api, Recorder(direct_db) as rec:
+        api.enqueue(*slow)
+        agent(api.url, rec.wrap)
+        assert rec.flush(10)
+    assert kinds(exported(direct_db)) == expected
+    with FakeAPI() as api:
+        api.enqueue(*slow)
+        proxy = start(api.url)
+        agent(proxy.url, lambda client: client)
+        assert kinds(records(writer, proxy_db, 3)) == expected

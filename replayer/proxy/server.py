@@ -253,7 +253,7 @@ class Proxy:
             return self._unreachable(call, "connection_error", 502, message)
         except asyncio.CancelledError:
             if call is not None:
-                call.abandoned = True
+                call.client_left()  # (its read timeout: a timeout_error, as the middleware records it)
             raise
         watch: _BodyWatch | None = None
         async with upstream:
@@ -281,7 +281,7 @@ class Proxy:
                 # the client went away: stop reading the upstream (closing it), record what came
                 if call is not None:
                     call.end()
-                    call.abandoned = True
+                    call.client_left()
                 if isinstance(e, asyncio.CancelledError):
                     raise
             except (TimeoutError, aiohttp.ClientError) as e:

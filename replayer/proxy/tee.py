@@ -144,6 +144,24 @@ class ProxiedCall:
     def end(self) -> None:
         self.p1 = time.perf_counter()
 
+    def client_left(self) -> None:
+        """The client hung up before the answer was whole. When its SDK said its read timeout
+        (x-stainless-read-timeout, else x-stainless-timeout) and nothing came for that long (since
+        the request came, or the latest chunk), its read timed out: a timeout_error, as the
+        middleware records the same SDK's APITimeoutError (the upstream was too slow for the
+        client). Otherwise the client gave up for its own reasons (a cancelled task, a closed
+        stream, Ctrl-C): abandoned, as the middleware records that too."""
+        timeout = _read_timeout(self.request_headers)
+        now = time.perf_counter()
+        since = self.times[-1] if self.times else self.p0
+        # the client's timer starts as it finishes sending, a little before the proxy has read the
+        # request: a hang-up a tenth short of the timeout after it is that timeout
+        if timeout is not None and now - since >= timeout * 0.9:
+            where = "mid-stream" if self.status is not None else "before any answer"
+            self.failed("timeout_error", f"replayer proxy: the client's read timed out ({timeout:g} s) {where}")
+        else:
+            self.abandoned = True
+
     # -- on the writer's side -----------------------------------------------------------------
     def captured(self) -> Captured:
         answered = self.status is not None and 200 <= self.status < 300 and self.error is None and not self.abandoned
@@ -186,6 +204,19 @@ class ProxiedCall:
             record.chunk_clock = got.clock(self.p0)
             record.ttft_ms = got.ttft_ms(self.p0)
         return record
+
+
+def _read_timeout(headers: list[tuple[bytes, bytes]]) -> float | None:
+    """The read timeout the client's SDK said it waits (seconds), if it said one."""
+    said = dict((k.lower(), v) for k, v in headers)
+    for name in (b"x-stainless-read-timeout", b"x-stainless-timeout"):
+        try:
+            timeout = float(said[name])
+        except (KeyError, ValueError):
+            continue
+        if timeout > 0 and timeout == timeout:  # (not NaN)
+            return timeout
+    return None
 
 
 def _asks_stream(body: bytes) -> bool:
