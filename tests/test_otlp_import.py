@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from test_fork import loop_api, recorded  # noqa: F401 (fixtures)
 
 from replayer import Recorder
 from replayer.cli import cli
@@ -244,6 +245,29 @@ def test_imported_claude_code_turns_round_trip_with_their_marks_and_links(tmp_pa
         ]
     r = run(laptop, "import", "claude-code", projects, "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["turns"] == 0, r.output
+
+
+def test_a_forks_spans_come_back_a_fork_with_its_copies(loop_api, recorded, tmp_path):  # noqa: F811 (fixtures)
+    """A fork's turns before its fork point copy recorded turns: their spans carry copied_from,
+    which the import dropped, so the copies came back as turns of their own (spend, and lines
+    without copied_from); and the fork's link lost the turn it forked at (`show` said turn 0)."""
+    from test_fork import fork_env, fork_of, recorded_loop, replayer
+
+    db, conv, _work = recorded_loop(recorded, tmp_path)
+    proc = replayer(db, "fork", f"{conv}:2", "--system", "You are terse.", "--yes", env=fork_env(loop_api))
+    assert proc.returncode == 0, proc.stderr
+    fork, _ = fork_of(db)
+    lines = export_text(db)
+    assert [json.loads(x).get("copied_from") is not None for x in lines].count(True) == 2
+    path = tmp_path / "spans.jsonl"
+    path.write_text(collector_line(own_spans(lines, db)) + "\n")
+    laptop = tmp_path / "laptop.db"
+    assert imported(laptop, path)["attempts"] == len(lines)
+    assert export_text(laptop) == lines
+    stats = [json.loads(run(d, "stats", "--days", "36500", "--json").stdout) for d in (db, laptop)]
+    assert stats[1] == stats[0]  # the copies are no spend
+    shown = [json.loads(run(d, "show", fork, "--json").stdout) for d in (db, laptop)]
+    assert shown[1]["fork_of"]["turn_index"] == shown[0]["fork_of"]["turn_index"] == 2
 
 
 # -- another instrumentation's spans -----------------------------------------------------------

@@ -36,6 +36,7 @@ import orjson
 
 from ..captured import Captured, Context
 from . import names as n
+from .spans import OWN
 
 GZIP_MAGIC = b"\x1f\x8b"
 NOT_OTLP_AFTER = 100
@@ -356,58 +357,93 @@ def exact(span: Span) -> Record:
     """replayer's own span: the export line it was made from, as a Captured that stores it with
     its own ids (conversation, turn, index, attempt, times)."""
     a = span.attributes
-    started_at = _text(a.get(n.STARTED_AT))
-    t_start = parse_iso(started_at) if started_at else span.start_ns / 1e9
-    latency = a.get(n.LATENCY_MS)  # absent: the line's is null (the span's times can't tell)
-    turn_id = _text(a.get(n.TURN_ID))
-    conversation_id = _text(a.get(n.CONVERSATION_ID))
-    if not turn_id or not conversation_id:
-        raise ValueError("a replayer span without its turn or conversation id")
-    request = _text(a.get(n.REQUEST))
-    response = _text(a.get(n.RESPONSE))
-    headers = _json(a.get(n.REQUEST_HEADERS)) or {}
+    values = {key: a.get(name) for name, key in OWN}
+    values["conversation_id"] = a.get(n.CONVERSATION_ID)
+    values["user_id"] = a.get(n.USER_ID) or a.get("enduser.id")
+    for name, key in ((n.REQUEST_HEADERS, "request_headers"), (n.ERROR, "error"), (n.UNKNOWN_EVENTS, "unknown_events")):
+        values[key] = _json(a.get(name))
+    texts = {"request": _text(a.get(n.REQUEST)), "response": _text(a.get(n.RESPONSE))}
     tags = _json(a.get(n.TAGS))
-    status = a.get(n.STATUS)
+    return own_record(
+        span.line, values, texts, session=span.trace_id, start=span.start_ns / 1e9,
+        tags=tags if isinstance(tags, dict) else None, response_id=_text(a.get(n.RESPONSE_ID)),
+    )  # fmt: skip
+
+
+def own_record(
+    line: int,
+    values: dict[str, Any],
+    texts: dict[str, str | None],
+    *,
+    session: str,
+    start: float | None = None,
+    tags: dict[str, Any] | None = None,
+    response_id: str | None = None,
+) -> Record:
+    """An attempt of replayer's own as the Record that stores it with its own ids (conversation,
+    turn, index, attempt, times): `values` are its export line's (store/export.py's keys), `texts`
+    the exact JSON text of its request and response (None: null), as the line holds them. Shared
+    by what holds an export line's values (`exact`: replayer's own span). `start`: seconds since the
+    epoch when the line has no started_at. Raises ValueError (and the like) for values that
+    make no record."""
+    started_at = _text(values.get("started_at"))
+    if started_at:
+        t_start = parse_iso(started_at)
+    elif start is not None:
+        t_start = start
+    else:
+        raise ValueError("no started_at")
+    latency = values.get("latency_ms")  # absent: the line's is null (a span's times can't tell)
+    turn_id = _text(values.get("turn_id"))
+    conversation_id = _text(values.get("conversation_id"))
+    if not turn_id or not conversation_id:
+        raise ValueError("no turn or conversation id")
+    request = texts.get("request")
+    response = texts.get("response")
+    headers = values.get("request_headers") or {}
+    status = values.get("status")
+    index = values.get("index")
     captured = Captured(
         call_key=f"{SOURCE}:{turn_id}",
-        attempt=int(a.get(n.ATTEMPT) or 0),
+        attempt=int(values.get("attempt") or 0),
         t_start=t_start,
-        endpoint=_text(a.get(n.ENDPOINT)) or "/v1/messages",
-        stream=bool(a.get(n.STREAM)),
+        endpoint=_text(values.get("endpoint")) or "/v1/messages",
+        stream=bool(values.get("stream")),
         request_bytes=(request or "null").encode("utf-8", "surrogatepass"),
         headers=headers if isinstance(headers, dict) else {},
         status=int(status) if status is not None else None,
         response_bytes=response.encode("utf-8", "surrogatepass") if response and response != "null" else None,
         latency_ms=latency,
-        ttft_ms=a.get(n.TTFT_MS),
-        error=_json(a.get(n.ERROR)),
-        request_id=_text(a.get(n.REQUEST_ID)),
+        ttft_ms=values.get("ttft_ms"),
+        error=values.get("error"),
+        request_id=_text(values.get("request_id")),
         ctx=Context(
             conversation_id=conversation_id,
-            user_id=_text(a.get(n.USER_ID)) or _text(a.get("enduser.id")),
-            tags=tags if isinstance(tags, dict) else None,
-            trace_id=_text(a.get(n.TRACE_ID)),
+            user_id=_text(values.get("user_id")),
+            tags=tags,
+            trace_id=_text(values.get("trace_id")),
         ),
-        abandoned=bool(a.get(n.ABANDONED)),
+        abandoned=bool(values.get("abandoned")),
         turn_id=turn_id,
-        turn_index=int(a[n.TURN_INDEX]) if a.get(n.TURN_INDEX) is not None else None,
+        turn_index=int(index) if index is not None else None,
+        copied_from=_text(values.get("copied_from")),
     )
     if response and response != "null":
         parsed = parsed_when_recorded(response)
         if parsed is not None:
             captured.response_bytes, captured.response_obj = None, parsed
-    unknown = _json(a.get(n.UNKNOWN_EVENTS))
+    unknown = values.get("unknown_events")
     return Record(
-        line=span.line,
+        line=line,
         captured=captured,
         started_at=started_at or iso_of(t_start),
         exact=True,
         key=turn_id,
-        session=span.trace_id,
-        imported_from=_text(a.get(n.IMPORTED_FROM)),
-        parent_conversation_id=_text(a.get(n.PARENT_CONVERSATION_ID)),
+        session=session,
+        imported_from=_text(values.get("imported_from")),
+        parent_conversation_id=_text(values.get("parent_conversation_id")),
         unknown_events=unknown if isinstance(unknown, list) and unknown else None,
-        response_id=_text(a.get(n.RESPONSE_ID)),
+        response_id=response_id,
     )
 
 

@@ -195,6 +195,13 @@ class SpanWriter:
                 "INSERT OR IGNORE INTO conversation_links(conversation_id, parent_id, kind) VALUES (?, ?, ?)",
                 (stored.conversation_id, r.parent_conversation_id, kind),
             )
+            if kind == "fork" and c.copied_from is None:
+                # the turn it forked at: its first that copies none (those before it are copies)
+                conn.execute(
+                    """UPDATE conversation_links SET turn_index = ?
+                       WHERE conversation_id = ? AND kind = 'fork' AND (turn_index IS NULL OR turn_index > ?)""",
+                    (turn.idx, stored.conversation_id, turn.idx),
+                )
 
 
 class _Known:
