@@ -544,7 +544,8 @@ def test_times_are_shown_and_filter_dates_read_in_one_zone(rec, db_path, tmp_pat
 QUICK_ARGS = {
     "browse": [], "list": [], "show": ["conv_one"], "export": [], "record": ["--", "true"],
     "replay": ["conv_one", "--", "true"], "fork": ["conv_one:0"], "proxy": ["--upstream", "notaurl"],
-    "import claude-code": ["nowhere"], "import otlp": ["nowhere.jsonl"], "db path": [], "db migrate": [],
+    "import claude-code": ["nowhere"], "import otlp": ["nowhere.jsonl"], "import export": ["nowhere.jsonl"],
+    "db path": [], "db migrate": [],
     "db backup": ["backup.db"], "demo": ["--no-open"], "stats": [], "alerts": [], "pricing": [],
     "rerun": ["conv_one:0", "--list"], "compare": ["conv_one", "conv_one"],
 }

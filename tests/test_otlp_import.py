@@ -868,9 +868,8 @@ def test_a_replayer_export_given_to_import_otlp_is_named_for_what_it_is(api, tmp
         r = run(tmp_path / "b.db", "import", "otlp", given, stdin=path.read_text() if given == "-" else None)
         assert r.exit_code == 2
         assert r.output == (
-            f"replayer: {named} is a replayer export (`replayer export`), not OTLP: replay it as it is with "
-            f"`replayer replay {again} -- COMMAND`, or import the JSON lines a Collector's file exporter writes "
-            "with format: json\n"
+            f"replayer: {named} is a replayer export (`replayer export`), not OTLP: import it with "
+            f"`replayer import export {again}`, or replay it as it is with `replayer replay {again} -- COMMAND`\n"
         )
         assert not (tmp_path / "b.db").exists()
 

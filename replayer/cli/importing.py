@@ -1,9 +1,11 @@
-"""`replayer import`: other tools' records into the database (Claude Code's transcripts)."""
+"""`replayer import`: records kept elsewhere into the database (replayer's own export, OTLP spans,
+Claude Code's transcripts)."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,41 @@ MAX_REPORTED = 20
 """Malformed lines reported one by one; past that, only their count."""
 
 
-@click.group("import")
+class _ImportGroup(click.Group):
+    """The `import` group: a file given where its command goes (`replayer import run.jsonl`) is
+    told which command imports it, by what its first lines are, in one line (exit 2)."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        given = args[0] if args else None
+        if given is not None and self.get_command(ctx, given) is None and not given.startswith("-"):
+            raise UserError(_which_command(given, sorted(self.commands)))
+        return super().resolve_command(ctx, args)
+
+
+def _which_command(given: str, commands: list[str]) -> str:
+    from ..imports.export import sniff
+
+    p = Path(given).expanduser()
+    names = ", ".join(commands)
+    if p.is_dir():
+        return f"{given} is a folder: `replayer import claude-code {given}` imports the Claude Code transcripts " \
+            "under it"  # fmt: skip
+    if not p.is_file():
+        return f"no import command {given!r}: give one of {names}, then the file (`replayer import export run.jsonl`)"
+    found = sniff(str(p))
+    if found is None:
+        return (
+            f"no import command {given!r}, and that file is none of what replayer imports: give one of {names}, "
+            "then the file"
+        )
+    what = {"export": "a replayer export", "otlp": "OTLP JSON (spans)", "claude-code": "a Claude Code transcript"}
+    return f"{given} is {what[found]}: import it with `replayer import {found} {given}`"
+
+
+@click.group("import", cls=_ImportGroup)
 def import_() -> None:
-    """Bring records other tools kept into the database."""
+    """Bring records into the database: replayer's own export, OpenTelemetry spans, Claude Code's
+    transcripts."""
 
 
 @import_.command("claude-code", short_help="Claude Code's session transcripts (default ~/.claude/projects).")
@@ -137,76 +171,32 @@ def otlp(
     content are counted and skipped. Importing again adds only what is new.
     """
     from ..filters import FilterError, time_bound
-    from ..otlp import batches, reading
-    from ..readahead import batches as read_ahead
-    from ..store.imported_spans import SpanCounts, SpanWriter
-    from ..store.schema import open_db
+    from ..otlp import reading
 
     try:
         bound = time_bound(since, "--since", tz=settings(ctx).shown_tz()) if since else None
     except FilterError as e:
         raise UserError(str(e)) from None
-    if path != "-":
-        p = Path(path).expanduser()
-        if not p.exists():
-            raise UserError(f"no such file: {p}; check the path (or give - to read stdin)")
-        if p.is_dir():
-            raise UserError(f"{p} is a folder: give a file the Collector's file exporter wrote")
-        path = str(p)
-    size = _size(path)
-    name = "stdin" if path == "-" else path
-    # a big file is read and parsed by a reader process while this one writes (readahead.py)
-    reader = read_ahead(
-        "replayer.otlp.batches:read", [path, bound, user, conversation], inline=size is None or size < READ_AHEAD_BYTES
-    )
-    db = db_path(ctx)
-    usable(db)
-    made_folder = folder_notice(db)
-    # made with the first records to write, once the input has shown it is OTLP: an input that
-    # can't be read, isn't OTLP or holds nothing to import makes no database
-    writer: SpanWriter | None = None
-    counts = SpanCounts()
-    failed: list[reading.Malformed] = []
-    tally = batches.Tally()
-    bar = size is not None and (sys.stderr.isatty() or size > BIG_OTLP_BYTES)
-    progress: Any = (
-        click.progressbar(length=size, label="importing", file=sys.stderr) if bar else contextlib.nullcontext(None)
-    )
-    with contextlib.closing(reader), progress as shown:  # (closed: a reader process still running is ended)
-        done = 0
-        try:
-            for batch in reader:
-                records = [reading.Record.from_wire(r) for r in batch.records]
-                if records:  # (the last batch may have none)
-                    writer = writer or SpanWriter(open_db(db))
-                    for r, why in writer.write(records, counts, batch.defined):  # never fatal: reported as malformed
-                        failed.append(reading.Malformed(r.line, f"a chat span that could not be imported ({why})"))
-                if batch.tally is not None:
-                    tally = batch.tally
-                if shown is not None:
-                    shown.update(batch.position - done)
-                    done = batch.position
-        except batches.CannotRead as e:
-            raise UserError(f"cannot read {path}: {e}") from None
-        except reading.ReplayerExport:
-            again = path if path != "-" else "FILE"
-            raise UserError(
-                f"{name} is a replayer export (`replayer export`), not OTLP: replay it as it is with "
-                f"`replayer replay {again} -- COMMAND`, or import the JSON lines a Collector's file exporter "
-                "writes with format: json"
-            ) from None
-        except reading.NotOtlp as e:
-            raise UserError(
-                f"{name} is not OTLP JSON: {e}; "
-                "give the JSON lines a Collector's file exporter writes with format: json"
-            ) from None
 
-    made_folder()
-    malformed = sorted(tally.malformed + failed, key=lambda m: m.line)
-    for m in malformed[:MAX_REPORTED]:
-        click.echo(f"replayer: {name}: {m} (skipped)", err=True)
-    if len(malformed) > MAX_REPORTED:
-        click.echo(f"replayer: … and {plural(len(malformed) - MAX_REPORTED, 'more malformed line')}", err=True)
+    def refused(e: Exception) -> str | None:
+        if isinstance(e, reading.ReplayerExport):
+            again = path if path != "-" else "FILE"
+            return (
+                f"{name(path)} is a replayer export (`replayer export`), not OTLP: import it with "
+                f"`replayer import export {again}`, or replay it as it is with `replayer replay {again} -- COMMAND`"
+            )
+        if isinstance(e, reading.NotOtlp):
+            return (
+                f"{name(path)} is not OTLP JSON: {e}; "
+                "give the JSON lines a Collector's file exporter writes with format: json"
+            )
+        return None
+
+    path = _input_path(path, "a file the Collector's file exporter wrote")
+    counts, tally, failed = _import_batches(
+        ctx, path, "replayer.otlp.batches:read", [path, bound, user, conversation], refused, "a chat span"
+    )
+    malformed = _report_malformed(path, tally.malformed + failed)
     if as_json:
         doc = {
             "lines": tally.lines,
@@ -223,6 +213,155 @@ def otlp(
         }
         click.echo(json_document(doc))
     click.echo(_otlp_summary(counts, tally, len(malformed)), err=True)
+
+
+@import_.command("export", short_help="replayer's own export (`replayer export`) back into a database.")
+@click.argument("path", metavar="PATH|-")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout: what was imported.")
+@click.pass_context
+def export(ctx: click.Context, path: str, as_json: bool) -> None:
+    """The JSON lines `replayer export` writes (one attempt a line, gzip or not; PATH - reads
+    stdin), each stored as the attempt it was: the same conversation and turn ids, indexes,
+    users, times, retries, request and response, so `replayer export` of this database writes
+    the same lines again. A bug report's run.jsonl, a CI artifact or a colleague's run can then
+    be listed, shown, browsed, rerun and counted in stats. Importing again adds only what is new.
+    """
+    from ..imports.export import CLAUDE_CODE, OTLP, NotExport
+
+    def refused(e: Exception) -> str | None:
+        if not isinstance(e, NotExport):
+            return None
+        again = path if path != "-" else "FILE"
+        if e.kind == OTLP:
+            return (
+                f"{name(path)} is OTLP JSON (spans), not a replayer export: import it with "
+                f"`replayer import otlp {again}`"
+            )
+        if e.kind == CLAUDE_CODE:
+            return (
+                f"{name(path)} is a Claude Code transcript, not a replayer export: import it with "
+                f"`replayer import claude-code {again}`"
+            )
+        return f"{name(path)} is not a replayer export: {e}; give the JSON lines `replayer export` writes"
+
+    path = _input_path(path, "a file `replayer export` wrote")
+    counts, tally, failed = _import_batches(
+        ctx, path, "replayer.imports.export:read", [path], refused, "an export line"
+    )
+    malformed = _report_malformed(path, tally.malformed + failed)
+    if as_json:
+        doc = {
+            "lines": tally.lines,
+            "attempts": counts.exact,
+            "already_imported": counts.known,
+            "matched_imported": counts.twinned,
+            "conversations": sorted(counts.conversations),
+            "malformed": [{"line": m.line, "what": m.what} for m in malformed],
+        }
+        click.echo(json_document(doc))
+    click.echo(_export_summary(counts, tally, len(malformed)), err=True)
+
+
+def name(path: str) -> str:
+    """How an import's input is named in its messages."""
+    return "stdin" if path == "-" else path
+
+
+def _input_path(path: str, wanted: str) -> str:
+    """The input of an import that reads one file (`import otlp`, `import export`): "-" (stdin)
+    as it is, else the file's path; bad input when there is no such file, or it is a folder
+    (`wanted`: what to give instead)."""
+    if path == "-":
+        return path
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError(f"no such file: {p}; check the path (or give - to read stdin)")
+    if p.is_dir():
+        raise UserError(f"{p} is a folder: give {wanted}")
+    return str(p)
+
+
+def _import_batches(
+    ctx: click.Context, path: str, target: str, args: list[Any], refused: Callable[[Exception], str | None], one: str
+) -> tuple[Any, Any, list[Any]]:
+    """Store what the reader `target(*args)` yields (batches of replayer records, as
+    otlp/batches.read makes them) through the SpanWriter: (its counts, the reader's tally, the
+    records that could not be stored; `one` says what a record is: "a chat span"). A big file is
+    read and parsed by a reader process while this one writes (readahead.py); a progress bar
+    shows on a big file. The database is made with the first records to write, once the input
+    has shown it is what the command reads: an input that can't be read, is refused (`refused`
+    gives the one line saying so for what the reader raised, None for what isn't bad input) or
+    holds nothing to import makes no database."""
+    from ..otlp import reading
+    from ..otlp.batches import CannotRead, Tally
+    from ..readahead import batches as read_ahead
+    from ..store.imported_spans import SpanCounts, SpanWriter
+    from ..store.schema import open_db
+
+    size = _size(path)
+    reader = read_ahead(target, args, inline=size is None or size < READ_AHEAD_BYTES)
+    db = db_path(ctx)
+    usable(db)
+    made_folder = folder_notice(db)
+    writer: SpanWriter | None = None
+    counts = SpanCounts()
+    failed: list[reading.Malformed] = []
+    tally = Tally()
+    bar = size is not None and (sys.stderr.isatty() or size > BIG_OTLP_BYTES)
+    progress: Any = (
+        click.progressbar(length=size, label="importing", file=sys.stderr) if bar else contextlib.nullcontext(None)
+    )
+    with contextlib.closing(reader), progress as shown:  # (closed: a reader process still running is ended)
+        done = 0
+        try:
+            for batch in reader:
+                records = [reading.Record.from_wire(r) for r in batch.records]
+                if records:  # (the last batch may have none)
+                    writer = writer or SpanWriter(open_db(db))
+                    for r, why in writer.write(records, counts, batch.defined):  # never fatal: reported as malformed
+                        failed.append(reading.Malformed(r.line, f"{one} that could not be imported ({why})"))
+                if batch.tally is not None:
+                    tally = batch.tally
+                if shown is not None:
+                    shown.update(batch.position - done)
+                    done = batch.position
+        except CannotRead as e:
+            raise UserError(f"cannot read {path}: {e}") from None
+        except Exception as e:
+            said = refused(e)
+            if said is None:
+                raise
+            raise UserError(said) from None
+    made_folder()
+    return counts, tally, failed
+
+
+def _report_malformed(path: str, malformed: list[Any]) -> list[Any]:
+    """Say on stderr which lines were skipped and why (the first MAX_REPORTED), in line order."""
+    malformed = sorted(malformed, key=lambda m: m.line)
+    for m in malformed[:MAX_REPORTED]:
+        click.echo(f"replayer: {name(path)}: {m} (skipped)", err=True)
+    if len(malformed) > MAX_REPORTED:
+        click.echo(f"replayer: … and {plural(len(malformed) - MAX_REPORTED, 'more malformed line')}", err=True)
+    return malformed
+
+
+def _export_summary(counts: Any, tally: Any, malformed: int) -> str:
+    parts = []
+    if counts.known:
+        parts.append(f"{plural(counts.known, 'attempt')} already in the database")
+    if counts.twinned:
+        parts.append(
+            f"{plural(counts.twinned, 'attempt')} of calls already imported from elsewhere (matched by response id), "
+            "kept as first imported"
+        )
+    if malformed:
+        parts.append(f"{plural(malformed, 'malformed line')} skipped")
+    head = (
+        f"imported {plural(counts.exact, 'attempt')} ({plural(len(counts.conversations), 'new conversation')})"
+        f" from {plural(tally.lines, 'export line')}"
+    )
+    return head + (f" ({'; '.join(parts)})" if parts else "")
 
 
 BIG_OTLP_BYTES = 8 << 20

@@ -1,4 +1,5 @@
-"""Other sources of turns than the wire: records other tools kept (Claude Code transcripts)."""
+"""Other sources of turns than the wire: records other tools kept (Claude Code transcripts), and
+replayer's own export read back (export.py)."""
 
 
 def source_name(source: str) -> str:

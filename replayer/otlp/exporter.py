@@ -39,6 +39,7 @@ from typing import Any
 from .. import environment
 from ..captured import Captured
 from ..store.attempt import Redact
+from ..store.codec import split
 from . import names, protocol, spans
 
 log = logging.getLogger("replayer")
@@ -561,32 +562,6 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + nice))
     except OSError:
         pass
-
-
-def split(line: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """An export line's values, and the exact JSON text of each (one parse)."""
-    decode = _decoder.raw_decode
-    values: dict[str, Any] = {}
-    texts: dict[str, str] = {}
-    i, end = line.index("{") + 1, len(line)
-    while i < end:
-        c = line[i]
-        if c in " \t\r\n,":
-            i += 1
-            continue
-        if c == "}":
-            break
-        key, i = decode(line, i)
-        while line[i] in " \t\r\n:":
-            i += 1
-        start = i
-        value, i = decode(line, i)
-        values[key] = value
-        texts[key] = line[start:i]
-    return values, texts
-
-
-_decoder = json.JSONDecoder()
 
 
 def close_all(timeout: float = EXIT_SECONDS) -> None:

@@ -383,9 +383,9 @@ def own_record(
     """An attempt of replayer's own as the Record that stores it with its own ids (conversation,
     turn, index, attempt, times): `values` are its export line's (store/export.py's keys), `texts`
     the exact JSON text of its request and response (None: null), as the line holds them. Shared
-    by what holds an export line's values (`exact`: replayer's own span). `start`: seconds since the
-    epoch when the line has no started_at. Raises ValueError (and the like) for values that
-    make no record."""
+    by replayer's own spans (`exact`) and the lines of `replayer export` (imports/export.py).
+    `start`: seconds since the epoch when the line has no started_at. Raises ValueError (and the
+    like) for values that make no record."""
     started_at = _text(values.get("started_at"))
     if started_at:
         t_start = parse_iso(started_at)

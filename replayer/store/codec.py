@@ -263,6 +263,35 @@ def splice(doc: dict[str, Any], parts: dict[str, str]) -> str:
     return fill(slotted(doc, parts), parts)
 
 
+def split(line: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """An export line's values, and the exact JSON text of each (one parse): what `splice`
+    made, taken apart again (the OTLP exporter's spans, `replayer import export`)."""
+    decode = _decoder.raw_decode
+    values: dict[str, Any] = {}
+    texts: dict[str, str] = {}
+    i, end = line.index("{") + 1, len(line)
+    while i < end:
+        c = line[i]
+        if c in " \t\r\n,":
+            i += 1
+            continue
+        if c == "}":
+            break
+        key, i = decode(line, i)
+        while line[i] in " \t\r\n:":
+            i += 1
+        start = i
+        value, i = decode(line, i)
+        values[key] = value
+        texts[key] = line[start:i]
+    else:
+        raise ValueError("the line ends before its object does")
+    return values, texts
+
+
+_decoder = json.JSONDecoder()
+
+
 def loads_or_text(text: str) -> Any:
     """The document in `text`; the text itself when it isn't JSON (a body handed to `record()`
     can be anything: it is kept, as a string, rather than lost)."""

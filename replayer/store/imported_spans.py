@@ -195,6 +195,14 @@ class SpanWriter:
                 "INSERT OR IGNORE INTO conversation_links(conversation_id, parent_id, kind) VALUES (?, ?, ?)",
                 (stored.conversation_id, r.parent_conversation_id, kind),
             )
+            if kind == "fork" and stored.new_turn:
+                # a fork, as it was where it was recorded: its spend apart from the agents' (metrics.
+                # EXPERIMENTS). Its tags said so there (fork_of), which a span carries and an export
+                # line doesn't: its parent conversation is what an export line has of it
+                conn.execute(
+                    "UPDATE conversations SET origin = 'fork' WHERE id = ? AND origin IN ('explicit', 'auto')",
+                    (stored.conversation_id,),
+                )
             if kind == "fork" and c.copied_from is None:
                 # the turn it forked at: its first that copies none (those before it are copies)
                 conn.execute(

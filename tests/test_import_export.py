@@ -1,0 +1,285 @@
+"""`replayer import export`: the lines `replayer export` writes, back into a database as the
+attempts they were (a bug report's run.jsonl, a CI artifact, a colleague's run), so they can be
+listed, shown, browsed, rerun and counted; and `replayer import FILE` naming the command that
+imports FILE. Through the CLI, on databases recorded through the real SDK against the fake API."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import FAKE_KEY
+from test_fork import fork_env, fork_of, loop_api, recorded, recorded_loop, replayer  # noqa: F401 (fixtures)
+from test_otlp_import import collector_line, convention_loop, record_session, sdk_spans
+from tui_data import build_db, record_cut_streams
+
+from replayer import Recorder
+from replayer.cli import cli
+
+PROJECTS = Path(__file__).parent / "fixtures" / "claude_code" / "projects"
+BEYOND_EXPORT = ("parent_tool_use_id", "context_resets")
+"""What `show --json` says of an imported Claude Code conversation that no export line holds."""
+
+
+def run(db, *args, stdin=None):
+    return CliRunner().invoke(cli, ["--db", str(db), *map(str, args)], input=stdin)
+
+
+def export_text(db) -> list[str]:
+    r = run(db, "export")
+    assert r.exit_code == 0, r.output
+    return r.stdout.splitlines()
+
+
+def imported(db, path, *args, stdin=None):
+    r = run(db, "import", "export", path, "--json", *args, stdin=stdin)
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def team_db(api, path: Path) -> Path:
+    """Several conversations, two named users and none: a tool loop with a tool error and a
+    compaction (alice), a chat (bob), a tool loop in a named conversation with tags and a trace
+    id (user_1), a stream with an event type this version doesn't know, a call retried after a
+    529, a 400, streams cut by an error event (one retried, one given up), and Claude Code
+    transcripts imported (reconstructed turns, a subagent linked to its session)."""
+    import anthropic
+
+    from replayer.fakeapi import message_events
+
+    build_db(path)
+    record_session(api, path)
+    with Recorder(path) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+        record_cut_streams(api, rec, client, message_events({"id": "msg_c", "model": "claude-sonnet-4-5"})[:2])
+    assert run(path, "import", "claude-code", PROJECTS).exit_code == 0
+    return path
+
+
+def shown(db, conversation: str) -> dict:
+    r = run(db, "show", conversation, "--json")
+    assert r.exit_code == 0, r.output
+    return {k: v for k, v in json.loads(r.stdout).items() if k not in BEYOND_EXPORT}
+
+
+def listed(db) -> list[dict]:
+    """`list --json`, without the tags: no export line holds a conversation's tags."""
+    r = run(db, "list", "--json", "-n", "1000")
+    assert r.exit_code == 0, r.output
+    return [{k: v for k, v in c.items() if k != "tags"} for c in json.loads(r.stdout)]
+
+
+def test_an_export_imported_into_an_empty_database_exports_the_same_lines(api, tmp_path):
+    source = team_db(api, tmp_path / "team.db")
+    lines = export_text(source)
+    docs = [json.loads(x) for x in lines]
+    # what the round trip must carry: every kind of attempt the export writes
+    assert {d["user_id"] for d in docs} >= {"alice", "bob", "user_1", None}
+    assert len({d["conversation_id"] for d in docs}) >= 6
+    assert any(d["stream"] and d["unknown_events"] for d in docs) and any(d["attempt"] == 1 for d in docs)
+    assert any(d["status"] == 400 for d in docs) and any(d["error"] and d["stream"] for d in docs)
+    assert any(d["trace_id"] for d in docs) and any(d.get("parent_conversation_id") for d in docs)
+    assert any(d.get("reconstructed") for d in docs)
+    assert any(b.get("type") == "tool_use" for d in docs if d["response"] for b in d["response"]["content"])
+    path = tmp_path / "run.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+
+    laptop = tmp_path / "laptop.db"
+    r = run(laptop, "import", "export", path)
+    assert r.exit_code == 0, r.output
+    conversations = len({d["conversation_id"] for d in docs})
+    assert r.stderr == (f"imported {len(lines)} attempts ({conversations} new conversations) "
+                        f"from {len(lines)} export lines\n")  # fmt: skip
+    assert export_text(laptop) == lines  # every key of every line, in the same order: the text itself
+    assert listed(laptop) == listed(source)
+    for conversation in {d["conversation_id"] for d in docs}:
+        assert shown(laptop, conversation) == shown(source, conversation), conversation
+    stats = [json.loads(run(db, "stats", "--days", "36500", "--json").stdout) for db in (source, laptop)]
+    assert stats[1] == stats[0]
+
+    r = run(laptop, "import", "export", path)  # the same file again: nothing new
+    assert r.exit_code == 0, r.output
+    assert r.stderr == (f"imported 0 attempts (0 new conversations) from {len(lines)} export lines "
+                        f"({len(lines)} attempts already in the database)\n")  # fmt: skip
+    assert imported(source, path)["already_imported"] == len(lines)  # into the database that wrote it
+    assert export_text(laptop) == export_text(source) == lines
+    # the transcripts the imported turns came from, imported again: the same calls, kept once
+    r = run(laptop, "import", "claude-code", PROJECTS, "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["turns"] == 0, r.output
+
+
+def test_an_export_from_stdin_or_gzip_imports_the_same(api, tmp_path):
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    lines = export_text(source)
+    text = "\n".join(lines) + "\n"
+    gz = tmp_path / "run.jsonl.gz"
+    gz.write_bytes(gzip.compress(text.encode()))
+    assert imported(tmp_path / "a.db", gz)["attempts"] == len(lines)
+    assert imported(tmp_path / "b.db", "-", stdin=text)["attempts"] == len(lines)
+    for db in ("a.db", "b.db"):
+        assert export_text(tmp_path / db) == lines
+
+
+def test_a_forks_copied_turns_stay_copies(loop_api, recorded, tmp_path):  # noqa: F811 (the fixtures)
+    """A fork's turns before its fork point copy recorded turns (copied_from): imported, they
+    still do, so they add to no spend, and the fork stays linked to the conversation it forks."""
+    db, conv, _work = recorded_loop(recorded, tmp_path)
+    proc = replayer(db, "fork", f"{conv}:2", "--system", "You are terse.", "--yes", env=fork_env(loop_api))
+    assert proc.returncode == 0, proc.stderr
+    fork, _ = fork_of(db)
+    lines = export_text(db)
+    assert any(json.loads(x).get("copied_from") for x in lines)
+    path = tmp_path / "run.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    laptop = tmp_path / "laptop.db"
+    assert imported(laptop, path)["attempts"] == len(lines)
+    assert export_text(laptop) == lines
+    stats = [json.loads(run(d, "stats", "--days", "36500", "--json").stdout) for d in (db, laptop)]
+    assert stats[1] == stats[0]  # the fork's live turns apart from the agents' spend, its copies no spend
+    # the fork's link: what the export holds of it (its parent, the turn it forked at), not its edits
+    forked = shown(laptop, fork)
+    assert forked.pop("fork_of") == {**shown(db, fork)["fork_of"], "edits": {}}
+    assert forked == {k: v for k, v in shown(db, fork).items() if k != "fork_of"}
+
+
+def test_a_line_cut_off_at_the_end_is_said_so_and_the_rest_imported(api, tmp_path):
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    lines = export_text(source)
+    path = tmp_path / "run.jsonl"
+    path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2])
+    laptop = tmp_path / "laptop.db"
+    r = run(laptop, "import", "export", path, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["attempts"] == len(lines) - 1
+    assert f"{path}: line {len(lines)}: cut off at the end of the input" in r.stderr
+    assert r.stderr.endswith("(1 malformed line skipped)\n"), r.stderr
+    assert export_text(laptop) == lines[:-1]
+    path.write_text("\n".join(lines) + "\n")  # whole: the last line comes in, the rest is there
+    got = imported(laptop, path)
+    assert (got["attempts"], got["already_imported"]) == (1, len(lines) - 1)
+    assert export_text(laptop) == lines
+
+
+def test_a_line_that_is_no_export_line_inside_an_export_is_skipped_and_reported(api, tmp_path):
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    lines = export_text(source)
+    broken = json.loads(lines[1])
+    broken["started_at"] = "yesterday"
+    path = tmp_path / "run.jsonl"
+    path.write_text("\n".join([lines[0], json.dumps(broken), "{", '{"hello": 1}', *lines[2:]]) + "\n")
+    r = run(tmp_path / "laptop.db", "import", "export", path, "--json")
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert got["attempts"] == len(lines) - 1 and [m["line"] for m in got["malformed"]] == [2, 3, 4]
+    assert "line 2: an export line that can't be read" in r.stderr and "line 3: not JSON" in r.stderr
+    assert "line 4: not an export line" in r.stderr
+
+
+def otlp_file(tmp_path) -> Path:
+    specs, _ = convention_loop()
+    path = tmp_path / "spans.jsonl"
+    path.write_text(collector_line(sdk_spans(specs)) + "\n")
+    return path
+
+
+def transcript(tmp_path) -> Path:
+    return next(p for p in sorted(PROJECTS.rglob("*.jsonl")) if "subagents" not in p.parts)
+
+
+@pytest.mark.parametrize(
+    "make, said",
+    [
+        (lambda tmp: tmp / "nothere.jsonl", "no such file: {path}; check the path (or give - to read stdin)"),
+        (lambda tmp: tmp, "{path} is a folder: give a file `replayer export` wrote"),
+        (lambda tmp: _write(tmp, b"hello, world\nthis is prose\n"),
+         "{path} is not a replayer export: none of its 2 lines is an export line (line 1: not JSON); "
+         "give the JSON lines `replayer export` writes"),
+        (lambda tmp: _write(tmp, b'{"resourceLogs": []}\n'),
+         "{path} is not a replayer export: line 1: not an export line (no turn_id, conversation_id, attempt, "
+         "request); give the JSON lines `replayer export` writes"),
+        (lambda tmp: _write(tmp, b"\x0a\x00\x12\x00binary"),
+         "{path} is not a replayer export: it is binary data; give the JSON lines `replayer export` writes"),
+        (otlp_file, "{path} is OTLP JSON (spans), not a replayer export: import it with `replayer import otlp {path}`"),
+        (transcript, "{path} is a Claude Code transcript, not a replayer export: import it with "
+                     "`replayer import claude-code {path}`"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_exit_2_and_makes_no_database(tmp_path, make, said):
+    path = make(tmp_path)
+    db = tmp_path / "new" / "laptop.db"
+    r = run(db, "import", "export", path)
+    assert r.exit_code == 2, r.output
+    assert r.output == f"replayer: {said.format(path=path)}\n"
+    assert not db.parent.exists()
+
+
+def _write(tmp: Path, content: bytes) -> Path:
+    path = tmp / "in.jsonl"
+    path.write_bytes(content)
+    return path
+
+
+def test_an_empty_input_imports_nothing_and_makes_no_database(tmp_path):
+    path = _write(tmp_path, b"\n")
+    db = tmp_path / "new" / "laptop.db"
+    r = run(db, "import", "export", path)
+    assert r.exit_code == 0 and r.stderr == "imported 0 attempts (0 new conversations) from 0 export lines\n"
+    assert not db.parent.exists()
+
+
+def test_progress_bar_on_a_big_file(api, tmp_path, monkeypatch):
+    from replayer.cli import importing
+
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    path = tmp_path / "run.jsonl"
+    path.write_text("\n".join(export_text(source)) + "\n")
+    r = run(tmp_path / "a.db", "import", "export", path)
+    assert r.exit_code == 0 and "importing" not in r.stderr  # a small file, stderr no terminal: no bar
+    monkeypatch.setattr(importing, "BIG_OTLP_BYTES", 10)
+    r = run(tmp_path / "b.db", "import", "export", path)
+    assert r.exit_code == 0 and r.stderr.startswith("importing"), r.stderr
+
+
+def test_a_file_read_by_a_reader_process_imports_the_same(api, tmp_path, monkeypatch):
+    from replayer.cli import importing
+
+    source = team_db(api, tmp_path / "team.db")
+    lines = export_text(source)
+    path = tmp_path / "run.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(importing, "READ_AHEAD_BYTES", 10)
+    laptop = tmp_path / "laptop.db"
+    assert imported(laptop, path)["attempts"] == len(lines)
+    assert export_text(laptop) == lines
+
+
+def test_a_file_given_where_the_import_command_goes_is_told_the_command(api, tmp_path):
+    """`replayer import run.jsonl` said "No such command 'run.jsonl'" (and click's usage): it
+    names the command that imports that file, by what its first line is."""
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    export = tmp_path / "run.jsonl"
+    export.write_text("\n".join(export_text(source)) + "\n")
+    for path, command, what in ((export, "export", "a replayer export"), (otlp_file(tmp_path), "otlp", "OTLP JSON"),
+                                (transcript(tmp_path), "claude-code", "a Claude Code transcript")):  # fmt: skip
+        r = run(tmp_path / "b.db", "import", path)
+        assert r.exit_code == 2
+        assert r.output.startswith(f"replayer: {path} is {what}") and r.output.count("\n") == 1, r.output
+        assert r.output.endswith(f": import it with `replayer import {command} {path}`\n"), r.output
+    prose = _write(tmp_path, b"hello\n")
+    r = run(tmp_path / "b.db", "import", prose)
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "none of what replayer imports" in r.output
+    r = run(tmp_path / "b.db", "import", PROJECTS)
+    assert r.exit_code == 2 and r.output == (f"replayer: {PROJECTS} is a folder: `replayer import claude-code "
+                                             f"{PROJECTS}` imports the Claude Code transcripts under it\n")
+    r = run(tmp_path / "b.db", "import", "exprot")
+    assert r.exit_code == 2 and r.output.count("\n") == 1
+    assert "claude-code, export, otlp" in r.output, r.output
+    assert not (tmp_path / "b.db").exists()
