@@ -45,6 +45,9 @@ class Captured:
     raw_response_headers: Any = None
     """The HTTP library's header objects (their `.raw` is a list of (name, value) bytes), or such
     lists; the writer reads and drops them (they hold credentials)."""
+    response_headers: dict[str, str] | None = None
+    """The response headers of `wire.RESPONSE_HEADERS` it had (names lowercased, values as
+    received); filled by the writer from `raw_response_headers`. None: none were kept."""
     status: int | None = None
     response_bytes: bytes | None = None
     response_obj: Any = None

@@ -144,6 +144,9 @@ class TurnDetail(BaseModel):
     reconstructed: str | None = None
     """The source the turn was imported from (store/imported.py: its request is rebuilt from a
     transcript, without the system prompt and tools), else None."""
+    response_headers: list[dict[str, str]] = []
+    """Each attempt's kept response headers (wire.RESPONSE_HEADERS: rate limits, retry-after), in
+    `turn.attempts`' order; {} for one that had none."""
 
 
 class Document:

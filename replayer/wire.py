@@ -13,6 +13,15 @@ PROTOCOL_HEADERS = ("anthropic-version", "anthropic-beta")
 """The request headers that change what the API does with a request; the only ones replayer keeps
 (credentials and everything else are dropped at capture)."""
 
+RESPONSE_HEADERS = (
+    "retry-after", "retry-after-ms", "x-should-retry",
+    *(f"anthropic-ratelimit-{kind}-{what}" for kind in ("requests", "tokens", "input-tokens", "output-tokens")
+      for what in ("limit", "remaining", "reset")),
+)
+"""The response headers replayer keeps (besides `request-id`, its own column): what the API said
+about limits and retrying, which the SDK's retry loop obeys (`retry-after(-ms)`,
+`x-should-retry`). An allowlist: cookies, the organization id and the rest are never kept."""
+
 RECORDED_HEADER = "x-replayer-recorded"
 """Set by the in-process middleware, under `replayer record` only, on calls it records itself:
 the recording proxy forwards them without recording (each call is recorded once) and strips it."""

@@ -188,6 +188,7 @@ def test_db_path_migrate_backup(tmp_path, monkeypatch):
         ("m013_limited_by_type",),
         ("m014_turn_under_answering_model",),
         ("m015_tool_results_once",),
+        ("m016_response_headers",),
     ]
     assert run("--db", str(target), "db", "backup", str(tmp_path / "copy.db")).exit_code == 2
 

@@ -167,6 +167,7 @@ def test_own_spans_round_trip_to_the_same_export_lines(api, tmp_path):
     assert kinds == [(0, 200, False), (0, 200, False), (0, 200, True), (0, 529, False), (1, 200, False),
                      (0, 400, False)]  # fmt: skip
     assert json.loads(lines[2])["unknown_events"], "the stream's unknown event is part of what must come back"
+    assert json.loads(lines[3])["response_headers"] == {"retry-after-ms": "1"}  # the 529's: it must come back too
     spans = own_spans(lines, source)
     path = tmp_path / "collector.jsonl"
     # the Collector's hex form for some, protobuf's base64 form for the rest, one request per line

@@ -826,3 +826,27 @@ def test_a_client_that_times_out_is_recorded_as_the_middleware_records_it(tmp_pa
         proxy = start(api.url)
         agent(proxy.url, lambda client: client)
         assert kinds(records(writer, proxy_db, 3)) == expected
+
+
+def test_the_proxy_keeps_what_the_api_said_of_its_limits_and_nothing_else(start, writer, proxy_db):
+    """Through the proxy as through the middleware: each attempt keeps its own retry and
+    rate-limit headers (names lowercased), never a cookie or Cloudflare's; a stream's too."""
+    from test_response_headers import NEVER, THROTTLED, kept, limits
+
+    with FakeAPI() as api:
+        proxy = start(api.url)
+        api.enqueue(Reply(status=429, body=ERR_529 | {"error": {"type": "rate_limit_error", "message": "Slow down"}},
+                          headers={**THROTTLED, **limits(0, 80000), **NEVER}),
+                    Reply(body=MESSAGE, headers={**limits(49, 79000), **NEVER}),
+                    Reply(sse=message_events(MESSAGE), headers={**limits(48, 78000), **NEVER}))  # fmt: skip
+        client = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY)
+        raw = client.messages.with_raw_response.create(model="claude-sonnet-4-5", max_tokens=16, messages=USER)
+        assert raw.headers["set-cookie"] == NEVER["set-cookie"]  # the client gets every header, as sent
+        for _event in client.messages.create(model="claude-sonnet-4-5", max_tokens=16, stream=True,
+                                             messages=[{"role": "user", "content": "Stream me"}]):
+            pass
+    throttled, answered, streamed = records(writer, proxy_db, 3)
+    assert (throttled["status"], throttled["attempt"], answered["attempt"]) == (429, 0, 1)
+    assert throttled["response_headers"] == kept({**THROTTLED, **limits(0, 80000)})
+    assert answered["response_headers"] == kept(limits(49, 79000))
+    assert streamed["stream"] and streamed["response_headers"] == kept(limits(48, 78000))

@@ -81,7 +81,7 @@ class Reader(RowTexts):
 
     def line(self, row: dict[str, Any], *, content: bool) -> tuple[dict[str, Any], dict[str, str], str | None]:
         """(the line's values, the exact JSON text of its request, response, request_headers,
-        error, unknown_events and usage when `content`, the convention's input messages as JSON
+        error, unknown_events, usage and response_headers when `content`, the convention's input messages as JSON
         text when `content` and the request's messages are stored as a list). The request's value
         holds no messages when they are stored as a list: they are in the texts."""
         usage = json.loads(row["usage_json"]) if row["usage_json"] else None
@@ -106,8 +106,9 @@ class Reader(RowTexts):
         line["response"] = json.loads(response_text) if response_text is not None else None
         line["request_headers"] = headers
         line["unknown_events"] = json.loads(row["unknown_events_json"]) if row["unknown_events_json"] else []
+        line["response_headers"] = json.loads(self._blob(row["response_headers"])) if row["response_headers"] else {}
         texts = {"request": request_text, "response": storable(response_text or "null")}
-        for key in ("request_headers", "error", "unknown_events", "usage"):
+        for key in ("request_headers", "error", "unknown_events", "usage", "response_headers"):
             texts[key] = dumps(line[key])
         skeleton = self._parsed_blob(row["request_skel"])
         if not isinstance(skeleton, dict) or "__body__" in skeleton:  # a body that isn't an object

@@ -22,7 +22,7 @@ type), and replayer's REQUEST/RESPONSE/... are the export line's values as JSON 
 
 Absent means null: an attribute whose export-line value is null is left out (OpenTelemetry takes
 no null). REQUEST and REQUEST_HEADERS are always written with content; RESPONSE, ERROR and USAGE
-only when not null; UNKNOWN_EVENTS only when not empty (absent: []). spans.OWN pairs each
+only when not null; UNKNOWN_EVENTS and RESPONSE_HEADERS only when not empty (absent: [], {}). spans.OWN pairs each
 replayer.* scalar attribute with the export line's key it holds."""
 
 from __future__ import annotations
@@ -108,6 +108,8 @@ REQUEST = "replayer.request"
 """The request body's JSON text exactly as `replayer export` writes it. Its presence marks a replayer span."""
 RESPONSE = "replayer.response"
 REQUEST_HEADERS = "replayer.request_headers"
+RESPONSE_HEADERS = "replayer.response_headers"
+"""The export line's response_headers (the API's limits and retry headers); absent: {}."""
 ERROR = "replayer.error"
 UNKNOWN_EVENTS = "replayer.unknown_events"
 USAGE = "replayer.usage"

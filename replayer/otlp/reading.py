@@ -360,7 +360,11 @@ def exact(span: Span) -> Record:
     values = {key: a.get(name) for name, key in OWN}
     values["conversation_id"] = a.get(n.CONVERSATION_ID)
     values["user_id"] = a.get(n.USER_ID) or a.get("enduser.id")
-    for name, key in ((n.REQUEST_HEADERS, "request_headers"), (n.ERROR, "error"), (n.UNKNOWN_EVENTS, "unknown_events")):
+    json_valued = (
+        (n.REQUEST_HEADERS, "request_headers"), (n.RESPONSE_HEADERS, "response_headers"), (n.ERROR, "error"),
+        (n.UNKNOWN_EVENTS, "unknown_events"),
+    )
+    for name, key in json_valued:
         values[key] = _json(a.get(name))
     texts = {"request": _text(a.get(n.REQUEST)), "response": _text(a.get(n.RESPONSE))}
     tags = _json(a.get(n.TAGS))
@@ -401,6 +405,7 @@ def own_record(
     request = texts.get("request")
     response = texts.get("response")
     headers = values.get("request_headers") or {}
+    said = values.get("response_headers")
     status = values.get("status")
     index = values.get("index")
     captured = Captured(
@@ -417,6 +422,7 @@ def own_record(
         ttft_ms=values.get("ttft_ms"),
         error=values.get("error"),
         request_id=_text(values.get("request_id")),
+        response_headers=said if isinstance(said, dict) and said else None,
         ctx=Context(
             conversation_id=conversation_id,
             user_id=_text(values.get("user_id")),

@@ -156,10 +156,12 @@ _EXACT = (
     (n.ERROR, "error"),
     (n.UNKNOWN_EVENTS, "unknown_events"),
     (n.USAGE, "usage"),
+    (n.RESPONSE_HEADERS, "response_headers"),
 )
 """replayer's exact content attributes and the export line's keys they hold. REQUEST and
 REQUEST_HEADERS are always written; the others only when the line's value is not null (and
-UNKNOWN_EVENTS not empty): an absent one means null (unknown_events: [])."""
+UNKNOWN_EVENTS and RESPONSE_HEADERS not empty): an absent one means null (unknown_events: [],
+response_headers: {})."""
 
 
 def _content(
@@ -185,7 +187,7 @@ def _content(
         out[n.TOOL_DEFINITIONS] = text([tool(t) for t in tools])
     for name, key in _EXACT:
         value = line.get(key)
-        if key in ("request", "request_headers") or (value is not None and value != []):
+        if key in ("request", "request_headers") or (value is not None and value != [] and value != {}):
             out[name] = texts[key] if key in texts else text(value)
 
 

@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 
 from ..sse import assemble
+from ..wire import RESPONSE_HEADERS
 from .answer import compact_json, event_bytes, synthesize
 from .difference import difference_path as difference_path
 from .difference import first_difference as first_difference
@@ -342,6 +343,11 @@ class Matcher:
         self.calls[key] = self.calls.get(key, 0) + 1
         status = line.get("status")
         headers = {"content-type": "application/json"}
+        said = line.get("response_headers")
+        if isinstance(said, dict):
+            # what the API said of its limits and retrying, as recorded: the replayed SDK's retry
+            # loop waits (retry-after) and retries (x-should-retry) as it did
+            headers.update((k, str(v)) for k, v in said.items() if k in RESPONSE_HEADERS and v is not None)
         if line.get("request_id"):
             headers["request-id"] = str(line["request_id"])
         if status is None:

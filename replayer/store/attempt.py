@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import sse
 from ..captured import Captured, Context
-from ..wire import PROTOCOL_HEADERS, TOOL_USE_TYPES
+from ..wire import PROTOCOL_HEADERS, RESPONSE_HEADERS, TOOL_USE_TYPES
 from . import codec
 from .agent_ids import SESSION_HEADER, metadata_user, with_session
 from .codec import Decoder, loads_or_text
@@ -22,6 +22,7 @@ to keep nothing) out."""
 
 _PROTOCOL = {name.encode(): name for name in PROTOCOL_HEADERS}
 _SESSION = SESSION_HEADER.encode()
+_RESPONSE = {name.encode(): name for name in RESPONSE_HEADERS}
 
 
 @dataclass(slots=True)
@@ -44,7 +45,8 @@ class Attempt:
 
 
 def read_headers(captured: Captured) -> None:
-    """Keep the protocol headers and the request id; drop the raw lists (they hold credentials).
+    """Keep the protocol headers, the request id and the response's limit and retry headers
+    (wire.RESPONSE_HEADERS); drop the raw lists (they hold credentials).
     Claude Code's session header is not kept as a header: it becomes the conversation's session
     tag (see agent_ids)."""
     if captured.raw_request_headers is not None:
@@ -73,9 +75,17 @@ def read_headers(captured: Captured) -> None:
             elif tags is not ctx.tags:
                 captured.ctx = replace(ctx, tags=tags)
     if captured.raw_response_headers is not None:
+        said: dict[str, str] = {}
         for key, value in getattr(captured.raw_response_headers, "raw", captured.raw_response_headers):
-            if key.lower() == b"request-id":
+            low = key.lower()
+            if low == b"request-id":
                 captured.request_id = value.decode("latin-1")
+            else:
+                name = _RESPONSE.get(low)
+                if name is not None:
+                    text = value.decode("latin-1")
+                    said[name] = f"{said[name]}, {text}" if name in said else text
+        captured.response_headers = said or None
         captured.raw_response_headers = None
 
 
@@ -168,6 +178,7 @@ def read(captured: Captured, decoder: Decoder, redact: Redact | None) -> Attempt
         record: dict[str, Any] = {
             "request": request_obj if request_obj is not None else loads_or_text(request_text),
             "request_headers": dict(captured.headers),
+            "response_headers": dict(captured.response_headers or {}),
             "response": response,
             "error": error,
             "status": captured.status,
@@ -184,6 +195,7 @@ def read(captured: Captured, decoder: Decoder, redact: Redact | None) -> Attempt
         request_obj, request_raw = kept.get("request"), None
         response, error = kept.get("response"), kept.get("error")
         captured.headers = kept.get("request_headers") or {}
+        captured.response_headers = kept.get("response_headers") or None
     return Attempt(request_obj, request_raw, response, plain, error, unknown_events, captured.sse or None)
 
 

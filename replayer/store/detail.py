@@ -153,6 +153,12 @@ def turn_detail(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
             break
         running += s.cost_usd or 0.0
     breaks = cache_breaks([s.usage for s in timeline])
+    # in turns()' order of attempts
+    said = [blob for (blob,) in store.db.execute(
+        "SELECT response_headers FROM attempts WHERE turn_id = ? ORDER BY attempt, id", [turn_id]
+    )]  # fmt: skip
+    store.blob_texts([blob for blob in said if blob is not None])
+    response_headers = [json.loads(store.blob_text(blob)) if blob is not None else {} for blob in said]
     return TurnDetail(
         turn=summary,
         request=request,
@@ -168,4 +174,5 @@ def turn_detail(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
         cache_break=idx in breaks,
         band_above_tokens=b.row.above_tokens if b.banded and b.row is not None else None,
         reconstructed=reconstructed(store.db, turn_id),
+        response_headers=response_headers,
     )

@@ -133,7 +133,8 @@ def _prefetch(store: Store, rows: list[dict[str, Any]]) -> None:
 
 _CHAIN = "\u0000chain"
 """Where `_prefetch` leaves the message blob ids of the row's request (no column has that name)."""
-_BLOB_COLUMNS = ("request_skel", "request_system", "request_tools", "request_headers", "response_content")
+_BLOB_COLUMNS = ("request_skel", "request_system", "request_tools", "request_headers", "response_content",
+                 "response_headers")
 
 
 def attempt_cost(prices: PriceTable, row: dict[str, Any], usage: Any) -> float | None:
@@ -173,6 +174,9 @@ def _line(store: Store, row: dict[str, Any]) -> str:
         "cost_usd": attempt_cost(store.prices, row, usage),
         "abandoned": bool(row["abandoned"]),
         "unknown_events": json.loads(row["unknown_events_json"]) if row["unknown_events_json"] else [],
+        # what the API said of its limits and retrying (wire.RESPONSE_HEADERS); last, so the keys
+        # before it keep their places
+        "response_headers": json.loads(store.blob_text(row["response_headers"])) if row["response_headers"] else {},
     }
     # only on imported turns and linked conversations: a recorded turn's line stays as it was
     if row["imported_from"]:

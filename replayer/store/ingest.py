@@ -183,7 +183,7 @@ class Ingestor:
         self.touched: dict[int, Touched] = {}
         """Conversations' new turns waiting for `write_pending`, by conversation rowid."""
         self.header_blobs: BoundedDict[tuple[Any, ...], int] = BoundedDict(64)
-        """Protocol headers' items -> their blob."""
+        """Protocol headers' (and response headers') items -> their blob."""
         self.failed: BoundedDict[str, FailedTurn] = BoundedDict(MAX_TURNS)
         """Conversation id -> its latest turn when every attempt of it failed (see FailedTurn)."""
         self.failed_at: dict[RequestIds, str] = {}
@@ -405,6 +405,7 @@ class Ingestor:
                 codec.dumps(read.unknown_events) if read.unknown_events else None,
                 1 if captured.abandoned else 0,
                 captured.copied_from,
+                self._headers_blob(captured.response_headers) if captured.response_headers else None,
             ),
         )
         attempt_id = int(cur.lastrowid or 0)
@@ -508,8 +509,8 @@ class Ingestor:
         self.failed_at[request] = conversation
 
     def _headers_blob(self, headers: dict[str, Any]) -> int:
-        """The blob of an attempt's protocol headers: nearly always the last ones, found by their
-        items without writing their canonical JSON again."""
+        """The blob of an attempt's protocol headers (or its response's kept headers): nearly
+        always the last ones, found by their items without writing their canonical JSON again."""
         try:
             key = tuple(headers.items())
             got = self.header_blobs.get(key)

@@ -34,8 +34,10 @@ INSERT_ATTEMPT = Insert(
     "attempts",
     ("turn_id", "attempt", "started_at", "latency_ms", "ttft_ms", "status", "request_skel", "request_system",
      "request_tools", "request_node", "request_headers", "response_json", "response_content", "error_json",
-     "request_id", "model", "stop_reason", "usage_json", "unknown_events_json", "abandoned", "copied_from"),
-    ("ttft_ms", "request_headers", "error_json", "request_id", "unknown_events_json", "copied_from"),
+     "request_id", "model", "stop_reason", "usage_json", "unknown_events_json", "abandoned", "copied_from",
+     "response_headers"),
+    ("ttft_ms", "request_headers", "error_json", "request_id", "unknown_events_json", "copied_from",
+     "response_headers"),
 )  # fmt: skip
 INSERT_TURN = Insert(
     "turns",

@@ -557,6 +557,16 @@ def m015_tool_results_once(db: Database) -> None:
         )
 
 
+@migrations(name="m016_response_headers")
+def m016_response_headers(db: Database) -> None:
+    # Of a response's headers only the request id was kept, so what the API said about its limits
+    # (anthropic-ratelimit-*) and when to retry (retry-after, x-should-retry) was lost: what an
+    # engineer needs to read a 429/529 storm. Each attempt now names the blob of those it had
+    # (wire.RESPONSE_HEADERS), shared as request_headers' are (turn after turn they repeat).
+    # Attempts recorded before have none: NULL, exported as {}.
+    db.execute("ALTER TABLE attempts ADD COLUMN response_headers INTEGER")
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")

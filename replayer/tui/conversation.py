@@ -335,11 +335,11 @@ class ConversationScreen(ReplayerScreen[None]):
         elif tab == "response":
             box = self.query_one("#response-body", VerticalScroll)
             box.remove_children()
-            box.mount_all(response_widgets(d, self.show_all))
+            box.mount_all(response_widgets(d, self.show_all, self.app.settings.tz))
         elif tab == "tools":
             self.query_one("#tools-body", TextView).update(tools_text(d, self.show_all))
         elif tab == "usage":
-            self.query_one("#usage-body", Static).update(usage_text(d))
+            self.query_one("#usage-body", Static).update(usage_text(d, self.app.settings.tz))
         elif tab == "raw":
             raw = raw_text(d)
             areas = self.query("#raw-body")

@@ -316,8 +316,9 @@ def tools_text(d: TurnDetail, show_all: bool) -> Text:
     return out
 
 
-def usage_text(d: TurnDetail) -> Text:
-    """The Usage & cost tab: tokens by kind with their rates and costs, and the attempts."""
+def usage_text(d: TurnDetail, tz: str | None = None) -> Text:
+    """The Usage & cost tab: tokens by kind with their rates and costs, and the attempts (each
+    with what its response said of the rate limits; times in `tz`)."""
     out = Text()
     out.append(f"model {d.turn.model or '—'}\n", style="bold")
     if d.band_above_tokens is not None:  # said before the rates it explains
@@ -371,7 +372,7 @@ def usage_text(d: TurnDetail) -> Text:
             style="bold yellow",
         )
     out.append("\nattempts\n", style="bold")
-    for a in d.turn.attempts:
+    for i, a in enumerate(d.turn.attempts):
         err = f"  {a.error.get('type')}: {a.error.get('message')}" if a.error else ""
         ttft = f"  ttft {a.ttft_ms:,.0f} ms" if a.ttft_ms else ""
         out.append(
@@ -379,7 +380,42 @@ def usage_text(d: TurnDetail) -> Text:
             f"{'  (abandoned)' if a.abandoned else ''}\n",
             style="red" if a.error else "",
         )
+        said = d.response_headers[i] if i < len(d.response_headers) else {}
+        for text in said_lines(said, tz):  # what the API said of its limits, this attempt's own
+            out.append(f"      {text}\n", style="dim")
     return out
+
+
+_LIMIT_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
+
+
+def said_lines(headers: dict[str, str], tz: str | None = None) -> list[str]:
+    """What an attempt's response said of retrying and of its rate limits (its kept headers,
+    wire.RESPONSE_HEADERS), a line each, values as received but for a reset's time, shown in `tz`
+    as the turn list's times are: `retry-after 5 s, x-should-retry true` and
+    `tokens         7,200/80,000 left  resets 21:00:12`. [] when it said none. Short enough for
+    the tabs' side of a 160-column terminal."""
+    out = []
+    retry = [f"retry-after {headers['retry-after']} s" if "retry-after" in headers else "",
+             f"retry-after-ms {headers['retry-after-ms']}" if "retry-after-ms" in headers else "",
+             f"x-should-retry {headers['x-should-retry']}" if "x-should-retry" in headers else ""]
+    if any(retry):
+        out.append(", ".join(r for r in retry if r))
+    for kind in _LIMIT_KINDS:
+        limit, left, reset = (headers.get(f"anthropic-ratelimit-{kind}-{what}")
+                              for what in ("limit", "remaining", "reset"))
+        if limit is None and left is None and reset is None:
+            continue
+        figures = f"{_figure(left or '?')}/{_figure(limit or '?')} left"
+        resets = f"  resets {local_time(str(reset), with_date=False, tz=tz)}" if reset is not None else ""
+        out.append(f"{kind:15}{figures}{resets}")
+    return out
+
+
+def _figure(value: Any) -> str:
+    """A count as received, with thousands marked when it is a plain number."""
+    text = str(value)
+    return f"{int(text):,}" if text.isascii() and text.isdigit() else text
 
 
 def copy_text(d: TurnDetail, tab: str) -> str:

@@ -13,7 +13,7 @@ from ..fmt import error_head
 from ..models import TurnDetail
 from ..wire import TOOL_USE_TYPES
 from .blocks import CUT, cut, value_text
-from .render import as_json
+from .render import as_json, said_lines
 
 
 def _html_as_text() -> MarkdownIt:
@@ -23,9 +23,9 @@ def _html_as_text() -> MarkdownIt:
     return MarkdownIt("gfm-like", {"html": False})
 
 
-def response_widgets(d: TurnDetail, show_all: bool) -> list[Widget]:
+def response_widgets(d: TurnDetail, show_all: bool, tz: str | None = None) -> list[Widget]:
     """The Response tab: the text as Markdown, thinking folded, tool calls and other blocks as
-    JSON, each long value cut unless `show_all`."""
+    JSON, each long value cut unless `show_all`; a failed turn's rate limits (times in `tz`)."""
     widgets: list[Widget] = []
     err = d.turn.error
     # said as the turn list and the rerun say it (fmt.error_head): an error event in a stream
@@ -36,6 +36,7 @@ def response_widgets(d: TurnDetail, show_all: bool) -> list[Widget]:
         said = f"{error_head(err)}: {message}" if message else error_head(err)
     if d.response is None:
         widgets.append(Static(Text(f"No response: {said or 'nothing came back'}", style="bold red")))
+        widgets += _limits(d, tz)
     else:
         content = d.response.get("content") if isinstance(d.response, dict) else None
         if not isinstance(content, list):
@@ -62,6 +63,14 @@ def response_widgets(d: TurnDetail, show_all: bool) -> list[Widget]:
                 widgets.append(Static(Syntax(cut(as_json(block), CUT, show_all), "json", word_wrap=True)))
         if said:  # the message above is the part that came before the error
             widgets.append(Static(Text.assemble((said, "bold red"), ("  (cut here)", "dim"))))
+            widgets += _limits(d, tz)
         stop = d.response.get("stop_reason") if isinstance(d.response, dict) else None
         widgets.append(Static(Text(f"stop_reason: {stop or '—'}", style="dim")))
     return widgets
+
+
+def _limits(d: TurnDetail, tz: str | None) -> list[Widget]:
+    """Under a failed turn's error: what the API said with it of its limits and when to retry
+    (the last attempt's; the Usage tab has each attempt's)."""
+    said = said_lines(d.response_headers[-1], tz) if d.response_headers else []
+    return [Static(Text("\n".join(said), style="dim"))] if said else []
