@@ -167,3 +167,17 @@ async def test_the_usage_tab_shows_each_attempts_limits_and_the_response_tab_a_f
         assert "429 rate_limit_error: Too many requests" in shown
         assert "retry-after 1 s, retry-after-ms 5, x-should-retry true" in shown
         assert "tokens         0/80,000 left  resets 21:00:12" in shown
+
+
+def test_the_redaction_hook_sees_them_and_can_take_them_out(api, db_path):
+    seen = []
+
+    def redact(record):
+        seen.append(dict(record["response_headers"]))
+        return {**record, "response_headers": {k: v for k, v in record["response_headers"].items()
+                                               if not k.startswith("anthropic-ratelimit-")}}
+
+    with Recorder(db_path, redact=redact) as rec:
+        throttled_then_answered(api, rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY)))
+    assert seen == [kept({**THROTTLED, **limits(0, 80000)}), kept(limits(49, 79000))]
+    assert [line["response_headers"] for line in exported(db_path)] == [THROTTLED, {}]
