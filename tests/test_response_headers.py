@@ -116,23 +116,43 @@ def test_an_older_database_migrates_and_its_attempts_export_no_headers(api, rec,
     assert [line["response_headers"] for line in exported(db_path)] == [{}, kept(limits(48, 78000))]
 
 
-def test_a_replay_answers_with_the_recorded_retry_headers(api, rec, client, db_path, caplog):
-    """Replayed, the 429 says retry-after(-ms) as it did: the agent's SDK waits what it waited
-    then (5 ms, not its own backoff) and gets the limits the answer had."""
+def _retry_waits(caplog) -> list[float]:
+    return [r.args[1] for r in caplog.records if r.msg == "Retrying request to %s in %f seconds"]
+
+
+def test_a_replay_answers_with_the_recorded_retry_headers_its_wait_paced_as_every_recorded_time(
+        api, rec, client, db_path, caplog):
+    """Replayed, the 429 says retry-after(-ms) as it did and the limits the answer had. The wait
+    it asks for is a recorded time: as fast as possible (in process, and the server's default) the
+    agent's SDK waits next to nothing, not the recorded 5 ms and not its own half-second backoff;
+    at --speed 1 it waits what it waited then, at --speed 0.5 twice that."""
+    from replayer.playback.server import RecordingPlayer, ReplayServer
+    from replayer.proxy.run import run_in_background
+
     throttled_then_answered(api, client)
     rec.close()
     store = Store(open_db(db_path))
     [conversation] = store.conversations()
     lines = list(cassette_lines(store, conversation_id=conversation.conversation_id))
-    replayed = anthropic.Anthropic(base_url="http://127.0.0.1:9", api_key=FAKE_KEY, max_retries=2)
     caplog.set_level(logging.INFO, logger="anthropic")
+    replayed = anthropic.Anthropic(base_url="http://127.0.0.1:9", api_key=FAKE_KEY, max_retries=2)
     with serving(Replaying(Matcher(lines, with_errors=True))) as handler:  # the retry served too
         raw = replayed.messages.with_raw_response.create(model="claude-sonnet-4-5", max_tokens=64, messages=USER)
     assert handler.refused == []
     assert raw.parse().content[0].text == "Hi!"
     assert raw.headers["anthropic-ratelimit-tokens-remaining"] == "79000"
-    waits = [r.args[1] for r in caplog.records if r.msg == "Retrying request to %s in %f seconds"]
-    assert waits == [0.005]
+    assert _retry_waits(caplog) == [pytest.approx(1e-6)]
+    for speed, wait in ((None, 1e-6), (1.0, 0.005), (0.5, 0.01)):
+        caplog.clear()
+        server = run_in_background(ReplayServer(RecordingPlayer(Matcher(lines, with_errors=True)),
+                                                "http://127.0.0.1:9", speed=speed))
+        try:
+            through = anthropic.Anthropic(base_url=server.url, api_key=FAKE_KEY, max_retries=2)
+            got = through.messages.with_raw_response.create(model="claude-sonnet-4-5", max_tokens=64, messages=USER)
+        finally:
+            server.stop()
+        assert got.parse().content[0].text == "Hi!"
+        assert _retry_waits(caplog) == [pytest.approx(wait)], speed
 
 
 @pytest.mark.parametrize("width", [100, 160])

@@ -38,6 +38,27 @@ def event_bytes(event: dict[str, Any]) -> bytes:
     return head + "".join(f"data: {line}\n" for line in data.split("\n")).encode() + b"\n"
 
 
+def retry_wait(headers: dict[str, str], speed: float | None) -> dict[str, str]:
+    """`headers` with the recorded wait before a retry (`retry-after-ms`, else `retry-after` in
+    seconds) divided by `speed`, as every recorded time is, in `retry-after-ms`, which the SDK reads
+    first: as fast as possible (None), a thousandth of a millisecond (the SDK honours a wait above
+    0; at 0 it would take its own backoff, half a second and more, that the recording never
+    waited). The recorded `retry-after` stays as it was, for a program that reads it itself."""
+    given = headers.get("retry-after-ms")
+    if given is None:
+        given = headers.get("retry-after")
+        scale = 1000.0
+    else:
+        scale = 1.0
+    try:
+        ms = float(given) * scale if given is not None else None
+    except ValueError:  # an HTTP date: left as recorded
+        return headers
+    if ms is None or not 0 < ms <= 60_000:  # the SDK takes its own backoff for these: so did the recording
+        return headers
+    return {**headers, "retry-after-ms": f"{ms / speed:g}" if speed else "0.001"}
+
+
 def chunks(events: list[dict[str, Any]], speed: float | None = None) -> Iterator[tuple[float, bytes]]:
     """(seconds to wait first, bytes) per chunk: consecutive events recorded at the same time
     arrived in one chunk and go out in one write. Waits are the recorded gaps divided by `speed`

@@ -25,7 +25,7 @@ from anthropic._base_client import _prepare_middleware_options
 
 from ..autorecord import patch_clients
 from ..capture import _turn_endpoint, replaying
-from .answer import chunks
+from .answer import chunks, retry_wait
 from .matching import Refusal, error_body
 
 
@@ -174,12 +174,13 @@ class Replaying:
             if decision.timed_out:
                 raise anthropic.APITimeoutError(request=http_request)
             raise anthropic.APIConnectionError(request=http_request)
+        headers = retry_wait(decision.headers, None)  # as fast as possible, the recorded waits too
         if decision.events is not None:
             parts = [b for _wait, b in chunks(decision.events)]
             if decision.cut:
-                return decision.status, decision.headers, None, _cut(parts, http_request, decision.timed_out)
-            return decision.status, decision.headers, None, parts
-        return decision.status, decision.headers, decision.body, None
+                return decision.status, headers, None, _cut(parts, http_request, decision.timed_out)
+            return decision.status, headers, None, parts
+        return decision.status, headers, decision.body, None
 
 
 _CUT = "peer closed connection without sending complete message body (incomplete chunked read)"

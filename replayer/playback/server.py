@@ -22,7 +22,7 @@ from ..captured import Captured, Put
 from ..proxy.server import Proxy, is_turn
 from ..proxy.tee import ProxiedCall
 from ..wire import TIMED_OUT_HEADER, TIMEOUTS_HEADER
-from .answer import chunks
+from .answer import chunks, retry_wait
 from .matching import Answer, Matcher, Refusal, error_body
 
 
@@ -143,12 +143,12 @@ class ReplayServer(Proxy):
                 request.transport.abort()
             raise asyncio.CancelledError
         speed = self.speed
+        headers = retry_wait(answer.headers, speed)
         if answer.events is None:
             latency = answer.line.get("latency_ms")
             if speed and latency:
                 await asyncio.sleep(latency / 1000.0 / speed)
-            return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
-        headers = answer.headers
+            return web.Response(status=answer.status, body=answer.body, headers=headers)
         if answer.cut and answer.timed_out:  # the break below stands for a read timeout
             headers = {**headers, TIMED_OUT_HEADER: "mid-stream"}
         response = web.StreamResponse(status=answer.status, headers=headers)
