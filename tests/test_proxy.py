@@ -378,7 +378,9 @@ def test_no_credentials_from_netrc_go_upstream(start, writer, proxy_db, monkeypa
     assert sent[1].get("authorization") == "Bearer tok", sent[1]
 
 
-def test_upstream_down_is_a_502_in_the_api_shape_and_a_recorded_connection_error(start, writer, proxy_db):
+def test_upstream_down_is_a_502_in_the_api_shape_recorded_as_the_client_got_it(start, writer, proxy_db):
+    """The client gets a 502 (the SDK's InternalServerError, retried): the record is that answer,
+    its status and error body, as of any API error; the message says the upstream was unreachable."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # bound, not listening: connection refused
@@ -393,8 +395,8 @@ def test_upstream_down_is_a_502_in_the_api_shape_and_a_recorded_connection_error
     lines = records(writer, proxy_db, 2)
     assert [line["attempt"] for line in lines] == [0, 1] and len({line["turn_id"] for line in lines}) == 1
     for line in lines:
-        assert line["status"] is None and line["response"] is None
-        assert line["error"] == {"type": "connection_error", "message": body["error"]["message"], "status": None}
+        assert line["status"] == 502 and line["response"] == body
+        assert line["error"] == {"type": "api_error", "message": body["error"]["message"], "status": 502}
         assert line["request"]["messages"] == USER
 
 
@@ -692,17 +694,92 @@ def test_cli_warns_when_listening_beyond_loopback(tmp_path):
         assert proc.wait(60) == 0
 
 
-def test_upstream_that_times_out_is_a_504_and_a_recorded_timeout(start, writer, proxy_db):
+AGENT = """
+import json, sys
+import anthropic
+
+# one call, as argv[2] says (create, stream), retried argv[1] times; prints what it got
+client = anthropic.Anthropic(max_retries=int(sys.argv[1]), timeout=60)
+kwargs = dict(model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "What is in README.md?"}])
+try:
+    if sys.argv[2] == "stream":
+        with client.messages.stream(**kwargs) as stream:
+            for event in stream:
+                print(event.type)
+    else:
+        print(client.messages.create(**kwargs).content[0].text)
+except anthropic.APIStatusError as e:
+    print(type(e).__name__, e.status_code, json.dumps(e.body, sort_keys=True))
+except Exception as e:
+    print(type(e).__name__)
+"""
+
+
+def run_agent(tmp_path, base_url, *args):
+    """AGENT through the proxy at `base_url`: what it printed."""
+    agent = tmp_path / "agent.py"
+    agent.write_text(AGENT)
+    env = dict(os.environ, ANTHROPIC_BASE_URL=base_url, ANTHROPIC_API_KEY=FAKE_KEY)
+    proc = subprocess.run([sys.executable, str(agent), *args], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
+    return proc.stdout
+
+
+def replayed(tmp_path, db, conversation_id, *args):
+    """AGENT under `replayer replay CONVERSATION --with-errors` (the upstream gone): what it printed."""
+    agent = tmp_path / "agent.py"
+    agent.write_text(AGENT)
+    env = dict(os.environ, ANTHROPIC_BASE_URL="http://127.0.0.1:9", ANTHROPIC_API_KEY=FAKE_KEY)
+    proc = subprocess.run([sys.executable, "-m", "replayer.cli", "--db", str(db), "replay", conversation_id,
+                           "--with-errors", "--", sys.executable, str(agent), *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    return proc.stdout
+
+
+def test_upstream_that_times_out_is_a_504_recorded_and_replayed_as_the_client_got_it(start, writer, proxy_db,
+                                                                                    tmp_path):
+    """The proxy answers an upstream that says nothing within its timeout with a 504 in the API's
+    shape (the API's own timeout_error): the SDK raises InternalServerError and retries it as a
+    5xx. The record is that answer (status, error body), as any API error the client got, so the
+    health figures count an error (not a rate limit or overload), the browser shows `504
+    timeout_error`, and `replayer replay --with-errors` gives the agent the 504 again: it had no
+    status, and replayed as APITimeoutError, an error the agent never saw."""
+    from replayer import fmt
+    from replayer.config import Settings
+    from replayer.metrics import stats
+    from replayer.store.queries import Store
+    from replayer.store.schema import open_db
+
     with FakeAPI() as api:
-        api.enqueue(Reply(hang=3))
-        proxy = start(api.url, read_timeout=0.3)
-        client = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY, max_retries=0)
-        with pytest.raises(anthropic.InternalServerError) as raised:
-            client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER)
-    assert raised.value.status_code == 504 and "timed out" in raised.value.body["error"]["message"]
-    [line] = records(writer, proxy_db, 1)
-    assert line["error"]["type"] == "timeout_error" and line["status"] is None
-    assert line["error"]["message"] == raised.value.body["error"]["message"]
+        api.enqueue(Reply(hang=2))  # the first try: nothing within the proxy's 0.3 s; its retry is answered
+        upstream = api.url
+        proxy = start(upstream, read_timeout=0.3)
+        retried = run_agent(tmp_path, proxy.url, "1", "create")
+        api.enqueue(Reply(hang=2))
+        failed = run_agent(tmp_path, proxy.url, "0", "create")  # the 504 as the SDK raises it, not retried
+    kind, status, text = failed.split(" ", 2)
+    assert (kind, status) == ("GatewayTimeoutError", "504"), failed  # (an InternalServerError)
+    body = json.loads(text)
+    assert body["error"]["type"] == "timeout_error"
+    assert body["error"]["message"].startswith(f"replayer proxy: upstream {upstream} timed out: ")
+    lines = records(writer, proxy_db, 3)
+    first, answered, alone = sorted(lines, key=lambda line: line["started_at"])
+    assert (first["turn_id"], first["attempt"], answered["attempt"]) == (answered["turn_id"], 0, 1)
+    assert answered["status"] == 200 and answered["error"] is None
+    for line in (first, alone):
+        assert line["status"] == 504, line
+        message = line["error"]["message"]
+        assert line["error"] == {"type": "timeout_error", "message": message, "status": 504}
+        assert line["response"] == {"type": "error", "error": {"type": "timeout_error", "message": message}}
+    assert alone["response"] == body
+    assert fmt.error_head(first["error"]) == "504 timeout_error"
+    figures = stats(Store(open_db(proxy_db, create=False)), Settings())
+    assert figures.metrics["rate_limit_error_rate"].value == 0  # an error, not the API under pressure
+
+    # the agent that retried gets through again; one that doesn't gets the 504 it got
+    assert replayed(tmp_path, proxy_db, first["conversation_id"], "1", "create") == retried
+    assert replayed(tmp_path, proxy_db, first["conversation_id"], "0", "create") == failed
 
 
 def test_cli_second_signal_cuts_open_streams_and_records_them(tmp_path, upstream):

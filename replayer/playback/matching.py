@@ -199,10 +199,12 @@ CUT_ERRORS = frozenset({"connection_error", "timeout_error"})
 
 
 def timed_out(line: dict[str, Any]) -> bool:
-    """A recorded attempt that failed by a timeout (the middleware records the SDK's
-    APITimeoutError, or a read timeout mid-stream, as timeout_error; the proxy an upstream's)."""
+    """A recorded attempt that failed by the client's read timing out (the middleware records the
+    SDK's APITimeoutError, or a read timeout mid-stream, as timeout_error; the proxy a client that
+    hung up as its read timed out). Not an answer of that type (the API's 504 timeout_error, or the
+    proxy's own when the upstream said nothing): that is an error status, served as recorded."""
     error = line.get("error")
-    return isinstance(error, dict) and error.get("type") == "timeout_error"
+    return isinstance(error, dict) and error.get("type") == "timeout_error" and error.get("status") is None
 
 
 def _cut(line: dict[str, Any]) -> bool:

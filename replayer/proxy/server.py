@@ -55,11 +55,11 @@ GRACE_SECONDS = 30.0
 """How long a stop waits for open streams to finish."""
 
 
-def error_body(message: str) -> bytes:
+def error_body(message: str, kind: str = "api_error") -> bytes:
     """An error in the API's own shape, so every client reads it as it reads the API's."""
     import json
 
-    return json.dumps({"type": "error", "error": {"type": "api_error", "message": message}}).encode()
+    return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
 
 
 def is_turn(method: str, path: str) -> bool:
@@ -247,10 +247,10 @@ class Proxy:
         try:
             upstream = await self._send(request.method, target, headers, data)
         except TimeoutError as e:
+            # the API's own type for its 504 (the SDK raises a 504 as InternalServerError either way)
             return self._unreachable(call, "timeout_error", 504, f"upstream {self.shown} timed out: {_cause(e)}")
         except (aiohttp.ClientError, OSError) as e:
-            message = f"upstream {self.shown} unreachable: {_cause(e)}"
-            return self._unreachable(call, "connection_error", 502, message)
+            return self._unreachable(call, "api_error", 502, f"upstream {self.shown} unreachable: {_cause(e)}")
         except asyncio.CancelledError:
             if call is not None:
                 call.client_left()  # (its read timeout: a timeout_error, as the middleware records it)
@@ -318,12 +318,17 @@ class Proxy:
         return await self.fresh.request(method, target, **options)
 
     def _unreachable(self, call: ProxiedCall | None, kind: str, status: int, message: str) -> web.StreamResponse:
+        """The client's answer when the upstream gave none: `status` and an API-shaped error of
+        type `kind`. The record is that answer, as of any API error the client got (a replay gives
+        the agent the same status and body, and the SDK retries it by its own rules again)."""
         text = f"replayer proxy: {message}".replace(self.upstream, self.shown)  # a cause may name the URL too
         log.warning("%s", text)
+        body = error_body(text, kind)
         if call is not None:
+            call.answered(status, [(b"Content-Type", b"application/json")], "")
+            call.chunk(body)
             call.end()
-            call.failed(kind, text)
-        return web.Response(status=status, body=error_body(text), content_type="application/json")
+        return web.Response(status=status, body=body, content_type="application/json")
 
 
 async def _reused(session: aiohttp.ClientSession, context: SimpleNamespace, params: Any) -> None:
