@@ -1,6 +1,6 @@
 """What the proxy does for its speed, checked for what it must not change: the upstream read
-timeout in the middle of a recorded answer's body (a stall cuts the client's stream and is
-recorded as a timeout, as aiohttp's own timer did; an upstream that keeps sending, however long
+timeout in the middle of a recorded answer's body (a stall cuts the client's stream, as aiohttp's
+own timer did, and is recorded as that cut; an upstream that keeps sending, however long
 the whole answer takes, is never cut), the GIL switch interval, short only while it serves, and a
 kept-alive upstream connection the upstream closed as a request went on it (sent again)."""
 
@@ -64,8 +64,8 @@ class _Stalling(socketserver.StreamRequestHandler):
         self.server.release.wait(30)  # type: ignore[attr-defined]
 
 
-def test_an_upstream_that_stalls_mid_stream_is_cut_and_recorded_as_a_timeout(start, writer, proxy_db,  # noqa: F811
-                                                                              upstream):  # noqa: F811
+def test_an_upstream_that_stalls_mid_stream_is_cut_and_recorded_as_the_cut(start, writer, proxy_db,  # noqa: F811
+                                                                            upstream):  # noqa: F811
     stalling = StallingUpstream()
     proxy = start(stalling.url, read_timeout=0.4)
     got = b""
@@ -81,10 +81,41 @@ def test_an_upstream_that_stalls_mid_stream_is_cut_and_recorded_as_a_timeout(sta
     assert got.startswith(gated_parts()[0]) and got.endswith(b'data: {"type":"ping"}\n\n')
     [line] = records(writer, proxy_db, 1)
     assert line["status"] == 200 and not line["abandoned"] and line["ttft_ms"] is not None
-    timed_out = "SocketTimeoutError: Timeout on reading data from socket"  # aiohttp's, as its own timer said
-    assert line["error"] == {"type": "timeout_error", "message": timed_out, "status": None}
+    # the client saw its connection break: a connection error; the message says why (aiohttp's
+    # error as its own timer said it, in the end)
+    cut = (f"replayer proxy: upstream {stalling.url} sent nothing for 0.4 s mid-answer, so the proxy cut the "
+           "client's connection (SocketTimeoutError: Timeout on reading data from socket)")
+    assert line["error"] == {"type": "connection_error", "message": cut, "status": None}
     assert line["response"]["content"] == [{"type": "text", "text": "first part, then"}]  # as far as it got
 
+
+
+def test_a_stream_the_proxy_cut_for_the_upstreams_silence_replays_as_the_cut_the_agent_saw(
+        start, writer, proxy_db, tmp_path):  # noqa: F811
+    """The SDK's stream through the proxy breaks when the upstream goes silent past the proxy's read
+    timeout (the proxy cuts it; the SDK's own read timeout is far off): the agent gets the events
+    that came, then a broken connection, and `replayer replay --with-errors` gives it the same
+    again. It was recorded as a timeout_error, which replays as APITimeoutError: not what it saw."""
+    from test_proxy import replayed, run_agent
+
+    from replayer.fmt import error_head
+
+    stalling = StallingUpstream()
+    try:
+        proxy = start(stalling.url, read_timeout=0.4)
+        got = run_agent(tmp_path, proxy.url, "0", "stream")
+    finally:
+        stalling.release.set()
+        stalling.shutdown()
+        stalling.server_close()
+    *events, failed = got.splitlines()
+    assert events == ["message_start", "content_block_start", "content_block_delta", "text"], got
+    assert failed == "APIConnectionError", got  # a broken stream, not APITimeoutError
+    [line] = records(writer, proxy_db, 1)
+    assert line["status"] == 200 and line["error"]["type"] == "connection_error"
+    assert f"upstream {stalling.url} sent nothing for 0.4 s" in line["error"]["message"]
+    assert error_head(line["error"]) == "connection_error"
+    assert replayed(tmp_path, proxy_db, line["conversation_id"], "0", "stream") == got
 
 
 def test_an_upstream_that_keeps_sending_is_never_cut_however_long_the_answer(start, writer, proxy_db,  # noqa: F811

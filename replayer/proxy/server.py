@@ -285,11 +285,17 @@ class Proxy:
                 if isinstance(e, asyncio.CancelledError):
                     raise
             except (TimeoutError, aiohttp.ClientError) as e:
-                # the upstream failed mid-body: the client must see a cut body, not a whole one
+                # the upstream failed mid-body: the client must see a cut body, not a whole one.
+                # Either way the client sees its connection break (its SDK: a connection error),
+                # so the record says that, and a replay breaks it again; an upstream that went
+                # silent (our read timeout, not the client's) is said in the message
                 if call is not None:
                     call.end()
-                    call.failed("timeout_error" if isinstance(e, TimeoutError) else "connection_error",
-                                f"{type(e).__name__}: {e}")
+                    cause = f"{type(e).__name__}: {e}"
+                    if isinstance(e, TimeoutError):
+                        cause = (f"replayer proxy: upstream {self.shown} sent nothing for {self.timeout.sock_read:g} s"
+                                 f" mid-answer, so the proxy cut the client's connection ({cause})")
+                    call.failed("connection_error", cause)
                 if request.transport is not None:
                     request.transport.abort()
             finally:
