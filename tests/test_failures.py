@@ -1258,3 +1258,21 @@ def test_record_summary_says_records_still_retried_or_saved_beside_the_db_not_lo
     if writer == "process":
         assert wait_until(lambda: "wrote the 2 waiting record(s)" in err.read_text(), timeout=30), err.read_text()
         assert last_user_texts(path) == ["run 0", "run 1"]
+
+
+def test_a_final_flush_gives_the_writer_that_goes_on_its_busy_timeout_back(tmp_path):
+    """A final flush (or close) lowers SQLite's busy timeout to what is left of its deadline while
+    it waits; when it does not close the connection, the writer goes on with the connection's own
+    timeout again. Before, the short timeout stayed: every later write gave up on a lock at once."""
+    from replayer.store.writer import Writer
+
+    path = tmp_path / "r.db"
+    writer = Writer(str(path))
+    writer.put(_saved_captured("a"))
+    assert writer.flush(30, final=1.0) is True
+    assert writer._ingestor is not None  # not closed: the writer goes on with this connection
+    (timeout,) = writer._ingestor.db.conn.execute("PRAGMA busy_timeout").fetchone()
+    assert timeout == schema.BUSY_TIMEOUT_MS
+    writer.put(_saved_captured("b"))
+    assert writer.close(30) is True
+    assert last_user_texts(path) == ["a", "b"]

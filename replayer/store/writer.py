@@ -27,7 +27,8 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from .. import environment
@@ -586,11 +587,14 @@ class Writer:
                 self._fault = fault_of(e)
                 self._report(f"{type(e).__name__}: {e}")
                 return False
-            self._limit_wait(self._ingestor)
-            if not self._take_spilled(self._ingestor):
-                return False
+            with self._limited_wait(self._ingestor):
+                if not self._take_spilled(self._ingestor):
+                    return False
         ingestor = self._ingestor
-        self._limit_wait(ingestor)
+        with self._limited_wait(ingestor):
+            return self._write_batch(ingestor)
+
+    def _write_batch(self, ingestor: Ingestor) -> bool:
         batch = self._pending
         try:
             events = self._transaction(ingestor, batch)
@@ -619,14 +623,27 @@ class Writer:
             for ev in events:
                 log.info(codec.dumps(ev))
 
-    def _limit_wait(self, ingestor: Ingestor) -> None:
-        """While a final close waits, an attempt waits for a lock no longer than its deadline."""
-        if self._deadline is not None:
-            from .schema import BUSY_TIMEOUT_MS
+    @contextmanager
+    def _limited_wait(self, ingestor: Ingestor) -> Iterator[None]:
+        """While a final close waits, an attempt waits for a lock no longer than its deadline.
+        The connection's own busy timeout is back once the attempt ends: a final close that does
+        not close the connection (a flush(final=...), or a close whose records are still pending)
+        must not leave the writer that goes on giving up on a lock at once."""
+        if self._deadline is None:
+            yield
+            return
+        from .schema import BUSY_TIMEOUT_MS
 
-            left = int(max(0.0, self._deadline - time.monotonic()) * 1000)
-            try:
-                ingestor.db.conn.execute(f"PRAGMA busy_timeout={min(BUSY_TIMEOUT_MS, left)}")
+        left = int(max(0.0, self._deadline - time.monotonic()) * 1000)
+        try:
+            ingestor.db.conn.execute(f"PRAGMA busy_timeout={min(BUSY_TIMEOUT_MS, left)}")
+        except sqlite3.Error:
+            pass
+        try:
+            yield
+        finally:
+            try:  # a connection the attempt closed (a database fault) raises here: nothing to restore
+                ingestor.db.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             except sqlite3.Error:
                 pass
 
