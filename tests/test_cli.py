@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -94,6 +95,21 @@ def test_show(recorded):
     assert [t["index"] for t in doc["turns"]] == [0, 1, 2]
     assert [t["context_messages"] for t in doc["turns"]] == [1, 3, 5]
     assert all(t["cost_usd"] > 0 for t in doc["turns"])
+
+
+def test_show_says_a_turns_latency_as_the_other_screens_do(recorded):
+    """`show`'s latency column read `123456` (milliseconds, uncounted) where every other screen
+    says `123.5 s`; a short latency stays in milliseconds."""
+    with sqlite3.connect(recorded) as db:
+        ids = [i for (i,) in db.execute("SELECT a.id FROM attempts a JOIN turns t ON t.id = a.turn_id "
+                                        "WHERE t.conversation_id = 'conv_one' ORDER BY t.idx")]  # fmt: skip
+        db.execute("UPDATE attempts SET latency_ms = 850 WHERE id = ?", (ids[0],))
+        db.execute("UPDATE attempts SET latency_ms = 123456 WHERE id = ?", (ids[1],))
+    r = run("--db", str(recorded), "show", "conv_one")
+    assert r.exit_code == 0
+    assert "LATENCY" in r.output.splitlines()[0]
+    rows = [line for line in r.output.splitlines() if line.strip()[:1].isdigit()]
+    assert re.search(r"\$\d+\.\d+ +850 ms ", rows[0]) and re.search(r"\$\d+\.\d+ +123\.5 s ", rows[1]), rows
 
 
 def test_show_unknown_id_is_bad_input(recorded):

@@ -134,7 +134,7 @@ def test_tool_calls_sit_beside_their_results(tmp_path):
     assert [(c.name, c.result) for c in detail.tool_calls] == [("Bash", written[c["id"]]) for c in calls]
     shown = run(db, "show", f"cc_{LOOP}").stdout
     assert "Bash, Bash" in shown
-    # a transcript has no latency: the MS column says it isn't known, not 0
+    # a transcript has no latency: the LATENCY column says it isn't known, not 0
     assert re.findall(r"\$\d+\.\d+ +(\S+)", shown) == ["–", "–"], shown
 
 

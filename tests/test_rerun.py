@@ -227,6 +227,22 @@ def test_a_cost_difference_under_a_hundredth_of_a_cent_is_not_a_signed_zero(api,
         assert "(-0 ms)" not in line and "(+0 ms)" not in line
 
 
+def test_a_samples_latency_reads_as_on_every_other_screen(api, db_path, recorded, monkeypatch):
+    """A sample's latency read `123,456 ms` in rerun's output where every other screen says
+    `123.5 s` (fmt.ms); a short one stays in milliseconds."""
+    from replayer.cli.rerun import _describe_sample
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
+    store = Store(open_db(db_path))
+    orig = replay.original(store, recorded)
+    api.enqueue(Reply(body=message("Add the semicolon on line 3.")))
+    variant = replay.send(db_path, orig, orig.request, replay.Edits(), base_url=api.url, max_retries=0)
+    sample = comparison.compare(store, orig, variant).samples[0]
+    slow = _describe_sample(1, dataclasses.replace(sample, latency_ms=123_456.0))
+    assert " · 123.5 s (" in slow and "ms ·" not in slow.split(" (")[0], slow
+    assert " · 850 ms (" in _describe_sample(1, dataclasses.replace(sample, latency_ms=850.0))
+
+
 def test_a_rerun_sends_the_timeout_it_waits_never_a_sentinels_name(api, db_path, recorded):
     """The SDK's raw post() with no per-request timeout sent `x-stainless-timeout: NOT_GIVEN`;
     a rerun's calls (plain and streamed) say the timeout the client waits, as the read timeout does."""

@@ -7,6 +7,7 @@ import json
 import pytest
 from conftest import FAKE_KEY, sent_bodies
 from textual.widgets import DataTable, Input, Static, TextArea
+from textual.widgets.data_table import ColumnKey
 from tui_data import (
     answer_reruns,
     build_db,
@@ -400,3 +401,22 @@ async def test_a_figure_wider_than_its_column_widens_it_in_a_rerun_comparison(db
         table = app.screen.query_one("#cmp-samples", DataTable)
         line = "".join(segment.text for segment in table.render_line(2))  # sample 1, under the original
         assert " 1,235,567 " in line and " +1,234,316 " in line, line
+
+
+async def test_the_comparison_says_latency_as_the_other_screens_do(db, env):
+    """The comparison's latency read `123,456 ms` where every other screen says `123.5 s` (fmt.ms)."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE attempts SET latency_ms = 123456 WHERE turn_id IN "
+                     "(SELECT id FROM turns WHERE conversation_id = 'conv_tools')")  # fmt: skip
+    answer_reruns(env)
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await open_rerun_editor(pilot)
+        await send_rerun(pilot)
+        assert isinstance(app.screen, CompareScreen)
+        table = app.screen.query_one("#cmp-samples", DataTable)
+        original = table.get_row_at(0)
+        latency = list(table.columns).index(ColumnKey("Latency"))
+        assert str(original[latency]) == "123.5 s"

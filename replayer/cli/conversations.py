@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ..fmt import error_head, local_time, money, plural, spend
+from ..fmt import error_head, local_time, money, ms, plural, spend
 from ..wire import prompt_tokens, token_count
 from .base import (
     UserError,
@@ -186,7 +186,7 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
         Column("PROMPT", 8, right=True),
         Column("OUTPUT", 6, right=True),
         Column("COST", 10, right=True),
-        Column("MS", 7, right=True),
+        Column("LATENCY", 7, right=True),
         Column("TOOLS / ERRORS"),
     )
     click.echo(table.header())
@@ -218,7 +218,7 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
                 f"{prompt_tokens(u):,}",
                 f"{token_count(u, 'output_tokens'):,}",
                 money(t.cost_usd),
-                f"{last.latency_ms:.0f}" if last and last.latency_ms is not None else "–",  # (a transcript's)
+                ms(last.latency_ms) if last and last.latency_ms is not None else "–",  # (a transcript's)
                 notes.strip(),
             )
         )

@@ -22,7 +22,7 @@ def _describe_sample(i: int, v: Sample) -> str:
     if v.error:
         e = v.error
         return f"sample {i}: ERROR {error_head(e)}: {e.get('message')}"
-    lat = "" if v.latency_ms is None else f" · {v.latency_ms:,.0f} ms"
+    lat = "" if v.latency_ms is None else f" · {ms(v.latency_ms)}"
     if v.latency_delta_ms is not None:
         lat += f" ({ms(v.latency_delta_ms, signed=True)})"
     cost = money(v.cost_usd)

@@ -93,7 +93,7 @@ class CompareScreen(ReplayerScreen[None]):
                 Text("" if not v.usage else f"{token_count(v.usage, 'output_tokens'):,}", justify="right"),
                 Text(money(v.cost_usd), justify="right"),
                 Text(delta_money(delta.cost_delta_usd if delta else None), justify="right"),
-                Text("" if v.latency_ms is None else f"{v.latency_ms:,.0f} ms", justify="right"),
+                Text(ms(v.latency_ms), justify="right"),
                 Text(ms(delta.latency_delta_ms if delta else None, signed=True), justify="right"),
                 Text(f"{error_head(err)}: {err.get('message')}" if err else "", style="red"),
                 key=name,

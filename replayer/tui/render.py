@@ -374,7 +374,7 @@ def usage_text(d: TurnDetail, tz: str | None = None) -> Text:
     out.append("\nattempts\n", style="bold")
     for i, a in enumerate(d.turn.attempts):
         err = f"  {a.error.get('type')}: {a.error.get('message')}" if a.error else ""
-        ttft = f"  ttft {a.ttft_ms:,.0f} ms" if a.ttft_ms else ""
+        ttft = f"  ttft {ms(a.ttft_ms)}" if a.ttft_ms else ""
         out.append(
             f"  #{a.attempt}  {attempt_status(a.status, a.error) or '—'}  {ms(a.latency_ms) or '—'}{ttft}{err}"
             f"{'  (abandoned)' if a.abandoned else ''}\n",
