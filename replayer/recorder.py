@@ -222,6 +222,8 @@ class Recorder:
             captured.status = status or 200
         if error is not None:
             captured.error = _error_dict(error)
+            if captured.error.get("status") is None:  # the status given is this error's, as a caught one carries it
+                captured.error["status"] = status
             captured.status = status if status is not None else captured.error.get("status")
         self._writer.put(captured)
         self._put += 1

@@ -9,6 +9,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from conftest import exported
 from textual.widgets import DataTable, Static, TabbedContent
 from textual.widgets.data_table import ColumnKey
 from tui_data import (
@@ -733,6 +734,35 @@ async def test_a_stream_cut_by_an_error_event_says_mid_stream_on_the_usage_and_r
         partial = screen.query("#response-body Markdown")
         assert len(partial) == 1 and partial.first().source == "Reading the pars"
         assert partial.first().region.y < screen.query("#response-body Static")[said].region.y  # below it
+
+
+@pytest.mark.parametrize("stored_before", [False, True])
+async def test_an_error_recorded_with_its_status_beside_it_shows_that_status(tmp_path, stored_before):
+    """`Recorder.record(status=429, error={type, message})`: the error body carries no status, the
+    one given is its attempt's. The Response tab said `rate_limit_error: slow down` with no 429 (as
+    did `show`, and the export's error), where any recorded error says its status. record() now
+    puts it in the error; one stored before that (`stored_before`: its error's status taken out)
+    is read with its attempt's status."""
+    path = tmp_path / "e.db"
+    with Recorder(path) as rec:
+        rec.record({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]},
+                   error={"type": "rate_limit_error", "message": "slow down"}, status=429,
+                   conversation_id="conv_slow", started_at=time.time())  # fmt: skip
+    if stored_before:
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE attempts SET error_json = json_set(error_json, '$.status', json('null'))")
+    else:
+        (line,) = [line for line in exported(path) if line["error"]]
+        assert line["status"] == 429 and line["error"]["status"] == 429, line
+    app = make_app(path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await open_first_conversation(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        shown = [str(s.render()) for s in screen.query("#response-body Static")]
+        assert "No response: 429 rate_limit_error: slow down" in shown, shown
+    shown = CliRunner().invoke(cli, ["--db", str(path), "show", "conv_slow"]).output
+    assert "[0:429 rate_limit_error]" in shown, shown
 
 
 async def test_an_error_message_is_shown_whole_on_the_response_tab(tmp_path):

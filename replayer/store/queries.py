@@ -100,6 +100,18 @@ class _AttemptRow(NamedTuple):
     copied: int
 
 
+
+def _error_of(error_json: str | None, status: int | None) -> dict[str, Any] | None:
+    """An attempt's error, carrying the attempt's status as any recorded error does: one given to
+    `Recorder.record(status=..., error={type, message})` was stored without it (before record()
+    put the status in), and then showed with none (`rate_limit_error`, not `429 rate_limit_error`)."""
+    if not error_json:
+        return None
+    error = json.loads(error_json)
+    if isinstance(error, dict) and error.get("status") is None and status is not None:
+        error["status"] = status
+    return error
+
 class Store(RowTexts):
     def __init__(self, db: Database, prices: PriceTable | None = None):
         self.db = db
@@ -301,7 +313,7 @@ class Store(RowTexts):
                             status=a.status,
                             latency_ms=a.latency_ms,
                             ttft_ms=a.ttft_ms,
-                            error=json.loads(a.error_json) if a.error_json else None,
+                            error=_error_of(a.error_json, a.status),
                             request_id=a.request_id,
                             abandoned=bool(a.abandoned),
                         )
