@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import FAKE_KEY
 from test_snapshots import _utc, check  # noqa: F401 (_utc: a fixture, the snapshots' time zone)
-from tui_data import T0, numbers_cut, settle, wait_for
+from tui_data import T0, narrowed_through_a_number, numbers_cut, settle, wait_for
 
 from replayer import Recorder
 from replayer.cli import cli
@@ -322,6 +322,23 @@ async def test_the_screen_edge_never_cuts_a_number_in_the_trajectories(tmp_path,
         table = app.screen.query_one("#traj-turns")
         numbers = {"#", "Prompt A→B", "Cost A→B", "Time A→B"}
         assert await wait_for(pilot, lambda: not numbers_cut(table, numbers)), numbers_cut(table, numbers)
+
+
+async def test_the_trajectories_table_is_fitted_again_when_it_alone_narrows(tmp_path):
+    """Its columns were fitted again only when the terminal's size changed or its scrollbar came:
+    the table narrowed alone (its terminal's size the same) kept those fitted for its old edge,
+    a number cut. It now fits them on its own resize (widgets.FittedTable)."""
+    from replayer.tui.app import make_app
+    from replayer.tui.trajectories import TrajectoriesScreen
+
+    app = make_app(record_fixed(tmp_path / "cmp.db"))
+    async with app.run_test(size=(160, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("j", "m", "k", "c")
+        await settle(pilot)
+        assert isinstance(app.screen, TrajectoriesScreen)
+        table = app.screen.query_one("#traj-turns")
+        await narrowed_through_a_number(pilot, table, {"#", "Prompt A→B", "Cost A→B", "Time A→B"})
 
 
 @pytest.mark.parametrize("width", [100, 160])

@@ -12,6 +12,7 @@ from tui_data import (
     T0,
     answer_reruns,
     build_db,
+    narrowed_through_a_number,
     numbers_cut,
     open_dashboard,
     open_rerun_editor,
@@ -314,6 +315,34 @@ async def test_columns_are_fitted_again_when_the_table_alone_narrows(tmp_path, w
         assert await wait_for(pilot, lambda: table.scrollable_content_region.width == width - 2)
         assert await wait_for(pilot, lambda: not numbers_cut(table, screen.NUMBERS)), numbers_cut(table, screen.NUMBERS)
         assert screen.fitted_edge == width - 2
+
+
+@pytest.mark.parametrize("screen", ["conversation", "dashboard", "compare"])
+async def test_every_fitted_table_is_fitted_again_when_it_alone_changes_width(tmp_path, api, monkeypatch, screen):
+    """The conversation list's columns were fitted again when its table alone changed width (a
+    panel beside it, a scrollbar of the screen's), the other screens' only when the terminal's
+    size changed or their scrollbar came: a table narrowed by itself kept the columns fitted for
+    its old edge, a number cut. The turn list, the dashboard's tables and the rerun comparison
+    now fit theirs on their own resize (widgets.FittedTable), as the list does."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-dummy")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
+    answer_reruns(api)
+    app = make_app(build_db(tmp_path / "tui.db"), refresh_seconds=3600)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        if screen == "conversation":
+            await pilot.press("j", "enter")
+            await settle(pilot)
+            table, numbers = app.screen.query_one("#turns", DataTable), TURN_NUMBERS
+        elif screen == "dashboard":
+            shown = await open_dashboard(pilot)
+            table, numbers = shown.query_one("#dash-users", DataTable), {"Cost", "Today", "Conv", "Turns"}
+        else:
+            await open_rerun_editor(pilot)
+            await send_rerun(pilot)
+            table = app.screen.query_one("#cmp-samples", DataTable)
+            numbers = {"Prompt", "Δ prompt", "Hit", "Output", "Cost", "Δ cost", "Latency", "Δ lat"}
+        await narrowed_through_a_number(pilot, table, numbers)
 
 
 # -- 20: one token vocabulary ---------------------------------------------------------------------

@@ -233,3 +233,30 @@ def numbers_cut(table, numbers) -> list[str]:
             cut.append(key.value)
         x += width
     return cut
+
+
+def width_cutting_a_number(table, numbers) -> int:
+    """A width for `table` whose right edge would cut its last number column (by key) through the
+    middle, as its columns are now: a table given it (not the terminal) must fit them again."""
+    x, edge = 0, None
+    for key, col in table.columns.items():
+        width = col.get_render_width(table)
+        if key.value in numbers and width > 2:
+            edge = x + width // 2
+        x += width
+    assert edge is not None, "no number column"
+    return edge + (table.styles.scrollbar_size_vertical if table.show_vertical_scrollbar else 0)
+
+
+async def narrowed_through_a_number(pilot, table, numbers) -> None:
+    """Narrow `table` alone (its terminal keeps its size) so that its edge falls in its last
+    number column, and check that its columns are fitted again: no number cut."""
+    assert await wait_for(pilot, lambda: not numbers_cut(table, numbers)), numbers_cut(table, numbers)
+    # no horizontal scrollbar comes with it (its coming can bring the vertical one's watch into
+    # play): the table's own resize is then the one thing that says its edge moved
+    table.styles.overflow_x = "hidden"
+    table.styles.min_width = 0  # (the turn list's keeps its columns' least)
+    table.styles.width = width_cutting_a_number(table, numbers)
+    await settle(pilot)
+    assert await wait_for(pilot, lambda: table.size.width == table.styles.width.value)
+    assert await wait_for(pilot, lambda: not numbers_cut(table, numbers)), numbers_cut(table, numbers)

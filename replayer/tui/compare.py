@@ -4,7 +4,6 @@ latency, and the request as sent against the original's)."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from rich.text import Text
 from textual import on
@@ -21,7 +20,7 @@ from ..models import Comparison, Sample
 from ..wire import token_count
 from .base import ReplayerScreen
 from .render import request_diff_text, side_by_side
-from .widgets import KeyTable, hold_cells_whole, keep_numbers_whole, refit_on_scrollbar
+from .widgets import KeyTable, hold_cells_whole, keep_numbers_whole
 
 
 class CompareScreen(ReplayerScreen[None]):
@@ -71,7 +70,7 @@ class CompareScreen(ReplayerScreen[None]):
                 f"{plural(s.distinct_outputs, 'distinct output')} in {s.answered} of {s.samples} · {calls}",
             )
         )
-        table = self.query_one("#cmp-samples", DataTable)
+        table = self.query_one("#cmp-samples", KeyTable)
         model_width = max(len(v.model or "") for v in [r.original, *r.samples])  # ids shown whole
         for col, w in (("", 9), ("Model", max(5, model_width)), ("Stop", self.STOP), ("Prompt", 9), ("Δ prompt", 9),
                        ("Hit", 4), ("Output", 7),
@@ -102,7 +101,7 @@ class CompareScreen(ReplayerScreen[None]):
         table.move_cursor(row=1 if r.samples else 0)
         table.focus()
         self.call_after_refresh(self.fit_columns)
-        refit_on_scrollbar(self, table, self.fit_columns)
+        table.refit_with(self.fit_columns)
         self.show_sample()
         self.query_one("#cmp-request-body", Static).update(request_diff_text(r.request_diff))
         changed = [d.section for d in r.request_diff if d.changed]
@@ -117,9 +116,6 @@ class CompareScreen(ReplayerScreen[None]):
     @on(DataTable.RowHighlighted, "#cmp-samples")
     def highlighted(self) -> None:
         self.show_sample()
-
-    def on_resize(self, event: Any) -> None:
-        self.call_after_refresh(self.fit_columns)
 
     def fit_columns(self) -> None:
         """A narrow screen: the stop reasons give way to the numbers (or push them off whole)."""

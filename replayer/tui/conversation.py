@@ -37,7 +37,7 @@ from .render import (
 from .rerun import RerunScreen
 from .text_view import TextView
 from .turn_view import response_widgets
-from .widgets import ContextChart, keep_numbers_whole, refit_on_scrollbar, set_widths
+from .widgets import ContextChart, FittedTable, keep_numbers_whole, set_widths
 
 
 class ConversationScreen(ReplayerScreen[None]):
@@ -151,7 +151,7 @@ class ConversationScreen(ReplayerScreen[None]):
         yield Static("", id="conv-title")
         yield Input(placeholder="find in every turn (enter) · n/N next/previous · esc clears", id="conv-find")
         with Horizontal(id="conv-body"):
-            turns: DataTable[Any] = DataTable(id="turns", cursor_type="row", zebra_stripes=True)
+            turns = FittedTable(id="turns", cursor_type="row", zebra_stripes=True)
             yield turns
             with Vertical(id="detail-side"):
                 yield ContextChart(id="chart")
@@ -176,17 +176,16 @@ class ConversationScreen(ReplayerScreen[None]):
         self.set_class(height < self.SHORT_ROWS, "short")
 
     def on_resize(self, event: Any) -> None:
-        self._fit_layout(event.size.width, event.size.height)
-        self.call_after_refresh(self.fit_columns)  # once the turn list has its new size
+        self._fit_layout(event.size.width, event.size.height)  # the turn list's own resize fits its columns
 
     def on_mount(self) -> None:
         self._fit_layout(self.app.size.width, self.app.size.height)
         self.query_one("#conv-find", Input).display = False
-        table = self.query_one("#turns", DataTable)
+        table = self.query_one("#turns", FittedTable)
         # fixed widths: the table then never measures every cell of a long conversation
         for col, key, width in self.COLUMNS:
             table.add_column(col, key=key, width=width or self.FLEX_MIN[key])
-        refit_on_scrollbar(self, table, self.fit_columns)
+        table.refit_with(self.fit_columns)
         self.sub_title = self.home_subtitle()
         self.load_timeline()
         table.focus()

@@ -11,10 +11,9 @@ import shlex
 from typing import Any
 
 from rich.text import Text
-from textual import events, on, work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.widgets.data_table import DuplicateKey, Row, RowKey
 from textual.worker import Worker, WorkerState
@@ -26,14 +25,14 @@ from .base import ReplayerScreen
 from .dashboard import DashboardScreen
 from .messages import ConversationsChanged, ConversationsLoaded, StoreChanged
 from .render import IdText, duration, tokens
-from .widgets import set_widths, width_keeping_numbers_whole
+from .widgets import FittedTable, set_widths, width_keeping_numbers_whole
 
 PAGE = 100
 TO_THE_END = 5_000
 """Rows the first page reads while the list loads down to its last conversation (G, end)."""
 
 
-class ConversationTable(DataTable[Any]):
+class ConversationTable(FittedTable):
     """The conversation list's table: home and end (ctrl+ too) go to the first and last
     conversation of the list, as g and G do (DataTable's own move sideways, or to the last row
     loaded), and a row added costs no measuring."""
@@ -42,13 +41,6 @@ class ConversationTable(DataTable[Any]):
         Binding("home,ctrl+home", "screen.top", "Top", show=False),
         Binding("end,ctrl+end", "screen.bottom", "Bottom", show=False),
     ]
-
-    class Resized(Message):
-        """The table's size changed: its right edge may have moved with it (a Resize event goes
-        to the table alone; the screen's own comes only when the terminal's size changes)."""
-
-    def on_resize(self, event: events.Resize) -> None:
-        self.post_message(self.Resized())
 
     def _update_dimensions(self, new_rows: Any) -> None:
         # every column has a fixed width and every row is one line: the new rows change the
@@ -200,9 +192,12 @@ class ConversationsScreen(ReplayerScreen[None]):
             table.add_column(col, key=col, width=self.WIDTHS.get(col))
         self._label_sort()
         self.call_after_refresh(self.fit_columns)
-        # its vertical scrollbar can come a layout pass after the rows that bring it (on a busy
-        # machine): its two cells move the edge, so the columns are fitted again then
-        self.watch(table, "show_vertical_scrollbar", self._scrollbar_came_or_went, init=False)
+        # fitted again whenever the table's edge may have moved: its own size (not only when the
+        # terminal is resized: it also narrows and widens by the two cells of a scrollbar of the
+        # screen's own, there while the empty-list notice still took room, at the start on a short
+        # terminal), and its vertical scrollbar, which can come a layout pass after the rows that
+        # bring it (on a busy machine)
+        self.query_one(ConversationTable).refit_with(self.fit_columns)
         self.sub_title = self.home_subtitle()
         self.load(reset=True)
         table.focus()
@@ -216,16 +211,6 @@ class ConversationsScreen(ReplayerScreen[None]):
         if self.query_one("#conversations", DataTable).scrollable_content_region.width != self.fitted_edge:
             self.fit_columns()
         self.poll()
-
-    @on(ConversationTable.Resized)
-    def _table_resized(self) -> None:
-        # not only when the terminal is resized: the table also narrows and widens by the two
-        # cells of a scrollbar of the screen's own (there while the empty-list notice still took
-        # room, at the start on a short terminal), and no other event came when that went away
-        self.call_after_refresh(self.fit_columns)
-
-    def _scrollbar_came_or_went(self, shown: bool) -> None:
-        self.call_after_refresh(self.fit_columns)
 
     def conversation_width(self, edges: tuple[int, ...], padding: int) -> int:
         """The Conversation column's width for a table whose right edge is at one of `edges`

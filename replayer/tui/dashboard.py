@@ -19,7 +19,7 @@ from ..fmt import cost_spread, day_spend, describe_alert, fmt_metric, health_wor
 from ..models import Stats
 from .base import ReplayerScreen
 from .messages import StatsLoaded
-from .widgets import KeyTable, keep_numbers_whole, refit_on_scrollbar
+from .widgets import KeyTable, keep_numbers_whole
 
 TOP = 10
 COLOURS = ["#1f77b4", "#e06000", "#2e8b2e", "#d62728", "#8e5cc9", "#a88000", "#11939c", "#d1479e", "#5a6e00", "#8c564b"]
@@ -112,8 +112,7 @@ class DashboardScreen(ReplayerScreen[str | None]):
         yield Footer()
 
     def on_resize(self, event: Any) -> None:
-        self.set_class(event.size.width < 120, "narrow")
-        self.call_after_refresh(self.fit_columns)
+        self.set_class(event.size.width < 120, "narrow")  # the tables' own resize fits their columns
 
     def fit_columns(self) -> None:
         """A narrow screen: the names give way to the numbers (or push them off whole)."""
@@ -127,17 +126,17 @@ class DashboardScreen(ReplayerScreen[str | None]):
         self.sub_title = "dashboard"
         if self.days is None:
             self.days = self.app.settings.days
-        users = self.query_one("#dash-users", DataTable)
+        users = self.query_one("#dash-users", KeyTable)
         for col in ("User", "Cost", "Today", "Conv", "Turns"):
             users.add_column(col, key=col, width=self.WIDTHS[col])
-        metrics = self.query_one("#dash-metrics", DataTable)
+        metrics = self.query_one("#dash-metrics", KeyTable)
         for col, w in (("Health", self.WIDTHS["Health"]), ("Value", 9), ("Alert at", 9), ("", 5)):
             metrics.add_column(col, key=col or "flag", width=w)
-        models = self.query_one("#dash-models", DataTable)
+        models = self.query_one("#dash-models", KeyTable)
         for col in ("Model", "Cost", "Turns"):
             models.add_column(col, key=col, width=self.WIDTHS[col])
         for table in (users, metrics, models):
-            refit_on_scrollbar(self, table, self.fit_columns)
+            table.refit_with(self.fit_columns)
         self.load()
         users.focus()
 

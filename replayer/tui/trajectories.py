@@ -35,7 +35,7 @@ from ..trajectory import (
 )
 from .base import ReplayerScreen
 from .render import side_by_side
-from .widgets import KeyTable, hold_cells_whole, keep_numbers_whole, refit_on_scrollbar
+from .widgets import KeyTable, hold_cells_whole, keep_numbers_whole
 
 if TYPE_CHECKING:
     from .conversations import ConversationsScreen
@@ -231,16 +231,13 @@ class TrajectoriesScreen(ReplayerScreen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#traj-turns", DataTable)
+        table = self.query_one("#traj-turns", KeyTable)
         for title, width in COLUMNS:
             table.add_column(title, key=title or "status", width=width or TOOLS_MIN)
-        refit_on_scrollbar(self, table, self.fit_columns)
+        table.refit_with(self.fit_columns)
         table.focus()
         self.sub_title = "compare trajectories"
         self.load(self.a, self.b)
-
-    def on_resize(self, event: Any) -> None:
-        self.call_after_refresh(self.fit_columns)
 
     def fit_columns(self) -> None:
         """The tool names take the width the fixed columns leave."""

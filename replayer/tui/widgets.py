@@ -219,7 +219,32 @@ class ContextChart(Widget):
         self.refresh()
 
 
-class KeyTable(DataTable[Any]):
+class FittedTable(DataTable[Any]):
+    """A DataTable whose columns a screen fits to its right edge (keep_numbers_whole, a column
+    given the room the others leave): `refit_with(fit)` calls `fit` again whenever that edge may
+    have moved. It moves with the table's own size, not only the terminal's: a panel beside it
+    that opens or closes, a scrollbar of the screen's own (a Resize goes to the table alone; the
+    screen's comes only when the terminal's size changes); and with its vertical scrollbar,
+    which can come a layout pass after the rows that bring it, its cells moving the edge."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fits: list[Callable[[], None]] = []
+
+    def refit_with(self, fit: Callable[[], None]) -> None:
+        self._fits.append(fit)
+
+        def came_or_went(shown: bool) -> None:
+            self.call_after_refresh(fit)
+
+        self.watch(self, "show_vertical_scrollbar", came_or_went, init=False)
+
+    def on_resize(self, event: Any) -> None:
+        for fit in self._fits:
+            self.call_after_refresh(fit)
+
+
+class KeyTable(FittedTable):
     """A DataTable that also moves with j/k and g/G while it has focus (screens whose j/k mean
     something else, like next turn, bind them themselves)."""
 
@@ -309,8 +334,7 @@ def width_keeping_numbers_whole(
 def keep_numbers_whole(table: DataTable[Any], numbers: Collection[str], give: str, wanted: int, narrowest: int) -> int:
     """Set the width of `table`'s text column `give` (`wanted` when it can be) so that the table's
     right edge cuts none of the number columns (their keys); see width_keeping_numbers_whole.
-    Called again when the edge moves: on resize, and when a vertical scrollbar comes or goes
-    (refit_on_scrollbar). Returns the width."""
+    Called again when the edge moves (FittedTable.refit_with). Returns the width."""
     pad = 2 * table.cell_padding
     columns = [
         (str(c.key.value), wanted if c.key.value == give else c.get_render_width(table) - pad)
@@ -323,12 +347,3 @@ def keep_numbers_whole(table: DataTable[Any], numbers: Collection[str], give: st
     set_widths(table, {give: width})
     return width
 
-
-def refit_on_scrollbar(screen: Widget, table: DataTable[Any], fit: Callable[[], None]) -> None:
-    """Call `fit` again whenever `table`'s vertical scrollbar comes or goes: its cells move the
-    table's edge, and it can come a layout pass after the rows that bring it."""
-
-    def came_or_went(shown: bool) -> None:
-        screen.call_after_refresh(fit)
-
-    screen.watch(table, "show_vertical_scrollbar", came_or_went, init=False)
