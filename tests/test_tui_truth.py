@@ -590,8 +590,9 @@ async def test_an_abandoned_stream_is_marked(api, rec, client, db_path):
 async def test_a_turn_whose_stream_ended_in_an_error_event_says_mid_stream_not_200(api, rec, client, db_path):
     """The API answered 200, then an `event: error` cut the stream: the turn list's notes said
     `200 Overloaded`, a 200 that reads as a success. The row says it as the rerun does
-    (`overloaded_error mid-stream: Overloaded`): the type in the stop column, `mid-stream` first
-    in the notes (the column is cut at the screen's edge)."""
+    (`overloaded_error mid-stream: Overloaded`): the type in the stop column, `cut` (what
+    mid-stream is in the notes, a word their narrowest column holds) first in the notes (the
+    column is cut at the screen's edge)."""
     from replayer.fakeapi import message_events
 
     record_cut_streams(api, rec, client, message_events(reply("Reading"))[:3])
@@ -603,7 +604,45 @@ async def test_a_turn_whose_stream_ended_in_an_error_event_says_mid_stream_not_2
         assert [row[0] for row in rows] == ["0", "↳0", "1"]
         assert rows[1][3:5] == ["mid-stream", "overloaded_error"]  # the retried attempt: not a `200`
         assert rows[2][1] == "✖" and rows[2][3] == "overloaded_error"
-        assert rows[2][-1] == "mid-stream Overloaded", rows[2]
+        assert rows[2][-1] == "cut Overloaded", rows[2]  # render.MID_STREAM_NOTE: whole in the narrowest notes
+
+
+@pytest.mark.parametrize("width", [100, 160])
+async def test_a_failed_turns_note_reads_in_whole_words(tmp_path, width):
+    """A failed turn's note at 160 columns (6 cells beside the chart) read `mid-s…`, and at 100
+    `mid-stream O…`, `429 Number o…`: cut mid-word, a word of its own. Its first word now fits the
+    narrowest column (`cut`, for an error event that cut the stream, said in the help) and the
+    notes are cut after their last whole word that fits, marked `…`."""
+    path = tmp_path / "notes.db"
+    errors = [{"type": "overloaded_error", "message": "Overloaded", "status": 200},
+              {"type": "rate_limit_error", "message": "Number of request tokens has exceeded your rate limit",
+               "status": 429}]  # fmt: skip
+    with Recorder(path) as rec:
+        history = [{"role": "user", "content": "x"}]
+        for i, error in enumerate(errors):  # a turn each: the second's history holds the first's
+            rec.record({"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": history},
+                       error=error, conversation_id="conv_notes", started_at=T0 + i)  # fmt: skip
+            history = [*history, {"role": "assistant", "content": "a"}, {"role": "user", "content": "y"}]
+    app = make_app(path)
+    async with app.run_test(size=(width, 30)) as pilot:
+        screen = await open_trouble(pilot)
+        table = screen.query_one("#turns", DataTable)
+        start = right_edge(table, "cache")
+        assert await wait_for(pilot, lambda: table.row_count == 2)
+        for row, note in enumerate(["cut Overloaded", f"429 {errors[1]['message']}"]):
+            assert str(table.get_row_at(row)[-1]) == note
+            line = "".join(segment.text for segment in table.render_line(table.header_height + row))
+            shown = line[start : table.scrollable_content_region.width].split()
+            assert shown and shown[0] == note.split()[0], (line, shown)
+            assert all(word in note.split() for word in shown if word != "…"), (line, shown)
+        help_text = str((await _help(pilot)).render())
+        assert "cut: an error event cut its stream" in " ".join(help_text.split())
+
+
+async def _help(pilot) -> Static:
+    await pilot.press("f1")
+    await settle(pilot)
+    return pilot.app.screen.query_one("#help Static", Static)
 
 
 # -- review: numbers whole in the turn list; a turn with no usage -------------------------------

@@ -15,6 +15,7 @@ from textual.widgets import Static
 from ..filters import FILTER_WORDS
 from .conversation import ConversationScreen
 from .conversations import ConversationsScreen
+from .render import MID_STREAM_NOTE
 
 
 class HelpScreen(ModalScreen[None]):
@@ -49,7 +50,11 @@ class HelpScreen(ModalScreen[None]):
             for symbol, word, kind in self.under.LEGEND:
                 text.append(f"{symbol} ", style=f"bold {colours[kind]}")
                 text.append(f"{word}   ")
-            text.append("\n")
+            text.append("\nNotes: ", style="bold")
+            text.append(
+                f"a failed turn's HTTP status and message ({MID_STREAM_NOTE}: an error event cut its stream after "
+                "its 200, mid-stream); ↻N: N retries; …: more words than fit (the Response tab has them)\n"
+            )
         if isinstance(self.under, ConversationsScreen):
             text.append("\nFilter (/): these words keep what they say; other words search message text\n", style="bold")
             for i, (word, meaning) in enumerate(FILTER_WORDS):  # two to a line

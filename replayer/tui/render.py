@@ -22,6 +22,36 @@ from .blocks import added_tokens, content_text, value_text
 from .widgets import SEGMENT_COLOURS
 
 
+class WholeWords(Text):
+    """Text that a column narrower than it cuts after the last whole word that fits, marked `…`
+    (`529 Overloaded` in 10 cells: `529 …`), never mid-word: `529 Overl…` reads as a word of its
+    own. A first word wider than the column is cut as any Text is."""
+
+    @classmethod
+    def of(cls, text: Text) -> WholeWords:
+        words = cls(no_wrap=True, overflow="ellipsis")
+        words.append_text(text)
+        return words
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        width, plain = options.max_width, self.plain
+        if cell_len(plain) > width:
+            for space in reversed([m.start() for m in re.finditer(" ", plain)]):
+                if cell_len(plain[:space].rstrip()) + 2 <= width:  # the words, a space and `…`
+                    kept = self[: len(plain[:space].rstrip())]
+                    kept.append(" …", style="dim")
+                    yield from kept.__rich_console__(console, options)
+                    return
+        yield from super().__rich_console__(console, options)
+
+
+MID_STREAM_NOTE = "cut"
+"""A failed turn's note for an error event that cut its stream after the 200 (what fmt calls
+`mid-stream`, as the stop column of its retries, the tabs and the rerun say it): a word that reads
+whole in the narrowest notes column (6 cells beside the chart at 160 columns: `mid-s…`); the help
+says what it means."""
+
+
 def tokens(n: int | None) -> str:
     return "" if n is None else f"{n:,}"
 
@@ -147,9 +177,11 @@ def turn_rows(
         if last is not None and last.error:
             stop = str(last.error.get("type") or "error")
             # beside the type in the stop column, as the rerun says it (fmt.error_head): an error
-            # event in a stream answered 200 came `mid-stream`, never a `200` that reads as a
-            # success. First in the note (after a copy's one word), the column being cut at the screen's edge
-            said = f"{error_status(last.error)} {last.error.get('message') or ''}".strip()
+            # event in a stream answered 200 came mid-stream (`cut`: MID_STREAM_NOTE), never a `200`
+            # that reads as a success. First in the note (after a copy's one word), the column
+            # being cut at the screen's edge (after a whole word: WholeWords)
+            where = error_status(last.error)
+            said = f"{MID_STREAM_NOTE if where == 'mid-stream' else where} {last.error.get('message') or ''}".strip()
             notes.append(Text(said, style=style))
         if len(t.attempts) > 1:
             notes.append(Text(f"↻{len(t.attempts) - 1}", style=colour["retried"]))
@@ -170,7 +202,7 @@ def turn_rows(
                 Text(money(t.cost_usd), style=style, justify="right"),
                 Text(ms(last.latency_ms) if last else "", style=style, justify="right"),
                 Text("" if hit is None else f"{hit:.0%}", style=style, justify="right"),
-                Text(" ", no_wrap=True, overflow="ellipsis").join(notes),
+                WholeWords.of(Text(" ").join(notes)),
             )
         )
         for a in t.attempts[:-1]:  # earlier attempts of this turn (retries), under it
