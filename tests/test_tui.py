@@ -366,8 +366,8 @@ async def test_retries_appear_as_attempts_under_their_turn(api, tmp_path):
         screen = app.screen
         rows = cell_texts(screen.query_one("#turns", DataTable))
         assert [r[0] for r in rows] == ["0", "1", "↳0", "↳1", "2"]
-        assert rows[2][3] == "529" and rows[2][4] == "overloaded_error"
-        assert rows[3][3] == "429" and rows[3][4] == "rate_limit_error"
+        assert rows[2][3] == "overloaded_error" and rows[2][-1] == "529 Overloaded"
+        assert rows[3][3] == "rate_limit_error" and rows[3][-1] == "429 slow"
         assert "↻2" in rows[1][9] and rows[1][1] == "↻"
         await pilot.press("j")
         await settle(pilot)

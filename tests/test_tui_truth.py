@@ -602,7 +602,7 @@ async def test_a_turn_whose_stream_ended_in_an_error_event_says_mid_stream_not_2
         table = screen.query_one("#turns", DataTable)
         rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
         assert [row[0] for row in rows] == ["0", "↳0", "1"]
-        assert rows[1][3:5] == ["mid-stream", "overloaded_error"]  # the retried attempt: not a `200`
+        assert rows[1][3] == "overloaded_error" and rows[1][-1] == "cut Overloaded"  # the retried attempt: not a `200`
         assert rows[2][1] == "✖" and rows[2][3] == "overloaded_error"
         assert rows[2][-1] == "cut Overloaded", rows[2]  # render.MID_STREAM_NOTE: whole in the narrowest notes
 
@@ -637,6 +637,41 @@ async def test_a_failed_turns_note_reads_in_whole_words(tmp_path, width):
             assert all(word in note.split() for word in shown if word != "…"), (line, shown)
         help_text = str((await _help(pilot)).render())
         assert "cut: an error event cut its stream" in " ".join(help_text.split())
+
+
+@pytest.mark.parametrize("width", [100, 160])
+async def test_the_turn_list_says_each_error_type_whole(api, rec, client, db_path, width):
+    """The stop column (10 cells) cut error types with no mark: `overloaded_error` read
+    `overloaded`, `rate_limit_error` `rate_limit`, `timeout_error` `timeout_er` (a word of its
+    own), and the retries under a turn had theirs in the tools column, cut the same way. The stop
+    column now holds the widest type whole (a retry's too), the tools column giving it the room,
+    and the numbers and the notes' first word stay on screen."""
+    import anthropic
+
+    answers = [(529, "overloaded_error", "Overloaded"), (429, "rate_limit_error", "Number of request tokens"),
+               (504, "timeout_error", "Request timed out")]  # fmt: skip
+    with rec.conversation("conv_types"):
+        for status, kind, message in answers:  # a turn each: sent three times (two retries), never answered
+            body = {"type": "error", "error": {"type": kind, "message": message}}
+            api.enqueue(*[Reply(status=status, body=body, headers={"retry-after-ms": "5"})] * 3)
+            with pytest.raises(anthropic.APIStatusError):
+                client.messages.create(model="claude-sonnet-4-5", max_tokens=5,
+                                       messages=[{"role": "user", "content": kind}])  # fmt: skip
+    assert rec.flush(10)
+    app = make_app(db_path)
+    async with app.run_test(size=(width, 30)) as pilot:
+        screen = await open_trouble(pilot)
+        table = screen.query_one("#turns", DataTable)
+        assert await wait_for(pilot, lambda: table.row_count == 9)
+        await settle(pilot)
+        edge = table.scrollable_content_region.width
+        assert right_edge(table, "cache") <= edge  # the numbers on screen
+        stop = right_edge(table, "stop") - table.columns[ColumnKey("stop")].get_render_width(table)
+        for row in range(table.row_count):
+            status, kind, _ = answers[row // 3]
+            line = "".join(segment.text for segment in table.render_line(table.header_height + row))
+            assert line[stop:].split()[0] == kind, line  # the turn's and its retries' (↳0, ↳1)
+            assert line[right_edge(table, "cache") : edge].split()[0] == str(status), line
 
 
 async def _help(pilot) -> Static:

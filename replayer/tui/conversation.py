@@ -16,6 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane, TextArea
+from textual.widgets.data_table import ColumnKey
 from textual.worker import get_current_worker
 
 from ..fmt import plural
@@ -37,7 +38,7 @@ from .render import (
 from .rerun import RerunScreen
 from .text_view import TextView
 from .turn_view import response_widgets
-from .widgets import ContextChart, FittedTable, keep_numbers_whole, set_widths
+from .widgets import ContextChart, FittedTable, hold_cells_whole, keep_numbers_whole, set_widths
 
 
 class ConversationScreen(ReplayerScreen[None]):
@@ -204,9 +205,13 @@ class ConversationScreen(ReplayerScreen[None]):
         room = (  # the room a vertical scrollbar takes is kept for it: rows may come later
             table.size.width
             - table.styles.scrollbar_size_vertical
-            - sum(w + 2 * table.cell_padding for _, _, w in self.COLUMNS)
+            - sum(table.columns[ColumnKey(key)].width + 2 * table.cell_padding if w else 2 * table.cell_padding
+                  for _, key, w in self.COLUMNS)
         )
         tools = max(self.FLEX_MIN["tools"], min(24, room // 3))
+        # a stop column wider than its usual (hold_cells_whole) takes its room from the tools
+        # first, not from the notes, which the screen's edge would cut with no mark
+        tools = max(3, min(tools, room - self.FLEX_MIN["err"]))
         set_widths(table, {"err": max(self.FLEX_MIN["err"], room - tools)})
         # too narrow for them all (a narrow terminal): the tools give way to the numbers
         keep_numbers_whole(table, self.NUMBERS, "tools", tools, narrowest=3)
@@ -263,6 +268,10 @@ class ConversationScreen(ReplayerScreen[None]):
             timeline, breaks, colour, self.SYMBOLS, self.reconstructed, tz=self.app.settings.tz
         )
         table.add_rows(rows)
+        # the stop column holds its widest stop reason or error type whole (`timeout_er` read as a
+        # word of its own); the tools column gives it the room (fit_columns)
+        hold_cells_whole(table, {key: w for _, key, w in self.COLUMNS if key == "stop"})
+        self.fit_columns()
         title = conversation_title(self.conversation_id, timeline, self.LEGEND, counts, colour, self.reconstructed)
         self.query_one("#conv-title", Static).update(title)
         self.query_one("#chart", ContextChart).set_turns(timeline, breaks)

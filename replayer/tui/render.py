@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -50,6 +50,13 @@ MID_STREAM_NOTE = "cut"
 `mid-stream`, as the stop column of its retries, the tabs and the rerun say it): a word that reads
 whole in the narrowest notes column (6 cells beside the chart at 160 columns: `mid-s…`); the help
 says what it means."""
+
+
+def error_note(error: Mapping[str, Any]) -> str:
+    """A failed attempt's note in the turn list: its status (MID_STREAM_NOTE for an error event
+    that cut a stream after its 200) and message."""
+    where = error_status(error)
+    return f"{MID_STREAM_NOTE if where == 'mid-stream' else where} {error.get('message') or ''}".strip()
 
 
 def tokens(n: int | None) -> str:
@@ -180,9 +187,7 @@ def turn_rows(
             # event in a stream answered 200 came mid-stream (`cut`: MID_STREAM_NOTE), never a `200`
             # that reads as a success. First in the note (after a copy's one word), the column
             # being cut at the screen's edge (after a whole word: WholeWords)
-            where = error_status(last.error)
-            said = f"{MID_STREAM_NOTE if where == 'mid-stream' else where} {last.error.get('message') or ''}".strip()
-            notes.append(Text(said, style=style))
+            notes.append(Text(error_note(last.error), style=style))
         if len(t.attempts) > 1:
             notes.append(Text(f"↻{len(t.attempts) - 1}", style=colour["retried"]))
         if "abandoned" in marks:
@@ -212,13 +217,16 @@ def turn_rows(
                     Text(f"↳{a.attempt}", style="dim", justify="right"),
                     "",
                     Text(local_time(a.started_at, with_date=False, tz=tz), style="dim"),
-                    Text(attempt_status(a.status, a.error) or "—", style=colour["error"]),
-                    Text(str((a.error or {}).get("type") or ""), style=colour["error"]),
+                    # as a failed turn's row says it: the type in the stop column (whole: the
+                    # tools column, where it was, is cut to the room left), the status in the notes
+                    Text(str(a.error.get("type") or "error") if a.error else attempt_status(a.status, a.error) or "—",
+                         style=colour["error"]),
+                    "",
                     "",
                     "",
                     Text(ms(a.latency_ms), style="dim", justify="right"),
                     "",
-                    Text("retry" if a.error else "", style="dim"),
+                    WholeWords.of(Text(error_note(a.error), style="dim")) if a.error else "",
                 )
             )
     return TurnRows(rows, row_turn, turn_row, counts)
