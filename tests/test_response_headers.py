@@ -189,6 +189,30 @@ async def test_the_usage_tab_shows_each_attempts_limits_and_the_response_tab_a_f
         assert "tokens         0/80,000 left  resets 21:00:12" in shown
 
 
+async def test_a_429s_response_tab_says_the_error_not_a_reply_cut_mid_stream(api, rec, client, db_path):
+    """A 429 whose body was kept showed on the Response tab as a JSON response followed by
+    `rate_limit_error: Too many requests  (cut here)` and `stop_reason: —`, as if a reply had been
+    cut off mid-stream, for an error that never had one. It now says the error first, as a turn
+    with no body kept does (`No response: 429 ...`), and then the body as received."""
+    from rich.syntax import Syntax
+
+    api.enqueue(*[Reply(status=429, body=ERR_429, headers={**THROTTLED, **limits(0, 0)})] * 3)
+    with pytest.raises(anthropic.RateLimitError):
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=USER)
+    rec.close()
+    app = make_app(db_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await open_first_conversation(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        statics = list(screen.query("#response-body Static"))
+        shown = [str(s.render()) for s in statics]
+        assert shown[0] == "No response: 429 rate_limit_error: Too many requests", shown
+        assert not any("cut here" in s or "stop_reason" in s for s in shown), shown
+        bodies = [s.content for s in statics if isinstance(s.content, Syntax)]
+        assert len(bodies) == 1 and '"rate_limit_error"' in bodies[0].code, shown
+
+
 def test_the_redaction_hook_sees_them_and_can_take_them_out(api, db_path):
     seen = []
 

@@ -34,9 +34,15 @@ def response_widgets(d: TurnDetail, show_all: bool, tz: str | None = None) -> li
     if err:
         message = err.get("message")
         said = f"{error_head(err)}: {message}" if message else error_head(err)
-    if d.response is None:
+    # an error answer whose body was kept (a 429's `{"type": "error", ...}`) is no response either:
+    # shown as one, then `(cut here)`, it read as a reply cut off mid-stream
+    error_body = bool(err) and isinstance(d.response, dict) and d.response.get("type") == "error"
+    if d.response is None or error_body:
         widgets.append(Static(Text(f"No response: {said or 'nothing came back'}", style="bold red")))
         widgets += _limits(d, tz)
+        if error_body:
+            widgets.append(Static(Text("\nthe error's body, as received:", style="dim")))
+            widgets.append(Static(Syntax(cut(as_json(d.response), CUT, show_all), "json", word_wrap=True)))
     else:
         content = d.response.get("content") if isinstance(d.response, dict) else None
         if not isinstance(content, list):
