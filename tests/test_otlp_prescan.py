@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 
 import pytest
+from test_fork import loop_api, recorded  # noqa: F401 (fixtures)
 from test_otlp_import import collector_line, export_text, imported, own_spans, record_session, run
 
 from replayer.otlp import batches, prescan
@@ -102,3 +104,54 @@ def test_readahead_sends_the_reader_how_long_each_item_waited(inline, monkeypatc
     assert got[0]["sent"] is None
     sent = [x["sent"] for x in got[1:]]
     assert all(s is None for s in sent) if inline else all(isinstance(s, float) and s >= 0 for s in sent)
+
+
+def tool_results_per_turn(db) -> list[tuple[str, int, int, int]]:
+    """(turn id, attempt, tool_result blocks its request added, of them errors), as `stats` sums them."""
+    con = sqlite3.connect(db)
+    try:
+        return sorted(con.execute(
+            """SELECT t.id, a.attempt, u.tool_results, u.tool_errors FROM usage u
+               JOIN turns t ON t.rowid = u.turn JOIN attempts a ON a.id = u.attempt_id WHERE u.part = 0"""))
+    finally:
+        con.close()
+
+
+def test_a_forks_tool_results_come_back_counted_where_they_were_whichever_side_scans(
+        loop_api, recorded, tmp_path, monkeypatch):  # noqa: F811 (fixtures)
+    """A fork edited only in its system prompt resends the messages its source sent: their tool
+    results were counted once, on the source's turns (each message counts once). An import's batch
+    inserted the nodes its reader had scanned before storing its requests, so a request the writer
+    scanned found its messages sent already: with the fork's requests scanned by the reader and
+    the original's by the writer, the original's turns counted none and the fork's the lot (and
+    the agents' tool failure rate went None). Which side scans what moves with the pace of the
+    two processes; here it is pinned, each way, for `import otlp` and `import export`."""
+    from test_fork import fork_env, fork_of, recorded_loop, replayer
+
+    from replayer.imports import export as export_reader
+
+    db, conv, _work = recorded_loop(recorded, tmp_path)
+    proc = replayer(db, "fork", f"{conv}:2", "--system", "You are terse.", "--yes", env=fork_env(loop_api))
+    assert proc.returncode == 0, proc.stderr
+    fork, _ = fork_of(db)
+    lines = export_text(db)
+    spans, exported = tmp_path / "spans.jsonl", tmp_path / "run.jsonl"
+    spans.write_text(collector_line(own_spans(lines, db)) + "\n")
+    exported.write_text("\n".join(lines) + "\n")
+    counted = tool_results_per_turn(db)
+    assert sum(c[2] for c in counted) > 0
+    stats = json.loads(run(db, "stats", "--days", "36500", "--json").stdout)
+    monkeypatch.setattr(prescan.Share, "adjust", lambda self, waited, busy: None)
+    whole = batches.BATCH
+    for name, scanned in [("fork", {fork}), ("original", {conv}), ("both", {conv, fork}), ("neither", set())]:
+        monkeypatch.setattr(prescan.Share, "takes", lambda self, c, scanned=scanned: c in scanned)
+        for batch in (whole, 3):  # one batch, and batches each naming nodes the ones before inserted
+            monkeypatch.setattr(batches, "BATCH", batch)
+            monkeypatch.setattr(export_reader, "BATCH", batch)
+            for kind, path in (("otlp", spans), ("export", exported)):
+                laptop = tmp_path / f"laptop_{kind}_{name}_{batch}.db"
+                got = json.loads(run(laptop, "import", kind, path, "--json").stdout)
+                assert got["attempts"] == len(lines), (kind, name, batch, got)
+                assert tool_results_per_turn(laptop) == counted, (kind, name, batch)
+                shown = json.loads(run(laptop, "stats", "--days", "36500", "--json").stdout)
+                assert shown == stats, (kind, name, batch)

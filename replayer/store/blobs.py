@@ -37,6 +37,11 @@ class Blobs:
         self.nodes_made = 0
         """Nodes inserted so far: a request whose scan made k of them sent its last k messages
         first (a node's parent is older than it), the ones before were sent by an earlier one."""
+        self.unsent: set[int] = set()
+        """Nodes inserted ahead of the request that sends them (an import's batch inserts the
+        nodes its requests name before storing them: store/imported_spans.py). The first request
+        to name one makes it (`nodes_made`, `send`), as where it was recorded; which requests
+        were scanned ahead, and which batch inserted what, then changes nothing."""
 
     def forget(self) -> None:
         """Drop the caches (after a rollback the ids they hold may not exist)."""
@@ -102,10 +107,25 @@ class Blobs:
     def node(self, parent: int, blob: int, depth: int) -> int:
         key = (parent, blob)
         got = self.node_ids.get(key)
-        if got is not None:
-            return got
-        got = self.node_ids[key] = self.insert_node(parent, blob, depth)
+        if got is None:
+            made = self.nodes_made
+            got = self.node_ids[key] = self.insert_node(parent, blob, depth)
+            if self.nodes_made != made:
+                self.unsent.discard(got)  # (an id a rollback took back and SQLite gave again)
+                return got
+        if got in self.unsent:
+            self.unsent.discard(got)
+            self.nodes_made += 1
         return got
+
+    def send(self, nodes: list[int]) -> int:
+        """How many of a request's leading nodes (scanned elsewhere: an import's reader process)
+        an earlier request had sent: those before the first still unsent. Its nodes are sent now."""
+        unsent = self.unsent
+        known = next((i for i, node in enumerate(nodes) if node in unsent), len(nodes))
+        if known < len(nodes):
+            unsent.difference_update(nodes)
+        return known
 
     def insert_node(self, parent: int, blob: int, depth: int) -> int:
         """The id of the node of `blob` under `parent`, inserted when new."""

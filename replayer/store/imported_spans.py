@@ -119,12 +119,18 @@ class SpanWriter:
 
     def _define(self, defined: Defined) -> None:
         """Map the reader's new local ids to this database's blobs and nodes, inserting those it
-        lacks (in the transaction: a rollback takes them back, and the batch defines them again)."""
+        lacks (in the transaction: a rollback takes them back, and the batch defines them again).
+        A node inserted here is unsent: the batch's first request that names it sends it (store/
+        tool_results.py counts a message's tool results on that request's turn, as where it was
+        recorded, whichever process scanned which request)."""
         ids, blobs = self.local_ids, self.ingestor.blobs
         for local, h, stored in defined.blobs:
             ids[local] = blobs.blob_stored(h, stored)
         for local, parent, blob, depth in defined.nodes:
-            ids[local] = blobs.node(ids[parent], ids[blob], depth)
+            made = blobs.nodes_made
+            ids[local] = node = blobs.node(ids[parent], ids[blob], depth)
+            if blobs.nodes_made != made:
+                blobs.unsent.add(node)
 
     def _record(self, r: Record, counts: SpanCounts, known: _Known) -> None:
         conn = self.db.conn

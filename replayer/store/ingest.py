@@ -333,6 +333,8 @@ class Ingestor:
                 else scanner.parse_request_obj(read.request_obj)
             )
             parsed.known = max(0, len(parsed.nodes) - (self.blobs.nodes_made - made))
+        else:
+            parsed.known = self.blobs.send(parsed.nodes)
         body = parsed.skeleton
         conn = self.db.conn
         started = iso(captured.t_start)

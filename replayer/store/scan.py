@@ -133,7 +133,8 @@ class ParsedRequest:
     """The thread key of the list ending with each message (see `threads.thread_key`)."""
     known: int = 0
     """How many leading messages an earlier request had sent already (their nodes were in the
-    database before this one was scanned); 0 when not known (an import's scan)."""
+    database before this one was scanned, and no request still had to send them: see
+    `Blobs.unsent`); set where the request is stored (an import's reader scans without knowing)."""
 
 
 class RequestScanner:
