@@ -15,6 +15,7 @@ from textual.widgets.data_table import ColumnKey
 from tui_data import (
     T0,
     build_db,
+    first_response_tab,
     new_yorks_day_edge,
     open_dashboard,
     open_first_conversation,
@@ -754,13 +755,8 @@ async def test_an_error_recorded_with_its_status_beside_it_shows_that_status(tmp
     else:
         (line,) = [line for line in exported(path) if line["error"]]
         assert line["status"] == 429 and line["error"]["status"] == 429, line
-    app = make_app(path)
-    async with app.run_test(size=(160, 40)) as pilot:
-        screen = await open_first_conversation(pilot)
-        await pilot.press("2")
-        await settle(pilot)
-        shown = [str(s.render()) for s in screen.query("#response-body Static")]
-        assert "No response: 429 rate_limit_error: slow down" in shown, shown
+    shown = await first_response_tab(path)
+    assert "No response: 429 rate_limit_error: slow down" in shown, shown
     shown = CliRunner().invoke(cli, ["--db", str(path), "show", "conv_slow"]).output
     assert "[0:429 rate_limit_error]" in shown, shown
 
@@ -773,11 +769,6 @@ async def test_an_error_message_is_shown_whole_on_the_response_tab(tmp_path):
         rec.record({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]},
                    error={"type": "invalid_request_error", "message": "Bad input:"}, status=400,
                    conversation_id="conv_bad", started_at=time.time())  # fmt: skip
-    app = make_app(path)
-    async with app.run_test(size=(160, 40)) as pilot:
-        screen = await open_first_conversation(pilot)
-        await pilot.press("2")
-        await settle(pilot)
-        shown = [str(s.render()) for s in screen.query("#response-body Static")]
-        said = [s for s in shown if s.startswith("No response: ")]
-        assert len(said) == 1 and said[0].endswith("invalid_request_error: Bad input:"), shown
+    shown = await first_response_tab(path)
+    said = [s for s in shown if s.startswith("No response: ")]
+    assert len(said) == 1 and said[0].endswith("invalid_request_error: Bad input:"), shown

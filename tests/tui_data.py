@@ -177,6 +177,19 @@ async def open_first_conversation(pilot):
     return await open_from_list(pilot, "enter", ConversationScreen)
 
 
+async def first_response_tab(path) -> list[str]:
+    """The lines the Response tab of the first conversation's first turn shows (the app on `path`,
+    160 columns)."""
+    from replayer.tui.app import make_app
+
+    async with make_app(path).run_test(size=(160, 40)) as pilot:
+        screen = await open_first_conversation(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        await wait_for(pilot, lambda: bool(screen.query("#response-body Static")))  # (it may fill after the settle)
+        return [str(s.render()) for s in screen.query("#response-body Static")]
+
+
 async def open_dashboard(pilot):
     """From the list, once loaded, `d`: the dashboard."""
     from replayer.tui.dashboard import DashboardScreen
