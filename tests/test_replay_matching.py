@@ -69,7 +69,7 @@ def test_identical_requests_replay_in_recorded_order_and_conversations_keep_thei
     assert text_of(ask(m, request("hello"))) == "B says hi"
     assert text_of(ask(m, b1)) == "B again"  # B's second request first: still B's answer
     assert text_of(ask(m, a1)) == "A again"
-    assert m.answered == 4 and m.unserved() == 0 and not m.refusals
+    assert m.answered == 4 and m.not_asked() == (0, 0, 0) and not m.refusals
     third = ask(m, request("hello"))
     assert isinstance(third, Refusal) and "sent it more times than in the recording" in third.message
 
@@ -114,7 +114,7 @@ def test_recorded_retries_are_skipped_unless_with_errors():
              line("A", 0, req, attempt=2, response=reply("finally"))]
     plain = Matcher(lines)
     assert text_of(ask(plain, req)) == "finally"
-    assert plain.unserved() == 0
+    assert plain.not_asked() == (0, 0, 0)
 
     errors = Matcher(lines, with_errors=True)
     first, second, third = (ask(errors, req) for _ in range(3))
@@ -149,7 +149,7 @@ def test_strict_mismatch_names_the_closest_request_and_the_first_difference():
     error = json.loads(got.body)
     assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
     assert "message 2, block 0 (tool_result)" in error["error"]["message"]
-    assert m.refusals == [got] and m.unserved() == 2
+    assert m.refusals == [got] and m.not_asked() == (2, 2, 0)
 
 
 def test_long_strings_are_cut_around_where_they_part():

@@ -463,11 +463,6 @@ class Matcher:
         """The recorded calls this matcher answers from, earliest first."""
         return [s.line for s in self.slots]
 
-    def unserved(self, replaced: Callable[[dict[str, Any]], bool] | None = None) -> int:
-        """Recorded attempts never answered, less those `replaced` says the live part took over."""
-        with self.lock:
-            return sum(1 for s in self.slots if not s.served and not (replaced and replaced(s.line)))
-
     def not_asked(self, replaced: Callable[[dict[str, Any]], bool] | None = None) -> tuple[int, int, int]:
         """What the agent never asked for, less what `replaced` says the live part took over:
         (recorded calls none of whose attempts was served, their attempts, attempts left of
