@@ -356,8 +356,12 @@ def test_a_call_recorded_on_the_wire_is_kept_once_as_recorded(api, tmp_path):
     assert "1 turn already recorded on the wire, kept as recorded" in r.stderr
     lines = lines_of(db)
     assert [x["response"]["id"] for x in lines] == ["msg_wire0001", "msg_h301"]
-    # the wire record wins, byte for byte; the transcript's next turn joins its conversation after it
-    assert run(db, "export").stdout.splitlines()[0] == wire_text.splitlines()[0]
+    # the wire record wins, byte for byte; the transcript's next turn joins its conversation after
+    # it, and gives the conversation the session's tag, which the line's tags (its
+    # conversation's) then say
+    before_tags, after_tags = wire_text.splitlines()[0], run(db, "export").stdout.splitlines()[0]
+    assert before_tags.endswith(', "tags": {}}')
+    assert after_tags == before_tags[: -len('{}}')] + json.dumps({"claude_code_session": first["sessionId"]}) + "}"
     assert "reconstructed" not in lines[0] and lines[0]["request"]["system"] == "You help."
     assert lines[1]["reconstructed"] is True
     assert lines[1]["conversation_id"] == wire["conversation_id"] and lines[1]["index"] == 1

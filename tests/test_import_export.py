@@ -65,11 +65,10 @@ def shown(db, conversation: str) -> dict:
     return {k: v for k, v in json.loads(r.stdout).items() if k not in BEYOND_EXPORT}
 
 
-def listed(db) -> list[dict]:
-    """`list --json`, without the tags: no export line holds a conversation's tags."""
-    r = run(db, "list", "--json", "-n", "1000")
+def listed(db, *args) -> list[dict]:
+    r = run(db, "list", "--json", "-n", "1000", *args)
     assert r.exit_code == 0, r.output
-    return [{k: v for k, v in c.items() if k != "tags"} for c in json.loads(r.stdout)]
+    return json.loads(r.stdout)
 
 
 def test_an_export_imported_into_an_empty_database_exports_the_same_lines(api, tmp_path):
@@ -111,6 +110,67 @@ def test_an_export_imported_into_an_empty_database_exports_the_same_lines(api, t
     assert r.exit_code == 0 and json.loads(r.stdout)["turns"] == 0, r.output
 
 
+def tagged_db(path: Path) -> Path:
+    """Conversations recorded with tags: two `record` runs' ids (the second run continuing one of
+    the first run's conversations, so that turn has tags of its own), a user's own tags of every
+    JSON type, and none."""
+    from tui_data import reply
+
+    def ask(rec, cid, text, tags, history=()):
+        with rec.conversation(cid, tags=tags):
+            request = {"model": "claude-haiku-4-5", "max_tokens": 20,
+                       "messages": [*history, {"role": "user", "content": text}]}
+            rec.record(request, reply(f"re: {text}", model="claude-haiku-4-5"), started_at=1_764_000_000.0)
+            return request["messages"]
+
+    with Recorder(path) as rec:
+        first = ask(rec, "conv_search", "find it", {"run": "run_1", "team": "search"})
+        ask(rec, "conv_billing", "bill it", {"run": "run_1", "attempt": 2, "beta": True, "note": None})
+        ask(rec, "conv_plain", "just ask", None)
+        ask(rec, "conv_search", "and again", {"run": "run_2"},
+            [*first, {"role": "assistant", "content": [{"type": "text", "text": "re: find it"}]}])
+    return path
+
+
+def test_an_exports_tags_come_back(tmp_path):
+    """Each line holds the tags its call was recorded with (`tags`, last of the keys every line
+    has): imported, `list --run` and `--tag` find the same conversations, a turn whose tags differ
+    from its conversation's keeps its own, and the export is the same text again."""
+    source = tagged_db(tmp_path / "tags.db")
+    lines = export_text(source)
+    docs = [json.loads(x) for x in lines]
+    assert [list(d)[-1] for d in docs] == ["tags"] * len(docs)
+    assert [(d["conversation_id"], d["index"], d["tags"]) for d in docs] == [
+        ("conv_search", 0, {"run": "run_1", "team": "search"}),
+        ("conv_search", 1, {"run": "run_2"}),
+        ("conv_billing", 0, {"run": "run_1", "attempt": 2, "beta": True, "note": None}),
+        ("conv_plain", 0, {}),
+    ]
+    path = tmp_path / "run.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    laptop = tmp_path / "laptop.db"
+    assert imported(laptop, path)["attempts"] == len(lines)
+    assert export_text(laptop) == lines
+    assert listed(laptop) == listed(source)
+    for args in (("--run", "run_1"), ("--run", "run_2"), ("--tag", "team=search"), ("--tag", "beta=true")):
+        assert listed(laptop, *args) == listed(source, *args) != [], args
+    assert {c["conversation_id"] for c in listed(laptop, "--run", "run_2")} == {"conv_search"}
+
+
+def test_lines_written_before_tags_were_exported_still_import(tmp_path):
+    source = tagged_db(tmp_path / "tags.db")
+    lines = export_text(source)
+    old = [json.dumps({k: v for k, v in json.loads(x).items() if k != "tags"}) for x in lines]
+    path = tmp_path / "old.jsonl"
+    path.write_text("\n".join(old) + "\n")
+    laptop = tmp_path / "laptop.db"
+    assert imported(laptop, path)["attempts"] == len(lines)
+    again = [json.loads(x) for x in export_text(laptop)]
+    assert [d.pop("tags") for d in again] == [{}] * len(lines)
+    assert again == [json.loads(x) for x in old]
+    assert listed(laptop, "--run", "run_1") == []
+
+
 def test_an_export_from_stdin_or_gzip_imports_the_same(api, tmp_path):
     source = tmp_path / "team.db"
     record_session(api, source)
@@ -140,10 +200,10 @@ def test_a_forks_copied_turns_stay_copies(loop_api, recorded, tmp_path):  # noqa
     assert export_text(laptop) == lines
     stats = [json.loads(run(d, "stats", "--days", "36500", "--json").stdout) for d in (db, laptop)]
     assert stats[1] == stats[0]  # the fork's live turns apart from the agents' spend, its copies no spend
-    # the fork's link: what the export holds of it (its parent, the turn it forked at), not its edits
-    forked = shown(laptop, fork)
-    assert forked.pop("fork_of") == {**shown(db, fork)["fork_of"], "edits": {}}
-    assert forked == {k: v for k, v in shown(db, fork).items() if k != "fork_of"}
+    # the fork's link whole: its parent, the turn it forked at and its edits (its tags)
+    assert shown(db, fork)["fork_of"]["edits"]
+    assert shown(laptop, fork) == shown(db, fork)
+    assert listed(laptop) == listed(db)
 
 
 def test_a_line_cut_off_at_the_end_is_said_so_and_the_rest_imported(api, tmp_path):

@@ -314,7 +314,7 @@ def test_export_lines_are_unchanged_and_older_streams_have_no_events(api, rec, c
     assert list(json.loads(with_events[0])) == [
         "turn_id", "conversation_id", "index", "user_id", "trace_id", "started_at", "latency_ms", "ttft_ms",
         "attempt", "stream", "endpoint", "model", "request", "request_headers", "status", "response", "error",
-        "request_id", "usage", "cost_usd", "abandoned", "unknown_events", "response_headers"]
+        "request_id", "usage", "cost_usd", "abandoned", "unknown_events", "response_headers", "tags"]
 
 
 def test_identical_streams_are_stored_once(api, rec, client, db_path):

@@ -167,10 +167,16 @@ def _record(number: int, raw: bytes) -> reading.Record | tuple[str, str | None]:
         return reading.own_record(
             number, values, {"request": texts.get("request"), "response": texts.get("response")},
             session=session(values),
+            tags=_tags(values.get("tags")),
             response_id=_response_id(response),
         )  # fmt: skip
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         return f"an export line that can't be read ({e})", None
+
+
+def _tags(tags: Any) -> dict[str, Any] | None:
+    """The call's tags as its line holds them (lines written before tags were exported have none)."""
+    return tags if isinstance(tags, dict) and tags else None
 
 
 def _response_id(response: Any) -> str | None:

@@ -105,9 +105,11 @@ def _lines(store: Store, where: str, args: list[Any], *, events: bool = False) -
         join = "LEFT JOIN stream_events s ON s.attempt_id = a.id"
     cur = store.db.execute(
         f"""SELECT a.*, t.conversation_id, t.idx, t.user_id, t.trace_id, t.endpoint, t.stream,
-                   i.source AS imported_from, l.parent_id AS parent_conversation_id{extra}
+                   i.source AS imported_from, l.parent_id AS parent_conversation_id,
+                   COALESCE(g.tags_json, c.tags_json) AS call_tags{extra}
             FROM attempts a JOIN turns t ON t.id = a.turn_id JOIN conversations c ON c.id = t.conversation_id
             LEFT JOIN imported_turns i ON i.turn_id = t.id LEFT JOIN conversation_links l ON l.conversation_id = c.id
+            LEFT JOIN turn_tags g ON g.turn_id = t.id
             {join}
             {where}
             ORDER BY c.started_at, c.rowid, t.idx, a.attempt, a.id""",
@@ -177,6 +179,10 @@ def _line(store: Store, row: dict[str, Any]) -> str:
         # what the API said of its limits and retrying (wire.RESPONSE_HEADERS); last, so the keys
         # before it keep their places
         "response_headers": json.loads(store.blob_text(row["response_headers"])) if row["response_headers"] else {},
+        # the call's tags: its conversation's, or its own where they differ (turn_tags: a second
+        # `record` run continuing the conversation): a run's id, a Claude Code session, a fork's
+        # edits, the user's own
+        "tags": json.loads(row["call_tags"]) if row["call_tags"] else {},
     }
     # only on imported turns and linked conversations: a recorded turn's line stays as it was
     if row["imported_from"]:
