@@ -998,13 +998,11 @@ def test_a_runs_conversations_started_at_the_same_moment_come_in_the_order_they_
     assert Store(open_db(path, create=False)).run_conversations("run_1") == names
 
 
-def test_the_order_and_the_changes_a_list_keeps_itself_current_by(tmp_path):
-    """conversation_order is conversations' order, ids only, for every sort and filter; and
-    changed_since names the conversations created or given a call since a change mark."""
+def tied_conversations(db):
+    """30 conversations whose started times, users, costs, models and first messages tie often
+    (and some users are missing): a listing's order is total only through its tie-breaker."""
     from replayer import Recorder
-    from replayer.store.queries import AGG_SORTS, SORTS
 
-    db = tmp_path / "order.db"
     rnd = random.Random(3)
     with Recorder(db) as rec:
         for i in range(30):
@@ -1015,6 +1013,16 @@ def test_the_order_and_the_changes_a_list_keeps_itself_current_by(tmp_path):
                         "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "usage": usage},
                        conversation_id=f"c{i:02d}", user_id=rnd.choice(["u1", "u2", None]),
                        started_at=1_800_000_000 + rnd.choice([0, 1, 2]))  # fmt: skip
+    return db
+
+
+def test_the_order_and_the_changes_a_list_keeps_itself_current_by(tmp_path):
+    """conversation_order is conversations' order, ids only, for every sort and filter; and
+    changed_since names the conversations created or given a call since a change mark."""
+    from replayer import Recorder
+    from replayer.store.queries import AGG_SORTS, SORTS
+
+    db = tied_conversations(tmp_path / "order.db")
     store = Store(open_db(db, create=False))
     for sort in [*SORTS, *AGG_SORTS]:
         for descending in (True, False):
@@ -1037,3 +1045,24 @@ def test_the_order_and_the_changes_a_list_keeps_itself_current_by(tmp_path):
     assert sorted(store.changed_since(mark)) == ["c05", "c_new"]
     named = store.conversations(ids=["c_new", "c05", "nope"], sort="id", descending=False)
     assert [c.conversation_id for c in named] == ["c05", "c_new"]
+
+
+def test_a_list_read_from_its_end_is_its_exact_reverse_for_every_sort(tmp_path):
+    """The list's last page without the pages before it (G on 100,000 conversations read every one
+    first): read from the end, the same rows come last first, ties and missing values included,
+    a page at a time, rows and ids alike."""
+    from replayer.store.queries import AGG_SORTS, SORTS
+
+    store = Store(open_db(tied_conversations(tmp_path / "order.db"), create=False))
+    for sort in [*SORTS, *AGG_SORTS]:
+        for descending in (True, False):
+            for filters in ({}, {"user": "u1"}, {"min_cost": 0.0}):
+                listed = [c.conversation_id for c in store.conversations(**filters, sort=sort, descending=descending,
+                                                                         limit=100)]  # fmt: skip
+                assert len(set(listed)) == len(listed) > (1 if filters else 5)
+                back = listed[::-1]
+                pages = [store.conversations(**filters, sort=sort, descending=descending, limit=4, offset=offset,
+                                             from_end=True) for offset in range(0, len(listed), 4)]  # fmt: skip
+                assert [c.conversation_id for page in pages for c in page] == back, (sort, descending, filters)
+                assert store.conversation_order(**filters, sort=sort, descending=descending, limit=100,
+                                                from_end=True) == back  # fmt: skip

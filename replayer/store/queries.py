@@ -343,6 +343,7 @@ class Store(RowTexts):
         descending: bool = True,
         limit: int = 50,
         offset: int = 0,
+        from_end: bool = False,
     ) -> list[ConversationSummary]:
         """A page of conversations, sorted and filtered by SQLite, priced ones included: `sort`
         is one of SORTS. Costs are priced from the usage table with the current prices. The
@@ -353,18 +354,20 @@ class Store(RowTexts):
         conv_rows = self._listing(
             user=user, run=run, tags=tags, model=model, since=since, until=until, tz=tz, query=query,
             errors_only=errors_only, no_user=no_user, reruns=reruns, min_cost=min_cost, ids=ids,
-            sort=sort, descending=descending, limit=limit, offset=offset,
+            sort=sort, descending=descending, limit=limit, offset=offset, from_end=from_end,
         )  # fmt: skip
         if not conv_rows:
             return []
         return self._summaries(conv_rows)
 
     def conversation_order(self, *, sort: str = "started", descending: bool = True, limit: int = 50,
-                           **filters: Any) -> list[str]:  # fmt: skip
+                           from_end: bool = False, **filters: Any) -> list[str]:  # fmt: skip
         """The ids of the first `limit` conversations in the order `conversations` lists them
-        with the same filters and sort, and nothing else read: a view that holds rows already
-        puts the new or changed ones where the store would (Store.changed_since)."""
-        rows = self._listing(**filters, sort=sort, descending=descending, limit=limit, offset=0, ids_only=True)
+        with the same filters and sort (the last `limit`, the last first, `from_end`), and
+        nothing else read: a view that holds rows already puts the new or changed ones where the
+        store would (Store.changed_since)."""
+        rows = self._listing(**filters, sort=sort, descending=descending, limit=limit, offset=0, ids_only=True,
+                             from_end=from_end)  # fmt: skip
         return [r[0] for r in rows]
 
     def changed_since(self, mark: tuple[int, int]) -> list[str]:
@@ -400,8 +403,11 @@ class Store(RowTexts):
         limit: int = 50,
         offset: int = 0,
         ids_only: bool = False,
+        from_end: bool = False,
     ) -> list[Any]:
-        """The conversations' rows `conversations` lists (only their ids with `ids_only`)."""
+        """The conversations' rows `conversations` lists (only their ids with `ids_only`); read
+        from the list's end with `from_end`: the exact reverse of its order, a total one (every
+        sort ends on the id, unique)."""
         where, args = [], []
         if ids is not None:  # one JSON argument: no limit on how many
             where.append("c.id IN (SELECT value FROM json_each(?))")
@@ -466,6 +472,8 @@ class Store(RowTexts):
                 known = [k for k in keyed if k[0] is not None]
                 known.sort(key=lambda k: k[0], reverse=descending)
                 keyed = known + [k for k in keyed if k[0] is None]
+            if from_end:
+                keyed.reverse()
             page = [cid for _, cid in keyed[offset : offset + limit]]
             if not page or ids_only:
                 return [(cid,) for cid in page]
@@ -478,7 +486,11 @@ class Store(RowTexts):
             conv_rows = [got[cid] for cid in page]
         else:
             sql = f"SELECT {'c.id' if ids_only else cols} FROM conversations c{filters}"
-            sql += f" ORDER BY {SORTS[sort]} {'DESC' if descending else 'ASC'} NULLS LAST, c.id LIMIT ? OFFSET ?"
+            # from the end: every term of the order turned round (the id that breaks ties too), the
+            # same rows in the reverse order, the last page one LIMIT away
+            direction = "DESC" if descending != from_end else "ASC"
+            nulls, ties = ("FIRST", "c.id DESC") if from_end else ("LAST", "c.id")
+            sql += f" ORDER BY {SORTS[sort]} {direction} NULLS {nulls}, {ties} LIMIT ? OFFSET ?"
             conv_rows = self.db.execute(sql, [*args, limit, offset]).fetchall()
         return conv_rows
 
