@@ -130,8 +130,9 @@ def test_latency_percentile_leaves_no_transaction_open(db):
 # -- 9: every action acts on what the cursor shows ----------------------------------------------
 async def test_the_next_page_after_a_new_recording_reads_the_list_again_never_a_row_twice(tmp_path):
     """150 conversations (two pages), one more recorded while the first page is on screen, then
-    G: the second page's offset no longer follows on from the first, whose last row it would
-    repeat (a DuplicateKey that ended the app). The list is read again, the new one on top."""
+    the cursor down to the last row loaded: the second page's offset no longer follows on from the
+    first, whose last row it would repeat (a DuplicateKey that ended the app). The list is read
+    again, the new one on top."""
     db = chats(tmp_path / "many.db", 150)
     app = make_app(db, refresh_seconds=3600)  # no poll: the page itself must notice
     async with app.run_test(size=(100, 34)) as pilot:
@@ -140,11 +141,23 @@ async def test_the_next_page_after_a_new_recording_reads_the_list_again_never_a_
         with Recorder(db) as rec:
             rec.record(chat("late"), reply("ok", model="claude-haiku-4-5"), conversation_id="conv_late",
                        started_at=time.time())  # fmt: skip
-        await pilot.press("G")
+        table = app.screen.query_one(DataTable)
+        table.move_cursor(row=table.row_count - 1)  # as j pressed down to it
         assert await wait_for(pilot, lambda: len(ids(app.screen)) == 151)
         shown = ids(app.screen)
         keys = [str(r.key.value) for r in app.screen.query_one(DataTable).ordered_rows]  # as on screen
         assert keys == shown and len(set(shown)) == 151 and shown[0] == "conv_late"
+
+
+async def scroll_to_the_end(pilot, screen) -> None:
+    """Every row of the list loaded from its top, as the cursor moving down to each last row
+    held loads the next page (G reads only the list's last page)."""
+    table = screen.query_one("#conversations", DataTable)
+    while not screen.exhausted:
+        held = len(screen.rows)
+        table.move_cursor(row=table.row_count - 1)
+        assert await wait_for(pilot, lambda held=held: len(screen.rows) > held or screen.exhausted)
+    await settle(pilot)
 
 
 def on_screen(screen) -> tuple[str | None, int]:
@@ -165,7 +178,7 @@ def in_store_order(app, screen) -> bool:
 
 
 async def test_a_new_recording_reads_only_what_changed_however_far_down_the_cursor_is(tmp_path, monkeypatch):
-    """230 conversations all loaded (G), the cursor near the top: a new recording reads that one
+    """230 conversations all loaded (scrolled down), the cursor near the top: a new recording reads that one
     conversation, not the rows down to the cursor (tens of thousands took seconds at each
     recording) nor every row loaded, and puts it where the store's order does; the rows held
     stay the store's, the cursor on its conversation."""
@@ -175,7 +188,7 @@ async def test_a_new_recording_reads_only_what_changed_however_far_down_the_curs
     app = make_app(db, refresh_seconds=0.2)
     async with app.run_test(size=(100, 34)) as pilot:
         await settle(pilot)
-        await pilot.press("G")  # every row read, down to the last
+        await scroll_to_the_end(pilot, app.screen)  # every row read, down to the last
         assert await wait_for(pilot, lambda: len(ids(app.screen)) == 230)
         await pilot.press("g", "j")
         assert app.screen.cursor_id() == "conv_228"
@@ -199,9 +212,9 @@ async def test_the_cursor_stays_on_its_conversation_and_its_line_when_a_new_one_
     app = make_app(db, refresh_seconds=0.2)
     async with app.run_test(size=(100, 34)) as pilot:
         await settle(pilot)
-        for _ in range(2):
-            await pilot.press("G")
-            await settle(pilot)
+        await scroll_to_the_end(pilot, app.screen)
+        await pilot.press("G")
+        await settle(pilot)
         assert len(ids(app.screen)) == 130
         before = on_screen(app.screen)
         assert before[0] == "conv_000" and before[1] > 0
@@ -793,7 +806,7 @@ async def test_new_conversations_show_at_the_top_of_a_list_looked_at_from_its_to
 async def test_end_and_G_go_to_the_last_conversation_of_the_list_home_and_g_to_the_first(tmp_path):
     """End scrolled the list sideways (DataTable's own end) and G stopped at the last row loaded,
     a page (100) further each press: 50 presses to the oldest of 5,000. Both now go to the last
-    conversation of the list as filtered and sorted, what is not loaded yet loading meanwhile."""
+    conversation of the list as filtered and sorted, its last page read from the end."""
     db = chats(tmp_path / "many.db", 250)
     app = make_app(db, refresh_seconds=3600)
     async with app.run_test(size=(160, 40)) as pilot:
@@ -803,19 +816,164 @@ async def test_end_and_G_go_to_the_last_conversation_of_the_list_home_and_g_to_t
         assert len(ids(screen)) == 100
         await pilot.press("end")
         assert await wait_for(pilot, lambda: screen.cursor_id() == "conv_000")
-        assert len(ids(screen)) == 250 and table.scroll_x == 0 and table.cursor_row == 249
+        # the last page only, read from the end: not the 150 rows before it
+        assert len(ids(screen)) == 100 and table.scroll_x == 0 and table.cursor_row == table.row_count - 1
         await pilot.press("home")
-        assert screen.cursor_id() == "conv_249" and table.scroll_x == 0
+        assert await wait_for(pilot, lambda: screen.cursor_id() == "conv_249")
+        assert table.scroll_x == 0 and table.cursor_row == 0
         await pilot.press("S")  # oldest first: the last is the newest
         assert await wait_for(pilot, lambda: ids(screen)[:1] == ["conv_000"])
         await pilot.press("G")
         assert await wait_for(pilot, lambda: screen.cursor_id() == "conv_249")
         await pilot.press("g")
-        assert screen.cursor_id() == "conv_000"
+        assert await wait_for(pilot, lambda: screen.cursor_id() == "conv_000")
         screen.filter_to("question 24")  # conv_024 and conv_240..249 (message text)
         assert await wait_for(pilot, lambda: len(ids(screen)) == 11)
         await pilot.press("G")
         assert await wait_for(pilot, lambda: screen.cursor_id() == "conv_249")
+
+
+def list_order(app, screen) -> list[str]:
+    """Every conversation of the list, in the store's own order for the screen's filter and sort."""
+    column, descending = screen.sort
+    with app.store() as store:
+        return store.conversation_order(**screen.filters, sort=screen.SQL_SORTS[column], descending=descending,
+                                        limit=10**6)  # fmt: skip
+
+
+def an_end_of_the_list(app, screen) -> bool:
+    """The table shows the list's first rows, or (read from its end) its last ones, in the list's
+    order, and they are the rows held."""
+    order = list_order(app, screen)
+    shown = [str(r.key.value) for r in screen.query_one("#conversations", DataTable).ordered_rows]
+    held = ids(screen)[::-1] if screen.from_end else ids(screen)
+    return held == shown and shown == (order[-len(shown):] if screen.from_end else order[: len(shown)])
+
+
+async def to_the_last(pilot, app, screen) -> list[str]:
+    """G, and the cursor on the list's last conversation (the store's own last): the list's order."""
+    order = list_order(app, screen)
+    await pilot.press("G")
+    assert await wait_for(pilot, lambda: screen.cursor_id() == order[-1])
+    await settle(pilot)
+    return order
+
+
+async def test_G_reads_the_last_page_only_and_the_rows_before_it_load_moving_up(tmp_path, monkeypatch):
+    """350 conversations: G read every page down to the last (100,000 took 11 s). It reads the
+    list's last page from its end: the cursor on the store's own last conversation; k shows the
+    one before it; y and enter act on what the cursor shows; moving up loads the rows before
+    them, the cursor on its conversation and its line; pageup reaches the first; g goes there."""
+    from replayer.store.queries import Store
+
+    db = chats(tmp_path / "many.db", 350)
+    app = make_app(db, refresh_seconds=3600)
+    async with app.run_test(size=(100, 34)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        table = screen.query_one("#conversations", DataTable)
+        order = await to_the_last(pilot, app, screen)
+        assert len(ids(screen)) == 100 and an_end_of_the_list(app, screen)
+        assert table.cursor_row == table.row_count - 1 and 0 < on_screen(screen)[1] < 34
+        await pilot.press("k")
+        assert screen.cursor_id() == order[-2]
+        await pilot.press("y")
+        assert app.clipboard == order[-2]
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ConversationScreen) and app.screen.conversation_id == order[-2]
+        await pilot.press("escape")
+        await settle(pilot)
+        # up to the top rows held: the page before them comes above, nothing on screen moves
+        slowed(monkeypatch, Store, "conversations", 0.3, when=lambda **kw: kw.get("offset"))
+        table.move_cursor(row=12, animate=False)
+        await settle(pilot)
+        await pilot.press("k", "k", "k")
+        before = on_screen(screen)
+        assert before[0] == order[-91] and len(ids(screen)) == 100
+        assert await wait_for(pilot, lambda: len(ids(screen)) == 200)
+        await settle(pilot)
+        assert on_screen(screen) == before and an_end_of_the_list(app, screen) and screen.from_end
+        for _ in range(40):  # pageup to the first: the rest load, the list then held whole
+            if screen.cursor_id() == order[0]:
+                break
+            await pilot.press("pageup")
+            await settle(pilot)
+        assert screen.cursor_id() == order[0] and table.cursor_row == 0
+        assert not screen.from_end and ids(screen) == order and an_end_of_the_list(app, screen)
+        await pilot.press("G")
+        assert screen.cursor_id() == order[-1]  # all held: no read
+        await pilot.press("g")
+        assert screen.cursor_id() == order[0] and table.cursor_row == 0
+        # read from the end again: g reads the first page again
+        screen.load(reset=True)
+        await settle(pilot)
+        await pilot.press("G")
+        assert await wait_for(pilot, lambda: screen.cursor_id() == order[-1])
+        assert screen.from_end
+        await pilot.press("g")
+        assert await wait_for(pilot, lambda: screen.cursor_id() == order[0])
+        await settle(pilot)
+        assert table.cursor_row == 0 and round(table.scroll_y) == 0 and len(ids(screen)) == 100
+        assert an_end_of_the_list(app, screen) and not screen.from_end
+
+
+@pytest.mark.parametrize("oldest_first", [False, True], ids=["newest-first", "oldest-first"])
+async def test_G_then_a_new_recording_keeps_the_cursor_on_its_conversation(tmp_path, oldest_first):
+    """The list read from its end (G), a conversation recorded: newest first it comes at the top,
+    not held, and nothing moves; oldest first it comes last, under the cursor's row, which stays
+    on its conversation (the list, looked at from its end, scrolls one line to show the new one)."""
+    db = chats(tmp_path / "many.db", 250)
+    app = make_app(db, refresh_seconds=0.2)
+    async with app.run_test(size=(100, 34)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        table = screen.query_one("#conversations", DataTable)
+        if oldest_first:
+            await pilot.press("S")
+            assert await wait_for(pilot, lambda: ids(screen)[:1] == ["conv_000"])
+        order = await to_the_last(pilot, app, screen)
+        await pilot.press("k")
+        await settle(pilot)
+        before = on_screen(screen)
+        assert before[0] == order[-2]
+        with Recorder(db) as rec:
+            rec.record(chat("late"), reply("ok", model="claude-haiku-4-5"), conversation_id="conv_late",
+                       started_at=time.time())  # fmt: skip
+        with app.store() as store:
+            mark = store.change_mark()
+        assert await wait_for(pilot, lambda: screen.mark == mark)
+        await settle(pilot)
+        assert screen.from_end and an_end_of_the_list(app, screen)
+        if oldest_first:
+            assert ids(screen)[0] == "conv_late" and len(ids(screen)) == 101
+            assert on_screen(screen) == (before[0], before[1] - 1) and table.scroll_y == table.max_scroll_y
+        else:
+            assert "conv_late" not in ids(screen) and len(ids(screen)) == 100
+            assert on_screen(screen) == before
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ConversationScreen) and app.screen.conversation_id == before[0]
+
+
+async def test_G_with_a_filter_goes_to_the_last_conversation_it_keeps(tmp_path):
+    """111 conversations match the filter (more than a page): G reads the last page of those, from
+    the filter's own end; esc shows the whole list again from its top."""
+    db = chats(tmp_path / "many.db", 250)
+    app = make_app(db, refresh_seconds=3600)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        screen.filter_to("question 1")  # conv_001, conv_010..019, conv_100..199 (message text)
+        await settle(pilot)
+        assert len(list_order(app, screen)) == 111 and len(ids(screen)) == 100
+        order = await to_the_last(pilot, app, screen)
+        assert order[-1] == "conv_001" and screen.from_end and an_end_of_the_list(app, screen)
+        await pilot.press("k")
+        assert screen.cursor_id() == "conv_010" == order[-2]
+        await pilot.press("escape")  # the filter cleared: the whole list, from its top
+        assert await wait_for(pilot, lambda: screen.cursor_id() == "conv_249")
+        assert not screen.from_end
 
 
 def test_the_help_says_what_g_and_G_do_in_the_list():
@@ -823,4 +981,4 @@ def test_the_help_says_what_g_and_G_do_in_the_list():
 
     said = {b.key: b.tooltip for b in ConversationsScreen.BINDINGS}
     assert said["g,home"] == "First conversation"
-    assert said["G,end"] == "Last conversation (the rest of the list loads meanwhile)"
+    assert said["G,end"] == "Last conversation (the rows before it load as you move up)"

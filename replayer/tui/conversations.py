@@ -1,9 +1,13 @@
 """The conversation list, the home screen: every conversation, a page at a time, with filter,
 sort and a live reload while agents record. Rows come from thread workers.
 
-A little over 500 lines: paging, the self-refresh that places new and changed rows among those
-loaded, and the widths fitted to the screen all move the same rows and cursor, so they stay in
-one screen class."""
+The rows held are always one end of the list: its first ones, or (after G) its last ones, read
+from the end (Store.conversations from_end) so the last conversation is one page away however
+long the list; scrolling towards the rows not held reads them, a page at a time, either way.
+
+About 650 lines: paging (from either end), the self-refresh that places new and changed rows
+among those loaded, and the widths fitted to the screen all move the same rows and cursor, so
+they stay in one screen class."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Any
 
 from rich.text import Text
 from textual import on, work
+from textual._two_way_dict import TwoWayDict
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static
@@ -28,8 +33,6 @@ from .render import IdText, duration, tokens
 from .widgets import FittedTable, set_widths, width_keeping_numbers_whole
 
 PAGE = 100
-TO_THE_END = 5_000
-"""Rows the first page reads while the list loads down to its last conversation (G, end)."""
 
 
 class ConversationTable(FittedTable):
@@ -48,12 +51,25 @@ class ConversationTable(FittedTable):
         # that size to their content (240 us a row: 24 s of the screen's time for 100,000 rows)
         super()._update_dimensions([])
 
-    def add_many(self, rows: list[tuple[str, tuple[Any, ...]]]) -> None:
-        """Rows (key, cells) added at the bottom, as add_row adds each: its bookkeeping once for
-        them all. add_row sorts the columns and moves the cursor (a reactive, with its watchers)
-        for every row: 100 us a row, half a second of a frozen screen for a page of 5,000."""
+    def measure_now(self) -> None:
+        """The table's height brought up to date with the rows added and removed since it last was:
+        DataTable does it when next idle, and a scroll to keep the rows on screen in place when
+        rows come above them (or to show one come at the end) stopped at the old end before that."""
+        if self._require_update_dimensions:
+            self._require_update_dimensions = False
+            self._new_rows.clear()
+            self._update_dimensions([])
+
+    def add_many(self, rows: list[tuple[str, tuple[Any, ...]]], on_top: bool = False) -> None:
+        """Rows (key, cells) added at the bottom (above the rows held, `on_top`), as add_row adds
+        each: its bookkeeping once for them all. add_row sorts the columns and moves the cursor (a
+        reactive, with its watchers) for every row: 100 us a row, half a second of a frozen
+        screen for a page of 5,000. The cursor keeps its row number (on_top: the caller moves it)."""
         keys = [column.key for column in self.ordered_columns]
-        start = self.row_count
+        held = self.row_count
+        start = 0 if on_top else held
+        if on_top:  # the rows held move down by as many (DataTable itself only appends)
+            self._row_locations = TwoWayDict({key: i + len(rows) for key, i in self._row_locations._forward.items()})
         for i, (key, cells) in enumerate(rows):
             row_key = RowKey(key)
             if row_key in self._row_locations:
@@ -64,7 +80,7 @@ class ConversationTable(FittedTable):
             self._new_rows.add(row_key)
         self._require_update_dimensions = True
         self.cursor_coordinate = self.cursor_coordinate  # (clamped, as after add_row)
-        if start == 0 and self.columns and self.show_cursor and self.cursor_type != "none":
+        if held == 0 and self.columns and self.show_cursor and self.cursor_type != "none":
             self._highlight_cursor()  # a cursor where there was none: its highlighted event
         self._update_count += 1
         self.check_idle()
@@ -87,7 +103,7 @@ class ConversationsScreen(ReplayerScreen[None]):
         Binding("k", "cursor_up", "Up", id="up", tooltip="Previous conversation", show=False),
         Binding("g,home", "top", "Top", id="top", tooltip="First conversation", show=False),
         Binding("G,end", "bottom", "Bottom", id="bottom",
-                tooltip="Last conversation (the rest of the list loads meanwhile)", show=False),
+                tooltip="Last conversation (the rows before it load as you move up)", show=False),
         Binding("enter,l", "open", "Open", id="open", tooltip="Open the highlighted conversation"),
         Binding(
             "slash",
@@ -174,8 +190,11 @@ class ConversationsScreen(ReplayerScreen[None]):
         """The conversation `m` marked: A of the next comparison (`c`)."""
         self.fitted_edge = -1
         """The table's right edge (its scrollable width) when the columns were last fitted."""
-        self.to_the_end = False
-        """G was pressed: the list loads page after page, the cursor to its last row at the end."""
+        self.from_end = False
+        """The rows held are the list's last ones, read from its end (G): self.rows holds them last
+        first (a prefix of the list's reverse, which every read, page and refresh uses as the
+        list's own order otherwise); the table shows them in the list's order. Back to False once
+        the list's first row is read: every row is held then."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -228,27 +247,40 @@ class ConversationsScreen(ReplayerScreen[None]):
         self.fitted_edge = edge
 
     # -- loading ----------------------------------------------------------------------------
-    def load(self, reset: bool = False, at_least: int = PAGE, keep: str | None = None) -> None:
+    def load(self, reset: bool = False, at_least: int = PAGE, keep: str | None = None, from_end: bool = False) -> None:
         if reset:  # a new query replaces any page still loading (the worker group is exclusive)
             self.rows, self.exhausted, self._querying = [], False, False
             self.generation += 1
             self.keep_cursor = keep
+            self.from_end = from_end
         if self.exhausted or self._querying:
             return
         self._querying = True
         limit = max(PAGE, at_least)
-        self.fetch(len(self.rows), dict(self.filters), self.sort, self.generation, limit)
+        self.fetch(len(self.rows), dict(self.filters), self.sort, self.generation, limit, self.from_end)
+
+    def held_index(self, row: int) -> int:
+        """The index in self.rows of the table's row `row`, and the reverse (the rows read from the
+        end are held last first)."""
+        return len(self.rows) - 1 - row if self.from_end else row
+
+    def near_the_rows_not_held(self, row: int) -> bool:
+        """The table's row `row` is within 10 rows of those not read yet: past the last row held,
+        or before the first when they were read from the end."""
+        return self.held_index(row) >= len(self.rows) - 10
 
     @work(thread=True, exclusive=True, group="conversations", exit_on_error=False)
     def fetch(
-        self, offset: int, filters: dict[str, Any], sort: tuple[str, bool], generation: int = 0, limit: int = PAGE
+        self, offset: int, filters: dict[str, Any], sort: tuple[str, bool], generation: int = 0, limit: int = PAGE,
+        from_end: bool = False,
     ) -> None:
         column, descending = sort
         with self.app.store() as store:
             mark = store.change_mark()  # read first: anything recorded during the query moves it again
             rows = store.conversations(
-                **filters, sort=self.SQL_SORTS.get(column, "started"), descending=descending, limit=limit, offset=offset
-            )
+                **filters, sort=self.SQL_SORTS.get(column, "started"), descending=descending, limit=limit,
+                offset=offset, from_end=from_end,
+            )  # fmt: skip
         cells = [self._cells(r) for r in rows]
         # a cancelled worker's thread still runs to here: its rows must not land under a newer header
         self.post_message(ConversationsLoaded(offset, rows, generation, limit, mark, cells))
@@ -260,8 +292,9 @@ class ConversationsScreen(ReplayerScreen[None]):
         the list is scrolled."""
         table = self.query_one(DataTable)
         # a page past the cursor, as on first open: not capped at the rows held (200 held, the
-        # cursor on row 150, left it 49 rows from the end of the list)
-        self.load(reset=True, at_least=table.cursor_row + 1 + PAGE, keep=self.cursor_id())
+        # cursor on row 150, left it 49 rows from the end of the list); from the end if read so
+        self.load(reset=True, at_least=self.held_index(table.cursor_row) + 1 + PAGE, keep=self.cursor_id(),
+                  from_end=self.from_end)  # fmt: skip
 
     def refresh_in_place(self) -> None:
         """Bring the rows on screen up to date with what was recorded since they were read: only
@@ -272,11 +305,12 @@ class ConversationsScreen(ReplayerScreen[None]):
         if self.mark is None or self._querying:
             return
         self._querying = True
-        self.fetch_changes(self.mark, len(self.rows), dict(self.filters), self.sort, self.generation)
+        self.fetch_changes(self.mark, len(self.rows), dict(self.filters), self.sort, self.generation, self.from_end)
 
     @work(thread=True, exclusive=True, group="conversations", exit_on_error=False)
     def fetch_changes(
-        self, since: tuple[int, int], held: int, filters: dict[str, Any], sort: tuple[str, bool], generation: int
+        self, since: tuple[int, int], held: int, filters: dict[str, Any], sort: tuple[str, bool], generation: int,
+        from_end: bool,
     ) -> None:
         column, descending = sort
         with self.app.store() as store:
@@ -287,6 +321,7 @@ class ConversationsScreen(ReplayerScreen[None]):
                 store.conversation_order(
                     **filters, sort=self.SQL_SORTS.get(column, "started"), descending=descending,
                     limit=held + len(rows) + PAGE,  # room for conversations recorded meanwhile
+                    from_end=from_end,
                 )
                 if changed
                 else []
@@ -302,8 +337,8 @@ class ConversationsScreen(ReplayerScreen[None]):
         table = self.query_one(DataTable)
         if news.changed:
             self._merge(news)
-        if self.to_the_end or table.cursor_row >= len(self.rows) - 10:  # as when the cursor comes near
-            self.more()  # the end (a page may have waited for this refresh)
+        if self.near_the_rows_not_held(table.cursor_row):  # as when the cursor comes near them (a page
+            self.load()  # may have waited for this refresh)
 
     def _merge(self, news: ConversationsChanged) -> None:
         table = self.query_one(DataTable)
@@ -323,6 +358,7 @@ class ConversationsScreen(ReplayerScreen[None]):
             rows.append(row)
         cursor = self.cursor_id()
         cursor_row, screen_y = table.cursor_row, table.scroll_y
+        at_the_end = self.from_end and screen_y >= table.max_scroll_y - 0.5
         kept = {r.conversation_id for r in rows}
         for cid in held:
             if cid not in kept:  # changed and now past the rows held, or filtered out
@@ -337,23 +373,27 @@ class ConversationsScreen(ReplayerScreen[None]):
         # the table now holds the rows kept in their old order, then the new ones; put back in the
         # store's order by a sort (DataTable can't insert a row at a place; filled again from
         # memory, 40,000 rows took 30 s)
-        in_table = [cid for cid in held if cid in kept]
+        flip = (lambda ids: ids[::-1]) if self.from_end else (lambda ids: ids)  # held last first
+        in_table = flip([cid for cid in held if cid in kept])
         in_table += [r.conversation_id for r in rows if r.conversation_id not in held]
-        if in_table != [r.conversation_id for r in rows]:
-            place = {r.conversation_id: i for i, r in enumerate(rows)}
+        shown = flip([r.conversation_id for r in rows])
+        if in_table != shown:
+            place = {cid: i for i, cid in enumerate(shown)}
             table.sort("Conversation", key=lambda cell: place[cell.conversation_id])
         self.rows = rows
         # the cursor on the same conversation, its row at the same place on screen; but a list
         # looked at from its top stays at its top, where new conversations come (newest first),
-        # as far as the cursor's row stays on screen
-        at = next((i for i, r in enumerate(rows) if r.conversation_id == cursor), None) if cursor else None
-        if at is None:
-            at = min(cursor_row, max(0, len(rows) - 1))
+        # as far as the cursor's row stays on screen (and one read from its end, looked at from
+        # there, at its end)
+        at = shown.index(cursor) if cursor in kept else min(cursor_row, max(0, len(rows) - 1))
         if at != table.cursor_row:
             table.move_cursor(row=at, animate=False, scroll=False)
         y = screen_y + at - cursor_row
-        if round(screen_y) == 0:
-            lines = table.scrollable_content_region.height - table.header_height
+        self.query_one(ConversationTable).measure_now()  # (the scroll below goes as far as the new rows)
+        lines = table.scrollable_content_region.height - table.header_height
+        if at_the_end:
+            y = max(0, min(len(rows) - lines, at))
+        elif round(screen_y) == 0:
             y = max(0, at - lines + 1)
         self.call_after_refresh(table.scroll_to, y=y, animate=False, immediate=True)
         self.call_after_refresh(self.fit_columns)
@@ -397,7 +437,7 @@ class ConversationsScreen(ReplayerScreen[None]):
         if offset and any(r.conversation_id in table.rows for r in rows):
             # rows held that are not the store's first ones (a refresh could not read them all):
             # read again whole rather than show a conversation twice
-            self.load(reset=True, at_least=len(self.rows) + page.limit, keep=self.cursor_id())
+            self.load(reset=True, at_least=len(self.rows) + page.limit, keep=self.cursor_id(), from_end=self.from_end)
             return
         self.mark = page.mark
         if offset == 0:
@@ -407,27 +447,28 @@ class ConversationsScreen(ReplayerScreen[None]):
             self.exhausted = True
         cells = page.cells if page.cells is not None else [self._cells(r) for r in rows]
         self.rows += rows
-        table.add_many([(r.conversation_id, row_cells) for r, row_cells in zip(rows, cells, strict=True)])
+        added = [(r.conversation_id, row_cells) for r, row_cells in zip(rows, cells, strict=True)]
+        if self.from_end:  # read last first: shown above the rows held, in the list's order
+            cursor_row, screen_y = table.cursor_row, table.scroll_y
+            table.add_many(added[::-1], on_top=True)
+            if offset:  # the cursor on its conversation, its row on the same line of the screen
+                table.measure_now()
+                table.move_cursor(row=cursor_row + len(rows), animate=False, scroll=False)
+                self.call_after_refresh(table.scroll_to, y=screen_y + len(rows), animate=False, immediate=True)
+            else:  # G: the list's last conversation
+                table.move_cursor(row=max(0, table.row_count - 1), animate=False)
+            if self.exhausted:  # the list's first row is held too: it is held whole, as if read from the top
+                self.rows.reverse()
+                self.from_end = False
+        else:
+            table.add_many(added)
         self.call_after_refresh(self.fit_columns)  # a vertical scrollbar may have come or gone
         keep, self.keep_cursor = self.keep_cursor, None
         if offset == 0 and keep is not None:
             at = next((i for i, r in enumerate(self.rows) if r.conversation_id == keep), None)
             if at is not None:
-                table.move_cursor(row=at, animate=False)
-        if self.to_the_end:
-            table.move_cursor(row=max(0, table.row_count - 1), animate=False)
-            self.more()
+                table.move_cursor(row=self.held_index(at), animate=False)
         self._show_empty()
-
-    def more(self) -> None:
-        """The next page: after the last row when the cursor nears it, each one to the end when G
-        asked for the last conversation."""
-        if self.to_the_end and self.exhausted:
-            self.to_the_end = False
-        else:
-            # each page as big as the rows held: the table's own bookkeeping takes a time that grows
-            # with the rows it holds for each page landing, so pages that double keep it to a few
-            self.load(at_least=max(TO_THE_END, len(self.rows)) if self.to_the_end else PAGE)
 
     def _show_empty(self) -> None:
         empty = self.query_one("#empty", Static)
@@ -477,7 +518,8 @@ class ConversationsScreen(ReplayerScreen[None]):
     # -- actions ----------------------------------------------------------------------------
     @on(DataTable.RowHighlighted, "#conversations")
     def near_the_end(self, event: DataTable.RowHighlighted) -> None:
-        if event.cursor_row >= len(self.rows) - 10:
+        # where the cursor is now: a page read from the end lands with the cursor on row 0 first
+        if self.near_the_rows_not_held(self.query_one(DataTable).cursor_row):
             self.load()
 
     @on(DataTable.RowSelected, "#conversations")
@@ -495,17 +537,22 @@ class ConversationsScreen(ReplayerScreen[None]):
         self.query_one(DataTable).action_cursor_up()
 
     def action_top(self) -> None:
-        self.to_the_end = False
-        self.query_one(DataTable).move_cursor(row=0)
+        """The first conversation of the list: its first page read again when the rows held are
+        its last ones."""
+        if self.from_end:
+            self.load(reset=True)
+        else:
+            self.query_one(DataTable).move_cursor(row=0)
 
     def action_bottom(self) -> None:
-        """The last conversation of the list: the pages not read yet load in a worker, a big page
-        after another, the cursor going to the last row as each lands (the screen stays live)."""
+        """The last conversation of the list: when it isn't held, the list's last page is read from
+        its end, in place of the rows held (read page after page down to it, 100,000 conversations
+        took 11 s); those between load as the cursor moves up to them."""
         table = self.query_one(DataTable)
-        table.move_cursor(row=max(0, table.row_count - 1))
-        self.to_the_end = not self.exhausted
-        if self.to_the_end and not self._querying:
-            self.more()
+        if self.exhausted or self.from_end:  # the last row held is the list's last
+            table.move_cursor(row=max(0, table.row_count - 1))
+        else:
+            self.load(reset=True, from_end=True)
 
     def cursor_id(self) -> str | None:
         """The conversation in the row under the cursor, as the table shows it (self.rows is
@@ -544,7 +591,6 @@ class ConversationsScreen(ReplayerScreen[None]):
             return
         box.remove_class("-invalid")
         self.filters = filters
-        self.to_the_end = False
         self.query_one(DataTable).focus()
         self.load(reset=True)
 
@@ -576,7 +622,6 @@ class ConversationsScreen(ReplayerScreen[None]):
         box.remove_class("-invalid")
         if self.filters:
             self.filters = {}
-            self.to_the_end = False
             self.load(reset=True)
         self.query_one(DataTable).focus()
 
@@ -588,7 +633,6 @@ class ConversationsScreen(ReplayerScreen[None]):
         self._sort_by(self.sort[0])
 
     def _sort_by(self, column: str) -> None:
-        self.to_the_end = False
         current, descending = self.sort
         self.sort = (column, not descending if column == current else True)
         self._label_sort()  # the header shows the sort: no toast per key press
