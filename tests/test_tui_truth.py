@@ -674,6 +674,38 @@ async def test_the_turn_list_says_each_error_type_whole(api, rec, client, db_pat
             assert line[right_edge(table, "cache") : edge].split()[0] == str(status), line
 
 
+@pytest.mark.parametrize("width", [100, 160])
+async def test_a_stop_column_held_wide_leaves_the_tools_a_whole_short_name_at_160(api, rec, client, db_path, width):
+    """At 160 columns a stop column widened to hold `overloaded_error` (a retry's) took its 6
+    cells from the tools column, which read `get…` (4 cells). Beside the detail the turn list now
+    widens by them instead (the detail gives them up): `get_pr` reads whole, as the stop type and
+    the numbers do. At 100 (the list above the detail) nothing changes: the tools still give way."""
+    from replayer.fakeapi import message_events
+
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    answer = reply("Looking.", tool=("toolu_1", "get_pr", {"number": 7}))
+    api.enqueue(Reply(status=529, body=overloaded, headers={"retry-after-ms": "5"}),
+                Reply(sse=message_events(answer)))  # fmt: skip
+    with rec.conversation("conv_tools_room"):
+        for _event in client.messages.create(model="claude-sonnet-4-5", max_tokens=5, stream=True,
+                                             messages=[{"role": "user", "content": "pr 7?"}]):  # fmt: skip
+            pass
+    assert rec.flush(10)
+    app = make_app(db_path)
+    async with app.run_test(size=(width, 30)) as pilot:
+        screen = await open_trouble(pilot)
+        table = screen.query_one("#turns", DataTable)
+        assert await wait_for(pilot, lambda: table.row_count == 2)
+        await settle(pilot)
+        edge = table.scrollable_content_region.width
+        assert right_edge(table, "cache") <= edge  # the numbers on screen
+        tools = right_edge(table, "tools") - table.columns[ColumnKey("tools")].get_render_width(table)
+        lines = ["".join(segment.text for segment in table.render_line(table.header_height + row)) for row in (0, 1)]
+        assert lines[1][: right_edge(table, "stop")].split()[-1] == "overloaded_error", lines
+        assert lines[0][tools : right_edge(table, "tools")].split()[0] == "get_pr", lines
+        assert " $0." in lines[0] and lines[0][: right_edge(table, "cache")].rstrip().endswith("%"), lines
+
+
 async def _help(pilot) -> Static:
     await pilot.press("f1")
     await settle(pilot)

@@ -178,6 +178,7 @@ class ConversationScreen(ReplayerScreen[None]):
 
     def on_resize(self, event: Any) -> None:
         self._fit_layout(event.size.width, event.size.height)  # the turn list's own resize fits its columns
+        self._hold_turn_list()
 
     def on_mount(self) -> None:
         self._fit_layout(self.app.size.width, self.app.size.height)
@@ -186,6 +187,7 @@ class ConversationScreen(ReplayerScreen[None]):
         # fixed widths: the table then never measures every cell of a long conversation
         for col, key, width in self.COLUMNS:
             table.add_column(col, key=key, width=width or self.FLEX_MIN[key])
+        self._hold_turn_list()
         table.refit_with(self.fit_columns)
         self.sub_title = self.home_subtitle()
         self.load_timeline()
@@ -197,6 +199,22 @@ class ConversationScreen(ReplayerScreen[None]):
         """Outcome colours come from the theme: draw the rows again in the new one."""
         if self.timeline:
             self.show_timeline(self.timeline)
+
+    def _hold_turn_list(self) -> None:
+        """Beside the detail (140 columns and wider), the turn list is at least as wide as its
+        columns' least: the fixed ones as they are (the stop column hold_cells_whole widened, 16
+        cells for `overloaded_error` where it has 10), the shared ones' FLEX_MIN, the padding and
+        a scrollbar: 93 cells, 99 with that stop column. The detail beside it gives up the room
+        (at 160 columns it keeps 61 of 67 cells, the tabs' labels 55), where the tools column had
+        given it (4 cells: `lis…`, `get…`). Above the detail (narrow) the list has the whole width."""
+        table = self.query_one("#turns", FittedTable)
+        if self.has_class("narrow"):
+            table.styles.min_width = None  # the stylesheet's: none
+            return
+        pad = 2 * table.cell_padding
+        least = sum((table.columns[ColumnKey(key)].width if w else self.FLEX_MIN[key]) + pad
+                    for _, key, w in self.COLUMNS)  # fmt: skip
+        table.styles.min_width = least + table.styles.scrollbar_size_vertical
 
     def fit_columns(self) -> None:
         """Give the room the fixed columns leave to the tools and notes columns, so the turn
@@ -271,6 +289,7 @@ class ConversationScreen(ReplayerScreen[None]):
         # the stop column holds its widest stop reason or error type whole (`timeout_er` read as a
         # word of its own); the tools column gives it the room (fit_columns)
         hold_cells_whole(table, {key: w for _, key, w in self.COLUMNS if key == "stop"})
+        self._hold_turn_list()
         self.fit_columns()
         title = conversation_title(self.conversation_id, timeline, self.LEGEND, counts, colour, self.reconstructed)
         self.query_one("#conv-title", Static).update(title)
