@@ -658,20 +658,25 @@ async def test_the_turn_list_says_each_error_type_whole(api, rec, client, db_pat
                 client.messages.create(model="claude-sonnet-4-5", max_tokens=5,
                                        messages=[{"role": "user", "content": kind}])  # fmt: skip
     assert rec.flush(10)
-    app = make_app(db_path)
-    async with app.run_test(size=(width, 30)) as pilot:
-        screen = await open_trouble(pilot)
-        table = screen.query_one("#turns", DataTable)
-        assert await wait_for(pilot, lambda: table.row_count == 9)
-        await settle(pilot)
+    async with make_app(db_path).run_test(size=(width, 30)) as pilot:
+        table, lines = await turn_list_lines(pilot, 9)
         edge = table.scrollable_content_region.width
-        assert right_edge(table, "cache") <= edge  # the numbers on screen
         stop = right_edge(table, "stop") - table.columns[ColumnKey("stop")].get_render_width(table)
-        for row in range(table.row_count):
+        for row, line in enumerate(lines):
             status, kind, _ = answers[row // 3]
-            line = "".join(segment.text for segment in table.render_line(table.header_height + row))
             assert line[stop:].split()[0] == kind, line  # the turn's and its retries' (↳0, ↳1)
             assert line[right_edge(table, "cache") : edge].split()[0] == str(status), line
+
+
+async def turn_list_lines(pilot, rows: int) -> tuple[DataTable, list[str]]:
+    """The first conversation's turn list once its `rows` rows are in, and each row as drawn,
+    the numbers checked to be on screen (the table's right edge past the last of them)."""
+    screen = await open_trouble(pilot)
+    table = screen.query_one("#turns", DataTable)
+    assert await wait_for(pilot, lambda: table.row_count == rows)
+    await settle(pilot)
+    assert right_edge(table, "cache") <= table.scrollable_content_region.width  # the numbers on screen
+    return table, ["".join(s.text for s in table.render_line(table.header_height + row)) for row in range(rows)]
 
 
 @pytest.mark.parametrize("width", [100, 160])
@@ -691,16 +696,9 @@ async def test_a_stop_column_held_wide_leaves_the_tools_a_whole_short_name_at_16
                                              messages=[{"role": "user", "content": "pr 7?"}]):  # fmt: skip
             pass
     assert rec.flush(10)
-    app = make_app(db_path)
-    async with app.run_test(size=(width, 30)) as pilot:
-        screen = await open_trouble(pilot)
-        table = screen.query_one("#turns", DataTable)
-        assert await wait_for(pilot, lambda: table.row_count == 2)
-        await settle(pilot)
-        edge = table.scrollable_content_region.width
-        assert right_edge(table, "cache") <= edge  # the numbers on screen
+    async with make_app(db_path).run_test(size=(width, 30)) as pilot:
+        table, lines = await turn_list_lines(pilot, 2)
         tools = right_edge(table, "tools") - table.columns[ColumnKey("tools")].get_render_width(table)
-        lines = ["".join(segment.text for segment in table.render_line(table.header_height + row)) for row in (0, 1)]
         assert lines[1][: right_edge(table, "stop")].split()[-1] == "overloaded_error", lines
         assert lines[0][tools : right_edge(table, "tools")].split()[0] == "get_pr", lines
         assert " $0." in lines[0] and lines[0][: right_edge(table, "cache")].rstrip().endswith("%"), lines
