@@ -22,6 +22,7 @@ from tui_data import (
     open_second_conversation,
     palette_jump,
     record_cut_streams,
+    record_lost_connections,
     reply,
     settle,
     wait_for,
@@ -735,6 +736,60 @@ async def test_a_stream_cut_by_an_error_event_says_mid_stream_on_the_usage_and_r
         partial = screen.query("#response-body Markdown")
         assert len(partial) == 1 and partial.first().source == "Reading the pars"
         assert partial.first().region.y < screen.query("#response-body Static")[said].region.y  # below it
+
+
+async def test_a_connection_lost_mid_stream_reads_as_a_cut_in_the_list_the_response_tab_and_show(api, rec, db_path):
+    """A stream whose connection dropped after part of the reply reads as one an error event cut:
+    `cut` first in the turn list's notes, `connection_error mid-stream` and `(cut here)` under
+    the part that came on the Response tab, `connection_error mid-stream` in `show`. A connection
+    refused (no answer at all) stays a plain connection error everywhere."""
+    record_lost_connections(api, rec)
+    shown = CliRunner().invoke(cli, ["--db", str(db_path), "show", "conv_lost"]).output.splitlines()
+    assert [line.split("[0:")[-1] for line in shown[1:6]] == [
+        "connection_error mid-stream]", "connection_error mid-stream]", "connection_error mid-stream]",
+        "overloaded_error mid-stream]", "connection_error]"], shown  # fmt: skip
+    app = make_app(db_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await open_first_conversation(pilot)
+        table = screen.query_one("#turns", DataTable)
+        assert await wait_for(pilot, lambda: table.row_count == 5)
+        notes = [str(table.get_row_at(row)[-1]).split()[0] for row in range(5)]
+        assert notes == ["cut", "cut", "cut", "cut", "Connection"], notes  # refused: its message alone
+        await pilot.press("2")
+        await settle(pilot)
+        assert await wait_for(pilot, lambda: bool(screen.query("#response-body Markdown")))
+        assert [m.source for m in screen.query("#response-body Markdown")] == ["Reading the pars"]
+        said = [str(s.render()) for s in screen.query("#response-body Static")]
+        assert said[0] == "Reading the pars", said  # the part that came, then what cut it
+        assert said[1].startswith("connection_error mid-stream: RemoteProtocolError") and said[1].endswith(
+            "(cut here)"), said  # fmt: skip
+
+
+async def test_a_stream_cut_before_any_content_says_so_in_words(api, rec, db_path):
+    """A stream cut before any of its reply came showed `(cut here)` after its error with nothing
+    above it (a connection dropped after the message_start, or after the 200 with no event, read
+    `No response: connection_error mid-stream`; an error event right after the message_start the
+    same bare `(cut here)`). Each now says `Stream cut before any content arrived: ...`; `(cut
+    here)` stays for a stream cut after part of its reply, and a refused connection is no response."""
+    record_lost_connections(api, rec)
+    app = make_app(db_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await open_first_conversation(pilot)
+        await pilot.press("2")
+        said = []
+        for turn in range(5):
+            await settle(pilot)
+            assert await wait_for(pilot, lambda: screen.detail is not None and screen.detail.turn.index == turn  # noqa: B023
+                                  and bool(screen.query("#response-body Static")))  # fmt: skip
+            said.append(" ".join(str(s.render()) for s in screen.query("#response-body Static")))
+            await pilot.press("j")
+    lost = "connection_error mid-stream: RemoteProtocolError: peer closed connection without sending complete"
+    assert said[0].startswith(f"Reading the pars {lost}") and "(cut here)" in said[0], said
+    for turn in (1, 2):
+        assert said[turn].startswith(f"Stream cut before any content arrived: {lost}"), said
+    assert said[3].startswith("Stream cut before any content arrived: overloaded_error mid-stream: Overloaded"), said
+    assert said[4].startswith("No response: connection_error: Connection"), said
+    assert not any("(cut here)" in s or "stop_reason" in s for s in said[1:]), said
 
 
 @pytest.mark.parametrize("stored_before", [False, True])

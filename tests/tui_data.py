@@ -102,6 +102,37 @@ def record_cut_streams(api, rec: Recorder, client, begun: list) -> None:
     assert rec.flush(10)
 
 
+def record_lost_connections(api, rec: Recorder) -> None:
+    """Conversation conv_lost through the real SDK against the fake `api` (no retries), a turn
+    each: 0 a stream whose connection drops after its first words (`Reading the pars`); 1 one
+    that drops after its message_start; 2 one that drops after its 200, before any event; 3 one
+    cut by an `event: error` (overloaded) right after its message_start; 4 a call whose connection
+    is refused (no answer at all)."""
+    import anthropic
+
+    from replayer.fakeapi import Reply, message_events
+
+    events = message_events(reply("Reading the parser"))
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    api.enqueue(Reply(sse=events, drop_after_events=4), Reply(sse=events, drop_after_events=1),
+                Reply(sse=events, drop_after_events=0), Reply(sse=[events[0], {"event": "error", "data": overloaded}]))
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key="sk-ant-test-NOT-A-REAL-KEY", max_retries=0))
+    refused = rec.wrap(anthropic.Anthropic(base_url="http://127.0.0.1:9", api_key="sk-ant-test-NOT-A-REAL-KEY",
+                                           max_retries=0))  # fmt: skip (port 9, discard: nothing listens)
+    messages: list = []
+    with rec.conversation("conv_lost"):
+        for i, sdk in enumerate([client] * 4 + [refused]):
+            messages = [*messages, {"role": "user", "content": f"go {i}"}]
+            try:
+                for _event in sdk.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=messages,
+                                                  stream=True):  # fmt: skip
+                    pass
+            except (anthropic.APIConnectionError, anthropic.APIStatusError):
+                pass
+            messages = [*messages, {"role": "assistant", "content": "?"}]
+    assert rec.flush(10)
+
+
 async def settle(pilot) -> None:
     """Let every worker finish and the screen catch up. A worker cancelled by a newer one of its
     exclusive group (a poll every 0.2 s on a busy machine, say) has finished too: its wait()

@@ -3,13 +3,15 @@ rest): what the Response tab of the conversation screen mounts."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from markdown_it import MarkdownIt
 from rich.syntax import Syntax
 from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import Collapsible, Markdown, Static
 
-from ..fmt import error_head
+from ..fmt import error_head, error_status
 from ..models import TurnDetail
 from ..wire import TOOL_USE_TYPES
 from .blocks import CUT, cut, value_text
@@ -25,11 +27,14 @@ def _html_as_text() -> MarkdownIt:
 
 def response_widgets(d: TurnDetail, show_all: bool, tz: str | None = None) -> list[Widget]:
     """The Response tab: the text as Markdown, thinking folded, tool calls and other blocks as
-    JSON, each long value cut unless `show_all`; a failed turn's rate limits (times in `tz`)."""
+    JSON, each long value cut unless `show_all`; a failed turn's rate limits (times in `tz`). A
+    reply cut mid-stream shows what came of it, then the error and `(cut here)`; one cut before
+    any of it came says so in words."""
     widgets: list[Widget] = []
     err = d.turn.error
-    # said as the turn list and the rerun say it (fmt.error_head): an error event in a stream
-    # came `mid-stream`, after its 200 and whatever part of the message it cut
+    # said as the turn list and the rerun say it (fmt.error_head): an error event in a stream, or
+    # its connection lost or timed out after the 200 (the store gives that error the attempt's
+    # status), came `mid-stream`, after whatever part of the message it cut
     said = ""
     if err:
         message = err.get("message")
@@ -37,14 +42,20 @@ def response_widgets(d: TurnDetail, show_all: bool, tz: str | None = None) -> li
     # an error answer whose body was kept (a 429's `{"type": "error", ...}`) is no response either:
     # shown as one, then `(cut here)`, it read as a reply cut off mid-stream
     error_body = bool(err) and isinstance(d.response, dict) and d.response.get("type") == "error"
-    if d.response is None or error_body:
+    content = d.response.get("content") if isinstance(d.response, dict) else None
+    if err and error_status(err) == "mid-stream" and not _arrived(content):
+        # cut after its 200 with nothing of the reply come (the connection lost, or an error event,
+        # right after it or its message_start): `(cut here)` alone under nothing read as a glitch
+        what = "Stream" if d.turn.stream else "Answer"
+        widgets.append(Static(Text(f"{what} cut before any content arrived: {said}", style="bold red")))
+        widgets += _limits(d, tz)
+    elif d.response is None or error_body:
         widgets.append(Static(Text(f"No response: {said or 'nothing came back'}", style="bold red")))
         widgets += _limits(d, tz)
         if error_body:
             widgets.append(Static(Text("\nthe error's body, as received:", style="dim")))
             widgets.append(Static(Syntax(cut(as_json(d.response), CUT, show_all), "json", word_wrap=True)))
     else:
-        content = d.response.get("content") if isinstance(d.response, dict) else None
         if not isinstance(content, list):
             widgets.append(Static(Syntax(as_json(d.response), "json", word_wrap=True)))
         for block in content or []:
@@ -73,6 +84,14 @@ def response_widgets(d: TurnDetail, show_all: bool, tz: str | None = None) -> li
         stop = d.response.get("stop_reason") if isinstance(d.response, dict) else None
         widgets.append(Static(Text(f"stop_reason: {stop or '—'}", style="dim")))
     return widgets
+
+
+def _arrived(content: Any) -> bool:
+    """Some of a reply's content came: a block other than a text block still empty (its
+    content_block_start, with no delta after it)."""
+    return isinstance(content, list) and any(
+        not (isinstance(b, dict) and b.get("type") == "text" and not b.get("text")) for b in content
+    )
 
 
 def _limits(d: TurnDetail, tz: str | None) -> list[Widget]:
