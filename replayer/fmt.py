@@ -72,7 +72,10 @@ def error_head(error: Mapping[str, Any]) -> str:
 
 def error_status(error: Mapping[str, Any]) -> str:
     """error_head without the error's type, for where the type is shown beside it (the turn
-    list's stop column): `mid-stream`, else the HTTP status (`529`), or "" when none came."""
+    list's stop column): `mid-stream`, else the HTTP status (`529`), or "" when none came.
+    `mid-stream` is any error under a status that said the call was taken: an error event (sse.py
+    gives it the 200), or a connection lost or timed out after the 200 (the recorder keeps no
+    status in that error; the store reads it with its attempt's: store.queries._error_of)."""
     status, kind = error.get("status"), error.get("type")
     if isinstance(status, int) and status < 400 and kind not in ("invalid_response", "decode_error"):
         return "mid-stream"

@@ -611,8 +611,9 @@ async def test_a_turn_whose_stream_ended_in_an_error_event_says_mid_stream_not_2
 async def test_a_failed_turns_note_reads_in_whole_words(tmp_path, width):
     """A failed turn's note at 160 columns (6 cells beside the chart) read `mid-s…`, and at 100
     `mid-stream O…`, `429 Number o…`: cut mid-word, a word of its own. Its first word now fits the
-    narrowest column (`cut`, for an error event that cut the stream, said in the help) and the
-    notes are cut after their last whole word that fits, marked `…`."""
+    narrowest column (`cut`, for a stream that broke after its 200, said in the help, which says
+    too that a retry's row has the same note) and the notes are cut after their last whole word
+    that fits, marked `…`."""
     path = tmp_path / "notes.db"
     errors = [{"type": "overloaded_error", "message": "Overloaded", "status": 200},
               {"type": "rate_limit_error", "message": "Number of request tokens has exceeded your rate limit",
@@ -635,8 +636,9 @@ async def test_a_failed_turns_note_reads_in_whole_words(tmp_path, width):
             shown = line[start : table.scrollable_content_region.width].split()
             assert shown and shown[0] == note.split()[0], (line, shown)
             assert all(word in note.split() for word in shown if word != "…"), (line, shown)
-        help_text = str((await _help(pilot)).render())
-        assert "cut: an error event cut its stream" in " ".join(help_text.split())
+        help_text = " ".join(str((await _help(pilot)).render()).split())
+        assert "cut: its stream broke after its 200, by an error event or the connection lost" in help_text
+        assert "a failed attempt's HTTP status and message, on its turn's row and on each retry's (↳) row" in help_text
 
 
 @pytest.mark.parametrize("width", [100, 160])

@@ -104,7 +104,9 @@ class _AttemptRow(NamedTuple):
 def _error_of(error_json: str | None, status: int | None) -> dict[str, Any] | None:
     """An attempt's error, carrying the attempt's status as any recorded error does: one given to
     `Recorder.record(status=..., error={type, message})` was stored without it (before record()
-    put the status in), and then showed with none (`rate_limit_error`, not `429 rate_limit_error`)."""
+    put the status in), and then showed with none (`rate_limit_error`, not `429 rate_limit_error`).
+    A connection lost or timed out after a stream's 200 (recorded with no status of its own) so
+    reads as cut mid-stream (fmt.error_status), as an error event after it does."""
     if not error_json:
         return None
     error = json.loads(error_json)

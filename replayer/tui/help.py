@@ -52,8 +52,9 @@ class HelpScreen(ModalScreen[None]):
                 text.append(f"{word}   ")
             text.append("\nNotes: ", style="bold")
             text.append(
-                f"a failed turn's HTTP status and message ({MID_STREAM_NOTE}: an error event cut its stream after "
-                "its 200, mid-stream); ↻N: N retries; …: more words than fit (the Response tab has them)\n"
+                "a failed attempt's HTTP status and message, on its turn's row and on each retry's (↳) row "
+                f"({MID_STREAM_NOTE}: its stream broke after its 200, by an error event or the connection lost or "
+                "timed out); ↻N: N retries; …: more words than fit (the Response and Usage tabs have them)\n"
             )
         if isinstance(self.under, ConversationsScreen):
             text.append("\nFilter (/): these words keep what they say; other words search message text\n", style="bold")

@@ -46,15 +46,15 @@ class WholeWords(Text):
 
 
 MID_STREAM_NOTE = "cut"
-"""A failed turn's note for an error event that cut its stream after the 200 (what fmt calls
-`mid-stream`, as the stop column of its retries, the tabs and the rerun say it): a word that reads
-whole in the narrowest notes column (6 cells beside the chart at 160 columns: `mid-s…`); the help
-says what it means."""
+"""A failed attempt's note (its turn's row, a retry's) for a stream that broke after its 200: an
+error event, or the connection lost or timed out (what fmt calls `mid-stream`, as the Usage and
+Response tabs, `show` and the rerun say it): a word that reads whole in the narrowest notes column
+(6 cells beside the chart at 160 columns: `mid-s…`); the help says what it means."""
 
 
 def error_note(error: Mapping[str, Any]) -> str:
-    """A failed attempt's note in the turn list: its status (MID_STREAM_NOTE for an error event
-    that cut a stream after its 200) and message."""
+    """A failed attempt's note in the turn list: its status (MID_STREAM_NOTE for a stream that
+    broke after its 200: fmt.error_status) and message."""
     where = error_status(error)
     return f"{MID_STREAM_NOTE if where == 'mid-stream' else where} {error.get('message') or ''}".strip()
 
@@ -184,9 +184,10 @@ def turn_rows(
         if last is not None and last.error:
             stop = str(last.error.get("type") or "error")
             # beside the type in the stop column, as the rerun says it (fmt.error_head): an error
-            # event in a stream answered 200 came mid-stream (`cut`: MID_STREAM_NOTE), never a `200`
-            # that reads as a success. First in the note (after a copy's one word), the column
-            # being cut at the screen's edge (after a whole word: WholeWords)
+            # event, or a lost connection, in a stream answered 200 came mid-stream (`cut`:
+            # MID_STREAM_NOTE), never a `200` that reads as a success. First in the note (after a
+            # copy's one word), the column being cut at the screen's edge (after a whole word:
+            # WholeWords)
             notes.append(Text(error_note(last.error), style=style))
         if len(t.attempts) > 1:
             notes.append(Text(f"↻{len(t.attempts) - 1}", style=colour["retried"]))
