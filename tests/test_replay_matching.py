@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import FAKE_KEY
+from conftest import FAKE_KEY, exported
 
 from replayer import sse
 from replayer.playback.answer import chunks, synthesize
@@ -574,3 +574,51 @@ def test_the_end_line_counts_calls_and_names_attempts_where_they_differ():
     assert summary(m, "x", 0, 0, False) == ("replayer replay: answered 1 call (2 attempts) from x; no mismatch; "
                                             "no drift; 1 recorded call (2 attempts) not asked for; the command "
                                             "exited 0")
+
+
+def test_a_stream_cut_by_a_timeout_error_event_replays_as_that_event_not_a_broken_connection(api, rec, client,
+                                                                                            db_path):
+    """CUT_ERRORS names how the recorder says a body stopped coming (`connection_error`, and
+    `timeout_error` for a read that timed out: both with no status of their own). An `event:
+    error` of the API's own type `timeout_error` came after the 200 (status 200 in its error)
+    and was taken for one of those by its type alone: `replay --with-errors` served it cut, and a
+    recording with no events kept (`replayer export`) was streamed from its message without the
+    error event, then a broken connection: the agent got the HTTP library's RemoteProtocolError
+    where it had got the API's error (APIStatusError, timeout_error). It now gets that error
+    again, from a cassette or an export; a read that timed out mid-stream (the recorder's
+    timeout_error) still breaks off (test_a_recorded_timeout_replays_as_a_timeout_...)."""
+    import anthropic
+
+    from replayer.fakeapi import Reply, message_events
+    from replayer.playback.server import RecordingPlayer, ReplayServer
+    from replayer.proxy.run import run_in_background
+    from replayer.store.export import cassette_lines
+    from replayer.store.queries import Store
+    from replayer.store.schema import open_db
+
+    timed_out = {"type": "error", "error": {"type": "timeout_error", "message": "Request timed out"}}
+    api.enqueue(Reply(sse=[*message_events(PLANNED)[:3], {"event": "error", "data": timed_out}]))
+    req = request("look it up")
+    with rec.conversation("conv_timed_out"), pytest.raises(anthropic.APIStatusError) as recorded:
+        for _event in client.with_options(max_retries=0).messages.create(**req, stream=True):
+            pass
+    assert recorded.value.type == "timeout_error" and recorded.value.status_code == 200
+    assert rec.flush(10)
+    [cassette] = cassette_lines(Store(open_db(db_path, create=False)), conversation_id="conv_timed_out")
+    [plain] = exported(db_path)  # `replayer export`: no events kept (the stream is made from its message)
+    assert cassette["status"] == 200 and cassette["error"]["type"] == "timeout_error"
+    assert cassette["error"]["status"] == 200  # the API's error event, not a read that timed out
+    assert "events" not in plain and plain["error"] == cassette["error"]
+    for recorded in (cassette, plain):
+        answer = ask(Matcher([recorded], with_errors=True), {**req, "stream": True})
+        assert isinstance(answer, Answer) and not answer.cut and answer.events is not None
+        assert answer.events[-1]["event"] == "error", answer.events
+        server = run_in_background(ReplayServer(RecordingPlayer(Matcher([recorded], with_errors=True)), DEAD))
+        try:
+            sdk = anthropic.Anthropic(base_url=server.url, api_key=FAKE_KEY, max_retries=0)
+            with pytest.raises(anthropic.APIStatusError) as replayed:
+                for _event in sdk.messages.create(**req, stream=True):
+                    pass
+            assert replayed.value.type == "timeout_error" and replayed.value.status_code == 200
+        finally:
+            server.stop()

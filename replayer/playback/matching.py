@@ -18,8 +18,8 @@ of the recorded conversation closest to the request and keeps the difference as 
 An answer takes the kind the request asks for (its `stream`), whatever the recorded attempt's:
 a recorded stream answers a plain request with the message it built, and a recorded message
 answers a streamed request as the events that stream it (only loose mode, or an ignored `stream`,
-pairs them: the drift says so). A stream whose connection was cut (a 2xx with a connection or
-timeout error) is served cut: its events, then the connection breaks.
+pairs them: the drift says so). A stream whose connection was cut (a 2xx, then the connection
+broke or the read timed out: CUT_ERRORS) is served cut: its events, then the connection breaks.
 
 Ignore paths (`PATH`): keys separated by dots; `*` is every key of an object or every item of a
 list; a number is one item of a list. `metadata.user_id`, `system.0.text`,
@@ -195,7 +195,11 @@ def _succeeded(line: dict[str, Any]) -> bool:
 
 
 CUT_ERRORS = frozenset({"connection_error", "timeout_error"})
-"""How the recorder names a body that stopped coming (the connection broke, or timed out)."""
+"""How the recorder names a body that stopped coming after its status: the connection broke, or
+the client's read timed out mid-stream (the middleware and the proxy both record that as a
+timeout_error, replayed as a read timeout: Answer.timed_out). Theirs carry no status of their own;
+the API's own `timeout_error` (an `event: error` after a 200, or a 504) carries its status and is
+served as the error it was."""
 
 
 def timed_out(line: dict[str, Any]) -> bool:
@@ -208,9 +212,11 @@ def timed_out(line: dict[str, Any]) -> bool:
 
 
 def _cut(line: dict[str, Any]) -> bool:
-    """An answer whose body was cut off: its status came, then the connection failed."""
-    error = line.get("error")
-    return isinstance(error, dict) and error.get("type") in CUT_ERRORS
+    """An answer whose body was cut off: its 2xx status came, then the connection failed or the
+    read timed out (CUT_ERRORS, with no status of the error's own)."""
+    error, status = line.get("error"), line.get("status")
+    return (isinstance(error, dict) and error.get("type") in CUT_ERRORS and error.get("status") is None
+            and isinstance(status, int) and 200 <= status < 300)  # fmt: skip
 
 
 ERROR_STATUSES = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
@@ -366,7 +372,7 @@ class Matcher:
             self.synthesized += recorded
             made = synthesize(line.get("response"), None if cut else error, cut=cut)
             return Answer(status, headers, None, made, line, recorded, cut)
-        if 200 <= status < 300 and cut:  # a body cut off: a plain request gets none of it
+        if cut:  # a body cut off: a plain request gets none of it
             return Answer(None, headers, None, None, line)
         response = line.get("response")
         if 200 <= status < 300 and recorded and error:  # a stream that ended with an error event
