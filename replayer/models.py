@@ -56,10 +56,13 @@ class ConversationSummary(BaseModel):
     output_tokens: int
     cache_read_tokens: int
     cost_usd: float | None
-    """None when any priced turn's model is unknown."""
+    """What its priced attempts cost: a lower bound when `unpriced_attempts` is not 0, and None
+    when nothing priced is in it (shown `≥$…` and `?`, as `stats` shows a sum)."""
     errors: int
     first_message: str | None
     tags: dict[str, Any] | None = None
+    unpriced_attempts: int = 0
+    """Attempts whose model has no price: what they cost is not in cost_usd."""
 
     @computed_field  # type: ignore[prop-decorator]
     @property

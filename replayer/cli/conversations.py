@@ -142,7 +142,7 @@ def list_(
                 r.turns,
                 f"{r.input_tokens:,}",
                 f"{r.output_tokens:,}",
-                money(r.cost_usd),
+                spend(r.cost_usd, r.unpriced_attempts),  # `≥$…` when some attempt has no price
                 r.errors,
                 one_line(f"↳ {r.variant_of}", 90) if r.variant_of else one_line(r.first_message, 40),
             )

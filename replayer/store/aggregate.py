@@ -156,52 +156,70 @@ def _exact(db: Any, prices: PriceTable, conv: int, bucket: int, model: str, batc
     return total
 
 
+def known_spend(cost: float, unpriced: int) -> float | None:
+    """What a sum of costs that leaves out `unpriced` attempts (models with no price) is known to
+    be at least; None when nothing priced is in it (fmt.spend's `?`, where `≥$…` shows the rest).
+    The list shows, sorts and filters a conversation's cost by this."""
+    return None if unpriced and not cost else cost
+
+
 @dataclass(slots=True)
 class Totals:
     """A conversation's cost (compaction iterations included) and its turns' tokens (not)."""
 
     cost_usd: float | None
+    """What its priced attempts cost (known_spend): a lower bound when `unpriced` is not 0."""
     prompt: int
     output: int
     cache_read: int
     errors: int
     models: set[str]
+    unpriced: int = 0
+    """Attempts whose model has no price, left out of cost_usd (as `stats` counts them)."""
 
 
 def conversation_totals(db: Any, prices: PriceTable) -> dict[int, Totals]:
-    """Per conversation rowid: cost (None when any priced part is unknown), tokens, errors."""
+    """Per conversation rowid: what its priced attempts cost and how many had no price, tokens,
+    errors."""
     out: dict[int, Totals] = {}
     for g in groups(db, prices):
         t = out.get(g.conv)
         if t is None:
             t = out[g.conv] = Totals(0.0, 0, 0, 0, 0, set())
         if g.cost_usd is None:
-            t.cost_usd = None
-        elif t.cost_usd is not None:
-            t.cost_usd += g.cost_usd
+            # a row of a compaction iteration's own unpriced model counts no attempt (its turn's
+            # row does): 1, so that its cost is still said to be left out
+            t.unpriced += g.priced or 1
+        else:
+            t.cost_usd = (t.cost_usd or 0.0) + g.cost_usd
         t.prompt += g.prompt
         t.output += g.turn_output
         t.cache_read += g.turn_cache_read
         t.errors += g.errors
         if g.model:
             t.models.add(g.model)
+    for t in out.values():
+        t.cost_usd = known_spend(t.cost_usd or 0.0, t.unpriced)
     return out
 
 
 @dataclass(slots=True)
 class Figures:
-    """A conversation's figures as the list shows them: what it spent, the cost of its attempts
-    (compaction iterations included; None when any priced part is unknown) and its turns' prompt,
+    """A conversation's figures as the list shows them: what it spent, the cost of its priced
+    attempts (compaction iterations included) and how many had no price, its turns' prompt,
     output and cache-read tokens (compaction iterations left out), a fork's copied turns left out
     of both (they cost nothing now, as in every spend figure); failed attempts, and models in the
     order they first answered, copies included."""
 
     cost_usd: float | None
+    """What its priced attempts cost (known_spend): a lower bound when `unpriced` is not 0."""
     prompt: int
     output: int
     cache_read: int
     errors: int
     models: list[str]
+    unpriced: int = 0
+    """Attempts with usage whose model (or a compaction iteration's) has no price."""
 
 
 def figures(db: Any, prices: PriceTable, convs: Sequence[int]) -> dict[int, Figures]:
@@ -212,9 +230,10 @@ def figures(db: Any, prices: PriceTable, convs: Sequence[int]) -> dict[int, Figu
         return out
     rate_sets: dict[tuple[str | None, int, bool], tuple[float, ...] | None] = {}
     marks = ",".join("?" * len(convs))
-    for conv, part, model, error, inp, outp, w5m, w1h, cr, web, batch, copied in db.execute(
-        f"""SELECT u.conv, u.part, u.model, u.error, u.input, u.output, u.w5m, u.w1h, u.cr, u.web, u.batch,
-                   a.copied_from IS NOT NULL
+    left_out = None  # the last attempt counted in `unpriced` (its parts come one after another)
+    for conv, aid, part, model, error, inp, outp, w5m, w1h, cr, web, batch, copied in db.execute(
+        f"""SELECT u.conv, u.attempt_id, u.part, u.model, u.error, u.input, u.output, u.w5m, u.w1h, u.cr, u.web,
+                   u.batch, a.copied_from IS NOT NULL
             FROM usage u JOIN attempts a ON a.id = u.attempt_id
             WHERE u.conv IN ({marks}) ORDER BY u.conv, u.attempt_id, u.part""",
         list(convs),
@@ -231,8 +250,6 @@ def figures(db: Any, prices: PriceTable, convs: Sequence[int]) -> dict[int, Figu
             f.prompt += prompt
             f.output += outp
             f.cache_read += cr
-        if f.cost_usd is None:
-            continue
         row = prices.row_for(model)
         above = bool(row is not None and row.above is not None and row.above_tokens is not None
                      and prompt > row.above_tokens)
@@ -241,10 +258,14 @@ def figures(db: Any, prices: PriceTable, convs: Sequence[int]) -> dict[int, Figu
             rate_sets[key] = _rates(prices, model or "", batch, above)
         rates = rate_sets[key]
         if rates is None:
-            f.cost_usd = None
+            if aid != left_out:
+                f.unpriced += 1
+                left_out = aid
         else:
             i, o, w5, w1, r, s = rates
-            f.cost_usd += inp * i + outp * o + w5m * w5 + w1h * w1 + cr * r + web * s
+            f.cost_usd = (f.cost_usd or 0.0) + inp * i + outp * o + w5m * w5 + w1h * w1 + cr * r + web * s
+    for f in out.values():
+        f.cost_usd = known_spend(f.cost_usd or 0.0, f.unpriced)
     return out
 
 

@@ -78,7 +78,9 @@ AGG_SORTS: dict[str, Callable[[Totals], Any]] = {
     "models": lambda t: ", ".join(sorted(t.models)),
     "first": lambda t: None,  # by Store.first_texts, not the rollup
 }
-"""...and by the priced totals of each conversation (store/aggregate.py)."""
+"""...and by the priced totals of each conversation (store/aggregate.py). A cost that leaves out
+attempts with no price sorts (and `min_cost` filters it) by what its priced attempts cost, a lower
+bound; one with nothing priced in it (shown `?`) sorts last either way and passes no `min_cost`."""
 
 
 class _AttemptRow(NamedTuple):
@@ -526,6 +528,7 @@ class Store(RowTexts):
                     errors=f.errors,
                     first_message=self.first_user_text(first_nodes.get(cid)),
                     tags=json.loads(tags_json) if tags_json else None,
+                    unpriced_attempts=f.unpriced,
                 )
             )
         return out

@@ -24,7 +24,7 @@ from textual.widgets.data_table import DuplicateKey, Row, RowKey
 from textual.worker import Worker, WorkerState
 
 from ..filters import FILTER_SYNTAX, FilterError, parse_filter
-from ..fmt import local_time, money
+from ..fmt import local_time, spend
 from ..models import ConversationSummary
 from .base import ReplayerScreen
 from .dashboard import DashboardScreen
@@ -501,7 +501,7 @@ class ConversationsScreen(ReplayerScreen[None]):
                       overflow="ellipsis"),
             Text(r.user_id or "", no_wrap=True, overflow="ellipsis"),  # (Text: a str cell is read as markup)
             Text(str(r.turns), justify="right"),
-            Text(money(r.cost_usd), justify="right"),
+            Text(spend(r.cost_usd, r.unpriced_attempts), justify="right"),
             Text(str(r.errors) if r.errors else "", style="bold red", justify="right"),
             Text(tokens(r.input_tokens), justify="right"),
             Text(tokens(r.output_tokens), justify="right"),
