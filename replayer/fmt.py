@@ -99,9 +99,10 @@ def approx_tokens(n: float) -> str:
     return f"~{n / 1_000_000:.1f}M tok"
 
 
-def money(v: float | None) -> str:
-    """USD to the hundredth of a cent, half up; `?` when the price is unknown; `<$0.0001` for a
-    cost too small to show, so that `$0.0000` only ever means calls that cost nothing.
+def money(v: float | None, places: int = 4) -> str:
+    """USD to the hundredth of a cent (or to `places` decimals), half up; `?` when the price is
+    unknown; `<$0.0001` for a cost too small to show, so that `$0.0000` only ever means calls that
+    cost nothing.
 
     The float is first taken to 12 decimals: sums of prices carry noise (three $0.00015 make
     0.00045 or 0.00045000000000000004, by the order of the sums) that would otherwise round
@@ -111,10 +112,11 @@ def money(v: float | None) -> str:
     if not math.isfinite(v):
         return f"${v}"
     exact = Decimal(f"{v:.12f}")
-    cents = exact.quantize(Decimal("0.0001"), ROUND_HALF_UP)
+    unit = Decimal(1).scaleb(-places)
+    cents = exact.quantize(unit, ROUND_HALF_UP)
     if exact > 0 and not cents:
-        return "<$0.0001"
-    return f"${cents:,.4f}"
+        return f"<${unit:f}"
+    return f"${cents:,.{places}f}"
 
 
 def delta_money(v: float | None) -> str:
@@ -131,13 +133,13 @@ def delta_money(v: float | None) -> str:
     return f"{sign}${small}" if small else "$0"
 
 
-def spend(v: float | None, unpriced: int) -> str:
+def spend(v: float | None, unpriced: int, places: int = 4) -> str:
     """A sum of costs (or a mean or quantile of such sums), some of whose attempts (`unpriced`)
     have no price: `?` when that is all there is, `≥$…` when it leaves some out (counted as $0,
-    each sum, and so each mean and quantile of them, can only be higher)."""
+    each sum, and so each mean and quantile of them, can only be higher). `places` as for money."""
     if not unpriced or v is None:
-        return money(v)
-    return f"≥{money(v)}" if v else "?"
+        return money(v, places)
+    return f"≥{money(v, places)}" if v else "?"
 
 
 def day_spend(day: DayCost | None) -> str:
@@ -156,18 +158,48 @@ def cost_spread(conv: ConversationCosts, sep: str) -> str:
                      f"p95 {spend(conv.p95_cost_usd, left_out)}"))
 
 
-def fmt_metric(name: str, value: float | None, unpriced: int = 0) -> str:
-    """A health metric's value (or threshold) as people read it; a cost that leaves out
-    `unpriced` attempts as `spend` shows it."""
+RATE_METRICS = ("cache_hit_rate", "tool_failure_rate", "rate_limit_error_rate")
+"""Health metrics that are fractions, shown as percentages."""
+MORE_PLACES = 4
+"""How many decimals past its short form a health figure may take to read differently from the
+figure it is printed beside (metric_pair): 9/4 against a threshold of 2.2 reads `2.25` and `2.20`,
+5/13 against 0.3846 `38.462%` and `38.460%`. Figures closer than that (0.1 + 0.2 against 0.3, a
+float's noise) are the same to anyone reading them, and keep the short form."""
+
+
+def _half_up(v: Decimal, places: int) -> Decimal:
+    return v.quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP)
+
+
+def fmt_metric(name: str, value: float | None, unpriced: int = 0, more: int = 0) -> str:
+    """A health metric's value (or threshold) as people read it, half up as money is: `2.3`,
+    `38.5%`, `850 ms`, `$0.0150`, with `more` decimals than that; a cost that leaves out `unpriced`
+    attempts as `spend` shows it."""
     if value is None:
         return "n/a"
-    if name in ("cache_hit_rate", "tool_failure_rate", "rate_limit_error_rate"):
-        return f"{value:.1%}"
-    if name == "p95_latency_ms":
-        return ms(value)
     if name == "mean_cost_per_conversation_usd":
-        return spend(value, unpriced)
-    return f"{value:.1f}"
+        return spend(value, unpriced, 4 + more)
+    if not math.isfinite(value):
+        return str(value)
+    exact = Decimal(repr(value))  # the float's shortest decimal: 2.25 is 2.25, to round half up
+    if name in RATE_METRICS:
+        return f"{_half_up(exact * 100, 1 + more):f}%"
+    if name == "p95_latency_ms":  # as `ms` shows a latency: `850 ms`, `12.3 s`
+        if value < 1000:
+            return f"{_half_up(exact, more):,f} ms"
+        return f"{_half_up(exact / 1000, 1 + more):,f} s"
+    return f"{_half_up(exact, 1 + more):f}"
+
+
+def metric_pair(name: str, value: float | None, threshold: float, unpriced: int = 0) -> tuple[str, str]:
+    """A metric's value and its threshold as they are printed side by side (fmt_metric): with as
+    many more decimals, the same for both and up to MORE_PLACES, as make figures that differ read
+    differently, so that an alert never reads `2.2` against `2.2`."""
+    more = 0
+    if value is not None and value != threshold:
+        more = next((m for m in range(MORE_PLACES + 1)
+                     if fmt_metric(name, value, 0, m) != fmt_metric(name, threshold, 0, m)), 0)  # fmt: skip
+    return fmt_metric(name, value, unpriced, more), fmt_metric(name, threshold, 0, more)
 
 
 def health_word(m: Metric) -> str:
@@ -196,8 +228,8 @@ def describe_alert(a: Alert) -> str:
         return f"budget  {who} spent {spent} on {a.date} (budget {money(a.budget_usd)})"
     if a.kind == "metric":
         name = a.metric
-        shown = fmt_metric(name, a.value, a.unpriced_attempts)
-        return f"metric  {name} is {shown} (threshold {fmt_metric(name, a.threshold)})"
+        shown, threshold = metric_pair(name, a.value, a.threshold, a.unpriced_attempts)
+        return f"metric  {name} is {shown} (threshold {threshold})"
     return (
         f"cache   {a.conversation_id}: a moving cache breakpoint from turn {a.turn_index} "
         f"cost {money(a.extra_cost_usd)} more than cache reads would have"

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..config import MAX_DAYS
-from ..fmt import cost_spread, day_spend, describe_alert, fmt_metric, health_word, money, plural, spend
+from ..fmt import cost_spread, day_spend, describe_alert, health_word, metric_pair, money, plural, spend
 from .base import json_document, one_line, open_store
 from .table import Column, Table
 
@@ -142,8 +142,8 @@ def stats(
     )
     click.echo("\n" + health.header())
     for name, metric in doc.metrics.items():
-        value = fmt_metric(name, metric.value, metric.unpriced_attempts)
-        click.echo(health.row(name, value, fmt_metric(name, metric.threshold), health_word(metric)))
+        value, threshold = metric_pair(name, metric.value, metric.threshold, metric.unpriced_attempts)
+        click.echo(health.row(name, value, threshold, health_word(metric)))
     listed = [a for a in doc.alerts if a.kind != "metric"]  # a metric's alert is its ALERT above
     if listed:
         click.echo("")

@@ -15,7 +15,7 @@ from textual.containers import ScrollableContainer, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ..config import LOWER_IS_BAD
-from ..fmt import cost_spread, day_spend, describe_alert, fmt_metric, health_word, metric_label, money, plural, spend
+from ..fmt import cost_spread, day_spend, describe_alert, health_word, metric_label, metric_pair, money, plural, spend
 from ..models import Stats
 from .base import ReplayerScreen
 from .messages import StatsLoaded
@@ -178,10 +178,11 @@ class DashboardScreen(ReplayerScreen[str | None]):
             style = "bold red" if m.alert else ("dim" if m.value is None else "green")
             word = health_word(m)
             side = "< " if name in LOWER_IS_BAD else "> "
+            value, threshold = metric_pair(name, m.value, m.threshold, m.unpriced_attempts)
             metrics.add_row(
                 metric_label(name),
-                Text(fmt_metric(name, m.value, m.unpriced_attempts), style=style, justify="right"),
-                Text(side + fmt_metric(name, m.threshold), justify="right"),
+                Text(value, style=style, justify="right"),
+                Text(side + threshold, justify="right"),
                 Text(word, style=style),
             )
         models = self.query_one("#dash-models", DataTable)
