@@ -420,3 +420,38 @@ async def test_the_comparison_says_latency_as_the_other_screens_do(db, env):
         original = table.get_row_at(0)
         latency = list(table.columns).index(ColumnKey("Latency"))
         assert str(original[latency]) == "123.5 s"
+
+
+async def test_a_second_send_while_the_estimate_is_on_its_way_sends_nothing_more(db, env):
+    """count_tokens answered after 1.5 s (network latency) and the send key pressed again
+    meanwhile: two "Send 1 sample?" dialogs stacked, and the second, once the first was answered,
+    sent the sample again (a paid duplicate). Now one dialog, one send."""
+    from replayer.tui.send import SendScreen
+
+    env.responder = lambda body: (
+        Reply(body={"input_tokens": 9}, delay=1.5) if "max_tokens" not in body else Reply(body=reply("Again."))
+    )
+    app = make_app(db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        editor = await open_rerun_editor(pilot)
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.5)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        dialogs = [s for s in app.screen_stack if isinstance(s, ConfirmScreen)]
+        assert len(dialogs) == 1
+        assert any("on its way" in str(n.message) for n in app._notifications)
+        await pilot.press("y")
+        for _ in range(3):
+            await settle(pilot)
+        assert isinstance(app.screen, CompareScreen)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not [s for s in app.screen_stack if isinstance(s, ConfirmScreen | SendScreen)]
+        assert app.screen is editor
+        assert len([b for b in sent_bodies(env) if "max_tokens" in b]) == 1
+        with app.store() as store:
+            assert len(store.variants_of(editor.turn_id)) == 1
+        await pilot.press("ctrl+s")  # answered: the key sends again
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)

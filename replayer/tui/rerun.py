@@ -92,6 +92,10 @@ class RerunScreen(ReplayerScreen[None]):
         self.orig: replay.Original | None = None
         self.paths: list[str] = []
         self.loaded: dict[str | None, str] = {}
+        self.asking = False
+        """An estimate is on its way or its confirmation is open: a second send key then did
+        cancel the first estimate's worker, whose thread still answered, so two dialogs stacked
+        and the second sent the samples again (a paid duplicate). Now the key waits for the answer."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -313,6 +317,9 @@ class RerunScreen(ReplayerScreen[None]):
     def action_send(self) -> None:
         if self.orig is None:
             return
+        if self.asking:
+            self.notify("The estimate is on its way: answer its confirmation first", timeout=4)
+            return
         try:
             self.ignored()
             edits, samples = self.edits()
@@ -326,19 +333,28 @@ class RerunScreen(ReplayerScreen[None]):
             text.append("problem: " if p.blocking else "warning: ", style="bold red" if p.blocking else "bold yellow")
             text.append(p.message + "\n")
         self.query_one("#rr-problems", Static).update(text)
+        self.asking = True
         self.prepare(edits, req, samples, problems)
+
+    def ready_to_send(self) -> None:
+        self.asking = False
 
     @work(thread=True, exclusive=True, group="rerun-estimate", exit_on_error=False)
     def prepare(self, edits: replay.Edits, req: dict[str, Any], samples: int, problems: list[replay.Problem]) -> None:
-        """The estimate needs the network (count_tokens): off the UI thread."""
+        """The estimate needs the network (count_tokens): off the UI thread. Only one at a time
+        (`asking`): until its confirmation is answered the send key does nothing."""
         app = self.app
         assert self.orig is not None
         try:
             sdk = replay.client({**self.orig.headers, **edits.headers}, max_retries=0)
+            est = replay.estimate(self.orig, req, app.prices, samples, replay.counter(sdk))
         except replay.ReplayError as e:
             app.call_from_thread(self.notify, str(e), severity="error", timeout=8)
+            app.call_from_thread(self.ready_to_send)
             return
-        est = replay.estimate(self.orig, req, app.prices, samples, replay.counter(sdk))
+        except BaseException:
+            app.call_from_thread(self.ready_to_send)
+            raise
         self.post_message(EstimateReady(edits, req, samples, problems, est))
 
     @on(EstimateReady)
@@ -347,6 +363,7 @@ class RerunScreen(ReplayerScreen[None]):
         assert orig is not None  # prepare() runs only once the original is loaded
 
         def answered(go: bool | None) -> None:
+            self.ready_to_send()
             if go and self.fork:
                 from .fork import start_fork
 
