@@ -40,8 +40,9 @@ def sample_view(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
             token_count(d.turn.usage, "cache_read_input_tokens") / prompt if d.turn.usage and prompt else None
         ),
         cost_usd=cost,
-        latency_ms=last.latency_ms if last else None,
+        latency_ms=d.turn.latency_ms,
         error=error,
+        attempt_errors=d.turn.attempt_errors,
         text=text_of(d.response),
         tool_calls=[ToolUse(name=n, input=i) for n, i in tool_calls(d.response)],
         response=d.response,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .config import zone
 
 if TYPE_CHECKING:
-    from .models import Alert, ConversationCosts, DayCost, Metric
+    from .models import Alert, ConversationCosts, DayCost, Metric, SampleView
 
 
 def local_time(iso: str | None, with_date: bool = True, tz: str | None = None) -> str:
@@ -80,6 +80,21 @@ def error_status(error: Mapping[str, Any]) -> str:
     if isinstance(status, int) and status < 400 and kind not in ("invalid_response", "decode_error"):
         return "mid-stream"
     return str(status) if status else ""
+
+
+def attempts_note(attempts: int, failed: int, errors: Sequence[Mapping[str, Any]] = ()) -> str:
+    """How many attempts a call took: `2 attempts (1 failed: 529 overloaded_error)`; with no
+    `errors` to name (compare's steps count them), `2 attempts (1 failed)`. Each kind of error
+    is named once, in the order they came."""
+    heads = list(dict.fromkeys(error_head(e) for e in errors))
+    why = f": {', '.join(heads)}" if heads else ""
+    return plural(attempts, "attempt") + (f" ({failed} failed{why})" if failed else "")
+
+
+def retry_note(v: SampleView) -> str:
+    """`2 attempts (1 failed: 529 overloaded_error)` for a rerun's sample or original that was
+    retried, "" for a call answered (or failed) at its one attempt."""
+    return "" if v.attempts <= 1 else attempts_note(v.attempts, len(v.attempt_errors), v.attempt_errors)
 
 
 def attempt_status(status: int | None, error: Mapping[str, Any] | None) -> str:

@@ -43,6 +43,18 @@ class TurnSummary(BaseModel):
     def error(self) -> dict[str, Any] | None:
         return self.attempts[-1].error if self.attempts else None
 
+    @property
+    def latency_ms(self) -> float | None:
+        """Every attempt's latency added up (retries took time too), as compare and rerun show
+        a turn's latency; None when none was measured."""
+        measured = [a.latency_ms for a in self.attempts if a.latency_ms is not None]
+        return sum(measured) if measured else None
+
+    @property
+    def attempt_errors(self) -> list[dict[str, Any]]:
+        """Each attempt's error that ended in one, in order (the last is `error` when the call failed)."""
+        return [a.error for a in self.attempts if a.error]
+
 
 class ConversationSummary(BaseModel):
     conversation_id: str
@@ -395,8 +407,12 @@ class SampleView:
     cache_hit_rate: float | None
     cost_usd: float | None
     latency_ms: float | None
+    """Every attempt's latency added up, retries included (as `replayer compare` counts it)."""
     error: dict[str, Any] | None
     """The API's error, or a connection_error when no response came."""
+    attempt_errors: list[dict[str, Any]]
+    """Each attempt's error that ended in one, in order: a call answered after a 529 has one
+    here and no `error`. Their count is `errors` in `replayer compare`."""
     text: str
     tool_calls: list[ToolUse]
     response: Any

@@ -14,6 +14,7 @@ from conftest import FAKE_KEY, sent_bodies
 from replayer import Recorder, comparison, replay
 from replayer.cli import cli
 from replayer.fakeapi import Reply, message_events
+from replayer.fmt import ms
 from replayer.pricing import PriceTable
 from replayer.store.queries import Store
 from replayer.store.schema import open_db
@@ -498,3 +499,50 @@ def test_ctrl_c_ends_a_rerun_waiting_for_an_answer_in_one_line(api, db_path, rec
     (variant,) = store.variants_of(recorded)
     sample = comparison.compare(store, replay.original(store, recorded), variant.variant).samples[0]
     assert sample.error is not None and sample.error["type"] == "abandoned"
+
+
+def test_a_retried_call_says_it_was_retried_and_counts_every_attempts_time(api, db_path):
+    """A sample answered after a 529 printed `sample 1: end_turn · … · 58 ms` with nothing about
+    the retry, and its latency (and the original's, retried too) was its last attempt's alone,
+    where `replayer compare` adds up every attempt. Now each says how many attempts it took and
+    why the others failed, and its latency is every attempt's, as compare's."""
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+
+    def busy():
+        return Reply(status=529, body=overloaded, headers={"retry-after-ms": "1"}, delay=0.05)
+
+    with Recorder(db_path) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=2))
+        api.enqueue(busy())
+        api.enqueue(Reply(body=message("Done."), delay=0.05))
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=300, messages=[{"role": "user", "content": "Go"}])
+    store = Store(open_db(db_path))
+    turn = store.turns(store.conversations()[0].conversation_id)[0]
+    assert [a.status for a in turn.attempts] == [529, 200]
+    seen = []
+
+    def answer(body):
+        if "max_tokens" not in body:
+            return None
+        seen.append(body)
+        return busy() if len(seen) == 1 else Reply(body=message("Done again."), delay=0.05)
+
+    api.responder = answer
+    r = run(db_path, turn.turn_id, "--yes", api=api)
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    said = " · 2 attempts (1 failed: 529 overloaded_error)"
+    assert lines[0].startswith("original: end_turn") and lines[0].endswith(said)
+    (line,) = [x for x in lines if x.startswith("sample 1:")]
+    assert line.endswith(said)
+    (variant,) = store.variants_of(turn.turn_id)
+    sample = store.turns(variant.variant)[0]
+    result = comparison.compare(store, replay.original(store, turn.turn_id), variant.variant)
+    for view, summary in ((result.original, turn), (result.samples[0], sample)):
+        every = [a.latency_ms for a in summary.attempts]
+        assert view.latency_ms == sum(every) and view.latency_ms > every[-1]
+        assert view.attempts == 2 and view.error is None
+        assert [e["type"] for e in view.attempt_errors] == ["overloaded_error"]
+        assert view.attempt_errors[0]["status"] == 529
+    assert f" · {ms(result.samples[0].latency_ms)} (" in line  # shown as compare counts it
+    assert f" · {ms(result.original.latency_ms)} · " in lines[0]

@@ -19,6 +19,7 @@ from tui_data import (
 )
 
 from replayer.fakeapi import Reply
+from replayer.fmt import ms
 from replayer.tui.app import make_app
 from replayer.tui.compare import CompareScreen
 from replayer.tui.confirm import ConfirmScreen
@@ -455,3 +456,38 @@ async def test_a_second_send_while_the_estimate_is_on_its_way_sends_nothing_more
         await pilot.press("ctrl+s")  # answered: the key sends again
         await settle(pilot)
         assert isinstance(app.screen, ConfirmScreen)
+
+
+async def test_a_sample_answered_after_a_retry_says_so_and_counts_every_attempts_time(db, env):
+    """A sample answered after a 529 had an empty Error column and its last attempt's latency;
+    `replayer compare` adds up every attempt. Now its Error column says the attempts it took and
+    why the others failed (in yellow: it was answered), and its latency is every attempt's."""
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    seen = []
+
+    def answer(body):
+        if "max_tokens" not in body:
+            return Reply(body={"input_tokens": 9})
+        seen.append(body)
+        if len(seen) == 1:
+            return Reply(status=529, body=overloaded, headers={"retry-after-ms": "1"}, delay=0.05)
+        return Reply(body=reply("Again."), delay=0.05)
+
+    env.responder = answer
+    app = make_app(db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_rerun_editor(pilot)
+        await send_rerun(pilot)
+        compare = app.screen
+        assert isinstance(compare, CompareScreen)
+        table = compare.query_one("#cmp-samples", DataTable)
+        row = table.get_row_at(1)
+        columns = list(table.columns)
+        error = row[columns.index(ColumnKey("Error"))]
+        assert str(error) == "2 attempts (1 failed: 529 overloaded_error)" and error.style == "yellow"
+        sample = compare.result.samples[0]
+        with app.store() as store:
+            attempts = store.turns(store.variants_of(compare.result.turn_id)[0].variant)[0].attempts
+        assert [a.status for a in attempts] == [529, 200]
+        assert sample.latency_ms == sum(a.latency_ms for a in attempts)
+        assert str(row[columns.index(ColumnKey("Latency"))]) == ms(sample.latency_ms)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import click
 
-from ..fmt import error_head, money, ms
+from ..fmt import attempts_note, error_head, money, ms
 from ..trajectory import (
     Step,
     Totals,
@@ -94,7 +94,7 @@ def pair_lines(p: TurnPair, diverged_at: int | None) -> Iterator[str]:
 
 
 def _attempts(s: Step) -> str:
-    return f"{s.attempts} attempt{'s' if s.attempts != 1 else ''}" + (f" ({s.errors} failed)" if s.errors else "")
+    return attempts_note(s.attempts, s.errors)
 
 
 def diff_lines(diff: str, limit: int = 12) -> Iterator[str]:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..diffing import change_parts
-from ..fmt import delta_money, error_head, local_time, money, ms, plural
+from ..fmt import delta_money, error_head, local_time, money, ms, plural, retry_note
 from ..wire import PROTOCOL_HEADERS, token_count
 from .base import UserError, db_path, json_document, open_store, settings
 from .edits import edit_options, edits_from, resolve_turn
@@ -18,10 +18,16 @@ if TYPE_CHECKING:
     from ..models import Sample, SampleView, ToolDiff
 
 
+def retried(v: SampleView) -> str:
+    """` · 2 attempts (1 failed: 529 overloaded_error)` for a call that was retried, else ""."""
+    note = retry_note(v)
+    return f" · {note}" if note else ""
+
+
 def _describe_sample(i: int, v: Sample) -> str:
     if v.error:
         e = v.error
-        return f"sample {i}: ERROR {error_head(e)}: {e.get('message')}"
+        return f"sample {i}: ERROR {error_head(e)}: {e.get('message')}{retried(v)}"
     lat = "" if v.latency_ms is None else f" · {ms(v.latency_ms)}"
     if v.latency_delta_ms is not None:
         lat += f" ({ms(v.latency_delta_ms, signed=True)})"
@@ -29,7 +35,7 @@ def _describe_sample(i: int, v: Sample) -> str:
     if v.cost_delta_usd is not None:
         cost += f" ({delta_money(v.cost_delta_usd)})"
     tokens = _prompt_words(v, v.prompt_delta_tokens) + f" / {token_count(v.usage, 'output_tokens'):,} output"
-    return f"sample {i}: {v.stop_reason or '—'} · {v.model}{lat} · {cost} · {tokens}"
+    return f"sample {i}: {v.stop_reason or '—'} · {v.model}{lat} · {cost} · {tokens}{retried(v)}"
 
 
 def _prompt_words(v: SampleView, delta: int | None = None) -> str:
@@ -168,7 +174,9 @@ def rerun(
     else:
         base = result.original
         stop = base.stop_reason or "—"
-        click.echo(f"original: {stop} · {base.model} · {money(base.cost_usd)} · {_prompt_words(base)}")
+        lat = f" · {ms(base.latency_ms)}" if base.latency_ms is not None else ""
+        words = _prompt_words(base)
+        click.echo(f"original: {stop} · {base.model}{lat} · {money(base.cost_usd)} · {words}{retried(base)}")
         changed = [f"{d.section} (-{d.removed} +{d.added} lines)" for d in result.request_diff if d.changed]
         click.echo("sent: " + ("changed " + ", ".join(changed) if changed else "the original request, unchanged"))
         for i, v in enumerate(result.samples, 1):

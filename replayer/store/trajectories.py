@@ -34,7 +34,6 @@ def trajectory(store: Store, conversation_id: str) -> Trajectory:
     for t in summaries:
         reply = json.loads(texts[t.turn_id]) if t.turn_id in texts else None
         usage = t.usage
-        latencies = [a.latency_ms for a in t.attempts if a.latency_ms is not None]
         last = t.attempts[-1] if t.attempts else None
         ended = None
         if last is not None and last.started_at:
@@ -50,10 +49,10 @@ def trajectory(store: Store, conversation_id: str) -> Trajectory:
                 prompt_tokens=prompt_tokens(usage) if usage is not None else None,
                 output_tokens=token_count(usage, "output_tokens") if usage is not None else None,
                 cost_usd=t.cost_usd,
-                latency_ms=sum(latencies) if latencies else None,
+                latency_ms=t.latency_ms,
                 ended_at=ended,
                 attempts=len(t.attempts),
-                errors=sum(1 for a in t.attempts if a.error),
+                errors=len(t.attempt_errors),
                 error=t.error,
                 text=text_of(reply),
                 tool_calls=[ToolUse(name=name, input=value) for name, value in tool_calls(reply)],

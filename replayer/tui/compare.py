@@ -15,8 +15,8 @@ from textual.widgets.data_table import ColumnKey
 
 from .. import replay
 from ..diffing import change_parts, unified
-from ..fmt import delta_money, error_head, money, ms, plural
-from ..models import Comparison, Sample
+from ..fmt import delta_money, error_head, money, ms, plural, retry_note
+from ..models import Comparison, Sample, SampleView
 from ..wire import token_count
 from .base import ReplayerScreen
 from .render import request_diff_text, side_by_side
@@ -77,7 +77,6 @@ class CompareScreen(ReplayerScreen[None]):
                        ("Cost", 10), ("Δ cost", 10), ("Latency", 9), ("Δ lat", 8), ("Error", 40)):  # fmt: skip
             table.add_column(col, key=col or "name", width=w)
         for name, v in [("original", r.original), *((f"sample {i}", v) for i, v in enumerate(r.samples, 1))]:
-            err = v.error
             delta = v if isinstance(v, Sample) else None  # the original has no deltas
             table.add_row(
                 name,
@@ -94,7 +93,7 @@ class CompareScreen(ReplayerScreen[None]):
                 Text(delta_money(delta.cost_delta_usd if delta else None), justify="right"),
                 Text(ms(v.latency_ms), justify="right"),
                 Text(ms(delta.latency_delta_ms if delta else None, signed=True), justify="right"),
-                Text(f"{error_head(err)}: {err.get('message')}" if err else "", style="red"),
+                self.error_cell(v),
                 key=name,
             )
         hold_cells_whole(table, {key: table.columns[ColumnKey(key)].width for key in self.NUMBERS})
@@ -108,6 +107,15 @@ class CompareScreen(ReplayerScreen[None]):
         self.query_one("#cmp-tabs", TabbedContent).get_tab("cmp-request").label = (
             f"2 Request sent ({', '.join(changed)} changed)" if changed else "2 Request sent (as recorded)"
         )
+
+    @staticmethod
+    def error_cell(v: SampleView) -> Text:
+        """The call's error in red, and how many attempts it took when it was retried (in
+        yellow: an answer after a 529 is no failure, but its time and retries are worth seeing)."""
+        err, note = v.error, retry_note(v)
+        if err is None:
+            return Text(note, style="yellow")
+        return Text(f"{error_head(err)}: {err.get('message')}" + (f" · {note}" if note else ""), style="red")
 
     def _selected(self) -> Sample | None:
         row = self.query_one("#cmp-samples", DataTable).cursor_row
