@@ -982,6 +982,8 @@ def test_max_turns_counts_turns_so_a_retried_live_call_is_one_turn(recorded, tmp
     assert [(line["index"], line["attempt"], line["status"]) for line in lines[5:]] == [(5, 0, 529), (5, 1, 200),
                                                                                           (6, 0, 200)]
     assert "at turn 5: 2 live turns (3 attempts), $" in proc.stderr and f"was stopped: {stop}" in proc.stderr
+    # the last line counts calls as `record` does (it said `3 calls sent live`: the attempts)
+    assert "; 2 calls (3 attempts) sent live;" in proc.stderr.splitlines()[-1], proc.stderr
 
 
 def test_fork_takes_ignore_for_an_agent_that_puts_the_time_in_its_prompt(loop_api, tmp_path):

@@ -157,4 +157,4 @@ def _start(ctx: click.Context, matcher: Any, point: Any, edits: Any, prices: Any
             for b in state.branches
         ]
 
-    return Playing(player, player.put, finish)
+    return Playing(player, player.put, finish, lambda: (player.state.live_turns, player.state.live_calls))

@@ -110,6 +110,9 @@ class Playing:
     player: Any
     put: Any = None
     finish: Callable[[], list[str]] | None = None
+    live_sent: Callable[[], tuple[int, int]] | None = None
+    """The calls sent live and their attempts (a call's retries are attempts, not calls); None
+    when nothing goes live."""
 
 
 def make_player(ctx: click.Context, settings: Settings, recording: Any, matcher: Any) -> Playing:
@@ -207,16 +210,18 @@ def run_replay(ctx: click.Context, settings: Settings) -> int:
                    err=True)
     mismatches = len(matcher.refusals)
     failed = bool(mismatches) and code == 0 and settings.strict
-    click.echo(summary(matcher, recording.what, server.live_calls, code, failed, player.replaced), err=True)
+    live = playing.live_sent() if playing.live_sent is not None else (0, 0)
+    click.echo(summary(matcher, recording.what, live, code, failed, player.replaced), err=True)
     sys.stderr.flush()
     return 1 if failed else code
 
 
-def summary(matcher: Any, what: str, live: int, code: int, failed: bool,
+def summary(matcher: Any, what: str, live: tuple[int, int], code: int, failed: bool,
             replaced: Callable[[dict[str, Any]], bool] | None = None) -> str:
     """The last line: `replayer replay: answered 20 calls (12 streams) from run R (1 conversation);
     no mismatch; no drift; the command exited 0`. Calls are counted as `record` counts them (a
-    call's retries are its attempts), attempts said beside them where they differ."""
+    call's retries are its attempts), attempts said beside them where they differ; `live`: the
+    calls sent live and their attempts (`2 calls (3 attempts) sent live`)."""
     calls = len(matcher.calls)
     said = [plural(matcher.answered, "attempt")] if matcher.answered != calls else []
     if matcher.streams:
@@ -224,8 +229,10 @@ def summary(matcher: Any, what: str, live: int, code: int, failed: bool,
     if matcher.synthesized:
         said[-1] += f", {matcher.synthesized} from the recorded message (no events kept)"
     parts = [f"answered {plural(calls, 'call')}" + (f" ({', '.join(said)})" if said else "") + f" from {what}"]
-    if live:
-        parts.append(f"{plural(live, 'call')} sent live")
+    live_calls, live_attempts = live
+    if live_attempts:
+        also = f" ({plural(live_attempts, 'attempt')})" if live_attempts != live_calls else ""
+        parts.append(f"{plural(live_calls, 'call')}{also} sent live")
     mismatches = len(matcher.refusals)
     parts.append(f"{plural(mismatches, 'mismatch', 'mismatches')} refused" if mismatches else "no mismatch")
     drift = len(matcher.drift())
