@@ -1062,3 +1062,18 @@ async def test_the_browsers_fork_editor_takes_ignore_paths_too(loop_api, tmp_pat
     assert link["turn_index"] == 2
     lines = [line for line in exported(db) if line["conversation_id"] == fork]
     assert [line["model"] for line in lines] == ["claude-sonnet-4-5"] * 2 + ["claude-haiku-4-5"] * (TURNS - 2)
+
+
+def test_fork_shows_the_recorded_command_as_a_shell_would_take_it(loop_api, recorded, tmp_path):
+    """argv [python, agent.py, "weather loop please"] was shown `python agent.py weather loop
+    please`, three arguments to whoever copies it; now the one with spaces is quoted."""
+    import shlex
+    import sqlite3
+
+    db, conv, work = recorded_loop(recorded, tmp_path)
+    argv = [sys.executable, "-c", "pass", "weather loop please"]  # ends at once: the line comes first
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE runs SET argv_json = ?", [json.dumps(argv)])
+    proc = replayer(db, "fork", f"{conv}:5", "--system", "You are terse.", "--yes", env=fork_env(loop_api), cwd=work)
+    said = f"running again in {work}: {shlex.quote(sys.executable)} -c pass 'weather loop please'\n"
+    assert said in proc.stderr, proc.stderr

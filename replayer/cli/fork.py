@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from typing import Any
 
 import click
@@ -47,7 +48,8 @@ def fork(ctx: click.Context, turn: str, **options: Any) -> None:
         run, _, _ = recorded_command(store, turn_id)
     except LiveError as e:
         raise UserError(str(e)) from None
-    click.echo(f"replayer fork: running again in {run.cwd}: {' '.join(run.argv)}", err=True)
+    # quoted as a shell takes it: `agent.py 'weather loop please'` is one argument, not three
+    click.echo(f"replayer fork: running again in {run.cwd}: {shlex.join(run.argv)}", err=True)
     argv = list(run.argv)
     if os.sep in argv[0] and not os.path.isabs(argv[0]):  # ./agent.sh: found from the recorded cwd
         argv[0] = os.path.join(run.cwd, argv[0])
