@@ -59,6 +59,19 @@ def ms(v: float | None, signed: bool = False) -> str:
     return f"{sign}{a:,.0f} ms" if a < 1000 else f"{sign}{a / 1000:,.1f} s"
 
 
+def shown_ms(v: float) -> float:
+    """`v` (>= 0) as ms() shows it, in milliseconds: 68.006 -> 68, 1234 -> 1200."""
+    return float(f"{v:.0f}") if v < 1000 else float(f"{v / 1000:.1f}") * 1000
+
+
+def ms_delta(new: float | None, old: float | None) -> str:
+    """The difference of two latencies as shown beside them: `68 ms` against `68 ms` is `0 ms`,
+    where their raw difference (67.501 - 68.006) read `-1 ms` between two equal figures."""
+    if new is None or old is None:
+        return ""
+    return ms(shown_ms(new) - shown_ms(old), signed=True)
+
+
 def error_head(error: Mapping[str, Any]) -> str:
     """What failed, the words before its message: `529 overloaded_error`, `timeout_error` (no
     status: no answer came). An `event: error` in a stream comes after its 200 status said the

@@ -491,3 +491,37 @@ async def test_a_sample_answered_after_a_retry_says_so_and_counts_every_attempts
         assert [a.status for a in attempts] == [529, 200]
         assert sample.latency_ms == sum(a.latency_ms for a in attempts)
         assert str(row[columns.index(ColumnKey("Latency"))]) == ms(sample.latency_ms)
+
+
+async def test_the_latency_delta_is_the_difference_of_the_figures_beside_it(db, env):
+    """Original 68.006 ms, sample 67.501 ms: both read `68 ms`, and the delta beside them read
+    `-1 ms` (worked out before rounding). Now it is `0 ms` on the compare screen and in the CLI,
+    and 1,260 ms against 68 ms reads `1.3 s` and `+1.2 s` (1,300 - 68)."""
+    import sqlite3
+
+    from replayer import comparison, replay
+    from replayer.cli.rerun import _describe_sample
+
+    answer_reruns(env)
+    app = make_app(db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        editor = await open_rerun_editor(pilot)
+        await send_rerun(pilot)
+        assert isinstance(app.screen, CompareScreen)
+        for sample_ms, shown, delta in ((67.501, "68 ms", "0 ms"), (1260.0, "1.3 s", "+1.2 s")):
+            with app.store() as store:
+                (variant,) = store.variants_of(editor.turn_id)
+                sample = store.turns(variant.variant)[0]
+            with sqlite3.connect(db) as conn:
+                conn.execute("UPDATE attempts SET latency_ms = 68.006 WHERE turn_id = ?", [editor.turn_id])
+                conn.execute("UPDATE attempts SET latency_ms = ? WHERE turn_id = ?", [sample_ms, sample.turn_id])
+            with app.store() as store:
+                result = comparison.compare(store, replay.original(store, editor.turn_id), variant.variant)
+            await app.push_screen(CompareScreen(result))
+            await settle(pilot)
+            table = app.screen.query_one("#cmp-samples", DataTable)
+            columns = list(table.columns)
+            cells = [str(table.get_row_at(i)[columns.index(ColumnKey(k))]) for i, k in
+                     ((0, "Latency"), (1, "Latency"), (1, "Δ lat"))]  # fmt: skip
+            assert cells == ["68 ms", shown, delta]
+            assert f" · {shown} ({delta}) · " in _describe_sample(1, result.samples[0], result.original)

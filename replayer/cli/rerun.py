@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..diffing import change_parts
-from ..fmt import delta_money, error_head, local_time, money, ms, plural, retry_note
+from ..fmt import delta_money, error_head, local_time, money, ms, ms_delta, plural, retry_note
 from ..wire import PROTOCOL_HEADERS, token_count
 from .base import UserError, db_path, json_document, open_store, settings
 from .edits import edit_options, edits_from, resolve_turn
@@ -24,13 +24,13 @@ def retried(v: SampleView) -> str:
     return f" · {note}" if note else ""
 
 
-def _describe_sample(i: int, v: Sample) -> str:
+def _describe_sample(i: int, v: Sample, base: SampleView) -> str:
     if v.error:
         e = v.error
         return f"sample {i}: ERROR {error_head(e)}: {e.get('message')}{retried(v)}"
     lat = "" if v.latency_ms is None else f" · {ms(v.latency_ms)}"
-    if v.latency_delta_ms is not None:
-        lat += f" ({ms(v.latency_delta_ms, signed=True)})"
+    if v.latency_delta_ms is not None:  # the difference of the figures shown, the original's and this
+        lat += f" ({ms_delta(v.latency_ms, base.latency_ms)})"
     cost = money(v.cost_usd)
     if v.cost_delta_usd is not None:
         cost += f" ({delta_money(v.cost_delta_usd)})"
@@ -180,7 +180,7 @@ def rerun(
         changed = [f"{d.section} (-{d.removed} +{d.added} lines)" for d in result.request_diff if d.changed]
         click.echo("sent: " + ("changed " + ", ".join(changed) if changed else "the original request, unchanged"))
         for i, v in enumerate(result.samples, 1):
-            click.echo("\n" + _describe_sample(i, v))
+            click.echo("\n" + _describe_sample(i, v, base))
             if v.error:
                 continue
             click.echo(v.diff.rstrip("\n") or "  (text identical)")

@@ -15,7 +15,7 @@ from textual.widgets.data_table import ColumnKey
 
 from .. import replay
 from ..diffing import change_parts, unified
-from ..fmt import delta_money, error_head, money, ms, plural, retry_note
+from ..fmt import delta_money, error_head, money, ms, ms_delta, plural, retry_note
 from ..models import Comparison, Sample, SampleView
 from ..wire import token_count
 from .base import ReplayerScreen
@@ -92,7 +92,8 @@ class CompareScreen(ReplayerScreen[None]):
                 Text(money(v.cost_usd), justify="right"),
                 Text(delta_money(delta.cost_delta_usd if delta else None), justify="right"),
                 Text(ms(v.latency_ms), justify="right"),
-                Text(ms(delta.latency_delta_ms if delta else None, signed=True), justify="right"),
+                # the difference of the figures shown beside it (68 ms and 68 ms: 0 ms, not -1 ms)
+                Text(ms_delta(v.latency_ms, r.original.latency_ms) if delta else "", justify="right"),
                 self.error_cell(v),
                 key=name,
             )
