@@ -80,7 +80,8 @@ async def test_edit_send_and_compare(db, env):
         rows = [[str(c) for c in r] for r in (compare.query_one("#cmp-samples", DataTable).get_row_at(i)
                                               for i in range(3))]  # fmt: skip
         assert [r[0] for r in rows] == ["original", "sample 1", "sample 2"]
-        assert {r[1] for r in rows[1:]} == {"claude-haiku-4-5"}
+        model = compare.query_one("#cmp-samples", DataTable).get_column_index("Model")
+        assert {r[model] for r in rows[1:]} == {"claude-haiku-4-5"}
         assert "2 distinct outputs in 2 of 2" in text(compare, "#cmp-title")
         assert "read_file 2/2" in text(compare, "#cmp-title")
         assert text(compare, "#cmp-left") == "Reading the parser."  # the original turn 1's text
@@ -179,8 +180,9 @@ async def test_an_api_error_shows_on_the_sample(db, env):
             await settle(pilot)
         compare = app.screen
         assert isinstance(compare, CompareScreen)
-        row = [str(c) for c in compare.query_one("#cmp-samples", DataTable).get_row_at(1)]
-        assert row[-1] == "400 invalid_request_error: prompt is too long"
+        table = compare.query_one("#cmp-samples", DataTable)
+        row = [str(c) for c in table.get_row_at(1)]
+        assert row[table.get_column_index("Stop")] == "400 invalid_request_error: prompt is too long"
         assert "prompt is too long" in text(compare, "#cmp-right")
 
 
@@ -201,8 +203,9 @@ async def test_a_stream_cut_by_an_error_event_shows_as_failed_mid_stream(db, env
         compare = app.screen
         assert isinstance(compare, CompareScreen)
         assert sent_bodies(env)[-1]["stream"] is True
-        row = [str(c) for c in compare.query_one("#cmp-samples", DataTable).get_row_at(1)]
-        assert row[-1] == "overloaded_error mid-stream: Overloaded"
+        table = compare.query_one("#cmp-samples", DataTable)
+        row = [str(c) for c in table.get_row_at(1)]
+        assert row[table.get_column_index("Stop")] == "overloaded_error mid-stream: Overloaded"
         assert text(compare, "#cmp-right") == "overloaded_error mid-stream\nOverloaded"
         assert "0 distinct outputs in 0 of 1" in text(compare, "#cmp-title")
 
@@ -400,6 +403,9 @@ async def test_a_figure_wider_than_its_column_widens_it_in_a_rerun_comparison(db
         await send_rerun(pilot)
         assert isinstance(app.screen, CompareScreen)
         table = app.screen.query_one("#cmp-samples", DataTable)
+        # at 100 columns the prompt columns give way to what a user compares first: a scroll away
+        table.scroll_to(x=table.max_scroll_x, animate=False, immediate=True)
+        await pilot.pause()
         line = "".join(segment.text for segment in table.render_line(2))  # sample 1, under the original
         assert " 1,235,567 " in line and " +1,234,316 " in line, line
 
@@ -483,9 +489,11 @@ async def test_a_sample_answered_after_a_retry_says_so_and_counts_every_attempts
         table = compare.query_one("#cmp-samples", DataTable)
         row = table.get_row_at(1)
         columns = list(table.columns)
-        error = row[columns.index(ColumnKey("Error"))]
-        assert str(error) == "2 attempts (1 failed: 529 overloaded_error)" and error.style == "yellow"
         sample = compare.result.samples[0]
+        # beside its stop reason, in the Stop column (which holds a failed sample's error)
+        stop, note = row[columns.index(ColumnKey("Stop"))], "2 attempts (1 failed: 529 overloaded_error)"
+        assert str(stop) == f"{sample.stop_reason} · {note}" and sample.stop_reason == "end_turn"
+        assert [(stop.plain[s.start : s.end], s.style) for s in stop.spans] == [(f" · {note}", "yellow")]
         with app.store() as store:
             attempts = store.turns(store.variants_of(compare.result.turn_id)[0].variant)[0].attempts
         assert [a.status for a in attempts] == [529, 200]
@@ -525,3 +533,41 @@ async def test_the_latency_delta_is_the_difference_of_the_figures_beside_it(db, 
                      ((0, "Latency"), (1, "Latency"), (1, "Δ lat"))]  # fmt: skip
             assert cells == ["68 ms", shown, delta]
             assert f" · {shown} ({delta}) · " in _describe_sample(1, result.samples[0], result.original)
+
+
+@pytest.mark.parametrize("width", [100, 160])
+async def test_what_a_user_compares_shows_whole_at_100_columns(db, env, width):
+    """At 100 columns the samples table ended at `... Hit   Output   Cost`: Δ cost, latency, Δ lat
+    and the error were past the screen's edge (a 19-wide Stop column pushing them off), and a
+    failed sample's row read `sample 1   claude-sonnet-4-5   ...   $0.0000` with nothing that
+    said it failed. What a user compares shows on screen, each cell whole, on every row: the
+    sample, its stop reason (or error, whole), output tokens, cost, Δ cost, latency and Δ lat."""
+    bad = {"type": "error", "error": {"type": "invalid_request_error", "message": "bad thing"}}
+    answers = iter([Reply(status=400, body=bad), Reply(body=reply("Again."))])
+    env.responder = lambda body: Reply(body={"input_tokens": 10}) if "max_tokens" not in body else next(answers)
+    app = make_app(db)
+    async with app.run_test(size=(width, 40)) as pilot:
+        editor = await open_rerun_editor(pilot)
+        editor.query_one("#rr-samples", Input).value = "2"
+        await send_rerun(pilot)
+        assert isinstance(app.screen, CompareScreen)
+        table = app.screen.query_one("#cmp-samples", DataTable)
+        await settle(pilot)
+
+        def shown(y: int) -> str:  # what the screen draws of a line of the table (0: the header)
+            return "".join(segment.text for segment in table.render_line(y))
+
+        header = shown(0)
+        for title in ("Output", "Cost", "Δ cost", "Latency", "Δ lat"):
+            assert f" {title} " in header + " ", (title, header)
+        failed = 0
+        for i, result in enumerate([app.screen.result.original, *app.screen.result.samples]):
+            line = shown(1 + i)
+            cells = {str(k.value): str(c) for k, c in zip(table.columns, table.get_row_at(i), strict=True)}
+            keys = ["name", "Cost", "Latency"] + ["Δ cost", "Δ lat"] * (i > 0) + ["Output"] * (not result.error)
+            for key in keys:
+                assert cells[key] and f" {cells[key]} " in line + " ", (key, cells[key], line)
+            said = "400 invalid_request_error: bad thing" if result.error else result.stop_reason
+            assert said and f" {said} " in line + " ", (said, line)
+            failed += bool(result.error)
+        assert failed == 1

@@ -144,7 +144,7 @@ async def test_rerun_words_units_whole_model_ids_and_variant_count(tmp_path, env
         compare = app.screen
         assert isinstance(compare, CompareScreen)
         table = compare.query_one("#cmp-samples", DataTable)
-        assert row(table, 1)[1] == LONG_MODEL
+        assert row(table, 1)[table.get_column_index("Model")] == LONG_MODEL
         assert table.columns["Model"].width >= len(LONG_MODEL)  # shown whole, not cut
         delta = row(table, 1)[table.get_column_index("Δ lat")]
         assert re.fullmatch(r"[+-][\d,.]+ (ms|s)|0 ms", delta), delta

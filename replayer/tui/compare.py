@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
-from textual.widgets.data_table import ColumnKey
 
 from .. import replay
 from ..diffing import change_parts, unified
@@ -20,15 +20,20 @@ from ..models import Comparison, Sample, SampleView
 from ..wire import token_count
 from .base import ReplayerScreen
 from .render import request_diff_text, side_by_side
-from .widgets import KeyTable, hold_cells_whole, keep_numbers_whole
+from .widgets import KeyTable, hold_cells_whole, keep_numbers_whole, set_widths
 
 
 class CompareScreen(ReplayerScreen[None]):
     """The original against each sample: a row each, and the highlighted one in detail."""
 
-    NUMBERS = {"Prompt", "Δ prompt", "Hit", "Output", "Cost", "Δ cost", "Latency", "Δ lat"}
+    FIRST = {"Output", "Cost", "Δ cost", "Latency", "Δ lat"}
+    """The numbers a user compares, left of the model and prompt columns: on screen whole at 100
+    columns, the Stop column (a failed sample's error) giving way for them down to STOP_NARROWEST."""
+    LATER = {"Prompt", "Δ prompt", "Hit"}
+    NUMBERS = FIRST | LATER
     """Columns the screen's edge must never cut (widgets.keep_numbers_whole)."""
-    STOP = 10
+    STOP_NARROWEST = 8
+    """`end_turn` and `tool_use` whole; a longer reason or an error cut with a visible …"""
 
     BINDINGS = [
         Binding("escape", "back", "Back", id="back"),
@@ -42,6 +47,9 @@ class CompareScreen(ReplayerScreen[None]):
         super().__init__()
         self.result = result
         self.unified = False
+        self.model_width = 5
+        self.stop_width = 4
+        """The widths the Model and Stop columns would like: their widest cells (on_mount)."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -71,33 +79,37 @@ class CompareScreen(ReplayerScreen[None]):
             )
         )
         table = self.query_one("#cmp-samples", KeyTable)
-        model_width = max(len(v.model or "") for v in [r.original, *r.samples])  # ids shown whole
-        for col, w in (("", 9), ("Model", max(5, model_width)), ("Stop", self.STOP), ("Prompt", 9), ("Δ prompt", 9),
-                       ("Hit", 4), ("Output", 7),
-                       ("Cost", 10), ("Δ cost", 10), ("Latency", 9), ("Δ lat", 8), ("Error", 40)):  # fmt: skip
-            table.add_column(col, key=col or "name", width=w)
+        self.model_width = max(5, *(len(v.model or "") for v in [r.original, *r.samples]))  # ids shown whole
+        # what a user compares first, then the rest (FIRST, LATER); each number column as wide as
+        # its title or widest figure (hold_cells_whole): at 100 columns a failed sample's
+        # `400 invalid_request_error: bad thing` (36) beside name, output, cost, Δ cost, latency
+        # and Δ lat takes about 93, and the 9 and 10 wide columns these had took 103
+        for col in ("", "Stop", "Output", "Cost", "Δ cost", "Latency", "Δ lat", "Model", "Prompt", "Δ prompt", "Hit"):
+            table.add_column(col, key=col or "name", width=self.model_width if col == "Model" else len(col))
         for name, v in [("original", r.original), *((f"sample {i}", v) for i, v in enumerate(r.samples, 1))]:
             delta = v if isinstance(v, Sample) else None  # the original has no deltas
             table.add_row(
                 name,
-                Text(v.model or ""),  # (Text: a str cell is read as markup)
-                Text(v.stop_reason or ""),
-                Text("" if v.prompt_tokens is None else f"{v.prompt_tokens:,}", justify="right"),
-                Text(
-                    "" if delta is None or delta.prompt_delta_tokens is None else f"{delta.prompt_delta_tokens:+,}",
-                    justify="right",
-                ),
-                Text("" if v.cache_hit_rate is None else f"{v.cache_hit_rate:.0%}", justify="right"),
+                # a failed sample's error where its stop reason would be, whole where there is room,
+                # else cut with a visible … (the side panel has it all); a retried call's attempts
+                self.stop_cell(v),
                 Text("" if not v.usage else f"{token_count(v.usage, 'output_tokens'):,}", justify="right"),
                 Text(money(v.cost_usd), justify="right"),
                 Text(delta_money(delta.cost_delta_usd if delta else None), justify="right"),
                 Text(ms(v.latency_ms), justify="right"),
                 # the difference of the figures shown beside it (68 ms and 68 ms: 0 ms, not -1 ms)
                 Text(ms_delta(v.latency_ms, r.original.latency_ms) if delta else "", justify="right"),
-                self.error_cell(v),
+                Text(v.model or ""),  # (Text: a str cell is read as markup)
+                Text("" if v.prompt_tokens is None else f"{v.prompt_tokens:,}", justify="right"),
+                Text(
+                    "" if delta is None or delta.prompt_delta_tokens is None else f"{delta.prompt_delta_tokens:+,}",
+                    justify="right",
+                ),
+                Text("" if v.cache_hit_rate is None else f"{v.cache_hit_rate:.0%}", justify="right"),
                 key=name,
             )
-        hold_cells_whole(table, {key: table.columns[ColumnKey(key)].width for key in self.NUMBERS})
+        hold_cells_whole(table, {"name": 0, **{key: len(key) for key in self.NUMBERS}})
+        self.stop_width = max(cell_len("Stop"), *(cell.cell_len for cell in table.get_column("Stop")))
         table.move_cursor(row=1 if r.samples else 0)
         table.focus()
         self.call_after_refresh(self.fit_columns)
@@ -110,13 +122,19 @@ class CompareScreen(ReplayerScreen[None]):
         )
 
     @staticmethod
-    def error_cell(v: SampleView) -> Text:
-        """The call's error in red, and how many attempts it took when it was retried (in
-        yellow: an answer after a 529 is no failure, but its time and retries are worth seeing)."""
+    def stop_cell(v: SampleView) -> Text:
+        """The Stop column's cell: the stop reason, or the call's error in red; and how many
+        attempts it took when it was retried (in yellow: an answer after a 529 is no failure, but
+        its time and retries are worth seeing). Cut with a visible … where the column is narrow."""
         err, note = v.error, retry_note(v)
-        if err is None:
-            return Text(note, style="yellow")
-        return Text(f"{error_head(err)}: {err.get('message')}" + (f" · {note}" if note else ""), style="red")
+        if err is not None:
+            text = Text(f"{error_head(err)}: {err.get('message')}" + (f" · {note}" if note else ""), style="red")
+        else:
+            text = Text(v.stop_reason or "")
+            if note:
+                text.append((" · " if v.stop_reason else "") + note, style="yellow")
+        text.no_wrap, text.overflow = True, "ellipsis"
+        return text
 
     def _selected(self) -> Sample | None:
         row = self.query_one("#cmp-samples", DataTable).cursor_row
@@ -127,8 +145,18 @@ class CompareScreen(ReplayerScreen[None]):
         self.show_sample()
 
     def fit_columns(self) -> None:
-        """A narrow screen: the stop reasons give way to the numbers (or push them off whole)."""
-        keep_numbers_whole(self.query_one("#cmp-samples", DataTable), self.NUMBERS, "Stop", self.STOP, narrowest=8)
+        """Fit the columns to the table's edge, what a user compares first: the Stop column gives
+        way (down to STOP_NARROWEST, cut with …) until the FIRST numbers are on screen whole, or
+        else pushes them off whole (below about 65 columns); then widened so that the edge does not cut
+        the model id (`claude-sonnet-4` read for `claude-sonnet-4-5`) but has it start past the
+        edge whole; then the model column widened so that the LATER numbers start past it whole,
+        the room they leave blank at the right."""
+        table = self.query_one("#cmp-samples", DataTable)
+        set_widths(table, {"Model": self.model_width})  # (widened by the last fit)
+        first = self.FIRST
+        stop = keep_numbers_whole(table, first, "Stop", self.stop_width, narrowest=self.STOP_NARROWEST, shown=first)
+        keep_numbers_whole(table, {*first, "Model"}, "Stop", stop, narrowest=stop, shown=first)
+        keep_numbers_whole(table, self.NUMBERS, "Model", self.model_width, narrowest=self.model_width)
 
     def show_sample(self) -> None:
         v = self._selected()

@@ -305,36 +305,53 @@ def width_keeping_numbers_whole(
     numbers: Collection[str],
     edges: Iterable[int],
     padding: int,
+    shown: Collection[str] = (),
 ) -> int:
     """The width for text column `give` of a table whose columns are `columns` ((key, width), in
     order; `give`'s own width the one it would like) so that a right edge at any of `edges` cuts
     no column in `numbers`: a number cut by the screen's edge reads as another number ($0.003 for
     $0.0033, +8 for +82). The width it would like when that keeps them whole, else the widest
     narrower one down to `narrowest` (the text is cut instead), else the narrowest wider one (the
-    number then starts past the edge: shown whole a scroll away, or not at all)."""
+    number then starts past the edge: shown whole a scroll away, or not at all). The columns in
+    `shown` (what a user compares) must also end inside the edge, not only start past it, when
+    any of those widths has them so; when none does, they too go past the edge whole."""
     edges = tuple(edges)
     wanted = next(w for key, w in columns if key == give)
 
-    def cuts_a_number(width: int) -> bool:
+    def spans(width: int) -> Iterable[tuple[str, int, int]]:
         x = 0
         for key, w in columns:
             w = (width if key == give else w) + padding
-            if key in numbers and any(x < edge < x + w for edge in edges):
-                return True
+            yield key, x, x + w
             x += w
-        return False
+
+    def cuts_a_number(width: int) -> bool:
+        return any(key in numbers and any(x < edge < end for edge in edges) for key, x, end in spans(width))
+
+    def shows_them(width: int) -> bool:
+        return all(end <= min(edges, default=end) for key, _, end in spans(width) if key in shown)
 
     widest = wanted + sum(w + padding for _, w in columns) + max(edges, default=0)
-    for width in (*range(wanted, narrowest - 1, -1), *range(wanted + 1, widest)):
-        if not cuts_a_number(width):
-            return width
+    widths = (*range(wanted, narrowest - 1, -1), *range(wanted + 1, widest))
+    for fits in (lambda w: shows_them(w) and not cuts_a_number(w), lambda w: not cuts_a_number(w)):
+        for width in widths:
+            if fits(width):
+                return width
     return wanted
 
 
-def keep_numbers_whole(table: DataTable[Any], numbers: Collection[str], give: str, wanted: int, narrowest: int) -> int:
+def keep_numbers_whole(
+    table: DataTable[Any],
+    numbers: Collection[str],
+    give: str,
+    wanted: int,
+    narrowest: int,
+    shown: Collection[str] = (),
+) -> int:
     """Set the width of `table`'s text column `give` (`wanted` when it can be) so that the table's
-    right edge cuts none of the number columns (their keys); see width_keeping_numbers_whole.
-    Called again when the edge moves (FittedTable.refit_with). Returns the width."""
+    right edge cuts none of the number columns (their keys), and has those in `shown` inside it
+    where it can; see width_keeping_numbers_whole. Called again when the edge moves
+    (FittedTable.refit_with). Returns the width."""
     pad = 2 * table.cell_padding
     columns = [
         (str(c.key.value), wanted if c.key.value == give else c.get_render_width(table) - pad)
@@ -343,7 +360,7 @@ def keep_numbers_whole(table: DataTable[Any], numbers: Collection[str], give: st
     edge = table.scrollable_content_region.width
     if not edge:  # not laid out yet: nothing to keep whole
         return wanted
-    width = width_keeping_numbers_whole(columns, give, narrowest, numbers, (edge,), pad)
+    width = width_keeping_numbers_whole(columns, give, narrowest, numbers, (edge,), pad, shown)
     set_widths(table, {give: width})
     return width
 
