@@ -567,11 +567,11 @@ def test_the_end_line_counts_calls_and_names_attempts_where_they_differ():
     lines = [line("A", 0, first, status=529, error=busy), line("A", 0, first, attempt=1, response=reply("one")),
              line("A", 1, second, status=529, error=busy), line("A", 1, second, attempt=1, response=reply("two"))]
     m = Matcher(lines, with_errors=True)
-    assert summary(m, "x", 0, 0, False) == ("replayer replay: answered 0 calls from x; no mismatch; no drift; "
+    assert summary(m, "x", (0, 0), 0, False) == ("replayer replay: answered 0 calls from x; no mismatch; no drift; "
                                             "2 recorded calls (4 attempts) not asked for; the command exited 0")
     for _ in range(2):
         ask(m, first)
-    assert summary(m, "x", 0, 0, False) == ("replayer replay: answered 1 call (2 attempts) from x; no mismatch; "
+    assert summary(m, "x", (0, 0), 0, False) == ("replayer replay: answered 1 call (2 attempts) from x; no mismatch; "
                                             "no drift; 1 recorded call (2 attempts) not asked for; the command "
                                             "exited 0")
 

@@ -238,10 +238,11 @@ def test_a_samples_latency_reads_as_on_every_other_screen(api, db_path, recorded
     orig = replay.original(store, recorded)
     api.enqueue(Reply(body=message("Add the semicolon on line 3.")))
     variant = replay.send(db_path, orig, orig.request, replay.Edits(), base_url=api.url, max_retries=0)
-    sample = comparison.compare(store, orig, variant).samples[0]
-    slow = _describe_sample(1, dataclasses.replace(sample, latency_ms=123_456.0))
+    result = comparison.compare(store, orig, variant)
+    sample, base = result.samples[0], result.original
+    slow = _describe_sample(1, dataclasses.replace(sample, latency_ms=123_456.0), base)
     assert " · 123.5 s (" in slow and "ms ·" not in slow.split(" (")[0], slow
-    assert " · 850 ms (" in _describe_sample(1, dataclasses.replace(sample, latency_ms=850.0))
+    assert " · 850 ms (" in _describe_sample(1, dataclasses.replace(sample, latency_ms=850.0), base)
 
 
 def test_a_rerun_sends_the_timeout_it_waits_never_a_sentinels_name(api, db_path, recorded):
