@@ -622,3 +622,17 @@ def test_a_stream_cut_by_a_timeout_error_event_replays_as_that_event_not_a_broke
             assert replayed.value.type == "timeout_error" and replayed.value.status_code == 200
         finally:
             server.stop()
+
+
+@pytest.mark.parametrize(("kind", "status"), [("timeout_error", 504), ("billing_error", 402),
+                                              ("overloaded_error", 529), ("a_future_error", 500)])
+def test_a_plain_request_answered_from_a_stream_that_ended_in_an_error_event_gets_that_errors_status(kind, status):
+    """A stream's error event came after its 200; a plain request answered from it (loosely)
+    gets the error as the API answers a plain request with it: its own status, not a 500 for
+    every type but the few once listed (timeout_error and billing_error were 500)."""
+    error = {"type": kind, "message": "it went wrong", "status": 200}
+    recorded = line("A", 0, request("look it up", stream=True), response=dict(PLANNED, content=[]), stream=True,
+                    error=error)
+    answer = ask(Matcher([recorded], loose=True, with_errors=True), request("look it up"))
+    assert isinstance(answer, Answer) and answer.status == status and answer.body is not None
+    assert json.loads(answer.body) == {"type": "error", "error": {"type": kind, "message": "it went wrong"}}

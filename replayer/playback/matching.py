@@ -219,10 +219,11 @@ def _cut(line: dict[str, Any]) -> bool:
             and isinstance(status, int) and 200 <= status < 300)  # fmt: skip
 
 
-ERROR_STATUSES = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
-                  "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
-                  "overloaded_error": 529}
-"""The status the API answers a plain request with for an error a stream reports as an event."""
+ERROR_STATUSES = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
+                  "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
+                  "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
+"""The status the API answers a plain request with for an error a stream reports as an event (the
+API's error types; an unknown one is a 500)."""
 
 
 def _kind(stream: bool, recorded: bool = False) -> str:
