@@ -165,12 +165,14 @@ class ClosingUpstream(socketserver.ThreadingTCPServer):
     content-length, no `connection: close`), then closes the connection when the next request
     on it has come, unanswered: what an upstream's idle timeout does when it fires just as a
     request is sent on the connection, without waiting for it. `served` is, per connection, the
-    requests it answered and `dropped` those it closed on: (method, path, body)."""
+    requests it answered and `dropped` those it closed on: (method, path, body). With
+    `answer_first` false it closes every connection on its first request."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self) -> None:
+    def __init__(self, answer_first: bool = True) -> None:
+        self.answer_first = answer_first
         self.served: list[tuple[str, str, bytes]] = []
         self.dropped: list[tuple[str, str, bytes]] = []
         super().__init__(("127.0.0.1", 0), _Closing)
@@ -183,7 +185,7 @@ class ClosingUpstream(socketserver.ThreadingTCPServer):
 
 class _Closing(socketserver.StreamRequestHandler):
     def handle(self) -> None:
-        first = True
+        first = self.server.answer_first  # type: ignore[attr-defined]
         while (line := self.rfile.readline()).strip():
             method, path = line.decode().split()[:2]
             length = 0
@@ -239,3 +241,27 @@ def test_a_kept_alive_connection_the_upstream_closed_as_a_request_went_is_sent_a
         assert line["status"] == 200 and line["error"] is None and line["attempt"] == 0
         assert line["response"]["id"] == MESSAGE["id"]
     assert len({line["turn_id"] for line in lines}) == 3
+
+
+def test_a_request_the_upstream_closed_on_a_new_connection_is_not_sent_again(start, writer, proxy_db):  # noqa: F811
+    """Only a kept-alive connection's close is taken for the upstream's idle timeout: a request
+    on a connection opened for it reached an upstream that dropped it, and a second send could
+    cost twice. The client gets the proxy's 502 and sends again by its own rules."""
+    closing = ClosingUpstream(answer_first=False)
+    proxy = start(closing.url)
+    client = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY, max_retries=0)
+    try:
+        for n in range(2):  # the second on a new connection too: the first one's was closed
+            with pytest.raises(anthropic.APIStatusError) as failed:
+                client.messages.create(model="claude-sonnet-4-5", max_tokens=8,
+                                       messages=[{"role": "user", "content": f"turn {n}"}])
+            assert failed.value.status_code == 502
+    finally:
+        closing.shutdown()
+        closing.server_close()
+    assert closing.served == []
+    assert [json.loads(r[2])["messages"][0]["content"] for r in closing.dropped] == ["turn 0", "turn 1"]
+    lines = records(writer, proxy_db, 2)
+    for line in lines:  # as of any unreachable upstream: the answer the client got
+        assert line["status"] == 502 and line["error"]["type"] == "api_error"
+        assert line["error"]["message"].startswith(f"replayer proxy: upstream {closing.url} unreachable: ")
