@@ -138,8 +138,8 @@ def stats(
             u = users[uid] = {"cost": 0.0, "convs": set(), "turns": 0, "days": defaultdict(float),
                               "unpriced": defaultdict(int), "attempts": defaultdict(int)}  # fmt: skip
         if g.cost_usd is None:
-            unpriced[g.model or "(none)"] += g.priced
-            u["unpriced"][on] += g.priced
+            unpriced[g.model or "(none)"] += g.unpriced
+            u["unpriced"][on] += g.unpriced
         u["cost"] += cost
         u["convs"].add(g.conv)
         u["turns"] += g.turns
@@ -156,8 +156,7 @@ def stats(
             )  # fmt: skip
             c.update(sys=set(), nulls=0)
         c["cost"] += cost
-        if g.cost_usd is None:
-            c["unpriced"] += g.priced
+        c["unpriced"] += g.unpriced
         c["turns"] += g.turns
         c["attempts"] += g.attempts
         c["limited"] += g.limited

@@ -249,6 +249,32 @@ def test_a_compaction_iteration_is_no_attempt_of_its_own_in_the_unpriced_counts(
     assert (day["attempts"], day["unpriced_attempts"], day["cost_usd"]) == (1, 1, 0.0)
 
 
+def test_a_compaction_iteration_of_an_unpriced_model_under_a_priced_turn_is_counted_alike_everywhere(tmp_path):
+    """A priced turn whose compaction iteration ran on a model with no price: its cost leaves the
+    iteration out, and the list said so (1 unpriced attempt, `≥$…`) while `stats` counted 0
+    (the iteration's rollup row counts no attempt) and printed its spend as if whole."""
+    from datetime import UTC, datetime
+
+    from replayer.config import Settings
+    from replayer.metrics import stats
+
+    path = tmp_path / "u.db"
+    with Recorder(path) as rec:
+        rec.record({"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "q"}]},
+                   msg("claude-sonnet-4-5", u(100, 10, iterations=[
+                       {"type": "compaction", "model": "my-model-z", "input_tokens": 5000, "output_tokens": 300},
+                       {"type": "message", "input_tokens": 100, "output_tokens": 10}])),
+                   conversation_id="c", user_id="ann", started_at=T0)  # fmt: skip
+    store = Store(open_db(path), PriceTable.load())
+    (listed,) = store.conversations(limit=10)
+    assert listed.unpriced_attempts == 1 and listed.cost_usd and listed.cost_usd > 0
+    doc = stats(store, Settings(tz="UTC"), days=1, now=datetime.fromtimestamp(T0 + 60, UTC)).document()
+    (day,) = [d for d in doc["users"][0]["days"] if d["attempts"]]
+    assert (day["attempts"], day["unpriced_attempts"]) == (1, 1)
+    assert day["cost_usd"] == pytest.approx(listed.cost_usd)
+    assert doc["unpriced"] == [{"model": "my-model-z", "attempts": 1}]
+
+
 def test_the_lists_figures_are_each_attempts_usage_priced_one_by_one(db_path):
     """`list` reads the usage table's parsed counts (no JSON per attempt): the same cost, tokens,
     errors and models as pricing each exported attempt's raw usage gives."""

@@ -61,6 +61,14 @@ class Group:
         return self.output - self.cp_output
 
     @property
+    def unpriced(self) -> int:
+        """The attempts this row leaves out of a cost (its model has no price): those with usage;
+        a row of only compaction iterations under a model of their own (no attempt counted in
+        it: its turn's row counts the attempt) is 1, so that its cost is still said to be left
+        out. `list` and `stats` both count by this."""
+        return 0 if self.cost_usd is not None else self.priced or 1
+
+    @property
     def turn_cache_read(self) -> int:
         """Cache reads by the turns, without compaction iterations'."""
         return self.cache_read - self.cp_read
@@ -187,9 +195,7 @@ def conversation_totals(db: Any, prices: PriceTable) -> dict[int, Totals]:
         if t is None:
             t = out[g.conv] = Totals(0.0, 0, 0, 0, 0, set())
         if g.cost_usd is None:
-            # a row of a compaction iteration's own unpriced model counts no attempt (its turn's
-            # row does): 1, so that its cost is still said to be left out
-            t.unpriced += g.priced or 1
+            t.unpriced += g.unpriced
         else:
             t.cost_usd = (t.cost_usd or 0.0) + g.cost_usd
         t.prompt += g.prompt
