@@ -827,3 +827,33 @@ async def test_an_error_message_is_shown_whole_on_the_response_tab(tmp_path):
     shown = await first_response_tab(path)
     said = [s for s in shown if s.startswith("No response: ")]
     assert len(said) == 1 and said[0].endswith("invalid_request_error: Bad input:"), shown
+
+
+@pytest.mark.parametrize("width", [100, 160])
+async def test_every_sorted_columns_header_shows_its_arrow_whole(db, width):
+    """The sorted column's header carries an arrow: `Err ▼` in Err's 3 cells read `Err`, and
+    Turns, Cache and Duration lost theirs too. The sorted column widens to its header, and a
+    number column that starts on screen still ends there."""
+    app = make_app(db)
+    async with app.run_test(size=(width, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        table = screen.query_one(DataTable)
+        shown = []
+        for name in screen.COLUMNS[1:]:  # s steps to the next column, sorted descending
+            await pilot.press("s")
+            await settle(pilot)
+            assert f"{name} ▼" in [str(c.label) for c in table.columns.values()]
+            header = "".join(s.text for s in table.render_line(0))
+            keys = list(table.columns)
+            x = sum(table.columns[k].get_render_width(table) for k in keys[: keys.index(ColumnKey(name))])
+            end = x + table.columns[ColumnKey(name)].get_render_width(table)
+            edge = table.scrollable_content_region.width
+            if name in screen.NUMBERS and x < edge:  # a number column on screen is there whole, header too
+                assert end <= edge and f"{name} ▼" in header, (name, header)
+                shown.append(name)
+        assert {"Turns", "Cost", "Err"} <= set(shown)
+        await pilot.press("S")
+        await settle(pilot)
+        assert "Models ▲" in [str(c.label) for c in table.columns.values()]
+        assert table.columns[ColumnKey("Err")].width == screen.WIDTHS["Err"]  # back to its own once not sorted

@@ -14,6 +14,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
 from textual._two_way_dict import TwoWayDict
@@ -236,14 +237,24 @@ class ConversationsScreen(ReplayerScreen[None]):
         (with and without a vertical scrollbar): as wide as an id when that keeps the edge out of
         every number column, else the widest narrower one that does (the number then shows whole),
         else wider (the number goes off screen whole)."""
-        columns = [(col, self.WIDTHS[col]) for col in self.COLUMNS]
+        columns = [(col, self.width_of(col)) for col in self.COLUMNS]
         return width_keeping_numbers_whole(columns, "Conversation", self.NARROWEST_ID, self.NUMBERS, edges, padding)
 
+    def width_of(self, column: str) -> int:
+        """A column's width: its own, and for the sorted column at least its header's with the
+        arrow (`Err ▼` in a column of 3 read `Err`)."""
+        if column == self.sort[0]:
+            return max(self.WIDTHS[column], cell_len(f"{column} ▼"))
+        return self.WIDTHS[column]
+
     def fit_columns(self) -> None:
-        """Called on resize and when rows arrive (a vertical scrollbar may have come or gone)."""
+        """Called on resize, when rows arrive (a vertical scrollbar may have come or gone) and
+        when the sort moves (the sorted column's header is wider)."""
         table = self.query_one("#conversations", DataTable)
         edge = table.scrollable_content_region.width
-        set_widths(table, {"Conversation": self.conversation_width((edge,), 2 * table.cell_padding)})
+        widths = {col: self.width_of(col) for col in self.COLUMNS}
+        widths["Conversation"] = self.conversation_width((edge,), 2 * table.cell_padding)
+        set_widths(table, widths)
         self.fitted_edge = edge
 
     # -- loading ----------------------------------------------------------------------------
@@ -646,6 +657,8 @@ class ConversationsScreen(ReplayerScreen[None]):
             name = str(key.value)
             col.label = Text(name + (" ▼" if descending else " ▲") if name == column else name)
         table.refresh()
+        if self.fitted_edge >= 0:  # fitted once laid out (on_mount's first fit comes after a refresh)
+            self.fit_columns()
 
     def action_reload(self) -> None:
         self.reload_in_place()
