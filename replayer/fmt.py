@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
@@ -219,14 +219,19 @@ def fmt_metric(name: str, value: float | None, unpriced: int = 0, more: int = 0)
     return f"{_half_up(exact, 1 + more):f}"
 
 
+def places_apart(show: Callable[[float, int], str], value: float | None, other: float) -> int:
+    """How many more decimals (up to MORE_PLACES) `show(x, more)` needs for `value` and `other`,
+    printed side by side, to read differently when they differ: so that an alert never reads
+    `2.2` against `2.2`, or `$0.0092` against a budget of `$0.0092`."""
+    if value is None or value == other:
+        return 0
+    return next((m for m in range(MORE_PLACES + 1) if show(value, m) != show(other, m)), 0)
+
+
 def metric_pair(name: str, value: float | None, threshold: float, unpriced: int = 0) -> tuple[str, str]:
-    """A metric's value and its threshold as they are printed side by side (fmt_metric): with as
-    many more decimals, the same for both and up to MORE_PLACES, as make figures that differ read
-    differently, so that an alert never reads `2.2` against `2.2`."""
-    more = 0
-    if value is not None and value != threshold:
-        more = next((m for m in range(MORE_PLACES + 1)
-                     if fmt_metric(name, value, 0, m) != fmt_metric(name, threshold, 0, m)), 0)  # fmt: skip
+    """A metric's value and its threshold as they are printed side by side (fmt_metric), with as
+    many more decimals, the same for both, as tell them apart (places_apart)."""
+    more = places_apart(lambda v, m: fmt_metric(name, v, 0, m), value, threshold)
     return fmt_metric(name, value, unpriced, more), fmt_metric(name, threshold, 0, more)
 
 
@@ -252,8 +257,9 @@ def describe_alert(a: Alert) -> str:
     """One alert of `replayer alerts --json`, as a line."""
     if a.kind == "budget":
         who = a.user_id or "(no user)"
-        spent = spend(a.cost_usd, a.unpriced_attempts)
-        return f"budget  {who} spent {spent} on {a.date} (budget {money(a.budget_usd)})"
+        places = 4 + places_apart(lambda v, m: money(v, 4 + m), a.cost_usd, a.budget_usd)
+        spent = spend(a.cost_usd, a.unpriced_attempts, places)
+        return f"budget  {who} spent {spent} on {a.date} (budget {money(a.budget_usd, places)})"
     if a.kind == "metric":
         name = a.metric
         shown, threshold = metric_pair(name, a.value, a.threshold, a.unpriced_attempts)

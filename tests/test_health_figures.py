@@ -110,3 +110,35 @@ def test_each_kind_of_figure_takes_the_decimals_that_tell_it_apart(name, value, 
     assert metric_pair(name, value, threshold) == pair
     if value is not None:
         assert fmt_metric(name, value) == fmt_metric(name, value, more=0)  # alone: the short form
+
+
+@pytest.mark.parametrize(("cost", "budget", "line"), [
+    (0.009225, 0.00922, "spent $0.00923 on 2026-12-06 (budget $0.00922)"),  # was $0.0092 against $0.0092
+    (0.0092201, 0.00922, "spent $0.0092201 on 2026-12-06 (budget $0.0092200)"),
+    (0.0093, 0.0092, "spent $0.0093 on 2026-12-06 (budget $0.0092)"),  # apart at 4: short
+    (0.00922, 0.00922, "spent $0.0092 on 2026-12-06 (budget $0.0092)"),  # the same figure
+])  # fmt: skip
+def test_a_budget_alert_tells_the_spend_from_the_budget(cost, budget, line):
+    """A budget alert printed the spend and the budget to 4 decimals, so a user typing
+    `--daily-budget 0.00922` read `spent $0.0092 (budget $0.0092)`; they now take the decimals a
+    metric and its threshold take to read differently (places_apart)."""
+    from replayer.fmt import describe_alert
+    from replayer.models import BudgetAlert
+
+    alert = BudgetAlert(user_id="bob", date="2026-12-06", cost_usd=cost, budget_usd=budget, unpriced_attempts=0)
+    assert describe_alert(alert) == f"budget  bob {line}"
+
+
+def test_alerts_prints_a_budget_just_under_the_spend_apart_from_it(db):
+    import json
+
+    from replayer.fmt import money
+
+    spent = json.loads(run(db, "alerts", "--json", "--daily-budget", "0", code=1))
+    (cost,) = [a["cost_usd"] for a in spent if a["kind"] == "budget"]
+    budget = cost - 0.000004
+    assert money(cost) == money(budget)  # the two read the same at the usual 4 decimals
+    out = run(db, "alerts", "--daily-budget", repr(budget), code=1)
+    line = next(x for x in out.splitlines() if x.startswith("budget"))
+    shown, limit = line.split("spent ")[1].split(" on ")[0], line.split("(budget ")[1].rstrip(")")
+    assert shown != limit and len(shown) == len(limit) > len(money(cost)), line
