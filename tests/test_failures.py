@@ -22,6 +22,7 @@ import re
 import sqlite3
 import stat
 import threading
+import time
 from pathlib import Path
 
 import anthropic
@@ -723,11 +724,14 @@ def test_redact_rewrites_and_drops_records(api, db_path, recorders):
             assert address not in data, f"{address!r} in {name}"
 
 
-def test_exit_does_not_wait_again_for_what_close_already_said_it_could_not_write(tmp_path, recorders, monkeypatch):
+def test_exit_closes_what_close_could_not_write_as_it_closes_everything_else(tmp_path, recorders, monkeypatch):
     """close() answered False (records left unwritten, and said so): the exit handler closes that
-    writer once more without waiting out the database again (`final=0`: one try, then the records
-    are saved beside it). A record put after close() is another matter: exit closes again for it,
-    waiting up to the exit timeout."""
+    writer once more as it closes any, with the exit timeout as its final wait (`final`), which
+    only a lock makes it wait out (the README: retried while the database is locked; a file that
+    can't be written for another reason has them saved beside it at once). It gave them one try
+    and no wait (`final=0`), so an agent ending with its own close() lost the wait for a lock
+    (test_records_an_agents_own_close_could_not_write_for_a_lock_...). A record put after close()
+    is closed the same way."""
     from replayer.store import writer as writer_module
 
     monkeypatch.setenv("REPLAYER_WRITER", "thread")
@@ -739,7 +743,7 @@ def test_exit_does_not_wait_again_for_what_close_already_said_it_could_not_write
     monkeypatch.setattr(type(rec._writer), "close",
                         lambda self, timeout=None, **kw: closed_at_exit.append((self, kw.get("final"))))  # fmt: skip
     writer_module._flush_at_exit()
-    assert [final for w, final in closed_at_exit if w is rec._writer] == [0.0]
+    assert [final for w, final in closed_at_exit if w is rec._writer] == [3.0]
     closed_at_exit.clear()
     rec._writer._put_after_close = True  # as a record put after close() leaves it
     writer_module._flush_at_exit()
@@ -1058,6 +1062,41 @@ def test_records_a_lock_keeps_out_until_just_after_the_exit_are_written_by_the_w
     assert wait_until(lambda: "wrote the 4 waiting record(s)" in err.read_text(), timeout=30), err.read_text()
     stderr = err.read_text()
     assert f"wrote the 4 waiting record(s) to {path}" in stderr and "could not be written" not in stderr, stderr
+    assert _spilled(path) == []
+    _check_recorded_once(exported(path), out)
+
+
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_records_an_agents_own_close_could_not_write_for_a_lock_are_written_when_it_lifts_after_the_exit(
+        api, tmp_path, writer):  # fmt: skip
+    """The agent ends with its own `rec.close()`, which returns False while another program holds
+    the database; the lock lifts a moment after the agent has printed its last line. What close()
+    could not write is still written: the exit waits out a lock for REPLAYER_EXIT_TIMEOUT, as the
+    README says, whether or not the program closed the recorder itself. (With the thread writer
+    the exit gave such records one more try, no wait, and saved them beside the database at once.)"""
+    import subprocess
+    import sys
+
+    path, lock, env = _held_under_lock(tmp_path, writer, "30")
+    err = tmp_path / "stderr.txt"
+    agent = _AGENT + "print(json.dumps({'closed': rec.close(timeout=1)}), flush=True)\n"
+    with open(err, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-c", agent, str(path), api.url, FAKE_KEY],
+                                stdout=subprocess.PIPE, stderr=f, text=True, env=env)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        out = json.loads(proc.stdout.readline())
+        assert json.loads(proc.stdout.readline()) == {"closed": False}
+        time.sleep(0.5)  # the agent is at its exit now, waiting (thread) or gone (process)
+    finally:
+        lock.rollback()
+        lock.close()
+    proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    if writer == "process":
+        assert wait_until(lambda: "wrote the 4 waiting record(s)" in err.read_text(), timeout=30), err.read_text()
+    stderr = err.read_text()
+    assert "saved to" not in stderr and "could not be written" not in stderr, stderr
     assert _spilled(path) == []
     _check_recorded_once(exported(path), out)
 

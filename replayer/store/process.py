@@ -299,12 +299,14 @@ class ProcessWriter:
     def at_exit(self, timeout: float) -> None:
         """As `Writer.at_exit`; what the child holds, it writes (or saves) itself after this
         process ends."""
+        end = time.monotonic() + timeout
         if not self._closed or self._put_after_close:
             self.close(timeout, final=timeout)
         if self._local is not None and self._local.unwritten:
-            # still unwritten by the thread writer here (or its final close not done in time):
-            # saved now (its thread spills at the earlier deadline), before the process ends
-            self._local.close(2 * writer_module.BUSY_SECONDS + 1.0, final=0.0)
+            # still unwritten by the thread writer here (a close() that failed on a lock, or the
+            # final close above not done in time): its own exit, which waits out a lock for what
+            # is left of the exit timeout (as the child does for its records), then saves them
+            self._local.at_exit(max(0.0, end - time.monotonic()))
         self.end_export()
 
     def end_export(self, timeout: float | None = None) -> None:

@@ -295,15 +295,14 @@ class Writer:
 
     def at_exit(self, timeout: float) -> None:
         """This process ends: write what is left, trying for up to `timeout` seconds while the
-        database is locked, else save it beside the database. Records that a close() already failed
-        to write (it said so) get one more try, not another wait."""
+        database is locked, else save it beside the database (at once when it can't be written
+        for another reason). Records a close() already failed to write get the same wait: the
+        program's own close() at its end is no reason to give up on a lock sooner."""
         # waited for past `timeout`: by then the writer thread has saved what it could not write
         # (its last attempt waits for a lock no longer; opening the file may wait once more)
         bound = timeout + 2 * BUSY_SECONDS + 1.0
-        if not self._closed or self._put_after_close:
+        if not self._closed or self._put_after_close or self.unwritten:
             self.close(bound, final=timeout)
-        elif self.unwritten:
-            self.close(bound - timeout, final=0.0)
 
     # -- the writer thread ------------------------------------------------------------------
     def _run(self) -> None:
