@@ -30,7 +30,7 @@ FILTER_WORDS = (
     ("since:DATE", "active since DATE"),
     ("until:DATE", "started by DATE's end"),
     ("errors", "with a failed call"),
-    ("cost>0.5", "costing over $0.50"),
+    ("cost>0.5", "costing over $0.50 (cost>=0.5: that or more)"),
 )
 """The words the browser's filter takes besides message text, and what each keeps: the help
 screen lists them and the filter bar's placeholder names them."""
@@ -76,9 +76,9 @@ def time_bound(value: str, what: str, *, end: bool = False, tz: str | None = Non
         return iso(edge.timestamp())
 
 
-def min_cost(value: str, what: str = "cost>") -> float:
+def dollars(value: str, what: str = "cost>") -> float:
     try:
-        return float(value.lstrip("=").lstrip("$"))
+        return float(value.lstrip("$"))
     except ValueError:
         raise FilterError(f"{what}{value}: {value!r} is not a number of dollars: write e.g. cost>0.5") from None
 
@@ -113,8 +113,10 @@ def parse_filter(text: str, tz: str | None = None) -> dict[str, Any]:
             out["errors_only"] = True
         elif part == "nouser":
             out["no_user"] = True
+        elif part.startswith("cost>="):
+            out["min_cost"] = dollars(part[6:], "cost>=")
         elif part.startswith("cost>"):
-            out["min_cost"] = min_cost(part[5:])
+            out["over_cost"] = dollars(part[5:])
         else:
             words.append(part)
     if tags:

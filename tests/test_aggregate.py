@@ -315,3 +315,39 @@ def test_the_lists_figures_are_each_attempts_usage_priced_one_by_one(db_path):
             w["prompt"], w["output"], w["read"], w["errors"], w["models"]), cid  # fmt: skip
         assert c.unpriced_attempts == w["unpriced"], cid
         assert c.cost_usd == pytest.approx(w["cost"], rel=1e-12, abs=1e-15), cid
+
+
+def test_cost_over_is_over_and_cost_at_least_takes_the_figure_itself(tmp_path):
+    """`cost>0.5` is "costing over $0.50" (the help's words): a conversation that cost exactly
+    $0.50 passed it, and `cost>0` kept conversations that cost $0.0000 (a failed call, a call of
+    no tokens). `cost>=0.5` is that or more. Costs compare as money shows them: three $0.00015
+    turns (0.00045000000000000004 as a float sum) are not over $0.00045."""
+    from replayer.filters import parse_filter
+    from replayer.fmt import money
+
+    path = tmp_path / "eq.db"
+    haiku = "claude-haiku-4-5"  # $5 a million output tokens
+    with Recorder(path) as rec:
+        def turn(conv: str, usage: dict | None, n: int = 1) -> None:
+            for i in range(n):
+                req = {"model": haiku, "max_tokens": 10, "messages": [{"role": "user", "content": f"{conv} {i}"}]}
+                rec.record(req, msg(haiku, usage) if usage else None, conversation_id=conv, started_at=T0 + i,
+                           status=200 if usage else 500)  # fmt: skip
+
+        turn("conv_exactly_half", u(0, 100_000))
+        turn("conv_just_over", u(0, 100_001))
+        turn("conv_failed", None)
+        turn("conv_no_tokens", u(0, 0))
+        turn("conv_three", u(0, 30), n=3)  # 3 x $0.00015
+    store = Store(open_db(path), PriceTable.load())
+    cost = {c.conversation_id: c.cost_usd for c in store.conversations(limit=10)}
+    assert money(cost["conv_exactly_half"]) == "$0.5000" and cost["conv_failed"] == cost["conv_no_tokens"] == 0
+
+    def kept(text: str) -> set[str]:
+        return {c.conversation_id for c in store.conversations(**parse_filter(text), limit=10)}
+
+    assert kept("cost>0.5") == {"conv_just_over"}
+    assert kept("cost>=0.5") == {"conv_exactly_half", "conv_just_over"}
+    assert kept("cost>0") == {"conv_exactly_half", "conv_just_over", "conv_three"}
+    assert kept("cost>0.00045") == {"conv_exactly_half", "conv_just_over"}
+    assert kept("cost>=0.00045") == {"conv_exactly_half", "conv_just_over", "conv_three"}

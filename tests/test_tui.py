@@ -199,7 +199,7 @@ async def test_search_filters_by_message_text_and_user(db):
         assert not app.screen._querying and cell_texts(app.screen.query_one(DataTable)) == []
         assert "No conversation matches" in static_text(app.screen, "#empty")
     assert parse_filter("user:alice model:haiku errors cost>0.5 broken date") == {
-        "user": "alice", "model": "haiku", "errors_only": True, "min_cost": 0.5, "query": "broken date"}
+        "user": "alice", "model": "haiku", "errors_only": True, "over_cost": 0.5, "query": "broken date"}
 
 
 async def test_a_failing_read_is_reported_not_left_loading(db, monkeypatch):

@@ -79,8 +79,9 @@ AGG_SORTS: dict[str, Callable[[Totals], Any]] = {
     "first": lambda t: None,  # by Store.first_texts, not the rollup
 }
 """...and by the priced totals of each conversation (store/aggregate.py). A cost that leaves out
-attempts with no price sorts (and `min_cost` filters it) by what its priced attempts cost, a lower
-bound; one with nothing priced in it (shown `?`) sorts last either way and passes no `min_cost`."""
+attempts with no price sorts (and `min_cost` / `over_cost` filter it) by what its priced attempts
+cost, a lower bound; one with nothing priced in it (shown `?`) sorts last either way and passes no
+cost filter."""
 
 
 class _AttemptRow(NamedTuple):
@@ -115,6 +116,16 @@ def _error_of(error_json: str | None, status: int | None) -> dict[str, Any] | No
     if isinstance(error, dict) and error.get("status") is None and status is not None:
         error["status"] = status
     return error
+
+
+def _costs(t: Totals | None, at_least: float | None, over: float | None) -> bool:
+    """A conversation's known spend is at least `at_least` and over `over` dollars (`cost>=`,
+    `cost>`), compared as money shows it: to 12 decimals, the noise of float sums left out (three
+    $0.00015 make 0.00045000000000000004, which is not over $0.00045). Nothing priced passes none."""
+    if t is None or t.cost_usd is None:
+        return False
+    cost = round(t.cost_usd, 12)
+    return (at_least is None or cost >= at_least) and (over is None or cost > over)
 
 class Store(RowTexts):
     def __init__(self, db: Database, prices: PriceTable | None = None):
@@ -342,6 +353,7 @@ class Store(RowTexts):
         no_user: bool = False,
         reruns: bool = False,
         min_cost: float | None = None,
+        over_cost: float | None = None,
         ids: Sequence[str] | None = None,
         sort: str = "started",
         descending: bool = True,
@@ -357,7 +369,7 @@ class Store(RowTexts):
         keeps only those conversations."""
         conv_rows = self._listing(
             user=user, run=run, tags=tags, model=model, since=since, until=until, tz=tz, query=query,
-            errors_only=errors_only, no_user=no_user, reruns=reruns, min_cost=min_cost, ids=ids,
+            errors_only=errors_only, no_user=no_user, reruns=reruns, min_cost=min_cost, over_cost=over_cost, ids=ids,
             sort=sort, descending=descending, limit=limit, offset=offset, from_end=from_end,
         )  # fmt: skip
         if not conv_rows:
@@ -401,6 +413,7 @@ class Store(RowTexts):
         no_user: bool = False,
         reruns: bool = False,
         min_cost: float | None = None,
+        over_cost: float | None = None,
         ids: Sequence[str] | None = None,
         sort: str = "started",
         descending: bool = True,
@@ -457,16 +470,17 @@ class Store(RowTexts):
         if sort == "first":  # the first message's text, over every conversation
             texts = self.first_texts()
             first = {rowid: (texts.get(rowid) or "").casefold() or None for rowid in texts}
-        if sort in AGG_SORTS or min_cost is not None:
+        by_cost = min_cost is not None or over_cost is not None
+        if sort in AGG_SORTS or by_cost:
             # priced: every matching conversation's totals from the rollup, sorted and paged here
-            totals = conversation_totals(self.db, self.prices) if sort != "first" or min_cost is not None else {}
+            totals = conversation_totals(self.db, self.prices) if sort != "first" or by_cost else {}
             order = "c.id" if sort in AGG_SORTS else f"{SORTS[sort]} {'DESC' if descending else 'ASC'} NULLS LAST, c.id"
             keyed: list[tuple[Any, str]] = []  # (sort key, conversation id)
             for rowid, cid in self.db.execute(
                 f"SELECT c.rowid, c.id FROM conversations c{filters} ORDER BY {order}", args
             ):
                 t = totals.get(rowid)
-                if min_cost is not None and (t is None or t.cost_usd is None or t.cost_usd < min_cost):
+                if by_cost and not _costs(t, min_cost, over_cost):
                     continue
                 if sort == "first":
                     keyed.append((first.get(rowid), cid))
