@@ -851,3 +851,25 @@ async def test_the_screen_edge_never_cuts_a_number_in_a_rerun_comparison(tmp_pat
         table = app.screen.query_one("#cmp-samples", DataTable)
         numbers = {"Prompt", "Δ prompt", "Hit", "Output", "Cost", "Δ cost", "Latency", "Δ lat"}
         assert await wait_for(pilot, lambda: not numbers_cut(table, numbers)), numbers_cut(table, numbers)
+
+
+def test_the_title_counts_cache_breaks_in_the_plural_and_leaves_the_other_marks_alone():
+    """`⚠ 2 cache break` read as a slip; the marks that are participles stay as they are."""
+    from replayer.tui.conversation import ConversationScreen
+    from replayer.tui.render import conversation_title
+
+    colour = dict.fromkeys(("error", "abandoned", "retried", "break"), "red")
+    title = conversation_title("conv_x", [], ConversationScreen.LEGEND,
+                               {"error": 2, "retried": 3, "break": 2, "abandoned": 2}, colour, {}).plain  # fmt: skip
+    assert "✖ 2 failed" in title and "↻ 3 retried" in title and "⊘ 2 abandoned" in title
+    assert "⚠ 2 cache breaks" in title
+    one = conversation_title("conv_x", [], ConversationScreen.LEGEND, {"break": 1}, colour, {}).plain
+    assert "⚠ 1 cache break" in one and "breaks" not in one
+
+
+def test_the_help_names_keys_by_their_characters():
+    """The dashboard's help listed `plus, equals_sign` and `minus`: the keys are +, = and -."""
+    from replayer.tui.help import key_name
+
+    assert [key_name(k) for k in ("plus", "equals_sign", "minus", "slash", "question_mark")] == list("+=-/?")
+    assert [key_name(k) for k in ("enter", "escape", "ctrl+r", "G", "f1")] == ["enter", "escape", "ctrl+r", "G", "f1"]

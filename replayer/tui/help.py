@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.keys import format_key
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
@@ -17,6 +18,12 @@ from .conversation import ConversationScreen
 from .conversations import ConversationsScreen
 from .render import MID_STREAM_NOTE
 
+
+def key_name(key: str) -> str:
+    """A binding's key as the help shows it: the character where the key names one (`plus` is
+    `+`, `equals_sign` `=`, `slash` `/`), else its name (`enter`, `escape`, `ctrl+r`)."""
+    shown = format_key(key)
+    return shown if len(shown) == 1 and shown.isascii() else key
 
 class HelpScreen(ModalScreen[None]):
     """F1: the keys of the screen underneath, built from its bindings."""
@@ -36,7 +43,7 @@ class HelpScreen(ModalScreen[None]):
                 if not isinstance(b, Binding) or b.key in seen:
                     continue
                 seen.add(b.key)
-                keys = ", ".join(k.replace("slash", "/").replace("question_mark", "?") for k in b.key.split(","))
+                keys = ", ".join(map(key_name, b.key.split(",")))
                 text.append(f"{keys:>14}  ", style="bold cyan")
                 text.append(f"{b.description}")
                 if b.tooltip:

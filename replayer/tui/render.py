@@ -134,7 +134,9 @@ def conversation_title(
     title = Text.assemble((conversation_id, "bold"), f"  {plural(len(timeline), 'turn')}  {cost}")
     for symbol, word, kind in legend:
         if counts.get(kind):
-            title.append(f"   {symbol} {counts[kind]} {word}", style=colour[kind])
+            # `2 failed`, `2 retried`, but `2 cache breaks`: a noun takes its plural
+            counted = plural(counts[kind], word, word if word.endswith("ed") else None)
+            title.append(f"   {symbol} {counted}", style=colour[kind])
     if reconstructed:  # short: a subagent's id is long, and the title must fit 100 columns
         title.append("   ")
         title.append("reconstructed", style="reverse")
@@ -479,9 +481,12 @@ def copy_text(d: TurnDetail, tab: str) -> str:
 
 
 def raw_text(d: TurnDetail) -> str:
-    """The Raw tab: the exact request and response JSON."""
+    """The Raw tab: the request and response JSON, every field and value as sent and received
+    (JSON-equal: the store keeps a request's messages once each, in sorted-key form, so its keys
+    come back sorted, which the label says rather than claim its bytes)."""
     return (
-        "// request (exactly as sent)\n" + as_json(d.request) + "\n\n// response (as received)\n" + as_json(d.response)
+        "// request (as sent, keys sorted)\n" + as_json(d.request) + "\n\n// response (as received)\n"
+        + as_json(d.response)
     )
 
 
