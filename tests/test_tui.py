@@ -857,3 +857,26 @@ async def test_every_sorted_columns_header_shows_its_arrow_whole(db, width):
         await settle(pilot)
         assert "Models ▲" in [str(c.label) for c in table.columns.values()]
         assert table.columns[ColumnKey("Err")].width == screen.WIDTHS["Err"]  # back to its own once not sorted
+
+
+@pytest.mark.parametrize("width", [160, 240])
+async def test_a_sort_on_a_column_past_the_screens_edge_is_named_in_the_header(db, width):
+    """Sorted by Models (the last column, past the edge at 160), the rows looked in no order and
+    no arrow showed anywhere: the header line names the sort while its column is off screen."""
+    app = make_app(db)
+    async with app.run_test(size=(width, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert "sorted by" not in screen.sub_title  # Started, on screen
+        await pilot.press(*"s" * (len(screen.COLUMNS) - 1))  # ... to Models
+        await settle(pilot)
+        assert screen.sort == ("Models", True)
+        shown = screen.sorted_column_shown()
+        assert shown is (width == 240)
+        assert ("sorted by Models ▼" in screen.sub_title) is not shown
+        await pilot.press("S")
+        await settle(pilot)
+        assert ("sorted by Models ▲" in screen.sub_title) is not shown
+        await pilot.press("s")  # back to Started
+        await settle(pilot)
+        assert "sorted by" not in screen.sub_title

@@ -255,6 +255,7 @@ class ConversationsScreen(ReplayerScreen[None]):
         widths = {col: self.width_of(col) for col in self.COLUMNS}
         widths["Conversation"] = self.conversation_width((edge,), 2 * table.cell_padding)
         set_widths(table, widths)
+        self.sub_title = self.home_subtitle()
         self.fitted_edge = edge
 
     # -- loading ----------------------------------------------------------------------------
@@ -498,8 +499,26 @@ class ConversationsScreen(ReplayerScreen[None]):
             empty.display = False
 
     def home_subtitle(self) -> str:
-        """The database, and the zone of the times listed (the one a filter's dates are read in)."""
-        return f"{self.app.db_path} · times in {self.app.settings.tz}"
+        """The database, and the zone of the times listed (the one a filter's dates are read in);
+        the sort too while its column's header (which shows it) is not on screen: sorted by
+        Models at 160 columns, the rows looked in no order, with no arrow anywhere."""
+        column, descending = self.sort
+        sort = "" if self.sorted_column_shown() else f" · sorted by {column} {'▼' if descending else '▲'}"
+        return f"{self.app.db_path} · times in {self.app.settings.tz}{sort}"
+
+    def sorted_column_shown(self) -> bool:
+        """Whether the sorted column is on screen whole (its header with the arrow)."""
+        table = self.query_one("#conversations", DataTable)
+        edge = table.scrollable_content_region.width
+        if edge <= 0:  # not laid out yet
+            return True
+        x = 0
+        for key, col in table.columns.items():
+            width = col.get_render_width(table)
+            if key.value == self.sort[0]:
+                return table.scroll_x <= x and x + width <= table.scroll_x + edge
+            x += width
+        return False
 
     def _cells(self, r: ConversationSummary) -> tuple[Any, ...]:
         hit = r.cache_hit_rate
