@@ -64,12 +64,15 @@ class ConversationSummary(BaseModel):
     turns: int
     models: list[str]
     input_tokens: int
-    """All prompt tokens: uncached input + cache writes + cache reads."""
+    """Its turns' prompt tokens (uncached input + cache writes + cache reads), each turn's once: the
+    attempt that counts it (its last with usage, as `show` has it)."""
     output_tokens: int
+    """Its turns' output tokens, counted the same way."""
     cache_read_tokens: int
     cost_usd: float | None
-    """What its priced attempts cost: a lower bound when `unpriced_attempts` is not 0, and None
-    when nothing priced is in it (shown `≥$…` and `?`, as `stats` shows a sum)."""
+    """What its priced attempts cost (every attempt billed, a turn's earlier ones too): a lower
+    bound when `unpriced_attempts` is not 0, and None when nothing priced is in it (shown `≥$…`
+    and `?`, as `stats` shows a sum)."""
     errors: int
     first_message: str | None
     tags: dict[str, Any] | None = None

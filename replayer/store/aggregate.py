@@ -43,22 +43,25 @@ class Group:
     tool_errors: int
     rewrites: int
     timed: int
-    cp_prompt: int
-    cp_output: int
-    cp_read: int
+    aside_prompt: int
+    aside_output: int
+    aside_read: int
     sys_min: int | None
     sys_max: int | None
     sys_nulls: int
 
     @property
     def prompt(self) -> int:
-        """The turns' prompts (input + cache writes + reads), without compaction iterations'."""
-        return self.input + self.cache_write_5m + self.cache_write_1h + self.cache_read - self.cp_prompt
+        """The turns' prompts (input + cache writes + reads): what the attempt that counts each
+        turn read, without what was billed aside (compaction iterations, the turn's other
+        attempts: facts.py)."""
+        return self.input + self.cache_write_5m + self.cache_write_1h + self.cache_read - self.aside_prompt
 
     @property
     def turn_output(self) -> int:
-        """The replies' output tokens, without compaction iterations' (the summaries)."""
-        return self.output - self.cp_output
+        """The replies' output tokens, without what was billed aside (compaction summaries, the
+        output of attempts that don't count their turn)."""
+        return self.output - self.aside_output
 
     @property
     def unpriced(self) -> int:
@@ -70,8 +73,8 @@ class Group:
 
     @property
     def turn_cache_read(self) -> int:
-        """Cache reads by the turns, without compaction iterations'."""
-        return self.cache_read - self.cp_read
+        """Cache reads by the turns, without what was billed aside."""
+        return self.cache_read - self.aside_read
 
 
 def _rates(prices: PriceTable, model: str, batch: int, above: bool | None) -> tuple[float, ...] | None:
@@ -173,7 +176,8 @@ def known_spend(cost: float, unpriced: int) -> float | None:
 
 @dataclass(slots=True)
 class Totals:
-    """A conversation's cost (compaction iterations included) and its turns' tokens (not)."""
+    """A conversation's cost (everything billed: compaction iterations and every attempt with
+    usage) and its turns' tokens (each turn's counting attempt's, facts.take_turn)."""
 
     cost_usd: float | None
     """What its priced attempts cost (known_spend): a lower bound when `unpriced` is not 0."""
@@ -213,7 +217,9 @@ def conversation_totals(db: Any, prices: PriceTable) -> dict[int, Totals]:
 class Figures:
     """A conversation's figures as the list shows them: what it spent, the cost of its priced
     attempts (compaction iterations included) and how many had no price, its turns' prompt,
-    output and cache-read tokens (compaction iterations left out), a fork's copied turns left out
+    output and cache-read tokens (those of the attempt that counts each turn, `usage.new_turn`:
+    compaction iterations and a turn's other attempts are billed, not its tokens, as `show` has
+    them), a fork's copied turns left out
     of both (they cost nothing now, as in every spend figure); failed attempts, and models in the
     order they first answered, copies included."""
 
@@ -237,9 +243,9 @@ def figures(db: Any, prices: PriceTable, convs: Sequence[int]) -> dict[int, Figu
     rate_sets: dict[tuple[str | None, int, bool], tuple[float, ...] | None] = {}
     marks = ",".join("?" * len(convs))
     left_out = None  # the last attempt counted in `unpriced` (its parts come one after another)
-    for conv, aid, part, model, error, inp, outp, w5m, w1h, cr, web, batch, copied in db.execute(
-        f"""SELECT u.conv, u.attempt_id, u.part, u.model, u.error, u.input, u.output, u.w5m, u.w1h, u.cr, u.web,
-                   u.batch, a.copied_from IS NOT NULL
+    for conv, aid, part, counts, model, error, inp, outp, w5m, w1h, cr, web, batch, copied in db.execute(
+        f"""SELECT u.conv, u.attempt_id, u.part, u.new_turn, u.model, u.error, u.input, u.output, u.w5m, u.w1h,
+                   u.cr, u.web, u.batch, a.copied_from IS NOT NULL
             FROM usage u JOIN attempts a ON a.id = u.attempt_id
             WHERE u.conv IN ({marks}) ORDER BY u.conv, u.attempt_id, u.part""",
         list(convs),
@@ -252,7 +258,7 @@ def figures(db: Any, prices: PriceTable, convs: Sequence[int]) -> dict[int, Figu
         if inp is None or copied:
             continue  # no usage came back, or a fork's copy: it cost nothing (now)
         prompt = inp + w5m + w1h + cr
-        if part == 0:
+        if part == 0 and counts:  # the turn's tokens; every attempt's are priced below
             f.prompt += prompt
             f.output += outp
             f.cache_read += cr

@@ -9,9 +9,13 @@ the current table (store/aggregate.py), so a corrected price still re-prices his
 - `rollup`: the same numbers summed per conversation, 15-minute bucket (every time zone's
   midnight falls on one), model, batch or not, and prompt-size class (which of EDGES the prompt
   lies between, so a price band above any of those sizes is priced exactly from the sums).
-  Compaction iterations are summed with the turns (they are billed at the same rates) and also
-  apart, in the cp_ columns, so a conversation's prompt, output and cache hit rate leave them out
-  as the conversation view does (migration m011 filled them for older databases).
+  Everything billed is summed (compaction iterations are billed at the turns' rates), and what
+  was billed but is no turn's prompt or reply is also summed apart (the aside_ fields, columns
+  cp_...): compaction iterations, and the attempts of a turn other than the one that counts it
+  (`new_turn`: its last attempt with usage, else its first; a stream cut after its message_start,
+  then sent again, was billed twice for one prompt). So a conversation's prompt, output and cache
+  hit rate are its turns', as the conversation view shows them, while its cost is all it was
+  billed (migrations m011 and m017 filled them for older databases).
 """
 
 from __future__ import annotations
@@ -60,7 +64,8 @@ class UsageRow(NamedTuple):
     rewrite: int
 
 
-COLUMN_OF_FIELD = {"cache_write_5m": "w5m", "cache_write_1h": "w1h", "cache_read": "cr", "web_searches": "web"}
+COLUMN_OF_FIELD = {"cache_write_5m": "w5m", "cache_write_1h": "w1h", "cache_read": "cr", "web_searches": "web",
+                   "aside_prompt": "cp_prompt", "aside_output": "cp_output", "aside_read": "cp_read"}
 """The short column names the tables were created with (renaming a column is a migration; a field is not)."""
 
 
@@ -101,9 +106,9 @@ class RollupRow(NamedTuple):
     tool_errors: int
     rewrites: int
     timed: int
-    cp_prompt: int
-    cp_output: int
-    cp_read: int
+    aside_prompt: int
+    aside_output: int
+    aside_read: int
     sys_min: int | None
     sys_max: int | None
     sys_nulls: int
@@ -144,8 +149,8 @@ SCHEMA = (
         latency_ms REAL,
         error INTEGER NOT NULL,        -- 1 when the attempt has an error (HTTP, an error event, no connection);
                                        -- 2 when that error is a rate limit or overload (error_kind)
-        new_turn INTEGER NOT NULL,     -- 1 on the attempt that counts its turn: its first, or the
-                                       -- later one that answered it (take_turn; m014)
+        new_turn INTEGER NOT NULL,     -- 1 on the attempt that counts its turn (its tokens are the
+                                       -- turn's): its last with usage, else its first (take_turn)
         input INTEGER, output INTEGER, w5m INTEGER, w1h INTEGER, cr INTEGER, web INTEGER,
                                        -- usage as received (NULL: none); w5m/w1h: cache writes
         batch INTEGER NOT NULL,
@@ -172,8 +177,9 @@ SCHEMA = (
         sys_min INTEGER, sys_max INTEGER, sys_nulls INTEGER NOT NULL,
         cp_prompt INTEGER NOT NULL DEFAULT 0, cp_output INTEGER NOT NULL DEFAULT 0,
         cp_read INTEGER NOT NULL DEFAULT 0,
-                                       -- of the sums, what compaction iterations (part > 0) billed:
-                                       -- priced with the rest, but no turn's prompt or reply (m011)
+                                       -- of the sums, what was billed but is no turn's prompt or
+                                       -- reply: compaction iterations (part > 0, m011) and the
+                                       -- attempts that don't count their turn (new_turn 0, m017)
         PRIMARY KEY (conv, bucket, model, batch, band)
     ) WITHOUT ROWID""",
 )
@@ -262,12 +268,13 @@ def rollup_row(u: UsageRow) -> RollupRow:
     priced = inp is not None
     prompt = (inp or 0) + (write_5m or 0) + (write_1h or 0) + (reads or 0)
     first = part == 0
+    counted = first and new_turn  # the turn's own tokens; the rest was billed aside from them
     return tuple.__new__(RollupRow, (  # as _make does, without its Python frame (the write path)
         conv, int(at // BUCKET_S), model or "", batch, bisect.bisect_left(EDGES, prompt) if priced else 0,
         new_turn, 1 if first else 0, 1 if error else 0, 1 if first and error == 2 else 0, 1 if priced and first else 0,
         inp or 0, out or 0, write_5m or 0, write_1h or 0, reads or 0, web or 0, tool_results, tool_errors, rewrite,
         1 if first and latency is not None else 0,
-        *((0, 0, 0) if first else (prompt, out or 0, reads or 0)),
+        *((0, 0, 0) if counted else (prompt, out or 0, reads or 0)),
         system, system, 1 if system is None and first else 0,
     ))  # fmt: skip
 
@@ -285,11 +292,13 @@ def prev_reads(db: Any, conv: int, idx: int) -> int | None:
 
 
 def take_turn(db: Any, row: UsageRow, *, rollup: bool = True) -> UsageRow:
-    """`row` (part 0 of a later attempt that answered its turn, not yet written) as the row that
-    counts the turn: a turn counts under the model that answered it, as `show` names it, not
-    under its first attempt's (a 429 stored with the request's alias, a fallback to another
-    model). The count moves off the written row that held it, in the rollup too unless `rollup`
-    is False (a copy's rows are not in the rollup)."""
+    """`row` (part 0 of a later attempt of its turn that got usage back, not yet written) as the
+    row that counts the turn: a turn's tokens are those of its last attempt with usage, and it
+    counts under that attempt's model, as `show` has them, not its first attempt's (a 429 stored
+    with the request's alias, a fallback to another model, a stream cut after its message_start
+    and then sent again). The count moves off the written row that held it, and that row's tokens
+    go aside in the rollup (still priced, no longer the turn's), unless `rollup` is False (a
+    copy's rows are not in the rollup)."""
     held = db.execute(
         f"SELECT {USAGE_COLUMNS} FROM usage WHERE conv = ? AND idx = ? AND part = 0 AND new_turn = 1 AND turn = ?",
         (row.conv, row.idx, row.turn),
@@ -302,11 +311,12 @@ def take_turn(db: Any, row: UsageRow, *, rollup: bool = True) -> UsageRow:
         (old.conv, old.idx, old.attempt_id),
     )
     if rollup:
-        r = rollup_row(old)
+        r = rollup_row(old._replace(new_turn=0))
         db.execute(
-            """UPDATE rollup SET turns = turns - 1
+            """UPDATE rollup SET turns = turns - 1, cp_prompt = cp_prompt + ?, cp_output = cp_output + ?,
+                                 cp_read = cp_read + ?
                WHERE conv = ? AND bucket = ? AND model = ? AND batch = ? AND band = ?""",
-            (r.conv, r.bucket, r.model, r.batch, r.band),
+            (r.aside_prompt, r.aside_output, r.aside_read, r.conv, r.bucket, r.model, r.batch, r.band),
         )
     return row._replace(new_turn=1)
 

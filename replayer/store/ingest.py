@@ -438,7 +438,7 @@ class Ingestor:
             system=turn.system_blob,
             prev_reads=prev_reads,
         )
-        if ok and not new_turn:  # a retry that answered: its model counts the turn
+        if isinstance(usage, dict) and not new_turn:  # a later attempt with usage: its tokens and model are the turn's
             self.write_pending(index=False)
             rows[0] = facts.take_turn(conn, rows[0], rollup=captured.copied_from is None)
         if own:

@@ -421,7 +421,7 @@ def m011_compaction_sums(db: Database) -> None:
             """UPDATE rollup SET cp_prompt = cp_prompt + ?, cp_output = cp_output + ?, cp_read = cp_read + ?,
                                  priced = priced - 1
                WHERE conv = ? AND bucket = ? AND model = ? AND batch = ? AND band = ?""",
-            (r.cp_prompt, r.cp_output, r.cp_read, r.conv, r.bucket, r.model, r.batch, r.band),
+            (r.aside_prompt, r.aside_output, r.aside_read, r.conv, r.bucket, r.model, r.batch, r.band),
         )
 
 
@@ -477,6 +477,12 @@ def m014_turn_under_answering_model(db: Database) -> None:
     # in `stats --by model` as a turn of the alias and $0, its cost under the other. The count
     # now moves to the attempt that answered (facts.take_turn), as the writer does. Only turns of
     # more than one attempt are read.
+    _count_turns_at(db, "a.error_json IS NULL AND a.response_json IS NOT NULL")
+
+
+def _count_turns_at(db: Database, which: str) -> None:
+    """Move the count of each turn of more than one attempt to its last attempt that is `which`
+    (SQL on the usage row u and its attempt a), as facts.take_turn does, in the rollup too."""
     from . import facts
 
     for conv, idx in db.execute(
@@ -485,7 +491,7 @@ def m014_turn_under_answering_model(db: Database) -> None:
         answered = db.execute(
             f"""SELECT {', '.join('u.' + c.strip() for c in facts.USAGE_COLUMNS.split(','))}, a.copied_from IS NOT NULL
                 FROM usage u JOIN attempts a ON a.id = u.attempt_id
-                WHERE u.conv = ? AND u.idx = ? AND u.part = 0 AND a.error_json IS NULL AND a.response_json IS NOT NULL
+                WHERE u.conv = ? AND u.idx = ? AND u.part = 0 AND {which}
                 ORDER BY u.attempt_id DESC LIMIT 1""",
             (conv, idx),
         ).fetchone()
@@ -565,6 +571,33 @@ def m016_response_headers(db: Database) -> None:
     # (wire.RESPONSE_HEADERS), shared as request_headers' are (turn after turn they repeat).
     # Attempts recorded before have none: NULL, exported as {}.
     db.execute("ALTER TABLE attempts ADD COLUMN response_headers INTEGER")
+
+
+@migrations(name="m017_turn_tokens_of_one_attempt")
+def m017_turn_tokens_of_one_attempt(db: Database) -> None:
+    # A stream cut after its message_start (billed: its usage came) and then sent again is billed
+    # twice for one prompt. `list` and the stats' cache hit rate added both attempts' tokens to
+    # the turn (2,000 prompt tokens where `show` said 1,000). A turn's tokens are now its
+    # counting attempt's (usage.new_turn: its last with usage, as `show` takes them, else its
+    # first; it moved only to a retry that answered), and the rollup keeps the other attempts'
+    # beside the compaction iterations' in its cp_ sums (facts.py): billed, but no turn's. Only
+    # turns of more than one attempt are moved; the cp_ sums are counted again from the rows
+    # that go there (compaction iterations and the attempts that don't count their turn).
+    from . import facts
+
+    _count_turns_at(db, "u.input IS NOT NULL")
+    fields = ", ".join("u." + c.strip() for c in facts.USAGE_COLUMNS.split(","))
+    db.execute("UPDATE rollup SET cp_prompt = 0, cp_output = 0, cp_read = 0 WHERE cp_prompt OR cp_output OR cp_read")
+    for values in db.execute(
+        f"""SELECT {fields} FROM usage u WHERE (u.part > 0 OR u.new_turn = 0) AND u.input IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.id = u.attempt_id AND a.copied_from IS NOT NULL)"""
+    ).fetchall():
+        r = facts.rollup_row(facts.UsageRow(*values))
+        db.execute(
+            """UPDATE rollup SET cp_prompt = cp_prompt + ?, cp_output = cp_output + ?, cp_read = cp_read + ?
+               WHERE conv = ? AND bucket = ? AND model = ? AND batch = ? AND band = ?""",
+            (r.aside_prompt, r.aside_output, r.aside_read, r.conv, r.bucket, r.model, r.batch, r.band),
+        )
 
 
 def _connect(path: Path) -> sqlite3.Connection:

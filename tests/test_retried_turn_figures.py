@@ -1,0 +1,165 @@
+"""A turn billed more than once: a stream cut after its message_start (its usage came, so it was
+billed) and then sent again. Its tokens are the turn's (those of the attempt that counts it: its
+last with usage), its cost is everything billed, in `list`, `list --json`, `show` and `stats`
+alike."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import anthropic
+import pytest
+from click.testing import CliRunner
+from conftest import FAKE_KEY
+
+from replayer import Recorder
+from replayer.cli import cli
+from replayer.config import Settings
+from replayer.fakeapi import FakeAPI, Reply, message_events
+from replayer.fmt import money
+from replayer.metrics import stats
+from replayer.pricing import PriceTable
+from replayer.store import facts
+from replayer.store.queries import Store
+from replayer.store.schema import open_db
+from replayer.wire import prompt_tokens
+
+CONV = "conv_retried_after_a_cut_stream_with_a_rather_long_identifier"
+MODEL = "claude-sonnet-4-5-20250929"
+OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+
+
+def message(inp: int, out: int, read: int = 0) -> dict:
+    return {"id": "msg_1", "type": "message", "role": "assistant", "model": MODEL,
+            "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": inp, "output_tokens": out, "cache_creation_input_tokens": 0,
+                      "cache_read_input_tokens": read}}  # fmt: skip
+
+
+def record(path) -> None:
+    """Turn 0: a stream cut by an overloaded_error event after its message_start (1,000 uncached
+    tokens billed), sent again by the agent and answered from the cache (200 uncached, 800 read,
+    50 out). Turn 1: a 529 (nothing billed), sent again, cut the same way (1,500 uncached billed),
+    and given up."""
+    with FakeAPI() as api, Recorder(path) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+        messages = [{"role": "user", "content": "hello"}]
+
+        def stream(*replies: Reply) -> bool:
+            api.enqueue(*replies)
+            try:
+                for _ in client.messages.create(model="claude-sonnet-4-5", max_tokens=50, messages=messages,
+                                                stream=True):  # fmt: skip
+                    pass
+            except anthropic.APIStatusError:
+                return False
+            return True
+
+        def cut(inp: int) -> Reply:
+            return Reply(sse=[*message_events(message(inp, 1))[:4], {"event": "error", "data": OVERLOADED}])
+
+        with rec.conversation(CONV):
+            assert not stream(cut(1000))
+            assert stream(Reply(sse=message_events(message(200, 50, read=800))))
+            messages += [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "more"}]
+            assert not stream(Reply(status=529, body=OVERLOADED))
+            assert not stream(cut(1500))
+        assert rec.flush(10)
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("retried") / "r.db"
+    record(path)
+    return path
+
+
+def run(db, *args: str) -> str:
+    r = CliRunner().invoke(cli, ["--db", str(db), *args])
+    assert r.exit_code == 0, r.output
+    return r.output
+
+
+def cells(header: str, row: str) -> list[str]:
+    """A table row's PROMPT, OUTPUT and COST: each right-aligned under its header (an empty cell
+    before them, a user or a stop reason, leaves no word to count)."""
+    return [row[: header.index(name) + len(name)].split()[-1] for name in ("PROMPT", "OUTPUT", "COST")]
+
+
+def billed(db) -> tuple[list[list[dict]], float]:
+    """Each turn's attempts' usage as recorded (None where none came), and what all of it cost."""
+    prices = PriceTable.load()
+    store = Store(open_db(db), prices)
+    by_turn: dict[int, list] = {}
+    for line in store.export_lines():
+        a = json.loads(line)
+        by_turn.setdefault(a["index"], []).append((a["response"] or {}).get("usage"))
+    usages = [u for attempts in by_turn.values() for u in attempts if u]
+    return [by_turn[i] for i in sorted(by_turn)], sum(prices.cost(u, MODEL) for u in usages)
+
+
+def test_list_its_json_show_and_stats_count_a_retried_turns_tokens_once_and_its_cost_whole(db):
+    attempts, cost = billed(db)
+    assert [[u is not None for u in turn] for turn in attempts] == [[True, True], [False, True]]
+    counted = [[u for u in turn if u][-1] for turn in attempts]  # each turn's last attempt with usage
+    prompt = sum(prompt_tokens(u) for u in counted)
+    output = sum(u["output_tokens"] for u in counted)
+    reads = sum(u["cache_read_input_tokens"] for u in counted)
+    every = [u for turn in attempts for u in turn if u]
+    assert sum(prompt_tokens(u) for u in every) > prompt  # (what the list summed before)
+
+    shown = json.loads(run(db, "show", CONV, "--json"))["turns"]
+    assert [t["usage"] for t in shown] == counted
+    assert sum(t["cost_usd"] for t in shown) == pytest.approx(cost)
+
+    (listed,) = json.loads(run(db, "list", "--json"))
+    assert (listed["input_tokens"], listed["output_tokens"], listed["cache_read_tokens"]) == (prompt, output, reads)
+    assert listed["cost_usd"] == pytest.approx(cost)
+
+    header, row = run(db, "list").splitlines()[:2]
+    assert cells(header, row) == [f"{prompt:,}", f"{output:,}", money(cost)]
+    table = run(db, "show", CONV).splitlines()
+    assert [cells(table[0], line) for line in table[1:3]] == [
+        [f"{prompt_tokens(u):,}", f"{u['output_tokens']:,}", money(t["cost_usd"])]
+        for u, t in zip(counted, shown, strict=True)
+    ]
+    assert f"total {money(cost)}" in table
+
+    doc = stats(Store(open_db(db), PriceTable.load()), Settings(tz="UTC"), days=1, now=datetime.now(UTC)).document()
+    assert doc["metrics"]["cache_hit_rate"]["value"] == pytest.approx(reads / prompt)  # the turns' prompts
+    assert doc["metrics"]["mean_cost_per_conversation_usd"]["value"] == pytest.approx(cost)  # all that was billed
+    assert doc["users"][0]["turns"] == doc["models"][0]["turns"] == 2
+    sorted_by_input = Store(open_db(db), PriceTable.load()).conversations(sort="input")
+    assert [c.input_tokens for c in sorted_by_input] == [prompt]
+
+
+def test_migrating_an_older_database_counts_its_retried_turns_tokens_once(tmp_path):
+    """m017 on a database as the writer left it before: the turn counted at its first attempt
+    unless a retry answered, and the rollup's aside sums holding compaction iterations only. The
+    same rows as the writer makes now."""
+    path = tmp_path / "old.db"
+    record(path)
+    db = open_db(path)
+
+    def rows():
+        return (db.execute("SELECT * FROM usage ORDER BY attempt_id, part").fetchall(),
+                db.execute("SELECT * FROM rollup ORDER BY conv, bucket, model, batch, band").fetchall())
+
+    before = rows()
+    assert any(r[-3:] != (0, 0, 0) for r in before[1])
+    db.execute("UPDATE rollup SET cp_prompt = 0, cp_output = 0, cp_read = 0")
+    # turn 1 (given up after a 529 and a cut stream) counted at its 529
+    first, cut = (facts.UsageRow(*r) for r in db.execute(
+        f"SELECT {facts.USAGE_COLUMNS} FROM usage WHERE idx = 1 AND part = 0 ORDER BY attempt_id"))  # fmt: skip
+    for u, by in ((first, 1), (cut, -1)):
+        r = facts.rollup_row(u)
+        db.execute("UPDATE usage SET new_turn = new_turn + ? WHERE attempt_id = ?", (by, u.attempt_id))
+        db.execute("UPDATE rollup SET turns = turns + ? WHERE conv = ? AND bucket = ? AND model = ? AND band = ?",
+                   (by, r.conv, r.bucket, r.model, r.band))
+    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm017_turn_tokens_of_one_attempt'")
+    db.conn.commit()
+    db.conn.close()
+    db = open_db(path)
+    assert rows() == before
+
