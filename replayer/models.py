@@ -165,6 +165,14 @@ class TurnDetail(BaseModel):
     response_headers: list[dict[str, str]] = []
     """Each attempt's kept response headers (wire.RESPONSE_HEADERS: rate limits, retry-after), in
     `turn.attempts`' order; {} for one that had none."""
+    earlier_attempts: int = 0
+    """Attempts before the one whose usage `usage` itemises (the one that counts the turn) that
+    were billed too: they got usage back (a stream cut after its message_start, then sent again)."""
+    earlier_cost_usd: float | None = 0.0
+    """What those attempts cost, their compaction iterations included (None: one has no price)."""
+    compaction_cost_usd: float | None = 0.0
+    """What the itemised attempt's compaction iterations cost on top of its lines (None: no
+    price). `usage`'s costs, this and earlier_cost_usd add up to cost_usd."""
 
 
 class Document:

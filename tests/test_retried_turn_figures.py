@@ -1,17 +1,21 @@
 """A turn billed more than once: a stream cut after its message_start (its usage came, so it was
 billed) and then sent again. Its tokens are the turn's (those of the attempt that counts it: its
-last with usage), its cost is everything billed, in `list`, `list --json`, `show` and `stats`
-alike."""
+last with usage), its cost is everything billed, in `list`, `list --json`, `show`, `stats` and the
+browser's Usage tab alike; and that tab adds up, and fits the side-by-side pane at 160 columns."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import anthropic
 import pytest
 from click.testing import CliRunner
 from conftest import FAKE_KEY
+from rich.cells import cell_len
+from textual.widgets import Static
+from tui_data import open_first_conversation, settle
 
 from replayer import Recorder
 from replayer.cli import cli
@@ -163,3 +167,31 @@ def test_migrating_an_older_database_counts_its_retried_turns_tokens_once(tmp_pa
     db = open_db(path)
     assert rows() == before
 
+
+async def test_the_usage_tab_adds_up_to_the_turns_cost_and_fits_beside_the_list_at_160(db):
+    from replayer.tui.app import make_app
+
+    attempts, _ = billed(db)
+    prices = PriceTable.load()
+    for size in ((160, 45), (100, 45), (80, 45)):
+        app = make_app(db)
+        async with app.run_test(size=size) as pilot:
+            screen = await open_first_conversation(pilot)
+            await pilot.press("4")
+            await settle(pilot)
+            body = screen.query_one("#usage-body", Static)
+            text = str(body.render())
+            lines = text.splitlines()
+            table = lines[lines.index(next(line for line in lines if line.lstrip().startswith("kind"))):]
+            table = table[: table.index("")]
+            # every line of the table whole on its row: none wraps its cost onto the next
+            assert max(cell_len(line) for line in table) <= body.content_region.width, (size, table)
+            costs = {line.rsplit("$", 1)[0].strip(): Decimal(line.rsplit("$", 1)[1]) for line in table[1:]
+                     if "$" in line and not line.startswith("= prompt")}  # (the prompt's lines are above it)
+            earlier = next(k for k in costs if "earlier attempt" in k)
+            assert earlier == "+ 1 earlier attempt, billed too"
+            assert costs[earlier] == Decimal(money(prices.cost(attempts[0][0], MODEL))[1:])
+            turn_cost = next(line for line in lines if line.startswith("turn cost")).split()[2]
+            d = screen.detail
+            assert money(sum(u.cost_usd or 0.0 for u in d.usage) + (d.earlier_cost_usd or 0.0)) == turn_cost
+            assert turn_cost == money(sum(prices.cost(u, MODEL) for u in attempts[0] if u))

@@ -154,9 +154,20 @@ def turn_detail(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
         running += s.cost_usd or 0.0
     breaks = cache_breaks([s.usage for s in timeline])
     # in turns()' order of attempts
-    said = [blob for (blob,) in store.db.execute(
-        "SELECT response_headers FROM attempts WHERE turn_id = ? ORDER BY attempt, id", [turn_id]
-    )]  # fmt: skip
+    rows = store.db.execute(
+        "SELECT response_headers, usage_json, model FROM attempts WHERE turn_id = ? ORDER BY attempt, id", [turn_id]
+    ).fetchall()
+    said = [blob for blob, _, _ in rows]
+    # the tab itemises the last attempt with usage (summary.usage: the one that counts the turn);
+    # what the turn cost beyond its lines is said apart, so that the lines add up to its cost
+    billed = [(json.loads(u), m) for _, u, m in rows if u]
+    billed_before = billed[:-1]
+    whole = store.prices.cost(usage, summary.model) if summary.usage else 0.0
+    compaction: float | None = 0.0  # unknown only where the lines are priced and an iteration's model is not
+    if b.total is not None:
+        compaction = None if whole is None else whole - b.total
+    earlier_costs = [store.prices.cost(u, m) for u, m in billed_before]
+    earlier_cost = None if None in earlier_costs else sum(c for c in earlier_costs if c is not None)
     store.blob_texts([blob for blob in said if blob is not None])
     response_headers = [json.loads(store.blob_text(blob)) if blob is not None else {} for blob in said]
     return TurnDetail(
@@ -175,4 +186,7 @@ def turn_detail(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
         band_above_tokens=b.row.above_tokens if b.banded and b.row is not None else None,
         reconstructed=reconstructed(store.db, turn_id),
         response_headers=response_headers,
+        earlier_attempts=len(billed_before),
+        earlier_cost_usd=earlier_cost,
+        compaction_cost_usd=compaction,
     )

@@ -88,6 +88,11 @@ USAGE_LABELS = {
     "cache_read": "cache read",
 }
 """The one vocabulary: "prompt" is everything the model read, "uncached" the API's input_tokens."""
+USAGE_WIDTHS = (15, 10, 11, 8, 10)
+"""The Usage tab's columns: kind, tokens, Δ prev, $/MTok, cost. With the 2-column swatch a row is
+56 wide: at 160 columns the side-by-side right pane holds about 60 (a scrollbar takes 2 of them);
+the 16/12/12/10/12 before made 64, and each row's cost wrapped onto a line of its own. Each still
+holds its widest figure: 9,999,999 tokens, +1,000,000, 15.000, $123.4567."""
 
 
 def turn_marks(t: TurnSummary, cache_break: bool) -> list[str]:
@@ -369,14 +374,21 @@ def usage_text(d: TurnDetail, tz: str | None = None) -> Text:
                    "is at the band's rates\n", style="yellow")
     out.append("\n")
     lines = {line.kind: line for line in d.usage} if d.turn.usage else {}
+    label_w, tokens_w, delta_w, rate_w, cost_w = USAGE_WIDTHS
     if lines:
-        out.append(f"  {'kind':16}{'tokens':>12}{'Δ prev':>12}{'$/MTok':>10}{'cost':>12}\n", style="bold")
+        out.append(f"  {'kind':{label_w}}{'tokens':>{tokens_w}}{'Δ prev':>{delta_w}}{'$/MTok':>{rate_w}}"
+                   f"{'cost':>{cost_w}}\n", style="bold")  # fmt: skip
     else:  # zeros with deltas against the turn before would read as a context that shrank
         out.append("no usage: no answer came back for this turn (its attempts are below)\n", style="yellow")
 
     def row(swatch: Text, label: str, tokens: int, delta: int | None, rate: str, cost: float | None) -> None:
         out.append_text(swatch)
-        out.append(f"{label:16}{tokens:>12,}{signed(delta):>12}{rate:>10}{money(cost):>12}\n")
+        out.append(f"{label:{label_w}}{tokens:>{tokens_w},}{signed(delta):>{delta_w}}{rate:>{rate_w}}"
+                   f"{money(cost):>{cost_w}}\n")  # fmt: skip
+
+    def billed(label: str, cost: float | None) -> None:
+        """A cost with no tokens of the turn's: said across the token columns, its cost in line."""
+        out.append(f"+ {label:{label_w + tokens_w + delta_w + rate_w}}{money(cost):>{cost_w}}\n")
 
     for kind in (*PROMPT_KINDS, "output", *(k for k in lines if k not in (*PROMPT_KINDS, "output"))):
         line = lines.get(kind)
@@ -401,7 +413,13 @@ def usage_text(d: TurnDetail, tz: str | None = None) -> Text:
                 None if None in costs else sum(costs),  # type: ignore[arg-type]
             )
             if prompt:
-                out.append(f"  {'cache hit':16}{line.tokens / prompt:>12.0%}\n", style="dim")
+                out.append(f"  {'cache hit':{label_w}}{line.tokens / prompt:>{tokens_w}.0%}\n", style="dim")
+    # billed too, with no line above: the itemised attempt's compaction iterations, and the
+    # attempts before it that got usage back (each priced whole), so the lines add up to the cost
+    if lines and d.compaction_cost_usd != 0.0:
+        billed("compaction", d.compaction_cost_usd)
+    if d.earlier_attempts:
+        billed(f"{plural(d.earlier_attempts, 'earlier attempt')}, billed too", d.earlier_cost_usd)
     if d.turn.copied:
         out.append(f"\nturn cost {money(d.cost_usd)} when recorded: a fork's copy, it costs nothing now"
                    f"   conversation so far {money(d.running_cost_usd)}\n")
