@@ -206,6 +206,24 @@ def test_compaction_iterations_are_priced_but_are_no_turns_tokens(tmp_path):
     assert doc["metrics"]["cache_hit_rate"]["value"] == pytest.approx(1700 / 2000)
 
 
+def test_the_usage_tab_says_what_a_compaction_iteration_cost_so_its_lines_add_up(tmp_path):
+    """The Usage tab itemises the turn's own tokens; the compaction iteration billed with it is a
+    line of its own, so the lines add up to the turn's cost."""
+    from replayer.fmt import money
+    from replayer.tui.render import usage_text
+
+    store = Store(open_db(compacting_db(tmp_path / "c.db")), PriceTable.load())
+    said = []
+    for t in store.turns("c"):
+        d = store.turn_detail(t.turn_id)
+        assert sum(line.cost_usd or 0.0 for line in d.usage) + d.compaction_cost_usd == pytest.approx(d.cost_usd)
+        said.append([line for line in usage_text(d).plain.splitlines() if line.startswith("+ ")])
+    whole = store.prices.cost(store.turns("c")[1].usage, "claude-sonnet-4-5")
+    compaction = whole - store.prices.breakdown(store.turns("c")[1].usage, "claude-sonnet-4-5").total
+    assert compaction > 0
+    assert said[0] == [] and [line.split() for line in said[1]] == [["+", "compaction", money(compaction)]]
+
+
 def test_migrating_keeps_compaction_apart_in_an_older_rollup(tmp_path):
     """m011 on a database whose rollup summed compaction in with the turns: the same rows as the
     writer makes now."""
