@@ -110,11 +110,17 @@ class ContextChange(BaseModel):
     """One difference between a turn's context and the previous turn's."""
 
     kind: str
-    """added | removed | changed (a message at the same place, different) | system | tools"""
+    """added | removed | changed (a message at the same place, different) | system | tools (the
+    system prompt or the tool list: on the first turn, where all of it entered, and where it
+    differs from the previous turn's)"""
     position: int | None = None
     """Where in the context (0-based) the message is (for removed: where it was)."""
     role: str | None = None
     message: Any = None
+    """The message; for system | tools, the system prompt or tool list now (None: none now)."""
+    before: Any = None
+    """For system | tools, the previous turn's system prompt or tool list (None on the first turn,
+    or where the previous turn had none)."""
 
 
 class ToolCall(BaseModel):

@@ -1,5 +1,6 @@
 """Where the context comes from: each added block's size in tokens (an estimate from the usage)
-in the Context tab, and `/` inside a conversation to find text across its turns (issue 13,
+in the Context tab, the system prompt and the tools among what entered (on the first turn, and
+where they changed), and `/` inside a conversation to find text across its turns (issue 13,
 point 23)."""
 
 from __future__ import annotations
@@ -9,12 +10,22 @@ import re
 
 import pytest
 from textual.widgets import DataTable, Input, TabbedContent
-from tui_data import build_db, open_second_conversation, settle
+from tui_data import (
+    AGENT_SYSTEM,
+    AGENT_TOOLS,
+    AGENT_TOOLS_LATER,
+    build_db,
+    open_first_conversation,
+    open_second_conversation,
+    record_tool_agent,
+    settle,
+)
 
 from replayer.store.queries import Store
 from replayer.store.schema import open_db
 from replayer.tui.app import make_app
-from replayer.tui.blocks import added_tokens
+from replayer.tui.blocks import TOOL_LINE, added_tokens
+from replayer.tui.render import context_text
 from replayer.tui.text_view import TextView
 from replayer.wire import prompt_tokens
 
@@ -131,3 +142,109 @@ async def test_find_nothing_says_so(db):
         await settle(pilot)
         assert app.screen.current_turn() == 0
         assert any("no turn holds 'zebra'" in str(n.message) for n in app._notifications)
+
+
+# -- the system prompt and the tools: what entered besides the messages ----------------------------
+
+
+@pytest.fixture
+def agent_db(api, rec, client, db_path):
+    """An agent's tool loop recorded through the real SDK (tui_data.record_tool_agent): a system
+    prompt of two blocks and three tools; the tool list changes at turn 2, the system prompt at 3."""
+    record_tool_agent(api, rec, client)
+    return db_path
+
+
+def agent_details(path):
+    store = Store(open_db(path, create=False))
+    timeline = store.turns("conv_agent")
+    return timeline, [store.turn_detail(t.turn_id, timeline) for t in timeline]
+
+
+def shares(text: str, head: str) -> list[float]:
+    """The token estimates on the lines that start with `head` (a regular expression)."""
+    return [approx(m) for m in re.findall(rf"^{head}.*?  (~[\d.]+[kM]? tok)", text, re.M)]
+
+
+def test_first_turn_lists_the_system_prompt_and_each_tool_with_their_shares(agent_db):
+    timeline, ds = agent_details(agent_db)
+    d = ds[0]
+    text = context_text(d, False, None).plain
+    prompt = prompt_tokens(timeline[0].usage)  # turn 0's Δ prompt: all of it entered here
+    system = shares(text, r"\+ system prompt — 2 blocks")
+    blocks = shares(text, "text")
+    tools = shares(text, r"\+ tools — 3 tools")
+    each_tool = [shares(text, t["name"]) for t in AGENT_TOOLS]
+    message = shares(text, r"\+ \[0\] user — added")
+    assert len(system) == 1 and len(blocks) == 2 and len(tools) == 1 and len(message) == 1
+    assert [len(s) for s in each_tool] == [1, 1, 1]
+    for block in AGENT_SYSTEM:
+        assert block["text"] in text
+    for tool in AGENT_TOOLS:
+        assert f"{tool['name']}  ~" in text and tool["description"] in text
+        assert '"properties": {"path": {' in text  # the schema, as JSON
+    # the parts' shares add up to the prompt (each shown rounded to a token)
+    assert sum(blocks) == pytest.approx(system[0], abs=2)
+    assert sum(s[0] for s in each_tool) == pytest.approx(tools[0], abs=2)
+    assert system[0] + tools[0] + message[0] == pytest.approx(prompt, abs=3)
+    est = added_tokens(d, None)
+    assert sum(sum(v) for v in est.values()) == pytest.approx(prompt)
+    assert [len(v) for v in est.values()] == [2, 3, 1]  # the system's blocks, the tools, the message
+    # before the messages, as the model reads them
+    assert text.index("+ system prompt") < text.index("+ tools") < text.index("+ [0] user")
+
+
+def test_a_changed_tool_list_lists_the_tools_added_redefined_and_removed(agent_db):
+    timeline, ds = agent_details(agent_db)
+    d = ds[2]
+    text = context_text(d, False, prompt_tokens(timeline[1].usage)).plain
+    assert re.search(r"^~ tool list changed: 1 added, 1 redefined, 1 removed \(1 the same\)  ~\d+ tok", text, re.M)
+    new, redefined = AGENT_TOOLS_LATER[2], AGENT_TOOLS_LATER[1]
+    assert re.search(rf"^\+ search_code  ~\d+ tok  {re.escape(new['description'])}$", text, re.M)
+    assert re.search(r"^~ run_tests  ~\d+ tok  Run the test suite \(or one file of it, or one test", text, re.M)
+    assert "- write_file  removed" in text
+    assert "read_file" not in text.split("+ [")[0]  # the same as before: it did not enter again
+    # the redefined tool's description is longer than its line: cut, the rest under `a`
+    line = next(x for x in text.split("\n") if x.startswith("~ run_tests"))
+    assert line.endswith("…") and len(line) <= TOOL_LINE + 2 and redefined["description"] not in text
+    # what entered: the new and the redefined tool, each with its share
+    assert len(added_tokens(d, prompt_tokens(timeline[1].usage))[0]) == 2
+
+
+def test_a_system_prompt_that_grew_lists_its_new_block_with_the_prompts_growth(agent_db):
+    timeline, ds = agent_details(agent_db)
+    d = ds[3]
+    text = context_text(d, False, prompt_tokens(timeline[2].usage)).plain
+    assert re.search(r"^~ system prompt changed: 1 block added  ~\d+ tok\nYou have 2 turns left\.$", text, re.M)
+    assert AGENT_SYSTEM[0]["text"] not in text  # the blocks it had before did not enter again
+    growth = prompt_tokens(d.turn.usage) - prompt_tokens(timeline[2].usage)
+    est = added_tokens(d, prompt_tokens(timeline[2].usage))
+    assert sum(sum(v) for v in est.values()) == pytest.approx(growth)  # nothing left: the growth, shared
+
+
+def test_a_match_past_a_tools_cut_shows_the_tool_whole_and_marked(agent_db):
+    timeline, ds = agent_details(agent_db)
+    pattern = re.compile("last 200 lines")
+    text = context_text(ds[2], False, prompt_tokens(timeline[1].usage), pattern)
+    assert AGENT_TOOLS_LATER[1]["description"] in text.plain
+    marked = [text.plain[s.start : s.end] for s in text.spans if "on yellow" in str(s.style)]
+    assert marked == ["last 200 lines"]
+
+
+async def test_whole_context_shows_the_tools_and_turn_0_lists_them(agent_db):
+    app = make_app(agent_db)
+    async with app.run_test(size=(100, 45)) as pilot:
+        await open_first_conversation(pilot)
+        screen = app.screen
+        assert screen.detail.turn.index == 0
+        view = screen.query_one("#context-body", TextView)
+        text = view.text.plain
+        assert "+ tools — 3 tools" in text and all(f"{t['name']}  ~" in text for t in AGENT_TOOLS)
+        await pilot.press("a")
+        await settle(pilot)
+        text = view.text.plain
+        assert "tools: 3 tools" in text
+        for tool in AGENT_TOOLS:
+            assert f"\n{tool['name']}\n{tool['description']}\n{{\n" in text  # whole, the schema pretty-printed
+        assert '      "description": "from the root",' in text
+        assert text.index("system\n") < text.index("tools: 3 tools") < text.index("[0] user")

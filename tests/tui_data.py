@@ -4,6 +4,7 @@ Pilot helpers those tests share (settle, wait for a condition, jump through the 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import zlib
 from datetime import datetime
@@ -304,3 +305,67 @@ async def narrowed_through_a_number(pilot, table, numbers) -> None:
     await settle(pilot)
     assert await wait_for(pilot, lambda: table.size.width == table.styles.width.value)
     assert await wait_for(pilot, lambda: not numbers_cut(table, numbers)), numbers_cut(table, numbers)
+
+
+AGENT_SYSTEM = [
+    {"type": "text", "text": "You are a coding agent working in a Python repository. Make the smallest change "
+                             "that fixes the task, and say what you changed."},
+    {"type": "text", "text": "Run the tests before and after each change; never edit a test to make it pass.",
+     "cache_control": {"type": "ephemeral"}},
+]
+AGENT_TOOLS = [
+    {"name": "read_file", "description": "Read a file of the repository and return its text.",
+     "input_schema": {"type": "object", "properties": {"path": {"type": "string", "description": "from the root"}},
+                      "required": ["path"]}},
+    {"name": "run_tests", "description": "Run the test suite (or one file of it) and return pytest's output.",
+     "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}},
+    {"name": "write_file", "description": "Replace a file's text with new text.",
+     "input_schema": {"type": "object", "properties": {"path": {"type": "string"}, "text": {"type": "string"}},
+                      "required": ["path", "text"]}},
+]
+AGENT_TOOLS_LATER = [
+    AGENT_TOOLS[0],
+    {**AGENT_TOOLS[1], "description": "Run the test suite (or one file of it, or one test by its id) and return "
+                                      "pytest's output, last 200 lines."},
+    {"name": "search_code", "description": "Find a regular expression in the repository's files.",
+     "input_schema": {"type": "object", "properties": {"pattern": {"type": "string"}}, "required": ["pattern"]}},
+]
+"""The tool list from the agent's turn 2 on: read_file as it was, run_tests redefined, write_file
+gone and search_code new."""
+
+
+def record_tool_agent(api, rec: Recorder, client) -> None:
+    """Conversation conv_agent through the real SDK against the fake `api`, an agent's tool loop
+    with a system prompt of two blocks and three tools (AGENT_SYSTEM, AGENT_TOOLS): turn 0 asks and
+    is answered with a call to run_tests; turn 1 carries its result back and is answered with a
+    call to read_file; turn 2 carries that back with the tool list changed (AGENT_TOOLS_LATER) and
+    is answered with a call to search_code; turn 3 carries that back with a third block added to
+    the system prompt, and is answered with text. Each reply's usage says a token for every 4
+    characters of the request's system, tools and messages (as the API roughly counts)."""
+    from replayer.fakeapi import Reply
+
+    calls = [("toolu_a1", "run_tests", {"path": "tests"}, "FAILED tests/test_dates.py::test_iso - ValueError"),
+             ("toolu_a2", "read_file", {"path": "dates.py"}, "def parse(s):\n    return datetime.strptime(s, '%d/%m')"),
+             ("toolu_a3", "search_code", {"pattern": "strptime"}, "dates.py:2: return datetime.strptime(s, '%d/%m')"),
+             None]  # fmt: skip
+    system, tools = AGENT_SYSTEM, AGENT_TOOLS
+    messages: list = [{"role": "user", "content": "Fix the failing date test."}]
+    with rec.conversation("conv_agent"):
+        for i, call in enumerate(calls):
+            if i == 2:
+                tools = AGENT_TOOLS_LATER
+            if i == 3:
+                system = [*AGENT_SYSTEM, {"type": "text", "text": "You have 2 turns left."}]
+            prompt = len(json.dumps({"system": system, "tools": tools, "messages": messages})) // 4
+            text = "Done: parse now reads ISO dates." if call is None else f"Calling {call[1]}."
+            answer = reply(text, tool=call[:3] if call else None,
+                           usage={"input_tokens": prompt, "output_tokens": 20, "cache_creation_input_tokens": 0,
+                                  "cache_read_input_tokens": 0})  # fmt: skip
+            api.enqueue(Reply(body=answer))
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=500, system=system, tools=tools,
+                                   messages=messages)  # fmt: skip
+            if call is not None:
+                messages = [*messages, {"role": "assistant", "content": answer["content"]},
+                            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call[0],
+                                                          "content": call[3]}]}]  # fmt: skip
+    assert rec.flush(10)

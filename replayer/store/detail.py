@@ -74,14 +74,19 @@ def turn_detail(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
             changes.append(
                 ContextChange(kind="added", position=pos, role=context[pos].get("role"), message=context[pos])
             )
-        if prev.system_blob != system_blob:
-            changes.insert(0, ContextChange(kind="system", message=store.blob_value(system_blob)))
-        if prev.tools_blob != tools_blob:
-            changes.insert(0, ContextChange(kind="tools", message=store.blob_value(tools_blob)))
     else:
         changes = [
             ContextChange(kind="added", position=i, role=m.get("role"), message=m) for i, m in enumerate(context)
         ]
+    # the system prompt and the tools, before the messages as the model reads them: on the first
+    # turn all of them entered; on a later one, where they differ from the turn before's
+    system, tools = store.blob_value(system_blob), store.blob_value(tools_blob)
+    ahead = []
+    for kind, value, blob, was in (("system", system, system_blob, prev.system_blob if prev else None),
+                                   ("tools", tools, tools_blob, prev.tools_blob if prev else None)):  # fmt: skip
+        if blob != was:
+            ahead.append(ContextChange(kind=kind, message=value, before=store.blob_value(was)))
+    changes = [*ahead, *changes]
 
     # tool calls, beside the results the next request carried back (or the server's own)
     calls: list[ToolCall] = []
@@ -175,8 +180,8 @@ def turn_detail(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
         request=request,
         response=response,
         context=context,
-        system=store.blob_value(system_blob),
-        tools=store.blob_value(tools_blob),
+        system=system,
+        tools=tools,
         changes=changes,
         tool_calls=calls,
         usage=lines,

@@ -1,7 +1,9 @@
-"""Message content, tool inputs and tool results as a person reads them (pure Rich rendering,
-no widgets): text as text; a string value that holds a file, a patch or shell output as its own
-lines, not JSON with literal `\\n`; JSON pretty-printed and highlighted; every long value cut,
-with the way to see it whole said where it is cut."""
+"""Message content, tool inputs and tool results, and tool definitions, as a person reads them
+(pure Rich rendering, no widgets): text as text; a string value that holds a file, a patch or
+shell output as its own lines, not JSON with literal `\\n`; JSON pretty-printed and highlighted;
+every long value cut, with the way to see it whole said where it is cut. And what of a turn's
+context change entered or left it, part by part (a message's blocks, the system prompt's blocks,
+the tools), with each entered part's estimated share of the tokens."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from rich.highlighter import JSONHighlighter
 from rich.text import Text
 
 from ..fmt import plural
+from ..models import ContextChange, TurnDetail
+from ..store.chain import alike
 from ..wire import TOOL_USE_TYPES, prompt_tokens
 
 CUT = 4_000
@@ -154,6 +158,92 @@ def content_text(
     return out
 
 
+TOOL_LINE = 96
+"""Characters of a tool's line (its name, size and description) and of its schema's shown on the
+Context tab before `a`: one row each where the tab is 96 columns wide (a 100-column terminal's,
+beside its scrollbar), two at 160 columns (65 wide, beside the turn list). An agent sends 40
+tools on its first turn, and whole they would bury the messages under hundreds of lines."""
+
+
+def tool_text(tool: Any, full: bool = False, note: str = "") -> Text:
+    """A tool definition: its name (and `note`, a size estimate say), its description and its
+    input schema as highlighted JSON. Unless `full`, the name, note and description make one
+    line and the schema, as compact JSON, another, each cut to TOOL_LINE characters; `full`
+    gives the whole description and the schema pretty-printed, as the Tools tab and Raw show
+    JSON."""
+    out = Text()
+    if not isinstance(tool, dict):
+        out.append_text(value_text(tool, full))
+        return out
+    name = str(tool.get("name") or tool.get("type") or "tool")
+    out.append(name, style="bold cyan")
+    if note:
+        out.append(f"  {note}", style="dim")
+    description = str(tool.get("description") or "").strip()
+    # a server tool (web search) or one with more than a schema: every other field, as sent
+    rest = {k: v for k, v in tool.items() if k not in ("name", "description", "cache_control")}
+    schema = rest.get("input_schema") if set(rest) <= {"input_schema"} else rest
+    if full:
+        if description:
+            out.append("\n" + cut(description, CUT, True))
+        if schema:
+            out.append("\n")
+            out.append_text(json_text(schema, True))
+        return out
+    if description:
+        out.append("  " + _one_line(description, TOOL_LINE - len(out.plain) - 2))
+    if schema:
+        out.append("\n")
+        out.append_text(_highlight(Text(_one_line(json.dumps(schema, ensure_ascii=False), TOOL_LINE))))
+    return out
+
+
+def _one_line(text: str, width: int) -> str:
+    """The text's first line in `width` characters (at least 20), `…` where it goes on."""
+    line, width = text.split("\n", 1)[0], max(20, width)
+    return line if len(line) <= width and line == text else line[: width - 1].rstrip() + "…"
+
+
+def system_blocks(system: Any) -> list[Any]:
+    """A system prompt's blocks (a string is one)."""
+    if system is None:
+        return []
+    return system if isinstance(system, list) else [system]
+
+
+def _lacking(kind: str, value: Any, other: Any) -> list[Any]:
+    """The parts of a system prompt or tool list `value` that `other` lacks: its blocks not in
+    `other`, or its tools that `other` has no tool of that name for, or defines otherwise. A part
+    only its cache breakpoint moved in is not lacking: it reads the same to the model."""
+    if kind == "system":
+        theirs = system_blocks(other)
+        return [b for b in system_blocks(value) if not any(alike(b, t) for t in theirs)]
+    named = {str(t.get("name")): t for t in other if isinstance(t, dict)} if isinstance(other, list) else {}
+    tools = value if isinstance(value, list) else []
+    return [t for t in tools if not alike(t, named.get(str(t.get("name")) if isinstance(t, dict) else ""))]
+
+
+def entered(ch: ContextChange) -> list[Any]:
+    """What of a change entered the context, part by part: an added message's blocks (its content
+    whole, a string), the system prompt's blocks not in the previous turn's, the tools new or
+    redefined since it (each whole)."""
+    if ch.kind == "added":
+        return _content_parts(ch.message)
+    if ch.kind in ("system", "tools"):
+        return _lacking(ch.kind, ch.message, ch.before)
+    return []
+
+
+def left(ch: ContextChange) -> list[Any]:
+    """What of a change left the context: a removed message; the previous system prompt's blocks
+    no longer in it; the previous tools gone or redefined (their old definitions)."""
+    if ch.kind == "removed":
+        return [ch.message]
+    if ch.kind in ("system", "tools"):
+        return _lacking(ch.kind, ch.before, ch.message)
+    return []
+
+
 def _size(value: Any) -> int:
     """Characters of a value as sent (a stand-in for its share of the tokens)."""
     return len(value) if isinstance(value, str) else len(json.dumps(value, ensure_ascii=False))
@@ -165,33 +255,31 @@ def _content_parts(message: Any) -> list[Any]:
     return content if isinstance(content, list) and content else [content]
 
 
-def added_tokens(d: Any, previous_prompt: int | None) -> dict[int, list[float]]:
-    """An estimate of the tokens each added or changed part of a turn's context took:
-    {index in d.changes: [tokens of each of its blocks]} (a system prompt or tool list is one
-    block). The prompt's growth since the previous turn, from the two usages, is split across
-    the added blocks by their size; where that can't be measured (the first turn, something
-    removed or changed, no previous usage) each part gets its size's share of this whole prompt.
+def added_tokens(d: TurnDetail, previous_prompt: int | None) -> dict[int, list[float]]:
+    """An estimate of the tokens each part that entered a turn's context took: {index in
+    d.changes: [tokens of each of its parts]}, the parts as `entered` gives them (a message's
+    blocks, the system prompt's blocks, the tools one by one). The prompt's growth since the
+    previous turn, from the two usages, is split across them by their size; where that can't be
+    measured (the first turn, something that left: a message removed, a system block or tool
+    gone or redefined; no previous usage) each part gets its size's share of this whole prompt,
+    counted over the same parts (so on a first turn the shares add up to the whole prompt).
     Empty when the turn has no usage."""
     usage = d.turn.usage
     if not usage:
         return {}
     prompt = prompt_tokens(usage)
-    parts: dict[int, list[int]] = {}
-    for n, ch in enumerate(d.changes):
-        if ch.kind == "added":
-            parts[n] = [_size(b) for b in _content_parts(ch.message)]
-        elif ch.kind in ("system", "tools"):
-            parts[n] = [_size(ch.message)]
+    parts = {n: [_size(p) for p in entered(ch)] for n, ch in enumerate(d.changes)}
+    parts = {n: sizes for n, sizes in parts.items() if sizes}
     added = sum(sum(p) for p in parts.values())
     if not added:
         return {}
-    only_added = all(ch.kind == "added" for ch in d.changes)
+    nothing_left = not any(left(ch) for ch in d.changes)
     growth = prompt - previous_prompt if previous_prompt is not None else None
-    if d.turn.index > 0 and only_added and growth is not None and growth > 0:
+    if d.turn.index > 0 and nothing_left and growth is not None and growth > 0:
         per_char = growth / added
     else:  # the whole prompt shared by size: system, tools and every message
         whole = sum(_size(b) for m in d.context for b in _content_parts(m))
-        whole += _size(d.system) if d.system is not None else 0
-        whole += _size(d.tools) if d.tools is not None else 0
+        whole += sum(_size(b) for b in system_blocks(d.system))
+        whole += sum(_size(t) for t in d.tools) if isinstance(d.tools, list) else 0
         per_char = prompt / whole if whole else 0.0
     return {n: [s * per_char for s in sizes] for n, sizes in parts.items()}

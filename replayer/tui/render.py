@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -16,9 +16,9 @@ from rich.text import Text
 
 from ..fmt import approx_tokens, attempt_status, error_status, local_time, money, ms, plural, spend
 from ..imports import rebuilt_from
-from ..models import SectionDiff, TurnDetail, TurnSummary
+from ..models import ContextChange, SectionDiff, TurnDetail, TurnSummary
 from ..wire import prompt_tokens, token_count
-from .blocks import added_tokens, content_text, value_text
+from .blocks import added_tokens, content_text, entered, left, system_blocks, tool_text, value_text
 from .widgets import SEGMENT_COLOURS
 
 
@@ -252,12 +252,7 @@ def context_text(
         out.append(
             f" from {whence}: the request is rebuilt from it ({lost}), so the turn can't be rerun\n\n", style="italic"
         )
-    marks = {
-        "added": ("+ ", "green"),
-        "removed": ("- ", "bold red"),
-        "system": ("~ ", "bold yellow"),
-        "tools": ("~ ", "bold yellow"),
-    }
+    marks = {"added": ("+ ", "green"), "removed": ("- ", "bold red")}
     if d.turn.index == 0:
         out.append("First turn: the whole context entered here.\n\n", style="dim")
     if show_all:
@@ -266,6 +261,11 @@ def context_text(
             out.append("system\n", style="bold yellow")
             out.append_text(content_text(d.system, True))
             out.append("\n\n")
+        if isinstance(d.tools, list) and d.tools:
+            out.append(f"tools: {plural(len(d.tools), 'tool')}\n", style="bold cyan")
+            for tool in d.tools:
+                out.append_text(tool_text(tool, True))
+                out.append("\n\n")
         for i, m in enumerate(d.context):
             if is_system_entry(m):
                 out.append(f"[{i}] {SYSTEM_ENTRY}\n", style="bold yellow")
@@ -275,20 +275,16 @@ def context_text(
             out.append("\n\n")
         return mark_matches(out, pattern)
     sizes = added_tokens(d, previous_prompt)
+    shown = (lambda part: holds_match(part, pattern)) if pattern is not None else None
     for n, ch in enumerate(d.changes):
-        sign, style = marks.get(ch.kind, ("? ", ""))
         est = sizes.get(n)
         size = f"  {approx_tokens(sum(est))}" if est else ""
         if ch.kind == "system":
-            out.append(sign + "system prompt changed", style=style)
-            out.append(size + "\n", style="dim")
-            out.append_text(content_text(ch.message))
-            out.append("\n\n")
+            out.append_text(_system_change(ch, est, shown))
         elif ch.kind == "tools":
-            names = [t.get("name") for t in ch.message] if isinstance(ch.message, list) else []
-            out.append(sign + f"tool list changed: {', '.join(map(str, names))}", style=style)
-            out.append(size + "\n\n", style="dim")
+            out.append_text(_tools_change(ch, est, pattern))
         else:
+            sign, style = marks.get(ch.kind, ("? ", ""))
             label = "removed (compaction, truncation or an edit)" if ch.kind == "removed" else "added"
             if ch.role == "system" and ch.kind == "added":  # instructions among the messages, not a turn
                 out.append(f"{sign}[{ch.position}] {SYSTEM_ENTRY} — {label}", style="bold yellow")
@@ -297,23 +293,85 @@ def context_text(
             out.append(size + "\n", style="dim")
             content = (ch.message or {}).get("content") if isinstance(ch.message, dict) else ch.message
             several = est is not None and len(est) > 1
-            body = content_text(
-                content,
-                note=partial(_share, est) if est is not None and several else None,
-                expand=(lambda block: holds_match(block, pattern)) if pattern is not None else None,
-            )
+            body = content_text(content, note=partial(_share, est) if est is not None and several else None,
+                                expand=shown)  # fmt: skip
             if ch.kind == "removed":
                 body.stylize("strike dim")
             out.append_text(body)
-            out.append("\n\n")
+        out.append("\n\n")
     out.append(f"\n{plural(len(d.context), 'message')} in context · press a for the whole context", style="dim")
     if sizes:
         out.append(
             "\n~ tok: estimated from the usage: the prompt's growth since the previous turn (the whole "
-            "prompt on a first turn or after a removal), shared by size",
+            "prompt on a first turn or after something left it), shared by size",
             style="dim",
         )
     return mark_matches(out, pattern)
+
+
+def _system_change(ch: ContextChange, est: list[float] | None, shown: Callable[[Any], bool] | None) -> Text:
+    """The system prompt as it entered on the first turn (each block with its share), or what of
+    it entered and left since the previous turn."""
+    new, gone = entered(ch), left(ch)
+    out = Text()
+    size = f"  {approx_tokens(sum(est))}" if est else ""
+    if ch.before is None:
+        blocks = len(system_blocks(ch.message))
+        out.append("+ system prompt" + (f" — {plural(blocks, 'block')}" if blocks > 1 else ""), style="bold yellow")
+    else:
+        what = [f"{plural(len(new), 'block')} added"] if new else []
+        what += [f"{len(gone)} removed" if new else f"{plural(len(gone), 'block')} removed"] if gone else []
+        out.append("~ system prompt changed: " + (", ".join(what) or "only its cache breakpoints moved"),
+                   style="bold yellow")  # fmt: skip
+    out.append(size, style="dim")
+    if new:
+        out.append("\n")
+        out.append_text(content_text(new, note=partial(_share, est) if est and len(est) > 1 else None, expand=shown))
+    if gone:
+        out.append("\nno longer in it:\n", style="bold red")
+        body = content_text(gone, expand=shown)
+        body.stylize("strike dim")
+        out.append_text(body)
+    return out
+
+
+def _tools_change(ch: ContextChange, est: list[float] | None, pattern: re.Pattern[str] | None) -> Text:
+    """The tools as they entered on the first turn, or those added, redefined and removed since
+    the previous turn: each with its share, its description and its schema, cut to a line each
+    (blocks.tool_text) but for one holding a match of `pattern` (a find) past the cut."""
+    new, gone = entered(ch), left(ch)
+    out = Text()
+    names = {str(t.get("name")) for t in new if isinstance(t, dict)}
+    redefined = [t for t in gone if isinstance(t, dict) and str(t.get("name")) in names]
+    gone = [t for t in gone if t not in redefined]
+    now = ch.message if isinstance(ch.message, list) else []
+    if ch.before is None:
+        out.append(f"+ tools — {plural(len(now), 'tool')}", style="bold cyan")
+    else:
+        what = [f"{len(new) - len(redefined)} added", f"{len(redefined)} redefined", f"{len(gone)} removed"]
+        what = [w for w in what if not w.startswith("0 ")]
+        same = len(now) - len(new)
+        out.append("~ tool list changed: " + (", ".join(what) or "only its order or cache breakpoints")
+                   + (f" ({same} the same)" if what and same else ""), style="bold cyan")  # fmt: skip
+    if est:
+        out.append(f"  {approx_tokens(sum(est))}", style="dim")
+    if new or gone:
+        out.append("  · a shows each whole", style="dim")
+    was = {str(t.get("name")) for t in redefined}
+    for i, tool in enumerate(new):
+        out.append("\n")
+        if ch.before is not None:
+            out.append("~ " if isinstance(tool, dict) and str(tool.get("name")) in was else "+ ", style="bold cyan")
+        note = approx_tokens(est[i]) if est else ""
+        text = tool_text(tool, note=note)
+        if pattern is not None and holds_match(tool, pattern) and not pattern.search(text.plain):
+            text = tool_text(tool, True, note)  # the match is past the cut: shown whole, so it is on screen
+        out.append_text(text)
+    for tool in gone:
+        out.append("\n- ", style="bold red")
+        out.append(str(tool.get("name") if isinstance(tool, dict) else tool), style="strike dim")
+        out.append("  removed", style="dim")
+    return out
 
 
 SYSTEM_ENTRY = "system entry (instructions among the messages)"
