@@ -343,3 +343,78 @@ def test_a_file_given_where_the_import_command_goes_is_told_the_command(api, tmp
     assert r.exit_code == 2 and r.output.count("\n") == 1
     assert "claude-code, export, otlp" in r.output, r.output
     assert not (tmp_path / "b.db").exists()
+
+
+# -- into a database that has the same conversation ids -----------------------------------------
+
+
+def by_turn(db, conversation: str) -> dict[str, dict]:
+    """`show --json`'s turns of a conversation by turn id, without their index (the place a
+    merged conversation gives them), and the indexes in turn order."""
+    turns = shown(db, conversation)["turns"]
+    return {t["turn_id"]: {k: v for k, v in t.items() if k != "index"} for t in turns}
+
+
+def indexes(db, conversation: str) -> list[tuple[int, str]]:
+    return [(t["index"], t["turn_id"]) for t in shown(db, conversation)["turns"]]
+
+
+def test_a_run_with_the_same_conversation_ids_goes_after_this_databases_own_turns(api, tmp_path):
+    """The same agent (a fixed conversation id, conv_loop) run on two machines: the colleague's
+    export imported here was refused line by line as "malformed" (its turn indexes were taken)
+    and the command said it succeeded. Its turns now follow this database's own in conv_loop,
+    as a second run recording into the same conversation adds them; each attempt comes in once,
+    with the same cost, usage and tool calls as where it was recorded."""
+    a1, own = tmp_path / "a1.db", tmp_path / "own.db"
+    record_session(api, a1)
+    record_session(api, own)
+    lines = export_text(a1)
+    path = tmp_path / "a1.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    mine = indexes(own, "conv_loop")
+    theirs = indexes(a1, "conv_loop")
+    assert [i for i, _ in mine] == [i for i, _ in theirs] == [0, 1]  # the same indexes on both machines
+    before = by_turn(own, "conv_loop")
+
+    r = run(own, "import", "export", path, "--json")
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert (got["attempts"], got["already_imported"], got["malformed"]) == (len(lines), 0, [])
+    assert got["continued_conversations"] == ["conv_loop"]
+    assert "malformed" not in r.stderr and "skipped" not in r.stderr, r.stderr
+    assert r.stderr.endswith(
+        f"from {len(lines)} export lines (2 turns added after the turns already here in 1 conversation of the "
+        "same id: conv_loop)\n"
+    ), r.stderr
+    # this database's own turns first, where they were; the run's after them, in its order
+    assert indexes(own, "conv_loop") == [*mine, *[(i + 2, t) for i, t in theirs]]
+    merged = by_turn(own, "conv_loop")
+    assert {t: merged[t] for t in before} == before
+    source = by_turn(a1, "conv_loop")
+    assert {t: merged[t] for t in source} == source  # cost, usage, tool calls, attempts, times
+    assert sum(t["cost_usd"] for t in merged.values()) > sum(t["cost_usd"] for t in before.values())
+    # every other line as it was (their conversations are new here), this one's lines but the index
+    exported = {json.loads(x)["turn_id"] + str(json.loads(x)["attempt"]): json.loads(x) for x in export_text(own)}
+    for line in map(json.loads, lines):
+        here = exported[line["turn_id"] + str(line["attempt"])]
+        if line["conversation_id"] == "conv_loop":
+            assert here.pop("index") == line.pop("index") + 2
+        assert here == line
+
+    again = run(own, "import", "export", path, "--json")  # the same file again: nothing new
+    assert again.exit_code == 0, again.output
+    assert (json.loads(again.stdout)["attempts"], json.loads(again.stdout)["already_imported"]) == (0, len(lines))
+    assert indexes(own, "conv_loop") == [*mine, *[(i + 2, t) for i, t in theirs]]
+
+    record_session(api, a1)  # the colleague runs the agent again: a superset of the first export
+    more = export_text(a1)
+    assert set(lines) < set(more)
+    path.write_text("\n".join(more) + "\n")
+    got = imported(own, path)
+    assert (got["attempts"], got["already_imported"]) == (len(more) - len(lines), len(lines))
+    theirs = indexes(a1, "conv_loop")
+    assert [i for i, _ in theirs] == [0, 1, 2, 3]
+    assert indexes(own, "conv_loop") == [*mine, *[(i + 2, t) for i, t in theirs]]
+    merged, source = by_turn(own, "conv_loop"), by_turn(a1, "conv_loop")
+    assert {t: merged[t] for t in source} == source
+    assert imported(own, path)["attempts"] == 0

@@ -761,7 +761,7 @@ def test_a_conversation_imported_from_a_later_turn_shows_its_first_message(api, 
     assert [c.first_message for c in by_first] == ["Read a.py", "stream"]
 
 
-def test_a_span_that_cannot_be_stored_is_reported_and_the_rest_imported(api, tmp_path):
+def test_a_span_of_another_turn_at_a_taken_index_goes_after_the_conversations_turns(api, tmp_path):
     source = tmp_path / "team.db"
     record_session(api, source)
     lines = export_text(source)
@@ -778,9 +778,14 @@ def test_a_span_that_cannot_be_stored_is_reported_and_the_rest_imported(api, tmp
     r = run(laptop, "import", "otlp", path, "--json")
     assert r.exit_code == 0, r.output
     got = json.loads(r.stdout)
-    assert got["attempts"] == len(lines) and [m["line"] for m in got["malformed"]] == [4]
-    assert "line 4: a chat span that could not be imported (IntegrityError" in r.stderr
-    assert export_text(laptop) == lines
+    # no longer refused as a malformed line (IntegrityError): another turn of the conversation,
+    # it goes after the conversation's turns, as a second run's turn would
+    assert got["attempts"] == len(lines) + 1 and got["malformed"] == [], got
+    assert got["continued_conversations"] == ["conv_loop"]
+    exported = export_text(laptop)
+    assert [x for x in exported if "turn_clash" not in x] == lines
+    (clash,) = [json.loads(x) for x in exported if "turn_clash" in x]
+    assert (clash["conversation_id"], clash["index"]) == ("conv_loop", 2)
 
 
 @pytest.mark.parametrize(

@@ -206,6 +206,7 @@ def otlp(
             "matched_recorded": counts.merged,
             "matched_imported": counts.twinned,
             "conversations": sorted(counts.conversations),
+            "continued_conversations": sorted(counts.continued_conversations),
             "skipped": tally.skipped,
             "filtered_out": tally.filtered,
             "other_spans": tally.others,
@@ -256,6 +257,7 @@ def export(ctx: click.Context, path: str, as_json: bool) -> None:
             "already_imported": counts.known,
             "matched_imported": counts.twinned,
             "conversations": sorted(counts.conversations),
+            "continued_conversations": sorted(counts.continued_conversations),
             "malformed": [{"line": m.line, "what": m.what} for m in malformed],
         }
         click.echo(json_document(doc))
@@ -355,6 +357,7 @@ def _export_summary(counts: Any, tally: Any, malformed: int) -> str:
             f"{plural(counts.twinned, 'attempt')} of calls already imported from elsewhere (matched by response id), "
             "kept as first imported"
         )
+    parts += _continued(counts)
     if malformed:
         parts.append(f"{plural(malformed, 'malformed line')} skipped")
     head = (
@@ -364,6 +367,21 @@ def _export_summary(counts: Any, tally: Any, malformed: int) -> str:
     return head + (f" ({'; '.join(parts)})" if parts else "")
 
 
+def _continued(counts: Any) -> list[str]:
+    """The part of an import's closing line about turns put after a conversation's turns here
+    (the same conversation id recorded in this database too)."""
+    if not counts.continued:
+        return []
+    ids = sorted(counts.continued_conversations)
+    shown = ", ".join(ids[:MAX_NAMED]) + (f", … ({len(ids) - MAX_NAMED} more)" if len(ids) > MAX_NAMED else "")
+    return [
+        f"{plural(counts.continued, 'turn')} added after the turns already here in "
+        f"{plural(len(ids), 'conversation')} of the same id: {shown}"
+    ]
+
+
+MAX_NAMED = 5
+"""Conversations a closing line names; past that, their count."""
 BIG_OTLP_BYTES = 8 << 20
 """A file past which the progress bar shows even when stderr isn't a terminal."""
 READ_AHEAD_BYTES = 16 << 20
@@ -393,6 +411,7 @@ def _otlp_summary(counts: Any, tally: Any, malformed: int) -> str:
         )
     from ..otlp.reading import WHY
 
+    parts += _continued(counts)
     for why, k in sorted(tally.skipped.items()):
         parts.append(f"{plural(k, 'chat span')} skipped: {WHY.get(why, why)}")
     if tally.filtered:

@@ -53,6 +53,11 @@ class SpanCounts:
     instrumentation's span), matched by response id and left out: the call is kept once."""
     conversations: set[str] = field(default_factory=set)
     """Conversations this import created."""
+    continued: int = 0
+    """Turns of replayer's own spans whose index here is another turn's (the same conversation id
+    recorded here too, on another machine, say): added after the conversation's turns instead."""
+    continued_conversations: set[str] = field(default_factory=set)
+    """The conversations those turns went into."""
 
 
 class _SpanFailed(Exception):
@@ -89,7 +94,11 @@ class SpanWriter:
         # in time order (a conversation's turns before the turns that extend them)
         todo = sorted(records, key=lambda r: (not r.exact, r.started_at, r.captured.attempt))
         while todo:
-            work = replace(counts, conversations=set(counts.conversations))
+            work = replace(
+                counts,
+                conversations=set(counts.conversations),
+                continued_conversations=set(counts.continued_conversations),
+            )
             try:
                 self._write(todo, work, defined)
             except _SpanFailed as e:
@@ -151,6 +160,16 @@ class SpanWriter:
                 conn.execute("UPDATE conversations SET started_at = ? WHERE id = ?", (r.started_at, conv))
             known.conversations[str(conv)] = min(started or r.started_at, r.started_at)
             new_turn_id = c.turn_id not in known.turns
+            if new_turn_id and started is not None and c.turn_index is not None and (
+                str(conv) in counts.continued_conversations or (str(conv), c.turn_index) in known.taken
+            ):
+                # its place is another turn's: the same conversation id recorded here too (the same
+                # agent run on two machines). Its turns go after this one's, in their order, as a
+                # second run into the conversation adds them; the turn keeps its id (importing again
+                # finds it), and its place in its own conversation is all that differs
+                c = replace(c, turn_index=None)
+                counts.continued += 1
+                counts.continued_conversations.add(str(conv))
             known.attempts.add((c.turn_id, c.attempt))
             known.turns.add(str(c.turn_id))
         else:
@@ -173,6 +192,7 @@ class SpanWriter:
         turn = stored.turn
         if r.exact:
             counts.exact += 1
+            known.taken.add((turn.conversation_id, turn.idx))
             if r.unknown_events:  # a stream's events of unknown types: the attempt's line keeps them
                 conn.execute(
                     "UPDATE attempts SET unknown_events_json = ? WHERE turn_id = ? AND attempt = ?",
@@ -241,6 +261,22 @@ class _Known:
             marks = ",".join("?" * len(ids))
             self.conversations.update(
                 conn.execute(f"SELECT id, started_at FROM conversations WHERE id IN ({marks})", ids)
+            )
+        self.taken: set[tuple[str, int]] = set()
+        """(conversation id, index) of the turns there, at the indexes the batch's turns have."""
+        wanted = {(str(r.captured.ctx.conversation_id), r.captured.turn_index) for r in records if r.captured.ctx}
+        places = sorted(i for _, i in wanted if i is not None)
+        there = sorted(c for c in {c for c, _ in wanted} if c in self.conversations)
+        for ids in _chunks(there, self.CHUNK) if places else ():
+            marks = ",".join("?" * len(ids))
+            self.taken.update(
+                (c, i)
+                for c, i in conn.execute(
+                    f"""SELECT conversation_id, idx FROM turns
+                        WHERE conversation_id IN ({marks}) AND idx BETWEEN ? AND ?""",
+                    [*ids, places[0], places[-1]],
+                )
+                if (c, i) in wanted
             )
         self.twins: set[str] = set()
         """Turns not stored here whose response a turn imported from elsewhere already holds (a
