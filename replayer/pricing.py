@@ -227,6 +227,18 @@ def token_parts(usage: dict[str, Any]) -> tuple[int, int, int, int, int, int, bo
     )
 
 
+def check_usage(usage: Any) -> None:
+    """Raise ValueError or TypeError when a response's usage holds a count that is no number,
+    read as token_parts and store/facts read it (its compaction iterations too): an import's
+    reader calls the line malformed, rather than the database failing to store it."""
+    if not isinstance(usage, dict):
+        return
+    token_parts(usage)
+    for it in usage.get("iterations") or ():
+        if isinstance(it, dict):
+            token_parts(it)
+
+
 class PriceTable:
     def __init__(self, rows: list[PriceRow], batch_factor: float = 0.5, web_search_per_1k: float = 10.0):
         self.rows = rows

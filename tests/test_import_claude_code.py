@@ -483,8 +483,8 @@ def test_a_line_whose_values_cant_be_stored_is_reported_and_the_rest_imported(tm
     r = imported(db, bad, loop)
     assert "Traceback" not in r.output
     assert [x for x in r.stderr.splitlines() if x.endswith("(line skipped)")] == [
-        f"replayer: {bad}:{n + 1}: could not be imported (TypeError: int() argument must be a string, a bytes-like"
-        " object or a real number, not 'list') (line skipped)"]
+        f"replayer: {bad}:{n + 1}: a usage that isn't token counts (TypeError: int() argument must be a string, a "
+        "bytes-like object or a real number, not 'list') (line skipped)"]
     assert "1 malformed line skipped" in r.stderr
     ids = {x["response"]["id"] for x in lines_of(db)}
     assert rows[n]["message"]["id"] not in ids and "msg_h301" in ids

@@ -418,3 +418,87 @@ def test_a_run_with_the_same_conversation_ids_goes_after_this_databases_own_turn
     merged, source = by_turn(own, "conv_loop"), by_turn(a1, "conv_loop")
     assert {t: merged[t] for t in source} == source
     assert imported(own, path)["attempts"] == 0
+
+
+def refusing(path: Path, when: str) -> Path:
+    """A replayer database whose turns table refuses the turns `when` (SQL on NEW) matches: the
+    database refusing lines that read fine, as a bug in replayer's writing would make it."""
+    import sqlite3
+
+    from replayer.store.schema import open_db
+
+    open_db(path).conn.close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON turns WHEN {when} BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    conn.commit()
+    conn.close()
+    return path
+
+
+def test_a_line_the_database_refuses_is_not_called_malformed_and_the_import_exits_1(api, tmp_path):
+    """A line that reads fine but that the database would not store was reported as one more
+    "malformed line" (skipped), and the import exited 0. It is now said apart, in one line that
+    blames neither the file nor the user and says what to do, and the import exits 1; the rest is
+    imported, and importing again once the database takes it brings it in."""
+    import sqlite3
+
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    lines = export_text(source)
+    refused = json.loads(lines[1])["turn_id"]
+    assert sum(json.loads(x)["turn_id"] == refused for x in lines) == 1
+    path = tmp_path / "run.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    laptop = refusing(tmp_path / "laptop.db", f"NEW.id = '{refused}'")
+    r = run(laptop, "import", "export", path, "--json")
+    assert r.exit_code == 1, r.output
+    got = json.loads(r.stdout)
+    assert (got["attempts"], got["malformed"]) == (len(lines) - 1, [])
+    assert got["not_imported"] == [{"line": 2, "what": "IntegrityError: refused"}]
+    assert "malformed" not in r.stderr, r.stderr
+    summary, said = r.stderr.splitlines()
+    assert summary.endswith("from 6 export lines (1 export line not imported: see below)"), summary
+    assert said == (
+        f"replayer: 1 export line read fine but could not be stored in {laptop} ({path} line 2: IntegrityError: "
+        f"refused): not a fault of {path}, but of replayer or the database; import again to retry it (what came in "
+        "is kept, once), and if it is refused again, report it with that line"
+    )
+    conn = sqlite3.connect(laptop)
+    conn.execute("DROP TRIGGER refuse")
+    conn.commit()
+    conn.close()
+    got = imported(laptop, path)
+    assert (got["attempts"], got["already_imported"], got["not_imported"]) == (1, len(lines) - 1, [])
+    assert export_text(laptop) == lines
+
+    # Claude Code's transcripts: the same
+    cc = refusing(tmp_path / "cc.db", "1")
+    r = run(cc, "import", "claude-code", PROJECTS, "--json")
+    assert r.exit_code == 1, r.output
+    got = json.loads(r.stdout)
+    assert got["turns"] == 0 and got["malformed"] == [] and got["not_imported"], got
+    assert "malformed" not in r.stderr and r.stderr.splitlines()[-1].startswith(
+        f"replayer: {len(got['not_imported'])} turns read fine but could not be stored in {cc} ("
+    ), r.stderr
+
+
+def test_a_line_with_a_value_that_is_no_number_is_malformed_not_the_databases_fault(api, tmp_path):
+    """Values the database reads as numbers (a latency, token counts) that are none: the line's
+    fault, reported as a malformed line when it is read (the rest imported, exit 0), never as one
+    the database could not store."""
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    lines = export_text(source)
+    slow, many = json.loads(lines[1]), json.loads(lines[2])
+    slow["latency_ms"] = "slow"
+    many["response"]["usage"]["output_tokens"] = "many"
+    path = tmp_path / "run.jsonl"
+    path.write_text("\n".join([lines[0], json.dumps(slow), json.dumps(many), *lines[3:]]) + "\n")
+    r = run(tmp_path / "laptop.db", "import", "export", path, "--json")
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert got["attempts"] == len(lines) - 2 and got["not_imported"] == []
+    assert [m["line"] for m in got["malformed"]] == [2, 3]
+    assert "line 2: an export line that can't be read (latency_ms is 'slow', not a number)" in r.stderr
+    assert "line 3: an export line that can't be read (invalid literal for int()" in r.stderr
+

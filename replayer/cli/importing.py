@@ -98,6 +98,7 @@ def claude_code(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> N
     writer: ImportWriter | None = None  # made with the first turns to write: none, no database
     counts = Counts()
     malformed: list[Any] = []
+    unstored: list[Any] = []
     skipped: list[str] = []
     unreadable: list[str] = []
     bar = sys.stderr.isatty() or len(files) > BIG_IMPORT
@@ -121,8 +122,8 @@ def claude_code(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> N
             if not t.chains:
                 continue
             writer = writer or ImportWriter(open_db(path))
-            for turn, why in writer.write(t.chains, counts):  # never fatal: reported as a malformed line
-                malformed.append(cc.Malformed(f, turn.line, f"could not be imported ({why})"))
+            for turn, why in writer.write(t.chains, counts):  # the rest is written: said at the end, exit 1
+                unstored.append(cc.Malformed(f, turn.line, why))
 
     made_folder()
     for m in malformed[:MAX_REPORTED]:
@@ -141,11 +142,14 @@ def claude_code(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> N
             "conversations": sorted(counts.conversations),
             "subagents_linked": sorted(counts.subagents),
             "malformed": [{"file": str(m.path), "line": m.line, "what": m.what} for m in malformed],
+            "not_imported": [{"file": str(m.path), "line": m.line, "what": m.what} for m in unstored],
             "not_transcripts": skipped,
             "unreadable": len(unreadable),
         }
         click.echo(json_document(doc))
-    click.echo(_summary(counts, len(files) - len(skipped) - len(unreadable), len(malformed), len(skipped)), err=True)
+    summary = _summary(counts, len(files) - len(skipped) - len(unreadable), len(malformed), len(skipped))
+    click.echo(_with_unstored(summary, unstored, "turn"), err=True)
+    _fail_unstored(ctx, unstored, "turn", "the transcripts")
 
 
 @import_.command("otlp", short_help="OTLP JSON (a Collector's file exporter) back into the database.")
@@ -193,10 +197,10 @@ def otlp(
         return None
 
     path = _input_path(path, "a file the Collector's file exporter wrote")
-    counts, tally, failed = _import_batches(
-        ctx, path, "replayer.otlp.batches:read", [path, bound, user, conversation], refused, "a chat span"
+    counts, tally, unstored = _import_batches(
+        ctx, path, "replayer.otlp.batches:read", [path, bound, user, conversation], refused
     )
-    malformed = _report_malformed(path, tally.malformed + failed)
+    malformed = _report_malformed(path, tally.malformed)
     if as_json:
         doc = {
             "lines": tally.lines,
@@ -211,9 +215,11 @@ def otlp(
             "filtered_out": tally.filtered,
             "other_spans": tally.others,
             "malformed": [{"line": m.line, "what": m.what} for m in malformed],
+            "not_imported": [{"line": m.line, "what": m.what} for m in unstored],
         }
         click.echo(json_document(doc))
-    click.echo(_otlp_summary(counts, tally, len(malformed)), err=True)
+    click.echo(_with_unstored(_otlp_summary(counts, tally, len(malformed)), unstored, "chat span"), err=True)
+    _fail_unstored(ctx, unstored, "chat span", name(path), lines=True)
 
 
 @import_.command("export", short_help="replayer's own export (`replayer export`) back into a database.")
@@ -246,10 +252,8 @@ def export(ctx: click.Context, path: str, as_json: bool) -> None:
         return f"{name(path)} is not a replayer export: {e}; give the JSON lines `replayer export` writes"
 
     path = _input_path(path, "a file `replayer export` wrote")
-    counts, tally, failed = _import_batches(
-        ctx, path, "replayer.imports.export:read", [path], refused, "an export line"
-    )
-    malformed = _report_malformed(path, tally.malformed + failed)
+    counts, tally, unstored = _import_batches(ctx, path, "replayer.imports.export:read", [path], refused)
+    malformed = _report_malformed(path, tally.malformed)
     if as_json:
         doc = {
             "lines": tally.lines,
@@ -259,9 +263,11 @@ def export(ctx: click.Context, path: str, as_json: bool) -> None:
             "conversations": sorted(counts.conversations),
             "continued_conversations": sorted(counts.continued_conversations),
             "malformed": [{"line": m.line, "what": m.what} for m in malformed],
+            "not_imported": [{"line": m.line, "what": m.what} for m in unstored],
         }
         click.echo(json_document(doc))
-    click.echo(_export_summary(counts, tally, len(malformed)), err=True)
+    click.echo(_with_unstored(_export_summary(counts, tally, len(malformed)), unstored, "export line"), err=True)
+    _fail_unstored(ctx, unstored, "export line", name(path), lines=True)
 
 
 def name(path: str) -> str:
@@ -284,11 +290,11 @@ def _input_path(path: str, wanted: str) -> str:
 
 
 def _import_batches(
-    ctx: click.Context, path: str, target: str, args: list[Any], refused: Callable[[Exception], str | None], one: str
+    ctx: click.Context, path: str, target: str, args: list[Any], refused: Callable[[Exception], str | None]
 ) -> tuple[Any, Any, list[Any]]:
     """Store what the reader `target(*args)` yields (batches of replayer records, as
     otlp/batches.read makes them) through the SpanWriter: (its counts, the reader's tally, the
-    records that could not be stored; `one` says what a record is: "a chat span"). A big file is
+    records read that could not be stored, as Malformed: their line and the writer's error). A big file is
     read and parsed by a reader process while this one writes (readahead.py); a progress bar
     shows on a big file. The database is made with the first records to write, once the input
     has shown it is what the command reads: an input that can't be read, is refused (`refused`
@@ -320,8 +326,8 @@ def _import_batches(
                 records = [reading.Record.from_wire(r) for r in batch.records]
                 if records:  # (the last batch may have none)
                     writer = writer or SpanWriter(open_db(db))
-                    for r, why in writer.write(records, counts, batch.defined):  # never fatal: reported as malformed
-                        failed.append(reading.Malformed(r.line, f"{one} that could not be imported ({why})"))
+                    for r, why in writer.write(records, counts, batch.defined):  # the rest is written
+                        failed.append(reading.Malformed(r.line, why))
                 if batch.tally is not None:
                     tally = batch.tally
                 if shown is not None:
@@ -336,6 +342,34 @@ def _import_batches(
             raise UserError(said) from None
     made_folder()
     return counts, tally, failed
+
+
+def _with_unstored(summary: str, unstored: list[Any], one: str) -> str:
+    """An import's closing line, saying how many of what it read it could not store."""
+    if not unstored:
+        return summary
+    said = f"{plural(len(unstored), one)} not imported: see below"
+    return summary[:-1] + f"; {said})" if summary.endswith(")") else f"{summary} ({said})"
+
+
+def _fail_unstored(ctx: click.Context, unstored: list[Any], one: str, where: str, lines: bool = False) -> None:
+    """Records that were read fine but that the database would not take (a constraint, a bug
+    in replayer): never called malformed, since the input is not at fault. One line saying so and
+    what to do, then exit 1 (the work ran but failed). `lines`: the records are lines of `where`
+    (import otlp, import export), else they name their files themselves (Claude Code's)."""
+    if not unstored:
+        return
+    first = min(unstored, key=lambda m: (str(getattr(m, "path", "")), m.line))
+    at = f"{where} line {first.line}: {first.what}" if lines else str(first)
+    more = f", and {len(unstored) - 1} more" if len(unstored) > 1 else ""
+    them, they, lines_ = ("it", "it is", "that line") if len(unstored) == 1 else ("them", "they are", "those lines")
+    click.echo(
+        f"replayer: {plural(len(unstored), one)} read fine but could not be stored in {db_path(ctx)} ({at}{more}): "
+        f"not a fault of {where}, but of replayer or the database; import again to retry {them} (what came in is "
+        f"kept, once), and if {they} refused again, report it with {lines_}",
+        err=True,
+    )
+    ctx.exit(1)
 
 
 def _report_malformed(path: str, malformed: list[Any]) -> list[Any]:

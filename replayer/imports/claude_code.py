@@ -43,6 +43,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ..pricing import check_usage
 from .rebuild import Requests, blocks, is_reset
 
 SOURCE = "claude-code"
@@ -204,6 +205,11 @@ def read(path: Path) -> Transcript:
             if kind in ("user", "assistant"):
                 if not isinstance(d.get("uuid"), str) or not isinstance(d.get("message"), dict):
                     t.malformed.append(Malformed(path, n, f"a {kind} line without uuid or message"))
+                    continue
+                try:
+                    check_usage(d["message"].get("usage"))
+                except (ValueError, TypeError) as e:
+                    t.malformed.append(Malformed(path, n, f"a usage that isn't token counts ({type(e).__name__}: {e})"))
                     continue
             elif not isinstance(d.get("uuid"), str):
                 continue  # Claude Code's bookkeeping (queue, titles, snapshots): not on a chain

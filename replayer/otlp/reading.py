@@ -404,6 +404,7 @@ def own_record(
         raise ValueError("no turn or conversation id")
     request = texts.get("request")
     response = texts.get("response")
+    _check_numbers(values, values["response"] if "response" in values else _loaded(response))
     headers = values.get("request_headers") or {}
     said = values.get("response_headers")
     status = values.get("status")
@@ -451,6 +452,27 @@ def own_record(
         unknown_events=unknown if isinstance(unknown, list) and unknown else None,
         response_id=response_id,
     )
+
+
+def _check_numbers(values: dict[str, Any], response: Any) -> None:
+    """Raise ValueError (or TypeError) for a value the store reads as a number that is none (a
+    latency, a response's token counts): the line's fault, said as the line's, never one the
+    database is blamed for later."""
+    for key in ("latency_ms", "ttft_ms"):
+        v = values.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+            raise ValueError(f"{key} is {v!r}, not a number")
+    if isinstance(response, dict):
+        from ..pricing import check_usage
+
+        check_usage(response.get("usage"))
+
+
+def _loaded(text: str | None) -> Any:
+    try:
+        return orjson.loads(text) if text else None
+    except orjson.JSONDecodeError:
+        return None  # (stored as the text it is)
 
 
 def parsed_when_recorded(text: str) -> Any:
