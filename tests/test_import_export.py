@@ -502,3 +502,43 @@ def test_a_line_with_a_value_that_is_no_number_is_malformed_not_the_databases_fa
     assert "line 2: an export line that can't be read (latency_ms is 'slow', not a number)" in r.stderr
     assert "line 3: an export line that can't be read (invalid literal for int()" in r.stderr
 
+
+def test_an_import_into_a_locked_or_read_only_database_says_so_and_what_to_do(api, tmp_path, monkeypatch):
+    """Every import into a database another process keeps locked, or one that is read-only, said
+    only "replayer: database error: database is locked" / "attempt to write a readonly
+    database": it now says what every command says of such a file, with what to do (exit 2)."""
+    import sqlite3
+
+    from test_failures import _make_read_only
+
+    from replayer.store import schema
+
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    path = tmp_path / "run.jsonl"
+    path.write_text("\n".join(export_text(source)) + "\n")
+    spans = otlp_file(tmp_path)
+    db = tmp_path / "laptop.db"
+    schema.open_db(db).conn.close()
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 100)
+    lock = sqlite3.connect(db, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        for args in (("export", path), ("otlp", spans), ("claude-code", PROJECTS)):
+            r = run(db, "import", *args)
+            assert (r.exit_code, r.output) == (2, f"replayer: {db} is locked by another process: retry when it is "
+                                                  "done\n"), args  # fmt: skip
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    _make_read_only(db, True)
+    try:
+        for args in (("export", path), ("otlp", spans), ("claude-code", PROJECTS)):
+            # in a process of its own: SQLite lends a new connection a file descriptor this process
+            # opened on the file before it was made read-only, which can still write
+            p = replayer(db, "import", *map(str, args))
+            said = f"replayer: {db} is read-only: fix its permissions (or its file system's), or give another --db\n"
+            assert (p.returncode, p.stdout, p.stderr) == (2, "", said), args
+    finally:
+        _make_read_only(db, False)
+    assert imported(db, path)["attempts"] == len(export_text(source))

@@ -6,8 +6,10 @@ writer process or a fallback writer thread opens the database)."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 
@@ -58,13 +60,41 @@ def missing_row(conn: Any, what: str) -> DBError:
     return corrupt(path, f"{what} is missing")
 
 
+def locked(path: object) -> str:
+    """The one line for a database another process holds locked (past the busy timeout), whether
+    opening it or writing into it found that."""
+    return f"{path} is locked by another process: retry when it is done"
+
+
+def read_only_folder(e: BaseException, path: object) -> str | None:
+    """The one line for a database in a folder this user can't write (SQLite makes its -wal and
+    -shm files there); None when the folder is writable."""
+    folder = Path(str(path)).parent
+    if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY_DIRECTORY or not os.access(folder, os.W_OK):
+        return (
+            f"{folder} is read-only: SQLite makes {Path(str(path)).name}-wal and -shm beside the database to "
+            "read it; make the folder writable, or copy the file into one that is"
+        )
+    return None
+
+
 def described(e: BaseException, path: object) -> str | None:
-    """The one line for a database failure while reading `path`: a DBError's own, a damaged
-    file's (SQLite's "database disk image is malformed"); None for anything else."""
+    """The one line for a database failure while reading or writing `path`: a DBError's own, a
+    damaged file's (SQLite's "database disk image is malformed"), a locked, read-only or full
+    one's, each with what to do; None for anything else."""
     if isinstance(e, DBError):
         return str(e)
-    if isinstance(e, sqlite3.Error) and fault_of(e) is Fault.CORRUPT:
+    fault = fault_of(e) if isinstance(e, sqlite3.Error) else None
+    if fault is Fault.CORRUPT:
         return str(corrupt(path, str(e)))
+    if fault is Fault.LOCKED:
+        return locked(path)
+    if fault is Fault.READ_ONLY:
+        return read_only_folder(e, path) or (
+            f"{path} is read-only: fix its permissions (or its file system's), or give another --db"
+        )
+    if fault is Fault.FULL:
+        return f"the disk holding {path} is full: free some space, then run the command again"
     return None
 
 

@@ -34,7 +34,7 @@ from .chain import chain_blobs, chain_nodes, shared_prefix
 from .codec import stored_json
 from .faults import DBError as DBError  # re-exported: the CLI, the demo and the imports name them here
 from .faults import Fault as Fault
-from .faults import corrupt
+from .faults import corrupt, locked, read_only_folder
 from .faults import fault_of as fault_of
 
 MIGRATION_SET = "replayer"
@@ -723,19 +723,12 @@ def open_db(path: str | os.PathLike[str], *, create: bool = True, migrate: bool 
         if fault is Fault.CORRUPT:
             raise corrupt(path, msg) from None
         if fault is Fault.READ_ONLY:
-            folder = path.parent
-            if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY_DIRECTORY or not os.access(
-                folder, os.W_OK
-            ):
-                raise DBError(
-                    f"{folder} is read-only: SQLite makes {path.name}-wal and -shm beside the database to read it; "
-                    "make the folder writable, or copy the file into one that is"
-                ) from None
             raise DBError(
-                f"{path} is read-only and needs migrating: run 'replayer db migrate' with write access"
+                read_only_folder(e, path)
+                or f"{path} is read-only and needs migrating: run 'replayer db migrate' with write access"
             ) from None
         if fault is Fault.LOCKED:
-            raise DBError(f"{path} is locked by another process: retry when it is done") from None
+            raise DBError(locked(path)) from None
         raise DBError(f"cannot open {path}: {msg}") from None
 
 
