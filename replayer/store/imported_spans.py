@@ -6,7 +6,10 @@ reader's local ids: the batch's new ones are inserted (or found) first and the i
 replayer's own spans keep every id the exporting database had (turn id and index, conversation,
 attempt, times), so `replayer export` of this database writes their lines again unchanged; what
 the export line says beyond the attempt (imported_from, a parent conversation) is written beside
-it as the exporting database had it. Another instrumentation's span is a reconstructed turn
+it as the exporting database had it. The one exception: a turn whose index in its conversation
+another turn holds here (the same conversation id recorded here too: one agent run on two
+machines) goes after the conversation's turns, as a second run into it adds them, and the
+import's later new turns of that conversation follow it. Another instrumentation's span is a reconstructed turn
 (imported_turns, source "otlp", keyed by trace and span id): threaded into a conversation by its
 `gen_ai.conversation.id`, else as recorded calls are (a request that extends an earlier turn's
 context joins it), never beside the same call recorded on the wire or exported by replayer (its
@@ -164,9 +167,9 @@ class SpanWriter:
                 str(conv) in counts.continued_conversations or (str(conv), c.turn_index) in known.taken
             ):
                 # its place is another turn's: the same conversation id recorded here too (the same
-                # agent run on two machines). Its turns go after this one's, in their order, as a
-                # second run into the conversation adds them; the turn keeps its id (importing again
-                # finds it), and its place in its own conversation is all that differs
+                # agent run on two machines). The import's turns go after this database's, in their
+                # order, as a second run into the conversation adds them; the turn keeps its id
+                # (importing again finds it), and its index is all that differs
                 c = replace(c, turn_index=None)
                 counts.continued += 1
                 counts.continued_conversations.add(str(conv))
