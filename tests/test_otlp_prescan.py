@@ -11,6 +11,7 @@ import sqlite3
 
 import pytest
 from test_fork import loop_api, recorded  # noqa: F401 (fixtures)
+from test_import_export import refusing
 from test_otlp_import import collector_line, export_text, imported, own_spans, record_session, run
 
 from replayer.otlp import batches, prescan
@@ -56,17 +57,18 @@ def test_a_span_that_cannot_be_stored_leaves_the_scanned_rest_whole(api, tmp_pat
     record_session(api, source)
     lines = export_text(source)
     line_of = [collector_line(own_spans([x], source)) for x in lines]
-    forged = json.loads(line_of[1])  # another turn claiming turn 1's place in conv_loop
+    forged = json.loads(line_of[1])  # another turn, which the database refuses
     for kv in forged["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"]:
         if kv["key"] == "replayer.turn_id":
             kv["value"] = {"stringValue": "turn_clash"}
     path = tmp_path / "spans.jsonl"
     path.write_text("\n".join([*line_of, json.dumps(forged)]) + "\n")
-    laptop = tmp_path / "laptop.db"
+    laptop = refusing(tmp_path / "laptop.db", "NEW.id = 'turn_clash'")
     r = run(laptop, "import", "otlp", path, "--json")
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output  # not imported, and not the file's fault (test_import_export)
     got = json.loads(r.stdout)
-    assert got["attempts"] == len(lines) and [m["line"] for m in got["malformed"]] == [len(lines) + 1]
+    assert got["attempts"] == len(lines) and got["malformed"] == []
+    assert [m["line"] for m in got["not_imported"]] == [len(lines) + 1]
     assert export_text(laptop) == lines
 
 
