@@ -469,10 +469,12 @@ def _check_numbers(values: dict[str, Any], response: Any) -> None:
 
 
 def _loaded(text: str | None) -> Any:
+    """A response's text parsed as _json parses attributes; None when it is no JSON (it is
+    stored as the text it is)."""
     try:
-        return orjson.loads(text) if text else None
-    except orjson.JSONDecodeError:
-        return None  # (stored as the text it is)
+        return _json(text) if text else None
+    except ValueError:
+        return None
 
 
 def parsed_when_recorded(text: str) -> Any:
