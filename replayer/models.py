@@ -61,6 +61,9 @@ class ConversationSummary(BaseModel):
     user_id: str | None
     started_at: str
     last_at: str
+    """When its latest turn started (its last activity: what `--since` reads)."""
+    ended_at: str
+    """When its last reply came back: the latest of its attempts' starts plus their latencies."""
     turns: int
     models: list[str]
     input_tokens: int
@@ -101,8 +104,9 @@ class ConversationSummary(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def duration_s(self) -> float:
+        """From its first call's start to its last reply (`compare`'s wall time of it)."""
         start = datetime.fromisoformat(self.started_at.replace("Z", "+00:00"))
-        end = datetime.fromisoformat(self.last_at.replace("Z", "+00:00"))
+        end = datetime.fromisoformat(self.ended_at.replace("Z", "+00:00"))
         return max(0.0, (end - start).total_seconds())
 
 

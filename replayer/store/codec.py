@@ -347,6 +347,25 @@ _second: tuple[int, str] = (0, "1970-01-01T00:00:00")
 """The last whole second `iso` wrote, and its text (a burst of records mostly shares it)."""
 
 
+def ms_of(t: float) -> int:
+    """The time `iso(t)` writes, in whole milliseconds since the epoch."""
+    fraction, whole = math.modf(t)
+    return int(whole) * 1000 + round(fraction * 1e6) // 1000
+
+
+LONGEST_MS = 1e10
+"""A latency beyond this (115 days; no call takes that long: the SDK gives up after 10 minutes) is
+a wrong figure, which `iso_after` counts as none (an import can bring any number)."""
+
+
+def iso_after(t: float, ms: float | None) -> str:
+    """`iso(t)` moved on by `ms` milliseconds cut to a whole one (none, a negative or one beyond
+    LONGEST_MS: 0). Counted from the millisecond iso(t) writes, so the same text whether `t` is a
+    clock reading or was read back from that text (an import of an export line), and the same
+    as schema.ENDED_SQL makes of the stored start and latency."""
+    return iso((ms_of(t) + (int(ms) if ms is not None and 0 < ms < LONGEST_MS else 0)) / 1000)
+
+
 def iso(t: float) -> str:
     """ISO-8601 UTC with milliseconds and a Z: sorts as text. The same text as
     `datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"` (the fraction

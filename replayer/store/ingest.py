@@ -4,8 +4,8 @@ database, and owns every cache that makes that cheap. Runs on the background wri
 `Ingestor.store(captured)` reads the attempt (store/attempt.py), scans its request into blobs
 and nodes (store/scan.py, store/blobs.py), finds or starts its conversation (store/threads.py),
 inserts its turn and attempt, and keeps what nothing reads back mid-batch (search text, usage
-and rollup rows, thread tips, conversations' turn counts) for `write_pending`, which the writer
-calls once per batch before committing.
+and rollup rows, thread tips, conversations' turn counts and ends) for `write_pending`, which
+the writer calls once per batch before committing.
 
 About 650 lines on purpose: one class, whose caches (blobs, nodes, thread tips, failed turns,
 last reads) each step reads and fills; split, every step would take them all as arguments.
@@ -29,7 +29,7 @@ from . import attempt, codec, facts, search_index
 from .agent_ids import metadata_user, with_session
 from .attempt import Redact, label
 from .blobs import Blobs
-from .codec import Decoder, digest, dumps_plain, iso, new_id
+from .codec import Decoder, digest, dumps_plain, iso, iso_after, new_id
 from .events import Streams
 from .inserts import INSERT_ATTEMPT, INSERT_TURN
 from .scan import ParsedRequest, RequestScanner
@@ -125,9 +125,12 @@ class ThreadParent(NamedTuple):
 
 @dataclass(slots=True)
 class Touched:
-    """A known conversation's new turns, waiting for `write_pending` to update its row."""
+    """A known conversation's new turns and attempts, waiting for `write_pending` to update its row."""
 
-    last_at: str
+    last_at: str | None
+    """Its newest new turn's start (None: only attempts of turns it had came)."""
+    ended_at: str
+    """When the latest of those attempts ended (see `Ingestor.store`)."""
     turns: int
     user_id: str | None
     tags: str | None
@@ -206,13 +209,18 @@ class Ingestor:
             self.failed.clear()
             self.failed_at.clear()
 
-    def touch_conversation(self, rowid: int, started: str, user_id: str | None, tags: str | None) -> None:
+    def touch_conversation(self, rowid: int, ended: str, started: str | None = None, user_id: str | None = None,
+                           tags: str | None = None) -> None:
+        """Keep a known conversation's new attempt for `write_pending`: one that ended at `ended`,
+        of a new turn that started at `started` (None: another attempt of a turn it has)."""
         got = self.touched.get(rowid)
         if got is None:
-            self.touched[rowid] = Touched(started, 1, user_id, tags)
+            self.touched[rowid] = Touched(started, ended, 0 if started is None else 1, user_id, tags)
             return
-        got.last_at = max(got.last_at, started)
-        got.turns += 1
+        got.ended_at = max(got.ended_at, ended)
+        if started is not None:
+            got.last_at = started if got.last_at is None else max(got.last_at, started)
+            got.turns += 1
         got.user_id = got.user_id or user_id
         got.tags = got.tags or tags
 
@@ -230,9 +238,10 @@ class Ingestor:
         conn = self.db.conn
         if self.touched:
             conn.executemany(
-                """UPDATE conversations SET last_at = MAX(last_at, ?), turn_count = turn_count + ?,
-                       user_id = COALESCE(user_id, ?), tags_json = COALESCE(tags_json, ?) WHERE rowid = ?""",
-                [(t.last_at, t.turns, t.user_id, t.tags, rowid) for rowid, t in self.touched.items()],
+                """UPDATE conversations SET last_at = MAX(last_at, COALESCE(?, last_at)), ended_at = MAX(ended_at, ?),
+                       turn_count = turn_count + ?, user_id = COALESCE(user_id, ?), tags_json = COALESCE(tags_json, ?)
+                   WHERE rowid = ?""",
+                [(t.last_at, t.ended_at, t.turns, t.user_id, t.tags, rowid) for rowid, t in self.touched.items()],
             )
             self.touched = {}
         if self.usage:
@@ -338,6 +347,9 @@ class Ingestor:
         body = parsed.skeleton
         conn = self.db.conn
         started = iso(captured.t_start)
+        # when its answer (or error) came back: its conversation's end (ended_at) when no other
+        # attempt of it ended later
+        ended = iso_after(captured.t_start, captured.latency_ms)
         ctx = captured.ctx
 
         # the turn this attempt belongs to
@@ -368,10 +380,12 @@ class Ingestor:
         tools = (0, 0)
         if turn is None:
             reply = Reply(response_id, model) if ok else None
-            turn, tools = self._new_turn(captured, parsed, started, call_key, reply)
+            turn, tools = self._new_turn(captured, parsed, started, ended, call_key, reply)
             self.turn_by_call[call_key] = turn
             if len(self.turn_by_call) > MAX_TURNS:
                 self.turn_by_call.popitem(last=False)
+        else:  # another attempt of a turn (a retry): it may end the conversation later
+            self.touch_conversation(turn.conversation_rowid, ended)
 
         response_skeleton, assistant = response_parts(response) if response is not None else (None, None)
         content_blob, reply_key = (
@@ -523,10 +537,10 @@ class Ingestor:
         return got
 
     def _new_turn(
-        self, captured: Captured, parsed: ParsedRequest, started: str, call_key: str, reply: Reply | None
+        self, captured: Captured, parsed: ParsedRequest, started: str, ended: str, call_key: str, reply: Reply | None
     ) -> tuple[Turn, tuple[int, int]]:
-        """Insert a turn (and its conversation when new); `reply`: when this attempt succeeded.
-        Returns the turn and the tool results its request added."""
+        """Insert a turn (and its conversation when new); `ended`: when this attempt ended;
+        `reply`: when it succeeded. Returns the turn and the tool results its request added."""
         conn = self.db.conn
         body = parsed.skeleton
         ctx = captured.ctx
@@ -583,14 +597,17 @@ class Ingestor:
         conv_rowid = None if fresh else self.conv_rowids.get(conversation_id)
         conv_tags = self.conv_tags.get(conversation_id) or tags  # as write_pending's COALESCE leaves them
         if conv_rowid is None:
-            insert = """INSERT INTO conversations(id, user_id, tags_json, origin, started_at, last_at, turn_count)
-                        VALUES (?, ?, ?, ?, ?, ?, 1)"""
+            insert = """INSERT INTO conversations(id, user_id, tags_json, origin, started_at, last_at, ended_at,
+                                                  turn_count)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, 1)"""
             if not fresh:
                 insert += """ ON CONFLICT(id) DO UPDATE SET last_at = MAX(last_at, excluded.last_at),
-                                  turn_count = turn_count + 1, user_id = COALESCE(user_id, excluded.user_id),
+                                  ended_at = MAX(ended_at, excluded.ended_at), turn_count = turn_count + 1,
+                                  user_id = COALESCE(user_id, excluded.user_id),
                                   tags_json = COALESCE(tags_json, excluded.tags_json)"""
             conv_rowid, conv_tags = conn.execute(
-                insert + " RETURNING rowid, tags_json", (conversation_id, user_id, tags, origin, started, started)
+                insert + " RETURNING rowid, tags_json",
+                (conversation_id, user_id, tags, origin, started, started, ended),
             ).fetchone()
             self.conv_rowids[conversation_id] = conv_rowid
             if origin == "fork" and tag_dict:
@@ -600,7 +617,7 @@ class Ingestor:
                 row = conn.execute("SELECT tags_json FROM conversations WHERE rowid = ?", (conv_rowid,)).fetchone()
                 pending = self.touched.get(conv_rowid)
                 conv_tags = (row[0] if row else None) or (pending.tags if pending else None) or tags
-            self.touch_conversation(conv_rowid, started, user_id, tags)
+            self.touch_conversation(conv_rowid, ended, started, user_id, tags)
         self.conv_tags[conversation_id] = conv_tags
         # the previous turn of this conversation: from what this connection wrote, else one query
         last = LastTurn(0, None, 0) if fresh else self.next_idx.get(conversation_id)

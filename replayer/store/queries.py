@@ -52,7 +52,7 @@ SORTS = {
     "id": "c.id",
     "user": "c.user_id",
     "turns": "c.turn_count",
-    "duration": "julianday(c.last_at) - julianday(c.started_at)",
+    "duration": "julianday(c.ended_at) - julianday(c.started_at)",  # as ConversationSummary.duration_s
 }
 """What `Store.conversations` sorts by in SQL."""
 RUN_MATCH = """EXISTS (SELECT 1 FROM (SELECT c.tags_json AS tags UNION ALL
@@ -463,7 +463,7 @@ class Store(RowTexts):
                            (SELECT rowid / 2 FROM turn_text WHERE turn_text MATCH ?))"""
             )
             args.append(fts_query(query))
-        cols = "c.id, c.user_id, c.started_at, c.last_at, c.turn_count, c.tags_json, c.rowid"
+        cols = "c.id, c.user_id, c.started_at, c.last_at, c.ended_at, c.turn_count, c.tags_json, c.rowid"
         filters = " WHERE " + " AND ".join(where) if where else ""
         if sort not in SORTS and sort not in AGG_SORTS:
             raise ValueError(f"sort must be one of {', '.join([*SORTS, *AGG_SORTS])}")
@@ -514,7 +514,7 @@ class Store(RowTexts):
 
     def _summaries(self, conv_rows: list[Any]) -> list[ConversationSummary]:
         """The list's summaries of conversations read by _listing."""
-        counts = figures(self.db, self.prices, [r[6] for r in conv_rows])
+        counts = figures(self.db, self.prices, [r[-1] for r in conv_rows])
         # the earliest turn held (turn 0, unless an import brought later turns only): its request
         # holds the conversation's first message (one step down the (conversation, idx) index each)
         first_nodes = dict(
@@ -525,7 +525,7 @@ class Store(RowTexts):
             ).fetchall()
         )
         out = []
-        for cid, user_id, started, last, count, tags_json, rowid in conv_rows:
+        for cid, user_id, started, last, ended, count, tags_json, rowid in conv_rows:
             f = counts[rowid]
             out.append(
                 ConversationSummary(
@@ -533,6 +533,7 @@ class Store(RowTexts):
                     user_id=user_id,
                     started_at=started,
                     last_at=last,
+                    ended_at=ended,
                     turns=count,
                     models=f.models,
                     input_tokens=f.prompt,
