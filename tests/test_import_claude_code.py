@@ -9,7 +9,7 @@ import os
 import re
 import shutil
 import sqlite3
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anthropic
@@ -637,3 +637,95 @@ def test_the_user_is_the_sessions_account_when_the_transcript_names_one(tmp_path
     turns = len(responses(file))
     assert [x["user_id"] for x in lines_of(db)] == ["acct-0042"] * turns
     assert json.loads(run(db, "list", "--json", "--user", "acct-0042").stdout)[0]["turns"] == turns
+
+
+REPLAYED = "66666666-6666-4666-8666-666666666666"
+FORKED = "77777777-7777-4777-8777-777777777777"
+
+
+def session_copy(src, dst, session, *, relived):
+    """`src` as another session's file: `relived`, a session `replayer replay` answered with the
+    recorded responses (the same message and request ids, its own lines and times, an hour on);
+    else a fork's copy of the history (the same lines and times, only the session id new)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for d in transcript(src):
+        d = {**d, "sessionId": session} if "sessionId" in d else dict(d)
+        if relived:
+            for k in ("uuid", "parentUuid"):
+                if isinstance(d.get(k), str):
+                    d[k] = f"r-{d[k]}"
+            if isinstance(d.get("timestamp"), str):
+                at = datetime.fromisoformat(d["timestamp"].replace("Z", "+00:00")).timestamp() + 3600
+                d["timestamp"] = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+        out.append(json.dumps(d))
+    dst.write_text("\n".join(out) + "\n")
+    return dst
+
+
+def test_a_replayed_session_is_its_own_conversation_in_either_file_order(tmp_path):
+    """A session run under `replayer replay` gets the recorded responses' ids: it is still a
+    call of its own, not the original's kept once, whichever file is read first."""
+    original = PROJECT / f"{LOOP}.jsonl"
+    replayed = session_copy(original, tmp_path / "p" / f"{REPLAYED}.jsonl", REPLAYED, relived=True)
+    ids = list(responses(original))
+    starts = {s: lines_of_first(s) for s in (original, replayed)}
+    for n, files in enumerate(((replayed, original), (original, replayed))):
+        db = tmp_path / f"{n}.db"
+        r = imported(db, *files)
+        assert r.stderr.splitlines()[-1] == (
+            f"imported {2 * len(ids)} turns (2 new conversations) from 2 transcript files"
+        )  # none "imported before": the database was new
+        convs = by_conversation(lines_of(db))
+        assert set(convs) == {f"cc_{LOOP}", f"cc_{REPLAYED}"}
+        for file, session in ((original, LOOP), (replayed, REPLAYED)):
+            turns = convs[f"cc_{session}"]
+            assert [x["response"]["id"] for x in turns] == ids
+            assert turns[0]["started_at"] == starts[file]  # timed after its own file
+        listed = {c["conversation_id"]: c["tags"] for c in json.loads(run(db, "list", "--json").stdout)}
+        assert listed == {f"cc_{s}": {"claude_code_session": s} for s in (LOOP, REPLAYED)}
+
+
+def lines_of_first(file):
+    """The time of a transcript's first response's first line."""
+    return next(d["timestamp"] for d in transcript(file) if d.get("type") == "assistant")
+
+
+def test_a_forks_copy_of_its_history_is_kept_once_and_said_apart_from_an_earlier_import(tmp_path):
+    original = PROJECT / f"{LOOP}.jsonl"
+    forked = session_copy(original, tmp_path / "p" / f"{FORKED}.jsonl", FORKED, relived=False)
+    n = len(responses(original))
+    db = tmp_path / "i.db"
+    r = imported(db, original, forked)
+    assert r.stderr.splitlines()[-1] == (
+        f"imported {n} turns (1 new conversation) from 2 transcript files"
+        f" ({n} turns a fork copied into another session's file, kept once)"
+    )
+    assert json.loads(run(db, "import", "claude-code", "--json", forked).stdout)["already_imported"] == n
+    r = imported(db, original, forked)
+    assert r.stderr.splitlines()[-1].endswith(f"({2 * n} turns imported before)")
+
+
+def test_a_replayed_session_is_not_the_call_recorded_on_the_wire(tmp_path):
+    """The original session recorded on the wire (tagged with its session, as Claude Code's
+    header makes it), then both transcripts imported, the replay's first: the original's first
+    call is kept once, as recorded; the replay's is a turn of its own session's conversation."""
+    original = PROJECT / f"{LOOP}.jsonl"
+    replayed = session_copy(original, tmp_path / "p" / f"{REPLAYED}.jsonl", REPLAYED, relived=True)
+    first, *_ = responses(original).values()
+    db = tmp_path / "i.db"
+    with Recorder(db) as rec:
+        rec.record({"model": first[0]["message"]["model"], "max_tokens": 100, "messages": [
+                       {"role": "user", "content": "hi"}]},
+                   first[-1]["message"], conversation_id="wire", latency_ms=50.0,
+                   started_at=datetime.fromisoformat(first[0]["timestamp"].replace("Z", "+00:00")),
+                   headers={"x-claude-code-session-id": LOOP})  # fmt: skip
+    r = imported(db, replayed, original)
+    assert "1 turn already recorded on the wire, kept as recorded" in r.stderr
+    convs = by_conversation(lines_of(db))
+    ids = list(responses(original))
+    assert set(convs) == {"wire", f"cc_{REPLAYED}"}
+    # the original's later turns go on after the recorded one, in its conversation
+    assert [x["response"]["id"] for x in convs["wire"]] == ids
+    assert [x["response"]["id"] for x in convs[f"cc_{REPLAYED}"]] == ids
+    assert "reconstructed" not in convs["wire"][0] and convs["wire"][0]["request"]["max_tokens"] == 100

@@ -137,6 +137,7 @@ def claude_code(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> N
             "files": len(files) - len(skipped) - len(unreadable),
             "turns": counts.new,
             "already_imported": counts.known,
+            "copied_from_other_sessions": counts.copies,
             "matched_recorded": counts.merged,
             "unfinished": counts.unfinished,
             "conversations": sorted(counts.conversations),
@@ -470,6 +471,8 @@ def _summary(counts: Any, files: int, malformed: int, skipped: int) -> str:
         parts.append(f"{plural(len(counts.subagents), 'subagent')} linked to its session")
     if counts.known:
         parts.append(f"{plural(counts.known, 'turn')} imported before")
+    if counts.copies:
+        parts.append(f"{plural(counts.copies, 'turn')} a fork copied into another session's file, kept once")
     if counts.merged:
         parts.append(f"{plural(counts.merged, 'turn')} already recorded on the wire, kept as recorded")
     if counts.unfinished:

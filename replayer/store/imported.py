@@ -2,6 +2,10 @@
 recorded calls are written), once each and never beside the same call recorded on the wire, and
 reading back what sets them apart (reconstructed, context resets, subagent links).
 
+The same call is the same response (message id) in its own session, or in a line a fork copied
+with its time (see `ImportWriter._stored`): a session `replayer replay` answered has the recorded
+ids too, but is a call of its own.
+
 Which conversation a chain's new turns join: the one of its nearest earlier turn already in the
 database (imported before, or recorded on the wire: the wire record wins and keeps its place),
 else a new one named after the session (`cc_<session id>`, and `cc_<session id>_<agent id>` for
@@ -19,6 +23,7 @@ import itertools
 import json
 import sqlite3
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from sqlite_utils import Database
@@ -26,6 +31,7 @@ from sqlite_utils import Database
 from ..captured import Captured, Context
 from ..imports.claude_code import SOURCE, Chain, Turn
 from .agent_ids import SESSION_TAG
+from .codec import iso
 from .ingest import Ingestor
 from .schema import fault_of
 
@@ -39,7 +45,9 @@ class Counts:
     new: int = 0
     """Turns written."""
     known: int = 0
-    """Turns imported before."""
+    """Turns imported before (by an earlier command)."""
+    copies: int = 0
+    """Turns this import wrote from another session's file that copied them (a fork), kept once."""
     merged: int = 0
     """Turns already recorded on the wire (matched by message id)."""
     unfinished: int = 0
@@ -58,6 +66,33 @@ class _TurnFailed(Exception):
         self.turn, self.reason = turn, reason
 
 
+def _session_of(tags_json: str | None) -> str | None:
+    """The Claude Code session a conversation's tags name, if any."""
+    try:
+        tags = json.loads(tags_json) if tags_json else None
+    except ValueError:
+        return None
+    session = tags.get(SESSION_TAG) if isinstance(tags, dict) else None
+    return session if isinstance(session, str) else None
+
+
+BEFORE_S, AFTER_S = 1.0, 2.0
+"""How far a transcript line's time may lie from the recorded call it writes down: Claude Code
+writes a response's first line as it arrives (seen: 4 ms after the call ended), and
+the wire's clock may be another host's. A replay runs after the recorded run ended, so seconds
+later at the least."""
+
+
+def _during(at: float, attempts: list[list[Any]]) -> bool:
+    """Whether a transcript line's time falls within one of a recorded turn's attempts
+    ([started_at, latency_ms] each), give or take BEFORE_S / AFTER_S."""
+    for started, latency in attempts:
+        start = datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp()
+        if start - BEFORE_S <= at <= start + (latency or 0) / 1000 + AFTER_S:
+            return True
+    return False
+
+
 def conversation_id_for(session_id: str, chain: str) -> str:
     return f"cc_{session_id}" if not chain else f"cc_{session_id}_{chain}"
 
@@ -70,6 +105,8 @@ class ImportWriter:
         self.ingestor = Ingestor(db)
         self.main: dict[str, str] = {}
         """Session id -> the conversation of its main thread, as this import found or made it."""
+        self.written: set[str] = set()
+        """The turns this import wrote (a turn found again among them was not "imported before")."""
 
     def write(self, chains: list[Chain], counts: Counts) -> list[tuple[Turn, str]]:
         """Write one file's chains in one transaction, adding to `counts`. A turn that can't be
@@ -95,29 +132,39 @@ class ImportWriter:
             for chain in sorted(chains, key=lambda c: c.chain != ""):  # a parent before its subagents
                 self._chain(chain, counts)
 
-    def _stored(self, t: Turn) -> tuple[str, bool, int] | None:
-        """(conversation, recorded on the wire, turn index) of a turn already in the database, else None."""
+    def _stored(self, t: Turn) -> tuple[str, bool, int, bool] | None:
+        """(conversation, recorded on the wire, turn index, written by this import) of a turn
+        already in the database, else None.
+
+        A response id alone doesn't make the same call: `replayer replay` answers a new session
+        with the recorded responses, ids and all. The same call is the same response in its own
+        session (imported before, or recorded on the wire in a conversation tagged with that
+        session), or a line another session's file copied (a fork copies its history, each line
+        with its time); a replayed session's lines are written when the replay ran."""
         conn = self.db.conn
         row = conn.execute(
-            """SELECT t.conversation_id, t.idx FROM imported_turns i JOIN turns t ON t.id = i.turn_id
+            """SELECT t.conversation_id, t.idx, t.id FROM imported_turns i JOIN turns t ON t.id = i.turn_id
                WHERE i.source = ? AND i.session_id = ? AND i.message_key = ?""",
             (SOURCE, t.session_id, t.key),
         ).fetchone()
-        if row is None and t.message_id:  # the same response in another session's file (a resume)
+        if row is None and t.message_id:  # the same response copied into another session's file
             row = conn.execute(
-                """SELECT t.conversation_id, t.idx FROM imported_turns i JOIN turns t ON t.id = i.turn_id
-                   WHERE i.message_id = ? LIMIT 1""",
-                (t.message_id,),
+                """SELECT t.conversation_id, t.idx, t.id FROM imported_turns i JOIN turns t ON t.id = i.turn_id
+                   WHERE i.message_id = ? AND t.started_at = ? LIMIT 1""",
+                (t.message_id, iso(t.at)),
             ).fetchone()
         if row is not None:
-            return row[0], False, row[1]
+            return row[0], False, row[1], row[2] in self.written
         if t.message_id:
-            row = conn.execute(
-                "SELECT conversation_id, idx FROM turns WHERE response_id = ? ORDER BY started_at LIMIT 1",
+            for conv, idx, tags, times in conn.execute(
+                """SELECT t.conversation_id, t.idx, c.tags_json,
+                          json_group_array(json_array(a.started_at, a.latency_ms))
+                   FROM turns t JOIN conversations c ON c.id = t.conversation_id JOIN attempts a ON a.turn_id = t.id
+                   WHERE t.response_id = ? GROUP BY t.id ORDER BY t.started_at""",
                 (t.message_id,),
-            ).fetchone()
-            if row is not None:
-                return row[0], True, row[1]
+            ):
+                if _session_of(tags) in (None, t.session_id) or _during(t.at, json.loads(times)):
+                    return conv, True, idx, False
         return None
 
     def _joinable(self, current: str, after: tuple[str, int] | None, chain: Chain) -> str:
@@ -146,6 +193,8 @@ class ImportWriter:
                 if s[1]:
                     counts.merged += 1
                     self._tag(current, tags)
+                elif s[3]:
+                    counts.copies += 1
                 else:
                     counts.known += 1
                 touched.append(current)
@@ -225,6 +274,7 @@ class ImportWriter:
         stored = self.ingestor.store(captured)
         assert stored is not None  # (no redaction here: never None)
         turn_id = stored.turn.id
+        self.written.add(turn_id)
         self.db.conn.execute(
             """INSERT INTO imported_turns(turn_id, source, session_id, chain, message_key, message_id, context_reset)
                VALUES (?, ?, ?, ?, ?, ?, ?)""",
