@@ -185,6 +185,23 @@ def test_a_request_sent_again_after_its_call_failed_is_another_attempt_of_its_tu
         (0, 0, 529), (0, 1, 529), (0, 2, 200), (1, 0, 529), (1, 1, 200)]  # fmt: skip
 
 
+def test_a_request_sent_again_without_stream_after_its_stream_broke_is_the_next_attempt(api, rec, db_path):
+    """Claude Code's fallback: a stream cut mid-answer, then the same request sent again with only
+    `stream` left out. One turn, the cut stream its attempt 0 and the answer its attempt 1."""
+    api.enqueue(Reply(sse=message_events(msg("x" * 200)), drop_after_events=6), Reply(body=msg("whole")))
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+    kw = dict(model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(anthropic.APIConnectionError):
+        for _event in client.messages.create(**kw, stream=True):
+            pass
+    client.messages.create(**kw)
+    assert rec.flush(10)
+    lines = exported(db_path)
+    assert len({line["turn_id"] for line in lines}) == 1
+    assert [(line["attempt"], (line["error"] or {}).get("type")) for line in lines] == [
+        (0, "connection_error"), (1, None)]  # fmt: skip
+
+
 def test_a_request_sent_again_after_a_400_is_a_turn_of_its_own(api, rec, db_path):
     """A 400 is no failure clients retry: the same request sent again after it is the agent's
     choice (after fixing something elsewhere, say), a turn of its own."""

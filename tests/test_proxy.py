@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import anthropic
 import httpx2
@@ -927,3 +928,27 @@ def test_the_proxy_keeps_what_the_api_said_of_its_limits_and_nothing_else(start,
     assert throttled["response_headers"] == kept({**THROTTLED, **limits(0, 80000)})
     assert answered["response_headers"] == kept(limits(49, 79000))
     assert streamed["stream"] and streamed["response_headers"] == kept(limits(48, 78000))
+
+
+def test_claude_codes_non_streaming_fallback_after_a_cut_stream_is_the_next_attempt_of_its_turn(
+    start, writer, proxy_db
+):
+    """After a stream breaks mid-answer Claude Code sends the same body again with only `stream`
+    taken out: the answer is attempt 1 of the failed turn, not a second turn."""
+    streamed = json.loads(json.loads((Path(__file__).parent / "fixtures" / "claude_code_wire" / "a1_main.json")
+                                     .read_text())["body"])  # fmt: skip
+    assert streamed["stream"] is True
+    fallback = {k: v for k, v in streamed.items() if k != "stream"}
+    with FakeAPI() as api:
+        api.enqueue(Reply(sse=message_events(MESSAGE), drop_after_events=4), Reply(body=MESSAGE))
+        proxy = start(api.url)
+        with httpx2.Client() as http:
+            for body in (streamed, fallback):
+                try:
+                    http.post(f"{proxy.url}/v1/messages", json=body, headers={"x-stainless-retry-count": "0"}).read()
+                except httpx2.HTTPError:
+                    pass  # the cut stream
+    lines = records(writer, proxy_db, 2)
+    assert len({line["turn_id"] for line in lines}) == 1
+    assert sorted((line["attempt"], line["status"], (line["error"] or {}).get("type")) for line in lines) == [
+        (0, 200, "connection_error"), (1, 200, None)]  # fmt: skip

@@ -53,8 +53,17 @@ class Turn(NamedTuple):
     system_blob: int | None
 
 
-RequestIds = tuple[int | None, int, int | None, int | None]
-"""A request's context node, skeleton, system and tools blobs: the same for the same request."""
+RequestIds = tuple[int | None, str, int | None, int | None]
+"""A request's context node, the digest of its skeleton without `stream`, its system and tools
+blobs: the same for the same request sent again. `stream` is left out because a client sends a
+request whose stream broke again without it (Claude Code's non-streaming fallback: the same body,
+`"stream": true` gone), the same call."""
+
+
+def request_ids(parsed: ParsedRequest) -> RequestIds:
+    """The RequestIds of a scanned request (only a retry's lookup needs them: rarely made)."""
+    rest = {k: v for k, v in parsed.skeleton.items() if k != "stream"}
+    return parsed.node, digest(codec.canon(rest)), parsed.system, parsed.tools
 
 
 def _retried(status: int | None) -> bool:
@@ -365,13 +374,12 @@ class Ingestor:
             ).fetchone()
             turn = Turn(*row) if row else None
         skeleton = scanner.skeleton_blob(parsed)
-        request: RequestIds = (parsed.node, skeleton, parsed.system, parsed.tools)
         # a call of the agent's own (not an import's, a fork's copy, or a rerun's sample: each
         # sample is a call of its own, the same request sent again on purpose)
         own = (captured.turn_id is None and captured.copied_from is None and not new_turn_id
                and not (ctx is not None and ctx.tags and "rerun_of" in ctx.tags))
-        if turn is None and own:
-            turn = self._retried(call_key, request, captured.t_start)
+        if turn is None and own and self.failed_at:  # (none failed: no request to compare)
+            turn = self._retried(call_key, request_ids(parsed), captured.t_start)
         number = captured.attempt + self.attempt_base.get(call_key, 0)
         ok = error is None and isinstance(response, dict) and response.get("type", "message") == "message"
         model = (label(response.get("model")) if isinstance(response, dict) else None) or label(body.get("model"))
@@ -457,7 +465,7 @@ class Ingestor:
             rows[0] = facts.take_turn(conn, rows[0], rollup=captured.copied_from is None)
         if own:
             retried = error is not None and not captured.abandoned and _retried(captured.status)
-            self._failed(turn, new_turn, number, request, captured, failed=retried)
+            self._failed(turn, new_turn, number, parsed, captured, failed=retried)
         if captured.copied_from is None:
             self.usage += rows
         else:  # a copy costs nothing now: its tokens are shown, never summed into spend
@@ -504,7 +512,7 @@ class Ingestor:
         self.attempt_base[call_key] = failed.attempts
         return failed.turn
 
-    def _failed(self, turn: Turn, new_turn: bool, number: int, request: RequestIds, captured: Captured, *,
+    def _failed(self, turn: Turn, new_turn: bool, number: int, parsed: ParsedRequest, captured: Captured, *,
                 failed: bool) -> None:
         """After one attempt of `turn`: keep its conversation's failed latest turn (FailedTurn) up
         to date: set by a new turn that failed, moved on by its failed retries, dropped by a success
@@ -521,6 +529,7 @@ class Ingestor:
             self.failed.clear()
             self.failed_at.clear()
         ended = captured.t_start + (captured.latency_ms or 0.0) / 1000
+        request = request_ids(parsed)
         self.failed[conversation] = FailedTurn(turn, number + 1, ended, request)
         self.failed_at[request] = conversation
 
