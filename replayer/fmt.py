@@ -95,6 +95,35 @@ def error_status(error: Mapping[str, Any]) -> str:
     return str(status) if status else ""
 
 
+CONNECTION_FAULTS = (
+    ("refused", ("refused", "errno 111", "econnrefused")),
+    ("reset", ("reset by peer", "connection reset", "econnreset", "errno 104")),
+    ("DNS", ("name or service not known", "nodename nor servname", "getaddrinfo", "name resolution",
+             "cannot resolve", "errno -2", "errno -3", "no address associated")),
+    ("TLS", ("ssl", "tls", "certificate")),
+    ("no net", ("unreachable", "no route to host")),
+    ("timeout", ("timed out", "timeout")),
+    ("closed", ("disconnected", "connection closed", "peer closed", "remoteprotocolerror", "incomplete", "eof")),
+)
+"""A failed connection's kind, by words of its message (the SDK's, the HTTP library's, the
+OS's), in the order they are looked for: `Connection to HOST failed: [Errno 111] Connection
+refused` is `refused`. Each at most 7 cells: the turn list's notes column at its narrowest."""
+
+
+def connection_fault(error: Mapping[str, Any]) -> str | None:
+    """What kind of connection failure an error with no answer was, in a word (CONNECTION_FAULTS;
+    a timeout_error is `timeout`, another connection_error `network`); None for an error that
+    came with a status (an answer, or a stream cut after its 200)."""
+    if error.get("status") is not None:
+        return None
+    kind, message = error.get("type"), str(error.get("message") or "").lower()
+    if kind == "timeout_error":
+        return "timeout"
+    if kind != "connection_error":
+        return None
+    return next((word for word, signs in CONNECTION_FAULTS if any(s in message for s in signs)), "network")
+
+
 def attempts_note(attempts: int, failed: int, errors: Sequence[Mapping[str, Any]] = ()) -> str:
     """How many attempts a call took: `2 attempts (1 failed: 529 overloaded_error)`; with no
     `errors` to name (compare's steps count them), `2 attempts (1 failed)`. Each kind of error

@@ -1,9 +1,12 @@
-"""The searchable text of a message: what a person would look for in it."""
+"""The searchable text of a message, a system prompt and a tool list: what a person would look for
+in them, as the Context tab shows them (a tool_use's id and a tool_result's tool_use_id included:
+`toolu_...` is what one pastes from a log)."""
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from typing import Any
 
 import orjson
@@ -39,13 +42,31 @@ def _collect(content: Any, parts: list[str]) -> None:
         elif kind == "thinking":
             parts.append(str(block.get("thinking") or ""))
         elif kind in TOOL_USE_TYPES:
-            parts.append(f"{block.get('name')} {_json(block.get('input'))}")
+            parts.append(f"{block.get('name')} {block.get('id') or ''} {_json(block.get('input'))}")
         elif kind == "tool_result" or str(kind).endswith("_tool_result"):
+            parts.append(str(block.get("tool_use_id") or ""))
             inner = block.get("content")
             if isinstance(inner, list | str):
                 _collect(inner, parts)
             elif inner is not None:
                 parts.append(_json(inner))
+
+
+def context_searchable(kind: str, value: Any) -> str:
+    """The text of a system prompt (`kind` "system": a string or its blocks) or of tools ("tools":
+    each tool's name, description, and its schema and other fields as JSON), as the Context tab
+    shows them."""
+    parts: list[str] = []
+    if kind == "system":  # a string, or its blocks (or some of them: a string among them)
+        for block in value if isinstance(value, list) else [value]:
+            _collect(block if isinstance(block, str) else [block], parts)
+    elif isinstance(value, list):
+        for tool in value:
+            if not isinstance(tool, dict):
+                continue
+            rest = {k: v for k, v in tool.items() if k not in ("name", "description", "cache_control")}
+            parts.append(f"{tool.get('name') or ''} {tool.get('description') or ''} {_json(rest)}")
+    return readable("\n".join(parts)[:MAX_CHARS])
 
 
 def _json(value: Any) -> str:
@@ -70,3 +91,16 @@ def fts_query(text: str) -> str:
     if not tokens:  # nothing searchable (only punctuation): match nothing rather than fail
         return '""'
     return " ".join('"' + t + '"*' for t in tokens)
+
+
+def _folded(text: str) -> str:
+    """Text as the index compares it: any case, diacritics removed (`remove_diacritics 2`)."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)).casefold()
+
+
+def holds_words(text: str, query: str) -> bool:
+    """Whether `text` holds every token of `query` as a token's start, as `fts_query` matches in
+    the index (here in Python, for the few texts a search has to look at part by part)."""
+    have = TOKEN.findall(_folded(text))
+    wanted = TOKEN.findall(_folded(query))
+    return bool(wanted) and all(any(h.startswith(w) for h in have) for w in wanted)

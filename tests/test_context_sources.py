@@ -182,7 +182,7 @@ def test_first_turn_lists_the_system_prompt_and_each_tool_with_their_shares(agen
         assert block["text"] in text
     for tool in AGENT_TOOLS:
         assert f"{tool['name']}  ~" in text and tool["description"] in text
-        assert '"properties": {"path": {' in text  # the schema, as JSON
+    assert '"properties"' not in text and "a shows their schemas" in text  # a row each, the schemas under `a`
     # the parts' shares add up to the prompt (each shown rounded to a token)
     assert sum(blocks) == pytest.approx(system[0], abs=2)
     assert sum(s[0] for s in each_tool) == pytest.approx(tools[0], abs=2)
@@ -190,8 +190,9 @@ def test_first_turn_lists_the_system_prompt_and_each_tool_with_their_shares(agen
     est = added_tokens(d, None)
     assert sum(sum(v) for v in est.values()) == pytest.approx(prompt)
     assert [len(v) for v in est.values()] == [2, 3, 1]  # the system's blocks, the tools, the message
-    # before the messages, as the model reads them
-    assert text.index("+ system prompt") < text.index("+ tools") < text.index("+ [0] user")
+    # the tools after the messages (40 of them put the first message off the screen), as the first line says
+    assert text.index("+ system prompt") < text.index("+ [0] user") < text.index("+ tools")
+    assert text.startswith("First turn: the whole context entered here (its tools after the messages).")
 
 
 def test_a_changed_tool_list_lists_the_tools_added_redefined_and_removed(agent_db):

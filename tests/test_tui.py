@@ -754,7 +754,7 @@ async def test_a_connection_lost_mid_stream_reads_as_a_cut_in_the_list_the_respo
         table = screen.query_one("#turns", DataTable)
         assert await wait_for(pilot, lambda: table.row_count == 5)
         notes = [str(table.get_row_at(row)[-1]).split()[0] for row in range(5)]
-        assert notes == ["cut", "cut", "cut", "cut", "Connection"], notes  # refused: its message alone
+        assert notes == ["cut", "cut", "cut", "cut", "refused"], notes  # refused: what failed, in a word
         await pilot.press("2")
         await settle(pilot)
         assert await wait_for(pilot, lambda: bool(screen.query("#response-body Markdown")))

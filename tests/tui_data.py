@@ -369,3 +369,67 @@ def record_tool_agent(api, rec: Recorder, client) -> None:
                             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call[0],
                                                           "content": call[3]}]}]  # fmt: skip
     assert rec.flush(10)
+
+
+BIG_SYSTEM = ("You are an operations agent for a payments company. Use the tools to look things up before "
+              "you answer; never guess an account's state. Escalate refunds above 500 USD to a human.")
+BIG_TOOLS = [
+    {"name": f"{verb}_{noun}",
+     "description": f"{verb.capitalize()} a {noun.replace('_', ' ')} by its id and return it as JSON, with every "
+                    f"field the dashboard shows (status, owner, created and updated times, notes). Fails with "
+                    f"not_found for an id that does not exist.",
+     "input_schema": {"type": "object", "properties": {"id": {"type": "string", "description": f"the {noun} id"},
+                                                       "verbose": {"type": "boolean"}},
+                      "required": ["id"]}}
+    for verb in ("get", "list", "update", "close", "audit")
+    for noun in ("invoice", "refund", "dispute", "payout", "customer", "account", "webhook", "ledger_entry")
+]
+"""An agent's 40 tools (5 verbs x 8 nouns), each with a description longer than a line."""
+
+
+def record_big_agent(api, rec: Recorder, refused_port: int) -> None:
+    """Conversation conv_ops through the real SDK against the fake `api`: a system prompt, 40
+    tools (BIG_TOOLS) sent every turn, a tool loop of three turns (get_refund toolu_ops1, then
+    audit_ledger_entry toolu_ops2, then text), and a fourth call to `refused_port` on 127.0.0.1,
+    where nothing listens: its connection is refused (no retries)."""
+    import anthropic
+
+    from replayer.fakeapi import Reply
+
+    calls = [("toolu_ops1", "get_refund", {"id": "re_77"}, '{"id": "re_77", "amount": 640, "status": "pending"}'),
+             ("toolu_ops2", "audit_ledger_entry", {"id": "le_9"}, '{"id": "le_9", "balanced": true}'),
+             None]  # fmt: skip
+    client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key="sk-ant-test-NOT-A-REAL-KEY", max_retries=0))
+    messages: list = [{"role": "user", "content": "Why is refund re_77 still pending?"}]
+    with rec.conversation("conv_ops"):
+        for call in calls:
+            prompt = len(json.dumps({"system": BIG_SYSTEM, "tools": BIG_TOOLS, "messages": messages})) // 4
+            text = "It waits for a human: 640 USD is above the limit." if call is None else f"Calling {call[1]}."
+            answer = reply(text, tool=call[:3] if call else None,
+                           usage={"input_tokens": prompt, "output_tokens": 20, "cache_creation_input_tokens": 0,
+                                  "cache_read_input_tokens": 0})  # fmt: skip
+            api.enqueue(Reply(body=answer))
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=500, system=BIG_SYSTEM, tools=BIG_TOOLS,
+                                   messages=messages)  # fmt: skip
+            messages = [*messages, {"role": "assistant", "content": answer["content"]}]
+            if call is not None:
+                messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": call[0],
+                                                              "content": call[3]}]})  # fmt: skip
+        messages.append({"role": "user", "content": "Thanks. Escalate it."})
+        refused = rec.wrap(anthropic.Anthropic(base_url=f"http://127.0.0.1:{refused_port}",
+                                               api_key="sk-ant-test-NOT-A-REAL-KEY", max_retries=0))  # fmt: skip
+        try:
+            refused.messages.create(model="claude-sonnet-4-5", max_tokens=500, system=BIG_SYSTEM, tools=BIG_TOOLS,
+                                    messages=messages)  # fmt: skip
+        except anthropic.APIConnectionError:
+            pass
+    assert rec.flush(10)
+
+
+def unused_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

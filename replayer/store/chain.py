@@ -6,7 +6,8 @@ read in one walk (the list sorts by it).
 Messages are stored exactly as sent, so a message an agent re-sends with its cache breakpoint
 moved (Claude Code puts `cache_control` on the newest block each turn) is another blob, and the
 node chains part there. Where a comparison means "the same message to the model", `alike` looks
-past `cache_control`."""
+past `cache_control`; `lacking` compares system prompts and tool lists so, part by part (what
+the Context tab shows as entered, and what find looks in)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,25 @@ def uncached(value: Any) -> Any:
 def alike(a: Any, b: Any) -> bool:
     """Two messages the model reads the same: equal, or equal but for `cache_control`."""
     return a == b or uncached(a) == uncached(b)
+
+
+def system_blocks(system: Any) -> list[Any]:
+    """A system prompt's blocks (a string is one)."""
+    if system is None:
+        return []
+    return system if isinstance(system, list) else [system]
+
+
+def lacking(kind: str, value: Any, other: Any) -> list[Any]:
+    """The parts of a system prompt or tool list `value` that `other` lacks: its blocks not in
+    `other`, or its tools that `other` has no tool of that name for, or defines otherwise. A part
+    only its cache breakpoint moved in is not lacking: it reads the same to the model."""
+    if kind == "system":
+        theirs = system_blocks(other)
+        return [b for b in system_blocks(value) if not any(alike(b, t) for t in theirs)]
+    named = {str(t.get("name")): t for t in other if isinstance(t, dict)} if isinstance(other, list) else {}
+    tools = value if isinstance(value, list) else []
+    return [t for t in tools if not alike(t, named.get(str(t.get("name")) if isinstance(t, dict) else ""))]
 
 
 def first_texts(db: Any) -> dict[int, str | None]:

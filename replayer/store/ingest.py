@@ -24,12 +24,12 @@ from sqlite_utils import Database
 
 from ..bounded import BoundedDict
 from ..captured import Captured
-from ..text import searchable
+from ..text import context_searchable, searchable
 from . import attempt, codec, facts, search_index
 from .agent_ids import metadata_user, with_session
 from .attempt import Redact, label
 from .blobs import Blobs
-from .codec import Decoder, digest, dumps_plain, iso, iso_after, new_id
+from .codec import Decoder, digest, dumps_plain, iso, iso_after, new_id, stored_json
 from .events import Streams
 from .inserts import INSERT_ATTEMPT, INSERT_TURN
 from .scan import ParsedRequest, RequestScanner
@@ -188,6 +188,12 @@ class Ingestor:
         (store/search_index.py)."""
         self.texts: list[tuple[int, str]] = []
         """Search text waiting for `write_pending` (turn_text rowid, text)."""
+        self.context_texts: dict[int, str] = {}
+        """A new system prompt's or tool list's search text waiting for `write_pending`, by its
+        blob (context_text's rowid)."""
+        self.context_indexed: BoundedDict[int, bool] = BoundedDict(MAX_TURNS)
+        """Blobs of system prompts and tool lists known to be in context_text: a turn that sends
+        the same ones as the last (nearly every turn) looks no further."""
         self.usage: list[facts.UsageRow] = []
         self.copied_usage: list[facts.UsageRow] = []
         """Usage rows of copied attempts (Captured.copied_from): written, but not to the rollup."""
@@ -264,6 +270,9 @@ class Ingestor:
             self.texts.sort()
             conn.executemany("INSERT INTO turn_text(rowid, text) VALUES (?, ?)", self.texts)
             self.texts = []
+        if self.context_texts and index:
+            conn.executemany("INSERT INTO context_text(rowid, text) VALUES (?, ?)", sorted(self.context_texts.items()))
+            self.context_texts = {}
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -304,6 +313,8 @@ class Ingestor:
     def forget(self) -> None:
         """Drop every cache (after a rollback the ids they hold may not exist)."""
         self.texts, self.usage, self.copied_usage, self.touched = [], [], [], {}
+        self.context_texts = {}
+        self.context_indexed.clear()
         self.merges_deferred = False
         self.conv_rowids.clear()
         self.conv_tags.clear()
@@ -683,10 +694,28 @@ class Ingestor:
         )
         if text:
             self.texts.append((rowid * 2, text))
+        self._index_context("system", system)
+        self._index_context("tools", tools)
         added = self.tool_results.added(
             parsed, last.context_node, last.context_len or 0, threaded=context_node != parsed.node
         )
         return Turn(turn_id, conversation_id, rowid, conv_rowid, idx, system), added
+
+    def _index_context(self, kind: str, blob: int | None) -> None:
+        """Put a system prompt's or tool list's text in the search index (context_text) unless it
+        is there: once per distinct one, however many turns and conversations send it (its blob is
+        read back only then)."""
+        if blob is None or blob in self.context_indexed:
+            return
+        self.context_indexed[blob] = True
+        if blob in self.context_texts:
+            return
+        conn = self.db.conn
+        if conn.execute("SELECT 1 FROM context_text WHERE rowid = ?", (blob,)).fetchone():
+            return
+        text = context_searchable(kind, json.loads(stored_json(conn, blob)))
+        if text:
+            self.context_texts[blob] = text
 
 
 def _link_fork(conn: Any, conversation_id: str, tags: dict[str, Any]) -> None:

@@ -588,18 +588,48 @@ class Store(RowTexts):
         return _variant(*row) if row else None
 
     def find_in_conversation(self, conversation_id: str, text: str) -> list[tuple[int, str]]:
-        """Where `text` occurs in a conversation, from the full-text index (every word as a prefix,
-        as the conversation list's search): (turn index, "context" | "response") in turn order,
-        "context" when the turn's request brought it (the messages it added), "response" when the
-        turn's reply holds it. Nothing of the turns is read."""
+        """Where `text` occurs in a conversation, from the full-text indexes (every word as a
+        prefix, as the conversation list's search): (turn index, "context" | "response") in turn
+        order, "context" when the turn's request brought it (the messages it added, or a system
+        prompt or tools that entered there: on the turn that first sent them, and where they
+        changed, if the match is in what changed), "response" when the turn's reply holds it.
+        Nothing of the turns is read but a changed system prompt's or tool list's parts."""
         from ..text import fts_query
 
+        query = fts_query(text)
         rows = self.db.execute(
             """SELECT t.idx, m.rowid % 2 FROM turn_text m JOIN turns t ON t.rowid = m.rowid / 2
                WHERE turn_text MATCH ? AND t.conversation_id = ? ORDER BY t.idx, m.rowid % 2""",
-            [fts_query(text), conversation_id],
+            [query, conversation_id],
         ).fetchall()
-        return [(idx, "response" if odd else "context") for idx, odd in rows]
+        hits = [(idx, "response" if odd else "context") for idx, odd in rows]
+        blobs = {b for (b,) in self.db.execute("SELECT rowid FROM context_text WHERE context_text MATCH ?", [query])}
+        if blobs:
+            hits += [(idx, "context") for idx in self._context_entered(conversation_id, blobs, text)]
+        return sorted(set(hits), key=lambda hit: (hit[0], hit[1] != "context"))
+
+    def _context_entered(self, conversation_id: str, blobs: set[int], text: str) -> list[int]:
+        """The turns of a conversation where a system prompt or tool list among `blobs` (those
+        holding `text`) entered: the first to send it, and a later one that changed it if what
+        entered there (new or redefined blocks and tools) holds the text."""
+        from ..text import context_searchable, holds_words
+        from .chain import lacking
+
+        out = []
+        for idx, system, tools, was_system, was_tools in self.db.execute(
+            """SELECT idx, system_blob, tools_blob, LAG(system_blob) OVER w, LAG(tools_blob) OVER w
+               FROM turns WHERE conversation_id = ? WINDOW w AS (ORDER BY idx) ORDER BY idx""",
+            [conversation_id],
+        ).fetchall():
+            for kind, blob, was in (("system", system, was_system), ("tools", tools, was_tools)):
+                if blob == was or blob not in blobs:
+                    continue
+                if was is not None:  # a change: the match may be in what stayed, which entered before
+                    new = lacking(kind, self.blob_value(blob), self.blob_value(was))
+                    if not holds_words(context_searchable(kind, new), text):
+                        continue
+                out.append(idx)
+        return out
 
     def blob_value(self, blob: int | None) -> Any:
         """The parsed JSON of a stored part, None for none."""

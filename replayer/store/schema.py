@@ -154,6 +154,13 @@ def m002_turn_text(db: Database) -> None:
     _backfill_turn_text(db)
 
 
+CONTEXT_TEXT_TABLE = (
+    "CREATE VIRTUAL TABLE context_text USING fts5("
+    "text, content='', detail='none', tokenize='unicode61 remove_diacritics 2')"
+)
+"""The system prompts' and tool lists' search index (m018): as turn_text, one row per blob."""
+
+
 def _added_per_turn(db: Database) -> Iterator[tuple[int, str, list[int]]]:
     """(turn rowid, conversation id, blobs of the messages the turn's context added since the
     conversation's previous turn), in conversation order."""
@@ -626,6 +633,27 @@ ENDED_SQL = f"""strftime('%Y-%m-%dT%H:%M:%fZ', MAX(
 ) / 1000.0, 'unixepoch')"""
 """The latest end of the attempts `a`, as codec.iso_after writes each: start (exact to the
 millisecond: julianday is within 0.04 ms of it) plus latency cut to a whole millisecond."""
+
+
+@migrations(name="m019_context_text")
+def m019_context_text(db: Database) -> None:
+    # `/` in a conversation found nothing in the system prompt or the tools, which turn_text never
+    # held (a turn's row there is the messages it added). They get an index of their own, one row
+    # per distinct system prompt or tool list (rowid: its blob), as the store keeps them: an agent
+    # sending the same ones every turn, run after run, has them indexed once. The writer adds a
+    # row for each new one (store/ingest.py); here every one a turn names.
+    from ..text import context_searchable
+
+    db.execute(CONTEXT_TEXT_TABLE)
+    done: set[int] = set()  # (an empty list can be both a system prompt and a tool list)
+    for kind in ("system", "tools"):
+        for (blob,) in db.execute(
+            f"SELECT DISTINCT {kind}_blob FROM turns WHERE {kind}_blob IS NOT NULL ORDER BY 1"
+        ).fetchall():
+            text = context_searchable(kind, blob_obj(db, blob))
+            if text and blob not in done:
+                db.execute("INSERT INTO context_text(rowid, text) VALUES (?, ?)", [blob, text])
+            done.add(blob)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

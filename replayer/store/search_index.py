@@ -1,6 +1,8 @@
 """The search index's upkeep: its merges done while the writer is idle, not as records arrive.
 
-The message text of every turn goes into an FTS5 index (turn_text, store/schema.py). Each
+The message text of every turn goes into an FTS5 index (turn_text, store/schema.py); each
+distinct system prompt and tool list into another (context_text, a row per blob: few rows, left
+to FTS5's own merging). Each
 transaction that adds text writes a new segment of that index, and by default FTS5 merges
 segments as part of each such commit ('automerge', 4 at a level): a burst of records (a batch
 eval, an import) paid for merging the index while it was being written, about a third of the

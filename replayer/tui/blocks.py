@@ -16,7 +16,7 @@ from rich.text import Text
 
 from ..fmt import plural
 from ..models import ContextChange, TurnDetail
-from ..store.chain import alike
+from ..store.chain import lacking, system_blocks
 from ..wire import TOOL_USE_TYPES, prompt_tokens
 
 CUT = 4_000
@@ -159,18 +159,19 @@ def content_text(
 
 
 TOOL_LINE = 96
-"""Characters of a tool's line (its name, size and description) and of its schema's shown on the
-Context tab before `a`: one row each where the tab is 96 columns wide (a 100-column terminal's,
-beside its scrollbar), two at 160 columns (65 wide, beside the turn list). An agent sends 40
-tools on its first turn, and whole they would bury the messages under hundreds of lines."""
+"""Characters of a tool's row (its name, size and description) on the Context tab before `a`
+where the tab's width isn't known: a 100-column terminal's tab (96 beside its scrollbar). The
+screen gives the tab's own width (59 at 160 columns, beside the turn list), so a row stays one
+row: an agent sends 40 tools on its first turn, and at two rows each (name and description, then
+the schema) they put 80 rows before the messages."""
 
 
-def tool_text(tool: Any, full: bool = False, note: str = "") -> Text:
+def tool_text(tool: Any, full: bool = False, note: str = "", width: int = TOOL_LINE) -> Text:
     """A tool definition: its name (and `note`, a size estimate say), its description and its
-    input schema as highlighted JSON. Unless `full`, the name, note and description make one
-    line and the schema, as compact JSON, another, each cut to TOOL_LINE characters; `full`
-    gives the whole description and the schema pretty-printed, as the Tools tab and Raw show
-    JSON."""
+    input schema. Unless `full`, one row of `width` characters: the name, the note and the
+    description cut to what is left (a server tool with no description: its other fields as
+    compact JSON); `full` gives the whole description and the schema pretty-printed, as the Tools
+    tab and Raw show JSON."""
     out = Text()
     if not isinstance(tool, dict):
         out.append_text(value_text(tool, full))
@@ -190,37 +191,16 @@ def tool_text(tool: Any, full: bool = False, note: str = "") -> Text:
             out.append("\n")
             out.append_text(json_text(schema, True))
         return out
-    if description:
-        out.append("  " + _one_line(description, TOOL_LINE - len(out.plain) - 2))
-    if schema:
-        out.append("\n")
-        out.append_text(_highlight(Text(_one_line(json.dumps(schema, ensure_ascii=False), TOOL_LINE))))
+    said = description or (json.dumps(schema, ensure_ascii=False) if schema and schema is rest else "")
+    if said:
+        out.append("  " + _one_line(said, width - len(out.plain) - 2), style="" if description else "dim")
     return out
 
 
 def _one_line(text: str, width: int) -> str:
-    """The text's first line in `width` characters (at least 20), `…` where it goes on."""
-    line, width = text.split("\n", 1)[0], max(20, width)
+    """The text's first line in `width` characters (at least 10), `…` where it goes on."""
+    line, width = text.split("\n", 1)[0], max(10, width)
     return line if len(line) <= width and line == text else line[: width - 1].rstrip() + "…"
-
-
-def system_blocks(system: Any) -> list[Any]:
-    """A system prompt's blocks (a string is one)."""
-    if system is None:
-        return []
-    return system if isinstance(system, list) else [system]
-
-
-def _lacking(kind: str, value: Any, other: Any) -> list[Any]:
-    """The parts of a system prompt or tool list `value` that `other` lacks: its blocks not in
-    `other`, or its tools that `other` has no tool of that name for, or defines otherwise. A part
-    only its cache breakpoint moved in is not lacking: it reads the same to the model."""
-    if kind == "system":
-        theirs = system_blocks(other)
-        return [b for b in system_blocks(value) if not any(alike(b, t) for t in theirs)]
-    named = {str(t.get("name")): t for t in other if isinstance(t, dict)} if isinstance(other, list) else {}
-    tools = value if isinstance(value, list) else []
-    return [t for t in tools if not alike(t, named.get(str(t.get("name")) if isinstance(t, dict) else ""))]
 
 
 def entered(ch: ContextChange) -> list[Any]:
@@ -230,7 +210,7 @@ def entered(ch: ContextChange) -> list[Any]:
     if ch.kind == "added":
         return _content_parts(ch.message)
     if ch.kind in ("system", "tools"):
-        return _lacking(ch.kind, ch.message, ch.before)
+        return lacking(ch.kind, ch.message, ch.before)
     return []
 
 
@@ -240,7 +220,7 @@ def left(ch: ContextChange) -> list[Any]:
     if ch.kind == "removed":
         return [ch.message]
     if ch.kind in ("system", "tools"):
-        return _lacking(ch.kind, ch.before, ch.message)
+        return lacking(ch.kind, ch.before, ch.message)
     return []
 
 

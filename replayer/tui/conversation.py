@@ -24,6 +24,7 @@ from ..models import TurnDetail, TurnSummary
 from ..text import TOKEN  # a word as the index keeps it: what `/` in a conversation highlights
 from ..wire import prompt_tokens
 from .base import ReplayerScreen
+from .blocks import TOOL_LINE
 from .messages import DetailLoaded, DetailToCopy, FoundInConversation, TimelineLoaded
 from .render import (
     context_text,
@@ -123,7 +124,8 @@ class ConversationScreen(ReplayerScreen[None]):
     """The turn list; width 0 marks the columns that share what room is left (at least FLEX_MIN).
     The number columns hold their widest usual values whole (+1,234,567 tokens, $123.4567,
     9999.9 s): a number cut by its column reads as another number."""
-    FLEX_MIN = {"tools": 10, "err": 6}
+    FLEX_MIN = {"tools": 10, "err": 7}
+    """The notes column holds a connection's fault whole (`refused`, `timeout`: 7 cells)."""
     NUMBERS = {"idx", "delta", "cost", "ms", "cache"}
     """Columns the screen's edge must never cut (widgets.keep_numbers_whole)."""
 
@@ -204,8 +206,8 @@ class ConversationScreen(ReplayerScreen[None]):
         """Beside the detail (140 columns and wider), the turn list is at least as wide as its
         columns' least: the fixed ones as they are (the stop column hold_cells_whole widened, 16
         cells for `overloaded_error` where it has 10), the shared ones' FLEX_MIN, the padding and
-        a scrollbar: 93 cells, 99 with that stop column. The detail beside it gives up the room
-        (at 160 columns it keeps 61 of 67 cells, the tabs' labels 55), where the tools column had
+        a scrollbar: 94 cells, 100 with that stop column. The detail beside it gives up the room
+        (at 160 columns it keeps 60 of 67 cells, the tabs' labels 55), where the tools column had
         given it (4 cells: `lis…`, `get…`). Above the detail (narrow) the list has the whole width."""
         table = self.query_one("#turns", FittedTable)
         if self.has_class("narrow"):
@@ -355,8 +357,10 @@ class ConversationScreen(ReplayerScreen[None]):
             return
         self._drawn.add(tab)
         if tab == "context":
-            text = context_text(d, self.show_all, self._previous_prompt(d), self.find_pattern)
-            self.query_one("#context-body", TextView).update(text)
+            view = self.query_one("#context-body", TextView)
+            self._context_width = self._width_of(view)
+            text = context_text(d, self.show_all, self._previous_prompt(d), self.find_pattern, self._context_width)
+            view.update(text)
             if self.find_pattern is not None:
                 self.call_after_refresh(self._scroll_to_match, text)
         elif tab == "response":
@@ -377,6 +381,21 @@ class ConversationScreen(ReplayerScreen[None]):
             else:
                 self.query_one("#raw-box").mount(TextArea(raw, id="raw-body", read_only=True, soft_wrap=False))
             self._raw_turn = d.turn.turn_id
+
+    @staticmethod
+    def _width_of(view: TextView) -> int:
+        """The Context tab's width, for the rows cut to it (a tool's); until laid out, a
+        100-column terminal's."""
+        return view.scrollable_content_region.width or TOOL_LINE
+
+    @on(TextView.WidthChanged, "#context-body")
+    def context_resized(self, event: TextView.WidthChanged) -> None:
+        """Rows cut to the tab's width are cut again to its new one (the text is made anew only
+        when the width it was made for changed)."""
+        if self.detail is not None and event.width != getattr(self, "_context_width", None):
+            self._drawn.discard("context")
+            if self.query_one("#tabs", TabbedContent).active == "context":
+                self._draw("context")
 
     def _load_raw(self, area: TextArea, raw: str, keep: bool) -> None:
         """The Raw tab's new text; the same turn's (a new attempt came) where it was read, scroll and
@@ -569,7 +588,9 @@ class ConversationScreen(ReplayerScreen[None]):
         self._copy(message.detail, message.tab)
 
     def _copy(self, d: TurnDetail, tab: str) -> None:
-        text = copy_text(d, tab)
+        width = self._width_of(self.query_one("#context-body", TextView))
+        text = copy_text(d, tab, show_all=self.show_all, previous_prompt=self._previous_prompt(d),
+                         tz=self.app.settings.tz, width=width)  # fmt: skip
         self.app.copy_to_clipboard(text)
         self.notify(f"copied the {tab} of turn {d.turn.index} ({len(text):,} characters)", timeout=3)
 

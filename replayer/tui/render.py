@@ -14,11 +14,33 @@ from typing import Any, NamedTuple
 from rich.cells import cell_len
 from rich.text import Text
 
-from ..fmt import approx_tokens, attempt_status, error_status, local_time, money, ms, plural, spend
+from ..fmt import (
+    approx_tokens,
+    attempt_status,
+    connection_fault,
+    error_head,
+    error_status,
+    local_time,
+    money,
+    ms,
+    plural,
+    spend,
+)
 from ..imports import rebuilt_from
 from ..models import ContextChange, SectionDiff, TurnDetail, TurnSummary
-from ..wire import prompt_tokens, token_count
-from .blocks import added_tokens, content_text, entered, left, system_blocks, tool_text, value_text
+from ..wire import TOOL_USE_TYPES, prompt_tokens, token_count
+from .blocks import (
+    CUT,
+    TOOL_LINE,
+    added_tokens,
+    content_text,
+    cut,
+    entered,
+    left,
+    system_blocks,
+    tool_text,
+    value_text,
+)
 from .widgets import SEGMENT_COLOURS
 
 
@@ -49,12 +71,18 @@ MID_STREAM_NOTE = "cut"
 """A failed attempt's note (its turn's row, a retry's) for a stream that broke after its 200: an
 error event, or the connection lost or timed out (what fmt calls `mid-stream`, as the Usage and
 Response tabs, `show` and the rerun say it): a word that reads whole in the narrowest notes column
-(6 cells beside the chart at 160 columns: `mid-s…`); the help says what it means."""
+(7 cells beside the chart at 160 columns); the help says what it means."""
 
 
 def error_note(error: Mapping[str, Any]) -> str:
     """A failed attempt's note in the turn list: its status (MID_STREAM_NOTE for a stream that
-    broke after its 200: fmt.error_status) and message."""
+    broke after its 200: fmt.error_status) and message; for a connection that failed with no
+    answer, what kind of failure, in a word the narrowest column holds (fmt.connection_fault:
+    `refused`, `timeout`, `DNS`...; its message was `Connection to HOST failed: [Errno 111]
+    Connection refused`, read `Conne…`), the message whole in the Response and Usage tabs."""
+    fault = connection_fault(error)
+    if fault is not None:
+        return fault
     where = error_status(error)
     return f"{MID_STREAM_NOTE if where == 'mid-stream' else where} {error.get('message') or ''}".strip()
 
@@ -241,10 +269,16 @@ def turn_rows(
 
 
 def context_text(
-    d: TurnDetail, show_all: bool, previous_prompt: int | None, pattern: re.Pattern[str] | None = None
+    d: TurnDetail,
+    show_all: bool,
+    previous_prompt: int | None,
+    pattern: re.Pattern[str] | None = None,
+    width: int = TOOL_LINE,
 ) -> Text:
     """The Context tab: what entered the context at this turn (or, with show_all, the whole
-    context), each match of `pattern` (a find) marked and the blocks holding one shown whole."""
+    context), each match of `pattern` (a find) marked and the blocks holding one shown whole.
+    Tools that entered are listed after the messages, a row each (`width`: the tab's), their
+    schemas under `a`: before them, 40 tools put the first message below a 32-row terminal."""
     out = Text()
     if d.reconstructed is not None:
         out.append("reconstructed", style="reverse")
@@ -253,8 +287,11 @@ def context_text(
             f" from {whence}: the request is rebuilt from it ({lost}), so the turn can't be rerun\n\n", style="italic"
         )
     marks = {"added": ("+ ", "green"), "removed": ("- ", "bold red")}
+    tools = [n for n, ch in enumerate(d.changes) if ch.kind == "tools"]
     if d.turn.index == 0:
-        out.append("First turn: the whole context entered here.\n\n", style="dim")
+        messages = any(ch.kind in ("added", "removed") for ch in d.changes)
+        after = " (its tools after the messages)" if tools and messages and not show_all else ""
+        out.append(f"First turn: the whole context entered here{after}.\n\n", style="dim")
     if show_all:
         out.append(f"Whole context: {plural(len(d.context), 'message')}\n\n", style="bold")
         if d.system is not None:
@@ -276,13 +313,15 @@ def context_text(
         return mark_matches(out, pattern)
     sizes = added_tokens(d, previous_prompt)
     shown = (lambda part: holds_match(part, pattern)) if pattern is not None else None
-    for n, ch in enumerate(d.changes):
+    order = [n for n in range(len(d.changes)) if n not in tools] + tools
+    for n in order:
+        ch = d.changes[n]
         est = sizes.get(n)
         size = f"  {approx_tokens(sum(est))}" if est else ""
         if ch.kind == "system":
             out.append_text(_system_change(ch, est, shown))
         elif ch.kind == "tools":
-            out.append_text(_tools_change(ch, est, pattern))
+            out.append_text(_tools_change(ch, est, pattern, width))
         else:
             sign, style = marks.get(ch.kind, ("? ", ""))
             label = "removed (compaction, truncation or an edit)" if ch.kind == "removed" else "added"
@@ -335,10 +374,10 @@ def _system_change(ch: ContextChange, est: list[float] | None, shown: Callable[[
     return out
 
 
-def _tools_change(ch: ContextChange, est: list[float] | None, pattern: re.Pattern[str] | None) -> Text:
+def _tools_change(ch: ContextChange, est: list[float] | None, pattern: re.Pattern[str] | None, width: int) -> Text:
     """The tools as they entered on the first turn, or those added, redefined and removed since
-    the previous turn: each with its share, its description and its schema, cut to a line each
-    (blocks.tool_text) but for one holding a match of `pattern` (a find) past the cut."""
+    the previous turn: a row each of `width` (blocks.tool_text: its name, share and description),
+    but for one holding a match of `pattern` (a find) past its row, shown whole (the schema too)."""
     new, gone = entered(ch), left(ch)
     out = Text()
     names = {str(t.get("name")) for t in new if isinstance(t, dict)}
@@ -356,14 +395,14 @@ def _tools_change(ch: ContextChange, est: list[float] | None, pattern: re.Patter
     if est:
         out.append(f"  {approx_tokens(sum(est))}", style="dim")
     if new or gone:
-        out.append("  · a shows each whole", style="dim")
+        out.append("  · a shows their schemas", style="dim")
     was = {str(t.get("name")) for t in redefined}
     for i, tool in enumerate(new):
         out.append("\n")
         if ch.before is not None:
             out.append("~ " if isinstance(tool, dict) and str(tool.get("name")) in was else "+ ", style="bold cyan")
         note = approx_tokens(est[i]) if est else ""
-        text = tool_text(tool, note=note)
+        text = tool_text(tool, note=note, width=width)
         if pattern is not None and holds_match(tool, pattern) and not pattern.search(text.plain):
             text = tool_text(tool, True, note)  # the match is past the cut: shown whole, so it is on screen
         out.append_text(text)
@@ -537,23 +576,104 @@ def _figure(value: Any) -> str:
     return f"{int(text):,}" if text.isascii() and text.isdigit() else text
 
 
-def copy_text(d: TurnDetail, tab: str) -> str:
-    """What `y` copies from a tab: the response's text, or the tab's content as JSON."""
-    if tab == "response":
-        text = "\n\n".join(
-            b.get("text", "") if b.get("type") == "text" else as_json(b)
-            for b in ((d.response or {}).get("content") or [])
-            if isinstance(b, dict)
-        )
-    elif tab == "tools":
-        text = as_json([c.model_dump() for c in d.tool_calls])
-    elif tab == "usage":
-        text = as_json([u.model_dump() for u in d.usage])
-    elif tab == "context":
-        text = as_json(d.context)
+ResponsePart = tuple[str, Any]
+"""A part of the Response tab: ("markdown", its text), ("thinking", its text), ("json", JSON
+text) or ("text", a Rich Text)."""
+
+
+def response_parts(d: TurnDetail, show_all: bool, tz: str | None = None) -> list[ResponsePart]:
+    """The Response tab: the text (Markdown), thinking (folded there), tool calls and other blocks
+    as JSON, each long value cut unless `show_all`; a failed turn's rate limits (times in `tz`). A
+    reply cut mid-stream shows what came of it, then the error and `(cut here)`; one cut before
+    any of it came says so in words."""
+    parts: list[ResponsePart] = []
+    err = d.turn.error
+    # said as the turn list and the rerun say it (fmt.error_head): an error event in a stream, or
+    # its connection lost or timed out after the 200 (the store gives that error the attempt's
+    # status), came `mid-stream`, after whatever part of the message it cut
+    said = ""
+    if err:
+        message = err.get("message")
+        said = f"{error_head(err)}: {message}" if message else error_head(err)
+    # an error answer whose body was kept (a 429's `{"type": "error", ...}`) is no response either:
+    # shown as one, then `(cut here)`, it read as a reply cut off mid-stream
+    error_body = bool(err) and isinstance(d.response, dict) and d.response.get("type") == "error"
+    content = d.response.get("content") if isinstance(d.response, dict) else None
+    if err and error_status(err) == "mid-stream" and not _arrived(content):
+        # cut after its 200 with nothing of the reply come (the connection lost, or an error event,
+        # right after it or its message_start): `(cut here)` alone under nothing read as a glitch
+        what = "Stream" if d.turn.stream else "Answer"
+        parts.append(("text", Text(f"{what} cut before any content arrived: {said}", style="bold red")))
+        parts += _limits(d, tz)
+    elif d.response is None or error_body:
+        parts.append(("text", Text(f"No response: {said or 'nothing came back'}", style="bold red")))
+        parts += _limits(d, tz)
+        if error_body:
+            parts.append(("text", Text("\nthe error's body, as received:", style="dim")))
+            parts.append(("json", cut(as_json(d.response), CUT, show_all)))
     else:
-        text = as_json({"request": d.request, "response": d.response})
-    return text
+        if not isinstance(content, list):
+            parts.append(("json", as_json(d.response)))
+        for block in content or []:
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind == "text":
+                parts.append(("markdown", cut(block.get("text") or "", CUT * 5, show_all)))
+            elif kind == "thinking":
+                parts.append(("thinking", cut(block.get("thinking") or "", CUT, show_all)))
+            elif kind == "redacted_thinking":
+                parts.append(("text", Text("[redacted thinking]", style="dim italic")))
+            elif kind in TOOL_USE_TYPES:
+                parts.append(("text", Text(f"{kind}: {block.get('name')}  {block.get('id')}", style="bold cyan")))
+                parts.append(("text", value_text(block.get("input"), show_all)))
+            else:
+                parts.append(("text", Text(f"{kind}", style="bold magenta")))
+                parts.append(("json", cut(as_json(block), CUT, show_all)))
+        if said:  # the message above is the part that came before the error
+            parts.append(("text", Text.assemble((said, "bold red"), ("  (cut here)", "dim"))))
+            parts += _limits(d, tz)
+        stop = d.response.get("stop_reason") if isinstance(d.response, dict) else None
+        parts.append(("text", Text(f"stop_reason: {stop or '—'}", style="dim")))
+    return parts
+
+
+def _arrived(content: Any) -> bool:
+    """Some of a reply's content came: a block other than a text block still empty (its
+    content_block_start, with no delta after it)."""
+    return isinstance(content, list) and any(
+        not (isinstance(b, dict) and b.get("type") == "text" and not b.get("text")) for b in content
+    )
+
+
+def _limits(d: TurnDetail, tz: str | None) -> list[ResponsePart]:
+    """Under a failed turn's error: what the API said with it of its limits and when to retry
+    (the last attempt's; the Usage tab has each attempt's)."""
+    said = said_lines(d.response_headers[-1], tz) if d.response_headers else []
+    return [("text", Text("\n".join(said), style="dim"))] if said else []
+
+
+def copy_text(
+    d: TurnDetail,
+    tab: str,
+    *,
+    show_all: bool = False,
+    previous_prompt: int | None = None,
+    tz: str | None = None,
+    width: int = TOOL_LINE,
+) -> str:
+    """What `y` copies from a tab: the text it shows, as it shows it (`show_all`, `tz` and the
+    Context tab's `width` as there; the thinking a Response folds, whole), or the Raw tab's
+    request and response as JSON."""
+    if tab == "response":
+        return "\n\n".join(("thinking\n" + value) if kind == "thinking" else
+                            value.plain if isinstance(value, Text) else str(value)
+                            for kind, value in response_parts(d, show_all, tz))  # fmt: skip
+    if tab == "tools":
+        return tools_text(d, show_all).plain
+    if tab == "usage":
+        return usage_text(d, tz).plain
+    if tab == "context":
+        return context_text(d, show_all, previous_prompt, width=width).plain
+    return as_json({"request": d.request, "response": d.response})
 
 
 def raw_text(d: TurnDetail) -> str:

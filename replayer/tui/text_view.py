@@ -19,6 +19,7 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.content import Content, Span
 from textual.geometry import Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.selection import Selection
 from textual.strip import Strip
@@ -40,6 +41,18 @@ class TextView(ScrollView, can_focus=True):
     DEFAULT_CSS = """
     TextView { overflow-x: hidden; overflow-y: auto; height: 1fr; }
     """
+
+    class WidthChanged(Message):
+        """The view's text is now this many cells wide: text made for a width (a row cut to fit
+        it) can be made again."""
+
+        def __init__(self, view: TextView, width: int) -> None:
+            super().__init__()
+            self.view, self.width = view, width
+
+        @property
+        def control(self) -> TextView:
+            return self.view
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:  # noqa: A002 (Textual's name)
         super().__init__(id=id, classes=classes)
@@ -96,6 +109,7 @@ class TextView(ScrollView, can_focus=True):
         if width != self._width:
             self._width = width
             self._wrapped.clear()
+            self.post_message(self.WidthChanged(self, width))
             self._row_starts = [0, *accumulate(self._rows(line, width) for line in self._lines)]
         height = self._row_starts[-1]
         if self.virtual_size != Size(width, height):
