@@ -207,6 +207,7 @@ def test_db_path_migrate_backup(tmp_path, monkeypatch):
         ("m016_response_headers",),
         ("m017_turn_tokens_of_one_attempt",),
         ("m018_conversation_ended_at",),
+        ("m019_context_text",),
     ]
     assert run("--db", str(target), "db", "backup", str(tmp_path / "copy.db")).exit_code == 2
 
