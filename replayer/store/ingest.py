@@ -686,10 +686,21 @@ class Ingestor:
                 "INSERT INTO turn_tags(turn_id, conversation_id, tags_json) VALUES (?, ?, ?)",
                 (turn_id, conversation_id, tags),
             )
-        # what this request added, for search (replies are indexed from responses, once)
+        # what this request added, for search (replies are indexed from responses, once): past the
+        # messages reused byte for byte, and past the previous turn's context and reply when this
+        # request extends them as threading compares messages (an agent that moves its cache
+        # breakpoint to the newest block resends the one before as other bytes: not new to it)
+        new_from = parsed.reused
+        tip = None if fresh else self.threads.tip_of.get(conversation_id)
+        if tip is not None and parsed.messages:
+            keys = parsed.thread_keys
+            j = len(keys) - 1
+            while j >= new_from and keys[j] != tip:
+                j -= 1
+            new_from = max(new_from, j + 1)
         text = "\n".join(
             searchable(m)
-            for m in (parsed.messages[parsed.reused :] if parsed.messages else ())
+            for m in (parsed.messages[new_from:] if parsed.messages else ())
             if m is not None and (not isinstance(m, dict) or m.get("role") != "assistant" or idx == 0)
         )
         if text:
