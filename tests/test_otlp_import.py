@@ -716,6 +716,25 @@ def test_malformed_lines_counted_and_reported_never_fatal(tmp_path):
     assert "3 malformed lines skipped" in r.stderr
 
 
+def test_a_file_starting_with_a_utf8_bom_keeps_its_first_line(tmp_path):
+    """A file some Windows tool saved with a byte order mark: its first line was skipped as "not
+    JSON (UTF-8 byte order mark (BOM) is not supported)", exit 0. The mark is passed over, in a
+    file, in gzip and on stdin."""
+    specs, _ = convention_loop()
+    good = [collector_line(sdk_spans([s])) for s in specs]
+    data = b"\xef\xbb\xbf" + ("\n".join(good) + "\n").encode()
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(data)
+    gz = tmp_path / "bom.jsonl.gz"
+    gz.write_bytes(gzip.compress(data))
+    for i, (source, stdin) in enumerate([(path, None), (gz, None), ("-", data)]):
+        r = run(tmp_path / f"b{i}.db", "import", "otlp", source, "--json", stdin=stdin)
+        assert r.exit_code == 0, r.output
+        got = json.loads(r.stdout)
+        assert (got["reconstructed"], got["malformed"]) == (2, []), r.stderr
+        assert "skipped" not in r.stderr and "BOM" not in r.stderr
+
+
 def test_a_last_line_cut_off_is_said_to_be_maybe_still_written_then_taken_once_whole(tmp_path):
     """A Collector's file exporter appends a line at a time: an import while it writes one reads
     that line cut off. It was reported as 'not JSON (unexpected end of data)', like garbage; it is

@@ -149,23 +149,39 @@ _CAPTURED_AT = [f.name for f in fields(Record)].index("captured")
 
 def open_input(path: str, stdin: IO[bytes] | None = None) -> tuple[IO[bytes], Callable[[], int]]:
     """(the lines to read, how many bytes of the input were read so far: of the compressed file
-    for gzip). `path` "-" is stdin. Raises OSError for a file that can't be opened."""
+    for gzip). `path` "-" is stdin. A UTF-8 byte order mark at the start (as some Windows tools
+    write) is passed over: JSON parsers refuse it, and the first line would be lost. Raises
+    OSError for a file that can't be opened."""
     if path == "-":
         import sys
 
         raw: Any = stdin if stdin is not None else sys.stdin.buffer
         buffered: Any = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)
         if buffered.peek(2)[:2] == GZIP_MAGIC:
-            return cast(IO[bytes], gzip.GzipFile(fileobj=buffered)), lambda: 0
-        return buffered, lambda: 0
+            return _past_bom(cast(IO[bytes], gzip.GzipFile(fileobj=buffered))), lambda: 0
+        return _past_bom(buffered), lambda: 0
     with open(path, "rb") as sniff:
         head = sniff.read(2)
     if head == GZIP_MAGIC:
         gz = gzip.open(path, "rb")  # noqa: SIM115 (the caller closes it, and so the file it opened)
         raw = gz.fileobj
-        return cast(IO[bytes], gz), (raw.tell if raw is not None else lambda: 0)
+        return _past_bom(cast(IO[bytes], gz)), (raw.tell if raw is not None else lambda: 0)
     file = open(path, "rb")  # noqa: SIM115 (the caller closes it)
-    return file, file.tell
+    return _past_bom(file), file.tell
+
+
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _past_bom(lines: Any) -> IO[bytes]:
+    """`lines` (a buffered or gzip stream: they peek) past a UTF-8 byte order mark, if it starts
+    with one. (peek may give fewer bytes than asked: a BOM cut by the buffer is read as it is.)"""
+    try:
+        if lines.peek(3)[:3] == UTF8_BOM:
+            lines.read(3)
+    except (OSError, EOFError, gzip.BadGzipFile):  # a corrupt gzip stream: said when its lines are read
+        pass
+    return cast(IO[bytes], lines)
 
 
 def documents(lines: IO[bytes], malformed: list[Malformed]) -> Iterator[tuple[int, dict[str, Any]]]:
