@@ -661,17 +661,45 @@ def test_import_needs_no_opentelemetry_package(tmp_path):
     assert proc.stdout.strip() == "[]"
 
 
-def test_progress_bar_on_a_big_file(tmp_path, monkeypatch):
-    from replayer.cli import importing
+def stderr_on_a_terminal(*argv) -> str:
+    """What `replayer ARGV` writes on its stderr when that is a terminal (a pseudo-terminal)."""
+    import os
+    import pty
 
+    main, terminal = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "replayer.cli", *map(str, argv)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=terminal)  # fmt: skip
+    os.close(terminal)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # (EIO: the process closed its end)
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(main)
+    assert proc.wait(120) == 0, out
+    return out.decode(errors="replace")
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path):
+    """A file past 8 MB printed the bar's label ("importing") before the summary when stderr
+    was a log file or a pipe: the bar now shows only on a terminal, whatever the file's size."""
     specs, _ = convention_loop()
-    path = tmp_path / "spans.jsonl"
-    path.write_text(collector_line(sdk_spans(specs)) + "\n")
+    attrs, start, end = specs[0]
+    long = [{"role": "user", "parts": [{"type": "text", "content": "x" * (9 << 20)}]}]
+    path = tmp_path / "big.jsonl"
+    path.write_text(collector_line(sdk_spans([({**attrs, n.INPUT_MESSAGES: json.dumps(long)}, start, end)])) + "\n")
+    assert path.stat().st_size > 8 << 20  # where the label used to show on any stderr
     r = run(tmp_path / "b.db", "import", "otlp", path)
-    assert r.exit_code == 0 and "importing" not in r.stderr  # a small file, stderr no terminal: no bar
-    monkeypatch.setattr(importing, "BIG_OTLP_BYTES", 10)
-    r = run(tmp_path / "c.db", "import", "otlp", path)
-    assert r.exit_code == 0 and r.stderr.startswith("importing"), r.stderr  # (no terminal: its label only)
+    assert r.exit_code == 0 and r.stderr.startswith("imported 1 reconstructed turn"), r.stderr
+    assert "importing" not in r.stderr
+    small = tmp_path / "spans.jsonl"
+    small.write_text(collector_line(sdk_spans(specs)) + "\n")
+    shown = stderr_on_a_terminal("--db", tmp_path / "c.db", "import", "otlp", small)
+    assert "importing" in shown and "imported 2 reconstructed turns" in shown, shown
 
 
 def test_filters(tmp_path):

@@ -295,12 +295,13 @@ def _import_batches(
 ) -> tuple[Any, Any, list[Any]]:
     """Store what the reader `target(*args)` yields (batches of replayer records, as
     otlp/batches.read makes them) through the SpanWriter: (its counts, the reader's tally, the
-    records read that could not be stored, as Malformed: their line and the writer's error). A big file is
-    read and parsed by a reader process while this one writes (readahead.py); a progress bar
-    shows on a big file. The database is made with the first records to write, once the input
-    has shown it is what the command reads: an input that can't be read, is refused (`refused`
-    gives the one line saying so for what the reader raised, None for what isn't bad input) or
-    holds nothing to import makes no database."""
+    records read that could not be stored, as Malformed: their line and the writer's error). A
+    big file is read and parsed by a reader process while this one writes (readahead.py); a
+    progress bar shows when stderr is a terminal (never on stdin, whose size is unknown). The
+    database is made with the first records to write, once the input has shown it is what the
+    command reads: an input that can't be read, is refused (`refused` gives the one line saying
+    so for what the reader raised, None for what isn't bad input) or holds nothing to import
+    makes no database."""
     from ..otlp import reading
     from ..otlp.batches import CannotRead, Tally
     from ..readahead import batches as read_ahead
@@ -316,7 +317,8 @@ def _import_batches(
     counts = SpanCounts()
     failed: list[reading.Malformed] = []
     tally = Tally()
-    bar = size is not None and (sys.stderr.isatty() or size > BIG_OTLP_BYTES)
+    # on a terminal only: on a log file or a pipe the bar's label is a stray line before the summary
+    bar = size is not None and sys.stderr.isatty()
     progress: Any = (
         click.progressbar(length=size, label="importing", file=sys.stderr) if bar else contextlib.nullcontext(None)
     )
@@ -417,8 +419,6 @@ def _continued(counts: Any) -> list[str]:
 
 MAX_NAMED = 5
 """Conversations a closing line names; past that, their count."""
-BIG_OTLP_BYTES = 8 << 20
-"""A file past which the progress bar shows even when stderr isn't a terminal."""
 READ_AHEAD_BYTES = 16 << 20
 """A file past which a reader process parses it while this one writes (about 800 spans with
 content: starting the process costs about a tenth of a second)."""
