@@ -137,8 +137,17 @@ def _trouble(record: logging.LogRecord) -> Trouble | None:
     for arg in args:
         if isinstance(arg, BaseException):
             return _error_trouble(arg)
-        if getattr(arg, "name", None) == "DEADLINE_EXCEEDED":  # gRPC's status code
+        code = getattr(arg, "name", None) if type(arg).__name__ == "StatusCode" else None  # gRPC's status code
+        if code == "DEADLINE_EXCEEDED":
             return f"no answer within {export_timeout():g} s", False
+        if code == "UNAVAILABLE":
+            # gRPC says why only in the details text it logs beside the code ("failed to connect to
+            # all addresses; last error: ...: Connection refused"), no error object
+            details = " ".join(a for a in args if isinstance(a, str)).lower()
+            if "connection refused" in details:
+                return "connection refused", True
+            if "dns resolution failed" in details:
+                return "the collector's host name does not resolve", True
     msg = record.msg if isinstance(record.msg, str) else ""
     if msg.startswith("Failed to export") and "code:" in msg and len(args) > 2 and isinstance(args[1], int):
         return f"the collector answered HTTP {args[1]} {args[2]}".rstrip(), True
