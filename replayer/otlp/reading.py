@@ -173,15 +173,39 @@ def open_input(path: str, stdin: IO[bytes] | None = None) -> tuple[IO[bytes], Ca
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
-def _past_bom(lines: Any) -> IO[bytes]:
-    """`lines` (a buffered or gzip stream: they peek) past a UTF-8 byte order mark, if it starts
-    with one. (peek may give fewer bytes than asked: a BOM cut by the buffer is read as it is.)"""
-    try:
-        if lines.peek(3)[:3] == UTF8_BOM:
-            lines.read(3)
-    except (OSError, EOFError, gzip.BadGzipFile):  # a corrupt gzip stream: said when its lines are read
-        pass
-    return cast(IO[bytes], lines)
+def _past_bom(stream: Any) -> IO[bytes]:
+    """`stream`'s lines, the first one past a UTF-8 byte order mark if it starts with one. Done
+    as the first line is read, not by peeking when the input is opened: a gzip stream cut short
+    would raise there, and once it has raised it reads as empty (its fault then goes unsaid)."""
+    return cast(IO[bytes], _PastBom(stream))
+
+
+class _PastBom:
+    """An input's lines (iterated, and closed), the first without its byte order mark."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.first = True
+
+    def __iter__(self) -> _PastBom:
+        return self
+
+    def __next__(self) -> bytes:
+        line: bytes = next(self.stream)
+        if self.first:
+            self.first = False
+            if line.startswith(UTF8_BOM):
+                return line[len(UTF8_BOM) :]
+        return line
+
+    def __enter__(self) -> _PastBom:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.stream.close()
 
 
 def documents(lines: IO[bytes], malformed: list[Malformed]) -> Iterator[tuple[int, dict[str, Any]]]:
