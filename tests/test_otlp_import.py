@@ -184,8 +184,11 @@ def test_own_spans_round_trip_to_the_same_export_lines(api, tmp_path):
 
     again = imported(laptop, path)
     assert (again["attempts"], again["already_imported"]) == (0, 6)
-    home = imported(source, path)  # into the database that exported them: all there already
-    assert (home["attempts"], home["already_imported"]) == (0, 6)
+    # into the database that recorded them: all there already, as recorded (not "imported before")
+    r = run(source, "import", "otlp", path, "--json")
+    home = json.loads(r.stdout)
+    assert (home["attempts"], home["already_imported"], home["matched_recorded"]) == (0, 0, 6), r.output
+    assert "6 spans of calls already recorded, kept as recorded" in r.stderr and "imported before" not in r.stderr
     assert export_text(source) == lines
 
 
@@ -620,6 +623,25 @@ def test_spans_without_content_and_other_spans_counted_and_skipped(tmp_path):
     assert got["skipped"] == {"no_content": 2, "other_provider": 1}
     assert got["other_spans"] == 2  # the SDK's parent "agent run" span and the HTTP one
     assert "2 chat spans skipped: no content" in r.stderr
+
+
+def test_the_filters_leave_out_spans_without_content_too(tmp_path):
+    """--user alice: bob's spans without content were told as "skipped: no content", as if they
+    were alice's to import; they are left out by the filter, like his spans with content."""
+    content = ("gen_ai.input", "gen_ai.output", "gen_ai.system_")
+    specs = []
+    for user in ("alice", "bob"):
+        loop, _ = convention_loop(f"conv_{user}", user)
+        bare = {k: v for k, v in loop[0][0].items() if not k.startswith(content)}
+        specs += [(bare, T0, T0 + 1000), ({**loop[1][0], n.RESPONSE_ID: f"msg_{user}"}, *loop[1][1:])]
+    path = tmp_path / "spans.jsonl"
+    path.write_text(collector_line(sdk_spans(specs)) + "\n")
+    for args, skipped, filtered in ((["--user", "alice"], 1, 2), (["--conversation", "conv_bob"], 1, 2), ([], 2, 0)):
+        r = run(tmp_path / f"f{len(args)}{skipped}.db", "import", "otlp", path, "--json", *args)
+        got = json.loads(r.stdout)
+        assert (got["skipped"], got["filtered_out"], got["reconstructed"]) == ({"no_content": skipped}, filtered,
+                                                                                 1 if args else 2), r.output
+        assert f"{skipped} chat span{'s' if skipped > 1 else ''} skipped: no content" in r.stderr
 
 
 # -- the input ---------------------------------------------------------------------------------

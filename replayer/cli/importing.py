@@ -260,6 +260,7 @@ def export(ctx: click.Context, path: str, as_json: bool) -> None:
             "lines": tally.lines,
             "attempts": counts.exact,
             "already_imported": counts.known,
+            "matched_recorded": counts.merged,
             "matched_imported": counts.twinned,
             "conversations": sorted(counts.conversations),
             "continued_conversations": sorted(counts.continued_conversations),
@@ -389,6 +390,8 @@ def _export_summary(counts: Any, tally: Any, malformed: int) -> str:
     parts = []
     if counts.known:
         parts.append(f"{plural(counts.known, 'attempt')} already in the database")
+    if counts.merged:
+        parts.append(f"{plural(counts.merged, 'attempt')} recorded in this database in the first place, kept")
     if counts.twinned:
         parts.append(
             f"{plural(counts.twinned, 'attempt')} of calls already imported from elsewhere (matched by response id), "

@@ -12,6 +12,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import names as n
 from . import reading
 from .prescan import Defined, PreScanner, Share
 from .reading import Malformed, Record
@@ -106,14 +107,32 @@ def _take(
         tally.malformed.append(Malformed(span.line, f"a chat span that can't be read ({e})"))
         return None
     if isinstance(got, str):
-        tally.skipped[got] = tally.skipped.get(got, 0) + 1
+        # a span skipped is still one of the filters' to leave out first: what the span says of
+        # itself (its start, user, conversation), as its record would have said it
+        a = span.attributes
+        who = a.get(n.USER_ID) or a.get("enduser.id")
+        conv = a.get(n.CONVERSATION_ID)
+        started = reading.iso_of(span.start_ns / 1e9)
+        if _left_out(started, str(who) if who else None, str(conv) if conv else None, since, user, conversation):
+            tally.filtered += 1
+        else:
+            tally.skipped[got] = tally.skipped.get(got, 0) + 1
         return None
     ctx = got.captured.ctx
-    if (
-        (since and got.started_at < since)
-        or (user and (ctx is None or ctx.user_id != user))
-        or (conversation and (ctx is None or ctx.conversation_id != conversation))
-    ):
+    if _left_out(got.started_at, ctx.user_id if ctx else None, ctx.conversation_id if ctx else None,
+                 since, user, conversation):  # fmt: skip
         tally.filtered += 1
         return None
     return got
+
+
+def _left_out(
+    started_at: str, its_user: str | None, its_conversation: str | None,
+    since: str | None, user: str | None, conversation: str | None,
+) -> bool:  # fmt: skip
+    """Whether the filters (--since, --user, --conversation) leave a span out."""
+    return bool(
+        (since and started_at < since)
+        or (user and its_user != user)
+        or (conversation and its_conversation != conversation)
+    )

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from sqlite_utils import Database
 
 from ..otlp.prescan import parsed_from_wire
+from ..otlp.reading import SOURCE
 from . import codec
 from .codec import digest
 from .ingest import Ingestor
@@ -48,9 +49,10 @@ class SpanCounts:
     reconstructed: int = 0
     """Turns rebuilt from other instrumentations' spans written."""
     known: int = 0
-    """Spans imported before (or recorded here in the first place)."""
+    """Spans imported before."""
     merged: int = 0
-    """Other instrumentations' spans of a call already recorded (matched by response id)."""
+    """Spans of a call recorded in this database in the first place: another instrumentation's
+    (matched by response id), or replayer's own of an attempt recorded here (its turn id)."""
     twinned: int = 0
     """replayer's own spans of a call already imported from elsewhere (a transcript, another
     instrumentation's span), matched by response id and left out: the call is kept once."""
@@ -151,7 +153,10 @@ class SpanWriter:
         new_turn_id = False
         if r.exact:
             if (c.turn_id, c.attempt) in known.attempts:
-                counts.known += 1
+                if str(c.turn_id) in known.recorded:
+                    counts.merged += 1
+                else:
+                    counts.known += 1
                 return
             if str(c.turn_id) in known.twins:
                 counts.twinned += 1
@@ -254,11 +259,21 @@ class _Known:
         self.attempts: set[tuple[str | None, int]] = set()
         """(turn id, attempt) stored."""
         self.turns: set[str] = set()
+        self.recorded: set[str] = set()
+        """Those turns recorded here: not imported (an imported turn of another source is in
+        imported_turns; one of replayer's own has the call key reading.own_record makes of its id)."""
         self.conversations: dict[str, str] = {}
         """Conversation id -> started_at."""
         for ids in _chunks(turn_ids, self.CHUNK):
             marks = ",".join("?" * len(ids))
-            self.turns.update(t for (t,) in conn.execute(f"SELECT id FROM turns WHERE id IN ({marks})", ids))
+            for t, call_key, imported in conn.execute(
+                f"""SELECT t.id, t.call_key, i.turn_id IS NOT NULL FROM turns t
+                    LEFT JOIN imported_turns i ON i.turn_id = t.id WHERE t.id IN ({marks})""",
+                ids,
+            ):
+                self.turns.add(t)
+                if not imported and call_key != digest(f"{SOURCE}:{t}")[:16]:
+                    self.recorded.add(t)
             self.attempts.update(conn.execute(f"SELECT turn_id, attempt FROM attempts WHERE turn_id IN ({marks})", ids))
         for ids in _chunks(conversations, self.CHUNK):
             marks = ",".join("?" * len(ids))
