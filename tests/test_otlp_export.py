@@ -765,3 +765,27 @@ def test_http_json_is_said_once_and_sent_as_protobuf(api, db_path, receiver, mon
     told = [r.getMessage() for r in caplog.records if "http/json" in r.getMessage()]
     assert told == ["replayer: the OTLP protocol 'http/json' is not one the OpenTelemetry SDK for Python sends; "
                     "spans go as http/protobuf"]
+
+
+@pytest.mark.parametrize("name", ["OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT"])
+def test_an_attribute_length_limit_with_content_is_said_once_at_the_start(tmp_path, monkeypatch, caplog, name):
+    """With content and an attribute length limit, the SDK cuts every long text: the spans then
+    can't be imported whole, which nobody said. It is said once, when the export starts; not
+    without content (nothing of replayer's to cut), nor without a limit."""
+    from replayer.otlp import exporter
+    from replayer.otlp.exporter import Exporter
+
+    for other in exporter.LENGTH_LIMITS:
+        monkeypatch.delenv(other, raising=False)
+    monkeypatch.setattr(exporter, "_said_cut", False)
+    caplog.set_level(logging.WARNING, logger="replayer")
+    for content in (False, True):  # (a limit without content: nothing said)
+        Exporter(str(tmp_path / "none.db"), content=content).close(0)
+    assert not [r for r in caplog.records if "LENGTH_LIMIT" in r.getMessage()]
+    monkeypatch.setenv(name, "300")
+    Exporter(str(tmp_path / "none.db"), content=False).close(0)
+    for _ in range(2):
+        Exporter(str(tmp_path / "none.db"), content=True).close(0)
+    said = [r.getMessage() for r in caplog.records if "LENGTH_LIMIT" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"replayer: {name}=300: the SDK cuts span texts past 300 characters")
+    assert "can't bring those calls back whole" in said[0]

@@ -138,9 +138,12 @@ def record_session(api, db):
             client.messages.create(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "refuse me"}])
 
 
-def own_spans(lines, db):
+def own_spans(lines, db, limit=None):
     """replayer's spans of export lines, as its exporter makes them (otlp/spans.py, content on,
-    each value's exact text, the turn's tags), by the SDK's tracer."""
+    each value's exact text, the turn's tags), by the SDK's tracer (`limit`: the attribute length
+    limit OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT sets)."""
+    from opentelemetry.sdk.trace import SpanLimits
+
     from replayer.otlp.exporter import split
     from replayer.otlp.spans import attributes, span
 
@@ -148,7 +151,8 @@ def own_spans(lines, db):
     tags = dict(conn.execute("SELECT t.id, c.tags_json FROM turns t JOIN conversations c ON c.id = t.conversation_id"))
     conn.close()
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": "agent"}))
+    provider = TracerProvider(resource=Resource.create({"service.name": "agent"}),
+                              span_limits=SpanLimits(max_span_attribute_length=limit))  # fmt: skip
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("replayer")
     for text in lines:
@@ -190,6 +194,55 @@ def test_own_spans_round_trip_to_the_same_export_lines(api, tmp_path):
     assert (home["attempts"], home["already_imported"], home["matched_recorded"]) == (0, 0, 6), r.output
     assert "6 spans of calls already recorded, kept as recorded" in r.stderr and "imported before" not in r.stderr
     assert export_text(source) == lines
+
+
+def test_own_spans_cut_by_an_attribute_length_limit_come_back_rebuilt_never_as_exact_garbage(api, tmp_path):
+    """Spans exported with OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT=300: their replayer.request and
+    .response are cut texts. They were imported as exact attempts holding the cut text as the
+    request, no model, usage or response, a made-up "not JSON" error on a 200, $0 in stats, or
+    counted as "malformed lines". They come back with their ids, rebuilt from their other
+    attributes (model, usage, stop reason), marked reconstructed, and the closing line says why
+    and what to do; streams and plain calls alike."""
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    lines = export_text(source)
+    path = tmp_path / "cut.jsonl"
+    spans = own_spans(lines, source, limit=150)
+    whole = own_spans(lines, source)
+    cut = [x for x, a, b in zip(lines, spans, whole, strict=True)
+           if any(v != b.attributes[k] for k, v in a.attributes.items() if k.startswith("replayer."))]  # fmt: skip
+    assert 2 < len(cut) < len(lines)  # (most spans hold a longer text of replayer's, some do not)
+    path.write_text(collector_line(spans) + "\n")
+    laptop = tmp_path / "laptop.db"
+    r = run(laptop, "import", "otlp", path, "--json")
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert (got["attempts"], got["malformed"], got["cut_spans"]) == (6, [], len(cut)), r.output
+    assert "malformed" not in r.stderr
+    assert f"{len(cut)} spans with content cut short by an attribute length limit" in r.stderr
+    assert "raise or unset OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT" in r.stderr
+    before = {(d["turn_id"], d["attempt"]): d for d in map(json.loads, lines)}
+    after = [json.loads(x) for x in export_text(laptop)]
+    assert {(d["turn_id"], d["attempt"]) for d in after} == set(before)  # its ids kept
+    for d, text in zip(after, export_text(laptop), strict=True):
+        was = before[d["turn_id"], d["attempt"]]
+        if not d.get("reconstructed"):
+            assert text in lines and text not in cut  # a span whole: exact, as ever
+            continue
+        assert isinstance(d["request"], dict) and d["request"]["model"] == MODEL
+        assert (d["reconstructed"], d["imported_from"]) == (True, "otlp")
+        assert (d["status"], d["stream"], d["conversation_id"], d["user_id"]) == (
+            was["status"], was["stream"], was["conversation_id"], was["user_id"])
+        if was["status"] == 200:
+            assert d["error"] is None and d["response"]["usage"] == was["response"]["usage"]
+            assert d["response"]["model"] == MODEL and d["response"]["stop_reason"] == was["response"]["stop_reason"]
+            assert d["cost_usd"] == was["cost_usd"] and d["cost_usd"] > 0
+        else:
+            assert d["error"]["type"] == was["error"]["type"]
+    assert any(d["stream"] and d.get("reconstructed") for d in after)
+    assert sum(d["cost_usd"] or 0 for d in after) == pytest.approx(sum(d["cost_usd"] or 0 for d in before.values()))
+    again = imported(laptop, path)  # importing again: known by their ids
+    assert (again["attempts"], again["already_imported"]) == (0, 6)
 
 
 def test_a_slice_of_own_spans_keeps_its_indexes(api, tmp_path):
@@ -763,7 +816,9 @@ def test_malformed_lines_counted_and_reported_never_fatal(tmp_path):
     assert [m["line"] for m in got["malformed"]] == [2, 3, 4]
     for k in (2, 3, 4):
         assert f"line {k}:" in r.stderr
-    assert "3 malformed lines skipped" in r.stderr
+    # what is counted is said: two lines that hold no spans to read, one span that can't be read
+    # (a line holds many spans: two of one line were told as "2 malformed lines")
+    assert "2 malformed lines skipped; 1 malformed span skipped" in r.stderr
 
 
 def test_a_file_starting_with_a_utf8_bom_keeps_its_first_line(tmp_path):

@@ -215,11 +215,12 @@ def otlp(
             "skipped": tally.skipped,
             "filtered_out": tally.filtered,
             "other_spans": tally.others,
+            "cut_spans": tally.cut,
             "malformed": [{"line": m.line, "what": m.what} for m in malformed],
             "not_imported": [{"line": m.line, "what": m.what} for m in unstored],
         }
         click.echo(json_document(doc))
-    click.echo(_with_unstored(_otlp_summary(counts, tally, len(malformed)), unstored, "chat span"), err=True)
+    click.echo(_with_unstored(_otlp_summary(counts, tally, malformed), unstored, "chat span"), err=True)
     _fail_unstored(ctx, unstored, "chat span", name(path), lines=True)
 
 
@@ -436,8 +437,14 @@ def _size(path: str) -> int | None:
         return None
 
 
-def _otlp_summary(counts: Any, tally: Any, malformed: int) -> str:
+def _otlp_summary(counts: Any, tally: Any, malformed: list[Any]) -> str:
     parts = []
+    if tally.cut:
+        parts.append(
+            f"{plural(tally.cut, 'span')} with content cut short by an attribute length limit, rebuilt from "
+            "their other attributes and marked reconstructed: for whole spans, raise or unset "
+            "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT (and OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT) on the recording host"
+        )
     if counts.known:
         parts.append(f"{plural(counts.known, 'span')} imported before")
     if counts.merged:
@@ -454,8 +461,11 @@ def _otlp_summary(counts: Any, tally: Any, malformed: int) -> str:
         parts.append(f"{plural(k, 'chat span')} skipped: {WHY.get(why, why)}")
     if tally.filtered:
         parts.append(f"{plural(tally.filtered, 'span')} left out by the filters")
-    if malformed:
-        parts.append(f"{plural(malformed, 'malformed line')} skipped")
+    spans = sum(1 for m in malformed if m.span)
+    if len(malformed) > spans:
+        parts.append(f"{plural(len(malformed) - spans, 'malformed line')} skipped")
+    if spans:
+        parts.append(f"{plural(spans, 'malformed span')} skipped")
     what = []
     if counts.exact or not counts.reconstructed:
         what.append(plural(counts.exact, "attempt"))

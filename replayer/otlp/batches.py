@@ -39,6 +39,8 @@ class Tally:
     """Chat spans the filters left out."""
     others: int = 0
     """Spans that are no chat call."""
+    cut: int = 0
+    """replayer's own spans whose content was cut short (reading.Record.cut), imported rebuilt."""
     lines: int = 0
     """Lines that held spans."""
 
@@ -104,7 +106,7 @@ def _take(
     try:
         got = reading.record(span)
     except (ValueError, TypeError, KeyError, AttributeError) as e:
-        tally.malformed.append(Malformed(span.line, f"a chat span that can't be read ({e})"))
+        tally.malformed.append(Malformed(span.line, f"a chat span that can't be read ({e})", True))
         return None
     if isinstance(got, str):
         # a span skipped is still one of the filters' to leave out first: what the span says of
@@ -123,6 +125,7 @@ def _take(
                  since, user, conversation):  # fmt: skip
         tally.filtered += 1
         return None
+    tally.cut += got.cut
     return got
 
 

@@ -21,7 +21,9 @@ process), with the reason; at the end a single line gives the total. The SDK's o
 about a failed export are kept out of the user's output while this module's exporter runs (a
 thread-local filter: an application's own exporter is left alone). At interpreter exit the
 writers are closed first, then the spans get EXIT_SECONDS (REPLAYER_OTLP_EXIT_TIMEOUT) to go out
-(`close_all`, from the writer's exit hook)."""
+(`close_all`, from the writer's exit hook). With content, an attribute length limit in the
+environment (the SDK cuts every text past it) is said once as the export starts: such spans
+can't be imported whole."""
 
 from __future__ import annotations
 
@@ -259,6 +261,8 @@ class Exporter:
         self._lock = threading.Lock()
         self._reset()
         _live.add(self)
+        if content:
+            _say_content_cut()
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._reset)
 
@@ -453,6 +457,30 @@ class Exporter:
         if told:
             log.warning("%s", told)
         _live.discard(self)
+
+
+LENGTH_LIMITS = ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT")
+"""The SDK's attribute length limits, the first one set winning (as its SpanLimits reads them)."""
+_said_cut = False
+
+
+def _say_content_cut() -> None:
+    """Say once, as the export with content starts, that an attribute length limit will cut its
+    texts (the SDK cuts every text attribute past it): such spans can't be imported whole."""
+    global _said_cut
+    for name in LENGTH_LIMITS:
+        value = os.environ.get(name, "").strip()
+        if not value:
+            continue
+        if value.isdigit() and not _said_cut:
+            _said_cut = True
+            log.warning(
+                "replayer: %s=%s: the SDK cuts span texts past %s characters, so exported content (messages, "
+                "replayer.request/.response) will be cut short and `replayer import otlp` can't bring those calls "
+                "back whole (it rebuilds them, marked reconstructed); unset it or raise it for whole spans",
+                name, value, value,
+            )
+        return
 
 
 def told_line(why: dict[Trouble, int], url: str) -> str | None:

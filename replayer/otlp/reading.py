@@ -10,7 +10,9 @@ A span is a chat call when `gen_ai.operation.name` is "chat", or, in the older f
 writes, when it has no operation name but `llm.request.type` "chat" or a `gen_ai.system`. What
 becomes of it:
 - replayer's own span (it carries `replayer.request`): an exact record, every id and value as
-  the exporting database held it, so its export line comes out the same (`exact`).
+  the exporting database held it, so its export line comes out the same (`exact`); one whose
+  content an attribute length limit cut short keeps its ids, its request and response rebuilt
+  (otlp/rebuild.py), its turn marked reconstructed (`Record.cut`).
 - another instrumentation's span with content (the convention's `gen_ai.input.messages`, or
   OpenLLMetry's `gen_ai.prompt.N.*`): a request and response rebuilt as far as the attributes go
   (otlp/rebuild.py), marked reconstructed.
@@ -72,6 +74,8 @@ class Malformed:
 
     line: int
     what: str
+    span: bool = False
+    """One span on the line (the line's other spans may have been read), not the whole line."""
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.what}"
@@ -115,6 +119,9 @@ class Record:
     response_id: str | None = None
     scanned: tuple[Any, ...] | None = None
     """Its request scanned by the reader (otlp/prescan.py), whose bytes it then no longer holds."""
+    cut: bool = False
+    """replayer's own span whose content was cut short (an attribute length limit where it was
+    exported): its ids kept, its request and response rebuilt from what is whole (`exact`)."""
 
     def wire(self) -> tuple[Any, ...]:
         """The record as plain tuples, for a pipe between processes (readahead.py): pickling the
@@ -276,7 +283,7 @@ def spans(number: int, doc: dict[str, Any], malformed: list[Malformed]) -> Itera
                 try:
                     yield _span(number, raw)
                 except (TypeError, ValueError, KeyError, AttributeError) as e:
-                    malformed.append(Malformed(number, f"a span that can't be read ({type(e).__name__}: {e})"))
+                    malformed.append(Malformed(number, f"a span that can't be read ({type(e).__name__}: {e})", True))
 
 
 def _list(value: Any) -> list[Any]:
@@ -395,23 +402,49 @@ def record(span: Span) -> Record | str:
 
 def exact(span: Span) -> Record:
     """replayer's own span: the export line it was made from, as a Captured that stores it with
-    its own ids (conversation, turn, index, attempt, times)."""
+    its own ids (conversation, turn, index, attempt, times).
+
+    A JSON attribute that isn't whole JSON was cut short where the span was made (the SDK cuts
+    every text past OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT characters): the span keeps its ids, what
+    is whole is taken, and a cut request or response is rebuilt from the span's other attributes
+    as another instrumentation's span is (model, usage, stop reason; messages as far as the
+    convention's content attributes are whole), and its turn marked reconstructed (`cut`)."""
     a = span.attributes
     values = {key: a.get(name) for name, key in OWN}
     values["conversation_id"] = a.get(n.CONVERSATION_ID)
     values["user_id"] = a.get(n.USER_ID) or a.get("enduser.id")
     json_valued = (
         (n.REQUEST_HEADERS, "request_headers"), (n.RESPONSE_HEADERS, "response_headers"), (n.ERROR, "error"),
-        (n.UNKNOWN_EVENTS, "unknown_events"),
+        (n.UNKNOWN_EVENTS, "unknown_events"), (n.TAGS, "tags"),
     )
+    cut = False
     for name, key in json_valued:
-        values[key] = _json(a.get(name))
+        try:
+            values[key] = _json(a.get(name))
+        except ValueError:
+            values[key], cut = None, True
+    tags = values.pop("tags")
     texts = {"request": _text(a.get(n.REQUEST)), "response": _text(a.get(n.RESPONSE))}
-    tags = _json(a.get(n.TAGS))
-    return own_record(
+    request, response = texts["request"], texts["response"]
+    # replayer writes the request as a compact JSON object: a cut one can't end with its "}" (a
+    # cut that falls just after an inner "}" is missed; parsing every request again to be sure
+    # would cost the import a second parse of each history, the largest text of the span)
+    if request is not None and not request.endswith("}"):
+        from .rebuild import request_of
+
+        texts["request"], cut = json.dumps(request_of(a), ensure_ascii=False), True
+    if response is not None and response != "null" and _loaded(response) is None:
+        from .rebuild import response_of
+
+        rebuilt = response_of(a, values.get("status"), values.get("error"))
+        texts["response"], cut = (json.dumps(rebuilt, ensure_ascii=False) if rebuilt is not None else None), True
+    record = own_record(
         span.line, values, texts, session=span.trace_id, start=span.start_ns / 1e9,
         tags=tags if isinstance(tags, dict) else None, response_id=_text(a.get(n.RESPONSE_ID)),
     )  # fmt: skip
+    if cut:
+        record.cut, record.imported_from = True, SOURCE
+    return record
 
 
 def own_record(

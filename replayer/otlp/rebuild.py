@@ -102,6 +102,35 @@ def rebuilt(span: Span) -> Record | None:
     )
 
 
+def request_of(a: dict[str, Any]) -> dict[str, Any]:
+    """The request of replayer's own span whose `replayer.request` was cut short (reading.exact):
+    the convention's content attributes, as far as they are whole, and the request's settings."""
+    request = _from_convention(a)
+    _settings(a, request)
+    return request
+
+
+def response_of(a: dict[str, Any], status: Any, error: Any) -> dict[str, Any] | None:
+    """The response of replayer's own span whose `replayer.response` was cut short: None for a
+    failed attempt (its error is kept apart), else the message the attributes tell of, its
+    content as far as `gen_ai.output.messages` is whole, its usage exactly as received when
+    `replayer.usage` is whole, else from the convention's token counts."""
+    if error is not None or (isinstance(status, int) and status >= 300):
+        return None
+    outputs = [m for m in _json_list(a.get(n.OUTPUT_MESSAGES)) if isinstance(m, dict)]
+    content = [b for m in outputs for part in _list(m.get("parts")) if (b := block(part)) is not None]
+    response = _response(a, content, outputs[-1].get("finish_reason") if outputs else None)
+    usage: Any = a.get(n.USAGE)
+    try:
+        usage = json.loads(usage) if isinstance(usage, str) else None
+    except ValueError:
+        usage = None
+    usage = usage if isinstance(usage, dict) else _usage(a, convention=True)
+    if usage:
+        response["usage"] = usage
+    return response
+
+
 # -- the convention's content attributes -------------------------------------------------------
 
 

@@ -45,7 +45,8 @@ class SpanCounts:
     """What an import did, for its closing line."""
 
     exact: int = 0
-    """Attempts of replayer's own spans written."""
+    """Attempts of replayer's own spans written (those whose content was cut short too: rebuilt,
+    their turns marked reconstructed, reading.Record.cut)."""
     reconstructed: int = 0
     """Turns rebuilt from other instrumentations' spans written."""
     known: int = 0
@@ -214,7 +215,7 @@ class SpanWriter:
                     "UPDATE conversations SET origin = 'import' WHERE id = ? AND origin IN ('explicit', 'auto')",
                     (stored.conversation_id,),
                 )
-        if r.imported_from and stored.new_turn:
+        if r.imported_from and (stored.new_turn or r.cut):  # (a retry cut short: its turn is rebuilt in part)
             session = r.session
             if r.imported_from == CLAUDE_CODE and c.ctx and c.ctx.tags:
                 session = str(c.ctx.tags.get("claude_code_session") or session)
