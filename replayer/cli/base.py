@@ -250,16 +250,15 @@ def open_output(path: str, remedy: str, database: str | Path | None = None) -> A
 
 
 def resolve_id(store: Any, text: str, kind: str = "conversation") -> str:
-    """The whole id `text` names: an id, a prefix of exactly one, or one cut as displayed (…).
-    The text itself when it names none (the caller says it is unknown); bad input when several."""
-    prefix = text.removesuffix("…")
-    count, ids = store.ids_starting(prefix, kind=kind)
-    if count == 1:
-        return str(ids[0])
-    if count > 1:
-        listed = ", ".join(ids) + (", …" if count > len(ids) else "")
-        raise UserError(f"{text!r} begins {count} {kind} ids ({listed}): give more of it")
-    return text
+    """The whole id `text` names (Store.whole_id): an id, a prefix of exactly one, or one cut as
+    displayed (…). The text itself when it names none (the caller says it is unknown); bad input
+    when several."""
+    from ..store.queries import AmbiguousId
+
+    try:
+        return str(store.whole_id(text, kind))
+    except AmbiguousId as e:
+        raise UserError(str(e)) from None
 
 
 def one_line(text: str | None, n: int) -> str:

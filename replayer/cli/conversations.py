@@ -96,6 +96,8 @@ def list_(
     store = open_store(ctx)
     if user and no_user:
         raise UserError("give --user ID or --no-user, not both")
+    if user:
+        user = resolve_id(store, user, kind="user")
     rows = store.conversations(
         user=user, no_user=no_user, run=run, tags=pairs, model=model, since=since, until=until, tz=tz,
         query=query, limit=limit,

@@ -9,7 +9,7 @@ import click
 
 from ..config import MAX_DAYS
 from ..fmt import cost_spread, day_spend, describe_alert, health_word, metric_pair, money, plural, spend
-from .base import json_document, one_line, open_store
+from .base import json_document, one_line, open_store, resolve_id
 from .table import Column, Table
 
 
@@ -79,6 +79,8 @@ def stats(
 
     settings = _settings(ctx, tz, thresholds, budget, days)
     store = open_store(ctx)
+    if user:
+        user = resolve_id(store, user, kind="user")
     doc = compute(store, settings, user=user)
     if as_json:
         click.echo(json_document(doc.document()))

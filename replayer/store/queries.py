@@ -84,6 +84,10 @@ cost, a lower bound; one with nothing priced in it (shown `?`) sorts last either
 cost filter."""
 
 
+class AmbiguousId(ValueError):
+    """An id given in part that begins several (Store.whole_id): its message names them."""
+
+
 class _AttemptRow(NamedTuple):
     """An attempt's columns as Store.turns reads them."""
 
@@ -210,19 +214,35 @@ class Store(RowTexts):
 
     # -- listings ------------------------------------------------------------------------------
     def ids_starting(self, prefix: str, *, kind: str = "conversation", limit: int = 3) -> tuple[int, list[str]]:
-        """Conversation (kind "conversation") or turn ("turn") ids the text names: the id itself
-        when one is exactly that, else every id it begins. (how many, the first `limit` of them in
-        id order). Ids are long and typed or copied in part; a prefix names one when unique."""
-        table = {"conversation": "conversations", "turn": "turns"}[kind]
+        """Conversation (kind "conversation"), turn ("turn") or user ("user") ids the text names:
+        the id itself when one is exactly that, else every id it begins. (how many, the first
+        `limit` of them in id order). Ids are long and typed or copied in part (a Claude Code user
+        is a 64-hex device id, shown cut to 13); a prefix names one when unique."""
+        table, column = {"conversation": ("conversations", "id"), "turn": ("turns", "id"),
+                         "user": ("conversations", "user_id")}[kind]  # fmt: skip
         if not prefix:
             return 0, []
-        if self.db.execute(f"SELECT 1 FROM {table} WHERE id = ?", [prefix]).fetchone():
+        if self.db.execute(f"SELECT 1 FROM {table} WHERE {column} = ? LIMIT 1", [prefix]).fetchone():
             return 1, [prefix]
-        # a range over the primary key's index (ids compare as UTF-8 bytes)
+        # a range over an index (the primary key's; conversations_user for users): ids compare as
+        # UTF-8 bytes
         bounds = [prefix, prefix + "\U0010ffff"]
-        count = self.db.execute(f"SELECT COUNT(*) FROM {table} WHERE id >= ? AND id < ?", bounds).fetchone()[0]
-        rows = self.db.execute(f"SELECT id FROM {table} WHERE id >= ? AND id < ? ORDER BY id LIMIT ?", [*bounds, limit])
+        where = f"FROM {table} WHERE {column} >= ? AND {column} < ?"
+        count = self.db.execute(f"SELECT COUNT(DISTINCT {column}) {where}", bounds).fetchone()[0]
+        rows = self.db.execute(f"SELECT DISTINCT {column} {where} ORDER BY {column} LIMIT ?", [*bounds, limit])
         return count, [r[0] for r in rows]
+
+    def whole_id(self, text: str, kind: str = "conversation") -> str:
+        """The whole id `text` names (ids_starting): an id, a prefix of exactly one, or one cut as
+        displayed (…). The text itself when it names none (the caller says it is unknown);
+        AmbiguousId, saying the first few, when it begins several."""
+        count, ids = self.ids_starting(text.removesuffix("…"), kind=kind)
+        if count == 1:
+            return str(ids[0])
+        if count > 1:
+            listed = ", ".join(ids) + (", …" if count > len(ids) else "")
+            raise AmbiguousId(f"{text!r} begins {count} {kind} ids ({listed}): give more of it")
+        return text
 
     def change_mark(self) -> tuple[int, int]:
         """Moves whenever a call or a conversation is recorded: the newest attempt's and

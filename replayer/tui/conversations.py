@@ -27,6 +27,7 @@ from textual.worker import Worker, WorkerState
 from ..filters import FILTER_SYNTAX, FilterError, parse_filter
 from ..fmt import local_time, spend
 from ..models import ConversationSummary
+from ..store.queries import AmbiguousId
 from .base import ReplayerScreen
 from .dashboard import DashboardScreen
 from .messages import ConversationsChanged, ConversationsLoaded, StoreChanged
@@ -614,7 +615,10 @@ class ConversationsScreen(ReplayerScreen[None]):
         box.display = bool(text)
         try:
             filters = parse_filter(text, tz=self.app.settings.tz)  # read in the zone the list shows
-        except FilterError as e:
+            if filters.get("user"):  # a user id as `list` shows it cut names its user, as `--user` takes it
+                with self.app.store() as store:
+                    filters["user"] = store.whole_id(filters["user"], kind="user")
+        except (FilterError, AmbiguousId) as e:
             box.add_class("-invalid")
             box.focus()
             self.notify(str(e), title="Filter", severity="error", timeout=8)

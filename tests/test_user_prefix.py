@@ -1,0 +1,96 @@
+"""`--user` takes a user id as `list` shows it cut (a Claude Code user is a 64-hex device id, shown
+`7f857da98d790…`), or any prefix of one user's id, as conversation and turn ids are taken: in
+`list`, `stats` and the browser's `user:` filter. One that begins several users' ids is one line
+naming them, exit 2 (the browser: the filter bar marked, the list as it was). An exact id still
+names only itself."""
+
+from __future__ import annotations
+
+import json
+
+import anthropic
+from click.testing import CliRunner
+from conftest import FAKE_KEY
+from textual.widgets import Input
+from tui_data import settle
+
+from replayer import Recorder
+from replayer.cli import cli
+from replayer.fakeapi import FakeAPI
+from replayer.tui.app import make_app
+
+DEVICE = "7f857da98d790" + "3c1e5b7a9d2f4e6a8c0b1d3f5a7c9e1b3d5f7a9c2e4b6d8f0a1c"
+OTHER = "7f857da98d791" + "b2d4f6a8c0e2b4d6f8a0c2e4b6d8f0a2c4e6b8d0f2a4c6e8b0d2"
+USERS = {"conv_device": DEVICE, "conv_other": OTHER, "conv_al": "al", "conv_alice": "alice"}
+
+
+def record(path) -> None:
+    with FakeAPI() as api, Recorder(path) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+        for conv, user in USERS.items():
+            with rec.conversation(conv, user_id=user):
+                client.messages.create(model="claude-sonnet-4-5", max_tokens=8,
+                                       messages=[{"role": "user", "content": f"hi from {conv}"}])  # fmt: skip
+        assert rec.flush(10)
+
+
+def run(path, *args: str):
+    return CliRunner().invoke(cli, ["--db", str(path), *args])
+
+
+def listed(path, *args: str) -> set[str]:
+    r = run(path, "list", "--json", *args)
+    assert r.exit_code == 0, r.output
+    return {c["conversation_id"] for c in json.loads(r.output)}
+
+
+def test_list_and_stats_take_a_users_id_as_list_shows_it_cut_or_any_unique_prefix(tmp_path):
+    path = tmp_path / "u.db"
+    record(path)
+    shown = run(path, "list").output
+    cut = next(word for word in shown.split() if word.startswith("7f857da98d790"))
+    assert cut.endswith("…") and len(cut) < len(DEVICE), shown  # as list shows it
+    for given in (cut, cut.removesuffix("…"), DEVICE[:20], DEVICE):
+        assert listed(tmp_path / "u.db", "--user", given) == {"conv_device"}, given
+        r = run(path, "stats", "--user", given, "--json")
+        assert r.exit_code == 0, r.output
+        users = json.loads(r.output)["users"]
+        assert [u["user_id"] for u in users] == [DEVICE] and users[0]["cost_usd"] > 0, users
+        r = run(path, "stats", "--user", given)
+        assert r.exit_code == 0 and f"user {DEVICE}" in r.output.splitlines()[0], r.output
+    # an exact id names itself alone, though it begins another's
+    assert listed(path, "--user", "al") == {"conv_al"}
+    assert listed(path, "--user", "alice") == {"conv_alice"}
+    assert listed(path, "--user", "ali") == {"conv_alice"}
+
+
+def test_a_user_prefix_that_begins_several_is_one_line_naming_them_exit_2(tmp_path):
+    path = tmp_path / "u.db"
+    record(path)
+    for command in (["list"], ["stats"], ["list", "--json"], ["stats", "--json"]):
+        r = run(path, *command, "--user", "7f857da98d79")
+        assert r.exit_code == 2, (command, r.output)
+        (line,) = r.output.strip().splitlines()
+        assert "2 user ids" in line and DEVICE in line and OTHER in line and "Traceback" not in line, line
+
+
+async def test_the_browsers_user_filter_takes_a_unique_prefix_and_says_an_ambiguous_one(tmp_path):
+    path = tmp_path / "u.db"
+    record(path)
+    app = make_app(path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert {r.conversation_id for r in screen.rows} == set(USERS)
+        screen.filter_to("user:7f857da98d790")
+        await settle(pilot)
+        assert {r.conversation_id for r in screen.rows} == {"conv_device"}
+        screen.filter_to("user:al")
+        await settle(pilot)
+        assert {r.conversation_id for r in screen.rows} == {"conv_al"}
+        screen.filter_to("user:7f857da98d79")
+        await settle(pilot)
+        assert {r.conversation_id for r in screen.rows} == {"conv_al"}  # the list as it was
+        assert screen.query_one("#filter", Input).has_class("-invalid")
+        said = [n.message for n in app._notifications]
+        assert any("2 user ids" in m and DEVICE in m for m in said), said
