@@ -377,3 +377,46 @@ def test_concurrent_conversations_with_identical_starts_keep_their_own_answers(a
     assert replayed.returncode == 0, replayed.stderr
     assert replayed.stdout == recorded.stdout
     assert "answered 12 calls" in last_line(replayed) and "no mismatch" in last_line(replayed)
+
+
+WAIT_READER = """
+    import json, anthropic
+    # a client that reads the wait itself (as Claude Code reads retry-after): it prints what the
+    # recorded 529 now says
+    client = anthropic.Anthropic(max_retries=0)
+    try:
+        client.messages.create(model="claude-haiku-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+    except anthropic.APIStatusError as e:
+        print(json.dumps({k: e.response.headers.get(k) for k in ("retry-after", "retry-after-ms")}))
+"""
+
+
+def test_a_recorded_retry_after_is_scaled_in_both_headers_a_client_may_read(tmp_path):
+    """A 529 recorded with `retry-after: 1` (no retry-after-ms, as the API may send it) and then
+    retried. Replayed as fast as possible, the 529 said `retry-after-ms: 0.001` but still
+    `retry-after: 1`, and Claude Code, which reads retry-after, waited the whole recorded second.
+    Both now say the wait as paced: 0 s as fast as possible, 2 s at --speed 0.5 (twice as long)."""
+    import anthropic
+
+    from replayer import Recorder
+
+    db = tmp_path / "wait.db"
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    message = {"id": "msg_w", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+               "content": [{"type": "text", "text": "hello"}], "stop_reason": "end_turn", "stop_sequence": None,
+               "usage": {"input_tokens": 5, "output_tokens": 1}}
+    with FakeAPI() as api, Recorder(db) as rec:
+        api.enqueue(Reply(status=529, body=overloaded, headers={"retry-after": "1"}), Reply(body=message))
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=1))
+        with rec.conversation("conv_wait"):
+            client.messages.create(model="claude-haiku-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+        assert rec.flush(10)
+    assert [line["response_headers"].get("retry-after") for line in exported(db)] == ["1", None]
+    agent = tmp_path / "reader.py"
+    agent.write_text(textwrap.dedent(WAIT_READER))
+    env = {"ANTHROPIC_BASE_URL": DEAD, "ANTHROPIC_API_KEY": FAKE_KEY}
+    for speed, said in (([], {"retry-after": "0", "retry-after-ms": "0.001"}),
+                        (["--speed", "0.5"], {"retry-after": "2", "retry-after-ms": "2000"})):
+        proc = replayer(db, "replay", "conv_wait", "--with-errors", *speed, "--", sys.executable, str(agent), env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == said, (speed, proc.stdout)

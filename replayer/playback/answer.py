@@ -10,6 +10,7 @@ no times: they are sent as fast as the client reads, whatever the speed.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,10 +41,13 @@ def event_bytes(event: dict[str, Any]) -> bytes:
 
 def retry_wait(headers: dict[str, str], speed: float | None) -> dict[str, str]:
     """`headers` with the recorded wait before a retry (`retry-after-ms`, else `retry-after` in
-    seconds) divided by `speed`, as every recorded time is, in `retry-after-ms`, which the SDK reads
-    first: as fast as possible (None), a thousandth of a millisecond (the SDK honours a wait above
-    0; at 0 it would take its own backoff, half a second and more, that the recording never
-    waited). The recorded `retry-after` stays as it was, for a program that reads it itself."""
+    seconds) divided by `speed`, as every recorded time is: in `retry-after-ms`, which the SDK reads
+    first, and in `retry-after`, which other clients read (Claude Code waits what it says, whole
+    seconds). As fast as possible (None): a thousandth of a millisecond in `retry-after-ms` (the
+    SDK honours a wait above 0; at 0 it would take its own backoff, half a second and more, that
+    the recording never waited) and 0 in `retry-after`; at a speed, `retry-after` is the scaled
+    wait rounded to a whole second (a half up: 1 s at --speed 2 is 1, 3 s is 2). A `retry-after`
+    that is an HTTP date, or a wait the SDK would not honour (over a minute), stays as recorded."""
     given = headers.get("retry-after-ms")
     if given is None:
         given = headers.get("retry-after")
@@ -56,7 +60,14 @@ def retry_wait(headers: dict[str, str], speed: float | None) -> dict[str, str]:
         return headers
     if ms is None or not 0 < ms <= 60_000:  # the SDK takes its own backoff for these: so did the recording
         return headers
-    return {**headers, "retry-after-ms": f"{ms / speed:g}" if speed else "0.001"}
+    paced = {**headers, "retry-after-ms": f"{ms / speed:g}" if speed else "0.001"}
+    if "retry-after" in headers:
+        try:
+            float(headers["retry-after"])
+        except ValueError:  # an HTTP date beside a retry-after-ms: a time, not a wait to scale
+            return paced
+        paced["retry-after"] = str(math.floor(ms / speed / 1000 + 0.5)) if speed else "0"
+    return paced
 
 
 def chunks(events: list[dict[str, Any]], speed: float | None = None) -> Iterator[tuple[float, bytes]]:
