@@ -5,7 +5,9 @@ and the table in force, so correcting a price re-prices history.
 
 Usage semantics (API docs, prompt caching): `input_tokens` EXCLUDES cached tokens. The prompt is
 input + cache writes + cache reads; each part has its own rate. Where `cache_creation` (the
-5-minute / 1-hour split) is missing, every write is a 5-minute write. A model we have no row for
+5-minute / 1-hour split) is missing, every write is a 5-minute write; where it doesn't add up to
+`cache_creation_input_tokens` (a split of zeros beside writes), the total wins, the writes it
+doesn't place counted as 5-minute writes. A model we have no row for
 has an unknown cost (None and one warning), never some other model's price.
 """
 
@@ -205,15 +207,22 @@ def token_parts(usage: dict[str, Any]) -> tuple[int, int, int, int, int, int, bo
     """What a usage object bills: input, output, 5-minute writes, 1-hour writes, cache reads,
     web searches, and whether it is a batch request."""
     reads = int(usage.get("cache_read_input_tokens") or 0)
-    writes = int(usage.get("cache_creation_input_tokens") or 0)
+    total = usage.get("cache_creation_input_tokens")
+    writes = int(total or 0)
     split = usage.get("cache_creation")
+    w5m, w1h = writes, 0  # no split: every write is a 5-minute write (the API's default)
     if isinstance(split, dict) and (
         split.get("ephemeral_5m_input_tokens") is not None or split.get("ephemeral_1h_input_tokens") is not None
     ):
         w1h = int(split.get("ephemeral_1h_input_tokens") or 0)
         w5m = int(split.get("ephemeral_5m_input_tokens") or 0)
-    else:
-        w5m, w1h = writes, 0
+        if total is not None and w5m + w1h != writes:
+            # a split that doesn't add up to the total (a gateway or a transcript that fills it
+            # with zeros beside 5,300 writes): the total is what the prompt held, as
+            # wire.prompt_tokens counts it, so it wins; the 1-hour writes the split names (as far
+            # as the total goes), the rest 5-minute writes, as where there is no split
+            w1h = min(w1h, writes)
+            w5m = writes - w1h
     server = usage.get("server_tool_use")
     searches = int(server.get("web_search_requests") or 0) if isinstance(server, dict) else 0
     return (

@@ -134,5 +134,12 @@ def exported(path) -> list[dict]:
     return [json.loads(line) for line in store.export_lines()]
 
 
+def stored_facts(db) -> tuple[list, list]:
+    """Every usage row and rollup row of a database (open_db's), in key order: what a migration
+    that puts them right must leave as the writer leaves them now."""
+    return (db.execute("SELECT * FROM usage ORDER BY attempt_id, part").fetchall(),
+            db.execute("SELECT * FROM rollup ORDER BY conv, bucket, model, batch, band").fetchall())
+
+
 def sent_bodies(api: FakeAPI, path_prefix: str = "/v1/messages") -> list[dict]:
     return [json.loads(r["body"]) for r in api.received if r["path"].split("?")[0] == path_prefix]

@@ -12,7 +12,7 @@ from decimal import Decimal
 import anthropic
 import pytest
 from click.testing import CliRunner
-from conftest import FAKE_KEY
+from conftest import FAKE_KEY, stored_facts
 from rich.cells import cell_len
 from textual.widgets import Static
 from tui_data import open_first_conversation, settle
@@ -146,11 +146,7 @@ def test_migrating_an_older_database_counts_its_retried_turns_tokens_once(tmp_pa
     record(path)
     db = open_db(path)
 
-    def rows():
-        return (db.execute("SELECT * FROM usage ORDER BY attempt_id, part").fetchall(),
-                db.execute("SELECT * FROM rollup ORDER BY conv, bucket, model, batch, band").fetchall())
-
-    before = rows()
+    before = stored_facts(db)
     assert any(r[-3:] != (0, 0, 0) for r in before[1])
     db.execute("UPDATE rollup SET cp_prompt = 0, cp_output = 0, cp_read = 0")
     # turn 1 (given up after a 529 and a cut stream) counted at its 529
@@ -165,7 +161,7 @@ def test_migrating_an_older_database_counts_its_retried_turns_tokens_once(tmp_pa
     db.conn.commit()
     db.conn.close()
     db = open_db(path)
-    assert rows() == before
+    assert stored_facts(db) == before
 
 
 async def test_the_usage_tab_adds_up_to_the_turns_cost_and_fits_beside_the_list_at_160(db):

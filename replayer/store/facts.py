@@ -123,6 +123,8 @@ _KEY_LEN = _FIELD["turns"]
 _SUMS = range(_FIELD["turns"], _FIELD["sys_min"])
 """turns .. timed: the columns the upsert adds up (ROLLUP_SUMS)."""
 _SYS_MIN, _SYS_MAX, _SYS_NULLS = _FIELD["sys_min"], _FIELD["sys_max"], _FIELD["sys_nulls"]
+SUMMED = frozenset([*_SUMS, _SYS_NULLS])
+"""The positions of a RollupRow that the upsert adds up: a row with them negated takes one out."""
 
 
 assert _columns(RollupRow._fields) == ROLLUP_COLUMNS

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
@@ -654,6 +654,45 @@ def m019_context_text(db: Database) -> None:
             if text and blob not in done:
                 db.execute("INSERT INTO context_text(rowid, text) VALUES (?, ?)", [blob, text])
             done.add(blob)
+
+
+@migrations(name="m020_cache_writes_by_their_total")
+def m020_cache_writes_by_their_total(db: Database) -> None:
+    # A usage whose `cache_creation` split didn't add up to `cache_creation_input_tokens` (a
+    # gateway or a transcript filling the split with zeros beside 5,300 writes) was stored with
+    # the split's writes: `list` said a 10,900-token prompt where `show` (the total) said 16,200,
+    # and the cost left the writes out ($0.0101 for $0.0432). The total now wins
+    # (pricing.token_parts); the rows stored by the split are counted again, and their rollup
+    # contributions moved. Only usage that has a split is read.
+    from . import facts
+
+    fields = ", ".join("u." + c.strip() for c in facts.USAGE_COLUMNS.split(","))
+    for *values, usage_json, copied in db.execute(
+        f"""SELECT {fields}, a.usage_json, a.copied_from IS NOT NULL
+            FROM usage u JOIN attempts a ON a.id = u.attempt_id
+            WHERE u.input IS NOT NULL AND a.usage_json LIKE '%"cache_creation"%'"""
+    ).fetchall():
+        u = facts.UsageRow(*values)
+        try:
+            usage = json.loads(usage_json)
+            source = usage if u.part == 0 else usage["iterations"][u.part - 1]
+            _inp, _out, w5m, w1h, reads, _web, _batch = facts.token_parts(source)
+        except (ValueError, TypeError, KeyError, IndexError):
+            continue
+        if (w5m, w1h) == (u.cache_write_5m, u.cache_write_1h):
+            continue
+        rewrite = u.part == 0 and facts.is_rewrite(w5m + w1h, reads, facts.prev_reads(db, u.conv, u.idx))
+        new = u._replace(cache_write_5m=w5m, cache_write_1h=w1h, rewrite=1 if rewrite else 0)
+        db.execute(
+            "UPDATE usage SET w5m = ?, w1h = ?, rewrite = ? WHERE conv = ? AND idx = ? AND attempt_id = ? AND part = ?",
+            (w5m, w1h, new.rewrite, u.conv, u.idx, u.attempt_id, u.part),
+        )
+        if copied:  # a copy's usage is shown, never summed (ingest keeps it out of the rollup)
+            continue
+        old = facts.rollup_row(u)
+        # its old contribution taken out (its sums negated), its new one added
+        taken = [-cast(int, v) if i in facts.SUMMED else v for i, v in enumerate(old)]
+        db.conn.executemany(facts.UPSERT_ROLLUP, [tuple(taken), tuple(facts.rollup_row(new))])
 
 
 def _connect(path: Path) -> sqlite3.Connection:
