@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, computed_field
+from pydantic import BaseModel, PrivateAttr, computed_field, field_serializer
 
 
 class AttemptInfo(BaseModel):
@@ -17,8 +17,16 @@ class AttemptInfo(BaseModel):
     latency_ms: float | None
     ttft_ms: float | None
     error: dict[str, Any] | None
+    """Its error, read with the attempt's status where it was stored with none of its own
+    (store.queries._error_of: a stream cut after its 200 reads `mid-stream`); its JSON keeps the
+    error as recorded, as `export` has it: a broken connection has no status of its own."""
     request_id: str | None
     abandoned: bool = False
+    _error_status_added: bool = PrivateAttr(default=False)
+
+    @field_serializer("error")
+    def _error_as_recorded(self, error: dict[str, Any] | None) -> dict[str, Any] | None:
+        return {**error, "status": None} if error is not None and self._error_status_added else error
 
 
 class TurnSummary(BaseModel):

@@ -451,6 +451,39 @@ def test_upstream_dropped_mid_stream_reaches_the_client_as_a_cut_stream(start, w
     assert line["response"]["id"] == MESSAGE["id"]
 
 
+def test_a_stream_the_upstream_cut_says_so_in_words_and_show_json_and_export_say_the_same_error(
+        start, writer, proxy_db):
+    """A stream the upstream cut after its 200: its error's message was aiohttp's
+    (`ClientPayloadError: Response payload is not completed: <TransferEncodingError: 400,
+    message='Not enough data...'>`, a 400 nobody sent), and `show --json` gave the error the
+    attempt's 200 where `export` gave null. The message now says it in words, aiohttp's kept as
+    the error's detail; both say the error as recorded (no status of its own: the connection
+    broke) beside the attempt's status, 200."""
+    from click.testing import CliRunner
+
+    from replayer.cli import cli
+
+    with FakeAPI() as api:
+        api.enqueue(Reply(sse=message_events(MESSAGE), drop_after_events=4))
+        proxy = start(api.url)
+        client = anthropic.Anthropic(base_url=proxy.url, api_key=FAKE_KEY, max_retries=0)
+        with pytest.raises(Exception):  # noqa: B017 - the HTTP library's own error, as when direct
+            for _event in client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER,
+                                                 stream=True):
+                pass
+    [line] = records(writer, proxy_db, 1)
+    error = line["error"]
+    assert error["message"] == "the connection closed before the stream ended", error
+    assert "400" not in error["message"] and "ClientPayloadError" in error["detail"], error
+    assert (line["status"], error["status"]) == (200, None)
+    shown = CliRunner().invoke(cli, ["--db", str(proxy_db), "show", line["conversation_id"], "--json"])
+    assert shown.exit_code == 0, shown.output
+    [attempt] = json.loads(shown.output)["turns"][0]["attempts"]
+    assert (attempt["status"], attempt["error"]) == (200, error)
+    table = CliRunner().invoke(cli, ["--db", str(proxy_db), "show", line["conversation_id"]]).output
+    assert "[0:connection_error mid-stream]" in table, table  # read with the attempt's 200, as before
+
+
 def test_calls_recorded_in_process_pass_unrecorded_and_the_marker_is_not_forwarded(start, writer, proxy_db):
     with FakeAPI() as api:
         proxy = start(api.url)

@@ -191,3 +191,39 @@ async def test_the_usage_tab_adds_up_to_the_turns_cost_and_fits_beside_the_list_
             d = screen.detail
             assert money(sum(u.cost_usd or 0.0 for u in d.usage) + (d.earlier_cost_usd or 0.0)) == turn_cost
             assert turn_cost == money(sum(prices.cost(u, MODEL) for u in attempts[0] if u))
+
+
+async def test_a_retried_turns_latency_is_every_attempts_in_show_compare_and_the_browser(tmp_path):
+    """A turn whose first attempt got a 529 (after 300 ms) and whose retry a 200 (after 50 ms):
+    `show` and the browser's turn row said the last attempt's latency (about 50 ms) where
+    `compare` said the call's (every attempt's, as README defines it). All three now say the
+    call's; the attempt rows under the turn and the Usage tab's attempts keep each attempt's own."""
+    from textual.widgets import DataTable
+
+    from replayer.fmt import ms
+    from replayer.tui.app import make_app
+
+    path = tmp_path / "lat.db"
+    with FakeAPI() as api, Recorder(path) as rec:
+        api.enqueue(Reply(status=529, body=OVERLOADED, headers={"retry-after-ms": "1"}, delay=0.3),
+                    Reply(body=message(100, 5), delay=0.05))  # fmt: skip
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=1))
+        with rec.conversation("conv_slow_retry"):
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+        assert rec.flush(10)
+    (turn,) = json.loads(run(path, "show", "conv_slow_retry", "--json"))["turns"]
+    each = [a["latency_ms"] for a in turn["attempts"]]
+    assert [a["status"] for a in turn["attempts"]] == [529, 200] and each[0] > 250 > each[1], each
+    call = ms(sum(each))
+    assert ms(sum(each)) != ms(each[-1])
+    (pair,) = json.loads(run(path, "compare", "conv_slow_retry", "conv_slow_retry", "--json"))["pairs"]
+    assert ms(pair["a"]["latency_ms"]) == call
+    header, row = run(path, "show", "conv_slow_retry").splitlines()[:2]
+    assert row[: header.index("LATENCY") + len("LATENCY")].endswith(call), (header, row)
+    app = make_app(path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await open_first_conversation(pilot)
+        table = screen.query_one("#turns", DataTable)
+        await settle(pilot)
+        rows = [[str(c).strip() for c in table.get_row_at(i)] for i in range(table.row_count)]
+        assert len(rows) == 2 and call in rows[0] and ms(each[0]) in rows[1], rows  # the turn, its retry under it

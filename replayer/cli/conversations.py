@@ -194,7 +194,6 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
     click.echo(table.header())
     for t in turns:
         u = t.usage or {}
-        last = t.attempts[-1] if t.attempts else None
         notes = ", ".join(t.tool_calls)
         if prov and t.index in prov.resets:
             notes = "[context reset: compaction summary] " + notes
@@ -220,7 +219,8 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
                 f"{prompt_tokens(u):,}",
                 f"{token_count(u, 'output_tokens'):,}",
                 money(t.cost_usd),
-                ms(last.latency_ms) if last and last.latency_ms is not None else "–",  # (a transcript's)
+                # the call's: every attempt's, retries included (as compare and rerun count it)
+                ms(t.latency_ms) if t.latency_ms is not None else "–",  # (a transcript's: none)
                 notes.strip(),
             )
         )

@@ -296,9 +296,15 @@ class Proxy:
                     call.end()
                     cause = f"{type(e).__name__}: {e}"
                     if isinstance(e, TimeoutError):
-                        cause = (f"replayer proxy: upstream {self.shown} sent nothing for {self.timeout.sock_read:g} s"
-                                 f" mid-answer, so the proxy cut the client's connection ({cause})")
-                    call.failed("connection_error", cause)
+                        call.failed("connection_error", f"replayer proxy: upstream {self.shown} sent nothing for "
+                                    f"{self.timeout.sock_read:g} s mid-answer, so the proxy cut the client's "
+                                    f"connection ({cause})")
+                    else:
+                        # said as the user reads it: the HTTP library's words (aiohttp's
+                        # `<TransferEncodingError: 400, message='Not enough data...'>`, whose 400
+                        # is no status anyone sent) are kept as the error's detail
+                        body = "stream" if "event-stream" in upstream.headers.get("content-type", "") else "answer"
+                        call.failed("connection_error", f"the connection closed before the {body} ended", cause)
                 if request.transport is not None:
                     request.transport.abort()
             finally:

@@ -108,18 +108,28 @@ class _AttemptRow(NamedTuple):
 
 
 
-def _error_of(error_json: str | None, status: int | None) -> dict[str, Any] | None:
-    """An attempt's error, carrying the attempt's status as any recorded error does: one given to
-    `Recorder.record(status=..., error={type, message})` was stored without it (before record()
-    put the status in), and then showed with none (`rate_limit_error`, not `429 rate_limit_error`).
-    A connection lost or timed out after a stream's 200 (recorded with no status of its own) so
-    reads as cut mid-stream (fmt.error_status), as an error event after it does."""
+def _error_of(error_json: str | None, status: int | None) -> tuple[dict[str, Any] | None, bool]:
+    """An attempt's error, carrying the attempt's status as any recorded error does, and whether
+    that status was added here: one given to `Recorder.record(status=..., error={type, message})`
+    was stored without it (before record() put the status in), and then showed with none
+    (`rate_limit_error`, not `429 rate_limit_error`). A connection lost or timed out after a
+    stream's 200 (recorded with no status of its own) so reads as cut mid-stream
+    (fmt.error_status), as an error event after it does. Its JSON says the error as recorded
+    (AttemptInfo.error), as export does."""
     if not error_json:
-        return None
+        return None, False
     error = json.loads(error_json)
     if isinstance(error, dict) and error.get("status") is None and status is not None:
-        error["status"] = status
-    return error
+        return {**error, "status": status}, True
+    return error, False
+
+
+def _attempt_info(a: _AttemptRow) -> AttemptInfo:
+    error, added = _error_of(a.error_json, a.status)
+    info = AttemptInfo(attempt=a.attempt, started_at=a.started_at, status=a.status, latency_ms=a.latency_ms,
+                       ttft_ms=a.ttft_ms, error=error, request_id=a.request_id, abandoned=bool(a.abandoned))
+    info._error_status_added = added
+    return info
 
 
 def _costs(t: Totals | None, at_least: float | None, over: float | None) -> bool:
@@ -341,19 +351,7 @@ class Store(RowTexts):
                     copied=bool(rows) and all(a.copied for a in rows),
                     context_messages=ctx_len,
                     tool_calls=tools,
-                    attempts=[
-                        AttemptInfo(
-                            attempt=a.attempt,
-                            started_at=a.started_at,
-                            status=a.status,
-                            latency_ms=a.latency_ms,
-                            ttft_ms=a.ttft_ms,
-                            error=_error_of(a.error_json, a.status),
-                            request_id=a.request_id,
-                            abandoned=bool(a.abandoned),
-                        )
-                        for a in rows
-                    ],
+                    attempts=[_attempt_info(a) for a in rows],
                 )
             )
         return out

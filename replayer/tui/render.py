@@ -241,7 +241,9 @@ def turn_rows(
                 Text(", ".join(t.tool_calls), style=style, no_wrap=True, overflow="ellipsis"),
                 Text(signed(delta), style=style, justify="right"),
                 Text(money(t.cost_usd), style=style, justify="right"),
-                Text(ms(last.latency_ms) if last else "", style=style, justify="right"),
+                # the call's latency, every attempt's (as show and compare say it); each
+                # earlier attempt's own on its row below, the last's on the Response tab
+                Text(ms(t.latency_ms), style=style, justify="right"),
                 Text("" if hit is None else f"{hit:.0%}", style=style, justify="right"),
                 WholeWords.of(Text(" ").join(notes)),
             )
