@@ -22,8 +22,8 @@ class FilterError(ValueError):
 
 
 FILTER_WORDS = (
-    ("user:U", "one user's"),
-    ("nouser", "with no user"),
+    ("user:U", "with a call of U's"),
+    ("nouser", "with a call for no user"),
     ("run:ID", "one `record` run's"),
     ("tag:KEY=VALUE", "tagged so (repeatable)"),
     ("model:M", "a model id holding M"),

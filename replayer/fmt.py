@@ -32,6 +32,15 @@ def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n:,} {word if n == 1 else many or word + 's'}"
 
 
+def users_label(user_id: str | None, others: int, width: int) -> str:
+    """A conversation's user in a list column `width` wide: its first user, then `+N` for the N
+    other users its calls were made for (`u1 +1`), whole where the name is cut to make room."""
+    more = f" +{others}" if others else ""
+    name = " ".join((user_id or "").split())
+    room = width - len(more)
+    return (name if len(name) <= room else name[: room - 1] + "…") + more
+
+
 def _first_digit(a: float, shown: int, finest: int) -> str | None:
     """`a` (>= 0) with as many decimals past `shown` as make it non-zero (`0.00004`), up to
     `finest`; None when it is zero even there."""

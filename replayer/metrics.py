@@ -113,8 +113,8 @@ def stats(
             variants.add(g.conv)
     reruns.variants = len(variants)
     groups = [g for g in groups if g.conv not in variants]
-    if user is not None:
-        groups = [g for g in groups if names.get(g.conv, _UNNAMED).user_id == user]
+    if user is not None:  # each call under its own user: of a conversation shared, only this user's calls
+        groups = [g for g in groups if (g.user or "") == user]
 
     day_of: dict[int, date] = {}
 
@@ -130,7 +130,7 @@ def stats(
     convs: dict[int, dict[str, Any]] = {}
     unpriced: dict[str, int] = defaultdict(int)
     for g in groups:
-        uid = names.get(g.conv, _UNNAMED).user_id
+        uid = g.user  # the user each call was made for (its turn's), not its conversation's first
         cost = g.cost_usd or 0.0
         on = day(g.bucket)
         u = users.get(uid)
@@ -180,7 +180,7 @@ def stats(
     results = sum(c["tool_results"] for c in convs.values())
     timed = sum(g.timed for g in groups)
     p95 = store.latency_percentile(
-        0.95, timed, since, until, list(convs) if user is not None else None, sorted(variants) or None
+        0.95, timed, since, until, list(convs) if user is not None else None, sorted(variants) or None, user
     )
     metrics = {
         "cache_hit_rate": _metric(
@@ -272,7 +272,8 @@ def stats(
         top_conversations=[
             ConversationSpend(
                 conversation_id=names[conv].conversation_id,
-                user_id=names[conv].user_id,
+                # with a user given, its cost and turns are that user's calls in it
+                user_id=names[conv].user_id if user is None else user or None,
                 cost_usd=c["cost"],
                 turns=c["turns"],
                 unpriced_attempts=c["unpriced"],

@@ -89,6 +89,9 @@ class ConversationSummary(BaseModel):
     tags: dict[str, Any] | None = None
     unpriced_attempts: int = 0
     """Attempts whose model has no price: what they cost is not in cost_usd."""
+    other_users: list[str] = []
+    """The users other than `user_id` (its first) whose calls it holds, in the order they first
+    called: a conversation continued by another user. `stats` bills each call to its own user."""
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -237,7 +237,7 @@ def test_migrating_keeps_compaction_apart_in_an_older_rollup(tmp_path):
     from replayer.store.facts import USAGE_COLUMNS, UsageRow, rollup_row
 
     for row in db.execute(f"SELECT {USAGE_COLUMNS} FROM usage WHERE part > 0").fetchall():
-        r = rollup_row(UsageRow(*row))
+        r = rollup_row(UsageRow(*row), "")  # (the key fields these UPDATEs name)
         db.execute("UPDATE rollup SET priced = priced + 1 WHERE conv = ? AND bucket = ? AND model = ? AND band = ?",
                    (r.conv, r.bucket, r.model, r.band))
     db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm011_compaction_sums'")

@@ -3,7 +3,7 @@ or a transcript that fills the split with zeros): the writes were priced at noth
 of `list`'s prompt (10,900 where `show` said 16,200). Where the split doesn't add up to the
 total, the total wins, the writes it doesn't place counted as 5-minute writes: the same prompt
 and cost in `list`, `list --json`, `show`, `show --json`, `stats` and the browser's list; an
-older database's figures are put right when it is opened (m018)."""
+older database's figures are put right when it is opened (m020, and m021 sums the rollup again)."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ async def test_the_browsers_list_shows_the_same_prompt_and_cost(tmp_path):
 
 def test_an_older_database_is_put_right_when_opened(tmp_path):
     """The usage rows and rollup as the writer stored them before (the split trusted: the writes
-    at 0), then m018 run again: the figures agree with those recorded now."""
+    at 0), then m020 and m021 run again: the figures agree with those recorded now."""
     from replayer.store import facts
 
     path = tmp_path / "old.db"
@@ -121,13 +121,14 @@ def test_an_older_database_is_put_right_when_opened(tmp_path):
         stale = u._replace(cache_write_5m=0, cache_write_1h=min(u.cache_write_1h or 0, 1_000), rewrite=0)
         db.execute("UPDATE usage SET w5m = ?, w1h = ?, rewrite = 0 WHERE attempt_id = ? AND part = ?",
                    (stale.cache_write_5m, stale.cache_write_1h, u.attempt_id, u.part))
-        old, new = facts.rollup_row(u), facts.rollup_row(stale)
+        old, new = facts.rollup_row(u, ""), facts.rollup_row(stale, "")  # (the user: not in these updates)
         db.execute("""UPDATE rollup SET w5m = w5m - ? + ?, w1h = w1h - ? + ?, rewrites = rewrites - ? + ?
                       WHERE conv = ? AND bucket = ? AND model = ? AND batch = ? AND band = ?""",
                    (old.cache_write_5m, new.cache_write_5m, old.cache_write_1h, new.cache_write_1h,
                     old.rewrites, new.rewrites, old.conv, old.bucket, old.model, old.batch, old.band))  # fmt: skip
     assert stored_facts(db) != before
-    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm020_cache_writes_by_their_total'")
+    db.execute("DELETE FROM _sqlite_migrations WHERE name IN (?, ?)",
+               ["m020_cache_writes_by_their_total", "m021_rollup_per_user"])
     db.conn.commit()
     db.conn.close()
     db = open_db(path)

@@ -153,7 +153,7 @@ def test_migrating_an_older_database_counts_its_retried_turns_tokens_once(tmp_pa
     first, cut = (facts.UsageRow(*r) for r in db.execute(
         f"SELECT {facts.USAGE_COLUMNS} FROM usage WHERE idx = 1 AND part = 0 ORDER BY attempt_id"))  # fmt: skip
     for u, by in ((first, 1), (cut, -1)):
-        r = facts.rollup_row(u)
+        r = facts.rollup_row(u, "")  # (the key fields this UPDATE names)
         db.execute("UPDATE usage SET new_turn = new_turn + ? WHERE attempt_id = ?", (by, u.attempt_id))
         db.execute("UPDATE rollup SET turns = turns + ? WHERE conv = ? AND bucket = ? AND model = ? AND band = ?",
                    (by, r.conv, r.bucket, r.model, r.band))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ..fmt import error_head, local_time, money, ms, plural, spend
+from ..fmt import error_head, local_time, money, ms, plural, spend, users_label
 from ..wire import prompt_tokens, token_count
 from .base import (
     UserError,
@@ -22,7 +22,7 @@ from .base import (
     resolve_id,
     settings,
 )
-from .table import Column, Table
+from .table import Column, Table, printable
 
 
 @click.command()
@@ -46,8 +46,8 @@ def _browse(ctx: click.Context, path: Path) -> None:
 
 
 @click.command("list")
-@click.option("--user", help="Only this user's conversations.")
-@click.option("--no-user", is_flag=True, help="Only conversations with no user.")
+@click.option("--user", help="Only conversations with a call of this user's (shared ones too).")
+@click.option("--no-user", is_flag=True, help="Only conversations with a call made for no user.")
 @click.option(
     "--run",
     metavar="ID",
@@ -140,7 +140,7 @@ def list_(
             table.row(
                 local_time(r.started_at, tz=tz),
                 r.conversation_id,
-                one_line(r.user_id, 14),
+                users_label(printable(r.user_id or ""), len(r.other_users), 14),
                 r.turns,
                 f"{r.input_tokens:,}",
                 f"{r.output_tokens:,}",

@@ -1,7 +1,8 @@
 """Sums over the `rollup` table (store/facts.py), priced at read time.
 
-Costs are never stored. The rollup keeps token sums per conversation, quarter hour, model, batch
-and prompt-size class, so each of its rows is priced with one rate set: the band comes from the
+Costs are never stored. The rollup keeps token sums per conversation, quarter hour, model, batch,
+prompt-size class and user (the turn's: a row bills the user its calls were made for, whoever
+else called in the same conversation), so each of its rows is priced with one rate set: the band comes from the
 class (a band starting at one of facts.EDGES is exact; any other threshold is priced from the
 attempts of that class one by one). A model with no price gives None, never a guess.
 """
@@ -27,6 +28,8 @@ class Group:
     bucket: int
     model: str
     batch: int
+    user: str | None
+    """The user its calls were made for (their turns'), None for none."""
     cost_usd: float | None
     turns: int
     attempts: int
@@ -120,7 +123,7 @@ def groups(db: Any, prices: PriceTable, since: float | None = None, until: float
         where.append("bucket < ?")
         args.append(int(-(-until // BUCKET_S)))
     sql = (
-        "SELECT conv, bucket, model, batch, band, "
+        "SELECT conv, bucket, model, batch, band, user, "
         + ", ".join(ROLLUP_SUMS)
         + ", sys_min, sys_max, sys_nulls FROM rollup"
     )
@@ -129,8 +132,8 @@ def groups(db: Any, prices: PriceTable, since: float | None = None, until: float
     out = []
     rate_sets: dict[tuple[str, int, int], tuple[float, ...] | None | bool] = {}
     for r in db.execute(sql, args):
-        conv, bucket, model, batch, band = r[:5]
-        sums = r[5 : 5 + len(ROLLUP_SUMS)]
+        conv, bucket, model, batch, band, user = r[:6]
+        sums = r[6 : 6 + len(ROLLUP_SUMS)]
         key = (model, band, batch)
         rates = rate_sets.get(key, False)
         if rates is False:
@@ -140,26 +143,30 @@ def groups(db: Any, prices: PriceTable, since: float | None = None, until: float
         if not sums[4] and not any(sums[5:11]):  # no usage came back (a compaction's has no attempt)
             cost: float | None = 0.0
         elif rates is True:
-            cost = _exact(db, prices, conv, bucket, model, batch, band)
+            cost = _exact(db, prices, conv, bucket, model, batch, band, user)
         elif rates is None:
             cost = None
         else:
             i, o, w5, w1, cr, web = rates  # type: ignore[misc]
             cost = sums[5] * i + sums[6] * o + sums[7] * w5 + sums[8] * w1 + sums[9] * cr + sums[10] * web
-        out.append(Group(conv, bucket, model, batch, cost, *sums, *r[5 + len(ROLLUP_SUMS) :]))
+        out.append(Group(conv, bucket, model, batch, user or None, cost, *sums, *r[6 + len(ROLLUP_SUMS) :]))
     return out
 
 
-def _exact(db: Any, prices: PriceTable, conv: int, bucket: int, model: str, batch: int, band: int) -> float | None:
-    """Price a straddling class attempt by attempt (a user's band threshold that isn't in EDGES)."""
+def _exact(
+    db: Any, prices: PriceTable, conv: int, bucket: int, model: str, batch: int, band: int, user: str
+) -> float | None:
+    """Price a straddling class attempt by attempt (a user's band threshold that isn't in EDGES);
+    `user`: the row's (its turns')."""
     row = prices.row_for(model or None)
     assert row is not None and row.above_tokens is not None
     total = 0.0
     for toks in db.execute(
         """SELECT input, output, w5m, w1h, cr, web FROM usage WHERE conv = ? AND COALESCE(model, '') = ?
            AND batch = ? AND at >= ? AND at < ? AND input IS NOT NULL
-           AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.id = attempt_id AND a.copied_from IS NOT NULL)""",
-        (conv, model, batch, bucket * BUCKET_S, (bucket + 1) * BUCKET_S),
+           AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.id = attempt_id AND a.copied_from IS NOT NULL)
+           AND (SELECT COALESCE(t.user_id, '') FROM turns t WHERE t.rowid = turn) = ?""",
+        (conv, model, batch, bucket * BUCKET_S, (bucket + 1) * BUCKET_S, user),
     ):
         prompt = toks[0] + toks[2] + toks[3] + toks[4]
         if bisect.bisect_left(EDGES, prompt) == band:
@@ -307,13 +314,19 @@ def latency_percentile(
     until: float | None,
     convs: list[int] | None = None,
     exclude: list[int] | None = None,
+    user: str | None = None,
 ) -> float | None:
     """The q-quantile (nearest rank) of the `n` attempt latencies started in [since, until)
     (`n` from the rollup's `timed`), read from the top of the latency index: the ranks above a
-    high quantile are few."""
+    high quantile are few. `user`: only the attempts of that user's turns ('' for none), as the
+    rollup's rows of that user count them."""
     if not n:
         return None
-    where, args = ["part = 0", "latency_ms IS NOT NULL"], []
+    where: list[str] = ["part = 0", "latency_ms IS NOT NULL"]
+    args: list[Any] = []
+    if user is not None:
+        where.append("(SELECT COALESCE(t.user_id, '') FROM turns t WHERE t.rowid = turn) = ?")
+        args.append(user)
     if since is not None:
         where.append("at >= ?")
         args.append(since)

@@ -7,8 +7,13 @@ the current table (store/aggregate.py), so a corrected price still re-prices his
 - `usage`: one row per attempt (`part` 0), plus one per billed compaction iteration (`part` 1,
   2, ...), so every priced unit is a row with its own model. Clustered by conversation and turn.
 - `rollup`: the same numbers summed per conversation, 15-minute bucket (every time zone's
-  midnight falls on one), model, batch or not, and prompt-size class (which of EDGES the prompt
-  lies between, so a price band above any of those sizes is priced exactly from the sums).
+  midnight falls on one), model, batch or not, prompt-size class (which of EDGES the prompt
+  lies between, so a price band above any of those sizes is priced exactly from the sums) and
+  user: the turn's (`turns.user_id`, '' for none: rollup_user), so a call is billed to the user it
+  was made for, not to its conversation's first user (a conversation continued by another user:
+  `record --user u2` into u1's). A conversation of one user has as many rows as without the user
+  in the key; one of two has a row of each where both called in the same quarter hour and model
+  (migration m021 summed the rollup again with the user in its key).
   Everything billed is summed (compaction iterations are billed at the turns' rates), and what
   was billed but is no turn's prompt or reply is also summed apart (the aside_ fields, columns
   cp_...): compaction iterations, and the attempts of a turn other than the one that counts it
@@ -21,6 +26,7 @@ the current table (store/aggregate.py), so a corrected price still re-prices his
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from ..pricing import token_parts as pricing_parts
@@ -80,7 +86,8 @@ ROLLUP_SUMS = (
     "input", "output", "w5m", "w1h", "cr", "web", "tool_results", "tool_errors", "rewrites", "timed",
     "cp_prompt", "cp_output", "cp_read",
 )  # fmt: skip
-ROLLUP_COLUMNS = ("conv", "bucket", "model", "batch", "band", *ROLLUP_SUMS, "sys_min", "sys_max", "sys_nulls")
+ROLLUP_KEY = ("conv", "bucket", "model", "batch", "band", "user")
+ROLLUP_COLUMNS = (*ROLLUP_KEY, *ROLLUP_SUMS, "sys_min", "sys_max", "sys_nulls")
 
 
 class RollupRow(NamedTuple):
@@ -91,6 +98,7 @@ class RollupRow(NamedTuple):
     model: str
     batch: int
     band: int
+    user: str
     turns: int
     attempts: int
     errors: int
@@ -119,7 +127,7 @@ _FIELD = {name: i for i, name in enumerate(RollupRow._fields)}
 # position (the positions named here, from the fields) rather than building a new NamedTuple
 # for every addition, which measured slower
 _KEY_LEN = _FIELD["turns"]
-"""conv, bucket, model, batch, band: the rollup's primary key (rows with the same key are summed)."""
+"""conv, bucket, model, batch, band, user: the rollup's primary key (rows with the same key are summed)."""
 _SUMS = range(_FIELD["turns"], _FIELD["sys_min"])
 """turns .. timed: the columns the upsert adds up (ROLLUP_SUMS)."""
 _SYS_MIN, _SYS_MAX, _SYS_NULLS = _FIELD["sys_min"], _FIELD["sys_max"], _FIELD["sys_nulls"]
@@ -127,16 +135,39 @@ SUMMED = frozenset([*_SUMS, _SYS_NULLS])
 """The positions of a RollupRow that the upsert adds up: a row with them negated takes one out."""
 
 
-assert _columns(RollupRow._fields) == ROLLUP_COLUMNS
+assert _columns(RollupRow._fields) == ROLLUP_COLUMNS and ROLLUP_COLUMNS[:_KEY_LEN] == ROLLUP_KEY
 assert tuple(_columns(RollupRow._fields)[i] for i in _SUMS) == ROLLUP_SUMS
 UPSERT_ROLLUP = (
     f"INSERT INTO rollup({', '.join(ROLLUP_COLUMNS)}) VALUES ({','.join('?' * len(ROLLUP_COLUMNS))}) "
-    "ON CONFLICT(conv, bucket, model, batch, band) DO UPDATE SET "
+    f"ON CONFLICT({', '.join(ROLLUP_KEY)}) DO UPDATE SET "
     + ", ".join(f"{c} = {c} + excluded.{c}" for c in ROLLUP_SUMS)
     + ", sys_min = MIN(COALESCE(sys_min, excluded.sys_min), COALESCE(excluded.sys_min, sys_min))"
     + ", sys_max = MAX(COALESCE(sys_max, excluded.sys_max), COALESCE(excluded.sys_max, sys_max))"
     + ", sys_nulls = sys_nulls + excluded.sys_nulls"
 )
+
+ROLLUP_TABLE = """CREATE TABLE rollup (
+        conv INTEGER NOT NULL,
+        bucket INTEGER NOT NULL,       -- start time // 900 s
+        model TEXT NOT NULL,           -- '' when unknown
+        batch INTEGER NOT NULL,
+        band INTEGER NOT NULL,         -- prompt-size class: bisect_left(EDGES, prompt tokens)
+        user TEXT NOT NULL,            -- the turn's user ('' for none): rollup_user(turns.user_id)
+        turns INTEGER NOT NULL, attempts INTEGER NOT NULL, errors INTEGER NOT NULL,
+        limited INTEGER NOT NULL,      -- attempts answered 429 or 529, or cut by such an error event
+        priced INTEGER NOT NULL,       -- attempts with usage
+        input INTEGER NOT NULL, output INTEGER NOT NULL, w5m INTEGER NOT NULL, w1h INTEGER NOT NULL,
+        cr INTEGER NOT NULL, web INTEGER NOT NULL,
+        tool_results INTEGER NOT NULL, tool_errors INTEGER NOT NULL, rewrites INTEGER NOT NULL,
+        timed INTEGER NOT NULL,        -- attempts with a latency (to rank them for percentiles)
+        sys_min INTEGER, sys_max INTEGER, sys_nulls INTEGER NOT NULL,
+        cp_prompt INTEGER NOT NULL DEFAULT 0, cp_output INTEGER NOT NULL DEFAULT 0,
+        cp_read INTEGER NOT NULL DEFAULT 0,
+                                       -- of the sums, what was billed but is no turn's prompt or
+                                       -- reply: compaction iterations (part > 0, m011) and the
+                                       -- attempts that don't count their turn (new_turn 0, m017)
+        PRIMARY KEY (conv, bucket, model, batch, band, user)
+    ) WITHOUT ROWID"""
 
 SCHEMA = (
     """CREATE TABLE usage (
@@ -163,28 +194,14 @@ SCHEMA = (
         PRIMARY KEY (conv, idx, attempt_id, part)
     ) WITHOUT ROWID""",
     "CREATE INDEX usage_latency ON usage(latency_ms, at) WHERE part = 0 AND latency_ms IS NOT NULL",
-    """CREATE TABLE rollup (
-        conv INTEGER NOT NULL,
-        bucket INTEGER NOT NULL,       -- start time // 900 s
-        model TEXT NOT NULL,           -- '' when unknown
-        batch INTEGER NOT NULL,
-        band INTEGER NOT NULL,         -- prompt-size class: bisect_left(EDGES, prompt tokens)
-        turns INTEGER NOT NULL, attempts INTEGER NOT NULL, errors INTEGER NOT NULL,
-        limited INTEGER NOT NULL,      -- attempts answered 429 or 529, or cut by such an error event
-        priced INTEGER NOT NULL,       -- attempts with usage
-        input INTEGER NOT NULL, output INTEGER NOT NULL, w5m INTEGER NOT NULL, w1h INTEGER NOT NULL,
-        cr INTEGER NOT NULL, web INTEGER NOT NULL,
-        tool_results INTEGER NOT NULL, tool_errors INTEGER NOT NULL, rewrites INTEGER NOT NULL,
-        timed INTEGER NOT NULL,        -- attempts with a latency (to rank them for percentiles)
-        sys_min INTEGER, sys_max INTEGER, sys_nulls INTEGER NOT NULL,
-        cp_prompt INTEGER NOT NULL DEFAULT 0, cp_output INTEGER NOT NULL DEFAULT 0,
-        cp_read INTEGER NOT NULL DEFAULT 0,
-                                       -- of the sums, what was billed but is no turn's prompt or
-                                       -- reply: compaction iterations (part > 0, m011) and the
-                                       -- attempts that don't count their turn (new_turn 0, m017)
-        PRIMARY KEY (conv, bucket, model, batch, band)
-    ) WITHOUT ROWID""",
+    ROLLUP_TABLE,
 )
+
+
+def rollup_user(user_id: str | None) -> str:
+    """A turn's user as the rollup keys it: '' for none (a key column can't be NULL), which an
+    empty id also is (every list and figure shows both as no user)."""
+    return user_id or ""
 
 
 def token_parts(usage: dict[str, Any]) -> tuple[int, int, int, int, int, int, int]:
@@ -263,8 +280,8 @@ def usage_rows(
     return out
 
 
-def rollup_row(u: UsageRow) -> RollupRow:
-    """A usage row as its contribution to the rollup."""
+def rollup_row(u: UsageRow, user: str) -> RollupRow:
+    """A usage row as its contribution to the rollup; `user`: its turn's (rollup_user)."""
     (conv, _idx, _aid, part, _turn, at, model, status, latency, error, new_turn,
      inp, out, write_5m, write_1h, reads, web, batch, tool_results, tool_errors, system, rewrite) = u  # fmt: skip
     priced = inp is not None
@@ -272,7 +289,7 @@ def rollup_row(u: UsageRow) -> RollupRow:
     first = part == 0
     counted = first and new_turn  # the turn's own tokens; the rest was billed aside from them
     return tuple.__new__(RollupRow, (  # as _make does, without its Python frame (the write path)
-        conv, int(at // BUCKET_S), model or "", batch, bisect.bisect_left(EDGES, prompt) if priced else 0,
+        conv, int(at // BUCKET_S), model or "", batch, bisect.bisect_left(EDGES, prompt) if priced else 0, user,
         new_turn, 1 if first else 0, 1 if error else 0, 1 if first and error == 2 else 0, 1 if priced and first else 0,
         inp or 0, out or 0, write_5m or 0, write_1h or 0, reads or 0, web or 0, tool_results, tool_errors, rewrite,
         1 if first and latency is not None else 0,
@@ -293,14 +310,15 @@ def prev_reads(db: Any, conv: int, idx: int) -> int | None:
     return row[0] if row else None
 
 
-def take_turn(db: Any, row: UsageRow, *, rollup: bool = True) -> UsageRow:
+def take_turn(db: Any, row: UsageRow, *, user: str | None, rollup: bool = True) -> UsageRow:
     """`row` (part 0 of a later attempt of its turn that got usage back, not yet written) as the
     row that counts the turn: a turn's tokens are those of its last attempt with usage, and it
     counts under that attempt's model, as `show` has them, not its first attempt's (a 429 stored
     with the request's alias, a fallback to another model, a stream cut after its message_start
     and then sent again). The count moves off the written row that held it, and that row's tokens
     go aside in the rollup (still priced, no longer the turn's), unless `rollup` is False (a
-    copy's rows are not in the rollup)."""
+    copy's rows are not in the rollup). `user`: the turn's (rollup_user); None in the migrations
+    before m021, whose rollup has no user in its key yet (m021 sums it again from `usage`)."""
     held = db.execute(
         f"SELECT {USAGE_COLUMNS} FROM usage WHERE conv = ? AND idx = ? AND part = 0 AND new_turn = 1 AND turn = ?",
         (row.conv, row.idx, row.turn),
@@ -313,28 +331,37 @@ def take_turn(db: Any, row: UsageRow, *, rollup: bool = True) -> UsageRow:
         (old.conv, old.idx, old.attempt_id),
     )
     if rollup:
-        r = rollup_row(old._replace(new_turn=0))
+        r = rollup_row(old._replace(new_turn=0), user or "")
+        key = r[:_KEY_LEN] if user is not None else r[: _KEY_LEN - 1]  # (the user is the key's last column)
         db.execute(
-            """UPDATE rollup SET turns = turns - 1, cp_prompt = cp_prompt + ?, cp_output = cp_output + ?,
-                                 cp_read = cp_read + ?
-               WHERE conv = ? AND bucket = ? AND model = ? AND batch = ? AND band = ?""",
-            (r.aside_prompt, r.aside_output, r.aside_read, r.conv, r.bucket, r.model, r.batch, r.band),
+            f"""UPDATE rollup SET turns = turns - 1, cp_prompt = cp_prompt + ?, cp_output = cp_output + ?,
+                                  cp_read = cp_read + ?
+                WHERE {' AND '.join(c + ' = ?' for c in ROLLUP_KEY[: len(key)])}""",
+            (r.aside_prompt, r.aside_output, r.aside_read, *key),
         )
     return row._replace(new_turn=1)
 
 
-def write(db: Any, rows: list[UsageRow]) -> None:
+Billed = tuple[str, list[UsageRow]]
+"""An attempt's usage rows and the user its turn was made for (rollup_user): whom they bill."""
+
+
+def write(db: Any, billed: list[Billed]) -> None:
     """Insert usage rows and add them to the rollup: one upsert per rollup key, not per row."""
     # as plain tuples: the sqlite3 module reads a tuple subclass's items one call at a time
-    db.executemany(INSERT_USAGE, map(tuple, rows))
-    db.executemany(UPSERT_ROLLUP, _summed(rows))
+    db.executemany(INSERT_USAGE, [tuple(u) for _, rows in billed for u in rows])
+    add_to_rollup(db, (rollup_row(u, user) for user, rows in billed for u in rows))
 
 
-def _summed(rows: list[UsageRow]) -> list[tuple[Any, ...]]:
-    """The rows' rollup contributions (RollupRow's columns), summed per key as the upsert would sum them."""
+def add_to_rollup(db: Any, contributions: Iterable[RollupRow]) -> None:
+    """Add rollup_row contributions to the rollup: summed here per key first, then one upsert each."""
+    db.executemany(UPSERT_ROLLUP, _summed(contributions))
+
+
+def _summed(contributions: Iterable[RollupRow]) -> list[tuple[Any, ...]]:
+    """The contributions (RollupRow's columns), summed per key as the upsert would sum them."""
     acc: dict[tuple[Any, ...], list[Any]] = {}
-    for u in rows:
-        r = rollup_row(u)
+    for r in contributions:
         key = r[:_KEY_LEN]
         got = acc.get(key)
         if got is None:

@@ -51,6 +51,8 @@ class Turn(NamedTuple):
     conversation_rowid: int
     idx: int
     system_blob: int | None
+    user: str
+    """Its user as the rollup keys it (facts.rollup_user): its usage bills that user."""
 
 
 RequestIds = tuple[int | None, str, int | None, int | None]
@@ -194,10 +196,11 @@ class Ingestor:
         self.context_indexed: BoundedDict[int, bool] = BoundedDict(MAX_TURNS)
         """Blobs of system prompts and tool lists known to be in context_text: a turn that sends
         the same ones as the last (nearly every turn) looks no further."""
-        self.usage: list[facts.UsageRow] = []
+        self.usage: list[facts.Billed] = []
+        """Attempts' usage rows (and whom they bill) waiting for `write_pending` (the rollup is
+        summed from them)."""
         self.copied_usage: list[facts.UsageRow] = []
         """Usage rows of copied attempts (Captured.copied_from): written, but not to the rollup."""
-        """usage rows waiting for `write_pending` (the rollup is summed from them)."""
         self.touched: dict[int, Touched] = {}
         """Conversations' new turns waiting for `write_pending`, by conversation rowid."""
         self.header_blobs: BoundedDict[tuple[Any, ...], int] = BoundedDict(64)
@@ -379,7 +382,7 @@ class Ingestor:
             # a given turn id (an import of replayer's own spans) finds its turn by that id
             by, key = ("t.id", captured.turn_id) if captured.turn_id is not None else ("t.call_key", call_key)
             row = conn.execute(
-                f"""SELECT t.id, t.conversation_id, t.rowid, c.rowid, t.idx, t.system_blob
+                f"""SELECT t.id, t.conversation_id, t.rowid, c.rowid, t.idx, t.system_blob, COALESCE(t.user_id, '')
                    FROM turns t JOIN conversations c ON c.id = t.conversation_id WHERE {by} = ?""",
                 (key,),
             ).fetchone()
@@ -473,12 +476,12 @@ class Ingestor:
         )
         if isinstance(usage, dict) and not new_turn:  # a later attempt with usage: its tokens and model are the turn's
             self.write_pending(index=False)
-            rows[0] = facts.take_turn(conn, rows[0], rollup=captured.copied_from is None)
+            rows[0] = facts.take_turn(conn, rows[0], user=turn.user, rollup=captured.copied_from is None)
         if own:
             retried = error is not None and not captured.abandoned and _retried(captured.status)
             self._failed(turn, new_turn, number, parsed, captured, failed=retried)
         if captured.copied_from is None:
-            self.usage += rows
+            self.usage.append((turn.user, rows))
         else:  # a copy costs nothing now: its tokens are shown, never summed into spend
             self.copied_usage += rows
         if isinstance(usage, dict):
@@ -710,7 +713,7 @@ class Ingestor:
         added = self.tool_results.added(
             parsed, last.context_node, last.context_len or 0, threaded=context_node != parsed.node
         )
-        return Turn(turn_id, conversation_id, rowid, conv_rowid, idx, system), added
+        return Turn(turn_id, conversation_id, rowid, conv_rowid, idx, system, facts.rollup_user(user_id)), added
 
     def _index_context(self, kind: str, blob: int | None) -> None:
         """Put a system prompt's or tool list's text in the search index (context_text) unless it

@@ -69,6 +69,10 @@ TAG_MATCH = """EXISTS (SELECT 1 FROM (SELECT c.tags_json AS tags UNION ALL
 """A conversation (aliased c) with the tag KEY (the first argument) whose value, as text, is
 VALUE (the second): a string as it is, a number or true/false/null as written
 (filters.tag_pair); the conversation's own tags or any of its turns' (see RUN_MATCH)."""
+USER_CALLS = "c.rowid IN (SELECT conv FROM rollup WHERE user = ?)"
+"""A conversation (aliased c) with a call made for the user given ('' for none): the rollup's rows
+are keyed by their turns' user (store/facts.py), so a conversation another user continued is
+found under both."""
 AGG_SORTS: dict[str, Callable[[Totals], Any]] = {
     "cost": lambda t: t.cost_usd,
     "input": lambda t: t.prompt,
@@ -457,11 +461,14 @@ class Store(RowTexts):
                 "EXISTS (SELECT 1 FROM turns t JOIN attempts a ON a.turn_id = t.id "
                 "WHERE t.conversation_id = c.id AND a.error_json IS NOT NULL)"
             )
+        # a conversation of U's: its own user (its first), or any of its calls made for U (each
+        # bills its own user: the rollup's key has it); the same for the calls made for no user
         if user:
-            where.append("c.user_id = ?")
-            args.append(user)
+            where.append(f"(c.user_id = ? OR {USER_CALLS})")
+            args.extend((user, user))
         if no_user:
-            where.append("c.user_id IS NULL")
+            where.append(f"(c.user_id IS NULL OR {USER_CALLS})")
+            args.append("")
         for key, value in [*tags, *([("run", run)] if run else [])]:
             where.append(TAG_MATCH)
             args.extend((key, value))
@@ -542,6 +549,7 @@ class Store(RowTexts):
                 [r[0] for r in conv_rows],
             ).fetchall()
         )
+        others = self._other_users({r[-1]: r[1] for r in conv_rows})  # rowid: user
         out = []
         for cid, user_id, started, last, ended, count, tags_json, rowid in conv_rows:
             f = counts[rowid]
@@ -562,8 +570,22 @@ class Store(RowTexts):
                     first_message=self.first_user_text(first_nodes.get(cid)),
                     tags=json.loads(tags_json) if tags_json else None,
                     unpriced_attempts=f.unpriced,
+                    other_users=others.get(rowid, []),
                 )
             )
+        return out
+
+    def _other_users(self, users: dict[int, str | None]) -> dict[int, list[str]]:
+        """Conversation rowid (with its own user) -> the other users its calls were made for, in
+        the order they first called (the rollup's rows of those conversations: a few each)."""
+        out: dict[int, list[str]] = {}
+        for conv, user in self.db.execute(
+            f"""SELECT conv, user FROM rollup WHERE conv IN ({','.join('?' * len(users))}) AND user != ''
+                GROUP BY conv, user ORDER BY conv, MIN(bucket), user""",
+            list(users),
+        ):
+            if user != users[conv]:
+                out.setdefault(conv, []).append(user)
         return out
 
     # -- one turn, as the browser shows it ------------------------------------------------------
@@ -674,10 +696,10 @@ class Store(RowTexts):
 
     def latency_percentile(
         self, q: float, n: int, since: float | None, until: float | None,
-        convs: list[int] | None = None, exclude: list[int] | None = None,
+        convs: list[int] | None = None, exclude: list[int] | None = None, user: str | None = None,
     ) -> float | None:  # fmt: skip
         """The q-quantile of attempt latencies in [since, until) (aggregate.latency_percentile)."""
-        return aggregate.latency_percentile(self.db, q, n, since, until, convs, exclude)
+        return aggregate.latency_percentile(self.db, q, n, since, until, convs, exclude, user)
 
     def turn_usages(self, conv: int) -> list[tuple[str | None, dict[str, Any] | None]]:
         """Each turn's (model, usage) of the conversation with rowid `conv` (aggregate.turn_usages)."""

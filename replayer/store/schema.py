@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
@@ -36,6 +36,9 @@ from .faults import DBError as DBError  # re-exported: the CLI, the demo and the
 from .faults import Fault as Fault
 from .faults import corrupt, locked, read_only_folder
 from .faults import fault_of as fault_of
+
+if TYPE_CHECKING:
+    from . import facts
 
 MIGRATION_SET = "replayer"
 BUSY_TIMEOUT_MS = 5000
@@ -158,7 +161,7 @@ CONTEXT_TEXT_TABLE = (
     "CREATE VIRTUAL TABLE context_text USING fts5("
     "text, content='', detail='none', tokenize='unicode61 remove_diacritics 2')"
 )
-"""The system prompts' and tool lists' search index (m018): as turn_text, one row per blob."""
+"""The system prompts' and tool lists' search index (m019): as turn_text, one row per blob."""
 
 
 def _added_per_turn(db: Database) -> Iterator[tuple[int, str, list[int]]]:
@@ -213,11 +216,11 @@ def m003_usage(db: Database) -> None:
     last_reads: dict[tuple[int, int], int | None] = {}  # (conv, idx) -> reads of its last attempt with usage
     for row in db.execute(
         """SELECT a.id, c.rowid, t.rowid, t.idx, a.started_at, a.model, a.status, a.latency_ms,
-                  a.error_json IS NOT NULL, a.usage_json, t.system_blob
+                  a.error_json IS NOT NULL, a.usage_json, t.system_blob, t.user_id
            FROM attempts a JOIN turns t ON t.id = a.turn_id JOIN conversations c ON c.id = t.conversation_id
            ORDER BY c.rowid, t.idx, a.id"""
     ).fetchall():
-        attempt_id, conv, turn, idx, started, model, status, latency, error, usage_json, system = row
+        attempt_id, conv, turn, idx, started, model, status, latency, error, usage_json, system, user = row
         new_turn = turn not in seen
         seen.add(turn)
         usage = json.loads(usage_json) if usage_json else None
@@ -239,7 +242,7 @@ def m003_usage(db: Database) -> None:
         )
         if isinstance(usage, dict):
             last_reads[(conv, idx)] = rows[0].cache_read
-        facts.write(db.conn, rows)
+        facts.write(db.conn, [(facts.rollup_user(user), rows)])
 
 
 @migrations(name="m004_thread_tips")
@@ -405,6 +408,15 @@ def m010_copied(db: Database) -> None:
     db.execute("ALTER TABLE attempts ADD COLUMN copied_from TEXT")
 
 
+def _keyed_before_m021(u: facts.UsageRow) -> facts.RollupRow:
+    """A usage row's rollup contribution as the migrations before m021 read it: they key the
+    rollup by conv, bucket, model, batch and band, as it was then (m021 adds the user to the key,
+    and sums the rollup again)."""
+    from . import facts
+
+    return facts.rollup_row(u, "")
+
+
 @migrations(name="m011_compaction_sums")
 def m011_compaction_sums(db: Database) -> None:
     # The rollup summed compaction iterations' tokens into the turns' (they are billed at the same
@@ -423,7 +435,7 @@ def m011_compaction_sums(db: Database) -> None:
         f"""SELECT {facts.USAGE_COLUMNS} FROM usage u WHERE part > 0
             AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.id = u.attempt_id AND a.copied_from IS NOT NULL)"""
     ).fetchall():
-        r = facts.rollup_row(facts.UsageRow(*row))
+        r = _keyed_before_m021(facts.UsageRow(*row))
         db.execute(
             """UPDATE rollup SET cp_prompt = cp_prompt + ?, cp_output = cp_output + ?, cp_read = cp_read + ?,
                                  priced = priced - 1
@@ -468,7 +480,7 @@ def m013_limited_by_type(db: Database) -> None:
         db.execute("UPDATE usage SET error = 2 WHERE attempt_id = ? AND part = 0", (u.attempt_id,))
         if copied:  # a copy's usage is shown, never summed (ingest keeps it out of the rollup)
             continue
-        r = facts.rollup_row(u)
+        r = _keyed_before_m021(u)
         db.execute(
             """UPDATE rollup SET limited = limited + 1
                WHERE conv = ? AND bucket = ? AND model = ? AND batch = ? AND band = ?""",
@@ -505,13 +517,14 @@ def _count_turns_at(db: Database, which: str) -> None:
         if answered is None or answered[facts.UsageRow._fields.index("new_turn")]:
             continue
         *fields, copied = answered
-        row = facts.take_turn(db.conn, facts.UsageRow(*fields), rollup=not copied)
+        # (the rollup as it was then, keyed without the user: m021 sums it again)
+        row = facts.take_turn(db.conn, facts.UsageRow(*fields), user=None, rollup=not copied)
         db.execute(
             "UPDATE usage SET new_turn = 1 WHERE conv = ? AND idx = ? AND attempt_id = ? AND part = 0",
             (row.conv, row.idx, row.attempt_id),
         )
         if not copied:
-            r = facts.rollup_row(row)
+            r = _keyed_before_m021(row)
             db.execute(
                 """UPDATE rollup SET turns = turns + 1
                    WHERE conv = ? AND bucket = ? AND model = ? AND batch = ? AND band = ?""",
@@ -562,7 +575,7 @@ def m015_tool_results_once(db: Database) -> None:
         )
         if copied:  # a copy's usage is shown, never summed (ingest keeps it out of the rollup)
             continue
-        r = facts.rollup_row(u)
+        r = _keyed_before_m021(u)
         db.execute(
             """UPDATE rollup SET tool_results = tool_results - ?, tool_errors = tool_errors - ?
                WHERE conv = ? AND bucket = ? AND model = ? AND batch = ? AND band = ?""",
@@ -599,7 +612,7 @@ def m017_turn_tokens_of_one_attempt(db: Database) -> None:
         f"""SELECT {fields} FROM usage u WHERE (u.part > 0 OR u.new_turn = 0) AND u.input IS NOT NULL
             AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.id = u.attempt_id AND a.copied_from IS NOT NULL)"""
     ).fetchall():
-        r = facts.rollup_row(facts.UsageRow(*values))
+        r = _keyed_before_m021(facts.UsageRow(*values))
         db.execute(
             """UPDATE rollup SET cp_prompt = cp_prompt + ?, cp_output = cp_output + ?, cp_read = cp_read + ?
                WHERE conv = ? AND bucket = ? AND model = ? AND batch = ? AND band = ?""",
@@ -662,13 +675,13 @@ def m020_cache_writes_by_their_total(db: Database) -> None:
     # gateway or a transcript filling the split with zeros beside 5,300 writes) was stored with
     # the split's writes: `list` said a 10,900-token prompt where `show` (the total) said 16,200,
     # and the cost left the writes out ($0.0101 for $0.0432). The total now wins
-    # (pricing.token_parts); the rows stored by the split are counted again, and their rollup
-    # contributions moved. Only usage that has a split is read.
+    # (pricing.token_parts); the rows stored by the split are counted again (the rollup is summed
+    # again from them by m021, which comes next). Only usage that has a split is read.
     from . import facts
 
     fields = ", ".join("u." + c.strip() for c in facts.USAGE_COLUMNS.split(","))
-    for *values, usage_json, copied in db.execute(
-        f"""SELECT {fields}, a.usage_json, a.copied_from IS NOT NULL
+    for *values, usage_json in db.execute(
+        f"""SELECT {fields}, a.usage_json
             FROM usage u JOIN attempts a ON a.id = u.attempt_id
             WHERE u.input IS NOT NULL AND a.usage_json LIKE '%"cache_creation"%'"""
     ).fetchall():
@@ -687,12 +700,26 @@ def m020_cache_writes_by_their_total(db: Database) -> None:
             "UPDATE usage SET w5m = ?, w1h = ?, rewrite = ? WHERE conv = ? AND idx = ? AND attempt_id = ? AND part = ?",
             (w5m, w1h, new.rewrite, u.conv, u.idx, u.attempt_id, u.part),
         )
-        if copied:  # a copy's usage is shown, never summed (ingest keeps it out of the rollup)
-            continue
-        old = facts.rollup_row(u)
-        # its old contribution taken out (its sums negated), its new one added
-        taken = [-cast(int, v) if i in facts.SUMMED else v for i, v in enumerate(old)]
-        db.conn.executemany(facts.UPSERT_ROLLUP, [tuple(taken), tuple(facts.rollup_row(new))])
+
+
+@migrations(name="m021_rollup_per_user")
+def m021_rollup_per_user(db: Database) -> None:
+    # Spend was billed to a conversation's user (its first), so a conversation continued by
+    # another user (`record --user u2` into u1's conversation, a request's metadata.user_id
+    # changing) put u2's calls in u1's stats, budget and dashboard row while export said u2. The
+    # rollup's key now holds each turn's user (facts.py), so the table is made again and summed
+    # from `usage` as the writer sums it (a fork's copies left out): every usage row is read once,
+    # and what the migrations before this one moved in the rollup is in those rows already.
+    from . import facts
+
+    db.execute("DROP TABLE rollup")
+    db.execute(facts.ROLLUP_TABLE)
+    fields = ", ".join("u." + c.strip() for c in facts.USAGE_COLUMNS.split(","))
+    rows = db.execute(
+        f"""SELECT {fields}, COALESCE(t.user_id, '') FROM usage u LEFT JOIN turns t ON t.rowid = u.turn
+            WHERE NOT EXISTS (SELECT 1 FROM attempts a WHERE a.id = u.attempt_id AND a.copied_from IS NOT NULL)"""
+    )
+    facts.add_to_rollup(db.conn, (facts.rollup_row(facts.UsageRow(*r[:-1]), r[-1]) for r in rows))
 
 
 def _connect(path: Path) -> sqlite3.Connection:

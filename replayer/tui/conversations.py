@@ -25,7 +25,7 @@ from textual.widgets.data_table import DuplicateKey, Row, RowKey
 from textual.worker import Worker, WorkerState
 
 from ..filters import FILTER_SYNTAX, FilterError, parse_filter
-from ..fmt import local_time, spend
+from ..fmt import local_time, spend, users_label
 from ..models import ConversationSummary
 from ..store.queries import AmbiguousId
 from .base import ReplayerScreen
@@ -530,7 +530,8 @@ class ConversationsScreen(ReplayerScreen[None]):
             # columns the first-message column, which says whose fork it is, is off screen
             RowIdText(("↳ " if r.variant_of else "") + r.conversation_id, r.conversation_id, no_wrap=True,
                       overflow="ellipsis"),
-            Text(r.user_id or "", no_wrap=True, overflow="ellipsis"),  # (Text: a str cell is read as markup)
+            # (Text: a str cell is read as markup); a conversation another user continued: `u1 +1`
+            Text(users_label(r.user_id, len(r.other_users), self.WIDTHS["User"]), no_wrap=True, overflow="ellipsis"),
             Text(str(r.turns), justify="right"),
             Text(spend(r.cost_usd, r.unpriced_attempts), justify="right"),
             Text(str(r.errors) if r.errors else "", style="bold red", justify="right"),
