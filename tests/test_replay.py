@@ -420,3 +420,69 @@ def test_a_recorded_retry_after_is_scaled_in_both_headers_a_client_may_read(tmp_
         proc = replayer(db, "replay", "conv_wait", "--with-errors", *speed, "--", sys.executable, str(agent), env=env)
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout) == said, (speed, proc.stdout)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream-imported-without-events"])
+def test_a_tool_input_is_replayed_in_the_key_order_the_model_wrote(api, tmp_path, stream):
+    """The model writes a tool's input keys in no sorted order; an agent that sends the input's
+    JSON back as its tool result sends that order. Replayed (a plain call, or a stream imported
+    from an export: no events to rebuild it from, only the stored reply), the agent gets the input
+    as written, so its next request is the recorded one and is answered; the export shows the
+    same order."""
+    tool_input = {"query": "x", "limit": 3, "filters": {"zone": "eu", "age": 7}}
+
+    def reply(body: dict | None) -> Reply:
+        last = (body or {})["messages"][-1]["content"]
+        done = isinstance(last, list) and last[0].get("type") == "tool_result"
+        content = ([{"type": "text", "text": "done"}] if done else
+                   [{"type": "tool_use", "id": "toolu_1", "name": "search", "input": tool_input}])
+        message = {"id": f"msg_{len(body['messages'])}", "type": "message", "role": "assistant",
+                   "model": "claude-haiku-4-5", "content": content, "stop_reason": "end_turn" if done else "tool_use",
+                   "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 5}}
+        return Reply(sse=message_events(message)) if body.get("stream") else Reply(body=message)
+
+    script = tmp_path / "order.py"
+    script.write_text(textwrap.dedent(f"""
+        import json
+        import anthropic
+
+        client = anthropic.Anthropic(max_retries=0)
+        tools = [{{"name": "search", "input_schema": {{"type": "object"}}}}]
+        messages = [{{"role": "user", "content": "search"}}]
+
+        def call():
+            kwargs = dict(model="claude-haiku-4-5", max_tokens=50, tools=tools, messages=messages)
+            if {stream}:
+                with client.messages.stream(**kwargs) as s:
+                    return s.get_final_message()
+            return client.messages.create(**kwargs)
+
+        use = call().content[0]
+        print(json.dumps(use.input))
+        messages += [{{"role": "assistant", "content": [use.model_dump(exclude_none=True)]}},
+                     {{"role": "user", "content": [{{"type": "tool_result", "tool_use_id": use.id,
+                                                    "content": json.dumps(use.input)}}]}}]
+        print(call().content[0].text)
+    """))
+    api.responder = reply
+    db = tmp_path.resolve() / "order.db"
+    recorded = replayer(db, "record", "--", sys.executable, str(script),
+                        env={"ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": FAKE_KEY})
+    assert recorded.returncode == 0, recorded.stderr
+    assert recorded.stdout == json.dumps(tool_input) + "\ndone\n"
+    run = last_line(recorded).rsplit("(run ", 1)[1].rstrip(")")
+    api.stop()
+    if stream:  # the stream's events stay behind: what replays it is its stored message
+        export = tmp_path / "order.jsonl"
+        export.write_text(replayer(db, "export").stdout)
+        db = tmp_path.resolve() / "imported.db"
+        assert replayer(db, "import", "export", str(export)).returncode == 0
+    replayed = replayer(db, "replay", run, "--", sys.executable, str(script), env={"ANTHROPIC_BASE_URL": DEAD})
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout == recorded.stdout
+    assert last_line(replayed) == (
+        f"replayer replay: answered 2 calls {'(2 streams, 2 from the recorded message (no events kept)) ' * stream}"
+        f"from run {run} (1 conversation); no mismatch; no drift; the command exited 0")
+    first, second = exported(db)
+    assert json.dumps(first["response"]["content"][0]["input"]) == json.dumps(tool_input)
+    assert json.dumps(second["request"]["messages"][1]["content"][0]["input"]) == json.dumps(tool_input)

@@ -48,6 +48,23 @@ def test_fast_scan_agrees_with_a_full_parse(scanner, separators):
         assert (fast.blobs, fast.nodes, fast.thread_keys, fast.node, fast.system) == (
             slow.blobs, slow.nodes, slow.thread_keys, slow.node, slow.system), trial
         assert fast.skeleton == slow.skeleton
+        _stored_as_sent(scanner, text, fast)
+
+
+def _stored_as_sent(scanner, text, parsed):
+    """Each message's blob (and the system prompt's, the tools') holds it as this request sent it
+    (each was first sent in the same key order here): compact, keys in their order, whether the
+    scan read it or took it from an earlier request, and however the request spelled it."""
+    from replayer.store.codec import compact, stored_json
+
+    body = json.loads(text)
+    conn = scanner.blobs.db.conn
+    sent = body.get("messages") if isinstance(body, dict) else None
+    if isinstance(sent, list):
+        assert [stored_json(conn, b) for b in parsed.blobs] == [compact(m) for m in sent]
+    for key in ("system", "tools"):
+        if getattr(parsed, key) is not None:
+            assert stored_json(conn, getattr(parsed, key)) == compact(body[key])
 
 
 def _same_as_a_full_parse(scanner, text):
@@ -56,6 +73,7 @@ def _same_as_a_full_parse(scanner, text):
     assert (fast.blobs, fast.nodes, fast.thread_keys, fast.node, fast.system, fast.tools) == (
         slow.blobs, slow.nodes, slow.thread_keys, slow.node, slow.system, slow.tools)
     assert fast.skeleton == slow.skeleton
+    _stored_as_sent(scanner, text, fast)
     return fast
 
 
@@ -701,6 +719,83 @@ def test_the_fast_canonical_form_is_the_canonical_form():
         assert doc == json.loads(text) or text.find("NaN") >= 0
     with pytest.raises(ValueError):
         dec.loads('{"a": 1} x')
+
+
+def test_a_blob_stores_the_compact_json_of_its_document_in_the_order_it_came(tmp_path):
+    """What a blob stores is its document's compact JSON, keys in their order (codec.compact),
+    however the text it was read from spelled it: taken from that text only when it is that
+    already (compact, no key given twice, json's escapes, no float), else written out."""
+    from replayer.store.codec import Decoder, canon, canon_plain, compact, in_order
+
+    rnd = random.Random(13)
+    dec = Decoder()
+    spellings = [
+        lambda d: json.dumps(d, ensure_ascii=False, separators=(",", ":")),
+        lambda d: json.dumps(d, ensure_ascii=False),
+        lambda d: json.dumps(d, separators=(",", ":")),
+        lambda d: json.dumps(d, indent=1),
+    ]
+    texts = [spell(_random_doc(rnd)) for _ in range(4000) for spell in spellings]
+    texts += ['{"b":1,"a":2,"b":3}', '{"b": 1,"a":2}', '{"a": 1e5}', '{"b":100000.0,"a": 1}', '{"a":-0 }',
+              '{"b":"\\u00e9","a":1}', '{"b":"\\/","a":1 }', '{"b":"\udce2\udc82","a":1}', '{"b":[1 ,2],"a":{}}']
+    for text in texts:
+        doc = dec.loads(text)
+        plain = not dec.floats
+        kept = in_order(doc, canon_plain(doc) if plain else canon(doc), plain, (f"[{text},", 1, len(text) + 1))
+        assert kept == compact(doc), text
+        assert in_order(doc, canon(doc), plain) == kept
+
+
+def test_json_equal_messages_in_another_key_order_share_a_blob_and_export_as_first_sent(tmp_path):
+    """The store hashes a document's canonical form (so a message sent again with its keys in
+    another order is the same blob, and threads the same), and keeps the order it first came in:
+    the export gives back a request's system prompt, tools, messages and top-level keys, and a
+    reply's content, as they were sent."""
+    from replayer import Recorder
+
+    path = tmp_path / "o.db"
+    system = [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]
+    tools = [{"name": "search", "input_schema": {"type": "object", "required": ["q"],
+                                                 "properties": {"q": {"type": "string"}}}, "description": "Find."}]
+    ask = {"role": "user", "content": [{"type": "text", "text": "find x é"}]}
+    use = {"type": "tool_use", "id": "tu1", "name": "search", "input": {"q": "x", "limit": 3, "a": {"z": 1, "b": 0.5}}}
+    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu1", "content": "ok"}]}
+    first = {"model": "claude-haiku-4-5", "max_tokens": 50, "system": system, "tools": tools, "messages": [ask]}
+    # the same history again, its keys in other orders, spaced (not as compact as the SDK's)
+    again = {"tools": tools, "messages": [{"content": ask["content"], "role": "user"},
+                                          {"content": [dict(reversed(use.items()))], "role": "assistant"}, result],
+             "system": system, "model": "claude-haiku-4-5", "max_tokens": 50}
+
+    def response(i, content):
+        return json.dumps({"id": f"m{i}", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                           "content": content, "stop_reason": "end_turn", "stop_sequence": None,
+                           "usage": {"input_tokens": 1, "output_tokens": 1}}, ensure_ascii=False)
+
+    with Recorder(path) as rec:
+        rec.record(json.dumps(first, ensure_ascii=False, separators=(",", ":")), response(0, [use]))
+        rec.record(json.dumps(again), response(1, [{"type": "text", "text": "done"}]))
+    lines = [json.loads(x) for x in Store(open_db(path)).export_lines()]
+    assert len(lines) == 2 and lines[0]["conversation_id"] == lines[1]["conversation_id"]  # threaded as one
+    texts = [unpack(v) for (v,) in sqlite3.connect(path).execute("SELECT json FROM blobs")]
+    assert sum("find x" in t for t in texts) == 1 and sum('"tool_use"' in t for t in texts) == 1
+    # (json.dumps of what the export line parses to: its keys in the order the line has them)
+    request = lines[0]["request"]
+    assert list(request) == list(first)
+    assert json.dumps(request) == json.dumps(first)
+    assert json.dumps(lines[0]["response"]["content"]) == json.dumps([use])
+    # the second request as its parts were first sent: its top-level keys as the first request's
+    # (the same skeleton), the question as the first request sent it, the reply as it came in the
+    # response; the system prompt and tools as sent
+    request = lines[1]["request"]
+    assert list(request) == list(first)
+    assert json.dumps(request["messages"]) == json.dumps([ask, {"role": "assistant", "content": [use]}, result])
+    assert json.dumps(request["system"]) == json.dumps(system) and json.dumps(request["tools"]) == json.dumps(tools)
+    # the browser's Raw tab shows the request so, and its label no longer says the keys are sorted
+    from replayer.tui.render import raw_text
+
+    label, rest = raw_text(Store(open_db(path)).turn_detail(lines[1]["turn_id"])).split("\n", 1)
+    assert label == "// request (as sent, each part's keys as first recorded)"
+    assert json.dumps(json.loads(rest.split("\n\n// response")[0])) == json.dumps(request)
 
 
 def test_floats_are_stored_as_json_writes_them(tmp_path):

@@ -1,13 +1,14 @@
-"""Content-addressed rows: blobs (a JSON document, stored once per hash) and nodes (a message
-list, as its last message's blob under the node of the list before it), with the id caches that
-spare most lookups. Runs on the background writer only."""
+"""Content-addressed rows: blobs (a JSON document, stored once per hash of its canonical JSON, as
+it first came: codec.in_order) and nodes (a message list, as its last message's blob under the
+node of the list before it), with the id caches that spare most lookups. Runs on the background
+writer only."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from ..bounded import BoundedDict
-from .codec import blake2b, canon, canon_plain, pack
+from .codec import Written, blake2b, canon, canon_plain, in_order, pack
 from .threads import thread_key
 
 if TYPE_CHECKING:  # (an import's reader process scans without a database: otlp/prescan.py)
@@ -49,24 +50,31 @@ class Blobs:
         self.small_ids.clear()
         self.node_ids.clear()
 
-    def blob(self, obj: Any) -> int:
-        return self.blob_text(canon(obj))
+    def blob(self, obj: Any, plain: bool = False, written: Written | None = None) -> int:
+        """The blob of `obj`. `plain`: it is known to hold no float (see `canon_plain`);
+        `written`: the text it was parsed from (see `in_order`)."""
+        return self.blob_text(canon_plain(obj) if plain else canon(obj), obj, plain, written)
 
-    def message_blob(self, obj: Any, prev_key: str, plain: bool = False) -> tuple[int, str]:
-        """(blob id, thread key) of a message following a list whose thread key is `prev_key`.
-        `plain`: the message is known to hold no float (see `canon_plain`)."""
+    def message_blob(
+        self, obj: Any, prev_key: str, plain: bool = False, written: Written | None = None
+    ) -> tuple[int, str]:
+        """(blob id, thread key) of a message following a list whose thread key is `prev_key`
+        (`plain`, `written`: as for `blob`)."""
         text = canon_plain(obj) if plain else canon(obj)
-        blob = self.blob_text(text)
+        blob = self.blob_text(text, obj, plain, written)
         return blob, thread_key(prev_key, obj, text, self.last_digest)
 
-    def blob_text(self, text: str) -> int:
+    def blob_text(self, text: str, obj: Any, plain: bool = False, written: Written | None = None) -> int:
+        """The blob of `obj`, whose canonical JSON is `text`: found by the hash of `text`, or
+        inserted holding `obj` in the order its keys came (`in_order`, made only then: most
+        messages an agent sends were stored before, by an earlier request or as a reply)."""
         small = len(text) <= SMALL_CHARS
         if small:
             hit = self.small_ids.get(text)  # skeletons, headers, short messages: skip the hash
             if hit is not None:
                 self.last_digest = hit[1]
                 return hit[0]
-        raw = text.encode("utf-8", "surrogatepass")  # hashed, and deflated when long
+        raw = text.encode("utf-8", "surrogatepass")  # hashed, and deflated when long and stored as it is
         h = blake2b(raw, digest_size=16).hexdigest()  # codec.digest, over the bytes made once
         self.last_digest = h
         got = self.ids.get(h)
@@ -74,7 +82,9 @@ class Blobs:
             if small:
                 self.small_ids[text] = (got, h)
             return got
-        stored: str | bytes | bytearray = pack(text, raw)
+        kept = in_order(obj, text, plain, written)
+        # keys out of order: `pack` encodes its own bytes, and only when it is long enough to deflate
+        stored: str | bytes | bytearray = pack(kept, raw if kept == text else None)
         if type(stored) is bytes:  # bound as a bytearray, the same BLOB: bytes cost an adapter lookup
             stored = bytearray(stored)
         got = self.insert_stored(h, stored)

@@ -1,13 +1,16 @@
 """How a blob's JSON is kept on disk: as text, or deflated when that saves enough.
 
-`blobs.json` holds the canonical JSON of a message, system prompt, tool list or skeleton. Short
-ones stay TEXT (readable with any SQLite tool, and not worth compressing); longer ones, tool
-results mostly, are stored as a BLOB of raw deflate (level 1) when that makes them at least
-an eighth smaller. The hash is always taken over the text, so compressed and plain copies
-of the same content are one blob, and databases written before compression read as before.
+`blobs.json` holds the JSON of a message, system prompt, tool list or skeleton, compact, with its
+keys in the order they first came in (`in_order`; databases written before that hold the
+canonical form, sorted keys, and read the same). Short ones stay TEXT (readable with any SQLite
+tool, and not worth compressing); longer ones, tool results mostly, are stored as a BLOB of raw
+deflate (level 1) when that makes them at least an eighth smaller. The hash is always taken over
+the canonical text (sorted keys), so JSON-equal documents in any key order, compressed or not,
+are one blob, and databases written before compression read as before.
 
 Also here: JSON text SQLite and UTF-8 files take, with a lone surrogate written as its escape;
 the canonical JSON a blob's hash is taken over (and its fast form for documents without floats);
+what a blob stores;
 splicing stored JSON text into a document being dumped; the hash itself; and the ids and
 timestamps rows are written with.
 """
@@ -139,13 +142,42 @@ def canon_plain(obj: Any) -> str:
         return canon(obj)
 
 
+def compact(obj: Any) -> str:
+    """json.dumps(obj, ensure_ascii=False) in compact form, keys in their order, storable."""
+    return storable(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+
+
 def dumps_plain(obj: Any) -> str:
-    """json.dumps(obj, ensure_ascii=False) in compact form, keys in their order, for a document
-    known to hold no float (see `canon_plain`)."""
+    """`compact` for a document known to hold no float (see `canon_plain`)."""
     try:
         return orjson.dumps(obj).decode()
     except TypeError:
-        return storable(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+        return compact(obj)
+
+
+Written = tuple[str, int, int]
+"""(text, start, end): a document's JSON as it came, `text[start:end]` (not sliced until needed)."""
+
+
+def in_order(obj: Any, canonical: str, plain: bool, written: Written | None = None) -> str:
+    """What a blob stores for `obj`, whose canonical JSON is `canonical`: its compact JSON with
+    keys in the order they came (an agent that sends back what the model wrote gets it back from
+    a replay or an export as written; the hash stays the canonical form's).
+
+    `written`, when the caller has the text it parsed `obj` from: that text itself, when it is
+    already that compact JSON. For a document without floats (`plain`) that is so exactly when it
+    is as long as `canonical` and holds no lone surrogate: no character, integer or literal has a
+    shorter spelling than the one json writes, and whitespace or a key given twice only add to
+    it, so equal lengths leave only the order of keys to differ (a float's text can be shorter:
+    1e5 for 100000.0). An agent's requests are mostly that already (compact UTF-8: the SDKs'),
+    so most new messages are stored without being written out again."""
+    if written is not None and plain:
+        text, start, end = written
+        if end - start == len(canonical):
+            got = text[start:end]
+            if not _has_lone_surrogate(got):
+                return got
+    return dumps_plain(obj) if plain else compact(obj)
 
 
 class Decoder:

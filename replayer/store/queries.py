@@ -4,8 +4,9 @@ conversation's turns, variants, spend), in front of the modules that hold the la
 
 Documents are rebuilt from their deduplicated parts as text: a skeleton is dumped with markers
 where system/tools/messages/content were taken out, and each marker is replaced by the stored
-canonical JSON of that part (codec.splice). Nothing large is parsed, and the result is
-JSON-equal to the wire.
+JSON of that part (codec.splice). Nothing large is parsed, and the result is JSON-equal to the
+wire, its keys in the order they came (a part sent again in another order: as first sent;
+databases written before that keep sorted keys: codec.in_order).
 
 About 600 lines on purpose: the Store is the one read API the CLI and the app see, so each
 read they make has a method here, most of them a few lines that hand on to those modules (the

@@ -8,7 +8,9 @@ a request's messages array is first compared, as bytes, with a recent request's 
 array's first bytes): the elements at its start that are byte-for-byte the same reuse that
 request's blob and node ids, and are cut out before the body is even decoded. Only the rest
 (the new tail of the history, and the other keys) is decoded, scanned as text, parsed,
-canonicalised and hashed. Runs on the background writer only.
+canonicalised and hashed. The hash is the canonical form's (JSON-equal messages in any key order
+are one blob); a new blob stores the text as it was written when that is compact already, its
+keys in the order they came (codec.in_order). Runs on the background writer only.
 """
 
 from __future__ import annotations
@@ -164,10 +166,10 @@ class RequestScanner:
         self.candidate_bytes = 0
         self.shapes.clear()
 
-    def _raw_blob(self, key: str, raw: str, obj: Any) -> int:
+    def _raw_blob(self, key: str, raw: str, obj: Any, plain: bool) -> int:
         got = self.raw_blob.get(raw)
         if got is None:
-            got = self.blobs.blob(obj)
+            got = self.blobs.blob(obj, plain, (raw, 0, len(raw)))
             self.raw_blob[raw] = got
         self.last_raw[key] = (raw, got)
         return got
@@ -335,9 +337,10 @@ class RequestScanner:
                 raw_parts.append(f'"{key}":-')
             else:
                 start = i
+                self.decoder.floats = False
                 value, i = raw_decode(s, i)
                 if key in ("system", "tools") and value is not None:
-                    blob = self._raw_blob(key, s[start:i], value)
+                    blob = self._raw_blob(key, s[start:i], value, not self.decoder.floats)
                     if key == "system":
                         parsed.system = blob
                     else:
@@ -406,9 +409,11 @@ class RequestScanner:
         new_ends = []  # in characters from i0
         while s[i] != "]":
             decoder.floats = False
+            start = i
             obj, i = decoder.raw_decode(s, i)
             new_ends.append(i - i0)
-            blob, last_key = self.blobs.message_blob(obj, last_key, plain=not decoder.floats)
+            # (the text as written: what the blob stores when it is already compact, codec.in_order)
+            blob, last_key = self.blobs.message_blob(obj, last_key, not decoder.floats, (s, start, i))
             n += 1
             parent = self.blobs.node(parent, blob, n)
             messages.append(obj)

@@ -2,8 +2,9 @@
 
 Design (see DESIGN.md, "Storage principle"):
 - `blobs` holds every distinct message, system prompt, tool list and response content once,
-  keyed by a hash of its canonical JSON (sorted keys, compact). Export rebuilds JSON-equal
-  documents from them.
+  keyed by a hash of its canonical JSON (sorted keys, compact), and holding its compact JSON
+  with keys in the order they first came (codec.in_order; rows written before that hold the
+  canonical text, read the same). Export rebuilds JSON-equal documents from them.
 - `nodes` is a persistent list of messages: a node is (parent node, message blob), so a turn's
   context is a single node id, and the turn after it adds only the nodes of its new messages.
 - `turns` is one logical call (all its HTTP attempts); `attempts` is one row per HTTP attempt,

@@ -680,10 +680,12 @@ def copy_text(
 
 def raw_text(d: TurnDetail) -> str:
     """The Raw tab: the request and response JSON, every field and value as sent and received
-    (JSON-equal: the store keeps a request's messages once each, in sorted-key form, so its keys
-    come back sorted, which the label says rather than claim its bytes)."""
+    (JSON-equal: the store keeps each part of a request once, as it was first recorded, so a
+    part sent again in another key order, or one a database of an earlier replayer holds, sorted,
+    comes back in that order, which the label says rather than claim its bytes)."""
     return (
-        "// request (as sent, keys sorted)\n" + as_json(d.request) + "\n\n// response (as received)\n"
+        "// request (as sent, each part's keys as first recorded)\n" + as_json(d.request)
+        + "\n\n// response (as received)\n"
         + as_json(d.response)
     )
 
