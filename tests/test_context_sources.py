@@ -247,5 +247,6 @@ async def test_whole_context_shows_the_tools_and_turn_0_lists_them(agent_db):
         assert "tools: 3 tools" in text
         for tool in AGENT_TOOLS:
             assert f"\n{tool['name']}\n{tool['description']}\n{{\n" in text  # whole, the schema pretty-printed
-        assert '      "description": "from the root",' in text
+        # pretty-printed in the order it was sent (the store keeps the wire's key order)
+        assert '      "type": "string",\n      "description": "from the root"\n' in text
         assert text.index("system\n") < text.index("tools: 3 tools") < text.index("[0] user")
