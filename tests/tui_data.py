@@ -342,7 +342,6 @@ def record_tool_agent(api, rec: Recorder, client) -> None:
     is answered with a call to search_code; turn 3 carries that back with a third block added to
     the system prompt, and is answered with text. Each reply's usage says a token for every 4
     characters of the request's system, tools and messages (as the API roughly counts)."""
-    from replayer.fakeapi import Reply
 
     calls = [("toolu_a1", "run_tests", {"path": "tests"}, "FAILED tests/test_dates.py::test_iso - ValueError"),
              ("toolu_a2", "read_file", {"path": "dates.py"}, "def parse(s):\n    return datetime.strptime(s, '%d/%m')"),
@@ -356,19 +355,28 @@ def record_tool_agent(api, rec: Recorder, client) -> None:
                 tools = AGENT_TOOLS_LATER
             if i == 3:
                 system = [*AGENT_SYSTEM, {"type": "text", "text": "You have 2 turns left."}]
-            prompt = len(json.dumps({"system": system, "tools": tools, "messages": messages})) // 4
             text = "Done: parse now reads ISO dates." if call is None else f"Calling {call[1]}."
-            answer = reply(text, tool=call[:3] if call else None,
-                           usage={"input_tokens": prompt, "output_tokens": 20, "cache_creation_input_tokens": 0,
-                                  "cache_read_input_tokens": 0})  # fmt: skip
-            api.enqueue(Reply(body=answer))
-            client.messages.create(model="claude-sonnet-4-5", max_tokens=500, system=system, tools=tools,
-                                   messages=messages)  # fmt: skip
+            answer = _answered_call(api, client, system, tools, messages, text, call)
             if call is not None:
                 messages = [*messages, {"role": "assistant", "content": answer["content"]},
                             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call[0],
                                                           "content": call[3]}]}]  # fmt: skip
     assert rec.flush(10)
+
+
+def _answered_call(api, client, system, tools, messages: list, text: str, call: tuple | None) -> dict:
+    """One call of a tool loop: the fake `api` answers `text` (and `call`'s tool_use when given,
+    (id, name, input, ...)) with a prompt-sized usage, and `client` sends it. Returns the answer."""
+    from replayer.fakeapi import Reply
+
+    prompt = len(json.dumps({"system": system, "tools": tools, "messages": messages})) // 4
+    answer = reply(text, tool=call[:3] if call else None,
+                   usage={"input_tokens": prompt, "output_tokens": 20, "cache_creation_input_tokens": 0,
+                          "cache_read_input_tokens": 0})  # fmt: skip
+    api.enqueue(Reply(body=answer))
+    client.messages.create(model="claude-sonnet-4-5", max_tokens=500, system=system, tools=tools,
+                           messages=messages)  # fmt: skip
+    return answer
 
 
 BIG_SYSTEM = ("You are an operations agent for a payments company. Use the tools to look things up before "
@@ -394,7 +402,6 @@ def record_big_agent(api, rec: Recorder, refused_port: int) -> None:
     where nothing listens: its connection is refused (no retries)."""
     import anthropic
 
-    from replayer.fakeapi import Reply
 
     calls = [("toolu_ops1", "get_refund", {"id": "re_77"}, '{"id": "re_77", "amount": 640, "status": "pending"}'),
              ("toolu_ops2", "audit_ledger_entry", {"id": "le_9"}, '{"id": "le_9", "balanced": true}'),
@@ -403,14 +410,8 @@ def record_big_agent(api, rec: Recorder, refused_port: int) -> None:
     messages: list = [{"role": "user", "content": "Why is refund re_77 still pending?"}]
     with rec.conversation("conv_ops"):
         for call in calls:
-            prompt = len(json.dumps({"system": BIG_SYSTEM, "tools": BIG_TOOLS, "messages": messages})) // 4
             text = "It waits for a human: 640 USD is above the limit." if call is None else f"Calling {call[1]}."
-            answer = reply(text, tool=call[:3] if call else None,
-                           usage={"input_tokens": prompt, "output_tokens": 20, "cache_creation_input_tokens": 0,
-                                  "cache_read_input_tokens": 0})  # fmt: skip
-            api.enqueue(Reply(body=answer))
-            client.messages.create(model="claude-sonnet-4-5", max_tokens=500, system=BIG_SYSTEM, tools=BIG_TOOLS,
-                                   messages=messages)  # fmt: skip
+            answer = _answered_call(api, client, BIG_SYSTEM, BIG_TOOLS, messages, text, call)
             messages = [*messages, {"role": "assistant", "content": answer["content"]}]
             if call is not None:
                 messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": call[0],
