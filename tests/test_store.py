@@ -946,6 +946,8 @@ def test_timestamps_are_written_as_datetime_writes_them():
     values = [0, 1, 1.5, -1.5, 253402300799, 253402300799.9994, -62135596800, 1750000000]
     values += [rnd.randint(0, 2**35) + rnd.choice(edges) for _ in range(5000)]
     values += [rnd.uniform(-1e9, 253402300799) for _ in range(5000)]
+    # a burst's stamps: each attempt's start and its end a latency later, the seconds it knows interleaved
+    values += [1750000000 + i * 0.3 + later for i in range(300) for later in (0, 0.9, 61.25)]
     for t in values:
         assert iso(t) == datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")[:-6] + "Z", t
     with pytest.raises(ValueError):

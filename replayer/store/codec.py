@@ -375,8 +375,12 @@ def new_id(prefix: str = "", t: float | None = None) -> str:
 
 _FIRST_SECOND, _LAST_SECOND = -62135596800, 253402300799
 """0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z."""
-_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
-"""The last whole second `iso` wrote, and its text (a burst of records mostly shares it)."""
+_SECONDS_KEPT = 64
+_seconds: dict[int, str] = {}
+"""The whole seconds `iso` wrote lately, and their text (emptied when it holds _SECONDS_KEPT). A
+burst of records mostly shares a few: each attempt's start, and its end (`iso_after`) a latency
+later. Keeping only the last one, the two took turns evicting each other and every stamp wrote
+its date again (about 4% of the writer's instructions a record in bench/record_throughput.py)."""
 
 
 def ms_of(t: float) -> int:
@@ -403,7 +407,6 @@ def iso(t: float) -> str:
     `datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"` (the fraction
     rounded to microseconds half to even, then cut to milliseconds), about four times faster:
     the writer stamps every record."""
-    global _second
     fraction, whole = math.modf(t)
     us = round(fraction * 1e6)
     if us >= 1_000_000:
@@ -413,13 +416,13 @@ def iso(t: float) -> str:
         us += 1_000_000
         whole -= 1.0
     second = int(whole)
-    known = _second
-    if known[0] != second:
+    text = _seconds.get(second)
+    if text is None:
         if not _FIRST_SECOND <= second <= _LAST_SECOND:  # datetime's range: let it say what is wrong
             return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
         g = time.gmtime(second)
-        known = _second = (
-            second,
-            f"{g.tm_year:04d}-{g.tm_mon:02d}-{g.tm_mday:02d}T{g.tm_hour:02d}:{g.tm_min:02d}:{g.tm_sec:02d}",
-        )
-    return f"{known[1]}.{us // 1000:03d}Z"
+        text = f"{g.tm_year:04d}-{g.tm_mon:02d}-{g.tm_mday:02d}T{g.tm_hour:02d}:{g.tm_min:02d}:{g.tm_sec:02d}"
+        if len(_seconds) >= _SECONDS_KEPT:
+            _seconds.clear()
+        _seconds[second] = text
+    return f"{text}.{us // 1000:03d}Z"
