@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
+from operator import add
 from typing import Any, NamedTuple
 
 from ..pricing import token_parts as pricing_parts
@@ -128,8 +129,9 @@ _FIELD = {name: i for i, name in enumerate(RollupRow._fields)}
 # for every addition, which measured slower
 _KEY_LEN = _FIELD["turns"]
 """conv, bucket, model, batch, band, user: the rollup's primary key (rows with the same key are summed)."""
-_SUMS = range(_FIELD["turns"], _FIELD["sys_min"])
-"""turns .. timed: the columns the upsert adds up (ROLLUP_SUMS)."""
+_SUMS_FROM, _SUMS_TO = _FIELD["turns"], _FIELD["sys_min"]
+_SUMS = range(_SUMS_FROM, _SUMS_TO)
+"""turns .. aside_read: the columns the upsert adds up (ROLLUP_SUMS), side by side."""
 _SYS_MIN, _SYS_MAX, _SYS_NULLS = _FIELD["sys_min"], _FIELD["sys_max"], _FIELD["sys_nulls"]
 SUMMED = frozenset([*_SUMS, _SYS_NULLS])
 """The positions of a RollupRow that the upsert adds up: a row with them negated takes one out."""
@@ -367,8 +369,7 @@ def _summed(contributions: Iterable[RollupRow]) -> list[tuple[Any, ...]]:
         if got is None:
             acc[key] = list(r)
             continue
-        for i in _SUMS:
-            got[i] += r[i]
+        got[_SUMS_FROM:_SUMS_TO] = map(add, got[_SUMS_FROM:_SUMS_TO], r[_SUMS_FROM:_SUMS_TO])  # in C, not a loop here
         low, high = r.sys_min, r.sys_max
         if low is not None:
             got[_SYS_MIN] = low if got[_SYS_MIN] is None else min(got[_SYS_MIN], low)
