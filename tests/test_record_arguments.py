@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import anthropic
+import orjson
 import pytest
 from conftest import FAKE_KEY, exported
 
@@ -161,6 +162,22 @@ def test_a_nan_or_a_null_in_a_long_growing_history_is_recorded_as_written(rec, d
     assert [json.dumps(r["request"], sort_keys=True) for r in rows] == sent
     replies = [r["response"]["content"][0]["input"]["x"] for r in rows]
     assert json.dumps(replies) == "[1.5, null, 2.5, NaN, 3.5, -Infinity, 4.5]"
+
+
+def test_a_document_with_a_null_is_written_as_json_writes_it():
+    """`_dumps` of a document whose orjson text holds a null: a NaN or an infinity anywhere in it
+    (orjson's null there), in a tuple too, gives json's text; nulls alone keep orjson's (the same
+    text)."""
+    from replayer.recorder import _dumps
+
+    def as_json(doc: object) -> bytes:
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+    nested = {"a": [1, {"b": [None, {"c": [0.5, float("nan")]}]}], "d": None}
+    for doc in [nested, {"x": None, "y": float("inf")}, [None, -float("inf")], {"t": (1, None), "z": -0.0}]:
+        assert _dumps(doc) == (as_json(doc), False), doc
+    plain = {"stop_sequence": None, "content": [{"type": "text", "text": "hi"}], "n": 1.25, "z": -0.0}
+    assert _dumps(plain) == (orjson.dumps(plain), False) and orjson.dumps(plain) == as_json(plain)
 
 
 def test_the_null_search_of_a_request_like_the_last_one_agrees_with_a_whole_search():
