@@ -16,6 +16,7 @@ import anthropic
 import pytest
 from click.testing import CliRunner
 from conftest import FAKE_KEY
+from test_otlp_import import stderr_on_a_terminal
 from tui_data import press_rerun_in_first_conversation
 
 from replayer import Recorder, replay
@@ -535,15 +536,18 @@ def test_the_default_path_is_every_transcript_under_claude_projects(tmp_path):
     assert len(by_conversation(lines_of(db))) == 3
 
 
-def test_a_big_import_shows_progress(tmp_path):
+def test_progress_shows_on_a_terminal_only(tmp_path):
+    """`import claude-code DIR 2>err.txt` of more than 20 files left the progress bar's lines
+    in err.txt: the bar now shows only when stderr is a terminal, however many files, as for
+    import otlp and import export."""
     folder = tmp_path / "many"
     folder.mkdir()
     for i in range(25):
         shutil.copy(HANDMADE / "compact-summary.jsonl", folder / f"s{i:02d}.jsonl")
     r = imported(tmp_path / "i.db", folder)
-    assert "importing" in r.stderr
-    small = imported(tmp_path / "j.db", HANDMADE / "compact-summary.jsonl")
-    assert "importing" not in small.stderr
+    assert "importing" not in r.stderr and "imported" in r.stderr, r.stderr  # stderr no terminal: no bar
+    shown = stderr_on_a_terminal("--db", tmp_path / "j.db", "import", "claude-code", folder)
+    assert "importing" in shown and "from 25 transcript files" in shown, shown
 
 
 def tangled(path, turns=40):

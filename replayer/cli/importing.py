@@ -14,8 +14,6 @@ import click
 from ..fmt import plural
 from .base import UserError, db_path, folder_notice, json_document, settings, usable
 
-BIG_IMPORT = 20
-"""Files past which the progress bar shows even when stderr isn't a terminal."""
 OTLP_SOURCE = "otlp"
 """imported_from of turns rebuilt from other instrumentations' spans (otlp/reading.py's SOURCE)."""
 MAX_REPORTED = 20
@@ -101,7 +99,9 @@ def claude_code(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> N
     unstored: list[Any] = []
     skipped: list[str] = []
     unreadable: list[str] = []
-    bar = sys.stderr.isatty() or len(files) > BIG_IMPORT
+    # on a terminal only: on a log file or a pipe the bar's label is a stray line before the
+    # summary (as for import otlp and import export, _import_batches)
+    bar = sys.stderr.isatty()
     progress = (
         click.progressbar(files, label="importing", file=sys.stderr, show_pos=True)
         if bar
