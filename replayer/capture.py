@@ -29,7 +29,7 @@ import httpx2
 from . import context
 from .autorecord import REPLAY_ENV, RUN_ENV
 from .bodies import received
-from .captured import Captured, Context, Put
+from .captured import Captured, Context, Put, connection_closed
 from .otlp import current_parent
 from .store import writer as writer_module
 from .upstream import PROXIED_ENV, proxied
@@ -196,7 +196,7 @@ class _StreamCapture(_Attempt):
     recorded as far as it got, marked abandoned)."""
 
     __slots__ = ("put", "chunks", "times", "n", "done", "read", "err", "err_kind", "abandoned", "req", "headers",
-                 "status")  # fmt: skip
+                 "status", "cut")  # fmt: skip
 
     def __init__(self, request: Any, http: Any, ctx: Context | None, t_start: float, p0: float, endpoint: str,
                  caller: int, put: Put, is_async: bool):
@@ -214,6 +214,8 @@ class _StreamCapture(_Attempt):
         self.done = self.read = self.abandoned = False
         self.err: str | None = None
         self.err_kind = "connection_error"
+        self.cut = False
+        """The connection broke while the body came (not a timeout): said in words (connection_closed)."""
         http.stream = (_AsyncTee if is_async else _SyncTee)(http.stream, self)
         _open.add(self)
 
@@ -231,6 +233,10 @@ class _StreamCapture(_Attempt):
             self.err = f"{type(err).__name__}: {err}"
             if isinstance(err, httpx2.TimeoutException | TimeoutError):
                 self.err_kind = "timeout_error"  # as the SDK (APITimeoutError) and the proxy name it
+            else:
+                # what the connection raises as the body comes: closed without the rest
+                # (RemoteProtocolError: peer closed connection ...) or reset (ReadError)
+                self.cut = isinstance(err, httpx2.RemoteProtocolError | httpx2.NetworkError)
         self.abandoned = abandoned or isinstance(err, _GAVE_UP)
         self.put(self)
 
@@ -253,7 +259,9 @@ class _StreamCapture(_Attempt):
                 record.ttft_ms = got.ttft_ms(self.p0)
         else:
             record.response_bytes = got.body
-        if self.err is not None:
+        if self.cut:
+            record.error = connection_closed("stream" if is_sse else "answer", self.err or "")
+        elif self.err is not None:
             record.error = {"type": self.err_kind, "message": self.err, "status": None}
         elif got.problem is not None:
             record.error = {"type": "decode_error", "message": f"replayer: {got.problem}", "status": self.status}

@@ -90,6 +90,18 @@ class Captured:
         return self.sse_chunks if clock is None else times_of_sizes(*clock)
 
 
+def connection_closed(body: str, detail: str) -> dict[str, Any]:
+    """The error of an answer whose connection broke after its status came (a stream cut by the
+    upstream or the network): said in words a user reads, `the connection closed before the
+    stream ended` (`body`: "stream", else "answer"), the HTTP library's own kept as its detail
+    (httpx's `RemoteProtocolError: peer closed connection without sending complete message body
+    (incomplete chunked read)`, aiohttp's `<TransferEncodingError: 400, ...>`, whose 400 nobody
+    sent). No status of its own: the attempt's (200) is beside it. The middleware (capture.py)
+    and the proxy record it alike, so show, export and the browser say the same for both."""
+    return {"type": "connection_error", "message": f"the connection closed before the {body} ended",
+            "status": None, "detail": detail}  # fmt: skip
+
+
 def chunk_times(chunks: list[bytes], times: list[float], p0: float) -> list[tuple[int, float]]:
     """`Captured.sse_chunks` of a stream's chunks and their arrival clock readings, `p0` the
     attempt's start. (`times` may run longer: chunks read after the end aren't the body's.)"""

@@ -484,6 +484,56 @@ def test_a_stream_the_upstream_cut_says_so_in_words_and_show_json_and_export_say
     assert "[0:connection_error mid-stream]" in table, table  # read with the attempt's 200, as before
 
 
+def test_a_stream_cut_through_the_middleware_reads_as_one_cut_through_the_proxy(tmp_path, start, writer, proxy_db):
+    """A stream whose connection broke after its 200, recorded by the middleware (the SDK direct,
+    sync and async): its error read httpx's words (`RemoteProtocolError: peer closed connection
+    without sending complete message body (incomplete chunked read)`) where the proxy's reads
+    "the connection closed before the stream ended". Both now read the same, each HTTP library's
+    words kept as the error's detail, with no status of their own beside the attempt's 200, in
+    export, show --json and show."""
+    from click.testing import CliRunner
+
+    from replayer.cli import cli
+
+    def cut(client):
+        with pytest.raises(Exception):  # noqa: B017 - the HTTP library's own error, as without replayer
+            for _event in client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=USER,
+                                                 stream=True):
+                pass
+
+    async def cut_async(client):  # (another question: not taken for a retry of the sync call's turn)
+        with pytest.raises(Exception):  # noqa: B017
+            async for _event in await client.messages.create(model="claude-sonnet-4-5", max_tokens=8, stream=True,
+                                                             messages=[{"role": "user", "content": "And async?"}]):
+                pass
+
+    direct_db = tmp_path / "direct.db"
+    with FakeAPI() as api:
+        api.enqueue(*[Reply(sse=message_events(MESSAGE), drop_after_events=4)] * 3)
+        with Recorder(direct_db) as rec:
+            cut(rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0)))
+            asyncio.run(cut_async(rec.wrap(anthropic.AsyncAnthropic(base_url=api.url, api_key=FAKE_KEY,
+                                                                    max_retries=0))))
+            assert rec.flush(10)
+        cut(anthropic.Anthropic(base_url=start(api.url).url, api_key=FAKE_KEY, max_retries=0))
+        [proxied] = records(writer, proxy_db, 1)
+    direct = exported(direct_db)
+    said = {"type": "connection_error", "message": "the connection closed before the stream ended", "status": None}
+    for line in [*direct, proxied]:
+        assert {k: v for k, v in line["error"].items() if k != "detail"} == said, line["error"]
+        assert line["status"] == 200 and line["response"]["content"][0]["text"], line
+    for line in direct:
+        assert line["error"]["detail"].startswith("RemoteProtocolError: peer closed connection"), line["error"]
+    assert "ClientPayloadError" in proxied["error"]["detail"], proxied["error"]
+    for db, line in [(direct_db, direct[0]), (direct_db, direct[1]), (proxy_db, proxied)]:
+        shown = CliRunner().invoke(cli, ["--db", str(db), "show", line["conversation_id"], "--json"])
+        assert shown.exit_code == 0, shown.output
+        [attempt] = json.loads(shown.output)["turns"][0]["attempts"]
+        assert (attempt["status"], attempt["error"]) == (200, line["error"])
+        table = CliRunner().invoke(cli, ["--db", str(db), "show", line["conversation_id"]]).output
+        assert "[0:connection_error mid-stream]" in table, table
+
+
 def test_calls_recorded_in_process_pass_unrecorded_and_the_marker_is_not_forwarded(start, writer, proxy_db):
     with FakeAPI() as api:
         proxy = start(api.url)

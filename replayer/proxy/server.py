@@ -34,7 +34,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from ..bodies import decodable
-from ..captured import Put
+from ..captured import Put, connection_closed
 from ..upstream import shown
 from ..wire import RECORDED_HEADER, TIMEOUTS_HEADER
 from .tee import ProxiedCall, Retries
@@ -299,12 +299,9 @@ class Proxy:
                         call.failed("connection_error", f"replayer proxy: upstream {self.shown} sent nothing for "
                                     f"{self.timeout.sock_read:g} s mid-answer, so the proxy cut the client's "
                                     f"connection ({cause})")
-                    else:
-                        # said as the user reads it: the HTTP library's words (aiohttp's
-                        # `<TransferEncodingError: 400, message='Not enough data...'>`, whose 400
-                        # is no status anyone sent) are kept as the error's detail
+                    else:  # said in words, aiohttp's kept as the error's detail (as the middleware does)
                         body = "stream" if "event-stream" in upstream.headers.get("content-type", "") else "answer"
-                        call.failed("connection_error", f"the connection closed before the {body} ended", cause)
+                        call.error = connection_closed(body, cause)
                 if request.transport is not None:
                     request.transport.abort()
             finally:

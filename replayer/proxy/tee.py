@@ -138,9 +138,8 @@ class ProxiedCall:
         self.chunks.append(data)
         self.times.append(time.perf_counter())
 
-    def failed(self, kind: str, message: str, detail: str | None = None) -> None:
-        """It failed: `message` in words a user reads, `detail` (the HTTP library's own) beside it."""
-        self.error = {"type": kind, "message": message, "status": None, **({"detail": detail} if detail else {})}
+    def failed(self, kind: str, message: str) -> None:
+        self.error = {"type": kind, "message": message, "status": None}
 
     def end(self) -> None:
         self.p1 = time.perf_counter()
