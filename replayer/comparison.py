@@ -5,7 +5,7 @@ against the original's. Headless; replay.py sends the samples, this reads them."
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .models import Comparison, Original, Sample, SampleView, ToolUse, TurnSummary
 from .replay import ReplayError
@@ -21,6 +21,9 @@ def sample_view(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
     last = d.turn.attempts[-1] if d.turn.attempts else None
     prompt = prompt_tokens(d.turn.usage) if d.turn.usage else None
     error = last.error if last else None
+    as_recorded: dict[str, Any] = {"attempt_errors": [a.error_as_recorded for a in d.turn.attempts if a.error]}
+    if last is not None and last.error is not None:
+        as_recorded["error"] = last.error_as_recorded
     cost = d.turn.cost_usd
     if error is None and last is not None and last.abandoned and d.response is None:
         error = {"type": "abandoned", "message": "no answer: the rerun was cancelled while it was out", "status": None}
@@ -47,6 +50,7 @@ def sample_view(store: Store, turn_id: str, timeline: list[TurnSummary] | None =
         tool_calls=[ToolUse(name=n, input=i) for n, i in tool_calls(d.response)],
         response=d.response,
         request=d.request,
+        as_recorded=as_recorded,
     )
 
 

@@ -24,9 +24,15 @@ class AttemptInfo(BaseModel):
     abandoned: bool = False
     _error_status_added: bool = PrivateAttr(default=False)
 
+    @property
+    def error_as_recorded(self) -> dict[str, Any] | None:
+        """`error` as recorded, what its JSON says: without the attempt's status read into it."""
+        error = self.error
+        return {**error, "status": None} if error is not None and self._error_status_added else error
+
     @field_serializer("error")
     def _error_as_recorded(self, error: dict[str, Any] | None) -> dict[str, Any] | None:
-        return {**error, "status": None} if error is not None and self._error_status_added else error
+        return self.error_as_recorded
 
 
 class TurnSummary(BaseModel):
@@ -449,6 +455,11 @@ class SampleView:
     tool_calls: list[ToolUse]
     response: Any
     request: Any
+    as_recorded: dict[str, Any]
+    """`error` and `attempt_errors` as recorded (AttemptInfo.error_as_recorded), what its JSON
+    says in their place (Comparison.document), as `show --json` and `export` say them: a stream
+    cut after its 200 has no status of its own there, the 200 beside it. The fields above read
+    it with its attempt's status (`connection_error mid-stream`), as the screens say it."""
 
 
 @dataclass
@@ -488,6 +499,7 @@ class Comparison(Document):
         doc = asdict(self)
         left_out = {*(() if bulky else BULKY), *(() if words else ("words",))}
         for view in [doc["original"], *doc["samples"]]:
+            view.update(view.pop("as_recorded"))
             for key in left_out:
                 view.pop(key, None)
         return doc

@@ -547,3 +547,42 @@ def test_a_retried_call_says_it_was_retried_and_counts_every_attempts_time(api, 
         assert view.attempt_errors[0]["status"] == 529
     assert f" · {ms(result.samples[0].latency_ms)} (" in line  # shown as compare counts it
     assert f" · {ms(result.original.latency_ms)} · " in lines[0]
+
+
+def test_rerun_json_says_a_cut_streams_error_as_show_json_and_export_do(api, db_path):
+    """A stream whose connection broke after its 200 (then asked again: the answer is its
+    turn's attempt 1): `rerun --json` gave that error the attempt's 200 in `attempt_errors`
+    (and a sample's cut stream in `error`), where `show --json` and `export` give it as recorded,
+    with no status of its own (the connection broke), the attempt's 200 beside it. rerun --json
+    now says what they say; its text still reads `connection_error mid-stream`."""
+    ask = {"model": "claude-sonnet-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}
+    with Recorder(db_path) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+        api.enqueue(Reply(sse=message_events(message("streamed once")), drop_after_events=4),
+                    Reply(sse=message_events(message("streamed once"))))  # fmt: skip
+        with pytest.raises(Exception):  # noqa: B017 - the HTTP library's own error, as without replayer
+            for _event in client.messages.create(**ask, stream=True):
+                pass
+        for _event in client.messages.create(**ask, stream=True):
+            pass
+    conv = Store(open_db(db_path)).conversations()[0].conversation_id
+    shown = json.loads(CliRunner().invoke(cli, ["--db", str(db_path), "show", conv, "--json"]).stdout)
+    [turn] = shown["turns"]
+    cut, answered = turn["attempts"]
+    assert (cut["status"], cut["error"]["status"], answered["error"]) == (200, None, None), turn
+    exported = [json.loads(x) for x in CliRunner().invoke(cli, ["--db", str(db_path), "export"]).stdout.splitlines()]
+    assert [line["error"] for line in exported] == [cut["error"], None]
+    api.received.clear()
+    api.responder = lambda body: (None if "max_tokens" not in body
+                                  else Reply(sse=message_events(message("again")), drop_after_events=4))  # fmt: skip
+    r = run(db_path, turn["turn_id"], "--yes", "--json", api=api)
+    assert r.exit_code == 1, r.output  # the sample's stream was cut too
+    doc = json.loads(r.stdout)
+    assert doc["original"]["attempt_errors"] == [cut["error"]] and doc["original"]["error"] is None
+    sample = doc["samples"][0]
+    assert sample["status"] == 200 and sample["error"]["status"] is None, sample
+    assert sample["attempt_errors"] == [sample["error"]]
+    assert sample["error"]["message"] == cut["error"]["message"] == "the connection closed before the stream ended"
+    text = run(db_path, turn["turn_id"], "--yes", api=api)
+    assert "sample 1: ERROR connection_error mid-stream" in text.stdout, text.stdout
+    assert "2 attempts (1 failed: connection_error mid-stream)" in text.stdout, text.stdout
