@@ -196,6 +196,27 @@ def test_own_spans_round_trip_to_the_same_export_lines(api, tmp_path):
     assert export_text(source) == lines
 
 
+def test_an_own_span_whose_response_holds_a_count_that_is_no_number_is_a_malformed_span(api, tmp_path):
+    """A token count in replayer's own span's response that is no number: the span's fault, said
+    as a malformed span when it is read (the rest imported, exit 0), never one the database could
+    not store; as `import export` says it of such a line. (The response's text is parsed once, and
+    that document both checked and stored.)"""
+    source = tmp_path / "team.db"
+    record_session(api, source)
+    lines = export_text(source)
+    many = json.loads(lines[1])
+    many["response"]["usage"]["output_tokens"] = "many"
+    path = tmp_path / "collector.jsonl"
+    path.write_text(collector_line(own_spans([lines[0], json.dumps(many), *lines[2:]], source)) + "\n")
+    r = run(tmp_path / "laptop.db", "import", "otlp", path, "--json")
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert (got["attempts"], got["not_imported"]) == (len(lines) - 1, []), got
+    assert [(m["line"], m["what"].split(" (")[0]) for m in got["malformed"]] == [(1, "a chat span that can't be read")]
+    assert "invalid literal for int()" in got["malformed"][0]["what"], got
+    assert "1 malformed span skipped" in r.stderr, r.stderr
+
+
 def test_own_spans_cut_by_an_attribute_length_limit_come_back_rebuilt_never_as_exact_garbage(api, tmp_path):
     """Spans exported with OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT=300: their replayer.request and
     .response are cut texts. They were imported as exact attempts holding the cut text as the

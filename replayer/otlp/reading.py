@@ -433,11 +433,15 @@ def exact(span: Span) -> Record:
         from .rebuild import request_of
 
         texts["request"], cut = json.dumps(request_of(a), ensure_ascii=False), True
-    if response is not None and response != "null" and _loaded(response) is None:
-        from .rebuild import response_of
+    if response is not None and response != "null":
+        # parsed once: own_record checks its numbers and tells its form by the same document
+        values["response"] = _loaded(response)
+        if values["response"] is None:
+            from .rebuild import response_of
 
-        rebuilt = response_of(a, values.get("status"), values.get("error"))
-        texts["response"], cut = (json.dumps(rebuilt, ensure_ascii=False) if rebuilt is not None else None), True
+            rebuilt = response_of(a, values.get("status"), values.get("error"))
+            texts["response"], cut = (json.dumps(rebuilt, ensure_ascii=False) if rebuilt is not None else None), True
+            del values["response"]  # (own_record parses the text it makes)
     record = own_record(
         span.line, values, texts, session=span.trace_id, start=span.start_ns / 1e9,
         tags=tags if isinstance(tags, dict) else None, response_id=_text(a.get(n.RESPONSE_ID)),
@@ -461,8 +465,9 @@ def own_record(
     turn, index, attempt, times): `values` are its export line's (store/export.py's keys), `texts`
     the exact JSON text of its request and response (None: null), as the line holds them. Shared
     by replayer's own spans (`exact`) and the lines of `replayer export` (imports/export.py).
-    `start`: seconds since the epoch when the line has no started_at. Raises ValueError (and the
-    like) for values that make no record."""
+    `start`: seconds since the epoch when the line has no started_at. `values["response"]`, when
+    the caller has it, is the response's text parsed (an export line's, a span's): it is not
+    parsed again. Raises ValueError (and the like) for values that make no record."""
     started_at = _text(values.get("started_at"))
     if started_at:
         t_start = parse_iso(started_at)
@@ -477,7 +482,8 @@ def own_record(
         raise ValueError("no turn or conversation id")
     request = texts.get("request")
     response = texts.get("response")
-    _check_numbers(values, values["response"] if "response" in values else _loaded(response))
+    doc = values["response"] if "response" in values else _loaded(response)
+    _check_numbers(values, doc)
     headers = values.get("request_headers") or {}
     said = values.get("response_headers")
     status = values.get("status")
@@ -509,7 +515,7 @@ def own_record(
         copied_from=_text(values.get("copied_from")),
     )
     if response and response != "null":
-        parsed = parsed_when_recorded(response)
+        parsed = parsed_when_recorded(response, doc)
         if parsed is not None:
             captured.response_bytes, captured.response_obj = None, parsed
     unknown = values.get("unknown_events")
@@ -550,9 +556,10 @@ def _loaded(text: str | None) -> Any:
         return None
 
 
-def parsed_when_recorded(text: str) -> Any:
-    """The response of an export line, parsed, when the store was handed it parsed when it was
-    recorded (a stream's message, a redacted record), else None (it parsed the bytes itself).
+def parsed_when_recorded(text: str, doc: Any) -> Any:
+    """The response of an export line, `doc` (its `text` parsed), when the store was handed it
+    parsed when it was recorded (a stream's message, a redacted record), else None (it parsed
+    the bytes itself).
 
     The two are stored in different forms (json.dumps's spaced text, the compact one of a
     document parsed from bytes), which the export line shows in the usage it splices in (or, for
@@ -567,7 +574,6 @@ def parsed_when_recorded(text: str) -> Any:
             # compact: the store parsed the bytes itself (what it spliced in after the content,
             # which the export writes spaced, so this is the response's own usage)
             return None
-    doc = _json(text)
     if not isinstance(doc, dict):
         return None
     usage = doc.get("usage")
