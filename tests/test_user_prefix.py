@@ -17,6 +17,8 @@ from tui_data import settle
 from replayer import Recorder
 from replayer.cli import cli
 from replayer.fakeapi import FakeAPI
+from replayer.fmt import users_label
+from replayer.otlp import names as n
 from replayer.tui.app import make_app
 
 DEVICE = "7f857da98d790" + "3c1e5b7a9d2f4e6a8c0b1d3f5a7c9e1b3d5f7a9c2e4b6d8f0a1c"
@@ -94,3 +96,73 @@ async def test_the_browsers_user_filter_takes_a_unique_prefix_and_says_an_ambigu
         assert screen.query_one("#filter", Input).has_class("-invalid")
         said = [n.message for n in app._notifications]
         assert any("2 user ids" in m and DEVICE in m for m in said), said
+
+
+# -- import otlp --user: the spans' users and the database's ----------------------------------
+
+
+def spans_of(path, users: dict[str, str]) -> None:
+    """A file of OTLP spans (as a Collector writes them): a two-turn loop per conversation, each
+    of its user."""
+    from test_otlp_import import collector_line, convention_loop, sdk_spans
+
+    specs = []
+    for conv, user in users.items():
+        loop, _ = convention_loop(conv, user)
+        specs += [({**attrs, n.RESPONSE_ID: f"msg_{conv}_{i}"}, *times) for i, (attrs, *times) in enumerate(loop)]
+    path.write_text(collector_line(sdk_spans(specs)) + "\n")
+
+
+def imported_conversations(db, spans, *args: str, stdin=None) -> set[str]:
+    r = CliRunner().invoke(cli, ["--db", str(db), "import", "otlp", str(spans), "--json", *args], input=stdin)
+    assert r.exit_code == 0, r.output
+    return set(json.loads(r.stdout)["conversations"])
+
+
+def test_import_otlp_user_takes_a_users_id_cut_or_any_prefix_naming_one_of_the_spans_users(tmp_path):
+    """`import otlp --user` needed a user's whole id: a Claude Code user cut as `list` shows it
+    (`7f857da98d790…`) matched none of the spans (all "left out by the filters"). It now takes
+    what list and stats take; the users it names are the spans' (and the database's), so it
+    works into a new database too, from a file or stdin."""
+    spans = tmp_path / "spans.jsonl"
+    spans_of(spans, USERS)
+    cut = users_label(DEVICE, 0, 14)  # as list shows it
+    assert cut == DEVICE[:13] + "…"
+    for i, given in enumerate((cut, DEVICE[:20], DEVICE)):
+        assert imported_conversations(tmp_path / f"n{i}.db", spans, "--user", given) == {"conv_device"}, given
+    assert imported_conversations(tmp_path / "s.db", "-", "--user", cut, stdin=spans.read_bytes()) == {"conv_device"}
+    # an exact id names itself alone, though it begins another's
+    assert imported_conversations(tmp_path / "al.db", spans, "--user", "al") == {"conv_al"}
+    assert imported_conversations(tmp_path / "ali.db", spans, "--user", "ali") == {"conv_alice"}
+    assert imported_conversations(tmp_path / "none.db", spans, "--user", "bob") == set()
+
+
+def test_import_otlp_user_cut_as_list_shows_a_database_user(tmp_path):
+    """The users a prefix names are the spans' and the database's: `list` of the database shows
+    the user cut, and that names the user's spans; a prefix that begins a user of the database
+    and another of the spans begins two."""
+    db = tmp_path / "u.db"
+    record(db)  # DEVICE, OTHER, al, alice recorded here
+    cut = next(word for word in run(db, "list").output.split() if word.startswith("7f857da98d790"))
+    spans = tmp_path / "spans.jsonl"
+    spans_of(spans, {"conv_device_later": DEVICE, "conv_bob": "bob"})
+    assert imported_conversations(db, spans, "--user", cut) == {"conv_device_later"}
+    only_other = tmp_path / "other.jsonl"
+    spans_of(only_other, {"conv_other_later": OTHER})
+    r = run(db, "import", "otlp", str(only_other), "--user", "7f857da98d79")
+    assert r.exit_code == 2, r.output
+    (line,) = r.output.strip().splitlines()
+    assert "2 user ids" in line and DEVICE in line and OTHER in line, line
+
+
+def test_import_otlp_user_prefix_that_begins_several_is_one_line_exit_2_and_imports_nothing(tmp_path):
+    spans = tmp_path / "spans.jsonl"
+    spans_of(spans, USERS)
+    db = tmp_path / "new" / "x.db"
+    for source, stdin in ((spans, None), ("-", spans.read_bytes())):
+        r = CliRunner().invoke(cli, ["--db", str(db), "import", "otlp", str(source), "--user", "7f857da98d79"],
+                               input=stdin)  # fmt: skip
+        assert r.exit_code == 2, r.output
+        (line,) = r.output.strip().splitlines()
+        assert "2 user ids" in line and DEVICE in line and OTHER in line and "Traceback" not in line, line
+        assert not db.parent.exists()  # nothing imported, no database made

@@ -158,7 +158,9 @@ def claude_code(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> N
 @click.option("--since", metavar="DATE",
               help="Only spans started since DATE (YYYY-MM-DD or YYYY-MM-DDTHH:MM, in [stats] tz, else this "
                    "machine's zone; or add one: +01:00, Z).")
-@click.option("--user", metavar="ID", help="Only spans of this user (user.id).")
+@click.option("--user", metavar="ID",
+              help="Only spans of this user (user.id): the id, as list shows it cut, or any prefix naming one user "
+                   "of the spans or the database.")
 @click.option("--conversation", metavar="ID", help="Only spans of this conversation (gen_ai.conversation.id).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout: what was imported.")
 @click.pass_context
@@ -198,9 +200,13 @@ def otlp(
         return None
 
     path = _input_path(path, "a file the Collector's file exporter wrote")
-    counts, tally, unstored = _import_batches(
-        ctx, path, "replayer.otlp.batches:read", [path, bound, user, conversation], refused
-    )
+    with contextlib.ExitStack() as stack:
+        source = path  # what is read: stdin, kept in a file when --user must read it twice
+        if user:
+            user, source = _user_named(ctx, stack, user, path)
+        counts, tally, unstored = _import_batches(
+            ctx, path, "replayer.otlp.batches:read", [source, bound, user, conversation], refused
+        )
     malformed = _report_malformed(path, tally.malformed)
     if as_json:
         doc = {
@@ -271,6 +277,52 @@ def export(ctx: click.Context, path: str, as_json: bool) -> None:
         click.echo(json_document(doc))
     click.echo(_with_unstored(_export_summary(counts, tally, len(malformed)), unstored, "export line"), err=True)
     _fail_unstored(ctx, unstored, "export line", name(path), lines=True)
+
+
+def _user_named(ctx: click.Context, stack: contextlib.ExitStack, given: str, path: str) -> tuple[str, str]:
+    """The user `import otlp --user GIVEN` names, as list and stats take it (Store.whole_id): an
+    id, one cut as list shows it (…) or any prefix of one user's; only, the users it may name
+    are the spans' (those of the input's chat spans) and the database's. An exact id of either
+    names that user alone; a part beginning several is bad input (AmbiguousId's line, exit 2)
+    before anything is imported. Returns (the user, the input to read then): a part that names
+    no user of the database exactly has the input read a first time for its spans' users
+    (otlp/batches.users_starting), stdin kept in a temporary file for that, removed with `stack`."""
+    from ..otlp.batches import CannotRead, users_starting
+    from ..store.queries import AmbiguousId, Store, one_named
+    from ..store.schema import is_empty, open_db
+
+    prefix = given.removesuffix("…")
+    db = db_path(ctx)
+    usable(db)
+    with contextlib.ExitStack() as opened:
+        store = Store(opened.enter_context(contextlib.closing(open_db(db, create=False)))) \
+            if db.exists() and not is_empty(db) else None  # fmt: skip
+        count, ids = store.ids_starting(prefix, kind="user") if store else (0, [])
+        if ids == [prefix]:
+            return prefix, path  # a user of the database, named whole
+        source = _spooled(stack) if path == "-" else path
+        try:
+            found = users_starting(source, prefix)
+        except CannotRead as e:
+            raise UserError(f"cannot read {path}: {e}") from None
+        if prefix in found:
+            return prefix, source
+        new = [u for u in found if store is None or store.ids_starting(u, kind="user") != (1, [u])]
+    try:
+        return one_named(given, "user", count + len(new), sorted({*ids, *new})[:3]), source
+    except AmbiguousId as e:
+        raise UserError(str(e)) from None
+
+
+def _spooled(stack: contextlib.ExitStack) -> str:
+    """stdin copied into a temporary file (removed when `stack` closes), to be read twice."""
+    import shutil
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(prefix="replayer-import-", suffix=".otlp", delete=False) as f:
+        stack.callback(Path(f.name).unlink, missing_ok=True)
+        shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+    return f.name
 
 
 def name(path: str) -> str:

@@ -2,11 +2,13 @@
 transaction each, with the filters applied and a tally of what was left out and why.
 
 A generator of picklable batches, so the import can run it in a reader process (readahead.py)
-while it writes the batch before; or in its own process for a small input or stdin.
+while it writes the batch before; or in its own process for a small input or stdin. And, read
+before that when `--user` is given in part, the spans' users it may name (users_starting).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -112,7 +114,7 @@ def _take(
         # a span skipped is still one of the filters' to leave out first: what the span says of
         # itself (its start, user, conversation), as its record would have said it
         a = span.attributes
-        who = a.get(n.USER_ID) or a.get("enduser.id")
+        who = reading.user_of(a)
         conv = a.get(n.CONVERSATION_ID)
         started = reading.iso_of(span.start_ns / 1e9)
         if _left_out(started, str(who) if who else None, str(conv) if conv else None, since, user, conversation):
@@ -127,6 +129,42 @@ def _take(
         return None
     tally.cut += got.cut
     return got
+
+
+def users_starting(path: str, prefix: str) -> set[str]:
+    """The users of `path`'s chat spans whose id begins with `prefix`; only `{prefix}` once a span
+    of that user is found (an exact id names that user alone). Read before the import when
+    `--user` is given in part, so that one naming several users is refused before anything is
+    written. A line where `prefix` is nowhere in the text holds no such user and is not parsed:
+    a user cut as `list` shows it (13 characters of a 64-hex id) has its own lines parsed, the
+    rest only read. Raises CannotRead as read() does; an input that is no OTLP JSON gives what
+    was found (the import then says what it is)."""
+    needle = prefix.encode() if _VERBATIM.fullmatch(prefix) else None
+    try:
+        lines, _ = reading.open_input(path)
+    except OSError as e:
+        raise CannotRead(e.strerror or str(e)) from None
+    found: set[str] = set()
+    with lines:
+        kept: Any = lines if needle is None else (line for line in lines if needle in line)
+        try:
+            for number, doc in reading.documents(kept, []):
+                for span in reading.spans(number, doc, []):
+                    who = reading.user_of(span.attributes)
+                    if who is None or not reading.is_chat(span.attributes):
+                        continue
+                    if (who := str(who)) == prefix:
+                        return {who}
+                    if who.startswith(prefix):
+                        found.add(who)
+        except reading.NotOtlp:
+            pass
+    return found
+
+
+_VERBATIM = re.compile(r"[A-Za-z0-9_.:@+=~ -]*")
+"""Text every JSON writer writes as it is: Go's (the Collector's) escapes <, > and &, some
+writers escape /, and non-ASCII may come as \\u escapes."""
 
 
 def _left_out(

@@ -380,6 +380,11 @@ def is_chat(attrs: dict[str, Any]) -> bool:
     return n.SYSTEM in attrs
 
 
+def user_of(attrs: dict[str, Any]) -> Any:
+    """A span's user: the convention's user.id, else enduser.id (the older name)."""
+    return attrs.get(n.USER_ID) or attrs.get("enduser.id")
+
+
 def provider(attrs: dict[str, Any]) -> str | None:
     value = attrs.get(n.PROVIDER_NAME) or attrs.get(n.SYSTEM)
     return value.lower() if isinstance(value, str) else None
@@ -412,7 +417,7 @@ def exact(span: Span) -> Record:
     a = span.attributes
     values = {key: a.get(name) for name, key in OWN}
     values["conversation_id"] = a.get(n.CONVERSATION_ID)
-    values["user_id"] = a.get(n.USER_ID) or a.get("enduser.id")
+    values["user_id"] = user_of(a)
     json_valued = (
         (n.REQUEST_HEADERS, "request_headers"), (n.RESPONSE_HEADERS, "response_headers"), (n.ERROR, "error"),
         (n.UNKNOWN_EVENTS, "unknown_events"), (n.TAGS, "tags"),

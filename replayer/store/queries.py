@@ -93,6 +93,18 @@ class AmbiguousId(ValueError):
     """An id given in part that begins several (Store.whole_id): its message names them."""
 
 
+def one_named(text: str, kind: str, count: int, ids: list[str]) -> str:
+    """The id `text` names when it begins `count` ids (`ids`: the first few, in order): that one
+    id; `text` itself when none; AmbiguousId, naming the first few, when several (Store.whole_id,
+    and `import otlp --user`, which counts the spans' users too)."""
+    if count == 1:
+        return str(ids[0])
+    if count > 1:
+        listed = ", ".join(ids) + (", …" if count > len(ids) else "")
+        raise AmbiguousId(f"{text!r} begins {count} {kind} ids ({listed}): give more of it")
+    return text
+
+
 class _AttemptRow(NamedTuple):
     """An attempt's columns as Store.turns reads them."""
 
@@ -252,12 +264,7 @@ class Store(RowTexts):
         displayed (…). The text itself when it names none (the caller says it is unknown);
         AmbiguousId, saying the first few, when it begins several."""
         count, ids = self.ids_starting(text.removesuffix("…"), kind=kind)
-        if count == 1:
-            return str(ids[0])
-        if count > 1:
-            listed = ", ".join(ids) + (", …" if count > len(ids) else "")
-            raise AmbiguousId(f"{text!r} begins {count} {kind} ids ({listed}): give more of it")
-        return text
+        return one_named(text, kind, count, ids)
 
     def change_mark(self) -> tuple[int, int]:
         """Moves whenever a call or a conversation is recorded: the newest attempt's and
