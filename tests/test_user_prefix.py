@@ -1,6 +1,7 @@
 """`--user` takes a user id as `list` shows it cut (a Claude Code user is a 64-hex device id, shown
 `7f857da98d790…`), or any prefix of one user's id, as conversation and turn ids are taken: in
-`list`, `stats` and the browser's `user:` filter. One that begins several users' ids is one line
+`list`, `stats`, `import otlp` (whose users are the spans' and the database's) and the browser's
+`user:` filter. One that begins several users' ids is one line
 naming them, exit 2 (the browser: the filter bar marked, the list as it was). An exact id still
 names only itself."""
 
@@ -135,6 +136,12 @@ def test_import_otlp_user_takes_a_users_id_cut_or_any_prefix_naming_one_of_the_s
     assert imported_conversations(tmp_path / "al.db", spans, "--user", "al") == {"conv_al"}
     assert imported_conversations(tmp_path / "ali.db", spans, "--user", "ali") == {"conv_alice"}
     assert imported_conversations(tmp_path / "none.db", spans, "--user", "bob") == set()
+    later = tmp_path / "later.jsonl"  # the exact one after two it begins, each on a line of its own
+    for conv in ("alice", "alina", "ali"):
+        spans_of(tmp_path / "one.jsonl", {f"conv_{conv}": conv})
+        with later.open("a") as f:
+            f.write((tmp_path / "one.jsonl").read_text())
+    assert imported_conversations(tmp_path / "later.db", later, "--user", "ali") == {"conv_ali"}
 
 
 def test_import_otlp_user_cut_as_list_shows_a_database_user(tmp_path):
