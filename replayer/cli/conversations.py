@@ -62,7 +62,9 @@ def _browse(ctx: click.Context, path: Path) -> None:
                    "shown in: [stats] tz, else this machine's; or add one: +01:00, Z).")
 @click.option("--until", metavar="DATE",
               help="Only conversations started by the end of DATE (YYYY-MM-DD, or by YYYY-MM-DDTHH:MM; the same zone).")
-@click.option("-q", "query", metavar="TEXT", help="Only conversations whose messages contain TEXT.")
+@click.option("-q", "query", metavar="TEXT",
+              help="Only conversations whose messages, system prompt or tools contain TEXT (its words together in one "
+                   "of them).")
 @click.option("-n", "limit", type=click.IntRange(1), default=50, show_default=True,
               help="How many, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")

@@ -70,6 +70,21 @@ TAG_MATCH = """EXISTS (SELECT 1 FROM (SELECT c.tags_json AS tags UNION ALL
 """A conversation (aliased c) with the tag KEY (the first argument) whose value, as text, is
 VALUE (the second): a string as it is, a number or true/false/null as written
 (filters.tag_pair); the conversation's own tags or any of its turns' (see RUN_MATCH)."""
+QUERY_MATCH = """c.id IN (WITH b AS (SELECT rowid FROM context_text WHERE context_text MATCH ?)
+                       SELECT t.conversation_id FROM turns t
+                       WHERE t.rowid IN (SELECT rowid / 2 FROM turn_text WHERE turn_text MATCH ?)
+                       UNION ALL SELECT conversation_id FROM turns WHERE system_blob IN b
+                       UNION ALL SELECT conversation_id FROM turns WHERE tools_blob IN b)"""
+"""A conversation (aliased c) the list's search (`-q`, `/`: the words as text.fts_query, given
+twice) finds: the words are all in what one of its turns' requests added or in one reply
+(turn_text), or all in one system prompt or one tool list a turn sent (context_text, a row per
+blob), as find in the conversation (Store.find_in_conversation) looks for them: a word of the
+messages with one of the system prompt matches neither. The turns sending a matching blob are
+found through turns_system / turns_tools (m022), so a search no system prompt or tool list
+answers costs what it did (0.1 ms for a rare word on 20,000 conversations of 100,000 turns;
+without them it read every turn twice, 50-75 ms more), and one that the tools of every turn
+answer costs about 50 ms more there (every turn read from the index: 120 ms for `lookup`
+against 80 ms for its message rows alone; a busy 2-core machine)."""
 USER_CALLS = "c.rowid IN (SELECT conv FROM rollup WHERE user = ?)"
 """A conversation (aliased c) with a call made for the user given ('' for none): the rollup's rows
 are keyed by their turns' user (store/facts.py), so a conversation another user continued is
@@ -491,11 +506,8 @@ class Store(RowTexts):
         if query:
             from ..text import fts_query
 
-            where.append(
-                """c.id IN (SELECT t.conversation_id FROM turns t WHERE t.rowid IN
-                           (SELECT rowid / 2 FROM turn_text WHERE turn_text MATCH ?))"""
-            )
-            args.append(fts_query(query))
+            where.append(QUERY_MATCH)
+            args.extend([fts_query(query)] * 2)
         cols = "c.id, c.user_id, c.started_at, c.last_at, c.ended_at, c.turn_count, c.tags_json, c.rowid"
         filters = " WHERE " + " AND ".join(where) if where else ""
         if sort not in SORTS and sort not in AGG_SORTS:

@@ -64,7 +64,8 @@ class HelpScreen(ModalScreen[None]):
                 "timed out); ↻N: N retries; …: more words than fit (the Response and Usage tabs have them)\n"
             )
         if isinstance(self.under, ConversationsScreen):
-            text.append("\nFilter (/): these words keep what they say; other words search message text\n", style="bold")
+            text.append("\nFilter (/): these words keep what they say; others search messages, prompts, tools\n",
+                        style="bold")
             for i, (word, meaning) in enumerate(FILTER_WORDS):  # two to a line
                 text.append(f"{word:>14}  ", style="bold cyan")
                 text.append(f"{meaning:<26}" if i % 2 == 0 else f"{meaning}\n")
