@@ -190,9 +190,11 @@ def test_first_turn_lists_the_system_prompt_and_each_tool_with_their_shares(agen
     est = added_tokens(d, None)
     assert sum(sum(v) for v in est.values()) == pytest.approx(prompt)
     assert [len(v) for v in est.values()] == [2, 3, 1]  # the system's blocks, the tools, the message
-    # the tools after the messages (40 of them put the first message off the screen), as the first line says
-    assert text.index("+ system prompt") < text.index("+ [0] user") < text.index("+ tools")
-    assert text.startswith("First turn: the whole context entered here (its tools after the messages).")
+    # the system prompt and the tools after the messages (a long prompt or 40 tools put the first
+    # message off the screen), as the first line says
+    assert text.index("+ [0] user") < text.index("+ system prompt") < text.index("+ tools")
+    assert text.startswith("First turn: the whole context entered here (its system prompt and tools after the "
+                           "messages).")
 
 
 def test_a_changed_tool_list_lists_the_tools_added_redefined_and_removed(agent_db):

@@ -279,8 +279,10 @@ def context_text(
 ) -> Text:
     """The Context tab: what entered the context at this turn (or, with show_all, the whole
     context), each match of `pattern` (a find) marked and the blocks holding one shown whole.
-    Tools that entered are listed after the messages, a row each (`width`: the tab's), their
-    schemas under `a`: before them, 40 tools put the first message below a 32-row terminal."""
+    A system prompt and tools that entered are listed after the messages, the tools a row each
+    (`width`: the tab's), their schemas under `a`: before them, 40 tools or Claude Code's 15 KB
+    system prompt put the first message below the tab (8 rows high on a 100 x 32 terminal, 4 on a
+    100 x 24 one)."""
     out = Text()
     if d.reconstructed is not None:
         out.append("reconstructed", style="reverse")
@@ -289,10 +291,11 @@ def context_text(
             f" from {whence}: the request is rebuilt from it ({lost}), so the turn can't be rerun\n\n", style="italic"
         )
     marks = {"added": ("+ ", "green"), "removed": ("- ", "bold red")}
-    tools = [n for n, ch in enumerate(d.changes) if ch.kind == "tools"]
+    last = [n for n, ch in enumerate(d.changes) if ch.kind in ("system", "tools")]  # the system prompt, the tools
     if d.turn.index == 0:
         messages = any(ch.kind in ("added", "removed") for ch in d.changes)
-        after = " (its tools after the messages)" if tools and messages and not show_all else ""
+        kinds = " and ".join(sorted({d.changes[n].kind for n in last})).replace("system", "system prompt")
+        after = f" (its {kinds} after the messages)" if last and messages and not show_all else ""
         out.append(f"First turn: the whole context entered here{after}.\n\n", style="dim")
     if show_all:
         out.append(f"Whole context: {plural(len(d.context), 'message')}\n\n", style="bold")
@@ -315,7 +318,7 @@ def context_text(
         return mark_matches(out, pattern)
     sizes = added_tokens(d, previous_prompt)
     shown = (lambda part: holds_match(part, pattern)) if pattern is not None else None
-    order = [n for n in range(len(d.changes)) if n not in tools] + tools
+    order = [n for n in range(len(d.changes)) if n not in last] + last
     for n in order:
         ch = d.changes[n]
         est = sizes.get(n)
