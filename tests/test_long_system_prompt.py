@@ -54,3 +54,14 @@ async def test_turn_0_opens_on_the_first_message(long_prompt_db, size):
         assert text.index(ASKED) < text.index("+ system prompt — 2 blocks") < text.index("+ tools — 4 tools")
         assert "(its system prompt and tools after the messages)" in text
 
+
+
+async def test_find_scrolls_to_the_words_as_typed_in_the_system_prompt(long_prompt_db):
+    """`Rule 250` is one of 300 rules: the tab shows that one, not the first `Rule` (each word is
+    marked wherever it is, but the phrase is where the view goes)."""
+    async with make_app(long_prompt_db).run_test(size=(100, 32)) as pilot:
+        screen = await open_first_conversation(pilot)
+        await pilot.press("slash", *"Rule 250", "enter")
+        await settle(pilot)
+        assert screen.current_turn() == 0
+        assert "- Rule 250: read a file" in on_screen(screen.query_one("#context-body", TextView))

@@ -410,8 +410,12 @@ class ConversationScreen(ReplayerScreen[None]):
 
     # -- find (/) ----------------------------------------------------------------------------
     def _scroll_to_match(self, text: Text) -> None:
-        """Bring the first match in the Context tab into view."""
-        found = self.find_pattern.search(text.plain) if self.find_pattern is not None else None
+        """Bring the first match in the Context tab into view: of the words as typed, where they
+        are together, else of any of them (`Rule 120` in a system prompt of 300 rules: the rule,
+        not the first `Rule`, nor a `the` of the tab's first line for `the main branch`)."""
+        if self.find_pattern is None:
+            return
+        found = re.search(re.escape(self.find_text), text.plain, re.IGNORECASE) or self.find_pattern.search(text.plain)
         if found is None:
             return
         view = self.query_one("#context-body", TextView)
