@@ -195,20 +195,20 @@ class _StreamCapture(_Attempt):
     Finishes exactly once: at the stream's end, its failure, or the response's close (then
     recorded as far as it got, marked abandoned)."""
 
-    __slots__ = ("put", "chunks", "times", "n", "done", "read", "err", "err_kind", "abandoned", "req", "headers",
-                 "status", "cut")  # fmt: skip
+    __slots__ = ("put", "perf", "chunks", "times", "n", "done", "read", "err", "err_kind", "abandoned", "req",
+                 "headers", "status", "cut")  # fmt: skip
 
     def __init__(self, request: Any, http: Any, ctx: Context | None, t_start: float, p0: float, endpoint: str,
-                 caller: int, put: Put, is_async: bool):
+                 caller: int, put: Put, is_async: bool, perf: Callable[[], float] = time.perf_counter):
         # _Attempt.__init__'s fields, set here: every call the agent's thread makes costs it
         # microseconds in a streamed call, whose code is cold by then
         self.key, self.attempt, self.stream = request.options.idempotency_key, request.retries_taken, request.stream
         self.ctx, self.t_start, self.p0, self.endpoint = ctx, t_start, p0, endpoint
-        self.caller, self.p1, self.put = caller, 0.0, put
+        self.caller, self.p1, self.put, self.perf = caller, 0.0, put, perf
         self.req, self.headers, self.status = http.request, http.headers, http.status_code
         self.chunks: list[bytes] = []
         self.times: list[float] = []
-        """When each chunk arrived (perf_counter), for the stream's event times."""
+        """When each chunk arrived (the middleware's `perf` clock), for the stream's event times."""
         self.n = 0
         """How many chunks the body had when it ended (a read after the end is not its)."""
         self.done = self.read = self.abandoned = False
@@ -223,7 +223,7 @@ class _StreamCapture(_Attempt):
         """The agent's thread's part of the end: a clock reading and a hand-off."""
         if self.done:
             return
-        self.p1 = time.perf_counter()
+        self.p1 = self.perf()
         self.done = True
         _open.discard(self)
         self.n = len(self.chunks)
@@ -279,7 +279,7 @@ class _SyncTee(httpx2.SyncByteStream):
     def __iter__(self) -> Any:
         capture = self.capture
         capture.read = True
-        append, clock, stamp = capture.chunks.append, time.perf_counter, capture.times.append
+        append, clock, stamp = capture.chunks.append, capture.perf, capture.times.append
         err: BaseException | None = None
         try:
             for chunk in self.inner:
@@ -320,7 +320,7 @@ class _AsyncTee(httpx2.AsyncByteStream):
     async def __aiter__(self) -> Any:
         capture = self.capture
         capture.read = True
-        append, clock, stamp = capture.chunks.append, time.perf_counter, capture.times.append
+        append, clock, stamp = capture.chunks.append, capture.perf, capture.times.append
         err: BaseException | None = None
         try:
             async for chunk in self.inner:
@@ -385,14 +385,17 @@ class RecorderMiddleware(anthropic.Middleware):
     hands the writer the HTTP response (teed, for a body still to come); the writer reads it
     (`_Attempt.captured`).
 
-    Built from what it needs: `put`, which hands a record to the writer, and `clock`, the wall
-    clock for when an attempt started (`Recorder._clock`: the demo shifts it).
+    Built from what it needs: `put`, which hands a record to the writer, `clock`, the wall
+    clock for when an attempt started (`Recorder._clock`), and `perf`, the interval clock its
+    latency and a stream's chunk times are read on (`Recorder._perf`, `time.perf_counter`). The
+    demo runs both on its simulated time (demo.py).
 
     While calls are replayed (`_replayed`) it records nothing: each is passed on untouched."""
 
-    def __init__(self, put: Put, clock: Callable[[], float]):
+    def __init__(self, put: Put, clock: Callable[[], float], perf: Callable[[], float] = time.perf_counter):
         self.put = put
         self.clock = clock
+        self.perf = perf
 
     def _context(self) -> Context | None:
         """The conversation in force, with the application's current OpenTelemetry span (only
@@ -418,7 +421,7 @@ class RecorderMiddleware(anthropic.Middleware):
                 endpoint=endpoint,
                 stream=bool(request.stream),
                 ctx=ctx,
-                latency_ms=round((time.perf_counter() - p0) * 1000, 3),
+                latency_ms=round((self.perf() - p0) * 1000, 3),
             )
             req: Any = getattr(e, "request", None)
             content = getattr(req, "content", None) if req is not None else None
@@ -451,10 +454,10 @@ class RecorderMiddleware(anthropic.Middleware):
         caller = _task() if is_async else threading.get_ident()
         if hasattr(http, "_content"):  # already read: a plain call
             attempt = _Attempt(request, http, ctx, t_start, p0, endpoint, caller)
-            attempt.p1 = time.perf_counter()
+            attempt.p1 = self.perf()
             put(attempt)
             return
-        _StreamCapture(request, http, ctx, t_start, p0, endpoint, caller, put, is_async)
+        _StreamCapture(request, http, ctx, t_start, p0, endpoint, caller, put, is_async, self.perf)
 
     def handle(self, request: Any, call_next: Any) -> Any:
         if _replayed:
@@ -473,7 +476,7 @@ class RecorderMiddleware(anthropic.Middleware):
         except Exception as e:  # noqa: BLE001
             _warn(e)
             return call_next(request)
-        p0 = time.perf_counter()
+        p0 = self.perf()
         try:
             resp = call_next(request)
         except BaseException as e:
@@ -502,7 +505,7 @@ class RecorderMiddleware(anthropic.Middleware):
         except Exception as e:  # noqa: BLE001
             _warn(e)
             return await call_next(request)
-        p0 = time.perf_counter()
+        p0 = self.perf()
         try:
             resp = await call_next(request)
         except BaseException as e:

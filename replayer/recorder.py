@@ -81,7 +81,10 @@ class Recorder:
         self._middleware: RecorderMiddleware | None = None
         self._closed = False
         self._clock: Callable[[], float] = time.time
-        """Wall clock for `started_at` (the demo shifts it to spread fixtures over days)."""
+        """Wall clock for `started_at`."""
+        self._perf: Callable[[], float] = time.perf_counter
+        """Interval clock for latencies and a stream's chunk times, taken when the middleware is
+        made (the demo runs both clocks on its simulated time: demo.py)."""
         self._put = self._put_bytes = 0
         """Records and bytes `record()` put since it last started a flush."""
         self._started: Any = None
@@ -97,7 +100,7 @@ class Recorder:
         if self._middleware is None:
             from .capture import RecorderMiddleware
 
-            self._middleware = RecorderMiddleware(self._writer.put, lambda: self._clock())
+            self._middleware = RecorderMiddleware(self._writer.put, lambda: self._clock(), self._perf)
             self._writer.start()  # installed: records will come
         return self._middleware
 

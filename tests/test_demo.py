@@ -7,7 +7,9 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from collections import Counter
+from datetime import datetime
 from urllib.parse import urlsplit
 
 import pytest
@@ -21,8 +23,19 @@ from replayer.fakeapi import FakeAPI, sse_text
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     path = tmp_path_factory.mktemp("demo") / "demo.db"
+    BUILD.clear()
+    t0 = time.time()
     turns = build_demo(path)
+    BUILD.extend([t0, time.time()])
     return path, turns, load_fixtures()
+
+
+BUILD: list[float] = []
+"""When the module's demo build began and ended (wall clock)."""
+
+
+def _epoch(iso):
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def failed(call):
@@ -224,3 +237,58 @@ def test_demo_writes_where_it_is_told_and_rebuilds_only_its_own(tmp_path):
     assert counts[0] > 0 and counts[1] == counts[0]  # rebuilt, not added to
     r = _demo_cli()
     assert r.exit_code == 0 and f"into {demo_db_path()} " in r.output and demo_db_path().exists()
+
+
+def test_demo_conversations_take_the_time_a_real_agent_takes(demo):
+    """The fake API answers in milliseconds; the demo's calls must still look like the API's:
+    answers taking seconds, more for longer output, a stream's first token before its end, the
+    agent's next call seconds after the last, a retry waiting the retry-after it was given, the
+    fixture's break and its slow outlier, nothing after now. And the build must not take that
+    time: it is simulated, not slept."""
+    path, _, fixtures = demo
+    lines = sorted(exported(path), key=lambda line: (line["conversation_id"], line["index"], line["attempt"]))
+    ok = [line for line in lines if line["status"] == 200 and line["error"] is None]
+    assert all(line["latency_ms"] >= 1000 for line in ok), sorted(line["latency_ms"] for line in ok)[:3]
+    assert all(0 < line["ttft_ms"] < line["latency_ms"] for line in ok if line["stream"])
+    # within one model, the longest answer took longer than the shortest
+    by_model: dict[str, list] = {}
+    for line in ok:
+        by_model.setdefault(line["model"], []).append(line)
+    for model, calls in by_model.items():
+        if len(calls) > 3:
+            calls.sort(key=lambda line: line["usage"]["output_tokens"])
+            assert calls[-1]["latency_ms"] > calls[0]["latency_ms"], model
+    ends = {}  # (conversation, index) -> when its last attempt ended
+    for line in lines:
+        ends[line["conversation_id"], line["index"]] = _epoch(line["started_at"]) + line["latency_ms"] / 1000
+    for line in lines:
+        if line["attempt"] == 0 and line["index"] > 0:
+            gap = _epoch(line["started_at"]) - ends[line["conversation_id"], line["index"] - 1]
+            assert gap >= 0.3, (line["conversation_id"], line["index"], gap)
+    assert max(ends.values()) < BUILD[0]  # today's conversations ended before the demo was built
+    # each retry started the retry-after its failed attempt was told after that attempt ended
+    retried = [(a, b) for a, b in zip(lines, lines[1:], strict=False)
+               if b["attempt"] == a["attempt"] + 1 and b["turn_id"] == a["turn_id"] and a["status"] != 200]
+    assert len(retried) >= 5
+    for a, b in retried:
+        waited = _epoch(b["started_at"]) - (_epoch(a["started_at"]) + a["latency_ms"] / 1000)
+        assert waited == pytest.approx(float(a["response_headers"]["retry-after"]), abs=0.002)
+    # the fixtures' break and slow outlier
+    marked = [(fx, k) for fx in fixtures for k, turn in enumerate(fx["turns"]) if {"pause_s", "queued_s"} & set(turn)]
+    assert {key for fx, k in marked for key in fx["turns"][k]} >= {"pause_s", "queued_s"}
+    for fx, k in marked:
+        turn = fx["turns"][k]
+        line = next(line for line in ok if line["request"] == turn["request"])
+        if "pause_s" in turn:
+            previous = ends[line["conversation_id"], line["index"] - 1]
+            assert _epoch(line["started_at"]) - previous == pytest.approx(turn["pause_s"], abs=0.002)
+        if "queued_s" in turn:
+            assert line["latency_ms"] > turn["queued_s"] * 1000
+            assert line["latency_ms"] == max(other["latency_ms"] for other in lines)
+    # a conversation spans at least its calls' time (and its pauses); building all of them took
+    # a fraction of the calls' time
+    for conv in {line["conversation_id"] for line in lines}:
+        mine = [line for line in lines if line["conversation_id"] == conv]
+        span = max(e for (c, _), e in ends.items() if c == conv) - min(_epoch(line["started_at"]) for line in mine)
+        assert span > sum(line["latency_ms"] for line in mine) / 1000 + 0.3 * (mine[-1]["index"]), conv
+    assert BUILD[1] - BUILD[0] < sum(line["latency_ms"] for line in lines) / 1000 / 10
