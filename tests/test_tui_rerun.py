@@ -535,6 +535,17 @@ async def test_the_latency_delta_is_the_difference_of_the_figures_beside_it(db, 
             assert f" · {shown} ({delta}) · " in _describe_sample(1, result.samples[0], result.original)
 
 
+async def compare_two_samples(pilot) -> DataTable:
+    """Rerun the first conversation's turn with two samples; the compare screen's table."""
+    editor = await open_rerun_editor(pilot)
+    editor.query_one("#rr-samples", Input).value = "2"
+    await send_rerun(pilot)
+    assert isinstance(pilot.app.screen, CompareScreen)
+    table = pilot.app.screen.query_one("#cmp-samples", DataTable)
+    await settle(pilot)
+    return table
+
+
 @pytest.mark.parametrize("width", [100, 160])
 async def test_what_a_user_compares_shows_whole_at_100_columns(db, env, width):
     """At 100 columns the samples table ended at `... Hit   Output   Cost`: Δ cost, latency, Δ lat
@@ -547,12 +558,7 @@ async def test_what_a_user_compares_shows_whole_at_100_columns(db, env, width):
     env.responder = lambda body: Reply(body={"input_tokens": 10}) if "max_tokens" not in body else next(answers)
     app = make_app(db)
     async with app.run_test(size=(width, 40)) as pilot:
-        editor = await open_rerun_editor(pilot)
-        editor.query_one("#rr-samples", Input).value = "2"
-        await send_rerun(pilot)
-        assert isinstance(app.screen, CompareScreen)
-        table = app.screen.query_one("#cmp-samples", DataTable)
-        await settle(pilot)
+        table = await compare_two_samples(pilot)
 
         def shown(y: int) -> str:  # what the screen draws of a line of the table (0: the header)
             return "".join(segment.text for segment in table.render_line(y))
@@ -571,3 +577,43 @@ async def test_what_a_user_compares_shows_whole_at_100_columns(db, env, width):
             assert said and f" {said} " in line + " ", (said, line)
             failed += bool(result.error)
         assert failed == 1
+
+
+@pytest.mark.parametrize("width", [80, 100, 160])
+async def test_compare_columns_are_as_wide_as_what_they_hold(db, env, width):
+    """At 80 columns two successful samples' Stop column was 23 wide beside `end_turn`: it was
+    widened to push the model id past the screen's edge, a wide blank between each stop reason
+    and its figures. Every column is now as wide as what it holds, but the one the edge would
+    cut: that one starts past the edge, whole a scroll away, the blank at the edge; nothing the
+    edge cuts shows in part (a figure, or claude-sonnet-4 for claude-sonnet-4-5)."""
+    answer_reruns(env)
+    app = make_app(db)
+    async with app.run_test(size=(width, 40)) as pilot:
+        table = await compare_two_samples(pilot)
+        rows = [{str(k.value): c for k, c in zip(table.columns, table.get_row_at(i), strict=True)}
+                for i in range(table.row_count)]
+        assert not any(r.error for r in app.screen.result.samples)
+        edge = table.scrollable_content_region.width
+        x, pushed = 0, []
+        for column in table.ordered_columns:
+            key, held = str(column.key.value), max(len(str(r[str(column.key.value)])) for r in rows)
+            if column.width > max(held, len(str(column.label))):
+                pushed.append(key)
+                # widened only to start past the edge: what it holds ends a scroll away
+                assert x + column.get_render_width(table) - 1 - held >= edge, (key, x, edge)
+            x += column.get_render_width(table)
+        assert "Stop" not in pushed and len(pushed) <= 1, pushed
+        assert table.columns[ColumnKey("Stop")].width == max(len(str(r["Stop"])) for r in rows) == len("end_turn")
+        for y, row in enumerate(rows, 1):
+            line = "".join(segment.text for segment in table.render_line(y)).ljust(edge)
+            x = 0
+            for column in table.ordered_columns:
+                key, end = str(column.key.value), x + column.get_render_width(table)
+                shown, cell = line[x:min(end, edge)], str(row[key])
+                if end <= edge:
+                    assert cell in shown, (key, cell, line)
+                elif x < edge:  # the edge cuts the column: it shows none of what it holds
+                    assert not shown.strip(), (key, cell, line)
+                x = end
+            for key in ("Output", "Cost", "Latency"):  # what a user compares first, on screen at 80 too
+                assert str(row[key]) in line, (key, line)

@@ -20,7 +20,7 @@ from ..models import Comparison, Sample, SampleView
 from ..wire import token_count
 from .base import ReplayerScreen
 from .render import request_diff_text, side_by_side
-from .widgets import KeyTable, hold_cells_whole, keep_numbers_whole, set_widths
+from .widgets import KeyTable, hold_cells_whole, keep_numbers_whole, push_past_edge
 
 
 class CompareScreen(ReplayerScreen[None]):
@@ -50,6 +50,8 @@ class CompareScreen(ReplayerScreen[None]):
         self.model_width = 5
         self.stop_width = 4
         """The widths the Model and Stop columns would like: their widest cells (on_mount)."""
+        self.held: dict[str, int] = {}
+        """Each column's width that holds its cells whole (on_mount): what `fit_columns` starts from."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -99,7 +101,9 @@ class CompareScreen(ReplayerScreen[None]):
                 Text(ms(v.latency_ms), justify="right"),
                 # the difference of the figures shown beside it (68 ms and 68 ms: 0 ms, not -1 ms)
                 Text(ms_delta(v.latency_ms, r.original.latency_ms) if delta else "", justify="right"),
-                Text(v.model or ""),  # (Text: a str cell is read as markup)
+                # (Text: a str cell is read as markup); set right, as the figures are, so that a
+                # column widened to start past the screen's edge has the id there (push_past_edge)
+                Text(v.model or "", justify="right"),
                 Text("" if v.prompt_tokens is None else f"{v.prompt_tokens:,}", justify="right"),
                 Text(
                     "" if delta is None or delta.prompt_delta_tokens is None else f"{delta.prompt_delta_tokens:+,}",
@@ -110,6 +114,7 @@ class CompareScreen(ReplayerScreen[None]):
             )
         hold_cells_whole(table, {"name": 0, **{key: len(key) for key in self.NUMBERS}})
         self.stop_width = max(cell_len("Stop"), *(cell.cell_len for cell in table.get_column("Stop")))
+        self.held = {str(c.key.value): c.width for c in table.ordered_columns}
         table.move_cursor(row=1 if r.samples else 0)
         table.focus()
         self.call_after_refresh(self.fit_columns)
@@ -145,18 +150,20 @@ class CompareScreen(ReplayerScreen[None]):
         self.show_sample()
 
     def fit_columns(self) -> None:
-        """Fit the columns to the table's edge, what a user compares first: the Stop column gives
-        way (down to STOP_NARROWEST, cut with …) until the FIRST numbers are on screen whole, or
-        else pushes them off whole (below about 65 columns); then widened so that the edge does not cut
-        the model id (`claude-sonnet-4` read for `claude-sonnet-4-5`) but has it start past the
-        edge whole; then the model column widened so that the LATER numbers start past it whole,
-        the room they leave blank at the right."""
+        """Fit the columns to the table's edge, what a user compares first: each column as wide
+        as what it holds, the Stop column giving way (down to STOP_NARROWEST, cut with …) until
+        the FIRST numbers are on screen whole; then the first column the edge would cut (a
+        number, the model id: `claude-sonnet-4` read for `claude-sonnet-4-5`) starts past it
+        whole, the room that takes left blank at the edge (push_past_edge). A Stop column never
+        grows past its widest cell to make that room: at 80 columns it was 23 wide beside
+        `end_turn`, the model id pushed off by its blank."""
         table = self.query_one("#cmp-samples", DataTable)
-        set_widths(table, {"Model": self.model_width})  # (widened by the last fit)
+        push_past_edge(table, (), self.held)  # (the last fit widened one)
         first = self.FIRST
         stop = keep_numbers_whole(table, first, "Stop", self.stop_width, narrowest=self.STOP_NARROWEST, shown=first)
-        keep_numbers_whole(table, {*first, "Model"}, "Stop", stop, narrowest=stop, shown=first)
-        keep_numbers_whole(table, self.NUMBERS, "Model", self.model_width, narrowest=self.model_width)
+        order = [str(c.key.value) for c in table.ordered_columns]
+        push_past_edge(table, [k for k in order if k in self.NUMBERS or k == "Model"],
+                       {"Stop": min(stop, self.stop_width)})
 
     def show_sample(self) -> None:
         v = self._selected()

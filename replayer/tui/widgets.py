@@ -340,6 +340,37 @@ def width_keeping_numbers_whole(
     return wanted
 
 
+def push_past_edge(table: DataTable[Any], keys: Sequence[str], widths: dict[str, int]) -> None:
+    """Give the columns in `widths` (keys) those widths, what they hold; then widen the first
+    column of `keys` that the table's right edge cuts just enough that what it holds (right-
+    justified: a number, or text set right) starts past the edge, whole a scroll away. A number
+    or a model id cut by the edge reads as another ($0.003 for $0.0033, claude-sonnet-4 for
+    claude-sonnet-4-5); the room this takes is blank at the edge, where the shown part of the
+    table ends, not in a text column in its middle (a Stop column 23 wide holding `end_turn`).
+    Called again when the edge moves (FittedTable.refit_with)."""
+    set_widths(table, widths)
+    for key in widths:  # its title back at its left, where the title of a column as wide as its cells is
+        column = table.columns[ColumnKey(key)]
+        if column.label.justify == "right":
+            column.label = Text(column.label.plain)
+    edge = table.scrollable_content_region.width
+    if not edge:  # not laid out yet
+        return
+    pad, x = table.cell_padding, 0
+    for column in table.ordered_columns:
+        key, width = str(column.key.value), column.get_render_width(table)
+        if key in keys and x < edge < x + width:
+            # its cells start `pad` in from its left, right-justified: widen it by what keeps
+            # them from starting before the edge, and set its title right too (else the title
+            # is cut, or stands over blank cells)
+            column.label = Text(column.label.plain, justify="right")
+            set_widths(table, {key: width - 2 * pad + max(0, edge - x - pad)})
+            table._clear_caches()  # noqa: SLF001 - (a new title in a column of the same width)
+            table.refresh()
+            return
+        x += width
+
+
 def keep_numbers_whole(
     table: DataTable[Any],
     numbers: Collection[str],
