@@ -1166,3 +1166,26 @@ def test_a_list_read_from_its_end_is_its_exact_reverse_for_every_sort(tmp_path):
                 assert [c.conversation_id for page in pages for c in page] == back, (sort, descending, filters)
                 assert store.conversation_order(**filters, sort=sort, descending=descending, limit=100,
                                                 from_end=True) == back  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory):
+    from replayer.demo import build_demo
+
+    path = tmp_path_factory.mktemp("demo") / "demo.db"
+    build_demo(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [{}, {"user": "user_dana"}, {"model": "haiku"}, {"query": "invoice"}, {"errors_only": True},
+     {"min_cost": 0.05}, {"over_cost": 0.05, "user": "user_priya"}, {"reruns": True}, {"user": "nobody"}],
+)  # fmt: skip
+def test_the_lists_count_is_how_many_it_lists(demo_db, filters):
+    """The browser's scrollbar stands for the whole list: the count must be the listing's own
+    length, whatever the filter (cost filters priced as the listing prices them)."""
+    store = Store(open_db(demo_db, create=False))
+    listed = store.conversation_order(**filters, limit=10**6)
+    assert store.conversation_count(**filters) == len(listed)
+    assert 0 < store.conversation_count() and len(store.conversation_order(limit=10**6)) == store.conversation_count()

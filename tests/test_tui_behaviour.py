@@ -918,6 +918,56 @@ async def test_G_reads_the_last_page_only_and_the_rows_before_it_load_moving_up(
         assert an_end_of_the_list(app, screen) and not screen.from_end
 
 
+def thumb(table) -> tuple[int, int, float]:
+    """The list's vertical scrollbar as drawn: the cells its thumb takes (first, last), and the
+    share of the list above the rows on screen that the thumb's place stands for."""
+    from rich.style import Style
+
+    bar = table.vertical_scrollbar
+    drawn = bar._render_bar(Style())  # the renderer the scrollbar draws with, its figures in place
+    segments = type(drawn).render_bar(size=bar.size.height, virtual_size=drawn.virtual_size,
+                                      window_size=drawn.window_size, position=drawn.position)  # fmt: skip
+    cells = [i for i, s in enumerate(segments.segments) if s.text.strip() or (s.style and s.style.reverse)]
+    return cells[0], cells[-1], drawn.position / (drawn.virtual_size - drawn.window_size)
+
+
+async def test_the_scrollbar_shows_where_the_rows_on_screen_are_in_the_whole_list(tmp_path):
+    """1,000 conversations, 100 held at a time: after G the thumb was 9 cells tall (the screen's
+    share of the 100 rows held), and once the page before them had loaded it stood mid-way, as
+    if those 200 were the list. It now stands for the whole list: one cell (the screen's share
+    of 1,000), at the bottom after G, near it after a page more, at the top after g."""
+    n = 1000
+    db = chats(tmp_path / "many.db", n)
+    app = make_app(db, refresh_seconds=3600)
+    async with app.run_test(size=(100, 34)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        table = screen.query_one("#conversations", DataTable)
+        height = table.vertical_scrollbar.size.height
+        lines = table.scrollable_content_region.height
+        assert 0 < height and lines * height < n  # the screen's share of the list: under one cell
+        first, last, share = thumb(table)
+        assert (first, last) == (0, 0) and share == 0
+        order = await to_the_last(pilot, app, screen)
+        assert len(ids(screen)) == 100 and screen.from_end
+        first, last, share = thumb(table)
+        assert (first, last) == (height - 1, height - 1) and share == 1
+        table.move_cursor(row=5, animate=False)  # near the top rows held: the page before them loads
+        await settle(pilot)
+        await pilot.press("k")
+        assert await wait_for(pilot, lambda: len(ids(screen)) == 200)
+        await settle(pilot)
+        top = order.index(str(table.ordered_rows[round(table.scroll_y)].key.value))  # the first row on screen
+        first, last, share = thumb(table)
+        assert share == pytest.approx(top / (n - (lines - table.header_height)), abs=0.01)
+        assert last - first <= 1 and first >= height * 0.85  # near the bottom: about 800 of 1,000 above (a
+        # thumb under a cell tall may straddle two)
+        await pilot.press("g")
+        assert await wait_for(pilot, lambda: screen.cursor_id() == order[0])
+        await settle(pilot)
+        assert thumb(table)[:2] == (0, 0)
+
+
 @pytest.mark.parametrize("oldest_first", [False, True], ids=["newest-first", "oldest-first"])
 async def test_G_then_a_new_recording_keeps_the_cursor_on_its_conversation(tmp_path, oldest_first):
     """The list read from its end (G), a conversation recorded: newest first it comes at the top,

@@ -4,6 +4,8 @@ sort and a live reload while agents record. Rows come from thread workers.
 The rows held are always one end of the list: its first ones, or (after G) its last ones, read
 from the end (Store.conversations from_end) so the last conversation is one page away however
 long the list; scrolling towards the rows not held reads them, a page at a time, either way.
+The list's whole length is counted with each page, and the scrollbar drawn within it
+(widgets.whole_list_scrollbar): where the rows on screen are in the list, not in the rows held.
 
 About 650 lines: paging (from either end), the self-refresh that places new and changed rows
 among those loaded, and the widths fitted to the screen all move the same rows and cursor, so
@@ -32,7 +34,7 @@ from .base import ReplayerScreen
 from .dashboard import DashboardScreen
 from .messages import ConversationsChanged, ConversationsLoaded, StoreChanged
 from .render import IdText, duration, tokens
-from .widgets import FittedTable, set_widths, width_keeping_numbers_whole
+from .widgets import FittedTable, set_widths, whole_list_scrollbar, width_keeping_numbers_whole
 
 PAGE = 100
 
@@ -197,6 +199,9 @@ class ConversationsScreen(ReplayerScreen[None]):
         first (a prefix of the list's reverse, which every read, page and refresh uses as the
         list's own order otherwise); the table shows them in the list's order. Back to False once
         the list's first row is read: every row is held then."""
+        self.total: int | None = None
+        """How many conversations the list has in all, read with its first page and each refresh: the
+        scrollbar shows where the rows on screen are within them all (rows_around)."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -209,6 +214,8 @@ class ConversationsScreen(ReplayerScreen[None]):
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
         table = self.query_one(DataTable)
+        # (one scrollbar's own renderer, as Textual's ScrollBar.renderer documents; typed a ClassVar)
+        table.vertical_scrollbar.renderer = whole_list_scrollbar(self.rows_around)  # type: ignore[misc]
         for col in self.COLUMNS:  # fixed widths: a page of rows is not measured cell by cell
             table.add_column(col, key=col, width=self.WIDTHS.get(col))
         self._label_sort()
@@ -277,6 +284,17 @@ class ConversationsScreen(ReplayerScreen[None]):
         end are held last first)."""
         return len(self.rows) - 1 - row if self.from_end else row
 
+    def rows_around(self) -> tuple[int, int]:
+        """How many of the list's conversations come before the rows held, and how many after
+        them: those not read yet, at its start after G (read from the end), else at its end."""
+        missing = max(0, (self.total or 0) - len(self.rows))
+        return (missing, 0) if self.from_end else (0, missing)
+
+    def _count(self, total: int | None) -> None:
+        if total is not None and total != self.total:
+            self.total = total
+            self.query_one(DataTable).vertical_scrollbar.refresh()
+
     def near_the_rows_not_held(self, row: int) -> bool:
         """The table's row `row` is within 10 rows of those not read yet: past the last row held,
         or before the first when they were read from the end."""
@@ -294,9 +312,13 @@ class ConversationsScreen(ReplayerScreen[None]):
                 **filters, sort=self.SQL_SORTS.get(column, "started"), descending=descending, limit=limit,
                 offset=offset, from_end=from_end,
             )  # fmt: skip
+            # a first page (of a new query, a reload, G) only: the count takes as long as the
+            # page (30 ms for 100,000), and the pages after it don't change it (a recording
+            # does, and its refresh counts again)
+            total = store.conversation_count(**filters) if offset == 0 else None
         cells = [self._cells(r) for r in rows]
         # a cancelled worker's thread still runs to here: its rows must not land under a newer header
-        self.post_message(ConversationsLoaded(offset, rows, generation, limit, mark, cells))
+        self.post_message(ConversationsLoaded(offset, rows, generation, limit, mark, cells, total))
 
     def reload_in_place(self) -> None:
         """Read the list again as it is (filter, sort), the cursor staying on its conversation: the
@@ -339,7 +361,8 @@ class ConversationsScreen(ReplayerScreen[None]):
                 if changed
                 else []
             )
-        self.post_message(ConversationsChanged(changed, rows, order, generation, mark))
+            total = store.conversation_count(**filters) if changed else None
+        self.post_message(ConversationsChanged(changed, rows, order, generation, mark, total))
 
     @on(ConversationsChanged)
     def merge_changes(self, news: ConversationsChanged) -> None:
@@ -350,6 +373,7 @@ class ConversationsScreen(ReplayerScreen[None]):
         table = self.query_one(DataTable)
         if news.changed:
             self._merge(news)
+        self._count(news.total)
         if self.near_the_rows_not_held(table.cursor_row):  # as when the cursor comes near them (a page
             self.load()  # may have waited for this refresh)
 
@@ -475,6 +499,7 @@ class ConversationsScreen(ReplayerScreen[None]):
                 self.from_end = False
         else:
             table.add_many(added)
+        self._count(page.total)
         self.call_after_refresh(self.fit_columns)  # a vertical scrollbar may have come or gone
         keep, self.keep_cursor = self.keep_cursor, None
         if offset == 0 and keep is not None:

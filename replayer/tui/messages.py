@@ -28,6 +28,8 @@ class ConversationsLoaded(Message, bubble=False):
     """The store's change mark, read before the query."""
     cells: list[tuple[Any, ...]] | None = None
     """Each row's table cells, made by the worker (a big page is thousands of rows)."""
+    total: int | None = None
+    """How many conversations the list has in all (its filter's), read with the page."""
 
 
 @dataclass
@@ -42,6 +44,8 @@ class ConversationsChanged(Message, bubble=False):
     generation: int
     mark: tuple[int, int]
     """The store's change mark, read before the query."""
+    total: int | None = None
+    """How many conversations the list has in all now (None: not read, nothing changed)."""
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Widgets of our own and helpers for Textual's: the context-growth chart, a DataTable that moves
-with j/k and g/G, resizing a DataTable's columns, and keeping
-its number columns whole at the screen's edge."""
+with j/k and g/G, resizing a DataTable's columns, keeping
+its number columns whole at the screen's edge, and a scrollbar for a list a table holds in part."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.color import Color
 from textual.geometry import Region
 from textual.reactive import reactive
+from textual.scrollbar import ScrollBarRender
 from textual.widget import Widget
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey
@@ -271,6 +272,28 @@ class KeyTable(FittedTable):
                 top = node.content_region.y - round(node.scroll_y)  # its virtual top, on screen
                 node.scroll_to_region(Region(0, y - top, 1, 1), animate=False, immediate=True)
                 return
+
+
+def whole_list_scrollbar(rows_around: Callable[[], tuple[int, int]]) -> type[ScrollBarRender]:
+    """A vertical scrollbar renderer (for a widget's `vertical_scrollbar.renderer`, Textual's own
+    hook) for a table that holds some rows of a longer list: `rows_around()` says how many of
+    the list's rows come before the rows held and how many after them, and the thumb's size and
+    place are drawn within the whole list, not within the rows held (after G on 100,000
+    conversations, at the bottom, and 30 rows of 100,000 tall, not of the 100 held).
+
+    It draws the thumb only: a drag of the thumb still moves through the rows held, as the
+    ScrollBar widget measures the mouse against those (Textual offers no hook for that), so
+    over a long list the thumb follows the mouse more slowly than it moves."""
+
+    class WholeListScrollBar(ScrollBarRender):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if self.vertical and self.window_size:  # (no window size: nothing to scroll, no thumb)
+                before, after = rows_around()
+                self.virtual_size += before + after
+                self.position += before
+
+    return WholeListScrollBar
 
 
 def set_widths(table: DataTable[Any], widths: dict[str, int]) -> None:
