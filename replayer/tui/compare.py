@@ -12,6 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets.data_table import ColumnKey
 
 from .. import replay
 from ..diffing import change_parts, unified
@@ -152,18 +153,20 @@ class CompareScreen(ReplayerScreen[None]):
     def fit_columns(self) -> None:
         """Fit the columns to the table's edge, what a user compares first: each column as wide
         as what it holds, the Stop column giving way (down to STOP_NARROWEST, cut with …) until
-        the FIRST numbers are on screen whole; then the first column the edge would cut (a
-        number, the model id: `claude-sonnet-4` read for `claude-sonnet-4-5`) starts past it
-        whole, the room that takes left blank at the edge (push_past_edge). A Stop column never
-        grows past its widest cell to make that room: at 80 columns it was 23 wide beside
-        `end_turn`, the model id pushed off by its blank."""
+        the FIRST numbers are on screen whole, or else pushing them off whole (below about 65
+        columns); then the model id, when the edge would cut it (`claude-sonnet-4` read for
+        `claude-sonnet-4-5`), starts past the edge whole, the room that takes blank at the edge
+        (push_past_edge); else the model column (its ids set right) is widened so that the LATER
+        numbers start past the edge whole. The Stop column does not grow to push the model id
+        off: at 80 columns it was 23 wide beside `end_turn`, a blank between each stop reason and
+        its figures."""
         table = self.query_one("#cmp-samples", DataTable)
         push_past_edge(table, (), self.held)  # (the last fit widened one)
         first = self.FIRST
-        stop = keep_numbers_whole(table, first, "Stop", self.stop_width, narrowest=self.STOP_NARROWEST, shown=first)
-        order = [str(c.key.value) for c in table.ordered_columns]
-        push_past_edge(table, [k for k in order if k in self.NUMBERS or k == "Model"],
-                       {"Stop": min(stop, self.stop_width)})
+        keep_numbers_whole(table, first, "Stop", self.stop_width, narrowest=self.STOP_NARROWEST, shown=first)
+        push_past_edge(table, ["Model"], {})
+        model = table.columns[ColumnKey("Model")].width
+        keep_numbers_whole(table, self.NUMBERS, "Model", model, narrowest=model)
 
     def show_sample(self) -> None:
         v = self._selected()

@@ -370,7 +370,8 @@ def push_past_edge(table: DataTable[Any], keys: Sequence[str], widths: dict[str,
     or a model id cut by the edge reads as another ($0.003 for $0.0033, claude-sonnet-4 for
     claude-sonnet-4-5); the room this takes is blank at the edge, where the shown part of the
     table ends, not in a text column in its middle (a Stop column 23 wide holding `end_turn`).
-    Called again when the edge moves (FittedTable.refit_with)."""
+    (Where a number must not even span the edge, keep_numbers_whole widens a column before it
+    instead.) Called again when the edge moves (FittedTable.refit_with)."""
     set_widths(table, widths)
     for key in widths:  # its title back at its left, where the title of a column as wide as its cells is
         column = table.columns[ColumnKey(key)]
