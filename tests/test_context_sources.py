@@ -101,6 +101,7 @@ async def test_find_across_turns_jumps_and_highlights(db):
         marked = [body.plain[s.start : s.end] for s in body.spans if "on yellow" in str(s.style)]
         assert "test_dates" in marked
         assert "match 1 of 1" in screen.sub_title
+        assert any("1 turn holds 'test_dates'" in str(n.message) for n in app._notifications)
         await pilot.press("escape")  # clears the find, stays in the conversation
         await settle(pilot)
         assert app.screen is screen and not screen.query_one("#conv-find", Input).display
@@ -119,6 +120,7 @@ async def test_n_and_shift_n_step_through_every_turn_that_holds_it(db):
         assert len(want) > 2
         await pilot.press("slash", *"parser", "enter")
         await settle(pilot)
+        assert any(f"{len(want)} turns hold 'parser'" in str(n.message) for n in app._notifications)
         seen = [screen.current_turn()]
         for _ in range(len(want) - 1):
             await pilot.press("n")

@@ -465,7 +465,9 @@ class ConversationScreen(ReplayerScreen[None]):
             return
         here = self.current_turn()
         self.find_at = next((i for i, (turn, _) in enumerate(self.find_targets) if turn >= here), 0) - 1
-        self.notify(f"{plural(len(self.find_targets), 'turn')} hold {text!r} · n/N next/previous", timeout=4)
+        found = len(self.find_targets)
+        verb = "holds" if found == 1 else "hold"
+        self.notify(f"{plural(found, 'turn')} {verb} {text!r} · n/N next/previous", timeout=4)
         self.action_find_next()
 
     def action_find_next(self) -> None:
