@@ -40,3 +40,24 @@ def test_find_names_only_the_turn_a_message_entered_when_the_cache_breakpoint_mo
     assert [idx for idx, _ in store.find_in_conversation(conv, "zebra")] == [0]
     assert [idx for idx, _ in store.find_in_conversation(conv, "follow-up 0")] == [1]
     assert [idx for idx, _ in store.find_in_conversation(conv, "follow-up 1")] == [2]
+
+
+def test_find_opens_the_turn_whose_changed_system_prompt_first_holds_every_word(client, rec, db_path):
+    """The words of a query can be some in a system prompt's old block and some in a block a later
+    turn added: the list lists the conversation (the whole prompt holds them), so find opens the
+    turn where the prompt first held them all (it opened none)."""
+    base = [{"type": "text", "text": "You review alpaca invoices."}]
+    with rec.conversation("conv_prompt"):
+        messages: list = [{"role": "user", "content": "first"}]
+        prompts = [base, [*base, {"type": "text", "text": "Flag every ocelot receipt."}],  # added a block
+                   [*base, {"type": "text", "text": "Be brief."}]]  # replaced it  # fmt: skip
+        for system in prompts:
+            reply = client.messages.create(model="claude-sonnet-4-5", max_tokens=50, messages=messages, system=system)
+            messages = [*messages, {"role": "assistant", "content": reply.content[0].text},
+                        {"role": "user", "content": "next"}]  # fmt: skip
+    assert rec.flush()
+    store = Store(open_db(db_path, create=False))
+    assert [c.conversation_id for c in store.conversations(query="alpaca ocelot")] == ["conv_prompt"]
+    assert [idx for idx, _ in store.find_in_conversation("conv_prompt", "alpaca ocelot")] == [1]
+    assert [idx for idx, _ in store.find_in_conversation("conv_prompt", "alpaca")] == [0]
+    assert [idx for idx, _ in store.find_in_conversation("conv_prompt", "ocelot")] == [1]

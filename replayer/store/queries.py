@@ -705,8 +705,9 @@ class Store(RowTexts):
 
     def _context_entered(self, conversation_id: str, blobs: set[int], text: str) -> list[int]:
         """The turns of a conversation where a system prompt or tool list among `blobs` (those
-        holding `text`) entered: the first to send it, and a later one that changed it if what
-        entered there (new or redefined blocks and tools) holds the text."""
+        holding `text`) entered: the first to send one, a later one that changed one that didn't
+        hold it, and a later one that changed one that did if what entered there (new or redefined
+        blocks and tools) holds the text."""
         from ..text import context_searchable, holds_words
         from .chain import lacking
 
@@ -719,7 +720,9 @@ class Store(RowTexts):
             for kind, blob, was in (("system", system, was_system), ("tools", tools, was_tools)):
                 if blob == was or blob not in blobs:
                     continue
-                if was is not None:  # a change: the match may be in what stayed, which entered before
+                if was in blobs:  # a change to one that held it: the match may be in what stayed,
+                    # which entered before; a change to one that didn't made the match here, even if
+                    # its words are some in what stayed and some in what entered
                     new = lacking(kind, self.blob_value(blob), self.blob_value(was))
                     if not holds_words(context_searchable(kind, new), text):
                         continue
