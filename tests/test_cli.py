@@ -211,6 +211,7 @@ def test_db_path_migrate_backup(tmp_path, monkeypatch):
         ("m020_cache_writes_by_their_total",),
         ("m021_rollup_per_user",),
         ("m022_turns_by_context",),
+        ("m023_rollup_by_user",),
     ]
     assert run("--db", str(target), "db", "backup", str(tmp_path / "copy.db")).exit_code == 2
 

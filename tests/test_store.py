@@ -318,7 +318,7 @@ def test_migrations_are_named_and_recorded(tmp_path):
                     ("replayer", "m016_response_headers"), ("replayer", "m017_turn_tokens_of_one_attempt"),
                     ("replayer", "m018_conversation_ended_at"), ("replayer", "m019_context_text"),
                     ("replayer", "m020_cache_writes_by_their_total"), ("replayer", "m021_rollup_per_user"),
-                    ("replayer", "m022_turns_by_context")]
+                    ("replayer", "m022_turns_by_context"), ("replayer", "m023_rollup_by_user")]
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     open_db(tmp_path / "m.db")  # opening again applies nothing twice
     assert len(db.execute("SELECT * FROM _sqlite_migrations").fetchall()) == len(rows)

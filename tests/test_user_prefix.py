@@ -173,3 +173,39 @@ def test_import_otlp_user_prefix_that_begins_several_is_one_line_exit_2_and_impo
         (line,) = r.output.strip().splitlines()
         assert "2 user ids" in line and DEVICE in line and OTHER in line and "Traceback" not in line, line
         assert not db.parent.exists()  # nothing imported, no database made
+
+
+def test_a_user_seen_only_in_a_later_turn_of_anothers_conversation_is_named_by_a_prefix_too(tmp_path):
+    """alvin's one call continues al's conversation, and
+    `--user alv` names him as `--user alvin` does (it named nobody: only conversations' first
+    users were looked in), in list and stats alike; the browser's filter resolves it the same way
+    (Store.whole_id)."""
+    path = tmp_path / "u.db"
+    record(path)
+    with FakeAPI() as api, Recorder(path) as rec:
+        client = rec.wrap(anthropic.Anthropic(base_url=api.url, api_key=FAKE_KEY, max_retries=0))
+        with rec.conversation("conv_al", user_id="alvin"):
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=8,
+                                   messages=[{"role": "user", "content": "hi from alvin"}])  # fmt: skip
+        assert rec.flush(10)
+    assert listed(path, "--user", "alvin") == {"conv_al"}
+    assert listed(path, "--user", "alv") == {"conv_al"}
+    r = run(path, "stats", "--user", "alv", "--json")
+    assert r.exit_code == 0, r.output
+    assert [u["user_id"] for u in json.loads(r.output)["users"]] == ["alvin"]
+    # a prefix of first users and of a later one begins all of them: one line naming them, exit 2
+    r = run(path, "list", "--user", "a")
+    assert r.exit_code == 2 and "3 user ids (al, alice, alvin)" in r.output, r.output
+
+
+def test_a_users_conversations_are_found_through_an_index_not_by_reading_the_whole_rollup(tmp_path):
+    """`list --user U` finds the conversations with a call made for U by a range of rollup_user
+    (it read every rollup row: 100,000 conversations' worth for each listing)."""
+    from replayer.store.queries import USER_CALLS
+    from replayer.store.schema import open_db
+
+    path = tmp_path / "u.db"
+    record(path)
+    db = open_db(path, create=False)
+    plan = [r[3] for r in db.execute(f"EXPLAIN QUERY PLAN SELECT 1 FROM conversations c WHERE {USER_CALLS}", ["al"])]
+    assert any("rollup_user" in p for p in plan) and not any(p.startswith("SCAN rollup") for p in plan), plan

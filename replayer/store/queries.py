@@ -260,18 +260,23 @@ class Store(RowTexts):
         the id itself when one is exactly that, else every id it begins. (how many, the first
         `limit` of them in id order). Ids are long and typed or copied in part (a Claude Code user
         is a 64-hex device id, shown cut to 13); a prefix names one when unique."""
-        table, column = {"conversation": ("conversations", "id"), "turn": ("turns", "id"),
-                         "user": ("conversations", "user_id")}[kind]  # fmt: skip
         if not prefix:
             return 0, []
-        if self.db.execute(f"SELECT 1 FROM {table} WHERE {column} = ? LIMIT 1", [prefix]).fetchone():
+        # where the ids are, each over an index (the primary key's; for users conversations_user,
+        # a conversation's first user, and rollup_user, every user a call was made for: a user
+        # seen only in a later turn of another's conversation is a user too)
+        places = {"conversation": [("conversations", "id")], "turn": [("turns", "id")],
+                  "user": [("conversations", "user_id"), ("rollup", "user")]}[kind]  # fmt: skip
+        exact = " UNION ALL ".join(f"SELECT 1 FROM {table} WHERE {column} = ?" for table, column in places)
+        if self.db.execute(exact + " LIMIT 1", [prefix] * len(places)).fetchone():
             return 1, [prefix]
-        # a range over an index (the primary key's; conversations_user for users): ids compare as
-        # UTF-8 bytes
-        bounds = [prefix, prefix + "\U0010ffff"]
-        where = f"FROM {table} WHERE {column} >= ? AND {column} < ?"
-        count = self.db.execute(f"SELECT COUNT(DISTINCT {column}) {where}", bounds).fetchone()[0]
-        rows = self.db.execute(f"SELECT DISTINCT {column} {where} ORDER BY {column} LIMIT ?", [*bounds, limit])
+        # a range of each index: ids compare as UTF-8 bytes
+        bounds = [prefix, prefix + "\U0010ffff"] * len(places)
+        found = " UNION ".join(
+            f"SELECT {column} AS id FROM {table} WHERE {column} >= ? AND {column} < ?" for table, column in places
+        )
+        count = self.db.execute(f"SELECT COUNT(*) FROM ({found})", bounds).fetchone()[0]
+        rows = self.db.execute(f"SELECT id FROM ({found}) ORDER BY id LIMIT ?", [*bounds, limit])
         return count, [r[0] for r in rows]
 
     def whole_id(self, text: str, kind: str = "conversation") -> str:

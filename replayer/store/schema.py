@@ -11,7 +11,7 @@ Design (see DESIGN.md, "Storage principle"):
   holding the request and response skeletons (the documents minus the deduplicated parts).
 - Costs are never stored: they come from raw usage and the price table at read time.
 
-About 880 lines (22 migrations) because the migrations are append-only: each stays here as it shipped, with the
+About 890 lines (23 migrations) because the migrations are append-only: each stays here as it shipped, with the
 reason for its tables, so a database of any age opens.
 """
 
@@ -735,6 +735,17 @@ def m022_turns_by_context(db: Database) -> None:
         "CREATE INDEX turns_system ON turns(system_blob, conversation_id) WHERE system_blob IS NOT NULL"
     )
     db.execute("CREATE INDEX turns_tools ON turns(tools_blob, conversation_id) WHERE tools_blob IS NOT NULL")
+
+
+@migrations(name="m023_rollup_by_user")
+def m023_rollup_by_user(db: Database) -> None:
+    # A user is anyone a call was made for, and the rollup's key holds each turn's user (m021);
+    # but it is keyed by conversation first, so `list --user U` read the whole rollup to find U's
+    # conversations, and a user named by a prefix was looked for among conversations' first users
+    # only (a user seen only in a later turn of another's conversation could be named whole but
+    # not in part). This index answers both by a range; a new rollup row (a conversation's first
+    # call in a quarter hour, model and prompt-size band) writes one more entry.
+    db.execute("CREATE INDEX rollup_user ON rollup(user, conv)")
 
 
 def _connect(path: Path) -> sqlite3.Connection:
