@@ -10,8 +10,9 @@ instead: a typo must never look like "nothing matches".
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from .config import zone
 from .store.codec import iso
@@ -19,6 +20,37 @@ from .store.codec import iso
 
 class FilterError(ValueError):
     """A filter value that can't be used (the message says what to write instead)."""
+
+
+class ListFilter(TypedDict, total=False):
+    """The list's filters, each left out or None for "any": the keyword arguments that
+    Store.conversations, conversation_count and conversation_order take besides sort and paging,
+    and what parse_filter makes of the `/` bar. Declared once here; the store reads them
+    (Store._where, and the cost ones in Store._listing)."""
+
+    user: str | None
+    """Conversations with a call of this user's (its first user, or any turn's)."""
+    no_user: bool
+    """Conversations with a call made for no user."""
+    run: str | None
+    """One `replayer record` run's (the tag ("run", ID))."""
+    tags: Sequence[tuple[str, str]]
+    """(key, value) pairs a conversation must all have (tag_pair)."""
+    model: str | None
+    """A model id holding this, in any case."""
+    since: str | None
+    until: str | None
+    tz: str | None
+    """The zone a date naming none is read in (UTC when None)."""
+    query: str | None
+    """Words looked for together in one place (text.fts_query)."""
+    errors_only: bool
+    reruns: bool
+    """Keep the variants `replayer rerun` sent (left out by default)."""
+    min_cost: float | None
+    over_cost: float | None
+    ids: Sequence[str] | None
+    """Only these conversations."""
 
 
 FILTER_WORDS = (
@@ -89,7 +121,7 @@ def like_part(value: str) -> str:
     return f"%{escaped}%"
 
 
-def parse_filter(text: str, tz: str | None = None) -> dict[str, Any]:
+def parse_filter(text: str, tz: str | None = None) -> ListFilter:
     """`user:alice run:run_… tag:team=search model:haiku since:2026-11-20 until:2026-11-25 errors
     cost>0.5 words…` (FILTER_WORDS) as the keyword arguments of Store.conversations, its dates
     read in the zone `tz` (UTC when None). Raises FilterError for a value it can't read."""
@@ -123,4 +155,4 @@ def parse_filter(text: str, tz: str | None = None) -> dict[str, Any]:
         out["tags"] = tags
     if words:
         out["query"] = " ".join(words)
-    return out
+    return cast(ListFilter, out)

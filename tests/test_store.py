@@ -1189,3 +1189,14 @@ def test_the_lists_count_is_how_many_it_lists(demo_db, filters):
     listed = store.conversation_order(**filters, limit=10**6)
     assert store.conversation_count(**filters) == len(listed)
     assert 0 < store.conversation_count() and len(store.conversation_order(limit=10**6)) == store.conversation_count()
+
+
+def test_a_misspelt_list_filter_is_an_error_not_every_conversation(tmp_path):
+    """The list's filters are declared once (filters.ListFilter); a name that isn't one of them
+    fails at the call, in each of the three listings that take them, as a wrong keyword did
+    when each spelt the filters out."""
+    store = Store(open_db(tmp_path / "f.db"))
+    for call in (store.conversations, store.conversation_count, store.conversation_order):
+        with pytest.raises(TypeError, match="unknown list filter.*usr"):
+            call(usr="alice")  # type: ignore[call-arg]
+    assert store.conversations(user="alice") == [] and store.conversation_count(user="alice") == 0

@@ -17,13 +17,13 @@ self-refresh places).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple, Unpack
 
 from sqlite_utils import Database
 
 from ..bounded import BoundedDict
-from ..filters import like_part, time_bound
+from ..filters import ListFilter, like_part, time_bound
 from ..models import (
     AttemptInfo,
     ConversationSummary,
@@ -391,61 +391,43 @@ class Store(RowTexts):
     def conversations(
         self,
         *,
-        user: str | None = None,
-        run: str | None = None,
-        tags: Sequence[tuple[str, str]] = (),
-        model: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        tz: str | None = None,
-        query: str | None = None,
-        errors_only: bool = False,
-        no_user: bool = False,
-        reruns: bool = False,
-        min_cost: float | None = None,
-        over_cost: float | None = None,
-        ids: Sequence[str] | None = None,
         sort: str = "started",
         descending: bool = True,
         limit: int = 50,
         offset: int = 0,
         from_end: bool = False,
+        **filters: Unpack[ListFilter],
     ) -> list[ConversationSummary]:
         """A page of conversations, sorted and filtered by SQLite, priced ones included: `sort`
         is one of SORTS. Costs are priced from the usage table with the current prices. The
-        filters follow replayer.filters (FilterError for a date that can't be read; `tz` the zone
-        a date naming none is read in, UTC when None); `tags` are
-        (key, value) pairs a conversation must all have, `run` is the tag ("run", run); `ids`
-        keeps only those conversations."""
+        filters are replayer.filters.ListFilter's (FilterError for a date that can't be read;
+        `tz` the zone a date naming none is read in, UTC when None); `tags` are (key, value)
+        pairs a conversation must all have, `run` is the tag ("run", run); `ids` keeps only those
+        conversations."""
         conv_rows = self._listing(
-            user=user, run=run, tags=tags, model=model, since=since, until=until, tz=tz, query=query,
-            errors_only=errors_only, no_user=no_user, reruns=reruns, min_cost=min_cost, over_cost=over_cost, ids=ids,
-            sort=sort, descending=descending, limit=limit, offset=offset, from_end=from_end,
-        )  # fmt: skip
+            filters, sort=sort, descending=descending, limit=limit, offset=offset, from_end=from_end
+        )
         if not conv_rows:
             return []
         return self._summaries(conv_rows)
 
-    def conversation_count(self, *, min_cost: float | None = None, over_cost: float | None = None,
-                           **filters: Any) -> int:  # fmt: skip
+    def conversation_count(self, **filters: Unpack[ListFilter]) -> int:
         """How many conversations `conversations` lists with these filters (in any sort): one
         COUNT over the conversations table (15-30 ms for 100,000, a full-text search 250 ms,
         about what reading its first page takes), or, filtered by cost, as many as the priced
         listing keeps."""
-        if min_cost is not None or over_cost is not None:
-            rows = self._listing(**filters, min_cost=min_cost, over_cost=over_cost, limit=1 << 62, ids_only=True)
-            return len(rows)
-        where, args = self._where(**filters)
+        if filters.get("min_cost") is not None or filters.get("over_cost") is not None:
+            return len(self._listing(filters, limit=1 << 62, ids_only=True))
+        where, args = self._where(filters)
         return int(self.db.execute(f"SELECT COUNT(*) FROM conversations c{where}", args).fetchone()[0])
 
     def conversation_order(self, *, sort: str = "started", descending: bool = True, limit: int = 50,
-                           from_end: bool = False, **filters: Any) -> list[str]:  # fmt: skip
+                           from_end: bool = False, **filters: Unpack[ListFilter]) -> list[str]:  # fmt: skip
         """The ids of the first `limit` conversations in the order `conversations` lists them
         with the same filters and sort (the last `limit`, the last first, `from_end`), and
         nothing else read: a view that holds rows already puts the new or changed ones where the
         store would (Store.changed_since)."""
-        rows = self._listing(**filters, sort=sort, descending=descending, limit=limit, offset=0, ids_only=True,
-                             from_end=from_end)  # fmt: skip
+        rows = self._listing(filters, sort=sort, descending=descending, limit=limit, ids_only=True, from_end=from_end)
         return [r[0] for r in rows]
 
     def changed_since(self, mark: tuple[int, int]) -> list[str]:
@@ -462,21 +444,8 @@ class Store(RowTexts):
 
     def _listing(
         self,
+        filters: ListFilter,
         *,
-        user: str | None = None,
-        run: str | None = None,
-        tags: Sequence[tuple[str, str]] = (),
-        model: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        tz: str | None = None,
-        query: str | None = None,
-        errors_only: bool = False,
-        no_user: bool = False,
-        reruns: bool = False,
-        min_cost: float | None = None,
-        over_cost: float | None = None,
-        ids: Sequence[str] | None = None,
         sort: str = "started",
         descending: bool = True,
         limit: int = 50,
@@ -487,10 +456,8 @@ class Store(RowTexts):
         """The conversations' rows `conversations` lists (only their ids with `ids_only`); read
         from the list's end with `from_end`: the exact reverse of its order, a total one (every
         sort ends on the id, unique)."""
-        filters, args = self._where(
-            user=user, run=run, tags=tags, model=model, since=since, until=until, tz=tz, query=query,
-            errors_only=errors_only, no_user=no_user, reruns=reruns, ids=ids,
-        )  # fmt: skip
+        where, args = self._where(filters)
+        min_cost, over_cost = filters.get("min_cost"), filters.get("over_cost")
         cols = "c.id, c.user_id, c.started_at, c.last_at, c.ended_at, c.turn_count, c.tags_json, c.rowid"
         if sort not in SORTS and sort not in AGG_SORTS:
             raise ValueError(f"sort must be one of {', '.join([*SORTS, *AGG_SORTS])}")
@@ -504,7 +471,7 @@ class Store(RowTexts):
             order = "c.id" if sort in AGG_SORTS else f"{SORTS[sort]} {'DESC' if descending else 'ASC'} NULLS LAST, c.id"
             keyed: list[tuple[Any, str]] = []  # (sort key, conversation id)
             for rowid, cid in self.db.execute(
-                f"SELECT c.rowid, c.id FROM conversations c{filters} ORDER BY {order}", args
+                f"SELECT c.rowid, c.id FROM conversations c{where} ORDER BY {order}", args
             ):
                 t = totals.get(rowid)
                 if by_cost and not _costs(t, min_cost, over_cost):
@@ -530,7 +497,7 @@ class Store(RowTexts):
             }
             conv_rows = [got[cid] for cid in page]
         else:
-            sql = f"SELECT {'c.id' if ids_only else cols} FROM conversations c{filters}"
+            sql = f"SELECT {'c.id' if ids_only else cols} FROM conversations c{where}"
             # from the end: every term of the order turned round (the id that breaks ties too), the
             # same rows in the reverse order, the last page one LIMIT away
             direction = "DESC" if descending != from_end else "ASC"
@@ -539,34 +506,23 @@ class Store(RowTexts):
             conv_rows = self.db.execute(sql, [*args, limit, offset]).fetchall()
         return conv_rows
 
-    def _where(
-        self,
-        *,
-        user: str | None = None,
-        run: str | None = None,
-        tags: Sequence[tuple[str, str]] = (),
-        model: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        tz: str | None = None,
-        query: str | None = None,
-        errors_only: bool = False,
-        no_user: bool = False,
-        reruns: bool = False,
-        ids: Sequence[str] | None = None,
-    ) -> tuple[str, list[Any]]:
+    def _where(self, filters: ListFilter) -> tuple[str, list[Any]]:
         """The list's filters (all but the cost ones) as a WHERE clause on `conversations c`
         ('' for none), and its arguments."""
+        unknown = filters.keys() - ListFilter.__optional_keys__
+        if unknown:  # a misspelt filter must not list everything
+            raise TypeError(f"unknown list filter(s): {', '.join(sorted(unknown))}")
+        ids, until, tz, user = filters.get("ids"), filters.get("until"), filters.get("tz"), filters.get("user")
         where, args = [], []
         if ids is not None:  # one JSON argument: no limit on how many
             where.append("c.id IN (SELECT value FROM json_each(?))")
             args.append(json.dumps(list(ids)))
-        if not reruns:  # variants sent by `replayer rerun` are shown with the turn they rerun
+        if not filters.get("reruns"):  # variants sent by `replayer rerun` are shown with the turn they rerun
             where.append("c.origin != 'rerun'")
         if until:  # a bare date: that whole day (filters.time_bound)
             where.append("c.started_at < ?")
             args.append(time_bound(until, "until", end=True, tz=tz))
-        if errors_only:
+        if filters.get("errors_only"):
             where.append(
                 "EXISTS (SELECT 1 FROM turns t JOIN attempts a ON a.turn_id = t.id "
                 "WHERE t.conversation_id = c.id AND a.error_json IS NOT NULL)"
@@ -576,21 +532,22 @@ class Store(RowTexts):
         if user:
             where.append(f"(c.user_id = ? OR {USER_CALLS})")
             args.extend((user, user))
-        if no_user:
+        if filters.get("no_user"):
             where.append(f"(c.user_id IS NULL OR {USER_CALLS})")
             args.append("")
-        for key, value in [*tags, *([("run", run)] if run else [])]:
+        run = filters.get("run")
+        for key, value in [*filters.get("tags", ()), *([("run", run)] if run else [])]:
             where.append(TAG_MATCH)
             args.extend((key, value))
-        if since:
+        if since := filters.get("since"):
             where.append("c.last_at >= ?")
             args.append(time_bound(since, "since", tz=tz))
-        if model:  # any part of the id, in any case: "haiku" finds claude-haiku-4-5
+        if model := filters.get("model"):  # any part of the id, in any case: "haiku" finds claude-haiku-4-5
             where.append(
                 "EXISTS (SELECT 1 FROM turns t WHERE t.conversation_id = c.id AND t.model LIKE ? ESCAPE '\\')"
             )
             args.append(like_part(model))
-        if query:
+        if query := filters.get("query"):
             from ..text import fts_query
 
             where.append(QUERY_MATCH)

@@ -26,7 +26,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.widgets.data_table import DuplicateKey, Row, RowKey
 from textual.worker import Worker, WorkerState
 
-from ..filters import FILTER_SYNTAX, FilterError, parse_filter
+from ..filters import FILTER_SYNTAX, FilterError, ListFilter, parse_filter
 from ..fmt import local_time, spend, users_label
 from ..models import ConversationSummary
 from ..store.queries import AmbiguousId
@@ -178,7 +178,7 @@ class ConversationsScreen(ReplayerScreen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[ConversationSummary] = []
-        self.filters: dict[str, Any] = {}
+        self.filters: ListFilter = {}
         self.sort = ("Started", True)
         self.exhausted = False
         self._querying = False
@@ -277,7 +277,7 @@ class ConversationsScreen(ReplayerScreen[None]):
             return
         self._querying = True
         limit = max(PAGE, at_least)
-        self.fetch(len(self.rows), dict(self.filters), self.sort, self.generation, limit, self.from_end)
+        self.fetch(len(self.rows), self.filters.copy(), self.sort, self.generation, limit, self.from_end)
 
     def held_index(self, row: int) -> int:
         """The index in self.rows of the table's row `row`, and the reverse (the rows read from the
@@ -302,7 +302,7 @@ class ConversationsScreen(ReplayerScreen[None]):
 
     @work(thread=True, exclusive=True, group="conversations", exit_on_error=False)
     def fetch(
-        self, offset: int, filters: dict[str, Any], sort: tuple[str, bool], generation: int = 0, limit: int = PAGE,
+        self, offset: int, filters: ListFilter, sort: tuple[str, bool], generation: int = 0, limit: int = PAGE,
         from_end: bool = False,
     ) -> None:
         column, descending = sort
@@ -340,18 +340,20 @@ class ConversationsScreen(ReplayerScreen[None]):
         if self.mark is None or self._querying:
             return
         self._querying = True
-        self.fetch_changes(self.mark, len(self.rows), dict(self.filters), self.sort, self.generation, self.from_end)
+        self.fetch_changes(self.mark, len(self.rows), self.filters.copy(), self.sort, self.generation, self.from_end)
 
     @work(thread=True, exclusive=True, group="conversations", exit_on_error=False)
     def fetch_changes(
-        self, since: tuple[int, int], held: int, filters: dict[str, Any], sort: tuple[str, bool], generation: int,
+        self, since: tuple[int, int], held: int, filters: ListFilter, sort: tuple[str, bool], generation: int,
         from_end: bool,
     ) -> None:
         column, descending = sort
         with self.app.store() as store:
             mark = store.change_mark()  # read first: anything recorded during the queries moves it again
             changed = store.changed_since(since)
-            rows = store.conversations(**filters, ids=changed, sort="id", limit=len(changed)) if changed else []
+            these = filters.copy()
+            these["ids"] = changed
+            rows = store.conversations(**these, sort="id", limit=len(changed)) if changed else []
             order = (
                 store.conversation_order(
                     **filters, sort=self.SQL_SORTS.get(column, "started"), descending=descending,
@@ -641,9 +643,9 @@ class ConversationsScreen(ReplayerScreen[None]):
         box.display = bool(text)
         try:
             filters = parse_filter(text, tz=self.app.settings.tz)  # read in the zone the list shows
-            if filters.get("user"):  # a user id as `list` shows it cut names its user, as `--user` takes it
+            if user := filters.get("user"):  # a user id as `list` shows it cut names its user, as `--user` takes it
                 with self.app.store() as store:
-                    filters["user"] = store.whole_id(filters["user"], kind="user")
+                    filters["user"] = store.whole_id(user, kind="user")
         except (FilterError, AmbiguousId) as e:
             box.add_class("-invalid")
             box.focus()
