@@ -210,7 +210,7 @@ def test_the_usage_tab_says_what_a_compaction_iteration_cost_so_its_lines_add_up
     """The Usage tab itemises the turn's own tokens; the compaction iteration billed with it is a
     line of its own, so the lines add up to the turn's cost."""
     from replayer.fmt import money
-    from replayer.tui.render import usage_text
+    from replayer.tui.tabs import usage_text
 
     store = Store(open_db(compacting_db(tmp_path / "c.db")), PriceTable.load())
     said = []

@@ -25,7 +25,7 @@ from tui_data import (
 from replayer.store.queries import Store
 from replayer.store.schema import open_db
 from replayer.tui.app import make_app
-from replayer.tui.render import context_text, copy_text, raw_text, tools_text, usage_text
+from replayer.tui.tabs import context_text, copy_text, raw_text, tools_text, usage_text
 from replayer.tui.text_view import TextView
 from replayer.wire import prompt_tokens
 

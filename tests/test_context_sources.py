@@ -25,7 +25,7 @@ from replayer.store.queries import Store
 from replayer.store.schema import open_db
 from replayer.tui.app import make_app
 from replayer.tui.blocks import TOOL_LINE, added_tokens
-from replayer.tui.render import context_text
+from replayer.tui.tabs import context_text
 from replayer.tui.text_view import TextView
 from replayer.wire import prompt_tokens
 

@@ -792,7 +792,7 @@ def test_json_equal_messages_in_another_key_order_share_a_blob_and_export_as_fir
     assert json.dumps(request["messages"]) == json.dumps([ask, {"role": "assistant", "content": [use]}, result])
     assert json.dumps(request["system"]) == json.dumps(system) and json.dumps(request["tools"]) == json.dumps(tools)
     # the browser's Raw tab shows the request so, and its label no longer says the keys are sorted
-    from replayer.tui.render import raw_text
+    from replayer.tui.tabs import raw_text
 
     label, rest = raw_text(Store(open_db(path)).turn_detail(lines[1]["turn_id"])).split("\n", 1)
     assert label == "// request (as sent, each part's keys as first recorded)"

@@ -3,7 +3,7 @@ selected turn's detail in tabs (drawn by render and turn_view), find across ever
 way into a rerun. Data comes from thread workers.
 
 A little over 500 lines: the screen's key bindings and their handlers stay in one class, as
-Textual binds them; what can be drawn without the screen is already in render.py and turn_view.py."""
+Textual binds them; what can be drawn without the screen is already in render.py, tabs.py and turn_view.py."""
 
 from __future__ import annotations
 
@@ -26,17 +26,9 @@ from ..wire import prompt_tokens
 from .base import ReplayerScreen
 from .blocks import TOOL_LINE
 from .messages import DetailLoaded, DetailToCopy, FoundInConversation, TimelineLoaded
-from .render import (
-    context_text,
-    conversation_title,
-    copy_text,
-    raw_text,
-    tools_text,
-    turn_marks,
-    turn_rows,
-    usage_text,
-)
+from .render import conversation_title, turn_marks, turn_rows
 from .rerun import RerunScreen
+from .tabs import context_text, copy_text, raw_text, tools_text, usage_text
 from .text_view import TextView
 from .turn_view import response_widgets
 from .widgets import ContextChart, FittedTable, hold_cells_whole, keep_numbers_whole, set_widths

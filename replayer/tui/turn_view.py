@@ -1,6 +1,6 @@
 """A turn's response as widgets (Markdown for its text, a folded thinking block, JSON for the
 rest): what the Response tab of the conversation screen mounts. What goes in them is
-render.response_parts (the same parts `y` copies)."""
+tabs.response_parts (the same parts `y` copies)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from textual.widget import Widget
 from textual.widgets import Collapsible, Markdown, Static
 
 from ..models import TurnDetail
-from .render import response_parts
+from .tabs import response_parts
 
 
 def _html_as_text() -> MarkdownIt:
@@ -21,7 +21,7 @@ def _html_as_text() -> MarkdownIt:
 
 
 def response_widgets(d: TurnDetail, show_all: bool, tz: str | None = None) -> list[Widget]:
-    """The Response tab (render.response_parts), as widgets: the text as Markdown, thinking
+    """The Response tab (tabs.response_parts), as widgets: the text as Markdown, thinking
     folded, JSON highlighted."""
     widgets: list[Widget] = []
     for kind, value in response_parts(d, show_all, tz):
