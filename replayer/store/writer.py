@@ -15,6 +15,10 @@ come back.
 
 Closing (close(), and interpreter exit) checkpoints the WAL into the database file and closes the
 connection, so the `.db` file alone holds every record: users copy or upload just that file.
+
+About 720 lines on purpose: one class, whose thread, queue, batching, retry, spill file and
+closing share its state (what is pending, the database's fault, the flushes waiting); each part is
+only right beside the others, as in store/process.py.
 """
 
 from __future__ import annotations
