@@ -888,3 +888,77 @@ def test_recording_into_an_empty_file_makes_it_the_database(api, tmp_path):
                         str(script)], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert len(json.loads(run("--db", str(empty), "list", "--json").output)) == 1
+
+
+# -- no terminal, no stdin -------------------------------------------------------------------------
+def _replayer(*args, timeout=60, **kwargs):
+    """The CLI in a process of its own, as a script or cron job runs it."""
+    env = {**os.environ, "ANTHROPIC_API_KEY": FAKE_KEY, "ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}
+    streams = {} if "stdout" in kwargs else {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    return subprocess.run([sys.executable, "-m", "replayer.cli", *args], text=True, timeout=timeout, env=env,
+                          **streams, **kwargs)  # fmt: skip
+
+
+def _dump(path):
+    with sqlite3.connect(path) as db:
+        return list(db.iterdump())
+
+
+def test_a_closed_stdin_is_one_line_not_a_traceback(recorded, tmp_path):
+    """`replayer import export - <&-` (a service or a script with no stdin) was an AttributeError
+    traceback, and so was rerun or replay --live-from without --yes (asking whether stdin is a
+    terminal). "-" with no stdin is one line saying so; a confirmation that can't be asked is
+    refused as on a pipe; nothing is written, and an import makes no database."""
+    closed = {"preexec_fn": lambda: os.close(0)}  # the child starts with no fd 0: sys.stdin is None
+    new = tmp_path / "new.db"
+    for args in (["import", "export", "-"], ["import", "otlp", "-"], ["import", "otlp", "-", "--user", "x"]):
+        r = _replayer("--db", str(new), *args, **closed)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-600:]
+        assert r.stderr.count("\n") == 1 and "stdin is closed, so - has nothing to read: pipe the input in" in r.stderr
+        assert not new.exists()
+    before = _dump(recorded)
+    for args, said in ((["rerun", "conv_one:1"], "not sending without confirmation: add --yes"),
+                       (["replay", "conv_one", "--live-from", "1", "--", "true"],
+                        "not going live without confirmation: add --yes")):  # fmt: skip
+        r = _replayer("--db", str(recorded), *args, **closed)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-600:]
+        assert r.stderr.splitlines()[-1] == f"replayer: {said}", r.stderr
+    assert _dump(recorded) == before
+
+
+@pytest.mark.parametrize("cmd", [["browse"], []])
+def test_the_browser_with_no_terminal_says_so_instead_of_waiting_forever(recorded, cmd):
+    """`replayer` or `replayer browse` in a script, cron or CI (stdin a pipe or /dev/null) started
+    the terminal app anyway: it drew escape codes into the log and waited for keys forever. It is
+    one line naming what to use instead, exit 2."""
+    r = _replayer("--db", str(recorded), *cmd, stdin=subprocess.DEVNULL, timeout=30)
+    assert r.returncode == 2 and r.stdout == "", r.stderr[-300:]
+    assert r.stderr == (
+        "replayer: the browser needs a terminal (stdin and stderr here are not both one): run it in one, "
+        "or print its lists with replayer list and replayer show ID\n"
+    )
+
+
+def test_the_demo_on_a_terminal_with_no_stdin_lists_instead_of_opening_the_browser(tmp_path):
+    """`replayer demo < /dev/null` with its output on a terminal opened the browser, which had no
+    keys to read and waited forever; it now prints the list, as with its output on a pipe."""
+    import pty
+
+    main, side = pty.openpty()
+    try:
+        r = _replayer("--db", str(tmp_path / "demo.db"), "demo", stdin=subprocess.DEVNULL, stdout=side,
+                      stderr=subprocess.PIPE, timeout=120)  # fmt: skip
+    finally:
+        os.close(side)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(main, 1 << 16)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+        os.close(main)
+    assert r.returncode == 0, r.stderr[-300:]
+    assert "next: replayer --db" in r.stderr and b"CONVERSATION" in shown, shown[:300]

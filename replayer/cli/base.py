@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,6 +118,37 @@ def settings(ctx: click.Context) -> Settings:
             obj["settings"] = Settings()
     found: Settings = obj["settings"]
     return found
+
+
+def interactive() -> bool:
+    """Whether stdin is a terminal a question can be asked on: not for a pipe, a file, /dev/null,
+    nor a closed stdin (`<&-`, a service with none: then sys.stdin is None)."""
+    return _terminal(sys.stdin)
+
+
+def _terminal(stream: Any) -> bool:
+    try:
+        return stream is not None and bool(stream.isatty())
+    except ValueError:  # a stream closed by now
+        return False
+
+
+def stdin_closed() -> bool:
+    """Whether there is no stdin to read at all (`<&-`): "-" then names nothing."""
+    return sys.stdin is None or sys.stdin.closed
+
+
+def terminal_session() -> bool:
+    """Whether the terminal app can run here: it reads keys on stdin and draws on stderr (as
+    Textual does). On a pipe, a file or a closed stdin (a script, cron, CI) it would wait forever,
+    drawing escape codes into a log."""
+    return interactive() and _terminal(sys.__stderr__)
+
+
+def need_terminal(what: str, instead: str) -> None:
+    """Bad input when this isn't a terminal session (terminal_session) for `what`, the browser."""
+    if not terminal_session():
+        raise UserError(f"{what} needs a terminal (stdin and stderr here are not both one): {instead}")
 
 
 def db_path(ctx: click.Context) -> Path:

@@ -16,11 +16,13 @@ from .base import (
     UserError,
     db_path,
     json_document,
+    need_terminal,
     one_line,
     open_output,
     open_store,
     resolve_id,
     settings,
+    terminal_session,
 )
 from .table import Column, Table, printable
 
@@ -42,6 +44,7 @@ def _browse(ctx: click.Context, path: Path) -> None:
 
     given = settings(ctx)
     given.check()  # bad settings are one line here, not a dashboard that can't load
+    need_terminal("the browser", "run it in one, or print its lists with replayer list and replayer show ID")
     make_app(path, prices, settings=given).run()
 
 
@@ -304,7 +307,7 @@ def demo(ctx: click.Context, no_open: bool) -> None:
     turns = build_demo(path)
     click.echo(f"recorded {plural(turns, 'turn')}", err=True)
     ctx.find_root().obj["db"] = str(path)
-    if no_open or not sys.stdout.isatty():
+    if no_open or not sys.stdout.isatty() or not terminal_session():  # (no terminal for the browser: the list)
         ctx.invoke(
             list_, user=None, run=None, tags=(), model=None, since=None, until=None, query=None, limit=50, as_json=False
         )

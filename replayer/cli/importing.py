@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from ..fmt import plural
-from .base import UserError, db_path, folder_notice, json_document, settings, usable
+from .base import UserError, db_path, folder_notice, json_document, settings, stdin_closed, usable
 
 OTLP_SOURCE = "otlp"
 """imported_from of turns rebuilt from other instrumentations' spans (otlp/reading.py's SOURCE)."""
@@ -337,8 +337,10 @@ def name(path: str) -> str:
 def _input_path(path: str, wanted: str) -> str:
     """The input of an import that reads one file (`import otlp`, `import export`): "-" (stdin)
     as it is, else the file's path; bad input when there is no such file, or it is a folder
-    (`wanted`: what to give instead)."""
+    (`wanted`: what to give instead), or "-" when there is no stdin (closed: `<&-`)."""
     if path == "-":
+        if stdin_closed():
+            raise UserError(f"stdin is closed, so - has nothing to read: pipe the input in, or give {wanted}")
         return path
     p = Path(path).expanduser()
     if not p.exists():

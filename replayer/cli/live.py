@@ -5,14 +5,13 @@ at the end, the link that makes the new conversation a fork of the source, and o
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ..fmt import money, plural, spend
-from .base import UserError, db_path, folder_notice
+from .base import UserError, db_path, folder_notice, interactive
 from .edits import edits_from
 from .replay import Playing
 
@@ -65,7 +64,7 @@ def fork_player(ctx: click.Context, settings: Any, recording: Any, matcher: Any)
         err=True,
     )
     if not extra.get("yes"):
-        if not sys.stdin.isatty():
+        if not interactive():
             raise UserError("not going live without confirmation: add --yes")
         if not click.confirm("go live?", err=True):
             click.echo("nothing sent", err=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import TYPE_CHECKING
 
 import click
@@ -11,7 +10,7 @@ import click
 from ..diffing import change_parts
 from ..fmt import delta_money, error_head, local_time, money, ms, ms_delta, plural, retry_note
 from ..wire import PROTOCOL_HEADERS, token_count
-from .base import UserError, db_path, json_document, open_store, settings
+from .base import UserError, db_path, interactive, json_document, open_store, settings
 from .edits import edit_options, edits_from, resolve_turn
 
 if TYPE_CHECKING:
@@ -148,7 +147,7 @@ def rerun(
         err=True,
     )
     if not yes:
-        if not sys.stdin.isatty():
+        if not interactive():
             raise UserError("not sending without confirmation: add --yes")
         if not click.confirm(f"send {plural(samples, 'sample')}?", err=True):
             click.echo("nothing sent", err=True)
