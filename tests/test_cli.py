@@ -962,3 +962,23 @@ def test_the_demo_on_a_terminal_with_no_stdin_lists_instead_of_opening_the_brows
         os.close(main)
     assert r.returncode == 0, r.stderr[-300:]
     assert "next: replayer --db" in r.stderr and b"CONVERSATION" in shown, shown[:300]
+
+
+@pytest.mark.parametrize(("args", "where"), [
+    (["list", "-n", "0"], "replayer list"), (["stats", "--days", "abc"], "replayer stats"), (["lst"], "replayer"),
+    (["list", "--bogus"], "replayer list"), (["--bogus", "list"], "replayer"), (["record"], "replayer record"),
+    (["import", "otlp"], "replayer import otlp"), (["show"], "replayer show"),
+])  # fmt: skip
+def test_clicks_own_usage_errors_are_one_line_naming_the_commands_help(args, where, tmp_path):
+    """A value out of range, an unknown option or command, a missing argument: click printed four
+    lines (usage, a hint, a blank, "Error: ..."); bad input is one line saying what is wrong, and
+    where the command's options are listed. Nothing is written."""
+    r = subprocess.run([sys.executable, "-m", "replayer", "--db", str(tmp_path / "u.db"), *args],
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)  # fmt: skip
+    assert r.returncode == 2 and r.stdout == "", r
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("replayer: ") and line.endswith(f"(see {where} --help)"), line
+    assert "Traceback" not in r.stderr and not (tmp_path / "u.db").exists()
+    # help asked for is still help
+    r = subprocess.run([sys.executable, "-m", "replayer", "import"], capture_output=True, text=True, timeout=60)
+    assert "Commands:" in r.stdout + r.stderr

@@ -40,6 +40,15 @@ class Group(click.Group):
         _take_root_options(cmd)
         super().add_command(cmd, name)
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:  # fmt: skip
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:  # the root's own options (`replayer --bogus list`)
+            raise one_line_usage(e, None) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         from ..config import ConfigError
         from ..pricing import PricingError
@@ -47,6 +56,10 @@ class Group(click.Group):
 
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # the help itself, as asked for
+        except click.UsageError as e:
+            raise one_line_usage(e, ctx) from None
         except (DBError, PricingError, ConfigError) as e:
             raise UserError(str(e)) from None
         except sqlite3.Error as e:
@@ -60,6 +73,14 @@ class Group(click.Group):
             where = e.filename or "a file"
             why = "permission denied for this user; fix its permissions or choose another path"
             raise UserError(f"{where}: {why}") from None
+
+
+def one_line_usage(e: click.UsageError, ctx: click.Context | None) -> UserError:
+    """click's own usage errors (a value out of range, an option or command that doesn't exist, an
+    argument missing) took four lines (usage, a hint, a blank, the error): one, saying what is
+    wrong and where the command's options are listed."""
+    where = e.ctx or ctx
+    return UserError(f"{e.format_message()} (see {where.command_path if where else 'replayer'} --help)")
 
 
 ROOT_OPTIONS: dict[str, tuple[str, str]] = {
