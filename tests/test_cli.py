@@ -982,3 +982,24 @@ def test_clicks_own_usage_errors_are_one_line_naming_the_commands_help(args, whe
     # help asked for is still help
     r = subprocess.run([sys.executable, "-m", "replayer", "import"], capture_output=True, text=True, timeout=60)
     assert "Commands:" in r.stdout + r.stderr
+
+
+def test_a_turn_id_where_a_conversation_goes_and_a_conversation_id_where_a_turn_goes_say_which_is_which(recorded):
+    """`show TURN_ID` said "no conversation 'turn_…'" and `rerun CONV --list` "no turn 'conv_…'":
+    each now says what the id is and how to name what the command takes (the turn's conversation,
+    and it as CONV:N; a conversation's turns as CONV:N)."""
+    db = recorded
+    store_turns = json.loads(run("--db", str(db), "show", "conv_one", "--json").output)["turns"]
+    turn = store_turns[1]["turn_id"]
+    for args in (["show", turn], ["export", "--conversation", turn], ["compare", turn, "conv_one"]):
+        r = CliRunner().invoke(cli, ["--db", str(db), *args])
+        assert r.exit_code == 2, (args, r.output)
+        assert r.output == (f"replayer: {turn!r} is a turn's id, not a conversation's: turn 1 of conv_one "
+                            f"(replayer show conv_one; that turn is conv_one:1)\n"), (args, r.output)  # fmt: skip
+    r = CliRunner().invoke(cli, ["--db", str(db), "rerun", "conv_one", "--list"])
+    assert r.exit_code == 2 and r.output == (
+        "replayer: 'conv_one' is a conversation's id, not a turn's: give one of its turns as conv_one:N "
+        "(N from 0 to 2; -1 the last)\n"
+    ), r.output
+    r = CliRunner().invoke(cli, ["--db", str(db), "show", "nosuch"])
+    assert r.exit_code == 2 and r.output.startswith("replayer: no conversation 'nosuch' in "), r.output

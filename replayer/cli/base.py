@@ -314,6 +314,19 @@ def resolve_id(store: Any, text: str, kind: str = "conversation") -> str:
         raise UserError(str(e)) from None
 
 
+def no_conversation(store: Any, given: str, where: Any) -> UserError:
+    """`given` names no conversation (in the database `where`): said so, or, when it names a turn
+    (a turn id from `show --json` or `rerun`, given where a conversation goes), which turn of
+    which conversation it is and how to name that."""
+    count, ids = store.ids_starting(given.removesuffix("…"), kind="turn")
+    place = store.turn_place(ids[0]) if count == 1 else None
+    if place is not None:
+        conv, idx = place
+        return UserError(f"{given!r} is a turn's id, not a conversation's: turn {idx} of {conv} "
+                         f"(replayer show {conv}; that turn is {conv}:{idx})")  # fmt: skip
+    return UserError(f"no conversation {given!r} in {where}: see 'replayer list'")
+
+
 def one_line(text: str | None, n: int) -> str:
     """`text` on one line (whitespace folded, control characters written out: `printable`), cut
     to `n` characters."""

@@ -21,7 +21,7 @@ from ..trajectory import (
     tool_names,
     totals_rows,
 )
-from .base import UserError, db_path, json_document, one_line, open_store, resolve_id
+from .base import db_path, json_document, no_conversation, one_line, open_store, resolve_id
 from .rerun import _describe_tools
 from .table import Column, Table
 
@@ -161,7 +161,7 @@ def compare(ctx: click.Context, conversation_a: str, conversation_b: str, as_jso
         try:
             sides.append(trajectory(store, cid))
         except KeyError:
-            raise UserError(f"no conversation {given!r} in {db_path(ctx)}: see 'replayer list'") from None
+            raise no_conversation(store, given, db_path(ctx)) from None
     result = compare_trajectories(*sides)
     if as_json:
         click.echo(json_document(result.document()))

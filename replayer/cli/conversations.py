@@ -17,6 +17,7 @@ from .base import (
     db_path,
     json_document,
     need_terminal,
+    no_conversation,
     one_line,
     open_output,
     open_store,
@@ -167,7 +168,7 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool) -> None:
     store = open_store(ctx)
     conversation_id = resolve_id(store, conversation_id)
     if not store.conversation_exists(conversation_id):
-        raise UserError(f"no conversation {conversation_id!r} in {db_path(ctx)}: see 'replayer list'")
+        raise no_conversation(store, conversation_id, db_path(ctx))
     turns = store.turns(conversation_id)
     runs = store.conversation_runs(conversation_id)
     from ..store.imported import provenance
@@ -259,7 +260,7 @@ def export(ctx: click.Context, conversation_id: str | None, run_id: str | None, 
     if conversation_id:
         conversation_id = resolve_id(store, conversation_id)
     if conversation_id and not store.conversation_exists(conversation_id):
-        raise UserError(f"no conversation {conversation_id!r}: see 'replayer list'")
+        raise no_conversation(store, conversation_id, db_path(ctx))
     if run_id and not store.run_conversations(run_id):
         raise UserError(f"no conversation recorded by run {run_id!r}: see 'replayer list' (record prints its run id)")
     if cassette:

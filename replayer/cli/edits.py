@@ -101,6 +101,12 @@ def resolve_turn(store: Any, spec: str) -> str:
             raise UserError(f"{conv} has turns 0..{len(turns) - 1}, not {n!r}") from None
     turn_id = str(resolve_id(store, spec, "turn"))
     if store.ids_starting(turn_id, kind="turn")[0] != 1:
+        count, ids = store.ids_starting(spec.removesuffix("…")) if not sep else (0, [])
+        if count == 1:  # a conversation's id, given where a turn goes
+            whole = ids[0]
+            last = len(store.turns(whole)) - 1
+            raise UserError(f"{spec!r} is a conversation's id, not a turn's: give one of its turns as "
+                            f"{whole}:N (N from 0 to {last}; -1 the last)")  # fmt: skip
         raise UserError(
             f"no turn {spec!r} in this database: give CONVERSATION:N or a turn id (replayer show CONVERSATION --json)"
         )
