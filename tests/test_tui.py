@@ -407,6 +407,27 @@ async def test_palette_goes_to_a_conversation_and_a_turn(db):
         assert screen.detail.turn.index == 3
 
 
+async def test_palette_goes_to_a_turn_by_its_id_from_the_list(db):
+    """A turn id (as `show --json` and `rerun` give it), pasted into ctrl+p on the conversation
+    list, opens its conversation on that turn: it found nothing ("No matches found")."""
+    from replayer.store.queries import Store
+    from replayer.store.schema import open_db
+
+    store = Store(open_db(db, create=False))
+    turn_id = store.turns("conv_tools")[2].turn_id
+    store.db.close()
+    app = make_app(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await palette_jump(pilot, turn_id)
+        screen = app.screen
+        assert isinstance(screen, ConversationScreen) and screen.conversation_id == "conv_tools"
+        await wait_for(pilot, lambda: screen.detail is not None and screen.detail.turn.index == 2)
+        assert screen.detail.turn.turn_id == turn_id
+        await palette_jump(pilot, turn_id[:-4])  # the start of one, as `rerun` takes it
+        assert app.screen.detail.turn.turn_id == turn_id
+
+
 async def test_mouse_click_opens_and_selects(db):
     app = make_app(db)
     async with app.run_test(size=(160, 40)) as pilot:

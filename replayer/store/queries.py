@@ -279,6 +279,18 @@ class Store(RowTexts):
         rows = self.db.execute(f"SELECT id FROM ({found}) ORDER BY id LIMIT ?", [*bounds, limit])
         return count, [r[0] for r in rows]
 
+    def turns_starting(self, prefix: str, limit: int = 20) -> list[tuple[str, str, int]]:
+        """The turns whose id begins with `prefix` (a turn id typed or pasted, whole or in part):
+        (turn id, its conversation, its index), the first `limit` in id order, read over the
+        primary key's index (nothing is counted)."""
+        if not prefix:
+            return []
+        rows = self.db.execute(
+            "SELECT id, conversation_id, idx FROM turns WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+            [prefix, prefix + "\U0010ffff", limit],
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
     def whole_id(self, text: str, kind: str = "conversation") -> str:
         """The whole id `text` names (ids_starting): an id, a prefix of exactly one, or one cut as
         displayed (…). The text itself when it names none (the caller says it is unknown);

@@ -153,11 +153,13 @@ class ReplayerApp(App[None]):
 
     def palette_entries(self, query: str = "") -> list[tuple[str, Any, str]]:
         """The newest conversations, those whose id begins with `query` however old (an id
-        typed or pasted whole), and the open conversation's turns."""
+        typed or pasted whole), the turns whose id begins with it (in any conversation: a turn
+        id from `show --json` or `rerun`), and the open conversation's turns."""
         entries: list[tuple[str, Any, str]] = []
         with self.store() as store:
             conversations = store.conversations(limit=PALETTE_NEWEST)
             _, by_id = store.ids_starting(query.removeprefix("conversation").strip(), limit=PALETTE_BY_ID)
+            turns = store.turns_starting(query.removeprefix("turn ").strip(), limit=PALETTE_BY_ID)
         for c in conversations:
             label = f"conversation {c.conversation_id}  {c.user_id or ''}  {(c.first_message or '')[:40]}"
             entries.append((label, lambda cid=c.conversation_id: self.open_conversation(cid), plural(c.turns, "turn")))
@@ -165,6 +167,10 @@ class ReplayerApp(App[None]):
         for cid in by_id:
             if cid not in shown:
                 entries.append((f"conversation {cid}", lambda cid=cid: self.open_conversation(cid), "by its id"))
+        for tid, cid, index in turns:
+            entries.append(
+                (f"turn {tid}", lambda cid=cid, i=index: self.open_conversation(cid, i), f"turn {index} of {cid}")
+            )
         from .conversation import ConversationScreen
 
         # the palette is a screen of its own: the conversation is the one underneath it
