@@ -428,6 +428,37 @@ async def test_palette_goes_to_a_turn_by_its_id_from_the_list(db):
         assert app.screen.detail.turn.turn_id == turn_id
 
 
+async def test_a_turn_of_a_conversation_imported_in_part_opens_on_its_own_row(db, tmp_path):
+    """A conversation imported from its later turns only (indexes 1.. kept) numbers its rows from
+    1: a turn id in ctrl+p, and `turn N` there, opened the row at position N (another turn, or
+    the last), and j/k moved by index as if it were a position (a turn skipped, then a crash)."""
+    lines = [line for line in exported(db) if line["conversation_id"] == "conv_tools" and line["index"] >= 1]
+    assert len({line["index"] for line in lines}) >= 3
+    part = tmp_path / "part.jsonl"
+    part.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    sliced = tmp_path / "sliced.db"
+    r = CliRunner().invoke(cli, ["--db", str(sliced), "import", "export", str(part)])
+    assert r.exit_code == 0, r.output
+    second = next(line["turn_id"] for line in lines if line["index"] == 2)
+    app = make_app(sliced)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await palette_jump(pilot, second)
+        screen = app.screen
+        assert isinstance(screen, ConversationScreen)
+        await wait_for(pilot, lambda: screen.detail is not None)
+        assert (screen.detail.turn.index, screen.detail.turn.turn_id) == (2, second)
+        await palette_jump(pilot, "turn 1")
+        await wait_for(pilot, lambda: screen.detail.turn.index == 1)
+        # j and k step turn by turn (j skipped turn 2, and on the last row the screen raised
+        # IndexError: the row held the turn's index, read as its place in the list)
+        for key, index in (("j", 2), ("j", 3), ("j", 3), ("k", 2), ("G", 3), ("g", 1)):
+            await pilot.press(key)
+            await wait_for(pilot, lambda index=index: screen.detail.turn.index == index)
+            assert screen.detail.turn.index == index, key
+        assert app.screen is screen
+
+
 async def test_mouse_click_opens_and_selects(db):
     app = make_app(db)
     async with app.run_test(size=(160, 40)) as pilot:

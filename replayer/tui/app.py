@@ -175,11 +175,11 @@ class ReplayerApp(App[None]):
 
         # the palette is a screen of its own: the conversation is the one underneath it
         under = next((sc for sc in reversed(self.screen_stack) if isinstance(sc, ConversationScreen)), None)
-        for t in under.timeline if under is not None else []:
+        for row, t in enumerate(under.timeline if under is not None else []):
             entries.append(
                 (
                     f"turn {t.index}  {t.stop_reason or ''}  {', '.join(t.tool_calls)}",
-                    lambda i=t.index, sc=under: sc.goto_turn(i),
+                    lambda i=row, sc=under: sc.goto_turn(i),
                     "in this conversation",
                 )
             )

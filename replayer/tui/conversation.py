@@ -34,6 +34,14 @@ from .turn_view import response_widgets
 from .widgets import ContextChart, FittedTable, hold_cells_whole, keep_numbers_whole, set_widths
 
 
+def position_of(timeline: list[TurnSummary], index: int | None) -> int:
+    """The row, among a conversation's turns, of the turn numbered `index` (the first when None;
+    the nearest before it when there is none so numbered)."""
+    if index is None or not timeline:
+        return 0
+    before = sum(1 for t in timeline if t.index < index)  # the turns come in index order
+    return before if before < len(timeline) and timeline[before].index == index else max(0, before - 1)
+
 class ConversationScreen(ReplayerScreen[None]):
     """One conversation: its turns, the context growing, and the selected turn in detail."""
 
@@ -122,6 +130,8 @@ class ConversationScreen(ReplayerScreen[None]):
     """Columns the screen's edge must never cut (widgets.keep_numbers_whole)."""
 
     def __init__(self, conversation_id: str, turn: int | None = None) -> None:
+        """`turn`: the turn to open on, by its index (as `show` numbers it: a conversation
+        imported in part may start past 0 or skip some)."""
         super().__init__()
         self.conversation_id = conversation_id
         self.start_turn = turn
@@ -236,7 +246,7 @@ class ConversationScreen(ReplayerScreen[None]):
             # the first turn to show comes with the list, so the screen is drawn once, whole
             first = None
             if timeline:
-                start = max(0, min(self.start_turn or 0, len(timeline) - 1))
+                start = position_of(timeline, self.start_turn)
                 first = store.turn_detail(timeline[start].turn_id, timeline)
             reconstructed = store.reconstructed_turns(self.conversation_id)
         self.post_message(TimelineLoaded(timeline, first, reconstructed))
@@ -265,7 +275,7 @@ class ConversationScreen(ReplayerScreen[None]):
         table = self.query_one("#turns", DataTable)
         keep = self.row_turn[table.cursor_row] if self.timeline and table.row_count else None
         if keep is None:
-            keep = self.start_turn if self.start_turn is not None else 0
+            keep = position_of(timeline, self.start_turn)
         keep = max(0, min(keep, len(timeline) - 1))
         refresh = bool(self.timeline)
         self.timeline = timeline
@@ -447,7 +457,8 @@ class ConversationScreen(ReplayerScreen[None]):
             return  # a newer search was started
         last = len(self.timeline) - 1
         targets = set()
-        for turn, where in hits:
+        for index, where in hits:
+            turn = position_of(self.timeline, index)
             # a reply's text enters the context of the turn after it; the last reply only shows as one
             targets.add((turn + 1, "context") if where == "response" and turn < last else (turn, where))
         self.find_targets = sorted(targets)
@@ -501,14 +512,15 @@ class ConversationScreen(ReplayerScreen[None]):
 
     def _previous_prompt(self, d: TurnDetail) -> int | None:
         """The previous turn's whole prompt (input + cache writes + cache reads), when known."""
-        i = d.turn.index - 1
+        i = position_of(self.timeline, d.turn.index) - 1
         if 0 <= i < len(self.timeline) and self.timeline[i].usage:
             return prompt_tokens(self.timeline[i].usage or {})
         return None
 
     # -- actions ----------------------------------------------------------------------------
     def goto_turn(self, index: int) -> None:
-        """Move to a turn's own row (j/k step over the attempt rows under a turn)."""
+        """Move to a turn's own row (j/k step over the attempt rows under a turn), by the turn's
+        place in the timeline (position_of gives it for a turn's index)."""
         if self.turn_row:
             index = max(0, min(index, len(self.turn_row) - 1))
             self.query_one("#turns", DataTable).move_cursor(row=self.turn_row[index])
@@ -524,7 +536,7 @@ class ConversationScreen(ReplayerScreen[None]):
         around at the ends like a search."""
         wanted = ("error", "retried") if kind == "error" else ("break",)
         breaks = self._breaks()
-        hits = [t.index for t in self.timeline if any(m in wanted for m in turn_marks(t, t.index in breaks))]
+        hits = [i for i, t in enumerate(self.timeline) if any(m in wanted for m in turn_marks(t, i in breaks))]
         what = "error" if kind == "error" else "cache break"
         if not hits:
             self.notify(f"no {what} in this conversation", timeout=3)

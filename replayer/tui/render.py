@@ -104,9 +104,10 @@ class TurnRows(NamedTuple):
     rows: list[tuple[Text | str, ...]]
     """A row per turn, and under it a row per earlier attempt (its retries)."""
     row_turn: list[int]
-    """The turn each row belongs to."""
+    """The turn each row belongs to, by its place in the timeline (not its index: a conversation
+    imported in part numbers its turns from past 0)."""
     turn_row: list[int]
-    """The row of each turn's own line."""
+    """The row of each turn's own line, by the turn's place in the timeline."""
     counts: dict[str, int]
     """How many turns carry each mark (turn_marks)."""
 
@@ -159,14 +160,14 @@ def turn_rows(
     row_turn: list[int] = []
     turn_row: list[int] = []
     counts: dict[str, int] = {}
-    for t in timeline:
+    for position, t in enumerate(timeline):
         u = t.usage or {}
         prompt = prompt_tokens(u) if t.usage else None
         delta = prompt - prev_prompt if prompt is not None and prev_prompt is not None else prompt
         prev_prompt = prompt if prompt is not None else prev_prompt
         hit = (token_count(u, "cache_read_input_tokens") / prompt) if prompt else None
         last = t.attempts[-1] if t.attempts else None
-        marks = turn_marks(t, t.index in breaks)
+        marks = turn_marks(t, position in breaks)
         for m in marks:
             counts[m] = counts.get(m, 0) + 1
         outcome = next((m for m in marks if m != "break"), None)
@@ -193,7 +194,7 @@ def turn_rows(
         if "break" in marks:
             notes.append(Text("cache⚠", style=f"bold {colour['break']}"))
         turn_row.append(len(rows))
-        row_turn.append(t.index)
+        row_turn.append(position)
         rows.append(
             (
                 Text(str(t.index), style=style, justify="right"),
@@ -211,7 +212,7 @@ def turn_rows(
             )
         )
         for a in t.attempts[:-1]:  # earlier attempts of this turn (retries), under it
-            row_turn.append(t.index)
+            row_turn.append(position)
             rows.append(
                 (
                     Text(f"↳{a.attempt}", style="dim", justify="right"),
