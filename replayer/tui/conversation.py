@@ -2,7 +2,7 @@
 selected turn's detail in tabs (drawn by render and turn_view), find across every turn, and the
 way into a rerun. Data comes from thread workers.
 
-A little over 500 lines: the screen's key bindings and their handlers stay in one class, as
+About 620 lines: the screen's key bindings and their handlers stay in one class, as
 Textual binds them; what can be drawn without the screen is already in render.py, tabs.py and turn_view.py."""
 
 from __future__ import annotations
