@@ -7,7 +7,7 @@ inserts its turn and attempt, and keeps what nothing reads back mid-batch (searc
 and rollup rows, thread tips, conversations' turn counts and ends) for `write_pending`, which
 the writer calls once per batch before committing.
 
-About 650 lines on purpose: one class, whose caches (blobs, nodes, thread tips, failed turns,
+About 750 lines on purpose: one class, whose caches (blobs, nodes, thread tips, failed turns,
 last reads) each step reads and fills; split, every step would take them all as arguments.
 """
 

@@ -32,7 +32,7 @@ interpreter that can't import replayer), and for a record that can't be pickled 
 an object of the program's). If the child dies, the records it had not confirmed are reported as
 possibly lost and the rest go to a thread writer.
 
-About 600 lines on purpose: one class, whose feeder thread, acknowledgement thread and callers
+About 670 lines on purpose: one class, whose feeder thread, acknowledgement thread and callers
 share its lock, its counts of what was sent and confirmed, and the hand-over between the child
 and the thread writer; each part is only right beside the others.
 """

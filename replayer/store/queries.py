@@ -8,7 +8,7 @@ JSON of that part (codec.splice). Nothing large is parsed, and the result is JSO
 wire, its keys in the order they came (a part sent again in another order: as first sent;
 databases written before that keep sorted keys: codec.in_order).
 
-About 600 lines on purpose: the Store is the one read API the CLI and the app see, so each
+About 760 lines on purpose: the Store is the one read API the CLI and the app see, so each
 read they make has a method here, most of them a few lines that hand on to those modules (the
 listing's query is the longest, shared by a page of rows and by the ids alone that the list's
 self-refresh places).

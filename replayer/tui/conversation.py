@@ -1,5 +1,5 @@
 """One conversation: its turn list (a turn's retries under it), the context-growth chart, the
-selected turn's detail in tabs (drawn by render and turn_view), find across every turn, and the
+selected turn's detail in tabs (drawn by tabs and turn_view), find across every turn, and the
 way into a rerun. Data comes from thread workers.
 
 About 620 lines: the screen's key bindings and their handlers stay in one class, as

@@ -7,7 +7,7 @@ long the list; scrolling towards the rows not held reads them, a page at a time,
 The list's whole length is counted with each page, and the scrollbar drawn within it
 (widgets.whole_list_scrollbar): where the rows on screen are in the list, not in the rows held.
 
-About 650 lines: paging (from either end), the self-refresh that places new and changed rows
+About 720 lines: paging (from either end), the self-refresh that places new and changed rows
 among those loaded, and the widths fitted to the screen all move the same rows and cursor, so
 they stay in one screen class."""
 
