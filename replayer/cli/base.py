@@ -318,10 +318,9 @@ def no_conversation(store: Any, given: str, where: Any) -> UserError:
     """`given` names no conversation (in the database `where`): said so, or, when it names a turn
     (a turn id from `show --json` or `rerun`, given where a conversation goes), which turn of
     which conversation it is and how to name that."""
-    count, ids = store.ids_starting(given.removesuffix("…"), kind="turn")
-    place = store.turn_place(ids[0]) if count == 1 else None
-    if place is not None:
-        conv, idx = place
+    turns = store.turns_starting(given.removesuffix("…"), limit=2)
+    if len(turns) == 1:
+        _, conv, idx = turns[0]
         return UserError(f"{given!r} is a turn's id, not a conversation's: turn {idx} of {conv} "
                          f"(replayer show {conv}; that turn is {conv}:{idx})")  # fmt: skip
     return UserError(f"no conversation {given!r} in {where}: see 'replayer list'")

@@ -307,11 +307,6 @@ class Store(RowTexts):
         ).fetchone()
         return (row[0] or 0, row[1] or 0)
 
-    def turn_place(self, turn_id: str) -> tuple[str, int] | None:
-        """The conversation a turn is in and its index there (None for no such turn)."""
-        row = self.db.execute("SELECT conversation_id, idx FROM turns WHERE id = ?", [turn_id]).fetchone()
-        return (row[0], row[1]) if row else None
-
     def conversation_exists(self, conversation_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM conversations WHERE id = ?", [conversation_id]).fetchone() is not None
 

@@ -8,6 +8,7 @@ Textual binds them; what can be drawn without the screen is already in render.py
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from typing import Any
 
 from rich.text import Text
@@ -39,7 +40,7 @@ def position_of(timeline: list[TurnSummary], index: int | None) -> int:
     the nearest before it when there is none so numbered)."""
     if index is None or not timeline:
         return 0
-    before = sum(1 for t in timeline if t.index < index)  # the turns come in index order
+    before = bisect_left(timeline, index, key=lambda t: t.index)  # the turns come in index order
     return before if before < len(timeline) and timeline[before].index == index else max(0, before - 1)
 
 class ConversationScreen(ReplayerScreen[None]):
